@@ -1,0 +1,112 @@
+"""Market state: a venue codec feeding an order book, with the counters operators watch.
+
+This is the pure, synchronous step every frame goes through, live or replayed:
+frame bytes -> codec (decode + sequence) -> book. It fails closed: a gap or a crossed
+book leaves ``book.synced`` False until a snapshot resyncs it, and nothing here raises on
+bad input. Problems are reported through the injected ``report`` callback (the shell logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from mmdaemon.book import OrderBook
+from mmdaemon.model import BookUpdate, Gap, Malformed, MarketEvent, TopOfBook, Trade
+
+Reporter = Callable[..., None]
+"""``report(event_name, **fields)``: where the core tells the shell about problems."""
+
+
+class Codec(Protocol):
+    """What a venue codec offers the market state (see :mod:`mmdaemon.venues`)."""
+
+    def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]: ...
+
+    def reset(self) -> None: ...
+
+
+def _ignore(event: str, **fields: Any) -> None:
+    """Default reporter: drop reports."""
+
+
+class MarketState:
+    """Book + codec + counters for one instrument."""
+
+    def __init__(self, codec: Codec, report: Reporter = _ignore) -> None:
+        self.codec = codec
+        self.book = OrderBook()
+        self.report = report
+        self.frames = 0
+        self.depth_updates = 0  # diffs applied to the book
+        self.snapshots = 0
+        self.resyncs = 0  # snapshots applied after the book had lost sync
+        self.trades = 0
+        self.tickers = 0
+        self.gaps = 0
+        self.crossed = 0
+        self.malformed = 0
+        self._lost_sync = False
+
+    def on_frame(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
+        """Decode ``frame`` and apply it; returns the events it produced, in order."""
+        self.frames += 1
+        events = self.codec.decode(recv_ns, frame)
+        book = self.book
+        for event in events:
+            kind = type(event)
+            if kind is BookUpdate:
+                book.apply(event)  # type: ignore[arg-type]
+                if event.snapshot:  # type: ignore[union-attr]
+                    self._on_snapshot(event)  # type: ignore[arg-type]
+                else:
+                    self.depth_updates += 1
+                if book.is_crossed():
+                    return [*events, self._on_crossed(event)]  # type: ignore[arg-type]
+            elif kind is TopOfBook:
+                self.tickers += 1
+            elif kind is Trade:
+                self.trades += 1
+            elif kind is Gap:
+                self._on_gap(event)  # type: ignore[arg-type]
+            elif kind is Malformed:
+                self.on_malformed(event)  # type: ignore[arg-type]
+        return events
+
+    def on_malformed(self, event: Malformed) -> None:
+        """Count and report a frame that changed nothing (also used for bad recording lines)."""
+        self.malformed += 1
+        self.report("frame_malformed", reason=event.reason, recv_ns=event.recv_ns)
+
+    def _on_snapshot(self, update: BookUpdate) -> None:
+        self.snapshots += 1
+        if self._lost_sync:
+            self.resyncs += 1
+            self._lost_sync = False
+            self.report("book_resynced", update_id=update.last_id, recv_ns=update.recv_ns)
+
+    def _on_gap(self, gap: Gap) -> None:
+        self.gaps += 1
+        self._lost_sync = True
+        self.book.invalidate()
+        self.report(
+            "book_gap",
+            reason=gap.reason,
+            expected_id=gap.expected_id,
+            got_id=gap.got_id,
+            recv_ns=gap.recv_ns,
+        )
+
+    def _on_crossed(self, update: BookUpdate) -> Gap:
+        self.crossed += 1
+        self._lost_sync = True
+        self.book.invalidate()
+        self.codec.reset()
+        self.report(
+            "book_crossed",
+            update_id=update.last_id,
+            best_bid=self.book.best_bid(),
+            best_ask=self.book.best_ask(),
+            recv_ns=update.recv_ns,
+        )
+        return Gap("crossed book", update.last_id, update.last_id, update.recv_ns)

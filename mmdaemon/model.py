@@ -1,0 +1,263 @@
+"""Value types shared by every layer.
+
+Units inside the core, everywhere:
+- prices are integer **ticks** of the instrument (price = ticks x tick_size);
+- sizes are integer **lots** (size = lots x lot_size);
+- timestamps are integer **ns** since the Unix epoch.
+
+Venue decimal strings become ticks and lots exactly once, in the codec, through
+:class:`DecimalScaler` (no float ever touches a price or a size on the way in).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import IntEnum
+from typing import NamedTuple
+
+
+class Side(IntEnum):
+    """Side of an order or of a trade's aggressor. The value is the sign of a position change."""
+
+    BUY = 1
+    SELL = -1
+
+
+Level = tuple[int, int]
+"""One book level: (price_ticks, size_lots)."""
+
+
+class DecimalScaler:
+    """Exact conversion between decimal strings and integer multiples of a unit.
+
+    ``to_units("61837.63000000")`` with unit ``0.01`` is exactly ``6183763``. A string that
+    is not a plain non-negative decimal, or that is not a whole multiple of the unit, raises
+    ``ValueError`` with the reason. Results are memoised per string because venue feeds
+    repeat the same price and size strings constantly; the memo is bounded.
+    """
+
+    __slots__ = ("_cache", "_exp", "_max_cache", "_steps", "_unit_int", "unit")
+
+    def __init__(self, unit: str | Decimal, max_cache: int = 1 << 17) -> None:
+        try:
+            unit_dec = Decimal(unit)
+        except InvalidOperation as exc:
+            raise ValueError(f"unit {unit!r} is not a decimal number") from exc
+        if not unit_dec.is_finite() or unit_dec <= 0:
+            raise ValueError(f"unit {unit!r} must be a positive decimal")
+        sign, digits, exponent = unit_dec.normalize().as_tuple()
+        assert isinstance(exponent, int)
+        self.unit = unit_dec
+        # unit = _unit_int x 10^-_exp, with _exp >= 0
+        unit_int = int("".join(map(str, digits)))
+        if exponent > 0:
+            unit_int *= 10**exponent
+            exponent = 0
+        self._unit_int = unit_int
+        self._exp = -exponent
+        # per number of fraction digits n: (multiplier, divisor) so that
+        # units = int(digits) * multiplier / divisor, which must divide exactly
+        self._steps: dict[int, tuple[int, int]] = {}
+        self._cache: dict[str, int] = {}
+        self._max_cache = max_cache
+
+    def _step(self, ndigits: int) -> tuple[int, int]:
+        step = self._steps.get(ndigits)
+        if step is None:
+            shift = self._exp - ndigits
+            mult = 10**shift if shift > 0 else 1
+            div = self._unit_int * (10**-shift if shift < 0 else 1)
+            step = self._steps[ndigits] = (mult, div)
+        return step
+
+    def to_units(self, text: str) -> int:
+        """Convert a non-negative decimal string to an exact integer number of units."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        whole, _, frac = text.partition(".")
+        digits = whole + frac
+        # int() alone would accept "1_000", " 7" and non-ASCII digits: be strict.
+        if not (digits.isascii() and digits.isdigit()):
+            if text.startswith("-"):
+                raise ValueError(f"negative value {text!r}")
+            raise ValueError(f"not a plain decimal number: {text!r}")
+        mult, div = self._step(len(frac))
+        units, rest = divmod(int(digits) * mult, div)
+        if rest:
+            raise ValueError(f"{text!r} is not a multiple of {self.unit}")
+        if len(self._cache) >= self._max_cache:
+            self._cache.clear()
+        self._cache[text] = units
+        return units
+
+    def to_decimal(self, units: int) -> Decimal:
+        """The exact decimal value of ``units`` (for the edges: reports, order entry)."""
+        return Decimal(units) * self.unit
+
+    def to_str(self, units: int, places: int) -> str:
+        """Fixed-point text of ``units`` with ``places`` decimals, as venues expect it."""
+        return f"{self.to_decimal(units):.{places}f}"
+
+
+class Instrument:
+    """A tradable instrument and its exact grids.
+
+    ``tick_size`` is the price grid; ``lot_size`` is the size unit used inside the core and
+    must divide every size the venue reports (Binance spot's aggregated depth carries legacy
+    sizes finer than the order step, so for BTCUSDT the lot is 1e-8 BTC, not the 1e-5 step).
+    ``size_step_lots`` is the order-entry size increment and ``min_size_lots`` the minimum
+    order size, both in lots; ``min_notional`` is in quote currency.
+    """
+
+    __slots__ = (
+        "lot_size",
+        "lots",
+        "min_notional",
+        "min_size_lots",
+        "price_precision",
+        "size_precision",
+        "size_step_lots",
+        "symbol",
+        "tick_size",
+        "ticks",
+    )
+
+    def __init__(
+        self,
+        symbol: str,
+        tick_size: str,
+        lot_size: str,
+        *,
+        size_step_lots: int = 1,
+        min_size_lots: int = 1,
+        min_notional: str = "0",
+    ) -> None:
+        self.symbol = symbol
+        self.ticks = DecimalScaler(tick_size)
+        self.lots = DecimalScaler(lot_size)
+        self.tick_size = self.ticks.unit
+        self.lot_size = self.lots.unit
+        self.price_precision = _places(self.tick_size)
+        self.size_precision = _places(self.lot_size)
+        if size_step_lots < 1 or min_size_lots < 1:
+            raise ValueError("size_step_lots and min_size_lots must be >= 1")
+        self.size_step_lots = size_step_lots
+        self.min_size_lots = min_size_lots
+        self.min_notional = Decimal(min_notional)
+
+    def price_str(self, ticks: int) -> str:
+        """Venue text of a price in ticks."""
+        return self.ticks.to_str(ticks, self.price_precision)
+
+    def size_str(self, lots: int) -> str:
+        """Venue text of a size in lots."""
+        return self.lots.to_str(lots, self.size_precision)
+
+    def __repr__(self) -> str:
+        return f"Instrument({self.symbol!r}, tick={self.tick_size}, lot={self.lot_size})"
+
+
+def _places(unit: Decimal) -> int:
+    exponent = unit.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+# Binance BTCUSDT as recorded in data/: spot tick 0.01, order step 0.00001 BTC (1,000 lots of
+# 1e-8), min notional 5 USDT; USD-M perpetual tick 0.1, step 0.001 BTC, min notional 100 USDT.
+BINANCE_SPOT_BTCUSDT = Instrument(
+    "BTCUSDT", "0.01", "0.00000001", size_step_lots=1000, min_size_lots=1000, min_notional="5"
+)
+BINANCE_USDM_BTCUSDT = Instrument(
+    "BTCUSDT", "0.1", "0.001", size_step_lots=1, min_size_lots=1, min_notional="100"
+)
+
+
+class BookUpdate(NamedTuple):
+    """A change to the L2 book. Sizes are absolute per level; size 0 deletes the level.
+
+    ``snapshot`` True replaces the whole book. ``first_id``/``last_id`` are the venue's
+    update-id range (equal for snapshots); ``exch_ns`` is 0 when the venue sends no time.
+    """
+
+    snapshot: bool
+    bids: list[Level]
+    asks: list[Level]
+    first_id: int
+    last_id: int
+    exch_ns: int
+    recv_ns: int
+
+
+class Trade(NamedTuple):
+    """A public trade. ``aggressor`` is the side that crossed the spread (the taker)."""
+
+    price: int
+    size: int
+    aggressor: Side
+    trade_id: int
+    exch_ns: int
+    recv_ns: int
+
+
+class TopOfBook(NamedTuple):
+    """The venue's own best bid/offer (Binance ``bookTicker``) at book update ``update_id``."""
+
+    update_id: int
+    bid: int
+    bid_size: int
+    ask: int
+    ask_size: int
+    exch_ns: int
+    recv_ns: int
+
+
+class Gap(NamedTuple):
+    """The book lost sequence: it must not be used until a new snapshot resyncs it."""
+
+    reason: str
+    expected_id: int
+    got_id: int
+    recv_ns: int
+
+
+class Malformed(NamedTuple):
+    """A frame that could not be decoded; it changed nothing."""
+
+    reason: str
+    recv_ns: int
+
+
+MarketEvent = BookUpdate | Trade | TopOfBook | Gap | Malformed
+
+
+class Quote(NamedTuple):
+    """A desired two-sided quote. Size 0 on a side means: do not quote that side.
+
+    Prices in ticks, sizes in lots; ``fair`` is the fair value in (fractional) ticks it was
+    built around; ``ts_ns`` the event time that produced it.
+    """
+
+    bid: int
+    bid_size: int
+    ask: int
+    ask_size: int
+    fair: float
+    ts_ns: int
+
+
+class Fill(NamedTuple):
+    """One execution of our order.
+
+    ``fee`` is in notional units (ticks x lots: for BTCUSDT spot 1e-10 USDT), negative for a
+    rebate; ``maker`` True when our order was resting.
+    """
+
+    order_id: int
+    side: Side
+    price: int
+    size: int
+    fee: int
+    maker: bool
+    ts_ns: int

@@ -1,0 +1,284 @@
+"""Binance market-data codec (sans-I/O): frame bytes in, market events out.
+
+Decodes combined-stream frames (``{"stream": .., "data": ..}``) and raw frames:
+``depthUpdate`` diffs, ``bookTicker``, ``trade`` and REST depth snapshots
+(``{"lastUpdateId": ..}``). It owns the book-sync state machine with the venue's rules:
+
+- spot: buffer diffs until a snapshot; drop diffs with ``u <= lastUpdateId``; the first
+  applied diff must satisfy ``U <= lastUpdateId + 1 <= u``; afterwards ``U == prev_u + 1``.
+- USD-M futures: drop diffs with ``u < lastUpdateId``; the first applied diff must satisfy
+  ``U <= lastUpdateId <= u``; afterwards ``pu == prev_u``.
+
+Anything else after sync is a :class:`~mmdaemon.model.Gap`: the codec goes back to
+buffering and the shell must fetch (live) or wait for (replay) a new snapshot. A diff that is
+entirely old (``u <= prev_u``, e.g. a duplicated frame) is dropped, not treated as a gap,
+because applying nothing is exactly right for it.
+
+Nothing here reads a clock or does I/O; times come from the frame and its receive time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Literal
+
+import orjson
+
+from mmdaemon.model import (
+    BookUpdate,
+    Gap,
+    Instrument,
+    Level,
+    Malformed,
+    MarketEvent,
+    Side,
+    TopOfBook,
+    Trade,
+)
+
+Market = Literal["spot", "usdm"]
+_MS = 1_000_000
+_NO_EVENTS: list[MarketEvent] = []  # shared, never mutated: most frames need no list
+
+
+class SyncState(Enum):
+    WAIT_SNAPSHOT = "wait_snapshot"  # buffering diffs, no usable book
+    AWAIT_FIRST = "await_first"  # snapshot loaded, first diff must bridge it
+    SYNCED = "synced"
+
+
+class FrameError(ValueError):
+    """A frame that cannot be decoded; the message is the reason that gets logged."""
+
+
+class BinanceCodec:
+    """Decode Binance frames for one instrument and keep the depth stream in sequence.
+
+    :meth:`decode` returns the events a frame produces, in order; a frame produces at
+    most one event except a snapshot, which also releases the buffered diffs it bridges.
+    ``max_buffer`` bounds the diffs kept while waiting for a snapshot (oldest dropped).
+    """
+
+    def __init__(self, instrument: Instrument, market: Market = "spot", max_buffer: int = 10_000):
+        if market not in ("spot", "usdm"):
+            raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
+        self.instrument = instrument
+        self.market: Market = market
+        self.state = SyncState.WAIT_SNAPSHOT
+        self.last_id = 0  # final update id of the last applied diff or snapshot
+        self.dropped_stale = 0  # diffs dropped because the book already contains them
+        self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque(maxlen=max_buffer)
+        self._price: Callable[[str], int] = instrument.ticks.to_units
+        self._size: Callable[[str], int] = instrument.lots.to_units
+        self._symbol = instrument.symbol
+
+    @property
+    def synced(self) -> bool:
+        """True when the book built from this codec's events is usable."""
+        return self.state is not SyncState.WAIT_SNAPSHOT
+
+    def reset(self) -> None:
+        """Forget sequence state (e.g. on reconnect): wait for a new snapshot."""
+        self.state = SyncState.WAIT_SNAPSHOT
+        self._buffer.clear()
+
+    # -- decoding -------------------------------------------------------------------------
+
+    def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
+        """Decode one frame received at ``recv_ns``; never raises on bad input."""
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError as exc:
+            return [Malformed(f"bad JSON: {exc}", recv_ns)]
+        if type(msg) is not dict:
+            return [Malformed("frame is not a JSON object", recv_ns)]
+        kind = "frame"
+        try:
+            stream = msg.get("stream")
+            if stream is not None:
+                data = msg["data"]
+                kind = _stream_kind(stream)
+                if type(data) is not dict:
+                    raise FrameError("'data' is not an object")
+            else:
+                data = msg
+                kind = _raw_kind(msg)
+            if kind == "bookTicker":
+                return [self._book_ticker(data, recv_ns)]
+            if kind == "trade":
+                return [self._trade(data, recv_ns)]
+            if kind == "depth":
+                return self._diff(data, recv_ns)
+            if kind == "snapshot":
+                return self._snapshot(data, recv_ns)
+            return _NO_EVENTS  # "control": subscription acks and the like
+        except FrameError as exc:
+            return self._malformed(kind, str(exc), recv_ns)
+        except KeyError as exc:
+            return self._malformed(kind, f"missing field {exc}", recv_ns)
+        except (TypeError, ValueError, IndexError) as exc:
+            return self._malformed(kind, str(exc), recv_ns)
+
+    def _malformed(self, kind: str, reason: str, recv_ns: int) -> list[MarketEvent]:
+        events: list[MarketEvent] = [Malformed(f"{kind}: {reason}", recv_ns)]
+        if kind == "depth" and self.state is not SyncState.WAIT_SNAPSHOT:
+            # We know an update is missing: fail closed now rather than at the next diff.
+            events.append(self._lose_sync("malformed depth update", self.last_id + 1, 0, recv_ns))
+        return events
+
+    def _check_symbol(self, data: dict[str, Any]) -> None:
+        symbol = data["s"]
+        if symbol != self._symbol:
+            raise FrameError(f"symbol {symbol!r}, expected {self._symbol!r}")
+
+    def _levels(self, raw: list[list[str]]) -> list[Level]:
+        price, size = self._price, self._size
+        return [(price(p), size(q)) for p, q in raw]
+
+    def _book_ticker(self, data: dict[str, Any], recv_ns: int) -> TopOfBook:
+        self._check_symbol(data)
+        price, size = self._price, self._size
+        return TopOfBook(
+            data["u"],
+            price(data["b"]),
+            size(data["B"]),
+            price(data["a"]),
+            size(data["A"]),
+            data.get("T", data.get("E", 0)) * _MS,
+            recv_ns,
+        )
+
+    def _trade(self, data: dict[str, Any], recv_ns: int) -> Trade:
+        self._check_symbol(data)
+        size = self._size(data["q"])
+        if not size:
+            raise FrameError("trade of zero size")
+        maker_is_buyer = data["m"]
+        if type(maker_is_buyer) is not bool:
+            raise FrameError("'m' is not a boolean")
+        return Trade(
+            self._price(data["p"]),
+            size,
+            Side.SELL if maker_is_buyer else Side.BUY,
+            data["t"],
+            data.get("T", data.get("E", 0)) * _MS,
+            recv_ns,
+        )
+
+    def _diff(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        self._check_symbol(data)
+        first, last = data["U"], data["u"]
+        prev = data.get("pu", -1) if self.market == "usdm" else first - 1
+        if type(first) is not int or type(last) is not int or type(prev) is not int:
+            raise FrameError("update ids are not integers")
+        if first > last:
+            raise FrameError(f"first update id {first} > final update id {last}")
+        update = BookUpdate(
+            False,
+            self._levels(data["b"]),
+            self._levels(data["a"]),
+            first,
+            last,
+            data.get("T", data.get("E", 0)) * _MS,
+            recv_ns,
+        )
+        if self.state is SyncState.WAIT_SNAPSHOT:
+            self._buffer.append((first, last, prev, update))
+            return _NO_EVENTS
+        return self._sequence(first, last, prev, update)
+
+    def _sequence(self, first: int, last: int, prev: int, update: BookUpdate) -> list[MarketEvent]:
+        """Apply the sync rules to one diff once a snapshot is loaded."""
+        if self.state is SyncState.SYNCED:
+            if last <= self.last_id:
+                self.dropped_stale += 1
+                return _NO_EVENTS
+            in_sequence = prev == self.last_id if self.market == "usdm" else first == self.last_id + 1
+            if not in_sequence:
+                gap = self._lose_sync("sequence gap", self.last_id + 1, first, update.recv_ns)
+                self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it
+                return [gap]
+        else:  # AWAIT_FIRST: this diff must bridge the snapshot's lastUpdateId
+            snap = self.last_id
+            if self.market == "usdm":
+                if last < snap:
+                    self.dropped_stale += 1
+                    return _NO_EVENTS
+                bridges = first <= snap <= last
+            else:
+                if last <= snap:
+                    self.dropped_stale += 1
+                    return _NO_EVENTS
+                bridges = first <= snap + 1 <= last
+            if not bridges:
+                gap = self._lose_sync("snapshot older than stream", snap + 1, first, update.recv_ns)
+                self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it
+                return [gap]
+            self.state = SyncState.SYNCED
+        self.last_id = last
+        return [update]
+
+    def _lose_sync(self, reason: str, expected: int, got: int, recv_ns: int) -> Gap:
+        self.state = SyncState.WAIT_SNAPSHOT
+        self._buffer.clear()
+        return Gap(reason, expected, got, recv_ns)
+
+    def _snapshot(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        last = data["lastUpdateId"]
+        if type(last) is not int:
+            raise FrameError("lastUpdateId is not an integer")
+        if self.state is SyncState.SYNCED and last <= self.last_id:
+            return _NO_EVENTS  # older than the book we already hold: nothing to learn
+        snapshot = BookUpdate(
+            True,
+            self._levels(data["bids"]),
+            self._levels(data["asks"]),
+            last,
+            last,
+            data.get("T", data.get("E", 0)) * _MS,
+            recv_ns,
+        )
+        self.state = SyncState.AWAIT_FIRST
+        self.last_id = last
+        events: list[MarketEvent] = [snapshot]
+        buffered = list(self._buffer)
+        self._buffer.clear()
+        for i, (first, final, prev, update) in enumerate(buffered):
+            out = self._sequence(first, final, prev, update)
+            events.extend(out)
+            if self.state is SyncState.WAIT_SNAPSHOT:
+                # _sequence re-buffered the diff that broke; keep what came after it too
+                self._buffer.extend(buffered[i + 1 :])
+                break
+        return events
+
+
+def _stream_kind(stream: object) -> str:
+    """Classify a combined-stream name such as ``btcusdt@depth@100ms``."""
+    if type(stream) is not str:
+        raise FrameError("'stream' is not a string")
+    _, _, kind = stream.partition("@")
+    if kind == "bookTicker" or kind == "trade":
+        return kind
+    if kind == "depth" or kind.startswith("depth@"):
+        return "depth"
+    raise FrameError(f"unknown stream {stream!r}")
+
+
+def _raw_kind(msg: dict[str, Any]) -> str:
+    """Classify a frame without a combined-stream envelope."""
+    event = msg.get("e")
+    if event == "depthUpdate":
+        return "depth"
+    if event == "trade" or event == "bookTicker":
+        return str(event)
+    if event is None:
+        if "lastUpdateId" in msg:
+            return "snapshot"
+        if "u" in msg and "b" in msg and "a" in msg:
+            return "bookTicker"  # spot bookTicker carries no "e"
+        if "id" in msg and ("result" in msg or "error" in msg):
+            return "control"
+    raise FrameError(f"unrecognised frame (event {event!r})")
