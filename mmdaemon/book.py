@@ -38,6 +38,17 @@ class BookSide:
             keys = self._keys
             del keys[bisect_left(keys, price * self.sign)]
 
+    def update(self, changes: list[Level]) -> None:
+        """Apply absolute (price, size) changes; :meth:`set` inlined for the hot path."""
+        levels, keys, sign = self.levels, self._keys, self.sign
+        for price, size in changes:
+            if size:
+                if price not in levels:
+                    insort(keys, price * sign)
+                levels[price] = size
+            elif levels.pop(price, None) is not None:
+                del keys[bisect_left(keys, price * sign)]
+
     def load(self, levels: list[Level]) -> None:
         """Replace the side with ``levels``; zero sizes are skipped."""
         self.levels = {p: s for p, s in levels if s}
@@ -96,12 +107,8 @@ class OrderBook:
             self.asks.load(update.asks)
             self.synced = True
         else:
-            bid_set = self.bids.set
-            for price, size in update.bids:
-                bid_set(price, size)
-            ask_set = self.asks.set
-            for price, size in update.asks:
-                ask_set(price, size)
+            self.bids.update(update.bids)
+            self.asks.update(update.asks)
         self.last_id = update.last_id
 
     def invalidate(self) -> None:

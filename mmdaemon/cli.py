@@ -14,7 +14,7 @@ import orjson
 
 from mmdaemon import log
 from mmdaemon.feed.recording import RecordingError, read_recording
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument, Malformed
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import BinanceCodec, Market
 from mmdaemon.verify import BookVerifier
 

@@ -36,7 +36,7 @@ class DecimalScaler:
     repeat the same price and size strings constantly; the memo is bounded.
     """
 
-    __slots__ = ("_cache", "_exp", "_max_cache", "_steps", "_unit_int", "unit")
+    __slots__ = ("_exp", "_max_cache", "_steps", "_unit_int", "memo", "unit")
 
     def __init__(self, unit: str | Decimal, max_cache: int = 1 << 17) -> None:
         try:
@@ -45,7 +45,7 @@ class DecimalScaler:
             raise ValueError(f"unit {unit!r} is not a decimal number") from exc
         if not unit_dec.is_finite() or unit_dec <= 0:
             raise ValueError(f"unit {unit!r} must be a positive decimal")
-        sign, digits, exponent = unit_dec.normalize().as_tuple()
+        _, digits, exponent = unit_dec.normalize().as_tuple()
         assert isinstance(exponent, int)
         self.unit = unit_dec
         # unit = _unit_int x 10^-_exp, with _exp >= 0
@@ -58,7 +58,9 @@ class DecimalScaler:
         # per number of fraction digits n: (multiplier, divisor) so that
         # units = int(digits) * multiplier / divisor, which must divide exactly
         self._steps: dict[int, tuple[int, int]] = {}
-        self._cache: dict[str, int] = {}
+        # Hot callers may read ``memo.get(text)`` themselves and call :meth:`to_units` only
+        # on a miss: it saves a Python call per field, which is most of the cost.
+        self.memo: dict[str, int] = {}
         self._max_cache = max_cache
 
     def _step(self, ndigits: int) -> tuple[int, int]:
@@ -72,7 +74,7 @@ class DecimalScaler:
 
     def to_units(self, text: str) -> int:
         """Convert a non-negative decimal string to an exact integer number of units."""
-        cached = self._cache.get(text)
+        cached = self.memo.get(text)
         if cached is not None:
             return cached
         whole, _, frac = text.partition(".")
@@ -82,13 +84,15 @@ class DecimalScaler:
             if text.startswith("-"):
                 raise ValueError(f"negative value {text!r}")
             raise ValueError(f"not a plain decimal number: {text!r}")
-        mult, div = self._step(len(frac))
+        step = self._steps.get(len(frac)) or self._step(len(frac))
+        mult, div = step
         units, rest = divmod(int(digits) * mult, div)
         if rest:
             raise ValueError(f"{text!r} is not a multiple of {self.unit}")
-        if len(self._cache) >= self._max_cache:
-            self._cache.clear()
-        self._cache[text] = units
+        memo = self.memo
+        if len(memo) >= self._max_cache:
+            memo.clear()  # bounded: a cold restart of the memo is cheap, growth is not
+        memo[text] = units
         return units
 
     def to_decimal(self, units: int) -> Decimal:

@@ -48,7 +48,7 @@ class ReplaySource:
                 count += 1
                 if count % YIELD_EVERY == 0:
                     await clock.sleep(0)
-            elif type(item) is tuple:
+            elif not isinstance(item, Malformed):
                 recv_ns = item[0]
                 if first_ns < 0:
                     first_ns, start_ns = recv_ns, clock.monotonic_ns()

@@ -39,8 +39,12 @@ from mmdaemon.model import (
 )
 
 Market = Literal["spot", "usdm"]
+Handler = Callable[[dict[str, Any], int], list[MarketEvent]]
 _MS = 1_000_000
-_NO_EVENTS: list[MarketEvent] = []  # shared, never mutated: most frames need no list
+_NO_EVENTS: list[MarketEvent] = []  # shared, never mutated
+# Event tuples are built with tuple.__new__ on the hottest paths: the generated NamedTuple
+# constructor is a Python function and costs 2.5x more for the same result.
+_new = tuple.__new__
 
 
 class SyncState(Enum):
@@ -72,7 +76,17 @@ class BinanceCodec:
         self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque(maxlen=max_buffer)
         self._price: Callable[[str], int] = instrument.ticks.to_units
         self._size: Callable[[str], int] = instrument.lots.to_units
+        self._price_memo = instrument.ticks.memo
+        self._size_memo = instrument.lots.memo
         self._symbol = instrument.symbol
+        self._handlers: dict[str, Handler] = {
+            "bookTicker": self._book_ticker,
+            "trade": self._trade,
+            "depth": self._diff,
+            "snapshot": self._snapshot,
+            "control": self._control,
+        }
+        self._routes: dict[str, tuple[str, Handler]] = {}
 
     @property
     def synced(self) -> bool:
@@ -99,27 +113,31 @@ class BinanceCodec:
             stream = msg.get("stream")
             if stream is not None:
                 data = msg["data"]
-                kind = _stream_kind(stream)
+                route = self._routes.get(stream) or self._route(stream)
+                kind = route[0]
                 if type(data) is not dict:
                     raise FrameError("'data' is not an object")
-            else:
-                data = msg
-                kind = _raw_kind(msg)
-            if kind == "bookTicker":
-                return [self._book_ticker(data, recv_ns)]
-            if kind == "trade":
-                return [self._trade(data, recv_ns)]
-            if kind == "depth":
-                return self._diff(data, recv_ns)
-            if kind == "snapshot":
-                return self._snapshot(data, recv_ns)
-            return _NO_EVENTS  # "control": subscription acks and the like
+                return route[1](data, recv_ns)
+            kind = _raw_kind(msg)
+            return self._handlers[kind](msg, recv_ns)
         except FrameError as exc:
             return self._malformed(kind, str(exc), recv_ns)
         except KeyError as exc:
             return self._malformed(kind, f"missing field {exc}", recv_ns)
         except (TypeError, ValueError, IndexError) as exc:
             return self._malformed(kind, str(exc), recv_ns)
+
+    def _route(self, stream: object) -> tuple[str, Handler]:
+        """Kind and handler of a combined stream, cached for names seen before."""
+        kind = _stream_kind(stream)
+        route = (kind, self._handlers[kind])
+        if len(self._routes) < 64:  # names come from our own subscription: a handful
+            self._routes[stream] = route  # type: ignore[index]
+        return route
+
+    def _control(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        """Subscription acks and the like carry no market data."""
+        return _NO_EVENTS
 
     def _malformed(self, kind: str, reason: str, recv_ns: int) -> list[MarketEvent]:
         events: list[MarketEvent] = [Malformed(f"{kind}: {reason}", recv_ns)]
@@ -134,38 +152,57 @@ class BinanceCodec:
             raise FrameError(f"symbol {symbol!r}, expected {self._symbol!r}")
 
     def _levels(self, raw: list[list[str]]) -> list[Level]:
+        # memo lookups inlined: this loop runs for every level of every diff
         price, size = self._price, self._size
-        return [(price(p), size(q)) for p, q in raw]
+        price_memo, size_memo = self._price_memo.get, self._size_memo.get
+        out: list[Level] = []
+        append = out.append
+        for p, q in raw:
+            ticks = price_memo(p)
+            if ticks is None:
+                ticks = price(p)
+            lots = size_memo(q)
+            if lots is None:
+                lots = size(q)
+            append((ticks, lots))
+        return out
 
-    def _book_ticker(self, data: dict[str, Any], recv_ns: int) -> TopOfBook:
-        self._check_symbol(data)
-        price, size = self._price, self._size
-        return TopOfBook(
-            data["u"],
-            price(data["b"]),
-            size(data["B"]),
-            price(data["a"]),
-            size(data["A"]),
-            data.get("T", data.get("E", 0)) * _MS,
-            recv_ns,
-        )
+    def _book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        if data["s"] != self._symbol:
+            self._check_symbol(data)
+        price_memo, size_memo = self._price_memo.get, self._size_memo.get
+        b, bq, a, aq = data["b"], data["B"], data["a"], data["A"]
+        bid = price_memo(b)
+        if bid is None:
+            bid = self._price(b)
+        ask = price_memo(a)
+        if ask is None:
+            ask = self._price(a)
+        bid_size = size_memo(bq)
+        if bid_size is None:
+            bid_size = self._size(bq)
+        ask_size = size_memo(aq)
+        if ask_size is None:
+            ask_size = self._size(aq)
+        exch_ns = data.get("T", 0) * _MS
+        return [_new(TopOfBook, (data["u"], bid, bid_size, ask, ask_size, exch_ns, recv_ns))]
 
-    def _trade(self, data: dict[str, Any], recv_ns: int) -> Trade:
-        self._check_symbol(data)
+    def _trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        if data["s"] != self._symbol:
+            self._check_symbol(data)
         size = self._size(data["q"])
         if not size:
             raise FrameError("trade of zero size")
         maker_is_buyer = data["m"]
-        if type(maker_is_buyer) is not bool:
+        if maker_is_buyer is True:
+            aggressor = Side.SELL
+        elif maker_is_buyer is False:
+            aggressor = Side.BUY
+        else:
             raise FrameError("'m' is not a boolean")
-        return Trade(
-            self._price(data["p"]),
-            size,
-            Side.SELL if maker_is_buyer else Side.BUY,
-            data["t"],
-            data.get("T", data.get("E", 0)) * _MS,
-            recv_ns,
-        )
+        price = self._price(data["p"])
+        exch_ns = data.get("T", 0) * _MS
+        return [_new(Trade, (price, size, aggressor, data["t"], exch_ns, recv_ns))]
 
     def _diff(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
         self._check_symbol(data)
@@ -195,7 +232,9 @@ class BinanceCodec:
             if last <= self.last_id:
                 self.dropped_stale += 1
                 return _NO_EVENTS
-            in_sequence = prev == self.last_id if self.market == "usdm" else first == self.last_id + 1
+            in_sequence = (
+                prev == self.last_id if self.market == "usdm" else first == self.last_id + 1
+            )
             if not in_sequence:
                 gap = self._lose_sync("sequence gap", self.last_id + 1, first, update.recv_ns)
                 self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it

@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` (set up + run the main job) and `make test` (set up + test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: rebuild the book from the bundled real Binance recording and check it
+# against every comparable bookTicker the venue sent.
+demo: $(STAMP)
+	$(BIN)/mmdaemon verify-book data/binance-spot-btcusdt/btcusdt_20240808.gz \
+		data/binance-spot-btcusdt/btcusdt_20240809.gz
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmdaemon tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/book.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,97 @@
+"""The L2 book against a naive reference, plus its derived quantities by hand."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmdaemon.book import OrderBook
+from mmdaemon.model import BookUpdate, Level
+
+
+class NaiveBook:
+    """Reference: plain dicts, sorted on every read."""
+
+    def __init__(self) -> None:
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+
+    def apply(self, u: BookUpdate) -> None:
+        if u.snapshot:
+            self.bids = {p: s for p, s in u.bids if s}
+            self.asks = {p: s for p, s in u.asks if s}
+            return
+        for side, levels in ((self.bids, u.bids), (self.asks, u.asks)):
+            for p, s in levels:
+                if s:
+                    side[p] = s
+                else:
+                    side.pop(p, None)
+
+    def top(self, n: int) -> tuple[list[Level], list[Level]]:
+        bids = sorted(self.bids.items(), reverse=True)[:n]
+        asks = sorted(self.asks.items())[:n]
+        return bids, asks
+
+
+def upd(bids: list[Level], asks: list[Level], snapshot: bool = False) -> BookUpdate:
+    return BookUpdate(snapshot, bids, asks, 0, 0, 0, 0)
+
+
+prices = st.integers(min_value=1, max_value=60)
+sizes = st.integers(min_value=0, max_value=5)  # 0 deletes, often
+levels = st.lists(st.tuples(prices, sizes), max_size=12)
+updates = st.lists(st.tuples(st.booleans(), levels, levels), min_size=1, max_size=40)
+
+
+@settings(max_examples=300)
+@given(updates)
+def test_book_matches_naive_reference(steps: list[tuple[bool, list[Level], list[Level]]]) -> None:
+    book, ref = OrderBook(), NaiveBook()
+    for is_snapshot, bids, asks in steps:
+        update = upd(bids, asks, is_snapshot)
+        book.apply(update)
+        ref.apply(update)
+        ref_bids, ref_asks = ref.top(1000)
+        assert book.bids.top(1000) == ref_bids
+        assert book.asks.top(1000) == ref_asks
+        assert book.bids.top(3) == ref_bids[:3]
+        assert book.best_bid() == (ref_bids[0][0] if ref_bids else None)
+        assert book.best_ask() == (ref_asks[0][0] if ref_asks else None)
+        assert len(book.bids) == len(ref.bids) and len(book.asks) == len(ref.asks)
+        crossed = bool(ref_bids and ref_asks and ref_bids[0][0] >= ref_asks[0][0])
+        assert book.is_crossed() is crossed
+
+
+def test_delete_absent_level_is_fine_and_zero_size_snapshot_levels_are_skipped() -> None:
+    book = OrderBook()
+    book.apply(upd([(100, 5), (99, 0)], [(101, 3)], snapshot=True))
+    book.apply(upd([(98, 0)], [(150, 0)]))
+    assert book.bids.top(5) == [(100, 5)]
+    assert book.asks.top(5) == [(101, 3)]
+
+
+def test_mid_microprice_imbalance_by_hand() -> None:
+    book = OrderBook()
+    assert book.mid() is None and book.microprice() is None and book.imbalance(5) == 0.0
+    book.apply(upd([(100, 30), (99, 20)], [(102, 10), (103, 40)], snapshot=True))
+    assert book.mid() == 101.0
+    # microprice = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)
+    #            = (100*10 + 102*30) / 40 = 4060/40 = 101.5 (leans to the thin ask)
+    assert book.microprice() == pytest.approx(101.5)
+    # weights 1, 1/2: bid = 30 + 20/2 = 40, ask = 10 + 40/2 = 30 -> (40-30)/70
+    assert book.imbalance(2) == pytest.approx(10 / 70)
+    assert book.imbalance(1) == pytest.approx((30 - 10) / 40)
+    assert not book.is_crossed()
+    book.apply(upd([(102, 1)], []))  # locked
+    assert book.is_crossed()
+
+
+def test_snapshot_marks_synced_and_invalidate_clears_it() -> None:
+    book = OrderBook()
+    assert not book.synced
+    book.apply(BookUpdate(True, [(1, 1)], [(2, 1)], 7, 7, 0, 0))
+    assert book.synced and book.last_id == 7
+    book.invalidate()
+    assert not book.synced

@@ -1,0 +1,83 @@
+"""Recordings: reading plain and gzip files in order, and paced replay on an injected clock."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from mmdaemon.clock import ManualClock
+from mmdaemon.feed.recording import RecordingError, read_recording
+from mmdaemon.feed.replay import YIELD_EVERY, ReplaySource, parse_speed
+from mmdaemon.model import Malformed
+from tests.conftest import SPOT_FILES
+
+
+def test_reads_both_real_files_in_order_with_monotonic_receive_times() -> None:
+    count, last = 0, 0
+    for item in read_recording(SPOT_FILES):
+        assert type(item) is tuple
+        recv_ns, frame = item
+        assert recv_ns >= last and frame.startswith(b"{") and frame.endswith(b"}")
+        last = recv_ns
+        count += 1
+    assert count == 41249 + 58325
+
+
+def test_plain_and_gzip_files_mix_and_bad_lines_become_malformed(tmp_path: Path) -> None:
+    plain = tmp_path / "a.txt"
+    plain.write_bytes(b'100 {"x":1}\r\n\nnot-a-line\n200 {"x":2}\n')
+    gz = tmp_path / "b.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(b'300 {"x":3}\n12ab {"x":4}\n400')
+    items = list(read_recording([plain, gz]))
+    assert items[0] == (100, b'{"x":1}')
+    assert isinstance(items[1], Malformed) and "a.txt:3" in items[1].reason
+    assert items[2] == (200, b'{"x":2}') and items[3] == (300, b'{"x":3}')
+    assert isinstance(items[4], Malformed) and "b.gz:2" in items[4].reason
+    assert isinstance(items[5], Malformed) and items[5].recv_ns == 300
+    assert len(items) == 6
+
+
+def test_missing_file_raises_recording_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match=r"nope\.gz"):
+        list(read_recording([tmp_path / "nope.gz"]))
+
+
+@pytest.mark.parametrize(("text", "speed"), [("max", None), ("1", 1.0), ("10", 10.0), ("0.5", 0.5)])
+def test_parse_speed(text: str, speed: float | None) -> None:
+    assert parse_speed(text) == speed
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "fast", "nan", "inf", ""])
+def test_parse_speed_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="positive number or 'max'"):
+        parse_speed(text)
+
+
+def _write(tmp_path: Path, times_ms: list[int]) -> Path:
+    path = tmp_path / "r.txt"
+    path.write_text("".join(f"{t * 1_000_000} {{}}\n" for t in times_ms))
+    return path
+
+
+async def test_replay_paces_by_receive_time_on_the_injected_clock(tmp_path: Path) -> None:
+    path = _write(tmp_path, [1000, 1000, 1500, 3000])
+    clock = ManualClock(start_ns=5_000_000_000)
+    seen = []
+    async for item in ReplaySource([path], speed=2.0, clock=clock).frames():
+        seen.append((item, clock.monotonic_ns() - 5_000_000_000))
+    # at 2x: 0 ms, 0 ms, 250 ms, 1000 ms after start
+    assert [offset for _, offset in seen] == [0, 0, 250_000_000, 1_000_000_000]
+    assert clock.slept_s == pytest.approx([0.25, 0.75])
+
+
+async def test_replay_at_max_speed_never_waits_but_yields_to_the_loop(tmp_path: Path) -> None:
+    path = _write(tmp_path, list(range(0, 3 * YIELD_EVERY * 1000, 1000)))
+    clock = ManualClock()
+    n = 0
+    async for _ in ReplaySource([path], speed=None, clock=clock).frames():
+        n += 1
+    assert n == 3 * YIELD_EVERY
+    assert clock.slept_s == [0, 0, 0] and clock.monotonic_ns() == 0
