@@ -12,7 +12,7 @@ Venue decimal strings become ticks and lots exactly once, in the codec, through
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import NamedTuple
 
 
@@ -265,3 +265,50 @@ class Fill(NamedTuple):
     fee: int
     maker: bool
     ts_ns: int
+
+
+class OrderStatus(Enum):
+    """Life cycle of one of our orders, as the exchange adapter reports it."""
+
+    PENDING_NEW = "pending_new"  # sent, not yet acknowledged
+    NEW = "new"  # resting at the venue
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    PENDING_CANCEL = "pending_cancel"  # cancel sent, not yet confirmed
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+    @property
+    def is_open(self) -> bool:
+        """True while the order may still trade."""
+        return self in _OPEN_STATUSES
+
+
+_OPEN_STATUSES = frozenset(
+    {
+        OrderStatus.PENDING_NEW,
+        OrderStatus.NEW,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.PENDING_CANCEL,
+    }
+)
+
+
+class OrderUpdate(NamedTuple):
+    """The exchange's word on an order: its status, current price/size and filled size.
+
+    ``size`` is the order's current total size in lots (an amend can change it), ``filled``
+    the cumulative filled lots, ``reason`` the venue's text for rejects (else "").
+    """
+
+    order_id: int
+    status: OrderStatus
+    side: Side
+    price: int
+    size: int
+    filled: int
+    reason: str
+    ts_ns: int
+
+
+ExecutionEvent = OrderUpdate | Fill
