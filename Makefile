@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: rebuild the book from the bundled real Binance recording and check it
-# against every comparable bookTicker the venue sent.
+# The main job: a dry run of the daemon on the bundled real Binance recording (paper
+# exchange), printing its summary; then the book check against the venue's own tickers.
+RECORDING := data/binance-spot-btcusdt/btcusdt_20240808.gz data/binance-spot-btcusdt/btcusdt_20240809.gz
+
 demo: $(STAMP)
-	$(BIN)/mmdaemon verify-book data/binance-spot-btcusdt/btcusdt_20240808.gz \
-		data/binance-spot-btcusdt/btcusdt_20240809.gz
+	$(BIN)/mmdaemon replay $(RECORDING) --config config/dryrun.toml
+	$(BIN)/mmdaemon verify-book $(RECORDING)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
@@ -27,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/book.py
+	$(BIN)/python bench/quoting.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

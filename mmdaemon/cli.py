@@ -6,17 +6,27 @@ Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable inpu
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from mmdaemon import log
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import BinanceCodec, Market
 from mmdaemon.verify import BookVerifier
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "dryrun.toml"
 
 VENUES: dict[str, tuple[Market, Instrument]] = {
     "binance-spot": ("spot", BINANCE_SPOT_BTCUSDT),
@@ -35,15 +45,116 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("recordings", nargs="+", metavar="RECORDING")
     verify.add_argument("--venue", choices=sorted(VENUES), default="binance-spot")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    run = commands.add_parser("run", help="run the daemon (logs: JSON lines on stdout)")
+    run.add_argument("--config", required=True, metavar="FILE")
+
+    replay = commands.add_parser(
+        "replay", help="dry run: replay recordings through the daemon with the paper exchange"
+    )
+    replay.add_argument("recordings", nargs="+", metavar="RECORDING")
+    replay.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE")
+    replay.add_argument("--speed", default="max", help="1 = real time, N = N x faster, max")
+    replay.add_argument("--state-dir", metavar="DIR",
+                        help="keep the journal here (default: a temporary directory)")
+    replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
+                       ("rearm", "re-arm the kill switch (SIGUSR2)")):
+        cmd = commands.add_parser(name, help=f"{what} of the running instance")
+        cmd.add_argument("--config", required=True, metavar="FILE")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    log.configure(args.log_level)
     if args.command == "verify-book":
+        log.configure(args.log_level)
         return verify_book(args.recordings, args.venue, args.json)
-    raise AssertionError(args.command)  # argparse rejects unknown commands
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mmdaemon {args.command}: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        log.configure(config.logging.level, sys.stdout.buffer)
+        return run(config)
+    if args.command == "replay":
+        # stdout carries the result (summary); the log goes to stderr
+        log.configure(config.logging.level if args.log_level == "info" else args.log_level,
+                      sys.stderr.buffer)
+        return replay(config, args.recordings, args.speed, args.state_dir, args.json)
+    return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
+
+
+def _run_service(service: Any) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(service.run())
+
+
+def run(config: Config) -> int:
+    """``mmdaemon run``: the daemon, until its feed ends or it is told to stop."""
+    from mmdaemon.daemon import Service
+
+    logger = log.get_logger(instrument=config.instrument.symbol)
+    service = Service(config, SystemClock(), logger, write_pid=True)
+    try:
+        _run_service(service)
+    except Exception as exc:
+        logger.error("service_failed", error=repr(exc))
+        return 1
+    return 0
+
+
+def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
+           as_json: bool) -> int:
+    """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary."""
+    from mmdaemon.daemon import Service
+    from mmdaemon.feed.replay import parse_speed
+
+    try:
+        speed = parse_speed(speed_text)
+    except ValueError as exc:
+        print(f"mmdaemon replay: --speed: {exc}", file=sys.stderr)
+        return 2
+    missing = [p for p in recordings if not Path(p).is_file()]
+    if missing:
+        print(f"mmdaemon replay: no such recording: {missing[0]}", file=sys.stderr)
+        return 2
+    logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
+    with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
+        service = Service(config, SystemClock(), logger, recordings=recordings, speed=speed,
+                          state_dir=Path(state_dir or tmp))
+        start = time.perf_counter()
+        try:
+            _run_service(service)
+        except Exception as exc:
+            logger.error("service_failed", error=repr(exc))
+            return 1
+        summary = service.summary(time.perf_counter() - start)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
+    else:
+        width = max(map(len, summary))
+        print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+    return 0
+
+
+def signal_instance(config: Config, sig: signal.Signals) -> int:
+    """Send ``sig`` to the instance whose pid file is in the config's state directory."""
+    from mmdaemon.daemon import PID_FILE
+
+    pid_path = Path(config.state.dir) / PID_FILE
+    try:
+        pid = int(pid_path.read_text().strip())
+        os.kill(pid, sig)
+    except (OSError, ValueError) as exc:
+        print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent {sig.name} to pid {pid}")
+    return 0
 
 
 def verify_book(paths: list[str], venue: str, as_json: bool) -> int:

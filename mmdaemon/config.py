@@ -1,0 +1,307 @@
+"""Typed configuration from TOML, validated at start.
+
+Every section is a frozen dataclass; :func:`load_config` builds them from the file with
+type checks, rejects unknown keys, and turns every problem into a :class:`ConfigError`
+whose message names the key and the expected form, e.g.
+``risk.max_loss: expected a non-negative decimal (quote currency), got '-5'``.
+Relative paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+from mmdaemon.feed.replay import parse_speed
+from mmdaemon.model import Instrument
+from mmdaemon.quoting.quoter import QuoterParams
+
+VENUES = ("binance-spot", "binance-usdm")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    """The instrument: grids as decimal strings (exact), order sizes in lots."""
+
+    venue: Literal["binance-spot", "binance-usdm"]
+    symbol: str
+    tick_size: str
+    lot_size: str
+    size_step_lots: int = 1
+    min_size_lots: int = 1
+    min_notional: str = "0"
+
+    def build(self) -> Instrument:
+        return Instrument(self.symbol, self.tick_size, self.lot_size,
+                          size_step_lots=self.size_step_lots, min_size_lots=self.min_size_lots,
+                          min_notional=self.min_notional)
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Where frames come from: recordings (replayed at ``speed``) or a websocket ``url``."""
+
+    recordings: tuple[str, ...] = ()
+    speed: str = "max"
+    url: str = ""
+
+    def speed_factor(self) -> float | None:
+        return parse_speed(self.speed)
+
+
+@dataclass(frozen=True)
+class OrdersConfig:
+    """Order manager tolerances: leave an order alone unless the quote moved this much."""
+
+    price_tolerance_ticks: int = 1
+    size_tolerance_lots: int = 1
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Pre-trade limits and breakers. Sizes in lots, money in quote currency, times in ms."""
+
+    max_order_lots: int
+    price_band_bps: float
+    inventory_soft_lots: int
+    inventory_hard_lots: int
+    max_loss: str
+    max_drawdown: str
+    max_open_orders: int = 2
+    max_orders_per_s: float = 20.0
+    order_burst: int = 10
+    stale_feed_ms: int = 2000
+    reject_burst: int = 5
+    reject_window_ms: int = 10_000
+    supervisor_interval_ms: int = 100
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """The exchange adapter; ``paper`` simulates fills against the replayed market."""
+
+    adapter: Literal["paper"] = "paper"
+    latency_ms: float = 5.0
+    maker_fee_bps: str = "0"
+    taker_fee_bps: str = "0"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """State directory (journal, pid file); ``durable`` fsyncs every fill."""
+
+    dir: str
+    durable: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    instrument: InstrumentConfig
+    feed: FeedConfig
+    risk: RiskConfig
+    state: StateConfig
+    strategy: QuoterParams = field(default_factory=QuoterParams)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def money_units(self, amount: str, instrument: Instrument) -> Fraction:
+        """Quote-currency ``amount`` in notional units (ticks x lots), exactly."""
+        return Fraction(Decimal(amount)) / (
+            Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
+        )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate ``path``; raises :class:`ConfigError` naming the bad key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    config = _build(Config, raw, "")
+    _check(config)
+    config = _share_maker_fee(config, raw)
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def _share_maker_fee(config: Config, raw: dict[str, Any]) -> Config:
+    """The spread covers the fee the exchange charges: one number, stated once.
+
+    ``strategy.spread.maker_fee_bps`` defaults to ``exchange.maker_fee_bps``; when both are
+    given they must agree, or the quotes would be priced for a fee we do not pay.
+    """
+    fee = float(Decimal(config.exchange.maker_fee_bps))
+    stated = raw.get("strategy", {}).get("spread", {}).get("maker_fee_bps")
+    if stated is None:
+        spread = dataclasses.replace(config.strategy.spread, maker_fee_bps=fee)
+        return dataclasses.replace(
+            config, strategy=dataclasses.replace(config.strategy, spread=spread)
+        )
+    if config.strategy.spread.maker_fee_bps != fee:
+        raise ConfigError(
+            f"strategy.spread.maker_fee_bps: expected the same as exchange.maker_fee_bps "
+            f"({config.exchange.maker_fee_bps}), got {stated!r}; leave it out to share it"
+        )
+    return config
+
+
+def _check(config: Config) -> None:
+    """Cross-field rules the per-field types cannot express."""
+    feed, risk = config.feed, config.risk
+    if not feed.recordings and not feed.url:
+        raise ConfigError("feed: expected 'recordings' (list of paths) or 'url' (websocket URL)")
+    try:
+        parse_speed(feed.speed)
+    except ValueError as exc:
+        raise ConfigError(f"feed.speed: {exc}") from None
+    try:
+        config.instrument.build()
+    except ValueError as exc:
+        raise ConfigError(f"instrument: {exc}") from None
+    for key in ("max_loss", "max_drawdown"):
+        _decimal(getattr(risk, key), f"risk.{key}", "a non-negative decimal (quote currency)")
+    for key in ("maker_fee_bps", "taker_fee_bps"):
+        _decimal(getattr(config.exchange, key), f"exchange.{key}", "a decimal number of bps",
+                 allow_negative=True)
+    positive = {
+        "risk.max_order_lots": risk.max_order_lots,
+        "risk.price_band_bps": risk.price_band_bps,
+        "risk.inventory_soft_lots": risk.inventory_soft_lots,
+        "risk.inventory_hard_lots": risk.inventory_hard_lots,
+        "risk.max_open_orders": risk.max_open_orders,
+        "risk.max_orders_per_s": risk.max_orders_per_s,
+        "risk.order_burst": risk.order_burst,
+        "risk.stale_feed_ms": risk.stale_feed_ms,
+        "risk.reject_burst": risk.reject_burst,
+        "risk.reject_window_ms": risk.reject_window_ms,
+        "risk.supervisor_interval_ms": risk.supervisor_interval_ms,
+        "orders.price_tolerance_ticks": config.orders.price_tolerance_ticks,
+        "orders.size_tolerance_lots": config.orders.size_tolerance_lots,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    if config.exchange.latency_ms < 0:
+        raise ConfigError(f"exchange.latency_ms: expected >= 0, got {config.exchange.latency_ms}")
+    if risk.inventory_soft_lots > risk.inventory_hard_lots:
+        raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
+
+
+def _decimal(text: str, key: str, expected: str, allow_negative: bool = False) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"{key}: expected {expected}, got {text!r}") from None
+    if not value.is_finite() or (value < 0 and not allow_negative):
+        raise ConfigError(f"{key}: expected {expected}, got {text!r}")
+    return value
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    recordings = tuple(str((base / p).resolve()) for p in config.feed.recordings)
+    state_dir = str((base / config.state.dir).resolve())
+    return dataclasses.replace(
+        config,
+        feed=dataclasses.replace(config.feed, recordings=recordings),
+        state=dataclasses.replace(config.state, dir=state_dir),
+    )
+
+
+def _build(cls: type[Any], table: object, prefix: str) -> Any:
+    """Instantiate dataclass ``cls`` from a TOML table, checking every key's type."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {_show(table)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of {sorted(fields)})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in table:
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required:
+                raise ConfigError(f"{key}: missing (expected {_describe(hints[name])})")
+            continue
+        values[name] = _convert(hints[name], table[name], key)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _convert(hint: Any, value: object, key: str) -> Any:
+    """``value`` as type ``hint`` or a ConfigError naming ``key`` and the expected form."""
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{key}.")  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    ok: bool
+    if origin is Literal:
+        ok = value in typing.get_args(hint)
+    elif origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, list):
+            return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+        ok = False
+    elif origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, key)
+            except ConfigError:
+                continue
+        ok = False
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok:
+            return float(value)  # type: ignore[arg-type]
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is str:
+        # money and grids are decimal strings; a bare TOML number is accepted and kept exact
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        ok = isinstance(value, str)
+    elif hint is bool:
+        ok = isinstance(value, bool)
+    else:
+        raise AssertionError(f"unsupported config type {hint!r}")
+    if not ok:
+        raise ConfigError(f"{key}: expected {_describe(hint)}, got {_show(value)}")
+    return value
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if dataclasses.is_dataclass(hint):
+        return "a table"
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(hint, str(hint))
+
+
+def _show(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"

@@ -1,0 +1,457 @@
+"""The service: wires feed -> book -> quoter -> risk gate -> order manager -> exchange.
+
+Where things happen:
+
+- a frame enters at :meth:`Service.on_frame` (called by the feed task for every frame);
+- the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` inside it;
+- risk can veto it in :meth:`Service._gate` (trading state) and
+  :meth:`Service._send` (pre-trade checks on every order action);
+- fills come back through :meth:`Service._on_execution`, journaled first.
+
+Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
+(periodic breakers, staleness, kill and re-arm requests from signals). Any exception in one
+cancels the other and surfaces from :meth:`Service.run`; a stop request (SIGTERM/SIGINT)
+ends both cleanly. On every way out the orders are cancelled and confirmed and the journal
+is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from mmdaemon.clock import Clock
+from mmdaemon.config import Config
+from mmdaemon.exchange.fill_model import PaperVenue
+from mmdaemon.exchange.paper import PaperExchange
+from mmdaemon.feed.recording import RecordedFrame
+from mmdaemon.feed.replay import ReplaySource
+from mmdaemon.journal import Journal
+from mmdaemon.market import MarketState
+from mmdaemon.model import (
+    BookUpdate,
+    ExecutionEvent,
+    Fill,
+    Gap,
+    Instrument,
+    Malformed,
+    OrderStatus,
+    OrderUpdate,
+    Quote,
+    TopOfBook,
+    Trade,
+)
+from mmdaemon.orders.manager import OrderAction, OrderManager
+from mmdaemon.orders.position import Position
+from mmdaemon.quoting.quoter import Quoter
+from mmdaemon.risk.breakers import BreakerLimits, Breakers
+from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
+from mmdaemon.risk.state import RiskState, TradingState
+from mmdaemon.venues.binance import BinanceCodec, Market
+
+PID_FILE = "mmdaemon.pid"
+JOURNAL_FILE = "journal.sqlite"
+
+
+@dataclass
+class Counters:
+    frames_seen: int = 0
+    quotes: int = 0
+    orders: int = 0
+    amends: int = 0
+    cancels: int = 0
+    blocked: int = 0
+    rejects: int = 0
+
+
+class Service:
+    """One instrument's quoting service. Build it, then ``await run()``."""
+
+    def __init__(self, config: Config, clock: Clock, log: Any, *,
+                 recordings: list[str] | None = None, speed: float | str | None = "config",
+                 state_dir: Path | None = None, write_pid: bool = False) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = log
+        self.instrument: Instrument = config.instrument.build()
+        self.recordings = recordings if recordings is not None else list(config.feed.recordings)
+        # "config": the config's speed; None: as fast as possible
+        self.speed = config.feed.speed_factor() if isinstance(speed, str) else speed
+        self.state_dir = Path(state_dir or config.state.dir)
+        self.write_pid = write_pid
+        self.log_debug = config.logging.level == "debug"
+        market: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
+        self.market = MarketState(BinanceCodec(self.instrument, market), self._report)
+        self.book = self.market.book
+        self.quoter = Quoter(self.instrument, config.strategy)
+        self.counters = Counters()
+        self.now_ns = 0  # event time: receive time of the latest frame
+        self.last_book_ns = 0
+        self._last_frame_mono = 0
+        self._stop = asyncio.Event()
+        self._cancel_due = False  # quotes must be pulled now (kill, halt)
+        self._requote = False  # a fill changed the inventory since the last quote
+        self._filled: dict[int, int] = {}  # cumulative filled per open order, lots
+        risk = config.risk
+        inst = self.instrument
+        self.checks = PreTradeChecks(PreTradeLimits(
+            max_order_lots=risk.max_order_lots, price_band_bps=risk.price_band_bps,
+            max_open_orders=risk.max_open_orders, max_orders_per_s=risk.max_orders_per_s,
+            burst=risk.order_burst))
+        self.breaker_limits = BreakerLimits(
+            inventory_soft_lots=risk.inventory_soft_lots,
+            inventory_hard_lots=risk.inventory_hard_lots,
+            max_loss_units=config.money_units(risk.max_loss, inst),
+            max_drawdown_units=config.money_units(risk.max_drawdown, inst),
+            stale_feed_ns=risk.stale_feed_ms * 1_000_000,
+            reject_burst=risk.reject_burst,
+            reject_window_ns=risk.reject_window_ms * 1_000_000)
+        latency_ns = round(config.exchange.latency_ms * 1_000_000)
+        self.exchange = PaperExchange(
+            PaperVenue(inst, latency_ns, config.exchange.maker_fee_bps,
+                       config.exchange.taker_fee_bps), latency_ns)
+        self.exchange.set_listener(self._on_execution)
+        # set in _open(): they need the journal
+        self.journal: Journal
+        self.position: Position
+        self.risk: RiskState
+        self.breakers: Breakers
+        self.manager: OrderManager
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable)
+        restored = self.journal.restore(time.time_ns())
+        self.position = Position(restored.position, restored.cash, restored.fees,
+                                 restored.volume, restored.fills)
+        self.quoter.set_inventory(restored.position)
+        # start HALTED until the book is synced: no quote before a snapshot
+        self.risk = RiskState(self._on_transition, restored.killed, restored.kill_reason,
+                              halts={"book_out_of_sync": {}})
+        self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
+        self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
+                                    self.config.orders.size_tolerance_lots)
+        self.log.info("journal_restored", path=str(self.journal.path), fills=restored.fills,
+                      position_lots=restored.position, cash_units=restored.cash,
+                      fees_units=restored.fees, killed=restored.killed,
+                      kill_reason=restored.kill_reason, run_id=restored.run_id)
+
+    async def run(self) -> None:
+        """Run until the feed ends, a stop is requested, or something fails."""
+        self._open()
+        loop = asyncio.get_running_loop()
+        pid_path = self.state_dir / PID_FILE
+        handlers = {
+            signal.SIGUSR1: lambda: self.kill("operator_kill_switch"),
+            signal.SIGUSR2: self.rearm,
+            signal.SIGTERM: self.stop,
+            signal.SIGINT: self.stop,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        if self.write_pid:
+            pid_path.write_text(f"{os.getpid()}\n")
+        self.log.info("service_started", instrument=self.instrument.symbol,
+                      state=self.risk.state.value, recordings=self.recordings,
+                      speed=self.speed or "max", pid=os.getpid())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                feed = tasks.create_task(self._feed_task(), name="feed")
+                supervisor = tasks.create_task(self._supervisor_task(), name="supervisor")
+                stop = tasks.create_task(self._stop.wait(), name="stop")
+                await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (feed, supervisor, stop):
+                    task.cancel()
+        finally:
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+            try:
+                await self._cancel_everything("shutdown")
+            finally:
+                self.journal.close()
+                if self.write_pid:
+                    pid_path.unlink(missing_ok=True)
+                self.log.info("stopped", state=self.risk.state.value,
+                              position_lots=self.position.position,
+                              open_orders=self.exchange.open_order_count())
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return."""
+        self.log.info("stop_requested")
+        self._stop.set()
+
+    # -- feed -----------------------------------------------------------------------------
+
+    def _frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
+        return ReplaySource(self.recordings, self.speed, self.clock).frames()
+
+    async def _feed_task(self) -> None:
+        on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
+        async for item in self._frames():
+            if type(item) is tuple:
+                self._last_frame_mono = monotonic()
+                actions = on_frame(*item)
+                if actions:
+                    await self._send(actions)
+            else:
+                self.market.on_malformed(item)  # type: ignore[arg-type]
+            if self._cancel_due:
+                await self._cancel_everything(self.risk.state.value.lower())
+        self.log.info("feed_ended", frames=self.market.frames)
+
+    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """The hot path: one frame through book, paper venue, quoter, gate, order manager.
+
+        A new quote is decided on every event that changes a quoter input: a book update,
+        a loss of sync, or one of our fills (inventory).
+        """
+        self.now_ns = recv_ns
+        requote = False
+        for event in self.market.on_frame(recv_ns, frame):
+            kind = type(event)
+            if kind is BookUpdate:
+                self.last_book_ns = recv_ns
+                self.exchange.on_book(self.book, recv_ns)
+                requote = True
+            elif kind is Trade:
+                # a public trade moves no quoter input (the model prices from the book);
+                # it can fill us, and a fill requotes through _requote
+                self.exchange.on_trade(event, recv_ns)  # type: ignore[arg-type]
+                self.quoter.on_trade(event)  # type: ignore[arg-type]
+            elif kind is TopOfBook:
+                self.quoter.on_top_of_book(event)  # type: ignore[arg-type]
+            elif kind is Gap:
+                requote = True
+        if not (requote or self._requote):
+            return []
+        self._requote = False
+        self.breakers.check_feed(recv_ns, self.last_book_ns, self.book.synced)
+        quote = self.quoter.on_book(self.book, recv_ns)
+        self.counters.quotes += 1
+        return self.manager.decide(self._gate(quote))
+
+    def _gate(self, quote: Quote) -> Quote | None:
+        """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
+        state = self.risk.state
+        if state is TradingState.ACTIVE:
+            return quote
+        if state is TradingState.REDUCING:
+            pos = self.position.position
+            return quote._replace(bid_size=quote.bid_size if pos < 0 else 0,
+                                  ask_size=quote.ask_size if pos > 0 else 0)
+        return None
+
+    async def _send(self, actions: list[OrderAction]) -> None:
+        """Pre-trade checks, then the exchange. A blocked action never leaves."""
+        exchange, counters, manager = self.exchange, self.counters, self.manager
+        fair = self.quoter.last_reservation
+        for action in actions:
+            blocked = self.checks.check(action, fair, manager.open_orders(), self.now_ns)
+            if blocked is not None:
+                counters.blocked += 1
+                if self.log_debug or not blocked.retry:
+                    self.log.warning("order_blocked", kind=action.kind, order_id=action.order_id,
+                                     side=action.side.name, price=action.price,
+                                     size=action.size, reason=blocked.reason)
+                if blocked.retry or action.kind != "amend":
+                    continue
+                # the resting order no longer matches a quote we may send: pull it
+                action = manager.cancel(action.order_id)
+            manager.sent(action)
+            if self.log_debug:
+                self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
+                               side=action.side.name, price=action.price, size=action.size)
+            if action.kind == "place":
+                counters.orders += 1
+                await exchange.place(action.order_id, action.side, action.price, action.size)
+            elif action.kind == "amend":
+                counters.amends += 1
+                await exchange.amend(action.order_id, action.price, action.size)
+            else:
+                counters.cancels += 1
+                await exchange.cancel(action.order_id)
+
+    async def _cancel_everything(self, why: str) -> None:
+        """Pull every quote and wait for the venue to confirm (kill, halt, stop)."""
+        self._cancel_due = False
+        await self._send(self.manager.cancel_all())
+        open_before = self.exchange.open_order_count()
+        if open_before:
+            await self.exchange.cancel_all()
+        self.log.info("orders_cancelled", reason=why, cancelled=open_before,
+                      open_after=self.exchange.open_order_count())
+
+    # -- executions -----------------------------------------------------------------------
+
+    def _on_execution(self, event: ExecutionEvent) -> None:
+        if isinstance(event, Fill):
+            self._on_fill(event)
+            return
+        update: OrderUpdate = event
+        self.manager.on_update(update)
+        if not update.status.is_open:
+            self._filled.pop(update.order_id, None)
+        if update.status is OrderStatus.REJECTED:
+            self.counters.rejects += 1
+            self.log.warning("order_rejected", order_id=update.order_id, reason=update.reason)
+            self.breakers.on_reject(self.now_ns, update.reason)
+
+    def _on_fill(self, fill: Fill) -> None:
+        cumulative = self._filled.get(fill.order_id, 0) + fill.size
+        self._filled[fill.order_id] = cumulative
+        try:
+            fresh = self.journal.record_fill(fill, cumulative)
+        except Exception as exc:  # the journal is the promise: without it, stop trading
+            self.log.error("journal_write_failed", error=str(exc))
+            self._latch_kill("journal_write_failed", error=str(exc))
+            raise
+        if not fresh:
+            self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
+                             cumulative=cumulative)
+            return
+        position = self.position
+        position.apply(fill)
+        self._requote = True
+        self.quoter.set_inventory(position.position)
+        mid = self.book.mid()
+        self.quoter.on_fill(fill, mid if mid is not None else float(fill.price))
+        self.log.info("fill", order_id=fill.order_id, side=fill.side.name, price=fill.price,
+                      size=fill.size, fee=fill.fee, maker=fill.maker, ts_ns=fill.ts_ns,
+                      position_lots=position.position)
+        self.breakers.check_inventory(position.position)
+        self.breakers.check_pnl(self.total_pnl_units())
+
+    # -- risk -----------------------------------------------------------------------------
+
+    def mark(self) -> Fraction | None:
+        """Mark price in ticks: the book's mid (exact half ticks), None without a book."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if bid is None or ask is None:
+            return None
+        return Fraction(bid + ask, 2)
+
+    def total_pnl_units(self) -> Fraction:
+        mark = self.mark()
+        position = self.position
+        if mark is None:
+            return Fraction(position.cash - position.fees)
+        return position.total(mark)
+
+    def _latch_kill(self, reason: str, **values: Any) -> None:
+        """Journal KILLED first, then change state; the cancel-all follows at once."""
+        if self.risk.killed:
+            return
+        self.journal.set_killed(True, reason, self.now_ns)
+        self.risk.kill(reason, **values)
+        self.log.warning("kill_switch_tripped", reason=reason, **values)
+        self._cancel_due = True
+
+    def kill(self, reason: str) -> None:
+        """Trip the kill switch (SIGUSR1) and cancel everything now."""
+        self._latch_kill(reason)
+        asyncio.get_running_loop().create_task(self._cancel_now(reason))
+
+    async def _cancel_now(self, reason: str) -> None:
+        if self._cancel_due:
+            await self._cancel_everything(reason)
+
+    def rearm(self) -> None:
+        """Clear the kill switch (SIGUSR2), refused while a breaker condition holds."""
+        if not self.risk.killed:
+            self.log.info("rearm_ignored", reason="not killed")
+            return
+        total = self.total_pnl_units()
+        held = self.breakers.holding(self.position.position, total)
+        if held:
+            self.log.warning("rearm_refused", reasons=held)
+            return
+        self.journal.set_killed(False, "", self.now_ns)
+        self.breakers.rearmed(total)
+        self.risk.rearm()
+        self.log.info("kill_switch_rearmed", state=self.risk.state.value)
+
+    def _on_transition(self, old: TradingState, new: TradingState, reason: str,
+                       values: dict[str, Any]) -> None:
+        self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
+                         **values)
+        self.journal.set_trading_state(new.value, self.now_ns)
+        if new is TradingState.HALTED or new is TradingState.KILLED:
+            self._cancel_due = True
+
+    def _report(self, event: str, **fields: Any) -> None:
+        self.log.warning(event, **fields)
+
+    # -- supervisor -----------------------------------------------------------------------
+
+    def event_now(self) -> int:
+        """Event time now: the last frame's time plus the time since it, scaled by speed.
+
+        At ``--speed max`` event time only moves with frames, so a replay is deterministic.
+        """
+        if self.speed is None or self._last_frame_mono == 0:
+            return self.now_ns
+        elapsed = self.clock.monotonic_ns() - self._last_frame_mono
+        return self.now_ns + int(elapsed * self.speed)
+
+    async def _supervisor_task(self) -> None:
+        interval_s = self.config.risk.supervisor_interval_ms / 1000
+        while True:
+            await self.clock.sleep(interval_s)
+            self.supervise()
+            if self._cancel_due:
+                await self._cancel_everything(self.risk.state.value.lower())
+
+    def supervise(self) -> None:
+        """Periodic breakers: staleness, reject window, PnL at the current mark."""
+        now = self.event_now()
+        if self.last_book_ns:
+            self.breakers.check_feed(now, self.last_book_ns, self.book.synced)
+        self.breakers.check_rejects(now)
+        if self.mark() is not None:
+            self.breakers.check_pnl(self.total_pnl_units())
+
+    # -- results --------------------------------------------------------------------------
+
+    def summary(self, wall_s: float) -> dict[str, Any]:
+        """The dry-run summary: counts, position and PnL in base/quote currency."""
+        inst, pos, c = self.instrument, self.position, self.counters
+        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
+        mark = self.mark()
+        unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
+        total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
+        frames = self.market.frames
+        return {
+            "frames": frames,
+            "quotes": c.quotes,
+            "orders": c.orders,
+            "amends": c.amends,
+            "cancels": c.cancels,
+            "blocked": c.blocked,
+            "rejects": c.rejects,
+            "fills": pos.fills,
+            "volume": float(pos.volume * Fraction(inst.lot_size)),
+            "position": float(pos.position * Fraction(inst.lot_size)),
+            "position_lots": pos.position,
+            "cash": float(pos.cash * money),
+            "realized_pnl": float(pos.realized * money),
+            "unrealized_pnl": float(unrealized * money),
+            "fees": float(pos.fees * money),
+            "total_pnl": float(total * money),
+            "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
+            "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),
+            "state": self.risk.state.value,
+            "breaker_trips": self.breakers.trips,
+            "gaps": self.market.gaps,
+            "malformed": self.market.malformed,
+            "wall_s": round(wall_s, 3),
+            "frames_per_s": round(frames / wall_s) if wall_s > 0 else None,
+        }
+

@@ -1,0 +1,1 @@
+"""Execution side: desired quotes to order actions, and position/PnL keeping."""

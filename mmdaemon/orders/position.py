@@ -1,0 +1,68 @@
+"""Position, cash, fees and PnL, exact.
+
+Units: position in lots (signed, long > 0); cash, fees and PnL in notional units
+(ticks x lots; for BTCUSDT spot one unit is 1e-10 USDT). Cash and fees are integers;
+realised PnL uses the average-cost method and is a Fraction (average cost is rarely a whole
+number of ticks). Marks are the book's mid, which may be a half tick, so mark-to-market
+values are Fractions too; nothing here rounds.
+
+Invariant: ``realized + unrealized(mark) == cash + position * mark`` for every mark, so
+``total(mark) = cash + position * mark - fees`` whichever way it is computed.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from mmdaemon.model import Fill
+
+
+class Position:
+    """Running position and PnL from fills."""
+
+    __slots__ = ("cash", "cost", "fees", "fills", "max_abs", "position", "realized", "volume")
+
+    def __init__(self, position: int = 0, cash: int = 0, fees: int = 0, volume: int = 0,
+                 fills: int = 0) -> None:
+        self.position = position
+        self.cash = cash
+        self.fees = fees
+        self.volume = volume
+        self.fills = fills
+        self.max_abs = abs(position)
+        # A restored position starts with cost = -cash: all of its history is unrealised,
+        # which keeps the invariant; realised PnL then counts from this start.
+        self.cost = Fraction(-cash)  # signed cost basis of the open position
+        self.realized = Fraction(0)
+
+    def apply(self, fill: Fill) -> None:
+        """Account one fill: side x size lots at ``price`` ticks, fee in notional units."""
+        signed = int(fill.side) * fill.size
+        notional = fill.price * fill.size
+        self.cash -= int(fill.side) * notional
+        self.fees += fill.fee
+        self.volume += fill.size
+        self.fills += 1
+        pos = self.position
+        if pos == 0 or (pos > 0) == (signed > 0):
+            self.cost += int(fill.side) * notional
+        else:
+            closed = min(abs(signed), abs(pos))
+            avg = self.cost / pos  # ticks per lot, signed like pos
+            # closing `closed` lots of a long at price p realises closed*(p - avg)
+            self.realized += closed * (fill.price - avg) * (1 if pos > 0 else -1)
+            remaining = pos + signed
+            if remaining == 0 or (remaining > 0) == (pos > 0):
+                self.cost = avg * remaining
+            else:  # flipped: the rest opens a new position at this price
+                self.cost = Fraction(fill.price * remaining)
+        self.position = pos + signed
+        self.max_abs = max(self.max_abs, abs(self.position))
+
+    def unrealized(self, mark: Fraction) -> Fraction:
+        """Mark-to-market of the open position at ``mark`` ticks."""
+        return self.position * mark - self.cost
+
+    def total(self, mark: Fraction) -> Fraction:
+        """Everything, after fees: ``cash + position * mark - fees``."""
+        return self.cash + self.position * mark - self.fees

@@ -1,0 +1,61 @@
+"""Test helpers: config files built from the shipped dry-run config with overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO
+
+DRYRUN = REPO / "config" / "dryrun.toml"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A minimal TOML writer for config dicts (tables, scalars, lists)."""
+    lines = [f"{k} = {_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    out = ([f"[{prefix}]"] if prefix and lines else []) + lines
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.append(to_toml(v, f"{prefix}.{k}" if prefix else k))
+    return "\n".join(out) + "\n"
+
+
+def dryrun_dict() -> dict[str, Any]:
+    data = tomllib.loads(DRYRUN.read_text())
+    base = DRYRUN.parent
+    data["feed"]["recordings"] = [str((base / p).resolve()) for p in data["feed"]["recordings"]]
+    return data
+
+
+def write_config(tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = None,
+                 name: str = "mm.toml", drop: tuple[str, ...] = ()) -> Path:
+    """The dry-run config with ``overrides`` merged per section and ``drop`` keys removed
+    (``"risk.max_loss"``); state dir under ``tmp_path``."""
+    data = dryrun_dict()
+    data["state"]["dir"] = str(tmp_path / "state")
+    for section, values in (overrides or {}).items():
+        node = data
+        for part in section.split("."):
+            node = node.setdefault(part, {})
+        node.update(values)
+    for dotted in drop:
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        del node[key]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / name
+    path.write_text(to_toml(data))
+    return path

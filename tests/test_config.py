@@ -1,0 +1,78 @@
+"""Config validation: every error names the key and the expected form; exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmdaemon.config import ConfigError, load_config
+from tests.conftest import REPO
+from tests.helpers import write_config
+
+
+def test_shipped_configs_load(tmp_path: Path) -> None:
+    dry = load_config(REPO / "config" / "dryrun.toml")
+    assert dry.instrument.symbol == "BTCUSDT" and dry.exchange.adapter == "paper"
+    assert all(Path(p).is_file() for p in dry.feed.recordings)
+    assert dry.strategy.sizing.base_size_lots == 100000
+    live = load_config(REPO / "config" / "example-live.toml")
+    assert live.feed.url.startswith("wss://") and live.state.durable
+    # the spread prices in the exchange's maker fee unless told otherwise
+    rebate = load_config(write_config(tmp_path, {"exchange": {"maker_fee_bps": "-0.5"}}))
+    assert rebate.strategy.spread.maker_fee_bps == -0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "drop", "message"),
+    [
+        ({}, ("risk.max_loss",), "risk.max_loss: missing"),
+        ({}, ("instrument",), "instrument: missing (expected a table)"),
+        ({"risk": {"max_order_lots": "many"}}, (), "risk.max_order_lots: expected an integer"),
+        ({"risk": {"inventory_hard_lots": -5}}, (),
+         "risk.inventory_hard_lots: expected a positive"),
+        ({"risk": {"max_loss": "-5"}}, (), "risk.max_loss: expected a non-negative decimal"),
+        ({"exchange": {"adapter": "binance"}}, (), "exchange.adapter: expected one of 'paper'"),
+        ({"exchange": {"latency_ms": -1}}, (), "exchange.latency_ms: expected >= 0"),
+        ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
+        ({"risk": {"colour": 1}}, (), "risk.colour: unknown key"),
+        ({"feed": {"speed": "fast"}}, (), "feed.speed: speed must be a positive number"),
+        ({"strategy.skew": {"mode": "sideways"}}, (), "strategy.skew"),
+        ({"strategy.adverse": {"horizons_s": ["a"]}}, (),
+         "strategy.adverse.horizons_s[0]: expected a number"),
+        ({"instrument": {"tick_size": "abc"}}, (), "instrument: unit 'abc'"),
+        ({"risk": {"inventory_soft_lots": 10**9}}, (), "risk.inventory_soft_lots: expected <="),
+        ({"strategy.spread": {"maker_fee_bps": 1.0}}, (),
+         "strategy.spread.maker_fee_bps: expected the same as exchange.maker_fee_bps"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, overrides: dict[str, Any],
+                                  drop: tuple[str, ...], message: str) -> None:
+    path = write_config(tmp_path, overrides, drop=drop)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_bad_config_exits_2_with_the_key_in_the_message(tmp_path: Path, command: str) -> None:
+    path = write_config(tmp_path, {"risk": {"max_open_orders": -1}})
+    args = [command, "--config", str(path)]
+    if command == "replay":
+        args.insert(1, str(REPO / "data" / "binance-spot-btcusdt" / "btcusdt_20240808.gz"))
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "risk.max_open_orders: expected a positive number, got -1" in proc.stderr
+
+
+def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[risk\nmax_loss = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

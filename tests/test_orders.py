@@ -1,0 +1,120 @@
+"""Order manager and position keeping."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmdaemon.model import Fill, OrderStatus, OrderUpdate, Quote, Side
+from mmdaemon.orders.manager import OrderAction, OrderManager
+from mmdaemon.orders.position import Position
+
+
+def q(bid: int, bid_size: int, ask: int, ask_size: int) -> Quote:
+    return Quote(bid, bid_size, ask, ask_size, (bid + ask) / 2, 0)
+
+
+def ack(a: OrderAction, status: OrderStatus = OrderStatus.NEW, filled: int = 0) -> OrderUpdate:
+    return OrderUpdate(a.order_id, status, a.side, a.price, a.size, filled, "", 0)
+
+
+def send_all(m: OrderManager, actions: list[OrderAction]) -> list[OrderAction]:
+    for a in actions:
+        m.sent(a)
+    return actions
+
+
+def test_places_one_order_per_side_and_waits_for_acks() -> None:
+    m = OrderManager(run_id=3, price_tolerance_ticks=5, size_tolerance_lots=10)
+    bid, ask = send_all(m, m.decide(q(100, 50, 110, 60)))
+    assert (bid.kind, bid.side, bid.price, bid.size) == ("place", Side.BUY, 100, 50)
+    assert (ask.kind, ask.side, ask.price, ask.size) == ("place", Side.SELL, 110, 60)
+    assert bid.order_id == (3 << 32) + 1 and ask.order_id == (3 << 32) + 2
+    # unacknowledged: nothing more, however far the quote moves
+    assert m.decide(q(90, 5, 130, 5)) == []
+    m.on_update(ack(bid))
+    m.on_update(ack(ask))
+    assert m.open_orders() == 2
+
+
+def test_tolerance_keeps_queue_priority_and_amends_beyond_it() -> None:
+    m = OrderManager(run_id=1, price_tolerance_ticks=5, size_tolerance_lots=10)
+    for a in send_all(m, m.decide(q(100, 50, 110, 60))):
+        m.on_update(ack(a))
+    assert m.decide(q(104, 59, 106, 51)) == []  # within 5 ticks and 10 lots on both sides
+    (amend,) = m.decide(q(95, 50, 110, 60))
+    assert (amend.kind, amend.price, amend.size) == ("amend", 95, 50)
+    (amend_size,) = m.decide(q(100, 50, 110, 75))
+    assert (amend_size.kind, amend_size.side, amend_size.size) == ("amend", Side.SELL, 75)
+
+
+def test_amend_size_is_total_including_what_filled() -> None:
+    m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
+    (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))
+    m.on_update(ack(bid, OrderStatus.PARTIALLY_FILLED, filled=20))
+    (amend,) = m.decide(q(101, 50, 0, 0))
+    assert amend.size == 70  # 20 filled + 50 open wanted
+
+
+def test_zero_size_cancels_and_fill_or_cancel_frees_the_side() -> None:
+    m = OrderManager(run_id=1)
+    bid, ask = send_all(m, m.decide(q(100, 50, 110, 60)))
+    m.on_update(ack(bid))
+    m.on_update(ack(ask))
+    (cancel,) = send_all(m, m.decide(q(100, 0, 110, 60)))
+    assert cancel.kind == "cancel" and cancel.side is Side.BUY
+    assert m.decide(q(100, 50, 110, 60)) == []  # cancel not confirmed: no second bid
+    m.on_update(ack(cancel, OrderStatus.CANCELED))
+    m.on_update(ack(ask, OrderStatus.FILLED, filled=60))
+    assert m.open_orders() == 0
+    assert [a.kind for a in m.decide(q(100, 50, 110, 60))] == ["place", "place"]
+
+
+def test_unsent_actions_change_nothing_and_none_cancels_all() -> None:
+    m = OrderManager(run_id=1)
+    m.decide(q(100, 50, 110, 60))  # decided but blocked: never sent
+    assert m.open_orders() == 0
+    bid, ask = send_all(m, m.decide(q(100, 50, 110, 60)))
+    m.on_update(ack(bid))
+    m.on_update(ack(ask))
+    assert sorted(a.kind for a in m.decide(None)) == ["cancel", "cancel"]
+    assert m.on_update(OrderUpdate(999, OrderStatus.NEW, Side.BUY, 1, 1, 0, "", 0)) is None
+
+
+def fill(side: int, price: int, size: int, fee: int = 0) -> Fill:
+    return Fill(1, Side(side), price, size, fee, True, 0)
+
+
+def test_position_pnl_by_hand() -> None:
+    p = Position()
+    for f in (fill(1, 100, 10, 2), fill(1, 110, 10, 2), fill(-1, 120, 5, 1)):
+        p.apply(f)
+    # long 20 @ avg 105; sold 5 @ 120 -> realised 5 x 15 = 75; 15 left, cost 1575
+    assert p.position == 15 and p.realized == 75 and p.cost == 1575
+    assert p.cash == -1000 - 1100 + 600 and p.fees == 5
+    # mark 101: unrealised 15 x 101 - 1575 = -60; total = -1500 + 1515 - 5 = 10
+    assert p.unrealized(Fraction(101)) == -60
+    assert p.total(Fraction(101)) == 10 == p.realized + p.unrealized(Fraction(101)) - p.fees
+    p.apply(fill(-1, 90, 30))  # close 15 at 90 (-225), open 15 short at 90
+    assert p.position == -15 and p.realized == 75 - 225 and p.cost == -1350
+    assert p.max_abs == 20 and p.volume == 55 and p.fills == 4
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 1000), st.integers(1, 50)),
+                max_size=30),
+       st.integers(1, 2000))
+def test_position_invariant(fills: list[tuple[int, int, int]], mark_x2: int) -> None:
+    p = Position()
+    for side, price, size in fills:
+        p.apply(fill(side, price, size, fee=1))
+        mark = Fraction(mark_x2, 2)
+        assert p.realized + p.unrealized(mark) - p.fees == p.total(mark)
+        assert p.position == sum(s * z for s, _, z in fills[: p.fills])
+
+
+def test_restored_position_keeps_the_invariant() -> None:
+    p = Position(position=10, cash=-1000, fees=3, volume=10, fills=1)
+    assert p.total(Fraction(101)) == -1000 + 1010 - 3
+    assert p.unrealized(Fraction(101)) == 10
