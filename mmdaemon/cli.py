@@ -99,13 +99,32 @@ def run(config: Config) -> int:
     from mmdaemon.daemon import Service
 
     logger = log.get_logger(instrument=config.instrument.symbol)
-    service = Service(config, SystemClock(), logger, write_pid=True)
+    if not config.feed.recordings:
+        print("mmdaemon run: config error: feed.url: the live websocket feed is not available "
+              "yet; give feed.recordings", file=sys.stderr)
+        return 2
+    try:
+        service = Service(config, SystemClock(), logger, write_pid=True)
+    except ValueError as exc:
+        print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
+        return 2
+    return _serve(service, logger)
+
+
+def _serve(service: Any, logger: Any) -> int:
+    """Run a built service; 2 if its state directory is taken, 1 if it failed."""
+    from mmdaemon.journal import JournalLocked
+
     try:
         _run_service(service)
+    except JournalLocked as exc:
+        logger.error("state_dir_locked", error=str(exc))
+        print(f"mmdaemon: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         logger.error("service_failed", error=repr(exc))
         return 1
-    return 0
+    return int(service.exit_code)
 
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
@@ -125,21 +144,38 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         return 2
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
-        service = Service(config, SystemClock(), logger, recordings=recordings, speed=speed,
-                          state_dir=Path(state_dir or tmp))
-        start = time.perf_counter()
         try:
-            _run_service(service)
-        except Exception as exc:
-            logger.error("service_failed", error=repr(exc))
-            return 1
+            service = Service(config, SystemClock(), logger, recordings=recordings,
+                              speed=speed, state_dir=Path(state_dir or tmp))
+        except ValueError as exc:
+            print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
+            return 2
+        start = time.perf_counter()
+        code = _serve(service, logger)
+        if code:
+            return code
         summary = service.summary(time.perf_counter() - start)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     else:
-        width = max(map(len, summary))
-        print("\n".join(f"{k:<{width}}  {v}" for k, v in summary.items()))
+        print(_replay_table(summary, config))
     return 0
+
+
+def _replay_table(summary: dict[str, Any], config: Config) -> str:
+    """The summary for people: money in the quote currency, sizes in the base currency."""
+    money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "total_pnl")
+    width = max(map(len, summary))
+    rows = []
+    for key, value in summary.items():
+        if key in money:
+            value = f"{value:,.6f}"
+        elif isinstance(value, float):
+            value = f"{value:,.8g}"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        rows.append(f"{key:<{width}}  {value}")
+    return f"dry run of {config.instrument.symbol} (paper exchange)\n" + "\n".join(rows)
 
 
 def signal_instance(config: Config, sig: signal.Signals) -> int:
@@ -149,6 +185,9 @@ def signal_instance(config: Config, sig: signal.Signals) -> int:
     pid_path = Path(config.state.dir) / PID_FILE
     try:
         pid = int(pid_path.read_text().strip())
+        # a pid file left by a crash may name an unrelated process by now
+        if b"mmdaemon" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            raise ValueError(f"pid {pid} is not an mmdaemon process (stale pid file)")
         os.kill(pid, sig)
     except (OSError, ValueError) as exc:
         print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ Relative paths are resolved against the config file's directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -178,10 +179,20 @@ def _check(config: Config) -> None:
     except ValueError as exc:
         raise ConfigError(f"instrument: {exc}") from None
     for key in ("max_loss", "max_drawdown"):
-        _decimal(getattr(risk, key), f"risk.{key}", "a non-negative decimal (quote currency)")
+        # 0 would trip at the first check: a limit that can never be met is a typo
+        if _decimal(getattr(risk, key), f"risk.{key}", "a positive decimal (quote currency)") == 0:
+            raise ConfigError(f"risk.{key}: expected a positive decimal (quote currency), got 0")
+    if config.strategy.sizing.base_size_lots > risk.max_order_lots:
+        raise ConfigError(
+            "strategy.sizing.base_size_lots: expected <= risk.max_order_lots, or every order "
+            "would be blocked"
+        )
     for key in ("maker_fee_bps", "taker_fee_bps"):
-        _decimal(getattr(config.exchange, key), f"exchange.{key}", "a decimal number of bps",
-                 allow_negative=True)
+        fee = _decimal(getattr(config.exchange, key), f"exchange.{key}",
+                       "a decimal number of bps within +-10000", allow_negative=True)
+        if abs(fee) > 10_000:
+            raise ConfigError(f"exchange.{key}: expected a decimal number of bps within "
+                              f"+-10000, got {fee}")
     positive = {
         "risk.max_order_lots": risk.max_order_lots,
         "risk.price_band_bps": risk.price_band_bps,
@@ -272,14 +283,16 @@ def _convert(hint: Any, value: object, key: str) -> Any:
                 continue
         ok = False
     elif hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value))
         if ok:
             return float(value)  # type: ignore[arg-type]
     elif hint is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is str:
-        # money and grids are decimal strings; a bare TOML number is accepted and kept exact
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        # money and grids are decimal strings; a bare TOML integer is accepted as its text
+        # (a TOML float is a binary double before we see it: write such values quoted)
+        if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         ok = isinstance(value, str)
     elif hint is bool:
@@ -299,7 +312,8 @@ def _describe(hint: Any) -> str:
         return f"a list of {_describe(typing.get_args(hint)[0])}"
     if dataclasses.is_dataclass(hint):
         return "a table"
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    names = {int: "an integer", float: "a finite number", str: "a string",
+             bool: "true or false"}
     return names.get(hint, str(hint))
 
 

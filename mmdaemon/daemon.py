@@ -8,11 +8,18 @@ Where things happen:
   :meth:`Service._send` (pre-trade checks on every order action);
 - fills come back through :meth:`Service._on_execution`, journaled first.
 
-Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
-(periodic breakers, staleness, kill and re-arm requests from signals). Any exception in one
-cancels the other and surfaces from :meth:`Service.run`; a stop request (SIGTERM/SIGINT)
-ends both cleanly. On every way out the orders are cancelled and confirmed and the journal
-is closed.
+Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task.
+The periodic breakers (staleness, reject window, PnL at the mark) run on *event time* inside
+the feed path, so a replay at any speed gives the same result; the supervisor task runs them
+on the clock as well, which is what notices a feed that has gone silent. Any exception in a
+task cancels the other and surfaces from :meth:`Service.run`; a stop request (SIGTERM/SIGINT)
+ends both cleanly. On the way out the orders are cancelled and the venue's confirmation
+awaited with the signal handlers still installed; ``exit_code`` is 1 if any order is still
+open afterwards or something failed.
+
+Every order request goes out under one lock, and the trading state is checked again right
+before each place or amend: a kill or halt that lands while another task is sending stops
+the next request.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from mmdaemon.model import (
     OrderStatus,
     OrderUpdate,
     Quote,
+    Side,
     TopOfBook,
     Trade,
 )
@@ -98,7 +106,13 @@ class Service:
         self._stop = asyncio.Event()
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
-        self._filled: dict[int, int] = {}  # cumulative filled per open order, lots
+        self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
+        self._send_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
+        self._next_supervise_ns = 0
+        self._saved_peak: Fraction | None = None
+        self.exit_code = 0
         risk = config.risk
         inst = self.instrument
         self.checks = PreTradeChecks(PreTradeLimits(
@@ -128,21 +142,27 @@ class Service:
     # -- life cycle -----------------------------------------------------------------------
 
     def _open(self) -> None:
+        """Open the journal and restore from it: fills, kill latch, drawdown peak."""
         self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable)
         restored = self.journal.restore(time.time_ns())
-        self.position = Position(restored.position, restored.cash, restored.fees,
-                                 restored.volume, restored.fills)
-        self.quoter.set_inventory(restored.position)
+        self.position = position = Position()
+        for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
+            position.apply(fill)
+        self.quoter.set_inventory(position.position)
         # start HALTED until the book is synced: no quote before a snapshot
         self.risk = RiskState(self._on_transition, restored.killed, restored.kill_reason,
                               halts={"book_out_of_sync": {}})
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
+        self.breakers.peak = self._saved_peak = restored.pnl_peak_units
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
-        self.log.info("journal_restored", path=str(self.journal.path), fills=restored.fills,
-                      position_lots=restored.position, cash_units=restored.cash,
-                      fees_units=restored.fees, killed=restored.killed,
-                      kill_reason=restored.kill_reason, run_id=restored.run_id)
+        self.log.info("journal_restored", path=str(self.journal.path),
+                      fills=len(restored.fills), position_lots=position.position,
+                      cash_units=position.cash, fees_units=position.fees,
+                      killed=restored.killed, kill_reason=restored.kill_reason,
+                      run_id=restored.run_id)
+        # a restored position may already be beyond a limit: judge it before any quote
+        self.breakers.check_inventory(position.position)
 
     async def run(self) -> None:
         """Run until the feed ends, a stop is requested, or something fails."""
@@ -154,6 +174,7 @@ class Service:
             signal.SIGUSR2: self.rearm,
             signal.SIGTERM: self.stop,
             signal.SIGINT: self.stop,
+            signal.SIGHUP: self.reload,
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
@@ -170,23 +191,44 @@ class Service:
                 await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
                 for task in (feed, supervisor, stop):
                     task.cancel()
+        except BaseException:
+            self.exit_code = 1
+            raise
         finally:
-            for sig in handlers:
-                loop.remove_signal_handler(sig)
             try:
-                await self._cancel_everything("shutdown")
+                await self._shutdown()
             finally:
+                for sig in handlers:  # only now: a signal during the cancel must not kill us
+                    loop.remove_signal_handler(sig)
                 self.journal.close()
                 if self.write_pid:
                     pid_path.unlink(missing_ok=True)
-                self.log.info("stopped", state=self.risk.state.value,
-                              position_lots=self.position.position,
-                              open_orders=self.exchange.open_order_count())
+
+    async def _shutdown(self) -> None:
+        """Cancel everything and wait for the venue; log what is left."""
+        try:
+            for task in list(self._background):
+                await task
+            await self._cancel_everything("shutdown")
+        except Exception as exc:
+            self.exit_code = 1
+            self.log.error("shutdown_cancel_failed", error=repr(exc))
+        left = self.exchange.open_order_count()
+        if left:
+            self.exit_code = 1
+            self.log.error("orders_left_open", open_orders=left)
+        self.log.info("stopped", state=self.risk.state.value,
+                      position_lots=self.position.position, open_orders=left,
+                      exit_code=self.exit_code)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return."""
         self.log.info("stop_requested")
         self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: parameter reload comes with the operations work (#7); never die on it."""
+        self.log.warning("reload_unsupported", reason="SIGHUP reload is not implemented yet")
 
     # -- feed -----------------------------------------------------------------------------
 
@@ -230,11 +272,15 @@ class Service:
                 self.quoter.on_top_of_book(event)  # type: ignore[arg-type]
             elif kind is Gap:
                 requote = True
+        if recv_ns >= self._next_supervise_ns:
+            self._next_supervise_ns = recv_ns + self._supervise_interval_ns
+            self.supervise(recv_ns)
         if not (requote or self._requote):
             return []
         self._requote = False
         self.breakers.check_feed(recv_ns, self.last_book_ns, self.book.synced)
         quote = self.quoter.on_book(self.book, recv_ns)
+        self._fair = quote.fair
         self.counters.quotes += 1
         return self.manager.decide(self._gate(quote))
 
@@ -244,50 +290,76 @@ class Service:
         if state is TradingState.ACTIVE:
             return quote
         if state is TradingState.REDUCING:
-            pos = self.position.position
-            return quote._replace(bid_size=quote.bid_size if pos < 0 else 0,
-                                  ask_size=quote.ask_size if pos > 0 else 0)
+            return quote._replace(
+                bid_size=quote.bid_size if self._reduces(Side.BUY) else 0,
+                ask_size=quote.ask_size if self._reduces(Side.SELL) else 0,
+            )
         return None
+
+    def _reduces(self, side: Side) -> bool:
+        """An order on ``side`` would shrink the position."""
+        pos = self.position.position
+        return pos < 0 if side is Side.BUY else pos > 0
+
+    def _may_quote(self, action: OrderAction) -> bool:
+        """The state allows this action now (cancels always pass)."""
+        if action.kind == "cancel":
+            return True
+        state = self.risk.state
+        if state is TradingState.ACTIVE:
+            return True
+        if state is TradingState.REDUCING:
+            return self._reduces(action.side)
+        return False
 
     async def _send(self, actions: list[OrderAction]) -> None:
         """Pre-trade checks, then the exchange. A blocked action never leaves."""
-        exchange, counters, manager = self.exchange, self.counters, self.manager
-        fair = self.quoter.last_reservation
-        for action in actions:
-            blocked = self.checks.check(action, fair, manager.open_orders(), self.now_ns)
-            if blocked is not None:
-                counters.blocked += 1
-                if self.log_debug or not blocked.retry:
-                    self.log.warning("order_blocked", kind=action.kind, order_id=action.order_id,
-                                     side=action.side.name, price=action.price,
-                                     size=action.size, reason=blocked.reason)
-                if blocked.retry or action.kind != "amend":
-                    continue
-                # the resting order no longer matches a quote we may send: pull it
-                action = manager.cancel(action.order_id)
-            manager.sent(action)
-            if self.log_debug:
-                self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
-                               side=action.side.name, price=action.price, size=action.size)
-            if action.kind == "place":
-                counters.orders += 1
-                await exchange.place(action.order_id, action.side, action.price, action.size)
-            elif action.kind == "amend":
-                counters.amends += 1
-                await exchange.amend(action.order_id, action.price, action.size)
-            else:
-                counters.cancels += 1
-                await exchange.cancel(action.order_id)
+        async with self._send_lock:
+            for action in actions:
+                await self._send_one(action)
+
+    async def _send_one(self, action: OrderAction) -> None:
+        manager, counters, exchange = self.manager, self.counters, self.exchange
+        if not self._may_quote(action):
+            return  # the state changed since the quote was decided
+        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
+        if blocked is not None:
+            counters.blocked += 1
+            if self.log_debug or not blocked.retry:
+                self.log.warning("order_blocked", kind=action.kind, order_id=action.order_id,
+                                 side=action.side.name, price=action.price,
+                                 size=action.size, reason=blocked.reason)
+            if blocked.retry or action.kind != "amend":
+                return
+            # the resting order no longer matches a quote we may send: pull it
+            action = manager.cancel(action.order_id)
+        manager.sent(action)
+        if self.log_debug:
+            self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
+                           side=action.side.name, price=action.price, size=action.size)
+        if action.kind == "place":
+            counters.orders += 1
+            await exchange.place(action.order_id, action.side, action.price, action.size)
+        elif action.kind == "amend":
+            counters.amends += 1
+            await exchange.amend(action.order_id, action.price, action.size)
+        else:
+            counters.cancels += 1
+            await exchange.cancel(action.order_id)
 
     async def _cancel_everything(self, why: str) -> None:
         """Pull every quote and wait for the venue to confirm (kill, halt, stop)."""
-        self._cancel_due = False
-        await self._send(self.manager.cancel_all())
-        open_before = self.exchange.open_order_count()
-        if open_before:
-            await self.exchange.cancel_all()
+        async with self._send_lock:
+            for action in self.manager.cancel_all():
+                await self._send_one(action)
+            open_before = self.exchange.open_order_count()
+            if open_before:
+                await self.exchange.cancel_all()
+            open_after = self.exchange.open_order_count()
+            if open_after == 0:
+                self._cancel_due = False
         self.log.info("orders_cancelled", reason=why, cancelled=open_before,
-                      open_after=self.exchange.open_order_count())
+                      open_after=open_after)
 
     # -- executions -----------------------------------------------------------------------
 
@@ -297,25 +369,21 @@ class Service:
             return
         update: OrderUpdate = event
         self.manager.on_update(update)
-        if not update.status.is_open:
-            self._filled.pop(update.order_id, None)
         if update.status is OrderStatus.REJECTED:
             self.counters.rejects += 1
             self.log.warning("order_rejected", order_id=update.order_id, reason=update.reason)
             self.breakers.on_reject(self.now_ns, update.reason)
 
     def _on_fill(self, fill: Fill) -> None:
-        cumulative = self._filled.get(fill.order_id, 0) + fill.size
-        self._filled[fill.order_id] = cumulative
         try:
-            fresh = self.journal.record_fill(fill, cumulative)
+            fresh = self.journal.record_fill(fill)
         except Exception as exc:  # the journal is the promise: without it, stop trading
-            self.log.error("journal_write_failed", error=str(exc))
-            self._latch_kill("journal_write_failed", error=str(exc))
+            self.log.error("journal_write_failed", error=repr(exc))
+            self._latch_kill("journal_write_failed", error=repr(exc))
             raise
         if not fresh:
             self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
-                             cumulative=cumulative)
+                             exec_id=fill.exec_id)
             return
         position = self.position
         position.apply(fill)
@@ -323,9 +391,9 @@ class Service:
         self.quoter.set_inventory(position.position)
         mid = self.book.mid()
         self.quoter.on_fill(fill, mid if mid is not None else float(fill.price))
-        self.log.info("fill", order_id=fill.order_id, side=fill.side.name, price=fill.price,
-                      size=fill.size, fee=fill.fee, maker=fill.maker, ts_ns=fill.ts_ns,
-                      position_lots=position.position)
+        self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
+                      side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
+                      maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
         self.breakers.check_inventory(position.position)
         self.breakers.check_pnl(self.total_pnl_units())
 
@@ -346,18 +414,35 @@ class Service:
         return position.total(mark)
 
     def _latch_kill(self, reason: str, **values: Any) -> None:
-        """Journal KILLED first, then change state; the cancel-all follows at once."""
+        """Journal KILLED first, then change state; the cancel-all follows at once.
+
+        A journal that cannot be written does not stop the kill: it is logged, and the
+        in-memory state still goes KILLED.
+        """
         if self.risk.killed:
             return
-        self.journal.set_killed(True, reason, self.now_ns)
+        try:
+            self.journal.set_killed(True, reason, self.now_ns)
+        except Exception as exc:
+            self.log.error("journal_write_failed", error=repr(exc), during="kill")
         self.risk.kill(reason, **values)
         self.log.warning("kill_switch_tripped", reason=reason, **values)
         self._cancel_due = True
 
     def kill(self, reason: str) -> None:
-        """Trip the kill switch (SIGUSR1) and cancel everything now."""
+        """Trip the kill switch (SIGUSR1) and cancel everything now (again, if killed)."""
         self._latch_kill(reason)
-        asyncio.get_running_loop().create_task(self._cancel_now(reason))
+        self._cancel_due = True
+        task = asyncio.get_running_loop().create_task(self._cancel_now(reason))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.exit_code = 1
+            self.log.error("background_task_failed", error=repr(task.exception()))
+            self._stop.set()
 
     async def _cancel_now(self, reason: str) -> None:
         if self._cancel_due:
@@ -402,21 +487,26 @@ class Service:
         return self.now_ns + int(elapsed * self.speed)
 
     async def _supervisor_task(self) -> None:
+        """On the clock: what event time cannot see (a feed gone silent), kills and halts."""
         interval_s = self.config.risk.supervisor_interval_ms / 1000
         while True:
             await self.clock.sleep(interval_s)
-            self.supervise()
+            if self.speed is not None:  # at --speed max event time is the only clock
+                self.supervise(self.event_now())
             if self._cancel_due:
                 await self._cancel_everything(self.risk.state.value.lower())
 
-    def supervise(self) -> None:
-        """Periodic breakers: staleness, reject window, PnL at the current mark."""
-        now = self.event_now()
+    def supervise(self, now_ns: int) -> None:
+        """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
         if self.last_book_ns:
-            self.breakers.check_feed(now, self.last_book_ns, self.book.synced)
-        self.breakers.check_rejects(now)
+            self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        self.breakers.check_rejects(now_ns)
         if self.mark() is not None:
             self.breakers.check_pnl(self.total_pnl_units())
+            peak = self.breakers.peak
+            if peak is not None and peak != self._saved_peak:
+                self._saved_peak = peak
+                self.journal.set_pnl_peak(peak, now_ns)
 
     # -- results --------------------------------------------------------------------------
 

@@ -5,8 +5,9 @@ restores from at start. The promise is *no reported fill lost, none doubled*:
 
 - a fill is committed before anything acts on it (position, quoter, breakers, logs), so a
   crash at any instant either has the fill on disk or never reported it to anyone;
-- each fill carries an execution key unique per (order id, cumulative filled) and the table
-  enforces it, so an exchange that repeats an execution report cannot double it;
+- each fill carries an execution key, the order id and the venue's execution id, which the
+  table enforces as unique, so an execution report the exchange repeats (or that arrives
+  again after a restart) cannot double it;
 - the kill switch is committed *before* orders are cancelled, so a crash in the middle of
   a kill restarts KILLED.
 
@@ -16,8 +17,10 @@ test); set ``durable=True`` for ``FULL`` to also survive power loss, at an fsync
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from mmdaemon.model import Fill, Side
@@ -42,26 +45,37 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
+class JournalLocked(Exception):
+    """Another process holds the state directory."""
+
+
 @dataclass(frozen=True)
 class Restored:
     """What the journal held at start."""
 
-    fills: int
-    position: int  # lots
-    cash: int  # notional units (ticks x lots): sells add, buys subtract
-    fees: int  # notional units
-    volume: int  # lots traded
+    fills: list[Fill]  # in the order they were recorded
     killed: bool
     kill_reason: str
+    pnl_peak_units: Fraction | None  # the drawdown breaker's peak, notional units
     run_id: int  # this start's number, 1 for a fresh journal
 
 
 class Journal:
-    """Append-only record of fills plus a small key/value state table."""
+    """Append-only record of fills plus a small key/value state table.
+
+    Opening it takes an exclusive lock on the state directory: two instances on one
+    journal would issue the same order ids and interleave their fills.
+    """
 
     def __init__(self, path: Path, durable: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock = (path.parent / "lock").open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise JournalLocked(f"{path.parent} is in use by another mmdaemon process") from None
         self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -69,30 +83,26 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()
 
     def restore(self, now_ns: int) -> Restored:
-        """Read position, cash, fees and the kill latch; count this start as a new run."""
-        db = self._db
-        fills, position, cash, fees, volume = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(side*size),0), COALESCE(SUM(-side*price*size),0),"
-            " COALESCE(SUM(fee),0), COALESCE(SUM(size),0) FROM fills"
-        ).fetchone()
+        """Read the fills, the kill latch and the PnL peak; count this start as a new run."""
         run_id = int(self.get("run_id", "0")) + 1
         self.put("run_id", str(run_id), now_ns)
+        peak = self.get("pnl_peak_units", "")
         return Restored(
-            fills=fills,
-            position=position,
-            cash=cash,
-            fees=fees,
-            volume=volume,
+            fills=self.fills(),
             killed=self.get("killed", "0") == "1",
             kill_reason=self.get("kill_reason", ""),
+            pnl_peak_units=Fraction(peak) if peak else None,
             run_id=run_id,
         )
 
-    def record_fill(self, fill: Fill, cumulative_filled: int) -> bool:
+    def record_fill(self, fill: Fill) -> bool:
         """Commit ``fill``; False (and nothing written) if this execution is already in."""
-        key = f"{fill.order_id}:{cumulative_filled}"
+        if fill.exec_id <= 0:
+            raise ValueError(f"fill of order {fill.order_id} has no execution id")
+        key = f"{fill.order_id}:{fill.exec_id}"
         try:
             self._db.execute(
                 "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns)"
@@ -107,9 +117,13 @@ class Journal:
     def fills(self) -> list[Fill]:
         """Every journaled fill, in the order it was recorded."""
         rows = self._db.execute(
-            "SELECT order_id, side, price, size, fee, maker, ts_ns FROM fills ORDER BY seq"
+            "SELECT order_id, side, price, size, fee, maker, ts_ns, exec_key FROM fills"
+            " ORDER BY seq"
         ).fetchall()
-        return [Fill(o, Side(s), p, q, f, bool(m), t) for o, s, p, q, f, m, t in rows]
+        return [
+            Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]))
+            for o, s, p, q, f, m, t, k in rows
+        ]
 
     def set_killed(self, killed: bool, reason: str, now_ns: int) -> None:
         """Latch or clear the kill switch, committed before the caller does anything else."""
@@ -119,6 +133,10 @@ class Journal:
 
     def set_trading_state(self, state: str, now_ns: int) -> None:
         self.put("trading_state", state, now_ns)
+
+    def set_pnl_peak(self, peak_units: Fraction, now_ns: int) -> None:
+        """Keep the drawdown breaker's reference across restarts."""
+        self.put("pnl_peak_units", str(peak_units), now_ns)
 
     def put(self, key: str, value: str, now_ns: int) -> None:
         self._db.execute(

@@ -255,7 +255,9 @@ class Fill(NamedTuple):
     """One execution of our order.
 
     ``fee`` is in notional units (ticks x lots: for BTCUSDT spot 1e-10 USDT), negative for a
-    rebate; ``maker`` True when our order was resting.
+    rebate; ``maker`` True when our order was resting. ``exec_id`` is the venue's id of this
+    execution (Binance: the trade id), unique for the order: the journal deduplicates on
+    (order_id, exec_id), and refuses 0, which means "unknown".
     """
 
     order_id: int
@@ -265,6 +267,7 @@ class Fill(NamedTuple):
     fee: int
     maker: bool
     ts_ns: int
+    exec_id: int = 0
 
 
 class OrderStatus(Enum):

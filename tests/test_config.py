@@ -34,7 +34,13 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
         ({"risk": {"max_order_lots": "many"}}, (), "risk.max_order_lots: expected an integer"),
         ({"risk": {"inventory_hard_lots": -5}}, (),
          "risk.inventory_hard_lots: expected a positive"),
-        ({"risk": {"max_loss": "-5"}}, (), "risk.max_loss: expected a non-negative decimal"),
+        ({"risk": {"max_loss": "-5"}}, (), "risk.max_loss: expected a positive decimal"),
+        ({"risk": {"max_drawdown": "0"}}, (), "risk.max_drawdown: expected a positive decimal"),
+        ({"risk": {"price_band_bps": float("nan")}}, (),
+         "risk.price_band_bps: expected a finite number"),
+        ({"strategy.sizing": {"base_size_lots": 2_000_000}}, (),
+         "strategy.sizing.base_size_lots: expected <= risk.max_order_lots"),
+        ({"exchange": {"maker_fee_bps": "20000"}}, (), "exchange.maker_fee_bps: expected"),
         ({"exchange": {"adapter": "binance"}}, (), "exchange.adapter: expected one of 'paper'"),
         ({"exchange": {"latency_ms": -1}}, (), "exchange.latency_ms: expected >= 0"),
         ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
@@ -42,7 +48,7 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
         ({"feed": {"speed": "fast"}}, (), "feed.speed: speed must be a positive number"),
         ({"strategy.skew": {"mode": "sideways"}}, (), "strategy.skew"),
         ({"strategy.adverse": {"horizons_s": ["a"]}}, (),
-         "strategy.adverse.horizons_s[0]: expected a number"),
+         "strategy.adverse.horizons_s[0]: expected a finite number"),
         ({"instrument": {"tick_size": "abc"}}, (), "instrument: unit 'abc'"),
         ({"risk": {"inventory_soft_lots": 10**9}}, (), "risk.inventory_soft_lots: expected <="),
         ({"strategy.spread": {"maker_fee_bps": 1.0}}, (),
@@ -76,3 +82,19 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[risk\nmax_loss = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_run_refuses_a_feed_it_cannot_read_yet(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "run", "--config",
+                           str(REPO / "config" / "example-live.toml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "feed.url" in proc.stderr
+
+
+def test_kill_refuses_a_stale_pid_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "mmdaemon.pid").write_text("1\n")  # init, not us
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "kill", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "stale pid file" in proc.stderr

@@ -132,7 +132,10 @@ def test_inventory_soft_limit_reduces_and_hard_limit_kills(tmp_path: Path) -> No
 
 
 def test_reject_burst_halts(tmp_path: Path) -> None:
-    s, logs, _ = replay(tmp_path, {"risk": {"reject_burst": 2, "reject_window_ms": 3_600_000}})
+    # a slow order path (300 ms) makes post-only orders arrive after the market moved into
+    # them: real rejects from real data
+    s, logs, _ = replay(tmp_path, {"risk": {"reject_burst": 2, "reject_window_ms": 3_600_000},
+                                   "exchange": {"latency_ms": 300.0}})
     assert s["rejects"] >= 2
     changes = [(e["new"], e["reason"]) for e in logs if e["event"] == "state_changed"]
     assert ("HALTED", "reject_burst") in changes
@@ -153,3 +156,30 @@ def test_book_gap_halts_and_nothing_is_sent_while_out_of_sync(tmp_path: Path) ->
     assert any(e["event"] == "state_changed" and e["reason"] == "book_out_of_sync" for e in after)
     assert not [e for e in after if e["event"] == "order_sent" and e["kind"] != "cancel"]
     assert [e for e in logs if e["event"] == "stopped"][-1]["open_orders"] == 0
+
+
+def test_restart_beyond_the_hard_limit_is_killed_before_any_order(tmp_path: Path) -> None:
+    first, _, _ = replay(tmp_path, files=SPOT_FILES[:1])
+    held = abs(first["position_lots"])
+    assert held >= 1000, "the first run must end with a position for this test to mean much"
+    # same journal, a hard limit the restored position already breaks
+    s, logs, _ = replay(tmp_path, {"risk": {"inventory_soft_lots": held // 2,
+                                            "inventory_hard_lots": held // 2}},
+                        files=SPOT_FILES[1:], level="debug")
+    restored = next(e for e in logs if e["event"] == "journal_restored")
+    assert restored["position_lots"] == first["position_lots"]
+    assert restored["fills"] == first["fills"]
+    trip = next(e for e in logs if e["event"] == "kill_switch_tripped")
+    assert trip["reason"] == "inventory_hard_limit"
+    assert s["state"] == "KILLED" and s["orders"] == 0 and s["amends"] == 0
+    assert not [e for e in logs if e["event"] == "order_sent"]
+
+
+def test_breakers_act_the_same_way_on_every_replay(tmp_path: Path) -> None:
+    """Breakers run on event time, so even a run they stop is reproducible."""
+    overrides = {"risk": {"max_loss": "0.05", "max_drawdown": "1000"}}
+    first, _, _ = replay(tmp_path / "a", overrides)
+    second, _, _ = replay(tmp_path / "b", overrides)
+    for key in ("wall_s", "frames_per_s"):
+        first.pop(key), second.pop(key)
+    assert first == second and first["state"] == "KILLED"

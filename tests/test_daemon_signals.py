@@ -29,6 +29,9 @@ def test_kill_switch_survives_restart_rearm_resumes_and_sigterm_stops_clean(
     d = Daemon(config)
     try:
         d.wait_for(sends, timeout=30)  # quoting
+        d.signal(signal.SIGHUP)  # reload is not there yet: it must not take the daemon down
+        d.wait_event("reload_unsupported")
+        assert d.proc.poll() is None
         d.signal(signal.SIGUSR1)
         i, trip = d.wait_event("kill_switch_tripped")
         assert trip["reason"] == "operator_kill_switch"

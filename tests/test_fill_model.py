@@ -76,7 +76,11 @@ def venue(maker: str = "0", taker: str = "0") -> PaperVenue:
 
 
 def fills(events: Sequence[ExecutionEvent]) -> list[Fill]:
-    return [e for e in events if isinstance(e, Fill)]
+    """The fills, with their execution ids checked (> 0, increasing) and then cleared."""
+    out = [e for e in events if isinstance(e, Fill)]
+    ids = [f.exec_id for f in out]
+    assert all(i > 0 for i in ids) and ids == sorted(set(ids))
+    return [f._replace(exec_id=0) for f in out]
 
 
 def updates(events: Sequence[ExecutionEvent]) -> list[OrderUpdate]:

@@ -114,7 +114,50 @@ def test_position_invariant(fills: list[tuple[int, int, int]], mark_x2: int) -> 
         assert p.position == sum(s * z for s, _, z in fills[: p.fills])
 
 
-def test_restored_position_keeps_the_invariant() -> None:
-    p = Position(position=10, cash=-1000, fees=3, volume=10, fills=1)
-    assert p.total(Fraction(101)) == -1000 + 1010 - 3
-    assert p.unrealized(Fraction(101)) == 10
+def test_rejected_amend_keeps_the_order_and_its_confirmed_state() -> None:
+    m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
+    (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))
+    m.on_update(ack(bid))
+    (amend,) = send_all(m, m.decide(q(101, 55, 0, 0)))
+    assert (amend.kind, amend.price) == ("amend", 101)
+    # the venue refuses the request, not the order: it still rests at 100 x 50
+    m.on_update(OrderUpdate(bid.order_id, OrderStatus.REJECTED, Side.BUY, 0, 0, 0, "bad", 0))
+    order = m.orders[bid.order_id]
+    assert (order.price, order.size, order.pending) == (100, 50, None)
+    # so no second bid is placed: the side retries the amend instead
+    assert [a.kind for a in m.decide(q(101, 55, 0, 0))] == ["amend"]
+
+
+def test_rejected_place_frees_the_side() -> None:
+    m = OrderManager(run_id=1)
+    (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))
+    m.on_update(ack(bid, OrderStatus.REJECTED))
+    assert m.open_orders() == 0
+    assert [a.kind for a in m.decide(q(100, 50, 0, 0))] == ["place"]
+
+
+def test_a_fill_during_a_pending_request_does_not_release_the_side() -> None:
+    m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
+    (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))
+    m.on_update(ack(bid))
+    (cancel,) = send_all(m, m.decide(q(100, 0, 0, 0)))
+    assert cancel.kind == "cancel"
+    m.on_update(ack(bid, OrderStatus.PARTIALLY_FILLED, filled=10))  # fill races the cancel
+    assert m.orders[bid.order_id].status is OrderStatus.PENDING_CANCEL
+    assert m.decide(q(100, 0, 0, 0)) == []  # no second cancel
+    m.on_update(ack(bid, OrderStatus.CANCELED, filled=10))
+    assert m.open_orders() == 0
+
+
+def test_amend_waits_for_its_own_acknowledgement() -> None:
+    m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
+    (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))
+    m.on_update(ack(bid))
+    (amend,) = send_all(m, m.decide(q(105, 50, 0, 0)))
+    # a fill at the old price arrives before the amend's answer
+    m.on_update(ack(bid, OrderStatus.PARTIALLY_FILLED, filled=5))
+    assert m.orders[bid.order_id].pending == "amend"
+    assert m.decide(q(110, 50, 0, 0)) == []
+    m.on_update(ack(amend, OrderStatus.PARTIALLY_FILLED, filled=5))
+    assert m.orders[bid.order_id].pending is None
+    assert [a.kind for a in m.decide(q(110, 50, 0, 0))] == ["amend"]

@@ -229,6 +229,7 @@ class PaperVenue:
         self._asks: list[_Order] = []  # resting sells: best (lowest) price first, then seq
         self._book: OrderBook | None = None  # the last book seen (the caller's live object)
         self._seq = 0
+        self._exec_seq = 0  # execution ids, like a venue's trade ids: unique, increasing
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -584,7 +585,10 @@ class PaperVenue:
             return
         order.filled += qty
         fee = fee_units(order.price * qty, self.maker_fee_bps)
-        out.append(Fill(order.order_id, order.side, order.price, qty, fee, True, now_ns))
+        self._exec_seq += 1
+        out.append(
+            Fill(order.order_id, order.side, order.price, qty, fee, True, now_ns, self._exec_seq)
+        )
         if order.filled >= order.size:
             self._close(order, OrderStatus.FILLED, "", now_ns, out)
         else:

@@ -3,8 +3,9 @@
 One live order per side. An order is only touched when the desired price moved by at least
 ``price_tolerance_ticks`` or the desired size differs from the order's open size by at least
 ``size_tolerance_lots``: that keeps queue priority and bounds the message rate. While an
-order on a side waits for the venue (new, amend or cancel not yet acknowledged) that side
-gets no further action, so a side never has two live orders and requests never pile up.
+order on a side waits for the venue (new, amend or cancel not yet answered) that side gets
+no further action, so a side never has two live orders and requests do not pile up. A lost
+answer would leave the side waiting: the order gateway times requests out (#5).
 
 Order ids are ``run_id << 32 | seq``: unique across restarts of the same journal.
 """
@@ -31,7 +32,12 @@ class OrderAction(NamedTuple):
 
 @dataclass
 class LiveOrder:
-    """Our view of one open order."""
+    """Our view of one open order.
+
+    ``price``/``size`` are what we last asked for; ``acked_price``/``acked_size`` what the
+    venue last confirmed (0 before the first acknowledgement). ``pending`` names the request
+    in flight, if any: the side is left alone until the venue answers it.
+    """
 
     order_id: int
     side: Side
@@ -39,7 +45,9 @@ class LiveOrder:
     size: int  # total size, lots
     filled: int = 0
     status: OrderStatus = OrderStatus.PENDING_NEW
-    waiting: bool = True  # a request for it is in flight
+    pending: ActionKind | None = "place"
+    acked_price: int = 0
+    acked_size: int = 0
 
     @property
     def open_size(self) -> int:
@@ -95,7 +103,7 @@ class OrderManager:
                 self._next_id += 1
                 out.append(OrderAction("place", order_id, side, price, size))
             return
-        if order.waiting:
+        if order.pending is not None:
             return
         if size <= 0:
             out.append(self.cancel(order.order_id))
@@ -107,33 +115,60 @@ class OrderManager:
             out.append(OrderAction("amend", order.order_id, side, price, order.filled + size))
 
     def sent(self, action: OrderAction) -> None:
-        """Record that ``action`` went to the exchange: its order now waits for the venue."""
+        """Record that ``action`` goes to the exchange: its order now waits for the venue.
+
+        Called before the request is handed over, because a simulated venue may answer
+        within the call.
+        """
         if action.kind == "place":
             order = LiveOrder(action.order_id, action.side, action.price, action.size)
             self.orders[order.order_id] = self._by_side[order.side] = order
             return
         order = self.orders[action.order_id]
-        order.waiting = True
+        order.pending = action.kind
         if action.kind == "amend":
             order.price, order.size = action.price, action.size
         else:
             order.status = OrderStatus.PENDING_CANCEL
 
     def on_update(self, update: OrderUpdate) -> LiveOrder | None:
-        """Apply the venue's word on an order; returns the order, None if it is not ours."""
+        """Apply the venue's word on an order; returns the order, None if it is not ours.
+
+        A REJECTED update for an order the venue has acknowledged is about our *request*
+        (an amend or a cancel the venue refused), not the order: the order stays, at the
+        state the venue last confirmed. Only a rejected place removes it.
+        """
         order = self.orders.get(update.order_id)
         if order is None:
             return None
         status = update.status
         if status is OrderStatus.PENDING_NEW or status is OrderStatus.PENDING_CANCEL:
             return order  # our own request echoed back: still waiting
-        order.filled = update.filled
-        if status.is_open:
-            order.status, order.price, order.size = status, update.price, update.size
-            order.waiting = False
-        else:
+        if status is OrderStatus.REJECTED:
+            if order.pending == "place":
+                self._forget(order)
+            else:
+                order.price, order.size = order.acked_price, order.acked_size
+                order.status = (
+                    OrderStatus.PARTIALLY_FILLED if order.filled else OrderStatus.NEW
+                )
+                order.pending = None
+            return order
+        order.filled = max(order.filled, update.filled)
+        if not status.is_open:  # FILLED or CANCELED
             order.status = status
-            del self.orders[order.order_id]
-            if self._by_side.get(order.side) is order:
-                del self._by_side[order.side]
+            self._forget(order)
+            return order
+        order.acked_price, order.acked_size = update.price, update.size
+        if order.pending == "place" or (
+            order.pending == "amend" and (update.price, update.size) == (order.price, order.size)
+        ):
+            order.pending = None
+        if order.pending != "cancel":  # a fill during a cancel leaves it PENDING_CANCEL
+            order.status = status
         return order
+
+    def _forget(self, order: LiveOrder) -> None:
+        del self.orders[order.order_id]
+        if self._by_side.get(order.side) is order:
+            del self._by_side[order.side]

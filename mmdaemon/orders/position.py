@@ -7,7 +7,8 @@ number of ticks). Marks are the book's mid, which may be a half tick, so mark-to
 values are Fractions too; nothing here rounds.
 
 Invariant: ``realized + unrealized(mark) == cash + position * mark`` for every mark, so
-``total(mark) = cash + position * mark - fees`` whichever way it is computed.
+``total(mark) = cash + position * mark - fees`` whichever way it is computed. At start the
+daemon applies every journaled fill again, so a restart changes none of these numbers.
 """
 
 from __future__ import annotations
@@ -22,17 +23,14 @@ class Position:
 
     __slots__ = ("cash", "cost", "fees", "fills", "max_abs", "position", "realized", "volume")
 
-    def __init__(self, position: int = 0, cash: int = 0, fees: int = 0, volume: int = 0,
-                 fills: int = 0) -> None:
-        self.position = position
-        self.cash = cash
-        self.fees = fees
-        self.volume = volume
-        self.fills = fills
-        self.max_abs = abs(position)
-        # A restored position starts with cost = -cash: all of its history is unrealised,
-        # which keeps the invariant; realised PnL then counts from this start.
-        self.cost = Fraction(-cash)  # signed cost basis of the open position
+    def __init__(self) -> None:
+        self.position = 0
+        self.cash = 0
+        self.fees = 0
+        self.volume = 0
+        self.fills = 0
+        self.max_abs = 0
+        self.cost = Fraction(0)  # signed cost basis of the open position
         self.realized = Fraction(0)
 
     def apply(self, fill: Fill) -> None:
