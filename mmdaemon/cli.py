@@ -99,10 +99,6 @@ def run(config: Config) -> int:
     from mmdaemon.daemon import Service
 
     logger = log.get_logger(instrument=config.instrument.symbol)
-    if not config.feed.recordings:
-        print("mmdaemon run: config error: feed.url: the live websocket feed is not available "
-              "yet; give feed.recordings", file=sys.stderr)
-        return 2
     try:
         service = Service(config, SystemClock(), logger, write_pid=True)
     except ValueError as exc:

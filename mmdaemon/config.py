@@ -51,11 +51,18 @@ class InstrumentConfig:
 
 @dataclass(frozen=True)
 class FeedConfig:
-    """Where frames come from: recordings (replayed at ``speed``) or a websocket ``url``."""
+    """Where frames come from: recordings (replayed at ``speed``) or the venue's websocket
+    streams at ``url`` with REST snapshots from ``rest_url`` (base URLs)."""
 
     recordings: tuple[str, ...] = ()
     speed: str = "max"
     url: str = ""
+    rest_url: str = ""
+    stale_after_ms: int = 5000
+    max_connection_age_s: float = 84_600.0  # 23.5 h: before the venue's 24 h cut
+    backoff_initial_ms: int = 100
+    backoff_max_ms: int = 30_000
+    proxy: str = ""  # empty: connect directly, whatever the environment says
 
     def speed_factor(self) -> float | None:
         return parse_speed(self.speed)
@@ -170,6 +177,12 @@ def _check(config: Config) -> None:
     feed, risk = config.feed, config.risk
     if not feed.recordings and not feed.url:
         raise ConfigError("feed: expected 'recordings' (list of paths) or 'url' (websocket URL)")
+    if feed.url and not feed.recordings:
+        if not feed.url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"feed.url: expected a ws:// or wss:// URL, got {feed.url!r}")
+        if not feed.rest_url.startswith(("http://", "https://")):
+            raise ConfigError(f"feed.rest_url: expected an http(s):// URL for depth snapshots, "
+                              f"got {feed.rest_url!r}")
     try:
         parse_speed(feed.speed)
     except ValueError as exc:
@@ -207,6 +220,10 @@ def _check(config: Config) -> None:
         "risk.supervisor_interval_ms": risk.supervisor_interval_ms,
         "orders.price_tolerance_ticks": config.orders.price_tolerance_ticks,
         "orders.size_tolerance_lots": config.orders.size_tolerance_lots,
+        "feed.stale_after_ms": feed.stale_after_ms,
+        "feed.max_connection_age_s": feed.max_connection_age_s,
+        "feed.backoff_initial_ms": feed.backoff_initial_ms,
+        "feed.backoff_max_ms": feed.backoff_max_ms,
     }
     for key, value in positive.items():
         if not value > 0:

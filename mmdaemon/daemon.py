@@ -40,6 +40,7 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplaySource
+from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import Journal
 from mmdaemon.market import MarketState
 from mmdaemon.model import (
@@ -92,6 +93,10 @@ class Service:
         self.recordings = recordings if recordings is not None else list(config.feed.recordings)
         # "config": the config's speed; None: as fast as possible
         self.speed = config.feed.speed_factor() if isinstance(speed, str) else speed
+        self.live: WebsocketFeed | None = None
+        if not self.recordings:  # the live network feed: event time is wall time
+            self.live = WebsocketFeed(feed_settings(config), log)
+            self.speed = 1.0
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.log_debug = config.logging.level == "debug"
@@ -106,6 +111,7 @@ class Service:
         self._stop = asyncio.Event()
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
+        self._need_snapshot = False  # the codec lost sequence: the live feed must fetch one
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
         self._send_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
@@ -232,22 +238,37 @@ class Service:
 
     # -- feed -----------------------------------------------------------------------------
 
-    def _frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
+    def _frames(self) -> AsyncIterator[RecordedFrame | Malformed | Reconnected]:
+        """Recorded frames (dry run) or the live websocket feed: the same items either way."""
+        if self.live is not None:
+            return self.live.frames()
         return ReplaySource(self.recordings, self.speed, self.clock).frames()
 
     async def _feed_task(self) -> None:
         on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
         async for item in self._frames():
-            if type(item) is tuple:
+            kind = type(item)
+            if kind is tuple:
                 self._last_frame_mono = monotonic()
                 actions = on_frame(*item)
                 if actions:
                     await self._send(actions)
+                if self._need_snapshot and self.live is not None:
+                    self._need_snapshot = False
+                    self.live.request_snapshot()
+            elif kind is Reconnected:
+                self._on_reconnected(item)  # type: ignore[arg-type]
             else:
                 self.market.on_malformed(item)  # type: ignore[arg-type]
             if self._cancel_due:
                 await self._cancel_everything(self.risk.state.value.lower())
         self.log.info("feed_ended", frames=self.market.frames)
+
+    def _on_reconnected(self, event: Reconnected) -> None:
+        """A new connection: the old sequence is gone; halt until a snapshot resyncs."""
+        self.market.codec.reset()
+        self.book.invalidate()
+        self.breakers.check_feed(event.recv_ns, self.last_book_ns, False)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager.
@@ -271,6 +292,7 @@ class Service:
             elif kind is TopOfBook:
                 self.quoter.on_top_of_book(event)  # type: ignore[arg-type]
             elif kind is Gap:
+                self._need_snapshot = True  # live: fetch one; replay: wait for the next
                 requote = True
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
@@ -545,3 +567,20 @@ class Service:
             "frames_per_s": round(frames / wall_s) if wall_s > 0 else None,
         }
 
+
+def feed_settings(config: Config) -> FeedSettings:
+    """The live feed's settings from the config (streams and snapshot path by venue)."""
+    feed, usdm = config.feed, config.instrument.venue == "binance-usdm"
+    return FeedSettings(
+        ws_url=feed.url,
+        rest_url=feed.rest_url,
+        symbol=config.instrument.symbol,
+        streams=("depth@0ms", "trade", "bookTicker") if usdm else
+        ("depth@100ms", "trade", "bookTicker"),
+        depth_path="/fapi/v1/depth" if usdm else "/api/v3/depth",
+        stale_after_ms=feed.stale_after_ms,
+        max_connection_age_s=feed.max_connection_age_s,
+        backoff_initial_s=feed.backoff_initial_ms / 1000,
+        backoff_max_s=feed.backoff_max_ms / 1000,
+        proxy=feed.proxy or None,
+    )

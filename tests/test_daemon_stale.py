@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
@@ -13,18 +12,7 @@ from mmdaemon.config import load_config
 from mmdaemon.daemon import Service
 from tests.conftest import SPOT_FILES
 from tests.helpers import write_config
-
-
-class Recorder:
-    """Collects log calls as (event, fields): the daemon's logger interface."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def _log(self, event: str, **fields: Any) -> None:
-        self.events.append({"event": event, **fields})
-
-    info = warning = error = debug = _log
+from tests.recorder import Recorder
 
 
 def test_silent_feed_halts_cancels_and_resumes(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Circuit breakers: conditions checked on every fill, market event and supervisor tick.
+"""Circuit breakers: checked on every fill, every requote and every supervisor tick.
 
 Pure and synchronous. Inventory soft limit -> REDUCING; hard limit -> KILLED; loss (realised
 + mark-to-market, after fees) beyond ``max_loss`` -> KILLED; drawdown from the PnL peak

@@ -2,7 +2,7 @@
 
 ``ACTIVE`` quote both sides; ``REDUCING`` only quotes that shrink inventory; ``HALTED`` no
 quotes, resumes by itself when every halting condition has cleared; ``KILLED`` latched,
-cleared only by an explicit re-arm. Conditions are named (``feed_stale``, ``book_gap``,
+cleared only by an explicit re-arm. Conditions are named (``feed_stale``, ``book_out_of_sync``,
 ``inventory_soft`` ...) so that several can hold at once and each clears on its own; the
 state is the most severe of them.
 """

@@ -1,0 +1,1 @@
+"""The sim venue: a local Binance-compatible exchange served from a recording."""

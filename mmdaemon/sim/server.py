@@ -1,0 +1,160 @@
+"""The sim venue: one ``websockets`` server on loopback that speaks Binance spot.
+
+Routes (one port):
+
+- ``/stream?streams=a/b/c``: combined market-data streams from the replayed recording;
+- ``GET /api/v3/depth?symbol=S&limit=N``: the book at the replay position, with its
+  ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``;
+- ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.orders`),
+  when an order-entry engine is attached.
+
+Plain HTTP requests are answered from ``process_request`` before any websocket upgrade, so
+REST and websockets share the port as they share a host at the real venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from mmdaemon.clock import Clock
+from mmdaemon.model import Instrument
+from mmdaemon.sim.market import DEPTH_LIMITS, MarketListener, MarketTape
+
+
+class OrderEntryHandler(MarketListener, Protocol):
+    async def serve(self, websocket: ServerConnection) -> None: ...
+
+
+def _json(status: int, payload: Any) -> Response:
+    body = orjson.dumps(payload)
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                       ("Connection", "close")])
+    return Response(status, HTTPStatus(status).phrase, headers, body)
+
+
+def _error(status: int, code: int, msg: str) -> Response:
+    return _json(status, {"code": code, "msg": msg})
+
+
+class SimVenue:
+    """Serve ``paths`` as a Binance-compatible venue on ``host``:``port`` (0: any free port).
+
+    Use as ``async with SimVenue(...) as sim:``; :attr:`ws_url` and :attr:`rest_url` are
+    the base URLs to give a client.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], instrument: Instrument, *,
+                 speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
+                 order_entry: OrderEntryHandler | None = None) -> None:
+        self.instrument = instrument
+        self.tape = MarketTape(paths, instrument, speed, clock, order_entry)
+        self.order_entry = order_entry
+        self.host, self.port = host, port
+        self._server: Server | None = None
+        self._tape_task: asyncio.Task[None] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def __aenter__(self) -> SimVenue:
+        self._server = await serve(self._handler, self.host, self.port,
+                                   process_request=self._http, compression=None)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._tape_task = asyncio.create_task(self.tape.run(), name="sim-tape")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tape_task is not None:
+            self._tape_task.cancel()
+            await asyncio.gather(self._tape_task, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def wait_finished(self) -> None:
+        """Until the recording has been played to the end."""
+        await self.tape.finished.wait()
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path in ("/stream", "/ws-api/v3") and "upgrade" in request.headers.get(
+            "Connection", ""
+        ).lower():
+            return None  # a websocket: let the handshake go on
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if url.path == "/api/v3/depth":
+            return self._depth(query)
+        if url.path == "/api/v3/ping":
+            return _json(200, {})
+        if url.path == "/api/v3/time":
+            return _json(200, {"serverTime": time.time_ns() // 1_000_000})
+        if url.path == "/api/v3/exchangeInfo":
+            return _json(200, self._exchange_info())
+        return _error(404, -1000, f"unknown path {url.path}")
+
+    def _depth(self, query: dict[str, str]) -> Response:
+        symbol = query.get("symbol", "")
+        if symbol.upper() != self.instrument.symbol:
+            return _error(400, -1121, "Invalid symbol.")
+        try:
+            limit = int(query.get("limit", "100"))
+        except ValueError:
+            return _error(400, -1100, "Illegal characters found in parameter 'limit'.")
+        if limit not in DEPTH_LIMITS:
+            return _error(400, -1100, f"Illegal value for parameter 'limit': {limit}.")
+        body = self.tape.depth_snapshot(limit)
+        if body is None:
+            return _error(503, -1003, "Service unavailable: the book is not ready yet.")
+        headers = Headers([("Content-Type", "application/json"),
+                           ("Content-Length", str(len(body))), ("Connection", "close")])
+        return Response(200, "OK", headers, body)
+
+    def _exchange_info(self) -> dict[str, Any]:
+        inst = self.instrument
+        step = inst.lots.to_decimal(inst.size_step_lots)
+        return {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+                "rateLimits": [], "exchangeFilters": [],
+                "symbols": [{
+                    "symbol": inst.symbol, "status": "TRADING", "baseAsset": inst.symbol[:-4],
+                    "quoteAsset": inst.symbol[-4:], "baseAssetPrecision": 8,
+                    "quotePrecision": 8, "quoteAssetPrecision": 8,
+                    "orderTypes": ["LIMIT", "LIMIT_MAKER"], "isSpotTradingAllowed": True,
+                    "permissions": ["SPOT"],
+                    "filters": [
+                        {"filterType": "PRICE_FILTER", "minPrice": f"{inst.tick_size:.8f}",
+                         "maxPrice": "1000000.00000000", "tickSize": f"{inst.tick_size:.8f}"},
+                        {"filterType": "LOT_SIZE", "minQty": f"{step:.8f}",
+                         "maxQty": "9000.00000000", "stepSize": f"{step:.8f}"},
+                        {"filterType": "NOTIONAL", "minNotional": f"{inst.min_notional:.8f}",
+                         "applyMinToMarket": True, "maxNotional": "9000000.00000000",
+                         "applyMaxToMarket": False, "avgPriceMins": 5},
+                    ],
+                }]}
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        url = urlsplit(ws.request.path if ws.request else "")
+        if url.path == "/stream":
+            names = parse_qs(url.query).get("streams", [""])[-1]
+            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+        elif url.path == "/ws-api/v3" and self.order_entry is not None:
+            await self.order_entry.serve(ws)
+        else:
+            await ws.close(1008, "unknown path")
