@@ -59,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="keep the journal here (default: a temporary directory)")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    record = commands.add_parser(
+        "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
+    )
+    record.add_argument("--config", required=True, metavar="FILE")
+    record.add_argument("out", metavar="OUT", help="directory for <symbol>_<YYYYMMDD>.gz")
+
+    sim = commands.add_parser("sim", help="serve recordings as a local Binance-compatible venue")
+    sim.add_argument("recordings", nargs="+", metavar="RECORDING")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9443)
+    sim.add_argument("--speed", default="1", help="1 = real time, N = N x faster, max")
+    sim.add_argument("--symbol", default="BTCUSDT")
+
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
         cmd = commands.add_parser(name, help=f"{what} of the running instance")
@@ -71,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "verify-book":
         log.configure(args.log_level)
         return verify_book(args.recordings, args.venue, args.json)
+    if args.command == "sim":
+        log.configure(args.log_level, sys.stdout.buffer)
+        return sim(args.recordings, args.host, args.port, args.speed, args.symbol)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -79,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer)
         return run(config)
+    if args.command == "record":
+        log.configure(config.logging.level, sys.stderr.buffer)
+        return record(config, Path(args.out))
     if args.command == "replay":
         # stdout carries the result (summary); the log goes to stderr
         log.configure(config.logging.level if args.log_level == "info" else args.log_level,
@@ -243,3 +262,105 @@ def _human_summary(s: dict[str, Any], instrument: Instrument) -> str:
         f"  final book: {px(s['best_bid'])} / {px(s['best_ask'])} at update "
         f"{s['last_update_id']} ({'synced' if s['synced_at_end'] else 'NOT synced'})"
     )
+
+
+def _until_signalled(main: Any) -> Any:
+    """Wrap coroutine function ``main(stop_event)`` so SIGTERM/SIGINT set the event."""
+
+    async def wrapper() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return wrapper
+
+
+def record(config: Config, out: Path) -> int:
+    """``mmdaemon record``: the live feed of ``config`` into ``out``; stops on SIGTERM/SIGINT."""
+    from mmdaemon.daemon import feed_settings
+    from mmdaemon.feed.recorder import FrameWriter
+    from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
+
+    if not config.feed.url:
+        print("mmdaemon record: config error: feed.url: expected the venue's websocket URL",
+              file=sys.stderr)
+        return 2
+    logger = log.get_logger(command="record", instrument=config.instrument.symbol)
+    writer = FrameWriter(out, config.instrument.symbol)
+    feed = WebsocketFeed(feed_settings(config), logger)
+
+    async def main(stop: asyncio.Event) -> None:
+        async def consume() -> None:
+            async for item in feed.frames():
+                if isinstance(item, Reconnected):
+                    continue  # the snapshot fetched after it is what a replay needs
+                writer.write(*item)
+
+        async def flusher() -> None:
+            while True:  # a quiet feed still gets its last frames onto the disk
+                await asyncio.sleep(writer.flush_interval_s)
+                writer.flush()
+
+        tasks = [asyncio.create_task(consume()), asyncio.create_task(flusher())]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([tasks[0], stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in (*tasks, stopper):
+            task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+
+    logger.info("record_started", out=str(out), url=config.feed.url)
+    try:
+        import uvloop
+
+        uvloop.run(_until_signalled(main)())
+    finally:
+        writer.close()
+        logger.info("record_stopped", frames=writer.frames, files=[str(p) for p in writer.files],
+                    reconnects=feed.reconnects, snapshots=feed.snapshots)
+    return 0
+
+
+def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str) -> int:
+    """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
+    from mmdaemon.feed.replay import parse_speed
+    from mmdaemon.sim.server import SimVenue
+
+    try:
+        speed = parse_speed(speed_text)
+    except ValueError as exc:
+        print(f"mmdaemon sim: --speed: {exc}", file=sys.stderr)
+        return 2
+    missing = [p for p in recordings if not Path(p).is_file()]
+    if missing:
+        print(f"mmdaemon sim: no such recording: {missing[0]}", file=sys.stderr)
+        return 2
+    instrument = VENUES["binance-spot"][1]
+    if symbol != instrument.symbol:
+        print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
+        return 2
+    logger = log.get_logger(command="sim")
+
+    async def main(stop: asyncio.Event) -> None:
+        async with SimVenue(recordings, instrument, speed=speed, clock=SystemClock(),
+                            host=host, port=port) as venue:
+            logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
+                        streams=f"{venue.ws_url}/stream?streams=...", speed=speed or "max")
+            finished = asyncio.create_task(venue.wait_finished())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if finished.done():
+                logger.info("sim_tape_finished", frames_sent=venue.tape.frames_sent)
+                await stopper  # a venue stays up after its tape ends, quietly
+            finished.cancel()
+
+    import uvloop
+
+    try:
+        uvloop.run(_until_signalled(main)())
+    except OSError as exc:
+        print(f"mmdaemon sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    logger.info("sim_stopped")
+    return 0

@@ -180,8 +180,10 @@ def test_malformed_lines_in_a_real_recording_are_counted_logged_and_harmless(
 def test_unusable_input_exits_2(tmp_path: Path, case: str) -> None:
     path = tmp_path / "rec.gz"
     if case == "broken_gzip":
-        data = SPOT_FILES[0].read_bytes()
-        path.write_bytes(data[: len(data) // 2])  # truncated gzip stream
+        data = bytearray(SPOT_FILES[0].read_bytes())
+        for i in range(len(data) // 2, len(data) // 2 + 64):
+            data[i] ^= 0x5A  # corrupt compressed data in the middle
+        path.write_bytes(bytes(data))
     elif case == "empty":
         path.write_bytes(b"")
     proc = run_cli("verify-book", str(path), "--json")
@@ -215,3 +217,13 @@ def test_mismatch_exits_1(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert orjson.loads(proc.stdout)["mismatches"] == 1
     assert '"event":"book_mismatch"' in proc.stderr
+
+
+def test_a_recording_cut_short_is_read_up_to_the_cut(tmp_path: Path) -> None:
+    data = SPOT_FILES[0].read_bytes()
+    path = tmp_path / "cut.gz"
+    path.write_bytes(data[: len(data) // 2])  # a recorder killed mid-file
+    proc = run_cli("verify-book", str(path), "--json")
+    s = orjson.loads(proc.stdout)
+    assert proc.returncode == 0 and s["frames"] > 10000 and s["malformed"] == 1
+    assert "cut short" in proc.stderr

@@ -40,8 +40,10 @@ def open_recording(path: Path) -> BinaryIO:
 def read_recording(paths: Iterable[str | Path]) -> Iterator[RecordedFrame | Malformed]:
     """Yield ``(recv_ns, frame)`` for every line of every file, in order.
 
-    Raises :class:`RecordingError` when a file is missing or its compression is broken
-    (a truncated gzip stream included): the frames before the damage have been yielded.
+    Raises :class:`RecordingError` when a file is missing or its compression is corrupt:
+    the frames before the damage have been yielded. A gzip stream that merely ends early (a
+    recorder that crashed between flushes) yields what it holds, then one
+    :class:`Malformed` naming the cut, and reading goes on with the next file.
     """
     last_ns = 0
     for raw_path in paths:
@@ -58,5 +60,7 @@ def read_recording(paths: Iterable[str | Path]) -> Iterator[RecordedFrame | Malf
                         yield last_ns, frame
                     elif line.strip():
                         yield Malformed(f"{path.name}:{lineno}: not '<recv_ns> <frame>'", last_ns)
-            except (OSError, EOFError, zlib.error) as exc:
+            except EOFError:
+                yield Malformed(f"{path.name}: ends early after line {lineno} (cut short)", last_ns)
+            except (OSError, zlib.error) as exc:
                 raise RecordingError(f"{path}: unreadable after line {lineno}: {exc}") from exc
