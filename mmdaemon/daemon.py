@@ -71,7 +71,8 @@ JOURNAL_FILE = "journal.sqlite"
 
 @dataclass
 class Counters:
-    frames_seen: int = 0
+    """What the service sent and decided, for the summary."""
+
     quotes: int = 0
     orders: int = 0
     amends: int = 0
