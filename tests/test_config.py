@@ -41,6 +41,10 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
         ({"strategy.sizing": {"base_size_lots": 2_000_000}}, (),
          "strategy.sizing.base_size_lots: expected <= risk.max_order_lots"),
         ({"exchange": {"maker_fee_bps": "20000"}}, (), "exchange.maker_fee_bps: expected"),
+        ({"feed": {"recordings": [], "url": "ws://127.0.0.1:1"}}, (),
+         "feed.rest_url: expected an http(s):// URL"),
+        ({"feed": {"recordings": [], "url": "http://x", "rest_url": "http://x"}}, (),
+         "feed.url: expected a ws:// or wss:// URL"),
         ({"exchange": {"adapter": "binance"}}, (), "exchange.adapter: expected one of 'paper'"),
         ({"exchange": {"latency_ms": -1}}, (), "exchange.latency_ms: expected >= 0"),
         ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
@@ -82,13 +86,6 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[risk\nmax_loss = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
-
-
-def test_run_refuses_a_feed_it_cannot_read_yet(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "run", "--config",
-                           str(REPO / "config" / "example-live.toml")],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "feed.url" in proc.stderr
 
 
 def test_kill_refuses_a_stale_pid_file(tmp_path: Path) -> None:

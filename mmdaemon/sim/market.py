@@ -6,6 +6,14 @@ stream, whether or not anyone is listening. The sim keeps its own book from the 
 (through the same codec the daemon uses), so ``GET /api/v3/depth`` answers with the book at
 the current replay position and its correct ``lastUpdateId``.
 
+Stream connections work as Binance's do. ``/stream?streams=..`` connections get combined
+frames (``{"stream":..,"data":..}``); ``/ws/<name>`` connections get raw payloads (the
+``data`` object alone). Either kind may change its streams with ``SUBSCRIBE``,
+``UNSUBSCRIBE``, ``LIST_SUBSCRIPTIONS``, ``SET_PROPERTY``/``GET_PROPERTY`` (``combined``)
+requests, answered ``{"result": .., "id": ..}`` or ``{"error": {"code", "msg"}, "id": ..}``
+with Binance's error codes (0 unknown property, 1 bad value type, 2 invalid request,
+3 invalid JSON); that is how third-party clients such as ccxt subscribe.
+
 Faults for tests, each a plain method: :meth:`MarketTape.drop_connections` (close every
 stream connection), :meth:`MarketTape.go_silent` (keep connections open, send nothing for a
 while), :meth:`MarketTape.skip_depth_updates` (withhold diffs from subscribers: a gap).
@@ -20,6 +28,7 @@ from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
 
 from mmdaemon.clock import Clock
 from mmdaemon.feed.replay import ReplaySource
@@ -29,6 +38,50 @@ from mmdaemon.venues.binance import BinanceCodec
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
 PRICE_PLACES = 8  # Binance spot prints prices and sizes with 8 decimals
+MAX_STREAMS = 1024  # Binance: one connection listens to at most 1024 streams
+MAX_ID_CHARS = 36  # Binance: a string request id is at most 36 characters
+METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+_ENVELOPE_HEAD = b'{"stream":"'  # a combined frame: {"stream":"<name>","data":<payload>}
+_DATA_KEY = b'","data":'
+
+RequestId = int | str | None
+
+
+class StreamRequestError(Exception):
+    """A stream-control request the venue refuses: ``code`` and ``msg`` as Binance sends."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code, self.msg = code, msg
+
+
+def raw_payload(frame: bytes, stream_end: int) -> bytes:
+    """The ``data`` object of a combined frame: what a raw ``/ws`` stream sends.
+
+    ``stream_end`` is the index of the quote closing the stream name. The payload is sliced
+    out of the envelope, not decoded and re-encoded, so a raw subscriber gets exactly the
+    recorded bytes (same number formatting, same key order) for the cost of one copy; a
+    frame laid out some other way falls back to a decode.
+    """
+    if frame.startswith(_DATA_KEY, stream_end) and frame.endswith(b"}"):
+        return frame[stream_end + len(_DATA_KEY):-1]
+    return orjson.dumps(orjson.loads(frame)["data"])
+
+
+def parse_request_id(request: dict[str, Any]) -> RequestId:
+    """The request's ``id``: an int64, an alphanumeric string of up to 36 chars, or null."""
+    if "id" not in request:
+        raise StreamRequestError(2, "Invalid request: missing field `id`")
+    rid = request["id"]
+    if rid is None:
+        return None
+    if isinstance(rid, int) and not isinstance(rid, bool) and -(1 << 63) <= rid < (1 << 63):
+        return rid
+    if (isinstance(rid, str) and len(rid) <= MAX_ID_CHARS
+            and rid.replace("-", "").replace("_", "").isalnum() and rid.isascii()):
+        return rid
+    raise StreamRequestError(2, "Invalid request: request ID must be an integer, a string "
+                                f"of at most {MAX_ID_CHARS} characters, or null")
 
 
 class MarketListener(Protocol):
@@ -49,7 +102,9 @@ class MarketTape:
         self.clock = clock
         self.market = MarketState(BinanceCodec(instrument, "spot"))
         self.listener = listener
+        # every stream connection and its streams; the raw ones (combined=false) also in raw
         self.subscribers: dict[ServerConnection, frozenset[str]] = {}
+        self.raw: set[ServerConnection] = set()
         self.frames_sent = 0
         self.finished = asyncio.Event()
         self._silent_until_ns = 0
@@ -80,30 +135,115 @@ class MarketTape:
         self.finished.set()
 
     def _publish(self, frame: bytes) -> None:
-        if not frame.startswith(b'{"stream":'):
+        if not frame.startswith(_ENVELOPE_HEAD):
             return  # the recorded REST snapshots are not stream frames
-        stream_end = frame.find(b'"', 11)
-        stream = frame[11:stream_end].decode()
+        head = len(_ENVELOPE_HEAD)
+        stream_end = frame.find(b'"', head)
+        stream = frame[head:stream_end].decode()
         if self._skip_depth and "@depth" in stream:
             self._skip_depth -= 1
             return
         targets = [ws for ws, streams in self.subscribers.items() if stream in streams]
+        if not targets:
+            return
+        # broadcast() never waits: a subscriber too slow to keep up is skipped and sees a
+        # gap, exactly as on a real venue, instead of slowing everyone down
+        raw = self.raw
+        if raw:
+            raw_targets = [ws for ws in targets if ws in raw]
+            if raw_targets:
+                targets = [ws for ws in targets if ws not in raw]
+                broadcast(raw_targets, raw_payload(frame, stream_end).decode())
+                self.frames_sent += len(raw_targets)
         if targets:
-            # broadcast() never waits: a subscriber too slow to keep up is skipped and sees
-            # a gap, exactly as on a real venue, instead of slowing everyone down
             broadcast(targets, frame.decode())
             self.frames_sent += len(targets)
 
     # -- connections ----------------------------------------------------------------------
 
-    async def serve_streams(self, ws: ServerConnection, streams: frozenset[str]) -> None:
-        """Keep a ``/stream?streams=..`` connection subscribed until it closes."""
+    async def serve_streams(self, ws: ServerConnection, streams: frozenset[str], *,
+                            combined: bool = True) -> None:
+        """Keep a stream connection subscribed until it closes, answering its requests.
+
+        ``combined``: frames wrapped as ``/stream`` sends them, else raw payloads as ``/ws``
+        sends them (a connection may switch with ``SET_PROPERTY``).
+        """
         self.subscribers[ws] = streams
+        if not combined:
+            self.raw.add(ws)
         try:
-            async for _ in ws:  # clients only send pongs and the odd control frame
-                pass
+            async for message in ws:
+                await ws.send(self.control(ws, message))
+        except ConnectionClosed:
+            pass  # gone mid-reply or closed abnormally: nobody is left to answer
         finally:
             self.subscribers.pop(ws, None)
+            self.raw.discard(ws)
+
+    def control(self, ws: ServerConnection, message: str | bytes) -> str:
+        """Apply one stream-control request from ``ws``; the reply text to send back."""
+        rid: RequestId = None
+        try:
+            try:
+                request = orjson.loads(message)
+            except orjson.JSONDecodeError as exc:
+                raise StreamRequestError(3, f"Invalid JSON: {exc}") from None
+            if not isinstance(request, dict):
+                raise StreamRequestError(2, "Invalid request: expected a JSON object")
+            rid = parse_request_id(request)
+            result = self._apply(ws, request)
+        except StreamRequestError as exc:
+            return orjson.dumps({"error": {"code": exc.code, "msg": exc.msg},
+                                 "id": rid}).decode()
+        return orjson.dumps({"result": result, "id": rid}).decode()
+
+    def _apply(self, ws: ServerConnection, request: dict[str, Any]) -> Any:
+        if request.keys() - {"method", "params", "id"}:
+            raise StreamRequestError(2, "Invalid request: too many parameters")
+        method = request.get("method")
+        if method is None:
+            raise StreamRequestError(2, "Invalid request: missing field `method`")
+        if method not in METHODS:
+            raise StreamRequestError(2, f"Invalid request: unknown variant `{method}`, "
+                                        f"expected one of {', '.join(METHODS)}")
+        params = request.get("params", [])
+        if not isinstance(params, list):
+            raise StreamRequestError(2, "Invalid request: params must be an array")
+        streams = self.subscribers.get(ws, frozenset())
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not all(isinstance(p, str) and p for p in params):
+                raise StreamRequestError(2, "Invalid request: stream names must be strings")
+            if method == "UNSUBSCRIBE":
+                self.subscribers[ws] = streams.difference(params)
+                return None
+            wanted = streams.union(params)
+            if len(wanted) > MAX_STREAMS:
+                raise StreamRequestError(2, f"Invalid request: at most {MAX_STREAMS} streams "
+                                            "per connection")
+            self.subscribers[ws] = wanted
+            return None
+        if method == "LIST_SUBSCRIPTIONS":
+            if params:
+                raise StreamRequestError(2, "Invalid request: too many parameters")
+            return sorted(streams)
+        # SET_PROPERTY ["combined", bool] / GET_PROPERTY ["combined"]
+        if not params or not isinstance(params[0], str):
+            raise StreamRequestError(2, "Invalid request: property name must be a string")
+        if params[0] != "combined":
+            raise StreamRequestError(0, "Unknown property")
+        if method == "GET_PROPERTY":
+            if len(params) != 1:
+                raise StreamRequestError(2, "Invalid request: too many parameters")
+            return ws not in self.raw
+        if len(params) != 2:
+            raise StreamRequestError(2, "Invalid request: SET_PROPERTY takes a name and a value")
+        if not isinstance(params[1], bool):
+            raise StreamRequestError(1, "Invalid value type: expected Boolean")
+        if params[1]:
+            self.raw.discard(ws)
+        else:
+            self.raw.add(ws)
+        return None
 
     def depth_snapshot(self, limit: int) -> bytes | None:
         """``GET /api/v3/depth`` body at the current position; None before the book syncs."""
@@ -120,7 +260,7 @@ class MarketTape:
     # -- faults ---------------------------------------------------------------------------
 
     async def drop_connections(self) -> None:
-        """Close every stream connection (the venue hangs up)."""
+        """Close every stream connection, combined or raw (the venue hangs up)."""
         await asyncio.gather(*(ws.close(1001, "going away") for ws in list(self.subscribers)))
 
     def go_silent(self, seconds: float) -> None:

@@ -3,8 +3,15 @@
 Routes (one port):
 
 - ``/stream?streams=a/b/c``: combined market-data streams from the replayed recording;
+- ``/ws`` and ``/ws/<stream>[/<stream>..]``: raw streams (event payloads without the
+  ``{"stream","data"}`` envelope). Path segments that are not stream names are ignored, so
+  ccxt's ``/ws/0``, ``/ws/1``.. (how it spreads subscriptions over connections) open a raw
+  connection with no streams, which it then fills with ``SUBSCRIBE`` requests; both stream
+  endpoints take ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS``/``SET_PROPERTY``/
+  ``GET_PROPERTY`` (see :mod:`mmdaemon.sim.market`);
 - ``GET /api/v3/depth?symbol=S&limit=N``: the book at the replay position, with its
-  ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``;
+  ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``
+  (complete enough for ccxt's market parser);
 - ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.orders`),
   when an order-entry engine is attached.
 
@@ -20,7 +27,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -45,6 +52,20 @@ def _json(status: int, payload: Any) -> Response:
 
 def _error(status: int, code: int, msg: str) -> Response:
     return _json(status, {"code": code, "msg": msg})
+
+
+def _is_raw_stream_path(path: str) -> bool:
+    return path == "/ws" or path.startswith("/ws/")
+
+
+def raw_path_streams(path: str) -> frozenset[str]:
+    """Streams named in a ``/ws/<stream>/<stream>..`` path.
+
+    Every Binance stream name has an ``@`` (``btcusdt@trade``, ``!ticker@arr``): other
+    segments, such as the connection numbers ccxt puts there, name nothing.
+    """
+    names = unquote(path[len("/ws/"):]) if path.startswith("/ws/") else ""
+    return frozenset(s for s in names.split("/") if "@" in s)
 
 
 class SimVenue:
@@ -95,9 +116,9 @@ class SimVenue:
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
-        if url.path in ("/stream", "/ws-api/v3") and "upgrade" in request.headers.get(
-            "Connection", ""
-        ).lower():
+        if (url.path in ("/stream", "/ws-api/v3") or _is_raw_stream_path(url.path)) and (
+            "upgrade" in request.headers.get("Connection", "").lower()
+        ):
             return None  # a websocket: let the handshake go on
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/v3/depth":
@@ -107,6 +128,9 @@ class SimVenue:
         if url.path == "/api/v3/time":
             return _json(200, {"serverTime": time.time_ns() // 1_000_000})
         if url.path == "/api/v3/exchangeInfo":
+            symbol = query.get("symbol")
+            if symbol is not None and symbol.upper() != self.instrument.symbol:
+                return _error(400, -1121, "Invalid symbol.")
             return _json(200, self._exchange_info())
         return _error(404, -1000, f"unknown path {url.path}")
 
@@ -128,20 +152,34 @@ class SimVenue:
         return Response(200, "OK", headers, body)
 
     def _exchange_info(self) -> dict[str, Any]:
+        """The venue's one symbol, with the fields clients parse markets from.
+
+        ccxt reads ``symbol``, ``status``, ``baseAsset``/``quoteAsset`` (the unified symbol
+        ``BTC/USDT``), ``baseAssetPrecision``/``quotePrecision``, ``permissions``,
+        ``isMarginTradingAllowed`` and the PRICE_FILTER (tick), LOT_SIZE (step, minimum)
+        and NOTIONAL filters; prices in quote currency, sizes in base. No MARKET_LOT_SIZE:
+        the sim takes no market orders.
+        """
         inst = self.instrument
         step = inst.lots.to_decimal(inst.size_step_lots)
+        min_size = inst.lots.to_decimal(inst.min_size_lots)
         return {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
                 "rateLimits": [], "exchangeFilters": [],
                 "symbols": [{
                     "symbol": inst.symbol, "status": "TRADING", "baseAsset": inst.symbol[:-4],
                     "quoteAsset": inst.symbol[-4:], "baseAssetPrecision": 8,
                     "quotePrecision": 8, "quoteAssetPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER"], "isSpotTradingAllowed": True,
-                    "permissions": ["SPOT"],
+                    "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+                    "orderTypes": ["LIMIT", "LIMIT_MAKER"], "icebergAllowed": False,
+                    "ocoAllowed": False, "otoAllowed": False,
+                    "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False,
+                    "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False, "permissions": ["SPOT"],
+                    "permissionSets": [["SPOT"]],
                     "filters": [
                         {"filterType": "PRICE_FILTER", "minPrice": f"{inst.tick_size:.8f}",
                          "maxPrice": "1000000.00000000", "tickSize": f"{inst.tick_size:.8f}"},
-                        {"filterType": "LOT_SIZE", "minQty": f"{step:.8f}",
+                        {"filterType": "LOT_SIZE", "minQty": f"{min_size:.8f}",
                          "maxQty": "9000.00000000", "stepSize": f"{step:.8f}"},
                         {"filterType": "NOTIONAL", "minNotional": f"{inst.min_notional:.8f}",
                          "applyMinToMarket": True, "maxNotional": "9000000.00000000",
@@ -154,6 +192,8 @@ class SimVenue:
         if url.path == "/stream":
             names = parse_qs(url.query).get("streams", [""])[-1]
             await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+        elif _is_raw_stream_path(url.path):
+            await self.tape.serve_streams(ws, raw_path_streams(url.path), combined=False)
         elif url.path == "/ws-api/v3" and self.order_entry is not None:
             await self.order_entry.serve(ws)
         else:

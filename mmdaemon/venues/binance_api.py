@@ -1,0 +1,1198 @@
+"""Binance spot WebSocket API (order entry and user data), sans-I/O: both sides of it.
+
+One protocol module for the two ends of ``/ws-api/v3``: the daemon's gateway uses it to
+build signed requests and to read responses and user-data events; the sim venue
+(:mod:`mmdaemon.sim.orders`) uses the same signing, error codes and event shapes to answer
+them. Nothing here does I/O, reads a clock or touches asyncio: timestamps are passed in.
+
+Units, as in the core: prices integer ticks, sizes integer lots of the
+:class:`~mmdaemon.model.Instrument`, fees integer notional units (ticks x lots; for BTCUSDT
+spot 1e-10 USDT). Venue timestamps are integer ms since the epoch; our events carry ns
+(``ms x 1,000,000``). Decimal text is converted exactly, through the instrument's
+:class:`~mmdaemon.model.DecimalScaler` s or :class:`fractions.Fraction`, never through float.
+
+Frames
+------
+- request: ``{"id", "method", "params"}``; a SIGNED request (TRADE, USER_DATA) carries
+  ``apiKey``, ``timestamp`` (ms), optionally ``recvWindow`` (ms, at most 60,000, 5,000 when
+  absent) and ``signature``: the hex HMAC-SHA256, keyed with the API secret, of every other
+  parameter sorted by name and written ``key=value`` joined by ``&`` (:func:`sign`).
+- response: ``{"id", "status", "result" | "error": {"code", "msg"[, "data"]},
+  "rateLimits"?}``; ``status`` follows HTTP (200 ok, 400 rejected, 409 cancel-replace half
+  done, 429 rate limited).
+- event: ``{"subscriptionId", "event": {...}}`` on a connection that subscribed to the user
+  data stream.
+
+User data subscription
+----------------------
+We subscribe with ``userDataStream.subscribe.signature`` (a signed request carrying
+``apiKey``, ``timestamp`` and ``signature``) on the same connection as order entry. It needs
+no ``session.logon`` (so it works with HMAC keys, which cannot log a session on) and no
+listenKey (deprecated REST bootstrap plus a second connection and keep-alives): order acks
+and execution reports then travel one connection in the order the venue produced them.
+
+Client order ids
+----------------
+Our order ids are integers (``run_id << 32 | seq``). :func:`client_order_id` writes one as
+``<prefix>-<lowercase hex>`` (``mm-300000001`` is run 3, seq 1), which fits Binance's
+``^[a-zA-Z0-9-_]{1,36}$`` for any 64-bit id and a prefix of up to 19 characters;
+:func:`order_id_of` inverts it and returns None for ids that are not ours.
+
+Fees
+----
+An ``executionReport`` carries its commission ``n`` in asset ``N``. :func:`parse_event`
+converts it to notional units exactly and rounds half up (toward +inf, so a fee is never
+flattered), like :func:`mmdaemon.exchange.fill_model.fee_units`:
+
+- quote asset (USDT for BTCUSDT): ``fee = n / (tick_size x lot_size)``;
+- base asset (BTC, what Binance charges a buyer by default): valued at the fill price,
+  ``fee = n / lot_size x L_ticks``;
+- any other asset (BNB discounts): converted at ``asset_prices[N]`` (quote currency per unit
+  of ``N``) when the caller gives one, ``fee = n x price / (tick_size x lot_size)``;
+  otherwise the :class:`~mmdaemon.model.Fill` carries fee 0 and the
+  :class:`ExecutionReport` says ``fee_converted=False`` with the raw ``commission`` and
+  ``commission_asset``, so the caller accounts for it instead of it silently vanishing.
+
+Malformed input never raises out of the parsers: they return :class:`ProtocolError` with
+the reason. Builders raise ``ValueError`` for arguments we should never have produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Final, NamedTuple
+
+import orjson
+
+from mmdaemon.model import Fill, Instrument, OrderStatus, OrderUpdate, Side
+
+WS_API_PATH: Final = "/ws-api/v3"
+MAX_RECV_WINDOW_MS: Final = 60_000  # the venue refuses a larger recvWindow
+DEFAULT_RECV_WINDOW_MS: Final = 5_000  # what the venue assumes when recvWindow is absent
+FUTURE_TOLERANCE_MS: Final = 1_000  # a timestamp this far ahead of the server is refused
+_MS: Final = 1_000_000  # ns per ms
+
+# ---- methods -------------------------------------------------------------------------------
+
+ORDER_PLACE: Final = "order.place"
+ORDER_CANCEL: Final = "order.cancel"
+ORDER_CANCEL_REPLACE: Final = "order.cancelReplace"
+OPEN_ORDERS_STATUS: Final = "openOrders.status"
+OPEN_ORDERS_CANCEL_ALL: Final = "openOrders.cancelAll"
+ACCOUNT_STATUS: Final = "account.status"
+USER_DATA_SUBSCRIBE: Final = "userDataStream.subscribe.signature"
+USER_DATA_UNSUBSCRIBE: Final = "userDataStream.unsubscribe"
+PING: Final = "ping"
+TIME: Final = "time"
+
+LIMIT_MAKER: Final = "LIMIT_MAKER"
+STOP_ON_FAILURE: Final = "STOP_ON_FAILURE"
+ALLOW_FAILURE: Final = "ALLOW_FAILURE"
+
+# ---- error codes (Binance "Error codes for Binance", errors.md) ------------------------------
+
+UNKNOWN: Final = -1000
+TOO_MANY_REQUESTS: Final = -1003
+INVALID_MESSAGE: Final = -1013  # filter failures: PRICE_FILTER, LOT_SIZE, NOTIONAL
+UNSUPPORTED_OPERATION: Final = -1020
+INVALID_TIMESTAMP: Final = -1021
+INVALID_SIGNATURE: Final = -1022
+ILLEGAL_CHARS: Final = -1100
+MANDATORY_PARAM_EMPTY_OR_MALFORMED: Final = -1102
+TIF_NOT_REQUIRED: Final = -1114
+INVALID_ORDER_TYPE: Final = -1116
+INVALID_SIDE: Final = -1117
+BAD_SYMBOL: Final = -1121
+INVALID_PARAMETER: Final = -1130
+INVALID_JSON: Final = -1135
+NEW_ORDER_REJECTED: Final = -2010
+CANCEL_REJECTED: Final = -2011
+NO_SUCH_ORDER: Final = -2013
+BAD_API_KEY_FMT: Final = -2014
+REJECTED_MBX_KEY: Final = -2015
+CANCEL_REPLACE_PARTIALLY_FAILED: Final = -2021
+CANCEL_REPLACE_FAILED: Final = -2022
+
+UNKNOWN_METHOD: Final = ILLEGAL_CHARS
+"""What we answer to a method we do not serve. Binance documents no code for it; -1100
+(illegal value in a parameter, here ``method``) is the closest documented one."""
+
+ERROR_MESSAGES: Final[Mapping[int, str]] = {
+    UNKNOWN: "An unknown error occurred while processing the request.",
+    TOO_MANY_REQUESTS: "Too many requests queued.",
+    INVALID_MESSAGE: "The request is rejected by the API.",
+    UNSUPPORTED_OPERATION: "This operation is not supported.",
+    INVALID_TIMESTAMP: "Timestamp for this request is outside of the recvWindow.",
+    INVALID_SIGNATURE: "Signature for this request is not valid.",
+    ILLEGAL_CHARS: "Illegal characters found in a parameter.",
+    MANDATORY_PARAM_EMPTY_OR_MALFORMED: (
+        "A mandatory parameter was not sent, was empty/null, or malformed."
+    ),
+    TIF_NOT_REQUIRED: "TimeInForce parameter sent when not required.",
+    INVALID_ORDER_TYPE: "Invalid orderType.",
+    INVALID_SIDE: "Invalid side.",
+    BAD_SYMBOL: "Invalid symbol.",
+    INVALID_PARAMETER: "Invalid data sent for a parameter.",
+    INVALID_JSON: "Invalid JSON Request",
+    NEW_ORDER_REJECTED: "New order rejected.",
+    CANCEL_REJECTED: "Unknown order sent.",
+    NO_SUCH_ORDER: "Order does not exist.",
+    BAD_API_KEY_FMT: "API-key format invalid.",
+    REJECTED_MBX_KEY: "Invalid API-key, IP, or permissions for action.",
+    CANCEL_REPLACE_PARTIALLY_FAILED: "Order cancel-replace partially failed.",
+    CANCEL_REPLACE_FAILED: "Order cancel-replace failed.",
+}
+"""The standard message of each code. -2010/-2011 carry the matching engine's own text."""
+
+# Matching-engine messages sent with -2010 NEW_ORDER_REJECTED / -2011 CANCEL_REJECTED.
+MSG_WOULD_TAKE: Final = "Order would immediately match and take."
+MSG_UNKNOWN_ORDER: Final = "Unknown order sent."
+MSG_DUPLICATE_ORDER: Final = "Duplicate order sent."
+MSG_MARKET_CLOSED: Final = "Market is closed."
+MSG_INSUFFICIENT_BALANCE: Final = "Account has insufficient balance for requested action."
+MSG_TIMESTAMP_AHEAD: Final = "Timestamp for this request was 1000ms ahead of the server's time."
+
+# executionReport ``r`` (order reject reason) values.
+REJECT_NONE: Final = "NONE"
+REJECT_WOULD_MATCH: Final = "WOULD_MATCH_IMMEDIATELY"
+REJECT_INSUFFICIENT_BALANCES: Final = "INSUFFICIENT_BALANCES"
+
+
+def mandatory_param_msg(name: str) -> str:
+    """The -1102 message for a missing, empty or malformed parameter."""
+    return f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+
+
+def either_param_msg(first: str, second: str) -> str:
+    """The -1102 message when neither of two alternative parameters was sent."""
+    return f"Param '{first}' or '{second}' must be sent, but both were empty/null!"
+
+
+def illegal_chars_msg(name: str, legal: str) -> str:
+    """The -1100 message for a parameter outside its legal range."""
+    return f"Illegal characters found in parameter '{name}'; legal range is '{legal}'."
+
+
+def filter_failure_msg(filter_type: str) -> str:
+    """The -1013 message for a symbol filter (``PRICE_FILTER``, ``LOT_SIZE``, ``NOTIONAL``)."""
+    return f"Filter failure: {filter_type}"
+
+
+def weight_limit_msg(limit: int) -> str:
+    """The -1003 message when the request weight per minute is used up."""
+    return (
+        f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE."
+        " Please use WebSocket Streams for live updates to avoid polling the API."
+    )
+
+
+# ---- value types ---------------------------------------------------------------------------
+
+
+class ApiError(NamedTuple):
+    """An ``error`` object: Binance code, message and (cancel-replace) ``data``."""
+
+    code: int
+    msg: str
+    data: Any = None
+
+
+class RateLimit(NamedTuple):
+    """One ``rateLimits`` entry: ``used`` (the venue's ``count``) of ``limit`` per
+    ``interval_num`` x ``interval``."""
+
+    rate_limit_type: str  # REQUEST_WEIGHT, ORDERS, RAW_REQUESTS
+    interval: str  # SECOND, MINUTE, HOUR, DAY
+    interval_num: int
+    limit: int
+    used: int
+
+
+class Response(NamedTuple):
+    """A decoded response. ``result`` is set when the request succeeded, else ``error``."""
+
+    id: str | int | None
+    status: int
+    result: Any
+    error: ApiError | None
+    rate_limits: tuple[RateLimit, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True for a successful response (status 2xx with a result)."""
+        return self.error is None and 200 <= self.status < 300
+
+
+class ProtocolError(NamedTuple):
+    """A frame or object we could not decode; it changed nothing."""
+
+    reason: str
+
+
+class Credentials(NamedTuple):
+    """An API key, its HMAC secret and the ``recvWindow`` (ms) to send, None: venue default."""
+
+    api_key: str
+    secret: str
+    recv_window_ms: int | None = None
+
+
+class Assets(NamedTuple):
+    """The base and quote asset of a spot symbol (BTCUSDT: BTC, USDT)."""
+
+    base: str
+    quote: str
+
+
+class ExecutionReport(NamedTuple):
+    """A decoded ``executionReport`` of one of our orders.
+
+    ``update`` is the order's state after the event; ``fill`` is set for execution type
+    TRADE. ``exchange_order_id`` is Binance's ``i``; ``client_order_id`` (``c``) and
+    ``orig_client_order_id`` (``C``, set on cancels) are the raw texts. ``commission`` is
+    ``n`` in ``commission_asset`` (``N``); ``fee_converted`` False means the fill's fee is 0
+    because ``N`` could not be valued (see the module docstring). ``event_ms`` is ``E``.
+    """
+
+    update: OrderUpdate
+    fill: Fill | None
+    subscription_id: int | None
+    execution_type: str
+    order_status: str
+    exchange_order_id: int
+    client_order_id: str
+    orig_client_order_id: str
+    commission: Decimal
+    commission_asset: str | None
+    fee_converted: bool
+    event_ms: int
+
+
+class ForeignOrder(NamedTuple):
+    """An ``executionReport`` of an order that is not ours (other prefix or symbol)."""
+
+    subscription_id: int | None
+    symbol: str
+    client_order_id: str
+    exchange_order_id: int
+    execution_type: str
+    reason: str
+
+
+class AccountPosition(NamedTuple):
+    """An ``outboundAccountPosition``: ``balances`` maps asset -> (free, locked), exact."""
+
+    subscription_id: int | None
+    event_ms: int
+    update_ms: int
+    balances: dict[str, tuple[Decimal, Decimal]]
+
+
+class OtherEvent(NamedTuple):
+    """Any other user-data event (``balanceUpdate``, ``eventStreamTerminated``, ...)."""
+
+    subscription_id: int | None
+    kind: str
+    event_ms: int
+    data: dict[str, Any]
+
+
+UserEvent = ExecutionReport | ForeignOrder | AccountPosition | OtherEvent
+
+
+class OrderView(NamedTuple):
+    """What the venue knows of one order, in core units (the sim's side of the protocol).
+
+    ``order_id`` is the venue's ``orderId``; ``price`` ticks; ``size`` (``origQty``) and
+    ``executed`` lots; ``cum_quote`` the cumulative traded notional in notional units;
+    ``status`` a Binance order status (``NEW``, ``PARTIALLY_FILLED``, ``FILLED``,
+    ``CANCELED``, ``REJECTED``, ``EXPIRED``); times in ms, ``working_ms`` -1 when the order
+    never rested on the book.
+    """
+
+    order_id: int
+    client_order_id: str
+    side: Side
+    price: int
+    size: int
+    executed: int
+    cum_quote: int
+    status: str
+    created_ms: int
+    working_ms: int
+
+
+# ---- client order ids ----------------------------------------------------------------------
+
+CLIENT_ORDER_ID_RE: Final = re.compile(r"[a-zA-Z0-9_-]{1,36}")
+"""Binance's ``^[a-zA-Z0-9-_]{1,36}$`` for ``newClientOrderId`` (use ``fullmatch``)."""
+CLIENT_ORDER_ID_LEGAL: Final = "^[a-zA-Z0-9-_]{1,36}$"
+_HEX = frozenset("0123456789abcdef")
+
+
+def client_order_id(prefix: str, order_id: int) -> str:
+    """``<prefix>-<order_id in lowercase hex>``: our integer order id as a client order id.
+
+    Raises ``ValueError`` for a negative or non-integer id, an empty prefix, characters
+    outside ``[a-zA-Z0-9-_]`` or a result longer than 36 characters.
+    """
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id < 0:
+        raise ValueError(f"order id must be an integer >= 0, got {order_id!r}")
+    if not prefix:
+        raise ValueError("client order id prefix must not be empty")
+    text = f"{prefix}-{order_id:x}"
+    if not CLIENT_ORDER_ID_RE.fullmatch(text):
+        raise ValueError(
+            f"client order id {text!r} does not match {CLIENT_ORDER_ID_LEGAL} "
+            "(prefix too long or illegal characters)"
+        )
+    return text
+
+
+def order_id_of(prefix: str, client_id: object) -> int | None:
+    """The order id :func:`client_order_id` encoded in ``client_id``; None if not ours.
+
+    Only the canonical form is accepted (no leading zeros, lowercase hex), so the mapping is
+    one to one. Never raises.
+    """
+    if not isinstance(client_id, str) or not prefix:
+        return None
+    head, sep, tail = client_id.rpartition("-")
+    if not sep or head != prefix or not tail or not _HEX.issuperset(tail):
+        return None
+    if len(tail) > 1 and tail[0] == "0":
+        return None
+    return int(tail, 16)
+
+
+# ---- signing -------------------------------------------------------------------------------
+
+
+def param_text(value: object) -> str:
+    """How a parameter value is written in the signature payload.
+
+    Strings as they are, booleans ``true``/``false``, integers in decimal, Decimals as plain
+    fixed-point text; anything else (floats, lists, objects, null) as its JSON text, which
+    is what a server sees after decoding the request's JSON and re-encoding the value.
+    """
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return orjson.dumps(value).decode()
+
+
+def signature_payload(params: Mapping[str, object]) -> str:
+    """Every parameter except ``signature``, sorted by name, ``key=value`` joined by ``&``."""
+    return "&".join(
+        f"{key}={param_text(params[key])}" for key in sorted(params) if key != "signature"
+    )
+
+
+def sign(secret: str, params: Mapping[str, object]) -> str:
+    """Binance's HMAC-SHA256 signature (lowercase hex) of :func:`signature_payload`."""
+    return hmac.new(
+        secret.encode(), signature_payload(params).encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def verify_signature(secret: str, params: Mapping[str, object]) -> bool:
+    """True when ``params["signature"]`` is the HMAC of the other parameters (any hex case).
+
+    Constant-time comparison; never raises.
+    """
+    given = params.get("signature")
+    if not isinstance(given, str):
+        return False
+    try:
+        expected = sign(secret, params)
+    except (TypeError, ValueError):
+        return False
+    return hmac.compare_digest(expected.encode(), given.lower().encode())
+
+
+def timestamp_error(timestamp_ms: int, recv_window_ms: float, server_ms: int) -> str | None:
+    """The venue's timing rule: the -1021 message, or None when the request is in time.
+
+    Accepted when ``timestamp < server + 1000`` and ``server - timestamp <= recvWindow``.
+    """
+    if timestamp_ms >= server_ms + FUTURE_TOLERANCE_MS:
+        return MSG_TIMESTAMP_AHEAD
+    if server_ms - timestamp_ms > recv_window_ms:
+        return ERROR_MESSAGES[INVALID_TIMESTAMP]
+    return None
+
+
+# ---- requests ------------------------------------------------------------------------------
+
+
+def request(
+    method: str,
+    params: Mapping[str, object],
+    request_id: str | int,
+    *,
+    api_key: str | None = None,
+    secret: str | None = None,
+    timestamp_ms: int | None = None,
+    recv_window_ms: int | None = None,
+) -> bytes:
+    """A request frame ``{"id", "method", "params"}`` as JSON bytes (send it as text).
+
+    Parameters whose value is None are left out; Decimals are sent as fixed-point strings.
+    With ``api_key`` the frame carries ``apiKey``; with ``secret`` it is SIGNED: it also
+    carries ``timestamp`` (ms, required then), ``recvWindow`` (ms) when given, and the
+    ``signature`` of all of them. ``params`` is omitted when empty.
+    """
+    out: dict[str, object] = {}
+    for key, value in params.items():
+        if value is not None:
+            out[key] = format(value, "f") if isinstance(value, Decimal) else value
+    if api_key is not None:
+        out["apiKey"] = api_key
+    if secret is not None:
+        if timestamp_ms is None:
+            raise ValueError("a signed request needs timestamp_ms")
+        out["timestamp"] = timestamp_ms
+        if recv_window_ms is not None:
+            out["recvWindow"] = recv_window_ms
+        out["signature"] = sign(secret, out)
+    frame: dict[str, object] = {"id": request_id, "method": method}
+    if out:
+        frame["params"] = out
+    return orjson.dumps(frame)
+
+
+def signed_request(
+    method: str,
+    params: Mapping[str, object],
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+) -> bytes:
+    """:func:`request` signed with ``creds`` at ``timestamp_ms`` (ms since the epoch)."""
+    return request(
+        method,
+        params,
+        request_id,
+        api_key=creds.api_key,
+        secret=creds.secret,
+        timestamp_ms=timestamp_ms,
+        recv_window_ms=creds.recv_window_ms,
+    )
+
+
+def _check_client_id(name: str, value: str) -> None:
+    if not CLIENT_ORDER_ID_RE.fullmatch(value):
+        raise ValueError(f"{name} {value!r} does not match {CLIENT_ORDER_ID_LEGAL}")
+
+
+def limit_maker_params(
+    instrument: Instrument, side: Side, price: int, size: int
+) -> dict[str, object]:
+    """``symbol``, ``side``, ``type`` LIMIT_MAKER, ``price`` and ``quantity`` as exact text.
+
+    ``price`` in ticks and ``size`` in lots, both > 0 (``ValueError`` otherwise). LIMIT_MAKER
+    takes no ``timeInForce``: it is post-only by type.
+    """
+    side = Side(side)
+    for name, value in (("price", price), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return {
+        "symbol": instrument.symbol,
+        "side": side.name,
+        "type": LIMIT_MAKER,
+        "price": instrument.price_str(price),
+        "quantity": instrument.size_str(size),
+    }
+
+
+def order_place(
+    instrument: Instrument,
+    side: Side,
+    price: int,
+    size: int,
+    client_id: str,
+    *,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+    resp_type: str = "RESULT",
+) -> bytes:
+    """Signed ``order.place`` of a LIMIT_MAKER order: ``price`` ticks, ``size`` lots.
+
+    ``resp_type`` RESULT (our default) answers with the order's status; the venue's default
+    for LIMIT_MAKER is ACK (ids only).
+    """
+    _check_client_id("newClientOrderId", client_id)
+    params = limit_maker_params(instrument, side, price, size)
+    params["newClientOrderId"] = client_id
+    params["newOrderRespType"] = resp_type
+    return signed_request(ORDER_PLACE, params, request_id, creds, timestamp_ms)
+
+
+def order_cancel(
+    instrument: Instrument,
+    client_id: str,
+    *,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+) -> bytes:
+    """Signed ``order.cancel`` of the open order whose client order id is ``client_id``."""
+    _check_client_id("origClientOrderId", client_id)
+    params = {"symbol": instrument.symbol, "origClientOrderId": client_id}
+    return signed_request(ORDER_CANCEL, params, request_id, creds, timestamp_ms)
+
+
+def order_cancel_replace(
+    instrument: Instrument,
+    cancel_client_id: str,
+    side: Side,
+    price: int,
+    size: int,
+    *,
+    new_client_id: str | None = None,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+    resp_type: str = "RESULT",
+) -> bytes:
+    """Signed ``order.cancelReplace`` in STOP_ON_FAILURE mode.
+
+    Cancels ``cancel_client_id`` and, only if that succeeded, places a new LIMIT_MAKER
+    order of ``size`` lots at ``price`` ticks. ``new_client_id`` defaults to the cancelled
+    order's id: the venue lets the replacement reuse it, so our order id survives the
+    replace. The new order is a new venue order (new ``orderId``, back of the queue, its own
+    executed quantity from 0): ``size`` is its whole quantity, not counting what the old
+    order filled.
+    """
+    _check_client_id("cancelOrigClientOrderId", cancel_client_id)
+    new_id = cancel_client_id if new_client_id is None else new_client_id
+    _check_client_id("newClientOrderId", new_id)
+    params = limit_maker_params(instrument, side, price, size)
+    params["cancelReplaceMode"] = STOP_ON_FAILURE
+    params["cancelOrigClientOrderId"] = cancel_client_id
+    params["newClientOrderId"] = new_id
+    params["newOrderRespType"] = resp_type
+    return signed_request(ORDER_CANCEL_REPLACE, params, request_id, creds, timestamp_ms)
+
+
+def open_orders_status(
+    instrument: Instrument, *, request_id: str | int, creds: Credentials, timestamp_ms: int
+) -> bytes:
+    """Signed ``openOrders.status`` for the instrument's symbol."""
+    params = {"symbol": instrument.symbol}
+    return signed_request(OPEN_ORDERS_STATUS, params, request_id, creds, timestamp_ms)
+
+
+def open_orders_cancel_all(
+    instrument: Instrument, *, request_id: str | int, creds: Credentials, timestamp_ms: int
+) -> bytes:
+    """Signed ``openOrders.cancelAll`` for the instrument's symbol."""
+    params = {"symbol": instrument.symbol}
+    return signed_request(OPEN_ORDERS_CANCEL_ALL, params, request_id, creds, timestamp_ms)
+
+
+def account_status(
+    *,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+    omit_zero_balances: bool = False,
+) -> bytes:
+    """Signed ``account.status`` (balances, commission rates)."""
+    params: dict[str, object] = {}
+    if omit_zero_balances:
+        params["omitZeroBalances"] = True
+    return signed_request(ACCOUNT_STATUS, params, request_id, creds, timestamp_ms)
+
+
+def user_data_subscribe(
+    *, request_id: str | int, creds: Credentials, timestamp_ms: int
+) -> bytes:
+    """Signed ``userDataStream.subscribe.signature``: events for ``creds``'s account then
+    arrive on this connection as ``{"subscriptionId", "event"}``."""
+    return signed_request(USER_DATA_SUBSCRIBE, {}, request_id, creds, timestamp_ms)
+
+
+def user_data_unsubscribe(subscription_id: int | None, *, request_id: str | int) -> bytes:
+    """``userDataStream.unsubscribe`` of one subscription, or of all when None."""
+    return request(USER_DATA_UNSUBSCRIBE, {"subscriptionId": subscription_id}, request_id)
+
+
+def ping(request_id: str | int) -> bytes:
+    """``ping`` (test connectivity; the result is ``{}``)."""
+    return request(PING, {}, request_id)
+
+
+def server_time(request_id: str | int) -> bytes:
+    """``time``: the result is ``{"serverTime": ms}``."""
+    return request(TIME, {}, request_id)
+
+
+# ---- responses and events (server side) ----------------------------------------------------
+
+
+def _rate_limits_json(rate_limits: tuple[RateLimit, ...]) -> list[dict[str, object]]:
+    return [
+        {
+            "rateLimitType": r.rate_limit_type,
+            "interval": r.interval,
+            "intervalNum": r.interval_num,
+            "limit": r.limit,
+            "count": r.used,
+        }
+        for r in rate_limits
+    ]
+
+
+def response_ok(
+    request_id: str | int | None, result: Any, rate_limits: tuple[RateLimit, ...] = ()
+) -> bytes:
+    """A successful response frame (status 200)."""
+    frame: dict[str, object] = {"id": request_id, "status": 200, "result": result}
+    if rate_limits:
+        frame["rateLimits"] = _rate_limits_json(rate_limits)
+    return orjson.dumps(frame)
+
+
+def response_error(
+    request_id: str | int | None,
+    status: int,
+    error: ApiError,
+    rate_limits: tuple[RateLimit, ...] = (),
+) -> bytes:
+    """A failed response frame: ``status`` (400, 409, 429, ...) and the error object."""
+    body: dict[str, object] = {"code": error.code, "msg": error.msg}
+    if error.data is not None:
+        body["data"] = error.data
+    frame: dict[str, object] = {"id": request_id, "status": status, "error": body}
+    if rate_limits:
+        frame["rateLimits"] = _rate_limits_json(rate_limits)
+    return orjson.dumps(frame)
+
+
+def event_frame(subscription_id: int, event: Mapping[str, Any]) -> bytes:
+    """A user-data event frame ``{"subscriptionId", "event"}``."""
+    return orjson.dumps({"subscriptionId": subscription_id, "event": event})
+
+
+def _int_exp(unit: Decimal) -> tuple[int, int]:
+    """``unit`` as ``mantissa x 10^-places`` with integer mantissa and places >= 0."""
+    sign_, digits, exponent = unit.normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = int("".join(map(str, digits)))
+    if sign_:
+        mantissa = -mantissa
+    if exponent > 0:
+        return mantissa * 10**exponent, 0
+    return mantissa, -exponent
+
+
+def _fixed(numerator: int, places: int) -> str:
+    """Exact text of ``numerator x 10^-places``."""
+    digits = str(abs(numerator)).rjust(places + 1, "0")
+    text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
+    return f"-{text}" if numerator < 0 else text
+
+
+def notional_places(instrument: Instrument) -> int:
+    """Decimal places of one notional unit (tick x lot): 10 for BTCUSDT spot."""
+    return _int_exp(instrument.tick_size)[1] + _int_exp(instrument.lot_size)[1]
+
+
+def notional_str(instrument: Instrument, units: int) -> str:
+    """Exact quote-currency text of ``units`` notional units (may be negative)."""
+    tick_m, tick_p = _int_exp(instrument.tick_size)
+    lot_m, lot_p = _int_exp(instrument.lot_size)
+    return _fixed(units * tick_m * lot_m, tick_p + lot_p)
+
+
+def notional_unit(instrument: Instrument) -> Fraction:
+    """One notional unit in quote currency, exactly: ``tick_size x lot_size``."""
+    return Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
+
+
+def execution_report(
+    instrument: Instrument,
+    order: OrderView,
+    *,
+    execution_type: str,
+    event_ms: int,
+    transact_ms: int,
+    execution_id: int,
+    client_id: str | None = None,
+    orig_client_id: str = "",
+    reject_reason: str = REJECT_NONE,
+    last_qty: int = 0,
+    last_price: int = 0,
+    commission: str = "0",
+    commission_asset: str | None = None,
+    trade_id: int = -1,
+    is_maker: bool = False,
+) -> dict[str, Any]:
+    """The ``executionReport`` event of ``order`` (a LIMIT_MAKER order) as a JSON object.
+
+    ``client_id`` overrides ``c`` (a cancel reports its own new id there, and the cancelled
+    order's id in ``C`` = ``orig_client_id``). ``last_qty`` lots at ``last_price`` ticks
+    for TRADE, with ``commission`` (decimal text) in ``commission_asset`` and ``trade_id``.
+    """
+    working = order.status in ("NEW", "PARTIALLY_FILLED")
+    event: dict[str, Any] = {
+        "e": "executionReport",
+        "E": event_ms,
+        "s": instrument.symbol,
+        "c": order.client_order_id if client_id is None else client_id,
+        "S": order.side.name,
+        "o": LIMIT_MAKER,
+        "f": "GTC",
+        "q": instrument.size_str(order.size),
+        "p": instrument.price_str(order.price),
+        "P": instrument.price_str(0),
+        "F": instrument.size_str(0),
+        "g": -1,
+        "C": orig_client_id,
+        "x": execution_type,
+        "X": order.status,
+        "r": reject_reason,
+        "i": order.order_id,
+        "l": instrument.size_str(last_qty),
+        "z": instrument.size_str(order.executed),
+        "L": instrument.price_str(last_price),
+        "n": commission,
+        "N": commission_asset,
+        "T": transact_ms,
+        "t": trade_id,
+        "I": execution_id,
+        "w": working,
+        "m": is_maker,
+        "M": False,
+        "O": order.created_ms,
+        "Z": notional_str(instrument, order.cum_quote),
+        "Y": notional_str(instrument, last_qty * last_price),
+        "Q": notional_str(instrument, 0),
+        "V": "NONE",
+    }
+    if working and order.working_ms >= 0:
+        event["W"] = order.working_ms
+    return event
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+def decode(frame: bytes | str | Mapping[str, Any]) -> dict[str, Any] | ProtocolError:
+    """The JSON object of a frame (a mapping passes through); never raises."""
+    if isinstance(frame, Mapping):
+        return dict(frame)
+    try:
+        obj = orjson.loads(frame)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        return ProtocolError(f"bad JSON: {exc}")
+    if type(obj) is not dict:
+        return ProtocolError("frame is not a JSON object")
+    return obj
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rate_limits(raw: object) -> tuple[RateLimit, ...] | ProtocolError:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        return ProtocolError("'rateLimits' is not a list")
+    out: list[RateLimit] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            return ProtocolError("a 'rateLimits' entry is not an object")
+        kind, interval = item.get("rateLimitType"), item.get("interval")
+        num, limit, count = item.get("intervalNum"), item.get("limit"), item.get("count")
+        if not (isinstance(kind, str) and isinstance(interval, str)):
+            return ProtocolError("a 'rateLimits' entry lacks rateLimitType/interval")
+        if not (_is_int(num) and _is_int(limit) and _is_int(count)):
+            return ProtocolError("a 'rateLimits' entry has non-integer counts")
+        assert isinstance(num, int) and isinstance(limit, int) and isinstance(count, int)
+        out.append(RateLimit(kind, interval, num, limit, count))
+    return tuple(out)
+
+
+def parse_response(frame: bytes | str | Mapping[str, Any]) -> Response | ProtocolError:
+    """Decode a response frame: id, status, result or error, rate limits; never raises."""
+    obj = decode(frame)
+    if isinstance(obj, ProtocolError):
+        return obj
+    if "event" in obj:
+        return ProtocolError("a user-data event, not a response")
+    request_id = obj.get("id")
+    if request_id is not None and not (isinstance(request_id, str) or _is_int(request_id)):
+        return ProtocolError(f"'id' must be a string, an integer or null, got {request_id!r}")
+    status = obj.get("status")
+    if not _is_int(status):
+        return ProtocolError(f"'status' must be an integer, got {status!r}")
+    assert isinstance(status, int)
+    limits = _rate_limits(obj.get("rateLimits"))
+    if isinstance(limits, ProtocolError):
+        return limits
+    raw_error = obj.get("error")
+    if raw_error is not None:
+        if not isinstance(raw_error, dict):
+            return ProtocolError("'error' is not an object")
+        code, msg = raw_error.get("code"), raw_error.get("msg")
+        if not _is_int(code) or not isinstance(msg, str):
+            return ProtocolError("'error' lacks an integer 'code' or a string 'msg'")
+        assert isinstance(code, int)
+        error = ApiError(code, msg, raw_error.get("data"))
+        return Response(request_id, status, None, error, limits)
+    if "result" not in obj:
+        return ProtocolError("a response with neither 'result' nor 'error'")
+    if not 200 <= status < 300:
+        return ProtocolError(f"status {status} without an 'error'")
+    return Response(request_id, status, obj["result"], None, limits)
+
+
+_STATUS: Final[Mapping[str, tuple[OrderStatus, str]]] = {
+    "PENDING_NEW": (OrderStatus.PENDING_NEW, ""),
+    "NEW": (OrderStatus.NEW, ""),
+    "PARTIALLY_FILLED": (OrderStatus.PARTIALLY_FILLED, ""),
+    "FILLED": (OrderStatus.FILLED, ""),
+    "PENDING_CANCEL": (OrderStatus.PENDING_CANCEL, ""),
+    "CANCELED": (OrderStatus.CANCELED, ""),
+    "REJECTED": (OrderStatus.REJECTED, ""),
+    # the venue cancelled it (order-type rules, maintenance, self-trade prevention)
+    "EXPIRED": (OrderStatus.CANCELED, "expired"),
+    "EXPIRED_IN_MATCH": (OrderStatus.CANCELED, "expired in match"),
+}
+"""Binance order status ``X`` -> our status and the reason an expiry implies."""
+
+_QUOTE_ASSETS: Final = (
+    "FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USDP", "DAI", "EURI", "AEUR", "BTC", "ETH",
+    "BNB", "EUR", "TRY", "BRL", "GBP", "JPY", "AUD", "MXN", "PLN", "RON", "ZAR", "UAH",
+    "ARS", "COP", "IDR", "XRP", "TRX", "DOGE",
+)  # fmt: skip
+
+
+def assets_of(symbol: str) -> Assets:
+    """Base and quote asset of a spot ``symbol`` by its quote suffix (BTCUSDT: BTC, USDT).
+
+    Raises ``ValueError`` for a symbol without a known quote asset: pass :class:`Assets`
+    explicitly then.
+    """
+    for quote in _QUOTE_ASSETS:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return Assets(symbol[: -len(quote)], quote)
+    raise ValueError(f"cannot tell the quote asset of {symbol!r}: give the assets explicitly")
+
+
+def _half_up(value: Fraction) -> int:
+    """``floor(value + 1/2)`` exactly."""
+    return (2 * value.numerator + value.denominator) // (2 * value.denominator)
+
+
+def commission_units(
+    instrument: Instrument,
+    commission: Decimal,
+    asset: str | None,
+    price: int,
+    assets: Assets,
+    asset_prices: Mapping[str, str | Decimal | Fraction] | None = None,
+) -> int | None:
+    """A commission in notional units (rounded half up), or None when it cannot be valued.
+
+    ``price`` is the fill price in ticks (values a base-asset commission); ``asset_prices``
+    gives quote currency per unit of any other asset. See the module docstring.
+    """
+    amount = Fraction(commission)
+    if amount == 0:
+        return 0
+    unit = notional_unit(instrument)
+    if asset == assets.quote:
+        return _half_up(amount / unit)
+    if asset == assets.base:
+        return _half_up(amount / Fraction(instrument.lot_size) * price)
+    if asset is not None and asset_prices is not None and asset in asset_prices:
+        rate = asset_prices[asset]
+        rate_q = rate if isinstance(rate, Fraction) else Fraction(Decimal(rate))
+        return _half_up(amount * rate_q / unit)
+    return None
+
+
+class _Bad(Exception):
+    """Internal: a field that does not decode (becomes a ProtocolError)."""
+
+
+def _field(event: Mapping[str, Any], key: str) -> Any:
+    if key not in event:
+        raise _Bad(f"missing field {key!r}")
+    return event[key]
+
+
+def _str(event: Mapping[str, Any], key: str) -> str:
+    value = _field(event, key)
+    if not isinstance(value, str):
+        raise _Bad(f"field {key!r} is not a string")
+    return value
+
+
+def _int(event: Mapping[str, Any], key: str) -> int:
+    value = _field(event, key)
+    if not _is_int(value):
+        raise _Bad(f"field {key!r} is not an integer")
+    assert isinstance(value, int)
+    return value
+
+
+def _units(convert: Any, event: Mapping[str, Any], key: str) -> int:
+    text = _str(event, key)
+    try:
+        units: int = convert(text)
+    except ValueError as exc:
+        raise _Bad(f"field {key!r}: {exc}") from None
+    return units
+
+
+def _side(text: str) -> Side:
+    if text == "BUY":
+        return Side.BUY
+    if text == "SELL":
+        return Side.SELL
+    raise _Bad(f"unknown side {text!r}")
+
+
+def _decimal(text: object, key: str) -> Decimal:
+    if not isinstance(text, str):
+        raise _Bad(f"field {key!r} is not a string")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _Bad(f"field {key!r} is not a decimal: {text!r}") from None
+    if not value.is_finite():
+        raise _Bad(f"field {key!r} is not finite: {text!r}")
+    return value
+
+
+def _optional_text(value: object) -> str:
+    """``C`` is "" (or null, or "null" in older payloads) when no order was replaced."""
+    if value is None or value == "null" or not isinstance(value, str):
+        return ""
+    return value
+
+
+def parse_event(
+    frame: bytes | str | Mapping[str, Any],
+    instrument: Instrument,
+    prefix: str,
+    *,
+    assets: Assets | None = None,
+    asset_prices: Mapping[str, str | Decimal | Fraction] | None = None,
+) -> UserEvent | ProtocolError:
+    """Decode a user-data event frame (``{"subscriptionId", "event"}`` or a bare event).
+
+    ``executionReport`` of our orders (client ids made with ``prefix``, our symbol) becomes
+    an :class:`ExecutionReport`: ``X`` maps to :class:`~mmdaemon.model.OrderStatus`
+    (EXPIRED and EXPIRED_IN_MATCH to CANCELED with the reason), ``p``/``q``/``z`` to price,
+    size and cumulative filled, ``r`` (unless NONE) to the reason, ``T`` ms to ``ts_ns``;
+    the order id comes from ``C`` when set (a cancel: ``c`` is then the cancel's own id),
+    else from ``c``. Execution type TRADE adds a :class:`~mmdaemon.model.Fill` of ``l`` lots
+    at ``L`` ticks, ``exec_id`` = trade id ``t`` (> 0), maker flag ``m``, fee from
+    ``n``/``N``. Reports of other orders are :class:`ForeignOrder`. Never raises.
+    """
+    obj = decode(frame)
+    if isinstance(obj, ProtocolError):
+        return obj
+    subscription_id: int | None = None
+    event: Any = obj
+    if "event" in obj:
+        event = obj["event"]
+        raw_sid = obj.get("subscriptionId")
+        if raw_sid is not None:
+            if not _is_int(raw_sid):
+                return ProtocolError(f"'subscriptionId' is not an integer: {raw_sid!r}")
+            subscription_id = raw_sid
+    if not isinstance(event, dict):
+        return ProtocolError("'event' is not an object")
+    kind = event.get("e")
+    if not isinstance(kind, str):
+        return ProtocolError("event without a string type 'e'")
+    try:
+        if kind == "executionReport":
+            if assets is None:
+                try:
+                    assets = assets_of(instrument.symbol)
+                except ValueError as exc:
+                    return ProtocolError(str(exc))
+            return _execution_report(event, subscription_id, instrument, prefix, assets,
+                                     asset_prices)
+        event_ms = _int(event, "E")
+        if kind == "outboundAccountPosition":
+            return _account_position(event, subscription_id, event_ms)
+        return OtherEvent(subscription_id, kind, event_ms, event)
+    except _Bad as exc:
+        return ProtocolError(f"{kind}: {exc}")
+
+
+def _account_position(
+    event: Mapping[str, Any], subscription_id: int | None, event_ms: int
+) -> AccountPosition:
+    update_ms = _int(event, "u")
+    raw = _field(event, "B")
+    if not isinstance(raw, list):
+        raise _Bad("field 'B' is not a list")
+    balances: dict[str, tuple[Decimal, Decimal]] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            raise _Bad("a balance is not an object")
+        asset = _str(item, "a")
+        balances[asset] = (_decimal(item.get("f"), "f"), _decimal(item.get("l"), "l"))
+    return AccountPosition(subscription_id, event_ms, update_ms, balances)
+
+
+def _execution_report(
+    event: Mapping[str, Any],
+    subscription_id: int | None,
+    instrument: Instrument,
+    prefix: str,
+    assets: Assets,
+    asset_prices: Mapping[str, str | Decimal | Fraction] | None,
+) -> ExecutionReport | ForeignOrder:
+    symbol = _str(event, "s")
+    client_id = _str(event, "c")
+    orig_client_id = _optional_text(event.get("C"))
+    execution_type = _str(event, "x")
+    exchange_order_id = _int(event, "i")
+    our_id_text = orig_client_id or client_id
+    if symbol != instrument.symbol:
+        return ForeignOrder(subscription_id, symbol, our_id_text, exchange_order_id,
+                            execution_type, f"symbol {symbol!r} is not {instrument.symbol!r}")
+    order_id = order_id_of(prefix, our_id_text)
+    if order_id is None:
+        return ForeignOrder(subscription_id, symbol, our_id_text, exchange_order_id,
+                            execution_type, f"client order id not made with prefix {prefix!r}")
+    order_status = _str(event, "X")
+    mapped = _STATUS.get(order_status)
+    if mapped is None:
+        raise _Bad(f"unknown order status {order_status!r}")
+    status, implied_reason = mapped
+    side = _side(_str(event, "S"))
+    price = _units(instrument.ticks.to_units, event, "p")
+    size = _units(instrument.lots.to_units, event, "q")
+    filled = _units(instrument.lots.to_units, event, "z")
+    raw_reason = event.get("r")
+    reason = raw_reason if isinstance(raw_reason, str) and raw_reason != REJECT_NONE else ""
+    reason = reason or implied_reason
+    event_ms = _int(event, "E")
+    transact_ms = _int(event, "T") if "T" in event else event_ms
+    ts_ns = transact_ms * _MS
+    commission = _decimal(event.get("n", "0"), "n")
+    raw_asset = event.get("N")
+    if raw_asset is not None and not isinstance(raw_asset, str):
+        raise _Bad("field 'N' is not a string or null")
+    asset: str | None = raw_asset
+    fill: Fill | None = None
+    converted = True
+    if execution_type == "TRADE":
+        trade_id = _int(event, "t")
+        if trade_id <= 0:
+            raise _Bad(f"TRADE with trade id {trade_id}: must be > 0")
+        last_qty = _units(instrument.lots.to_units, event, "l")
+        last_price = _units(instrument.ticks.to_units, event, "L")
+        if last_qty <= 0 or last_price <= 0:
+            raise _Bad("TRADE with a zero last quantity or price")
+        maker = _field(event, "m")
+        if not isinstance(maker, bool):
+            raise _Bad("field 'm' is not a boolean")
+        fee = commission_units(instrument, commission, asset, last_price, assets, asset_prices)
+        if fee is None:
+            converted = False
+            fee = 0
+        fill = Fill(order_id, side, last_price, last_qty, fee, maker, ts_ns, trade_id)
+    update = OrderUpdate(order_id, status, side, price, size, filled, reason, ts_ns)
+    return ExecutionReport(
+        update,
+        fill,
+        subscription_id,
+        execution_type,
+        order_status,
+        exchange_order_id,
+        client_id,
+        orig_client_id,
+        commission,
+        asset,
+        converted,
+        event_ms,
+    )
+
+
+def order_update_from_result(
+    result: object, instrument: Instrument, prefix: str
+) -> OrderUpdate | ForeignOrder | ProtocolError:
+    """Our order's state from an order object in a response result.
+
+    Works for ``order.place`` (RESULT/FULL), ``order.cancel``, ``order.status`` and the
+    entries of ``openOrders.status``/``openOrders.cancelAll``: ``status``, ``side``,
+    ``price``, ``origQty``, ``executedQty``; the id from ``origClientOrderId`` when present
+    (a cancel), else ``clientOrderId``; the time from ``transactTime``, ``updateTime``,
+    ``workingTime`` or ``time`` (ms), the first present. Never raises.
+    """
+    if not isinstance(result, dict):
+        return ProtocolError("order result is not an object")
+    try:
+        symbol = _str(result, "symbol")
+        client_id = _optional_text(result.get("origClientOrderId")) or _str(
+            result, "clientOrderId"
+        )
+        exchange_order_id = _int(result, "orderId")
+        if symbol != instrument.symbol:
+            return ForeignOrder(None, symbol, client_id, exchange_order_id, "",
+                                f"symbol {symbol!r} is not {instrument.symbol!r}")
+        order_id = order_id_of(prefix, client_id)
+        if order_id is None:
+            return ForeignOrder(None, symbol, client_id, exchange_order_id, "",
+                                f"client order id not made with prefix {prefix!r}")
+        order_status = _str(result, "status")
+        mapped = _STATUS.get(order_status)
+        if mapped is None:
+            raise _Bad(f"unknown order status {order_status!r}")
+        side = _side(_str(result, "side"))
+        price = _units(instrument.ticks.to_units, result, "price")
+        size = _units(instrument.lots.to_units, result, "origQty")
+        filled = _units(instrument.lots.to_units, result, "executedQty")
+        ms = 0
+        for key in ("transactTime", "updateTime", "workingTime", "time"):
+            if key in result:
+                ms = _int(result, key)
+                break
+    except _Bad as exc:
+        return ProtocolError(f"order result: {exc}")
+    status, reason = mapped
+    return OrderUpdate(order_id, status, side, price, size, filled, reason, ms * _MS)
+
+
+def parse_frame(
+    frame: bytes | str | Mapping[str, Any],
+    instrument: Instrument,
+    prefix: str,
+    *,
+    assets: Assets | None = None,
+    asset_prices: Mapping[str, str | Decimal | Fraction] | None = None,
+) -> Response | UserEvent | ProtocolError:
+    """Any frame of the connection: an event (it has ``event``) or a response. Never raises."""
+    obj = decode(frame)
+    if isinstance(obj, ProtocolError):
+        return obj
+    if "event" in obj:
+        return parse_event(obj, instrument, prefix, assets=assets, asset_prices=asset_prices)
+    return parse_response(obj)
