@@ -97,12 +97,23 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class ExchangeConfig:
-    """The exchange adapter; ``paper`` simulates fills against the replayed market."""
+    """The exchange adapter.
 
-    adapter: Literal["paper"] = "paper"
+    ``paper`` simulates fills against the market the daemon sees (``latency_ms``, fees).
+    ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
+    credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`), client
+    order ids starting with ``client_id_prefix``. The fee fields also price the spread.
+    """
+
+    adapter: Literal["paper", "binance"] = "paper"
     latency_ms: float = 5.0
     maker_fee_bps: str = "0"
     taker_fee_bps: str = "0"
+    ws_api_url: str = ""
+    credentials: str = "env"
+    client_id_prefix: str = "mm"
+    recv_window_ms: int = 5000
+    request_timeout_ms: int = 5000
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,17 @@ def _check(config: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    exchange = config.exchange
+    if exchange.adapter == "binance" and not exchange.ws_api_url.startswith(("ws://", "wss://")):
+        raise ConfigError(f"exchange.ws_api_url: expected a ws:// or wss:// URL for the "
+                          f"binance adapter, got {exchange.ws_api_url!r}")
+    prefix = exchange.client_id_prefix
+    if not (1 <= len(prefix) <= 19 and prefix.isascii() and prefix.isalnum()):
+        raise ConfigError(f"exchange.client_id_prefix: expected 1-19 letters or digits, "
+                          f"got {prefix!r}")
+    for key in ("recv_window_ms", "request_timeout_ms"):
+        if not 0 < getattr(exchange, key) <= 60_000:
+            raise ConfigError(f"exchange.{key}: expected 1..60000 ms, got {getattr(exchange, key)}")
     if config.exchange.latency_ms < 0:
         raise ConfigError(f"exchange.latency_ms: expected >= 0, got {config.exchange.latency_ms}")
     if risk.inventory_soft_lots > risk.inventory_hard_lots:

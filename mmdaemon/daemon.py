@@ -36,6 +36,7 @@ from typing import Any
 
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
+from mmdaemon.exchange.base import VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.recording import RecordedFrame
@@ -139,6 +140,7 @@ class Service:
             PaperVenue(inst, latency_ns, config.exchange.maker_fee_bps,
                        config.exchange.taker_fee_bps), latency_ns)
         self.exchange.set_listener(self._on_execution)
+        self.exchange.set_status_listener(self._on_venue_status)
         # set in _open(): they need the journal
         self.journal: Journal
         self.position: Position
@@ -156,9 +158,9 @@ class Service:
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
         self.quoter.set_inventory(position.position)
-        # start HALTED until the book is synced: no quote before a snapshot
+        # start HALTED until the book is synced and the venue is ready: no quote before
         self.risk = RiskState(self._on_transition, restored.killed, restored.kill_reason,
-                              halts={"book_out_of_sync": {}})
+                              halts={"book_out_of_sync": {}, "venue_not_ready": {}})
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
@@ -191,6 +193,7 @@ class Service:
                       state=self.risk.state.value, recordings=self.recordings,
                       speed=self.speed or "max", pid=os.getpid())
         try:
+            await self.exchange.start()
             async with asyncio.TaskGroup() as tasks:
                 feed = tasks.create_task(self._feed_task(), name="feed")
                 supervisor = tasks.create_task(self._supervisor_task(), name="supervisor")
@@ -204,6 +207,7 @@ class Service:
         finally:
             try:
                 await self._shutdown()
+                await self.exchange.close()
             finally:
                 for sig in handlers:  # only now: a signal during the cancel must not kill us
                     loop.remove_signal_handler(sig)
@@ -493,6 +497,12 @@ class Service:
         self.journal.set_trading_state(new.value, self.now_ns)
         if new is TradingState.HALTED or new is TradingState.KILLED:
             self._cancel_due = True
+
+    def _on_venue_status(self, status: VenueStatus) -> None:
+        """Order entry lost (or back): no quotes while the venue cannot be trusted."""
+        self.log.info("venue_status", ready=status.ready, reason=status.reason)
+        self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not status.ready,
+                                reason=status.reason)
 
     def _report(self, event: str, **fields: Any) -> None:
         self.log.warning(event, **fields)

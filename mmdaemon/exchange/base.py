@@ -9,7 +9,7 @@ rely on that.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import ExecutionEvent, Side, Trade
@@ -17,11 +17,33 @@ from mmdaemon.model import ExecutionEvent, Side, Trade
 Listener = Callable[[ExecutionEvent], None]
 
 
+class VenueStatus(NamedTuple):
+    """Whether order entry is usable: connected, subscribed to our executions, reconciled.
+
+    ``ready`` False pulls every quote (the daemon goes HALTED) until it is True again.
+    """
+
+    ready: bool
+    reason: str
+
+
+StatusListener = Callable[[VenueStatus], None]
+
+
 class ExchangeAdapter(Protocol):
     """Order entry for one instrument. Prices in ticks, sizes in lots."""
 
     def set_listener(self, listener: Listener) -> None:
         """Where order updates and fills go."""
+
+    def set_status_listener(self, listener: StatusListener) -> None:
+        """Where readiness changes go (connection lost, reconciled again, rate-limited)."""
+
+    async def start(self) -> None:
+        """Connect and reconcile with the venue; returns once order entry is ready."""
+
+    async def close(self) -> None:
+        """Disconnect (after the daemon's final cancel-all)."""
 
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None: ...
 

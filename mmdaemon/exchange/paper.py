@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mmdaemon.book import OrderBook
-from mmdaemon.exchange.base import Listener
+from mmdaemon.exchange.base import Listener, StatusListener, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import ExecutionEvent, Side, Trade
 
 
 def _drop(event: ExecutionEvent) -> None:
     """Listener before one is set."""
+
+
+def _ignore_status(status: VenueStatus) -> None:
+    """Status listener before one is set."""
 
 
 class PaperExchange:
@@ -28,9 +32,20 @@ class PaperExchange:
         self.latency_ns = latency_ns
         self.now_ns = 0
         self._listener: Listener = _drop
+        self._status: StatusListener = _ignore_status
 
     def set_listener(self, listener: Listener) -> None:
         self._listener = listener
+
+    def set_status_listener(self, listener: StatusListener) -> None:
+        self._status = listener
+
+    async def start(self) -> None:
+        """In-process: always ready."""
+        self._status(VenueStatus(True, "paper exchange"))
+
+    async def close(self) -> None:
+        """Nothing to disconnect."""
 
     def _emit(self, events: Iterable[ExecutionEvent]) -> None:
         listener = self._listener
