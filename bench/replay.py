@@ -14,7 +14,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,7 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.config import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.recording import RecordedFrame
+from mmdaemon.feed.replay import YIELD_EVERY
 from mmdaemon.model import Malformed
 
 RUNS = 3
@@ -39,14 +40,14 @@ class InMemoryService(Service):
 
     frames_in_memory: ClassVar[list[tuple[int, bytes]]] = []
 
-    async def _frames_from_memory(self) -> AsyncIterator[RecordedFrame | Malformed]:
-        for i, item in enumerate(self.frames_in_memory):
-            if i % 256 == 0:
-                await asyncio.sleep(0)
-            yield item
+    async def _batches_from_memory(self) -> AsyncIterator[Sequence[RecordedFrame | Malformed]]:
+        frames = self.frames_in_memory
+        for start in range(0, len(frames), YIELD_EVERY):  # as ReplaySource.batches does
+            yield frames[start : start + YIELD_EVERY]
+            await asyncio.sleep(0)
 
-    def _frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
-        return self._frames_from_memory()
+    def _batches(self) -> AsyncIterator[Sequence[RecordedFrame | Malformed]]:
+        return self._batches_from_memory()
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -243,30 +243,31 @@ class Service:
 
     # -- feed -----------------------------------------------------------------------------
 
-    def _frames(self) -> AsyncIterator[RecordedFrame | Malformed | Reconnected]:
+    def _batches(self) -> AsyncIterator[Sequence[RecordedFrame | Malformed | Reconnected]]:
         """Recorded frames (dry run) or the live websocket feed: the same items either way."""
         if self.live is not None:
-            return self.live.frames()
-        return ReplaySource(self.recordings, self.speed, self.clock).frames()
+            return self.live.batches()
+        return ReplaySource(self.recordings, self.speed, self.clock).batches()
 
     async def _feed_task(self) -> None:
         on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
-        async for item in self._frames():
-            kind = type(item)
-            if kind is tuple:
-                self._last_frame_mono = monotonic()
-                actions = on_frame(*item)
-                if actions:
-                    await self._send(actions)
-                if self._need_snapshot and self.live is not None:
-                    self._need_snapshot = False
-                    self.live.request_snapshot()
-            elif kind is Reconnected:
-                self._on_reconnected(item)  # type: ignore[arg-type]
-            else:
-                self.market.on_malformed(item)  # type: ignore[arg-type]
-            if self._cancel_due:
-                await self._cancel_everything(self.risk.state.value.lower())
+        async for batch in self._batches():
+            self._last_frame_mono = monotonic()
+            for item in batch:
+                kind = type(item)
+                if kind is tuple:
+                    actions = on_frame(*item)
+                    if actions:
+                        await self._send(actions)
+                    if self._need_snapshot and self.live is not None:
+                        self._need_snapshot = False
+                        self.live.request_snapshot()
+                elif kind is Reconnected:
+                    self._on_reconnected(item)  # type: ignore[arg-type]
+                else:
+                    self.market.on_malformed(item)  # type: ignore[arg-type]
+                if self._cancel_due:
+                    await self._cancel_everything(self.risk.state.value.lower())
         self.log.info("feed_ended", frames=self.market.frames)
 
     def _on_reconnected(self, event: Reconnected) -> None:

@@ -39,21 +39,37 @@ class ReplaySource:
         self.speed = speed
         self.clock = clock
 
-    async def frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
+    async def batches(self) -> AsyncIterator[list[RecordedFrame | Malformed]]:
+        """Frames in lists: the frames due now (paced) or ``YIELD_EVERY`` at a time (max).
+
+        One await per batch rather than per frame: at ``--speed max`` the loop's own cost
+        per frame is a visible share of the whole replay.
+        """
         clock, speed = self.clock, self.speed
+        batch: list[RecordedFrame | Malformed] = []
         first_ns = start_ns = -1
-        count = 0
         for item in read_recording(self.paths):
-            if speed is None:
-                count += 1
-                if count % YIELD_EVERY == 0:
-                    await clock.sleep(0)
-            elif not isinstance(item, Malformed):
+            if speed is not None and not isinstance(item, Malformed):
                 recv_ns = item[0]
                 if first_ns < 0:
                     first_ns, start_ns = recv_ns, clock.monotonic_ns()
-                due_ns = start_ns + (recv_ns - first_ns) / speed
-                wait_ns = due_ns - clock.monotonic_ns()
+                wait_ns = start_ns + (recv_ns - first_ns) / speed - clock.monotonic_ns()
                 if wait_ns > 0:
+                    if batch:
+                        yield batch
+                        batch = []
                     await clock.sleep(wait_ns / 1e9)
-            yield item
+            batch.append(item)
+            if len(batch) >= YIELD_EVERY:
+                yield batch
+                batch = []
+                if speed is None:  # let other tasks (supervisor, signals) run
+                    await clock.sleep(0)
+        if batch:
+            yield batch
+
+    async def frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
+        """The same frames one at a time."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item

@@ -121,6 +121,15 @@ class WebsocketFeed:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
 
+    async def batches(self, most: int = 256) -> AsyncIterator[list[FeedItem]]:
+        """The same items in lists: one waited for, then whatever else is already queued."""
+        queue = self._queue
+        async for first in self.frames():
+            batch = [first]
+            while len(batch) < most and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+
     def close(self) -> None:
         self._closed = True
 
@@ -149,8 +158,11 @@ class WebsocketFeed:
         """One connection's life; returns why it ended."""
         s = self.settings
         try:
+            # close_timeout is short because a feed we leave has usually stopped being read:
+            # its unread frames hold back the venue's close frame, and waiting the default
+            # 10 s for it would stall a reconnect or a shutdown for nothing
             async with connect(s.stream_url, proxy=s.proxy, open_timeout=s.open_timeout_s,
-                               compression=None, max_size=None) as ws:
+                               close_timeout=1.0, compression=None, max_size=None) as ws:
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
@@ -178,7 +190,10 @@ class WebsocketFeed:
         put, now_ns = self._queue.put, self.now_ns
         while True:
             try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), stale_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as a frame arrives, and the feed would never stop
+                async with asyncio.timeout(stale_s):
+                    frame = await ws.recv(decode=False)
             except TimeoutError:
                 self.log.warning("feed_stale", silent_ms=s.stale_after_ms)
                 return "stale"

@@ -7,12 +7,15 @@ The protocol (signing, error codes, response and event shapes) is
 :mod:`mmdaemon.venues.binance_api`'s, the module the daemon's gateway uses on the other end.
 
 Methods: ``order.place`` (LIMIT_MAKER only), ``order.cancel``, ``order.cancelReplace``,
-``openOrders.status``, ``openOrders.cancelAll``, ``account.status``,
-``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``, ``ping``, ``time``.
-A ``v3/`` prefix on the method name is accepted, as at the venue.
+``order.status``, ``openOrders.status``, ``openOrders.cancelAll``, ``account.status``,
+``myTrades``, ``userDataStream.subscribe.signature``, ``userDataStream.unsubscribe``,
+``ping``, ``time``. A ``v3/`` prefix on the method name is accepted, as at the venue.
+``myTrades`` answers from each account's trade history (every fill, kept for the life of
+the sim), ``order.status`` from every order ever accepted, open or closed.
 
 Checks, in the venue's order: request shape (bad JSON or a non-object: -1135 with id null),
-method (-1100), request weight per minute (-1003, status 429), then for SIGNED methods the
+method (-1100), request weight per minute (-1003, status 429, with ``data.retryAfter`` =
+the start of the next minute in ms, as the venue sends it), then for SIGNED methods the
 API key (-1102 missing, -2014 malformed, -2015 unknown), ``timestamp``/``recvWindow``
 (-1102/-1100), ``signature`` (-1022) and timing against ``now_ms()`` (-1021, the venue's
 rule: ``timestamp < now + 1000`` and ``now - timestamp <= recvWindow``), then the method's
@@ -52,6 +55,12 @@ User data. After ``userDataStream.subscribe.signature`` a connection receives
 Outgoing frames go through a bounded queue per connection; a client that does not read
 and lets it fill up is disconnected (close code 1008) rather than silently losing an event
 (fail closed: a client that missed an execution report must not carry on).
+
+Faults for tests, each a plain attribute or method: :meth:`OrderEntry.drop_connections`
+(close every order-entry connection from the venue's side), :attr:`OrderEntry.accepting`
+(False: a new connection is closed at once with 1013, "try again later"),
+:attr:`OrderEntry.blackhole` (True: requests are still executed but nothing is sent back,
+neither responses nor events: a network path that silently lost its way back).
 """
 
 from __future__ import annotations
@@ -269,6 +278,9 @@ class OrderEntry:
         self._next_id = 0  # venue order ids (also the PaperVenue ids)
         self._trade_seq = 0  # trade ids ``t`` of our fills: unique, increasing
         self._exec_seq = 0  # execution ids ``I``
+        self._trades: dict[str, list[api.AccountTrade]] = {key: [] for key in self._api_keys}
+        self._history: dict[int, _Order] = {}  # every accepted order by orderId, open or not
+        self._latest: dict[tuple[str, str], _Order] = {}  # (api key, client id) -> newest
         self._open: dict[str, dict[str, _Order]] = {key: {} for key in self._api_keys}
         self._by_id: dict[int, _Order] = {}  # open orders (client view) by orderId
         self._in_venue: dict[int, _Order] = {}  # orders the PaperVenue still holds open
@@ -279,6 +291,8 @@ class OrderEntry:
         self._weight_used = 0
         self.overflows = 0  # connections closed because their queue filled up
         self.internal_errors = 0  # requests answered -1000 (a bug: should stay 0)
+        self.accepting = True  # test fault: False refuses new order-entry connections
+        self.blackhole = False  # test fault: True sends nothing back (requests still run)
         self._methods: dict[str, _Method] = {
             api.ORDER_PLACE: _Method(self._order_place, 1, True),
             api.ORDER_CANCEL: _Method(self._order_cancel, 1, True),
@@ -290,6 +304,8 @@ class OrderEntry:
             api.USER_DATA_UNSUBSCRIBE: _Method(self._unsubscribe, 2, False),
             api.PING: _Method(self._ping, 1, False),
             api.TIME: _Method(self._time, 1, False),
+            api.ORDER_STATUS: _Method(self._order_status, 4, True),
+            api.MY_TRADES: _Method(self._my_trades, 20, True),
         }
 
     # ---- market side (sync, from the tape) --------------------------------------------------
@@ -346,17 +362,40 @@ class OrderEntry:
             self._flush()
         return len(orders)
 
+    async def drop_connections(self, *, abrupt: bool = False) -> int:
+        """Close every ``/ws-api/v3`` connection from the venue's side; how many.
+
+        A closing handshake with 1001 (going away), or with ``abrupt`` the TCP connection
+        is cut without one (the client sees 1006). Orders stay, as at the venue.
+        """
+        conns = list(self._conns)
+        for conn in conns:
+            conn.dead = True
+            if abrupt:
+                conn.ws.transport.abort()
+        if not abrupt:
+            await asyncio.gather(*(c.ws.close(1001, "sim: connection dropped") for c in conns),
+                                 return_exceptions=True)
+        return len(conns)
+
+    def trades(self, api_key: str) -> list[api.AccountTrade]:
+        """The trade history of ``api_key``'s account, oldest first (what ``myTrades`` lists)."""
+        return list(self._trades[api_key])
+
     # ---- connections ------------------------------------------------------------------------
 
     async def serve(self, websocket: ServerConnection) -> None:
         """Handle one ``/ws-api/v3`` connection until it closes."""
+        if not self.accepting:
+            await websocket.close(1013, "sim: not accepting connections")
+            return
         conn = _Conn(websocket, self._max_queue)
         self._conns.add(conn)
         sender = asyncio.create_task(self._send_loop(conn), name="sim-order-entry-send")
         try:
             async for message in websocket:
                 frame = self._handle(conn, message)
-                if not conn.dead:
+                if not conn.dead and not self.blackhole:
                     try:
                         conn.queue.put_nowait(frame)
                     except asyncio.QueueFull:
@@ -376,6 +415,8 @@ class OrderEntry:
         try:
             while True:
                 frame = await conn.queue.get()
+                if self.blackhole:
+                    continue  # lost on the way back: the client hears nothing
                 await conn.ws.send(frame, text=True)
         except ConnectionClosed:
             pass
@@ -385,7 +426,7 @@ class OrderEntry:
                 conn.queue.get_nowait()
 
     def _offer(self, conn: _Conn, frame: bytes) -> None:
-        if conn.dead:
+        if conn.dead or self.blackhole:
             return
         try:
             conn.queue.put_nowait(frame)
@@ -442,11 +483,16 @@ class OrderEntry:
         weight = spec.weight
         if method == api.OPEN_ORDERS_STATUS and "symbol" not in params:
             weight = 80
+        if method == api.MY_TRADES and params.get("orderId") not in (None, ""):
+            weight = 5
         limits = self._charge(weight)
         if limits[0].used > self.weight_limit:
+            now = self._now_ms()
+            data = {"serverTime": now, "retryAfter": (now // 60_000 + 1) * 60_000}
             return api.response_error(
                 request_id, 429,
-                api.ApiError(api.TOO_MANY_REQUESTS, api.weight_limit_msg(self.weight_limit)),
+                api.ApiError(api.TOO_MANY_REQUESTS, api.weight_limit_msg(self.weight_limit),
+                             data),
                 limits,
             )
         try:
@@ -696,6 +742,59 @@ class OrderEntry:
                 del conn.subs[key]
         return {}
 
+    def _order_status(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
+        """One order of the account, open or closed: by ``orderId`` (checked against
+        ``origClientOrderId`` when both are given) or by the newest with the client id."""
+        self._symbol(params, required=True)
+        order_id = _int_param(params, "orderId", required=False)
+        client_id = _client_id_param(params, "origClientOrderId")
+        if order_id is None and client_id is None:
+            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+                          api.either_param_msg("origClientOrderId", "orderId"))
+        if order_id is not None:
+            order = self._history.get(order_id)
+            if order is not None and (order.api_key != api_key or (
+                    client_id is not None and order.client_id != client_id)):
+                order = None
+        else:
+            assert client_id is not None
+            order = self._latest.get((api_key, client_id))
+        if order is None:
+            raise _Reject(api.NO_SUCH_ORDER, api.ERROR_MESSAGES[api.NO_SUCH_ORDER])
+        return self._status_result(order)
+
+    def _my_trades(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
+        """The account's trades, oldest first: from ``fromId``, in a time window, or the
+        most recent ``limit``; optionally only one order's."""
+        self._symbol(params, required=True)
+        order_id = _int_param(params, "orderId", required=False)
+        from_id = _int_param(params, "fromId", required=False)
+        start = _int_param(params, "startTime", required=False)
+        end = _int_param(params, "endTime", required=False)
+        limit = _int_param(params, "limit", required=False)
+        if limit is None:
+            limit = api.DEFAULT_MY_TRADES_LIMIT
+        elif not 1 <= limit <= api.MAX_MY_TRADES_LIMIT:
+            raise _Reject(api.INVALID_PARAMETER, "Data sent for parameter 'limit' is not valid.")
+        if from_id is not None and (start is not None or end is not None):
+            raise _Reject(api.OPTIONAL_PARAMS_BAD_COMBO,
+                          api.ERROR_MESSAGES[api.OPTIONAL_PARAMS_BAD_COMBO])
+        if start is not None and end is not None and not (
+                0 <= end - start <= api.MAX_TRADE_LOOKUP_MS):
+            raise _Reject(api.INVALID_INTERVAL, api.ERROR_MESSAGES[api.INVALID_INTERVAL])
+        trades = self._trades[api_key]
+        if order_id is not None:
+            trades = [t for t in trades if t.order_id == order_id]
+        if from_id is not None:
+            chosen = [t for t in trades if t.trade_id >= from_id][:limit]
+        elif start is not None or end is not None:
+            lo = start if start is not None else (end or 0) - api.MAX_TRADE_LOOKUP_MS
+            hi = end if end is not None else lo + api.MAX_TRADE_LOOKUP_MS
+            chosen = [t for t in trades if lo <= t.time_ms <= hi][:limit]
+        else:
+            chosen = trades[-limit:]
+        return [api.account_trade_json(self.instrument, t) for t in chosen]
+
     def _ping(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
         return {}
 
@@ -756,6 +855,8 @@ class OrderEntry:
             order.acked = True
             order.working_ms = ms
             self._report(order, "NEW")
+        self._history[order_id] = order
+        self._latest[(api_key, client_id)] = order
         return order
 
     def _cancel(self, order: _Order, new_client_id: str | None) -> dict[str, Any]:
@@ -830,6 +931,12 @@ class OrderEntry:
             order.status = "FILLED" if order.executed >= order.size else "PARTIALLY_FILLED"
         self._accounts[order.api_key].apply_fill(order.side, fill.size, notional, fill.fee, ms)
         self._trade_seq += 1
+        inst = self.instrument
+        self._trades[order.api_key].append(api.AccountTrade(
+            self._trade_seq, order.order_id, -1, fill.price, fill.size,
+            Decimal(api.notional_str(inst, notional)), Decimal(api.notional_str(inst, fill.fee)),
+            self.assets.quote, ms, order.side is Side.BUY, fill.maker, True,
+        ))
         self._report(
             order,
             "TRADE",

@@ -53,6 +53,15 @@ flattered), like :func:`mmdaemon.exchange.fill_model.fee_units`:
   :class:`ExecutionReport` says ``fee_converted=False`` with the raw ``commission`` and
   ``commission_asset``, so the caller accounts for it instead of it silently vanishing.
 
+Trade history
+-------------
+``myTrades`` lists the account's own trades (:class:`AccountTrade`); a client that was
+disconnected recovers the executions it missed from it (``fromId`` = the last trade id it
+saw + 1) and turns them into :class:`~mmdaemon.model.Fill` s with :func:`fill_from_trade`
+(``exec_id`` = the trade id, as for an ``executionReport``, so both routes deduplicate
+against each other). A trade names the venue's ``orderId`` but not the client order id:
+``order.status`` by ``orderId`` tells whose order it was.
+
 Malformed input never raises out of the parsers: they return :class:`ProtocolError` with
 the reason. Builders raise ``ValueError`` for arguments we should never have produced.
 """
@@ -85,6 +94,8 @@ ORDER_CANCEL_REPLACE: Final = "order.cancelReplace"
 OPEN_ORDERS_STATUS: Final = "openOrders.status"
 OPEN_ORDERS_CANCEL_ALL: Final = "openOrders.cancelAll"
 ACCOUNT_STATUS: Final = "account.status"
+ORDER_STATUS: Final = "order.status"
+MY_TRADES: Final = "myTrades"
 USER_DATA_SUBSCRIBE: Final = "userDataStream.subscribe.signature"
 USER_DATA_UNSUBSCRIBE: Final = "userDataStream.unsubscribe"
 PING: Final = "ping"
@@ -108,6 +119,8 @@ TIF_NOT_REQUIRED: Final = -1114
 INVALID_ORDER_TYPE: Final = -1116
 INVALID_SIDE: Final = -1117
 BAD_SYMBOL: Final = -1121
+INVALID_INTERVAL: Final = -1127
+OPTIONAL_PARAMS_BAD_COMBO: Final = -1128
 INVALID_PARAMETER: Final = -1130
 INVALID_JSON: Final = -1135
 NEW_ORDER_REJECTED: Final = -2010
@@ -137,6 +150,8 @@ ERROR_MESSAGES: Final[Mapping[int, str]] = {
     INVALID_ORDER_TYPE: "Invalid orderType.",
     INVALID_SIDE: "Invalid side.",
     BAD_SYMBOL: "Invalid symbol.",
+    INVALID_INTERVAL: "Lookup interval is too big.",
+    OPTIONAL_PARAMS_BAD_COMBO: "Combination of optional parameters invalid.",
     INVALID_PARAMETER: "Invalid data sent for a parameter.",
     INVALID_JSON: "Invalid JSON Request",
     NEW_ORDER_REJECTED: "New order rejected.",
@@ -235,11 +250,24 @@ class ProtocolError(NamedTuple):
 
 
 class Credentials(NamedTuple):
-    """An API key, its HMAC secret and the ``recvWindow`` (ms) to send, None: venue default."""
+    """An API key, its HMAC secret and the ``recvWindow`` (ms) to send, None: venue default.
+
+    ``repr``/``str`` never show the secret and only the head of the key: credentials end up
+    in tracebacks and structured logs more easily than anyone intends.
+    """
 
     api_key: str
     secret: str
     recv_window_ms: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"Credentials(api_key={redact_key(self.api_key)!r}, secret='<redacted>', "
+                f"recv_window_ms={self.recv_window_ms!r})")
+
+
+def redact_key(api_key: str) -> str:
+    """The first 4 characters of an API key and ``...``: enough to tell keys apart in logs."""
+    return f"{api_key[:4]}..." if len(api_key) > 4 else "..."
 
 
 class Assets(NamedTuple):
@@ -325,6 +353,29 @@ class OrderView(NamedTuple):
     status: str
     created_ms: int
     working_ms: int
+
+
+class AccountTrade(NamedTuple):
+    """One trade of the account as ``myTrades`` lists it, in core units.
+
+    ``trade_id`` is the venue's trade id (``id``: an executionReport's ``t``), ``order_id``
+    the venue ``orderId``; ``price`` ticks, ``qty`` lots; ``quote_qty`` the quote amount as
+    the venue wrote it (exact decimal: the venue may round it, so it is not turned into
+    notional units); ``commission`` in ``commission_asset``; ``time_ms`` ms since the epoch.
+    """
+
+    trade_id: int
+    order_id: int
+    order_list_id: int
+    price: int
+    qty: int
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time_ms: int
+    is_buyer: bool
+    is_maker: bool
+    is_best_match: bool
 
 
 # ---- client order ids ----------------------------------------------------------------------
@@ -544,15 +595,22 @@ def order_place(
 
 def order_cancel(
     instrument: Instrument,
-    client_id: str,
+    client_id: str | None = None,
     *,
+    order_id: int | None = None,
     request_id: str | int,
     creds: Credentials,
     timestamp_ms: int,
 ) -> bytes:
-    """Signed ``order.cancel`` of the open order whose client order id is ``client_id``."""
-    _check_client_id("origClientOrderId", client_id)
-    params = {"symbol": instrument.symbol, "origClientOrderId": client_id}
+    """Signed ``order.cancel`` of the open order whose client order id is ``client_id``, or
+    whose venue ``orderId`` is ``order_id`` (the venue uses ``orderId`` when both are sent;
+    one is required, ``ValueError`` otherwise)."""
+    if client_id is None and order_id is None:
+        raise ValueError("order.cancel needs a client order id or a venue order id")
+    if client_id is not None:
+        _check_client_id("origClientOrderId", client_id)
+    params: dict[str, object] = {"symbol": instrument.symbol, "orderId": order_id,
+                                 "origClientOrderId": client_id}
     return signed_request(ORDER_CANCEL, params, request_id, creds, timestamp_ms)
 
 
@@ -617,6 +675,69 @@ def account_status(
     if omit_zero_balances:
         params["omitZeroBalances"] = True
     return signed_request(ACCOUNT_STATUS, params, request_id, creds, timestamp_ms)
+
+
+def order_status(
+    instrument: Instrument,
+    *,
+    client_id: str | None = None,
+    order_id: int | None = None,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+) -> bytes:
+    """Signed ``order.status`` of one order (open or closed), by venue ``orderId`` and/or
+    ``origClientOrderId``; at least one is required (``ValueError`` otherwise)."""
+    if client_id is None and order_id is None:
+        raise ValueError("order.status needs a client order id or a venue order id")
+    if client_id is not None:
+        _check_client_id("origClientOrderId", client_id)
+    params: dict[str, object] = {"symbol": instrument.symbol, "orderId": order_id,
+                                 "origClientOrderId": client_id}
+    return signed_request(ORDER_STATUS, params, request_id, creds, timestamp_ms)
+
+
+MAX_MY_TRADES_LIMIT: Final = 1_000  # the most trades one ``myTrades`` answer holds
+DEFAULT_MY_TRADES_LIMIT: Final = 500  # when ``limit`` is absent
+MAX_TRADE_LOOKUP_MS: Final = 24 * 3_600_000  # endTime - startTime may not exceed 24 h
+
+
+def my_trades(
+    instrument: Instrument,
+    *,
+    from_id: int | None = None,
+    order_id: int | None = None,
+    start_time_ms: int | None = None,
+    end_time_ms: int | None = None,
+    limit: int | None = None,
+    request_id: str | int,
+    creds: Credentials,
+    timestamp_ms: int,
+) -> bytes:
+    """Signed ``myTrades``: the account's trades in the symbol, oldest first.
+
+    ``from_id``: trades with id >= it; ``order_id``: only that venue order's trades;
+    ``start_time_ms``/``end_time_ms`` (ms since the epoch, at most 24 h apart): a time
+    window; none of them: the most recent. ``limit`` 1..1000 (venue default 500). The venue
+    refuses ``from_id`` together with a time window, and so does this builder
+    (``ValueError``), as it does for a bad limit or window.
+    """
+    if from_id is not None and (start_time_ms is not None or end_time_ms is not None):
+        raise ValueError("myTrades: fromId cannot be combined with startTime/endTime")
+    if limit is not None and not 1 <= limit <= MAX_MY_TRADES_LIMIT:
+        raise ValueError(f"myTrades: limit must be 1..{MAX_MY_TRADES_LIMIT}, got {limit}")
+    if (start_time_ms is not None and end_time_ms is not None
+            and not 0 <= end_time_ms - start_time_ms <= MAX_TRADE_LOOKUP_MS):
+        raise ValueError("myTrades: endTime must be within 24 h after startTime")
+    params: dict[str, object] = {
+        "symbol": instrument.symbol,
+        "orderId": order_id,
+        "fromId": from_id,
+        "startTime": start_time_ms,
+        "endTime": end_time_ms,
+        "limit": limit,
+    }
+    return signed_request(MY_TRADES, params, request_id, creds, timestamp_ms)
 
 
 def user_data_subscribe(
@@ -723,6 +844,25 @@ def notional_str(instrument: Instrument, units: int) -> str:
 def notional_unit(instrument: Instrument) -> Fraction:
     """One notional unit in quote currency, exactly: ``tick_size x lot_size``."""
     return Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
+
+
+def account_trade_json(instrument: Instrument, trade: AccountTrade) -> dict[str, Any]:
+    """A ``myTrades`` entry for ``trade`` (the venue's field names and text formats)."""
+    return {
+        "symbol": instrument.symbol,
+        "id": trade.trade_id,
+        "orderId": trade.order_id,
+        "orderListId": trade.order_list_id,
+        "price": instrument.price_str(trade.price),
+        "qty": instrument.size_str(trade.qty),
+        "quoteQty": format(trade.quote_qty, "f"),
+        "commission": format(trade.commission, "f"),
+        "commissionAsset": trade.commission_asset,
+        "time": trade.time_ms,
+        "isBuyer": trade.is_buyer,
+        "isMaker": trade.is_maker,
+        "isBestMatch": trade.is_best_match,
+    }
 
 
 def execution_report(
@@ -1196,3 +1336,109 @@ def parse_frame(
     if "event" in obj:
         return parse_event(obj, instrument, prefix, assets=assets, asset_prices=asset_prices)
     return parse_response(obj)
+
+
+# ---- trade history and rate limits (client side) -------------------------------------------
+
+
+def _bool(obj: Mapping[str, Any], key: str) -> bool:
+    value = _field(obj, key)
+    if not isinstance(value, bool):
+        raise _Bad(f"field {key!r} is not a boolean")
+    return value
+
+
+def parse_account_trade(obj: object, instrument: Instrument) -> AccountTrade | ProtocolError:
+    """One ``myTrades`` entry of ``instrument``'s symbol as an :class:`AccountTrade`.
+
+    Never raises: a malformed entry, another symbol or a trade id <= 0 is a
+    :class:`ProtocolError`.
+    """
+    if not isinstance(obj, dict):
+        return ProtocolError("trade is not an object")
+    try:
+        symbol = _str(obj, "symbol")
+        if symbol != instrument.symbol:
+            raise _Bad(f"symbol {symbol!r} is not {instrument.symbol!r}")
+        trade_id = _int(obj, "id")
+        if trade_id <= 0:
+            raise _Bad(f"trade id {trade_id}: must be > 0")
+        trade = AccountTrade(
+            trade_id,
+            _int(obj, "orderId"),
+            _int(obj, "orderListId") if "orderListId" in obj else -1,
+            _units(instrument.ticks.to_units, obj, "price"),
+            _units(instrument.lots.to_units, obj, "qty"),
+            _decimal(obj.get("quoteQty"), "quoteQty"),
+            _decimal(obj.get("commission"), "commission"),
+            _str(obj, "commissionAsset"),
+            _int(obj, "time"),
+            _bool(obj, "isBuyer"),
+            _bool(obj, "isMaker"),
+            _bool(obj, "isBestMatch") if "isBestMatch" in obj else True,
+        )
+    except _Bad as exc:
+        return ProtocolError(f"trade: {exc}")
+    if trade.price <= 0 or trade.qty <= 0:
+        return ProtocolError("trade: zero price or quantity")
+    return trade
+
+
+def parse_my_trades(result: object, instrument: Instrument) -> list[AccountTrade] | ProtocolError:
+    """A ``myTrades`` result: its trades sorted by trade id; one bad entry fails it all
+    (a partial list would let a caller advance past a trade it never saw)."""
+    if not isinstance(result, list):
+        return ProtocolError("myTrades result is not a list")
+    trades: list[AccountTrade] = []
+    for item in result:
+        trade = parse_account_trade(item, instrument)
+        if isinstance(trade, ProtocolError):
+            return trade
+        trades.append(trade)
+    trades.sort(key=lambda t: t.trade_id)
+    return trades
+
+
+def fill_from_trade(
+    trade: AccountTrade,
+    order_id: int,
+    instrument: Instrument,
+    *,
+    assets: Assets | None = None,
+    asset_prices: Mapping[str, str | Decimal | Fraction] | None = None,
+) -> tuple[Fill, bool]:
+    """``trade`` of our order ``order_id`` as a :class:`~mmdaemon.model.Fill`, and whether
+    its fee could be converted (False: the fill carries fee 0, as in :func:`parse_event`).
+
+    The fill is the one the trade's ``executionReport`` would have given: same ``exec_id``
+    (the trade id), side from ``isBuyer``, maker flag, fee rounded half up.
+    """
+    if assets is None:
+        assets = assets_of(instrument.symbol)
+    fee = commission_units(instrument, trade.commission, trade.commission_asset, trade.price,
+                           assets, asset_prices)
+    side = Side.BUY if trade.is_buyer else Side.SELL
+    fill = Fill(order_id, side, trade.price, trade.qty, fee or 0, trade.is_maker,
+                trade.time_ms * _MS, trade.trade_id)
+    return fill, fee is not None
+
+
+RATE_LIMIT_STATUSES: Final = frozenset({429, 418})
+"""HTTP-like statuses of a refused request for rate limits: 429 slow down, 418 IP banned."""
+
+
+def is_rate_limited(response: Response) -> bool:
+    """True when the venue refused ``response``'s request for a rate limit (-1003, 429, 418)."""
+    if response.status in RATE_LIMIT_STATUSES:
+        return True
+    return response.error is not None and response.error.code == TOO_MANY_REQUESTS
+
+
+def retry_after_ms(response: Response) -> int | None:
+    """When a rate-limited request may be retried: the error's ``data.retryAfter`` (ms since
+    the epoch), else None (the caller falls back on its own backoff)."""
+    error = response.error
+    if error is None or not isinstance(error.data, dict):
+        return None
+    value = error.data.get("retryAfter")
+    return value if _is_int(value) else None
