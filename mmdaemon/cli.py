@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", default="1", help="1 = real time, N = N x faster, max")
     sim.add_argument("--symbol", default="BTCUSDT")
+    sim.add_argument("--credentials", default="env",
+                     help="the API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET) or a "
+                          "file with api_key and api_secret; none: order entry refuses all")
+    sim.add_argument("--maker-fee-bps", default="0")
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
@@ -86,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verify_book(args.recordings, args.venue, args.json)
     if args.command == "sim":
         log.configure(args.log_level, sys.stdout.buffer)
-        return sim(args.recordings, args.host, args.port, args.speed, args.symbol)
+        return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
+                   args.credentials, args.maker_fee_bps)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -322,9 +327,13 @@ def record(config: Config, out: Path) -> int:
     return 0
 
 
-def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str) -> int:
+def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
+        credentials: str, maker_fee_bps: str) -> int:
     """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
+    from mmdaemon.exchange.credentials import CredentialsError, load_credentials
+    from mmdaemon.exchange.fill_model import PaperVenue
     from mmdaemon.feed.replay import parse_speed
+    from mmdaemon.sim.orders import OrderEntry
     from mmdaemon.sim.server import SimVenue
 
     try:
@@ -341,12 +350,27 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
         return 2
     logger = log.get_logger(command="sim")
+    try:
+        creds = load_credentials(credentials)
+        api_keys = {creds.api_key: creds.secret}
+    except CredentialsError as exc:
+        logger.warning("sim_no_api_key", reason=str(exc))
+        api_keys = {}
+    try:
+        # matching on the sim's own clock: loopback is the latency, so the venue adds none
+        order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
+                                 api_keys, lambda: time.time_ns() // 1_000_000)
+    except ValueError as exc:
+        print(f"mmdaemon sim: {exc}", file=sys.stderr)
+        return 2
 
     async def main(stop: asyncio.Event) -> None:
         async with SimVenue(recordings, instrument, speed=speed, clock=SystemClock(),
-                            host=host, port=port) as venue:
+                            host=host, port=port, order_entry=order_entry) as venue:
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
-                        streams=f"{venue.ws_url}/stream?streams=...", speed=speed or "max")
+                        streams=f"{venue.ws_url}/stream?streams=...",
+                        raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",
+                        speed=speed or "max", api_keys=len(api_keys))
             finished = asyncio.create_task(venue.wait_finished())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)

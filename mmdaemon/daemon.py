@@ -36,7 +36,7 @@ from typing import Any
 
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
-from mmdaemon.exchange.base import VenueStatus
+from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.recording import RecordedFrame
@@ -135,10 +135,7 @@ class Service:
             stale_feed_ns=risk.stale_feed_ms * 1_000_000,
             reject_burst=risk.reject_burst,
             reject_window_ns=risk.reject_window_ms * 1_000_000)
-        latency_ns = round(config.exchange.latency_ms * 1_000_000)
-        self.exchange = PaperExchange(
-            PaperVenue(inst, latency_ns, config.exchange.maker_fee_bps,
-                       config.exchange.taker_fee_bps), latency_ns)
+        self.exchange = make_exchange(config, inst, log)
         self.exchange.set_listener(self._on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
         # set in _open(): they need the journal
@@ -596,3 +593,24 @@ def feed_settings(config: Config) -> FeedSettings:
         backoff_max_s=feed.backoff_max_ms / 1000,
         proxy=feed.proxy or None,
     )
+
+
+def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeAdapter:
+    """The configured adapter: the paper exchange, or the Binance gateway with credentials
+    read now (a :class:`~mmdaemon.exchange.credentials.CredentialsError`, a ValueError,
+    says which source failed)."""
+    ex = config.exchange
+    if ex.adapter == "paper":
+        latency_ns = round(ex.latency_ms * 1_000_000)
+        venue = PaperVenue(instrument, latency_ns, ex.maker_fee_bps, ex.taker_fee_bps)
+        return PaperExchange(venue, latency_ns)
+    from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
+    from mmdaemon.exchange.credentials import load_credentials
+    from mmdaemon.venues.binance_api import Credentials
+
+    creds = load_credentials(ex.credentials)
+    settings = GatewaySettings(ws_api_url=ex.ws_api_url, client_prefix=ex.client_id_prefix,
+                               recv_window_ms=ex.recv_window_ms,
+                               request_timeout_s=ex.request_timeout_ms / 1000,
+                               proxy=config.feed.proxy or None)
+    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)

@@ -1,0 +1,116 @@
+"""The whole network path over loopback: the sim venue (market data + order entry) and the
+daemon with its live feed and the Binance gateway. Quotes rest at the sim, fills come back
+through the user-data stream, and the books of both sides agree on the position."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import load_config
+from mmdaemon.daemon import Service
+from mmdaemon.exchange.fill_model import PaperVenue
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT
+from mmdaemon.sim.orders import OrderEntry
+from mmdaemon.sim.server import SimVenue
+from tests.conftest import SPOT_FILES
+from tests.helpers import write_config
+from tests.recorder import Recorder
+
+KEY, SECRET = "loopback-key", "loopback-secret-never-logged"
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:12000]  # ~100 s of market
+    path = tmp_path / "short.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    return path
+
+
+async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def sim_and_config(tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch,
+                   speed: float) -> tuple[SimVenue, OrderEntry, Path]:
+    entry = OrderEntry(BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0", "0"),
+                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000)
+    sim = SimVenue([recording], BINANCE_SPOT_BTCUSDT, speed=speed, clock=SystemClock(),
+                   order_entry=entry)
+    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
+    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
+    return sim, entry, tmp_path
+
+
+def daemon_config(tmp_path: Path, sim: SimVenue) -> Path:
+    return write_config(tmp_path, {
+        "feed": {"recordings": [], "url": sim.ws_url, "rest_url": sim.rest_url},
+        "exchange": {"adapter": "binance", "ws_api_url": f"{sim.ws_url}/ws-api/v3",
+                     "client_id_prefix": "mmtest"},
+        "orders": {"price_tolerance_ticks": 5},
+        "logging": {"level": "debug"},  # order_sent events
+    })
+
+
+async def test_quotes_rest_at_the_sim_fills_come_back_positions_agree(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, entry, _ = sim_and_config(tmp_path, recording, monkeypatch, speed=10.0)
+    async with sim:
+        log = Recorder()
+        service = Service(load_config(daemon_config(tmp_path, sim)), SystemClock(), log)
+        run = asyncio.create_task(service.run())
+        try:
+            await until(lambda: service.book.synced and len(entry.open_orders()) > 0)
+            sides = {o.side for o in entry.open_orders()}
+            assert sides, "our quotes rest at the venue"
+            await until(lambda: service.position.fills >= 3, timeout=30)
+            await until(lambda: service.position.position == entry.position_lots)
+        finally:
+            service.stop()
+            await asyncio.wait_for(run, 15)
+        assert entry.open_orders() == []  # the graceful stop cancelled everything
+        assert service.position.position == entry.position_lots
+        assert service.exit_code == 0
+    fills = log.named("fill")
+    assert len(fills) == service.position.fills and all(f["exec_id"] > 0 for f in fills)
+    assert not [e for e in log.events if SECRET in repr(e)]
+
+
+async def test_kill_switch_empties_the_venue_and_nothing_is_placed_after(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, entry, _ = sim_and_config(tmp_path, recording, monkeypatch, speed=10.0)
+    async with sim:
+        log = Recorder()
+        service = Service(load_config(daemon_config(tmp_path, sim)), SystemClock(), log)
+        run = asyncio.create_task(service.run())
+        try:
+            await until(lambda: len(entry.open_orders()) > 0)
+            service.kill("operator_kill_switch")  # what SIGUSR1 calls
+            started = time.monotonic()
+            await until(lambda: entry.open_orders() == [], timeout=5)
+            emptied_s = time.monotonic() - started
+            sent = [e for e in log.named("order_sent") if e["kind"] != "cancel"]
+            assert sent, "orders were being placed before the kill"
+            await asyncio.sleep(1.5)  # 15 s of market at speed 10
+            assert entry.open_orders() == []
+            assert [e for e in log.named("order_sent") if e["kind"] != "cancel"] == sent
+        finally:
+            service.stop()
+            await asyncio.wait_for(run, 15)
+    assert emptied_s < 5
+    assert service.risk.state.value == "KILLED"
