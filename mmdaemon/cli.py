@@ -350,16 +350,15 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
         return 2
     logger = log.get_logger(command="sim")
+    order_entry: OrderEntry | None = None
     try:
         creds = load_credentials(credentials)
-        api_keys = {creds.api_key: creds.secret}
-    except CredentialsError as exc:
-        logger.warning("sim_no_api_key", reason=str(exc))
-        api_keys = {}
-    try:
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
-                                 api_keys, lambda: time.time_ns() // 1_000_000)
+                                 {creds.api_key: creds.secret},
+                                 lambda: time.time_ns() // 1_000_000)
+    except CredentialsError as exc:
+        logger.warning("sim_market_data_only", reason=str(exc))
     except ValueError as exc:
         print(f"mmdaemon sim: {exc}", file=sys.stderr)
         return 2
@@ -370,7 +369,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
                         streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",
-                        speed=speed or "max", api_keys=len(api_keys))
+                        speed=speed or "max", order_entry=order_entry is not None)
             finished = asyncio.create_task(venue.wait_finished())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)

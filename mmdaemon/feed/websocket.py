@@ -81,6 +81,7 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[]
 
 
 FeedItem = RecordedFrame | Reconnected
+_END: Any = object()  # queued when the connection loop stops
 
 
 class WebsocketFeed:
@@ -97,6 +98,7 @@ class WebsocketFeed:
         self.reconnects = 0
         self.snapshots = 0
         self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(settings.queue_size)
+        self._end: asyncio.Task[None] | None = None
         self._want_snapshot = asyncio.Event()
         self._closed = False
 
@@ -105,21 +107,29 @@ class WebsocketFeed:
         self._want_snapshot.set()
 
     async def frames(self) -> AsyncIterator[FeedItem]:
-        """Frames and reconnect markers, until :meth:`close` or cancellation."""
+        """Frames and reconnect markers, until :meth:`close` or cancellation.
+
+        The connection loop runs as its own task and hands frames over through the queue;
+        when it stops (closed, or an unexpected error) it queues :data:`_END`, so waiting
+        here is one plain ``queue.get`` per frame: this is on the tick-to-quote path.
+        """
         runner = asyncio.create_task(self._run(), name="ws-feed")
+        runner.add_done_callback(self._runner_done)
+        get = self._queue.get
         try:
             while True:
-                get = asyncio.ensure_future(self._queue.get())
-                done, _ = await asyncio.wait({get, runner}, return_when=asyncio.FIRST_COMPLETED)
-                if get in done:
-                    yield get.result()
-                    continue
-                get.cancel()
-                runner.result()  # re-raise what stopped the connection loop
-                return
+                item = await get()
+                if item is _END:
+                    runner.result()  # re-raise what stopped the connection loop
+                    return
+                yield item
         finally:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        if not runner.cancelled():  # behind whatever frames are still queued
+            self._end = asyncio.get_running_loop().create_task(self._queue.put(_END))
 
     async def batches(self, most: int = 256) -> AsyncIterator[list[FeedItem]]:
         """The same items in lists: one waited for, then whatever else is already queued."""
