@@ -92,7 +92,10 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
         config = config.replace("127.0.0.1:9443", f"127.0.0.1:{sim.port}")
         config = config.replace('dir = "../state/sim"', f'dir = "{tmp / "state"}"')
         config = config.replace("price_tolerance_ticks = 20", "price_tolerance_ticks = 1")
-        config = config.replace("stale_feed_ms = 2000", "stale_feed_ms = 2000\nmax_orders_per_s = 1000.0\norder_burst = 100")
+        # measure the path, not the order-rate limit
+        config = config.replace("stale_feed_ms = 2000",
+                                "stale_feed_ms = 2000\nmax_orders_per_s = 1000.0\n"
+                                "order_burst = 100")
         config += '\n[logging]\nlevel = "warning"\n'
         config_path = tmp / "sim.toml"
         config_path.write_text(config)

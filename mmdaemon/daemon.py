@@ -160,6 +160,8 @@ class Service:
                               halts={"book_out_of_sync": {}, "venue_not_ready": {}})
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
+        # fills the venue reports above this were never journaled (missed while down)
+        self.exchange.resume_fills_after(max((f.exec_id for f in restored.fills), default=0))
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
         self.log.info("journal_restored", path=str(self.journal.path),

@@ -532,3 +532,96 @@ def test_notional_text_is_exact() -> None:
     assert api.assets_of("ETHBTC") == api.Assets("ETH", "BTC")
     with pytest.raises(ValueError):
         api.assets_of("XYZ")
+
+
+# ---- trade history, order status, rate limits, redaction ---------------------------------------
+
+
+def test_my_trades_order_status_and_cancel_by_id_builders() -> None:
+    kw: dict[str, Any] = {"request_id": "t", "creds": CREDS, "timestamp_ms": 9}
+    frame = orjson.loads(api.my_trades(INSTR, from_id=42, limit=1000, **kw))
+    assert frame["method"] == "myTrades"
+    params = frame["params"]
+    assert (params["symbol"], params["fromId"], params["limit"]) == ("BTCUSDT", 42, 1000)
+    assert "startTime" not in params and "orderId" not in params
+    payload = f"apiKey={CREDS.api_key}&fromId=42&limit=1000&symbol=BTCUSDT&timestamp=9"
+    assert params["signature"] == hmac_hex(CREDS.secret, payload)
+    by_order = params_of(api.my_trades(INSTR, order_id=7, **kw))
+    assert by_order["orderId"] == 7 and "limit" not in by_order
+    window = params_of(api.my_trades(INSTR, start_time_ms=1, end_time_ms=86_400_001, **kw))
+    assert (window["startTime"], window["endTime"]) == (1, 86_400_001)
+    for bad in ({"from_id": 1, "start_time_ms": 1}, {"limit": 0}, {"limit": 1001},
+                {"start_time_ms": 1, "end_time_ms": 86_400_002}):
+        with pytest.raises(ValueError):
+            api.my_trades(INSTR, **bad, **kw)
+    status = params_of(api.order_status(INSTR, order_id=5, **kw))
+    assert status["orderId"] == 5 and "origClientOrderId" not in status
+    assert orjson.loads(api.order_status(INSTR, client_id=CID, **kw))["method"] == "order.status"
+    cancel = params_of(api.order_cancel(INSTR, order_id=5, **kw))
+    assert cancel["orderId"] == 5 and "origClientOrderId" not in cancel
+    assert api.verify_signature(CREDS.secret, cancel)
+    with pytest.raises(ValueError):
+        api.order_status(INSTR, **kw)
+    with pytest.raises(ValueError):
+        api.order_cancel(INSTR, **kw)
+
+
+TRADE_JSON: dict[str, Any] = {
+    "symbol": "BTCUSDT", "id": 28457, "orderId": 100234, "orderListId": -1,
+    "price": "61837.63000000", "qty": "0.00100000", "quoteQty": "61.83763000",
+    "commission": "0.00618376", "commissionAsset": "USDT", "time": 1723161254348,
+    "isBuyer": True, "isMaker": True, "isBestMatch": True,
+}
+
+
+def test_account_trades_parse_round_trip_and_become_fills() -> None:
+    trade = api.parse_account_trade(TRADE_JSON, INSTR)
+    assert trade == api.AccountTrade(28457, 100234, -1, 6183763, 100_000,
+                                     Decimal("61.83763000"), Decimal("0.00618376"), "USDT",
+                                     1723161254348, True, True, True)
+    assert api.parse_account_trade(api.account_trade_json(INSTR, trade), INSTR) == trade
+    fill, converted = api.fill_from_trade(trade, OID, INSTR)
+    # 0.00618376 USDT / 1e-10 = 61,837,600 notional units
+    assert fill == Fill(OID, Side.BUY, 6183763, 100_000, 61_837_600, True,
+                        1723161254348 * 1_000_000, 28457)
+    assert converted
+    bnb = trade._replace(commission_asset="BNB", is_buyer=False, is_maker=False)
+    fill, converted = api.fill_from_trade(bnb, OID, INSTR)
+    assert (fill.side, fill.maker, fill.fee, converted) == (Side.SELL, False, 0, False)
+    fill, converted = api.fill_from_trade(bnb, OID, INSTR, asset_prices={"BNB": "500"})
+    assert converted and fill.fee == 30_918_800_000  # 0.00618376 x 500 / 1e-10
+    later = {**TRADE_JSON, "id": 28458}
+    parsed = api.parse_my_trades([later, TRADE_JSON], INSTR)
+    assert isinstance(parsed, list) and [t.trade_id for t in parsed] == [28457, 28458]
+
+
+@pytest.mark.parametrize("change", [
+    {"id": 0}, {"symbol": "ETHUSDT"}, {"price": "61837.631"}, {"qty": "0"}, {"isBuyer": 1},
+    {"commission": "x"}, {"time": "1"}, {"orderId": None},
+])
+def test_malformed_account_trades_are_refused(change: dict[str, Any]) -> None:
+    bad = {**TRADE_JSON, **change}
+    assert isinstance(api.parse_account_trade(bad, INSTR), api.ProtocolError)
+    assert isinstance(api.parse_my_trades([TRADE_JSON, bad], INSTR), api.ProtocolError)
+    assert isinstance(api.parse_my_trades({"x": 1}, INSTR), api.ProtocolError)
+
+
+def test_rate_limit_answers_and_retry_after() -> None:
+    limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 6001),)
+    error = api.ApiError(api.TOO_MANY_REQUESTS, "Too much request weight used",
+                         {"serverTime": 1_000, "retryAfter": 60_000})
+    limited = api.parse_response(api.response_error(1, 429, error, limits))
+    assert isinstance(limited, api.Response)
+    assert api.is_rate_limited(limited) and api.retry_after_ms(limited) == 60_000
+    banned = api.Response(2, 418, None, api.ApiError(-1003, "banned"), ())
+    assert api.is_rate_limited(banned) and api.retry_after_ms(banned) is None
+    other = api.Response(3, 400, None, api.ApiError(api.INVALID_SIGNATURE, "no"), ())
+    assert not api.is_rate_limited(other)
+    assert not api.is_rate_limited(api.Response(4, 200, {}, None, ()))
+
+
+def test_credentials_never_show_the_secret() -> None:
+    for text in (repr(CREDS), str(CREDS), f"{CREDS}", repr([CREDS])):
+        assert CREDS.secret not in text and CREDS.api_key not in text
+        assert "vmPU..." in text
+    assert api.redact_key("abc") == "..."

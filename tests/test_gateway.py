@@ -23,13 +23,16 @@ from typing import Any
 import orjson
 import pytest
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 
+from mmdaemon.book import OrderBook
 from mmdaemon.clock import SystemClock
 from mmdaemon.exchange.base import VenueStatus
 from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewayError, GatewaySettings
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import (
     BINANCE_SPOT_BTCUSDT,
+    BookUpdate,
     ExecutionEvent,
     Fill,
     OrderStatus,
@@ -237,6 +240,7 @@ async def test_quotes_at_the_touch_fill_on_the_real_tape(short_recording: Path) 
                 live[side] = order_id
                 wanted[order_id] = (price, QUOTE)
                 await gw.place(order_id, side, price, QUOTE)
+                await gw.settled()
                 return
             last = rec.last(order_id)
             if not last.status.is_open:
@@ -247,6 +251,7 @@ async def test_quotes_at_the_touch_fill_on_the_real_tape(short_recording: Path) 
             if price != last.price and last.filled < last.size:  # follow the touch
                 wanted[order_id] = (price, last.size)
                 await gw.amend(order_id, price, last.size)
+                await gw.settled()
 
         first = True
         while not sim.tape.finished.is_set():
@@ -292,6 +297,7 @@ async def test_amend_keeps_our_order_id_and_reports_the_total_size(
         price = bid - FAR
         oid = RUN + 1
         await gw.place(oid, Side.BUY, price, LOTS)
+        await gw.settled()
         assert rec.last(oid)[:6] == (oid, OrderStatus.NEW, Side.BUY, price, LOTS, 0)
         hit(sim, Side.BUY, price, 40_000)  # 40% of it trades
         await until(lambda: rec.last(oid).filled == 40_000)
@@ -300,6 +306,7 @@ async def test_amend_keeps_our_order_id_and_reports_the_total_size(
         assert (fill.size, fill.price, fill.side, fill.maker) == (40_000, price, Side.BUY, True)
         # new price and a total of 150,000: the venue's new order is for 110,000
         await gw.amend(oid, price + 100, 150_000)
+        await gw.settled()
         update = rec.last(oid)
         assert update[:6] == (oid, OrderStatus.PARTIALLY_FILLED, Side.BUY, price + 100,
                               150_000, 40_000)
@@ -317,8 +324,10 @@ async def test_amend_keeps_our_order_id_and_reports_the_total_size(
         # cancelled by the first half of the replace, ends
         oid2 = RUN + 2
         await gw.place(oid2, Side.BUY, price, LOTS)
+        await gw.settled()
         _, ask = best(sim)
         await gw.amend(oid2, ask + 1_000, LOTS)
+        await gw.settled()
         rejected, cancelled = rec.updates(oid2)[-2:]
         assert rejected.status is OrderStatus.REJECTED
         assert rejected.reason == "-2010 Order would immediately match and take."
@@ -333,25 +342,30 @@ async def test_cancel_and_a_cancel_the_venue_does_not_know(short_recording: Path
         bid, _ = best(sim)
         oid = RUN + 1
         await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         assert gw.open_order_count() == 1
         await gw.cancel(oid)
+        await gw.settled()
         assert rec.last(oid).status is OrderStatus.CANCELED
         assert gw.open_order_count() == 0 and entry.open_orders() == []
         # the venue cancels an order while its reports are lost on the way: our cancel
         # then meets -2011, the gateway asks and reports the order CANCELED
         oid2 = RUN + 2
         await gw.place(oid2, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         entry.blackhole = True
         assert entry.cancel_all_for(KEY) == 1
         await asyncio.sleep(0.05)
         entry.blackhole = False
         assert rec.last(oid2).status is OrderStatus.NEW  # the report never arrived
         await gw.cancel(oid2)
+        await gw.settled()
         last = rec.last(oid2)
         assert last.status is OrderStatus.CANCELED and "-2011" in last.reason
         assert gw.open_order_count() == 0
         # a cancel of an order that is not open is answered at once
         await gw.cancel(RUN + 99)
+        await gw.settled()
         assert rec.last(RUN + 99).status is OrderStatus.CANCELED
 
 
@@ -362,10 +376,48 @@ async def test_post_only_cross_is_rejected_with_the_venues_reason(
         _, ask = best(sim)
         oid = RUN + 1
         await gw.place(oid, Side.BUY, ask + 500, LOTS)
+        await gw.settled()
         [update] = rec.updates(oid)
         assert update.status is OrderStatus.REJECTED and update.filled == 0
         assert update.reason == "-2010 Order would immediately match and take."
         assert gw.open_order_count() == 0 and entry_of(sim).open_orders() == []
+
+
+async def test_an_order_the_venue_accepts_then_refuses_is_reported_closed() -> None:
+    """With latency the sim acknowledges a post-only order at once and refuses it when it
+    arrives if the book moved onto it: NEW, then CANCELED (not REJECTED, which the order
+    manager would read as a failed request about an order that stays)."""
+    clock_ns = 1_723_161_254_000_000_000
+    bid, ask = 6_000_000, 6_000_100
+    entry = OrderEntry(INSTR, PaperVenue(INSTR, 5_000_000, "1", "5"), {KEY: SECRET}, wall_ms,
+                       base_balance="10", quote_balance="1000000")
+    book = OrderBook()
+    book.apply(BookUpdate(True, [(bid, 10**9)], [(ask, 10**9)], 1, 1, 0, clock_ns))
+    entry.on_book(book, clock_ns)
+    log = CaptureLog()
+    async with serve(entry.serve, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = GatewaySettings(f"ws://127.0.0.1:{port}{api.WS_API_PATH}", "mm")
+        gw = BinanceGateway(settings, INSTR, api.Credentials(KEY, SECRET), log)
+        rec = Recorder()
+        gw.set_listener(rec.on_event)
+        await gw.start()
+        try:
+            oid = RUN + 1
+            await gw.place(oid, Side.BUY, bid + 50, LOTS)
+            await gw.settled()
+            assert rec.last(oid).status is OrderStatus.NEW
+            moved = OrderBook()
+            moved.apply(BookUpdate(True, [(bid, 10**9)], [(bid + 50, 10**9)], 2, 2, 0,
+                                   clock_ns + 5_000_000))
+            entry.on_book(moved, clock_ns + 5_000_000)  # the order arrives: it would take
+            await until(lambda: not rec.last(oid).status.is_open)
+            last = rec.last(oid)
+            assert last.status is OrderStatus.CANCELED
+            assert last.reason == "rejected: WOULD_MATCH_IMMEDIATELY"
+            assert gw.open_order_count() == 0 and entry.open_orders() == []
+        finally:
+            await gw.close()
 
 
 # ---- credentials ---------------------------------------------------------------------------------
@@ -406,6 +458,14 @@ async def test_start_fails_clearly_when_the_venue_is_unreachable() -> None:
         await gw.start()
     assert log.events().count("gateway_start_failed") == 2
     await gw.close()
+    # a malformed proxy: refused clearly, and its password is not in the message
+    bad_proxy = GatewaySettings("ws://127.0.0.1:9/ws-api/v3", "mm", start_attempts=1,
+                                proxy="gopher://user:pa55word@proxy:1")
+    gw = BinanceGateway(bad_proxy, INSTR, api.Credentials(KEY, SECRET), log)
+    with pytest.raises(GatewayError) as failed:
+        await gw.start()
+    assert "pa55word" not in str(failed.value) and "pa55word" not in log.text()
+    await gw.close()
 
 
 # ---- cancel-all and orphans ----------------------------------------------------------------------
@@ -417,7 +477,9 @@ async def test_cancel_all_leaves_nothing_open_at_the_venue(short_recording: Path
         entry = entry_of(sim)
         bid, ask = best(sim)
         await gw.place(RUN + 1, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         await gw.place(RUN + 2, Side.SELL, ask + FAR, LOTS)
+        await gw.settled()
         await raw_place(sim, "manual-1", Side.BUY, bid - FAR - 1)  # not ours, same account
         assert len(entry.open_orders()) == 3 and gw.open_order_count() == 2
         assert await gw.cancel_all() == 3
@@ -437,7 +499,9 @@ async def test_start_cancels_orders_a_previous_run_left(short_recording: Path) -
         previous, _ = gateway_for(sim, log)
         await previous.start()
         await previous.place(RUN + 1, Side.BUY, bid - FAR, LOTS)
+        await previous.settled()
         await previous.place(RUN + 2, Side.SELL, ask + FAR, LOTS)
+        await previous.settled()
         hit(sim, Side.BUY, bid - FAR, 30_000)  # the first one partly trades
         await previous.close()  # a crash: no cancel-all
         await raw_place(sim, "manual-1", Side.BUY, bid - FAR - 1)
@@ -460,7 +524,64 @@ async def test_start_cancels_orders_a_previous_run_left(short_recording: Path) -
     assert SECRET not in log.text()
 
 
+async def test_start_recovers_fills_after_the_journals_last_trade(
+        short_recording: Path) -> None:
+    """A crashed run's order that filled completely is no longer open: only the trade
+    history finds its fills, from the trade id the daemon's journal last recorded."""
+    log = CaptureLog()
+    async with venue(short_recording) as sim:
+        entry = entry_of(sim)
+        bid, ask = best(sim)
+        previous, _ = gateway_for(sim, log)
+        await previous.start()
+        await previous.place(RUN + 1, Side.BUY, bid - FAR, LOTS)
+        await previous.settled()
+        await previous.place(RUN + 2, Side.SELL, ask + FAR, LOTS)
+        await previous.settled()
+        hit(sim, Side.BUY, bid - FAR, LOTS)  # journaled by the previous run (say)
+        hit(sim, Side.SELL, ask + FAR, LOTS)  # lost in the crash
+        await previous.close()
+        await raw_place(sim, "manual-1", Side.BUY, bid - FAR - 1)  # another client's order
+        first, second = entry.trades(KEY)
+        gw, rec = gateway_for(sim, log)
+        gw.resume_fills_after(first.trade_id)
+        await gw.start()
+        try:
+            [fill] = rec.fills()
+            assert (fill.order_id, fill.exec_id, fill.side, fill.size) == (
+                RUN + 2, second.trade_id, Side.SELL, LOTS)
+            assert rec.updates() == [] and gw.max_trade_id == second.trade_id
+        finally:
+            await gw.close()
+        with pytest.raises(RuntimeError):
+            gw.resume_fills_after(0)
+
+
 # ---- lost connections, lost answers, rate limits ---------------------------------------------
+
+
+async def test_requests_in_flight_fail_when_the_connection_drops(
+        short_recording: Path) -> None:
+    log = CaptureLog()
+    async with venue(short_recording) as sim, running(sim, log) as (gw, rec):
+        entry = entry_of(sim)
+        bid, _ = best(sim)
+        oid = RUN + 1
+        entry.blackhole = True  # the place arrives, its answer does not
+        placing = asyncio.create_task(gw.place(oid, Side.BUY, bid - FAR, LOTS))
+        await until(lambda: len(entry.open_orders()) == 1)
+        await entry.drop_connections(abrupt=True)
+        await placing
+        await gw.settled()
+        assert rec.updates(oid) == [OrderUpdate(oid, OrderStatus.REJECTED, Side.BUY,
+                                                bid - FAR, LOTS, 0, "disconnected",
+                                                rec.last(oid).ts_ns)]
+        assert VenueStatus(False, "disconnected") in rec.statuses
+        entry.blackhole = False
+        # back: the order that did land is not the daemon's any more, so it is cancelled
+        await until(lambda: rec.statuses[-1].ready and entry.open_orders() == [])
+        assert gw.open_order_count() == 0
+        assert [u.status for u in rec.updates(oid)] == [OrderStatus.REJECTED]
 
 
 async def test_dropped_connection_reconnects_and_recovers_fills_once(
@@ -471,12 +592,15 @@ async def test_dropped_connection_reconnects_and_recovers_fills_once(
         bid, ask = best(sim)
         buy, sell = RUN + 1, RUN + 2
         await gw.place(buy, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         await gw.place(sell, Side.SELL, ask + FAR, LOTS)
+        await gw.settled()
         entry.accepting = False
         assert await entry.drop_connections() == 1
         await until(lambda: rec.statuses[-1] == VenueStatus(False, "disconnected"))
         # orders placed meanwhile fail at once
         await gw.place(RUN + 3, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         assert rec.last(RUN + 3).status is OrderStatus.REJECTED
         # the market trades our orders while nobody listens
         hit(sim, Side.BUY, bid - FAR, LOTS)
@@ -520,6 +644,7 @@ async def test_a_place_without_answer_is_rejected_then_cancelled_at_the_venue(
         oid = RUN + 1
         entry.blackhole = True  # the order arrives; nothing comes back
         await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         assert rec.updates(oid) == [OrderUpdate(oid, OrderStatus.REJECTED, Side.BUY,
                                                 bid - FAR, LOTS, 0, "timeout",
                                                 rec.last(oid).ts_ns)]
@@ -532,6 +657,7 @@ async def test_a_place_without_answer_is_rejected_then_cancelled_at_the_venue(
         assert rec.updates(oid)[-1].status is OrderStatus.REJECTED  # nothing else for it
         # order entry works on
         await gw.place(RUN + 2, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         assert rec.last(RUN + 2).status is OrderStatus.NEW
 
 
@@ -547,6 +673,7 @@ async def test_a_place_without_answer_that_filled_is_still_accounted(
         oid = RUN + 1
         entry.blackhole = True
         await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         assert rec.last(oid).reason == "timeout"
         hit(sim, Side.BUY, bid - FAR, LOTS)
         [trade] = entry.trades(KEY)
@@ -568,8 +695,10 @@ async def test_an_amend_without_answer_is_settled_by_reconciliation(
         bid, _ = best(sim)
         oid = RUN + 1
         await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         entry.blackhole = True  # the replace happens at the venue; we hear nothing
         await gw.amend(oid, bid - FAR + 100, 2 * LOTS)
+        await gw.settled()
         assert rec.last(oid).status is OrderStatus.REJECTED
         assert rec.last(oid).reason == "timeout"
         entry.blackhole = False
@@ -581,6 +710,7 @@ async def test_an_amend_without_answer_is_settled_by_reconciliation(
             api.client_order_id("mm", oid), bid - FAR + 100, 2 * LOTS)
         assert gw.open_order_count() == 1
         await gw.cancel(oid)
+        await gw.settled()
         assert rec.last(oid).status is OrderStatus.CANCELED and entry.open_orders() == []
 
 
@@ -594,13 +724,16 @@ async def test_orders_the_venue_ended_unheard_are_settled_on_request(
         bid, ask = best(sim)
         first, second = RUN + 1, RUN + 2
         await gw.place(first, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         await gw.place(second, Side.SELL, ask + FAR, LOTS)
+        await gw.settled()
         entry.blackhole = True
         assert entry.cancel_all_for(KEY) == 2
         await asyncio.sleep(0.05)
         entry.blackhole = False
         assert gw.open_order_count() == 2  # it cannot know yet
         await gw.amend(first, bid - FAR + 10, LOTS)
+        await gw.settled()
         last = rec.last(first)
         assert last.status is OrderStatus.CANCELED and "-2022" in last.reason
         assert await gw.cancel_all() == 0
@@ -619,17 +752,22 @@ async def test_rate_limit_rejects_and_holds_order_entry_until_the_retry_time(
         bid, _ = best(sim)
         clock.ms = (minute + 1) * 60_000 - 300  # the limit lifts in 300 ms
         await gw.place(RUN + 1, Side.BUY, bid - FAR, LOTS)
+        await gw.settled()
         await gw.place(RUN + 2, Side.BUY, bid - FAR - 1, LOTS)
+        await gw.settled()
         assert [rec.last(RUN + n).status for n in (1, 2)] == [OrderStatus.NEW] * 2
         await gw.place(RUN + 3, Side.BUY, bid - FAR - 2, LOTS)  # weight 31 > 30
+        await gw.settled()
         limited = rec.last(RUN + 3)
         assert limited.status is OrderStatus.REJECTED and limited.reason.startswith("-1003 ")
         assert rec.statuses[-1] == VenueStatus(False, "rate_limited")
         await gw.place(RUN + 4, Side.BUY, bid - FAR - 3, LOTS)  # held back, not sent
+        await gw.settled()
         assert rec.last(RUN + 4).reason == "rate_limited"
         clock.ms += 1_000  # the venue's next minute
         await until(lambda: rec.statuses[-1] == VenueStatus(True, "ready"), timeout=3)
         await gw.place(RUN + 5, Side.BUY, bid - FAR - 4, LOTS)
+        await gw.settled()
         assert rec.last(RUN + 5).status is OrderStatus.NEW
         assert gw.open_order_count() == len(entry_of(sim).open_orders()) == 3
 

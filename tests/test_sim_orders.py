@@ -585,6 +585,10 @@ async def test_weight_limit() -> None:
         limited = await client.call(api.ping("over"))
         assert limited.status == 429 and limited.error is not None
         assert limited.error.code == api.TOO_MANY_REQUESTS
+        # the venue says when to come back: the next minute
+        next_minute = (clock.ms // 60_000 + 1) * 60_000
+        assert limited.error.data == {"serverTime": clock.ms, "retryAfter": next_minute}
+        assert api.retry_after_ms(limited) == next_minute
         clock.ms += 60_000  # a new minute
         assert (await client.call(api.ping("later"))).ok
         await client.ws.close()
@@ -623,3 +627,97 @@ def test_order_entry_validates_its_configuration() -> None:
     eth = Instrument("ETHUSDT", "0.01", "0.0001")
     with pytest.raises(ValueError):
         OrderEntry(INSTR, PaperVenue(eth, 0, "1", "5"), {KEY: SECRET}, now_ms)
+
+
+# ---- trade history, order status, faults -------------------------------------------------------
+
+
+async def test_my_trades_and_order_status(sim: Sim, client: Client) -> None:
+    assert (await client.place(Side.BUY, BID, seq=1)).ok  # venue order 1
+    assert (await client.place(Side.BUY, BID - 1, seq=2)).ok  # venue order 2
+    # sells through both bids: order 1 takes 60,000 then its last 40,000, order 2 60,000
+    sim.entry.on_trade(Trade(BID - 2, 60_000, Side.SELL, 1, T0_NS, T0_NS), T0_NS + 1_000_000)
+    sim.entry.on_trade(Trade(BID - 2, 100_000, Side.SELL, 2, T0_NS, T0_NS), T0_NS + 2_000_000)
+
+    async def trades(**params: Any) -> api.Response:
+        return await client.signed(api.MY_TRADES, {"symbol": "BTCUSDT", **params})
+
+    every = await trades()
+    assert every.ok and every.rate_limits[0].used > 0
+    assert [(t["id"], t["orderId"], t["qty"]) for t in every.result] == [
+        (1, 1, "0.00060000"), (2, 1, "0.00040000"), (3, 2, "0.00060000")]
+    assert every.result[0] == {
+        "symbol": "BTCUSDT", "id": 1, "orderId": 1, "orderListId": -1, "price": "60000.00",
+        "qty": "0.00060000", "quoteQty": "36.0000000000",
+        "commission": "0.0036000000", "commissionAsset": "USDT",  # maker 1 bps of 36 USDT
+        "time": (T0_NS + 1_000_000) // 1_000_000, "isBuyer": True, "isMaker": True,
+        "isBestMatch": True}
+    parsed = api.parse_my_trades(every.result, INSTR)
+    assert isinstance(parsed, list) and [t.trade_id for t in parsed] == [1, 2, 3]
+    assert [t["id"] for t in (await trades(fromId=2)).result] == [2, 3]
+    assert [t["id"] for t in (await trades(fromId=2, limit=1)).result] == [2]
+    assert [t["id"] for t in (await trades(limit=2)).result] == [2, 3]  # the most recent
+    assert [t["id"] for t in (await trades(orderId=2)).result] == [3]
+    ms = (T0_NS + 1_000_000) // 1_000_000
+    assert [t["id"] for t in (await trades(startTime=ms, endTime=ms)).result] == [1]
+    for params, code in (({"fromId": 1, "startTime": 1}, api.OPTIONAL_PARAMS_BAD_COMBO),
+                         ({"limit": 1001}, api.INVALID_PARAMETER),
+                         ({"startTime": 1, "endTime": 86_400_002}, api.INVALID_INTERVAL)):
+        refused = await trades(**params)
+        assert refused.error is not None and refused.error.code == code, params
+    # order.status answers for closed orders too, by venue id or client id
+    done = await client.signed(api.ORDER_STATUS, {"symbol": "BTCUSDT", "orderId": 1})
+    assert done.ok and (done.result["status"], done.result["executedQty"]) == (
+        "FILLED", "0.00100000")
+    assert done.result["clientOrderId"] == "mm-1"
+    part = await client.signed(api.ORDER_STATUS, {"symbol": "BTCUSDT",
+                                                  "origClientOrderId": "mm-2"})
+    assert part.ok and part.result["status"] == "PARTIALLY_FILLED"
+    for params in ({"orderId": 99}, {"orderId": 1, "origClientOrderId": "mm-2"}):
+        missing = await client.signed(api.ORDER_STATUS, {"symbol": "BTCUSDT", **params})
+        assert missing.error == api.ApiError(api.NO_SUCH_ORDER, "Order does not exist.")
+    neither = await client.signed(api.ORDER_STATUS, {"symbol": "BTCUSDT"})
+    assert neither.error is not None
+    assert neither.error.code == api.MANDATORY_PARAM_EMPTY_OR_MALFORMED
+    # another account sees none of it
+    other = await sim.client(CREDS2)
+    assert (await other.signed(api.MY_TRADES, {"symbol": "BTCUSDT"})).result == []
+    theirs = await other.signed(api.ORDER_STATUS, {"symbol": "BTCUSDT", "orderId": 1})
+    assert theirs.error is not None and theirs.error.code == api.NO_SUCH_ORDER
+    await other.ws.close()
+    assert [t.trade_id for t in sim.entry.trades(KEY)] == [1, 2, 3]
+    assert sim.entry.trades(KEY2) == []
+
+
+async def test_fault_hooks(sim: Sim) -> None:
+    entry = sim.entry
+    first = await sim.client()
+    assert (await first.call(api.ping("p"))).ok
+    assert await entry.drop_connections() == 1
+    with pytest.raises(ConnectionClosed) as dropped:
+        await asyncio.wait_for(first.ws.recv(), 5)
+    assert dropped.value.rcvd is not None and dropped.value.rcvd.code == 1001
+    entry.accepting = False
+    refused = await sim.client()
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(refused.ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    entry.accepting = True
+    client = await sim.client()
+    await client.subscribe()
+    entry.blackhole = True  # the request runs, nothing comes back
+    await client.ws.send(api.order_place(INSTR, Side.BUY, BID, LOTS, "mm-1",
+                                         **client.kw()).decode())
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.ws.recv(), 0.1)
+    assert [o.client_order_id for o in entry.open_orders()] == ["mm-1"]
+    entry.blackhole = False
+    assert (await client.call(api.ping("after"))).ok
+    assert client.events == []  # what was lost stays lost
+    assert await entry.drop_connections(abrupt=True) == 1
+    with pytest.raises(ConnectionClosed) as cut:
+        await asyncio.wait_for(client.ws.recv(), 5)
+    assert cut.value.rcvd is None  # no closing handshake: 1006
+    await asyncio.sleep(0.01)
+    assert entry.connection_count == 0
+    assert len(entry.open_orders()) == 1  # orders survive their connection

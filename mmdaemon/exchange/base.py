@@ -39,6 +39,10 @@ class ExchangeAdapter(Protocol):
     def set_status_listener(self, listener: StatusListener) -> None:
         """Where readiness changes go (connection lost, reconciled again, rate-limited)."""
 
+    def resume_fills_after(self, exec_id: int) -> None:
+        """Before :meth:`start`: the highest execution id the journal holds, so fills the
+        venue reports above it (missed while we were down) are delivered at start."""
+
     async def start(self) -> None:
         """Connect and reconcile with the venue; returns once order entry is ready."""
 

@@ -91,7 +91,7 @@ from enum import Enum
 from typing import Any, Final, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from mmdaemon.book import OrderBook
 from mmdaemon.exchange.base import Listener, StatusListener, VenueStatus
@@ -312,6 +312,9 @@ def _venue_id(entry: object) -> int:
 class BinanceGateway:
     """:class:`~mmdaemon.exchange.base.ExchangeAdapter` for Binance spot (see the module doc).
 
+    Units as in the core: prices integer ticks, sizes integer lots (an order's size is its
+    total size, including what already filled), our events' times ns since the epoch;
+    venue times are ms.
     ``log`` is a structlog-style logger (``log.info(event, **values)``); ``now_ms`` the
     wall clock in ms since the epoch that signed requests are stamped with; ``rng`` the
     jitter source of the reconnect backoff; ``assets`` the symbol's base/quote assets
@@ -349,6 +352,7 @@ class BinanceGateway:
         self._supervisor: asyncio.Task[None] | None = None
         self._recheck: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._requests: set[asyncio.Task[None]] = set()  # the daemon's requests in flight
         self._pending: dict[int, _Pending] = {}
         self._next_request = 0
         self._subscribed = False
@@ -392,6 +396,17 @@ class BinanceGateway:
     def set_status_listener(self, listener: StatusListener) -> None:
         self._status_listener = listener
 
+    def resume_fills_after(self, trade_id: int) -> None:
+        """Before :meth:`start`: deliver, at start, every fill of ours with a venue trade id
+        above ``trade_id`` (the journal's highest exec id), so fills a crashed run never
+        recorded are not lost. Without it, start takes the account's newest trade as the
+        starting point and only fills from then on (and those of orders still open) come.
+        """
+        if self._started:
+            raise RuntimeError("resume_fills_after() must be called before start()")
+        self.max_trade_id = max(0, trade_id)
+        self._watermark_known = True
+
     @property
     def status(self) -> VenueStatus | None:
         """The last status reported (None before ``start``)."""
@@ -426,7 +441,8 @@ class BinanceGateway:
         """Disconnect and stop reconnecting. Open orders stay at the venue (the daemon's
         final cancel-all comes first)."""
         self._closing = True
-        tasks = [t for t in (self._supervisor, self._recheck, *self._tasks) if t is not None]
+        tasks = [t for t in (self._supervisor, self._recheck, *self._tasks, *self._requests)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -437,8 +453,37 @@ class BinanceGateway:
             await self._hang_up(ws)
         self._set_status(VenueStatus(False, "closed"))
 
+    # The daemon's requests return as soon as the frame is on the wire: the venue's answer
+    # comes back as an update through the listener, and the daemon's feed loop must not
+    # wait a round trip per order (it would delay every frame behind it). Each request runs
+    # as a task; yielding once lets that task send its frame before we return.
+
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
         """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED)."""
+        self._request(self._place(order_id, side, price, size))
+        await asyncio.sleep(0)
+
+    async def cancel(self, order_id: int) -> None:
+        """Cancel an order; the answer comes as an update (CANCELED, FILLED or REJECTED)."""
+        self._request(self._cancel(order_id))
+        await asyncio.sleep(0)
+
+    async def amend(self, order_id: int, price: int, size: int) -> None:
+        """Change price and total size (lots, including what filled) by cancel-replace."""
+        self._request(self._amend(order_id, price, size))
+        await asyncio.sleep(0)
+
+    async def settled(self) -> None:
+        """Until every request in flight has its answer (or has failed)."""
+        while self._requests:
+            await asyncio.gather(*self._requests, return_exceptions=True)
+
+    def _request(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)
+
+    async def _place(self, order_id: int, side: Side, price: int, size: int) -> None:
         side = Side(side)
         if order_id in self._orders:
             self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0,
@@ -469,8 +514,7 @@ class BinanceGateway:
         finally:
             order.busy -= 1
 
-    async def cancel(self, order_id: int) -> None:
-        """Cancel an order; the answer comes as an update (CANCELED, FILLED or REJECTED)."""
+    async def _cancel(self, order_id: int) -> None:
         order = self._orders.get(order_id)
         if order is not None and order.phase is _Phase.PLACING:
             # the place's answer decides what there is to cancel
@@ -504,8 +548,7 @@ class BinanceGateway:
         if order.resolve and order.phase is _Phase.LIVE:
             await self._resolve_missing(order, order.resolve)
 
-    async def amend(self, order_id: int, price: int, size: int) -> None:
-        """Change price and total size (lots, including what filled) by cancel-replace."""
+    async def _amend(self, order_id: int, price: int, size: int) -> None:
         order = self._orders.get(order_id)
         if order is None or order.phase is not _Phase.LIVE:
             if order is not None and order.phase is _Phase.CLOSED:
@@ -522,7 +565,7 @@ class BinanceGateway:
         new_qty = size - order.filled()
         if new_qty <= 0:
             # it already filled what is now wanted: what is left must go
-            await self.cancel(order_id)
+            await self._cancel(order_id)
             return
         try:
             api.limit_maker_params(self.instrument, order.side, price, new_qty)
@@ -621,7 +664,8 @@ class BinanceGateway:
             ws = await connect(s.ws_api_url, proxy=s.proxy or None, open_timeout=s.open_timeout_s,
                                close_timeout=s.request_timeout_s, compression=None,
                                max_size=_MAX_FRAME)
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
+        except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
+            # handshake, URI and proxy errors alike; their text may hold the proxy's password
             raise GatewayError(
                 f"cannot connect to {url}: {redact_url(f'{type(exc).__name__}: {exc}')}"
             ) from None
@@ -1010,9 +1054,14 @@ class BinanceGateway:
             self._close(order, OrderStatus.CANCELED, update.reason, update.ts_ns)
         elif status is OrderStatus.FILLED:
             self._close(order, OrderStatus.FILLED, "", update.ts_ns)
-        else:  # REJECTED: a venue that accepted the order and then refused it
-            self._close(order, OrderStatus.REJECTED, update.reason or "rejected by the venue",
-                        update.ts_ns)
+        else:  # REJECTED by the venue after all
+            reason = update.reason or "rejected by the venue"
+            if order.phase is _Phase.LIVE:
+                # acknowledged first: for the order manager REJECTED would mean "your request
+                # failed, the order stays"; the order has ended, so it is CANCELED
+                self._close(order, OrderStatus.CANCELED, f"rejected: {reason}", update.ts_ns)
+            else:
+                self._close(order, OrderStatus.REJECTED, reason, update.ts_ns)
 
     def _unwanted_state(self, order: _Order, vid: int, update: OrderUpdate) -> None:
         """A venue order of ours that the daemon does not (or no longer) hold: if open,

@@ -40,6 +40,9 @@ class PaperExchange:
     def set_status_listener(self, listener: StatusListener) -> None:
         self._status = listener
 
+    def resume_fills_after(self, exec_id: int) -> None:
+        """An in-process venue starts empty: nothing was missed."""
+
     async def start(self) -> None:
         """In-process: always ready."""
         self._status(VenueStatus(True, "paper exchange"))
