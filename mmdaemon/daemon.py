@@ -115,6 +115,7 @@ class Service:
         self._requote = False  # a fill changed the inventory since the last quote
         self._need_snapshot = False  # the codec lost sequence: the live feed must fetch one
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
+        self._venue_ready = False
         self._send_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
@@ -347,7 +348,7 @@ class Service:
 
     async def _send_one(self, action: OrderAction) -> None:
         manager, counters, exchange = self.manager, self.counters, self.exchange
-        if not self._may_quote(action):
+        if not self._venue_ready or not self._may_quote(action):
             return  # the state changed since the quote was decided
         blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
         if blocked is not None:
@@ -376,6 +377,8 @@ class Service:
 
     async def _cancel_everything(self, why: str) -> None:
         """Pull every quote and wait for the venue to confirm (kill, halt, stop)."""
+        if not self._venue_ready:
+            return  # _cancel_due stays set: this runs again once the venue is back
         async with self._send_lock:
             for action in self.manager.cancel_all():
                 await self._send_one(action)
@@ -499,10 +502,15 @@ class Service:
             self._cancel_due = True
 
     def _on_venue_status(self, status: VenueStatus) -> None:
-        """Order entry lost (or back): no quotes while the venue cannot be trusted."""
+        """Order entry lost (or back): no quotes while the venue cannot be trusted.
+
+        While it is not ready nothing is sent at all (a request could not arrive); the
+        cancel-all that the halt asks for waits, and runs once the venue is back.
+        """
+        self._venue_ready = status.ready
         self.log.info("venue_status", ready=status.ready, reason=status.reason)
         self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not status.ready,
-                                reason=status.reason)
+                                venue=status.reason)
 
     def _report(self, event: str, **fields: Any) -> None:
         self.log.warning(event, **fields)

@@ -114,3 +114,36 @@ async def test_kill_switch_empties_the_venue_and_nothing_is_placed_after(
             await asyncio.wait_for(run, 15)
     assert emptied_s < 5
     assert service.risk.state.value == "KILLED"
+
+
+async def test_order_connection_drop_halts_reconciles_and_leaves_no_orphans(
+    tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, entry, _ = sim_and_config(tmp_path, recording, monkeypatch, speed=10.0)
+    async with sim:
+        log = Recorder()
+        service = Service(load_config(daemon_config(tmp_path, sim)), SystemClock(), log)
+        run = asyncio.create_task(service.run())
+        try:
+            await until(lambda: len(entry.open_orders()) > 0)
+            mark = len(log.events)
+            await entry.drop_connections()
+
+            def after(name: str) -> list[dict[str, object]]:
+                return [e for e in log.events[mark:] if e["event"] == name]
+
+            await until(lambda: any(not e["ready"] for e in after("venue_status")))
+            await until(lambda: ("HALTED", "venue_not_ready") in [
+                (e["new"], e["reason"]) for e in after("state_changed")])
+            await until(lambda: service.risk.state.value == "ACTIVE")
+            await until(lambda: len(entry.open_orders()) > 0)
+            await asyncio.sleep(1.0)  # let it quote a while after the reconnect
+            venue_orders = entry.open_orders()
+            sides = [o.side for o in venue_orders]
+            assert len(sides) == len(set(sides)) <= 2  # one per side, nothing left over
+            assert len(venue_orders) == service.exchange.open_order_count()
+        finally:
+            service.stop()
+            await asyncio.wait_for(run, 15)
+        assert entry.open_orders() == []
+        assert service.position.position == entry.position_lots
