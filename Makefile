@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/book.py
 	$(BIN)/python bench/quoting.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

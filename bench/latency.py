@@ -71,8 +71,11 @@ def percentile(values: list[int], q: float) -> float:
 async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mmdaemon-latency-"))
     recording = tmp / "recording.gz"
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        data = f.read().splitlines()[:lines]
+    data: list[bytes] = []
+    for path in SPOT_FILES:
+        with gzip.open(path, "rb") as f:
+            data.extend(f.read().splitlines())
+    data = data[:lines]
     with gzip.open(recording, "wb") as f:
         f.write(b"\n".join(data) + b"\n")
     entry = OrderEntry(BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0", "0"),
@@ -128,7 +131,7 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--lines", type=int, default=41249)  # the whole first file
+    parser.add_argument("--lines", type=int, default=99574)  # both bundled files
     parser.add_argument("--window-ms", type=float, default=50.0)
     args = parser.parse_args()
     result = uvloop.run(run(args.speed, args.lines, args.window_ms))
