@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# optional: a third-party Binance client for the interoperability test (skips without)
+	$(BIN)/python -m pip install --quiet ccxt || echo "ccxt not installed: its test will skip"
 	touch $(STAMP)
 
 # The main job: a dry run of the daemon on the bundled real Binance recording (paper
