@@ -83,7 +83,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """Bad command-line input: the message is printed and the exit status is 2."""
+
+
+def _speed_and_recordings(command: str, recordings: list[str], speed_text: str) -> float | None:
+    """``--speed`` as a factor (None: max), once every recording is known to exist."""
+    from mmdaemon.feed.replay import parse_speed
+
+    try:
+        speed = parse_speed(speed_text)
+    except ValueError as exc:
+        raise UsageError(f"mmdaemon {command}: --speed: {exc}") from None
+    missing = [p for p in recordings if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"mmdaemon {command}: no such recording: {missing[0]}")
+    return speed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "verify-book":
         log.configure(args.log_level)
@@ -151,17 +177,8 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
            as_json: bool) -> int:
     """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary."""
     from mmdaemon.daemon import Service
-    from mmdaemon.feed.replay import parse_speed
 
-    try:
-        speed = parse_speed(speed_text)
-    except ValueError as exc:
-        print(f"mmdaemon replay: --speed: {exc}", file=sys.stderr)
-        return 2
-    missing = [p for p in recordings if not Path(p).is_file()]
-    if missing:
-        print(f"mmdaemon replay: no such recording: {missing[0]}", file=sys.stderr)
-        return 2
+    speed = _speed_and_recordings("replay", recordings, speed_text)
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
@@ -332,19 +349,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
-    from mmdaemon.feed.replay import parse_speed
     from mmdaemon.sim.orders import OrderEntry
     from mmdaemon.sim.server import SimVenue
 
-    try:
-        speed = parse_speed(speed_text)
-    except ValueError as exc:
-        print(f"mmdaemon sim: --speed: {exc}", file=sys.stderr)
-        return 2
-    missing = [p for p in recordings if not Path(p).is_file()]
-    if missing:
-        print(f"mmdaemon sim: no such recording: {missing[0]}", file=sys.stderr)
-        return 2
+    speed = _speed_and_recordings("sim", recordings, speed_text)
     instrument = VENUES["binance-spot"][1]
     if symbol != instrument.symbol:
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SPOT_FILES
 
 DRYRUN = REPO / "config" / "dryrun.toml"
 
@@ -59,3 +62,24 @@ def write_config(tmp_path: Path, overrides: dict[str, dict[str, Any]] | None = N
     path = tmp_path / name
     path.write_text(to_toml(data))
     return path
+
+
+def first_lines(dest: Path, count: int) -> Path:
+    """The first ``count`` lines of the real spot recording, gzipped at ``dest`` (the
+    snapshot is line 8; about 120 lines per second of market)."""
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:count]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(dest, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    return dest
+
+
+async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``pred`` until it holds; fail the test after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)

@@ -12,7 +12,6 @@ to the sim's matching next to the tape's.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +42,7 @@ from mmdaemon.model import (
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues import binance_api as api
-from tests.conftest import SPOT_FILES
+from tests.helpers import first_lines, until
 
 INSTR = BINANCE_SPOT_BTCUSDT
 KEY, SECRET = "gwTestKey1", "gw-secret-Zq81-never-in-a-log"
@@ -60,12 +59,7 @@ def wall_ms() -> int:
 @pytest.fixture(scope="module")
 def short_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first ~53 s of the real recording (snapshot at line 8): ~5 s at speed 10."""
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:6000]
-    path = tmp_path_factory.mktemp("gateway") / "short.gz"
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
+    return first_lines(tmp_path_factory.mktemp("gateway") / "short.gz", 6000)
 
 
 class CaptureLog:
@@ -121,13 +115,6 @@ class Recorder:
         return self.updates(order_id)[-1]
 
 
-async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 class ManualMs:

@@ -4,8 +4,6 @@ connects to it with its websocket feed client, and we break things."""
 from __future__ import annotations
 
 import asyncio
-import gzip
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +15,16 @@ from mmdaemon.daemon import Service
 from mmdaemon.feed.websocket import backoff_delay
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.sim.server import SimVenue
-from tests.conftest import SPOT_FILES
-from tests.helpers import write_config
+from tests.helpers import first_lines, until, write_config
 from tests.recorder import Recorder
 
 
 @pytest.fixture
 def short_recording(tmp_path: Path) -> Path:
     """The first ~60 s of the real recording (snapshot at line 8)."""
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:7000]
-    path = tmp_path / "short.gz"
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
+    return first_lines(tmp_path / "short.gz", 7000)
 
 
-async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def state_changes(log: Recorder) -> list[tuple[str, str]]:

@@ -5,9 +5,7 @@ through the user-data stream, and the books of both sides agree on the position.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,7 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
-from tests.conftest import SPOT_FILES
-from tests.helpers import write_config
+from tests.helpers import first_lines, until, write_config
 from tests.recorder import Recorder
 
 KEY, SECRET = "loopback-key", "loopback-secret-never-logged"
@@ -28,20 +25,7 @@ KEY, SECRET = "loopback-key", "loopback-secret-never-logged"
 
 @pytest.fixture
 def recording(tmp_path: Path) -> Path:
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:12000]  # ~100 s of market
-    path = tmp_path / "short.gz"
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
-
-
-async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+    return first_lines(tmp_path / "short.gz", 12000)  # ~100 s of market
 
 
 def sim_and_config(tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch,

@@ -18,7 +18,7 @@ import asyncio
 import gzip
 import ipaddress
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from mmdaemon.clock import SystemClock
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Level
 from mmdaemon.sim.server import SimVenue
-from tests.conftest import SPOT_FILES
+from tests.helpers import first_lines, until
 
 DEPTH = "btcusdt@depth@100ms"
 TRADE = "btcusdt@trade"
@@ -39,12 +39,7 @@ TOP = 20  # levels compared per side
 @pytest.fixture(scope="module")
 def short_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first ~53 s of the real recording (snapshot at line 8): ~5 s at speed 10."""
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:6000]
-    path = tmp_path_factory.mktemp("sim_ccxt") / "short.gz"
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
+    return first_lines(tmp_path_factory.mktemp("sim_ccxt") / "short.gz", 6000)
 
 
 def recorded_payloads(path: Path) -> dict[str, set[str]]:
@@ -62,12 +57,6 @@ def recorded_payloads(path: Path) -> dict[str, set[str]]:
     return out
 
 
-async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def _is_loopback(host: object) -> bool:
