@@ -72,7 +72,16 @@ async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
             await until(lambda: service.risk.state.value == "ACTIVE", timeout=15)
             assert service.exchange.open_order_count() <= 2
 
-            # 5. a depth gap: reported, a fresh snapshot resyncs the book
+            # 5. the venue announces a shutdown: planned reconnect at once, resync
+            connects = service.live.connects
+            sim.tape.announce_shutdown(0)
+            await until(lambda: service.live.connects > connects)
+            assert log.named("feed_server_shutdown")
+            await until(lambda: service.risk.state.value == "ACTIVE")
+            assert not [e for e in log.named("frame_malformed") if "serverShutdown" in
+                        e["reason"]]
+
+            # 6. a depth gap: reported, a fresh snapshot resyncs the book
             gaps, snaps = service.market.gaps, service.live.snapshots
             sim.tape.skip_depth_updates(1)
             await until(lambda: service.market.gaps > gaps)

@@ -14,7 +14,8 @@ codec; the feed's part is to keep frames coming:
 - a connection that stays open but silent for ``stale_after_ms`` is closed and reopened
   (websockets' own ping/pong catches a dead peer; this catches a live one sending nothing);
 - a connection older than ``max_connection_age_s`` is replaced by a planned reconnect before
-  the venue's 24 h limit cuts it;
+  the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
+  (the event is not passed on: it is not market data);
 - frames are read as bytes (orjson parses bytes directly); system proxies are not used
   unless ``proxy`` is configured.
 """
@@ -82,6 +83,7 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[]
 
 FeedItem = RecordedFrame | Reconnected
 _END: Any = object()  # queued when the connection loop stops
+SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon, reconnect
 
 
 class WebsocketFeed:
@@ -207,6 +209,9 @@ class WebsocketFeed:
             except TimeoutError:
                 self.log.warning("feed_stale", silent_ms=s.stale_after_ms)
                 return "stale"
+            if SERVER_SHUTDOWN in frame[:48]:
+                self.log.warning("feed_server_shutdown")
+                return "planned"
             await put((now_ns(), frame))
             if time.monotonic() >= deadline:
                 self.log.info("feed_planned_reconnect", age_s=s.max_connection_age_s)

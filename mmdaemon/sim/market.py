@@ -270,3 +270,10 @@ class MarketTape:
     def skip_depth_updates(self, count: int = 1) -> None:
         """Withhold the next ``count`` depth diffs from subscribers: a sequence gap."""
         self._skip_depth += count
+
+    def announce_shutdown(self, now_ms: int) -> None:
+        """Send Binance's ``serverShutdown`` event to every stream connection (the venue
+        is about to go down; clients should reconnect elsewhere at once)."""
+        if self.subscribers:
+            broadcast(list(self.subscribers), orjson.dumps(
+                {"e": "serverShutdown", "E": now_ms}).decode())
