@@ -132,6 +132,11 @@ class MarketTape:
             self._publish(frame)
             if self.on_frame is not None:
                 self.on_frame(recv_ns, frame)
+            if self.source.speed is not None:
+                # frames recorded in the same instant come as a burst; a real venue's order
+                # entry does not wait for its market-data publisher to finish one, so let
+                # the loop read requests between frames
+                await asyncio.sleep(0)
         self.finished.set()
 
     def _publish(self, frame: bytes) -> None:
