@@ -125,6 +125,13 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """Report data: how often (event time, ms) the market and our quote are sampled."""
+
+    sample_ms: int = 250
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -139,6 +146,7 @@ class Config:
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def money_units(self, amount: str, instrument: Instrument) -> Fraction:
         """Quote-currency ``amount`` in notional units (ticks x lots), exactly."""
@@ -232,6 +240,7 @@ def _check(config: Config) -> None:
         "orders.price_tolerance_ticks": config.orders.price_tolerance_ticks,
         "orders.size_tolerance_lots": config.orders.size_tolerance_lots,
         "feed.stale_after_ms": feed.stale_after_ms,
+        "report.sample_ms": config.report.sample_ms,
         "feed.max_connection_age_s": feed.max_connection_age_s,
         "feed.backoff_initial_ms": feed.backoff_initial_ms,
         "feed.backoff_max_ms": feed.backoff_max_ms,

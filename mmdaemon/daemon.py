@@ -42,7 +42,7 @@ from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplaySource
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
-from mmdaemon.journal import Journal
+from mmdaemon.journal import Journal, Sample
 from mmdaemon.market import MarketState
 from mmdaemon.model import (
     BookUpdate,
@@ -121,6 +121,11 @@ class Service:
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
         self._next_supervise_ns = 0
         self._saved_peak: Fraction | None = None
+        self._samples: list[Sample] = []
+        self._sample_interval_ns = config.report.sample_ms * 1_000_000
+        self._next_sample_ns = 0
+        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
+        self.run_id = 0
         self.exit_code = 0
         risk = config.risk
         inst = self.instrument
@@ -163,6 +168,7 @@ class Service:
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
         # fills the venue reports above this were never journaled (missed while down)
         self.exchange.resume_fills_after(max((f.exec_id for f in restored.fills), default=0))
+        self.run_id = restored.run_id
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
         self.log.info("journal_restored", path=str(self.journal.path),
@@ -208,6 +214,7 @@ class Service:
             try:
                 await self._shutdown()
                 await self.exchange.close()
+                self._flush_samples()
             finally:
                 for sig in handlers:  # only now: a signal during the cancel must not kill us
                     loop.remove_signal_handler(sig)
@@ -310,7 +317,9 @@ class Service:
         quote = self.quoter.on_book(self.book, recv_ns)
         self._fair = quote.fair
         self.counters.quotes += 1
-        return self.manager.decide(self._gate(quote))
+        gated = self._gate(quote)
+        self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
+        return self.manager.decide(gated)
 
     def _gate(self, quote: Quote) -> Quote | None:
         """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
@@ -537,8 +546,27 @@ class Service:
             if self._cancel_due:
                 await self._cancel_everything(self.risk.state.value.lower())
 
+    def _sample(self, now_ns: int) -> None:
+        """One report sample: the market, our gated quote, position, state, order counts."""
+        book, quote, c = self.book, self._last_quote, self.counters
+        self._samples.append((
+            self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
+            quote.bid_size, quote.ask, quote.ask_size, self.position.position,
+            self.risk.state.value, c.orders, c.amends, c.cancels,
+        ))
+        if len(self._samples) >= 512:
+            self._flush_samples()
+
+    def _flush_samples(self) -> None:
+        if self._samples:
+            self.journal.add_samples(self._samples)
+            self._samples = []
+
     def supervise(self, now_ns: int) -> None:
         """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
+        if now_ns >= self._next_sample_ns:
+            self._next_sample_ns = now_ns + self._sample_interval_ns
+            self._sample(now_ns)
         if self.last_book_ns:
             self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         self.breakers.check_rejects(now_ns)

@@ -1,7 +1,9 @@
 """The journal: an SQLite file (WAL mode) in the state directory.
 
 It holds every fill, the trading state and the kill-switch latch, and is what the daemon
-restores from at start. The promise is *no reported fill lost, none doubled*:
+restores from at start; for reports it also keeps ``samples``: the market's top of book,
+our quote, position, state and order counters every ``report.sample_ms`` of event time.
+The promise is *no reported fill lost, none doubled*:
 
 - a fill is committed before anything acts on it (position, quoter, breakers, logs), so a
   crash at any instant either has the fill on disk or never reported it to anyone;
@@ -37,12 +39,34 @@ CREATE TABLE IF NOT EXISTS fills (
     maker    INTEGER NOT NULL,
     ts_ns    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS samples (
+    run_id    INTEGER NOT NULL,
+    ts_ns     INTEGER NOT NULL,     -- event time
+    best_bid  INTEGER,              -- ticks; NULL without a usable book
+    best_ask  INTEGER,
+    fair      REAL,                 -- ticks, the quoter's fair value (0: no quote)
+    bid       INTEGER NOT NULL,     -- our desired quote after the risk gate, ticks
+    bid_size  INTEGER NOT NULL,     -- lots; 0 = not quoting that side
+    ask       INTEGER NOT NULL,
+    ask_size  INTEGER NOT NULL,
+    position  INTEGER NOT NULL,     -- lots
+    state     TEXT NOT NULL,        -- ACTIVE / REDUCING / HALTED / KILLED
+    orders    INTEGER NOT NULL,     -- cumulative order requests sent this run: places
+    amends    INTEGER NOT NULL,     -- ... amends
+    cancels   INTEGER NOT NULL      -- ... cancels
+);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts_ns);
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     ts_ns INTEGER NOT NULL
 );
 """
+
+
+Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int, int,
+               int]
+"""One ``samples`` row, in column order (see :data:`SCHEMA`)."""
 
 
 class JournalLocked(Exception):
@@ -124,6 +148,13 @@ class Journal:
             Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]))
             for o, s, p, q, f, m, t, k in rows
         ]
+
+    def add_samples(self, rows: list[Sample]) -> None:
+        """Append market/quote samples (for reports; not part of the no-loss promise)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
 
     def set_killed(self, killed: bool, reason: str, now_ns: int) -> None:
         """Latch or clear the kill switch, committed before the caller does anything else."""
