@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSDEPS := $(VENV)/.system-deps
 
 .PHONY: demo test lint bench clean
 
@@ -22,7 +23,18 @@ demo: $(STAMP)
 	$(BIN)/mmdaemon replay $(RECORDING) --config config/dryrun.toml
 	$(BIN)/mmdaemon verify-book $(RECORDING)
 
-test: $(STAMP) lint
+# Optional system tools some tests use (headless Chromium for the report, promtool for the
+# metrics endpoint): installed once when this runs as root with apt; elsewhere those tests
+# skip with a reason.
+$(SYSDEPS): | $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium prometheus >/dev/null) \
+		|| echo "apt: chromium/promtool not installed; their tests will skip"; \
+	else echo "not root with apt: chromium/promtool tests skip unless already installed"; fi
+	touch $(SYSDEPS)
+
+test: $(STAMP) $(SYSDEPS) lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 class InstrumentConfig:
     """The instrument: grids as decimal strings (exact), order sizes in lots."""
 
-    venue: Literal["binance-spot", "binance-usdm"]
+    venue: Literal["binance-spot", "binance-usdm", "lobster"]
     symbol: str
     tick_size: str
     lot_size: str
@@ -132,6 +132,16 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus endpoint ``GET /metrics``; ``port`` 0 turns it off. Loopback only unless
+    ``allow_non_loopback`` says otherwise (put a proxy with TLS in front for that)."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    allow_non_loopback: bool = False
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -147,6 +157,7 @@ class Config:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def money_units(self, amount: str, instrument: Instrument) -> Fraction:
         """Quote-currency ``amount`` in notional units (ticks x lots), exactly."""
@@ -194,7 +205,7 @@ def _share_maker_fee(config: Config, raw: dict[str, Any]) -> Config:
 def _check(config: Config) -> None:
     """Cross-field rules the per-field types cannot express."""
     feed, risk = config.feed, config.risk
-    if not feed.recordings and not feed.url:
+    if not feed.recordings and not feed.url and config.instrument.venue != "lobster":
         raise ConfigError("feed: expected 'recordings' (list of paths) or 'url' (websocket URL)")
     if feed.url and not feed.recordings:
         if not feed.url.startswith(("ws://", "wss://")):
@@ -259,6 +270,15 @@ def _check(config: Config) -> None:
     for key in ("recv_window_ms", "request_timeout_ms"):
         if not 0 < getattr(exchange, key) <= 60_000:
             raise ConfigError(f"exchange.{key}: expected 1..60000 ms, got {getattr(exchange, key)}")
+    metrics = config.metrics
+    if not 0 <= metrics.port <= 65535:
+        raise ConfigError(f"metrics.port: expected 0 (off) or 1..65535, got {metrics.port}")
+    from mmdaemon.metrics import check_host
+
+    try:
+        check_host(metrics.host, metrics.allow_non_loopback)
+    except ValueError as exc:
+        raise ConfigError(f"metrics.host: {exc}") from None
     if config.exchange.latency_ms < 0:
         raise ConfigError(f"exchange.latency_ms: expected >= 0, got {config.exchange.latency_ms}")
     if risk.inventory_soft_lots > risk.inventory_hard_lots:

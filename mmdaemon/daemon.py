@@ -32,18 +32,23 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from time import perf_counter_ns
 from typing import Any
+
+import orjson
 
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
+from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.replay import ReplaySource
+from mmdaemon.feed.replay import ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import Journal, Sample
-from mmdaemon.market import MarketState
+from mmdaemon.market import Decoded, MarketState, NoCodec
+from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.model import (
     BookUpdate,
     ExecutionEvent,
@@ -51,6 +56,7 @@ from mmdaemon.model import (
     Gap,
     Instrument,
     Malformed,
+    MarketEvent,
     OrderStatus,
     OrderUpdate,
     Quote,
@@ -67,6 +73,11 @@ from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.venues.binance import BinanceCodec, Market
 
 PID_FILE = "mmdaemon.pid"
+FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+
+
+def _decoded_ns(item: Decoded) -> int:
+    return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
 
 
@@ -102,8 +113,14 @@ class Service:
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.log_debug = config.logging.level == "debug"
-        market: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
-        self.market = MarketState(BinanceCodec(self.instrument, market), self._report)
+        self.lobster = config.instrument.venue == "lobster"
+        if self.lobster:
+            if len(self.recordings) != 2:
+                raise ValueError("a LOBSTER replay takes two files: MESSAGE_CSV ORDERBOOK_CSV")
+            self.market = MarketState(NoCodec(), self._report)
+        else:
+            market: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
+            self.market = MarketState(BinanceCodec(self.instrument, market), self._report)
         self.book = self.market.book
         self.quoter = Quoter(self.instrument, config.strategy)
         self.counters = Counters()
@@ -127,6 +144,8 @@ class Service:
         self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
         self.run_id = 0
         self.exit_code = 0
+        self.tick_to_quote = LatencyHistogram()  # frame in -> order actions decided
+        self._frame_t0 = 0
         risk = config.risk
         inst = self.instrument
         self.checks = PreTradeChecks(PreTradeLimits(
@@ -169,6 +188,11 @@ class Service:
         # fills the venue reports above this were never journaled (missed while down)
         self.exchange.resume_fills_after(max((f.exec_id for f in restored.fills), default=0))
         self.run_id = restored.run_id
+        inst = self.instrument  # so `mmdaemon report` needs nothing but the state directory
+        self.journal.put("instrument", orjson.dumps({
+            "symbol": inst.symbol, "tick_size": str(inst.tick_size),
+            "lot_size": str(inst.lot_size), "venue": self.config.instrument.venue,
+        }).decode(), time.time_ns())
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
         self.log.info("journal_restored", path=str(self.journal.path),
@@ -198,7 +222,13 @@ class Service:
         self.log.info("service_started", instrument=self.instrument.symbol,
                       state=self.risk.state.value, recordings=self.recordings,
                       speed=self.speed or "max", pid=os.getpid())
+        metrics: MetricsServer | None = None
         try:
+            m = self.config.metrics
+            if m.port:
+                metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
+                                              allow_non_loopback=m.allow_non_loopback)
+                self.log.info("metrics_listening", host=m.host, port=metrics.port)
             await self.exchange.start()
             async with asyncio.TaskGroup() as tasks:
                 feed = tasks.create_task(self._feed_task(), name="feed")
@@ -215,6 +245,8 @@ class Service:
                 await self._shutdown()
                 await self.exchange.close()
                 self._flush_samples()
+                if metrics is not None:
+                    await metrics.stop()
             finally:
                 for sig in handlers:  # only now: a signal during the cancel must not kill us
                     loop.remove_signal_handler(sig)
@@ -250,10 +282,15 @@ class Service:
 
     # -- feed -----------------------------------------------------------------------------
 
-    def _batches(self) -> AsyncIterator[Sequence[RecordedFrame | Malformed | Reconnected]]:
-        """Recorded frames (dry run) or the live websocket feed: the same items either way."""
+    def _batches(self) -> AsyncIterator[Sequence[FeedItem]]:
+        """Recorded frames (dry run), LOBSTER rows, or the live websocket feed."""
         if self.live is not None:
             return self.live.batches()
+        if self.lobster:
+            message, orderbook = self.recordings
+            rows = (Decoded(e.recv_ns, [e])
+                    for e in read_lobster(message, orderbook, self.instrument))
+            return paced(rows, _decoded_ns, self.speed, self.clock)
         return ReplaySource(self.recordings, self.speed, self.clock).batches()
 
     async def _feed_task(self) -> None:
@@ -269,6 +306,12 @@ class Service:
                     if self._need_snapshot and self.live is not None:
                         self._need_snapshot = False
                         self.live.request_snapshot()
+                elif kind is Decoded:
+                    decoded: Decoded = item  # type: ignore[assignment]
+                    self._frame_t0 = perf_counter_ns()
+                    actions = self.on_events(decoded.recv_ns, self.market.on_decoded(decoded))
+                    if actions:
+                        await self._send(actions)
                 elif kind is Reconnected:
                     self._on_reconnected(item)  # type: ignore[arg-type]
                 else:
@@ -284,14 +327,19 @@ class Service:
         self.breakers.check_feed(event.recv_ns, self.last_book_ns, False)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
-        """The hot path: one frame through book, paper venue, quoter, gate, order manager.
+        """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
+        self._frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
+        return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
+
+    def on_events(self, recv_ns: int, events: list[MarketEvent]) -> list[OrderAction]:
+        """Events already applied to the book, through paper venue, quoter, gate, orders.
 
         A new quote is decided on every event that changes a quoter input: a book update,
         a loss of sync, or one of our fills (inventory).
         """
         self.now_ns = recv_ns
         requote = False
-        for event in self.market.on_frame(recv_ns, frame):
+        for event in events:
             kind = type(event)
             if kind is BookUpdate:
                 self.last_book_ns = recv_ns
@@ -319,7 +367,9 @@ class Service:
         self.counters.quotes += 1
         gated = self._gate(quote)
         self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
-        return self.manager.decide(gated)
+        actions = self.manager.decide(gated)
+        self.tick_to_quote.observe_ns(perf_counter_ns() - self._frame_t0)
+        return actions
 
     def _gate(self, quote: Quote) -> Quote | None:
         """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""

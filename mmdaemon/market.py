@@ -9,7 +9,7 @@ bad input. Problems are reported through the injected ``report`` callback (the s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import BookUpdate, Gap, Malformed, MarketEvent, TopOfBook, Trade
@@ -28,6 +28,23 @@ class Codec(Protocol):
 
 def _ignore(event: str, **fields: Any) -> None:
     """Default reporter: drop reports."""
+
+
+class Decoded(NamedTuple):
+    """Events a source decoded itself (LOBSTER files): they skip the codec."""
+
+    recv_ns: int
+    events: list[MarketEvent]
+
+
+class NoCodec:
+    """The codec of a market fed only :class:`Decoded` events."""
+
+    def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
+        raise TypeError("this market takes decoded events, not frames")
+
+    def reset(self) -> None:
+        """Nothing to resynchronise: every LOBSTER row is a whole top of book."""
 
 
 class MarketState:
@@ -51,7 +68,17 @@ class MarketState:
     def on_frame(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
         """Decode ``frame`` and apply it; returns the events it produced, in order."""
         self.frames += 1
-        events = self.codec.decode(recv_ns, frame)
+        return self.apply(self.codec.decode(recv_ns, frame))
+
+    def on_decoded(self, item: Decoded) -> list[MarketEvent]:
+        """Apply events a source decoded itself, counted like one frame."""
+        self.frames += 1
+        return self.apply(item.events)
+
+    def apply(self, events: list[MarketEvent]) -> list[MarketEvent]:
+        """Apply decoded events (from a codec, or a source that decodes itself, such as
+        LOBSTER files) to the book and the counters; returns them, plus a Gap if the book
+        crossed."""
         book = self.book
         for event in events:
             kind = type(event)

@@ -1,0 +1,40 @@
+"""A progress line for long replays: frames, simulated time, speed.
+
+Shown only on a terminal, rewritten in place on stderr about twice a second; silent in
+``--json`` mode and when stderr is not a terminal (CI logs, pipes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+
+def progress_line(frames: int, first_ns: int, now_ns: int, wall_s: float) -> str:
+    """``frames``, the simulated clock and how much faster than real time it runs."""
+    simulated_s = max(0, now_ns - first_ns) / 1e9
+    speed = simulated_s / wall_s if wall_s > 0 else 0.0
+    clock = (datetime.fromtimestamp(now_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+             if now_ns else "-")
+    return (f"\r{frames:>12,} frames  {clock} UTC  {simulated_s:>9,.1f} s simulated  "
+            f"{speed:>8,.1f}x real time")
+
+
+async def show_progress(service: Any, stream: TextIO, interval_s: float = 0.5) -> None:
+    """Redraw the progress line until cancelled (then end it with a newline)."""
+    start = time.monotonic()
+    first_ns = 0
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            now_ns = service.now_ns
+            if now_ns and not first_ns:
+                first_ns = now_ns
+            stream.write(progress_line(service.market.frames, first_ns, now_ns,
+                                       time.monotonic() - start))
+            stream.flush()
+    finally:
+        stream.write("\n")
+        stream.flush()

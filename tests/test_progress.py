@@ -1,0 +1,61 @@
+"""The replay progress line: on a terminal only, never in --json mode."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from mmdaemon.progress import progress_line
+from tests.conftest import SPOT_FILES
+
+
+def test_progress_line_by_hand() -> None:
+    # 12.5 s of market in 0.5 s of wall time: 25x real time
+    line = progress_line(1234, 1_723_161_254_000_000_000, 1_723_161_266_500_000_000, 0.5)
+    assert "1,234 frames" in line and "2024-08-08 23:54:26 UTC" in line
+    assert "12.5 s simulated" in line and "25.0x real time" in line
+    assert line.startswith("\r")
+
+
+def run_with_tty_stderr(*args: str) -> tuple[int, str, bytes]:
+    """Run mmdaemon with stderr on a pseudo-terminal; returns (status, stdout, tty bytes)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "mmdaemon", *args],
+                            stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the follower side closed: the process is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    os.close(leader)
+    return proc.wait(60), out, seen
+
+
+def test_shown_on_a_terminal_silent_with_json(tmp_path: Path) -> None:
+    # a paced replay long enough for a few redraws: 2 s of market at 2x
+    import gzip
+
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:400]
+    short = tmp_path / "short.gz"
+    with gzip.open(short, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    code, out, tty = run_with_tty_stderr("replay", str(short), "--speed", "2")
+    assert code == 0 and "frames" in out
+    assert b"x real time" in tty and b"simulated" in tty
+    code, out, tty = run_with_tty_stderr("replay", str(short), "--speed", "2", "--json")
+    assert code == 0 and out.startswith("{")
+    assert b"x real time" not in tty
+    # not a terminal (a pipe): silent too
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "replay", str(short), "--speed",
+                           "2"], capture_output=True, timeout=60)
+    assert proc.returncode == 0 and b"x real time" not in proc.stderr
