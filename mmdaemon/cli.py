@@ -27,6 +27,7 @@ from mmdaemon.venues.binance import BinanceCodec, Market
 from mmdaemon.verify import BookVerifier
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "dryrun.toml"
+LOBSTER_CONFIG = DEFAULT_CONFIG.with_name("lobster-amzn.toml")
 
 VENUES: dict[str, tuple[Market, Instrument]] = {
     "binance-spot": ("spot", BINANCE_SPOT_BTCUSDT),
@@ -58,6 +59,15 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--state-dir", metavar="DIR",
                         help="keep the journal here (default: a temporary directory)")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    replay.add_argument("--venue", choices=("binance", "lobster"),
+                        help="lobster: RECORDING is MESSAGE_CSV ORDERBOOK_CSV of a LOBSTER "
+                             "sample (default config config/lobster-amzn.toml)")
+    replay.add_argument("--report", metavar="DIR",
+                        help="write report.html with its plots to DIR after the replay")
+
+    report = commands.add_parser("report", help="write the report of a state directory")
+    report.add_argument("state_dir", metavar="STATE_DIR")
+    report.add_argument("--out", required=True, metavar="DIR")
 
     record = commands.add_parser(
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
@@ -118,6 +128,13 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(args.log_level, sys.stdout.buffer)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
                    args.credentials, args.maker_fee_bps)
+    if args.command == "report":
+        log.configure(args.log_level)
+        return report(Path(args.state_dir), Path(args.out))
+    if args.command == "replay" and args.venue == "lobster" and args.config == str(
+        DEFAULT_CONFIG
+    ):
+        args.config = str(LOBSTER_CONFIG)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -133,15 +150,81 @@ def _main(argv: Sequence[str] | None) -> int:
         # stdout carries the result (summary); the log goes to stderr
         log.configure(config.logging.level if args.log_level == "info" else args.log_level,
                       sys.stderr.buffer)
-        return replay(config, args.recordings, args.speed, args.state_dir, args.json)
+        return replay(config, args.recordings, args.speed, args.state_dir, args.json,
+                      Path(args.report) if args.report else None)
     return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
-def _run_service(service: Any) -> None:
+def _run_service(service: Any, progress: bool = False) -> None:
     import uvloop
 
+    async def main() -> None:
+        if not progress:
+            await service.run()
+            return
+        from mmdaemon.progress import show_progress
+
+        shower = asyncio.create_task(show_progress(service, sys.stderr))
+        try:
+            await service.run()
+        finally:
+            shower.cancel()
+            await asyncio.gather(shower, return_exceptions=True)
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(service.run())
+        runner.run(main())
+
+
+def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:
+    """The article's metrics from the replay's journal; with ``report_dir`` the report too."""
+    from mmdaemon.analytics import compute_metrics, load_journal
+    from mmdaemon.report import write_report
+
+    journal = service.state_dir / "journal.sqlite"
+    config = service.config
+    tz = _report_tz(config.instrument.venue)
+    if report_dir is not None:
+        metrics: dict[str, Any] = write_report(
+            journal, service.instrument, report_dir, tz=tz,
+            inventory_soft_lots=config.risk.inventory_soft_lots,
+            inventory_hard_lots=config.risk.inventory_hard_lots)
+        logger.info("report_written", path=str(report_dir / "report.html"))
+        return metrics
+    fills, samples = load_journal(journal)
+    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument, tz=tz)
+    return result
+
+
+def _report_tz(venue: str) -> str:
+    """Hours of day are read in the market's own time: equities by exchange hours, crypto
+    around the UTC clock."""
+    return "America/New_York" if venue == "lobster" else "UTC"
+
+
+def report(state_dir: Path, out: Path) -> int:
+    """``mmdaemon report``: the report of the journal in ``state_dir``."""
+    import sqlite3
+
+    from mmdaemon.model import Instrument
+    from mmdaemon.report import write_report
+
+    journal = state_dir / "journal.sqlite"
+    if not journal.is_file():
+        print(f"mmdaemon report: no journal at {journal}", file=sys.stderr)
+        return 2
+    row = sqlite3.connect(f"file:{journal}?mode=ro", uri=True).execute(
+        "SELECT value FROM state WHERE key = 'instrument'").fetchone()
+    if row is None:
+        print(f"mmdaemon report: {journal} names no instrument (written by an older version)",
+              file=sys.stderr)
+        return 2
+    spec = orjson.loads(row[0])
+    instrument = Instrument(spec["symbol"], spec["tick_size"], spec["lot_size"])
+    write_report(journal, instrument, out, tz=_report_tz(spec.get("venue", "")),
+                 inventory_soft_lots=spec.get("inventory_soft_lots"),
+                 inventory_hard_lots=spec.get("inventory_hard_lots"))
+    print(f"report written to {out / 'report.html'}")
+    return 0
 
 
 def run(config: Config) -> int:
@@ -157,12 +240,12 @@ def run(config: Config) -> int:
     return _serve(service, logger)
 
 
-def _serve(service: Any, logger: Any) -> int:
+def _serve(service: Any, logger: Any, progress: bool = False) -> int:
     """Run a built service; 2 if its state directory is taken, 1 if it failed."""
     from mmdaemon.journal import JournalLocked
 
     try:
-        _run_service(service)
+        _run_service(service, progress)
     except JournalLocked as exc:
         logger.error("state_dir_locked", error=str(exc))
         print(f"mmdaemon: {exc}", file=sys.stderr)
@@ -174,7 +257,7 @@ def _serve(service: Any, logger: Any) -> int:
 
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
-           as_json: bool) -> int:
+           as_json: bool, report_dir: Path | None = None) -> int:
     """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary."""
     from mmdaemon.daemon import Service
 
@@ -188,10 +271,11 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2
         start = time.perf_counter()
-        code = _serve(service, logger)
+        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty())
         if code:
             return code
         summary = service.summary(time.perf_counter() - start)
+        summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     else:

@@ -192,6 +192,8 @@ class Service:
         self.journal.put("instrument", orjson.dumps({
             "symbol": inst.symbol, "tick_size": str(inst.tick_size),
             "lot_size": str(inst.lot_size), "venue": self.config.instrument.venue,
+            "inventory_soft_lots": self.config.risk.inventory_soft_lots,
+            "inventory_hard_lots": self.config.risk.inventory_hard_lots,
         }).decode(), time.time_ns())
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
@@ -244,6 +246,7 @@ class Service:
             try:
                 await self._shutdown()
                 await self.exchange.close()
+                self._sample(self.now_ns)  # the state after the final cancel-all
                 self._flush_samples()
                 if metrics is not None:
                     await metrics.stop()
@@ -464,6 +467,8 @@ class Service:
             self.breakers.on_reject(self.now_ns, update.reason)
 
     def _on_fill(self, fill: Fill) -> None:
+        # a sample at the fill: the report's "mid at fill" must be the market of this moment
+        self._sample(self.now_ns)
         try:
             fresh = self.journal.record_fill(fill)
         except Exception as exc:  # the journal is the promise: without it, stop trading

@@ -1,0 +1,729 @@
+"""Performance metrics of a run, computed from its journal (fills + samples).
+
+Everything here is pure and deterministic: no clock is read, nothing is written. The same
+functions serve a replay and a live run, because both leave the same journal behind
+(:mod:`mmdaemon.journal`): every fill, and a sample of the market, our quote, our position
+and our order counters every ``report.sample_ms`` of event time.
+
+Units and conventions
+---------------------
+- Prices are integer **ticks**, sizes integer **lots**, times integer **ns** (UTC epoch).
+- The **mid** (the mark) is ``(best_bid + best_ask) / 2`` ticks of a sample with a
+  two-sided book. Inside this module mids are kept as integer *half ticks*
+  (``best_bid + best_ask``), so every money sum is an exact integer; money leaves as a
+  float in the **quote currency** (one notional unit = ``tick_size x lot_size``).
+- **Side** is +1 for a buy, -1 for a sell; **fees** are positive when paid, negative for
+  rebates (the journal's convention).
+- The **mid at a fill** is the mid of the latest sample with a two-sided book at or before
+  the fill's time (the journal does not store the mid at the fill; with 250 ms sampling it
+  may be up to one sample interval old). A fill before any such sample has no mid: its
+  reference is its own price (zero edge) and it is left out of markouts and bps averages.
+- **bps** of a fill are relative to its mid at the fill.
+
+PnL decomposition (exact, in integers)
+--------------------------------------
+With ``ref_i`` the mid at fill ``i``, ``m_T`` the final mark (the last sample's mid):
+
+- spread capture ``S = sum_i side_i x size_i x (ref_i - price_i)``: the edge against the
+  mid at the moment of each fill;
+- inventory PnL ``I = sum_i side_i x size_i x (m_T - ref_i)``: the mark-to-market of what
+  each fill left in inventory, from its mid at the fill to the final mark;
+- fees ``F = sum_i fee_i``;
+- total ``S + I - F = cash + position x m_T - F``, the mark-to-market PnL of
+  :class:`mmdaemon.orders.position.Position`, identically (the sum telescopes).
+
+The same decomposition holds at every sample ``j`` (fills up to ``t_j``, mark ``m_j``),
+which gives the PnL time series behind the Sharpe ratio, the drawdown and the hour-of-day
+attribution.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import statistics
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from mmdaemon.model import Fill, Instrument, Side
+from mmdaemon.orders.position import Position
+
+NS_PER_S = 1_000_000_000
+SECONDS_PER_DAY = 86_400
+SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day; pass 252 x 6.5 h for equities
+DEFAULT_HORIZONS_S: tuple[float, ...] = (1, 5, 30, 60)
+DEFAULT_MAX_SPREAD_BPS = 10.0
+
+
+class SampleRow(NamedTuple):
+    """One ``samples`` row of the journal, in column order (a :data:`journal.Sample`).
+
+    Prices in ticks (``best_bid``/``best_ask`` None without a usable book), sizes and
+    position in lots, ``fair`` in fractional ticks (0: no quote), ``ts_ns`` event time.
+    ``orders``/``amends``/``cancels`` are cumulative counts of order requests of run
+    ``run_id`` (they restart at 0 with every run).
+    """
+
+    run_id: int
+    ts_ns: int
+    best_bid: int | None
+    best_ask: int | None
+    fair: float
+    bid: int
+    bid_size: int
+    ask: int
+    ask_size: int
+    position: int
+    state: str
+    orders: int
+    amends: int
+    cancels: int
+
+
+SampleLike = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int,
+                   int, int]
+"""What :func:`compute_metrics` accepts per sample: a :class:`SampleRow` or a plain tuple."""
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
+    """Read every fill and sample of the journal at ``path``, read-only.
+
+    The file is opened with SQLite's ``mode=ro`` (no lock on the state directory, nothing
+    written), so a report can be made while a daemon is still running on it. Fills come in
+    the order they were recorded, samples in the order they were written.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no journal at {path}")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        fill_rows = db.execute(
+            "SELECT order_id, side, price, size, fee, maker, ts_ns, exec_key FROM fills"
+            " ORDER BY seq"
+        ).fetchall()
+        sample_rows = db.execute(
+            "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
+            " position, state, orders, amends, cancels FROM samples ORDER BY rowid"
+        ).fetchall()
+    finally:
+        db.close()
+    fills = [
+        Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]))
+        for o, s, p, q, f, m, t, k in fill_rows
+    ]
+    return fills, [SampleRow._make(r) for r in sample_rows]
+
+
+# -- small public helpers -----------------------------------------------------------------
+
+
+def quoted_spread_bps(bid: int, ask: int) -> float:
+    """Our quoted spread in bps of the quote's own midpoint: ``(ask-bid)/((ask+bid)/2) x 1e4``.
+
+    The quote's midpoint (not the market's) is used so that the number needs nothing but
+    the quote and is defined even without a book.
+    """
+    return 20_000.0 * (ask - bid) / (ask + bid)
+
+
+def two_sided(sample: SampleLike) -> bool:
+    """True when the sample's gated quote has a positive size on both sides."""
+    return sample[6] > 0 and sample[8] > 0 and sample[5] > 0 and sample[7] > 0
+
+
+def sample_weights_ns(samples: Sequence[SampleLike]) -> list[int]:
+    """How long each sample's state held, in ns: until the next sample of the same run.
+
+    The last sample of a run weighs 0: what happened between a stop and the next start was
+    not observed, so it must not count as time at that inventory or quote.
+    ``samples`` must be in time order.
+    """
+    weights = [0] * len(samples)
+    for j in range(len(samples) - 1):
+        if samples[j + 1][0] == samples[j][0]:
+            weights[j] = samples[j + 1][1] - samples[j][1]
+    return weights
+
+
+@dataclass(frozen=True)
+class PnlSeries:
+    """Mark-to-market PnL at every sample with a two-sided book, for plots.
+
+    ``ts_ns`` event times; ``mid`` the mark in quote currency per base unit; ``total``,
+    ``spread_capture``, ``inventory`` and ``fees`` cumulative in quote currency, with
+    ``total = spread_capture + inventory - fees`` (fills up to each time, marked at its mid).
+    """
+
+    ts_ns: list[int]
+    mid: list[float]
+    total: list[float]
+    spread_capture: list[float]
+    inventory: list[float]
+    fees: list[float]
+
+
+# -- the core computation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Core:
+    """Sorted inputs plus the exact per-fill and per-sample quantities (half-tick units)."""
+
+    fills: list[Fill]  # time order
+    samples: list[SampleLike]  # time order
+    weights: list[int]  # ns, per sample
+    vt: list[int]  # times of samples with a two-sided book
+    vm2: list[int]  # their mids, half ticks (bid + ask)
+    ref2: list[int]  # per fill: mid at the fill, half ticks (2 x price without one)
+    has_mid: list[bool]  # per fill: a sample mid existed at or before it
+    mid_age_ns: list[int]  # per fill with a mid: how old that sample was at the fill
+    # cumulative, per two-sided sample, in half notional units (2 x ticks x lots):
+    pnl2: list[int]
+    spread2: list[int]
+    inventory2: list[int]
+    fees2: list[int]
+    # totals over all fills, marked at the final mark, half notional units:
+    final_m2: int | None
+    total_spread2: int
+    total_inventory2: int
+    total_fees2: int
+
+
+def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
+    """Sort the inputs and compute every exact quantity the metrics are built from."""
+    # Sorting is stable, so fills with equal times keep the journal's order.
+    fs = sorted(fills, key=lambda f: f.ts_ns)
+    ss = sorted(samples, key=lambda s: s[1])
+    vt: list[int] = []
+    vm2: list[int] = []
+    for s in ss:
+        bid, ask = s[2], s[3]
+        if bid is not None and ask is not None:
+            vt.append(s[1])
+            vm2.append(bid + ask)
+    ref2: list[int] = []
+    has_mid: list[bool] = []
+    mid_age: list[int] = []
+    for f in fs:
+        k = bisect_right(vt, f.ts_ns) - 1
+        has_mid.append(k >= 0)
+        ref2.append(vm2[k] if k >= 0 else 2 * f.price)
+        if k >= 0:
+            mid_age.append(f.ts_ns - vt[k])
+
+    # Walk the two-sided samples, applying fills up to each one's time.
+    pnl2: list[int] = []
+    spread2: list[int] = []
+    inventory2: list[int] = []
+    fees2: list[int] = []
+    pos = cash2 = sref2 = sc2 = fee2 = 0  # sref2 = sum side x size x ref2
+    i = 0
+    for t, m2 in zip(vt, vm2, strict=True):
+        while i < len(fs) and fs[i].ts_ns <= t:
+            f = fs[i]
+            signed = int(f.side) * f.size
+            pos += signed
+            cash2 -= 2 * signed * f.price
+            sref2 += signed * ref2[i]
+            sc2 += signed * (ref2[i] - 2 * f.price)
+            fee2 += 2 * f.fee
+            i += 1
+        inv2 = pos * m2 - sref2
+        spread2.append(sc2)
+        inventory2.append(inv2)
+        fees2.append(fee2)
+        pnl2.append(sc2 + inv2 - fee2)
+        # the identity the module docstring promises, checked where it is cheap
+        assert pnl2[-1] == cash2 + pos * m2 - fee2
+
+    # Totals over every fill (some may come after the last sample).
+    # without any sample with a book there is no mid to mark at; the last fill's price is
+    # the only market price the journal then knows
+    final_m2 = vm2[-1] if vm2 else (2 * fs[-1].price if fs else None)
+    tot_sc2 = tot_inv2 = tot_fee2 = 0
+    for f, r2 in zip(fs, ref2, strict=True):
+        signed = int(f.side) * f.size
+        tot_sc2 += signed * (r2 - 2 * f.price)
+        tot_fee2 += 2 * f.fee
+        if final_m2 is not None:
+            tot_inv2 += signed * (final_m2 - r2)
+    return _Core(fs, ss, sample_weights_ns(ss), vt, vm2, ref2, has_mid, mid_age, pnl2,
+                 spread2, inventory2, fees2, final_m2, tot_sc2, tot_inv2, tot_fee2)
+
+
+def _money_per_half_unit(instrument: Instrument) -> Fraction:
+    """Quote currency per half notional unit: tick_size x lot_size / 2."""
+    return Fraction(instrument.tick_size) * Fraction(instrument.lot_size) / 2
+
+
+def pnl_series(fills: Sequence[Fill], samples: Sequence[SampleLike],
+               instrument: Instrument) -> PnlSeries:
+    """The mark-to-market PnL and its components at every two-sided sample (see
+    :class:`PnlSeries`)."""
+    core = _prepare(fills, samples)
+    half = _money_per_half_unit(instrument)
+    tick = Fraction(instrument.tick_size)
+
+    def money(xs: list[int]) -> list[float]:
+        return [float(x * half) for x in xs]
+
+    return PnlSeries(core.vt, [float(m * tick / 2) for m in core.vm2], money(core.pnl2),
+                     money(core.spread2), money(core.inventory2), money(core.fees2))
+
+
+# -- buckets by hour of day / by day ------------------------------------------------------
+
+
+@dataclass
+class _Bucket:
+    """Sums for one hour of day (or one day); money in half notional units."""
+
+    fills: int = 0
+    volume_lots: int = 0
+    spread2: int = 0
+    fees2: int = 0
+    inventory2: int = 0
+    sampled_ns: int = 0
+    abs_inventory_ns: int = 0  # sum of |position| x weight: lots x ns
+    uptime_ns: int = 0
+    requests: int = 0
+    markout_num: float = 0.0  # sum of size x markout bps at the short horizon
+    markout_den: int = 0  # lots measured
+    measured: int = 0
+    wins: int = 0
+    losses: int = 0
+
+    def row(self, half: Fraction, lot: Fraction) -> dict[str, Any]:
+        pnl2 = self.spread2 + self.inventory2 - self.fees2
+        return {
+            "sampled_s": self.sampled_ns / NS_PER_S,
+            "fills": self.fills,
+            "volume": float(self.volume_lots * lot),
+            "volume_lots": self.volume_lots,
+            "pnl": float(pnl2 * half),
+            "spread_capture_pnl": float(self.spread2 * half),
+            "inventory_pnl": float(self.inventory2 * half),
+            "fees": float(self.fees2 * half),
+            "markout_bps": _ratio(self.markout_num, self.markout_den),
+            "win_rate": _ratio(self.wins, self.measured),
+            "adverse_selection_rate": _ratio(self.losses, self.measured),
+            "avg_abs_inventory": (float(Fraction(self.abs_inventory_ns, self.sampled_ns) * lot)
+                                  if self.sampled_ns else None),
+            "quote_uptime": _ratio(self.uptime_ns, self.sampled_ns),
+            "order_requests": self.requests,
+            "order_to_trade": _ratio(self.requests, self.fills),
+        }
+
+
+def _ratio(num: float, den: float) -> float | None:
+    """``num / den`` as a float, None when the denominator is 0 (undefined, not zero)."""
+    return float(num) / float(den) if den else None
+
+
+def _local_keys(tz: ZoneInfo) -> Callable[[int], tuple[int, str]]:
+    """``ts_ns -> (hour of day, ISO date)`` in ``tz``.
+
+    Memoised per UTC minute: every real UTC offset is a whole number of minutes, so all
+    instants of one UTC minute share a local hour and date, and samples every 250 ms would
+    otherwise pay for a datetime conversion each.
+    """
+    memo: dict[int, tuple[int, str]] = {}
+
+    def keys(ts_ns: int) -> tuple[int, str]:
+        minute = ts_ns // (60 * NS_PER_S)
+        hit = memo.get(minute)
+        if hit is None:
+            local = datetime.fromtimestamp(minute * 60, tz)
+            hit = memo[minute] = (local.hour, local.date().isoformat())
+        return hit
+
+    return keys
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def compute_metrics(
+    fills: Sequence[Fill],
+    samples: Sequence[SampleLike],
+    instrument: Instrument,
+    *,
+    horizons_s: Sequence[float] = DEFAULT_HORIZONS_S,
+    max_spread_bps: float = DEFAULT_MAX_SPREAD_BPS,
+    tz: str = "UTC",
+    sharpe_interval_s: float = 60,
+    seconds_per_year: float = SECONDS_PER_YEAR,
+) -> dict[str, Any]:
+    """The run's metrics as a JSON-ready dict (plain ints, floats, None, str, lists, dicts).
+
+    See :data:`DEFINITIONS` for the exact definition and unit of every key. Money is in the
+    quote currency, sizes in base currency (``*_lots`` keys in lots), bps of the mid at
+    the fill, times in s. A metric whose denominator is zero is None (undefined), not 0.
+
+    ``horizons_s`` are the markout horizons; the shortest is the one win rate and
+    adverse-selection rate use. ``max_spread_bps`` is the widest quoted spread that counts
+    as quoting for the uptime. ``tz`` names the time zone of the hour-of-day and daily
+    tables (e.g. ``"America/New_York"`` for US equities). The Sharpe ratio uses PnL changes
+    over ``sharpe_interval_s`` and annualises with ``seconds_per_year`` (365 days).
+    """
+    if not horizons_s or any(h <= 0 for h in horizons_s):
+        raise ValueError(f"horizons_s must be positive seconds, got {list(horizons_s)}")
+    if sharpe_interval_s <= 0:
+        raise ValueError(f"sharpe_interval_s must be positive, got {sharpe_interval_s}")
+    if max_spread_bps < 0:
+        raise ValueError(f"max_spread_bps must be >= 0, got {max_spread_bps}")
+    zone = ZoneInfo(tz)
+    core = _prepare(fills, samples)
+    half = _money_per_half_unit(instrument)
+    tick = Fraction(instrument.tick_size)
+    lot = Fraction(instrument.lot_size)
+    keys = _local_keys(zone)
+    by_hour: dict[int, _Bucket] = {}
+    by_day: dict[str, _Bucket] = {}
+
+    def buckets(ts_ns: int) -> tuple[_Bucket, _Bucket]:
+        hour, day = keys(ts_ns)
+        return by_hour.setdefault(hour, _Bucket()), by_day.setdefault(day, _Bucket())
+
+    fs, ss, weights = core.fills, core.samples, core.weights
+
+    # -- fills: volume, spread capture, fees, edge in bps
+    volume_lots = maker_fills = 0
+    edge_num = 0.0
+    edge_den = 0
+    for f, r2, ok in zip(fs, core.ref2, core.has_mid, strict=True):
+        signed = int(f.side) * f.size
+        volume_lots += f.size
+        maker_fills += f.maker
+        for b in buckets(f.ts_ns):
+            b.fills += 1
+            b.volume_lots += f.size
+            b.spread2 += signed * (r2 - 2 * f.price)
+            b.fees2 += 2 * f.fee
+        if ok:
+            edge_num += f.size * 1e4 * int(f.side) * (r2 - 2 * f.price) / r2
+            edge_den += f.size
+
+    # -- inventory PnL per step between two-sided samples, to the step's end time
+    prev_inv2 = 0
+    for j, t in enumerate(core.vt):
+        for b in buckets(t):
+            b.inventory2 += core.inventory2[j] - prev_inv2
+        prev_inv2 = core.inventory2[j]
+    # fills after the last sample change the total inventory PnL by nothing (their mid at
+    # the fill is the final mark), so the buckets sum to the total exactly
+    assert prev_inv2 == core.total_inventory2 or not core.vt
+
+    # -- samples: time-weighted inventory, uptime, spreads, order requests
+    max_spread = Fraction(str(max_spread_bps))
+    sampled_ns = abs_inv_ns = uptime_ns = two_sided_ns = any_side_ns = 0
+    spread_bps_ns = 0.0
+    market_bps_ns = 0.0
+    market_ns = 0
+    last_counts: dict[int, int] = {}  # run -> requests at its previous sample
+    run_totals: dict[int, tuple[int, int, int]] = {}
+    max_abs_inv = 0
+    for s, w in zip(ss, weights, strict=True):
+        run, ts, bb, ba, _fair, qb, qbs, qa, qas, position = s[:10]
+        places, amends, cancels = s[11], s[12], s[13]
+        requests = places + amends + cancels
+        hb, db = buckets(ts)
+        for b in (hb, db):
+            b.requests += requests - last_counts.get(run, 0)
+        last_counts[run] = requests
+        run_totals[run] = (places, amends, cancels)
+        max_abs_inv = max(max_abs_inv, abs(position))
+        both = qbs > 0 and qas > 0 and qb > 0 and qa > 0
+        # exact comparison: 2e4 x (ask - bid) / (ask + bid) <= max, without float rounding
+        inside = both and 20_000 * (qa - qb) <= max_spread * (qa + qb)
+        sampled_ns += w
+        abs_inv_ns += abs(position) * w
+        any_side_ns += w if (qbs > 0 or qas > 0) else 0
+        if both:
+            two_sided_ns += w
+            spread_bps_ns += quoted_spread_bps(qb, qa) * w
+        if inside:
+            uptime_ns += w
+        if bb is not None and ba is not None:
+            market_ns += w
+            market_bps_ns += 20_000.0 * (ba - bb) / (ba + bb) * w
+        for b in (hb, db):
+            b.sampled_ns += w
+            b.abs_inventory_ns += abs(position) * w
+            b.uptime_ns += w if inside else 0
+
+    # the exact position path reaches peaks that fall between two samples
+    pos = 0
+    for f in fs:
+        pos += int(f.side) * f.size
+        max_abs_inv = max(max_abs_inv, abs(pos))
+
+    places = sum(t[0] for t in run_totals.values())
+    amends = sum(t[1] for t in run_totals.values())
+    cancels = sum(t[2] for t in run_totals.values())
+    order_requests = places + amends + cancels
+
+    # -- markouts
+    short_h = min(horizons_s)
+    short_idx = list(horizons_s).index(short_h)
+    markouts: list[dict[str, Any]] = []
+    short: dict[str, Any] = {}
+    last_t = core.vt[-1] if core.vt else None
+    for idx, h in enumerate(horizons_s):
+        h_ns = round(h * NS_PER_S)
+        measured = past_end = no_mid = wins = losses = adverse_moves = 0
+        num_mk = num_move = 0.0
+        den = 0
+        markout2 = 0
+        for f, r2, ok in zip(fs, core.ref2, core.has_mid, strict=True):
+            if not ok or last_t is None:
+                no_mid += 1
+                continue
+            target = f.ts_ns + h_ns
+            if target > last_t:
+                past_end += 1
+                continue
+            mh2 = core.vm2[bisect_right(core.vt, target) - 1]
+            side = int(f.side)
+            gain2 = side * (mh2 - 2 * f.price)  # half ticks per lot, edge + move
+            move2 = side * (mh2 - r2)
+            mk_bps = 1e4 * gain2 / r2
+            measured += 1
+            wins += gain2 > 0
+            losses += gain2 < 0
+            adverse_moves += move2 < 0
+            num_mk += f.size * mk_bps
+            num_move += f.size * 1e4 * move2 / r2
+            den += f.size
+            markout2 += f.size * gain2
+            if idx == short_idx:
+                for b in buckets(f.ts_ns):
+                    b.measured += 1
+                    b.wins += gain2 > 0
+                    b.losses += gain2 < 0
+                    b.markout_num += f.size * mk_bps
+                    b.markout_den += f.size
+        row = {
+            "horizon_s": h,
+            "fills_measured": measured,
+            "excluded_past_end": past_end,
+            "excluded_no_mid": no_mid,
+            "markout_bps": _ratio(num_mk, den),
+            "mid_move_bps": _ratio(num_move, den),
+            "markout_pnl": float(markout2 * half),
+            "win_rate": _ratio(wins, measured),
+            "adverse_selection_rate": _ratio(losses, measured),
+            "adverse_move_rate": _ratio(adverse_moves, measured),
+        }
+        markouts.append(row)
+        if idx == short_idx:
+            short = row
+
+    # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
+    pnl = [float(x * half) for x in core.pnl2]
+    sharpe, n_intervals, mean_i, std_i = _sharpe(core.vt, pnl, sharpe_interval_s,
+                                                 seconds_per_year)
+    max_dd, peak_ns, trough_ns = _max_drawdown(core.vt, pnl)
+
+    # -- totals, cross-checked against the position keeper's arithmetic
+    total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
+    total = float(total2 * half)
+    realized = unrealized = None
+    if core.final_m2 is not None:
+        book = Position()  # the daemon's own bookkeeping, as an independent check
+        for f in fs:
+            book.apply(f)
+        mark = Fraction(core.final_m2, 2)
+        assert book.total(mark) * 2 == total2
+        realized = float(book.realized * 2 * half)
+        unrealized = float(book.unrealized(mark) * 2 * half)
+    final_position = sum(int(f.side) * f.size for f in fs)
+    sampled_s = sampled_ns / NS_PER_S
+    avg_abs_inv_lots = Fraction(abs_inv_ns, sampled_ns) if sampled_ns else None
+    turnover = (float(volume_lots / avg_abs_inv_lots) if avg_abs_inv_lots else None)
+
+    hour_rows = [{"hour": h, **by_hour[h].row(half, lot)} for h in sorted(by_hour)]
+    day_rows = [{"date": d, **by_day[d].row(half, lot)} for d in sorted(by_day)]
+    return {
+        "symbol": instrument.symbol,
+        "tz": tz,
+        "start_ns": ss[0][1] if ss else None,
+        "end_ns": ss[-1][1] if ss else None,
+        "sampled_s": sampled_s,
+        "samples": len(ss),
+        "runs": len(run_totals),
+        "fills": len(fs),
+        "maker_share": _ratio(maker_fills, len(fs)),
+        "volume": float(volume_lots * lot),
+        "volume_lots": volume_lots,
+        "position": float(final_position * lot),
+        "position_lots": final_position,
+        "final_mark": (float(core.final_m2 * tick / 2) if core.final_m2 is not None else None),
+        "total_pnl": total,
+        "spread_capture_pnl": float(core.total_spread2 * half),
+        "inventory_pnl": float(core.total_inventory2 * half),
+        "fees": float(core.total_fees2 * half),
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized,
+        "pnl_per_hour": total / (sampled_s / 3600) if sampled_s else None,
+        "pnl_per_day": total / (sampled_s / SECONDS_PER_DAY) if sampled_s else None,
+        "sharpe": sharpe,
+        "sharpe_interval_s": sharpe_interval_s,
+        "sharpe_intervals": n_intervals,
+        "interval_pnl_mean": mean_i,
+        "interval_pnl_std": std_i,
+        "max_drawdown": max_dd,
+        "max_drawdown_peak_ns": peak_ns,
+        "max_drawdown_trough_ns": trough_ns,
+        "markout_horizon_s": short_h,
+        "win_rate": short.get("win_rate"),
+        "adverse_selection_rate": short.get("adverse_selection_rate"),
+        "adverse_move_rate": short.get("adverse_move_rate"),
+        "avg_spread_captured_bps": _ratio(edge_num, edge_den),
+        "fills_without_mid": sum(not ok for ok in core.has_mid),
+        "mid_at_fill_age_ms_median": (statistics.median(core.mid_age_ns) / 1e6
+                                      if core.mid_age_ns else None),
+        "mid_at_fill_age_ms_max": max(core.mid_age_ns) / 1e6 if core.mid_age_ns else None,
+        "markouts": markouts,
+        "avg_abs_inventory": (float(avg_abs_inv_lots * lot)
+                              if avg_abs_inv_lots is not None else None),
+        "avg_abs_inventory_lots": (float(avg_abs_inv_lots)
+                                   if avg_abs_inv_lots is not None else None),
+        "max_abs_inventory": float(max_abs_inv * lot),
+        "max_abs_inventory_lots": max_abs_inv,
+        "inventory_turnover": turnover,
+        "inventory_turnover_per_day": (turnover / (sampled_s / SECONDS_PER_DAY)
+                                       if turnover is not None and sampled_s else None),
+        "places": places,
+        "amends": amends,
+        "cancels": cancels,
+        "order_requests": order_requests,
+        "order_to_trade": _ratio(order_requests, len(fs)),
+        "fill_rate": _ratio(len(fs), places + amends),
+        "max_spread_bps": max_spread_bps,
+        "quote_uptime": _ratio(uptime_ns, sampled_ns),
+        "two_sided_share": _ratio(two_sided_ns, sampled_ns),
+        "any_side_share": _ratio(any_side_ns, sampled_ns),
+        "quoted_spread_bps_mean": _ratio(spread_bps_ns, two_sided_ns),
+        "market_spread_bps_mean": _ratio(market_bps_ns, market_ns),
+        "by_hour": hour_rows,
+        "by_day": day_rows,
+    }
+
+
+def _sharpe(vt: list[int], pnl: list[float], interval_s: float, seconds_per_year: float,
+            ) -> tuple[float | None, int, float | None, float | None]:
+    """(Sharpe, intervals, mean, sample std of interval PnL) on a fixed event-time grid.
+
+    Grid points are ``t_0 + n x interval`` from the first two-sided sample ``t_0`` up to
+    the last; the PnL at a grid point is that of the latest sample at or before it. The
+    ratio is ``mean / std x sqrt(seconds_per_year / interval)``: PnL changes, not returns
+    on capital (a market maker has no natural capital base). None with fewer than two
+    intervals or zero dispersion.
+    """
+    if not vt:
+        return None, 0, None, None
+    step = round(interval_s * NS_PER_S)
+    n_points = (vt[-1] - vt[0]) // step + 1
+    grid = [pnl[bisect_right(vt, vt[0] + n * step) - 1] for n in range(n_points)]
+    changes = [b - a for a, b in pairwise(grid)]
+    if len(changes) < 2:
+        return None, len(changes), (changes[0] if changes else None), None
+    mean = statistics.fmean(changes)
+    std = statistics.stdev(changes)
+    sharpe = mean / std * math.sqrt(seconds_per_year / interval_s) if std > 0 else None
+    return sharpe, len(changes), mean, std
+
+
+def _max_drawdown(vt: list[int], pnl: list[float]) -> tuple[float, int | None, int | None]:
+    """Largest fall of the PnL series from a running peak, quote currency (>= 0).
+
+    The peak starts at 0, the PnL before the first fill, so a run that only ever loses
+    has its whole loss as drawdown. Returns (drawdown, peak time, trough time).
+    """
+    peak, peak_t = 0.0, None
+    best, best_peak, best_trough = 0.0, None, None
+    for t, p in zip(vt, pnl, strict=True):
+        if p > peak:
+            peak, peak_t = p, t
+        if peak - p > best:
+            best, best_peak, best_trough = peak - p, peak_t, t
+    return best, best_peak, best_trough
+
+
+DEFINITIONS: dict[str, str] = {
+    "total_pnl": "Mark-to-market PnL after fees, quote currency: cash + position x final mark "
+                 "- fees, the final mark being the last sample's mid (best bid + best ask)/2 "
+                 "(the last fill's price if no sample has a book). "
+                 "Equals spread capture + inventory PnL - fees exactly.",
+    "spread_capture_pnl": "Sum over fills of side x size x (mid at the fill - price), quote "
+                          "currency: the edge earned against the mid when each fill happened. "
+                          "The mid at a fill is that of the latest sample at or before it.",
+    "inventory_pnl": "Sum over fills of side x size x (final mark - mid at the fill), quote "
+                     "currency: the mark-to-market of the inventory the fills left behind "
+                     "(= total - spread capture + fees).",
+    "fees": "Sum of fees, quote currency; positive = paid, negative = rebates received.",
+    "pnl_per_hour": "Total PnL / sampled hours (an extrapolated rate for runs shorter than "
+                    "an hour).",
+    "pnl_per_day": "Total PnL / sampled days (an extrapolated rate for runs shorter than a "
+                   "day).",
+    "sharpe": "Mean / sample standard deviation of the mark-to-market PnL changes over fixed "
+              "intervals of event time (sharpe_interval_s, from the first sample with a book), "
+              "times sqrt(seconds per year / interval), with a 365-day year. PnL changes, not "
+              "returns on capital. None with < 2 intervals.",
+    "max_drawdown": "Largest fall of the sampled mark-to-market PnL from its running peak "
+                    "(the peak starts at 0), quote currency.",
+    "markout_bps": "Markout at horizon h of a fill: side x (mid at t+h - price) / mid at the "
+                   "fill x 1e4, bps (edge plus the mid's move). The mid at t+h is that of the "
+                   "sample at or before t+h. Averaged weighting each fill by its size. Fills "
+                   "whose t+h is after the last sample, or without a mid at the fill, are "
+                   "excluded and counted.",
+    "mid_at_fill_age_ms_median": "Median age, ms, of the sample whose mid serves as the mid "
+                                 "at a fill. The split between spread capture and inventory "
+                                 "PnL (not the total) is only as good as this is small: a "
+                                 "mid from before the market reached our price overstates "
+                                 "the edge and understates the move.",
+    "mid_move_bps": "The markout without the edge: side x (mid at t+h - mid at the fill) / mid "
+                    "at the fill x 1e4, bps, size-weighted; negative = the market moved "
+                    "against the fill.",
+    "win_rate": "Share of fills with a positive markout at the shortest horizon (fills with "
+                "a zero markout are neither wins nor losses).",
+    "adverse_selection_rate": "Share of fills with a negative markout at the shortest "
+                              "horizon: the mid moved against the fill by more than its edge.",
+    "adverse_move_rate": "Share of fills after which the mid moved against them at all at "
+                         "the shortest horizon (mid_move < 0), whatever the edge.",
+    "avg_spread_captured_bps": "Size-weighted mean of side x (mid at the fill - price) / mid "
+                               "at the fill x 1e4, bps, over fills with a mid.",
+    "avg_abs_inventory": "Time-weighted mean of |position| over the samples (each sample "
+                         "holds until the next one of its run), base currency.",
+    "max_abs_inventory": "Largest |position| reached, after any fill or at any sample, base "
+                         "currency.",
+    "inventory_turnover": "Traded volume (both sides) / time-weighted mean |position|: how "
+                          "many times the average inventory was turned over in the run; "
+                          "inventory_turnover_per_day divides by the sampled days.",
+    "fill_rate": "Fills per order request that offered liquidity (places + amends).",
+    "order_to_trade": "Order requests (places + amends + cancels, from the samples' "
+                      "counters, summed over runs) per fill.",
+    "quote_uptime": "Share of sampled time with a two-sided quote whose spread, "
+                    "(ask - bid) / ((ask + bid)/2) x 1e4, is at most max_spread_bps.",
+    "two_sided_share": "Share of sampled time quoting both sides, whatever the spread.",
+    "quoted_spread_bps_mean": "Time-weighted mean quoted spread while two-sided, bps of the "
+                              "quote's midpoint.",
+    "market_spread_bps_mean": "Time-weighted mean of the market's best-bid/best-ask spread, "
+                              "bps of the mid.",
+    "by_hour": "The same metrics per hour of day in the time zone tz: fills, volume and "
+               "markouts by the fill's time; inventory PnL by the time of the sample that "
+               "closes each step; sampled time, inventory, uptime and order requests by the "
+               "sample's time. PnL and fills of all hours sum to the totals.",
+}
+"""What every reported metric means, with its unit (rendered by :mod:`mmdaemon.report`)."""

@@ -1,0 +1,521 @@
+"""The run report: ``report.html`` plus PNG plots, from a journal.
+
+This is the I/O shell around :mod:`mmdaemon.analytics`: it reads the journal (read-only),
+computes the metrics, draws the plots with matplotlib's Agg backend (no display needed)
+and writes one self-contained HTML page (inline CSS, images by relative file name, so the
+directory can be copied or served as it is).
+
+Files written to ``out_dir`` (names are fixed, so a report can be diffed or linked to):
+
+- ``report.html``: metrics, markout table, hour-of-day and daily tables, definitions;
+- ``pnl.png``: mark-to-market PnL and its components over time;
+- ``inventory.png``: position over time with the soft/hard limits if given;
+- ``quotes.png``: our quotes against the market's best bid/ask and fair value in a window;
+- ``markouts.png``: the markout curve;
+- ``by_hour.png``: fills and PnL by hour of day;
+- ``spread_hist.png``: distribution of our quoted spread, weighted by time.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: headless, deterministic raster output
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+
+from mmdaemon.analytics import (
+    DEFINITIONS,
+    NS_PER_S,
+    SampleRow,
+    compute_metrics,
+    load_journal,
+    pnl_series,
+    quoted_spread_bps,
+    sample_weights_ns,
+)
+from mmdaemon.model import Fill, Instrument, Side
+
+PLOTS = ("pnl.png", "inventory.png", "quotes.png", "markouts.png", "by_hour.png",
+         "spread_hist.png")
+"""Every PNG the report writes, in page order."""
+
+_MAX_POINTS = 20_000  # per line: a week of 250 ms samples would make a slow, unreadable plot
+_DPI = 100
+_PNG_META = {"Software": None}  # no version string: the same data gives the same bytes
+
+
+def write_report(
+    journal_path: Path | str,
+    instrument: Instrument,
+    out_dir: Path | str,
+    *,
+    inventory_soft_lots: int | None = None,
+    inventory_hard_lots: int | None = None,
+    window_start_ns: int | None = None,
+    window_s: float = 300.0,
+    title: str | None = None,
+    **metric_options: Any,
+) -> dict[str, Any]:
+    """Write ``report.html`` and its plots for the journal at ``journal_path``; return metrics.
+
+    ``inventory_soft_lots``/``inventory_hard_lots`` draw the risk limits (lots) on the
+    inventory plot. The quotes plot covers ``window_s`` seconds from ``window_start_ns``
+    (event time, ns), by default from the first sample where we quote. ``metric_options``
+    go to :func:`mmdaemon.analytics.compute_metrics` (``horizons_s``, ``max_spread_bps``,
+    ``tz``, ``sharpe_interval_s``, ``seconds_per_year``). The returned dict is that
+    function's.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fills, samples = load_journal(journal_path)
+    metrics = compute_metrics(fills, samples, instrument, **metric_options)
+    zone = ZoneInfo(metrics["tz"])
+    ordered = sorted(samples, key=lambda s: s.ts_ns)
+    fills_sorted = sorted(fills, key=lambda f: f.ts_ns)
+
+    _plot_pnl(out / "pnl.png", fills, ordered, instrument, zone)
+    _plot_inventory(out / "inventory.png", ordered, instrument, zone, inventory_soft_lots,
+                    inventory_hard_lots)
+    _plot_quotes(out / "quotes.png", fills_sorted, ordered, instrument, zone, window_start_ns,
+                 window_s)
+    _plot_markouts(out / "markouts.png", metrics)
+    _plot_by_hour(out / "by_hour.png", metrics)
+    _plot_spread_hist(out / "spread_hist.png", ordered, metrics["max_spread_bps"])
+    page = _html(metrics, instrument, title or f"{instrument.symbol} market-making report",
+                 str(journal_path))
+    (out / "report.html").write_text(page, encoding="utf-8")
+    return metrics
+
+
+# -- plots --------------------------------------------------------------------------------
+
+
+def _times(ts_ns: Sequence[int]) -> list[float]:
+    """matplotlib date numbers (days since its epoch) of ns timestamps; the axis formatter
+    shows them in the report's time zone."""
+    stamps = [datetime.fromtimestamp(t / NS_PER_S, UTC) for t in ts_ns]
+    return list(mdates.date2num(stamps))  # type: ignore[no-untyped-call]
+
+
+def _stride(n: int) -> int:
+    """Keep every k-th point so a line has at most ``_MAX_POINTS`` (tables keep it all)."""
+    return max(1, -(-n // _MAX_POINTS))
+
+
+def _time_axis(ax: Any, zone: ZoneInfo) -> None:
+    # matplotlib.dates is not annotated, hence the ignores here and in _times
+    locator = mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(
+        mdates.ConciseDateFormatter(locator, tz=zone))  # type: ignore[no-untyped-call]
+    ax.set_xlabel(f"event time ({zone.key})")
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI, metadata=_PNG_META)
+    plt.close(fig)
+
+
+def _no_data(ax: Any, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what} in this journal", ha="center", va="center",
+            transform=ax.transAxes)
+
+
+def _plot_pnl(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
+              instrument: Instrument, zone: ZoneInfo) -> None:
+    series = pnl_series(fills, samples, instrument)
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    if series.ts_ns:
+        k = _stride(len(series.ts_ns))
+        t = _times(series.ts_ns[::k])
+        ax.plot(t, series.total[::k], color="black", lw=1.8, label="total (mark-to-market)")
+        ax.plot(t, series.spread_capture[::k], color="tab:green", lw=1.1,
+                label="spread capture (edge vs mid at fill)")
+        ax.plot(t, series.inventory[::k], color="tab:blue", lw=1.1,
+                label="inventory (mid moves on the position)")
+        ax.plot(t, [-f for f in series.fees[::k]], color="tab:red", lw=1.1,
+                label="- fees (rebates > 0)")
+        ax.axhline(0, color="grey", lw=0.6)
+        _time_axis(ax, zone)
+        ax.legend(loc="best", fontsize=8)
+    else:
+        _no_data(ax, "samples with a book")
+    ax.set_title("PnL over time and its components (total = spread + inventory - fees)")
+    ax.set_ylabel("PnL (quote currency)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
+                    zone: ZoneInfo, soft: int | None, hard: int | None) -> None:
+    lot = Fraction(instrument.lot_size)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    if samples:
+        k = _stride(len(samples))
+        picked = samples[::k]
+        ax.step(_times([s.ts_ns for s in picked]),
+                [float(s.position * lot) for s in picked], where="post", color="tab:blue",
+                lw=1.2, label="position")
+        for limit, style, name in ((soft, "--", "soft limit"), (hard, "-", "hard limit")):
+            if limit:
+                value = float(limit * lot)
+                ax.axhline(value, color="tab:orange" if style == "--" else "tab:red",
+                           ls=style, lw=1, label=f"{name} ±{value:g}")
+                ax.axhline(-value, color="tab:orange" if style == "--" else "tab:red",
+                           ls=style, lw=1)
+        ax.axhline(0, color="grey", lw=0.6)
+        _time_axis(ax, zone)
+        ax.legend(loc="best", fontsize=8)
+    else:
+        _no_data(ax, "samples")
+    ax.set_title("Inventory over time (sampled)")
+    ax.set_ylabel("position (base currency, long > 0)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
+                 instrument: Instrument, zone: ZoneInfo, start_ns: int | None,
+                 window_s: float) -> None:
+    tick = Fraction(instrument.tick_size)
+    if start_ns is None:
+        quoting = [s.ts_ns for s in samples if s.bid_size > 0 or s.ask_size > 0]
+        start_ns = quoting[0] if quoting else (samples[0].ts_ns if samples else 0)
+    end_ns = start_ns + round(window_s * NS_PER_S)
+    win = [s for s in samples if start_ns <= s.ts_ns <= end_ns]
+    fig, ax = plt.subplots(figsize=(11, 5))
+    if win:
+        t = _times([s.ts_ns for s in win])
+
+        def price(v: int | None, on: bool = True) -> float:
+            # NaN breaks the line where a side is absent, rather than drawing it at 0
+            return float(v * tick) if v is not None and on else float("nan")
+
+        # wide, pale market lines: a one-tick market spread would otherwise vanish under
+        # the fair value line at this scale
+        ax.step(t, [price(s.best_bid) for s in win], where="post", color="tab:green",
+                lw=3, alpha=0.45, label="market best bid")
+        ax.step(t, [price(s.best_ask) for s in win], where="post", color="tab:red",
+                lw=3, alpha=0.45, label="market best ask")
+        ax.plot(t, [float(s.fair) * float(tick) if s.fair else float("nan") for s in win],
+                color="black", lw=0.8, ls=":", label="fair value")
+        ax.step(t, [price(s.bid, s.bid_size > 0) for s in win], where="post",
+                color="tab:blue", lw=1.4, label="our bid")
+        ax.step(t, [price(s.ask, s.ask_size > 0) for s in win], where="post",
+                color="tab:orange", lw=1.4, label="our ask")
+        inside = [f for f in fills if start_ns <= f.ts_ns <= end_ns]
+        for side, marker, color, name in ((Side.BUY, "^", "tab:blue", "our buy fill"),
+                                          (Side.SELL, "v", "tab:orange", "our sell fill")):
+            pts = [f for f in inside if f.side is side]
+            if pts:
+                ax.scatter(_times([f.ts_ns for f in pts]),
+                           [float(f.price * tick) for f in pts], marker=marker, s=50,
+                           color=color, edgecolors="black", zorder=5, label=name)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        _time_axis(ax, zone)
+        ax.legend(loc="best", fontsize=8, ncol=2)
+    else:
+        _no_data(ax, "samples in the window")
+    ax.set_title(f"Our quotes vs the market, {window_s:g} s from "
+                 f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}")
+    ax.set_ylabel("price (quote currency)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_markouts(path: Path, metrics: dict[str, Any]) -> None:
+    rows = [r for r in metrics["markouts"] if r["markout_bps"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if rows:
+        hs = [r["horizon_s"] for r in rows]
+        ax.plot(hs, [r["markout_bps"] for r in rows], "o-", color="black",
+                label="markout (edge + mid move)")
+        ax.plot(hs, [r["mid_move_bps"] for r in rows], "s--", color="tab:red",
+                label="mid move after the fill")
+        ax.axhline(metrics["avg_spread_captured_bps"] or 0.0, color="tab:green", ls=":",
+                   label="edge at the fill (avg spread captured)")
+        ax.axhline(0, color="grey", lw=0.6)
+        for r in rows:
+            ax.annotate(f"n={r['fills_measured']}", (r["horizon_s"], r["markout_bps"]),
+                        textcoords="offset points", xytext=(4, 6), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xticks(hs, [f"{h:g}" for h in hs])
+        ax.minorticks_off()
+        ax.legend(loc="best", fontsize=8)
+    else:
+        _no_data(ax, "measurable fills")
+    ax.set_title("Markout curve (size-weighted, bps of mid at the fill)")
+    ax.set_xlabel("horizon after the fill (s, log scale)")
+    ax.set_ylabel("bps (> 0 = in our favour)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _plot_by_hour(path: Path, metrics: dict[str, Any]) -> None:
+    rows = metrics["by_hour"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    hours = [r["hour"] for r in rows]
+    top.bar(hours, [r["fills"] for r in rows], color="tab:blue", label="fills")
+    top.set_ylabel("fills (count)")
+    top.set_title(f"Fills and PnL by hour of day ({metrics['tz']})")
+    pnl = [r["pnl"] for r in rows]
+    bottom.bar(hours, pnl, color=["tab:green" if p >= 0 else "tab:red" for p in pnl],
+               label="PnL")
+    bottom.axhline(0, color="grey", lw=0.6)
+    bottom.set_ylabel("PnL (quote currency)")
+    bottom.set_xlabel(f"hour of day ({metrics['tz']}), hour h covers [h:00, h+1:00)")
+    bottom.set_xticks(range(24))
+    bottom.set_xlim(-0.6, 23.6)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+def _plot_spread_hist(path: Path, samples: Sequence[SampleRow], max_spread_bps: float) -> None:
+    weights = sample_weights_ns(samples)
+    spreads: list[float] = []
+    secs: list[float] = []
+    for s, w in zip(samples, weights, strict=True):
+        if s.bid_size > 0 and s.ask_size > 0 and s.bid > 0 and s.ask > 0 and w > 0:
+            spreads.append(quoted_spread_bps(s.bid, s.ask))
+            secs.append(w / NS_PER_S)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if spreads:
+        ax.hist(spreads, bins=40, weights=secs, color="tab:blue", alpha=0.8,
+                label="time quoted two-sided")
+        ax.axvline(max_spread_bps, color="tab:red", ls="--",
+                   label=f"uptime limit {max_spread_bps:g} bps")
+        ax.legend(loc="best", fontsize=8)
+    else:
+        _no_data(ax, "two-sided quotes")
+    ax.set_title("Distribution of our quoted spread (time-weighted)")
+    ax.set_xlabel("quoted spread (bps of the quote's midpoint)")
+    ax.set_ylabel("time (s)")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+# -- html ---------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1150px; color: #222; line-height: 1.4; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom:
+  1px solid #ddd; padding-bottom: 0.2em; }
+p.meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.name, th.name { text-align: left; }
+tr.section td { background: #fafafa; font-weight: 600; text-align: left; }
+td.neg { color: #b00020; } td.pos { color: #0a7d28; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+dl dt { font-weight: 600; margin-top: 0.5em; } dl dd { margin-left: 1.5em; }
+"""
+
+# After the load event every <img> either decoded (naturalWidth > 0) or failed; the count
+# lands on <body> so a headless browser's DOM dump shows whether the plots displayed.
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) {
+    if (imgs[i].complete && imgs[i].naturalWidth > 0) { ok++; }
+  }
+  document.body.setAttribute("data-images-loaded", ok + "/" + imgs.length);
+});
+"""
+
+# (label, key, kind) rows of the main table; kind picks the formatting and unit
+_METRIC_ROWS: list[tuple[str, str, str] | str] = [
+    "PnL (quote currency)",
+    ("Total PnL (mark-to-market, after fees)", "total_pnl", "money"),
+    ("Spread capture", "spread_capture_pnl", "money"),
+    ("Inventory PnL", "inventory_pnl", "money"),
+    ("Fees (paid > 0, rebates < 0)", "fees", "cost"),
+    ("Realised PnL (average cost)", "realized_pnl", "money"),
+    ("Unrealised PnL at the final mark", "unrealized_pnl", "money"),
+    ("PnL per hour (rate)", "pnl_per_hour", "money"),
+    ("PnL per day (rate)", "pnl_per_day", "money"),
+    ("Max drawdown", "max_drawdown", "cost"),
+    ("Sharpe ratio (annualised, 365 d)", "sharpe", "num"),
+    ("Sharpe interval (s) / intervals", "sharpe_interval_s", "sharpe"),
+    "Fills and adverse selection",
+    ("Fills", "fills", "int"),
+    ("Maker share", "maker_share", "pct"),
+    ("Volume (base currency)", "volume", "num"),
+    ("Win rate (markout > 0 at the short horizon)", "win_rate", "pct"),
+    ("Adverse-selection rate (markout < 0 at the short horizon)", "adverse_selection_rate",
+     "pct"),
+    ("Adverse-move rate (mid moved against the fill)", "adverse_move_rate", "pct"),
+    ("Short markout horizon (s)", "markout_horizon_s", "num"),
+    ("Avg spread captured (bps, size-weighted)", "avg_spread_captured_bps", "bps"),
+    ("Fills without a mid", "fills_without_mid", "int"),
+    ("Age of the mid at a fill (ms, median / max)", "mid_at_fill_age_ms_median", "age"),
+    "Orders",
+    ("Order requests (places + amends + cancels)", "order_requests", "int"),
+    ("Places / amends / cancels", "places", "orders"),
+    ("Order-to-trade ratio", "order_to_trade", "num"),
+    ("Fill rate (fills per place or amend)", "fill_rate", "pct"),
+    "Inventory",
+    ("Avg |inventory| (time-weighted, base)", "avg_abs_inventory", "num"),
+    ("Max |inventory| (base)", "max_abs_inventory", "num"),
+    ("Inventory turnover (volume / avg |inventory|)", "inventory_turnover", "x"),
+    ("Inventory turnover per day", "inventory_turnover_per_day", "x"),
+    ("Final position (base)", "position", "num"),
+    ("Final mark (mid, quote currency)", "final_mark", "price"),
+    "Quoting",
+    ("Quote uptime (two-sided, spread within the limit)", "quote_uptime", "pct"),
+    ("Uptime spread limit (bps)", "max_spread_bps", "num"),
+    ("Two-sided share of time", "two_sided_share", "pct"),
+    ("Mean quoted spread (bps, time-weighted)", "quoted_spread_bps_mean", "bps"),
+    ("Mean market spread (bps, time-weighted)", "market_spread_bps_mean", "bps"),
+    "Period",
+    ("Start", "start_ns", "time"),
+    ("End", "end_ns", "time"),
+    ("Sampled time (s)", "sampled_s", "num"),
+    ("Samples / runs", "samples", "samples"),
+]
+
+_TABLE_COLS: list[tuple[str, str, str]] = [
+    ("sampled s", "sampled_s", "num"),
+    ("fills", "fills", "int"),
+    ("volume", "volume", "num"),
+    ("PnL", "pnl", "money"),
+    ("spread", "spread_capture_pnl", "money"),
+    ("inventory", "inventory_pnl", "money"),
+    ("fees", "fees", "cost"),
+    ("markout bps", "markout_bps", "bps"),
+    ("win", "win_rate", "pct"),
+    ("adverse", "adverse_selection_rate", "pct"),
+    ("avg |inv|", "avg_abs_inventory", "num"),
+    ("uptime", "quote_uptime", "pct"),
+    ("requests", "order_requests", "int"),
+    ("OTR", "order_to_trade", "num"),
+]
+
+
+def _fmt(value: Any, kind: str, metrics: dict[str, Any] | None = None) -> str:
+    if value is None:
+        return "n/a"
+    if kind in ("money", "cost"):  # cost: money that is not colour-coded by sign
+        return f"{value:,.6f}" if abs(value) < 1e4 else f"{value:,.2f}"
+    if kind == "price":
+        return f"{value:,.10g}"
+    if kind == "pct":
+        return f"{100 * value:.1f} %"
+    if kind == "bps":
+        return f"{value:,.3f}"
+    if kind == "int":
+        return f"{value:,}"
+    if kind == "x":
+        return f"{value:,.2f}x"
+    if kind == "time":
+        return datetime.fromtimestamp(value / NS_PER_S, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if kind == "orders" and metrics is not None:
+        return f"{metrics['places']:,} / {metrics['amends']:,} / {metrics['cancels']:,}"
+    if kind == "sharpe" and metrics is not None:
+        return f"{value:g} / {metrics['sharpe_intervals']}"
+    if kind == "age" and metrics is not None:
+        return f"{value:,.0f} / {metrics['mid_at_fill_age_ms_max']:,.0f}"
+    if kind == "samples" and metrics is not None:
+        return f"{metrics['samples']:,} / {metrics['runs']}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.6g}"
+
+
+def _cell(value: Any, kind: str, metrics: dict[str, Any] | None = None) -> str:
+    cls = ""
+    if kind == "money" and isinstance(value, float):
+        cls = ' class="neg"' if value < 0 else (' class="pos"' if value > 0 else "")
+    return f"<td{cls}>{html.escape(_fmt(value, kind, metrics))}</td>"
+
+
+def _bucket_table(rows: list[dict[str, Any]], key: str, label: str, table_id: str) -> str:
+    head = f'<th class="name">{html.escape(label)}</th>' + "".join(
+        f"<th>{html.escape(name)}</th>" for name, _, _ in _TABLE_COLS)
+    body = []
+    for row in rows:
+        key_text = f"{row[key]:02d}:00" if key == "hour" else str(row[key])
+        cells = "".join(_cell(row[k], kind) for _, k, kind in _TABLE_COLS)
+        body.append(f'<tr><td class="name">{html.escape(key_text)}</td>{cells}</tr>')
+    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: str) -> str:
+    esc = html.escape
+    main_rows = []
+    for item in _METRIC_ROWS:
+        if isinstance(item, str):
+            main_rows.append(f'<tr class="section"><td colspan="2">{esc(item)}</td></tr>')
+            continue
+        label, key, kind = item
+        main_rows.append(f'<tr><td class="name">{esc(label)}</td>'
+                         f"{_cell(metrics.get(key), kind, metrics)}</tr>")
+    mk_head = ("<tr><th>horizon (s)</th><th>measured</th><th>past end</th><th>no mid</th>"
+               "<th>markout (bps)</th><th>mid move (bps)</th><th>markout PnL</th>"
+               "<th>win</th><th>adverse</th><th>adverse move</th></tr>")
+    mk_rows = "".join(
+        "<tr>" + "".join(_cell(r[k], kind) for k, kind in (
+            ("horizon_s", "num"), ("fills_measured", "int"), ("excluded_past_end", "int"),
+            ("excluded_no_mid", "int"), ("markout_bps", "bps"), ("mid_move_bps", "bps"),
+            ("markout_pnl", "money"), ("win_rate", "pct"), ("adverse_selection_rate", "pct"),
+            ("adverse_move_rate", "pct"))) + "</tr>"
+        for r in metrics["markouts"])
+    captions = {
+        "pnl.png": "Mark-to-market PnL (black) and its exact components: spread capture, "
+                   "inventory and minus fees.",
+        "inventory.png": "Position sampled over time, with the risk limits when given.",
+        "quotes.png": "Our gated quotes (steps) against the market's best bid/ask and our fair "
+                      "value; triangles are our fills.",
+        "markouts.png": "Size-weighted markouts by horizon: the edge at the fill plus the "
+                        "mid's move after it.",
+        "by_hour.png": "Fills and PnL per hour of day.",
+        "spread_hist.png": "How long we quoted each two-sided spread.",
+    }
+    figures = "".join(
+        f'<figure><img src="{name}" alt="{esc(name)}"><figcaption>{esc(captions[name])}'
+        "</figcaption></figure>" for name in PLOTS)
+    defs = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in DEFINITIONS.items())
+    unit = Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>{_CSS}</style>
+<script>{_SCRIPT}</script>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+<p class="meta">Instrument {esc(instrument.symbol)}: tick {instrument.tick_size:f}, lot
+{instrument.lot_size:f} (one notional unit = {esc(str(float(unit)))} quote currency).
+Journal: {esc(source)}. Times in event time; hour-of-day tables in {esc(metrics["tz"])}.</p>
+<h2>Metrics</h2>
+<table id="metrics"><tbody>{"".join(main_rows)}</tbody></table>
+<h2>Markouts</h2>
+<table id="markouts"><thead>{mk_head}</thead><tbody>{mk_rows}</tbody></table>
+<h2>Plots</h2>
+{figures}
+<h2>By hour of day ({esc(metrics["tz"])})</h2>
+{_bucket_table(metrics["by_hour"], "hour", "hour", "by-hour")}
+<h2>By day ({esc(metrics["tz"])})</h2>
+{_bucket_table(metrics["by_day"], "date", "date", "by-day")}
+<h2>Definitions</h2>
+<dl id="definitions">{defs}</dl>
+</body>
+</html>
+"""
