@@ -186,12 +186,14 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
     if report_dir is not None:
         metrics: dict[str, Any] = write_report(
             journal, service.instrument, report_dir, tz=tz,
+            max_spread_bps=config.report.max_spread_bps,
             inventory_soft_lots=config.risk.inventory_soft_lots,
             inventory_hard_lots=config.risk.inventory_hard_lots)
         logger.info("report_written", path=str(report_dir / "report.html"))
         return metrics
     fills, samples = load_journal(journal)
-    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument, tz=tz)
+    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument, tz=tz,
+                                             max_spread_bps=config.report.max_spread_bps)
     return result
 
 
@@ -221,6 +223,7 @@ def report(state_dir: Path, out: Path) -> int:
     spec = orjson.loads(row[0])
     instrument = Instrument(spec["symbol"], spec["tick_size"], spec["lot_size"])
     write_report(journal, instrument, out, tz=_report_tz(spec.get("venue", "")),
+                 max_spread_bps=spec.get("max_spread_bps", 10.0),
                  inventory_soft_lots=spec.get("inventory_soft_lots"),
                  inventory_hard_lots=spec.get("inventory_hard_lots"))
     print(f"report written to {out / 'report.html'}")

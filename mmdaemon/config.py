@@ -126,9 +126,11 @@ class StateConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Report data: how often (event time, ms) the market and our quote are sampled."""
+    """Report data: how often (event time, ms) the market and our quote are sampled, and the
+    widest spread (bps of mid) that still counts as quoting for the uptime metric."""
 
     sample_ms: int = 250
+    max_spread_bps: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,7 @@ def _check(config: Config) -> None:
         "orders.size_tolerance_lots": config.orders.size_tolerance_lots,
         "feed.stale_after_ms": feed.stale_after_ms,
         "report.sample_ms": config.report.sample_ms,
+        "report.max_spread_bps": config.report.max_spread_bps,
         "feed.max_connection_age_s": feed.max_connection_age_s,
         "feed.backoff_initial_ms": feed.backoff_initial_ms,
         "feed.backoff_max_ms": feed.backoff_max_ms,

@@ -194,6 +194,7 @@ class Service:
             "lot_size": str(inst.lot_size), "venue": self.config.instrument.venue,
             "inventory_soft_lots": self.config.risk.inventory_soft_lots,
             "inventory_hard_lots": self.config.risk.inventory_hard_lots,
+            "max_spread_bps": self.config.report.max_spread_bps,
         }).decode(), time.time_ns())
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
