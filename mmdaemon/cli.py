@@ -142,7 +142,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer)
-        return run(config)
+        return run(config, Path(args.config))
     if args.command == "record":
         log.configure(config.logging.level, sys.stderr.buffer)
         return record(config, Path(args.out))
@@ -230,13 +230,14 @@ def report(state_dir: Path, out: Path) -> int:
     return 0
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_path: Path | None = None) -> int:
     """``mmdaemon run``: the daemon, until its feed ends or it is told to stop."""
     from mmdaemon.daemon import Service
 
     logger = log.get_logger(instrument=config.instrument.symbol)
     try:
-        service = Service(config, SystemClock(), logger, write_pid=True)
+        service = Service(config, SystemClock(), logger, write_pid=True,
+                          config_path=config_path)
     except ValueError as exc:
         print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
         return 2

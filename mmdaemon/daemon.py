@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from mmdaemon.clock import Clock
-from mmdaemon.config import Config
+from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
@@ -64,6 +64,7 @@ from mmdaemon.model import (
     TopOfBook,
     Trade,
 )
+from mmdaemon.notify import Notifier
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.quoting.quoter import Quoter
@@ -73,6 +74,8 @@ from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.venues.binance import BinanceCodec, Market
 
 PID_FILE = "mmdaemon.pid"
+# config sections a SIGHUP cannot change: they shape connections, files and the book itself
+RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 
 
@@ -98,7 +101,8 @@ class Service:
 
     def __init__(self, config: Config, clock: Clock, log: Any, *,
                  recordings: list[str] | None = None, speed: float | str | None = "config",
-                 state_dir: Path | None = None, write_pid: bool = False) -> None:
+                 state_dir: Path | None = None, write_pid: bool = False,
+                 config_path: Path | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -144,22 +148,15 @@ class Service:
         self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
         self.run_id = 0
         self.exit_code = 0
+        self._feed: asyncio.Task[None] | None = None
         self.tick_to_quote = LatencyHistogram()  # frame in -> order actions decided
         self._frame_t0 = 0
-        risk = config.risk
         inst = self.instrument
-        self.checks = PreTradeChecks(PreTradeLimits(
-            max_order_lots=risk.max_order_lots, price_band_bps=risk.price_band_bps,
-            max_open_orders=risk.max_open_orders, max_orders_per_s=risk.max_orders_per_s,
-            burst=risk.order_burst))
-        self.breaker_limits = BreakerLimits(
-            inventory_soft_lots=risk.inventory_soft_lots,
-            inventory_hard_lots=risk.inventory_hard_lots,
-            max_loss_units=config.money_units(risk.max_loss, inst),
-            max_drawdown_units=config.money_units(risk.max_drawdown, inst),
-            stale_feed_ns=risk.stale_feed_ms * 1_000_000,
-            reject_burst=risk.reject_burst,
-            reject_window_ns=risk.reject_window_ms * 1_000_000)
+        self.checks = PreTradeChecks(pretrade_limits(config))
+        self.breaker_limits = breaker_limits(config, inst)
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self._ready_sent = False
         self.exchange = make_exchange(config, inst, log)
         self.exchange.set_listener(self._on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
@@ -234,16 +231,21 @@ class Service:
                 self.log.info("metrics_listening", host=m.host, port=metrics.port)
             await self.exchange.start()
             async with asyncio.TaskGroup() as tasks:
-                feed = tasks.create_task(self._feed_task(), name="feed")
+                feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
+                interval = self.notifier.watchdog_interval_s
+                watchdog = (tasks.create_task(self._watchdog_task(interval), name="watchdog")
+                            if interval else None)
                 supervisor = tasks.create_task(self._supervisor_task(), name="supervisor")
                 stop = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (feed, supervisor, stop):
-                    task.cancel()
+                for task in (feed, supervisor, stop, watchdog):
+                    if task is not None:
+                        task.cancel()
         except BaseException:
             self.exit_code = 1
             raise
         finally:
+            self.notifier.stopping()  # however we leave: systemd must not think us hung
             try:
                 await self._shutdown()
                 await self.exchange.close()
@@ -255,6 +257,7 @@ class Service:
                 for sig in handlers:  # only now: a signal during the cancel must not kill us
                     loop.remove_signal_handler(sig)
                 self.journal.close()
+                self.notifier.close()
                 if self.write_pid:
                     pid_path.unlink(missing_ok=True)
 
@@ -281,8 +284,77 @@ class Service:
         self._stop.set()
 
     def reload(self) -> None:
-        """SIGHUP: parameter reload comes with the operations work (#7); never die on it."""
-        self.log.warning("reload_unsupported", reason="SIGHUP reload is not implemented yet")
+        """SIGHUP: reload strategy, risk, order and report parameters from the config file.
+
+        All or nothing: the new config is read and every object built from it before any is
+        swapped in, in one step with no await between, so no frame ever sees half of it. An
+        invalid file keeps the old parameters; a change that needs a restart (instrument,
+        feed, exchange, state, metrics, logging) is refused. The quoter is rebuilt, so its
+        estimators start their warm-up again (with their configured priors).
+        """
+        self.notifier.reloading()
+        try:
+            if self.config_path is None:
+                self.log.warning("reload_refused", reason="no config file to reload from")
+                return
+            try:
+                new = load_config(self.config_path)
+                quoter = Quoter(self.instrument, new.strategy)
+                checks = PreTradeChecks(pretrade_limits(new))
+                limits = breaker_limits(new, self.instrument)
+            except (ConfigError, ValueError) as exc:
+                self.log.error("reload_failed", error=str(exc), kept="the running parameters")
+                return
+            fixed = [name for name in RESTART_SECTIONS
+                     if getattr(new, name) != getattr(self.config, name)]
+            if fixed:
+                self.log.warning("reload_refused", sections=fixed, reason="needs a restart")
+                return
+            quoter.set_inventory(self.position.position)
+            self.config, self.quoter, self.checks = new, quoter, checks
+            self.breakers.limits = self.breaker_limits = limits
+            self.manager.price_tolerance = new.orders.price_tolerance_ticks
+            self.manager.size_tolerance = new.orders.size_tolerance_lots
+            self._supervise_interval_ns = new.risk.supervisor_interval_ms * 1_000_000
+            self._sample_interval_ns = new.report.sample_ms * 1_000_000
+            self._requote = True  # the next frame quotes with the new parameters
+            self.breakers.check_inventory(self.position.position)
+            self.log.info("reloaded", config=str(self.config_path))
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: state, position and PnL."""
+        inst, pos = self.instrument, self.position
+        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
+        pnl = float(self.total_pnl_units() * money)
+        base = float(pos.position * Fraction(inst.lot_size))
+        return (f"{self.risk.state.value} {inst.symbol} position={base:g} pnl={pnl:.2f} "
+                f"fills={pos.fills}")
+
+    def _maybe_ready(self) -> None:
+        """READY=1 once: the book is in sync and the venue reconciled (even if KILLED)."""
+        halts = self.risk.halts
+        if not self._ready_sent and "book_out_of_sync" not in halts and (
+            "venue_not_ready" not in halts
+        ):
+            self._ready_sent = True
+            self.notifier.ready(self.status_line())
+            self.log.info("ready", state=self.risk.state.value)
+
+    async def _watchdog_task(self, interval_s: float) -> None:
+        """WATCHDOG=1 every ``interval_s`` while the loop runs and the feed task lives.
+
+        A blocked loop cannot run this, and a dead feed task stops it: either way systemd
+        stops hearing from us and restarts the service.
+        """
+        while True:
+            await asyncio.sleep(interval_s)
+            feed = self._feed
+            if feed is None or feed.done():
+                self.log.error("watchdog_stopped", reason="the feed task is not running")
+                return
+            self.notifier.watchdog()
 
     # -- feed -----------------------------------------------------------------------------
 
@@ -563,6 +635,8 @@ class Service:
         self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
                          **values)
         self.journal.set_trading_state(new.value, self.now_ns)
+        self.notifier.status(self.status_line())
+        self._maybe_ready()
         if new is TradingState.HALTED or new is TradingState.KILLED:
             self._cancel_due = True
 
@@ -620,6 +694,8 @@ class Service:
 
     def supervise(self, now_ns: int) -> None:
         """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
+        if not self._ready_sent:
+            self._maybe_ready()
         if now_ns >= self._next_sample_ns:
             self._next_sample_ns = now_ns + self._sample_interval_ns
             self._sample(now_ns)
@@ -708,3 +784,24 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
                                request_timeout_s=ex.request_timeout_ms / 1000,
                                proxy=config.feed.proxy or None)
     return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)
+
+
+def pretrade_limits(config: Config) -> PreTradeLimits:
+    """The pre-trade limits of ``config.risk``."""
+    risk = config.risk
+    return PreTradeLimits(max_order_lots=risk.max_order_lots, price_band_bps=risk.price_band_bps,
+                          max_open_orders=risk.max_open_orders,
+                          max_orders_per_s=risk.max_orders_per_s, burst=risk.order_burst)
+
+
+def breaker_limits(config: Config, instrument: Instrument) -> BreakerLimits:
+    """The breakers' limits of ``config.risk``, money in notional units."""
+    risk = config.risk
+    return BreakerLimits(
+        inventory_soft_lots=risk.inventory_soft_lots,
+        inventory_hard_lots=risk.inventory_hard_lots,
+        max_loss_units=config.money_units(risk.max_loss, instrument),
+        max_drawdown_units=config.money_units(risk.max_drawdown, instrument),
+        stale_feed_ns=risk.stale_feed_ms * 1_000_000,
+        reject_burst=risk.reject_burst,
+        reject_window_ns=risk.reject_window_ms * 1_000_000)
