@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import signal
 import socket
@@ -106,7 +107,7 @@ def test_ready_watchdog_status_stop_reload_under_a_real_daemon(tmp_path: Path) -
         # WATCHDOG every WATCHDOG_USEC / 2 = 0.2 s
         time.sleep(2.0)
         pings = [t for t, _ in manager.with_line("WATCHDOG=1") if t > ready_at]
-        gaps = sorted(b - a for a, b in zip(pings, pings[1:], strict=False))
+        gaps = sorted(b - a for a, b in itertools.pairwise(pings))
         assert 6 <= len(pings) <= 14 and 0.1 < gaps[len(gaps) // 2] < 0.35
 
         # a hung process sends nothing: SIGSTOP it for 1.5 s
@@ -121,6 +122,7 @@ def test_ready_watchdog_status_stop_reload_under_a_real_daemon(tmp_path: Path) -
         before = time.monotonic()
         d.signal(signal.SIGUSR1)
         _, status = manager.wait("STATUS=KILLED", after=before)
+        assert "BTCUSDT position=" in status
 
         # SIGHUP: RELOADING with the monotonic clock, then READY again
         before = time.monotonic()
@@ -147,9 +149,8 @@ def test_abstract_socket_and_a_dead_feed_stops_the_pings(tmp_path: Path) -> None
         data[i] ^= 0x5A
     broken = tmp_path / "broken.gz"
     broken.write_bytes(bytes(data))
-    with gzip.open(broken, "rb") as f:  # the damage really is there
-        with pytest.raises((OSError, EOFError, Exception)):
-            f.read()
+    with gzip.open(broken, "rb") as f, pytest.raises((OSError, EOFError, Exception)):
+        f.read()  # the damage really is there
     address = f"@mmdaemon-test-{os.getpid()}-{time.monotonic_ns()}"
     manager = NotifySocket(address)
     d = start(tmp_path, address, {"feed": {"recordings": [str(broken)], "speed": "max"}},
