@@ -47,6 +47,7 @@ from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import Journal, Sample
+from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.market import Decoded, MarketState, NoCodec
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.model import (
@@ -75,6 +76,7 @@ from mmdaemon.venues.binance import BinanceCodec, Market
 
 PID_FILE = "mmdaemon.pid"
 # config sections a SIGHUP cannot change: they shape connections, files and the book itself
+LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 
@@ -270,6 +272,7 @@ class Service:
         except Exception as exc:
             self.exit_code = 1
             self.log.error("shutdown_cancel_failed", error=repr(exc))
+        flush_suppressed(self.log)
         left = self.exchange.open_order_count()
         if left:
             self.exit_code = 1
@@ -669,10 +672,15 @@ class Service:
     async def _supervisor_task(self) -> None:
         """On the clock: what event time cannot see (a feed gone silent), kills and halts."""
         interval_s = self.config.risk.supervisor_interval_ms / 1000
+        next_log_flush = 0
         while True:
             await self.clock.sleep(interval_s)
             if self.speed is not None:  # at --speed max event time is the only clock
                 self.supervise(self.event_now())
+            now = self.clock.monotonic_ns()
+            if now >= next_log_flush:  # counts of rate-limited log lines, once per window
+                flush_suppressed(self.log)
+                next_log_flush = now + LOG_FLUSH_NS
             if self._cancel_due:
                 await self._cancel_everything(self.risk.state.value.lower())
 
