@@ -29,8 +29,8 @@ demo: $(STAMP)
 $(SYSDEPS): | $(STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium prometheus >/dev/null) \
-		|| echo "apt: chromium/promtool not installed; their tests will skip"; \
+			chromium prometheus systemd >/dev/null) \
+		|| echo "apt: chromium/promtool/systemd-analyze missing; their tests will skip"; \
 	else echo "not root with apt: chromium/promtool tests skip unless already installed"; fi
 	touch $(SYSDEPS)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -266,6 +267,11 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
     from mmdaemon.daemon import Service
 
     speed = _speed_and_recordings("replay", recordings, speed_text)
+    if config.exchange.adapter != "paper":
+        # a dry run never trades: a live config replayed here must not touch the venue
+        config = dataclasses.replace(config,
+                                     exchange=dataclasses.replace(config.exchange,
+                                                                  adapter="paper"))
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:

@@ -230,7 +230,6 @@ class Service:
             if m.port:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
                                               allow_non_loopback=m.allow_non_loopback)
-                self.log.info("metrics_listening", host=m.host, port=metrics.port)
             await self.exchange.start()
             async with asyncio.TaskGroup() as tasks:
                 feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
@@ -565,7 +564,8 @@ class Service:
                       side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
         self.breakers.check_inventory(position.position)
-        self.breakers.check_pnl(self.total_pnl_units())
+        if self.mark() is not None:  # no mark yet (a fill recovered at start): no PnL to judge
+            self.breakers.check_pnl(self.total_pnl_units())
 
     # -- risk -----------------------------------------------------------------------------
 

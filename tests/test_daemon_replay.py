@@ -183,3 +183,13 @@ def test_breakers_act_the_same_way_on_every_replay(tmp_path: Path) -> None:
     for key in ("wall_s", "frames_per_s"):
         first.pop(key), second.pop(key)
     assert first == second and first["state"] == "KILLED"
+
+
+def test_a_dry_run_never_trades_even_with_a_live_config(tmp_path: Path) -> None:
+    """`replay` of a config whose adapter is the live gateway still uses the paper exchange:
+    nothing dials the (here unreachable) venue, and the run completes with fills."""
+    s, logs, _ = replay(tmp_path, {"exchange": {
+        "adapter": "binance", "ws_api_url": "ws://127.0.0.1:9/ws-api/v3",
+        "credentials": str(tmp_path / "no-such-credentials.toml")}}, files=SPOT_FILES[:1])
+    assert s["fills"] > 0 and s["state"] == "ACTIVE"
+    assert not [e for e in logs if str(e.get("event", "")).startswith("gateway")]
