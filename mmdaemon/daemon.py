@@ -547,8 +547,7 @@ class Service:
         try:
             fresh = self.journal.record_fill(fill)
         except Exception as exc:  # the journal is the promise: without it, stop trading
-            self.log.error("journal_write_failed", error=repr(exc))
-            self._latch_kill("journal_write_failed", error=repr(exc))
+            self._journal_failed("fill", exc)
             raise
         if not fresh:
             self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
@@ -582,6 +581,15 @@ class Service:
         if mark is None:
             return Fraction(position.cash - position.fees)
         return position.total(mark)
+
+    def _journal_failed(self, during: str, exc: Exception) -> None:
+        """The journal cannot be written: log it and fail closed (KILLED, quotes pulled).
+
+        Trading on without the journal would break the promise that every fill is on disk
+        before anything acts on it, so this is a kill, not a halt.
+        """
+        self.log.error("journal_write_failed", during=during, error=repr(exc))
+        self._latch_kill("journal_write_failed", during=during)
 
     def _latch_kill(self, reason: str, **values: Any) -> None:
         """Journal KILLED first, then change state; the cancel-all follows at once.
@@ -637,7 +645,10 @@ class Service:
                        values: dict[str, Any]) -> None:
         self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
                          **values)
-        self.journal.set_trading_state(new.value, self.now_ns)
+        try:
+            self.journal.set_trading_state(new.value, self.now_ns)
+        except Exception as exc:
+            self._journal_failed("state", exc)
         self.notifier.status(self.status_line())
         self._maybe_ready()
         if new is TradingState.HALTED or new is TradingState.KILLED:
@@ -697,8 +708,11 @@ class Service:
 
     def _flush_samples(self) -> None:
         if self._samples:
-            self.journal.add_samples(self._samples)
-            self._samples = []
+            rows, self._samples = self._samples, []
+            try:
+                self.journal.add_samples(rows)
+            except Exception as exc:
+                self._journal_failed("samples", exc)
 
     def supervise(self, now_ns: int) -> None:
         """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
@@ -715,7 +729,10 @@ class Service:
             peak = self.breakers.peak
             if peak is not None and peak != self._saved_peak:
                 self._saved_peak = peak
-                self.journal.set_pnl_peak(peak, now_ns)
+                try:
+                    self.journal.set_pnl_peak(peak, now_ns)
+                except Exception as exc:
+                    self._journal_failed("pnl_peak", exc)
 
     # -- results --------------------------------------------------------------------------
 

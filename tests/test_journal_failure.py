@@ -1,0 +1,48 @@
+"""A journal that cannot be written fails closed: KILLED, logged, orders pulled, exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import load_config
+from mmdaemon.daemon import Service
+from tests.helpers import write_config
+from tests.recorder import Recorder
+
+
+class BreakJournalAfterFirstFill(Recorder):
+    """Logs like the recorder; after the first fill, the journal's database goes away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service: Service | None = None
+
+    def _log(self, event: str, **fields: Any) -> None:
+        super()._log(event, **fields)
+        if event == "fill" and self.service is not None and len(self.named("fill")) == 1:
+            self.service.journal._db.close()  # the file system under it failed
+
+    info = warning = error = debug = _log
+
+
+def test_journal_write_failure_kills_and_pulls_quotes(tmp_path: Path) -> None:
+    log = BreakJournalAfterFirstFill()
+    service = Service(load_config(write_config(tmp_path)), SystemClock(), log, speed=None)
+    log.service = service
+    with pytest.raises(BaseException):  # the failure surfaces from run(): the process exits 1
+        asyncio.run(service.run())
+    assert service.exit_code == 1
+    failed = log.named("journal_write_failed")
+    assert failed and "closed database" in failed[0]["error"]
+    trip = log.named("kill_switch_tripped")
+    assert trip and trip[0]["reason"] == "journal_write_failed"
+    assert service.risk.state.value == "KILLED"
+    # the fill that could not be journaled was not counted either: nothing acted on it
+    assert service.position.fills == 1
+    assert service.exchange.open_order_count() == 0
+    assert log.named("stopped")[-1]["open_orders"] == 0
