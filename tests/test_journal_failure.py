@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ def test_journal_write_failure_kills_and_pulls_quotes(tmp_path: Path) -> None:
     log = BreakJournalAfterFirstFill()
     service = Service(load_config(write_config(tmp_path)), SystemClock(), log, speed=None)
     log.service = service
-    with pytest.raises(BaseException):  # the failure surfaces from run(): the process exits 1
+    # the failure surfaces from run() (through the task group): the process exits 1
+    with pytest.raises(ExceptionGroup) as raised:
         asyncio.run(service.run())
+    assert raised.group_contains(sqlite3.ProgrammingError)
     assert service.exit_code == 1
     failed = log.named("journal_write_failed")
     assert failed and "closed database" in failed[0]["error"]
