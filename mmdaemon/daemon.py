@@ -797,7 +797,10 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
     ex = config.exchange
     if ex.adapter == "paper":
         latency_ns = round(ex.latency_ms * 1_000_000)
-        venue = PaperVenue(instrument, latency_ns, ex.maker_fee_bps, ex.taker_fee_bps)
+        # closed orders are kept only to answer requests that arrive after them: a short
+        # memory keeps a long run's footprint flat
+        venue = PaperVenue(instrument, latency_ns, ex.maker_fee_bps, ex.taker_fee_bps,
+                           max_closed=10_000)
         return PaperExchange(venue, latency_ns)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials

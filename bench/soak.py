@@ -1,0 +1,135 @@
+"""Soak: the full dry run on the bundled recording, looped, with memory and history sizes.
+
+Run: ``.venv/bin/python bench/soak.py [--minutes 20]`` (prints one JSON object per loop
+and a closing summary). Each loop replays the 99,574 in-memory frames with receive times
+shifted past the previous loop, behind a reconnect marker, exactly as a feed that
+reconnects would: the book is dropped and resyncs from the recorded snapshot. After every
+loop it reports resident memory and the size of every in-memory history the daemon keeps,
+which must stay flat however long it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO, load_frames
+from mmdaemon import log
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import Config, load_config
+from mmdaemon.daemon import FeedItem, Service
+from mmdaemon.feed.replay import YIELD_EVERY
+from mmdaemon.feed.websocket import Reconnected
+
+
+def rss_mb() -> float:
+    """Current resident set size in MiB (from /proc; ru_maxrss is only the peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def histories(service: Service) -> dict[str, int]:
+    """Sizes of everything in memory that grows with activity."""
+    codec: Any = service.market.codec
+    venue: Any = getattr(service.exchange, "venue", None)
+    adverse: Any = service.quoter.adverse
+    volatility: Any = service.quoter.volatility
+    return {
+        "price_memo": len(service.instrument.ticks.memo),
+        "size_memo": len(service.instrument.lots.memo),
+        "codec_buffer": len(codec._buffer),
+        "book_levels": len(service.book.bids) + len(service.book.asks),
+        "open_orders": service.manager.open_orders(),
+        "paper_closed_orders": len(venue._closed) if venue is not None else 0,
+        "markouts_pending": sum(len(q) for q in adverse._pending),
+        "adverse_window": len(adverse._window),
+        "volatility_window": len(getattr(volatility, "_window", ())),
+        "rejects_window": len(service.breakers._rejects),
+        "samples_buffered": len(service._samples),
+    }
+
+
+class LoopedService(Service):
+    """The service fed the in-memory recording ``loops`` times, each behind a reconnect."""
+
+    frames: ClassVar[list[tuple[int, bytes]]] = []
+    loops = 1
+    on_loop: Any = None
+
+    async def _looped(self) -> AsyncIterator[Sequence[FeedItem]]:
+        span = self.frames[-1][0] - self.frames[0][0] + 1_000_000_000
+        for loop in range(self.loops):
+            shift = loop * span
+            yield [Reconnected("loop", self.frames[0][0] + shift)]
+            for start in range(0, len(self.frames), YIELD_EVERY):
+                yield [(ns + shift, f) for ns, f in self.frames[start : start + YIELD_EVERY]]
+                await asyncio.sleep(0)
+            hook = type(self).on_loop  # a plain function, not a method of ours
+            if hook is not None:
+                hook(loop, self)
+
+    def _batches(self) -> AsyncIterator[Sequence[FeedItem]]:
+        return self._looped()
+
+
+def soak(config: Config, loops: int, deadline_s: float | None,
+         report: Any = print) -> list[dict[str, Any]]:
+    """Run ``loops`` loops (or until ``deadline_s`` of wall time); one record per loop."""
+    LoopedService.frames = load_frames()
+    LoopedService.loops = loops
+    records: list[dict[str, Any]] = []
+    start = time.monotonic()
+
+    def on_loop(loop: int, service: Service) -> None:
+        record = {"loop": loop + 1, "wall_s": round(time.monotonic() - start, 1),
+                  "rss_mb": round(rss_mb(), 1), "fills": service.position.fills,
+                  "state": service.risk.state.value, **histories(service)}
+        records.append(record)
+        report(orjson.dumps(record).decode())
+        if deadline_s is not None and time.monotonic() - start > deadline_s:
+            service.stop()
+
+    LoopedService.on_loop = on_loop
+    with tempfile.TemporaryDirectory() as tmp:
+        service = LoopedService(config, SystemClock(), log.get_logger(), speed=None,
+                                state_dir=Path(tmp))
+        uvloop.run(service.run())
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=20.0)
+    args = parser.parse_args()
+    log.configure("warning", open("/dev/null", "wb"))  # noqa: SIM115
+    config = load_config(REPO / "config" / "dryrun.toml")
+    records = soak(config, loops=10**6, deadline_s=args.minutes * 60)
+    first, last = records[0], records[-1]
+    print(orjson.dumps({"loops": len(records), "wall_s": last["wall_s"],
+                        "rss_mb_after_first_loop": first["rss_mb"],
+                        "rss_mb_at_end": last["rss_mb"],
+                        "frames": len(LoopedService.frames) * len(records),
+                        "histories_first": {k: first[k] for k in histories_keys(first)},
+                        "histories_last": {k: last[k] for k in histories_keys(last)}}).decode())
+
+
+def histories_keys(record: dict[str, Any]) -> list[str]:
+    return [k for k in record if k not in ("loop", "wall_s", "rss_mb", "fills", "state")]
+
+
+if __name__ == "__main__":
+    main()
