@@ -175,6 +175,8 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = _build(Config, raw, "")
@@ -219,10 +221,16 @@ def _check(config: Config) -> None:
         parse_speed(feed.speed)
     except ValueError as exc:
         raise ConfigError(f"feed.speed: {exc}") from None
+    _decimal(config.instrument.min_notional, "instrument.min_notional",
+             "a non-negative decimal (quote currency)")
     try:
         config.instrument.build()
     except ValueError as exc:
         raise ConfigError(f"instrument: {exc}") from None
+    except ArithmeticError:  # decimal.Overflow: a grid such as 1e999999999
+        for key in ("tick_size", "lot_size"):
+            _decimal(getattr(config.instrument, key), f"instrument.{key}", "a positive decimal")
+        raise ConfigError("instrument: tick_size or lot_size out of range") from None
     for key in ("max_loss", "max_drawdown"):
         # 0 would trip at the first check: a limit that can never be met is a typo
         if _decimal(getattr(risk, key), f"risk.{key}", "a positive decimal (quote currency)") == 0:
@@ -288,6 +296,11 @@ def _check(config: Config) -> None:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
 
 
+_DECIMAL_LIMIT = 100
+"""Largest decimal exponent (either way) of a decimal setting: beyond the decimal context
+(1e999999999) arithmetic on it raises Overflow, and an exact Fraction of it takes minutes."""
+
+
 def _decimal(text: str, key: str, expected: str, allow_negative: bool = False) -> Decimal:
     try:
         value = Decimal(text)
@@ -295,17 +308,31 @@ def _decimal(text: str, key: str, expected: str, allow_negative: bool = False) -
         raise ConfigError(f"{key}: expected {expected}, got {text!r}") from None
     if not value.is_finite() or (value < 0 and not allow_negative):
         raise ConfigError(f"{key}: expected {expected}, got {text!r}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if value and not (exponent >= -_DECIMAL_LIMIT and value.adjusted() <= _DECIMAL_LIMIT):
+        raise ConfigError(f"{key}: expected {expected} within 1e-{_DECIMAL_LIMIT}.."
+                          f"1e{_DECIMAL_LIMIT}, got {text!r}")
     return value
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    recordings = tuple(str((base / p).resolve()) for p in config.feed.recordings)
-    state_dir = str((base / config.state.dir).resolve())
+    recordings = tuple(
+        _resolve(base, p, f"feed.recordings[{i}]") for i, p in enumerate(config.feed.recordings)
+    )
+    state_dir = _resolve(base, config.state.dir, "state.dir")
     return dataclasses.replace(
         config,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
     )
+
+
+def _resolve(base: Path, text: str, key: str) -> str:
+    try:
+        return str((base / text).resolve())
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte; a symlink loop
+        raise ConfigError(f"{key}: expected a file system path, got {text!r}: {exc}") from None
 
 
 def _build(cls: type[Any], table: object, prefix: str) -> Any:

@@ -127,8 +127,8 @@ def read_lobster(
     trading_date = _trading_date(messages, orderbook, date)
     try:
         zone = ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {tz!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "America" is a
+        raise ValueError(f"unknown time zone {tz!r}") from exc  # directory, a key too long
     midnight = dt.datetime(trading_date.year, trading_date.month, trading_date.day, tzinfo=zone)
     midnight_ns = (midnight - _EPOCH) // dt.timedelta(seconds=1) * _NS_PER_S
     return _events(messages, orderbook, instrument, midnight_ns)
@@ -181,7 +181,10 @@ def _int(text: str, what: str) -> int:
     digits = text[1:] if text.startswith("-") else text
     if not (digits.isascii() and digits.isdigit()):
         raise _RowError(f"{what} {text!r} is not an integer")
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+        raise _RowError(f"{what} of {len(digits)} digits is out of range") from None
 
 
 def _events(

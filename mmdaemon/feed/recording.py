@@ -2,8 +2,9 @@
 
 This is the format of the real recordings in ``data/`` and of ``mmdaemon record``: the
 frame is byte-for-byte what the venue sent, ``recv_ns`` the receive time in ns since the
-epoch. A line that does not have that shape is yielded as a :class:`Malformed` event (with
-its file and line number) so the consumer counts and logs it; it never stops the replay.
+epoch (ASCII digits, at most 19: an int64). A line that does not have that shape is
+yielded as a :class:`Malformed` event (with its file and line number) so the consumer counts
+and logs it; it never stops the replay.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def read_recording(paths: Iterable[str | Path]) -> Iterator[RecordedFrame | Malf
                     lineno += 1
                     ns_text, sep, frame = line.partition(b" ")
                     frame = frame.rstrip(b"\r\n")
-                    if sep and ns_text.isdigit() and frame:
+                    if sep and ns_text.isdigit() and len(ns_text) <= 19 and frame:
                         last_ns = int(ns_text)
                         yield last_ns, frame
                     elif line.strip():

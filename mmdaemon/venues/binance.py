@@ -12,7 +12,11 @@ Decodes combined-stream frames (``{"stream": .., "data": ..}``) and raw frames:
 Anything else after sync is a :class:`~mmdaemon.model.Gap`: the codec goes back to
 buffering and the shell must fetch (live) or wait for (replay) a new snapshot. A diff that is
 entirely old (``u <= prev_u``, e.g. a duplicated frame) is dropped, not treated as a gap,
-because applying nothing is exactly right for it.
+because applying nothing is exactly right for it; but only a repeat of the last applied diff
+or one older than it is old: the venue's diffs partition the id sequence, so one that ends
+inside the last applied diff without repeating it means the ids are damaged (a corrupt ``u``
+far ahead would otherwise keep the codec "in sequence" there, dropping every real diff as
+old), and it is a gap too.
 
 Nothing here reads a clock or does I/O; times come from the frame and its receive time.
 """
@@ -73,9 +77,10 @@ class BinanceCodec:
         self.state = SyncState.WAIT_SNAPSHOT
         self.last_id = 0  # final update id of the last applied diff or snapshot
         self.dropped_stale = 0  # diffs dropped because the book already contains them
+        self._applied = (0, 0, 0)  # (first, last, prev) ids of the last applied diff
         self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque(maxlen=max_buffer)
-        self._price: Callable[[str], int] = instrument.ticks.to_units
-        self._size: Callable[[str], int] = instrument.lots.to_units
+        self._price: Callable[[object], int] = _strict(instrument.ticks.to_units)
+        self._size: Callable[[object], int] = _strict(instrument.lots.to_units)
         self._price_memo = instrument.ticks.memo
         self._size_memo = instrument.lots.memo
         self._symbol = instrument.symbol
@@ -184,8 +189,11 @@ class BinanceCodec:
         ask_size = size_memo(aq)
         if ask_size is None:
             ask_size = self._size(aq)
-        exch_ns = data.get("T", 0) * _MS
-        return [_new(TopOfBook, (data["u"], bid, bid_size, ask, ask_size, exch_ns, recv_ns))]
+        update_id = data["u"]
+        if type(update_id) is not int:
+            raise FrameError("update id 'u' is not an integer")
+        exch_ns = _ms(data.get("T", 0))
+        return [_new(TopOfBook, (update_id, bid, bid_size, ask, ask_size, exch_ns, recv_ns))]
 
     def _trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
         if data["s"] != self._symbol:
@@ -201,8 +209,11 @@ class BinanceCodec:
         else:
             raise FrameError("'m' is not a boolean")
         price = self._price(data["p"])
-        exch_ns = data.get("T", 0) * _MS
-        return [_new(Trade, (price, size, aggressor, data["t"], exch_ns, recv_ns))]
+        trade_id = data["t"]
+        if type(trade_id) is not int:
+            raise FrameError("trade id 't' is not an integer")
+        exch_ns = _ms(data.get("T", 0))
+        return [_new(Trade, (price, size, aggressor, trade_id, exch_ns, recv_ns))]
 
     def _diff(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
         self._check_symbol(data)
@@ -218,7 +229,7 @@ class BinanceCodec:
             self._levels(data["a"]),
             first,
             last,
-            data.get("T", data.get("E", 0)) * _MS,
+            _ms(data.get("T", data.get("E", 0))),
             recv_ns,
         )
         if self.state is SyncState.WAIT_SNAPSHOT:
@@ -230,8 +241,16 @@ class BinanceCodec:
         """Apply the sync rules to one diff once a snapshot is loaded."""
         if self.state is SyncState.SYNCED:
             if last <= self.last_id:
-                self.dropped_stale += 1
-                return _NO_EVENTS
+                if (first, last, prev) == self._applied or last <= self._applied[2]:
+                    self.dropped_stale += 1  # a repeat of the last applied diff, or older
+                    return _NO_EVENTS
+                # ends inside the last applied diff without repeating it: damaged ids
+                gap = self._lose_sync(
+                    "stale diff overlaps the last applied one", self.last_id + 1, first,
+                    update.recv_ns,
+                )
+                self._buffer.append((first, last, prev, update))  # a new snapshot may use it
+                return [gap]
             in_sequence = (
                 prev == self.last_id if self.market == "usdm" else first == self.last_id + 1
             )
@@ -256,6 +275,7 @@ class BinanceCodec:
                 self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it
                 return [gap]
             self.state = SyncState.SYNCED
+        self._applied = (first, last, prev)
         self.last_id = last
         return [update]
 
@@ -276,7 +296,7 @@ class BinanceCodec:
             self._levels(data["asks"]),
             last,
             last,
-            data.get("T", data.get("E", 0)) * _MS,
+            _ms(data.get("T", data.get("E", 0))),
             recv_ns,
         )
         self.state = SyncState.AWAIT_FIRST
@@ -292,6 +312,26 @@ class BinanceCodec:
                 self._buffer.extend(buffered[i + 1 :])
                 break
         return events
+
+
+def _strict(convert: Callable[[str], int]) -> Callable[[object], int]:
+    """``convert`` for decimal text only: any other JSON value is a :class:`FrameError`
+    (the scaler would fail on it with an AttributeError). Called on memo misses only."""
+
+    def strict(text: object) -> int:
+        if type(text) is not str:
+            raise FrameError(f"price or size is not a string: {type(text).__name__}")
+        return convert(text)
+
+    return strict
+
+
+def _ms(value: object) -> int:
+    """A venue time in ms as ns. Anything but an integer is a :class:`FrameError`: a string
+    or a list would be repeated a million times over, a float is not a time in ns."""
+    if type(value) is not int:
+        raise FrameError(f"time is not an integer (ms): {type(value).__name__}")
+    return value * _MS
 
 
 def _stream_kind(stream: object) -> str:

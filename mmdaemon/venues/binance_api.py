@@ -1112,6 +1112,12 @@ def _side(text: str) -> Side:
     raise _Bad(f"unknown side {text!r}")
 
 
+_DECIMAL_LIMIT = 100
+"""Largest decimal exponent (either way) of a decimal field. Binance sends 8 decimals; an
+exponent like ``1e-999999999`` is a finite Decimal whose exact Fraction (the fee
+conversion) would take minutes and gigabytes."""
+
+
 def _decimal(text: object, key: str) -> Decimal:
     if not isinstance(text, str):
         raise _Bad(f"field {key!r} is not a string")
@@ -1121,6 +1127,10 @@ def _decimal(text: object, key: str) -> Decimal:
         raise _Bad(f"field {key!r} is not a decimal: {text!r}") from None
     if not value.is_finite():
         raise _Bad(f"field {key!r} is not finite: {text!r}")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if value and not (exponent >= -_DECIMAL_LIMIT and value.adjusted() <= _DECIMAL_LIMIT):
+        raise _Bad(f"field {key!r} is out of range: {text[:40]!r}")
     return value
 
 
