@@ -146,12 +146,15 @@ def prepare(name: str, argv: list[str]) -> list[str]:
     """``argv`` for ``atheris.Setup`` with a seeded corpus directory (and ``-dict``).
 
     The first positional argument is the corpus directory (libFuzzer's convention); without
-    one, ``fuzz/corpus/<name>`` is used. An empty or missing directory is seeded first.
+    one, ``fuzz/corpus/<name>`` is used. An empty or missing directory is seeded first. A
+    file there means inputs to replay (a crash file): the arguments are left alone.
     """
     args = list(argv)
     dirs = [a for a in args[1:] if not a.startswith("-")]
     if dirs:
         corpus = Path(dirs[0])
+        if corpus.is_file():  # inputs to replay (a crash file), not a corpus: run as given
+            return args
     else:
         corpus = CORPUS / name
         args.append(str(corpus))
