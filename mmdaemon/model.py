@@ -23,6 +23,7 @@ class Side(IntEnum):
     SELL = -1
 
 
+MAX_DECIMAL_CHARS = 40  # longer than any price or size a venue sends
 Level = tuple[int, int]
 """One book level: (price_ticks, size_lots)."""
 
@@ -77,6 +78,9 @@ class DecimalScaler:
         cached = self.memo.get(text)
         if cached is not None:
             return cached
+        if len(text) > MAX_DECIMAL_CHARS:  # before any arithmetic: 10**len is not free
+            raise ValueError(f"decimal text of {len(text)} characters (at most "
+                             f"{MAX_DECIMAL_CHARS})")
         whole, _, frac = text.partition(".")
         digits = whole + frac
         # int() alone would accept "1_000", " 7" and non-ASCII digits: be strict.

@@ -66,3 +66,10 @@ def test_instrument_formats_prices_and_sizes() -> None:
         Instrument("X", "0.01", "1", size_step_lots=0)
     with pytest.raises(ValueError, match="must be a positive decimal"):
         Instrument("X", "0", "1")
+
+
+def test_absurdly_long_decimal_text_is_refused_before_any_arithmetic() -> None:
+    scaler = DecimalScaler("0.01")
+    with pytest.raises(ValueError, match="characters"):
+        scaler.to_units("1." + "0" * 1_000_000)
+    assert len(scaler._steps) == 0  # nothing computed or cached for it
