@@ -11,8 +11,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# optional: a third-party Binance client for the interoperability test (skips without)
+	# optional: a third-party Binance client for the interoperability test, and the atheris
+	# fuzzer for the fuzz harnesses (their tests skip without them)
 	$(BIN)/python -m pip install --quiet ccxt || echo "ccxt not installed: its test will skip"
+	$(BIN)/python -m pip install --quiet atheris || echo "atheris not installed: skipped"
 	touch $(STAMP)
 
 # The main job: a dry run of the daemon on the bundled real Binance recording (paper
