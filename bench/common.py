@@ -28,3 +28,10 @@ def best_of(runs: int, fn: Callable[[], object]) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def percentile_us(sorted_ns: list[int], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ascending ns values, in us to 0.1 us."""
+    if not sorted_ns:
+        return 0.0
+    return round(sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000, 1)

@@ -25,6 +25,7 @@ the next request.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -144,6 +145,7 @@ class Service:
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
         self._next_supervise_ns = 0
         self._saved_peak: Fraction | None = None
+        self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         self._samples: list[Sample] = []
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
@@ -231,6 +233,11 @@ class Service:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
                                               allow_non_loopback=m.allow_non_loopback)
             await self.exchange.start()
+            # What exists now (config, journal, caches, imports) lives as long as the
+            # service: freezing it keeps the collector's full passes, which would otherwise
+            # walk all of it, short and off the tick-to-quote path.
+            gc.collect()
+            gc.freeze()
             async with asyncio.TaskGroup() as tasks:
                 feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
                 interval = self.notifier.watchdog_interval_s
@@ -724,15 +731,28 @@ class Service:
         if self.last_book_ns:
             self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         self.breakers.check_rejects(now_ns)
-        if self.mark() is not None:
-            self.breakers.check_pnl(self.total_pnl_units())
-            peak = self.breakers.peak
-            if peak is not None and peak != self._saved_peak:
-                self._saved_peak = peak
-                try:
-                    self.journal.set_pnl_peak(peak, now_ns)
-                except Exception as exc:
-                    self._journal_failed("pnl_peak", exc)
+        self._check_pnl(now_ns)
+
+    def _check_pnl(self, now_ns: int) -> None:
+        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills
+        and the limits are all as at the last check: the answer could not differ, and the
+        exact Fraction arithmetic is most of a supervisor tick's cost."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if bid is None or ask is None:
+            return
+        position = self.position
+        inputs = (bid, ask, position.fills, self.breakers.limits)
+        if inputs == self._pnl_inputs:
+            return
+        self._pnl_inputs = inputs
+        self.breakers.check_pnl(position.total(Fraction(bid + ask, 2)))
+        peak = self.breakers.peak
+        if peak is not None and peak != self._saved_peak:
+            self._saved_peak = peak
+            try:
+                self.journal.set_pnl_peak(peak, now_ns)
+            except Exception as exc:
+                self._journal_failed("pnl_peak", exc)
 
     # -- results --------------------------------------------------------------------------
 

@@ -78,21 +78,37 @@ class DecimalScaler:
         cached = self.memo.get(text)
         if cached is not None:
             return cached
-        if len(text) > MAX_DECIMAL_CHARS:  # before any arithmetic: 10**len is not free
-            raise ValueError(f"decimal text of {len(text)} characters (at most "
-                             f"{MAX_DECIMAL_CHARS})")
-        whole, _, frac = text.partition(".")
-        digits = whole + frac
-        # int() alone would accept "1_000", " 7" and non-ASCII digits: be strict.
+        return self.parse(text)
+
+    def parse(self, text: object) -> int:
+        """:meth:`to_units` without the memo lookup, for hot callers that looked already.
+
+        Anything but a ``str`` is a ``ValueError`` too (a JSON number or list in a field
+        that must be decimal text). The result is memoised.
+        """
+        if type(text) is not str:
+            raise ValueError(f"price or size is not a string: {type(text).__name__}")
+        n = len(text)
+        if n > MAX_DECIMAL_CHARS:  # before any arithmetic: 10**len is not free
+            raise ValueError(f"decimal text of {n} characters (at most {MAX_DECIMAL_CHARS})")
+        dot = text.find(".")
+        if dot < 0:
+            digits, places = text, 0
+        else:
+            digits, places = text[:dot] + text[dot + 1 :], n - dot - 1
+        # int() alone would accept "1_000", " 7" and non-ASCII digits: be strict. A second
+        # dot stays in ``digits`` and fails here too.
         if not (digits.isascii() and digits.isdigit()):
             if text.startswith("-"):
                 raise ValueError(f"negative value {text!r}")
             raise ValueError(f"not a plain decimal number: {text!r}")
-        step = self._steps.get(len(frac)) or self._step(len(frac))
-        mult, div = step
-        units, rest = divmod(int(digits) * mult, div)
-        if rest:
-            raise ValueError(f"{text!r} is not a multiple of {self.unit}")
+        mult, div = self._steps.get(places) or self._step(places)
+        if div == 1:
+            units = int(digits) * mult
+        else:
+            units, rest = divmod(int(digits) * mult, div)
+            if rest:
+                raise ValueError(f"{text!r} is not a multiple of {self.unit}")
         memo = self.memo
         if len(memo) >= self._max_cache:
             memo.clear()  # bounded: a cold restart of the memo is cheap, growth is not

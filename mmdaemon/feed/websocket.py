@@ -27,13 +27,15 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from mmdaemon.feed.recording import RecordedFrame
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class Reconnected(NamedTuple):
@@ -148,6 +150,8 @@ class WebsocketFeed:
     async def _run(self) -> None:
         s = self.settings
         attempt = 0
+        import aiohttp  # here: replays never need it, and importing it costs ~0.1 s
+
         session = aiohttp.ClientSession(trust_env=False)  # no system proxies by default
         try:
             while not self._closed:
@@ -219,6 +223,8 @@ class WebsocketFeed:
 
     async def _snapshots(self, session: aiohttp.ClientSession) -> None:
         """Fetch a snapshot whenever asked, retrying with backoff until one arrives."""
+        import aiohttp
+
         s = self.settings
         timeout = aiohttp.ClientTimeout(total=s.snapshot_timeout_s)
         while True:

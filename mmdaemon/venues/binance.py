@@ -79,8 +79,9 @@ class BinanceCodec:
         self.dropped_stale = 0  # diffs dropped because the book already contains them
         self._applied = (0, 0, 0)  # (first, last, prev) ids of the last applied diff
         self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque(maxlen=max_buffer)
-        self._price: Callable[[object], int] = _strict(instrument.ticks.to_units)
-        self._size: Callable[[object], int] = _strict(instrument.lots.to_units)
+        # memo misses only: the hot loops read the memos themselves
+        self._price: Callable[[object], int] = instrument.ticks.parse
+        self._size: Callable[[object], int] = instrument.lots.parse
         self._price_memo = instrument.ticks.memo
         self._size_memo = instrument.lots.memo
         self._symbol = instrument.symbol
@@ -198,7 +199,10 @@ class BinanceCodec:
     def _trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
         if data["s"] != self._symbol:
             self._check_symbol(data)
-        size = self._size(data["q"])
+        q = data["q"]
+        size = self._size_memo.get(q)
+        if size is None:
+            size = self._size(q)
         if not size:
             raise FrameError("trade of zero size")
         maker_is_buyer = data["m"]
@@ -208,7 +212,10 @@ class BinanceCodec:
             aggressor = Side.BUY
         else:
             raise FrameError("'m' is not a boolean")
-        price = self._price(data["p"])
+        p = data["p"]
+        price = self._price_memo.get(p)
+        if price is None:
+            price = self._price(p)
         trade_id = data["t"]
         if type(trade_id) is not int:
             raise FrameError("trade id 't' is not an integer")
@@ -312,18 +319,6 @@ class BinanceCodec:
                 self._buffer.extend(buffered[i + 1 :])
                 break
         return events
-
-
-def _strict(convert: Callable[[str], int]) -> Callable[[object], int]:
-    """``convert`` for decimal text only: any other JSON value is a :class:`FrameError`
-    (the scaler would fail on it with an AttributeError). Called on memo misses only."""
-
-    def strict(text: object) -> int:
-        if type(text) is not str:
-            raise FrameError(f"price or size is not a string: {type(text).__name__}")
-        return convert(text)
-
-    return strict
 
 
 def _ms(value: object) -> int:
