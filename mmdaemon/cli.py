@@ -23,6 +23,7 @@ from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.feed.recording import RecordingError, read_recording
+from mmdaemon.feed.replay import ReplayClock
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import BinanceCodec, Market
 from mmdaemon.verify import BookVerifier
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("recordings", nargs="+", metavar="RECORDING")
     replay.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE")
     replay.add_argument("--speed", default="max", help="1 = real time, N = N x faster, max")
+    replay.add_argument("--clock", choices=("receive", "exchange"),
+                        help="event time: the recorded receive times, or the venue's event "
+                             "times in the frames (default: the config's feed.clock)")
     replay.add_argument("--state-dir", metavar="DIR",
                         help="keep the journal here (default: a temporary directory)")
     replay.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -152,7 +156,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(config.logging.level if args.log_level == "info" else args.log_level,
                       sys.stderr.buffer)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
-                      Path(args.report) if args.report else None)
+                      Path(args.report) if args.report else None, args.clock)
     return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
@@ -262,8 +266,10 @@ def _serve(service: Any, logger: Any, progress: bool = False) -> int:
 
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
-           as_json: bool, report_dir: Path | None = None) -> int:
-    """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary."""
+           as_json: bool, report_dir: Path | None = None,
+           event_clock: ReplayClock | None = None) -> int:
+    """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary;
+    ``event_clock`` None runs on the config's ``feed.clock``."""
     from mmdaemon.daemon import Service
 
     speed = _speed_and_recordings("replay", recordings, speed_text)
@@ -276,7 +282,8 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
-                              speed=speed, state_dir=Path(state_dir or tmp))
+                              speed=speed, event_clock=event_clock,
+                              state_dir=Path(state_dir or tmp))
         except ValueError as exc:
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2

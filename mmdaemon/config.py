@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from mmdaemon.feed.replay import parse_speed
+from mmdaemon.feed.replay import ReplayClock, parse_speed
 from mmdaemon.model import Instrument
 from mmdaemon.quoting.quoter import QuoterParams
 
@@ -52,10 +52,16 @@ class InstrumentConfig:
 @dataclass(frozen=True)
 class FeedConfig:
     """Where frames come from: recordings (replayed at ``speed``) or the venue's websocket
-    streams at ``url`` with REST snapshots from ``rest_url`` (base URLs)."""
+    streams at ``url`` with REST snapshots from ``rest_url`` (base URLs).
+
+    ``clock`` is the time a replay runs on: ``receive``, the recorded receive times, or
+    ``exchange``, the venue's event times in the frames (see :mod:`mmdaemon.feed.replay`);
+    a live feed runs on receive time.
+    """
 
     recordings: tuple[str, ...] = ()
     speed: str = "max"
+    clock: ReplayClock = "receive"
     url: str = ""
     rest_url: str = ""
     stale_after_ms: int = 5000
@@ -217,6 +223,9 @@ def _check(config: Config) -> None:
         if not feed.rest_url.startswith(("http://", "https://")):
             raise ConfigError(f"feed.rest_url: expected an http(s):// URL for depth snapshots, "
                               f"got {feed.rest_url!r}")
+    if feed.clock == "exchange" and not feed.recordings:
+        raise ConfigError("feed.clock: expected 'receive' for a live feed (no feed.recordings): "
+                          "'exchange' times recorded frames by the venue's event times")
     try:
         parse_speed(feed.speed)
     except ValueError as exc:

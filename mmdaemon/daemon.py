@@ -45,7 +45,7 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.replay import ReplaySource, paced
+from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import Journal, Sample
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
@@ -73,7 +73,7 @@ from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
 from mmdaemon.risk.state import RiskState, TradingState
-from mmdaemon.venues.binance import BinanceCodec, Market
+from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
 PID_FILE = "mmdaemon.pid"
 # config sections a SIGHUP cannot change: they shape connections, files and the book itself
@@ -104,8 +104,8 @@ class Service:
 
     def __init__(self, config: Config, clock: Clock, log: Any, *,
                  recordings: list[str] | None = None, speed: float | str | None = "config",
-                 state_dir: Path | None = None, write_pid: bool = False,
-                 config_path: Path | None = None) -> None:
+                 event_clock: ReplayClock | None = None, state_dir: Path | None = None,
+                 write_pid: bool = False, config_path: Path | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -113,10 +113,13 @@ class Service:
         self.recordings = recordings if recordings is not None else list(config.feed.recordings)
         # "config": the config's speed; None: as fast as possible
         self.speed = config.feed.speed_factor() if isinstance(speed, str) else speed
+        # what a replay's event time is (None: the config's feed.clock); see feed/replay.py
+        self.event_clock: ReplayClock = event_clock or config.feed.clock
         self.live: WebsocketFeed | None = None
         if not self.recordings:  # the live network feed: event time is wall time
             self.live = WebsocketFeed(feed_settings(config), log)
             self.speed = 1.0
+            self.event_clock = "receive"
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.log_debug = config.logging.level == "debug"
@@ -125,13 +128,14 @@ class Service:
             if len(self.recordings) != 2:
                 raise ValueError("a LOBSTER replay takes two files: MESSAGE_CSV ORDERBOOK_CSV")
             self.market = MarketState(NoCodec(), self._report)
+            self.event_clock = "exchange"  # a LOBSTER row has no other time
         else:
             market: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
             self.market = MarketState(BinanceCodec(self.instrument, market), self._report)
         self.book = self.market.book
         self.quoter = Quoter(self.instrument, config.strategy)
         self.counters = Counters()
-        self.now_ns = 0  # event time: receive time of the latest frame
+        self.now_ns = 0  # event time: the time of the latest frame (by event_clock)
         self.last_book_ns = 0
         self._last_frame_mono = 0
         self._stop = asyncio.Event()
@@ -225,7 +229,7 @@ class Service:
             pid_path.write_text(f"{os.getpid()}\n")
         self.log.info("service_started", instrument=self.instrument.symbol,
                       state=self.risk.state.value, recordings=self.recordings,
-                      speed=self.speed or "max", pid=os.getpid())
+                      speed=self.speed or "max", clock=self.event_clock, pid=os.getpid())
         metrics: MetricsServer | None = None
         try:
             m = self.config.metrics
@@ -376,7 +380,8 @@ class Service:
             rows = (Decoded(e.recv_ns, [e])
                     for e in read_lobster(message, orderbook, self.instrument))
             return paced(rows, _decoded_ns, self.speed, self.clock)
-        return ReplaySource(self.recordings, self.speed, self.clock).batches()
+        event_ns = frame_event_ns if self.event_clock == "exchange" else None
+        return ReplaySource(self.recordings, self.speed, self.clock, event_ns).batches()
 
     async def _feed_task(self) -> None:
         on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
@@ -766,6 +771,7 @@ class Service:
         frames = self.market.frames
         return {
             "frames": frames,
+            "clock": self.event_clock,
             "quotes": c.quotes,
             "orders": c.orders,
             "amends": c.amends,

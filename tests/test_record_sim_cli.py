@@ -1,5 +1,6 @@
 """`mmdaemon sim` and `mmdaemon record` as real processes over loopback, with real signals;
-then the recording replays and verifies."""
+then the recording replays and verifies, and on the exchange clock its dry run is the
+source's over the same window."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
@@ -19,6 +22,8 @@ from mmdaemon.venues.binance import BinanceCodec
 from mmdaemon.verify import BookVerifier
 from tests.conftest import SPOT_FILES
 from tests.helpers import write_config
+
+STREAM = b'{"stream":'  # a combined-stream frame; the recorded REST snapshots are not
 
 
 def free_port() -> int:
@@ -44,7 +49,11 @@ def wait_for_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float =
     raise AssertionError(f"{needle!r} not seen; stderr: {proc.stderr.read()[-2000:]!r}")
 
 
-def test_record_from_the_sim_then_replay_and_verify(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sim_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A slice of the bundled recording served by `mmdaemon sim`, and what `mmdaemon record`
+    wrote of it: (source, recorded files)."""
+    tmp_path = tmp_path_factory.mktemp("record_sim")
     with gzip.open(SPOT_FILES[0], "rb") as f:
         lines = f.read().splitlines()[:6000]
     source = tmp_path / "source.gz"
@@ -67,8 +76,12 @@ def test_record_from_the_sim_then_replay_and_verify(tmp_path: Path) -> None:
     finally:
         sim.send_signal(signal.SIGTERM)
         assert sim.wait(20) == 0
+    return source, sorted(out.glob("btcusdt_*.gz"))
 
-    files = sorted(out.glob("btcusdt_*.gz"))
+
+def test_record_from_the_sim_then_replay_and_verify(
+        sim_recording: tuple[Path, list[Path]]) -> None:
+    source, files = sim_recording
     # named by the UTC day of the recorder's clock: one file, two across a midnight
     assert 1 <= len(files) <= 2 and all(p.name.startswith("btcusdt_2") for p in files)
     verify = subprocess.run([sys.executable, "-m", "mmdaemon", "verify-book", *map(str, files),
@@ -93,3 +106,75 @@ def test_record_from_the_sim_then_replay_and_verify(tmp_path: Path) -> None:
     assert replay.returncode == 0, replay.stderr[-2000:]
     s = orjson.loads(replay.stdout)
     assert s["frames"] == v["frames"] and s["gaps"] == 0 and s["quotes"] > 0
+    assert s["clock"] == "receive"  # the default
+
+
+def source_window(source: Path, files: list[Path], dest: Path) -> Path:
+    """The source over the window the recorder saw, synced from the snapshot it fetched.
+
+    Why the comparison is fair: the recorder joined a market already running and synced from
+    a REST snapshot the sim built from its book, so the comparable input is the source from
+    the first recorded stream frame to the last, with that snapshot at the same place. Every
+    stream frame of the recording is asserted byte-identical to a contiguous run of the
+    source's, in order, nothing missing (the sim serves the recorded bytes; the recorder
+    writes what it got); the one frame the source never had, the sim's snapshot, is taken
+    from the recording. So the two inputs differ only in their receive times: the source's
+    stay as recorded in 2024, the recording has the recorder's own, 10x compressed (sim at
+    speed 10) and jittered. That difference is all a record -> replay round trip adds.
+    """
+    recorded = list(read_recording(files))
+    assert all(type(item) is tuple for item in recorded)
+    snapshots = [i for i, (_, frame) in enumerate(recorded) if not frame.startswith(STREAM)]
+    assert len(snapshots) == 1 and recorded[snapshots[0]][1].startswith(b'{"lastUpdateId":')
+    at = snapshots[0]
+    recorded_stream = [frame for i, (_, frame) in enumerate(recorded) if i != at]
+    # the source's stream frames (its own snapshot was never served: not in the window)
+    stream = [item for item in read_recording([source])
+              if type(item) is tuple and item[1].startswith(STREAM)]
+    frames = [frame for _, frame in stream]
+    first = frames.index(recorded_stream[0])
+    window = stream[first:first + len(recorded_stream)]
+    assert [frame for _, frame in window] == recorded_stream, "not a contiguous run of the source"
+    # the snapshot where the recorder got it, stamped with the receive time of the source
+    # frame before it (after the first one, if it came first)
+    snapshot = (window[max(at - 1, 0)][0], recorded[at][1])
+    lines = [*window[:at], snapshot, *window[at:]]
+    with gzip.open(dest, "wb") as f:
+        f.writelines(b"%d %s\n" % line for line in lines)
+    return dest
+
+
+def replay_json(files: list[Path], config: Path, clock: str) -> subprocess.Popen[bytes]:
+    return mmdaemon("replay", *map(str, files), "--config", str(config), "--json",
+                    "--clock", clock)
+
+
+def summary_of(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    summary: dict[str, Any] = orjson.loads(out)
+    del summary["wall_s"], summary["frames_per_s"]  # how fast this machine ran it
+    return summary
+
+
+def test_record_replay_round_trip_on_the_exchange_clock(
+        sim_recording: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    """Recorded from the sim, replayed on the exchange clock: the very dry run (counts,
+    position, PnL, fees, the report's metrics) of replaying the source over the same window."""
+    source, files = sim_recording
+    window = [source_window(source, files, tmp_path / "window.gz")]
+    # quoting tighter than the shipped dry run, so the ~30 s window has some 20 fills to
+    # compare, and a maker rebate, so the fees are not 0 either
+    config = write_config(tmp_path, {"strategy.spread": {"base_bps": 0.0, "vol_mult": 0.5},
+                                     "exchange": {"maker_fee_bps": "-0.1"}})
+    runs = {(name, clock): replay_json(paths, config, clock)
+            for name, paths in (("recorded", files), ("source", window))
+            for clock in ("exchange", "receive")}
+    s = {key: summary_of(proc) for key, proc in runs.items()}
+    recorded, from_source = s["recorded", "exchange"], s["source", "exchange"]
+    assert recorded["clock"] == "exchange" and recorded["gaps"] == 0
+    assert recorded["fills"] >= 5 and recorded["amends"] > 0 and recorded["fees"] < 0
+    assert recorded == from_source
+    # the same frames on their receive times do not agree: the equality above is the
+    # exchange clock's doing, and this test fails without it
+    assert s["recorded", "receive"] != s["source", "receive"]

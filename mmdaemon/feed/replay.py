@@ -1,23 +1,37 @@
 """Paced replay of recordings: the dry-run feed source.
 
 ``speed`` 1 replays in real time, N replays N times faster, ``None`` (``--speed max``) as
-fast as the consumer takes frames. Pacing follows the recorded receive times against an
-injected :class:`~mmdaemon.clock.Clock`, so tests can run it without waiting.
+fast as the consumer takes frames. Pacing follows the frames' times against an injected
+:class:`~mmdaemon.clock.Clock`, so tests can run it without waiting.
+
+A frame's time is what the daemon's clock reads while it handles the frame, by one of two
+replay clocks:
+
+- ``receive`` (the default): the recorded receive time, as it was live;
+- ``exchange``: the venue's own event time in the frame (:func:`exchange_timed`). A
+  recording made by another machine, or from the sim, receives the same frames at other
+  (jittered) times; their event times are the same, and so is a replay on them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from mmdaemon.clock import Clock
-from mmdaemon.feed.recording import RecordedFrame, read_recording
+from mmdaemon.feed.recording import RecordedFrame, RecordingError, read_recording
 from mmdaemon.model import Malformed
 
 # At --speed max, hand the loop back this often so other tasks (supervisor, signals) run.
 YIELD_EVERY = 256
+# Frames held back until the first event time: a Binance stream has one every 100 ms (depth)
+# at most, so this many without one means the recording carries none.
+MAX_UNTIMED = 10_000
 T = TypeVar("T")
+ReplayClock = Literal["receive", "exchange"]
+EventTime = Callable[[bytes], int]
+"""A venue's event time of a raw frame in ns since the epoch, 0 when it carries none."""
 
 
 def parse_speed(text: str) -> float | None:
@@ -65,21 +79,72 @@ async def paced(items: Iterable[T], time_of: Callable[[T], int | None], speed: f
         yield batch
 
 
-def _recv_ns(item: RecordedFrame | Malformed) -> int | None:
+def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTime,
+                   max_untimed: int = MAX_UNTIMED) -> Iterator[RecordedFrame | Malformed]:
+    """The exchange clock: ``(time_ns, frame)`` with the venue's event time ``event_ns(frame)``
+    (ns) in place of the receive time.
+
+    Time never moves backwards: the venue's streams are each in order, not with one another.
+    A frame without an event time (a spot ``bookTicker``, a REST snapshot) takes the latest
+    one seen before it; the frames before the first event time take that first one, as they
+    arrived just before it (they are held back until it comes). :class:`Malformed` lines pass
+    through unchanged. Raises :class:`RecordingError` when ``max_untimed`` frames come
+    without an event time, or the recording ends before one: this clock cannot time it.
+    """
+    items = iter(items)
+    held: list[RecordedFrame | Malformed] = []
+    last = 0
+    for item in items:
+        if not isinstance(item, Malformed):
+            last = event_ns(item[1])
+            if last:
+                held.append(item)
+                break
+        if len(held) >= max_untimed:
+            raise RecordingError(f"no venue event time in the first {max_untimed} lines: "
+                                 "replay this recording with the receive clock")
+        held.append(item)
+    else:
+        if not all(isinstance(item, Malformed) for item in held):
+            raise RecordingError("no venue event time in the recording: replay it with the "
+                                 "receive clock")
+        yield from held  # malformed lines only: nothing to time
+        return
+    for item in held:
+        yield item if isinstance(item, Malformed) else (last, item[1])
+    del held
+    for item in items:
+        if isinstance(item, Malformed):
+            yield item
+            continue
+        frame = item[1]
+        ns = event_ns(frame)
+        if ns > last:
+            last = ns
+        yield last, frame
+
+
+def _time_ns(item: RecordedFrame | Malformed) -> int | None:
     return None if isinstance(item, Malformed) else item[0]
 
 
 class ReplaySource:
-    """Async iterator of recorded frames, paced by their receive times."""
+    """Async iterator of recorded frames, paced by their times: receive times, or with
+    ``event_ns`` (the venue's, see :func:`exchange_timed`) event times."""
 
-    def __init__(self, paths: Iterable[str | Path], speed: float | None, clock: Clock) -> None:
+    def __init__(self, paths: Iterable[str | Path], speed: float | None, clock: Clock,
+                 event_ns: EventTime | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.speed = speed
         self.clock = clock
+        self.event_ns = event_ns
 
     def batches(self) -> AsyncIterator[list[RecordedFrame | Malformed]]:
         """Frames in lists (see :func:`paced`)."""
-        return paced(read_recording(self.paths), _recv_ns, self.speed, self.clock)
+        frames: Iterable[RecordedFrame | Malformed] = read_recording(self.paths)
+        if self.event_ns is not None:  # chosen once: the receive clock pays nothing per frame
+            frames = exchange_timed(frames, self.event_ns)
+        return paced(frames, _time_ns, self.speed, self.clock)
 
     async def frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
         """The same frames one at a time."""
