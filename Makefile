@@ -43,11 +43,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check mmdaemon tests bench
 	$(BIN)/mypy
 
+# Every headline figure (issue #9) as one JSON object and a table; the single benchmarks
+# under bench/ run on their own too (e.g. `.venv/bin/python bench/latency.py --help`).
 bench: $(STAMP)
-	$(BIN)/python bench/book.py
-	$(BIN)/python bench/quoting.py
-	$(BIN)/python bench/replay.py
-	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/all.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

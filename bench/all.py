@@ -1,0 +1,74 @@
+"""``make bench``: every headline figure of issue #9 in one run, as one JSON object and a
+readable table.
+
+    .venv/bin/python bench/all.py [--quick]
+
+- dry-run replay of the bundled recording at ``--speed max`` vs orjson parse-only of the
+  same frames, measured in the same run, and their ratio (bench/replay.py);
+- in-process tick-to-quote, frame bytes in -> order actions handed to the adapter,
+  p50/p99/p99.9 (bench/replay.py);
+- decode + book alone vs parse-only (bench/book.py's measure);
+- loopback end-to-end against the sim, depth frame sent -> order request received,
+  p50/p99 (bench/latency.py; uvloop on both sides);
+- start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
+  (bench/startup.py).
+
+``--quick`` plays a shorter part of the recording through the loopback and starts the
+daemon fewer times (about 1 minute instead of 2-3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import book, latency, replay, startup
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were taken on."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "machine": platform.machine(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    started = time.perf_counter()
+    result: dict[str, Any] = {"machine": machine()}
+    # start-up first: the kernel's peak-RSS figure of a child counts the parent's pages
+    # from before its exec, and the other benchmarks hold the whole recording in memory
+    result["startup"] = startup.measure(runs=3 if quick else 5)
+    result["replay"] = replay.measure()
+    result["decode_book"] = book.measure()
+    result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    result["bench_s"] = round(time.perf_counter() - started, 1)
+    print(orjson.dumps(result).decode())
+    m = result["machine"]
+    print(f"\nmmdaemon benchmarks on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, "
+          f"load {m['load_avg_1m']} at start")
+    lines = [*replay.table(result["replay"]), *book.table(result["decode_book"]),
+             *latency.table(result["loopback"]), *startup.table(result["startup"])]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
