@@ -89,8 +89,14 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
-        cmd = commands.add_parser(name, help=f"{what} of the running instance")
+        cmd = commands.add_parser(name, help=f"{what} of the running instance; with "
+                                             "--global, of every instance of the desk")
         cmd.add_argument("--config", required=True, metavar="FILE")
+        cmd.add_argument("--global", dest="global_", action="store_true",
+                         help="through Redis ([firm] in the config): the latched desk-wide "
+                              "kill key and its channel")
+        if name == "kill":
+            cmd.add_argument("--note", default="", help="why, stored with the latch")
     return parser
 
 
@@ -153,6 +159,8 @@ def _main(argv: Sequence[str] | None) -> int:
                       sys.stderr.buffer)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None)
+    if args.global_:
+        return global_switch(config, args.command, getattr(args, "note", ""))
     return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
@@ -324,6 +332,51 @@ def signal_instance(config: Config, sig: signal.Signals) -> int:
         print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)
         return 2
     print(f"sent {sig.name} to pid {pid}")
+    return 0
+
+
+def global_switch(config: Config, command: str, note: str) -> int:
+    """``mmdaemon kill --global`` / ``rearm --global``: set (or clear) the desk's latched
+    kill key in Redis and publish it on the control channel. 0 done, 1 Redis unreachable
+    or refused, 2 no usable ``[firm]`` section."""
+    from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
+    from mmdaemon.risk.firm import Keys
+    from mmdaemon.risk.redis_bus import BUS_ERRORS, global_kill, global_rearm
+
+    firm = config.firm
+    if not firm.enabled:
+        print(f"mmdaemon {command} --global: config error: firm.enabled: expected true (the "
+              f"global switch lives in the firm risk bus's Redis)", file=sys.stderr)
+        return 2
+    log.configure(config.logging.level, sys.stderr.buffer)  # stdout: what was done
+    logger = log.get_logger(command=f"{command} --global")
+    keys = Keys(firm.namespace, firm.desk)
+    try:
+        password = load_redis_password(firm.password)
+    except CredentialsError as exc:
+        print(f"mmdaemon {command} --global: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if command == "kill":
+            receivers = asyncio.run(global_kill(firm, password, note))
+            logger.warning("global_kill_set", key=keys.kill, channel=keys.channel,
+                           receivers=receivers, note=note)
+            print(f"global kill switch latched: {keys.kill} set, 'kill' published on "
+                  f"{keys.channel} to {receivers} listening instance(s)")
+        else:
+            was_set, receivers = asyncio.run(global_rearm(firm, password))
+            logger.warning("global_kill_cleared", key=keys.kill, channel=keys.channel,
+                           receivers=receivers, was_set=was_set)
+            print(f"global kill switch cleared: {keys.kill} "
+                  f"{'deleted' if was_set else 'was not set'}, 'rearm' published on "
+                  f"{keys.channel} to {receivers} listening instance(s) (each re-arms if the "
+                  f"global switch killed it and no breaker holds)")
+    except BUS_ERRORS as exc:
+        logger.error("global_switch_failed", command=command, url=firm.redis_url,
+                     error=repr(exc))
+        print(f"mmdaemon {command} --global: Redis at {firm.redis_url} unreachable or "
+              f"refused: {exc!r}; the switch is NOT confirmed", file=sys.stderr)
+        return 1
     return 0
 
 
