@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", default="1", help="1 = real time, N = N x faster, max")
     sim.add_argument("--symbol", default="BTCUSDT")
-    sim.add_argument("--credentials", default="env",
-                     help="the API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET) or a "
-                          "file with api_key and api_secret; none: order entry refuses all")
+    sim.add_argument("--credentials", action="append", metavar="SOURCE",
+                     help="an API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET, the "
+                          "default) or a file with api_key and api_secret; repeat for several "
+                          "accounts (each key is its own); none: order entry refuses all")
     sim.add_argument("--maker-fee-bps", default="0")
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
@@ -134,7 +135,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "sim":
         log.configure(args.log_level, sys.stdout.buffer)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
-                   args.credentials, args.maker_fee_bps)
+                   args.credentials or ["env"], args.maker_fee_bps)
     if args.command == "report":
         log.configure(args.log_level)
         return report(Path(args.state_dir), Path(args.out))
@@ -492,7 +493,7 @@ def record(config: Config, out: Path) -> int:
 
 
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
-        credentials: str, maker_fee_bps: str) -> int:
+        credentials: list[str], maker_fee_bps: str) -> int:
     """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
@@ -507,10 +508,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     logger = log.get_logger(command="sim")
     order_entry: OrderEntry | None = None
     try:
-        creds = load_credentials(credentials)
+        accounts = [load_credentials(source) for source in credentials]
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
-                                 {creds.api_key: creds.secret},
+                                 {c.api_key: c.secret for c in accounts},
                                  lambda: time.time_ns() // 1_000_000)
     except CredentialsError as exc:
         logger.warning("sim_market_data_only", reason=str(exc))
