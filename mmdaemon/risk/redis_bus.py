@@ -292,10 +292,10 @@ class FirmBus:
         for name, action in self.limits.names():
             breach = breaches.get(name)
             if breach is not None and name not in self._breached:
-                self.log.warning("firm_limit_breached", limit=name, action=action,
+                self.log.warning("firm_limit_breached", condition=name, action=action,
                                  **breach.values)
             elif breach is None and name in self._breached:
-                self.log.info("firm_limit_cleared", limit=name)
+                self.log.info("firm_limit_cleared", condition=name)
             if action == "reduce":
                 risk.set_condition(TradingState.REDUCING, name, breach is not None,
                                    **(breach.values if breach else {}))
