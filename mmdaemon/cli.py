@@ -359,9 +359,9 @@ def global_switch(config: Config, command: str, note: str) -> int:
         return 2
     try:
         if command == "kill":
-            receivers = asyncio.run(global_kill(firm, password, note))
+            receivers, sent_ns = asyncio.run(global_kill(firm, password, note))
             logger.warning("global_kill_set", key=keys.kill, channel=keys.channel,
-                           receivers=receivers, note=note)
+                           receivers=receivers, note=note, sent_ns=sent_ns)
             print(f"global kill switch latched: {keys.kill} set, 'kill' published on "
                   f"{keys.channel} to {receivers} listening instance(s)")
         else:

@@ -181,7 +181,7 @@ async def test_control_channel_kills_and_rearms(redis_server: RedisServer) -> No
         while host.risk.state is not TradingState.ACTIVE or await _subscribers(config) < 1:
             assert loop.time() < deadline, log.events[-5:]
             await asyncio.sleep(0.01)
-        assert await global_kill(config, None, "test") == 1
+        assert (await global_kill(config, None, "test")).receivers == 1
         while not host.risk.killed:
             assert loop.time() < deadline
             await asyncio.sleep(0.005)

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -342,17 +342,25 @@ def latch_value(note: str) -> bytes:
                          "ts_ms": time.time_ns() // 1_000_000, "note": note})
 
 
-async def global_kill(firm: FirmConfig, password: str | None, note: str) -> int:
-    """Set the latched kill key and publish ``kill``, atomically (MULTI/EXEC); returns the
-    number of subscribers that received the message."""
+class Sent(NamedTuple):
+    """What a global command did: subscribers that received the message, and the wall time
+    (ns since the epoch) just before the command was written to Redis."""
+
+    receivers: int
+    sent_ns: int
+
+
+async def global_kill(firm: FirmConfig, password: str | None, note: str) -> Sent:
+    """Set the latched kill key and publish ``kill``, atomically (MULTI/EXEC)."""
     keys = Keys(firm.namespace, firm.desk)
     client = connect(firm, password)
     try:
         pipe = client.pipeline(transaction=True)
         pipe.set(keys.kill, latch_value(note))
         pipe.publish(keys.channel, KILL_MESSAGE)
+        sent_ns = time.time_ns()
         _, receivers = await pipe.execute()
-        return int(receivers)
+        return Sent(int(receivers), sent_ns)
     finally:
         await client.aclose()
 
