@@ -281,6 +281,10 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         config = dataclasses.replace(config,
                                      exchange=dataclasses.replace(config.exchange,
                                                                   adapter="paper"))
+    if config.firm.enabled:
+        # nor the desk: its simulated position must not count in the firm's exposure
+        config = dataclasses.replace(config,
+                                     firm=dataclasses.replace(config.firm, enabled=False))
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:

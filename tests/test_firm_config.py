@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from mmdaemon.config import ConfigError, load_config
 from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
 from tests.conftest import REPO
-from tests.helpers import write_config
+from tests.helpers import first_lines, write_config
 from tests.test_record_sim_cli import free_port
 
 FIRM: dict[str, Any] = {"enabled": True, "desk": "desk1", "instance": "btc-a",
@@ -102,3 +103,15 @@ def test_global_switch_needs_the_firm_section_and_says_when_redis_is_unreachable
         assert proc.returncode == 1, proc.stderr
         assert f"Redis at {url} unreachable" in proc.stderr
         assert "NOT confirmed" in proc.stderr and proc.stdout == ""
+
+
+def test_a_dry_run_never_joins_the_desk(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # unreachable: a live instance would halt
+    recording = first_lines(tmp_path / "short.gz", 3000)
+    config = write_config(tmp_path, {"firm": {**FIRM, "redis_url": url}})
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "replay", str(recording),
+                           "--config", str(config), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert orjson.loads(proc.stdout)["orders"] > 0
+    assert "firm_bus" not in proc.stderr

@@ -205,3 +205,33 @@ async def _subscribers(config: FirmConfig) -> int:
         return int(counts[0][1])
     finally:
         await client.aclose()
+
+
+async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
+    redis_server: RedisServer
+) -> None:
+    config = firm(redis_server, heartbeat_ms=60_000, ttl_ms=120_000, grace_ms=60_000)
+    host = Host()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), Recorder(), None)
+    key = Keys("mmdaemon", "desk1").heartbeat("btc-a")
+    task = asyncio.create_task(bus.run())
+    try:
+        with redis_server.client() as r:
+            def beat() -> dict[str, Any]:
+                raw = r.get(key)
+                return orjson.loads(raw) if raw else {}  # type: ignore[arg-type]
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while beat().get("seq") != 1:
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            host.position_lots = 200_000  # what the daemon does on a fill:
+            bus.publish_soon()
+            while beat().get("seq") != 2:
+                assert loop.time() < deadline  # far sooner than the 60 s period
+                await asyncio.sleep(0.01)
+            assert beat()["position_lots"] == 200_000 and beat()["notional"] == "120"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
