@@ -26,14 +26,15 @@ demo: $(STAMP)
 	$(BIN)/mmdaemon verify-book $(RECORDING)
 
 # Optional system tools some tests use (headless Chromium for the report, promtool for the
-# metrics endpoint): installed once when this runs as root with apt; elsewhere those tests
-# skip with a reason.
+# metrics endpoint, redis-server for the firm risk bus): installed once when this runs as
+# root with apt; elsewhere those tests skip with a reason. The tests start their own
+# redis-server on a free loopback port; a system one the package may start is not used.
 $(SYSDEPS): | $(STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			chromium prometheus systemd >/dev/null) \
-		|| echo "apt: chromium/promtool/systemd-analyze missing; their tests will skip"; \
-	else echo "not root with apt: chromium/promtool tests skip unless already installed"; fi
+			chromium prometheus systemd redis-server >/dev/null) \
+		|| echo "apt: chromium/promtool/systemd-analyze/redis-server missing; their tests will skip"; \
+	else echo "not root with apt: chromium/promtool/redis tests skip unless already installed"; fi
 	touch $(SYSDEPS)
 
 test: $(STAMP) $(SYSDEPS) lint

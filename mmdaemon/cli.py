@@ -86,15 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", default="1", help="1 = real time, N = N x faster, max")
     sim.add_argument("--symbol", default="BTCUSDT")
-    sim.add_argument("--credentials", default="env",
-                     help="the API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET) or a "
-                          "file with api_key and api_secret; none: order entry refuses all")
+    sim.add_argument("--credentials", action="append", metavar="SOURCE",
+                     help="an API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET, the "
+                          "default) or a file with api_key and api_secret; repeat for several "
+                          "accounts (each key is its own); none: order entry refuses all")
     sim.add_argument("--maker-fee-bps", default="0")
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
-        cmd = commands.add_parser(name, help=f"{what} of the running instance")
+        cmd = commands.add_parser(name, help=f"{what} of the running instance; with "
+                                             "--global, of every instance of the desk")
         cmd.add_argument("--config", required=True, metavar="FILE")
+        cmd.add_argument("--global", dest="global_", action="store_true",
+                         help="through Redis ([firm] in the config): the latched desk-wide "
+                              "kill key and its channel")
+        if name == "kill":
+            cmd.add_argument("--note", default="", help="why, stored with the latch")
     return parser
 
 
@@ -132,7 +139,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "sim":
         log.configure(args.log_level, sys.stdout.buffer)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
-                   args.credentials, args.maker_fee_bps)
+                   args.credentials or ["env"], args.maker_fee_bps)
     if args.command == "report":
         log.configure(args.log_level)
         return report(Path(args.state_dir), Path(args.out))
@@ -157,6 +164,8 @@ def _main(argv: Sequence[str] | None) -> int:
                       sys.stderr.buffer)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock)
+    if args.global_:
+        return global_switch(config, args.command, getattr(args, "note", ""))
     return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
@@ -278,6 +287,10 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         config = dataclasses.replace(config,
                                      exchange=dataclasses.replace(config.exchange,
                                                                   adapter="paper"))
+    if config.firm.enabled:
+        # nor the desk: its simulated position must not count in the firm's exposure
+        config = dataclasses.replace(config,
+                                     firm=dataclasses.replace(config.firm, enabled=False))
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
@@ -331,6 +344,51 @@ def signal_instance(config: Config, sig: signal.Signals) -> int:
         print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)
         return 2
     print(f"sent {sig.name} to pid {pid}")
+    return 0
+
+
+def global_switch(config: Config, command: str, note: str) -> int:
+    """``mmdaemon kill --global`` / ``rearm --global``: set (or clear) the desk's latched
+    kill key in Redis and publish it on the control channel. 0 done, 1 Redis unreachable
+    or refused, 2 no usable ``[firm]`` section."""
+    from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
+    from mmdaemon.risk.firm import Keys
+    from mmdaemon.risk.redis_bus import BUS_ERRORS, global_kill, global_rearm
+
+    firm = config.firm
+    if not firm.enabled:
+        print(f"mmdaemon {command} --global: config error: firm.enabled: expected true (the "
+              f"global switch lives in the firm risk bus's Redis)", file=sys.stderr)
+        return 2
+    log.configure(config.logging.level, sys.stderr.buffer)  # stdout: what was done
+    logger = log.get_logger(command=f"{command} --global")
+    keys = Keys(firm.namespace, firm.desk)
+    try:
+        password = load_redis_password(firm.password)
+    except CredentialsError as exc:
+        print(f"mmdaemon {command} --global: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if command == "kill":
+            receivers, sent_ns = asyncio.run(global_kill(firm, password, note))
+            logger.warning("global_kill_set", key=keys.kill, channel=keys.channel,
+                           receivers=receivers, note=note, sent_ns=sent_ns)
+            print(f"global kill switch latched: {keys.kill} set, 'kill' published on "
+                  f"{keys.channel} to {receivers} listening instance(s)")
+        else:
+            was_set, receivers = asyncio.run(global_rearm(firm, password))
+            logger.warning("global_kill_cleared", key=keys.kill, channel=keys.channel,
+                           receivers=receivers, was_set=was_set)
+            print(f"global kill switch cleared: {keys.kill} "
+                  f"{'deleted' if was_set else 'was not set'}, 'rearm' published on "
+                  f"{keys.channel} to {receivers} listening instance(s) (each re-arms if the "
+                  f"global switch killed it and no breaker holds)")
+    except BUS_ERRORS as exc:
+        logger.error("global_switch_failed", command=command, url=firm.redis_url,
+                     error=repr(exc))
+        print(f"mmdaemon {command} --global: Redis at {firm.redis_url} unreachable or "
+              f"refused: {exc!r}; the switch is NOT confirmed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -446,7 +504,7 @@ def record(config: Config, out: Path) -> int:
 
 
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
-        credentials: str, maker_fee_bps: str) -> int:
+        credentials: list[str], maker_fee_bps: str) -> int:
     """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
@@ -461,10 +519,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     logger = log.get_logger(command="sim")
     order_entry: OrderEntry | None = None
     try:
-        creds = load_credentials(credentials)
+        accounts = [load_credentials(source) for source in credentials]
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
-                                 {creds.api_key: creds.secret},
+                                 {c.api_key: c.secret for c in accounts},
                                  lambda: time.time_ns() // 1_000_000)
     except CredentialsError as exc:
         logger.warning("sim_market_data_only", reason=str(exc))

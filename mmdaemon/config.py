@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -155,6 +157,55 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class AssetLimitConfig:
+    """A firm limit on one base asset: the desk's gross notional (sum of every instance's
+    |position| x mark), quote currency; ``action`` when reached."""
+
+    asset: str
+    max_notional: str
+    action: Literal["reduce", "kill"] = "reduce"
+
+
+@dataclass(frozen=True)
+class FirmConfig:
+    """Firm-wide risk over Redis (off unless ``enabled``); see ``deploy/redis.md``.
+
+    ``redis_url``: ``redis://host:port/db`` or ``rediss://`` (TLS, verified against the
+    system CAs or ``tls_ca_file``); never with a password in it. ``password``: where the
+    password is, never the password: ``""`` none, ``"env"`` the variable
+    ``MMDAEMON_REDIS_PASSWORD``, else a file (absolute, or relative to
+    ``$CREDENTIALS_DIRECTORY``) holding ``password = "..."``; ``username`` for Redis ACLs.
+    Keys live under ``{namespace}:{{desk}}:``. Times in ms: a heartbeat every
+    ``heartbeat_ms`` (and on every fill) that expires after ``ttl_ms``; every Redis round
+    trip is abandoned after ``timeout_ms``; Redis unreachable for longer than ``grace_ms``
+    -> HALTED (``on_redis_lost = "halt"``, resumes when it returns) or KILLED (``"kill"``).
+    Limits: ``asset_limits`` per base asset; the desk's loss and drawdown from its peak in
+    ``quote_asset`` (``""`` = no limit), each with its action, ``"reduce"`` or ``"kill"``.
+    """
+
+    enabled: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    username: str = ""
+    password: str = ""
+    tls_ca_file: str = ""
+    namespace: str = "mmdaemon"
+    desk: str = ""
+    instance: str = ""
+    base_asset: str = ""
+    quote_asset: str = ""
+    heartbeat_ms: int = 500
+    ttl_ms: int = 3000
+    timeout_ms: int = 1000
+    grace_ms: int = 3000
+    on_redis_lost: Literal["halt", "kill"] = "halt"
+    asset_limits: tuple[AssetLimitConfig, ...] = ()
+    desk_max_loss: str = ""
+    desk_max_loss_action: Literal["reduce", "kill"] = "kill"
+    desk_max_drawdown: str = ""
+    desk_max_drawdown_action: Literal["reduce", "kill"] = "kill"
+
+
+@dataclass(frozen=True)
 class Config:
     instrument: InstrumentConfig
     feed: FeedConfig
@@ -166,6 +217,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    firm: FirmConfig = field(default_factory=FirmConfig)
 
     def money_units(self, amount: str, instrument: Instrument) -> Fraction:
         """Quote-currency ``amount`` in notional units (ticks x lots), exactly."""
@@ -303,6 +355,71 @@ def _check(config: Config) -> None:
         raise ConfigError(f"exchange.latency_ms: expected >= 0, got {config.exchange.latency_ms}")
     if risk.inventory_soft_lots > risk.inventory_hard_lots:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
+    if config.firm.enabled:
+        _check_firm(config.firm)
+
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ASSET_RE = re.compile(r"[A-Za-z0-9]{1,20}")
+
+
+def _check_firm(firm: FirmConfig) -> None:
+    """The ``[firm]`` section of an enabled risk bus."""
+    url = urllib.parse.urlsplit(firm.redis_url)
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ConfigError(f"firm.redis_url: expected redis://host:port/db or rediss://..., "
+                          f"got {firm.redis_url!r}")
+    if url.password is not None or url.username:
+        # the URL would carry the secret into the config file and every log of it
+        raise ConfigError("firm.redis_url: expected no user or password in the URL; use "
+                          "firm.username and firm.password (a source, never the secret)")
+    try:
+        url.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise ConfigError(f"firm.redis_url: expected a port 0..65535, got {url.netloc!r}"
+                          ) from None
+    if firm.tls_ca_file and url.scheme != "rediss":
+        raise ConfigError("firm.tls_ca_file: expected only with a rediss:// (TLS) URL")
+    for key in ("namespace", "desk", "instance"):
+        if not _NAME_RE.fullmatch(getattr(firm, key)):
+            raise ConfigError(f"firm.{key}: expected 1-64 letters, digits, '_', '.' or '-', "
+                              f"got {getattr(firm, key)!r}")
+    for key in ("base_asset", "quote_asset"):
+        if not _ASSET_RE.fullmatch(getattr(firm, key)):
+            raise ConfigError(f"firm.{key}: expected an asset code of 1-20 letters or "
+                              f"digits (e.g. BTC, USDT), got {getattr(firm, key)!r}")
+    for key in ("heartbeat_ms", "ttl_ms", "timeout_ms", "grace_ms"):
+        if not 0 < getattr(firm, key) <= 3_600_000:
+            raise ConfigError(f"firm.{key}: expected 1..3600000 ms, got {getattr(firm, key)}")
+    if firm.ttl_ms < 2 * firm.heartbeat_ms:
+        raise ConfigError(f"firm.ttl_ms: expected >= 2 x firm.heartbeat_ms "
+                          f"({2 * firm.heartbeat_ms}), or one late heartbeat expires the "
+                          f"instance; got {firm.ttl_ms}")
+    if firm.grace_ms < firm.heartbeat_ms or firm.timeout_ms > firm.grace_ms:
+        raise ConfigError(f"firm.grace_ms: expected >= firm.heartbeat_ms and >= "
+                          f"firm.timeout_ms, got {firm.grace_ms}")
+    seen: set[str] = set()
+    for i, limit in enumerate(firm.asset_limits):
+        key = f"firm.asset_limits[{i}]"
+        if not _ASSET_RE.fullmatch(limit.asset):
+            raise ConfigError(f"{key}.asset: expected an asset code of 1-20 letters or "
+                              f"digits, got {limit.asset!r}")
+        if limit.asset in seen:
+            raise ConfigError(f"{key}.asset: expected one limit per asset, {limit.asset!r} "
+                              f"is given twice")
+        seen.add(limit.asset)
+        _positive_decimal(limit.max_notional, f"{key}.max_notional")
+    for key in ("desk_max_loss", "desk_max_drawdown"):
+        if getattr(firm, key):
+            _positive_decimal(getattr(firm, key), f"firm.{key}")
+
+
+def _positive_decimal(text: str, key: str) -> Decimal:
+    expected = "a positive decimal (quote currency)"
+    value = _decimal(text, key, expected)
+    if value == 0:
+        raise ConfigError(f"{key}: expected {expected}, got {text!r}")
+    return value
 
 
 _DECIMAL_LIMIT = 100
@@ -330,10 +447,15 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         _resolve(base, p, f"feed.recordings[{i}]") for i, p in enumerate(config.feed.recordings)
     )
     state_dir = _resolve(base, config.state.dir, "state.dir")
+    firm = config.firm
+    if firm.tls_ca_file:
+        firm = dataclasses.replace(firm, tls_ca_file=_resolve(base, firm.tls_ca_file,
+                                                              "firm.tls_ca_file"))
     return dataclasses.replace(
         config,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
+        firm=firm,
     )
 
 

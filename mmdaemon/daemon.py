@@ -8,7 +8,9 @@ Where things happen:
   :meth:`Service._send` (pre-trade checks on every order action);
 - fills come back through :meth:`Service._on_execution`, journaled first.
 
-Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task.
+Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
+(plus the systemd watchdog when asked for, and the firm risk bus when ``[firm]`` is enabled:
+:mod:`mmdaemon.risk.redis_bus`).
 The periodic breakers (staleness, reject window, PnL at the mark) run on *event time* inside
 the feed path, so a replay at any speed gives the same result; the supervisor task runs them
 on the clock as well, which is what notices a feed that has gone silent. Any exception in a
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -71,14 +73,18 @@ from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
+from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure, Identity
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
+if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled loads it
+    from mmdaemon.risk.redis_bus import FirmBus
+
 PID_FILE = "mmdaemon.pid"
 # config sections a SIGHUP cannot change: they shape connections, files and the book itself
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
-RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging")
+RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 
 
@@ -168,6 +174,7 @@ class Service:
         self.exchange = make_exchange(config, inst, log)
         self.exchange.set_listener(self._on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
+        self.firm = make_firm_bus(config, self, clock, log)
         # set in _open(): they need the journal
         self.journal: Journal
         self.position: Position
@@ -185,9 +192,13 @@ class Service:
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
         self.quoter.set_inventory(position.position)
-        # start HALTED until the book is synced and the venue is ready: no quote before
+        # start HALTED until the book is synced and the venue is ready (and the firm bus has
+        # read the global kill latch): no quote before
+        halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
+        if self.firm is not None:
+            halts[FIRM_NOT_READY] = {}
         self.risk = RiskState(self._on_transition, restored.killed, restored.kill_reason,
-                              halts={"book_out_of_sync": {}, "venue_not_ready": {}})
+                              halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
         # fills the venue reports above this were never journaled (missed while down)
@@ -248,9 +259,11 @@ class Service:
                 watchdog = (tasks.create_task(self._watchdog_task(interval), name="watchdog")
                             if interval else None)
                 supervisor = tasks.create_task(self._supervisor_task(), name="supervisor")
+                firm = (tasks.create_task(self.firm.run(), name="firm")
+                        if self.firm is not None else None)
                 stop = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (feed, supervisor, stop, watchdog):
+                for task in (feed, supervisor, stop, watchdog, firm):
                     if task is not None:
                         task.cancel()
         except BaseException:
@@ -574,6 +587,8 @@ class Service:
         self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
                       side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
+        if self.firm is not None:
+            self.firm.publish_soon()
         self.breakers.check_inventory(position.position)
         if self.mark() is not None:  # no mark yet (a fill recovered at start): no PnL to judge
             self.breakers.check_pnl(self.total_pnl_units())
@@ -619,9 +634,10 @@ class Service:
         self.log.warning("kill_switch_tripped", reason=reason, **values)
         self._cancel_due = True
 
-    def kill(self, reason: str) -> None:
-        """Trip the kill switch (SIGUSR1) and cancel everything now (again, if killed)."""
-        self._latch_kill(reason)
+    def kill(self, reason: str, **values: Any) -> None:
+        """Trip the kill switch (SIGUSR1, the global kill switch, a firm kill limit) and
+        cancel everything now (again, if killed)."""
+        self._latch_kill(reason, **values)
         self._cancel_due = True
         task = asyncio.get_running_loop().create_task(self._cancel_now(reason))
         self._background.add(task)
@@ -645,13 +661,31 @@ class Service:
             return
         total = self.total_pnl_units()
         held = self.breakers.holding(self.position.position, total)
+        if self.firm is not None:
+            held += self.firm.holding()
         if held:
             self.log.warning("rearm_refused", reasons=held)
             return
         self.journal.set_killed(False, "", self.now_ns)
         self.breakers.rearmed(total)
+        if self.firm is not None:
+            self.firm.rearmed()
         self.risk.rearm()
         self.log.info("kill_switch_rearmed", state=self.risk.state.value)
+
+    def rearm_global(self) -> None:
+        """The global kill switch was re-armed: re-arm too if that is what killed us (an
+        instance killed for its own reasons stays killed until re-armed itself)."""
+        if self.risk.killed and self.risk.kill_reason == GLOBAL_KILL_REASON:
+            self.rearm()
+        else:
+            self.log.info("rearm_ignored", reason="not killed by the global kill switch",
+                          state=self.risk.state.value, kill_reason=self.risk.kill_reason)
+
+    def firm_exposure(self) -> Exposure:
+        """Our numbers for the firm risk bus: position, mark, PnL, state."""
+        return Exposure(self.position.position, self.mark(), self.total_pnl_units(),
+                        self.risk.state.value)
 
     def _on_transition(self, old: TradingState, new: TradingState, reason: str,
                        values: dict[str, Any]) -> None:
@@ -838,6 +872,21 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
                                request_timeout_s=ex.request_timeout_ms / 1000,
                                proxy=config.feed.proxy or None)
     return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)
+
+
+def make_firm_bus(config: Config, service: Service, clock: Clock, log: Any) -> FirmBus | None:
+    """The firm risk bus when ``[firm]`` is enabled, else None. The Redis password is read
+    now (a :class:`~mmdaemon.exchange.credentials.CredentialsError` names the source)."""
+    firm = config.firm
+    if not firm.enabled:
+        return None
+    from mmdaemon.exchange.credentials import load_redis_password
+    from mmdaemon.risk.redis_bus import FirmBus
+
+    inst = config.instrument
+    identity = Identity(firm.instance, firm.desk, firm.base_asset, firm.quote_asset,
+                        inst.tick_size, inst.lot_size)
+    return FirmBus(firm, identity, service, clock, log, load_redis_password(firm.password))
 
 
 def pretrade_limits(config: Config) -> PreTradeLimits:

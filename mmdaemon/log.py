@@ -44,6 +44,13 @@ ALWAYS_LOGGED: frozenset[str] = frozenset({
     "rearm_refused",
     "venue_status",
     "journal_write_failed",
+    "firm_bus_ready",
+    "firm_bus_lost",
+    "firm_bus_restored",
+    "firm_limit_breached",
+    "firm_limit_cleared",
+    "global_kill_received",
+    "global_rearm_received",
 })
 """Events that are never rate-limited, whatever their level."""
 

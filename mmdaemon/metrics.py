@@ -108,6 +108,8 @@ KNOWN_CONDITIONS: frozenset[tuple[str, str]] = frozenset({
     ("reject_burst", "HALTED"),
     ("venue_not_ready", "HALTED"),
     ("inventory_soft_limit", "REDUCING"),
+    ("firm_bus_not_ready", "HALTED"),  # the firm risk bus ([firm]); its limits are named
+    ("firm_bus_unreachable", "HALTED"),  # per asset, so they show once they first hold
 })
 """(condition, severity) pairs the risk layer raises today (breakers and the daemon), so each
 has a series (0 until it first holds) from the first scrape. A condition added later still

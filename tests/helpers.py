@@ -21,6 +21,8 @@ def _value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (inside a list: an array of tables)
+        return "{" + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + "}"
     return repr(v)
 
 

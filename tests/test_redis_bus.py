@@ -1,0 +1,237 @@
+"""The firm risk bus against a real redis-server: what it writes, what it reads, what it
+tells the daemon. The daemon side is a small host with the real RiskState; time for the
+grace period comes from a ManualClock so the outage test is exact."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from mmdaemon.clock import ManualClock
+from mmdaemon.config import AssetLimitConfig, FirmConfig
+from mmdaemon.risk.firm import Exposure, Identity, Keys
+from mmdaemon.risk.redis_bus import FirmBus, connect, global_kill, global_rearm
+from mmdaemon.risk.state import RiskState, TradingState
+from tests.recorder import Recorder
+from tests.redis_server import RedisServer
+
+IDENTITY = Identity("btc-a", "desk1", "BTC", "USDT", tick_size="0.01", lot_size="0.00000001")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+class Host:
+    """The daemon's side of the bus: a real RiskState, kills and re-arms recorded."""
+
+    def __init__(self, position_lots: int = 0) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.risk = RiskState(lambda old, new, why, values: self.calls.append(
+            ("state", f"{new.value}:{why}")), halts={"firm_bus_not_ready": {}})
+        self.position_lots = position_lots
+
+    def firm_exposure(self) -> Exposure:
+        # 1 BTC = 100,000,000 lots at a mark of 60,000.00 (6,000,000 ticks)
+        return Exposure(self.position_lots, Fraction(6_000_000), Fraction(0),
+                        self.risk.state.value)
+
+    def kill(self, reason: str, **values: Any) -> None:
+        self.calls.append(("kill", f"{reason} halted_for={sorted(self.risk.halts)}"))
+        self.risk.kill(reason, **values)
+
+    def rearm_global(self) -> None:
+        self.calls.append(("rearm_global", ""))
+        self.risk.rearm()
+
+
+def firm(server: RedisServer, **overrides: Any) -> FirmConfig:
+    values: dict[str, Any] = {
+        "enabled": True, "redis_url": server.url, "desk": "desk1", "instance": "btc-a",
+        "base_asset": "BTC", "quote_asset": "USDT", "heartbeat_ms": 100, "ttl_ms": 1000,
+        "timeout_ms": 500, "grace_ms": 1000, **overrides}
+    return FirmConfig(**values)
+
+
+def peer(instance: str, lots: int, notional: str) -> bytes:
+    return orjson.dumps({"v": 1, "instance": instance, "desk": "desk1", "base": "BTC",
+                         "quote": "USDT", "position_lots": lots, "lot_size": "0.00000001",
+                         "notional": notional, "pnl": "0", "state": "ACTIVE", "seq": 1,
+                         "ts_ms": 0})
+
+
+async def test_heartbeat_peers_limits_and_bad_records(redis_server: RedisServer) -> None:
+    config = firm(redis_server, asset_limits=(AssetLimitConfig("BTC", "100000"),))
+    host, log = Host(position_lots=100_000_000), Recorder()  # 1 BTC: 60,000 USDT
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    keys = Keys("mmdaemon", "desk1")
+    with redis_server.client() as r:
+        r.set(keys.heartbeat("btc-b"), peer("btc-b", -50_000_000, "30000"))
+        r.set(keys.heartbeat("btc-c"), b"{not a heartbeat")
+        r.set(keys.heartbeat("btc-d"), peer("somebody-else", 1, "1"))
+        r.sadd(keys.instances, "btc-b", "btc-c", "btc-d", "btc-gone")
+        client = connect(config, None)
+        try:
+            await bus.cycle(client)
+            own = orjson.loads(r.get(keys.heartbeat("btc-a")))  # type: ignore[arg-type]
+            assert own["notional"] == "60000" and own["position_lots"] == 100_000_000
+            assert 0 < r.pttl(keys.heartbeat("btc-a")) <= 1000
+            assert host.risk.state is TradingState.ACTIVE  # 90,000 < 100,000; ready now
+            ignored = {e["peer"]: e["reason"] for e in log.named("firm_heartbeat_ignored")}
+            assert set(ignored) == {"btc-c", "btc-d"}
+            assert "not JSON" in ignored["btc-c"] and "somebody-else" in ignored["btc-d"]
+            assert [e["peer"] for e in log.named("firm_instance_expired")] == ["btc-gone"]
+            # a peer grows: 60,000 + 45,000 >= 100,000 -> REDUCING, with the aggregate
+            r.set(keys.heartbeat("btc-b"), peer("btc-b", -75_000_000, "45000"))
+            await bus.cycle(client)
+            assert host.risk.state is TradingState.REDUCING
+            (breach,) = log.named("firm_limit_breached")
+            assert breach["gross_notional"] == "105000" and breach["limit"] == "100000"
+            assert breach["net_position"] == "0.25" and breach["action"] == "reduce"
+            assert host.risk.reducing["firm_notional_BTC"]["instances"] == ["btc-a", "btc-b"]
+            # its heartbeat expires: its contribution goes, visibly, and the limit clears
+            r.delete(keys.heartbeat("btc-b"))
+            await bus.cycle(client)
+            assert host.risk.state is TradingState.ACTIVE
+            assert [e["peer"] for e in log.named("firm_instance_expired")] == [
+                "btc-gone", "btc-b"]
+            assert log.named("firm_limit_cleared")
+        finally:
+            await client.aclose()
+
+
+async def test_latched_kill_is_in_force_before_the_not_ready_halt_clears(
+    redis_server: RedisServer
+) -> None:
+    config = firm(redis_server)
+    await global_kill(config, None, "test")
+    host = Host()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), Recorder(), None)
+    client = connect(config, None)
+    try:
+        await bus.cycle(client)
+    finally:
+        await client.aclose()
+    # KILLED while still HALTED for the bus: there was never a moment to quote in
+    assert host.calls == [("kill", "global_kill_switch halted_for=['firm_bus_not_ready']"),
+                          ("state", "KILLED:global_kill_switch")]
+    assert bus.latched and bus.holding() == ["global kill switch latched"]
+    assert host.risk.state is TradingState.KILLED and not host.risk.halts
+
+
+async def test_redis_lost_halts_after_the_grace_period_and_clears_when_back(
+    redis_server: RedisServer
+) -> None:
+    clock, host, log = ManualClock(), Host(), Recorder()
+    config = firm(redis_server, grace_ms=1000)
+    bus = FirmBus(config, IDENTITY, host, clock, log, None)
+    client = connect(config, None)
+    try:
+        await bus.cycle(client)
+        assert host.risk.state is TradingState.ACTIVE
+        redis_server.stop()
+        clock.now_ns += 900_000_000
+        await bus.cycle(client)
+        assert host.risk.state is TradingState.ACTIVE  # within the grace period
+        clock.now_ns += 200_000_000
+        await bus.cycle(client)
+        assert host.risk.state is TradingState.HALTED
+        assert host.risk.halts["firm_bus_unreachable"]["silent_ms"] == 1100
+        (lost,) = log.named("firm_bus_lost")
+        assert lost["action"] == "halt" and lost["grace_ms"] == 1000
+        redis_server.start()
+        await bus.cycle(client)
+        assert host.risk.state is TradingState.ACTIVE and log.named("firm_bus_restored")
+    finally:
+        await client.aclose()
+    # configured to kill instead
+    redis_server.stop()
+    killer = Host()
+    bus = FirmBus(firm(redis_server, on_redis_lost="kill"), IDENTITY, killer, clock,
+                  Recorder(), None)
+    bus.health.ok(clock.now_ns)  # it had been connected
+    clock.now_ns += 2_000_000_000
+    client = connect(bus.firm, None)
+    try:
+        await bus.cycle(client)
+    finally:
+        await client.aclose()
+    assert ("kill", "firm_bus_unreachable halted_for=['firm_bus_not_ready']") in killer.calls
+    redis_server.start()
+
+
+async def test_control_channel_kills_and_rearms(redis_server: RedisServer) -> None:
+    config = firm(redis_server)
+    host, log = Host(), Recorder()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    task = asyncio.create_task(bus.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while host.risk.state is not TradingState.ACTIVE or await _subscribers(config) < 1:
+            assert loop.time() < deadline, log.events[-5:]
+            await asyncio.sleep(0.01)
+        assert (await global_kill(config, None, "test")).receivers == 1
+        while not host.risk.killed:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.005)
+        assert ("kill", "global_kill_switch halted_for=[]") in host.calls
+        assert log.named("global_kill_received")
+        assert await global_rearm(config, None) == (True, 1)
+        while host.risk.killed:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.005)
+        assert host.calls[-2:] == [("rearm_global", ""), ("state", "ACTIVE:rearmed")]
+        assert not bus.latched
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _subscribers(config: FirmConfig) -> int:
+    client = connect(config, None)
+    try:
+        counts = await client.pubsub_numsub(Keys("mmdaemon", "desk1").channel)
+        return int(counts[0][1])
+    finally:
+        await client.aclose()
+
+
+async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
+    redis_server: RedisServer
+) -> None:
+    config = firm(redis_server, heartbeat_ms=60_000, ttl_ms=120_000, grace_ms=60_000)
+    host = Host()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), Recorder(), None)
+    key = Keys("mmdaemon", "desk1").heartbeat("btc-a")
+    task = asyncio.create_task(bus.run())
+    try:
+        with redis_server.client() as r:
+            def beat() -> dict[str, Any]:
+                raw = r.get(key)
+                return orjson.loads(raw) if raw else {}  # type: ignore[arg-type]
+
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while beat().get("seq") != 1:
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            host.position_lots = 200_000  # what the daemon does on a fill:
+            bus.publish_soon()
+            while beat().get("seq") != 2:
+                assert loop.time() < deadline  # far sooner than the 60 s period
+                await asyncio.sleep(0.01)
+            assert beat()["position_lots"] == 200_000 and beat()["notional"] == "120"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
