@@ -15,7 +15,6 @@ Times are asserted with generous bounds (a loaded 2-core box) and printed (`pyte
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -27,16 +26,15 @@ from typing import Any
 
 import orjson
 import pytest
-from websockets.asyncio.client import connect
 
 from mmdaemon.journal import Journal
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Side
-from mmdaemon.venues import binance_api as api
+from mmdaemon.model import Fill, Side
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
 from tests.helpers import to_toml
 from tests.redis_server import RedisServer
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
+from tests.test_sim_processes import open_orders as sim_open_orders
 
 HEARTBEAT_MS, GRACE_MS = 200, 1500
 
@@ -52,19 +50,7 @@ def wall(event: Event) -> float:
 
 def open_orders(port: int, name: str) -> list[Any]:
     """``openOrders.status`` of instance ``name``'s account, asked of the sim itself."""
-    key, secret = account(name)
-
-    async def ask() -> list[Any]:
-        async with connect(f"ws://127.0.0.1:{port}/ws-api/v3", proxy=None) as ws:
-            await ws.send(api.open_orders_status(
-                BINANCE_SPOT_BTCUSDT, request_id=1, creds=api.Credentials(key, secret),
-                timestamp_ms=time.time_ns() // 1_000_000).decode())
-            response = api.parse_response(await ws.recv())
-            assert isinstance(response, api.Response) and response.error is None, response
-            assert isinstance(response.result, list)
-            return response.result
-
-    return asyncio.run(ask())
+    return sim_open_orders(port, *account(name))
 
 
 def poll(pred: Any, timeout: float, what: str) -> float:

@@ -21,13 +21,13 @@ from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 KEY, SECRET = "proc-key", "proc-secret-never-in-logs"
 
 
-def open_orders(port: int) -> list[object]:
-    """``openOrders.status`` for our account, asked of the sim directly."""
+def open_orders(port: int, key: str = KEY, secret: str = SECRET) -> list[object]:
+    """``openOrders.status`` for an account (ours by default), asked of the sim directly."""
 
     async def ask() -> list[object]:
         async with connect(f"ws://127.0.0.1:{port}/ws-api/v3", proxy=None) as ws:
             await ws.send(api.open_orders_status(
-                BINANCE_SPOT_BTCUSDT, request_id=1, creds=api.Credentials(KEY, SECRET),
+                BINANCE_SPOT_BTCUSDT, request_id=1, creds=api.Credentials(key, secret),
                 timestamp_ms=time.time_ns() // 1_000_000).decode())
             response = api.parse_response(await ws.recv())
             assert isinstance(response, api.Response) and response.error is None, response
