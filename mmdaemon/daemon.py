@@ -283,6 +283,7 @@ class Service:
                     loop.remove_signal_handler(sig)
                 self.journal.close()
                 self.notifier.close()
+                gc.unfreeze()  # a process that runs services one after another frees them
                 if self.write_pid:
                     pid_path.unlink(missing_ok=True)
 
