@@ -19,7 +19,8 @@ open afterwards or something failed.
 
 Every order request goes out under one lock, and the trading state is checked again right
 before each place or amend: a kill or halt that lands while another task is sending stops
-the next request.
+the next request. So is the order itself: an action decided before the lock was free may
+be about an order that the lock's holder (a cancel-all) has closed meanwhile; it is dropped.
 """
 
 from __future__ import annotations
@@ -485,8 +486,8 @@ class Service:
 
     async def _send_one(self, action: OrderAction) -> None:
         manager, counters, exchange = self.manager, self.counters, self.exchange
-        if not self._venue_ready or not self._may_quote(action):
-            return  # the state changed since the quote was decided
+        if not self._venue_ready or not self._may_quote(action) or not manager.applies(action):
+            return  # the state or the order changed since the action was decided
         blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
         if blocked is not None:
             counters.blocked += 1
