@@ -80,6 +80,7 @@ PID_FILE = "mmdaemon.pid"
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 
 
 def _decoded_ns(item: Decoded) -> int:
@@ -434,6 +435,11 @@ class Service:
             elif kind is Gap:
                 self._need_snapshot = True  # live: fetch one; replay: wait for the next
                 requote = True
+            elif kind is Malformed and event.reason.startswith(  # type: ignore[union-attr]
+                    MALFORMED_SNAPSHOT) and not self.book.synced:
+                # the snapshot we waited for did not decode: without another, the book
+                # would wait for ever (the feed backs off if they keep coming bad)
+                self._need_snapshot = True
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
@@ -787,6 +793,7 @@ def feed_settings(config: Config) -> FeedSettings:
         max_connection_age_s=feed.max_connection_age_s,
         backoff_initial_s=feed.backoff_initial_ms / 1000,
         backoff_max_s=feed.backoff_max_ms / 1000,
+        snapshot_timeout_s=feed.snapshot_timeout_ms / 1000,
         proxy=feed.proxy or None,
     )
 

@@ -17,12 +17,20 @@ codec; the feed's part is to keep frames coming:
   the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
   (the event is not passed on: it is not market data);
 - frames are read as bytes (orjson parses bytes directly); system proxies are not used
-  unless ``proxy`` is configured.
+  unless ``proxy`` is configured;
+- a snapshot request that fails (an HTTP error, a rate limit, a body that is not a depth
+  snapshot, no answer within ``snapshot_timeout_s``, a network error) is logged as
+  ``feed_snapshot_failed`` with its ``reason`` and retried with backoff, no sooner than the
+  venue's ``Retry-After``; a snapshot asked for again soon after the last one (it did not
+  bring the book in sync) waits a backoff too, so a venue serving bad snapshots is not
+  hammered (a 1000-level snapshot costs 50 of Binance's request weight). Only a body that
+  looks like a snapshot is passed on; the consumer asks again if it does not decode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import aiohttp
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -81,6 +90,33 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[]
     return ceiling / 2 + rng() * ceiling / 2
 
 
+def snapshot_problem(body: bytes) -> str | None:
+    """Why ``body`` is not a depth snapshot; None when it looks like one (a JSON object with
+    an integer ``lastUpdateId`` and ``bids`` and ``asks`` lists: the levels are the codec's
+    to judge)."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return f"bad JSON: {exc}"
+    if type(msg) is not dict:
+        return "not a JSON object"
+    if type(msg.get("lastUpdateId")) is not int:
+        return "no integer lastUpdateId"
+    if type(msg.get("bids")) is not list or type(msg.get("asks")) is not list:
+        return "no bids or asks list"
+    return None
+
+
+def retry_after_s(headers: Any) -> float:
+    """The ``Retry-After`` header in seconds (0 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", 0)))
+    except ValueError:
+        return 0.0
+
+
+RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
+
 FeedItem = RecordedFrame | Reconnected
 _END: Any = object()  # queued when the connection loop stops
 SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon, reconnect
@@ -99,6 +135,7 @@ class WebsocketFeed:
         self.connects = 0
         self.reconnects = 0
         self.snapshots = 0
+        self.snapshot_failures = 0
         self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(settings.queue_size)
         self._end: asyncio.Task[None] | None = None
         self._want_snapshot = asyncio.Event()
@@ -218,27 +255,63 @@ class WebsocketFeed:
                 return "planned"
 
     async def _snapshots(self, session: aiohttp.ClientSession) -> None:
-        """Fetch a snapshot whenever asked, retrying with backoff until one arrives."""
+        """Fetch a snapshot whenever asked, retrying with backoff until one arrives.
+
+        ``streak`` counts the fetches since a snapshot last served (it came longer than
+        ``healthy_after_s`` ago): every fetch of a streak but the first waits a backoff.
+        """
         s = self.settings
         timeout = aiohttp.ClientTimeout(total=s.snapshot_timeout_s)
+        streak = 0
+        last_ok = -math.inf
         while True:
             await self._want_snapshot.wait()
-            attempt = 0
+            delay = 0.0
+            if time.monotonic() - last_ok >= s.healthy_after_s:
+                streak = 0
+            elif streak:  # the last snapshot did not bring the book in sync for long
+                delay = backoff_delay(streak, s.backoff_initial_s, s.backoff_max_s, self.rng)
             while True:
+                await asyncio.sleep(delay)
                 self._want_snapshot.clear()
-                try:
-                    async with session.get(s.snapshot_url, proxy=s.proxy,
-                                           timeout=timeout) as response:
-                        body = await response.read()
-                        if response.status == 200:
-                            self.snapshots += 1
-                            await self._queue.put((self.now_ns(), body))
-                            self.log.info("feed_snapshot", bytes=len(body))
-                            break
-                        self.log.warning("feed_snapshot_failed", status=response.status,
-                                         body=body[:200].decode(errors="replace"))
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.log.warning("feed_snapshot_failed", error=repr(exc))
-                attempt += 1
-                await asyncio.sleep(backoff_delay(attempt, s.backoff_initial_s,
+                streak += 1
+                failure, wait_s = await self._fetch_snapshot(session, timeout)
+                if failure is None:
+                    last_ok = time.monotonic()
+                    break
+                self.snapshot_failures += 1
+                delay = max(wait_s, backoff_delay(streak, s.backoff_initial_s,
                                                   s.backoff_max_s, self.rng))
+                self.log.warning("feed_snapshot_failed", attempt=streak,
+                                 retry_in_s=round(delay, 3), **failure)
+
+    async def _fetch_snapshot(self, session: aiohttp.ClientSession,
+                              timeout: aiohttp.ClientTimeout) -> tuple[dict[str, Any] | None,
+                                                                       float]:
+        """One snapshot request. On success the snapshot is queued and the result is
+        ``(None, 0)``; else what went wrong (fields for the log, ``reason`` first) and the
+        least time in seconds the venue asked us to wait."""
+        s = self.settings
+        try:
+            async with session.get(s.snapshot_url, proxy=s.proxy, timeout=timeout) as response:
+                body = await response.read()
+                status = response.status
+                excerpt = body[:200].decode(errors="replace")
+                if status in RATE_LIMITED:
+                    wait_s = retry_after_s(response.headers)
+                    return {"reason": "rate_limited", "status": status, "body": excerpt,
+                            "retry_after_s": wait_s}, wait_s
+                if status != 200:
+                    return {"reason": "http_error", "status": status, "body": excerpt}, 0.0
+                problem = snapshot_problem(body)
+                if problem is not None:
+                    return {"reason": "malformed", "error": problem, "bytes": len(body),
+                            "body": excerpt[:80]}, 0.0
+                self.snapshots += 1
+                await self._queue.put((self.now_ns(), body))
+                self.log.info("feed_snapshot", bytes=len(body))
+                return None, 0.0
+        except TimeoutError:
+            return {"reason": "timeout", "timeout_s": s.snapshot_timeout_s}, 0.0
+        except aiohttp.ClientError as exc:
+            return {"reason": "network", "error": repr(exc)}, 0.0
