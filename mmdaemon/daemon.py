@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -135,6 +135,9 @@ class Service:
         self.now_ns = 0  # event time: receive time of the latest frame
         self.last_book_ns = 0
         self._last_frame_mono = 0
+        self._max_lag_ns = config.feed.max_lag_ms * 1_000_000
+        self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
+        self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
         self._stop = asyncio.Event()
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
@@ -374,9 +377,11 @@ class Service:
         return ReplaySource(self.recordings, self.speed, self.clock).batches()
 
     async def _feed_task(self) -> None:
-        on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
+        on_frame, monotonic, live = self.on_frame, self.clock.monotonic_ns, self.live
         async for batch in self._batches():
             self._last_frame_mono = monotonic()
+            if live is not None and self._fell_behind(batch, live):
+                continue
             for item in batch:
                 kind = type(item)
                 if kind is tuple:
@@ -399,6 +404,29 @@ class Service:
                 if self._cancel_due:
                     await self._cancel_everything(self.risk.state.value.lower())
         self.log.info("feed_ended", frames=self.market.frames)
+
+    def _fell_behind(self, batch: Sequence[FeedItem], live: WebsocketFeed) -> bool:
+        """Live, once per batch: how long its oldest frame waited since it was read (ns).
+
+        Beyond ``feed.max_lag_ms`` the daemon is processing a market that is gone: the
+        batch and the feed's backlog are dropped, the book with them (HALTED at once, no
+        quote on it), and the feed reconnects for a fresh snapshot (``feed_shed``).
+        """
+        first = batch[0]  # live: a frame (recv_ns, bytes) or a Reconnected marker
+        recv_ns = first.recv_ns if isinstance(first, Reconnected) else cast(int, first[0])
+        lag_ns = live.now_ns() - recv_ns
+        if lag_ns > self.feed_lag_max_ns:
+            self.feed_lag_max_ns = lag_ns
+        backlog = live.backlog
+        if backlog > self.feed_backlog_max:
+            self.feed_backlog_max = backlog
+        if lag_ns <= self._max_lag_ns:
+            return False
+        dropped = live.shed() + len(batch)
+        self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
+                         limit_ms=self._max_lag_ns // 1_000_000)
+        self._on_reconnected(Reconnected("shed", recv_ns))
+        return True
 
     def _on_reconnected(self, event: Reconnected) -> None:
         """A new connection: the old sequence is gone; halt until a snapshot resyncs."""

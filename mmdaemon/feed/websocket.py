@@ -13,6 +13,11 @@ codec; the feed's part is to keep frames coming:
   once is not hammered;
 - a connection that stays open but silent for ``stale_after_ms`` is closed and reopened
   (websockets' own ping/pong catches a dead peer; this catches a live one sending nothing);
+- :meth:`WebsocketFeed.shed` drops every queued frame and replaces the connection at once:
+  a consumer that fell too far behind is served better by a fresh snapshot than by the
+  backlog; the queue is bounded (``queue_size``), and beyond it the websocket client's
+  own small buffer and then TCP hold the venue back (a venue drops or skips a client that
+  does not read);
 - a connection older than ``max_connection_age_s`` is replaced by a planned reconnect before
   the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
   (the event is not passed on: it is not market data);
@@ -136,6 +141,9 @@ class WebsocketFeed:
         self.reconnects = 0
         self.snapshots = 0
         self.snapshot_failures = 0
+        self.sheds = 0
+        self.shed_items = 0  # queued items dropped by shed()
+        self._shed = False  # the reader must replace its connection
         self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(settings.queue_size)
         self._end: asyncio.Task[None] | None = None
         self._want_snapshot = asyncio.Event()
@@ -182,6 +190,27 @@ class WebsocketFeed:
     def close(self) -> None:
         self._closed = True
 
+    @property
+    def backlog(self) -> int:
+        """Items queued for the consumer now (at most ``queue_size``)."""
+        return self._queue.qsize()
+
+    def shed(self) -> int:
+        """Drop every queued item and reconnect at once; how many items were dropped.
+
+        For a consumer that fell behind: what waits in the queue is a stale market, and the
+        new connection's snapshot resyncs the book to the present.
+        """
+        queue = self._queue
+        dropped = [queue.get_nowait() for _ in range(queue.qsize())]
+        ended = [item for item in dropped if item is _END]
+        for item in ended:  # the connection loop's end must still reach the consumer
+            queue.put_nowait(item)
+        self.sheds += 1
+        self.shed_items += len(dropped) - len(ended)
+        self._shed = True
+        return len(dropped) - len(ended)
+
     async def _run(self) -> None:
         s = self.settings
         attempt = 0
@@ -195,7 +224,7 @@ class WebsocketFeed:
                 if self._closed:
                     return
                 attempt += 1
-                delay = 0.0 if reason == "planned" else backoff_delay(
+                delay = 0.0 if reason in ("planned", "shed") else backoff_delay(
                     attempt, s.backoff_initial_s, s.backoff_max_s, self.rng)
                 self.log.warning("feed_reconnecting", reason=reason, attempt=attempt,
                                  delay_s=round(delay, 3))
@@ -250,6 +279,9 @@ class WebsocketFeed:
                 self.log.warning("feed_server_shutdown")
                 return "planned"
             await put((now_ns(), frame))
+            if self._shed:
+                self._shed = False
+                return "shed"
             if time.monotonic() >= deadline:
                 self.log.info("feed_planned_reconnect", age_s=s.max_connection_age_s)
                 return "planned"

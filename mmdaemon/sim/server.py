@@ -90,9 +90,11 @@ class SimVenue:
 
     def __init__(self, paths: Iterable[str | Path], instrument: Instrument, *,
                  speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
-                 order_entry: OrderEntryHandler | None = None) -> None:
+                 order_entry: OrderEntryHandler | None = None,
+                 wait_for_subscriber: bool = False) -> None:
         self.instrument = instrument
-        self.tape = MarketTape(paths, instrument, speed, clock, order_entry)
+        self.tape = MarketTape(paths, instrument, speed, clock, order_entry,
+                               wait_for_subscriber=wait_for_subscriber)
         self.order_entry = order_entry
         self.host, self.port = host, port
         self._server: Server | None = None
