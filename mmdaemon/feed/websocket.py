@@ -244,6 +244,7 @@ class WebsocketFeed:
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
+                self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=s.stream_url, connects=self.connects)
                 await self._queue.put(Reconnected("connected", self.now_ns()))
                 self._want_snapshot.set()
