@@ -144,10 +144,10 @@ async def test_fills_and_cancels_before_the_place_answer(
             await until(lambda: entry.fills_before_response >= 2, timeout=40)
             # halts while answers are held: cancels of orders the venue has not answered for
             for _ in range(2):
-                await until(lambda: bool(entry._unanswered), timeout=10)
+                await until(lambda: entry.unanswered > 0, timeout=10)
                 await halt_and_resume(service, sim, log)
-            entry.hold_responses(api.ORDER_PLACE, 0.0, count=0)
-            entry.hold_responses(api.ORDER_CANCEL_REPLACE, 0.0, count=0)
+            for method in (api.ORDER_PLACE, api.ORDER_CANCEL_REPLACE):
+                entry.hold_responses(method, 0.0, count=0)  # lifted
             await until(lambda: converged(service, entry), timeout=10)
             assert service.position.position == entry.position_lots
             assert not run.done()
@@ -185,7 +185,9 @@ async def test_places_overtaken_by_their_cancels_and_timed_out(
             # a halt of its own while a delayed place is still on its way to the venue
             await until(lambda: service.risk.state.value == "ACTIVE", timeout=15)
             await halt_and_resume(service, sim, log)
-            await until(lambda: not entry._delays and not entry._tasks, timeout=15)
+            for method in (api.ORDER_PLACE, api.ORDER_CANCEL_REPLACE):
+                entry.delay_requests(method, 0.0, count=0)  # lifted: what is late lands
+            await until(lambda: entry.late_work == 0, timeout=15)
             await until(lambda: converged(service, entry), timeout=15)
             assert service.position.position == entry.position_lots
             assert not run.done()

@@ -392,13 +392,27 @@ class OrderEntry:
     def delay_requests(self, method: str, seconds: float, count: int = 1) -> None:
         """Test fault: the next ``count`` ``method`` requests (any connection) run ``seconds``
         after they arrive, and requests that arrive meanwhile overtake them, as in a venue
-        that processes requests concurrently. Their responses and events come that late."""
-        self._delays[method] = [seconds, count]
+        that processes requests concurrently. Their responses and events come that late.
+        ``count`` 0 lifts the fault."""
+        _set_fault(self._delays, method, seconds, count)
 
     def hold_responses(self, method: str, seconds: float, count: int = 1) -> None:
         """Test fault: the next ``count`` ``method`` requests run at once (their execution
-        reports go out now) but their responses are sent ``seconds`` later."""
-        self._holds[method] = [seconds, count]
+        reports go out now) but their responses are sent ``seconds`` later. ``count`` 0
+        lifts the fault."""
+        _set_fault(self._holds, method, seconds, count)
+
+    @property
+    def late_work(self) -> int:
+        """Delayed requests and held responses still to come, and requests still due to
+        be delayed or held: 0 once the faults set have played out."""
+        due = sum(int(f[1]) for f in (*self._delays.values(), *self._holds.values()))
+        return len(self._tasks) + due
+
+    @property
+    def unanswered(self) -> int:
+        """Orders whose place (or cancel-replace) response is being held now."""
+        return len(self._unanswered)
 
     def order(self, order_id: int) -> OpenOrder | None:
         """Any order ever accepted (open or closed) by venue ``order_id``; None if unknown."""
@@ -1181,6 +1195,14 @@ class OrderEntry:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+def _set_fault(faults: dict[str, list[float]], method: str, seconds: float,
+               count: int) -> None:
+    if count > 0:
+        faults[method] = [seconds, count]
+    else:
+        faults.pop(method, None)
 
 
 def _is_int(value: object) -> bool:
