@@ -2,7 +2,8 @@
 when does it shed?
 
 Run: ``.venv/bin/python bench/overload.py [--lines 30000] [--speeds 20,100,400,max]
-[--max-lag-ms 1000,20]`` (one JSON object per run, then a table). For every speed and lag
+[--max-lag-ms 1000,20]`` (one JSON object per run, then a table; the offered rate is
+``frames_sent / burst_s``). For every speed and lag
 limit, a ``mmdaemon sim`` process (market data only) plays the first ``--lines`` lines of
 the bundled recording at that speed, starting when the daemon subscribes
 (``--wait-for-subscriber``); the daemon (the real service: live feed, book, quoter, paper
@@ -11,7 +12,8 @@ and the daemon processed; the longest a frame waited in the daemon to be process
 lag) and the most frames queued at its feed; sheds and the queued frames they dropped;
 gaps (frames the sim skipped for a subscriber that did not read, or shed ones); snapshots;
 resident memory at start, its peak and at the end; and whether the daemon then held the
-venue's final book (after the quiet feed reconnected).
+venue's final book, and how long after the tape ended (``catch_up_s``: what it still had to
+read and process, or the quiet feed's reconnect after 1.5 s when frames were lost).
 """
 
 from __future__ import annotations
@@ -108,12 +110,14 @@ async def one_run(recording: Path, speed: str, max_lag_ms: int) -> dict[str, Any
                 await asyncio.sleep(0.05)
             burst_s = time.monotonic() - started
             final = await venue_book_id(port)
-            deadline = time.monotonic() + SETTLE_S
+            ended = time.monotonic()
+            deadline = ended + SETTLE_S
             while not (service.book.synced and service.book.last_id == final):
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.05)
             caught_up = service.book.synced and service.book.last_id == final
+            catch_up_s = time.monotonic() - ended
             service.stop()
             await run
             feed = service.live
@@ -129,6 +133,7 @@ async def one_run(recording: Path, speed: str, max_lag_ms: int) -> dict[str, Any
                 "gaps": service.market.gaps, "snapshots": feed.snapshots,
                 "rss_mb_start": round(rss_start, 1), "rss_mb_peak": round(peak, 1),
                 "rss_mb_end": round(rss_mb(), 1), "final_book": caught_up,
+                "catch_up_s": round(catch_up_s, 3),
                 "exit_code": service.exit_code,
             }
     finally:
@@ -155,13 +160,13 @@ def main() -> None:
                 print(orjson.dumps(result).decode(), flush=True)
     print(f"\n{'speed':>6} {'limit ms':>8} {'sent':>7} {'processed':>9} {'max lag ms':>10} "
           f"{'backlog':>7} {'sheds':>5} {'gaps':>4} {'snaps':>5} {'RSS MiB start/peak/end':>22} "
-          f"{'final book':>10}")
+          f"{'final book':>10} {'catch-up s':>10}")
     for r in results:
         rss = f"{r['rss_mb_start']}/{r['rss_mb_peak']}/{r['rss_mb_end']}"
         print(f"{r['speed']:>6} {r['max_lag_ms']:>8} {r['frames_sent']:>7} "
               f"{r['frames_processed']:>9} {r['max_lag_ms_seen']:>10} {r['max_backlog']:>7} "
               f"{r['sheds']:>5} {r['gaps']:>4} {r['snapshots']:>5} {rss:>22} "
-              f"{r['final_book']!s:>10}")
+              f"{r['final_book']!s:>10} {r['catch_up_s']:>10}")
 
 
 if __name__ == "__main__":
