@@ -117,11 +117,22 @@ def main() -> None:
     args = parser.parse_args()
     log.configure("warning", open("/dev/null", "wb"))  # noqa: SIM115
     config = load_config(REPO / "config" / "dryrun.toml")
+    rss_start = rss_mb()  # before the recording is loaded into memory
     records = soak(config, loops=10**6, deadline_s=args.minutes * 60)
-    first, last = records[0], records[-1]
+    first, mid, last = records[0], records[len(records) // 2], records[-1]
+
+    def per_hour(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+        """RSS growth from record ``a`` to ``b``, MiB per hour of wall time."""
+        hours = (b["wall_s"] - a["wall_s"]) / 3600
+        return round((b["rss_mb"] - a["rss_mb"]) / hours, 2) if hours > 0 else None
+
     print(orjson.dumps({"loops": len(records), "wall_s": last["wall_s"],
+                        "rss_mb_at_start": round(rss_start, 1),
                         "rss_mb_after_first_loop": first["rss_mb"],
+                        "rss_mb_at_half": mid["rss_mb"],
                         "rss_mb_at_end": last["rss_mb"],
+                        "rss_growth_mb_per_hour": per_hour(first, last),
+                        "rss_growth_mb_per_hour_second_half": per_hour(mid, last),
                         "frames": len(LoopedService.frames) * len(records),
                         "histories_first": {k: first[k] for k in histories_keys(first)},
                         "histories_last": {k: last[k] for k in histories_keys(last)}}).decode())

@@ -91,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                           "default) or a file with api_key and api_secret; repeat for several "
                           "accounts (each key is its own); none: order entry refuses all")
     sim.add_argument("--maker-fee-bps", default="0")
+    sim.add_argument("--wait-for-subscriber", action="store_true",
+                     help="start the tape when the first stream connection comes")
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
@@ -139,7 +141,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "sim":
         log.configure(args.log_level, sys.stdout.buffer)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
-                   args.credentials or ["env"], args.maker_fee_bps)
+                   args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber)
     if args.command == "report":
         log.configure(args.log_level)
         return report(Path(args.state_dir), Path(args.out))
@@ -504,7 +506,7 @@ def record(config: Config, out: Path) -> int:
 
 
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
-        credentials: list[str], maker_fee_bps: str) -> int:
+        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False) -> int:
     """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
@@ -532,7 +534,8 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
 
     async def main(stop: asyncio.Event) -> None:
         async with SimVenue(recordings, instrument, speed=speed, clock=SystemClock(),
-                            host=host, port=port, order_entry=order_entry) as venue:
+                            host=host, port=port, order_entry=order_entry,
+                            wait_for_subscriber=wait_for_subscriber) as venue:
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
                         streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",

@@ -70,6 +70,8 @@ class FeedConfig:
     max_connection_age_s: float = 84_600.0  # 23.5 h: before the venue's 24 h cut
     backoff_initial_ms: int = 100
     backoff_max_ms: int = 30_000
+    snapshot_timeout_ms: int = 10_000  # a REST depth snapshot not answered by then failed
+    max_lag_ms: int = 1000  # live frames waiting longer to be processed: shed the backlog
     proxy: str = ""  # empty: connect directly, whatever the environment says
 
     def speed_factor(self) -> float | None:
@@ -327,6 +329,8 @@ def _check(config: Config) -> None:
         "feed.max_connection_age_s": feed.max_connection_age_s,
         "feed.backoff_initial_ms": feed.backoff_initial_ms,
         "feed.backoff_max_ms": feed.backoff_max_ms,
+        "feed.snapshot_timeout_ms": feed.snapshot_timeout_ms,
+        "feed.max_lag_ms": feed.max_lag_ms,
     }
     for key, value in positive.items():
         if not value > 0:

@@ -21,7 +21,8 @@ open afterwards or something failed.
 
 Every order request goes out under one lock, and the trading state is checked again right
 before each place or amend: a kill or halt that lands while another task is sending stops
-the next request.
+the next request. So is the order itself: an action decided before the lock was free may
+be about an order that the lock's holder (a cancel-all) has closed meanwhile; it is dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from time import perf_counter_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -86,6 +87,7 @@ PID_FILE = "mmdaemon.pid"
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 
 
 def _decoded_ns(item: Decoded) -> int:
@@ -144,6 +146,9 @@ class Service:
         self.now_ns = 0  # event time: the time of the latest frame (by event_clock)
         self.last_book_ns = 0
         self._last_frame_mono = 0
+        self._max_lag_ns = config.feed.max_lag_ms * 1_000_000
+        self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
+        self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
         self._stop = asyncio.Event()
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
@@ -398,9 +403,11 @@ class Service:
         return ReplaySource(self.recordings, self.speed, self.clock, event_ns).batches()
 
     async def _feed_task(self) -> None:
-        on_frame, monotonic = self.on_frame, self.clock.monotonic_ns
+        on_frame, monotonic, live = self.on_frame, self.clock.monotonic_ns, self.live
         async for batch in self._batches():
             self._last_frame_mono = monotonic()
+            if live is not None and self._fell_behind(batch, live):
+                continue
             for item in batch:
                 kind = type(item)
                 if kind is tuple:
@@ -423,6 +430,29 @@ class Service:
                 if self._cancel_due:
                     await self._cancel_everything(self.risk.state.value.lower())
         self.log.info("feed_ended", frames=self.market.frames)
+
+    def _fell_behind(self, batch: Sequence[FeedItem], live: WebsocketFeed) -> bool:
+        """Live, once per batch: how long its oldest frame waited since it was read (ns).
+
+        Beyond ``feed.max_lag_ms`` the daemon is processing a market that is gone: the
+        batch and the feed's backlog are dropped, the book with them (HALTED at once, no
+        quote on it), and the feed reconnects for a fresh snapshot (``feed_shed``).
+        """
+        first = batch[0]  # live: a frame (recv_ns, bytes) or a Reconnected marker
+        recv_ns = first.recv_ns if isinstance(first, Reconnected) else cast(int, first[0])
+        lag_ns = live.now_ns() - recv_ns
+        if lag_ns > self.feed_lag_max_ns:
+            self.feed_lag_max_ns = lag_ns
+        backlog = live.backlog
+        if backlog > self.feed_backlog_max:
+            self.feed_backlog_max = backlog
+        if lag_ns <= self._max_lag_ns:
+            return False
+        dropped = live.shed() + len(batch)
+        self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
+                         limit_ms=self._max_lag_ns // 1_000_000)
+        self._on_reconnected(Reconnected("shed", recv_ns))
+        return True
 
     def _on_reconnected(self, event: Reconnected) -> None:
         """A new connection: the old sequence is gone; halt until a snapshot resyncs."""
@@ -459,6 +489,11 @@ class Service:
             elif kind is Gap:
                 self._need_snapshot = True  # live: fetch one; replay: wait for the next
                 requote = True
+            elif kind is Malformed and event.reason.startswith(  # type: ignore[union-attr]
+                    MALFORMED_SNAPSHOT) and not self.book.synced:
+                # the snapshot we waited for did not decode: without another, the book
+                # would wait for ever (the feed backs off if they keep coming bad)
+                self._need_snapshot = True
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
@@ -511,8 +546,8 @@ class Service:
 
     async def _send_one(self, action: OrderAction) -> None:
         manager, counters, exchange = self.manager, self.counters, self.exchange
-        if not self._venue_ready or not self._may_quote(action):
-            return  # the state changed since the quote was decided
+        if not self._venue_ready or not self._may_quote(action) or not manager.applies(action):
+            return  # the state or the order changed since the action was decided
         blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
         if blocked is not None:
             counters.blocked += 1
@@ -847,6 +882,7 @@ def feed_settings(config: Config) -> FeedSettings:
         max_connection_age_s=feed.max_connection_age_s,
         backoff_initial_s=feed.backoff_initial_ms / 1000,
         backoff_max_s=feed.backoff_max_ms / 1000,
+        snapshot_timeout_s=feed.snapshot_timeout_ms / 1000,
         proxy=feed.proxy or None,
     )
 

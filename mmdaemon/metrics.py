@@ -327,6 +327,20 @@ class ServiceCollector(Collector):
         yield _counter("mmdaemon_feed_rest_snapshots_total",
                        "REST depth snapshots fetched by the live feed (0 on a replay).",
                        live.snapshots if live is not None else 0)
+        yield _counter("mmdaemon_feed_rest_snapshot_failures_total",
+                       "REST depth snapshot requests that failed (HTTP error, rate limit, "
+                       "not a snapshot, timeout, network; 0 on a replay).",
+                       live.snapshot_failures if live is not None else 0)
+        yield _counter("mmdaemon_feed_sheds_total",
+                       "Times the daemon fell more than feed.max_lag_ms behind the live feed "
+                       "and dropped its backlog to resync (0 on a replay).",
+                       live.sheds if live is not None else 0)
+        yield _gauge("mmdaemon_feed_backlog_frames",
+                     "Frames queued at the live feed for the daemon now (0 on a replay).",
+                     live.backlog if live is not None else 0)
+        yield _gauge("mmdaemon_feed_lag_max_seconds",
+                     "The longest a live frame waited to be processed since start, seconds "
+                     "(0 on a replay).", s.feed_lag_max_ns / 1e9)
         last_book = s.last_book_ns
         delay = (s.event_now() - last_book) / 1e9 if last_book else _NAN
         yield _gauge("mmdaemon_feed_delay_seconds",

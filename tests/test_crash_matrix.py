@@ -27,7 +27,10 @@ ready=True), the venue itself is asked (over its WebSocket API, as a client of t
   this daemon sent;
 - the journal's fills (the SQLite file, opened read-only; after a kill, a copy) are the
   account's trades (``myTrades``): the same trade ids, none lost, none doubled (one row per
-  trade id), the same side, price and size;
+  trade id), the same side, price, size and fee (the sim charges a maker fee of
+  :data:`SIM_MAKER_FEE_BPS`, so fees are not all zero);
+- the venue's balances (``account.status``; the account starts empty) are the journal's
+  position and its cash after fees, whenever the account did not trade while they were read;
 - the position: ``journal_restored`` holds exactly what the journal held at the kill, and
   every later ``fill`` event's position continues from it, fill by fill, in journal order;
   its cash and fees (PnL's inputs) are the journal's too;
@@ -90,6 +93,9 @@ EARLY = frozenset({"boot", "reconcile", "ready"})  # killed before the restart i
 START_TIMEOUT_S = 30.0
 LEDGER_TIMEOUT_S = 8.0
 TRADE_PAGE = api.MAX_MY_TRADES_LIMIT
+# the sim's maker fee: not zero, so that fees are journaled, restored and checked against the
+# venue's commissions and balances (a fraction of a bps: the PnL breakers stay quiet)
+SIM_MAKER_FEE_BPS = "0.15"
 
 
 # ---- the venue, asked as a client of the account ---------------------------------------------
@@ -165,6 +171,14 @@ class SimAccount:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def commission(trade: api.AccountTrade) -> int:
+    """The trade's commission in notional units (the sim charges the quote asset)."""
+    units = api.commission_units(BINANCE_SPOT_BTCUSDT, trade.commission,
+                                 trade.commission_asset, trade.price, api.Assets("BTC", "USDT"))
+    assert units is not None, trade
+    return units
 
 
 def signed_trades(trades: Iterable[api.AccountTrade]) -> int:
@@ -426,6 +440,7 @@ class Matrix:
         self.config = write_config(tmp_path, port)
         self.journal = tmp_path / "state" / "journal.sqlite"
         self.rows_at_kill: list[Row] = []  # the journal when the last daemon died
+        self.balance_checks = 0  # restarts whose venue balances were compared
         self.daemons: list[Daemon] = []
 
     def dump(self, out: Path) -> Path:
@@ -547,9 +562,28 @@ class Matrix:
         by_id = {t.trade_id: t for t in later}
         for r in rows:
             t = by_id[r.exec_id]
-            assert (r.side, r.price, r.size) == (1 if t.is_buyer else -1, t.price, t.qty), (r, t)
+            assert (r.side, r.price, r.size, r.fee) == (
+                1 if t.is_buyer else -1, t.price, t.qty, commission(t)), (r, t)
             assert int(r.exec_key.partition(":")[0]) == r.order_id, r
         return rows, later
+
+    def check_balances(self, rows: list[Row], trades: list[api.AccountTrade]) -> bool:
+        """The account's balances at the sim (it starts empty) are the journal's position
+        and cash after fees, read while the account did not trade (``trades`` are its
+        trades, ``rows`` the journal equal to them). False when it traded meanwhile: the
+        balances cannot be compared then (the next check or the end compares them)."""
+        balances = self.account.balances()
+        if len(self.account.trades()) != len(trades):
+            return False
+        inst = BINANCE_SPOT_BTCUSDT
+        assert balances["BTC"] == signed_rows(rows) * inst.lots.unit, (
+            f"BTC balance {balances['BTC']} != the journal's position {signed_rows(rows)} lots")
+        fees = sum(r.fee for r in rows)
+        assert balances["USDT"] == (cash_units(rows) - fees) * (
+            inst.ticks.unit * inst.lots.unit), (
+            f"USDT balance {balances['USDT']} != the journal's cash {cash_units(rows)} - fees "
+            f"{fees} (notional units)")
+        return True
 
     def check_restart(self, d: Daemon) -> tuple[int, int]:
         """A restarted daemon at READY and reconciled: restored state, orphans, ledger,
@@ -565,7 +599,9 @@ class Matrix:
         run_id = int(restored["run_id"])
         open_now = self.check_no_orphans(d, run_id)
         try:
-            rows, _ = self.check_ledger()
+            rows, trades = self.check_ledger()
+            if self.check_balances(rows, trades):
+                self.balance_checks += 1
         except AssertionError:
             no_failure(d)  # a daemon that failed on its own explains it better
             alive(d)
@@ -654,7 +690,8 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
     monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     started = time.monotonic()
     port = free_port()
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", f"{speed:g}")
+    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", f"{speed:g}",
+                   "--maker-fee-bps", SIM_MAKER_FEE_BPS)
     points = schedule(random.Random(seed), runs)
     m: Matrix | None = None
     try:
@@ -690,11 +727,9 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
         assert stopped[0]["position_lots"] == signed_trades(trades) == signed_rows(rows)
         # the venue's balances (the sim's account starts empty) are the journal's position
         # and cash after fees
-        inst = BINANCE_SPOT_BTCUSDT
-        balances = m.account.balances()
-        assert balances["BTC"] == signed_rows(rows) * inst.lots.unit, balances
-        assert balances["USDT"] == (cash_units(rows) - sum(r.fee for r in rows)) * (
-            inst.ticks.unit * inst.lots.unit), balances
+        assert m.check_balances(rows, trades)
+        fees = sum(r.fee for r in rows)
+        assert fees > 0 or not rows, "the sim charged no fee: the fee checks checked nothing"
         restored = named(d.events, "journal_restored")[0]
         fills = named(d.events, "fill")
         m.check_fill_events(restored, fills, rows)
@@ -705,7 +740,9 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
             f"crash matrix: {runs} kills, seed {seed}, sim speed {speed:g}, "
             f"{time.monotonic() - started:.1f} s, last run {run_id}; {len(trades)} trades at "
             f"the sim = {len(rows)} journal fills, final position {signed_trades(trades)} "
-            f"lots; {m.account.requests} test requests to the sim; journaled out of trade "
+            f"lots, fees {sum(r.fee for r in rows)} units = the sim's commissions; venue "
+            f"balances = journal position and cash - fees at {m.balance_checks} restarts and "
+            f"the end; {m.account.requests} test requests to the sim; journaled out of trade "
             f"id order: {inversions(rows) or 'none'}"
             + ("; the sim's recording ended during the test" if m.tape_finished() else ""),
             points))

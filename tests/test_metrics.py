@@ -184,6 +184,9 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
     assert value(s, "mmdaemon_book_resyncs_total") == market.resyncs
     assert value(s, "mmdaemon_feed_malformed_frames_total") == market.malformed
     assert value(s, "mmdaemon_feed_reconnects_total") == 0  # a replay has no connection
+    for name in ("mmdaemon_feed_rest_snapshot_failures_total", "mmdaemon_feed_sheds_total",
+                 "mmdaemon_feed_backlog_frames", "mmdaemon_feed_lag_max_seconds"):
+        assert value(s, name) == 0, name
     assert value(s, "mmdaemon_book_synced") == 1
     delay = value(s, "mmdaemon_feed_delay_seconds")
     assert delay == (service.now_ns - service.last_book_ns) / 1e9 and delay >= 0

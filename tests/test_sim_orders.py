@@ -721,3 +721,30 @@ async def test_fault_hooks(sim: Sim) -> None:
     await asyncio.sleep(0.01)
     assert entry.connection_count == 0
     assert len(entry.open_orders()) == 1  # orders survive their connection
+
+
+async def test_late_request_and_held_response_hooks(sim: Sim) -> None:
+    entry = sim.entry
+    held, late_id = api.client_order_id(PREFIX, 1), api.client_order_id(PREFIX, 2)
+    client = await sim.client()
+    await client.subscribe()
+    # a held response: the order is acknowledged on the user-data stream first
+    entry.hold_responses(api.ORDER_PLACE, 0.2)
+    place = api.order_place(INSTR, Side.BUY, BID, LOTS, held, **client.kw())
+    await client.ws.send(place.decode())
+    report = await client.report()
+    assert report.update.order_id == 1 and report.execution_type == "NEW"
+    resp = await client.response(orjson.loads(place)["id"])
+    assert resp.ok and resp.result["clientOrderId"] == held
+    # a delayed request: the cancel sent after it overtakes it and finds nothing
+    entry.delay_requests(api.ORDER_PLACE, 0.2)
+    late = api.order_place(INSTR, Side.BUY, BID - 10, LOTS, late_id, **client.kw())
+    await client.ws.send(late.decode())
+    cancel = await client.call(api.order_cancel(INSTR, late_id, **client.kw()))
+    assert cancel.error is not None and cancel.error.code == api.CANCEL_REJECTED
+    resp = await client.response(orjson.loads(late)["id"])  # later, and the order rests
+    assert resp.ok and {o.client_order_id for o in entry.open_orders()} == {
+        held, late_id}
+    placed = entry.order(resp.result["orderId"])
+    assert placed is not None and placed.client_order_id == late_id
+    assert entry.order(10**9) is None

@@ -104,6 +104,7 @@ _MAX_FRAME: Final = 16 * 1024 * 1024  # bytes; a long openOrders/myTrades answer
 _SEEN_TRADES: Final = 100_000  # trade ids remembered for deduplication
 _KEEP_CLOSED: Final = 10_000  # closed orders kept to recognise late reports of them
 _POLL_S: Final = 0.005  # how often cancel_all re-checks while it waits for confirmations
+_SWEEP_PAUSE_MAX_S: Final = 1.0  # cancel_all's pause between sweeps grows up to this
 _UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
 _AUTH_ERRORS: Final = frozenset({
     api.INVALID_SIGNATURE, api.BAD_API_KEY_FMT, api.REJECTED_MBX_KEY,
@@ -199,15 +200,18 @@ class _Leg:
     """One venue order (``orderId``) of our order: quantity and executed size, in lots.
 
     ``executed`` is the venue's cumulative figure (``z``/``executedQty``), ``traded`` the
-    sum of the distinct trades we delivered; the larger is the truth we know.
+    sum of the distinct trades we delivered; the larger is the truth we know. ``ended``: the
+    venue reported it final (filled, cancelled, rejected); a venue never reopens an order,
+    so an open status of it that comes later is an older answer arriving late.
     """
 
-    __slots__ = ("executed", "qty", "traded")
+    __slots__ = ("ended", "executed", "qty", "traded")
 
     def __init__(self, qty: int) -> None:
         self.qty = qty
         self.executed = 0
         self.traded = 0
+        self.ended = False
 
     @property
     def filled(self) -> int:
@@ -600,8 +604,9 @@ class BinanceGateway:
         ``openOrders.cancelAll`` first (the kill switch wants everything gone, ours or
         not); then, until ``cancel_all_timeout_s``, wait for our view to show nothing open
         and, while it does not, ask the venue (``openOrders.status``) and cancel what it
-        still lists one by one. Returns how many orders the venue confirmed cancelled; if
-        it could not confirm everything (no connection), :meth:`open_order_count` stays > 0.
+        still lists one by one, with a growing pause between these sweeps. Returns how many
+        orders the venue confirmed cancelled; if it could not confirm everything (no
+        connection), :meth:`open_order_count` stays > 0.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.cancel_all_timeout_s
@@ -630,13 +635,24 @@ class BinanceGateway:
             # late reports (a fill just before the sweep) settle the rest by themselves
             await self._wait(lambda: self.open_order_count() == 0,
                              min(deadline, loop.time() + self.settings.request_timeout_s / 5))
+        pause = self.settings.backoff_initial_s
         while (not swept or self.open_order_count()) and loop.time() < deadline:
             try:
                 count += await self._sweep_one_by_one()
                 swept = True
             except _Failed as exc:
-                self.log.warning("gateway_cancel_all_retry", reason=exc.reason)
-                await self._wait(lambda: self._ws is not None and self._subscribed, deadline)
+                self.log.warning("gateway_cancel_all_retry", reason=exc.reason,
+                                 retry_in_s=round(pause, 3))
+            # paced: what a sweep leaves (a place still in flight, a late report) settles by
+            # itself, and sweeping again at once would spend the request weight in a tight
+            # loop (a 429, then an IP ban); no sweep before a rate limit lifts either
+            retry_at = min(deadline, max(loop.time() + pause, self._limited_until))
+            if swept:
+                await self._wait(lambda: self.open_order_count() == 0, retry_at)
+            else:
+                await asyncio.sleep(max(0.0, retry_at - loop.time()))
+            await self._wait(lambda: self._ws is not None and self._subscribed, deadline)
+            pause = min(2 * pause, _SWEEP_PAUSE_MAX_S)
         left = self.open_order_count()
         if left:
             self.log.error("gateway_cancel_all_unconfirmed", reason="timeout", open_orders=left)
@@ -1033,6 +1049,8 @@ class BinanceGateway:
             order.venue_id = vid
             order.price = update.price
         leg.executed = max(leg.executed, update.filled)
+        if not update.status.is_open:
+            leg.ended = True
         return leg
 
     def _apply_status(self, order: _Order, vid: int, update: OrderUpdate) -> None:
@@ -1068,7 +1086,8 @@ class BinanceGateway:
         it must go; its fills are delivered all the same."""
         if order.phase is _Phase.DOUBTFUL:
             self._set_phase(order, _Phase.GONE)  # no longer in doubt: we know its fate
-        if update.status.is_open:
+        leg = order.legs.get(vid)
+        if update.status.is_open and not (leg is not None and leg.ended):
             if vid not in self._stray:
                 self._stray[vid] = order.order_id
                 self.log.warning("gateway_unwanted_order", order_id=order.order_id,

@@ -13,22 +13,36 @@ codec; the feed's part is to keep frames coming:
   once is not hammered;
 - a connection that stays open but silent for ``stale_after_ms`` is closed and reopened
   (websockets' own ping/pong catches a dead peer; this catches a live one sending nothing);
+- :meth:`WebsocketFeed.shed` drops every queued frame and replaces the connection at once:
+  a consumer that fell too far behind is served better by a fresh snapshot than by the
+  backlog; the queue is bounded (``queue_size``), and beyond it the websocket client's
+  own small buffer and then TCP hold the venue back (a venue drops or skips a client that
+  does not read);
 - a connection older than ``max_connection_age_s`` is replaced by a planned reconnect before
   the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
   (the event is not passed on: it is not market data);
 - frames are read as bytes (orjson parses bytes directly); system proxies are not used
-  unless ``proxy`` is configured.
+  unless ``proxy`` is configured;
+- a snapshot request that fails (an HTTP error, a rate limit, a body that is not a depth
+  snapshot, no answer within ``snapshot_timeout_s``, a network error) is logged as
+  ``feed_snapshot_failed`` with its ``reason`` and retried with backoff, no sooner than the
+  venue's ``Retry-After``; a snapshot asked for again soon after the last one (it did not
+  bring the book in sync) waits a backoff too, so a venue serving bad snapshots is not
+  hammered (a 1000-level snapshot costs 50 of Binance's request weight). Only a body that
+  looks like a snapshot is passed on; the consumer asks again if it does not decode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -83,6 +97,33 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[]
     return ceiling / 2 + rng() * ceiling / 2
 
 
+def snapshot_problem(body: bytes) -> str | None:
+    """Why ``body`` is not a depth snapshot; None when it looks like one (a JSON object with
+    an integer ``lastUpdateId`` and ``bids`` and ``asks`` lists: the levels are the codec's
+    to judge)."""
+    try:
+        msg = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return f"bad JSON: {exc}"
+    if type(msg) is not dict:
+        return "not a JSON object"
+    if type(msg.get("lastUpdateId")) is not int:
+        return "no integer lastUpdateId"
+    if type(msg.get("bids")) is not list or type(msg.get("asks")) is not list:
+        return "no bids or asks list"
+    return None
+
+
+def retry_after_s(headers: Any) -> float:
+    """The ``Retry-After`` header in seconds (0 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", 0)))
+    except ValueError:
+        return 0.0
+
+
+RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
+
 FeedItem = RecordedFrame | Reconnected
 _END: Any = object()  # queued when the connection loop stops
 SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon, reconnect
@@ -101,6 +142,10 @@ class WebsocketFeed:
         self.connects = 0
         self.reconnects = 0
         self.snapshots = 0
+        self.snapshot_failures = 0
+        self.sheds = 0
+        self.shed_items = 0  # queued items dropped by shed()
+        self._shed = False  # the reader must replace its connection
         self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(settings.queue_size)
         self._end: asyncio.Task[None] | None = None
         self._want_snapshot = asyncio.Event()
@@ -147,6 +192,27 @@ class WebsocketFeed:
     def close(self) -> None:
         self._closed = True
 
+    @property
+    def backlog(self) -> int:
+        """Items queued for the consumer now (at most ``queue_size``)."""
+        return self._queue.qsize()
+
+    def shed(self) -> int:
+        """Drop every queued item and reconnect at once; how many items were dropped.
+
+        For a consumer that fell behind: what waits in the queue is a stale market, and the
+        new connection's snapshot resyncs the book to the present.
+        """
+        queue = self._queue
+        dropped = [queue.get_nowait() for _ in range(queue.qsize())]
+        ended = [item for item in dropped if item is _END]
+        for item in ended:  # the connection loop's end must still reach the consumer
+            queue.put_nowait(item)
+        self.sheds += 1
+        self.shed_items += len(dropped) - len(ended)
+        self._shed = True
+        return len(dropped) - len(ended)
+
     async def _run(self) -> None:
         s = self.settings
         attempt = 0
@@ -162,7 +228,7 @@ class WebsocketFeed:
                 if self._closed:
                     return
                 attempt += 1
-                delay = 0.0 if reason == "planned" else backoff_delay(
+                delay = 0.0 if reason in ("planned", "shed") else backoff_delay(
                     attempt, s.backoff_initial_s, s.backoff_max_s, self.rng)
                 self.log.warning("feed_reconnecting", reason=reason, attempt=attempt,
                                  delay_s=round(delay, 3))
@@ -182,6 +248,7 @@ class WebsocketFeed:
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
+                self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=s.stream_url, connects=self.connects)
                 await self._queue.put(Reconnected("connected", self.now_ns()))
                 self._want_snapshot.set()
@@ -217,34 +284,75 @@ class WebsocketFeed:
                 self.log.warning("feed_server_shutdown")
                 return "planned"
             await put((now_ns(), frame))
+            if self._shed:
+                self._shed = False
+                return "shed"
             if time.monotonic() >= deadline:
                 self.log.info("feed_planned_reconnect", age_s=s.max_connection_age_s)
                 return "planned"
 
     async def _snapshots(self, session: aiohttp.ClientSession) -> None:
-        """Fetch a snapshot whenever asked, retrying with backoff until one arrives."""
+        """Fetch a snapshot whenever asked, retrying with backoff until one arrives.
+
+        ``streak`` counts the fetches since a snapshot last served (it came longer than
+        ``healthy_after_s`` ago): every fetch of a streak but the first waits a backoff.
+        """
         import aiohttp
 
         s = self.settings
         timeout = aiohttp.ClientTimeout(total=s.snapshot_timeout_s)
+        streak = 0
+        last_ok = -math.inf
         while True:
             await self._want_snapshot.wait()
-            attempt = 0
+            delay = 0.0
+            if time.monotonic() - last_ok >= s.healthy_after_s:
+                streak = 0
+            elif streak:  # the last snapshot did not bring the book in sync for long
+                delay = backoff_delay(streak, s.backoff_initial_s, s.backoff_max_s, self.rng)
             while True:
+                await asyncio.sleep(delay)
                 self._want_snapshot.clear()
-                try:
-                    async with session.get(s.snapshot_url, proxy=s.proxy,
-                                           timeout=timeout) as response:
-                        body = await response.read()
-                        if response.status == 200:
-                            self.snapshots += 1
-                            await self._queue.put((self.now_ns(), body))
-                            self.log.info("feed_snapshot", bytes=len(body))
-                            break
-                        self.log.warning("feed_snapshot_failed", status=response.status,
-                                         body=body[:200].decode(errors="replace"))
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.log.warning("feed_snapshot_failed", error=repr(exc))
-                attempt += 1
-                await asyncio.sleep(backoff_delay(attempt, s.backoff_initial_s,
+                streak += 1
+                failure, wait_s = await self._fetch_snapshot(session, timeout)
+                if failure is None:
+                    last_ok = time.monotonic()
+                    break
+                self.snapshot_failures += 1
+                delay = max(wait_s, backoff_delay(streak, s.backoff_initial_s,
                                                   s.backoff_max_s, self.rng))
+                self.log.warning("feed_snapshot_failed", attempt=streak,
+                                 retry_in_s=round(delay, 3), **failure)
+
+    async def _fetch_snapshot(self, session: aiohttp.ClientSession,
+                              timeout: aiohttp.ClientTimeout) -> tuple[dict[str, Any] | None,
+                                                                       float]:
+        """One snapshot request. On success the snapshot is queued and the result is
+        ``(None, 0)``; else what went wrong (fields for the log, ``reason`` first) and the
+        least time in seconds the venue asked us to wait."""
+        import aiohttp
+
+        s = self.settings
+        try:
+            async with session.get(s.snapshot_url, proxy=s.proxy, timeout=timeout) as response:
+                body = await response.read()
+                status = response.status
+                excerpt = body[:200].decode(errors="replace")
+                if status in RATE_LIMITED:
+                    wait_s = retry_after_s(response.headers)
+                    return {"reason": "rate_limited", "status": status, "body": excerpt,
+                            "retry_after_s": wait_s}, wait_s
+                if status != 200:
+                    return {"reason": "http_error", "status": status, "body": excerpt}, 0.0
+                problem = snapshot_problem(body)
+                if problem is not None:
+                    return {"reason": "malformed", "error": problem, "bytes": len(body),
+                            "body": excerpt[:80]}, 0.0
+                self.snapshots += 1
+                await self._queue.put((self.now_ns(), body))
+                self.log.info("feed_snapshot", bytes=len(body))
+                return None, 0.0
+        except TimeoutError:
+            return {"reason": "timeout", "timeout_s": s.snapshot_timeout_s}, 0.0
+        except aiohttp.ClientError as exc:
+            return {"reason": "network", "error": repr(exc)}, 0.0

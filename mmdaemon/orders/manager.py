@@ -114,6 +114,23 @@ class OrderManager:
             # the venue counts amend sizes as total size: keep what already filled
             out.append(OrderAction("amend", order.order_id, side, price, order.filled + size))
 
+    def applies(self, action: OrderAction) -> bool:
+        """``action`` still fits our orders: a place for a side with no order, an amend of
+        an order waiting for nothing, a cancel of an order not already being cancelled.
+
+        An action decided earlier may have gone stale before it could be sent (its sender
+        waited for another task's cancel-all, whose confirmation removed the order): such
+        an action must be dropped, not sent.
+        """
+        if action.kind == "place":
+            return action.side not in self._by_side
+        order = self.orders.get(action.order_id)
+        if order is None:
+            return False
+        if action.kind == "amend":
+            return order.pending is None
+        return order.status is not OrderStatus.PENDING_CANCEL
+
     def sent(self, action: OrderAction) -> None:
         """Record that ``action`` goes to the exchange: its order now waits for the venue.
 

@@ -93,10 +93,13 @@ class MarketListener(Protocol):
 
 
 class MarketTape:
-    """Replay ``paths`` at ``speed`` (None: as fast as possible) to stream subscribers."""
+    """Replay ``paths`` at ``speed`` (None: as fast as possible) to stream subscribers;
+    with ``wait_for_subscriber``, not before the first stream connection (so that a client
+    sees a burst at ``--speed max`` from its start)."""
 
     def __init__(self, paths: Iterable[str | Path], instrument: Instrument, speed: float | None,
-                 clock: Clock, listener: MarketListener | None = None) -> None:
+                 clock: Clock, listener: MarketListener | None = None, *,
+                 wait_for_subscriber: bool = False) -> None:
         self.instrument = instrument
         self.source = ReplaySource(paths, speed, clock)
         self.clock = clock
@@ -107,6 +110,8 @@ class MarketTape:
         self.raw: set[ServerConnection] = set()
         self.frames_sent = 0
         self.finished = asyncio.Event()
+        self.subscribed = asyncio.Event()  # a stream connection came
+        self._wait_for_subscriber = wait_for_subscriber
         self._silent_until_ns = 0
         self._skip_depth = 0
         self.on_frame: Callable[[int, bytes], None] | None = None  # a hook for tests
@@ -116,6 +121,8 @@ class MarketTape:
     async def run(self) -> None:
         """Play the whole recording once, then set :attr:`finished`."""
         market, listener = self.market, self.listener
+        if self._wait_for_subscriber:
+            await self.subscribed.wait()
         async for item in self.source.frames():
             if isinstance(item, Malformed):
                 continue
@@ -174,6 +181,7 @@ class MarketTape:
         sends them (a connection may switch with ``SET_PROPERTY``).
         """
         self.subscribers[ws] = streams
+        self.subscribed.set()
         if not combined:
             self.raw.add(ws)
         try:

@@ -60,7 +60,12 @@ Faults for tests, each a plain attribute or method: :meth:`OrderEntry.drop_conne
 (close every order-entry connection from the venue's side), :attr:`OrderEntry.accepting`
 (False: a new connection is closed at once with 1013, "try again later"),
 :attr:`OrderEntry.blackhole` (True: requests are still executed but nothing is sent back,
-neither responses nor events: a network path that silently lost its way back).
+neither responses nor events: a network path that silently lost its way back),
+:meth:`OrderEntry.delay_requests` (requests of a method run late and later requests overtake
+them: a cancel reaches the matching engine before the place it cancels, acks come late)
+and :meth:`OrderEntry.hold_responses` (requests run at once, their events go out, their
+responses come late: an order can be acknowledged and fill on the user-data stream before
+its ``order.place`` response; :attr:`OrderEntry.fills_before_response` counts those fills).
 """
 
 from __future__ import annotations
@@ -293,6 +298,12 @@ class OrderEntry:
         self.internal_errors = 0  # requests answered -1000 (a bug: should stay 0)
         self.accepting = True  # test fault: False refuses new order-entry connections
         self.blackhole = False  # test fault: True sends nothing back (requests still run)
+        # test faults: method -> [seconds, requests left] (delay_requests, hold_responses)
+        self._delays: dict[str, list[float]] = {}
+        self._holds: dict[str, list[float]] = {}
+        self._placed: list[int] | None = None  # orders placed by the request being handled
+        self._unanswered: set[int] = set()  # orders whose place response is being held
+        self.fills_before_response = 0  # fills of orders in _unanswered
         self._methods: dict[str, _Method] = {
             api.ORDER_PLACE: _Method(self._order_place, 1, True),
             api.ORDER_CANCEL: _Method(self._order_cancel, 1, True),
@@ -378,6 +389,39 @@ class OrderEntry:
                                  return_exceptions=True)
         return len(conns)
 
+    def delay_requests(self, method: str, seconds: float, count: int = 1) -> None:
+        """Test fault: the next ``count`` ``method`` requests (any connection) run ``seconds``
+        after they arrive, and requests that arrive meanwhile overtake them, as in a venue
+        that processes requests concurrently. Their responses and events come that late.
+        ``count`` 0 lifts the fault."""
+        _set_fault(self._delays, method, seconds, count)
+
+    def hold_responses(self, method: str, seconds: float, count: int = 1) -> None:
+        """Test fault: the next ``count`` ``method`` requests run at once (their execution
+        reports go out now) but their responses are sent ``seconds`` later. ``count`` 0
+        lifts the fault."""
+        _set_fault(self._holds, method, seconds, count)
+
+    @property
+    def late_work(self) -> int:
+        """Delayed requests and held responses still to come, and requests still due to
+        be delayed or held: 0 once the faults set have played out."""
+        due = sum(int(f[1]) for f in (*self._delays.values(), *self._holds.values()))
+        return len(self._tasks) + due
+
+    @property
+    def unanswered(self) -> int:
+        """Orders whose place (or cancel-replace) response is being held now."""
+        return len(self._unanswered)
+
+    def order(self, order_id: int) -> OpenOrder | None:
+        """Any order ever accepted (open or closed) by venue ``order_id``; None if unknown."""
+        o = self._history.get(order_id)
+        if o is None:
+            return None
+        return OpenOrder(o.api_key, o.order_id, o.client_id, o.side, o.price, o.size,
+                         o.executed, o.status)
+
     def trades(self, api_key: str) -> list[api.AccountTrade]:
         """The trade history of ``api_key``'s account, oldest first (what ``myTrades`` lists)."""
         return list(self._trades[api_key])
@@ -394,6 +438,20 @@ class OrderEntry:
         sender = asyncio.create_task(self._send_loop(conn), name="sim-order-entry-send")
         try:
             async for message in websocket:
+                if self._delays or self._holds:
+                    delay, hold = self._timing(message)
+                    if delay:
+                        self._later(self._run_late(conn, message, delay))
+                        continue
+                    if hold:
+                        self._placed = []
+                        frame = self._handle(conn, message)
+                        placed, self._placed = self._placed, None
+                        self._unanswered.update(placed)
+                        self._later(self._answer_late(conn, frame, placed, hold))
+                        if self._outbox:
+                            self._flush()
+                        continue
                 frame = self._handle(conn, message)
                 if not conn.dead and not self.blackhole:
                     try:
@@ -410,6 +468,47 @@ class OrderEntry:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+
+    def _timing(self, message: str | bytes) -> tuple[float, float]:
+        """(seconds to delay, seconds to hold the response) of a request, from the faults
+        set for its method; each use counts against the fault's requests."""
+        try:
+            msg = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return 0.0, 0.0
+        method = msg.get("method") if type(msg) is dict else None
+        if not isinstance(method, str):
+            return 0.0, 0.0
+        method = method.removeprefix("v3/")
+        out = [0.0, 0.0]
+        for i, faults in enumerate((self._delays, self._holds)):
+            fault = faults.get(method)
+            if fault is not None:
+                out[i] = fault[0]
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    del faults[method]
+        return out[0], out[1]
+
+    def _later(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_late(self, conn: _Conn, message: str | bytes, delay: float) -> None:
+        """A delayed request: run it now (even if its connection is gone: the venue got
+        it), answer it if the connection is still there."""
+        await asyncio.sleep(delay)
+        frame = self._handle(conn, message)
+        self._offer(conn, frame)
+        if self._outbox:
+            self._flush()
+
+    async def _answer_late(self, conn: _Conn, frame: bytes, placed: list[int],
+                           hold: float) -> None:
+        await asyncio.sleep(hold)
+        self._unanswered.difference_update(placed)
+        self._offer(conn, frame)
 
     async def _send_loop(self, conn: _Conn) -> None:
         try:
@@ -857,6 +956,8 @@ class OrderEntry:
             self._report(order, "NEW")
         self._history[order_id] = order
         self._latest[(api_key, client_id)] = order
+        if self._placed is not None:
+            self._placed.append(order_id)
         return order
 
     def _cancel(self, order: _Order, new_client_id: str | None) -> dict[str, Any]:
@@ -922,6 +1023,8 @@ class OrderEntry:
         order = self._in_venue.get(fill.order_id)
         if order is None:
             return
+        if fill.order_id in self._unanswered:
+            self.fills_before_response += 1
         notional = fill.price * fill.size
         ms = self._ms()
         order.executed += fill.size
@@ -1092,6 +1195,14 @@ class OrderEntry:
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+def _set_fault(faults: dict[str, list[float]], method: str, seconds: float,
+               count: int) -> None:
+    if count > 0:
+        faults[method] = [seconds, count]
+    else:
+        faults.pop(method, None)
 
 
 def _is_int(value: object) -> bool:

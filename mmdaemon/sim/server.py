@@ -17,16 +17,21 @@ Routes (one port):
 
 Plain HTTP requests are answered from ``process_request`` before any websocket upgrade, so
 REST and websockets share the port as they share a host at the real venue.
+
+Faults for tests: :meth:`SimVenue.fail_depth` makes the next ``GET /api/v3/depth`` requests
+fail, one fault each (see :data:`DEPTH_FAULTS`); the stream faults are the tape's
+(:mod:`mmdaemon.sim.market`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -37,6 +42,14 @@ from websockets.http11 import Request, Response
 from mmdaemon.clock import Clock
 from mmdaemon.model import Instrument
 from mmdaemon.sim.market import DEPTH_LIMITS, MarketListener, MarketTape
+
+DEPTH_FAULTS: Final = ("500", "503", "429", "418", "truncated", "html", "bad_levels", "hang")
+"""What :meth:`SimVenue.fail_depth` can do to one depth request: answer HTTP 500 (-1000) or
+503 (-1008, the venue's "server busy"); refuse it for the request weight (429, -1003) or as
+an IP ban (418), with Binance's error body and a ``Retry-After`` header; answer 200 with a
+body cut in the middle (``truncated``), with an HTML page (a proxy's error page), or with a
+well-formed snapshot whose first bid price is not a number (``bad_levels``); or hold the
+request ``hang_s`` seconds before answering it (past the client's timeout)."""
 
 
 class OrderEntryHandler(MarketListener, Protocol):
@@ -77,13 +90,18 @@ class SimVenue:
 
     def __init__(self, paths: Iterable[str | Path], instrument: Instrument, *,
                  speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
-                 order_entry: OrderEntryHandler | None = None) -> None:
+                 order_entry: OrderEntryHandler | None = None,
+                 wait_for_subscriber: bool = False) -> None:
         self.instrument = instrument
-        self.tape = MarketTape(paths, instrument, speed, clock, order_entry)
+        self.tape = MarketTape(paths, instrument, speed, clock, order_entry,
+                               wait_for_subscriber=wait_for_subscriber)
         self.order_entry = order_entry
         self.host, self.port = host, port
         self._server: Server | None = None
         self._tape_task: asyncio.Task[None] | None = None
+        self._depth_faults: deque[str] = deque()
+        self.depth_hang_s = 30.0  # how long a "hang" fault holds its request
+        self.depth_requests = 0  # GET /api/v3/depth requests received
 
     @property
     def ws_url(self) -> str:
@@ -112,9 +130,17 @@ class SimVenue:
         """Until the recording has been played to the end."""
         await self.tape.finished.wait()
 
+    def fail_depth(self, *faults: str) -> None:
+        """The next ``len(faults)`` depth requests fail, in order, one fault each (see
+        :data:`DEPTH_FAULTS`); requests after them are answered normally."""
+        unknown = set(faults) - set(DEPTH_FAULTS)
+        if unknown:
+            raise ValueError(f"unknown depth faults {sorted(unknown)}; known: {DEPTH_FAULTS}")
+        self._depth_faults.extend(faults)
+
     # -- routing --------------------------------------------------------------------------
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         if (url.path in ("/stream", "/ws-api/v3") or _is_raw_stream_path(url.path)) and (
             "upgrade" in request.headers.get("Connection", "").lower()
@@ -122,6 +148,9 @@ class SimVenue:
             return None  # a websocket: let the handshake go on
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == "/api/v3/depth":
+            self.depth_requests += 1
+            if self._depth_faults:
+                return await self._depth_fault(self._depth_faults.popleft(), query)
             return self._depth(query)
         if url.path == "/api/v3/ping":
             return _json(200, {})
@@ -147,6 +176,39 @@ class SimVenue:
         body = self.tape.depth_snapshot(limit)
         if body is None:
             return _error(503, -1003, "Service unavailable: the book is not ready yet.")
+        headers = Headers([("Content-Type", "application/json"),
+                           ("Content-Length", str(len(body))), ("Connection", "close")])
+        return Response(200, "OK", headers, body)
+
+    async def _depth_fault(self, fault: str, query: dict[str, str]) -> Response:
+        """One depth request answered with ``fault`` (see :data:`DEPTH_FAULTS`)."""
+        if fault == "500":
+            return _error(500, -1000, "An unknown error occurred while processing the request.")
+        if fault == "503":
+            return _error(503, -1008, "Server is currently overloaded with other requests. "
+                                      "Please try again in a few minutes.")
+        if fault in ("429", "418"):
+            response = _error(int(fault), -1003, "Too much request weight used; current limit "
+                                                 "is 6000 request weight per 1 MINUTE.")
+            response.headers["Retry-After"] = "1"  # seconds, as the venue sends it
+            return response
+        if fault == "hang":
+            await asyncio.sleep(self.depth_hang_s)
+            return self._depth(query)  # the answer comes, too late for the client
+        if fault == "html":
+            body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            headers = Headers([("Content-Type", "text/html"),
+                               ("Content-Length", str(len(body))), ("Connection", "close")])
+            return Response(200, "OK", headers, body)
+        good = self._depth(query)
+        if good.status_code != 200:
+            return good
+        if fault == "truncated":
+            body = bytes(good.body[:len(good.body) // 2])
+        else:  # bad_levels: well-formed JSON, a price that is not a number
+            snapshot = orjson.loads(good.body)
+            snapshot["bids"][0][0] = "not-a-price"
+            body = orjson.dumps(snapshot)
         headers = Headers([("Content-Type", "application/json"),
                            ("Content-Length", str(len(body))), ("Connection", "close")])
         return Response(200, "OK", headers, body)
