@@ -59,9 +59,18 @@ class InMemoryService(Service):
 
 class TimedService(InMemoryService):
     """Notes, per frame that caused order actions, ns from its bytes in to the last action
-    handed to the adapter (``_frame_t0`` is taken by ``on_frame`` before decoding)."""
+    handed to the adapter (``_frame_t0`` is taken by ``on_frame`` before decoding); and per
+    frame that made the quoter decide a quote (changed or not), ns to that decision."""
 
     tick_to_action_ns: list[int]
+    tick_to_decision_ns: list[int]
+
+    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        quotes = self.counters.quotes
+        actions = super().on_frame(recv_ns, frame)
+        if self.counters.quotes != quotes:
+            self.tick_to_decision_ns.append(perf_counter_ns() - self._frame_t0)
+        return actions
 
     async def _send(self, actions: list[OrderAction]) -> None:
         await super()._send(actions)
@@ -102,8 +111,10 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         timed = _service(TimedService, tmp)
         assert isinstance(timed, TimedService)
         timed.tick_to_action_ns = []
+        timed.tick_to_decision_ns = []
         uvloop.run(timed.run())
     samples = sorted(timed.tick_to_action_ns)
+    decisions = sorted(timed.tick_to_decision_ns)
     n = len(frames)
     s = summaries[-1]
     return {
@@ -117,6 +128,10 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         "tick_to_quote_p99_us": percentile_us(samples, 0.99),
         "tick_to_quote_p999_us": percentile_us(samples, 0.999),
         "goal_tick_to_quote_p99_under_100us": percentile_us(samples, 0.99) < 100,
+        "quote_decisions": len(decisions),
+        "tick_to_decision_p50_us": percentile_us(decisions, 0.50),
+        "tick_to_decision_p99_us": percentile_us(decisions, 0.99),
+        "tick_to_decision_p999_us": percentile_us(decisions, 0.999),
         "quotes": s["quotes"],
         "orders": s["orders"],
         "amends": s["amends"],
@@ -137,6 +152,9 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{'tick-to-quote p50/p99/p99.9':<34}{r['tick_to_quote_p50_us']:>6} / "
         f"{r['tick_to_quote_p99_us']} / {r['tick_to_quote_p999_us']} us "
         f"({r['tick_to_quote_samples']:,} frames with order actions; goal p99 < 100 us)",
+        f"{'  every quote decision p50/p99/p99.9':<34}{r['tick_to_decision_p50_us']:>6} / "
+        f"{r['tick_to_decision_p99_us']} / {r['tick_to_decision_p999_us']} us "
+        f"({r['quote_decisions']:,} frames that made the quoter decide)",
     ]
 
 
