@@ -315,20 +315,35 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
     return 0
 
 
+REPORT_HEADLINES = ("spread_capture_pnl", "inventory_pnl", "sharpe", "max_drawdown",
+                    "win_rate", "quote_uptime", "two_sided_share", "quoted_spread_bps_mean",
+                    "order_to_trade", "fill_rate")
+"""The report figures the people's summary shows; ``--json`` and ``--report`` have them all."""
+
+
 def _replay_table(summary: dict[str, Any], config: Config) -> str:
-    """The summary for people: money in the quote currency, sizes in the base currency."""
-    money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "total_pnl")
-    width = max(map(len, summary))
+    """The summary for people: money in the quote currency, sizes in the base currency,
+    then the report's headline figures (markouts in bps of the mid at each horizon)."""
+    money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "total_pnl",
+             "spread_capture_pnl", "inventory_pnl", "max_drawdown")
+    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    metrics = summary.get("metrics")
+    if isinstance(metrics, dict):
+        scalars.update((k, metrics[k]) for k in REPORT_HEADLINES if k in metrics)
+        for m in metrics.get("markouts", []):
+            scalars[f"markout_{m['horizon_s']}s_bps"] = m["markout_bps"]
+    width = max(map(len, scalars))
     rows = []
-    for key, value in summary.items():
-        if key in money:
+    for key, value in scalars.items():
+        if key in money and isinstance(value, float):
             value = f"{value:,.6f}"
         elif isinstance(value, float):
             value = f"{value:,.8g}"
         elif isinstance(value, int) and not isinstance(value, bool):
             value = f"{value:,}"
         rows.append(f"{key:<{width}}  {value}")
-    return f"dry run of {config.instrument.symbol} (paper exchange)\n" + "\n".join(rows)
+    return (f"dry run of {config.instrument.symbol} (paper exchange)\n" + "\n".join(rows)
+            + "\n(every figure: --json, or --report DIR for the report with plots)")
 
 
 def signal_instance(config: Config, sig: signal.Signals) -> int:

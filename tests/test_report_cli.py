@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from tests.conftest import SHARED_DATA, SPOT_FILES
+from tests.helpers import first_lines
 
 LOBSTER = SHARED_DATA / "lobster-amzn-l1"
 MESSAGE = LOBSTER / "AMZN_2012-06-21_34200000_57600000_message_1.csv"
@@ -54,3 +55,22 @@ def test_lobster_equity_day_replays_with_a_time_of_day_table(tmp_path: Path) -> 
     assert sum(row["fills"] for row in s["metrics"]["by_hour"]) == s["fills"]
     html = (out / "report.html").read_text()
     assert "15:00" in html or ">15<" in html
+
+
+def test_the_summary_for_people_matches_the_json_one(tmp_path: Path) -> None:
+    """Without --json: one ``name  value`` line per figure, the report's headlines and
+    markouts flattened in (no nested structures dumped), the same numbers as --json."""
+    recording = first_lines(tmp_path / "part.gz", 20_000)
+    args = ("replay", str(recording))
+    as_json = mmdaemon(*args, "--state-dir", str(tmp_path / "a"), "--json")
+    text = mmdaemon(*args, "--state-dir", str(tmp_path / "b"))
+    assert as_json.returncode == text.returncode == 0, text.stderr[-2000:]
+    summary = orjson.loads(as_json.stdout)
+    rows = dict(line.split(None, 1) for line in text.stdout.splitlines()[1:-1])
+    assert "{" not in text.stdout and "[" not in text.stdout
+    assert summary["fills"] > 0 and rows["fills"] == f"{summary['fills']:,}"
+    assert rows["total_pnl"] == f"{summary['total_pnl']:,.6f}"
+    horizons = [m["horizon_s"] for m in summary["metrics"]["markouts"]]
+    assert horizons and all(f"markout_{h}s_bps" in rows for h in horizons)
+    assert float(rows["sharpe"].replace(",", "")) == pytest.approx(
+        summary["metrics"]["sharpe"], rel=1e-7)
