@@ -85,6 +85,9 @@ if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled lo
 PID_FILE = "mmdaemon.pid"
 # config sections a SIGHUP cannot change: they shape connections, files and the book itself
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
+# Report samples wait for the supervisor task to write them; this many force a write on the
+# spot (a loop too busy to run that task for 4 minutes of samples at the 250 ms default).
+MAX_BUFFERED_SAMPLES = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
@@ -280,7 +283,7 @@ class Service:
                 await self._shutdown()
                 await self.exchange.close()
                 self._sample(self.now_ns)  # the state after the final cancel-all
-                self._flush_samples()
+                self._persist()
                 if metrics is not None:
                     await metrics.stop()
             finally:
@@ -770,6 +773,7 @@ class Service:
             await self.clock.sleep(interval_s)
             if self.speed is not None:  # at --speed max event time is the only clock
                 self.supervise(self.event_now())
+            self._persist()
             now = self.clock.monotonic_ns()
             if now >= next_log_flush:  # counts of rate-limited log lines, once per window
                 flush_suppressed(self.log)
@@ -785,8 +789,8 @@ class Service:
             quote.bid_size, quote.ask, quote.ask_size, self.position.position,
             self.risk.state.value, c.orders, c.amends, c.cancels,
         ))
-        if len(self._samples) >= 512:
-            self._flush_samples()
+        if len(self._samples) >= MAX_BUFFERED_SAMPLES:
+            self._flush_samples()  # only if the supervisor task has not run for that long
 
     def _flush_samples(self) -> None:
         if self._samples:
@@ -821,11 +825,18 @@ class Service:
             return
         self._pnl_inputs = inputs
         self.breakers.check_pnl(position.total(Fraction(bid + ask, 2)))
+
+    def _persist(self) -> None:
+        """Write what may trail the hot path: report samples and a new PnL peak. Runs in the
+        supervisor task (and at stop), so a frame never waits for SQLite on its way to a
+        quote; fills are not among these, they are committed before anything acts on
+        them. A crash loses at most one supervisor interval of samples and peak."""
+        self._flush_samples()
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak:
             self._saved_peak = peak
             try:
-                self.journal.set_pnl_peak(peak, now_ns)
+                self.journal.set_pnl_peak(peak, self.now_ns)
             except Exception as exc:
                 self._journal_failed("pnl_peak", exc)
 

@@ -193,3 +193,24 @@ def test_a_dry_run_never_trades_even_with_a_live_config(tmp_path: Path) -> None:
         "credentials": str(tmp_path / "no-such-credentials.toml")}}, files=SPOT_FILES[:1])
     assert s["fills"] > 0 and s["state"] == "ACTIVE"
     assert not [e for e in logs if str(e.get("event", "")).startswith("gateway")]
+
+
+def test_the_pnl_peak_and_samples_reach_the_journal_off_the_hot_path(tmp_path: Path) -> None:
+    """The peak and the report samples are written by the supervisor task and at stop, not
+    on a frame's way to a quote; either way they are in the journal when the run ends, and
+    the peak is the highest total PnL the breakers saw (at least the final one)."""
+    from mmdaemon.journal import Journal
+
+    s, _, state = replay(tmp_path)
+    journal = Journal(state / "journal.sqlite")
+    try:
+        peak = journal.restore(0).pnl_peak_units
+    finally:
+        journal.close()
+    db = sqlite3.connect(state / "journal.sqlite")
+    samples = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    db.close()
+    assert peak is not None
+    final = Fraction(str(s["total_pnl"])) / (TICK * LOT)
+    assert peak >= final and peak > 0  # this day's run was ahead before it fell back
+    assert samples == s["metrics"]["samples"] > 1000
