@@ -377,6 +377,12 @@ def _check_firm(firm: FirmConfig) -> None:
         # the URL would carry the secret into the config file and every log of it
         raise ConfigError("firm.redis_url: expected no user or password in the URL; use "
                           "firm.username and firm.password (a source, never the secret)")
+    if url.query or url.fragment or "?" in firm.redis_url:
+        # redis-py honours URL query options (?password=, ?username=, ...), and the URL is
+        # logged: any query is refused, and the URL is not echoed (it may hold a secret)
+        raise ConfigError("firm.redis_url: expected redis://host:port/db or "
+                          "rediss://host:port/db with no query string or fragment; give "
+                          "credentials as firm.username and firm.password (a source)")
     try:
         url.port  # noqa: B018  (raises on a bad port)
     except ValueError:

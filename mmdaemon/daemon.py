@@ -362,9 +362,10 @@ class Service:
         """One line for ``systemctl status``: state, position and PnL."""
         inst, pos = self.instrument, self.position
         money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
-        pnl = float(self.total_pnl_units() * money)
+        total = self.total_pnl_units()
+        pnl = "unknown" if total is None else f"{float(total * money):.2f}"
         base = float(pos.position * Fraction(inst.lot_size))
-        return (f"{self.risk.state.value} {inst.symbol} position={base:g} pnl={pnl:.2f} "
+        return (f"{self.risk.state.value} {inst.symbol} position={base:g} pnl={pnl} "
                 f"fills={pos.fills}")
 
     def _maybe_ready(self) -> None:
@@ -629,8 +630,9 @@ class Service:
         if self.firm is not None:
             self.firm.publish_soon()
         self.breakers.check_inventory(position.position)
-        if self.mark() is not None:  # no mark yet (a fill recovered at start): no PnL to judge
-            self.breakers.check_pnl(self.total_pnl_units())
+        total = self.total_pnl_units()
+        if self.mark() is not None and total is not None:  # no mark: no PnL to judge
+            self.breakers.check_pnl(total)
 
     # -- risk -----------------------------------------------------------------------------
 
@@ -641,11 +643,14 @@ class Service:
             return None
         return Fraction(bid + ask, 2)
 
-    def total_pnl_units(self) -> Fraction:
+    def total_pnl_units(self) -> Fraction | None:
+        """Realised + unrealised - fees at the mark, notional units (ticks x lots). Without
+        a mark: cash - fees when flat (that is the whole PnL), None with a position (cash -
+        fees alone would count the position's whole cost as a loss)."""
         mark = self.mark()
         position = self.position
         if mark is None:
-            return Fraction(position.cash - position.fees)
+            return Fraction(position.cash - position.fees) if position.position == 0 else None
         return position.total(mark)
 
     def _journal_failed(self, during: str, exc: Exception) -> None:
@@ -698,6 +703,9 @@ class Service:
         if not self.risk.killed:
             self.log.info("rearm_ignored", reason="not killed")
             return
+        # a position without a mark: refused, not deferred. The loss limit cannot be checked,
+        # and the drawdown peak a re-arm sets would be cash - fees (the position's whole cost
+        # as a loss); the book arrives within seconds of a start, so retrying is cheap
         total = self.total_pnl_units()
         held = self.breakers.holding(self.position.position, total)
         if self.firm is not None:
@@ -705,6 +713,7 @@ class Service:
         if held:
             self.log.warning("rearm_refused", reasons=held)
             return
+        assert total is not None  # holding() refuses an unknown PnL
         self.journal.set_killed(False, "", self.now_ns)
         self.breakers.rearmed(total)
         if self.firm is not None:

@@ -31,10 +31,11 @@ BTC = Identity("btc-a", "desk1", "BTC", "USDT", tick_size="0.01", lot_size="0.00
 
 
 def hb(instance: str, base: str = "BTC", lots: int = 100_000_000, notional: str | None = "60000",
-       pnl: str = "0", quote: str = "USDT") -> Heartbeat:
+       pnl: str | None = "0", quote: str = "USDT") -> Heartbeat:
     return Heartbeat(instance, "desk1", base, quote, lots, "0.00000001",
                      None if notional is None else Fraction(Decimal(notional)),
-                     Fraction(Decimal(pnl)), "ACTIVE", 1, 1_700_000_000_000)
+                     None if pnl is None else Fraction(Decimal(pnl)), "ACTIVE", 1,
+                     1_700_000_000_000)
 
 
 def test_own_heartbeat_converts_ticks_and_lots_exactly() -> None:
@@ -103,12 +104,57 @@ def test_aggregate_is_gross_per_asset_and_sums_pnl_in_the_desk_currency() -> Non
              hb("e", lots=0, quote="USDC", notional="100", pnl="-500")]
     agg = aggregate(beats, "USDT")
     btc = agg.assets["BTC"]
-    assert btc.gross_notional == 1000  # a long and a short do not offset: 600 + 300 + 100
+    # a long and a short do not offset: 600 + 300; e's 100 is USDC, not USDT: not summed
+    assert btc.gross_notional == 900 and btc.not_comparable == ("e",)
     assert btc.net_position == Fraction(Decimal("0.00000057"))  # 100 - 50 + 7 + 0 lots
     assert btc.instances == ("a", "b", "c", "e") and btc.unknown == ("c",)
     assert agg.assets["ETH"].gross_notional == 2000
     assert agg.pnl == Fraction(Decimal("-5.5"))  # e's USDC is not summed with USDT
     assert agg.other_currency == ("e",) and "e" not in agg.instances
+
+
+def test_notional_in_another_quote_currency_fails_an_asset_limit_closed() -> None:
+    # an ETHBTC instance: its notional is in BTC, which must never be summed as USDT
+    limits = FirmLimits(assets=(AssetLimit("ETH", Fraction(100_000), "reduce"),),
+                        currency="USDT")
+    ethusdt = hb("eth-usdt", base="ETH", notional="20000")
+    ethbtc = hb("eth-btc", base="ETH", quote="BTC", notional="0.5")
+    agg = aggregate([ethusdt, ethbtc], "USDT")
+    assert agg.assets["ETH"].gross_notional == 20_000  # not 20,000.5
+    (breach,) = evaluate(agg, limits, peak=None)  # cannot be checked: breached, saying why
+    assert breach.name == "firm_notional_ETH" and breach.values["not_comparable"] == ["eth-btc"]
+    assert breach.values["gross_notional"] == "20000" and breach.values["currency"] == "USDT"
+    # a flat ETHBTC instance holds nothing: zero is zero in any currency
+    flat = hb("eth-btc", base="ETH", quote="BTC", lots=0, notional="0")
+    assert evaluate(aggregate([ethusdt, flat], "USDT"), limits, peak=None) == []
+
+
+def test_unknown_pnl_is_published_as_null_and_left_out_of_the_desk() -> None:
+    # 0.1 BTC bought at 60,000 after a restart, no book yet: cash - fees is -6,000 USDT,
+    # which is the position's cost, not a loss
+    cost_units = Fraction(-6_000) / Fraction(Decimal("0.01")) / Fraction(Decimal("1e-8"))
+    beat = BTC.heartbeat(Exposure(10_000_000, None, cost_units, "HALTED"), 1, 1)
+    assert beat.pnl is None and beat.notional is None
+    assert orjson.loads(encode(beat))["pnl"] is None and decode(encode(beat)) == beat
+    # flat, cash - fees is the whole PnL, and known
+    flat = BTC.heartbeat(Exposure(0, None, Fraction(-10**10), "HALTED"), 1, 1)
+    assert flat.pnl == -1
+    limits = FirmLimits(currency="USDT", max_loss=Fraction(1000),
+                        max_drawdown=Fraction(1000))
+    agg = aggregate([beat, hb("b", pnl="50"), hb("c", pnl="-20")], "USDT")
+    assert agg.pnl == 30 and agg.instances == ("b", "c") and agg.unknown_pnl == ("btc-a",)
+    assert not agg.complete
+    assert evaluate(agg, limits, peak=Fraction(30)) == []  # no -6,000 "loss"
+    # unknown instances are named beside the desk values when a limit trips
+    losing = aggregate([beat, hb("b", pnl="-1000")], "USDT")
+    (loss,) = evaluate(losing, limits, peak=None)
+    assert loss.values["unknown_pnl"] == ["btc-a"] and loss.values["instances"] == ["b"]
+    # an incomplete sum never moves the peak; a complete one does
+    peak = DeskPeak()
+    assert peak.observe_desk(agg) is None
+    peak.observe(Fraction(10))
+    assert peak.observe_desk(agg) == 10
+    assert peak.observe_desk(aggregate([hb("b", pnl="50")], "USDT")) == 50
 
 
 def test_limits_breach_at_the_limit_with_the_values_that_tripped_them() -> None:

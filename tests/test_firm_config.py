@@ -42,6 +42,12 @@ def test_example_and_enabled_firm_load(tmp_path: Path) -> None:
     ({"redis_url": "http://x:1"}, "firm.redis_url: expected redis://host:port/db"),
     ({"redis_url": "redis://:hunter2@x:6379"}, "firm.redis_url: expected no user or password"),
     ({"redis_url": "redis://x:99999"}, "firm.redis_url: expected a port"),
+    ({"redis_url": "redis://h:6379/0?password=hunter2"}, "firm.redis_url: expected redis://"
+     "host:port/db or rediss://host:port/db with no query string"),
+    ({"redis_url": "rediss://h:6380/0?username=u&password=hunter2"},
+     "with no query string or fragment; give credentials as firm.username"),
+    ({"redis_url": "redis://h:6379/0?socket_timeout=5"}, "with no query string"),
+    ({"redis_url": "redis://h:6379/0?"}, "with no query string"),
     ({"tls_ca_file": "ca.pem"}, "firm.tls_ca_file: expected only with a rediss://"),
     ({"desk": ""}, "firm.desk: expected 1-64 letters"),
     ({"instance": "a:b"}, "firm.instance: expected 1-64 letters"),

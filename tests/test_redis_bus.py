@@ -13,11 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
-from mmdaemon.clock import ManualClock
-from mmdaemon.config import AssetLimitConfig, FirmConfig
+from mmdaemon.clock import ManualClock, SystemClock
+from mmdaemon.config import AssetLimitConfig, FirmConfig, load_config
+from mmdaemon.daemon import Service
+from mmdaemon.model import Fill, Side
 from mmdaemon.risk.firm import Exposure, Identity, Keys
 from mmdaemon.risk.redis_bus import FirmBus, connect, global_kill, global_rearm
 from mmdaemon.risk.state import RiskState, TradingState
+from tests.helpers import write_config
 from tests.recorder import Recorder
 from tests.redis_server import RedisServer
 
@@ -40,11 +43,12 @@ class Host:
         self.risk = RiskState(lambda old, new, why, values: self.calls.append(
             ("state", f"{new.value}:{why}")), halts={"firm_bus_not_ready": {}})
         self.position_lots = position_lots
+        self.mark: Fraction | None = Fraction(6_000_000)
+        self.pnl_units: Fraction | None = Fraction(0)
 
     def firm_exposure(self) -> Exposure:
         # 1 BTC = 100,000,000 lots at a mark of 60,000.00 (6,000,000 ticks)
-        return Exposure(self.position_lots, Fraction(6_000_000), Fraction(0),
-                        self.risk.state.value)
+        return Exposure(self.position_lots, self.mark, self.pnl_units, self.risk.state.value)
 
     def kill(self, reason: str, **values: Any) -> None:
         self.calls.append(("kill", f"{reason} halted_for={sorted(self.risk.halts)}"))
@@ -235,3 +239,134 @@ async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+USDT_UNITS = 10**10
+"""Notional units (ticks x lots) in one USDT at tick 0.01 and lot 1e-8."""
+
+
+async def test_a_position_without_a_mark_publishes_no_pnl_and_trips_no_loss(
+    redis_server: RedisServer
+) -> None:
+    # restarted holding 0.1 BTC bought at 60,000, no book yet: cash - fees = -6,000 USDT
+    config = firm(redis_server, desk_max_loss="1000", desk_max_drawdown="1000")
+    host, log = Host(position_lots=10_000_000), Recorder()
+    host.mark, host.pnl_units = None, Fraction(-6_000 * USDT_UNITS)
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    keys = Keys("mmdaemon", "desk1")
+    client = connect(config, None)
+    try:
+        with redis_server.client() as r:
+            r.set(keys.heartbeat("btc-b"), peer("btc-b", 0, "0"))
+            r.sadd(keys.instances, "btc-b")
+            await bus.cycle(client)
+            own = orjson.loads(r.get(keys.heartbeat("btc-a")))  # type: ignore[arg-type]
+        assert own["pnl"] is None and own["notional"] is None
+        assert not host.risk.killed and host.risk.state is TradingState.ACTIVE
+        assert not log.named("firm_limit_breached")
+        assert bus.peak.peak is None  # an incomplete desk sum never sets the peak
+        # the book arrives: the PnL is known (here -1 USDT of fees), the peak starts there
+        host.mark, host.pnl_units = Fraction(6_000_000), Fraction(-USDT_UNITS)
+        await bus.cycle(client)
+        assert bus.peak.peak == -1 and not host.risk.killed
+    finally:
+        await client.aclose()
+
+
+async def test_a_desk_drawdown_kill_can_be_rearmed_and_measures_afresh(
+    redis_server: RedisServer
+) -> None:
+    config = firm(redis_server, desk_max_drawdown="10")
+    host, log = Host(), Recorder()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    client = connect(config, None)
+    try:
+        await bus.cycle(client)  # peak 0
+        host.pnl_units = Fraction(-20 * USDT_UNITS)
+        await bus.cycle(client)
+        assert host.risk.killed and host.risk.kill_reason == "firm_drawdown"
+        assert bus.holding() == []  # a re-arm acknowledges the drawdown, as locally
+        bus.rearmed()  # what Service.rearm() does once nothing holds
+        host.risk.rearm()
+        await bus.cycle(client)
+        assert not host.risk.killed and bus.peak.peak == -20
+        assert [e["condition"] for e in log.named("firm_limit_cleared")] == ["firm_drawdown"]
+    finally:
+        await client.aclose()
+
+
+async def test_killed_for_a_lost_redis_stays_off_the_market_until_it_is_back(
+    redis_server: RedisServer
+) -> None:
+    clock, host = ManualClock(), Host()
+    config = firm(redis_server, on_redis_lost="kill", grace_ms=1000)
+    bus = FirmBus(config, IDENTITY, host, clock, Recorder(), None)
+    client = connect(config, None)
+    try:
+        await bus.cycle(client)
+        redis_server.stop()
+        clock.now_ns += 2_000_000_000
+        await bus.cycle(client)
+        assert host.risk.killed and host.risk.kill_reason == "firm_bus_unreachable"
+        (held,) = bus.holding()
+        assert "firm bus unreachable" in held  # SIGUSR2 is refused with this reason
+        host.risk.rearm()  # and even re-armed anyway, it could not quote blind:
+        assert host.risk.state is TradingState.HALTED
+        assert "firm_bus_unreachable" in host.risk.halts
+        redis_server.start()
+        await bus.cycle(client)
+        assert bus.holding() == [] and host.risk.state is TradingState.ACTIVE
+    finally:
+        await client.aclose()
+
+
+async def test_a_rearm_message_rearms_only_when_the_kill_key_is_gone(
+    redis_server: RedisServer
+) -> None:
+    config = firm(redis_server)
+    host, log = Host(), Recorder()
+    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    await global_kill(config, None, "test")
+    client = connect(config, None)
+    try:
+        await bus.cycle(client)
+        assert host.risk.killed
+        await bus._on_control(client, b"rearm")  # a bare PUBLISH, the key still set
+        assert host.risk.killed and bus.latched
+        (refused,) = log.named("global_rearm_not_applied")
+        assert refused["reason"] == "kill key still set" and "test" in refused["latch"]
+        redis_server.stop()  # the key cannot be read: stay killed, and say why
+        await bus._on_control(client, b"rearm")
+        assert host.risk.killed
+        assert log.named("global_rearm_not_applied")[-1]["reason"] == "kill key unreadable"
+        redis_server.start()
+        with redis_server.client() as r:
+            r.delete(Keys("mmdaemon", "desk1").kill)  # what `rearm --global` does first
+        await bus._on_control(client, b"rearm")
+        assert not host.risk.killed and not bus.latched
+        assert ("rearm_global", "") in host.calls
+    finally:
+        await client.aclose()
+
+
+def test_the_daemon_has_no_pnl_for_a_position_without_a_mark(tmp_path: Path) -> None:
+    """Service side: no book yet and a position (restored at a restart): the PnL is
+    unknown, published as such, and a re-arm is refused rather than measuring the drawdown
+    from cash - fees."""
+    log = Recorder()
+    service = Service(load_config(write_config(tmp_path)), SystemClock(), log, speed=None)
+    service._open()
+    try:
+        assert service.mark() is None
+        assert service.total_pnl_units() == 0  # flat: cash - fees is the PnL
+        service.position.apply(Fill(1, Side.BUY, 6_000_000, 10_000_000, 0, True, 1, 1))
+        assert service.total_pnl_units() is None
+        assert service.firm_exposure().pnl_units is None
+        assert "pnl=unknown" in service.status_line()
+        service.risk.kill("manual")
+        service.rearm()
+        assert service.risk.killed and service.breakers.peak is None
+        (refused,) = log.named("rearm_refused")
+        assert any("no mark yet" in reason for reason in refused["reasons"])
+    finally:
+        service.journal.close()

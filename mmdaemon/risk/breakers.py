@@ -109,13 +109,17 @@ class Breakers:
         while rejects and now_ns - rejects[0] > window:
             rejects.popleft()
 
-    def holding(self, position_lots: int, total_units: Fraction) -> list[str]:
-        """Kill conditions that still hold now: a re-arm is refused while any does."""
+    def holding(self, position_lots: int, total_units: Fraction | None) -> list[str]:
+        """Kill conditions that still hold now: a re-arm is refused while any does.
+        ``total_units`` None: the PnL is unknown (a position, no mark yet), which holds too."""
         lim = self.limits
         held = []
         if abs(position_lots) >= lim.inventory_hard_lots:
             held.append(f"inventory {position_lots} lots >= hard limit {lim.inventory_hard_lots}")
-        if -total_units >= lim.max_loss_units:
+        if total_units is None:
+            held.append(f"no mark yet: PnL of the {position_lots}-lot position unknown, the "
+                        f"loss limit cannot be checked (retry once the book is in)")
+        elif -total_units >= lim.max_loss_units:
             held.append(f"loss {float(-total_units):.0f} units >= max_loss "
                         f"{float(lim.max_loss_units):.0f}")
         return held

@@ -54,7 +54,9 @@ class Heartbeat:
 
     ``position_lots`` x ``lot_size`` (a decimal string: base-asset amount of one lot) is the
     position in ``base``; ``notional`` is ``|position| x mark`` in ``quote`` (None when the
-    instance has no mark yet); ``pnl`` is realised + mark-to-market - fees in ``quote``;
+    instance has no mark yet); ``pnl`` is realised + mark-to-market - fees in ``quote`` (None
+    when it holds a position but has no mark yet: cash - fees alone would count the whole
+    cost of the position as a loss);
     ``state`` the instance's trading state; ``seq`` counts its heartbeats since it started.
     """
 
@@ -65,7 +67,7 @@ class Heartbeat:
     position_lots: int
     lot_size: str
     notional: Fraction | None
-    pnl: Fraction
+    pnl: Fraction | None
     state: str
     seq: int
     ts_ms: int
@@ -128,7 +130,7 @@ def encode(hb: Heartbeat) -> bytes:
         "position_lots": hb.position_lots,
         "lot_size": hb.lot_size,
         "notional": None if hb.notional is None else decimal_text(hb.notional),
-        "pnl": decimal_text(hb.pnl),
+        "pnl": None if hb.pnl is None else decimal_text(hb.pnl),
         "state": hb.state,
         "seq": hb.seq,
         "ts_ms": hb.ts_ms,
@@ -169,38 +171,51 @@ def decode(data: bytes | str) -> Heartbeat:
     notional = None if raw_notional is None else parse_decimal(raw_notional, "notional")
     if notional is not None and notional < 0:
         raise BadHeartbeat("notional: expected an absolute (non-negative) amount")
+    raw_pnl = record.get("pnl")
     return Heartbeat(
         instance=text["instance"], desk=text["desk"], base=text["base"], quote=text["quote"],
         position_lots=_field(record, "position_lots", int),
         lot_size=record["lot_size"], notional=notional,
-        pnl=parse_decimal(record.get("pnl"), "pnl"), state=text["state"],
+        pnl=None if raw_pnl is None else parse_decimal(raw_pnl, "pnl"), state=text["state"],
         seq=_field(record, "seq", int), ts_ms=_field(record, "ts_ms", int),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class AssetExposure:
-    """One base asset across the desk: ``gross_notional`` = sum of |notional| (quote
-    currency), ``net_position`` = sum of positions (base asset), the instances counted,
-    and those whose notional is unknown (no mark yet: counted in nothing but this)."""
+    """One base asset across the desk: ``gross_notional`` = sum of |notional| in the desk's
+    currency, ``net_position`` = sum of positions (base asset), the instances counted,
+    those whose notional is unknown (no mark yet: counted in nothing but this), and those
+    whose non-zero notional is in another quote currency (``not_comparable``: no
+    conversion rates here, so it is not in ``gross_notional``; a flat one is, as zero)."""
 
     gross_notional: Fraction
     net_position: Fraction
     instances: tuple[str, ...]
     unknown: tuple[str, ...]
+    not_comparable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Aggregate:
     """The desk as seen from the heartbeats: exposure per base asset; PnL in ``currency``
     summed over ``instances``; instances whose PnL is in another currency are listed in
-    ``other_currency`` and left out of the sum (no conversion rates here)."""
+    ``other_currency`` and left out of the sum (no conversion rates here), those whose PnL
+    is unknown (a position but no mark yet) in ``unknown_pnl``, also left out.
+
+    ``pnl`` is therefore the PnL of ``instances`` only; ``complete`` says whether that is
+    every instance in ``currency`` (only then may it move the desk's peak)."""
 
     assets: dict[str, AssetExposure]
     currency: str
     pnl: Fraction
     instances: tuple[str, ...]
     other_currency: tuple[str, ...]
+    unknown_pnl: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.unknown_pnl
 
 
 def aggregate(heartbeats: list[Heartbeat], currency: str) -> Aggregate:
@@ -209,35 +224,45 @@ def aggregate(heartbeats: list[Heartbeat], currency: str) -> Aggregate:
     Gross, not net, notional: instances may sit at different venues and accounts, where a
     long here does not offset a short there, and every instance can only shrink its own
     |position| (REDUCING), which shrinks the gross sum but may grow a net one.
+
+    Notional and PnL are summed only in ``currency``: an ETHBTC instance's notional is in
+    BTC and is listed as ``not_comparable`` under its base asset instead (unless it is flat:
+    zero is zero in any currency). Unknown PnL (a position, no mark) is in ``unknown_pnl``.
     """
     gross: dict[str, Fraction] = {}
     net: dict[str, Fraction] = {}
     members: dict[str, list[str]] = {}
     unknown: dict[str, list[str]] = {}
-    pnl, counted, other = Fraction(0), [], []
+    foreign: dict[str, list[str]] = {}
+    pnl, counted, other, unknown_pnl = Fraction(0), [], [], []
     for hb in sorted(heartbeats, key=lambda h: h.instance):
         members.setdefault(hb.base, []).append(hb.instance)
         net[hb.base] = net.get(hb.base, Fraction(0)) + hb.position
         if hb.notional is None:
             unknown.setdefault(hb.base, []).append(hb.instance)
-        else:
+        elif hb.quote == currency or hb.notional == 0:
             gross[hb.base] = gross.get(hb.base, Fraction(0)) + hb.notional
-        if hb.quote == currency:
+        else:
+            foreign.setdefault(hb.base, []).append(hb.instance)
+        if hb.quote != currency:
+            other.append(hb.instance)
+        elif hb.pnl is None:
+            unknown_pnl.append(hb.instance)
+        else:
             pnl += hb.pnl
             counted.append(hb.instance)
-        else:
-            other.append(hb.instance)
     assets = {
         base: AssetExposure(gross.get(base, Fraction(0)), net[base], tuple(names),
-                            tuple(unknown.get(base, ())))
+                            tuple(unknown.get(base, ())), tuple(foreign.get(base, ())))
         for base, names in members.items()
     }
-    return Aggregate(assets, currency, pnl, tuple(counted), tuple(other))
+    return Aggregate(assets, currency, pnl, tuple(counted), tuple(other), tuple(unknown_pnl))
 
 
 @dataclass(frozen=True, slots=True)
 class AssetLimit:
-    """Gross notional of ``asset`` across the desk, quote currency."""
+    """Gross notional of ``asset`` across the desk, in the desk's currency
+    (:attr:`FirmLimits.currency`)."""
 
     asset: str
     max_notional: Fraction
@@ -278,21 +303,34 @@ class Breach:
 
 
 def evaluate(agg: Aggregate, limits: FirmLimits, peak: Fraction | None) -> list[Breach]:
-    """Every limit ``agg`` reaches (``>=``), given the desk PnL ``peak`` so far."""
+    """Every limit ``agg`` reaches (``>=``), given the desk PnL ``peak`` so far.
+
+    A notional limit on an asset that an instance holds in another quote currency
+    (``not_comparable``) is breached whatever the sum: the limit cannot be checked, and a
+    limit that cannot be checked fails closed rather than silently under-counting. The fix
+    is in the configuration (a desk per quote currency, or no limit on that asset).
+
+    Loss and drawdown are judged on the PnL that is known (``agg.instances``); instances
+    with unknown PnL are listed beside it (``unknown_pnl``) so the log says what is missing.
+    """
     breaches = []
     for limit in limits.assets:
         exposure = agg.assets.get(limit.asset)
-        if exposure is not None and exposure.gross_notional >= limit.max_notional:
+        if exposure is None:
+            continue
+        if exposure.gross_notional >= limit.max_notional or exposure.not_comparable:
             breaches.append(Breach(f"firm_notional_{limit.asset}", limit.action, {
                 "asset": limit.asset,
                 "gross_notional": decimal_text(exposure.gross_notional),
+                "currency": agg.currency,
                 "net_position": decimal_text(exposure.net_position),
                 "limit": decimal_text(limit.max_notional),
                 "instances": list(exposure.instances),
                 "unknown_notional": list(exposure.unknown),
+                "not_comparable": list(exposure.not_comparable),
             }))
     desk = {"desk_pnl": decimal_text(agg.pnl), "currency": agg.currency,
-            "instances": list(agg.instances)}
+            "instances": list(agg.instances), "unknown_pnl": list(agg.unknown_pnl)}
     if limits.max_loss is not None and -agg.pnl >= limits.max_loss:
         breaches.append(Breach("firm_loss", limits.max_loss_action,
                                {**desk, "limit": decimal_text(limits.max_loss)}))
@@ -320,6 +358,15 @@ class DeskPeak:
         if self.peak is None or pnl > self.peak:
             self.peak = pnl
         return self.peak
+
+    def observe_desk(self, agg: Aggregate) -> Fraction | None:
+        """Note the desk PnL of ``agg`` if it is complete, and return the peak.
+
+        An incomplete sum (some instance's PnL unknown) never moves the peak: it may be
+        above the real desk PnL (the missing instance is losing), and a peak set from it
+        would later read as a drawdown that never happened.
+        """
+        return self.observe(agg.pnl) if agg.complete else self.peak
 
     def reset(self) -> None:
         """A re-arm acknowledges the drawdown so far: measure from the next observation."""
@@ -404,11 +451,12 @@ class Keys:
 
 class Exposure(NamedTuple):
     """The local instance's numbers, in its own units: position lots, mark in ticks (None
-    without a book), PnL in notional units (ticks x lots), trading state."""
+    without a book), PnL in notional units (ticks x lots; None when unknown: a position and
+    no mark), trading state."""
 
     position_lots: int
     mark_ticks: Fraction | None
-    pnl_units: Fraction
+    pnl_units: Fraction | None
     state: str
 
 
@@ -435,5 +483,10 @@ class Identity:
             notional = None
         else:
             notional = abs(lots) * lot * exposure.mark_ticks * tick
+        # a position without a mark has no PnL yet, whatever the caller passed: cash - fees
+        # would count its whole cost as a loss (flat, cash - fees is the PnL, and known)
+        pnl: Fraction | None = None
+        if exposure.pnl_units is not None and (lots == 0 or exposure.mark_ticks is not None):
+            pnl = exposure.pnl_units * tick * lot
         return Heartbeat(self.instance, self.desk, self.base, self.quote, lots, self.lot_size,
-                         notional, exposure.pnl_units * tick * lot, exposure.state, seq, ts_ms)
+                         notional, pnl, exposure.state, seq, ts_ms)

@@ -144,6 +144,7 @@ class FirmBus:
         self._lost = False
         self._breached: set[str] = set()
         self._expired: set[str] = set()
+        self._not_comparable: set[str] = set()
         self._wake = asyncio.Event()
         # bumped by a re-arm message: a key read sent before it must not kill again
         self._generation = 0
@@ -155,10 +156,19 @@ class FirmBus:
         self._wake.set()
 
     def holding(self) -> list[str]:
-        """Why a re-arm must be refused now: the global latch, a firm kill limit reached."""
+        """Why a re-arm must be refused now: the global latch, a firm kill limit reached,
+        the link to Redis lost (re-armed then, the instance would trade with no firm limits
+        and deaf to the global kill switch).
+
+        Not the desk drawdown, as with the local breakers: a re-arm acknowledges the
+        drawdown so far and :meth:`rearmed` measures it afresh; held, it never could be.
+        """
         held = ["global kill switch latched"] if self.latched else []
         held += [f"firm limit {name} reached" for name, action in self.limits.names()
-                 if action == "kill" and name in self._breached]
+                 if action == "kill" and name in self._breached and name != "firm_drawdown"]
+        if self._lost:
+            held.append(f"firm bus unreachable: no Redis round trip for more than "
+                        f"{self.firm.grace_ms} ms")
         return held
 
     def rearmed(self) -> None:
@@ -251,8 +261,9 @@ class FirmBus:
         self.log.error("firm_bus_lost", action=self.firm.on_redis_lost, **values)
         if self.firm.on_redis_lost == "kill":
             self.host.kill(FIRM_UNREACHABLE, **values)
-        else:
-            self.host.risk.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, True, **values)
+        # halted in kill mode too, until Redis is back: a re-arm (refused by holding() while
+        # the link is lost, but this is the second lock) must never resume quoting blind
+        self.host.risk.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, True, **values)
 
     def _latched(self, value: bytes | None) -> None:
         """The global kill switch is set (``value``: the key's, None for a channel message):
@@ -286,7 +297,12 @@ class FirmBus:
                 continue
             beats.append(hb)
         agg = aggregate(beats, self.limits.currency)
-        peak = self.peak.observe(agg.pnl)
+        foreign = {name for a in agg.assets.values() for name in a.not_comparable}
+        if foreign != self._not_comparable:
+            self._not_comparable = foreign
+            self.log.warning("firm_notional_not_comparable", currency=agg.currency,
+                             instances=sorted(foreign))
+        peak = self.peak.observe_desk(agg)
         breaches = {b.name: b for b in evaluate(agg, self.limits, peak)}
         risk = self.host.risk
         for name, action in self.limits.names():
@@ -311,7 +327,7 @@ class FirmBus:
             try:
                 await pubsub.subscribe(self.keys.channel)
                 async for message in pubsub.listen():
-                    self._on_control(message.get("data"))
+                    await self._on_control(client, message.get("data"))
             except BUS_ERRORS as exc:
                 self.log.info("firm_listener_reconnecting", error=repr(exc))
             finally:
@@ -319,15 +335,31 @@ class FirmBus:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await self.clock.sleep(retry_s)
 
-    def _on_control(self, data: object) -> None:
+    async def _on_control(self, client: Redis, data: object) -> None:
+        """Act on a control message. ``client`` runs the GET on its own pooled connection
+        (the subscribed one cannot)."""
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
         if text == KILL_MESSAGE:
             self.log.warning("global_kill_received", source="channel")
             self._latched(None)
         elif text == REARM_MESSAGE:
+            self.log.warning("global_rearm_received")
+            # the key is the source of truth: a bare PUBLISH of "rearm" (without the DEL of
+            # `mmdaemon rearm --global`) must not re-arm a latched desk; unread, stay killed
+            try:
+                async with asyncio.timeout(self.firm.timeout_ms / 1000):
+                    latch = await client.get(self.keys.kill)
+            except BUS_ERRORS as exc:
+                self.log.error("global_rearm_not_applied", reason="kill key unreadable",
+                               error=repr(exc) or type(exc).__name__)
+                return
+            if latch is not None:
+                self.log.error("global_rearm_not_applied", reason="kill key still set",
+                               latch=(latch.decode(errors="replace")
+                                      if isinstance(latch, bytes) else str(latch))[:200])
+                return
             self._generation += 1
             self.latched = False
-            self.log.warning("global_rearm_received")
             self.host.rearm_global()
         else:
             self.log.warning("firm_control_ignored", message=text[:200])
