@@ -5,6 +5,8 @@ grace period comes from a ManualClock so the outage test is exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -370,3 +372,27 @@ def test_the_daemon_has_no_pnl_for_a_position_without_a_mark(tmp_path: Path) -> 
         assert any("no mark yet" in reason for reason in refused["reasons"])
     finally:
         service.journal.close()
+
+
+async def test_a_cancelled_bus_always_stops(redis_server: RedisServer) -> None:
+    """Cancelled at random points of its round trips (Redis up, and Redis refusing), the bus
+    task ends every time: a cancellation that redis-py or asyncio.timeout turns into a
+    connection or timeout error must not be taken for a Redis failure and retried for ever
+    (the daemon would never finish stopping)."""
+    rng = random.Random(7)
+    hung = []
+    for trial in range(80):
+        url = redis_server.url if trial % 4 else "redis://127.0.0.1:1/0"  # 1: refused
+        config = firm(redis_server, redis_url=url, heartbeat_ms=20, timeout_ms=50)
+        bus = FirmBus(config, IDENTITY, Host(), SystemClock(), Recorder(), None)
+        task = asyncio.create_task(bus.run())
+        await asyncio.sleep(rng.random() * 0.1)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            hung.append(trial)
+            with contextlib.suppress(BaseException):
+                task.print_stack()
+        elif not task.cancelled():
+            hung.append((trial, task.exception()))
+    assert not hung, f"the bus did not stop when cancelled: {hung}"
