@@ -411,6 +411,8 @@ class Service:
         async for batch in self._batches():
             self._last_frame_mono = monotonic()
             if live is not None and self._fell_behind(batch, live):
+                if self._cancel_due:  # pull the quotes made on the old market now
+                    await self._cancel_everything(self.risk.state.value.lower())
                 continue
             for item in batch:
                 kind = type(item)
@@ -782,13 +784,13 @@ class Service:
             await self.clock.sleep(interval_s)
             if self.speed is not None:  # at --speed max event time is the only clock
                 self.supervise(self.event_now())
-            self._persist()
             now = self.clock.monotonic_ns()
             if now >= next_log_flush:  # counts of rate-limited log lines, once per window
                 flush_suppressed(self.log)
                 next_log_flush = now + LOG_FLUSH_NS
             if self._cancel_due:
                 await self._cancel_everything(self.risk.state.value.lower())
+            self._persist()  # after any cancel: a pull of quotes never waits for SQLite
 
     def _sample(self, now_ns: int) -> None:
         """One report sample: the market, our gated quote, position, state, order counts."""
