@@ -821,21 +821,22 @@ class Service:
         if self.last_book_ns:
             self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         self.breakers.check_rejects(now_ns)
-        self._check_pnl(now_ns)
+        self._check_pnl()
 
-    def _check_pnl(self, now_ns: int) -> None:
+    def _check_pnl(self) -> None:
         """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills
         and the limits are all as at the last check: the answer could not differ, and the
         exact Fraction arithmetic is most of a supervisor tick's cost."""
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if bid is None or ask is None:
             return
-        position = self.position
-        inputs = (bid, ask, position.fills, self.breakers.limits)
+        inputs = (bid, ask, self.position.fills, self.breakers.limits)
         if inputs == self._pnl_inputs:
             return
         self._pnl_inputs = inputs
-        self.breakers.check_pnl(position.total(Fraction(bid + ask, 2)))
+        total = self.total_pnl_units()
+        assert total is not None  # there is a mark
+        self.breakers.check_pnl(total)
 
     def _persist(self) -> None:
         """Write what may trail the hot path: report samples and a new PnL peak. Runs in the
