@@ -31,7 +31,7 @@ from websockets.asyncio.server import ServerConnection
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, SPOT_FILES
+from bench.common import REPO, SPOT_FILES, percentile_us
 from mmdaemon.clock import SystemClock
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
@@ -61,11 +61,6 @@ class TimedSim(SimVenue):
 
             ws.recv = recv  # type: ignore[method-assign]
         await super()._handler(ws)
-
-
-def percentile(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else 0.0
 
 
 async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
@@ -114,14 +109,15 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
         i = bisect.bisect_right(depth_sent_ns, t) - 1
         if i >= 0 and t - depth_sent_ns[i] <= window_ms * 1e6:
             latencies.append(t - depth_sent_ns[i])
+    latencies.sort()
     return {
         "depth_frames_sent": len(depth_sent_ns),
         "order_requests": len(sim.requests_ns),
         "attributed": len(latencies),
-        "p50_us": percentile(latencies, 0.50),
-        "p99_us": percentile(latencies, 0.99),
+        "p50_us": percentile_us(latencies, 0.50),
+        "p99_us": percentile_us(latencies, 0.99),
         "max_us": max(latencies, default=0) / 1000,
-        "goal_p99_under_1ms": percentile(latencies, 0.99) < 1000,
+        "goal_p99_under_1ms": percentile_us(latencies, 0.99) < 1000,
         "speed": speed,
         "daemon_exit": daemon.returncode,
         "python": platform.python_version(),
