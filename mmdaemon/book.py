@@ -10,7 +10,33 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 
+from mmdaemon import speedups
 from mmdaemon.model import BookUpdate, Level
+
+
+def _update_side(levels: dict[int, int], keys: list[int], sign: int, changes: list[Level]) -> None:
+    """Apply absolute (price ticks, size lots) changes to one side; size 0 deletes.
+
+    The reference loop of :meth:`BookSide.update`; the compiled twin (see
+    :mod:`mmdaemon.speedups`) hands anything but a list of 2-tuples back to it.
+    """
+    for price, size in changes:
+        if size:
+            if price not in levels:
+                insort(keys, price * sign)
+            levels[price] = size
+        elif levels.pop(price, None) is not None:
+            del keys[bisect_left(keys, price * sign)]
+
+
+if speedups.compiled is not None:
+    _compiled_update = speedups.compiled.update_side
+
+    def _apply(levels: dict[int, int], keys: list[int], sign: int, changes: list[Level]) -> None:
+        _compiled_update(levels, keys, sign, changes, _update_side)
+
+else:
+    _apply = _update_side
 
 
 class BookSide:
@@ -39,15 +65,8 @@ class BookSide:
             del keys[bisect_left(keys, price * self.sign)]
 
     def update(self, changes: list[Level]) -> None:
-        """Apply absolute (price, size) changes; :meth:`set` inlined for the hot path."""
-        levels, keys, sign = self.levels, self._keys, self.sign
-        for price, size in changes:
-            if size:
-                if price not in levels:
-                    insort(keys, price * sign)
-                levels[price] = size
-            elif levels.pop(price, None) is not None:
-                del keys[bisect_left(keys, price * sign)]
+        """Apply absolute (price ticks, size lots) changes; size 0 deletes."""
+        _apply(self.levels, self._keys, self.sign, changes)
 
     def load(self, levels: list[Level]) -> None:
         """Replace the side with ``levels``; zero sizes are skipped."""

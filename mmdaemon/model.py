@@ -64,6 +64,11 @@ class DecimalScaler:
         self.memo: dict[str, int] = {}
         self._max_cache = max_cache
 
+    @property
+    def parts(self) -> tuple[int, int]:
+        """``(unit_int, exp)`` with ``unit == unit_int x 10**-exp`` and ``exp >= 0``."""
+        return self._unit_int, self._exp
+
     def _step(self, ndigits: int) -> tuple[int, int]:
         step = self._steps.get(ndigits)
         if step is None:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import orjson
 
+from mmdaemon import speedups
 from mmdaemon.model import (
     BookUpdate,
     Gap,
@@ -86,9 +87,18 @@ class BinanceCodec:
         self._price_memo = instrument.ticks.memo
         self._size_memo = instrument.lots.memo
         self._symbol = instrument.symbol
+        # the compiled twins of the decoders, when built (mmdaemon.speedups)
+        self.decode: Callable[[int, bytes | str], list[MarketEvent]] = self._py_decode
+        self._levels: Callable[[list[list[str]]], list[Level]] = self._py_levels
+        book_ticker: Handler = self._py_book_ticker
+        trade: Handler = self._py_trade
+        fast = speedups.binance_decoder(self)
+        if fast is not None:
+            self.decode, self._levels = fast.decode, fast.levels
+            book_ticker, trade = fast.book_ticker, fast.trade
         self._handlers: dict[str, Handler] = {
-            "bookTicker": self._book_ticker,
-            "trade": self._trade,
+            "bookTicker": book_ticker,
+            "trade": trade,
             "depth": self._diff,
             "snapshot": self._snapshot,
             "control": self._control,
@@ -107,12 +117,21 @@ class BinanceCodec:
 
     # -- decoding -------------------------------------------------------------------------
 
-    def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
-        """Decode one frame received at ``recv_ns``; never raises on bad input."""
+    def _py_decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
+        """Decode one frame received at ``recv_ns``; never raises on bad input.
+
+        This is ``decode`` without the compiled twins, which decode the busiest streams
+        (``bookTicker``, ``trade``) themselves and hand every other frame to
+        :meth:`_py_decode_msg`, and every frame that is not JSON to this method.
+        """
         try:
             msg = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
             return [Malformed(f"bad JSON: {exc}", recv_ns)]
+        return self._py_decode_msg(msg, recv_ns)
+
+    def _py_decode_msg(self, msg: object, recv_ns: int) -> list[MarketEvent]:
+        """The events of a parsed frame."""
         if type(msg) is not dict:
             return [Malformed("frame is not a JSON object", recv_ns)]
         kind = "frame"
@@ -158,7 +177,9 @@ class BinanceCodec:
         if symbol != self._symbol:
             raise FrameError(f"symbol {symbol!r}, expected {self._symbol!r}")
 
-    def _levels(self, raw: list[list[str]]) -> list[Level]:
+    def _py_levels(self, raw: list[list[str]]) -> list[Level]:
+        """Venue levels ``[[price, size], ...]`` as (ticks, lots): the reference loop, which
+        the compiled one (:mod:`mmdaemon.speedups`) replaces when it is built."""
         # memo lookups inlined: this loop runs for every level of every diff
         price, size = self._price, self._size
         price_memo, size_memo = self._price_memo.get, self._size_memo.get
@@ -174,7 +195,8 @@ class BinanceCodec:
             append((ticks, lots))
         return out
 
-    def _book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+    def _py_book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        """A ``bookTicker`` data object as [TopOfBook] (the reference of the compiled twin)."""
         if data["s"] != self._symbol:
             self._check_symbol(data)
         price_memo, size_memo = self._price_memo.get, self._size_memo.get
@@ -197,7 +219,8 @@ class BinanceCodec:
         exch_ns = _ms(data.get("T", 0))
         return [_new(TopOfBook, (update_id, bid, bid_size, ask, ask_size, exch_ns, recv_ns))]
 
-    def _trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+    def _py_trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
+        """A ``trade`` data object as [Trade] (the reference of the compiled twin)."""
         if data["s"] != self._symbol:
             self._check_symbol(data)
         q = data["q"]

@@ -1,0 +1,40 @@
+"""Types of the compiled module built from _speedups.c (see mmdaemon/speedups.py)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from mmdaemon.model import Level, MarketEvent
+
+class Decoder:
+    def __init__(
+        self,
+        symbol: str,
+        price_unit: int,
+        price_exp: int,
+        size_unit: int,
+        size_exp: int,
+        price_parse: Callable[[object], int],
+        size_parse: Callable[[object], int],
+        top_cls: type[tuple[Any, ...]],
+        trade_cls: type[tuple[Any, ...]],
+        buy: object,
+        sell: object,
+        loads: Callable[[bytes | str], Any],
+        levels_fallback: Callable[[list[list[str]]], list[Level]],
+        ticker_fallback: Callable[[dict[str, Any], int], list[MarketEvent]],
+        trade_fallback: Callable[[dict[str, Any], int], list[MarketEvent]],
+        msg_fallback: Callable[[object, int], list[MarketEvent]],
+        decode_fallback: Callable[[int, bytes | str], list[MarketEvent]],
+    ) -> None: ...
+    def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]: ...
+    def levels(self, raw: list[list[str]]) -> list[Level]: ...
+    def book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
+    def trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
+
+def update_side(
+    levels: dict[int, int],
+    keys: list[int],
+    sign: int,
+    changes: list[Level],
+    fallback: Callable[[dict[int, int], list[int], int, list[Level]], None],
+) -> None: ...

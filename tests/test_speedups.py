@@ -1,0 +1,296 @@
+"""The compiled hot loops (mmdaemon/_speedups.c) against their pure-Python twins.
+
+The Python code is the reference: for every input, valid or not, the compiled path must give
+the same events, the same book and the same error. Each test runs both on the same input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import sysconfig
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from shutil import which
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmdaemon import book as book_module
+from mmdaemon import speedups
+from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument, MarketEvent
+from mmdaemon.venues.binance import BinanceCodec
+from tests.conftest import SPOT_FILES
+
+pytestmark = pytest.mark.skipif(
+    speedups.compiled is None,
+    reason="the compiled hot loops are not built here (no C compiler or Python headers at "
+    "install, or MMDAEMON_PURE_PYTHON is set): only the Python code runs",
+)
+
+
+def spot() -> Instrument:
+    """A fresh BTCUSDT spot instrument: its decimal memos start empty."""
+    return Instrument("BTCUSDT", "0.01", "0.00000001", size_step_lots=1000, min_size_lots=1000)
+
+
+def codecs(instrument: Instrument | None = None, market: str = "spot"
+           ) -> tuple[BinanceCodec, BinanceCodec]:
+    """(compiled, pure) codecs of the same instrument grids."""
+    fast = BinanceCodec(instrument or spot(), market)  # type: ignore[arg-type]
+    compiled, speedups.compiled = speedups.compiled, None
+    try:
+        pure = BinanceCodec(instrument or spot(), market)  # type: ignore[arg-type]
+    finally:
+        speedups.compiled = compiled
+    assert fast.decode != pure.decode and pure.decode == pure._py_decode
+    return fast, pure
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    """("ok", result) or ("error", (exception type, message))."""
+    try:
+        return "ok", fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the comparison is the point
+        return "error", (type(exc), str(exc))
+
+
+def same_events(a: list[MarketEvent], b: list[MarketEvent]) -> bool:
+    """Equal values and equal event types (a NamedTuple equals a plain tuple)."""
+    return a == b and [type(e) for e in a] == [type(e) for e in b]
+
+
+def recording_frames() -> Iterator[tuple[int, bytes]]:
+    for path in SPOT_FILES:
+        with gzip.open(path, "rb") as fh:
+            for line in fh:
+                recv_ns, _, frame = line.rstrip(b"\n").partition(b" ")
+                yield int(recv_ns), frame
+
+
+# ---- build --------------------------------------------------------------------------------
+
+def test_compiled_module_is_built_where_it_can_be() -> None:
+    """Guards against a build that fails quietly (the extension is optional): with a C
+    compiler and the Python headers, ``pip install`` must have built it."""
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if which("cc") is None or not headers.exists():
+        pytest.skip("no C compiler or Python headers: the optional build is skipped")
+    assert speedups.compiled is not None
+
+
+def test_the_environment_switch_turns_them_off() -> None:
+    code = ("from mmdaemon import speedups; from mmdaemon.book import _apply, _update_side; "
+            "print(speedups.compiled is None, _apply is _update_side)")
+    env = {**os.environ, "MMDAEMON_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["True", "True"]
+    env["MMDAEMON_PURE_PYTHON"] = "0"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+# ---- decimal text -> units ----------------------------------------------------------------
+
+AWKWARD = [
+    "61837.63000000", "0.00000000", "0.00000001", "1", "1.", ".5", "0.01", "007.10",
+    "61837.635", "0.000000001", "", ".", "..", "1..2", "1.2.3", "-1.00", "+1.00", " 1.00",
+    "1.00 ", "1e5", "1E-2", "nan", "inf", "1_000.00", "١٢٣.٤٥", "１２.00", "12\x00.00",
+    "9" * 19, "9" * 20, "9" * 25 + ".00", "18446744073709551615", "18446744073709551616",
+    "92233720368547758.07", "92233720368547758.08", "9" * 40, "9" * 41, "0." + "0" * 38 + "1",
+    "1" + "0" * 39,
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_awkward_decimal_text_gives_the_same_result_or_error(text: str) -> None:
+    fast, pure = codecs()
+    raw = [[text, text]]
+    assert outcome(fast._levels, raw) == outcome(pure._levels, raw)
+
+
+@pytest.mark.parametrize("unit", ["0.01", "0.1", "1", "5", "0.25", "10", "0.00000001",
+                                  "1000000", "0.5"])
+@given(text=st.from_regex(r"\A[0-9]{0,22}(\.[0-9]{0,22})?\Z") | st.text(max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_any_text_on_any_grid_gives_the_same_result_or_error(unit: str, text: str) -> None:
+    fast, pure = codecs(Instrument("X", unit, unit))
+    raw = [[text, "1"], ["1", text]]
+    assert outcome(fast._levels, raw) == outcome(pure._levels, raw)
+
+
+@pytest.mark.parametrize("raw", [
+    [], [["1.00", "2.00"], ["1.01", "0"]], [("1.00", "2.00")], [["1.00"]],
+    [["1.00", "2.00", "3.00"]], "ab", {"1.00": "2.00"}, None, [[1.0, "2.00"]], [["1.00", 2]],
+    [[None, "2.00"]], [["1.00", "2.00"], ("1.00", "2.00")], [["1.00", "2.00"], "xy"],
+])
+def test_odd_level_lists_give_the_same_result_or_error(raw: Any) -> None:
+    fast, pure = codecs()
+    assert outcome(fast._levels, raw) == outcome(pure._levels, raw)
+
+
+# ---- whole frames ---------------------------------------------------------------------------
+
+def test_the_bundled_recording_decodes_identically() -> None:
+    """Every frame of both bundled files: the same events, of the same types, in order."""
+    fast, pure = codecs()
+    n = 0
+    for recv_ns, frame in recording_frames():
+        a, b = fast.decode(recv_ns, frame), pure.decode(recv_ns, frame)
+        assert same_events(a, b), frame[:200]
+        n += 1
+    assert n > 90_000 and fast.last_id == pure.last_id > 0
+
+
+TICKER = {"u": 400900217, "s": "BTCUSDT", "b": "61837.63000000", "B": "0.12300000",
+          "a": "61837.64000000", "A": "1.00000000"}
+TRADE = {"e": "trade", "E": 1723075200001, "s": "BTCUSDT", "t": 3712000001,
+         "p": "61837.64000000", "q": "0.00100000", "T": 1723075200000, "m": True, "M": True}
+
+FIELD_VALUES = st.one_of(
+    st.sampled_from(["61837.63000000", "0.00000000", "1.5", "-1", "x", "", "0.001", "BTCUSDT",
+                     "ETHUSDT"]),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1), st.booleans(), st.none(),
+    st.floats(allow_nan=False, allow_infinity=False), st.lists(st.integers(0, 9), max_size=2),
+)
+
+
+@given(base=st.sampled_from([TICKER, TRADE]),
+       changes=st.dictionaries(st.sampled_from(["u", "s", "b", "B", "a", "A", "T", "t", "p",
+                                                "q", "m", "E"]), FIELD_VALUES, max_size=3),
+       drop=st.sets(st.sampled_from(["u", "s", "b", "B", "a", "A", "T", "t", "p", "q", "m"]),
+                    max_size=2),
+       stream=st.sampled_from(["btcusdt@bookTicker", "btcusdt@trade", "btcusdt@depth",
+                               "bookTicker", "btcusdt@bookTickerX", "btcusdt@trade@x", 7]))
+@settings(max_examples=400, deadline=None)
+def test_changed_ticker_and_trade_frames_decode_identically(
+    base: dict[str, Any], changes: dict[str, Any], drop: set[str], stream: Any
+) -> None:
+    data = {k: v for k, v in {**base, **changes}.items() if k not in drop}
+    fast, pure = codecs()
+    for frame in (orjson.dumps({"stream": stream, "data": data}), orjson.dumps(data),
+                  orjson.dumps({"stream": stream, "data": [data]})):
+        a, b = fast.decode(7, frame), pure.decode(7, frame)
+        assert same_events(a, b), (frame, a, b)
+    if isinstance(stream, str) and stream.endswith("@bookTicker"):
+        assert outcome(fast._handlers["bookTicker"], data, 7) == outcome(
+            pure._handlers["bookTicker"], data, 7)
+    assert outcome(fast._handlers["trade"], data, 7) == outcome(pure._handlers["trade"], data, 7)
+
+
+@pytest.mark.parametrize("field", ["u", "T", "t", "E"])
+@pytest.mark.parametrize("value", [2**70, -(2**70), 2**63, 0, -1])
+def test_big_integers_through_the_handlers_decode_identically(field: str, value: int) -> None:
+    fast, pure = codecs()
+    for kind, base in (("bookTicker", TICKER), ("trade", TRADE)):
+        data = {**base, field: value}
+        assert outcome(fast._handlers[kind], data, 7) == outcome(pure._handlers[kind], data, 7)
+
+
+@pytest.mark.parametrize("frame", [
+    b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"stream": "btcusdt@bookTicker"}',
+    b'{"stream":"btcusdt@bookTicker","data":null}', b'{"data":{}}',
+    b'{"stream":"btcusdt@bookTicker","data":{"u":1,"s":"BTCUSDT","b":"1.00","B":"1",'
+    b'"a":"2.00","A":"1","T":1.5}}',
+    b'{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1.00","q":"0","m":true}}',
+    b'{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1.00","q":"1","m":1}}',
+])
+def test_broken_frames_decode_identically(frame: bytes) -> None:
+    fast, pure = codecs()
+    assert same_events(fast.decode(5, frame), pure.decode(5, frame))
+    assert same_events(fast.decode(5, frame.decode("latin-1")),
+                       pure.decode(5, frame.decode("latin-1")))
+
+
+def test_another_instrument_grid_decodes_identically() -> None:
+    """USD-M's grid (tick 0.1, lot 0.001): spot prices off its grid are errors in both."""
+    fast, pure = codecs(BINANCE_USDM_BTCUSDT, "usdm")
+    for recv_ns, frame in list(recording_frames())[:5000]:
+        assert same_events(fast.decode(recv_ns, frame), pure.decode(recv_ns, frame))
+
+
+def test_decoding_does_not_leak() -> None:
+    """Objects made in C are freed: decoding the same frames again allocates nothing new
+    (valid frames, and broken ones that take every hand-back path)."""
+    frames = [f for _, f in recording_frames()][:20_000]
+    frames += [f[: len(f) // 2] for f in frames[:2000]]  # truncated: not JSON
+    frames += [f.replace(b'"s":"BTCUSDT"', b'"s":"ETHUSDT"') for f in frames[:2000]]
+    frames += [f.replace(b'000000"', b'000001"', 1) for f in frames[:2000]]  # off the grid
+    fast, _ = codecs(spot())
+    decode = fast.decode
+
+    def run() -> None:
+        for frame in frames:
+            decode(1, frame)
+
+    run()
+    tracemalloc.start()
+    try:
+        run()
+        first = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            run()
+        grown = tracemalloc.get_traced_memory()[0] - first
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"{grown} bytes more after three more passes"
+
+
+# ---- the book -------------------------------------------------------------------------------
+
+PRICES = st.integers(min_value=-5, max_value=60)
+SIZES = st.sampled_from([0, 0, 1, 2, 10**20, True, False])
+
+
+@given(start=st.dictionaries(PRICES, st.integers(1, 9), max_size=30),
+       changes=st.lists(st.tuples(PRICES, SIZES), max_size=60),
+       sign=st.sampled_from([1, -1]), as_lists=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_book_side_updates_identically(start: dict[int, int], changes: list[tuple[int, Any]],
+                                       sign: int, as_lists: bool) -> None:
+    assert speedups.compiled is not None
+    update = speedups.compiled.update_side
+    pure_levels, pure_keys = dict(start), sorted(p * sign for p in start)
+    fast_levels, fast_keys = dict(start), list(pure_keys)
+    batch: Any = [list(c) for c in changes] if as_lists else changes  # lists: the hand-back
+    book_module._update_side(pure_levels, pure_keys, sign, batch)
+    update(fast_levels, fast_keys, sign, batch, book_module._update_side)
+    assert fast_levels == pure_levels and fast_keys == pure_keys
+    assert fast_keys == sorted(p * sign for p in fast_levels)
+
+
+def test_book_built_from_the_recording_is_identical() -> None:
+    """The whole bundled recording through both codecs and both book updates: the same
+    book at every depth update."""
+    from mmdaemon.book import OrderBook
+    from mmdaemon.model import BookUpdate
+
+    assert book_module._apply is not book_module._update_side  # the book runs compiled
+    fast_codec, pure_codec = codecs()
+    fast_book, pure_book = OrderBook(), OrderBook()
+    checked = 0
+    for recv_ns, frame in recording_frames():
+        for event in fast_codec.decode(recv_ns, frame):
+            if type(event) is BookUpdate:
+                fast_book.apply(event)
+        for event in pure_codec.decode(recv_ns, frame):
+            if type(event) is BookUpdate and event.snapshot:
+                pure_book.apply(event)
+            elif type(event) is BookUpdate:
+                for side, changes in ((pure_book.bids, event.bids), (pure_book.asks,
+                                                                       event.asks)):
+                    book_module._update_side(side.levels, side._keys, side.sign, changes)
+                checked += 1
+                assert fast_book.bids.levels == pure_book.bids.levels
+                assert fast_book.asks._keys == pure_book.asks._keys
+    assert checked > 6000
+    assert fast_book.bids._keys == pure_book.bids._keys and len(fast_book.bids) > 100
+
