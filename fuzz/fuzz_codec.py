@@ -46,11 +46,8 @@ API_RESULTS = (api.Response, api.ProtocolError, api.ExecutionReport, api.Foreign
 def check_book(state: MarketState, codec: BinanceCodec, lost: bool) -> None:
     book = state.book
     for side, sign in ((book.bids, 1), (book.asks, -1)):
-        levels, keys = side.levels, side._keys
-        if any(type(s) is not int or s <= 0 for s in levels.values()):
-            raise AssertionError(f"level size <= 0: {levels}")
-        if keys != sorted(p * sign for p in levels):
-            raise AssertionError("sorted keys differ from the levels")
+        levels = side.levels
+        side.check()  # sizes > 0, the sorted top region against the levels
         best = side.best()
         expected = (max(levels) if sign > 0 else min(levels)) if levels else None
         if best != expected:

@@ -12,6 +12,8 @@
 
 /* Longest text taken here; longer goes to Python (which refuses beyond 40 characters). */
 #define MAX_CHARS 40
+/* The largest number of units DecimalScaler accepts (model.MAX_UNITS). */
+#define MAX_UNITS (((long long)1 << 62) - 1)
 /* 10^18 < 2^63: the largest power of ten a shift may need here. */
 #define MAX_SHIFT 18
 
@@ -88,7 +90,7 @@ fast_units(PyObject *text, const Unit *unit, long long *out)
         return 0;
     }
     unsigned __int128 units = scaled / div;
-    if (units > (unsigned __int128)LLONG_MAX) {
+    if (units > (unsigned __int128)MAX_UNITS) {  /* the Python parser refuses it */
         return 0;
     }
     *out = (long long)units;
@@ -262,18 +264,28 @@ ticker_fast(Decoder *self, PyObject *data, PyObject *recv_ns)
     return make_event(self->top_cls, items, 7);
 }
 
+typedef PyObject *(*FastPath)(Decoder *, PyObject *, PyObject *);
+
+/* A method taking (data, recv_ns): the compiled path, else the Python twin. */
 static PyObject *
-Decoder_book_ticker(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
+fast_or_twin(Decoder *self, FastPath fast, PyObject *twin, PyObject *const *args,
+             Py_ssize_t nargs)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "book_ticker() takes 2 arguments");
+        PyErr_SetString(PyExc_TypeError, "expected 2 arguments: data, recv_ns");
         return NULL;
     }
-    PyObject *events = ticker_fast(self, args[0], args[1]);
+    PyObject *events = fast(self, args[0], args[1]);
     if (events != NULL || PyErr_Occurred()) {
         return events;
     }
-    return PyObject_Vectorcall(self->ticker_fallback, args, 2, NULL);
+    return PyObject_Vectorcall(twin, args, 2, NULL);
+}
+
+static PyObject *
+Decoder_book_ticker(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return fast_or_twin(self, ticker_fast, self->ticker_fallback, args, nargs);
 }
 
 PyDoc_STRVAR(trade_doc,
@@ -313,15 +325,7 @@ trade_fast(Decoder *self, PyObject *data, PyObject *recv_ns)
 static PyObject *
 Decoder_trade(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "trade() takes 2 arguments");
-        return NULL;
-    }
-    PyObject *events = trade_fast(self, args[0], args[1]);
-    if (events != NULL || PyErr_Occurred()) {
-        return events;
-    }
-    return PyObject_Vectorcall(self->trade_fallback, args, 2, NULL);
+    return fast_or_twin(self, trade_fast, self->trade_fallback, args, nargs);
 }
 
 /* The kind of a combined stream name: 1 "<symbol>@bookTicker", 2 "<symbol>@trade", 0 any
@@ -572,40 +576,154 @@ static PyTypeObject DecoderType = {
     .tp_methods = Decoder_methods,
 };
 
-/* a < b for two ints of the book's keys; -1 on error. Plain C comparison when both fit in a
- * long long (always, for prices in ticks), else Python's. */
-static int
-less(PyObject *a, PyObject *b)
+/* ---- the book side --------------------------------------------------------------------
+ *
+ * BookSide as mmdaemon/book.py describes it (the Python class there is the reference), with
+ * the levels in an open-addressing hash table of 64-bit prices and sizes instead of a dict of
+ * Python ints: a depth diff changes hundreds of levels, and a dict's entries and key objects
+ * scattered over the heap cost a cache miss or two per change. The sorted top region is an
+ * array of keys (price x sign, best last). Prices and sizes must be ints of at most 62 bits
+ * (the codec's DecimalScaler refuses larger); sizes are > 0 once stored.
+ */
+
+#define EMPTY LLONG_MIN
+#define TOMB (LLONG_MIN + 1)
+#define LIMIT MAX_UNITS
+
+typedef struct {
+    PyObject_HEAD
+    long long sign;
+    long long *prices; /* hash slots: a price, EMPTY or TOMB */
+    long long *sizes;
+    Py_ssize_t cap;    /* a power of two */
+    Py_ssize_t len;    /* live levels */
+    Py_ssize_t used;   /* live levels + tombstones */
+    long long *keys;   /* the sorted top region */
+    Py_ssize_t nkeys, keys_cap;
+    int has_floor;
+    long long floor;
+    Py_ssize_t least, keep, most;
+} Side;
+
+static Py_ssize_t
+slot_of(const Side *self, long long price)
 {
-    int overflow_a, overflow_b;
-    long long x = PyLong_AsLongLongAndOverflow(a, &overflow_a);
-    long long y = PyLong_AsLongLongAndOverflow(b, &overflow_b);
-    if (((x == -1 || y == -1) && PyErr_Occurred()) || overflow_a || overflow_b) {
-        PyErr_Clear();
-        return PyObject_RichCompareBool(a, b, Py_LT);
-    }
-    return x < y;
+    return (Py_ssize_t)(((unsigned long long)price * 0x9E3779B97F4A7C15ULL)
+                        >> 32) & (self->cap - 1);
 }
 
-/* First index whose item is > key (bisect_right), or >= key when ``left``; -1 on error. */
+/* Index of ``price`` in the table, or -1. */
 static Py_ssize_t
-bisect(PyObject *keys, PyObject *key, int left)
+find(const Side *self, long long price)
 {
-    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(keys);
+    Py_ssize_t mask = self->cap - 1;
+    for (Py_ssize_t i = slot_of(self, price);; i = (i + 1) & mask) {
+        long long p = self->prices[i];
+        if (p == price) {
+            return i;
+        }
+        if (p == EMPTY) {
+            return -1;
+        }
+    }
+}
+
+static int
+rehash(Side *self, Py_ssize_t cap)
+{
+    long long *prices = PyMem_Malloc((size_t)cap * sizeof(long long));
+    long long *sizes = PyMem_Malloc((size_t)cap * sizeof(long long));
+    if (prices == NULL || sizes == NULL) {
+        PyMem_Free(prices);
+        PyMem_Free(sizes);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < cap; i++) {
+        prices[i] = EMPTY;
+    }
+    long long *old_prices = self->prices, *old_sizes = self->sizes;
+    Py_ssize_t old_cap = self->cap;
+    self->prices = prices;
+    self->sizes = sizes;
+    self->cap = cap;
+    self->used = self->len;
+    for (Py_ssize_t i = 0; i < old_cap; i++) {
+        long long p = old_prices[i];
+        if (p != EMPTY && p != TOMB) {
+            Py_ssize_t j = slot_of(self, p);
+            while (prices[j] != EMPTY) {
+                j = (j + 1) & (cap - 1);
+            }
+            prices[j] = p;
+            sizes[j] = old_sizes[i];
+        }
+    }
+    PyMem_Free(old_prices);
+    PyMem_Free(old_sizes);
+    return 0;
+}
+
+/* Store size > 0 at price; sets *added when the level is new. */
+static int
+put(Side *self, long long price, long long size, int *added)
+{
+    Py_ssize_t mask = self->cap - 1, tomb = -1, i = slot_of(self, price);
+    for (;; i = (i + 1) & mask) {
+        long long p = self->prices[i];
+        if (p == price) {
+            self->sizes[i] = size;
+            *added = 0;
+            return 0;
+        }
+        if (p == TOMB && tomb < 0) {
+            tomb = i;
+        }
+        else if (p == EMPTY) {
+            break;
+        }
+    }
+    if (tomb >= 0) {
+        i = tomb;
+    }
+    else {
+        self->used++;
+    }
+    self->prices[i] = price;
+    self->sizes[i] = size;
+    self->len++;
+    *added = 1;
+    if (self->used * 4 >= self->cap * 3) {  /* at most 3/4 full, tombstones included */
+        Py_ssize_t cap = self->cap;
+        while (self->len * 2 >= cap) {
+            cap *= 2;
+        }
+        return rehash(self, cap);
+    }
+    return 0;
+}
+
+/* Drop price; 1 when it was there. */
+static int
+drop(Side *self, long long price)
+{
+    Py_ssize_t i = find(self, price);
+    if (i < 0) {
+        return 0;
+    }
+    self->prices[i] = TOMB;
+    self->len--;
+    return 1;
+}
+
+/* First index in the region whose key is >= key. */
+static Py_ssize_t
+region_at(const Side *self, long long key)
+{
+    Py_ssize_t lo = 0, hi = self->nkeys;
     while (lo < hi) {
         Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (mid >= PyList_GET_SIZE(keys)) {  /* only a comparison running Python code could */
-            PyErr_SetString(PyExc_RuntimeError, "book keys changed size during an update");
-            return -1;
-        }
-        PyObject *item = PyList_GET_ITEM(keys, mid);
-        Py_INCREF(item);
-        int below = left ? less(item, key) : less(key, item);
-        Py_DECREF(item);
-        if (below < 0) {
-            return -1;
-        }
-        if (left ? below : !below) {
+        if (self->keys[mid] < key) {
             lo = mid + 1;
         }
         else {
@@ -615,100 +733,631 @@ bisect(PyObject *keys, PyObject *key, int left)
     return lo;
 }
 
-/* One change of BookSide.update; 0 on success, -1 with an exception set. */
 static int
-apply_change(PyObject *levels, PyObject *keys, PyObject *sign, PyObject *price, PyObject *size)
+region_reserve(Side *self, Py_ssize_t n)
 {
-    int nonzero = PyObject_IsTrue(size);
-    if (nonzero < 0) {
+    if (n <= self->keys_cap) {
+        return 0;
+    }
+    Py_ssize_t cap = self->keys_cap ? self->keys_cap : 16;
+    while (cap < n) {
+        cap *= 2;
+    }
+    long long *keys = PyMem_Realloc(self->keys, (size_t)cap * sizeof(long long));
+    if (keys == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    if (nonzero) {
-        int present = PyDict_Contains(levels, price);
-        if (present < 0) {
-            return -1;
-        }
-        if (!present) {
-            PyObject *key = PyNumber_Multiply(price, sign);
-            if (key == NULL) {
-                return -1;
-            }
-            Py_ssize_t at = bisect(keys, key, 0);
-            int rc = at < 0 ? -1 : PyList_Insert(keys, at, key);
-            Py_DECREF(key);
-            if (rc < 0) {
-                return -1;
-            }
-        }
-        return PyDict_SetItem(levels, price, size);
-    }
-    PyObject *old = PyDict_GetItemWithError(levels, price);
-    if (old == NULL) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    if (old == Py_None) {  /* the Python twin treats a stored None as absent; sizes never are */
-        return PyDict_DelItem(levels, price);
-    }
-    if (PyDict_DelItem(levels, price) < 0) {
-        return -1;
-    }
-    PyObject *key = PyNumber_Multiply(price, sign);
-    if (key == NULL) {
-        return -1;
-    }
-    Py_ssize_t at = bisect(keys, key, 1);
-    Py_DECREF(key);
-    if (at < 0) {
-        return -1;
-    }
-    if (at >= PyList_GET_SIZE(keys)) {
-        PyErr_SetString(PyExc_IndexError, "list assignment index out of range");
-        return -1;
-    }
-    return PyList_SetSlice(keys, at, at + 1, NULL);
+    self->keys = keys;
+    self->keys_cap = cap;
+    return 0;
 }
 
-PyDoc_STRVAR(update_side_doc,
-"update_side(levels, keys, sign, changes, fallback)\n"
-"--\n\n"
-"BookSide.update compiled: apply (price, size) changes to the dict ``levels`` and the sorted\n"
-"list ``keys`` (price x sign); size 0 deletes. ``changes`` that are not a list of 2-tuples\n"
-"go to ``fallback`` (same arguments), the Python loop. Redoing changes already applied is\n"
-"harmless there: each sets an absolute size, so the last one for a price wins either way.");
+static int
+compare_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* Put the k largest of a[0..n) into a[n-k..n) (any order): quickselect, O(n) expected. */
+static void
+select_largest(long long *a, Py_ssize_t n, Py_ssize_t k)
+{
+    Py_ssize_t lo = 0, hi = n - 1, target = n - k;
+    while (lo < hi) {
+        long long x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
+        long long pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) {
+                i++;
+            }
+            while (a[j] > pivot) {
+                j--;
+            }
+            if (i <= j) {
+                long long t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (target <= j) {
+            hi = j;
+        }
+        else if (target >= i) {
+            lo = i;
+        }
+        else {
+            return;
+        }
+    }
+}
+
+/* Every key (price x sign) of the side, in a new PyMem buffer; NULL on no memory. */
+static long long *
+all_keys(const Side *self)
+{
+    long long *out = PyMem_Malloc((size_t)(self->len > 0 ? self->len : 1) * sizeof(long long));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < self->cap; i++) {
+        long long p = self->prices[i];
+        if (p != EMPTY && p != TOMB) {
+            out[n++] = p * self->sign;
+        }
+    }
+    return out;
+}
+
+/* Rebuild the region from the table: its best ``keep`` levels (all, if fewer). */
+static int
+refill(Side *self)
+{
+    long long *keys = all_keys(self);
+    if (keys == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = self->len, k = n < self->keep ? n : self->keep;
+    if (k > 0 && k < n) {
+        select_largest(keys, n, k);
+    }
+    qsort(keys + (n - k), (size_t)k, sizeof(long long), compare_ll);
+    if (region_reserve(self, k) < 0) {
+        PyMem_Free(keys);
+        return -1;
+    }
+    memcpy(self->keys, keys + (n - k), (size_t)k * sizeof(long long));
+    self->nkeys = k;
+    self->has_floor = n > self->keep;
+    self->floor = self->has_floor ? self->keys[0] : 0;
+    PyMem_Free(keys);
+    return 0;
+}
+
+/* A price or size as a long long within the book's range; -1 with an exception when not. */
+static int
+book_int(PyObject *value, long long *out, const char *what)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "book %s must be an int, not %.100s", what,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || x > LIMIT || x < -LIMIT) {
+        PyErr_Format(PyExc_OverflowError, "book %s beyond 2**62", what);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* One change: absolute size at price, 0 deletes. */
+static int
+change(Side *self, long long price, long long size)
+{
+    long long key = price * self->sign;
+    if (self->has_floor && key < self->floor) {  /* below the region: the table only */
+        int added;
+        return size ? put(self, price, size, &added) : (drop(self, price), 0);
+    }
+    if (size) {
+        int added;
+        if (put(self, price, size, &added) < 0) {
+            return -1;
+        }
+        if (added) {
+            if (region_reserve(self, self->nkeys + 1) < 0) {
+                return -1;
+            }
+            Py_ssize_t at = region_at(self, key);
+            memmove(self->keys + at + 1, self->keys + at,
+                    (size_t)(self->nkeys - at) * sizeof(long long));
+            self->keys[at] = key;
+            self->nkeys++;
+        }
+        return 0;
+    }
+    if (drop(self, price)) {
+        Py_ssize_t at = region_at(self, key);
+        memmove(self->keys + at, self->keys + at + 1,
+                (size_t)(self->nkeys - at - 1) * sizeof(long long));
+        self->nkeys--;
+    }
+    return 0;
+}
+
+/* After a batch of changes: trim a region grown beyond ``most``, refill one fallen below
+ * ``least`` while deeper levels exist. */
+static int
+settle(Side *self)
+{
+    if (self->nkeys > self->most) {
+        Py_ssize_t cut = self->nkeys - self->keep;
+        memmove(self->keys, self->keys + cut, (size_t)self->keep * sizeof(long long));
+        self->nkeys = self->keep;
+        self->has_floor = 1;
+        self->floor = self->keys[0];
+        return 0;
+    }
+    if (self->nkeys < self->least && self->has_floor) {
+        return refill(self);
+    }
+    return 0;
+}
+
+/* A (price, size) pair, size >= 0; -1 with an exception when it is not one. */
+static int
+read_pair(PyObject *pair, long long *price, long long *size)
+{
+    int rc;
+    if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+        rc = book_int(PyTuple_GET_ITEM(pair, 0), price, "price") < 0
+            || book_int(PyTuple_GET_ITEM(pair, 1), size, "size") < 0 ? -1 : 0;
+    }
+    else {
+        PyObject *fast = PySequence_Fast(pair, "a book change must be a (price, size) pair");
+        if (fast == NULL) {
+            return -1;
+        }
+        if (PySequence_Fast_GET_SIZE(fast) != 2) {
+            PyErr_SetString(PyExc_ValueError, "a book change must be a (price, size) pair");
+            Py_DECREF(fast);
+            return -1;
+        }
+        rc = book_int(PySequence_Fast_GET_ITEM(fast, 0), price, "price") < 0
+            || book_int(PySequence_Fast_GET_ITEM(fast, 1), size, "size") < 0 ? -1 : 0;
+        Py_DECREF(fast);
+    }
+    if (rc == 0 && *size < 0) {
+        PyErr_SetString(PyExc_ValueError, "book size must be >= 0");
+        rc = -1;
+    }
+    return rc;
+}
+
+static int
+apply_pairs(Side *self, PyObject *changes)
+{
+    PyObject *seq = PySequence_Fast(changes, "book changes must be a sequence of (price, size)");
+    if (seq == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && rc == 0; i++) {
+        long long price, size;
+        rc = read_pair(PySequence_Fast_GET_ITEM(seq, i), &price, &size);
+        if (rc == 0) {
+            rc = change(self, price, size);
+        }
+    }
+    Py_DECREF(seq);
+    int settled = settle(self);  /* what was applied before an error stays consistent */
+    return rc < 0 ? -1 : settled;
+}
+
+static void
+reset(Side *self)
+{
+    for (Py_ssize_t i = 0; i < self->cap; i++) {
+        self->prices[i] = EMPTY;
+    }
+    self->len = self->used = 0;
+    self->nkeys = 0;
+    self->has_floor = 0;
+}
 
 static PyObject *
-update_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+Side_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "update_side() takes 5 arguments");
+    static char *names[] = {"sign", "least", "keep", "most", NULL};
+    long long sign;
+    Py_ssize_t least = 32, keep = 128, most = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L|nnn:BookSide", names, &sign, &least,
+                                     &keep, &most)) {
         return NULL;
     }
-    PyObject *levels = args[0], *keys = args[1], *sign = args[2], *changes = args[3];
-    if (!PyDict_CheckExact(levels) || !PyList_CheckExact(keys)) {
-        PyErr_SetString(PyExc_TypeError, "update_side() takes a dict and a list");
+    if (sign != 1 && sign != -1) {
+        PyErr_SetString(PyExc_ValueError, "sign must be 1 (bids) or -1 (asks)");
         return NULL;
     }
-    if (!PyList_CheckExact(changes)) {
-        return PyObject_Vectorcall(args[4], args, 4, NULL);
+    if (!(1 <= least && least <= keep && keep < most)) {
+        PyErr_Format(PyExc_ValueError,
+                     "top region sizes need 1 <= least <= keep < most, got %zd, %zd, %zd",
+                     least, keep, most);
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(changes); i++) {
-        PyObject *change = PyList_GET_ITEM(changes, i);
-        if (!PyTuple_CheckExact(change) || PyTuple_GET_SIZE(change) != 2) {
-            return PyObject_Vectorcall(args[4], args, 4, NULL);
-        }
-        Py_INCREF(change);
-        int rc = apply_change(levels, keys, sign, PyTuple_GET_ITEM(change, 0),
-                              PyTuple_GET_ITEM(change, 1));
-        Py_DECREF(change);
-        if (rc < 0) {
-            return NULL;
-        }
+    Side *self = (Side *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->sign = sign;
+    self->least = least;
+    self->keep = keep;
+    self->most = most;
+    self->cap = 0;
+    if (rehash(self, 64) < 0 || region_reserve(self, most + 1) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+Side_dealloc(Side *self)
+{
+    PyMem_Free(self->prices);
+    PyMem_Free(self->sizes);
+    PyMem_Free(self->keys);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Side_update(Side *self, PyObject *changes)
+{
+    if (apply_pairs(self, changes) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
 
+static PyObject *
+Side_load(Side *self, PyObject *levels)
+{
+    reset(self);
+    /* as the Python twin: zero sizes are skipped (they delete nothing), the last size of a
+     * repeated price is kept; the region is built once at the end */
+    PyObject *seq = PySequence_Fast(levels, "book levels must be a sequence of (price, size)");
+    if (seq == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        long long price, size;
+        int added;
+        if (read_pair(PySequence_Fast_GET_ITEM(seq, i), &price, &size) < 0
+            || (size && put(self, price, size, &added) < 0)) {
+            Py_DECREF(seq);
+            reset(self);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (refill(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Side_set(Side *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long price, size;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set() takes a price and a size");
+        return NULL;
+    }
+    if (book_int(args[0], &price, "price") < 0 || book_int(args[1], &size, "size") < 0) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "book size must be >= 0");
+        return NULL;
+    }
+    if (change(self, price, size) < 0 || settle(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Side_clear(Side *self, PyObject *unused)
+{
+    reset(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Side_best(Side *self, PyObject *unused)
+{
+    if (self->nkeys == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(self->keys[self->nkeys - 1] * self->sign);
+}
+
+static PyObject *
+level_tuple(const Side *self, long long price)
+{
+    Py_ssize_t i = find(self, price);
+    return Py_BuildValue("(LL)", price, i < 0 ? 0 : self->sizes[i]);
+}
+
+static PyObject *
+Side_best_level(Side *self, PyObject *unused)
+{
+    if (self->nkeys == 0) {
+        Py_RETURN_NONE;
+    }
+    return level_tuple(self, self->keys[self->nkeys - 1] * self->sign);
+}
+
+static PyObject *
+Side_size_at(Side *self, PyObject *price_obj)
+{
+    long long price;
+    if (!PyLong_Check(price_obj)) {
+        return PyLong_FromLong(0);
+    }
+    int overflow;
+    price = PyLong_AsLongLongAndOverflow(price_obj, &overflow);
+    if (price == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || price > LIMIT || price < -LIMIT) {
+        return PyLong_FromLong(0);
+    }
+    Py_ssize_t i = find(self, price);
+    return PyLong_FromLongLong(i < 0 ? 0 : self->sizes[i]);
+}
+
+/* The best ``n`` keys (an int; below 0 is 0), best first, into a new buffer; *count gets
+ * how many. NULL with an exception on error. */
+static long long *
+best_first(const Side *self, PyObject *n_obj, Py_ssize_t *count)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(n_obj);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0) {
+        n = 0;
+    }
+    if (n <= self->nkeys || !self->has_floor) {
+        Py_ssize_t k = n < self->nkeys ? n : self->nkeys;
+        long long *out = PyMem_Malloc((size_t)(k > 0 ? k : 1) * sizeof(long long));
+        if (out == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        for (Py_ssize_t j = 0; j < k; j++) {
+            out[j] = self->keys[self->nkeys - 1 - j];
+        }
+        *count = k;
+        return out;
+    }
+    long long *keys = all_keys(self);  /* deeper than the region: sort the whole side */
+    if (keys == NULL) {
+        return NULL;
+    }
+    qsort(keys, (size_t)self->len, sizeof(long long), compare_ll);
+    Py_ssize_t k = n < self->len ? n : self->len;
+    long long *out = PyMem_Malloc((size_t)(k > 0 ? k : 1) * sizeof(long long));
+    if (out == NULL) {
+        PyMem_Free(keys);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        out[j] = keys[self->len - 1 - j];
+    }
+    PyMem_Free(keys);
+    *count = k;
+    return out;
+}
+
+static PyObject *
+Side_top(Side *self, PyObject *n_obj)
+{
+    Py_ssize_t k;
+    long long *keys = best_first(self, n_obj, &k);
+    if (keys == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(k);
+    for (Py_ssize_t j = 0; out != NULL && j < k; j++) {
+        PyObject *level = level_tuple(self, keys[j] * self->sign);
+        if (level == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, j, level);
+    }
+    PyMem_Free(keys);
+    return out;
+}
+
+static PyObject *
+Side_weighted_size(Side *self, PyObject *n_obj)
+{
+    Py_ssize_t k;
+    long long *keys = best_first(self, n_obj, &k);
+    if (keys == NULL) {
+        return NULL;
+    }
+    double total = 0.0;
+    for (Py_ssize_t j = 0; j < k; j++) {
+        Py_ssize_t i = find(self, keys[j] * self->sign);
+        total += (double)self->sizes[i] / (double)(j + 1);
+    }
+    PyMem_Free(keys);
+    return PyFloat_FromDouble(total);
+}
+
+static PyObject *
+Side_check(Side *self, PyObject *unused)
+{
+    long long *keys = all_keys(self);
+    if (keys == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = 0, live = 0;
+    for (Py_ssize_t i = 0; i < self->cap; i++) {
+        long long p = self->prices[i];
+        if (p != EMPTY && p != TOMB) {
+            live++;
+            if (self->sizes[i] <= 0 || find(self, p) != i) {
+                PyMem_Free(keys);
+                PyErr_SetString(PyExc_AssertionError, "a level of size <= 0 or out of place");
+                return NULL;
+            }
+        }
+    }
+    qsort(keys, (size_t)self->len, sizeof(long long), compare_ll);
+    for (Py_ssize_t i = 0; i < self->len; i++) {
+        if (!self->has_floor || keys[i] >= self->floor) {
+            keys[n++] = keys[i];
+        }
+    }
+    int same = live == self->len && n == self->nkeys
+        && (n == 0 || memcmp(keys, self->keys, (size_t)n * sizeof(long long)) == 0);
+    PyMem_Free(keys);
+    if (!same) {
+        PyErr_SetString(PyExc_AssertionError,
+                        "the sorted region is not the levels at or above its floor");
+        return NULL;
+    }
+    if (self->has_floor && self->nkeys < self->least) {
+        PyErr_Format(PyExc_AssertionError, "region of %zd levels, below %zd", self->nkeys,
+                     self->least);
+        return NULL;
+    }
+    if (self->nkeys > self->most) {
+        PyErr_Format(PyExc_AssertionError, "region of %zd levels, beyond %zd", self->nkeys,
+                     self->most);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t
+Side_len(Side *self)
+{
+    return self->len;
+}
+
+static PyObject *
+Side_get_levels(Side *self, void *closure)
+{
+    PyObject *out = PyDict_New();
+    for (Py_ssize_t i = 0; out != NULL && i < self->cap; i++) {
+        long long p = self->prices[i];
+        if (p != EMPTY && p != TOMB) {
+            PyObject *price = PyLong_FromLongLong(p), *size = PyLong_FromLongLong(self->sizes[i]);
+            if (price == NULL || size == NULL || PyDict_SetItem(out, price, size) < 0) {
+                Py_CLEAR(out);
+            }
+            Py_XDECREF(price);
+            Py_XDECREF(size);
+        }
+    }
+    return out;
+}
+
+static PyObject *
+Side_get_keys(Side *self, void *closure)
+{
+    PyObject *out = PyList_New(self->nkeys);
+    for (Py_ssize_t j = 0; out != NULL && j < self->nkeys; j++) {
+        PyObject *key = PyLong_FromLongLong(self->keys[j]);
+        if (key == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, j, key);
+    }
+    return out;
+}
+
+static PyObject *
+Side_get_floor(Side *self, void *closure)
+{
+    if (!self->has_floor) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLongLong(self->floor);
+}
+
+static PyObject *
+Side_get_sign(Side *self, void *closure)
+{
+    return PyLong_FromLongLong(self->sign);
+}
+
+static PyMethodDef Side_methods[] = {
+    {"update", (PyCFunction)Side_update, METH_O,
+     "Apply absolute (price ticks, size lots) changes; size 0 deletes."},
+    {"load", (PyCFunction)Side_load, METH_O, "Replace the side with levels; zero sizes skipped."},
+    {"set", (PyCFunction)(void (*)(void))Side_set, METH_FASTCALL,
+     "Set the absolute size (lots) at price (ticks); 0 deletes, absent is fine."},
+    {"clear", (PyCFunction)Side_clear, METH_NOARGS, "Remove every level."},
+    {"best", (PyCFunction)Side_best, METH_NOARGS, "Best price in ticks, or None."},
+    {"best_level", (PyCFunction)Side_best_level, METH_NOARGS, "(price, size) at the best."},
+    {"size_at", (PyCFunction)Side_size_at, METH_O, "Size in lots at price (0 when none)."},
+    {"top", (PyCFunction)Side_top, METH_O, "Up to n levels, best first."},
+    {"weighted_size", (PyCFunction)Side_weighted_size, METH_O,
+     "Sum over the best n levels of size / (i + 1), i = 0 at the best level."},
+    {"check", (PyCFunction)Side_check, METH_NOARGS,
+     "Raise AssertionError unless the side's invariants hold."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Side_getset[] = {
+    {"levels", (getter)Side_get_levels, NULL, "Every level as a new dict price -> size.", NULL},
+    {"_keys", (getter)Side_get_keys, NULL, "The sorted top region (price x sign).", NULL},
+    {"_floor", (getter)Side_get_floor, NULL, "The region's floor, None when it has all.", NULL},
+    {"sign", (getter)Side_get_sign, NULL, "+1 for bids, -1 for asks.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Side_as_sequence = {
+    .sq_length = (lenfunc)Side_len,
+};
+
+static PyTypeObject SideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mmdaemon._speedups.BookSide",
+    .tp_basicsize = sizeof(Side),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "BookSide(sign, least=32, keep=128, most=256): one side of the book, compiled "
+              "(see mmdaemon/book.py, whose BookSide is the reference).",
+    .tp_new = Side_new,
+    .tp_dealloc = (destructor)Side_dealloc,
+    .tp_methods = Side_methods,
+    .tp_getset = Side_getset,
+    .tp_as_sequence = &Side_as_sequence,
+};
+
 static PyMethodDef methods[] = {
-    {"update_side", (PyCFunction)(void (*)(void))update_side, METH_FASTCALL, update_side_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -736,14 +1385,15 @@ PyInit__speedups(void)
         || (ZERO = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&DecoderType) < 0) {
+    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&SideType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0) {
+    if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0
+        || PyModule_AddObjectRef(m, "BookSide", (PyObject *)&SideType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+from mmdaemon.book import BookSide as _ReferenceSide
 from mmdaemon.model import Level, MarketEvent
 
 class Decoder:
@@ -31,10 +32,6 @@ class Decoder:
     def book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
     def trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
 
-def update_side(
-    levels: dict[int, int],
-    keys: list[int],
-    sign: int,
-    changes: list[Level],
-    fallback: Callable[[dict[int, int], list[int], int, list[Level]], None],
-) -> None: ...
+class BookSide(_ReferenceSide):
+    """The compiled book side: the interface of mmdaemon.book.BookSide; ``levels`` is a
+    new dict on every read."""

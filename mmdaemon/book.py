@@ -1,9 +1,17 @@
 """Exact L2 order book.
 
-Each side is a dict ``price_ticks -> size_lots`` plus a sorted list of keys arranged so
-that the best price is always the *last* element: bids keyed by ``price``, asks keyed by
-``-price``. Best-price reads are O(1), and since nearly all activity happens near the top
-of the book, inserts and deletes touch the tail of the list and move little memory.
+Each side maps ``price_ticks -> size_lots`` for every level (a dict here; a hash table of
+64-bit integers in the compiled twin), plus a sorted list of the keys of its *top region*,
+arranged so that the best price is the last element: bids keyed by ``price``, asks by
+``-price``. Best-price and top-N reads are O(1) / O(N).
+
+Only the top region is kept sorted because venues' depth streams change levels all through
+the book (a Binance diff touches hundreds of levels, most of them deep): sorting every one
+of them into one long list moved kilobytes of memory per change. Now a change below the
+region's floor touches the map only. The region holds every level at or above ``floor``
+(in key units), so its levels are exactly the side's best ones; it is trimmed back to
+``keep`` levels when it grows beyond ``most``, and refilled from the map to ``keep`` when
+it falls below ``least`` levels while deeper ones exist.
 """
 
 from __future__ import annotations
@@ -13,66 +21,78 @@ from bisect import bisect_left, insort
 from mmdaemon import speedups
 from mmdaemon.model import BookUpdate, Level
 
-
-def _update_side(levels: dict[int, int], keys: list[int], sign: int, changes: list[Level]) -> None:
-    """Apply absolute (price ticks, size lots) changes to one side; size 0 deletes.
-
-    The reference loop of :meth:`BookSide.update`; the compiled twin (see
-    :mod:`mmdaemon.speedups`) hands anything but a list of 2-tuples back to it.
-    """
-    for price, size in changes:
-        if size:
-            if price not in levels:
-                insort(keys, price * sign)
-            levels[price] = size
-        elif levels.pop(price, None) is not None:
-            del keys[bisect_left(keys, price * sign)]
-
-
-if speedups.compiled is not None:
-    _compiled_update = speedups.compiled.update_side
-
-    def _apply(levels: dict[int, int], keys: list[int], sign: int, changes: list[Level]) -> None:
-        _compiled_update(levels, keys, sign, changes, _update_side)
-
-else:
-    _apply = _update_side
+TOP_LEAST = 32  # levels the sorted region holds at least, when the side has them
+TOP_KEEP = 128  # levels kept by a refill or a trim
+TOP_MOST = 256  # a region beyond this is trimmed back to TOP_KEEP
 
 
 class BookSide:
-    """One side of the book. ``sign`` is +1 for bids, -1 for asks."""
+    """One side of the book. ``sign`` is +1 for bids, -1 for asks.
 
-    __slots__ = ("_keys", "levels", "sign")
+    ``least``/``keep``/``most`` size the sorted top region (see the module docstring);
+    reads of up to ``least`` levels never need more than the region. This class is the
+    reference; :class:`OrderBook` uses the compiled twin (``mmdaemon._speedups.BookSide``,
+    same interface, prices and sizes of at most 62 bits) when it is built.
+    """
 
-    def __init__(self, sign: int) -> None:
+    __slots__ = ("_floor", "_keep", "_keys", "_least", "_most", "levels", "sign")
+
+    def __init__(
+        self, sign: int, least: int = TOP_LEAST, keep: int = TOP_KEEP, most: int = TOP_MOST
+    ) -> None:
+        if not 1 <= least <= keep < most:
+            raise ValueError(f"top region sizes need 1 <= least <= keep < most, got "
+                             f"{least}, {keep}, {most}")
         self.sign = sign
         self.levels: dict[int, int] = {}
-        self._keys: list[int] = []
+        self._keys: list[int] = []  # price * sign of the region, best last
+        self._floor: int | None = None  # None: the region holds every level
+        self._least, self._keep, self._most = least, keep, most
 
     def clear(self) -> None:
         self.levels.clear()
         self._keys.clear()
+        self._floor = None
 
     def set(self, price: int, size: int) -> None:
         """Set the absolute size (lots) at ``price`` (ticks); 0 deletes, absent is fine."""
-        levels = self.levels
-        if size:
-            if price not in levels:
-                insort(self._keys, price * self.sign)
-            levels[price] = size
-        elif levels.pop(price, None) is not None:
-            keys = self._keys
-            del keys[bisect_left(keys, price * self.sign)]
+        self.update([(price, size)])
 
     def update(self, changes: list[Level]) -> None:
-        """Apply absolute (price ticks, size lots) changes; size 0 deletes."""
-        _apply(self.levels, self._keys, self.sign, changes)
+        """Apply absolute (price ticks, size lots) changes; size 0 deletes.
+
+        A change below the region's floor touches the dict only.
+        """
+        levels, keys, sign, floor = self.levels, self._keys, self.sign, self._floor
+        for price, size in changes:
+            if floor is not None and price * sign < floor:
+                if size:
+                    levels[price] = size
+                else:
+                    levels.pop(price, None)
+            elif size:
+                if price not in levels:
+                    insort(keys, price * sign)
+                levels[price] = size
+            elif levels.pop(price, None) is not None:
+                del keys[bisect_left(keys, price * sign)]
+        n = len(keys)
+        if n > self._most:
+            del keys[: n - self._keep]  # the deepest of the region: the dict still has them
+            self._floor = keys[0]
+        elif n < self._least and floor is not None:
+            self._refill()
 
     def load(self, levels: list[Level]) -> None:
         """Replace the side with ``levels``; zero sizes are skipped."""
         self.levels = {p: s for p, s in levels if s}
-        sign = self.sign
-        self._keys = sorted(p * sign for p in self.levels)
+        self._refill()
+
+    def _refill(self) -> None:
+        """Rebuild the region from the dict: its best ``keep`` levels (all, if fewer)."""
+        sign, levels = self.sign, self.levels
+        self._keys = sorted(p * sign for p in levels)[-self._keep :]
+        self._floor = self._keys[0] if len(levels) > self._keep else None
 
     def best(self) -> int | None:
         """Best price in ticks, or None when the side is empty."""
@@ -86,21 +106,46 @@ class BookSide:
         price = keys[-1] * self.sign
         return price, self.levels[price]
 
+    def size_at(self, price: int) -> int:
+        """Size in lots at ``price`` (ticks), 0 when there is no level."""
+        return self.levels.get(price, 0)
+
     def top(self, n: int) -> list[Level]:
         """Up to ``n`` levels, best first."""
+        if n <= 0:
+            return []
         sign, levels = self.sign, self.levels
+        if n > len(self._keys) and self._floor is not None:  # deeper than the region
+            best = sorted(levels, reverse=sign > 0)[:n]
+            return [(p, levels[p]) for p in best]
         return [(k * sign, levels[k * sign]) for k in self._keys[: -n - 1 : -1]]
 
     def weighted_size(self, n: int) -> float:
         """Sum over the best ``n`` levels of size / (i + 1), i = 0 at the best level."""
-        sign, levels = self.sign, self.levels
         total = 0.0
-        for i, key in enumerate(self._keys[: -n - 1 : -1]):
-            total += levels[key * sign] / (i + 1)
+        for i, (_, size) in enumerate(self.top(n)):
+            total += size / (i + 1)
         return total
 
+    def check(self) -> None:
+        """Raise AssertionError unless the side's invariants hold (tests, fuzzing)."""
+        levels, keys, floor, sign = self.levels, self._keys, self._floor, self.sign
+        if any(type(s) is not int or s <= 0 for s in levels.values()):
+            raise AssertionError("a level of size <= 0")
+        region = sorted(p * sign for p in levels if floor is None or p * sign >= floor)
+        if keys != region:
+            raise AssertionError("the sorted region is not the levels at or above its floor")
+        if floor is not None and len(keys) < self._least:
+            raise AssertionError(f"region of {len(keys)} levels, below {self._least}")
+        if len(keys) > self._most:
+            raise AssertionError(f"region of {len(keys)} levels, beyond {self._most}")
+
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.levels)
+
+
+SIDE: type[BookSide] = BookSide if speedups.compiled is None else speedups.compiled.BookSide
+"""The book side class :class:`OrderBook` uses: compiled when built."""
 
 
 class OrderBook:
@@ -113,9 +158,9 @@ class OrderBook:
 
     __slots__ = ("asks", "bids", "last_id", "synced")
 
-    def __init__(self) -> None:
-        self.bids = BookSide(1)
-        self.asks = BookSide(-1)
+    def __init__(self, least: int = TOP_LEAST, keep: int = TOP_KEEP, most: int = TOP_MOST) -> None:
+        self.bids = SIDE(1, least, keep, most)
+        self.asks = SIDE(-1, least, keep, most)
         self.last_id = 0
         self.synced = False
 

@@ -24,6 +24,9 @@ class Side(IntEnum):
 
 
 MAX_DECIMAL_CHARS = 40  # longer than any price or size a venue sends
+MAX_UNITS = 2**62 - 1
+"""The most ticks or lots a price or size may be: far beyond any market, and what the
+journal (SQLite's 64-bit integers) and the compiled book hold with room for a sign."""
 Level = tuple[int, int]
 """One book level: (price_ticks, size_lots)."""
 
@@ -114,6 +117,8 @@ class DecimalScaler:
             units, rest = divmod(int(digits) * mult, div)
             if rest:
                 raise ValueError(f"{text!r} is not a multiple of {self.unit}")
+        if units > MAX_UNITS:
+            raise ValueError(f"{text!r} is more than {MAX_UNITS} units of {self.unit}")
         memo = self.memo
         if len(memo) >= self._max_cache:
             memo.clear()  # bounded: a cold restart of the memo is cheap, growth is not

@@ -64,6 +64,56 @@ def test_book_matches_naive_reference(steps: list[tuple[bool, list[Level], list[
         assert book.is_crossed() is crossed
 
 
+wide_prices = st.integers(min_value=1, max_value=200)
+wide_levels = st.lists(st.tuples(wide_prices, sizes), max_size=40)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.booleans(), wide_levels, wide_levels), min_size=1, max_size=40),
+       st.sampled_from([(1, 1, 2), (2, 4, 8), (3, 5, 6)]))
+def test_a_small_sorted_region_refills_and_trims_exactly(
+    steps: list[tuple[bool, list[Level], list[Level]]], region: tuple[int, int, int]
+) -> None:
+    """The sorted top region sized down to a few levels, so that trims (beyond ``most``),
+    refills (below ``least``) and reads deeper than the region all happen: every read
+    equals the reference's, and the region holds exactly the levels above its floor."""
+    book, ref = OrderBook(*region), NaiveBook()
+    for is_snapshot, bids, asks in steps:
+        update = upd(bids, asks, is_snapshot)
+        book.apply(update)
+        ref.apply(update)
+        book.bids.check()
+        book.asks.check()
+        ref_bids, ref_asks = ref.top(1000)
+        for n in (1, 2, 5, 9, 1000):
+            assert book.bids.top(n) == ref_bids[:n]
+            assert book.asks.top(n) == ref_asks[:n]
+            assert book.bids.weighted_size(n) == pytest.approx(
+                sum(s / (i + 1) for i, (_, s) in enumerate(ref_bids[:n])))
+        assert book.best_bid() == (ref_bids[0][0] if ref_bids else None)
+        assert book.best_ask() == (ref_asks[0][0] if ref_asks else None)
+        assert len(book.bids) == len(ref.bids) and len(book.asks) == len(ref.asks)
+
+
+def test_deep_changes_leave_the_sorted_region_alone() -> None:
+    """Below the region's floor a change touches the dict only: the region stays as it
+    was (the point of the design: deep churn moves no list memory)."""
+    book = OrderBook(2, 3, 5)
+    book.apply(upd([(p, 1) for p in range(100, 90, -1)], [], snapshot=True))
+    region = list(book.bids._keys)
+    assert region == [98, 99, 100]
+    book.apply(upd([(91, 0), (50, 7), (92, 3)], []))
+    assert book.bids._keys == region and book.bids.levels[50] == 7 and 91 not in book.bids.levels
+    book.apply(upd([(100, 0), (99, 0)], []))  # the region falls below `least`: refilled
+    assert book.bids._keys == [96, 97, 98] and book.best_bid() == 98
+    book.bids.check()
+
+
+def test_region_sizes_are_checked() -> None:
+    with pytest.raises(ValueError, match="least <= keep < most"):
+        OrderBook(4, 2, 8)
+
+
 def test_delete_absent_level_is_fine_and_zero_size_snapshot_levels_are_skipped() -> None:
     book = OrderBook()
     book.apply(upd([(100, 5), (99, 0)], [(101, 3)], snapshot=True))

@@ -43,6 +43,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mmdaemon.book import BookSide
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.feed.lobster import LOBSTER_AMZN, read_lobster
 from mmdaemon.feed.recording import RecordingError, read_recording
@@ -179,9 +180,10 @@ def check_event(event: object) -> None:
         assert type(event.reason) is str and is_int(event.recv_ns)
 
 
-def check_side(levels: dict[int, int], keys: list[int], sign: int, best: int | None) -> None:
+def check_side(side: BookSide, sign: int, best: int | None) -> None:
+    levels = side.levels
     assert all(is_int(p) and is_int(s) and s > 0 for p, s in levels.items()), "size <= 0"
-    assert keys == sorted(p * sign for p in levels), "sorted keys differ from the levels"
+    side.check()  # the sorted top region against the levels
     if levels:
         assert best == (max(levels) if sign > 0 else min(levels))
     else:
@@ -194,11 +196,8 @@ def check_market(state: MarketState, full: bool = True) -> None:
     book, codec = state.book, state.codec
     assert isinstance(codec, BinanceCodec)
     if full:
-        check_side(book.bids.levels, book.bids._keys, 1, book.best_bid())
-        check_side(book.asks.levels, book.asks._keys, -1, book.best_ask())
-    else:
-        assert len(book.bids.levels) == len(book.bids._keys)
-        assert len(book.asks.levels) == len(book.asks._keys)
+        check_side(book.bids, 1, book.best_bid())
+        check_side(book.asks, -1, book.best_ask())
     assert book.synced == codec.synced, (book.synced, codec.state)
     if book.synced:
         assert not book.is_crossed(), "a crossed book is marked synced"

@@ -205,6 +205,15 @@ async def raw_place(sim: SimVenue, client_id: str, side: Side, price: int) -> No
 # ---- placing, fills and amends on the real tape ----------------------------------------------
 
 
+def assert_leg_totals(gw: BinanceGateway) -> None:
+    """The running total the gateway keeps per order (read on every amend) is the sum over
+    the order's venue orders, whatever reports, trades and replaces came in."""
+    orders = gw._orders.values()
+    assert orders and any(len(order.legs) > 1 for order in orders)  # replaces happened
+    for order in orders:
+        assert order.filled() == sum(leg.filled for leg in order.legs.values())
+
+
 async def test_quotes_at_the_touch_fill_on_the_real_tape(short_recording: Path) -> None:
     """Bid at the best bid and ask at the best ask, following the touch by amends (as the
     daemon would): NEW, then fills as Fill + PARTIALLY_FILLED/FILLED, and the fills add up
@@ -273,6 +282,7 @@ async def test_quotes_at_the_touch_fill_on_the_real_tape(short_recording: Path) 
                 assert last.filled == last.size == mine
         # whatever is still open at the sim is what the gateway believes open
         assert gw.open_order_count() == len(entry.open_orders())
+        assert_leg_totals(gw)
 
 
 async def test_amend_keeps_our_order_id_and_reports_the_total_size(
@@ -320,6 +330,7 @@ async def test_amend_keeps_our_order_id_and_reports_the_total_size(
         assert rejected.reason == "-2010 Order would immediately match and take."
         assert cancelled.status is OrderStatus.CANCELED
         assert entry.open_orders() == [] and gw.open_order_count() == 0
+        assert_leg_totals(gw)
 
 
 async def test_cancel_and_a_cancel_the_venue_does_not_know(short_recording: Path) -> None:

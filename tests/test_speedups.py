@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdaemon import book as book_module
 from mmdaemon import speedups
-from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument, MarketEvent
+from mmdaemon.book import SIDE, BookSide, OrderBook
+from mmdaemon.model import BINANCE_USDM_BTCUSDT, BookUpdate, Instrument, MarketEvent
 from mmdaemon.venues.binance import BinanceCodec
 from tests.conftest import SPOT_FILES
 
@@ -57,7 +57,7 @@ def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
     """("ok", result) or ("error", (exception type, message))."""
     try:
         return "ok", fn(*args)
-    except Exception as exc:  # noqa: BLE001 - the comparison is the point
+    except Exception as exc:
         return "error", (type(exc), str(exc))
 
 
@@ -86,8 +86,8 @@ def test_compiled_module_is_built_where_it_can_be() -> None:
 
 
 def test_the_environment_switch_turns_them_off() -> None:
-    code = ("from mmdaemon import speedups; from mmdaemon.book import _apply, _update_side; "
-            "print(speedups.compiled is None, _apply is _update_side)")
+    code = ("from mmdaemon import speedups; from mmdaemon.book import SIDE, BookSide; "
+            "print(speedups.compiled is None, SIDE is BookSide)")
     env = {**os.environ, "MMDAEMON_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split()
@@ -103,7 +103,8 @@ def test_the_environment_switch_turns_them_off() -> None:
 AWKWARD = [
     "61837.63000000", "0.00000000", "0.00000001", "1", "1.", ".5", "0.01", "007.10",
     "61837.635", "0.000000001", "", ".", "..", "1..2", "1.2.3", "-1.00", "+1.00", " 1.00",
-    "1.00 ", "1e5", "1E-2", "nan", "inf", "1_000.00", "١٢٣.٤٥", "１２.00", "12\x00.00",
+    "1.00 ", "1e5", "1E-2", "nan", "inf", "1_000.00", "12\x00.00",
+    "\u0661\u0662\u0663.\u0664\u0665", "\uff11\uff12.00",  # Arabic-Indic, fullwidth digits
     "9" * 19, "9" * 20, "9" * 25 + ".00", "18446744073709551615", "18446744073709551616",
     "92233720368547758.07", "92233720368547758.08", "9" * 40, "9" * 41, "0." + "0" * 38 + "1",
     "1" + "0" * 39,
@@ -247,50 +248,86 @@ def test_decoding_does_not_leak() -> None:
 # ---- the book -------------------------------------------------------------------------------
 
 PRICES = st.integers(min_value=-5, max_value=60)
-SIZES = st.sampled_from([0, 0, 1, 2, 10**20, True, False])
+SIZES = st.sampled_from([0, 0, 1, 2, 7, 2**62 - 1])
+CHANGES = st.lists(st.tuples(PRICES, SIZES), max_size=30)
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("update"), CHANGES), st.tuples(st.just("load"), CHANGES),
+    st.tuples(st.just("set"), st.tuples(PRICES, SIZES)), st.tuples(st.just("clear"), st.none()),
+), min_size=1, max_size=25)
 
 
-@given(start=st.dictionaries(PRICES, st.integers(1, 9), max_size=30),
-       changes=st.lists(st.tuples(PRICES, SIZES), max_size=60),
-       sign=st.sampled_from([1, -1]), as_lists=st.booleans())
-@settings(max_examples=300, deadline=None)
-def test_book_side_updates_identically(start: dict[int, int], changes: list[tuple[int, Any]],
-                                       sign: int, as_lists: bool) -> None:
+def sides(sign: int, region: tuple[int, int, int]) -> tuple[Any, BookSide]:
     assert speedups.compiled is not None
-    update = speedups.compiled.update_side
-    pure_levels, pure_keys = dict(start), sorted(p * sign for p in start)
-    fast_levels, fast_keys = dict(start), list(pure_keys)
-    batch: Any = [list(c) for c in changes] if as_lists else changes  # lists: the hand-back
-    book_module._update_side(pure_levels, pure_keys, sign, batch)
-    update(fast_levels, fast_keys, sign, batch, book_module._update_side)
-    assert fast_levels == pure_levels and fast_keys == pure_keys
-    assert fast_keys == sorted(p * sign for p in fast_levels)
+    return speedups.compiled.BookSide(sign, *region), BookSide(sign, *region)
+
+
+@given(ops=OPS, sign=st.sampled_from([1, -1]),
+       region=st.sampled_from([(1, 1, 2), (2, 4, 8), (3, 5, 6), (32, 128, 256)]))
+@settings(max_examples=400, deadline=None)
+def test_book_side_is_identical(ops: list[tuple[str, Any]], sign: int,
+                                region: tuple[int, int, int]) -> None:
+    """Both sides through the same operations, small regions included (trims, refills and
+    reads deeper than the region): every read the same after every step."""
+    fast, pure = sides(sign, region)
+    for op, arg in ops:
+        if op == "set":
+            fast.set(*arg)
+            pure.set(*arg)
+        elif op == "clear":
+            fast.clear()
+            pure.clear()
+        else:
+            getattr(fast, op)(arg)
+            getattr(pure, op)(arg)
+        fast.check()
+        pure.check()
+        assert fast.levels == pure.levels and len(fast) == len(pure)
+        assert fast._keys == pure._keys and fast._floor == pure._floor
+        assert fast.best() == pure.best() and fast.best_level() == pure.best_level()
+        for n in (-1, 0, 1, 3, 9, 100):
+            assert fast.top(n) == pure.top(n)
+            assert fast.weighted_size(n) == pure.weighted_size(n)
+        for price in (-5, 0, 7, 60, 2**70, "x"):
+            assert fast.size_at(price) == pure.size_at(price)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [[(1, -1)], [(2**62, 1)], [(1, 2**62)], [("1", 1)],
+                                 [(1.0, 1)], [(1, 2, 3)], [1], None])
+def test_book_side_refuses_what_it_cannot_hold(bad: Any) -> None:
+    """Out of its range (the codec never produces these: DecimalScaler stops at 2**62 - 1
+    units) the compiled side raises instead of storing something else; the changes before
+    the bad one stay applied and the side stays consistent."""
+    fast, _ = sides(1, (2, 4, 8))
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        fast.update([(5, 1), *bad] if isinstance(bad, list) else bad)
+    fast.check()
+    assert fast.levels == ({5: 1} if isinstance(bad, list) else {})
 
 
 def test_book_built_from_the_recording_is_identical() -> None:
-    """The whole bundled recording through both codecs and both book updates: the same
-    book at every depth update."""
-    from mmdaemon.book import OrderBook
-    from mmdaemon.model import BookUpdate
-
-    assert book_module._apply is not book_module._update_side  # the book runs compiled
+    """The whole bundled recording through both codecs and both book sides: the same book
+    after every depth update."""
+    assert SIDE is not BookSide  # OrderBook runs compiled
     fast_codec, pure_codec = codecs()
-    fast_book, pure_book = OrderBook(), OrderBook()
+    fast_book = OrderBook()
+    pure_bids, pure_asks = BookSide(1), BookSide(-1)
     checked = 0
     for recv_ns, frame in recording_frames():
-        for event in fast_codec.decode(recv_ns, frame):
-            if type(event) is BookUpdate:
-                fast_book.apply(event)
-        for event in pure_codec.decode(recv_ns, frame):
-            if type(event) is BookUpdate and event.snapshot:
-                pure_book.apply(event)
-            elif type(event) is BookUpdate:
-                for side, changes in ((pure_book.bids, event.bids), (pure_book.asks,
-                                                                       event.asks)):
-                    book_module._update_side(side.levels, side._keys, side.sign, changes)
-                checked += 1
-                assert fast_book.bids.levels == pure_book.bids.levels
-                assert fast_book.asks._keys == pure_book.asks._keys
-    assert checked > 6000
-    assert fast_book.bids._keys == pure_book.bids._keys and len(fast_book.bids) > 100
-
+        fast_updates = [e for e in fast_codec.decode(recv_ns, frame) if type(e) is BookUpdate]
+        pure_updates = [e for e in pure_codec.decode(recv_ns, frame) if type(e) is BookUpdate]
+        assert fast_updates == pure_updates
+        for update in fast_updates:
+            fast_book.apply(update)
+            if update.snapshot:
+                pure_bids.load(update.bids)
+                pure_asks.load(update.asks)
+            else:
+                pure_bids.update(update.bids)
+                pure_asks.update(update.asks)
+            checked += 1
+            assert fast_book.bids.top(40) == pure_bids.top(40)
+            assert fast_book.asks.top(40) == pure_asks.top(40)
+    assert checked > 6000 and len(fast_book.bids) > 100
+    assert fast_book.bids.levels == pure_bids.levels and fast_book.asks.levels == pure_asks.levels
+    fast_book.bids.check()
+    fast_book.asks.check()

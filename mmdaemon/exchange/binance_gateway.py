@@ -217,6 +217,14 @@ class _Leg:
     def filled(self) -> int:
         return max(self.executed, self.traded)
 
+    def see(self, order: _Order, executed: int, traded: int) -> None:
+        """Raise ``executed``/``traded`` to what a report or trade shows (lots), keeping
+        the order's running total of what its legs filled."""
+        before = self.filled
+        self.executed = max(self.executed, executed)
+        self.traded = traded
+        order.legs_filled += self.filled - before
+
 
 class _Order:
     """The gateway's record of one of our order ids. Prices in ticks, sizes in lots."""
@@ -229,6 +237,7 @@ class _Order:
         "held",
         "last",
         "legs",
+        "legs_filled",
         "order_id",
         "phase",
         "price",
@@ -251,6 +260,9 @@ class _Order:
         self.phase = phase
         self.venue_id = 0  # the current leg's venue orderId, 0: none known yet
         self.legs: dict[int, _Leg] = {}
+        # the sum of legs' filled, kept as they change: an order amended all day has
+        # thousands of legs, and this is read on every amend
+        self.legs_filled = 0
         self.final: OrderStatus | None = None  # FILLED / CANCELED / REJECTED once CLOSED
         self.reason = ""
         self.replacing = False  # an order.cancelReplace is in flight
@@ -263,15 +275,14 @@ class _Order:
 
     def filled(self) -> int:
         """Lots executed over every leg."""
-        return sum(leg.filled for leg in self.legs.values())
+        return self.legs_filled
 
     def total_size(self) -> int:
         """Our total size: what earlier legs executed plus the current leg's quantity."""
         current = self.legs.get(self.venue_id)
         if current is None:
             return self.size
-        earlier = sum(leg.filled for vid, leg in self.legs.items() if vid != self.venue_id)
-        return earlier + current.qty
+        return self.legs_filled - current.filled + current.qty
 
 
 class _Pending(NamedTuple):
@@ -1048,7 +1059,7 @@ class BinanceGateway:
                 order.held = None  # the CANCELED we held was the replace's first half
             order.venue_id = vid
             order.price = update.price
-        leg.executed = max(leg.executed, update.filled)
+        leg.see(order, update.filled, leg.traded)
         if not update.status.is_open:
             leg.ended = True
         return leg
@@ -1110,7 +1121,7 @@ class BinanceGateway:
                                  commission=str(report.commission),
                                  asset=report.commission_asset)
             if self._deliver(fill):
-                leg.traded += fill.size
+                leg.see(order, leg.executed, leg.traded + fill.size)
         had_stray = len(self._stray)
         self._apply_status(order, vid, update)
         if len(self._stray) > had_stray:
@@ -1351,7 +1362,7 @@ class BinanceGateway:
             self.log.warning("gateway_fee_unconverted", order_id=order_id,
                              commission=str(trade.commission), asset=trade.commission_asset)
         if self._deliver(fill):
-            leg.traded += trade.qty
+            leg.see(order, leg.executed, leg.traded + trade.qty)
             self.fills_recovered += 1
             self.log.info("gateway_fill_recovered", order_id=order_id, exec_id=trade.trade_id,
                           size=trade.qty)

@@ -64,7 +64,7 @@ from enum import IntEnum
 from fractions import Fraction
 from typing import NamedTuple
 
-from mmdaemon.book import OrderBook
+from mmdaemon.book import BookSide, OrderBook
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
 
 POST_ONLY_CROSS = "post-only order would cross"
@@ -333,11 +333,11 @@ class PaperVenue:
         if book.synced:
             if self._bids:
                 self._check_levels(
-                    self._bids, book.bids.levels, book.asks.best(), True, now_ns, out
+                    self._bids, book.bids, book.asks.best(), True, now_ns, out
                 )
             if self._asks:
                 self._check_levels(
-                    self._asks, book.asks.levels, book.bids.best(), False, now_ns, out
+                    self._asks, book.asks, book.bids.best(), False, now_ns, out
                 )
         return out
 
@@ -545,11 +545,11 @@ class PaperVenue:
         order.seq = self._seq
         order.resting = True
         if order.side is Side.BUY:
-            order.queue = book.bids.levels.get(order.price, 0)
+            order.queue = book.bids.size_at(order.price)
             self._bids.append(order)
             self._bids.sort(key=_bid_key)  # a handful of orders: sorting beats bookkeeping
         else:
-            order.queue = book.asks.levels.get(order.price, 0)
+            order.queue = book.asks.size_at(order.price)
             self._asks.append(order)
             self._asks.sort(key=_ask_key)
 
@@ -561,7 +561,7 @@ class PaperVenue:
     def _check_levels(
         self,
         orders: list[_Order],
-        levels: dict[int, int],
+        side: BookSide,
         opposite_best: int | None,
         is_bid: bool,
         now_ns: int,
@@ -569,7 +569,7 @@ class PaperVenue:
     ) -> None:
         """Cap queues at the displayed sizes; fill orders the opposite side reached."""
         for order in list(orders):  # a copy: a fill removes the order
-            shown = levels.get(order.price, 0)
+            shown = side.size_at(order.price)
             if shown < order.queue:
                 order.queue = shown
             if opposite_best is not None and (
