@@ -3,7 +3,8 @@
 The input is a sequence of frames separated by newlines. Every frame goes to a spot
 :class:`~mmdaemon.market.MarketState` (codec + book), whose invariants are checked after
 each frame; to a USD-M codec (must not raise, events well typed); and to the WebSocket API
-parsers (``parse_frame``, ``parse_response``: must not raise). Any exception is a finding.
+parsers (``parse_frame``, ``parse_response``: must not raise). The compiled codec and book
+(when built) must agree with the Python ones on every frame. Any exception is a finding.
 
     .venv/bin/python fuzz/fuzz_codec.py -atheris_runs=100000
     .venv/bin/python fuzz/fuzz_codec.py -max_total_time=150 fuzz/corpus/codec
@@ -16,6 +17,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["mmdaemon"]):
+    from mmdaemon import speedups
+    from mmdaemon.book import BookSide
     from mmdaemon.market import MarketState
     from mmdaemon.model import (
         BINANCE_SPOT_BTCUSDT,
@@ -28,7 +31,7 @@ with atheris.instrument_imports(include=["mmdaemon"]):
         Trade,
     )
     from mmdaemon.venues import binance_api as api
-    from mmdaemon.venues.binance import BinanceCodec, SyncState
+    from mmdaemon.venues.binance import BinanceCodec, Market, SyncState
 
 import seeds
 
@@ -76,14 +79,42 @@ def check_events(events: list[MarketEvent]) -> None:
                     raise AssertionError(f"bad level {level!r}")
 
 
+def pure_codec(market: Market) -> BinanceCodec:
+    """A codec of the Python code only (no compiled twins), whatever is built."""
+    compiled, speedups.compiled = speedups.compiled, None
+    try:
+        return BinanceCodec(BINANCE_SPOT_BTCUSDT, market)
+    finally:
+        speedups.compiled = compiled
+
+
 def TestOneInput(data: bytes) -> None:  # atheris' conventional name
     spot = BinanceCodec(BINANCE_SPOT_BTCUSDT, "spot")
     usdm = BinanceCodec(BINANCE_USDM_BTCUSDT, "usdm")
     state = MarketState(spot)
+    # the reference: the Python codec and book sides, to which the compiled ones must agree
+    pure = pure_codec("spot")
+    pure_bids, pure_asks = BookSide(1), BookSide(-1)
     lost = False
     for i, frame in enumerate(data.split(b"\n")):
         events = state.on_frame(i, frame)
         check_events(events)
+        expected = pure.decode(i, frame)
+        if events[: len(expected)] != expected:  # the book may add a Gap (crossed)
+            raise AssertionError(f"compiled {events!r} != python {expected!r}")
+        for event in expected:
+            if type(event) is BookUpdate:
+                if event.snapshot:
+                    pure_bids.load(event.bids)
+                    pure_asks.load(event.asks)
+                else:
+                    pure_bids.update(event.bids)
+                    pure_asks.update(event.asks)
+        if state.book.bids.top(20) != pure_bids.top(20) or (
+                state.book.asks.top(20) != pure_asks.top(20)):
+            raise AssertionError("compiled book side differs from the Python one")
+        if len(events) > len(expected):
+            pure.reset()  # as MarketState does on a crossed book
         for event in events:
             if type(event) is Gap:
                 lost = True
