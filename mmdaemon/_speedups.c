@@ -86,11 +86,22 @@ fast_units(PyObject *text, const Unit *unit, long long *out)
         scaled = value;
         div = (unsigned __int128)unit->unit_int * POW10[-shift];
     }
-    if (scaled % div != 0) {
-        return 0;
+    unsigned long long units;
+    if ((scaled >> 64) == 0 && (div >> 64) == 0) {
+        /* the usual case, in 64 bits: a 128-bit division is a slow library call */
+        unsigned long long s64 = (unsigned long long)scaled, d64 = (unsigned long long)div;
+        if (s64 % d64 != 0) {
+            return 0;
+        }
+        units = s64 / d64;
     }
-    unsigned __int128 units = scaled / div;
-    if (units > (unsigned __int128)MAX_UNITS) {  /* the Python parser refuses it */
+    else {
+        if (scaled % div != 0 || scaled / div > (unsigned __int128)MAX_UNITS) {
+            return 0;
+        }
+        units = (unsigned long long)(scaled / div);
+    }
+    if (units > (unsigned long long)MAX_UNITS) {  /* the Python parser refuses it */
         return 0;
     }
     *out = (long long)units;
@@ -129,8 +140,7 @@ read_unit(PyObject *unit_int, PyObject *exp, Unit *unit)
 }
 
 /* Field names, interned once. */
-static PyObject *KEY_stream, *KEY_data, *KEY_s, *KEY_b, *KEY_B, *KEY_a, *KEY_A, *KEY_u, *KEY_T, *KEY_q, *KEY_m, *KEY_p,
-    *KEY_t, *NS_PER_MS, *ZERO;
+static PyObject *KEY_stream, *KEY_data, *NS_PER_MS, *ZERO;
 
 /* Borrowed value of ``key`` in the exact dict ``data``, or NULL (no exception) if absent. */
 static PyObject *
@@ -143,12 +153,32 @@ field(PyObject *data, PyObject *key)
     return value;
 }
 
-/* A venue time in ms (an exact int) as ns; absent is 0. New reference, or NULL without an
- * exception when the field is not an exact int (the Python twin raises for it). */
-static PyObject *
-time_ns(PyObject *data)
+/* Borrowed values of the one-letter fields ``names`` of the exact dict ``data`` into
+ * ``out`` (NULL where absent), in one pass over the dict: a venue object has a handful of
+ * keys, and a lookup per field costs a hash probe and a string comparison each. */
+static void
+scan(PyObject *data, const char *names, PyObject **out)
 {
-    PyObject *ms = field(data, KEY_T);
+    size_t n = strlen(names);
+    memset(out, 0, n * sizeof(PyObject *));
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(data, &pos, &key, &value)) {
+        if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)
+            && PyUnicode_GET_LENGTH(key) == 1) {
+            const char *at = memchr(names, PyUnicode_1BYTE_DATA(key)[0], n);
+            if (at != NULL) {
+                out[at - names] = value;
+            }
+        }
+    }
+}
+
+/* A venue time in ms (an exact int, or NULL: absent) as ns; absent is 0. New reference, or
+ * NULL without an exception when it is not an exact int (the Python twin raises for it). */
+static PyObject *
+time_ns(PyObject *ms)
+{
     if (ms == NULL) {
         return Py_NewRef(ZERO);
     }
@@ -241,16 +271,19 @@ static PyObject *
 ticker_fast(Decoder *self, PyObject *data, PyObject *recv_ns)
 {
     long long bid, bid_size, ask, ask_size;
-    PyObject *update_id;
-    if (!PyDict_CheckExact(data) || !same_symbol(self, field(data, KEY_s))
-        || !plain_units(field(data, KEY_b), &self->price, &bid)
-        || !plain_units(field(data, KEY_a), &self->price, &ask)
-        || !plain_units(field(data, KEY_B), &self->size, &bid_size)
-        || !plain_units(field(data, KEY_A), &self->size, &ask_size)
-        || (update_id = field(data, KEY_u)) == NULL || !PyLong_CheckExact(update_id)) {
+    if (!PyDict_CheckExact(data)) {
         return NULL;
     }
-    PyObject *exch_ns = time_ns(data);
+    PyObject *f[7];  /* s b a B A u T */
+    scan(data, "sbaBAuT", f);
+    PyObject *update_id = f[5];
+    if (!same_symbol(self, f[0]) || !plain_units(f[1], &self->price, &bid)
+        || !plain_units(f[2], &self->price, &ask) || !plain_units(f[3], &self->size, &bid_size)
+        || !plain_units(f[4], &self->size, &ask_size)
+        || update_id == NULL || !PyLong_CheckExact(update_id)) {
+        return NULL;
+    }
+    PyObject *exch_ns = time_ns(f[6]);
     if (exch_ns == NULL) {
         return NULL;
     }
@@ -297,16 +330,19 @@ static PyObject *
 trade_fast(Decoder *self, PyObject *data, PyObject *recv_ns)
 {
     long long price, size;
-    PyObject *maker_is_buyer, *trade_id;
-    if (!PyDict_CheckExact(data) || !same_symbol(self, field(data, KEY_s))
-        || !plain_units(field(data, KEY_q), &self->size, &size) || size == 0
-        || (maker_is_buyer = field(data, KEY_m)) == NULL
-        || (maker_is_buyer != Py_True && maker_is_buyer != Py_False)
-        || !plain_units(field(data, KEY_p), &self->price, &price)
-        || (trade_id = field(data, KEY_t)) == NULL || !PyLong_CheckExact(trade_id)) {
+    if (!PyDict_CheckExact(data)) {
         return NULL;
     }
-    PyObject *exch_ns = time_ns(data);
+    PyObject *f[6];  /* s q m p t T */
+    scan(data, "sqmptT", f);
+    PyObject *maker_is_buyer = f[2], *trade_id = f[4];
+    if (!same_symbol(self, f[0]) || !plain_units(f[1], &self->size, &size) || size == 0
+        || (maker_is_buyer != Py_True && maker_is_buyer != Py_False)
+        || !plain_units(f[3], &self->price, &price)
+        || trade_id == NULL || !PyLong_CheckExact(trade_id)) {
+        return NULL;
+    }
+    PyObject *exch_ns = time_ns(f[5]);
     if (exch_ns == NULL) {
         return NULL;
     }
@@ -1376,12 +1412,7 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     if ((KEY_stream = intern("stream")) == NULL || (KEY_data = intern("data")) == NULL
-        || (KEY_s = intern("s")) == NULL || (KEY_b = intern("b")) == NULL
-        || (KEY_B = intern("B")) == NULL || (KEY_a = intern("a")) == NULL
-        || (KEY_A = intern("A")) == NULL || (KEY_u = intern("u")) == NULL
-        || (KEY_T = intern("T")) == NULL || (KEY_q = intern("q")) == NULL
-        || (KEY_m = intern("m")) == NULL || (KEY_p = intern("p")) == NULL
-        || (KEY_t = intern("t")) == NULL || (NS_PER_MS = PyLong_FromLong(1000000)) == NULL
+        || (NS_PER_MS = PyLong_FromLong(1000000)) == NULL
         || (ZERO = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
