@@ -18,7 +18,7 @@ import atheris
 
 with atheris.instrument_imports(include=["mmdaemon"]):
     from mmdaemon import speedups
-    from mmdaemon.book import BookSide
+    from mmdaemon.book import BookSide, OrderBook
     from mmdaemon.market import MarketState
     from mmdaemon.model import (
         BINANCE_SPOT_BTCUSDT,
@@ -74,7 +74,7 @@ def check_events(events: list[MarketEvent]) -> None:
         if any(type(getattr(event, name)) is not int for name in names):
             raise AssertionError(f"non-integer field: {event!r}")
         if isinstance(event, BookUpdate):
-            for level in event.bids + event.asks:
+            for level in [*event.bids, *event.asks]:
                 if type(level[0]) is not int or type(level[1]) is not int or min(level) < 0:
                     raise AssertionError(f"bad level {level!r}")
 
@@ -94,7 +94,7 @@ def TestOneInput(data: bytes) -> None:  # atheris' conventional name
     state = MarketState(spot)
     # the reference: the Python codec and book sides, to which the compiled ones must agree
     pure = pure_codec("spot")
-    pure_bids, pure_asks = BookSide(1), BookSide(-1)
+    pure_book = OrderBook(side=BookSide)
     lost = False
     for i, frame in enumerate(data.split(b"\n")):
         events = state.on_frame(i, frame)
@@ -104,14 +104,9 @@ def TestOneInput(data: bytes) -> None:  # atheris' conventional name
             raise AssertionError(f"compiled {events!r} != python {expected!r}")
         for event in expected:
             if type(event) is BookUpdate:
-                if event.snapshot:
-                    pure_bids.load(event.bids)
-                    pure_asks.load(event.asks)
-                else:
-                    pure_bids.update(event.bids)
-                    pure_asks.update(event.asks)
-        if state.book.bids.top(20) != pure_bids.top(20) or (
-                state.book.asks.top(20) != pure_asks.top(20)):
+                pure_book.apply(event)
+        if state.book.bids.top(20) != pure_book.bids.top(20) or (
+                state.book.asks.top(20) != pure_book.asks.top(20)):
             raise AssertionError("compiled book side differs from the Python one")
         if len(events) > len(expected):
             pure.reset()  # as MarketState does on a crossed book

@@ -8,6 +8,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Longest text taken here; longer goes to Python (which refuses beyond 40 characters). */
@@ -30,19 +31,15 @@ typedef struct {
     int exp;
 } Unit;
 
-/* Exact units of a plain decimal string ("61837.63000000" with unit 0.01 -> 6183763).
- * Returns 1 and sets *out, or 0 when the Python parser must decide (not an error here). */
+/* Exact units of plain decimal text ``s[0..n)`` ("61837.63000000" with unit 0.01 ->
+ * 6183763). Returns 1 and sets *out, or 0 when the Python parser must decide (not an error
+ * here). */
 static int
-fast_units(PyObject *text, const Unit *unit, long long *out)
+units_of(const unsigned char *s, Py_ssize_t n, const Unit *unit, long long *out)
 {
-    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) {
-        return 0;
-    }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     if (n == 0 || n > MAX_CHARS) {
         return 0;
     }
-    const unsigned char *s = PyUnicode_1BYTE_DATA(text);
     unsigned long long value = 0;
     int places = -1, ndigits = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -108,6 +105,16 @@ fast_units(PyObject *text, const Unit *unit, long long *out)
     return 1;
 }
 
+/* units_of for a str (compact ASCII only). */
+static int
+fast_units(PyObject *text, const Unit *unit, long long *out)
+{
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_COMPACT_ASCII(text)) {
+        return 0;
+    }
+    return units_of(PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), unit, out);
+}
+
 /* New reference to the units of ``text``, through ``parse`` (Python) when not plain. */
 static PyObject *
 to_units(PyObject *text, const Unit *unit, PyObject *parse)
@@ -118,6 +125,267 @@ to_units(PyObject *text, const Unit *unit, PyObject *parse)
     }
     return PyObject_CallOneArg(parse, text);
 }
+
+/* ---- packed levels ------------------------------------------------------------------------
+ *
+ * The levels of a depth diff decoded from bytes: (price ticks, size lots) pairs of 64-bit
+ * ints in one block, read as a sequence of (price, size) tuples by Python code (the book's
+ * Python reference, tests) and directly by the compiled BookSide. A list of tuples would
+ * cost three objects per level, made and freed for every level of every diff.
+ */
+
+typedef struct {
+    PyObject_VAR_HEAD
+    long long v[1];  /* price, size, price, size, ... (2 x ob_size) */
+} Levels;
+
+static PyTypeObject LevelsType;
+
+static PyObject *
+levels_from(const long long *v, Py_ssize_t n)
+{
+    Levels *out = PyObject_NewVar(Levels, &LevelsType, n);
+    if (out != NULL && n > 0) {
+        memcpy(out->v, v, (size_t)n * 2 * sizeof(long long));
+    }
+    return (PyObject *)out;
+}
+
+static Py_ssize_t
+Levels_len(Levels *self)
+{
+    return Py_SIZE(self);
+}
+
+static PyObject *
+Levels_item(Levels *self, Py_ssize_t i)
+{
+    if (i < 0 || i >= Py_SIZE(self)) {
+        PyErr_SetString(PyExc_IndexError, "levels index out of range");
+        return NULL;
+    }
+    return Py_BuildValue("(LL)", self->v[2 * i], self->v[2 * i + 1]);
+}
+
+static PyObject *
+Levels_richcompare(Levels *self, PyObject *other, int op)
+{
+    if (op != Py_EQ && op != Py_NE) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    int equal;
+    if (Py_TYPE(other) == &LevelsType) {
+        Py_ssize_t n = Py_SIZE(self);
+        equal = n == Py_SIZE(other)
+            && memcmp(self->v, ((Levels *)other)->v, (size_t)n * 2 * sizeof(long long)) == 0;
+    }
+    else if (PyList_Check(other) || PyTuple_Check(other)) {
+        /* as a list of (price, size) tuples would compare */
+        PyObject *mine = PySequence_List((PyObject *)self);
+        if (mine == NULL) {
+            return NULL;
+        }
+        PyObject *theirs = PySequence_List(other);
+        equal = theirs == NULL ? -1 : PyObject_RichCompareBool(mine, theirs, Py_EQ);
+        Py_DECREF(mine);
+        Py_XDECREF(theirs);
+        if (equal < 0) {
+            return NULL;
+        }
+    }
+    else {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    return PyBool_FromLong(op == Py_EQ ? equal : !equal);
+}
+
+static PyObject *
+Levels_repr(Levels *self)
+{
+    PyObject *list = PySequence_List((PyObject *)self);
+    if (list == NULL) {
+        return NULL;
+    }
+    PyObject *out = PyUnicode_FromFormat("Levels(%R)", list);
+    Py_DECREF(list);
+    return out;
+}
+
+static PySequenceMethods Levels_as_sequence = {
+    .sq_length = (lenfunc)Levels_len,
+    .sq_item = (ssizeargfunc)Levels_item,
+};
+
+static PyTypeObject LevelsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mmdaemon._speedups.Levels",
+    .tp_basicsize = offsetof(Levels, v),
+    .tp_itemsize = 2 * sizeof(long long),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The (price ticks, size lots) levels of a decoded depth diff, packed; a read-only "
+              "sequence of tuples, equal to a list of the same tuples.",
+    .tp_dealloc = (destructor)PyObject_Del,
+    .tp_as_sequence = &Levels_as_sequence,
+    .tp_richcompare = (richcmpfunc)Levels_richcompare,
+    .tp_repr = (reprfunc)Levels_repr,
+    .tp_hash = PyObject_HashNotImplemented,
+};
+
+/* ---- depth diffs straight from the frame's bytes ---------------------------------------------
+ *
+ * A Binance depth diff is mostly its levels: ~100 and up to 1,000 [price, size] pairs of
+ * decimal text. Parsing it into Python objects (a list and two strings per level) and then
+ * converting those costs more than everything else done with the frame. This scanner reads
+ * a combined-stream depth frame, {"stream": "<symbol>@depth...", "data": {...}}, as it is:
+ * the levels go from text to ticks and lots in one pass. It accepts only what it fully
+ * understands -- the known keys once each, integers without fraction or exponent, ASCII
+ * strings without escapes, plain decimal levels on the instrument's grids, the symbol
+ * expected, first id <= last id, nothing after the object -- and hands anything else to the
+ * JSON parser path, which decides (and reports) exactly as before.
+ */
+
+typedef struct {
+    const unsigned char *p, *end;
+} Cursor;
+
+static void
+skip_ws(Cursor *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) {
+        c->p++;
+    }
+}
+
+static int
+take(Cursor *c, unsigned char ch)
+{
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string of printable ASCII without escapes: its text in [*s, *s + *n). */
+static int
+take_str(Cursor *c, const unsigned char **s, Py_ssize_t *n)
+{
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '"') {
+        return 0;
+    }
+    const unsigned char *start = ++c->p;
+    while (c->p < c->end) {
+        unsigned char ch = *c->p;
+        if (ch == '"') {
+            *s = start;
+            *n = c->p - start;
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20 || ch == '\\' || ch >= 0x80) {
+            return 0;
+        }
+        c->p++;
+    }
+    return 0;
+}
+
+/* A JSON integer (no fraction, no exponent) of at most 62 bits. */
+static int
+take_int(Cursor *c, long long *out)
+{
+    skip_ws(c);
+    int negative = c->p < c->end && *c->p == '-';
+    if (negative) {
+        c->p++;
+    }
+    if (c->p >= c->end || *c->p < '0' || *c->p > '9') {
+        return 0;
+    }
+    if (*c->p == '0' && c->p + 1 < c->end && c->p[1] >= '0' && c->p[1] <= '9') {
+        return 0;  /* a leading zero: not JSON */
+    }
+    long long value = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+        if (value > (MAX_UNITS - 9) / 10) {
+            return 0;
+        }
+        value = value * 10 + (*c->p - '0');
+        c->p++;
+    }
+    if (c->p < c->end && (*c->p == '.' || *c->p == 'e' || *c->p == 'E')) {
+        return 0;
+    }
+    *out = negative ? -value : value;
+    return 1;
+}
+
+typedef struct {
+    long long *v;
+    Py_ssize_t n, cap;  /* levels */
+} LevelBuffer;
+
+static int
+buffer_push(LevelBuffer *b, long long price, long long size)
+{
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? 2 * b->cap : 256;
+        long long *v = PyMem_Realloc(b->v, (size_t)cap * 2 * sizeof(long long));
+        if (v == NULL) {
+            return -1;
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    b->v[2 * b->n] = price;
+    b->v[2 * b->n + 1] = size;
+    b->n++;
+    return 0;
+}
+
+/* [["price", "size"], ...] on the grids into ``out`` (emptied first): 1, 0 (not plain), or
+ * -1 (no memory). */
+static int
+take_levels(Cursor *c, const Unit *price_unit, const Unit *size_unit, LevelBuffer *out)
+{
+    out->n = 0;
+    if (!take(c, '[')) {
+        return 0;
+    }
+    if (take(c, ']')) {
+        return 1;
+    }
+    do {
+        const unsigned char *p, *q;
+        Py_ssize_t np, nq;
+        long long price, size;
+        if (!take(c, '[') || !take_str(c, &p, &np) || !take(c, ',') || !take_str(c, &q, &nq)
+            || !take(c, ']') || !units_of(p, np, price_unit, &price)
+            || !units_of(q, nq, size_unit, &size)) {
+            return 0;
+        }
+        if (buffer_push(out, price, size) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    } while (take(c, ','));
+    return take(c, ']');
+}
+
+static int
+same_text(const unsigned char *s, Py_ssize_t n, const char *text)
+{
+    return (size_t)n == strlen(text) && memcmp(s, text, (size_t)n) == 0;
+}
+
+/* The fields of a depth diff as the scanner read them. */
+typedef struct {
+    long long first, last, prev, time_ms;
+    int has_prev, has_time, has_event_time;
+    long long event_time_ms;
+} DepthIds;
 
 static int
 read_unit(PyObject *unit_int, PyObject *exp, Unit *unit)
@@ -205,6 +473,11 @@ typedef struct {
     PyObject *loads;
     PyObject *msg_fallback;
     PyObject *decode_fallback;
+    PyObject *depth;         /* the codec's Python continuation of a scanned depth diff */
+    const char *symbol_text; /* the symbol's UTF-8, owned by ``symbol`` */
+    Py_ssize_t symbol_len;
+    int usdm;                /* USD-M rules: prev id from "pu" (spot: first id - 1) */
+    LevelBuffer bids, asks;  /* the scanner's scratch, reused frame after frame */
 } Decoder;
 
 /* Units of text that must be plain, for the all-or-nothing paths: 1 and *out set, or 0. */
@@ -297,6 +570,18 @@ ticker_fast(Decoder *self, PyObject *data, PyObject *recv_ns)
     return make_event(self->top_cls, items, 7);
 }
 
+/* A decoder the garbage collector has cleared (tp_clear breaks a reference cycle) holds
+ * nothing any more: refuse to run rather than follow a NULL. */
+static int
+cleared(Decoder *self)
+{
+    if (self->symbol == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the decoder was cleared");
+        return 1;
+    }
+    return 0;
+}
+
 typedef PyObject *(*FastPath)(Decoder *, PyObject *, PyObject *);
 
 /* A method taking (data, recv_ns): the compiled path, else the Python twin. */
@@ -304,6 +589,9 @@ static PyObject *
 fast_or_twin(Decoder *self, FastPath fast, PyObject *twin, PyObject *const *args,
              Py_ssize_t nargs)
 {
+    if (cleared(self)) {
+        return NULL;
+    }
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "expected 2 arguments: data, recv_ns");
         return NULL;
@@ -394,14 +682,185 @@ PyDoc_STRVAR(decode_doc,
 "trade is decoded here; any other parsed frame goes to ``msg_fallback(msg, recv_ns)`` and a\n"
 "frame the JSON parser refuses to ``decode_fallback(recv_ns, frame)``, the Python code.");
 
+/* "<symbol>@depth" or "<symbol>@depth@<speed>": the streams the Python code routes as depth. */
+static int
+depth_stream(const unsigned char *s, Py_ssize_t n)
+{
+    const unsigned char *at = memchr(s, '@', (size_t)n);
+    if (at == NULL) {
+        return 0;
+    }
+    Py_ssize_t rest = n - (at + 1 - s);
+    return (rest == 5 || (rest > 5 && at[6] == '@')) && memcmp(at + 1, "depth", 5) == 0;
+}
+
+/* The "data" object of a depth diff; as scan_depth. */
+static int
+scan_depth_data(Decoder *self, Cursor *c, DepthIds *ids)
+{
+    enum { E_ = 1, EVENT_TIME = 2, TIME = 4, SYMBOL = 8, FIRST = 16, LAST = 32, PREV = 64,
+           BIDS = 128, ASKS = 256 };
+    unsigned seen = 0;
+    if (!take(c, '{')) {
+        return 0;
+    }
+    do {
+        const unsigned char *k, *v;
+        Py_ssize_t nk, nv;
+        unsigned bit;
+        int ok;
+        if (!take_str(c, &k, &nk) || !take(c, ':')) {
+            return 0;
+        }
+        if (same_text(k, nk, "e")) {
+            bit = E_;
+            ok = take_str(c, &v, &nv);  /* the Python code does not read it either */
+        }
+        else if (same_text(k, nk, "E")) {
+            bit = EVENT_TIME;
+            ok = take_int(c, &ids->event_time_ms);
+        }
+        else if (same_text(k, nk, "T")) {
+            bit = TIME;
+            ok = take_int(c, &ids->time_ms);
+        }
+        else if (same_text(k, nk, "s")) {
+            bit = SYMBOL;
+            ok = take_str(c, &v, &nv) && nv == self->symbol_len
+                 && memcmp(v, self->symbol_text, (size_t)nv) == 0;
+        }
+        else if (same_text(k, nk, "U")) {
+            bit = FIRST;
+            ok = take_int(c, &ids->first);
+        }
+        else if (same_text(k, nk, "u")) {
+            bit = LAST;
+            ok = take_int(c, &ids->last);
+        }
+        else if (same_text(k, nk, "pu")) {
+            bit = PREV;
+            ok = take_int(c, &ids->prev);
+        }
+        else if (same_text(k, nk, "b") || same_text(k, nk, "a")) {
+            bit = k[0] == 'b' ? BIDS : ASKS;
+            ok = take_levels(c, &self->price, &self->size, bit == BIDS ? &self->bids : &self->asks);
+            if (ok < 0) {
+                return -1;
+            }
+        }
+        else {
+            return 0;  /* a field we do not know */
+        }
+        if (!ok || (seen & bit)) {
+            return 0;  /* not plain, or a repeated key (JSON parsers keep the last) */
+        }
+        seen |= bit;
+    } while (take(c, ','));
+    if (!take(c, '}')) {
+        return 0;
+    }
+    unsigned needed = SYMBOL | FIRST | LAST | BIDS | ASKS;
+    if ((seen & needed) != needed || ids->first > ids->last) {
+        return 0;  /* the Python code reports these */
+    }
+    ids->has_prev = (seen & PREV) != 0;
+    ids->has_time = (seen & TIME) != 0;
+    ids->has_event_time = (seen & EVENT_TIME) != 0;
+    return 1;
+}
+
+/* A whole combined-stream depth frame: 1 scanned (ids and the Decoder's buffers filled), 0
+ * not plain (the JSON path decides), -1 error (no memory). */
+static int
+scan_depth(Decoder *self, const unsigned char *frame, Py_ssize_t len, DepthIds *ids)
+{
+    Cursor c = {frame, frame + len};
+    int stream = 0, data = 0;
+    if (!take(&c, '{')) {
+        return 0;
+    }
+    do {
+        const unsigned char *k, *v;
+        Py_ssize_t nk, nv;
+        if (!take_str(&c, &k, &nk) || !take(&c, ':')) {
+            return 0;
+        }
+        if (same_text(k, nk, "stream") && !stream) {
+            stream = 1;
+            if (!take_str(&c, &v, &nv) || !depth_stream(v, nv)) {
+                return 0;
+            }
+        }
+        else if (same_text(k, nk, "data") && !data) {
+            data = 1;
+            int rc = scan_depth_data(self, &c, ids);
+            if (rc <= 0) {
+                return rc;
+            }
+        }
+        else {
+            return 0;
+        }
+    } while (take(&c, ','));
+    if (!take(&c, '}')) {
+        return 0;
+    }
+    skip_ws(&c);
+    return c.p == c.end && stream && data;
+}
+
+/* The events of a scanned depth diff, from the codec's Python continuation. */
+static PyObject *
+scanned_depth(Decoder *self, const DepthIds *ids, PyObject *recv_ns)
+{
+    long long time_ms = ids->has_time ? ids->time_ms
+                        : ids->has_event_time ? ids->event_time_ms : 0;
+    if (time_ms > LLONG_MAX / 1000000 || time_ms < -(LLONG_MAX / 1000000)) {
+        return NULL;  /* not an int64 of ns: the Python path decides */
+    }
+    long long prev = self->usdm ? (ids->has_prev ? ids->prev : -1) : ids->first - 1;
+    PyObject *bids = levels_from(self->bids.v, self->bids.n);
+    PyObject *asks = bids == NULL ? NULL : levels_from(self->asks.v, self->asks.n);
+    PyObject *args[7] = {
+        PyLong_FromLongLong(ids->first), PyLong_FromLongLong(ids->last),
+        PyLong_FromLongLong(prev), bids, asks, PyLong_FromLongLong(time_ms * 1000000),
+        Py_NewRef(recv_ns),
+    };
+    if (!all_made(args, 7)) {
+        return NULL;
+    }
+    PyObject *events = PyObject_Vectorcall(self->depth, args, 7, NULL);
+    for (int i = 0; i < 7; i++) {
+        Py_DECREF(args[i]);
+    }
+    return events;
+}
+
 static PyObject *
 Decoder_decode(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (cleared(self)) {
+        return NULL;
+    }
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "decode() takes 2 arguments");
         return NULL;
     }
     PyObject *recv_ns = args[0];
+    if (PyBytes_CheckExact(args[1])) {
+        DepthIds ids;
+        int scanned = scan_depth(self, (const unsigned char *)PyBytes_AS_STRING(args[1]),
+                                 PyBytes_GET_SIZE(args[1]), &ids);
+        if (scanned < 0) {
+            return NULL;
+        }
+        if (scanned) {
+            PyObject *events = scanned_depth(self, &ids, recv_ns);
+            if (events != NULL || PyErr_Occurred()) {
+                return events;
+            }
+        }
+    }
     PyObject *msg = PyObject_CallOneArg(self->loads, args[1]);
     if (msg == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_ValueError)) {  /* orjson's JSONDecodeError is one */
@@ -441,6 +900,9 @@ PyDoc_STRVAR(levels_doc,
 static PyObject *
 Decoder_levels(Decoder *self, PyObject *raw)
 {
+    if (cleared(self)) {
+        return NULL;
+    }
     if (!PyList_CheckExact(raw)) {
         return PyObject_CallOneArg(self->levels_fallback, raw);
     }
@@ -489,7 +951,8 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     static char *names[] = {
         "symbol", "price_unit", "price_exp", "size_unit", "size_exp", "price_parse",
         "size_parse", "top_cls", "trade_cls", "buy", "sell", "loads", "levels_fallback",
-        "ticker_fallback", "trade_fallback", "msg_fallback", "decode_fallback", NULL,
+        "ticker_fallback", "trade_fallback", "msg_fallback", "decode_fallback", "depth",
+        "usdm", NULL,
     };
     PyObject *price_int, *price_exp, *size_int, *size_exp;
     Decoder *self = (Decoder *)type->tp_alloc(type, 0);
@@ -498,12 +961,13 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     PyObject *symbol, *price_parse, *size_parse, *top_cls, *trade_cls, *buy, *sell, *loads;
     PyObject *levels_fallback, *ticker_fallback, *trade_fallback, *msg_fallback;
-    PyObject *decode_fallback;
+    PyObject *decode_fallback, *depth;
+    int usdm;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "UOOOOOOOOOOOOOOOO:Decoder", names, &symbol, &price_int,
+            args, kwargs, "UOOOOOOOOOOOOOOOOOp:Decoder", names, &symbol, &price_int,
             &price_exp, &size_int, &size_exp, &price_parse, &size_parse, &top_cls, &trade_cls,
             &buy, &sell, &loads, &levels_fallback, &ticker_fallback, &trade_fallback,
-            &msg_fallback, &decode_fallback)) {
+            &msg_fallback, &decode_fallback, &depth, &usdm)) {
         Py_DECREF(self);
         return NULL;
     }
@@ -520,6 +984,13 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->trade_fallback = Py_NewRef(trade_fallback);
     self->msg_fallback = Py_NewRef(msg_fallback);
     self->decode_fallback = Py_NewRef(decode_fallback);
+    self->depth = Py_NewRef(depth);
+    self->usdm = usdm;
+    self->symbol_text = PyUnicode_AsUTF8AndSize(symbol, &self->symbol_len);
+    if (self->symbol_text == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     if (read_unit(price_int, price_exp, &self->price) < 0
         || read_unit(size_int, size_exp, &self->size) < 0) {
         Py_DECREF(self);
@@ -551,6 +1022,7 @@ Decoder_traverse(Decoder *self, visitproc visit, void *arg)
     Py_VISIT(self->loads);
     Py_VISIT(self->msg_fallback);
     Py_VISIT(self->decode_fallback);
+    Py_VISIT(self->depth);
     return 0;
 }
 
@@ -570,6 +1042,7 @@ Decoder_clear(Decoder *self)
     Py_CLEAR(self->loads);
     Py_CLEAR(self->msg_fallback);
     Py_CLEAR(self->decode_fallback);
+    Py_CLEAR(self->depth);
     return 0;
 }
 
@@ -578,6 +1051,8 @@ Decoder_dealloc(Decoder *self)
 {
     PyObject_GC_UnTrack(self);
     Decoder_clear(self);
+    PyMem_Free(self->bids.v);
+    PyMem_Free(self->asks.v);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -985,6 +1460,22 @@ read_pair(PyObject *pair, long long *price, long long *size)
 static int
 apply_pairs(Side *self, PyObject *changes)
 {
+    if (Py_TYPE(changes) == &LevelsType) {  /* a scanned diff: no Python object per level */
+        const Levels *levels = (const Levels *)changes;
+        for (Py_ssize_t i = 0; i < Py_SIZE(levels); i++) {
+            long long price = levels->v[2 * i], size = levels->v[2 * i + 1];
+            if (price > LIMIT || price < -LIMIT || size > LIMIT || size < 0) {
+                PyErr_SetString(PyExc_OverflowError, "book level beyond 2**62");
+                settle(self);
+                return -1;
+            }
+            if (change(self, price, size) < 0) {
+                settle(self);
+                return -1;
+            }
+        }
+        return settle(self);
+    }
     PyObject *seq = PySequence_Fast(changes, "book changes must be a sequence of (price, size)");
     if (seq == NULL) {
         return -1;
@@ -1416,7 +1907,8 @@ PyInit__speedups(void)
         || (ZERO = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&SideType) < 0) {
+    if (PyType_Ready(&DecoderType) < 0 || PyType_Ready(&SideType) < 0
+        || PyType_Ready(&LevelsType) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&module);
@@ -1424,7 +1916,8 @@ PyInit__speedups(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0
-        || PyModule_AddObjectRef(m, "BookSide", (PyObject *)&SideType) < 0) {
+        || PyModule_AddObjectRef(m, "BookSide", (PyObject *)&SideType) < 0
+        || PyModule_AddObjectRef(m, "Levels", (PyObject *)&LevelsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -1,7 +1,7 @@
 """Types of the compiled module built from _speedups.c (see mmdaemon/speedups.py)."""
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, overload
 
 from mmdaemon.book import BookSide as _ReferenceSide
 from mmdaemon.model import Level, MarketEvent
@@ -26,11 +26,22 @@ class Decoder:
         trade_fallback: Callable[[dict[str, Any], int], list[MarketEvent]],
         msg_fallback: Callable[[object, int], list[MarketEvent]],
         decode_fallback: Callable[[int, bytes | str], list[MarketEvent]],
+        depth: Callable[..., list[MarketEvent]],
+        usdm: bool,
     ) -> None: ...
     def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]: ...
     def levels(self, raw: list[list[str]]) -> list[Level]: ...
     def book_ticker(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
     def trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
+
+class Levels(Sequence[Level]):
+    """Packed (price, size) levels of a scanned depth diff; equal to a list of tuples."""
+
+    @overload
+    def __getitem__(self, index: int) -> Level: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Level]: ...
+    def __len__(self) -> int: ...
 
 class BookSide(_ReferenceSide):
     """The compiled book side: the interface of mmdaemon.book.BookSide; ``levels`` is a

@@ -17,6 +17,7 @@ it falls below ``least`` levels while deeper ones exist.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Sequence
 
 from mmdaemon import speedups
 from mmdaemon.model import BookUpdate, Level
@@ -58,7 +59,7 @@ class BookSide:
         """Set the absolute size (lots) at ``price`` (ticks); 0 deletes, absent is fine."""
         self.update([(price, size)])
 
-    def update(self, changes: list[Level]) -> None:
+    def update(self, changes: Sequence[Level]) -> None:
         """Apply absolute (price ticks, size lots) changes; size 0 deletes.
 
         A change below the region's floor touches the dict only.
@@ -83,7 +84,7 @@ class BookSide:
         elif n < self._least and floor is not None:
             self._refill()
 
-    def load(self, levels: list[Level]) -> None:
+    def load(self, levels: Sequence[Level]) -> None:
         """Replace the side with ``levels``; zero sizes are skipped."""
         self.levels = {p: s for p, s in levels if s}
         self._refill()
@@ -158,9 +159,10 @@ class OrderBook:
 
     __slots__ = ("asks", "bids", "last_id", "synced")
 
-    def __init__(self, least: int = TOP_LEAST, keep: int = TOP_KEEP, most: int = TOP_MOST) -> None:
-        self.bids = SIDE(1, least, keep, most)
-        self.asks = SIDE(-1, least, keep, most)
+    def __init__(self, least: int = TOP_LEAST, keep: int = TOP_KEEP, most: int = TOP_MOST,
+                 side: type[BookSide] = SIDE) -> None:
+        self.bids = side(1, least, keep, most)
+        self.asks = side(-1, least, keep, most)
         self.last_id = 0
         self.synced = False
 

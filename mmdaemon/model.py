@@ -11,6 +11,7 @@ Venue decimal strings become ticks and lots exactly once, in the codec, through
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from enum import Enum, IntEnum
 from typing import NamedTuple
@@ -216,8 +217,8 @@ class BookUpdate(NamedTuple):
     """
 
     snapshot: bool
-    bids: list[Level]
-    asks: list[Level]
+    bids: Sequence[Level]
+    asks: Sequence[Level]
     first_id: int
     last_id: int
     exch_ns: int

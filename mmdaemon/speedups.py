@@ -1,9 +1,9 @@
 """The compiled twins of two hot loops, when they were built, and the switch that turns them off.
 
 ``mmdaemon/_speedups.c`` compiles the Binance codec's decoding of its busiest frames
-(``bookTicker`` and ``trade`` whole, and the levels of depth diffs and snapshots: decimal
-text -> ticks and lots, checks, event tuples) and the book's
-:meth:`~mmdaemon.book.BookSide.update`. They are built when ``pip install`` finds a C
+(``bookTicker`` and ``trade`` whole; depth diffs read straight from their bytes into packed
+levels, the sync rules staying in Python; the levels of snapshots) and the book side
+(:class:`~mmdaemon.book.BookSide`). They are built when ``pip install`` finds a C
 compiler; without one the install goes on and the pure-Python loops run instead. The Python
 loops stay the reference: the compiled ones hand every unusual input back to them, so
 results and errors are the same either way (``tests/test_speedups.py`` checks both).
@@ -15,6 +15,7 @@ when the compiled ones are there: for a user who suspects them, and for the test
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ def _load() -> ModuleType | None:
         from mmdaemon import _speedups
     except ImportError:
         return None
+    Sequence.register(_speedups.Levels)  # a read-only sequence of (price, size) tuples
     return _speedups
 
 
@@ -71,5 +73,7 @@ def binance_decoder(codec: BinanceCodec) -> Decoder | None:
         trade_fallback=codec._py_trade,
         msg_fallback=codec._py_decode_msg,
         decode_fallback=codec._py_decode,
+        depth=codec._depth,
+        usdm=codec.market == "usdm",
     )
     return decoder

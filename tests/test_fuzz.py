@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,8 @@ def is_int(value: object) -> bool:
 
 
 def check_levels(levels: object) -> None:
-    assert type(levels) is list, levels
+    # a list of tuples, or the compiled scanner's packed levels (a sequence of tuples)
+    assert isinstance(levels, Sequence) and not isinstance(levels, (str, bytes)), levels
     for level in levels:
         assert type(level) is tuple and len(level) == 2, level
         price, size = level

@@ -211,6 +211,105 @@ def test_broken_frames_decode_identically(frame: bytes) -> None:
                        pure.decode(5, frame.decode("latin-1")))
 
 
+DEPTH = {"e": "depthUpdate", "E": 1723075200123, "s": "BTCUSDT", "U": 100, "u": 105,
+         "b": [["61837.63000000", "0.12300000"], ["61837.62000000", "0.00000000"]],
+         "a": [["61837.64000000", "1.00000000"]]}
+
+
+def depth_frame(data: Any, stream: Any = "btcusdt@depth@100ms", **dumps: Any) -> bytes:
+    return orjson.dumps({"stream": stream, "data": data}, **dumps)
+
+
+def decode_both(frame: bytes | str, market: str = "spot") -> tuple[list[MarketEvent],
+                                                                     list[MarketEvent]]:
+    """Both codecs, each first given a snapshot the diff bridges (so a diff is applied)."""
+    instrument = spot() if market == "spot" else BINANCE_USDM_BTCUSDT
+    fast, pure = codecs(instrument, market)
+    snapshot = orjson.dumps({"lastUpdateId": 100, "bids": [["61837.60000000", "1.00000000"]],
+                             "asks": [["61837.70000000", "1.00000000"]]})
+    for codec in (fast, pure):
+        codec.decode(1, snapshot)
+    return fast.decode(2, frame), pure.decode(2, frame)
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"E": "1"}, {"E": 1.5}, {"T": 1723075200000}, {"T": 2**62}, {"T": -5}, {"U": 106},
+    {"U": 50, "u": 49}, {"u": 2**62}, {"u": 2**63}, {"U": -1}, {"s": "ETHUSDT"}, {"s": "btcusdt"},
+    {"e": 7}, {"x": 1}, {"pu": 99}, {"b": []}, {"a": [["1.00", "2.00", "3"]]},
+    {"a": [["61837.645", "1.00"]]}, {"a": [["-1.00", "1.00"]]}, {"a": [["1e5", "1.00"]]},
+    {"b": [[61837.63, "1.00"]]}, {"b": [["61837.63", "9" * 30]]}, {"b": {"61837.63": "1"}},
+    {"b": None}, {"a": [["\u0661.00", "1.00"]]}, {"b": [["61837.63000000", "0.1"]] * 900},
+])
+@pytest.mark.parametrize("drop", [None, "E", "s", "U", "b"])
+def test_depth_frames_read_from_bytes_decode_identically(change: dict[str, Any],
+                                                         drop: str | None) -> None:
+    """The depth scanner (bytes straight to levels) against the JSON path, on valid diffs
+    and on every kind of field it must hand back: the same events, Gap and Malformed ones
+    included."""
+    data = {k: v for k, v in {**DEPTH, **change}.items() if k != drop}
+    for market in ("spot", "usdm"):
+        for frame in (depth_frame(data), depth_frame(data, option=orjson.OPT_INDENT_2)):
+            a, b = decode_both(frame, market)
+            assert same_events(a, b), (frame[:300], a, b)
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":101,'
+    b'"u":102,"b":[["1.00","2.00"]],"a":[]}}',
+    b' {"data":{"b":[],"a":[],"s":"BTCUSDT","U":101,"u":102},"stream":"btcusdt@depth"} \n',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]}} x',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[],"b":[]}}',
+    b'{"stream":"btcusdt@depth","stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,'
+    b'"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTC\\u0055SDT","U":101,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":0101,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102.0,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":1e2,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[["1.00","2.00"],],'
+    b'"a":[]}}',
+    b'{"stream":"btcusdt@depthX","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth@","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]}}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[["1.00"\x00,'
+    b'"1"]]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[["\xc3\xa9",'
+    b'"1"]]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":-0,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":-,"u":102,"b":[],"a":[]}}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[],"a":[]},"x":1}',
+    b'{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":101,"u":102,"b":[[ "1.00" , "2.00" ]'
+    b'\t],"a":[]}}',
+])
+def test_odd_depth_bytes_decode_identically(frame: bytes) -> None:
+    """Whitespace, key order, repeated keys, escapes, leading zeros, fractions, trailing
+    bytes, truncation, NUL, non-ASCII, negative zero, unknown keys: the scanner takes what
+    it fully understands and hands back the rest; the results are the JSON path's."""
+    for market in ("spot", "usdm"):
+        a, b = decode_both(frame, market)
+        assert same_events(a, b), (frame, a, b)
+
+
+def test_scanned_levels_behave_as_a_list_of_tuples() -> None:
+    assert speedups.compiled is not None
+    fast, _ = codecs()
+    fast.decode(1, orjson.dumps({"lastUpdateId": 99, "bids": [], "asks": []}))
+    [update] = fast.decode(2, depth_frame(DEPTH))
+    assert isinstance(update, BookUpdate) and type(update.bids) is speedups.compiled.Levels
+    expected = [(6183763, 12300000), (6183762, 0)]
+    assert update.bids == expected and expected == update.bids and update.bids != expected[:1]
+    assert list(update.bids) == expected and len(update.bids) == 2
+    assert update.bids[1] == (6183762, 0) and update.asks == [(6183764, 100000000)]
+    assert repr(update.asks) == "Levels([(6183764, 100000000)])"
+    with pytest.raises(IndexError):
+        update.bids[2]
+    with pytest.raises(TypeError):
+        hash(update.bids)
+    side = BookSide(1)
+    side.update(update.bids)  # the Python reference reads them as tuples
+    assert side.levels == {6183763: 12300000}
+
+
 def test_another_instrument_grid_decodes_identically() -> None:
     """USD-M's grid (tick 0.1, lot 0.001): spot prices off its grid are errors in both."""
     fast, pure = codecs(BINANCE_USDM_BTCUSDT, "usdm")
@@ -309,25 +408,20 @@ def test_book_built_from_the_recording_is_identical() -> None:
     after every depth update."""
     assert SIDE is not BookSide  # OrderBook runs compiled
     fast_codec, pure_codec = codecs()
-    fast_book = OrderBook()
-    pure_bids, pure_asks = BookSide(1), BookSide(-1)
+    fast_book, pure_book = OrderBook(), OrderBook(side=BookSide)
     checked = 0
     for recv_ns, frame in recording_frames():
         fast_updates = [e for e in fast_codec.decode(recv_ns, frame) if type(e) is BookUpdate]
         pure_updates = [e for e in pure_codec.decode(recv_ns, frame) if type(e) is BookUpdate]
         assert fast_updates == pure_updates
-        for update in fast_updates:
-            fast_book.apply(update)
-            if update.snapshot:
-                pure_bids.load(update.bids)
-                pure_asks.load(update.asks)
-            else:
-                pure_bids.update(update.bids)
-                pure_asks.update(update.asks)
+        for fast_update, pure_update in zip(fast_updates, pure_updates, strict=True):
+            fast_book.apply(fast_update)  # packed levels into the compiled sides
+            pure_book.apply(pure_update)  # lists of tuples into the Python ones
             checked += 1
-            assert fast_book.bids.top(40) == pure_bids.top(40)
-            assert fast_book.asks.top(40) == pure_asks.top(40)
+            assert fast_book.bids.top(40) == pure_book.bids.top(40)
+            assert fast_book.asks.top(40) == pure_book.asks.top(40)
     assert checked > 6000 and len(fast_book.bids) > 100
-    assert fast_book.bids.levels == pure_bids.levels and fast_book.asks.levels == pure_asks.levels
+    assert fast_book.bids.levels == pure_book.bids.levels
+    assert fast_book.asks.levels == pure_book.asks.levels
     fast_book.bids.check()
     fast_book.asks.check()

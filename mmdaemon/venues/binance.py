@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any, Literal
 
@@ -254,15 +254,24 @@ class BinanceCodec:
             raise FrameError("update ids are not integers")
         if first > last:
             raise FrameError(f"first update id {first} > final update id {last}")
-        update = BookUpdate(
-            False,
-            self._levels(data["b"]),
-            self._levels(data["a"]),
+        return self._depth(
             first,
             last,
+            prev,
+            self._levels(data["b"]),
+            self._levels(data["a"]),
             _ms(data.get("T", data.get("E", 0))),
             recv_ns,
         )
+
+    def _depth(self, first: int, last: int, prev: int, bids: Sequence[Level],
+               asks: Sequence[Level], exch_ns: int, recv_ns: int) -> list[MarketEvent]:
+        """A decoded diff (ids checked: ints, ``first <= last``) through the sync rules.
+
+        The compiled scanner (:mod:`mmdaemon.speedups`), which reads plain depth frames
+        straight from their bytes, continues here too, with packed levels.
+        """
+        update = BookUpdate(False, bids, asks, first, last, exch_ns, recv_ns)
         if self.state is SyncState.WAIT_SNAPSHOT:
             self._buffer.append((first, last, prev, update))
             return _NO_EVENTS
