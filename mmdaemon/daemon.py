@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from mmdaemon import speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
@@ -248,7 +249,8 @@ class Service:
             pid_path.write_text(f"{os.getpid()}\n")
         self.log.info("service_started", instrument=self.instrument.symbol,
                       state=self.risk.state.value, recordings=self.recordings,
-                      speed=self.speed or "max", clock=self.event_clock, pid=os.getpid())
+                      speed=self.speed or "max", clock=self.event_clock, pid=os.getpid(),
+                      hot_loops="compiled" if speedups.compiled is not None else "python")
         metrics: MetricsServer | None = None
         try:
             m = self.config.metrics

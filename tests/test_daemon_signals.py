@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from mmdaemon import speedups
 from tests.daemon_process import Daemon, Event
 from tests.helpers import write_config
 
@@ -53,6 +54,8 @@ def test_kill_switch_survives_restart_rearm_resumes_and_sigterm_stops_clean(
         assert restored["killed"] and restored["kill_reason"] == "operator_kill_switch"
         _, started = d.wait_event("service_started")
         assert started["state"] == "KILLED"
+        # operators see which hot loops run (the compiled ones, when the install built them)
+        assert started["hot_loops"] == ("compiled" if speedups.compiled else "python")
         time.sleep(1.0)
         assert not [e for e in d.events if sends(e)]
         proc = cli("rearm", config)  # SIGUSR2 through the pid file
