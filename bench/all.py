@@ -32,6 +32,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import book, latency, replay, startup
+from mmdaemon import speedups
 
 
 def machine() -> dict[str, Any]:
@@ -45,7 +46,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "machine": platform.machine(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "machine": platform.machine(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "hot_loops": "compiled" if speedups.compiled is not None else "python"}
 
 
 def main() -> None:
@@ -64,7 +66,7 @@ def main() -> None:
     print(orjson.dumps(result).decode())
     m = result["machine"]
     print(f"\nmmdaemon benchmarks on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, "
-          f"load {m['load_avg_1m']} at start")
+          f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
     lines = [*replay.table(result["replay"]), *book.table(result["decode_book"]),
              *latency.table(result["loopback"]), *startup.table(result["startup"])]
     print("\n".join(lines))
