@@ -914,8 +914,11 @@ Decoder_levels(Decoder *self, PyObject *raw)
     for (Py_ssize_t i = 0; i < n; i++) {
         /* checked on every pass: the Python parsers of the slow path run arbitrary code */
         PyObject *item = i < PyList_GET_SIZE(raw) ? PyList_GET_ITEM(raw, i) : NULL;
-        if (item == NULL || !PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) {
-            /* an unusual shape: the Python loop decides (and raises if it must) */
+        if (item == NULL || !PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 0))
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 1))) {
+            /* an unusual shape, or a price or size that is not text (the Python loop's memo
+             * lookup raises TypeError for an unhashable one): the Python loop decides */
             Py_DECREF(out);
             return PyObject_CallOneArg(self->levels_fallback, raw);
         }
