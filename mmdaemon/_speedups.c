@@ -1665,7 +1665,7 @@ Side_size_at(Side *self, PyObject *price_obj)
 static long long *
 best_first(const Side *self, PyObject *n_obj, Py_ssize_t *count)
 {
-    Py_ssize_t n = PyLong_AsSsize_t(n_obj);
+    Py_ssize_t n = PyNumber_AsSsize_t(n_obj, NULL);  /* clamped, as slicing a list is */
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
