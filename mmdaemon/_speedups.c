@@ -1536,7 +1536,8 @@ Side_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->keep = keep;
     self->most = most;
     self->cap = 0;
-    if (rehash(self, 64) < 0 || region_reserve(self, most + 1) < 0) {
+    /* a head start only: every insertion reserves its own room (most may be any size) */
+    if (rehash(self, 64) < 0 || region_reserve(self, (most < 1024 ? most : 1024) + 1) < 0) {
         Py_DECREF(self);
         return NULL;
     }
