@@ -914,8 +914,11 @@ Decoder_levels(Decoder *self, PyObject *raw)
     for (Py_ssize_t i = 0; i < n; i++) {
         /* checked on every pass: the Python parsers of the slow path run arbitrary code */
         PyObject *item = i < PyList_GET_SIZE(raw) ? PyList_GET_ITEM(raw, i) : NULL;
-        if (item == NULL || !PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2) {
-            /* an unusual shape: the Python loop decides (and raises if it must) */
+        if (item == NULL || !PyList_CheckExact(item) || PyList_GET_SIZE(item) != 2
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 0))
+            || !PyUnicode_CheckExact(PyList_GET_ITEM(item, 1))) {
+            /* an unusual shape, or a price or size that is not text (the Python loop's memo
+             * lookup raises TypeError for an unhashable one): the Python loop decides */
             Py_DECREF(out);
             return PyObject_CallOneArg(self->levels_fallback, raw);
         }
@@ -1533,7 +1536,8 @@ Side_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->keep = keep;
     self->most = most;
     self->cap = 0;
-    if (rehash(self, 64) < 0 || region_reserve(self, most + 1) < 0) {
+    /* a head start only: every insertion reserves its own room (most may be any size) */
+    if (rehash(self, 64) < 0 || region_reserve(self, (most < 1024 ? most : 1024) + 1) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -1662,7 +1666,7 @@ Side_size_at(Side *self, PyObject *price_obj)
 static long long *
 best_first(const Side *self, PyObject *n_obj, Py_ssize_t *count)
 {
-    Py_ssize_t n = PyLong_AsSsize_t(n_obj);
+    Py_ssize_t n = PyNumber_AsSsize_t(n_obj, NULL);  /* clamped, as slicing a list is */
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
