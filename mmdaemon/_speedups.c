@@ -179,8 +179,8 @@ Levels_richcompare(Levels *self, PyObject *other, int op)
         equal = n == Py_SIZE(other)
             && memcmp(self->v, ((Levels *)other)->v, (size_t)n * 2 * sizeof(long long)) == 0;
     }
-    else if (PyList_Check(other) || PyTuple_Check(other)) {
-        /* as a list of (price, size) tuples would compare */
+    else if (PyList_Check(other)) {
+        /* as the list of (price, size) tuples it stands for would compare */
         PyObject *mine = PySequence_List((PyObject *)self);
         if (mine == NULL) {
             return NULL;
@@ -211,9 +211,79 @@ Levels_repr(Levels *self)
     return out;
 }
 
+/* levels[i] (negative from the end) and levels[a:b:c] (a list), as the list would give. */
+static PyObject *
+Levels_subscript(Levels *self, PyObject *key)
+{
+    if (PySlice_Check(key)) {
+        PyObject *list = PySequence_List((PyObject *)self);
+        if (list == NULL) {
+            return NULL;
+        }
+        PyObject *out = PyObject_GetItem(list, key);
+        Py_DECREF(list);
+        return out;
+    }
+    Py_ssize_t i = PyNumber_AsSsize_t(key, PyExc_IndexError);
+    if (i == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return Levels_item(self, i < 0 ? i + Py_SIZE(self) : i);
+}
+
+/* ``name`` of the equivalent list, called with ``args``: index() and count() as a list. */
+static PyObject *
+as_list_call(Levels *self, const char *name, PyObject *args)
+{
+    PyObject *list = PySequence_List((PyObject *)self);
+    if (list == NULL) {
+        return NULL;
+    }
+    PyObject *method = PyObject_GetAttrString(list, name);
+    PyObject *out = method == NULL ? NULL : PyObject_Call(method, args, NULL);
+    Py_XDECREF(method);
+    Py_DECREF(list);
+    return out;
+}
+
+static PyObject *
+Levels_index(Levels *self, PyObject *args)
+{
+    return as_list_call(self, "index", args);
+}
+
+static PyObject *
+Levels_count(Levels *self, PyObject *args)
+{
+    return as_list_call(self, "count", args);
+}
+
+/* Pickled and copied as the list of tuples it stands for. */
+static PyObject *
+Levels_reduce(Levels *self, PyObject *unused)
+{
+    PyObject *list = PySequence_List((PyObject *)self);
+    if (list == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(O(N))", (PyObject *)&PyList_Type, list);
+}
+
+static PyMethodDef Levels_methods[] = {
+    {"index", (PyCFunction)Levels_index, METH_VARARGS, "As list.index."},
+    {"count", (PyCFunction)Levels_count, METH_VARARGS, "As list.count."},
+    {"__reduce__", (PyCFunction)Levels_reduce, METH_NOARGS, "Pickles as a list of tuples."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PySequenceMethods Levels_as_sequence = {
     .sq_length = (lenfunc)Levels_len,
     .sq_item = (ssizeargfunc)Levels_item,
+};
+
+static PyMappingMethods Levels_as_mapping = {
+    .mp_length = (lenfunc)Levels_len,
+    .mp_subscript = (binaryfunc)Levels_subscript,
 };
 
 static PyTypeObject LevelsType = {
@@ -226,6 +296,8 @@ static PyTypeObject LevelsType = {
               "sequence of tuples, equal to a list of the same tuples.",
     .tp_dealloc = (destructor)PyObject_Del,
     .tp_as_sequence = &Levels_as_sequence,
+    .tp_as_mapping = &Levels_as_mapping,
+    .tp_methods = Levels_methods,
     .tp_richcompare = (richcmpfunc)Levels_richcompare,
     .tp_repr = (reprfunc)Levels_repr,
     .tp_hash = PyObject_HashNotImplemented,
@@ -1647,7 +1719,13 @@ Side_size_at(Side *self, PyObject *price_obj)
 {
     long long price;
     if (!PyLong_Check(price_obj)) {
-        return PyLong_FromLong(0);
+        /* as a dict lookup: a number equal to an int (7.0, Decimal(7)) finds that int */
+        PyObject *whole = PyNumber_Long(price_obj);
+        int equal = whole == NULL ? 0 : PyObject_RichCompareBool(whole, price_obj, Py_EQ);
+        PyErr_Clear();  /* not a number, NaN, infinity: no such level */
+        PyObject *size = equal > 0 ? Side_size_at(self, whole) : PyLong_FromLong(0);
+        Py_XDECREF(whole);
+        return size;
     }
     int overflow;
     price = PyLong_AsLongLongAndOverflow(price_obj, &overflow);
@@ -1737,8 +1815,22 @@ Side_weighted_size(Side *self, PyObject *n_obj)
     }
     double total = 0.0;
     for (Py_ssize_t j = 0; j < k; j++) {
-        Py_ssize_t i = find(self, keys[j] * self->sign);
-        total += (double)self->sizes[i] / (double)(j + 1);
+        long long size = self->sizes[find(self, keys[j] * self->sign)];
+        if (size <= ((long long)1 << 53)) {  /* exact as a double: one rounding, as Python's */
+            total += (double)size / (double)(j + 1);
+            continue;
+        }
+        /* beyond 2**53 lots, int / int as Python rounds it (the size itself is not exact) */
+        PyObject *num = PyLong_FromLongLong(size), *den = PyLong_FromSsize_t(j + 1);
+        PyObject *q = num && den ? PyNumber_TrueDivide(num, den) : NULL;
+        Py_XDECREF(num);
+        Py_XDECREF(den);
+        if (q == NULL) {
+            PyMem_Free(keys);
+            return NULL;
+        }
+        total += PyFloat_AS_DOUBLE(q);
+        Py_DECREF(q);
     }
     PyMem_Free(keys);
     return PyFloat_FromDouble(total);
