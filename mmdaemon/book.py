@@ -91,9 +91,13 @@ class BookSide:
 
     def _refill(self) -> None:
         """Rebuild the region from the dict: its best ``keep`` levels (all, if fewer)."""
-        sign, levels = self.sign, self.levels
-        self._keys = sorted(p * sign for p in levels)[-self._keep :]
-        self._floor = self._keys[0] if len(levels) > self._keep else None
+        levels, keep = self.levels, self._keep
+        prices = sorted(levels)  # the dict's ints sort in C; keys are made for ``keep`` only
+        if self.sign > 0:
+            self._keys = prices[-keep:]
+        else:  # asks: the lowest prices, keyed -price ascending
+            self._keys = [-p for p in reversed(prices[:keep])]
+        self._floor = self._keys[0] if len(levels) > keep else None
 
     def best(self) -> int | None:
         """Best price in ticks, or None when the side is empty."""
