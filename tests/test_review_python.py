@@ -1,0 +1,139 @@
+"""Review of the Python side of the performance changes (c44f2de..7d68bf4).
+
+Each test here failed on the code it was written against; see the review report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from mmdaemon import book as book_module
+from mmdaemon.book import SIDE, TOP_LEAST, BookSide, OrderBook
+from mmdaemon.feed.lobster import LOBSTER_AMZN, read_lobster
+from mmdaemon.market import Decoded, MarketState, NoCodec
+from mmdaemon.model import MAX_UNITS, BookUpdate, Malformed
+from mmdaemon.quoting.fair_value import FairValue, FairValueParams
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---- fuzz/fuzz_codec.py: its Python reference book applies what MarketState did not ----------
+
+
+def _load_fuzz_codec(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """fuzz/fuzz_codec.py imported with a stand-in for atheris (only its import wrapper is
+    used at import time), so that its TestOneInput can run without libFuzzer."""
+    fake = types.ModuleType("atheris")
+    fake.instrument_imports = lambda **_: contextlib.nullcontext()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "atheris", fake)
+    monkeypatch.syspath_prepend(str(REPO / "fuzz"))
+    path = REPO / "fuzz" / "fuzz_codec.py"
+    spec = importlib.util.spec_from_file_location("review_fuzz_codec", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fuzz_codec_harness_accepts_a_crossed_snapshot_that_releases_buffered_diffs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crossed snapshot stops MarketState.apply: the buffered diffs it releases are
+    returned but not applied (the book is invalidated, the codec reset). The harness's
+    Python reference book applied them all, so it reported "compiled book side differs from
+    the Python one" for an input where the compiled and Python code agree exactly."""
+    fuzz_codec = _load_fuzz_codec(monkeypatch)
+    diff = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 101, "u": 101,
+            "b": [["5.00", "1.00000000"]], "a": []}
+    snapshot = {"lastUpdateId": 100, "bids": [["3.00", "1.00000000"]],
+                "asks": [["2.00", "1.00000000"]]}  # crossed: bid 3.00 >= ask 2.00
+    data = orjson.dumps(diff) + b"\n" + orjson.dumps(snapshot)
+    fuzz_codec.TestOneInput(data)  # raised AssertionError
+
+
+# ---- LOBSTER: a row beyond MAX_UNITS reaches the book, which the compiled side refuses --------
+
+
+def test_lobster_price_beyond_max_units_is_a_malformed_row_not_a_crash(tmp_path: Path) -> None:
+    """Binance text beyond MAX_UNITS is refused by DecimalScaler.parse (a Malformed frame);
+    the LOBSTER reader converts with its own arithmetic and has no such bound. The row
+    became a BookUpdate with a price of 2**62 ticks: the Python book took it, the compiled
+    one raised OverflowError out of MarketState.apply (the replay service dies with
+    service_failed) instead of the reader's usual "file:line: reason" Malformed."""
+    big = (MAX_UNITS + 1) * 100  # LOBSTER price units ($0.0001) of 2**62 ticks of $0.01
+    book_rows = ["2239500,100,2231800,100", f"{big},100,2231800,100", "2239500,100,2231800,100"]
+    msg_rows = ["34200.5,1,7,100,2238100,1"] * 3
+    msg = tmp_path / "TEST_2012-06-21_34200000_57600000_message_1.csv"
+    ob = tmp_path / "TEST_2012-06-21_34200000_57600000_orderbook_1.csv"
+    msg.write_text("".join(r + "\n" for r in msg_rows))
+    ob.write_text("".join(r + "\n" for r in book_rows))
+    events = list(read_lobster(msg, ob, LOBSTER_AMZN))
+    market = MarketState(NoCodec())
+    for event in events:  # what the daemon does with each LOBSTER event
+        market.on_decoded(Decoded(event.recv_ns, [event]))
+    bad = [e for e in events if isinstance(e, Malformed)]
+    assert len(bad) == 1 and "orderbook_1.csv:2" in bad[0].reason, events
+    assert all(p <= MAX_UNITS for e in events if isinstance(e, BookUpdate)
+               for p, _ in [*e.bids, *e.asks])
+
+
+# ---- top-N reads beyond the sorted region sort (or scan) the whole side ----------------------
+
+
+def _deep_book(side: type[BookSide]) -> OrderBook:
+    """5,000 levels a side, then the best 90 bids and asks deleted one diff at a time (the
+    touch moving away on both sides): the sorted region is back near its floor of 32 levels."""
+    book = OrderBook(side=side)
+    book.apply(BookUpdate(True, [(p, 1) for p in range(10_000, 5_000, -1)],
+                          [(p, 1) for p in range(10_001, 15_001)], 1, 1, 0, 0))
+    for i in range(90):  # 128 - 90 = 38 left: above the refill at 32, below 40
+        book.apply(BookUpdate(False, [(10_000 - i, 0)], [(10_001 + i, 0)], 2 + i, 2 + i, 0, 0))
+    return book
+
+
+def test_python_side_depth_imbalance_of_40_levels_does_not_sort_the_whole_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``depth_levels`` is any int >= 1 (FairValueParams), so depth_imbalance can read 40
+    levels per side on every event. The module promises O(N) top-N reads; with the region
+    below N the Python side sorts every level of the side, twice per quote decision."""
+    book = _deep_book(BookSide)
+    fair = FairValue(FairValueParams(mode="depth_imbalance", depth_levels=40))
+    sorted_sizes: list[int] = []
+
+    def counting_sorted(iterable: Any, **kw: Any) -> list[Any]:
+        out = sorted(iterable, **kw)
+        sorted_sizes.append(len(out))
+        return out
+
+    monkeypatch.setattr(book_module, "sorted", counting_sorted, raising=False)
+    assert fair.from_book(book) is not None
+    assert max(sorted_sizes, default=0) <= 40, f"a read sorted {sorted_sizes} levels"
+
+
+def test_compiled_side_depth_imbalance_of_40_levels_costs_about_what_32_do() -> None:
+    """The same read on the side OrderBook uses (compiled when built): 40 levels cost about
+    a thousand times 32 levels once the region holds fewer than 40 (~300 us against ~0.15 us
+    on 5,000 levels a side), on every quote decision."""
+    book = _deep_book(SIDE)
+
+    def cost(n: int) -> float:
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(50):
+                book.imbalance(n)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    inside, beyond = cost(TOP_LEAST), cost(40)
+    assert beyond < 20 * inside, f"imbalance(40) {beyond / inside:.0f}x imbalance(32)"
