@@ -1936,6 +1936,12 @@ Side_get_sign(Side *self, void *closure)
     return PyLong_FromLongLong(self->sign);
 }
 
+static PyObject *
+Side_get_least(Side *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->least);
+}
+
 static PyMethodDef Side_methods[] = {
     {"update", (PyCFunction)Side_update, METH_O,
      "Apply absolute (price ticks, size lots) changes; size 0 deletes."},
@@ -1959,6 +1965,8 @@ static PyGetSetDef Side_getset[] = {
     {"_keys", (getter)Side_get_keys, NULL, "The sorted top region (price x sign).", NULL},
     {"_floor", (getter)Side_get_floor, NULL, "The region's floor, None when it has all.", NULL},
     {"sign", (getter)Side_get_sign, NULL, "+1 for bids, -1 for asks.", NULL},
+    {"least", (getter)Side_get_least, NULL,
+     "Levels the sorted region holds at least (when the side has them).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

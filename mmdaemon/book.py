@@ -27,6 +27,14 @@ TOP_KEEP = 128  # levels kept by a refill or a trim
 TOP_MOST = 256  # a region beyond this is trimmed back to TOP_KEEP
 
 
+def region_for(depth: int) -> tuple[int, int, int]:
+    """(least, keep, most) of a sorted region that always holds ``depth`` levels when the
+    side has them, so that reads of the quoter's depth never sort the whole side."""
+    least = max(TOP_LEAST, depth)
+    keep = max(TOP_KEEP, 4 * least)
+    return least, keep, 2 * keep
+
+
 class BookSide:
     """One side of the book. ``sign`` is +1 for bids, -1 for asks.
 
@@ -49,6 +57,12 @@ class BookSide:
         self._keys: list[int] = []  # price * sign of the region, best last
         self._floor: int | None = None  # None: the region holds every level
         self._least, self._keep, self._most = least, keep, most
+
+    @property
+    def least(self) -> int:
+        """Levels the sorted region holds at least (when the side has them): reads of up
+        to this many levels never sort the whole side."""
+        return self._least
 
     def clear(self) -> None:
         self.levels.clear()

@@ -136,14 +136,16 @@ class Service:
         self.write_pid = write_pid
         self.log_debug = config.logging.level == "debug"
         self.lobster = config.instrument.venue == "lobster"
+        depth = config.strategy.fair_value.depth_levels  # levels per side read every quote
         if self.lobster:
             if len(self.recordings) != 2:
                 raise ValueError("a LOBSTER replay takes two files: MESSAGE_CSV ORDERBOOK_CSV")
-            self.market = MarketState(NoCodec(), self._report)
+            self.market = MarketState(NoCodec(), self._report, depth)
             self.event_clock = "exchange"  # a LOBSTER row has no other time
         else:
             market: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
-            self.market = MarketState(BinanceCodec(self.instrument, market), self._report)
+            self.market = MarketState(BinanceCodec(self.instrument, market), self._report,
+                                      depth)
         self.book = self.market.book
         self.quoter = Quoter(self.instrument, config.strategy)
         self.counters = Counters()
@@ -346,6 +348,13 @@ class Service:
                      if getattr(new, name) != getattr(self.config, name)]
             if fixed:
                 self.log.warning("reload_refused", sections=fixed, reason="needs a restart")
+                return
+            depth = new.strategy.fair_value.depth_levels
+            if depth > self.book.bids.least:  # the book was sized for the old depth
+                self.log.warning("reload_refused", sections=["strategy"],
+                                 reason=f"fair_value.depth_levels {depth} is more than the "
+                                        f"{self.book.bids.least} levels the book keeps "
+                                        "sorted: needs a restart")
                 return
             quoter.set_inventory(self.position.position)
             self.config, self.quoter, self.checks = new, quoter, checks

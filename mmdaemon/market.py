@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from mmdaemon.book import OrderBook
+from mmdaemon.book import OrderBook, region_for
 from mmdaemon.model import BookUpdate, Gap, Malformed, MarketEvent, TopOfBook, Trade
 
 Reporter = Callable[..., None]
@@ -50,9 +50,11 @@ class NoCodec:
 class MarketState:
     """Book + codec + counters for one instrument."""
 
-    def __init__(self, codec: Codec, report: Reporter = _ignore) -> None:
+    def __init__(self, codec: Codec, report: Reporter = _ignore, depth: int = 0) -> None:
+        """``depth``: the most levels per side read on every event (the quoter's), which
+        the book keeps sorted (see :func:`~mmdaemon.book.region_for`)."""
         self.codec = codec
-        self.book = OrderBook()
+        self.book = OrderBook(*region_for(depth))
         self.report = report
         self.frames = 0
         self.depth_updates = 0  # diffs applied to the book

@@ -189,8 +189,15 @@ def test_reload_applies_refuses_and_survives_bad_files(tmp_path: Path) -> None:
         # an instrument change needs a restart
         config_path.write_text(text.replace('tick_size = "0.01"', 'tick_size = "0.1"'))
         d.signal(signal.SIGHUP)
-        _, refused = d.wait_event("reload_refused")
+        i, refused = d.wait_event("reload_refused")
         assert refused["sections"] == ["instrument"]
+        # reading deeper than the book keeps sorted needs a restart too (the book is sized
+        # for the quoter's depth when the daemon starts)
+        config_path.write_text(text.replace('mode = "microprice"',
+                                            'mode = "depth_imbalance"\ndepth_levels = 60'))
+        d.signal(signal.SIGHUP)
+        _, refused = d.wait_event("reload_refused", start=i + 1)
+        assert refused["sections"] == ["strategy"] and "depth_levels 60" in refused["reason"]
         assert d.proc.poll() is None
         assert d.stop() == 0
     finally:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
-import time
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,11 @@ import orjson
 import pytest
 
 from mmdaemon import book as book_module
-from mmdaemon.book import SIDE, TOP_LEAST, BookSide, OrderBook
+from mmdaemon import log
+from mmdaemon.book import SIDE, TOP_LEAST, BookSide, OrderBook, region_for
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import load_config
+from mmdaemon.daemon import Service
 from mmdaemon.feed.lobster import LOBSTER_AMZN, read_lobster
 from mmdaemon.market import Decoded, MarketState, NoCodec
 from mmdaemon.model import MAX_UNITS, BookUpdate, Malformed
@@ -89,25 +93,30 @@ def test_lobster_price_beyond_max_units_is_a_malformed_row_not_a_crash(tmp_path:
 # ---- top-N reads beyond the sorted region sort (or scan) the whole side ----------------------
 
 
-def _deep_book(side: type[BookSide]) -> OrderBook:
-    """5,000 levels a side, then the best 90 bids and asks deleted one diff at a time (the
-    touch moving away on both sides): the sorted region is back near its floor of 32 levels."""
-    book = OrderBook(side=side)
+def _deep_book(side: type[BookSide], depth: int) -> OrderBook:
+    """A book sized for reads of ``depth`` levels (as MarketState sizes it for the quoter):
+    5,000 levels a side, then the best 90 bids and asks deleted one diff at a time (the
+    touch moving away on both sides), which leaves a default-sized region (32..256) with 38
+    levels."""
+    book = OrderBook(*region_for(depth), side=side)
     book.apply(BookUpdate(True, [(p, 1) for p in range(10_000, 5_000, -1)],
                           [(p, 1) for p in range(10_001, 15_001)], 1, 1, 0, 0))
-    for i in range(90):  # 128 - 90 = 38 left: above the refill at 32, below 40
+    for i in range(90):
         book.apply(BookUpdate(False, [(10_000 - i, 0)], [(10_001 + i, 0)], 2 + i, 2 + i, 0, 0))
     return book
 
 
-def test_python_side_depth_imbalance_of_40_levels_does_not_sort_the_whole_side(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("side", [BookSide, SIDE], ids=["python", "compiled-when-built"])
+def test_a_book_sized_for_the_quoters_depth_keeps_that_depth_sorted(
+    side: type[BookSide], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``depth_levels`` is any int >= 1 (FairValueParams), so depth_imbalance can read 40
-    levels per side on every event. The module promises O(N) top-N reads; with the region
-    below N the Python side sorts every level of the side, twice per quote decision."""
-    book = _deep_book(BookSide)
-    fair = FairValue(FairValueParams(mode="depth_imbalance", depth_levels=40))
+    """``depth_levels`` is any int >= 1, so depth_imbalance may read 40 levels per side on
+    every event. A region of the default size (at least 32) would then sort (or scan) the
+    whole side on every read; sized for 40, the region always holds the 40 best levels."""
+    book = _deep_book(side, 40)
+    for s in (book.bids, book.asks):
+        assert s.least >= 40 and len(s._keys) >= 40
+        s.check()
     sorted_sizes: list[int] = []
 
     def counting_sorted(iterable: Any, **kw: Any) -> list[Any]:
@@ -116,24 +125,17 @@ def test_python_side_depth_imbalance_of_40_levels_does_not_sort_the_whole_side(
         return out
 
     monkeypatch.setattr(book_module, "sorted", counting_sorted, raising=False)
+    fair = FairValue(FairValueParams(mode="depth_imbalance", depth_levels=40))
     assert fair.from_book(book) is not None
-    assert max(sorted_sizes, default=0) <= 40, f"a read sorted {sorted_sizes} levels"
+    assert sorted_sizes == []  # no read sorted the side (the Python side's fallback)
+    assert book.bids.top(40) == [(p, 1) for p in range(9_910, 9_870, -1)]
 
 
-def test_compiled_side_depth_imbalance_of_40_levels_costs_about_what_32_do() -> None:
-    """The same read on the side OrderBook uses (compiled when built): 40 levels cost about
-    a thousand times 32 levels once the region holds fewer than 40 (~300 us against ~0.15 us
-    on 5,000 levels a side), on every quote decision."""
-    book = _deep_book(SIDE)
-
-    def cost(n: int) -> float:
-        best = float("inf")
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(50):
-                book.imbalance(n)
-            best = min(best, time.perf_counter() - start)
-        return best
-
-    inside, beyond = cost(TOP_LEAST), cost(40)
-    assert beyond < 20 * inside, f"imbalance(40) {beyond / inside:.0f}x imbalance(32)"
+def test_market_state_and_the_daemon_size_the_book_for_the_quoters_depth() -> None:
+    assert MarketState(NoCodec(), depth=0).book.bids.least == TOP_LEAST
+    assert MarketState(NoCodec(), depth=40).book.asks.least == 40
+    config = load_config(REPO / "config" / "dryrun.toml")
+    service = Service(replace(config, strategy=replace(
+        config.strategy, fair_value=replace(config.strategy.fair_value, depth_levels=50))),
+        SystemClock(), log.get_logger())
+    assert service.book.bids.least == 50 and service.book.asks.least == 50

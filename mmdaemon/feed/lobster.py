@@ -68,7 +68,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mmdaemon.feed.recording import RecordingError
-from mmdaemon.model import BookUpdate, Instrument, Level, Malformed, Side, Trade
+from mmdaemon.model import MAX_UNITS, BookUpdate, Instrument, Level, Malformed, Side, Trade
 
 LOBSTER_AMZN = Instrument("AMZN", "0.01", "1")
 """NASDAQ AMZN as in the LOBSTER sample: tick $0.01, lot 1 share."""
@@ -209,6 +209,8 @@ def _events(
                 f"{what} {text!r} (${dollars}) is not a multiple of the tick "
                 f"${instrument.tick_size}"
             )
+        if value > MAX_UNITS:
+            raise _RowError(f"{what} {text!r} is more than {MAX_UNITS} ticks")
         return value
 
     def lots(text: str, what: str) -> int:
@@ -218,6 +220,8 @@ def _events(
         value, rest = divmod(raw * size_mult, size_div)
         if rest:
             raise _RowError(f"{what} {text!r} is not a multiple of the lot {instrument.lot_size}")
+        if value > MAX_UNITS:
+            raise _RowError(f"{what} {text!r} is more than {MAX_UNITS} lots")
         return value
 
     def side(price_text: str, size_text: str, dummy: int, name: str) -> list[Level]:
