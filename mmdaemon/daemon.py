@@ -560,6 +560,7 @@ class Service:
         async with self._send_lock:
             for action in actions:
                 await self._send_one(action)
+            await self.exchange.flush()
 
     async def _send_one(self, action: OrderAction) -> None:
         manager, counters, exchange = self.manager, self.counters, self.exchange

@@ -333,6 +333,58 @@ async def test_amend_keeps_our_order_id_and_reports_the_total_size(
         assert_leg_totals(gw)
 
 
+async def test_place_and_amend_frames_go_out_before_the_loop_runs_anything_else(
+        short_recording: Path) -> None:
+    """A place or an amend writes its frame in the caller's step: a callback queued on the
+    event loop just before (as the feed's socket reader would be) finds it already sent.
+    Only the wait for the answer is left to a task."""
+    log = CaptureLog()
+    async with venue(short_recording) as sim, running(sim, log) as (gw, rec):
+        loop = asyncio.get_running_loop()
+        bid, _ = best(sim)
+        oid = RUN + 1
+        in_flight: list[int] = []
+        loop.call_soon(lambda: in_flight.append(len(gw._pending)))
+        await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        await asyncio.sleep(0)
+        assert in_flight == [1]  # the place was on the wire when the queued callback ran
+        await gw.settled()
+        assert rec.last(oid).status is OrderStatus.NEW
+        loop.call_soon(lambda: in_flight.append(len(gw._pending)))
+        await gw.amend(oid, bid - FAR - 100, LOTS)
+        await asyncio.sleep(0)
+        assert in_flight == [1, 1]
+        await gw.settled()
+        assert rec.last(oid).price == bid - FAR - 100
+        [order] = entry_of(sim).open_orders()
+        assert order.price == bid - FAR - 100
+
+
+async def test_a_backed_up_order_socket_never_holds_up_the_caller(
+        short_recording: Path) -> None:
+    """With bytes still queued on the order socket (the venue is not reading), a request
+    runs as a task of its own: the caller (the daemon's feed loop) never waits on the
+    socket. The request still goes out and is answered."""
+    log = CaptureLog()
+    async with venue(short_recording) as sim, running(sim, log) as (gw, rec):
+        ws = gw._ws
+        assert ws is not None
+        transport = ws.transport
+        _, high = transport.get_write_buffer_limits()
+        transport.get_write_buffer_size = lambda: high  # type: ignore[method-assign]
+        assert not gw._writes_now()
+        loop = asyncio.get_running_loop()
+        in_flight: list[int] = []
+        loop.call_soon(lambda: in_flight.append(len(gw._pending)))
+        bid, _ = best(sim)
+        oid = RUN + 1
+        await gw.place(oid, Side.BUY, bid - FAR, LOTS)
+        assert in_flight == [0]  # the loop ran first: the request was left to its task
+        del transport.get_write_buffer_size  # the real method again
+        await gw.settled()
+        assert rec.last(oid).status is OrderStatus.NEW and len(entry_of(sim).open_orders()) == 1
+
+
 async def test_cancel_and_a_cancel_the_venue_does_not_know(short_recording: Path) -> None:
     log = CaptureLog()
     async with venue(short_recording) as sim, running(sim, log) as (gw, rec):

@@ -55,6 +55,11 @@ class ExchangeAdapter(Protocol):
 
     async def amend(self, order_id: int, price: int, size: int) -> None: ...
 
+    async def flush(self) -> None:
+        """After the order actions of one frame: let the requests just handed over leave
+        before the caller goes on with its next frames (a network adapter yields to the
+        event loop once, which writes them out; a simulated venue has nothing to do)."""
+
     async def cancel_all(self) -> int:
         """Cancel every open order and wait for the confirmations; returns how many."""
         ...

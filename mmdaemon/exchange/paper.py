@@ -64,6 +64,9 @@ class PaperExchange:
     async def amend(self, order_id: int, price: int, size: int) -> None:
         self._emit(self.venue.amend(order_id, price, size, self.now_ns))
 
+    async def flush(self) -> None:
+        """Nothing to write out: the simulated venue took each request within its call."""
+
     async def cancel_all(self) -> int:
         count = len(self.venue.open_orders())
         self._emit(self.venue.cancel_all(self.now_ns))
