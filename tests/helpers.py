@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import tomllib
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,22 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+def traced_growth(run: Callable[[], None], warm: int = 1, passes: int = 3) -> int:
+    """Bytes of Python-allocator memory still held after ``passes`` more calls of ``run``
+    than after one, once ``warm`` calls filled caches and memos: what a leak adds."""
+    for _ in range(warm):
+        run()
+    gc.collect()  # garbage of earlier tests must not be freed (or made) inside the window
+    tracemalloc.start()
+    try:
+        run()
+        gc.collect()
+        first = tracemalloc.get_traced_memory()[0]
+        for _ in range(passes):
+            run()
+        gc.collect()
+        return int(tracemalloc.get_traced_memory()[0] - first)
+    finally:
+        tracemalloc.stop()

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import sysconfig
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from shutil import which
@@ -27,6 +26,7 @@ from mmdaemon.book import SIDE, BookSide, OrderBook
 from mmdaemon.model import BINANCE_USDM_BTCUSDT, BookUpdate, Instrument, MarketEvent
 from mmdaemon.venues.binance import BinanceCodec
 from tests.conftest import SPOT_FILES
+from tests.helpers import traced_growth
 
 pytestmark = pytest.mark.skipif(
     speedups.compiled is None,
@@ -331,16 +331,7 @@ def test_decoding_does_not_leak() -> None:
         for frame in frames:
             decode(1, frame)
 
-    run()
-    tracemalloc.start()
-    try:
-        run()
-        first = tracemalloc.get_traced_memory()[0]
-        for _ in range(3):
-            run()
-        grown = tracemalloc.get_traced_memory()[0] - first
-    finally:
-        tracemalloc.stop()
+    grown = traced_growth(run)
     assert grown < 64 * 1024, f"{grown} bytes more after three more passes"
 
 
@@ -360,6 +351,17 @@ def sides(sign: int, region: tuple[int, int, int]) -> tuple[Any, BookSide]:
     return speedups.compiled.BookSide(sign, *region), BookSide(sign, *region)
 
 
+def apply_both(fast: Any, pure: BookSide, op: str, arg: Any) -> None:
+    """One operation ("update", "load", "set", "clear") on both book sides."""
+    for side in (fast, pure):
+        if op == "set":
+            side.set(*arg)
+        elif op == "clear":
+            side.clear()
+        else:
+            getattr(side, op)(arg)
+
+
 @given(ops=OPS, sign=st.sampled_from([1, -1]),
        region=st.sampled_from([(1, 1, 2), (2, 4, 8), (3, 5, 6), (32, 128, 256)]))
 @settings(max_examples=400, deadline=None)
@@ -369,15 +371,7 @@ def test_book_side_is_identical(ops: list[tuple[str, Any]], sign: int,
     reads deeper than the region): every read the same after every step."""
     fast, pure = sides(sign, region)
     for op, arg in ops:
-        if op == "set":
-            fast.set(*arg)
-            pure.set(*arg)
-        elif op == "clear":
-            fast.clear()
-            pure.clear()
-        else:
-            getattr(fast, op)(arg)
-            getattr(pure, op)(arg)
+        apply_both(fast, pure, op, arg)
         fast.check()
         pure.check()
         assert fast.levels == pure.levels and len(fast) == len(pure)

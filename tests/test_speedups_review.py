@@ -17,7 +17,6 @@ import gc
 import pickle
 import subprocess
 import sys
-import tracemalloc
 import weakref
 from collections.abc import Sequence
 from decimal import Decimal
@@ -32,7 +31,16 @@ from hypothesis import strategies as st
 from mmdaemon import speedups
 from mmdaemon.model import BookUpdate
 from mmdaemon.venues.binance import BinanceCodec
-from tests.test_speedups import codecs, decode_both, outcome, same_events, sides, spot
+from tests.helpers import traced_growth
+from tests.test_speedups import (
+    apply_both,
+    codecs,
+    decode_both,
+    outcome,
+    same_events,
+    sides,
+    spot,
+)
 
 pytestmark = pytest.mark.skipif(speedups.compiled is None,
                                 reason="the compiled hot loops are not built here")
@@ -301,12 +309,7 @@ def test_book_side_under_churn_is_the_reference(ops: list[tuple[str, Any]], sign
     loads and clears: the same levels, region and reads after every step."""
     fast, pure = sides(sign, region)
     for op, arg in ops:
-        if op == "clear":
-            fast.clear()
-            pure.clear()
-        else:
-            getattr(fast, op)(arg)
-            getattr(pure, op)(arg)
+        apply_both(fast, pure, op, arg)
         fast.check()
         assert fast.levels == pure.levels and len(fast) == len(pure)
         assert fast._keys == pure._keys and fast._floor == pure._floor
@@ -415,17 +418,7 @@ def test_error_paths_do_not_leak_memory() -> None:
         _ = repr(update)
         gc.collect()  # the codecs made above are a cycle (codec <-> decoder)
 
-    for _ in range(3):
-        run()
-    tracemalloc.start()
-    try:
-        run()
-        first = tracemalloc.get_traced_memory()[0]
-        for _ in range(20):
-            run()
-        grown = tracemalloc.get_traced_memory()[0] - first
-    finally:
-        tracemalloc.stop()
+    grown = traced_growth(run, warm=3, passes=20)
     assert grown < 32 * 1024, f"{grown} bytes more after 20 more passes"
 
 
