@@ -47,7 +47,7 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "python": platform.python_version(),
             "machine": platform.machine(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "hot_loops": "compiled" if speedups.compiled is not None else "python"}
+            "hot_loops": speedups.HOT_LOOPS}
 
 
 def main() -> None:

@@ -252,7 +252,7 @@ class Service:
         self.log.info("service_started", instrument=self.instrument.symbol,
                       state=self.risk.state.value, recordings=self.recordings,
                       speed=self.speed or "max", clock=self.event_clock, pid=os.getpid(),
-                      hot_loops="compiled" if speedups.compiled is not None else "python")
+                      hot_loops=speedups.HOT_LOOPS)
         metrics: MetricsServer | None = None
         try:
             m = self.config.metrics

@@ -1,4 +1,4 @@
-"""The compiled twins of two hot loops, when they were built, and the switch that turns them off.
+"""The compiled hot loops, when they were built, and the switch that turns them off.
 
 ``mmdaemon/_speedups.c`` compiles the Binance codec's decoding of its busiest frames
 (``bookTicker`` and ``trade`` whole; depth diffs read straight from their bytes into packed
@@ -42,38 +42,42 @@ def _load() -> ModuleType | None:
 compiled: ModuleType | None = _load()
 """The compiled module, or None when it is not built or turned off."""
 
+HOT_LOOPS = "python" if compiled is None else "compiled"
+"""Which hot loops this process runs (logged at start-up, printed by the benchmarks)."""
+
 
 def binance_decoder(codec: BinanceCodec) -> Decoder | None:
     """The compiled twins of ``codec``'s decoders, each handing what is not plain to the
     codec's Python method of the same job (``_py_decode``, ``_py_decode_msg``,
     ``_py_levels``, ``_py_book_ticker``, ``_py_trade``); or None when they are not built,
-    turned off, or the instrument's grids do not fit the compiled arithmetic (unit digits
-    above 10**18, more than 40 decimal places)."""
+    turned off, or the instrument's grids do not fit the compiled arithmetic (the
+    constructor refuses unit digits above 10**18 or more than 40 decimal places)."""
     if compiled is None:
         return None
     ticks, lots = codec.instrument.ticks, codec.instrument.lots
     (price_int, price_exp), (size_int, size_exp) = ticks.parts, lots.parts
-    if max(price_int, size_int) > 10**18 or max(price_exp, size_exp) > 40:
+    try:
+        decoder: Decoder = compiled.Decoder(
+            symbol=codec.instrument.symbol,
+            price_unit=price_int,
+            price_exp=price_exp,
+            size_unit=size_int,
+            size_exp=size_exp,
+            price_parse=ticks.parse,
+            size_parse=lots.parse,
+            top_cls=TopOfBook,
+            trade_cls=Trade,
+            buy=Side.BUY,
+            sell=Side.SELL,
+            loads=orjson.loads,
+            levels_fallback=codec._py_levels,
+            ticker_fallback=codec._py_book_ticker,
+            trade_fallback=codec._py_trade,
+            msg_fallback=codec._py_decode_msg,
+            decode_fallback=codec._py_decode,
+            depth=codec._depth,
+            usdm=codec.market == "usdm",
+        )
+    except ValueError:  # a grid beyond the compiled arithmetic: the Python code decodes
         return None
-    decoder: Decoder = compiled.Decoder(
-        symbol=codec.instrument.symbol,
-        price_unit=price_int,
-        price_exp=price_exp,
-        size_unit=size_int,
-        size_exp=size_exp,
-        price_parse=ticks.parse,
-        size_parse=lots.parse,
-        top_cls=TopOfBook,
-        trade_cls=Trade,
-        buy=Side.BUY,
-        sell=Side.SELL,
-        loads=orjson.loads,
-        levels_fallback=codec._py_levels,
-        ticker_fallback=codec._py_book_ticker,
-        trade_fallback=codec._py_trade,
-        msg_fallback=codec._py_decode_msg,
-        decode_fallback=codec._py_decode,
-        depth=codec._depth,
-        usdm=codec.market == "usdm",
-    )
     return decoder

@@ -98,6 +98,15 @@ def test_the_environment_switch_turns_them_off() -> None:
     assert out == ["False", "False"]
 
 
+def test_a_grid_beyond_the_compiled_arithmetic_keeps_the_python_codec() -> None:
+    """A tick of 1e-45 (more than 40 decimal places) or with more than 18 digits: the
+    compiled decoder refuses the grid, and the codec decodes in Python, as before."""
+    for tick in ("0." + "0" * 44 + "1", "1234567890123456789"):
+        codec = BinanceCodec(Instrument("BTCUSDT", tick, "1"), "spot")
+        assert codec.decode == codec._py_decode
+    assert BinanceCodec(spot(), "spot").decode != BinanceCodec(spot(), "spot")._py_decode
+
+
 # ---- decimal text -> units ----------------------------------------------------------------
 
 AWKWARD = [

@@ -121,7 +121,8 @@ class BinanceCodec:
         """Decode one frame received at ``recv_ns``; never raises on bad input.
 
         This is ``decode`` without the compiled twins, which decode the busiest streams
-        (``bookTicker``, ``trade``) themselves and hand every other frame to
+        themselves (``bookTicker`` and ``trade``; plain depth diffs straight from their
+        bytes, continuing in :meth:`_depth`) and hand every other parsed frame to
         :meth:`_py_decode_msg`, and every frame that is not JSON to this method.
         """
         try:
