@@ -1,29 +1,43 @@
 # Two commands matter: `make demo` (set up + run the main job) and `make test` (set up + test).
+#
+# Every install is exactly the one in uv.lock (versions and sha256 hashes of every runtime
+# and dev dependency, and the setuptools that builds mmdaemon itself), made by uv, whose own
+# version and hashes are in uv-bootstrap.txt. `make lock` refreshes the lock to the newest
+# releases pyproject.toml allows; `make test-latest` tries those without touching the lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 STAMP := $(VENV)/.installed
 SYSDEPS := $(VENV)/.system-deps
+LATEST := .venv-latest
+# the machine's Python only: uv must not fetch an interpreter of its own
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# the tests that build and install the wheel run this uv, offline, from its cache
+export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lock lock-check test-latest bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# optional: a third-party Binance client for the interoperability test, and the atheris
-	# fuzzer for the fuzz harnesses (their tests skip without them)
-	$(BIN)/python -m pip install --quiet ccxt || echo "ccxt not installed: its test will skip"
-	$(BIN)/python -m pip install --quiet atheris || echo "atheris not installed: skipped"
+$(UV): uv-bootstrap.txt
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes -r uv-bootstrap.txt
+	touch $(UV)
+
+# --locked: stop, rather than resolve anew, when uv.lock does not match pyproject.toml
+$(STAMP): pyproject.toml uv.lock setup.py $(UV)
+	$(UV) sync --locked --python $(PYTHON)
 	touch $(STAMP)
 
 # The main job: a dry run of the daemon on the bundled real Binance recording (paper
-# exchange), printing its summary; then the book check against the venue's own tickers.
+# exchange), printing its summary and writing its report; then the book check against the
+# venue's own tickers.
 RECORDING := data/binance-spot-btcusdt/btcusdt_20240808.gz data/binance-spot-btcusdt/btcusdt_20240809.gz
 
 demo: $(STAMP)
-	$(BIN)/mmdaemon replay $(RECORDING) --config config/dryrun.toml
 	$(BIN)/mmdaemon verify-book $(RECORDING)
+	$(BIN)/mmdaemon replay $(RECORDING) --config config/dryrun.toml --report report
 
 # Optional system tools some tests use (headless Chromium for the report, promtool for the
 # metrics endpoint, redis-server for the firm risk bus): installed once when this runs as
@@ -37,12 +51,30 @@ $(SYSDEPS): | $(STAMP)
 	else echo "not root with apt: chromium/promtool/redis tests skip unless already installed"; fi
 	touch $(SYSDEPS)
 
-test: $(STAMP) $(SYSDEPS) lint
+test: lock-check $(STAMP) $(SYSDEPS) lint
 	$(BIN)/python -m pytest -q
+
+# Fails when pyproject.toml asks for something uv.lock does not hold (or no longer asks for
+# something it does): run `make lock` and commit both files.
+lock-check: $(UV)
+	$(UV) lock --check
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmdaemon tests bench
 	$(BIN)/mypy
+
+lock: $(UV)
+	$(UV) lock --upgrade
+
+# Not part of CI: the suite against the newest releases pyproject.toml allows, in a venv of
+# its own, so breakage on the way is seen before `make lock` takes it in.
+test-latest: $(UV)
+	rm -rf $(LATEST)
+	$(UV) venv --quiet --python $(PYTHON) $(LATEST)
+	VIRTUAL_ENV=$(abspath $(LATEST)) $(UV) pip install --quiet --upgrade --refresh -e . --group dev
+	$(LATEST)/bin/ruff check mmdaemon tests bench
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest -q
 
 # Every headline figure (issue #9) as one JSON object and a table; the single benchmarks
 # under bench/ run on their own too (e.g. `.venv/bin/python bench/latency.py --help`).
@@ -50,4 +82,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/all.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LATEST) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -396,3 +396,16 @@ async def test_a_cancelled_bus_always_stops(redis_server: RedisServer) -> None:
         elif not task.cancelled():
             hung.append((trial, task.exception()))
     assert not hung, f"the bus did not stop when cancelled: {hung}"
+
+
+def test_client_is_built_without_warnings() -> None:
+    """The client's retry policy is redis-py's asyncio one: a synchronous ``Retry`` handed
+    to the asyncio client makes redis-py warn on stderr, in the middle of the JSON log."""
+    import warnings
+
+    from redis.asyncio.retry import Retry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client = connect(FirmConfig(enabled=True, redis_url="redis://127.0.0.1:1/0"), None)
+    assert isinstance(client.get_retry(), Retry)

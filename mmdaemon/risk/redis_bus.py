@@ -38,9 +38,9 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from mmdaemon.clock import Clock
 from mmdaemon.config import FirmConfig
@@ -349,7 +349,7 @@ class FirmBus:
                 self.log.info("firm_listener_reconnecting", error=repr(exc))
             finally:
                 with contextlib.suppress(*BUS_ERRORS):  # the connection is gone already
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await pubsub.aclose()
             await self.clock.sleep(retry_s)
 
     async def _on_control(self, client: Redis, data: object) -> None:
