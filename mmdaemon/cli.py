@@ -342,8 +342,17 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
         elif isinstance(value, int) and not isinstance(value, bool):
             value = f"{value:,}"
         rows.append(f"{key:<{width}}  {value}")
-    return (f"dry run of {config.instrument.symbol} (paper exchange)\n" + "\n".join(rows)
-            + "\n(every figure: --json, or --report DIR for the report with plots)")
+    unsendable = {k: v for k, v in summary.get("unsendable", {}).items() if v}
+    rows += [f"{'unsendable ' + k:<{width}}  {v:,}" for k, v in unsendable.items()]
+    lines = [f"dry run of {config.instrument.symbol} (paper exchange)", *rows,
+             "(every figure: --json, or --report DIR for the report with plots)"]
+    if unsendable:
+        lines.append(f"WARNING: {sum(unsendable.values()):,} quote sides could not become "
+                     f"orders ({', '.join(unsendable)}): see the quote_unsendable and "
+                     f"order_blocked log lines, and `mmdaemon check-config`")
+    if summary["orders"] == 0 and summary["quotes"] > 0:
+        lines.append(f"WARNING: {summary['quotes']:,} quotes and not one order was sent")
+    return "\n".join(lines)
 
 
 def signal_instance(config: Config, sig: signal.Signals) -> int:

@@ -5,7 +5,9 @@ Where things happen:
 - a frame enters at :meth:`Service.on_frame` (called by the feed task for every frame);
 - the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` inside it;
 - risk can veto it in :meth:`Service._gate` (trading state) and
-  :meth:`Service._send` (pre-trade checks on every order action);
+  :meth:`Service._send` (pre-trade checks on every order action); a quote side that cannot
+  become an order (the instrument's minimums, a pre-trade check) is counted by reason and
+  reported (:mod:`mmdaemon.risk.unsendable`), never dropped in silence;
 - fills come back through :meth:`Service._on_execution`, journaled first.
 
 Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
@@ -78,6 +80,7 @@ from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure, Identity
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
 from mmdaemon.risk.state import RiskState, TradingState
+from mmdaemon.risk.unsendable import Unsendable
 from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
 if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled loads it
@@ -149,6 +152,7 @@ class Service:
         self.book = self.market.book
         self.quoter = Quoter(self.instrument, config.strategy)
         self.counters = Counters()
+        self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
         self.now_ns = 0  # event time: the time of the latest frame (by event_clock)
         self.last_book_ns = 0
         self._last_frame_mono = 0
@@ -522,6 +526,8 @@ class Service:
         self._fair = quote.fair
         self.counters.quotes += 1
         gated = self._gate(quote)
+        if gated is not None and (gated.bid_size == 0 or gated.ask_size == 0):
+            self._count_cuts(gated)
         self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
         actions = self.manager.decide(gated)
         self.tick_to_quote.observe_ns(perf_counter_ns() - self._frame_t0)
@@ -538,6 +544,25 @@ class Service:
                 ask_size=quote.ask_size if self._reduces(Side.SELL) else 0,
             )
         return None
+
+    def _count_cuts(self, gated: Quote) -> None:
+        """Sides the state lets through that the instrument's size grid or minimums zeroed:
+        they could not become orders. Counted per quote; logged with the figures at the
+        first occurrence of a reason and then once per minute of event time."""
+        inst, reducing = self.instrument, self.risk.state is TradingState.REDUCING
+        for cut in self.quoter.size_cuts(gated):
+            if reducing and not self._reduces(cut.side):
+                continue  # the gate, not the instrument, holds this side back
+            due = self.unsendable.record(cut.reason, self.now_ns)
+            if not due:
+                continue
+            self.log.warning(
+                "quote_unsendable", reason=cut.reason, side=cut.side.name,
+                price=cut.price_ticks, wanted_lots=cut.wanted_lots, size_lots=cut.size_lots,
+                wanted_notional=f"{inst.notional(cut.price_ticks, cut.wanted_lots):f}",
+                min_size_lots=inst.min_size_lots, size_step_lots=inst.size_step_lots,
+                min_notional=f"{inst.min_notional:f}", count=due,
+                total=self.unsendable.counts[cut.reason])
 
     def _reduces(self, side: Side) -> bool:
         """An order on ``side`` would shrink the position."""
@@ -569,10 +594,12 @@ class Service:
         blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
         if blocked is not None:
             counters.blocked += 1
-            if self.log_debug or not blocked.retry:
+            due = self.unsendable.record(blocked.code, self.now_ns)
+            if due or self.log_debug:
                 self.log.warning("order_blocked", kind=action.kind, order_id=action.order_id,
                                  side=action.side.name, price=action.price,
-                                 size=action.size, reason=blocked.reason)
+                                 size=action.size, code=blocked.code, reason=blocked.reason,
+                                 count=due, total=self.unsendable.counts[blocked.code])
             if blocked.retry or action.kind != "amend":
                 return
             # the resting order no longer matches a quote we may send: pull it
@@ -882,6 +909,7 @@ class Service:
             "amends": c.amends,
             "cancels": c.cancels,
             "blocked": c.blocked,
+            "unsendable": dict(self.unsendable.counts),
             "rejects": c.rejects,
             "fills": pos.fills,
             "volume": float(pos.volume * Fraction(inst.lot_size)),

@@ -365,6 +365,15 @@ class ServiceCollector(Collector):
         yield requests
         yield _counter("mmdaemon_order_blocked_total",
                        "Order actions stopped by a pre-trade check (never sent).", c.blocked)
+        unsendable = CounterMetricFamily(
+            "mmdaemon_quotes_unsendable",
+            "Quote sides that could not become orders, by reason: min_size, min_notional "
+            "(the instrument's minimums, per quote side); max_order_size, price_band, "
+            "max_open_orders, order_rate (pre-trade checks, per order action).",
+            labels=["reason"])
+        for reason, count in s.unsendable.counts.items():
+            unsendable.add_metric([reason], count)
+        yield unsendable
         yield _counter("mmdaemon_order_rejects_total",
                        "Order requests the exchange rejected.", c.rejects)
         yield _gauge("mmdaemon_open_orders", "Orders of ours the order manager holds open.",

@@ -189,6 +189,10 @@ class Instrument:
         """Venue text of a size in lots."""
         return self.lots.to_str(lots, self.size_precision)
 
+    def notional(self, price_ticks: int, size_lots: int) -> Decimal:
+        """Price x size in the quote currency, exactly."""
+        return (self.tick_size * price_ticks * self.lot_size * size_lots).normalize()
+
     def __repr__(self) -> str:
         return f"Instrument({self.symbol!r}, tick={self.tick_size}, lot={self.lot_size})"
 

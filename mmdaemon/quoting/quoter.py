@@ -42,7 +42,7 @@ from mmdaemon.model import (
 from mmdaemon.quoting import _validate as v
 from mmdaemon.quoting.adverse import AdverseParams, AdverseSelection
 from mmdaemon.quoting.fair_value import FairValue, FairValueParams
-from mmdaemon.quoting.sizing import SizeRule, SizingParams
+from mmdaemon.quoting.sizing import SizeCut, SizeRule, SizingParams
 from mmdaemon.quoting.skew import InventorySkew, SkewParams
 from mmdaemon.quoting.spread import SpreadModel, SpreadParams
 from mmdaemon.quoting.volatility import VolatilityParams, make_volatility
@@ -203,6 +203,14 @@ class Quoter:
         if kind is Gap:
             return Quote(0, 0, 0, 0, 0.0, event.recv_ns)
         return None
+
+    def size_cuts(self, quote: Quote) -> list[SizeCut]:
+        """The sides of ``quote`` (the latest of :meth:`on_book`) that the strategy wanted
+        but the instrument's size grid and minimums zeroed (see :meth:`SizeRule.cuts`);
+        none for the empty quote or while adverse selection pauses quoting."""
+        if quote.bid <= 0 or (self.adverse.pause and self.adverse.paused(quote.ts_ns)):
+            return []
+        return self.sizing.cuts(self._inventory, quote.bid, quote.ask)
 
     def on_book(self, book: OrderBook, ts_ns: int) -> Quote:
         """The desired quote for ``book`` at event time ``ts_ns`` (see the module docstring)."""

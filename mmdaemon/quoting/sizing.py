@@ -14,15 +14,39 @@ With inventory ``inv`` and limit ``max`` (lots), ``ratio = min(|inv| / max, 1)``
    ``min_size_lots`` or whose notional (price x size) is below ``min_notional`` becomes 0.
 
 Integer arithmetic throughout (lots), except the fractions in steps 2-3.
+
+Steps 1-4 are the strategy's choice; step 5 is the venue's rule. A side that steps 1-4
+wanted but step 5 zeroed could not have become an order: :meth:`SizeRule.cuts` says which
+and why, so the daemon can count and report it instead of quoting nothing in silence.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING
+from typing import NamedTuple
 
-from mmdaemon.model import Instrument
+from mmdaemon.model import Instrument, Side
 from mmdaemon.quoting import _validate as v
+
+MIN_SIZE = "min_size"
+MIN_NOTIONAL = "min_notional"
+
+
+class SizeCut(NamedTuple):
+    """A side the strategy wanted to quote but the instrument's grid and minimums zeroed.
+
+    ``reason`` is :data:`MIN_SIZE` (below ``min_size_lots`` after rounding down to
+    ``size_step_lots``) or :data:`MIN_NOTIONAL` (price x size below ``min_notional``);
+    ``wanted_lots`` is the size before rounding, ``size_lots`` after it, ``price_ticks``
+    the quote's price on that side.
+    """
+
+    side: Side
+    reason: str
+    wanted_lots: int
+    size_lots: int
+    price_ticks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +116,13 @@ class SizeRule:
             (instrument.min_notional / unit).to_integral_value(rounding=ROUND_CEILING)
         )
 
-    def sizes(self, inventory_lots: int, bid_ticks: int, ask_ticks: int) -> tuple[int, int]:
-        """(bid_size, ask_size) in lots; 0 means do not quote that side."""
+    @property
+    def min_notional_units(self) -> int:
+        """``min_notional`` in notional units (ticks x lots), rounded up."""
+        return self._min_notional_units
+
+    def wanted(self, inventory_lots: int) -> tuple[int, int]:
+        """Steps 1-4: (bid_size, ask_size) in lots before the instrument's grid."""
         inv, base, limit = inventory_lots, self._base, self._max
         absinv = inv if inv >= 0 else -inv
         full = base * (limit - absinv) // limit if absinv < limit else 0
@@ -112,6 +141,11 @@ class SizeRule:
         room = limit + inv
         if ask > room:
             ask = room if room > 0 else 0
+        return bid, ask
+
+    def sizes(self, inventory_lots: int, bid_ticks: int, ask_ticks: int) -> tuple[int, int]:
+        """(bid_size, ask_size) in lots; 0 means do not quote that side."""
+        bid, ask = self.wanted(inventory_lots)
         # Round down to the size step; 0 below the minimum size or notional, or at a
         # non-positive price (no order there, whatever min_notional is). Inlined for both
         # sides: this runs on every book event.
@@ -123,3 +157,19 @@ class SizeRule:
         if ask < min_size or ask_ticks <= 0 or ask_ticks * ask < min_notional:
             ask = 0
         return bid, ask
+
+    def cuts(self, inventory_lots: int, bid_ticks: int, ask_ticks: int) -> list[SizeCut]:
+        """The sides :meth:`sizes` zeroes by step 5 alone (the grid and the minimums), and
+        why. Not on the per-event path: the caller asks only when a side came out 0."""
+        step, min_size, min_notional = self._step, self._min_size, self._min_notional_units
+        out: list[SizeCut] = []
+        for side, wanted, price in zip((Side.BUY, Side.SELL), self.wanted(inventory_lots),
+                                       (bid_ticks, ask_ticks), strict=True):
+            if wanted <= 0 or price <= 0:
+                continue  # the strategy's own zero, or no price to quote at
+            size = wanted - wanted % step
+            if size < min_size:
+                out.append(SizeCut(side, MIN_SIZE, wanted, size, price))
+            elif price * size < min_notional:
+                out.append(SizeCut(side, MIN_NOTIONAL, wanted, size, price))
+        return out
