@@ -13,6 +13,7 @@ setup(
     packages=[*find_packages(include=["mmdaemon", "mmdaemon.*"]), "mmdaemon.configs"],
     package_dir={"mmdaemon.configs": "config"},
     package_data={"mmdaemon.configs": ["*.toml"], "mmdaemon": ["py.typed", "_speedups.pyi"]},
+    exclude_package_data={"mmdaemon": ["*.c"]},  # built into the extension, not shipped
     ext_modules=[
         Extension(
             "mmdaemon._speedups",

@@ -22,14 +22,15 @@ import orjson
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, ConfigError, load_config
+from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.feed.replay import ReplayClock
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import BinanceCodec, Market
 from mmdaemon.verify import BookVerifier
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "dryrun.toml"
-LOBSTER_CONFIG = DEFAULT_CONFIG.with_name("lobster-amzn.toml")
+DEFAULT_CONFIG = bundled_config(DRYRUN)
+LOBSTER_CONFIG = bundled_config(LOBSTER)
 
 VENUES: dict[str, tuple[Market, Instrument]] = {
     "binance-spot": ("spot", BINANCE_SPOT_BTCUSDT),
@@ -39,8 +40,22 @@ VENUES: dict[str, tuple[Market, Instrument]] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdaemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--log-level", default="info", choices=sorted(log.LEVELS))
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config without running it: the effective configuration with units, "
+             "derived values and warnings (exit 0 valid, 2 invalid)")
+    check.add_argument("config", metavar="FILE", nargs="?", default=str(DEFAULT_CONFIG),
+                       help="default: the dry-run config shipped with mmdaemon")
+    source = check.add_mutually_exclusive_group()
+    source.add_argument("--price", metavar="PRICE",
+                        help="reference price (quote currency) for the notional figures "
+                             "(default: the first price of the config's feed.recordings)")
+    source.add_argument("--recording", nargs="+", metavar="RECORDING",
+                        help="take the reference price from the start of these recordings")
+    check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     verify = commands.add_parser(
         "verify-book",
         help="rebuild the book from a recording and compare it with the venue's bookTicker",
@@ -55,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="dry run: replay recordings through the daemon with the paper exchange"
     )
-    replay.add_argument("recordings", nargs="+", metavar="RECORDING")
-    replay.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE")
+    replay.add_argument("recordings", nargs="*", metavar="RECORDING",
+                        help="recordings to replay (default: the config's feed.recordings)")
+    replay.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                        help="default: the dry-run config shipped with mmdaemon")
     replay.add_argument("--speed", default="max", help="1 = real time, N = N x faster, max")
     replay.add_argument("--clock", choices=("receive", "exchange"),
                         help="event time: the recorded receive times, or the venue's event "
@@ -133,6 +150,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def version_text() -> str:
+    """``mmdaemon --version``: the package, Python and which hot loops run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mmdaemon import speedups
+
+    try:
+        ours = version("mmdaemon")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown (not installed)"
+    return (f"mmdaemon {ours} (Python {sys.version.split()[0]}, hot loops: "
+            f"{speedups.HOT_LOOPS})")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "verify-book":
@@ -154,6 +185,13 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         print(f"mmdaemon {args.command}: config error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "check-config":
+        return check_config(config, args.config, args.price, args.recording, args.json)
+    if args.command == "replay" and not args.recordings:
+        args.recordings = list(config.feed.recordings)
+        if not args.recordings:
+            raise UsageError("mmdaemon replay: no recordings: give RECORDING... or set "
+                             "feed.recordings in the config")
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer)
         return run(config, Path(args.config))
@@ -353,6 +391,47 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
     if summary["orders"] == 0 and summary["quotes"] > 0:
         lines.append(f"WARNING: {summary['quotes']:,} quotes and not one order was sent")
     return "\n".join(lines)
+
+
+def check_config(config: Config, path: str, price_text: str | None,
+                 recordings: list[str] | None, as_json: bool) -> int:
+    """``mmdaemon check-config``: 0 valid (warnings or not); a config that does not load
+    never gets here (2). 2 also for a reference price or recording that cannot be used."""
+    from decimal import Decimal, InvalidOperation
+
+    from mmdaemon.config_check import as_json as review_json
+    from mmdaemon.config_check import first_price, render, review
+
+    price: Decimal | None = None
+    source = ""
+    if price_text is not None:
+        try:
+            price = Decimal(price_text)
+        except InvalidOperation:
+            price = None
+        if price is None or not price.is_finite() or price <= 0:
+            raise UsageError(f"mmdaemon check-config: --price: expected a positive decimal "
+                             f"(quote currency), got {price_text!r}")
+        source = "--price"
+    else:
+        paths = recordings or [p for p in config.feed.recordings if Path(p).is_file()]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise UsageError(f"mmdaemon check-config: no such recording: {missing[0]}")
+        if paths:
+            try:
+                price = first_price(paths, config)
+            except (RecordingError, ValueError) as exc:
+                raise UsageError(f"mmdaemon check-config: {paths[0]}: {exc}") from None
+            if price is None:
+                raise UsageError(f"mmdaemon check-config: no price in {' '.join(paths)}")
+            source = f"first price of {paths[0]}"
+    result = review(config, price, source)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(review_json(path, result)) + b"\n")
+    else:
+        print(render(path, result))
+    return 0
 
 
 def signal_instance(config: Config, sig: signal.Signals) -> int:

@@ -1,0 +1,214 @@
+"""``mmdaemon check-config`` and ``--version``: a config judged before it runs.
+
+Run as the real command (a subprocess), on the shipped configs and on variants of the
+dry-run config built by ``tests.helpers.write_config``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from mmdaemon import config_check
+from mmdaemon.config import load_config
+from mmdaemon.model import Instrument
+from tests.conftest import REPO, SHARED_DATA, SPOT_FILES
+from tests.helpers import write_config
+
+LOBSTER_DIR = SHARED_DATA / "lobster-amzn-l1"
+
+
+def check(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmdaemon", "check-config", *args],
+                          capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def review(config: Path, *args: str) -> dict[str, Any]:
+    proc = check(str(config), "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = orjson.loads(proc.stdout)
+    return result
+
+
+def warned(result: dict[str, Any]) -> dict[str, str]:
+    return {w["key"]: w["message"] for w in result["warnings"]}
+
+
+def test_the_dry_run_config_is_valid_and_priced_from_its_recording(tmp_path: Path) -> None:
+    result = review(REPO / "config" / "dryrun.toml")
+    assert result["warnings"] == []
+    # the first price of the bundled recording: the mid of its first bookTicker
+    assert Decimal(result["price"]) == Decimal("61837.635")
+    assert result["price_source"].startswith("first price of ") and result["price_source"] \
+        .endswith("btcusdt_20240808.gz")
+    effective = result["effective"]
+    assert effective["strategy.sizing.base_size_lots"] == {
+        "value": 100_000, "unit": "lots = 0.001 base"}
+    assert effective["risk.max_loss"] == {"value": "50", "unit": "quote"}
+    assert effective["feed.stale_after_ms"]["unit"] == "ms"
+    assert effective["risk.max_orders_per_s"]["unit"] == "per second"
+    # defaults the file leaves out are shown too
+    assert effective["risk.supervisor_interval_ms"]["value"] == 100
+    derived = result["derived"]
+    assert derived["order size"] == "100,000 lots = 0.001 base = 61.84 quote"
+    # 5 USDT / 61837.635 = 8,086 lots of 1e-8, up to the step of 1,000
+    assert derived["smallest order"].startswith("9,000 lots = 0.00009 base")
+    assert derived["price band (risk.price_band_bps)"] == "50 bps = 309.19 quote"
+
+
+def test_the_human_output_ends_with_the_warnings(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"strategy.sizing": {"base_size_lots": 5000}})
+    proc = check(str(config))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"{config}: valid, 1 warning (at the end)"
+    assert lines[-1].startswith("WARNING strategy.sizing.base_size_lots: 5,000 lots = "
+                                "0.00005 base = 3.09 quote is below the instrument's "
+                                "smallest order")
+    assert "set it to at least 9000 lots" in lines[-1]
+    assert "  strategy.sizing.base_size_lots = 5000  # lots = 0.00005 base" in lines
+
+
+def test_an_order_below_min_notional_on_another_symbol_is_warned(tmp_path: Path) -> None:
+    """The dry-run config moved to ETHUSDT: 0.001 ETH is about 2.5 USDT."""
+    config = write_config(tmp_path, {"instrument": {"symbol": "ETHUSDT"}})
+    messages = warned(review(config, "--price", "2534.17"))
+    assert "no quote can become an order" in messages["strategy.sizing.base_size_lots"]
+    assert "198000 lots" in messages["strategy.sizing.base_size_lots"]
+    assert review(config, "--price", "25000")["warnings"] == []
+
+
+def test_sides_that_shrink_below_the_minimum_are_warned(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"strategy.sizing": {"base_size_lots": 10000}})
+    messages = warned(review(config))
+    assert "strategy.sizing.base_size_lots" not in messages  # 6.18 USDT: above 5
+    assert "the side that would grow it is not quoted" in messages[
+        "strategy.sizing.growing_side_fraction"]
+    assert "the side that reduces it is not quoted" in messages[
+        "strategy.sizing.reduce_side_min_fraction"]
+
+
+def test_a_size_off_the_step_is_warned(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"strategy.sizing": {"base_size_lots": 100_500}})
+    assert "rounded down to 100000 lots" in warned(review(config))[
+        "strategy.sizing.base_size_lots"]
+
+
+def test_limits_that_clash(tmp_path: Path) -> None:
+    at = write_config(tmp_path / "at", {"risk": {"inventory_soft_lots": 1_500_000}})
+    assert "never REDUCING first" in warned(review(at))["risk.inventory_soft_lots"]
+    above = write_config(tmp_path / "above", {"risk": {"inventory_soft_lots": 1_600_000}})
+    proc = check(str(above))
+    assert proc.returncode == 2
+    assert "risk.inventory_soft_lots: expected <= risk.inventory_hard_lots" in proc.stderr
+
+
+@pytest.mark.parametrize(("band", "expected"), [
+    (0.5, "every order is blocked"),  # the half-spread alone is 1.39 bps
+    (2.0, "near the limit"),  # half-spread 1.39 + shift 1.0 at the limit = 2.39 bps
+])
+def test_a_price_band_narrower_than_the_spread_is_warned(tmp_path: Path, band: float,
+                                                         expected: str) -> None:
+    config = write_config(tmp_path, {"risk": {"price_band_bps": band}})
+    assert expected in warned(review(config))["risk.price_band_bps"]
+
+
+def test_the_warned_half_spread_is_the_quoters_own(tmp_path: Path) -> None:
+    """The figure the band is judged against comes from the quoting components, not a
+    formula of its own: a wider base spread moves it by exactly half the change."""
+    narrow = config_check.review(load_config(write_config(tmp_path / "a", {})),
+                                 Decimal("61837.635"))
+    wide = config_check.review(load_config(write_config(
+        tmp_path / "b", {"strategy.spread": {"base_bps": 3.0}})), Decimal("61837.635"))
+
+    def bps(r: config_check.Review) -> float:
+        return float(r.derived["half-spread at start (prior volatility)"].split()[0])
+
+    assert bps(wide) - bps(narrow) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_named_files_that_are_missing_are_warned(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"feed": {"recordings": [str(tmp_path / "gone.gz")]}})
+    result = review(config, "--price", "60000")
+    assert warned(result)["feed.recordings[0]"] == f"no such file: {tmp_path / 'gone.gz'}"
+
+
+def test_without_a_price_the_notional_rules_are_not_claimed_checked(tmp_path: Path) -> None:
+    result = review(REPO / "config" / "sim.toml")
+    assert result["price"] is None
+    assert "not checked" in warned(result)["--price"]
+    assert "order size" in result["derived"]
+
+
+def test_a_recording_gives_the_reference_price(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"feed": {"recordings": [str(tmp_path / "gone.gz")]}})
+    result = review(config, "--recording", str(SPOT_FILES[1]))
+    # the second file has no snapshot: its first price is a ticker's mid
+    assert 61_000 < Decimal(result["price"]) < 62_000
+    assert result["price_source"] == f"first price of {SPOT_FILES[1]}"
+
+
+def test_lobster_config_priced_from_a_lobster_pair() -> None:
+    if not LOBSTER_DIR.exists():
+        pytest.skip(f"{LOBSTER_DIR} not present: the LOBSTER sample lives in ../shared only")
+    message, orderbook = sorted(LOBSTER_DIR.glob("*_message_1.csv"))[0], sorted(
+        LOBSTER_DIR.glob("*_orderbook_1.csv"))[0]
+    result = review(REPO / "config" / "lobster-amzn.toml", "--recording", str(message),
+                    str(orderbook))
+    assert Decimal("200") < Decimal(result["price"]) < Decimal("250")
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--price", "abc"], "--price: expected a positive decimal (quote currency), got 'abc'"),
+    (["--price", "-3"], "--price: expected a positive decimal"),
+    (["--recording", "/nonexistent.gz"], "no such recording: /nonexistent.gz"),
+])
+def test_unusable_arguments_exit_2(args: list[str], message: str) -> None:
+    proc = check(str(REPO / "config" / "dryrun.toml"), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stdout == ""
+
+
+def test_an_invalid_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"risk": {"max_loss": "-5"}})
+    proc = check(str(config))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "risk.max_loss: expected a positive decimal (quote currency), got '-5'" in \
+        proc.stderr
+
+
+def test_min_order_lots_is_the_smallest_size_every_rule_accepts() -> None:
+    inst = Instrument("X", "0.01", "0.001", size_step_lots=5, min_size_lots=7,
+                      min_notional="10")
+    for price in (Decimal("0.5"), Decimal("3"), Decimal("1000"), Decimal("123.45")):
+        lots = config_check.min_order_lots(inst, price)
+        assert lots % 5 == 0 and lots >= 7
+        assert price * inst.lot_size * lots >= 10
+        smaller = lots - 5
+        assert smaller < 7 or price * inst.lot_size * smaller < 10
+
+
+def test_version_names_the_package_python_and_hot_loops() -> None:
+    from importlib.metadata import version
+
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "--version"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"mmdaemon {version('mmdaemon')} (Python ")
+    assert "hot loops: " in proc.stdout
+
+
+def test_the_default_config_is_found_from_any_directory(tmp_path: Path) -> None:
+    """``replay`` without ``--config`` takes the shipped dry-run config wherever it runs."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmdaemon", "replay", str(SPOT_FILES[0]), "--json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert orjson.loads(proc.stdout)["quotes"] > 0

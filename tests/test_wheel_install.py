@@ -1,0 +1,130 @@
+"""A non-editable install is a working product.
+
+The wheel is built from the source distribution (so the sdist is proven complete too) and
+installed into a fresh virtual environment in a temporary directory, with the locked
+versions of its dependencies; then the installed ``mmdaemon`` runs from another directory:
+``--version``, ``check-config`` of its shipped config, and the dry run of the bundled
+recording, which must give the pinned result.
+
+Everything runs offline from uv's cache, which ``make test`` filled when it installed the
+lock: no network. uv is the one the Makefile bootstraps (``MMDAEMON_UV``), else ``uv`` on
+the PATH; without one the test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import REPO, SPOT_FILES
+
+PIN = REPO / "tests" / "data" / "dry_run_pin.json"
+
+
+def _uv() -> str:
+    uv = os.environ.get("MMDAEMON_UV") or shutil.which("uv")
+    if not uv or not Path(uv).is_file():
+        candidate = REPO / ".tools" / "bin" / "uv"
+        if not candidate.is_file():
+            pytest.skip("uv not found (MMDAEMON_UV, PATH or .tools/bin/uv): `make test` "
+                        "bootstraps it; the wheel test installs offline from its cache")
+        uv = str(candidate)
+    return uv
+
+
+def run(*args: str | Path, cwd: Path | None = None, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(the installed venv's bin directory, the wheel) of a fresh install."""
+    uv = _uv()
+    tmp = tmp_path_factory.mktemp("wheel")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",
+                                                            "UV_PROJECT_ENVIRONMENT")}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    built = run(uv, "build", "--offline", "--out-dir", tmp / "dist", REPO, env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = next((tmp / "dist").glob("mmdaemon-*.whl"))
+    venv = tmp / "venv"
+    made = run(uv, "venv", "--offline", "--python", sys.executable, venv, env=env)
+    assert made.returncode == 0, made.stderr[-3000:]
+    # the locked runtime dependencies (hash-checked, from the cache), then the wheel alone
+    deps = run(uv, "sync", "--frozen", "--offline", "--no-dev", "--no-install-project",
+               cwd=REPO, env={**env, "UV_PROJECT_ENVIRONMENT": str(venv)})
+    assert deps.returncode == 0, deps.stderr[-3000:]
+    python = venv / "bin" / "python"
+    ours = run(uv, "pip", "install", "--offline", "--no-deps", "--python", python, wheel,
+               env=env)
+    assert ours.returncode == 0, ours.stderr[-3000:]
+    yield venv / "bin", wheel
+
+
+def test_the_wheel_carries_the_configs_and_the_licence(installed: tuple[Path, Path]) -> None:
+    _, wheel = installed
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+        metadata = whl.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+    for config in ("dryrun.toml", "sim.toml", "example-live.toml", "lobster-amzn.toml"):
+        assert f"mmdaemon/configs/{config}" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert any(n.endswith(".dist-info/licenses/NOTICE") for n in names)
+    assert b"License-Expression: MIT" in metadata
+    assert not any(n.endswith(".gz") for n in names)  # the recordings are not redistributed
+
+
+def test_version_from_the_installed_command(installed: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    bin_dir, _ = installed
+    proc = run(bin_dir / "mmdaemon", "--version", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert proc.stdout.startswith(f"mmdaemon {version} (Python ")
+
+
+def test_check_config_of_the_shipped_config(installed: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    bin_dir, _ = installed
+    proc = run(bin_dir / "mmdaemon", "check-config", "--recording", SPOT_FILES[0], "--json",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = orjson.loads(proc.stdout)
+    assert result["config"].endswith("site-packages/mmdaemon/configs/dryrun.toml")
+    assert result["derived"]["order size"] == "100,000 lots = 0.001 base = 61.84 quote"
+    # the shipped config names the repository's recordings, which the wheel leaves out
+    assert {w["key"] for w in result["warnings"]} == {"feed.recordings[0]",
+                                                      "feed.recordings[1]"}
+
+
+def test_the_installed_dry_run_gives_the_pinned_result(installed: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    bin_dir, _ = installed
+    proc = run(bin_dir / "mmdaemon", "replay", *SPOT_FILES, "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = orjson.loads(proc.stdout)
+    pinned = orjson.loads(PIN.read_bytes())
+    pinned.pop("journal_fills")
+    for key in ("wall_s", "frames_per_s"):
+        summary.pop(key)
+    assert summary == pinned
+    assert list(tmp_path.iterdir()) == []  # nothing written where it ran
+
+
+def test_the_installed_replay_without_recordings_names_what_is_missing(
+        installed: tuple[Path, Path], tmp_path: Path) -> None:
+    bin_dir, _ = installed
+    proc = run(bin_dir / "mmdaemon", "replay", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no such recording" in proc.stderr and "btcusdt_20240808.gz" in proc.stderr
