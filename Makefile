@@ -18,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test lint lock lock-check test-latest bench clean
+.PHONY: demo test lint lock lock-check test-latest dist bench clean
 
 $(UV): uv-bootstrap.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -76,10 +76,20 @@ test-latest: $(UV)
 	$(LATEST)/bin/mypy
 	$(LATEST)/bin/python -m pytest -q
 
+# A release for hosts without uv (deploy/README.md): the sdist, the wheel built from it with
+# the locked setuptools, and the locked runtime dependencies with their hashes, for
+# `pip install --require-hashes -r requirements.txt` then `pip install --no-deps <wheel>`.
+DIST ?= dist
+dist: $(UV)
+	$(UV) build --out-dir $(DIST)
+	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
+		--output-file $(DIST)/requirements.txt
+
 # Every headline figure (issue #9) as one JSON object and a table; the single benchmarks
 # under bench/ run on their own too (e.g. `.venv/bin/python bench/latency.py --help`).
 bench: $(STAMP)
 	$(BIN)/python bench/all.py
 
 clean:
-	rm -rf $(VENV) $(LATEST) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LATEST) $(TOOLS) dist build mmdaemon.egg-info .mypy_cache .ruff_cache \
+		.pytest_cache .hypothesis

@@ -17,7 +17,8 @@ currencies (BTC and USDT for BTCUSDT).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -71,7 +72,7 @@ def review(config: Config, price: Decimal | None, price_source: str = "") -> Rev
     _limits(config, inst, price, derived, warnings)
     if price is not None:
         _spread(config, inst, price, derived, warnings)
-    _files(config, warnings)
+    _files(config, derived, warnings)
     return Review(effective(config, inst), derived, warnings, price, price_source)
 
 
@@ -219,17 +220,32 @@ def _spread(config: Config, inst: Instrument, price: Decimal, derived: dict[str,
                                 f"on the side away from fair value are blocked"))
 
 
-def _files(config: Config, warnings: list[Finding]) -> None:
-    """Recordings and credentials that are named but not there (never read or shown)."""
+def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:
+    """Recordings and secrets that are named but not there (a secret is read to check it,
+    never shown). A secret file relative to ``$CREDENTIALS_DIRECTORY`` exists only inside
+    the service (systemd's ``LoadCredential=``): outside it, it is not judged."""
+    from mmdaemon.exchange.credentials import (
+        CredentialsError,
+        load_credentials,
+        load_redis_password,
+    )
+
     for i, path in enumerate(config.feed.recordings):
         if not Path(path).is_file():
             warnings.append(Finding(f"feed.recordings[{i}]", f"no such file: {path}"))
+    secrets: list[tuple[str, str, Callable[[str], object]]] = []
     if config.exchange.adapter == "binance":
-        from mmdaemon.exchange.credentials import CredentialsError, load_credentials
-
-        key = "exchange.credentials"
+        secrets.append(("exchange.credentials", config.exchange.credentials, load_credentials))
+    if config.firm.enabled and config.firm.password:
+        secrets.append(("firm.password", config.firm.password, load_redis_password))
+    for key, source, load in secrets:
+        if source != "env" and not Path(source).is_absolute() and (
+                "CREDENTIALS_DIRECTORY" not in os.environ):
+            derived[key] = (f"the file {source!r} in $CREDENTIALS_DIRECTORY, which systemd "
+                            f"sets for the service only: not checked here")
+            continue
         try:
-            load_credentials(config.exchange.credentials)
+            load(source)
         except CredentialsError as exc:  # its text names the key already
             warnings.append(Finding(key, f"{str(exc).removeprefix(key).lstrip(' :=')}: "
                                     f"`mmdaemon run` would stop at start"))

@@ -212,3 +212,39 @@ def test_the_default_config_is_found_from_any_directory(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert orjson.loads(proc.stdout)["quotes"] > 0
+
+
+def _review_env(config: Path, env: dict[str, str]) -> dict[str, Any]:
+    import os
+
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("MMDAEMON_API_KEY", "MMDAEMON_API_SECRET", "CREDENTIALS_DIRECTORY")}
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config", str(config),
+                           "--price", "60000", "--json"], capture_output=True, text=True,
+                          timeout=60, env={**base, **env})
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = orjson.loads(proc.stdout)
+    return result
+
+
+def test_credentials_that_cannot_be_read_are_warned_and_never_shown(tmp_path: Path) -> None:
+    sim = REPO / "config" / "sim.toml"
+    assert "MMDAEMON_API_KEY is not set" in warned(_review_env(sim, {}))["exchange.credentials"]
+    found = _review_env(sim, {"MMDAEMON_API_KEY": "k-visible", "MMDAEMON_API_SECRET": "s3cr3t"})
+    assert "exchange.credentials" not in warned(found)
+    assert "s3cr3t" not in orjson.dumps(found).decode()
+
+
+def test_a_credentials_file_for_the_service_is_judged_only_where_it_exists(
+        tmp_path: Path) -> None:
+    live = REPO / "config" / "example-live.toml"  # credentials = "binance", for LoadCredential=
+    outside = _review_env(live, {})
+    assert "exchange.credentials" not in warned(outside)
+    assert "not checked here" in outside["derived"]["exchange.credentials"]
+    (tmp_path / "creds").mkdir()
+    inside = _review_env(live, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
+    assert "would stop at start" in warned(inside)["exchange.credentials"]
+    (tmp_path / "creds" / "binance").write_text('api_key = "k"\napi_secret = "hidden-s"\n')
+    readable = _review_env(live, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
+    assert "exchange.credentials" not in warned(readable)
+    assert "hidden-s" not in orjson.dumps(readable).decode()

@@ -1,19 +1,24 @@
 """A non-editable install is a working product.
 
-The wheel is built from the source distribution (so the sdist is proven complete too) and
-installed into a fresh virtual environment in a temporary directory, with the locked
-versions of its dependencies; then the installed ``mmdaemon`` runs from another directory:
-``--version``, ``check-config`` of its shipped config, and the dry run of the bundled
-recording, which must give the pinned result.
+``make dist`` (the release the runbook installs) builds the sdist, the wheel from it (so
+the sdist is proven complete too) and ``requirements.txt``, the locked runtime dependencies
+with their hashes. The wheel is installed into a fresh virtual environment in a temporary
+directory with exactly those dependencies; then the installed ``mmdaemon`` runs from
+another directory: ``--version``, ``check-config`` of its shipped config, and the dry run of
+the bundled recording, which must give the pinned result.
 
-Everything runs offline from uv's cache, which ``make test`` filled when it installed the
-lock: no network. uv is the one the Makefile bootstraps (``MMDAEMON_UV``), else ``uv`` on
-the PATH; without one the test skips with the reason.
+Everything runs offline (``UV_OFFLINE=1``) from uv's cache, which ``make test`` filled when
+it installed the lock: no network. The runbook installs ``requirements.txt`` with pip, which
+needs an index; here uv installs the same locked versions from its cache, and the test
+checks that the venv holds exactly what ``requirements.txt`` pins. uv is the one the
+Makefile bootstraps (``MMDAEMON_UV``), else ``uv`` on the PATH; without one the test skips
+with the reason.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,10 +59,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     tmp = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",
                                                             "UV_PROJECT_ENVIRONMENT")}
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    built = run(uv, "build", "--offline", "--out-dir", tmp / "dist", REPO, env=env)
+    env.update(UV_PYTHON_DOWNLOADS="never", UV_OFFLINE="1")
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed: `make dist` builds the release")
+    dist = tmp / "dist"
+    built = run("make", "-C", REPO, "dist", f"DIST={dist}", f"UV={uv}", env=env)
     assert built.returncode == 0, built.stderr[-3000:]
-    wheel = next((tmp / "dist").glob("mmdaemon-*.whl"))
+    wheel = next(dist.glob("mmdaemon-*.whl"))
+    assert next(dist.glob("mmdaemon-*.tar.gz")).is_file()
     venv = tmp / "venv"
     made = run(uv, "venv", "--offline", "--python", sys.executable, venv, env=env)
     assert made.returncode == 0, made.stderr[-3000:]
@@ -69,7 +78,26 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     ours = run(uv, "pip", "install", "--offline", "--no-deps", "--python", python, wheel,
                env=env)
     assert ours.returncode == 0, ours.stderr[-3000:]
+    frozen = run(uv, "pip", "freeze", "--python", python, env=env)
+    installed_now = {line for line in frozen.stdout.splitlines()
+                     if not line.startswith("mmdaemon")}
+    assert installed_now == pinned_here(dist / "requirements.txt")
     yield venv / "bin", wheel
+
+
+def pinned_here(requirements: Path) -> set[str]:
+    """``name==version`` of every requirement whose marker holds on this machine; each
+    must carry its hashes."""
+    from packaging.requirements import Requirement
+
+    blocks = re.split(r"\n(?=[A-Za-z])", requirements.read_text().split("\n", 2)[2])
+    pinned = set()
+    for block in blocks:
+        assert "--hash=sha256:" in block, block
+        requirement = Requirement(block.split("\\")[0].strip())
+        if requirement.marker is None or requirement.marker.evaluate():
+            pinned.add(f"{requirement.name}{requirement.specifier}")
+    return pinned
 
 
 def test_the_wheel_carries_the_configs_and_the_licence(installed: tuple[Path, Path]) -> None:
