@@ -192,14 +192,18 @@ def _run_service(service: Any, progress: bool = False) -> None:
 
 
 def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:
-    """The article's metrics from the replay's journal; with ``report_dir`` the report too."""
+    """The article's metrics from the replay's journal; with ``report_dir`` the report too.
+
+    Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
+    half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
     from mmdaemon.analytics import compute_metrics, load_journal
-    from mmdaemon.report import write_report
 
     journal = service.state_dir / "journal.sqlite"
     config = service.config
     tz = _report_tz(config.instrument.venue)
     if report_dir is not None:
+        from mmdaemon.report import write_report
+
         metrics: dict[str, Any] = write_report(
             journal, service.instrument, report_dir, tz=tz,
             max_spread_bps=config.report.max_spread_bps,
