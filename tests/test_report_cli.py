@@ -104,3 +104,14 @@ def test_the_summary_metrics_never_import_the_plotting_library(tmp_path: Path,
         assert set(orjson.loads(loaded)) == set(PLOTTING)
     else:
         assert orjson.loads(loaded) == []
+
+
+def test_the_summary_for_people_ends_with_the_report_path(tmp_path: Path) -> None:
+    """``make demo`` ends with the summary and where its report went."""
+    recording = first_lines(tmp_path / "short.gz", 3000)
+    out = tmp_path / "report"
+    proc = mmdaemon("replay", str(recording), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.splitlines()[-1]
+    assert last == f"report: {out / 'report.html'}"
+    assert (out / "report.html").is_file()
