@@ -84,11 +84,13 @@ FORMATS = ("auto", "json", "console")
 """``--log-format``: ``json`` lines, ``console`` text, or ``auto`` (console on a terminal)."""
 
 PRICE_FIELDS: frozenset[str] = frozenset({"price", "best_bid", "best_ask"})
-"""Fields the daemon logs as prices in integer ticks (orders, fills, a crossed book)."""
+"""Fields the daemon logs as prices in integer ticks (orders, fills, a crossed book); so is
+any field named ``*_ticks``."""
 
-SIZE_FIELDS: frozenset[str] = frozenset({"size", "position_lots", "position"})
-"""Fields the daemon logs as sizes in integer lots (orders, fills, the position in
-``journal_restored``/``stopped`` and in the inventory limits' ``state_changed``)."""
+SIZE_FIELDS: frozenset[str] = frozenset({"size", "position"})
+"""Fields the daemon logs as sizes in integer lots (orders, fills, the position in the
+inventory limits' ``state_changed``); so is any field named ``*_lots`` (``position_lots``
+of ``fill``, ``journal_restored``, ``stopped``, ...)."""
 
 
 class _Window:
@@ -195,24 +197,29 @@ class DecimalText:
     """A structlog processor for the console: ``price=6183763`` becomes
     ``price=6183763 (61837.63)``.
 
-    Integer values of :data:`PRICE_FIELDS` (ticks) and :data:`SIZE_FIELDS` (lots) get the
-    instrument's venue text next to them (``Instrument.price_str``/``size_str``: exact, at
-    the grid's precision); anything else (None, a bool, a float) is left alone. Console
-    only: it turns numbers into text, which the JSON interface must never see.
+    Integer values of prices in ticks (:data:`PRICE_FIELDS`, ``*_ticks``) and sizes in lots
+    (:data:`SIZE_FIELDS`, ``*_lots``) get the instrument's venue text next to them
+    (``Instrument.price_str``/``size_str``: exact, at the grid's precision); anything else
+    (None, a bool, a float, text) is left alone. Console only: it turns numbers into text,
+    which the JSON interface must never see.
     """
 
     def __init__(self, instrument: Instrument) -> None:
-        self._text: dict[str, Callable[[int], str]] = {
-            **dict.fromkeys(PRICE_FIELDS, instrument.price_str),
-            **dict.fromkeys(SIZE_FIELDS, instrument.size_str),
-        }
+        self._price = instrument.price_str
+        self._size = instrument.size_str
 
     def __call__(self, logger: Any, method_name: str,
                  event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        for key, text in self._text.items():
-            value = event_dict.get(key)
-            if type(value) is int:  # not bool, whose type is bool
-                event_dict[key] = _Verbatim(f"{value} ({text(value)})")
+        for key, value in event_dict.items():  # values replaced in place: no resize
+            if type(value) is not int:  # not bool either, whose type is bool
+                continue
+            if key in PRICE_FIELDS or key.endswith("_ticks"):
+                text = self._price(value)
+            elif key in SIZE_FIELDS or key.endswith("_lots"):
+                text = self._size(value)
+            else:
+                continue
+            event_dict[key] = _Verbatim(f"{value} ({text})")
         return event_dict
 
 

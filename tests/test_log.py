@@ -345,7 +345,10 @@ def test_the_console_shows_prices_and_sizes_in_decimals_next_to_the_integers() -
     logger = log.get_logger(instrument="BTCUSDT")
     logger.info("fill", **CONSOLE_FILL)
     logger.warning("book_crossed", best_bid=None, best_ask=6183764, update_id=5)
-    fill, crossed = stream.getvalue().decode().splitlines()
+    # fields named for their unit: *_lots, *_ticks
+    logger.warning("quote_unsendable", price_ticks=6183700, wanted_lots=500, size_lots=0,
+                   min_size_lots=1000, limit_ms=5)
+    fill, crossed, unsendable = stream.getvalue().decode().splitlines()
     assert " fill " in fill and "\x1b[" not in fill  # not a terminal: no colours
     assert "price=6183763 (61837.63)" in fill
     assert "size=1000 (0.00001000)" in fill
@@ -353,6 +356,9 @@ def test_the_console_shows_prices_and_sizes_in_decimals_next_to_the_integers() -
     # what is not a price or a size in ticks/lots is left as it was
     assert "fee=-12 " in fill and "maker=True" in fill and "order_id=3 " in fill
     assert "best_ask=6183764 (61837.64)" in crossed and "best_bid=None" in crossed
+    assert "price_ticks=6183700 (61837.00)" in unsendable
+    assert "wanted_lots=500 (0.00000500)" in unsendable and "size_lots=0 (0.00000000)" in unsendable
+    assert "min_size_lots=1000 (0.00001000)" in unsendable and "limit_ms=5" in unsendable
 
 
 def test_json_lines_are_the_same_whether_the_instrument_is_known_or_not() -> None:
