@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdaemon", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument("--log-level", default="info", choices=sorted(log.LEVELS))
+    parser.add_argument("--log-format", default="auto", choices=log.FORMATS,
+                        help="json lines, or console text for people (prices and sizes also "
+                             "in decimals); auto (default): console when the log goes to a "
+                             "terminal")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check-config",
@@ -64,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--venue", choices=sorted(VENUES), default="binance-spot")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
-    run = commands.add_parser("run", help="run the daemon (logs: JSON lines on stdout)")
+    run = commands.add_parser("run", help="run the daemon (logs on stdout: JSON lines, or "
+                                          "console text on a terminal)")
     run.add_argument("--config", required=True, metavar="FILE")
 
     replay = commands.add_parser(
@@ -167,14 +172,15 @@ def version_text() -> str:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "verify-book":
-        log.configure(args.log_level)
+        log.configure(args.log_level, log_format=args.log_format,
+                      instrument=VENUES[args.venue][1])
         return verify_book(args.recordings, args.venue, args.json)
     if args.command == "sim":
-        log.configure(args.log_level, sys.stdout.buffer)
+        log.configure(args.log_level, sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
                    args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber)
     if args.command == "report":
-        log.configure(args.log_level)
+        log.configure(args.log_level, log_format=args.log_format)
         return report(Path(args.state_dir), Path(args.out))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
@@ -193,19 +199,23 @@ def _main(argv: Sequence[str] | None) -> int:
             raise UsageError("mmdaemon replay: no recordings: give RECORDING... or set "
                              "feed.recordings in the config")
     if args.command == "run":
-        log.configure(config.logging.level, sys.stdout.buffer)
+        log.configure(config.logging.level, sys.stdout.buffer, log_format=args.log_format,
+                      instrument=config.instrument.build())
         return run(config, Path(args.config))
     if args.command == "record":
-        log.configure(config.logging.level, sys.stderr.buffer)
+        log.configure(config.logging.level, sys.stderr.buffer, log_format=args.log_format,
+                      instrument=config.instrument.build())
         return record(config, Path(args.out))
     if args.command == "replay":
         # stdout carries the result (summary); the log goes to stderr
         log.configure(config.logging.level if args.log_level == "info" else args.log_level,
-                      sys.stderr.buffer)
+                      sys.stderr.buffer, log_format=args.log_format,
+                      instrument=config.instrument.build())
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock)
     if args.global_:
-        return global_switch(config, args.command, getattr(args, "note", ""))
+        return global_switch(config, args.command, getattr(args, "note", ""),
+                             args.log_format)
     return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
@@ -230,14 +240,18 @@ def _run_service(service: Any, progress: bool = False) -> None:
 
 
 def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:
-    """The article's metrics from the replay's journal; with ``report_dir`` the report too."""
+    """The article's metrics from the replay's journal; with ``report_dir`` the report too.
+
+    Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
+    half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
     from mmdaemon.analytics import compute_metrics, load_journal
-    from mmdaemon.report import write_report
 
     journal = service.state_dir / "journal.sqlite"
     config = service.config
     tz = _report_tz(config.instrument.venue)
     if report_dir is not None:
+        from mmdaemon.report import write_report
+
         metrics: dict[str, Any] = write_report(
             journal, service.instrument, report_dir, tz=tz,
             max_spread_bps=config.report.max_spread_bps,
@@ -350,6 +364,8 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     else:
         print(_replay_table(summary, config))
+        if report_dir is not None:
+            print(f"report: {report_dir / 'report.html'}")
     return 0
 
 
@@ -452,10 +468,10 @@ def signal_instance(config: Config, sig: signal.Signals) -> int:
     return 0
 
 
-def global_switch(config: Config, command: str, note: str) -> int:
+def global_switch(config: Config, command: str, note: str, log_format: str = "auto") -> int:
     """``mmdaemon kill --global`` / ``rearm --global``: set (or clear) the desk's latched
     kill key in Redis and publish it on the control channel. 0 done, 1 Redis unreachable
-    or refused, 2 no usable ``[firm]`` section."""
+    or refused, 2 no usable ``[firm]`` section. ``log_format``: ``--log-format``."""
     from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
     from mmdaemon.risk.firm import Keys
     from mmdaemon.risk.redis_bus import BUS_ERRORS, global_kill, global_rearm
@@ -465,7 +481,8 @@ def global_switch(config: Config, command: str, note: str) -> int:
         print(f"mmdaemon {command} --global: config error: firm.enabled: expected true (the "
               f"global switch lives in the firm risk bus's Redis)", file=sys.stderr)
         return 2
-    log.configure(config.logging.level, sys.stderr.buffer)  # stdout: what was done
+    # the log on stderr: stdout says what was done
+    log.configure(config.logging.level, sys.stderr.buffer, log_format=log_format)
     logger = log.get_logger(command=f"{command} --global")
     keys = Keys(firm.namespace, firm.desk)
     try:

@@ -1,7 +1,16 @@
-"""Structured logs: one JSON object per line, rendered by orjson, stable event names.
+"""Structured logs: JSON lines (orjson) for machines, console text for people; stable
+event names.
 
 Built from small structlog processors; nothing is formatted unless the level is enabled
 (``make_filtering_bound_logger`` drops disabled calls before any processor runs).
+
+Two formats share the chain up to the timestamp (so the rate limit is the same in both).
+JSON lines are the interface (journald, jq, the tests): one object per line, stable event
+names and fields, and their chain is the hot path's, with nothing added for the console.
+The console format is for people at a terminal: structlog's ``ConsoleRenderer`` (aligned
+columns, coloured on a terminal), with integer prices and sizes followed by their decimal
+text at the instrument's precision (:class:`DecimalText`). ``auto``, the default, picks
+the console exactly when the log's stream is a terminal.
 
 Log volume is bounded (issue #7): a :class:`RateLimiter` in the chain lets at most ``N``
 lines of one ``(event, level)`` through per window and counts the rest, so a storm of
@@ -16,13 +25,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 import structlog
+
+if TYPE_CHECKING:
+    from mmdaemon.model import Instrument
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -66,6 +79,18 @@ DEFAULT_RATE_LIMIT: tuple[int, float] = (10, 10.0)
 
 SUPPRESSED_EVENT = "log_suppressed"
 """The event :func:`flush_suppressed` writes; never limited itself (one line per key)."""
+
+FORMATS = ("auto", "json", "console")
+"""``--log-format``: ``json`` lines, ``console`` text, or ``auto`` (console on a terminal)."""
+
+PRICE_FIELDS: frozenset[str] = frozenset({"price", "best_bid", "best_ask"})
+"""Fields the daemon logs as prices in integer ticks (orders, fills, a crossed book); so is
+any field named ``*_ticks``."""
+
+SIZE_FIELDS: frozenset[str] = frozenset({"size", "position"})
+"""Fields the daemon logs as sizes in integer lots (orders, fills, the position in the
+inventory limits' ``state_changed``); so is any field named ``*_lots`` (``position_lots``
+of ``fill``, ``journal_restored``, ``stopped``, ...)."""
 
 
 class _Window:
@@ -155,6 +180,69 @@ class RateLimiter:
         return owed
 
 
+class _Verbatim:
+    """A value the console renderer shows as it is. It would quote a string with spaces
+    (``price='6183763 (61837.63)'``) but shows any other object by its ``repr``: the text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class DecimalText:
+    """A structlog processor for the console: ``price=6183763`` becomes
+    ``price=6183763 (61837.63)``.
+
+    Integer values of prices in ticks (:data:`PRICE_FIELDS`, ``*_ticks``) and sizes in lots
+    (:data:`SIZE_FIELDS`, ``*_lots``) get the instrument's venue text next to them
+    (``Instrument.price_str``/``size_str``: exact, at the grid's precision); anything else
+    (None, a bool, a float, text) is left alone. Console only: it turns numbers into text,
+    which the JSON interface must never see.
+    """
+
+    def __init__(self, instrument: Instrument) -> None:
+        self._price = instrument.price_str
+        self._size = instrument.size_str
+
+    def __call__(self, logger: Any, method_name: str,
+                 event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in event_dict.items():  # values replaced in place: no resize
+            if type(value) is not int:  # not bool either, whose type is bool
+                continue
+            if key in PRICE_FIELDS or key.endswith("_ticks"):
+                text = self._price(value)
+            elif key in SIZE_FIELDS or key.endswith("_lots"):
+                text = self._size(value)
+            else:
+                continue
+            event_dict[key] = _Verbatim(f"{value} ({text})")
+        return event_dict
+
+
+def _utf8(logger: Any, method_name: str, rendered: str) -> bytes:
+    """The console renderer's text as the bytes the logger writes (JSON is bytes already)."""
+    return rendered.encode("utf-8", "backslashreplace")
+
+
+def _is_terminal(stream: BinaryIO) -> bool:
+    """Whether a person may be reading ``stream``."""
+    try:
+        return stream.isatty()
+    except ValueError:  # closed: nobody is reading it, let alone a person
+        return False
+
+
+def _console_wanted(log_format: str, stream: BinaryIO) -> bool:
+    """Whether ``log_format`` (one of :data:`FORMATS`) renders console text on ``stream``."""
+    if log_format not in FORMATS:
+        raise ValueError(f"log format must be one of {list(FORMATS)}, got {log_format!r}")
+    return _is_terminal(stream) if log_format == "auto" else log_format == "console"
+
+
 # the limiter the current configuration installed, for flush_suppressed
 _limiter: RateLimiter | None = None
 _atexit_registered = False
@@ -163,16 +251,23 @@ _atexit_registered = False
 def configure(level: str = "info", stream: BinaryIO | None = None,
               rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT,
               always_logged: Iterable[str] = ALWAYS_LOGGED,
-              clock: Callable[[], int] = time.monotonic_ns) -> None:
-    """Send JSON log lines to ``stream`` (stderr's buffer by default) at ``level`` and up.
+              clock: Callable[[], int] = time.monotonic_ns,
+              log_format: str = "auto", instrument: Instrument | None = None) -> None:
+    """Send log lines to ``stream`` (stderr's buffer by default) at ``level`` and up.
 
     ``rate_limit`` is ``(events, window_s)`` per ``(event, level)``, or None for no
     limit; ``always_logged`` names events never limited; ``clock`` gives the limiter
-    monotonic nanoseconds.
+    monotonic nanoseconds. ``log_format`` is one of :data:`FORMATS`: ``json`` lines,
+    ``console`` text (coloured only on a terminal and without ``NO_COLOR`` set), ``auto``
+    = console when ``stream`` is a terminal. ``instrument`` is the process's instrument
+    (one per daemon): the console shows prices and sizes in its decimals too; the JSON
+    lines never change with it.
     """
     global _limiter, _atexit_registered
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {sorted(LEVELS)}, got {level!r}")
+    out = stream or sys.stderr.buffer
+    console = _console_wanted(log_format, out)
     limiter = None if rate_limit is None else RateLimiter(*rate_limit, always_logged, clock)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -181,15 +276,22 @@ def configure(level: str = "info", stream: BinaryIO | None = None,
     if limiter is not None:
         # before the timestamp and the renderer: a dropped event costs no formatting
         processors.append(limiter)
-    processors += [
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.dict_tracebacks,
-        structlog.processors.JSONRenderer(serializer=orjson.dumps),
-    ]
+    processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
+    if console:
+        if instrument is not None:
+            processors.append(DecimalText(instrument))
+        # the renderer formats tracebacks itself; colours only for a person's terminal
+        colors = _is_terminal(out) and not os.environ.get("NO_COLOR")
+        processors += [structlog.dev.ConsoleRenderer(colors=colors), _utf8]
+    else:
+        processors += [
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.BytesLoggerFactory(stream or sys.stderr.buffer),
+        logger_factory=structlog.BytesLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     _limiter = limiter

@@ -1,9 +1,9 @@
 """The run report: ``report.html`` plus PNG plots, from a journal.
 
 This is the I/O shell around :mod:`mmdaemon.analytics`: it reads the journal (read-only),
-computes the metrics, draws the plots with matplotlib's Agg backend (no display needed)
-and writes one self-contained HTML page (inline CSS, images by relative file name, so the
-directory can be copied or served as it is).
+computes the metrics, draws the plots (:mod:`mmdaemon.plots`, matplotlib's Agg backend: no
+display needed) and writes one self-contained HTML page (inline CSS, images by relative
+file name, so the directory can be copied or served as it is).
 
 Files written to ``out_dir`` (names are fixed, so a report can be diffed or linked to):
 
@@ -19,39 +19,23 @@ Files written to ``out_dir`` (names are fixed, so a report can be diffed or link
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: headless, deterministic raster output
-
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
-
 from mmdaemon.analytics import (
     DEFINITIONS,
     NS_PER_S,
-    SampleRow,
     compute_metrics,
     load_journal,
-    pnl_series,
-    quoted_spread_bps,
-    sample_weights_ns,
 )
-from mmdaemon.model import Fill, Instrument, Side
+from mmdaemon.model import Instrument
 
 PLOTS = ("pnl.png", "inventory.png", "quotes.png", "markouts.png", "by_hour.png",
          "spread_hist.png")
 """Every PNG the report writes, in page order."""
-
-_MAX_POINTS = 20_000  # per line: a week of 250 ms samples would make a slow, unreadable plot
-_DPI = 100
-_PNG_META = {"Software": None}  # no version string: the same data gives the same bytes
 
 
 def write_report(
@@ -83,227 +67,21 @@ def write_report(
     ordered = sorted(samples, key=lambda s: s.ts_ns)
     fills_sorted = sorted(fills, key=lambda f: f.ts_ns)
 
-    _plot_pnl(out / "pnl.png", fills, ordered, instrument, zone)
-    _plot_inventory(out / "inventory.png", ordered, instrument, zone, inventory_soft_lots,
+    # imported here: matplotlib loads only when a report is drawn, not with this module
+    from mmdaemon import plots
+
+    plots.pnl(out / "pnl.png", fills, ordered, instrument, zone)
+    plots.inventory(out / "inventory.png", ordered, instrument, zone, inventory_soft_lots,
                     inventory_hard_lots)
-    _plot_quotes(out / "quotes.png", fills_sorted, ordered, instrument, zone, window_start_ns,
+    plots.quotes(out / "quotes.png", fills_sorted, ordered, instrument, zone, window_start_ns,
                  window_s)
-    _plot_markouts(out / "markouts.png", metrics)
-    _plot_by_hour(out / "by_hour.png", metrics)
-    _plot_spread_hist(out / "spread_hist.png", ordered, metrics["max_spread_bps"])
+    plots.markouts(out / "markouts.png", metrics)
+    plots.by_hour(out / "by_hour.png", metrics)
+    plots.spread_hist(out / "spread_hist.png", ordered, metrics["max_spread_bps"])
     page = _html(metrics, instrument, title or f"{instrument.symbol} market-making report",
                  str(journal_path))
     (out / "report.html").write_text(page, encoding="utf-8")
     return metrics
-
-
-# -- plots --------------------------------------------------------------------------------
-
-
-def _times(ts_ns: Sequence[int]) -> list[float]:
-    """matplotlib date numbers (days since its epoch) of ns timestamps; the axis formatter
-    shows them in the report's time zone."""
-    stamps = [datetime.fromtimestamp(t / NS_PER_S, UTC) for t in ts_ns]
-    return list(mdates.date2num(stamps))  # type: ignore[no-untyped-call]
-
-
-def _stride(n: int) -> int:
-    """Keep every k-th point so a line has at most ``_MAX_POINTS`` (tables keep it all)."""
-    return max(1, -(-n // _MAX_POINTS))
-
-
-def _time_axis(ax: Any, zone: ZoneInfo) -> None:
-    # matplotlib.dates is not annotated, hence the ignores here and in _times
-    locator = mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(
-        mdates.ConciseDateFormatter(locator, tz=zone))  # type: ignore[no-untyped-call]
-    ax.set_xlabel(f"event time ({zone.key})")
-
-
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI, metadata=_PNG_META)
-    plt.close(fig)
-
-
-def _no_data(ax: Any, what: str) -> None:
-    ax.text(0.5, 0.5, f"no {what} in this journal", ha="center", va="center",
-            transform=ax.transAxes)
-
-
-def _plot_pnl(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
-              instrument: Instrument, zone: ZoneInfo) -> None:
-    series = pnl_series(fills, samples, instrument)
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    if series.ts_ns:
-        k = _stride(len(series.ts_ns))
-        t = _times(series.ts_ns[::k])
-        ax.plot(t, series.total[::k], color="black", lw=1.8, label="total (mark-to-market)")
-        ax.plot(t, series.spread_capture[::k], color="tab:green", lw=1.1,
-                label="spread capture (edge vs mid at fill)")
-        ax.plot(t, series.inventory[::k], color="tab:blue", lw=1.1,
-                label="inventory (mid moves on the position)")
-        ax.plot(t, [-f for f in series.fees[::k]], color="tab:red", lw=1.1,
-                label="- fees (rebates > 0)")
-        ax.axhline(0, color="grey", lw=0.6)
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8)
-    else:
-        _no_data(ax, "samples with a book")
-    ax.set_title("PnL over time and its components (total = spread + inventory - fees)")
-    ax.set_ylabel("PnL (quote currency)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def _plot_inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
-                    zone: ZoneInfo, soft: int | None, hard: int | None) -> None:
-    lot = Fraction(instrument.lot_size)
-    fig, ax = plt.subplots(figsize=(11, 4))
-    if samples:
-        k = _stride(len(samples))
-        picked = samples[::k]
-        ax.step(_times([s.ts_ns for s in picked]),
-                [float(s.position * lot) for s in picked], where="post", color="tab:blue",
-                lw=1.2, label="position")
-        for limit, style, name in ((soft, "--", "soft limit"), (hard, "-", "hard limit")):
-            if limit:
-                value = float(limit * lot)
-                ax.axhline(value, color="tab:orange" if style == "--" else "tab:red",
-                           ls=style, lw=1, label=f"{name} ±{value:g}")
-                ax.axhline(-value, color="tab:orange" if style == "--" else "tab:red",
-                           ls=style, lw=1)
-        ax.axhline(0, color="grey", lw=0.6)
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8)
-    else:
-        _no_data(ax, "samples")
-    ax.set_title("Inventory over time (sampled)")
-    ax.set_ylabel("position (base currency, long > 0)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def _plot_quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
-                 instrument: Instrument, zone: ZoneInfo, start_ns: int | None,
-                 window_s: float) -> None:
-    tick = Fraction(instrument.tick_size)
-    if start_ns is None:
-        quoting = [s.ts_ns for s in samples if s.bid_size > 0 or s.ask_size > 0]
-        start_ns = quoting[0] if quoting else (samples[0].ts_ns if samples else 0)
-    end_ns = start_ns + round(window_s * NS_PER_S)
-    win = [s for s in samples if start_ns <= s.ts_ns <= end_ns]
-    fig, ax = plt.subplots(figsize=(11, 5))
-    if win:
-        t = _times([s.ts_ns for s in win])
-
-        def price(v: int | None, on: bool = True) -> float:
-            # NaN breaks the line where a side is absent, rather than drawing it at 0
-            return float(v * tick) if v is not None and on else float("nan")
-
-        # wide, pale market lines: a one-tick market spread would otherwise vanish under
-        # the fair value line at this scale
-        ax.step(t, [price(s.best_bid) for s in win], where="post", color="tab:green",
-                lw=3, alpha=0.45, label="market best bid")
-        ax.step(t, [price(s.best_ask) for s in win], where="post", color="tab:red",
-                lw=3, alpha=0.45, label="market best ask")
-        ax.plot(t, [float(s.fair) * float(tick) if s.fair else float("nan") for s in win],
-                color="black", lw=0.8, ls=":", label="fair value")
-        ax.step(t, [price(s.bid, s.bid_size > 0) for s in win], where="post",
-                color="tab:blue", lw=1.4, label="our bid")
-        ax.step(t, [price(s.ask, s.ask_size > 0) for s in win], where="post",
-                color="tab:orange", lw=1.4, label="our ask")
-        inside = [f for f in fills if start_ns <= f.ts_ns <= end_ns]
-        for side, marker, color, name in ((Side.BUY, "^", "tab:blue", "our buy fill"),
-                                          (Side.SELL, "v", "tab:orange", "our sell fill")):
-            pts = [f for f in inside if f.side is side]
-            if pts:
-                ax.scatter(_times([f.ts_ns for f in pts]),
-                           [float(f.price * tick) for f in pts], marker=marker, s=50,
-                           color=color, edgecolors="black", zorder=5, label=name)
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8, ncol=2)
-    else:
-        _no_data(ax, "samples in the window")
-    ax.set_title(f"Our quotes vs the market, {window_s:g} s from "
-                 f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}")
-    ax.set_ylabel("price (quote currency)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def _plot_markouts(path: Path, metrics: dict[str, Any]) -> None:
-    rows = [r for r in metrics["markouts"] if r["markout_bps"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if rows:
-        hs = [r["horizon_s"] for r in rows]
-        ax.plot(hs, [r["markout_bps"] for r in rows], "o-", color="black",
-                label="markout (edge + mid move)")
-        ax.plot(hs, [r["mid_move_bps"] for r in rows], "s--", color="tab:red",
-                label="mid move after the fill")
-        ax.axhline(metrics["avg_spread_captured_bps"] or 0.0, color="tab:green", ls=":",
-                   label="edge at the fill (avg spread captured)")
-        ax.axhline(0, color="grey", lw=0.6)
-        for r in rows:
-            ax.annotate(f"n={r['fills_measured']}", (r["horizon_s"], r["markout_bps"]),
-                        textcoords="offset points", xytext=(4, 6), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xticks(hs, [f"{h:g}" for h in hs])
-        ax.minorticks_off()
-        ax.legend(loc="best", fontsize=8)
-    else:
-        _no_data(ax, "measurable fills")
-    ax.set_title("Markout curve (size-weighted, bps of mid at the fill)")
-    ax.set_xlabel("horizon after the fill (s, log scale)")
-    ax.set_ylabel("bps (> 0 = in our favour)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def _plot_by_hour(path: Path, metrics: dict[str, Any]) -> None:
-    rows = metrics["by_hour"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    hours = [r["hour"] for r in rows]
-    top.bar(hours, [r["fills"] for r in rows], color="tab:blue", label="fills")
-    top.set_ylabel("fills (count)")
-    top.set_title(f"Fills and PnL by hour of day ({metrics['tz']})")
-    pnl = [r["pnl"] for r in rows]
-    bottom.bar(hours, pnl, color=["tab:green" if p >= 0 else "tab:red" for p in pnl],
-               label="PnL")
-    bottom.axhline(0, color="grey", lw=0.6)
-    bottom.set_ylabel("PnL (quote currency)")
-    bottom.set_xlabel(f"hour of day ({metrics['tz']}), hour h covers [h:00, h+1:00)")
-    bottom.set_xticks(range(24))
-    bottom.set_xlim(-0.6, 23.6)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3, axis="y")
-    _save(fig, path)
-
-
-def _plot_spread_hist(path: Path, samples: Sequence[SampleRow], max_spread_bps: float) -> None:
-    weights = sample_weights_ns(samples)
-    spreads: list[float] = []
-    secs: list[float] = []
-    for s, w in zip(samples, weights, strict=True):
-        if s.bid_size > 0 and s.ask_size > 0 and s.bid > 0 and s.ask > 0 and w > 0:
-            spreads.append(quoted_spread_bps(s.bid, s.ask))
-            secs.append(w / NS_PER_S)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if spreads:
-        ax.hist(spreads, bins=40, weights=secs, color="tab:blue", alpha=0.8,
-                label="time quoted two-sided")
-        ax.axvline(max_spread_bps, color="tab:red", ls="--",
-                   label=f"uptime limit {max_spread_bps:g} bps")
-        ax.legend(loc="best", fontsize=8)
-    else:
-        _no_data(ax, "two-sided quotes")
-    ax.set_title("Distribution of our quoted spread (time-weighted)")
-    ax.set_xlabel("quoted spread (bps of the quote's midpoint)")
-    ax.set_ylabel("time (s)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
 
 
 # -- html ---------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import os
+import select
+import subprocess
+import time
 import tomllib
 import tracemalloc
 from collections.abc import Callable
@@ -77,6 +81,44 @@ def first_lines(dest: Path, count: int) -> Path:
     with gzip.open(dest, "wb") as f:
         f.write(b"\n".join(lines) + b"\n")
     return dest
+
+
+def run_with_terminal_stderr(args: list[str], timeout: float = 120.0,
+                             **popen: Any) -> tuple[int, bytes, bytes]:
+    """Run ``args`` with stderr on a new pseudo-terminal (a real terminal to the child:
+    ``isatty()`` is true) and stdout on a pipe; returns (status, stdout, terminal bytes).
+    The terminal turns each newline the child writes into CR LF."""
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=follower, **popen)
+    except BaseException:
+        os.close(leader)
+        raise
+    finally:
+        os.close(follower)  # the child holds the only one left: its exit ends the reads
+    seen = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            # read as it comes: a full terminal buffer would block the child
+            if not select.select([leader], [], [], 1.0)[0]:
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: no follower side open any more, the child is done
+                break
+            if not chunk:
+                break
+            seen.append(chunk)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        return proc.wait(30), out, b"".join(seen)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mmdaemon import cli
 from mmdaemon.exchange.binance_gateway import GatewaySettings
 from mmdaemon.exchange.credentials import load_credentials
 from tests.conftest import REPO
@@ -97,7 +98,7 @@ def test_life_cycle(unit: configparser.RawConfigParser) -> None:
     assert value(unit, "Service", "Type") in {"notify", "notify-reload"}
     assert value(unit, "Service", "NotifyAccess") == "main"
     assert value(unit, "Service", "ExecStart") == (
-        f"{INSTALLED_BINARY} run --config /etc/mmdaemon/%i.toml")
+        f"{INSTALLED_BINARY} --log-format json run --config /etc/mmdaemon/%i.toml")
     if value(unit, "Service", "Type") == "notify":  # systemd < 253: SIGHUP from ExecReload
         assert re.fullmatch(r"(/usr)?/bin/kill -(s )?(SIG)?HUP \$MAINPID",
                             value(unit, "Service", "ExecReload"))
@@ -111,6 +112,15 @@ def test_life_cycle(unit: configparser.RawConfigParser) -> None:
     assert value(unit, "Service", "KillSignal") == "SIGTERM"
     assert value(unit, "Service", "SendSIGKILL") == "yes"
     assert value(unit, "Install", "WantedBy") == "multi-user.target"
+
+
+def test_the_unit_pins_json_logs(unit: configparser.RawConfigParser) -> None:
+    """The journal and the runbook's jq filters read JSON lines: ExecStart= asks for them
+    in a form the daemon's own command line accepts, whatever stdout turns out to be."""
+    binary, *argv = value(unit, "Service", "ExecStart").replace("%i", "btcusdt").split()
+    assert binary == INSTALLED_BINARY
+    args = cli._parser().parse_args(argv)
+    assert args.command == "run" and args.log_format == "json"
 
 
 def test_watchdog_and_timeouts_cover_the_code(unit: configparser.RawConfigParser) -> None:

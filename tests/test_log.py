@@ -1,8 +1,11 @@
-"""The log's rate limiter: bounded lines per event, exact counts, important lines untouched."""
+"""The log's rate limiter (bounded lines per event, exact counts, important lines untouched)
+and its two formats (JSON lines, console text)."""
 
 from __future__ import annotations
 
 import io
+import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 
 from mmdaemon import log
 from mmdaemon.clock import ManualClock
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT as BTCUSDT
 
 N, WINDOW_S = 10, 10.0
 WINDOW_NS = int(WINDOW_S * 1e9)
@@ -326,3 +330,103 @@ def test_every_event_is_logged_or_counted_exactly_once(
         if level in log.LIMITED_LEVELS and event not in log.ALWAYS_LOGGED:
             for i in range(len(times) - 2 * limit):
                 assert times[i + 2 * limit] - times[i] >= WINDOW_NS
+
+
+# -- the console format ------------------------------------------------------------------
+
+CONSOLE_FILL = {"order_id": 3, "exec_id": 1, "side": "BUY", "price": 6183763, "size": 1000,
+                "fee": -12, "maker": True, "ts_ns": 1_723_161_270_000_000_000,
+                "position_lots": -2000}
+
+
+def test_the_console_shows_prices_and_sizes_in_decimals_next_to_the_integers() -> None:
+    stream = io.BytesIO()
+    log.configure("info", stream, log_format="console", instrument=BTCUSDT)
+    logger = log.get_logger(instrument="BTCUSDT")
+    logger.info("fill", **CONSOLE_FILL)
+    logger.warning("book_crossed", best_bid=None, best_ask=6183764, update_id=5)
+    # fields named for their unit: *_lots, *_ticks
+    logger.warning("quote_unsendable", price_ticks=6183700, wanted_lots=500, size_lots=0,
+                   min_size_lots=1000, limit_ms=5)
+    fill, crossed, unsendable = stream.getvalue().decode().splitlines()
+    assert " fill " in fill and "\x1b[" not in fill  # not a terminal: no colours
+    assert "price=6183763 (61837.63)" in fill
+    assert "size=1000 (0.00001000)" in fill
+    assert "position_lots=-2000 (-0.00002000)" in fill
+    # what is not a price or a size in ticks/lots is left as it was
+    assert "fee=-12 " in fill and "maker=True" in fill and "order_id=3 " in fill
+    assert "best_ask=6183764 (61837.64)" in crossed and "best_bid=None" in crossed
+    assert "price_ticks=6183700 (61837.00)" in unsendable
+    assert "wanted_lots=500 (0.00000500)" in unsendable and "size_lots=0 (0.00000000)" in unsendable
+    assert "min_size_lots=1000 (0.00001000)" in unsendable and "limit_ms=5" in unsendable
+
+
+def test_json_lines_are_the_same_whether_the_instrument_is_known_or_not() -> None:
+    """The JSON chain is the hot path and the interface: an instrument adds no processor
+    and changes no byte (the timestamp aside)."""
+    chains, lines = [], []
+    for instrument in (None, BTCUSDT):
+        stream = io.BytesIO()
+        log.configure("info", stream, log_format="json", instrument=instrument)
+        chains.append([getattr(p, "__name__", type(p).__name__)
+                       for p in structlog.get_config()["processors"]])
+        log.get_logger(instrument="BTCUSDT").info("fill", **CONSOLE_FILL)
+        lines.append(re.sub(rb'"timestamp":"[^"]+"', b'"timestamp":"T"', stream.getvalue()))
+    assert chains[0] == chains[1] == [
+        "merge_contextvars", "add_log_level", "RateLimiter", "TimeStamper",
+        "ExceptionRenderer", "JSONRenderer"]  # the chain as it was before the console
+    assert lines[0] == lines[1]
+    assert orjson.loads(lines[1]) == {**CONSOLE_FILL, "instrument": "BTCUSDT",
+                                      "event": "fill", "level": "info", "timestamp": "T"}
+
+
+def test_the_limiter_and_flush_work_the_same_on_the_console() -> None:
+    stream = io.BytesIO()
+    clock = ManualClock(start_ns=10**12)
+    log.configure("info", stream, rate_limit=(N, WINDOW_S), clock=clock.monotonic_ns,
+                  log_format="console", instrument=BTCUSDT)
+    logger = log.get_logger(instrument="BTCUSDT")
+    for i in range(100):
+        logger.warning("frame_malformed", n=i)
+    clock.now_ns += WINDOW_NS
+    logger.warning("frame_malformed", n=100)
+    for _ in range(N + 3):
+        logger.info("gateway_status")
+    assert log.flush_suppressed() == 1
+    lines = stream.getvalue().decode().splitlines()
+    storm = [line for line in lines if " frame_malformed " in line]
+    assert len(storm) == N + 1
+    assert "suppressed=90" in storm[-1] and "n=100" in storm[-1]
+    assert "suppressed" not in "".join(storm[:-1])
+    (summary,) = [line for line in lines if " log_suppressed " in line]
+    assert "suppressed=3 " in summary and "suppressed_event=gateway_status" in summary
+    assert "[info" in summary  # at the level of the events it counts
+
+
+def _on_a_terminal(log_format: str) -> str:
+    """What one event looks like when the log's stream is a pseudo-terminal."""
+    master, slave = os.openpty()
+    with os.fdopen(slave, "wb") as terminal:
+        log.configure("info", terminal, log_format=log_format, instrument=BTCUSDT)
+        log.get_logger().info("fill", price=6183763)
+    text = os.read(master, 65536).decode()
+    os.close(master)
+    return text
+
+
+def test_auto_is_console_with_colours_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    text = _on_a_terminal("auto")
+    assert "\x1b[" in text and not text.startswith("{")
+    assert "6183763 (61837.63)" in re.sub(r"\x1b\[[0-9;]*m", "", text)
+    # NO_COLOR (no-color.org) keeps the console format, without colours
+    monkeypatch.setenv("NO_COLOR", "1")
+    text = _on_a_terminal("auto")
+    assert "\x1b[" not in text and "price=6183763 (61837.63)" in text
+    # json on a terminal is json
+    assert orjson.loads(_on_a_terminal("json"))["price"] == 6183763
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="log format must be one of"):
+        log.configure("info", io.BytesIO(), log_format="text")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
 
 from mmdaemon.progress import progress_line
 from tests.conftest import SPOT_FILES
+from tests.helpers import run_with_terminal_stderr
 
 
 def test_progress_line_by_hand() -> None:
@@ -22,22 +21,8 @@ def test_progress_line_by_hand() -> None:
 
 def run_with_tty_stderr(*args: str) -> tuple[int, str, bytes]:
     """Run mmdaemon with stderr on a pseudo-terminal; returns (status, stdout, tty bytes)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "mmdaemon", *args],
-                            stdout=subprocess.PIPE, stderr=follower)
-    os.close(follower)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the follower side closed: the process is done
-            break
-        if not chunk:
-            break
-        seen += chunk
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    os.close(leader)
-    return proc.wait(60), out, seen
+    code, out, seen = run_with_terminal_stderr([sys.executable, "-m", "mmdaemon", *args])
+    return code, out.decode(), seen
 
 
 def test_shown_on_a_terminal_silent_with_json(tmp_path: Path) -> None:

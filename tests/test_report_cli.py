@@ -74,3 +74,44 @@ def test_the_summary_for_people_matches_the_json_one(tmp_path: Path) -> None:
     assert horizons and all(f"markout_{h}s_bps" in rows for h in horizons)
     assert float(rows["sharpe"].replace(",", "")) == pytest.approx(
         summary["metrics"]["sharpe"], rel=1e-7)
+
+
+PLOTTING = ("matplotlib", "mmdaemon.report", "mmdaemon.plots")
+
+# `python -m mmdaemon ...`, then one more line on stdout: which of PLOTTING the run loaded
+LOADED_PROBE = (
+    "import sys, orjson\n"
+    "from mmdaemon.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    f"print(orjson.dumps(sorted(set(sys.modules) & set({PLOTTING!r}))).decode())\n"
+    "sys.exit(code)\n"
+)
+
+
+@pytest.mark.parametrize("with_report", [False, True], ids=["json", "json-and-report"])
+def test_the_summary_metrics_never_import_the_plotting_library(tmp_path: Path,
+                                                              with_report: bool) -> None:
+    """matplotlib costs more to import than a short replay takes to run: the summary's
+    metrics must not load it, only a report does (which also shows the probe sees it)."""
+    recording = first_lines(tmp_path / "short.gz", 3000)
+    report = ("--report", str(tmp_path / "report")) if with_report else ()
+    proc = subprocess.run([sys.executable, "-c", LOADED_PROBE, "replay", str(recording),
+                           "--json", *report], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary, loaded = proc.stdout.splitlines()
+    assert orjson.loads(summary)["metrics"]["fills"] >= 0
+    if with_report:
+        assert set(orjson.loads(loaded)) == set(PLOTTING)
+    else:
+        assert orjson.loads(loaded) == []
+
+
+def test_the_summary_for_people_ends_with_the_report_path(tmp_path: Path) -> None:
+    """``make demo`` ends with the summary and where its report went."""
+    recording = first_lines(tmp_path / "short.gz", 3000)
+    out = tmp_path / "report"
+    proc = mmdaemon("replay", str(recording), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.splitlines()[-1]
+    assert last == f"report: {out / 'report.html'}"
+    assert (out / "report.html").is_file()
