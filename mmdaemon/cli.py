@@ -262,8 +262,9 @@ def run(config: Config, config_path: Path | None = None) -> int:
     return _serve(service, logger)
 
 
-def _serve(service: Any, logger: Any, progress: bool = False) -> int:
-    """Run a built service; 2 if its state directory is taken, 1 if it failed."""
+def _serve(service: Any, logger: Any, progress: bool = False, command: str = "run") -> int:
+    """Run a built service; 2 if its state directory is taken or a recording it replays
+    cannot be read, 1 if it failed."""
     from mmdaemon.journal import JournalLocked
 
     try:
@@ -273,9 +274,24 @@ def _serve(service: Any, logger: Any, progress: bool = False) -> int:
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        unreadable = _recording_error(exc)
+        if unreadable is not None:  # unusable input, not a failure of the service
+            logger.error("recording_unreadable", error=str(unreadable))
+            print(f"mmdaemon {command}: {unreadable}", file=sys.stderr)
+            return 2
         logger.error("service_failed", error=repr(exc))
         return 1
     return int(service.exit_code)
+
+
+def _recording_error(exc: BaseException) -> RecordingError | None:
+    """The :class:`RecordingError` that ``exc`` is, or that is all ``exc`` holds (the
+    service's TaskGroup raises its feed task's error inside an ExceptionGroup); else None."""
+    while isinstance(exc, BaseExceptionGroup):
+        if exc.split(RecordingError)[1] is not None:
+            return None  # something else failed too
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, RecordingError) else None
 
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
@@ -305,9 +321,17 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2
         start = time.perf_counter()
-        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty())
+        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
+                      command="replay")
         if code:
             return code
+        market = service.market
+        if market.frames == market.undecodable:  # nothing replayed: unusable input
+            lines = market.frames + market.malformed - market.undecodable
+            logger.error("recording_unusable", recordings=recordings, lines=lines)
+            print(f"mmdaemon replay: {', '.join(recordings)}: no decodable frame "
+                  f"({lines} lines)", file=sys.stderr)
+            return 2
         summary = service.summary(time.perf_counter() - start)
         summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
