@@ -262,9 +262,10 @@ def run(config: Config, config_path: Path | None = None) -> int:
     return _serve(service, logger)
 
 
-def _serve(service: Any, logger: Any, progress: bool = False, command: str = "run") -> int:
-    """Run a built service; 2 if its state directory is taken or a recording it replays
-    cannot be read, 1 if it failed."""
+def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = False) -> int:
+    """Run a built service; 2 if its state directory is taken or, ``replaying``, a recording
+    cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
+    restart policy like any feed that dies)."""
     from mmdaemon.journal import JournalLocked
 
     try:
@@ -274,10 +275,10 @@ def _serve(service: Any, logger: Any, progress: bool = False, command: str = "ru
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        unreadable = _recording_error(exc)
+        unreadable = _recording_error(exc) if replaying else None
         if unreadable is not None:  # unusable input, not a failure of the service
             logger.error("recording_unreadable", error=str(unreadable))
-            print(f"mmdaemon {command}: {unreadable}", file=sys.stderr)
+            print(f"mmdaemon replay: {unreadable}", file=sys.stderr)
             return 2
         logger.error("service_failed", error=repr(exc))
         return 1
@@ -322,7 +323,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             return 2
         start = time.perf_counter()
         code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
-                      command="replay")
+                      replaying=True)
         if code:
             return code
         market = service.market
