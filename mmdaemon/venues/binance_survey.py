@@ -15,10 +15,13 @@ ticks and lots exactly, and refuses (as malformed) text that is not a whole mult
 grid. A grid taken from one snapshot would turn a later, finer level (a legacy size, a
 price level the snapshot did not reach) into a malformed diff, that is a gap, and the
 verdict would be about the grid rather than the book. Reading every frame first costs one
-more pass over the files (decompression and a JSON parse per frame: roughly as long again
-as the verification itself); in exchange the grid is exact by construction (no value of the
-symbol is finer than it), and the symbols, a recording with nothing decodable in it and a
-corrupt gzip are all known before anything is verified or printed.
+more pass over the files (decompression and a JSON parse per frame: on the bundled
+recording about two thirds of the verification's own time); in exchange the grid is exact
+by construction (no value of the symbol is finer than it), and the symbols, a recording with
+nothing decodable in it and a corrupt gzip are all known before anything is verified or
+printed. The one way left for the grid to hurt is a value so fine that others exceed
+:data:`~mmdaemon.model.MAX_UNITS` on it (one price with 18 decimals among prices of 60,000):
+the codec refuses those as malformed, so the verification fails loudly, never silently.
 
 The grid is the coarsest power of ten that holds every value, not necessarily the venue's
 tick (a market quoted in steps of 0.05 gets 0.01): comparisons between the book and the
@@ -133,7 +136,8 @@ class SnapshotSeen:
 @dataclass(frozen=True)
 class VerifyPlan:
     """What the second pass verifies: ``instrument`` (symbol "" when no frame names one),
-    and ``skip[i]`` 1 for frame ``i`` (0-based over all files) of another symbol."""
+    and ``skip[i]`` 1 for frame ``i`` (0-based over all files) of another symbol, or a
+    snapshot that is not this symbol's (``unattributed``: no rule placed it)."""
 
     instrument: Instrument
     skip: bytearray
