@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,18 @@ from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
-from mmdaemon.feed.recording import RecordingError, read_recording
+from mmdaemon.feed.recording import RecordingError
 from mmdaemon.feed.replay import ReplayClock
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
-from mmdaemon.venues.binance import BinanceCodec, Market
-from mmdaemon.verify import BookVerifier
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT
+from mmdaemon.venues.binance import Market
+from mmdaemon.venues.binance_survey import SurveyError
+from mmdaemon.verify import verify_recordings
 
 DEFAULT_CONFIG = bundled_config(DRYRUN)
 LOBSTER_CONFIG = bundled_config(LOBSTER)
 
-VENUES: dict[str, tuple[Market, Instrument]] = {
-    "binance-spot": ("spot", BINANCE_SPOT_BTCUSDT),
-    "binance-usdm": ("usdm", BINANCE_USDM_BTCUSDT),
-}
+VENUES: dict[str, Market] = {"binance-spot": "spot", "binance-usdm": "usdm"}
+"""``verify-book --venue``: the sync rules of each venue (the instrument comes from the data)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("recordings", nargs="+", metavar="RECORDING")
     verify.add_argument("--venue", choices=sorted(VENUES), default="binance-spot")
+    verify.add_argument("--symbol", help="the symbol to verify when the recording carries "
+                                         "several (frames of the others are skipped)")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     run = commands.add_parser("run", help="run the daemon (logs on stdout: JSON lines, or "
@@ -172,9 +174,9 @@ def version_text() -> str:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "verify-book":
-        log.configure(args.log_level, log_format=args.log_format,
-                      instrument=VENUES[args.venue][1])
-        return verify_book(args.recordings, args.venue, args.json)
+        # no instrument for the log's decimals: verify-book learns it from the data
+        log.configure(args.log_level, log_format=args.log_format)
+        return verify_book(args.recordings, args.venue, args.json, args.symbol)
     if args.command == "sim":
         log.configure(args.log_level, sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
@@ -312,8 +314,10 @@ def run(config: Config, config_path: Path | None = None) -> int:
     return _serve(service, logger)
 
 
-def _serve(service: Any, logger: Any, progress: bool = False) -> int:
-    """Run a built service; 2 if its state directory is taken, 1 if it failed."""
+def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = False) -> int:
+    """Run a built service; 2 if its state directory is taken or, ``replaying``, a recording
+    cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
+    restart policy like any feed that dies)."""
     from mmdaemon.journal import JournalLocked
 
     try:
@@ -323,9 +327,24 @@ def _serve(service: Any, logger: Any, progress: bool = False) -> int:
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        unreadable = _recording_error(exc) if replaying else None
+        if unreadable is not None:  # unusable input, not a failure of the service
+            logger.error("recording_unreadable", error=str(unreadable))
+            print(f"mmdaemon replay: {unreadable}", file=sys.stderr)
+            return 2
         logger.error("service_failed", error=repr(exc))
         return 1
     return int(service.exit_code)
+
+
+def _recording_error(exc: BaseException) -> RecordingError | None:
+    """The :class:`RecordingError` that ``exc`` is, or that is all ``exc`` holds (the
+    service's TaskGroup raises its feed task's error inside an ExceptionGroup); else None."""
+    while isinstance(exc, BaseExceptionGroup):
+        if exc.split(RecordingError)[1] is not None:
+            return None  # something else failed too
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, RecordingError) else None
 
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
@@ -355,9 +374,17 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2
         start = time.perf_counter()
-        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty())
+        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
+                      replaying=True)
         if code:
             return code
+        market = service.market
+        if market.frames == market.undecodable:  # nothing replayed: unusable input
+            lines = market.frames + market.malformed - market.undecodable
+            logger.error("recording_unusable", recordings=recordings, lines=lines)
+            print(f"mmdaemon replay: {', '.join(recordings)}: no decodable frame "
+                  f"({lines} lines)", file=sys.stderr)
+            return 2
         summary = service.summary(time.perf_counter() - start)
         summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
@@ -514,32 +541,21 @@ def global_switch(config: Config, command: str, note: str, log_format: str = "au
     return 0
 
 
-def verify_book(paths: list[str], venue: str, as_json: bool) -> int:
-    """Run the book verification over ``paths``; see :mod:`mmdaemon.verify`."""
+def verify_book(paths: list[str], venue: str, as_json: bool, symbol: str | None = None) -> int:
+    """Verify the book of ``symbol`` in ``paths`` (see :mod:`mmdaemon.verify`): 0 verified,
+    1 the check failed or verified nothing, 2 unusable input."""
     logger = log.get_logger(command="verify-book")
-    market, instrument = VENUES[venue]
-    verifier = BookVerifier(BinanceCodec(instrument, market), report=_reporter(logger))
     try:
-        for item in read_recording(paths):
-            if type(item) is tuple:
-                verifier.on_frame(*item)
-            else:
-                verifier.on_malformed(item)  # type: ignore[arg-type]
-    except RecordingError as exc:
-        logger.error("recording_unreadable", error=str(exc))
+        summary = verify_recordings(paths, VENUES[venue], symbol, report=_reporter(logger))
+    except (RecordingError, SurveyError) as exc:
+        logger.error("recording_unusable", error=str(exc))
         print(f"mmdaemon verify-book: {exc}", file=sys.stderr)
         return 2
-    summary = verifier.summary()
-    if summary["frames"] == 0:
-        logger.error("recording_empty", paths=paths)
-        print("mmdaemon verify-book: no frames in the recording(s)", file=sys.stderr)
-        return 2
     summary["venue"] = venue
-    summary["instrument"] = instrument.symbol
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     else:
-        print(_human_summary(summary, instrument))
+        print(_human_summary(summary))
     return 0 if summary["ok"] else 1
 
 
@@ -550,21 +566,29 @@ def _reporter(logger: Any) -> Any:
     return report
 
 
-def _human_summary(s: dict[str, Any], instrument: Instrument) -> str:
+def _human_summary(s: dict[str, Any]) -> str:
+    """The verdict for people: prices at the grid found in the data, and why it failed."""
+    places = len(s["tick_size"].partition(".")[2])
+
     def px(ticks: int | None) -> str:
-        return "-" if ticks is None else instrument.price_str(ticks)
+        return "-" if ticks is None else f"{ticks * Decimal(s['tick_size']):.{places}f}"
 
     verdict = "OK" if s["ok"] else "FAILED"
-    return (
-        f"verify-book {verdict}: {s['frames']} frames, {s['depth_updates']} diffs applied, "
-        f"{s['trades']} trades, {s['tickers']} tickers\n"
+    lines = [
+        f"verify-book {verdict}: {s['instrument'] or 'no symbol named'}, tick {s['tick_size']} "
+        f"and lot {s['lot_size']} (from the data)",
+        f"  {s['frames']} frames: {s['depth_updates']} diffs applied, {s['trades']} trades, "
+        f"{s['tickers']} tickers" + (f"; {s['other_symbol_frames']} frames of other symbols "
+                                     f"skipped" if s["other_symbol_frames"] else ""),
         f"  compared {s['compared']} bookTickers: {s['mismatches']} mismatches "
-        f"({s['not_comparable']} not comparable)\n"
+        f"({s['not_comparable']} not comparable)",
         f"  gaps {s['gaps']}, resyncs {s['resyncs']}, crossed {s['crossed']}, "
-        f"malformed {s['malformed']}\n"
+        f"malformed {s['malformed']}",
         f"  final book: {px(s['best_bid'])} / {px(s['best_ask'])} at update "
-        f"{s['last_update_id']} ({'synced' if s['synced_at_end'] else 'NOT synced'})"
-    )
+        f"{s['last_update_id']} ({'synced' if s['synced_at_end'] else 'NOT synced'})",
+    ]
+    lines.extend(f"  FAILED: {reason}" for reason in s["reasons"])
+    return "\n".join(lines)
 
 
 def _until_signalled(main: Any) -> Any:
@@ -634,7 +658,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     from mmdaemon.sim.server import SimVenue
 
     speed = _speed_and_recordings("sim", recordings, speed_text)
-    instrument = VENUES["binance-spot"][1]
+    instrument = BINANCE_SPOT_BTCUSDT
     if symbol != instrument.symbol:
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
         return 2

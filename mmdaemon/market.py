@@ -64,7 +64,8 @@ class MarketState:
         self.tickers = 0
         self.gaps = 0
         self.crossed = 0
-        self.malformed = 0
+        self.malformed = 0  # recording lines and frames that changed nothing
+        self.undecodable = 0  # frames (LOBSTER: rows) among them; the rest decoded
         self._lost_sync = False
 
     def on_frame(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
@@ -98,7 +99,8 @@ class MarketState:
                 self.trades += 1
             elif kind is Gap:
                 self._on_gap(event)  # type: ignore[arg-type]
-            elif kind is Malformed:
+            elif kind is Malformed:  # at most one per frame (the codec's contract)
+                self.undecodable += 1
                 self.on_malformed(event)  # type: ignore[arg-type]
         return events
 

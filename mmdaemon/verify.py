@@ -6,16 +6,27 @@ the final id ``u`` of an applied diff. In real recordings such a ticker usually 
 one whose id the book passes without landing on it is not comparable. A ticker that
 arrives *after* its diff is compared against the top the book had at that id (a short
 history is kept). Prices and sizes are both compared.
+
+:func:`verify_recordings` reads the recordings twice: first to learn the instrument from the
+frames (:mod:`mmdaemon.venues.binance_survey`: symbol, price and size grids), then to
+verify. The verdict is ``ok`` (exit 0) only when something was verified and nothing is
+wrong: at least one bookTicker compared, no mismatch, no crossed book, and the book synced
+at the end (which a gap after which no snapshot resynced the book leaves unmet). Otherwise
+``reasons`` says why.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.market import MarketState, Reporter, _ignore
 from mmdaemon.model import BookUpdate, Gap, Malformed, TopOfBook
-from mmdaemon.venues.binance import BinanceCodec
+from mmdaemon.venues.binance import BinanceCodec, Market
+from mmdaemon.venues.binance_survey import RecordingSurvey
 
 Top = tuple[int, int, int, int]  # bid, bid_size, ask, ask_size
 HISTORY = 512  # applied diffs whose top of book is remembered for late tickers
@@ -98,10 +109,32 @@ class BookVerifier:
                 recv_ns=ticker.recv_ns,
             )
 
-    def summary(self) -> dict[str, Any]:
-        """Counts for the report; ``ok`` is the exit-0 condition."""
+    def reasons(self) -> list[str]:
+        """Why the verification fails, in words; empty when it passes (exit 0)."""
         m = self.market
         book = m.book
+        reasons = []
+        if self.compared == 0:
+            reasons.append(f"nothing verified: no bookTicker was compared with the book "
+                           f"({m.tickers} bookTickers, {m.depth_updates} diffs applied)")
+        if self.mismatches:
+            reasons.append(f"{self.mismatches} of {self.compared} compared bookTickers "
+                           f"disagree with the book")
+        if m.crossed:
+            reasons.append(f"the book crossed {m.crossed} times")
+        if not book.synced:
+            # only a gap or a crossed book unsyncs a book that a snapshot synced
+            reasons.append("the book is not synced at the end: " + (
+                "no depth snapshot, it never synced" if m.snapshots == 0 else
+                f"it lost sync ({m.gaps} gaps, {m.crossed} crossed) and no later snapshot "
+                f"resynced it"))
+        return reasons
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for the report; ``ok`` is the exit-0 condition, ``reasons`` why not."""
+        m = self.market
+        book = m.book
+        reasons = self.reasons()
         return {
             "frames": m.frames,
             "depth_updates": m.depth_updates,
@@ -120,5 +153,54 @@ class BookVerifier:
             "last_update_id": book.last_id,
             "best_bid": book.best_bid(),
             "best_ask": book.best_ask(),
-            "ok": self.mismatches == 0 and m.crossed == 0,
+            "ok": not reasons,
+            "reasons": reasons,
         }
+
+
+def verify_recordings(paths: Sequence[str | Path], market: Market, symbol: str | None = None,
+                      report: Reporter = _ignore) -> dict[str, Any]:
+    """Verify the book of ``symbol`` (None: the one the recordings name) in ``paths`` on the
+    ``market``'s sync rules; returns :meth:`BookVerifier.summary` with the instrument
+    (``instrument``, None when no frame names a symbol; ``tick_size`` and ``lot_size`` as
+    decimal text) and ``other_symbol_frames``, the frames skipped as another symbol's
+    (snapshots that no rule places included, each reported as ``snapshot_unattributed``).
+
+    Raises :class:`~mmdaemon.feed.recording.RecordingError` when a file cannot be read (or
+    changed between the two passes) and
+    :class:`~mmdaemon.venues.binance_survey.SurveyError` when the recordings cannot be
+    verified as given; both are unusable input.
+    """
+    survey = RecordingSurvey(symbol)
+    for path in paths:
+        survey.start_file(str(path))
+        for item in read_recording([path]):
+            if isinstance(item, Malformed):
+                survey.on_bad_line()
+            else:
+                survey.on_frame(item[1])
+    plan = survey.plan()
+    for snap in plan.unattributed:
+        report("snapshot_unattributed", file=survey.files[snap.file], frame=snap.index,
+               update_id=snap.update_id)
+    instrument = plan.instrument
+    verifier = BookVerifier(BinanceCodec(instrument, market), report=report)
+    skip, index = plan.skip, 0
+    for item in read_recording(paths):
+        if isinstance(item, Malformed):
+            verifier.on_malformed(item)
+            continue
+        if index == plan.frames:
+            break  # a file still being written: verify it as the survey read it
+        if not skip[index]:
+            verifier.on_frame(*item)
+        index += 1
+    if index < plan.frames:
+        raise RecordingError(f"{', '.join(survey.files)}: changed while being verified "
+                             f"({plan.frames} frames, then {index})")
+    summary = verifier.summary()
+    summary["instrument"] = instrument.symbol or None
+    summary["tick_size"] = f"{instrument.tick_size:f}"
+    summary["lot_size"] = f"{instrument.lot_size:f}"
+    summary["other_symbol_frames"] = sum(skip)
+    return summary
