@@ -28,7 +28,7 @@ from mmdaemon.model import Instrument, Side
 from mmdaemon.quoting.sizing import MIN_NOTIONAL, MIN_SIZE, SizeRule, SizingParams
 from mmdaemon.risk.unsendable import REASONS, Unsendable
 from tests.conftest import SPOT_FILES
-from tests.helpers import first_lines, write_config
+from tests.helpers import first_lines, gz_lines, rewrite, write_config, write_gz
 from tests.recorder import Recorder
 
 ETH = Instrument("ETHUSDT", "0.01", "0.0001", size_step_lots=10, min_size_lots=10,
@@ -140,3 +140,35 @@ async def test_the_metrics_endpoint_counts_unsendable_quotes_by_reason(tmp_path:
     assert count > 0
     assert f'mmdaemon_quotes_unsendable_total{{reason="min_notional"}} {float(count)}' in text
     assert 'mmdaemon_quotes_unsendable_total{reason="price_band"} 0.0' in text
+
+
+ETH_CONFIG = {
+    # the dry-run config moved to another symbol, on that symbol's own grids
+    "instrument": {"symbol": "ETHUSDT", "tick_size": "0.0001", "lot_size": "0.00001",
+                   "size_step_lots": 100, "min_size_lots": 100, "min_notional": "5"},
+    "strategy.sizing": {"max_inventory_lots": 20_000},
+    "orders": {"size_tolerance_lots": 500},
+    "risk": {"max_order_lots": 20_000, "inventory_soft_lots": 16_000,
+             "inventory_hard_lots": 30_000},
+}
+
+
+def test_another_symbol_replays_and_reports_what_it_cannot_send(tmp_path: Path) -> None:
+    """The bundled recording rewritten as ETHUSDT (prices / 25, about 2,470 USDT, on a
+    0.0001 grid; sizes x 1,000): 0.001 ETH is below its 5 USDT minimum notional, 0.02 ETH
+    is not. Nothing here is BTCUSDT's."""
+    recording = write_gz(tmp_path / "ethusdt.gz",
+                         rewrite(gz_lines(first_lines(tmp_path / "btc.gz", 4000)), "ETHUSDT"))
+    small, _ = _replay(tmp_path / "small", {**ETH_CONFIG, "strategy.sizing": {
+        **ETH_CONFIG["strategy.sizing"], "base_size_lots": 100}}, "--json", files=[recording])
+    summary = orjson.loads(small.stdout)
+    assert summary["orders"] == 0 and summary["quotes"] > 0
+    assert summary["unsendable"][MIN_NOTIONAL] == 2 * summary["quotes"]
+    first = next(orjson.loads(line) for line in small.stderr.splitlines()
+                 if b'"quote_unsendable"' in line.encode())
+    assert first["instrument"] == "ETHUSDT"
+    assert Decimal("2") < Decimal(first["wanted_notional"]) < Decimal("3")
+    enough, _ = _replay(tmp_path / "enough", {**ETH_CONFIG, "strategy.sizing": {
+        **ETH_CONFIG["strategy.sizing"], "base_size_lots": 2_000}}, "--json", files=[recording])
+    summary = orjson.loads(enough.stdout)
+    assert summary["orders"] > 0 and summary["unsendable"][MIN_NOTIONAL] == 0

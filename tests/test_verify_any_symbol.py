@@ -9,21 +9,18 @@ top of book still agrees with the rebuilt one, now on other grids than BTCUSDT's
 
 from __future__ import annotations
 
-import gzip
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from tests.bad_recordings import UNUSABLE, messages, write_unusable
 from tests.conftest import SPOT_FILES
+from tests.helpers import gz_lines, rewrite, write_gz
 
-PRICE_DIVISOR = Decimal(25)
-SIZE_FACTOR = Decimal(1000)
 ETH_SHIFT = -10**9  # update ids of the rewritten symbol, away from BTCUSDT's in one file
 
 
@@ -31,53 +28,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mmdaemon", *args], capture_output=True, text=True, timeout=120
     )
-
-
-def gz_lines(path: Path) -> list[bytes]:
-    with gzip.open(path, "rb") as f:
-        return f.read().splitlines()
-
-
-def write_gz(path: Path, lines: list[bytes]) -> Path:
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
-
-
-def rewrite(lines: list[bytes], symbol: str, id_shift: int = 0) -> list[bytes]:
-    """``lines`` of a BTCUSDT recording as ``symbol``: stream names and ``s`` renamed, prices
-    / 25 and sizes x 1,000 as exact 8-decimal text, update ids moved by ``id_shift``."""
-    memo: dict[tuple[str, bool], str] = {}
-
-    def num(text: str, price: bool) -> str:
-        out = memo.get((text, price))
-        if out is None:
-            value = Decimal(text) / PRICE_DIVISOR if price else Decimal(text) * SIZE_FACTOR
-            out = memo[(text, price)] = f"{value:.8f}"
-            assert Decimal(out) == value  # exact: / 25 adds 2 decimals, x 1000 drops 3
-        return out
-
-    out = []
-    for line in lines:
-        ns, frame = line.split(b" ", 1)
-        msg = orjson.loads(frame)
-        data: dict[str, Any] = msg.get("data", msg)
-        if "stream" in msg:
-            msg["stream"] = msg["stream"].replace("btcusdt@", f"{symbol.lower()}@")
-        if "s" in data:
-            data["s"] = symbol
-        for key in ("b", "a", "bids", "asks"):
-            if isinstance(data.get(key), list):
-                data[key] = [[num(p, True), num(q, False)] for p, q in data[key]]
-        for key, price in (("b", True), ("a", True), ("p", True), ("B", False), ("A", False),
-                           ("q", False)):
-            if isinstance(data.get(key), str):
-                data[key] = num(data[key], price)
-        for key in ("U", "u", "pu", "lastUpdateId"):
-            if key in data:
-                data[key] += id_shift
-        out.append(ns + b" " + orjson.dumps(msg))
-    return out
 
 
 @pytest.fixture(scope="module")

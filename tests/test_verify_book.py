@@ -16,6 +16,7 @@ from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BookUpdate
 from mmdaemon.venues.binance import BinanceCodec
 from mmdaemon.verify import BookVerifier
 from tests.conftest import SPOT_FILES
+from tests.helpers import write_gz
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,12 +31,6 @@ def spot_lines() -> list[bytes]:
         with gzip.open(path, "rb") as f:
             lines.extend(f.read().splitlines())
     return lines
-
-
-def write_gz(path: Path, lines: list[bytes]) -> Path:
-    with gzip.open(path, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    return path
 
 
 def test_spot_recording_verifies_clean() -> None:
