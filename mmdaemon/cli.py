@@ -27,6 +27,7 @@ from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.feed.replay import ReplayClock
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
+from mmdaemon.risk.rules import ORDER_RATE
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
 from mmdaemon.verify import verify_recordings
@@ -427,6 +428,10 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
     rows += [f"{'unsendable ' + k:<{width}}  {v:,}" for k, v in unsendable.items()]
     lines = [f"dry run of {config.instrument.symbol} (paper exchange)", *rows,
              "(every figure: --json, or --report DIR for the report with plots)"]
+    deferred = unsendable.pop(ORDER_RATE, 0)
+    if deferred:
+        lines.append(f"note: {deferred:,} order actions waited for the order rate limit "
+                     f"(risk.max_orders_per_s, risk.order_burst); the next quote retries them")
     if unsendable:
         lines.append(f"WARNING: {sum(unsendable.values()):,} quote sides could not become "
                      f"orders ({', '.join(unsendable)}): see the quote_unsendable and "

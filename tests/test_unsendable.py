@@ -172,3 +172,14 @@ def test_another_symbol_replays_and_reports_what_it_cannot_send(tmp_path: Path) 
         **ETH_CONFIG["strategy.sizing"], "base_size_lots": 2_000}}, "--json", files=[recording])
     summary = orjson.loads(enough.stdout)
     assert summary["orders"] > 0 and summary["unsendable"][MIN_NOTIONAL] == 0
+
+
+def test_rate_limited_actions_are_a_note_not_a_warning(tmp_path: Path) -> None:
+    """Actions the order rate limit held back are retried by the next quote: the human
+    summary counts them and says so, without the warning for quotes that cannot trade."""
+    proc, _ = _replay(tmp_path, {"risk": {"max_orders_per_s": 0.2, "order_burst": 2}},
+                      files=[first_lines(tmp_path / "short.gz", 3000)])
+    out = proc.stdout
+    assert "unsendable order_rate" in out
+    assert "waited for the order rate limit" in out
+    assert "could not become orders" not in out
