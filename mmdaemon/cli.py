@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.feed.replay import ReplayClock
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, MAX_UNITS
 from mmdaemon.risk.rules import ORDER_RATE
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
@@ -58,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--price", metavar="PRICE",
                         help="reference price (quote currency) for the notional figures "
                              "(default: the first price of the config's feed.recordings)")
-    source.add_argument("--recording", nargs="+", metavar="RECORDING",
-                        help="take the reference price from the start of these recordings")
+    source.add_argument("--recording", action="append", metavar="RECORDING",
+                        help="take the reference price from the start of this recording "
+                             "(repeat for several files: a LOBSTER message and order-book "
+                             "file)")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     verify = commands.add_parser(
         "verify-book",
@@ -445,41 +448,58 @@ def check_config(config: Config, path: str, price_text: str | None,
                  recordings: list[str] | None, as_json: bool) -> int:
     """``mmdaemon check-config``: 0 valid (warnings or not); a config that does not load
     never gets here (2). 2 also for a reference price or recording that cannot be used."""
-    from decimal import Decimal, InvalidOperation
-
     from mmdaemon.config_check import as_json as review_json
-    from mmdaemon.config_check import first_price, render, review
+    from mmdaemon.config_check import render, review, sample_recording
 
     price: Decimal | None = None
     source = ""
+    sample = None
     if price_text is not None:
-        try:
-            price = Decimal(price_text)
-        except InvalidOperation:
-            price = None
-        if price is None or not price.is_finite() or price <= 0:
-            raise UsageError(f"mmdaemon check-config: --price: expected a positive decimal "
-                             f"(quote currency), got {price_text!r}")
+        price = _reference_price(price_text, config)
         source = "--price"
     else:
+        configured = recordings is None
         paths = recordings or [p for p in config.feed.recordings if Path(p).is_file()]
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
-            raise UsageError(f"mmdaemon check-config: no such recording: {missing[0]}")
+            raise UsageError(f"mmdaemon check-config: --recording: no such file: {missing[0]}")
         if paths:
             try:
-                price = first_price(paths, config)
+                sample = sample_recording(paths, config)
             except (RecordingError, ValueError) as exc:
-                raise UsageError(f"mmdaemon check-config: {paths[0]}: {exc}") from None
-            if price is None:
-                raise UsageError(f"mmdaemon check-config: no price in {' '.join(paths)}")
-            source = f"first price of {paths[0]}"
-    result = review(config, price, source)
+                text = str(exc)  # RecordingError names the file itself
+                where = "" if paths[0] in text else f"{paths[0]}: "
+                raise UsageError(f"mmdaemon check-config: {where}{text}") from None
+            if sample.price is None:
+                why = (f"; {sample.malformed:,} of its first {sample.frames:,} frames do not "
+                       f"decode with this instrument (first: {sample.first_error})"
+                       if sample.malformed else "")
+                raise UsageError(f"mmdaemon check-config: no price in {' '.join(paths)}{why}")
+            price = sample.price
+            source = (f"first price of {sample.path}"
+                      + (" (the config's feed.recordings)" if configured else ""))
+    result = review(config, price, source, sample)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(review_json(path, result)) + b"\n")
     else:
         print(render(path, result))
     return 0
+
+
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _reference_price(text: str, config: Config) -> Decimal:
+    """``--price``: a plain positive decimal (quote currency), from one tick up to the
+    largest price in ticks the core holds."""
+    instrument = config.instrument.build()
+    if _PLAIN_DECIMAL.fullmatch(text):
+        price = Decimal(text)
+        if instrument.tick_size <= price <= instrument.tick_size * MAX_UNITS:
+            return price
+    raise UsageError(f"mmdaemon check-config: --price: expected a plain decimal number in "
+                     f"the quote currency, from one tick ({instrument.tick_size}) to "
+                     f"{MAX_UNITS:,} ticks, got {text!r}")
 
 
 def signal_instance(config: Config, sig: signal.Signals) -> int:

@@ -7,7 +7,7 @@ in the quote currency, the half-spread the quoter starts from) and warnings for 
 that load but cannot work as meant: an order below the instrument's minimum size or
 notional, a soft limit at the hard one, a price band narrower than the quoted spread, a
 recording or credentials that are not there. It is pure: the price comes from the caller
-(``--price``, or the first price of a recording, read by :func:`first_price`).
+(``--price``, or the first price of a recording, read by :func:`sample_recording`).
 
 Units follow the key names (``_lots``, ``_ticks``, ``_bps``, ``_ms``, ``_s``); money keys
 are decimal strings in the quote currency; "base" and "quote" are the instrument's two
@@ -17,17 +17,18 @@ currencies (BTC and USDT for BTCUSDT).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Context, Decimal, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from mmdaemon.config import Config
-from mmdaemon.model import BookUpdate, Instrument, TopOfBook, Trade
+from mmdaemon.model import MAX_UNITS, BookUpdate, Instrument, Malformed, TopOfBook, Trade
 from mmdaemon.quoting.quoter import Quoter
 
 MONEY_KEYS = frozenset({
@@ -58,12 +59,25 @@ class Review:
     price_source: str
 
 
-def review(config: Config, price: Decimal | None, price_source: str = "") -> Review:
+def review(config: Config, price: Decimal | None, price_source: str = "",
+           sample: PriceSample | None = None) -> Review:
     """Effective values, derived figures and warnings of ``config`` at ``price`` (quote
-    currency per base unit; None: the notional rules cannot be checked)."""
+    currency per base unit; None: the notional rules cannot be checked); ``sample``, the
+    start of the recording the price came from, if it did."""
+    with localcontext(Context(prec=120)):  # exact figures for any grid a config may load
+        return _review(config, price, price_source, sample)
+
+
+def _review(config: Config, price: Decimal | None, price_source: str,
+            sample: PriceSample | None) -> Review:
     inst = config.instrument.build()
     derived: dict[str, str] = {}
     warnings: list[Finding] = []
+    if sample is not None and sample.malformed * 100 > sample.frames:
+        warnings.append(Finding("instrument", f"{sample.malformed:,} of the first "
+                                f"{sample.frames:,} frames of the recording do not decode "
+                                f"with this instrument (first: {sample.first_error}): the "
+                                f"symbol or the grids do not fit it"))
     if price is None:
         warnings.append(Finding("--price", "no reference price (give --price or --recording, "
                                 "or feed.recordings): the minimum notional, the limits in "
@@ -76,9 +90,25 @@ def review(config: Config, price: Decimal | None, price_source: str = "") -> Rev
     return Review(effective(config, inst), derived, warnings, price, price_source)
 
 
+SECRET_SOURCES = ("exchange.credentials", "firm.password")
+"""Keys that name where a secret is, never the secret: ``"env"``, ``""`` or a file."""
+
+
 def effective(config: Config, inst: Instrument) -> dict[str, tuple[Any, str]]:
-    """Every key of ``config`` (defaults included) as ``{dotted key: (value, unit)}``."""
-    return {key: (value, _unit(key, value, inst)) for key, value in _leaves(config, "")}
+    """Every key of ``config`` (defaults included) as ``{dotted key: (value, unit)}``; a
+    secret's source that does not look like one is not shown (:func:`_secret_source`)."""
+    return {key: ((_secret_source(value) if key in SECRET_SOURCES else value),
+                  _unit(key, value, inst)) for key, value in _leaves(config, "")}
+
+
+def _secret_source(value: str) -> str:
+    """``value`` if it reads as a source ("env", "", a file name such as ``redis.toml``,
+    a path, a systemd credential name); else it may be the secret itself, typed where its
+    source belongs: hidden."""
+    if value in ("", "env") or "/" in value or value.endswith(".toml") or (
+            value.isidentifier() and len(value) <= 32):
+        return value
+    return "<hidden: not 'env' or a file name; if this is the secret, move it to a file>"
 
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -182,6 +212,10 @@ def _limits(config: Config, inst: Instrument, price: Decimal | None, derived: di
     derived["KILLED at a loss of (risk.max_loss)"] = f"{_fmt(Decimal(risk.max_loss))} quote"
     derived["KILLED at a drawdown of (risk.max_drawdown)"] = (
         f"{_fmt(Decimal(risk.max_drawdown))} quote")
+    if risk.max_open_orders < 2:
+        warnings.append(Finding("risk.max_open_orders", f"{risk.max_open_orders}: a two-sided "
+                                f"quote needs 2 open orders; the second side of every quote "
+                                f"is blocked"))
     if risk.inventory_soft_lots >= risk.inventory_hard_lots:
         warnings.append(Finding("risk.inventory_soft_lots", f"{risk.inventory_soft_lots} lots "
                                 f"is at the hard limit ({risk.inventory_hard_lots}): the "
@@ -200,6 +234,14 @@ def _spread(config: Config, inst: Instrument, price: Decimal, derived: dict[str,
             else quoter.spread.core_half_ticks(fair, sigma))
     half_ticks = quoter.spread.finalize(core, fair, 0.0)
     shift_ticks = abs(skew.shift_ticks(config.strategy.sizing.max_inventory_lots, fair, sigma))
+    if not (math.isfinite(half_ticks) and math.isfinite(shift_ticks)
+            and max(half_ticks, shift_ticks) <= MAX_UNITS):
+        warnings.append(Finding("strategy", f"the half-spread ({half_ticks:g} ticks) or the "
+                                f"inventory shift ({shift_ticks:g} ticks) at the start is "
+                                f"beyond any price ({MAX_UNITS:,} ticks): the strategy's "
+                                f"parameters are out of range, the quoter would quote "
+                                f"nothing"))
+        return
     half_bps, shift_bps = half_ticks / fair * 1e4, shift_ticks / fair * 1e4
     band = config.risk.price_band_bps
     derived["half-spread at start (prior volatility)"] = (
@@ -233,12 +275,19 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
     for i, path in enumerate(config.feed.recordings):
         if not Path(path).is_file():
             warnings.append(Finding(f"feed.recordings[{i}]", f"no such file: {path}"))
+    ca_file = config.firm.tls_ca_file
+    if config.firm.enabled and ca_file and not Path(ca_file).is_file():
+        warnings.append(Finding("firm.tls_ca_file", f"no such file: {ca_file}"))
     secrets: list[tuple[str, str, Callable[[str], object]]] = []
     if config.exchange.adapter == "binance":
         secrets.append(("exchange.credentials", config.exchange.credentials, load_credentials))
     if config.firm.enabled and config.firm.password:
         secrets.append(("firm.password", config.firm.password, load_redis_password))
     for key, source, load in secrets:
+        if _secret_source(source) != source:
+            warnings.append(Finding(key, "expected where the secret is ('env' or a file), "
+                                    "got something that may be the secret itself (not shown)"))
+            continue
         if source != "env" and not Path(source).is_absolute() and (
                 "CREDENTIALS_DIRECTORY" not in os.environ):
             derived[key] = (f"the file {source!r} in $CREDENTIALS_DIRECTORY, which systemd "
@@ -267,47 +316,89 @@ def _fmt(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def first_price(paths: Sequence[str | Path], config: Config) -> Decimal | None:
-    """The first price in recordings (quote currency): the mid of the first two-sided book
-    or venue top of book, else the first trade's price; None if there is none.
+SAMPLE_FRAMES = 1000
+"""How many frames (or LOBSTER rows) :func:`sample_recording` reads at most. More than 1%
+of them not decoding means the instrument does not fit the recording; a stray odd row (the
+LOBSTER sample's hidden executions at half cents) does not."""
+
+
+class PriceSample(NamedTuple):
+    """The start of a recording as the config's instrument decodes it: the first price
+    (quote currency; None if there was none), the file it came from, how many frames were
+    read and how many of them did not decode (with the first reason)."""
+
+    price: Decimal | None
+    path: str
+    frames: int
+    malformed: int
+    first_error: str
+
+
+def sample_recording(paths: Sequence[str | Path], config: Config) -> PriceSample:
+    """The first price of recordings, and whether their first :data:`SAMPLE_FRAMES` frames
+    fit the config's instrument (symbol, tick, lot): the mid of the first two-sided book or
+    venue top of book, else the first trade's price.
 
     Reads the files (the one part of this module that does I/O): Binance recordings through
     the codec, or a LOBSTER pair (message file, order-book file) for a ``lobster`` venue.
     """
     inst = config.instrument.build()
-    for ticks in _prices(paths, config, inst):
-        return inst.tick_size * ticks
-    return None
+    price: Decimal | None = None
+    source = ""
+    frames = malformed = 0
+    first_error = ""
+    for path, item in _decoded(paths, config, inst):
+        frames += 1
+        if isinstance(item, str):
+            malformed += 1
+            first_error = first_error or item
+        elif price is None and item is not None:
+            price, source = inst.tick_size * item, path
+        if frames >= SAMPLE_FRAMES:
+            break
+    return PriceSample(price, source, frames, malformed, first_error)
 
 
-def _prices(paths: Sequence[str | Path], config: Config, inst: Instrument) -> Iterator[Decimal]:
-    """Prices in (possibly half) ticks as the recording goes: mids and trades."""
+def _decoded(paths: Sequence[str | Path], config: Config,
+             inst: Instrument) -> Iterator[tuple[str, Decimal | str | None]]:
+    """Per frame (or LOBSTER row), with its file: a price in (possibly half) ticks, the
+    reason it did not decode (text), or None (decoded, no price yet)."""
     if config.instrument.venue == "lobster":
         from mmdaemon.feed.lobster import read_lobster
 
         if len(paths) != 2:
             raise ValueError("a LOBSTER recording is two files: MESSAGE_CSV ORDERBOOK_CSV")
         for row in read_lobster(paths[0], paths[1], inst):
-            if isinstance(row, BookUpdate) and row.bids and row.asks:
-                yield Decimal(row.bids[0][0] + row.asks[0][0]) / 2
+            if isinstance(row, Malformed):
+                yield str(paths[0]), row.reason
+            elif isinstance(row, BookUpdate) and row.bids and row.asks:
+                yield str(paths[0]), Decimal(row.bids[0][0] + row.asks[0][0]) / 2
+            else:
+                yield str(paths[0]), None
         return
     from mmdaemon.feed.recording import read_recording
     from mmdaemon.market import MarketState
     from mmdaemon.venues.binance import BinanceCodec
 
-    market = MarketState(BinanceCodec(
-        inst, "usdm" if config.instrument.venue == "binance-usdm" else "spot"))
-    for item in read_recording(paths):
-        if type(item) is not tuple:
-            continue  # a malformed line: the next one may do
-        for event in market.on_frame(*item):
-            if isinstance(event, TopOfBook) and event.bid and event.ask:
-                yield Decimal(event.bid + event.ask) / 2
-            elif isinstance(event, Trade):
-                yield Decimal(event.price)
-        bid, ask = market.book.best_bid(), market.book.best_ask()
-        if bid is not None and ask is not None:
-            yield Decimal(bid + ask) / 2
+    for path in paths:  # one file at a time, to say which one the price came from
+        market = MarketState(BinanceCodec(
+            inst, "usdm" if config.instrument.venue == "binance-usdm" else "spot"))
+        for item in read_recording([path]):
+            if type(item) is not tuple:
+                yield str(path), item.reason  # type: ignore[union-attr]
+                continue
+            found: Decimal | str | None = None
+            for event in market.on_frame(*item):
+                if isinstance(event, Malformed):
+                    found = event.reason
+                elif found is None and isinstance(event, TopOfBook) and event.bid and event.ask:
+                    found = Decimal(event.bid + event.ask) / 2
+                elif found is None and isinstance(event, Trade):
+                    found = Decimal(event.price)
+            bid, ask = market.book.best_bid(), market.book.best_ask()
+            if found is None and bid is not None and ask is not None:
+                found = Decimal(bid + ask) / 2
+            yield str(path), found
 
 
 def render(path: str, result: Review) -> str:

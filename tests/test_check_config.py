@@ -19,7 +19,7 @@ from mmdaemon import config_check
 from mmdaemon.config import load_config
 from mmdaemon.model import Instrument
 from tests.conftest import REPO, SHARED_DATA, SPOT_FILES
-from tests.helpers import write_config
+from tests.helpers import gz_lines, rewrite, write_config, write_gz
 
 LOBSTER_DIR = SHARED_DATA / "lobster-amzn-l1"
 
@@ -45,8 +45,8 @@ def test_the_dry_run_config_is_valid_and_priced_from_its_recording(tmp_path: Pat
     assert result["warnings"] == []
     # the first price of the bundled recording: the mid of its first bookTicker
     assert Decimal(result["price"]) == Decimal("61837.635")
-    assert result["price_source"].startswith("first price of ") and result["price_source"] \
-        .endswith("btcusdt_20240808.gz")
+    assert result["price_source"] == \
+        f"first price of {SPOT_FILES[0]} (the config's feed.recordings)"
     effective = result["effective"]
     assert effective["strategy.sizing.base_size_lots"] == {
         "value": 100_000, "unit": "lots = 0.001 base"}
@@ -160,15 +160,23 @@ def test_lobster_config_priced_from_a_lobster_pair() -> None:
     message, orderbook = sorted(LOBSTER_DIR.glob("*_message_1.csv"))[0], sorted(
         LOBSTER_DIR.glob("*_orderbook_1.csv"))[0]
     result = review(REPO / "config" / "lobster-amzn.toml", "--recording", str(message),
-                    str(orderbook))
+                    "--recording", str(orderbook))
     assert Decimal("200") < Decimal(result["price"]) < Decimal("250")
     assert result["warnings"] == []
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--price", "abc"], "--price: expected a positive decimal (quote currency), got 'abc'"),
-    (["--price", "-3"], "--price: expected a positive decimal"),
-    (["--recording", "/nonexistent.gz"], "no such recording: /nonexistent.gz"),
+    (["--price", "abc"], "--price: expected a plain decimal number in the quote currency, "
+                         "from one tick (0.01) to 4,611,686,018,427,387,903 ticks, got 'abc'"),
+    (["--price", "-3"], "got '-3'"),
+    (["--price", "0.001"], "got '0.001'"),  # below one tick
+    (["--price", "1e400"], "got '1e400'"),
+    (["--price", "1e-400"], "got '1e-400'"),
+    (["--price", "60_000"], "got '60_000'"),
+    (["--price", " 60000"], "got ' 60000'"),
+    (["--price", "NaN"], "got 'NaN'"),
+    (["--price", "99999999999999999999"], "got '99999999999999999999'"),  # beyond MAX_UNITS
+    (["--recording", "/nonexistent.gz"], "--recording: no such file: /nonexistent.gz"),
 ])
 def test_unusable_arguments_exit_2(args: list[str], message: str) -> None:
     proc = check(str(REPO / "config" / "dryrun.toml"), *args)
@@ -248,3 +256,75 @@ def test_a_credentials_file_for_the_service_is_judged_only_where_it_exists(
     readable = _review_env(live, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
     assert "exchange.credentials" not in warned(readable)
     assert "hidden-s" not in orjson.dumps(readable).decode()
+
+
+def test_a_recording_option_does_not_swallow_the_config(tmp_path: Path) -> None:
+    """``--recording R FILE`` judges FILE, not the default config."""
+    config = write_config(tmp_path, {"strategy.sizing": {"base_size_lots": 5000}})
+    proc = check("--recording", str(SPOT_FILES[0]), str(config), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = orjson.loads(proc.stdout)
+    assert result["config"] == str(config)
+    assert "strategy.sizing.base_size_lots" in warned(result)
+
+
+def test_parameters_out_of_range_are_a_warning_not_a_crash(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"strategy.volatility": {"prior_annual_vol": 1e300}})
+    result = review(config)
+    assert "the quoter would quote nothing" in warned(result)["strategy"]
+
+
+def test_a_recording_that_does_not_fit_the_instrument_is_warned(tmp_path: Path) -> None:
+    """A USD-M grid (tick 0.1) against the spot recording (prices in cents): the frames whose
+    prices are off the grid do not decode, and check-config says so."""
+    config = write_config(tmp_path, {"instrument": {"venue": "binance-usdm",
+                                                    "tick_size": "0.1"}})
+    message = warned(review(config, "--recording", str(SPOT_FILES[0])))["instrument"]
+    assert "frames of the recording do not decode with this instrument" in message
+    assert "not a multiple of 0.1" in message
+
+
+def test_no_price_on_the_grid_exits_2_saying_why(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"instrument": {"tick_size": "1000"}})
+    proc = check(str(config), "--recording", str(SPOT_FILES[0]))
+    assert proc.returncode == 2
+    assert "no price in" in proc.stderr and "not a multiple of 1000" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_another_symbols_recording_is_warned(tmp_path: Path) -> None:
+    """The config trades BTCUSDT; the recording is of ETHUSDT (the bundled one rewritten)."""
+    recording = write_gz(tmp_path / "eth.gz", rewrite(gz_lines(SPOT_FILES[0])[:2000],
+                                                      "ETHUSDT"))
+    proc = check(str(REPO / "config" / "dryrun.toml"), "--recording", str(recording))
+    assert proc.returncode == 2  # nothing of BTCUSDT: no price at all
+    assert "symbol 'ETHUSDT', expected 'BTCUSDT'" in proc.stderr
+
+
+FIRM = {"enabled": True, "redis_url": "rediss://redis.internal:6380/0", "desk": "d1",
+        "instance": "i1", "base_asset": "BTC", "quote_asset": "USDT"}
+
+
+def test_a_password_typed_where_its_source_belongs_is_not_shown(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"firm": {**FIRM, "password": "Tr0ub4dor&3-horse"}})
+    proc = check(str(config), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "Tr0ub4dor" not in proc.stdout
+    result = orjson.loads(proc.stdout)
+    assert "may be the secret itself" in warned(result)["firm.password"]
+    assert result["effective"]["firm.password"]["value"].startswith("<hidden")
+    human = check(str(config))
+    assert "Tr0ub4dor" not in human.stdout + human.stderr
+
+
+def test_a_missing_ca_file_is_warned(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"firm": {**FIRM, "tls_ca_file": "ca.pem"}})
+    assert warned(review(config))["firm.tls_ca_file"] == f"no such file: {tmp_path / 'ca.pem'}"
+    (tmp_path / "ca.pem").write_text("not checked beyond being there")
+    assert "firm.tls_ca_file" not in warned(review(config))
+
+
+def test_one_open_order_cannot_quote_two_sides(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"risk": {"max_open_orders": 1}})
+    assert "the second side of every quote is blocked" in warned(review(config))[
+        "risk.max_open_orders"]
