@@ -369,6 +369,8 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         config = dataclasses.replace(config,
                                      firm=dataclasses.replace(config.firm, enabled=False))
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
+    if config.instrument.venue == "lobster":
+        _check_lobster(recordings, config)
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
@@ -383,13 +385,18 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         if code:
             return code
         market = service.market
-        if market.frames == market.undecodable:  # nothing replayed: unusable input
+        if market.frames - market.undecodable - market.snapshots <= 0:
+            # nothing of the instrument decoded (a symbol-less REST snapshot at most)
             lines = market.frames + market.malformed - market.undecodable
-            logger.error("recording_unusable", recordings=recordings, lines=lines)
-            print(f"mmdaemon replay: {', '.join(recordings)}: no decodable frame "
-                  f"({lines} lines)", file=sys.stderr)
+            logger.error("recording_unusable", recordings=recordings, lines=lines,
+                         first_malformed=market.first_malformed)
+            why = f" (first: {market.first_malformed})" if market.first_malformed else ""
+            print(f"mmdaemon replay: {', '.join(recordings)}: no frame of "
+                  f"{config.instrument.symbol} decoded in {lines} lines{why}", file=sys.stderr)
             return 2
         summary = service.summary(time.perf_counter() - start)
+        summary["first_malformed"] = market.first_malformed
+        summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
@@ -398,6 +405,20 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         if report_dir is not None:
             print(f"report: {report_dir / 'report.html'}")
     return 0
+
+
+def _check_lobster(recordings: list[str], config: Config) -> None:
+    """A LOBSTER pair is checked before the service starts (files readable, the trading date
+    in their names), so a bad one is a usage error naming the file, not a failed task."""
+    from mmdaemon.feed.lobster import read_lobster
+
+    if len(recordings) != 2:
+        raise UsageError(f"mmdaemon replay: a LOBSTER replay takes two files, MESSAGE_CSV "
+                         f"ORDERBOOK_CSV; got {len(recordings)}")
+    try:
+        read_lobster(recordings[0], recordings[1], config.instrument.build())
+    except (RecordingError, ValueError) as exc:
+        raise UsageError(f"mmdaemon replay: {' '.join(recordings)}: {exc}") from None
 
 
 REPORT_HEADLINES = ("spread_capture_pnl", "inventory_pnl", "sharpe", "max_drawdown",
@@ -411,7 +432,8 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
     then the report's headline figures (markouts in bps of the mid at each horizon)."""
     money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "total_pnl",
              "spread_capture_pnl", "inventory_pnl", "max_drawdown")
-    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    scalars = {k: v for k, v in summary.items()
+               if not isinstance(v, dict | list) and k != "first_malformed"}  # in a warning
     metrics = summary.get("metrics")
     if isinstance(metrics, dict):
         scalars.update((k, metrics[k]) for k in REPORT_HEADLINES if k in metrics)
@@ -429,19 +451,51 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
         rows.append(f"{key:<{width}}  {value}")
     unsendable = {k: v for k, v in summary.get("unsendable", {}).items() if v}
     rows += [f"{'unsendable ' + k:<{width}}  {v:,}" for k, v in unsendable.items()]
-    lines = [f"dry run of {config.instrument.symbol} (paper exchange)", *rows,
-             "(every figure: --json, or --report DIR for the report with plots)"]
-    deferred = unsendable.pop(ORDER_RATE, 0)
-    if deferred:
-        lines.append(f"note: {deferred:,} order actions waited for the order rate limit "
-                     f"(risk.max_orders_per_s, risk.order_burst); the next quote retries them")
+    deferred = unsendable.get(ORDER_RATE, 0)
+    notes = ([f"note: {deferred:,} order actions waited for the order rate limit "
+              f"(risk.max_orders_per_s, risk.order_burst); the next quote retries them"]
+             if deferred and not _rate_starved(summary) else [])
+    return "\n".join([f"dry run of {config.instrument.symbol} (paper exchange)", *rows,
+                      "(every figure: --json, or --report DIR for the report with plots)",
+                      *notes, *(f"WARNING: {w}" for w in summary["warnings"])])
+
+
+def _rate_starved(summary: dict[str, Any]) -> bool:
+    """The order rate limit held back more actions than went out."""
+    return bool(summary["unsendable"][ORDER_RATE] > summary["orders"] + summary["amends"])
+
+
+def summary_warnings(summary: dict[str, Any]) -> list[str]:
+    """What a dry run's summary must not leave for the reader to notice: the run did less
+    than it seems to (nothing quoted, nothing sent, quotes held back, frames lost)."""
+    warnings = []
+    if summary["quotes"] == 0:
+        warnings.append("no quote was decided: the book never synced (no depth snapshot in "
+                        "the recording, or none that fits the instrument)")
+    elif summary["orders"] == 0:
+        warnings.append(f"{summary['quotes']:,} quotes and not one order was sent")
+    unsendable = {k: v for k, v in summary["unsendable"].items() if v and k != ORDER_RATE}
     if unsendable:
-        lines.append(f"WARNING: {sum(unsendable.values()):,} quote sides could not become "
-                     f"orders ({', '.join(unsendable)}): see the quote_unsendable and "
-                     f"order_blocked log lines, and `mmdaemon check-config`")
-    if summary["orders"] == 0 and summary["quotes"] > 0:
-        lines.append(f"WARNING: {summary['quotes']:,} quotes and not one order was sent")
-    return "\n".join(lines)
+        warnings.append(f"{sum(unsendable.values()):,} quote sides or order actions could "
+                        f"not become orders ({', '.join(unsendable)}): see the "
+                        f"quote_unsendable and order_blocked log lines, and `mmdaemon "
+                        f"check-config`")
+    if _rate_starved(summary):
+        warnings.append(f"the order rate limit held back {summary['unsendable'][ORDER_RATE]:,} "
+                        f"order actions, more than the {summary['orders'] + summary['amends']:,}"
+                        f" sent: risk.max_orders_per_s / risk.order_burst starve the quoting")
+    if summary["malformed"]:
+        warnings.append(f"{summary['malformed']:,} frames or lines did not decode (first: "
+                        f"{summary['first_malformed']}): see frame_malformed in the log")
+    if summary["gaps"]:
+        warnings.append(f"{summary['gaps']:,} sequence gaps: no quotes until a later snapshot "
+                        f"resynced the book")
+    if summary["time_backsteps"]:
+        warnings.append(f"{summary['time_backsteps']:,} frames were older than the frame "
+                        f"before them (recordings out of order?): handled at the latest time")
+    if summary["state"] != "ACTIVE":
+        warnings.append(f"the run ended {summary['state']}")
+    return warnings
 
 
 def check_config(config: Config, path: str, price_text: str | None,

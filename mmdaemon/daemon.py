@@ -154,6 +154,7 @@ class Service:
         self.counters = Counters()
         self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
         self.now_ns = 0  # event time: the time of the latest frame (by event_clock)
+        self.time_backsteps = 0  # frames older than the event time before them
         self.last_book_ns = 0
         self._last_frame_mono = 0
         self._max_lag_ns = config.feed.max_lag_ms * 1_000_000
@@ -492,6 +493,8 @@ class Service:
         A new quote is decided on every event that changes a quoter input: a book update,
         a loss of sync, or one of our fills (inventory).
         """
+        if recv_ns < self.now_ns:
+            recv_ns = self._time_went_back(recv_ns)
         self.now_ns = recv_ns
         requote = False
         for event in events:
@@ -532,6 +535,16 @@ class Service:
         actions = self.manager.decide(gated)
         self.tick_to_quote.observe_ns(perf_counter_ns() - self._frame_t0)
         return actions
+
+    def _time_went_back(self, recv_ns: int) -> int:
+        """Event time never moves backwards: a frame older than the last (recordings given
+        out of order, a wall clock stepped back) is handled at the latest time. Otherwise
+        the paper venue would hold requests due in a future that never comes."""
+        self.time_backsteps += 1
+        if self.time_backsteps == 1:
+            self.log.warning("event_time_went_back", frame_ns=recv_ns, held_at_ns=self.now_ns,
+                             back_ms=round((self.now_ns - recv_ns) / 1e6, 3))
+        return self.now_ns
 
     def _gate(self, quote: Quote) -> Quote | None:
         """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
@@ -926,6 +939,7 @@ class Service:
             "breaker_trips": self.breakers.trips,
             "gaps": self.market.gaps,
             "malformed": self.market.malformed,
+            "time_backsteps": self.time_backsteps,
             "wall_s": round(wall_s, 3),
             "frames_per_s": round(frames / wall_s) if wall_s > 0 else None,
         }

@@ -64,6 +64,10 @@ ALWAYS_LOGGED: frozenset[str] = frozenset({
     "firm_limit_cleared",
     "global_kill_received",
     "global_rearm_received",
+    # limited already, by event time (mmdaemon.risk.unsendable): a wall-clock limit on top
+    # would drop them during a fast replay, where their cadence is the point
+    "quote_unsendable",
+    "order_blocked",
 })
 """Events that are never rate-limited, whatever their level."""
 

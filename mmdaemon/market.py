@@ -66,6 +66,7 @@ class MarketState:
         self.crossed = 0
         self.malformed = 0  # recording lines and frames that changed nothing
         self.undecodable = 0  # frames (LOBSTER: rows) among them; the rest decoded
+        self.first_malformed = ""  # the first one's reason, for a summary that must say why
         self._lost_sync = False
 
     def on_frame(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
@@ -107,6 +108,8 @@ class MarketState:
     def on_malformed(self, event: Malformed) -> None:
         """Count and report a frame that changed nothing (also used for bad recording lines)."""
         self.malformed += 1
+        if not self.first_malformed:
+            self.first_malformed = event.reason
         self.report("frame_malformed", reason=event.reason, recv_ns=event.recv_ns)
 
     def _on_snapshot(self, update: BookUpdate) -> None:
