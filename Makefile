@@ -81,6 +81,7 @@ test-latest: $(UV)
 # `pip install --require-hashes -r requirements.txt` then `pip install --no-deps <wheel>`.
 DIST ?= dist
 dist: $(UV)
+	rm -f $(DIST)/mmdaemon-*  # one version in it: the runbook installs dist/mmdaemon-$$V-*.whl
 	$(UV) build --out-dir $(DIST)
 	$(UV) export --frozen --no-dev --no-emit-project --format requirements-txt \
 		--output-file $(DIST)/requirements.txt

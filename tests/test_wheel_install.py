@@ -156,3 +156,27 @@ def test_the_installed_replay_without_recordings_names_what_is_missing(
     proc = run(bin_dir / "mmdaemon", "replay", cwd=tmp_path)
     assert proc.returncode == 2
     assert "no such recording" in proc.stderr and "btcusdt_20240808.gz" in proc.stderr
+
+
+def test_the_runbooks_venv_switch_runs_and_a_moved_venv_would_not(
+        installed: tuple[Path, Path], tmp_path: Path) -> None:
+    """deploy/README.md installs each version in a venv of its own and points the unit's
+    ``.venv`` at it with a symlink, because a venv's scripts name their interpreter by its
+    absolute path: a renamed venv's ``mmdaemon`` cannot start."""
+    bin_dir, _ = installed
+    venv = bin_dir.parent
+    link = tmp_path / ".venv"
+    link.symlink_to(venv)
+    switched = run(link / "bin" / "mmdaemon", "--version", cwd=tmp_path)
+    assert switched.returncode == 0 and switched.stdout.startswith("mmdaemon ")
+    moved = tmp_path / "moved"
+    venv.rename(moved)
+    try:
+        with pytest.raises(FileNotFoundError):  # exec finds no interpreter at the old path
+            run(moved / "bin" / "mmdaemon", "--version", cwd=tmp_path)
+    finally:
+        moved.rename(venv)
+    runbook = (REPO / "deploy" / "README.md").read_text()
+    assert "ln -sfn venv-$V /opt/mmdaemon/.venv" in runbook
+    assert "ln -sfn venv-$N /opt/mmdaemon/.venv" in runbook
+    assert "mv /opt/mmdaemon/.venv" not in runbook
