@@ -694,7 +694,7 @@ def record(config: Config, out: Path) -> int:
               file=sys.stderr)
         return 2
     logger = log.get_logger(command="record", instrument=config.instrument.symbol)
-    writer = FrameWriter(out, config.instrument.symbol)
+    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger))
     feed = WebsocketFeed(feed_settings(config), logger)
 
     async def main(stop: asyncio.Event) -> None:
@@ -714,13 +714,19 @@ def record(config: Config, out: Path) -> int:
         await asyncio.wait([tasks[0], stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in (*tasks, stopper):
             task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        failure = (await asyncio.gather(*tasks, stopper, return_exceptions=True))[0]
+        if isinstance(failure, Exception):  # the writer failed: not a clean stop
+            raise failure
 
     logger.info("record_started", out=str(out), url=config.feed.url)
     try:
         import uvloop
 
         uvloop.run(_until_signalled(main)())
+    except (RecordingError, OSError) as exc:  # a day file it must not append to; the disk
+        logger.error("record_failed", error=str(exc))
+        print(f"mmdaemon record: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, RecordingError) else 1
     finally:
         writer.close()
         logger.info("record_stopped", frames=writer.frames, files=[str(p) for p in writer.files],

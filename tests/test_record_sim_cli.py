@@ -178,3 +178,90 @@ def test_record_replay_round_trip_on_the_exchange_clock(
     # the same frames on their receive times do not agree: the equality above is the
     # exchange clock's doing, and this test fails without it
     assert s["recorded", "receive"] != s["source", "receive"]
+
+
+def test_a_recorder_killed_and_restarted_the_same_day_leaves_one_readable_file(
+        tmp_path: Path) -> None:
+    """SIGKILL mid-recording, then `mmdaemon record` again into the same directory: the day's
+    file is sealed at its last flush and appended to; it replays and verifies whole, the
+    restart showing as one gap that the restarted recorder's snapshot recovered."""
+    source = tmp_path / "source.gz"
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:9000]
+    with gzip.open(source, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    port = free_port()
+    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
+    out = tmp_path / "recorded"
+    try:
+        wait_for_line(sim, b"sim_listening")
+        config = write_config(tmp_path, {"feed": {"recordings": [],
+                                                  "url": f"ws://127.0.0.1:{port}",
+                                                  "rest_url": f"http://127.0.0.1:{port}"}})
+        first = mmdaemon("record", "--config", str(config), str(out))
+        time.sleep(2.5)  # more than one flush interval of frames on disk
+        first.send_signal(signal.SIGKILL)
+        first.wait(20)
+        second = mmdaemon("record", "--config", str(config), str(out))
+        time.sleep(2.5)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+        stderr = second.stderr.read().decode() if second.stderr else ""
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
+    files = sorted(out.glob("btcusdt_*.gz"))
+    if len(files) != 1:
+        pytest.skip("the recorder's clock crossed a UTC midnight: two day files, no restart "
+                    "into one")
+    assert '"event":"recording_sealed"' in stderr
+    with gzip.open(files[0], "rb") as f:
+        assert len(f.read().splitlines()) > 100  # every member whole (lengths, CRCs)
+    verify = subprocess.run([sys.executable, "-m", "mmdaemon", "verify-book", str(files[0]),
+                             "--json"], capture_output=True, text=True, timeout=60)
+    v = orjson.loads(verify.stdout)
+    assert verify.returncode == 0, verify.stdout
+    assert v["malformed"] == 0 and v["snapshots"] >= 2 and v["synced_at_end"]
+    replay = subprocess.run([sys.executable, "-m", "mmdaemon", "replay", str(files[0]),
+                             "--json"], capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert orjson.loads(replay.stdout)["malformed"] == 0
+
+
+def test_a_day_file_damaged_inside_stops_the_recorder_with_exit_2(tmp_path: Path) -> None:
+    """Appending to a file damaged before its end would hide the damage: the recorder
+    refuses, says which file, and exits 2 (not 0 as if it had recorded)."""
+    from datetime import UTC, datetime
+
+    out = tmp_path / "recorded"
+    out.mkdir()
+    whole = gzip.compress(b"1 {}\n" * 50_000)
+    damaged = bytearray(whole)
+    damaged[len(damaged) // 2] ^= 0xFF
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    target = out / f"btcusdt_{day}.gz"
+    target.write_bytes(bytes(damaged) + whole)
+    source = tmp_path / "source.gz"
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:3000]
+    with gzip.open(source, "wb") as f:
+        f.write(b"\n".join(lines) + b"\n")
+    port = free_port()
+    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        config = write_config(tmp_path, {"feed": {"recordings": [],
+                                                  "url": f"ws://127.0.0.1:{port}",
+                                                  "rest_url": f"http://127.0.0.1:{port}"}})
+        rec = subprocess.run([sys.executable, "-m", "mmdaemon", "record", "--config",
+                              str(config), str(out)], capture_output=True, text=True,
+                             timeout=60)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
+    if datetime.now(UTC).strftime("%Y%m%d") != day:
+        pytest.skip("a UTC midnight passed during the test: the recorder wrote a new day")
+    assert rec.returncode == 2
+    [message] = [line for line in rec.stderr.splitlines() if not line.startswith("{")]
+    assert message.startswith(f"mmdaemon record: {target}: damaged")
+    assert target.read_bytes() == bytes(damaged) + whole  # not touched

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
 from pathlib import Path
 
-from mmdaemon.feed.recorder import FrameWriter
-from mmdaemon.feed.recording import read_recording
+import pytest
+
+from mmdaemon.feed.recorder import FrameWriter, seal
+from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.model import Malformed
 
 DAY1 = 1723161599_000_000_000  # 2024-08-08 23:59:59 UTC
@@ -47,3 +51,83 @@ def test_a_crash_loses_only_what_was_not_flushed(tmp_path: Path) -> None:
     w.close()
     with gzip.open(w.files[0], "rb") as f:
         assert len(f.read().splitlines()) == 110
+
+
+CRASH = f"""
+import os, sys
+from pathlib import Path
+from mmdaemon.feed.recorder import FrameWriter
+w = FrameWriter(Path(sys.argv[1]), "BTCUSDT", flush_interval_s=3600)
+for i in range(int(sys.argv[2])):
+    w.write({DAY1} + i, b'{{"n":%d,"pad":"%s"}}' % (i, b"x" * (i % 50)))
+    if i == int(sys.argv[3]):
+        w.flush()  # the last flush before the crash
+os._exit(0)  # dies: no close, Python's own buffers lost
+"""
+
+
+def crash_writing(out: Path, frames: int, flush_at: int) -> Path:
+    """A recorder process that flushes after frame ``flush_at`` and dies at ``frames``."""
+    subprocess.run([sys.executable, "-c", CRASH, str(out), str(frames), str(flush_at)],
+                   check=True, timeout=60)
+    return out / "btcusdt_20240808.gz"
+
+
+def frames_of(path: Path) -> list[object]:
+    return list(read_recording([path]))
+
+
+def test_a_restart_after_a_crash_keeps_the_day_readable(tmp_path: Path) -> None:
+    """The recorder dies mid-day and starts again the same day: everything flushed before
+    the crash and everything after the restart read back in order, nothing reported cut."""
+    path = crash_writing(tmp_path, 20_000, 14_999)
+    reports: list[tuple[str, dict[str, object]]] = []
+    w = FrameWriter(tmp_path, "BTCUSDT",
+                    report=lambda event, **fields: reports.append((event, fields)))
+    w.write(DAY1 + 50_000, b'{"after":"restart"}')
+    w.close()
+    items = frames_of(path)
+    assert not [i for i in items if isinstance(i, Malformed)]
+    assert [i[0] for i in items] == [DAY1 + i for i in range(15_000)] + [DAY1 + 50_000]
+    assert items[-1] == (DAY1 + 50_000, b'{"after":"restart"}')
+    [(event, fields)] = reports
+    assert event == "recording_sealed" and fields["path"] == str(path)
+    assert isinstance(fields["bytes_cut"], int) and fields["bytes_cut"] > 0  # torn tail gone
+    with gzip.open(path, "rb") as f:  # every member whole: lengths and CRCs check out
+        assert len(f.read().splitlines()) == 15_001
+
+
+def test_a_torn_write_after_the_last_flush_is_cut(tmp_path: Path) -> None:
+    path = crash_writing(tmp_path, 300, 299)  # the crash came right after a flush
+    with path.open("ab") as f:
+        f.write(bytes(range(256)) * 3)  # half-written bytes of the next block
+    cut = seal(path)
+    assert cut is not None and cut >= 768
+    assert [i[0] for i in frames_of(path)] == [DAY1 + i for i in range(300)]
+
+
+def test_a_crash_before_the_first_flush_loses_only_that_member(tmp_path: Path) -> None:
+    w = FrameWriter(tmp_path, "BTCUSDT")
+    w.write(DAY1, b'{"kept":1}')
+    w.close()
+    path = tmp_path / "btcusdt_20240808.gz"
+    size = path.stat().st_size
+    with path.open("ab") as f:  # a second run's member: its header, and no flush
+        f.write(gzip.compress(b"x" * 10)[:14])
+    assert seal(path) == 14 and path.stat().st_size == size
+    assert frames_of(path) == [(DAY1, b'{"kept":1}')]
+
+
+def test_a_whole_file_is_left_alone_and_a_damaged_one_refused(tmp_path: Path) -> None:
+    w = FrameWriter(tmp_path, "BTCUSDT")
+    for i in range(1000):
+        w.write(DAY1 + i, b'{"n":%d}' % i)
+    w.close()
+    path = w.files[0]
+    whole = path.read_bytes()
+    assert seal(path) is None and path.read_bytes() == whole
+    damaged = bytearray(whole)
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged) + whole)  # damaged inside, more members after it
+    with pytest.raises(RecordingError, match="move it aside"):
+        FrameWriter(tmp_path, "BTCUSDT").write(DAY1 + 5000, b"{}")
