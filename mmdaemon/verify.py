@@ -125,9 +125,11 @@ class BookVerifier:
         if not book.synced:
             # only a gap or a crossed book unsyncs a book that a snapshot synced
             reasons.append("the book is not synced at the end: " + (
-                "no depth snapshot, it never synced" if m.snapshots == 0 else
+                "no depth snapshot was applied, it never synced" if m.snapshots == 0 else
                 f"it lost sync ({m.gaps} gaps, {m.crossed} crossed) and no later snapshot "
                 f"resynced it"))
+        if reasons and m.malformed:  # frames that did not decode may be why
+            reasons.append(f"{m.malformed} frames did not decode (first: {m.first_malformed})")
         return reasons
 
     def summary(self) -> dict[str, Any]:

@@ -190,3 +190,19 @@ def test_several_symbols_need_symbol_and_each_then_verifies(
     assert missing.returncode == 2
     [message] = messages(missing.stderr)
     assert "no frame of XRPUSDT (symbols: BTCUSDT, ETHUSDT)" in message
+
+
+def test_a_value_too_fine_for_any_grid_is_named_as_the_cause(tmp_path: Path) -> None:
+    """One trade priced with 18 decimals makes every other price too many ticks to hold: the
+    frames do not decode, the check fails, and the reasons say so rather than only that no
+    snapshot synced."""
+    lines = gz_lines(SPOT_FILES[0])[:3000]
+    at = next(i for i, line in enumerate(lines) if b"@trade" in line[:80])
+    ns, frame = lines[at].split(b" ", 1)
+    msg = orjson.loads(frame)
+    msg["data"]["p"] = "61837.630000000000000001"
+    lines[at] = ns + b" " + orjson.dumps(msg)
+    proc = run_cli("verify-book", str(write_gz(tmp_path / "fine.gz", lines)), "--json")
+    assert proc.returncode == 1
+    reasons = orjson.loads(proc.stdout)["reasons"]
+    assert any("frames did not decode (first: " in r for r in reasons), reasons
