@@ -18,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test lint lock lock-check test-latest dist bench clean
+.PHONY: demo test lint lock relock lock-check test-latest dist bench clean
 
 $(UV): uv-bootstrap.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -57,7 +57,8 @@ test: lock-check $(STAMP) $(SYSDEPS) lint
 # Fails when pyproject.toml asks for something uv.lock does not hold (or no longer asks for
 # something it does): run `make lock` and commit both files.
 lock-check: $(UV)
-	$(UV) lock --check
+	@$(UV) lock --check || { echo "uv.lock does not match pyproject.toml: run 'make relock' \
+	(keep every other pin) or 'make lock' (newest releases), test, and commit uv.lock"; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmdaemon tests bench
@@ -65,6 +66,10 @@ lint: $(STAMP)
 
 lock: $(UV)
 	$(UV) lock --upgrade
+
+# after an edit of pyproject.toml (a dependency, a range, the version): lock what changed only
+relock: $(UV)
+	$(UV) lock
 
 # Not part of CI: the suite against the newest releases pyproject.toml allows, in a venv of
 # its own, so breakage on the way is seen before `make lock` takes it in.

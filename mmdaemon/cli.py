@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("recordings", nargs="+", metavar="RECORDING")
     verify.add_argument("--venue", choices=sorted(VENUES), default="binance-spot")
-    verify.add_argument("--symbol", help="the symbol to verify when the recording carries "
-                                         "several (frames of the others are skipped)")
+    verify.add_argument("--symbol", type=_symbol,
+                        help="the symbol to verify when the recording carries several (frames "
+                             "of the others are skipped; any case)")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     run = commands.add_parser("run", help="run the daemon (logs on stdout: JSON lines, or "
@@ -133,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "kill":
             cmd.add_argument("--note", default="", help="why, stored with the latch")
     return parser
+
+
+def _symbol(text: str) -> str:
+    """``--symbol``: a venue symbol, in Binance's upper case whatever was typed."""
+    if not (text.isascii() and text.isalnum()):
+        raise argparse.ArgumentTypeError(f"expected a symbol of letters and digits such as "
+                                         f"ETHUSDT, got {text!r}")
+    return text.upper()
 
 
 class UsageError(Exception):
@@ -204,6 +213,12 @@ def _main(argv: Sequence[str] | None) -> int:
         if not args.recordings:
             raise UsageError("mmdaemon replay: no recordings: give RECORDING... or set "
                              "feed.recordings in the config")
+        missing = [p for p in args.recordings if not Path(p).is_file()]
+        if missing:  # e.g. the shipped config, installed without the repository's data
+            raise UsageError(f"mmdaemon replay: no such recording: {missing[0]} (named by "
+                             f"feed.recordings in {args.config}; the bundled recordings come "
+                             f"with the source repository, not the package): give "
+                             f"RECORDING...")
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())

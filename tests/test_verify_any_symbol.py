@@ -206,3 +206,10 @@ def test_a_value_too_fine_for_any_grid_is_named_as_the_cause(tmp_path: Path) -> 
     assert proc.returncode == 1
     reasons = orjson.loads(proc.stdout)["reasons"]
     assert any("frames did not decode (first: " in r for r in reasons), reasons
+
+
+def test_symbol_is_taken_in_any_case_and_an_empty_one_refused() -> None:
+    lower = run_cli("verify-book", str(SPOT_FILES[0]), "--symbol", "btcusdt", "--json")
+    assert lower.returncode == 0 and orjson.loads(lower.stdout)["instrument"] == "BTCUSDT"
+    empty = run_cli("verify-book", str(SPOT_FILES[0]), "--symbol", "")
+    assert empty.returncode == 2 and "--symbol: expected a symbol" in empty.stderr

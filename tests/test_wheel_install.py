@@ -155,7 +155,9 @@ def test_the_installed_replay_without_recordings_names_what_is_missing(
     bin_dir, _ = installed
     proc = run(bin_dir / "mmdaemon", "replay", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "no such recording" in proc.stderr and "btcusdt_20240808.gz" in proc.stderr
+    assert proc.stderr.startswith("mmdaemon replay: no such recording: ")
+    assert "btcusdt_20240808.gz" in proc.stderr and "feed.recordings" in proc.stderr
+    assert "come with the source repository, not the package" in proc.stderr
 
 
 def test_the_runbooks_venv_switch_runs_and_a_moved_venv_would_not(
