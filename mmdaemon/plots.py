@@ -64,6 +64,24 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _finish(fig: Any, ax: Any, path: Path, title: str, ylabel: str,
+            xlabel: str | None = None) -> None:
+    """Title, axis labels, grid, then the PNG at ``path``."""
+    ax.set_title(title)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _over_time(ax: Any, zone: ZoneInfo) -> None:
+    """A series over time around zero: the zero line, the time axis, the legend."""
+    ax.axhline(0, color="grey", lw=0.6)
+    _time_axis(ax, zone)
+    ax.legend(loc="best", fontsize=8)
+
+
 def _no_data(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} in this journal", ha="center", va="center",
             transform=ax.transAxes)
@@ -84,15 +102,11 @@ def pnl(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
                 label="inventory (mid moves on the position)")
         ax.plot(t, [-f for f in series.fees[::k]], color="tab:red", lw=1.1,
                 label="- fees (rebates > 0)")
-        ax.axhline(0, color="grey", lw=0.6)
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8)
+        _over_time(ax, zone)
     else:
         _no_data(ax, "samples with a book")
-    ax.set_title("PnL over time and its components (total = spread + inventory - fees)")
-    ax.set_ylabel("PnL (quote currency)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish(fig, ax, path, "PnL over time and its components (total = spread + inventory - "
+            "fees)", "PnL (quote currency)")
 
 
 def inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
@@ -114,15 +128,10 @@ def inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
                            ls=style, lw=1, label=f"{name} ±{value:g}")
                 ax.axhline(-value, color="tab:orange" if style == "--" else "tab:red",
                            ls=style, lw=1)
-        ax.axhline(0, color="grey", lw=0.6)
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8)
+        _over_time(ax, zone)
     else:
         _no_data(ax, "samples")
-    ax.set_title("Inventory over time (sampled)")
-    ax.set_ylabel("position (base currency, long > 0)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish(fig, ax, path, "Inventory over time (sampled)", "position (base currency, long > 0)")
 
 
 def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
@@ -169,11 +178,9 @@ def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
         ax.legend(loc="best", fontsize=8, ncol=2)
     else:
         _no_data(ax, "samples in the window")
-    ax.set_title(f"Our quotes vs the market, {window_s:g} s from "
-                 f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}")
-    ax.set_ylabel("price (quote currency)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish(fig, ax, path, f"Our quotes vs the market, {window_s:g} s from "
+            f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}",
+            "price (quote currency)")
 
 
 def markouts(path: Path, metrics: dict[str, Any]) -> None:
@@ -198,11 +205,8 @@ def markouts(path: Path, metrics: dict[str, Any]) -> None:
         ax.legend(loc="best", fontsize=8)
     else:
         _no_data(ax, "measurable fills")
-    ax.set_title("Markout curve (size-weighted, bps of mid at the fill)")
-    ax.set_xlabel("horizon after the fill (s, log scale)")
-    ax.set_ylabel("bps (> 0 = in our favour)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish(fig, ax, path, "Markout curve (size-weighted, bps of mid at the fill)",
+            "bps (> 0 = in our favour)", "horizon after the fill (s, log scale)")
 
 
 def by_hour(path: Path, metrics: dict[str, Any]) -> None:
@@ -245,8 +249,5 @@ def spread_hist(path: Path, samples: Sequence[SampleRow], max_spread_bps: float)
         ax.legend(loc="best", fontsize=8)
     else:
         _no_data(ax, "two-sided quotes")
-    ax.set_title("Distribution of our quoted spread (time-weighted)")
-    ax.set_xlabel("quoted spread (bps of the quote's midpoint)")
-    ax.set_ylabel("time (s)")
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    _finish(fig, ax, path, "Distribution of our quoted spread (time-weighted)", "time (s)",
+            "quoted spread (bps of the quote's midpoint)")

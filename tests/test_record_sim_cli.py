@@ -4,12 +4,14 @@ source's over the same window."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,7 @@ from mmdaemon.feed.recording import read_recording
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues.binance import BinanceCodec
 from mmdaemon.verify import BookVerifier
-from tests.conftest import SPOT_FILES
-from tests.helpers import write_config
+from tests.helpers import first_lines, write_config
 
 STREAM = b'{"stream":'  # a combined-stream frame; the recorded REST snapshots are not
 
@@ -49,33 +50,40 @@ def wait_for_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float =
     raise AssertionError(f"{needle!r} not seen; stderr: {proc.stderr.read()[-2000:]!r}")
 
 
+@contextlib.contextmanager
+def sim_serving(source: Path) -> Iterator[int]:
+    """`mmdaemon sim` serving ``source`` at 10x on a free loopback port, for the ``with``
+    block; stopped (and checked to stop cleanly) after it."""
+    port = free_port()
+    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        yield port
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
+
+
+def live_config(tmp_path: Path, port: int) -> Path:
+    """The dry-run config pointed at the sim on ``port`` as its live feed."""
+    return write_config(tmp_path, {"feed": {"recordings": [], "url": f"ws://127.0.0.1:{port}",
+                                            "rest_url": f"http://127.0.0.1:{port}"}})
+
+
 @pytest.fixture(scope="module")
 def sim_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     """A slice of the bundled recording served by `mmdaemon sim`, and what `mmdaemon record`
     wrote of it: (source, recorded files)."""
     tmp_path = tmp_path_factory.mktemp("record_sim")
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:6000]
-    source = tmp_path / "source.gz"
-    with gzip.open(source, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    port = free_port()
-    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
-    try:
-        wait_for_line(sim, b"sim_listening")
-        config = write_config(tmp_path, {"feed": {"recordings": [],
-                                                  "url": f"ws://127.0.0.1:{port}",
-                                                  "rest_url": f"http://127.0.0.1:{port}"}})
-        out = tmp_path / "recorded"
-        rec = mmdaemon("record", "--config", str(config), str(out))
+    source = first_lines(tmp_path / "source.gz", 6000)
+    out = tmp_path / "recorded"
+    with sim_serving(source) as port:
+        rec = mmdaemon("record", "--config", str(live_config(tmp_path, port)), str(out))
         time.sleep(3.0)  # ~30 s of market at speed 10
         rec.send_signal(signal.SIGTERM)
         assert rec.wait(20) == 0
         stderr = rec.stderr.read().decode() if rec.stderr else ""
         assert '"event":"record_stopped"' in stderr
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
     return source, sorted(out.glob("btcusdt_*.gz"))
 
 
@@ -185,19 +193,10 @@ def test_a_recorder_killed_and_restarted_the_same_day_leaves_one_readable_file(
     """SIGKILL mid-recording, then `mmdaemon record` again into the same directory: the day's
     file is sealed at its last flush and appended to; it replays and verifies whole, the
     restart showing as one gap that the restarted recorder's snapshot recovered."""
-    source = tmp_path / "source.gz"
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:9000]
-    with gzip.open(source, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    port = free_port()
-    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
+    source = first_lines(tmp_path / "source.gz", 9000)
     out = tmp_path / "recorded"
-    try:
-        wait_for_line(sim, b"sim_listening")
-        config = write_config(tmp_path, {"feed": {"recordings": [],
-                                                  "url": f"ws://127.0.0.1:{port}",
-                                                  "rest_url": f"http://127.0.0.1:{port}"}})
+    with sim_serving(source) as port:
+        config = live_config(tmp_path, port)
         first = mmdaemon("record", "--config", str(config), str(out))
         time.sleep(2.5)  # more than one flush interval of frames on disk
         first.send_signal(signal.SIGKILL)
@@ -207,9 +206,6 @@ def test_a_recorder_killed_and_restarted_the_same_day_leaves_one_readable_file(
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0
         stderr = second.stderr.read().decode() if second.stderr else ""
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
     files = sorted(out.glob("btcusdt_*.gz"))
     if len(files) != 1:
         pytest.skip("the recorder's clock crossed a UTC midnight: two day files, no restart "
@@ -241,24 +237,10 @@ def test_a_day_file_damaged_inside_stops_the_recorder_with_exit_2(tmp_path: Path
     day = datetime.now(UTC).strftime("%Y%m%d")
     target = out / f"btcusdt_{day}.gz"
     target.write_bytes(bytes(damaged) + whole)
-    source = tmp_path / "source.gz"
-    with gzip.open(SPOT_FILES[0], "rb") as f:
-        lines = f.read().splitlines()[:3000]
-    with gzip.open(source, "wb") as f:
-        f.write(b"\n".join(lines) + b"\n")
-    port = free_port()
-    sim = mmdaemon("sim", str(source), "--port", str(port), "--speed", "10")
-    try:
-        wait_for_line(sim, b"sim_listening")
-        config = write_config(tmp_path, {"feed": {"recordings": [],
-                                                  "url": f"ws://127.0.0.1:{port}",
-                                                  "rest_url": f"http://127.0.0.1:{port}"}})
+    with sim_serving(first_lines(tmp_path / "source.gz", 3000)) as port:
         rec = subprocess.run([sys.executable, "-m", "mmdaemon", "record", "--config",
-                              str(config), str(out)], capture_output=True, text=True,
-                             timeout=60)
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
+                              str(live_config(tmp_path, port)), str(out)],
+                             capture_output=True, text=True, timeout=60)
     if datetime.now(UTC).strftime("%Y%m%d") != day:
         pytest.skip("a UTC midnight passed during the test: the recorder wrote a new day")
     assert rec.returncode == 2
