@@ -27,7 +27,7 @@ from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.feed.replay import ReplayClock
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, MAX_UNITS
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, MAX_UNITS, Instrument
 from mmdaemon.risk.rules import ORDER_RATE
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
@@ -410,7 +410,6 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
                   f"{config.instrument.symbol} decoded in {lines} lines{why}", file=sys.stderr)
             return 2
         summary = service.summary(time.perf_counter() - start)
-        summary["first_malformed"] = market.first_malformed
         summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
@@ -662,10 +661,10 @@ def _reporter(logger: Any) -> Any:
 
 def _human_summary(s: dict[str, Any]) -> str:
     """The verdict for people: prices at the grid found in the data, and why it failed."""
-    places = len(s["tick_size"].partition(".")[2])
+    grid = Instrument(s["instrument"] or "", s["tick_size"], s["lot_size"])
 
     def px(ticks: int | None) -> str:
-        return "-" if ticks is None else f"{ticks * Decimal(s['tick_size']):.{places}f}"
+        return "-" if ticks is None else grid.price_str(ticks)
 
     verdict = "OK" if s["ok"] else "FAILED"
     lines = [

@@ -939,6 +939,7 @@ class Service:
             "breaker_trips": self.breakers.trips,
             "gaps": self.market.gaps,
             "malformed": self.market.malformed,
+            "first_malformed": self.market.first_malformed,
             "time_backsteps": self.time_backsteps,
             "wall_s": round(wall_s, 3),
             "frames_per_s": round(frames / wall_s) if wall_s > 0 else None,

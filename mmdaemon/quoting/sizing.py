@@ -116,11 +116,6 @@ class SizeRule:
             (instrument.min_notional / unit).to_integral_value(rounding=ROUND_CEILING)
         )
 
-    @property
-    def min_notional_units(self) -> int:
-        """``min_notional`` in notional units (ticks x lots), rounded up."""
-        return self._min_notional_units
-
     def wanted(self, inventory_lots: int) -> tuple[int, int]:
         """Steps 1-4: (bid_size, ask_size) in lots before the instrument's grid."""
         inv, base, limit = inventory_lots, self._base, self._max

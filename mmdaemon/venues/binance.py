@@ -145,7 +145,7 @@ class BinanceCodec:
                 if type(data) is not dict:
                     raise FrameError("'data' is not an object")
                 return route[1](data, recv_ns)
-            kind = _raw_kind(msg)
+            kind = raw_kind(msg)
             return self._handlers[kind](msg, recv_ns)
         except FrameError as exc:
             return self._malformed(kind, str(exc), recv_ns)
@@ -156,7 +156,7 @@ class BinanceCodec:
 
     def _route(self, stream: object) -> tuple[str, Handler]:
         """Kind and handler of a combined stream, cached for names seen before."""
-        kind = _stream_kind(stream)
+        kind = stream_kind(stream)
         route = (kind, self._handlers[kind])
         if len(self._routes) < 64:  # names come from our own subscription: a handful
             self._routes[stream] = route  # type: ignore[index]
@@ -363,8 +363,9 @@ def _ms(value: object) -> int:
     return value * _MS
 
 
-def _stream_kind(stream: object) -> str:
-    """Classify a combined-stream name such as ``btcusdt@depth@100ms``."""
+def stream_kind(stream: object) -> str:
+    """Classify a combined-stream name such as ``btcusdt@depth@100ms`` (also used by
+    :mod:`mmdaemon.venues.binance_survey`, so both sort frames alike)."""
     if type(stream) is not str:
         raise FrameError("'stream' is not a string")
     _, _, kind = stream.partition("@")
@@ -375,7 +376,7 @@ def _stream_kind(stream: object) -> str:
     raise FrameError(f"unknown stream {stream!r}")
 
 
-def _raw_kind(msg: dict[str, Any]) -> str:
+def raw_kind(msg: dict[str, Any]) -> str:
     """Classify a frame without a combined-stream envelope."""
     event = msg.get("e")
     if event == "depthUpdate":

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from mmdaemon.model import MAX_DECIMAL_CHARS, Instrument
-from mmdaemon.venues.binance import FrameError, _raw_kind, _stream_kind
+from mmdaemon.venues.binance import FrameError, raw_kind, stream_kind
 
 FOLD_AT = 1 << 16  # distinct price and size texts a symbol collects before counting them
 
@@ -187,9 +187,9 @@ class RecordingSurvey:
         try:
             stream = msg.get("stream")
             if stream is not None:
-                kind, data = _stream_kind(stream), msg.get("data")
+                kind, data = stream_kind(stream), msg.get("data")
             else:
-                kind, data = _raw_kind(msg), msg
+                kind, data = raw_kind(msg), msg
         except FrameError:
             return
         if type(data) is not dict:
