@@ -328,3 +328,19 @@ def test_one_open_order_cannot_quote_two_sides(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"risk": {"max_open_orders": 1}})
     assert "the second side of every quote is blocked" in warned(review(config))[
         "risk.max_open_orders"]
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """``mmdaemon check-config | head -2``: the pipe closes before the output ends."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config",
+                               str(REPO / "config" / "dryrun.toml")], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
