@@ -1214,7 +1214,10 @@ def test_atheris_harness_runs_clean(harness: str, tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "seeded" in proc.stderr and "Done 3000 runs" in proc.stderr, proc.stderr[-2000:]
+    # libFuzzer stops at the first check after -runs is reached: a mutation batch can end a
+    # few runs beyond it ("Done 3018 runs"), as Python's hash seed varies the coverage path
+    done = re.search(r"^Done (\d+) runs", proc.stderr, re.M)
+    assert "seeded" in proc.stderr and done and int(done[1]) >= 3000, proc.stderr[-2000:]
 
 
 def test_fuzz_reference_replay_is_clean() -> None:
