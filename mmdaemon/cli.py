@@ -342,14 +342,20 @@ def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = 
     """Run a built service; 2 if its state directory is taken or, ``replaying``, a recording
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
     restart policy like any feed that dies)."""
-    from mmdaemon.journal import JournalLocked
+    from mmdaemon.daemon import StateDirUnusable
+    from mmdaemon.journal import JournalLocked, JournalRefused
 
     try:
         _run_service(service, progress)
-    except JournalLocked as exc:
-        logger.error("state_dir_locked", error=str(exc))
+    except JournalRefused as exc:  # locked, corrupt, another instance's: a restart won't help
+        event = "state_dir_locked" if isinstance(exc, JournalLocked) else "journal_refused"
+        logger.error(event, error=str(exc))
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
+    except StateDirUnusable as exc:  # may be passing (a full disk): systemd retries
+        logger.error("state_dir_unusable", error=str(exc))
+        print(f"mmdaemon: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         unreadable = _recording_error(exc) if replaying else None
         if unreadable is not None:  # unusable input, not a failure of the service

@@ -54,6 +54,8 @@ from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import Journal, Sample
+from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
+from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.market import Decoded, MarketState, NoCodec
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
@@ -100,6 +102,10 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
+
+
+class StateDirUnusable(RuntimeError):
+    """The state directory cannot take the kill latch: the service must not start."""
 
 
 @dataclass
@@ -197,13 +203,35 @@ class Service:
         self.risk: RiskState
         self.breakers: Breakers
         self.manager: OrderManager
+        self.latch: KillLatch
+        self._journal_broken = False  # a write failed: nothing more is written to it
 
     # -- life cycle -----------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Open the journal and restore from it: fills, kill latch, drawdown peak."""
+        """Open the journal and the kill latch and restore: fills, kill, drawdown peak.
+
+        Refused (:class:`~mmdaemon.journal.JournalRefused`, exit 2) for a journal that is
+        locked, corrupt or another instance's; an OSError if the latch cannot be written.
+        Either way nothing has been sent."""
         self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable)
-        restored = self.journal.restore(time.time_ns())
+        try:
+            self._restore()
+        except BaseException:
+            self.journal.close()
+            latch: KillLatch | None = getattr(self, "latch", None)
+            if latch is not None:
+                latch.close()
+            raise
+
+    def _restore(self) -> None:
+        journal, wall_ns = self.journal, time.time_ns()
+        journal.check_identity(self.identity(), wall_ns)
+        restored = journal.restore(wall_ns)
+        self.latch = latch = KillLatch.open(self.state_dir, journal.get(LATCH_KEY, "") == "1",
+                                            restored.killed, restored.kill_reason, wall_ns)
+        journal.put(LATCH_KEY, "1", wall_ns)
+        killed, kill_reason = latch.state.killed, latch.state.reason
         self.position = position = Position()
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
@@ -213,8 +241,7 @@ class Service:
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
         if self.firm is not None:
             halts[FIRM_NOT_READY] = {}
-        self.risk = RiskState(self._on_transition, restored.killed, restored.kill_reason,
-                              halts=halts)
+        self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
         # fills the venue reports above this were never journaled (missed while down)
@@ -233,14 +260,26 @@ class Service:
         self.log.info("journal_restored", path=str(self.journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
-                      killed=restored.killed, kill_reason=restored.kill_reason,
+                      killed=killed, kill_reason=kill_reason, latch=str(latch.path),
                       run_id=restored.run_id)
         # a restored position may already be beyond a limit: judge it before any quote
         self.breakers.check_inventory(position.position)
 
+    def identity(self) -> dict[str, str]:
+        """What this service's journal must belong to (see journal.IDENTITY_KEYS)."""
+        inst, config = self.instrument, self.config
+        return {"venue": config.instrument.venue, "symbol": inst.symbol,
+                "tick_size": str(inst.tick_size), "lot_size": str(inst.lot_size),
+                "adapter": config.exchange.adapter, "instance": config.firm.instance}
+
     async def run(self) -> None:
         """Run until the feed ends, a stop is requested, or something fails."""
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:  # the latch: a state directory we could not write a kill to
+            raise StateDirUnusable(
+                f"state directory {self.state_dir} cannot hold the kill latch ({exc}): "
+                "nothing was sent") from exc
         loop = asyncio.get_running_loop()
         pid_path = self.state_dir / PID_FILE
         handlers = {
@@ -299,6 +338,7 @@ class Service:
                 for sig in handlers:  # only now: a signal during the cancel must not kill us
                     loop.remove_signal_handler(sig)
                 self.journal.close()
+                self.latch.close()
                 self.notifier.close()
                 gc.unfreeze()  # a process that runs services one after another frees them
                 if self.write_pid:
@@ -708,28 +748,49 @@ class Service:
         return position.total(mark)
 
     def _journal_failed(self, during: str, exc: Exception) -> None:
-        """The journal cannot be written: log it and fail closed (KILLED, quotes pulled).
+        """The journal cannot be written: fail closed, KILLED, quotes pulled, exit 1.
 
         Trading on without the journal would break the promise that every fill is on disk
-        before anything acts on it, so this is a kill, not a halt.
+        before anything acts on it, so this is a kill, and the process ends once the
+        cancel-all is through (a disk that filled up does not free itself; systemd's
+        restart then starts KILLED from the latch).
         """
+        self._journal_broken = True
         self.log.error("journal_write_failed", during=during, error=repr(exc))
         self._latch_kill("journal_write_failed", during=during)
+        self._fail("journal_write_failed")
+
+    def _fail(self, why: str) -> None:
+        """End the run with exit status 1; the way out cancels every order first."""
+        if not self._stop.is_set():
+            self.log.error("service_stopping", reason=why, exit_code=1)
+        self.exit_code = 1
+        self._stop.set()
 
     def _latch_kill(self, reason: str, **values: Any) -> None:
-        """Journal KILLED first, then change state; the cancel-all follows at once.
+        """Latch KILLED on disk first, then change state; the cancel-all follows at once.
 
-        A journal that cannot be written does not stop the kill: it is logged, and the
-        in-memory state still goes KILLED.
+        The latch file (:mod:`mmdaemon.latch`) takes the kill even on a full disk; the
+        journal records it too where it can. A kill that reaches neither still goes KILLED
+        in memory, cancels everything and ends the process (exit 1).
         """
         if self.risk.killed:
             return
         try:
-            self.journal.set_killed(True, reason, self.now_ns)
-        except Exception as exc:
-            self.log.error("journal_write_failed", error=repr(exc), during="kill")
+            self.latch.set(True, reason, self.now_ns)
+        except LatchNotPersisted as exc:
+            self.log.error("kill_latch_failed", error=str(exc), reason=reason)
+            self._fail("kill_latch_failed")
+        if not self._journal_broken:
+            try:
+                self.journal.set_killed(True, reason, self.now_ns)
+            except Exception as exc:
+                self._journal_broken = True
+                self.log.error("journal_write_failed", error=repr(exc), during="kill")
+                self._fail("journal_write_failed")
         self.risk.kill(reason, **values)
-        self.log.warning("kill_switch_tripped", reason=reason, **values)
+        self.log.warning("kill_switch_tripped", reason=reason, latch=str(self.latch.path),
+                         latch_removed=self.latch.removed, **values)
         self._cancel_due = True
 
     def kill(self, reason: str, **values: Any) -> None:
@@ -768,12 +829,37 @@ class Service:
             self.log.warning("rearm_refused", reasons=held)
             return
         assert total is not None  # holding() refuses an unknown PnL
-        self.journal.set_killed(False, "", self.now_ns)
+        if not self._unlatch():
+            return
         self.breakers.rearmed(total)
         if self.firm is not None:
             self.firm.rearmed()
         self.risk.rearm()
         self.log.info("kill_switch_rearmed", state=self.risk.state.value)
+
+    def _unlatch(self) -> bool:
+        """Clear the kill in the journal, then in the latch; False (still KILLED) if
+        either cannot be written. The latch goes last: until it reads armed, a restart is
+        KILLED whatever the journal says."""
+        if self._journal_broken:
+            self.log.warning("rearm_refused", reasons=["journal_write_failed"])
+            return False
+        try:
+            self.journal.set_killed(False, "", self.now_ns)
+        except Exception as exc:
+            self._journal_failed("rearm", exc)
+            return False
+        try:
+            self.latch.set(False, "", self.now_ns)
+        except OSError as exc:
+            self.log.error("kill_latch_failed", error=str(exc), during="rearm")
+            self.log.warning("rearm_refused", reasons=["kill_latch_failed"])
+            try:
+                self.journal.set_killed(True, self.risk.kill_reason, self.now_ns)
+            except Exception as journal_exc:
+                self._journal_failed("rearm", journal_exc)
+            return False
+        return True
 
     def rearm_global(self) -> None:
         """The global kill switch was re-armed: re-arm too if that is what killed us (an
@@ -793,10 +879,11 @@ class Service:
                        values: dict[str, Any]) -> None:
         self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
                          **values)
-        try:
-            self.journal.set_trading_state(new.value, self.now_ns)
-        except Exception as exc:
-            self._journal_failed("state", exc)
+        if not self._journal_broken:
+            try:
+                self.journal.set_trading_state(new.value, self.now_ns)
+            except Exception as exc:
+                self._journal_failed("state", exc)
         self.notifier.status(self.status_line())
         self._maybe_ready()
         if new is TradingState.HALTED or new is TradingState.KILLED:
@@ -856,6 +943,9 @@ class Service:
             self._flush_samples()  # only if the supervisor task has not run for that long
 
     def _flush_samples(self) -> None:
+        if self._journal_broken:
+            self._samples.clear()  # reports only: not worth another failing write
+            return
         if self._samples:
             rows, self._samples = self._samples, []
             try:
@@ -897,7 +987,7 @@ class Service:
         them. A crash loses at most one supervisor interval of samples and peak."""
         self._flush_samples()
         peak = self.breakers.peak
-        if peak is not None and peak != self._saved_peak:
+        if peak is not None and peak != self._saved_peak and not self._journal_broken:
             self._saved_peak = peak
             try:
                 self.journal.set_pnl_peak(peak, self.now_ns)

@@ -56,7 +56,6 @@ ALWAYS_LOGGED: frozenset[str] = frozenset({
     "kill_switch_rearmed",
     "rearm_refused",
     "venue_status",
-    "journal_write_failed",
     "firm_bus_ready",
     "firm_bus_lost",
     "firm_bus_restored",
@@ -71,11 +70,12 @@ ALWAYS_LOGGED: frozenset[str] = frozenset({
 })
 """Events that are never rate-limited, whatever their level."""
 
-LIMITED_LEVELS: frozenset[str] = frozenset({"info", "warning"})
-"""Levels the limiter applies to. Errors and above always pass: they are rare and each
-one matters. Debug is left alone too: it is off in production (where journald's budget
-is at stake) and whoever turns it on wants the full trace (the tests reconstruct order
-flow from ``order_sent`` debug lines)."""
+LIMITED_LEVELS: frozenset[str] = frozenset({"info", "warning", "error"})
+"""Levels the limiter applies to. Errors are limited like the rest: an error that repeats
+(a write failing on every supervisor tick) says nothing new after its first lines, and
+the count of the rest is reported. ``critical`` always passes. Debug is left alone: it is
+off in production (where journald's budget is at stake) and whoever turns it on wants the
+full trace (the tests reconstruct order flow from ``order_sent`` debug lines)."""
 
 DEFAULT_RATE_LIMIT: tuple[int, float] = (10, 10.0)
 """At most 10 lines per ``(event, level)`` per 10 s: far below journald's default burst

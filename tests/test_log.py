@@ -119,17 +119,20 @@ def test_the_allow_list_holds_the_events_an_incident_is_read_from() -> None:
     assert {
         "kill_switch_tripped", "state_changed", "fill", "orders_cancelled", "stopped",
         "service_started", "journal_restored", "kill_switch_rearmed", "rearm_refused",
-        "venue_status", "journal_write_failed",
+        "venue_status",
     } <= log.ALWAYS_LOGGED
 
 
-def test_errors_are_never_dropped() -> None:
+def test_repeated_errors_are_limited_and_counted_and_criticals_never_dropped() -> None:
     c = Captured()
     for i in range(100):
-        c.log.error("gateway_handler_failed", n=i)
+        c.log.error("journal_write_failed", n=i)
+        c.log.exception("journal_write_failed", n=i)  # "error" once rendered
         c.log.critical("gateway_handler_failed", n=i)
-        c.log.exception("gateway_handler_failed", n=i)  # "error" once rendered
-    assert len(c.named("gateway_handler_failed")) == 300
+    assert len(c.named("journal_write_failed")) == N
+    assert len(c.named("gateway_handler_failed")) == 100
+    assert log.flush_suppressed() == 1
+    assert c.named(log.SUPPRESSED_EVENT)[-1]["suppressed"] == 200 - N
 
 
 def test_debug_is_a_full_trace_when_enabled() -> None:
@@ -229,10 +232,10 @@ def test_disabled_levels_never_reach_the_limiter() -> None:
     assert log.flush_suppressed() == 0
 
 
-def test_allow_listed_events_and_errors_do_not_read_the_clock() -> None:
+def test_allow_listed_events_and_criticals_do_not_read_the_clock() -> None:
     c = Captured()
     c.log.info("fill")
-    c.log.error("service_failed")
+    c.log.critical("service_failed")
     assert c.clock_reads == 0
 
 
