@@ -26,8 +26,11 @@ $(UV): uv-bootstrap.txt
 	touch $(UV)
 
 # --locked: stop, rather than resolve anew, when uv.lock does not match pyproject.toml
-$(STAMP): pyproject.toml uv.lock setup.py $(UV)
+$(STAMP): pyproject.toml uv.lock setup.py mmdaemon/_launcher.c $(UV)
 	$(UV) sync --locked --python $(PYTHON)
+	# the launcher the systemd unit runs, linked into bin/ as the runbook does on servers
+	launcher="$$($(BIN)/mmdaemon --launcher-path)" && ln -sf "$$launcher" $(BIN)/mmdaemond \
+		|| echo "no mmdaemond launcher: tests of start-up signals will skip"
 	touch $(STAMP)
 
 # The main job: a dry run of the daemon on the bundled real Binance recording (paper

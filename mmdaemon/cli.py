@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from mmdaemon import log
+from mmdaemon import early_signals, log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
@@ -40,9 +40,25 @@ VENUES: dict[str, Market] = {"binance-spot": "spot", "binance-usdm": "usdm"}
 """``verify-book --venue``: the sync rules of each venue (the instrument comes from the data)."""
 
 
+class _LauncherPath(argparse.Action):
+    """``--launcher-path``: the path on stdout (exit 0), or why there is none (exit 1)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        path = early_signals.launcher_path()
+        if path is None:
+            parser.exit(1, "mmdaemon: no mmdaemond launcher in this installation (built only "
+                           "on Linux with a C compiler: rebuild the wheel where one exists)\n")
+        print(path)
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdaemon", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--launcher-path", action=_LauncherPath, nargs=0,
+                        help="print where this installation's mmdaemond launcher is (the "
+                             "systemd unit runs it, linked into the venv's bin/) and exit")
     parser.add_argument("--log-level", default="info", choices=sorted(log.LEVELS))
     parser.add_argument("--log-format", default="auto", choices=log.FORMATS,
                         help="json lines, or console text for people (prices and sizes also "
@@ -173,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # stdout goes to /dev/null so the interpreter's final flush does not fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    finally:
+        early_signals.hold()
 
 
 def version_text() -> str:
@@ -189,8 +207,16 @@ def version_text() -> str:
             f"{speedups.HOT_LOOPS})")
 
 
+SERVICE_COMMANDS = ("run", "replay")
+"""Commands that run the service: a signal during their start-up is kept for it."""
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in SERVICE_COMMANDS:
+        early_signals.install()  # the console script's earliest moment (see early_signals)
+    else:
+        early_signals.release()
     if args.command == "verify-book":
         # no instrument for the log's decimals: verify-book learns it from the data
         log.configure(args.log_level, log_format=args.log_format)
@@ -261,8 +287,11 @@ def _run_service(service: Any, progress: bool = False) -> None:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    finally:  # the service's handlers are gone: a late signal must not end us by default
+        early_signals.install()
 
 
 def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
-from mmdaemon import speedups
+from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
@@ -102,6 +102,10 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
+
+
+class _StoppedBeforeStart(Exception):
+    """A stop (an early SIGTERM) was requested before the venue was contacted."""
 
 
 class StateDirUnusable(RuntimeError):
@@ -291,6 +295,9 @@ class Service:
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        for sig in early_signals.take():  # arrived during start-up: now, in order
+            self.log.info("early_signal", signal=sig.name)
+            handlers[sig]()
         if self.write_pid:
             pid_path.write_text(f"{os.getpid()}\n")
         self.log.info("service_started", instrument=self.instrument.symbol,
@@ -299,6 +306,8 @@ class Service:
                       hot_loops=speedups.HOT_LOOPS)
         metrics: MetricsServer | None = None
         try:
+            if self._stop.is_set():  # stopped during start-up: nothing to start
+                raise _StoppedBeforeStart
             m = self.config.metrics
             if m.port:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
@@ -322,6 +331,8 @@ class Service:
                 for task in (feed, supervisor, stop, watchdog, firm):
                     if task is not None:
                         task.cancel()
+        except _StoppedBeforeStart:
+            pass
         except BaseException:
             self.exit_code = 1
             raise

@@ -28,7 +28,7 @@ from tests.conftest import REPO
 DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "mmdaemon@.service"
 RUNBOOK = DEPLOY / "README.md"
-INSTALLED_BINARY = "/opt/mmdaemon/.venv/bin/mmdaemon"
+INSTALLED_BINARY = "/opt/mmdaemon/.venv/bin/mmdaemond"  # the launcher (early_signals)
 MAX_EXPOSURE = 2.0
 
 
@@ -222,8 +222,8 @@ def _systemd_analyze() -> str:
 
 def _instance(tmp_path: Path) -> Path:
     """The template as instance mmdaemon@test.service, its ExecStart pointing at a binary
-    that exists here (verify checks that executables exist): this venv's mmdaemon."""
-    binary = Path(sys.executable).with_name("mmdaemon")
+    that exists here (verify checks that executables exist): this venv's launcher."""
+    binary = Path(sys.executable).with_name("mmdaemond")
     if not binary.is_file():
         binary = Path("/bin/true")
     text = UNIT.read_text().replace(INSTALLED_BINARY, str(binary))

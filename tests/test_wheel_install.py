@@ -182,3 +182,31 @@ def test_the_runbooks_venv_switch_runs_and_a_moved_venv_would_not(
     assert "ln -sfn venv-$V /opt/mmdaemon/.venv" in runbook
     assert "ln -sfn venv-$N /opt/mmdaemon/.venv" in runbook
     assert "mv /opt/mmdaemon/.venv" not in runbook
+
+
+def test_the_runbooks_launcher_link_runs_the_venvs_python(
+        installed: tuple[Path, Path], tmp_path: Path) -> None:
+    """The unit runs ``.venv/bin/mmdaemond``: the wheel carries the launcher, the runbook
+    links it into the venv's bin/ from ``--launcher-path``, and through the ``.venv``
+    symlink it starts that venv's mmdaemon."""
+    bin_dir, wheel = installed
+    with zipfile.ZipFile(wheel) as whl:
+        assert "mmdaemon/mmdaemond" in whl.namelist()
+    runbook = (REPO / "deploy" / "README.md").read_text()
+    step = ('ln -sf "$(/opt/mmdaemon/venv-$V/bin/mmdaemon --launcher-path)" '
+            "/opt/mmdaemon/venv-$V/bin/mmdaemond")
+    assert step in runbook
+    where = run(bin_dir / "mmdaemon", "--launcher-path", cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    launcher = Path(where.stdout.strip())
+    assert launcher.is_file() and "site-packages/mmdaemon" in str(launcher)
+    (bin_dir / "mmdaemond").unlink(missing_ok=True)
+    (bin_dir / "mmdaemond").symlink_to(launcher)
+    link = tmp_path / ".venv"
+    link.symlink_to(bin_dir.parent)
+    proc = run(link / "bin" / "mmdaemond", "--version", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("mmdaemon ")
+    # the interpreter it ran is the venv's: mmdaemon imports from its site-packages
+    proc = run(link / "bin" / "mmdaemond", "--launcher-path", cwd=tmp_path)
+    assert Path(proc.stdout.strip()).resolve() == launcher.resolve()

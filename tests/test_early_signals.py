@@ -1,0 +1,125 @@
+"""The operator's signals from the first instruction: ``mmdaemond`` (the launcher the
+systemd unit runs) holds them until the service can act, so a kill switch flipped at any
+moment of start-up is latched and SIGTERM at any moment exits cleanly; never a death by
+the signal. Real processes, real signals, the real kill latch on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mmdaemon.early_signals import launcher_path
+from mmdaemon.latch import LatchState, read_latch
+from tests.helpers import write_config
+
+LAUNCHER = Path(sys.executable).with_name("mmdaemond")
+DELAYS_MS = (0, 10, 50, 100, 200, 500)
+
+pytestmark = pytest.mark.skipif(
+    not LAUNCHER.exists() or launcher_path() is None,
+    reason="no mmdaemond launcher beside this python (built on Linux with a C compiler; "
+           "`make` links it into .venv/bin)")
+
+
+def signal_bits(pid: int) -> int:
+    """SigBlk | SigCgt of ``pid``: nonzero once the launcher or Python holds a signal."""
+    fields = dict(line.split(":\t", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return int(fields["SigBlk"], 16) | int(fields["SigCgt"], 16)
+
+
+def start(config: Path) -> subprocess.Popen[bytes]:
+    """``mmdaemond run``, returned once its first instruction has run: SIGUSR1 is blocked
+    (the launcher) or caught (Python). Before that the kernel is still inside execve and
+    no program can act on a signal (see the launcher's header)."""
+    proc = subprocess.Popen([str(LAUNCHER), "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    usr1 = 1 << (signal.SIGUSR1 - 1)
+    deadline = time.monotonic() + 10
+    while not signal_bits(proc.pid) & usr1:
+        assert time.monotonic() < deadline, "the launcher never blocked SIGUSR1"
+    return proc
+
+
+def events(out: bytes) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> tuple[int, list[dict[str, object]], str]:
+    """SIGTERM (again, harmless if it is on its way out) and collect everything."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, events(out), err.decode()
+
+
+def config_for(tmp_path: Path) -> Path:
+    # the bundled recording, paced at 1x: a run that lasts until it is stopped
+    return write_config(tmp_path, {"feed": {"speed": "1"}})
+
+
+@pytest.mark.parametrize("delay_ms", DELAYS_MS)
+def test_a_kill_switch_at_any_moment_of_start_up_is_latched(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    config = config_for(tmp_path)
+    proc = start(config)
+    time.sleep(delay_ms / 1000)  # the moment under test, not a wait for a condition
+    os.kill(proc.pid, signal.SIGUSR1)
+    wait_latched(proc, tmp_path / "state")
+    code, logged, err = stop(proc)
+    assert code == 0, (code, err[-2000:])  # a clean exit, not -SIGUSR1 / -SIGTERM
+    names = [e["event"] for e in logged]
+    assert "kill_switch_tripped" in names
+    # the kill came before the first quote could fill: nothing traded in this run
+    assert not [e for e in logged if e["event"] == "fill"]
+
+
+@pytest.mark.parametrize("delay_ms", DELAYS_MS)
+def test_sigterm_at_any_moment_of_start_up_exits_cleanly(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    proc = start(config_for(tmp_path))
+    time.sleep(delay_ms / 1000)
+    os.kill(proc.pid, signal.SIGTERM)
+    code, logged, err = stop(proc)
+    assert code == 0, (code, err[-2000:])
+    assert [e for e in logged if e["event"] == "stopped"], err[-2000:]
+
+
+def wait_latched(proc: subprocess.Popen[bytes], state: Path) -> None:
+    """Until the latch file says killed by the operator (the process must live on)."""
+    deadline = time.monotonic() + 30
+    while read_latch(state) != LatchState(True, "operator_kill_switch"):
+        assert proc.poll() is None, stop(proc)
+        assert time.monotonic() < deadline, "the kill was never latched"
+        time.sleep(0.01)
+
+
+def test_the_next_start_after_an_early_kill_is_killed(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    proc = start(config)
+    os.kill(proc.pid, signal.SIGUSR1)  # at its first instruction
+    wait_latched(proc, tmp_path / "state")
+    code, _, err = stop(proc)
+    assert code == 0, err[-2000:]
+    again = subprocess.Popen([sys.executable, "-m", "mmdaemon", "run", "--config",
+                              str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert again.stdout is not None
+    restored = None
+    for line in again.stdout:  # JSON lines until journal_restored (or the end)
+        event = orjson.loads(line)
+        if event["event"] == "journal_restored":
+            restored = event
+            break
+    code, _, err = stop(again)
+    assert restored is not None, err[-2000:]
+    assert restored["killed"] is True and restored["kill_reason"] == "operator_kill_switch"
+    assert code == 0
