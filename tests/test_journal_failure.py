@@ -49,3 +49,35 @@ def test_journal_write_failure_kills_and_pulls_quotes(tmp_path: Path) -> None:
     assert service.position.fills == 1
     assert service.exchange.open_order_count() == 0
     assert log.named("stopped")[-1]["open_orders"] == 0
+
+
+class BreakJournalWhenActive(Recorder):
+    """After the first ACTIVE, the journal's database goes away: the next periodic write
+    (report samples) fails, with no fill involved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service: Service | None = None
+
+    def _log(self, event: str, **fields: Any) -> None:
+        super()._log(event, **fields)
+        if event == "state_changed" and fields.get("new") == "ACTIVE" and self.service:
+            if not self.named("journal_write_failed"):
+                self.service.journal._db.close()
+
+    info = warning = error = debug = _log
+
+
+def test_a_failed_periodic_write_also_ends_the_run_with_exit_1(tmp_path: Path) -> None:
+    log = BreakJournalWhenActive()
+    service = Service(load_config(write_config(tmp_path, {"feed": {"speed": "1"}})),
+                      SystemClock(), log)
+    log.service = service
+    asyncio.run(asyncio.wait_for(service.run(), 60))  # paced: it would run 10 minutes
+    assert service.exit_code == 1
+    assert service.risk.state.value == "KILLED"
+    failed = log.named("journal_write_failed")
+    assert len(failed) == 1 and failed[0]["during"] in {"samples", "state", "pnl_peak"}
+    assert log.named("service_stopping")[0]["reason"] == "journal_write_failed"
+    assert log.named("stopped")[-1]["exit_code"] == 1
+    assert service.exchange.open_order_count() == 0
