@@ -242,7 +242,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.global_:
         return global_switch(config, args.command, getattr(args, "note", ""),
                              args.log_format)
-    return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
+    return signal_instance(config, args.command,
+                           signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
 def _run_service(service: Any, progress: bool = False) -> None:
@@ -342,11 +343,11 @@ def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = 
     """Run a built service; 2 if its state directory is taken or, ``replaying``, a recording
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
     restart policy like any feed that dies)."""
-    from mmdaemon.journal import JournalLocked
+    from mmdaemon.statedir import StateDirLocked
 
     try:
         _run_service(service, progress)
-    except JournalLocked as exc:
+    except StateDirLocked as exc:
         logger.error("state_dir_locked", error=str(exc))
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
@@ -575,20 +576,43 @@ def _reference_price(text: str, config: Config) -> Decimal:
                      f"{MAX_UNITS:,} ticks, got {text!r}")
 
 
-def signal_instance(config: Config, sig: signal.Signals) -> int:
-    """Send ``sig`` to the instance whose pid file is in the config's state directory."""
+def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
+    """``mmdaemon kill``/``rearm``: send ``sig`` to the process that holds the lock on the
+    config's state directory (:mod:`mmdaemon.statedir`), whatever the pid file says; the
+    pid file is only cross-checked. 0 sent; 1 no instance is running there (the pid file,
+    if any, is stale); 2 who holds the lock cannot be told from here."""
     from mmdaemon.daemon import PID_FILE
+    from mmdaemon.statedir import LOCK_FILE, StateDirLocked, signal_holder
 
-    pid_path = Path(config.state.dir) / PID_FILE
+    state_dir = Path(config.state.dir)
+    lock_path = state_dir / LOCK_FILE
+    pid_path = state_dir / PID_FILE
+    named: int | None = None
     try:
-        pid = int(pid_path.read_text().strip())
-        # a pid file left by a crash may name an unrelated process by now
-        if b"mmdaemon" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            raise ValueError(f"pid {pid} is not an mmdaemon process (stale pid file)")
-        os.kill(pid, sig)
-    except (OSError, ValueError) as exc:
-        print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)
+        named = int(pid_path.read_text().strip())
+        pid_file = f"the pid file {pid_path} names pid {named}"
+    except FileNotFoundError:
+        pid_file = f"no pid file {pid_path}"
+    except (OSError, ValueError) as exc:  # garbled: the lock decides anyway
+        pid_file = f"unusable pid file {pid_path}: {exc}"
+    try:
+        pid = signal_holder(state_dir, sig)
+    except (OSError, StateDirLocked) as exc:
+        print(f"mmdaemon {command}: cannot tell which process holds {lock_path}: {exc}",
+              file=sys.stderr)
         return 2
+    if pid is None:
+        stale = ("no pid file" if pid_file.startswith("no pid file") else
+                 f"stale pid file names pid {named}" if named is not None else pid_file)
+        print(f"mmdaemon {command}: no instance is running on {state_dir} ({stale})",
+              file=sys.stderr)
+        return 1
+    if pid == 0:
+        print(f"mmdaemon {command}: {lock_path} is held by a process outside this pid "
+              f"namespace: run the command where the instance runs", file=sys.stderr)
+        return 2
+    if named != pid:  # the lock decided; say what the pid file got wrong
+        print(f"mmdaemon {command}: {pid_file}; pid {pid} holds {lock_path}", file=sys.stderr)
     print(f"sent {sig.name} to pid {pid}")
     return 0
 

@@ -19,13 +19,13 @@ test); set ``durable=True`` for ``FULL`` to also survive power loss, at an fsync
 
 from __future__ import annotations
 
-import fcntl
 import sqlite3
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from mmdaemon.model import Fill, Side
+from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
@@ -69,10 +69,6 @@ Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int,
 """One ``samples`` row, in column order (see :data:`SCHEMA`)."""
 
 
-class JournalLocked(Exception):
-    """Another process holds the state directory."""
-
-
 @dataclass(frozen=True)
 class Restored:
     """What the journal held at start."""
@@ -87,19 +83,21 @@ class Restored:
 class Journal:
     """Append-only record of fills plus a small key/value state table.
 
-    Opening it takes an exclusive lock on the state directory: two instances on one
-    journal would issue the same order ids and interleave their fills.
+    The journal's directory must be locked (:mod:`mmdaemon.statedir`): two instances on
+    one journal would issue the same order ids and interleave their fills. Given ``lock``
+    (taken on ``path``'s directory earlier), the caller keeps and releases it; without one,
+    opening takes the lock (or raises :class:`~mmdaemon.statedir.StateDirLocked`) and
+    :meth:`close` releases it.
     """
 
-    def __init__(self, path: Path, durable: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, durable: bool = False,
+                 lock: StateDirLock | None = None) -> None:
         self.path = path
-        self._lock = (path.parent / "lock").open("w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise JournalLocked(f"{path.parent} is in use by another mmdaemon process") from None
+        if lock is not None and lock.state_dir.resolve() != path.parent.resolve():
+            raise ValueError(f"the lock given is on {lock.state_dir}, the journal is in "
+                             f"{path.parent}")
+        self._own_lock = lock is None
+        self._lock = lock_state_dir(path.parent) if lock is None else lock
         self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -107,7 +105,8 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-        self._lock.close()
+        if self._own_lock:
+            self._lock.close()
 
     def restore(self, now_ns: int) -> Restored:
         """Read the fills, the kill latch and the PnL peak; count this start as a new run."""
