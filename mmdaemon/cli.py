@@ -635,7 +635,8 @@ def global_switch(config: Config, command: str, note: str, log_format: str = "au
     logger = log.get_logger(command=f"{command} --global")
     keys = Keys(firm.namespace, firm.desk)
     try:
-        password = load_redis_password(firm.password)
+        password = load_redis_password(firm.password,
+                                       allow_readable=firm.allow_readable_password)
     except CredentialsError as exc:
         print(f"mmdaemon {command} --global: {exc}", file=sys.stderr)
         return 2
@@ -793,7 +794,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     logger = log.get_logger(command="sim")
     order_entry: OrderEntry | None = None
     try:
-        accounts = [load_credentials(source) for source in credentials]
+        # the fake venue's accounts: a path on the command line is relative to the working
+        # directory, and the test keys need no guarding
+        accounts = [load_credentials(source if source == "env" else str(Path(source).absolute()),
+                                     allow_readable=True) for source in credentials]
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
                                  {c.api_key: c.secret for c in accounts},
