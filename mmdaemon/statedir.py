@@ -46,7 +46,6 @@ class StateDirLock:
 
     def __init__(self, state_dir: Path, fd: int, key: tuple[int, int]) -> None:
         self.state_dir = state_dir
-        self.path = state_dir / LOCK_FILE
         self._fd = fd
         self._key = key
 
