@@ -268,7 +268,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.global_:
         return global_switch(config, args.command, getattr(args, "note", ""),
                              args.log_format)
-    return signal_instance(config, signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
+    return signal_instance(config, args.command,
+                           signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
 def _run_service(service: Any, progress: bool = False) -> None:
@@ -372,12 +373,13 @@ def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = 
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
     restart policy like any feed that dies)."""
     from mmdaemon.daemon import StateDirUnusable
-    from mmdaemon.journal import JournalLocked, JournalRefused
+    from mmdaemon.journal import JournalRefused
+    from mmdaemon.statedir import StateDirLocked
 
     try:
         _run_service(service, progress)
-    except JournalRefused as exc:  # locked, corrupt, another instance's: a restart won't help
-        event = "state_dir_locked" if isinstance(exc, JournalLocked) else "journal_refused"
+    except (StateDirLocked, JournalRefused) as exc:  # a restart won't help: exit 2
+        event = "state_dir_locked" if isinstance(exc, StateDirLocked) else "journal_refused"
         logger.error(event, error=str(exc))
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 2
@@ -610,20 +612,43 @@ def _reference_price(text: str, config: Config) -> Decimal:
                      f"{MAX_UNITS:,} ticks, got {text!r}")
 
 
-def signal_instance(config: Config, sig: signal.Signals) -> int:
-    """Send ``sig`` to the instance whose pid file is in the config's state directory."""
+def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
+    """``mmdaemon kill``/``rearm``: send ``sig`` to the process that holds the lock on the
+    config's state directory (:mod:`mmdaemon.statedir`), whatever the pid file says; the
+    pid file is only cross-checked. 0 sent; 1 no instance is running there (the pid file,
+    if any, is stale); 2 who holds the lock cannot be told from here."""
     from mmdaemon.daemon import PID_FILE
+    from mmdaemon.statedir import LOCK_FILE, StateDirLocked, signal_holder
 
-    pid_path = Path(config.state.dir) / PID_FILE
+    state_dir = Path(config.state.dir)
+    lock_path = state_dir / LOCK_FILE
+    pid_path = state_dir / PID_FILE
+    named: int | None = None
     try:
-        pid = int(pid_path.read_text().strip())
-        # a pid file left by a crash may name an unrelated process by now
-        if b"mmdaemon" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-            raise ValueError(f"pid {pid} is not an mmdaemon process (stale pid file)")
-        os.kill(pid, sig)
-    except (OSError, ValueError) as exc:
-        print(f"mmdaemon: cannot signal the instance via {pid_path}: {exc}", file=sys.stderr)
+        named = int(pid_path.read_text().strip())
+        pid_file = f"the pid file {pid_path} names pid {named}"
+    except FileNotFoundError:
+        pid_file = f"no pid file {pid_path}"
+    except (OSError, ValueError) as exc:  # garbled: the lock decides anyway
+        pid_file = f"unusable pid file {pid_path}: {exc}"
+    try:
+        pid = signal_holder(state_dir, sig)
+    except (OSError, StateDirLocked) as exc:
+        print(f"mmdaemon {command}: cannot tell which process holds {lock_path}: {exc}",
+              file=sys.stderr)
         return 2
+    if pid is None:
+        stale = ("no pid file" if pid_file.startswith("no pid file") else
+                 f"stale pid file names pid {named}" if named is not None else pid_file)
+        print(f"mmdaemon {command}: no instance is running on {state_dir} ({stale})",
+              file=sys.stderr)
+        return 1
+    if pid == 0:
+        print(f"mmdaemon {command}: {lock_path} is held by a process outside this pid "
+              f"namespace: run the command where the instance runs", file=sys.stderr)
+        return 2
+    if named != pid:  # the lock decided; say what the pid file got wrong
+        print(f"mmdaemon {command}: {pid_file}; pid {pid} holds {lock_path}", file=sys.stderr)
     print(f"sent {sig.name} to pid {pid}")
     return 0
 
@@ -646,7 +671,8 @@ def global_switch(config: Config, command: str, note: str, log_format: str = "au
     logger = log.get_logger(command=f"{command} --global")
     keys = Keys(firm.namespace, firm.desk)
     try:
-        password = load_redis_password(firm.password)
+        password = load_redis_password(firm.password,
+                                       allow_readable=firm.allow_readable_password)
     except CredentialsError as exc:
         print(f"mmdaemon {command} --global: {exc}", file=sys.stderr)
         return 2
@@ -804,7 +830,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     logger = log.get_logger(command="sim")
     order_entry: OrderEntry | None = None
     try:
-        accounts = [load_credentials(source) for source in credentials]
+        # the fake venue's accounts: a path on the command line is relative to the working
+        # directory, and the test keys need no guarding
+        accounts = [load_credentials(source if source == "env" else str(Path(source).absolute()),
+                                     allow_readable=True) for source in credentials]
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
                                  {c.api_key: c.secret for c in accounts},

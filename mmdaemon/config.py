@@ -111,8 +111,11 @@ class ExchangeConfig:
 
     ``paper`` simulates fills against the market the daemon sees (``latency_ms``, fees).
     ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
-    credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`), client
-    order ids starting with ``client_id_prefix``. The fee fields also price the spread.
+    credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
+    a systemd credential name, or a path, relative to the config file's directory), client
+    order ids starting with ``client_id_prefix``. A credentials file that anyone but this
+    user and root can get at is refused unless ``allow_readable_credentials``. The fee
+    fields also price the spread.
     """
 
     adapter: Literal["paper", "binance"] = "paper"
@@ -121,6 +124,7 @@ class ExchangeConfig:
     taker_fee_bps: str = "0"
     ws_api_url: str = ""
     credentials: str = "env"
+    allow_readable_credentials: bool = False
     client_id_prefix: str = "mm"
     recv_window_ms: int = 5000
     request_timeout_ms: int = 5000
@@ -175,8 +179,10 @@ class FirmConfig:
     ``redis_url``: ``redis://host:port/db`` or ``rediss://`` (TLS, verified against the
     system CAs or ``tls_ca_file``); never with a password in it. ``password``: where the
     password is, never the password: ``""`` none, ``"env"`` the variable
-    ``MMDAEMON_REDIS_PASSWORD``, else a file (absolute, or relative to
-    ``$CREDENTIALS_DIRECTORY``) holding ``password = "..."``; ``username`` for Redis ACLs.
+    ``MMDAEMON_REDIS_PASSWORD``, else a file holding ``password = "..."``, named like
+    ``exchange.credentials`` (a systemd credential name, or a path relative to the config
+    file's directory) and refused like it when others can get at it, unless
+    ``allow_readable_password``; ``username`` for Redis ACLs.
     Keys live under ``{namespace}:{{desk}}:``. Times in ms: a heartbeat every
     ``heartbeat_ms`` (and on every fill) that expires after ``ttl_ms``; every Redis round
     trip is abandoned after ``timeout_ms``; Redis unreachable for longer than ``grace_ms``
@@ -189,6 +195,7 @@ class FirmConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     username: str = ""
     password: str = ""
+    allow_readable_password: bool = False
     tls_ca_file: str = ""
     namespace: str = "mmdaemon"
     desk: str = ""
@@ -461,12 +468,25 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     if firm.tls_ca_file:
         firm = dataclasses.replace(firm, tls_ca_file=_resolve(base, firm.tls_ca_file,
                                                               "firm.tls_ca_file"))
+    firm = dataclasses.replace(firm, password=_secret_source(base, firm.password,
+                                                             "firm.password"))
+    credentials = _secret_source(base, config.exchange.credentials, "exchange.credentials")
     return dataclasses.replace(
         config,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
+        exchange=dataclasses.replace(config.exchange, credentials=credentials),
         firm=firm,
     )
+
+
+def _secret_source(base: Path, text: str, key: str) -> str:
+    """A secret's source with a relative path made absolute against ``base``. "env", ""
+    and a name without '/' (a systemd credential, found in $CREDENTIALS_DIRECTORY when
+    read) stay as they are: which file a name means depends on the process reading it."""
+    if "/" not in text or Path(text).is_absolute():
+        return text
+    return _resolve(base, text, key)
 
 
 def _resolve(base: Path, text: str, key: str) -> str:

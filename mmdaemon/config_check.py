@@ -263,13 +263,15 @@ def _spread(config: Config, inst: Instrument, price: Decimal, derived: dict[str,
 
 
 def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:
-    """Recordings and secrets that are named but not there (a secret is read to check it,
-    never shown). A secret file relative to ``$CREDENTIALS_DIRECTORY`` exists only inside
-    the service (systemd's ``LoadCredential=``): outside it, it is not judged."""
+    """Recordings and secrets that are named but not there, or not fit to use (a secret's
+    file is read to check it and its resolved path reported, the secret never shown). A
+    systemd credential name is a file in ``$CREDENTIALS_DIRECTORY``, which exists only
+    inside the service (``LoadCredential=``): outside it, it is not judged."""
     from mmdaemon.exchange.credentials import (
         CredentialsError,
         load_credentials,
         load_redis_password,
+        secret_file,
     )
 
     for i, path in enumerate(config.feed.recordings):
@@ -280,24 +282,31 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
         warnings.append(Finding("firm.tls_ca_file", f"no such file: {ca_file}"))
     secrets: list[tuple[str, str, Callable[[str], object]]] = []
     if config.exchange.adapter == "binance":
-        secrets.append(("exchange.credentials", config.exchange.credentials, load_credentials))
+        allow = config.exchange.allow_readable_credentials
+        secrets.append(("exchange.credentials", config.exchange.credentials,
+                        lambda s: load_credentials(s, allow_readable=allow)))
     if config.firm.enabled and config.firm.password:
-        secrets.append(("firm.password", config.firm.password, load_redis_password))
+        allow_password = config.firm.allow_readable_password
+        secrets.append(("firm.password", config.firm.password,
+                        lambda s: load_redis_password(s, allow_readable=allow_password)))
     for key, source, load in secrets:
         if _secret_source(source) != source:
             warnings.append(Finding(key, "expected where the secret is ('env' or a file), "
                                     "got something that may be the secret itself (not shown)"))
             continue
-        if source != "env" and not Path(source).is_absolute() and (
-                "CREDENTIALS_DIRECTORY" not in os.environ):
-            derived[key] = (f"the file {source!r} in $CREDENTIALS_DIRECTORY, which systemd "
-                            f"sets for the service only: not checked here")
+        if source != "env" and "/" not in source and "CREDENTIALS_DIRECTORY" not in os.environ:
+            derived[key] = (f"the systemd credential {source!r}: a file in "
+                            f"$CREDENTIALS_DIRECTORY, which systemd sets for the service "
+                            f"only: not checked here")
             continue
         try:
             load(source)
         except CredentialsError as exc:  # its text names the key already
             warnings.append(Finding(key, f"{str(exc).removeprefix(key).lstrip(' :=')}: "
                                     f"`mmdaemon run` would stop at start"))
+            continue
+        if source != "env":
+            derived[key] = f"read from {secret_file(key, source)} (not shown)"
 
 
 def _size_text(inst: Instrument, lots: int, price: Decimal | None) -> str:

@@ -1082,7 +1082,7 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
     from mmdaemon.exchange.credentials import load_credentials
     from mmdaemon.venues.binance_api import Credentials
 
-    creds = load_credentials(ex.credentials)
+    creds = load_credentials(ex.credentials, allow_readable=ex.allow_readable_credentials)
     settings = GatewaySettings(ws_api_url=ex.ws_api_url, client_prefix=ex.client_id_prefix,
                                recv_window_ms=ex.recv_window_ms,
                                request_timeout_s=ex.request_timeout_ms / 1000,
@@ -1102,7 +1102,8 @@ def make_firm_bus(config: Config, service: Service, clock: Clock, log: Any) -> F
     inst = config.instrument
     identity = Identity(firm.instance, firm.desk, firm.base_asset, firm.quote_asset,
                         inst.tick_size, inst.lot_size)
-    return FirmBus(firm, identity, service, clock, log, load_redis_password(firm.password))
+    password = load_redis_password(firm.password, allow_readable=firm.allow_readable_password)
+    return FirmBus(firm, identity, service, clock, log, password)
 
 
 def pretrade_limits(config: Config) -> PreTradeLimits:

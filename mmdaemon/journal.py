@@ -19,7 +19,6 @@ test); set ``durable=True`` for ``FULL`` to also survive power loss, at an fsync
 
 from __future__ import annotations
 
-import fcntl
 import sqlite3
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +27,7 @@ from pathlib import Path
 import orjson
 
 from mmdaemon.model import Fill, Side
+from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
@@ -78,10 +78,6 @@ class JournalRefused(Exception):
     """The journal cannot be used: the daemon must not start (exit 2)."""
 
 
-class JournalLocked(JournalRefused):
-    """Another process holds the state directory."""
-
-
 class JournalCorrupt(JournalRefused):
     """The journal fails SQLite's integrity check, or is not an SQLite database at all."""
 
@@ -110,19 +106,21 @@ class Restored:
 class Journal:
     """Append-only record of fills plus a small key/value state table.
 
-    Opening it takes an exclusive lock on the state directory: two instances on one
-    journal would issue the same order ids and interleave their fills.
+    The journal's directory must be locked (:mod:`mmdaemon.statedir`): two instances on
+    one journal would issue the same order ids and interleave their fills. Given ``lock``
+    (taken on ``path``'s directory earlier), the caller keeps and releases it; without one,
+    opening takes the lock (or raises :class:`~mmdaemon.statedir.StateDirLocked`) and
+    :meth:`close` releases it.
     """
 
-    def __init__(self, path: Path, durable: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, durable: bool = False,
+                 lock: StateDirLock | None = None) -> None:
         self.path = path
-        self._lock = (path.parent / "lock").open("w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise JournalLocked(f"{path.parent} is in use by another mmdaemon process") from None
+        if lock is not None and lock.state_dir.resolve() != path.parent.resolve():
+            raise ValueError(f"the lock given is on {lock.state_dir}, the journal is in "
+                             f"{path.parent}")
+        self._own_lock = lock is None
+        self._lock = lock_state_dir(path.parent) if lock is None else lock
         self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -131,13 +129,13 @@ class Journal:
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            self._lock.close()
+            self._release()
             raise JournalCorrupt(
                 f"journal {path} cannot be read as an SQLite database ({exc}): restore it "
                 f"from a backup or retire it ({RUNBOOK_SECTION})") from None
         except JournalCorrupt:
             self._db.close()
-            self._lock.close()
+            self._release()
             raise
 
     def _check_integrity(self) -> None:
@@ -175,7 +173,11 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
-        self._lock.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._own_lock:  # a lock the caller gave stays the caller's to release
+            self._lock.close()
 
     def restore(self, now_ns: int) -> Restored:
         """Read the fills, the kill latch and the PnL peak; count this start as a new run."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import os
@@ -200,3 +201,42 @@ def rewrite(lines: list[bytes], symbol: str, id_shift: int = 0) -> list[bytes]:
                 data[key] += id_shift
         out.append(ns + b" " + orjson.dumps(msg))
     return out
+
+
+def write_secret(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A secret file as an operator keeps it: ``text`` at ``mode`` (0600: this user only),
+    whatever the umask."""
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+ACL_XATTR = "system.posix_acl_access"
+
+
+def acl_bytes(entries: list[tuple[int, int, int]]) -> bytes:
+    """A POSIX access ACL as Linux stores it: version 2, then (tag, rwx, uid/gid) entries
+    (tags: 0x01 owner, 0x02 named user, 0x04 owning group, 0x08 named group, 0x10 mask,
+    0x20 others; the id is 0xffffffff for the unnamed ones)."""
+    out = (2).to_bytes(4, "little")
+    for tag, perm, ident in sorted(entries):  # the kernel takes them in tag order only
+        out += tag.to_bytes(2, "little") + perm.to_bytes(2, "little") + ident.to_bytes(4, "little")
+    return out
+
+
+def systemd_credential(directory: Path, name: str, text: str) -> Path:
+    """``name`` in ``directory`` as systemd's ``LoadCredential=`` writes it (its
+    ``write_credential``): created 0600, chmod 0400, then read access for the service's
+    user through an ACL entry, which makes the mode read 0440 (the ACL mask shows as the
+    group bits) while nobody else can read it; where the file system keeps no ACLs,
+    0400 owned by the service's user. The service's user here is this process's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text)
+    path.chmod(0o400)
+    unnamed = 0xFFFFFFFF
+    with contextlib.suppress(OSError):  # no ACLs: systemd falls back to ownership, as here
+        os.setxattr(path, ACL_XATTR, acl_bytes([
+            (0x01, 4, unnamed), (0x02, 4, os.geteuid()), (0x04, 0, unnamed),
+            (0x10, 4, unnamed), (0x20, 0, unnamed)]))
+    return path

@@ -19,7 +19,7 @@ from mmdaemon import config_check
 from mmdaemon.config import load_config
 from mmdaemon.model import Instrument
 from tests.conftest import REPO, SHARED_DATA, SPOT_FILES
-from tests.helpers import gz_lines, rewrite, write_config, write_gz
+from tests.helpers import gz_lines, rewrite, systemd_credential, write_config, write_gz
 
 LOBSTER_DIR = SHARED_DATA / "lobster-amzn-l1"
 
@@ -252,7 +252,7 @@ def test_a_credentials_file_for_the_service_is_judged_only_where_it_exists(
     (tmp_path / "creds").mkdir()
     inside = _review_env(live, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
     assert "would stop at start" in warned(inside)["exchange.credentials"]
-    (tmp_path / "creds" / "binance").write_text('api_key = "k"\napi_secret = "hidden-s"\n')
+    systemd_credential(tmp_path / "creds", "binance", 'api_key = "k"\napi_secret = "hidden-s"\n')
     readable = _review_env(live, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
     assert "exchange.credentials" not in warned(readable)
     assert "hidden-s" not in orjson.dumps(readable).decode()

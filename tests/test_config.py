@@ -99,4 +99,4 @@ def test_kill_refuses_a_stale_pid_file(tmp_path: Path) -> None:
     (tmp_path / "state" / "mmdaemon.pid").write_text("1\n")  # init, not us
     proc = subprocess.run([sys.executable, "-m", "mmdaemon", "kill", "--config", str(config)],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "stale pid file" in proc.stderr
+    assert proc.returncode == 1 and "(stale pid file names pid 1)" in proc.stderr

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import systemd_credential
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.test_sim_processes import open_orders
 
@@ -33,8 +34,7 @@ def test_secret_from_the_credentials_directory_is_used_and_never_printed(
     venue_creds = tmp_path / "venue.toml"
     venue_creds.write_text(f'api_key = "{KEY}"\napi_secret = "{SECRET}"\n')
     creds_dir = tmp_path / "credentials"
-    creds_dir.mkdir()
-    (creds_dir / "binance").write_text(f'api_key = "{KEY}"\napi_secret = "{secret_given}"\n')
+    systemd_credential(creds_dir, "binance", f'api_key = "{KEY}"\napi_secret = "{secret_given}"\n')
     monkeypatch.delenv("MMDAEMON_API_KEY", raising=False)
     monkeypatch.delenv("MMDAEMON_API_SECRET", raising=False)
     port = free_port()

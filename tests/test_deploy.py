@@ -24,6 +24,7 @@ from mmdaemon import cli
 from mmdaemon.exchange.binance_gateway import GatewaySettings
 from mmdaemon.exchange.credentials import load_credentials
 from tests.conftest import REPO
+from tests.helpers import systemd_credential
 
 DEPLOY = REPO / "deploy"
 UNIT = DEPLOY / "mmdaemon@.service"
@@ -147,7 +148,7 @@ def test_state_directory_and_credentials(unit: configparser.RawConfigParser,
     assert credential == "binance:/etc/mmdaemon/credentials/%i.toml"
     # what the daemon reads with exchange.credentials = "binance" under that credential
     name = credential.split(":", 1)[0]
-    (tmp_path / name).write_text('api_key = "k-123"\napi_secret = "s-456"\n')
+    systemd_credential(tmp_path, name, 'api_key = "k-123"\napi_secret = "s-456"\n')
     creds = load_credentials(name, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert (creds.api_key, creds.secret) == ("k-123", "s-456")
 

@@ -15,7 +15,7 @@ import pytest
 from mmdaemon.config import ConfigError, load_config
 from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
 from tests.conftest import REPO
-from tests.helpers import first_lines, write_config
+from tests.helpers import first_lines, systemd_credential, write_config, write_secret
 from tests.test_record_sim_cli import free_port
 
 FIRM: dict[str, Any] = {"enabled": True, "desk": "desk1", "instance": "btc-a",
@@ -83,10 +83,10 @@ def test_redis_password_sources(tmp_path: Path) -> None:
     assert load_redis_password("env", {"MMDAEMON_REDIS_PASSWORD": "s3cret"}) == "s3cret"
     with pytest.raises(CredentialsError, match="MMDAEMON_REDIS_PASSWORD is not set"):
         load_redis_password("env", {})
-    (tmp_path / "redis.toml").write_text('password = "s3cret"\n')
+    systemd_credential(tmp_path, "redis.toml", 'password = "s3cret"\n')
     secret = load_redis_password("redis.toml", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert secret == "s3cret" and "s3cret" not in repr(secret)
-    (tmp_path / "empty.toml").write_text("")
+    write_secret(tmp_path / "empty.toml", "")
     with pytest.raises(CredentialsError, match="has no string 'password'") as err:
         load_redis_password(str(tmp_path / "empty.toml"), {})
     assert "s3cret" not in str(err.value)

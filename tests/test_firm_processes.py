@@ -31,7 +31,7 @@ from mmdaemon.journal import Journal
 from mmdaemon.model import Fill, Side
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
-from tests.helpers import to_toml
+from tests.helpers import to_toml, write_secret
 from tests.redis_server import RedisServer
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.test_sim_processes import open_orders as sim_open_orders
@@ -84,7 +84,7 @@ class Desk:
         for name in self.NAMES:
             key, secret = account(name)
             path = self.tmp / f"creds-{name}.toml"
-            path.write_text(f'api_key = "{key}"\napi_secret = "{secret}"\n')
+            write_secret(path, f'api_key = "{key}"\napi_secret = "{secret}"\n')
             creds += ["--credentials", str(path)]
         self.sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(self.port),
                             "--speed", "2", *creds)

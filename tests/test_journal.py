@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.journal import Journal, JournalLocked
+from mmdaemon.journal import Journal
 from mmdaemon.model import Fill, Side
+from mmdaemon.statedir import StateDirLocked
 
 
 def test_fills_restore_dedupe_and_kill_latch(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_fills_restore_dedupe_and_kill_latch(tmp_path: Path) -> None:
 
 def test_one_process_per_state_directory(tmp_path: Path) -> None:
     first = Journal(tmp_path / "journal.sqlite")
-    with pytest.raises(JournalLocked, match="in use by another mmdaemon process"):
+    with pytest.raises(StateDirLocked, match="in use by this process already"):
         Journal(tmp_path / "journal.sqlite")
     first.close()
     Journal(tmp_path / "journal.sqlite").close()  # free again once closed

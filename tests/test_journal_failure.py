@@ -61,9 +61,9 @@ class BreakJournalWhenActive(Recorder):
 
     def _log(self, event: str, **fields: Any) -> None:
         super()._log(event, **fields)
-        if event == "state_changed" and fields.get("new") == "ACTIVE" and self.service:
-            if not self.named("journal_write_failed"):
-                self.service.journal._db.close()
+        first_active = event == "state_changed" and fields.get("new") == "ACTIVE"
+        if first_active and self.service and not self.named("journal_write_failed"):
+            self.service.journal._db.close()
 
     info = warning = error = debug = _log
 

@@ -1,0 +1,119 @@
+"""`mmdaemon kill` / `rearm` signal the process that holds the state directory's lock, and
+no other: real daemons, a real bystander process, stale and missing pid files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import Daemon
+from tests.helpers import write_config
+
+
+@pytest.fixture
+def bystander() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process with "mmdaemon" in its command line (what the old substring
+    check took for an instance). SIGUSR1 and SIGUSR2 keep their default action: death."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                             "mmdaemon-bystander"])
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+def signalled(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether ``proc`` got a signal by now: dead, dying, or one pending. kill(2) marks the
+    signal pending (a fatal one, the whole process as exiting) before it returns, so a
+    sender that has finished leaves a trace here at once: no waiting needed."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except FileNotFoundError:  # reaped
+        return True
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+    return bool(pending) or fields["State"].startswith(("Z", "X")) or proc.poll() is not None
+
+
+def cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mmdaemon", command, "--config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("command", ["kill", "rearm"])
+@pytest.mark.parametrize("left_lock_file", [False, True])
+def test_a_stale_pid_file_naming_a_bystander_is_reported_and_the_bystander_left_alone(
+    tmp_path: Path, bystander: subprocess.Popen[bytes], command: str, left_lock_file: bool
+) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    if left_lock_file:  # as a crashed instance leaves it: the file, but nobody holding it
+        (state / "lock").touch()
+    (state / "mmdaemon.pid").write_text(f"{bystander.pid}\n")
+    proc = cli(command, config)
+    assert not signalled(bystander)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (f"mmdaemon {command}: no instance is running on {state} "
+                                   f"(stale pid file names pid {bystander.pid})")
+    assert proc.stdout == ""
+
+
+def test_no_instance_and_no_pid_file_is_reported_as_such(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    proc = cli("kill", config)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == (f"mmdaemon kill: no instance is running on "
+                                   f"{tmp_path / 'state'} (no pid file)")
+    assert not (tmp_path / "state").exists()  # looking created nothing
+
+
+def test_kill_and_rearm_reach_the_instance_holding_the_state_directory_whatever_the_pid_file_says(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    config = write_config(tmp_path, {"feed": {"speed": "1"}})
+    state = tmp_path / "state"
+    pid_file = state / "mmdaemon.pid"
+    d = Daemon(config)
+    try:
+        d.wait_event("service_started")
+        assert pid_file.read_text() == f"{d.proc.pid}\n"
+        pid_file.write_text(f"{bystander.pid}\n")  # overwritten: names the bystander
+        proc = cli("kill", config)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"sent SIGUSR1 to pid {d.proc.pid}\n"
+        assert f"the pid file {pid_file} names pid {bystander.pid}" in proc.stderr
+        i, trip = d.wait_event("kill_switch_tripped")
+        assert trip["reason"] == "operator_kill_switch"
+        assert not signalled(bystander)
+
+        pid_file.unlink()  # gone: the holder of the lock is still found
+        proc = cli("rearm", config)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"sent SIGUSR2 to pid {d.proc.pid}\n"
+        assert f"no pid file {pid_file}" in proc.stderr
+        d.wait_event("kill_switch_rearmed", start=i)
+        assert not signalled(bystander)
+    finally:
+        d.kill()  # SIGKILL: a crash, leaving the pid file behind
+    pid_file.write_text(f"{d.proc.pid}\n")
+    proc = cli("kill", config)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"mmdaemon kill: no instance is running on {state} "
+                                   f"(stale pid file names pid {d.proc.pid})")
+
+
+def test_a_lock_file_that_cannot_be_read_is_not_taken_for_no_instance(tmp_path: Path) -> None:
+    """Who holds the lock cannot be told without opening the lock file (here a symlink
+    loop; as often a permission error): exit 2 and say so, rather than "not running" about
+    an instance that may well run."""
+    config = write_config(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "lock").symlink_to("lock")
+    proc = cli("kill", config)
+    assert proc.returncode == 2, proc.stderr
+    assert f"mmdaemon kill: cannot tell which process holds {state / 'lock'}" in proc.stderr
