@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,31 @@ def live_config(tmp_path: Path, port: int) -> Path:
                                             "rest_url": f"http://127.0.0.1:{port}"}})
 
 
+def flushed_lines(out: Path) -> int:
+    """Whole lines the recorder has flushed so far into ``out`` (a flush is a sync flush:
+    everything before it decompresses, whatever follows)."""
+    count = 0
+    for path in out.glob("btcusdt_*.gz"):
+        data = path.read_bytes()
+        while data:
+            d = zlib.decompressobj(wbits=31)
+            try:
+                count += d.decompress(data).count(b"\n")
+            except zlib.error:
+                break
+            data = d.unused_data  # a file appended to after a restart: the next member
+    return count
+
+
+def wait_recorded(out: Path, lines: int, timeout: float = 60.0) -> int:
+    """Until at least ``lines`` recorded lines are flushed; how many there are then."""
+    deadline = time.monotonic() + timeout
+    while (count := flushed_lines(out)) < lines:
+        assert time.monotonic() < deadline, f"only {count} lines recorded in {timeout} s"
+        time.sleep(0.05)
+    return count
+
+
 @pytest.fixture(scope="module")
 def sim_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     """A slice of the bundled recording served by `mmdaemon sim`, and what `mmdaemon record`
@@ -79,7 +105,7 @@ def sim_recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
     out = tmp_path / "recorded"
     with sim_serving(source) as port:
         rec = mmdaemon("record", "--config", str(live_config(tmp_path, port)), str(out))
-        time.sleep(3.0)  # ~30 s of market at speed 10
+        wait_recorded(out, 3000)  # half the source: snapshots, diffs and tickers to compare
         rec.send_signal(signal.SIGTERM)
         assert rec.wait(20) == 0
         stderr = rec.stderr.read().decode() if rec.stderr else ""
@@ -198,11 +224,11 @@ def test_a_recorder_killed_and_restarted_the_same_day_leaves_one_readable_file(
     with sim_serving(source) as port:
         config = live_config(tmp_path, port)
         first = mmdaemon("record", "--config", str(config), str(out))
-        time.sleep(2.5)  # more than one flush interval of frames on disk
+        flushed = wait_recorded(out, 100)  # frames flushed to disk before the kill
         first.send_signal(signal.SIGKILL)
         first.wait(20)
         second = mmdaemon("record", "--config", str(config), str(out))
-        time.sleep(2.5)
+        wait_recorded(out, flushed + 100)  # the restart has added its own
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0
         stderr = second.stderr.read().decode() if second.stderr else ""
