@@ -19,8 +19,9 @@ mkdir -p "$LOGS"
 echo "== build: $CLANG ${FLAGS[*]} -> $SO"
 "$CLANG" -shared -fPIC "${FLAGS[@]}" -I"$INCLUDEPY" mmdaemon/_speedups.c -o "$SO"
 "$CLANG" -shared -fPIC "${FLAGS[@]}" fuzz/canary.c -o "$OUT/canary.so"
+imports=$(nm -D --undefined-only "$SO")  # not piped into grep -q: nm would die of SIGPIPE
 for symbol in __asan_report_load8 __ubsan_handle_add_overflow_abort; do
-    nm -D --undefined-only "$SO" | grep -q " $symbol\$" \
+    grep -q " $symbol\$" <<<"$imports" \
         || { echo "FAILED: $SO is not instrumented ($symbol missing)" >&2; exit 1; }
 done
 
@@ -43,7 +44,7 @@ for canary in "heap 8 heap-buffer-overflow" "int 2147483647 signed integer overf
         echo "FAILED: canary_$name ran to the end: the sanitizers are not in force" >&2
         exit 1
     fi
-    cat "$LOGS"/* 2>/dev/null | grep -q "$report" \
+    grep -qs "$report" "$LOGS"/* \
         || { echo "FAILED: canary_$name left no '$report' report in $LOGS" >&2; exit 1; }
     echo "canary_$name: failed with '$report', as it must"
     rm -f "$LOGS"/*
