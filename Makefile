@@ -18,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test lint lock relock lock-check test-latest dist bench clean
+.PHONY: demo test lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c
 
 $(UV): uv-bootstrap.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -56,6 +56,18 @@ $(SYSDEPS): | $(STAMP)
 
 test: lock-check $(STAMP) $(SYSDEPS) lint
 	$(BIN)/python -m pytest -q
+
+# The compiled hot loops (mmdaemon/_speedups.c) under AddressSanitizer + UBSan: the codec, book
+# and speedups tests and every fuzz corpus through an instrumented build (build/sanitize/; the
+# in-tree one is left alone). Installs clang with apt when root, as above; see fuzz/README.md.
+sanitize: $(STAMP)
+	bash fuzz/sanitize.sh
+
+# Coverage-guided fuzzing of mmdaemon/_speedups.c (libFuzzer + ASan + UBSan) for FUZZ_SECONDS
+# (0: replay fuzz/corpus-c and stop); FUZZ_ARGS go to libFuzzer (e.g. -jobs=2 -workers=2).
+FUZZ_SECONDS ?= 60
+fuzz-c: $(STAMP)
+	bash fuzz/fuzz-c.sh $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 # Fails when pyproject.toml asks for something uv.lock does not hold (or no longer asks for
 # something it does): run `make lock` and commit both files.

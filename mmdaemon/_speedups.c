@@ -3,7 +3,14 @@
  * Each function here has a pure-Python twin that stays the reference: the results must be
  * identical, and anything unusual (a non-list, a string that is not plain ASCII decimal text,
  * a value that would not fit in 64 bits, a remainder) is handed back to the Python code, so
- * errors and their messages come from one place only. Nothing here keeps state.
+ * errors and their messages come from one place only.
+ *
+ * State: a BookSide holds the levels of one side of the book (that is its job); a Decoder
+ * holds its instrument's grids, the Python callables it hands back to, and two scratch
+ * buffers the depth scanner refills for every frame (no result depends on what a previous
+ * frame left there); the module holds four constants made once at import. Nothing else
+ * outlives a call. `make sanitize` runs all of it under AddressSanitizer and UBSan, and
+ * `make fuzz-c` fuzzes it with libFuzzer (fuzz/README.md).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1143,11 +1150,13 @@ static PyMethodDef Decoder_methods[] = {
 PyDoc_STRVAR(Decoder_doc,
 "Decoder(symbol, price_unit, price_exp, size_unit, size_exp, price_parse, size_parse,\n"
 "        top_cls, trade_cls, buy, sell, loads, levels_fallback, ticker_fallback,\n"
-"        trade_fallback, msg_fallback, decode_fallback)\n"
+"        trade_fallback, msg_fallback, decode_fallback, depth, usdm)\n"
 "--\n\n"
 "The compiled decoding of one instrument's Binance frames (pass keywords). Units\n"
 "are given as DecimalScaler holds them (unit = unit_int x 10^-exp). Each method hands\n"
-"whatever is not plain to its Python twin (the *_fallback callables).");
+"whatever is not plain to its Python twin (the *_fallback callables); a depth diff read\n"
+"from bytes goes on in ``depth(first, last, prev, bids, asks, exch_ns, recv_ns)``, and\n"
+"``usdm`` takes the previous id from \"pu\" (USD-M) rather than first id - 1 (spot).");
 
 static PyTypeObject DecoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)

@@ -5,8 +5,9 @@ compiled code and its Python reference (mmdaemon/book.py's BookSide, BinanceCode
 methods) as an assertion that fails on the reviewed commit (d2317fe) unless a later commit
 on this branch fixed it. The ones under "clean" exercise what the review found correct (the
 depth scanner's acceptance of bytes, the hash table, the region's selection, reference counts
-and memory on error paths, GC of the codec/decoder cycle), so that they keep being checked,
-also under AddressSanitizer.
+and memory on error paths, GC of the codec/decoder cycle), so that they keep being checked.
+``make sanitize`` (run by CI) runs this file against a build with AddressSanitizer and UBSan,
+and fails on any report (fuzz/README.md).
 """
 
 from __future__ import annotations
