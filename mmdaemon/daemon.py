@@ -21,6 +21,16 @@ ends both cleanly. On the way out the orders are cancelled and the venue's confi
 awaited with the signal handlers still installed; ``exit_code`` is 1 if any order is still
 open afterwards or something failed.
 
+Order entry starts in the same task group (:meth:`Service._start_venue`), beside the feed:
+a venue that cannot be reached at start leaves the daemon up and HALTED
+(``venue_not_ready``, ``book_out_of_sync``) while the adapter and the feed retry with their
+reconnect backoff, signals work as at any other time, and systemd hears why through
+``STATUS=`` (with ``EXTEND_TIMEOUT_USEC=`` until READY, so an outage does not time the start
+out while a start that hangs still does). READY=1 is sent once, when the book is in sync and
+the venue reconciled. A refusal that retrying cannot fix
+(:class:`~mmdaemon.exchange.base.VenueRefused`: our credentials, an unusable URL) ends the
+run with it instead.
+
 Every order request goes out under one lock, and the trading state is checked again right
 before each place or amend: a kill or halt that lands while another task is sending stops
 the next request. So is the order itself: an action decided before the lock was free may
@@ -46,7 +56,7 @@ import orjson
 from mmdaemon import speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
-from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
+from mmdaemon.exchange.base import ExchangeAdapter, VenueRefused, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.lobster import read_lobster
@@ -94,6 +104,10 @@ LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log ra
 MAX_BUFFERED_SAMPLES = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+# Until READY, every retry of an unreachable venue moves systemd's start timeout to its due
+# time plus this: the attempt itself (connect 10 s, the subscription and reconciliation
+# requests 5 s each) and what follows it (the feed's connect and snapshot, 10 s each).
+START_RETRY_GRACE_S = 60.0
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 
 
@@ -131,8 +145,11 @@ class Service:
         # what a replay's event time is (None: the config's feed.clock); see feed/replay.py
         self.event_clock: ReplayClock = event_clock or config.feed.clock
         self.live: WebsocketFeed | None = None
+        # what keeps the venue from us now ("order entry", "market data") -> why, retry in s
+        self._outages: dict[str, tuple[str, float]] = {}
         if not self.recordings:  # the live network feed: event time is wall time
-            self.live = WebsocketFeed(feed_settings(config), log)
+            self.live = WebsocketFeed(feed_settings(config), log,
+                                      on_outage=self._on_feed_outage)
             self.speed = 1.0
             self.event_clock = "receive"
         self.state_dir = Path(state_dir or config.state.dir)
@@ -161,6 +178,7 @@ class Service:
         self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
         self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
         self._stop = asyncio.Event()
+        self._refused: VenueRefused | None = None  # the venue refused us for good
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
         self._need_snapshot = False  # the codec lost sequence: the live feed must fetch one
@@ -264,13 +282,14 @@ class Service:
             if m.port:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
                                               allow_non_loopback=m.allow_non_loopback)
-            await self.exchange.start()
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.
             gc.collect()
             gc.freeze()
             async with asyncio.TaskGroup() as tasks:
+                # order entry first: an in-process venue is ready before the first frame
+                venue = tasks.create_task(self._start_venue(), name="venue")
                 feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
                 interval = self.notifier.watchdog_interval_s
                 watchdog = (tasks.create_task(self._watchdog_task(interval), name="watchdog")
@@ -280,7 +299,7 @@ class Service:
                         if self.firm is not None else None)
                 stop = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (feed, supervisor, stop, watchdog, firm):
+                for task in (venue, feed, supervisor, stop, watchdog, firm):
                     if task is not None:
                         task.cancel()
         except BaseException:
@@ -303,6 +322,19 @@ class Service:
                 gc.unfreeze()  # a process that runs services one after another frees them
                 if self.write_pid:
                     pid_path.unlink(missing_ok=True)
+        if self._refused is not None:
+            raise self._refused
+
+    async def _start_venue(self) -> None:
+        """Order entry: connect and reconcile, however long an outage lasts (the adapter
+        retries, and reports each retry through the status listener). A refusal that
+        retrying cannot fix stops the service; :meth:`run` raises it once stopped."""
+        try:
+            await self.exchange.start()
+        except VenueRefused as exc:
+            self._refused = exc
+            self.exit_code = 2
+            self._stop.set()
 
     async def _shutdown(self) -> None:
         """Cancel everything and wait for the venue; log what is left."""
@@ -336,7 +368,8 @@ class Service:
         feed, exchange, state, metrics, logging) is refused. The quoter is rebuilt, so its
         estimators start their warm-up again (with their configured priors).
         """
-        self.notifier.reloading()
+        if self._ready_sent:  # before READY, systemd has no reload to hear about
+            self.notifier.reloading()
         try:
             if self.config_path is None:
                 self.log.warning("reload_refused", reason="no config file to reload from")
@@ -372,17 +405,41 @@ class Service:
             self.breakers.check_inventory(self.position.position)
             self.log.info("reloaded", config=str(self.config_path))
         finally:
-            self.notifier.ready(self.status_line())
+            if self._ready_sent:
+                self.notifier.ready(self.status_line())
+            else:  # still starting (a venue outage, say): READY=1 waits for the sync
+                self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
-        """One line for ``systemctl status``: state, position and PnL."""
+        """One line for ``systemctl status``: state, what keeps the venue from us if
+        anything (why, and when the next try is), position and PnL."""
         inst, pos = self.instrument, self.position
         money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
         total = self.total_pnl_units()
         pnl = "unknown" if total is None else f"{float(total * money):.2f}"
         base = float(pos.position * Fraction(inst.lot_size))
-        return (f"{self.risk.state.value} {inst.symbol} position={base:g} pnl={pnl} "
+        outages = "".join(f"{what} {why}, retry in {retry_in_s:.1f}s; "
+                          for what, (why, retry_in_s) in self._outages.items())
+        return (f"{self.risk.state.value} {inst.symbol} {outages}position={base:g} pnl={pnl} "
                 f"fills={pos.fills}")
+
+    def _outage(self, what: str, why: str | None, retry_in_s: float) -> None:
+        """``what`` ("order entry", "market data") cannot be reached because of ``why``
+        and is tried again in ``retry_in_s`` seconds (``why`` None: reached again). Tells
+        systemd; until READY also that the start is alive, so that its timeout moves past
+        the next attempt (an outage at start is waited out, a hung start is not)."""
+        if why is None:
+            if self._outages.pop(what, None) is None:
+                return
+        else:
+            self._outages[what] = (why, retry_in_s)
+        if self._ready_sent:
+            self.notifier.status(self.status_line())
+        else:
+            self.notifier.still_starting(self.status_line(), retry_in_s + START_RETRY_GRACE_S)
+
+    def _on_feed_outage(self, why: str | None, retry_in_s: float) -> None:
+        self._outage("market data", why, retry_in_s)
 
     def _maybe_ready(self) -> None:
         """READY=1 once: the book is in sync and the venue reconciled (even if KILLED)."""
@@ -809,7 +866,12 @@ class Service:
         cancel-all that the halt asks for waits, and runs once the venue is back.
         """
         self._venue_ready = status.ready
-        self.log.info("venue_status", ready=status.ready, reason=status.reason)
+        self.log.info("venue_status", ready=status.ready, reason=status.reason,
+                      retry_in_s=status.retry_in_s)
+        # the outage first: a state change below (and READY with it) reports the line
+        retrying = status.retry_in_s is not None
+        self._outage("order entry", status.reason if retrying else None,
+                     status.retry_in_s or 0.0)
         self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not status.ready,
                                 venue=status.reason)
 
