@@ -18,8 +18,9 @@ the feed path, so a replay at any speed gives the same result; the supervisor ta
 on the clock as well, which is what notices a feed that has gone silent. Any exception in a
 task cancels the other and surfaces from :meth:`Service.run`; a stop request (SIGTERM/SIGINT)
 ends both cleanly. On the way out the orders are cancelled and the venue's confirmation
-awaited with the signal handlers still installed; ``exit_code`` is 1 if any order is still
-open afterwards or something failed.
+awaited with the signal handlers still installed, all of it within one budget
+(``exchange.stop_timeout_ms`` from the stop request); ``exit_code`` is 1 if any order is
+still open afterwards (they are logged by name) or something failed.
 
 Order entry starts in the same task group (:meth:`Service._start_venue`), beside the feed:
 a venue that cannot be reached at start leaves the daemon up and HALTED
@@ -108,6 +109,8 @@ FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 # time plus this: the attempt itself (connect 10 s, the subscription and reconciliation
 # requests 5 s each) and what follows it (the feed's connect and snapshot, 10 s each).
 START_RETRY_GRACE_S = 60.0
+# The share of the stop budget kept for closing the order connection after the cancel-all.
+CLOSE_RESERVE_S = 1.0
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 
 
@@ -178,6 +181,7 @@ class Service:
         self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
         self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
         self._stop = asyncio.Event()
+        self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
@@ -307,9 +311,12 @@ class Service:
             raise
         finally:
             self.notifier.stopping()  # however we leave: systemd must not think us hung
+            if self._stop_at is None:  # the feed ended, or something failed
+                self._stop_at = loop.time()
+            deadline = self._stop_at + self.config.exchange.stop_timeout_ms / 1000
             try:
-                await self._shutdown()
-                await self.exchange.close()
+                await self._shutdown(deadline - CLOSE_RESERVE_S)
+                await self.exchange.close(max(0.0, deadline - loop.time()))
                 self._sample(self.now_ns)  # the state after the final cancel-all
                 self._persist()
                 if metrics is not None:
@@ -336,12 +343,17 @@ class Service:
             self.exit_code = 2
             self._stop.set()
 
-    async def _shutdown(self) -> None:
-        """Cancel everything and wait for the venue; log what is left."""
+    async def _shutdown(self, deadline: float) -> None:
+        """Cancel everything and wait for the venue until the loop time ``deadline`` at the
+        latest (a kill's cancel-all still in flight included); log what is left, by name."""
         try:
-            for task in list(self._background):
-                await task
-            await self._cancel_everything("shutdown")
+            async with asyncio.timeout_at(deadline):
+                for task in list(self._background):
+                    await task
+                await self._cancel_everything("shutdown")
+        except TimeoutError:
+            self.log.warning("shutdown_cancel_timed_out",
+                             stop_timeout_ms=self.config.exchange.stop_timeout_ms)
         except Exception as exc:
             self.exit_code = 1
             self.log.error("shutdown_cancel_failed", error=repr(exc))
@@ -349,14 +361,18 @@ class Service:
         left = self.exchange.open_order_count()
         if left:
             self.exit_code = 1
-            self.log.error("orders_left_open", open_orders=left)
+            self.log.error("orders_left_open", open_orders=left,
+                           orders=self.exchange.open_order_names())
         self.log.info("stopped", state=self.risk.state.value,
                       position_lots=self.position.position, open_orders=left,
                       exit_code=self.exit_code)
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return."""
+        """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return, all within
+        ``exchange.stop_timeout_ms`` of the first request."""
         self.log.info("stop_requested")
+        if self._stop_at is None:
+            self._stop_at = asyncio.get_running_loop().time()
         self._stop.set()
 
     def reload(self) -> None:
