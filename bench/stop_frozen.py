@@ -12,8 +12,9 @@ Two scenarios, each ``--trials`` times:
   switch's own sweep is still waiting for the venue when the stop begins (the unit's old
   worst case added the two sweeps).
 
-After each trial the sim continues (SIGCONT) and the orders the stop could not cancel are
-left for the next trial's start to reconcile. Prints one JSON object and a readable line.
+After each trial the sim continues (SIGCONT); it then executes the cancels the stop wrote
+before giving up (TCP had delivered them into its socket buffer), and the next trial's start
+reconciles whatever is left. Prints one JSON object and a readable line per scenario.
 """
 
 from __future__ import annotations
