@@ -369,10 +369,12 @@ def run(config: Config, config_path: Path | None = None) -> int:
 
 
 def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = False) -> int:
-    """Run a built service; 2 if its state directory is taken or, ``replaying``, a recording
+    """Run a built service; 2 if its state directory is taken, the venue refuses it for a
+    reason that restarting cannot fix (credentials, URL) or, ``replaying``, a recording
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
     restart policy like any feed that dies)."""
     from mmdaemon.daemon import StateDirUnusable
+    from mmdaemon.exchange.base import VenueRefused
     from mmdaemon.journal import JournalRefused
     from mmdaemon.statedir import StateDirLocked
 
@@ -387,6 +389,10 @@ def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = 
         logger.error("state_dir_unusable", error=str(exc))
         print(f"mmdaemon: {exc}", file=sys.stderr)
         return 1
+    except VenueRefused as exc:
+        logger.error("venue_refused", error=str(exc))
+        print(f"mmdaemon: the venue refused us: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         unreadable = _recording_error(exc) if replaying else None
         if unreadable is not None:  # unusable input, not a failure of the service

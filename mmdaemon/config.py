@@ -27,6 +27,10 @@ from mmdaemon.model import Instrument
 from mmdaemon.quoting.quoter import QuoterParams
 
 VENUES = ("binance-spot", "binance-usdm")
+# exchange.stop_timeout_ms: below 3 s the closes (1 s each at worst) leave the final cancel-all
+# next to nothing; above 10 min a stop outlasts any service manager's patience
+STOP_TIMEOUT_MIN_MS = 3_000
+STOP_TIMEOUT_MAX_MS = 600_000
 
 
 class ConfigError(ValueError):
@@ -115,7 +119,10 @@ class ExchangeConfig:
     a systemd credential name, or a path, relative to the config file's directory), client
     order ids starting with ``client_id_prefix``. A credentials file that anyone but this
     user and root can get at is refused unless ``allow_readable_credentials``. The fee
-    fields also price the spread.
+    fields also price the spread. ``stop_timeout_ms`` is the whole graceful stop, from
+    SIGTERM to exit: the closes of the feed and order connections (up to 1 s each) and, in
+    what is left, the final cancel-all; orders not confirmed cancelled by then are logged by
+    name and the exit status is 1.
     """
 
     adapter: Literal["paper", "binance"] = "paper"
@@ -128,6 +135,7 @@ class ExchangeConfig:
     client_id_prefix: str = "mm"
     recv_window_ms: int = 5000
     request_timeout_ms: int = 5000
+    stop_timeout_ms: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -353,6 +361,11 @@ def _check(config: Config) -> None:
     for key in ("recv_window_ms", "request_timeout_ms"):
         if not 0 < getattr(exchange, key) <= 60_000:
             raise ConfigError(f"exchange.{key}: expected 1..60000 ms, got {getattr(exchange, key)}")
+    if not STOP_TIMEOUT_MIN_MS <= exchange.stop_timeout_ms <= STOP_TIMEOUT_MAX_MS:
+        raise ConfigError(
+            f"exchange.stop_timeout_ms: expected {STOP_TIMEOUT_MIN_MS}..{STOP_TIMEOUT_MAX_MS} ms "
+            f"(the connections' closes take up to 2 s of it; keep the unit's TimeoutStopSec "
+            f"above it), got {exchange.stop_timeout_ms}")
     metrics = config.metrics
     if not 0 <= metrics.port <= 65535:
         raise ConfigError(f"metrics.port: expected 0 (off) or 1..65535, got {metrics.port}")

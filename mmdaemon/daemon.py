@@ -18,8 +18,19 @@ the feed path, so a replay at any speed gives the same result; the supervisor ta
 on the clock as well, which is what notices a feed that has gone silent. Any exception in a
 task cancels the other and surfaces from :meth:`Service.run`; a stop request (SIGTERM/SIGINT)
 ends both cleanly. On the way out the orders are cancelled and the venue's confirmation
-awaited with the signal handlers still installed; ``exit_code`` is 1 if any order is still
-open afterwards or something failed.
+awaited with the signal handlers still installed, all of it within one budget
+(``exchange.stop_timeout_ms`` from the stop request); ``exit_code`` is 1 if any order is
+still open afterwards (they are logged by name) or something failed.
+
+Order entry starts in the same task group (:meth:`Service._start_venue`), beside the feed:
+a venue that cannot be reached at start leaves the daemon up and HALTED
+(``venue_not_ready``, ``book_out_of_sync``) while the adapter and the feed retry with their
+reconnect backoff, signals work as at any other time, and systemd hears why through
+``STATUS=`` (with ``EXTEND_TIMEOUT_USEC=`` until READY, so an outage does not time the start
+out while a start that hangs still does). READY=1 is sent once, when the book is in sync and
+the venue reconciled. A refusal that retrying cannot fix
+(:class:`~mmdaemon.exchange.base.VenueRefused`: our credentials, an unusable URL) ends the
+run with it instead.
 
 Every order request goes out under one lock, and the trading state is checked again right
 before each place or amend: a kill or halt that lands while another task is sending stops
@@ -46,7 +57,7 @@ import orjson
 from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
-from mmdaemon.exchange.base import ExchangeAdapter, VenueStatus
+from mmdaemon.exchange.base import ExchangeAdapter, VenueRefused, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.lobster import read_lobster
@@ -96,6 +107,12 @@ LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log ra
 MAX_BUFFERED_SAMPLES = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+# Until READY, every retry of an unreachable venue moves systemd's start timeout to its due
+# time plus this: the attempt itself (connect 10 s, the subscription and reconciliation
+# requests 5 s each) and what follows it (the feed's connect and snapshot, 10 s each).
+START_RETRY_GRACE_S = 60.0
+# The share of the stop budget kept for closing the order connection after the cancel-all.
+CLOSE_RESERVE_S = 1.0
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 
 
@@ -141,8 +158,11 @@ class Service:
         # what a replay's event time is (None: the config's feed.clock); see feed/replay.py
         self.event_clock: ReplayClock = event_clock or config.feed.clock
         self.live: WebsocketFeed | None = None
+        # what keeps the venue from us now ("order entry", "market data") -> why, retry in s
+        self._outages: dict[str, tuple[str, float]] = {}
         if not self.recordings:  # the live network feed: event time is wall time
-            self.live = WebsocketFeed(feed_settings(config), log)
+            self.live = WebsocketFeed(feed_settings(config), log,
+                                      on_outage=self._on_feed_outage)
             self.speed = 1.0
             self.event_clock = "receive"
         self.state_dir = Path(state_dir or config.state.dir)
@@ -171,6 +191,8 @@ class Service:
         self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
         self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
         self._stop = asyncio.Event()
+        self._stop_at: float | None = None  # loop time of the first stop request
+        self._refused: VenueRefused | None = None  # the venue refused us for good
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
         self._requote = False  # a fill changed the inventory since the last quote
         self._need_snapshot = False  # the codec lost sequence: the live feed must fetch one
@@ -312,13 +334,14 @@ class Service:
             if m.port:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
                                               allow_non_loopback=m.allow_non_loopback)
-            await self.exchange.start()
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.
             gc.collect()
             gc.freeze()
             async with asyncio.TaskGroup() as tasks:
+                # order entry first: an in-process venue is ready before the first frame
+                venue = tasks.create_task(self._start_venue(), name="venue")
                 feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
                 interval = self.notifier.watchdog_interval_s
                 watchdog = (tasks.create_task(self._watchdog_task(interval), name="watchdog")
@@ -328,7 +351,7 @@ class Service:
                         if self.firm is not None else None)
                 stop = tasks.create_task(self._stop.wait(), name="stop")
                 await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (feed, supervisor, stop, watchdog, firm):
+                for task in (venue, feed, supervisor, stop, watchdog, firm):
                     if task is not None:
                         task.cancel()
         except _StoppedBeforeStart:
@@ -338,9 +361,12 @@ class Service:
             raise
         finally:
             self.notifier.stopping()  # however we leave: systemd must not think us hung
+            if self._stop_at is None:  # the feed ended, or something failed
+                self._stop_at = loop.time()
+            deadline = self._stop_at + self.config.exchange.stop_timeout_ms / 1000
             try:
-                await self._shutdown()
-                await self.exchange.close()
+                await self._shutdown(deadline - CLOSE_RESERVE_S)
+                await self.exchange.close(max(0.0, deadline - loop.time()))
                 self._sample(self.now_ns)  # the state after the final cancel-all
                 self._persist()
                 if metrics is not None:
@@ -354,13 +380,31 @@ class Service:
                 gc.unfreeze()  # a process that runs services one after another frees them
                 if self.write_pid:
                     pid_path.unlink(missing_ok=True)
+        if self._refused is not None:
+            raise self._refused
 
-    async def _shutdown(self) -> None:
-        """Cancel everything and wait for the venue; log what is left."""
+    async def _start_venue(self) -> None:
+        """Order entry: connect and reconcile, however long an outage lasts (the adapter
+        retries, and reports each retry through the status listener). A refusal that
+        retrying cannot fix stops the service; :meth:`run` raises it once stopped."""
         try:
-            for task in list(self._background):
-                await task
-            await self._cancel_everything("shutdown")
+            await self.exchange.start()
+        except VenueRefused as exc:
+            self._refused = exc
+            self.exit_code = 2
+            self._stop.set()
+
+    async def _shutdown(self, deadline: float) -> None:
+        """Cancel everything and wait for the venue until the loop time ``deadline`` at the
+        latest (a kill's cancel-all still in flight included); log what is left, by name."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                for task in list(self._background):
+                    await task
+                await self._cancel_everything("shutdown")
+        except TimeoutError:
+            self.log.warning("shutdown_cancel_timed_out",
+                             stop_timeout_ms=self.config.exchange.stop_timeout_ms)
         except Exception as exc:
             self.exit_code = 1
             self.log.error("shutdown_cancel_failed", error=repr(exc))
@@ -368,14 +412,18 @@ class Service:
         left = self.exchange.open_order_count()
         if left:
             self.exit_code = 1
-            self.log.error("orders_left_open", open_orders=left)
+            self.log.error("orders_left_open", open_orders=left,
+                           orders=self.exchange.open_order_names())
         self.log.info("stopped", state=self.risk.state.value,
                       position_lots=self.position.position, open_orders=left,
                       exit_code=self.exit_code)
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return."""
+        """Graceful stop (SIGTERM/SIGINT): cancel all, confirm, flush, return, all within
+        ``exchange.stop_timeout_ms`` of the first request."""
         self.log.info("stop_requested")
+        if self._stop_at is None:
+            self._stop_at = asyncio.get_running_loop().time()
         self._stop.set()
 
     def reload(self) -> None:
@@ -387,7 +435,8 @@ class Service:
         feed, exchange, state, metrics, logging) is refused. The quoter is rebuilt, so its
         estimators start their warm-up again (with their configured priors).
         """
-        self.notifier.reloading()
+        if self._ready_sent:  # before READY, systemd has no reload to hear about
+            self.notifier.reloading()
         try:
             if self.config_path is None:
                 self.log.warning("reload_refused", reason="no config file to reload from")
@@ -423,17 +472,41 @@ class Service:
             self.breakers.check_inventory(self.position.position)
             self.log.info("reloaded", config=str(self.config_path))
         finally:
-            self.notifier.ready(self.status_line())
+            if self._ready_sent:
+                self.notifier.ready(self.status_line())
+            else:  # still starting (a venue outage, say): READY=1 waits for the sync
+                self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
-        """One line for ``systemctl status``: state, position and PnL."""
+        """One line for ``systemctl status``: state, what keeps the venue from us if
+        anything (why, and when the next try is), position and PnL."""
         inst, pos = self.instrument, self.position
         money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
         total = self.total_pnl_units()
         pnl = "unknown" if total is None else f"{float(total * money):.2f}"
         base = float(pos.position * Fraction(inst.lot_size))
-        return (f"{self.risk.state.value} {inst.symbol} position={base:g} pnl={pnl} "
+        outages = "".join(f"{what} {why}, retry in {retry_in_s:.1f}s; "
+                          for what, (why, retry_in_s) in self._outages.items())
+        return (f"{self.risk.state.value} {inst.symbol} {outages}position={base:g} pnl={pnl} "
                 f"fills={pos.fills}")
+
+    def _outage(self, what: str, why: str | None, retry_in_s: float) -> None:
+        """``what`` ("order entry", "market data") cannot be reached because of ``why``
+        and is tried again in ``retry_in_s`` seconds (``why`` None: reached again). Tells
+        systemd; until READY also that the start is alive, so that its timeout moves past
+        the next attempt (an outage at start is waited out, a hung start is not)."""
+        if why is None:
+            if self._outages.pop(what, None) is None:
+                return
+        else:
+            self._outages[what] = (why, retry_in_s)
+        if self._ready_sent:
+            self.notifier.status(self.status_line())
+        else:
+            self.notifier.still_starting(self.status_line(), retry_in_s + START_RETRY_GRACE_S)
+
+    def _on_feed_outage(self, why: str | None, retry_in_s: float) -> None:
+        self._outage("market data", why, retry_in_s)
 
     def _maybe_ready(self) -> None:
         """READY=1 once: the book is in sync and the venue reconciled (even if KILLED)."""
@@ -907,7 +980,12 @@ class Service:
         cancel-all that the halt asks for waits, and runs once the venue is back.
         """
         self._venue_ready = status.ready
-        self.log.info("venue_status", ready=status.ready, reason=status.reason)
+        self.log.info("venue_status", ready=status.ready, reason=status.reason,
+                      retry_in_s=status.retry_in_s)
+        # the outage first: a state change below (and READY with it) reports the line
+        retrying = status.retry_in_s is not None
+        self._outage("order entry", status.reason if retrying else None,
+                     status.retry_in_s or 0.0)
         self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not status.ready,
                                 venue=status.reason)
 

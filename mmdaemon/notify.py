@@ -3,9 +3,10 @@
 ``NOTIFY_SOCKET`` is a filesystem path, or an abstract socket written with a leading ``@``
 (sent as a leading NUL byte). Messages are newline-separated ``KEY=value`` lines:
 ``READY=1``, ``STATUS=...``, ``WATCHDOG=1``, ``RELOADING=1`` with ``MONOTONIC_USEC=...``,
-``STOPPING=1``. Without ``NOTIFY_SOCKET`` (not under systemd) every call is a no-op. Sending
-never blocks and never raises: a notification that cannot be delivered is counted, because
-the service must not stop trading safely just because systemd is gone.
+``STOPPING=1``, ``EXTEND_TIMEOUT_USEC=...`` (systemd >= 236). Without ``NOTIFY_SOCKET``
+(not under systemd) every call is a no-op. Sending never blocks and never raises: a
+notification that cannot be delivered is counted, because the service must not stop trading
+safely just because systemd is gone.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class Notifier:
 
     def status(self, status: str) -> bool:
         return self.send(f"STATUS={status}")
+
+    def still_starting(self, status: str, extend_s: float) -> bool:
+        """``STATUS=`` plus ``EXTEND_TIMEOUT_USEC=``: not READY yet, but alive and working
+        on it; the start timeout then ends no sooner than ``extend_s`` seconds from now. A
+        start that stops sending these still times out (``TimeoutStartSec=``, or the last
+        extension, whichever ends later)."""
+        return self.send(f"STATUS={status}", f"EXTEND_TIMEOUT_USEC={round(extend_s * 1e6)}")
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")

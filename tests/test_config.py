@@ -24,6 +24,8 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
     # the spread prices in the exchange's maker fee unless told otherwise
     rebate = load_config(write_config(tmp_path, {"exchange": {"maker_fee_bps": "-0.5"}}))
     assert rebate.strategy.spread.maker_fee_bps == -0.5
+    # the whole graceful stop: the runbook's 10 s, within the unit's TimeoutStopSec
+    assert dry.exchange.stop_timeout_ms == live.exchange.stop_timeout_ms == 10_000
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,10 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
         ({"exchange": {"client_id_prefix": "my_prefix!"}}, (),
          "exchange.client_id_prefix: expected 1-19 letters or digits"),
         ({"exchange": {"latency_ms": -1}}, (), "exchange.latency_ms: expected >= 0"),
+        ({"exchange": {"stop_timeout_ms": 2999}}, (),
+         "exchange.stop_timeout_ms: expected 3000..600000 ms"),
+        ({"exchange": {"stop_timeout_ms": 600_001}}, (),
+         "exchange.stop_timeout_ms: expected 3000..600000 ms"),
         ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
         ({"risk": {"colour": 1}}, (), "risk.colour: unknown key"),
         ({"feed": {"speed": "fast"}}, (), "feed.speed: speed must be a positive number"),

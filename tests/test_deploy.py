@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 
 from mmdaemon import cli
+from mmdaemon.config import ExchangeConfig
+from mmdaemon.daemon import START_RETRY_GRACE_S
 from mmdaemon.exchange.binance_gateway import GatewaySettings
 from mmdaemon.exchange.credentials import load_credentials
+from mmdaemon.feed.websocket import FeedSettings
 from tests.conftest import REPO
 from tests.helpers import systemd_credential
 
@@ -125,18 +128,25 @@ def test_the_unit_pins_json_logs(unit: configparser.RawConfigParser) -> None:
 
 
 def test_watchdog_and_timeouts_cover_the_code(unit: configparser.RawConfigParser) -> None:
-    """Timeouts against the gateway's own bounds: a change there must revisit the unit."""
+    """Timeouts against the code's own bounds: a change there must revisit the unit."""
     watchdog = seconds(value(unit, "Service", "WatchdogSec"))
     assert 2 <= watchdog <= 60  # the daemon pings at half of it
     gw = GatewaySettings(ws_api_url="wss://example.invalid/ws-api/v3", client_prefix="mm")
-    # stop: a kill sweep in flight + the shutdown sweep + closing the order websocket +
-    # the feed websocket (1 s), journal and metrics
-    worst_stop = 2 * gw.cancel_all_timeout_s + gw.request_timeout_s + 1 + 1
+    # stop: the daemon bounds the whole of it by exchange.stop_timeout_ms; 5 s on top for
+    # the journal, the interpreter's exit and a loaded host, and no more: a stop the daemon
+    # gave up on is not to be waited for any longer
+    budget = ExchangeConfig().stop_timeout_ms / 1000
     stop = seconds(value(unit, "Service", "TimeoutStopSec"))
-    assert stop >= worst_stop + 5, (stop, worst_stop)
-    # start: every gateway attempt may use its open timeout and a reconciliation request
+    assert budget + 5 <= stop <= budget + 10, (stop, budget)
+    # start: one attempt that reports no failure may use the open timeout and the
+    # subscription and reconciliation requests (the feed's connect and snapshot run beside
+    # it); every failed attempt moves systemd's timeout past the next one, by no less
     start = seconds(value(unit, "Service", "TimeoutStartSec"))
-    assert start >= gw.start_attempts * (gw.open_timeout_s + gw.request_timeout_s)
+    one_attempt = gw.open_timeout_s + 3 * gw.request_timeout_s
+    assert start >= one_attempt + 30, start
+    feed = FeedSettings(ws_url="wss://example.invalid", rest_url="https://example.invalid",
+                        symbol="BTCUSDT")
+    assert one_attempt + feed.open_timeout_s + feed.snapshot_timeout_s <= START_RETRY_GRACE_S
     assert seconds(value(unit, "Service", "TimeoutAbortSec")) > 0
 
 

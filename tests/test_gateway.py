@@ -26,8 +26,8 @@ from websockets.asyncio.server import serve
 
 from mmdaemon.book import OrderBook
 from mmdaemon.clock import SystemClock
-from mmdaemon.exchange.base import VenueStatus
-from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewayError, GatewaySettings
+from mmdaemon.exchange.base import VenueRefused, VenueStatus
+from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import (
     BINANCE_SPOT_BTCUSDT,
@@ -43,6 +43,7 @@ from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues import binance_api as api
 from tests.helpers import first_lines, until
+from tests.test_record_sim_cli import free_port
 
 INSTR = BINANCE_SPOT_BTCUSDT
 KEY, SECRET = "gwTestKey1", "gw-secret-Zq81-never-in-a-log"
@@ -129,12 +130,12 @@ class ManualMs:
 
 @asynccontextmanager
 async def venue(recording: Path, *, now_ms: Callable[[], int] = wall_ms,
-                weight_limit: int = 6000) -> AsyncIterator[SimVenue]:
-    """The sim with order entry, once its book is usable."""
+                weight_limit: int = 6000, port: int = 0) -> AsyncIterator[SimVenue]:
+    """The sim with order entry (on ``port``, 0: any free one), once its book is usable."""
     entry = OrderEntry(INSTR, PaperVenue(INSTR, 0, "1", "5"), {KEY: SECRET}, now_ms,
                        base_balance="10", quote_balance="1000000", weight_limit=weight_limit)
     async with SimVenue([recording], INSTR, speed=10.0, clock=SystemClock(),
-                        order_entry=entry) as sim:
+                        order_entry=entry, port=port) as sim:
         book = sim.tape.market.book
         await until(lambda: book.synced and book.best_bid() is not None)
         yield sim
@@ -148,8 +149,7 @@ def entry_of(sim: SimVenue) -> OrderEntry:
 
 def settings_for(sim: SimVenue, prefix: str = "mm", **kw: Any) -> GatewaySettings:
     values: dict[str, Any] = {"request_timeout_s": 1.0, "backoff_initial_s": 0.05,
-                              "backoff_max_s": 0.2, "cancel_all_timeout_s": 3.0,
-                              "start_attempts": 2}
+                              "backoff_max_s": 0.2, "cancel_all_timeout_s": 3.0}
     values.update(kw)
     return GatewaySettings(f"{sim.ws_url}{api.WS_API_PATH}", prefix, **values)
 
@@ -480,12 +480,14 @@ async def test_bad_secret_fails_start_and_never_shows_the_secret(
     log = CaptureLog()
     async with venue(short_recording) as sim:
         gw, rec = gateway_for(sim, log, secret=wrong)
-        with pytest.raises(GatewayError) as failed:
+        with pytest.raises(VenueRefused) as failed:
             await gw.start()
         message = str(failed.value)
         assert "-1022" in message and "Signature for this request is not valid." in message
+        assert "exchange.credentials" in message  # what to fix
         assert rec.statuses[-1].ready is False
-        assert rec.statuses[-1].reason.startswith("start failed")
+        assert rec.statuses[-1].reason.startswith("refused: ")
+        assert log.events().count("gateway_start_refused") == 1  # not retried
         assert rec.events == []
         await gw.close()
         creds = api.Credentials(KEY, wrong)
@@ -499,22 +501,50 @@ async def test_bad_secret_fails_start_and_never_shows_the_secret(
         assert "pa55word" not in repr(proxied) and "proxy:3128" in repr(proxied)
 
 
-async def test_start_fails_clearly_when_the_venue_is_unreachable() -> None:
+async def test_start_waits_out_a_venue_that_is_not_there_yet(short_recording: Path) -> None:
+    """Nothing listens at first: start() keeps trying with the reconnect backoff, each
+    failure reported as a status with the reason and the time to the next attempt; the
+    venue comes up on that port and start() returns with order entry ready."""
     log = CaptureLog()
-    settings = GatewaySettings("ws://127.0.0.1:9/ws-api/v3", "mm", start_attempts=2,
-                               backoff_initial_s=0.01, open_timeout_s=1.0)
+    port = free_port()
+    settings = GatewaySettings(f"ws://127.0.0.1:{port}{api.WS_API_PATH}", "mm",
+                               request_timeout_s=1.0, backoff_initial_s=0.05,
+                               backoff_max_s=0.2)
     gw = BinanceGateway(settings, INSTR, api.Credentials(KEY, SECRET), log)
-    with pytest.raises(GatewayError, match="cannot connect"):
-        await gw.start()
-    assert log.events().count("gateway_start_failed") == 2
-    await gw.close()
-    # a malformed proxy: refused clearly, and its password is not in the message
-    bad_proxy = GatewaySettings("ws://127.0.0.1:9/ws-api/v3", "mm", start_attempts=1,
+    rec = Recorder()
+    gw.set_status_listener(rec.on_status)
+    starting = asyncio.create_task(gw.start())
+    try:
+        await until(lambda: log.events().count("gateway_start_failed") >= 4)
+        assert not starting.done()
+        down = [s for s in rec.statuses if s.retry_in_s is not None]
+        assert len(down) >= 4
+        for status in down:
+            assert not status.ready and status.retry_in_s is not None
+            assert status.reason.startswith(
+                f"unreachable: cannot connect to ws://127.0.0.1:{port}/ws-api/v3: ")
+            assert 0 < status.retry_in_s <= 0.2
+        async with venue(short_recording, port=port):
+            await asyncio.wait_for(starting, 10)
+            assert rec.statuses[-1] == VenueStatus(True, "ready")
+            await gw.close()
+    finally:
+        starting.cancel()
+        await gw.close()
+
+
+async def test_start_refuses_an_unusable_proxy_at_once() -> None:
+    """A malformed proxy cannot work however often it is tried: refused clearly, and its
+    password is not in the message."""
+    log = CaptureLog()
+    bad_proxy = GatewaySettings("ws://127.0.0.1:9/ws-api/v3", "mm",
                                 proxy="gopher://user:pa55word@proxy:1")
     gw = BinanceGateway(bad_proxy, INSTR, api.Credentials(KEY, SECRET), log)
-    with pytest.raises(GatewayError) as failed:
-        await gw.start()
+    with pytest.raises(VenueRefused) as failed:
+        await asyncio.wait_for(gw.start(), 10)
+    assert "feed.proxy" in str(failed.value)
     assert "pa55word" not in str(failed.value) and "pa55word" not in log.text()
+    assert "gateway_start_failed" not in log.events()
     await gw.close()
 
 
@@ -647,7 +677,7 @@ async def test_dropped_connection_reconnects_and_recovers_fills_once(
         await gw.settled()
         entry.accepting = False
         assert await entry.drop_connections() == 1
-        await until(lambda: rec.statuses[-1] == VenueStatus(False, "disconnected"))
+        await until(lambda: VenueStatus(False, "disconnected") in rec.statuses)
         # orders placed meanwhile fail at once
         await gw.place(RUN + 3, Side.BUY, bid - FAR, LOTS)
         await gw.settled()

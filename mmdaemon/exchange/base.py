@@ -21,10 +21,18 @@ class VenueStatus(NamedTuple):
     """Whether order entry is usable: connected, subscribed to our executions, reconciled.
 
     ``ready`` False pulls every quote (the daemon goes HALTED) until it is True again.
+    ``retry_in_s`` is set when a connection attempt has just failed: the seconds until the
+    next one (``reason`` then says why the venue could not be reached).
     """
 
     ready: bool
     reason: str
+    retry_in_s: float | None = None
+
+
+class VenueRefused(Exception):
+    """The venue refused us for a reason that retrying cannot fix: our credentials, a URL
+    or proxy that cannot work. The message names the cause and the fix; never a secret."""
 
 
 StatusListener = Callable[[VenueStatus], None]
@@ -44,10 +52,15 @@ class ExchangeAdapter(Protocol):
         venue reports above it (missed while we were down) are delivered at start."""
 
     async def start(self) -> None:
-        """Connect and reconcile with the venue; returns once order entry is ready."""
+        """Connect and reconcile with the venue; returns once order entry is ready.
 
-    async def close(self) -> None:
-        """Disconnect (after the daemon's final cancel-all)."""
+        A venue that cannot be reached is retried for as long as it takes (the status says
+        why, and when the next attempt is); :class:`VenueRefused` when retrying cannot help.
+        """
+
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Disconnect (after the daemon's final cancel-all), within ``timeout_s`` seconds
+        when given: a venue that does not answer the close is cut off then."""
 
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None: ...
 
@@ -66,6 +79,11 @@ class ExchangeAdapter(Protocol):
 
     def open_order_count(self) -> int:
         """Orders the venue holds open for us, as far as the adapter knows."""
+        ...
+
+    def open_order_names(self) -> list[str]:
+        """The orders :meth:`open_order_count` counts, as the venue names them (client order
+        id, or the venue's order id), for an operator to look up at the venue."""
         ...
 
     def on_book(self, book: OrderBook, now_ns: int) -> None:

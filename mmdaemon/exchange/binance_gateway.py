@@ -9,7 +9,12 @@ Connection
 ----------
 ``start()`` connects, subscribes to the account's executions on the same connection
 (``userDataStream.subscribe.signature``: acks and execution reports then arrive in the
-order the venue produced them), reconciles, and only then reports ``ready``. One reader task
+order the venue produced them), reconciles, and only then reports ``ready``. A venue that
+cannot be reached at start (refused, timed out, a 5xx, a dropped connection, a request
+without an answer) is retried exactly like a connection lost later, by the same supervisor
+and backoff, for as long as it takes; only a refusal that retrying cannot fix (our key or
+signature, a URL or proxy that cannot work) ends ``start()`` with
+:class:`~mmdaemon.exchange.base.VenueRefused`. One reader task
 reads every frame: responses go to the request waiting for that id (each request has a
 timeout), user-data events to the bookkeeping. Responses are applied *by the reader, in
 wire order*, not by the coroutine that sent the request when it next runs: otherwise a
@@ -18,8 +23,10 @@ response could be applied after events the venue produced later (a NEW after the
 A lost connection makes the status ``ready=False, "disconnected"`` at once; every request
 waiting for an answer fails (REJECTED ``"disconnected"``); a supervisor reconnects with
 jittered exponential backoff (:func:`mmdaemon.feed.websocket.backoff_delay`), subscribes,
-reconciles and reports ready again. The attempt counter only resets after a connection
-stayed up ``healthy_after_s``, so a venue that accepts and drops at once is not hammered.
+reconciles and reports ready again. After each failed attempt the status is ``ready=False``
+with ``"unreachable: <why>"`` and ``retry_in_s``. The attempt counter only resets after a
+connection stayed up ``healthy_after_s``, so a venue that accepts and drops at once is not
+hammered.
 
 Orders
 ------
@@ -91,10 +98,17 @@ from enum import Enum
 from typing import Any, Final, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidProxy,
+    InvalidProxyStatus,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
 
 from mmdaemon.book import OrderBook
-from mmdaemon.exchange.base import Listener, StatusListener, VenueStatus
+from mmdaemon.exchange.base import Listener, StatusListener, VenueRefused, VenueStatus
 from mmdaemon.feed.websocket import backoff_delay
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
 from mmdaemon.venues import binance_api as api
@@ -110,6 +124,10 @@ _AUTH_ERRORS: Final = frozenset({
     api.INVALID_SIGNATURE, api.BAD_API_KEY_FMT, api.REJECTED_MBX_KEY,
     api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
 })
+# HTTP answers to the websocket handshake that retrying can fix: the WAF's temporary block
+# (403), a request timeout (408), rate limits and bans with an end (429, 418); any other
+# 4xx (a wrong path, a proxy that wants credentials) is a configuration to fix, 5xx an outage
+_HANDSHAKE_RETRYABLE: Final = frozenset({403, 408, 418, 429})
 _INTERVAL_MS: Final = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _USERINFO: Final = re.compile(r"(?<=//)[^/@\s]*@")
 
@@ -133,8 +151,8 @@ class GatewaySettings:
     that are ours (one prefix per daemon instance and account); ``recv_window_ms`` is sent
     with every signed request; ``proxy`` None connects directly (system proxy settings are
     ignored). ``cancel_all_timeout_s`` bounds how long :meth:`BinanceGateway.cancel_all`
-    waits for confirmations (and for a connection); ``start_attempts`` how many connection
-    attempts ``start()`` makes before it gives up.
+    waits for confirmations (and for a connection). A connection attempt waits
+    ``backoff_initial_s`` .. ``backoff_max_s`` (jittered, doubling) after a failed one.
     """
 
     ws_api_url: str
@@ -147,7 +165,6 @@ class GatewaySettings:
     open_timeout_s: float = 10.0
     cancel_all_timeout_s: float = 10.0
     healthy_after_s: float = 10.0
-    start_attempts: int = 3
 
     def __post_init__(self) -> None:
         api.client_order_id(self.client_prefix, (1 << 64) - 1)  # ValueError: prefix unusable
@@ -157,8 +174,6 @@ class GatewaySettings:
                      "open_timeout_s", "cancel_all_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
-        if self.start_attempts < 1:
-            raise ValueError("start_attempts must be >= 1")
 
     def __repr__(self) -> str:
         proxy = None if self.proxy is None else redact_url(self.proxy)
@@ -168,10 +183,23 @@ class GatewaySettings:
 
 
 class GatewayError(Exception):
-    """Order entry could not be set up: no connection, or the venue refused our credentials.
-
-    The message names the cause (the venue's code and message); it never holds a secret.
+    """A connection attempt failed in a way that a later attempt may not (the venue down,
+    slow or dropping us). The message names the cause; it never holds a secret.
     """
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What to fix when a connection error is one that retrying cannot fix (a URL or proxy
+    that cannot work, a handshake the venue or proxy refuses for good); None otherwise."""
+    if isinstance(exc, InvalidURI | InvalidProxy | ValueError):
+        return "exchange.ws_api_url or feed.proxy cannot be used as given"
+    if isinstance(exc, InvalidStatus | InvalidProxyStatus):
+        status = exc.response.status_code
+        if 400 <= status < 500 and status not in _HANDSHAKE_RETRYABLE:
+            who = "the proxy (feed.proxy)" if isinstance(exc, InvalidProxyStatus) else (
+                "the venue: check exchange.ws_api_url")
+            return f"HTTP {status} from {who}"
+    return None
 
 
 class _Failed(Exception):
@@ -387,6 +415,9 @@ class BinanceGateway:
         self._lost = asyncio.Event()
         self._closing = False
         self._started = False
+        self._first: asyncio.Future[None] | None = None  # start(): the first connection
+        self._ever_connected = False
+        self._unreachable: tuple[str, float] | None = None  # last attempt's failure, retry in
         self._watermark_known = False  # max_trade_id is where myTrades resumes
         self._connected_at = 0.0  # loop time of the last successful (re)connect
         self._limited_until = 0.0  # loop time the rate limit lifts
@@ -440,31 +471,29 @@ class BinanceGateway:
     async def start(self) -> None:
         """Connect, subscribe, reconcile; returns once order entry is ready.
 
-        Raises :class:`GatewayError` at once when the venue refuses our credentials
-        (retrying would not help) and after ``start_attempts`` failed connection attempts
-        otherwise; the status is then ``ready=False`` with the reason.
+        The first connection is made by the supervisor that later reconnects, so a venue
+        that cannot be reached now is retried as a lost connection is: with the same
+        backoff, for as long as it takes, the status ``ready=False, "unreachable: ..."``
+        with ``retry_in_s`` after every failed attempt. Raises
+        :class:`~mmdaemon.exchange.base.VenueRefused` when, before any connection
+        succeeded, the venue refuses our key or signature or the URL cannot work (retrying
+        would not help); the status is then ``ready=False, "refused: ..."``. Cancelling
+        ``start()`` leaves the supervisor running until :meth:`close`.
         """
         if self._started:
             raise RuntimeError("BinanceGateway.start() called twice")
         self._started = True
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._open()
-                break
-            except GatewayError as exc:
-                fatal = isinstance(exc.__cause__, _AuthRefused)
-                self.log.error("gateway_start_failed", attempt=attempt, error=str(exc))
-                if fatal or attempt >= self.settings.start_attempts:
-                    self._set_status(VenueStatus(False, f"start failed: {exc}"))
-                    raise
-                await asyncio.sleep(self._backoff(attempt))
+        first = self._first = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(), name="gateway-supervisor")
+        await first
 
-    async def close(self) -> None:
-        """Disconnect and stop reconnecting. Open orders stay at the venue (the daemon's
-        final cancel-all comes first)."""
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Disconnect and stop reconnecting, within ``timeout_s`` seconds when given (the
+        close handshake with a venue that does not answer is cut short then: the
+        connection is aborted). Open orders stay at the venue (the daemon's final
+        cancel-all comes first)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
         self._closing = True
         tasks = [t for t in (self._supervisor, self._recheck, *self._tasks, *self._requests)
                  if t is not None]
@@ -475,6 +504,8 @@ class BinanceGateway:
             self._limit_handle.cancel()
         ws = self._ws
         if ws is not None:
+            if deadline is not None:  # read by websockets when the close frame is sent
+                ws.close_timeout = max(0.0, deadline - loop.time())
             await self._hang_up(ws)
         self._set_status(VenueStatus(False, "closed"))
 
@@ -743,6 +774,12 @@ class BinanceGateway:
         held = sum(1 for o in self._orders.values() if o.phase in _MAYBE_OPEN)
         return held + len(self._stray)
 
+    def open_order_names(self) -> list[str]:
+        """The orders :meth:`open_order_count` counts: client order ids, and ``orderId=N``
+        for unwanted venue orders (whose client id may be unknown)."""
+        held = [o.client_id for o in self._orders.values() if o.phase in _MAYBE_OPEN]
+        return held + [f"orderId={vid}" for vid in self._stray]
+
     def on_book(self, book: OrderBook, now_ns: int) -> None:
         """A live venue matches by itself: nothing to do."""
 
@@ -761,11 +798,14 @@ class BinanceGateway:
                                max_size=_MAX_FRAME)
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             # handshake, URI and proxy errors alike; their text may hold the proxy's password
-            raise GatewayError(
-                f"cannot connect to {url}: {redact_url(f'{type(exc).__name__}: {exc}')}"
-            ) from None
+            text = f"cannot connect to {url}: {redact_url(f'{type(exc).__name__}: {exc}')}"
+            fix = _refusal(exc)
+            if fix is not None:
+                raise VenueRefused(f"{text}: {fix}") from None
+            raise GatewayError(text) from None
         self._ws = ws
         self._subscribed = False
+        self._unreachable = None  # reached: a failure from now on is this attempt's own
         self._reader = asyncio.create_task(self._read(ws), name="gateway-reader")
         try:
             response = await self._call(
@@ -775,7 +815,9 @@ class BinanceGateway:
                 error = response.error
                 text = f"{api.USER_DATA_SUBSCRIBE} refused by {url}: {_reason(response)}"
                 if error is not None and error.code in _AUTH_ERRORS:
-                    raise GatewayError(text) from _AuthRefused()
+                    raise VenueRefused(f"{text}: check the API key and secret "
+                                       "(exchange.credentials), the key's permissions and "
+                                       "its IP restriction at the venue")
                 raise GatewayError(text)
             self._subscribed = True
             self.connects += 1
@@ -802,24 +844,51 @@ class BinanceGateway:
         self._connection_lost(ws, "closed by us")
 
     async def _supervise(self) -> None:
-        """Reconnect whenever the connection is lost, until :meth:`close`."""
+        """Make the first connection (at once), then reconnect whenever the connection is
+        lost (after a backoff), until :meth:`close`. Every failed attempt is followed by
+        the next after a backoff that grows with the attempts."""
         loop = asyncio.get_running_loop()
         attempt = 0
+        delay: float | None = None  # before the next attempt; None: at once
         while not self._closing:
-            await self._lost.wait()
-            self._lost.clear()
-            if loop.time() - self._connected_at >= self.settings.healthy_after_s:
-                attempt = 0
+            if self._ever_connected:
+                await self._lost.wait()
+                self._lost.clear()
+                if loop.time() - self._connected_at >= self.settings.healthy_after_s:
+                    attempt = 0
+                delay = self._backoff(attempt + 1)
             while not self._closing:
                 attempt += 1
-                delay = self._backoff(attempt)
-                self.log.warning("gateway_reconnecting", attempt=attempt, delay_s=round(delay, 3))
-                await asyncio.sleep(delay)
+                if delay is not None:
+                    self.log.warning("gateway_reconnecting", attempt=attempt,
+                                     delay_s=round(delay, 3))
+                    await asyncio.sleep(delay)
                 try:
                     await self._open()
                     break
-                except GatewayError as exc:
-                    self.log.warning("gateway_reconnect_failed", attempt=attempt, error=str(exc))
+                except (GatewayError, VenueRefused) as exc:
+                    if isinstance(exc, VenueRefused) and not self._ever_connected:
+                        self._refused(exc)
+                        return
+                    # refused after a connection worked (a key revoked meanwhile): the
+                    # orders may still be open there, so keep trying, as for an outage
+                    delay = self._backoff(attempt + 1)
+                    self._unreachable = (str(exc), delay)
+                    self.log.warning("gateway_reconnect_failed" if self._ever_connected
+                                     else "gateway_start_failed", attempt=attempt,
+                                     error=str(exc), retry_in_s=round(delay, 3))
+                    self._update_status()
+            if not self._closing and not self._ever_connected:
+                self._ever_connected = True
+                if self._first is not None and not self._first.done():
+                    self._first.set_result(None)
+
+    def _refused(self, exc: VenueRefused) -> None:
+        """Before any connection worked, the venue refused us for good: ``start()`` fails."""
+        self.log.error("gateway_start_refused", error=str(exc))
+        self._set_status(VenueStatus(False, f"refused: {exc}"))
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(exc)
 
     def _backoff(self, attempt: int) -> float:
         s = self.settings
@@ -982,7 +1051,9 @@ class BinanceGateway:
         if self._closing:
             status = VenueStatus(False, "closed")
         elif self._ws is None or not self._subscribed:
-            status = VenueStatus(False, "disconnected")
+            failed = self._unreachable
+            status = (VenueStatus(False, "disconnected") if failed is None
+                      else VenueStatus(False, f"unreachable: {failed[0]}", failed[1]))
         elif self._reconciling or self._suspected:
             status = VenueStatus(False, "reconciling")
         elif asyncio.get_running_loop().time() < self._limited_until:
@@ -1663,6 +1734,3 @@ class BinanceGateway:
             await asyncio.sleep(_POLL_S)
         return True
 
-
-class _AuthRefused(Exception):
-    """Marks a GatewayError caused by the venue refusing our key or signature."""

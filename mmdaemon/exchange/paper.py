@@ -47,7 +47,7 @@ class PaperExchange:
         """In-process: always ready."""
         self._status(VenueStatus(True, "paper exchange"))
 
-    async def close(self) -> None:
+    async def close(self, timeout_s: float | None = None) -> None:
         """Nothing to disconnect."""
 
     def _emit(self, events: Iterable[ExecutionEvent]) -> None:
@@ -77,6 +77,9 @@ class PaperExchange:
 
     def open_order_count(self) -> int:
         return len(self.venue.open_orders())
+
+    def open_order_names(self) -> list[str]:
+        return [str(order.order_id) for order in self.venue.open_orders()]
 
     def on_book(self, book: OrderBook, now_ns: int) -> None:
         self.now_ns = now_ns

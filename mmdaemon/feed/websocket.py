@@ -29,7 +29,10 @@ codec; the feed's part is to keep frames coming:
   venue's ``Retry-After``; a snapshot asked for again soon after the last one (it did not
   bring the book in sync) waits a backoff too, so a venue serving bad snapshots is not
   hammered (a 1000-level snapshot costs 50 of Binance's request weight). Only a body that
-  looks like a snapshot is passed on; the consumer asks again if it does not decode.
+  looks like a snapshot is passed on; the consumer asks again if it does not decode;
+- ``on_outage`` hears why market data is not coming and when the next try is (a failed
+  connect, a failed snapshot), and ``None`` once the connection or a snapshot succeeds:
+  the daemon tells systemd (``STATUS=``), from the first attempt at start on.
 """
 
 from __future__ import annotations
@@ -125,6 +128,13 @@ def retry_after_s(headers: Any) -> float:
 RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
 
 FeedItem = RecordedFrame | Reconnected
+OutageListener = Callable[[str | None, float], None]
+"""``on_outage(why, retry_in_s)``: market data is not coming because of ``why`` and is tried
+again in ``retry_in_s`` seconds; ``why`` None: it is coming again."""
+
+
+def _no_outage_listener(why: str | None, retry_in_s: float) -> None:
+    """``on_outage`` when nobody listens."""
 _END: Any = object()  # queued when the connection loop stops
 SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon, reconnect
 
@@ -134,11 +144,14 @@ class WebsocketFeed:
 
     def __init__(self, settings: FeedSettings, log: Any, *,
                  now_ns: Callable[[], int] = time.time_ns,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 on_outage: OutageListener = _no_outage_listener) -> None:
         self.settings = settings
         self.log = log
         self.now_ns = now_ns
         self.rng = rng
+        self.on_outage = on_outage
+        self._connect_error = ""  # why the last connection attempt failed
         self.connects = 0
         self.reconnects = 0
         self.snapshots = 0
@@ -232,6 +245,8 @@ class WebsocketFeed:
                     attempt, s.backoff_initial_s, s.backoff_max_s, self.rng)
                 self.log.warning("feed_reconnecting", reason=reason, attempt=attempt,
                                  delay_s=round(delay, 3))
+                if reason == "connect_failed":
+                    self.on_outage(f"unreachable: {self._connect_error}", delay)
                 await asyncio.sleep(delay)
         finally:
             await session.close()
@@ -250,6 +265,7 @@ class WebsocketFeed:
                     self.reconnects += 1
                 self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=s.stream_url, connects=self.connects)
+                self.on_outage(None, 0.0)
                 await self._queue.put(Reconnected("connected", self.now_ns()))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
@@ -260,6 +276,7 @@ class WebsocketFeed:
                     await asyncio.gather(fetcher, return_exceptions=True)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             self.log.warning("feed_connect_failed", url=s.stream_url, error=repr(exc))
+            self._connect_error = f"cannot connect to {s.stream_url}: {type(exc).__name__}: {exc}"
             return "connect_failed"
         except ConnectionClosed as exc:
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
@@ -317,12 +334,15 @@ class WebsocketFeed:
                 failure, wait_s = await self._fetch_snapshot(session, timeout)
                 if failure is None:
                     last_ok = time.monotonic()
+                    self.on_outage(None, 0.0)
                     break
                 self.snapshot_failures += 1
                 delay = max(wait_s, backoff_delay(streak, s.backoff_initial_s,
                                                   s.backoff_max_s, self.rng))
                 self.log.warning("feed_snapshot_failed", attempt=streak,
                                  retry_in_s=round(delay, 3), **failure)
+                detail = " ".join(str(failure[k]) for k in ("status", "error") if k in failure)
+                self.on_outage(f"snapshot failed: {failure['reason']} {detail}".rstrip(), delay)
 
     async def _fetch_snapshot(self, session: aiohttp.ClientSession,
                               timeout: aiohttp.ClientTimeout) -> tuple[dict[str, Any] | None,
