@@ -201,7 +201,7 @@ def test_a_frozen_daemon_is_restarted_by_the_watchdog(instance: Instance) -> Non
 def _trace_line(t: float, shown: dict[str, str]) -> str:
     return (f"{t:6.2f}s {shown.get('ActiveState')}/{shown.get('SubState')} "
             f"NRestarts={shown.get('NRestarts')} MainPID={shown.get('MainPID')} "
-            f"Result={shown.get('Result')} StatusText={shown.get('StatusText')!r}")
+            f"Result={shown.get('Result')} StatusText={shown.get('StatusText', '')[:100]!r}")
 
 
 def _trace(samples: list[tuple[float, dict[str, str]]]) -> str:
