@@ -56,9 +56,10 @@ test: lock-check $(STAMP) $(SYSDEPS) lint
 
 # The unit (deploy/mmdaemon@.service) under a real systemd: systemd-nspawn boots a Debian 12
 # tree (debootstrap, cached in .cache/systemd/ with the wheelhouse of the locked runtime
-# dependencies; ~1.5 min the first time) with systemd as PID 1, mmdaemon is installed by the
-# runbook's install steps and each test drives an instance against `mmdaemon sim` on
-# loopback (tests/systemd/). Needs root: elsewhere the tests skip with the reason.
+# dependencies: 1-3 min and the network the first time) with systemd as PID 1, mmdaemon is
+# installed by the runbook's install steps and each test drives an instance against
+# `mmdaemon sim` on loopback (tests/systemd/). Needs root: elsewhere the tests skip with the
+# reason.
 test-systemd: $(STAMP)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& ! { command -v debootstrap && command -v systemd-nspawn; } >/dev/null; then \
