@@ -18,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c
+.PHONY: demo test test-systemd lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c
 
 $(UV): uv-bootstrap.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -68,6 +68,20 @@ sanitize: $(STAMP)
 FUZZ_SECONDS ?= 60
 fuzz-c: $(STAMP)
 	bash fuzz/fuzz-c.sh $(FUZZ_SECONDS) $(FUZZ_ARGS)
+
+# The unit (deploy/mmdaemon@.service) under a real systemd: systemd-nspawn boots a Debian 12
+# tree (debootstrap, cached in .cache/systemd/ with the wheelhouse of the locked runtime
+# dependencies: 1-3 min and the network the first time) with systemd as PID 1, mmdaemon is
+# installed by the runbook's install steps and each test drives an instance against
+# `mmdaemon sim` on loopback (tests/systemd/). Needs root: elsewhere the tests skip with the
+# reason.
+test-systemd: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& ! { command -v debootstrap && command -v systemd-nspawn; } >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			debootstrap systemd-container >/dev/null; fi
+	$(BIN)/python -m tests.systemd.machine prepare
+	$(BIN)/python -m pytest -q -m systemd tests/systemd
 
 # Fails when pyproject.toml asks for something uv.lock does not hold (or no longer asks for
 # something it does): run `make lock` and commit both files.
