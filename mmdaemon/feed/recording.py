@@ -23,8 +23,10 @@ all relative to the recording itself, so that a replay does not depend on the wa
   (at most :data:`CONFIRM_LINES`), so the order of everything yielded is the file's;
 - **the start**: the first line has nothing to be judged against, so it is held until the
   next one agrees with it (``START_CONFIRM_LINES``); if it does not, the first is
-  malformed and the next one takes its place. At the very end of the recording, held lines
-  that nothing contradicted are good (a recording of a single line is just that line).
+  malformed and the next one takes its place;
+- **the end**: lines still in doubt when the recording ends were not confirmed, so they are
+  malformed; unless no time was ever good, when nothing contradicts them (a recording of
+  a single line is just that line).
 """
 
 from __future__ import annotations
