@@ -47,7 +47,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -630,19 +629,44 @@ def _sharpe(vt: list[int], pnl: list[float], interval_s: float, seconds_per_year
     ratio is ``mean / std x sqrt(seconds_per_year / interval)``: PnL changes, not returns
     on capital (a market maker has no natural capital base). None with fewer than two
     intervals or zero dispersion.
+
+    The grid is never laid out: an interval with no sample in it changes the PnL by exactly
+    0, so only the intervals that hold samples are visited and the others are counted.
+    Time and memory are O(samples) whatever the time span (a span of centuries from one
+    corrupt time stamp is as cheap as a minute).
     """
     if not vt:
         return None, 0, None, None
     step = round(interval_s * NS_PER_S)
-    n_points = (vt[-1] - vt[0]) // step + 1
-    grid = [pnl[bisect_right(vt, vt[0] + n * step) - 1] for n in range(n_points)]
-    changes = [b - a for a, b in pairwise(grid)]
-    if len(changes) < 2:
-        return None, len(changes), (changes[0] if changes else None), None
-    mean = statistics.fmean(changes)
-    std = statistics.stdev(changes)
-    sharpe = mean / std * math.sqrt(seconds_per_year / interval_s) if std > 0 else None
-    return sharpe, len(changes), mean, std
+    t0 = vt[0]
+    intervals = (vt[-1] - t0) // step
+    # grid point n >= 1 takes the PnL of the last sample in (t0 + (n-1) step, t0 + n step]
+    # (point 0 that of the last sample at t0); walk the samples grid point by grid point
+    moved: list[float] = []  # per grid point that holds samples (n >= 1): its change
+    at_n, at_pnl, before = 0, pnl[0], pnl[0]  # a grid point, its PnL so far, the one before
+    for t, p in zip(vt, pnl, strict=True):
+        n = -((t0 - t) // step)  # the first grid point at or after t
+        if n > intervals:
+            break  # past the last grid point: in no whole interval
+        if n != at_n:
+            if at_n:
+                moved.append(at_pnl - before)
+            before, at_n = at_pnl, n
+        at_pnl = p
+    if at_n:
+        moved.append(at_pnl - before)
+    if intervals < 2:
+        mean_only = (moved[0] if moved else 0.0) if intervals == 1 else None
+        return None, intervals, mean_only, None
+    # exact sums (as statistics.stdev keeps them), so equal changes give a std of exactly 0;
+    # the unvisited intervals add nothing to either sum but count in both divisors
+    total = sum(map(Fraction, moved), Fraction(0))
+    squares = sum((Fraction(x) ** 2 for x in moved), Fraction(0))
+    mean = total / intervals
+    std = math.sqrt((squares - total * mean) / (intervals - 1))
+    sharpe = (float(mean) / std * math.sqrt(seconds_per_year / interval_s)
+              if std > 0 else None)
+    return sharpe, intervals, float(mean), std
 
 
 def _max_drawdown(vt: list[int], pnl: list[float]) -> tuple[float, int | None, int | None]:

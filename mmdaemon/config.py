@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+from mmdaemon.feed.recording import MAX_FRAME_BYTES
 from mmdaemon.feed.replay import ReplayClock, parse_speed
 from mmdaemon.model import Instrument
 from mmdaemon.quoting.quoter import QuoterParams
@@ -35,6 +36,14 @@ STOP_TIMEOUT_MAX_MS = 600_000
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the key."""
+
+
+MIN_MESSAGE_BYTES = 1 << 16
+"""The smallest message or body limit a config may set (bytes): near the venue's
+legitimate frames (34.6 KB depth diffs are real) connections would be refused for nothing."""
+MAX_MESSAGE_BYTES = MAX_FRAME_BYTES
+"""The largest (64 MiB): beyond it a limit no longer protects the process, and it is the
+longest frame a recording line may hold, so whatever the feed accepts replays."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,15 @@ class FeedConfig:
     ``clock`` is the time a replay runs on: ``receive``, the recorded receive times, or
     ``exchange``, the venue's event times in the frames (see :mod:`mmdaemon.feed.replay`);
     a live feed runs on receive time.
+
+    ``max_message_bytes`` bounds one websocket message and ``max_snapshot_bytes`` one REST
+    depth snapshot body, in bytes, before either is parsed (see
+    :mod:`mmdaemon.feed.websocket`). Defaults from the real recordings: the largest diff
+    depth frame is 34,571 bytes (spot, 1,076 levels) and 25,927 (USD-M, 1,226 levels), so
+    1 MiB is 30x that; a spot snapshot of 1,000 levels per side is 64,046 bytes (32 bytes a
+    level), so the venue's largest, ``limit=5000`` (10,000 levels), is ~320 KB (~400 KB
+    with the widest prices and sizes) and 4 MiB is 10x that (USD-M's largest, 1,000
+    levels, is 42,092 bytes).
     """
 
     recordings: tuple[str, ...] = ()
@@ -77,6 +95,8 @@ class FeedConfig:
     snapshot_timeout_ms: int = 10_000  # a REST depth snapshot not answered by then failed
     max_lag_ms: int = 1000  # live frames waiting longer to be processed: shed the backlog
     proxy: str = ""  # empty: connect directly, whatever the environment says
+    max_message_bytes: int = 1 << 20  # 1 MiB: a larger websocket message is refused
+    max_snapshot_bytes: int = 4 << 20  # 4 MiB: a larger REST depth snapshot is refused
 
     def speed_factor(self) -> float | None:
         return parse_speed(self.speed)
@@ -123,6 +143,9 @@ class ExchangeConfig:
     SIGTERM to exit: the closes of the feed and order connections (up to 1 s each) and, in
     what is left, the final cancel-all; orders not confirmed cancelled by then are logged by
     name and the exit status is 1.
+    ``max_message_bytes`` bounds one message from the WebSocket API before it is parsed: its
+    largest answer is a ``myTrades`` page of 1,000 trades (~270 KB at ~270 bytes a trade), so
+    16 MiB is 60x that.
     """
 
     adapter: Literal["paper", "binance"] = "paper"
@@ -136,6 +159,7 @@ class ExchangeConfig:
     recv_window_ms: int = 5000
     request_timeout_ms: int = 5000
     stop_timeout_ms: int = 10_000
+    max_message_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -350,6 +374,12 @@ def _check(config: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    for key, value in (("feed.max_message_bytes", feed.max_message_bytes),
+                       ("feed.max_snapshot_bytes", feed.max_snapshot_bytes),
+                       ("exchange.max_message_bytes", config.exchange.max_message_bytes)):
+        if not MIN_MESSAGE_BYTES <= value <= MAX_MESSAGE_BYTES:
+            raise ConfigError(f"{key}: expected a size in bytes from {MIN_MESSAGE_BYTES} "
+                              f"(64 KiB) to {MAX_MESSAGE_BYTES} (64 MiB), got {value!r}")
     exchange = config.exchange
     if exchange.adapter == "binance" and not exchange.ws_api_url.startswith(("ws://", "wss://")):
         raise ConfigError(f"exchange.ws_api_url: expected a ws:// or wss:// URL for the "

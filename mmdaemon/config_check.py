@@ -9,9 +9,9 @@ notional, a soft limit at the hard one, a price band narrower than the quoted sp
 recording or credentials that are not there. It is pure: the price comes from the caller
 (``--price``, or the first price of a recording, read by :func:`sample_recording`).
 
-Units follow the key names (``_lots``, ``_ticks``, ``_bps``, ``_ms``, ``_s``); money keys
-are decimal strings in the quote currency; "base" and "quote" are the instrument's two
-currencies (BTC and USDT for BTCUSDT).
+Units follow the key names (``_lots``, ``_ticks``, ``_bps``, ``_ms``, ``_s``, ``_bytes``);
+money keys are decimal strings in the quote currency; "base" and "quote" are the
+instrument's two currencies (BTC and USDT for BTCUSDT).
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def _unit(key: str, value: Any, inst: Instrument) -> str:
         return f"ticks = {_fmt(inst.tick_size * Decimal(str(value)))} quote"
     if name.endswith("_per_s"):
         return "per second"
-    for suffix, unit in (("_bps", "bps"), ("_ms", "ms"), ("_ns", "ns"), ("_s", "s")):
+    for suffix, unit in (("_bps", "bps"), ("_ms", "ms"), ("_ns", "ns"), ("_s", "s"),
+                         ("_bytes", "bytes")):
         if name.endswith(suffix):
             return unit
     if key in MONEY_KEYS or name in MONEY_KEYS:

@@ -1141,6 +1141,8 @@ def feed_settings(config: Config) -> FeedSettings:
         backoff_max_s=feed.backoff_max_ms / 1000,
         snapshot_timeout_s=feed.snapshot_timeout_ms / 1000,
         proxy=feed.proxy or None,
+        max_message_bytes=feed.max_message_bytes,
+        max_snapshot_bytes=feed.max_snapshot_bytes,
     )
 
 
@@ -1164,7 +1166,8 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
     settings = GatewaySettings(ws_api_url=ex.ws_api_url, client_prefix=ex.client_id_prefix,
                                recv_window_ms=ex.recv_window_ms,
                                request_timeout_s=ex.request_timeout_ms / 1000,
-                               proxy=config.feed.proxy or None)
+                               proxy=config.feed.proxy or None,
+                               max_message_bytes=ex.max_message_bytes)
     return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)
 
 

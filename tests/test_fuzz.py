@@ -1114,10 +1114,11 @@ def test_regression_recording_timestamp_beyond_int64_is_malformed() -> None:
     """A 5,000-digit timestamp made ``int()`` raise ValueError out of read_recording."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.txt"
-        path.write_bytes(b"1" * 5000 + b" {}\n" + b"99999999999999999999 {}\n5 {}\n")
+        path.write_bytes(b"1" * 5000 + b" {}\n" + b"99999999999999999999 {}\n"
+                         b"1723161253937085768 {}\n")
         items = list(read_recording([path]))
     assert [type(i) for i in items] == [Malformed, Malformed, tuple]
-    assert items[2] == (5, b"{}")
+    assert items[2] == (1723161253937085768, b"{}")
 
 
 def _write_config(tmp: str, document: bytes) -> Path:

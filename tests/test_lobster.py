@@ -229,6 +229,9 @@ OB = "TEST_2012-06-21_34200000_57600000_orderbook_1.csv"
         ("34200.5,1,7,100,2238100", BOOK, f"{MSG}:2: 5 columns, expected 6", []),
         ("34200.5x,1,7,100,2238100,1", BOOK, f"{MSG}:2: time '34200.5x' is not", []),
         ("34200.1234567891,1,7,1,2238100,1", BOOK, f"{MSG}:2: time '34200.1234567891' has", []),
+        # a time of day no trading date has: 25 h after midnight, or int64-max ns of it
+        ("90000,1,7,100,2238100,1", BOOK, f"{MSG}:2: time '90000' is beyond the trading", []),
+        ("9223372036.854775807,1,7,100,2238100,1", BOOK, f"{MSG}:2: time '9223372036", []),
         # message field bad but time good: Malformed, and the book row still comes out
         ("34200.5,4,7,100,22381OO,1", BOOK, f"{MSG}:2: price '22381OO' is not an integer", ["B"]),
         ("34200.5,4,7,-5,2238100,1", BOOK, f"{MSG}:2: negative size '-5'", ["B"]),

@@ -25,18 +25,21 @@ def test_reads_both_real_files_in_order_with_monotonic_receive_times() -> None:
     assert count == 41249 + 58325
 
 
+T0 = 1723161253937085768  # ns: the bundled recording's first receive time
+
+
 def test_plain_and_gzip_files_mix_and_bad_lines_become_malformed(tmp_path: Path) -> None:
     plain = tmp_path / "a.txt"
-    plain.write_bytes(b'100 {"x":1}\r\n\nnot-a-line\n200 {"x":2}\n')
+    plain.write_bytes(b'%d {"x":1}\r\n\nnot-a-line\n%d {"x":2}\n' % (T0 + 100, T0 + 200))
     gz = tmp_path / "b.gz"
     with gzip.open(gz, "wb") as f:
-        f.write(b'300 {"x":3}\n12ab {"x":4}\n400')
+        f.write(b'%d {"x":3}\n12ab {"x":4}\n400' % (T0 + 300))
     items = list(read_recording([plain, gz]))
-    assert items[0] == (100, b'{"x":1}')
+    assert items[0] == (T0 + 100, b'{"x":1}')
     assert isinstance(items[1], Malformed) and "a.txt:3" in items[1].reason
-    assert items[2] == (200, b'{"x":2}') and items[3] == (300, b'{"x":3}')
+    assert items[2] == (T0 + 200, b'{"x":2}') and items[3] == (T0 + 300, b'{"x":3}')
     assert isinstance(items[4], Malformed) and "b.gz:2" in items[4].reason
-    assert isinstance(items[5], Malformed) and items[5].recv_ns == 300
+    assert isinstance(items[5], Malformed) and items[5].recv_ns == T0 + 300
     assert len(items) == 6
 
 
@@ -58,7 +61,7 @@ def test_parse_speed_rejects(text: str) -> None:
 
 def _write(tmp_path: Path, times_ms: list[int]) -> Path:
     path = tmp_path / "r.txt"
-    path.write_text("".join(f"{t * 1_000_000} {{}}\n" for t in times_ms))
+    path.write_text("".join(f"{T0 + t * 1_000_000} {{}}\n" for t in times_ms))
     return path
 
 

@@ -54,33 +54,38 @@ def test_frame_event_ns(frame: bytes, ns: int) -> None:
     assert frame_event_ns(frame) == ns
 
 
+E0 = 1723161255208  # ms: an event time of the bundled recording
+T0 = 1723161253937085768  # ns: a receive time of it
+
+
 def test_untimed_frames_take_the_last_event_time_and_time_never_goes_back() -> None:
-    bad = Malformed("r.gz:6: not '<recv_ns> <frame>'", 50)
+    bad = Malformed("r.gz:6: not '<recv_ns> <frame>'", T0 + 50)
     frames: list[RecordedFrame | Malformed] = [
-        (90, TICKER),  # before any event time: takes the first one, which comes next
-        (10, depth(1000)),
-        (20, trade(999, 998)),  # another stream's earlier event: the clock stays
-        (30, TICKER),
-        (40, SNAPSHOT),
+        (T0 + 90, TICKER),  # before any event time: takes the first one, which comes next
+        (T0 + 10, depth(E0)),
+        (T0 + 20, trade(E0 - 1, E0 - 2)),  # another stream's earlier event: the clock stays
+        (T0 + 30, TICKER),
+        (T0 + 40, SNAPSHOT),
         bad,
-        (60, depth(1100)),
-        (70, TICKER),
+        (T0 + 60, depth(E0 + 100)),
+        (T0 + 70, TICKER),
     ]
     out = list(exchange_timed(frames, frame_event_ns))
     assert out[5] is bad  # malformed lines pass through, with their receive time
     timed = [item for item in out if not isinstance(item, Malformed)]
-    assert [t for t, _ in timed] == [1000 * MS] * 5 + [1100 * MS] * 2
+    assert [t for t, _ in timed] == [E0 * MS] * 5 + [(E0 + 100) * MS] * 2
     assert [f for _, f in timed] == [f for _, f in frames[:5] + frames[6:]]
 
 
 def test_a_recording_without_event_times_cannot_be_timed() -> None:
     with pytest.raises(RecordingError, match="no venue event time in the recording"):
-        list(exchange_timed([(1, TICKER), (2, SNAPSHOT)], frame_event_ns))
+        list(exchange_timed([(T0, TICKER), (T0 + 1, SNAPSHOT)], frame_event_ns))
     # held frames are bounded: a stream that never carries one fails early
-    untimed: list[RecordedFrame | Malformed] = [(i, TICKER) for i in range(3)]
-    assert len(list(exchange_timed([*untimed, (3, depth(7))], frame_event_ns, 3))) == 4
+    untimed: list[RecordedFrame | Malformed] = [(T0 + i, TICKER) for i in range(3)]
+    assert len(list(exchange_timed([*untimed, (T0 + 3, depth(E0))], frame_event_ns, 3))) == 4
     with pytest.raises(RecordingError, match="first 3 lines"):
-        list(exchange_timed([*untimed, (3, TICKER), (4, depth(7))], frame_event_ns, 3))
+        list(exchange_timed([*untimed, (T0 + 3, TICKER), (T0 + 4, depth(E0))], frame_event_ns,
+                            3))
     # nothing but malformed lines: nothing to time, they pass
     bad = Malformed("x", 0)
     assert list(exchange_timed([bad], frame_event_ns)) == [bad]
@@ -103,17 +108,19 @@ async def test_replay_source_paces_by_event_time(tmp_path: Path) -> None:
     path = tmp_path / "r.txt"
     # receive times jittered and out of step with the venue's 100 ms batches
     path.write_bytes(b"".join(b"%d %s\n" % line for line in [
-        (5_000, depth(1000)), (5_001, TICKER), (5_090, depth(1100)), (5_350, depth(1300)),
+        (T0 + 5_000, depth(E0)), (T0 + 5_001, TICKER), (T0 + 5_090, depth(E0 + 100)),
+        (T0 + 5_350, depth(E0 + 300)),
     ]))
     clock = ManualClock()
     seen = []
     async for item in ReplaySource([path], 1.0, clock, frame_event_ns).frames():
         assert not isinstance(item, Malformed)
         seen.append((item[0], clock.monotonic_ns()))
-    assert seen == [(1000 * MS, 0), (1000 * MS, 0), (1100 * MS, 100 * MS), (1300 * MS, 300 * MS)]
+    assert seen == [(E0 * MS, 0), (E0 * MS, 0), ((E0 + 100) * MS, 100 * MS),
+                    ((E0 + 300) * MS, 300 * MS)]
     # the default is the receive clock, as recorded
     times = [item[0] async for item in ReplaySource([path], None, ManualClock()).frames()]
-    assert times == [5_000, 5_001, 5_090, 5_350]
+    assert times == [T0 + 5_000, T0 + 5_001, T0 + 5_090, T0 + 5_350]
 
 
 def test_clock_config(tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ from websockets.exceptions import (
     InvalidProxyStatus,
     InvalidStatus,
     InvalidURI,
+    PayloadTooBig,
     WebSocketException,
 )
 
@@ -114,7 +115,6 @@ from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderU
 from mmdaemon.venues import binance_api as api
 
 _MS: Final = 1_000_000  # ns per ms
-_MAX_FRAME: Final = 16 * 1024 * 1024  # bytes; a long openOrders/myTrades answer fits easily
 _SEEN_TRADES: Final = 100_000  # trade ids remembered for deduplication
 _KEEP_CLOSED: Final = 10_000  # closed orders kept to recognise late reports of them
 _POLL_S: Final = 0.005  # how often cancel_all re-checks while it waits for confirmations
@@ -152,7 +152,9 @@ class GatewaySettings:
     with every signed request; ``proxy`` None connects directly (system proxy settings are
     ignored). ``cancel_all_timeout_s`` bounds how long :meth:`BinanceGateway.cancel_all`
     waits for confirmations (and for a connection). A connection attempt waits
-    ``backoff_initial_s`` .. ``backoff_max_s`` (jittered, doubling) after a failed one.
+    ``backoff_initial_s`` .. ``backoff_max_s`` (jittered, doubling) after a failed one. A
+    message longer than ``max_message_bytes`` is refused unread: the connection closes
+    (``gateway_frame_too_large``) and is replaced like any other lost one.
     """
 
     ws_api_url: str
@@ -165,6 +167,7 @@ class GatewaySettings:
     open_timeout_s: float = 10.0
     cancel_all_timeout_s: float = 10.0
     healthy_after_s: float = 10.0
+    max_message_bytes: int = 16 << 20  # a larger message closes the connection unparsed
 
     def __post_init__(self) -> None:
         api.client_order_id(self.client_prefix, (1 << 64) - 1)  # ValueError: prefix unusable
@@ -795,7 +798,7 @@ class BinanceGateway:
         try:
             ws = await connect(s.ws_api_url, proxy=s.proxy or None, open_timeout=s.open_timeout_s,
                                close_timeout=s.request_timeout_s, compression=None,
-                               max_size=_MAX_FRAME)
+                               max_size=s.max_message_bytes)
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             # handshake, URI and proxy errors alike; their text may hold the proxy's password
             text = f"cannot connect to {url}: {redact_url(f'{type(exc).__name__}: {exc}')}"
@@ -904,6 +907,12 @@ class BinanceGateway:
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else 1006
             why = f"closed ({code})"
+            too_big = exc.__cause__
+            if isinstance(too_big, PayloadTooBig):  # refused unread; we closed with 1009
+                why = "frame_too_large"
+                self.log.error("gateway_frame_too_large",
+                               size=(too_big.size or 0) + (too_big.current_size or 0),
+                               limit=self.settings.max_message_bytes)
         finally:
             self._connection_lost(ws, why)
 

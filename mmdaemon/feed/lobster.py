@@ -33,6 +33,8 @@ Times: integer ns since the Unix epoch, computed exactly as midnight of the trad
 the exchange time zone plus the seconds string (never through a float); ``exch_ns`` and
 ``recv_ns`` both get it. The seconds are added as elapsed time to that midnight, which is the
 wall-clock time of day on every day a US exchange trades (clocks change on Sunday nights).
+A time of 25 h (:data:`MAX_TIME_OF_DAY_NS`) or more after midnight is malformed, so the
+whole feed lies within one trading day.
 
 Type 6 (cross/auction trade) has no aggressor, which our ``Trade`` requires, so it yields
 only its book snapshot; type 7 (halt: LOBSTER encodes the halt state in the price column)
@@ -91,6 +93,11 @@ HALT = 7
 _EXECUTIONS = frozenset((EXECUTE_VISIBLE, EXECUTE_HIDDEN))
 _BOOK_ORDER_TYPES = frozenset((NEW_ORDER, PARTIAL_CANCEL, DELETE))
 _NS_PER_S = 1_000_000_000
+MAX_TIME_OF_DAY_NS = 25 * 3600 * _NS_PER_S
+"""Times of day at or beyond this (ns after midnight) are malformed: a trading date's
+elapsed time from midnight ends at 24 h, 25 h on the day a clock goes back; a row stamped
+later is corrupt, and taken as time it would stretch the replay (and whatever is laid out
+over its span) without bound."""
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _DATE_IN_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_")
 
@@ -297,9 +304,14 @@ def _events(
                     if len(fields) != 6:
                         raise _RowError(f"{len(fields)} columns, expected 6")
                     try:
-                        ns = midnight_ns + parse_seconds(fields[0])
+                        seconds_ns = parse_seconds(fields[0])
                     except ValueError as exc:
                         raise _RowError(str(exc)) from None
+                    if seconds_ns >= MAX_TIME_OF_DAY_NS:
+                        raise _RowError(f"time {fields[0]!r} is beyond the trading day (at "
+                                        f"most {MAX_TIME_OF_DAY_NS // _NS_PER_S} s after "
+                                        f"midnight)")
+                    ns = midnight_ns + seconds_ns
                     executed = execution(fields)
                 except _RowError as exc:
                     yield Malformed(f"{msg_name}:{lineno}: {exc}", last_ns if ns is None else ns)

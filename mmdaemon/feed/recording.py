@@ -4,7 +4,29 @@ This is the format of the real recordings in ``data/`` and of ``mmdaemon record`
 frame is byte-for-byte what the venue sent, ``recv_ns`` the receive time in ns since the
 epoch (ASCII digits, at most 19: an int64). A line that does not have that shape is
 yielded as a :class:`Malformed` event (with its file and line number) so the consumer counts
-and logs it; it never stops the replay.
+and logs it; it never stops the replay. So is a line longer than :data:`MAX_FRAME_BYTES`
+(it is skipped without being held whole).
+
+A receive time that cannot be true is malformed too, never taken as time: the replay's
+clock never moves backwards, so one line stamped in the far future would hold every later
+frame at that time (and size whatever is laid out over the run's time span). The bounds,
+all relative to the recording itself, so that a replay does not depend on the wall clock:
+
+- **absolute**: from 2009-01-01 (:data:`MIN_RECV_NS`) to before 2100-01-01 UTC
+  (:data:`MAX_RECV_NS`);
+- **jumps**: more than :data:`MAX_JUMP_NS` (1 h) forwards or backwards from the last good
+  line. A recording whose time really jumps (a recorder down for a while, a clock stepped,
+  files of different days) shows it by going on from there: :data:`CONFIRM_LINES`
+  consecutive lines that agree with one another (each within the bound of the one before)
+  make the new time good, and those lines are yielded as frames, none lost. Lines that
+  jump and are not confirmed so are malformed. Lines in doubt are held back until then
+  (at most :data:`CONFIRM_LINES`), so the order of everything yielded is the file's;
+- **the start**: the first line has nothing to be judged against, so it is held until the
+  next one agrees with it (``START_CONFIRM_LINES``); if it does not, the first is
+  malformed and the next one takes its place;
+- **the end**: lines still in doubt when the recording ends were not confirmed, so they are
+  malformed; unless no time was ever good, when nothing contradicts them (a recording of
+  a single line is just that line).
 """
 
 from __future__ import annotations
@@ -12,14 +34,38 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from mmdaemon.model import Malformed
 
 GZIP_MAGIC = b"\x1f\x8b"
+NS_PER_S = 1_000_000_000
+
+MIN_RECV_NS = 1_230_768_000 * NS_PER_S
+"""2009-01-01T00:00:00Z: no venue this reads was streaming before it."""
+MAX_RECV_NS = 4_102_444_800 * NS_PER_S
+"""2100-01-01T00:00:00Z, excluded: a receive time at or after it is a corrupt stamp."""
+MAX_JUMP_NS = 3_600 * NS_PER_S
+"""How far (ns, either way) a line's receive time may be from the last good line's.
+
+A live recorder writes a line every few seconds at least (a silent stream is reconnected
+after ``feed.stale_after_ms`` and a snapshot recorded), and a wall clock stepped by NTP moves
+by far less than an hour; anything further is either a corrupt stamp or a real break,
+which :data:`CONFIRM_LINES` tells apart."""
+MAX_FRAME_BYTES = 1 << 26
+"""The longest frame a line may hold (64 MiB, the largest message or snapshot limit a
+config may set): a longer line is malformed, skipped in pieces, never held whole."""
+_MAX_LINE = MAX_FRAME_BYTES + 22  # with the time (19 digits at most), the space and CR LF
+CONFIRM_LINES = 8
+"""Consecutive lines agreeing with one another that make a jump of time real."""
+START_CONFIRM_LINES = 2
+"""Lines agreeing with one another that make the first time of a recording good."""
 
 RecordedFrame = tuple[int, bytes]
+_Held = RecordedFrame | Malformed
+_NO_TIME = -(1 << 80)  # no good line yet: every time is a jump from it
 
 
 class RecordingError(Exception):
@@ -38,30 +84,138 @@ def open_recording(path: Path) -> BinaryIO:
         raise RecordingError(f"{path}: {exc.strerror or exc}") from exc
 
 
+class _Doubts:
+    """Lines held back while the recording's time is in doubt (see the module docstring).
+
+    ``held`` keeps every line since the first doubtful one in file order: the timed ones
+    (``(recv_ns, frame)``, with where they came from in ``where``) and any Malformed that
+    came between them.
+    """
+
+    def __init__(self) -> None:
+        self.held: list[_Held] = []
+        self.where: list[str] = []  # "file:line" of each timed held line
+        self.timed = 0  # timed lines in held: they agree with one another
+        self.last = 0  # the newest timed held line's time
+
+    def judge(self, good_ns: int, ns: int, frame: bytes, where: str
+              ) -> tuple[int, list[_Held]]:
+        """A line whose time ``ns`` is beyond :data:`MAX_JUMP_NS` of the last good time
+        ``good_ns`` (or anything while lines are held): the new good time and what can be
+        yielded now."""
+        out: list[_Held] = []
+        if -MAX_JUMP_NS <= ns - good_ns <= MAX_JUMP_NS:  # the held lines were the odd ones
+            out = self.release(good_ns)
+            out.append((ns, frame))
+            return ns, out
+        if self.timed and not -MAX_JUMP_NS <= ns - self.last <= MAX_JUMP_NS:
+            # it agrees with neither: the run held so far is broken off
+            out = self.release(good_ns)
+        self.held.append((ns, frame))
+        self.where.append(where)
+        self.timed += 1
+        self.last = ns
+        if self.timed >= (CONFIRM_LINES if good_ns != _NO_TIME else START_CONFIRM_LINES):
+            out.extend(self.held)  # the time really moved: these lines are the proof
+            self._clear()
+            return ns, out
+        return good_ns, out
+
+    def release(self, good_ns: int) -> list[_Held]:
+        """The held lines as Malformed (their times were not confirmed), in order."""
+        out: list[_Held] = []
+        reported = max(good_ns, 0)
+        places = iter(self.where)
+        limit_s = MAX_JUMP_NS // NS_PER_S
+        for item in self.held:
+            if isinstance(item, Malformed):
+                out.append(item)
+                continue
+            ns = item[0]
+            if good_ns == _NO_TIME:
+                why = f"is more than {limit_s} s from the next line's"
+            else:
+                why = (f"is {(ns - good_ns) / NS_PER_S:+.3f} s from the last good line's "
+                       f"(more than {limit_s} s either way, and not followed by "
+                       f"{CONFIRM_LINES} lines agreeing with it)")
+            out.append(Malformed(f"{next(places)}: receive time {ns} {why}", reported))
+        self._clear()
+        return out
+
+    def _clear(self) -> None:
+        self.held.clear()  # in place: the reader keeps a reference to it
+        self.where.clear()
+        self.timed = 0
+
+
+def _skip_line(stream: BinaryIO) -> None:
+    """Read past the rest of an overlong line, one bounded piece at a time."""
+    while True:
+        piece = stream.readline(_MAX_LINE)
+        if not piece or piece.endswith(b"\n"):
+            return
+
+
 def read_recording(paths: Iterable[str | Path]) -> Iterator[RecordedFrame | Malformed]:
     """Yield ``(recv_ns, frame)`` for every line of every file, in order.
 
-    Raises :class:`RecordingError` when a file is missing or its compression is corrupt:
-    the frames before the damage have been yielded. A gzip stream that merely ends early (a
-    recorder that crashed between flushes) yields what it holds, then one
-    :class:`Malformed` naming the cut, and reading goes on with the next file.
+    A line without the ``<recv_ns> <frame>`` shape, or whose time is impossible (see the
+    module docstring), is yielded as a :class:`Malformed` whose ``recv_ns`` is the last
+    good line's time. Raises :class:`RecordingError` when a file is missing or its
+    compression is corrupt: the frames before the damage have been yielded. A gzip stream
+    that merely ends early (a recorder that crashed between flushes) yields what it holds,
+    then one :class:`Malformed` naming the cut, and reading goes on with the next file.
     """
-    last_ns = 0
+    good_ns = _NO_TIME  # the last good line's time
+    doubts = _Doubts()
+    held = doubts.held  # lines in doubt: while any are, every line queues behind them
+    lo, hi, jump, longest = MIN_RECV_NS, MAX_RECV_NS, MAX_JUMP_NS, _MAX_LINE
     for raw_path in paths:
         path = Path(raw_path)
         with open_recording(path) as stream:
             lineno = 0
             try:
-                for line in stream:
+                for line in iter(partial(stream.readline, longest), b""):
                     lineno += 1
-                    ns_text, sep, frame = line.partition(b" ")
-                    frame = frame.rstrip(b"\r\n")
-                    if sep and ns_text.isdigit() and len(ns_text) <= 19 and frame:
-                        last_ns = int(ns_text)
-                        yield last_ns, frame
-                    elif line.strip():
-                        yield Malformed(f"{path.name}:{lineno}: not '<recv_ns> <frame>'", last_ns)
+                    if len(line) >= longest and not line.endswith(b"\n"):
+                        _skip_line(stream)
+                        reason = f"longer than {MAX_FRAME_BYTES} bytes (skipped)"
+                    else:
+                        ns_text, sep, frame = line.partition(b" ")
+                        frame = frame.rstrip(b"\r\n")
+                        if sep and ns_text.isdigit() and len(ns_text) <= 19 and frame:
+                            ns = int(ns_text)
+                            # the common case, without a call: forwards within the bound
+                            # from a good time (so after 2009) and before 2100
+                            if 0 <= ns - good_ns <= jump and ns < hi and not held:
+                                good_ns = ns
+                                yield ns, frame
+                                continue
+                            if lo <= ns < hi:
+                                good_ns, out = doubts.judge(good_ns, ns, frame,
+                                                            f"{path.name}:{lineno}")
+                                yield from out
+                                continue
+                            reason = f"receive time {ns} is not between 2009 and 2100"
+                        elif line.strip():
+                            reason = "not '<recv_ns> <frame>'"
+                        else:
+                            continue
+                    bad = Malformed(f"{path.name}:{lineno}: {reason}", max(good_ns, 0))
+                    if held:
+                        held.append(bad)
+                    else:
+                        yield bad
             except EOFError:
-                yield Malformed(f"{path.name}: ends early after line {lineno} (cut short)", last_ns)
+                bad = Malformed(f"{path.name}: ends early after line {lineno} (cut short)",
+                                max(good_ns, 0))
+                if held:
+                    held.append(bad)
+                else:
+                    yield bad
             except (OSError, zlib.error) as exc:
                 raise RecordingError(f"{path}: unreadable after line {lineno}: {exc}") from exc
+    if good_ns == _NO_TIME:
+        yield from doubts.held  # nothing contradicts them: the recording's only times
+    else:
+        yield from doubts.release(good_ns)

@@ -16,11 +16,20 @@ replay clocks:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from mmdaemon.clock import Clock
-from mmdaemon.feed.recording import RecordedFrame, RecordingError, read_recording
+from mmdaemon.feed.recording import (
+    CONFIRM_LINES,
+    MAX_JUMP_NS,
+    MAX_RECV_NS,
+    MIN_RECV_NS,
+    RecordedFrame,
+    RecordingError,
+    read_recording,
+)
 from mmdaemon.model import Malformed
 
 # At --speed max, hand the loop back this often so other tasks (supervisor, signals) run.
@@ -90,29 +99,48 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
     arrived just before it (they are held back until it comes). :class:`Malformed` lines pass
     through unchanged. Raises :class:`RecordingError` when ``max_untimed`` frames come
     without an event time, or the recording ends before one: this clock cannot time it.
+
+    An event time that cannot be true does not move the clock (its frame takes the latest
+    time, as one without any), by the receive times' bounds (:mod:`mmdaemon.feed.recording`):
+    one before 2009 or from 2100 on never counts; one more than ``MAX_JUMP_NS`` (1 h) ahead
+    of the clock counts once ``CONFIRM_LINES`` frames in a row have event times that far
+    ahead agreeing with one another (a recording with a break; the frames before the
+    confirming one keep the old time). The first event time is one that the next agrees
+    with (within 1 h); one that the next does not agree with is dropped.
     """
     items = iter(items)
     held: list[RecordedFrame | Malformed] = []
-    last = 0
+    first = 0  # the first plausible event time, until the next one agrees with it
     for item in items:
         if not isinstance(item, Malformed):
-            last = event_ns(item[1])
-            if last:
-                held.append(item)
-                break
+            ns = event_ns(item[1])
+            if MIN_RECV_NS <= ns < MAX_RECV_NS:
+                if first and -MAX_JUMP_NS <= ns - first <= MAX_JUMP_NS:
+                    items = chain([item], items)  # timed from the first, in the loop below
+                    break
+                first = ns  # none yet, or the one before was an outlier
+                if len(held) <= max_untimed:  # a candidate is not untimed: one more
+                    held.append(item)
+                    continue
         if len(held) >= max_untimed:
             raise RecordingError(f"no venue event time in the first {max_untimed} lines: "
                                  "replay this recording with the receive clock")
         held.append(item)
     else:
+        if first:  # a single event time: nothing contradicts it
+            yield from (item if isinstance(item, Malformed) else (first, item[1])
+                        for item in held)
+            return
         if not all(isinstance(item, Malformed) for item in held):
             raise RecordingError("no venue event time in the recording: replay it with the "
                                  "receive clock")
         yield from held  # malformed lines only: nothing to time
         return
+    last = first
     for item in held:
         yield item if isinstance(item, Malformed) else (last, item[1])
     del held
+    run = run_last = 0  # event times agreeing on a jump ahead, and the newest of them
     for item in items:
         if isinstance(item, Malformed):
             yield item
@@ -120,7 +148,15 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
         frame = item[1]
         ns = event_ns(frame)
         if ns > last:
-            last = ns
+            if ns - last <= MAX_JUMP_NS:
+                last = ns
+                if run:
+                    run = 0
+            elif ns < MAX_RECV_NS:
+                run = run + 1 if run and -MAX_JUMP_NS <= ns - run_last <= MAX_JUMP_NS else 1
+                run_last = ns
+                if run >= CONFIRM_LINES:
+                    last, run = ns, 0
         yield last, frame
 
 

@@ -24,15 +24,33 @@ codec; the feed's part is to keep frames coming:
 - frames are read as bytes (orjson parses bytes directly); system proxies are not used
   unless ``proxy`` is configured;
 - a snapshot request that fails (an HTTP error, a rate limit, a body that is not a depth
-  snapshot, no answer within ``snapshot_timeout_s``, a network error) is logged as
-  ``feed_snapshot_failed`` with its ``reason`` and retried with backoff, no sooner than the
-  venue's ``Retry-After``; a snapshot asked for again soon after the last one (it did not
-  bring the book in sync) waits a backoff too, so a venue serving bad snapshots is not
-  hammered (a 1000-level snapshot costs 50 of Binance's request weight). Only a body that
-  looks like a snapshot is passed on; the consumer asks again if it does not decode;
+  snapshot or is too large, no answer within ``snapshot_timeout_s``, a network error) is
+  logged as ``feed_snapshot_failed`` with its ``reason`` and retried with backoff, no
+  sooner than the venue's ``Retry-After``; a snapshot asked for again soon after the last
+  one (it did not bring the book in sync) waits a backoff too, so a venue serving bad
+  snapshots is not hammered (a 1000-level snapshot costs 50 of Binance's request weight).
+  Only a body that looks like a snapshot is passed on; the consumer asks again if it does
+  not decode;
 - ``on_outage`` hears why market data is not coming and when the next try is (a failed
   connect, a failed snapshot), and ``None`` once the connection or a snapshot succeeds:
   the daemon tells systemd (``STATUS=``), from the first attempt at start on.
+
+Sizes are bounded before anything is parsed, so a broken or hostile endpoint cannot make
+the daemon hold more than a few times the limits:
+
+- a websocket message larger than ``max_message_bytes`` is refused by the websocket
+  client while its frame headers are read (a single frame by its declared length, a
+  fragmented message as its fragments add up), before its payload is buffered; the
+  connection is closed (code 1009), ``feed_frame_too_large`` is logged with the size and
+  the limit, the consumer gets a :class:`Reconnected` at once (a frame is lost: the book
+  is out of sequence) and the feed reconnects with backoff. The client buffers at most 16
+  messages (websockets' ``max_queue``), so its own memory is bounded by 16 x the limit;
+- a REST snapshot body larger than ``max_snapshot_bytes`` is refused by its
+  ``Content-Length`` before any of it is read, or while it streams in (no or a lying
+  ``Content-Length``, chunked, or compressed: the count is of the decompressed bytes) as
+  soon as the count passes the limit, and the connection is dropped; it is a snapshot
+  failure like the others (``feed_snapshot_failed reason=too_large``), retried with
+  backoff.
 """
 
 from __future__ import annotations
@@ -47,7 +65,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
 from mmdaemon.feed.recording import RecordedFrame
 
@@ -56,7 +74,8 @@ if TYPE_CHECKING:
 
 
 class Reconnected(NamedTuple):
-    """The stream was (re)opened: whatever book the consumer holds is no longer in sequence."""
+    """The stream was (re)opened, or lost a message it refused (``reason``
+    ``"frame_too_large"``): whatever book the consumer holds is no longer in sequence."""
 
     reason: str
     recv_ns: int
@@ -81,6 +100,8 @@ class FeedSettings:
     snapshot_timeout_s: float = 10.0
     proxy: str | None = None
     queue_size: int = 10_000
+    max_message_bytes: int = 1 << 20  # a larger websocket message closes the connection
+    max_snapshot_bytes: int = 4 << 20  # a larger REST snapshot body is a failed snapshot
 
     @property
     def stream_url(self) -> str:
@@ -123,6 +144,26 @@ def retry_after_s(headers: Any) -> float:
         return max(0.0, float(headers.get("Retry-After", 0)))
     except ValueError:
         return 0.0
+
+
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes | None, int]:
+    """``(body, bytes read)`` of ``response``; the body is None, and the connection dropped
+    unread, when it is longer than ``limit`` bytes: refused by its ``Content-Length`` before
+    any of it is read, else counted as it streams in (decompressed), so that no more than
+    ``limit`` plus one chunk (64 KiB) is ever held."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        response.close()
+        return None, 0
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            response.close()  # not drained: the rest is never read
+            return None, size
+        chunks.append(chunk)
+    return b"".join(chunks), size
 
 
 RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
@@ -259,7 +300,8 @@ class WebsocketFeed:
             # its unread frames hold back the venue's close frame, and waiting the default
             # 10 s for it would stall a reconnect or a shutdown for nothing
             async with connect(s.stream_url, proxy=s.proxy, open_timeout=s.open_timeout_s,
-                               close_timeout=1.0, compression=None, max_size=None) as ws:
+                               close_timeout=1.0, compression=None,
+                               max_size=s.max_message_bytes) as ws:
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
@@ -279,6 +321,13 @@ class WebsocketFeed:
             self._connect_error = f"cannot connect to {s.stream_url}: {type(exc).__name__}: {exc}"
             return "connect_failed"
         except ConnectionClosed as exc:
+            too_big = exc.__cause__
+            if isinstance(too_big, PayloadTooBig):
+                # the frame that crossed the limit, plus the fragments before it
+                size = (too_big.size or 0) + (too_big.current_size or 0)
+                self.log.warning("feed_frame_too_large", size=size, limit=s.max_message_bytes)
+                await self._queue.put(Reconnected("frame_too_large", self.now_ns()))
+                return "frame_too_large"
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
                              reason=exc.rcvd.reason if exc.rcvd else "")
             return "closed"
@@ -355,8 +404,12 @@ class WebsocketFeed:
         s = self.settings
         try:
             async with session.get(s.snapshot_url, proxy=s.proxy, timeout=timeout) as response:
-                body = await response.read()
                 status = response.status
+                body, read = await read_at_most(response, s.max_snapshot_bytes)
+                if body is None:
+                    return {"reason": "too_large", "status": status,
+                            "declared_bytes": response.content_length, "read_bytes": read,
+                            "limit": s.max_snapshot_bytes}, 0.0
                 excerpt = body[:200].decode(errors="replace")
                 if status in RATE_LIMITED:
                     wait_s = retry_after_s(response.headers)

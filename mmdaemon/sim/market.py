@@ -22,7 +22,7 @@ while), :meth:`MarketTape.skip_depth_updates` (withhold diffs from subscribers: 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -275,6 +275,34 @@ class MarketTape:
     async def drop_connections(self) -> None:
         """Close every stream connection, combined or raw (the venue hangs up)."""
         await asyncio.gather(*(ws.close(1001, "going away") for ws in list(self.subscribers)))
+
+    async def send_oversized(self, size: int, fragment: int = 0) -> int:
+        """Send every stream connection one text message of ``size`` bytes, as a broken or
+        hostile venue might: one frame, or with ``fragment`` > 0 fragments of that many bytes
+        made as they are sent (the sim never holds the whole message). It starts like a
+        trade event so only its size gives it away. Returns how many connections took it
+        whole; one that refuses it (closes) does not count."""
+        head = '{"stream":"btcusdt@trade","data":{"e":"trade","p":"'
+        pad = size - len(head) - 3
+
+        async def pieces() -> AsyncIterator[str]:
+            yield head
+            left = pad
+            while left > 0:
+                n = min(fragment, left)
+                left -= n
+                yield "9" * n
+            yield '"}}'
+
+        async def send(ws: ServerConnection) -> bool:
+            try:
+                await ws.send(pieces() if fragment else head + "9" * pad + '"}}')
+            except ConnectionClosed:
+                return False
+            return True
+
+        sent = await asyncio.gather(*(send(ws) for ws in list(self.subscribers)))
+        return sum(sent)
 
     def go_silent(self, seconds: float) -> None:
         """Send nothing for ``seconds`` of wall time while keeping connections open."""

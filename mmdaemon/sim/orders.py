@@ -389,6 +389,16 @@ class OrderEntry:
                                  return_exceptions=True)
         return len(conns)
 
+    async def send_oversized(self, size: int) -> int:
+        """Test fault: send every ``/ws-api/v3`` connection one text message of ``size``
+        bytes, shaped like an answer (a broken or hostile venue); how many it went to."""
+        conns = [conn for conn in self._conns if not conn.dead]
+        head, tail = '{"id":null,"status":200,"result":"', '"}'
+        message = head + "9" * (size - len(head) - len(tail)) + tail
+        await asyncio.gather(*(conn.ws.send(message) for conn in conns),
+                             return_exceptions=True)  # refused: the client hung up
+        return len(conns)
+
     def delay_requests(self, method: str, seconds: float, count: int = 1) -> None:
         """Test fault: the next ``count`` ``method`` requests (any connection) run ``seconds``
         after they arrive, and requests that arrive meanwhile overtake them, as in a venue
