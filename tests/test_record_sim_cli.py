@@ -71,26 +71,40 @@ def live_config(tmp_path: Path, port: int) -> Path:
                                             "rest_url": f"http://127.0.0.1:{port}"}})
 
 
-def flushed_lines(out: Path) -> int:
-    """Whole lines the recorder has flushed so far into ``out`` (a flush is a sync flush:
-    everything before it decompresses, whatever follows)."""
-    count = 0
-    for path in out.glob("btcusdt_*.gz"):
+SNAPSHOT = b'"lastUpdateId"'  # what a REST depth snapshot line holds, and no other line
+SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a zlib sync flush ends with
+
+
+def member_lines(out: Path, containing: bytes = b"") -> list[int]:
+    """Per gzip member of the recordings in ``out``, the whole lines (holding
+    ``containing``) flushed so far (a flush is a sync flush: everything before it
+    decompresses, whatever follows). A restart appends a member to the day's file."""
+    counts = []
+    for path in sorted(out.glob("btcusdt_*.gz")):
         data = path.read_bytes()
         while data:
             d = zlib.decompressobj(wbits=31)
             try:
-                count += d.decompress(data).count(b"\n")
+                text = d.decompress(data)
             except zlib.error:
                 break
-            data = d.unused_data  # a file appended to after a restart: the next member
-    return count
+            if not d.eof:  # the member being written: only what a sync flush ended
+                # (compressed output reaches the file between flushes too; a crash loses it)
+                mark = data.rfind(SYNC_FLUSH)
+                text = zlib.decompressobj(wbits=31).decompress(data[:mark + 4]) \
+                    if mark >= 0 else b""
+            lines = text.split(b"\n")[:-1]  # the last is cut (or empty)
+            counts.append(sum(containing in line for line in lines))
+            data = d.unused_data
+    return counts
 
 
-def wait_recorded(out: Path, lines: int, timeout: float = 60.0) -> int:
-    """Until at least ``lines`` recorded lines are flushed; how many there are then."""
+def wait_recorded(out: Path, lines: int, containing: bytes = b"", member: int = 0,
+                  timeout: float = 60.0) -> int:
+    """Until at least ``lines`` recorded lines (holding ``containing``) are flushed, from
+    gzip member ``member`` on; how many there are then."""
     deadline = time.monotonic() + timeout
-    while (count := flushed_lines(out)) < lines:
+    while (count := sum(member_lines(out, containing)[member:])) < lines:
         assert time.monotonic() < deadline, f"only {count} lines recorded in {timeout} s"
         time.sleep(0.05)
     return count
@@ -219,16 +233,18 @@ def test_a_recorder_killed_and_restarted_the_same_day_leaves_one_readable_file(
     """SIGKILL mid-recording, then `mmdaemon record` again into the same directory: the day's
     file is sealed at its last flush and appended to; it replays and verifies whole, the
     restart showing as one gap that the restarted recorder's snapshot recovered."""
-    source = first_lines(tmp_path / "source.gz", 9000)
+    source = first_lines(tmp_path / "source.gz", 20_000)  # a tape that outlasts both
     out = tmp_path / "recorded"
     with sim_serving(source) as port:
         config = live_config(tmp_path, port)
         first = mmdaemon("record", "--config", str(config), str(out))
-        flushed = wait_recorded(out, 100)  # frames flushed to disk before the kill
+        wait_recorded(out, 100)  # frames flushed to disk before the kill
         first.send_signal(signal.SIGKILL)
         first.wait(20)
         second = mmdaemon("record", "--config", str(config), str(out))
-        wait_recorded(out, flushed + 100)  # the restart has added its own
+        # the restart seals the torn member and appends its own: its snapshot and frames
+        wait_recorded(out, 1, SNAPSHOT, member=1)
+        wait_recorded(out, 100, member=1)
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0
         stderr = second.stderr.read().decode() if second.stderr else ""
