@@ -19,14 +19,10 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,55 +31,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, SPOT_FILES
+from bench.common import REPO, SPOT_FILES, Event, Proc, free_port
 from mmdaemon.config import load_config
 from mmdaemon.risk.redis_bus import global_kill, global_rearm
-
-Event = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """A subprocess whose stdout JSON lines are collected by a thread."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.events: list[Event] = []
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.events.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue  # not a log line
-
-    def wait(self, start: int, timeout: float, **fields: Any) -> tuple[int, Event]:
-        """Index and event of the first event from ``start`` on with these ``fields``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            events = self.events
-            for i in range(start, len(events)):
-                if all(events[i].get(k) == v for k, v in fields.items()):
-                    return i, events[i]
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"process exited with {self.proc.returncode}")
-            time.sleep(0.01)
-        raise TimeoutError(f"no event {fields} within {timeout} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def wall_s(event: Event) -> float:

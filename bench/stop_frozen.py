@@ -24,11 +24,9 @@ import asyncio
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,48 +36,12 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, SPOT_FILES
+from bench.common import REPO, SPOT_FILES, Proc, free_port
 from mmdaemon.config import load_config
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues import binance_api as api
 
 KEY, SECRET = "bench-stop-key", "bench-stop-secret"
-Event = dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """A subprocess whose stdout JSON lines are collected by a thread."""
-
-    def __init__(self, args: list[str]) -> None:
-        self.events: list[Event] = []
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                self.events.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                continue  # not a log line
-
-    def wait(self, timeout: float, **fields: Any) -> Event:
-        """The first event with these ``fields``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in list(self.events):
-                if all(event.get(k) == v for k, v in fields.items()):
-                    return event
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"process exited with {self.proc.returncode}")
-            time.sleep(0.01)
-        raise TimeoutError(f"no event {fields} within {timeout} s")
 
 
 def open_orders(port: int) -> int:
@@ -110,7 +72,7 @@ def trial(tmp: Path, sim: subprocess.Popen[bytes], port: int, kill_first: bool
     mm = [sys.executable, "-m", "mmdaemon"]
     daemon = Proc([*mm, "run", "--config", str(config)])
     try:
-        daemon.wait(60, event="ready")
+        daemon.wait(0, 60, event="ready")
         deadline = time.monotonic() + 60
         while open_orders(port) == 0:
             if time.monotonic() > deadline:
@@ -120,7 +82,7 @@ def trial(tmp: Path, sim: subprocess.Popen[bytes], port: int, kill_first: bool
         try:
             if kill_first:
                 daemon.proc.send_signal(signal.SIGUSR1)
-                daemon.wait(10, event="kill_switch_tripped")
+                daemon.wait(0, 10, event="kill_switch_tripped")
             started = time.monotonic()
             daemon.proc.send_signal(signal.SIGTERM)
             code = daemon.proc.wait(120)
@@ -151,7 +113,7 @@ def main() -> None:
         sim = Proc([sys.executable, "-m", "mmdaemon", "sim", *map(str, SPOT_FILES),
                     "--port", str(port), "--speed", "1"])
         try:
-            sim.wait(30, event="sim_listening")
+            sim.wait(0, 30, event="sim_listening")
             for _ in range(args.trials):
                 for name, kill_first in (("sigterm", False), ("kill_then_sigterm", True)):
                     results[name].append(trial(tmp, sim.proc, port, kill_first))

@@ -4,7 +4,6 @@ the secret appears in no output of either process, on success or on failure."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.helpers import systemd_credential
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
-from tests.test_sim_processes import open_orders
+from tests.test_sim_processes import assert_quoting_at
 
 KEY, SECRET = "proc-key", "proc-secret-never-in-logs"
 
@@ -49,10 +48,7 @@ def test_secret_from_the_credentials_directory_is_used_and_never_printed(
         try:
             if secret_given == SECRET:
                 d.wait_event("venue_status", ready=True, timeout=30)
-                deadline = time.monotonic() + 15
-                while not open_orders(port) and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                assert open_orders(port), "signed with the secret: the venue took our orders"
+                assert_quoting_at(port, 15, "signed with the secret: the venue took our orders")
                 assert d.stop() == 0
             else:
                 # the venue refuses the signature: retrying cannot help, exit 2 (the unit's

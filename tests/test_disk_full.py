@@ -19,7 +19,7 @@ from mmdaemon.latch import read_latch
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
-from tests.test_sim_processes import KEY, SECRET, open_orders
+from tests.test_sim_processes import KEY, SECRET, assert_quoting_at, open_orders
 
 
 @pytest.fixture
@@ -75,10 +75,7 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
             d.wait_event("ready", timeout=60)
             d.wait_for(lambda e: e.get("event") == "order_sent" and e["kind"] == "place",
                        timeout=30)
-            deadline = time.monotonic() + 10
-            while not open_orders(port) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert open_orders(port), "our quotes rest at the venue"
+            assert_quoting_at(port, 10, "our quotes rest at the venue")
             # 2. the disk fills up: trip, cancel, exit 1, on its own (no SIGTERM)
             filler = fill(small_disk)
             i, failed = d.wait_event("journal_write_failed", timeout=30)
@@ -119,10 +116,7 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
             j, _ = d.wait_event("kill_switch_rearmed", timeout=30)
             d.wait_for(lambda e: e.get("event") == "order_sent" and e["kind"] == "place",
                        timeout=30, start=j)
-            deadline = time.monotonic() + 10
-            while not open_orders(port) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert open_orders(port)
+            assert_quoting_at(port, 10, "our quotes rest at the venue")
             assert d.stop() == 0
         finally:
             if d.proc.poll() is None:

@@ -37,6 +37,14 @@ def open_orders(port: int, key: str = KEY, secret: str = SECRET) -> list[object]
     return asyncio.run(ask())
 
 
+def assert_quoting_at(port: int, timeout: float, why: str) -> None:
+    """Until our account has open orders at the sim on ``port`` (``why`` if never)."""
+    deadline = time.monotonic() + timeout
+    while not open_orders(port):
+        assert time.monotonic() < deadline, why
+        time.sleep(0.1)
+
+
 def test_kill_switch_through_the_gateway_empties_the_sim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,10 +63,7 @@ def test_kill_switch_through_the_gateway_empties_the_sim(
             d.wait_event("venue_status", ready=True, timeout=30)
             d.wait_for(lambda e: e.get("event") == "order_sent" and e["kind"] == "place",
                        timeout=30)
-            deadline = time.monotonic() + 10
-            while not open_orders(port) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert open_orders(port), "our quotes rest at the venue"
+            assert_quoting_at(port, 10, "our quotes rest at the venue")
             d.signal(signal.SIGUSR1)
             i, _ = d.wait_event("kill_switch_tripped")
             d.wait_event("orders_cancelled", start=i)

@@ -24,7 +24,7 @@ from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.test_notify import NotifySocket
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
-from tests.test_sim_processes import KEY, SECRET, open_orders
+from tests.test_sim_processes import KEY, SECRET, assert_quoting_at, open_orders
 
 OUTAGE_S = 10.0  # how long the venue stays down after the daemon started
 
@@ -109,10 +109,7 @@ def test_a_venue_down_at_start_is_waited_out_halted_and_told_to_systemd(
         assert ready_at > sim_started and "STATUS=ACTIVE BTCUSDT position=" in ready
         assert "unreachable" not in ready
         assert len(notify.with_line("READY=1")) == 1
-        deadline = time.monotonic() + 30
-        while not open_orders(port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert open_orders(port), "the daemon quotes at the venue that came up"
+        assert_quoting_at(port, 30, "the daemon quotes at the venue that came up")
         assert d.stop() == 0
     finally:
         if d.proc.poll() is None:
