@@ -286,7 +286,7 @@ class Service:
         self.log.info("journal_restored", path=str(self.journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
-                      killed=killed, kill_reason=kill_reason, latch=str(latch.path),
+                      killed=killed, kill_reason=kill_reason, latch_file=str(latch.path),
                       run_id=restored.run_id)
         # a restored position may already be beyond a limit: judge it before any quote
         self.breakers.check_inventory(position.position)
@@ -873,7 +873,7 @@ class Service:
                 self.log.error("journal_write_failed", error=repr(exc), during="kill")
                 self._fail("journal_write_failed")
         self.risk.kill(reason, **values)
-        self.log.warning("kill_switch_tripped", reason=reason, latch=str(self.latch.path),
+        self.log.warning("kill_switch_tripped", reason=reason, latch_file=str(self.latch.path),
                          latch_removed=self.latch.removed, **values)
         self._cancel_due = True
 
