@@ -291,8 +291,30 @@ def _run_service(service: Any, progress: bool = False) -> None:
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
-    finally:  # the service's handlers are gone: a late signal must not end us by default
-        early_signals.install()
+    finally:
+        _latch_kill_after_close(service)
+
+
+def _latch_kill_after_close(service: Any) -> None:
+    """A SIGUSR1 that reached the process after the service had closed its kill latch (the
+    runner's teardown, a failed start): latched on disk all the same, as ``mmdaemon kill``
+    does for a state directory no process holds. After this check the operator's signals
+    stay blocked: one in the interpreter's last milliseconds is dropped, not latched (and
+    ``mmdaemon kill`` latches it once the process is gone)."""
+    from mmdaemon.latch import latch_kill_offline
+    from mmdaemon.statedir import StateDirLocked
+
+    early_signals.hold()  # from here to the exit a signal is dropped, never fatal
+    if signal.SIGUSR1 not in early_signals.take() and signal.SIGUSR1 not in signal.sigpending():
+        return
+    try:
+        path = latch_kill_offline(service.state_dir, "operator_kill_switch", time.time_ns())
+    except (OSError, StateDirLocked) as exc:
+        print(f"mmdaemon: a kill signal arrived as the service stopped and could not be "
+              f"latched: {exc}", file=sys.stderr)
+        return
+    print(f"mmdaemon: a kill signal arrived as the service stopped: latched in {path}",
+          file=sys.stderr)
 
 
 def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:
@@ -648,6 +670,8 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
                  f"stale pid file names pid {named}" if named is not None else pid_file)
         print(f"mmdaemon {command}: no instance is running on {state_dir} ({stale})",
               file=sys.stderr)
+        if sig is signal.SIGUSR1:  # between runs, starting, restarting: the next start
+            return _kill_offline(state_dir, command)
         return 1
     if pid == 0:
         print(f"mmdaemon {command}: {lock_path} is held by a process outside this pid "
@@ -657,6 +681,36 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
         print(f"mmdaemon {command}: {pid_file}; pid {pid} holds {lock_path}", file=sys.stderr)
     print(f"sent {sig.name} to pid {pid}")
     return 0
+
+
+def _kill_offline(state_dir: Path, command: str) -> int:
+    """``mmdaemon kill`` with no instance running: latch the kill in the state directory,
+    so the next start (systemd's restart, an instance still starting) is KILLED. Exit 1
+    all the same: no process was signalled."""
+    from mmdaemon.latch import latch_kill_offline
+    from mmdaemon.statedir import StateDirLocked
+
+    if not state_dir.is_dir():  # no instance ever ran here (a config for another host?)
+        return 1
+    try:
+        path = latch_kill_offline(state_dir, "operator_kill_switch", time.time_ns())
+    except StateDirLocked:  # an instance took the directory meanwhile: signal that one
+        from mmdaemon.statedir import signal_holder
+
+        pid = signal_holder(state_dir, signal.SIGUSR1)
+        if pid:
+            print(f"sent SIGUSR1 to pid {pid} (it started meanwhile)")
+            return 0
+        print(f"mmdaemon {command}: {state_dir} is busy; the kill is not latched",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mmdaemon {command}: cannot latch the kill in {state_dir}: {exc}",
+              file=sys.stderr)
+        return 2
+    print(f"mmdaemon {command}: the kill is latched in {path}: the next start is KILLED",
+          file=sys.stderr)
+    return 1
 
 
 def global_switch(config: Config, command: str, note: str, log_format: str = "auto") -> int:

@@ -372,8 +372,12 @@ class Service:
                 if metrics is not None:
                     await metrics.stop()
             finally:
-                for sig in handlers:  # only now: a signal during the cancel must not kill us
-                    loop.remove_signal_handler(sig)
+                await self._dispatch_taken_signals()
+                # only now: a signal during the cancel must not kill us; from here on one
+                # is recorded (a kill latched just below), never the default action
+                early_signals.handover(
+                    lambda: [loop.remove_signal_handler(sig) for sig in handlers])
+                self._latch_late_kill()
                 self.journal.close()
                 self.latch.close()
                 self.notifier.close()
@@ -382,6 +386,30 @@ class Service:
                     pid_path.unlink(missing_ok=True)
         if self._refused is not None:
             raise self._refused
+
+    async def _dispatch_taken_signals(self) -> None:
+        """Let the loop run the handler of a signal it has already taken in (a signal
+        waits in the loop's wakeup pipe until the next iteration, and a stop that never
+        suspends gives it none): removing the handlers first would drop it."""
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            return  # cancelled (Ctrl-C in a test): no await may run here
+        for _ in range(2):  # one iteration reads the pipe, the next runs the handler
+            await asyncio.sleep(0)
+
+    def _latch_late_kill(self) -> None:
+        """A SIGUSR1 that arrived while the service was closing (after its handlers went):
+        latched now, before the latch closes; the orders are already cancelled."""
+        late = early_signals.take()
+        if signal.SIGUSR1 in late and not self.risk.killed:
+            try:
+                self.latch.set(True, "operator_kill_switch", self.now_ns)
+            except OSError as exc:
+                self.exit_code = 1
+                self.log.error("kill_latch_failed", error=str(exc), during="stop")
+                return
+            self.log.warning("kill_switch_tripped", reason="operator_kill_switch",
+                             latch_file=str(self.latch.path), during="stop")
 
     async def _start_venue(self) -> None:
         """Order entry: connect and reconcile, however long an outage lasts (the adapter

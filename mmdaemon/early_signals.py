@@ -14,13 +14,16 @@ start would quote. So, from the first instruction:
   latches the kill before anything is sent, an early SIGTERM ends the run cleanly (exit 0)
   with the latch as it is.
 
-After the service has stopped its handlers are gone; :func:`install` is called again so a
-late signal is recorded (and dropped: the process is leaving) instead of killing it.
+When the service stops, its handlers go and :func:`handover` records again at once: a kill
+that arrives while the service closes is latched before its kill latch closes, and one
+that arrives later still is latched by the command on its way out (``cli``); a late
+SIGTERM is dropped (the process is leaving anyway).
 """
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -45,6 +48,19 @@ def install() -> None:
     for sig in CAUGHT:
         signal.signal(sig, _record)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, CAUGHT)
+
+
+def handover(remove_handlers: Callable[[], object]) -> None:
+    """Take the signals back from the service: ``remove_handlers`` (an event loop's
+    removal restores the default action), then record again, with the signals blocked in
+    between so none meets the default. Only where :func:`install` ran (a command): an
+    in-process caller such as a test keeps its own dispositions."""
+    if not _installed:
+        remove_handlers()
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
+    remove_handlers()
+    install()
 
 
 def take() -> list[signal.Signals]:

@@ -194,3 +194,21 @@ def _sync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def latch_kill_offline(state_dir: Path, reason: str, now_ns: int) -> Path:
+    """Latch the kill of a state directory no process holds (``mmdaemon kill`` between
+    runs, a kill signal that reached a process after its service had closed): under the
+    state directory's lock, so no instance starts meanwhile; the next start is KILLED.
+    Raises :class:`~mmdaemon.statedir.StateDirLocked` if an instance holds it after all,
+    OSError if the latch cannot be written. Returns the latch's path."""
+    from mmdaemon.statedir import lock_state_dir
+
+    with lock_state_dir(state_dir):
+        latch = KillLatch.open(state_dir, created_before=True, journal_killed=True,
+                               journal_reason=reason, now_ns=now_ns)
+        try:
+            latch.set(True, reason, now_ns)
+        finally:
+            latch.close()
+        return latch.path

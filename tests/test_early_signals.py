@@ -5,19 +5,27 @@ the signal. Real processes, real signals, the real kill latch on disk."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+import uvloop
 
+from mmdaemon.clock import SystemClock
+from mmdaemon.config import load_config
+from mmdaemon.daemon import Service
 from mmdaemon.early_signals import launcher_path
 from mmdaemon.latch import LatchState, read_latch
-from tests.helpers import write_config
+from tests.daemon_process import Daemon
+from tests.helpers import first_lines, write_config
+from tests.recorder import Recorder
 
 LAUNCHER = Path(sys.executable).with_name("mmdaemond")
 DELAYS_MS = (0, 10, 50, 100, 200, 500)
@@ -123,3 +131,72 @@ def test_the_next_start_after_an_early_kill_is_killed(tmp_path: Path) -> None:
     assert restored is not None, err[-2000:]
     assert restored["killed"] is True and restored["kill_reason"] == "operator_kill_switch"
     assert code == 0
+
+
+@pytest.mark.parametrize("delay_ms", (0, 5, 20, 50, 100, 200))
+def test_a_kill_switch_while_the_daemon_stops_is_never_fatal(
+    tmp_path: Path, delay_ms: int
+) -> None:
+    """SIGTERM, then SIGUSR1 ``delay_ms`` later, whether the service is still closing,
+    has closed its latch or the interpreter is on its way out: a clean exit, never a death
+    by the signal (before: rc -10 from 8 to 120 ms)."""
+    d = Daemon(config_for(tmp_path))
+    try:
+        d.wait_event("ready", timeout=60)
+        d.signal(signal.SIGTERM)
+        time.sleep(delay_ms / 1000)  # the moment under test
+        try:
+            d.signal(signal.SIGUSR1)
+        except ProcessLookupError:
+            pytest.skip("the process had already exited: nothing to honour")
+        code = d.proc.wait(60)
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+    assert code == 0, (code, d.proc.stderr.read().decode()[-2000:] if d.proc.stderr else "")
+
+
+class KillAtShutdown(Recorder):
+    """Sends this process SIGUSR1 as the service's shutdown sweep logs its result."""
+
+    def _log(self, event: str, **fields: Any) -> None:
+        super()._log(event, **fields)
+        if event == "orders_cancelled" and fields.get("reason") == "shutdown":
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    info = warning = error = debug = _log
+
+
+def test_a_kill_switch_while_the_service_closes_is_latched(tmp_path: Path) -> None:
+    """SIGUSR1 while the service closes, after its last suspension point (a paper stop
+    never suspends): the loop has taken the signal in, and it is run before the handlers
+    go (before: dropped with them), so the kill is latched for the next start."""
+    rec = first_lines(tmp_path / "slice.gz", 20_000)
+    log = KillAtShutdown()
+    service = Service(load_config(write_config(tmp_path, {"feed": {"recordings": [str(rec)]}})),
+                      SystemClock(), log, speed=None)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(service.run())
+    assert log.named("kill_switch_tripped"), [e["event"] for e in log.events[-8:]]
+    assert read_latch(tmp_path / "state") == LatchState(True, "operator_kill_switch")
+
+
+def test_kill_with_no_instance_running_latches_the_next_start(tmp_path: Path) -> None:
+    """Between runs (systemd's RestartSec, a daemon still starting) ``mmdaemon kill`` has
+    no process to signal: it says so, exit 1, and latches the kill on disk."""
+    config = config_for(tmp_path)
+    (tmp_path / "state").mkdir()  # an instance ran here before (a directory never used: no)
+    done = subprocess.run([sys.executable, "-m", "mmdaemon", "kill", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "no instance is running" in done.stderr and "the next start is KILLED" in done.stderr
+    assert read_latch(tmp_path / "state") == LatchState(True, "operator_kill_switch")
+    d = Daemon(config)
+    try:
+        _, restored = d.wait_event("journal_restored", timeout=60)
+        assert restored["killed"] is True
+        assert restored["kill_reason"] == "operator_kill_switch"
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
