@@ -19,8 +19,9 @@ all relative to the recording itself, so that a replay does not depend on the wa
   for a while, a clock stepped, files of different days) shows it by going on from there:
   :data:`CONFIRM_LINES` consecutive lines that agree with one another (each within the
   bounds of the one before) make the new time good, and those lines are yielded as
-  frames, none lost. Lines that jump and are not confirmed so are malformed. Lines in doubt are held back until then
-  (at most :data:`CONFIRM_LINES`), so the order of everything yielded is the file's;
+  frames, none lost. Lines that jump and are not confirmed so are malformed. Lines in
+  doubt are held back until then (at most :data:`CONFIRM_LINES`), so the order of
+  everything yielded is the file's;
 - **the start**: the first line has nothing to be judged against, so it is held until the
   next one agrees with it (``START_CONFIRM_LINES``); if it does not, the first is
   malformed and the next one takes its place;
