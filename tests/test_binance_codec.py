@@ -225,3 +225,33 @@ def test_buffer_is_bounded_while_waiting_for_a_snapshot() -> None:
     events = c.decode(99, snapshot(75))  # 71-80 bridges; the oldest kept diff
     assert [e.last_id for e in events if isinstance(e, BookUpdate)] == [75, 80, 90, 100]
     assert not any(isinstance(e, Gap) for e in events)
+
+
+def test_buffer_is_bounded_by_its_levels_not_only_its_count() -> None:
+    """The review's attack: large valid diffs (here 25,000 levels each, a ~800 KB frame)
+    while the snapshot is slow. The default codec keeps at most 1,000,000 levels however
+    many diffs come; a snapshot that the newest kept diffs bridge still syncs, and one
+    older than what is kept is a Gap, so the shell fetches a newer one."""
+    bids = [(f"{50_000 + i // 100}.{i % 100:02d}", "0.5") for i in range(12_500)]
+    asks = [(f"{70_000 + i // 100}.{i % 100:02d}", "0.5") for i in range(12_500)]
+    per_diff = len(bids) + len(asks)
+    for sync_at in (None, 1):  # a snapshot that bridges the kept diffs, then one too old
+        c = spot()
+        for i in range(100):  # 2,500,000 levels sent, 100 diffs: far under the count bound
+            c.decode(i, depth(10 * i + 1, 10 * i + 10, bids=bids, asks=asks))
+            held = sum(len(u.bids) + len(u.asks) for *_, u in c._buffer)
+            assert held <= 1_000_000
+        assert held == c._buffer_levels  # the running total the bound is kept by is exact
+        kept = [first for first, *_ in c._buffer]
+        assert len(kept) == 1_000_000 // per_diff and kept[-1] == 991  # the newest kept
+        if sync_at is None:
+            events = c.decode(200, snapshot(kept[0] + 4))  # bridged by the oldest kept
+            assert kinds(events) == ["BookUpdate"] * (1 + len(kept)) and c.synced
+            assert c.state is SyncState.SYNCED and c.last_id == 1000
+        else:  # the diffs it needs were dropped: a gap, and the codec waits for another
+            events = c.decode(200, snapshot(sync_at))
+            assert kinds(events) == ["BookUpdate", "Gap"] and not c.synced
+            # the kept diffs stay buffered: a newer snapshot syncs from the newest
+            events = c.decode(201, snapshot(kept[-1] + 4))
+            assert kinds(events) == ["BookUpdate", "BookUpdate"] and events[0].snapshot
+            assert c.state is SyncState.SYNCED and c.last_id == 1000

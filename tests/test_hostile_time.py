@@ -115,12 +115,19 @@ def first_ns(lines: list[bytes]) -> int:
     return int(lines[0].partition(b" ")[0])
 
 
+T0 = 1723161253937085768  # the bundled recording's first receive time
+S = 10**9
+
 CASES = {
-    # where the hostile line goes (a fraction of the file), and its time from the first line's
-    "int64_max": (0.5, lambda t0: INT64_MAX),
-    "far_past_first": (0.0, lambda t0: 1),  # the very first line, 1 ns after 1970
-    "far_future": (0.5, lambda t0: t0 + 75 * 365 * DAY_NS),  # 2099: before 2100, yet a jump
-    "decade_back": (0.5, lambda t0: t0 - 10 * 365 * DAY_NS),  # 2014: a huge backwards jump
+    # where the hostile line goes (a fraction of the file), and its time from the first
+    # line's (t0) or from the time of the line it goes before (here)
+    "int64_max": (0.5, lambda t0, here: INT64_MAX),
+    "far_past_first": (0.0, lambda t0, here: 1),  # the very first line, 1 ns after 1970
+    "far_future": (0.5, lambda t0, here: t0 + 75 * 365 * DAY_NS),  # 2099: before 2100
+    "decade_back": (0.5, lambda t0, here: t0 - 10 * 365 * DAY_NS),  # 2014: a huge step back
+    # the review's: just under the hour bound there was, which froze the replay's clock
+    "plus_59_min": (0.5, lambda t0, here: here + 3599 * S),
+    "minus_59_min": (0.5, lambda t0, here: here - 3599 * S),
 }
 
 
@@ -130,7 +137,7 @@ def test_an_impossible_receive_time_is_malformed_and_costs_under_twice_the_clean
 ) -> None:
     where, stamp = CASES[case]
     at = int(len(recording) * where)
-    hostile_ns = stamp(first_ns(recording))
+    hostile_ns = stamp(first_ns(recording), first_ns(recording[at:]))
     path = write_plain(tmp_path / f"{case}.txt", restamped(recording, at, hostile_ns))
     run = measured_replay(path)
     summary, expected = run.summary, baseline.summary
@@ -153,10 +160,6 @@ def test_an_impossible_receive_time_is_malformed_and_costs_under_twice_the_clean
 
 # -- the rules, line by line ------------------------------------------------------------------
 
-T0 = 1723161253937085768  # the bundled recording's first receive time
-S = 10**9
-
-
 def read_times(tmp_path: Path, times: list[int]) -> list[tuple[int, int] | str]:
     """``read_recording`` of one line per time (line n's frame is ``{"n":n}``): ``(time,
     n)`` for a frame, the reason for a malformed line."""
@@ -169,15 +172,15 @@ def read_times(tmp_path: Path, times: list[int]) -> list[tuple[int, int] | str]:
 def test_one_line_that_jumps_is_malformed_whichever_way_and_the_rest_is_untouched(
     tmp_path: Path,
 ) -> None:
-    for odd in (T0 + 2 * 3600 * S, T0 - 2 * 3600 * S, MIN_RECV_NS - 1, MAX_RECV_NS, 0,
-                INT64_MAX):
+    for odd in (T0 + 2 * 3600 * S, T0 - 2 * 3600 * S, T0 + 3599 * S, T0 - 3599 * S,
+                T0 + 62 * S, T0 - 5 * S, MIN_RECV_NS - 1, MAX_RECV_NS, 0, INT64_MAX):
         times = [T0, T0 + S, odd, T0 + 2 * S, T0 + 3 * S]
         out = read_times(tmp_path, times)
         assert out[:2] == [(T0, 1), (T0 + S, 2)] and out[3:] == [(T0 + 2 * S, 4),
                                                                  (T0 + 3 * S, 5)], out
         assert isinstance(out[2], str) and out[2].startswith(f"r.txt:3: receive time {odd} ")
-    # within an hour either way is time (a stepped clock): the daemon holds it, it is no lie
-    near = [T0, T0 + 3599 * S, T0 - 1]
+    # within 60 s ahead or 5 s back is time (a quiet stream, a stepped clock): it is no lie
+    near = [T0, T0 + 60 * S, T0 + 55 * S]
     assert read_times(tmp_path, near) == [(t, n) for n, t in enumerate(near, 1)]
 
 

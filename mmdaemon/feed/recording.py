@@ -14,13 +14,14 @@ all relative to the recording itself, so that a replay does not depend on the wa
 
 - **absolute**: from 2009-01-01 (:data:`MIN_RECV_NS`) to before 2100-01-01 UTC
   (:data:`MAX_RECV_NS`);
-- **jumps**: more than :data:`MAX_JUMP_NS` (1 h) forwards or backwards from the last good
-  line. A recording whose time really jumps (a recorder down for a while, a clock stepped,
-  files of different days) shows it by going on from there: :data:`CONFIRM_LINES`
-  consecutive lines that agree with one another (each within the bound of the one before)
-  make the new time good, and those lines are yielded as frames, none lost. Lines that
-  jump and are not confirmed so are malformed. Lines in doubt are held back until then
-  (at most :data:`CONFIRM_LINES`), so the order of everything yielded is the file's;
+- **jumps**: more than :data:`MAX_AHEAD_NS` (60 s) forwards or :data:`MAX_BACK_NS` (5 s)
+  backwards from the last good line. A recording whose time really jumps (a recorder down
+  for a while, a clock stepped, files of different days) shows it by going on from there:
+  :data:`CONFIRM_LINES` consecutive lines that agree with one another (each within the
+  bounds of the one before) make the new time good, and those lines are yielded as
+  frames, none lost. Lines that jump and are not confirmed so are malformed. Lines in
+  doubt are held back until then (at most :data:`CONFIRM_LINES`), so the order of
+  everything yielded is the file's;
 - **the start**: the first line has nothing to be judged against, so it is held until the
   next one agrees with it (``START_CONFIRM_LINES``); if it does not, the first is
   malformed and the next one takes its place;
@@ -47,13 +48,22 @@ MIN_RECV_NS = 1_230_768_000 * NS_PER_S
 """2009-01-01T00:00:00Z: no venue this reads was streaming before it."""
 MAX_RECV_NS = 4_102_444_800 * NS_PER_S
 """2100-01-01T00:00:00Z, excluded: a receive time at or after it is a corrupt stamp."""
-MAX_JUMP_NS = 3_600 * NS_PER_S
-"""How far (ns, either way) a line's receive time may be from the last good line's.
+MAX_AHEAD_NS = 60 * NS_PER_S
+"""How far (ns) a line's receive time may be ahead of the last good line's.
 
 A live recorder writes a line every few seconds at least (a silent stream is reconnected
-after ``feed.stale_after_ms`` and a snapshot recorded), and a wall clock stepped by NTP moves
-by far less than an hour; anything further is either a corrupt stamp or a real break,
-which :data:`CONFIRM_LINES` tells apart."""
+after ``feed.stale_after_ms`` and a snapshot recorded): the bundled recordings never go
+more than 0.21 s between lines. Anything further is a corrupt stamp or a real break (a
+recorder restart, a reconnect that took long, the next day's file), which
+:data:`CONFIRM_LINES` tells apart: a real break is confirmed by the lines after it, so no
+frame of it is lost. A bound of an hour let one line stamped +59 min through, and the
+replay's clock, which never moves back, then held every later line at that time."""
+MAX_BACK_NS = 5 * NS_PER_S
+"""How far (ns) a line's receive time may be behind the last good line's.
+
+A recorder stamps lines in the order it reads them, so the times never go back but by a
+wall clock stepped back (NTP slews small errors; a step is rare and of seconds at most):
+the bundled recordings never go back at all. A line further back is in doubt, as above."""
 MAX_FRAME_BYTES = 1 << 26
 """The longest frame a line may hold (64 MiB, the largest message or snapshot limit a
 config may set): a longer line is malformed, skipped in pieces, never held whole."""
@@ -100,15 +110,16 @@ class _Doubts:
 
     def judge(self, good_ns: int, ns: int, frame: bytes, where: str
               ) -> tuple[int, list[_Held]]:
-        """A line whose time ``ns`` is beyond :data:`MAX_JUMP_NS` of the last good time
+        """A line whose time ``ns`` is beyond the bounds (:data:`MAX_AHEAD_NS`,
+        :data:`MAX_BACK_NS`) of the last good time
         ``good_ns`` (or anything while lines are held): the new good time and what can be
         yielded now."""
         out: list[_Held] = []
-        if -MAX_JUMP_NS <= ns - good_ns <= MAX_JUMP_NS:  # the held lines were the odd ones
+        if -MAX_BACK_NS <= ns - good_ns <= MAX_AHEAD_NS:  # the held lines were the odd ones
             out = self.release(good_ns)
             out.append((ns, frame))
             return ns, out
-        if self.timed and not -MAX_JUMP_NS <= ns - self.last <= MAX_JUMP_NS:
+        if self.timed and not -MAX_BACK_NS <= ns - self.last <= MAX_AHEAD_NS:
             # it agrees with neither: the run held so far is broken off
             out = self.release(good_ns)
         self.held.append((ns, frame))
@@ -126,17 +137,17 @@ class _Doubts:
         out: list[_Held] = []
         reported = max(good_ns, 0)
         places = iter(self.where)
-        limit_s = MAX_JUMP_NS // NS_PER_S
+        limits = f"more than {MAX_AHEAD_NS // NS_PER_S} s ahead or {MAX_BACK_NS // NS_PER_S} s back"
         for item in self.held:
             if isinstance(item, Malformed):
                 out.append(item)
                 continue
             ns = item[0]
             if good_ns == _NO_TIME:
-                why = f"is more than {limit_s} s from the next line's"
+                why = f"is {limits} of the next line's"
             else:
                 why = (f"is {(ns - good_ns) / NS_PER_S:+.3f} s from the last good line's "
-                       f"(more than {limit_s} s either way, and not followed by "
+                       f"({limits}, and not followed by "
                        f"{CONFIRM_LINES} lines agreeing with it)")
             out.append(Malformed(f"{next(places)}: receive time {ns} {why}", reported))
         self._clear()
@@ -169,7 +180,7 @@ def read_recording(paths: Iterable[str | Path]) -> Iterator[RecordedFrame | Malf
     good_ns = _NO_TIME  # the last good line's time
     doubts = _Doubts()
     held = doubts.held  # lines in doubt: while any are, every line queues behind them
-    lo, hi, jump, longest = MIN_RECV_NS, MAX_RECV_NS, MAX_JUMP_NS, _MAX_LINE
+    lo, hi, jump, longest = MIN_RECV_NS, MAX_RECV_NS, MAX_AHEAD_NS, _MAX_LINE
     for raw_path in paths:
         path = Path(raw_path)
         with open_recording(path) as stream:

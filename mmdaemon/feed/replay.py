@@ -23,7 +23,8 @@ from typing import Literal, TypeVar
 from mmdaemon.clock import Clock
 from mmdaemon.feed.recording import (
     CONFIRM_LINES,
-    MAX_JUMP_NS,
+    MAX_AHEAD_NS,
+    MAX_BACK_NS,
     MAX_RECV_NS,
     MIN_RECV_NS,
     RecordedFrame,
@@ -102,11 +103,11 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
 
     An event time that cannot be true does not move the clock (its frame takes the latest
     time, as one without any), by the receive times' bounds (:mod:`mmdaemon.feed.recording`):
-    one before 2009 or from 2100 on never counts; one more than ``MAX_JUMP_NS`` (1 h) ahead
+    one before 2009 or from 2100 on never counts; one more than ``MAX_AHEAD_NS`` (60 s) ahead
     of the clock counts once ``CONFIRM_LINES`` frames in a row have event times that far
     ahead agreeing with one another (a recording with a break; the frames before the
     confirming one keep the old time). The first event time is one that the next agrees
-    with (within 1 h); one that the next does not agree with is dropped.
+    with (at most 60 s ahead, 5 s back); one that the next does not agree with is dropped.
     """
     items = iter(items)
     held: list[RecordedFrame | Malformed] = []
@@ -115,7 +116,7 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
         if not isinstance(item, Malformed):
             ns = event_ns(item[1])
             if MIN_RECV_NS <= ns < MAX_RECV_NS:
-                if first and -MAX_JUMP_NS <= ns - first <= MAX_JUMP_NS:
+                if first and -MAX_BACK_NS <= ns - first <= MAX_AHEAD_NS:
                     items = chain([item], items)  # timed from the first, in the loop below
                     break
                 first = ns  # none yet, or the one before was an outlier
@@ -148,12 +149,12 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
         frame = item[1]
         ns = event_ns(frame)
         if ns > last:
-            if ns - last <= MAX_JUMP_NS:
+            if ns - last <= MAX_AHEAD_NS:
                 last = ns
                 if run:
                     run = 0
             elif ns < MAX_RECV_NS:
-                run = run + 1 if run and -MAX_JUMP_NS <= ns - run_last <= MAX_JUMP_NS else 1
+                run = run + 1 if run and -MAX_BACK_NS <= ns - run_last <= MAX_AHEAD_NS else 1
                 run_last = ns
                 if run >= CONFIRM_LINES:
                     last, run = ns, 0

@@ -68,10 +68,23 @@ class BinanceCodec:
 
     :meth:`decode` returns the events a frame produces, in order; a frame produces at
     most one event except a snapshot, which also releases the buffered diffs it bridges.
-    ``max_buffer`` bounds the diffs kept while waiting for a snapshot (oldest dropped).
+
+    The diffs kept while waiting for a snapshot are bounded twice, the oldest dropped
+    beyond either bound: ``max_buffer`` diffs and ``max_buffer_levels`` price levels in
+    all (bids and asks of every buffered diff). The count alone does not bound memory: a
+    diff of a 1 MiB frame (``feed.max_message_bytes``) holds up to ~100,000 levels (a
+    level is 10 bytes of JSON at least, ``["1","1"],``), so 10,000 of them would be 10^9
+    levels. A level decoded costs 16 bytes packed (the compiled decoder) and ~100 bytes as
+    a Python ``(ticks, lots)`` tuple, so the default 1,000,000 levels is ~16 MB (~100 MB on
+    the pure-Python path), the order of the feed's own 16 x 1 MiB message queue. A real
+    feed never comes near it: the largest real diff seen is 1,076 levels, so it is 930 of
+    the largest diffs, 93 s of a 100 ms stream, while a snapshot takes well under a
+    second. Dropping the oldest is safe: a snapshot older than what remains does not
+    bridge it, which is a :class:`~mmdaemon.model.Gap`, and the shell fetches a newer one.
     """
 
-    def __init__(self, instrument: Instrument, market: Market = "spot", max_buffer: int = 10_000):
+    def __init__(self, instrument: Instrument, market: Market = "spot", max_buffer: int = 10_000,
+                 max_buffer_levels: int = 1_000_000):
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         self.instrument = instrument
@@ -80,7 +93,10 @@ class BinanceCodec:
         self.last_id = 0  # final update id of the last applied diff or snapshot
         self.dropped_stale = 0  # diffs dropped because the book already contains them
         self._applied = (0, 0, 0)  # (first, last, prev) ids of the last applied diff
-        self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque(maxlen=max_buffer)
+        self._buffer: deque[tuple[int, int, int, BookUpdate]] = deque()
+        self._max_buffer = max_buffer
+        self._max_buffer_levels = max_buffer_levels
+        self._buffer_levels = 0  # bids and asks of every diff in _buffer: kept on hold/drop
         # memo misses only: the hot loops read the memos themselves
         self._price: Callable[[object], int] = instrument.ticks.parse
         self._size: Callable[[object], int] = instrument.lots.parse
@@ -113,7 +129,22 @@ class BinanceCodec:
     def reset(self) -> None:
         """Forget sequence state (e.g. on reconnect): wait for a new snapshot."""
         self.state = SyncState.WAIT_SNAPSHOT
+        self._clear_buffer()
+
+    def _hold(self, first: int, last: int, prev: int, update: BookUpdate) -> None:
+        """Buffer a diff for a snapshot to come, dropping the oldest beyond the bounds
+        (see the class docstring); the newest diff is always kept."""
+        buffer = self._buffer
+        buffer.append((first, last, prev, update))
+        self._buffer_levels += len(update.bids) + len(update.asks)
+        while len(buffer) > 1 and (len(buffer) > self._max_buffer
+                                   or self._buffer_levels > self._max_buffer_levels):
+            old = buffer.popleft()[3]
+            self._buffer_levels -= len(old.bids) + len(old.asks)
+
+    def _clear_buffer(self) -> None:
         self._buffer.clear()
+        self._buffer_levels = 0
 
     # -- decoding -------------------------------------------------------------------------
 
@@ -274,7 +305,7 @@ class BinanceCodec:
         """
         update = BookUpdate(False, bids, asks, first, last, exch_ns, recv_ns)
         if self.state is SyncState.WAIT_SNAPSHOT:
-            self._buffer.append((first, last, prev, update))
+            self._hold(first, last, prev, update)
             return _NO_EVENTS
         return self._sequence(first, last, prev, update)
 
@@ -290,14 +321,14 @@ class BinanceCodec:
                     "stale diff overlaps the last applied one", self.last_id + 1, first,
                     update.recv_ns,
                 )
-                self._buffer.append((first, last, prev, update))  # a new snapshot may use it
+                self._hold(first, last, prev, update)  # a new snapshot may use it
                 return [gap]
             in_sequence = (
                 prev == self.last_id if self.market == "usdm" else first == self.last_id + 1
             )
             if not in_sequence:
                 gap = self._lose_sync("sequence gap", self.last_id + 1, first, update.recv_ns)
-                self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it
+                self._hold(first, last, prev, update)  # a new snapshot may bridge it
                 return [gap]
         else:  # AWAIT_FIRST: this diff must bridge the snapshot's lastUpdateId
             snap = self.last_id
@@ -313,7 +344,7 @@ class BinanceCodec:
                 bridges = first <= snap + 1 <= last
             if not bridges:
                 gap = self._lose_sync("snapshot older than stream", snap + 1, first, update.recv_ns)
-                self._buffer.append((first, last, prev, update))  # a new snapshot may bridge it
+                self._hold(first, last, prev, update)  # a new snapshot may bridge it
                 return [gap]
             self.state = SyncState.SYNCED
         self._applied = (first, last, prev)
@@ -322,7 +353,7 @@ class BinanceCodec:
 
     def _lose_sync(self, reason: str, expected: int, got: int, recv_ns: int) -> Gap:
         self.state = SyncState.WAIT_SNAPSHOT
-        self._buffer.clear()
+        self._clear_buffer()
         return Gap(reason, expected, got, recv_ns)
 
     def _snapshot(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]:
@@ -344,13 +375,14 @@ class BinanceCodec:
         self.last_id = last
         events: list[MarketEvent] = [snapshot]
         buffered = list(self._buffer)
-        self._buffer.clear()
+        self._clear_buffer()
         for i, (first, final, prev, update) in enumerate(buffered):
             out = self._sequence(first, final, prev, update)
             events.extend(out)
             if self.state is SyncState.WAIT_SNAPSHOT:
                 # _sequence re-buffered the diff that broke; keep what came after it too
-                self._buffer.extend(buffered[i + 1 :])
+                for entry in buffered[i + 1 :]:
+                    self._hold(*entry)
                 break
         return events
 
