@@ -119,6 +119,7 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
+FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fills follow
 
 
 class _StoppedBeforeStart(Exception):
@@ -270,8 +271,13 @@ class Service:
         self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self._latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
-        # fills the venue reports above this were never journaled (missed while down)
-        self.exchange.resume_fills_after(max((f.exec_id for f in restored.fills), default=0))
+        # fills the venue reports above this were never journaled (missed while down);
+        # a journal with neither fills nor a starting point (new, or retired) takes the
+        # account's newest trade instead: an account's history is not this instance's
+        fills_from = journal.get(FILLS_FROM_KEY, "")
+        if restored.fills or fills_from:
+            self.exchange.resume_fills_after(max(
+                max((f.exec_id for f in restored.fills), default=0), int(fills_from or 0)))
         self.run_id = restored.run_id
         inst = self.instrument  # so `mmdaemon report` needs nothing but the state directory
         self.journal.put("instrument", orjson.dumps({
@@ -421,6 +427,14 @@ class Service:
             self._refused = exc
             self.exit_code = 2
             self._stop.set()
+            return
+        watermark = self.exchange.fills_watermark()
+        if watermark is not None and not self._journal_broken and not self.journal.get(
+                FILLS_FROM_KEY, ""):
+            try:  # where this instance's fills begin: a restart before the first resumes here
+                self.journal.put(FILLS_FROM_KEY, str(watermark), self.now_ns)
+            except Exception as exc:
+                self._journal_failed("fills_from", exc)
 
     async def _shutdown(self, deadline: float) -> None:
         """Cancel everything and wait for the venue until the loop time ``deadline`` at the

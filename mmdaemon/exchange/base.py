@@ -77,6 +77,12 @@ class ExchangeAdapter(Protocol):
         """Cancel every open order and wait for the confirmations; returns how many."""
         ...
 
+    def fills_watermark(self) -> int | None:
+        """After :meth:`start`: the execution id fills are delivered after (the journal
+        keeps it, so a restart resumes from it even before the first fill); None for a
+        venue that has no history of its own (the paper exchange)."""
+        ...
+
     def open_order_count(self) -> int:
         """Orders the venue holds open for us, as far as the adapter knows."""
         ...

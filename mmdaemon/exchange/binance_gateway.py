@@ -771,6 +771,10 @@ class BinanceGateway:
             self.log.error("gateway_cancel_all_unconfirmed", reason="timeout", open_orders=left)
         return count
 
+    def fills_watermark(self) -> int | None:
+        """The account's trade id fills are delivered after, once start has set it."""
+        return self.max_trade_id if self._watermark_known else None
+
     def open_order_count(self) -> int:
         """Orders the venue may hold open for us: live or in flight, places whose outcome
         is unknown, and unwanted ones whose cancel is not confirmed yet."""

@@ -75,6 +75,9 @@ class PaperExchange:
         self._emit(self.venue.advance(self.now_ns))
         return count
 
+    def fills_watermark(self) -> int | None:
+        return None  # in-process: no account history to resume from
+
     def open_order_count(self) -> int:
         return len(self.venue.open_orders())
 
