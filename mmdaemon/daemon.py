@@ -44,6 +44,7 @@ import asyncio
 import gc
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
-from mmdaemon.journal import Journal, Sample
+from mmdaemon.journal import Journal, JournalUnavailable, Sample
 from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
 from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
@@ -308,6 +309,12 @@ class Service:
         """Run until the feed ends, a stop is requested, or something fails."""
         try:
             self._open()
+        except JournalUnavailable as exc:
+            raise StateDirUnusable(str(exc)) from exc
+        except sqlite3.OperationalError as exc:  # restoring writes too: a full disk
+            raise StateDirUnusable(
+                f"journal {self.state_dir / JOURNAL_FILE} cannot be written ({exc}): free "
+                "space or fix the state directory's file system; nothing was sent") from exc
         except OSError as exc:  # the latch: a state directory we could not write a kill to
             raise StateDirUnusable(
                 f"state directory {self.state_dir} cannot hold the kill latch ({exc}): "

@@ -82,6 +82,19 @@ class JournalCorrupt(JournalRefused):
     """The journal fails SQLite's integrity check, or is not an SQLite database at all."""
 
 
+class JournalUnavailable(OSError):
+    """The journal cannot be opened for a reason outside it (a full disk, an I/O error):
+    not refused for good, the start fails with exit 1 and systemd tries again."""
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """SQLite says the file itself is bad (not a database, a malformed page), rather than
+    the disk under it (full, I/O error, read-only, cannot open)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB" or (
+        not name and "malformed" in str(exc))
+
+
 class JournalForeign(JournalRefused):
     """The journal was written for another venue, instrument, adapter or instance."""
 
@@ -130,6 +143,10 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             self._release()
+            if not _damaged(exc):  # a full disk, an I/O error: the file may be fine
+                raise JournalUnavailable(
+                    f"journal {path} cannot be opened ({exc}): free space or fix the state "
+                    f"directory's file system; nothing was sent") from exc
             raise JournalCorrupt(
                 f"journal {path} cannot be read as an SQLite database ({exc}): restore it "
                 f"from a backup or retire it ({RUNBOOK_SECTION})") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,7 +94,14 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
                 d.kill()
         latch = read_latch(state)
         assert latch is not None and latch.killed and latch.reason == "journal_write_failed"
-        # 3. space freed; the restart is KILLED and sends nothing while the market runs
+        # 3. systemd restarts it on the still-full disk: a passing fault, not a corrupt
+        # journal (exit 1 and retried, not exit 2 and left failed)
+        again = subprocess.run([sys.executable, "-m", "mmdaemon", "run", "--config",
+                                str(config)], capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1, again.stderr
+        assert '"event":"state_dir_unusable"' in again.stdout, again.stdout[-2000:]
+        assert "journal_refused" not in again.stdout and "order_sent" not in again.stdout
+        # 4. space freed; the restart is KILLED and sends nothing while the market runs
         filler.unlink()
         d = Daemon(config)
         try:
@@ -109,7 +117,7 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
                 time.sleep(0.1)
             assert open_orders(port) == []
             assert d.proc.poll() is None
-            # 4. the operator re-arms: quoting again
+            # 5. the operator re-arms: quoting again
             rearm = subprocess.run([str(REPO / ".venv/bin/mmdaemon"), "rearm", "--config",
                                     str(config)], capture_output=True, text=True, timeout=30)
             assert rearm.returncode == 0, rearm.stderr
