@@ -303,7 +303,8 @@ class Service:
         inst, config = self.instrument, self.config
         return {"venue": config.instrument.venue, "symbol": inst.symbol,
                 "tick_size": str(inst.tick_size), "lot_size": str(inst.lot_size),
-                "adapter": config.exchange.adapter, "instance": config.firm.instance}
+                "adapter": config.exchange.adapter, "account": self.exchange.account(),
+                "instance": config.firm.instance}
 
     async def run(self) -> None:
         """Run until the feed ends, a stop is requested, or something fails."""

@@ -99,10 +99,13 @@ class JournalForeign(JournalRefused):
     """The journal was written for another venue, instrument, adapter or instance."""
 
 
-IDENTITY_KEYS = ("venue", "symbol", "tick_size", "lot_size", "adapter", "instance")
+IDENTITY_KEYS = ("venue", "symbol", "tick_size", "lot_size", "adapter", "account",
+                 "instance")
 """What a journal belongs to. Fills are stored in ticks and lots of one instrument, and a
-position restored from a paper run into a live account (or from another firm instance)
-would be wrong from the first order: any difference refuses the start."""
+position restored from a paper run into a live account, from another account (a state
+directory copied to another instance) or from another firm instance would be wrong from
+the first order: any difference refuses the start. A key a journal has not recorded yet
+(written by an older version) is not compared, and is recorded from then on."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +188,8 @@ class Journal:
             raise JournalForeign(
                 f"journal {self.path} belongs to another instance: {what}. Point [state] dir "
                 f"at this instance's own directory, or retire the journal ({RUNBOOK_SECTION})")
-        if not stored:
-            self.put("identity", orjson.dumps(identity).decode(), now_ns)
+        if set(identity) - set(theirs) or not stored:  # new, or an older version's
+            self.put("identity", orjson.dumps({**identity, **theirs}).decode(), now_ns)
 
     def close(self) -> None:
         self._db.close()

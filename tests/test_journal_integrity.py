@@ -124,3 +124,36 @@ def test_a_damaged_page_names_the_file_and_leaves_the_directory_unlocked(
     assert str(path) in str(raised.value) and "malformed" in str(raised.value)
     # the refused open leaves the state directory unlocked
     Journal(tmp_path / "other.sqlite").close()
+
+
+def test_a_journal_of_another_account_is_refused_and_an_older_identity_learns_it(
+    tmp_path: Path
+) -> None:
+    """A state directory copied to an instance trading another account (another API key):
+    refused. An identity recorded before accounts were (no ``account``) adopts this one."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    older = {"venue": "binance-spot", "symbol": "BTCUSDT", "tick_size": "0.01",
+             "lot_size": "0.00000001", "adapter": "binance", "instance": ""}
+    journal.put("identity", orjson.dumps(older).decode(), 1)
+    mine = {**older, "account": "key:0123456789abcdef"}
+    journal.check_identity(mine, 2)
+    assert orjson.loads(journal.get("identity", "")) == mine
+    with pytest.raises(JournalForeign, match="account 'key:0123456789abcdef' \\(this config: "
+                                             "'key:fedcba9876543210'\\)"):
+        journal.check_identity({**mine, "account": "key:fedcba9876543210"}, 3)
+    journal.close()
+
+
+def test_the_gateways_account_is_a_fingerprint_not_the_key() -> None:
+    from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
+    from mmdaemon.model import BINANCE_SPOT_BTCUSDT
+    from mmdaemon.venues.binance_api import Credentials
+
+    def account(key: str) -> str:
+        gw = BinanceGateway(GatewaySettings(ws_api_url="ws://127.0.0.1:1/ws-api/v3",
+                                            client_prefix="mm"), BINANCE_SPOT_BTCUSDT,
+                            Credentials(key, "secret"), None)
+        return gw.account()
+
+    assert account("key-a") == account("key-a") != account("key-b")
+    assert "key-a" not in account("key-a") and account("key-a").startswith("key:")

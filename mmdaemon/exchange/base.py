@@ -77,6 +77,11 @@ class ExchangeAdapter(Protocol):
         """Cancel every open order and wait for the confirmations; returns how many."""
         ...
 
+    def account(self) -> str:
+        """Which account the orders go to, as a journal may record it without holding a
+        secret: a fingerprint of the API key, ``paper`` for the paper exchange."""
+        ...
+
     def fills_watermark(self) -> int | None:
         """After :meth:`start`: the execution id fills are delivered after (the journal
         keeps it, so a restart resumes from it even before the first fill); None for a

@@ -88,6 +88,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import re
 import time
@@ -770,6 +771,11 @@ class BinanceGateway:
         if left:
             self.log.error("gateway_cancel_all_unconfirmed", reason="timeout", open_orders=left)
         return count
+
+    def account(self) -> str:
+        """``key:`` and 16 hex digits of the API key's SHA-256: the same key, the same
+        account; nothing a reader of the journal could sign with."""
+        return "key:" + hashlib.sha256(self._creds.api_key.encode()).hexdigest()[:16]
 
     def fills_watermark(self) -> int | None:
         """The account's trade id fills are delivered after, once start has set it."""

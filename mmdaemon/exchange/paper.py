@@ -75,6 +75,9 @@ class PaperExchange:
         self._emit(self.venue.advance(self.now_ns))
         return count
 
+    def account(self) -> str:
+        return "paper"
+
     def fills_watermark(self) -> int | None:
         return None  # in-process: no account history to resume from
 
