@@ -188,3 +188,19 @@ def test_run_resolves_and_refuses_like_check_config(tmp_path: Path) -> None:
     assert SECRET not in proc.stdout + proc.stderr
     assert warnings_of(check_config(config, cwd=elsewhere))["exchange.credentials"].startswith(
         f"{secret} is open to group or others (mode 0644)")
+
+
+def test_a_fifo_in_place_of_the_credentials_file_is_refused_without_waiting(
+    tmp_path: Path
+) -> None:
+    """A named pipe would block the open until someone writes to it: the start would hang
+    with SIGTERM recorded but never acted on. Refused at once instead."""
+
+    fifo = tmp_path / "creds.toml"
+    os.mkfifo(fifo, 0o600)
+    config = write_config(tmp_path, {"exchange": {
+        "adapter": "binance", "ws_api_url": "ws://127.0.0.1:9/ws-api/v3",
+        "credentials": str(fifo)}})
+    done = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config", str(config)],
+                          capture_output=True, text=True, timeout=30)
+    assert "is not a regular file" in done.stdout + done.stderr

@@ -176,7 +176,9 @@ def _read_file(key: str, source: str, names: tuple[str, ...], environ: Mapping[s
     refused if others can get at it unless ``allow_readable``; errors name ``key``."""
     path = secret_file(key, source, environ)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        # O_NONBLOCK: a FIFO in its place must not hang the start (it is refused below);
+        # on a regular file the flag changes nothing
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as exc:
         raise CredentialsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
     try:
