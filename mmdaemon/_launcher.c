@@ -1,5 +1,5 @@
 /*
- * mmdaemond: start `python -m mmdaemon ARGS...` with the operator's signals blocked.
+ * mmdaemond: start `python -P -m mmdaemon ARGS...` with the operator's signals blocked.
  *
  * Why: until Python has installed a handler, SIGUSR1 (the kill switch), SIGUSR2, SIGTERM,
  * SIGINT and SIGHUP have their default action, which ends the process. A kill switch
@@ -39,12 +39,25 @@ int main(int argc, char **argv) {
     }
 
     /* The directory we were started from: argv[0]'s, as given (systemd passes the
-     * ExecStart= path), so a symlink in the venv's bin/ finds that venv's python; else
-     * our own file's, from /proc/self/exe. */
+     * ExecStart= path), so a symlink in the venv's bin/ finds that venv's python; a bare
+     * name is looked up on PATH, as the shell did; else our own file's (/proc/self/exe). */
     char self[PATH_MAX];
+    self[0] = '\0';
     if (argc > 0 && strchr(argv[0], '/') != NULL && strlen(argv[0]) < sizeof self) {
         strcpy(self, argv[0]);
-    } else {
+    } else if (argc > 0 && getenv("PATH") != NULL) {
+        const char *path = getenv("PATH");
+        while (*path != '\0' && self[0] == '\0') {
+            size_t dir_len = strcspn(path, ":");
+            int n = snprintf(self, sizeof self, "%.*s/%s", (int)dir_len, path, argv[0]);
+            if (n <= 0 || (size_t)n >= sizeof self || dir_len == 0 ||
+                access(self, X_OK) != 0) {
+                self[0] = '\0';
+            }
+            path += dir_len + (path[dir_len] == ':');
+        }
+    }
+    if (self[0] == '\0') {
         ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
         if (len <= 0) {
             perror("mmdaemond: readlink /proc/self/exe");
@@ -59,15 +72,18 @@ int main(int argc, char **argv) {
     }
     *slash = '\0';
 
-    /* argv: python -m mmdaemon ARGS... NULL */
-    char **args = calloc((size_t)argc + 3, sizeof *args);
+    /* argv: python -P -m mmdaemon ARGS... NULL. -P: the working directory is not put on
+     * sys.path, so an `mmdaemon` package in whatever directory it starts from (root's
+     * /tmp, a checkout) is never what runs. */
+    char **args = calloc((size_t)argc + 4, sizeof *args);
     if (args == NULL) {
         perror("mmdaemond: calloc");
         return 1;
     }
-    args[1] = "-m";
-    args[2] = "mmdaemon";
-    for (int i = 1; i < argc; i++) args[i + 2] = argv[i];
+    args[1] = "-P";
+    args[2] = "-m";
+    args[3] = "mmdaemon";
+    for (int i = 1; i < argc; i++) args[i + 3] = argv[i];
 
     char python[PATH_MAX];
     for (size_t i = 0; i < sizeof interpreters / sizeof *interpreters; i++) {

@@ -200,3 +200,21 @@ def test_kill_with_no_instance_running_latches_the_next_start(tmp_path: Path) ->
     finally:
         if d.proc.poll() is None:
             d.kill()
+
+
+def test_the_launcher_runs_the_venvs_mmdaemon_from_any_directory_and_by_path(
+    tmp_path: Path
+) -> None:
+    """An ``mmdaemon`` package in the working directory is never what runs (``-P``); a
+    launcher found on PATH (no slash in argv[0]) finds the python beside it."""
+    planted = tmp_path / "mmdaemon"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("")
+    (planted / "__main__.py").write_text("print('planted')\n")
+    here = subprocess.run([str(LAUNCHER), "--version"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert here.returncode == 0 and here.stdout.startswith("mmdaemon "), here
+    env = {**os.environ, "PATH": f"{LAUNCHER.parent}:/usr/bin:/bin"}
+    by_path = subprocess.run(["mmdaemond", "--version"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env=env)
+    assert by_path.returncode == 0 and by_path.stdout.startswith("mmdaemon "), by_path
