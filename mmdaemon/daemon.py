@@ -119,6 +119,9 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
+# seconds a starting instance waits for the state directory's lock: `mmdaemon kill` holds it
+# for milliseconds when it latches a kill into a directory no instance holds
+STATE_DIR_LOCK_WAIT_S = 2.0
 
 
 class _StoppedBeforeStart(Exception):
@@ -240,7 +243,8 @@ class Service:
         Refused (:class:`~mmdaemon.journal.JournalRefused`, exit 2) for a journal that is
         locked, corrupt or another instance's; an OSError if the latch cannot be written.
         Either way nothing has been sent."""
-        self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable)
+        self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable,
+                               lock_wait_s=STATE_DIR_LOCK_WAIT_S)
         try:
             self._restore()
         except BaseException:
