@@ -662,8 +662,8 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
     try:
         pid = signal_holder(state_dir, sig)
     except (OSError, StateDirLocked) as exc:
-        print(f"mmdaemon {command}: cannot tell which process holds {lock_path}: {exc}",
-              file=sys.stderr)
+        print(f"mmdaemon {command}: cannot tell which process holds {lock_path}: {exc} "
+              f"({pid_file})", file=sys.stderr)
         return 2
     if pid is None:
         stale = ("no pid file" if pid_file.startswith("no pid file") else

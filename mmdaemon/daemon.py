@@ -124,6 +124,9 @@ FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fil
 # how long systemd waits for the journal's check at start (EXTEND_TIMEOUT_USEC=): ~60x what
 # 10 days of samples took cold (313 MB, 5.0 s)
 JOURNAL_CHECK_GRACE_S = 300.0
+# seconds a starting instance waits for the state directory's lock: `mmdaemon kill` holds it
+# for milliseconds when it latches a kill into a directory no instance holds
+STATE_DIR_LOCK_WAIT_S = 2.0
 
 
 class _StoppedBeforeStart(Exception):
@@ -245,7 +248,8 @@ class Service:
         Refused (:class:`~mmdaemon.journal.JournalRefused`, exit 2) for a journal that is
         locked, corrupt or another instance's; an OSError if the latch cannot be written.
         Either way nothing has been sent."""
-        self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable)
+        self.journal = Journal(self.state_dir / JOURNAL_FILE, durable=self.config.state.durable,
+                               lock_wait_s=STATE_DIR_LOCK_WAIT_S)
         try:
             self._restore()
         except BaseException:

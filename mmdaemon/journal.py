@@ -125,18 +125,20 @@ class Journal:
     The journal's directory must be locked (:mod:`mmdaemon.statedir`): two instances on
     one journal would issue the same order ids and interleave their fills. Given ``lock``
     (taken on ``path``'s directory earlier), the caller keeps and releases it; without one,
-    opening takes the lock (or raises :class:`~mmdaemon.statedir.StateDirLocked`) and
-    :meth:`close` releases it.
+    opening takes the lock (or raises :class:`~mmdaemon.statedir.StateDirLocked`), waiting
+    up to ``lock_wait_s`` seconds for another process to let go of it, and :meth:`close`
+    releases it.
     """
 
     def __init__(self, path: Path, durable: bool = False,
-                 lock: StateDirLock | None = None) -> None:
+                 lock: StateDirLock | None = None, lock_wait_s: float = 0.0) -> None:
         self.path = path
         if lock is not None and lock.state_dir.resolve() != path.parent.resolve():
             raise ValueError(f"the lock given is on {lock.state_dir}, the journal is in "
                              f"{path.parent}")
         self._own_lock = lock is None
-        self._lock = lock_state_dir(path.parent) if lock is None else lock
+        self._lock = (lock_state_dir(path.parent, wait_s=lock_wait_s) if lock is None
+                      else lock)
         self._db = sqlite3.connect(path, isolation_level=None)  # explicit transactions
         try:
             self._db.execute("PRAGMA journal_mode=WAL")

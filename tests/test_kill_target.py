@@ -3,9 +3,10 @@ no other: real daemons, a real bystander process, stale and missing pid files.""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,96 @@ def test_a_lock_file_that_cannot_be_read_is_not_taken_for_no_instance(tmp_path: 
     proc = cli("kill", config)
     assert proc.returncode == 2, proc.stderr
     assert f"mmdaemon kill: cannot tell which process holds {state / 'lock'}" in proc.stderr
+
+
+STRANGER = """
+import fcntl, sys, time
+f = open(sys.argv[1], "a+")  # creates the file if it is gone
+fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def stranger_factory() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """Start a process (not an instance) holding a shared record lock on a path; SIGUSR1
+    keeps its default action there: death."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(lock_path: Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, "-c", STRANGER, str(lock_path)],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_stranger_holding_a_record_lock_on_the_lock_file_is_not_signalled(
+    tmp_path: Path, stranger_factory: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    stranger = stranger_factory(state / "lock")
+    (state / "mmdaemon.pid").write_text(f"{stranger.pid}\n")  # even the pid file agrees
+    for command in ("kill", "rearm"):
+        proc = cli(command, config)
+        assert proc.returncode == 2, proc.stderr
+        assert not signalled(stranger)
+        assert proc.stdout == ""
+        assert (f"pid {stranger.pid} holds a record lock on {state / 'lock'} but nobody "
+                f"holds the directory {state}") in proc.stderr
+        assert "no instance is running" not in proc.stderr
+
+
+def assert_not_signalled(d: Daemon) -> None:
+    """``d`` got no SIGUSR1: a SIGUSR2 of ours, delivered after any earlier SIGUSR1 (a
+    lower signal number goes first, and the kill command finished sending before this),
+    finds it not killed."""
+    start = len(d.events)
+    d.signal(signal.SIGUSR2)
+    d.wait_event("rearm_ignored", start=start, reason="not killed")
+    assert not [e for e in d.events if e.get("event") == "kill_switch_tripped"]
+
+
+def test_a_deleted_lock_file_keeps_a_second_instance_out_and_kill_signals_nobody(
+    tmp_path: Path, stranger_factory: Callable[[Path], subprocess.Popen[str]]
+) -> None:
+    """The instance keeps the directory: a second `run` is refused, and `kill` neither
+    calls it not running nor signals it (nor a process holding a new lock file's record
+    lock): the instance cannot be confirmed, so exit 2, naming who holds the directory."""
+    config = write_config(tmp_path, {"feed": {"speed": "1"}})
+    state = tmp_path / "state"
+    d = Daemon(config)
+    try:
+        d.wait_event("service_started")
+        (state / "lock").unlink()
+        proc = cli("kill", config)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""
+        assert "no instance is running" not in proc.stderr
+        assert f"{state} is held by pid {d.proc.pid}, but nobody holds" in proc.stderr
+        assert f"names pid {d.proc.pid}" in proc.stderr  # the pid file, cross-checked
+        assert_not_signalled(d)
+
+        stranger = stranger_factory(state / "lock")  # a new lock file, someone else's lock
+        proc = cli("kill", config)
+        assert proc.returncode == 2, proc.stderr
+        assert (f"pid {stranger.pid} holds a record lock on {state / 'lock'} but pid "
+                f"{d.proc.pid} holds the directory {state}") in proc.stderr
+        assert not signalled(stranger)
+        assert_not_signalled(d)
+
+        second = cli("run", config)
+        assert second.returncode == 2, second.stderr
+        assert (f"{state} is in use by another mmdaemon process (pid {d.proc.pid})"
+                in second.stderr)
+        assert d.proc.poll() is None
+    finally:
+        d.kill()

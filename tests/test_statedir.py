@@ -3,15 +3,17 @@ itself, and asking never loosens it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mmdaemon.journal import Journal
-from mmdaemon.statedir import StateDirLocked, lock_holder, lock_state_dir
+from mmdaemon.statedir import StateDirLocked, dir_holder, lock_holder, lock_state_dir
 
 HOLD = """
 import sys, time
@@ -95,3 +97,60 @@ def test_an_older_version_holding_only_the_flock_still_keeps_this_one_out(
 def test_a_journal_refuses_a_lock_on_another_directory(tmp_path: Path) -> None:
     with lock_state_dir(tmp_path / "a") as lock, pytest.raises(ValueError, match="is on"):
         Journal(tmp_path / "b" / "journal.sqlite", lock=lock)
+
+
+def test_deleting_the_lock_file_does_not_let_a_second_holder_in(
+        tmp_path: Path, other: subprocess.Popen[str]) -> None:
+    """The directory's flock is the exclusivity: unlinking ``lock`` (which a directory's
+    flock cannot suffer) leaves the holder holding, named by the kernel."""
+    (tmp_path / "lock").unlink()
+    with pytest.raises(StateDirLocked, match=rf"in use by another mmdaemon process "
+                                             rf"\(pid {other.pid}\)"):
+        lock_state_dir(tmp_path)
+    assert lock_holder(tmp_path) is None  # the record lock went with the file's name
+    assert dir_holder(tmp_path) == other.pid
+
+
+RELEASE_ON_LINE = HOLD.replace("time.sleep(120)", """sys.stdin.readline()
+time.sleep(0.2)  # a kill command's brief hold, still under way when the waiter starts
+lock.close()
+print("released", flush=True)
+time.sleep(120)""")
+
+
+def test_a_lock_released_within_the_wait_is_taken(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", RELEASE_ON_LINE, str(tmp_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == "locked\n"
+        with pytest.raises(StateDirLocked):  # no wait: one attempt
+            lock_state_dir(tmp_path)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        with lock_state_dir(tmp_path, wait_s=30.0):
+            assert proc.stdout.readline() == "released\n"
+            assert dir_holder(tmp_path) == lock_holder(tmp_path) == os.getpid()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_lock_still_held_after_the_wait_is_refused_no_sooner(
+        tmp_path: Path, other: subprocess.Popen[str]) -> None:
+    started = time.monotonic()
+    with pytest.raises(StateDirLocked, match=rf"\(pid {other.pid}\)"):
+        lock_state_dir(tmp_path, wait_s=0.3)
+    assert time.monotonic() - started >= 0.3
+    assert dir_holder(tmp_path) == lock_holder(tmp_path) == other.pid
+
+
+def test_a_journal_waits_for_its_lock_as_asked(tmp_path: Path,
+                                               other: subprocess.Popen[str]) -> None:
+    with pytest.raises(StateDirLocked, match=rf"\(pid {other.pid}\)"):
+        Journal(tmp_path / "journal.sqlite", lock_wait_s=0.05)
+
+
+def test_a_negative_wait_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="wait_s: expected a finite number"):
+        lock_state_dir(tmp_path, wait_s=-1.0)
