@@ -20,7 +20,7 @@ from mmdaemon.latch import read_latch
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
-from tests.test_sim_processes import KEY, SECRET, assert_quoting_at, open_orders
+from tests.test_sim_processes import assert_quoting_at, open_orders, sim_config
 
 
 @pytest.fixture
@@ -59,14 +59,9 @@ def places_after(d: Daemon, start: int) -> list[dict[str, object]]:
 def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
     tmp_path: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
-    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     port = free_port()
     state = small_disk / "state"
-    config = tmp_path / "sim.toml"
-    text = (REPO / "config" / "sim.toml").read_text().replace("9443", str(port))
-    text = text.replace('dir = "../state/sim"', f'dir = "{state}"')
-    config.write_text(text + '\n[logging]\nlevel = "debug"\n')
+    config = sim_config(tmp_path, port, state, monkeypatch, '\n[logging]\nlevel = "debug"\n')
     sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")

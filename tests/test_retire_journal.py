@@ -8,22 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SPOT_FILES
+from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
-from tests.test_sim_processes import KEY, SECRET
+from tests.test_sim_processes import sim_config
 
 
 def test_a_retired_journal_starts_flat_without_the_accounts_old_fills(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
-    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     port = free_port()
     state = tmp_path / "state"
-    config = tmp_path / "sim.toml"
-    text = (REPO / "config" / "sim.toml").read_text().replace("9443", str(port))
-    config.write_text(text.replace('dir = "../state/sim"', f'dir = "{state}"'))
+    config = sim_config(tmp_path, port, state, monkeypatch)
     sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "10")
     try:
         wait_for_line(sim, b"sim_listening")

@@ -37,6 +37,19 @@ def open_orders(port: int, key: str = KEY, secret: str = SECRET) -> list[object]
     return asyncio.run(ask())
 
 
+def sim_config(tmp_path: Path, port: int, state: Path, monkeypatch: pytest.MonkeyPatch,
+               extra: str = "") -> Path:
+    """``config/sim.toml`` for the sim on ``port``, state in ``state``, ``extra`` TOML
+    appended; the sim's made-up credentials in the environment (both processes inherit
+    them)."""
+    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
+    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
+    text = (REPO / "config" / "sim.toml").read_text().replace("9443", str(port))
+    config = tmp_path / "sim.toml"
+    config.write_text(text.replace('dir = "../state/sim"', f'dir = "{state}"') + extra)
+    return config
+
+
 def assert_quoting_at(port: int, timeout: float, why: str) -> None:
     """Until our account has open orders at the sim on ``port`` (``why`` if never)."""
     deadline = time.monotonic() + timeout
@@ -48,14 +61,10 @@ def assert_quoting_at(port: int, timeout: float, why: str) -> None:
 def test_kill_switch_through_the_gateway_empties_the_sim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)  # both processes inherit them
-    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     port = free_port()
+    config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch,
+                        '\n[logging]\nlevel = "debug"\n')
     sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
-    config = tmp_path / "sim.toml"
-    text = (REPO / "config" / "sim.toml").read_text().replace("9443", str(port))
-    text = text.replace('dir = "../state/sim"', f'dir = "{tmp_path / "state"}"')
-    config.write_text(text + '\n[logging]\nlevel = "debug"\n')
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)
