@@ -688,15 +688,13 @@ def _kill_offline(state_dir: Path, command: str) -> int:
     so the next start (systemd's restart, an instance still starting) is KILLED. Exit 1
     all the same: no process was signalled."""
     from mmdaemon.latch import latch_kill_offline
-    from mmdaemon.statedir import StateDirLocked
+    from mmdaemon.statedir import StateDirLocked, signal_holder
 
     if not state_dir.is_dir():  # no instance ever ran here (a config for another host?)
         return 1
     try:
         path = latch_kill_offline(state_dir, "operator_kill_switch", time.time_ns())
     except StateDirLocked:  # an instance took the directory meanwhile: signal that one
-        from mmdaemon.statedir import signal_holder
-
         pid = signal_holder(state_dir, signal.SIGUSR1)
         if pid:
             print(f"sent SIGUSR1 to pid {pid} (it started meanwhile)")

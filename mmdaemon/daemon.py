@@ -424,17 +424,10 @@ class Service:
 
     def _latch_late_kill(self) -> None:
         """A SIGUSR1 that arrived while the service was closing (after its handlers went):
-        latched now, before the latch closes; the orders are already cancelled."""
-        late = early_signals.take()
-        if signal.SIGUSR1 in late and not self.risk.killed:
-            try:
-                self.latch.set(True, "operator_kill_switch", self.now_ns)
-            except OSError as exc:
-                self.exit_code = 1
-                self.log.error("kill_latch_failed", error=str(exc), during="stop")
-                return
-            self.log.warning("kill_switch_tripped", reason="operator_kill_switch",
-                             latch_file=str(self.latch.path), during="stop")
+        latched now, as any kill, before the latch closes; the orders are already
+        cancelled."""
+        if signal.SIGUSR1 in early_signals.take():
+            self._latch_kill("operator_kill_switch", during="stop")
 
     async def _start_venue(self) -> None:
         """Order entry: connect and reconcile, however long an outage lasts (the adapter
@@ -900,9 +893,13 @@ class Service:
         cancel-all is through (a disk that filled up does not free itself; systemd's
         restart then starts KILLED from the latch).
         """
+        self._journal_lost(during, exc)
+        self._latch_kill("journal_write_failed", during=during)
+
+    def _journal_lost(self, during: str, exc: Exception) -> None:
+        """A journal write failed: nothing more is written to it, and the run ends."""
         self._journal_broken = True
         self.log.error("journal_write_failed", during=during, error=repr(exc))
-        self._latch_kill("journal_write_failed", during=during)
         self._fail("journal_write_failed")
 
     def _fail(self, why: str) -> None:
@@ -930,9 +927,7 @@ class Service:
             try:
                 self.journal.set_killed(True, reason, self.now_ns)
             except Exception as exc:
-                self._journal_broken = True
-                self.log.error("journal_write_failed", error=repr(exc), during="kill")
-                self._fail("journal_write_failed")
+                self._journal_lost("kill", exc)
         self.risk.kill(reason, **values)
         self.log.warning("kill_switch_tripped", reason=reason, latch_file=str(self.latch.path),
                          latch_removed=self.latch.removed, **values)

@@ -70,7 +70,6 @@ def take() -> list[signal.Signals]:
     return taken
 
 
-
 def release() -> None:
     """Default dispositions again, and any signal recorded so far raised anew: for the
     commands that are no service (``check-config``, ``verify-book``, ...), where Ctrl-C

@@ -26,6 +26,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmdaemon.statedir import lock_state_dir
+
 LATCH_FILE = "kill.latch"
 RECORD_SIZE = 512
 """Bytes of the record: one disk sector, written at offset 0 in a single ``pwrite``."""
@@ -202,8 +204,6 @@ def latch_kill_offline(state_dir: Path, reason: str, now_ns: int) -> Path:
     state directory's lock, so no instance starts meanwhile; the next start is KILLED.
     Raises :class:`~mmdaemon.statedir.StateDirLocked` if an instance holds it after all,
     OSError if the latch cannot be written. Returns the latch's path."""
-    from mmdaemon.statedir import lock_state_dir
-
     with lock_state_dir(state_dir):
         latch = KillLatch.open(state_dir, created_before=True, journal_killed=True,
                                journal_reason=reason, now_ns=now_ns)
