@@ -292,7 +292,11 @@ class Fill(NamedTuple):
     ``fee`` is in notional units (ticks x lots: for BTCUSDT spot 1e-10 USDT), negative for a
     rebate; ``maker`` True when our order was resting. ``exec_id`` is the venue's id of this
     execution (Binance: the trade id), unique for the order: the journal deduplicates on
-    (order_id, exec_id), and refuses 0, which means "unknown".
+    (order_id, exec_id), and refuses 0, which means "unknown". ``mid_x2`` is twice the mid
+    (best bid + best ask, ticks: exact) of the market *before* the event that filled us, as
+    the venue saw it; 0 when the venue cannot say (a live venue), and the daemon then uses
+    its own book at the moment the report arrived. After a fill the mid has usually moved
+    through our price already, so the mid after the event would flatter the fill's edge.
     """
 
     order_id: int
@@ -303,6 +307,7 @@ class Fill(NamedTuple):
     maker: bool
     ts_ns: int
     exec_id: int = 0
+    mid_x2: int = 0
 
 
 class OrderStatus(Enum):

@@ -13,11 +13,17 @@ The model
 ---------
 - **Latency.** Every request (place, cancel, amend) reaches the venue ``latency_ns`` after it
   was sent. Requests travel in one FIFO channel, like a gateway connection: they take effect
-  in the order they were sent, each no earlier than its due time. Due requests are processed
-  at the start of :meth:`PaperVenue.on_book`, :meth:`PaperVenue.on_trade` and
-  :meth:`PaperVenue.advance`, i.e. at the first market event at or after their due time.
-  Callers pass non-decreasing times; if time steps back, a request waits behind the ones
-  sent before it (FIFO), it never takes effect early.
+  in the order they were sent, each no earlier than its due time. Callers pass
+  non-decreasing times; if time steps back, a request waits behind the ones sent before it
+  (FIFO), it never takes effect early.
+- **Strict time order (no look-ahead).** A request due at ``t`` takes effect against the
+  market as it stood at ``t``: after every market event at or before ``t`` and before any
+  event after ``t``. The caller therefore calls :meth:`PaperVenue.advance` with an event's
+  time *before* it applies that event to the book, then :meth:`PaperVenue.on_book` /
+  :meth:`PaperVenue.on_trade` after. A request due at exactly an event's time takes effect
+  before that event (it reached the venue first). ``on_book`` and ``on_trade`` never process
+  requests: with the book already changed that would be a look-ahead, so a request still
+  due when they are called is a caller error (:class:`LookAhead`).
 - **Post-only.** Orders are limit-maker. On arrival an order that would cross the public book
   (buy price >= best ask, sell price <= best bid) or one of our own resting opposite orders is
   rejected, so every fill is a maker fill at our own price. Before any book has been seen
@@ -34,6 +40,10 @@ The model
   of the order fills at our price.
 - **No double counting.** One public trade's volume is shared across our orders, best price
   first, then by arrival time: the volume one of our orders took is not available to the next.
+
+- **Mid at a fill.** Every fill carries ``mid_x2``: best bid + best ask (ticks) of the book
+  before the market event that filled us (for a trade, the book it traded against; for a
+  book update that went through our price, the book before that update).
 
 Invariants (the tests check them on real data): an order never fills before it arrives nor
 after its cancel arrived; cumulative filled never exceeds its size; every fill is at the
@@ -73,6 +83,14 @@ UNKNOWN_ORDER = "unknown order"
 ORDER_CLOSED = "order already closed"
 DUPLICATE_ID = "duplicate order id"
 NO_BOOK = "no book seen yet"
+
+
+class LookAhead(RuntimeError):
+    """A market event was applied while a request due at or before it was still in flight.
+
+    The caller must :meth:`PaperVenue.advance` to an event's time before applying it; this
+    is a programming error of the caller, never a market condition.
+    """
 
 _BPS_LIMIT = 10_000  # |fee| above 100% of notional is a configuration error, not a fee
 _BPS_DENOM = 10_000  # 1 bps = 1/10,000 of notional
@@ -228,6 +246,7 @@ class PaperVenue:
         self._bids: list[_Order] = []  # resting buys: best (highest) price first, then seq
         self._asks: list[_Order] = []  # resting sells: best (lowest) price first, then seq
         self._book: OrderBook | None = None  # the last book seen (the caller's live object)
+        self._mid_x2 = 0  # bid + ask of the last book seen (ticks), 0 if a side was empty
         self._seq = 0
         self._exec_seq = 0  # execution ids, like a venue's trade ids: unique, increasing
 
@@ -316,33 +335,33 @@ class PaperVenue:
     def on_book(self, book: OrderBook, now_ns: int) -> list[ExecutionEvent]:
         """Call after every applied book update; ``book`` is the market's live book.
 
-        Processes due requests, then for each resting order caps ``queue_ahead`` at the
-        displayed size of its level and fills the rest of any order the opposite best has
-        reached or crossed. With an unsynced book (gap, crossed) the queue cap and the
-        through-the-book fills are skipped: its levels may be wrong, and doing nothing is the
-        conservative choice. Arrivals still use its levels (the venue accepts orders whatever
-        the state of our feed). The book is kept by reference as "the last book seen" for
-        arrivals in :meth:`on_trade` and :meth:`advance`.
+        :meth:`advance` to ``now_ns`` must have run before the update was applied (see the
+        module docstring). For each resting order, caps ``queue_ahead`` at the displayed
+        size of its level and fills the rest of any order the opposite best has reached or
+        crossed. With an unsynced book (gap, crossed) the queue cap and the through-the-book
+        fills are skipped: its levels may be wrong, and doing nothing is the conservative
+        choice. Arrivals still use its levels (the venue accepts orders whatever the state of
+        our feed). The book is kept by reference as "the last book seen" for arrivals.
         """
         self._book = book
+        mid_before = self._mid_x2
+        bid, ask = book.bids.best(), book.asks.best()
+        self._mid_x2 = bid + ask if bid is not None and ask is not None else 0
         if not (self._pending or self._bids or self._asks):
             return []  # the common case: nothing of ours at the venue or in flight
-        out: list[ExecutionEvent] = []
         if self._pending and self._pending[0].due_ns <= now_ns:
-            self._process_due(now_ns, out)
+            raise LookAhead(f"requests due by {now_ns} ns not processed before a book update")
+        out: list[ExecutionEvent] = []
         if book.synced:
             if self._bids:
-                self._check_levels(
-                    self._bids, book.bids, book.asks.best(), True, now_ns, out
-                )
+                self._check_levels(self._bids, book.bids, ask, True, now_ns, mid_before, out)
             if self._asks:
-                self._check_levels(
-                    self._asks, book.asks, book.bids.best(), False, now_ns, out
-                )
+                self._check_levels(self._asks, book.asks, bid, False, now_ns, mid_before, out)
         return out
 
     def on_trade(self, trade: Trade, now_ns: int) -> list[ExecutionEvent]:
-        """Call for every public trade: due requests first, then the trade against our orders.
+        """Call for every public trade (after :meth:`advance` to its time): the trade against
+        our orders.
 
         A SELL aggressor hits bids: our bids above the trade price are traded through and fill
         up to the trade's size; at the trade price the trade first consumes ``queue_ahead``
@@ -352,9 +371,9 @@ class PaperVenue:
         """
         if not (self._pending or self._bids or self._asks):
             return []
-        out: list[ExecutionEvent] = []
         if self._pending and self._pending[0].due_ns <= now_ns:
-            self._process_due(now_ns, out)
+            raise LookAhead(f"requests due by {now_ns} ns not processed before a trade")
+        out: list[ExecutionEvent] = []
         hits_bids = trade.aggressor == Side.SELL
         orders = self._bids if hits_bids else self._asks
         if not orders:
@@ -384,11 +403,14 @@ class PaperVenue:
                 qty = min(remaining, available - order.queue)
                 order.queue = 0
             available -= qty
-            self._fill(order, qty, now_ns, out)
+            self._fill(order, qty, now_ns, self._mid_x2, out)
         return out
 
     def advance(self, now_ns: int) -> list[ExecutionEvent]:
-        """Process requests due by ``now_ns`` without a market event (for a shell's timer)."""
+        """Process requests due by ``now_ns``, against the book as it stands now.
+
+        Call it before applying a market event at ``now_ns`` (strict time order) and from a
+        shell's timer between events."""
         out: list[ExecutionEvent] = []
         if self._pending and self._pending[0].due_ns <= now_ns:
             self._process_due(now_ns, out)
@@ -565,6 +587,7 @@ class PaperVenue:
         opposite_best: int | None,
         is_bid: bool,
         now_ns: int,
+        mid_x2: int,
         out: list[ExecutionEvent],
     ) -> None:
         """Cap queues at the displayed sizes; fill orders the opposite side reached."""
@@ -577,17 +600,23 @@ class PaperVenue:
             ):
                 # Someone offers at or through our bid (bids at or through our ask): with us
                 # resting there they would have traded with us first.
-                self._fill(order, order.size - order.filled, now_ns, out)
+                self._fill(order, order.size - order.filled, now_ns, mid_x2, out)
 
-    def _fill(self, order: _Order, qty: int, now_ns: int, out: list[ExecutionEvent]) -> None:
-        """A maker fill of ``qty`` lots at the order's own price, then its update."""
+    def _fill(
+        self, order: _Order, qty: int, now_ns: int, mid_x2: int, out: list[ExecutionEvent]
+    ) -> None:
+        """A maker fill of ``qty`` lots at the order's own price, then its update.
+
+        ``mid_x2``: bid + ask (ticks) before the event that filled us, 0 if one side was empty.
+        """
         if qty <= 0:
             return
         order.filled += qty
         fee = fee_units(order.price * qty, self.maker_fee_bps)
         self._exec_seq += 1
         out.append(
-            Fill(order.order_id, order.side, order.price, qty, fee, True, now_ns, self._exec_seq)
+            Fill(order.order_id, order.side, order.price, qty, fee, True, now_ns, self._exec_seq,
+                 mid_x2)
         )
         if order.filled >= order.size:
             self._close(order, OrderStatus.FILLED, "", now_ns, out)
