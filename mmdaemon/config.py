@@ -133,7 +133,13 @@ class RiskConfig:
 class ExchangeConfig:
     """The exchange adapter.
 
-    ``paper`` simulates fills against the market the daemon sees (``latency_ms``, fees).
+    ``paper`` simulates fills against the market the daemon sees, with fees and three delays
+    (see :mod:`mmdaemon.exchange.paper`): ``latency_ms`` order entry (request sent -> the
+    venue acts), ``response_latency_ms`` (the venue acted -> its report reaches us) and
+    ``feed_latency_ms`` (a venue event -> our market data shows it). ``latency_file`` (a
+    path, relative to the config file's directory; ``""``: none) replaces each constant that
+    it has samples for with draws from them, seeded by ``latency_seed``
+    (:mod:`mmdaemon.exchange.latency`; ``mmdaemon run --latency-out FILE`` writes one).
     ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
     credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
     a systemd credential name, or a path, relative to the config file's directory), client
@@ -150,6 +156,10 @@ class ExchangeConfig:
 
     adapter: Literal["paper", "binance"] = "paper"
     latency_ms: float = 5.0
+    response_latency_ms: float = 5.0
+    feed_latency_ms: float = 5.0
+    latency_file: str = ""
+    latency_seed: int = 1
     maker_fee_bps: str = "0"
     taker_fee_bps: str = "0"
     ws_api_url: str = ""
@@ -405,8 +415,10 @@ def _check(config: Config) -> None:
         check_host(metrics.host, metrics.allow_non_loopback)
     except ValueError as exc:
         raise ConfigError(f"metrics.host: {exc}") from None
-    if config.exchange.latency_ms < 0:
-        raise ConfigError(f"exchange.latency_ms: expected >= 0, got {config.exchange.latency_ms}")
+    for key in ("latency_ms", "response_latency_ms", "feed_latency_ms"):
+        value = getattr(config.exchange, key)
+        if not 0 <= value <= 60_000:  # NaN fails too
+            raise ConfigError(f"exchange.{key}: expected 0..60000 ms, got {value}")
     if risk.inventory_soft_lots > risk.inventory_hard_lots:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
     if config.firm.enabled:
@@ -514,11 +526,15 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     firm = dataclasses.replace(firm, password=_secret_source(base, firm.password,
                                                              "firm.password"))
     credentials = _secret_source(base, config.exchange.credentials, "exchange.credentials")
+    latency_file = config.exchange.latency_file
+    if latency_file:
+        latency_file = _resolve(base, latency_file, "exchange.latency_file")
     return dataclasses.replace(
         config,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
-        exchange=dataclasses.replace(config.exchange, credentials=credentials),
+        exchange=dataclasses.replace(config.exchange, credentials=credentials,
+                                     latency_file=latency_file),
         firm=firm,
     )
 

@@ -60,6 +60,7 @@ from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueRefused, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
+from mmdaemon.exchange.latency import build_model
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
@@ -602,6 +603,7 @@ class Service:
 
     async def _feed_task(self) -> None:
         on_frame, monotonic, live = self.on_frame, self.clock.monotonic_ns, self.live
+        next_due = self.exchange.next_due_ns
         async for batch in self._batches():
             self._last_frame_mono = monotonic()
             if live is not None and self._fell_behind(batch, live):
@@ -610,6 +612,11 @@ class Service:
                 continue
             for item in batch:
                 kind = type(item)
+                due = next_due()
+                if due is not None and (kind is tuple or kind is Decoded):
+                    at = cast(int, item[0])  # a frame's or decoded row's event time
+                    if due < at:
+                        await self._catch_up(at)
                 if kind is tuple:
                     actions = on_frame(*item)
                     if actions:
@@ -620,6 +627,7 @@ class Service:
                 elif kind is Decoded:
                     decoded: Decoded = item  # type: ignore[assignment]
                     self._frame_t0 = perf_counter_ns()
+                    self._before_event(decoded.recv_ns)
                     actions = self.on_events(decoded.recv_ns, self.market.on_decoded(decoded))
                     if actions:
                         await self._send(actions)
@@ -660,9 +668,33 @@ class Service:
         self.book.invalidate()
         self.breakers.check_feed(event.recv_ns, self.last_book_ns, False)
 
+    async def _catch_up(self, until_ns: int) -> None:
+        """A simulated venue's requests and reports due before the next event at
+        ``until_ns``, each at its own time: a report can requote (a fill) or pull quotes (a
+        breaker) before the market moves on, as it would live."""
+        exchange = self.exchange
+        while (due := exchange.next_due_ns()) is not None and due < until_ns:
+            if due > self.now_ns:
+                self.now_ns = due
+            exchange.advance(due)
+            if self._cancel_due:
+                await self._cancel_everything(self.risk.state.value.lower())
+            elif self._requote:
+                actions = self._decide(self.now_ns)
+                if actions:
+                    await self._send(actions)
+
+    def _before_event(self, event_ns: int) -> None:
+        """Strict time order: what reaches a simulated venue by ``event_ns`` acts on the
+        market as it stood before the event at ``event_ns`` is applied."""
+        due = self.exchange.next_due_ns()
+        if due is not None and due <= event_ns:
+            self.exchange.advance(event_ns if event_ns > self.now_ns else self.now_ns)
+
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
         self._frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
+        self._before_event(recv_ns)
         return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
 
     def on_events(self, recv_ns: int, events: list[MarketEvent]) -> list[OrderAction]:
@@ -701,18 +733,22 @@ class Service:
             self.supervise(recv_ns)
         if not (requote or self._requote):
             return []
+        actions = self._decide(recv_ns)
+        self.tick_to_quote.observe_ns(perf_counter_ns() - self._frame_t0)
+        return actions
+
+    def _decide(self, now_ns: int) -> list[OrderAction]:
+        """A new quote on the book as it stands, through the risk gate, into order actions."""
         self._requote = False
-        self.breakers.check_feed(recv_ns, self.last_book_ns, self.book.synced)
-        quote = self.quoter.on_book(self.book, recv_ns)
+        self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        quote = self.quoter.on_book(self.book, now_ns)
         self._fair = quote.fair
         self.counters.quotes += 1
         gated = self._gate(quote)
         if gated is not None and (gated.bid_size == 0 or gated.ask_size == 0):
             self._count_cuts(gated)
         self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
-        actions = self.manager.decide(gated)
-        self.tick_to_quote.observe_ns(perf_counter_ns() - self._frame_t0)
-        return actions
+        return self.manager.decide(gated)
 
     def _time_went_back(self, recv_ns: int) -> int:
         """Event time never moves backwards: a frame older than the last (recordings given
@@ -854,7 +890,7 @@ class Service:
         position.apply(fill)
         self._requote = True
         self.quoter.set_inventory(position.position)
-        mid = self.book.mid()
+        mid = fill.mid_x2 / 2 if fill.mid_x2 else self.book.mid()
         self.quoter.on_fill(fill, mid if mid is not None else float(fill.price))
         self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
                       side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
@@ -1208,12 +1244,19 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
     says which source failed)."""
     ex = config.exchange
     if ex.adapter == "paper":
-        latency_ns = round(ex.latency_ms * 1_000_000)
+        constants = {"entry": round(ex.latency_ms * 1_000_000),
+                     "response": round(ex.response_latency_ms * 1_000_000),
+                     "feed": round(ex.feed_latency_ms * 1_000_000)}
+        try:
+            latency = build_model(constants, Path(ex.latency_file) if ex.latency_file else None,
+                                  ex.latency_seed)
+        except ValueError as exc:
+            raise ValueError(f"exchange.latency_file: {exc}") from None
         # closed orders are kept only to answer requests that arrive after them: a short
         # memory keeps a long run's footprint flat
-        venue = PaperVenue(instrument, latency_ns, ex.maker_fee_bps, ex.taker_fee_bps,
-                           max_closed=10_000)
-        return PaperExchange(venue, latency_ns)
+        venue = PaperVenue(instrument, constants["entry"], ex.maker_fee_bps, ex.taker_fee_bps,
+                           max_closed=10_000, entry=PaperExchange.venue_entry(latency))
+        return PaperExchange(venue, latency)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials
     from mmdaemon.venues.binance_api import Credentials

@@ -75,12 +75,23 @@ def venue(maker: str = "0", taker: str = "0") -> PaperVenue:
     return PaperVenue(INSTR, LAT, maker, taker)
 
 
+def book_at(v: PaperVenue, book: OrderBook, t: int) -> list[ExecutionEvent]:
+    """Requests due by ``t``, then the book event at ``t`` (the caller's contract)."""
+    return [*v.advance(t), *v.on_book(book, t)]
+
+
+def trade_at(v: PaperVenue, tr: Trade, t: int) -> list[ExecutionEvent]:
+    """Requests due by ``t``, then the trade at ``t``."""
+    return [*v.advance(t), *v.on_trade(tr, t)]
+
+
 def fills(events: Sequence[ExecutionEvent]) -> list[Fill]:
-    """The fills, with their execution ids checked (> 0, increasing) and then cleared."""
+    """The fills, with their execution ids checked (> 0, increasing) and then cleared, and
+    their mid before the event cleared (tests of their own check it)."""
     out = [e for e in events if isinstance(e, Fill)]
     ids = [f.exec_id for f in out]
     assert all(i > 0 for i in ids) and ids == sorted(set(ids))
-    return [f._replace(exec_id=0) for f in out]
+    return [f._replace(exec_id=0, mid_x2=0) for f in out]
 
 
 def updates(events: Sequence[ExecutionEvent]) -> list[OrderUpdate]:
@@ -102,9 +113,11 @@ def rest(
     v: PaperVenue, book: OrderBook, oid: int, side: Side, price: int, size: int, t: int
 ) -> int:
     """Send an order at ``t`` and let it arrive with a book event at ``t + LAT``."""
+    if v._book is None:
+        assert book_at(v, book, t) == []  # the venue must have seen the market first
     [sent] = v.place(oid, side, price, size, t)
     assert sent.status is OrderStatus.PENDING_NEW
-    assert statuses(v.on_book(book, t + LAT)) == [(oid, NEW, 0)]
+    assert statuses(book_at(v, book, t + LAT)) == [(oid, NEW, 0)]
     return t + LAT
 
 
@@ -116,12 +129,12 @@ def test_order_joins_back_of_level_with_displayed_size_ahead() -> None:
     v = venue()
     v.place(1, BUY, 100, 10, 0)
     assert v.queue_ahead(1) is None  # not at the venue yet
-    assert v.on_book(book, LAT - 1) == []  # one ns early: still travelling
-    assert statuses(v.on_book(book, LAT)) == [(1, NEW, 0)]
+    assert book_at(v, book, LAT - 1) == []  # one ns early: still travelling
+    assert statuses(book_at(v, book, LAT)) == [(1, NEW, 0)]
     assert v.queue_ahead(1) == 50  # the whole displayed level at 100 is ahead of us
     # an empty level: nothing ahead
     v.place(2, BUY, 98, 10, LAT)
-    v.on_book(book, 2 * LAT)
+    book_at(v, book, 2 * LAT)
     assert v.queue_ahead(2) == 0
 
 
@@ -130,20 +143,20 @@ def test_trades_at_our_price_eat_queue_then_fill_partially_then_fully() -> None:
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
     # a sell of 30 at 100: 30 <= 50 ahead -> queue 50 - 30 = 20, no fill
-    assert v.on_trade(trade(100, 30, SELL, t + 1), t + 1) == []
+    assert trade_at(v, trade(100, 30, SELL, t + 1), t + 1) == []
     assert v.queue_ahead(1) == 20
     # a buy aggressor hits asks, not our bid; a sell above our bid does not reach it
-    assert v.on_trade(trade(100, 99, BUY, t + 2), t + 2) == []
-    assert v.on_trade(trade(101, 99, SELL, t + 3), t + 3) == []
+    assert trade_at(v, trade(100, 99, BUY, t + 2), t + 2) == []
+    assert trade_at(v, trade(101, 99, SELL, t + 3), t + 3) == []
     assert v.queue_ahead(1) == 20
     # a sell of 25: 20 go to the queue ahead, the excess 5 fill us -> filled 5 of 10, queue 0
-    events = v.on_trade(trade(100, 25, SELL, t + 4), t + 4)
+    events = trade_at(v, trade(100, 25, SELL, t + 4), t + 4)
     assert fills(events) == [Fill(1, BUY, 100, 5, 0, True, t + 4)]
     assert statuses(events) == [(1, PARTIAL, 5)]
     assert isinstance(events[0], Fill)  # the fill first, then the order's update
     assert v.queue_ahead(1) == 0
     # a sell of 8: min(remaining 5, 8) = 5 -> FILLED 10
-    events = v.on_trade(trade(100, 8, SELL, t + 5), t + 5)
+    events = trade_at(v, trade(100, 8, SELL, t + 5), t + 5)
     assert [f.size for f in fills(events)] == [5]
     assert statuses(events) == [(1, FILLED, 10)]
     assert v.open_orders() == []
@@ -157,7 +170,7 @@ def test_sell_order_queue_and_fill_symmetric() -> None:
     t = rest(v, book, 1, SELL, 101, 10, 0)
     assert v.queue_ahead(1) == 40
     # a buy of 45 at 101: 40 ahead, excess 5 fills us at 101
-    events = v.on_trade(trade(101, 45, BUY, t + 1), t + 1)
+    events = trade_at(v, trade(101, 45, BUY, t + 1), t + 1)
     assert fills(events) == [Fill(1, SELL, 101, 5, 0, True, t + 1)]
 
 
@@ -166,10 +179,10 @@ def test_trade_through_fills_at_our_price() -> None:
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
     # a sell at 99 went through our bid at 100: fill min(10, 4) = 4 at OUR price 100
-    events = v.on_trade(trade(99, 4, SELL, t + 1), t + 1)
+    events = trade_at(v, trade(99, 4, SELL, t + 1), t + 1)
     assert fills(events) == [Fill(1, BUY, 100, 4, 0, True, t + 1)]
     # another at 98 for 10: the remaining 6 fill, still at 100
-    events = v.on_trade(trade(98, 10, SELL, t + 2), t + 2)
+    events = trade_at(v, trade(98, 10, SELL, t + 2), t + 2)
     assert fills(events) == [Fill(1, BUY, 100, 6, 0, True, t + 2)]
     assert statuses(events) == [(1, FILLED, 10)]
 
@@ -180,7 +193,7 @@ def test_book_through_our_price_fills_the_rest() -> None:
     t = rest(v, book, 1, BUY, 101, 10, 0)  # improves the bid: queue 0
     # the best ask comes down to our bid (101): whoever offers there would have hit us
     change(book, asks=[(101, 3)])
-    events = v.on_book(book, t + 1)
+    events = book_at(v, book, t + 1)
     assert fills(events) == [Fill(1, BUY, 101, 10, 0, True, t + 1)]
     assert statuses(events) == [(1, FILLED, 10)]
 
@@ -191,7 +204,7 @@ def test_unsynced_book_is_not_acted_on() -> None:
     t = rest(v, book, 1, BUY, 100, 10, 0)
     book.invalidate()  # a gap: the levels may be wrong
     change(book, bids=[(100, 1)], asks=[(100, 3)])
-    assert v.on_book(book, t + 1) == []
+    assert book_at(v, book, t + 1) == []
     assert v.queue_ahead(1) == 50
 
 
@@ -199,16 +212,16 @@ def test_level_decrease_shrinks_queue_increase_does_not() -> None:
     book = make_book([(100, 50)], [(101, 40)])
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
-    v.on_book(change(book, bids=[(100, 35)]), t + 1)
+    book_at(v, change(book, bids=[(100, 35)]), t + 1)
     assert v.queue_ahead(1) == 35  # 15 left the level: assumed ahead of us (capped at 35)
-    v.on_book(change(book, bids=[(100, 60)]), t + 2)
+    book_at(v, change(book, bids=[(100, 60)]), t + 2)
     assert v.queue_ahead(1) == 35  # new size joins behind us
-    v.on_book(change(book, bids=[(100, 20)]), t + 3)
+    book_at(v, change(book, bids=[(100, 20)]), t + 3)
     assert v.queue_ahead(1) == 20
-    v.on_book(change(book, bids=[(100, 0)]), t + 4)
+    book_at(v, change(book, bids=[(100, 0)]), t + 4)
     assert v.queue_ahead(1) == 0  # the level emptied: we are at the front
     # next sell of 3 at 100 fills 3 at once
-    assert [f.size for f in fills(v.on_trade(trade(100, 3, SELL, t + 5), t + 5))] == [3]
+    assert [f.size for f in fills(trade_at(v, trade(100, 3, SELL, t + 5), t + 5))] == [3]
 
 
 def test_two_orders_at_one_price_do_not_double_use_a_trade() -> None:
@@ -218,11 +231,11 @@ def test_two_orders_at_one_price_do_not_double_use_a_trade() -> None:
     t = rest(v, book, 2, BUY, 100, 10, 10)  # B: queue 5 (A is invisible to the public book)
     # sell 12 at 100. A: 12 > 5 -> fills min(10, 12 - 5) = 7; 12 - 7 = 5 lots left for B.
     # B: 5 <= queue 5 -> queue 0, no fill. Total 7 <= 12: no lot used twice.
-    events = v.on_trade(trade(100, 12, SELL, t + 1), t + 1)
+    events = trade_at(v, trade(100, 12, SELL, t + 1), t + 1)
     assert [(f.order_id, f.size) for f in fills(events)] == [(1, 7)]
     assert (v.queue_ahead(1), v.queue_ahead(2)) == (0, 0)
     # sell 6 at 100: A takes its remaining 3 first (arrival priority), B the other 3
-    events = v.on_trade(trade(100, 6, SELL, t + 2), t + 2)
+    events = trade_at(v, trade(100, 6, SELL, t + 2), t + 2)
     assert [(f.order_id, f.size) for f in fills(events)] == [(1, 3), (2, 3)]
     assert statuses(events) == [(1, FILLED, 10), (2, PARTIAL, 3)]
 
@@ -234,11 +247,11 @@ def test_better_priced_order_takes_trade_volume_first() -> None:
     t = rest(v, book, 2, BUY, 101, 10, 10)  # B at 101: empty level, queue 0
     # sell 4 at 100: B (best price) is traded through and takes all 4 -> none left for A,
     # whose queue stays 5
-    events = v.on_trade(trade(100, 4, SELL, t + 1), t + 1)
+    events = trade_at(v, trade(100, 4, SELL, t + 1), t + 1)
     assert [(f.order_id, f.price, f.size) for f in fills(events)] == [(2, 101, 4)]
     assert v.queue_ahead(1) == 5
     # sell 15 at 100: B takes its remaining 6 (through); 9 left; A: 9 > 5 -> fills 4
-    events = v.on_trade(trade(100, 15, SELL, t + 2), t + 2)
+    events = trade_at(v, trade(100, 15, SELL, t + 2), t + 2)
     assert [(f.order_id, f.price, f.size) for f in fills(events)] == [(2, 101, 6), (1, 100, 4)]
 
 
@@ -248,14 +261,14 @@ def test_better_priced_order_takes_trade_volume_first() -> None:
 def test_trade_before_arrival_does_not_fill() -> None:
     book = make_book([(99, 5)], [(101, 5)])
     v = venue()
-    v.on_book(book, 0)
+    book_at(v, book, 0)
     v.place(1, BUY, 100, 10, 0)  # would be alone at 100 (queue 0) once it arrives
     # a sell at our price one ns before arrival: not ours to take
-    assert v.on_trade(trade(100, 10, SELL, LAT - 1), LAT - 1) == []
+    assert trade_at(v, trade(100, 10, SELL, LAT - 1), LAT - 1) == []
     assert state(v, 1).status is OrderStatus.PENDING_NEW
     assert v.queue_ahead(1) is None
     # a trade at exactly the arrival time: the order arrives first, then the trade fills it
-    events = v.on_trade(trade(100, 4, SELL, LAT), LAT)
+    events = trade_at(v, trade(100, 4, SELL, LAT), LAT)
     assert statuses(events) == [(1, NEW, 0), (1, PARTIAL, 4)]
     assert fills(events) == [Fill(1, BUY, 100, 4, 0, True, LAT)]
 
@@ -263,9 +276,9 @@ def test_trade_before_arrival_does_not_fill() -> None:
 def test_arrival_uses_last_book_seen_by_on_trade() -> None:
     book = make_book([(100, 8)], [(101, 5)])
     v = venue()
-    v.on_book(book, 0)  # seen, no orders yet: early return
+    book_at(v, book, 0)  # seen, no orders yet: early return
     v.place(1, BUY, 100, 10, 0)
-    v.on_trade(trade(101, 1, BUY, LAT), LAT)
+    trade_at(v, trade(101, 1, BUY, LAT), LAT)
     assert v.queue_ahead(1) == 8
 
 
@@ -286,15 +299,15 @@ def test_fill_before_cancel_arrival_stands_then_cancel_reports_final_state() -> 
         t + 10,
     )
     # the cancel arrives at t + 10 + LAT; a sell of 3 just before it still fills us
-    events = v.on_trade(trade(100, 3, SELL, t + 9 + LAT), t + 9 + LAT)
+    events = trade_at(v, trade(100, 3, SELL, t + 9 + LAT), t + 9 + LAT)
     assert statuses(events) == [(1, PARTIAL, 3)]
     # the cancel arrives: CANCELED with the 3 filled so far
-    events = v.on_book(book, t + 10 + LAT)
+    events = book_at(v, book, t + 10 + LAT)
     assert statuses(events) == [(1, CANCELED, 3)]
     assert v.open_orders() == []
     # after the cancel arrived nothing fills
-    assert v.on_trade(trade(100, 50, SELL, t + 11 + LAT), t + 11 + LAT) == []
-    assert v.on_trade(trade(90, 50, SELL, t + 12 + LAT), t + 12 + LAT) == []
+    assert trade_at(v, trade(100, 50, SELL, t + 11 + LAT), t + 11 + LAT) == []
+    assert trade_at(v, trade(90, 50, SELL, t + 12 + LAT), t + 12 + LAT) == []
     # cancelling it again: REJECTED on arrival, reporting what we know of it
     assert v.cancel(1, t + 20 + LAT) == []
     [rej] = v.advance(t + 20 + 2 * LAT)
@@ -315,9 +328,9 @@ def test_full_fill_before_cancel_arrival_then_nothing_more() -> None:
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
     v.cancel(1, t)
-    events = v.on_trade(trade(100, 10, SELL, t + 1), t + 1)
+    events = trade_at(v, trade(100, 10, SELL, t + 1), t + 1)
     assert statuses(events) == [(1, FILLED, 10)]
-    assert v.on_book(book, t + LAT) == []  # the cancel arrives: the FILLED update stands
+    assert book_at(v, book, t + LAT) == []  # the cancel arrives: the FILLED update stands
 
 
 def test_cancel_unknown_order_rejected_on_arrival() -> None:
@@ -325,7 +338,7 @@ def test_cancel_unknown_order_rejected_on_arrival() -> None:
     v = venue()
     assert v.cancel(42, 0) == []
     assert v.next_due_ns() == LAT
-    [rej] = v.on_book(book, LAT)
+    [rej] = book_at(v, book, LAT)
     assert rej == OrderUpdate(42, REJECTED, BUY, 0, 0, 0, UNKNOWN_ORDER, LAT)
 
 
@@ -341,7 +354,7 @@ def test_cancel_all_cancels_resting_and_in_flight_orders() -> None:
     ]
     assert v.cancel_all(LAT + 11) == []  # cancels already in flight
     # requests arrive in sending order: 2's place, then the two cancels
-    events = v.on_book(book, 2 * LAT + 10)
+    events = book_at(v, book, 2 * LAT + 10)
     assert statuses(events) == [(2, NEW, 0), (1, CANCELED, 0), (2, CANCELED, 0)]
     assert v.open_orders() == []
 
@@ -352,7 +365,7 @@ def test_cancel_all_cancels_resting_and_in_flight_orders() -> None:
 def test_post_only_rejects_crossing_orders() -> None:
     book = make_book([(100, 5)], [(101, 5)])
     v = venue()
-    v.on_book(book, 0)
+    book_at(v, book, 0)
     v.place(1, BUY, 101, 10, 0)  # buy at the best ask
     v.place(2, SELL, 100, 10, 0)  # sell at the best bid
     v.place(3, BUY, 102, 10, 0)  # buy through the best ask
@@ -368,12 +381,12 @@ def test_post_only_rejects_crossing_orders() -> None:
 def test_post_only_is_checked_at_arrival_not_when_sent() -> None:
     book = make_book([(100, 5)], [(102, 5)])
     v = venue()
-    v.on_book(book, 0)
+    book_at(v, book, 0)
     v.place(1, BUY, 101, 10, 0)  # inside the spread when sent ...
     v.place(2, SELL, 100, 10, 0)  # at the best bid when sent ...
     # ... then the ask comes down to 101 and the bid leaves 100 for 99
     change(book, bids=[(100, 0), (99, 5)], asks=[(102, 0), (101, 2)])
-    events = v.on_book(book, LAT)
+    events = book_at(v, book, LAT)
     assert [(u.order_id, u.status, u.reason) for u in updates(events)] == [
         (1, REJECTED, POST_ONLY_CROSS),  # 101 >= best ask 101
         (2, NEW, ""),  # 100 > best bid 99: rests at the ask side's level 100, alone
@@ -453,16 +466,16 @@ def test_amend_size_decrease_keeps_priority() -> None:
     v = venue()
     rest(v, book, 1, BUY, 100, 10, 0)  # A: queue 50
     t = rest(v, book, 2, BUY, 100, 10, 10)  # B: queue 50, behind A
-    v.on_trade(trade(100, 20, SELL, t + 1), t + 1)  # both queues 50 - 20 = 30
+    trade_at(v, trade(100, 20, SELL, t + 1), t + 1)  # both queues 50 - 20 = 30
     assert v.amend(1, 100, 6, t + 2) == []
-    events = v.on_book(book, t + 2 + LAT)
+    events = book_at(v, book, t + 2 + LAT)
     assert [(u.status, u.price, u.size) for u in events if isinstance(u, OrderUpdate)] == [
         (NEW, 100, 6)
     ]
     assert v.queue_ahead(1) == 30  # kept its place
     # sell 33: A (still first) has 30 ahead -> fills min(6, 3) = 3; 30 left for B -> queue 0
     t2 = t + 3 + LAT
-    events = v.on_trade(trade(100, 33, SELL, t2), t2)
+    events = trade_at(v, trade(100, 33, SELL, t2), t2)
     assert [(f.order_id, f.size) for f in fills(events)] == [(1, 3)]
     assert v.queue_ahead(2) == 0
 
@@ -471,15 +484,15 @@ def test_amend_price_change_or_size_increase_loses_priority() -> None:
     book = make_book([(100, 50), (99, 40)], [(103, 40)])
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
-    v.on_trade(trade(100, 20, SELL, t + 1), t + 1)  # queue 50 - 20 = 30
+    trade_at(v, trade(100, 20, SELL, t + 1), t + 1)  # queue 50 - 20 = 30
     # size increase at the same price: back of the level, whose displayed size is 50 (this
     # test does not apply the trade to the book), so queue 50 > the 30 it had
     v.amend(1, 100, 12, t + 2)
-    v.on_book(book, t + 2 + LAT)
+    book_at(v, book, t + 2 + LAT)
     assert v.queue_ahead(1) == 50
     # price change to 99: back of that level, 40 ahead
     v.amend(1, 99, 12, t + 3 + LAT)
-    events = v.on_book(book, t + 3 + 2 * LAT)
+    events = book_at(v, book, t + 3 + 2 * LAT)
     assert [(u.status, u.price, u.size) for u in events if isinstance(u, OrderUpdate)] == [
         (NEW, 99, 12)
     ]
@@ -492,8 +505,8 @@ def test_amend_loses_time_priority_to_our_other_order() -> None:
     rest(v, book, 1, BUY, 100, 10, 0)  # A first, queue 0
     t = rest(v, book, 2, BUY, 100, 10, 10)  # B second, queue 0
     v.amend(1, 100, 20, t)  # A grows: rejoins behind B
-    v.on_book(book, t + LAT)
-    events = v.on_trade(trade(100, 15, SELL, t + LAT + 1), t + LAT + 1)
+    book_at(v, book, t + LAT)
+    events = trade_at(v, trade(100, 15, SELL, t + LAT + 1), t + LAT + 1)
     # B first now: 10 (FILLED), then A gets the 5 left
     assert [(f.order_id, f.size) for f in fills(events)] == [(2, 10), (1, 5)]
 
@@ -502,9 +515,9 @@ def test_amend_to_size_at_or_below_filled_ends_the_order() -> None:
     book = make_book([(99, 5)], [(103, 40)])
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
-    v.on_trade(trade(100, 4, SELL, t + 1), t + 1)  # filled 4
+    trade_at(v, trade(100, 4, SELL, t + 1), t + 1)  # filled 4
     v.amend(1, 100, 4, t + 2)
-    assert statuses(v.on_book(book, t + 2 + LAT)) == [(1, CANCELED, 4)]
+    assert statuses(book_at(v, book, t + 2 + LAT)) == [(1, CANCELED, 4)]
 
 
 def test_amend_that_would_cross_ends_the_order() -> None:
@@ -512,7 +525,7 @@ def test_amend_that_would_cross_ends_the_order() -> None:
     v = venue()
     t = rest(v, book, 1, BUY, 100, 10, 0)
     v.amend(1, 103, 10, t)
-    events = v.on_book(book, t + LAT)
+    events = book_at(v, book, t + LAT)
     assert [(u.status, u.reason) for u in events if isinstance(u, OrderUpdate)] == [
         (CANCELED, AMEND_CROSS)
     ]
@@ -527,7 +540,7 @@ def test_amend_invalid_or_unknown() -> None:
     assert rej.status is REJECTED and "price" in rej.reason
     assert state(v, 1).status is NEW  # the order is untouched by a rejected request
     assert v.amend(7, 100, 10, t) == []
-    assert [(u.order_id, u.reason) for u in updates(v.on_book(book, t + LAT))] == [
+    assert [(u.order_id, u.reason) for u in updates(book_at(v, book, t + LAT))] == [
         (7, UNKNOWN_ORDER)
     ]
 
@@ -562,7 +575,7 @@ def test_fill_carries_exact_maker_fee(maker: str | float, expected: int) -> None
     v = PaperVenue(BINANCE_SPOT_BTCUSDT, LAT, maker, "7.5", exchange_filters=False)
     book = make_book([(6_183_762, 10**8)], [(6_183_764, 10**8)])
     t = rest(v, book, 1, BUY, 6_183_763, 1_000, 0)  # alone at its price
-    [fill] = fills(v.on_trade(trade(6_183_763, 5_000, SELL, t + 1), t + 1))
+    [fill] = fills(trade_at(v, trade(6_183_763, 5_000, SELL, t + 1), t + 1))
     assert (fill.size, fill.fee, fill.maker) == (1_000, expected, True)
     assert v.fee(6_183_763, 1_000, maker=False) == 4_637_822  # taker rate 7.5 bps
 
@@ -602,7 +615,7 @@ def _run_ops(ops: list[tuple[object, ...]]) -> _Run:
     """
     v = venue("-0.5", "7.5")
     run = _Run([], [])
-    v.on_book(make_book([(99, 10)], [(100, 10)]), 0)
+    book_at(v, make_book([(99, 10)], [(100, 10)]), 0)
     t = 0
     for op in ops:
         t += LAT // 2  # each step moves time on: two steps per latency
@@ -610,7 +623,7 @@ def _run_ops(ops: list[tuple[object, ...]]) -> _Run:
         if kind == "book":
             assert isinstance(a, int) and isinstance(b, int) and isinstance(c, int)
             book = make_book([(a, b), (a - 1, 5)], [(a + 1, c), (a + 2, 5)])
-            run.events.extend(v.on_book(book, t))
+            run.events.extend(book_at(v, book, t))
             for u in v.open_orders():
                 ahead = v.queue_ahead(u.order_id)
                 side = book.bids if u.side is BUY else book.asks
@@ -618,7 +631,7 @@ def _run_ops(ops: list[tuple[object, ...]]) -> _Run:
         elif kind == "trade":
             assert isinstance(a, int) and isinstance(b, int) and isinstance(c, Side)
             tr = trade(a, b, c, t)
-            out = v.on_trade(tr, t)
+            out = trade_at(v, tr, t)
             run.trade_fills.append((tr, fills(out)))
             run.events.extend(out)
         elif kind == "place":
@@ -710,14 +723,14 @@ def _replay() -> Replay:
         recv_ns, frame = item
         for ev in market.on_frame(recv_ns, frame):
             if isinstance(ev, BookUpdate):
-                out = v.on_book(market.book, recv_ns)
+                out = book_at(v, market.book, recv_ns)
                 for f in fills(out):
                     opposite = market.book.best_ask() if f.side is BUY else market.book.best_bid()
                     run.book_fills.append((f, opposite))
                 run.events.extend(out)
             elif isinstance(ev, Trade):
                 run.trades.append(ev)
-                out = v.on_trade(ev, recv_ns)
+                out = trade_at(v, ev, recv_ns)
                 run.trade_fills.append((ev, fills(out)))
                 run.events.extend(out)
         book = market.book

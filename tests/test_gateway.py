@@ -459,8 +459,10 @@ async def test_an_order_the_venue_accepts_then_refuses_is_reported_closed() -> N
             assert rec.last(oid).status is OrderStatus.NEW
             moved = OrderBook()
             moved.apply(BookUpdate(True, [(bid, 10**9)], [(bid + 50, 10**9)], 2, 2, 0,
-                                   clock_ns + 5_000_000))
-            entry.on_book(moved, clock_ns + 5_000_000)  # the order arrives: it would take
+                                   clock_ns + 4_000_000))
+            entry.advance(clock_ns + 4_000_000)
+            entry.on_book(moved, clock_ns + 4_000_000)  # the ask comes down to our bid
+            entry.advance(clock_ns + 5_000_000)  # then the order arrives: it would take
             await until(lambda: not rec.last(oid).status.is_open)
             last = rec.last(oid)
             assert last.status is OrderStatus.CANCELED

@@ -425,6 +425,7 @@ def replay(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def feed(entry: OrderEntry, market: MarketState, recv_ns: int, frame: bytes) -> None:
+    entry.advance(recv_ns)
     for event in market.on_frame(recv_ns, frame):
         if type(event) is BookUpdate:
             entry.on_book(market.book, recv_ns)
@@ -494,7 +495,9 @@ async def test_reject_after_acceptance_with_latency() -> None:
         assert resp.ok and resp.result["status"] == "NEW"  # checked against the book now
         assert (await client.report()).execution_type == "NEW"
         # before the order arrives the ask comes down to our price: the venue refuses it
-        entry.on_book(book_with(BID, BID + 50), T0_NS + 5_000_000)
+        entry.advance(T0_NS + 4_000_000)
+        entry.on_book(book_with(BID, BID + 50), T0_NS + 4_000_000)
+        entry.advance(T0_NS + 5_000_000)
         report = await client.report()
         assert report.execution_type == "REJECTED"
         assert report.update.status is OrderStatus.REJECTED

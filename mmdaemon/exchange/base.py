@@ -97,6 +97,14 @@ class ExchangeAdapter(Protocol):
         id, or the venue's order id), for an operator to look up at the venue."""
         ...
 
+    def next_due_ns(self) -> int | None:
+        """Event time (ns) at which a simulated venue next acts or reports; None for a live
+        venue, which keeps its own time."""
+
+    def advance(self, now_ns: int) -> None:
+        """Let a simulated venue act up to ``now_ns``: called before each market event is
+        applied (strict time order) and at :meth:`next_due_ns` between events; live: no-op."""
+
     def on_book(self, book: OrderBook, now_ns: int) -> None:
         """Market data the venue sees (a simulated venue fills against it; live ignores it)."""
 

@@ -793,6 +793,13 @@ class BinanceGateway:
         held = [o.client_id for o in self._orders.values() if o.phase in _MAYBE_OPEN]
         return held + [f"orderId={vid}" for vid in self._stray]
 
+    def next_due_ns(self) -> int | None:
+        """A live venue keeps its own time."""
+        return None
+
+    def advance(self, now_ns: int) -> None:
+        """A live venue acts by itself: nothing to do."""
+
     def on_book(self, book: OrderBook, now_ns: int) -> None:
         """A live venue matches by itself: nothing to do."""
 

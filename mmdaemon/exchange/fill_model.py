@@ -75,6 +75,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from mmdaemon.book import BookSide, OrderBook
+from mmdaemon.exchange.latency import Latency
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
 
 POST_ONLY_CROSS = "post-only order would cross"
@@ -200,8 +201,9 @@ def fee_units(notional_units: int, bps: Fraction) -> int:
 class PaperVenue:
     """Simulated venue for one instrument: latency, post-only, queue position, maker fees.
 
-    ``latency_ns`` (>= 0) is the one-way delay of every request. ``maker_fee_bps`` and
-    ``taker_fee_bps`` are fee rates in bps of notional, negative for a rebate. Orders are
+    ``latency_ns`` (>= 0) is the one-way delay of every request, or ``entry`` draws one per
+    request (see :mod:`mmdaemon.exchange.latency`); the channel stays FIFO either way.
+    ``maker_fee_bps`` and ``taker_fee_bps`` are fee rates in bps of notional, negative for a rebate.
     post-only, so every fill here is a maker fill; the taker rate is validated and kept for
     the adapter (:meth:`fee` computes either). ``max_closed`` bounds how many closed orders are
     remembered for :meth:`order` and for duplicate-id checks, so memory stays flat over a
@@ -221,6 +223,7 @@ class PaperVenue:
         *,
         max_closed: int = 100_000,
         exchange_filters: bool = True,
+        entry: Latency | None = None,
     ) -> None:
         if not isinstance(instrument, Instrument):
             raise ValueError(f"PaperVenue.instrument: expected an Instrument, got {instrument!r}")
@@ -232,6 +235,7 @@ class PaperVenue:
             raise ValueError(f"PaperVenue.max_closed: expected an integer >= 0, got {max_closed!r}")
         self.instrument = instrument
         self.latency_ns = latency_ns
+        self._entry = entry
         self.maker_fee_bps = parse_bps("maker_fee_bps", maker_fee_bps)
         self.taker_fee_bps = parse_bps("taker_fee_bps", taker_fee_bps)
         self._max_closed = max_closed
@@ -445,7 +449,8 @@ class PaperVenue:
     def _send(
         self, kind: _Kind, order_id: int, price: int, size: int, known: _Known, now_ns: int
     ) -> None:
-        self._pending.append(_Action(now_ns + self.latency_ns, kind, order_id, price, size, known))
+        delay = self.latency_ns if self._entry is None else self._entry.draw()
+        self._pending.append(_Action(now_ns + delay, kind, order_id, price, size, known))
 
     def _check_new(self, order_id: int, price: int, size: int) -> str:
         """Reason a new order is refused before it is sent, or ""."""

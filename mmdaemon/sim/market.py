@@ -87,6 +87,8 @@ def parse_request_id(request: dict[str, Any]) -> RequestId:
 class MarketListener(Protocol):
     """Who else sees the market (the sim's order entry matches against it)."""
 
+    def advance(self, now_ns: int) -> None: ...
+
     def on_book(self, book: Any, now_ns: int) -> None: ...
 
     def on_trade(self, trade: Trade, now_ns: int) -> None: ...
@@ -129,6 +131,8 @@ class MarketTape:
             recv_ns, frame = item
             while self.clock.monotonic_ns() < self._silent_until_ns:
                 await self.clock.sleep((self._silent_until_ns - self.clock.monotonic_ns()) / 1e9)
+            if listener is not None:
+                listener.advance(recv_ns)  # strict time order: arrivals meet the book before
             events = market.on_frame(recv_ns, frame)
             if listener is not None:
                 for event in events:

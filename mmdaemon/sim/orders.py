@@ -321,6 +321,16 @@ class OrderEntry:
 
     # ---- market side (sync, from the tape) --------------------------------------------------
 
+    def advance(self, now_ns: int) -> None:
+        """Before the market event at ``now_ns`` is applied: requests that reached the venue
+        by then act on the book as it stood (strict time order)."""
+        self._now_ns = max(self._now_ns, now_ns)
+        events = self.venue.advance(self._now_ns)
+        if events:
+            self._apply(events)
+        if self._outbox:
+            self._flush()
+
     def on_book(self, book: OrderBook, now_ns: int) -> None:
         """A book update at ``now_ns``: the PaperVenue matches, events go to subscribers."""
         self._book = book
