@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the daemon (logs on stdout: JSON lines, or "
                                           "console text on a terminal)")
     run.add_argument("--config", required=True, metavar="FILE")
+    run.add_argument("--latency-out", metavar="FILE", type=Path,
+                     help="write the latencies measured in this run (feed, order entry, "
+                          "response) as a latency file a dry run can draw from "
+                          "(exchange.latency_file), at stop")
 
     replay = commands.add_parser(
         "replay", help="dry run: replay recordings through the daemon with the paper exchange"
@@ -253,7 +257,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
-        return run(config, Path(args.config))
+        return run(config, Path(args.config), args.latency_out)
     if args.command == "record":
         log.configure(config.logging.level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
@@ -376,14 +380,15 @@ def report(state_dir: Path, out: Path) -> int:
     return 0
 
 
-def run(config: Config, config_path: Path | None = None) -> int:
+def run(config: Config, config_path: Path | None = None,
+        latency_out: Path | None = None) -> int:
     """``mmdaemon run``: the daemon, until its feed ends or it is told to stop."""
     from mmdaemon.daemon import Service
 
     logger = log.get_logger(instrument=config.instrument.symbol)
     try:
         service = Service(config, SystemClock(), logger, write_pid=True,
-                          config_path=config_path)
+                          config_path=config_path, latency_out=latency_out)
     except ValueError as exc:
         print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.exchange.base import ExchangeAdapter, VenueRefused, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
-from mmdaemon.exchange.latency import build_model
+from mmdaemon.exchange.latency import LatencyRecorder, build_model
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
@@ -121,6 +121,8 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 JOURNAL_FILE = "journal.sqlite"
+# a one-way delay beyond this is two clocks apart, not a measurement (run --latency-out)
+MAX_PLAUSIBLE_LATENCY_NS = 10 * 1_000_000_000
 FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fills follow
 # how long systemd waits for the journal's check at start (EXTEND_TIMEOUT_USEC=): ~60x what
 # 10 days of samples took cold (313 MB, 5.0 s)
@@ -156,7 +158,8 @@ class Service:
     def __init__(self, config: Config, clock: Clock, log: Any, *,
                  recordings: list[str] | None = None, speed: float | str | None = "config",
                  event_clock: ReplayClock | None = None, state_dir: Path | None = None,
-                 write_pid: bool = False, config_path: Path | None = None) -> None:
+                 write_pid: bool = False, config_path: Path | None = None,
+                 latency_out: Path | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -194,6 +197,7 @@ class Service:
         self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
         self.now_ns = 0  # event time: the time of the latest frame (by event_clock)
         self.time_backsteps = 0  # frames older than the event time before them
+        self.feed_clock_apart = 0  # --latency-out: frames whose venue time is off our clock
         self.last_book_ns = 0
         self._last_frame_mono = 0
         self._max_lag_ns = config.feed.max_lag_ms * 1_000_000
@@ -229,6 +233,13 @@ class Service:
         self.notifier = Notifier()
         self._ready_sent = False
         self.exchange = make_exchange(config, inst, log)
+        # measured latencies for a dry run to draw from (run --latency-out), None: not kept
+        self.latency_out = latency_out
+        self.latencies: LatencyRecorder | None = None
+        if latency_out is not None:
+            self.latencies = LatencyRecorder(f"mmdaemon run, {config.exchange.adapter} "
+                                             f"adapter, {inst.symbol}")
+            self.exchange.set_round_trip_listener(self._on_round_trip)
         self.exchange.set_listener(self._on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
         self.firm = make_firm_bus(config, self, clock, log)
@@ -395,6 +406,7 @@ class Service:
                 await self.exchange.close(max(0.0, deadline - loop.time()))
                 self._sample(self.now_ns)  # the state after the final cancel-all
                 self._persist()
+                self._write_latencies()
                 if metrics is not None:
                     await metrics.stop()
             finally:
@@ -728,6 +740,8 @@ class Service:
                 # the snapshot we waited for did not decode: without another, the book
                 # would wait for ever (the feed backs off if they keep coming bad)
                 self._need_snapshot = True
+        if self.latencies is not None:
+            self._measure_feed(recv_ns, events)
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
@@ -749,6 +763,51 @@ class Service:
             self._count_cuts(gated)
         self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
         return self.manager.decide(gated)
+
+    def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
+        """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
+
+        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_LATENCY_NS
+        says the two clocks disagree (a venue replaying old data, an unsynced host), not how
+        long the data took: it is counted and logged once, never kept."""
+        recorder = self.latencies
+        if recorder is None or self.live is None:
+            return
+        for event in events:
+            kind = type(event)
+            if kind is BookUpdate or kind is Trade:
+                exch_ns = event.exch_ns  # type: ignore[union-attr]
+                if not exch_ns:
+                    continue
+                delay = recv_ns - exch_ns
+                if 0 <= delay <= MAX_PLAUSIBLE_LATENCY_NS:
+                    recorder.add("feed", delay)
+                else:
+                    self.feed_clock_apart += 1
+                    if self.feed_clock_apart == 1:
+                        self.log.warning("latency_feed_clocks_apart", delay_ms=delay / 1e6,
+                                         note="the venue's event times are not on our clock: "
+                                              "no feed latency is measured from them")
+
+    def _on_round_trip(self, rtt_ns: int) -> None:
+        """One order-entry request's round trip: half each way (one clock cannot split it)."""
+        if self.latencies is not None and 0 <= rtt_ns <= MAX_PLAUSIBLE_LATENCY_NS:
+            self.latencies.add("entry", rtt_ns // 2)
+            self.latencies.add("response", rtt_ns - rtt_ns // 2)
+
+    def _write_latencies(self) -> None:
+        """At stop: the measured latencies to --latency-out (a failure is logged, not fatal:
+        the run's trading is over and its journal is what matters)."""
+        if self.latencies is None or self.latency_out is None:
+            return
+        try:
+            self.latencies.write(self.latency_out)
+        except OSError as exc:
+            self.log.error("latency_file_not_written", path=str(self.latency_out),
+                           error=str(exc))
+            return
+        self.log.info("latency_file_written", path=str(self.latency_out),
+                      **{f"{k}_samples": len(v) for k, v in self.latencies.samples.items()})
 
     def _time_went_back(self, recv_ns: int) -> int:
         """Event time never moves backwards: a frame older than the last (recordings given

@@ -20,11 +20,11 @@ Event = dict[str, Any]
 class Daemon:
     """Start ``mmdaemon run --config``; read its stdout log in a thread."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *args: str) -> None:
         self.config = config
         self.events: list[Event] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mmdaemon", "run", "--config", str(config)],
+            [sys.executable, "-m", "mmdaemon", "run", "--config", str(config), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -47,6 +47,10 @@ class ExchangeAdapter(Protocol):
     def set_status_listener(self, listener: StatusListener) -> None:
         """Where readiness changes go (connection lost, reconciled again, rate-limited)."""
 
+    def set_round_trip_listener(self, listener: Callable[[int], None]) -> None:
+        """Where each order-entry request's round trip (sent -> answered, ns, monotonic)
+        goes; an in-process venue has none to report."""
+
     def resume_fills_after(self, exec_id: int) -> None:
         """Before :meth:`start`: the highest execution id the journal holds, so fills the
         venue reports above it (missed while we were down) are delivered at start."""

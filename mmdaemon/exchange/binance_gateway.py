@@ -332,6 +332,8 @@ class _Pending(NamedTuple):
 
     future: asyncio.Future[api.Response]
     handler: Callable[[api.Response], None] | None
+    sent_ns: int  # monotonic clock when it was written: its round trip (the loop's clock,
+    # uvloop's, ticks in whole cached milliseconds: too coarse for a loopback round trip)
 
 
 class _OpenOrder(NamedTuple):
@@ -402,6 +404,7 @@ class BinanceGateway:
         self._asset_prices = asset_prices
         self._listener: Listener = _drop
         self._status_listener: StatusListener = _ignore
+        self._round_trip: Callable[[int], None] | None = None  # run --latency-out
         self._status: VenueStatus | None = None
         # connection
         self._ws: ClientConnection | None = None
@@ -455,6 +458,9 @@ class BinanceGateway:
 
     def set_status_listener(self, listener: StatusListener) -> None:
         self._status_listener = listener
+
+    def set_round_trip_listener(self, listener: Callable[[int], None]) -> None:
+        self._round_trip = listener
 
     def resume_fills_after(self, trade_id: int) -> None:
         """Before :meth:`start`: deliver, at start, every fill of ours with a venue trade id
@@ -976,7 +982,7 @@ class BinanceGateway:
         request_id = self._next_request
         frame = build(request_id, self._now_ms())
         future: asyncio.Future[api.Response] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(future, handler)
+        self._pending[request_id] = _Pending(future, handler, time.monotonic_ns())
         try:
             await ws.send(frame, text=True)
         except BaseException as exc:
@@ -1036,6 +1042,8 @@ class BinanceGateway:
         request = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
         if request is None:
             return  # the answer to a request that already timed out: events tell the rest
+        if self._round_trip is not None:
+            self._round_trip(time.monotonic_ns() - request.sent_ns)
         if request.handler is not None:
             try:
                 request.handler(response)

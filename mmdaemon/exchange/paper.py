@@ -26,7 +26,7 @@ its own time. Placing, cancelling and amending return their local answer at once
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mmdaemon.book import OrderBook
 from mmdaemon.exchange.base import Listener, StatusListener, VenueStatus
@@ -83,6 +83,9 @@ class PaperExchange:
     def set_status_listener(self, listener: StatusListener) -> None:
         self._status = listener
 
+    def set_round_trip_listener(self, listener: Callable[[int], None]) -> None:
+        """No wire: the simulated delays are the model's own (:mod:`.latency`)."""
+
     def resume_fills_after(self, exec_id: int) -> None:
         """An in-process venue starts empty: nothing was missed."""
 
@@ -110,8 +113,15 @@ class PaperExchange:
         ``now_ns`` is delivered, in order."""
         if now_ns > self.now_ns:
             self.now_ns = now_ns
-        self._report(self.venue.advance(now_ns), now_ns)
-        self._deliver(now_ns)
+        venue, reports = self.venue, self._reports
+        while True:  # one step at a time, in time order: each acts and reports at its own time
+            due = venue.next_due_ns()
+            if due is not None and due <= now_ns and (not reports or due <= reports[0][0]):
+                self._report(venue.advance(due), due)
+            elif reports and reports[0][0] <= now_ns:
+                self._listener(reports.popleft()[1])
+            else:
+                return
 
     def _report(self, events: Iterable[ExecutionEvent], now_ns: int) -> None:
         """Queue what the venue did at ``now_ns`` (daemon clock) for delivery."""
