@@ -242,6 +242,7 @@ class Service:
             self.exchange.set_round_trip_listener(self._on_round_trip)
         self.exchange.set_listener(self._on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
+        self._next_due_ns = self.exchange.next_due_ns  # asked before every frame
         self.firm = make_firm_bus(config, self, clock, log)
         # set in _open(): they need the journal
         self.journal: Journal
@@ -615,7 +616,7 @@ class Service:
 
     async def _feed_task(self) -> None:
         on_frame, monotonic, live = self.on_frame, self.clock.monotonic_ns, self.live
-        next_due = self.exchange.next_due_ns
+        next_due = self._next_due_ns
         async for batch in self._batches():
             self._last_frame_mono = monotonic()
             if live is not None and self._fell_behind(batch, live):
@@ -699,7 +700,7 @@ class Service:
     def _before_event(self, event_ns: int) -> None:
         """Strict time order: what reaches a simulated venue by ``event_ns`` acts on the
         market as it stood before the event at ``event_ns`` is applied."""
-        due = self.exchange.next_due_ns()
+        due = self._next_due_ns()
         if due is not None and due <= event_ns:
             self.exchange.advance(event_ns if event_ns > self.now_ns else self.now_ns)
 

@@ -71,6 +71,7 @@ class PaperExchange:
         self._status: StatusListener = _ignore_status
         self._reports: deque[tuple[int, ExecutionEvent]] = deque()  # (due ns, report), FIFO
         self._last_due = 0  # due time of the newest report queued: the stream stays FIFO
+        self._due: int | None = None  # next_due_ns(), refreshed by every change
 
     @staticmethod
     def venue_entry(latency: LatencyModel) -> _EntryAndFeed:
@@ -99,13 +100,19 @@ class PaperExchange:
     # ---- the timeline ---------------------------------------------------------------------
 
     def next_due_ns(self) -> int | None:
-        """When the venue next acts or a report is next due (ns), or None: nothing pending."""
+        """When the venue next acts or a report is next due (ns), or None: nothing pending.
+
+        Asked before every frame, so it is kept up to date by every call that changes it
+        rather than computed here."""
+        return self._due
+
+    def _refresh_due(self) -> None:
         venue_due = self.venue.next_due_ns()
         if self._reports:
             report_due = self._reports[0][0]
             if venue_due is None or report_due < venue_due:
-                return report_due
-        return venue_due
+                venue_due = report_due
+        self._due = venue_due
 
     def advance(self, now_ns: int) -> None:
         """Requests that reach the venue by ``now_ns`` take effect (against the book as it
@@ -121,6 +128,7 @@ class PaperExchange:
             elif reports and reports[0][0] <= now_ns:
                 self._listener(reports.popleft()[1])
             else:
+                self._refresh_due()
                 return
 
     def _report(self, events: Iterable[ExecutionEvent], now_ns: int) -> None:
@@ -149,12 +157,15 @@ class PaperExchange:
 
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
         self._emit(self.venue.place(order_id, side, price, size, self.now_ns))
+        self._refresh_due()
 
     async def cancel(self, order_id: int) -> None:
         self._emit(self.venue.cancel(order_id, self.now_ns))
+        self._refresh_due()
 
     async def amend(self, order_id: int, price: int, size: int) -> None:
         self._emit(self.venue.amend(order_id, price, size, self.now_ns))
+        self._refresh_due()
 
     async def flush(self) -> None:
         """Nothing to write out: the simulated venue took each request within its call."""
@@ -164,6 +175,7 @@ class PaperExchange:
         the shell's clock moves on to the last confirmation, as a real one would cost."""
         count = len(self.venue.open_orders())
         self._emit(self.venue.cancel_all(self.now_ns))
+        self._refresh_due()
         while (due := self.next_due_ns()) is not None:
             self.advance(max(due, self.now_ns))
         return count
@@ -189,6 +201,7 @@ class PaperExchange:
         if events:
             self._report(events, now_ns)
             self._deliver(now_ns)
+            self._refresh_due()
 
     def on_trade(self, trade: Trade, now_ns: int) -> None:
         if now_ns > self.now_ns:
@@ -197,3 +210,4 @@ class PaperExchange:
         if events:
             self._report(events, now_ns)
             self._deliver(now_ns)
+            self._refresh_due()
