@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.feed.recording import MAX_FRAME_BYTES
 from mmdaemon.feed.replay import ReplayClock, parse_speed
 from mmdaemon.model import Instrument
@@ -140,6 +141,12 @@ class ExchangeConfig:
     path, relative to the config file's directory; ``""``: none) replaces each constant that
     it has samples for with draws from them, seeded by ``latency_seed``
     (:mod:`mmdaemon.exchange.latency`; ``mmdaemon run --latency-out FILE`` writes one).
+    ``queue_model`` is how paper orders move up their price level
+    (:mod:`mmdaemon.exchange.queue`): ``conservative`` (cancels are behind us), ``power``
+    (a cancel was ahead of us with probability front**n / (front**n + back**n), ``n`` =
+    ``queue_power``, an integer 1..10) or ``log`` (ln(1 + x) for x**n). ``fill_through`` is
+    what a book through our price fills: ``whole`` (the rest of the order, optimistic) or
+    ``traded`` (at most the volume printed at or through our price, conservative).
     ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
     credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
     a systemd credential name, or a path, relative to the config file's directory), client
@@ -160,6 +167,9 @@ class ExchangeConfig:
     feed_latency_ms: float = 5.0
     latency_file: str = ""
     latency_seed: int = 1
+    queue_model: Literal["conservative", "power", "log"] = "conservative"
+    queue_power: int = 2
+    fill_through: Literal["whole", "traded"] = "whole"
     maker_fee_bps: str = "0"
     taker_fee_bps: str = "0"
     ws_api_url: str = ""
@@ -415,6 +425,9 @@ def _check(config: Config) -> None:
         check_host(metrics.host, metrics.allow_non_loopback)
     except ValueError as exc:
         raise ConfigError(f"metrics.host: {exc}") from None
+    if not 1 <= exchange.queue_power <= POWER_MAX:
+        raise ConfigError(f"exchange.queue_power: expected an integer from 1 to {POWER_MAX} "
+                          f"(the n of f(x) = x**n), got {exchange.queue_power}")
     for key in ("latency_ms", "response_latency_ms", "feed_latency_ms"):
         value = getattr(config.exchange, key)
         if not 0 <= value <= 60_000:  # NaN fails too

@@ -62,6 +62,7 @@ from mmdaemon.exchange.base import ExchangeAdapter, VenueRefused, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.latency import LatencyRecorder, build_model
 from mmdaemon.exchange.paper import PaperExchange
+from mmdaemon.exchange.queue import make_queue_model
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
@@ -1315,7 +1316,9 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
         # closed orders are kept only to answer requests that arrive after them: a short
         # memory keeps a long run's footprint flat
         venue = PaperVenue(instrument, constants["entry"], ex.maker_fee_bps, ex.taker_fee_bps,
-                           max_closed=10_000, entry=PaperExchange.venue_entry(latency))
+                           max_closed=10_000, entry=PaperExchange.venue_entry(latency),
+                           queue=make_queue_model(ex.queue_model, ex.queue_power),
+                           fill_through=ex.fill_through)
         return PaperExchange(venue, latency)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials

@@ -29,6 +29,7 @@ from mmdaemon.exchange.fill_model import (
     fee_units,
     parse_bps,
 )
+from mmdaemon.exchange.queue import CONSERVATIVE, QueueModel
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.market import MarketState
 from mmdaemon.model import (
@@ -607,13 +608,15 @@ class _Run(NamedTuple):
     trade_fills: list[tuple[Trade, list[Fill]]]
 
 
-def _run_ops(ops: list[tuple[object, ...]]) -> _Run:
+def _run_ops(
+    ops: list[tuple[object, ...]], queue: QueueModel = CONSERVATIVE, fill_through: str = "whole"
+) -> _Run:
     """Drive a venue with random events; checks the queue cap after every book event.
 
     A book op (bid, bid size, ask size) replaces the book with bid/bid-1 and bid+1/bid+2.
     Cancels and amends pick one of the open orders; waits advance the time further.
     """
-    v = venue("-0.5", "7.5")
+    v = PaperVenue(INSTR, LAT, "-0.5", "7.5", queue=queue, fill_through=fill_through)
     run = _Run([], [])
     book_at(v, make_book([(99, 10)], [(100, 10)]), 0)
     t = 0
@@ -656,6 +659,11 @@ def _run_ops(ops: list[tuple[object, ...]]) -> _Run:
 def test_invariants_on_random_streams(ops: list[tuple[object, ...]]) -> None:
     run = _run_ops(ops)
     assert run == _run_ops(ops)  # deterministic
+    check_stream(run)
+
+
+def check_stream(run: _Run) -> None:
+    """The invariants of a random stream's run (see the test above)."""
     sent: dict[int, int] = {}  # order id -> time it was sent
     arrived: set[int] = set()
     closed: set[int] = set()
@@ -709,11 +717,19 @@ class Replay(NamedTuple):
     book_fills: list[tuple[Fill, int | None]]  # on_book fills, with the opposite best then
 
 
-def _replay() -> Replay:
-    """Quote best bid and best ask every ~2 s of event time, cancelling the previous pair."""
-    market = MarketState(BinanceCodec(BINANCE_SPOT_BTCUSDT, "spot"))
+def real_venue(queue: QueueModel = CONSERVATIVE, fill_through: str = "whole") -> PaperVenue:
+    """The venue of the real-recording replay, with a queue model and fill-through rule."""
     # 1,000 lots is under Binance's 5 USDT minimum notional: filters off to study the queue
-    v = PaperVenue(BINANCE_SPOT_BTCUSDT, REAL_LATENCY, "1", "7.5", exchange_filters=False)
+    return PaperVenue(BINANCE_SPOT_BTCUSDT, REAL_LATENCY, "1", "7.5", exchange_filters=False,
+                      queue=queue, fill_through=fill_through)
+
+
+def _replay(v: PaperVenue | None = None) -> Replay:
+    """Quote best bid and best ask every ~2 s of event time, cancelling the previous pair.
+
+    The orders depend on the market only, never on fills: any venue gets the same orders."""
+    market = MarketState(BinanceCodec(BINANCE_SPOT_BTCUSDT, "spot"))
+    v = real_venue() if v is None else v
     run = Replay([], [], [], [], [])
     live: list[int] = []
     next_quote = 0
@@ -754,6 +770,11 @@ def replay() -> Replay:
 
 
 def test_real_recording_fills_are_plausible(replay: Replay) -> None:
+    check_plausible(replay)
+
+
+def check_plausible(replay: Replay) -> None:
+    """The invariants of a replay of the real recording (see the test above)."""
     orders = {oid: (t, side, px) for oid, t, side, px in replay.sent}
     assert len(orders) > 300  # ~346 s of data, a pair every 2 s
     arrival: dict[int, int] = {}

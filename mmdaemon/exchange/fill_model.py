@@ -28,16 +28,28 @@ The model
   (buy price >= best ask, sell price <= best bid) or one of our own resting opposite orders is
   rejected, so every fill is a maker fill at our own price. Before any book has been seen
   there is nothing to model an order against: it is rejected (``"no book seen yet"``).
-- **Queue position.** Our orders are invisible to the public book, so an order joins the back
-  of its level: ``queue_ahead`` = the displayed size at its price on its side at arrival.
-  A public trade at our price consumes the queue ahead first and only the excess fills us.
-  When the displayed size falls below ``queue_ahead`` (cancels, or trades the depth stream
-  reports later than the trade stream), ``queue_ahead`` is capped at the displayed size:
-  conservative, we assume the size that left was ahead of us only as far as it has to be.
+- **Queue position** (:mod:`mmdaemon.exchange.queue`, chosen by ``queue``). Our orders are
+  invisible to the public book, so an order joins the back of its level: ``queue_ahead`` =
+  the displayed size at its price on its side at arrival. A public trade at our price
+  consumes the queue ahead first and only the excess fills us. When the displayed size at
+  our price changes on a synced book, the model moves ``queue_ahead``: ``conservative``
+  (default) assumes the size that left was ahead of us only as far as it has to be (a cap at
+  the displayed size); ``power`` / ``log`` move us forward by the expected share of the
+  decrease not explained by trades that was ahead of us. After an unsynced stretch every
+  model applies the cap only. Increases never move us forward.
 - **Trade-through.** A public trade at a price worse than ours (a sell below our bid) means
   the market went through us: we fill up to the trade's size. A book whose opposite best is at
-  or through our price (best ask <= our bid) also means the market went through us: the rest
-  of the order fills at our price.
+  or through our price (best ask <= our bid) also means the market went through us; what
+  fills then depends on ``fill_through``:
+
+  - ``"whole"`` (default, optimistic): the rest of the order fills at our price, whether or
+    not any volume traded: a public order resting at or through our price would have traded
+    with us first, so we take it to have done so in full.
+  - ``"traded"`` (conservative): the fill is capped by the volume printed at or through our
+    price on our side since the order (last) rested and not already used to fill it; later
+    trades through our price fill the rest as they come. The cap is the volume that really
+    traded, not a queue estimate: it counts lots the queue model gave to orders ahead of us,
+    so it bounds the fill from above rather than modelling it exactly.
 - **No double counting.** One public trade's volume is shared across our orders, best price
   first, then by arrival time: the volume one of our orders took is not available to the next.
 
@@ -76,6 +88,7 @@ from typing import NamedTuple
 
 from mmdaemon.book import BookSide, OrderBook
 from mmdaemon.exchange.latency import Latency
+from mmdaemon.exchange.queue import CONSERVATIVE, QueueModel, QueuePos, rebase
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
 
 POST_ONLY_CROSS = "post-only order would cross"
@@ -84,6 +97,7 @@ UNKNOWN_ORDER = "unknown order"
 ORDER_CLOSED = "order already closed"
 DUPLICATE_ID = "duplicate order id"
 NO_BOOK = "no book seen yet"
+FILL_THROUGH = ("whole", "traded")
 
 
 class LookAhead(RuntimeError):
@@ -136,6 +150,7 @@ class _Order:
         "seq",
         "side",
         "size",
+        "traded",
     )
 
     def __init__(self, order_id: int, side: Side, price: int, size: int, last: OrderUpdate):
@@ -144,7 +159,10 @@ class _Order:
         self.price = price  # ticks
         self.size = size  # total lots (an amend can change it)
         self.filled = 0  # cumulative lots, 0 <= filled <= size
-        self.queue = 0  # public lots ahead of us at our price; meaningful while resting
+        self.queue = QueuePos(0, 0, 0)  # our place in the level; meaningful while resting
+        # lots printed at or through our price on our side since the order rested, not used
+        # to fill it: the cap of a through-the-book fill with fill_through = "traded"
+        self.traded = 0
         self.seq = 0  # arrival order among our orders: time priority at equal price
         self.resting = False  # arrived at the venue and not closed
         self.cancel_pending = False  # a cancel is in flight
@@ -211,7 +229,9 @@ class PaperVenue:
     does (size a multiple of ``size_step_lots``, at least ``min_size_lots``, notional at least
     ``min_notional``): paper trading must refuse what live trading would. Turn it off only to
     study sizes the venue would refuse (e.g. 1,000 lots of BTCUSDT, about 0.6 USDT, is under
-    Binance's 5 USDT minimum notional). See the module docstring for the model.
+    Binance's 5 USDT minimum notional). ``queue`` is the queue-position model
+    (:mod:`mmdaemon.exchange.queue`) and ``fill_through`` (``"whole"`` or ``"traded"``) what
+    a book through our price fills. See the module docstring for the model.
     """
 
     def __init__(
@@ -224,6 +244,8 @@ class PaperVenue:
         max_closed: int = 100_000,
         exchange_filters: bool = True,
         entry: Latency | None = None,
+        queue: QueueModel = CONSERVATIVE,
+        fill_through: str = "whole",
     ) -> None:
         if not isinstance(instrument, Instrument):
             raise ValueError(f"PaperVenue.instrument: expected an Instrument, got {instrument!r}")
@@ -233,6 +255,14 @@ class PaperVenue:
             )
         if isinstance(max_closed, bool) or not isinstance(max_closed, int) or max_closed < 0:
             raise ValueError(f"PaperVenue.max_closed: expected an integer >= 0, got {max_closed!r}")
+        if not isinstance(queue, QueueModel):
+            raise ValueError(f"PaperVenue.queue: expected a QueueModel, got {queue!r}")
+        if fill_through not in FILL_THROUGH:
+            raise ValueError(f"PaperVenue.fill_through: expected one of "
+                             f"{', '.join(map(repr, FILL_THROUGH))}, got {fill_through!r}")
+        self.queue_model = queue
+        self.fill_through = fill_through
+        self._fill_whole = fill_through == "whole"
         self.instrument = instrument
         self.latency_ns = latency_ns
         self._entry = entry
@@ -251,6 +281,7 @@ class PaperVenue:
         self._asks: list[_Order] = []  # resting sells: best (lowest) price first, then seq
         self._book: OrderBook | None = None  # the last book seen (the caller's live object)
         self._mid_x2 = 0  # bid + ask of the last book seen (ticks), 0 if a side was empty
+        self._gap = False  # an unsynced book was seen since the last synced one
         self._seq = 0
         self._exec_seq = 0  # execution ids, like a venue's trade ids: unique, increasing
 
@@ -352,15 +383,19 @@ class PaperVenue:
         bid, ask = book.bids.best(), book.asks.best()
         self._mid_x2 = bid + ask if bid is not None and ask is not None else 0
         if not (self._pending or self._bids or self._asks):
+            self._gap = not book.synced
             return []  # the common case: nothing of ours at the venue or in flight
         if self._pending and self._pending[0].due_ns <= now_ns:
             raise LookAhead(f"requests due by {now_ns} ns not processed before a book update")
+        if not book.synced:
+            self._gap = True  # the queue models rebase at the next synced book
+            return []
         out: list[ExecutionEvent] = []
-        if book.synced:
-            if self._bids:
-                self._check_levels(self._bids, book.bids, ask, True, now_ns, mid_before, out)
-            if self._asks:
-                self._check_levels(self._asks, book.asks, bid, False, now_ns, mid_before, out)
+        if self._bids:
+            self._check_levels(self._bids, book.bids, ask, True, now_ns, mid_before, out)
+        if self._asks:
+            self._check_levels(self._asks, book.asks, bid, False, now_ns, mid_before, out)
+        self._gap = False
         return out
 
     def on_trade(self, trade: Trade, now_ns: int) -> list[ExecutionEvent]:
@@ -371,7 +406,9 @@ class PaperVenue:
         up to the trade's size; at the trade price the trade first consumes ``queue_ahead``
         and only the excess fills us. Our orders share the trade's volume, best price first,
         then by arrival: lots one order took are not available to the next. BUY aggressors
-        hit our asks symmetrically.
+        hit our asks symmetrically. Every order the trade reached in price counts its whole
+        size (for the queue model and the ``fill_through = "traded"`` cap), whatever our
+        other orders took: the public book lost all of it.
         """
         if not (self._pending or self._bids or self._asks):
             return []
@@ -383,10 +420,10 @@ class PaperVenue:
         if not orders:
             return out
         price = trade.price
-        available = trade.size
+        printed = trade.size
+        available = printed
+        model = self.queue_model
         for order in list(orders):  # a copy: a full fill removes the order from the list
-            if available <= 0:
-                break
             if hits_bids:
                 if order.price < price:
                     break  # sorted best first: no later bid is reached either
@@ -395,19 +432,21 @@ class PaperVenue:
                 if order.price > price:
                     break
                 through = order.price < price
+            order.traded += printed
             remaining = order.size - order.filled
             if through:
                 qty = min(remaining, available)
-            elif available <= order.queue:
-                # All of it went to public orders ahead of us. Keep going: our later orders at
-                # this price were behind the same public queue and move up too.
-                order.queue -= available
-                continue
             else:
-                qty = min(remaining, available - order.queue)
-                order.queue = 0
-            available -= qty
-            self._fill(order, qty, now_ns, self._mid_x2, out)
+                # The queue ahead takes it first. When all of it went there, keep going: our
+                # later orders at this price were behind the same public queue and move up too.
+                # Called even when nothing is left for us: the printed lots still left the
+                # public level, and the model must not take that decrease for cancels.
+                ahead = order.queue.ahead
+                order.queue = model.on_trade(order.queue, printed, available)
+                qty = min(remaining, available - ahead)
+            if qty > 0:
+                available -= qty
+                self._fill(order, qty, now_ns, self._mid_x2, out)
         return out
 
     def advance(self, now_ns: int) -> list[ExecutionEvent]:
@@ -434,7 +473,7 @@ class PaperVenue:
     def queue_ahead(self, order_id: int) -> int | None:
         """Public lots ahead of a resting order at its price; None if it is not resting."""
         order = self._orders.get(order_id)
-        return order.queue if order is not None and order.resting else None
+        return order.queue.ahead if order is not None and order.resting else None
 
     def next_due_ns(self) -> int | None:
         """Due time of the oldest request in flight (when :meth:`advance` has work), or None."""
@@ -571,12 +610,13 @@ class PaperVenue:
         self._seq += 1
         order.seq = self._seq
         order.resting = True
+        order.traded = 0
         if order.side is Side.BUY:
-            order.queue = book.bids.size_at(order.price)
+            order.queue = self.queue_model.on_arrival(book.bids.size_at(order.price))
             self._bids.append(order)
             self._bids.sort(key=_bid_key)  # a handful of orders: sorting beats bookkeeping
         else:
-            order.queue = book.asks.size_at(order.price)
+            order.queue = self.queue_model.on_arrival(book.asks.size_at(order.price))
             self._asks.append(order)
             self._asks.sort(key=_ask_key)
 
@@ -595,17 +635,21 @@ class PaperVenue:
         mid_x2: int,
         out: list[ExecutionEvent],
     ) -> None:
-        """Cap queues at the displayed sizes; fill orders the opposite side reached."""
+        """Move queues with the displayed sizes; fill orders the opposite side reached."""
+        model, gap, whole = self.queue_model, self._gap, self._fill_whole
         for order in list(orders):  # a copy: a fill removes the order
             shown = side.size_at(order.price)
-            if shown < order.queue:
-                order.queue = shown
+            if shown != order.queue.shown:
+                order.queue = rebase(order.queue, shown) if gap else model.on_level(
+                    order.queue, shown)
             if opposite_best is not None and (
                 opposite_best <= order.price if is_bid else opposite_best >= order.price
             ):
                 # Someone offers at or through our bid (bids at or through our ask): with us
                 # resting there they would have traded with us first.
-                self._fill(order, order.size - order.filled, now_ns, mid_x2, out)
+                remaining = order.size - order.filled
+                self._fill(order, remaining if whole else min(remaining, order.traded), now_ns,
+                           mid_x2, out)
 
     def _fill(
         self, order: _Order, qty: int, now_ns: int, mid_x2: int, out: list[ExecutionEvent]
@@ -617,6 +661,7 @@ class PaperVenue:
         if qty <= 0:
             return
         order.filled += qty
+        order.traded = max(order.traded - qty, 0)
         fee = fee_units(order.price * qty, self.maker_fee_bps)
         self._exec_seq += 1
         out.append(
