@@ -465,9 +465,14 @@ class ServiceCollector(Collector):
             count.add_metric(label, n)
         yield ema
         yield count
-        yield _gauge("mmdaemon_adverse_rate_ratio",
-                     "Share of the detector window's fills with a negative shortest-horizon "
-                     "markout (0..1).", adverse.rate())
+        yield _gauge("mmdaemon_adverse_move_rate_ratio",
+                     "The quoter's recent adverse-move rate (mid moved against the fill at "
+                     "the shortest horizon; size-weighted, decayed, shrunk toward the "
+                     "baseline), 0..1.", adverse.recent_adverse_move_rate(s.now_ns))
+        yield _gauge("mmdaemon_adverse_move_rate_baseline_ratio",
+                     "The quoter's baseline adverse-move rate (this market's normal), 0..1; "
+                     "the half-spread widens by the recent rate's excess over it.",
+                     adverse.baseline_adverse_move_rate(s.now_ns))
         yield _gauge("mmdaemon_adverse_toxic",
                      "1 inside a toxicity cool-down at the current event time, else 0.",
                      1.0 if adverse.toxic(s.now_ns) else 0.0)
