@@ -63,7 +63,6 @@ def histories(service: Service) -> dict[str, int]:
         "open_orders": service.manager.open_orders(),
         "paper_closed_orders": len(venue._closed) if venue is not None else 0,
         "markouts_pending": sum(len(q) for q in adverse._pending),
-        "adverse_window": len(adverse._window),
         "volatility_window": len(getattr(volatility, "_window", ())),
         "rejects_window": len(service.breakers._rejects),
         "samples_buffered": len(service._samples),

@@ -59,6 +59,15 @@ SECONDS_PER_DAY = 86_400
 SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day; pass 252 x 6.5 h for equities
 DEFAULT_HORIZONS_S: tuple[float, ...] = (1, 5, 30, 60)
 DEFAULT_MAX_SPREAD_BPS = 10.0
+MIN_SHARPE_INTERVALS = 30
+"""Fewest intervals for an annualised Sharpe ratio; below it the figure is None, with the
+reason. Why 30: the ratio divides by a sample standard deviation, whose own relative error
+is about 1 / sqrt(2 (n - 1)): 24 % from 10 intervals, 13 % from 30; and 30 is where a
+t-distribution with n - 1 degrees of freedom is close enough to normal for the usual
+reading of a mean / std ratio. It is a floor, not a guarantee: the standard error of a
+Sharpe estimate from n intervals is about sqrt((1 + SR^2 / 2) / n) per interval, x
+sqrt(intervals per year) annualised, which is large for any run of minutes; hence the
+interval count is reported next to it, always."""
 
 
 class SampleRow(NamedTuple):
@@ -529,13 +538,12 @@ def compute_metrics(
             short = row
 
     # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
+    total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
     pnl = [float(x * half) for x in core.pnl2]
-    sharpe, n_intervals, mean_i, std_i = _sharpe(core.vt, pnl, sharpe_interval_s,
-                                                 seconds_per_year)
+    sharpe = _sharpe(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
     max_dd, peak_ns, trough_ns = _max_drawdown(core.vt, pnl)
 
     # -- totals, cross-checked against the position keeper's arithmetic
-    total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
     total = float(total2 * half)
     realized = unrealized = None
     if core.final_m2 is not None:
@@ -574,13 +582,17 @@ def compute_metrics(
         "fees": float(core.total_fees2 * half),
         "realized_pnl": realized,
         "unrealized_pnl": unrealized,
-        "pnl_per_hour": total / (sampled_s / 3600) if sampled_s else None,
-        "pnl_per_day": total / (sampled_s / SECONDS_PER_DAY) if sampled_s else None,
-        "sharpe": sharpe,
+        "pnl_per_hour_extrapolated": total / (sampled_s / 3600) if sampled_s else None,
+        "pnl_per_day_extrapolated": (total / (sampled_s / SECONDS_PER_DAY) if sampled_s
+                                     else None),
+        "sharpe": sharpe.sharpe,
+        "sharpe_unavailable_reason": sharpe.unavailable_reason,
         "sharpe_interval_s": sharpe_interval_s,
-        "sharpe_intervals": n_intervals,
-        "interval_pnl_mean": mean_i,
-        "interval_pnl_std": std_i,
+        "sharpe_intervals": sharpe.intervals,
+        "sharpe_min_intervals": MIN_SHARPE_INTERVALS,
+        "sharpe_last_interval_s": sharpe.last_interval_s,
+        "interval_pnl_mean": sharpe.mean,
+        "interval_pnl_std": sharpe.std,
         "max_drawdown": max_dd,
         "max_drawdown_peak_ns": peak_ns,
         "max_drawdown_trough_ns": trough_ns,
@@ -601,8 +613,9 @@ def compute_metrics(
         "max_abs_inventory": float(max_abs_inv * lot),
         "max_abs_inventory_lots": max_abs_inv,
         "inventory_turnover": turnover,
-        "inventory_turnover_per_day": (turnover / (sampled_s / SECONDS_PER_DAY)
-                                       if turnover is not None and sampled_s else None),
+        "inventory_turnover_per_day_extrapolated": (
+            turnover / (sampled_s / SECONDS_PER_DAY) if turnover is not None and sampled_s
+            else None),
         "places": places,
         "amends": amends,
         "cancels": cancels,
@@ -620,53 +633,121 @@ def compute_metrics(
     }
 
 
-def _sharpe(vt: list[int], pnl: list[float], interval_s: float, seconds_per_year: float,
-            ) -> tuple[float | None, int, float | None, float | None]:
-    """(Sharpe, intervals, mean, sample std of interval PnL) on a fixed event-time grid.
+@dataclass(frozen=True)
+class SharpeStats:
+    """The Sharpe ratio of a run and what it rests on (see :func:`_sharpe`).
 
-    Grid points are ``t_0 + n x interval`` from the first two-sided sample ``t_0`` up to
-    the last; the PnL at a grid point is that of the latest sample at or before it. The
-    ratio is ``mean / std x sqrt(seconds_per_year / interval)``: PnL changes, not returns
-    on capital (a market maker has no natural capital base). None with fewer than two
-    intervals or zero dispersion.
+    ``sharpe`` annualised, or None with ``unavailable_reason``; ``intervals`` how many
+    intervals it rests on (the last one included, whatever its length);
+    ``last_interval_s`` the last interval's length, s; ``mean`` the PnL per interval of
+    ``interval_s`` and ``std`` its standard deviation, quote currency (None without an
+    interval, resp. with fewer than two).
+    """
 
-    The grid is never laid out: an interval with no sample in it changes the PnL by exactly
-    0, so only the intervals that hold samples are visited and the others are counted.
-    Time and memory are O(samples) whatever the time span (a span of centuries from one
-    corrupt time stamp is as cheap as a minute).
+    sharpe: float | None
+    unavailable_reason: str | None
+    intervals: int
+    last_interval_s: float
+    mean: float | None
+    std: float | None
+
+
+def _sharpe(vt: list[int], pnl2: list[int], total2: int, half: Fraction, interval_s: float,
+            seconds_per_year: float) -> SharpeStats:
+    """The Sharpe ratio of the PnL path over the whole run, on a fixed event-time grid.
+
+    ``vt`` are the times (ns) of the samples with a two-sided book, ``pnl2`` the PnL at
+    each and ``total2`` the run's total PnL, in half notional units (``half`` quote
+    currency each). The path starts at 0 (before any fill) and ends at the total.
+
+    **Grid.** Boundaries ``t_0 + n x interval`` from the first such sample ``t_0``; the
+    PnL at a boundary is that of the latest sample at or before it, at the last sample the
+    run's total. The run rarely ends on a boundary: its last, partial interval is kept, as
+    its own interval when it is at least half an interval long, else merged into the one
+    before (a stub of a few samples would weigh as much as a whole interval otherwise).
+    Either way every interval k has its length ``w_k`` in intervals (1, except the last).
+
+    **Estimate.** The PnL is taken as a random walk with drift: the change over interval
+    k is ``d_k ~ N(mu w_k, sigma^2 w_k)``. The maximum-likelihood (weighted least squares)
+    estimates are::
+
+        mean  mu    = sum d_k / sum w_k = total PnL x interval / run length
+        var   s^2   = sum (d_k - mu w_k)^2 / w_k / (K - 1)       K intervals
+        Sharpe      = mu / s x sqrt(seconds_per_year / interval)
+
+    so the mean per interval has the sign of the total PnL, always (dropping the last
+    partial interval, as the grid did before, left out whatever happened in it: a run
+    that lost in its last 50 s could show a positive Sharpe), and s^2 is unbiased. PnL
+    changes, not returns on capital (a market maker has no natural capital base).
+
+    None, with the reason, below :data:`MIN_SHARPE_INTERVALS` intervals or when the PnL
+    changes by exactly its mean rate in every interval (s = 0). The grid is never laid
+    out: an interval with no sample changes the PnL by exactly 0, so only the intervals
+    that hold samples are visited; time and memory are O(samples) whatever the time span
+    (a span of centuries from one corrupt time stamp is as cheap as a minute). The sums
+    are exact (integers and fractions), so equal changes give a deviation of exactly 0.
     """
     if not vt:
-        return None, 0, None, None
+        return SharpeStats(None, "no sample with a two-sided book", 0, 0.0, None, None)
     step = round(interval_s * NS_PER_S)
-    t0 = vt[0]
-    intervals = (vt[-1] - t0) // step
-    # grid point n >= 1 takes the PnL of the last sample in (t0 + (n-1) step, t0 + n step]
-    # (point 0 that of the last sample at t0); walk the samples grid point by grid point
-    moved: list[float] = []  # per grid point that holds samples (n >= 1): its change
-    at_n, at_pnl, before = 0, pnl[0], pnl[0]  # a grid point, its PnL so far, the one before
-    for t, p in zip(vt, pnl, strict=True):
-        n = -((t0 - t) // step)  # the first grid point at or after t
-        if n > intervals:
-            break  # past the last grid point: in no whole interval
-        if n != at_n:
-            if at_n:
-                moved.append(at_pnl - before)
-            before, at_n = at_pnl, n
+    t0, span = vt[0], vt[-1] - vt[0]
+    full, rest = divmod(span, step)
+    if span == 0:
+        count = 0
+    elif rest == 0:
+        count = full
+    elif 2 * rest >= step or full == 0:
+        count = full + 1  # the partial interval on its own
+    else:
+        count = full  # the partial interval merged into the last whole one
+    if count == 0:
+        return SharpeStats(None, "the run spans no time (one sample with a book)", 0, 0.0,
+                           None, None)
+    last_len = span - (count - 1) * step  # ns
+    # interval k (1..count) holds the samples in (t0 + (k-1) step, t0 + k step], the first
+    # also t0 itself and the last everything after its start; the PnL at its end is its
+    # last sample's, at the very end the total
+    sum_d2_over_w = Fraction(0)
+    before = 0
+    at_k, at_pnl = 1, 0
+    for t, p in zip(vt, pnl2, strict=True):
+        k = min(max(-((t0 - t) // step), 1), count)
+        if k != at_k:
+            sum_d2_over_w += (at_pnl - before) ** 2  # a whole interval: w = 1
+            before, at_k = at_pnl, k
         at_pnl = p
-    if at_n:
-        moved.append(at_pnl - before)
-    if intervals < 2:
-        mean_only = (moved[0] if moved else 0.0) if intervals == 1 else None
-        return None, intervals, mean_only, None
-    # exact sums (as statistics.stdev keeps them), so equal changes give a std of exactly 0;
-    # the unvisited intervals add nothing to either sum but count in both divisors
-    total = sum(map(Fraction, moved), Fraction(0))
-    squares = sum((Fraction(x) ** 2 for x in moved), Fraction(0))
-    mean = total / intervals
-    std = math.sqrt((squares - total * mean) / (intervals - 1))
-    sharpe = (float(mean) / std * math.sqrt(seconds_per_year / interval_s)
-              if std > 0 else None)
-    return sharpe, intervals, float(mean), std
+    assert at_k == count  # the last sample always lies in the last interval
+    sum_d2_over_w += Fraction((total2 - before) ** 2 * step, last_len)
+    weight = Fraction(span, step)
+    mean2 = total2 / weight  # half units per interval
+    last_s = last_len / NS_PER_S
+    if count < 2:
+        return SharpeStats(None, _too_few(count, interval_s), count, last_s,
+                           float(mean2 * half), None)
+    var2 = (sum_d2_over_w - total2 * mean2) / (count - 1)
+    std = math.sqrt(var2 * half * half)
+    mean = float(mean2 * half)
+    if count < MIN_SHARPE_INTERVALS:
+        return SharpeStats(None, _too_few(count, interval_s), count, last_s, mean, std)
+    if var2 == 0:
+        return SharpeStats(None, "the PnL changed at the same rate in every interval "
+                           "(standard deviation 0)", count, last_s, mean, std)
+    sharpe = mean / std * math.sqrt(seconds_per_year / interval_s)
+    return SharpeStats(sharpe, None, count, last_s, mean, std)
+
+
+def _too_few(count: int, interval_s: float) -> str:
+    return (f"{count} interval{'s' if count != 1 else ''} of {interval_s:g} s; an annualised "
+            f"figure needs at least {MIN_SHARPE_INTERVALS}")
+
+
+def sharpe_text(metrics: dict[str, Any]) -> str:
+    """The Sharpe ratio for people, always with its interval count: ``"1.23 (45
+    intervals)"``, or ``"n/a (10 intervals)"`` when it is not available."""
+    count = metrics["sharpe_intervals"]
+    unit = "interval" if count == 1 else "intervals"
+    value = metrics["sharpe"]
+    return f"{'n/a' if value is None else format(value, ',.4g')} ({count:,} {unit})"
 
 
 def _max_drawdown(vt: list[int], pnl: list[float]) -> tuple[float, int | None, int | None]:
@@ -697,14 +778,20 @@ DEFINITIONS: dict[str, str] = {
                      "currency: the mark-to-market of the inventory the fills left behind "
                      "(= total - spread capture + fees).",
     "fees": "Sum of fees, quote currency; positive = paid, negative = rebates received.",
-    "pnl_per_hour": "Total PnL / sampled hours (an extrapolated rate for runs shorter than "
-                    "an hour).",
-    "pnl_per_day": "Total PnL / sampled days (an extrapolated rate for runs shorter than a "
-                   "day).",
-    "sharpe": "Mean / sample standard deviation of the mark-to-market PnL changes over fixed "
-              "intervals of event time (sharpe_interval_s, from the first sample with a book), "
-              "times sqrt(seconds per year / interval), with a 365-day year. PnL changes, not "
-              "returns on capital. None with < 2 intervals.",
+    "pnl_per_hour_extrapolated": "Total PnL / sampled hours, quote currency per hour: the "
+                                 "run's average rate scaled to an hour, an extrapolation "
+                                 "for runs shorter than that (sampled_s says how short).",
+    "pnl_per_day_extrapolated": "Total PnL / sampled days, quote currency per day: the run's "
+                                "average rate scaled to a day, an extrapolation for runs "
+                                "shorter than a day (sampled_s says how short).",
+    "sharpe": "Mean / standard deviation of the mark-to-market PnL changes over fixed "
+              "intervals of event time (sharpe_interval_s, from the first sample with a book; "
+              "the path starts at 0 and ends at the total PnL), times sqrt(seconds per year / "
+              "interval), with a 365-day year. The last, partial interval counts, weighted by "
+              "its length (merged into the one before when shorter than half an interval), so "
+              "the mean has the sign of the total PnL. PnL changes, not returns on capital. "
+              "None below sharpe_min_intervals intervals, with sharpe_unavailable_reason; "
+              "sharpe_intervals is the count it rests on.",
     "max_drawdown": "Largest fall of the sampled mark-to-market PnL from its running peak "
                     "(the peak starts at 0), quote currency.",
     "markout_bps": "Markout at horizon h of a fill: side x (mid at t+h - price) / mid at the "
@@ -734,7 +821,8 @@ DEFINITIONS: dict[str, str] = {
                          "currency.",
     "inventory_turnover": "Traded volume (both sides) / time-weighted mean |position|: how "
                           "many times the average inventory was turned over in the run; "
-                          "inventory_turnover_per_day divides by the sampled days.",
+                          "inventory_turnover_per_day_extrapolated divides by the sampled "
+                          "days (an extrapolation for runs shorter than a day).",
     "fill_rate": "Fills per order request that offered liquidity (places + amends).",
     "order_to_trade": "Order requests (places + amends + cancels, from the samples' "
                       "counters, summed over runs) per fill.",

@@ -526,6 +526,10 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
     metrics = summary.get("metrics")
     if isinstance(metrics, dict):
         scalars.update((k, metrics[k]) for k in REPORT_HEADLINES if k in metrics)
+        if "sharpe" in scalars:  # never a bare figure: n/a or not, with its interval count
+            from mmdaemon.analytics import sharpe_text
+
+            scalars["sharpe"] = sharpe_text(metrics)
         for m in metrics.get("markouts", []):
             scalars[f"markout_{m['horizon_s']}s_bps"] = m["markout_bps"]
     width = max(map(len, scalars))

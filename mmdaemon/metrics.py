@@ -465,9 +465,16 @@ class ServiceCollector(Collector):
             count.add_metric(label, n)
         yield ema
         yield count
-        yield _gauge("mmdaemon_adverse_rate_ratio",
-                     "Share of the detector window's fills with a negative shortest-horizon "
-                     "markout (0..1).", adverse.rate())
+        yield _gauge("mmdaemon_adverse_detector_recent_adverse_move_ratio",
+                     "The quoter's adverse-selection detector: recent share of fills whose "
+                     "mid moved against them at the shortest horizon (size-weighted, "
+                     "decayed, shrunk toward the baseline), 0..1; see quoting/adverse.py.",
+                     adverse.recent_adverse_move_rate(s.now_ns))
+        yield _gauge("mmdaemon_adverse_detector_baseline_adverse_move_ratio",
+                     "The quoter's adverse-selection detector: this market's normal share of "
+                     "fills whose mid moved against them, 0..1; the half-spread widens by "
+                     "x(1 + recent - baseline) when the recent share is higher.",
+                     adverse.baseline_adverse_move_rate(s.now_ns))
         yield _gauge("mmdaemon_adverse_toxic",
                      "1 inside a toxicity cool-down at the current event time, else 0.",
                      1.0 if adverse.toxic(s.now_ns) else 0.0)

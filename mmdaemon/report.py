@@ -30,6 +30,7 @@ from mmdaemon.analytics import (
     NS_PER_S,
     compute_metrics,
     load_journal,
+    sharpe_text,
 )
 from mmdaemon.model import Instrument
 
@@ -123,11 +124,12 @@ _METRIC_ROWS: list[tuple[str, str, str] | str] = [
     ("Fees (paid > 0, rebates < 0)", "fees", "cost"),
     ("Realised PnL (average cost)", "realized_pnl", "money"),
     ("Unrealised PnL at the final mark", "unrealized_pnl", "money"),
-    ("PnL per hour (rate)", "pnl_per_hour", "money"),
-    ("PnL per day (rate)", "pnl_per_day", "money"),
+    ("PnL per hour (extrapolated from the sampled time)", "pnl_per_hour_extrapolated",
+     "money"),
+    ("PnL per day (extrapolated from the sampled time)", "pnl_per_day_extrapolated", "money"),
     ("Max drawdown", "max_drawdown", "cost"),
-    ("Sharpe ratio (annualised, 365 d)", "sharpe", "num"),
-    ("Sharpe interval (s) / intervals", "sharpe_interval_s", "sharpe"),
+    ("Sharpe ratio (annualised, 365 d; intervals)", "sharpe", "sharpe"),
+    ("Sharpe interval (s) / last interval (s)", "sharpe_interval_s", "sharpe_grid"),
     "Fills and adverse selection",
     ("Fills", "fills", "int"),
     ("Maker share", "maker_share", "pct"),
@@ -149,7 +151,8 @@ _METRIC_ROWS: list[tuple[str, str, str] | str] = [
     ("Avg |inventory| (time-weighted, base)", "avg_abs_inventory", "num"),
     ("Max |inventory| (base)", "max_abs_inventory", "num"),
     ("Inventory turnover (volume / avg |inventory|)", "inventory_turnover", "x"),
-    ("Inventory turnover per day", "inventory_turnover_per_day", "x"),
+    ("Inventory turnover per day (extrapolated)", "inventory_turnover_per_day_extrapolated",
+     "x"),
     ("Final position (base)", "position", "num"),
     ("Final mark (mid, quote currency)", "final_mark", "price"),
     "Quoting",
@@ -184,6 +187,8 @@ _TABLE_COLS: list[tuple[str, str, str]] = [
 
 
 def _fmt(value: Any, kind: str, metrics: dict[str, Any] | None = None) -> str:
+    if kind == "sharpe" and metrics is not None:  # n/a too, with the interval count
+        return sharpe_text(metrics)
     if value is None:
         return "n/a"
     if kind in ("money", "cost"):  # cost: money that is not colour-coded by sign
@@ -202,8 +207,8 @@ def _fmt(value: Any, kind: str, metrics: dict[str, Any] | None = None) -> str:
         return datetime.fromtimestamp(value / NS_PER_S, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if kind == "orders" and metrics is not None:
         return f"{metrics['places']:,} / {metrics['amends']:,} / {metrics['cancels']:,}"
-    if kind == "sharpe" and metrics is not None:
-        return f"{value:g} / {metrics['sharpe_intervals']}"
+    if kind == "sharpe_grid" and metrics is not None:
+        return f"{value:g} / {metrics['sharpe_last_interval_s']:,.3f}"
     if kind == "age" and metrics is not None:
         return f"{value:,.0f} / {metrics['mid_at_fill_age_ms_max']:,.0f}"
     if kind == "samples" and metrics is not None:

@@ -137,13 +137,27 @@ def test_series_drawdown_and_sharpe_by_hand(hand: tuple[list[Fill], list[SampleR
     # drawdown from the running peak (which starts at 0): peak 9 at t=4, trough 1 at t=5
     assert m["max_drawdown"] == pytest.approx(8 * U)
     assert (m["max_drawdown_peak_ns"], m["max_drawdown_trough_ns"]) == (ts(4), ts(5))
-    # 2 s grid from the first sample with a book (t=1): t = 1, 3, 5, 7, 9, 11 (<= 12);
-    # PnL at or before: -1, 8, 1, 2 (t=6), 2 (t=6), 9 -> changes 9, -7, 1, 0, 7
-    # mean 2; deviations 7, -9, -1, -2, 5 -> sum of squares 160 -> sample var 160/4 = 40
-    assert m["sharpe_intervals"] == 5
-    assert m["interval_pnl_mean"] == pytest.approx(2 * U)
-    assert m["interval_pnl_std"] == pytest.approx(math.sqrt(40) * U)
-    assert m["sharpe"] == pytest.approx(2 / math.sqrt(40) * math.sqrt(365 * 86400 / 2))
+    # 2 s grid from the first sample with a book (t=1): boundaries 1, 3, 5, 7, 9, 11, and
+    # the run's end at 12, a last interval of 1 s (half an interval: kept on its own).
+    # The path starts at 0, ends at the total 17; PnL at or before each boundary:
+    # 8 (t=3), 1 (t=5), 2 (t=6), 2 (t=6), 9 (t=11), 17 -> changes 8, -7, 1, 0, 7, 8 (sum 17)
+    # with weights 1, 1, 1, 1, 1, 0.5 (5.5 intervals): mean = 17 / 5.5 = 34/11 per 2 s;
+    # variance = (sum d^2 / w - 17^2 / 5.5) / (6 - 1) = (163 + 128 - 578/11) / 5
+    assert m["sharpe_intervals"] == 6 and m["sharpe_last_interval_s"] == 1.0
+    assert m["interval_pnl_mean"] == pytest.approx(34 / 11 * U)
+    assert m["interval_pnl_std"] == pytest.approx(math.sqrt((291 - 578 / 11) / 5) * U)
+    # six intervals are too few to annualise: None, with the reason
+    assert m["sharpe"] is None and m["sharpe_min_intervals"] == 30
+    assert m["sharpe_unavailable_reason"] == (
+        "6 intervals of 2 s; an annualised figure needs at least 30")
+    # on a 0.25 s grid the 11 s are 44 whole intervals; the PnL changes in those ending at
+    # t = 1, 2, 3, 4, 5, 6, 10, 11, 12 by -1 (0 -> -1), 3, 6, 1, -8, 1, 4, 3, 8 (sum 17)
+    m = compute_metrics(fills, samples, INST, horizons_s=(1, 5), sharpe_interval_s=0.25)
+    changes = [-1, 3, 6, 1, -8, 1, 4, 3, 8]
+    var = (sum(d * d for d in changes) - 17 * 17 / 44) / 43
+    assert m["sharpe_intervals"] == 44 and m["sharpe_unavailable_reason"] is None
+    assert m["interval_pnl_mean"] == pytest.approx(17 / 44 * U)
+    assert m["sharpe"] == pytest.approx(17 / 44 / math.sqrt(var) * math.sqrt(365 * 86400 / 0.25))
 
 
 def test_markouts_win_and_adverse_by_hand(hand: tuple[list[Fill], list[SampleRow]]) -> None:
@@ -194,7 +208,7 @@ def test_inventory_quoting_and_orders_by_hand(hand: tuple[list[Fill], list[Sampl
     assert m["max_abs_inventory_lots"] == 4
     # turnover = volume 8 / avg 2 = 4; per day 4 / (8 / 86400 days) = 43200
     assert m["inventory_turnover"] == pytest.approx(4.0)
-    assert m["inventory_turnover_per_day"] == pytest.approx(43_200)
+    assert m["inventory_turnover_per_day_extrapolated"] == pytest.approx(43_200)
     # quote uptime at 5 bps: two-sided and (ask-bid)/((ask+bid)/2) x 1e4 <= 5:
     # t1 2 bps yes, t2 yes, t3 8/10000 = 8 bps no, t4 one-sided no, t5 2/9998 yes,
     # t6 weight 0, t10 yes, t11 yes -> 5 of 8 s; two-sided (any spread) 6 of 8 s
@@ -334,5 +348,8 @@ def test_replay_metrics_are_consistent(replayed: tuple[dict[str, Any], Path]) ->
         assert 0.0 <= m[key] <= 1.0
     assert m["win_rate"] + m["adverse_selection_rate"] <= 1.0
     assert m["max_drawdown"] >= 0 and m["avg_abs_inventory"] <= m["max_abs_inventory"]
-    assert m["sharpe_intervals"] >= 2 and math.isfinite(m["sharpe"])
+    # 650 s on a 60 s grid: 11 intervals (the last 50 s long), too few to annualise
+    assert m["sharpe_intervals"] == 11 and m["sharpe"] is None
+    assert m["sharpe_unavailable_reason"] == (
+        "11 intervals of 60 s; an annualised figure needs at least 30")
     orjson.dumps(m)  # JSON-ready: no NaN, no Fractions

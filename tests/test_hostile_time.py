@@ -17,7 +17,6 @@ import gzip
 import itertools
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tracemalloc
@@ -267,13 +266,27 @@ def test_an_impossible_event_time_does_not_move_the_exchange_clock() -> None:
 # -- the metrics ----------------------------------------------------------------------------
 
 
-def grid_sharpe(vt: list[int], pnl: list[float], interval_s: float) -> tuple[int, float | None]:
-    """The Sharpe grid laid out point by point, as the definition reads: (intervals, mean)."""
+def grid_sharpe(vt: list[int], pnl: list[float], total: float, interval_s: float,
+                ) -> tuple[int, float | None, float | None]:
+    """The Sharpe grid laid out point by point, as the definition reads: (intervals, mean,
+    std). Boundaries every interval from the first sample; the last, partial interval on its
+    own when at least half an interval long, else merged into the one before; the path
+    starts at 0 and ends at the total; each change weighted by its interval's length."""
     step = round(interval_s * 10**9)
-    points = [pnl[bisect_right(vt, vt[0] + n * step) - 1]
-              for n in range((vt[-1] - vt[0]) // step + 1)]
+    span = vt[-1] - vt[0]
+    full, rest = divmod(span, step)
+    count = full + 1 if rest and (2 * rest >= step or full == 0) else full
+    if count == 0:
+        return 0, None, None
+    bounds = [vt[0] + n * step for n in range(count)] + [vt[-1]]
+    points = [0.0] + [pnl[bisect_right(vt, b) - 1] for b in bounds[1:-1]] + [total]
     changes = [b - a for a, b in itertools.pairwise(points)]
-    return len(changes), (statistics.fmean(changes) if changes else None)
+    weights = [(b - a) / step for a, b in itertools.pairwise(bounds)]
+    mean = sum(changes) / sum(weights)
+    if count < 2:
+        return count, mean, None
+    var = sum((d - mean * w) ** 2 / w for d, w in zip(changes, weights, strict=True))
+    return count, mean, (var / (count - 1)) ** 0.5
 
 
 def book_sample(t: int, mid: int, position: int) -> SampleRow:
@@ -295,7 +308,8 @@ def test_metrics_cost_follows_the_samples_not_the_time_they_span() -> None:
         finally:
             tracemalloc.stop()
         assert peak < 256 * 1024, (span, peak)
-        assert metrics["sharpe_intervals"] == span // (60 * S)
+        full, rest = divmod(span, 60 * S)
+        assert metrics["sharpe_intervals"] == full + (2 * rest >= 60 * S)
         assert metrics["total_pnl"] == pytest.approx(5 * (10_003 - 9_999) * 0.01)
 
 
@@ -313,12 +327,14 @@ def test_the_sharpe_grid_walked_by_samples_is_the_grid_laid_out() -> None:
         interval = rng.choice((0.5, 1.0, 2.0, 3.7))
         metrics = compute_metrics(fills, samples, inst, sharpe_interval_s=interval)
         series = pnl_series(fills, samples, inst)
-        intervals, mean = grid_sharpe(series.ts_ns, series.total, interval)
+        intervals, mean, std = grid_sharpe(series.ts_ns, series.total, metrics["total_pnl"],
+                                           interval)
         assert metrics["sharpe_intervals"] == intervals
-        if mean is None:
-            assert metrics["interval_pnl_mean"] is None
-        else:
-            assert metrics["interval_pnl_mean"] == pytest.approx(mean, abs=1e-12)
+        for key, value in (("interval_pnl_mean", mean), ("interval_pnl_std", std)):
+            if value is None:
+                assert metrics[key] is None
+            else:
+                assert metrics[key] == pytest.approx(value, abs=1e-9)
 
 
 # -- the limits in the config ---------------------------------------------------------------

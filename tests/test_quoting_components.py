@@ -207,9 +207,9 @@ def test_spread_market_floor_adverse_toxicity_fee_and_minimum() -> None:
     # minimum: 0.5 x 1 / 2 = 0.25 < 0.5 tick minimum
     assert model.half_spread_ticks(FAIR, 0.0, 1) == 0.5
     model = SpreadModel(SpreadParams())
-    # adverse rate 0.7 > 0.6: 618 x 1.7 = 1,050.6; at exactly 0.6 no widening
-    assert model.half_spread_ticks(FAIR, 0.0, 1, adverse_rate=0.7) == pytest.approx(1_050.6)
-    assert model.half_spread_ticks(FAIR, 0.0, 1, adverse_rate=0.6) == pytest.approx(618.0)
+    # adverse-move excess 0.7: 618 x 1.7 = 1,050.6; none: 618
+    assert model.half_spread_ticks(FAIR, 0.0, 1, adverse_excess=0.7) == pytest.approx(1_050.6)
+    assert model.half_spread_ticks(FAIR, 0.0, 1, adverse_excess=0.0) == pytest.approx(618.0)
     # toxicity multiplier 2: 1,236
     assert model.half_spread_ticks(FAIR, 0.0, 1, multiplier=2.0) == pytest.approx(1_236.0)
     # maker fee 1 bp adds 618 ticks; a 0.5 bp rebate removes 309
@@ -224,8 +224,6 @@ def test_spread_params_validation() -> None:
         SpreadParams(min_half_spread_ticks=0.0)
     with pytest.raises(ValueError, match=r"SpreadParams\.base_bps"):
         SpreadParams(base_bps=float("nan"))
-    with pytest.raises(ValueError, match=r"SpreadParams\.adverse_rate_threshold"):
-        SpreadParams(adverse_rate_threshold=1.5)
 
 
 # -- skew -----------------------------------------------------------------------------------
@@ -323,16 +321,23 @@ def test_sizing_grid_minimums_and_room() -> None:
 # -- adverse selection ------------------------------------------------------------------------
 
 
+UNIT = 1_000  # lots of one unit of evidence (the quoter's base order size)
+
+
 def buy(ts_s: float) -> Fill:
-    return Fill(1, Side.BUY, 100, 1_000, 0, True, round(ts_s * SEC))
+    return Fill(1, Side.BUY, 100, UNIT, 0, True, round(ts_s * SEC))
 
 
 def sell(ts_s: float) -> Fill:
-    return Fill(2, Side.SELL, 100, 1_000, 0, True, round(ts_s * SEC))
+    return Fill(2, Side.SELL, 100, UNIT, 0, True, round(ts_s * SEC))
+
+
+def detector(**params: object) -> AdverseSelection:
+    return AdverseSelection(AdverseParams(**params), size_unit_lots=UNIT)  # type: ignore[arg-type]
 
 
 def test_markouts_use_the_mid_in_force_at_each_horizon() -> None:
-    adv = AdverseSelection(AdverseParams(horizons_s=(1.0, 5.0), ema_alpha=0.5))
+    adv = detector(horizons_s=(1.0, 5.0), ema_alpha=0.5)
     adv.on_mid(0, 10_000.0)
     adv.on_fill(buy(0.0), 10_000.0)
     adv.on_mid(SEC // 2, 10_001.0)  # 0.5 s
@@ -351,39 +356,63 @@ def test_markouts_use_the_mid_in_force_at_each_horizon() -> None:
     assert list(emas) == [1.0, 5.0] and emas[5.0] == pytest.approx(-1.0)
 
 
-def test_detector_rate_and_average_adverse_move_from_markouts() -> None:
-    adv = AdverseSelection(AdverseParams(horizons_s=(1.0,), detector_window=4))
-    mids = [10_002.0, 9_999.0, 9_998.0, 10_000.0, 9_997.0]  # mid 1 s after each fill
-    for i, after in enumerate(mids):
-        t = 10 * i
-        adv.on_mid(t * SEC, 10_000.0)
+def test_adverse_move_rates_are_the_formulas_of_the_docstring() -> None:
+    adv = detector(horizons_s=(1.0,), widen_min_markouts=5)
+    adv.on_mid(0, 10_000.0)
+    # five buys at t = 0 whose mids were these; 1 s later the mid is 10,000, so the moves
+    # are +2, -1, -2, 0, -3 bps (about): 3 adverse, one exactly 0 (neither), weight 1 each
+    for mid0 in (9_998.0, 10_001.0, 10_002.0, 10_000.0, 10_003.0):
+        adv.on_fill(buy(0.0), mid0)
+    adv.on_mid(SEC, 10_000.0)
+    assert adv.resolved == 5
+    # b = (A + a) / (N + a + c) = (3 + 1) / (5 + 2); r = (3 + 5 b) / (5 + 5)
+    b = 4 / 7
+    r = (3 + 5 * b) / 10
+    assert adv.baseline_adverse_move_rate(SEC) == pytest.approx(b)
+    assert adv.recent_adverse_move_rate(SEC) == pytest.approx(r)
+    assert adv.adverse_move_excess(SEC) == pytest.approx(r - b)  # 1/70
+    # a minute later the recent evidence weighs half, the baseline's 2^(-60/1800)
+    slow, fast = 2 ** (-60 / 1800), 0.5
+    b = (3 * slow + 1) / (5 * slow + 2)
+    r = (3 * fast + 5 * b) / (5 * fast + 5)
+    assert adv.baseline_adverse_move_rate(61 * SEC) == pytest.approx(b)
+    assert adv.adverse_move_excess(61 * SEC) == pytest.approx(r - b)
+
+
+def warm(adv: AdverseSelection, moves: list[float], start_s: float, step_s: float = 2.0) -> float:
+    """One buy every ``step_s`` from ``start_s`` whose mid moves by each of ``moves`` ticks
+    (about that many bps of a 10,000-tick mid) 1 s later; returns the time after the last."""
+    t = start_s
+    for move in moves:
+        adv.on_mid(round(t * SEC), 10_000.0)
         adv.on_fill(buy(t), 10_000.0)
-        adv.on_mid((t + 1) * SEC, after)
-    # markouts +2, -1, -2, 0, -3 bps; window 4 keeps -1, -2, 0, -3: 3 adverse of 4 = 0.75
-    assert adv.rate() == 0.75
-    # average adverse move = (1 + 2 + 3) / 3 = 2 bps
-    assert adv.average_adverse_bps() == pytest.approx(2.0)
+        adv.on_mid(round((t + 1) * SEC), 10_000.0 + move)
+        t += step_s
+    return t
 
 
 def test_toxicity_widens_then_cools_down() -> None:
-    params = AdverseParams(
-        horizons_s=(1.0,), toxic_min_markouts=1, toxic_threshold_bps=0.5, cooldown_ns=5 * SEC
-    )
-    adv = AdverseSelection(params)
-    adv.on_mid(0, 10_000.0)
-    adv.on_fill(buy(0.0), 10_000.0)
-    adv.on_mid(SEC, 9_999.0)  # at the 1 s due time: markout -1 bp < -0.5, toxic 1 s .. 6 s
-    assert adv.multiplier(SEC) == 2.0
-    assert adv.multiplier(6 * SEC - 1) == 2.0
-    assert adv.multiplier(6 * SEC) == 1.0
-    assert not adv.paused(3 * SEC)
+    adv = detector(horizons_s=(1.0,), toxic_threshold_bps=0.5, cooldown_ns=5 * SEC)
+    # normal flow for 400 s: the mid moves 1 tick (about 1 bp) either way, alternately
+    t = warm(adv, [1.0, -1.0] * 100, 0.0)
+    assert adv.multiplier(round(t * SEC)) == 1.0
+    # then every fill is run over by 3 ticks: three such fills are not yet toxic (the recent
+    # mean move is shrunk toward the baseline's), fifteen are
+    t = warm(adv, [-3.0] * 3, t)
+    assert adv.multiplier(round(t * SEC)) == 1.0
+    end = warm(adv, [-3.0] * 12, t)
+    last_due = round((end - 2 + 1) * SEC)  # the last fill's move resolved then: re-armed
+    assert adv.multiplier(last_due) == 2.0
+    assert adv.multiplier(last_due + 5 * SEC - 1) == 2.0
+    assert adv.multiplier(last_due + 5 * SEC) == 1.0
+    assert not adv.paused(last_due)
 
 
 def test_toxicity_pause_and_bounded_pending() -> None:
     params = AdverseParams(
         horizons_s=(1.0, 2.0), toxic_action="pause", toxic_min_markouts=1, max_pending_fills=3
     )
-    adv = AdverseSelection(params)
+    adv = AdverseSelection(params, size_unit_lots=UNIT)
     adv.on_mid(0, 10_000.0)
     for i in range(5):
         adv.on_fill(buy(i * 0.001), 10_000.0)
@@ -404,6 +433,14 @@ def test_adverse_params_validation() -> None:
         AdverseParams(horizons_s=())
     with pytest.raises(ValueError, match=r"AdverseParams\.toxic_action"):
         AdverseParams(toxic_action="panic")
+    for name, bad in (("prior_adverse_move_rate", 1.0), ("prior_adverse_move_rate", 0),
+                      ("prior_weight", 0.0), ("baseline_half_life_s", float("inf")),
+                      ("recent_weight", -1.0), ("widen_min_markouts", 0),
+                      ("recent_half_life_s", 3600.0)):
+        with pytest.raises(ValueError, match=rf"AdverseParams\.{name}: expected"):
+            AdverseParams(**{name: bad})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"AdverseSelection\.size_unit_lots"):
+        AdverseSelection(AdverseParams(), size_unit_lots=0)
 
 
 # -- the quoter -----------------------------------------------------------------------------
@@ -488,8 +525,10 @@ def test_quoter_toxicity_pause_zeroes_sizes_on_the_grid() -> None:
     q = Quoter(BINANCE_SPOT_BTCUSDT, params)
     q.on_book(make_book([(BID, 10**8)], [(ASK, 10**8)]), 0)
     q.on_fill(Fill(1, Side.SELL, ASK, 100_000, 0, True, 0), 6_180_000.5)
-    # we sold, then the mid rose 1,000 ticks: markout -1,000 / 6,180,000.5 x 1e4 = -1.62 bps
-    higher = make_book([(BID + 1_000, 10**8)], [(ASK + 1_000, 10**8)])
+    # we sold, then the mid rose 10,000 ticks: move -10,000 / 6,180,000.5 x 1e4 = -16.2 bps;
+    # one base order of evidence: baseline mean move -16.2 / (1 + 2) = -5.4 bps, recent
+    # (-16.2 + 5 x -5.4) / (1 + 5) = -7.2 bps: 1.8 bps worse than the baseline, toxic
+    higher = make_book([(BID + 10_000, 10**8)], [(ASK + 10_000, 10**8)])
     q.on_book(higher, SEC // 2)
     quote = q.on_book(higher, 2 * SEC)  # resolves the 1 s markout: paused 2 s .. 7 s
     assert quote.bid_size == 0 and quote.ask_size == 0

@@ -112,7 +112,7 @@ def test_defect4_one_spread_model_volatility_enters_once_linearly() -> None:
 
 
 def test_defect5_adverse_selection_is_judged_by_markouts() -> None:
-    adv = AdverseSelection(AdverseParams(horizons_s=(1.0,)))
+    adv = AdverseSelection(AdverseParams(horizons_s=(1.0,)), size_unit_lots=1)
     # Fill 1: buy at mid 10,000; 1 s later the mid is 10,001: good (+1 bp).
     adv.on_mid(0, 10_000.0)
     adv.on_fill(Fill(1, Side.BUY, 10_000, 1, 0, True, 0), 10_000.0)
@@ -123,28 +123,33 @@ def test_defect5_adverse_selection_is_judged_by_markouts() -> None:
     adv.on_fill(Fill(2, Side.BUY, 9_990, 1, 0, True, 4 * SEC), 9_990.0)
     adv.on_mid(5 * SEC, 9_995.0)
     # The article compares the mid at fill 2 with the mid at fill 1 (9,990 < 10,000 after a
-    # buy) and calls fill 2 adverse: rate 1.0 > 0.6, so it would widen. Markouts say 0.
-    assert adv.rate() == 0.0
+    # buy) and calls fill 2 adverse: rate 1.0 > 0.6, so it would widen. The moves say no fill
+    # was adverse: the baseline rate is the prior's (1 adverse of 2) with two good fills,
+    # (0 + 1) / (1 x 2^(-4/1800) + 1 + 2) at 5 s (fill 1's evidence is 4 s older), no excess.
+    assert adv.baseline_adverse_move_rate(5 * SEC) == pytest.approx(1 / (2 ** (-4 / 1800) + 3))
+    assert adv.adverse_move_excess(5 * SEC) == 0.0
     assert adv.ema_bps[0] > 0
 
 
 def test_defect6_widened_quotes_stay_on_the_grid() -> None:
-    params = quiet(adverse=AdverseParams(horizons_s=(1.0,), toxic_action="off"))
+    params = quiet(adverse=AdverseParams(horizons_s=(1.0,), toxic_action="off",
+                                         widen_min_markouts=5))
     q = Quoter(BINANCE_SPOT_BTCUSDT, params)
-    # 5 buys, 4 of which see the mid 100 ticks lower 1 s later: adverse rate 4 / 5 = 0.8
+    # 5 buys, 4 of which see the mid 100 ticks lower 1 s later: an excess over the baseline
     for i, move in enumerate((-100, -100, 100, -100, -100)):
         t = 10 * i * SEC
         q.on_book(make_book(), t)
         q.on_fill(Fill(i, Side.BUY, BID, 100_000, 0, True, t), MID)
         q.on_book(make_book(BID + move, ASK + move), t + SEC)
-    assert q.adverse.rate() == pytest.approx(0.8)
-    quote = q.on_book(make_book(), 100 * SEC)
-    # half = 618.00005 x (1 + 0.8) = 1,112.40009 ticks around 6,180,000.5:
-    # bid = floor(6,178,888.09991) = 6,178,888, ask = ceil(6,181,112.90009) = 6,181,113.
-    # The article re-centres on mid +- new_spread / 2: 6,180,000.5 +- 1,112.4, off the grid.
-    assert (quote.bid, quote.ask) == (6_178_888, 6_181_113)
+    excess = q.adverse.adverse_move_excess(42 * SEC)
+    assert 0 < excess < 1
+    quote = q.on_book(make_book(), 42 * SEC)
+    # half = 618.00005 x (1 + excess) ticks around 6,180,000.5, then floor / ceil: on the
+    # grid. The article re-centres on mid +- new_spread / 2, off the grid.
+    half = 618.00005 * (1 + excess)
+    assert (quote.bid, quote.ask) == (math.floor(MID - half), math.ceil(MID + half))
     assert type(quote.bid) is int and type(quote.ask) is int
-    assert quote.bid < BID < ASK < quote.ask
+    assert quote.bid < BID - 618 and quote.ask > ASK + 618
     # with the toxicity switch widening too, still integers and passive
     toxic = Quoter(BINANCE_SPOT_BTCUSDT, quiet(adverse=AdverseParams(toxic_min_markouts=1)))
     toxic.on_book(make_book(), 0)

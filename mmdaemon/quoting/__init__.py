@@ -8,7 +8,7 @@ One module per component, each a small object with a frozen parameter dataclass:
 - :mod:`.spread` -- the half-spread model in bps of fair value, converted to ticks;
 - :mod:`.skew` -- inventory skew (linear, Avellaneda-Stoikov, GLFT);
 - :mod:`.sizing` -- quote sizes from inventory on the instrument's size grid;
-- :mod:`.adverse` -- markouts, the markout-judged adverse rate, toxicity widening/pause;
+- :mod:`.adverse` -- moves after our fills, widening on the adverse-move excess, toxicity;
 - :mod:`.quoter` -- composes them, with the tick discipline, into a :class:`~mmdaemon.model.Quote`.
 
 Units: prices in ticks, sizes in lots, time in ns (from events; nothing reads a clock).

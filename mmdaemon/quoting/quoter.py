@@ -8,7 +8,8 @@ Per book (or trade) event, with the book already updated:
 3. fair value (ticks) from :mod:`.fair_value`; sigma from :mod:`.volatility`;
 4. reservation = fair + inventory shift (:mod:`.skew`), below fair when long;
 5. half-spread (ticks) from :mod:`.spread`, whose core is the skew model's own when the skew
-   mode prices spread ("avellaneda_stoikov", "glft"), widened for adverse selection;
+   mode prices spread ("avellaneda_stoikov", "glft"), widened by the adverse-move excess and
+   the toxicity multiplier, then the maker fee added (after the multipliers);
 6. tick discipline: bid = floor(reservation - half), ask = ceil(reservation + half) (integer
    ticks: the bid never rounds up, the ask never down); then the quote is made passive against
    the current book, bid <= best_ask - 1 and ask >= best_bid + 1, so a post-only order never
@@ -130,7 +131,9 @@ class Quoter:
             q_unit_lots=params.sizing.base_size_lots,
         )
         self.sizing = SizeRule(instrument, params.sizing)
-        self.adverse = AdverseSelection(params.adverse)
+        self.adverse = AdverseSelection(
+            params.adverse, size_unit_lots=params.sizing.base_size_lots
+        )
         # Bound methods looked up once: this path runs on every book update.
         self._fair = self.fair_value.compute
         self._vol_update = self.volatility.update
@@ -238,7 +241,11 @@ class Quoter:
             self._model_half(fair, sigma) if self._model_prices_spread else self._core(fair, sigma)
         )
         half = self._finalize(
-            core, fair, best_ask - best_bid, adverse.rate(), adverse.multiplier(ts_ns)
+            core,
+            fair,
+            best_ask - best_bid,
+            adverse.adverse_move_excess(ts_ns),
+            adverse.multiplier(ts_ns),
         )
         reservation = fair + shift
         try:

@@ -11,15 +11,19 @@ to each quote. It is built in bps of fair value and converted to ticks explicitl
                    ``horizon_s`` seconds in bps. Volatility enters here and nowhere else.
                    (With skew mode "avellaneda_stoikov" or "glft" the model's own optimal
                    half-spread, in ticks, replaces this core; see :mod:`.skew`.)
-2. fee, bps:       h += maker_fee_bps (a rebate, negative, narrows): the edge per fill is
-                   stated net of the maker fee.
-3. market floor:   h >= market_spread_fraction x market_spread / 2 (our full spread is at
-                   least that fraction of the market's; the article's 50%).
-4. adverse, x:     h x= (1 + rate) when the adverse-selection rate exceeds
-                   ``adverse_rate_threshold`` (the article's rule, the rate being judged by
-                   markouts in :mod:`.adverse`), then x= the toxicity multiplier (>= 1).
+2. market floor:   h >= market_spread_fraction x market_spread / 2 (our full spread is at
+                   least that fraction of the market's; the article's 50%). Steps 1-2 are
+                   the *model* half-spread.
+3. adverse, x:     h x= (1 + e), e the excess of the recent adverse-move rate over this
+                   market's baseline rate (a difference of shares, 0 until enough moves are
+                   resolved; :mod:`.adverse`), then x= the toxicity multiplier (>= 1).
+4. fee, bps:       h += maker_fee_bps x fair / 1e4 (a rebate, negative, narrows): the edge
+                   per fill is stated net of the maker fee. Added *after* the multipliers,
+                   which scale the price of risk, not a fixed cost per fill.
 5. minimum, ticks: h >= min_half_spread_ticks (>= 0.5, so that flooring the bid and
                    ceiling the ask always leaves the two at least one tick apart).
+
+So ``h = max(core, floor) x (1 + e) x toxic_multiplier + fee``, then the minimum.
 
 Quotes are put on the tick grid by the quoter (bid rounded down, ask rounded up), so
 widening never produces an off-grid price.
@@ -42,11 +46,11 @@ class SpreadParams:
     ``base_bps``: base *full* spread in bps of fair value (half of it each side; the
     article's 2 bps). ``vol_mult``: how many one-sigma moves over ``horizon_s`` seconds
     are added to the half-spread (dimensionless). ``horizon_s``: that horizon in seconds.
-    ``maker_fee_bps``: maker fee in bps of notional added to the half-spread (negative for a
-    rebate). ``market_spread_fraction``: our full spread >= this fraction of the market's
-    full spread (0 disables). ``min_half_spread_ticks``: minimum half-spread in ticks (>= 0.5).
-    ``adverse_rate_threshold``: adverse-selection rate above which the half-spread is
-    multiplied by (1 + rate); 1 disables.
+    ``maker_fee_bps``: maker fee in bps of notional added to the half-spread after the
+    adverse multipliers (negative for a rebate). ``market_spread_fraction``: our full spread
+    >= this fraction of the market's full spread (0 disables). ``min_half_spread_ticks``:
+    minimum half-spread in ticks (>= 0.5). The adverse-selection widening's parameters are
+    :class:`~mmdaemon.quoting.adverse.AdverseParams` (``strategy.adverse``).
     """
 
     base_bps: float = 2.0
@@ -55,7 +59,6 @@ class SpreadParams:
     maker_fee_bps: float = 0.0
     market_spread_fraction: float = 0.5
     min_half_spread_ticks: float = 0.5
-    adverse_rate_threshold: float = 0.6
 
     def __post_init__(self) -> None:
         owner = "SpreadParams"
@@ -71,7 +74,6 @@ class SpreadParams:
             lo=0,
         )
         v.real(owner, "min_half_spread_ticks", self.min_half_spread_ticks, "ticks", lo=0.5)
-        v.real(owner, "adverse_rate_threshold", self.adverse_rate_threshold, "fraction", lo=0, hi=1)
 
 
 class SpreadModel:
@@ -82,7 +84,6 @@ class SpreadModel:
         "_fee_frac",
         "_floor_frac",
         "_min_ticks",
-        "_threshold",
         "_vol_frac",
         "params",
     )
@@ -95,7 +96,6 @@ class SpreadModel:
         self._fee_frac = params.maker_fee_bps * _BPS
         self._floor_frac = params.market_spread_fraction / 2.0  # full spread -> half
         self._min_ticks = params.min_half_spread_ticks
-        self._threshold = params.adverse_rate_threshold
 
     def core_half_bps(self, sigma_per_sqrt_s: float) -> float:
         """Step 1: base_bps / 2 + vol_mult x sigma x sqrt(horizon_s) x 1e4, in bps."""
@@ -110,22 +110,19 @@ class SpreadModel:
         core_ticks: float,
         fair_ticks: float,
         market_spread_ticks: float,
-        adverse_rate: float = 0.0,
+        adverse_excess: float = 0.0,
         multiplier: float = 1.0,
     ) -> float:
         """Steps 2-5 on a core half-spread (ticks); returns the half-spread in ticks.
 
-        ``market_spread_ticks`` is best ask - best bid; ``adverse_rate`` the share of
-        recent fills that marked out against us (0..1); ``multiplier`` the toxicity
-        widening (>= 1, 1 = none).
+        ``market_spread_ticks`` is best ask - best bid; ``adverse_excess`` the recent
+        adverse-move rate's excess over the baseline (0..1, 0 = none); ``multiplier`` the
+        toxicity widening (>= 1, 1 = none).
         """
-        half = core_ticks + self._fee_frac * fair_ticks
         floor = self._floor_frac * market_spread_ticks
-        if half < floor:
-            half = floor
-        if adverse_rate > self._threshold:
-            half *= 1.0 + adverse_rate
-        half *= multiplier
+        half = core_ticks if core_ticks > floor else floor
+        half *= (1.0 + adverse_excess) * multiplier
+        half += self._fee_frac * fair_ticks
         return half if half > self._min_ticks else self._min_ticks
 
     def half_spread_ticks(
@@ -133,23 +130,23 @@ class SpreadModel:
         fair_ticks: float,
         sigma_per_sqrt_s: float,
         market_spread_ticks: float,
-        adverse_rate: float = 0.0,
+        adverse_excess: float = 0.0,
         multiplier: float = 1.0,
     ) -> float:
         """The whole model (steps 1-5) in ticks."""
         core = self.core_half_ticks(fair_ticks, sigma_per_sqrt_s)
-        return self.finalize(core, fair_ticks, market_spread_ticks, adverse_rate, multiplier)
+        return self.finalize(core, fair_ticks, market_spread_ticks, adverse_excess, multiplier)
 
     def half_spread_bps(
         self,
         fair_ticks: float,
         sigma_per_sqrt_s: float,
         market_spread_ticks: float,
-        adverse_rate: float = 0.0,
+        adverse_excess: float = 0.0,
         multiplier: float = 1.0,
     ) -> float:
         """The whole model in bps of fair value (for reports and metrics)."""
         ticks = self.half_spread_ticks(
-            fair_ticks, sigma_per_sqrt_s, market_spread_ticks, adverse_rate, multiplier
+            fair_ticks, sigma_per_sqrt_s, market_spread_ticks, adverse_excess, multiplier
         )
         return ticks / fair_ticks / _BPS
