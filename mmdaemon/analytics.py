@@ -382,7 +382,7 @@ def compute_metrics(
     instrument: Instrument,
     *,
     markouts: Sequence[MarkoutRow] = (),
-    horizons_s: Sequence[float] | None = None,
+    horizons_s: Sequence[float] = DEFAULT_HORIZONS_S,
     currency: str | None = None,
     max_spread_bps: float = DEFAULT_MAX_SPREAD_BPS,
     tz: str = "UTC",
@@ -398,17 +398,15 @@ def compute_metrics(
 
     ``markouts`` are the journal's resolved markouts (:func:`load_markouts`); a fill
     without one at a horizon is unresolved there. ``horizons_s`` are the markout horizons
-    reported, by default those the markouts were resolved at (1, 5, 30, 60 s when there are
-    none); the shortest is the one the headline rates use. ``max_spread_bps`` is the widest
+    reported (the daemon's ``report.markout_horizons_s``, 1, 5, 30, 60 s by default; the
+    journal records the ones it ran with); the shortest is the one the headline rates use.
+    ``max_spread_bps`` is the widest
     quoted spread that counts as quoting for the uptime. ``tz`` names the time zone of the
     hour-of-day and daily tables (e.g. ``"America/New_York"`` for US equities). The Sharpe
     ratio uses PnL changes over ``sharpe_interval_s`` and annualises with
     ``seconds_per_year`` (365 days).
     """
-    if horizons_s is None:
-        hz = tuple(sorted({row[1] for row in markouts})) or horizons_ns(DEFAULT_HORIZONS_S)
-    else:
-        hz = horizons_ns(horizons_s)  # ValueError naming the rule
+    hz = horizons_ns(horizons_s)  # ValueError naming the rule
     if sharpe_interval_s <= 0:
         raise ValueError(f"sharpe_interval_s must be positive, got {sharpe_interval_s}")
     if max_spread_bps < 0:
@@ -694,6 +692,8 @@ DEFINITIONS: dict[str, str] = {
               "returns on capital. None with < 2 intervals.",
     "max_drawdown": "Largest fall of the sampled mark-to-market PnL from its running peak "
                     "(the peak starts at 0), quote currency.",
+    "currency": "The currency every money figure is in: the instrument's quote asset (USDT "
+                "for BTCUSDT; USD for a LOBSTER equity).",
     "markout_bps": "Markout at horizon h, bps: 1e4 x sum over fills of side x size x (mid at "
                    "t+h - price) / sum of size x mid before the fill (notional-weighted: the "
                    "markout money per unit of notional traded). The mid before a fill is the "

@@ -357,7 +357,7 @@ def report(state_dir: Path, out: Path) -> int:
     """``mmdaemon report``: the report of the journal in ``state_dir``."""
     import sqlite3
 
-    from mmdaemon.markouts import quote_currency
+    from mmdaemon.markouts import DEFAULT_HORIZONS_S, quote_currency
     from mmdaemon.model import Instrument
     from mmdaemon.report import write_report
 
@@ -376,6 +376,7 @@ def report(state_dir: Path, out: Path) -> int:
     venue = spec.get("venue", "")
     write_report(journal, instrument, out, tz=_report_tz(venue),
                  currency=quote_currency(instrument.symbol, venue),
+                 horizons_s=spec.get("markout_horizons_s", DEFAULT_HORIZONS_S),
                  max_spread_bps=spec.get("max_spread_bps", 10.0),
                  inventory_soft_lots=spec.get("inventory_soft_lots"),
                  inventory_hard_lots=spec.get("inventory_hard_lots"))

@@ -304,6 +304,7 @@ class Service:
             "inventory_soft_lots": self.config.risk.inventory_soft_lots,
             "inventory_hard_lots": self.config.risk.inventory_hard_lots,
             "max_spread_bps": self.config.report.max_spread_bps,
+            "markout_horizons_s": self.config.report.markout_horizons_s,
         }).decode(), time.time_ns())
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
@@ -888,7 +889,8 @@ class Service:
             self.breakers.on_reject(self.now_ns, update.reason)
 
     def _on_fill(self, fill: Fill) -> None:
-        # a sample at the fill: the report's "mid at fill" must be the market of this moment
+        # a sample at the fill: the position's step shows in the samples at its own time
+        # (the mid at the fill is the fill's own mid before, journaled with it)
         self._sample(self.now_ns)
         if not fill.mid_x2:  # a live venue cannot say: our book as the report arrives
             fill = fill._replace(mid_x2=book_mid_x2(self.book))

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS fills (
     maker    INTEGER NOT NULL,
     ts_ns    INTEGER NOT NULL,
     mid_x2   INTEGER                -- best bid + best ask (ticks) before the market event that
-                                    -- filled us; NULL: unknown (an older version, no book)
+                                    -- filled us (live: our book when the report came);
+                                    -- NULL: unknown (an older version, no book)
 );
 CREATE TABLE IF NOT EXISTS samples (
     run_id    INTEGER NOT NULL,

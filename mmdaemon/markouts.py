@@ -45,6 +45,10 @@ Ordering rules (strict time order, no look-ahead)
   horizon waits for a later event.
 - A fill may be registered (:meth:`MarkoutTracker.on_fill`) at any time after it happened;
   a horizon whose ``t + h`` lies before the last event already seen is late (above).
+- One clock: ``t`` and the events' times must be on the daemon's event clock. The paper
+  venue's fills are. A live fill's ``t`` is the venue's transaction time, compared with our
+  receive times: its horizons are measured from the venue's time as our clock reads it
+  (early by the feed latency plus any clock skew, milliseconds).
 - Cost on the hot path: :meth:`MarkoutTracker.before_event` compares the event's time with
   the earliest due time; only then does it read the book and pop the due horizons.
 """

@@ -40,7 +40,7 @@ from mmdaemon.metrics import serve_metrics
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BookUpdate, Fill, Instrument, Malformed, Side
 from mmdaemon.venues.binance import BinanceCodec
 from tests.conftest import REPO, SPOT_FILES
-from tests.helpers import write_config, write_gz
+from tests.helpers import first_lines, write_config, write_gz
 from tests.recorder import Recorder
 
 S = 1_000_000_000  # ns per second
@@ -217,8 +217,8 @@ def depth(t_ms: int, seq: int, bids: list[list[str]], asks: list[list[str]]) -> 
 def through_recording(path: Path) -> Path:
     """BTCUSDT at 60000.00 / 60000.02 while our quotes go out and rest; at 1 s the book
     drops through our bid to 58999.99 / 59000.00; at 1.9 s a size change (sampled), at
-    1.99 s the mid slips one tick (too soon for the next 250 ms sample), then quiet
-    updates past every horizon."""
+    1.99 s the mid slips one tick (too soon for the next 250 ms sample), at 2.1 s another
+    half tick, then quiet updates past every horizon."""
     lines = [frame(0, {"lastUpdateId": 100, "bids": [["60000.00", "1.0"]],
                        "asks": [["60000.02", "1.0"]]})]
     seq = 101
@@ -230,8 +230,10 @@ def through_recording(path: Path) -> Path:
     lines.append(depth(1900, seq + 1, [["58999.99", "2.0"]], []))
     lines.append(depth(1990, seq + 2, [["58999.99", "0"], ["58999.98", "1.0"]],
                        [["59000.00", "0"], ["58999.99", "1.0"]]))
-    for k, t_ms in enumerate((2100, 6100, 31_100, 61_100, 62_000), start=3):
-        lines.append(depth(t_ms, seq + k, [["58999.98", f"{k}.0"]], []))
+    # at 2.1 s the mid slips again: the event that resolves t + 1 s must not be in it
+    lines.append(depth(2100, seq + 3, [["58999.98", "0"], ["58999.97", "1.0"]], []))
+    for k, t_ms in enumerate((6100, 31_100, 61_100, 62_000), start=4):
+        lines.append(depth(t_ms, seq + k, [["58999.97", f"{k}.0"]], []))
     return write_gz(path, lines)
 
 
@@ -372,6 +374,28 @@ def test_real_markouts_match_an_independent_replay_of_the_book(real: dict[str, A
         stale += sample_mid[bisect_right(sample_t, due) - 1] != mid_x2
     # the 250 ms samples would have given another mid for some of them
     assert stale > 0
+
+
+def test_a_restart_counts_the_markouts_journaled_before_it(tmp_path: Path) -> None:
+    recording = str(first_lines(tmp_path / "minute.gz", 8000))  # a minute: a few fills
+    config = load_config(write_config(tmp_path))
+
+    def run() -> dict[str, Any]:
+        service = Service(config, SystemClock(), Recorder(), recordings=[recording],
+                          speed=None)
+        asyncio.run(service.run())
+        assert service.exit_code == 0
+        return service.summary(1.0)
+
+    first, second = run(), run()
+    journal = tmp_path / "state" / "journal.sqlite"
+    fills, samples = load_journal(journal)
+    metrics = compute_metrics(fills, samples, BINANCE_SPOT_BTCUSDT,
+                              markouts=load_markouts(journal))
+    assert second["fills"] == len(fills) > first["fills"] > 0
+    # the second run's figures cover both runs' fills, exactly as the journal does
+    assert second["markouts"] == metrics["markouts"]
+    assert second["markouts"][0]["resolved_fills"] > first["markouts"][0]["resolved_fills"]
 
 
 # -- journals from before exact markouts ---------------------------------------------------
