@@ -193,13 +193,15 @@ class MarkoutStats:
 
     horizons: list[HorizonStats]
     fills: int = 0
-    _index: dict[int, int] = field(default_factory=dict, repr=False)
+    _index: dict[int, int] = field(init=False, repr=False)  # horizon ns -> position
+
+    def __post_init__(self) -> None:
+        self._index = {h.horizon_ns: i for i, h in enumerate(self.horizons)}
 
     @classmethod
     def empty(cls, horizons: Sequence[int]) -> MarkoutStats:
         """No fill yet, at ``horizons`` (ns)."""
-        return cls([HorizonStats(h) for h in horizons], 0,
-                   {h: i for i, h in enumerate(horizons)})
+        return cls([HorizonStats(h) for h in horizons])
 
     def add(self, markout: Markout) -> None:
         """Count one resolved markout (ignored at a horizon these stats do not keep)."""
