@@ -14,10 +14,17 @@ Units and conventions
   float in the **quote currency** (one notional unit = ``tick_size x lot_size``).
 - **Side** is +1 for a buy, -1 for a sell; **fees** are positive when paid, negative for
   rebates (the journal's convention).
-- The **mid at a fill** is the mid of the latest sample with a two-sided book at or before
-  the fill's time (the journal does not store the mid at the fill; with 250 ms sampling it
-  may be up to one sample interval old). A fill before any such sample has no mid: its
-  reference is its own price (zero edge) and it is left out of markouts and bps averages.
+- The **mid at a fill** is the mid *before the market event that filled us*, as the journal
+  recorded it with the fill (``Fill.mid_x2``). A journal written before that was recorded
+  falls back to the latest sample with a two-sided book at or before the fill (up to one
+  sample interval old, and after the move that filled us when the sample was taken at the
+  fill); ``fills_with_exact_mid`` says how many fills had the exact one. A fill with
+  neither has no mid: its reference is its own price (zero edge) and it is left out of bps
+  averages.
+- **Markouts** (win, negative-markout and adverse-move rates, markout bps and money) are
+  :mod:`mmdaemon.markouts`' exact event-level figures, read from the journal's ``markouts``
+  table and summed by the same code as the daemon's own; a journal without them reports
+  its fills as unresolved rather than measure them on samples.
 - **bps** of a fill are relative to its mid at the fill.
 
 PnL decomposition (exact, in integers)
@@ -44,20 +51,28 @@ import sqlite3
 import statistics
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from mmdaemon.model import Fill, Instrument, Side
+from mmdaemon.journal import MarkoutRow, read_fills, read_markouts
+from mmdaemon.markouts import (
+    DEFAULT_HORIZONS_S,
+    HorizonStats,
+    horizons_ns,
+    journaled,
+    journaled_stats,
+    quote_currency,
+)
+from mmdaemon.model import Fill, Instrument
 from mmdaemon.orders.position import Position
 
 NS_PER_S = 1_000_000_000
 SECONDS_PER_DAY = 86_400
 SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day; pass 252 x 6.5 h for equities
-DEFAULT_HORIZONS_S: tuple[float, ...] = (1, 5, 30, 60)
 DEFAULT_MAX_SPREAD_BPS = 10.0
 MIN_SHARPE_INTERVALS = 30
 """Fewest intervals for an annualised Sharpe ratio; below it the figure is None, with the
@@ -103,33 +118,40 @@ SampleLike = tuple[int, int, int | None, int | None, float, int, int, int, int, 
 # -- loading ------------------------------------------------------------------------------
 
 
-def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
-    """Read every fill and sample of the journal at ``path``, read-only.
-
-    The file is opened with SQLite's ``mode=ro`` (no lock on the state directory, nothing
-    written), so a report can be made while a daemon is still running on it. Fills come in
-    the order they were recorded, samples in the order they were written.
-    """
+def _read_only(path: Path | str) -> sqlite3.Connection:
+    """The journal at ``path`` opened with SQLite's ``mode=ro``: no lock on the state
+    directory, nothing written, so a report can be made while a daemon runs on it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no journal at {path}")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
+    """Read every fill (with its mid before, 0 where unknown) and sample of the journal at
+    ``path``, read-only. Fills come in the order they were recorded, samples in the order
+    they were written."""
+    db = _read_only(path)
     try:
-        fill_rows = db.execute(
-            "SELECT order_id, side, price, size, fee, maker, ts_ns, exec_key FROM fills"
-            " ORDER BY seq"
-        ).fetchall()
+        fills = read_fills(db)
         sample_rows = db.execute(
             "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
             " position, state, orders, amends, cancels FROM samples ORDER BY rowid"
         ).fetchall()
     finally:
         db.close()
-    fills = [
-        Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]))
-        for o, s, p, q, f, m, t, k in fill_rows
-    ]
     return fills, [SampleRow._make(r) for r in sample_rows]
+
+
+def load_markouts(path: Path | str) -> list[MarkoutRow]:
+    """Every resolved markout of the journal at ``path`` (read-only), in the order
+    recorded: ``(exec_key, horizon_ns, mid_x2, resolved_ns)``; none from a journal
+    written before markouts were journaled. Pass them to :func:`compute_metrics`."""
+    db = _read_only(path)
+    try:
+        return read_markouts(db)
+    finally:
+        db.close()
 
 
 # -- small public helpers -----------------------------------------------------------------
@@ -193,8 +215,8 @@ class _Core:
     vt: list[int]  # times of samples with a two-sided book
     vm2: list[int]  # their mids, half ticks (bid + ask)
     ref2: list[int]  # per fill: mid at the fill, half ticks (2 x price without one)
-    has_mid: list[bool]  # per fill: a sample mid existed at or before it
-    mid_age_ns: list[int]  # per fill with a mid: how old that sample was at the fill
+    has_mid: list[bool]  # per fill: journaled, or a sample mid existed at or before it
+    mid_age_ns: list[int]  # per fill with a sample's mid: how old that sample was at the fill
     # cumulative, per two-sided sample, in half notional units (2 x ticks x lots):
     pnl2: list[int]
     spread2: list[int]
@@ -223,6 +245,10 @@ def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
     has_mid: list[bool] = []
     mid_age: list[int] = []
     for f in fs:
+        if f.mid_x2 > 0:  # journaled: the mid before the event that filled us, exact
+            has_mid.append(True)
+            ref2.append(f.mid_x2)
+            continue
         k = bisect_right(vt, f.ts_ns) - 1
         has_mid.append(k >= 0)
         ref2.append(vm2[k] if k >= 0 else 2 * f.price)
@@ -305,11 +331,8 @@ class _Bucket:
     abs_inventory_ns: int = 0  # sum of |position| x weight: lots x ns
     uptime_ns: int = 0
     requests: int = 0
-    markout_num: float = 0.0  # sum of size x markout bps at the short horizon
-    markout_den: int = 0  # lots measured
-    measured: int = 0
-    wins: int = 0
-    losses: int = 0
+    # the fills' markouts at the shortest horizon (its horizon_ns is not used here)
+    short: HorizonStats = field(default_factory=lambda: HorizonStats(0))
 
     def row(self, half: Fraction, lot: Fraction) -> dict[str, Any]:
         pnl2 = self.spread2 + self.inventory2 - self.fees2
@@ -322,9 +345,10 @@ class _Bucket:
             "spread_capture_pnl": float(self.spread2 * half),
             "inventory_pnl": float(self.inventory2 * half),
             "fees": float(self.fees2 * half),
-            "markout_bps": _ratio(self.markout_num, self.markout_den),
-            "win_rate": _ratio(self.wins, self.measured),
-            "adverse_selection_rate": _ratio(self.losses, self.measured),
+            "markout_bps": self.short.bps(self.short.markout2),
+            "win_rate": self.short.share(self.short.win_lots),
+            "negative_markout_rate": self.short.share(self.short.negative_lots),
+            "adverse_move_rate": self.short.share(self.short.adverse_lots),
             "avg_abs_inventory": (float(Fraction(self.abs_inventory_ns, self.sampled_ns) * lot)
                                   if self.sampled_ns else None),
             "quote_uptime": _ratio(self.uptime_ns, self.sampled_ns),
@@ -366,7 +390,9 @@ def compute_metrics(
     samples: Sequence[SampleLike],
     instrument: Instrument,
     *,
+    markouts: Sequence[MarkoutRow] = (),
     horizons_s: Sequence[float] = DEFAULT_HORIZONS_S,
+    currency: str | None = None,
     max_spread_bps: float = DEFAULT_MAX_SPREAD_BPS,
     tz: str = "UTC",
     sharpe_interval_s: float = 60,
@@ -375,17 +401,21 @@ def compute_metrics(
     """The run's metrics as a JSON-ready dict (plain ints, floats, None, str, lists, dicts).
 
     See :data:`DEFINITIONS` for the exact definition and unit of every key. Money is in the
-    quote currency, sizes in base currency (``*_lots`` keys in lots), bps of the mid at
-    the fill, times in s. A metric whose denominator is zero is None (undefined), not 0.
+    quote currency (named by ``currency``, by default the symbol's quote asset: USDT for
+    BTCUSDT), sizes in base currency (``*_lots`` keys in lots), bps of the mid at the fill,
+    times in s. A metric whose denominator is zero is None (undefined), not 0.
 
-    ``horizons_s`` are the markout horizons; the shortest is the one win rate and
-    adverse-selection rate use. ``max_spread_bps`` is the widest quoted spread that counts
-    as quoting for the uptime. ``tz`` names the time zone of the hour-of-day and daily
-    tables (e.g. ``"America/New_York"`` for US equities). The Sharpe ratio uses PnL changes
-    over ``sharpe_interval_s`` and annualises with ``seconds_per_year`` (365 days).
+    ``markouts`` are the journal's resolved markouts (:func:`load_markouts`); a fill
+    without one at a horizon is unresolved there. ``horizons_s`` are the markout horizons
+    reported (the daemon's ``report.markout_horizons_s``, 1, 5, 30, 60 s by default; the
+    journal records the ones it ran with); the shortest is the one the headline rates use.
+    ``max_spread_bps`` is the widest
+    quoted spread that counts as quoting for the uptime. ``tz`` names the time zone of the
+    hour-of-day and daily tables (e.g. ``"America/New_York"`` for US equities). The Sharpe
+    ratio uses PnL changes over ``sharpe_interval_s`` and annualises with
+    ``seconds_per_year`` (365 days).
     """
-    if not horizons_s or any(h <= 0 for h in horizons_s):
-        raise ValueError(f"horizons_s must be positive seconds, got {list(horizons_s)}")
+    hz = horizons_ns(horizons_s)  # ValueError naming the rule
     if sharpe_interval_s <= 0:
         raise ValueError(f"sharpe_interval_s must be positive, got {sharpe_interval_s}")
     if max_spread_bps < 0:
@@ -481,61 +511,13 @@ def compute_metrics(
     cancels = sum(t[2] for t in run_totals.values())
     order_requests = places + amends + cancels
 
-    # -- markouts
-    short_h = min(horizons_s)
-    short_idx = list(horizons_s).index(short_h)
-    markouts: list[dict[str, Any]] = []
-    short: dict[str, Any] = {}
-    last_t = core.vt[-1] if core.vt else None
-    for idx, h in enumerate(horizons_s):
-        h_ns = round(h * NS_PER_S)
-        measured = past_end = no_mid = wins = losses = adverse_moves = 0
-        num_mk = num_move = 0.0
-        den = 0
-        markout2 = 0
-        for f, r2, ok in zip(fs, core.ref2, core.has_mid, strict=True):
-            if not ok or last_t is None:
-                no_mid += 1
-                continue
-            target = f.ts_ns + h_ns
-            if target > last_t:
-                past_end += 1
-                continue
-            mh2 = core.vm2[bisect_right(core.vt, target) - 1]
-            side = int(f.side)
-            gain2 = side * (mh2 - 2 * f.price)  # half ticks per lot, edge + move
-            move2 = side * (mh2 - r2)
-            mk_bps = 1e4 * gain2 / r2
-            measured += 1
-            wins += gain2 > 0
-            losses += gain2 < 0
-            adverse_moves += move2 < 0
-            num_mk += f.size * mk_bps
-            num_move += f.size * 1e4 * move2 / r2
-            den += f.size
-            markout2 += f.size * gain2
-            if idx == short_idx:
-                for b in buckets(f.ts_ns):
-                    b.measured += 1
-                    b.wins += gain2 > 0
-                    b.losses += gain2 < 0
-                    b.markout_num += f.size * mk_bps
-                    b.markout_den += f.size
-        row = {
-            "horizon_s": h,
-            "fills_measured": measured,
-            "excluded_past_end": past_end,
-            "excluded_no_mid": no_mid,
-            "markout_bps": _ratio(num_mk, den),
-            "mid_move_bps": _ratio(num_move, den),
-            "markout_pnl": float(markout2 * half),
-            "win_rate": _ratio(wins, measured),
-            "adverse_selection_rate": _ratio(losses, measured),
-            "adverse_move_rate": _ratio(adverse_moves, measured),
-        }
-        markouts.append(row)
-        if idx == short_idx:
-            short = row
+    # -- markouts: the journal's exact ones, summed as the daemon sums them
+    mk_rows = journaled_stats(hz, fs, markouts).rows(instrument)
+    short = mk_rows[0]
+    for m in journaled(fs, (row for row in markouts if row[1] == hz[0])):
+        f = m.fill
+        for b in buckets(f.ts_ns):
+            b.short.add(int(f.side), f.price, f.size, f.mid_x2, m.mid_x2)
 
     # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
     total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
@@ -596,16 +578,18 @@ def compute_metrics(
         "max_drawdown": max_dd,
         "max_drawdown_peak_ns": peak_ns,
         "max_drawdown_trough_ns": trough_ns,
-        "markout_horizon_s": short_h,
-        "win_rate": short.get("win_rate"),
-        "adverse_selection_rate": short.get("adverse_selection_rate"),
-        "adverse_move_rate": short.get("adverse_move_rate"),
+        "currency": currency or quote_currency(instrument.symbol),
+        "markout_horizon_s": short["horizon_s"],
+        "win_rate": short["win_rate"],
+        "negative_markout_rate": short["negative_markout_rate"],
+        "adverse_move_rate": short["adverse_move_rate"],
         "avg_spread_captured_bps": _ratio(edge_num, edge_den),
+        "fills_with_exact_mid": sum(f.mid_x2 > 0 for f in fs),
         "fills_without_mid": sum(not ok for ok in core.has_mid),
         "mid_at_fill_age_ms_median": (statistics.median(core.mid_age_ns) / 1e6
                                       if core.mid_age_ns else None),
         "mid_at_fill_age_ms_max": max(core.mid_age_ns) / 1e6 if core.mid_age_ns else None,
-        "markouts": markouts,
+        "markouts": mk_rows,
         "avg_abs_inventory": (float(avg_abs_inv_lots * lot)
                               if avg_abs_inv_lots is not None else None),
         "avg_abs_inventory_lots": (float(avg_abs_inv_lots)
@@ -773,7 +757,8 @@ DEFINITIONS: dict[str, str] = {
                  "Equals spread capture + inventory PnL - fees exactly.",
     "spread_capture_pnl": "Sum over fills of side x size x (mid at the fill - price), quote "
                           "currency: the edge earned against the mid when each fill happened. "
-                          "The mid at a fill is that of the latest sample at or before it.",
+                          "The mid at a fill is the book's before the event that filled us "
+                          "(journals from before it was recorded: the latest sample's).",
     "inventory_pnl": "Sum over fills of side x size x (final mark - mid at the fill), quote "
                      "currency: the mark-to-market of the inventory the fills left behind "
                      "(= total - spread capture + fees).",
@@ -794,25 +779,38 @@ DEFINITIONS: dict[str, str] = {
               "sharpe_intervals is the count it rests on.",
     "max_drawdown": "Largest fall of the sampled mark-to-market PnL from its running peak "
                     "(the peak starts at 0), quote currency.",
-    "markout_bps": "Markout at horizon h of a fill: side x (mid at t+h - price) / mid at the "
-                   "fill x 1e4, bps (edge plus the mid's move). The mid at t+h is that of the "
-                   "sample at or before t+h. Averaged weighting each fill by its size. Fills "
-                   "whose t+h is after the last sample, or without a mid at the fill, are "
-                   "excluded and counted.",
+    "currency": "The currency every money figure is in: the instrument's quote asset (USDT "
+                "for BTCUSDT; USD for a LOBSTER equity).",
+    "markout_bps": "Markout at horizon h, bps: 1e4 x sum over fills of side x size x (mid at "
+                   "t+h - price) / sum of size x mid before the fill (notional-weighted: the "
+                   "markout money per unit of notional traded). The mid before a fill is the "
+                   "book's before the market event that filled us; the mid at t+h is the "
+                   "book's after every event at or before t+h (exact, not a sample). "
+                   "= edge_bps + mid_move_bps. Over the fills resolved at h only.",
+    "edge_bps": "1e4 x sum of side x size x (mid before the fill - price) / sum of size x mid "
+                "before the fill, over the fills resolved at h.",
+    "mid_move_bps": "1e4 x sum of side x size x (mid at t+h - mid before the fill) / sum of "
+                    "size x mid before the fill; negative = the market moved against us.",
+    "markout_pnl": "Sum over the fills resolved at h of side x size x (mid at t+h - price), "
+                   "in the quote currency (named by currency: USDT for BTCUSDT).",
+    "resolved_fills": "Fills whose markout at h is known. unresolved_fills = fills - "
+                      "resolved: the run ended before an event came after t+h, the fill's "
+                      "report came after such an event, a side of the book was empty, or the "
+                      "journal predates exact markouts. Never counted in the rates.",
     "mid_at_fill_age_ms_median": "Median age, ms, of the sample whose mid serves as the mid "
-                                 "at a fill. The split between spread capture and inventory "
-                                 "PnL (not the total) is only as good as this is small: a "
-                                 "mid from before the market reached our price overstates "
-                                 "the edge and understates the move.",
-    "mid_move_bps": "The markout without the edge: side x (mid at t+h - mid at the fill) / mid "
-                    "at the fill x 1e4, bps, size-weighted; negative = the market moved "
-                    "against the fill.",
-    "win_rate": "Share of fills with a positive markout at the shortest horizon (fills with "
-                "a zero markout are neither wins nor losses).",
-    "adverse_selection_rate": "Share of fills with a negative markout at the shortest "
-                              "horizon: the mid moved against the fill by more than its edge.",
-    "adverse_move_rate": "Share of fills after which the mid moved against them at all at "
-                         "the shortest horizon (mid_move < 0), whatever the edge.",
+                                 "at a fill, over fills the journal has no exact mid before "
+                                 "for (fills_with_exact_mid have it; None when all do). The "
+                                 "split between spread capture and inventory PnL (not the "
+                                 "total) is only as good as this is small.",
+    "win_rate": "Lots with a positive markout (mid at t+h better for us than our price) / "
+                "lots resolved, at the shortest horizon (per horizon in markouts). Zero "
+                "markouts are neither wins nor negative.",
+    "negative_markout_rate": "Lots with a negative markout (side x (mid at t+h - price) < 0: "
+                             "the mid at t+h is worse for us than our own price) / lots "
+                             "resolved, at the shortest horizon.",
+    "adverse_move_rate": "Lots after which the mid moved against us at all (side x (mid at "
+                         "t+h - mid before the fill) < 0), whatever the edge / lots resolved, "
+                         "at the shortest horizon.",
     "avg_spread_captured_bps": "Size-weighted mean of side x (mid at the fill - price) / mid "
                                "at the fill x 1e4, bps, over fills with a mid.",
     "avg_abs_inventory": "Time-weighted mean of |position| over the samples (each sample "

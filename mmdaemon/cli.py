@@ -326,11 +326,13 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
 
     Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
     half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
-    from mmdaemon.analytics import compute_metrics, load_journal
+    from mmdaemon.analytics import compute_metrics, load_journal, load_markouts
 
     journal = service.state_dir / "journal.sqlite"
     config = service.config
     tz = _report_tz(config.instrument.venue)
+    options: dict[str, Any] = {"horizons_s": config.report.markout_horizons_s,
+                               "currency": service.currency}
     if report_dir is not None:
         from mmdaemon.report import write_report
 
@@ -338,12 +340,14 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
             journal, service.instrument, report_dir, tz=tz,
             max_spread_bps=config.report.max_spread_bps,
             inventory_soft_lots=config.risk.inventory_soft_lots,
-            inventory_hard_lots=config.risk.inventory_hard_lots)
+            inventory_hard_lots=config.risk.inventory_hard_lots, **options)
         logger.info("report_written", path=str(report_dir / "report.html"))
         return metrics
     fills, samples = load_journal(journal)
-    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument, tz=tz,
-                                             max_spread_bps=config.report.max_spread_bps)
+    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument,
+                                             markouts=load_markouts(journal), tz=tz,
+                                             max_spread_bps=config.report.max_spread_bps,
+                                             **options)
     return result
 
 
@@ -357,6 +361,7 @@ def report(state_dir: Path, out: Path) -> int:
     """``mmdaemon report``: the report of the journal in ``state_dir``."""
     import sqlite3
 
+    from mmdaemon.markouts import DEFAULT_HORIZONS_S, quote_currency
     from mmdaemon.model import Instrument
     from mmdaemon.report import write_report
 
@@ -372,7 +377,10 @@ def report(state_dir: Path, out: Path) -> int:
         return 2
     spec = orjson.loads(row[0])
     instrument = Instrument(spec["symbol"], spec["tick_size"], spec["lot_size"])
-    write_report(journal, instrument, out, tz=_report_tz(spec.get("venue", "")),
+    venue = spec.get("venue", "")
+    write_report(journal, instrument, out, tz=_report_tz(venue),
+                 currency=quote_currency(instrument.symbol, venue),
+                 horizons_s=spec.get("markout_horizons_s", DEFAULT_HORIZONS_S),
                  max_spread_bps=spec.get("max_spread_bps", 10.0),
                  inventory_soft_lots=spec.get("inventory_soft_lots"),
                  inventory_hard_lots=spec.get("inventory_hard_lots"))
@@ -511,8 +519,8 @@ def _check_lobster(recordings: list[str], config: Config) -> None:
 
 
 REPORT_HEADLINES = ("spread_capture_pnl", "inventory_pnl", "sharpe", "max_drawdown",
-                    "win_rate", "quote_uptime", "two_sided_share", "quoted_spread_bps_mean",
-                    "order_to_trade", "fill_rate")
+                    "win_rate", "negative_markout_rate", "adverse_move_rate", "quote_uptime",
+                    "two_sided_share", "quoted_spread_bps_mean", "order_to_trade", "fill_rate")
 """The report figures the people's summary shows; ``--json`` and ``--report`` have them all."""
 
 
@@ -531,7 +539,7 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
 
             scalars["sharpe"] = sharpe_text(metrics)
         for m in metrics.get("markouts", []):
-            scalars[f"markout_{m['horizon_s']}s_bps"] = m["markout_bps"]
+            scalars[f"markout_{m['horizon_s']:g}s_bps"] = m["markout_bps"]
     width = max(map(len, scalars))
     rows = []
     for key, value in scalars.items():

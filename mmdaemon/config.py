@@ -25,6 +25,7 @@ from typing import Any, Literal
 from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.feed.recording import MAX_FRAME_BYTES
 from mmdaemon.feed.replay import ReplayClock, parse_speed
+from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
 from mmdaemon.model import Instrument
 from mmdaemon.quoting.quoter import QuoterParams
 
@@ -192,11 +193,14 @@ class StateConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Report data: how often (event time, ms) the market and our quote are sampled, and the
-    widest spread (bps of mid) that still counts as quoting for the uptime metric."""
+    """Report data: how often (event time, ms) the market and our quote are sampled, the
+    widest spread (bps of mid) that still counts as quoting for the uptime metric, and the
+    horizons (s after each fill) its exact markouts are measured at (:mod:`mmdaemon.markouts`;
+    read at start: a reload that changes them is refused)."""
 
     sample_ms: int = 250
     max_spread_bps: float = 10.0
+    markout_horizons_s: tuple[float, ...] = DEFAULT_HORIZONS_S
 
 
 @dataclass(frozen=True)
@@ -394,6 +398,10 @@ def _check(config: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    try:
+        horizons_ns(config.report.markout_horizons_s)
+    except ValueError as exc:
+        raise ConfigError(f"report.markout_horizons_s: {exc}") from None
     for key, value in (("feed.max_message_bytes", feed.max_message_bytes),
                        ("feed.max_snapshot_bytes", feed.max_snapshot_bytes),
                        ("exchange.max_message_bytes", config.exchange.max_message_bytes)):

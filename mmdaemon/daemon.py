@@ -49,6 +49,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, cast
@@ -72,6 +73,7 @@ from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
 from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.market import Decoded, MarketState, NoCodec
+from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats, quote_currency
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.model import (
     BookUpdate,
@@ -193,6 +195,11 @@ class Service:
             self.market = MarketState(BinanceCodec(self.instrument, market), self._report,
                                       depth)
         self.book = self.market.book
+        # exact markouts of our fills (mmdaemon.markouts): told each event before it applies
+        self.markouts = MarkoutTracker(config.report.markout_horizons_s,
+                                       partial(book_mid_x2, self.book))
+        self.currency = quote_currency(self.instrument.symbol, config.instrument.venue,
+                                       config.firm.quote_asset)
         self.quoter = Quoter(self.instrument, config.strategy)
         self.counters = Counters()
         self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
@@ -285,6 +292,8 @@ class Service:
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
         self.quoter.set_inventory(position.position)
+        self.markouts.restore(journaled_stats(self.markouts.horizons_ns, restored.fills,
+                                              journal.markouts()))
         # start HALTED until the book is synced and the venue is ready (and the firm bus has
         # read the global kill latch): no quote before
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
@@ -308,6 +317,7 @@ class Service:
             "inventory_soft_lots": self.config.risk.inventory_soft_lots,
             "inventory_hard_lots": self.config.risk.inventory_hard_lots,
             "max_spread_bps": self.config.report.max_spread_bps,
+            "markout_horizons_s": self.config.report.markout_horizons_s,
         }).decode(), time.time_ns())
         self.manager = OrderManager(restored.run_id, self.config.orders.price_tolerance_ticks,
                                     self.config.orders.size_tolerance_lots)
@@ -520,6 +530,8 @@ class Service:
                 return
             fixed = [name for name in RESTART_SECTIONS
                      if getattr(new, name) != getattr(self.config, name)]
+            if new.report.markout_horizons_s != self.config.report.markout_horizons_s:
+                fixed.append("report.markout_horizons_s")  # the markouts pending keep theirs
             if fixed:
                 self.log.warning("reload_refused", sections=fixed, reason="needs a restart")
                 return
@@ -642,6 +654,7 @@ class Service:
                     decoded: Decoded = item  # type: ignore[assignment]
                     self._frame_t0 = perf_counter_ns()
                     self._before_event(decoded.recv_ns)
+                    self.markouts.before_event(decoded.recv_ns)  # the mid before the event
                     actions = self.on_events(decoded.recv_ns, self.market.on_decoded(decoded))
                     if actions:
                         await self._send(actions)
@@ -709,6 +722,7 @@ class Service:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
         self._frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
         self._before_event(recv_ns)
+        self.markouts.before_event(recv_ns)  # the book's mid before the frame applies
         return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
 
     def on_events(self, recv_ns: int, events: list[MarketEvent]) -> list[OrderAction]:
@@ -936,8 +950,11 @@ class Service:
             self.breakers.on_reject(self.now_ns, update.reason)
 
     def _on_fill(self, fill: Fill) -> None:
-        # a sample at the fill: the report's "mid at fill" must be the market of this moment
+        # a sample at the fill: the position's step shows in the samples at its own time
+        # (the mid at the fill is the fill's own mid before, journaled with it)
         self._sample(self.now_ns)
+        if not fill.mid_x2:  # a live venue cannot say: our book as the report arrives
+            fill = fill._replace(mid_x2=book_mid_x2(self.book))
         try:
             fresh = self.journal.record_fill(fill)
         except Exception as exc:  # the journal is the promise: without it, stop trading
@@ -949,6 +966,7 @@ class Service:
             return
         position = self.position
         position.apply(fill)
+        self.markouts.on_fill(fill)
         self._requote = True
         self.quoter.set_inventory(position.position)
         mid = fill.mid_x2 / 2 if fill.mid_x2 else self.book.mid()
@@ -1195,6 +1213,16 @@ class Service:
             except Exception as exc:
                 self._journal_failed("samples", exc)
 
+    def _flush_markouts(self) -> None:
+        """Journal the markouts resolved since the last flush (reports only, like
+        samples: a crash loses them, and those fills count as unresolved)."""
+        rows = self.markouts.take()
+        if rows and not self._journal_broken:
+            try:
+                self.journal.add_markouts(rows)
+            except Exception as exc:
+                self._journal_failed("markouts", exc)
+
     def supervise(self, now_ns: int) -> None:
         """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
         if not self._ready_sent:
@@ -1228,6 +1256,7 @@ class Service:
         quote; fills are not among these, they are committed before anything acts on
         them. A crash loses at most one supervisor interval of samples and peak."""
         self._flush_samples()
+        self._flush_markouts()
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak and not self._journal_broken:
             self._saved_peak = peak
@@ -1239,7 +1268,9 @@ class Service:
     # -- results --------------------------------------------------------------------------
 
     def summary(self, wall_s: float) -> dict[str, Any]:
-        """The dry-run summary: counts, position and PnL in base/quote currency."""
+        """The dry-run summary: counts, position and PnL in base/quote currency (named by
+        ``currency``), and the exact markouts per horizon of every journaled fill
+        (:mod:`mmdaemon.markouts`, the same rows as the report's)."""
         inst, pos, c = self.instrument, self.position, self.counters
         money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
         mark = self.mark()
@@ -1267,6 +1298,8 @@ class Service:
             "total_pnl": float(total * money),
             "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
             "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),
+            "currency": self.currency,
+            "markouts": self.markouts.stats.rows(inst),
             "state": self.risk.state.value,
             "breaker_trips": self.breakers.trips,
             "gaps": self.market.gaps,

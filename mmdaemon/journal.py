@@ -1,8 +1,12 @@
 """The journal: an SQLite file (WAL mode) in the state directory.
 
-It holds every fill, the trading state and the kill-switch latch, and is what the daemon
-restores from at start; for reports it also keeps ``samples``: the market's top of book,
-our quote, position, state and order counters every ``report.sample_ms`` of event time.
+It holds every fill (with the mid before the market event that filled it), the trading
+state and the kill-switch latch, and is what the daemon restores from at start; for reports
+it also keeps ``samples``: the market's top of book, our quote, position, state and order
+counters every ``report.sample_ms`` of event time, and ``markouts``: the exact mid at each
+fill's markout horizons (:mod:`mmdaemon.markouts`). A journal written before those
+(no ``fills.mid_x2``, no ``markouts``) opens as it is and gains them; its fills count as
+unresolved markouts rather than being measured on samples.
 The promise is *no reported fill lost, none doubled*:
 
 - a fill is committed before anything acts on it (position, quoter, breakers, logs), so a
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import orjson
 
+from mmdaemon.markouts import Markout
 from mmdaemon.model import Fill, Side
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
@@ -39,7 +44,10 @@ CREATE TABLE IF NOT EXISTS fills (
     size     INTEGER NOT NULL,      -- lots
     fee      INTEGER NOT NULL,      -- notional units (ticks x lots), negative = rebate
     maker    INTEGER NOT NULL,
-    ts_ns    INTEGER NOT NULL
+    ts_ns    INTEGER NOT NULL,
+    mid_x2   INTEGER                -- best bid + best ask (ticks) before the market event that
+                                    -- filled us (live: our book when the report came);
+                                    -- NULL: unknown (an older version, no book)
 );
 CREATE TABLE IF NOT EXISTS samples (
     run_id    INTEGER NOT NULL,
@@ -58,6 +66,13 @@ CREATE TABLE IF NOT EXISTS samples (
     cancels   INTEGER NOT NULL      -- ... cancels
 );
 CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts_ns);
+CREATE TABLE IF NOT EXISTS markouts (
+    exec_key    TEXT NOT NULL,      -- the fill's (fills.exec_key)
+    horizon_ns  INTEGER NOT NULL,
+    mid_x2      INTEGER NOT NULL,   -- best bid + best ask (ticks) in force at fill ts + horizon
+    resolved_ns INTEGER NOT NULL,   -- event time of the first market event after that
+    PRIMARY KEY (exec_key, horizon_ns)
+);
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -119,6 +134,43 @@ class Restored:
     run_id: int  # this start's number, 1 for a fresh journal
 
 
+MarkoutRow = tuple[str, int, int, int]
+"""One ``markouts`` row: exec_key, horizon_ns, mid_x2, resolved_ns (see :data:`SCHEMA`)."""
+
+
+def exec_key(fill: Fill) -> str:
+    """The journal's key of one execution: order id and the venue's execution id."""
+    return f"{fill.order_id}:{fill.exec_id}"
+
+
+def has_column(db: sqlite3.Connection, table: str, column: str) -> bool:
+    """``table`` exists and has ``column`` (a journal of an older version may lack it)."""
+    return any(row[1] == column for row in db.execute(f"PRAGMA table_info({table})"))
+
+
+def read_fills(db: sqlite3.Connection) -> list[Fill]:
+    """Every fill of the journal ``db``, in the order recorded; ``mid_x2`` 0 where the
+    journal does not know it (NULL, or a journal from before the column)."""
+    mid = "mid_x2" if has_column(db, "fills", "mid_x2") else "NULL"
+    rows = db.execute(
+        f"SELECT order_id, side, price, size, fee, maker, ts_ns, exec_key, {mid} FROM fills"
+        " ORDER BY seq"
+    ).fetchall()
+    return [
+        Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]), x or 0)
+        for o, s, p, q, f, m, t, k, x in rows
+    ]
+
+
+def read_markouts(db: sqlite3.Connection) -> list[MarkoutRow]:
+    """Every markout row of the journal ``db`` in the order recorded; none in a journal
+    from before the table (its fills count as unresolved)."""
+    if not has_column(db, "markouts", "exec_key"):
+        return []
+    return [(str(k), int(h), int(m), int(r)) for k, h, m, r in db.execute(
+        "SELECT exec_key, horizon_ns, mid_x2, resolved_ns FROM markouts ORDER BY rowid")]
+
+
 class Journal:
     """Append-only record of fills plus a small key/value state table.
 
@@ -145,6 +197,8 @@ class Journal:
             self._check_integrity()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._db.executescript(SCHEMA)
+            if not has_column(self._db, "fills", "mid_x2"):  # written by an older version
+                self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             self._release()
@@ -215,16 +269,16 @@ class Journal:
         )
 
     def record_fill(self, fill: Fill) -> bool:
-        """Commit ``fill``; False (and nothing written) if this execution is already in."""
+        """Commit ``fill`` with its mid before (``mid_x2``, 0: unknown); False (and nothing
+        written) if this execution is already in."""
         if fill.exec_id <= 0:
             raise ValueError(f"fill of order {fill.order_id} has no execution id")
-        key = f"{fill.order_id}:{fill.exec_id}"
         try:
             self._db.execute(
-                "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, fill.order_id, int(fill.side), fill.price, fill.size, fill.fee,
-                 int(fill.maker), fill.ts_ns),
+                "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns,"
+                " mid_x2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (exec_key(fill), fill.order_id, int(fill.side), fill.price, fill.size,
+                 fill.fee, int(fill.maker), fill.ts_ns, fill.mid_x2 or None),
             )
         except sqlite3.IntegrityError:
             return False
@@ -232,14 +286,18 @@ class Journal:
 
     def fills(self) -> list[Fill]:
         """Every journaled fill, in the order it was recorded."""
-        rows = self._db.execute(
-            "SELECT order_id, side, price, size, fee, maker, ts_ns, exec_key FROM fills"
-            " ORDER BY seq"
-        ).fetchall()
-        return [
-            Fill(o, Side(s), p, q, f, bool(m), t, int(k.rpartition(":")[2]))
-            for o, s, p, q, f, m, t, k in rows
-        ]
+        return read_fills(self._db)
+
+    def add_markouts(self, markouts: list[Markout]) -> None:
+        """Append resolved markouts (for reports, like samples; one already in is kept)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO markouts VALUES (?, ?, ?, ?)",
+                [(exec_key(m.fill), m.horizon_ns, m.mid_x2, m.resolved_ns) for m in markouts])
+
+    def markouts(self) -> list[MarkoutRow]:
+        """Every journaled markout, in the order it was recorded."""
+        return read_markouts(self._db)
 
     def add_samples(self, rows: list[Sample]) -> None:
         """Append market/quote samples (for reports; not part of the no-loss promise)."""

@@ -44,6 +44,15 @@ no frame is processed in the middle of it.
   open: the value is unknown, and a made-up number would hide that.
 - ``mmdaemon_tick_to_quote_seconds``: a histogram filled by the daemon's hot path through
   :class:`LatencyHistogram` (see the daemon for which span it times).
+- ``mmdaemon_markout_*{horizon_seconds}``: the exact markouts of every journaled fill
+  (:mod:`mmdaemon.markouts`: the same figures, by the same code, as the dry-run summary and
+  the report): lots resolved, fills unresolved (pending, or never: a late report, no mid),
+  and the size-weighted ``adverse_move`` (mid moved against us), ``negative_markout`` and
+  ``win`` ratios, NaN before the horizon's first markout; the markout money carries its
+  currency as a label (``currency="USDT"``).
+- ``mmdaemon_adverse_detector_*``: the quoter's own adverse-selection detector
+  (:mod:`mmdaemon.quoting.adverse`), the input its spread widening reads; not the markout
+  statistics above.
 """
 
 from __future__ import annotations
@@ -273,6 +282,7 @@ class ServiceCollector(Collector):
             yield from self._orders()
             yield from self._position()
             yield from self._risk()
+            yield from self._markouts()
             yield from self._adverse()
         if self.latency is not None:
             yield self._histogram(self.latency)
@@ -448,15 +458,63 @@ class ServiceCollector(Collector):
         yield _counter("mmdaemon_breaker_trips_total", "Breaker trips since start.",
                        self.service.breakers.trips)
 
+    def _markouts(self) -> Iterator[Metric]:
+        s = self.service
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "resolved_fills": CounterMetricFamily(
+                "mmdaemon_markout_resolved_fills",
+                "Journaled fills whose exact markout at the horizon is known.",
+                labels=["horizon_seconds"]),
+            "resolved_lots": CounterMetricFamily(
+                "mmdaemon_markout_resolved_lots",
+                "Lots of the fills resolved at the horizon (the rates' denominator).",
+                labels=["horizon_seconds"]),
+            "unresolved_fills": GaugeMetricFamily(
+                "mmdaemon_markout_unresolved_fills",
+                "Journaled fills without a markout at the horizon: pending, or never (the "
+                "report came after the horizon had passed, no mid, an earlier run stopped "
+                "first).", labels=["horizon_seconds"]),
+            "adverse_move_rate": GaugeMetricFamily(
+                "mmdaemon_markout_adverse_move_ratio",
+                "Lots after which the mid moved against us at the horizon / lots resolved "
+                "(0..1); NaN before the first.", labels=["horizon_seconds"]),
+            "negative_markout_rate": GaugeMetricFamily(
+                "mmdaemon_markout_negative_ratio",
+                "Lots whose markout (side x (mid at the horizon - our price)) is negative / "
+                "lots resolved (0..1); NaN before the first.", labels=["horizon_seconds"]),
+            "win_rate": GaugeMetricFamily(
+                "mmdaemon_markout_win_ratio",
+                "Lots whose markout is positive / lots resolved (0..1); NaN before the "
+                "first.", labels=["horizon_seconds"]),
+            "markout_bps": GaugeMetricFamily(
+                "mmdaemon_markout_bps",
+                "Markout money / notional at the mids before the fills, bps (> 0 good for "
+                "us); NaN before the first.", labels=["horizon_seconds"]),
+        }
+        money = GaugeMetricFamily(
+            "mmdaemon_markout_pnl_quote",
+            "Sum of the resolved markouts in money, quote currency (the currency label).",
+            labels=["horizon_seconds", "currency"])
+        for row in s.markouts.stats.rows(s.instrument):
+            label = [_fmt_horizon(row["horizon_s"])]
+            for key, family in families.items():
+                value = row[key]
+                family.add_metric(label, _NAN if value is None else value)
+            money.add_metric([*label, s.currency], row["markout_pnl"])
+        yield from families.values()
+        yield money
+
     def _adverse(self) -> Iterator[Metric]:
         s = self.service
         adverse = s.quoter.adverse
         ema = GaugeMetricFamily(
-            "mmdaemon_markout_ema_bps",
-            "EMA of fill markouts per horizon, bps of the mid (> 0 good for us); "
-            "NaN before the horizon's first markout.", labels=["horizon_seconds"])
+            "mmdaemon_adverse_detector_markout_ema_bps",
+            "The quoter's adverse-selection detector: EMA of its mid moves after our fills "
+            "per horizon, bps of the mid (> 0 good for us); NaN before the horizon's "
+            "first.", labels=["horizon_seconds"])
         count = CounterMetricFamily(
-            "mmdaemon_markouts", "Fill markouts resolved per horizon.",
+            "mmdaemon_adverse_detector_markouts",
+            "The quoter's adverse-selection detector: fills it has judged per horizon.",
             labels=["horizon_seconds"])
         for i, horizon in enumerate(adverse.params.horizons_s):
             label = [_fmt_horizon(horizon)]

@@ -184,7 +184,7 @@ def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
 
 
 def markouts(path: Path, metrics: dict[str, Any]) -> None:
-    """The markout curve of ``metrics`` (bps of the mid at each fill, by horizon)."""
+    """The markout curve of ``metrics`` (bps of the mid before each fill, by horizon)."""
     rows = [r for r in metrics["markouts"] if r["markout_bps"] is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     if rows:
@@ -197,7 +197,7 @@ def markouts(path: Path, metrics: dict[str, Any]) -> None:
                    label="edge at the fill (avg spread captured)")
         ax.axhline(0, color="grey", lw=0.6)
         for r in rows:
-            ax.annotate(f"n={r['fills_measured']}", (r["horizon_s"], r["markout_bps"]),
+            ax.annotate(f"n={r['resolved_fills']}", (r["horizon_s"], r["markout_bps"]),
                         textcoords="offset points", xytext=(4, 6), fontsize=7)
         ax.set_xscale("log")
         ax.set_xticks(hs, [f"{h:g}" for h in hs])
@@ -205,7 +205,7 @@ def markouts(path: Path, metrics: dict[str, Any]) -> None:
         ax.legend(loc="best", fontsize=8)
     else:
         _no_data(ax, "measurable fills")
-    _finish(fig, ax, path, "Markout curve (size-weighted, bps of mid at the fill)",
+    _finish(fig, ax, path, "Markout curve (notional-weighted, bps of the mid before the fill)",
             "bps (> 0 = in our favour)", "horizon after the fill (s, log scale)")
 
 

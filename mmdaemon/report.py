@@ -30,6 +30,7 @@ from mmdaemon.analytics import (
     NS_PER_S,
     compute_metrics,
     load_journal,
+    load_markouts,
     sharpe_text,
 )
 from mmdaemon.model import Instrument
@@ -56,14 +57,16 @@ def write_report(
     ``inventory_soft_lots``/``inventory_hard_lots`` draw the risk limits (lots) on the
     inventory plot. The quotes plot covers ``window_s`` seconds from ``window_start_ns``
     (event time, ns), by default from the first sample where we quote. ``metric_options``
-    go to :func:`mmdaemon.analytics.compute_metrics` (``horizons_s``, ``max_spread_bps``,
-    ``tz``, ``sharpe_interval_s``, ``seconds_per_year``). The returned dict is that
+    go to :func:`mmdaemon.analytics.compute_metrics` (``horizons_s``, ``currency``,
+    ``max_spread_bps``, ``tz``, ``sharpe_interval_s``, ``seconds_per_year``); the journal's
+    markouts are read here. The returned dict is that
     function's.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fills, samples = load_journal(journal_path)
-    metrics = compute_metrics(fills, samples, instrument, **metric_options)
+    metrics = compute_metrics(fills, samples, instrument, markouts=load_markouts(journal_path),
+                              **metric_options)
     zone = ZoneInfo(metrics["tz"])
     ordered = sorted(samples, key=lambda s: s.ts_ns)
     fills_sorted = sorted(fills, key=lambda f: f.ts_ns)
@@ -117,7 +120,7 @@ window.addEventListener("load", function () {
 
 # (label, key, kind) rows of the main table; kind picks the formatting and unit
 _METRIC_ROWS: list[tuple[str, str, str] | str] = [
-    "PnL (quote currency)",
+    "PnL ({currency})",
     ("Total PnL (mark-to-market, after fees)", "total_pnl", "money"),
     ("Spread capture", "spread_capture_pnl", "money"),
     ("Inventory PnL", "inventory_pnl", "money"),
@@ -130,18 +133,19 @@ _METRIC_ROWS: list[tuple[str, str, str] | str] = [
     ("Max drawdown", "max_drawdown", "cost"),
     ("Sharpe ratio (annualised, 365 d; intervals)", "sharpe", "sharpe"),
     ("Sharpe interval (s) / last interval (s)", "sharpe_interval_s", "sharpe_grid"),
-    "Fills and adverse selection",
+    "Fills and markouts (size-weighted, at the short horizon)",
     ("Fills", "fills", "int"),
     ("Maker share", "maker_share", "pct"),
     ("Volume (base currency)", "volume", "num"),
-    ("Win rate (markout > 0 at the short horizon)", "win_rate", "pct"),
-    ("Adverse-selection rate (markout < 0 at the short horizon)", "adverse_selection_rate",
+    ("Win rate (lots with markout > 0)", "win_rate", "pct"),
+    ("Negative-markout rate (lots with markout < 0)", "negative_markout_rate", "pct"),
+    ("Adverse-move rate (lots after which the mid moved against us)", "adverse_move_rate",
      "pct"),
-    ("Adverse-move rate (mid moved against the fill)", "adverse_move_rate", "pct"),
     ("Short markout horizon (s)", "markout_horizon_s", "num"),
     ("Avg spread captured (bps, size-weighted)", "avg_spread_captured_bps", "bps"),
+    ("Fills with the exact mid before them", "fills_with_exact_mid", "int"),
     ("Fills without a mid", "fills_without_mid", "int"),
-    ("Age of the mid at a fill (ms, median / max)", "mid_at_fill_age_ms_median", "age"),
+    ("Age of a sampled mid at a fill (ms, median / max)", "mid_at_fill_age_ms_median", "age"),
     "Orders",
     ("Order requests (places + amends + cancels)", "order_requests", "int"),
     ("Places / amends / cancels", "places", "orders"),
@@ -178,7 +182,8 @@ _TABLE_COLS: list[tuple[str, str, str]] = [
     ("fees", "fees", "cost"),
     ("markout bps", "markout_bps", "bps"),
     ("win", "win_rate", "pct"),
-    ("adverse", "adverse_selection_rate", "pct"),
+    ("neg. markout", "negative_markout_rate", "pct"),
+    ("adverse move", "adverse_move_rate", "pct"),
     ("avg |inv|", "avg_abs_inventory", "num"),
     ("uptime", "quote_uptime", "pct"),
     ("requests", "order_requests", "int"),
@@ -239,23 +244,26 @@ def _bucket_table(rows: list[dict[str, Any]], key: str, label: str, table_id: st
 
 def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: str) -> str:
     esc = html.escape
+    currency = metrics["currency"]
     main_rows = []
     for item in _METRIC_ROWS:
         if isinstance(item, str):
-            main_rows.append(f'<tr class="section"><td colspan="2">{esc(item)}</td></tr>')
+            section = item.format(currency=currency)
+            main_rows.append(f'<tr class="section"><td colspan="2">{esc(section)}</td></tr>')
             continue
         label, key, kind = item
         main_rows.append(f'<tr><td class="name">{esc(label)}</td>'
                          f"{_cell(metrics.get(key), kind, metrics)}</tr>")
-    mk_head = ("<tr><th>horizon (s)</th><th>measured</th><th>past end</th><th>no mid</th>"
-               "<th>markout (bps)</th><th>mid move (bps)</th><th>markout PnL</th>"
-               "<th>win</th><th>adverse</th><th>adverse move</th></tr>")
+    mk_head = ("<tr><th>horizon (s)</th><th>resolved fills</th><th>resolved lots</th>"
+               "<th>unresolved fills</th><th>markout (bps)</th><th>edge (bps)</th>"
+               f"<th>mid move (bps)</th><th>markout PnL ({esc(currency)})</th><th>win</th>"
+               "<th>negative markout</th><th>adverse move</th></tr>")
     mk_rows = "".join(
         "<tr>" + "".join(_cell(r[k], kind) for k, kind in (
-            ("horizon_s", "num"), ("fills_measured", "int"), ("excluded_past_end", "int"),
-            ("excluded_no_mid", "int"), ("markout_bps", "bps"), ("mid_move_bps", "bps"),
-            ("markout_pnl", "money"), ("win_rate", "pct"), ("adverse_selection_rate", "pct"),
-            ("adverse_move_rate", "pct"))) + "</tr>"
+            ("horizon_s", "num"), ("resolved_fills", "int"), ("resolved_lots", "int"),
+            ("unresolved_fills", "int"), ("markout_bps", "bps"), ("edge_bps", "bps"),
+            ("mid_move_bps", "bps"), ("markout_pnl", "money"), ("win_rate", "pct"),
+            ("negative_markout_rate", "pct"), ("adverse_move_rate", "pct"))) + "</tr>"
         for r in metrics["markouts"])
     captions = {
         "pnl.png": "Mark-to-market PnL (black) and its exact components: spread capture, "
@@ -285,11 +293,14 @@ def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: s
 <body>
 <h1>{esc(title)}</h1>
 <p class="meta">Instrument {esc(instrument.symbol)}: tick {instrument.tick_size:f}, lot
-{instrument.lot_size:f} (one notional unit = {esc(str(float(unit)))} quote currency).
+{instrument.lot_size:f} (one notional unit = {esc(str(float(unit)))} {esc(currency)}; money
+is in {esc(currency)}).
 Journal: {esc(source)}. Times in event time; hour-of-day tables in {esc(metrics["tz"])}.</p>
 <h2>Metrics</h2>
 <table id="metrics"><tbody>{"".join(main_rows)}</tbody></table>
 <h2>Markouts</h2>
+<p>Exact at event level: the mid before the market event that filled us against the book's
+mid at fill time + horizon; rates weighted by lots over the fills resolved at that horizon.</p>
 <table id="markouts"><thead>{mk_head}</thead><tbody>{mk_rows}</tbody></table>
 <h2>Plots</h2>
 {figures}

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from mmdaemon.analytics import SampleRow, compute_metrics, load_journal, pnl_series
+from mmdaemon.analytics import SampleRow, compute_metrics, load_journal, load_markouts, pnl_series
 from mmdaemon.journal import Journal, Sample
+from mmdaemon.markouts import Markout
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
 from tests.conftest import SPOT_FILES
 
@@ -160,36 +161,80 @@ def test_series_drawdown_and_sharpe_by_hand(hand: tuple[list[Fill], list[SampleR
     assert m["sharpe"] == pytest.approx(17 / 44 / math.sqrt(var) * math.sqrt(365 * 86400 / 0.25))
 
 
-def test_markouts_win_and_adverse_by_hand(hand: tuple[list[Fill], list[SampleRow]]) -> None:
-    m = compute_metrics(*hand, INST, horizons_s=(1, 5), max_spread_bps=5, sharpe_interval_s=2)
+# The same fills, journaled as the daemon does now: each with its mid before (here the
+# samples' mids, bid + ask ticks) and its exact markouts (mid at t+h, bid + ask ticks).
+# F0 has no mid before: nothing is measured for it. F4's 5 s horizon was never reached.
+MIDS_BEFORE = [0, 20000, 20004, 19996, 20008]
+MARKOUTS = {  # (fill index, horizon s) -> bid + ask at t+h
+    (1, 1): 20000, (2, 1): 20004, (3, 1): 20000, (4, 1): 20008,
+    (1, 5): 20000, (2, 5): 20000, (3, 5): 20008,
+}
+
+
+@pytest.fixture
+def exact(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "exact" / "journal.sqlite"
+    fills = [f._replace(mid_x2=m) for f, m in zip(FILLS, MIDS_BEFORE, strict=True)]
+    write_journal(path, fills, SAMPLES)
+    journal = Journal(path)
+    journal.add_markouts([Markout(fills[i], h * 10**9, mid, fills[i].ts_ns + h * 10**9 + 1)
+                          for (i, h), mid in MARKOUTS.items()])
+    journal.close()
+    loaded_fills, samples = load_journal(path)
+    return compute_metrics(loaded_fills, samples, INST, markouts=load_markouts(path),
+                           horizons_s=(1, 5), max_spread_bps=5, sharpe_interval_s=2)
+
+
+def test_markouts_come_from_the_journaled_exact_mids_by_hand(exact: dict[str, Any]) -> None:
+    m = exact
     one, five = m["markouts"]
-    # markout_h = side x (mid at t+h - price) / mid at fill x 1e4 (mid at t+h: the sample
-    # at or before t+h); F0 has no mid at the fill -> excluded at every horizon.
-    # h=1: F1 1.5->2.5: mid 10000: +(10000-9999)/10000 = 1 bps          (move 0)
-    #      F2 3.5->4.5: mid 10002: -(10002-10003)/10002 = +1e4/10002    (move 0)
-    #      F3 5.2->6.2: mid 10000: -(10000-9999)/9998 = -1e4/9998       (move -2e4/9998)
-    #      F4 10.5->11.5: mid 10004: +(10004-10003)/10004 = 1e4/10004   (move 0)
-    assert (one["fills_measured"], one["excluded_past_end"], one["excluded_no_mid"]) == (4, 0, 1)
-    vw1 = (2 * 1 + 1 * 1e4 / 10002 - 1 * 1e4 / 9998 + 3 * 1e4 / 10004) / (2 + 1 + 1 + 3)
-    assert one["markout_bps"] == pytest.approx(vw1)
-    assert one["mid_move_bps"] == pytest.approx(-2e4 / 9998 / 7)
-    # markout PnL = sum side x size x (mid at t+h - price) = 2 + 1 - 1 + 3 = 5 units
+    # per fill at 1 s, in half ticks per lot (mids are bid + ask):
+    #   F1 buy 2 @9999, mid before 20000, at t+1 20000: markout 20000 - 19998 = +2, move 0
+    #   F2 sell 1 @10003, 20004 -> 20004: markout -(20004 - 20006) = +2, move 0
+    #   F3 sell 1 @9999, 19996 -> 20000: markout -(20000 - 19998) = -2, move -4 (against)
+    #   F4 buy 3 @10003, 20008 -> 20008: markout 20008 - 20006 = +2, move 0
+    assert (one["resolved_fills"], one["resolved_lots"], one["unresolved_fills"]) == (4, 7, 1)
+    # by lots: wins 2 + 1 + 3 = 6 of 7; negative markout and adverse move F3's 1 lot
+    assert m["markout_horizon_s"] == 1.0
+    assert m["win_rate"] == pytest.approx(6 / 7)
+    assert m["negative_markout_rate"] == pytest.approx(1 / 7)
+    assert m["adverse_move_rate"] == pytest.approx(1 / 7)
+    # money: 2 x 2 + 2 - 2 + 3 x 2 = 10 half-tick lots = 5 units
     assert one["markout_pnl"] == pytest.approx(5 * U)
-    # wins F1, F2, F4; loss F3 -> win 3/4, adverse 1/4; mid moved against only F3
-    assert m["markout_horizon_s"] == 1
-    assert m["win_rate"] == pytest.approx(3 / 4)
-    assert m["adverse_selection_rate"] == pytest.approx(1 / 4)
-    assert m["adverse_move_rate"] == pytest.approx(1 / 4)
-    # h=5: F1 -> 6.5: mid 10000: +1 bps; F2 -> 8.5: mid 10000 (t=6, before the gap):
-    # -(10000-10003)/10002 = 3e4/10002; F3 -> 10.2: mid 10004: -(10004-9999)/9998 = -5e4/9998
-    # F4 -> 15.5 is after the last sample (12) -> excluded and counted
-    assert (five["fills_measured"], five["excluded_past_end"], five["excluded_no_mid"]) == (
-        3, 1, 1)
-    assert five["markout_bps"] == pytest.approx((2 * 1 + 3e4 / 10002 - 5e4 / 9998) / 4)
-    # moves: F1 0, F2 -(10000-10002) = +2 -> 2e4/10002, F3 -(10004-9998) = -6 -> -6e4/9998
-    assert five["mid_move_bps"] == pytest.approx((2e4 / 10002 - 6e4 / 9998) / 4)
-    assert five["win_rate"] == pytest.approx(2 / 3)
-    # average spread captured: edges 1/10000 (x2), 1/10002, 1/9998, 1/10004 (x3), in bps
+    # bps of the notional at the mids before: 2 x 20000 + 20004 + 19996 + 3 x 20008 = 140024
+    assert one["markout_bps"] == pytest.approx(1e4 * 10 / 140024)
+    assert one["edge_bps"] == pytest.approx(1e4 * 14 / 140024)  # 4 + 2 + 2 + 6
+    assert one["mid_move_bps"] == pytest.approx(1e4 * -4 / 140024)
+    # 5 s: F1 +2 (move 0); F2 mid 20000: -(20000 - 20006) = +6 (move +4);
+    # F3 mid 20008: -(20008 - 19998) = -10 (move -12); F4 unresolved (with F0)
+    assert (five["resolved_fills"], five["resolved_lots"], five["unresolved_fills"]) == (
+        3, 4, 2)
+    assert (five["win_rate"], five["negative_markout_rate"], five["adverse_move_rate"]) == (
+        3 / 4, 1 / 4, 1 / 4)
+    assert five["markout_pnl"] == pytest.approx((4 + 6 - 10) / 2 * U)
+    # the hour tables use the shortest horizon: 13h F1, F2 win (F0 unresolved);
+    # 14h F3 (1 lot) negative, F4 (3 lots) wins
+    h13, h14 = m["by_hour"]
+    assert (h13["win_rate"], h13["negative_markout_rate"], h13["adverse_move_rate"]) == (
+        1.0, 0.0, 0.0)
+    assert (h14["win_rate"], h14["negative_markout_rate"], h14["adverse_move_rate"]) == (
+        3 / 4, 1 / 4, 1 / 4)
+    assert h13["markout_bps"] == pytest.approx(1e4 * (4 + 2) / (40000 + 20004))
+    # the mid at each fill is the journaled one: no sample age, same edges as the samples'
+    assert m["fills_with_exact_mid"] == 4 and m["fills_without_mid"] == 1
+    assert m["mid_at_fill_age_ms_median"] is None
+    assert m["spread_capture_pnl"] == pytest.approx(7 * U)
+
+
+def test_without_journaled_markouts_every_fill_is_unresolved(
+        hand: tuple[list[Fill], list[SampleRow]]) -> None:
+    m = compute_metrics(*hand, INST, horizons_s=(1, 5), max_spread_bps=5, sharpe_interval_s=2)
+    for row in m["markouts"]:
+        assert (row["resolved_fills"], row["unresolved_fills"]) == (0, 5)
+        assert row["win_rate"] is None and row["markout_bps"] is None
+    assert m["win_rate"] is None and m["negative_markout_rate"] is None
+    # average spread captured, on the samples' mids (the fills carry none):
+    # edges 1/10000 (x2), 1/10002, 1/9998, 1/10004 (x3), in bps
     avg = (2 * 1 + 1e4 / 10002 + 1e4 / 9998 + 3 * 1e4 / 10004) / 7
     assert m["avg_spread_captured_bps"] == pytest.approx(avg)
     # the mid at F1 (1.5 s) is the t=1 sample's: 500 ms old; F3 (5.2): 200 ms; F2, F4 500 ms
@@ -252,10 +297,9 @@ def test_hour_of_day_table_by_hand(hand: tuple[list[Fill], list[SampleRow]]) -> 
     # run 2 (6) in 14h -> 7 and 10, summing to 17
     assert (h13["order_requests"], h14["order_requests"]) == (7, 10)
     assert h13["order_to_trade"] == pytest.approx(7 / 3)
-    # 1 s markouts: 13h F1 and F2 both win; 14h F3 loses, F4 wins (F0 has no mid)
-    assert (h13["win_rate"], h13["adverse_selection_rate"]) == (1.0, 0.0)
-    assert (h14["win_rate"], h14["adverse_selection_rate"]) == (0.5, 0.5)
-    assert h13["markout_bps"] == pytest.approx((2 * 1 + 1e4 / 10002) / 3)
+    # no markouts journaled: none per hour either (the exact ones: see the test above)
+    assert (h13["win_rate"], h14["negative_markout_rate"], h13["markout_bps"]) == (
+        None, None, None)
     # one UTC day; the same instants in New York (EDT, UTC-4) are 09:59:55.. -> hours 9, 10
     assert [d["date"] for d in m["by_day"]] == ["2024-08-09"]
     assert m["by_day"][0]["pnl"] == pytest.approx(17 * U)
@@ -274,7 +318,7 @@ def test_empty_journal_is_all_undefined(tmp_path: Path) -> None:
 
 
 def test_rejects_bad_options(hand: tuple[list[Fill], list[SampleRow]]) -> None:
-    with pytest.raises(ValueError, match="horizons_s"):
+    with pytest.raises(ValueError, match="markout horizons: expected"):
         compute_metrics(*hand, INST, horizons_s=(0,))
     with pytest.raises(ValueError, match="sharpe_interval_s"):
         compute_metrics(*hand, INST, sharpe_interval_s=0)
@@ -317,7 +361,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], 
 def test_replay_metrics_are_consistent(replayed: tuple[dict[str, Any], Path]) -> None:
     summary, journal = replayed
     fills, samples = load_journal(journal)
-    m = compute_metrics(fills, samples, BINANCE_SPOT_BTCUSDT)
+    m = compute_metrics(fills, samples, BINANCE_SPOT_BTCUSDT, markouts=load_markouts(journal))
     assert m["fills"] == summary["fills"] > 0
     assert m["spread_capture_pnl"] + m["inventory_pnl"] - m["fees"] == pytest.approx(
         m["total_pnl"], abs=1e-9)
@@ -339,14 +383,15 @@ def test_replay_metrics_are_consistent(replayed: tuple[dict[str, Any], Path]) ->
         assert sum(r["sampled_s"] for r in rows) == pytest.approx(m["sampled_s"])
     # the recording spans midnight UTC: 23h on the 8th, 00h on the 9th
     assert [r["hour"] for r in m["by_hour"]] == [0, 23]
+    assert m["markouts"] == summary["markouts"] == summary["metrics"]["markouts"]
     for row in m["markouts"]:
-        assert row["fills_measured"] + row["excluded_past_end"] + row["excluded_no_mid"] == (
-            m["fills"])
-        assert row["fills_measured"] > 0
+        assert row["resolved_fills"] + row["unresolved_fills"] == m["fills"]
+        assert row["resolved_fills"] > 0
         assert math.isfinite(row["markout_bps"]) and math.isfinite(row["mid_move_bps"])
-    for key in ("win_rate", "adverse_selection_rate", "quote_uptime", "two_sided_share"):
+        assert row["win_rate"] + row["negative_markout_rate"] <= 1.0
+    for key in ("win_rate", "negative_markout_rate", "adverse_move_rate", "quote_uptime",
+                "two_sided_share"):
         assert 0.0 <= m[key] <= 1.0
-    assert m["win_rate"] + m["adverse_selection_rate"] <= 1.0
     assert m["max_drawdown"] >= 0 and m["avg_abs_inventory"] <= m["max_abs_inventory"]
     # 650 s on a 60 s grid: 11 intervals (the last 50 s long), too few to annualise
     assert m["sharpe_intervals"] == 11 and m["sharpe"] is None

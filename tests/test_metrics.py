@@ -231,13 +231,13 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
     assert value(s, "mmdaemon_instrument_info", venue="binance-spot", symbol="BTCUSDT",
                  tick_size="0.01", lot_size="0.00000001", adapter="paper", feed="replay") == 1
 
-    # markouts per horizon
+    # the quoter's detector per horizon (the exact markouts: tests/test_markouts.py)
     adverse = service.quoter.adverse
     for i, horizon in enumerate(("1", "5", "30")):
-        assert value(s, "mmdaemon_markouts_total", horizon_seconds=horizon) == \
-            adverse.markouts[i] > 0
-        assert value(s, "mmdaemon_markout_ema_bps", horizon_seconds=horizon) == \
-            adverse.ema_bps[i]
+        assert value(s, "mmdaemon_adverse_detector_markouts_total",
+                     horizon_seconds=horizon) == adverse.markouts[i] > 0
+        assert value(s, "mmdaemon_adverse_detector_markout_ema_bps",
+                     horizon_seconds=horizon) == adverse.ema_bps[i]
 
     # the latency histogram: cumulative buckets, count = observations fed
     buckets = sorted(

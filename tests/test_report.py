@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmdaemon.analytics import compute_metrics, load_journal
+from mmdaemon.analytics import compute_metrics, load_journal, load_markouts
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.report import PLOTS, write_report
 from tests.test_analytics import run_replay
@@ -45,7 +45,8 @@ def test_report_files_and_images(report: tuple[Path, Path, dict[str, Any]]) -> N
     assert 'id="metrics"' in page and 'id="by-hour"' in page and 'id="definitions"' in page
     assert "<style>" in page and "stylesheet" not in page  # self-contained CSS
     # the returned dict is the metrics of the journal with the same options
-    again = compute_metrics(*load_journal(journal), BINANCE_SPOT_BTCUSDT)
+    again = compute_metrics(*load_journal(journal), BINANCE_SPOT_BTCUSDT,
+                            markouts=load_markouts(journal))
     assert metrics == again
 
 

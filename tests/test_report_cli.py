@@ -71,7 +71,7 @@ def test_the_summary_for_people_matches_the_json_one(tmp_path: Path) -> None:
     assert summary["fills"] > 0 and rows["fills"] == f"{summary['fills']:,}"
     assert rows["total_pnl"] == f"{summary['total_pnl']:,.6f}"
     horizons = [m["horizon_s"] for m in summary["metrics"]["markouts"]]
-    assert horizons and all(f"markout_{h}s_bps" in rows for h in horizons)
+    assert horizons and all(f"markout_{h:g}s_bps" in rows for h in horizons)
     # the Sharpe ratio never without its interval count; n/a below 30 intervals
     intervals = summary["metrics"]["sharpe_intervals"]
     assert summary["metrics"]["sharpe"] is None and 0 < intervals < 30
