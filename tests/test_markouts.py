@@ -363,7 +363,10 @@ def test_real_markouts_match_an_independent_replay_of_the_book(real: dict[str, A
         first, end = bisect_right(times, f.ts_ns - 1), bisect_right(times, f.ts_ns)
         assert end > first and f.mid_x2 in mids[first - 1:end - 1], f
     rows = load_markouts(real["journal"])
-    assert len(rows) == 4 * len(fills)  # every fill resolved at every horizon on this run
+    # every horizon the recording outlasts is resolved (by the first frame after it); the
+    # others, at the end of the run, are not guessed
+    reached = sum(1 for f in fills for h in (1, 5, 30, 60) if f.ts_ns + h * 10**9 < times[-1])
+    assert len(rows) == reached > 0
     stale = 0
     sample_t = [s.ts_ns for s in samples if s.best_bid is not None]
     sample_mid = [s.best_bid + s.best_ask for s in samples if s.best_bid is not None]
