@@ -115,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", metavar="DIR",
                         help="write report.html with its plots to DIR after the replay")
 
+    cross = commands.add_parser(
+        "crosscheck", help="replay the dry run's order actions through hftbacktest (a dev "
+                           "dependency) and compare its fills with ours, one to one")
+    cross.add_argument("recordings", nargs="*", metavar="RECORDING",
+                       help="default: the config's feed.recordings")
+    cross.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                       help="the dry run's config (default: the shipped dry-run config)")
+    cross.add_argument("--orders", metavar="CSV",
+                       help="an exported orders.csv of that dry run (with --fills) instead "
+                            "of running it")
+    cross.add_argument("--fills", metavar="CSV", help="its exported fills.csv")
+    cross.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     report = commands.add_parser("report", help="write the report of a state directory")
     report.add_argument("state_dir", metavar="STATE_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
@@ -250,6 +263,14 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"feed.recordings in {args.config}; the bundled recordings come "
                              f"with the source repository, not the package): give "
                              f"RECORDING...")
+    if args.command == "crosscheck":
+        from mmdaemon import crosscheck
+
+        # stdout carries the table; the dry run's log goes to stderr, warnings only
+        log.configure("warning", sys.stderr.buffer, log_format=args.log_format,
+                      instrument=config.instrument.build())
+        return crosscheck.main(Path(args.config), args.recordings, args.orders, args.fills,
+                               args.json)
     if args.command == "run":
         log.configure(config.logging.level, sys.stdout.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
