@@ -8,7 +8,9 @@ Where things happen:
   :meth:`Service._send` (pre-trade checks on every order action); a quote side that cannot
   become an order (the instrument's minimums, a pre-trade check) is counted by reason and
   reported (:mod:`mmdaemon.risk.unsendable`), never dropped in silence;
-- fills come back through :meth:`Service._on_execution`, journaled first.
+- fills come back through :meth:`Service._on_execution`, journaled first;
+- every order action sent (:meth:`Service._send_one`) and every answer of the venue
+  (:meth:`Service._on_execution`) is journaled in the order log (:mod:`mmdaemon.orderlog`).
 
 Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
 (plus the systemd watchdog when asked for, and the firm risk bus when ``[firm]`` is enabled:
@@ -66,7 +68,7 @@ from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
-from mmdaemon.journal import Journal, JournalUnavailable, Sample
+from mmdaemon.journal import Journal, JournalUnavailable, OrderLogRow, Sample
 from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
 from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
@@ -88,6 +90,7 @@ from mmdaemon.model import (
     Trade,
 )
 from mmdaemon.notify import Notifier
+from mmdaemon.orderlog import FILL, answer_event
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.quoting.quoter import Quoter
@@ -107,6 +110,9 @@ LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log ra
 # Report samples wait for the supervisor task to write them; this many force a write on the
 # spot (a loop too busy to run that task for 4 minutes of samples at the 250 ms default).
 MAX_BUFFERED_SAMPLES = 1024
+# Order-log rows wait for the same task, or for the next fill's commit; this many (a minute
+# of amends at 20 a second) force a write on the spot.
+MAX_BUFFERED_ORDER_LOG = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 # Until READY, every retry of an unreachable venue moves systemd's start timeout to its due
@@ -214,6 +220,7 @@ class Service:
         self._saved_peak: Fraction | None = None
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         self._samples: list[Sample] = []
+        self._order_log: list[OrderLogRow] = []  # not yet written (see _flush_order_log)
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
         self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
@@ -814,7 +821,9 @@ class Service:
                 await self._send_one(action)
             await self.exchange.flush()
 
-    async def _send_one(self, action: OrderAction) -> None:
+    async def _send_one(self, action: OrderAction, why: str = "") -> None:
+        """Send ``action`` unless the state, the order or a pre-trade check stops it; ``why``
+        is the order log's reason for it ("": it follows the quote)."""
         manager, counters, exchange = self.manager, self.counters, self.exchange
         if not self._venue_ready or not self._may_quote(action) or not manager.applies(action):
             return  # the state or the order changed since the action was decided
@@ -831,7 +840,10 @@ class Service:
                 return
             # the resting order no longer matches a quote we may send: pull it
             action = manager.cancel(action.order_id)
+            why = blocked.code
         manager.sent(action)
+        self._log_order((self.now_ns, None, time.time_ns(), action.kind, action.order_id,
+                         action.side, action.price, action.size, None, why, None, None))
         if self.log_debug:
             self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
                            side=action.side.name, price=action.price, size=action.size)
@@ -851,7 +863,7 @@ class Service:
             return  # _cancel_due stays set: this runs again once the venue is back
         async with self._send_lock:
             for action in self.manager.cancel_all():
-                await self._send_one(action)
+                await self._send_one(action, why)
             open_before = self.exchange.open_order_count()
             if open_before:
                 await self.exchange.cancel_all()
@@ -868,6 +880,12 @@ class Service:
             self._on_fill(event)
             return
         update: OrderUpdate = event
+        # before the manager applies it: whether it accepts an amend depends on what is pending
+        answer = answer_event(update, self.manager.orders.get(update.order_id))
+        if answer is not None:
+            self._log_order((self.now_ns, update.ts_ns, time.time_ns(), answer, update.order_id,
+                             update.side, update.price, update.size, update.filled,
+                             update.reason, None, None))
         self.manager.on_update(update)
         if update.status is OrderStatus.REJECTED:
             self.counters.rejects += 1
@@ -877,8 +895,14 @@ class Service:
     def _on_fill(self, fill: Fill) -> None:
         # a sample at the fill: the report's "mid at fill" must be the market of this moment
         self._sample(self.now_ns)
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        mid_x2 = fill.mid_x2 or (bid + ask if bid is not None and ask is not None else None)
+        row = (self.now_ns, fill.ts_ns, time.time_ns(), FILL, fill.order_id, fill.side,
+               fill.price, fill.size, None, "", fill.exec_id, mid_x2)
+        # the order-log rows before it go in the fill's commit: the log stays in order
+        pending, self._order_log = self._order_log, []
         try:
-            fresh = self.journal.record_fill(fill)
+            fresh = self.journal.record_fill(fill, pending, row)
         except Exception as exc:  # the journal is the promise: without it, stop trading
             self._journal_failed("fill", exc)
             raise
@@ -1123,6 +1147,24 @@ class Service:
         if len(self._samples) >= MAX_BUFFERED_SAMPLES:
             self._flush_samples()  # only if the supervisor task has not run for that long
 
+    def _log_order(self, row: OrderLogRow) -> None:
+        """Buffer one order-log row for the journal (written by :meth:`_persist` or with the
+        next fill; at once when :data:`MAX_BUFFERED_ORDER_LOG` are waiting)."""
+        self._order_log.append(row)
+        if len(self._order_log) >= MAX_BUFFERED_ORDER_LOG:
+            self._flush_order_log()
+
+    def _flush_order_log(self) -> None:
+        if self._journal_broken:
+            self._order_log.clear()  # like the samples: not worth another failing write
+            return
+        if self._order_log:
+            rows, self._order_log = self._order_log, []
+            try:
+                self.journal.add_order_log(rows)
+            except Exception as exc:
+                self._journal_failed("order_log", exc)
+
     def _flush_samples(self) -> None:
         if self._journal_broken:
             self._samples.clear()  # reports only: not worth another failing write
@@ -1162,11 +1204,13 @@ class Service:
         self.breakers.check_pnl(total)
 
     def _persist(self) -> None:
-        """Write what may trail the hot path: report samples and a new PnL peak. Runs in the
-        supervisor task (and at stop), so a frame never waits for SQLite on its way to a
-        quote; fills are not among these, they are committed before anything acts on
-        them. A crash loses at most one supervisor interval of samples and peak."""
+        """Write what may trail the hot path: report samples, order-log rows and a new PnL
+        peak. Runs in the supervisor task (and at stop), so a frame never waits for SQLite
+        on its way to a quote; fills are not among these, they are committed before
+        anything acts on them (with the order-log rows before them). A crash loses at most
+        one supervisor interval of samples, order log and peak."""
         self._flush_samples()
+        self._flush_order_log()
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak and not self._journal_broken:
             self._saved_peak = peak
