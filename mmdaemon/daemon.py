@@ -696,7 +696,9 @@ class Service:
         market as it stood before the event at ``event_ns`` is applied."""
         due = self.exchange.next_due_ns()
         if due is not None and due <= event_ns:
-            self.exchange.advance(event_ns if event_ns > self.now_ns else self.now_ns)
+            if event_ns > self.now_ns:  # the reports delivered now arrive at the event's time
+                self.now_ns = event_ns
+            self.exchange.advance(self.now_ns)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
