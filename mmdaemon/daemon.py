@@ -162,7 +162,8 @@ class Service:
     def __init__(self, config: Config, clock: Clock, log: Any, *,
                  recordings: list[str] | None = None, speed: float | str | None = "config",
                  event_clock: ReplayClock | None = None, state_dir: Path | None = None,
-                 write_pid: bool = False, config_path: Path | None = None) -> None:
+                 write_pid: bool = False, config_path: Path | None = None,
+                 log_level: str | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -182,7 +183,8 @@ class Service:
             self.event_clock = "receive"
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
-        self.log_debug = config.logging.level == "debug"
+        # the process's log level (--log-level) when given, else the config's
+        self.log_debug = (log_level or config.logging.level) == "debug"
         self.lobster = config.instrument.venue == "lobster"
         depth = config.strategy.fair_value.depth_levels  # levels per side read every quote
         if self.lobster:
@@ -848,7 +850,8 @@ class Service:
                          action.side, action.price, action.size, None, why, None, None))
         if self.log_debug:
             self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
-                           side=action.side.name, price=action.price, size=action.size)
+                           side=action.side.name, price=action.price, size=action.size,
+                           ts_ns=self.now_ns)
         if action.kind == "place":
             counters.orders += 1
             await exchange.place(action.order_id, action.side, action.price, action.size)
