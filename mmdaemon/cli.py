@@ -121,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("state_dir", metavar="STATE_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
 
+    export = commands.add_parser(
+        "export", help="write a state directory's order log and fills as CSV (read-only: a "
+                       "running instance's too; formats in mmdaemon/orderlog.py)")
+    export.add_argument("state_dir", metavar="STATE_DIR")
+    export.add_argument("--orders", metavar="FILE",
+                        help="every order action sent and venue answer ('-': stdout)")
+    export.add_argument("--fills", metavar="FILE", help="every journaled fill ('-': stdout)")
+    export.add_argument("--config", metavar="FILE",
+                        help="print prices and sizes by this config's instrument (default: "
+                             "the one the journal recorded; they must agree)")
+
     record = commands.add_parser(
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
     )
@@ -230,6 +241,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "report":
         log.configure(args.log_level or "info", log_format=args.log_format)
         return report(Path(args.state_dir), Path(args.out))
+    if args.command == "export":
+        from mmdaemon.orderlog import export_command
+
+        return export_command(Path(args.state_dir), args.orders, args.fills, args.config)
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):
