@@ -110,8 +110,8 @@ LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log ra
 # Report samples wait for the supervisor task to write them; this many force a write on the
 # spot (a loop too busy to run that task for 4 minutes of samples at the 250 ms default).
 MAX_BUFFERED_SAMPLES = 1024
-# Order-log rows wait for the same task, or for the next fill's commit; this many (a minute
-# of amends at 20 a second) force a write on the spot.
+# Order-log rows wait for the same task; this many (a minute of amends at 20 a second) force
+# a write on the spot.
 MAX_BUFFERED_ORDER_LOG = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
@@ -846,8 +846,8 @@ class Service:
             action = manager.cancel(action.order_id)
             why = blocked.code
         manager.sent(action)
-        self._log_order((self.now_ns, None, time.time_ns(), action.kind, action.order_id,
-                         action.side, action.price, action.size, None, why, None, None))
+        self._log_order(self.now_ns, None, action.kind, action.order_id, action.side,
+                        action.price, action.size, None, why)
         if self.log_debug:
             self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
                            side=action.side.name, price=action.price, size=action.size,
@@ -888,9 +888,8 @@ class Service:
         # before the manager applies it: whether it accepts an amend depends on what is pending
         answer = answer_event(update, self.manager.orders.get(update.order_id))
         if answer is not None:
-            self._log_order((self.now_ns, update.ts_ns, time.time_ns(), answer, update.order_id,
-                             update.side, update.price, update.size, update.filled,
-                             update.reason, None, None))
+            self._log_order(self.now_ns, update.ts_ns, answer, update.order_id, update.side,
+                            update.price, update.size, update.filled, update.reason)
         self.manager.on_update(update)
         if update.status is OrderStatus.REJECTED:
             self.counters.rejects += 1
@@ -900,14 +899,8 @@ class Service:
     def _on_fill(self, fill: Fill) -> None:
         # a sample at the fill: the report's "mid at fill" must be the market of this moment
         self._sample(self.now_ns)
-        bid, ask = self.book.best_bid(), self.book.best_ask()
-        mid_x2 = fill.mid_x2 or (bid + ask if bid is not None and ask is not None else None)
-        row = (self.now_ns, fill.ts_ns, time.time_ns(), FILL, fill.order_id, fill.side,
-               fill.price, fill.size, None, "", fill.exec_id, mid_x2)
-        # the order-log rows before it go in the fill's commit: the log stays in order
-        pending, self._order_log = self._order_log, []
         try:
-            fresh = self.journal.record_fill(fill, pending, row)
+            fresh = self.journal.record_fill(fill)
         except Exception as exc:  # the journal is the promise: without it, stop trading
             self._journal_failed("fill", exc)
             raise
@@ -915,6 +908,10 @@ class Service:
             self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
                              exec_id=fill.exec_id)
             return
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        self._log_order(self.now_ns, fill.ts_ns, FILL, fill.order_id, fill.side, fill.price,
+                        fill.size, None, "", fill.exec_id, fill.mid_x2 or (
+                            bid + ask if bid is not None and ask is not None else None))
         position = self.position
         position.apply(fill)
         self._requote = True
@@ -1152,10 +1149,17 @@ class Service:
         if len(self._samples) >= MAX_BUFFERED_SAMPLES:
             self._flush_samples()  # only if the supervisor task has not run for that long
 
-    def _log_order(self, row: OrderLogRow) -> None:
-        """Buffer one order-log row for the journal (written by :meth:`_persist` or with the
-        next fill; at once when :data:`MAX_BUFFERED_ORDER_LOG` are waiting)."""
-        self._order_log.append(row)
+    def _log_order(self, ts_ns: int, venue_ns: int | None, event: str, order_id: int,
+                   side: int, price: int, size: int, filled: int | None, reason: str,
+                   exec_id: int | None = None, mid_x2: int | None = None) -> None:
+        """Buffer one order-log row of an action (``venue_ns`` None), an answer or a fill
+        (``exec_id``; ``mid_x2`` bid + ask before it, ticks, None unknown), at event time
+        ``ts_ns`` (the fields: :mod:`mmdaemon.orderlog`). Written in batches, in order,
+        like the report samples (:meth:`_persist`; at once when
+        :data:`MAX_BUFFERED_ORDER_LOG` wait): the fill itself is committed at once, its
+        row need not be."""
+        self._order_log.append((ts_ns, venue_ns, time.time_ns(), event, order_id, side,
+                                price, size, filled, reason, exec_id, mid_x2))
         if len(self._order_log) >= MAX_BUFFERED_ORDER_LOG:
             self._flush_order_log()
 
@@ -1212,8 +1216,8 @@ class Service:
         """Write what may trail the hot path: report samples, order-log rows and a new PnL
         peak. Runs in the supervisor task (and at stop), so a frame never waits for SQLite
         on its way to a quote; fills are not among these, they are committed before
-        anything acts on them (with the order-log rows before them). A crash loses at most
-        one supervisor interval of samples, order log and peak."""
+        anything acts on them. A crash loses at most one supervisor interval of samples,
+        order log and peak."""
         self._flush_samples()
         self._flush_order_log()
         peak = self.breakers.peak

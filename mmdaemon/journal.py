@@ -93,10 +93,6 @@ OrderLogRow = tuple[int, int | None, int, str, int, int, int, int, int | None, s
                     int | None]
 """One ``order_log`` row without its ``seq``, in column order (see :data:`SCHEMA`)."""
 
-_ORDER_LOG_INSERT = (
-    "INSERT INTO order_log (ts_ns, venue_ns, wall_ns, event, order_id, side, price, size,"
-    " filled, reason, exec_id, mid_x2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-
 
 RUNBOOK_SECTION = "deploy/README.md, 'Restoring or retiring a journal'"
 
@@ -241,32 +237,20 @@ class Journal:
             run_id=run_id,
         )
 
-    def record_fill(self, fill: Fill, order_log: Sequence[OrderLogRow] = (),
-                    fill_row: OrderLogRow | None = None) -> bool:
-        """Commit ``fill``; False (and the fill not written) if this execution is already in.
-
-        In the same transaction: the order-log rows buffered before it (``order_log``),
-        then ``fill_row``, the fill's own order-log row, unless the fill is a repeat. So
-        the order log is in the order the daemon saw things, and every journaled fill has
-        its row (its receive time and mid) from the moment it is journaled.
-        """
+    def record_fill(self, fill: Fill) -> bool:
+        """Commit ``fill``; False (and nothing written) if this execution is already in."""
         if fill.exec_id <= 0:
             raise ValueError(f"fill of order {fill.order_id} has no execution id")
         key = f"{fill.order_id}:{fill.exec_id}"
-        with self._transaction():
-            if order_log:
-                self._db.executemany(_ORDER_LOG_INSERT, order_log)
-            try:
-                self._db.execute(
-                    "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker,"
-                    " ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, fill.order_id, int(fill.side), fill.price, fill.size, fill.fee,
-                     int(fill.maker), fill.ts_ns),
-                )
-            except sqlite3.IntegrityError:  # the statement is undone, the transaction goes on
-                return False
-            if fill_row is not None:
-                self._db.execute(_ORDER_LOG_INSERT, fill_row)
+        try:
+            self._db.execute(
+                "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, fill.order_id, int(fill.side), fill.price, fill.size, fill.fee,
+                 int(fill.maker), fill.ts_ns),
+            )
+        except sqlite3.IntegrityError:
+            return False
         return True
 
     def fills(self) -> list[Fill]:
@@ -291,7 +275,10 @@ class Journal:
         """Append order-log rows (for export and reports; like samples, written in batches
         behind the hot path: a crash loses at most the rows since the last write)."""
         with self._transaction():
-            self._db.executemany(_ORDER_LOG_INSERT, rows)
+            self._db.executemany(
+                "INSERT INTO order_log (ts_ns, venue_ns, wall_ns, event, order_id, side, price,"
+                " size, filled, reason, exec_id, mid_x2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?)", rows)
 
     def set_killed(self, killed: bool, reason: str, now_ns: int) -> None:
         """Latch or clear the kill switch, committed before the caller does anything else."""

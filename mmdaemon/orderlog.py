@@ -38,8 +38,9 @@ mid_before``
 - ``fee``: exact decimal in the quote currency, negative for a rebate; ``maker`` 1 or 0;
 - ``mid_before``: exact decimal, the mid of the market before the event that filled us
   (paper) or the daemon's own book mid when the report arrived (live); empty if unknown.
-  A fill journaled by a version without the order log has ``ts_ns`` and ``mid_before``
-  empty.
+  A fill journaled by a version without the order log, or whose order-log row a crash
+  lost (rows are written in batches, the fill itself at once), has ``ts_ns`` and
+  ``mid_before`` empty.
 
 Exports read the journal with SQLite's read-only mode, in one read transaction: no lock on
 the state directory, nothing written, so a running instance's journal can be exported.
@@ -234,8 +235,8 @@ def export(journal: Path, instrument: Instrument | None, orders_out: IO[str] | N
         finally:
             db.execute("COMMIT")
         if unlogged and has_log:
-            warnings.append(f"{unlogged} fills have no order-log row (journaled by a version "
-                            f"before it): their ts_ns and mid_before are empty")
+            warnings.append(f"{unlogged} fills have no order-log row (a crash lost it before "
+                            f"it was written): their ts_ns and mid_before are empty")
         return ExportResult(instrument, from_journal, orders, fills, warnings)
     finally:
         db.close()
