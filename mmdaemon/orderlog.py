@@ -235,8 +235,9 @@ def export(journal: Path, instrument: Instrument | None, orders_out: IO[str] | N
         finally:
             db.execute("COMMIT")
         if unlogged and has_log:
-            warnings.append(f"{unlogged} fills have no order-log row (a crash lost it before "
-                            f"it was written): their ts_ns and mid_before are empty")
+            warnings.append(f"{unlogged} of {fills} fills without an order-log row (a crash "
+                            f"lost the rows before they were written): ts_ns and mid_before "
+                            f"empty")
         return ExportResult(instrument, from_journal, orders, fills, warnings)
     finally:
         db.close()

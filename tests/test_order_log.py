@@ -275,6 +275,27 @@ def test_an_old_journal_without_the_order_log_exports_an_empty_orders_file_with_
     journal.close()
 
 
+def test_a_fill_whose_row_a_crash_lost_is_exported_without_it_and_said_so(
+        replayed: Replayed, tmp_path: Path) -> None:
+    state = tmp_path / "crashed"
+    state.mkdir()
+    shutil.copy(replayed.state / "journal.sqlite", state / "journal.sqlite")
+    db = sqlite3.connect(state / "journal.sqlite")
+    lost = db.execute("SELECT exec_id FROM order_log WHERE event = 'fill' ORDER BY seq DESC"
+                      " LIMIT 1").fetchone()[0]
+    db.execute("DELETE FROM order_log WHERE seq >= (SELECT seq FROM order_log WHERE exec_id = ?)",
+               (lost,))  # the rows of the last batch, as a crash before its write leaves it
+    db.commit()
+    db.close()
+    proc = mmdaemon("export", str(state), "--fills", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: 1 of {len(replayed.fills)} fills without an order-log row" in proc.stderr
+    _, fills = read_csv(proc.stdout)
+    assert [r["exec_id"] for r in fills] == [r["exec_id"] for r in replayed.fills]
+    empty = [r["exec_id"] for r in fills if r["ts_ns"] == "" and r["mid_before"] == ""]
+    assert empty == [str(lost)]
+
+
 def test_export_reads_a_journal_another_process_holds_and_changes_nothing(
         replayed: Replayed, tmp_path: Path) -> None:
     state = tmp_path / "held"
