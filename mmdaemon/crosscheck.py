@@ -58,16 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mmdaemon.model import (
-    BookUpdate,
-    ExecutionEvent,
-    Gap,
-    Instrument,
-    OrderStatus,
-    OrderUpdate,
-    Side,
-    Trade,
-)
+from mmdaemon.model import BookUpdate, Gap, Instrument, Side, Trade
 
 ACTION_EVENTS = ("place", "amend", "cancel")
 
@@ -720,90 +711,31 @@ def _fill_text(fill: FillKey | None) -> str:
     return f"{fill.order_id} {fill.side.name} {fill.price} {fill.size} {fill.ts_ns}"
 
 
-# ---- the dry run's order log (until 'mmdaemon export' lands) --------------------------------
+# ---- the dry run's order log -----------------------------------------------------------------
 
 
-def record_dry_run(config_path: Path, recordings: Sequence[str], out_dir: Path) -> None:
-    """Run the dry run in this process and write ``orders.csv`` (our actions) and
-    ``fills.csv`` in the export's format (the columns the cross-check reads)."""
-    import asyncio
-    import sqlite3
+def dry_run_order_log(config_path: Path, recordings: Sequence[str], out_dir: Path
+                      ) -> tuple[Path, Path]:
+    """Run the dry run (``mmdaemon replay``) and export its order log (``mmdaemon
+    export``), each in a process of its own, as a user would: ``(orders.csv, fills.csv)``
+    in ``out_dir``."""
+    import subprocess
+    import sys
 
-    from mmdaemon import log
-    from mmdaemon.clock import SystemClock
-    from mmdaemon.config import load_config
-    from mmdaemon.daemon import Service
-    from mmdaemon.exchange.paper import PaperExchange
-
-    config = load_config(config_path)
-    logger = log.get_logger(instrument=config.instrument.symbol, mode="crosscheck")
-    state = out_dir / "state"
-    service = Service(config, SystemClock(), logger, recordings=list(recordings), speed=None,
-                      state_dir=state)
-    exchange = service.exchange
-    assert isinstance(exchange, PaperExchange)
-    actions: list[tuple[int, str, int, str, int, int, int | str, str]] = []
-    place, amend, cancel = exchange.place, exchange.amend, exchange.cancel
-    venue = exchange.venue
-
-    async def logged_place(order_id: int, side: Side, price: int, size: int) -> None:
-        actions.append((exchange.now_ns, "place", order_id, Side(side).name, price, size, "",
-                        ""))
-        await place(order_id, side, price, size)
-
-    async def logged_amend(order_id: int, price: int, size: int) -> None:
-        side = venue.order(order_id)
-        name = side.side.name if side is not None else "BUY"
-        actions.append((exchange.now_ns, "amend", order_id, name, price, size, "", ""))
-        await amend(order_id, price, size)
-
-    async def logged_cancel(order_id: int) -> None:
-        side = venue.order(order_id)
-        name = side.side.name if side is not None else "BUY"
-        actions.append((exchange.now_ns, "cancel", order_id, name, 0, 0, "", ""))
-        await cancel(order_id)
-
-    cancel_all = venue.cancel_all
-
-    def logged_cancel_all(now_ns: int) -> Any:
-        for order in venue.open_orders():
-            actions.append((now_ns, "cancel", order.order_id, order.side.name, 0, 0, "", ""))
-        return cancel_all(now_ns)
-
-    listener = exchange._listener
-    answers = {OrderStatus.NEW: "ack", OrderStatus.REJECTED: "reject",
-               OrderStatus.CANCELED: "canceled", OrderStatus.PARTIALLY_FILLED:
-               "partially_filled", OrderStatus.FILLED: "filled"}
-
-    def logged_listener(event: ExecutionEvent) -> None:
-        if isinstance(event, OrderUpdate) and event.status in answers:
-            actions.append((exchange.now_ns, answers[event.status], event.order_id,
-                            event.side.name, event.price, event.size, event.ts_ns,
-                            event.reason))
-        listener(event)
-
-    exchange.set_listener(logged_listener)
-    exchange.place = logged_place  # type: ignore[method-assign]
-    exchange.amend = logged_amend  # type: ignore[method-assign]
-    exchange.cancel = logged_cancel  # type: ignore[method-assign]
-    venue.cancel_all = logged_cancel_all  # type: ignore[method-assign]
-    asyncio.run(service.run())
-    with (out_dir / "orders.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["ts_ns", "event", "order_id", "side", "price_ticks", "size_lots",
-                         "venue_ns", "reason"])
-        writer.writerows(actions)
-    db = sqlite3.connect(state / "journal.sqlite")
-    try:
-        fills = db.execute("SELECT order_id, side, price, size, ts_ns FROM fills ORDER BY seq"
-                           ).fetchall()
-    finally:
-        db.close()
-    with (out_dir / "fills.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["venue_ns", "order_id", "side", "price_ticks", "size_lots"])
-        writer.writerows((ts, oid, "BUY" if side > 0 else "SELL", p, s)
-                         for oid, side, p, s, ts in fills)
+    state, orders, fills = out_dir / "state", out_dir / "orders.csv", out_dir / "fills.csv"
+    me = [sys.executable, "-m", "mmdaemon", "--log-level", "warning"]
+    for what, argv in (
+        ("the dry run", [*me, "replay", *map(str, recordings), "--config", str(config_path),
+                         "--state-dir", str(state), "--json"]),
+        ("the export", [*me, "export", str(state), "--orders", str(orders), "--fills",
+                        str(fills)]),
+    ):
+        proc = subprocess.run(argv, capture_output=True, check=False)
+        if proc.returncode:
+            tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise CrossCheckError(f"{what} failed (exit {proc.returncode}): "
+                                  f"{' / '.join(tail)}")
+    return orders, fills
 
 
 # ---- the command ----------------------------------------------------------------------------
@@ -876,8 +808,7 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     with tempfile.TemporaryDirectory(prefix="mmdaemon-crosscheck-",
                                      dir=work_dir) as tmp:
         if order_log is None:
-            record_dry_run(config_path, recordings, Path(tmp))
-            order_log = (Path(tmp) / "orders.csv", Path(tmp) / "fills.csv")
+            order_log = dry_run_order_log(config_path, recordings, Path(tmp))
         actions = read_actions(order_log[0])
         refusals = read_refusals(order_log[0])
         ours = read_fills(order_log[1])
