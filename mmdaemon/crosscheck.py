@@ -142,16 +142,32 @@ def read_actions(path: Path) -> list[Action]:
     return out
 
 
-def read_refusals(path: Path) -> dict[int, int]:
-    """Orders of an ``orders.csv`` that our venue ended as crossing (a post-only place
-    rejected, or an amend that would cross: the order cancelled): order id -> the venue's
-    time of that answer (ns, our clock)."""
+def read_self_crosses(path: Path) -> dict[int, int]:
+    """Orders of an ``orders.csv`` that our venue ended as crossing *our own* resting order:
+    a post-only place rejected, or an amend that would cross cancelled, while an order of
+    ours on the other side rested at or through the price asked (as the log's answers show
+    it: acknowledged and not yet filled or closed). Order id -> the time of that answer
+    (ns, our clock)."""
     out: dict[int, int] = {}
-    for line, row in _rows(path, ("event", "order_id", "reason")):
-        if row["event"] in ("reject", "canceled") and "would cross" in row["reason"]:
-            when = row.get("venue_ns") or row.get("ts_ns") or ""
-            out.setdefault(_int(row, "order_id", path, line),
-                           int(when) if when.isdigit() else 0)
+    asked: dict[int, tuple[Side, int]] = {}  # order: side and price of its last request
+    resting: dict[int, tuple[Side, int]] = {}  # acknowledged, open orders: side, price
+    for line, row in _rows(path, ("ts_ns", "event", "order_id", "side", "price_ticks",
+                                  "reason")):
+        kind, order_id = row["event"], _int(row, "order_id", path, line)
+        if kind in ("place", "amend"):
+            asked[order_id] = (_side(row["side"], path, line),
+                               _int(row, "price_ticks", path, line))
+        elif kind == "ack":
+            resting[order_id] = (_side(row["side"], path, line),
+                                 _int(row, "price_ticks", path, line))
+        elif kind in ("filled", "canceled", "reject", "expired"):
+            resting.pop(order_id, None)
+            if "would cross" in row["reason"] and order_id in asked:
+                side, price = asked[order_id]
+                if any(other is not side and (o_price <= price if side is Side.BUY
+                                              else o_price >= price)
+                       for other, o_price in resting.values()):
+                    out.setdefault(order_id, _int(row, "ts_ns", path, line))
     return out
 
 
@@ -487,8 +503,8 @@ RULE_CLASSES = (TRADE_THROUGH, REST_OF_ORDER, SELF_CROSS)
 - A post-only order (or amend) at or through our own resting opposite order would trade
   with it on the venue: our venue refuses it as crossing, as the venue would. hftbacktest
   keeps our orders out of its book and checks the public book only, so it accepts it and
-  may fill it. (The public book is the same on both sides: an order hftbacktest accepted
-  did not cross it, so our refusal was for our own order.)"""
+  may fill it. Counted so only when our log shows such an order of ours resting then
+  (:func:`read_self_crosses`)."""
 
 Pair = tuple[FillKey | None, FillKey | None]
 
@@ -595,7 +611,7 @@ class Agreement:
 
 
 def compare(ours: Sequence[FillKey], their_run: TheirRun, prints: dict[int, list[Print]],
-            refusals: dict[int, int] | None = None) -> Agreement:
+            self_crosses: dict[int, int] | None = None) -> Agreement:
     """Match fills exactly, then name why each one left over differs."""
     left = Counter(their_run.fills)
     matched: list[FillKey] = []
@@ -607,7 +623,7 @@ def compare(ours: Sequence[FillKey], their_run: TheirRun, prints: dict[int, list
         else:
             ours_only.append(fill)
     theirs_only = sorted(left.elements(), key=lambda f: (f.ts_ns, f.order_id))
-    classes = _classify(ours_only, theirs_only, their_run, prints, refusals or {})
+    classes = _classify(ours_only, theirs_only, their_run, prints, self_crosses or {})
     return Agreement(matched, ours_only, theirs_only, classes, len(their_run.ghost_fills))
 
 
@@ -623,7 +639,7 @@ def _through(fill: FillKey, prints: dict[int, list[Print]]) -> bool:
 
 def _classify(ours_only: Sequence[FillKey], theirs_only: Sequence[FillKey],
               their_run: TheirRun, prints: dict[int, list[Print]],
-              refusals: dict[int, int]) -> dict[str, list[Pair]]:
+              self_crosses: dict[int, int]) -> dict[str, list[Pair]]:
     """Pair the unmatched fills of one order at one time, then name each difference."""
     classes: dict[str, list[Pair]] = defaultdict(list)
     theirs_at = {(f.order_id, f.ts_ns): f for f in theirs_only}
@@ -647,7 +663,7 @@ def _classify(ours_only: Sequence[FillKey], theirs_only: Sequence[FillKey],
         else:
             classes[_why_ours_only(fill, their_run)].append((fill, None))
     for fill in theirs_at.values():
-        refused = refusals.get(fill.order_id)
+        refused = self_crosses.get(fill.order_id)
         if refused is not None and refused <= fill.ts_ns:
             classes[SELF_CROSS].append((None, fill))
         else:
@@ -810,7 +826,7 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
         if order_log is None:
             order_log = dry_run_order_log(config_path, recordings, Path(tmp))
         actions = read_actions(order_log[0])
-        refusals = read_refusals(order_log[0])
+        refusals = read_self_crosses(order_log[0])
         ours = read_fills(order_log[1])
     events = convert(recordings, instrument, config.instrument.venue, feed_ns)
     run = replay_hftbacktest(events, actions, instrument, entry_ns, feed_ns)
