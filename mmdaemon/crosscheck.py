@@ -33,19 +33,26 @@ What is compared
   to our book (the bookTicker stream does not change our book and is left out); a
   snapshot clears both sides first. Diffs buffered before the snapshot take effect at the
   snapshot's time, as in the daemon.
-- Orders: every ``place``, ``amend`` and ``cancel`` of our order log at its ``ts_ns``, as
-  post-only (GTX) limit orders; an amend is hftbacktest's ``modify`` (a price change or a
-  size increase rejoins the back of the queue, a decrease at the same price keeps its
-  place, as our venue does) to the remaining size (new total - filled there).
+- Orders: every ``place``, ``amend`` and ``cancel`` of our order log (``mmdaemon export``'s
+  ``orders.csv``) at its ``ts_ns``, as post-only (GTX) limit orders. An amend goes to the
+  remaining size (new total - filled there) as our venue takes it: a smaller size at the
+  same price keeps the queue place (hftbacktest's ``modify``), a price change or a larger
+  size rejoins the back. hftbacktest's ``modify`` that rejoins the queue keeps the old
+  remaining size, so such an amend is sent as its ``modify`` only when the remaining size
+  is unchanged, else as a cancel and a new order (under an id of its own, mapped back to
+  ours); if the old order had filled before they arrived, our venue would have refused the
+  amend, so the new order is pulled and its fills are left out (``ghost``).
 - Models: hftbacktest's ``partial_fill_exchange`` (a trade at our price fills the excess
   over the queue ahead, like ours) with ``risk_adverse_queue_model`` (join the back,
   queue capped at the displayed size, trades at our price eat the queue first): the same
   conservative queue as ours.
-- Fills are compared per (order, event time): fills of one order at one instant (one
-  event) are summed on both sides. A fill matches when order, side, price, size and time
+- Fills (``fills.csv``, at ``venue_ns``) are compared per (order, event time): fills of
+  one order at one instant (one event) are summed on both sides. A fill matches when order, side, price, size and time
   are all equal: the time tolerance is 0 ns, because both replays run on one clock, and a
   fill at any other time was made by a different market event, a difference of model to
-  be explained, not a rounding.
+  be explained, not a rounding. What is left over is classified (:func:`compare`): the
+  differences of rule between the two models (:data:`RULE_CLASSES`), and anything else,
+  which is unexplained.
 """
 
 from __future__ import annotations
