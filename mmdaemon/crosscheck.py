@@ -49,10 +49,10 @@ What is compared
 - Fills (``fills.csv``, at ``venue_ns``) are compared per (order, event time): fills of
   one order at one instant (one event) are summed on both sides. A fill matches when
   order, side, price, size and time are all equal: the time tolerance is 0 ns, because
-  both replays run on one clock, and a fill at any other time was made by a different market event, a difference of model to
-  be explained, not a rounding. What is left over is classified (:func:`compare`): the
-  differences of rule between the two models (:data:`RULE_CLASSES`), and anything else,
-  which is unexplained.
+  both replays run on one clock, and a fill at any other time was made by a different
+  market event, a difference of model to be explained, not a rounding. What is left over
+  is classified (:func:`compare`): the differences of rule between the two models
+  (:data:`RULE_CLASSES`), and anything else, which is unexplained.
 """
 
 from __future__ import annotations
