@@ -18,7 +18,8 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test test-systemd lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c
+.PHONY: demo test test-systemd lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c \
+	crosscheck
 
 $(UV): uv-bootstrap.txt
 	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
@@ -41,6 +42,16 @@ RECORDING := data/binance-spot-btcusdt/btcusdt_20240808.gz data/binance-spot-btc
 demo: $(STAMP)
 	$(BIN)/mmdaemon verify-book $(RECORDING)
 	$(BIN)/mmdaemon replay $(RECORDING) --config config/dryrun.toml --report report
+
+# The paper exchange's fills against hftbacktest's (a dev dependency): the dry run's order
+# log replayed through it on the same recording and clock, fills compared one to one
+# (README, "The paper exchange"); the USD-M recording when ../shared holds it.
+USDM_RECORDING := ../shared/data/binance-usdm-btcusdt/btcusdt_20240808.gz
+
+crosscheck: $(STAMP)
+	$(BIN)/mmdaemon crosscheck --config config/dryrun.toml
+	@if [ -f $(USDM_RECORDING) ]; then $(BIN)/mmdaemon crosscheck --config config/dryrun-usdm.toml; \
+	else echo "no $(USDM_RECORDING): the USD-M cross-check skipped"; fi
 
 # Optional system tools some tests use (headless Chromium for the report, promtool for the
 # metrics endpoint, redis-server for the firm risk bus): installed once when this runs as

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--launcher-path", action=_LauncherPath, nargs=0,
                         help="print where this installation's mmdaemond launcher is (the "
                              "systemd unit runs it, linked into the venv's bin/) and exit")
-    parser.add_argument("--log-level", default="info", choices=sorted(log.LEVELS))
+    parser.add_argument("--log-level", choices=sorted(log.LEVELS),
+                        help="default: the config's logging.level (commands without a "
+                             "config: info); debug logs every order sent (order_sent)")
     parser.add_argument("--log-format", default="auto", choices=log.FORMATS,
                         help="json lines, or console text for people (prices and sizes also "
                              "in decimals); auto (default): console when the log goes to a "
@@ -119,9 +121,33 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--report", metavar="DIR",
                         help="write report.html with its plots to DIR after the replay")
 
+    cross = commands.add_parser(
+        "crosscheck", help="replay the dry run's order actions through hftbacktest (a dev "
+                           "dependency) and compare its fills with ours, one to one")
+    cross.add_argument("recordings", nargs="*", metavar="RECORDING",
+                       help="default: the config's feed.recordings")
+    cross.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                       help="the dry run's config (default: the shipped dry-run config)")
+    cross.add_argument("--orders", metavar="CSV",
+                       help="an exported orders.csv of that dry run (with --fills) instead "
+                            "of running it")
+    cross.add_argument("--fills", metavar="CSV", help="its exported fills.csv")
+    cross.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     report = commands.add_parser("report", help="write the report of a state directory")
     report.add_argument("state_dir", metavar="STATE_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
+
+    export = commands.add_parser(
+        "export", help="write a state directory's order log and fills as CSV (read-only: a "
+                       "running instance's too; formats in mmdaemon/orderlog.py)")
+    export.add_argument("state_dir", metavar="STATE_DIR")
+    export.add_argument("--orders", metavar="FILE",
+                        help="every order action sent and venue answer ('-': stdout)")
+    export.add_argument("--fills", metavar="FILE", help="every journaled fill ('-': stdout)")
+    export.add_argument("--config", metavar="FILE",
+                        help="print prices and sizes by this config's instrument (default: "
+                             "the one the journal recorded; they must agree)")
 
     record = commands.add_parser(
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
@@ -223,15 +249,19 @@ def _main(argv: Sequence[str] | None) -> int:
         early_signals.release()
     if args.command == "verify-book":
         # no instrument for the log's decimals: verify-book learns it from the data
-        log.configure(args.log_level, log_format=args.log_format)
+        log.configure(args.log_level or "info", log_format=args.log_format)
         return verify_book(args.recordings, args.venue, args.json, args.symbol)
     if args.command == "sim":
-        log.configure(args.log_level, sys.stdout.buffer, log_format=args.log_format)
+        log.configure(args.log_level or "info", sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
                    args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber)
     if args.command == "report":
-        log.configure(args.log_level, log_format=args.log_format)
+        log.configure(args.log_level or "info", log_format=args.log_format)
         return report(Path(args.state_dir), Path(args.out))
+    if args.command == "export":
+        from mmdaemon.orderlog import export_command
+
+        return export_command(Path(args.state_dir), args.orders, args.fills, args.config)
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):
@@ -254,21 +284,29 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"feed.recordings in {args.config}; the bundled recordings come "
                              f"with the source repository, not the package): give "
                              f"RECORDING...")
-    if args.command == "run":
-        log.configure(config.logging.level, sys.stdout.buffer, log_format=args.log_format,
+    if args.command == "crosscheck":
+        from mmdaemon import crosscheck
+
+        # stdout carries the table; the dry run's log goes to stderr, warnings only
+        log.configure("warning", sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
-        return run(config, Path(args.config), args.latency_out)
+        return crosscheck.main(Path(args.config), args.recordings, args.orders, args.fills,
+                               args.json)
+    level = args.log_level or config.logging.level  # the command line's, else the config's
+    if args.command == "run":
+        log.configure(level, sys.stdout.buffer, log_format=args.log_format,
+                      instrument=config.instrument.build())
+        return run(config, Path(args.config), level, args.latency_out)
     if args.command == "record":
-        log.configure(config.logging.level, sys.stderr.buffer, log_format=args.log_format,
+        log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
         return record(config, Path(args.out))
     if args.command == "replay":
         # stdout carries the result (summary); the log goes to stderr
-        log.configure(config.logging.level if args.log_level == "info" else args.log_level,
-                      sys.stderr.buffer, log_format=args.log_format,
+        log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
-                      Path(args.report) if args.report else None, args.clock)
+                      Path(args.report) if args.report else None, args.clock, level)
     if args.global_:
         return global_switch(config, args.command, getattr(args, "note", ""),
                              args.log_format)
@@ -388,15 +426,18 @@ def report(state_dir: Path, out: Path) -> int:
     return 0
 
 
-def run(config: Config, config_path: Path | None = None,
+def run(config: Config, config_path: Path | None = None, log_level: str | None = None,
         latency_out: Path | None = None) -> int:
-    """``mmdaemon run``: the daemon, until its feed ends or it is told to stop."""
+    """``mmdaemon run``: the daemon, until its feed ends or it is told to stop; ``log_level``
+    the log's level, when not the config's; ``latency_out`` where to write the latencies
+    measured (at stop)."""
     from mmdaemon.daemon import Service
 
     logger = log.get_logger(instrument=config.instrument.symbol)
     try:
         service = Service(config, SystemClock(), logger, write_pid=True,
-                          config_path=config_path, latency_out=latency_out)
+                          config_path=config_path, log_level=log_level,
+                          latency_out=latency_out)
     except ValueError as exc:
         print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
         return 2
@@ -451,9 +492,10 @@ def _recording_error(exc: BaseException) -> RecordingError | None:
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
            as_json: bool, report_dir: Path | None = None,
-           event_clock: ReplayClock | None = None) -> int:
+           event_clock: ReplayClock | None = None, log_level: str | None = None) -> int:
     """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary;
-    ``event_clock`` None runs on the config's ``feed.clock``."""
+    ``event_clock`` None runs on the config's ``feed.clock``; ``log_level`` the log's level,
+    when not the config's."""
     from mmdaemon.daemon import Service
 
     speed = _speed_and_recordings("replay", recordings, speed_text)
@@ -473,7 +515,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
                               speed=speed, event_clock=event_clock,
-                              state_dir=Path(state_dir or tmp))
+                              state_dir=Path(state_dir or tmp), log_level=log_level)
         except ValueError as exc:
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2

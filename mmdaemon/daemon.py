@@ -8,7 +8,9 @@ Where things happen:
   :meth:`Service._send` (pre-trade checks on every order action); a quote side that cannot
   become an order (the instrument's minimums, a pre-trade check) is counted by reason and
   reported (:mod:`mmdaemon.risk.unsendable`), never dropped in silence;
-- fills come back through :meth:`Service._on_execution`, journaled first.
+- fills come back through :meth:`Service._on_execution`, journaled first;
+- every order action sent (:meth:`Service._send_one`) and every answer of the venue
+  (:meth:`Service._on_execution`) is journaled in the order log (:mod:`mmdaemon.orderlog`).
 
 Two tasks run under one :class:`asyncio.TaskGroup`: the feed task and the supervisor task
 (plus the systemd watchdog when asked for, and the firm risk bus when ``[firm]`` is enabled:
@@ -68,7 +70,7 @@ from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
-from mmdaemon.journal import Journal, JournalUnavailable, Sample
+from mmdaemon.journal import Journal, JournalUnavailable, OrderLogRow, Sample
 from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
 from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
@@ -91,6 +93,7 @@ from mmdaemon.model import (
     Trade,
 )
 from mmdaemon.notify import Notifier
+from mmdaemon.orderlog import FILL, answer_event
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.quoting.quoter import Quoter
@@ -110,6 +113,9 @@ LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log ra
 # Report samples wait for the supervisor task to write them; this many force a write on the
 # spot (a loop too busy to run that task for 4 minutes of samples at the 250 ms default).
 MAX_BUFFERED_SAMPLES = 1024
+# Order-log rows wait for the same task; this many (a minute of amends at 20 a second) force
+# a write on the spot.
+MAX_BUFFERED_ORDER_LOG = 1024
 RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 # Until READY, every retry of an unreachable venue moves systemd's start timeout to its due
@@ -162,7 +168,7 @@ class Service:
                  recordings: list[str] | None = None, speed: float | str | None = "config",
                  event_clock: ReplayClock | None = None, state_dir: Path | None = None,
                  write_pid: bool = False, config_path: Path | None = None,
-                 latency_out: Path | None = None) -> None:
+                 log_level: str | None = None, latency_out: Path | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
@@ -182,7 +188,8 @@ class Service:
             self.event_clock = "receive"
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
-        self.log_debug = config.logging.level == "debug"
+        # the process's log level (--log-level) when given, else the config's
+        self.log_debug = (log_level or config.logging.level) == "debug"
         self.lobster = config.instrument.venue == "lobster"
         depth = config.strategy.fair_value.depth_levels  # levels per side read every quote
         if self.lobster:
@@ -226,6 +233,7 @@ class Service:
         self._saved_peak: Fraction | None = None
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         self._samples: list[Sample] = []
+        self._order_log: list[OrderLogRow] = []  # not yet written (see _flush_order_log)
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
         self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
@@ -716,7 +724,9 @@ class Service:
         market as it stood before the event at ``event_ns`` is applied."""
         due = self._next_due_ns()
         if due is not None and due <= event_ns:
-            self.exchange.advance(event_ns if event_ns > self.now_ns else self.now_ns)
+            if event_ns > self.now_ns:  # the reports delivered now arrive at the event's time
+                self.now_ns = event_ns
+            self.exchange.advance(self.now_ns)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
@@ -889,7 +899,9 @@ class Service:
                 await self._send_one(action)
             await self.exchange.flush()
 
-    async def _send_one(self, action: OrderAction) -> None:
+    async def _send_one(self, action: OrderAction, why: str = "") -> None:
+        """Send ``action`` unless the state, the order or a pre-trade check stops it; ``why``
+        is the order log's reason for it ("": it follows the quote)."""
         manager, counters, exchange = self.manager, self.counters, self.exchange
         if not self._venue_ready or not self._may_quote(action) or not manager.applies(action):
             return  # the state or the order changed since the action was decided
@@ -906,10 +918,14 @@ class Service:
                 return
             # the resting order no longer matches a quote we may send: pull it
             action = manager.cancel(action.order_id)
+            why = blocked.code
         manager.sent(action)
+        self._log_order(self.now_ns, None, action.kind, action.order_id, action.side,
+                        action.price, action.size, None, why)
         if self.log_debug:
             self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
-                           side=action.side.name, price=action.price, size=action.size)
+                           side=action.side.name, price=action.price, size=action.size,
+                           ts_ns=self.now_ns)
         if action.kind == "place":
             counters.orders += 1
             await exchange.place(action.order_id, action.side, action.price, action.size)
@@ -926,7 +942,7 @@ class Service:
             return  # _cancel_due stays set: this runs again once the venue is back
         async with self._send_lock:
             for action in self.manager.cancel_all():
-                await self._send_one(action)
+                await self._send_one(action, why)
             open_before = self.exchange.open_order_count()
             if open_before:
                 await self.exchange.cancel_all()
@@ -943,6 +959,11 @@ class Service:
             self._on_fill(event)
             return
         update: OrderUpdate = event
+        # before the manager applies it: whether it accepts an amend depends on what is pending
+        answer = answer_event(update, self.manager.orders.get(update.order_id))
+        if answer is not None:
+            self._log_order(self.now_ns, update.ts_ns, answer, update.order_id, update.side,
+                            update.price, update.size, update.filled, update.reason)
         self.manager.on_update(update)
         if update.status is OrderStatus.REJECTED:
             self.counters.rejects += 1
@@ -964,13 +985,15 @@ class Service:
             self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
                              exec_id=fill.exec_id)
             return
+        self._log_order(self.now_ns, fill.ts_ns, FILL, fill.order_id, fill.side, fill.price,
+                        fill.size, None, "", fill.exec_id, fill.mid_x2 or None)
         position = self.position
         position.apply(fill)
         self.markouts.on_fill(fill)
         self._requote = True
         self.quoter.set_inventory(position.position)
-        mid = fill.mid_x2 / 2 if fill.mid_x2 else self.book.mid()
-        self.quoter.on_fill(fill, mid if mid is not None else float(fill.price))
+        # 0: not even our own book had both sides; the detector then skips the fill
+        self.quoter.on_fill(fill, fill.mid_x2 / 2)
         self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
                       side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
@@ -1202,6 +1225,31 @@ class Service:
         if len(self._samples) >= MAX_BUFFERED_SAMPLES:
             self._flush_samples()  # only if the supervisor task has not run for that long
 
+    def _log_order(self, ts_ns: int, venue_ns: int | None, event: str, order_id: int,
+                   side: int, price: int, size: int, filled: int | None, reason: str,
+                   exec_id: int | None = None, mid_x2: int | None = None) -> None:
+        """Buffer one order-log row of an action (``venue_ns`` None), an answer or a fill
+        (``exec_id``; ``mid_x2`` bid + ask before it, ticks, None unknown), at event time
+        ``ts_ns`` (the fields: :mod:`mmdaemon.orderlog`). Written in batches, in order,
+        like the report samples (:meth:`_persist`; at once when
+        :data:`MAX_BUFFERED_ORDER_LOG` wait): the fill itself is committed at once, its
+        row need not be."""
+        self._order_log.append((ts_ns, venue_ns, time.time_ns(), event, order_id, side,
+                                price, size, filled, reason, exec_id, mid_x2))
+        if len(self._order_log) >= MAX_BUFFERED_ORDER_LOG:
+            self._flush_order_log()
+
+    def _flush_order_log(self) -> None:
+        if self._journal_broken:
+            self._order_log.clear()  # like the samples: not worth another failing write
+            return
+        if self._order_log:
+            rows, self._order_log = self._order_log, []
+            try:
+                self.journal.add_order_log(rows)
+            except Exception as exc:
+                self._journal_failed("order_log", exc)
+
     def _flush_samples(self) -> None:
         if self._journal_broken:
             self._samples.clear()  # reports only: not worth another failing write
@@ -1251,12 +1299,14 @@ class Service:
         self.breakers.check_pnl(total)
 
     def _persist(self) -> None:
-        """Write what may trail the hot path: report samples and a new PnL peak. Runs in the
-        supervisor task (and at stop), so a frame never waits for SQLite on its way to a
-        quote; fills are not among these, they are committed before anything acts on
-        them. A crash loses at most one supervisor interval of samples and peak."""
+        """Write what may trail the hot path: report samples, order-log rows and a new PnL
+        peak. Runs in the supervisor task (and at stop), so a frame never waits for SQLite
+        on its way to a quote; fills are not among these, they are committed before
+        anything acts on them. A crash loses at most one supervisor interval of samples,
+        order log and peak."""
         self._flush_samples()
         self._flush_markouts()
+        self._flush_order_log()
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak and not self._journal_broken:
             self._saved_peak = peak

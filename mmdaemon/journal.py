@@ -3,10 +3,12 @@
 It holds every fill (with the mid before the market event that filled it), the trading
 state and the kill-switch latch, and is what the daemon restores from at start; for reports
 it also keeps ``samples``: the market's top of book, our quote, position, state and order
-counters every ``report.sample_ms`` of event time, and ``markouts``: the exact mid at each
-fill's markout horizons (:mod:`mmdaemon.markouts`). A journal written before those
-(no ``fills.mid_x2``, no ``markouts``) opens as it is and gains them; its fills count as
-unresolved markouts rather than being measured on samples.
+counters every ``report.sample_ms`` of event time; ``markouts``: the exact mid at each
+fill's markout horizons (:mod:`mmdaemon.markouts`); and ``order_log``: every order action
+we sent and every answer of the venue (:mod:`mmdaemon.orderlog` names them and exports them
+as CSV). A journal written before those (no ``fills.mid_x2``, no ``markouts``, no
+``order_log``) opens as it is and gains them; its fills count as unresolved markouts rather
+than being measured on samples.
 The promise is *no reported fill lost, none doubled*:
 
 - a fill is committed before anything acts on it (position, quoter, breakers, logs), so a
@@ -24,6 +26,7 @@ test); set ``durable=True`` for ``FULL`` to also survive power loss, at an fsync
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -73,6 +76,22 @@ CREATE TABLE IF NOT EXISTS markouts (
     resolved_ns INTEGER NOT NULL,   -- event time of the first market event after that
     PRIMARY KEY (exec_key, horizon_ns)
 );
+CREATE TABLE IF NOT EXISTS order_log (
+    seq      INTEGER PRIMARY KEY,   -- the order the daemon saw them in
+    ts_ns    INTEGER NOT NULL,      -- the daemon's event time: sent, or answer received
+    venue_ns INTEGER,               -- the venue's time of an answer; NULL for our actions
+    wall_ns  INTEGER NOT NULL,      -- wall clock, informational
+    event    TEXT NOT NULL,         -- place amend cancel | ack reject canceled
+                                    -- partially_filled filled expired | fill
+    order_id INTEGER NOT NULL,
+    side     INTEGER NOT NULL,      -- +1 buy, -1 sell
+    price    INTEGER NOT NULL,      -- ticks
+    size     INTEGER NOT NULL,      -- lots: the order's total size; a fill's own size
+    filled   INTEGER,               -- lots the venue says filled so far (order updates)
+    reason   TEXT NOT NULL,
+    exec_id  INTEGER,               -- a fill's execution id (its row in fills)
+    mid_x2   INTEGER                -- a fill: bid + ask (ticks) before it; NULL unknown
+);
 CREATE TABLE IF NOT EXISTS state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -84,6 +103,10 @@ CREATE TABLE IF NOT EXISTS state (
 Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int, int,
                int]
 """One ``samples`` row, in column order (see :data:`SCHEMA`)."""
+
+OrderLogRow = tuple[int, int | None, int, str, int, int, int, int, int | None, str, int | None,
+                    int | None]
+"""One ``order_log`` row without its ``seq``, in column order (see :data:`SCHEMA`)."""
 
 
 RUNBOOK_SECTION = "deploy/README.md, 'Restoring or retiring a journal'"
@@ -102,7 +125,7 @@ class JournalUnavailable(OSError):
     not refused for good, the start fails with exit 1 and systemd tries again."""
 
 
-def _damaged(exc: sqlite3.DatabaseError) -> bool:
+def damaged(exc: sqlite3.DatabaseError) -> bool:
     """SQLite says the file itself is bad (not a database, a malformed page), rather than
     the disk under it (full, I/O error, read-only, cannot open)."""
     name = getattr(exc, "sqlite_errorname", "")
@@ -202,7 +225,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             self._release()
-            if not _damaged(exc):  # a full disk, an I/O error: the file may be fine
+            if not damaged(exc):  # a full disk, an I/O error: the file may be fine
                 raise JournalUnavailable(
                     f"journal {path} cannot be opened ({exc}): free space or fix the state "
                     f"directory's file system; nothing was sent") from exc
@@ -305,6 +328,15 @@ class Journal:
             self._db.executemany(
                 "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
+
+    def add_order_log(self, rows: Sequence[OrderLogRow]) -> None:
+        """Append order-log rows (for export and reports; like samples, written in batches
+        behind the hot path: a crash loses at most the rows since the last write)."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO order_log (ts_ns, venue_ns, wall_ns, event, order_id, side, price,"
+                " size, filled, reason, exec_id, mid_x2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?)", rows)
 
     def set_killed(self, killed: bool, reason: str, now_ns: int) -> None:
         """Latch or clear the kill switch, committed before the caller does anything else."""

@@ -13,7 +13,9 @@ Files written to ``out_dir`` (names are fixed, so a report can be diffed or link
 - ``quotes.png``: our quotes against the market's best bid/ask and fair value in a window;
 - ``markouts.png``: the markout curve;
 - ``by_hour.png``: fills and PnL by hour of day;
-- ``spread_hist.png``: distribution of our quoted spread, weighted by time.
+- ``spread_hist.png``: distribution of our quoted spread, weighted by time;
+- ``orders.csv``, ``fills.csv``: the order log and the fills (:mod:`mmdaemon.orderlog`,
+  as ``mmdaemon export`` writes them), linked from the page.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mmdaemon.analytics import (
     sharpe_text,
 )
 from mmdaemon.model import Instrument
+from mmdaemon.orderlog import FILLS_FILE, ORDERS_FILE, ExportResult, export
 
 PLOTS = ("pnl.png", "inventory.png", "quotes.png", "markouts.png", "by_hour.png",
          "spread_hist.png")
@@ -82,8 +85,11 @@ def write_report(
     plots.markouts(out / "markouts.png", metrics)
     plots.by_hour(out / "by_hour.png", metrics)
     plots.spread_hist(out / "spread_hist.png", ordered, metrics["max_spread_bps"])
+    with (out / ORDERS_FILE).open("w", encoding="utf-8", newline="") as orders, \
+            (out / FILLS_FILE).open("w", encoding="utf-8", newline="") as fills_csv:
+        exported = export(Path(journal_path), instrument, orders, fills_csv)
     page = _html(metrics, instrument, title or f"{instrument.symbol} market-making report",
-                 str(journal_path))
+                 str(journal_path), exported)
     (out / "report.html").write_text(page, encoding="utf-8")
     return metrics
 
@@ -242,9 +248,11 @@ def _bucket_table(rows: list[dict[str, Any]], key: str, label: str, table_id: st
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
-def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: str) -> str:
+def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: str,
+          exported: ExportResult) -> str:
     esc = html.escape
     currency = metrics["currency"]
+    notes = "".join(f"<p>{esc(w)}</p>" for w in exported.warnings)
     main_rows = []
     for item in _METRIC_ROWS:
         if isinstance(item, str):
@@ -308,6 +316,12 @@ mid at fill time + horizon; rates weighted by lots over the fills resolved at th
 {_bucket_table(metrics["by_hour"], "hour", "hour", "by-hour")}
 <h2>By day ({esc(metrics["tz"])})</h2>
 {_bucket_table(metrics["by_day"], "date", "date", "by-day")}
+<h2>Order log</h2>
+<p id="order-log"><a href="{ORDERS_FILE}">{ORDERS_FILE}</a>: {exported.orders:,} rows, every
+order action sent and every answer of the venue; <a href="{FILLS_FILE}">{FILLS_FILE}</a>:
+{exported.fills:,} fills. Formats: mmdaemon/orderlog.py (<code>mmdaemon export</code> writes
+the same files).</p>
+{notes}
 <h2>Definitions</h2>
 <dl id="definitions">{defs}</dl>
 </body>
