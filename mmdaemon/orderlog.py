@@ -213,14 +213,14 @@ def export(journal: Path, instrument: Instrument | None, orders_out: IO[str] | N
                 instrument.tick_size, instrument.lot_size):
             raise ExportRefused(
                 f"journal {journal} was written for {recorded.symbol} with tick "
-                f"{recorded.tick_size} and lot {recorded.lot_size}, the config says "
-                f"{instrument.symbol} with tick {instrument.tick_size} and lot "
-                f"{instrument.lot_size}: leave out --config, or give the one it was written "
-                f"with")
+                f"{recorded.tick_size:f} and lot {recorded.lot_size:f}, the config says "
+                f"{instrument.symbol} with tick {instrument.tick_size:f} and lot "
+                f"{instrument.lot_size:f}: leave out --config, or give the one it was "
+                f"written with")
         text = _Text(instrument)
         warnings: list[str] = []
         db.execute("BEGIN")  # one snapshot of both tables, whatever a writer does meanwhile
-        try:
+        try:  # a page found damaged midway: refused, as at the start
             has_log = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name="
                                  "'order_log'").fetchone() is not None
             if not has_log:
@@ -232,8 +232,11 @@ def export(journal: Path, instrument: Instrument | None, orders_out: IO[str] | N
                 csv.writer(orders_out, lineterminator="\n").writerow(ORDERS_HEADER)
             fills, unlogged = (_write_fills(db, text, fills_out, has_log) if fills_out
                                else (0, 0))
+        except sqlite3.DatabaseError as exc:
+            raise ExportRefused(f"journal {journal} cannot be read ({exc}): restore it from a "
+                                f"backup") from None
         finally:
-            db.execute("COMMIT")
+            db.rollback()
         if unlogged and has_log:
             warnings.append(f"{unlogged} of {fills} fills without an order-log row (a crash "
                             f"lost the rows before they were written): ts_ns and mid_before "

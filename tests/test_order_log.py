@@ -341,6 +341,29 @@ def test_a_bad_state_dir_is_refused_with_exit_2_and_says_why(tmp_path: Path) -> 
     assert proc.returncode == 2 and "give --orders FILE and/or --fills FILE" in proc.stderr
 
 
+def test_a_page_damaged_midway_is_refused_and_nothing_half_written(replayed: Replayed,
+                                                                    tmp_path: Path) -> None:
+    state = tmp_path / "damaged"
+    state.mkdir()
+    journal = state / "journal.sqlite"
+    source = sqlite3.connect(f"file:{replayed.state / 'journal.sqlite'}?mode=ro", uri=True)
+    source.execute("VACUUM INTO ?", (str(journal),))  # a copy with its WAL folded in
+    source.close()
+    db = sqlite3.connect(journal)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    leaves = db.execute("SELECT pageno FROM dbstat WHERE name = 'order_log' AND"
+                        " pagetype = 'leaf' ORDER BY pageno").fetchall()
+    db.close()
+    with journal.open("r+b") as f:  # the order log's middle leaf page, past its header
+        f.seek((leaves[len(leaves) // 2][0] - 1) * page_size + 100)
+        f.write(b"\xff" * 2000)
+    out = tmp_path / "orders.csv"
+    proc = mmdaemon("export", str(state), "--orders", str(out))
+    assert proc.returncode == 2 and "malformed" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    assert not list(tmp_path.glob(".orders.csv.*"))
+
+
 def test_a_journal_without_an_instrument_needs_a_matching_config(tmp_path: Path) -> None:
     state = tmp_path / "state"
     journal = Journal(state / "journal.sqlite")  # a journal that never recorded one
