@@ -147,7 +147,9 @@ class ExchangeConfig:
     (a cancel was ahead of us with probability front**n / (front**n + back**n), ``n`` =
     ``queue_power``, an integer 1..10) or ``log`` (ln(1 + x) for x**n). ``fill_through`` is
     what a book through our price fills: ``whole`` (the rest of the order, optimistic) or
-    ``traded`` (at most the volume printed at or through our price, conservative).
+    ``traded`` (at most the volume printed at or through our price, conservative);
+    ``trade_through`` what a trade printed through our price fills: ``print`` (up to its
+    size) or ``whole`` (the rest of the order: hftbacktest's rule, optimistic).
     ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
     credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
     a systemd credential name, or a path, relative to the config file's directory), client
@@ -171,6 +173,7 @@ class ExchangeConfig:
     queue_model: Literal["conservative", "power", "log"] = "conservative"
     queue_power: int = 2
     fill_through: Literal["whole", "traded"] = "whole"
+    trade_through: Literal["print", "whole"] = "print"
     maker_fee_bps: str = "0"
     taker_fee_bps: str = "0"
     ws_api_url: str = ""

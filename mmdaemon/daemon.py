@@ -1401,7 +1401,7 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
         venue = PaperVenue(instrument, constants["entry"], ex.maker_fee_bps, ex.taker_fee_bps,
                            max_closed=10_000, entry=PaperExchange.venue_entry(latency),
                            queue=make_queue_model(ex.queue_model, ex.queue_power),
-                           fill_through=ex.fill_through)
+                           fill_through=ex.fill_through, trade_through=ex.trade_through)
         return PaperExchange(venue, latency)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials

@@ -188,6 +188,21 @@ def test_trade_through_fills_at_our_price() -> None:
     assert statuses(events) == [(1, FILLED, 10)]
 
 
+def test_trade_through_whole_fills_the_rest_on_the_first_print_through() -> None:
+    """hftbacktest's rule, for comparing with it: any print through our price fills the
+    rest of the order, whatever its size; an order at the print's price still queues."""
+    book = make_book([(99, 50)], [(101, 40)])
+    v = PaperVenue(INSTR, LAT, "0", "0", trade_through="whole")
+    t = rest(v, book, 1, BUY, 100, 10, 0)
+    t = rest(v, book, 2, BUY, 99, 10, t)  # behind the 50 lots displayed at 99
+    events = trade_at(v, trade(99, 4, SELL, t + 1), t + 1)
+    assert fills(events) == [Fill(1, BUY, 100, 10, 0, True, t + 1)]
+    assert statuses(events) == [(1, FILLED, 10)]
+    assert state(v, 2).filled == 0  # the 4 lots went to us at 100; none reach 99's queue
+    with pytest.raises(ValueError, match="trade_through: expected one of 'print', 'whole'"):
+        PaperVenue(INSTR, LAT, "0", "0", trade_through="all")
+
+
 def test_book_through_our_price_fills_the_rest() -> None:
     book = make_book([(100, 50)], [(102, 40)])
     v = venue()

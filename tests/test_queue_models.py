@@ -427,6 +427,8 @@ def test_real_recording_fill_through_traded_never_fills_more_than_traded(
          "exchange.queue_model: expected one of 'conservative', 'power', 'log', got str 'fifo'"),
         ({"fill_through": "all"},
          "exchange.fill_through: expected one of 'whole', 'traded', got str 'all'"),
+        ({"trade_through": "all"},
+         "exchange.trade_through: expected one of 'print', 'whole', got str 'all'"),
         ({"queue_power": 0}, "exchange.queue_power: expected an integer from 1 to 10 "
                              "(the n of f(x) = x**n), got 0"),
         ({"queue_power": 11}, "exchange.queue_power: expected an integer from 1 to 10"),
@@ -452,15 +454,17 @@ def test_bad_queue_model_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 def test_config_keys_reach_the_paper_venue(tmp_path: Path) -> None:
     dry = load_config(REPO / "config" / "dryrun.toml")  # the shipped values: the defaults
-    assert (dry.exchange.queue_model, dry.exchange.fill_through) == ("conservative", "whole")
+    assert (dry.exchange.queue_model, dry.exchange.fill_through,
+            dry.exchange.trade_through) == ("conservative", "whole", "print")
     for values, model_type in (({}, QueueModel), ({"queue_model": "log"}, LogQueue),
                                ({"queue_model": "power", "queue_power": 3}, PowerQueue)):
-        config = load_config(write_config(tmp_path, {"exchange": {**values,
-                                                                  "fill_through": "traded"}}))
+        config = load_config(write_config(tmp_path, {"exchange": {
+            **values, "fill_through": "traded", "trade_through": "whole"}}))
         exchange = make_exchange(config, config.instrument.build(), None)
         assert isinstance(exchange, PaperExchange)
         model = exchange.venue.queue_model
         assert type(model) is model_type and exchange.venue.fill_through == "traded"
+        assert exchange.venue.trade_through == "whole"
         assert model.name == config.exchange.queue_model
         if isinstance(model, PowerQueue):
             assert model.n == 3

@@ -38,7 +38,14 @@ The model
   decrease not explained by trades that was ahead of us. After an unsynced stretch every
   model applies the cap only. Increases never move us forward.
 - **Trade-through.** A public trade at a price worse than ours (a sell below our bid) means
-  the market went through us: we fill up to the trade's size. A book whose opposite best is at
+  the market went through us; what fills depends on ``trade_through``:
+
+  - ``"print"`` (default): up to the trade's size, print by print (Binance prints one trade
+    per maker order an aggressor meets, so the prints of one sweep add up to what it took).
+  - ``"whole"`` (optimistic; hftbacktest's "full execution"): the rest of the order, on the
+    first print through our price, whatever its size.
+
+  A book whose opposite best is at
   or through our price (best ask <= our bid) also means the market went through us; what
   fills then depends on ``fill_through``:
 
@@ -98,6 +105,7 @@ ORDER_CLOSED = "order already closed"
 DUPLICATE_ID = "duplicate order id"
 NO_BOOK = "no book seen yet"
 FILL_THROUGH = ("whole", "traded")
+TRADE_THROUGH = ("print", "whole")
 
 
 class LookAhead(RuntimeError):
@@ -230,8 +238,9 @@ class PaperVenue:
     ``min_notional``): paper trading must refuse what live trading would. Turn it off only to
     study sizes the venue would refuse (e.g. 1,000 lots of BTCUSDT, about 0.6 USDT, is under
     Binance's 5 USDT minimum notional). ``queue`` is the queue-position model
-    (:mod:`mmdaemon.exchange.queue`) and ``fill_through`` (``"whole"`` or ``"traded"``) what
-    a book through our price fills. See the module docstring for the model.
+    (:mod:`mmdaemon.exchange.queue`), ``fill_through`` (``"whole"`` or ``"traded"``) what
+    a book through our price fills and ``trade_through`` (``"print"`` or ``"whole"``) what a
+    trade through our price fills. See the module docstring for the model.
     """
 
     def __init__(
@@ -246,6 +255,7 @@ class PaperVenue:
         entry: Latency | None = None,
         queue: QueueModel = CONSERVATIVE,
         fill_through: str = "whole",
+        trade_through: str = "print",
     ) -> None:
         if not isinstance(instrument, Instrument):
             raise ValueError(f"PaperVenue.instrument: expected an Instrument, got {instrument!r}")
@@ -260,6 +270,11 @@ class PaperVenue:
         if fill_through not in FILL_THROUGH:
             raise ValueError(f"PaperVenue.fill_through: expected one of "
                              f"{', '.join(map(repr, FILL_THROUGH))}, got {fill_through!r}")
+        if trade_through not in TRADE_THROUGH:
+            raise ValueError(f"PaperVenue.trade_through: expected one of "
+                             f"{', '.join(map(repr, TRADE_THROUGH))}, got {trade_through!r}")
+        self.trade_through = trade_through
+        self._trade_whole = trade_through == "whole"
         self.queue_model = queue
         self.fill_through = fill_through
         self._fill_whole = fill_through == "whole"
@@ -435,7 +450,7 @@ class PaperVenue:
             order.traded += printed
             remaining = order.size - order.filled
             if through:
-                qty = min(remaining, available)
+                qty = remaining if self._trade_whole else min(remaining, available)
             else:
                 # The queue ahead takes it first. When all of it went there, keep going: our
                 # later orders at this price were behind the same public queue and move up too.
@@ -445,7 +460,7 @@ class PaperVenue:
                 order.queue = model.on_trade(order.queue, printed, available)
                 qty = min(remaining, available - ahead)
             if qty > 0:
-                available -= qty
+                available = available - qty if qty < available else 0
                 self._fill(order, qty, now_ns, self._mid_x2, out)
         return out
 
