@@ -739,7 +739,11 @@ class Service:
         """Events already applied to the book, through paper venue, quoter, gate, orders.
 
         A new quote is decided on every event that changes a quoter input: a book update,
-        a loss of sync, or one of our fills (inventory).
+        a loss of sync, or one of our fills (inventory). Time order (docs/simulation.md):
+        the caller has let a simulated venue act up to ``recv_ns`` *before* applying the
+        events (:meth:`_before_event`; reports due between events came through
+        :meth:`_catch_up` at their own times), so here the venue only matches our resting
+        orders against the events, and the quote is decided last, on the book as it now is.
         """
         if recv_ns < self.now_ns:
             recv_ns = self._time_went_back(recv_ns)

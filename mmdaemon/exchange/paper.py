@@ -195,18 +195,15 @@ class PaperExchange:
     # ---- market events (after advance to their time) ----------------------------------------
 
     def on_book(self, book: OrderBook, now_ns: int) -> None:
-        if now_ns > self.now_ns:
-            self.now_ns = now_ns
-        events = self.venue.on_book(book, now_ns)
-        if events:
-            self._report(events, now_ns)
-            self._deliver(now_ns)
-            self._refresh_due()
+        self._matched(self.venue.on_book(book, now_ns), now_ns)
 
     def on_trade(self, trade: Trade, now_ns: int) -> None:
+        self._matched(self.venue.on_trade(trade, now_ns), now_ns)
+
+    def _matched(self, events: list[ExecutionEvent], now_ns: int) -> None:
+        """What the venue did on a market event at ``now_ns``: reports on their way."""
         if now_ns > self.now_ns:
             self.now_ns = now_ns
-        events = self.venue.on_trade(trade, now_ns)
         if events:
             self._report(events, now_ns)
             self._deliver(now_ns)

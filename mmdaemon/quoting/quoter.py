@@ -19,6 +19,10 @@ Per book (or trade) event, with the book already updated:
 
 Time is the event's ns timestamp passed in (``ts_ns``; use the receive time, the same clock
 as the fills given to :meth:`Quoter.on_fill`); nothing reads a clock and nothing does I/O.
+No look-ahead: the quoter sees only events up to ``ts_ns`` (the book after the event it is
+called for, which the daemon has received); a markout due strictly before ``ts_ns`` is
+resolved with the mid before this event, one due at ``ts_ns`` with the mid after it; the mid
+given with a fill is the mid before the event that filled us (``Fill.mid_x2``).
 Inventory comes from the position keeper through :meth:`Quoter.set_inventory` (lots): the
 quoter does not count fills itself, so there is one source of truth for the position.
 """
