@@ -261,7 +261,15 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "export":
         from mmdaemon.orderlog import export_command
 
-        return export_command(Path(args.state_dir), args.orders, args.fills, args.config)
+        instrument = None
+        if args.config is not None:
+            try:
+                instrument = load_config(args.config).instrument.build()
+            except (ConfigError, ValueError) as exc:
+                print(f"mmdaemon export: config error: {exc}", file=sys.stderr)
+                return 2
+        return export_command(Path(args.state_dir), args.orders, args.fills, instrument,
+                              args.config)
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):

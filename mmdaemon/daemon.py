@@ -70,7 +70,7 @@ from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
-from mmdaemon.journal import Journal, JournalUnavailable, OrderLogRow, Sample
+from mmdaemon.journal import JOURNAL_FILE, Journal, JournalUnavailable, OrderLogRow, Sample
 from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
 from mmdaemon.latch import KillLatch, LatchNotPersisted
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
@@ -129,7 +129,6 @@ MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad
 
 def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
-JOURNAL_FILE = "journal.sqlite"
 # a one-way delay beyond this is two clocks apart, not a measurement (run --latency-out)
 MAX_PLAUSIBLE_LATENCY_NS = 10 * 1_000_000_000
 FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fills follow

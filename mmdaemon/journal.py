@@ -37,6 +37,8 @@ from mmdaemon.markouts import Markout
 from mmdaemon.model import Fill, Side
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
+JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
     seq      INTEGER PRIMARY KEY,

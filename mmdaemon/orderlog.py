@@ -61,7 +61,7 @@ from typing import IO
 
 import orjson
 
-from mmdaemon.journal import damaged
+from mmdaemon.journal import JOURNAL_FILE, damaged
 from mmdaemon.model import Instrument, OrderStatus, OrderUpdate
 from mmdaemon.orders.manager import LiveOrder
 
@@ -313,11 +313,10 @@ def _output(name: str | None) -> Iterator[IO[str] | None]:
 
 
 def export_command(state_dir: Path, orders: str | None, fills: str | None,
-                   config_path: str | None) -> int:
-    """``mmdaemon export``: 0 written; 2 nothing asked for, an unusable journal or config,
-    or an output that cannot be written. Notes (which instrument, warnings) go to stderr."""
-    from mmdaemon.config import ConfigError, load_config
-    from mmdaemon.daemon import JOURNAL_FILE
+                   instrument: Instrument | None, config_path: str | None) -> int:
+    """``mmdaemon export``: 0 written; 2 nothing asked for, an unusable journal, or an
+    output that cannot be written. ``instrument`` is the one of ``--config`` (None: the
+    journal's). Notes (which instrument, warnings) go to stderr."""
 
     def refuse(message: str) -> int:
         print(f"mmdaemon export: {message}", file=sys.stderr)
@@ -332,12 +331,6 @@ def export_command(state_dir: Path, orders: str | None, fills: str | None,
     if not state_dir.is_dir():
         return refuse(f"no state directory {state_dir}: give the state directory of an "
                       f"instance (its [state] dir, or replay's --state-dir)")
-    instrument: Instrument | None = None
-    if config_path is not None:
-        try:
-            instrument = load_config(config_path).instrument.build()
-        except (ConfigError, ValueError) as exc:
-            return refuse(f"config error: {exc}")
     journal = state_dir / JOURNAL_FILE
     try:
         with _output(orders) as orders_out, _output(fills) as fills_out:
