@@ -48,7 +48,7 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -221,6 +221,7 @@ class Service:
         self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
         self._cancel_due = False  # quotes must be pulled now (kill, halt)
+        self._cancelling: int | None = None  # open orders when an unconfirmed pull began
         self._requote = False  # a fill changed the inventory since the last quote
         self._need_snapshot = False  # the codec lost sequence: the live feed must fetch one
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
@@ -247,7 +248,7 @@ class Service:
         self.config_path = config_path
         self.notifier = Notifier()
         self._ready_sent = False
-        self.exchange = make_exchange(config, inst, log)
+        self.exchange = make_exchange(config, inst, log, self._event_ns)
         # measured latencies for a dry run to draw from (run --latency-out), None: not kept
         self.latency_out = latency_out
         self.latencies: LatencyRecorder | None = None
@@ -488,6 +489,8 @@ class Service:
                 for task in list(self._background):
                     await task
                 await self._cancel_everything("shutdown")
+                if self._settle():  # a simulated venue's confirmations, now in event time
+                    await self._cancel_everything("shutdown")
         except TimeoutError:
             self.log.warning("shutdown_cancel_timed_out",
                              stop_timeout_ms=self.config.exchange.stop_timeout_ms)
@@ -717,6 +720,21 @@ class Service:
                 actions = self._decide(self.now_ns)
                 if actions:
                     await self._send(actions)
+
+    def _event_ns(self) -> int:
+        """The event clock (ns) a simulated venue stamps our requests with."""
+        return self.now_ns
+
+    def _settle(self) -> bool:
+        """The market is over (a stop, or the recording ended): let everything a simulated
+        venue has in flight arrive, each at its own time. True if anything was."""
+        settled = False
+        while (due := self._next_due_ns()) is not None:
+            if due > self.now_ns:
+                self.now_ns = due
+            self.exchange.advance(self.now_ns)
+            settled = True
+        return settled
 
     def _before_event(self, event_ns: int) -> None:
         """Strict time order: what reaches a simulated venue by ``event_ns`` acts on the
@@ -952,8 +970,19 @@ class Service:
             open_after = self.exchange.open_order_count()
             if open_after == 0:
                 self._cancel_due = False
-        self.log.info("orders_cancelled", reason=why, cancelled=open_before,
-                      open_after=open_after)
+        # one pull can take several calls: a simulated venue's cancels travel in event time
+        # while the market goes on, a live one may leave orders to retry; one line when it
+        # starts unconfirmed, one when it is confirmed, with the count it started with
+        first = self._cancelling is None
+        if first:
+            self._cancelling = open_before
+        if open_after == 0:
+            self.log.info("orders_cancelled", reason=why, cancelled=self._cancelling,
+                          open_after=0)
+            self._cancelling = None
+        elif first:
+            self.log.info("orders_cancel_pending", reason=why, cancelling=open_before,
+                          open_after=open_after)
 
     # -- executions -----------------------------------------------------------------------
 
@@ -1385,10 +1414,12 @@ def feed_settings(config: Config) -> FeedSettings:
     )
 
 
-def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeAdapter:
-    """The configured adapter: the paper exchange, or the Binance gateway with credentials
-    read now (a :class:`~mmdaemon.exchange.credentials.CredentialsError`, a ValueError,
-    says which source failed)."""
+def make_exchange(config: Config, instrument: Instrument, log: Any,
+                  event_ns: Callable[[], int]) -> ExchangeAdapter:
+    """The configured adapter: the paper exchange on the daemon's event clock
+    (``event_ns``), or the Binance gateway with credentials read now (a
+    :class:`~mmdaemon.exchange.credentials.CredentialsError`, a ValueError, says which
+    source failed)."""
     ex = config.exchange
     if ex.adapter == "paper":
         constants = {"entry": round(ex.latency_ms * 1_000_000),
@@ -1405,7 +1436,7 @@ def make_exchange(config: Config, instrument: Instrument, log: Any) -> ExchangeA
                            max_closed=10_000, entry=PaperExchange.venue_entry(latency),
                            queue=make_queue_model(ex.queue_model, ex.queue_power),
                            fill_through=ex.fill_through, trade_through=ex.trade_through)
-        return PaperExchange(venue, latency)
+        return PaperExchange(venue, latency, event_ns)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials
     from mmdaemon.venues.binance_api import Credentials

@@ -460,7 +460,7 @@ def test_config_keys_reach_the_paper_venue(tmp_path: Path) -> None:
                                ({"queue_model": "power", "queue_power": 3}, PowerQueue)):
         config = load_config(write_config(tmp_path, {"exchange": {
             **values, "fill_through": "traded", "trade_through": "whole"}}))
-        exchange = make_exchange(config, config.instrument.build(), None)
+        exchange = make_exchange(config, config.instrument.build(), None, lambda: 0)
         assert isinstance(exchange, PaperExchange)
         model = exchange.venue.queue_model
         assert type(model) is model_type and exchange.venue.fill_through == "traded"

@@ -39,16 +39,27 @@ def book(bid: int, ask: int) -> OrderBook:
     return out
 
 
+class EventClock:
+    """The daemon's event clock as the shell reads it: the time of the latest event."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+
 def paper(
     entry_ms: int, feed_ms: int, response_ms: int
-) -> tuple[PaperExchange, list[ExecutionEvent]]:
+) -> tuple[PaperExchange, list[ExecutionEvent], EventClock]:
     latency = LatencyModel.constant(feed_ms * MS, entry_ms * MS, response_ms * MS)
     venue = PaperVenue(BINANCE_SPOT_BTCUSDT, entry_ms * MS, "0", "0", exchange_filters=False,
                        entry=PaperExchange.venue_entry(latency))
-    shell = PaperExchange(venue, latency)
+    clock = EventClock()
+    shell = PaperExchange(venue, latency, clock)
     seen: list[ExecutionEvent] = []
     shell.set_listener(seen.append)
-    return shell, seen
+    return shell, seen, clock
 
 
 def statuses(events: list[ExecutionEvent]) -> list[OrderStatus]:
@@ -59,7 +70,7 @@ async def test_an_order_that_arrived_before_a_seller_posted_at_its_price_rests_a
     """The issue's example: our bid at 101 reaches the venue at 5 ms; at 10 ms a seller posts
     at 101. The bid rested first, so the seller's order meets it: a fill at 101, not a
     post-only reject against a book that only existed 5 ms after the bid arrived."""
-    shell, seen = paper(entry_ms=5, feed_ms=0, response_ms=0)
+    shell, seen, _clock = paper(entry_ms=5, feed_ms=0, response_ms=0)
     market = book(100, 102)
     shell.advance(0)
     shell.on_book(market, 0)
@@ -97,7 +108,7 @@ def test_applying_an_event_before_letting_due_requests_act_is_refused() -> None:
 async def test_reports_reach_the_daemon_a_response_latency_after_the_venue_acted() -> None:
     """entry 3 ms, feed 2 ms, response 7 ms: the venue acts at 3 + 2 = 5 ms on the daemon's
     clock (its market is 2 ms ahead of ours) and the ack arrives 7 - 2 ms later, at 10 ms."""
-    shell, seen = paper(entry_ms=3, feed_ms=2, response_ms=7)
+    shell, seen, _clock = paper(entry_ms=3, feed_ms=2, response_ms=7)
     market = book(100, 102)
     shell.advance(0)
     shell.on_book(market, 0)
@@ -118,7 +129,7 @@ async def test_reports_reach_the_daemon_a_response_latency_after_the_venue_acted
 async def test_a_fill_is_not_reported_before_the_replay_reaches_its_event() -> None:
     """response 1 ms < feed 4 ms: live, the fill report could beat the market data; here it
     cannot precede the event that caused it, so it arrives with that event."""
-    shell, seen = paper(entry_ms=1, feed_ms=4, response_ms=1)
+    shell, seen, _clock = paper(entry_ms=1, feed_ms=4, response_ms=1)
     market = book(100, 102)
     shell.advance(0)
     shell.on_book(market, 0)
@@ -132,19 +143,43 @@ async def test_a_fill_is_not_reported_before_the_replay_reaches_its_event() -> N
     assert shell.next_due_ns() is None
 
 
-async def test_cancel_all_waits_for_every_confirmation_in_event_time() -> None:
-    shell, seen = paper(entry_ms=3, feed_ms=2, response_ms=7)
+async def test_orders_still_fill_while_a_cancel_all_travels() -> None:
+    """A kill's cancel-all takes entry + feed to reach the venue: a seller who trades
+    through our bid before then fills it, as live. The cancel-all does not move the clock
+    past the market (that hid exactly the fills a kill tends to meet)."""
+    shell, seen, clock = paper(entry_ms=5, feed_ms=5, response_ms=5)
     market = book(100, 102)
     shell.advance(0)
     shell.on_book(market, 0)
     await shell.place(1, Side.BUY, 100, LOTS)
     await shell.place(2, Side.SELL, 102, LOTS)
-    shell.advance(10 * MS)
-    assert await shell.cancel_all() == 2
-    assert shell.open_order_count() == 0
-    assert statuses(seen)[-2:] == [OrderStatus.CANCELED, OrderStatus.CANCELED]
-    assert shell.now_ns == 20 * MS  # sent at 10 ms, acted on at 15, confirmed at 20
-    assert shell.next_due_ns() is None
+    clock.ns = 100 * MS
+    shell.advance(clock.ns)
+    assert await shell.cancel_all() == 2  # sent at 100 ms: at the venue at 110 ms
+    assert shell.open_order_count() == 2 and shell.next_due_ns() == 110 * MS
+    clock.ns = 102 * MS  # the market goes on: a sell through our bid
+    shell.advance(clock.ns)
+    shell.on_trade(Trade(99, 3 * LOTS, Side.SELL, 9, clock.ns, clock.ns), clock.ns)
+    [fill] = [e for e in seen if isinstance(e, Fill)]
+    assert (fill.order_id, fill.size, fill.ts_ns) == (1, LOTS, 102 * MS)
+    clock.ns = 120 * MS
+    shell.advance(clock.ns)  # the cancel of the ask arrives; the bid's finds it filled
+    assert shell.open_order_count() == 0 and shell.next_due_ns() is None
+    canceled = [e for e in seen if isinstance(e, OrderUpdate)
+                and e.status is OrderStatus.CANCELED]
+    assert [(e.order_id, e.ts_ns) for e in canceled] == [(2, 110 * MS)]
+
+
+async def test_requests_carry_the_daemons_event_time_not_the_last_book_event() -> None:
+    """A request sent on a frame that moved no book (a ticker) leaves at that frame's time:
+    the venue must not act on it before it was sent."""
+    shell, _seen, clock = paper(entry_ms=5, feed_ms=5, response_ms=5)
+    market = book(100, 102)
+    shell.advance(0)
+    shell.on_book(market, 0)
+    clock.ns = 40 * MS  # a later event the shell itself never saw
+    await shell.place(1, Side.BUY, 100, LOTS)
+    assert shell.next_due_ns() == 50 * MS
 
 
 def test_the_dry_run_sends_no_order_against_a_book_it_has_not_seen(tmp_path: Path) -> None:

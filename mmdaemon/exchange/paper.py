@@ -63,10 +63,12 @@ class PaperExchange:
     ``entry + feed`` after they were sent.
     """
 
-    def __init__(self, venue: PaperVenue, latency: LatencyModel) -> None:
+    def __init__(self, venue: PaperVenue, latency: LatencyModel,
+                 event_ns: Callable[[], int]) -> None:
+        """``event_ns``: the daemon's event clock (ns), read when a request is sent."""
         self.venue = venue
         self.latency = latency
-        self.now_ns = 0
+        self._event_ns = event_ns
         self._listener: Listener = _drop
         self._status: StatusListener = _ignore_status
         self._reports: deque[tuple[int, ExecutionEvent]] = deque()  # (due ns, report), FIFO
@@ -118,8 +120,6 @@ class PaperExchange:
         """Requests that reach the venue by ``now_ns`` take effect (against the book as it
         stands: call this before applying an event at ``now_ns``), then every report due by
         ``now_ns`` is delivered, in order."""
-        if now_ns > self.now_ns:
-            self.now_ns = now_ns
         venue, reports = self.venue, self._reports
         while True:  # one step at a time, in time order: each acts and reports at its own time
             due = venue.next_due_ns()
@@ -156,29 +156,31 @@ class PaperExchange:
     # ---- requests -------------------------------------------------------------------------
 
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
-        self._emit(self.venue.place(order_id, side, price, size, self.now_ns))
+        self._emit(self.venue.place(order_id, side, price, size, self._event_ns()))
         self._refresh_due()
 
     async def cancel(self, order_id: int) -> None:
-        self._emit(self.venue.cancel(order_id, self.now_ns))
+        self._emit(self.venue.cancel(order_id, self._event_ns()))
         self._refresh_due()
 
     async def amend(self, order_id: int, price: int, size: int) -> None:
-        self._emit(self.venue.amend(order_id, price, size, self.now_ns))
+        self._emit(self.venue.amend(order_id, price, size, self._event_ns()))
         self._refresh_due()
 
     async def flush(self) -> None:
         """Nothing to write out: the simulated venue took each request within its call."""
 
     async def cancel_all(self) -> int:
-        """Cancel every open order and wait, in event time, until the venue confirmed it all:
-        the shell's clock moves on to the last confirmation, as a real one would cost."""
-        count = len(self.venue.open_orders())
-        self._emit(self.venue.cancel_all(self.now_ns))
+        """Send a cancel for every open order that has none in flight; the number sent.
+
+        It does not wait: in a replay the market goes on while the cancels travel, and an
+        order can still fill until its cancel arrives. The daemon sees the confirmations as
+        they come (:meth:`open_order_count` falls to 0), and at a stop, with no market left,
+        lets everything in flight arrive (``Service._settle``)."""
+        sent = self.venue.cancel_all(self._event_ns())
+        self._emit(sent)
         self._refresh_due()
-        while (due := self.next_due_ns()) is not None:
-            self.advance(max(due, self.now_ns))
-        return count
+        return len(sent)
 
     def account(self) -> str:
         return "paper"
@@ -202,8 +204,6 @@ class PaperExchange:
 
     def _matched(self, events: list[ExecutionEvent], now_ns: int) -> None:
         """What the venue did on a market event at ``now_ns``: reports on their way."""
-        if now_ns > self.now_ns:
-            self.now_ns = now_ns
         if events:
             self._report(events, now_ns)
             self._deliver(now_ns)
