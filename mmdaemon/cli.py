@@ -438,8 +438,13 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
         latency_out: Path | None = None) -> int:
     """``mmdaemon run``: the daemon, until its feed ends or it is told to stop; ``log_level``
     the log's level, when not the config's; ``latency_out`` where to write the latencies
-    measured (at stop)."""
+    measured (at stop; a path that cannot take it is refused now, exit 2)."""
     from mmdaemon.daemon import Service
+    from mmdaemon.exchange.latency import check_writable
+
+    if latency_out is not None and (why := check_writable(latency_out)):
+        print(f"mmdaemon run: --latency-out: {why}", file=sys.stderr)
+        return 2
 
     logger = log.get_logger(instrument=config.instrument.symbol)
     try:

@@ -810,6 +810,16 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     if config.instrument.venue not in ("binance-spot", "binance-usdm"):
         raise CrossCheckError(f"{config_path}: instrument.venue {config.instrument.venue!r}: "
                               "the cross-check reads Binance recordings only")
+    if ex.adapter != "paper":
+        raise CrossCheckError(f"{config_path}: exchange.adapter = {ex.adapter!r}: the "
+                              "cross-check compares the paper exchange's fills; give a "
+                              "config with adapter = \"paper\"")
+    if ex.queue_model != "conservative" or ex.fill_through != "whole":
+        raise CrossCheckError(f"{config_path}: exchange.queue_model = {ex.queue_model!r}, "
+                              f"fill_through = {ex.fill_through!r}: the cross-check maps "
+                              "the conservative queue and whole fills through the book to "
+                              "hftbacktest's risk-averse queue and its fills on a cross; "
+                              "set queue_model = \"conservative\", fill_through = \"whole\"")
     if ex.latency_file:
         raise CrossCheckError(f"{config_path}: exchange.latency_file is set: the cross-check "
                               "compares constant latencies (hftbacktest's constant model); "

@@ -843,13 +843,16 @@ class Service:
             self.latencies.add("response", rtt_ns - rtt_ns // 2)
 
     def _write_latencies(self) -> None:
-        """At stop: the measured latencies to --latency-out (a failure is logged, not fatal:
-        the run's trading is over and its journal is what matters)."""
+        """At stop: the measured latencies to --latency-out. A failure is logged and makes
+        the exit status 1; it cannot undo the run (its trading is over, its journal kept).
+        A process killed outright (SIGKILL, a crash) writes nothing: the samples live in
+        memory until the stop."""
         if self.latencies is None or self.latency_out is None:
             return
         try:
             self.latencies.write(self.latency_out)
-        except OSError as exc:
+        except OSError as exc:  # asked for and not delivered: the exit status says so
+            self.exit_code = 1
             self.log.error("latency_file_not_written", path=str(self.latency_out),
                            error=str(exc))
             return

@@ -107,6 +107,10 @@ def test_crosscheck_refuses_what_it_cannot_compare_with_the_reason(tmp_path: Pat
         (["--config", str(write_config(tmp_path, {"feed": {"clock": "exchange"}},
                                        name="clock.toml"))],
          "feed.clock = 'exchange'"),
+        (["--config", str(REPO / "config" / "sim.toml")], "exchange.adapter = 'binance'"),
+        (["--config", str(write_config(tmp_path, {"exchange": {"queue_model": "power"}},
+                                       name="power.toml"))],
+         "exchange.queue_model = 'power'"),
     ]
     for args, said in cases:
         proc = subprocess.run([sys.executable, "-m", "mmdaemon", "crosscheck", *args],

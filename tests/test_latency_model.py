@@ -61,10 +61,14 @@ def test_a_file_replaces_only_the_kinds_it_has_samples_for(tmp_path: Path) -> No
     (b'{"format": "other", "version": 1}', 'expected a JSON object with "format"'),
     (b'{"format": "mmdaemon-latency", "version": 2, "entry_ns": [1]}', "version 2"),
     (b'{"format": "mmdaemon-latency", "version": 1, "entry_ns": [1, -2]}',
-     "entry_ns: expected a list of integers >= 0"),
+     "entry_ns: expected a list of integers from 0 to"),
     (b'{"format": "mmdaemon-latency", "version": 1, "feed_ns": [1.5]}',
-     "feed_ns: expected a list of integers >= 0"),
+     "feed_ns: expected a list of integers from 0 to"),
     (b'{"format": "mmdaemon-latency", "version": 1, "entry_ns": []}', "no samples"),
+    (b'{"format": "mmdaemon-latency", "version": 1, "feed_ns": [9223372036854775807]}',
+     "feed_ns: expected a list of integers from 0 to 60000000000"),
+    (b'{"format": "mmdaemon-latency", "version": 1, "entry_ns": [60000000001]}',
+     "entry_ns: expected a list of integers from 0 to 60000000000"),
 ])
 def test_a_bad_latency_file_is_refused_naming_the_file_and_the_fault(
     tmp_path: Path, content: bytes, message: str
@@ -74,6 +78,30 @@ def test_a_bad_latency_file_is_refused_naming_the_file_and_the_fault(
     with pytest.raises(LatencyFileError, match=message) as info:
         read_latency_file(path)
     assert str(path) in str(info.value)
+
+
+def test_a_device_or_huge_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    link = tmp_path / "zero.json"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(LatencyFileError, match="larger than 16777216 bytes"):
+        read_latency_file(link)
+
+
+def test_run_refuses_a_latency_out_it_could_not_write_before_it_starts(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import write_config
+
+    config = write_config(tmp_path, {})
+    for target, said in ((tmp_path / "nodir" / "x.json", "no directory"),
+                         (tmp_path, "is a directory")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "mmdaemon", "run", "--config", str(config),
+             "--latency-out", str(target)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "--latency-out" in proc.stderr and said in proc.stderr
+        assert not (tmp_path / "state").exists()  # refused before anything started
 
 
 def test_a_dry_run_refuses_a_bad_latency_file_with_exit_2(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ dry run stays deterministic. The file format (``mmdaemon-latency``, version 1) i
     {"format": "mmdaemon-latency", "version": 1, "source": "...",
      "feed_ns": [...], "entry_ns": [...], "response_ns": [...]}
 
-Each list holds measured one-way delays in ns (integers >= 0); a kind with an empty or
+Each list holds measured one-way delays in ns (integers from 0 to 60 s, at most
+:data:`MAX_SAMPLES`; the file at most :data:`MAX_FILE_BYTES`); a kind with an empty or
 missing list is not in the file and falls back to the configured constant. ``mmdaemon run
 --latency-out FILE`` writes one (see :class:`LatencyRecorder`).
 """
@@ -34,6 +35,8 @@ FORMAT = "mmdaemon-latency"
 VERSION = 1
 KINDS = ("feed", "entry", "response")
 MAX_SAMPLES = 100_000  # per kind, in a file and in a recorder: flat memory on a long run
+MAX_DELAY_NS = 60_000_000_000  # one delay: the bound of the configured constants (60 s)
+MAX_FILE_BYTES = 16 * 1024 * 1024  # 3 x 100,000 samples of up to 12 digits, and room
 
 
 class LatencyFileError(ValueError):
@@ -118,9 +121,15 @@ def build_model(constants_ns: Mapping[str, int], path: Path | None, seed: int) -
 def read_latency_file(path: Path) -> dict[str, list[int]]:
     """The samples by kind of a latency file; :class:`LatencyFileError` says what is wrong."""
     try:
-        raw = orjson.loads(Path(path).read_bytes())
+        with open(path, "rb") as file:  # bounded: a device or a huge file is not read whole
+            body = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise LatencyFileError(f"latency file {path}: cannot read it: {exc.strerror}") from None
+    if len(body) > MAX_FILE_BYTES:
+        raise LatencyFileError(f"latency file {path}: larger than {MAX_FILE_BYTES} bytes: not "
+                               f"a latency file (at most {MAX_SAMPLES} samples per kind)")
+    try:
+        raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise LatencyFileError(f"latency file {path}: not JSON: {exc}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
@@ -135,10 +144,12 @@ def read_latency_file(path: Path) -> dict[str, list[int]]:
     for kind in KINDS:
         values = raw.get(f"{kind}_ns", [])
         if not isinstance(values, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_DELAY_NS
+            for v in values
         ):
             raise LatencyFileError(
-                f"latency file {path}: {kind}_ns: expected a list of integers >= 0 (ns)"
+                f"latency file {path}: {kind}_ns: expected a list of integers from 0 to "
+                f"{MAX_DELAY_NS} (ns: up to 60 s, as the configured delays)"
             )
         if len(values) > MAX_SAMPLES:
             raise LatencyFileError(
@@ -179,9 +190,29 @@ class LatencyRecorder:
                 kept[slot] = ns
 
     def write(self, path: Path) -> None:
-        """Write the file atomically (a temporary file renamed over ``path``)."""
+        """Write the file atomically (a temporary file renamed over ``path``); on failure
+        nothing is left behind and the OSError says why."""
         body = {"format": FORMAT, "version": VERSION, "source": self.source}
         body.update({f"{kind}_ns": self.samples[kind] for kind in KINDS})
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps(body))
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(orjson.dumps(body))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def check_writable(path: Path) -> str:
+    """Why a latency file could not be written at ``path`` at stop, or "" (checked at start,
+    so a run is not spent measuring for nothing)."""
+    if path.is_dir():
+        return f"{path} is a directory: give a file name"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"no directory {parent}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable by this user"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} exists and is not writable by this user"
+    return ""
