@@ -691,6 +691,8 @@ def check_stream(run: _Run) -> None:
             assert oid in arrived and oid not in closed, "fill before arrival or after close"
             assert e.ts_ns >= sent[oid] + LAT
             assert e.price == price[oid] and e.size > 0 and e.maker
+            # whole steps of the instrument: the venue trades nothing finer
+            assert e.size % BINANCE_SPOT_BTCUSDT.size_step_lots == 0, e
             filled[oid] += e.size
             assert filled[oid] <= size[oid]
             continue

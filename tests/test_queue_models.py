@@ -34,7 +34,7 @@ from mmdaemon.exchange.queue import (
     QueuePos,
     make_queue_model,
 )
-from mmdaemon.model import Fill, Side
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Side
 from tests.conftest import REPO
 from tests.helpers import write_config
 from tests.test_fill_model import (
@@ -83,6 +83,22 @@ def behind(model: QueueModel, ahead: int, joined: int) -> tuple[PaperVenue, Orde
 
 
 # ---- the models on hand-built books --------------------------------------------------------
+
+
+def test_a_fill_at_our_price_is_whole_steps_whatever_the_model_left_ahead() -> None:
+    """The power model can leave part of a size step ahead of us (an expected value); the
+    venue trades whole steps only, so what the print leaves us is rounded down to them."""
+    step = BINANCE_SPOT_BTCUSDT.size_step_lots  # 1,000 lots
+    book = make_book([(100, 10 * step)], [(101, 50 * step)])
+    v = PaperVenue(BINANCE_SPOT_BTCUSDT, LAT, "0", "0", exchange_filters=False,
+                   queue=PowerQueue(2))
+    t = rest(v, book, 1, BUY, 100, 5 * step, 0)
+    assert book_at(v, change(book, bids=[(100, 15 * step)]), t + 1) == []  # 5 steps behind
+    # 3 steps cancelled: p = 10^2 / (10^2 + 5^2) = 0.8 of them were ahead: 2,400 lots gone
+    assert book_at(v, change(book, bids=[(100, 12 * step)]), t + 2) == []
+    assert v.queue_ahead(1) == 7_600
+    events = trade_at(v, trade(100, 9 * step, SELL, t + 3), t + 3)
+    assert [f.size for f in fills(events)] == [step]  # 1,400 left for us: one whole step
 
 
 @pytest.mark.parametrize(

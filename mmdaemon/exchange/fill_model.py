@@ -438,6 +438,7 @@ class PaperVenue:
         printed = trade.size
         available = printed
         model = self.queue_model
+        step = self.instrument.size_step_lots
         for order in list(orders):  # a copy: a full fill removes the order from the list
             if hits_bids:
                 if order.price < price:
@@ -459,6 +460,9 @@ class PaperVenue:
                 ahead = order.queue.ahead
                 order.queue = model.on_trade(order.queue, printed, available)
                 qty = min(remaining, available - ahead)
+                # a probabilistic queue can leave part of a step ahead of us; the venue
+                # trades whole steps only (every order is a multiple of one)
+                qty -= qty % step
             if qty > 0:
                 available = available - qty if qty < available else 0
                 self._fill(order, qty, now_ns, self._mid_x2, out)
