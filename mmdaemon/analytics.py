@@ -72,7 +72,7 @@ from mmdaemon.orders.position import Position
 
 NS_PER_S = 1_000_000_000
 SECONDS_PER_DAY = 86_400
-SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day; pass 252 x 6.5 h for equities
+SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day (market_hours: equities)
 DEFAULT_MAX_SPREAD_BPS = 10.0
 MIN_SHARPE_INTERVALS = 30
 """Fewest intervals for an annualised Sharpe ratio; below it the figure is None, with the
@@ -385,6 +385,17 @@ def _local_keys(tz: ZoneInfo) -> Callable[[int], tuple[int, str]]:
 # -- metrics ------------------------------------------------------------------------------
 
 
+def market_hours(venue: str) -> dict[str, Any]:
+    """How a venue's market keeps time, as :func:`compute_metrics` options: the time zone of
+    its hour-of-day tables, its trading seconds a year (the Sharpe's annualisation) and a
+    day (the per-day extrapolations). Crypto trades around the UTC clock every day; US
+    equities (LOBSTER) 6.5 h a day (09:30-16:00 New York), 252 days a year."""
+    if venue == "lobster":
+        day = 6.5 * 3600
+        return {"tz": "America/New_York", "trading_day_s": day, "seconds_per_year": 252 * day}
+    return {"tz": "UTC", "trading_day_s": SECONDS_PER_DAY, "seconds_per_year": SECONDS_PER_YEAR}
+
+
 def compute_metrics(
     fills: Sequence[Fill],
     samples: Sequence[SampleLike],
@@ -397,6 +408,7 @@ def compute_metrics(
     tz: str = "UTC",
     sharpe_interval_s: float = 60,
     seconds_per_year: float = SECONDS_PER_YEAR,
+    trading_day_s: float = SECONDS_PER_DAY,
 ) -> dict[str, Any]:
     """The run's metrics as a JSON-ready dict (plain ints, floats, None, str, lists, dicts).
 
@@ -413,7 +425,8 @@ def compute_metrics(
     quoted spread that counts as quoting for the uptime. ``tz`` names the time zone of the
     hour-of-day and daily tables (e.g. ``"America/New_York"`` for US equities). The Sharpe
     ratio uses PnL changes over ``sharpe_interval_s`` and annualises with
-    ``seconds_per_year`` (365 days).
+    ``seconds_per_year`` of trading (365 days of 24 h for crypto; see :func:`market_hours`);
+    the per-day extrapolations count ``trading_day_s`` of trading a day.
     """
     hz = horizons_ns(horizons_s)  # ValueError naming the rule
     if sharpe_interval_s <= 0:
@@ -565,8 +578,10 @@ def compute_metrics(
         "realized_pnl": realized,
         "unrealized_pnl": unrealized,
         "pnl_per_hour_extrapolated": total / (sampled_s / 3600) if sampled_s else None,
-        "pnl_per_day_extrapolated": (total / (sampled_s / SECONDS_PER_DAY) if sampled_s
+        "pnl_per_day_extrapolated": (total / (sampled_s / trading_day_s) if sampled_s
                                      else None),
+        "trading_day_s": trading_day_s,
+        "seconds_per_year": seconds_per_year,
         "sharpe": sharpe.sharpe,
         "sharpe_unavailable_reason": sharpe.unavailable_reason,
         "sharpe_interval_s": sharpe_interval_s,
@@ -598,7 +613,7 @@ def compute_metrics(
         "max_abs_inventory_lots": max_abs_inv,
         "inventory_turnover": turnover,
         "inventory_turnover_per_day_extrapolated": (
-            turnover / (sampled_s / SECONDS_PER_DAY) if turnover is not None and sampled_s
+            turnover / (sampled_s / trading_day_s) if turnover is not None and sampled_s
             else None),
         "places": places,
         "amends": amends,

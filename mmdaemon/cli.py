@@ -372,18 +372,18 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
 
     Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
     half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
-    from mmdaemon.analytics import compute_metrics, load_journal, load_markouts
+    from mmdaemon.analytics import compute_metrics, load_journal, load_markouts, market_hours
 
     journal = service.state_dir / "journal.sqlite"
     config = service.config
-    tz = _report_tz(config.instrument.venue)
     options: dict[str, Any] = {"horizons_s": config.report.markout_horizons_s,
-                               "currency": service.currency}
+                               "currency": service.currency,
+                               **market_hours(config.instrument.venue)}
     if report_dir is not None:
         from mmdaemon.report import write_report
 
         metrics: dict[str, Any] = write_report(
-            journal, service.instrument, report_dir, tz=tz,
+            journal, service.instrument, report_dir,
             max_spread_bps=config.report.max_spread_bps,
             inventory_soft_lots=config.risk.inventory_soft_lots,
             inventory_hard_lots=config.risk.inventory_hard_lots, **options)
@@ -391,22 +391,17 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
         return metrics
     fills, samples = load_journal(journal)
     result: dict[str, Any] = compute_metrics(fills, samples, service.instrument,
-                                             markouts=load_markouts(journal), tz=tz,
+                                             markouts=load_markouts(journal),
                                              max_spread_bps=config.report.max_spread_bps,
                                              **options)
     return result
-
-
-def _report_tz(venue: str) -> str:
-    """Hours of day are read in the market's own time: equities by exchange hours, crypto
-    around the UTC clock."""
-    return "America/New_York" if venue == "lobster" else "UTC"
 
 
 def report(state_dir: Path, out: Path) -> int:
     """``mmdaemon report``: the report of the journal in ``state_dir``."""
     import sqlite3
 
+    from mmdaemon.analytics import market_hours
     from mmdaemon.markouts import DEFAULT_HORIZONS_S, quote_currency
     from mmdaemon.model import Instrument
     from mmdaemon.report import write_report
@@ -424,7 +419,7 @@ def report(state_dir: Path, out: Path) -> int:
     spec = orjson.loads(row[0])
     instrument = Instrument(spec["symbol"], spec["tick_size"], spec["lot_size"])
     venue = spec.get("venue", "")
-    write_report(journal, instrument, out, tz=_report_tz(venue),
+    write_report(journal, instrument, out, **market_hours(venue),
                  currency=quote_currency(instrument.symbol, venue),
                  horizons_s=spec.get("markout_horizons_s", DEFAULT_HORIZONS_S),
                  max_spread_bps=spec.get("max_spread_bps", 10.0),

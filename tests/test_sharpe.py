@@ -19,10 +19,17 @@ import pytest
 from mmdaemon.analytics import SampleRow, compute_metrics, load_journal
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
 from tests.conftest import REPO, SPOT_FILES
+from tests.test_lobster import MESSAGES, ORDERBOOK
 
 S = 1_000_000_000
 T0 = 1_723_161_000 * S
 INST = Instrument("TEST", "0.01", "1")
+
+
+def lobster_sample() -> tuple[Path, Path]:
+    if not (MESSAGES.is_file() and ORDERBOOK.is_file()):
+        pytest.skip("../shared/data not present: the LOBSTER sample is not shipped in the repo")
+    return MESSAGES, ORDERBOOK
 
 
 def book_sample(t: int, mid: int, position: int) -> SampleRow:
@@ -108,3 +115,24 @@ def test_extrapolated_rates_say_so() -> None:
     assert m["pnl_per_day_extrapolated"] == pytest.approx(864.0)
     assert "pnl_per_day" not in m and "inventory_turnover_per_day" not in m
     assert m["inventory_turnover_per_day_extrapolated"] == pytest.approx(1 / 1 * 8_640)
+
+
+def test_an_equity_day_is_annualised_and_extrapolated_on_its_trading_hours() -> None:
+    """A LOBSTER run is one whole 6.5 h NASDAQ session: its per-day extrapolation is that
+    day's PnL (not 24/6.5 of it), and its Sharpe is annualised over 252 days of 6.5 h."""
+    message, orderbook = lobster_sample()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmdaemon", "replay", "--venue", "lobster", str(message),
+         str(orderbook), "--json"], capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = orjson.loads(proc.stdout)["metrics"]
+    assert m["currency"] == "USD" and m["trading_day_s"] == 6.5 * 3600
+    assert m["seconds_per_year"] == 252 * 6.5 * 3600
+    [day] = m["by_day"]
+    assert m["pnl_per_day_extrapolated"] == pytest.approx(day["pnl"], rel=0.01)
+    assert m["sharpe"] is not None and m["sharpe_intervals"] >= 30
+    crypto_year = compute_metrics([], [], INST)["seconds_per_year"]
+    assert m["sharpe"] == pytest.approx(
+        m["interval_pnl_mean"] / m["interval_pnl_std"] * math.sqrt(
+            m["seconds_per_year"] / m["sharpe_interval_s"]))
+    assert m["seconds_per_year"] < crypto_year / 5
