@@ -278,6 +278,20 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
     for i, path in enumerate(config.feed.recordings):
         if not Path(path).is_file():
             warnings.append(Finding(f"feed.recordings[{i}]", f"no such file: {path}"))
+    latency_file = config.exchange.latency_file
+    if config.exchange.adapter == "paper" and latency_file:
+        from mmdaemon.exchange.latency import KINDS, LatencyFileError, read_latency_file
+
+        try:
+            samples = read_latency_file(Path(latency_file))
+        except LatencyFileError as exc:  # replay and run refuse it: say so now
+            warnings.append(Finding("exchange.latency_file", str(exc)))
+        else:
+            drawn = [kind for kind in KINDS if samples[kind]]
+            derived["exchange.latency_file"] = (
+                f"{latency_file}: draws {', '.join(drawn)} from "
+                f"{', '.join(str(len(samples[k])) for k in drawn)} samples; the other "
+                "delays are the constants")
     ca_file = config.firm.tls_ca_file
     if config.firm.enabled and ca_file and not Path(ca_file).is_file():
         warnings.append(Finding("firm.tls_ca_file", f"no such file: {ca_file}"))

@@ -139,6 +139,18 @@ def test_named_files_that_are_missing_are_warned(tmp_path: Path) -> None:
     assert warned(result)["feed.recordings[0]"] == f"no such file: {tmp_path / 'gone.gz'}"
 
 
+def test_a_latency_file_a_dry_run_would_refuse_is_warned(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"exchange": {"latency_file": "gone.json"}})
+    message = warned(review(config, "--price", "60000"))["exchange.latency_file"]
+    assert str(tmp_path / "gone.json") in message and "cannot read it" in message
+    (tmp_path / "lat.json").write_text('{"format": "mmdaemon-latency", "version": 1, '
+                                       '"entry_ns": [1000000, 2000000]}')
+    config = write_config(tmp_path, {"exchange": {"latency_file": "lat.json"}})
+    result = review(config, "--price", "60000")
+    assert "exchange.latency_file" not in warned(result)
+    assert "draws entry from 2 samples" in result["derived"]["exchange.latency_file"]
+
+
 def test_without_a_price_the_notional_rules_are_not_claimed_checked(tmp_path: Path) -> None:
     result = review(REPO / "config" / "sim.toml")
     assert result["price"] is None
