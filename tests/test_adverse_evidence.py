@@ -83,6 +83,21 @@ def test_one_adverse_fill_does_not_widen_the_spread() -> None:
     assert half_at(q, 40.0) == pytest.approx(HALF)
 
 
+def test_a_sweep_printed_as_many_small_fills_counts_for_its_size_not_its_prints() -> None:
+    """One aggressor sweeping through our order shows as one print per maker it met: 40
+    fills of a twentieth of the base size are two base orders of evidence, not 40, and do
+    not pass the 20 the widening waits for."""
+    q = quoter()
+    for i in range(40):
+        t = 1.0 + i * 0.001
+        q.on_book(make_book(), round(t * SEC))
+        q.on_fill(Fill(i, Side.BUY, BID, BASE // 20, 0, True, round(t * SEC)), MID)
+    q.on_book(make_book(-1_236), round(3 * SEC))
+    assert q.adverse.resolved == pytest.approx(2.0)
+    assert q.adverse.adverse_move_excess(round(3 * SEC)) == 0.0
+    assert half_at(q, 3.0) == pytest.approx(HALF)
+
+
 def test_a_toxic_stretch_widens_by_the_excess_over_the_baseline() -> None:
     q = quoter(toxic_action="off")
     # ten minutes of normal flow: every other fill sees the mid move 1 tick against it

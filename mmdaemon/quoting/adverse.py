@@ -96,10 +96,13 @@ class AdverseParams:
     - ``recent_weight`` (5.0 base orders): how much recent evidence it takes to move the
       recent rate halfway from the baseline to what the recent fills show; five base orders
       (five full fills) all run over, against a baseline of 0.5, widen by 1 + 0.25.
-    - ``widen_min_markouts`` (20 resolved moves): no widening before. At 20 fills a rate
-      near 0.5 is known to about +-0.22 (95 %), the size of the excess it would react to;
-      and with fewer fills than that, the first one alone could move the estimate.
-    - ``toxic_min_markouts`` (20 resolved moves): the same, for the toxicity switch.
+    - ``widen_min_markouts`` (20 base orders of resolved moves: fills weigh their size / the
+      base size, so a sweep printed as many small fills counts for what it traded): no
+      widening before. At 20 full fills a rate near 0.5 is known to about +-0.22 (95 %),
+      the size of the excess it would react to; with less, the first ones alone could move
+      the estimate.
+    - ``toxic_min_markouts`` (20 base orders of resolved moves): the same, for the toxicity
+      switch.
     - ``toxic_threshold_bps`` (0.5 bps): recent mean move this far below the baseline's
       is toxic: half a basis point is most of the edge of a tight BTCUSDT quote (half-spread
       0.5 to 1 bps), so flow that runs over us by that much more than usual takes the edge.
@@ -224,7 +227,9 @@ class AdverseSelection:
         self._prior_a = params.prior_adverse_move_rate * params.prior_weight
         self._prior_weight = params.prior_weight
         self._recent_weight = params.recent_weight
-        self._resolved = 0  # shortest-horizon moves resolved, never decayed
+        # shortest-horizon moves resolved, in base orders (size / base size), never decayed:
+        # one sweep split into many small prints is one piece of evidence, not many
+        self._resolved = 0.0
         self._threshold = -params.toxic_threshold_bps
         self._toxic_until = -_NEVER
         self._widen = params.toxic_widen_multiplier if params.toxic_action == "widen" else 1.0
@@ -294,7 +299,7 @@ class AdverseSelection:
             sums[0] += adverse
             sums[1] += weight
             sums[2] += weight * move
-        self._resolved += 1
+        self._resolved += weight
         if (
             (self._widen != 1.0 or self.pause)
             and self._resolved >= self.params.toxic_min_markouts
@@ -346,7 +351,8 @@ class AdverseSelection:
         return self._rates(*self._factors(ts_ns))[1]
 
     def adverse_move_excess(self, ts_ns: int) -> float:
-        """e at ``ts_ns``: max(0, r - b), 0 before ``widen_min_markouts`` resolved moves; the
+        """e at ``ts_ns``: max(0, r - b), 0 before ``widen_min_markouts`` base orders of
+        resolved moves; the
         spread model widens the half-spread by the factor (1 + e)."""
         if self._resolved < self.params.widen_min_markouts:
             return 0.0
@@ -354,8 +360,9 @@ class AdverseSelection:
         return recent - baseline if recent > baseline else 0.0
 
     @property
-    def resolved(self) -> int:
-        """Shortest-horizon moves resolved so far (the evidence count, never decayed)."""
+    def resolved(self) -> float:
+        """Shortest-horizon moves resolved so far, in base orders (size / base size): the
+        evidence the minimums are judged on, never decayed."""
         return self._resolved
 
     def ema_by_horizon(self) -> dict[float, float | None]:
