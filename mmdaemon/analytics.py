@@ -535,6 +535,7 @@ def compute_metrics(
     # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
     total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
     pnl = [float(x * half) for x in core.pnl2]
+    exact_mids = sum(f.mid_x2 > 0 for f in fs)
     sharpe = _sharpe(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
     max_dd, peak_ns, trough_ns = _max_drawdown(core.vt, pnl)
 
@@ -599,7 +600,8 @@ def compute_metrics(
         "negative_markout_rate": short["negative_markout_rate"],
         "adverse_move_rate": short["adverse_move_rate"],
         "avg_spread_captured_bps": _ratio(edge_num, edge_den),
-        "fills_with_exact_mid": sum(f.mid_x2 > 0 for f in fs),
+        "fills_with_exact_mid": exact_mids,
+        "fills_with_sampled_mid": sum(core.has_mid) - exact_mids,
         "fills_without_mid": sum(not ok for ok in core.has_mid),
         "mid_at_fill_age_ms_median": (statistics.median(core.mid_age_ns) / 1e6
                                       if core.mid_age_ns else None),
@@ -812,6 +814,9 @@ DEFINITIONS: dict[str, str] = {
                       "resolved: the run ended before an event came after t+h, the fill's "
                       "report came after such an event, a side of the book was empty, or the "
                       "journal predates exact markouts. Never counted in the rates.",
+    "fills_with_sampled_mid": "Fills whose mid at the fill is a report sample's (taken at "
+                              "the fill, i.e. after the event that filled us: a journal "
+                              "from before exact mids); exact + sampled + without = fills.",
     "mid_at_fill_age_ms_median": "Median age, ms, of the sample whose mid serves as the mid "
                                  "at a fill, over fills the journal has no exact mid before "
                                  "for (fills_with_exact_mid have it; None when all do). The "

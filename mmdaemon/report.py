@@ -150,6 +150,7 @@ _METRIC_ROWS: list[tuple[str, str, str] | str] = [
     ("Short markout horizon (s)", "markout_horizon_s", "num"),
     ("Avg spread captured (bps, size-weighted)", "avg_spread_captured_bps", "bps"),
     ("Fills with the exact mid before them", "fills_with_exact_mid", "int"),
+    ("Fills with a sampled mid (after the fill's event)", "fills_with_sampled_mid", "int"),
     ("Fills without a mid", "fills_without_mid", "int"),
     ("Age of a sampled mid at a fill (ms, median / max)", "mid_at_fill_age_ms_median", "age"),
     "Orders",

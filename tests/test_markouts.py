@@ -445,6 +445,8 @@ def test_an_old_journal_reports_its_fills_unresolved(tmp_path: Path) -> None:
         assert (row["resolved_fills"], row["unresolved_fills"]) == (0, 2)
         assert row["win_rate"] is None and row["adverse_move_rate"] is None
     assert m["win_rate"] is None and m["fills_with_exact_mid"] == 0
+    # the mids the split rests on say where they came from: samples after the fills' events
+    assert (m["fills_with_sampled_mid"], m["fills_without_mid"]) == (2, 0)
     # the split of the PnL falls back to the samples' mids (at 1 s: 20002, at 3 s: 20006)
     assert m["spread_capture_pnl"] == pytest.approx((2 * (20002 - 2 * 9999) / 2
                                                      - (20006 - 2 * 10003) / 2) * 0.01)
@@ -455,6 +457,8 @@ def test_an_old_journal_reports_its_fills_unresolved(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "negative markout" in page and "USDT" in page and "adverse_selection" not in page
+    assert "Fills with a sampled mid (after the fill&#x27;s event)" in page or (
+        "Fills with a sampled mid (after the fill's event)" in page)
     db = sqlite3.connect(path)
     assert "mid_x2" not in [r[1] for r in db.execute("PRAGMA table_info(fills)")]
     db.close()
