@@ -664,7 +664,6 @@ class Service:
                     decoded: Decoded = item  # type: ignore[assignment]
                     self._frame_t0 = perf_counter_ns()
                     self._before_event(decoded.recv_ns)
-                    self.markouts.before_event(decoded.recv_ns)  # the mid before the event
                     actions = self.on_events(decoded.recv_ns, self.market.on_decoded(decoded))
                     if actions:
                         await self._send(actions)
@@ -737,19 +736,20 @@ class Service:
         return settled
 
     def _before_event(self, event_ns: int) -> None:
-        """Strict time order: what reaches a simulated venue by ``event_ns`` acts on the
-        market as it stood before the event at ``event_ns`` is applied."""
+        """Strict time order, before the event at ``event_ns`` is applied to the book: what
+        reaches a simulated venue by then acts on the market as it stood, and markouts due
+        before it take the mid as the book stands (the mid before the event)."""
         due = self._next_due_ns()
         if due is not None and due <= event_ns:
             if event_ns > self.now_ns:  # the reports delivered now arrive at the event's time
                 self.now_ns = event_ns
             self.exchange.advance(self.now_ns)
+        self.markouts.before_event(event_ns)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame through book, paper venue, quoter, gate, order manager."""
         self._frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
         self._before_event(recv_ns)
-        self.markouts.before_event(recv_ns)  # the book's mid before the frame applies
         return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
 
     def on_events(self, recv_ns: int, events: list[MarketEvent]) -> list[OrderAction]:
