@@ -103,7 +103,7 @@ def _capture_levels() -> tuple[Callable[[bytes], object], list[Sequence[Level]]]
         return []
 
     codec._depth = depth  # type: ignore[method-assign]
-    decoder = speedups.binance_decoder(codec)
+    decoder = codec.compiled_decoder()
     if decoder is None:
         raise RuntimeError("the compiled decoder refused the spot instrument's grids")
     return lambda frame: decoder.decode(0, frame), got

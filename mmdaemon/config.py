@@ -430,7 +430,7 @@ def _check(config: Config) -> None:
     metrics = config.metrics
     if not 0 <= metrics.port <= 65535:
         raise ConfigError(f"metrics.port: expected 0 (off) or 1..65535, got {metrics.port}")
-    from mmdaemon.metrics import check_host
+    from mmdaemon.hosts import check_host
 
     try:
         check_host(metrics.host, metrics.allow_non_loopback)

@@ -58,7 +58,6 @@ no frame is processed in the middle of it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import time
 from bisect import bisect_left
@@ -81,6 +80,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from mmdaemon.hosts import check_host
 from mmdaemon.model import OrderStatus, Side
 from mmdaemon.risk.state import TradingState
 
@@ -97,7 +97,6 @@ __all__ = [
     "MetricsServer",
     "QuoteUptime",
     "ServiceCollector",
-    "check_host",
     "is_two_sided",
     "serve_metrics",
 ]
@@ -544,26 +543,6 @@ class ServiceCollector(Collector):
             "In-process time from a frame's arrival in the daemon to its order actions "
             "being decided, seconds (frames that requote only).",
             buckets=latency.cumulative(), sum_value=latency.sum_ns / 1e9)
-
-
-def check_host(host: str, allow_non_loopback: bool = False) -> None:
-    """Refuse (ValueError) to serve on ``host`` unless it is a loopback address.
-
-    Metrics reveal position and PnL: they stay on the machine unless the operator says
-    otherwise (``allow_non_loopback``). Accepted: IPv4/IPv6 loopback literals and
-    ``localhost``; a name that would need resolving, ``0.0.0.0`` and ``""`` (all
-    interfaces) are not loopback.
-    """
-    if allow_non_loopback or host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ValueError(
-            f"metrics host {host!r} is not a loopback address; metrics expose position and "
-            f"PnL: serve them on 127.0.0.1 or ::1, or allow other hosts explicitly")
 
 
 class MetricsServer:

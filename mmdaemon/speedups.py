@@ -17,15 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-import orjson
-
-from mmdaemon.model import Side, TopOfBook, Trade
-
-if TYPE_CHECKING:
-    from mmdaemon._speedups import Decoder
-    from mmdaemon.venues.binance import BinanceCodec
 
 
 def _load() -> ModuleType | None:
@@ -44,40 +35,3 @@ compiled: ModuleType | None = _load()
 
 HOT_LOOPS = "python" if compiled is None else "compiled"
 """Which hot loops this process runs (logged at start-up, printed by the benchmarks)."""
-
-
-def binance_decoder(codec: BinanceCodec) -> Decoder | None:
-    """The compiled twins of ``codec``'s decoders, each handing what is not plain to the
-    codec's Python method of the same job (``_py_decode``, ``_py_decode_msg``,
-    ``_py_levels``, ``_py_book_ticker``, ``_py_trade``); or None when they are not built,
-    turned off, or the instrument's grids do not fit the compiled arithmetic (the
-    constructor refuses unit digits above 10**18 or more than 40 decimal places)."""
-    if compiled is None:
-        return None
-    ticks, lots = codec.instrument.ticks, codec.instrument.lots
-    (price_int, price_exp), (size_int, size_exp) = ticks.parts, lots.parts
-    try:
-        decoder: Decoder = compiled.Decoder(
-            symbol=codec.instrument.symbol,
-            price_unit=price_int,
-            price_exp=price_exp,
-            size_unit=size_int,
-            size_exp=size_exp,
-            price_parse=ticks.parse,
-            size_parse=lots.parse,
-            top_cls=TopOfBook,
-            trade_cls=Trade,
-            buy=Side.BUY,
-            sell=Side.SELL,
-            loads=orjson.loads,
-            levels_fallback=codec._py_levels,
-            ticker_fallback=codec._py_book_ticker,
-            trade_fallback=codec._py_trade,
-            msg_fallback=codec._py_decode_msg,
-            decode_fallback=codec._py_decode,
-            depth=codec._depth,
-            usdm=codec.market == "usdm",
-        )
-    except ValueError:  # a grid beyond the compiled arithmetic: the Python code decodes
-        return None
-    return decoder

@@ -19,13 +19,13 @@ from prometheus_client.registry import CollectorRegistry
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, load_config
 from mmdaemon.daemon import Service
+from mmdaemon.hosts import check_host
 from mmdaemon.metrics import (
     KNOWN_CONDITIONS,
     LatencyHistogram,
     MetricsServer,
     QuoteUptime,
     ServiceCollector,
-    check_host,
     is_two_sided,
     serve_metrics,
 )

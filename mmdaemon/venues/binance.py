@@ -27,7 +27,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -43,6 +43,9 @@ from mmdaemon.model import (
     TopOfBook,
     Trade,
 )
+
+if TYPE_CHECKING:
+    from mmdaemon._speedups import Decoder
 
 Market = Literal["spot", "usdm"]
 Handler = Callable[[dict[str, Any], int], list[MarketEvent]]
@@ -108,7 +111,7 @@ class BinanceCodec:
         self._levels: Callable[[list[list[str]]], list[Level]] = self._py_levels
         book_ticker: Handler = self._py_book_ticker
         trade: Handler = self._py_trade
-        fast = speedups.binance_decoder(self)
+        fast = self.compiled_decoder()
         if fast is not None:
             self.decode, self._levels = fast.decode, fast.levels
             book_ticker, trade = fast.book_ticker, fast.trade
@@ -120,6 +123,44 @@ class BinanceCodec:
             "control": self._control,
         }
         self._routes: dict[str, tuple[str, Handler]] = {}
+
+    def compiled_decoder(self) -> Decoder | None:
+        """The compiled twins of this codec's decoders (:mod:`mmdaemon.speedups`), each
+        handing what is not plain to the Python method of the same job (``_py_decode``,
+        ``_py_decode_msg``, ``_py_levels``, ``_py_book_ticker``, ``_py_trade``); or None when
+        they are not built, turned off, or the instrument's grids do not fit the compiled
+        arithmetic (the constructor refuses unit digits above 10**18 or more than 40
+        decimal places)."""
+        compiled = speedups.compiled
+        if compiled is None:
+            return None
+        ticks, lots = self.instrument.ticks, self.instrument.lots
+        (price_int, price_exp), (size_int, size_exp) = ticks.parts, lots.parts
+        try:
+            decoder: Decoder = compiled.Decoder(
+                symbol=self.instrument.symbol,
+                price_unit=price_int,
+                price_exp=price_exp,
+                size_unit=size_int,
+                size_exp=size_exp,
+                price_parse=ticks.parse,
+                size_parse=lots.parse,
+                top_cls=TopOfBook,
+                trade_cls=Trade,
+                buy=Side.BUY,
+                sell=Side.SELL,
+                loads=orjson.loads,
+                levels_fallback=self._py_levels,
+                ticker_fallback=self._py_book_ticker,
+                trade_fallback=self._py_trade,
+                msg_fallback=self._py_decode_msg,
+                decode_fallback=self._py_decode,
+                depth=self._depth,
+                usdm=self.market == "usdm",
+            )
+        except ValueError:  # a grid beyond the compiled arithmetic: the Python code decodes
+            return None
+        return decoder
 
     @property
     def synced(self) -> bool:
