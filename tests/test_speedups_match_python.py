@@ -1,9 +1,9 @@
-"""Review of the compiled hot loops (mmdaemon/_speedups.c) against their Python references.
+"""The compiled hot loops (mmdaemon/_speedups.c) behave as their Python references.
 
-Two kinds of tests. The ones under "findings" (test_f*) each show a difference between the
-compiled code and its Python reference (mmdaemon/book.py's BookSide, BinanceCodec's ``_py_*``
-methods) as an assertion that fails on the reviewed commit (d2317fe) unless a later commit
-on this branch fixed it. The ones under "clean" exercise what the review found correct (the
+Two kinds of tests. The first pin each place where the compiled code once differed from its
+Python reference (mmdaemon/book.py's BookSide, BinanceCodec's ``_py_*`` methods): levels of
+unusual JSON types, int-like prices and sizes, rounding beyond 2**53, the Levels sequence,
+huge region bounds. The second exercise what was found correct (the
 depth scanner's acceptance of bytes, the hash table, the region's selection, reference counts
 and memory on error paths, GC of the codec/decoder cycle), so that they keep being checked.
 ``make sanitize`` (run by CI) runs this file against a build with AddressSanitizer and UBSan,
@@ -48,7 +48,7 @@ pytestmark = pytest.mark.skipif(speedups.compiled is None,
 
 
 # =============================================================================================
-# findings: the compiled code gives another result than the Python reference
+# where the compiled code once gave another result than the Python reference
 # =============================================================================================
 
 # ---- F1: a JSON array or object where a level's price or size should be ----------------------
@@ -68,14 +68,14 @@ UNHASHABLE_LEVELS: list[Any] = [
 
 
 @pytest.mark.parametrize("raw", UNHASHABLE_LEVELS)
-def test_f1_levels_with_an_array_or_object_raise_as_the_reference(raw: Any) -> None:
+def test_levels_with_an_array_or_object_raise_as_the_reference(raw: Any) -> None:
     fast, pure = codecs()
     assert outcome(fast._levels, raw) == outcome(pure._levels, raw)
 
 
 @pytest.mark.parametrize("raw", UNHASHABLE_LEVELS)
 @pytest.mark.parametrize("market", ["spot", "usdm"])
-def test_f1_frames_with_such_levels_give_the_reference_malformed_reason(raw: Any,
+def test_frames_with_such_levels_give_the_reference_malformed_reason(raw: Any,
                                                                       market: str) -> None:
     data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 101, "u": 102, "b": raw, "a": []}
     frames = [
@@ -95,7 +95,7 @@ def test_f1_frames_with_such_levels_give_the_reference_malformed_reason(raw: Any
 
 @pytest.mark.parametrize("n", [2**63, 2**70, -(2**63) - 1, -(2**70)])
 @pytest.mark.parametrize("region", [(2, 4, 8), (32, 128, 256)])
-def test_f2_top_and_weighted_size_take_any_int_as_the_reference(
+def test_top_and_weighted_size_take_any_int_as_the_reference(
         n: int, region: tuple[int, int, int]) -> None:
     fast, pure = sides(1, region)
     levels = [(p, p) for p in range(1, 40)]
@@ -111,7 +111,7 @@ def test_f2_top_and_weighted_size_take_any_int_as_the_reference(
 # anything that is not an int.
 
 @pytest.mark.parametrize("price", [7.0, Decimal(7), Fraction(7)])
-def test_f3_size_at_a_number_equal_to_an_int_price(price: Any) -> None:
+def test_size_at_a_number_equal_to_an_int_price(price: Any) -> None:
     fast, pure = sides(1, (32, 128, 256))
     fast.set(7, 3)
     pure.set(7, 3)
@@ -123,7 +123,7 @@ def test_f3_size_at_a_number_equal_to_an_int_price(price: Any) -> None:
 # The reference divides ints (correctly rounded quotient); Side_weighted_size converts the
 # size to double first and divides then: two roundings, off by an ulp for sizes > 2**53.
 
-def test_f4_weighted_size_is_rounded_as_the_reference_for_sizes_beyond_2_53() -> None:
+def test_weighted_size_is_rounded_as_the_reference_for_sizes_beyond_2_53() -> None:
     fast, pure = sides(1, (32, 128, 256))
     levels = [(100, 1), (99, 1), (98, 400410210737461715)]
     fast.update(levels)
@@ -151,24 +151,24 @@ def _both_updates() -> tuple[BookUpdate, BookUpdate]:
     return a, b
 
 
-def test_f5_levels_slice_as_the_list() -> None:
+def test_levels_slice_as_the_list() -> None:
     a, b = _both_updates()
     assert outcome(lambda: a.bids[:1]) == outcome(lambda: b.bids[:1])
 
 
-def test_f5_levels_have_the_sequence_methods_they_are_registered_for() -> None:
+def test_levels_have_the_sequence_methods_they_are_registered_for() -> None:
     a, b = _both_updates()
     assert isinstance(a.bids, Sequence)
     assert outcome(lambda: a.bids.index((99, 0))) == outcome(lambda: b.bids.index((99, 0)))
     assert outcome(lambda: a.bids.count((99, 0))) == outcome(lambda: b.bids.count((99, 0)))
 
 
-def test_f5_levels_compare_with_a_tuple_as_the_list() -> None:
+def test_levels_compare_with_a_tuple_as_the_list() -> None:
     a, b = _both_updates()
     assert (a.bids == tuple(b.bids)) == (b.bids == tuple(b.bids))
 
 
-def test_f5_updates_holding_levels_pickle_and_copy_as_the_reference() -> None:
+def test_updates_holding_levels_pickle_and_copy_as_the_reference() -> None:
     a, b = _both_updates()
     assert outcome(lambda: pickle.loads(pickle.dumps(a)) == b) == ("ok", True)
     assert outcome(lambda: copy.deepcopy(a) == b) == ("ok", True)
@@ -183,7 +183,7 @@ def test_f5_updates_holding_levels_pickle_and_copy_as_the_reference() -> None:
 # array of that size: any most works. Run in a subprocess, the hang being the finding.
 
 @pytest.mark.parametrize("most", ["2**40", "2**62"])
-def test_f6_a_huge_region_bound_neither_hangs_nor_fails(most: str) -> None:
+def test_a_huge_region_bound_neither_hangs_nor_fails(most: str) -> None:
     code = ("from mmdaemon import speedups; from mmdaemon.book import BookSide\n"
             f"py = BookSide(1, 1, 1, {most}); py.update([(1, 1)])\n"
             f"c = speedups.compiled.BookSide(1, 1, 1, {most}); c.update([(1, 1)])\n"
@@ -197,7 +197,7 @@ def test_f6_a_huge_region_bound_neither_hangs_nor_fails(most: str) -> None:
 
 
 # =============================================================================================
-# clean: what the review checked and found right, kept as tests
+# what was checked and found right, kept as tests
 # =============================================================================================
 
 # ---- the depth scanner accepts exactly what the JSON path decodes the same way -------------

@@ -1,6 +1,7 @@
-"""Review of the Python side of the performance changes (c44f2de..7d68bf4).
-
-Each test here failed on the code it was written against; see the review report.
+"""The Python side of the hot loops: the book keeps the quoter's depth sorted whatever its
+size, and hostile input (a LOBSTER price beyond the integer grid, a crossed snapshot that
+releases buffered diffs in the fuzz harness) is a malformed row or a reported gap, not a
+crash.
 """
 
 from __future__ import annotations
