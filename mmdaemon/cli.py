@@ -26,8 +26,8 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 from mmdaemon.feed.recording import RecordingError
-from mmdaemon.feed.replay import ReplayClock
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, MAX_UNITS, Instrument
+from mmdaemon.pace import ReplayClock
 from mmdaemon.risk.rules import ORDER_RATE
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
@@ -196,7 +196,7 @@ class UsageError(Exception):
 
 def _speed_and_recordings(command: str, recordings: list[str], speed_text: str) -> float | None:
     """``--speed`` as a factor (None: max), once every recording is known to exist."""
-    from mmdaemon.feed.replay import parse_speed
+    from mmdaemon.pace import parse_speed
 
     try:
         speed = parse_speed(speed_text)

@@ -8,32 +8,45 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Monotonic time in ns and a way to wait on it."""
+    """Monotonic time in ns (for intervals and deadlines), wall time in ns since the epoch
+    (for stamps a person or another machine reads: the journal, the order log, the venue's
+    request ``timestamp``) and a way to wait on monotonic time."""
 
     def monotonic_ns(self) -> int: ...
+
+    def wall_ns(self) -> int: ...
 
     async def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
-    """The real monotonic clock and asyncio's sleep."""
+    """The real monotonic and wall clocks and asyncio's sleep."""
 
     def monotonic_ns(self) -> int:
         return time.monotonic_ns()
+
+    def wall_ns(self) -> int:
+        return time.time_ns()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 
 class ManualClock:
-    """A clock that only moves when slept on or advanced: deterministic pacing in tests."""
+    """A clock that only moves when slept on or advanced: deterministic pacing in tests.
+    Wall time is ``wall_offset_ns`` ahead of the monotonic reading, so the two move together
+    (a test can still step the wall clock alone by changing the offset)."""
 
-    def __init__(self, start_ns: int = 0) -> None:
+    def __init__(self, start_ns: int = 0, wall_offset_ns: int = 1_700_000_000 * 10**9) -> None:
         self.now_ns = start_ns
+        self.wall_offset_ns = wall_offset_ns
         self.slept_s: list[float] = []
 
     def monotonic_ns(self) -> int:
         return self.now_ns
+
+    def wall_ns(self) -> int:
+        return self.now_ns + self.wall_offset_ns
 
     async def sleep(self, seconds: float) -> None:
         self.slept_s.append(seconds)

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.feed.recording import MAX_FRAME_BYTES
-from mmdaemon.feed.replay import ReplayClock, parse_speed
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
 from mmdaemon.model import Instrument
+from mmdaemon.pace import ReplayClock, parse_speed
 from mmdaemon.quoting.quoter import QuoterParams
 
 VENUES = ("binance-spot", "binance-usdm")

@@ -68,7 +68,7 @@ from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import make_queue_model
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.replay import ReplayClock, ReplaySource, paced
+from mmdaemon.feed.replay import ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from mmdaemon.journal import JOURNAL_FILE, Journal, JournalUnavailable, OrderLogRow, Sample
 from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
@@ -96,6 +96,7 @@ from mmdaemon.notify import Notifier
 from mmdaemon.orderlog import FILL, answer_event
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
+from mmdaemon.pace import ReplayClock
 from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure, Identity

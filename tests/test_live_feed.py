@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import load_config
 from mmdaemon.daemon import Service
-from mmdaemon.feed.websocket import backoff_delay
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues.binance import SyncState

@@ -9,8 +9,9 @@ import pytest
 
 from mmdaemon.clock import ManualClock
 from mmdaemon.feed.recording import RecordingError, read_recording
-from mmdaemon.feed.replay import YIELD_EVERY, ReplaySource, parse_speed
+from mmdaemon.feed.replay import YIELD_EVERY, ReplaySource
 from mmdaemon.model import Malformed
+from mmdaemon.pace import parse_speed
 from tests.conftest import SPOT_FILES
 
 

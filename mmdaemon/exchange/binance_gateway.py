@@ -22,7 +22,7 @@ response could be applied after events the venue produced later (a NEW after the
 
 A lost connection makes the status ``ready=False, "disconnected"`` at once; every request
 waiting for an answer fails (REJECTED ``"disconnected"``); a supervisor reconnects with
-jittered exponential backoff (:func:`mmdaemon.feed.websocket.backoff_delay`), subscribes,
+jittered exponential backoff (:func:`mmdaemon.backoff.backoff_delay`), subscribes,
 reconciles and reports ready again. After each failed attempt the status is ``ready=False``
 with ``"unreachable: <why>"`` and ``retry_in_s``. The attempt counter only resets after a
 connection stayed up ``healthy_after_s``, so a venue that accepts and drops at once is not
@@ -109,9 +109,9 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
+from mmdaemon.backoff import backoff_delay
 from mmdaemon.book import OrderBook
 from mmdaemon.exchange.base import Listener, StatusListener, VenueRefused, VenueStatus
-from mmdaemon.feed.websocket import backoff_delay
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
 from mmdaemon.venues import binance_api as api
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from mmdaemon.clock import Clock
 from mmdaemon.feed.recording import (
@@ -39,22 +39,8 @@ YIELD_EVERY = 256
 # at most, so this many without one means the recording carries none.
 MAX_UNTIMED = 10_000
 T = TypeVar("T")
-ReplayClock = Literal["receive", "exchange"]
 EventTime = Callable[[bytes], int]
 """A venue's event time of a raw frame in ns since the epoch, 0 when it carries none."""
-
-
-def parse_speed(text: str) -> float | None:
-    """``"max"`` -> None; a positive number -> that factor. Raises ValueError otherwise."""
-    if text == "max":
-        return None
-    try:
-        speed = float(text)
-    except ValueError:
-        raise ValueError(f"speed must be a positive number or 'max', got {text!r}") from None
-    if not speed > 0 or speed == float("inf"):
-        raise ValueError(f"speed must be a positive number or 'max', got {text!r}")
-    return speed
 
 
 async def paced(items: Iterable[T], time_of: Callable[[T], int | None], speed: float | None,

@@ -67,6 +67,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
+from mmdaemon.backoff import backoff_delay
 from mmdaemon.feed.recording import RecordedFrame
 
 if TYPE_CHECKING:
@@ -112,13 +113,6 @@ class FeedSettings:
     def snapshot_url(self) -> str:
         return (f"{self.rest_url.rstrip('/')}{self.depth_path}?symbol={self.symbol.upper()}"
                 f"&limit={self.snapshot_limit}")
-
-
-def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: Callable[[], float]) -> float:
-    """Seconds to wait before reconnect ``attempt`` (1-based): exponential, capped, with
-    "equal jitter" (half fixed, half random) so many instances do not reconnect in step."""
-    ceiling: float = min(max_s, initial_s * 2.0 ** (attempt - 1))
-    return ceiling / 2 + rng() * ceiling / 2
 
 
 def snapshot_problem(body: bytes) -> str | None:
