@@ -112,11 +112,11 @@ async def one_run(recording: Path, speed: str, max_lag_ms: int) -> dict[str, Any
             final = await venue_book_id(port)
             ended = time.monotonic()
             deadline = ended + SETTLE_S
-            while not (service.book.synced and service.book.last_id == final):
+            while not (service.engine.book.synced and service.engine.book.last_id == final):
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.05)
-            caught_up = service.book.synced and service.book.last_id == final
+            caught_up = service.engine.book.synced and service.engine.book.last_id == final
             catch_up_s = time.monotonic() - ended
             service.stop()
             await run
@@ -126,11 +126,11 @@ async def one_run(recording: Path, speed: str, max_lag_ms: int) -> dict[str, Any
                         if b"sim_tape_finished" in line)
             return {
                 "speed": speed, "max_lag_ms": max_lag_ms, "burst_s": round(burst_s, 2),
-                "frames_sent": sent, "frames_processed": service.market.frames,
+                "frames_sent": sent, "frames_processed": service.engine.market.frames,
                 "max_lag_ms_seen": round(service.feed_lag_max_ns / 1e6, 1),
                 "max_backlog": service.feed_backlog_max, "queue_size": feed.settings.queue_size,
                 "sheds": feed.sheds, "shed_items": feed.shed_items,
-                "gaps": service.market.gaps, "snapshots": feed.snapshots,
+                "gaps": service.engine.market.gaps, "snapshots": feed.snapshots,
                 "rss_mb_start": round(rss_start, 1), "rss_mb_peak": round(peak, 1),
                 "rss_mb_end": round(rss_mb(), 1), "final_book": caught_up,
                 "catch_up_s": round(catch_up_s, 3),

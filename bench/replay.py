@@ -66,15 +66,15 @@ class TimedService(InMemoryService):
     tick_to_decision_ns: list[int]
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
-        quotes = self.counters.quotes
+        quotes = self.engine.counters.quotes
         actions = super().on_frame(recv_ns, frame)
-        if self.counters.quotes != quotes:
-            self.tick_to_decision_ns.append(perf_counter_ns() - self._frame_t0)
+        if self.engine.counters.quotes != quotes:
+            self.tick_to_decision_ns.append(perf_counter_ns() - self.engine.frame_t0)
         return actions
 
     async def _send(self, actions: list[OrderAction]) -> None:
         await super()._send(actions)
-        self.tick_to_action_ns.append(perf_counter_ns() - self._frame_t0)
+        self.tick_to_action_ns.append(perf_counter_ns() - self.engine.frame_t0)
 
 
 def _service(cls: type[InMemoryService], tmp: str) -> InMemoryService:

@@ -51,21 +51,21 @@ def rss_mb() -> float:
 
 def histories(service: Service) -> dict[str, int]:
     """Sizes of everything in memory that grows with activity."""
-    codec: Any = service.market.codec
+    codec: Any = service.engine.market.codec
     venue: Any = getattr(service.exchange, "venue", None)
-    adverse: Any = service.quoter.adverse
-    volatility: Any = service.quoter.volatility
+    adverse: Any = service.engine.quoter.adverse
+    volatility: Any = service.engine.quoter.volatility
     return {
         "price_memo": len(service.instrument.ticks.memo),
         "size_memo": len(service.instrument.lots.memo),
         "codec_buffer": len(codec._buffer),
-        "book_levels": len(service.book.bids) + len(service.book.asks),
-        "open_orders": service.manager.open_orders(),
+        "book_levels": len(service.engine.book.bids) + len(service.engine.book.asks),
+        "open_orders": service.engine.manager.open_orders(),
         "paper_closed_orders": len(venue._closed) if venue is not None else 0,
         "markouts_pending": sum(len(q) for q in adverse._pending),
         "volatility_window": len(getattr(volatility, "_window", ())),
-        "rejects_window": len(service.breakers._rejects),
-        "samples_buffered": len(service._samples),
+        "rejects_window": len(service.engine.breakers._rejects),
+        "samples_buffered": len(service.engine._samples),
     }
 
 
@@ -106,8 +106,8 @@ def soak(config: Config, loops: int, deadline_s: float | None,
     def on_loop(loop: int, service: Service) -> None:
         wall_s = round(time.monotonic() - start, 1)
         record: dict[str, Any] = {"loop": loop + 1, "wall_s": wall_s,
-                  "rss_mb": round(rss_mb(), 1), "fills": service.position.fills,
-                  "state": service.risk.state.value, **histories(service)}
+                  "rss_mb": round(rss_mb(), 1), "fills": service.engine.position.fills,
+                  "state": service.engine.risk.state.value, **histories(service)}
         if tracemalloc.is_tracing():
             record["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
         half = deadline_s is not None and wall_s >= deadline_s / 2

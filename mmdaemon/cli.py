@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -32,6 +32,9 @@ from mmdaemon.risk.rules import ORDER_RATE
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
 from mmdaemon.verify import verify_recordings
+
+if TYPE_CHECKING:  # imported where a command runs it: the other commands start sooner
+    from mmdaemon.daemon import Service
 
 DEFAULT_CONFIG = bundled_config(DRYRUN)
 LOBSTER_CONFIG = bundled_config(LOBSTER)
@@ -322,7 +325,7 @@ def _main(argv: Sequence[str] | None) -> int:
                            signal.SIGUSR1 if args.command == "kill" else signal.SIGUSR2)
 
 
-def _run_service(service: Any, progress: bool = False) -> None:
+def _run_service(service: Service, progress: bool = False) -> None:
     import uvloop
 
     async def main() -> None:
@@ -345,7 +348,7 @@ def _run_service(service: Any, progress: bool = False) -> None:
         _latch_kill_after_close(service)
 
 
-def _latch_kill_after_close(service: Any) -> None:
+def _latch_kill_after_close(service: Service) -> None:
     """A SIGUSR1 that reached the process after the service had closed its kill latch (the
     runner's teardown, a failed start): latched on disk all the same, as ``mmdaemon kill``
     does for a state directory no process holds. After this check the operator's signals
@@ -367,7 +370,7 @@ def _latch_kill_after_close(service: Any) -> None:
           file=sys.stderr)
 
 
-def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, Any]:
+def _metrics(service: Service, report_dir: Path | None, logger: Any) -> dict[str, Any]:
     """The article's metrics from the replay's journal; with ``report_dir`` the report too.
 
     Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
@@ -377,7 +380,7 @@ def _metrics(service: Any, report_dir: Path | None, logger: Any) -> dict[str, An
     journal = service.state_dir / "journal.sqlite"
     config = service.config
     options: dict[str, Any] = {"horizons_s": config.report.markout_horizons_s,
-                               "currency": service.currency,
+                               "currency": service.engine.currency,
                                **market_hours(config.instrument.venue)}
     if report_dir is not None:
         from mmdaemon.report import write_report
@@ -452,7 +455,7 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
     return _serve(service, logger)
 
 
-def _serve(service: Any, logger: Any, progress: bool = False, replaying: bool = False) -> int:
+def _serve(service: Service, logger: Any, progress: bool = False, replaying: bool = False) -> int:
     """Run a built service; 2 if its state directory is taken, the venue refuses it for a
     reason that restarting cannot fix (credentials, URL) or, ``replaying``, a recording
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
@@ -532,7 +535,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
                       replaying=True)
         if code:
             return code
-        market = service.market
+        market = service.engine.market
         if market.frames - market.undecodable - market.snapshots <= 0:
             # nothing of the instrument decoded (a symbol-less REST snapshot at most)
             lines = market.frames + market.malformed - market.undecodable
@@ -890,9 +893,9 @@ def _until_signalled(main: Any) -> Any:
 
 def record(config: Config, out: Path) -> int:
     """``mmdaemon record``: the live feed of ``config`` into ``out``; stops on SIGTERM/SIGINT."""
-    from mmdaemon.daemon import feed_settings
     from mmdaemon.feed.recorder import FrameWriter
     from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
+    from mmdaemon.wiring import feed_settings
 
     if not config.feed.url:
         print("mmdaemon record: config error: feed.url: expected the venue's websocket URL",

@@ -1,8 +1,8 @@
 """Live metrics for Prometheus: a collector that reads the service at scrape time.
 
 Nothing here runs per frame except :meth:`LatencyHistogram.observe_ns`. Every other value
-is read from the :class:`~mmdaemon.daemon.Service`'s own counters when Prometheus scrapes
-(:class:`ServiceCollector`), and served by :class:`MetricsServer` from inside the daemon's
+is read from one :class:`~mmdaemon.snapshot.Snapshot` of the instance when Prometheus
+scrapes (:class:`ServiceCollector`), and served by :class:`MetricsServer` from inside the daemon's
 event loop (aiohttp, no threads). A scrape is synchronous, so it sees one consistent state:
 no frame is processed in the middle of it.
 
@@ -22,7 +22,7 @@ no frame is processed in the middle of it.
 
 **Definitions** of the values that are not plain counters:
 
-- ``mmdaemon_feed_delay_seconds``: event time now (:meth:`Service.event_now`: the last
+- ``mmdaemon_feed_delay_seconds``: event time now (the daemon's ``event_now``: the last
   frame's receive time plus the time since it on the daemon's clock, scaled by the replay
   speed) minus the receive time of the last book update. It is the quantity the stale-feed
   breaker judges, so an alert on it agrees with the breaker. It is *not* the venue's
@@ -81,13 +81,11 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from mmdaemon.hosts import check_host
-from mmdaemon.model import OrderStatus, Side
 from mmdaemon.risk.state import TradingState
+from mmdaemon.snapshot import AdverseView, Observed, Snapshot, TradingView
 
-if TYPE_CHECKING:  # the daemon imports this module: no import cycle at run time
+if TYPE_CHECKING:  # imported where served: a replay without metrics starts sooner
     from aiohttp import web
-
-    from mmdaemon.daemon import Service
 
 __all__ = [
     "DEFAULT_HOST",
@@ -97,7 +95,6 @@ __all__ = [
     "MetricsServer",
     "QuoteUptime",
     "ServiceCollector",
-    "is_two_sided",
     "serve_metrics",
 ]
 
@@ -124,7 +121,6 @@ has a series (0 until it first holds) from the first scrape. A condition added l
 shows: any name seen active is kept from then on."""
 
 _NAN = math.nan
-_RESTING = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)  # acknowledged and live
 
 
 class LatencyHistogram:
@@ -207,18 +203,6 @@ class QuoteUptime:
         self._last_two_sided = two_sided
 
 
-def is_two_sided(service: Service) -> bool:
-    """The venue has acknowledged a live order of ours on each side, not being cancelled."""
-    buy = sell = False
-    for order in service.manager.orders.values():
-        if order.status in _RESTING and order.pending != "cancel":
-            if order.side is Side.BUY:
-                buy = True
-            else:
-                sell = True
-    return buy and sell
-
-
 def _le(bound_s: float) -> str:
     """A bucket's ``le`` label: ``+Inf`` or the bound's shortest exact text (``5e-06``)."""
     return "+Inf" if bound_s == math.inf else repr(bound_s)
@@ -239,72 +223,68 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 class ServiceCollector(Collector):
-    """Reads a :class:`~mmdaemon.daemon.Service` when the registry collects.
+    """Reads one :class:`~mmdaemon.snapshot.Snapshot` of the instance when the registry
+    collects, and turns it into the families.
 
     ``latency``: the tick-to-quote histogram the daemon fills, if any. ``monotonic_ns``:
     the clock the quote uptime is measured on (real monotonic time by default: uptime is
     about the live venue, whatever the replay speed).
 
-    Parts of the service exist only once :meth:`Service.run` has opened its journal
-    (position, risk state, orders); until then only the feed and instrument families are
-    served, so a scrape during start-up does not fail.
+    Orders, position and risk exist only once the instance has opened its journal; until
+    then only the feed and instrument families are served, so a scrape during start-up does
+    not fail.
     """
 
-    def __init__(self, service: Service, latency: LatencyHistogram | None = None, *,
+    def __init__(self, service: Observed, latency: LatencyHistogram | None = None, *,
                  monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
         self.service = service
         self.latency = latency
         self.monotonic_ns = monotonic_ns
         self.uptime = QuoteUptime()
-        inst = service.instrument
-        # quote currency per notional unit (tick x lot) and base currency per lot: exact
-        self._money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
-        self._lot = Fraction(inst.lot_size)
-        self._tick = Fraction(inst.tick_size)
         # every risk condition ever seen, so a cleared one reads 0 rather than vanishing
         self._conditions: set[tuple[str, str]] = set(KNOWN_CONDITIONS)
 
-    def _opened(self) -> bool:
-        return hasattr(self.service, "manager")
-
-    def sample_uptime(self) -> None:
+    def sample_uptime(self, snap: Snapshot | None = None) -> None:
         """Take one quote-uptime sample now (the server's task and every scrape call it)."""
-        if self._opened():
-            self.uptime.sample(self.monotonic_ns(), is_two_sided(self.service))
+        trading = (snap or self.service.snapshot()).trading
+        if trading is not None:
+            self.uptime.sample(self.monotonic_ns(), trading.two_sided)
 
     def collect(self) -> Iterator[Metric]:
-        """Every family, read now from the service (called by the registry on a scrape)."""
-        yield from self._instrument()
-        yield from self._feed()
-        if self._opened():
-            self.sample_uptime()
-            yield from self._orders()
-            yield from self._position()
-            yield from self._risk()
-            yield from self._markouts()
-            yield from self._adverse()
+        """Every family, read now from one snapshot (called by the registry on a scrape)."""
+        snap = self.service.snapshot()
+        yield from self._instrument(snap)
+        yield from self._feed(snap)
+        trading = snap.trading
+        if trading is not None:
+            self.sample_uptime(snap)
+            money = Fraction(snap.tick_size) * Fraction(snap.lot_size)
+            yield from self._orders(trading)
+            yield from self._position(snap, trading, money)
+            yield from self._risk(trading)
+            yield from self._markouts(snap, trading)
+            yield from self._adverse(trading.adverse)
         if self.latency is not None:
             yield self._histogram(self.latency)
 
     # -- families -------------------------------------------------------------------------
 
-    def _instrument(self) -> Iterator[Metric]:
-        s = self.service
-        inst, cfg = s.instrument, s.config
+    @staticmethod
+    def _instrument(snap: Snapshot) -> Iterator[Metric]:
         info = InfoMetricFamily("mmdaemon_instrument", "The instrument this daemon quotes.")
         info.add_metric([], {
-            "venue": cfg.instrument.venue,
-            "symbol": inst.symbol,
-            "tick_size": f"{inst.tick_size:f}",  # plain notation, not 1E-8
-            "lot_size": f"{inst.lot_size:f}",
-            "adapter": cfg.exchange.adapter,
-            "feed": "live" if s.live is not None else "replay",
+            "venue": snap.venue,
+            "symbol": snap.symbol,
+            "tick_size": f"{snap.tick_size:f}",  # plain notation, not 1E-8
+            "lot_size": f"{snap.lot_size:f}",
+            "adapter": snap.adapter,
+            "feed": "live" if snap.feed.live else "replay",
         })
         yield info
 
-    def _feed(self) -> Iterator[Metric]:
-        s = self.service
-        m = s.market
+    @staticmethod
+    def _feed(snap: Snapshot) -> Iterator[Metric]:
+        m, live = snap.market, snap.feed
         yield _counter("mmdaemon_feed_frames_total",
                        "Frames received from the feed (live or replayed).", m.frames)
         yield _counter("mmdaemon_feed_malformed_frames_total",
@@ -325,33 +305,30 @@ class ServiceCollector(Collector):
                        "Snapshots applied after the book had lost sync.", m.resyncs)
         yield _gauge("mmdaemon_book_synced",
                      "1 while the book is in sequence with the venue, else 0.",
-                     1.0 if s.book.synced else 0.0)
-        live = s.live
+                     1.0 if m.synced else 0.0)
         yield _counter("mmdaemon_feed_connects_total",
-                       "Websocket connections opened (0 on a replay).",
-                       live.connects if live is not None else 0)
+                       "Websocket connections opened (0 on a replay).", live.connects)
         yield _counter("mmdaemon_feed_reconnects_total",
                        "Websocket connections opened after the first (0 on a replay).",
-                       live.reconnects if live is not None else 0)
+                       live.reconnects)
         yield _counter("mmdaemon_feed_rest_snapshots_total",
                        "REST depth snapshots fetched by the live feed (0 on a replay).",
-                       live.snapshots if live is not None else 0)
+                       live.rest_snapshots)
         yield _counter("mmdaemon_feed_rest_snapshot_failures_total",
                        "REST depth snapshot requests that failed (HTTP error, rate limit, "
                        "not a snapshot, timeout, network; 0 on a replay).",
-                       live.snapshot_failures if live is not None else 0)
+                       live.snapshot_failures)
         yield _counter("mmdaemon_feed_sheds_total",
                        "Times the daemon fell more than feed.max_lag_ms behind the live feed "
-                       "and dropped its backlog to resync (0 on a replay).",
-                       live.sheds if live is not None else 0)
+                       "and dropped its backlog to resync (0 on a replay).", live.sheds)
         yield _gauge("mmdaemon_feed_backlog_frames",
                      "Frames queued at the live feed for the daemon now (0 on a replay).",
-                     live.backlog if live is not None else 0)
+                     live.backlog)
         yield _gauge("mmdaemon_feed_lag_max_seconds",
                      "The longest a live frame waited to be processed since start, seconds "
-                     "(0 on a replay).", s.feed_lag_max_ns / 1e9)
-        last_book = s.last_book_ns
-        delay = (s.event_now() - last_book) / 1e9 if last_book else _NAN
+                     "(0 on a replay).", live.lag_max_ns / 1e9)
+        last_book = m.last_book_ns
+        delay = (live.event_now_ns - last_book) / 1e9 if last_book else _NAN
         yield _gauge("mmdaemon_feed_delay_seconds",
                      "Event time now minus the receive time of the last book update, "
                      "seconds (what the stale-feed breaker judges); NaN before the first.",
@@ -360,37 +337,34 @@ class ServiceCollector(Collector):
                      "Receive time of the last book update, Unix seconds (0 before the "
                      "first; a replay reports the recording's time).", last_book / 1e9)
 
-    def _orders(self) -> Iterator[Metric]:
-        s = self.service
-        c = s.counters
+    def _orders(self, t: TradingView) -> Iterator[Metric]:
         yield _counter("mmdaemon_quotes_total",
-                       "Quotes decided (one per frame that changed a quoter input).", c.quotes)
+                       "Quotes decided (one per frame that changed a quoter input).", t.quotes)
         requests = CounterMetricFamily(
             "mmdaemon_order_requests", "Order requests sent to the exchange, by kind.",
             labels=["kind"])
-        requests.add_metric(["place"], c.orders)
-        requests.add_metric(["amend"], c.amends)
-        requests.add_metric(["cancel"], c.cancels)
+        requests.add_metric(["place"], t.orders)
+        requests.add_metric(["amend"], t.amends)
+        requests.add_metric(["cancel"], t.cancels)
         yield requests
         yield _counter("mmdaemon_order_blocked_total",
-                       "Order actions stopped by a pre-trade check (never sent).", c.blocked)
+                       "Order actions stopped by a pre-trade check (never sent).", t.blocked)
         unsendable = CounterMetricFamily(
             "mmdaemon_quotes_unsendable",
             "Quote sides that could not become orders, by reason: min_size, min_notional "
             "(the instrument's minimums, per quote side); max_order_size, price_band, "
             "max_open_orders, order_rate (pre-trade checks, per order action).",
             labels=["reason"])
-        for reason, count in s.unsendable.counts.items():
+        for reason, count in t.unsendable.items():
             unsendable.add_metric([reason], count)
         yield unsendable
         yield _counter("mmdaemon_order_rejects_total",
-                       "Order requests the exchange rejected.", c.rejects)
+                       "Order requests the exchange rejected.", t.rejects)
         yield _gauge("mmdaemon_open_orders", "Orders of ours the order manager holds open.",
-                     s.manager.open_orders())
-        two_sided = is_two_sided(s)
+                     t.open_orders)
         yield _gauge("mmdaemon_quote_two_sided",
                      "1 while an acknowledged order rests on each side, else 0.",
-                     1.0 if two_sided else 0.0)
+                     1.0 if t.two_sided else 0.0)
         up = self.uptime
         yield _counter("mmdaemon_quote_two_sided_seconds_total",
                        "Monotonic seconds sampled with an acknowledged order resting on "
@@ -399,53 +373,51 @@ class ServiceCollector(Collector):
                        "Monotonic seconds covered by quote-uptime samples since the "
                        "metrics server started.", up.observed_ns / 1e9)
 
-    def _position(self) -> Iterator[Metric]:
-        s = self.service
-        pos, money = s.position, self._money
-        yield _counter("mmdaemon_fills_total", "Our fills, journaled.", pos.fills)
+    @staticmethod
+    def _position(snap: Snapshot, t: TradingView, money: Fraction) -> Iterator[Metric]:
+        yield _counter("mmdaemon_fills_total", "Our fills, journaled.", t.fills)
         yield _counter("mmdaemon_fill_volume_lots_total", "Traded volume of our fills, lots.",
-                       pos.volume)
+                       t.volume_lots)
         yield _gauge("mmdaemon_position_lots", "Signed position (long > 0), lots.",
-                     pos.position)
+                     t.position_lots)
         yield _gauge("mmdaemon_position_base",
                      "Signed position (long > 0), base currency (lots x lot_size).",
-                     float(pos.position * self._lot))
-        mark = s.mark()
-        if mark is not None:
-            unrealized = float(pos.unrealized(mark) * money)
-            total = float(pos.total(mark) * money)
-            mark_quote = float(mark * self._tick)
+                     float(t.position_lots * Fraction(snap.lot_size)))
+        mark = t.mark_ticks
+        if mark is not None and t.unrealized_units is not None and t.total_units is not None:
+            unrealized = float(t.unrealized_units * money)
+            total = float(t.total_units * money)
+            mark_quote = float(mark * Fraction(snap.tick_size))
         else:
-            unrealized = total = 0.0 if pos.position == 0 else _NAN
+            unrealized = total = 0.0 if t.position_lots == 0 else _NAN
             mark_quote = _NAN
         yield _gauge("mmdaemon_mark_price_quote",
                      "Mark price (the book's mid), quote currency; NaN without a book.",
                      mark_quote)
         yield _gauge("mmdaemon_pnl_realized_quote",
                      "Realized PnL (average cost, before fees), quote currency.",
-                     float(pos.realized * money))
+                     float(t.realized_units * money))
         yield _gauge("mmdaemon_pnl_unrealized_quote",
                      "Unrealized PnL of the open position at the mark, quote currency.",
                      unrealized)
         yield _gauge("mmdaemon_fees_quote",
                      "Fees paid (negative: rebates received), quote currency.",
-                     float(pos.fees * money))
+                     float(t.fees_units * money))
         yield _gauge("mmdaemon_pnl_total_quote",
                      "Total PnL = realized + unrealized - fees, quote currency.", total)
 
-    def _risk(self) -> Iterator[Metric]:
-        risk = self.service.risk
+    def _risk(self, t: TradingView) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "mmdaemon_trading_state", "1 for the current trading state, 0 for the others.",
             labels=["state"])
         for each in TradingState:
-            state.add_metric([each.value], 1.0 if risk.state is each else 0.0)
+            state.add_metric([each.value], 1.0 if t.state == each.value else 0.0)
         yield state
         yield _gauge("mmdaemon_kill_switch_latched",
                      "1 while the kill switch is latched (cleared only by a re-arm).",
-                     1.0 if risk.killed else 0.0)
-        active = {(name, TradingState.HALTED.value) for name in risk.halts}
-        active |= {(name, TradingState.REDUCING.value) for name in risk.reducing}
+                     1.0 if t.killed else 0.0)
+        active = {(name, TradingState.HALTED.value) for name in t.halts}
+        active |= {(name, TradingState.REDUCING.value) for name in t.reducing}
         self._conditions |= active
         conditions = GaugeMetricFamily(
             "mmdaemon_risk_condition",
@@ -455,10 +427,10 @@ class ServiceCollector(Collector):
             conditions.add_metric([name, severity], 1.0 if (name, severity) in active else 0.0)
         yield conditions
         yield _counter("mmdaemon_breaker_trips_total", "Breaker trips since start.",
-                       self.service.breakers.trips)
+                       t.breaker_trips)
 
-    def _markouts(self) -> Iterator[Metric]:
-        s = self.service
+    @staticmethod
+    def _markouts(snap: Snapshot, t: TradingView) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "resolved_fills": CounterMetricFamily(
                 "mmdaemon_markout_resolved_fills",
@@ -494,18 +466,17 @@ class ServiceCollector(Collector):
             "mmdaemon_markout_pnl_quote",
             "Sum of the resolved markouts in money, quote currency (the currency label).",
             labels=["horizon_seconds", "currency"])
-        for row in s.markouts.stats.rows(s.instrument):
+        for row in t.markouts:
             label = [_fmt_horizon(row["horizon_s"])]
             for key, family in families.items():
                 value = row[key]
                 family.add_metric(label, _NAN if value is None else value)
-            money.add_metric([*label, s.currency], row["markout_pnl"])
+            money.add_metric([*label, snap.currency], row["markout_pnl"])
         yield from families.values()
         yield money
 
-    def _adverse(self) -> Iterator[Metric]:
-        s = self.service
-        adverse = s.quoter.adverse
+    @staticmethod
+    def _adverse(adverse: AdverseView) -> Iterator[Metric]:
         ema = GaugeMetricFamily(
             "mmdaemon_adverse_detector_markout_ema_bps",
             "The quoter's adverse-selection detector: EMA of its mid moves after our fills "
@@ -515,7 +486,7 @@ class ServiceCollector(Collector):
             "mmdaemon_adverse_detector_markouts",
             "The quoter's adverse-selection detector: fills it has judged per horizon.",
             labels=["horizon_seconds"])
-        for i, horizon in enumerate(adverse.params.horizons_s):
+        for i, horizon in enumerate(adverse.horizons_s):
             label = [_fmt_horizon(horizon)]
             n = adverse.markouts[i]
             ema.add_metric(label, adverse.ema_bps[i] if n else _NAN)
@@ -526,15 +497,15 @@ class ServiceCollector(Collector):
                      "The quoter's adverse-selection detector: recent share of fills whose "
                      "mid moved against them at the shortest horizon (size-weighted, "
                      "decayed, shrunk toward the baseline), 0..1; see quoting/adverse.py.",
-                     adverse.recent_adverse_move_rate(s.now_ns))
+                     adverse.recent_adverse_move_rate)
         yield _gauge("mmdaemon_adverse_detector_baseline_adverse_move_ratio",
                      "The quoter's adverse-selection detector: this market's normal share of "
                      "fills whose mid moved against them, 0..1; the half-spread widens by "
                      "x(1 + recent - baseline) when the recent share is higher.",
-                     adverse.baseline_adverse_move_rate(s.now_ns))
+                     adverse.baseline_adverse_move_rate)
         yield _gauge("mmdaemon_adverse_toxic",
                      "1 inside a toxicity cool-down at the current event time, else 0.",
-                     1.0 if adverse.toxic(s.now_ns) else 0.0)
+                     1.0 if adverse.toxic else 0.0)
 
     @staticmethod
     def _histogram(latency: LatencyHistogram) -> Metric:
@@ -555,7 +526,7 @@ class MetricsServer:
     ``python_info`` families (memory, CPU, open files: the "memory flat" goal).
     """
 
-    def __init__(self, service: Service, host: str = DEFAULT_HOST, port: int = 0, *,
+    def __init__(self, service: Observed, host: str = DEFAULT_HOST, port: int = 0, *,
                  latency: LatencyHistogram | None = None, allow_non_loopback: bool = False,
                  uptime_sample_s: float = 0.25, process_metrics: bool = True) -> None:
         check_host(host, allow_non_loopback)
@@ -645,7 +616,7 @@ class MetricsServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def serve_metrics(service: Service, host: str = DEFAULT_HOST, port: int = 0, *,
+async def serve_metrics(service: Observed, host: str = DEFAULT_HOST, port: int = 0, *,
                         latency: LatencyHistogram | None = None,
                         allow_non_loopback: bool = False,
                         uptime_sample_s: float = 0.25) -> MetricsServer:

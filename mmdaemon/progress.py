@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
+
+from mmdaemon.snapshot import Observed
 
 
 def progress_line(frames: int, first_ns: int, now_ns: int, wall_s: float) -> str:
@@ -22,17 +24,18 @@ def progress_line(frames: int, first_ns: int, now_ns: int, wall_s: float) -> str
             f"{speed:>8,.1f}x real time")
 
 
-async def show_progress(service: Any, stream: TextIO, interval_s: float = 0.5) -> None:
+async def show_progress(service: Observed, stream: TextIO, interval_s: float = 0.5) -> None:
     """Redraw the progress line until cancelled (then end it with a newline)."""
     start = time.monotonic()
     first_ns = 0
     try:
         while True:
             await asyncio.sleep(interval_s)
-            now_ns = service.now_ns
+            snap = service.snapshot()
+            now_ns = snap.now_ns
             if now_ns and not first_ns:
                 first_ns = now_ns
-            stream.write(progress_line(service.market.frames, first_ns, now_ns,
+            stream.write(progress_line(snap.market.frames, first_ns, now_ns,
                                        time.monotonic() - start))
             stream.flush()
     finally:

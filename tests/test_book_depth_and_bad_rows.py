@@ -139,4 +139,4 @@ def test_market_state_and_the_daemon_size_the_book_for_the_quoters_depth() -> No
     service = Service(replace(config, strategy=replace(
         config.strategy, fair_value=replace(config.strategy.fair_value, depth_levels=50))),
         SystemClock(), log.get_logger())
-    assert service.book.bids.least == 50 and service.book.asks.least == 50
+    assert service.engine.book.bids.least == 50 and service.engine.book.asks.least == 50

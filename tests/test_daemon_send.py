@@ -57,11 +57,11 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
     service._open()
     try:
         for halt in ("book_out_of_sync", "venue_not_ready"):
-            service.risk.set_condition(TradingState.HALTED, halt, False)
-        assert service.risk.state is TradingState.ACTIVE
-        service._venue_ready = True
-        service._fair = 6_200_000.0  # ticks: the price band's centre
-        manager = service.manager
+            service.engine.risk.set_condition(TradingState.HALTED, halt, False)
+        assert service.engine.risk.state is TradingState.ACTIVE
+        service.engine.venue_ready = True
+        service.engine._fair = 6_200_000.0  # ticks: the price band's centre
+        manager = service.engine.manager
         place = live_bid(manager, 6_199_990)
         (amend,) = manager.decide(quote(6_200_050, 0)._replace(ask_size=0))
         assert amend.kind == "amend"
@@ -70,9 +70,9 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
             await asyncio.sleep(0.01)
             assert not sender.done()
             # ... and the cancel-all's confirmation closes the order
-            service._on_execution(OrderUpdate(place.order_id, OrderStatus.CANCELED, Side.BUY,
+            service.engine.on_execution(OrderUpdate(place.order_id, OrderStatus.CANCELED, Side.BUY,
                                               place.price, place.size, 0, "", 0))
         await sender  # no KeyError: the stale amend is dropped
-        assert service.counters.amends == 0 and manager.orders == {}
+        assert service.engine.counters.amends == 0 and manager.orders == {}
     finally:
         service.journal.close()

@@ -44,4 +44,4 @@ def test_silent_feed_halts_cancels_and_resumes(tmp_path: Path) -> None:
     assert log.events[pulled]["cancelled"] >= 1 and log.events[pulled]["open_after"] == 0
     resumed = names.index(("state_changed", "feed_stale_cleared"), halted)
     assert log.events[resumed]["new"] == "ACTIVE"
-    assert service.market.frames == 2500
+    assert service.engine.market.frames == 2500

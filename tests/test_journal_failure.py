@@ -44,9 +44,9 @@ def test_journal_write_failure_kills_and_pulls_quotes(tmp_path: Path) -> None:
     assert failed and "closed database" in failed[0]["error"]
     trip = log.named("kill_switch_tripped")
     assert trip and trip[0]["reason"] == "journal_write_failed"
-    assert service.risk.state.value == "KILLED"
+    assert service.engine.risk.state.value == "KILLED"
     # the fill that could not be journaled was not counted either: nothing acted on it
-    assert service.position.fills == 1
+    assert service.engine.position.fills == 1
     assert service.exchange.open_order_count() == 0
     assert log.named("stopped")[-1]["open_orders"] == 0
 
@@ -75,7 +75,7 @@ def test_a_failed_periodic_write_also_ends_the_run_with_exit_1(tmp_path: Path) -
     log.service = service
     asyncio.run(asyncio.wait_for(service.run(), 60))  # paced: it would run 10 minutes
     assert service.exit_code == 1
-    assert service.risk.state.value == "KILLED"
+    assert service.engine.risk.state.value == "KILLED"
     failed = log.named("journal_write_failed")
     assert len(failed) == 1 and failed[0]["during"] in {"samples", "state", "pnl_peak"}
     assert log.named("service_stopping")[0]["reason"] == "journal_write_failed"

@@ -141,28 +141,28 @@ def test_the_kill_is_on_disk_before_the_state_says_killed(tmp_path: Path) -> Non
     log = KillOnFirstOrder(break_latch=False)
     service = _service(tmp_path, log)
     seen: list[LatchState | None] = []
-    transition = service._on_transition
+    transition = service.engine._on_transition
 
     def spy(old: Any, new: Any, reason: str, values: dict[str, Any]) -> None:
         if new.value == "KILLED":
             seen.append(read_latch(service.state_dir))  # what a crash right now would find
         transition(old, new, reason, values)
 
-    service._on_transition = spy  # type: ignore[method-assign]
+    service.engine._on_transition = spy  # type: ignore[method-assign]
     asyncio.run(service.run())
     assert log.tripped
     assert seen == [LatchState(True, "operator_kill_switch")]
-    assert service.exit_code == 0 and service.risk.state.value == "KILLED"
+    assert service.exit_code == 0 and service.engine.risk.state.value == "KILLED"
 
 
 def test_a_kill_that_reaches_no_disk_cancels_everything_and_exits_1(tmp_path: Path) -> None:
     log = KillOnFirstOrder(break_latch=True)
     service = _service(tmp_path, log)
     asyncio.run(service.run())
-    assert log.tripped and service.counters.orders > 0
+    assert log.tripped and service.engine.counters.orders > 0
     failed = log.named("kill_latch_failed")
     assert failed and "nor remove it" in failed[0]["error"]
-    assert service.risk.state.value == "KILLED"
+    assert service.engine.risk.state.value == "KILLED"
     assert service.exit_code == 1
     assert service.exchange.open_order_count() == 0
     assert log.named("stopped")[-1]["exit_code"] == 1

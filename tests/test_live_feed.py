@@ -37,7 +37,7 @@ async def reconnected_and_resynced(service: Service, log: Recorder, connects: in
     await until(lambda: service.live is not None and service.live.connects > connects)
     await until(lambda: ("HALTED", "book_out_of_sync") in [
         (e.get("new"), e.get("reason")) for e in log.events[mark:]]
-        and service.risk.state.value == "ACTIVE")
+        and service.engine.risk.state.value == "ACTIVE")
 
 
 def state_changes(log: Recorder) -> list[tuple[str, str]]:
@@ -60,12 +60,12 @@ async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
         run = asyncio.create_task(service.run())
         try:
             # 1. it connects, fetches a snapshot, syncs and quotes
-            await until(lambda: service.book.synced and service.counters.orders > 0)
-            assert log.named("feed_snapshot") and service.risk.state.value == "ACTIVE"
+            await until(lambda: service.engine.book.synced and service.engine.counters.orders > 0)
+            assert log.named("feed_snapshot") and service.engine.risk.state.value == "ACTIVE"
 
             # 2. the book equals the venue's own book at the same update id
-            await until(lambda: service.book.last_id == sim.tape.market.book.last_id)
-            ours, venue = service.book, sim.tape.market.book
+            await until(lambda: service.engine.book.last_id == sim.tape.market.book.last_id)
+            ours, venue = service.engine.book, sim.tape.market.book
             assert ours.bids.top(100) == venue.bids.top(100)
             assert ours.asks.top(100) == venue.asks.top(100)
 
@@ -81,7 +81,7 @@ async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
             sim.tape.go_silent(1.5)
             await until(lambda: ("HALTED", "feed_stale") in [
                 (e.get("new"), e.get("reason")) for e in log.events[mark:]])
-            await until(lambda: service.risk.state.value == "ACTIVE", timeout=15)
+            await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=15)
             assert service.exchange.open_order_count() <= 2
 
             # 5. the venue announces a shutdown: planned reconnect at once, resync (a diff
@@ -98,19 +98,19 @@ async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
             # feed reconnect meanwhile (on a starved machine a 600 ms silence is stale, or a
             # backlog is shed), its
             # new snapshot holds the withheld diff and there is no gap to see: withhold again
-            gaps, snaps, live = service.market.gaps, service.live.snapshots, service.live
+            gaps, snaps, live = service.engine.market.gaps, service.live.snapshots, service.live
             for _ in range(3):
                 connects = service.live.connects
-                await until(lambda: service.market.codec.state is SyncState.SYNCED)
+                await until(lambda: service.engine.market.codec.state is SyncState.SYNCED)
                 sim.tape.skip_depth_updates(1)
-                await until(lambda c=connects: service.market.gaps > gaps
+                await until(lambda c=connects: service.engine.market.gaps > gaps
                             or live.connects > c)
-                if service.market.gaps > gaps:
+                if service.engine.market.gaps > gaps:
                     break
-            assert service.market.gaps > gaps, "every withheld diff was lost to a reconnect"
-            await until(lambda: service.live.snapshots > snaps and service.book.synced)
-            await until(lambda: service.book.last_id == sim.tape.market.book.last_id)
-            assert service.book.bids.top(50) == sim.tape.market.book.bids.top(50)
+            assert service.engine.market.gaps > gaps, "every withheld diff was lost to a reconnect"
+            await until(lambda: service.live.snapshots > snaps and service.engine.book.synced)
+            await until(lambda: service.engine.book.last_id == sim.tape.market.book.last_id)
+            assert service.engine.book.bids.top(50) == sim.tape.market.book.bids.top(50)
         finally:
             service.stop()
             await asyncio.wait_for(run, 10)

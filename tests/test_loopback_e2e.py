@@ -58,19 +58,19 @@ async def test_quotes_rest_at_the_sim_fills_come_back_positions_agree(
         service = Service(load_config(daemon_config(tmp_path, sim)), SystemClock(), log)
         run = asyncio.create_task(service.run())
         try:
-            await until(lambda: service.book.synced and len(entry.open_orders()) > 0)
+            await until(lambda: service.engine.book.synced and len(entry.open_orders()) > 0)
             sides = {o.side for o in entry.open_orders()}
             assert sides, "our quotes rest at the venue"
-            await until(lambda: service.position.fills >= 3, timeout=30)
-            await until(lambda: service.position.position == entry.position_lots)
+            await until(lambda: service.engine.position.fills >= 3, timeout=30)
+            await until(lambda: service.engine.position.position == entry.position_lots)
         finally:
             service.stop()
             await asyncio.wait_for(run, 15)
         assert entry.open_orders() == []  # the graceful stop cancelled everything
-        assert service.position.position == entry.position_lots
+        assert service.engine.position.position == entry.position_lots
         assert service.exit_code == 0
     fills = log.named("fill")
-    assert len(fills) == service.position.fills and all(f["exec_id"] > 0 for f in fills)
+    assert len(fills) == service.engine.position.fills and all(f["exec_id"] > 0 for f in fills)
     assert not [e for e in log.events if SECRET in repr(e)]
 
 
@@ -97,7 +97,7 @@ async def test_kill_switch_empties_the_venue_and_nothing_is_placed_after(
             service.stop()
             await asyncio.wait_for(run, 15)
     assert emptied_s < 5
-    assert service.risk.state.value == "KILLED"
+    assert service.engine.risk.state.value == "KILLED"
 
 
 async def test_order_connection_drop_halts_reconciles_and_leaves_no_orphans(
@@ -119,7 +119,7 @@ async def test_order_connection_drop_halts_reconciles_and_leaves_no_orphans(
             await until(lambda: any(not e["ready"] for e in after("venue_status")))
             await until(lambda: ("HALTED", "venue_not_ready") in [
                 (e["new"], e["reason"]) for e in after("state_changed")])
-            await until(lambda: service.risk.state.value == "ACTIVE")
+            await until(lambda: service.engine.risk.state.value == "ACTIVE")
             await until(lambda: len(entry.open_orders()) > 0)
             await asyncio.sleep(1.0)  # let it quote a while after the reconnect
             venue_orders = entry.open_orders()
@@ -130,4 +130,4 @@ async def test_order_connection_drop_halts_reconciles_and_leaves_no_orphans(
             service.stop()
             await asyncio.wait_for(run, 15)
         assert entry.open_orders() == []
-        assert service.position.position == entry.position_lots
+        assert service.engine.position.position == entry.position_lots

@@ -26,12 +26,12 @@ from mmdaemon.metrics import (
     MetricsServer,
     QuoteUptime,
     ServiceCollector,
-    is_two_sided,
     serve_metrics,
 )
 from mmdaemon.model import OrderStatus, Side
 from mmdaemon.orders.manager import LiveOrder, OrderManager
 from mmdaemon.risk.state import RiskState, TradingState
+from mmdaemon.snapshot import is_two_sided
 from tests.conftest import REPO
 from tests.helpers import first_lines, until
 from tests.recorder import Recorder
@@ -75,7 +75,7 @@ async def replayed_service(tmp_path: Path, lines: int = LINES) -> Service:
     service = Service(dryrun_config(tmp_path / "state"), SystemClock(), Recorder(),
                       recordings=[str(recording)], speed=None)
     await service.run()
-    assert service.exit_code == 0 and service.market.frames == lines
+    assert service.exit_code == 0 and service.engine.market.frames == lines
     return service
 
 
@@ -134,19 +134,18 @@ async def test_server_refuses_a_public_host_before_binding(tmp_path: Path) -> No
     MetricsServer(service, "0.0.0.0", 0, allow_non_loopback=True)
 
 
-def test_two_sided_means_an_acknowledged_live_order_on_each_side(tmp_path: Path) -> None:
-    service = Service(dryrun_config(tmp_path), SystemClock(), Recorder(), recordings=["x"])
-    service.manager = manager = OrderManager(1)
+def test_two_sided_means_an_acknowledged_live_order_on_each_side() -> None:
+    manager = OrderManager(1)
     buy = LiveOrder(1, Side.BUY, 100, 1000, status=OrderStatus.NEW, pending=None)
     sell = LiveOrder(2, Side.SELL, 101, 1000)  # sent, not yet acknowledged
     manager.orders = {1: buy, 2: sell}
-    assert not is_two_sided(service)
+    assert not is_two_sided(manager.orders.values())
     sell.status, sell.pending = OrderStatus.PARTIALLY_FILLED, None
-    assert is_two_sided(service)
+    assert is_two_sided(manager.orders.values())
     sell.pending = "amend"  # still resting at its acknowledged price while an amend flies
-    assert is_two_sided(service)
+    assert is_two_sided(manager.orders.values())
     buy.status, buy.pending = OrderStatus.PENDING_CANCEL, "cancel"
-    assert not is_two_sided(service)
+    assert not is_two_sided(manager.orders.values())
 
 
 def test_before_the_service_opens_only_feed_families(tmp_path: Path) -> None:
@@ -173,7 +172,8 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
     assert status == 200 and content_type == CONTENT_TYPE_LATEST and missing == 404
     s = parse(text)
     summary = service.summary(1.0)
-    market, counters, position = service.market, service.counters, service.position
+    engine = service.engine
+    market, counters, position = engine.market, engine.counters, engine.position
 
     # feed
     assert value(s, "mmdaemon_feed_frames_total") == market.frames == LINES
@@ -189,9 +189,9 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
         assert value(s, name) == 0, name
     assert value(s, "mmdaemon_book_synced") == 1
     delay = value(s, "mmdaemon_feed_delay_seconds")
-    assert delay == (service.now_ns - service.last_book_ns) / 1e9 and delay >= 0
+    assert delay == (service.engine.now_ns - service.engine.last_book_ns) / 1e9 and delay >= 0
     assert value(s, "mmdaemon_feed_last_book_update_timestamp_seconds") == \
-        service.last_book_ns / 1e9
+        service.engine.last_book_ns / 1e9
 
     # orders
     assert value(s, "mmdaemon_quotes_total") == counters.quotes > 0
@@ -218,13 +218,13 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
     assert value(s, "mmdaemon_pnl_total_quote") == summary["total_pnl"]
 
     # risk: one state is 1, the others 0
-    current = service.risk.state
+    current = service.engine.risk.state
     for state in TradingState:
         expected = 1.0 if state is current else 0.0
         assert value(s, "mmdaemon_trading_state", state=state.value) == expected
     assert value(s, "mmdaemon_kill_switch_latched") == 0
     # every known condition has a series; the run ended with none holding
-    assert not service.risk.halts and not service.risk.reducing
+    assert not service.engine.risk.halts and not service.engine.risk.reducing
     shown = {(dict(labels)["condition"], dict(labels)["severity"]): v
              for (name, labels), v in s.items() if name == "mmdaemon_risk_condition"}
     assert shown == dict.fromkeys(KNOWN_CONDITIONS, 0.0)
@@ -232,7 +232,7 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
                  tick_size="0.01", lot_size="0.00000001", adapter="paper", feed="replay") == 1
 
     # the quoter's detector per horizon (the exact markouts: tests/test_markouts.py)
-    adverse = service.quoter.adverse
+    adverse = service.engine.quoter.adverse
     for i, horizon in enumerate(("1", "5", "30")):
         assert value(s, "mmdaemon_adverse_detector_markouts_total",
                      horizon_seconds=horizon) == adverse.markouts[i] > 0
@@ -259,7 +259,7 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
 async def test_risk_conditions_and_state_follow_the_risk_layer(tmp_path: Path) -> None:
     service = await replayed_service(tmp_path, 2000)
     # a fresh risk state (the journal the service's own one reports to is closed now)
-    service.risk = risk = RiskState(lambda *_: None)
+    service.engine.risk = risk = RiskState(lambda *_: None)
     registry = CollectorRegistry()
     registry.register(ServiceCollector(service))
 
@@ -297,7 +297,7 @@ async def test_scrape_while_the_service_runs(tmp_path: Path) -> None:
         _, _, before = await scrape(server.port)  # not opened yet: feed families only
         assert value(parse(before), "mmdaemon_feed_frames_total") == 0
         run = asyncio.create_task(service.run())
-        await until(lambda: service.market.frames > 1000)
+        await until(lambda: service.engine.market.frames > 1000)
         status, _, during = await scrape(server.port)
         service.stop()
         await run

@@ -78,7 +78,7 @@ def views(service: Service, entry: OrderEntry) -> tuple[set[Any], set[Any]]:
     """(the daemon's orders, the venue's open orders) as (client id, side, price); the
     daemon's only when none waits for an answer."""
     venue = {(o.client_order_id, o.side, o.price) for o in entry.open_orders()}
-    orders = service.manager.orders.values()
+    orders = service.engine.manager.orders.values()
     if any(o.pending is not None for o in orders):
         return {None}, venue
     return {(api.client_order_id(PREFIX, o.order_id), o.side, o.price) for o in orders}, venue
@@ -98,7 +98,7 @@ async def halt_and_resume(service: Service, sim: SimVenue, log: Recorder) -> Non
     sim.tape.skip_depth_updates(1)
     await until(lambda: ("HALTED", "book_out_of_sync") in [
         (e.get("new"), e.get("reason")) for e in log.events[mark:]], timeout=10)
-    await until(lambda: service.risk.state.value == "ACTIVE", timeout=15)
+    await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=15)
 
 
 def check_books(service: Service, entry: OrderEntry, log: Recorder) -> list[dict[str, Any]]:
@@ -117,7 +117,7 @@ def check_books(service: Service, entry: OrderEntry, log: Recorder) -> list[dict
         assert api.order_id_of(PREFIX, order.client_order_id) == f["order_id"], (f, order)
         assert (f["side"], f["price"], f["size"]) == (
             order.side.name, trade.price, trade.qty), (f, trade)
-    position = service.position
+    position = service.engine.position
     account = entry.account(KEY)
     assert position.position == account.position_lots == sum(
         t.qty if t.is_buyer else -t.qty for t in trades)
@@ -149,7 +149,7 @@ async def test_fills_and_cancels_before_the_place_answer(
             for method in (api.ORDER_PLACE, api.ORDER_CANCEL_REPLACE):
                 entry.hold_responses(method, 0.0, count=0)  # lifted
             await until(lambda: converged(service, entry), timeout=10)
-            assert service.position.position == entry.position_lots
+            assert service.engine.position.position == entry.position_lots
             assert not run.done()
         finally:
             service.stop()
@@ -183,13 +183,13 @@ async def test_places_overtaken_by_their_cancels_and_timed_out(
             await until(lambda: ("HALTED", "venue_not_ready") in [
                 (e.get("new"), e.get("reason")) for e in log.events[mark:]], timeout=15)
             # a halt of its own while a delayed place is still on its way to the venue
-            await until(lambda: service.risk.state.value == "ACTIVE", timeout=15)
+            await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=15)
             await halt_and_resume(service, sim, log)
             for method in (api.ORDER_PLACE, api.ORDER_CANCEL_REPLACE):
                 entry.delay_requests(method, 0.0, count=0)  # lifted: what is late lands
             await until(lambda: entry.late_work == 0, timeout=15)
             await until(lambda: converged(service, entry), timeout=15)
-            assert service.position.position == entry.position_lots
+            assert service.engine.position.position == entry.position_lots
             assert not run.done()
         finally:
             service.stop()

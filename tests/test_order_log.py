@@ -439,8 +439,8 @@ async def test_the_binance_gateway_answers_go_into_the_same_log(
         service = Service(load_config(daemon_config(tmp_path, sim)), SystemClock(), Recorder())
         run = asyncio.create_task(service.run())
         try:
-            await until(lambda: service.book.synced)  # restored and running by then
-            await until(lambda: service.position.fills >= 2, timeout=60)
+            await until(lambda: service.engine.book.synced)  # restored and running by then
+            await until(lambda: service.engine.position.fills >= 2, timeout=60)
         finally:
             service.stop()
             await asyncio.wait_for(run, 15)
@@ -451,9 +451,9 @@ async def test_the_binance_gateway_answers_go_into_the_same_log(
     _, orders = read_csv((tmp_path / "o.csv").read_text())
     _, fills = read_csv((tmp_path / "f.csv").read_text())
     kinds = Counter(r["event"] for r in orders)
-    c = service.counters
+    c = service.engine.counters
     assert (kinds["place"], kinds["amend"], kinds["cancel"]) == (c.orders, c.amends, c.cancels)
-    assert kinds["ack"] > 0 and kinds["fill"] == len(fills) == service.position.fills
+    assert kinds["ack"] > 0 and kinds["fill"] == len(fills) == service.engine.position.fills
     # Binance's times are milliseconds: the venue's, not ours
     assert all(int(r["venue_ns"]) % 1_000_000 == 0 for r in orders if r["venue_ns"])
     ended = {r["order_id"] for r in orders if r["event"] in TERMINAL | {"reject"}}
@@ -480,5 +480,5 @@ def test_a_failed_order_log_write_kills_and_ends_the_run(tmp_path: Path, speed: 
     assert [(f["during"], "disk I/O error" in f["error"]) for f in failed] == [
         ("order_log", True)]
     assert log.named("kill_switch_tripped")[0]["reason"] == "journal_write_failed"
-    assert service.exit_code == 1 and service.risk.state.value == "KILLED"
+    assert service.exit_code == 1 and service.engine.risk.state.value == "KILLED"
     assert service.exchange.open_order_count() == 0

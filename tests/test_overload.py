@@ -61,11 +61,12 @@ async def test_an_unpaced_feed_is_shed_halted_and_recovered(tmp_path: Path) -> N
             await asyncio.to_thread(wait_for_line, sim, b"sim_tape_finished", 60)
             final = await venue_book(port)
             # recovered: the venue's final book, exactly, and quoting on it
-            await until(lambda: service.book.synced
-                        and service.book.last_id == final["lastUpdateId"], timeout=20)
-            await until(lambda: service.risk.state.value == "ACTIVE", timeout=10)
+            await until(lambda: service.engine.book.synced
+                        and service.engine.book.last_id == final["lastUpdateId"], timeout=20)
+            await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=10)
             inst = BINANCE_SPOT_BTCUSDT
-            for side, ours in (("bids", service.book.bids), ("asks", service.book.asks)):
+            book = service.engine.book
+            for side, ours in (("bids", book.bids), ("asks", book.asks)):
                 assert ours.top(20) == [(inst.ticks.to_units(p), inst.lots.to_units(q))
                                         for p, q in final[side]]
             await until(lambda: service.exchange.open_order_count() > 0)
@@ -79,10 +80,10 @@ async def test_an_unpaced_feed_is_shed_halted_and_recovered(tmp_path: Path) -> N
     assert service.exit_code == 0
     feed = service.live
     sheds = log.named("feed_shed")
-    print(f"overload: {service.market.frames} frames processed, max lag "
+    print(f"overload: {service.engine.market.frames} frames processed, max lag "
           f"{service.feed_lag_max_ns / 1e6:.1f} ms, max backlog {service.feed_backlog_max}, "
           f"{feed.sheds} sheds dropping {feed.shed_items} queued items, "
-          f"{service.market.gaps} gaps, {service.market.resyncs} resyncs, "
+          f"{service.engine.market.gaps} gaps, {service.engine.market.resyncs} resyncs, "
           f"{feed.snapshots} snapshots")
     # bounded: the feed's queue never held more than its size
     assert service.feed_backlog_max <= feed.settings.queue_size

@@ -360,14 +360,14 @@ def test_the_daemon_has_no_pnl_for_a_position_without_a_mark(tmp_path: Path) -> 
     service._open()
     try:
         assert service.mark() is None
-        assert service.total_pnl_units() == 0  # flat: cash - fees is the PnL
-        service.position.apply(Fill(1, Side.BUY, 6_000_000, 10_000_000, 0, True, 1, 1))
-        assert service.total_pnl_units() is None
+        assert service.engine.total_pnl_units() == 0  # flat: cash - fees is the PnL
+        service.engine.position.apply(Fill(1, Side.BUY, 6_000_000, 10_000_000, 0, True, 1, 1))
+        assert service.engine.total_pnl_units() is None
         assert service.firm_exposure().pnl_units is None
         assert "pnl=unknown" in service.status_line()
-        service.risk.kill("manual")
+        service.engine.risk.kill("manual")
         service.rearm()
-        assert service.risk.killed and service.breakers.peak is None
+        assert service.engine.risk.killed and service.engine.breakers.peak is None
         (refused,) = log.named("rearm_refused")
         assert any("no mark yet" in reason for reason in refused["reasons"])
     finally:

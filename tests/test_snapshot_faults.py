@@ -54,7 +54,7 @@ async def test_failing_snapshots_keep_the_daemon_halted_until_one_works(tmp_path
         try:
             # 1. at start: eight bad answers, then a snapshot that works
             await until(lambda: hasattr(service, "risk"))  # the journal is open
-            await until(lambda: service.risk.state.value == "ACTIVE", timeout=20)
+            await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=20)
             synced_at = next(i for i, e in enumerate(log.events) if e["event"] ==
                              "state_changed" and e["new"] == "ACTIVE") + 1
             assert sim.depth_requests == 9  # eight faults, then the good one
@@ -76,22 +76,22 @@ async def test_failing_snapshots_keep_the_daemon_halted_until_one_works(tmp_path
             assert states[-1] == ("ACTIVE", "book_out_of_sync_cleared"), states
             assert all(new == "HALTED" for new, _ in states[:-1]), states
             assert places(log.events[:synced_at]) == []
-            await until(lambda: service.counters.orders > 0)
+            await until(lambda: service.engine.counters.orders > 0)
 
             # 2. a gap, and the snapshots that should resync it fail: halted, quotes pulled,
             # nothing placed until a snapshot works
             await until(lambda: service.exchange.open_order_count() > 0)
             mark = len(log.events)
             sim.fail_depth("hang", "503", "truncated")
-            gaps = service.market.gaps
+            gaps = service.engine.market.gaps
             sim.tape.skip_depth_updates(1)
-            await until(lambda: service.market.gaps > gaps)
+            await until(lambda: service.engine.market.gaps > gaps)
             await until(lambda: len(failures(log.events[mark:])) == 3, timeout=10)
             assert [r for r, _ in failures(log.events[mark:])] == [
                 "timeout", "http_error", "malformed"]
-            assert not service.book.synced and service.risk.state.value == "HALTED"
+            assert not service.engine.book.synced and service.engine.risk.state.value == "HALTED"
             assert service.exchange.open_order_count() == 0  # the halt pulled the quotes
-            await until(lambda: service.risk.state.value == "ACTIVE", timeout=10)
+            await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=10)
             back = next(i for i in range(len(log.events) - 1, mark, -1)
                         if log.events[i]["event"] == "state_changed")
             assert places(log.events[mark:back]) == [] or _explain(log, mark)

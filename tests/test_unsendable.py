@@ -140,7 +140,7 @@ async def test_the_metrics_endpoint_counts_unsendable_quotes_by_reason(tmp_path:
     registry = CollectorRegistry()
     registry.register(ServiceCollector(service))
     text = generate_latest(registry).decode()
-    count = service.unsendable.counts[MIN_NOTIONAL]
+    count = service.engine.unsendable.counts[MIN_NOTIONAL]
     assert count > 0
     assert f'mmdaemon_quotes_unsendable_total{{reason="min_notional"}} {float(count)}' in text
     assert 'mmdaemon_quotes_unsendable_total{reason="price_band"} 0.0' in text

@@ -64,7 +64,7 @@ from mmdaemon.risk.firm import (
     encode,
     evaluate,
 )
-from mmdaemon.risk.state import RiskState, TradingState
+from mmdaemon.risk.state import TradingState
 
 BUS_ERRORS = (RedisError, OSError, TimeoutError)
 """What a Redis round trip raises when Redis is down, slow or refusing us."""
@@ -85,11 +85,16 @@ def stop_if_cancelled() -> None:
 
 
 class FirmHost(Protocol):
-    """What the bus needs from the daemon (:class:`~mmdaemon.daemon.Service`)."""
-
-    risk: RiskState
+    """What the bus needs from the daemon (:class:`~mmdaemon.daemon.Service`): our numbers,
+    and commands; never the engine's objects."""
 
     def firm_exposure(self) -> Exposure: ...
+
+    def killed(self) -> bool: ...
+
+    def set_condition(self, severity: TradingState, name: str, active: bool,
+                      **values: Any) -> None:
+        """Raise or clear a HALTED or REDUCING condition of the firm's."""
 
     def kill(self, reason: str, **values: Any) -> None: ...
 
@@ -255,14 +260,14 @@ class FirmBus:
     def _ok(self) -> None:
         first = not self.health.ready
         self.health.ok(self.clock.monotonic_ns())
-        risk = self.host.risk
+        host = self.host
         if first:
             self.log.info("firm_bus_ready", latched=self.latched)
-            risk.set_condition(TradingState.HALTED, FIRM_NOT_READY, False)
+            host.set_condition(TradingState.HALTED, FIRM_NOT_READY, False)
         if self._lost:
             self._lost = False
             self.log.warning("firm_bus_restored")
-            risk.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, False)
+            host.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, False)
 
     def _failed(self, exc: BaseException) -> None:
         now = self.clock.monotonic_ns()
@@ -279,13 +284,13 @@ class FirmBus:
             self.host.kill(FIRM_UNREACHABLE, **values)
         # halted in kill mode too, until Redis is back: a re-arm (refused by holding() while
         # the link is lost, but this is the second lock) must never resume quoting blind
-        self.host.risk.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, True, **values)
+        self.host.set_condition(TradingState.HALTED, FIRM_UNREACHABLE, True, **values)
 
     def _latched(self, value: bytes | None) -> None:
         """The global kill switch is set (``value``: the key's, None for a channel message):
         trip ours through the SIGUSR1 path, once."""
         self.latched = True
-        if self.host.risk.killed:
+        if self.host.killed():
             return
         if value is None:
             self.host.kill(GLOBAL_KILL_REASON, source="channel")
@@ -320,7 +325,7 @@ class FirmBus:
                              instances=sorted(foreign))
         peak = self.peak.observe_desk(agg)
         breaches = {b.name: b for b in evaluate(agg, self.limits, peak)}
-        risk = self.host.risk
+        host = self.host
         for name, action in self.limits.names():
             breach = breaches.get(name)
             if breach is not None and name not in self._breached:
@@ -329,10 +334,10 @@ class FirmBus:
             elif breach is None and name in self._breached:
                 self.log.info("firm_limit_cleared", condition=name)
             if action == "reduce":
-                risk.set_condition(TradingState.REDUCING, name, breach is not None,
+                host.set_condition(TradingState.REDUCING, name, breach is not None,
                                    **(breach.values if breach else {}))
-            elif breach is not None and not risk.killed:
-                self.host.kill(name, **breach.values)
+            elif breach is not None and not host.killed():
+                host.kill(name, **breach.values)
         self._breached = set(breaches)
 
     async def _listen_loop(self, client: Redis) -> None:

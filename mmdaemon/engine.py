@@ -1,0 +1,885 @@
+"""The trading engine: one instrument's decisions, synchronous and deterministic.
+
+Events in, actions out. The asyncio shell (:class:`mmdaemon.daemon.Service`) moves
+events in (:meth:`Engine.on_frame`, :meth:`Engine.on_events`, :meth:`Engine.on_execution`,
+:meth:`Engine.supervise`, operator commands :meth:`Engine.kill`, :meth:`Engine.rearm`,
+:meth:`Engine.reload`) and carries the order actions they return to the venue. The engine
+reads no clock (time is the events' time, ``now_ns``), awaits nothing and opens nothing:
+its journal and kill latch are handed to it (:meth:`Engine.restore`), and what it asks of
+the shell goes through :class:`EngineShell`.
+
+Where things happen:
+
+- a frame enters at :meth:`Engine.on_frame` (decoded by the venue's codec into the book);
+- the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` in :meth:`Engine.decide`;
+- risk vetoes it in one place, in this order: the trading state gates the quote
+  (:meth:`Engine.gate`: HALTED/KILLED nothing, REDUCING only the side that shrinks
+  inventory); the instrument's minimums cut sides that cannot become orders (counted,
+  :mod:`mmdaemon.risk.unsendable`); then, right before each order action leaves,
+  :meth:`Engine.vet` checks the state again (a kill may have landed since), that the order
+  still applies, and the pre-trade checks (:mod:`mmdaemon.risk.rules`). Breakers
+  (:mod:`mmdaemon.risk.breakers`) raise the conditions the state is derived from;
+- fills come back through :meth:`Engine.on_execution`, committed to the journal before
+  anything acts on them;
+- every order action sent and every answer of the venue is buffered for the order log
+  (:mod:`mmdaemon.orderlog`) and written by :meth:`Engine.persist`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import partial
+from time import perf_counter_ns
+from typing import Any, Protocol
+
+import orjson
+
+from mmdaemon.book import OrderBook
+from mmdaemon.config import Config
+from mmdaemon.exchange.latency import LatencyRecorder
+from mmdaemon.journal import OrderLogRow, Restored, Sample
+from mmdaemon.latch import KillLatch, LatchNotPersisted
+from mmdaemon.market import MarketState
+from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
+from mmdaemon.model import (
+    BookUpdate,
+    ExecutionEvent,
+    Fill,
+    Gap,
+    Instrument,
+    Malformed,
+    MarketEvent,
+    OrderStatus,
+    OrderUpdate,
+    Quote,
+    Side,
+    TopOfBook,
+    Trade,
+)
+from mmdaemon.orderlog import FILL, answer_event
+from mmdaemon.orders.manager import OrderAction, OrderManager
+from mmdaemon.orders.position import Position
+from mmdaemon.quoting.quoter import Quoter
+from mmdaemon.risk.breakers import BreakerLimits, Breakers
+from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
+from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
+from mmdaemon.risk.state import RiskState, TradingState
+from mmdaemon.risk.unsendable import Unsendable
+from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
+
+# Report samples wait for the shell's supervisor task to write them (:meth:`Engine.persist`);
+# this many force a write on the spot (a loop too busy to run that task for 4 minutes of
+# samples at the 250 ms default).
+MAX_BUFFERED_SAMPLES = 1024
+# Order-log rows wait for the same task; this many (a minute of amends at 20 a second) force
+# a write on the spot.
+MAX_BUFFERED_ORDER_LOG = 1024
+MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
+# a one-way delay beyond this is two clocks apart, not a measurement (run --latency-out)
+MAX_PLAUSIBLE_LATENCY_NS = 10 * 1_000_000_000
+
+
+class Store(Protocol):
+    """The journal as the engine writes it (:class:`mmdaemon.journal.Journal`): synchronous
+    and durable on return, so a fill is on disk before anything acts on it."""
+
+    def record_fill(self, fill: Fill) -> bool: ...
+
+    def add_markouts(self, markouts: Any) -> None: ...
+
+    def add_samples(self, rows: list[Sample]) -> None: ...
+
+    def add_order_log(self, rows: list[OrderLogRow]) -> None: ...
+
+    def set_killed(self, killed: bool, reason: str, now_ns: int) -> None: ...
+
+    def set_trading_state(self, state: str, now_ns: int) -> None: ...
+
+    def set_pnl_peak(self, peak_units: Fraction, now_ns: int) -> None: ...
+
+    def put(self, key: str, value: str, now_ns: int) -> None: ...
+
+    def get(self, key: str, default: str) -> str: ...
+
+    def markouts(self) -> Any: ...
+
+
+class Matcher(Protocol):
+    """The venue's side of the market: a simulated venue matches our resting orders against
+    each event (a live one ignores them)."""
+
+    def on_book(self, book: OrderBook, now_ns: int) -> None: ...
+
+    def on_trade(self, trade: Trade, now_ns: int) -> None: ...
+
+
+class EngineShell(Protocol):
+    """What the engine asks of the shell around it, synchronously."""
+
+    def state_changed(self, old: TradingState, new: TradingState) -> None:
+        """The trading state changed (systemd status, READY)."""
+
+    def fail(self, why: str) -> None:
+        """End the run with exit status 1 (the way out cancels every order first)."""
+
+    def supervised(self) -> None:
+        """A supervisor tick ran (READY may be due although no state changed)."""
+
+    def exposure_changed(self) -> None:
+        """A fill changed what the firm risk bus publishes."""
+
+    def wall_ns(self) -> int:
+        """Wall time (ns since the epoch) for the order log's ``wall_ns`` column only: never
+        an input to a decision."""
+
+
+@dataclass
+class Counters:
+    """What the engine sent and decided, for the summary and the metrics."""
+
+    quotes: int = 0
+    orders: int = 0
+    amends: int = 0
+    cancels: int = 0
+    blocked: int = 0
+    rejects: int = 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The risk parameters built from a config (swapped in whole on reload)."""
+
+    checks: PreTradeLimits
+    breakers: BreakerLimits
+
+
+class Engine:
+    """One instrument's book, quoting, risk gate, orders, position and kill latch.
+
+    Build it, hand it the journal and latch with :meth:`restore`, then feed it events.
+    ``matcher`` sees every market event after the book (the paper exchange fills against
+    it); ``live`` says the feed is the venue's own (feed latency is measurable)."""
+
+    def __init__(self, config: Config, instrument: Instrument, market: MarketState,
+                 matcher: Matcher, shell: EngineShell, log: Any, limits: Limits, *,
+                 currency: str, live: bool = False, log_debug: bool = False,
+                 firm: bool = False) -> None:
+        self.config = config
+        self.instrument = instrument
+        self.market = market
+        self.book = market.book
+        self.matcher = matcher
+        self.shell = shell
+        self.log = log
+        self.currency = currency
+        self.live = live
+        self.log_debug = log_debug
+        self.firm = firm
+        # exact markouts of our fills (mmdaemon.markouts): told each event before it applies
+        self.markouts = MarkoutTracker(config.report.markout_horizons_s,
+                                       partial(book_mid_x2, self.book))
+        self.quoter = Quoter(instrument, config.strategy)
+        self.checks = PreTradeChecks(limits.checks)
+        self.breaker_limits = limits.breakers
+        self.counters = Counters()
+        self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
+        self.now_ns = 0  # event time: the time of the latest event
+        self.time_backsteps = 0  # events older than the event time before them
+        self.feed_clock_apart = 0  # --latency-out: frames whose venue time is off our clock
+        self.last_book_ns = 0
+        self.cancel_due = False  # quotes must be pulled now (kill, halt)
+        self.requote = False  # a fill changed the inventory since the last quote
+        self.need_snapshot = False  # the codec lost sequence: the live feed must fetch one
+        self.venue_ready = False
+        self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
+        self.tick_to_quote: Callable[[int], None] | None = None  # observes ns per requote
+        self._cancelling: int | None = None  # open orders when an unconfirmed pull began
+        self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
+        self.frame_t0 = 0
+        self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
+        self._next_supervise_ns = 0
+        self._sample_interval_ns = config.report.sample_ms * 1_000_000
+        self._next_sample_ns = 0
+        self._saved_peak: Fraction | None = None
+        self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
+        self._samples: list[Sample] = []
+        self._order_log: list[OrderLogRow] = []  # not yet written (see persist)
+        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
+        self.journal_broken = False  # a write failed: nothing more is written to it
+        self.run_id = 0
+        # set in restore(): they need the journal
+        self.journal: Store
+        self.latch: KillLatch
+        self.position: Position
+        self.risk: RiskState
+        self.breakers: Breakers
+        self.manager: OrderManager
+
+    # -- start ----------------------------------------------------------------------------
+
+    def restore(self, journal: Store, latch: KillLatch, restored: Restored,
+                wall_ns: int) -> None:
+        """Take the opened journal and latch and restore: fills, kill, drawdown peak. The
+        service starts HALTED until the book is synced and the venue ready (and the firm bus
+        has read the global kill latch): no quote before."""
+        self.journal, self.latch = journal, latch
+        killed, kill_reason = latch.state.killed, latch.state.reason
+        self.position = position = Position()
+        for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
+            position.apply(fill)
+        self.quoter.set_inventory(position.position)
+        self.markouts.restore(journaled_stats(self.markouts.horizons_ns, restored.fills,
+                                              journal.markouts()))
+        halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
+        if self.firm:
+            halts[FIRM_NOT_READY] = {}
+        self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
+        self.breakers = Breakers(self.breaker_limits, self.risk, self.latch_kill)
+        self.breakers.peak = self._saved_peak = restored.pnl_peak_units
+        self.run_id = restored.run_id
+        inst, config = self.instrument, self.config  # so `mmdaemon report` needs nothing more
+        journal.put("instrument", orjson.dumps({
+            "symbol": inst.symbol, "tick_size": str(inst.tick_size),
+            "lot_size": str(inst.lot_size), "venue": config.instrument.venue,
+            "inventory_soft_lots": config.risk.inventory_soft_lots,
+            "inventory_hard_lots": config.risk.inventory_hard_lots,
+            "max_spread_bps": config.report.max_spread_bps,
+            "markout_horizons_s": config.report.markout_horizons_s,
+        }).decode(), wall_ns)
+        self.manager = OrderManager(restored.run_id, config.orders.price_tolerance_ticks,
+                                    config.orders.size_tolerance_lots)
+        self.log.info("journal_restored", path=str(getattr(journal, "path", "")),
+                      fills=len(restored.fills), position_lots=position.position,
+                      cash_units=position.cash, fees_units=position.fees,
+                      killed=killed, kill_reason=kill_reason, latch_file=str(latch.path),
+                      run_id=restored.run_id)
+        # a restored position may already be beyond a limit: judge it before any quote
+        self.breakers.check_inventory(position.position)
+
+    def opened(self) -> bool:
+        """:meth:`restore` has run (position, risk state and orders exist)."""
+        return hasattr(self, "manager")
+
+    # -- market events (the hot path) -----------------------------------------------------
+
+    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """One raw frame: decoded into the book, then :meth:`on_events`. The caller has let
+        a simulated venue act up to ``recv_ns`` first (strict time order)."""
+        self.frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
+        self.markouts.before_event(recv_ns)
+        return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
+
+    def before_event(self, event_ns: int) -> None:
+        """An event already decoded elsewhere (a LOBSTER row) is about to apply at
+        ``event_ns``: markouts due before it take the mid as the book stands."""
+        self.frame_t0 = perf_counter_ns()
+        self.markouts.before_event(event_ns)
+
+    def hold_time(self, event_ns: int) -> None:
+        """Move event time forward to ``event_ns`` (never back): a simulated venue's reports
+        delivered now arrive at that time."""
+        if event_ns > self.now_ns:
+            self.now_ns = event_ns
+
+    def on_events(self, recv_ns: int, events: list[MarketEvent]) -> list[OrderAction]:
+        """Events already applied to the book, through the matcher, quoter, gate, orders.
+
+        A new quote is decided on every event that changes a quoter input: a book update,
+        a loss of sync, or one of our fills (inventory). Time order (docs/simulation.md):
+        the venue only matches our resting orders against the events here, and the quote is
+        decided last, on the book as it now is."""
+        if recv_ns < self.now_ns:
+            recv_ns = self._time_went_back(recv_ns)
+        self.now_ns = recv_ns
+        requote = False
+        for event in events:
+            kind = type(event)
+            if kind is BookUpdate:
+                self.last_book_ns = recv_ns
+                self.matcher.on_book(self.book, recv_ns)
+                requote = True
+            elif kind is Trade:
+                # a public trade moves no quoter input (the model prices from the book);
+                # it can fill us, and a fill requotes through self.requote
+                self.matcher.on_trade(event, recv_ns)  # type: ignore[arg-type]
+                self.quoter.on_trade(event)  # type: ignore[arg-type]
+            elif kind is TopOfBook:
+                self.quoter.on_top_of_book(event)  # type: ignore[arg-type]
+            elif kind is Gap:
+                self.need_snapshot = True  # live: fetch one; replay: wait for the next
+                requote = True
+            elif kind is Malformed and event.reason.startswith(  # type: ignore[union-attr]
+                    MALFORMED_SNAPSHOT) and not self.book.synced:
+                # the snapshot we waited for did not decode: without another, the book
+                # would wait for ever (the feed backs off if they keep coming bad)
+                self.need_snapshot = True
+        if self.latencies is not None:
+            self._measure_feed(recv_ns, events)
+        if recv_ns >= self._next_supervise_ns:
+            self._next_supervise_ns = recv_ns + self._supervise_interval_ns
+            self.supervise(recv_ns)
+        if not (requote or self.requote):
+            return []
+        actions = self.decide(recv_ns)
+        if self.tick_to_quote is not None:
+            self.tick_to_quote(perf_counter_ns() - self.frame_t0)
+        return actions
+
+    def on_reconnected(self, recv_ns: int) -> None:
+        """A new connection (or a shed backlog): the old sequence is gone; halt until a
+        snapshot resyncs."""
+        self.market.codec.reset()
+        self.book.invalidate()
+        self.breakers.check_feed(recv_ns, self.last_book_ns, False)
+
+    def decide(self, now_ns: int) -> list[OrderAction]:
+        """A new quote on the book as it stands, through the risk gate, into order actions."""
+        self.requote = False
+        self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        quote = self.quoter.on_book(self.book, now_ns)
+        self._fair = quote.fair
+        self.counters.quotes += 1
+        gated = self.gate(quote)
+        if gated is not None and (gated.bid_size == 0 or gated.ask_size == 0):
+            self._count_cuts(gated)
+        self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
+        return self.manager.decide(gated)
+
+    def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
+        """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
+
+        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_LATENCY_NS
+        says the two clocks disagree (a venue replaying old data, an unsynced host), not how
+        long the data took: it is counted and logged once, never kept."""
+        recorder = self.latencies
+        if recorder is None or not self.live:
+            return
+        for event in events:
+            kind = type(event)
+            if kind is BookUpdate or kind is Trade:
+                exch_ns = event.exch_ns  # type: ignore[union-attr]
+                if not exch_ns:
+                    continue
+                delay = recv_ns - exch_ns
+                if 0 <= delay <= MAX_PLAUSIBLE_LATENCY_NS:
+                    recorder.add("feed", delay)
+                else:
+                    self.feed_clock_apart += 1
+                    if self.feed_clock_apart == 1:
+                        self.log.warning("latency_feed_clocks_apart", delay_ms=delay / 1e6,
+                                         note="the venue's event times are not on our clock: "
+                                              "no feed latency is measured from them")
+
+    def _time_went_back(self, recv_ns: int) -> int:
+        """Event time never moves backwards: a frame older than the last (recordings given
+        out of order, a wall clock stepped back) is handled at the latest time. Otherwise
+        the paper venue would hold requests due in a future that never comes."""
+        self.time_backsteps += 1
+        if self.time_backsteps == 1:
+            self.log.warning("event_time_went_back", frame_ns=recv_ns, held_at_ns=self.now_ns,
+                             back_ms=round((self.now_ns - recv_ns) / 1e6, 3))
+        return self.now_ns
+
+    # -- the risk gate ---------------------------------------------------------------------
+
+    def gate(self, quote: Quote) -> Quote | None:
+        """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
+        state = self.risk.state
+        if state is TradingState.ACTIVE:
+            return quote
+        if state is TradingState.REDUCING:
+            return quote._replace(
+                bid_size=quote.bid_size if self._reduces(Side.BUY) else 0,
+                ask_size=quote.ask_size if self._reduces(Side.SELL) else 0,
+            )
+        return None
+
+    def _count_cuts(self, gated: Quote) -> None:
+        """Sides the state lets through that the instrument's size grid or minimums zeroed:
+        they could not become orders. Counted per quote; logged with the figures at the
+        first occurrence of a reason and then once per minute of event time."""
+        inst, reducing = self.instrument, self.risk.state is TradingState.REDUCING
+        for cut in self.quoter.size_cuts(gated):
+            if reducing and not self._reduces(cut.side):
+                continue  # the gate, not the instrument, holds this side back
+            due = self.unsendable.record(cut.reason, self.now_ns)
+            if not due:
+                continue
+            self.log.warning(
+                "quote_unsendable", reason=cut.reason, side=cut.side.name,
+                price=cut.price_ticks, wanted_lots=cut.wanted_lots, size_lots=cut.size_lots,
+                wanted_notional=f"{inst.notional(cut.price_ticks, cut.wanted_lots):f}",
+                min_size_lots=inst.min_size_lots, size_step_lots=inst.size_step_lots,
+                min_notional=f"{inst.min_notional:f}", count=due,
+                total=self.unsendable.counts[cut.reason])
+
+    def _reduces(self, side: Side) -> bool:
+        """An order on ``side`` would shrink the position."""
+        pos = self.position.position
+        return pos < 0 if side is Side.BUY else pos > 0
+
+    def _may_quote(self, action: OrderAction) -> bool:
+        """The state allows this action now (cancels always pass)."""
+        if action.kind == "cancel":
+            return True
+        state = self.risk.state
+        if state is TradingState.ACTIVE:
+            return True
+        if state is TradingState.REDUCING:
+            return self._reduces(action.side)
+        return False
+
+    def vet(self, action: OrderAction, why: str = "") -> OrderAction | None:
+        """The last check, right before ``action`` leaves: the venue is up, the state allows
+        it, the order it is about still applies, and the pre-trade checks pass. Returns the
+        action to send (an amend a check refuses becomes a cancel of the resting order),
+        recorded as sent and in the order log; None: nothing leaves. ``why`` is the order
+        log's reason ("": it follows the quote)."""
+        manager, counters = self.manager, self.counters
+        if not self.venue_ready or not self._may_quote(action) or not manager.applies(action):
+            return None  # the state or the order changed since the action was decided
+        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
+        if blocked is not None:
+            counters.blocked += 1
+            due = self.unsendable.record(blocked.code, self.now_ns)
+            if due or self.log_debug:
+                self.log.warning("order_blocked", kind=action.kind, order_id=action.order_id,
+                                 side=action.side.name, price=action.price,
+                                 size=action.size, code=blocked.code, reason=blocked.reason,
+                                 count=due, total=self.unsendable.counts[blocked.code])
+            if blocked.retry or action.kind != "amend":
+                return None
+            # the resting order no longer matches a quote we may send: pull it
+            action = manager.cancel(action.order_id)
+            why = blocked.code
+        manager.sent(action)
+        self._log_order(self.now_ns, None, action.kind, action.order_id, action.side,
+                        action.price, action.size, None, why)
+        if self.log_debug:
+            self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
+                           side=action.side.name, price=action.price, size=action.size,
+                           ts_ns=self.now_ns)
+        if action.kind == "place":
+            counters.orders += 1
+        elif action.kind == "amend":
+            counters.amends += 1
+        else:
+            counters.cancels += 1
+        return action
+
+    def cancel_all(self) -> list[OrderAction]:
+        """A cancel for every order we hold open (kill, halt, stop); pass each to
+        :meth:`vet` as it is sent."""
+        return self.manager.cancel_all()
+
+    def pulled(self, why: str, open_before: int, open_after: int) -> None:
+        """A pull of every quote went out with ``open_before`` orders open at the venue and
+        ``open_after`` still open after it. One pull can take several calls: a simulated
+        venue's cancels travel in event time while the market goes on, a live one may leave
+        orders to retry; one line when it starts unconfirmed, one when it is confirmed,
+        with the count it started with."""
+        if open_after == 0:
+            self.cancel_due = False
+        first = self._cancelling is None
+        if first:
+            self._cancelling = open_before
+        if open_after == 0:
+            self.log.info("orders_cancelled", reason=why, cancelled=self._cancelling,
+                          open_after=0)
+            self._cancelling = None
+        elif first:
+            self.log.info("orders_cancel_pending", reason=why, cancelling=open_before,
+                          open_after=open_after)
+
+    # -- executions -------------------------------------------------------------------------
+
+    def on_execution(self, event: ExecutionEvent) -> None:
+        """An answer of the venue to one of our orders, or a fill."""
+        if isinstance(event, Fill):
+            self._on_fill(event)
+            return
+        update: OrderUpdate = event
+        # before the manager applies it: whether it accepts an amend depends on what is pending
+        answer = answer_event(update, self.manager.orders.get(update.order_id))
+        if answer is not None:
+            self._log_order(self.now_ns, update.ts_ns, answer, update.order_id, update.side,
+                            update.price, update.size, update.filled, update.reason)
+        self.manager.on_update(update)
+        if update.status is OrderStatus.REJECTED:
+            self.counters.rejects += 1
+            self.log.warning("order_rejected", order_id=update.order_id, reason=update.reason)
+            self.breakers.on_reject(self.now_ns, update.reason)
+
+    def _on_fill(self, fill: Fill) -> None:
+        # a sample at the fill: the position's step shows in the samples at its own time
+        # (the mid at the fill is the fill's own mid before, journaled with it)
+        self._sample(self.now_ns)
+        if not fill.mid_x2:  # a live venue cannot say: our book as the report arrives
+            fill = fill._replace(mid_x2=book_mid_x2(self.book))
+        try:
+            fresh = self.journal.record_fill(fill)
+        except Exception as exc:  # the journal is the promise: without it, stop trading
+            self.journal_failed("fill", exc)
+            raise
+        if not fresh:
+            self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
+                             exec_id=fill.exec_id)
+            return
+        self._log_order(self.now_ns, fill.ts_ns, FILL, fill.order_id, fill.side, fill.price,
+                        fill.size, None, "", fill.exec_id, fill.mid_x2 or None)
+        position = self.position
+        position.apply(fill)
+        self.markouts.on_fill(fill)
+        self.requote = True
+        self.quoter.set_inventory(position.position)
+        # 0: not even our own book had both sides; the detector then skips the fill
+        self.quoter.on_fill(fill, fill.mid_x2 / 2)
+        self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
+                      side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
+                      maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
+        self.shell.exposure_changed()
+        self.breakers.check_inventory(position.position)
+        total = self.total_pnl_units()
+        if self.mark() is not None and total is not None:  # no mark: no PnL to judge
+            self.breakers.check_pnl(total)
+
+    def on_venue_status(self, ready: bool, reason: str | None) -> None:
+        """Order entry lost (or back): no quotes while the venue cannot be trusted. While it
+        is not ready nothing leaves at all (a request could not arrive); the cancel-all the
+        halt asks for waits, and runs once the venue is back."""
+        self.venue_ready = ready
+        self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not ready,
+                                venue=reason)
+
+    # -- PnL --------------------------------------------------------------------------------
+
+    def mark(self) -> Fraction | None:
+        """Mark price in ticks: the book's mid (exact half ticks), None without a book."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if bid is None or ask is None:
+            return None
+        return Fraction(bid + ask, 2)
+
+    def total_pnl_units(self) -> Fraction | None:
+        """Realised + unrealised - fees at the mark, notional units (ticks x lots). Without
+        a mark: cash - fees when flat (that is the whole PnL), None with a position (cash -
+        fees alone would count the position's whole cost as a loss)."""
+        mark = self.mark()
+        position = self.position
+        if mark is None:
+            return Fraction(position.cash - position.fees) if position.position == 0 else None
+        return position.total(mark)
+
+    def exposure(self) -> Exposure:
+        """Our numbers for the firm risk bus: position, mark, PnL, state."""
+        return Exposure(self.position.position, self.mark(), self.total_pnl_units(),
+                        self.risk.state.value)
+
+    # -- kill, re-arm, reload ----------------------------------------------------------------
+
+    def journal_failed(self, during: str, exc: Exception) -> None:
+        """The journal cannot be written: fail closed, KILLED, quotes pulled, exit 1.
+
+        Trading on without the journal would break the promise that every fill is on disk
+        before anything acts on it, so this is a kill, and the process ends once the
+        cancel-all is through (a disk that filled up does not free itself; systemd's
+        restart then starts KILLED from the latch).
+        """
+        self._journal_lost(during, exc)
+        self.latch_kill("journal_write_failed", during=during)
+
+    def _journal_lost(self, during: str, exc: Exception) -> None:
+        """A journal write failed: nothing more is written to it, and the run ends."""
+        self.journal_broken = True
+        self.log.error("journal_write_failed", during=during, error=repr(exc))
+        self.shell.fail("journal_write_failed")
+
+    def latch_kill(self, reason: str, **values: Any) -> None:
+        """Latch KILLED on disk first, then change state; the cancel-all follows at once.
+
+        The latch file (:mod:`mmdaemon.latch`) takes the kill even on a full disk; the
+        journal records it too where it can. A kill that reaches neither still goes KILLED
+        in memory, cancels everything and ends the process (exit 1).
+        """
+        if self.risk.killed:
+            return
+        try:
+            self.latch.set(True, reason, self.now_ns)
+        except LatchNotPersisted as exc:
+            self.log.error("kill_latch_failed", error=str(exc), reason=reason)
+            self.shell.fail("kill_latch_failed")
+        if not self.journal_broken:
+            try:
+                self.journal.set_killed(True, reason, self.now_ns)
+            except Exception as exc:
+                self._journal_lost("kill", exc)
+        self.risk.kill(reason, **values)
+        self.log.warning("kill_switch_tripped", reason=reason, latch_file=str(self.latch.path),
+                         latch_removed=self.latch.removed, **values)
+        self.cancel_due = True
+
+    def kill(self, reason: str, **values: Any) -> None:
+        """Operator command (SIGUSR1, the global kill switch, a firm kill limit): latch the
+        kill and pull every quote now (again, if already killed)."""
+        self.latch_kill(reason, **values)
+        self.cancel_due = True
+
+    def rearm(self, held_elsewhere: list[str] | None = None) -> bool:
+        """Operator command (SIGUSR2): clear the kill switch, refused while a breaker
+        condition holds (or ``held_elsewhere`` names one: the firm bus's). True if re-armed.
+
+        A position without a mark is refused, not deferred: the loss limit cannot be checked,
+        and the drawdown peak a re-arm sets would be cash - fees (the position's whole cost
+        as a loss); the book arrives within seconds of a start, so retrying is cheap."""
+        if not self.risk.killed:
+            self.log.info("rearm_ignored", reason="not killed")
+            return False
+        total = self.total_pnl_units()
+        held = self.breakers.holding(self.position.position, total) + (held_elsewhere or [])
+        if held:
+            self.log.warning("rearm_refused", reasons=held)
+            return False
+        assert total is not None  # holding() refuses an unknown PnL
+        if not self._unlatch():
+            return False
+        self.breakers.rearmed(total)
+        self.risk.rearm()
+        self.log.info("kill_switch_rearmed", state=self.risk.state.value)
+        return True
+
+    def killed_globally(self) -> bool:
+        """The kill in force is the global kill switch's (a re-arm of that one clears it)."""
+        return self.risk.killed and self.risk.kill_reason == GLOBAL_KILL_REASON
+
+    def _unlatch(self) -> bool:
+        """Clear the kill in the journal, then in the latch; False (still KILLED) if
+        either cannot be written. The latch goes last: until it reads armed, a restart is
+        KILLED whatever the journal says."""
+        if self.journal_broken:
+            self.log.warning("rearm_refused", reasons=["journal_write_failed"])
+            return False
+        try:
+            self.journal.set_killed(False, "", self.now_ns)
+        except Exception as exc:
+            self.journal_failed("rearm", exc)
+            return False
+        try:
+            self.latch.set(False, "", self.now_ns)
+        except OSError as exc:
+            self.log.error("kill_latch_failed", error=str(exc), during="rearm")
+            self.log.warning("rearm_refused", reasons=["kill_latch_failed"])
+            try:
+                self.journal.set_killed(True, self.risk.kill_reason, self.now_ns)
+            except Exception as journal_exc:
+                self.journal_failed("rearm", journal_exc)
+            return False
+        return True
+
+    def reload(self, new: Config, quoter: Quoter, limits: Limits) -> None:
+        """Operator command (SIGHUP): swap in ``new``'s strategy, risk, order and report
+        parameters and the ``quoter`` built from them, all in one step (the caller built
+        them first, so a bad file changes nothing, and has checked that nothing needing a
+        restart changed). The new quoter's estimators start their warm-up again."""
+        quoter.set_inventory(self.position.position)
+        self.config, self.quoter = new, quoter
+        self.checks = PreTradeChecks(limits.checks)
+        self.breakers.limits = self.breaker_limits = limits.breakers
+        self.manager.price_tolerance = new.orders.price_tolerance_ticks
+        self.manager.size_tolerance = new.orders.size_tolerance_lots
+        self._supervise_interval_ns = new.risk.supervisor_interval_ms * 1_000_000
+        self._sample_interval_ns = new.report.sample_ms * 1_000_000
+        self.requote = True  # the next frame quotes with the new parameters
+        self.breakers.check_inventory(self.position.position)
+
+    def _on_transition(self, old: TradingState, new: TradingState, reason: str,
+                       values: dict[str, Any]) -> None:
+        self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
+                         **values)
+        if not self.journal_broken:
+            try:
+                self.journal.set_trading_state(new.value, self.now_ns)
+            except Exception as exc:
+                self.journal_failed("state", exc)
+        self.shell.state_changed(old, new)
+        if new is TradingState.HALTED or new is TradingState.KILLED:
+            self.cancel_due = True
+
+    # -- supervisor ---------------------------------------------------------------------------
+
+    def supervise(self, now_ns: int) -> None:
+        """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
+        self.shell.supervised()
+        if now_ns >= self._next_sample_ns:
+            self._next_sample_ns = now_ns + self._sample_interval_ns
+            self._sample(now_ns)
+        if self.last_book_ns:
+            self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        self.breakers.check_rejects(now_ns)
+        self._check_pnl()
+
+    def _check_pnl(self) -> None:
+        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills
+        and the limits are all as at the last check: the answer could not differ, and the
+        exact Fraction arithmetic is most of a supervisor tick's cost."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if bid is None or ask is None:
+            return
+        inputs = (bid, ask, self.position.fills, self.breakers.limits)
+        if inputs == self._pnl_inputs:
+            return
+        self._pnl_inputs = inputs
+        total = self.total_pnl_units()
+        assert total is not None  # there is a mark
+        self.breakers.check_pnl(total)
+
+    def sample(self) -> None:
+        """One report sample now (the state after a final cancel-all, at stop)."""
+        self._sample(self.now_ns)
+
+    def _sample(self, now_ns: int) -> None:
+        """One report sample: the market, our gated quote, position, state, order counts."""
+        book, quote, c = self.book, self._last_quote, self.counters
+        self._samples.append((
+            self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
+            quote.bid_size, quote.ask, quote.ask_size, self.position.position,
+            self.risk.state.value, c.orders, c.amends, c.cancels,
+        ))
+        if len(self._samples) >= MAX_BUFFERED_SAMPLES:
+            self._flush_samples()  # only if the supervisor task has not run for that long
+
+    def _log_order(self, ts_ns: int, venue_ns: int | None, event: str, order_id: int,
+                   side: int, price: int, size: int, filled: int | None, reason: str,
+                   exec_id: int | None = None, mid_x2: int | None = None) -> None:
+        """Buffer one order-log row of an action (``venue_ns`` None), an answer or a fill
+        (``exec_id``; ``mid_x2`` bid + ask before it, ticks, None unknown), at event time
+        ``ts_ns`` (the fields: :mod:`mmdaemon.orderlog`). Written in batches, in order,
+        like the report samples (:meth:`persist`; at once when
+        :data:`MAX_BUFFERED_ORDER_LOG` wait): the fill itself is committed at once, its
+        row need not be."""
+        self._order_log.append((ts_ns, venue_ns, self.shell.wall_ns(), event, order_id, side,
+                                price, size, filled, reason, exec_id, mid_x2))
+        if len(self._order_log) >= MAX_BUFFERED_ORDER_LOG:
+            self._flush_order_log()
+
+    def _flush_order_log(self) -> None:
+        if self.journal_broken:
+            self._order_log.clear()  # like the samples: not worth another failing write
+            return
+        if self._order_log:
+            rows, self._order_log = self._order_log, []
+            try:
+                self.journal.add_order_log(rows)
+            except Exception as exc:
+                self.journal_failed("order_log", exc)
+
+    def _flush_samples(self) -> None:
+        if self.journal_broken:
+            self._samples.clear()  # reports only: not worth another failing write
+            return
+        if self._samples:
+            rows, self._samples = self._samples, []
+            try:
+                self.journal.add_samples(rows)
+            except Exception as exc:
+                self.journal_failed("samples", exc)
+
+    def _flush_markouts(self) -> None:
+        """Journal the markouts resolved since the last flush (reports only, like
+        samples: a crash loses them, and those fills count as unresolved)."""
+        rows = self.markouts.take()
+        if rows and not self.journal_broken:
+            try:
+                self.journal.add_markouts(rows)
+            except Exception as exc:
+                self.journal_failed("markouts", exc)
+
+    def persist(self) -> None:
+        """Write what may trail the hot path: report samples, order-log rows and a new PnL
+        peak. The shell runs this in its supervisor task (and at stop), so a frame never
+        waits for SQLite on its way to a quote; fills are not among these, they are
+        committed before anything acts on them. A crash loses at most one supervisor
+        interval of samples, order log and peak."""
+        self._flush_samples()
+        self._flush_markouts()
+        self._flush_order_log()
+        peak = self.breakers.peak
+        if peak is not None and peak != self._saved_peak and not self.journal_broken:
+            self._saved_peak = peak
+            try:
+                self.journal.set_pnl_peak(peak, self.now_ns)
+            except Exception as exc:
+                self.journal_failed("pnl_peak", exc)
+
+    # -- what readers see ------------------------------------------------------------------------
+
+    def snapshot(self, feed: FeedView) -> Snapshot:
+        """The engine's state as plain values, with the shell's ``feed`` figures, for readers
+        (metrics, status, progress): taking it changes nothing, and nothing a reader does to
+        it reaches the engine."""
+        inst, config, m, book = self.instrument, self.config, self.market, self.book
+        market = MarketView(m.frames, m.malformed, m.depth_updates, m.snapshots, m.trades,
+                            m.tickers, m.gaps, m.crossed, m.resyncs, book.synced,
+                            book.best_bid(), book.best_ask(), self.last_book_ns)
+        return Snapshot(inst.symbol, config.instrument.venue, config.exchange.adapter,
+                        inst.tick_size, inst.lot_size, self.currency, self.now_ns, feed,
+                        market, self._trading_view() if self.opened() else None)
+
+    def _trading_view(self) -> TradingView:
+        c, pos, risk, now = self.counters, self.position, self.risk, self.now_ns
+        mark = self.mark()
+        adverse = self.quoter.adverse
+        return TradingView(
+            c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
+            dict(self.unsendable.counts), self.manager.open_orders(),
+            is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
+            Fraction(pos.realized), Fraction(pos.fees), mark,
+            pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
+            risk.state.value, risk.killed, risk.kill_reason, tuple(risk.halts),
+            tuple(risk.reducing), self.breakers.trips,
+            self.markouts.stats.rows(self.instrument),
+            AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),
+                        tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
+                        adverse.baseline_adverse_move_rate(now), adverse.toxic(now)))
+
+    def summary(self) -> dict[str, Any]:
+        """The run's figures: counts, position and PnL in base/quote currency (named by
+        ``currency``), and the exact markouts per horizon of every journaled fill
+        (:mod:`mmdaemon.markouts`, the same rows as the report's)."""
+        inst, pos, c = self.instrument, self.position, self.counters
+        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
+        mark = self.mark()
+        unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
+        total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
+        return {
+            "frames": self.market.frames,
+            "quotes": c.quotes,
+            "orders": c.orders,
+            "amends": c.amends,
+            "cancels": c.cancels,
+            "blocked": c.blocked,
+            "unsendable": dict(self.unsendable.counts),
+            "rejects": c.rejects,
+            "fills": pos.fills,
+            "volume": float(pos.volume * Fraction(inst.lot_size)),
+            "position": float(pos.position * Fraction(inst.lot_size)),
+            "position_lots": pos.position,
+            "cash": float(pos.cash * money),
+            "realized_pnl": float(pos.realized * money),
+            "unrealized_pnl": float(unrealized * money),
+            "fees": float(pos.fees * money),
+            "total_pnl": float(total * money),
+            "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
+            "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),
+            "currency": self.currency,
+            "markouts": self.markouts.stats.rows(inst),
+            "state": self.risk.state.value,
+            "breaker_trips": self.breakers.trips,
+            "gaps": self.market.gaps,
+            "malformed": self.market.malformed,
+            "first_malformed": self.market.first_malformed,
+            "time_backsteps": self.time_backsteps,
+        }
+
+

@@ -1,0 +1,140 @@
+"""What readers see of a running instance: an immutable snapshot of plain values.
+
+The metrics collector, the progress line, ``status`` and the firm risk bus read one of these
+(taken by :meth:`mmdaemon.engine.Engine.snapshot`, with the shell's feed figures), never the
+engine's objects: a reader cannot change the engine, and the engine can change shape without
+breaking a reader. Taking one costs a few microseconds; readers take one per scrape or line,
+never per frame.
+
+Units: prices in ticks, sizes in lots, money in notional units (ticks x lots, exact
+``Fraction``), times in ns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Protocol
+
+from mmdaemon.model import OrderStatus, Side
+from mmdaemon.orders.manager import LiveOrder
+
+# an order on the book at the venue: acknowledged and not (yet) closed
+_RESTING = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+
+
+def is_two_sided(orders: Iterable[LiveOrder]) -> bool:
+    """The venue has acknowledged a live order of ours on each side, not being cancelled."""
+    buy = sell = False
+    for order in orders:
+        if order.status in _RESTING and order.pending != "cancel":
+            if order.side is Side.BUY:
+                buy = True
+            else:
+                sell = True
+    return buy and sell
+
+
+@dataclass(frozen=True, slots=True)
+class FeedView:
+    """The feed shell's figures (all 0 on a replay but ``lag`` and ``event_now_ns``)."""
+
+    live: bool
+    connects: int = 0
+    reconnects: int = 0
+    rest_snapshots: int = 0
+    snapshot_failures: int = 0
+    sheds: int = 0
+    backlog: int = 0
+    lag_max_ns: int = 0  # the longest a live frame waited to be processed
+    backlog_max: int = 0  # the most frames queued at the live feed at once
+    event_now_ns: int = 0  # event time now (a live feed's: the last frame's plus since)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """The book and the codec's counts."""
+
+    frames: int
+    malformed: int
+    depth_updates: int
+    snapshots: int
+    trades: int
+    tickers: int
+    gaps: int
+    crossed: int
+    resyncs: int
+    synced: bool
+    best_bid: int | None
+    best_ask: int | None
+    last_book_ns: int  # receive time of the last book update, 0 before the first
+
+
+@dataclass(frozen=True, slots=True)
+class AdverseView:
+    """The quoter's adverse-selection detector, per horizon (:mod:`mmdaemon.quoting.adverse`)."""
+
+    horizons_s: tuple[float, ...]
+    ema_bps: tuple[float, ...]
+    markouts: tuple[int, ...]
+    recent_adverse_move_rate: float
+    baseline_adverse_move_rate: float
+    toxic: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TradingView:
+    """Orders, position, PnL and risk: there once the journal is open."""
+
+    quotes: int
+    orders: int
+    amends: int
+    cancels: int
+    blocked: int
+    rejects: int
+    unsendable: dict[str, int]  # a copy
+    open_orders: int
+    two_sided: bool
+    fills: int
+    volume_lots: int
+    position_lots: int
+    realized_units: Fraction
+    fees_units: Fraction
+    mark_ticks: Fraction | None  # the mid, None without a two-sided book
+    unrealized_units: Fraction | None  # None without a mark
+    total_units: Fraction | None  # None without a mark while holding a position
+    state: str
+    killed: bool
+    kill_reason: str
+    halts: tuple[str, ...]
+    reducing: tuple[str, ...]
+    breaker_trips: int
+    markouts: list[dict[str, Any]]  # the report's rows per horizon (fresh dicts)
+    adverse: AdverseView
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One instance at one moment: who it is, its feed, its market and (once the journal is
+    open) its trading."""
+
+    symbol: str
+    venue: str
+    adapter: str
+    tick_size: Decimal
+    lot_size: Decimal
+    currency: str
+    now_ns: int  # event time of the latest event
+    feed: FeedView
+    market: MarketView
+    trading: TradingView | None
+
+
+class Observed(Protocol):
+    """A running instance as readers see it (:class:`mmdaemon.daemon.Service`)."""
+
+    log: Any
+
+    def snapshot(self) -> Snapshot: ...
