@@ -127,8 +127,8 @@ async def one_run(recording: Path, speed: str, max_lag_ms: int) -> dict[str, Any
             return {
                 "speed": speed, "max_lag_ms": max_lag_ms, "burst_s": round(burst_s, 2),
                 "frames_sent": sent, "frames_processed": service.engine.market.frames,
-                "max_lag_ms_seen": round(service.feed_lag_max_ns / 1e6, 1),
-                "max_backlog": service.feed_backlog_max, "queue_size": feed.settings.queue_size,
+                "max_lag_ms_seen": round(service.pump.lag_max_ns / 1e6, 1),
+                "max_backlog": service.pump.backlog_max, "queue_size": feed.settings.queue_size,
                 "sheds": feed.sheds, "shed_items": feed.shed_items,
                 "gaps": service.engine.market.gaps, "snapshots": feed.snapshots,
                 "rss_mb_start": round(rss_start, 1), "rss_mb_peak": round(peak, 1),

@@ -59,22 +59,25 @@ class InMemoryService(Service):
 
 class TimedService(InMemoryService):
     """Notes, per frame that caused order actions, ns from its bytes in to the last action
-    handed to the adapter (``_frame_t0`` is taken by ``on_frame`` before decoding); and per
-    frame that made the quoter decide a quote (changed or not), ns to that decision."""
+    handed to the adapter (``frame_t0`` is taken as ``on_frame`` starts, before decoding);
+    and per frame that made the quoter decide a quote (changed or not), ns to that
+    decision."""
 
     tick_to_action_ns: list[int]
     tick_to_decision_ns: list[int]
+    frame_t0 = 0
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        self.frame_t0 = perf_counter_ns()
         quotes = self.engine.counters.quotes
         actions = super().on_frame(recv_ns, frame)
         if self.engine.counters.quotes != quotes:
-            self.tick_to_decision_ns.append(perf_counter_ns() - self.engine.frame_t0)
+            self.tick_to_decision_ns.append(perf_counter_ns() - self.frame_t0)
         return actions
 
     async def _send(self, actions: list[OrderAction]) -> None:
         await super()._send(actions)
-        self.tick_to_action_ns.append(perf_counter_ns() - self.engine.frame_t0)
+        self.tick_to_action_ns.append(perf_counter_ns() - self.frame_t0)
 
 
 def _service(cls: type[InMemoryService], tmp: str) -> InMemoryService:

@@ -36,9 +36,10 @@ from bench.common import REPO, load_frames
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config, load_config
-from mmdaemon.daemon import FeedItem, Service
+from mmdaemon.daemon import Service
 from mmdaemon.feed.replay import YIELD_EVERY
 from mmdaemon.feed.websocket import Reconnected
+from mmdaemon.feed_task import FeedItem
 
 
 def rss_mb() -> float:
@@ -65,7 +66,7 @@ def histories(service: Service) -> dict[str, int]:
         "markouts_pending": sum(len(q) for q in adverse._pending),
         "volatility_window": len(getattr(volatility, "_window", ())),
         "rejects_window": len(service.engine.breakers._rejects),
-        "samples_buffered": len(service.engine._samples),
+        "samples_buffered": len(service.engine.records.samples),
     }
 
 

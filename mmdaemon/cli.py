@@ -460,9 +460,9 @@ def _serve(service: Service, logger: Any, progress: bool = False, replaying: boo
     reason that restarting cannot fix (credentials, URL) or, ``replaying``, a recording
     cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
     restart policy like any feed that dies)."""
-    from mmdaemon.daemon import StateDirUnusable
     from mmdaemon.exchange.base import VenueRefused
     from mmdaemon.journal import JournalRefused
+    from mmdaemon.startup import StateDirUnusable
     from mmdaemon.statedir import StateDirLocked
 
     try:

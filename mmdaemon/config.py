@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mmdaemon.exchange.queue import POWER_MAX
-from mmdaemon.feed.recording import MAX_FRAME_BYTES
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
-from mmdaemon.model import Instrument
+from mmdaemon.model import MAX_FRAME_BYTES, Instrument
 from mmdaemon.pace import ReplayClock, parse_speed
 from mmdaemon.quoting.quoter import QuoterParams
 

@@ -33,73 +33,58 @@ import asyncio
 import gc
 import os
 import signal
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
 
 from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
-from mmdaemon.config import Config, ConfigError, load_config
-from mmdaemon.engine import Engine, Limits
+from mmdaemon.config import Config
+from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
-from mmdaemon.feed.lobster import read_lobster
-from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.replay import ReplaySource, paced
-from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
-from mmdaemon.journal import JOURNAL_FILE, Journal, JournalUnavailable
-from mmdaemon.latch import JOURNAL_KEY as LATCH_KEY
+from mmdaemon.feed.websocket import WebsocketFeed
+from mmdaemon.feed_task import FeedItem, FeedTask
+from mmdaemon.journal import Journal
 from mmdaemon.latch import KillLatch
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
-from mmdaemon.market import Decoded, MarketState, NoCodec
+from mmdaemon.market import Decoded
 from mmdaemon.markouts import quote_currency
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
-from mmdaemon.model import Malformed
 from mmdaemon.notify import Notifier
 from mmdaemon.orders.manager import OrderAction
 from mmdaemon.pace import ReplayClock
-from mmdaemon.quoting.quoter import Quoter
-from mmdaemon.readiness import START_RETRY_GRACE_S, Readiness
+from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, Snapshot
-from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
-from mmdaemon.wiring import feed_settings, limits, make_exchange, make_firm_bus
+from mmdaemon.startup import FILLS_FROM_KEY, OpenState, open_state
+from mmdaemon.wiring import (
+    feed_settings,
+    limits,
+    make_exchange,
+    make_firm_bus,
+    make_market,
+    recorded_batches,
+    reload_parts,
+)
 
 if TYPE_CHECKING:
     from mmdaemon.risk.redis_bus import FirmBus
 
-__all__ = ["PID_FILE", "START_RETRY_GRACE_S", "Service", "StateDirUnusable"]
 
 PID_FILE = "mmdaemon.pid"
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
-# config sections a SIGHUP cannot change: they shape connections, files and the book itself
-RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
-FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
 # The share of the stop budget kept for closing the order connection after the cancel-all.
 CLOSE_RESERVE_S = 1.0
-MAX_PLAUSIBLE_LATENCY_NS = 10 * 1_000_000_000  # a round trip beyond this: clocks apart
-FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fills follow
 # how long systemd waits for the journal's check at start (EXTEND_TIMEOUT_USEC=): ~60x what
 # 10 days of samples took cold (313 MB, 5.0 s)
 JOURNAL_CHECK_GRACE_S = 300.0
-# seconds a starting instance waits for the state directory's lock: `mmdaemon kill` holds it
-# for milliseconds when it latches a kill into a directory no instance holds
-STATE_DIR_LOCK_WAIT_S = 2.0
 
 
 class _StoppedBeforeStart(Exception):
     """A stop (an early SIGTERM) was requested before the venue was contacted."""
-
-
-class StateDirUnusable(RuntimeError):
-    """The state directory cannot take the kill latch: the service must not start."""
-
-
-def _decoded_ns(item: Decoded) -> int:
-    return item.recv_ns
 
 
 class Service:
@@ -119,7 +104,7 @@ class Service:
         self.speed = config.feed.speed_factor() if isinstance(speed, str) else speed
         # what a replay's event time is (None: the config's feed.clock); see feed/replay.py
         self.event_clock: ReplayClock = event_clock or config.feed.clock
-        self.readiness = Readiness(Notifier(), self.status_line, log)
+        self.readiness = Readiness(Notifier(), self.snapshot, log)
         self.live: WebsocketFeed | None = None
         if not self.recordings:  # the live network feed: event time is wall time
             self.live = WebsocketFeed(feed_settings(config), log, on_outage=self._on_feed_outage)
@@ -127,16 +112,11 @@ class Service:
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.config_path = config_path
-        self.lobster = config.instrument.venue == "lobster"
-        depth = config.strategy.fair_value.depth_levels  # levels per side read every quote
-        if self.lobster:
+        if config.instrument.venue == "lobster":
             if len(self.recordings) != 2:
                 raise ValueError("a LOBSTER replay takes two files: MESSAGE_CSV ORDERBOOK_CSV")
-            market = MarketState(NoCodec(), self._report, depth)
             self.event_clock = "exchange"  # a LOBSTER row has no other time
-        else:
-            kind: Market = "usdm" if config.instrument.venue == "binance-usdm" else "spot"
-            market = MarketState(BinanceCodec(inst, kind), self._report, depth)
+        market = make_market(config, inst, self._report)
         self.exchange = make_exchange(config, inst, log, self._event_ns)
         self.engine = engine = Engine(
             config, inst, market, self.exchange, self, log, limits(config, inst),
@@ -145,21 +125,19 @@ class Service:
             live=self.live is not None,
             log_debug=(log_level or config.logging.level) == "debug", firm=config.firm.enabled)
         self.tick_to_quote = LatencyHistogram()  # frame in -> order actions decided
-        engine.tick_to_quote = self.tick_to_quote.observe_ns
         # measured latencies for a dry run to draw from (run --latency-out), None: not kept
         self.latency_out = latency_out
         if latency_out is not None:
-            engine.latencies = LatencyRecorder(f"mmdaemon run, {config.exchange.adapter} "
-                                               f"adapter, {inst.symbol}")
-            self.exchange.set_round_trip_listener(self._on_round_trip)
+            engine.latencies = recorder = LatencyRecorder(
+                f"mmdaemon run, {config.exchange.adapter} adapter, {inst.symbol}")
+            self.exchange.set_round_trip_listener(recorder.round_trip)
         self.exchange.set_listener(engine.on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
-        self._next_due_ns = self.exchange.next_due_ns  # asked before every frame
         self.firm: FirmBus | None = make_firm_bus(config, self, clock, log)
-        self._last_frame_mono = 0
-        self._max_lag_ns = config.feed.max_lag_ms * 1_000_000
-        self.feed_lag_max_ns = 0  # live: the longest a frame waited to be processed
-        self.feed_backlog_max = 0  # live: the most frames queued at the feed at once
+        self.pump = FeedTask(engine, self.exchange, self.live, self.on_frame, self.on_decoded,
+                             self._send,
+                             self._pull, clock.monotonic_ns, config.feed.max_lag_ms * 1_000_000,
+                             log)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
@@ -173,35 +151,18 @@ class Service:
     # -- life cycle -----------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Open the journal and the kill latch and hand them to the engine to restore.
+        """Open the state directory and hand the journal and latch to the engine to restore
+        (:func:`mmdaemon.startup.open_state`: nothing is sent if this raises)."""
+        self.readiness.notifier.still_starting(f"checking the journal in {self.state_dir}",
+                                               JOURNAL_CHECK_GRACE_S)
+        state = open_state(self.state_dir, self.config.state.durable, self.identity(),
+                           self.clock.wall_ns(), self._restore)
+        self.journal, self.latch = state.journal, state.latch
 
-        Refused (:class:`~mmdaemon.journal.JournalRefused`, exit 2) for a journal that is
-        locked, corrupt or another instance's; an OSError if the latch cannot be written.
-        Either way nothing has been sent."""
-        self.journal = journal = Journal(self.state_dir / JOURNAL_FILE,
-                                         durable=self.config.state.durable,
-                                         lock_wait_s=STATE_DIR_LOCK_WAIT_S)
-        try:
-            wall_ns = self.clock.wall_ns()
-            journal.check_identity(self.identity(), wall_ns)
-            restored = journal.restore(wall_ns)
-            self.latch = KillLatch.open(self.state_dir, journal.get(LATCH_KEY, "") == "1",
-                                        restored.killed, restored.kill_reason, wall_ns)
-            journal.put(LATCH_KEY, "1", wall_ns)
-            # fills the venue reports above this were never journaled (missed while down);
-            # a journal with neither fills nor a starting point (new, or retired) takes the
-            # account's newest trade instead: an account's history is not this instance's
-            fills_from = journal.get(FILLS_FROM_KEY, "")
-            if restored.fills or fills_from:
-                self.exchange.resume_fills_after(max(
-                    max((f.exec_id for f in restored.fills), default=0), int(fills_from or 0)))
-            self.engine.restore(journal, self.latch, restored, wall_ns)
-        except BaseException:
-            journal.close()
-            latch: KillLatch | None = getattr(self, "latch", None)
-            if latch is not None:
-                latch.close()
-            raise
+    def _restore(self, state: OpenState) -> None:
+        if state.fills_after is not None:
+            self.exchange.resume_fills_after(state.fills_after)
+        self.engine.restore(state.journal, state.latch, state.restored, self.clock.wall_ns())
 
     def identity(self) -> dict[str, str]:
         """What this service's journal must belong to (see journal.IDENTITY_KEYS)."""
@@ -211,26 +172,9 @@ class Service:
                 "adapter": config.exchange.adapter, "account": self.exchange.account(),
                 "instance": config.firm.instance}
 
-    def _open_state(self) -> None:
-        """:meth:`_open`, its failures named for the operator (nothing was sent)."""
-        self.readiness.notifier.still_starting(f"checking the journal in {self.state_dir}",
-                                               JOURNAL_CHECK_GRACE_S)
-        try:
-            self._open()
-        except JournalUnavailable as exc:
-            raise StateDirUnusable(str(exc)) from exc
-        except sqlite3.OperationalError as exc:  # restoring writes too: a full disk
-            raise StateDirUnusable(
-                f"journal {self.state_dir / JOURNAL_FILE} cannot be written ({exc}): free "
-                "space or fix the state directory's file system; nothing was sent") from exc
-        except OSError as exc:  # the latch: a state directory we could not write a kill to
-            raise StateDirUnusable(
-                f"state directory {self.state_dir} cannot hold the kill latch ({exc}): "
-                "nothing was sent") from exc
-
     async def run(self) -> None:
         """Run until the feed ends, a stop is requested, or something fails."""
-        self._open_state()
+        self._open()
         loop = asyncio.get_running_loop()
         pid_path = self.state_dir / PID_FILE
         handlers = {
@@ -306,7 +250,7 @@ class Service:
         async with asyncio.TaskGroup() as tasks:
             # order entry first: an in-process venue is ready before the first frame
             venue = tasks.create_task(self._start_venue(), name="venue")
-            feed = self._feed = tasks.create_task(self._feed_task(), name="feed")
+            feed = self._feed = tasks.create_task(self.pump.run(self._batches()), name="feed")
             interval = self.readiness.notifier.watchdog_interval_s
             watchdog = (tasks.create_task(self.readiness.watchdog(interval, self._feeding),
                                           name="watchdog") if interval else None)
@@ -343,7 +287,7 @@ class Service:
             self._stop.set()
             return
         watermark = self.exchange.fills_watermark()
-        if watermark is not None and not self.engine.journal_broken and not self.journal.get(
+        if watermark is not None and not self.engine.records.broken and not self.journal.get(
                 FILLS_FROM_KEY, ""):
             try:  # where this instance's fills begin: a restart before the first resumes here
                 self.journal.put(FILLS_FROM_KEY, str(watermark), self.engine.now_ns)
@@ -358,7 +302,7 @@ class Service:
                 for task in list(self._background):
                     await task
                 await self._cancel_everything("shutdown")
-                if self._settle():  # a simulated venue's confirmations, now in event time
+                if self.pump.settle():  # a simulated venue's confirmations, in event time
                     await self._cancel_everything("shutdown")
         except TimeoutError:
             self.log.warning("shutdown_cancel_timed_out",
@@ -422,7 +366,8 @@ class Service:
         if self.readiness.ready_sent:  # before READY, systemd has no reload to hear about
             self.readiness.notifier.reloading()
         try:
-            new = self._reloadable()
+            new = reload_parts(self.config_path, self.config, self.instrument,
+                               self.engine.book.bids.least, self.log)
             if new is not None:
                 self.engine.reload(*new)
                 self.config = new[0]
@@ -430,144 +375,36 @@ class Service:
         finally:
             self.readiness.reloaded()
 
-    def _reloadable(self) -> tuple[Config, Quoter, Limits] | None:
-        """The config file's new parameters, and what the engine builds from them, if they
-        can be swapped in now; else None (the reason logged)."""
-        if self.config_path is None:
-            self.log.warning("reload_refused", reason="no config file to reload from")
-            return None
-        try:
-            new = load_config(self.config_path)
-            quoter = Quoter(self.instrument, new.strategy)
-            risk_limits = limits(new, self.instrument)
-        except (ConfigError, ValueError) as exc:
-            self.log.error("reload_failed", error=str(exc), kept="the running parameters")
-            return None
-        fixed = [name for name in RESTART_SECTIONS
-                 if getattr(new, name) != getattr(self.config, name)]
-        if new.report.markout_horizons_s != self.config.report.markout_horizons_s:
-            fixed.append("report.markout_horizons_s")  # the markouts pending keep theirs
-        if fixed:
-            self.log.warning("reload_refused", sections=fixed, reason="needs a restart")
-            return None
-        depth, kept = new.strategy.fair_value.depth_levels, self.engine.book.bids.least
-        if depth > kept:  # the book was sized for the old depth
-            self.log.warning("reload_refused", sections=["strategy"],
-                             reason=f"fair_value.depth_levels {depth} is more than the "
-                                    f"{kept} levels the book keeps sorted: needs a restart")
-            return None
-        return new, quoter, risk_limits
-
     # -- the feed -----------------------------------------------------------------------------
 
     def _batches(self) -> AsyncIterator[Sequence[FeedItem]]:
-        """Recorded frames (dry run), LOBSTER rows, or the live websocket feed."""
         if self.live is not None:
             return self.live.batches()
-        if self.lobster:
-            message, orderbook = self.recordings
-            rows = (Decoded(e.recv_ns, [e])
-                    for e in read_lobster(message, orderbook, self.instrument))
-            return paced(rows, _decoded_ns, self.speed, self.clock)
-        event_ns = frame_event_ns if self.event_clock == "exchange" else None
-        return ReplaySource(self.recordings, self.speed, self.clock, event_ns).batches()
-
-    async def _feed_task(self) -> None:
-        engine, live, monotonic = self.engine, self.live, self.clock.monotonic_ns
-        on_frame, next_due, market = self.on_frame, self._next_due_ns, engine.market
-        async for batch in self._batches():
-            self._last_frame_mono = monotonic()
-            if live is not None and self._fell_behind(batch, live):
-                if engine.cancel_due:  # pull the quotes made on the old market now
-                    await self._cancel_everything(engine.risk.state.value.lower())
-                continue
-            for item in batch:
-                kind = type(item)
-                due = next_due()
-                if due is not None and (kind is tuple or kind is Decoded):
-                    at = cast(int, item[0])  # a frame's or decoded row's event time
-                    if due < at:
-                        await self._catch_up(at)
-                if kind is tuple:
-                    actions = on_frame(*item)
-                    if actions:
-                        await self._send(actions)
-                    if engine.need_snapshot and live is not None:
-                        engine.need_snapshot = False
-                        live.request_snapshot()
-                elif kind is Decoded:
-                    decoded: Decoded = item  # type: ignore[assignment]
-                    self._venue_until(decoded.recv_ns)
-                    engine.before_event(decoded.recv_ns)
-                    actions = engine.on_events(decoded.recv_ns, market.on_decoded(decoded))
-                    if actions:
-                        await self._send(actions)
-                elif kind is Reconnected:
-                    engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
-                else:
-                    market.on_malformed(item)  # type: ignore[arg-type]
-                if engine.cancel_due:
-                    await self._cancel_everything(engine.risk.state.value.lower())
-        self.log.info("feed_ended", frames=market.frames)
+        return recorded_batches(self.config, self.instrument, self.recordings, self.speed,
+                                self.clock, self.event_clock)
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame into the engine, after a simulated venue has acted on
-        everything due by its time."""
-        self._venue_until(recv_ns)
-        return self.engine.on_frame(recv_ns, frame)
+        everything due by its time. Tick-to-quote is timed from here (before decoding) to
+        the order actions decided, on frames that made the engine decide a quote."""
+        t0, counters = perf_counter_ns(), self.engine.counters
+        quotes = counters.quotes
+        self.pump.venue_until(recv_ns)
+        actions = self.engine.on_frame(recv_ns, frame)
+        if counters.quotes != quotes:
+            self.tick_to_quote.observe_ns(perf_counter_ns() - t0)
+        return actions
 
-    def _venue_until(self, event_ns: int) -> None:
-        """Strict time order, before the event at ``event_ns`` is applied: what reaches a
-        simulated venue by then acts on the market as it stood."""
-        due = self._next_due_ns()
-        if due is not None and due <= event_ns:
-            self.engine.hold_time(event_ns)  # the reports delivered now arrive at its time
-            self.exchange.advance(self.engine.now_ns)
-
-    def _fell_behind(self, batch: Sequence[FeedItem], live: WebsocketFeed) -> bool:
-        """Live, once per batch: how long its oldest frame waited since it was read (ns).
-
-        Beyond ``feed.max_lag_ms`` the daemon is processing a market that is gone: the
-        batch and the feed's backlog are dropped, the book with them (HALTED at once, no
-        quote on it), and the feed reconnects for a fresh snapshot (``feed_shed``).
-        """
-        first = batch[0]  # live: a frame (recv_ns, bytes) or a Reconnected marker
-        recv_ns = first.recv_ns if isinstance(first, Reconnected) else cast(int, first[0])
-        lag_ns = live.now_ns() - recv_ns
-        self.feed_lag_max_ns = max(self.feed_lag_max_ns, lag_ns)
-        self.feed_backlog_max = max(self.feed_backlog_max, live.backlog)
-        if lag_ns <= self._max_lag_ns:
-            return False
-        dropped = live.shed() + len(batch)
-        self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
-                         limit_ms=self._max_lag_ns // 1_000_000)
-        self.engine.on_reconnected(recv_ns)
-        return True
-
-    async def _catch_up(self, until_ns: int) -> None:
-        """A simulated venue's requests and reports due before the next event at
-        ``until_ns``, each at its own time: a report can requote (a fill) or pull quotes (a
-        breaker) before the market moves on, as it would live."""
-        exchange, engine = self.exchange, self.engine
-        while (due := exchange.next_due_ns()) is not None and due < until_ns:
-            engine.hold_time(due)
-            exchange.advance(due)
-            if engine.cancel_due:
-                await self._cancel_everything(engine.risk.state.value.lower())
-            elif engine.requote:
-                actions = engine.decide(engine.now_ns)
-                if actions:
-                    await self._send(actions)
-
-    def _settle(self) -> bool:
-        """The market is over (a stop, or the recording ended): let everything a simulated
-        venue has in flight arrive, each at its own time. True if anything was."""
-        settled = False
-        while (due := self._next_due_ns()) is not None:
-            self.engine.hold_time(due)
-            self.exchange.advance(self.engine.now_ns)
-            settled = True
-        return settled
+    def on_decoded(self, decoded: Decoded) -> list[OrderAction]:
+        """:meth:`on_frame` for a row decoded elsewhere (LOBSTER)."""
+        t0, counters = perf_counter_ns(), self.engine.counters
+        quotes, event_ns = counters.quotes, decoded.recv_ns
+        self.pump.venue_until(event_ns)
+        self.engine.before_event(event_ns)
+        actions = self.engine.on_events(event_ns, self.engine.market.on_decoded(decoded))
+        if counters.quotes != quotes:
+            self.tick_to_quote.observe_ns(perf_counter_ns() - t0)
+        return actions
 
     def _event_ns(self) -> int:
         """The event clock (ns) a simulated venue stamps our requests with."""
@@ -577,9 +414,10 @@ class Service:
         """Event time now: the last frame's time plus the time since it, scaled by speed.
         At ``--speed max`` event time only moves with frames, so a replay is deterministic."""
         now = self.engine.now_ns
-        if self.speed is None or self._last_frame_mono == 0:
+        last = self.pump.last_frame_mono
+        if self.speed is None or last == 0:
             return now
-        return now + int((self.clock.monotonic_ns() - self._last_frame_mono) * self.speed)
+        return now + int((self.clock.monotonic_ns() - last) * self.speed)
 
     # -- order entry --------------------------------------------------------------------------
 
@@ -615,6 +453,10 @@ class Service:
             open_after = self.exchange.open_order_count()
         engine.pulled(why, open_before, open_after)
 
+    async def _pull(self) -> None:
+        """Pull every quote because the state says so (named for the log: halted, killed)."""
+        await self._cancel_everything(self.engine.risk.state.value.lower())
+
     async def _cancel_now(self, reason: str) -> None:
         if self.engine.cancel_due:
             await self._cancel_everything(reason)
@@ -639,28 +481,12 @@ class Service:
     def _on_feed_outage(self, why: str | None, retry_in_s: float) -> None:
         self.readiness.outage("market data", why, retry_in_s)
 
-    def _on_round_trip(self, rtt_ns: int) -> None:
-        """One order-entry request's round trip: half each way (one clock cannot split it)."""
-        latencies = self.engine.latencies
-        if latencies is not None and 0 <= rtt_ns <= MAX_PLAUSIBLE_LATENCY_NS:
-            latencies.add("entry", rtt_ns // 2)
-            latencies.add("response", rtt_ns - rtt_ns // 2)
-
     def _write_latencies(self) -> None:
-        """At stop: the measured latencies to --latency-out. A failure is logged and makes
-        the exit status 1; it cannot undo the run (its trading is over, its journal kept).
-        A process killed outright (SIGKILL, a crash) writes nothing."""
+        """At stop: the measured latencies to --latency-out; a failure makes the exit status
+        1 (it cannot undo the run: its trading is over, its journal kept)."""
         latencies, path = self.engine.latencies, self.latency_out
-        if latencies is None or path is None:
-            return
-        try:
-            latencies.write(path)
-        except OSError as exc:  # asked for and not delivered: the exit status says so
+        if latencies is not None and path is not None and not latencies.save(path, self.log):
             self.exit_code = 1
-            self.log.error("latency_file_not_written", path=str(path), error=str(exc))
-            return
-        self.log.info("latency_file_written", path=str(path),
-                      **{f"{k}_samples": len(v) for k, v in latencies.samples.items()})
 
     # -- supervisor -----------------------------------------------------------------------------
 
@@ -678,7 +504,7 @@ class Service:
                 flush_suppressed(self.log)
                 next_log_flush = now + LOG_FLUSH_NS
             if engine.cancel_due:
-                await self._cancel_everything(engine.risk.state.value.lower())
+                await self._pull()
             engine.persist()  # after any cancel: a pull of quotes never waits for SQLite
 
     # -- the engine's shell (mmdaemon.engine.EngineShell) ----------------------------------------
@@ -725,25 +551,16 @@ class Service:
         """The engine's state and the feed's figures as plain values (mmdaemon.snapshot)."""
         live = self.live
         if live is None:
-            feed = FeedView(False, lag_max_ns=self.feed_lag_max_ns, event_now_ns=self.event_now())
+            feed = FeedView(False, lag_max_ns=self.pump.lag_max_ns, event_now_ns=self.event_now())
         else:
             feed = FeedView(True, live.connects, live.reconnects, live.snapshots,
                             live.snapshot_failures, live.sheds, live.backlog,
-                            self.feed_lag_max_ns, self.feed_backlog_max, self.event_now())
+                            self.pump.lag_max_ns, self.pump.backlog_max, self.event_now())
         return self.engine.snapshot(feed)
 
     def status_line(self) -> str:
-        """One line for ``systemctl status``: state, what keeps the venue from us if
-        anything (why, and when the next try is), position and PnL."""
-        engine, inst = self.engine, self.instrument
-        outages = "".join(f"{what} {why}, retry in {retry_in_s:.1f}s; "
-                          for what, (why, retry_in_s) in self.readiness.outages.items())
-        pos, total = engine.position, engine.total_pnl_units()
-        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
-        pnl = "unknown" if total is None else f"{float(total * money):.2f}"
-        base = float(pos.position * Fraction(inst.lot_size))
-        return (f"{engine.risk.state.value} {inst.symbol} {outages}position={base:g} pnl={pnl} "
-                f"fills={pos.fills}")
+        """The one line ``systemctl status`` shows (:func:`mmdaemon.readiness.status_line`)."""
+        return self.readiness.status_line()
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         """The dry-run summary: the engine's figures, with the replay clock and the rate."""

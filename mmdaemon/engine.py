@@ -27,20 +27,16 @@ Where things happen:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
-from time import perf_counter_ns
 from typing import Any, Protocol
 
 import orjson
 
 from mmdaemon.book import OrderBook
 from mmdaemon.config import Config
-from mmdaemon.exchange.latency import LatencyRecorder
-from mmdaemon.journal import OrderLogRow, Restored, Sample
-from mmdaemon.latch import KillLatch, LatchNotPersisted
+from mmdaemon.exchange.latency import MAX_PLAUSIBLE_NS, LatencyRecorder
 from mmdaemon.market import MarketState
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
@@ -58,10 +54,18 @@ from mmdaemon.model import (
     TopOfBook,
     Trade,
 )
-from mmdaemon.orderlog import FILL, answer_event
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.quoting.quoter import Quoter
+from mmdaemon.records import (
+    FILL,
+    Latch,
+    LatchNotPersisted,
+    Records,
+    Restored,
+    Store,
+    answer_event,
+)
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
@@ -69,41 +73,7 @@ from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
 from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
 
-# Report samples wait for the shell's supervisor task to write them (:meth:`Engine.persist`);
-# this many force a write on the spot (a loop too busy to run that task for 4 minutes of
-# samples at the 250 ms default).
-MAX_BUFFERED_SAMPLES = 1024
-# Order-log rows wait for the same task; this many (a minute of amends at 20 a second) force
-# a write on the spot.
-MAX_BUFFERED_ORDER_LOG = 1024
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
-# a one-way delay beyond this is two clocks apart, not a measurement (run --latency-out)
-MAX_PLAUSIBLE_LATENCY_NS = 10 * 1_000_000_000
-
-
-class Store(Protocol):
-    """The journal as the engine writes it (:class:`mmdaemon.journal.Journal`): synchronous
-    and durable on return, so a fill is on disk before anything acts on it."""
-
-    def record_fill(self, fill: Fill) -> bool: ...
-
-    def add_markouts(self, markouts: Any) -> None: ...
-
-    def add_samples(self, rows: list[Sample]) -> None: ...
-
-    def add_order_log(self, rows: list[OrderLogRow]) -> None: ...
-
-    def set_killed(self, killed: bool, reason: str, now_ns: int) -> None: ...
-
-    def set_trading_state(self, state: str, now_ns: int) -> None: ...
-
-    def set_pnl_peak(self, peak_units: Fraction, now_ns: int) -> None: ...
-
-    def put(self, key: str, value: str, now_ns: int) -> None: ...
-
-    def get(self, key: str, default: str) -> str: ...
-
-    def markouts(self) -> Any: ...
 
 
 class Matcher(Protocol):
@@ -194,24 +164,21 @@ class Engine:
         self.need_snapshot = False  # the codec lost sequence: the live feed must fetch one
         self.venue_ready = False
         self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
-        self.tick_to_quote: Callable[[int], None] | None = None  # observes ns per requote
         self._cancelling: int | None = None  # open orders when an unconfirmed pull began
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
-        self.frame_t0 = 0
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
         self._next_supervise_ns = 0
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
         self._saved_peak: Fraction | None = None
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
-        self._samples: list[Sample] = []
-        self._order_log: list[OrderLogRow] = []  # not yet written (see persist)
+        # report rows buffered for the journal; a failed write ends the run
+        self.records = Records(shell.wall_ns, self.journal_failed)
         self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
-        self.journal_broken = False  # a write failed: nothing more is written to it
         self.run_id = 0
         # set in restore(): they need the journal
         self.journal: Store
-        self.latch: KillLatch
+        self.latch: Latch
         self.position: Position
         self.risk: RiskState
         self.breakers: Breakers
@@ -219,12 +186,13 @@ class Engine:
 
     # -- start ----------------------------------------------------------------------------
 
-    def restore(self, journal: Store, latch: KillLatch, restored: Restored,
+    def restore(self, journal: Store, latch: Latch, restored: Restored,
                 wall_ns: int) -> None:
         """Take the opened journal and latch and restore: fills, kill, drawdown peak. The
         service starts HALTED until the book is synced and the venue ready (and the firm bus
         has read the global kill latch): no quote before."""
         self.journal, self.latch = journal, latch
+        self.records.attach(journal)
         killed, kill_reason = latch.state.killed, latch.state.reason
         self.position = position = Position()
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
@@ -267,14 +235,12 @@ class Engine:
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """One raw frame: decoded into the book, then :meth:`on_events`. The caller has let
         a simulated venue act up to ``recv_ns`` first (strict time order)."""
-        self.frame_t0 = perf_counter_ns()  # tick-to-quote starts before decoding
         self.markouts.before_event(recv_ns)
         return self.on_events(recv_ns, self.market.on_frame(recv_ns, frame))
 
     def before_event(self, event_ns: int) -> None:
         """An event already decoded elsewhere (a LOBSTER row) is about to apply at
         ``event_ns``: markouts due before it take the mid as the book stands."""
-        self.frame_t0 = perf_counter_ns()
         self.markouts.before_event(event_ns)
 
     def hold_time(self, event_ns: int) -> None:
@@ -322,10 +288,7 @@ class Engine:
             self.supervise(recv_ns)
         if not (requote or self.requote):
             return []
-        actions = self.decide(recv_ns)
-        if self.tick_to_quote is not None:
-            self.tick_to_quote(perf_counter_ns() - self.frame_t0)
-        return actions
+        return self.decide(recv_ns)
 
     def on_reconnected(self, recv_ns: int) -> None:
         """A new connection (or a shed backlog): the old sequence is gone; halt until a
@@ -350,7 +313,7 @@ class Engine:
     def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
         """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
 
-        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_LATENCY_NS
+        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_NS
         says the two clocks disagree (a venue replaying old data, an unsynced host), not how
         long the data took: it is counted and logged once, never kept."""
         recorder = self.latencies
@@ -363,7 +326,7 @@ class Engine:
                 if not exch_ns:
                     continue
                 delay = recv_ns - exch_ns
-                if 0 <= delay <= MAX_PLAUSIBLE_LATENCY_NS:
+                if 0 <= delay <= MAX_PLAUSIBLE_NS:
                     recorder.add("feed", delay)
                 else:
                     self.feed_clock_apart += 1
@@ -455,7 +418,7 @@ class Engine:
             action = manager.cancel(action.order_id)
             why = blocked.code
         manager.sent(action)
-        self._log_order(self.now_ns, None, action.kind, action.order_id, action.side,
+        self.records.order(self.now_ns, None, action.kind, action.order_id, action.side,
                         action.price, action.size, None, why)
         if self.log_debug:
             self.log.debug("order_sent", kind=action.kind, order_id=action.order_id,
@@ -504,7 +467,7 @@ class Engine:
         # before the manager applies it: whether it accepts an amend depends on what is pending
         answer = answer_event(update, self.manager.orders.get(update.order_id))
         if answer is not None:
-            self._log_order(self.now_ns, update.ts_ns, answer, update.order_id, update.side,
+            self.records.order(self.now_ns, update.ts_ns, answer, update.order_id, update.side,
                             update.price, update.size, update.filled, update.reason)
         self.manager.on_update(update)
         if update.status is OrderStatus.REJECTED:
@@ -527,7 +490,7 @@ class Engine:
             self.log.warning("fill_duplicate_ignored", order_id=fill.order_id,
                              exec_id=fill.exec_id)
             return
-        self._log_order(self.now_ns, fill.ts_ns, FILL, fill.order_id, fill.side, fill.price,
+        self.records.order(self.now_ns, fill.ts_ns, FILL, fill.order_id, fill.side, fill.price,
                         fill.size, None, "", fill.exec_id, fill.mid_x2 or None)
         position = self.position
         position.apply(fill)
@@ -592,7 +555,7 @@ class Engine:
 
     def _journal_lost(self, during: str, exc: Exception) -> None:
         """A journal write failed: nothing more is written to it, and the run ends."""
-        self.journal_broken = True
+        self.records.broken = True
         self.log.error("journal_write_failed", during=during, error=repr(exc))
         self.shell.fail("journal_write_failed")
 
@@ -610,7 +573,7 @@ class Engine:
         except LatchNotPersisted as exc:
             self.log.error("kill_latch_failed", error=str(exc), reason=reason)
             self.shell.fail("kill_latch_failed")
-        if not self.journal_broken:
+        if not self.records.broken:
             try:
                 self.journal.set_killed(True, reason, self.now_ns)
             except Exception as exc:
@@ -657,7 +620,7 @@ class Engine:
         """Clear the kill in the journal, then in the latch; False (still KILLED) if
         either cannot be written. The latch goes last: until it reads armed, a restart is
         KILLED whatever the journal says."""
-        if self.journal_broken:
+        if self.records.broken:
             self.log.warning("rearm_refused", reasons=["journal_write_failed"])
             return False
         try:
@@ -697,7 +660,7 @@ class Engine:
                        values: dict[str, Any]) -> None:
         self.log.warning("state_changed", old=old.value, new=new.value, reason=reason,
                          **values)
-        if not self.journal_broken:
+        if not self.records.broken:
             try:
                 self.journal.set_trading_state(new.value, self.now_ns)
             except Exception as exc:
@@ -741,59 +704,11 @@ class Engine:
     def _sample(self, now_ns: int) -> None:
         """One report sample: the market, our gated quote, position, state, order counts."""
         book, quote, c = self.book, self._last_quote, self.counters
-        self._samples.append((
+        self.records.sample((
             self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
             quote.bid_size, quote.ask, quote.ask_size, self.position.position,
             self.risk.state.value, c.orders, c.amends, c.cancels,
         ))
-        if len(self._samples) >= MAX_BUFFERED_SAMPLES:
-            self._flush_samples()  # only if the supervisor task has not run for that long
-
-    def _log_order(self, ts_ns: int, venue_ns: int | None, event: str, order_id: int,
-                   side: int, price: int, size: int, filled: int | None, reason: str,
-                   exec_id: int | None = None, mid_x2: int | None = None) -> None:
-        """Buffer one order-log row of an action (``venue_ns`` None), an answer or a fill
-        (``exec_id``; ``mid_x2`` bid + ask before it, ticks, None unknown), at event time
-        ``ts_ns`` (the fields: :mod:`mmdaemon.orderlog`). Written in batches, in order,
-        like the report samples (:meth:`persist`; at once when
-        :data:`MAX_BUFFERED_ORDER_LOG` wait): the fill itself is committed at once, its
-        row need not be."""
-        self._order_log.append((ts_ns, venue_ns, self.shell.wall_ns(), event, order_id, side,
-                                price, size, filled, reason, exec_id, mid_x2))
-        if len(self._order_log) >= MAX_BUFFERED_ORDER_LOG:
-            self._flush_order_log()
-
-    def _flush_order_log(self) -> None:
-        if self.journal_broken:
-            self._order_log.clear()  # like the samples: not worth another failing write
-            return
-        if self._order_log:
-            rows, self._order_log = self._order_log, []
-            try:
-                self.journal.add_order_log(rows)
-            except Exception as exc:
-                self.journal_failed("order_log", exc)
-
-    def _flush_samples(self) -> None:
-        if self.journal_broken:
-            self._samples.clear()  # reports only: not worth another failing write
-            return
-        if self._samples:
-            rows, self._samples = self._samples, []
-            try:
-                self.journal.add_samples(rows)
-            except Exception as exc:
-                self.journal_failed("samples", exc)
-
-    def _flush_markouts(self) -> None:
-        """Journal the markouts resolved since the last flush (reports only, like
-        samples: a crash loses them, and those fills count as unresolved)."""
-        rows = self.markouts.take()
-        if rows and not self.journal_broken:
-            try:
-                self.journal.add_markouts(rows)
-            except Exception as exc:
-                self.journal_failed("markouts", exc)
 
     def persist(self) -> None:
         """Write what may trail the hot path: report samples, order-log rows and a new PnL
@@ -801,11 +716,9 @@ class Engine:
         waits for SQLite on its way to a quote; fills are not among these, they are
         committed before anything acts on them. A crash loses at most one supervisor
         interval of samples, order log and peak."""
-        self._flush_samples()
-        self._flush_markouts()
-        self._flush_order_log()
+        self.records.flush(self.markouts.take())
         peak = self.breakers.peak
-        if peak is not None and peak != self._saved_peak and not self.journal_broken:
+        if peak is not None and peak != self._saved_peak and not self.records.broken:
             self._saved_peak = peak
             try:
                 self.journal.set_pnl_peak(peak, self.now_ns)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import orjson
 
 from mmdaemon.markouts import Markout
 from mmdaemon.model import Fill, Side
+from mmdaemon.records import OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
@@ -102,15 +102,6 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
-Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int, int,
-               int]
-"""One ``samples`` row, in column order (see :data:`SCHEMA`)."""
-
-OrderLogRow = tuple[int, int | None, int, str, int, int, int, int, int | None, str, int | None,
-                    int | None]
-"""One ``order_log`` row without its ``seq``, in column order (see :data:`SCHEMA`)."""
-
-
 RUNBOOK_SECTION = "deploy/README.md, 'Restoring or retiring a journal'"
 
 
@@ -146,17 +137,6 @@ position restored from a paper run into a live account, from another account (a 
 directory copied to another instance) or from another firm instance would be wrong from
 the first order: any difference refuses the start. A key a journal has not recorded yet
 (written by an older version) is not compared, and is recorded from then on."""
-
-
-@dataclass(frozen=True)
-class Restored:
-    """What the journal held at start."""
-
-    fills: list[Fill]  # in the order they were recorded
-    killed: bool
-    kill_reason: str
-    pnl_peak_units: Fraction | None  # the drawdown breaker's peak, notional units
-    run_id: int  # this start's number, 1 for a fresh journal
 
 
 MarkoutRow = tuple[str, int, int, int]

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
+from mmdaemon.records import LatchNotPersisted, LatchState
 from mmdaemon.statedir import lock_state_dir
 
 LATCH_FILE = "kill.latch"
@@ -35,18 +35,6 @@ RECORD_SIZE = 512
 MAGIC = "mmdaemon kill latch v1"
 JOURNAL_KEY = "kill_latch"
 """The journal's note that this state directory has had a latch file since then."""
-
-
-class LatchNotPersisted(OSError):
-    """The kill could neither be written into the latch file nor the file removed."""
-
-
-@dataclass(frozen=True)
-class LatchState:
-    """What the latch says: killed or armed, and why (empty when armed)."""
-
-    killed: bool
-    reason: str
 
 
 def encode(state: LatchState, ts_ns: int) -> bytes:

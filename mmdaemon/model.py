@@ -25,6 +25,9 @@ class Side(IntEnum):
 
 
 MAX_DECIMAL_CHARS = 40  # longer than any price or size a venue sends
+MAX_FRAME_BYTES = 1 << 26
+"""The longest frame anything here takes (64 MiB, the largest message or snapshot limit a
+config may set): a longer recording line is malformed, skipped in pieces, never held whole."""
 MAX_UNITS = 2**62 - 1
 """The most ticks or lots a price or size may be: far beyond any market, and what the
 journal (SQLite's 64-bit integers) and the compiled book hold with room for a sign."""

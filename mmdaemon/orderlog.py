@@ -62,19 +62,8 @@ from typing import IO
 import orjson
 
 from mmdaemon.journal import JOURNAL_FILE, damaged
-from mmdaemon.model import Instrument, OrderStatus, OrderUpdate
-from mmdaemon.orders.manager import LiveOrder
-
-PLACE, AMEND, CANCEL = "place", "amend", "cancel"
-ACK, REJECT, CANCELED, PARTIALLY_FILLED, FILLED, EXPIRED = (
-    "ack", "reject", "canceled", "partially_filled", "filled", "expired")
-FILL = "fill"
-ACTIONS = frozenset({PLACE, AMEND, CANCEL})
-"""Our actions: the names are :data:`mmdaemon.orders.manager.ActionKind`'s."""
-ANSWERS = frozenset({ACK, REJECT, CANCELED, PARTIALLY_FILLED, FILLED, EXPIRED})
-EXPIRED_PREFIX = "expired"
-"""The reason a CANCELED the venue decided on its own carries (mmdaemon.venues.binance_api
-maps EXPIRED and EXPIRED_IN_MATCH to CANCELED with ``expired...``)."""
+from mmdaemon.model import Instrument
+from mmdaemon.records import FILL
 
 ORDERS_HEADER = ("seq", "ts_ns", "venue_ns", "wall_ns", "event", "order_id", "side", "price",
                  "size", "price_ticks", "size_lots", "filled_lots", "reason")
@@ -82,30 +71,6 @@ FILLS_HEADER = ("exec_id", "ts_ns", "venue_ns", "order_id", "side", "price", "si
                 "price_ticks", "size_lots", "fee", "maker", "mid_before")
 ORDERS_FILE, FILLS_FILE = "orders.csv", "fills.csv"
 """The names the report writes them under, next to report.html."""
-
-
-def answer_event(update: OrderUpdate, order: LiveOrder | None) -> str | None:
-    """The order-log event of the venue's ``update``, or None for our own state echoed back.
-
-    ``order`` is the order manager's record of the order *before* the update is applied
-    (None if it has none): a PARTIALLY_FILLED that carries exactly the price and size of
-    an amend in flight is the amend's acceptance (``ack``), as the order manager reads it.
-    """
-    status = update.status
-    if status is OrderStatus.NEW:
-        return ACK
-    if status is OrderStatus.PARTIALLY_FILLED:
-        if order is not None and order.pending == AMEND and (
-                update.price, update.size) == (order.price, order.size):
-            return ACK
-        return PARTIALLY_FILLED
-    if status is OrderStatus.FILLED:
-        return FILLED
-    if status is OrderStatus.CANCELED:
-        return EXPIRED if update.reason.startswith(EXPIRED_PREFIX) else CANCELED
-    if status is OrderStatus.REJECTED:
-        return REJECT
-    return None  # PENDING_NEW, PENDING_CANCEL
 
 
 # -- export --------------------------------------------------------------------------------

@@ -4,26 +4,36 @@ the credentials its adapter names), so the engine and the shell take finished pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmdaemon.clock import Clock
-from mmdaemon.config import Config
+from mmdaemon.config import Config, ConfigError, load_config
 from mmdaemon.engine import Limits
 from mmdaemon.exchange.base import ExchangeAdapter
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.latency import build_model
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import make_queue_model
+from mmdaemon.feed.lobster import read_lobster
+from mmdaemon.feed.replay import ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings
+from mmdaemon.feed_task import FeedItem
+from mmdaemon.market import Decoded, MarketState, NoCodec, Reporter
 from mmdaemon.model import Instrument
+from mmdaemon.pace import ReplayClock
+from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.risk.breakers import BreakerLimits
 from mmdaemon.risk.firm import Identity
 from mmdaemon.risk.rules import PreTradeLimits
+from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
 if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled loads it
     from mmdaemon.risk.redis_bus import FirmBus, FirmHost
+
+# config sections a SIGHUP cannot change: they shape connections, files and the book itself
+RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
 
 
 def feed_settings(config: Config) -> FeedSettings:
@@ -123,3 +133,62 @@ def breaker_limits(config: Config, instrument: Instrument) -> BreakerLimits:
 def limits(config: Config, instrument: Instrument) -> Limits:
     """The engine's risk limits (pre-trade checks and breakers) from ``config.risk``."""
     return Limits(pretrade_limits(config), breaker_limits(config, instrument))
+
+
+def make_market(config: Config, instrument: Instrument, report: Reporter) -> MarketState:
+    """The book and the codec of the configured venue (a LOBSTER replay brings its rows
+    decoded); ``report`` hears of gaps, crossed books and malformed frames."""
+    depth = config.strategy.fair_value.depth_levels  # levels per side read every quote
+    venue = config.instrument.venue
+    if venue == "lobster":
+        return MarketState(NoCodec(), report, depth)
+    kind: Market = "usdm" if venue == "binance-usdm" else "spot"
+    return MarketState(BinanceCodec(instrument, kind), report, depth)
+
+
+def _decoded_ns(item: Decoded) -> int:
+    return item.recv_ns
+
+
+def recorded_batches(config: Config, instrument: Instrument, recordings: list[str],
+                     speed: float | None, clock: Clock,
+                     event_clock: ReplayClock) -> AsyncIterator[Sequence[FeedItem]]:
+    """A dry run's feed: recorded frames (or LOBSTER rows, decoded), paced at ``speed``
+    (None: as fast as taken) on ``clock``, timed by ``event_clock``."""
+    if config.instrument.venue == "lobster":  # two files: MESSAGE_CSV ORDERBOOK_CSV
+        message, orderbook = recordings
+        rows = (Decoded(e.recv_ns, [e]) for e in read_lobster(message, orderbook, instrument))
+        return paced(rows, _decoded_ns, speed, clock)
+    event_ns = frame_event_ns if event_clock == "exchange" else None
+    return ReplaySource(recordings, speed, clock, event_ns).batches()
+
+
+def reload_parts(path: Path | None, running: Config, instrument: Instrument, book_depth: int,
+                 log: Any) -> tuple[Config, Quoter, Limits] | None:
+    """SIGHUP: the config file's new parameters, and what the engine builds from them, if
+    they can be swapped in now; else None, the reason logged. An invalid file, a change that
+    needs a restart (:data:`RESTART_SECTIONS`, the markout horizons) or a fair value deeper
+    than the ``book_depth`` levels the book keeps sorted is refused."""
+    if path is None:
+        log.warning("reload_refused", reason="no config file to reload from")
+        return None
+    try:
+        new = load_config(path)
+        quoter = Quoter(instrument, new.strategy)
+        risk_limits = limits(new, instrument)
+    except (ConfigError, ValueError) as exc:
+        log.error("reload_failed", error=str(exc), kept="the running parameters")
+        return None
+    fixed = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    if new.report.markout_horizons_s != running.report.markout_horizons_s:
+        fixed.append("report.markout_horizons_s")  # the markouts pending keep theirs
+    if fixed:
+        log.warning("reload_refused", sections=fixed, reason="needs a restart")
+        return None
+    depth = new.strategy.fair_value.depth_levels
+    if depth > book_depth:  # the book was sized for the old depth
+        log.warning("reload_refused", sections=["strategy"],
+                    reason=f"fair_value.depth_levels {depth} is more than the {book_depth} "
+                           "levels the book keeps sorted: needs a restart")
+        return None
+    return new, quoter, risk_limits

@@ -13,9 +13,10 @@ import orjson
 import pytest
 
 from mmdaemon.analytics import SampleRow, compute_metrics, load_journal, load_markouts, pnl_series
-from mmdaemon.journal import Journal, Sample
+from mmdaemon.journal import Journal
 from mmdaemon.markouts import Markout
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
+from mmdaemon.records import Sample
 from tests.conftest import SPOT_FILES
 
 # tick 0.01, lot 1: one notional unit (tick x lot) is 0.01 quote currency; prices near

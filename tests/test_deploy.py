@@ -22,10 +22,10 @@ import pytest
 
 from mmdaemon import cli
 from mmdaemon.config import ExchangeConfig
-from mmdaemon.daemon import START_RETRY_GRACE_S
 from mmdaemon.exchange.binance_gateway import GatewaySettings
 from mmdaemon.exchange.credentials import load_credentials
 from mmdaemon.feed.websocket import FeedSettings
+from mmdaemon.readiness import START_RETRY_GRACE_S
 from tests.conftest import REPO
 from tests.helpers import systemd_credential
 

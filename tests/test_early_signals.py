@@ -22,7 +22,8 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.config import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.early_signals import launcher_path
-from mmdaemon.latch import LatchState, read_latch
+from mmdaemon.latch import read_latch
+from mmdaemon.records import LatchState
 from tests.daemon_process import Daemon
 from tests.helpers import first_lines, write_config
 from tests.recorder import Recorder

@@ -18,12 +18,11 @@ from mmdaemon.latch import (
     LATCH_FILE,
     RECORD_SIZE,
     KillLatch,
-    LatchNotPersisted,
-    LatchState,
     decode,
     encode,
     read_latch,
 )
+from mmdaemon.records import LatchNotPersisted, LatchState
 from tests.helpers import first_lines, write_config
 from tests.recorder import Recorder
 

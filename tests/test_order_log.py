@@ -30,14 +30,9 @@ from mmdaemon.config import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.journal import Journal
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, OrderStatus, OrderUpdate, Quote, Side
-from mmdaemon.orderlog import (
-    ACTIONS,
-    ANSWERS,
-    FILLS_HEADER,
-    ORDERS_HEADER,
-    answer_event,
-)
+from mmdaemon.orderlog import FILLS_HEADER, ORDERS_HEADER
 from mmdaemon.orders.manager import OrderManager
+from mmdaemon.records import ACTIONS, ANSWERS, answer_event
 from mmdaemon.venues import binance_api as api
 from tests.conftest import REPO, SPOT_FILES
 from tests.helpers import first_lines, until, write_config

@@ -81,14 +81,14 @@ async def test_an_unpaced_feed_is_shed_halted_and_recovered(tmp_path: Path) -> N
     feed = service.live
     sheds = log.named("feed_shed")
     print(f"overload: {service.engine.market.frames} frames processed, max lag "
-          f"{service.feed_lag_max_ns / 1e6:.1f} ms, max backlog {service.feed_backlog_max}, "
+          f"{service.pump.lag_max_ns / 1e6:.1f} ms, max backlog {service.pump.backlog_max}, "
           f"{feed.sheds} sheds dropping {feed.shed_items} queued items, "
           f"{service.engine.market.gaps} gaps, {service.engine.market.resyncs} resyncs, "
           f"{feed.snapshots} snapshots")
     # bounded: the feed's queue never held more than its size
-    assert service.feed_backlog_max <= feed.settings.queue_size
+    assert service.pump.backlog_max <= feed.settings.queue_size
     # it lagged and shed, or it kept up within the limit
-    assert sheds or service.feed_lag_max_ns <= MAX_LAG_MS * 1_000_000
+    assert sheds or service.pump.lag_max_ns <= MAX_LAG_MS * 1_000_000
     assert all(e["lag_ms"] >= MAX_LAG_MS for e in sheds) and feed.sheds == len(sheds)
     # no quote on a stale book: after each shed, nothing was placed or amended until the
     # book was back in sync (HALTED, then ACTIVE again)

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from mmdaemon.book import OrderBook
 from mmdaemon.config import ConfigError, load_config
-from mmdaemon.daemon import make_exchange
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import (
@@ -35,6 +34,7 @@ from mmdaemon.exchange.queue import (
     make_queue_model,
 )
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Side
+from mmdaemon.wiring import make_exchange
 from tests.conftest import REPO
 from tests.helpers import write_config
 from tests.test_fill_model import (

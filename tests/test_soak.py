@@ -8,7 +8,7 @@ from typing import Any
 from bench.soak import soak
 from mmdaemon import log
 from mmdaemon.config import load_config
-from mmdaemon.daemon import MAX_BUFFERED_SAMPLES
+from mmdaemon.records import MAX_BUFFERED_SAMPLES
 from tests.conftest import REPO
 
 

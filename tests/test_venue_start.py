@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.daemon import START_RETRY_GRACE_S
+from mmdaemon.readiness import START_RETRY_GRACE_S
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.test_notify import NotifySocket

@@ -27,7 +27,7 @@ import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,6 +36,7 @@ VERSION = 1
 KINDS = ("feed", "entry", "response")
 MAX_SAMPLES = 100_000  # per kind, in a file and in a recorder: flat memory on a long run
 MAX_DELAY_NS = 60_000_000_000  # one delay: the bound of the configured constants (60 s)
+MAX_PLAUSIBLE_NS = 10 * 1_000_000_000  # a measured delay beyond this: two clocks apart
 MAX_FILE_BYTES = 16 * 1024 * 1024  # 3 x 100,000 samples of up to 12 digits, and room
 
 
@@ -188,6 +189,26 @@ class LatencyRecorder:
             slot = int(self._rng.random() * seen)
             if slot < MAX_SAMPLES:
                 kept[slot] = ns
+
+    def round_trip(self, rtt_ns: int) -> None:
+        """One order-entry request's round trip: half each way (one clock cannot split it);
+        beyond :data:`MAX_PLAUSIBLE_NS` it is two clocks apart, not a measurement."""
+        if 0 <= rtt_ns <= MAX_PLAUSIBLE_NS:
+            self.add("entry", rtt_ns // 2)
+            self.add("response", rtt_ns - rtt_ns // 2)
+
+    def save(self, path: Path, log: Any) -> bool:
+        """:meth:`write`, logged: False (``latency_file_not_written``, why) when it failed.
+        A process killed outright (SIGKILL, a crash) writes nothing: the samples live in
+        memory until the stop."""
+        try:
+            self.write(path)
+        except OSError as exc:
+            log.error("latency_file_not_written", path=str(path), error=str(exc))
+            return False
+        log.info("latency_file_written", path=str(path),
+                 **{f"{k}_samples": len(v) for k, v in self.samples.items()})
+        return True
 
     def write(self, path: Path) -> None:
         """Write the file atomically (a temporary file renamed over ``path``); on failure

@@ -4,8 +4,8 @@ This is the format of the real recordings in ``data/`` and of ``mmdaemon record`
 frame is byte-for-byte what the venue sent, ``recv_ns`` the receive time in ns since the
 epoch (ASCII digits, at most 19: an int64). A line that does not have that shape is
 yielded as a :class:`Malformed` event (with its file and line number) so the consumer counts
-and logs it; it never stops the replay. So is a line longer than :data:`MAX_FRAME_BYTES`
-(it is skipped without being held whole).
+and logs it; it never stops the replay. So is a line longer than
+:data:`~mmdaemon.model.MAX_FRAME_BYTES` (it is skipped without being held whole).
 
 A receive time that cannot be true is malformed too, never taken as time: the replay's
 clock never moves backwards, so one line stamped in the far future would hold every later
@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from mmdaemon.model import Malformed
+from mmdaemon.model import MAX_FRAME_BYTES, Malformed
 
 GZIP_MAGIC = b"\x1f\x8b"
 NS_PER_S = 1_000_000_000
@@ -64,9 +64,6 @@ MAX_BACK_NS = 5 * NS_PER_S
 A recorder stamps lines in the order it reads them, so the times never go back but by a
 wall clock stepped back (NTP slews small errors; a step is rare and of seconds at most):
 the bundled recordings never go back at all. A line further back is in doubt, as above."""
-MAX_FRAME_BYTES = 1 << 26
-"""The longest frame a line may hold (64 MiB, the largest message or snapshot limit a
-config may set): a longer line is malformed, skipped in pieces, never held whole."""
 _MAX_LINE = MAX_FRAME_BYTES + 22  # with the time (19 digits at most), the space and CR LF
 CONFIRM_LINES = 8
 """Consecutive lines agreeing with one another that make a jump of time real."""

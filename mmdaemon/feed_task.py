@@ -1,0 +1,141 @@
+"""The feed task: frames from the feed into the engine, in strict time order.
+
+Where a frame enters: :meth:`FeedTask.run` hands each frame to ``on_frame`` (the service's
+:meth:`~mmdaemon.daemon.Service.on_frame`: the engine's hot path) and the order actions it
+returns to ``send``. Before each event, a simulated venue acts on everything due by then
+(:meth:`FeedTask.venue_until`; requests and reports due *between* events come through
+:meth:`FeedTask.catch_up` at their own times), so a fill report never precedes the event
+that caused it and an order never acts on a market it could not have seen
+(docs/simulation.md). Live, a batch that waited longer than ``feed.max_lag_ms`` is dropped
+with the feed's backlog and the book (``feed_shed``): the daemon must not quote on a market
+that is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, cast
+
+from mmdaemon.engine import Engine
+from mmdaemon.exchange.base import ExchangeAdapter
+from mmdaemon.feed.recording import RecordedFrame
+from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
+from mmdaemon.market import Decoded
+from mmdaemon.model import Malformed
+from mmdaemon.orders.manager import OrderAction
+
+FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
+"""What a feed batch holds: a raw frame, a line that was not one, a new connection, or a
+row decoded elsewhere (LOBSTER)."""
+
+
+class FeedTask:
+    """One run of the feed through ``engine``. ``send`` carries order actions out,
+    ``pull`` cancels every quote (when the engine asks: a kill, a halt)."""
+
+    def __init__(self, engine: Engine, exchange: ExchangeAdapter, live: WebsocketFeed | None,
+                 on_frame: Callable[[int, bytes], list[OrderAction]],
+                 on_decoded: Callable[[Decoded], list[OrderAction]],
+                 send: Callable[[list[OrderAction]], Awaitable[None]],
+                 pull: Callable[[], Awaitable[None]], monotonic_ns: Callable[[], int],
+                 max_lag_ns: int, log: Any) -> None:
+        self.engine = engine
+        self.exchange = exchange
+        self.live = live
+        self.on_frame = on_frame
+        self.on_decoded = on_decoded
+        self.send = send
+        self.pull = pull
+        self.monotonic_ns = monotonic_ns
+        self.max_lag_ns = max_lag_ns
+        self.log = log
+        self.last_frame_mono = 0  # monotonic time the latest batch arrived, 0 before any
+        self.lag_max_ns = 0  # live: the longest a frame waited to be processed
+        self.backlog_max = 0  # live: the most frames queued at the feed at once
+
+    async def run(self, batches: AsyncIterator[Sequence[FeedItem]]) -> None:
+        """Until the feed ends (a recording) or the task is cancelled (live)."""
+        engine, live, monotonic, send = self.engine, self.live, self.monotonic_ns, self.send
+        on_frame, next_due, market = self.on_frame, self.exchange.next_due_ns, engine.market
+        on_decoded = self.on_decoded
+        async for batch in batches:
+            self.last_frame_mono = monotonic()
+            if live is not None and self._fell_behind(batch, live):
+                if engine.cancel_due:  # pull the quotes made on the old market now
+                    await self.pull()
+                continue
+            for item in batch:
+                kind = type(item)
+                due = next_due()
+                if due is not None and (kind is tuple or kind is Decoded):
+                    at = cast(int, item[0])  # a frame's or decoded row's event time
+                    if due < at:
+                        await self.catch_up(at)
+                if kind is tuple:
+                    actions = on_frame(*item)
+                    if actions:
+                        await send(actions)
+                    if engine.need_snapshot and live is not None:
+                        engine.need_snapshot = False
+                        live.request_snapshot()
+                elif kind is Decoded:
+                    actions = on_decoded(item)  # type: ignore[arg-type]
+                    if actions:
+                        await send(actions)
+                elif kind is Reconnected:
+                    engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
+                else:
+                    market.on_malformed(item)  # type: ignore[arg-type]
+                if engine.cancel_due:
+                    await self.pull()
+        self.log.info("feed_ended", frames=market.frames)
+
+    def venue_until(self, event_ns: int) -> None:
+        """Strict time order, before the event at ``event_ns`` is applied: what reaches a
+        simulated venue by then acts on the market as it stood."""
+        due = self.exchange.next_due_ns()
+        if due is not None and due <= event_ns:
+            self.engine.hold_time(event_ns)  # the reports delivered now arrive at its time
+            self.exchange.advance(self.engine.now_ns)
+
+    async def catch_up(self, until_ns: int) -> None:
+        """A simulated venue's requests and reports due before the next event at
+        ``until_ns``, each at its own time: a report can requote (a fill) or pull quotes (a
+        breaker) before the market moves on, as it would live."""
+        exchange, engine = self.exchange, self.engine
+        while (due := exchange.next_due_ns()) is not None and due < until_ns:
+            engine.hold_time(due)
+            exchange.advance(due)
+            if engine.cancel_due:
+                await self.pull()
+            elif engine.requote:
+                actions = engine.decide(engine.now_ns)
+                if actions:
+                    await self.send(actions)
+
+    def settle(self) -> bool:
+        """The market is over (a stop, or the recording ended): let everything a simulated
+        venue has in flight arrive, each at its own time. True if anything was."""
+        settled = False
+        while (due := self.exchange.next_due_ns()) is not None:
+            self.engine.hold_time(due)
+            self.exchange.advance(self.engine.now_ns)
+            settled = True
+        return settled
+
+    def _fell_behind(self, batch: Sequence[FeedItem], live: WebsocketFeed) -> bool:
+        """Live, once per batch: how long its oldest frame waited since it was read (ns);
+        beyond ``max_lag_ns`` the batch, the feed's backlog and the book are dropped (HALTED
+        at once, no quote on it), and the feed reconnects for a fresh snapshot."""
+        first = batch[0]  # live: a frame (recv_ns, bytes) or a Reconnected marker
+        recv_ns = first.recv_ns if isinstance(first, Reconnected) else cast(int, first[0])
+        lag_ns = live.now_ns() - recv_ns
+        self.lag_max_ns = max(self.lag_max_ns, lag_ns)
+        self.backlog_max = max(self.backlog_max, live.backlog)
+        if lag_ns <= self.max_lag_ns:
+            return False
+        dropped = live.shed() + len(batch)
+        self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
+                         limit_ms=self.max_lag_ns // 1_000_000)
+        self.engine.on_reconnected(recv_ns)
+        return True
