@@ -86,7 +86,7 @@ def views(service: Service, entry: OrderEntry) -> tuple[set[Any], set[Any]]:
 
 def converged(service: Service, entry: OrderEntry) -> bool:
     """The daemon's orders are the venue's open orders, and the gateway counts no other."""
-    if not hasattr(service, "manager"):
+    if not service.engine.opened():
         return False  # the journal is not open yet
     ours, venue = views(service, entry)
     return ours == venue and service.exchange.open_order_count() == len(venue)

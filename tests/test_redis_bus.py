@@ -52,6 +52,13 @@ class Host:
         # 1 BTC = 100,000,000 lots at a mark of 60,000.00 (6,000,000 ticks)
         return Exposure(self.position_lots, self.mark, self.pnl_units, self.risk.state.value)
 
+    def killed(self) -> bool:
+        return self.risk.killed
+
+    def set_condition(self, severity: TradingState, name: str, active: bool,
+                      **values: Any) -> None:
+        self.risk.set_condition(severity, name, active, **values)
+
     def kill(self, reason: str, **values: Any) -> None:
         self.calls.append(("kill", f"{reason} halted_for={sorted(self.risk.halts)}"))
         self.risk.kill(reason, **values)
@@ -359,7 +366,7 @@ def test_the_daemon_has_no_pnl_for_a_position_without_a_mark(tmp_path: Path) -> 
     service = Service(load_config(write_config(tmp_path)), SystemClock(), log, speed=None)
     service._open()
     try:
-        assert service.mark() is None
+        assert service.engine.mark() is None
         assert service.engine.total_pnl_units() == 0  # flat: cash - fees is the PnL
         service.engine.position.apply(Fill(1, Side.BUY, 6_000_000, 10_000_000, 0, True, 1, 1))
         assert service.engine.total_pnl_units() is None

@@ -53,7 +53,7 @@ async def test_failing_snapshots_keep_the_daemon_halted_until_one_works(tmp_path
         run = asyncio.create_task(service.run())
         try:
             # 1. at start: eight bad answers, then a snapshot that works
-            await until(lambda: hasattr(service, "risk"))  # the journal is open
+            await until(lambda: service.engine.opened())  # the journal is open
             await until(lambda: service.engine.risk.state.value == "ACTIVE", timeout=20)
             synced_at = next(i for i, e in enumerate(log.events) if e["event"] ==
                              "state_changed" and e["new"] == "ACTIVE") + 1
