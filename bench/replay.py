@@ -57,32 +57,39 @@ class InMemoryService(Service):
         return self._batches_from_memory()
 
 
-class TimedService(InMemoryService):
+class Timings:
     """Notes, per frame that caused order actions, ns from its bytes in to the last action
-    handed to the adapter (``frame_t0`` is taken as ``on_frame`` starts, before decoding);
-    and per frame that made the quoter decide a quote (changed or not), ns to that
-    decision."""
+    handed to the adapter (``frame_t0`` is taken as the feed task's ``on_frame`` starts,
+    before decoding); and per frame that made the quoter decide a quote (changed or not),
+    ns to that decision. Wraps the service's feed task in place."""
 
-    tick_to_action_ns: list[int]
-    tick_to_decision_ns: list[int]
-    frame_t0 = 0
+    def __init__(self, service: Service) -> None:
+        self.tick_to_action_ns: list[int] = []
+        self.tick_to_decision_ns: list[int] = []
+        self.frame_t0 = 0
+        pump, counters = service.pump, service.engine.counters
+        on_frame, send = pump.on_frame, pump.send
 
-    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
-        self.frame_t0 = perf_counter_ns()
-        quotes = self.engine.counters.quotes
-        actions = super().on_frame(recv_ns, frame)
-        if self.engine.counters.quotes != quotes:
-            self.tick_to_decision_ns.append(perf_counter_ns() - self.frame_t0)
-        return actions
+        def timed_frame(recv_ns: int, frame: bytes) -> list[OrderAction]:
+            self.frame_t0 = perf_counter_ns()
+            quotes = counters.quotes
+            actions = on_frame(recv_ns, frame)
+            if counters.quotes != quotes:
+                self.tick_to_decision_ns.append(perf_counter_ns() - self.frame_t0)
+            return actions
 
-    async def _send(self, actions: list[OrderAction]) -> None:
-        await super()._send(actions)
-        self.tick_to_action_ns.append(perf_counter_ns() - self.frame_t0)
+        async def timed_send(actions: list[OrderAction]) -> None:
+            await send(actions)
+            self.tick_to_action_ns.append(perf_counter_ns() - self.frame_t0)
+
+        pump.on_frame = timed_frame  # type: ignore[method-assign]
+        pump.send = timed_send
 
 
-def _service(cls: type[InMemoryService], tmp: str) -> InMemoryService:
+def _service(tmp: str) -> InMemoryService:
     config = load_config(REPO / "config" / "dryrun.toml")
-    return cls(config, SystemClock(), log.get_logger(), speed=None, state_dir=Path(tmp))
+    return InMemoryService(config, SystemClock(), log.get_logger(), speed=None,
+                           state_dir=Path(tmp))
 
 
 def measure(runs: int = RUNS) -> dict[str, Any]:
@@ -103,7 +110,7 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         (building the service and its temporary journal directory is not timed; start-up
         has its own figure)."""
         with tempfile.TemporaryDirectory() as tmp:
-            service = _service(InMemoryService, tmp)
+            service = _service(tmp)
             start = time.perf_counter()
             uvloop.run(service.run())
             wall_s = time.perf_counter() - start
@@ -116,11 +123,9 @@ def measure(runs: int = RUNS) -> dict[str, Any]:
         parse_s = min(parse_s, best_of(1, parse_only))
         run_s = min(run_s, dry_run())
     with tempfile.TemporaryDirectory() as tmp:
-        timed = _service(TimedService, tmp)
-        assert isinstance(timed, TimedService)
-        timed.tick_to_action_ns = []
-        timed.tick_to_decision_ns = []
-        uvloop.run(timed.run())
+        service = _service(tmp)
+        timed = Timings(service)
+        uvloop.run(service.run())
     samples = sorted(timed.tick_to_action_ns)
     decisions = sorted(timed.tick_to_decision_ns)
     n = len(frames)

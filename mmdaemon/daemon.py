@@ -1,14 +1,12 @@
 """The service: the asyncio shell around the trading engine (:mod:`mmdaemon.engine`).
 
-It moves events into the engine and the engine's order actions out, and nothing else:
+It builds the parts (:mod:`mmdaemon.wiring`), runs their tasks and moves operator commands
+into the engine; it is not on a frame's way to an order:
 
-- the feed task takes frames from the live websocket feed or a recording and hands each to
-  :meth:`Service.on_frame` (a simulated venue first acts on everything due before it: strict
-  time order, docs/simulation.md);
-- the order actions the engine returns go out through :meth:`Service._send`, one at a time
-  under one lock, each vetted by the engine right before it leaves
-  (:meth:`mmdaemon.engine.Engine.vet`): a kill or halt that lands while another task is
-  sending stops the next request;
+- the feed task (:mod:`mmdaemon.feed_task`) takes frames from the live websocket feed or a
+  recording into the engine, in strict time order with a simulated venue;
+- order actions leave through :mod:`mmdaemon.order_sender`, one at a time under one lock,
+  each vetted by the engine right before it leaves;
 - the venue's answers and fills come back through the adapter's listener straight into
   :meth:`mmdaemon.engine.Engine.on_execution`;
 - the supervisor task runs the periodic breakers on the clock (what event time cannot see:
@@ -35,7 +33,6 @@ import os
 import signal
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from mmdaemon import early_signals, speedups
@@ -49,11 +46,10 @@ from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
 from mmdaemon.latch import KillLatch
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
-from mmdaemon.market import Decoded
 from mmdaemon.markouts import quote_currency
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.notify import Notifier
-from mmdaemon.orders.manager import OrderAction
+from mmdaemon.order_sender import OrderSender
 from mmdaemon.pace import ReplayClock
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
@@ -134,14 +130,13 @@ class Service:
         self.exchange.set_listener(engine.on_execution)
         self.exchange.set_status_listener(self._on_venue_status)
         self.firm: FirmBus | None = make_firm_bus(config, self, clock, log)
-        self.pump = FeedTask(engine, self.exchange, self.live, self.on_frame, self.on_decoded,
-                             self._send,
-                             self._pull, clock.monotonic_ns, config.feed.max_lag_ms * 1_000_000,
-                             log)
+        self.sender = OrderSender(engine, self.exchange)
+        self.pump = FeedTask(engine, self.exchange, self.live, self.sender,
+                             self.tick_to_quote.observe_ns, clock.monotonic_ns,
+                             config.feed.max_lag_ms * 1_000_000, log)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
-        self._send_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._feed: asyncio.Task[None] | None = None
         self.exit_code = 0
@@ -301,9 +296,9 @@ class Service:
             async with asyncio.timeout_at(deadline):
                 for task in list(self._background):
                     await task
-                await self._cancel_everything("shutdown")
+                await self.sender.cancel_everything("shutdown")
                 if self.pump.settle():  # a simulated venue's confirmations, in event time
-                    await self._cancel_everything("shutdown")
+                    await self.sender.cancel_everything("shutdown")
         except TimeoutError:
             self.log.warning("shutdown_cancel_timed_out",
                              stop_timeout_ms=self.config.exchange.stop_timeout_ms)
@@ -383,29 +378,6 @@ class Service:
         return recorded_batches(self.config, self.instrument, self.recordings, self.speed,
                                 self.clock, self.event_clock)
 
-    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
-        """The hot path: one frame into the engine, after a simulated venue has acted on
-        everything due by its time. Tick-to-quote is timed from here (before decoding) to
-        the order actions decided, on frames that made the engine decide a quote."""
-        t0, counters = perf_counter_ns(), self.engine.counters
-        quotes = counters.quotes
-        self.pump.venue_until(recv_ns)
-        actions = self.engine.on_frame(recv_ns, frame)
-        if counters.quotes != quotes:
-            self.tick_to_quote.observe_ns(perf_counter_ns() - t0)
-        return actions
-
-    def on_decoded(self, decoded: Decoded) -> list[OrderAction]:
-        """:meth:`on_frame` for a row decoded elsewhere (LOBSTER)."""
-        t0, counters = perf_counter_ns(), self.engine.counters
-        quotes, event_ns = counters.quotes, decoded.recv_ns
-        self.pump.venue_until(event_ns)
-        self.engine.before_event(event_ns)
-        actions = self.engine.on_events(event_ns, self.engine.market.on_decoded(decoded))
-        if counters.quotes != quotes:
-            self.tick_to_quote.observe_ns(perf_counter_ns() - t0)
-        return actions
-
     def _event_ns(self) -> int:
         """The event clock (ns) a simulated venue stamps our requests with."""
         return self.engine.now_ns
@@ -421,45 +393,9 @@ class Service:
 
     # -- order entry --------------------------------------------------------------------------
 
-    async def _send(self, actions: list[OrderAction]) -> None:
-        """Each action vetted by the engine right before it leaves; a vetoed one never does."""
-        async with self._send_lock:
-            for action in actions:
-                await self._emit(self.engine.vet(action))
-            await self.exchange.flush()
-
-    async def _emit(self, action: OrderAction | None) -> None:
-        if action is None:
-            return
-        exchange = self.exchange
-        if action.kind == "place":
-            await exchange.place(action.order_id, action.side, action.price, action.size)
-        elif action.kind == "amend":
-            await exchange.amend(action.order_id, action.price, action.size)
-        else:
-            await exchange.cancel(action.order_id)
-
-    async def _cancel_everything(self, why: str) -> None:
-        """Pull every quote and wait for the venue to confirm (kill, halt, stop)."""
-        engine = self.engine
-        if not engine.venue_ready:
-            return  # cancel_due stays set: this runs again once the venue is back
-        async with self._send_lock:
-            for action in engine.cancel_all():
-                await self._emit(engine.vet(action, why))
-            open_before = self.exchange.open_order_count()
-            if open_before:
-                await self.exchange.cancel_all()
-            open_after = self.exchange.open_order_count()
-        engine.pulled(why, open_before, open_after)
-
-    async def _pull(self) -> None:
-        """Pull every quote because the state says so (named for the log: halted, killed)."""
-        await self._cancel_everything(self.engine.risk.state.value.lower())
-
     async def _cancel_now(self, reason: str) -> None:
         if self.engine.cancel_due:
-            await self._cancel_everything(reason)
+            await self.sender.cancel_everything(reason)
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
@@ -504,7 +440,7 @@ class Service:
                 flush_suppressed(self.log)
                 next_log_flush = now + LOG_FLUSH_NS
             if engine.cancel_due:
-                await self._pull()
+                await self.sender.pull()
             engine.persist()  # after any cancel: a pull of quotes never waits for SQLite
 
     # -- the engine's shell (mmdaemon.engine.EngineShell) ----------------------------------------

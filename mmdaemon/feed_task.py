@@ -1,19 +1,20 @@
 """The feed task: frames from the feed into the engine, in strict time order.
 
-Where a frame enters: :meth:`FeedTask.run` hands each frame to ``on_frame`` (the service's
-:meth:`~mmdaemon.daemon.Service.on_frame`: the engine's hot path) and the order actions it
-returns to ``send``. Before each event, a simulated venue acts on everything due by then
-(:meth:`FeedTask.venue_until`; requests and reports due *between* events come through
-:meth:`FeedTask.catch_up` at their own times), so a fill report never precedes the event
-that caused it and an order never acts on a market it could not have seen
-(docs/simulation.md). Live, a batch that waited longer than ``feed.max_lag_ms`` is dropped
-with the feed's backlog and the book (``feed_shed``): the daemon must not quote on a market
-that is gone.
+Where a frame enters: :meth:`FeedTask.run` hands each frame to :meth:`FeedTask.on_frame`
+(into :meth:`mmdaemon.engine.Engine.on_frame`, the hot path) and the order actions it
+returns to the :class:`~mmdaemon.order_sender.OrderSender`. Before each event, a simulated
+venue acts on everything due by then (:meth:`FeedTask.venue_until`; requests and reports due
+*between* events come through :meth:`FeedTask.catch_up` at their own times), so a fill
+report never precedes the event that caused it and an order never acts on a market it could
+not have seen (docs/simulation.md). Live, a batch that waited longer than
+``feed.max_lag_ms`` is dropped with the feed's backlog and the book (``feed_shed``): the
+daemon must not quote on a market that is gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from time import perf_counter_ns
 from typing import Any, cast
 
 from mmdaemon.engine import Engine
@@ -22,6 +23,7 @@ from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
 from mmdaemon.market import Decoded
 from mmdaemon.model import Malformed
+from mmdaemon.order_sender import OrderSender
 from mmdaemon.orders.manager import OrderAction
 
 FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
@@ -30,22 +32,19 @@ row decoded elsewhere (LOBSTER)."""
 
 
 class FeedTask:
-    """One run of the feed through ``engine``. ``send`` carries order actions out,
-    ``pull`` cancels every quote (when the engine asks: a kill, a halt)."""
+    """One run of the feed through ``engine``; order actions leave through ``sender``.
+    ``tick_to_quote`` observes, in ns, each frame's way from its arrival (before decoding)
+    to the order actions decided, on frames that made the engine decide a quote."""
 
     def __init__(self, engine: Engine, exchange: ExchangeAdapter, live: WebsocketFeed | None,
-                 on_frame: Callable[[int, bytes], list[OrderAction]],
-                 on_decoded: Callable[[Decoded], list[OrderAction]],
-                 send: Callable[[list[OrderAction]], Awaitable[None]],
-                 pull: Callable[[], Awaitable[None]], monotonic_ns: Callable[[], int],
-                 max_lag_ns: int, log: Any) -> None:
+                 sender: OrderSender, tick_to_quote: Callable[[int], None],
+                 monotonic_ns: Callable[[], int], max_lag_ns: int, log: Any) -> None:
         self.engine = engine
         self.exchange = exchange
         self.live = live
-        self.on_frame = on_frame
-        self.on_decoded = on_decoded
-        self.send = send
-        self.pull = pull
+        self.send = sender.send
+        self.pull = sender.pull
+        self.tick_to_quote = tick_to_quote
         self.monotonic_ns = monotonic_ns
         self.max_lag_ns = max_lag_ns
         self.log = log
@@ -89,6 +88,28 @@ class FeedTask:
                 if engine.cancel_due:
                     await self.pull()
         self.log.info("feed_ended", frames=market.frames)
+
+    def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """The hot path: one frame into the engine, after a simulated venue has acted on
+        everything due by its time."""
+        t0, counters = perf_counter_ns(), self.engine.counters
+        quotes = counters.quotes
+        self.venue_until(recv_ns)
+        actions = self.engine.on_frame(recv_ns, frame)
+        if counters.quotes != quotes:
+            self.tick_to_quote(perf_counter_ns() - t0)
+        return actions
+
+    def on_decoded(self, decoded: Decoded) -> list[OrderAction]:
+        """:meth:`on_frame` for a row decoded elsewhere (LOBSTER)."""
+        t0, engine = perf_counter_ns(), self.engine
+        quotes, event_ns = engine.counters.quotes, decoded.recv_ns
+        self.venue_until(event_ns)
+        engine.before_event(event_ns)
+        actions = engine.on_events(event_ns, engine.market.on_decoded(decoded))
+        if engine.counters.quotes != quotes:
+            self.tick_to_quote(perf_counter_ns() - t0)
+        return actions
 
     def venue_until(self, event_ns: int) -> None:
         """Strict time order, before the event at ``event_ns`` is applied: what reaches a

@@ -65,8 +65,8 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
         place = live_bid(manager, 6_199_990)
         (amend,) = manager.decide(quote(6_200_050, 0)._replace(ask_size=0))
         assert amend.kind == "amend"
-        async with service._send_lock:  # a cancel-all holds the lock ...
-            sender = asyncio.create_task(service._send([amend]))  # ... the feed waits
+        async with service.sender.lock:  # a cancel-all holds the lock ...
+            sender = asyncio.create_task(service.sender.send([amend]))  # ... the feed waits
             await asyncio.sleep(0.01)
             assert not sender.done()
             # ... and the cancel-all's confirmation closes the order

@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "exchange.credentials": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
-    "orderlog": SHELL, "feed_task": SHELL,
+    "orderlog": SHELL, "feed_task": SHELL, "order_sender": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
     "analytics": APP, "crosscheck": APP, "config_check": APP, "verify": APP,
