@@ -240,3 +240,46 @@ def systemd_credential(directory: Path, name: str, text: str) -> Path:
             (0x01, 4, unnamed), (0x02, 4, os.geteuid()), (0x04, 0, unnamed),
             (0x10, 4, unnamed), (0x20, 0, unnamed)]))
     return path
+
+
+class SteppedClock:
+    """A :class:`~mmdaemon.clock.Clock` for shells with timers: time moves only when the
+    test calls :meth:`advance`, and a ``sleep`` returns once time reaches its deadline.
+    (:class:`~mmdaemon.clock.ManualClock` moves time itself on every ``sleep``, which suits a
+    pacer but lets a watchdog's wait race the events it watches.) Wall time is
+    ``wall_offset_ns`` ahead of the monotonic reading."""
+
+    def __init__(self, start_ns: int = 0, wall_offset_ns: int = 1_700_000_000 * 10**9) -> None:
+        self.now_ns = start_ns
+        self.wall_offset_ns = wall_offset_ns
+        self._sleepers: list[tuple[int, asyncio.Future[None]]] = []
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    def wall_ns(self) -> int:
+        return self.now_ns + self.wall_offset_ns
+
+    @property
+    def deadlines(self) -> list[int]:
+        """Monotonic ns at which the tasks asleep now wake, earliest first."""
+        return sorted(due for due, _ in self._sleepers)
+
+    async def sleep(self, seconds: float) -> None:
+        due = self.now_ns + max(0, round(seconds * 1e9))
+        if due <= self.now_ns:
+            await asyncio.sleep(0)
+            return
+        entry = (due, asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds``; wake every sleeper whose deadline it reached."""
+        self.now_ns += round(seconds * 1e9)
+        for due, woken in self._sleepers:
+            if due <= self.now_ns and not woken.done():
+                woken.set_result(None)
