@@ -330,7 +330,7 @@ def _run_service(service: Any, progress: bool = False) -> None:
             return
         from mmdaemon.progress import show_progress
 
-        shower = asyncio.create_task(show_progress(service, sys.stderr))
+        shower = asyncio.create_task(show_progress(service, sys.stderr, clock=service.clock))
         try:
             await service.run()
         finally:
