@@ -15,12 +15,13 @@ import tracemalloc
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from tests.conftest import REPO, SPOT_FILES
 
+T = TypeVar("T")
 DRYRUN = REPO / "config" / "dryrun.toml"
 PRICE_DIVISOR = Decimal(25)  # another symbol made of the bundled one: prices / 25,
 SIZE_FACTOR = Decimal(1000)  # sizes x 1,000 (see rewrite)
@@ -135,6 +136,17 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.005)
+
+
+def wait_for(get: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
+    """Call ``get`` until it returns something truthy, and return that; fail the test after
+    ``timeout`` seconds. The synchronous :func:`until`, for tests that drive processes."""
+    deadline = time.monotonic() + timeout
+    while not (value := get()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.01)  # the poll interval
+    return value
 
 
 def traced_growth(run: Callable[[], None], warm: int = 1, passes: int = 3) -> int:

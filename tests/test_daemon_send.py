@@ -17,7 +17,7 @@ from mmdaemon.daemon import Service
 from mmdaemon.model import OrderStatus, OrderUpdate, Quote, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.risk.state import TradingState
-from tests.helpers import write_config
+from tests.helpers import until, write_config
 from tests.recorder import Recorder
 
 
@@ -67,7 +67,8 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
         assert amend.kind == "amend"
         async with service._send_lock:  # a cancel-all holds the lock ...
             sender = asyncio.create_task(service._send([amend]))  # ... the feed waits
-            await asyncio.sleep(0.01)
+            lock = service._send_lock
+            await until(lambda: bool(lock._waiters))  # the sender reached the lock
             assert not sender.done()
             # ... and the cancel-all's confirmation closes the order
             service._on_execution(OrderUpdate(place.order_id, OrderStatus.CANCELED, Side.BUY,

@@ -411,7 +411,7 @@ async def test_a_cancelled_bus_always_stops(redis_server: RedisServer) -> None:
         config = firm(redis_server, redis_url=url, heartbeat_ms=20, timeout_ms=50)
         bus = FirmBus(config, IDENTITY, Host(), SystemClock(), Recorder(), None)
         task = asyncio.create_task(bus.run())
-        await asyncio.sleep(rng.random() * 0.1)
+        await asyncio.sleep(rng.random() * 0.1)  # a random cancellation point, by design
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5)
         if not done:

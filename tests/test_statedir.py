@@ -28,14 +28,14 @@ from pathlib import Path
 from mmdaemon.statedir import lock_state_dir
 lock = lock_state_dir(Path(sys.argv[1]))
 print("locked", flush=True)
-time.sleep(120)
+time.sleep(120)  # the holder process: holds the lock until the test kills it
 """
 FLOCK_ONLY = """
 import fcntl, sys, time
 f = open(sys.argv[1] + "/lock", "w")
 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 print("locked", flush=True)
-time.sleep(120)
+time.sleep(120)  # the holder process, as above
 """
 ASK = "import sys; from pathlib import Path; from mmdaemon.statedir import lock_holder; " \
       "print(lock_holder(Path(sys.argv[1])))"
