@@ -28,7 +28,7 @@ from pathlib import Path
 from mmdaemon.statedir import lock_state_dir
 lock = lock_state_dir(Path(sys.argv[1]))
 print("locked", flush=True)
-time.sleep(120)  # the holder process: holds the lock until the test kills it
+time.sleep(120)  # the holder process: holds the lock till the test kills it
 """
 FLOCK_ONLY = """
 import fcntl, sys, time
