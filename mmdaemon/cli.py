@@ -13,7 +13,6 @@ import re
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -334,7 +333,7 @@ def _run_service(service: Service, progress: bool = False) -> None:
             return
         from mmdaemon.progress import show_progress
 
-        shower = asyncio.create_task(show_progress(service, sys.stderr))
+        shower = asyncio.create_task(show_progress(service, sys.stderr, clock=service.clock))
         try:
             await service.run()
         finally:
@@ -361,7 +360,8 @@ def _latch_kill_after_close(service: Service) -> None:
     if signal.SIGUSR1 not in early_signals.take() and signal.SIGUSR1 not in signal.sigpending():
         return
     try:
-        path = latch_kill_offline(service.state_dir, "operator_kill_switch", time.time_ns())
+        path = latch_kill_offline(service.state_dir, "operator_kill_switch",
+                                  service.clock.wall_ns())
     except (OSError, StateDirLocked) as exc:
         print(f"mmdaemon: a kill signal arrived as the service stopped and could not be "
               f"latched: {exc}", file=sys.stderr)
@@ -530,7 +530,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         except ValueError as exc:
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2
-        start = time.perf_counter()
+        start_ns = service.clock.monotonic_ns()
         code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
                       replaying=True)
         if code:
@@ -545,7 +545,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             print(f"mmdaemon replay: {', '.join(recordings)}: no frame of "
                   f"{config.instrument.symbol} decoded in {lines} lines{why}", file=sys.stderr)
             return 2
-        summary = service.summary(time.perf_counter() - start)
+        summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
         summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = _metrics(service, report_dir, logger)
     if as_json:
@@ -763,7 +763,7 @@ def _kill_offline(state_dir: Path, command: str) -> int:
     if not state_dir.is_dir():  # no instance ever ran here (a config for another host?)
         return 1
     try:
-        path = latch_kill_offline(state_dir, "operator_kill_switch", time.time_ns())
+        path = latch_kill_offline(state_dir, "operator_kill_switch", SystemClock().wall_ns())
     except StateDirLocked:  # an instance took the directory meanwhile: signal that one
         pid = signal_holder(state_dir, signal.SIGUSR1)
         if pid:
@@ -902,8 +902,9 @@ def record(config: Config, out: Path) -> int:
               file=sys.stderr)
         return 2
     logger = log.get_logger(command="record", instrument=config.instrument.symbol)
-    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger))
-    feed = WebsocketFeed(feed_settings(config), logger)
+    clock = SystemClock()
+    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock)
+    feed = WebsocketFeed(feed_settings(config), logger, clock=clock)
 
     async def main(stop: asyncio.Event) -> None:
         async def consume() -> None:
@@ -914,7 +915,7 @@ def record(config: Config, out: Path) -> int:
 
         async def flusher() -> None:
             while True:  # a quiet feed still gets its last frames onto the disk
-                await asyncio.sleep(writer.flush_interval_s)
+                await clock.sleep(writer.flush_interval_s)
                 writer.flush()
 
         tasks = [asyncio.create_task(consume()), asyncio.create_task(flusher())]
@@ -956,6 +957,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
         return 2
     logger = log.get_logger(command="sim")
+    clock = SystemClock()
     order_entry: OrderEntry | None = None
     try:
         # the fake venue's accounts: a path on the command line is relative to the working
@@ -965,7 +967,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
                                  {c.api_key: c.secret for c in accounts},
-                                 lambda: time.time_ns() // 1_000_000)
+                                 lambda: clock.wall_ns() // 1_000_000)
     except CredentialsError as exc:
         logger.warning("sim_market_data_only", reason=str(exc))
     except ValueError as exc:
@@ -973,7 +975,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
         return 2
 
     async def main(stop: asyncio.Event) -> None:
-        async with SimVenue(recordings, instrument, speed=speed, clock=SystemClock(),
+        async with SimVenue(recordings, instrument, speed=speed, clock=clock,
                             host=host, port=port, order_entry=order_entry,
                             wait_for_subscriber=wait_for_subscriber) as venue:
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,

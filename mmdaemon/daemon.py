@@ -103,7 +103,8 @@ class Service:
         self.readiness = Readiness(Notifier(), self.snapshot, log)
         self.live: WebsocketFeed | None = None
         if not self.recordings:  # the live network feed: event time is wall time
-            self.live = WebsocketFeed(feed_settings(config), log, on_outage=self._on_feed_outage)
+            self.live = WebsocketFeed(feed_settings(config), log, on_outage=self._on_feed_outage,
+                                      clock=clock)
             self.speed, self.event_clock = 1.0, "receive"
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
@@ -197,7 +198,8 @@ class Service:
             m = self.config.metrics
             if m.port:
                 metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
-                                              allow_non_loopback=m.allow_non_loopback)
+                                              allow_non_loopback=m.allow_non_loopback,
+                                              clock=self.clock)
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.

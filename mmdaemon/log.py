@@ -27,12 +27,13 @@ import contextlib
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 import structlog
+
+from mmdaemon.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from mmdaemon.model import Instrument
@@ -118,7 +119,7 @@ class RateLimiter:
     :meth:`drain` hands out counts no later event picked up. Every dropped event is
     reported exactly once, by one of those two routes.
 
-    ``clock`` returns monotonic nanoseconds (``time.monotonic_ns``, or a test's fake):
+    ``clock``'s monotonic nanoseconds time the windows (the system's clock by default):
     the budget that matters is journald's, which is counted in wall time, so a replay at
     full speed is limited in wall time too.
 
@@ -129,7 +130,7 @@ class RateLimiter:
     def __init__(self, limit: int = DEFAULT_RATE_LIMIT[0],
                  window_s: float = DEFAULT_RATE_LIMIT[1],
                  always_logged: Iterable[str] = ALWAYS_LOGGED,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Clock | None = None) -> None:
         if limit < 1:
             raise ValueError(f"rate limit must allow at least 1 event per window, got {limit}")
         if not window_s > 0:
@@ -137,7 +138,7 @@ class RateLimiter:
         self.limit = limit
         self.window_ns = round(window_s * 1e9)
         self.exempt = frozenset(always_logged) | {SUPPRESSED_EVENT}
-        self.clock = clock
+        self.clock = (clock or SystemClock()).monotonic_ns
         self._windows: dict[tuple[str, str], _Window] = {}
 
     def __call__(self, logger: Any, method_name: str,
@@ -255,17 +256,17 @@ _atexit_registered = False
 def configure(level: str = "info", stream: BinaryIO | None = None,
               rate_limit: tuple[int, float] | None = DEFAULT_RATE_LIMIT,
               always_logged: Iterable[str] = ALWAYS_LOGGED,
-              clock: Callable[[], int] = time.monotonic_ns,
+              clock: Clock | None = None,
               log_format: str = "auto", instrument: Instrument | None = None) -> None:
     """Send log lines to ``stream`` (stderr's buffer by default) at ``level`` and up.
 
     ``rate_limit`` is ``(events, window_s)`` per ``(event, level)``, or None for no
-    limit; ``always_logged`` names events never limited; ``clock`` gives the limiter
-    monotonic nanoseconds. ``log_format`` is one of :data:`FORMATS`: ``json`` lines,
-    ``console`` text (coloured only on a terminal and without ``NO_COLOR`` set), ``auto``
-    = console when ``stream`` is a terminal. ``instrument`` is the process's instrument
-    (one per daemon): the console shows prices and sizes in its decimals too; the JSON
-    lines never change with it.
+    limit; ``always_logged`` names events never limited; ``clock``'s monotonic time
+    times the limiter's windows (the system's by default). ``log_format`` is one of
+    :data:`FORMATS`: ``json`` lines, ``console`` text (coloured only on a terminal and
+    without ``NO_COLOR`` set), ``auto`` = console when ``stream`` is a terminal.
+    ``instrument`` is the process's instrument (one per daemon): the console shows prices
+    and sizes in its decimals too; the JSON lines never change with it.
     """
     global _limiter, _atexit_registered
     if level not in LEVELS:

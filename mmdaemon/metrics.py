@@ -27,7 +27,7 @@ no frame is processed in the middle of it.
   speed) minus the receive time of the last book update. It is the quantity the stale-feed
   breaker judges, so an alert on it agrees with the breaker. It is *not* the venue's
   exchange-to-receive latency (the exchange time is not kept). NaN before the first book
-  update. Live, receive times are wall clock (``time.time_ns``), so a wall-clock step shows
+  update. Live, receive times are wall clock (the feed clock's ``wall_ns``), so a step shows
   up here as it does in the breaker.
 - ``mmdaemon_quote_two_sided_seconds_total`` / ``mmdaemon_quote_observed_seconds_total``:
   quote uptime, sampled (:class:`QuoteUptime`). *Two-sided* means the order manager holds,
@@ -59,9 +59,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from itertools import pairwise
 from types import TracebackType
@@ -80,6 +79,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.hosts import check_host
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import AdverseView, Observed, Snapshot, TradingView
@@ -226,8 +226,8 @@ class ServiceCollector(Collector):
     """Reads one :class:`~mmdaemon.snapshot.Snapshot` of the instance when the registry
     collects, and turns it into the families.
 
-    ``latency``: the tick-to-quote histogram the daemon fills, if any. ``monotonic_ns``:
-    the clock the quote uptime is measured on (real monotonic time by default: uptime is
+    ``latency``: the tick-to-quote histogram the daemon fills, if any. ``clock``: its
+    monotonic time measures the quote uptime (the system's clock by default: uptime is
     about the live venue, whatever the replay speed).
 
     Orders, position and risk exist only once the instance has opened its journal; until
@@ -236,10 +236,10 @@ class ServiceCollector(Collector):
     """
 
     def __init__(self, service: Observed, latency: LatencyHistogram | None = None, *,
-                 monotonic_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Clock | None = None) -> None:
         self.service = service
         self.latency = latency
-        self.monotonic_ns = monotonic_ns
+        self.monotonic_ns = (clock or SystemClock()).monotonic_ns
         self.uptime = QuoteUptime()
         # every risk condition ever seen, so a cleared one reads 0 rather than vanishing
         self._conditions: set[tuple[str, str]] = set(KNOWN_CONDITIONS)
@@ -524,11 +524,13 @@ class MetricsServer:
     ``uptime_sample_s``: period of the quote-uptime sampling task, seconds.
     ``process_metrics``: also serve prometheus-client's ``process_*``, ``python_gc_*`` and
     ``python_info`` families (memory, CPU, open files: the "memory flat" goal).
+    ``clock``: the uptime is measured and sampled on it (the system's clock by default).
     """
 
     def __init__(self, service: Observed, host: str = DEFAULT_HOST, port: int = 0, *,
                  latency: LatencyHistogram | None = None, allow_non_loopback: bool = False,
-                 uptime_sample_s: float = 0.25, process_metrics: bool = True) -> None:
+                 uptime_sample_s: float = 0.25, process_metrics: bool = True,
+                 clock: Clock | None = None) -> None:
         check_host(host, allow_non_loopback)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"metrics port: expected an integer 0..65535, got {port!r}")
@@ -538,7 +540,8 @@ class MetricsServer:
         self.host = host
         self.requested_port = port
         self.uptime_sample_s = uptime_sample_s
-        self.collector = ServiceCollector(service, latency)
+        self.clock: Clock = clock or SystemClock()
+        self.collector = ServiceCollector(service, latency, clock=self.clock)
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         if process_metrics:
@@ -596,11 +599,10 @@ class MetricsServer:
         await self.stop()
 
     async def _sample_loop(self) -> None:
-        # on the event loop's own timer, not the service's injected clock: a test clock
-        # that does not wait would turn this into a busy loop
         sample, period = self.collector.sample_uptime, self.uptime_sample_s
+        sleep = self.clock.sleep
         while True:
-            await asyncio.sleep(period)
+            await sleep(period)
             sample()
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -619,11 +621,12 @@ class MetricsServer:
 async def serve_metrics(service: Observed, host: str = DEFAULT_HOST, port: int = 0, *,
                         latency: LatencyHistogram | None = None,
                         allow_non_loopback: bool = False,
-                        uptime_sample_s: float = 0.25) -> MetricsServer:
+                        uptime_sample_s: float = 0.25,
+                        clock: Clock | None = None) -> MetricsServer:
     """Start a :class:`MetricsServer` for ``service`` on ``host:port``; ``await .stop()``
     when done. ValueError for a non-loopback ``host`` unless ``allow_non_loopback``."""
     server = MetricsServer(service, host, port, latency=latency,
                            allow_non_loopback=allow_non_loopback,
-                           uptime_sample_s=uptime_sample_s)
+                           uptime_sample_s=uptime_sample_s, clock=clock)
     await server.start()
     return server

@@ -6,11 +6,10 @@ Shown only on a terminal, rewritten in place on stderr about twice a second; sil
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime
 from typing import TextIO
 
+from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.snapshot import Observed
 
 
@@ -24,19 +23,23 @@ def progress_line(frames: int, first_ns: int, now_ns: int, wall_s: float) -> str
             f"{speed:>8,.1f}x real time")
 
 
-async def show_progress(service: Observed, stream: TextIO, interval_s: float = 0.5) -> None:
-    """Redraw the progress line until cancelled (then end it with a newline)."""
-    start = time.monotonic()
+async def show_progress(service: Observed, stream: TextIO, interval_s: float = 0.5,
+                        clock: Clock | None = None) -> None:
+    """Redraw the progress line every ``interval_s`` until cancelled (then end it with a
+    newline). The real time it divides by, and waits, is ``clock``'s (the system's by
+    default)."""
+    clock = clock or SystemClock()
+    start_ns = clock.monotonic_ns()
     first_ns = 0
     try:
         while True:
-            await asyncio.sleep(interval_s)
+            await clock.sleep(interval_s)
             snap = service.snapshot()
             now_ns = snap.now_ns
             if now_ns and not first_ns:
                 first_ns = now_ns
             stream.write(progress_line(snap.market.frames, first_ns, now_ns,
-                                       time.monotonic() - start))
+                                       (clock.monotonic_ns() - start_ns) / 1e9))
             stream.flush()
     finally:
         stream.write("\n")

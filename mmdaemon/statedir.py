@@ -36,7 +36,10 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from mmdaemon.clock import Clock, SystemClock
 
 LOCK_FILE = "lock"
 
@@ -95,7 +98,8 @@ class _Busy(Exception):
     """Held by another process: worth another attempt while waiting."""
 
 
-def lock_state_dir(state_dir: Path, wait_s: float = 0.0) -> StateDirLock:
+def lock_state_dir(state_dir: Path, wait_s: float = 0.0, clock: Clock | None = None,
+                   pause: Callable[[float], None] = time.sleep) -> StateDirLock:
     """Take ``state_dir``'s lock (creating the directory and the lock file if need be), or
     raise :class:`StateDirLocked` naming the holder's pid.
 
@@ -103,18 +107,21 @@ def lock_state_dir(state_dir: Path, wait_s: float = 0.0) -> StateDirLock:
     again every :data:`POLL_S` seconds (never a blocking lock); 0, one attempt. The lock is
     held by ``mmdaemon kill`` for a few milliseconds when it latches a kill into a state
     directory that no instance holds, so a starting instance waits. A hold by this very
-    process is refused at once."""
+    process is refused at once. The wait is measured on ``clock``'s monotonic time (the
+    system's by default); ``pause(seconds)`` waits between attempts (a blocking sleep by
+    default)."""
     if not 0.0 <= wait_s < float("inf"):
         raise ValueError(f"wait_s: expected a finite number of seconds >= 0, got {wait_s!r}")
     state_dir.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_s
+    monotonic_ns = (clock or SystemClock()).monotonic_ns
+    deadline = monotonic_ns() + round(wait_s * 1e9)
     while True:
         try:
             return _try_lock(state_dir)
         except _Busy as exc:
-            if time.monotonic() >= deadline:
+            if monotonic_ns() >= deadline:
                 raise StateDirLocked(str(exc)) from None
-        time.sleep(POLL_S)
+        pause(POLL_S)
 
 
 def _try_lock(state_dir: Path) -> StateDirLock:

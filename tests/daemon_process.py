@@ -48,7 +48,7 @@ class Daemon:
                     return i, self.events[i]
             if self.proc.poll() is not None and not self._reader.is_alive():
                 break
-            time.sleep(0.02)
+            time.sleep(0.02)  # the poll interval
         tail = [e.get("event") for e in self.events[-20:]]
         stderr = self.proc.stderr.read().decode()[-2000:] if self.proc.poll() is not None else ""
         raise AssertionError(f"no matching event within {timeout}s; last events {tail} {stderr}")

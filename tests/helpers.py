@@ -15,12 +15,13 @@ import tracemalloc
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from tests.conftest import REPO, SPOT_FILES
 
+T = TypeVar("T")
 DRYRUN = REPO / "config" / "dryrun.toml"
 PRICE_DIVISOR = Decimal(25)  # another symbol made of the bundled one: prices / 25,
 SIZE_FACTOR = Decimal(1000)  # sizes x 1,000 (see rewrite)
@@ -137,6 +138,17 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
+def wait_for(get: Callable[[], T], timeout: float = 30.0, what: str = "the condition") -> T:
+    """Call ``get`` until it returns something truthy, and return that; fail the test after
+    ``timeout`` seconds. The synchronous :func:`until`, for tests that drive processes."""
+    deadline = time.monotonic() + timeout
+    while not (value := get()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s")
+        time.sleep(0.01)  # the poll interval
+    return value
+
+
 def traced_growth(run: Callable[[], None], warm: int = 1, passes: int = 3) -> int:
     """Bytes of Python-allocator memory still held after ``passes`` more calls of ``run``
     than after one, once ``warm`` calls filled caches and memos: what a leak adds."""
@@ -240,3 +252,46 @@ def systemd_credential(directory: Path, name: str, text: str) -> Path:
             (0x01, 4, unnamed), (0x02, 4, os.geteuid()), (0x04, 0, unnamed),
             (0x10, 4, unnamed), (0x20, 0, unnamed)]))
     return path
+
+
+class SteppedClock:
+    """A :class:`~mmdaemon.clock.Clock` for shells with timers: time moves only when the
+    test calls :meth:`advance`, and a ``sleep`` returns once time reaches its deadline.
+    (:class:`~mmdaemon.clock.ManualClock` moves time itself on every ``sleep``, which suits a
+    pacer but lets a watchdog's wait race the events it watches.) Wall time is
+    ``wall_offset_ns`` ahead of the monotonic reading."""
+
+    def __init__(self, start_ns: int = 0, wall_offset_ns: int = 1_700_000_000 * 10**9) -> None:
+        self.now_ns = start_ns
+        self.wall_offset_ns = wall_offset_ns
+        self._sleepers: list[tuple[int, asyncio.Future[None]]] = []
+
+    def monotonic_ns(self) -> int:
+        return self.now_ns
+
+    def wall_ns(self) -> int:
+        return self.now_ns + self.wall_offset_ns
+
+    @property
+    def deadlines(self) -> list[int]:
+        """Monotonic ns at which the tasks asleep now wake, earliest first."""
+        return sorted(due for due, _ in self._sleepers)
+
+    async def sleep(self, seconds: float) -> None:
+        due = self.now_ns + max(0, round(seconds * 1e9))
+        if due <= self.now_ns:
+            await asyncio.sleep(0)
+            return
+        entry = (due, asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds``; wake every sleeper whose deadline it reached."""
+        self.now_ns += round(seconds * 1e9)
+        for due, woken in self._sleepers:
+            if due <= self.now_ns and not woken.done():
+                woken.set_result(None)

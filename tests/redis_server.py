@@ -48,7 +48,7 @@ class RedisServer:
             if self.proc.poll() is not None:
                 assert self.proc.stderr is not None
                 raise AssertionError(f"redis-server exited: {self.proc.stderr.read()!r}")
-            time.sleep(0.02)
+            time.sleep(0.02)  # the poll interval
         raise AssertionError("redis-server did not answer PING")
 
     def client(self) -> redis.Redis:

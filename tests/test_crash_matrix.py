@@ -286,7 +286,7 @@ def until(pred: Callable[[], bool], timeout: float, poll: float = 0.005) -> bool
     while not pred():
         if time.monotonic() >= deadline:
             return False
-        time.sleep(poll)
+        time.sleep(poll)  # the poll interval
     return True
 
 
@@ -544,7 +544,7 @@ class Matrix:
                 have = {r.exec_id for r in rows}
                 if want <= have or time.monotonic() >= deadline:
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # the poll interval
             if have == want or time.monotonic() >= deadline:
                 break
             # newer fills in the journal than in our look at the venue: look again
@@ -641,19 +641,19 @@ class Matrix:
             until(lambda: d.proc.poll() is not None, kp.delay_s)
         elif kp.phase == "reconcile":
             assert wait_event(d, "journal_restored", START_TIMEOUT_S) is not None
-            time.sleep(kp.delay_s)
+            time.sleep(kp.delay_s)  # the kill point under test: a moment, not a wait
         elif kp.phase == "ready":
             assert wait_event(d, "ready", START_TIMEOUT_S) is not None
-            time.sleep(kp.delay_s)
+            time.sleep(kp.delay_s)  # the kill point under test: a moment, not a wait
         elif kp.phase == "resting":
             if wait_event(d, "order_sent", 10.0, kind="place") is None:
                 kp.reached = "no order was sent within 10 s; "
-            time.sleep(kp.delay_s)
+            time.sleep(kp.delay_s)  # the kill point under test: a moment, not a wait
         elif kp.phase == "fill":
             seen = len(named(d.events, "fill"))
             if not until(lambda: len(named(d.events, "fill")) > seen, 15.0, poll=0.001):
                 kp.reached = "no fill within 15 s; "
-            time.sleep(kp.delay_s)
+            time.sleep(kp.delay_s)  # the kill point under test: a moment, not a wait
         else:
             self.freeze_sim_and_kill(d, kp)
             return
@@ -670,15 +670,16 @@ class Matrix:
         killed = False
         try:
             if kp.delay_s < kp.pause_s:
+                # the kill point and the freeze under test: moments, not waits
                 time.sleep(max(0.0, t0 + kp.delay_s - time.monotonic()))
                 alive(d)
                 d.kill()  # the rest of kill() asks the sim: after it resumes
                 killed = True
-            time.sleep(max(0.0, t0 + kp.pause_s - time.monotonic()))
+            time.sleep(max(0.0, t0 + kp.pause_s - time.monotonic()))  # the freeze's length
         finally:
             os.kill(self.sim.pid, signal.SIGCONT)
         if not killed:
-            time.sleep(max(0.0, t0 + kp.delay_s - time.monotonic()))
+            time.sleep(max(0.0, t0 + kp.delay_s - time.monotonic()))  # the kill point
         where = "sim frozen" if killed else "after the sim resumed"
         self.kill(d, kp, done=killed)
         kp.reached = f"{where}: {kp.reached}"

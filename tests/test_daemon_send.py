@@ -17,7 +17,7 @@ from mmdaemon.daemon import Service
 from mmdaemon.model import OrderStatus, OrderUpdate, Quote, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.risk.state import TradingState
-from tests.helpers import write_config
+from tests.helpers import until, write_config
 from tests.recorder import Recorder
 
 
@@ -67,11 +67,13 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
         assert amend.kind == "amend"
         async with service.sender.lock:  # a cancel-all holds the lock ...
             sender = asyncio.create_task(service.sender.send([amend]))  # ... the feed waits
-            await asyncio.sleep(0.01)
+            lock = service.sender.lock
+            await until(lambda: bool(lock._waiters))  # the sender reached the lock
             assert not sender.done()
             # ... and the cancel-all's confirmation closes the order
-            service.engine.on_execution(OrderUpdate(place.order_id, OrderStatus.CANCELED, Side.BUY,
-                                              place.price, place.size, 0, "", 0))
+            service.engine.on_execution(OrderUpdate(
+                place.order_id, OrderStatus.CANCELED, Side.BUY, place.price, place.size, 0, "",
+                0))
         await sender  # no KeyError: the stale amend is dropped
         assert service.engine.counters.amends == 0 and manager.orders == {}
     finally:

@@ -105,7 +105,8 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
             assert restored["kill_reason"] == "journal_write_failed"
             i, ready = d.wait_event("ready", timeout=60)
             assert ready["state"] == "KILLED"
-            # 15 s of market at speed 5 go by: nothing is placed
+            # 15 s of market at speed 5 go by: nothing is placed (kept: an absence over a
+            # span of market, watched throughout; the daemon logs nothing per frame)
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
                 assert not places_after(d, 0), places_after(d, 0)

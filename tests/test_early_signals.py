@@ -25,7 +25,7 @@ from mmdaemon.early_signals import launcher_path
 from mmdaemon.latch import read_latch
 from mmdaemon.records import LatchState
 from tests.daemon_process import Daemon
-from tests.helpers import first_lines, write_config
+from tests.helpers import first_lines, wait_for, write_config
 from tests.recorder import Recorder
 
 LAUNCHER = Path(sys.executable).with_name("mmdaemond")
@@ -96,7 +96,7 @@ def test_sigterm_at_any_moment_of_start_up_exits_cleanly(
     tmp_path: Path, delay_ms: int
 ) -> None:
     proc = start(config_for(tmp_path))
-    time.sleep(delay_ms / 1000)
+    time.sleep(delay_ms / 1000)  # the moment under test, not a wait for a condition
     os.kill(proc.pid, signal.SIGTERM)
     code, logged, err = stop(proc)
     assert code == 0, (code, err[-2000:])
@@ -105,11 +105,11 @@ def test_sigterm_at_any_moment_of_start_up_exits_cleanly(
 
 def wait_latched(proc: subprocess.Popen[bytes], state: Path) -> None:
     """Until the latch file says killed by the operator (the process must live on)."""
-    deadline = time.monotonic() + 30
-    while read_latch(state) != LatchState(True, "operator_kill_switch"):
+    def latched() -> bool:
         assert proc.poll() is None, stop(proc)
-        assert time.monotonic() < deadline, "the kill was never latched"
-        time.sleep(0.01)
+        return read_latch(state) == LatchState(True, "operator_kill_switch")
+
+    wait_for(latched, 30, "the kill was never latched")
 
 
 def test_the_next_start_after_an_early_kill_is_killed(tmp_path: Path) -> None:

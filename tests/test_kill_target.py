@@ -19,6 +19,7 @@ from tests.helpers import write_config
 def bystander() -> Iterator[subprocess.Popen[bytes]]:
     """An unrelated process with "mmdaemon" in its command line (what the old substring
     check took for an instance). SIGUSR1 and SIGUSR2 keep their default action: death."""
+    # a process that only lives: the bystander, till the test kills it
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                              "mmdaemon-bystander"])
     yield proc
@@ -129,7 +130,7 @@ import fcntl, sys, time
 f = open(sys.argv[1], "a+")  # creates the file if it is gone
 fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
 print("locked", flush=True)
-time.sleep(120)
+time.sleep(120)  # the stranger holds its lock till the test kills it
 """
 
 

@@ -24,20 +24,26 @@ N, WINDOW_S = 10, 10.0
 WINDOW_NS = int(WINDOW_S * 1e9)
 
 
+class CountingClock(ManualClock):
+    """A manual clock that counts reads of its monotonic time."""
+
+    def __init__(self, start_ns: int) -> None:
+        super().__init__(start_ns)
+        self.reads = 0
+
+    def monotonic_ns(self) -> int:
+        self.reads += 1
+        return super().monotonic_ns()
+
+
 class Captured:
     """A configured log writing to memory, on a clock that moves only when told."""
 
     def __init__(self, level: str = "info", rate_limit: tuple[int, float] | None = (N, WINDOW_S),
                  **options: Any) -> None:
         self.stream = io.BytesIO()
-        self.clock = ManualClock(start_ns=1_000 * 10**9)
-        self.clock_reads = 0
-
-        def monotonic_ns() -> int:
-            self.clock_reads += 1
-            return self.clock.monotonic_ns()
-
-        log.configure(level, self.stream, rate_limit=rate_limit, clock=monotonic_ns, **options)
+        self.clock = CountingClock(start_ns=1_000 * 10**9)
+        log.configure(level, self.stream, rate_limit=rate_limit, clock=self.clock, **options)
         self.log = log.get_logger(instrument="BTCUSDT")
 
     def advance(self, seconds: float) -> None:
@@ -228,7 +234,7 @@ def test_disabled_levels_never_reach_the_limiter() -> None:
     for _ in range(1000):
         c.log.info("book_resynced")
         c.log.debug("order_sent")
-    assert c.clock_reads == 0 and c.lines() == []
+    assert c.clock.reads == 0 and c.lines() == []
     assert log.flush_suppressed() == 0
 
 
@@ -236,7 +242,7 @@ def test_allow_listed_events_and_criticals_do_not_read_the_clock() -> None:
     c = Captured()
     c.log.info("fill")
     c.log.critical("service_failed")
-    assert c.clock_reads == 0
+    assert c.clock.reads == 0
 
 
 def test_the_allow_list_is_configurable() -> None:
@@ -287,12 +293,12 @@ def test_non_string_events_pass_untouched() -> None:
 
 
 def test_forgotten_keys_do_not_accumulate() -> None:
-    limiter = log.RateLimiter(N, WINDOW_S, clock=lambda: now)
-    now = 0
+    clock = ManualClock()
+    limiter = log.RateLimiter(N, WINDOW_S, clock=clock)
     for i in range(1000):  # ever-new event names, each under its limit
         limiter(None, "warning", {"event": f"e{i}", "level": "warning"})
     assert limiter.drain() == []  # nothing owed; windows still open
-    now = WINDOW_NS
+    clock.now_ns = WINDOW_NS
     assert limiter.drain() == []
     assert not limiter._windows  # expired and owing nothing: forgotten
 
@@ -306,13 +312,13 @@ def test_forgotten_keys_do_not_accumulate() -> None:
        st.integers(1, 5))
 def test_every_event_is_logged_or_counted_exactly_once(
         steps: list[tuple[str, str, int, bool]], limit: int) -> None:
-    now = 0
-    limiter = log.RateLimiter(limit, WINDOW_S, clock=lambda: now)
+    clock = ManualClock()
+    limiter = log.RateLimiter(limit, WINDOW_S, clock=clock)
     sent: Counter[tuple[str, str]] = Counter()
     accounted: Counter[tuple[str, str]] = Counter()
     emitted_at: dict[tuple[str, str], list[int]] = {}
     for event, level, wait_ns, flush in steps:
-        now += wait_ns
+        clock.now_ns += wait_ns
         sent[event, level] += 1
         try:
             out = limiter(None, level, {"event": event, "level": level})
@@ -320,7 +326,7 @@ def test_every_event_is_logged_or_counted_exactly_once(
             assert level in log.LIMITED_LEVELS and event not in log.ALWAYS_LOGGED
             continue
         accounted[event, level] += 1 + out.get("suppressed", 0)
-        emitted_at.setdefault((event, level), []).append(now)
+        emitted_at.setdefault((event, level), []).append(clock.now_ns)
         if flush:
             for e, lv, count in limiter.drain():
                 assert count > 0
@@ -386,7 +392,7 @@ def test_json_lines_are_the_same_whether_the_instrument_is_known_or_not() -> Non
 def test_the_limiter_and_flush_work_the_same_on_the_console() -> None:
     stream = io.BytesIO()
     clock = ManualClock(start_ns=10**12)
-    log.configure("info", stream, rate_limit=(N, WINDOW_S), clock=clock.monotonic_ns,
+    log.configure("info", stream, rate_limit=(N, WINDOW_S), clock=clock,
                   log_format="console", instrument=BTCUSDT)
     logger = log.get_logger(instrument="BTCUSDT")
     for i in range(100):

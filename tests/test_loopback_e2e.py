@@ -90,7 +90,10 @@ async def test_kill_switch_empties_the_venue_and_nothing_is_placed_after(
             emptied_s = time.monotonic() - started
             sent = [e for e in log.named("order_sent") if e["kind"] != "cancel"]
             assert sent, "orders were being placed before the kill"
-            await asyncio.sleep(1.5)  # 15 s of market at speed 10
+            # 15 s of market processed since (1.5 s at speed 10; depth diffs come every
+            # 100 ms of market): chances enough to quote
+            diffs = service.market.depth_updates
+            await until(lambda: service.market.depth_updates >= diffs + 150)
             assert entry.open_orders() == []
             assert [e for e in log.named("order_sent") if e["kind"] != "cancel"] == sent
         finally:
@@ -121,7 +124,10 @@ async def test_order_connection_drop_halts_reconciles_and_leaves_no_orphans(
                 (e["new"], e["reason"]) for e in after("state_changed")])
             await until(lambda: service.engine.risk.state.value == "ACTIVE")
             await until(lambda: len(entry.open_orders()) > 0)
-            await asyncio.sleep(1.0)  # let it quote a while after the reconnect
+            # let it quote a while after the reconnect: 10 s of market (1 s at speed 10),
+            # 100 depth diffs
+            diffs = service.market.depth_updates
+            await until(lambda: service.market.depth_updates >= diffs + 100)
             venue_orders = entry.open_orders()
             sides = [o.side for o in venue_orders]
             assert len(sides) == len(set(sides)) <= 2  # one per side, nothing left over

@@ -33,7 +33,7 @@ from mmdaemon.orders.manager import LiveOrder, OrderManager
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.snapshot import is_two_sided
 from tests.conftest import REPO
-from tests.helpers import first_lines, until
+from tests.helpers import SteppedClock, first_lines, until
 from tests.recorder import Recorder
 
 LINES = 8000  # about a minute of market: fills, and markouts at every horizon (1, 5, 30 s)
@@ -41,6 +41,7 @@ LINES = 8000  # about a minute of market: fills, and markouts at every horizon (
 # and beyond the last bound (+Inf only)
 OBSERVED_NS = [0, 4_999, 5_000, 5_001, 150_000, 3_000_000, 10_000_000_000]
 
+S = 1_000_000_000  # ns per second
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -324,3 +325,40 @@ async def test_exposition_passes_promtool(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and not proc.stdout and not proc.stderr, \
         (proc.returncode, proc.stdout, proc.stderr)
+
+
+async def test_quote_uptime_is_sampled_and_measured_on_the_servers_clock(
+        tmp_path: Path) -> None:
+    """The sampler waits ``uptime_sample_s`` on the injected clock, and the time between
+    samples is that clock's: a test clock drives the uptime to the nanosecond."""
+    service = Service(dryrun_config(tmp_path), SystemClock(), Recorder(), recordings=["x"])
+    service._open()  # the journal: orders, position and risk exist from here
+    manager = service.engine.manager
+    manager.orders = {1: LiveOrder(1, Side.BUY, 100, 1000, status=OrderStatus.NEW, pending=None),
+                      2: LiveOrder(2, Side.SELL, 101, 1000, status=OrderStatus.NEW,
+                                   pending=None)}
+    clock = SteppedClock()
+    try:
+        await uptime_on(service, manager, clock)
+    finally:
+        service.journal.close()
+        service.latch.close()
+
+
+async def uptime_on(service: Service, manager: OrderManager, clock: SteppedClock) -> None:
+    async with MetricsServer(service, uptime_sample_s=2.0, process_metrics=False,
+                             clock=clock) as server:
+        uptime = server.collector.uptime
+        await until(lambda: clock.deadlines == [2 * S])  # sampled at 0, asleep until 2 s
+        assert uptime.observed_ns == 0
+        clock.advance(2)
+        await until(lambda: clock.deadlines == [4 * S])
+        assert uptime.observed_ns == uptime.two_sided_ns == 2 * S
+        manager.orders[2].status = OrderStatus.PENDING_CANCEL  # one side only from here
+        manager.orders[2].pending = "cancel"
+        clock.advance(1.5)
+        server.collector.sample_uptime()  # what a scrape does
+        clock.advance(0.5)
+        await until(lambda: clock.deadlines == [6 * S])
+    # sample and hold: two-sided until the sample at 3.5 s saw one side
+    assert (uptime.observed_ns, uptime.two_sided_ns) == (4 * S, 3_500_000_000)

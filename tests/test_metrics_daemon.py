@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from pathlib import Path
 
 from tests.daemon_process import Daemon
-from tests.helpers import write_config
+from tests.helpers import wait_for, write_config
 from tests.test_record_sim_cli import free_port
 
 
@@ -32,11 +31,14 @@ def test_running_daemon_exposes_metrics(tmp_path: Path) -> None:
         _, listening = d.wait_event("metrics_listening")
         assert listening["port"] == port and listening["host"] == "127.0.0.1"
         d.wait_for(lambda e: e.get("event") == "fill", timeout=60)
-        first = scrape(port)
-        time.sleep(0.5)
-        second = scrape(port)
-        assert value(second, "mmdaemon_feed_frames_total") > value(first,
-                                                                    "mmdaemon_feed_frames_total")
+        first = value(scrape(port), "mmdaemon_feed_frames_total")
+
+        def counted_on() -> str:
+            text = scrape(port)
+            return text if value(text, "mmdaemon_feed_frames_total") > first else ""
+
+        second = wait_for(counted_on, 30, "frames counted on")
+        assert value(second, "mmdaemon_feed_frames_total") > first
         assert value(second, "mmdaemon_fills_total") >= 1
         assert 'mmdaemon_trading_state{state="ACTIVE"} 1.0' in second
         assert value(second, "mmdaemon_tick_to_quote_seconds_count") > 0

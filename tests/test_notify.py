@@ -16,7 +16,7 @@ import pytest
 from mmdaemon.notify import Notifier
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import write_config
+from tests.helpers import wait_for, write_config
 
 
 class NotifySocket:
@@ -50,13 +50,18 @@ class NotifySocket:
             line.startswith(prefix) for line in m.splitlines())]
 
     def wait(self, prefix: str, timeout: float = 30.0, after: float = 0.0) -> tuple[float, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, m in self.with_line(prefix):
-                if t > after:
-                    return t, m
-            time.sleep(0.02)
-        raise AssertionError(f"no {prefix} within {timeout}s: {self.messages[-5:]}")
+        def first() -> tuple[float, str] | None:
+            return next(((t, m) for t, m in self.with_line(prefix) if t > after), None)
+
+        return wait_for(first, timeout, f"no {prefix} after {after}: {self.messages[-5:]}")
+
+    def drain(self) -> None:
+        """Return once every datagram sent to the socket before this call has been read
+        (the socket keeps their order: a marker sent now is read after them)."""
+        marker = f"DRAINED={time.monotonic_ns()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(marker.encode(), self.sock.getsockname())
+        wait_for(lambda: any(m == marker for _, m in self.messages), 10, "drain marker")
 
 
 @pytest.mark.parametrize("abstract", [False, True])
@@ -104,16 +109,18 @@ def test_ready_watchdog_status_stop_reload_under_a_real_daemon(tmp_path: Path) -
                   and e.get("new") == "ACTIVE"]
         assert synced and synced[0] < i and "STATUS=ACTIVE" in ready
 
-        # WATCHDOG every WATCHDOG_USEC / 2 = 0.2 s
-        time.sleep(2.0)
-        pings = [t for t, _ in manager.with_line("WATCHDOG=1") if t > ready_at]
+        # WATCHDOG every WATCHDOG_USEC / 2 = 0.2 s, counted over the 2 s after READY (a
+        # ping after that window says it is over)
+        window_end = ready_at + 2.0
+        manager.wait("WATCHDOG=1", after=window_end)
+        pings = [t for t, _ in manager.with_line("WATCHDOG=1") if ready_at < t <= window_end]
         gaps = sorted(b - a for a, b in itertools.pairwise(pings))
         assert 6 <= len(pings) <= 14 and 0.1 < gaps[len(gaps) // 2] < 0.35
 
         # a hung process sends nothing: SIGSTOP it for 1.5 s
         d.signal(signal.SIGSTOP)
         stopped_at = time.monotonic()
-        time.sleep(1.5)
+        time.sleep(1.5)  # the hang under test: 1.5 s of real time stopped, not a wait
         assert not [t for t, _ in manager.with_line("WATCHDOG=1") if t > stopped_at + 0.3]
         d.signal(signal.SIGCONT)
         manager.wait("WATCHDOG=1", after=time.monotonic(), timeout=5)
@@ -162,7 +169,7 @@ def test_abstract_socket_and_a_dead_feed_stops_the_pings(tmp_path: Path) -> None
         assert code == 1  # systemd's Restart=on-failure takes it from here
         last_ping = max((t for t, _ in manager.with_line("WATCHDOG=1")), default=0.0)
         assert last_ping < ended
-        time.sleep(0.5)
+        manager.drain()  # everything the dead process sent has been read
         assert max((t for t, _ in manager.with_line("WATCHDOG=1")), default=0.0) == last_ping
         manager.wait("STOPPING=1", timeout=2)
     finally:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
-from mmdaemon.progress import progress_line
+from mmdaemon.progress import progress_line, show_progress
 from tests.conftest import SPOT_FILES
-from tests.helpers import run_with_terminal_stderr
+from tests.helpers import SteppedClock, run_with_terminal_stderr, until
 
 
 def test_progress_line_by_hand() -> None:
@@ -44,3 +47,29 @@ def test_shown_on_a_terminal_silent_with_json(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mmdaemon", "replay", str(short), "--speed",
                            "2"], capture_output=True, timeout=60)
     assert proc.returncode == 0 and b"x real time" not in proc.stderr
+
+
+async def test_redrawn_on_the_given_clock_and_the_speed_is_against_its_time() -> None:
+    """Redrawn every ``interval_s`` of the injected clock (and not before), the speed
+    divides simulated time by that clock's elapsed time."""
+    clock = SteppedClock()
+    market = SimpleNamespace(frames=0)
+    state = SimpleNamespace(market=market, now_ns=0)  # what a snapshot of the service says
+    service = SimpleNamespace(snapshot=lambda: state)
+    stream = io.StringIO()
+    shower = asyncio.create_task(show_progress(service, stream, 0.5, clock=clock))
+    t0 = 1_723_161_254_000_000_000
+    for redraw in range(1, 4):
+        await until(lambda: clock.deadlines == [redraw * 500_000_000])  # noqa: B023
+        assert stream.getvalue().count("\r") == redraw - 1
+        state.now_ns = t0 + 10 * redraw * 500_000_000  # the market runs 10x the clock
+        market.frames = redraw
+        clock.advance(0.5)
+        await until(lambda: stream.getvalue().count("\r") == redraw)  # noqa: B023
+    shower.cancel()
+    await asyncio.gather(shower, return_exceptions=True)
+    lines = stream.getvalue().split("\r")[1:]
+    # the first redraw starts the simulated clock: 10 s of market in 1.5 s by the third
+    assert "0.0 s simulated" in lines[0] and "0.0x real time" in lines[0]
+    assert lines[2].split()[:2] == ["3", "frames"] and "10.0 s simulated" in lines[2]
+    assert "6.7x real time" in lines[2]

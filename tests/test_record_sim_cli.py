@@ -23,7 +23,7 @@ from mmdaemon.feed.recording import read_recording
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues.binance import BinanceCodec
 from mmdaemon.verify import BookVerifier
-from tests.helpers import first_lines, write_config
+from tests.helpers import first_lines, wait_for, write_config
 
 STREAM = b'{"stream":'  # a combined-stream frame; the recorded REST snapshots are not
 
@@ -103,11 +103,11 @@ def wait_recorded(out: Path, lines: int, containing: bytes = b"", member: int = 
                   timeout: float = 60.0) -> int:
     """Until at least ``lines`` recorded lines (holding ``containing``) are flushed, from
     gzip member ``member`` on; how many there are then."""
-    deadline = time.monotonic() + timeout
-    while (count := sum(member_lines(out, containing)[member:])) < lines:
-        assert time.monotonic() < deadline, f"only {count} lines recorded in {timeout} s"
-        time.sleep(0.05)
-    return count
+    def enough() -> int:
+        count = sum(member_lines(out, containing)[member:])
+        return count if count >= lines else 0
+
+    return wait_for(enough, timeout, f"{lines} lines recorded")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mmdaemon.clock import ManualClock
 from mmdaemon.feed.recorder import FrameWriter, seal
 from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.model import Malformed
@@ -131,3 +132,27 @@ def test_a_whole_file_is_left_alone_and_a_damaged_one_refused(tmp_path: Path) ->
     path.write_bytes(bytes(damaged) + whole)  # damaged inside, more members after it
     with pytest.raises(RecordingError, match="move it aside"):
         FrameWriter(tmp_path, "BTCUSDT").write(DAY1 + 5000, b"{}")
+
+
+def test_the_flush_interval_runs_on_the_writers_clock(tmp_path: Path) -> None:
+    """Frames become readable from the file once ``flush_interval_s`` has passed on the
+    injected clock, at the next write, and not a nanosecond sooner."""
+    clock = ManualClock()
+    w = FrameWriter(tmp_path, "BTCUSDT", flush_interval_s=2.0, clock=clock)
+
+    def on_disk() -> list[int]:
+        copy = tmp_path / "copy.gz"
+        copy.write_bytes(w.files[0].read_bytes())
+        return [i[0] for i in read_recording([copy]) if not isinstance(i, Malformed)]
+
+    w.write(DAY1, b'{"n":0}')
+    clock.now_ns += 1_999_999_999
+    w.write(DAY1 + 1, b'{"n":1}')
+    assert on_disk() == []
+    clock.now_ns += 1
+    w.write(DAY1 + 2, b'{"n":2}')
+    assert on_disk() == [DAY1, DAY1 + 1, DAY1 + 2]
+    clock.now_ns += 1_999_999_999  # the interval counts from that flush
+    w.write(DAY1 + 3, b'{"n":3}')
+    assert on_disk() == [DAY1, DAY1 + 1, DAY1 + 2]
+    w.close()

@@ -22,10 +22,11 @@ from mmdaemon.model import Fill, Side
 from mmdaemon.risk.firm import Exposure, Identity, Keys
 from mmdaemon.risk.redis_bus import FirmBus, connect, global_kill, global_rearm
 from mmdaemon.risk.state import RiskState, TradingState
-from tests.helpers import write_config
+from tests.helpers import SteppedClock, until, write_config
 from tests.recorder import Recorder
 from tests.redis_server import RedisServer
 
+S = 1_000_000_000  # ns per second
 IDENTITY = Identity("btc-a", "desk1", "BTC", "USDT", tick_size="0.01", lot_size="0.00000001")
 
 
@@ -186,24 +187,18 @@ async def test_redis_lost_halts_after_the_grace_period_and_clears_when_back(
 async def test_control_channel_kills_and_rearms(redis_server: RedisServer) -> None:
     config = firm(redis_server)
     host, log = Host(), Recorder()
-    bus = FirmBus(config, IDENTITY, host, ManualClock(), log, None)
+    # the period never elapses on its own: the round trips are the ones the test causes
+    bus = FirmBus(config, IDENTITY, host, SteppedClock(), log, None)
     task = asyncio.create_task(bus.run())
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while host.risk.state is not TradingState.ACTIVE or await _subscribers(config) < 1:
-            assert loop.time() < deadline, log.events[-5:]
-            await asyncio.sleep(0.01)
+        await until(lambda: host.risk.state is TradingState.ACTIVE
+                    and subscribers(redis_server) >= 1)
         assert (await global_kill(config, None, "test")).receivers == 1
-        while not host.risk.killed:
-            assert loop.time() < deadline
-            await asyncio.sleep(0.005)
+        await until(lambda: host.risk.killed)
         assert ("kill", "global_kill_switch halted_for=[]") in host.calls
         assert log.named("global_kill_received")
         assert await global_rearm(config, None) == (True, 1)
-        while host.risk.killed:
-            assert loop.time() < deadline
-            await asyncio.sleep(0.005)
+        await until(lambda: not host.risk.killed)
         assert host.calls[-2:] == [("rearm_global", ""), ("state", "ACTIVE:rearmed")]
         assert not bus.latched
     finally:
@@ -211,13 +206,10 @@ async def test_control_channel_kills_and_rearms(redis_server: RedisServer) -> No
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _subscribers(config: FirmConfig) -> int:
-    client = connect(config, None)
-    try:
-        counts = await client.pubsub_numsub(Keys("mmdaemon", "desk1").channel)
-        return int(counts[0][1])
-    finally:
-        await client.aclose()
+def subscribers(server: RedisServer) -> int:
+    """Clients subscribed to the desk's control channel now."""
+    with server.client() as r:
+        return int(r.pubsub_numsub(Keys("mmdaemon", "desk1").channel)[0][1])
 
 
 async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
@@ -225,7 +217,8 @@ async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
 ) -> None:
     config = firm(redis_server, heartbeat_ms=60_000, ttl_ms=120_000, grace_ms=60_000)
     host = Host()
-    bus = FirmBus(config, IDENTITY, host, ManualClock(), Recorder(), None)
+    clock = SteppedClock()  # the 60 s period cannot elapse while the test runs
+    bus = FirmBus(config, IDENTITY, host, clock, Recorder(), None)
     key = Keys("mmdaemon", "desk1").heartbeat("btc-a")
     task = asyncio.create_task(bus.run())
     try:
@@ -234,20 +227,52 @@ async def test_a_fill_heartbeats_at_once_not_at_the_next_period(
                 raw = r.get(key)
                 return orjson.loads(raw) if raw else {}  # type: ignore[arg-type]
 
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while beat().get("seq") != 1:
-                assert loop.time() < deadline
-                await asyncio.sleep(0.01)
+            await until(lambda: beat().get("seq") == 1 and 60 * S in clock.deadlines)
             host.position_lots = 200_000  # what the daemon does on a fill:
             bus.publish_soon()
-            while beat().get("seq") != 2:
-                assert loop.time() < deadline  # far sooner than the 60 s period
-                await asyncio.sleep(0.01)
+            await until(lambda: beat().get("seq") == 2)
             assert beat()["position_lots"] == 200_000 and beat()["notional"] == "120"
+            assert clock.now_ns == 0  # sooner than the period: no time passed at all
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_heartbeat_period_and_stamp_are_the_clocks(redis_server: RedisServer) -> None:
+    """The next heartbeat is due ``heartbeat_ms`` later on the bus's clock, and carries the
+    clock's wall time."""
+    config = firm(redis_server, heartbeat_ms=60_000, ttl_ms=120_000, grace_ms=60_000)
+    clock = SteppedClock(start_ns=7 * S)
+    bus = FirmBus(config, IDENTITY, Host(), clock, Recorder(), None)
+    key = Keys("mmdaemon", "desk1").heartbeat("btc-a")
+    task = asyncio.create_task(bus.run())
+    try:
+        with redis_server.client() as r:
+            def beat() -> dict[str, Any]:
+                raw = r.get(key)
+                return orjson.loads(raw) if raw else {}  # type: ignore[arg-type]
+
+            await until(lambda: beat().get("seq") == 1 and 67 * S in clock.deadlines)
+            assert beat()["ts_ms"] == clock.wall_ns() // 1_000_000
+            clock.advance(59.999)  # the loop still waits for its period: one beat so far
+            assert 67 * S in clock.deadlines and beat()["seq"] == 1
+            clock.advance(0.001)
+            await until(lambda: beat().get("seq") == 2)
+            assert beat()["ts_ms"] == (clock.wall_offset_ns + 67 * S) // 1_000_000
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_global_kill_is_stamped_with_the_given_clocks_wall_time(
+    redis_server: RedisServer
+) -> None:
+    clock = ManualClock(start_ns=3 * S)
+    sent = await global_kill(firm(redis_server), None, "test", clock)
+    assert sent.sent_ns == clock.wall_ns()
+    with redis_server.client() as r:
+        latch = orjson.loads(r.get(Keys("mmdaemon", "desk1").kill))  # type: ignore[arg-type]
+    assert latch["ts_ms"] == clock.wall_ns() // 1_000_000 and latch["note"] == "test"
 
 
 USDT_UNITS = 10**10
@@ -393,7 +418,7 @@ async def test_a_cancelled_bus_always_stops(redis_server: RedisServer) -> None:
         config = firm(redis_server, redis_url=url, heartbeat_ms=20, timeout_ms=50)
         bus = FirmBus(config, IDENTITY, Host(), SystemClock(), Recorder(), None)
         task = asyncio.create_task(bus.run())
-        await asyncio.sleep(rng.random() * 0.1)
+        await asyncio.sleep(rng.random() * 0.1)  # a random cancellation point, by design
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5)
         if not done:

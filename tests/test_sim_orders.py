@@ -37,6 +37,7 @@ from mmdaemon.model import (
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance import BinanceCodec
+from tests.helpers import until
 
 INSTR = BINANCE_SPOT_BTCUSDT
 KEY, SECRET = "simKey1", "simSecret1"
@@ -566,11 +567,7 @@ async def test_subscription_ids_and_closed_connection(sim: Sim, client: Client) 
     assert await client.subscribe() == 1
     assert sim.entry.connection_count == 1
     await client.ws.close()
-    for _ in range(100):
-        if sim.entry.connection_count == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert sim.entry.connection_count == 0
+    await until(lambda: sim.entry.connection_count == 0, timeout=5)
     # the venue keeps working for new connections
     again = await sim.client()
     assert (await again.call(api.ping("p"))).ok
@@ -607,7 +604,8 @@ async def test_a_subscriber_that_does_not_read_is_disconnected() -> None:
         placer = await sim.client()
         for seq in range(1, 4):
             assert (await placer.place(Side.BUY, BID - seq, seq=seq)).ok
-        await asyncio.sleep(0.05)  # the NEW reports went out one by one
+        # the NEW reports went out one by one: the reader's outgoing queue is empty again
+        await until(lambda: all(c.queue.empty() for c in entry._conns), timeout=5)
         # three cancels in one go, more than the queue holds: the subscriber is dropped
         assert entry.cancel_all_for(KEY) == 3
         assert entry.overflows == 1
@@ -721,8 +719,7 @@ async def test_fault_hooks(sim: Sim) -> None:
     with pytest.raises(ConnectionClosed) as cut:
         await asyncio.wait_for(client.ws.recv(), 5)
     assert cut.value.rcvd is None  # no closing handshake: 1006
-    await asyncio.sleep(0.01)
-    assert entry.connection_count == 0
+    await until(lambda: entry.connection_count == 0, timeout=5)
     assert len(entry.open_orders()) == 1  # orders survive their connection
 
 

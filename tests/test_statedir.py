@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from mmdaemon.clock import ManualClock
 from mmdaemon.journal import Journal
-from mmdaemon.statedir import StateDirLocked, dir_holder, lock_holder, lock_state_dir
+from mmdaemon.statedir import (
+    POLL_S,
+    StateDirLocked,
+    dir_holder,
+    lock_holder,
+    lock_state_dir,
+)
 
 HOLD = """
 import sys, time
@@ -21,14 +28,14 @@ from pathlib import Path
 from mmdaemon.statedir import lock_state_dir
 lock = lock_state_dir(Path(sys.argv[1]))
 print("locked", flush=True)
-time.sleep(120)
+time.sleep(120)  # the holder process: holds the lock till the test kills it
 """
 FLOCK_ONLY = """
 import fcntl, sys, time
 f = open(sys.argv[1] + "/lock", "w")
 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 print("locked", flush=True)
-time.sleep(120)
+time.sleep(120)  # the holder process, as above
 """
 ASK = "import sys; from pathlib import Path; from mmdaemon.statedir import lock_holder; " \
       "print(lock_holder(Path(sys.argv[1])))"
@@ -154,3 +161,19 @@ def test_a_journal_waits_for_its_lock_as_asked(tmp_path: Path,
 def test_a_negative_wait_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="wait_s: expected a finite number"):
         lock_state_dir(tmp_path, wait_s=-1.0)
+
+
+def test_the_wait_for_a_held_lock_is_measured_on_the_given_clock(
+        tmp_path: Path, other: subprocess.Popen[str]) -> None:
+    """30 s of waiting on a manual clock: refused once the clock reaches the deadline, after
+    an attempt every POLL_S, and no real time spent waiting."""
+    clock = ManualClock()
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        clock.now_ns += round(seconds * 1e9)
+
+    with pytest.raises(StateDirLocked, match=rf"\(pid {other.pid}\)"):
+        lock_state_dir(tmp_path, wait_s=30.0, clock=clock, pause=pause)
+    assert clock.now_ns == 30 * 10**9 and pauses == [POLL_S] * 3000

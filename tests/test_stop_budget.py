@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import wait_for
 from tests.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.test_sim_processes import KEY, SECRET, open_orders
 
@@ -50,10 +51,7 @@ def test_a_stop_with_the_venue_frozen_ends_within_the_budget_and_the_next_start_
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)
         d.wait_event("ready", timeout=60)
-        deadline = time.monotonic() + 30
-        while not client_ids(port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert client_ids(port), "the daemon quotes at the sim"
+        wait_for(lambda: client_ids(port), 30, "the daemon quotes at the sim")
 
         sim.send_signal(signal.SIGSTOP)
         frozen = True

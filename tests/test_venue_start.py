@@ -86,7 +86,7 @@ def test_a_venue_down_at_start_is_waited_out_halted_and_told_to_systemd(
         d.wait_event("reloaded")
         while time.monotonic() - started < OUTAGE_S:
             assert d.proc.poll() is None, f"the daemon exited: {d.events[-5:]}"
-            time.sleep(0.1)
+            time.sleep(0.1)  # the outage under test lasts OUTAGE_S; watched throughout
         retries = [e for e in d.events if e.get("event") == "gateway_start_failed"]
         assert len(retries) >= 3 and all(e["retry_in_s"] > 0 for e in retries)
         assert not [e for e in d.events if e.get("event") in ("ready", "state_changed")]
@@ -162,7 +162,7 @@ def test_a_kill_while_the_venue_is_down_at_start_latches_and_nothing_is_placed_a
         watched = time.monotonic()
         while time.monotonic() - watched < 3:
             assert open_orders(port) == []
-            time.sleep(0.2)
+            time.sleep(0.2)  # an absence over a span of market, watched throughout
         assert d.stop() == 0
         assert [e["state"] for e in d.events if e.get("event") == "stopped"] == ["KILLED"]
     finally:

@@ -3,9 +3,10 @@
 One line per frame, ``<recv_ns> <frame>``, the frame byte-for-byte as received (REST
 snapshots included, so a replay can sync), gzip-compressed, one file per UTC day named
 ``<symbol>_<YYYYMMDD>.gz`` like the bundled recordings. The compressor is flushed (a full
-sync flush, readable up to that point) at least every ``flush_interval_s``: a crash loses at
-most about that much, and the reader reports the cut-off tail instead of failing. Writing
-to a day's file that exists appends a new gzip member, which readers treat as one stream.
+sync flush, readable up to that point) at least every ``flush_interval_s`` on the injected
+clock's monotonic time: a crash loses at most about that much, and the reader reports the
+cut-off tail instead of failing. Writing to a day's file that exists appends a new gzip
+member, which readers treat as one stream.
 
 A recorder restarted on the day of its crash finds that day's last member without an end:
 appending after it would make the whole file unreadable (the reader would take the new
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import gzip
 import struct
-import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordingError
 
 SYNC_MARK = b"\x00\x00\xff\xff"
@@ -142,11 +143,13 @@ def _ignore(event: str, **fields: Any) -> None:
 
 class FrameWriter:
     """Append frames to per-UTC-day gzip files in ``out_dir``; ``report(event, **fields)``
-    hears of a day file sealed after a crash (``recording_sealed``)."""
+    hears of a day file sealed after a crash (``recording_sealed``). ``clock``'s monotonic
+    time paces the flushes (the system's by default); the frames carry their own stamps."""
 
     def __init__(self, out_dir: Path, symbol: str, flush_interval_s: float = 1.0,
-                 report: Callable[..., None] = _ignore) -> None:
+                 report: Callable[..., None] = _ignore, clock: Clock | None = None) -> None:
         self.report = report
+        self.clock: Clock = clock or SystemClock()
         self.out_dir = out_dir
         self.symbol = symbol.lower()
         self.flush_interval_s = flush_interval_s
@@ -155,7 +158,7 @@ class FrameWriter:
         self._day = ""
         self._raw: BinaryIO | None = None
         self._gz: gzip.GzipFile | None = None
-        self._last_flush = time.monotonic()
+        self._last_flush_ns = self.clock.monotonic_ns()
 
     def write(self, recv_ns: int, frame: bytes) -> None:
         """Record one frame received at ``recv_ns`` (ns since the epoch, UTC)."""
@@ -167,7 +170,7 @@ class FrameWriter:
             frame = frame.replace(b"\r", b"").replace(b"\n", b"")
         self._gz.write(b"%d %s\n" % (recv_ns, frame))
         self.frames += 1
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+        if self.clock.monotonic_ns() - self._last_flush_ns >= self.flush_interval_s * 1e9:
             self.flush()
 
     def flush(self) -> None:
@@ -175,7 +178,7 @@ class FrameWriter:
         if self._gz is not None and self._raw is not None:
             self._gz.flush(zlib.Z_SYNC_FLUSH)
             self._raw.flush()
-        self._last_flush = time.monotonic()
+        self._last_flush_ns = self.clock.monotonic_ns()
 
     def close(self) -> None:
         if self._gz is not None and self._raw is not None:

@@ -12,7 +12,10 @@ codec; the feed's part is to keep frames coming:
   connection stayed healthy for ``healthy_after_s``, so a venue that accepts and drops at
   once is not hammered;
 - a connection that stays open but silent for ``stale_after_ms`` is closed and reopened
-  (websockets' own ping/pong catches a dead peer; this catches a live one sending nothing);
+  (websockets' own ping/pong catches a dead peer; this catches a live one sending nothing).
+  Silence is time spent waiting for a frame: time the reader spends blocked on a full
+  queue (the consumer is behind) is not silence, and a watch that wakes during it looks
+  again one ``stale_after_ms`` later;
 - :meth:`WebsocketFeed.shed` drops every queued frame and replaces the connection at once:
   a consumer that fell too far behind is served better by a fresh snapshot than by the
   backlog; the queue is bounded (``queue_size``), and beyond it the websocket client's
@@ -34,6 +37,12 @@ codec; the feed's part is to keep frames coming:
 - ``on_outage`` hears why market data is not coming and when the next try is (a failed
   connect, a failed snapshot), and ``None`` once the connection or a snapshot succeeds:
   the daemon tells systemd (``STATUS=``), from the first attempt at start on.
+
+Every time the feed reads comes from its :class:`~mmdaemon.clock.Clock`: receive stamps
+are the clock's wall time (ns since the epoch, as a recording holds them), and staleness,
+connection age, backoff waits and the healthy-connection test run on its monotonic time and
+its ``sleep``, so a test's clock drives them all. (The websocket's ``open_timeout`` and the
+snapshot request's ``snapshot_timeout_s`` are the I/O libraries' own, on the event loop.)
 
 Sizes are bounded before anything is parsed, so a broken or hostile endpoint cannot make
 the daemon hold more than a few times the limits:
@@ -58,7 +67,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -68,6 +76,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
 from mmdaemon.backoff import backoff_delay
+from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordedFrame
 
 if TYPE_CHECKING:
@@ -175,15 +184,18 @@ SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon,
 
 
 class WebsocketFeed:
-    """Async iterator of live frames; see the module docstring."""
+    """Async iterator of live frames; see the module docstring. ``clock``: every time the
+    feed reads or waits on (the system's clocks by default)."""
 
     def __init__(self, settings: FeedSettings, log: Any, *,
-                 now_ns: Callable[[], int] = time.time_ns,
+                 clock: Clock | None = None,
                  rng: Callable[[], float] = random.random,
                  on_outage: OutageListener = _no_outage_listener) -> None:
         self.settings = settings
         self.log = log
-        self.now_ns = now_ns
+        self.clock: Clock = clock or SystemClock()
+        # the stamp a frame received now gets (ns since the epoch): how far behind one is
+        self.now_ns = self.clock.wall_ns
         self.rng = rng
         self.on_outage = on_outage
         self._connect_error = ""  # why the last connection attempt failed
@@ -198,6 +210,8 @@ class WebsocketFeed:
         self._end: asyncio.Task[None] | None = None
         self._want_snapshot = asyncio.Event()
         self._closed = False
+        # monotonic ns since which the reader waits for a frame; None while it is not waiting
+        self._waiting_since: int | None = None
 
     def request_snapshot(self) -> None:
         """Fetch a new REST snapshot (the codec reported a gap)."""
@@ -262,16 +276,16 @@ class WebsocketFeed:
         return len(dropped) - len(ended)
 
     async def _run(self) -> None:
-        s = self.settings
+        s, clock = self.settings, self.clock
         attempt = 0
         import aiohttp  # here: replays never need it, and importing it costs ~0.1 s
 
         session = aiohttp.ClientSession(trust_env=False)  # no system proxies by default
         try:
             while not self._closed:
-                started = time.monotonic()
+                started = clock.monotonic_ns()
                 reason = await self._connection(session)
-                if time.monotonic() - started >= s.healthy_after_s:
+                if clock.monotonic_ns() - started >= s.healthy_after_s * 1e9:
                     attempt = 0
                 if self._closed:
                     return
@@ -282,7 +296,7 @@ class WebsocketFeed:
                                  delay_s=round(delay, 3))
                 if reason == "connect_failed":
                     self.on_outage(f"unreachable: {self._connect_error}", delay)
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
         finally:
             await session.close()
 
@@ -302,11 +316,11 @@ class WebsocketFeed:
                 self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=s.stream_url, connects=self.connects)
                 self.on_outage(None, 0.0)
-                await self._queue.put(Reconnected("connected", self.now_ns()))
+                await self._queue.put(Reconnected("connected", self.clock.wall_ns()))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
                 try:
-                    return await self._read(ws)
+                    return await self._read_while_live(ws)
                 finally:
                     fetcher.cancel()
                     await asyncio.gather(fetcher, return_exceptions=True)
@@ -320,34 +334,58 @@ class WebsocketFeed:
                 # the frame that crossed the limit, plus the fragments before it
                 size = (too_big.size or 0) + (too_big.current_size or 0)
                 self.log.warning("feed_frame_too_large", size=size, limit=s.max_message_bytes)
-                await self._queue.put(Reconnected("frame_too_large", self.now_ns()))
+                await self._queue.put(Reconnected("frame_too_large", self.clock.wall_ns()))
                 return "frame_too_large"
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
                              reason=exc.rcvd.reason if exc.rcvd else "")
             return "closed"
 
+    async def _read_while_live(self, ws: ClientConnection) -> str:
+        """Read ``ws`` until it ends or goes silent for ``stale_after_ms``; why it ended.
+        Errors of the connection (closed, a frame too large) are raised."""
+        self._waiting_since = self.clock.monotonic_ns()
+        reader = asyncio.create_task(self._read(ws), name="ws-read")
+        watch = asyncio.create_task(self._watch_silence(), name="ws-stale")
+        try:
+            await asyncio.wait((reader, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            reader.cancel()
+            watch.cancel()
+            await asyncio.gather(reader, watch, return_exceptions=True)
+        return reader.result() if reader.done() and not reader.cancelled() else watch.result()
+
+    async def _watch_silence(self) -> str:
+        """Return ``"stale"`` once the reader has waited ``stale_after_ms`` for a frame."""
+        s, clock = self.settings, self.clock
+        stale_ns = s.stale_after_ms * 1_000_000
+        while True:
+            since = self._waiting_since
+            wait_ns = stale_ns
+            if since is not None:
+                silent_ns = clock.monotonic_ns() - since
+                if silent_ns >= stale_ns:
+                    self.log.warning("feed_stale", silent_ms=s.stale_after_ms)
+                    return "stale"
+                wait_ns = stale_ns - silent_ns
+            await clock.sleep(wait_ns / 1e9)
+
     async def _read(self, ws: ClientConnection) -> str:
         s = self.settings
-        deadline = time.monotonic() + s.max_connection_age_s
-        stale_s = s.stale_after_ms / 1000
-        put, now_ns = self._queue.put, self.now_ns
+        monotonic_ns = self.clock.monotonic_ns
+        deadline = monotonic_ns() + round(s.max_connection_age_s * 1e9)
+        put, wall_ns = self._queue.put, self.clock.wall_ns
         while True:
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that lands as a frame arrives, and the feed would never stop
-                async with asyncio.timeout(stale_s):
-                    frame = await ws.recv(decode=False)
-            except TimeoutError:
-                self.log.warning("feed_stale", silent_ms=s.stale_after_ms)
-                return "stale"
+            frame = await ws.recv(decode=False)
+            self._waiting_since = None  # a full queue below is the consumer's delay
             if SERVER_SHUTDOWN in frame[:48]:
                 self.log.warning("feed_server_shutdown")
                 return "planned"
-            await put((now_ns(), frame))
+            await put((wall_ns(), frame))
             if self._shed:
                 self._shed = False
                 return "shed"
-            if time.monotonic() >= deadline:
+            now = self._waiting_since = monotonic_ns()
+            if now >= deadline:
                 self.log.info("feed_planned_reconnect", age_s=s.max_connection_age_s)
                 return "planned"
 
@@ -366,17 +404,17 @@ class WebsocketFeed:
         while True:
             await self._want_snapshot.wait()
             delay = 0.0
-            if time.monotonic() - last_ok >= s.healthy_after_s:
+            if self.clock.monotonic_ns() - last_ok >= s.healthy_after_s * 1e9:
                 streak = 0
             elif streak:  # the last snapshot did not bring the book in sync for long
                 delay = backoff_delay(streak, s.backoff_initial_s, s.backoff_max_s, self.rng)
             while True:
-                await asyncio.sleep(delay)
+                await self.clock.sleep(delay)
                 self._want_snapshot.clear()
                 streak += 1
                 failure, wait_s = await self._fetch_snapshot(session, timeout)
                 if failure is None:
-                    last_ok = time.monotonic()
+                    last_ok = self.clock.monotonic_ns()
                     self.on_outage(None, 0.0)
                     break
                 self.snapshot_failures += 1
@@ -416,7 +454,7 @@ class WebsocketFeed:
                     return {"reason": "malformed", "error": problem, "bytes": len(body),
                             "body": excerpt[:80]}, 0.0
                 self.snapshots += 1
-                await self._queue.put((self.now_ns(), body))
+                await self._queue.put((self.clock.wall_ns(), body))
                 self.log.info("feed_snapshot", bytes=len(body))
                 return None, 0.0
         except TimeoutError:

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import getpass
 import socket
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -42,7 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from mmdaemon.clock import Clock
+from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.config import FirmConfig
 from mmdaemon.risk.firm import (
     FIRM_NOT_READY,
@@ -218,18 +217,26 @@ class FirmBus:
         while True:
             self._wake.clear()
             await self.cycle(client)
-            try:
-                async with asyncio.timeout(interval_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                stop_if_cancelled()
-                # the period is up: heartbeat again
+            await self._next_beat(interval_s)
+            stop_if_cancelled()  # a cancellation a round trip swallowed ends the loop here
+
+    async def _next_beat(self, interval_s: float) -> None:
+        """Return when the period (``interval_s`` on the clock) is up, or sooner when
+        :meth:`publish_soon` asks."""
+        period = asyncio.create_task(self.clock.sleep(interval_s), name="firm-period")
+        woken = asyncio.create_task(self._wake.wait(), name="firm-wake")
+        try:
+            await asyncio.wait((period, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            period.cancel()
+            woken.cancel()
+            await asyncio.gather(period, woken, return_exceptions=True)
 
     async def cycle(self, client: Redis) -> None:
         """One heartbeat round: publish, read, act; or note the failure."""
         self.seq += 1
         own = self.identity.heartbeat(self.host.firm_exposure(), self.seq,
-                                      time.time_ns() // 1_000_000)
+                                      self.clock.wall_ns() // 1_000_000)
         generation = self._generation
         try:
             result = await self._round_trip(client, own)
@@ -390,11 +397,11 @@ class FirmBus:
 
 # -- the operator's commands (`mmdaemon kill --global`, `mmdaemon rearm --global`) ----------
 
-def latch_value(note: str) -> bytes:
-    """What ``kill --global`` stores: who, when (ms since the epoch), why. Instances treat
-    any value as latched, so ``redis-cli SET <key> 1`` works the same."""
+def latch_value(note: str, ts_ms: int) -> bytes:
+    """What ``kill --global`` stores: who, when (``ts_ms``: ms since the epoch), why.
+    Instances treat any value as latched, so ``redis-cli SET <key> 1`` works the same."""
     return orjson.dumps({"by": f"{getpass.getuser()}@{socket.gethostname()}",
-                         "ts_ms": time.time_ns() // 1_000_000, "note": note})
+                         "ts_ms": ts_ms, "note": note})
 
 
 class Sent(NamedTuple):
@@ -405,15 +412,18 @@ class Sent(NamedTuple):
     sent_ns: int
 
 
-async def global_kill(firm: FirmConfig, password: str | None, note: str) -> Sent:
-    """Set the latched kill key and publish ``kill``, atomically (MULTI/EXEC)."""
+async def global_kill(firm: FirmConfig, password: str | None, note: str,
+                      clock: Clock | None = None) -> Sent:
+    """Set the latched kill key and publish ``kill``, atomically (MULTI/EXEC); the stamps
+    are ``clock``'s wall time (the system's by default)."""
     keys = Keys(firm.namespace, firm.desk)
     client = connect(firm, password)
+    wall_ns = (clock or SystemClock()).wall_ns
     try:
         pipe = client.pipeline(transaction=True)
-        pipe.set(keys.kill, latch_value(note))
+        pipe.set(keys.kill, latch_value(note, wall_ns() // 1_000_000))
         pipe.publish(keys.channel, KILL_MESSAGE)
-        sent_ns = time.time_ns()
+        sent_ns = wall_ns()
         _, receivers = await pipe.execute()
         return Sent(int(receivers), sent_ns)
     finally:

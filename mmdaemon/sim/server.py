@@ -26,7 +26,6 @@ fail, one fault each (see :data:`DEPTH_FAULTS`); the stream faults are the tape'
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -155,7 +154,7 @@ class SimVenue:
         if url.path == "/api/v3/ping":
             return _json(200, {})
         if url.path == "/api/v3/time":
-            return _json(200, {"serverTime": time.time_ns() // 1_000_000})
+            return _json(200, {"serverTime": self.tape.clock.wall_ns() // 1_000_000})
         if url.path == "/api/v3/exchangeInfo":
             symbol = query.get("symbol")
             if symbol is not None and symbol.upper() != self.instrument.symbol:
@@ -225,7 +224,7 @@ class SimVenue:
         inst = self.instrument
         step = inst.lots.to_decimal(inst.size_step_lots)
         min_size = inst.lots.to_decimal(inst.min_size_lots)
-        return {"timezone": "UTC", "serverTime": time.time_ns() // 1_000_000,
+        return {"timezone": "UTC", "serverTime": self.tape.clock.wall_ns() // 1_000_000,
                 "rateLimits": [], "exchangeFilters": [],
                 "symbols": [{
                     "symbol": inst.symbol, "status": "TRADING", "baseAsset": inst.symbol[:-4],

@@ -69,7 +69,7 @@ def poll(probe: Callable[[], T | None], timeout: float, what: str,
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval
 
 
 def missing_prerequisites() -> str | None:
