@@ -53,7 +53,8 @@ done
 echo "== tests through the sanitized build"
 sanitized "$PY" -m pytest -q -p sanitized_build -p no:cacheprovider \
     tests/unit/test_speedups.py tests/unit/test_speedups_match_python.py \
-    tests/unit/test_binance_codec.py tests/unit/test_book.py
+    tests/unit/test_binance_codec.py tests/unit/test_book.py \
+    tests/process/test_speedups_in_a_fresh_interpreter.py
 no_reports "$LOGS"
 
 echo "== fuzz corpora through the sanitized build"

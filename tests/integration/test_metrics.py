@@ -1,12 +1,11 @@
-"""Live metrics: a real service on a real recording, scraped over HTTP, checked by promtool."""
+"""Live metrics: a real service on a real recording, scraped over HTTP (promtool checks the
+exposition in tests/process/test_metrics_promtool.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import math
-import shutil
-import subprocess
 from itertools import pairwise
 from pathlib import Path
 
@@ -311,16 +310,3 @@ async def test_scrape_while_the_service_runs(tmp_path: Path) -> None:
     # paced at 50x, event time runs ahead of the last book update only a little
     assert 0 <= value(s, "mmdaemon_feed_delay_seconds") < 5
     assert service.exit_code == 0
-
-
-async def test_exposition_passes_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian/Ubuntu package 'prometheus')")
-    service = await replayed_service(tmp_path)
-    async with MetricsServer(service, latency=fed_histogram()) as server:
-        _, _, text = await scrape(server.port)
-    proc = subprocess.run([promtool, "check", "metrics"], input=text,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and not proc.stdout and not proc.stderr, \
-        (proc.returncode, proc.stdout, proc.stderr)

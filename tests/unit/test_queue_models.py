@@ -9,8 +9,6 @@ model (the orders depend on the market only, never on fills).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import defaultdict
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
@@ -456,16 +454,6 @@ def test_bad_queue_config_names_the_key(tmp_path: Path, values: dict[str, Any],
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, {"exchange": values}))
     assert message in str(err.value)
-
-
-def test_bad_queue_model_exits_2_naming_the_key(tmp_path: Path) -> None:
-    path = write_config(tmp_path, {"exchange": {"queue_model": "fifo"}})
-    proc = subprocess.run(
-        [sys.executable, "-m", "mmdaemon", "replay",
-         str(REPO / "data" / "binance-spot-btcusdt" / "btcusdt_20240808.gz"), "--config",
-         str(path)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert "exchange.queue_model: expected one of 'conservative', 'power', 'log'" in proc.stderr
 
 
 def test_config_keys_reach_the_paper_venue(tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ the same events, the same book and the same error. Each test runs both on the sa
 from __future__ import annotations
 
 import gzip
-import os
-import subprocess
-import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,19 +80,6 @@ def test_compiled_module_is_built_where_it_can_be() -> None:
     if which("cc") is None or not headers.exists():
         pytest.skip("no C compiler or Python headers: the optional build is skipped")
     assert speedups.compiled is not None
-
-
-def test_the_environment_switch_turns_them_off() -> None:
-    code = ("from mmdaemon import speedups; from mmdaemon.book import SIDE, BookSide; "
-            "print(speedups.compiled is None, SIDE is BookSide)")
-    env = {**os.environ, "MMDAEMON_PURE_PYTHON": "1"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert out == ["True", "True"]
-    env["MMDAEMON_PURE_PYTHON"] = "0"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert out == ["False", "False"]
 
 
 def test_a_grid_beyond_the_compiled_arithmetic_keeps_the_python_codec() -> None:
