@@ -27,7 +27,7 @@ done
 
 # detect_leaks=0: CPython does not free all it holds at exit, nor do its extensions (orjson),
 # so LeakSanitizer would report at every exit. What the compiled code can leak is references
-# it fails to drop; tests/test_speedups_match_python.py measures those with tracemalloc.
+# it fails to drop; tests/unit/test_speedups_match_python.py measures those with tracemalloc.
 sanitized() {
     env LD_PRELOAD="$(asan_runtime)" ASAN_SYMBOLIZER_PATH="$(symbolizer)" \
         ASAN_OPTIONS="detect_leaks=0:detect_stack_use_after_return=1:log_path=$LOGS/asan" \
@@ -52,8 +52,9 @@ done
 
 echo "== tests through the sanitized build"
 sanitized "$PY" -m pytest -q -p sanitized_build -p no:cacheprovider \
-    tests/test_speedups.py tests/test_speedups_match_python.py tests/test_binance_codec.py \
-    tests/test_book.py
+    tests/unit/test_speedups.py tests/unit/test_speedups_match_python.py \
+    tests/unit/test_binance_codec.py tests/unit/test_book.py \
+    tests/process/test_speedups_in_a_fresh_interpreter.py
 no_reports "$LOGS"
 
 echo "== fuzz corpora through the sanitized build"

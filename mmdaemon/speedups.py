@@ -6,7 +6,7 @@ levels, the sync rules staying in Python; the levels of snapshots) and the book 
 (:class:`~mmdaemon.book.BookSide`). They are built when ``pip install`` finds a C
 compiler; without one the install goes on and the pure-Python loops run instead. The Python
 loops stay the reference: the compiled ones hand every unusual input back to them, so
-results and errors are the same either way (``tests/test_speedups.py`` checks both).
+results and errors are the same either way (``tests/unit/test_speedups.py`` checks both).
 
 ``MMDAEMON_PURE_PYTHON=1`` in the environment makes a process use the Python loops even
 when the compiled ones are there: for a user who suspects them, and for the tests.

@@ -1,4 +1,4 @@
-"""Shared test fixtures: where the real recordings are."""
+"""Shared test fixtures: where the real recordings are; each test's kind, from its folder."""
 
 from __future__ import annotations
 
@@ -13,6 +13,34 @@ SPOT_FILES = [
 ]
 SHARED_DATA = REPO.parent / "shared" / "data"
 USDM_FILE = SHARED_DATA / "binance-usdm-btcusdt" / "btcusdt_20240808.gz"
+
+TESTS = Path(__file__).resolve().parent
+# the folder is the kind and the marker (pyproject.toml): unit (pure: no server, no
+# subprocess), integration (real components in one process: loopback servers in the test's
+# loop, SQLite files, the sim in-process), process (subprocesses, real signals, servers in
+# other processes). tests/systemd has its own marker and its own make target.
+KINDS = ("unit", "integration", "process")
+OWN_MARKER = ("systemd",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with the kind of its folder, so that ``-m unit`` selects tests/unit;
+    a test file outside those folders is refused, or ``-m`` would leave it out unseen."""
+    astray: set[str] = set()
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # not under tests/ (e.g. a test file named on the command line)
+            continue
+        if folder in KINDS:
+            item.add_marker(folder)
+        elif folder not in OWN_MARKER:
+            astray.add(str(item.path.relative_to(REPO)))
+    if astray:
+        raise pytest.UsageError(
+            f"test files outside tests/unit, tests/integration and tests/process: "
+            f"{', '.join(sorted(astray))}: move each (git mv) into the folder of its kind "
+            f"(README, Testing)")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.test_record_sim_cli import free_port
+from tests.process.test_record_sim_cli import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
 

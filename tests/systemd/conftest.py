@@ -26,6 +26,9 @@ import orjson
 import pytest
 
 from tests.conftest import REPO, SPOT_FILES
+from tests.process.test_record_sim_cli import free_port
+from tests.process.test_sim_processes import open_orders
+from tests.process.test_wheel_install import _uv
 from tests.systemd.machine import (
     Machine,
     MachineError,
@@ -36,9 +39,6 @@ from tests.systemd.machine import (
     root_is_built,
     wheelhouse_dir,
 )
-from tests.test_record_sim_cli import free_port
-from tests.test_sim_processes import open_orders
-from tests.test_wheel_install import _uv
 
 RUNBOOK = REPO / "deploy" / "README.md"
 KEY, SECRET = "sim-key", "sim-secret"  # made up: the sim's account, never a real one

@@ -1,0 +1,132 @@
+"""The package's layers (docs/architecture.md): every module is in one, imports only its
+own layer and those below, the core imports nothing that does I/O or reads a clock, and no
+import circle exists (type-checking imports count: a circle there is a circle in the
+design). A module added without a layer fails here until it is given one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "mmdaemon"
+
+CORE, SHELL, APP = 0, 1, 2
+LAYER_NAMES = {CORE: "core", SHELL: "shell", APP: "application"}
+
+# module (dotted, without "mmdaemon.") or package prefix ending in "." -> layer
+LAYERS: dict[str, int] = {
+    # core: values, codecs, book, quoting, risk rules, the engine; pure and synchronous
+    "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
+    "records": CORE, "engine": CORE, "pace": CORE, "backoff": CORE, "hosts": CORE,
+    "defaults": CORE, "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE,
+    "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
+    "risk.unsendable": CORE, "risk.firm": CORE, "exchange.base": CORE,
+    "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
+    "risk": CORE, "exchange": CORE, "feed": SHELL, "sim": SHELL,  # the packages themselves
+    "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py
+    # shells: I/O and time around the core, one responsibility each
+    "clock": SHELL, "feed.": SHELL, "exchange.paper": SHELL, "exchange.binance_gateway": SHELL,
+    "exchange.credentials": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
+    "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
+    "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
+    "orderlog": SHELL, "feed_task": SHELL, "order_sender": SHELL,
+    # application: wiring the parts, the service, commands, reports
+    "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
+    "analytics": APP, "crosscheck": APP, "config_check": APP, "verify": APP,
+}
+# what the core may not import: I/O, event loops, processes, clocks
+IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",
+          "subprocess", "threading", "time", "uvloop", "structlog"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join(parts)
+
+
+def layer_of(name: str) -> int | None:
+    if name in LAYERS:
+        return LAYERS[name]
+    prefixes = [p for p in LAYERS if p.endswith(".") and name.startswith(p)]
+    return LAYERS[max(prefixes, key=len)] if prefixes else None
+
+
+def imports_of(path: Path) -> tuple[set[str], set[str]]:
+    """(mmdaemon modules imported, without the prefix; top-level stdlib/third-party names)."""
+    ours, others = set(), set()
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+            if node.module == "mmdaemon":  # from mmdaemon import speedups
+                names = [f"mmdaemon.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "mmdaemon" or name.startswith("mmdaemon."):
+                ours.add(name.removeprefix("mmdaemon").removeprefix("."))
+            else:
+                others.add(name.split(".")[0])
+    return ours, others
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(name for name in MODULES if layer_of(name) is None)
+    assert not unplaced, f"give these a layer in tests/test_layers.py: {unplaced}"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    upward = []
+    for name, (ours, _) in GRAPH.items():
+        mine = layer_of(name)
+        for target in ours:
+            theirs = layer_of(target) if target in MODULES else layer_of(target.rsplit(".", 1)[0])
+            if mine is not None and theirs is not None and theirs > mine:
+                upward.append(f"{name} ({LAYER_NAMES[mine]}) -> {target} "
+                              f"({LAYER_NAMES[theirs]})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_core_does_no_io_and_reads_no_clock() -> None:
+    impure = [f"{name} imports {sorted(others & IMPURE)}"
+              for name, (_, others) in GRAPH.items()
+              if layer_of(name) == CORE and others & IMPURE]
+    assert not impure, "\n".join(impure)
+
+
+def test_no_import_circle() -> None:
+    edges = {name: {t if t in MODULES else t.rsplit(".", 1)[0] for t in ours} & MODULES.keys()
+             for name, (ours, _) in GRAPH.items()}
+    for package in [n for n in MODULES if MODULES[n].name == "__init__.py"]:
+        edges[package] = set()  # a package's face re-exports its children: not a dependency
+    seen: dict[str, int] = {}  # 1 on the current path, 2 done
+    circles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        seen[node] = 1
+        for nxt in sorted(edges[node]):
+            if seen.get(nxt) == 1:
+                circles.append([*path[path.index(nxt):], nxt])
+            elif nxt not in seen:
+                visit(nxt, [*path, nxt])
+        seen[node] = 2
+
+    for start in sorted(edges):
+        if start not in seen:
+            visit(start, [start])
+    assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+@pytest.mark.parametrize("name", ["engine", "daemon"])
+def test_the_centre_is_small_enough_to_read(name: str) -> None:
+    lines = len(MODULES[name].read_text().splitlines())
+    assert lines <= 820, f"mmdaemon/{name}.py has {lines} lines: split it by responsibility"
