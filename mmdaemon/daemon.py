@@ -249,7 +249,7 @@ class Service:
         self.config_path = config_path
         self.notifier = Notifier()
         self._ready_sent = False
-        self.exchange = make_exchange(config, inst, log, self._event_ns)
+        self.exchange = make_exchange(config, inst, log, self._event_ns, clock)
         # measured latencies for a dry run to draw from (run --latency-out), None: not kept
         self.latency_out = latency_out
         self.latencies: LatencyRecorder | None = None
@@ -1419,7 +1419,7 @@ def feed_settings(config: Config) -> FeedSettings:
 
 
 def make_exchange(config: Config, instrument: Instrument, log: Any,
-                  event_ns: Callable[[], int]) -> ExchangeAdapter:
+                  event_ns: Callable[[], int], clock: Clock | None = None) -> ExchangeAdapter:
     """The configured adapter: the paper exchange on the daemon's event clock
     (``event_ns``), or the Binance gateway with credentials read now (a
     :class:`~mmdaemon.exchange.credentials.CredentialsError`, a ValueError, says which
@@ -1451,7 +1451,8 @@ def make_exchange(config: Config, instrument: Instrument, log: Any,
                                request_timeout_s=ex.request_timeout_ms / 1000,
                                proxy=config.feed.proxy or None,
                                max_message_bytes=ex.max_message_bytes)
-    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)
+    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log,
+                          clock=clock)
 
 
 def make_firm_bus(config: Config, service: Service, clock: Clock, log: Any) -> FirmBus | None:

@@ -47,26 +47,18 @@ import asyncio
 import contextlib
 import hashlib
 import random
-import re
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidProxy,
-    InvalidProxyStatus,
-    InvalidStatus,
-    InvalidURI,
-    PayloadTooBig,
-    WebSocketException,
-)
+from websockets.exceptions import ConnectionClosed, PayloadTooBig, WebSocketException
 
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.book import OrderBook
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.exchange.base import Listener, StatusListener, VenueRefused, VenueStatus
+from mmdaemon.exchange.binance_requests import RequestChannel
+from mmdaemon.exchange.binance_settings import GatewayError, GatewaySettings, redact_url, refusal
 from mmdaemon.model import ExecutionEvent, Instrument, Side, Trade
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance_order_io import (
@@ -76,99 +68,19 @@ from mmdaemon.venues.binance_order_io import (
     HangUp,
     Hold,
     Procedure,
-    Request,
     RequestFailed,
     Suspect,
 )
 from mmdaemon.venues.binance_order_state import OrderRecord
 from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_for_good
 
-T = TypeVar("T")
+__all__ = ["BinanceGateway", "GatewayError", "GatewaySettings", "redact_url"]
+
 _MS: Final = 1_000_000  # ns per ms
 _S: Final = 1_000_000_000  # ns per s
 _POLL_S: Final = 0.005  # how often cancel_all re-checks while it waits for confirmations
 _SWEEP_PAUSE_MAX_S: Final = 1.0  # cancel_all's pause between sweeps grows up to this
-# HTTP answers to the websocket handshake that retrying can fix: the WAF's temporary block
-# (403), a request timeout (408), rate limits and bans with an end (429, 418); any other
-# 4xx (a wrong path, a proxy that wants credentials) is a configuration to fix, 5xx an outage
-_HANDSHAKE_RETRYABLE: Final = frozenset({403, 408, 418, 429})
-_USERINFO: Final = re.compile(r"(?<=//)[^/@\s]*@")
 _REQUEST_ROOM: Final = 4096  # bytes: more than any order request frame
-
-
-def redact_url(text: str) -> str:
-    """``text`` with the user info of any URL in it (``//user:password@``) masked."""
-    return _USERINFO.sub("***@", text)
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    """Where and how to reach the venue's WebSocket API. Times in seconds unless named ms.
-
-    ``ws_api_url`` is the whole URL (``wss://ws-api.binance.com:443/ws-api/v3``);
-    ``client_prefix`` starts every client order id we send and marks the venue's orders
-    that are ours (one prefix per daemon instance and account); ``recv_window_ms`` is sent
-    with every signed request; ``proxy`` None connects directly (system proxy settings are
-    ignored). ``cancel_all_timeout_s`` bounds how long :meth:`BinanceGateway.cancel_all`
-    waits for confirmations (and for a connection). A connection attempt waits
-    ``backoff_initial_s`` .. ``backoff_max_s`` (jittered, doubling) after a failed one. A
-    message longer than ``max_message_bytes`` is refused unread: the connection closes
-    (``gateway_frame_too_large``) and is replaced like any other lost one.
-    """
-
-    ws_api_url: str
-    client_prefix: str
-    recv_window_ms: int = api.DEFAULT_RECV_WINDOW_MS
-    request_timeout_s: float = 5.0
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 30.0
-    proxy: str | None = None
-    open_timeout_s: float = 10.0
-    cancel_all_timeout_s: float = 10.0
-    healthy_after_s: float = 10.0
-    max_message_bytes: int = 16 << 20  # a larger message closes the connection unparsed
-
-    def __post_init__(self) -> None:
-        api.client_order_id(self.client_prefix, (1 << 64) - 1)  # ValueError: prefix unusable
-        if not 0 < self.recv_window_ms <= api.MAX_RECV_WINDOW_MS:
-            raise ValueError(f"recv_window_ms must be 1..{api.MAX_RECV_WINDOW_MS}")
-        for name in ("request_timeout_s", "backoff_initial_s", "backoff_max_s",
-                     "open_timeout_s", "cancel_all_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0")
-
-    def __repr__(self) -> str:
-        proxy = None if self.proxy is None else redact_url(self.proxy)
-        return (f"GatewaySettings(ws_api_url={redact_url(self.ws_api_url)!r}, "
-                f"client_prefix={self.client_prefix!r}, recv_window_ms={self.recv_window_ms}, "
-                f"request_timeout_s={self.request_timeout_s}, proxy={proxy!r})")
-
-
-class GatewayError(Exception):
-    """A connection attempt failed in a way that a later attempt may not (the venue down,
-    slow or dropping us). The message names the cause; it never holds a secret.
-    """
-
-
-def _refusal(exc: Exception) -> str | None:
-    """What to fix when a connection error is one that retrying cannot fix (a URL or proxy
-    that cannot work, a handshake the venue or proxy refuses for good); None otherwise."""
-    if isinstance(exc, InvalidURI | InvalidProxy | ValueError):
-        return "exchange.ws_api_url or feed.proxy cannot be used as given"
-    if isinstance(exc, InvalidStatus | InvalidProxyStatus):
-        status = exc.response.status_code
-        if 400 <= status < 500 and status not in _HANDSHAKE_RETRYABLE:
-            who = "the proxy (feed.proxy)" if isinstance(exc, InvalidProxyStatus) else (
-                "the venue: check exchange.ws_api_url")
-            return f"HTTP {status} from {who}"
-    return None
-
-
-class _Sent(NamedTuple):
-    """A request on the wire: its id and the future its answer will complete."""
-
-    request_id: int
-    future: asyncio.Future[api.Response]
 
 
 def _drop(event: ExecutionEvent) -> None:
@@ -227,7 +139,6 @@ class BinanceGateway:
         self._recheck: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()  # the daemon's requests in flight
-        self._pending: dict[int, asyncio.Future[api.Response]] = {}  # by request id
         self._subscribed = False
         self._reconciling = 0
         self._suspected = False  # no answer to a request: not ready until reconciled
@@ -240,8 +151,9 @@ class BinanceGateway:
         self._unreachable: tuple[str, float] | None = None  # last attempt's failure, retry in
         self._connected_at_ns = 0  # monotonic, the last successful (re)connect
         self._limit_handle: asyncio.TimerHandle | None = None
+        self._channel = RequestChannel(self._proto, lambda: self._ws, self._clock,
+                                       self._wall_ns, self._pump, settings.request_timeout_s)
         self.connects = 0
-        self.timeouts = 0
 
     def __repr__(self) -> str:
         return (f"BinanceGateway({redact_url(self.settings.ws_api_url)!r}, "
@@ -265,8 +177,17 @@ class BinanceGateway:
         return self._proto.fills_recovered
 
     @property
-    def _orders(self) -> dict[int, OrderRecord]:
+    def timeouts(self) -> int:
+        """Requests that got no answer in time."""
+        return self._channel.timeouts
+
+    @property
+    def _orders(self) -> dict[int, OrderRecord]:  # tests check the protocol's leg totals
         return self._proto.orders
+
+    @property
+    def _pending(self) -> dict[int, asyncio.Future[api.Response]]:  # tests: frames on the wire
+        return self._channel.pending
 
     # ---- the adapter protocol ---------------------------------------------------------------
 
@@ -375,18 +296,18 @@ class BinanceGateway:
         """Run the procedure ``make()``: its first frame written in the caller's step when
         the socket has room, the rest (the wait for its answer) as a task."""
         if not self._writes_now():
-            self._request(self._drive(make()))
+            self._request(self._channel.drive(make()))
             await asyncio.sleep(0)  # lets the task send its frame
             return
         proc = make()
-        step = self._step(proc, None)
+        step = self._channel.step(proc, None)
         while not isinstance(step, Done):
             try:
-                sent = await self._send(step)
+                sent = await self._channel.send(step)
             except RequestFailed as exc:
-                step = self._step(proc, exc)
+                step = self._channel.step(proc, exc)
                 continue
-            self._request(self._drive(proc, sent))
+            self._request(self._channel.drive(proc, sent))
             return
 
     def _writes_now(self) -> bool:
@@ -409,7 +330,7 @@ class BinanceGateway:
             await self._wait(lambda: not self._proto.is_placing(order_id),
                              self._clock.monotonic_ns()
                              + round((self.settings.request_timeout_s + 1) * _S))
-        await self._drive(self._proto.cancel(order_id, self._connected()))
+        await self._channel.drive(self._proto.cancel(order_id, self._connected()))
 
     async def cancel_all(self) -> int:
         """Cancel every open order of the account in the symbol and wait for the venue.
@@ -427,7 +348,7 @@ class BinanceGateway:
             self.log.error("gateway_cancel_all_unconfirmed", reason="disconnected",
                            open_orders=self.open_order_count())
             return 0
-        count, swept = await self._drive(self._proto.cancel_all())
+        count, swept = await self._channel.drive(self._proto.cancel_all())
         if swept:
             # late reports (a fill just before the sweep) settle the rest by themselves
             await self._wait(lambda: self.open_order_count() == 0,
@@ -436,7 +357,7 @@ class BinanceGateway:
         pause = s.backoff_initial_s
         while (not swept or self.open_order_count()) and clock.monotonic_ns() < deadline:
             try:
-                count += await self._drive(self._proto.sweep_one_by_one())
+                count += await self._channel.drive(self._proto.sweep_one_by_one())
                 swept = True
             except RequestFailed as exc:
                 self.log.warning("gateway_cancel_all_retry", reason=exc.reason,
@@ -503,7 +424,7 @@ class BinanceGateway:
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             # handshake, URI and proxy errors alike; their text may hold the proxy's password
             text = f"cannot connect to {url}: {redact_url(f'{type(exc).__name__}: {exc}')}"
-            fix = _refusal(exc)
+            fix = refusal(exc)
             if fix is not None:
                 raise VenueRefused(f"{text}: {fix}") from None
             raise GatewayError(text) from None
@@ -512,7 +433,7 @@ class BinanceGateway:
         self._unreachable = None  # reached: a failure from now on is this attempt's own
         self._reader = asyncio.create_task(self._read(ws), name="gateway-reader")
         try:
-            response = await self._call(self._proto.subscribe())
+            response = await self._channel.call(self._proto.subscribe())
             if not response.ok:
                 text = f"{api.USER_DATA_SUBSCRIBE} refused by {url}: {reason(response)}"
                 if refused_for_good(response):
@@ -621,13 +542,9 @@ class BinanceGateway:
             return
         self._ws = None
         self._subscribed = False
-        self._proto.disconnected()
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(RequestFailed("disconnected"))
+        failed = self._channel.fail_all()
         if not self._closing:
-            self.log.warning("gateway_disconnected", reason=why, failed_requests=len(pending))
+            self.log.warning("gateway_disconnected", reason=why, failed_requests=failed)
         self._update_status()
         self._lost.set()
 
@@ -637,88 +554,17 @@ class BinanceGateway:
         """Now on the venue's clock, whole ms (what a signed request is stamped with)."""
         return self._now_ms() * _MS
 
-    def _step(self, proc: Procedure[T], answer: api.Response | RequestFailed | None
-              ) -> Request | Done[T]:
-        step = self._proto.step(proc, answer, self._wall_ns())
-        self._pump()
-        return step
-
-    async def _drive(self, proc: Procedure[T], sent: _Sent | None = None) -> T:
-        """Run ``proc`` to its end, answering each request it yields (``sent``: its first,
-        already written); its value."""
-        try:
-            answer: api.Response | RequestFailed | None = None
-            if sent is not None:
-                answer = await self._answer_or_failure(sent)
-            step = self._step(proc, answer)
-            while isinstance(step, Request):
-                try:
-                    answer = await self._call(step)
-                except RequestFailed as exc:
-                    answer = exc
-                step = self._step(proc, answer)
-            return step.value
-        except BaseException:
-            proc.close()  # cancelled: its clean-up (requests in flight) runs now
-            raise
-
-    async def _answer_or_failure(self, sent: _Sent) -> api.Response | RequestFailed:
-        try:
-            return await self._answer(sent)
-        except RequestFailed as exc:
-            return exc
-
-    async def _call(self, request: Request) -> api.Response:
-        """Send ``request``; its response. Raises :class:`RequestFailed` ("disconnected",
-        "timeout", a malformed response) without one."""
-        return await self._answer(await self._send(request))
-
-    async def _send(self, request: Request) -> _Sent:
-        """Write ``request``'s frame: the first half of :meth:`_call`, whose
-        :meth:`_answer` must follow. Raises RequestFailed("disconnected") when it cannot."""
-        ws = self._ws
-        if ws is None:
-            raise RequestFailed("disconnected")
-        request_id, frame = self._proto.send(request, self._clock.monotonic_ns(),
-                                             self._wall_ns())
-        future: asyncio.Future[api.Response] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            await ws.send(frame, text=True)
-        except BaseException as exc:
-            self._forget_request(request_id, future)
-            if isinstance(exc, ConnectionClosed):
-                raise RequestFailed("disconnected") from None
-            raise
-        return _Sent(request_id, future)
-
-    async def _answer(self, sent: _Sent) -> api.Response:
-        """The response to a request :meth:`_send` wrote; raises :class:`RequestFailed`
-        ("disconnected", "timeout") without one."""
-        request_id, future = sent
-        try:
-            return await asyncio.wait_for(future, self.settings.request_timeout_s)
-        except TimeoutError:
-            self.timeouts += 1
-            raise RequestFailed("timeout") from None
-        finally:
-            self._forget_request(request_id, future)
-
-    def _forget_request(self, request_id: int, future: asyncio.Future[api.Response]) -> None:
-        self._pending.pop(request_id, None)
-        self._proto.forget(request_id)
-        if future.done() and not future.cancelled():
-            future.exception()  # failed while nobody waited (the send raised): retrieved
-
     def _pump(self) -> None:
         """Hand the protocol's outputs to whom they are for, in order."""
         for out in self._proto.outputs():
             if isinstance(out, Answered):
-                self._answered(out)
+                if self._round_trip is not None and out.response is not None:
+                    self._round_trip(out.round_trip_ns)
+                self._channel.answered(out)
             elif isinstance(out, Suspect):
                 self._suspect(out.why)
             elif isinstance(out, CancelStrays):
-                self._spawn(self._drive(self._proto.cancel_strays()))
+                self._spawn(self._channel.drive(self._proto.cancel_strays()))
             elif isinstance(out, HangUp):
                 ws = self._ws
                 if ws is not None:
@@ -730,17 +576,6 @@ class BinanceGateway:
                     self._listener(out)
                 except Exception as exc:  # the daemon's problem: not the reader's
                     self.log.error("gateway_listener_failed", error=repr(exc))
-
-    def _answered(self, answer: Answered) -> None:
-        if self._round_trip is not None and answer.response is not None:
-            self._round_trip(answer.round_trip_ns)
-        future = self._pending.pop(answer.request_id, None)
-        if future is None or future.done():
-            return
-        if answer.response is None:
-            future.set_exception(RequestFailed(answer.failure))
-        else:
-            future.set_result(answer.response)
 
     # ---- status -------------------------------------------------------------------------------
 
@@ -802,7 +637,7 @@ class BinanceGateway:
             self._reconciling += 1
             self._update_status()
             try:
-                await self._drive(self._proto.reconcile())
+                await self._channel.drive(self._proto.reconcile())
             finally:
                 self._reconciling -= 1
                 self._update_status()

@@ -1,0 +1,145 @@
+"""The asyncio side of order-entry requests: frames out, answers back, procedures driven.
+
+:class:`RequestChannel` writes the frames the sans-I/O
+:class:`~mmdaemon.venues.binance_orders.OrderEntryProtocol` builds on the gateway's current
+websocket, waits for each answer (a future per request id, completed by the gateway's
+reader, in wire order) with the request timeout, and drives the protocol's procedures:
+every request a procedure yields is sent and its answer sent back in, or
+:class:`~mmdaemon.venues.binance_order_io.RequestFailed` thrown in when none came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from mmdaemon.clock import Clock
+from mmdaemon.venues import binance_api as api
+from mmdaemon.venues.binance_order_io import Answered, Done, Procedure, Request, RequestFailed
+from mmdaemon.venues.binance_orders import OrderEntryProtocol
+
+T = TypeVar("T")
+
+
+class Sent(NamedTuple):
+    """A request on the wire: its id and the future its answer will complete."""
+
+    request_id: int
+    future: asyncio.Future[api.Response]
+
+
+class RequestChannel:
+    """Requests of ``proto`` on the websocket ``ws()`` returns (None: not connected).
+
+    ``wall_ns()`` is now on the venue's clock (ns since the epoch, whole ms: the stamp of
+    signed requests); ``pump()`` hands the protocol's outputs on after each step (the
+    gateway's); an answer not read within ``timeout_s`` seconds fails its request with
+    ``"timeout"`` (counted in ``timeouts``).
+    """
+
+    def __init__(self, proto: OrderEntryProtocol, ws: Callable[[], ClientConnection | None],
+                 clock: Clock, wall_ns: Callable[[], int], pump: Callable[[], None],
+                 timeout_s: float) -> None:
+        self._proto = proto
+        self._ws = ws
+        self._clock = clock
+        self._wall_ns = wall_ns
+        self._pump = pump
+        self._timeout_s = timeout_s
+        self.pending: dict[int, asyncio.Future[api.Response]] = {}  # by request id
+        self.timeouts = 0
+
+    def step(self, proc: Procedure[T], answer: api.Response | RequestFailed | None
+             ) -> Request | Done[T]:
+        """Advance ``proc`` with ``answer`` (see the protocol's ``step``), then pump."""
+        step = self._proto.step(proc, answer, self._wall_ns())
+        self._pump()
+        return step
+
+    async def drive(self, proc: Procedure[T], sent: Sent | None = None) -> T:
+        """Run ``proc`` to its end, answering each request it yields (``sent``: its first,
+        already written); its value. Cancelled, ``proc`` is closed at once (its clean-up
+        of the requests it had in flight runs then, not when it is collected)."""
+        try:
+            answer: api.Response | RequestFailed | None = None
+            if sent is not None:
+                try:
+                    answer = await self.answer(sent)
+                except RequestFailed as exc:
+                    answer = exc
+            step = self.step(proc, answer)
+            while isinstance(step, Request):
+                try:
+                    answer = await self.call(step)
+                except RequestFailed as exc:
+                    answer = exc
+                step = self.step(proc, answer)
+            return step.value
+        except BaseException:
+            proc.close()
+            raise
+
+    async def call(self, request: Request) -> api.Response:
+        """Send ``request``; its response. Raises :class:`RequestFailed` ("disconnected",
+        "timeout", a malformed response) without one."""
+        return await self.answer(await self.send(request))
+
+    async def send(self, request: Request) -> Sent:
+        """Write ``request``'s frame: the first half of :meth:`call`, whose :meth:`answer`
+        must follow. Raises RequestFailed("disconnected") when it cannot be written."""
+        ws = self._ws()
+        if ws is None:
+            raise RequestFailed("disconnected")
+        request_id, frame = self._proto.send(request, self._clock.monotonic_ns(),
+                                             self._wall_ns())
+        future: asyncio.Future[api.Response] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        try:
+            await ws.send(frame, text=True)
+        except BaseException as exc:
+            self._forget(request_id, future)
+            if isinstance(exc, ConnectionClosed):
+                raise RequestFailed("disconnected") from None
+            raise
+        return Sent(request_id, future)
+
+    async def answer(self, sent: Sent) -> api.Response:
+        """The response to a request :meth:`send` wrote; raises :class:`RequestFailed`
+        ("disconnected", "timeout") without one."""
+        request_id, future = sent
+        try:
+            return await asyncio.wait_for(future, self._timeout_s)
+        except TimeoutError:
+            self.timeouts += 1
+            raise RequestFailed("timeout") from None
+        finally:
+            self._forget(request_id, future)
+
+    def answered(self, answer: Answered) -> None:
+        """The protocol read the answer to ``answer.request_id``: wake its waiter."""
+        future = self.pending.pop(answer.request_id, None)
+        if future is None or future.done():
+            return
+        if answer.response is None:
+            future.set_exception(RequestFailed(answer.failure))
+        else:
+            future.set_result(answer.response)
+
+    def fail_all(self) -> int:
+        """The connection is gone: every request waiting fails ("disconnected"); how many."""
+        self._proto.disconnected()
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(RequestFailed("disconnected"))
+        return len(pending)
+
+    def _forget(self, request_id: int, future: asyncio.Future[api.Response]) -> None:
+        self.pending.pop(request_id, None)
+        self._proto.forget(request_id)
+        if future.done() and not future.cancelled():
+            future.exception()  # failed while nobody waited (the send raised): retrieved
