@@ -1,44 +1,33 @@
 """Order entry on Binance spot over its WebSocket API: the live exchange adapter (issue #5).
 
 :class:`BinanceGateway` implements :class:`~mmdaemon.exchange.base.ExchangeAdapter` over ONE
-websocket connection to ``/ws-api/v3``. It is the connection shell only (issue #18): the
-frames, the per-order state machine, rate-limit accounting and reconciliation decisions
-are the sans-I/O :class:`~mmdaemon.venues.binance_orders.OrderEntryProtocol`'s (see its
-module doc for orders, failures and reconciliation). This module connects, backs off,
-writes the frames the protocol builds, feeds it every frame read, keeps the timers
-(request timeouts, the rate-limit hold) and hands the protocol's outputs to the daemon.
-Time is the injected :class:`~mmdaemon.clock.Clock`'s: deadlines on ``monotonic_ns``, the
-signed requests' ``timestamp`` on ``wall_ns``.
+websocket connection to ``/ws-api/v3``. It is the connection shell (issue #18): frames,
+the per-order state machine, rate-limit accounting and reconciliation are the sans-I/O
+:class:`~mmdaemon.venues.binance_orders.OrderEntryProtocol`'s (its module doc tells how
+orders, failures and reconciliation work); requests on the wire are
+:class:`~mmdaemon.exchange.binance_requests.RequestChannel`'s. This module connects, backs
+off, reads every frame into the protocol (responses are applied by the reader, *in wire
+order*), keeps the timers and hands the protocol's outputs on. Time is the injected
+:class:`~mmdaemon.clock.Clock`'s: deadlines on ``monotonic_ns``, request stamps ``wall_ns``.
 
-Connection
-----------
 ``start()`` connects, subscribes to the account's executions on the same connection
 (``userDataStream.subscribe.signature``: acks and execution reports then arrive in the
 order the venue produced them), reconciles, and only then reports ``ready``. A venue that
-cannot be reached at start (refused, timed out, a 5xx, a dropped connection, a request
-without an answer) is retried exactly like a connection lost later, by the same supervisor
-and backoff, for as long as it takes; only a refusal that retrying cannot fix (our key or
-signature, a URL or proxy that cannot work) ends ``start()`` with
-:class:`~mmdaemon.exchange.base.VenueRefused`. One reader task reads every frame and feeds
-it to the protocol at once, so responses are applied *in wire order*, not by the coroutine
-that sent the request when it next runs.
+cannot be reached (refused, timed out, a 5xx, a dropped connection, a request without an
+answer) is retried by one supervisor with jittered exponential backoff
+(:func:`mmdaemon.backoff.backoff_delay`), at start as after a loss, for as long as it
+takes; only a refusal that retrying cannot fix (our key or signature, a URL or proxy that
+cannot work) ends ``start()`` with :class:`~mmdaemon.exchange.base.VenueRefused`. The
+status: ``"disconnected"`` at once on a loss (every request waiting fails), ``"unreachable:
+<why>"`` with ``retry_in_s`` after a failed attempt, ``"reconciling"`` after a request
+without an answer (reconciled at once, dropped if that fails too), ``"rate_limited"``
+while the venue's limit holds (places and amends are refused locally, cancels go out).
+The attempt counter only resets after a connection stayed up ``healthy_after_s``, so a
+venue that accepts and drops at once is not hammered.
 
-A lost connection makes the status ``ready=False, "disconnected"`` at once; every request
-waiting for an answer fails (REJECTED ``"disconnected"``); a supervisor reconnects with
-jittered exponential backoff (:func:`mmdaemon.backoff.backoff_delay`), subscribes,
-reconciles and reports ready again. After each failed attempt the status is ``ready=False``
-with ``"unreachable: <why>"`` and ``retry_in_s``. The attempt counter only resets after a
-connection stayed up ``healthy_after_s``, so a venue that accepts and drops at once is not
-hammered. A request without an answer in ``request_timeout_s`` makes the connection
-suspect: it is reconciled at once (status ``"reconciling"``), and dropped if that fails
-too. Rate limited, the status is ``"rate_limited"`` until the hold lifts; places and
-amends are refused locally meanwhile.
-
-Secrets
--------
 The API secret only ever reaches :func:`~mmdaemon.venues.binance_api.sign`. Nothing here
-logs a frame we send; :class:`~mmdaemon.venues.binance_api.Credentials`, the settings and
-the gateway itself have reprs that redact (the proxy URL's password too).
+logs a frame we send; the credentials, the settings and the gateway have reprs that redact
+(the proxy URL's password too).
 """
 
 from __future__ import annotations
@@ -59,15 +48,13 @@ from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.exchange.base import Listener, StatusListener, VenueRefused, VenueStatus
 from mmdaemon.exchange.binance_requests import RequestChannel
 from mmdaemon.exchange.binance_settings import GatewayError, GatewaySettings, redact_url, refusal
-from mmdaemon.model import ExecutionEvent, Instrument, Side, Trade
+from mmdaemon.model import Instrument, Side, Trade
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance_order_io import (
     Answered,
     CancelStrays,
-    Done,
     HangUp,
     Hold,
-    Procedure,
     RequestFailed,
     Suspect,
 )
@@ -80,29 +67,17 @@ _MS: Final = 1_000_000  # ns per ms
 _S: Final = 1_000_000_000  # ns per s
 _POLL_S: Final = 0.005  # how often cancel_all re-checks while it waits for confirmations
 _SWEEP_PAUSE_MAX_S: Final = 1.0  # cancel_all's pause between sweeps grows up to this
-_REQUEST_ROOM: Final = 4096  # bytes: more than any order request frame
-
-
-def _drop(event: ExecutionEvent) -> None:
-    """Listener before one is set."""
-
-
-def _ignore(status: VenueStatus) -> None:
-    """Status listener before one is set."""
 
 
 class BinanceGateway:
     """:class:`~mmdaemon.exchange.base.ExchangeAdapter` for Binance spot (see the module doc).
 
-    Units as in the core: prices integer ticks, sizes integer lots (an order's size is its
-    total size, including what already filled), our events' times ns since the epoch;
-    venue times are ms.
-    ``log`` is a structlog-style logger (``log.info(event, **values)``); ``clock`` gives
-    deadlines (monotonic) and the wall time signed requests are stamped with, which
-    ``now_ms`` (ms since the epoch) replaces when given; ``rng`` the jitter source of the
-    reconnect backoff; ``assets`` the symbol's base/quote assets (default: from the symbol)
-    and ``asset_prices`` quote currency per unit of any other commission asset (BNB), both
-    for fee conversion.
+    Units as in the core: prices ticks, sizes lots (an order's size is its total size,
+    filled part included), our events' times ns since the epoch; venue times are ms.
+    ``log`` is structlog-style; ``clock`` gives deadlines (monotonic) and the wall time
+    signed requests are stamped with (``now_ms``, ms since the epoch, replaces it when
+    given); ``rng`` jitters the backoff; ``assets``/``asset_prices`` convert fees (see
+    :func:`~mmdaemon.venues.binance_api.parse_event`).
     """
 
     def __init__(
@@ -129,8 +104,8 @@ class BinanceGateway:
             instrument, self._creds, settings.client_prefix, log, rng=rng,
             backoff_initial_s=settings.backoff_initial_s,
             backoff_max_s=settings.backoff_max_s, assets=assets, asset_prices=asset_prices)
-        self._listener: Listener = _drop
-        self._status_listener: StatusListener = _ignore
+        self._listener: Listener = lambda event: None  # until one is set
+        self._status_listener: StatusListener = lambda status: None
         self._round_trip: Callable[[int], None] | None = None  # run --latency-out
         self._status: VenueStatus | None = None
         self._ws: ClientConnection | None = None
@@ -138,7 +113,6 @@ class BinanceGateway:
         self._supervisor: asyncio.Task[None] | None = None
         self._recheck: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._requests: set[asyncio.Task[None]] = set()  # the daemon's requests in flight
         self._subscribed = False
         self._reconciling = 0
         self._suspected = False  # no answer to a request: not ready until reconciled
@@ -167,19 +141,9 @@ class BinanceGateway:
         return self._proto.max_trade_id
 
     @property
-    def rate_limits(self) -> int:
-        """Rate-limited answers so far."""
-        return self._proto.limits.hits
-
-    @property
     def fills_recovered(self) -> int:
         """Fills delivered from ``myTrades`` (the stream had missed them)."""
         return self._proto.fills_recovered
-
-    @property
-    def timeouts(self) -> int:
-        """Requests that got no answer in time."""
-        return self._channel.timeouts
 
     @property
     def _orders(self) -> dict[int, OrderRecord]:  # tests check the protocol's leg totals
@@ -216,17 +180,11 @@ class BinanceGateway:
         return self._status
 
     async def start(self) -> None:
-        """Connect, subscribe, reconcile; returns once order entry is ready.
-
-        The first connection is made by the supervisor that later reconnects, so a venue
-        that cannot be reached now is retried as a lost connection is: with the same
-        backoff, for as long as it takes, the status ``ready=False, "unreachable: ..."``
-        with ``retry_in_s`` after every failed attempt. Raises
-        :class:`~mmdaemon.exchange.base.VenueRefused` when, before any connection
-        succeeded, the venue refuses our key or signature or the URL cannot work (retrying
-        would not help); the status is then ``ready=False, "refused: ..."``. Cancelling
-        ``start()`` leaves the supervisor running until :meth:`close`.
-        """
+        """Connect, subscribe, reconcile; returns once order entry is ready. The supervisor
+        that reconnects later makes the first connection too (see the module doc); raises
+        :class:`~mmdaemon.exchange.base.VenueRefused` (status ``"refused: ..."``) when the
+        venue refuses us for good before any connection worked. Cancelling ``start()``
+        leaves the supervisor running until :meth:`close`."""
         if self._started:
             raise RuntimeError("BinanceGateway.start() called twice")
         self._started = True
@@ -242,7 +200,7 @@ class BinanceGateway:
         clock = self._clock
         deadline = None if timeout_s is None else clock.monotonic_ns() + round(timeout_s * _S)
         self._closing = True
-        tasks = [t for t in (self._supervisor, self._recheck, *self._tasks, *self._requests)
+        tasks = [t for t in (self._supervisor, self._recheck, *self._tasks, *self._channel.tasks)
                  if t is not None]
         for task in tasks:
             task.cancel()
@@ -256,73 +214,31 @@ class BinanceGateway:
             await self._hang_up(ws)
         self._set_status(VenueStatus(False, "closed"))
 
-    # The daemon's requests return as soon as the frame is on the wire: the venue's answer
-    # comes back as an update through the listener, and the daemon's feed loop must not
-    # wait a round trip per order (it would delay every frame behind it), nor on a socket
-    # the venue stopped reading. A place or an amend writes its frame in the caller's own
-    # step when the order socket is far from its high-water mark (the send then cannot
-    # wait), and only the wait for the answer runs as a task: a task of its own would first
-    # wait for the event loop to parse whatever else arrived on the feed meanwhile (up to
-    # 1.4 ms at p99, #9). Otherwise, and for a cancel (which may wait for a place's answer
-    # first), the whole request runs as a task. The event loop writes small frames out at
-    # the end of its iteration (uvloop buffers them until then): :meth:`flush` yields once
-    # after a frame's requests, so that they do not wait for the rest of the caller's batch.
-
     async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
         """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED)."""
-        await self._start(lambda: self._proto.place(order_id, side, price, size,
-                                                    self._blocked()))
+        await self._channel.start(lambda: self._proto.place(order_id, side, price, size,
+                                                            self._blocked()))
 
     async def cancel(self, order_id: int) -> None:
         """Cancel an order; the answer comes as an update (CANCELED, FILLED or REJECTED)."""
-        self._request(self._cancel(order_id))
+        self._channel.spawn(self._cancel(order_id))
         await asyncio.sleep(0)
 
     async def amend(self, order_id: int, price: int, size: int) -> None:
         """Change price and total size (lots, including what filled) by cancel-replace."""
-        await self._start(lambda: self._proto.amend(order_id, price, size, self._blocked(),
-                                                    self._connected()))
+        await self._channel.start(lambda: self._proto.amend(order_id, price, size,
+                                                            self._blocked(), self._connected()))
 
     async def settled(self) -> None:
         """Until every request in flight has its answer (or has failed)."""
-        while self._requests:
-            await asyncio.gather(*self._requests, return_exceptions=True)
+        await self._channel.settled()
 
     async def flush(self) -> None:
         """Yield once: the event loop writes out the frames sent since (see above)."""
         await asyncio.sleep(0)
 
-    async def _start(self, make: Callable[[], Procedure[None]]) -> None:
-        """Run the procedure ``make()``: its first frame written in the caller's step when
-        the socket has room, the rest (the wait for its answer) as a task."""
-        if not self._writes_now():
-            self._request(self._channel.drive(make()))
-            await asyncio.sleep(0)  # lets the task send its frame
-            return
-        proc = make()
-        step = self._channel.step(proc, None)
-        while not isinstance(step, Done):
-            try:
-                sent = await self._channel.send(step)
-            except RequestFailed as exc:
-                step = self._channel.step(proc, exc)
-                continue
-            self._request(self._channel.drive(proc, sent))
-            return
-
-    def _writes_now(self) -> bool:
-        """A request frame written now cannot take the order socket's buffer to the
-        high-water mark at which a send waits for the venue to read."""
-        transport = getattr(self._ws, "transport", None)
-        if transport is None:
-            return False
-        _, high = transport.get_write_buffer_limits()
-        return bool(transport.get_write_buffer_size() + _REQUEST_ROOM < high)
-
-    def _request(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._requests.add(task)
-        task.add_done_callback(self._requests.discard)
+    def _writes_now(self) -> bool:  # read by tests
+        return self._channel.writes_now()
 
     async def _cancel(self, order_id: int) -> None:
         if self._proto.is_placing(order_id):

@@ -28,7 +28,7 @@ class RateLimitHold:
 
     ``backoff_initial_s``/``backoff_max_s`` and ``rng`` shape the fallback backoff (see
     :func:`mmdaemon.backoff.backoff_delay`) used when an answer says neither when to retry
-    nor which limit it exceeded. ``hits`` counts rate-limited answers.
+    nor which limit it exceeded.
     """
 
     def __init__(self, backoff_initial_s: float, backoff_max_s: float,
@@ -38,7 +38,6 @@ class RateLimitHold:
         self._rng = rng
         self._attempt = 0  # rate-limited answers since the last successful one
         self.until_ns = 0
-        self.hits = 0
 
     def held(self, mono_ns: int) -> bool:
         """Whether places and amends are held back at monotonic time ``mono_ns``."""
@@ -52,7 +51,6 @@ class RateLimitHold:
             if response.ok:
                 self._attempt = 0
             return None
-        self.hits += 1
         delay_ms = 0
         after = api.retry_after_ms(response)
         if after is not None:
