@@ -120,7 +120,7 @@ class Venue:
     def send(self, request: Request | Done[Any]) -> int:
         """The protocol's frame for ``request``, as the shell would write it; its id."""
         assert isinstance(request, Request), f"no request to send: {request}"
-        request_id, frame = self.proto.send(request, MONO, WALL)
+        request_id, frame = self.proto.send(request, WALL)
         self.sent.append(orjson.loads(frame))
         return request_id
 
@@ -136,7 +136,7 @@ class Venue:
         out = self.receive(orjson.dumps({"id": request_id, **body}))
         answers = [o for o in out if isinstance(o, Answered)]
         assert [a.request_id for a in answers] == [request_id]
-        assert answers[0].response is not None and answers[0].round_trip_ns == RTT
+        assert answers[0].response is not None and answers[0].read_ns == MONO + RTT
         step = self.proto.step(proc, answers[0].response, WALL)
         return out + self.proto.outputs(), step
 

@@ -150,7 +150,7 @@ class BinanceGateway:
         return self._proto.orders
 
     @property
-    def _pending(self) -> dict[int, asyncio.Future[api.Response]]:  # tests: frames on the wire
+    def _pending(self) -> dict[int, Any]:  # tests: requests on the wire
         return self._channel.pending
 
     # ---- the adapter protocol ---------------------------------------------------------------
@@ -474,9 +474,9 @@ class BinanceGateway:
         """Hand the protocol's outputs to whom they are for, in order."""
         for out in self._proto.outputs():
             if isinstance(out, Answered):
-                if self._round_trip is not None and out.response is not None:
-                    self._round_trip(out.round_trip_ns)
-                self._channel.answered(out)
+                round_trip = self._channel.answered(out)
+                if round_trip is not None and out.response is not None and self._round_trip:
+                    self._round_trip(round_trip)
             elif isinstance(out, Suspect):
                 self._suspect(out.why)
             elif isinstance(out, CancelStrays):

@@ -45,6 +45,11 @@ class Sent(NamedTuple):
     future: asyncio.Future[api.Response]
 
 
+class _Waiting(NamedTuple):
+    future: asyncio.Future[api.Response]
+    sent_ns: int  # monotonic, when its frame was ready to write: the round trip's start
+
+
 class RequestChannel:
     """Requests of ``proto`` on the websocket ``ws()`` returns (None: not connected).
 
@@ -63,7 +68,7 @@ class RequestChannel:
         self._wall_ns = wall_ns
         self._pump = pump
         self._timeout_s = timeout_s
-        self.pending: dict[int, asyncio.Future[api.Response]] = {}  # by request id
+        self.pending: dict[int, _Waiting] = {}  # by request id
         self.tasks: set[asyncio.Task[None]] = set()  # the daemon's requests in flight
 
     async def start(self, make: Callable[[], Procedure[None]]) -> None:
@@ -145,10 +150,9 @@ class RequestChannel:
         ws = self._ws()
         if ws is None:
             raise RequestFailed("disconnected")
-        request_id, frame = self._proto.send(request, self._clock.monotonic_ns(),
-                                             self._wall_ns())
+        request_id, frame = self._proto.send(request, self._wall_ns())
         future: asyncio.Future[api.Response] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = future
+        self.pending[request_id] = _Waiting(future, self._clock.monotonic_ns())
         try:
             await ws.send(frame, text=True)
         except BaseException as exc:
@@ -169,23 +173,27 @@ class RequestChannel:
         finally:
             self._forget(request_id, future)
 
-    def answered(self, answer: Answered) -> None:
-        """The protocol read the answer to ``answer.request_id``: wake its waiter."""
-        future = self.pending.pop(answer.request_id, None)
-        if future is None or future.done():
-            return
-        if answer.response is None:
-            future.set_exception(RequestFailed(answer.failure))
-        else:
-            future.set_result(answer.response)
+    def answered(self, answer: Answered) -> int | None:
+        """The protocol read the answer to ``answer.request_id``: wake its waiter; the
+        round trip (ns, frame ready to write -> answer read), None if nobody waited."""
+        waiting = self.pending.pop(answer.request_id, None)
+        if waiting is None:
+            return None
+        future = waiting.future
+        if not future.done():
+            if answer.response is None:
+                future.set_exception(RequestFailed(answer.failure))
+            else:
+                future.set_result(answer.response)
+        return answer.read_ns - waiting.sent_ns
 
     def fail_all(self) -> int:
         """The connection is gone: every request waiting fails ("disconnected"); how many."""
         self._proto.disconnected()
         pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(RequestFailed("disconnected"))
+        for waiting in pending.values():
+            if not waiting.future.done():
+                waiting.future.set_exception(RequestFailed("disconnected"))
         return len(pending)
 
     def _forget(self, request_id: int, future: asyncio.Future[api.Response]) -> None:

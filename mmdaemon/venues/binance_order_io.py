@@ -46,12 +46,12 @@ class Done(NamedTuple, Generic[T]):
 
 class Answered(NamedTuple):
     """The answer to request ``request_id``: ``response``, or None and ``failure`` (a frame
-    that was not a readable response). ``round_trip_ns``: sent -> read, monotonic."""
+    that was not a readable response). ``read_ns``: when its frame was read (monotonic)."""
 
     request_id: int
     response: api.Response | None
     failure: str
-    round_trip_ns: int
+    read_ns: int
 
 
 class Suspect(NamedTuple):

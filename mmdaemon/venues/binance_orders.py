@@ -24,8 +24,9 @@ How a shell drives it
 - :meth:`~OrderEntryProtocol.outputs` drains what happened, in order: execution events
   for the daemon, :class:`Answered` (complete the waiting request), :class:`Suspect`
   (reconcile now), :class:`CancelStrays`, :class:`HangUp`, :class:`Hold` (rate limited).
-- Time comes in as integers: monotonic ns (round trips, the rate-limit hold) and wall ns
-  since the epoch (request ``timestamp``, the stamp of updates the venue did not stamp).
+- Time comes in as integers: monotonic ns (when a frame was read, the rate-limit hold) and
+  wall ns since the epoch (request ``timestamp``, the stamp of updates the venue did not
+  stamp).
 
 Orders
 ------
@@ -72,7 +73,7 @@ too, so a re-delivery is harmless, a lost fill would not be.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, TypeVar
 
 from mmdaemon.model import Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
@@ -99,11 +100,6 @@ _AUTH_ERRORS: Final = frozenset({
 })
 
 T = TypeVar("T")
-
-
-class _Pending(NamedTuple):
-    handler: Callable[[api.Response], None] | None
-    sent_ns: int  # monotonic, when the shell took the frame to write
 
 
 def reason(response: api.Response) -> str:
@@ -149,7 +145,7 @@ class OrderEntryProtocol(OrderStates):
         self._assets = assets or api.assets_of(instrument.symbol)
         self._asset_prices = asset_prices
         self.limits = RateLimitHold(backoff_initial_s, backoff_max_s, rng)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Callable[[api.Response], None] | None] = {}  # handlers
         self._next_request = 0
         self._cancelling: set[int] = set()  # stray venue orders with a cancel in flight
         self._foreign: set[int] = set()  # venue orderIds known not to be ours
@@ -177,13 +173,14 @@ class OrderEntryProtocol(OrderStates):
         except StopIteration as stop:
             return Done(stop.value)
 
-    def send(self, request: Request, mono_ns: int, wall_ns: int) -> tuple[int, bytes]:
-        """The request id and frame of ``request``, which the shell writes now; its
-        response is expected from :meth:`receive` (or :meth:`forget` it)."""
+    def send(self, request: Request, wall_ns: int) -> tuple[int, bytes]:
+        """The request id and frame of ``request`` (stamped ``wall_ns``, whole ms), which
+        the shell writes now; its response is expected from :meth:`receive` (or
+        :meth:`forget` it)."""
         self._next_request += 1
         request_id = self._next_request
         frame = request.build(request_id, wall_ns // _MS)
-        self._pending[request_id] = _Pending(request.handler, mono_ns)
+        self._pending[request_id] = request.handler
         return request_id, frame
 
     def forget(self, request_id: int) -> None:
@@ -200,7 +197,8 @@ class OrderEntryProtocol(OrderStates):
         self.watermark_known = True
 
     def receive(self, frame: bytes, mono_ns: int, wall_ns: int) -> None:
-        """Apply one frame read from the connection (a response or a user-data event)."""
+        """Apply one frame read from the connection at ``mono_ns`` (a response or a
+        user-data event)."""
         self._now_ns = wall_ns
         obj = api.decode(frame)
         if isinstance(obj, api.ProtocolError):
@@ -215,12 +213,11 @@ class OrderEntryProtocol(OrderStates):
         if isinstance(response, api.ProtocolError):
             self.log.warning("gateway_bad_response", reason=response.reason,
                              frame=frame[:200])
-            taken = self._take(obj.get("id"))
-            if taken is not None:
-                request_id, request = taken
+            request_id = obj.get("id")
+            if isinstance(request_id, int) and request_id in self._pending:
+                del self._pending[request_id]
                 self._out.append(Answered(request_id, None,
-                                          f"malformed response: {response.reason}",
-                                          mono_ns - request.sent_ns))
+                                          f"malformed response: {response.reason}", mono_ns))
                 self._suspect("malformed response")
             return
         self._on_response(response, mono_ns)
@@ -371,24 +368,17 @@ class OrderEntryProtocol(OrderStates):
             self.log.warning("gateway_rate_limited", status=response.status,
                              reason=reason(response), retry_in_s=round(delay_s, 3))
             self._out.append(Hold(self.limits.until_ns))
-        taken = self._take(response.id)
-        if taken is None:
+        request_id = response.id
+        if not (isinstance(request_id, int) and request_id in self._pending):
             return  # the answer to a request that already timed out: events tell the rest
-        request_id, request = taken
-        if request.handler is not None:
+        handler = self._pending.pop(request_id)
+        if handler is not None:
             try:
-                request.handler(response)
+                handler(response)
             except Exception as exc:  # a bug must not kill the reader
                 self.log.error("gateway_handler_failed", error=repr(exc))
                 self._suspect("handler failed")
-        self._out.append(Answered(request_id, response, "", mono_ns - request.sent_ns))
-
-    def _take(self, request_id: object) -> tuple[int, _Pending] | None:
-        """The pending request ``request_id`` names, no longer pending; None if none."""
-        if not isinstance(request_id, int):
-            return None
-        request = self._pending.pop(request_id, None)
-        return None if request is None else (request_id, request)
+        self._out.append(Answered(request_id, response, "", mono_ns))
 
     def _on_event(self, event: api.UserEvent | api.ProtocolError) -> None:
         if isinstance(event, api.ExecutionReport):
