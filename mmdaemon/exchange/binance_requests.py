@@ -75,7 +75,7 @@ class RequestChannel:
         """Run the daemon's request ``make()``: its first frame written in the caller's
         step when the socket has room, the rest (the wait for its answer) as a task."""
         if not self.writes_now():
-            self.spawn(self.drive(make()))
+            self.spawn(self._whole(make))
             await asyncio.sleep(0)  # lets the task send its frame
             return
         proc = make()
@@ -88,6 +88,10 @@ class RequestChannel:
                 continue
             self.spawn(self.drive(proc, sent))
             return
+
+    async def _whole(self, make: Callable[[], Procedure[None]]) -> None:
+        # make() in the task: what it reads (is order entry blocked?) is read when it runs
+        await self.drive(make())
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run one of the daemon's requests as a task (:meth:`settled` waits for it)."""
