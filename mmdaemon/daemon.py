@@ -114,7 +114,7 @@ class Service:
                 raise ValueError("a LOBSTER replay takes two files: MESSAGE_CSV ORDERBOOK_CSV")
             self.event_clock = "exchange"  # a LOBSTER row has no other time
         market = make_market(config, inst, self._report)
-        self.exchange = make_exchange(config, inst, log, self._event_ns)
+        self.exchange = make_exchange(config, inst, log, self._event_ns, clock)
         self.engine = engine = Engine(
             config, inst, market, self.exchange, self, log, limits(config, inst),
             currency=quote_currency(inst.symbol, config.instrument.venue,

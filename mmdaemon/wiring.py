@@ -58,7 +58,7 @@ def feed_settings(config: Config) -> FeedSettings:
 
 
 def make_exchange(config: Config, instrument: Instrument, log: Any,
-                  event_ns: Callable[[], int]) -> ExchangeAdapter:
+                  event_ns: Callable[[], int], clock: Clock | None = None) -> ExchangeAdapter:
     """The configured adapter: the paper exchange on the daemon's event clock
     (``event_ns``), or the Binance gateway with credentials read now (a
     :class:`~mmdaemon.exchange.credentials.CredentialsError`, a ValueError, says which
@@ -90,7 +90,8 @@ def make_exchange(config: Config, instrument: Instrument, log: Any,
                                request_timeout_s=ex.request_timeout_ms / 1000,
                                proxy=config.feed.proxy or None,
                                max_message_bytes=ex.max_message_bytes)
-    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log)
+    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log,
+                          clock=clock)
 
 
 def make_firm_bus(config: Config, host: FirmHost, clock: Clock, log: Any) -> FirmBus | None:

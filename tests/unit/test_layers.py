@@ -28,7 +28,8 @@ LAYERS: dict[str, int] = {
     "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py
     # shells: I/O and time around the core, one responsibility each
     "clock": SHELL, "feed.": SHELL, "exchange.paper": SHELL, "exchange.binance_gateway": SHELL,
-    "exchange.credentials": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
+    "exchange.credentials": SHELL, "exchange.binance_requests": SHELL,
+    "exchange.binance_settings": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
     "orderlog": SHELL, "feed_task": SHELL, "order_sender": SHELL,

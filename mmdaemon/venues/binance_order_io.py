@@ -1,0 +1,81 @@
+"""What the sans-I/O Binance order-entry protocol and its shell hand each other.
+
+The protocol (:mod:`mmdaemon.venues.binance_orders`) asks for requests to be sent
+(:class:`Request`, yielded by a :data:`Procedure`) and tells what happened
+(:data:`Output`); the shell (:mod:`mmdaemon.exchange.binance_gateway`) answers with
+responses, or throws :class:`RequestFailed` in when none came.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Generic, NamedTuple, TypeVar
+
+from mmdaemon.model import ExecutionEvent
+from mmdaemon.venues import binance_api as api
+
+T = TypeVar("T")
+
+
+class RequestFailed(Exception):
+    """A request that got no usable answer (``"disconnected"``, ``"timeout"``), or an API
+    error where a result was required. ``reason`` is what the daemon is told."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Request(NamedTuple):
+    """A request a procedure wants answered: ``build(request_id, timestamp_ms)`` is its
+    frame; ``handler`` applies its response when it is read (wire order)."""
+
+    build: Callable[[int, int], bytes]
+    handler: Callable[[api.Response], None] | None = None
+
+
+Procedure = Generator[Request, api.Response, T]
+"""Multi-step order entry: yields the requests it needs answered, returns its value."""
+
+
+class Done(NamedTuple, Generic[T]):
+    """A procedure finished with ``value``."""
+
+    value: T
+
+
+class Answered(NamedTuple):
+    """The answer to request ``request_id``: ``response``, or None and ``failure`` (a frame
+    that was not a readable response). ``read_ns``: when its frame was read (monotonic)."""
+
+    request_id: int
+    response: api.Response | None
+    failure: str
+    read_ns: int
+
+
+class Suspect(NamedTuple):
+    """No usable answer, or an event we could not read: reconcile now, and drop the
+    connection if that fails too."""
+
+    why: str
+
+
+class CancelStrays(NamedTuple):
+    """Open venue orders of ours that nobody wants appeared: run the protocol's
+    ``cancel_strays`` procedure (a cancel already in flight is not repeated)."""
+
+
+class HangUp(NamedTuple):
+    """The venue ended our user-data subscription: a fresh connection subscribes again."""
+
+    why: str
+
+
+class Hold(NamedTuple):
+    """Rate limited: hold places and amends back until monotonic ``until_ns``."""
+
+    until_ns: int
+
+
+Output = ExecutionEvent | Answered | Suspect | CancelStrays | HangUp | Hold
