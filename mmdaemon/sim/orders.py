@@ -3,8 +3,9 @@
 :class:`OrderEntry` serves ``/ws-api/v3`` for ONE symbol. It is a thin shell: the matching
 is :class:`~mmdaemon.exchange.fill_model.PaperVenue`'s (latency, post-only, queue position,
 fees), the same model the daemon's paper mode uses, so paper and sim agree by construction.
-The protocol (signing, error codes, response and event shapes) is
-:mod:`mmdaemon.venues.binance_api`'s, the module the daemon's gateway uses on the other end.
+The protocol's server side (error messages, response and event shapes, the signature and
+timing checks) is :mod:`mmdaemon.sim.wire`'s, the other end of
+:mod:`mmdaemon.venues.binance_api`, the client side the daemon's gateway uses.
 
 Methods: ``order.place`` (LIMIT_MAKER only), ``order.cancel``, ``order.cancelReplace``,
 ``order.status``, ``openOrders.status``, ``openOrders.cancelAll``, ``account.status``,
@@ -85,6 +86,7 @@ from websockets.exceptions import ConnectionClosed
 from mmdaemon.book import OrderBook
 from mmdaemon.exchange.fill_model import NO_BOOK, POST_ONLY_CROSS, PaperVenue
 from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
+from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
 
 _MS: Final = 1_000_000  # ns per ms
@@ -183,8 +185,8 @@ class _Order:
         self.cancel_client_id = ""  # the id a cancel gave it (``c`` of its CANCELED report)
         self.reject_reason = ""  # the PaperVenue's reason when it refused the order
 
-    def view(self) -> api.OrderView:
-        return api.OrderView(
+    def view(self) -> wire.OrderView:
+        return wire.OrderView(
             self.order_id, self.client_id, self.side, self.price, self.size, self.executed,
             self.cum_quote, self.status, self.created_ms, self.working_ms,
         )
@@ -276,7 +278,7 @@ class OrderEntry:
         quote = Fraction(Decimal(quote_balance)) / self._unit
         if quote.denominator != 1 or quote < 0:
             raise ValueError(f"OrderEntry.quote_balance {quote_balance!r} is not a whole "
-                             f"non-negative number of {api.notional_str(instrument, 1)}")
+                             f"non-negative number of {wire.notional_str(instrument, 1)}")
         self._accounts = {key: Account(base_lots, int(quote)) for key in self._api_keys}
         self._book: OrderBook | None = None
         self._now_ns = 0  # model time: the last market event's now_ns
@@ -566,7 +568,7 @@ class OrderEntry:
             for conn in self._conns:
                 sid = conn.subs.get(api_key)
                 if sid is not None:
-                    self._offer(conn, api.event_frame(sid, event))
+                    self._offer(conn, wire.event_frame(sid, event))
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -575,19 +577,19 @@ class OrderEntry:
         try:
             msg = orjson.loads(message)
         except orjson.JSONDecodeError:
-            return _error(None, api.INVALID_JSON, api.ERROR_MESSAGES[api.INVALID_JSON])
+            return _error(None, api.INVALID_JSON, wire.ERROR_MESSAGES[api.INVALID_JSON])
         if type(msg) is not dict:
-            return _error(None, api.INVALID_JSON, api.ERROR_MESSAGES[api.INVALID_JSON])
+            return _error(None, api.INVALID_JSON, wire.ERROR_MESSAGES[api.INVALID_JSON])
         request_id = msg.get("id")
         if request_id is not None and not (
             isinstance(request_id, str) or _is_int(request_id)
         ):
             return _error(None, api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.mandatory_param_msg("id"))
+                          wire.mandatory_param_msg("id"))
         method = msg.get("method")
         if not isinstance(method, str) or not method:
             return _error(request_id, api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.mandatory_param_msg("method"))
+                          wire.mandatory_param_msg("method"))
         method = method.removeprefix("v3/")
         params = msg.get("params")
         if params is None:
@@ -598,7 +600,7 @@ class OrderEntry:
         spec = self._methods.get(method)
         if spec is None:
             legal = ", ".join(self._methods)
-            return _error(request_id, api.UNKNOWN_METHOD, api.illegal_chars_msg("method", legal))
+            return _error(request_id, wire.UNKNOWN_METHOD, wire.illegal_chars_msg("method", legal))
         weight = spec.weight
         if method == api.OPEN_ORDERS_STATUS and "symbol" not in params:
             weight = 80
@@ -608,9 +610,9 @@ class OrderEntry:
         if limits[0].used > self.weight_limit:
             now = self._now_ms()
             data = {"serverTime": now, "retryAfter": (now // 60_000 + 1) * 60_000}
-            return api.response_error(
+            return wire.response_error(
                 request_id, 429,
-                api.ApiError(api.TOO_MANY_REQUESTS, api.weight_limit_msg(self.weight_limit),
+                api.ApiError(api.TOO_MANY_REQUESTS, wire.weight_limit_msg(self.weight_limit),
                              data),
                 limits,
             )
@@ -619,14 +621,14 @@ class OrderEntry:
             result = spec.handler(conn, params, api_key)
         except _Reject as rej:
             error = api.ApiError(rej.code, rej.msg, rej.data)
-            return api.response_error(request_id, rej.status, error, limits)
+            return wire.response_error(request_id, rej.status, error, limits)
         except Exception:  # a bug must answer, not take the connection down
             self.internal_errors += 1
-            return api.response_error(
-                request_id, 500, api.ApiError(api.UNKNOWN, api.ERROR_MESSAGES[api.UNKNOWN]),
+            return wire.response_error(
+                request_id, 500, api.ApiError(api.UNKNOWN, wire.ERROR_MESSAGES[api.UNKNOWN]),
                 limits,
             )
-        return api.response_ok(request_id, result, limits)
+        return wire.response_ok(request_id, result, limits)
 
     def _charge(self, weight: int) -> tuple[api.RateLimit, ...]:
         minute = self._now_ms() // 60_000
@@ -641,23 +643,24 @@ class OrderEntry:
         """The request's API key once key, timestamp, signature and timing are good."""
         key = params.get("apiKey")
         if key is None or key == "":
-            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, api.mandatory_param_msg("apiKey"))
+            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
+                          wire.mandatory_param_msg("apiKey"))
         if not isinstance(key, str):
-            raise _Reject(api.BAD_API_KEY_FMT, api.ERROR_MESSAGES[api.BAD_API_KEY_FMT])
+            raise _Reject(api.BAD_API_KEY_FMT, wire.ERROR_MESSAGES[api.BAD_API_KEY_FMT])
         secret = self._api_keys.get(key)
         if secret is None:
             code = api.REJECTED_MBX_KEY if _API_KEY_RE.fullmatch(key) else api.BAD_API_KEY_FMT
-            raise _Reject(code, api.ERROR_MESSAGES[code])
+            raise _Reject(code, wire.ERROR_MESSAGES[code])
         timestamp = _int_param(params, "timestamp", required=True)
         assert timestamp is not None
         window = self._recv_window(params)
         signature = params.get("signature")
         if signature is None or signature == "":
             raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.mandatory_param_msg("signature"))
-        if not api.verify_signature(secret, params):
-            raise _Reject(api.INVALID_SIGNATURE, api.ERROR_MESSAGES[api.INVALID_SIGNATURE])
-        late = api.timestamp_error(timestamp, window, self._now_ms())
+                          wire.mandatory_param_msg("signature"))
+        if not wire.verify_signature(secret, params):
+            raise _Reject(api.INVALID_SIGNATURE, wire.ERROR_MESSAGES[api.INVALID_SIGNATURE])
+        late = wire.timestamp_error(timestamp, window, self._now_ms())
         if late is not None:
             raise _Reject(api.INVALID_TIMESTAMP, late)
         return key
@@ -672,10 +675,10 @@ class OrderEntry:
             value = Decimal(str(raw))
         except InvalidOperation:
             raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.mandatory_param_msg("recvWindow")) from None
+                          wire.mandatory_param_msg("recvWindow")) from None
         if not value.is_finite() or value <= 0:
             raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.mandatory_param_msg("recvWindow"))
+                          wire.mandatory_param_msg("recvWindow"))
         if value > self.recv_window_max_ms:
             raise _Reject(
                 api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
@@ -689,23 +692,23 @@ class OrderEntry:
     def _symbol(self, params: dict[str, Any], required: bool) -> None:
         symbol = _str_param(params, "symbol", required)
         if symbol is not None and symbol != self.instrument.symbol:
-            raise _Reject(api.BAD_SYMBOL, api.ERROR_MESSAGES[api.BAD_SYMBOL])
+            raise _Reject(api.BAD_SYMBOL, wire.ERROR_MESSAGES[api.BAD_SYMBOL])
 
     def _units(self, params: dict[str, Any], name: str, to_units: Callable[[str], int],
                filter_type: str) -> int:
         raw = params.get(name)
         if raw is None or raw == "":
-            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, api.mandatory_param_msg(name))
+            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, wire.mandatory_param_msg(name))
         if _is_int(raw):
             raw = str(raw)
         if not isinstance(raw, str) or not _DECIMAL_RE.fullmatch(raw):
-            raise _Reject(api.ILLEGAL_CHARS, api.illegal_chars_msg(name, _DECIMAL_LEGAL))
+            raise _Reject(api.ILLEGAL_CHARS, wire.illegal_chars_msg(name, _DECIMAL_LEGAL))
         try:
             units = to_units(raw)
         except ValueError:
-            raise _Reject(api.INVALID_MESSAGE, api.filter_failure_msg(filter_type)) from None
+            raise _Reject(api.INVALID_MESSAGE, wire.filter_failure_msg(filter_type)) from None
         if units <= 0:
-            raise _Reject(api.INVALID_MESSAGE, api.filter_failure_msg(filter_type))
+            raise _Reject(api.INVALID_MESSAGE, wire.filter_failure_msg(filter_type))
         return units
 
     def _order_params(self, params: dict[str, Any]) -> tuple[Side, int, int, str | None, str]:
@@ -714,27 +717,27 @@ class OrderEntry:
         self._symbol(params, required=True)
         side_text = _str_param(params, "side", required=True)
         if side_text not in ("BUY", "SELL"):
-            raise _Reject(api.INVALID_SIDE, api.ERROR_MESSAGES[api.INVALID_SIDE])
+            raise _Reject(api.INVALID_SIDE, wire.ERROR_MESSAGES[api.INVALID_SIDE])
         order_type = _str_param(params, "type", required=True)
         if order_type != api.LIMIT_MAKER:
             if order_type in _OTHER_TYPES:
                 raise _Reject(api.UNSUPPORTED_OPERATION,
-                              api.ERROR_MESSAGES[api.UNSUPPORTED_OPERATION])
-            raise _Reject(api.INVALID_ORDER_TYPE, api.ERROR_MESSAGES[api.INVALID_ORDER_TYPE])
+                              wire.ERROR_MESSAGES[api.UNSUPPORTED_OPERATION])
+            raise _Reject(api.INVALID_ORDER_TYPE, wire.ERROR_MESSAGES[api.INVALID_ORDER_TYPE])
         if params.get("timeInForce") is not None:
-            raise _Reject(api.TIF_NOT_REQUIRED, api.ERROR_MESSAGES[api.TIF_NOT_REQUIRED])
+            raise _Reject(api.TIF_NOT_REQUIRED, wire.ERROR_MESSAGES[api.TIF_NOT_REQUIRED])
         price = self._units(params, "price", inst.ticks.to_units, "PRICE_FILTER")
         size = self._units(params, "quantity", inst.lots.to_units, "LOT_SIZE")
         if self.venue.exchange_filters:
             if size % inst.size_step_lots or size < inst.min_size_lots:
-                raise _Reject(api.INVALID_MESSAGE, api.filter_failure_msg("LOT_SIZE"))
+                raise _Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("LOT_SIZE"))
             if price * size < self._min_notional:
-                raise _Reject(api.INVALID_MESSAGE, api.filter_failure_msg("NOTIONAL"))
+                raise _Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("NOTIONAL"))
         client_id = _client_id_param(params, "newClientOrderId")
         resp_type = _str_param(params, "newOrderRespType", required=False) or "ACK"
         if resp_type not in _RESP_TYPES:
             raise _Reject(api.ILLEGAL_CHARS,
-                          api.illegal_chars_msg("newOrderRespType", ", ".join(_RESP_TYPES)))
+                          wire.illegal_chars_msg("newOrderRespType", ", ".join(_RESP_TYPES)))
         return (Side.BUY if side_text == "BUY" else Side.SELL), price, size, client_id, resp_type
 
     def _lookup(self, api_key: str, params: dict[str, Any], id_name: str,
@@ -744,7 +747,7 @@ class OrderEntry:
         client_id = _client_id_param(params, client_name)
         if order_id is None and client_id is None:
             raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.either_param_msg(client_name, id_name))
+                          wire.either_param_msg(client_name, id_name))
         if order_id is not None:
             order = self._by_id.get(order_id)
             if order is None or order.api_key != api_key:
@@ -767,20 +770,20 @@ class OrderEntry:
         new_client_id = _client_id_param(params, "newClientOrderId")
         order = self._lookup(api_key, params, "orderId", "origClientOrderId")
         if order is None:
-            raise _Reject(api.CANCEL_REJECTED, api.MSG_UNKNOWN_ORDER)
+            raise _Reject(api.CANCEL_REJECTED, wire.MSG_UNKNOWN_ORDER)
         return self._cancel(order, new_client_id)
 
     def _order_cancel_replace(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
         mode = _str_param(params, "cancelReplaceMode", required=True)
         if mode not in (api.STOP_ON_FAILURE, api.ALLOW_FAILURE):
-            raise _Reject(api.ILLEGAL_CHARS, api.illegal_chars_msg(
+            raise _Reject(api.ILLEGAL_CHARS, wire.illegal_chars_msg(
                 "cancelReplaceMode", f"{api.STOP_ON_FAILURE}, {api.ALLOW_FAILURE}"))
         # filters are evaluated before anything is cancelled or placed
         cancel_new_id = _client_id_param(params, "cancelNewClientOrderId")
         side, price, size, client_id, resp_type = self._order_params(params)
         order = self._lookup(api_key, params, "cancelOrderId", "cancelOrigClientOrderId")
         if order is None:
-            cancel_error = {"code": api.CANCEL_REJECTED, "msg": api.MSG_UNKNOWN_ORDER}
+            cancel_error = {"code": api.CANCEL_REJECTED, "msg": wire.MSG_UNKNOWN_ORDER}
             if mode == api.STOP_ON_FAILURE:
                 raise _replace_error(False, None, cancel_error, None)
             try:
@@ -811,7 +814,7 @@ class OrderEntry:
         self._symbol(params, required=True)
         orders = list(self._open[api_key].values())
         if not orders:
-            raise _Reject(api.CANCEL_REJECTED, api.MSG_UNKNOWN_ORDER)
+            raise _Reject(api.CANCEL_REJECTED, wire.MSG_UNKNOWN_ORDER)
         return [self._cancel(order, None) for order in orders]
 
     def _account_status(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
@@ -869,7 +872,7 @@ class OrderEntry:
         client_id = _client_id_param(params, "origClientOrderId")
         if order_id is None and client_id is None:
             raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                          api.either_param_msg("origClientOrderId", "orderId"))
+                          wire.either_param_msg("origClientOrderId", "orderId"))
         if order_id is not None:
             order = self._history.get(order_id)
             if order is not None and (order.api_key != api_key or (
@@ -879,7 +882,7 @@ class OrderEntry:
             assert client_id is not None
             order = self._latest.get((api_key, client_id))
         if order is None:
-            raise _Reject(api.NO_SUCH_ORDER, api.ERROR_MESSAGES[api.NO_SUCH_ORDER])
+            raise _Reject(api.NO_SUCH_ORDER, wire.ERROR_MESSAGES[api.NO_SUCH_ORDER])
         return self._status_result(order)
 
     def _my_trades(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
@@ -897,10 +900,10 @@ class OrderEntry:
             raise _Reject(api.INVALID_PARAMETER, "Data sent for parameter 'limit' is not valid.")
         if from_id is not None and (start is not None or end is not None):
             raise _Reject(api.OPTIONAL_PARAMS_BAD_COMBO,
-                          api.ERROR_MESSAGES[api.OPTIONAL_PARAMS_BAD_COMBO])
+                          wire.ERROR_MESSAGES[api.OPTIONAL_PARAMS_BAD_COMBO])
         if start is not None and end is not None and not (
                 0 <= end - start <= api.MAX_TRADE_LOOKUP_MS):
-            raise _Reject(api.INVALID_INTERVAL, api.ERROR_MESSAGES[api.INVALID_INTERVAL])
+            raise _Reject(api.INVALID_INTERVAL, wire.ERROR_MESSAGES[api.INVALID_INTERVAL])
         trades = self._trades[api_key]
         if order_id is not None:
             trades = [t for t in trades if t.order_id == order_id]
@@ -912,7 +915,7 @@ class OrderEntry:
             chosen = [t for t in trades if lo <= t.time_ms <= hi][:limit]
         else:
             chosen = trades[-limit:]
-        return [api.account_trade_json(self.instrument, t) for t in chosen]
+        return [wire.account_trade_json(self.instrument, t) for t in chosen]
 
     def _ping(self, conn: _Conn, params: dict[str, Any], api_key: str) -> Any:
         return {}
@@ -942,13 +945,13 @@ class OrderEntry:
         """Place a LIMIT_MAKER order or raise -2010 with the matching engine's reason."""
         open_orders = self._open[api_key]
         if client_id is not None and client_id in open_orders:
-            raise _Reject(api.NEW_ORDER_REJECTED, api.MSG_DUPLICATE_ORDER)
+            raise _Reject(api.NEW_ORDER_REJECTED, wire.MSG_DUPLICATE_ORDER)
         if self._book is None:
-            raise _Reject(api.NEW_ORDER_REJECTED, api.MSG_MARKET_CLOSED)
+            raise _Reject(api.NEW_ORDER_REJECTED, wire.MSG_MARKET_CLOSED)
         if self._would_take(side, price):
-            raise _Reject(api.NEW_ORDER_REJECTED, api.MSG_WOULD_TAKE)
+            raise _Reject(api.NEW_ORDER_REJECTED, wire.MSG_WOULD_TAKE)
         if self.enforce_balance and not self._affordable(api_key, side, price, size):
-            raise _Reject(api.NEW_ORDER_REJECTED, api.MSG_INSUFFICIENT_BALANCE)
+            raise _Reject(api.NEW_ORDER_REJECTED, wire.MSG_INSUFFICIENT_BALANCE)
         self._next_id += 1
         order_id = self._next_id
         if client_id is None:
@@ -964,9 +967,9 @@ class OrderEntry:
         if order.status == "REJECTED":  # refused by the venue now: no event, an error
             reason = order.reject_reason
             if reason == POST_ONLY_CROSS:
-                message = api.MSG_WOULD_TAKE
+                message = wire.MSG_WOULD_TAKE
             elif reason == NO_BOOK:
-                message = api.MSG_MARKET_CLOSED
+                message = wire.MSG_MARKET_CLOSED
             else:
                 message = reason
             raise _Reject(api.NEW_ORDER_REJECTED, message)
@@ -1057,7 +1060,7 @@ class OrderEntry:
         inst = self.instrument
         self._trades[order.api_key].append(api.AccountTrade(
             self._trade_seq, order.order_id, -1, fill.price, fill.size,
-            Decimal(api.notional_str(inst, notional)), Decimal(api.notional_str(inst, fill.fee)),
+            Decimal(wire.notional_str(inst, notional)), Decimal(wire.notional_str(inst, fill.fee)),
             self.assets.quote, ms, order.side is Side.BUY, fill.maker, True,
         ))
         self._report(
@@ -1065,7 +1068,7 @@ class OrderEntry:
             "TRADE",
             last_qty=fill.size,
             last_price=fill.price,
-            commission=api.notional_str(self.instrument, fill.fee),
+            commission=wire.notional_str(self.instrument, fill.fee),
             trade_id=self._trade_seq,
             is_maker=fill.maker,
         )
@@ -1087,7 +1090,7 @@ class OrderEntry:
         self._exec_seq += 1
         ms = self._ms()
         cancel = execution_type == "CANCELED"
-        event = api.execution_report(
+        event = wire.execution_report(
             self.instrument,
             order.view(),
             execution_type=execution_type,
@@ -1134,8 +1137,8 @@ class OrderEntry:
         return [
             (self.assets.base, inst.size_str(account.base_lots - locked_base),
              inst.size_str(locked_base)),
-            (self.assets.quote, api.notional_str(inst, account.quote_units - locked_quote),
-             api.notional_str(inst, locked_quote)),
+            (self.assets.quote, wire.notional_str(inst, account.quote_units - locked_quote),
+             wire.notional_str(inst, locked_quote)),
         ]
 
     def _position_event(self, api_key: str) -> dict[str, Any]:
@@ -1155,8 +1158,8 @@ class OrderEntry:
             "price": inst.price_str(order.price),
             "origQty": inst.size_str(order.size),
             "executedQty": inst.size_str(order.executed),
-            "origQuoteOrderQty": api.notional_str(inst, 0),
-            "cummulativeQuoteQty": api.notional_str(inst, order.cum_quote),
+            "origQuoteOrderQty": wire.notional_str(inst, 0),
+            "cummulativeQuoteQty": wire.notional_str(inst, order.cum_quote),
             "status": order.status,
             "timeInForce": "GTC",
             "type": api.LIMIT_MAKER,
@@ -1230,7 +1233,7 @@ def _is_int(value: object) -> bool:
 
 
 def _error(request_id: str | int | None, code: int, msg: str) -> bytes:
-    return api.response_error(request_id, 400, api.ApiError(code, msg))
+    return wire.response_error(request_id, 400, api.ApiError(code, msg))
 
 
 def _replace_error(cancel_ok: bool, new_ok: bool | None, cancel_response: Any,
@@ -1245,19 +1248,19 @@ def _replace_error(cancel_ok: bool, new_ok: bool | None, cancel_response: Any,
     }
     if cancel_ok or new_ok:
         code = api.CANCEL_REPLACE_PARTIALLY_FAILED
-        return _Reject(code, api.ERROR_MESSAGES[code], 409, data)
+        return _Reject(code, wire.ERROR_MESSAGES[code], 409, data)
     code = api.CANCEL_REPLACE_FAILED
-    return _Reject(code, api.ERROR_MESSAGES[code], 400, data)
+    return _Reject(code, wire.ERROR_MESSAGES[code], 400, data)
 
 
 def _str_param(params: dict[str, Any], name: str, required: bool) -> str | None:
     value = params.get(name)
     if value is None or value == "":
         if required:
-            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, api.mandatory_param_msg(name))
+            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, wire.mandatory_param_msg(name))
         return None
     if not isinstance(value, str):
-        raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, api.mandatory_param_msg(name))
+        raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, wire.mandatory_param_msg(name))
     return value
 
 
@@ -1265,14 +1268,14 @@ def _int_param(params: dict[str, Any], name: str, required: bool) -> int | None:
     value = params.get(name)
     if value is None or value == "":
         if required:
-            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, api.mandatory_param_msg(name))
+            raise _Reject(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED, wire.mandatory_param_msg(name))
         return None
     if _is_int(value):
         assert isinstance(value, int)
         return value
     if isinstance(value, str) and _INT_RE.fullmatch(value):
         return int(value)
-    raise _Reject(api.ILLEGAL_CHARS, api.illegal_chars_msg(name, "^[0-9]{1,20}$"))
+    raise _Reject(api.ILLEGAL_CHARS, wire.illegal_chars_msg(name, "^[0-9]{1,20}$"))
 
 
 def _client_id_param(params: dict[str, Any], name: str) -> str | None:
@@ -1280,7 +1283,7 @@ def _client_id_param(params: dict[str, Any], name: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not api.CLIENT_ORDER_ID_RE.fullmatch(value):
-        raise _Reject(api.ILLEGAL_CHARS, api.illegal_chars_msg(name, api.CLIENT_ORDER_ID_LEGAL))
+        raise _Reject(api.ILLEGAL_CHARS, wire.illegal_chars_msg(name, api.CLIENT_ORDER_ID_LEGAL))
     return value
 
 
