@@ -3,7 +3,7 @@
 The other end of :mod:`mmdaemon.venues.binance_api` (the client side the daemon's gateway
 uses: vocabulary, signing, request builders, response and event parsers, shared value
 types). This module adds what only a server does, for the sim's order entry
-(:mod:`mmdaemon.sim.orders`): the standard error messages
+(:mod:`mmdaemon.sim.protocol`, :mod:`mmdaemon.sim.matching`): the standard error messages
 and the matching engine's texts, the signature and timing checks of a SIGNED request,
 response and user-data event frames, ``executionReport`` and ``myTrades`` entries, and
 :class:`Reject`, a request refused with a Binance error. It imports the client module,
