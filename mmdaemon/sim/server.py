@@ -12,7 +12,7 @@ Routes (one port):
 - ``GET /api/v3/depth?symbol=S&limit=N``: the book at the replay position, with its
   ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``
   (complete enough for ccxt's market parser);
-- ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.orders`),
+- ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.protocol`),
   when an order-entry engine is attached.
 
 Plain HTTP requests are answered from ``process_request`` before any websocket upgrade, so

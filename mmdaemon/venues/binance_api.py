@@ -1,9 +1,12 @@
-"""Binance spot WebSocket API (order entry and user data), sans-I/O: both sides of it.
+"""Binance spot WebSocket API (order entry and user data), sans-I/O: the client side.
 
-One protocol module for the two ends of ``/ws-api/v3``: the daemon's gateway uses it to
-build signed requests and to read responses and user-data events; the sim venue
-(:mod:`mmdaemon.sim.orders`) uses the same signing, error codes and event shapes to answer
-them. Nothing here does I/O, reads a clock or touches asyncio: timestamps are passed in.
+What the daemon's gateway needs at its end of ``/ws-api/v3``: the protocol's vocabulary
+(methods, error codes, limits), signing, request builders, and the parsers of responses
+and user-data events, with the value types both ends share. The server side (answers,
+events, the standard error messages, the signature and timing checks) is the sim's,
+:mod:`mmdaemon.sim.wire`, which builds on this module; nothing here imports from
+:mod:`mmdaemon.sim`. Nothing here does I/O, reads a clock or touches asyncio: timestamps
+are passed in.
 
 Units, as in the core: prices integer ticks, sizes integer lots of the
 :class:`~mmdaemon.model.Instrument`, fees integer notional units (ticks x lots; for BTCUSDT
@@ -83,7 +86,6 @@ from mmdaemon.model import Fill, Instrument, OrderStatus, OrderUpdate, Side
 WS_API_PATH: Final = "/ws-api/v3"
 MAX_RECV_WINDOW_MS: Final = 60_000  # the venue refuses a larger recvWindow
 DEFAULT_RECV_WINDOW_MS: Final = 5_000  # what the venue assumes when recvWindow is absent
-FUTURE_TOLERANCE_MS: Final = 1_000  # a timestamp this far ahead of the server is refused
 _MS: Final = 1_000_000  # ns per ms
 
 # ---- methods -------------------------------------------------------------------------------
@@ -131,79 +133,10 @@ REJECTED_MBX_KEY: Final = -2015
 CANCEL_REPLACE_PARTIALLY_FAILED: Final = -2021
 CANCEL_REPLACE_FAILED: Final = -2022
 
-UNKNOWN_METHOD: Final = ILLEGAL_CHARS
-"""What we answer to a method we do not serve. Binance documents no code for it; -1100
-(illegal value in a parameter, here ``method``) is the closest documented one."""
-
-ERROR_MESSAGES: Final[Mapping[int, str]] = {
-    UNKNOWN: "An unknown error occurred while processing the request.",
-    TOO_MANY_REQUESTS: "Too many requests queued.",
-    INVALID_MESSAGE: "The request is rejected by the API.",
-    UNSUPPORTED_OPERATION: "This operation is not supported.",
-    INVALID_TIMESTAMP: "Timestamp for this request is outside of the recvWindow.",
-    INVALID_SIGNATURE: "Signature for this request is not valid.",
-    ILLEGAL_CHARS: "Illegal characters found in a parameter.",
-    MANDATORY_PARAM_EMPTY_OR_MALFORMED: (
-        "A mandatory parameter was not sent, was empty/null, or malformed."
-    ),
-    TIF_NOT_REQUIRED: "TimeInForce parameter sent when not required.",
-    INVALID_ORDER_TYPE: "Invalid orderType.",
-    INVALID_SIDE: "Invalid side.",
-    BAD_SYMBOL: "Invalid symbol.",
-    INVALID_INTERVAL: "Lookup interval is too big.",
-    OPTIONAL_PARAMS_BAD_COMBO: "Combination of optional parameters invalid.",
-    INVALID_PARAMETER: "Invalid data sent for a parameter.",
-    INVALID_JSON: "Invalid JSON Request",
-    NEW_ORDER_REJECTED: "New order rejected.",
-    CANCEL_REJECTED: "Unknown order sent.",
-    NO_SUCH_ORDER: "Order does not exist.",
-    BAD_API_KEY_FMT: "API-key format invalid.",
-    REJECTED_MBX_KEY: "Invalid API-key, IP, or permissions for action.",
-    CANCEL_REPLACE_PARTIALLY_FAILED: "Order cancel-replace partially failed.",
-    CANCEL_REPLACE_FAILED: "Order cancel-replace failed.",
-}
-"""The standard message of each code. -2010/-2011 carry the matching engine's own text."""
-
-# Matching-engine messages sent with -2010 NEW_ORDER_REJECTED / -2011 CANCEL_REJECTED.
-MSG_WOULD_TAKE: Final = "Order would immediately match and take."
-MSG_UNKNOWN_ORDER: Final = "Unknown order sent."
-MSG_DUPLICATE_ORDER: Final = "Duplicate order sent."
-MSG_MARKET_CLOSED: Final = "Market is closed."
-MSG_INSUFFICIENT_BALANCE: Final = "Account has insufficient balance for requested action."
-MSG_TIMESTAMP_AHEAD: Final = "Timestamp for this request was 1000ms ahead of the server's time."
-
 # executionReport ``r`` (order reject reason) values.
 REJECT_NONE: Final = "NONE"
 REJECT_WOULD_MATCH: Final = "WOULD_MATCH_IMMEDIATELY"
 REJECT_INSUFFICIENT_BALANCES: Final = "INSUFFICIENT_BALANCES"
-
-
-def mandatory_param_msg(name: str) -> str:
-    """The -1102 message for a missing, empty or malformed parameter."""
-    return f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-
-
-def either_param_msg(first: str, second: str) -> str:
-    """The -1102 message when neither of two alternative parameters was sent."""
-    return f"Param '{first}' or '{second}' must be sent, but both were empty/null!"
-
-
-def illegal_chars_msg(name: str, legal: str) -> str:
-    """The -1100 message for a parameter outside its legal range."""
-    return f"Illegal characters found in parameter '{name}'; legal range is '{legal}'."
-
-
-def filter_failure_msg(filter_type: str) -> str:
-    """The -1013 message for a symbol filter (``PRICE_FILTER``, ``LOT_SIZE``, ``NOTIONAL``)."""
-    return f"Filter failure: {filter_type}"
-
-
-def weight_limit_msg(limit: int) -> str:
-    """The -1003 message when the request weight per minute is used up."""
-    return (
-        f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE."
-        " Please use WebSocket Streams for live updates to avoid polling the API."
-    )
 
 
 # ---- value types ---------------------------------------------------------------------------
@@ -333,28 +266,6 @@ class OtherEvent(NamedTuple):
 UserEvent = ExecutionReport | ForeignOrder | AccountPosition | OtherEvent
 
 
-class OrderView(NamedTuple):
-    """What the venue knows of one order, in core units (the sim's side of the protocol).
-
-    ``order_id`` is the venue's ``orderId``; ``price`` ticks; ``size`` (``origQty``) and
-    ``executed`` lots; ``cum_quote`` the cumulative traded notional in notional units;
-    ``status`` a Binance order status (``NEW``, ``PARTIALLY_FILLED``, ``FILLED``,
-    ``CANCELED``, ``REJECTED``, ``EXPIRED``); times in ms, ``working_ms`` -1 when the order
-    never rested on the book.
-    """
-
-    order_id: int
-    client_order_id: str
-    side: Side
-    price: int
-    size: int
-    executed: int
-    cum_quote: int
-    status: str
-    created_ms: int
-    working_ms: int
-
-
 class AccountTrade(NamedTuple):
     """One trade of the account as ``myTrades`` lists it, in core units.
 
@@ -456,33 +367,6 @@ def sign(secret: str, params: Mapping[str, object]) -> str:
     return hmac.new(
         secret.encode(), signature_payload(params).encode(), hashlib.sha256
     ).hexdigest()
-
-
-def verify_signature(secret: str, params: Mapping[str, object]) -> bool:
-    """True when ``params["signature"]`` is the HMAC of the other parameters (any hex case).
-
-    Constant-time comparison; never raises.
-    """
-    given = params.get("signature")
-    if not isinstance(given, str):
-        return False
-    try:
-        expected = sign(secret, params)
-    except (TypeError, ValueError):
-        return False
-    return hmac.compare_digest(expected.encode(), given.lower().encode())
-
-
-def timestamp_error(timestamp_ms: int, recv_window_ms: float, server_ms: int) -> str | None:
-    """The venue's timing rule: the -1021 message, or None when the request is in time.
-
-    Accepted when ``timestamp < server + 1000`` and ``server - timestamp <= recvWindow``.
-    """
-    if timestamp_ms >= server_ms + FUTURE_TOLERANCE_MS:
-        return MSG_TIMESTAMP_AHEAD
-    if server_ms - timestamp_ms > recv_window_ms:
-        return ERROR_MESSAGES[INVALID_TIMESTAMP]
-    return None
 
 
 # ---- requests ------------------------------------------------------------------------------
@@ -763,173 +647,6 @@ def server_time(request_id: str | int) -> bytes:
     return request(TIME, {}, request_id)
 
 
-# ---- responses and events (server side) ----------------------------------------------------
-
-
-def _rate_limits_json(rate_limits: tuple[RateLimit, ...]) -> list[dict[str, object]]:
-    return [
-        {
-            "rateLimitType": r.rate_limit_type,
-            "interval": r.interval,
-            "intervalNum": r.interval_num,
-            "limit": r.limit,
-            "count": r.used,
-        }
-        for r in rate_limits
-    ]
-
-
-def response_ok(
-    request_id: str | int | None, result: Any, rate_limits: tuple[RateLimit, ...] = ()
-) -> bytes:
-    """A successful response frame (status 200)."""
-    frame: dict[str, object] = {"id": request_id, "status": 200, "result": result}
-    if rate_limits:
-        frame["rateLimits"] = _rate_limits_json(rate_limits)
-    return orjson.dumps(frame)
-
-
-def response_error(
-    request_id: str | int | None,
-    status: int,
-    error: ApiError,
-    rate_limits: tuple[RateLimit, ...] = (),
-) -> bytes:
-    """A failed response frame: ``status`` (400, 409, 429, ...) and the error object."""
-    body: dict[str, object] = {"code": error.code, "msg": error.msg}
-    if error.data is not None:
-        body["data"] = error.data
-    frame: dict[str, object] = {"id": request_id, "status": status, "error": body}
-    if rate_limits:
-        frame["rateLimits"] = _rate_limits_json(rate_limits)
-    return orjson.dumps(frame)
-
-
-def event_frame(subscription_id: int, event: Mapping[str, Any]) -> bytes:
-    """A user-data event frame ``{"subscriptionId", "event"}``."""
-    return orjson.dumps({"subscriptionId": subscription_id, "event": event})
-
-
-def _int_exp(unit: Decimal) -> tuple[int, int]:
-    """``unit`` as ``mantissa x 10^-places`` with integer mantissa and places >= 0."""
-    sign_, digits, exponent = unit.normalize().as_tuple()
-    assert isinstance(exponent, int)
-    mantissa = int("".join(map(str, digits)))
-    if sign_:
-        mantissa = -mantissa
-    if exponent > 0:
-        return mantissa * 10**exponent, 0
-    return mantissa, -exponent
-
-
-def _fixed(numerator: int, places: int) -> str:
-    """Exact text of ``numerator x 10^-places``."""
-    digits = str(abs(numerator)).rjust(places + 1, "0")
-    text = f"{digits[:-places]}.{digits[-places:]}" if places else digits
-    return f"-{text}" if numerator < 0 else text
-
-
-def notional_places(instrument: Instrument) -> int:
-    """Decimal places of one notional unit (tick x lot): 10 for BTCUSDT spot."""
-    return _int_exp(instrument.tick_size)[1] + _int_exp(instrument.lot_size)[1]
-
-
-def notional_str(instrument: Instrument, units: int) -> str:
-    """Exact quote-currency text of ``units`` notional units (may be negative)."""
-    tick_m, tick_p = _int_exp(instrument.tick_size)
-    lot_m, lot_p = _int_exp(instrument.lot_size)
-    return _fixed(units * tick_m * lot_m, tick_p + lot_p)
-
-
-def notional_unit(instrument: Instrument) -> Fraction:
-    """One notional unit in quote currency, exactly: ``tick_size x lot_size``."""
-    return Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
-
-
-def account_trade_json(instrument: Instrument, trade: AccountTrade) -> dict[str, Any]:
-    """A ``myTrades`` entry for ``trade`` (the venue's field names and text formats)."""
-    return {
-        "symbol": instrument.symbol,
-        "id": trade.trade_id,
-        "orderId": trade.order_id,
-        "orderListId": trade.order_list_id,
-        "price": instrument.price_str(trade.price),
-        "qty": instrument.size_str(trade.qty),
-        "quoteQty": format(trade.quote_qty, "f"),
-        "commission": format(trade.commission, "f"),
-        "commissionAsset": trade.commission_asset,
-        "time": trade.time_ms,
-        "isBuyer": trade.is_buyer,
-        "isMaker": trade.is_maker,
-        "isBestMatch": trade.is_best_match,
-    }
-
-
-def execution_report(
-    instrument: Instrument,
-    order: OrderView,
-    *,
-    execution_type: str,
-    event_ms: int,
-    transact_ms: int,
-    execution_id: int,
-    client_id: str | None = None,
-    orig_client_id: str = "",
-    reject_reason: str = REJECT_NONE,
-    last_qty: int = 0,
-    last_price: int = 0,
-    commission: str = "0",
-    commission_asset: str | None = None,
-    trade_id: int = -1,
-    is_maker: bool = False,
-) -> dict[str, Any]:
-    """The ``executionReport`` event of ``order`` (a LIMIT_MAKER order) as a JSON object.
-
-    ``client_id`` overrides ``c`` (a cancel reports its own new id there, and the cancelled
-    order's id in ``C`` = ``orig_client_id``). ``last_qty`` lots at ``last_price`` ticks
-    for TRADE, with ``commission`` (decimal text) in ``commission_asset`` and ``trade_id``.
-    """
-    working = order.status in ("NEW", "PARTIALLY_FILLED")
-    event: dict[str, Any] = {
-        "e": "executionReport",
-        "E": event_ms,
-        "s": instrument.symbol,
-        "c": order.client_order_id if client_id is None else client_id,
-        "S": order.side.name,
-        "o": LIMIT_MAKER,
-        "f": "GTC",
-        "q": instrument.size_str(order.size),
-        "p": instrument.price_str(order.price),
-        "P": instrument.price_str(0),
-        "F": instrument.size_str(0),
-        "g": -1,
-        "C": orig_client_id,
-        "x": execution_type,
-        "X": order.status,
-        "r": reject_reason,
-        "i": order.order_id,
-        "l": instrument.size_str(last_qty),
-        "z": instrument.size_str(order.executed),
-        "L": instrument.price_str(last_price),
-        "n": commission,
-        "N": commission_asset,
-        "T": transact_ms,
-        "t": trade_id,
-        "I": execution_id,
-        "w": working,
-        "m": is_maker,
-        "M": False,
-        "O": order.created_ms,
-        "Z": notional_str(instrument, order.cum_quote),
-        "Y": notional_str(instrument, last_qty * last_price),
-        "Q": notional_str(instrument, 0),
-        "V": "NONE",
-    }
-    if working and order.working_ms >= 0:
-        event["W"] = order.working_ms
-    return event
-
-
 # ---- parsing -------------------------------------------------------------------------------
 
 
@@ -1035,6 +752,11 @@ def assets_of(symbol: str) -> Assets:
         if symbol.endswith(quote) and len(symbol) > len(quote):
             return Assets(symbol[: -len(quote)], quote)
     raise ValueError(f"cannot tell the quote asset of {symbol!r}: give the assets explicitly")
+
+
+def notional_unit(instrument: Instrument) -> Fraction:
+    """One notional unit in quote currency, exactly: ``tick_size x lot_size``."""
+    return Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
 
 
 def _half_up(value: Fraction) -> int:

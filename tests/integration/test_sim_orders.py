@@ -34,6 +34,7 @@ from mmdaemon.model import (
     Side,
     Trade,
 )
+from mmdaemon.sim import wire
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance import BinanceCodec
@@ -242,8 +243,8 @@ async def test_bad_signature_stale_timestamp_and_keys(sim: Sim, client: Client) 
     tampered = await client.call(orjson.dumps(frame))
     assert tampered.error is not None and tampered.error.code == api.INVALID_SIGNATURE
     # stale: 5,001 ms behind with the default 5,000 ms window; ahead: 1,000 ms
-    for offset, msg in ((-5001, api.ERROR_MESSAGES[api.INVALID_TIMESTAMP]),
-                        (1000, api.MSG_TIMESTAMP_AHEAD)):
+    for offset, msg in ((-5001, wire.ERROR_MESSAGES[api.INVALID_TIMESTAMP]),
+                        (1000, wire.MSG_TIMESTAMP_AHEAD)):
         late = await client.call(api.order_place(
             INSTR, Side.BUY, BID, LOTS, "mm-1", request_id="late", creds=CREDS,
             timestamp_ms=sim.clock.ms + offset))
@@ -267,11 +268,11 @@ async def test_bad_signature_stale_timestamp_and_keys(sim: Sim, client: Client) 
     assert malformed_key.error is not None and malformed_key.error.code == api.BAD_API_KEY_FMT
     missing = await client.call(api.request(api.ACCOUNT_STATUS, {}, "n"))
     assert missing.error == api.ApiError(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                                         api.mandatory_param_msg("apiKey"))
+                                         wire.mandatory_param_msg("apiKey"))
     no_signature = await client.call(api.request(api.ACCOUNT_STATUS, {"timestamp": 1}, "s",
                                                  api_key=KEY))
     assert no_signature.error == api.ApiError(api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                                              api.mandatory_param_msg("signature"))
+                                              wire.mandatory_param_msg("signature"))
 
 
 async def test_parameter_errors(sim: Sim, client: Client) -> None:
@@ -284,7 +285,7 @@ async def test_parameter_errors(sim: Sim, client: Client) -> None:
         return resp.error.code, resp.error.msg
 
     assert await code_of(quantity=None) == (api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
-                                            api.mandatory_param_msg("quantity"))
+                                            wire.mandatory_param_msg("quantity"))
     assert await code_of(symbol="ETHUSDT") == (api.BAD_SYMBOL, "Invalid symbol.")
     assert await code_of(side="HOLD") == (api.INVALID_SIDE, "Invalid side.")
     assert (await code_of(type="LIMIT"))[0] == api.UNSUPPORTED_OPERATION
@@ -547,7 +548,7 @@ async def test_malformed_frames_then_the_connection_still_works(sim: Sim,
     assert no_method.id == "m" and no_method.error is not None
     assert no_method.error.code == api.MANDATORY_PARAM_EMPTY_OR_MALFORMED
     unknown = await client.call('{"id": "u", "method": "order.teleport"}')
-    assert unknown.error is not None and unknown.error.code == api.UNKNOWN_METHOD
+    assert unknown.error is not None and unknown.error.code == wire.UNKNOWN_METHOD
     bad_params = await client.call('{"id": "p", "method": "ping", "params": [1]}')
     assert bad_params.error is not None and bad_params.error.code == api.INVALID_PARAMETER
     bad_id = await client.call('{"id": {"x": 1}, "method": "ping"}')

@@ -33,6 +33,7 @@ from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, OrderStatus, OrderUpdate,
 from mmdaemon.orderlog import FILLS_HEADER, ORDERS_HEADER
 from mmdaemon.orders.manager import OrderManager
 from mmdaemon.records import ACTIONS, ANSWERS, answer_event
+from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
 from tests.conftest import REPO, SPOT_FILES
 from tests.helpers import first_lines, until, write_config
@@ -414,12 +415,12 @@ def test_pending_states_are_not_answers_and_an_amend_is_acknowledged() -> None:
 @pytest.mark.parametrize("status", ["EXPIRED", "EXPIRED_IN_MATCH", "CANCELED"])
 def test_a_binance_expiry_is_logged_as_expired(status: str) -> None:
     prefix = "mm"
-    view = api.OrderView(42, api.client_order_id(prefix, 7), Side.SELL, 6183763, 1000, 0, 0,
+    view = wire.OrderView(42, api.client_order_id(prefix, 7), Side.SELL, 6183763, 1000, 0, 0,
                          status, 1000, -1)
-    event = api.execution_report(BINANCE_SPOT_BTCUSDT, view, execution_type="EXPIRED"
+    event = wire.execution_report(BINANCE_SPOT_BTCUSDT, view, execution_type="EXPIRED"
                                  if status != "CANCELED" else "CANCELED", event_ms=2000,
                                  transact_ms=2000, execution_id=9)
-    report = api.parse_event(api.event_frame(4, event), BINANCE_SPOT_BTCUSDT, prefix)
+    report = api.parse_event(wire.event_frame(4, event), BINANCE_SPOT_BTCUSDT, prefix)
     assert isinstance(report, api.ExecutionReport)
     expected = "canceled" if status == "CANCELED" else "expired"
     assert answer_event(report.update, None) == expected

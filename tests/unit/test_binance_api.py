@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, OrderStatus, OrderUpdate, Side
+from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
 
 INSTR = BINANCE_SPOT_BTCUSDT  # tick 0.01 USDT, lot 1e-8 BTC: one notional unit is 1e-10 USDT
@@ -78,23 +79,23 @@ def test_signature_payload_writes_booleans_lowercase_and_numbers_plain() -> None
 def test_verify_signature_accepts_any_hex_case_and_refuses_tampering() -> None:
     params: dict[str, object] = {"apiKey": "k", "timestamp": 1, "symbol": "BTCUSDT"}
     params["signature"] = api.sign("s", params)
-    assert api.verify_signature("s", params)
-    assert api.verify_signature("s", {**params, "signature": str(params["signature"]).upper()})
-    assert not api.verify_signature("other", params)
-    assert not api.verify_signature("s", {**params, "symbol": "ETHUSDT"})
-    assert not api.verify_signature("s", {**params, "signature": None})
-    assert not api.verify_signature("s", {k: v for k, v in params.items() if k != "signature"})
+    assert wire.verify_signature("s", params)
+    assert wire.verify_signature("s", {**params, "signature": str(params["signature"]).upper()})
+    assert not wire.verify_signature("other", params)
+    assert not wire.verify_signature("s", {**params, "symbol": "ETHUSDT"})
+    assert not wire.verify_signature("s", {**params, "signature": None})
+    assert not wire.verify_signature("s", {k: v for k, v in params.items() if k != "signature"})
 
 
 def test_timestamp_rule() -> None:
     server = 1_000_000
-    assert api.timestamp_error(server, 5000, server) is None
-    assert api.timestamp_error(server - 5000, 5000, server) is None
-    assert api.timestamp_error(server - 5001, 5000, server) == api.ERROR_MESSAGES[
+    assert wire.timestamp_error(server, 5000, server) is None
+    assert wire.timestamp_error(server - 5000, 5000, server) is None
+    assert wire.timestamp_error(server - 5001, 5000, server) == wire.ERROR_MESSAGES[
         api.INVALID_TIMESTAMP
     ]
-    assert api.timestamp_error(server + 999, 5000, server) is None
-    assert api.timestamp_error(server + 1000, 5000, server) == api.MSG_TIMESTAMP_AHEAD
+    assert wire.timestamp_error(server + 999, 5000, server) is None
+    assert wire.timestamp_error(server + 1000, 5000, server) == wire.MSG_TIMESTAMP_AHEAD
 
 
 # ---- requests ----------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_order_place_builder() -> None:
         "timestamp": 1723161254000,
     }
     assert "timeInForce" not in params  # LIMIT_MAKER takes none
-    assert api.verify_signature(CREDS.secret, params)
+    assert wire.verify_signature(CREDS.secret, params)
     with pytest.raises(ValueError):
         api.order_place(INSTR, Side.BUY, 0, 100_000, CID, request_id=1, creds=CREDS,
                         timestamp_ms=1)
@@ -147,7 +148,7 @@ def test_cancel_and_cancel_replace_builders() -> None:
     cancel = params_of(api.order_cancel(INSTR, CID, request_id=1, creds=creds, timestamp_ms=5))
     assert cancel["origClientOrderId"] == CID and cancel["symbol"] == "BTCUSDT"
     assert cancel["recvWindow"] == 3000
-    assert api.verify_signature("S", cancel)
+    assert wire.verify_signature("S", cancel)
     frame = orjson.loads(api.order_cancel_replace(
         INSTR, CID, Side.SELL, 6183800, 200_000, request_id=2, creds=creds, timestamp_ms=6))
     assert frame["method"] == "order.cancelReplace"
@@ -157,7 +158,7 @@ def test_cancel_and_cancel_replace_builders() -> None:
     assert params["newClientOrderId"] == CID  # our order id survives the replace
     assert (params["side"], params["type"]) == ("SELL", "LIMIT_MAKER")
     assert (params["price"], params["quantity"]) == ("61838.00", "0.00200000")
-    assert api.verify_signature("S", params)
+    assert wire.verify_signature("S", params)
     other = params_of(api.order_cancel_replace(INSTR, CID, Side.SELL, 1, 1, new_client_id="mm-2",
                                                request_id=3, creds=creds, timestamp_ms=6))
     assert other["newClientOrderId"] == "mm-2"
@@ -179,7 +180,7 @@ def test_other_builders() -> None:
         params = obj["params"]
         assert {k: params[k] for k in extra} == extra
         assert params["apiKey"] == CREDS.api_key and params["timestamp"] == 9
-        assert api.verify_signature(CREDS.secret, params)
+        assert wire.verify_signature(CREDS.secret, params)
     assert orjson.loads(api.user_data_unsubscribe(None, request_id=1)) == {
         "id": 1, "method": "userDataStream.unsubscribe"}
     assert orjson.loads(api.server_time("t"))["method"] == "time"
@@ -249,7 +250,7 @@ def test_parse_response_errors() -> None:
         "error": {"code": -2010, "msg": "Order would immediately match and take."},
     }))
     assert isinstance(resp, api.Response) and not resp.ok
-    assert resp.error == api.ApiError(api.NEW_ORDER_REJECTED, api.MSG_WOULD_TAKE)
+    assert resp.error == api.ApiError(api.NEW_ORDER_REJECTED, wire.MSG_WOULD_TAKE)
     data = {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE"}
     partial = api.parse_response(orjson.dumps({
         "id": None, "status": 409,
@@ -481,14 +482,14 @@ def test_parsers_never_raise_on_random_bytes(frame: bytes) -> None:
 
 
 def test_execution_report_builder_round_trips() -> None:
-    view = api.OrderView(42, CID, Side.SELL, 6183763, 200_000, 100_000, 6183763 * 100_000,
+    view = wire.OrderView(42, CID, Side.SELL, 6183763, 200_000, 100_000, 6183763 * 100_000,
                          "PARTIALLY_FILLED", 1000, 1000)
-    event = api.execution_report(INSTR, view, execution_type="TRADE", event_ms=2000,
+    event = wire.execution_report(INSTR, view, execution_type="TRADE", event_ms=2000,
                                  transact_ms=2000, execution_id=9, last_qty=100_000,
                                  last_price=6183763, commission="0.0061837630",
                                  commission_asset="USDT", trade_id=5, is_maker=True)
     assert event["Z"] == "61.8376300000" and event["W"] == 1000 and event["w"] is True
-    got = api.parse_event(api.event_frame(4, event), INSTR, PREFIX)
+    got = api.parse_event(wire.event_frame(4, event), INSTR, PREFIX)
     assert isinstance(got, api.ExecutionReport)
     assert got.update == OrderUpdate(OID, OrderStatus.PARTIALLY_FILLED, Side.SELL, 6183763,
                                      200_000, 100_000, "", 2_000_000_000)
@@ -498,10 +499,10 @@ def test_execution_report_builder_round_trips() -> None:
 
 def test_responses_round_trip() -> None:
     limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 7),)
-    ok = api.parse_response(api.response_ok("a", {"x": 1}, limits))
+    ok = api.parse_response(wire.response_ok("a", {"x": 1}, limits))
     assert ok == api.Response("a", 200, {"x": 1}, None, limits)
-    error = api.ApiError(api.INVALID_SIGNATURE, api.ERROR_MESSAGES[api.INVALID_SIGNATURE])
-    bad = api.parse_response(api.response_error(3, 400, error))
+    error = api.ApiError(api.INVALID_SIGNATURE, wire.ERROR_MESSAGES[api.INVALID_SIGNATURE])
+    bad = api.parse_response(wire.response_error(3, 400, error))
     assert bad == api.Response(3, 400, None, error, ())
 
 
@@ -523,11 +524,11 @@ def test_order_update_from_results() -> None:
 
 
 def test_notional_text_is_exact() -> None:
-    assert api.notional_str(INSTR, 618_376_300) == "0.0618376300"
-    assert api.notional_str(INSTR, -5) == "-0.0000000005"
-    assert api.notional_str(INSTR, 0) == "0.0000000000"
+    assert wire.notional_str(INSTR, 618_376_300) == "0.0618376300"
+    assert wire.notional_str(INSTR, -5) == "-0.0000000005"
+    assert wire.notional_str(INSTR, 0) == "0.0000000000"
     coarse = Instrument("X", "10", "1")
-    assert api.notional_str(coarse, 3) == "30"
+    assert wire.notional_str(coarse, 3) == "30"
     assert api.assets_of("BTCUSDT") == api.Assets("BTC", "USDT")
     assert api.assets_of("ETHBTC") == api.Assets("ETH", "BTC")
     with pytest.raises(ValueError):
@@ -559,7 +560,7 @@ def test_my_trades_order_status_and_cancel_by_id_builders() -> None:
     assert orjson.loads(api.order_status(INSTR, client_id=CID, **kw))["method"] == "order.status"
     cancel = params_of(api.order_cancel(INSTR, order_id=5, **kw))
     assert cancel["orderId"] == 5 and "origClientOrderId" not in cancel
-    assert api.verify_signature(CREDS.secret, cancel)
+    assert wire.verify_signature(CREDS.secret, cancel)
     with pytest.raises(ValueError):
         api.order_status(INSTR, **kw)
     with pytest.raises(ValueError):
@@ -579,7 +580,7 @@ def test_account_trades_parse_round_trip_and_become_fills() -> None:
     assert trade == api.AccountTrade(28457, 100234, -1, 6183763, 100_000,
                                      Decimal("61.83763000"), Decimal("0.00618376"), "USDT",
                                      1723161254348, True, True, True)
-    assert api.parse_account_trade(api.account_trade_json(INSTR, trade), INSTR) == trade
+    assert api.parse_account_trade(wire.account_trade_json(INSTR, trade), INSTR) == trade
     fill, converted = api.fill_from_trade(trade, OID, INSTR)
     # 0.00618376 USDT / 1e-10 = 61,837,600 notional units
     assert fill == Fill(OID, Side.BUY, 6183763, 100_000, 61_837_600, True,
@@ -610,7 +611,7 @@ def test_rate_limit_answers_and_retry_after() -> None:
     limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 6001),)
     error = api.ApiError(api.TOO_MANY_REQUESTS, "Too much request weight used",
                          {"serverTime": 1_000, "retryAfter": 60_000})
-    limited = api.parse_response(api.response_error(1, 429, error, limits))
+    limited = api.parse_response(wire.response_error(1, 429, error, limits))
     assert isinstance(limited, api.Response)
     assert api.is_rate_limited(limited) and api.retry_after_ms(limited) == 60_000
     banned = api.Response(2, 418, None, api.ApiError(-1003, "banned"), ())

@@ -20,6 +20,7 @@ from mmdaemon.model import (
     OrderUpdate,
     Side,
 )
+from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance_order_io import (
     Answered,
@@ -175,7 +176,7 @@ def test_place_ack_partial_fill_fill_reports_each_state_once() -> None:
     assert (params["price"], params["quantity"]) == ("65000.00", "0.00010000")
     assert params["newClientOrderId"] == "mm-1" and params["timestamp"] == WALL_MS
     assert params["apiKey"] == KEY and SECRET not in orjson.dumps(frame).decode()
-    assert api.verify_signature(SECRET, params)
+    assert wire.verify_signature(SECRET, params)
     assert events(out) == [update(1, OrderStatus.NEW, 0, WALL - 5 * MS)]
     assert step == Done(None) and venue.proto.open_order_count() == 1
     # the stream's NEW after the ack changes nothing the daemon sees
@@ -192,7 +193,7 @@ def test_a_venue_reject_closes_the_place_with_the_binance_code() -> None:
     venue = Venue()
     proc = venue.proto.place(1, Side.BUY, PRICE, LOTS, blocked="")
     out, step = venue.answer(proc, venue.start(proc), {
-        "status": 400, "error": {"code": api.NEW_ORDER_REJECTED, "msg": api.MSG_WOULD_TAKE}})
+        "status": 400, "error": {"code": api.NEW_ORDER_REJECTED, "msg": wire.MSG_WOULD_TAKE}})
     rejected = OrderUpdate(1, OrderStatus.REJECTED, Side.BUY, PRICE, LOTS, 0,
                            "-2010 Order would immediately match and take.", WALL)
     assert events(out) == [rejected]
