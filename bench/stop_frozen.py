@@ -40,6 +40,7 @@ from bench.common import REPO, SPOT_FILES, Proc, free_port
 from mmdaemon.config import load_config
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 
 KEY, SECRET = "bench-stop-key", "bench-stop-secret"
 
@@ -52,7 +53,7 @@ def open_orders(port: int) -> int:
             await ws.send(api.open_orders_status(
                 BINANCE_SPOT_BTCUSDT, request_id=1, creds=api.Credentials(KEY, SECRET),
                 timestamp_ms=time.time_ns() // 1_000_000).decode())
-            response = api.parse_response(await ws.recv())
+            response = parse.parse_response(await ws.recv())
             assert isinstance(response, api.Response) and isinstance(response.result, list)
             return len(response.result)
 

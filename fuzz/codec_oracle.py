@@ -26,6 +26,7 @@ from mmdaemon.model import (
     Trade,
 )
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance import BinanceCodec, Market, SyncState
 
 INT_FIELDS: dict[type, tuple[str, ...]] = {
@@ -120,7 +121,7 @@ def frames(data: bytes, api_parsers: bool = True) -> None:
             raise AssertionError(f"compiled USD-M {usdm_events!r} differs from the Python one")
         if not api_parsers:
             continue
-        for result in (api.parse_frame(frame, BINANCE_SPOT_BTCUSDT, "mm"),
-                       api.parse_response(frame)):
+        for result in (parse.parse_frame(frame, BINANCE_SPOT_BTCUSDT, "mm"),
+                       parse.parse_response(frame)):
             if not isinstance(result, API_RESULTS):
                 raise AssertionError(f"parser returned {result!r}")

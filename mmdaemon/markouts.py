@@ -65,7 +65,9 @@ from typing import Any, NamedTuple
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import Fill, Instrument
-from mmdaemon.venues.binance_api import assets_of
+from mmdaemon.venues.binance_parse import (
+    assets_of,
+)
 
 NS_PER_S = 1_000_000_000
 DEFAULT_HORIZONS_S: tuple[float, ...] = (1.0, 5.0, 30.0, 60.0)

@@ -59,6 +59,7 @@ from mmdaemon.sim.faults import Faults
 from mmdaemon.sim.matching import Matching
 from mmdaemon.sim.protocol import OrderEntryProtocol, Subscriptions
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 
 
 class _Conn:
@@ -110,12 +111,12 @@ class OrderEntry:
         self.instrument = instrument
         self.venue = venue
         if base_asset is None or quote_asset is None:
-            guess = api.assets_of(instrument.symbol)
+            guess = parse.assets_of(instrument.symbol)
             base_asset = base_asset or guess.base
             quote_asset = quote_asset or guess.quote
         self.assets = api.Assets(base_asset, quote_asset)
         base_lots = instrument.lots.to_units(base_balance)
-        quote = Fraction(Decimal(quote_balance)) / api.notional_unit(instrument)
+        quote = Fraction(Decimal(quote_balance)) / parse.notional_unit(instrument)
         if quote.denominator != 1 or quote < 0:
             raise ValueError(f"OrderEntry.quote_balance {quote_balance!r} is not a whole "
                              f"non-negative number of {wire.notional_str(instrument, 1)}")

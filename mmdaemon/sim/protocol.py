@@ -40,6 +40,7 @@ from mmdaemon.sim.accounts import WORKING, Ledger, VenueOrder
 from mmdaemon.sim.matching import Matching
 from mmdaemon.sim.wire import Reject
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 
 _API_KEY_RE: Final = re.compile(r"[A-Za-z0-9]{1,128}")
 _INT_RE: Final = re.compile(r"-?[0-9]{1,20}")
@@ -108,7 +109,7 @@ class OrderEntryProtocol:
         self.recv_window_max_ms = recv_window_max_ms
         self.weight_limit = weight_limit
         self._min_notional = (  # notional units
-            Fraction(instrument.min_notional) / api.notional_unit(instrument))
+            Fraction(instrument.min_notional) / parse.notional_unit(instrument))
         self._weight_minute = -1
         self._weight_used = 0
         self.internal_errors = 0  # requests answered -1000 (a bug: should stay 0)

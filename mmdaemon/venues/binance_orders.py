@@ -77,6 +77,7 @@ from typing import Any, Final, TypeVar
 
 from mmdaemon.model import Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance_order_io import (
     Answered,
     CancelStrays,
@@ -142,7 +143,7 @@ class OrderEntryProtocol(OrderStates):
         self.instrument = instrument
         self._creds = credentials
         self._prefix = prefix
-        self._assets = assets or api.assets_of(instrument.symbol)
+        self._assets = assets or parse.assets_of(instrument.symbol)
         self._asset_prices = asset_prices
         self.limits = RateLimitHold(backoff_initial_s, backoff_max_s, rng)
         self._pending: dict[int, Callable[[api.Response], None] | None] = {}  # handlers
@@ -200,16 +201,16 @@ class OrderEntryProtocol(OrderStates):
         """Apply one frame read from the connection at ``mono_ns`` (a response or a
         user-data event)."""
         self._now_ns = wall_ns
-        obj = api.decode(frame)
+        obj = parse.decode(frame)
         if isinstance(obj, api.ProtocolError):
             self.log.warning("gateway_bad_frame", reason=obj.reason, frame=frame[:200])
             return
         if "event" in obj:
-            self._on_event(api.parse_event(obj, self.instrument, self._prefix,
+            self._on_event(parse.parse_event(obj, self.instrument, self._prefix,
                                            assets=self._assets,
                                            asset_prices=self._asset_prices))
             return
-        response = api.parse_response(obj)
+        response = parse.parse_response(obj)
         if isinstance(response, api.ProtocolError):
             self.log.warning("gateway_bad_response", reason=response.reason,
                              frame=frame[:200])
@@ -418,7 +419,7 @@ class OrderEntryProtocol(OrderStates):
     def _result_update(self, result: object) -> tuple[OrderUpdate, int] | None:
         """Our update and the venue id from an order object of a response; None (logged)
         when it is not ours or does not decode."""
-        update = api.order_update_from_result(result, self.instrument, self._prefix)
+        update = parse.order_update_from_result(result, self.instrument, self._prefix)
         if isinstance(update, OrderUpdate):
             return update, _venue_id(result)
         self.log.warning("gateway_unexpected_result", reason=update.reason
@@ -538,7 +539,7 @@ class OrderEntryProtocol(OrderStates):
         if not response.ok or not isinstance(response.result, list):
             return
         for entry in response.result:
-            update = api.order_update_from_result(entry, self.instrument, self._prefix)
+            update = parse.order_update_from_result(entry, self.instrument, self._prefix)
             if not isinstance(update, OrderUpdate):
                 continue
             vid = _venue_id(entry)
@@ -567,7 +568,7 @@ class OrderEntryProtocol(OrderStates):
             raise RequestFailed("openOrders.status: the result is not a list")
         out: list[OpenOrder] = []
         for entry in response.result:
-            update = api.order_update_from_result(entry, self.instrument, self._prefix)
+            update = parse.order_update_from_result(entry, self.instrument, self._prefix)
             if isinstance(update, api.ProtocolError):
                 raise RequestFailed(f"openOrders.status: {update.reason}")
             if isinstance(update, OrderUpdate):
@@ -612,7 +613,7 @@ class OrderEntryProtocol(OrderStates):
             lambda rid, ts: api.my_trades(
                 self.instrument, from_id=from_id, order_id=order_id, limit=limit,
                 request_id=rid, creds=self._creds, timestamp_ms=ts))
-        trades = api.parse_my_trades(response.result, self.instrument)
+        trades = parse.parse_my_trades(response.result, self.instrument)
         if isinstance(trades, api.ProtocolError):
             raise RequestFailed(f"myTrades: {trades.reason}")
         return trades
@@ -631,7 +632,7 @@ class OrderEntryProtocol(OrderStates):
                 return None
         order = self.orders[order_id]
         leg = order.legs[trade.order_id]
-        fill, converted = api.fill_from_trade(trade, order_id, self.instrument,
+        fill, converted = parse.fill_from_trade(trade, order_id, self.instrument,
                                               assets=self._assets,
                                               asset_prices=self._asset_prices)
         if not converted:
@@ -649,7 +650,7 @@ class OrderEntryProtocol(OrderStates):
         response = yield from self._call(
             lambda rid, ts: api.order_status(self.instrument, order_id=vid, request_id=rid,
                                              creds=self._creds, timestamp_ms=ts))
-        update = api.order_update_from_result(response.result, self.instrument, self._prefix)
+        update = parse.order_update_from_result(response.result, self.instrument, self._prefix)
         if isinstance(update, api.ProtocolError):
             raise RequestFailed(f"order.status: {update.reason}")
         if not isinstance(update, OrderUpdate):
@@ -752,7 +753,7 @@ class OrderEntryProtocol(OrderStates):
     def _on_venue_cancel_response(self, response: api.Response) -> None:
         if not response.ok:
             return
-        update = api.order_update_from_result(response.result, self.instrument, self._prefix)
+        update = parse.order_update_from_result(response.result, self.instrument, self._prefix)
         if not isinstance(update, OrderUpdate):
             return
         vid = _venue_id(response.result)

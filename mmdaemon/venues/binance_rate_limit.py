@@ -17,6 +17,7 @@ from typing import Final
 
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 
 _MS: Final = 1_000_000  # ns per ms
 _S: Final = 1_000_000_000  # ns per s
@@ -47,12 +48,12 @@ class RateLimitHold:
         """Account for one response received at ``mono_ns`` (``wall_ms`` on the venue's
         clock): None unless it was rate limited, else the seconds the venue wants us to
         wait from now (the hold is extended to that, never shortened)."""
-        if not api.is_rate_limited(response):
+        if not parse.is_rate_limited(response):
             if response.ok:
                 self._attempt = 0
             return None
         delay_ms = 0
-        after = api.retry_after_ms(response)
+        after = parse.retry_after_ms(response)
         if after is not None:
             delay_ms = after - wall_ms
         else:

@@ -42,6 +42,7 @@ from mmdaemon.model import (
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from tests.helpers import first_lines, until
 from tests.process.test_record_sim_cli import free_port
 
@@ -198,7 +199,7 @@ async def raw_place(sim: SimVenue, client_id: str, side: Side, price: int) -> No
         await ws.send(api.order_place(INSTR, side, price, LOTS, client_id, request_id="x",
                                       creds=api.Credentials(KEY, SECRET),
                                       timestamp_ms=wall_ms()).decode())
-        response = api.parse_response(await asyncio.wait_for(ws.recv(), 5))
+        response = parse.parse_response(await asyncio.wait_for(ws.recv(), 5))
         assert isinstance(response, api.Response) and response.ok, response
 
 

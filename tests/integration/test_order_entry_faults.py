@@ -33,6 +33,7 @@ from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from tests.helpers import first_lines, until, write_config
 from tests.recorder import Recorder
 
@@ -123,7 +124,7 @@ def check_books(service: Service, entry: OrderEntry, log: Recorder) -> list[dict
         t.qty if t.is_buyer else -t.qty for t in trades)
     inst = BINANCE_SPOT_BTCUSDT
     assert (position.cash - position.fees) * inst.ticks.unit * inst.lots.unit == (
-        account.quote_units * api.notional_unit(inst))
+        account.quote_units * parse.notional_unit(inst))
     assert position.fees > 0 or not fills  # the sim charges a maker fee
     return fills
 

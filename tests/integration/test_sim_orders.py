@@ -37,6 +37,7 @@ from mmdaemon.model import (
 from mmdaemon.sim import wire
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance import BinanceCodec
 from tests.helpers import until
 
@@ -105,7 +106,7 @@ class Client:
                 self.events.append(obj)
                 continue
             assert obj["id"] == request_id, obj
-            resp = api.parse_response(raw)
+            resp = parse.parse_response(raw)
             assert isinstance(resp, api.Response), resp
             return resp
 
@@ -120,7 +121,7 @@ class Client:
     async def report(self, timeout: float = 5) -> api.ExecutionReport:
         """The next executionReport (account positions in between are skipped)."""
         while True:
-            got = api.parse_event(await self.event(timeout), INSTR, PREFIX)
+            got = parse.parse_event(await self.event(timeout), INSTR, PREFIX)
             if isinstance(got, api.ExecutionReport):
                 return got
             assert isinstance(got, api.AccountPosition), got
@@ -205,7 +206,7 @@ async def test_place_is_acknowledged_and_reported(sim: Sim, client: Client) -> N
     assert result["clientOrderId"] == "mm-1" and result["orderId"] == 1
     assert (result["price"], result["origQty"]) == ("59999.00", "0.00100000")
     assert resp.rate_limits[0].rate_limit_type == "REQUEST_WEIGHT"
-    update = api.order_update_from_result(result, INSTR, PREFIX)
+    update = parse.order_update_from_result(result, INSTR, PREFIX)
     assert isinstance(update, OrderUpdate) and update.status is OrderStatus.NEW
     report = await client.report()
     assert report.execution_type == "NEW" and report.fill is None
@@ -385,7 +386,7 @@ async def test_open_orders_and_cancel_all(sim: Sim, client: Client) -> None:
     assert status.ok and [o["clientOrderId"] for o in status.result] == ["mm-1", "mm-2"]
     assert status.rate_limits[0].used >= 6
     assert all(o["isWorking"] and o["status"] == "NEW" for o in status.result)
-    updates = [api.order_update_from_result(o, INSTR, PREFIX) for o in status.result]
+    updates = [parse.order_update_from_result(o, INSTR, PREFIX) for o in status.result]
     assert [(u.order_id, u.side) for u in updates if isinstance(u, OrderUpdate)] == [
         (1, Side.BUY), (2, Side.SELL)]
     other = await sim.client(CREDS2)
@@ -480,7 +481,7 @@ async def test_fill_on_real_data_reaches_the_subscriber() -> None:
         if filled == LOTS:
             assert trades[-1].update.status is OrderStatus.FILLED
             assert entry.open_orders() == []
-        position = api.parse_event(await client.event(), INSTR, PREFIX)
+        position = parse.parse_event(await client.event(), INSTR, PREFIX)
         assert isinstance(position, api.AccountPosition)
         assert position.balances["BTC"][0] == INSTR.lots.to_decimal(100_000_000 + filled)
         await client.ws.close()
@@ -520,7 +521,7 @@ async def test_fills_only_reach_their_account(sim: Sim, client: Client) -> None:
     assert report.execution_type == "TRADE" and report.update.status is OrderStatus.FILLED
     assert sim.entry.account(KEY).position_lots == LOTS
     assert sim.entry.account(KEY2).position_lots == 0
-    position = api.parse_event(await client.event(), INSTR, PREFIX)
+    position = parse.parse_event(await client.event(), INSTR, PREFIX)
     # 1 BTC + 0.001 BTC; 100000 USDT - 60 USDT - 0.006 USDT fee (1 bps)
     assert isinstance(position, api.AccountPosition)
     assert position.balances["BTC"] == (Decimal("1.001"), Decimal(0))
@@ -589,7 +590,7 @@ async def test_weight_limit() -> None:
         # the venue says when to come back: the next minute
         next_minute = (clock.ms // 60_000 + 1) * 60_000
         assert limited.error.data == {"serverTime": clock.ms, "retryAfter": next_minute}
-        assert api.retry_after_ms(limited) == next_minute
+        assert parse.retry_after_ms(limited) == next_minute
         clock.ms += 60_000  # a new minute
         assert (await client.call(api.ping("later"))).ok
         await client.ws.close()
@@ -654,7 +655,7 @@ async def test_my_trades_and_order_status(sim: Sim, client: Client) -> None:
         "commission": "0.0036000000", "commissionAsset": "USDT",  # maker 1 bps of 36 USDT
         "time": (T0_NS + 1_000_000) // 1_000_000, "isBuyer": True, "isMaker": True,
         "isBestMatch": True}
-    parsed = api.parse_my_trades(every.result, INSTR)
+    parsed = parse.parse_my_trades(every.result, INSTR)
     assert isinstance(parsed, list) and [t.trade_id for t in parsed] == [1, 2, 3]
     assert [t["id"] for t in (await trades(fromId=2)).result] == [2, 3]
     assert [t["id"] for t in (await trades(fromId=2, limit=1)).result] == [2]

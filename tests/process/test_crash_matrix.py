@@ -78,6 +78,7 @@ from websockets.asyncio.client import connect
 
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
@@ -124,7 +125,7 @@ class SimAccount:
                 while not results or more(results[-1]):
                     self.requests += 1
                     await ws.send(frame(len(results)).decode())
-                    response = api.parse_response(await ws.recv())
+                    response = parse.parse_response(await ws.recv())
                     assert isinstance(response, api.Response), response
                     assert response.error is None, response
                     results.append(response.result)
@@ -158,7 +159,7 @@ class SimAccount:
                                  request_id=i, creds=self.creds, timestamp_ms=_now_ms())
 
         def more(result: object) -> bool:
-            parsed = api.parse_my_trades(result, BINANCE_SPOT_BTCUSDT)
+            parsed = parse.parse_my_trades(result, BINANCE_SPOT_BTCUSDT)
             assert not isinstance(parsed, api.ProtocolError), parsed
             trades.extend(parsed)
             return len(parsed) == TRADE_PAGE
@@ -175,7 +176,7 @@ def _now_ms() -> int:
 
 def commission(trade: api.AccountTrade) -> int:
     """The trade's commission in notional units (the sim charges the quote asset)."""
-    units = api.commission_units(BINANCE_SPOT_BTCUSDT, trade.commission,
+    units = parse.commission_units(BINANCE_SPOT_BTCUSDT, trade.commission,
                                  trade.commission_asset, trade.price, api.Assets("BTC", "USDT"))
     assert units is not None, trade
     return units

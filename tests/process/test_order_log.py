@@ -35,6 +35,7 @@ from mmdaemon.orders.manager import OrderManager
 from mmdaemon.records import ACTIONS, ANSWERS, answer_event
 from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.helpers import first_lines, until, write_config
 from tests.integration.test_loopback_e2e import daemon_config, sim_and_config
@@ -420,7 +421,7 @@ def test_a_binance_expiry_is_logged_as_expired(status: str) -> None:
     event = wire.execution_report(BINANCE_SPOT_BTCUSDT, view, execution_type="EXPIRED"
                                  if status != "CANCELED" else "CANCELED", event_ms=2000,
                                  transact_ms=2000, execution_id=9)
-    report = api.parse_event(wire.event_frame(4, event), BINANCE_SPOT_BTCUSDT, prefix)
+    report = parse.parse_event(wire.event_frame(4, event), BINANCE_SPOT_BTCUSDT, prefix)
     assert isinstance(report, api.ExecutionReport)
     expected = "canceled" if status == "CANCELED" else "expired"
     assert answer_event(report.update, None) == expected

@@ -14,6 +14,7 @@ from websockets.asyncio.client import connect
 
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.helpers import wait_for
@@ -30,7 +31,7 @@ def open_orders(port: int, key: str = KEY, secret: str = SECRET) -> list[object]
             await ws.send(api.open_orders_status(
                 BINANCE_SPOT_BTCUSDT, request_id=1, creds=api.Credentials(key, secret),
                 timestamp_ms=time.time_ns() // 1_000_000).decode())
-            response = api.parse_response(await ws.recv())
+            response = parse.parse_response(await ws.recv())
             assert isinstance(response, api.Response) and response.error is None, response
             assert isinstance(response.result, list)
             return response.result

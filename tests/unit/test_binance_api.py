@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 
 INSTR = BINANCE_SPOT_BTCUSDT  # tick 0.01 USDT, lot 1e-8 BTC: one notional unit is 1e-10 USDT
 PREFIX = "mm"
@@ -235,24 +236,24 @@ def test_parse_response_ok_with_rate_limits() -> None:
         "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                         "intervalNum": 1, "limit": 6000, "count": 3}],
     })
-    resp = api.parse_response(frame)
+    resp = parse.parse_response(frame)
     assert isinstance(resp, api.Response)
     assert resp.ok and resp.id == "r1" and resp.status == 200 and resp.error is None
     assert resp.result["orderId"] == 12
     assert resp.rate_limits == (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 3),)
-    plain = api.parse_response('{"id":5,"status":200,"result":{}}')
+    plain = parse.parse_response('{"id":5,"status":200,"result":{}}')
     assert isinstance(plain, api.Response) and plain.id == 5 and plain.rate_limits == ()
 
 
 def test_parse_response_errors() -> None:
-    resp = api.parse_response(orjson.dumps({
+    resp = parse.parse_response(orjson.dumps({
         "id": "r2", "status": 400,
         "error": {"code": -2010, "msg": "Order would immediately match and take."},
     }))
     assert isinstance(resp, api.Response) and not resp.ok
     assert resp.error == api.ApiError(api.NEW_ORDER_REJECTED, wire.MSG_WOULD_TAKE)
     data = {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE"}
-    partial = api.parse_response(orjson.dumps({
+    partial = parse.parse_response(orjson.dumps({
         "id": None, "status": 409,
         "error": {"code": -2021, "msg": "Order cancel-replace partially failed.", "data": data},
     }))
@@ -280,7 +281,7 @@ def test_parse_response_errors() -> None:
     ],
 )
 def test_parse_response_malformed(frame: bytes) -> None:
-    assert isinstance(api.parse_response(frame), api.ProtocolError)
+    assert isinstance(parse.parse_response(frame), api.ProtocolError)
 
 
 # ---- events ------------------------------------------------------------------------------------
@@ -306,7 +307,7 @@ def wrap(event: dict[str, Any], sid: int = 0) -> bytes:
 
 
 def test_trade_report_gives_update_and_fill_with_exact_quote_fee() -> None:
-    got = api.parse_event(wrap(report(), sid=3), INSTR, PREFIX)
+    got = parse.parse_event(wrap(report(), sid=3), INSTR, PREFIX)
     assert isinstance(got, api.ExecutionReport)
     ts = 1723161254347 * 1_000_000
     assert got.update == OrderUpdate(OID, OrderStatus.PARTIALLY_FILLED, Side.BUY, 6183763,
@@ -322,41 +323,41 @@ def test_trade_report_gives_update_and_fill_with_exact_quote_fee() -> None:
 def test_fee_in_base_asset_other_asset_and_rounding() -> None:
     # 0.000001 BTC = 100 lots, valued at the fill price 6,183,763 ticks: 618,376,300 units
     # (= 0.000001 x 61837.63 = 0.06183763 USDT)
-    base = api.parse_event(wrap(report(n="0.00000100", N="BTC")), INSTR, PREFIX)
+    base = parse.parse_event(wrap(report(n="0.00000100", N="BTC")), INSTR, PREFIX)
     assert isinstance(base, api.ExecutionReport) and base.fill is not None
     assert base.fill.fee == 618_376_300 and base.fee_converted
     # BNB at 500 USDT: 0.0001 BNB = 0.05 USDT = 500,000,000 units
-    bnb = api.parse_event(wrap(report(n="0.00010000", N="BNB")), INSTR, PREFIX,
+    bnb = parse.parse_event(wrap(report(n="0.00010000", N="BNB")), INSTR, PREFIX,
                           asset_prices={"BNB": "500"})
     assert isinstance(bnb, api.ExecutionReport) and bnb.fill is not None
     assert bnb.fill.fee == 500_000_000 and bnb.fee_converted
     # without a price the fee cannot be valued: 0, flagged, the raw commission kept
-    unknown = api.parse_event(wrap(report(n="0.00010000", N="BNB")), INSTR, PREFIX)
+    unknown = parse.parse_event(wrap(report(n="0.00010000", N="BNB")), INSTR, PREFIX)
     assert isinstance(unknown, api.ExecutionReport) and unknown.fill is not None
     assert unknown.fill.fee == 0 and not unknown.fee_converted
     assert unknown.commission == Decimal("0.0001") and unknown.commission_asset == "BNB"
     # half a unit (5e-11 USDT) rounds up to 1; a rebate of half a unit rounds to 0
-    half = api.parse_event(wrap(report(n="0.00000000005")), INSTR, PREFIX)
+    half = parse.parse_event(wrap(report(n="0.00000000005")), INSTR, PREFIX)
     assert isinstance(half, api.ExecutionReport) and half.fill is not None
     assert half.fill.fee == 1
-    rebate = api.parse_event(wrap(report(n="-0.00000000015")), INSTR, PREFIX)
+    rebate = parse.parse_event(wrap(report(n="-0.00000000015")), INSTR, PREFIX)
     assert isinstance(rebate, api.ExecutionReport) and rebate.fill is not None
     assert rebate.fill.fee == -1  # -1.5 units: half up gives -1
-    zero = api.parse_event(wrap(report(n="0", N=None)), INSTR, PREFIX)
+    zero = parse.parse_event(wrap(report(n="0", N=None)), INSTR, PREFIX)
     assert isinstance(zero, api.ExecutionReport) and zero.fill is not None
     assert zero.fill.fee == 0 and zero.fee_converted
 
 
 def test_fee_conversion_on_a_coarser_instrument() -> None:
     inst = Instrument("ETHBTC", "0.00001", "0.0001")  # one notional unit: 1e-9 BTC
-    got = api.parse_event(wrap(report(s="ETHBTC", p="0.05000", L="0.05000", q="1.0000",
+    got = parse.parse_event(wrap(report(s="ETHBTC", p="0.05000", L="0.05000", q="1.0000",
                                       z="0.5000", l="0.5000", n="0.000025", N="BTC")),
                           inst, PREFIX)
     assert isinstance(got, api.ExecutionReport) and got.fill is not None
     # 0.000025 BTC / 1e-9 = 25,000 units; the fill is 5,000 lots at 5,000 ticks
     assert got.fill.fee == 25_000
     assert (got.fill.price, got.fill.size) == (5000, 5000)
-    eth = api.parse_event(wrap(report(s="ETHBTC", p="0.05000", L="0.05000", q="1.0000",
+    eth = parse.parse_event(wrap(report(s="ETHBTC", p="0.05000", L="0.05000", q="1.0000",
                                       z="0.5000", l="0.5000", n="0.0005", N="ETH")),
                           inst, PREFIX)
     # 0.0005 ETH = 5 lots at 5,000 ticks = 25,000 units
@@ -365,37 +366,37 @@ def test_fee_conversion_on_a_coarser_instrument() -> None:
 
 
 def test_status_mapping_and_cancel_ids() -> None:
-    new = api.parse_event(wrap(report(x="NEW", X="NEW", l="0.00000000", z="0.00000000",
+    new = parse.parse_event(wrap(report(x="NEW", X="NEW", l="0.00000000", z="0.00000000",
                                       L="0.00000000", n="0", N=None, t=-1)), INSTR, PREFIX)
     assert isinstance(new, api.ExecutionReport) and new.fill is None
     assert new.update.status is OrderStatus.NEW and new.update.filled == 0
     # a cancel reports its own new id in c and our id in C
-    cancel = api.parse_event(wrap(report(x="CANCELED", X="CANCELED", c="cxl-7", C=CID,
+    cancel = parse.parse_event(wrap(report(x="CANCELED", X="CANCELED", c="cxl-7", C=CID,
                                          t=-1)), INSTR, PREFIX)
     assert isinstance(cancel, api.ExecutionReport)
     assert cancel.update.order_id == OID and cancel.update.status is OrderStatus.CANCELED
     assert (cancel.client_order_id, cancel.orig_client_order_id) == ("cxl-7", CID)
-    expired = api.parse_event(wrap(report(x="EXPIRED", X="EXPIRED", t=-1)), INSTR, PREFIX)
+    expired = parse.parse_event(wrap(report(x="EXPIRED", X="EXPIRED", t=-1)), INSTR, PREFIX)
     assert isinstance(expired, api.ExecutionReport)
     assert expired.update.status is OrderStatus.CANCELED and expired.update.reason == "expired"
-    rejected = api.parse_event(wrap(report(x="REJECTED", X="REJECTED",
+    rejected = parse.parse_event(wrap(report(x="REJECTED", X="REJECTED",
                                            r="WOULD_MATCH_IMMEDIATELY", t=-1)), INSTR, PREFIX)
     assert isinstance(rejected, api.ExecutionReport)
     assert rejected.update.status is OrderStatus.REJECTED
     assert rejected.update.reason == "WOULD_MATCH_IMMEDIATELY"
-    filled = api.parse_event(wrap(report(X="FILLED", z="0.00200000")), INSTR, PREFIX)
+    filled = parse.parse_event(wrap(report(X="FILLED", z="0.00200000")), INSTR, PREFIX)
     assert isinstance(filled, api.ExecutionReport)
     assert filled.update.status is OrderStatus.FILLED and filled.update.filled == 200_000
     # "C": "null" in older payloads means no original id
-    old = api.parse_event(report(C="null"), INSTR, PREFIX)  # a bare event (no wrapper)
+    old = parse.parse_event(report(C="null"), INSTR, PREFIX)  # a bare event (no wrapper)
     assert isinstance(old, api.ExecutionReport) and old.subscription_id is None
     assert old.update.order_id == OID
 
 
 def test_foreign_orders() -> None:
-    other = api.parse_event(wrap(report(c="web_1234")), INSTR, PREFIX)
+    other = parse.parse_event(wrap(report(c="web_1234")), INSTR, PREFIX)
     assert isinstance(other, api.ForeignOrder) and other.client_order_id == "web_1234"
-    symbol = api.parse_event(wrap(report(s="ETHUSDT")), INSTR, PREFIX)
+    symbol = parse.parse_event(wrap(report(s="ETHUSDT")), INSTR, PREFIX)
     assert isinstance(symbol, api.ForeignOrder) and symbol.symbol == "ETHUSDT"
 
 
@@ -403,10 +404,10 @@ def test_account_position_and_other_events() -> None:
     frame = wrap({"e": "outboundAccountPosition", "E": 5, "u": 4,
                   "B": [{"a": "BTC", "f": "1.00100000", "l": "0.00000000"},
                         {"a": "USDT", "f": "938.16", "l": "61.83"}]}, sid=1)
-    got = api.parse_event(frame, INSTR, PREFIX)
+    got = parse.parse_event(frame, INSTR, PREFIX)
     assert got == api.AccountPosition(1, 5, 4, {
         "BTC": (Decimal("1.001"), Decimal("0")), "USDT": (Decimal("938.16"), Decimal("61.83"))})
-    ended = api.parse_event(wrap({"e": "eventStreamTerminated", "E": 9}), INSTR, PREFIX)
+    ended = parse.parse_event(wrap({"e": "eventStreamTerminated", "E": 9}), INSTR, PREFIX)
     assert isinstance(ended, api.OtherEvent) and ended.kind == "eventStreamTerminated"
 
 
@@ -435,7 +436,7 @@ def test_account_position_and_other_events() -> None:
     ],
 )
 def test_parse_event_malformed(frame: bytes) -> None:
-    assert isinstance(api.parse_event(frame, INSTR, PREFIX), api.ProtocolError)
+    assert isinstance(parse.parse_event(frame, INSTR, PREFIX), api.ProtocolError)
 
 
 scalars = (
@@ -462,7 +463,7 @@ def test_parse_event_never_raises(key: str, value: object, drop: bool) -> None:
     else:
         event[key] = value
     for frame in (wrap(event), {"subscriptionId": 0, "event": event}):
-        result = api.parse_frame(frame, INSTR, PREFIX)
+        result = parse.parse_frame(frame, INSTR, PREFIX)
         if key == "e" and isinstance(value, str) and value != "executionReport":
             # another event type is another event: decoded as such, or refused
             assert isinstance(result, api.OtherEvent | api.AccountPosition | api.ProtocolError)
@@ -473,9 +474,9 @@ def test_parse_event_never_raises(key: str, value: object, drop: bool) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=64))
 def test_parsers_never_raise_on_random_bytes(frame: bytes) -> None:
-    api.parse_response(frame)
-    api.parse_event(frame, INSTR, PREFIX)
-    api.parse_frame(frame, INSTR, PREFIX)
+    parse.parse_response(frame)
+    parse.parse_event(frame, INSTR, PREFIX)
+    parse.parse_frame(frame, INSTR, PREFIX)
 
 
 # ---- server-side shapes round trip -------------------------------------------------------------
@@ -489,7 +490,7 @@ def test_execution_report_builder_round_trips() -> None:
                                  last_price=6183763, commission="0.0061837630",
                                  commission_asset="USDT", trade_id=5, is_maker=True)
     assert event["Z"] == "61.8376300000" and event["W"] == 1000 and event["w"] is True
-    got = api.parse_event(wire.event_frame(4, event), INSTR, PREFIX)
+    got = parse.parse_event(wire.event_frame(4, event), INSTR, PREFIX)
     assert isinstance(got, api.ExecutionReport)
     assert got.update == OrderUpdate(OID, OrderStatus.PARTIALLY_FILLED, Side.SELL, 6183763,
                                      200_000, 100_000, "", 2_000_000_000)
@@ -499,10 +500,10 @@ def test_execution_report_builder_round_trips() -> None:
 
 def test_responses_round_trip() -> None:
     limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 7),)
-    ok = api.parse_response(wire.response_ok("a", {"x": 1}, limits))
+    ok = parse.parse_response(wire.response_ok("a", {"x": 1}, limits))
     assert ok == api.Response("a", 200, {"x": 1}, None, limits)
     error = api.ApiError(api.INVALID_SIGNATURE, wire.ERROR_MESSAGES[api.INVALID_SIGNATURE])
-    bad = api.parse_response(wire.response_error(3, 400, error))
+    bad = parse.parse_response(wire.response_error(3, 400, error))
     assert bad == api.Response(3, 400, None, error, ())
 
 
@@ -510,17 +511,17 @@ def test_order_update_from_results() -> None:
     placed = {"symbol": "BTCUSDT", "orderId": 1, "orderListId": -1, "clientOrderId": CID,
               "transactTime": 1500, "price": "61837.63", "origQty": "0.00100000",
               "executedQty": "0.00000000", "status": "NEW", "side": "BUY"}
-    assert api.order_update_from_result(placed, INSTR, PREFIX) == OrderUpdate(
+    assert parse.order_update_from_result(placed, INSTR, PREFIX) == OrderUpdate(
         OID, OrderStatus.NEW, Side.BUY, 6183763, 100_000, 0, "", 1_500_000_000)
     cancelled = {**placed, "origClientOrderId": CID, "clientOrderId": "cxl", "status": "CANCELED"}
-    got = api.order_update_from_result(cancelled, INSTR, PREFIX)
+    got = parse.order_update_from_result(cancelled, INSTR, PREFIX)
     assert isinstance(got, OrderUpdate) and got.order_id == OID
     assert got.status is OrderStatus.CANCELED
-    assert isinstance(api.order_update_from_result({**placed, "clientOrderId": "x"}, INSTR,
+    assert isinstance(parse.order_update_from_result({**placed, "clientOrderId": "x"}, INSTR,
                                                    PREFIX), api.ForeignOrder)
-    assert isinstance(api.order_update_from_result({**placed, "price": 1}, INSTR, PREFIX),
+    assert isinstance(parse.order_update_from_result({**placed, "price": 1}, INSTR, PREFIX),
                       api.ProtocolError)
-    assert isinstance(api.order_update_from_result([], INSTR, PREFIX), api.ProtocolError)
+    assert isinstance(parse.order_update_from_result([], INSTR, PREFIX), api.ProtocolError)
 
 
 def test_notional_text_is_exact() -> None:
@@ -529,10 +530,10 @@ def test_notional_text_is_exact() -> None:
     assert wire.notional_str(INSTR, 0) == "0.0000000000"
     coarse = Instrument("X", "10", "1")
     assert wire.notional_str(coarse, 3) == "30"
-    assert api.assets_of("BTCUSDT") == api.Assets("BTC", "USDT")
-    assert api.assets_of("ETHBTC") == api.Assets("ETH", "BTC")
+    assert parse.assets_of("BTCUSDT") == api.Assets("BTC", "USDT")
+    assert parse.assets_of("ETHBTC") == api.Assets("ETH", "BTC")
     with pytest.raises(ValueError):
-        api.assets_of("XYZ")
+        parse.assets_of("XYZ")
 
 
 # ---- trade history, order status, rate limits, redaction ---------------------------------------
@@ -576,23 +577,23 @@ TRADE_JSON: dict[str, Any] = {
 
 
 def test_account_trades_parse_round_trip_and_become_fills() -> None:
-    trade = api.parse_account_trade(TRADE_JSON, INSTR)
+    trade = parse.parse_account_trade(TRADE_JSON, INSTR)
     assert trade == api.AccountTrade(28457, 100234, -1, 6183763, 100_000,
                                      Decimal("61.83763000"), Decimal("0.00618376"), "USDT",
                                      1723161254348, True, True, True)
-    assert api.parse_account_trade(wire.account_trade_json(INSTR, trade), INSTR) == trade
-    fill, converted = api.fill_from_trade(trade, OID, INSTR)
+    assert parse.parse_account_trade(wire.account_trade_json(INSTR, trade), INSTR) == trade
+    fill, converted = parse.fill_from_trade(trade, OID, INSTR)
     # 0.00618376 USDT / 1e-10 = 61,837,600 notional units
     assert fill == Fill(OID, Side.BUY, 6183763, 100_000, 61_837_600, True,
                         1723161254348 * 1_000_000, 28457)
     assert converted
     bnb = trade._replace(commission_asset="BNB", is_buyer=False, is_maker=False)
-    fill, converted = api.fill_from_trade(bnb, OID, INSTR)
+    fill, converted = parse.fill_from_trade(bnb, OID, INSTR)
     assert (fill.side, fill.maker, fill.fee, converted) == (Side.SELL, False, 0, False)
-    fill, converted = api.fill_from_trade(bnb, OID, INSTR, asset_prices={"BNB": "500"})
+    fill, converted = parse.fill_from_trade(bnb, OID, INSTR, asset_prices={"BNB": "500"})
     assert converted and fill.fee == 30_918_800_000  # 0.00618376 x 500 / 1e-10
     later = {**TRADE_JSON, "id": 28458}
-    parsed = api.parse_my_trades([later, TRADE_JSON], INSTR)
+    parsed = parse.parse_my_trades([later, TRADE_JSON], INSTR)
     assert isinstance(parsed, list) and [t.trade_id for t in parsed] == [28457, 28458]
 
 
@@ -602,23 +603,23 @@ def test_account_trades_parse_round_trip_and_become_fills() -> None:
 ])
 def test_malformed_account_trades_are_refused(change: dict[str, Any]) -> None:
     bad = {**TRADE_JSON, **change}
-    assert isinstance(api.parse_account_trade(bad, INSTR), api.ProtocolError)
-    assert isinstance(api.parse_my_trades([TRADE_JSON, bad], INSTR), api.ProtocolError)
-    assert isinstance(api.parse_my_trades({"x": 1}, INSTR), api.ProtocolError)
+    assert isinstance(parse.parse_account_trade(bad, INSTR), api.ProtocolError)
+    assert isinstance(parse.parse_my_trades([TRADE_JSON, bad], INSTR), api.ProtocolError)
+    assert isinstance(parse.parse_my_trades({"x": 1}, INSTR), api.ProtocolError)
 
 
 def test_rate_limit_answers_and_retry_after() -> None:
     limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, 6000, 6001),)
     error = api.ApiError(api.TOO_MANY_REQUESTS, "Too much request weight used",
                          {"serverTime": 1_000, "retryAfter": 60_000})
-    limited = api.parse_response(wire.response_error(1, 429, error, limits))
+    limited = parse.parse_response(wire.response_error(1, 429, error, limits))
     assert isinstance(limited, api.Response)
-    assert api.is_rate_limited(limited) and api.retry_after_ms(limited) == 60_000
+    assert parse.is_rate_limited(limited) and parse.retry_after_ms(limited) == 60_000
     banned = api.Response(2, 418, None, api.ApiError(-1003, "banned"), ())
-    assert api.is_rate_limited(banned) and api.retry_after_ms(banned) is None
+    assert parse.is_rate_limited(banned) and parse.retry_after_ms(banned) is None
     other = api.Response(3, 400, None, api.ApiError(api.INVALID_SIGNATURE, "no"), ())
-    assert not api.is_rate_limited(other)
-    assert not api.is_rate_limited(api.Response(4, 200, {}, None, ()))
+    assert not parse.is_rate_limited(other)
+    assert not parse.is_rate_limited(api.Response(4, 200, {}, None, ()))
 
 
 def test_credentials_never_show_the_secret() -> None:

@@ -58,6 +58,7 @@ from mmdaemon.model import (
     Trade,
 )
 from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance import BinanceCodec, Market, SyncState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -947,10 +948,10 @@ def test_api_parsers_never_raise(frame: bytes | dict[str, Any], market: Market) 
     assets = api.Assets("BTC", "USDT")
     prices = {"BNB": "600.5"}
     results = [
-        api.parse_response(frame),
-        api.parse_event(frame, instrument, PREFIX, assets=assets, asset_prices=prices),
-        api.parse_event(frame, instrument, PREFIX),
-        api.parse_frame(frame, instrument, PREFIX, assets=assets),
+        parse.parse_response(frame),
+        parse.parse_event(frame, instrument, PREFIX, assets=assets, asset_prices=prices),
+        parse.parse_event(frame, instrument, PREFIX),
+        parse.parse_frame(frame, instrument, PREFIX, assets=assets),
     ]
     for result in results:
         assert isinstance(result, PARSED_TYPES), result
@@ -966,11 +967,11 @@ def test_api_parsers_never_raise(frame: bytes | dict[str, Any], market: Market) 
                  st.lists(shaped(TRADE_FIELDS), max_size=3)))
 def test_api_result_parsers_never_raise(result: Any) -> None:
     instrument = BINANCE_SPOT_BTCUSDT
-    update = api.order_update_from_result(result, instrument, PREFIX)
+    update = parse.order_update_from_result(result, instrument, PREFIX)
     assert isinstance(update, OrderUpdate | api.ForeignOrder | api.ProtocolError)
-    trade = api.parse_account_trade(result, instrument)
+    trade = parse.parse_account_trade(result, instrument)
     assert isinstance(trade, api.AccountTrade | api.ProtocolError)
-    trades = api.parse_my_trades(result, instrument)
+    trades = parse.parse_my_trades(result, instrument)
     assert isinstance(trades, list | api.ProtocolError)
 
 
@@ -981,17 +982,17 @@ def test_api_every_field_with_every_bad_value() -> None:
     for fields in (EXEC_FIELDS, POSITION_FIELDS):
         for event in one_bad_field(fields):
             for frame in (orjson.dumps({"subscriptionId": 1, "event": event}), event):
-                assert isinstance(api.parse_frame(frame, instrument, PREFIX), PARSED_TYPES)
+                assert isinstance(parse.parse_frame(frame, instrument, PREFIX), PARSED_TYPES)
     for response in one_bad_field(RESPONSE_FIELDS):
-        assert isinstance(api.parse_response(orjson.dumps(response)), PARSED_TYPES)
+        assert isinstance(parse.parse_response(orjson.dumps(response)), PARSED_TYPES)
     for order in one_bad_field(ORDER_FIELDS):
-        result = api.order_update_from_result(order, instrument, PREFIX)
+        result = parse.order_update_from_result(order, instrument, PREFIX)
         assert isinstance(result, OrderUpdate | api.ForeignOrder | api.ProtocolError)
     for trade in one_bad_field(TRADE_FIELDS):
-        parsed = api.parse_account_trade(trade, instrument)
+        parsed = parse.parse_account_trade(trade, instrument)
         assert isinstance(parsed, api.AccountTrade | api.ProtocolError)
         if isinstance(parsed, api.AccountTrade):
-            api.fill_from_trade(parsed, 1, instrument)  # a parsed trade is usable
+            parse.fill_from_trade(parsed, 1, instrument)  # a parsed trade is usable
 
 # ---- regression tests for the bugs the fuzzing found ----------------------------------------
 
@@ -1184,10 +1185,10 @@ def test_regression_api_decimal_of_absurd_size_is_a_protocol_error(text: str) ->
     event = {"e": "executionReport", "E": 1, "s": "BTCUSDT", "c": "mm-1", "C": "", "S": "BUY",
              "x": "TRADE", "X": "FILLED", "i": 9, "p": "1.00", "q": "1", "z": "1", "l": "1",
              "L": "1.00", "n": text, "N": "USDT", "T": 2, "t": 3, "m": True}
-    result = api.parse_event(orjson.dumps({"event": event}), BINANCE_SPOT_BTCUSDT, PREFIX)
+    result = parse.parse_event(orjson.dumps({"event": event}), BINANCE_SPOT_BTCUSDT, PREFIX)
     assert isinstance(result, api.ProtocolError) and "'n'" in result.reason
     event["n"] = "0.00012345"
-    result = api.parse_event(orjson.dumps({"event": event}), BINANCE_SPOT_BTCUSDT, PREFIX)
+    result = parse.parse_event(orjson.dumps({"event": event}), BINANCE_SPOT_BTCUSDT, PREFIX)
     assert isinstance(result, api.ExecutionReport) and result.commission == Decimal("0.00012345")
 
 
