@@ -375,7 +375,9 @@ def _metrics(service: Service, report_dir: Path | None, logger: Any) -> dict[str
 
     Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
     half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
-    from mmdaemon.analytics import compute_metrics, load_journal, load_markouts, market_hours
+    from mmdaemon.analytics import compute_metrics
+    from mmdaemon.journal_reader import load_journal, load_markouts
+    from mmdaemon.market_hours import market_hours
 
     journal = service.state_dir / "journal.sqlite"
     config = service.config
@@ -404,7 +406,7 @@ def report(state_dir: Path, out: Path) -> int:
     """``mmdaemon report``: the report of the journal in ``state_dir``."""
     import sqlite3
 
-    from mmdaemon.analytics import market_hours
+    from mmdaemon.market_hours import market_hours
     from mmdaemon.markouts import DEFAULT_HORIZONS_S, quote_currency
     from mmdaemon.model import Instrument
     from mmdaemon.report import write_report
@@ -588,7 +590,7 @@ def _replay_table(summary: dict[str, Any], config: Config) -> str:
     if isinstance(metrics, dict):
         scalars.update((k, metrics[k]) for k in REPORT_HEADLINES if k in metrics)
         if "sharpe" in scalars:  # never a bare figure: n/a or not, with its interval count
-            from mmdaemon.analytics import sharpe_text
+            from mmdaemon.sharpe import sharpe_text
 
             scalars["sharpe"] = sharpe_text(metrics)
         for m in metrics.get("markouts", []):

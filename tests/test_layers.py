@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
     "records": CORE, "engine": CORE, "pace": CORE, "backoff": CORE, "hosts": CORE,
     "defaults": CORE, "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE,
+    "analytics": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
@@ -31,10 +32,10 @@ LAYERS: dict[str, int] = {
     "exchange.credentials": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
-    "orderlog": SHELL, "feed_task": SHELL,
+    "orderlog": SHELL, "feed_task": SHELL, "journal_reader": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
-    "analytics": APP, "crosscheck": APP, "config_check": APP, "verify": APP,
+    "crosscheck": APP, "config_check": APP, "verify": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
 IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",
