@@ -296,7 +296,7 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"with the source repository, not the package): give "
                              f"RECORDING...")
     if args.command == "crosscheck":
-        from mmdaemon import crosscheck
+        from mmdaemon.crosscheck import command as crosscheck
 
         # stdout carries the table; the dry run's log goes to stderr, warnings only
         log.configure("warning", sys.stderr.buffer, log_format=args.log_format,

@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
     "orderlog": SHELL, "feed_task": SHELL, "journal_reader": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
-    "crosscheck": APP, "config_check": APP, "verify": APP,
+    "crosscheck": APP, "crosscheck.": APP, "config_check": APP, "verify": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
 IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",
