@@ -35,7 +35,8 @@ LAYERS: dict[str, int] = {
     "orderlog": SHELL, "feed_task": SHELL, "journal_reader": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
-    "crosscheck": APP, "crosscheck.": APP, "config_check": APP, "verify": APP,
+    "commands": APP, "commands.": APP, "crosscheck": APP, "crosscheck.": APP,
+    "config_check": APP, "verify": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
 IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",
@@ -127,7 +128,15 @@ def test_no_import_circle() -> None:
     assert not circles, "\n".join(" -> ".join(c) for c in circles)
 
 
-@pytest.mark.parametrize("name", ["engine", "daemon"])
-def test_the_centre_is_small_enough_to_read(name: str) -> None:
+MAX_LINES = 820
+"""The issue's "no Python module over ~800 lines": past it, a module holds more than one
+responsibility to read at once."""
+BEING_SPLIT = {"exchange.binance_gateway", "venues.binance_api", "sim.orders"}
+"""Split in work of their own (issue #18, item 3); each leaves this set as it lands."""
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - BEING_SPLIT))
+def test_every_module_is_small_enough_to_read(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
-    assert lines <= 820, f"mmdaemon/{name}.py has {lines} lines: split it by responsibility"
+    assert lines <= MAX_LINES, (f"{MODULES[name].relative_to(PACKAGE.parent)} has {lines} "
+                                f"lines: split it by responsibility")
