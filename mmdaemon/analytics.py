@@ -1,9 +1,12 @@
 """Performance metrics of a run, computed from its journal (fills + samples).
 
-Everything here is pure and deterministic: no clock is read, nothing is written. The same
-functions serve a replay and a live run, because both leave the same journal behind
-(:mod:`mmdaemon.journal`): every fill, and a sample of the market, our quote, our position
-and our order counters every ``report.sample_ms`` of event time.
+Everything here is pure and deterministic: no clock is read, nothing is read or written
+(:mod:`mmdaemon.journal_reader` reads the journal). The same functions serve a replay and
+a live run, because both leave the same journal behind (:mod:`mmdaemon.journal`): every
+fill, and a sample of the market, our quote, our position and our order counters every
+``report.sample_ms`` of event time. The Sharpe ratio and the drawdown of the PnL path are
+:mod:`mmdaemon.sharpe`'s, a venue's trading hours :mod:`mmdaemon.market_hours`' and the
+definition of every metric :mod:`mmdaemon.metric_definitions`'.
 
 Units and conventions
 ---------------------
@@ -46,19 +49,16 @@ attribution.
 
 from __future__ import annotations
 
-import math
-import sqlite3
 import statistics
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from mmdaemon.journal import MarkoutRow, read_fills, read_markouts
+from mmdaemon.market_hours import SECONDS_PER_DAY, SECONDS_PER_YEAR
 from mmdaemon.markouts import (
     DEFAULT_HORIZONS_S,
     HorizonStats,
@@ -69,20 +69,10 @@ from mmdaemon.markouts import (
 )
 from mmdaemon.model import Fill, Instrument
 from mmdaemon.orders.position import Position
+from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, max_drawdown, sharpe_stats
 
 NS_PER_S = 1_000_000_000
-SECONDS_PER_DAY = 86_400
-SECONDS_PER_YEAR = 365 * SECONDS_PER_DAY  # crypto trades every day (market_hours: equities)
 DEFAULT_MAX_SPREAD_BPS = 10.0
-MIN_SHARPE_INTERVALS = 30
-"""Fewest intervals for an annualised Sharpe ratio; below it the figure is None, with the
-reason. Why 30: the ratio divides by a sample standard deviation, whose own relative error
-is about 1 / sqrt(2 (n - 1)): 24 % from 10 intervals, 13 % from 30; and 30 is where a
-t-distribution with n - 1 degrees of freedom is close enough to normal for the usual
-reading of a mean / std ratio. It is a floor, not a guarantee: the standard error of a
-Sharpe estimate from n intervals is about sqrt((1 + SR^2 / 2) / n) per interval, x
-sqrt(intervals per year) annualised, which is large for any run of minutes; hence the
-interval count is reported next to it, always."""
 
 
 class SampleRow(NamedTuple):
@@ -113,45 +103,6 @@ class SampleRow(NamedTuple):
 SampleLike = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int,
                    int, int]
 """What :func:`compute_metrics` accepts per sample: a :class:`SampleRow` or a plain tuple."""
-
-
-# -- loading ------------------------------------------------------------------------------
-
-
-def _read_only(path: Path | str) -> sqlite3.Connection:
-    """The journal at ``path`` opened with SQLite's ``mode=ro``: no lock on the state
-    directory, nothing written, so a report can be made while a daemon runs on it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no journal at {path}")
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
-def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
-    """Read every fill (with its mid before, 0 where unknown) and sample of the journal at
-    ``path``, read-only. Fills come in the order they were recorded, samples in the order
-    they were written."""
-    db = _read_only(path)
-    try:
-        fills = read_fills(db)
-        sample_rows = db.execute(
-            "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
-            " position, state, orders, amends, cancels FROM samples ORDER BY rowid"
-        ).fetchall()
-    finally:
-        db.close()
-    return fills, [SampleRow._make(r) for r in sample_rows]
-
-
-def load_markouts(path: Path | str) -> list[MarkoutRow]:
-    """Every resolved markout of the journal at ``path`` (read-only), in the order
-    recorded: ``(exec_key, horizon_ns, mid_x2, resolved_ns)``; none from a journal
-    written before markouts were journaled. Pass them to :func:`compute_metrics`."""
-    db = _read_only(path)
-    try:
-        return read_markouts(db)
-    finally:
-        db.close()
 
 
 # -- small public helpers -----------------------------------------------------------------
@@ -384,24 +335,12 @@ def _local_keys(tz: ZoneInfo) -> Callable[[int], tuple[int, str]]:
 
 # -- metrics ------------------------------------------------------------------------------
 
-
-def market_hours(venue: str) -> dict[str, Any]:
-    """How a venue's market keeps time, as :func:`compute_metrics` options: the time zone of
-    its hour-of-day tables, its trading seconds a year (the Sharpe's annualisation) and a
-    day (the per-day extrapolations). Crypto trades around the UTC clock every day; US
-    equities (LOBSTER) 6.5 h a day (09:30-16:00 New York), 252 days a year."""
-    if venue == "lobster":
-        day = 6.5 * 3600
-        return {"tz": "America/New_York", "trading_day_s": day, "seconds_per_year": 252 * day}
-    return {"tz": "UTC", "trading_day_s": SECONDS_PER_DAY, "seconds_per_year": SECONDS_PER_YEAR}
-
-
 def compute_metrics(
     fills: Sequence[Fill],
     samples: Sequence[SampleLike],
     instrument: Instrument,
     *,
-    markouts: Sequence[MarkoutRow] = (),
+    markouts: Sequence[tuple[str, int, int, int]] = (),
     horizons_s: Sequence[float] = DEFAULT_HORIZONS_S,
     currency: str | None = None,
     max_spread_bps: float = DEFAULT_MAX_SPREAD_BPS,
@@ -417,8 +356,9 @@ def compute_metrics(
     BTCUSDT), sizes in base currency (``*_lots`` keys in lots), bps of the mid at the fill,
     times in s. A metric whose denominator is zero is None (undefined), not 0.
 
-    ``markouts`` are the journal's resolved markouts (:func:`load_markouts`); a fill
-    without one at a horizon is unresolved there. ``horizons_s`` are the markout horizons
+    ``markouts`` are the journal's resolved markouts
+    (:func:`mmdaemon.journal_reader.load_markouts`); a fill without one at a horizon is
+    unresolved there. ``horizons_s`` are the markout horizons
     reported (the daemon's ``report.markout_horizons_s``, 1, 5, 30, 60 s by default; the
     journal records the ones it ran with); the shortest is the one the headline rates use.
     ``max_spread_bps`` is the widest
@@ -536,8 +476,8 @@ def compute_metrics(
     total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
     pnl = [float(x * half) for x in core.pnl2]
     exact_mids = sum(f.mid_x2 > 0 for f in fs)
-    sharpe = _sharpe(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
-    max_dd, peak_ns, trough_ns = _max_drawdown(core.vt, pnl)
+    sharpe = sharpe_stats(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
+    max_dd, peak_ns, trough_ns = max_drawdown(core.vt, pnl)
 
     # -- totals, cross-checked against the position keeper's arithmetic
     total = float(total2 * half)
@@ -632,228 +572,3 @@ def compute_metrics(
         "by_hour": hour_rows,
         "by_day": day_rows,
     }
-
-
-@dataclass(frozen=True)
-class SharpeStats:
-    """The Sharpe ratio of a run and what it rests on (see :func:`_sharpe`).
-
-    ``sharpe`` annualised, or None with ``unavailable_reason``; ``intervals`` how many
-    intervals it rests on (the last one included, whatever its length);
-    ``last_interval_s`` the last interval's length, s; ``mean`` the PnL per interval of
-    ``interval_s`` and ``std`` its standard deviation, quote currency (None without an
-    interval, resp. with fewer than two).
-    """
-
-    sharpe: float | None
-    unavailable_reason: str | None
-    intervals: int
-    last_interval_s: float
-    mean: float | None
-    std: float | None
-
-
-def _sharpe(vt: list[int], pnl2: list[int], total2: int, half: Fraction, interval_s: float,
-            seconds_per_year: float) -> SharpeStats:
-    """The Sharpe ratio of the PnL path over the whole run, on a fixed event-time grid.
-
-    ``vt`` are the times (ns) of the samples with a two-sided book, ``pnl2`` the PnL at
-    each and ``total2`` the run's total PnL, in half notional units (``half`` quote
-    currency each). The path starts at 0 (before any fill) and ends at the total.
-
-    **Grid.** Boundaries ``t_0 + n x interval`` from the first such sample ``t_0``; the
-    PnL at a boundary is that of the latest sample at or before it, at the last sample the
-    run's total. The run rarely ends on a boundary: its last, partial interval is kept, as
-    its own interval when it is at least half an interval long, else merged into the one
-    before (a stub of a few samples would weigh as much as a whole interval otherwise).
-    Either way every interval k has its length ``w_k`` in intervals (1, except the last).
-
-    **Estimate.** The PnL is taken as a random walk with drift: the change over interval
-    k is ``d_k ~ N(mu w_k, sigma^2 w_k)``. The maximum-likelihood (weighted least squares)
-    estimates are::
-
-        mean  mu    = sum d_k / sum w_k = total PnL x interval / run length
-        var   s^2   = sum (d_k - mu w_k)^2 / w_k / (K - 1)       K intervals
-        Sharpe      = mu / s x sqrt(seconds_per_year / interval)
-
-    so the mean per interval has the sign of the total PnL, always (dropping the last
-    partial interval, as the grid did before, left out whatever happened in it: a run
-    that lost in its last 50 s could show a positive Sharpe), and s^2 is unbiased. PnL
-    changes, not returns on capital (a market maker has no natural capital base).
-
-    None, with the reason, below :data:`MIN_SHARPE_INTERVALS` intervals or when the PnL
-    changes by exactly its mean rate in every interval (s = 0). The grid is never laid
-    out: an interval with no sample changes the PnL by exactly 0, so only the intervals
-    that hold samples are visited; time and memory are O(samples) whatever the time span
-    (a span of centuries from one corrupt time stamp is as cheap as a minute). The sums
-    are exact (integers and fractions), so equal changes give a deviation of exactly 0.
-    """
-    if not vt:
-        return SharpeStats(None, "no sample with a two-sided book", 0, 0.0, None, None)
-    step = round(interval_s * NS_PER_S)
-    t0, span = vt[0], vt[-1] - vt[0]
-    full, rest = divmod(span, step)
-    if span == 0:
-        count = 0
-    elif rest == 0:
-        count = full
-    elif 2 * rest >= step or full == 0:
-        count = full + 1  # the partial interval on its own
-    else:
-        count = full  # the partial interval merged into the last whole one
-    if count == 0:
-        return SharpeStats(None, "the run spans no time (one sample with a book)", 0, 0.0,
-                           None, None)
-    last_len = span - (count - 1) * step  # ns
-    # interval k (1..count) holds the samples in (t0 + (k-1) step, t0 + k step], the first
-    # also t0 itself and the last everything after its start; the PnL at its end is its
-    # last sample's, at the very end the total
-    sum_d2_over_w = Fraction(0)
-    before = 0
-    at_k, at_pnl = 1, 0
-    for t, p in zip(vt, pnl2, strict=True):
-        k = min(max(-((t0 - t) // step), 1), count)
-        if k != at_k:
-            sum_d2_over_w += (at_pnl - before) ** 2  # a whole interval: w = 1
-            before, at_k = at_pnl, k
-        at_pnl = p
-    assert at_k == count  # the last sample always lies in the last interval
-    sum_d2_over_w += Fraction((total2 - before) ** 2 * step, last_len)
-    weight = Fraction(span, step)
-    mean2 = total2 / weight  # half units per interval
-    last_s = last_len / NS_PER_S
-    if count < 2:
-        return SharpeStats(None, _too_few(count, interval_s), count, last_s,
-                           float(mean2 * half), None)
-    var2 = (sum_d2_over_w - total2 * mean2) / (count - 1)
-    std = math.sqrt(var2 * half * half)
-    mean = float(mean2 * half)
-    if count < MIN_SHARPE_INTERVALS:
-        return SharpeStats(None, _too_few(count, interval_s), count, last_s, mean, std)
-    if var2 == 0:
-        return SharpeStats(None, "the PnL changed at the same rate in every interval "
-                           "(standard deviation 0)", count, last_s, mean, std)
-    sharpe = mean / std * math.sqrt(seconds_per_year / interval_s)
-    return SharpeStats(sharpe, None, count, last_s, mean, std)
-
-
-def _too_few(count: int, interval_s: float) -> str:
-    return (f"{count} interval{'s' if count != 1 else ''} of {interval_s:g} s; an annualised "
-            f"figure needs at least {MIN_SHARPE_INTERVALS}")
-
-
-def sharpe_text(metrics: dict[str, Any]) -> str:
-    """The Sharpe ratio for people, always with its interval count: ``"1.23 (45
-    intervals)"``, or ``"n/a (10 intervals)"`` when it is not available."""
-    count = metrics["sharpe_intervals"]
-    unit = "interval" if count == 1 else "intervals"
-    value = metrics["sharpe"]
-    return f"{'n/a' if value is None else format(value, ',.4g')} ({count:,} {unit})"
-
-
-def _max_drawdown(vt: list[int], pnl: list[float]) -> tuple[float, int | None, int | None]:
-    """Largest fall of the PnL series from a running peak, quote currency (>= 0).
-
-    The peak starts at 0, the PnL before the first fill, so a run that only ever loses
-    has its whole loss as drawdown. Returns (drawdown, peak time, trough time).
-    """
-    peak, peak_t = 0.0, None
-    best, best_peak, best_trough = 0.0, None, None
-    for t, p in zip(vt, pnl, strict=True):
-        if p > peak:
-            peak, peak_t = p, t
-        if peak - p > best:
-            best, best_peak, best_trough = peak - p, peak_t, t
-    return best, best_peak, best_trough
-
-
-DEFINITIONS: dict[str, str] = {
-    "total_pnl": "Mark-to-market PnL after fees, quote currency: cash + position x final mark "
-                 "- fees, the final mark being the last sample's mid (best bid + best ask)/2 "
-                 "(the last fill's price if no sample has a book). "
-                 "Equals spread capture + inventory PnL - fees exactly.",
-    "spread_capture_pnl": "Sum over fills of side x size x (mid at the fill - price), quote "
-                          "currency: the edge earned against the mid when each fill happened. "
-                          "The mid at a fill is the book's before the event that filled us "
-                          "(journals from before it was recorded: the latest sample's).",
-    "inventory_pnl": "Sum over fills of side x size x (final mark - mid at the fill), quote "
-                     "currency: the mark-to-market of the inventory the fills left behind "
-                     "(= total - spread capture + fees).",
-    "fees": "Sum of fees, quote currency; positive = paid, negative = rebates received.",
-    "pnl_per_hour_extrapolated": "Total PnL / sampled hours, quote currency per hour: the "
-                                 "run's average rate scaled to an hour, an extrapolation "
-                                 "for runs shorter than that (sampled_s says how short).",
-    "pnl_per_day_extrapolated": "Total PnL / sampled days, quote currency per day: the run's "
-                                "average rate scaled to a day, an extrapolation for runs "
-                                "shorter than a day (sampled_s says how short).",
-    "sharpe": "Mean / standard deviation of the mark-to-market PnL changes over fixed "
-              "intervals of event time (sharpe_interval_s, from the first sample with a book; "
-              "the path starts at 0 and ends at the total PnL), times sqrt(seconds per year / "
-              "interval), with a 365-day year. The last, partial interval counts, weighted by "
-              "its length (merged into the one before when shorter than half an interval), so "
-              "the mean has the sign of the total PnL. PnL changes, not returns on capital. "
-              "None below sharpe_min_intervals intervals, with sharpe_unavailable_reason; "
-              "sharpe_intervals is the count it rests on.",
-    "max_drawdown": "Largest fall of the sampled mark-to-market PnL from its running peak "
-                    "(the peak starts at 0), quote currency.",
-    "currency": "The currency every money figure is in: the instrument's quote asset (USDT "
-                "for BTCUSDT; USD for a LOBSTER equity).",
-    "markout_bps": "Markout at horizon h, bps: 1e4 x sum over fills of side x size x (mid at "
-                   "t+h - price) / sum of size x mid before the fill (notional-weighted: the "
-                   "markout money per unit of notional traded). The mid before a fill is the "
-                   "book's before the market event that filled us; the mid at t+h is the "
-                   "book's after every event at or before t+h (exact, not a sample). "
-                   "= edge_bps + mid_move_bps. Over the fills resolved at h only.",
-    "edge_bps": "1e4 x sum of side x size x (mid before the fill - price) / sum of size x mid "
-                "before the fill, over the fills resolved at h.",
-    "mid_move_bps": "1e4 x sum of side x size x (mid at t+h - mid before the fill) / sum of "
-                    "size x mid before the fill; negative = the market moved against us.",
-    "markout_pnl": "Sum over the fills resolved at h of side x size x (mid at t+h - price), "
-                   "in the quote currency (named by currency: USDT for BTCUSDT).",
-    "resolved_fills": "Fills whose markout at h is known. unresolved_fills = fills - "
-                      "resolved: the run ended before an event came after t+h, the fill's "
-                      "report came after such an event, a side of the book was empty, or the "
-                      "journal predates exact markouts. Never counted in the rates.",
-    "fills_with_sampled_mid": "Fills whose mid at the fill is a report sample's (taken at "
-                              "the fill, i.e. after the event that filled us: a journal "
-                              "from before exact mids); exact + sampled + without = fills.",
-    "mid_at_fill_age_ms_median": "Median age, ms, of the sample whose mid serves as the mid "
-                                 "at a fill, over fills the journal has no exact mid before "
-                                 "for (fills_with_exact_mid have it; None when all do). The "
-                                 "split between spread capture and inventory PnL (not the "
-                                 "total) is only as good as this is small.",
-    "win_rate": "Lots with a positive markout (mid at t+h better for us than our price) / "
-                "lots resolved, at the shortest horizon (per horizon in markouts). Zero "
-                "markouts are neither wins nor negative.",
-    "negative_markout_rate": "Lots with a negative markout (side x (mid at t+h - price) < 0: "
-                             "the mid at t+h is worse for us than our own price) / lots "
-                             "resolved, at the shortest horizon.",
-    "adverse_move_rate": "Lots after which the mid moved against us at all (side x (mid at "
-                         "t+h - mid before the fill) < 0), whatever the edge / lots resolved, "
-                         "at the shortest horizon.",
-    "avg_spread_captured_bps": "Size-weighted mean of side x (mid at the fill - price) / mid "
-                               "at the fill x 1e4, bps, over fills with a mid.",
-    "avg_abs_inventory": "Time-weighted mean of |position| over the samples (each sample "
-                         "holds until the next one of its run), base currency.",
-    "max_abs_inventory": "Largest |position| reached, after any fill or at any sample, base "
-                         "currency.",
-    "inventory_turnover": "Traded volume (both sides) / time-weighted mean |position|: how "
-                          "many times the average inventory was turned over in the run; "
-                          "inventory_turnover_per_day_extrapolated divides by the sampled "
-                          "days (an extrapolation for runs shorter than a day).",
-    "fill_rate": "Fills per order request that offered liquidity (places + amends).",
-    "order_to_trade": "Order requests (places + amends + cancels, from the samples' "
-                      "counters, summed over runs) per fill.",
-    "quote_uptime": "Share of sampled time with a two-sided quote whose spread, "
-                    "(ask - bid) / ((ask + bid)/2) x 1e4, is at most max_spread_bps.",
-    "two_sided_share": "Share of sampled time quoting both sides, whatever the spread.",
-    "quoted_spread_bps_mean": "Time-weighted mean quoted spread while two-sided, bps of the "
-                              "quote's midpoint.",
-    "market_spread_bps_mean": "Time-weighted mean of the market's best-bid/best-ask spread, "
-                              "bps of the mid.",
-    "by_hour": "The same metrics per hour of day in the time zone tz: fills, volume and "
-               "markouts by the fill's time; inventory PnL by the time of the sample that "
-               "closes each step; sampled time, inventory, uptime and order requests by the "
-               "sample's time. PnL and fills of all hours sum to the totals.",
-}
-"""What every reported metric means, with its unit (rendered by :mod:`mmdaemon.report`)."""

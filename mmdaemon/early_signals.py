@@ -16,8 +16,8 @@ start would quote. So, from the first instruction:
 
 When the service stops, its handlers go and :func:`handover` records again at once: a kill
 that arrives while the service closes is latched before its kill latch closes, and one
-that arrives later still is latched by the command on its way out (``cli``); a late
-SIGTERM is dropped (the process is leaving anyway).
+that arrives later still is latched by the command on its way out
+(:mod:`mmdaemon.commands.run`); a late SIGTERM is dropped (the process is leaving anyway).
 """
 
 from __future__ import annotations

@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mmdaemon.analytics import (
-    DEFINITIONS,
-    NS_PER_S,
-    compute_metrics,
-    load_journal,
-    load_markouts,
-    sharpe_text,
-)
+from mmdaemon.analytics import NS_PER_S, compute_metrics
+from mmdaemon.journal_reader import load_journal, load_markouts
+from mmdaemon.metric_definitions import DEFINITIONS
 from mmdaemon.model import Instrument
 from mmdaemon.orderlog import FILLS_FILE, ORDERS_FILE, ExportResult, export
+from mmdaemon.sharpe import sharpe_text
 
 PLOTS = ("pnl.png", "inventory.png", "quotes.png", "markouts.png", "by_hour.png",
          "spread_hist.png")

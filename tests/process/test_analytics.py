@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from mmdaemon.analytics import SampleRow, compute_metrics, load_journal, load_markouts, pnl_series
+from mmdaemon.analytics import SampleRow, compute_metrics, pnl_series
 from mmdaemon.journal import Journal
+from mmdaemon.journal_reader import load_journal, load_markouts
 from mmdaemon.markouts import Markout
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
 from mmdaemon.records import Sample

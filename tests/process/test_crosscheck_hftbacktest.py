@@ -4,7 +4,7 @@
 backtester written by others, a dev dependency) on the same recording and timeline, and
 compares the fills one to one. The two models differ in one documented rule (a trade
 printed through our price: we fill that print's size, hftbacktest the whole order; see
-:data:`mmdaemon.crosscheck.RULE_CLASSES`); everywhere else they must agree exactly.
+:data:`mmdaemon.crosscheck.compare.RULE_CLASSES`); everywhere else they must agree exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mmdaemon.crosscheck import RULE_CLASSES
+from mmdaemon.crosscheck.compare import RULE_CLASSES
 from tests.conftest import REPO
 from tests.helpers import to_toml, write_config
 
@@ -141,7 +141,7 @@ def test_usdm_events_equal_hftbacktests_own_conversion_after_the_snapshot(
     from hftbacktest import DEPTH_CLEAR_EVENT, EXCH_EVENT, LOCAL_EVENT, TRADE_EVENT
     from hftbacktest.data.utils import binancefutures
 
-    from mmdaemon.crosscheck import convert
+    from mmdaemon.crosscheck.backtest import convert
     from mmdaemon.model import BINANCE_USDM_BTCUSDT as inst
 
     ours = convert([usdm_file], inst, "binance-usdm", 0)

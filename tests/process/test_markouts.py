@@ -21,13 +21,14 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mmdaemon.analytics import compute_metrics, load_journal, load_markouts
+from mmdaemon.analytics import compute_metrics
 from mmdaemon.book import OrderBook
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import ConfigError, load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.journal import Journal
+from mmdaemon.journal_reader import load_journal, load_markouts
 from mmdaemon.market import MarketState
 from mmdaemon.markouts import (
     NEVER,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from mmdaemon.analytics import compute_metrics, load_journal, load_markouts
+from mmdaemon.analytics import compute_metrics
+from mmdaemon.journal_reader import load_journal, load_markouts
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.report import PLOTS, write_report
 from tests.process.test_analytics import run_replay

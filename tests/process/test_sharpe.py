@@ -16,7 +16,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mmdaemon.analytics import SampleRow, compute_metrics, load_journal
+from mmdaemon.analytics import SampleRow, compute_metrics
+from mmdaemon.journal_reader import load_journal
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
 from tests.conftest import REPO, SPOT_FILES
 from tests.unit.test_lobster import MESSAGES, ORDERBOOK

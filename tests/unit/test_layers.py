@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
     "records": CORE, "engine": CORE, "pace": CORE, "backoff": CORE, "hosts": CORE,
     "defaults": CORE, "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE,
+    "analytics": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
@@ -32,10 +33,11 @@ LAYERS: dict[str, int] = {
     "exchange.binance_settings": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
-    "orderlog": SHELL, "feed_task": SHELL, "order_sender": SHELL,
+    "orderlog": SHELL, "feed_task": SHELL, "order_sender": SHELL, "journal_reader": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP, "plots": APP,
-    "analytics": APP, "crosscheck": APP, "config_check": APP, "verify": APP,
+    "commands": APP, "commands.": APP, "crosscheck": APP, "crosscheck.": APP,
+    "config_check": APP, "verify": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
 IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",
@@ -127,7 +129,11 @@ def test_no_import_circle() -> None:
     assert not circles, "\n".join(" -> ".join(c) for c in circles)
 
 
-@pytest.mark.parametrize("name", ["engine", "daemon"])
-def test_the_centre_is_small_enough_to_read(name: str) -> None:
+MAX_LINES = 820
+"""The issue's "no Python module over ~800 lines": past it, a module holds more than one
+responsibility to read at once."""
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_is_small_enough_to_read(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
-    assert lines <= 820, f"mmdaemon/{name}.py has {lines} lines: split it by responsibility"
+    assert lines <= MAX_LINES, (f"{MODULES[name].relative_to(PACKAGE.parent)} has {lines} "
+                                f"lines: split it by responsibility")

@@ -1,0 +1,199 @@
+"""Commands on recordings: ``mmdaemon record`` (the live feed into day files), ``mmdaemon
+sim`` (recordings served as a local Binance-compatible venue) and ``mmdaemon verify-book``
+(the book rebuilt from a recording, checked against the venue's own)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mmdaemon import log
+from mmdaemon.clock import SystemClock
+from mmdaemon.commands.usage import speed_and_recordings
+from mmdaemon.config import Config
+from mmdaemon.feed.recording import RecordingError
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Instrument
+from mmdaemon.venues.binance import Market
+from mmdaemon.venues.binance_survey import SurveyError
+from mmdaemon.verify import verify_recordings
+
+VENUES: dict[str, Market] = {"binance-spot": "spot", "binance-usdm": "usdm"}
+"""``verify-book --venue``: the sync rules of each venue (the instrument comes from the data)."""
+
+
+def verify_book(paths: list[str], venue: str, as_json: bool, symbol: str | None = None) -> int:
+    """Verify the book of ``symbol`` in ``paths`` (see :mod:`mmdaemon.verify`): 0 verified,
+    1 the check failed or verified nothing, 2 unusable input."""
+    logger = log.get_logger(command="verify-book")
+    try:
+        summary = verify_recordings(paths, VENUES[venue], symbol, report=_reporter(logger))
+    except (RecordingError, SurveyError) as exc:
+        logger.error("recording_unusable", error=str(exc))
+        print(f"mmdaemon verify-book: {exc}", file=sys.stderr)
+        return 2
+    summary["venue"] = venue
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
+    else:
+        print(_human_summary(summary))
+    return 0 if summary["ok"] else 1
+
+
+def _reporter(logger: Any) -> Any:
+    def report(event: str, **fields: Any) -> None:
+        logger.warning(event, **fields)
+
+    return report
+
+
+def _human_summary(s: dict[str, Any]) -> str:
+    """The verdict for people: prices at the grid found in the data, and why it failed."""
+    grid = Instrument(s["instrument"] or "", s["tick_size"], s["lot_size"])
+
+    def px(ticks: int | None) -> str:
+        return "-" if ticks is None else grid.price_str(ticks)
+
+    verdict = "OK" if s["ok"] else "FAILED"
+    lines = [
+        f"verify-book {verdict}: {s['instrument'] or 'no symbol named'}, tick {s['tick_size']} "
+        f"and lot {s['lot_size']} (from the data)",
+        f"  {s['frames']} frames: {s['depth_updates']} diffs applied, {s['trades']} trades, "
+        f"{s['tickers']} tickers" + (f"; {s['other_symbol_frames']} frames of other symbols "
+                                     f"skipped" if s["other_symbol_frames"] else ""),
+        f"  compared {s['compared']} bookTickers: {s['mismatches']} mismatches "
+        f"({s['not_comparable']} not comparable)",
+        f"  gaps {s['gaps']}, resyncs {s['resyncs']}, crossed {s['crossed']}, "
+        f"malformed {s['malformed']}",
+        f"  final book: {px(s['best_bid'])} / {px(s['best_ask'])} at update "
+        f"{s['last_update_id']} ({'synced' if s['synced_at_end'] else 'NOT synced'})",
+    ]
+    lines.extend(f"  FAILED: {reason}" for reason in s["reasons"])
+    return "\n".join(lines)
+
+
+def _until_signalled(main: Any) -> Any:
+    """Wrap coroutine function ``main(stop_event)`` so SIGTERM/SIGINT set the event."""
+
+    async def wrapper() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    return wrapper
+
+
+def record(config: Config, out: Path) -> int:
+    """``mmdaemon record``: the live feed of ``config`` into ``out``; stops on SIGTERM/SIGINT."""
+    from mmdaemon.feed.recorder import FrameWriter
+    from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
+    from mmdaemon.wiring import feed_settings
+
+    if not config.feed.url:
+        print("mmdaemon record: config error: feed.url: expected the venue's websocket URL",
+              file=sys.stderr)
+        return 2
+    logger = log.get_logger(command="record", instrument=config.instrument.symbol)
+    clock = SystemClock()
+    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock)
+    feed = WebsocketFeed(feed_settings(config), logger, clock=clock)
+
+    async def main(stop: asyncio.Event) -> None:
+        async def consume() -> None:
+            async for item in feed.frames():
+                if isinstance(item, Reconnected):
+                    continue  # the snapshot fetched after it is what a replay needs
+                writer.write(*item)
+
+        async def flusher() -> None:
+            while True:  # a quiet feed still gets its last frames onto the disk
+                await clock.sleep(writer.flush_interval_s)
+                writer.flush()
+
+        tasks = [asyncio.create_task(consume()), asyncio.create_task(flusher())]
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait([tasks[0], stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in (*tasks, stopper):
+            task.cancel()
+        failure = (await asyncio.gather(*tasks, stopper, return_exceptions=True))[0]
+        if isinstance(failure, Exception):  # the writer failed: not a clean stop
+            raise failure
+
+    logger.info("record_started", out=str(out), url=config.feed.url)
+    try:
+        import uvloop
+
+        uvloop.run(_until_signalled(main)())
+    except (RecordingError, OSError) as exc:  # a day file it must not append to; the disk
+        logger.error("record_failed", error=str(exc))
+        print(f"mmdaemon record: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, RecordingError) else 1
+    finally:
+        writer.close()
+        logger.info("record_stopped", frames=writer.frames, files=[str(p) for p in writer.files],
+                    reconnects=feed.reconnects, snapshots=feed.snapshots)
+    return 0
+
+
+def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
+        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False) -> int:
+    """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
+    from mmdaemon.exchange.credentials import CredentialsError, load_credentials
+    from mmdaemon.exchange.fill_model import PaperVenue
+    from mmdaemon.sim.orders import OrderEntry
+    from mmdaemon.sim.server import SimVenue
+
+    speed = speed_and_recordings("sim", recordings, speed_text)
+    instrument = BINANCE_SPOT_BTCUSDT
+    if symbol != instrument.symbol:
+        print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
+        return 2
+    logger = log.get_logger(command="sim")
+    clock = SystemClock()
+    order_entry: OrderEntry | None = None
+    try:
+        # the fake venue's accounts: a path on the command line is relative to the working
+        # directory, and the test keys need no guarding
+        accounts = [load_credentials(source if source == "env" else str(Path(source).absolute()),
+                                     allow_readable=True) for source in credentials]
+        # matching on the sim's own clock: loopback is the latency, so the venue adds none
+        order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
+                                 {c.api_key: c.secret for c in accounts},
+                                 lambda: clock.wall_ns() // 1_000_000)
+    except CredentialsError as exc:
+        logger.warning("sim_market_data_only", reason=str(exc))
+    except ValueError as exc:
+        print(f"mmdaemon sim: {exc}", file=sys.stderr)
+        return 2
+
+    async def main(stop: asyncio.Event) -> None:
+        async with SimVenue(recordings, instrument, speed=speed, clock=clock,
+                            host=host, port=port, order_entry=order_entry,
+                            wait_for_subscriber=wait_for_subscriber) as venue:
+            logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
+                        streams=f"{venue.ws_url}/stream?streams=...",
+                        raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",
+                        speed=speed or "max", order_entry=order_entry is not None)
+            finished = asyncio.create_task(venue.wait_finished())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if finished.done():
+                logger.info("sim_tape_finished", frames_sent=venue.tape.frames_sent)
+                await stopper  # a venue stays up after its tape ends, quietly
+            finished.cancel()
+
+    import uvloop
+
+    try:
+        uvloop.run(_until_signalled(main)())
+    except OSError as exc:
+        print(f"mmdaemon sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    logger.info("sim_stopped")
+    return 0

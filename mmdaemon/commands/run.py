@@ -1,0 +1,211 @@
+"""``mmdaemon run`` and ``mmdaemon replay``: build a :class:`~mmdaemon.daemon.Service` on the
+live venue or on recordings with the paper exchange, serve it until it stops, and say how
+it ended (exit status; a replay's summary)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from mmdaemon import early_signals, log
+from mmdaemon.clock import SystemClock
+from mmdaemon.commands.results import replay_metrics, replay_table, summary_warnings
+from mmdaemon.commands.usage import UsageError, speed_and_recordings
+from mmdaemon.config import Config
+from mmdaemon.feed.recording import RecordingError
+from mmdaemon.pace import ReplayClock
+
+if TYPE_CHECKING:  # imported where a command runs it: the other commands start sooner
+    from mmdaemon.daemon import Service
+
+
+def _run_service(service: Service, progress: bool = False) -> None:
+    import uvloop
+
+    async def main() -> None:
+        if not progress:
+            await service.run()
+            return
+        from mmdaemon.progress import show_progress
+
+        shower = asyncio.create_task(show_progress(service, sys.stderr, clock=service.clock))
+        try:
+            await service.run()
+        finally:
+            shower.cancel()
+            await asyncio.gather(shower, return_exceptions=True)
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    finally:
+        _latch_kill_after_close(service)
+
+
+def _latch_kill_after_close(service: Service) -> None:
+    """A SIGUSR1 that reached the process after the service had closed its kill latch (the
+    runner's teardown, a failed start): latched on disk all the same, as ``mmdaemon kill``
+    does for a state directory no process holds. After this check the operator's signals
+    stay blocked: one in the interpreter's last milliseconds is dropped, not latched (and
+    ``mmdaemon kill`` latches it once the process is gone)."""
+    from mmdaemon.latch import latch_kill_offline
+    from mmdaemon.statedir import StateDirLocked
+
+    early_signals.hold()  # from here to the exit a signal is dropped, never fatal
+    if signal.SIGUSR1 not in early_signals.take() and signal.SIGUSR1 not in signal.sigpending():
+        return
+    try:
+        path = latch_kill_offline(service.state_dir, "operator_kill_switch",
+                                  service.clock.wall_ns())
+    except (OSError, StateDirLocked) as exc:
+        print(f"mmdaemon: a kill signal arrived as the service stopped and could not be "
+              f"latched: {exc}", file=sys.stderr)
+        return
+    print(f"mmdaemon: a kill signal arrived as the service stopped: latched in {path}",
+          file=sys.stderr)
+
+
+def run(config: Config, config_path: Path | None = None, log_level: str | None = None,
+        latency_out: Path | None = None) -> int:
+    """``mmdaemon run``: the daemon, until its feed ends or it is told to stop; ``log_level``
+    the log's level, when not the config's; ``latency_out`` where to write the latencies
+    measured (at stop; a path that cannot take it is refused now, exit 2)."""
+    from mmdaemon.daemon import Service
+    from mmdaemon.exchange.latency import check_writable
+
+    if latency_out is not None and (why := check_writable(latency_out)):
+        print(f"mmdaemon run: --latency-out: {why}", file=sys.stderr)
+        return 2
+
+    logger = log.get_logger(instrument=config.instrument.symbol)
+    try:
+        service = Service(config, SystemClock(), logger, write_pid=True,
+                          config_path=config_path, log_level=log_level,
+                          latency_out=latency_out)
+    except ValueError as exc:
+        print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
+        return 2
+    return _serve(service, logger)
+
+
+def _serve(service: Service, logger: Any, progress: bool = False, replaying: bool = False) -> int:
+    """Run a built service; 2 if its state directory is taken, the venue refuses it for a
+    reason that restarting cannot fix (credentials, URL) or, ``replaying``, a recording
+    cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
+    restart policy like any feed that dies)."""
+    from mmdaemon.exchange.base import VenueRefused
+    from mmdaemon.journal import JournalRefused
+    from mmdaemon.startup import StateDirUnusable
+    from mmdaemon.statedir import StateDirLocked
+
+    try:
+        _run_service(service, progress)
+    except (StateDirLocked, JournalRefused) as exc:  # a restart won't help: exit 2
+        event = "state_dir_locked" if isinstance(exc, StateDirLocked) else "journal_refused"
+        logger.error(event, error=str(exc))
+        print(f"mmdaemon: {exc}", file=sys.stderr)
+        return 2
+    except StateDirUnusable as exc:  # may be passing (a full disk): systemd retries
+        logger.error("state_dir_unusable", error=str(exc))
+        print(f"mmdaemon: {exc}", file=sys.stderr)
+        return 1
+    except VenueRefused as exc:
+        logger.error("venue_refused", error=str(exc))
+        print(f"mmdaemon: the venue refused us: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        unreadable = _recording_error(exc) if replaying else None
+        if unreadable is not None:  # unusable input, not a failure of the service
+            logger.error("recording_unreadable", error=str(unreadable))
+            print(f"mmdaemon replay: {unreadable}", file=sys.stderr)
+            return 2
+        logger.error("service_failed", error=repr(exc))
+        return 1
+    return int(service.exit_code)
+
+
+def _recording_error(exc: BaseException) -> RecordingError | None:
+    """The :class:`RecordingError` that ``exc`` is, or that is all ``exc`` holds (the
+    service's TaskGroup raises its feed task's error inside an ExceptionGroup); else None."""
+    while isinstance(exc, BaseExceptionGroup):
+        if exc.split(RecordingError)[1] is not None:
+            return None  # something else failed too
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, RecordingError) else None
+
+
+def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
+           as_json: bool, report_dir: Path | None = None,
+           event_clock: ReplayClock | None = None, log_level: str | None = None) -> int:
+    """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary;
+    ``event_clock`` None runs on the config's ``feed.clock``; ``log_level`` the log's level,
+    when not the config's."""
+    from mmdaemon.daemon import Service
+
+    speed = speed_and_recordings("replay", recordings, speed_text)
+    if config.exchange.adapter != "paper":
+        # a dry run never trades: a live config replayed here must not touch the venue
+        config = dataclasses.replace(config,
+                                     exchange=dataclasses.replace(config.exchange,
+                                                                  adapter="paper"))
+    if config.firm.enabled:
+        # nor the desk: its simulated position must not count in the firm's exposure
+        config = dataclasses.replace(config,
+                                     firm=dataclasses.replace(config.firm, enabled=False))
+    logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
+    if config.instrument.venue == "lobster":
+        _check_lobster(recordings, config)
+    with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
+        try:
+            service = Service(config, SystemClock(), logger, recordings=recordings,
+                              speed=speed, event_clock=event_clock,
+                              state_dir=Path(state_dir or tmp), log_level=log_level)
+        except ValueError as exc:
+            print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
+            return 2
+        start_ns = service.clock.monotonic_ns()
+        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
+                      replaying=True)
+        if code:
+            return code
+        market = service.engine.market
+        if market.frames - market.undecodable - market.snapshots <= 0:
+            # nothing of the instrument decoded (a symbol-less REST snapshot at most)
+            lines = market.frames + market.malformed - market.undecodable
+            logger.error("recording_unusable", recordings=recordings, lines=lines,
+                         first_malformed=market.first_malformed)
+            why = f" (first: {market.first_malformed})" if market.first_malformed else ""
+            print(f"mmdaemon replay: {', '.join(recordings)}: no frame of "
+                  f"{config.instrument.symbol} decoded in {lines} lines{why}", file=sys.stderr)
+            return 2
+        summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
+        summary["warnings"] = summary_warnings(summary)
+        summary["metrics"] = replay_metrics(service, report_dir, logger)
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
+    else:
+        print(replay_table(summary, config))
+        if report_dir is not None:
+            print(f"report: {report_dir / 'report.html'}")
+    return 0
+
+
+def _check_lobster(recordings: list[str], config: Config) -> None:
+    """A LOBSTER pair is checked before the service starts (files readable, the trading date
+    in their names), so a bad one is a usage error naming the file, not a failed task."""
+    from mmdaemon.feed.lobster import read_lobster
+
+    if len(recordings) != 2:
+        raise UsageError(f"mmdaemon replay: a LOBSTER replay takes two files, MESSAGE_CSV "
+                         f"ORDERBOOK_CSV; got {len(recordings)}")
+    try:
+        read_lobster(recordings[0], recordings[1], config.instrument.build())
+    except (RecordingError, ValueError) as exc:
+        raise UsageError(f"mmdaemon replay: {' '.join(recordings)}: {exc}") from None

@@ -1,0 +1,52 @@
+"""The journal of a run read for its metrics: fills, samples and markouts, read-only.
+
+The shell around :mod:`mmdaemon.analytics` on the reading side: SQLite's ``mode=ro`` takes
+no lock on the state directory and writes nothing, so a report can be made while a daemon
+runs on it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mmdaemon.analytics import SampleRow
+from mmdaemon.journal import MarkoutRow, read_fills, read_markouts
+from mmdaemon.model import Fill
+
+
+def _read_only(path: Path | str) -> sqlite3.Connection:
+    """The journal at ``path`` opened with SQLite's ``mode=ro``: no lock on the state
+    directory, nothing written, so a report can be made while a daemon runs on it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no journal at {path}")
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
+    """Read every fill (with its mid before, 0 where unknown) and sample of the journal at
+    ``path``, read-only. Fills come in the order they were recorded, samples in the order
+    they were written."""
+    db = _read_only(path)
+    try:
+        fills = read_fills(db)
+        sample_rows = db.execute(
+            "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
+            " position, state, orders, amends, cancels FROM samples ORDER BY rowid"
+        ).fetchall()
+    finally:
+        db.close()
+    return fills, [SampleRow._make(r) for r in sample_rows]
+
+
+def load_markouts(path: Path | str) -> list[MarkoutRow]:
+    """Every resolved markout of the journal at ``path`` (read-only), in the order
+    recorded: ``(exec_key, horizon_ns, mid_x2, resolved_ns)``; none from a journal
+    written before markouts were journaled. Pass them to
+    :func:`mmdaemon.analytics.compute_metrics`."""
+    db = _read_only(path)
+    try:
+        return read_markouts(db)
+    finally:
+        db.close()
