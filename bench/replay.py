@@ -8,8 +8,9 @@ memory, so neither gunzip nor terminal output is timed. Goals (DESIGN.md): the d
 within 5x of parse-only; tick-to-quote p99 under 100 us.
 
 Tick-to-quote is timed in a separate run (the timer is not free): from the moment a frame's
-bytes enter :meth:`Service.on_frame` to the moment every order action that frame caused has
-been handed to the exchange adapter, for each frame that caused one.
+bytes enter :meth:`FeedTask.on_frame` (mmdaemon/feed_task.py) to the moment every order
+action that frame caused has been handed to the exchange adapter, for each frame that
+caused one.
 """
 
 from __future__ import annotations

@@ -452,8 +452,9 @@ class Service:
         self.supervised()
 
     def supervised(self) -> None:
-        risk = self.engine.risk
-        self.readiness.maybe_ready(risk.halts, risk.state.value)
+        if not self.readiness.ready_sent:  # every supervisor tick: nothing to do once READY
+            risk = self.engine.risk
+            self.readiness.maybe_ready(risk.halts, risk.state.value)
 
     def fail(self, why: str) -> None:
         if not self._stop.is_set():

@@ -74,6 +74,9 @@ from mmdaemon.risk.unsendable import Unsendable
 from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
 
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
+NOT_DECIDED: list[OrderAction] = []
+"""What :meth:`Engine.on_events` returns when the events changed no quoter input: no quote
+was decided (the feed task times tick-to-quote on the others). Never appended to."""
 
 
 class Matcher(Protocol):
@@ -287,7 +290,7 @@ class Engine:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
         if not (requote or self.requote):
-            return []
+            return NOT_DECIDED
         return self.decide(recv_ns)
 
     def on_reconnected(self, recv_ns: int) -> None:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from time import perf_counter_ns
 from typing import Any, cast
 
-from mmdaemon.engine import Engine
+from mmdaemon.engine import NOT_DECIDED, Engine
 from mmdaemon.exchange.base import ExchangeAdapter
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
@@ -45,6 +45,9 @@ class FeedTask:
         self.send = sender.send
         self.pull = sender.pull
         self.tick_to_quote = tick_to_quote
+        # bound once: the per-frame path reads them on every frame
+        self._next_due = exchange.next_due_ns
+        self._engine_on_frame = engine.on_frame
         self.monotonic_ns = monotonic_ns
         self.max_lag_ns = max_lag_ns
         self.log = log
@@ -91,33 +94,36 @@ class FeedTask:
 
     def on_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
         """The hot path: one frame into the engine, after a simulated venue has acted on
-        everything due by its time."""
-        t0, counters = perf_counter_ns(), self.engine.counters
-        quotes = counters.quotes
-        self.venue_until(recv_ns)
-        actions = self.engine.on_frame(recv_ns, frame)
-        if counters.quotes != quotes:
+        everything due by its time (:meth:`venue_until`, inlined: this runs per frame)."""
+        t0 = perf_counter_ns()
+        due = self._next_due()
+        if due is not None and due <= recv_ns:
+            self._advance_to(recv_ns)
+        actions = self._engine_on_frame(recv_ns, frame)
+        if actions is not NOT_DECIDED:
             self.tick_to_quote(perf_counter_ns() - t0)
         return actions
 
     def on_decoded(self, decoded: Decoded) -> list[OrderAction]:
         """:meth:`on_frame` for a row decoded elsewhere (LOBSTER)."""
-        t0, engine = perf_counter_ns(), self.engine
-        quotes, event_ns = engine.counters.quotes, decoded.recv_ns
+        t0, engine, event_ns = perf_counter_ns(), self.engine, decoded.recv_ns
         self.venue_until(event_ns)
         engine.before_event(event_ns)
         actions = engine.on_events(event_ns, engine.market.on_decoded(decoded))
-        if engine.counters.quotes != quotes:
+        if actions is not NOT_DECIDED:
             self.tick_to_quote(perf_counter_ns() - t0)
         return actions
 
     def venue_until(self, event_ns: int) -> None:
         """Strict time order, before the event at ``event_ns`` is applied: what reaches a
         simulated venue by then acts on the market as it stood."""
-        due = self.exchange.next_due_ns()
+        due = self._next_due()
         if due is not None and due <= event_ns:
-            self.engine.hold_time(event_ns)  # the reports delivered now arrive at its time
-            self.exchange.advance(self.engine.now_ns)
+            self._advance_to(event_ns)
+
+    def _advance_to(self, event_ns: int) -> None:
+        self.engine.hold_time(event_ns)  # the reports delivered now arrive at its time
+        self.exchange.advance(self.engine.now_ns)
 
     async def catch_up(self, until_ns: int) -> None:
         """A simulated venue's requests and reports due before the next event at
