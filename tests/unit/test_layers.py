@@ -57,29 +57,68 @@ def layer_of(name: str) -> int | None:
     return LAYERS[max(prefixes, key=len)] if prefixes else None
 
 
-def imports_of(path: Path) -> tuple[set[str], set[str]]:
-    """(mmdaemon modules imported, without the prefix; top-level stdlib/third-party names)."""
+def _absolute(node: ast.ImportFrom, name: str, is_package: bool) -> str | None:
+    """The dotted module an ``ImportFrom`` names, relative ones resolved against ``name``
+    (the importing module, without "mmdaemon."; a package's ``__init__`` is the package)."""
+    if node.level == 0:
+        return node.module
+    here = ["mmdaemon", *[p for p in name.split(".") if p]]
+    if not is_package:
+        here = here[:-1]  # a module's relative imports start from its package
+    base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _dynamic(node: ast.Call) -> str | None:
+    """``importlib.import_module("mmdaemon.x")`` or ``__import__("mmdaemon.x")``: the name."""
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    if called in ("import_module", "__import__") and node.args and isinstance(
+            node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        return node.args[0].value
+    return None
+
+
+def imports_of(path: Path, name: str | None = None) -> tuple[set[str], set[str]]:
+    """(mmdaemon modules imported, without the prefix; top-level stdlib/third-party names).
+
+    Every way a module can reach another counts: ``import a.b as c``, ``from a import b``
+    where ``b`` is a module (``from mmdaemon.risk import redis_bus`` imports the shell
+    ``risk.redis_bus``, not just the package), relative imports (``from ..daemon import
+    Service``) and ``importlib.import_module`` with a literal name. ``name``: the module's
+    dotted name (default: from ``path``, which must then lie in the package)."""
+    if name is None:
+        name = module_name(path)
+    is_package = path.name == "__init__.py"
     ours, others = set(), set()
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-            if node.module == "mmdaemon":  # from mmdaemon import speedups
-                names = [f"mmdaemon.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, name, is_package)
+            if not module:
+                continue
+            names = [module]
+            if module == "mmdaemon" or module.startswith("mmdaemon."):
+                # `from mmdaemon.pkg import mod` imports the module mod (a name in
+                # pkg/__init__ resolves to pkg itself below)
+                names += [f"{module}.{alias.name}" for alias in node.names
+                          if f"{module}.{alias.name}".removeprefix("mmdaemon.") in MODULES]
+        elif isinstance(node, ast.Call) and (target := _dynamic(node)) is not None:
+            names = [target]
         else:
             continue
-        for name in names:
-            if name == "mmdaemon" or name.startswith("mmdaemon."):
-                ours.add(name.removeprefix("mmdaemon").removeprefix("."))
+        for each in names:
+            if each == "mmdaemon" or each.startswith("mmdaemon."):
+                ours.add(each.removeprefix("mmdaemon").removeprefix("."))
             else:
-                others.add(name.split(".")[0])
+                others.add(each.split(".")[0])
     return ours, others
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
+GRAPH = {name: imports_of(path, name) for name, path in MODULES.items()}
 
 
 def test_every_module_has_a_layer() -> None:
@@ -137,3 +176,23 @@ def test_every_module_is_small_enough_to_read(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, (f"{MODULES[name].relative_to(PACKAGE.parent)} has {lines} "
                                 f"lines: split it by responsibility")
+
+
+@pytest.mark.parametrize(("source", "module", "target"), [
+    ("from ..daemon import Service\n", "venues.fake", "daemon"),
+    ("from . import daemon\n", "fake", "daemon"),
+    ("from .feed_task import FeedTask\n", "fake", "feed_task"),
+    ("from mmdaemon.risk import redis_bus\n", "fake", "risk.redis_bus"),
+    ("from mmdaemon.exchange import paper\n", "orders.fake", "exchange.paper"),
+    ("import importlib\nimportlib.import_module('mmdaemon.daemon')\n", "fake", "daemon"),
+])
+def test_an_import_is_seen_however_it_is_spelled(tmp_path: Path, source: str, module: str,
+                                                 target: str) -> None:
+    """A relative import, a module imported from its package and ``importlib.import_module``
+    reach a module as surely as ``import mmdaemon.x``: the layer and circle checks must see
+    each (a core module written so would import a shell or the daemon unseen)."""
+    path = tmp_path / "fake.py"
+    path.write_text(source)
+    ours, _ = imports_of(path, module)
+    assert target in ours
+    assert layer_of(target) in (SHELL, APP)  # each one above the core
