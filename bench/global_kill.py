@@ -32,7 +32,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SPOT_FILES, Event, Proc, free_port
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.risk.redis_bus import global_kill, global_rearm
 
 

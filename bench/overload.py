@@ -42,7 +42,7 @@ from bench.common import REPO, SPOT_FILES
 from bench.soak import rss_mb
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 
 SETTLE_S = 20.0  # after the tape ended: time allowed to resync to the final book

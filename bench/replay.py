@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REPO, best_of, load_frames, percentile_us
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.recording import RecordedFrame
 from mmdaemon.feed.replay import YIELD_EVERY

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REPO, load_frames
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import Config, load_config
+from mmdaemon.config import Config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.replay import YIELD_EVERY
 from mmdaemon.feed.websocket import Reconnected

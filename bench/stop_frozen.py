@@ -37,7 +37,7 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SPOT_FILES, Proc, free_port
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse

@@ -19,7 +19,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["mmdaemon"]):
-    from mmdaemon.config import Config, ConfigError, load_config
+    from mmdaemon.config import Config, ConfigError
+    from mmdaemon.config_file import load_config
 
 import seeds
 

@@ -1,10 +1,11 @@
 """Typed configuration from TOML, validated at start.
 
-Every section is a frozen dataclass; :func:`load_config` builds them from the file with
+Every section is a frozen dataclass; :func:`parse_config` builds them from the file's text
+(read by :func:`mmdaemon.config_file.load_config`) with
 type checks, rejects unknown keys, and turns every problem into a :class:`ConfigError`
 whose message names the key and the expected form, e.g.
 ``risk.max_loss: expected a non-negative decimal (quote currency), got '-5'``.
-Relative paths are resolved against the config file's directory.
+Relative paths are resolved against the config file's directory, by the loader.
 """
 
 from __future__ import annotations
@@ -293,21 +294,17 @@ class Config:
         )
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate ``path``; raises :class:`ConfigError` naming the bad key."""
-    path = Path(path)
+def parse_config(text: str, path: Path) -> Config:
+    """Validate the TOML ``text`` of the config file ``path`` (named in messages). Raises
+    :class:`ConfigError` naming the bad key. Reading the file, and making its relative paths
+    absolute, is :func:`mmdaemon.config_file.load_config`'s."""
     try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     config = _build(Config, raw, "")
     _check(config)
-    config = _share_maker_fee(config, raw)
-    return _resolve_paths(config, path.resolve().parent)
+    return _share_maker_fee(config, raw)
 
 
 def _share_maker_fee(config: Config, raw: dict[str, Any]) -> Config:
@@ -535,47 +532,6 @@ def _decimal(text: str, key: str, expected: str, allow_negative: bool = False) -
         raise ConfigError(f"{key}: expected {expected} within 1e-{_DECIMAL_LIMIT}.."
                           f"1e{_DECIMAL_LIMIT}, got {text!r}")
     return value
-
-
-def _resolve_paths(config: Config, base: Path) -> Config:
-    recordings = tuple(
-        _resolve(base, p, f"feed.recordings[{i}]") for i, p in enumerate(config.feed.recordings)
-    )
-    state_dir = _resolve(base, config.state.dir, "state.dir")
-    firm = config.firm
-    if firm.tls_ca_file:
-        firm = dataclasses.replace(firm, tls_ca_file=_resolve(base, firm.tls_ca_file,
-                                                              "firm.tls_ca_file"))
-    firm = dataclasses.replace(firm, password=_secret_source(base, firm.password,
-                                                             "firm.password"))
-    credentials = _secret_source(base, config.exchange.credentials, "exchange.credentials")
-    latency_file = config.exchange.latency_file
-    if latency_file:
-        latency_file = _resolve(base, latency_file, "exchange.latency_file")
-    return dataclasses.replace(
-        config,
-        feed=dataclasses.replace(config.feed, recordings=recordings),
-        state=dataclasses.replace(config.state, dir=state_dir),
-        exchange=dataclasses.replace(config.exchange, credentials=credentials,
-                                     latency_file=latency_file),
-        firm=firm,
-    )
-
-
-def _secret_source(base: Path, text: str, key: str) -> str:
-    """A secret's source with a relative path made absolute against ``base``. "env", ""
-    and a name without '/' (a systemd credential, found in $CREDENTIALS_DIRECTORY when
-    read) stay as they are: which file a name means depends on the process reading it."""
-    if "/" not in text or Path(text).is_absolute():
-        return text
-    return _resolve(base, text, key)
-
-
-def _resolve(base: Path, text: str, key: str) -> str:
-    try:
-        return str((base / text).resolve())
-    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte; a symlink loop
-        raise ConfigError(f"{key}: expected a file system path, got {text!r}: {exc}") from None
 
 
 def _build(cls: type[Any], table: object, prefix: str) -> Any:

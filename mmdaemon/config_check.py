@@ -280,7 +280,8 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
             warnings.append(Finding(f"feed.recordings[{i}]", f"no such file: {path}"))
     latency_file = config.exchange.latency_file
     if config.exchange.adapter == "paper" and latency_file:
-        from mmdaemon.exchange.latency import KINDS, LatencyFileError, read_latency_file
+        from mmdaemon.exchange.latency import KINDS, LatencyFileError
+        from mmdaemon.exchange.latency_file import read_latency_file
 
         try:
             samples = read_latency_file(Path(latency_file))

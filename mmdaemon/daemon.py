@@ -41,6 +41,7 @@ from mmdaemon.config import Config
 from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
+from mmdaemon.exchange.latency_file import save
 from mmdaemon.feed.websocket import WebsocketFeed
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
@@ -54,7 +55,7 @@ from mmdaemon.pace import ReplayClock
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
-from mmdaemon.snapshot import FeedView, Snapshot
+from mmdaemon.snapshot import FeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, OpenState, open_state
 from mmdaemon.wiring import (
     feed_settings,
@@ -423,7 +424,7 @@ class Service:
         """At stop: the measured latencies to --latency-out; a failure makes the exit status
         1 (it cannot undo the run: its trading is over, its journal kept)."""
         latencies, path = self.engine.latencies, self.latency_out
-        if latencies is not None and path is not None and not latencies.save(path, self.log):
+        if latencies is not None and path is not None and not save(latencies, path, self.log):
             self.exit_code = 1
 
     # -- supervisor -----------------------------------------------------------------------------
@@ -496,6 +497,10 @@ class Service:
                             live.snapshot_failures, live.sheds, live.backlog,
                             self.pump.lag_max_ns, self.pump.backlog_max, self.event_now())
         return self.engine.snapshot(feed)
+
+    def two_sided(self) -> bool | None:
+        engine = self.engine
+        return is_two_sided(engine.manager.orders.values()) if engine.opened() else None
 
     def status_line(self) -> str:
         """The one line ``systemctl status`` shows (:func:`mmdaemon.readiness.status_line`)."""

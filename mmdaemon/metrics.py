@@ -246,9 +246,10 @@ class ServiceCollector(Collector):
 
     def sample_uptime(self, snap: Snapshot | None = None) -> None:
         """Take one quote-uptime sample now (the server's task and every scrape call it)."""
-        trading = (snap or self.service.snapshot()).trading
-        if trading is not None:
-            self.uptime.sample(self.monotonic_ns(), trading.two_sided)
+        two_sided = (self.service.two_sided() if snap is None else
+                     snap.trading.two_sided if snap.trading is not None else None)
+        if two_sided is not None:
+            self.uptime.sample(self.monotonic_ns(), two_sided)
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now from one snapshot (called by the registry on a scrape)."""

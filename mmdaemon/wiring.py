@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmdaemon.clock import Clock
-from mmdaemon.config import Config, ConfigError, load_config
+from mmdaemon.config import Config, ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.engine import Limits
 from mmdaemon.exchange.base import ExchangeAdapter
 from mmdaemon.exchange.fill_model import PaperVenue
-from mmdaemon.exchange.latency import build_model
+from mmdaemon.exchange.latency_file import build_model
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import make_queue_model
 from mmdaemon.feed.lobster import read_lobster

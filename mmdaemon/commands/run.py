@@ -78,7 +78,7 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
     the log's level, when not the config's; ``latency_out`` where to write the latencies
     measured (at stop; a path that cannot take it is refused now, exit 2)."""
     from mmdaemon.daemon import Service
-    from mmdaemon.exchange.latency import check_writable
+    from mmdaemon.exchange.latency_file import check_writable
 
     if latency_out is not None and (why := check_writable(latency_out)):
         print(f"mmdaemon run: --latency-out: {why}", file=sys.stderr)

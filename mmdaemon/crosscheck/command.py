@@ -91,7 +91,8 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     hftbacktest and compare the fills. :class:`CrossCheckError` for input it cannot use."""
     import tempfile
 
-    from mmdaemon.config import ConfigError, load_config
+    from mmdaemon.config import ConfigError
+    from mmdaemon.config_file import load_config
 
     try:
         config = load_config(config_path)

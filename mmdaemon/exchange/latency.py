@@ -17,17 +17,16 @@ dry run stays deterministic. The file format (``mmdaemon-latency``, version 1) i
 Each list holds measured one-way delays in ns (integers from 0 to 60 s, at most
 :data:`MAX_SAMPLES`; the file at most :data:`MAX_FILE_BYTES`); a kind with an empty or
 missing list is not in the file and falls back to the configured constant. ``mmdaemon run
---latency-out FILE`` writes one (see :class:`LatencyRecorder`).
+--latency-out FILE`` writes one (see :class:`LatencyRecorder`). Reading and writing the
+file is :mod:`mmdaemon.exchange.latency_file`'s; this module only parses and encodes it.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -103,13 +102,13 @@ class LatencyModel:
         return cls(Constant(feed_ns), Constant(entry_ns), Constant(response_ns))
 
 
-def build_model(constants_ns: Mapping[str, int], path: Path | None, seed: int) -> LatencyModel:
-    """The model: each kind from the file's samples if it has them, else its constant.
+def model_from(constants_ns: Mapping[str, int], samples: Mapping[str, list[int]],
+               seed: int) -> LatencyModel:
+    """The model: each kind from ``samples`` if it has them, else its constant.
 
     Each kind gets its own generator (seeded from ``seed`` and the kind), so adding feed
     samples to a file does not change the entry delays drawn.
     """
-    samples = read_latency_file(path) if path is not None else {}
     parts: dict[str, Latency] = {}
     for index, kind in enumerate(KINDS):
         if samples.get(kind):
@@ -119,13 +118,10 @@ def build_model(constants_ns: Mapping[str, int], path: Path | None, seed: int) -
     return LatencyModel(parts["feed"], parts["entry"], parts["response"])
 
 
-def read_latency_file(path: Path) -> dict[str, list[int]]:
-    """The samples by kind of a latency file; :class:`LatencyFileError` says what is wrong."""
-    try:
-        with open(path, "rb") as file:  # bounded: a device or a huge file is not read whole
-            body = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise LatencyFileError(f"latency file {path}: cannot read it: {exc.strerror}") from None
+def parse_latency_file(body: bytes, path: object) -> dict[str, list[int]]:
+    """The samples by kind in ``body``, the contents of the latency file ``path`` (read at
+    most :data:`MAX_FILE_BYTES` + 1 bytes of it); :class:`LatencyFileError` says what is
+    wrong."""
     if len(body) > MAX_FILE_BYTES:
         raise LatencyFileError(f"latency file {path}: larger than {MAX_FILE_BYTES} bytes: not "
                                f"a latency file (at most {MAX_SAMPLES} samples per kind)")
@@ -197,43 +193,8 @@ class LatencyRecorder:
             self.add("entry", rtt_ns // 2)
             self.add("response", rtt_ns - rtt_ns // 2)
 
-    def save(self, path: Path, log: Any) -> bool:
-        """:meth:`write`, logged: False (``latency_file_not_written``, why) when it failed.
-        A process killed outright (SIGKILL, a crash) writes nothing: the samples live in
-        memory until the stop."""
-        try:
-            self.write(path)
-        except OSError as exc:
-            log.error("latency_file_not_written", path=str(path), error=str(exc))
-            return False
-        log.info("latency_file_written", path=str(path),
-                 **{f"{k}_samples": len(v) for k, v in self.samples.items()})
-        return True
-
-    def write(self, path: Path) -> None:
-        """Write the file atomically (a temporary file renamed over ``path``); on failure
-        nothing is left behind and the OSError says why."""
-        body = {"format": FORMAT, "version": VERSION, "source": self.source}
+    def document(self) -> bytes:
+        """The latency file's contents: the kept samples, in the file format above."""
+        body: dict[str, object] = {"format": FORMAT, "version": VERSION, "source": self.source}
         body.update({f"{kind}_ns": self.samples[kind] for kind in KINDS})
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_bytes(orjson.dumps(body))
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-def check_writable(path: Path) -> str:
-    """Why a latency file could not be written at ``path`` at stop, or "" (checked at start,
-    so a run is not spent measuring for nothing)."""
-    if path.is_dir():
-        return f"{path} is a directory: give a file name"
-    parent = path.parent
-    if not parent.is_dir():
-        return f"no directory {parent}"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {parent} is not writable by this user"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} exists and is not writable by this user"
-    return ""
+        return orjson.dumps(body)

@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.model import OrderStatus, OrderUpdate, Quote, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager

@@ -8,7 +8,7 @@ from pathlib import Path
 import uvloop
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from tests.conftest import SPOT_FILES
 from tests.helpers import write_config

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from mmdaemon.book import OrderBook
-from mmdaemon.config import Config, load_config
+from mmdaemon.config import Config
+from mmdaemon.config_file import load_config
 from mmdaemon.engine import Engine
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.latch import read_latch

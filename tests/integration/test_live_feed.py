@@ -11,7 +11,7 @@ import pytest
 
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.sim.server import SimVenue

@@ -8,6 +8,7 @@ import dataclasses
 import math
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import Config, load_config
+from mmdaemon.config import Config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.hosts import check_host
 from mmdaemon.metrics import (
@@ -348,3 +350,32 @@ async def uptime_on(service: Service, manager: OrderManager, clock: SteppedClock
         await until(lambda: clock.deadlines == [6 * S])
     # sample and hold: two-sided until the sample at 3.5 s saw one side
     assert (uptime.observed_ns, uptime.two_sided_ns) == (4 * S, 3_500_000_000)
+
+
+def test_an_uptime_sample_asks_for_two_sidedness_not_a_whole_snapshot(tmp_path: Path) -> None:
+    """The sampler runs four times a second beside the hot path: it must not build the
+    snapshot a scrape builds (markout rows, adverse rates: tens of microseconds)."""
+    service = Service(dryrun_config(tmp_path), SystemClock(), Recorder(), recordings=["x"])
+    service._open()
+    try:
+        taken: list[int] = []
+        snapshot = service.snapshot
+
+        def counted() -> Any:
+            taken.append(1)
+            return snapshot()
+
+        service.snapshot = counted  # type: ignore[method-assign]
+        manager = service.engine.manager
+        manager.orders = {1: LiveOrder(1, Side.BUY, 100, 1000, status=OrderStatus.NEW),
+                          2: LiveOrder(2, Side.SELL, 101, 1000, status=OrderStatus.NEW)}
+        clock = SteppedClock()
+        collector = ServiceCollector(service, clock=clock)
+        for _ in range(3):
+            collector.sample_uptime()
+            clock.advance(1)
+        assert taken == []
+        assert collector.uptime.two_sided_ns == collector.uptime.observed_ns == 2 * S
+    finally:
+        service.journal.close()
+        service.latch.close()

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT

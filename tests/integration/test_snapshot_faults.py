@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.websocket import snapshot_problem
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT

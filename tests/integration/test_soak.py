@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.soak import soak
 from mmdaemon import log
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.records import MAX_BUFFERED_SAMPLES
 from tests.conftest import REPO
 

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from mmdaemon import config_check
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.model import Instrument
 from tests.conftest import REPO, SHARED_DATA, SPOT_FILES
 from tests.helpers import gz_lines, rewrite, systemd_credential, write_config, write_gz

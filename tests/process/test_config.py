@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from tests.conftest import REPO
 from tests.helpers import write_config
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.exchange.credentials import CredentialsError, load_credentials, load_redis_password
 from tests.helpers import ACL_XATTR, acl_bytes, systemd_credential, write_config, write_secret
 

@@ -19,7 +19,7 @@ import pytest
 import uvloop
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.early_signals import launcher_path
 from mmdaemon.latch import read_latch

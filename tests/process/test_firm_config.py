@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.exchange.credentials import CredentialsError, load_redis_password
 from tests.conftest import REPO
 from tests.helpers import first_lines, systemd_credential, write_config, write_secret

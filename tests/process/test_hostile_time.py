@@ -28,7 +28,8 @@ import orjson
 import pytest
 
 from mmdaemon.analytics import SampleRow, compute_metrics, pnl_series
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.feed import recording as recording_module
 from mmdaemon.feed.recording import (
     CONFIRM_LINES,

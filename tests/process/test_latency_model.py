@@ -16,9 +16,8 @@ from mmdaemon.exchange.latency import (
     Empirical,
     LatencyFileError,
     LatencyRecorder,
-    build_model,
-    read_latency_file,
 )
+from mmdaemon.exchange.latency_file import build_model, read_latency_file
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
 from tests.process.test_daemon_replay import replay

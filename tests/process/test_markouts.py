@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from mmdaemon.analytics import compute_metrics
 from mmdaemon.book import OrderBook
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.journal import Journal

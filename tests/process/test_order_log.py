@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.journal import Journal
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, OrderStatus, OrderUpdate, Quote, Side

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from tests.helpers import first_lines, until, write_config

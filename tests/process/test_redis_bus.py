@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from mmdaemon.clock import ManualClock, SystemClock
-from mmdaemon.config import AssetLimitConfig, FirmConfig, load_config
+from mmdaemon.config import AssetLimitConfig, FirmConfig
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.model import Fill, Side
 from mmdaemon.risk.firm import Exposure, Identity, Keys

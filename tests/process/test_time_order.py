@@ -200,7 +200,7 @@ def test_the_dry_run_sends_no_order_against_a_book_it_has_not_seen(tmp_path: Pat
 def test_a_latency_out_of_range_is_a_config_error_naming_the_key(
     tmp_path: Path, key: str, value: float
 ) -> None:
-    from mmdaemon.config import load_config
+    from mmdaemon.config_file import load_config
 
     config = write_config(tmp_path, {"exchange": {key: value}})
     with pytest.raises(ConfigError, match=rf"exchange\.{key}: expected (0\.\.60000 ms|a finite)"):

@@ -21,7 +21,7 @@ from mmdaemon import book as book_module
 from mmdaemon import log
 from mmdaemon.book import SIDE, TOP_LEAST, BookSide, OrderBook, region_for
 from mmdaemon.clock import SystemClock
-from mmdaemon.config import load_config
+from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.feed.lobster import LOBSTER_AMZN, read_lobster
 from mmdaemon.market import Decoded, MarketState, NoCodec

@@ -40,7 +40,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmdaemon.book import BookSide
-from mmdaemon.config import Config, ConfigError, load_config
+from mmdaemon.config import Config, ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.feed.lobster import LOBSTER_AMZN, read_lobster
 from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.market import MarketState

@@ -20,7 +20,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mmdaemon.book import OrderBook
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import (

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mmdaemon.clock import ManualClock
-from mmdaemon.config import ConfigError, load_config
+from mmdaemon.config import ConfigError
+from mmdaemon.config_file import load_config
 from mmdaemon.feed.recording import RecordedFrame, RecordingError, read_recording
 from mmdaemon.feed.replay import ReplaySource, exchange_timed
 from mmdaemon.model import Malformed
