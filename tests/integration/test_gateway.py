@@ -717,6 +717,38 @@ async def test_dropped_connection_reconnects_and_recovers_fills_once(
         assert sum(f.size * f.side for f in rec.fills()) == entry.position_lots
 
 
+async def test_a_fill_while_disconnected_is_recovered_after_a_fill_on_the_new_stream(
+        short_recording: Path) -> None:
+    """One order trades while nobody listens; the other trades on the new connection before
+    the reconcile asks ``myTrades``: the stream's fill (a higher trade id) must not move the
+    recovery's start past the one missed during the gap."""
+    log = CaptureLog()
+    async with venue(short_recording) as sim, running(sim, log) as (gw, rec):
+        entry = entry_of(sim)
+        bid, ask = best(sim)
+        buy, sell = RUN + 1, RUN + 2
+        await gw.place(buy, Side.BUY, bid - FAR, 4 * LOTS)
+        await gw.settled()
+        await gw.place(sell, Side.SELL, ask + FAR, 4 * LOTS)
+        await gw.settled()
+        entry.accepting = False
+        await entry.drop_connections()
+        await until(lambda: VenueStatus(False, "disconnected") in rec.statuses)
+        hit(sim, Side.BUY, bid - FAR, LOTS)  # trade 1: nobody listens
+        # the reconnect's openOrders.status runs at once, its answer comes 0.5 s late
+        entry.hold_responses(api.OPEN_ORDERS_STATUS, 0.5)
+        entry.accepting = True
+        await until(lambda: entry.faults.due == 0)  # the reconcile has asked
+        hit(sim, Side.SELL, ask + FAR, LOTS)  # trade 2: reported on the new stream at once
+        await until(lambda: rec.statuses[-1] == VenueStatus(True, "ready"), timeout=5)
+        trades = entry.trades(KEY)
+        assert len(trades) == 2
+        assert sorted(f.exec_id for f in rec.fills()) == sorted(t.trade_id for t in trades)
+        assert sorted((f.order_id, f.size) for f in rec.fills()) == [(buy, LOTS), (sell, LOTS)]
+        assert gw.fills_recovered == 1
+        assert sum(f.size * f.side for f in rec.fills()) == entry.position_lots == 0
+
+
 async def test_a_place_without_answer_is_rejected_then_cancelled_at_the_venue(
         short_recording: Path) -> None:
     log = CaptureLog()
