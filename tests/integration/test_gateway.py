@@ -887,6 +887,32 @@ async def test_rate_limit_rejects_and_holds_order_entry_until_the_retry_time(
         assert gw.open_order_count() == len(entry_of(sim).open_orders()) == 3
 
 
+async def test_a_lost_connection_is_not_retried_before_the_rate_limit_lifts(
+        short_recording: Path) -> None:
+    """Every attempt sends a signed subscription: one the venue refuses with a 429 while
+    its limit holds would only extend the limit into a ban."""
+    minute = wall_ms() // 60_000 + 2
+    clock = ManualMs(minute * 60_000 + 1_000)
+    log = CaptureLog()
+    # start weighs 28 of the 30: the third place is refused until the minute ends
+    async with venue(short_recording, now_ms=clock, weight_limit=30) as sim, running(
+            sim, log, now_ms=clock) as (gw, rec):
+        bid, _ = best(sim)
+        clock.ms = (minute + 1) * 60_000 - 3_000  # the limit lifts in 3 s
+        for n in (1, 2, 3):
+            await gw.place(RUN + n, Side.BUY, bid - FAR - n, LOTS)
+            await gw.settled()
+        assert rec.last(RUN + 3).reason.startswith("-1003 ")
+        await entry_of(sim).drop_connections()
+        await until(lambda: "gateway_reconnecting" in log.events())
+        [first] = [v for _, e, v in log.records if e == "gateway_reconnecting"]
+        assert first["delay_s"] >= 2.5  # the rest of the hold, not the 0.05..0.2 s backoff
+        clock.ms += 3_000  # the venue's next minute
+        await until(lambda: rec.statuses[-1] == VenueStatus(True, "ready"), timeout=6)
+        assert "gateway_reconnect_failed" not in log.events()
+        assert gw.connects == 2
+
+
 def test_settings_validate() -> None:
     with pytest.raises(ValueError):
         GatewaySettings("ws://x", "a" * 30)  # prefix too long for a 64-bit id
