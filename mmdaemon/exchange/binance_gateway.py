@@ -429,8 +429,13 @@ class BinanceGateway:
             self._first.set_exception(exc)
 
     def _backoff(self, attempt: int) -> float:
+        """Seconds before connection attempt ``attempt``: the jittered backoff, and never
+        before the venue's rate limit lifts (a request it refuses meanwhile, the
+        subscription's too, is what turns a 429 into an IP ban)."""
         s = self.settings
-        return backoff_delay(attempt, s.backoff_initial_s, s.backoff_max_s, self._rng)
+        held_s = max(0, self._proto.limits.until_ns - self._clock.monotonic_ns()) / _S
+        return max(held_s, backoff_delay(attempt, s.backoff_initial_s, s.backoff_max_s,
+                                         self._rng))
 
     async def _read(self, ws: ClientConnection) -> None:
         """Read every frame of ``ws`` until it closes, feeding each to the protocol."""

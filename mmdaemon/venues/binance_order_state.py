@@ -163,7 +163,18 @@ class OrderStates:
         self._closed_fifo: deque[int] = deque()
         self._seen: set[int] = set()
         self._seen_fifo: deque[int] = deque()
-        self.max_trade_id = 0  # highest venue trade id seen (myTrades resumes after it)
+        self.max_trade_id = 0  # highest venue trade id seen
+        # the highest trade id seen when the stream last had a gap (a lost connection, an
+        # event we could not read): myTrades resumes after it, not after a trade a later
+        # event brought; None: no gap since the last recovery
+        self._gap_after: int | None = None
+
+    def _stream_gap(self) -> None:
+        """The stream may miss trades from now on: the next recovery starts after the
+        highest trade id seen now (a fill on a new connection can arrive before the
+        reconcile asks ``myTrades``, and must not move the start past the gap)."""
+        if self._gap_after is None:
+            self._gap_after = self.max_trade_id
 
     def open_order_count(self) -> int:
         """Orders the venue may hold open for us: live or in flight, places whose outcome

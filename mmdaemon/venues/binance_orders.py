@@ -189,12 +189,15 @@ class OrderEntryProtocol(OrderStates):
         self._pending.pop(request_id, None)
 
     def disconnected(self) -> None:
-        """The connection is gone: no request sent on it will be answered."""
+        """The connection is gone: no request sent on it will be answered, and no event
+        the venue produces from now on reaches us until a new subscription."""
         self._pending.clear()
+        self._stream_gap()
 
     def resume_fills_after(self, trade_id: int) -> None:
         """Deliver fills with a venue trade id above ``trade_id`` at the next reconcile."""
         self.max_trade_id = max(0, trade_id)
+        self._gap_after = self.max_trade_id
         self.watermark_known = True
 
     def receive(self, frame: bytes, mono_ns: int, wall_ns: int) -> None:
@@ -387,6 +390,7 @@ class OrderEntryProtocol(OrderStates):
         elif isinstance(event, api.ProtocolError):
             # an execution report we could not read may have carried a fill: re-check
             self.log.warning("gateway_bad_event", reason=event.reason)
+            self._stream_gap()
             self._suspect("undecodable event")
         elif isinstance(event, api.OtherEvent) and event.kind == "eventStreamTerminated":
             self.log.warning("gateway_stream_terminated")
@@ -578,8 +582,8 @@ class OrderEntryProtocol(OrderStates):
         return out
 
     def _recover_fills(self) -> Procedure[None]:
-        """Deliver every trade of the account after the highest trade id seen (``myTrades``
-        from ``fromId``, paged).
+        """Deliver every trade of the account after the highest trade id seen before the
+        stream's last gap (``myTrades`` from ``fromId``, paged).
 
         The first time (at start) there is nothing to recover yet: the account's newest
         trade id becomes the starting point instead. Trade ids, not times: they are what the
@@ -590,18 +594,25 @@ class OrderEntryProtocol(OrderStates):
             if latest:
                 self.max_trade_id = max(self.max_trade_id, latest[-1].trade_id)
             self.watermark_known = True
+            self._gap_after = None  # a failed first attempt's gap: nothing to recover yet
             return
-        from_id = self.max_trade_id + 1
+        after = self.max_trade_id if self._gap_after is None else self._gap_after
+        self._gap_after = None  # a gap that opens while this runs is the next recovery's
+        from_id = after + 1
         touched: set[int] = set()
-        while True:
-            trades = yield from self._my_trades(from_id=from_id)
-            for trade in trades:
-                order_id = yield from self._on_account_trade(trade)
-                if order_id is not None:
-                    touched.add(order_id)
-            if len(trades) < api.MAX_MY_TRADES_LIMIT:
-                break
-            from_id = trades[-1].trade_id + 1
+        try:
+            while True:
+                trades = yield from self._my_trades(from_id=from_id)
+                for trade in trades:
+                    order_id = yield from self._on_account_trade(trade)
+                    if order_id is not None:
+                        touched.add(order_id)
+                if len(trades) < api.MAX_MY_TRADES_LIMIT:
+                    break
+                from_id = trades[-1].trade_id + 1
+        except BaseException:  # failed or abandoned: the gap is still to recover
+            self._gap_after = after if self._gap_after is None else min(after, self._gap_after)
+            raise
         for order_id in touched:
             order = self.orders.get(order_id)
             if order is not None:

@@ -717,6 +717,38 @@ async def test_dropped_connection_reconnects_and_recovers_fills_once(
         assert sum(f.size * f.side for f in rec.fills()) == entry.position_lots
 
 
+async def test_a_fill_while_disconnected_is_recovered_after_a_fill_on_the_new_stream(
+        short_recording: Path) -> None:
+    """One order trades while nobody listens; the other trades on the new connection before
+    the reconcile asks ``myTrades``: the stream's fill (a higher trade id) must not move the
+    recovery's start past the one missed during the gap."""
+    log = CaptureLog()
+    async with venue(short_recording) as sim, running(sim, log) as (gw, rec):
+        entry = entry_of(sim)
+        bid, ask = best(sim)
+        buy, sell = RUN + 1, RUN + 2
+        await gw.place(buy, Side.BUY, bid - FAR, 4 * LOTS)
+        await gw.settled()
+        await gw.place(sell, Side.SELL, ask + FAR, 4 * LOTS)
+        await gw.settled()
+        entry.accepting = False
+        await entry.drop_connections()
+        await until(lambda: VenueStatus(False, "disconnected") in rec.statuses)
+        hit(sim, Side.BUY, bid - FAR, LOTS)  # trade 1: nobody listens
+        # the reconnect's openOrders.status runs at once, its answer comes 0.5 s late
+        entry.hold_responses(api.OPEN_ORDERS_STATUS, 0.5)
+        entry.accepting = True
+        await until(lambda: entry.faults.due == 0)  # the reconcile has asked
+        hit(sim, Side.SELL, ask + FAR, LOTS)  # trade 2: reported on the new stream at once
+        await until(lambda: rec.statuses[-1] == VenueStatus(True, "ready"), timeout=5)
+        trades = entry.trades(KEY)
+        assert len(trades) == 2
+        assert sorted(f.exec_id for f in rec.fills()) == sorted(t.trade_id for t in trades)
+        assert sorted((f.order_id, f.size) for f in rec.fills()) == [(buy, LOTS), (sell, LOTS)]
+        assert gw.fills_recovered == 1
+        assert sum(f.size * f.side for f in rec.fills()) == entry.position_lots == 0
+
+
 async def test_a_place_without_answer_is_rejected_then_cancelled_at_the_venue(
         short_recording: Path) -> None:
     log = CaptureLog()
@@ -853,6 +885,32 @@ async def test_rate_limit_rejects_and_holds_order_entry_until_the_retry_time(
         await gw.settled()
         assert rec.last(RUN + 5).status is OrderStatus.NEW
         assert gw.open_order_count() == len(entry_of(sim).open_orders()) == 3
+
+
+async def test_a_lost_connection_is_not_retried_before_the_rate_limit_lifts(
+        short_recording: Path) -> None:
+    """Every attempt sends a signed subscription: one the venue refuses with a 429 while
+    its limit holds would only extend the limit into a ban."""
+    minute = wall_ms() // 60_000 + 2
+    clock = ManualMs(minute * 60_000 + 1_000)
+    log = CaptureLog()
+    # start weighs 28 of the 30: the third place is refused until the minute ends
+    async with venue(short_recording, now_ms=clock, weight_limit=30) as sim, running(
+            sim, log, now_ms=clock) as (gw, rec):
+        bid, _ = best(sim)
+        clock.ms = (minute + 1) * 60_000 - 3_000  # the limit lifts in 3 s
+        for n in (1, 2, 3):
+            await gw.place(RUN + n, Side.BUY, bid - FAR - n, LOTS)
+            await gw.settled()
+        assert rec.last(RUN + 3).reason.startswith("-1003 ")
+        await entry_of(sim).drop_connections()
+        await until(lambda: "gateway_reconnecting" in log.events())
+        [first] = [v for _, e, v in log.records if e == "gateway_reconnecting"]
+        assert first["delay_s"] >= 2.5  # the rest of the hold, not the 0.05..0.2 s backoff
+        clock.ms += 3_000  # the venue's next minute
+        await until(lambda: rec.statuses[-1] == VenueStatus(True, "ready"), timeout=6)
+        assert "gateway_reconnect_failed" not in log.events()
+        assert gw.connects == 2
 
 
 def test_settings_validate() -> None:

@@ -310,3 +310,41 @@ def test_a_reconcile_cancels_an_order_of_ours_nobody_holds_and_ends_one_gone() -
     assert asked["method"] == api.ORDER_CANCEL and asked["params"]["orderId"] == 77
     assert step == Done(None) and venue.proto.open_order_count() == 0
     assert not [o for o in out if isinstance(o, CancelStrays)]
+
+
+def test_a_fill_after_an_unreadable_event_does_not_skip_the_fill_it_may_have_carried() -> None:
+    venue = Venue()
+    venue.proto.resume_fills_after(100)
+    venue.place_and_ack()
+    # an execution report we cannot read (trade 101, say), then a readable one (trade 102)
+    out = venue.receive(orjson.dumps({"subscriptionId": 0, "event": {"e": "executionReport"}}))
+    assert Suspect("undecodable event") in out
+    out = venue.receive(report(1, VID, "TRADE", "PARTIALLY_FILLED", 6_000, last=2_000,
+                               trade_id=102))
+    assert events(out)[0] == fill(1, 2_000, 102, WALL_MS * MS)
+    proc = venue.proto.reconcile()
+    listed = order_obj(1, VID, "PARTIALLY_FILLED", executed=6_000)
+    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": [listed]})
+    # myTrades from the last trade seen before the unreadable event, not from 103
+    out, step = venue.answer(proc, step, {"status": 200, "result": [
+        trade(101, VID, 4_000), trade(102, VID, 2_000)]})
+    assert venue.sent[-1]["params"]["fromId"] == 101
+    assert [(f.exec_id, f.size) for f in events(out) if isinstance(f, Fill)] == [(101, 4_000)]
+    assert step == Done(None)
+
+
+def test_a_failed_first_connection_does_not_recover_the_accounts_history_later() -> None:
+    """Without a journal watermark the newest trade at start is where fills begin: a gap
+    marked by a failed first attempt must not send a later recovery back to trade 1."""
+    venue = Venue()
+    venue.proto.disconnected()  # the first attempt failed
+    proc = venue.proto.reconcile()
+    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": []})
+    _, step = venue.answer(proc, step, {"status": 200, "result": [trade(500, 99, 1_000)]})
+    assert step == Done(None) and venue.proto.max_trade_id == 500
+    venue.proto.disconnected()  # later, a lost connection
+    proc = venue.proto.reconcile()
+    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": []})
+    venue.send(step)
+    assert venue.sent[-1]["method"] == api.MY_TRADES
+    assert venue.sent[-1]["params"]["fromId"] == 501
