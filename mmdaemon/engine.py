@@ -735,9 +735,10 @@ class Engine:
         (metrics, status, progress): taking it changes nothing, and nothing a reader does to
         it reaches the engine."""
         inst, config, m, book = self.instrument, self.config, self.market, self.book
-        market = MarketView(m.frames, m.malformed, m.depth_updates, m.snapshots, m.trades,
-                            m.tickers, m.gaps, m.crossed, m.resyncs, book.synced,
-                            book.best_bid(), book.best_ask(), self.last_book_ns)
+        market = MarketView(m.frames, m.malformed, m.undecodable, m.first_malformed,
+                            m.depth_updates, m.snapshots, m.trades, m.tickers, m.gaps,
+                            m.crossed, m.resyncs, book.synced, book.best_bid(),
+                            book.best_ask(), self.last_book_ns)
         return Snapshot(inst.symbol, config.instrument.venue, config.exchange.adapter,
                         inst.tick_size, inst.lot_size, self.currency, self.now_ns, feed,
                         market, self._trading_view() if self.opened() else None)

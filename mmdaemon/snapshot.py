@@ -59,6 +59,8 @@ class MarketView:
 
     frames: int
     malformed: int
+    undecodable: int  # frames (LOBSTER: rows) that did not decode: the rest did
+    first_malformed: str  # the first malformed one's reason, "" if none
     depth_updates: int
     snapshots: int
     trades: int

@@ -29,7 +29,7 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
     journal = service.state_dir / "journal.sqlite"
     config = service.config
     options: dict[str, Any] = {"horizons_s": config.report.markout_horizons_s,
-                               "currency": service.engine.currency,
+                               "currency": service.snapshot().currency,
                                **market_hours(config.instrument.venue)}
     if report_dir is not None:
         from mmdaemon.report import write_report

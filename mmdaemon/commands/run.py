@@ -175,7 +175,7 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
                       replaying=True)
         if code:
             return code
-        market = service.engine.market
+        market = service.snapshot().market
         if market.frames - market.undecodable - market.snapshots <= 0:
             # nothing of the instrument decoded (a symbol-less REST snapshot at most)
             lines = market.frames + market.malformed - market.undecodable
