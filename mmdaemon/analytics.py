@@ -67,11 +67,10 @@ from mmdaemon.markouts import (
     journaled_stats,
     quote_currency,
 )
-from mmdaemon.model import Fill, Instrument
+from mmdaemon.model import NS_PER_S, Fill, Instrument
 from mmdaemon.orders.position import Position
 from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, max_drawdown, sharpe_stats
 
-NS_PER_S = 1_000_000_000
 DEFAULT_MAX_SPREAD_BPS = 10.0
 
 

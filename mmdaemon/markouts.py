@@ -64,12 +64,11 @@ from itertools import pairwise
 from typing import Any, NamedTuple
 
 from mmdaemon.book import OrderBook
-from mmdaemon.model import Fill, Instrument
+from mmdaemon.model import NS_PER_S, Fill, Instrument
 from mmdaemon.venues.binance_parse import (
     assets_of,
 )
 
-NS_PER_S = 1_000_000_000
 DEFAULT_HORIZONS_S: tuple[float, ...] = (1.0, 5.0, 30.0, 60.0)
 MAX_HORIZON_S = 86_400.0  # a day: beyond it a "markout" says nothing about the fill
 NEVER = 1 << 62  # a due time no event reaches

@@ -24,6 +24,8 @@ class Side(IntEnum):
     SELL = -1
 
 
+NS_PER_MS = 1_000_000  # time in the core is integer ns (venues speak ms)
+NS_PER_S = 1_000_000_000
 MAX_DECIMAL_CHARS = 40  # longer than any price or size a venue sends
 MAX_FRAME_BYTES = 1 << 26
 """The longest frame anything here takes (64 MiB, the largest message or snapshot limit a

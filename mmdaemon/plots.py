@@ -24,13 +24,12 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from mmdaemon.analytics import (
-    NS_PER_S,
     SampleRow,
     pnl_series,
     quoted_spread_bps,
     sample_weights_ns,
 )
-from mmdaemon.model import Fill, Instrument, Side
+from mmdaemon.model import NS_PER_S, Fill, Instrument, Side
 
 _MAX_POINTS = 20_000  # per line: a week of 250 ms samples would make a slow, unreadable plot
 _DPI = 100

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mmdaemon.analytics import NS_PER_S, compute_metrics
+from mmdaemon.analytics import compute_metrics
 from mmdaemon.journal_reader import load_journal, load_markouts
 from mmdaemon.metric_definitions import DEFINITIONS
-from mmdaemon.model import Instrument
+from mmdaemon.model import NS_PER_S, Instrument
 from mmdaemon.orderlog import FILLS_FILE, ORDERS_FILE, ExportResult, export
 from mmdaemon.sharpe import sharpe_text
 

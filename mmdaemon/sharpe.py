@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from mmdaemon.markouts import NS_PER_S
+from mmdaemon.model import NS_PER_S
 
 MIN_SHARPE_INTERVALS = 30
 """Fewest intervals for an annualised Sharpe ratio; below it the figure is None, with the

@@ -48,7 +48,7 @@ from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.exchange.base import Listener, StatusListener, VenueRefused, VenueStatus
 from mmdaemon.exchange.binance_requests import RequestChannel
 from mmdaemon.exchange.binance_settings import GatewayError, GatewaySettings, redact_url, refusal
-from mmdaemon.model import Instrument, Side, Trade
+from mmdaemon.model import NS_PER_MS, NS_PER_S, Instrument, Side, Trade
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues.binance_order_io import (
     Answered,
@@ -63,8 +63,6 @@ from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_f
 
 __all__ = ["BinanceGateway", "GatewayError", "GatewaySettings", "redact_url"]
 
-_MS: Final = 1_000_000  # ns per ms
-_S: Final = 1_000_000_000  # ns per s
 _POLL_S: Final = 0.005  # how often cancel_all re-checks while it waits for confirmations
 _SWEEP_PAUSE_MAX_S: Final = 1.0  # cancel_all's pause between sweeps grows up to this
 
@@ -98,7 +96,7 @@ class BinanceGateway:
         self.log = log
         self._creds = credentials._replace(recv_window_ms=settings.recv_window_ms)
         self._clock: Clock = clock or SystemClock()
-        self._now_ms = now_ms or (lambda: self._clock.wall_ns() // _MS)
+        self._now_ms = now_ms or (lambda: self._clock.wall_ns() // NS_PER_MS)
         self._rng = rng
         self._proto = OrderEntryProtocol(
             instrument, self._creds, settings.client_prefix, log, rng=rng,
@@ -198,7 +196,7 @@ class BinanceGateway:
         connection is aborted). Open orders stay at the venue (the daemon's final
         cancel-all comes first)."""
         clock = self._clock
-        deadline = None if timeout_s is None else clock.monotonic_ns() + round(timeout_s * _S)
+        deadline = None if timeout_s is None else clock.monotonic_ns() + round(timeout_s * NS_PER_S)
         self._closing = True
         tasks = [t for t in (self._supervisor, self._recheck, *self._tasks, *self._channel.tasks)
                  if t is not None]
@@ -210,7 +208,7 @@ class BinanceGateway:
         ws = self._ws
         if ws is not None:
             if deadline is not None:  # read by websockets when the close frame is sent
-                ws.close_timeout = max(0.0, (deadline - clock.monotonic_ns()) / _S)
+                ws.close_timeout = max(0.0, (deadline - clock.monotonic_ns()) / NS_PER_S)
             await self._hang_up(ws)
         self._set_status(VenueStatus(False, "closed"))
 
@@ -245,7 +243,7 @@ class BinanceGateway:
             # the place's answer decides what there is to cancel
             await self._wait(lambda: not self._proto.is_placing(order_id),
                              self._clock.monotonic_ns()
-                             + round((self.settings.request_timeout_s + 1) * _S))
+                             + round((self.settings.request_timeout_s + 1) * NS_PER_S))
         await self._channel.drive(self._proto.cancel(order_id, self._connected()))
 
     async def cancel_all(self) -> int:
@@ -259,7 +257,7 @@ class BinanceGateway:
         connection), :meth:`open_order_count` stays > 0.
         """
         clock, s = self._clock, self.settings
-        deadline = clock.monotonic_ns() + round(s.cancel_all_timeout_s * _S)
+        deadline = clock.monotonic_ns() + round(s.cancel_all_timeout_s * NS_PER_S)
         if not await self._wait(self._connected, deadline):
             self.log.error("gateway_cancel_all_unconfirmed", reason="disconnected",
                            open_orders=self.open_order_count())
@@ -269,7 +267,7 @@ class BinanceGateway:
             # late reports (a fill just before the sweep) settle the rest by themselves
             await self._wait(lambda: self.open_order_count() == 0,
                              min(deadline,
-                                 clock.monotonic_ns() + round(s.request_timeout_s / 5 * _S)))
+                                 clock.monotonic_ns() + round(s.request_timeout_s / 5 * NS_PER_S)))
         pause = s.backoff_initial_s
         while (not swept or self.open_order_count()) and clock.monotonic_ns() < deadline:
             try:
@@ -281,12 +279,12 @@ class BinanceGateway:
             # paced: what a sweep leaves (a place still in flight, a late report) settles by
             # itself, and sweeping again at once would spend the request weight in a tight
             # loop (a 429, then an IP ban); no sweep before a rate limit lifts either
-            retry_at = min(deadline, max(clock.monotonic_ns() + round(pause * _S),
+            retry_at = min(deadline, max(clock.monotonic_ns() + round(pause * NS_PER_S),
                                          self._proto.limits.until_ns))
             if swept:
                 await self._wait(lambda: self.open_order_count() == 0, retry_at)
             else:
-                await clock.sleep(max(0, retry_at - clock.monotonic_ns()) / _S)
+                await clock.sleep(max(0, retry_at - clock.monotonic_ns()) / NS_PER_S)
             await self._wait(self._connected, deadline)
             pause = min(2 * pause, _SWEEP_PAUSE_MAX_S)
         left = self.open_order_count()
@@ -385,7 +383,7 @@ class BinanceGateway:
         """Make the first connection (at once), then reconnect whenever the connection is
         lost (after a backoff), until :meth:`close`. Every failed attempt is followed by
         the next after a backoff that grows with the attempts."""
-        healthy_ns = round(self.settings.healthy_after_s * _S)
+        healthy_ns = round(self.settings.healthy_after_s * NS_PER_S)
         attempt = 0
         delay: float | None = None  # before the next attempt; None: at once
         while not self._closing:
@@ -433,7 +431,7 @@ class BinanceGateway:
         before the venue's rate limit lifts (a request it refuses meanwhile, the
         subscription's too, is what turns a 429 into an IP ban)."""
         s = self.settings
-        held_s = max(0, self._proto.limits.until_ns - self._clock.monotonic_ns()) / _S
+        held_s = max(0, self._proto.limits.until_ns - self._clock.monotonic_ns()) / NS_PER_S
         return max(held_s, backoff_delay(attempt, s.backoff_initial_s, s.backoff_max_s,
                                          self._rng))
 
@@ -473,7 +471,7 @@ class BinanceGateway:
 
     def _wall_ns(self) -> int:
         """Now on the venue's clock, whole ms (what a signed request is stamped with)."""
-        return self._now_ms() * _MS
+        return self._now_ms() * NS_PER_MS
 
     def _pump(self) -> None:
         """Hand the protocol's outputs to whom they are for, in order."""
@@ -538,7 +536,7 @@ class BinanceGateway:
         """Rate limited until monotonic ``until_ns``: re-check the status then."""
         if self._limit_handle is not None:
             self._limit_handle.cancel()
-        delay_s = max(0, until_ns - self._clock.monotonic_ns()) / _S
+        delay_s = max(0, until_ns - self._clock.monotonic_ns()) / NS_PER_S
         self._limit_handle = asyncio.get_running_loop().call_later(delay_s, self._limit_lifted)
         self._update_status()
 

@@ -39,10 +39,9 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from mmdaemon.model import MAX_FRAME_BYTES, Malformed
+from mmdaemon.model import MAX_FRAME_BYTES, NS_PER_S, Malformed
 
 GZIP_MAGIC = b"\x1f\x8b"
-NS_PER_S = 1_000_000_000
 
 MIN_RECV_NS = 1_230_768_000 * NS_PER_S
 """2009-01-01T00:00:00Z: no venue this reads was streaming before it."""

@@ -29,17 +29,24 @@ stay true to the model.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from mmdaemon.book import OrderBook
 from mmdaemon.exchange.fill_model import NO_BOOK, POST_ONLY_CROSS, PaperVenue
-from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderUpdate, Side, Trade
+from mmdaemon.model import (
+    NS_PER_MS,
+    ExecutionEvent,
+    Fill,
+    Instrument,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+    Trade,
+)
 from mmdaemon.sim import wire
 from mmdaemon.sim.accounts import Ledger, VenueOrder
 from mmdaemon.sim.faults import Faults
 from mmdaemon.venues import binance_api as api
-
-_MS: Final = 1_000_000  # ns per ms
 
 UserDataEvent = tuple[str, dict[str, Any]]
 """(API key, event object): a user-data event for that account's subscribers."""
@@ -105,7 +112,7 @@ class Matching:
 
     def ms(self) -> int:
         """Model time in ms (the server clock before the first market event)."""
-        return self.now_ns // _MS if self.now_ns else self._now_ms()
+        return self.now_ns // NS_PER_MS if self.now_ns else self._now_ms()
 
     def place(self, api_key: str, side: Side, price: int, size: int,
               client_id: str | None) -> VenueOrder:

@@ -33,6 +33,7 @@ import orjson
 
 from mmdaemon import speedups
 from mmdaemon.model import (
+    NS_PER_MS,
     BookUpdate,
     Gap,
     Instrument,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 Market = Literal["spot", "usdm"]
 Handler = Callable[[dict[str, Any], int], list[MarketEvent]]
-_MS = 1_000_000
 _NO_EVENTS: list[MarketEvent] = []  # shared, never mutated
 # Event tuples are built with tuple.__new__ on the hottest paths: the generated NamedTuple
 # constructor is a Python function and costs 2.5x more for the same result.
@@ -433,7 +433,7 @@ def _ms(value: object) -> int:
     or a list would be repeated a million times over, a float is not a time in ns."""
     if type(value) is not int:
         raise FrameError(f"time is not an integer (ms): {type(value).__name__}")
-    return value * _MS
+    return value * NS_PER_MS
 
 
 def stream_kind(stream: object) -> str:
@@ -470,7 +470,7 @@ def raw_kind(msg: dict[str, Any]) -> str:
 # compact JSON, so the bytes can be searched without decoding the frame; in valid JSON only a
 # key can match, since a quote inside a string value is escaped (\"E\":).
 _EVENT_TIME = re.compile(rb'"E":([0-9]{1,13})[,}]')
-_MAX_EVENT_MS = (2**63 - 1) // _MS  # beyond this the time in ns is no int64 (journal, logs)
+_MAX_EVENT_MS = (2**63 - 1) // NS_PER_MS  # beyond this the time in ns is no int64 (journal, logs)
 
 
 def frame_event_ns(frame: bytes) -> int:
@@ -485,4 +485,4 @@ def frame_event_ns(frame: bytes) -> int:
     if match is None:
         return 0
     ms = int(match[1])
-    return ms * _MS if ms <= _MAX_EVENT_MS else 0
+    return ms * NS_PER_MS if ms <= _MAX_EVENT_MS else 0

@@ -61,7 +61,6 @@ from mmdaemon.model import Fill, Instrument, OrderUpdate, Side
 WS_API_PATH: Final = "/ws-api/v3"
 MAX_RECV_WINDOW_MS: Final = 60_000  # the venue refuses a larger recvWindow
 DEFAULT_RECV_WINDOW_MS: Final = 5_000  # what the venue assumes when recvWindow is absent
-_MS: Final = 1_000_000  # ns per ms
 
 # ---- methods -------------------------------------------------------------------------------
 

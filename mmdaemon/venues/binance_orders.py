@@ -75,7 +75,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from mmdaemon.model import Instrument, OrderStatus, OrderUpdate, Side
+from mmdaemon.model import NS_PER_MS, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance_order_io import (
@@ -93,7 +93,6 @@ from mmdaemon.venues.binance_order_io import (
 from mmdaemon.venues.binance_order_state import OpenOrder, OrderRecord, OrderStates, Phase
 from mmdaemon.venues.binance_rate_limit import RateLimitHold
 
-_MS: Final = 1_000_000  # ns per ms
 _UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
 _AUTH_ERRORS: Final = frozenset({
     api.INVALID_SIGNATURE, api.BAD_API_KEY_FMT, api.REJECTED_MBX_KEY,
@@ -180,7 +179,7 @@ class OrderEntryProtocol(OrderStates):
         :meth:`forget` it)."""
         self._next_request += 1
         request_id = self._next_request
-        frame = request.build(request_id, wall_ns // _MS)
+        frame = request.build(request_id, wall_ns // NS_PER_MS)
         self._pending[request_id] = request.handler
         return request_id, frame
 
@@ -367,7 +366,7 @@ class OrderEntryProtocol(OrderStates):
     # ---- frames -------------------------------------------------------------------------------
 
     def _on_response(self, response: api.Response, mono_ns: int) -> None:
-        delay_s = self.limits.on_response(response, mono_ns, self._now_ns // _MS)
+        delay_s = self.limits.on_response(response, mono_ns, self._now_ns // NS_PER_MS)
         if delay_s is not None:
             self.log.warning("gateway_rate_limited", status=response.status,
                              reason=reason(response), retry_in_s=round(delay_s, 3))

@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import orjson
 
-from mmdaemon.model import Fill, Instrument, OrderStatus, OrderUpdate, Side
+from mmdaemon.model import NS_PER_MS, Fill, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues.binance_api import (
     REJECT_NONE,
     TOO_MANY_REQUESTS,
@@ -56,8 +56,6 @@ from mmdaemon.venues.binance_api import (
     UserEvent,
     order_id_of,
 )
-
-_MS: Final = 1_000_000  # ns per ms
 
 # ---- parsing -------------------------------------------------------------------------------
 
@@ -379,7 +377,7 @@ def _execution_report(
     reason = reason or implied_reason
     event_ms = _int(event, "E")
     transact_ms = _int(event, "T") if "T" in event else event_ms
-    ts_ns = transact_ms * _MS
+    ts_ns = transact_ms * NS_PER_MS
     commission = _decimal(event.get("n", "0"), "n")
     raw_asset = event.get("N")
     if raw_asset is not None and not isinstance(raw_asset, str):
@@ -462,7 +460,7 @@ def order_update_from_result(
     except _Bad as exc:
         return ProtocolError(f"order result: {exc}")
     status, reason = mapped
-    return OrderUpdate(order_id, status, side, price, size, filled, reason, ms * _MS)
+    return OrderUpdate(order_id, status, side, price, size, filled, reason, ms * NS_PER_MS)
 
 
 def parse_frame(
@@ -563,7 +561,7 @@ def fill_from_trade(
                            assets, asset_prices)
     side = Side.BUY if trade.is_buyer else Side.SELL
     fill = Fill(order_id, side, trade.price, trade.qty, fee or 0, trade.is_maker,
-                trade.time_ms * _MS, trade.trade_id)
+                trade.time_ms * NS_PER_MS, trade.trade_id)
     return fill, fee is not None
 
 

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Final
 
 from mmdaemon.backoff import backoff_delay
+from mmdaemon.model import NS_PER_MS, NS_PER_S
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 
-_MS: Final = 1_000_000  # ns per ms
-_S: Final = 1_000_000_000  # ns per s
 _INTERVAL_MS: Final = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 
 
@@ -63,10 +62,10 @@ class RateLimitHold:
                     delay_ms = max(delay_ms, (wall_ms // window + 1) * window - wall_ms)
         if delay_ms > 0:
             delay_s = delay_ms / 1000
-            until = mono_ns + delay_ms * _MS
+            until = mono_ns + delay_ms * NS_PER_MS
         else:
             self._attempt += 1
             delay_s = backoff_delay(self._attempt, self._initial_s, self._max_s, self._rng)
-            until = mono_ns + round(delay_s * _S)
+            until = mono_ns + round(delay_s * NS_PER_S)
         self.until_ns = max(self.until_ns, until)
         return delay_s
