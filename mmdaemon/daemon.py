@@ -495,7 +495,7 @@ class Service:
         else:
             feed = FeedView(True, live.connects, live.reconnects, live.snapshots,
                             live.snapshot_failures, live.sheds, live.backlog,
-                            self.pump.lag_max_ns, self.pump.backlog_max, self.event_now())
+                            self.pump.lag_max_ns, self.event_now())
         return self.engine.snapshot(feed)
 
     def two_sided(self) -> bool | None:

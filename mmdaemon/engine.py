@@ -221,7 +221,7 @@ class Engine:
         }).decode(), wall_ns)
         self.manager = OrderManager(restored.run_id, config.orders.price_tolerance_ticks,
                                     config.orders.size_tolerance_lots)
-        self.log.info("journal_restored", path=str(getattr(journal, "path", "")),
+        self.log.info("journal_restored", path=str(journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
                       killed=killed, kill_reason=kill_reason, latch_file=str(latch.path),
@@ -737,8 +737,7 @@ class Engine:
         inst, config, m, book = self.instrument, self.config, self.market, self.book
         market = MarketView(m.frames, m.malformed, m.undecodable, m.first_malformed,
                             m.depth_updates, m.snapshots, m.trades, m.tickers, m.gaps,
-                            m.crossed, m.resyncs, book.synced, book.best_bid(),
-                            book.best_ask(), self.last_book_ns)
+                            m.crossed, m.resyncs, book.synced, self.last_book_ns)
         return Snapshot(inst.symbol, config.instrument.venue, config.exchange.adapter,
                         inst.tick_size, inst.lot_size, self.currency, self.now_ns, feed,
                         market, self._trading_view() if self.opened() else None)
@@ -753,7 +752,7 @@ class Engine:
             is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
             Fraction(pos.realized), Fraction(pos.fees), mark,
             pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
-            risk.state.value, risk.killed, risk.kill_reason, tuple(risk.halts),
+            risk.state.value, risk.killed, tuple(risk.halts),
             tuple(risk.reducing), self.breakers.trips,
             self.markouts.stats.rows(self.instrument),
             AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from mmdaemon.markouts import Markout
 from mmdaemon.model import Fill, OrderStatus, OrderUpdate
 from mmdaemon.orders.manager import LiveOrder
 
@@ -112,9 +113,11 @@ MAX_BUFFERED_ORDER_LOG = 1024
 class Store(Protocol):
     """The journal as the engine writes it (:class:`mmdaemon.journal.Journal`)."""
 
+    path: Path
+
     def record_fill(self, fill: Fill) -> bool: ...
 
-    def add_markouts(self, markouts: Any) -> None: ...
+    def add_markouts(self, markouts: list[Markout]) -> None: ...
 
     def add_samples(self, rows: list[Sample]) -> None: ...
 
@@ -130,7 +133,7 @@ class Store(Protocol):
 
     def get(self, key: str, default: str) -> str: ...
 
-    def markouts(self) -> Any: ...
+    def markouts(self) -> list[tuple[str, int, int, int]]: ...
 
 
 class Records:
@@ -168,7 +171,7 @@ class Records:
         if len(self.order_log) >= MAX_BUFFERED_ORDER_LOG:
             self._flush_order_log()
 
-    def flush(self, markouts: list[Any]) -> None:
+    def flush(self, markouts: list[Markout]) -> None:
         """Write the buffered samples, the resolved ``markouts`` and the order-log rows."""
         self._flush_samples()
         if markouts and not self.broken:

@@ -49,7 +49,6 @@ class FeedView:
     sheds: int = 0
     backlog: int = 0
     lag_max_ns: int = 0  # the longest a live frame waited to be processed
-    backlog_max: int = 0  # the most frames queued at the live feed at once
     event_now_ns: int = 0  # event time now (a live feed's: the last frame's plus since)
 
 
@@ -69,8 +68,6 @@ class MarketView:
     crossed: int
     resyncs: int
     synced: bool
-    best_bid: int | None
-    best_ask: int | None
     last_book_ns: int  # receive time of the last book update, 0 before the first
 
 
@@ -109,7 +106,6 @@ class TradingView:
     total_units: Fraction | None  # None without a mark while holding a position
     state: str
     killed: bool
-    kill_reason: str
     halts: tuple[str, ...]
     reducing: tuple[str, ...]
     breaker_trips: int
