@@ -75,6 +75,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
+from mmdaemon.aio import first_of
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordedFrame
@@ -344,14 +345,7 @@ class WebsocketFeed:
         """Read ``ws`` until it ends or goes silent for ``stale_after_ms``; why it ended.
         Errors of the connection (closed, a frame too large) are raised."""
         self._waiting_since = self.clock.monotonic_ns()
-        reader = asyncio.create_task(self._read(ws), name="ws-read")
-        watch = asyncio.create_task(self._watch_silence(), name="ws-stale")
-        try:
-            await asyncio.wait((reader, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            reader.cancel()
-            watch.cancel()
-            await asyncio.gather(reader, watch, return_exceptions=True)
+        reader, watch = await first_of(self._read(ws), self._watch_silence())
         return reader.result() if reader.done() and not reader.cancelled() else watch.result()
 
     async def _watch_silence(self) -> str:

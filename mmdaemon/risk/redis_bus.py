@@ -41,6 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from mmdaemon.aio import first_of
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.config import FirmConfig
 from mmdaemon.risk.firm import (
@@ -223,14 +224,7 @@ class FirmBus:
     async def _next_beat(self, interval_s: float) -> None:
         """Return when the period (``interval_s`` on the clock) is up, or sooner when
         :meth:`publish_soon` asks."""
-        period = asyncio.create_task(self.clock.sleep(interval_s), name="firm-period")
-        woken = asyncio.create_task(self._wake.wait(), name="firm-wake")
-        try:
-            await asyncio.wait((period, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            period.cancel()
-            woken.cancel()
-            await asyncio.gather(period, woken, return_exceptions=True)
+        await first_of(self.clock.sleep(interval_s), self._wake.wait())
 
     async def cycle(self, client: Redis) -> None:
         """One heartbeat round: publish, read, act; or note the failure."""

@@ -28,7 +28,8 @@ LAYERS: dict[str, int] = {
     "risk": CORE, "exchange": CORE, "feed": SHELL, "sim": SHELL,  # the packages themselves
     "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py
     # shells: I/O and time around the core, one responsibility each
-    "clock": SHELL, "feed.": SHELL, "exchange.paper": SHELL, "exchange.binance_gateway": SHELL,
+    "clock": SHELL, "aio": SHELL, "feed.": SHELL, "exchange.paper": SHELL,
+    "exchange.binance_gateway": SHELL,
     "exchange.credentials": SHELL, "exchange.binance_requests": SHELL,
     "exchange.binance_settings": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
