@@ -291,6 +291,23 @@ class Quote(NamedTuple):
     ts_ns: int
 
 
+class Ladder(NamedTuple):
+    """Desired quotes, several levels a side: what a strategy returns and the order manager
+    works towards.
+
+    ``bids`` and ``asks`` are ``(price ticks, size lots)`` levels, best first: bid prices
+    strictly descending, ask prices strictly ascending, every size > 0 (a level not wanted is
+    left out; an empty side quotes nothing on that side), the best bid below the best ask.
+    ``fair`` is the fair value (fractional ticks) the ladder was built around, ``ts_ns`` the
+    event time that produced it. A ladder with both sides empty pulls every quote.
+    """
+
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    fair: float
+    ts_ns: int
+
+
 class Fill(NamedTuple):
     """One execution of our order.
 
