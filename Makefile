@@ -101,7 +101,7 @@ lock-check: $(UV)
 	(keep every other pin) or 'make lock' (newest releases), test, and commit uv.lock"; exit 1; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check mmdaemon tests bench
+	$(BIN)/ruff check mmdaemon tests bench examples
 	$(BIN)/mypy
 
 lock: $(UV)

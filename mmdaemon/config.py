@@ -273,6 +273,35 @@ class FirmConfig:
     desk_max_drawdown_action: Literal["reduce", "kill"] = "kill"
 
 
+PLUGIN_KEYS = ("class", "params", "path", "error_hold_ms")
+"""The ``[strategy]`` keys that choose the strategy; its sub-tables configure the built-ins."""
+BUILTIN_STRATEGIES = ("composition", "avellaneda_stoikov", "glft")
+"""Built-in strategy names (:mod:`mmdaemon.strategy.builtin`); the last two fix the skew mode."""
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """Which strategy quotes (``[strategy]`` keys ``class``, ``params``, ``path``,
+    ``error_hold_ms``).
+
+    ``name``: a built-in (:data:`BUILTIN_STRATEGIES`), ``"package.module:Class"``, or a name
+    registered in the ``mmdaemon.strategies`` entry-point group. ``params``: the
+    ``[strategy.params]`` table, handed to the class as it is. ``path``: directories put in
+    front of the import path to find the module (relative to the config file).
+    ``error_hold_ms``: after the strategy raised, quotes stay pulled (HALTED) until it has
+    answered well again this long after its last failure (ms of event time).
+    """
+
+    name: str = "composition"
+    params: dict[str, Any] = field(default_factory=dict)
+    path: tuple[str, ...] = ()
+    error_hold_ms: int = 5000
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_STRATEGIES
+
+
 @dataclass(frozen=True)
 class Config:
     instrument: InstrumentConfig
@@ -280,6 +309,7 @@ class Config:
     risk: RiskConfig
     state: StateConfig
     strategy: QuoterParams = field(default_factory=QuoterParams)
+    plugin: PluginConfig = field(default_factory=PluginConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -302,9 +332,60 @@ def parse_config(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    config = _build(Config, raw, "")
+    plugin = _plugin(raw)
+    config = dataclasses.replace(_build(Config, raw, ""), plugin=plugin)
     _check(config)
     return _share_maker_fee(config, raw)
+
+
+def _plugin(raw: dict[str, Any]) -> PluginConfig:
+    """Take the strategy-choosing keys out of ``raw["strategy"]`` (the rest configures the
+    built-ins) and check them; a built-in that fixes a skew mode sets it."""
+    table = raw.get("strategy")
+    if not isinstance(table, dict):
+        return PluginConfig()
+    taken = {key: table.pop(key) for key in PLUGIN_KEYS if key in table}
+    if "plugin" in table:
+        raise ConfigError("strategy.plugin: unknown key (the strategy is chosen with "
+                          "strategy.class)")
+    name = taken.get("class", "composition")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"strategy.class: expected a built-in "
+                          f"({', '.join(BUILTIN_STRATEGIES)}), 'package.module:Class' or a "
+                          f"registered strategy name, got {_show(name)}")
+    if ":" not in name and not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ConfigError(f"strategy.class: expected a built-in "
+                          f"({', '.join(BUILTIN_STRATEGIES)}), 'package.module:Class' or a "
+                          f"registered strategy name, got {name!r}")
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        if not all(part.isidentifier() for part in module.split(".")) or not attr.isidentifier():
+            raise ConfigError(f"strategy.class: expected 'package.module:Class' (Python names), "
+                              f"got {name!r}")
+    params = taken.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError(f"strategy.params: expected a table (the strategy's own "
+                          f"parameters), got {_show(params)}")
+    if params and name in BUILTIN_STRATEGIES:
+        raise ConfigError(f"strategy.params: the built-in {name!r} takes its parameters from "
+                          f"the [strategy.*] tables, not strategy.params")
+    path = _convert(tuple[str, ...], taken.get("path", []), "strategy.path")
+    hold = _convert(int, taken.get("error_hold_ms", 5000), "strategy.error_hold_ms")
+    if hold < 0:
+        raise ConfigError(f"strategy.error_hold_ms: expected an integer >= 0 (ms), got {hold}")
+    skew = BUILTIN_SKEW_MODE.get(name)
+    if skew is not None:
+        stated = table.setdefault("skew", {})
+        if isinstance(stated, dict):
+            if stated.get("mode", skew) != skew:
+                raise ConfigError(f"strategy.skew.mode: the built-in {name!r} quotes with "
+                                  f"mode {skew!r}, got {stated['mode']!r}; leave it out")
+            stated["mode"] = skew
+    return PluginConfig(name, params, path, hold)
+
+
+BUILTIN_SKEW_MODE = {"avellaneda_stoikov": "avellaneda_stoikov", "glft": "glft"}
+"""The built-in strategies that fix the skew model, and to what."""
 
 
 def _share_maker_fee(config: Config, raw: dict[str, Any]) -> Config:

@@ -40,8 +40,11 @@ def resolve_paths(config: Config, base: Path) -> Config:
     latency_file = config.exchange.latency_file
     if latency_file:
         latency_file = _resolve(base, latency_file, "exchange.latency_file")
+    plugin = dataclasses.replace(config.plugin, path=tuple(
+        _resolve(base, p, f"strategy.path[{i}]") for i, p in enumerate(config.plugin.path)))
     return dataclasses.replace(
         config,
+        plugin=plugin,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
         exchange=dataclasses.replace(config.exchange, credentials=credentials,

@@ -57,6 +57,7 @@ from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, OpenState, open_state
+from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
     feed_settings,
     limits,
@@ -118,6 +119,7 @@ class Service:
         self.exchange = make_exchange(config, inst, log, self._event_ns, clock)
         self.engine = engine = Engine(
             config, inst, market, self.exchange, self, log, limits(config, inst),
+            load_strategy(config, inst, log),
             currency=quote_currency(inst.symbol, config.instrument.venue,
                                     config.firm.quote_asset),
             live=self.live is not None,

@@ -11,7 +11,8 @@ the shell goes through :class:`EngineShell`.
 Where things happen:
 
 - a frame enters at :meth:`Engine.on_frame` (decoded by the venue's codec into the book);
-- the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` in :meth:`Engine.decide`;
+- the quote is decided by the strategy (:mod:`mmdaemon.strategy`: a built-in or a desk's
+  own) in :meth:`Engine.decide`, through :class:`~mmdaemon.strategy.guard.StrategyGuard`;
 - risk vetoes it in one place, in this order: the trading state gates the quote
   (:meth:`Engine.gate`: HALTED/KILLED nothing, REDUCING only the side that shrinks
   inventory); the instrument's minimums cut sides that cannot become orders (counted,
@@ -27,15 +28,15 @@ Where things happen:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
 from fractions import Fraction
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from mmdaemon.book import OrderBook
 from mmdaemon.config import Config
+from mmdaemon.engine_ports import Counters, EngineShell, Limits, Matcher
 from mmdaemon.exchange.latency import MAX_PLAUSIBLE_NS, LatencyRecorder
 from mmdaemon.market import MarketState
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
@@ -45,6 +46,7 @@ from mmdaemon.model import (
     Fill,
     Gap,
     Instrument,
+    Ladder,
     Malformed,
     MarketEvent,
     OrderStatus,
@@ -56,7 +58,6 @@ from mmdaemon.model import (
 )
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
-from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.records import (
     FILL,
     Latch,
@@ -68,64 +69,20 @@ from mmdaemon.records import (
 )
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
-from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
+from mmdaemon.risk.rules import PreTradeChecks
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
 from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
+from mmdaemon.strategy.api import LimitsView, QueueEstimates, Strategy, StrategyView
+from mmdaemon.strategy.builtin import QuoterStrategy
+from mmdaemon.strategy.guard import STRATEGY_ERROR, StrategyGuard
 
+RECENT_TRADES = 1000
+"""Public trades the strategy view keeps (:attr:`StrategyView.trades`)."""
 MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 NOT_DECIDED: list[OrderAction] = []
 """What :meth:`Engine.on_events` returns when the events changed no quoter input: no quote
 was decided (the feed task times tick-to-quote on the others). Never appended to."""
-
-
-class Matcher(Protocol):
-    """The venue's side of the market: a simulated venue matches our resting orders against
-    each event (a live one ignores them)."""
-
-    def on_book(self, book: OrderBook, now_ns: int) -> None: ...
-
-    def on_trade(self, trade: Trade, now_ns: int) -> None: ...
-
-
-class EngineShell(Protocol):
-    """What the engine asks of the shell around it, synchronously."""
-
-    def state_changed(self, old: TradingState, new: TradingState) -> None:
-        """The trading state changed (systemd status, READY)."""
-
-    def fail(self, why: str) -> None:
-        """End the run with exit status 1 (the way out cancels every order first)."""
-
-    def supervised(self) -> None:
-        """A supervisor tick ran (READY may be due although no state changed)."""
-
-    def exposure_changed(self) -> None:
-        """A fill changed what the firm risk bus publishes."""
-
-    def wall_ns(self) -> int:
-        """Wall time (ns since the epoch) for the order log's ``wall_ns`` column only: never
-        an input to a decision."""
-
-
-@dataclass
-class Counters:
-    """What the engine sent and decided, for the summary and the metrics."""
-
-    quotes: int = 0
-    orders: int = 0
-    amends: int = 0
-    cancels: int = 0
-    blocked: int = 0
-    rejects: int = 0
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The risk parameters built from a config (swapped in whole on reload)."""
-
-    checks: PreTradeLimits
-    breakers: BreakerLimits
 
 
 class Engine:
@@ -136,9 +93,9 @@ class Engine:
     it); ``live`` says the feed is the venue's own (feed latency is measurable)."""
 
     def __init__(self, config: Config, instrument: Instrument, market: MarketState,
-                 matcher: Matcher, shell: EngineShell, log: Any, limits: Limits, *,
-                 currency: str, live: bool = False, log_debug: bool = False,
-                 firm: bool = False) -> None:
+                 matcher: Matcher, shell: EngineShell, log: Any, limits: Limits,
+                 strategy: Strategy, *, currency: str, live: bool = False,
+                 log_debug: bool = False, firm: bool = False) -> None:
         self.config = config
         self.instrument = instrument
         self.market = market
@@ -153,7 +110,14 @@ class Engine:
         # exact markouts of our fills (mmdaemon.markouts): told each event before it applies
         self.markouts = MarkoutTracker(config.report.markout_horizons_s,
                                        partial(book_mid_x2, self.book))
-        self.quoter = Quoter(instrument, config.strategy)
+        self.guard = StrategyGuard(strategy, config.plugin.name, instrument,
+                                   config.plugin.error_hold_ms * 1_000_000, log,
+                                   self._strategy_failing, self._level_cut)
+        # the built-ins' quoter, for the readers of its adverse-selection detector
+        self.quoter = strategy.quoter if isinstance(strategy, QuoterStrategy) else None
+        self.trades: deque[Trade] = deque(maxlen=RECENT_TRADES)  # the view's public trades
+        self.queues = QueueEstimates()
+        self.limits = limits
         self.checks = PreTradeChecks(limits.checks)
         self.breaker_limits = limits.breakers
         self.counters = Counters()
@@ -186,6 +150,7 @@ class Engine:
         self.risk: RiskState
         self.breakers: Breakers
         self.manager: OrderManager
+        self.view: StrategyView
 
     # -- start ----------------------------------------------------------------------------
 
@@ -200,7 +165,6 @@ class Engine:
         self.position = position = Position()
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
-        self.quoter.set_inventory(position.position)
         self.markouts.restore(journaled_stats(self.markouts.horizons_ns, restored.fills,
                                               journal.markouts()))
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
@@ -221,6 +185,9 @@ class Engine:
         }).decode(), wall_ns)
         self.manager = OrderManager(restored.run_id, config.orders.price_tolerance_ticks,
                                     config.orders.size_tolerance_lots)
+        self.view = StrategyView(self.instrument, self.book, self.trades, self.queues,
+                                 position, self.manager.orders, self.risk,
+                                 self._limits_view())
         self.log.info("journal_restored", path=str(journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
@@ -268,14 +235,18 @@ class Engine:
             if kind is BookUpdate:
                 self.last_book_ns = recv_ns
                 self.matcher.on_book(self.book, recv_ns)
+                self.queues.on_book(self.book, self.manager.orders)
                 requote = True
             elif kind is Trade:
-                # a public trade moves no quoter input (the model prices from the book);
-                # it can fill us, and a fill requotes through self.requote
+                # a public trade does not requote (strategies price from the book); it can
+                # fill us, and a fill requotes through self.requote
                 self.matcher.on_trade(event, recv_ns)  # type: ignore[arg-type]
-                self.quoter.on_trade(event)  # type: ignore[arg-type]
+                self.trades.append(event)  # type: ignore[arg-type]
+                self.view.now_ns = recv_ns
+                self.guard.on_trade(event, self.view)  # type: ignore[arg-type]
             elif kind is TopOfBook:
-                self.quoter.on_top_of_book(event)  # type: ignore[arg-type]
+                self.view.now_ns = recv_ns
+                self.guard.on_top_of_book(event, self.view)  # type: ignore[arg-type]
             elif kind is Gap:
                 self.need_snapshot = True  # live: fetch one; replay: wait for the next
                 requote = True
@@ -304,14 +275,17 @@ class Engine:
         """A new quote on the book as it stands, through the risk gate, into order actions."""
         self.requote = False
         self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
-        quote = self.quoter.on_book(self.book, now_ns)
-        self._fair = quote.fair
+        view = self.view
+        view.now_ns = now_ns
+        ladder = self.guard.quote(view)
+        self._fair = ladder.fair
         self.counters.quotes += 1
-        gated = self.gate(quote)
-        if gated is not None and (gated.bid_size == 0 or gated.ask_size == 0):
-            self._count_cuts(gated)
-        self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
-        return self.manager.decide(gated)
+        gated = self.gate(ladder)
+        if gated is not None:
+            gated = self.guard.sendable(gated, view)
+        quote = _innermost(gated if gated is not None else ladder._replace(bids=(), asks=()))
+        self._last_quote = quote
+        return self.manager.decide(quote if gated is not None else None)
 
     def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
         """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
@@ -350,36 +324,41 @@ class Engine:
 
     # -- the risk gate ---------------------------------------------------------------------
 
-    def gate(self, quote: Quote) -> Quote | None:
+    def gate(self, ladder: Ladder) -> Ladder | None:
         """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
         state = self.risk.state
         if state is TradingState.ACTIVE:
-            return quote
+            return ladder
         if state is TradingState.REDUCING:
-            return quote._replace(
-                bid_size=quote.bid_size if self._reduces(Side.BUY) else 0,
-                ask_size=quote.ask_size if self._reduces(Side.SELL) else 0,
-            )
+            return ladder._replace(bids=ladder.bids if self._reduces(Side.BUY) else (),
+                                   asks=ladder.asks if self._reduces(Side.SELL) else ())
         return None
 
-    def _count_cuts(self, gated: Quote) -> None:
-        """Sides the state lets through that the instrument's size grid or minimums zeroed:
-        they could not become orders. Counted per quote; logged with the figures at the
-        first occurrence of a reason and then once per minute of event time."""
-        inst, reducing = self.instrument, self.risk.state is TradingState.REDUCING
-        for cut in self.quoter.size_cuts(gated):
-            if reducing and not self._reduces(cut.side):
-                continue  # the gate, not the instrument, holds this side back
-            due = self.unsendable.record(cut.reason, self.now_ns)
-            if not due:
-                continue
-            self.log.warning(
-                "quote_unsendable", reason=cut.reason, side=cut.side.name,
-                price=cut.price_ticks, wanted_lots=cut.wanted_lots, size_lots=cut.size_lots,
-                wanted_notional=f"{inst.notional(cut.price_ticks, cut.wanted_lots):f}",
-                min_size_lots=inst.min_size_lots, size_step_lots=inst.size_step_lots,
-                min_notional=f"{inst.min_notional:f}", count=due,
-                total=self.unsendable.counts[cut.reason])
+    def _level_cut(self, reason: str, side: Side, price: int, wanted: int, size: int) -> None:
+        """A level the gate let through that could not become an order (the instrument's
+        size grid and minimums, or it would take): counted per quote; logged with the
+        figures at the first occurrence of a reason and then once per minute of event
+        time."""
+        due = self.unsendable.record(reason, self.now_ns)
+        if not due:
+            return
+        inst = self.instrument
+        self.log.warning(
+            "quote_unsendable", reason=reason, side=side.name, price=price,
+            wanted_lots=wanted, size_lots=size,
+            wanted_notional=f"{inst.notional(price, wanted):f}",
+            min_size_lots=inst.min_size_lots, size_step_lots=inst.size_step_lots,
+            min_notional=f"{inst.min_notional:f}", count=due,
+            total=self.unsendable.counts[reason])
+
+    def _strategy_failing(self, failing: bool, values: dict[str, Any]) -> None:
+        """The strategy started or stopped failing: HALTED (quotes pulled) while it fails."""
+        self.risk.set_condition(TradingState.HALTED, STRATEGY_ERROR, failing, **values)
+
+    def _limits_view(self) -> LimitsView:
+        checks, breakers = self.limits.checks, self.limits.breakers
+        return LimitsView(checks.max_order_lots, checks.max_open_orders, checks.price_band_bps,
+                          breakers.inventory_soft_lots, breakers.inventory_hard_lots)
 
     def _reduces(self, side: Side) -> bool:
         """An order on ``side`` would shrink the position."""
@@ -421,6 +400,8 @@ class Engine:
             action = manager.cancel(action.order_id)
             why = blocked.code
         manager.sent(action)
+        if action.kind != "cancel":
+            self.queues.sent(action, self.book)
         self.records.order(self.now_ns, None, action.kind, action.order_id, action.side,
                         action.price, action.size, None, why)
         if self.log_debug:
@@ -499,9 +480,8 @@ class Engine:
         position.apply(fill)
         self.markouts.on_fill(fill)
         self.requote = True
-        self.quoter.set_inventory(position.position)
-        # 0: not even our own book had both sides; the detector then skips the fill
-        self.quoter.on_fill(fill, fill.mid_x2 / 2)
+        self.view.now_ns = self.now_ns
+        self.guard.on_fill(fill, self.view)
         self.log.info("fill", order_id=fill.order_id, exec_id=fill.exec_id,
                       side=fill.side.name, price=fill.price, size=fill.size, fee=fill.fee,
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
@@ -643,13 +623,19 @@ class Engine:
             return False
         return True
 
-    def reload(self, new: Config, quoter: Quoter, limits: Limits) -> None:
-        """Operator command (SIGHUP): swap in ``new``'s strategy, risk, order and report
-        parameters and the ``quoter`` built from them, all in one step (the caller built
-        them first, so a bad file changes nothing, and has checked that nothing needing a
-        restart changed). The new quoter's estimators start their warm-up again."""
-        quoter.set_inventory(self.position.position)
-        self.config, self.quoter = new, quoter
+    def reload(self, new: Config, strategy: Strategy, limits: Limits) -> None:
+        """Operator command (SIGHUP): swap in ``new``'s risk, order and report parameters
+        and the ``strategy`` built from them, all in one step (the caller built them first,
+        so a bad file changes nothing, and has checked that nothing needing a restart
+        changed). The new strategy's estimators start their warm-up again."""
+        self.config = new
+        self.guard = StrategyGuard(strategy, new.plugin.name, self.instrument,
+                                   new.plugin.error_hold_ms * 1_000_000, self.log,
+                                   self._strategy_failing, self._level_cut)
+        self.risk.set_condition(TradingState.HALTED, STRATEGY_ERROR, False, reloaded=True)
+        self.quoter = strategy.quoter if isinstance(strategy, QuoterStrategy) else None
+        self.limits = limits
+        self.view.limits = self._limits_view()
         self.checks = PreTradeChecks(limits.checks)
         self.breakers.limits = self.breaker_limits = limits.breakers
         self.manager.price_tolerance = new.orders.price_tolerance_ticks
@@ -745,7 +731,7 @@ class Engine:
     def _trading_view(self) -> TradingView:
         c, pos, risk, now = self.counters, self.position, self.risk, self.now_ns
         mark = self.mark()
-        adverse = self.quoter.adverse
+        adverse = self.quoter.adverse if self.quoter is not None else None
         return TradingView(
             c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
             dict(self.unsendable.counts), self.manager.open_orders(),
@@ -757,7 +743,8 @@ class Engine:
             self.markouts.stats.rows(self.instrument),
             AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),
                         tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
-                        adverse.baseline_adverse_move_rate(now), adverse.toxic(now)))
+                        adverse.baseline_adverse_move_rate(now), adverse.toxic(now))
+            if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False))
 
     def summary(self) -> dict[str, Any]:
         """The run's figures: counts, position and PnL in base/quote currency (named by
@@ -799,3 +786,8 @@ class Engine:
         }
 
 
+def _innermost(ladder: Ladder) -> Quote:
+    """The innermost level a side as a one-level quote (size 0: no level on that side)."""
+    bid, bid_size = ladder.bids[0] if ladder.bids else (0, 0)
+    ask, ask_size = ladder.asks[0] if ladder.asks else (0, 0)
+    return Quote(bid, bid_size, ask, ask_size, ladder.fair, ladder.ts_ns)

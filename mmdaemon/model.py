@@ -12,7 +12,7 @@ Venue decimal strings become ticks and lots exactly once, in the codec, through
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from enum import Enum, IntEnum
 from typing import NamedTuple
 
@@ -154,6 +154,7 @@ class Instrument:
         "lot_size",
         "lots",
         "min_notional",
+        "min_notional_units",
         "min_size_lots",
         "price_precision",
         "size_precision",
@@ -185,6 +186,10 @@ class Instrument:
         self.size_step_lots = size_step_lots
         self.min_size_lots = min_size_lots
         self.min_notional = Decimal(min_notional)
+        # in (tick x lot) units, rounded up: price_ticks x size_lots >= min_notional_units
+        # is exactly "notional >= min_notional"
+        self.min_notional_units = int((self.min_notional / (self.tick_size * self.lot_size))
+                                      .to_integral_value(rounding=ROUND_CEILING))
 
     def price_str(self, ticks: int) -> str:
         """Venue text of a price in ticks."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError
 from mmdaemon.config_file import load_config
-from mmdaemon.engine import Limits
+from mmdaemon.engine_ports import Limits
 from mmdaemon.exchange.base import ExchangeAdapter
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.latency_file import build_model
@@ -24,10 +24,11 @@ from mmdaemon.feed_task import FeedItem
 from mmdaemon.market import Decoded, MarketState, NoCodec, Reporter
 from mmdaemon.model import Instrument
 from mmdaemon.pace import ReplayClock
-from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.risk.breakers import BreakerLimits
 from mmdaemon.risk.firm import Identity
 from mmdaemon.risk.rules import PreTradeLimits
+from mmdaemon.strategy.api import Strategy
+from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
 if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled loads it
@@ -166,7 +167,7 @@ def recorded_batches(config: Config, instrument: Instrument, recordings: list[st
 
 
 def reload_parts(path: Path | None, running: Config, instrument: Instrument, book_depth: int,
-                 log: Any) -> tuple[Config, Quoter, Limits] | None:
+                 log: Any) -> tuple[Config, Strategy, Limits] | None:
     """SIGHUP: the config file's new parameters, and what the engine builds from them, if
     they can be swapped in now; else None, the reason logged. An invalid file, a change that
     needs a restart (:data:`RESTART_SECTIONS`, the markout horizons) or a fair value deeper
@@ -176,12 +177,12 @@ def reload_parts(path: Path | None, running: Config, instrument: Instrument, boo
         return None
     try:
         new = load_config(path)
-        quoter = Quoter(instrument, new.strategy)
-        risk_limits = limits(new, instrument)
     except (ConfigError, ValueError) as exc:
         log.error("reload_failed", error=str(exc), kept="the running parameters")
         return None
     fixed = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
+    if (new.plugin.name, new.plugin.path) != (running.plugin.name, running.plugin.path):
+        fixed.append("strategy.class")  # a module once imported is not imported again
     if new.report.markout_horizons_s != running.report.markout_horizons_s:
         fixed.append("report.markout_horizons_s")  # the markouts pending keep theirs
     if fixed:
@@ -193,4 +194,10 @@ def reload_parts(path: Path | None, running: Config, instrument: Instrument, boo
                     reason=f"fair_value.depth_levels {depth} is more than the {book_depth} "
                            "levels the book keeps sorted: needs a restart")
         return None
-    return new, quoter, risk_limits
+    try:  # built last: a strategy needing a restart is not imported into the running one
+        strategy = load_strategy(new, instrument, log)
+        risk_limits = limits(new, instrument)
+    except (ConfigError, ValueError) as exc:
+        log.error("reload_failed", error=str(exc), kept="the running parameters")
+        return None
+    return new, strategy, risk_limits

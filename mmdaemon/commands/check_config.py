@@ -22,7 +22,12 @@ def check_config(config: Config, path: str, price_text: str | None,
     never gets here (2). 2 also for a reference price or recording that cannot be used."""
     from mmdaemon.config_check import as_json as review_json
     from mmdaemon.config_check import render, review, sample_recording
+    from mmdaemon.strategy_loader import load_strategy
 
+    try:  # a strategy that would not load at start (import, class, parameters) fails here
+        load_strategy(config, config.instrument.build())
+    except ValueError as exc:
+        raise UsageError(f"mmdaemon check-config: {path}: {exc}") from None
     price: Decimal | None = None
     source = ""
     sample = None

@@ -23,7 +23,6 @@ and why, so the daemon can count and report it instead of quoting nothing in sil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING
 from typing import NamedTuple
 
 from mmdaemon.model import Instrument, Side
@@ -109,12 +108,7 @@ class SizeRule:
         self._reduce_floor = int(params.base_size_lots * params.reduce_side_min_fraction)
         self._step = instrument.size_step_lots
         self._min_size = instrument.min_size_lots
-        # min_notional in quote currency -> in (tick x lot) units, rounded up so that
-        # price_ticks x size_lots >= it is exactly "notional >= min_notional".
-        unit = instrument.tick_size * instrument.lot_size
-        self._min_notional_units = int(
-            (instrument.min_notional / unit).to_integral_value(rounding=ROUND_CEILING)
-        )
+        self._min_notional_units = instrument.min_notional_units
 
     def wanted(self, inventory_lots: int) -> tuple[int, int]:
         """Steps 1-4: (bid_size, ask_size) in lots before the instrument's grid."""

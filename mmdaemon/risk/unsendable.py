@@ -7,6 +7,8 @@ configuration nobody can debug):
 - **the instrument's rules**, when the quoter sizes a side (:mod:`mmdaemon.quoting.sizing`):
   ``min_size`` (below ``min_size_lots`` after rounding down to ``size_step_lots``) and
   ``min_notional`` (price x size below ``min_notional``); counted once per quote side;
+- **the strategy guard** (:mod:`mmdaemon.strategy.guard`): ``would_take``, a level at or
+  through the opposite best price, dropped (and the two above for any strategy's levels);
 - **the pre-trade checks** on every order action (:mod:`mmdaemon.risk.rules`):
   ``max_order_size``, ``price_band``, ``max_open_orders``, ``order_rate``; counted once per
   blocked action.
@@ -22,7 +24,10 @@ from __future__ import annotations
 from mmdaemon.quoting.sizing import MIN_NOTIONAL, MIN_SIZE
 from mmdaemon.risk.rules import BLOCK_REASONS
 
-REASONS: tuple[str, ...] = (MIN_SIZE, MIN_NOTIONAL, *BLOCK_REASONS)
+WOULD_TAKE = "would_take"
+"""A strategy's level at or through the opposite best price (:mod:`mmdaemon.strategy.guard`)."""
+
+REASONS: tuple[str, ...] = (MIN_SIZE, MIN_NOTIONAL, WOULD_TAKE, *BLOCK_REASONS)
 """Every reason, in the order the summary shows them."""
 
 LOG_INTERVAL_NS = 60 * 1_000_000_000

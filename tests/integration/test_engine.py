@@ -21,6 +21,7 @@ from mmdaemon.orders.manager import OrderAction
 from mmdaemon.records import LatchState
 from mmdaemon.risk.state import TradingState
 from mmdaemon.startup import OpenState, open_state
+from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import limits, make_market
 from tests.conftest import REPO, SPOT_FILES
 from tests.recorder import Recorder
@@ -70,7 +71,7 @@ def engine(state_dir: Path, cfg: Config | None = None) -> tuple[Engine, Shell, O
     inst = cfg.instrument.build()
     shell = Shell()
     built = Engine(cfg, inst, make_market(cfg, inst, Recorder().warning), LiveVenue(), shell,
-                   Recorder(), limits(cfg, inst), currency="USDT")
+                   Recorder(), limits(cfg, inst), load_strategy(cfg, inst), currency="USDT")
     identity = {"venue": cfg.instrument.venue, "symbol": inst.symbol}
     state = open_state(state_dir, False, identity, shell.wall_ns(), lambda s: built.restore(
         s.journal, s.latch, s.restored, shell.wall_ns()))
@@ -187,14 +188,15 @@ def test_reducing_quotes_only_the_side_that_shrinks_the_position(tmp_path: Path)
     e, _, state = engine(tmp_path)
     try:
         drive(e, 5_000)
-        quote = e.quoter.on_book(e.book, e.now_ns)
-        assert quote.bid_size > 0 and quote.ask_size > 0
-        e.position.apply(Fill(1, Side.BUY, quote.bid, 1_000_000, 0, True, 1, e.now_ns))
+        e.view.now_ns = e.now_ns
+        ladder = e.guard.quote(e.view)
+        assert ladder.bids and ladder.asks
+        e.position.apply(Fill(1, Side.BUY, ladder.bids[0][0], 1_000_000, 0, True, 1, e.now_ns))
         e.risk.set_condition(TradingState.REDUCING, "inventory_soft_limit", True)
-        gated = e.gate(quote)
-        assert gated is not None and gated.bid_size == 0 and gated.ask_size == quote.ask_size
+        gated = e.gate(ladder)
+        assert gated is not None and gated.bids == () and gated.asks == ladder.asks
         e.risk.set_condition(TradingState.HALTED, "feed_stale", True)
-        assert e.gate(quote) is None
+        assert e.gate(ladder) is None
     finally:
         state.journal.close()
         state.latch.close()

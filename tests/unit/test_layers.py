@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
     "risk": CORE, "exchange": CORE, "feed": SHELL, "sim": SHELL,  # the packages themselves
     "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py
+    "engine_ports": CORE, "strategy": CORE, "strategy.": CORE,
     # shells: I/O and time around the core, one responsibility each
     "clock": SHELL, "aio": SHELL, "feed.": SHELL, "exchange.paper": SHELL,
     "exchange.binance_gateway": SHELL,
@@ -40,7 +41,7 @@ LAYERS: dict[str, int] = {
     "wiring": APP, "defaults": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP,
     "plots": APP,
     "commands": APP, "commands.": APP, "crosscheck": APP, "crosscheck.": APP,
-    "config_check": APP, "verify": APP,
+    "config_check": APP, "verify": APP, "strategy_loader": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
 IMPURE = {"asyncio", "sqlite3", "socket", "ssl", "websockets", "aiohttp", "redis", "signal",

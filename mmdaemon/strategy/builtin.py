@@ -1,0 +1,60 @@
+"""The built-in strategies: the article's composition, Avellaneda-Stoikov and GLFT.
+
+All three are :class:`~mmdaemon.quoting.quoter.Quoter` (fair value, volatility, spread,
+inventory skew, sizing, adverse selection; see :mod:`mmdaemon.quoting`) behind the same
+:class:`~mmdaemon.strategy.api.Strategy` interface as a desk's own strategy: the engine calls
+them through the same guard, with the same view. They differ in the skew model
+(``[strategy.skew] mode``): the composition uses the configured one (``linear`` by default),
+``avellaneda_stoikov`` and ``glft`` fix it to theirs (the config sets it:
+:data:`mmdaemon.config.BUILTIN_SKEW_MODE`).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from mmdaemon.book import OrderBook
+from mmdaemon.model import Fill, Instrument, Ladder, Side, TopOfBook, Trade
+from mmdaemon.quoting.quoter import Quoter, QuoterParams
+from mmdaemon.strategy.api import StrategyView
+
+
+class QuoterStrategy:
+    """A built-in strategy: the :class:`Quoter` of ``params`` quoting one level a side."""
+
+    __slots__ = ("_on_book", "quoter")
+
+    def __init__(self, instrument: Instrument, params: QuoterParams) -> None:
+        self.quoter = Quoter(instrument, params)
+        self._on_book = self.quoter.on_book
+
+    def quote(self, view: StrategyView) -> Ladder:
+        """The quoter's quote on the view's book at the view's time (see
+        :mod:`mmdaemon.quoting.quoter`), as a ladder of one level a side."""
+        quoter = self.quoter
+        quoter.set_inventory(view.position_lots)
+        # the engine's view hands over its own book: a built-in reads it as the OrderBook it is
+        q = self._on_book(cast(OrderBook, view.book), view.now_ns)
+        bids = ((q.bid, q.bid_size),) if q.bid_size > 0 else ()
+        asks = ((q.ask, q.ask_size),) if q.ask_size > 0 else ()
+        if not (bids and asks) and q.bid > 0:
+            # a side the instrument's grid zeroed: hand its wanted size on, so the guard
+            # drops it and says why (an adverse pause or the model's own zero gives none)
+            for cut in quoter.size_cuts(q):
+                if cut.side is Side.BUY:
+                    bids = ((cut.price_ticks, cut.wanted_lots),)
+                else:
+                    asks = ((cut.price_ticks, cut.wanted_lots),)
+        return Ladder(bids, asks, q.fair, q.ts_ns)
+
+    def on_trade(self, trade: Trade, view: StrategyView) -> None:
+        self.quoter.on_trade(trade)
+
+    def on_top_of_book(self, tob: TopOfBook, view: StrategyView) -> None:
+        self.quoter.on_top_of_book(tob)
+
+    def on_fill(self, fill: Fill, view: StrategyView) -> None:
+        """Markouts of our fill for the adverse-selection component; the mid is the one
+        before the event that filled us (``Fill.mid_x2``)."""
+        self.quoter.set_inventory(view.position_lots)
+        self.quoter.on_fill(fill, fill.mid_x2 / 2)

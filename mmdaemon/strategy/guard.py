@@ -1,0 +1,235 @@
+"""Between a strategy and the orders: every call guarded, every ladder checked.
+
+A strategy is code the engine does not trust (a desk's own, loaded from the config). Three
+promises hold whatever it does:
+
+- **An exception never crashes the daemon.** It pulls every quote: the guard reports the
+  strategy as failing and the engine raises the HALTED condition ``strategy_error`` (the
+  state change cancels our orders). The traceback is logged once per distinct failure (the
+  exception type and the line it came from); repeats are counted and logged at most once per
+  minute of event time. The strategy keeps being called, so it can recover: the condition
+  clears at the first good ladder ``hold_ns`` or more after the last failure.
+- **A malformed ladder is a failure too** (not a :class:`~mmdaemon.model.Ladder`, levels
+  that are not ``(int ticks, int lots)`` pairs with both > 0, prices not strictly moving
+  away from the touch, the best bid not below the best ask, more than
+  :data:`MAX_LEVELS` levels a side), with the problem named in the log.
+- **What leaves is sendable and passive.** Sizes are rounded down to the instrument's size
+  step; a level then below the minimum size or notional is dropped, and so is one at or
+  through the opposite best price of the book (a post-only order would be refused, a plain
+  one would take). Each drop is reported through ``on_cut`` with its reason (counted and
+  logged by the engine as the built-in quoter's size cuts are).
+
+``SystemExit``, ``KeyboardInterrupt`` and other ``BaseException`` that are not
+``Exception`` are not caught: they are the process's own controls. A strategy that loops for
+ever blocks the event loop; no guard in the same thread can stop it (the tick-to-quote
+histogram shows a slow one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from mmdaemon.model import Fill, Instrument, Ladder, Level, Side, TopOfBook, Trade
+from mmdaemon.quoting.sizing import MIN_NOTIONAL, MIN_SIZE
+from mmdaemon.risk.unsendable import WOULD_TAKE
+from mmdaemon.strategy.api import Strategy, StrategyView
+
+STRATEGY_ERROR = "strategy_error"
+"""The HALTED condition raised while the strategy fails."""
+MAX_LEVELS = 50
+"""Most levels a side a ladder may have: more is a bug, not a strategy."""
+REPEAT_LOG_NS = 60 * 1_000_000_000
+"""Repeated failures are logged at most once per minute of event time."""
+
+Failing = Callable[[bool, dict[str, Any]], None]
+"""``(failing, values)``: the strategy started (True) or stopped (False) failing."""
+Cut = Callable[[str, Side, int, int, int], None]
+"""``(reason, side, price ticks, wanted lots, sendable lots)``: a level that was dropped."""
+
+
+class StrategyGuard:
+    """Calls one strategy for the engine under the promises of the module docstring."""
+
+    __slots__ = ("_cut", "_failing_cb", "_fill_hook", "_hold_ns", "_log", "_min_notional",
+                 "_min_size", "_next_log_ns", "_quote", "_seen", "_step", "_tob_hook",
+                 "_trade_hook", "_unlogged", "errors", "failing", "last_failure_ns", "name",
+                 "strategy")
+
+    def __init__(self, strategy: Strategy, name: str, instrument: Instrument, hold_ns: int,
+                 log: Any, on_failing: Failing, on_cut: Cut) -> None:
+        self.strategy = strategy
+        self.name = name
+        self._quote = strategy.quote
+        # hooks looked up once: most strategies define none of them
+        self._trade_hook: Callable[[Trade, StrategyView], object] | None = getattr(
+            strategy, "on_trade", None)
+        self._tob_hook: Callable[[TopOfBook, StrategyView], object] | None = getattr(
+            strategy, "on_top_of_book", None)
+        self._fill_hook: Callable[[Fill, StrategyView], object] | None = getattr(
+            strategy, "on_fill", None)
+        self._hold_ns = hold_ns
+        self._log = log
+        self._failing_cb = on_failing
+        self._cut = on_cut
+        self._step = instrument.size_step_lots
+        self._min_size = instrument.min_size_lots
+        self._min_notional = instrument.min_notional_units
+        self._seen: set[tuple[str, str, int]] = set()  # failures logged with a traceback
+        self._next_log_ns = 0
+        self._unlogged = 0
+        self.errors = 0  # failures, every kind
+        self.failing = False
+        self.last_failure_ns = 0
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def quote(self, view: StrategyView) -> Ladder:
+        """The strategy's ladder for ``view``, checked (the empty ladder when it fails or
+        quotes nothing). The risk gate comes next, then :meth:`sendable`."""
+        now_ns = view.now_ns
+        try:
+            ladder = self._quote(view)
+        except Exception as exc:
+            self._failed(exc, "quote", now_ns)
+            return view.empty()
+        if ladder is None:
+            ladder = view.empty()
+        else:
+            problem = (ladder_problem(ladder) if type(ladder) is Ladder
+                       else f"expected a Ladder or None, got {type(ladder).__name__}")
+            if problem:
+                self._failed(InvalidLadder(problem), "quote", now_ns)
+                return view.empty()
+        if self.failing and now_ns - self.last_failure_ns >= self._hold_ns:
+            self.failing = False
+            self._failing_cb(False, {"strategy": self.name, "errors": self.errors})
+        return ladder
+
+    def on_trade(self, trade: Trade, view: StrategyView) -> None:
+        """A public trade, to the strategy's ``on_trade`` if it has one."""
+        if self._trade_hook is not None:
+            self._call(self._trade_hook, trade, view, "on_trade")
+
+    def on_top_of_book(self, tob: TopOfBook, view: StrategyView) -> None:
+        """The venue's best bid/offer, to the strategy's ``on_top_of_book`` if it has one."""
+        if self._tob_hook is not None:
+            self._call(self._tob_hook, tob, view, "on_top_of_book")
+
+    def on_fill(self, fill: Fill, view: StrategyView) -> None:
+        """One of our fills (the position already moved), to ``on_fill`` if it has one."""
+        if self._fill_hook is not None:
+            self._call(self._fill_hook, fill, view, "on_fill")
+
+    def _call(self, hook: Callable[[Any, StrategyView], object], event: object,
+              view: StrategyView, where: str) -> None:
+        try:
+            hook(event, view)
+        except Exception as exc:
+            self._failed(exc, where, view.now_ns)
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def _failed(self, exc: Exception, where: str, now_ns: int) -> None:
+        """Count, log (traceback once per distinct failure), and halt while failing."""
+        self.errors += 1
+        self.last_failure_ns = now_ns
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        # where it was raised; an invalid ladder (raised by no line) by its problem
+        signature = ((type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
+                     if tb is not None else (type(exc).__name__, str(exc)[:200], 0))
+        values = {"strategy": self.name, "during": where,
+                  "error": f"{type(exc).__name__}: {exc}"[:500], "errors": self.errors}
+        if signature not in self._seen:
+            self._seen.add(signature)
+            self._log.error("strategy_error", **values, exc_info=exc)
+            self._next_log_ns = now_ns + REPEAT_LOG_NS
+            self._unlogged = 0
+        else:
+            self._unlogged += 1
+            if now_ns >= self._next_log_ns:
+                self._log.error("strategy_error_repeated", **values, since_last=self._unlogged)
+                self._next_log_ns = now_ns + REPEAT_LOG_NS
+                self._unlogged = 0
+        if not self.failing:
+            self.failing = True
+            self._failing_cb(True, values)
+
+    # -- what may leave ----------------------------------------------------------------------
+
+    def sendable(self, ladder: Ladder, view: StrategyView) -> Ladder:
+        """``ladder`` (after the risk gate) with sizes on the step and unsendable or taking
+        levels dropped, each drop reported; the same object when nothing had to change (the
+        usual case, no allocation). After the gate, so a side the gate holds back is not
+        reported as unsendable too."""
+        book = view.book
+        best_ask = book.best_ask()
+        best_bid = book.best_bid()
+        bids = self._side(ladder.bids, Side.BUY, best_ask)
+        asks = self._side(ladder.asks, Side.SELL, best_bid)
+        if bids is ladder.bids and asks is ladder.asks:
+            return ladder
+        return Ladder(bids, asks, ladder.fair, ladder.ts_ns)
+
+    def _side(self, levels: tuple[Level, ...], side: Side,
+              opposite: int | None) -> tuple[Level, ...]:
+        step, min_size, min_notional = self._step, self._min_size, self._min_notional
+        kept: list[Level] | None = None
+        for i, (price, size) in enumerate(levels):
+            sendable = size - size % step
+            reason = ""
+            if opposite is not None and (price >= opposite if side is Side.BUY
+                                         else price <= opposite):
+                reason = WOULD_TAKE
+            elif sendable < min_size:
+                reason = MIN_SIZE
+            elif price * sendable < min_notional:
+                reason = MIN_NOTIONAL
+            if not reason and sendable == size:
+                if kept is not None:
+                    kept.append((price, size))
+                continue
+            if kept is None:
+                kept = list(levels[:i])
+            if reason:
+                self._cut(reason, side, price, size, sendable)
+            else:
+                kept.append((price, sendable))
+        return levels if kept is None else tuple(kept)
+
+
+class InvalidLadder(ValueError):
+    """A strategy returned something that is not a well-formed ladder."""
+
+
+def ladder_problem(ladder: Ladder) -> str:
+    """What is wrong with ``ladder`` ("" when nothing is): see the module docstring."""
+    bids, asks, fair = ladder.bids, ladder.asks, ladder.fair
+    for name, levels, sign in (("bids", bids, -1), ("asks", asks, 1)):
+        if not isinstance(levels, tuple):
+            return f"{name}: expected a tuple of (price ticks, size lots), got " \
+                   f"{type(levels).__name__}"
+        if len(levels) > MAX_LEVELS:
+            return f"{name}: {len(levels)} levels, at most {MAX_LEVELS}"
+        last = 0
+        for i, level in enumerate(levels):
+            if (type(level) is not tuple or len(level) != 2 or type(level[0]) is not int
+                    or type(level[1]) is not int):
+                return f"{name}[{i}]: expected (int price ticks, int size lots), got {level!r}"
+            price, size = level
+            if price <= 0 or size <= 0:
+                return f"{name}[{i}]: price and size must be > 0, got {level!r}"
+            if i and (price - last) * sign <= 0:
+                return f"{name}[{i}]: price {price} does not move away from the touch " \
+                       f"(previous {last})"
+            last = price
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        return f"best bid {bids[0][0]} is not below best ask {asks[0][0]}"
+    if type(fair) not in (int, float) or not math.isfinite(fair):
+        return f"fair: expected a finite number of ticks, got {fair!r}"
+    if type(ladder.ts_ns) is not int:
+        return f"ts_ns: expected int ns, got {ladder.ts_ns!r}"
+    return ""

@@ -1,0 +1,98 @@
+"""User strategies in real processes: the worked example (examples/ofi.py) named in a config
+and replayed on the bundled recording; a strategy that raises inside a daemon trading
+against the sim pulls every quote at the venue, the daemon keeps running, and quoting
+resumes when the strategy answers again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SPOT_FILES
+from tests.daemon_process import Daemon
+from tests.helpers import wait_for
+from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
+from tests.process.test_sim_processes import open_orders, sim_config
+
+
+def replay(config: Path, *args: str) -> tuple[dict[str, object], list[dict[str, object]]]:
+    done = subprocess.run([sys.executable, "-m", "mmdaemon", "replay", "--config", str(config),
+                           "--json", *args], capture_output=True, timeout=300, check=True)
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
+    return json.loads(done.stdout), events
+
+
+def test_the_example_strategy_named_in_its_config_quotes_the_bundled_recording(
+        tmp_path: Path) -> None:
+    summary, events = replay(REPO / "examples" / "ofi.toml", "--state-dir", str(tmp_path))
+    loaded = [e for e in events if e["event"] == "strategy_loaded"]
+    assert loaded and loaded[0]["strategy"] == "ofi:OrderFlowImbalance"
+    assert loaded[0]["file"] == str(REPO / "examples" / "ofi.py")
+    assert summary["orders"] > 100 and summary["fills"] > 0  # type: ignore[operator]
+    assert summary["state"] == "ACTIVE"
+    assert not [e for e in events if e["event"].startswith("strategy_error")]
+    # the example quotes what it computes, not the built-in: 3 ticks from its fair value
+    builtin, _ = replay(REPO / "config" / "dryrun.toml", "--state-dir", str(tmp_path / "b"))
+    assert summary["orders"] != builtin["orders"] and summary["fills"] != builtin["fills"]
+
+
+def test_a_strategy_that_raises_pulls_the_quotes_and_the_daemon_keeps_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = free_port()
+    trigger = tmp_path / "raise-now"
+    config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch, f'''
+[strategy]
+class = "flaky:Flaky"
+path = ["{REPO / "tests" / "strategies"}"]
+error_hold_ms = 300
+
+[strategy.params]
+trigger = "{trigger}"
+''')
+    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        d = Daemon(config)
+        try:
+            d.wait_event("strategy_loaded", strategy="flaky:Flaky")
+            d.wait_event("venue_status", ready=True, timeout=30)
+            wait_for(lambda: open_orders(port), 30, "the strategy's quotes rest at the venue")
+            trigger.touch()
+            i, error = d.wait_event("strategy_error", timeout=30)
+            assert "exists" in error["error"] and "exception" in error  # with its traceback
+            d.wait_event("state_changed", start=i, new="HALTED", reason="strategy_error")
+            d.wait_event("orders_cancelled", start=i)
+            wait_for(lambda: open_orders(port) == [], 10, "our orders gone from the venue")
+            assert d.proc.poll() is None  # still running
+            trigger.unlink()
+            d.wait_event("state_changed", start=i, reason="strategy_error_cleared")
+            wait_for(lambda: open_orders(port), 30, "quoting again after the strategy recovered")
+            assert len([e for e in d.events if e.get("event") == "strategy_error"]) == 1
+            assert d.stop() == 0
+        finally:
+            if d.proc.poll() is None:
+                d.kill()
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
+
+
+def test_check_config_refuses_a_strategy_that_would_not_load(tmp_path: Path) -> None:
+    text = (REPO / "examples" / "ofi.toml").read_text()
+    bad = tmp_path / "ofi.toml"
+    bad.write_text(text.replace('path = ["."]', f'path = ["{REPO / "examples"}"]')
+                   .replace("\nwindow_ms = 1000", "\nwindow_ms = -5")
+                   .replace("../data/", f"{REPO}/data/"))
+    done = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config", str(bad)],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 2
+    assert b"strategy.params: ofi:OrderFlowImbalance refused its parameters: ValueError: " \
+           b"window_ms: expected a number > 0, got -5" in done.stderr
+    good = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config",
+                           str(REPO / "examples" / "ofi.toml")], capture_output=True, timeout=60)
+    assert good.returncode == 0, good.stderr
