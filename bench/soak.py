@@ -55,8 +55,10 @@ def histories(service: Service) -> dict[str, int]:
     """Sizes of everything in memory that grows with activity."""
     codec: Any = service.engine.market.codec
     venue: Any = getattr(service.exchange, "venue", None)
-    adverse: Any = service.engine.quoter.adverse
-    volatility: Any = service.engine.quoter.volatility
+    quoter = service.engine.quoter  # the soak runs a built-in strategy
+    assert quoter is not None
+    adverse: Any = quoter.adverse
+    volatility: Any = quoter.volatility
     return {
         "price_memo": len(service.instrument.ticks.memo),
         "size_memo": len(service.instrument.lots.memo),
