@@ -1,6 +1,7 @@
 """The strategy guard: an exception or a malformed ladder halts and pulls, never crashes;
 repeats are counted, not logged each time; recovery after the hold; what leaves is passive
-and on the instrument's grid. A real book, position, order manager and risk state."""
+and on the instrument's grid. The view's queue estimates. A real book, position, order
+manager and risk state."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import BookUpdate, Instrument, Ladder, Side
-from mmdaemon.orders.manager import OrderManager
+from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.strategy.api import LimitsView, QueueEstimates, StrategyView
@@ -159,3 +160,27 @@ def test_process_controls_are_not_swallowed() -> None:
     guard, view, _, _, _ = setup(Scripted(SystemExit(3)))
     with pytest.raises(SystemExit):
         guard.quote(view)  # type: ignore[arg-type]
+
+
+def test_the_queue_estimate_only_shrinks_until_the_order_moves() -> None:
+    book = OrderBook()
+    book.apply(BookUpdate(True, [(300_000, 5_000), (299_990, 700)], [(300_010, 40)],
+                          1, 1, 0, 0))
+    manager, queues = OrderManager(1), QueueEstimates()
+    action = OrderAction("place", 7, Side.BUY, 300_000, 100)
+    manager.sent(action)
+    queues.sent(action, book)
+    view = StrategyView(ETH, book, deque(), queues, Position(), manager.orders,
+                        RiskState(lambda *a: None), LimitsView(100, 4, 50.0, 10, 20))
+    assert view.orders[0].queue_ahead_lots == 5_000
+    for shown, ahead in ((3_000, 3_000), (9_000, 3_000), (1_000, 1_000)):
+        book.apply(BookUpdate(False, [(300_000, shown)], [], 2, 2, 0, 0))
+        queues.on_book(book, manager.orders)
+        assert view.orders[0].queue_ahead_lots == ahead
+    queues.sent(OrderAction("amend", 7, Side.BUY, 300_000, 200), book)  # size only
+    assert view.orders[0].queue_ahead_lots == 1_000
+    queues.sent(OrderAction("amend", 7, Side.BUY, 299_990, 200), book)  # moved: at the back
+    assert queues.ahead(7) == 700
+    del manager.orders[7]
+    queues.on_book(book, manager.orders)
+    assert queues.ahead(7) == 0  # gone with its order
