@@ -84,7 +84,8 @@ def assert_console_text(stderr: str, coloured: bool) -> None:
     parsed = [CONSOLE_LINE.match(line) for line in lines]
     assert all(parsed), [line for line, m in zip(lines, parsed, strict=True) if not m]
     events = [(m[1], m[2], m[3]) for m in parsed if m]
-    assert events[0][1] == "journal_restored" and events[-1][1] == "stopped"
+    assert [e[1] for e in events[:2]] == ["strategy_loaded", "journal_restored"]
+    assert events[-1][1] == "stopped"
     fills = [fields for level, event, fields in events if event == "fill"]
     assert fills and all(level == "info" for level, event, _ in events if event == "fill")
     inst = BINANCE_SPOT_BTCUSDT
