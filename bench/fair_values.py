@@ -47,6 +47,7 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config
 from mmdaemon.config_file import load_config
 from mmdaemon.feed.recording import read_recording
+from mmdaemon.model import Malformed
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -60,7 +61,7 @@ def last_recv_ns(path: Path) -> int:
     """The last receive time (ns) of a recording."""
     last = 0
     for item in read_recording([path]):
-        if type(item) is tuple:
+        if isinstance(item, tuple) and not isinstance(item, Malformed):
             last = item[0]
     return last
 
@@ -109,7 +110,8 @@ def configure(base: Config, spec: str, common: list[str], tmp: Path) -> Config:
     config = override(config, "reference.on_stale", "halt")  # the same window for every mode
     for text in [*common, *settings]:
         config = override(config, *parse_setting(text))
-    return override(config, "state.dir", str(tmp))
+    result: Config = override(config, "state.dir", str(tmp))
+    return result
 
 
 def run(config: Config, spot: Path, usdm: Path, state_dir: Path) -> dict[str, Any]:
