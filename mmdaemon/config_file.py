@@ -42,9 +42,15 @@ def resolve_paths(config: Config, base: Path) -> Config:
         latency_file = _resolve(base, latency_file, "exchange.latency_file")
     plugin = dataclasses.replace(config.plugin, path=tuple(
         _resolve(base, p, f"strategy.path[{i}]") for i, p in enumerate(config.plugin.path)))
+    reference = config.reference
+    if reference is not None:
+        reference = dataclasses.replace(reference, recordings=tuple(
+            _resolve(base, p, f"reference.recordings[{i}]")
+            for i, p in enumerate(reference.recordings)))
     return dataclasses.replace(
         config,
         plugin=plugin,
+        reference=reference,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
         exchange=dataclasses.replace(config.exchange, credentials=credentials,

@@ -37,7 +37,7 @@ import orjson
 
 from mmdaemon.config import Config
 from mmdaemon.engine_ports import Counters, EngineShell, Limits, Matcher
-from mmdaemon.exchange.latency import MAX_PLAUSIBLE_NS, LatencyRecorder
+from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.market import MarketState
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
@@ -67,6 +67,7 @@ from mmdaemon.records import (
     Store,
     answer_event,
 )
+from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
 from mmdaemon.risk.rules import PreTradeChecks
@@ -110,11 +111,16 @@ class Engine:
         # exact markouts of our fills (mmdaemon.markouts): told each event before it applies
         self.markouts = MarkoutTracker(config.report.markout_horizons_s,
                                        partial(book_mid_x2, self.book))
+        # the reference venue (mmdaemon.reference), None without a [reference] section
+        self.reference = ref = Reference(config.reference, instrument, log) if (
+            config.reference) else None
         self.guard = StrategyGuard(strategy, config.plugin.name, instrument,
                                    config.plugin.error_hold_ms * 1_000_000, log,
                                    self._strategy_failing, self._level_cut)
-        # the built-ins' quoter, for the readers of its adverse-selection detector
+        # the built-ins' quoter: its fair value reads the reference, readers its detector
         self.quoter = strategy.quoter if isinstance(strategy, QuoterStrategy) else None
+        if self.quoter is not None:
+            self.quoter.attach_reference(ref)
         self.trades: deque[Trade] = deque(maxlen=RECENT_TRADES)  # the view's public trades
         self.queues = QueueEstimates()
         self.limits = limits
@@ -124,11 +130,11 @@ class Engine:
         self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
         self.now_ns = 0  # event time: the time of the latest event
         self.time_backsteps = 0  # events older than the event time before them
-        self.feed_clock_apart = 0  # --latency-out: frames whose venue time is off our clock
         self.last_book_ns = 0
         self.cancel_due = False  # quotes must be pulled now (kill, halt)
         self.requote = False  # a fill changed the inventory since the last quote
         self.need_snapshot = False  # the codec lost sequence: the live feed must fetch one
+        self.reference_need_snapshot = False  # the same for the reference feed
         self.venue_ready = False
         self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
         self._cancelling: int | None = None  # open orders when an unconfirmed pull began
@@ -170,6 +176,8 @@ class Engine:
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
         if self.firm:
             halts[FIRM_NOT_READY] = {}
+        if self.reference is not None and self.reference.halt:  # until it is usable
+            halts[REFERENCE_STALE] = {"why": "no snapshot yet"}
         self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self.latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
@@ -187,7 +195,7 @@ class Engine:
                                     config.orders.size_tolerance_lots)
         self.view = StrategyView(self.instrument, self.book, self.trades, self.queues,
                                  position, self.manager.orders, self.risk,
-                                 self._limits_view())
+                                 self._limits_view(), self.reference)
         self.log.info("journal_restored", path=str(journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
@@ -255,8 +263,11 @@ class Engine:
                 # the snapshot we waited for did not decode: without another, the book
                 # would wait for ever (the feed backs off if they keep coming bad)
                 self.need_snapshot = True
-        if self.latencies is not None:
-            self._measure_feed(recv_ns, events)
+        if self.latencies is not None and self.live and (  # a live feed on wall time only
+                apart := self.latencies.feed(recv_ns, events)) is not None:
+            self.log.warning("latency_feed_clocks_apart", delay_ms=apart / 1e6,
+                             note="the venue's event times are not on our clock: "
+                                  "no feed latency is measured from them")
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
@@ -271,8 +282,33 @@ class Engine:
         self.book.invalidate()
         self.breakers.check_feed(recv_ns, self.last_book_ns, False)
 
+    def on_reference_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """One raw frame of the reference feed, into its own codec and book
+        (:mod:`mmdaemon.reference`); a new quote when the lead-lag fair value may have moved
+        (its top of book changed). The caller has let a simulated venue act up to
+        ``recv_ns`` first, as for :meth:`on_frame`."""
+        if recv_ns < self.now_ns:
+            recv_ns = self._time_went_back(recv_ns)
+        self.now_ns = recv_ns
+        ref: Reference = self.reference  # type: ignore[assignment]
+        moved = ref.on_frame(recv_ns, frame)
+        if ref.need_snapshot:  # live: the feed fetches one (and clears the flag)
+            self.reference_need_snapshot, ref.need_snapshot = True, False
+        if recv_ns >= self._next_supervise_ns:
+            self._next_supervise_ns = recv_ns + self._supervise_interval_ns
+            self.supervise(recv_ns)
+        return self.decide(recv_ns) if moved or self.requote else NOT_DECIDED
+
+    def on_reference_reconnected(self, recv_ns: int) -> None:
+        """A new connection of the reference feed: unusable until a snapshot resyncs it."""
+        if self.reference is not None:
+            self.reference.on_reconnected()
+            self.requote |= self.reference.check(max(recv_ns, self.now_ns), self.risk)
+
     def decide(self, now_ns: int) -> list[OrderAction]:
         """A new quote on the book as it stands, through the risk gate, into order actions."""
+        if self.reference is not None:
+            self.reference.check(now_ns, self.risk)
         self.requote = False
         self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         view = self.view
@@ -286,31 +322,6 @@ class Engine:
         quote = _innermost(gated if gated is not None else ladder._replace(bids=(), asks=()))
         self._last_quote = quote
         return self.manager.decide(quote if gated is not None else None)
-
-    def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
-        """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
-
-        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_NS
-        says the two clocks disagree (a venue replaying old data, an unsynced host), not how
-        long the data took: it is counted and logged once, never kept."""
-        recorder = self.latencies
-        if recorder is None or not self.live:
-            return
-        for event in events:
-            kind = type(event)
-            if kind is BookUpdate or kind is Trade:
-                exch_ns = event.exch_ns  # type: ignore[union-attr]
-                if not exch_ns:
-                    continue
-                delay = recv_ns - exch_ns
-                if 0 <= delay <= MAX_PLAUSIBLE_NS:
-                    recorder.add("feed", delay)
-                else:
-                    self.feed_clock_apart += 1
-                    if self.feed_clock_apart == 1:
-                        self.log.warning("latency_feed_clocks_apart", delay_ms=delay / 1e6,
-                                         note="the venue's event times are not on our clock: "
-                                              "no feed latency is measured from them")
 
     def _time_went_back(self, recv_ns: int) -> int:
         """Event time never moves backwards: a frame older than the last (recordings given
@@ -634,6 +645,8 @@ class Engine:
                                    self._strategy_failing, self._level_cut)
         self.risk.set_condition(TradingState.HALTED, STRATEGY_ERROR, False, reloaded=True)
         self.quoter = strategy.quoter if isinstance(strategy, QuoterStrategy) else None
+        if self.quoter is not None:
+            self.quoter.attach_reference(self.reference)  # the same one: its basis goes on
         self.limits = limits
         self.view.limits = self._limits_view()
         self.checks = PreTradeChecks(limits.checks)
@@ -668,6 +681,8 @@ class Engine:
             self._sample(now_ns)
         if self.last_book_ns:
             self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        if self.reference is not None:  # a change of its usability requotes
+            self.requote |= self.reference.check(now_ns, self.risk)
         self.breakers.check_rejects(now_ns)
         self._check_pnl()
 
@@ -755,7 +770,7 @@ class Engine:
         mark = self.mark()
         unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
         total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
-        return {
+        figures = {
             "frames": self.market.frames,
             "quotes": c.quotes,
             "orders": c.orders,
@@ -784,6 +799,9 @@ class Engine:
             "first_malformed": self.market.first_malformed,
             "time_backsteps": self.time_backsteps,
         }
+        if self.reference is not None:  # only then: a run without one sums up as before
+            figures["reference"] = self.reference.summary(self.now_ns, Fraction(inst.tick_size))
+        return figures
 
 
 def _innermost(ladder: Ladder) -> Quote:

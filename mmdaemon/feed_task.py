@@ -25,10 +25,12 @@ from mmdaemon.market import Decoded
 from mmdaemon.model import Malformed
 from mmdaemon.order_sender import OrderSender
 from mmdaemon.orders.manager import OrderAction
+from mmdaemon.reference import ReferenceFrame, ReferenceMalformed
 
-FeedItem = RecordedFrame | Malformed | Reconnected | Decoded
-"""What a feed batch holds: a raw frame, a line that was not one, a new connection, or a
-row decoded elsewhere (LOBSTER)."""
+FeedItem = (RecordedFrame | Malformed | Reconnected | Decoded | ReferenceFrame
+            | ReferenceMalformed)
+"""What a feed batch holds: a raw frame, a line that was not one, a new connection, a
+row decoded elsewhere (LOBSTER), or a frame (or bad line) of the reference feed."""
 
 
 class FeedTask:
@@ -59,7 +61,7 @@ class FeedTask:
         """Until the feed ends (a recording) or the task is cancelled (live)."""
         engine, live, monotonic, send = self.engine, self.live, self.monotonic_ns, self.send
         on_frame, next_due, market = self.on_frame, self.exchange.next_due_ns, engine.market
-        on_decoded = self.on_decoded
+        on_decoded, on_reference = self.on_decoded, self.on_reference
         async for batch in batches:
             self.last_frame_mono = monotonic()
             if live is not None and self._fell_behind(batch, live):
@@ -69,7 +71,8 @@ class FeedTask:
             for item in batch:
                 kind = type(item)
                 due = next_due()
-                if due is not None and (kind is tuple or kind is Decoded):
+                if due is not None and (kind is tuple or kind is Decoded
+                                        or kind is ReferenceFrame):
                     at = cast(int, item[0])  # a frame's or decoded row's event time
                     if due < at:
                         await self.catch_up(at)
@@ -84,8 +87,15 @@ class FeedTask:
                     actions = on_decoded(item)  # type: ignore[arg-type]
                     if actions:
                         await send(actions)
+                elif kind is ReferenceFrame:
+                    actions = on_reference(*item)
+                    if actions:
+                        await send(actions)
                 elif kind is Reconnected:
                     engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
+                elif kind is ReferenceMalformed:
+                    engine.reference.market.on_malformed(  # type: ignore[union-attr]
+                        item.malformed)  # type: ignore[union-attr]
                 else:
                     market.on_malformed(item)  # type: ignore[arg-type]
                 if engine.cancel_due:
@@ -100,6 +110,15 @@ class FeedTask:
         if due is not None and due <= recv_ns:
             self._advance_to(recv_ns)
         actions = self._engine_on_frame(recv_ns, frame)
+        if actions is not NOT_DECIDED:
+            self.tick_to_quote(perf_counter_ns() - t0)
+        return actions
+
+    def on_reference(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """:meth:`on_frame` for a frame of the reference feed (its own codec and book)."""
+        t0 = perf_counter_ns()
+        self.venue_until(recv_ns)
+        actions = self.engine.on_reference_frame(recv_ns, frame)
         if actions is not NOT_DECIDED:
             self.tick_to_quote(perf_counter_ns() - t0)
         return actions

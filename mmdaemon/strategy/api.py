@@ -29,6 +29,7 @@ from mmdaemon.model import Instrument, Ladder, Level, Side, Trade
 if TYPE_CHECKING:
     from mmdaemon.orders.manager import LiveOrder, OrderAction
     from mmdaemon.orders.position import Position
+    from mmdaemon.reference import Reference
     from mmdaemon.risk.state import RiskState
 
 
@@ -185,8 +186,8 @@ class StrategyView:
     - ``state``: the trading state ("ACTIVE", "REDUCING", "HALTED", "KILLED"): the gate
       applies it after the strategy (REDUCING keeps the levels that shrink the position);
     - ``limits``: the risk limits applied after the strategy (:class:`LimitsView`);
-    - ``reference``: the reference feed's fair-value inputs, None without a ``[reference]``
-      section.
+    - ``reference``: the reference feed's fair-value inputs (:class:`ReferenceView`), None
+      without a ``[reference]`` section.
 
     The engine owns it and sets ``now_ns`` (and ``limits`` on a reload) before each call.
     """
@@ -196,7 +197,8 @@ class StrategyView:
 
     def __init__(self, instrument: Instrument, book: BookReader, trades: deque[Trade],
                  queues: QueueEstimates, position: Position, orders: Mapping[int, LiveOrder],
-                 risk: RiskState, limits: LimitsView, reference: object | None = None) -> None:
+                 risk: RiskState, limits: LimitsView, reference: Reference | None = None
+                 ) -> None:
         self.now_ns = 0
         self.instrument = instrument
         self.book = book
@@ -206,7 +208,7 @@ class StrategyView:
         self._orders = orders
         self._risk = risk
         self.limits = limits
-        self.reference = reference
+        self.reference = ReferenceView(reference, self) if reference is not None else None
 
     @property
     def position_lots(self) -> int:
@@ -228,3 +230,45 @@ class StrategyView:
     def empty(self) -> Ladder:
         """A ladder quoting nothing, at this event's time."""
         return Ladder((), (), 0.0, self.now_ns)
+
+
+class ReferenceView:
+    """The reference feed (``[reference]``: another venue or instrument, read-only) as a
+    strategy sees it, at the view's time.
+
+    - ``usable``: its book is synced and fresh (a book update or ticker within
+      ``reference.stale_ms``);
+    - ``mid_ticks``: its mid converted into the *traded* instrument's ticks (exact ratio of
+      the two tick sizes, rounded once), None without a top of book;
+    - ``age_ns``: event time since its last book update or ticker;
+    - ``basis_ticks``: the built-in lead-lag fair value's basis (traded price - reference mid,
+      an EWMA; see :mod:`mmdaemon.reference`), None unless ``fair_value.mode = "lead_lag"``
+      has updated it;
+    - ``book``: its own L2 book, in its own ticks and lots.
+    """
+
+    __slots__ = ("_ref", "_view")
+
+    def __init__(self, reference: Reference, view: StrategyView) -> None:
+        self._ref = reference
+        self._view = view
+
+    @property
+    def usable(self) -> bool:
+        return self._ref.usable(self._view.now_ns)
+
+    @property
+    def mid_ticks(self) -> float | None:
+        return self._ref.mid_ticks()
+
+    @property
+    def age_ns(self) -> int:
+        return self._view.now_ns - self._ref.last_ns
+
+    @property
+    def basis_ticks(self) -> float | None:
+        return self._ref.basis_ticks if self._ref.basis_updates else None
+
+    @property
+    def book(self) -> BookReader:
+        return self._ref.book
