@@ -132,3 +132,21 @@ def test_a_reference_that_never_syncs_keeps_the_daemon_halted(
     assert fallback["orders"] > 0 and fallback["reference"]["fallback_quotes"] > 0
     assert any("was never usable" in w and "local fair value" in w
                for w in fallback["warnings"])
+
+
+def test_a_plugin_strategy_reads_the_reference_through_its_view(
+        tmp_path: Path, usdm_file: Path) -> None:
+    """A desk's strategy that quotes around the reference's mid (tests/strategies): with the
+    USD-M reference it quotes and is filled; without a reference section its view has none
+    and it quotes nothing, which the summary shows."""
+    plugin = {"class": "reference_probe:ReferenceProbe",
+              "path": [str(REPO / "tests" / "strategies")]}
+    spot = str(SPOT_FILES[0])
+    with_ref = write_config(tmp_path / "ref", {"strategy": plugin, "reference": {
+        **REFERENCE_BTC, "recordings": [str(usdm_file)]}})
+    quoted, log = replay([spot, "--config", str(with_ref)])
+    assert '"event":"strategy_loaded"' in log and "strategy_error" not in log
+    assert quoted["orders"] > 10 and quoted["fills"] > 0
+    without = write_config(tmp_path / "none", {"strategy": plugin})
+    idle, _ = replay([spot, "--config", str(without)])
+    assert idle["quotes"] > 0 and idle["orders"] == 0
