@@ -59,7 +59,7 @@ class BuildWithLauncher(build_ext):
 setup(
     packages=[*find_packages(include=["mmdaemon", "mmdaemon.*"]), "mmdaemon.configs"],
     package_dir={"mmdaemon.configs": "config"},
-    package_data={"mmdaemon.configs": ["*.toml"], "mmdaemon": ["py.typed", "_speedups.pyi"]},
+    package_data={"mmdaemon.configs": ["*.toml", "*.json"], "mmdaemon": ["py.typed", "_speedups.pyi"]},
     exclude_package_data={"mmdaemon": ["*.c"]},  # built into the extension, not shipped
     cmdclass={"build_ext": BuildWithLauncher},
     ext_modules=[

@@ -16,7 +16,7 @@ Each ``--mode`` is ``MODE[,dotted.key=TOML_VALUE...]``: ``strategy.fair_value.mo
 MODE, then the overrides (``--set`` ones apply to every run), e.g.
 ``--mode lead_lag,reference.basis_halflife_s=5`` or, once it exists,
 ``--mode stoikov,strategy.fair_value.<its table key>='"table.json"'``. The defaults compare
-the local fair value (``microprice``, the size-weighted mid) with ``lead_lag``.
+the local fair value (``weighted_mid``, the size-weighted mid) with ``lead_lag``.
 
 Figures per run: fills, the 1 s and 5 s markouts (notional-weighted mean in bps of the
 mid, and per unit traded in spot ticks: markout money / base volume / tick), the adverse
@@ -54,7 +54,7 @@ SHARED = REPO.parent / "shared" / "data"
 SPOT = SHARED / "binance-spot-btcusdt" / "btcusdt_20240808.gz"
 USDM = SHARED / "binance-usdm-btcusdt" / "btcusdt_20240808.gz"
 CONFIG = REPO / "config" / "dryrun-reference.toml"
-DEFAULT_MODES = ("microprice", "lead_lag")
+DEFAULT_MODES = ("weighted_mid", "lead_lag")
 
 
 def last_recv_ns(path: Path) -> int:

@@ -218,8 +218,10 @@ class OrderBook:
             return None
         return (bid + ask) / 2
 
-    def microprice(self) -> float | None:
-        """Size-weighted mid in ticks: leans toward the side with *less* size at the top."""
+    def weighted_mid(self) -> float | None:
+        """Size-weighted mid in ticks, (bid x A + ask x B) / (A + B): leans toward the side
+        with *less* size at the top (not Stoikov's micro-price: see
+        :mod:`mmdaemon.quoting.microprice_fit`)."""
         bid_level, ask_level = self.bids.best_level(), self.asks.best_level()
         if bid_level is None or ask_level is None:
             return None

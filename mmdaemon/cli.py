@@ -124,6 +124,21 @@ def _parser() -> argparse.ArgumentParser:
     cross.add_argument("--fills", metavar="CSV", help="its exported fills.csv")
     cross.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    fit = commands.add_parser(
+        "fit-microprice", help="fit Stoikov's micro-price table on recordings (their "
+                               "bookTicker stream) for fair-value mode 'stoikov'")
+    fit.add_argument("recordings", nargs="+", metavar="RECORDING")
+    fit.add_argument("--config", required=True, metavar="FILE",
+                     help="the instrument the table is for (venue, symbol, tick)")
+    fit.add_argument("--out", required=True, metavar="TABLE.json", type=Path)
+    fit.add_argument("--buckets", type=int, default=5,
+                     help="imbalance buckets, odd, 1..21 (default 5)")
+    fit.add_argument("--spreads", type=int, default=2,
+                     help="spread states 1..K ticks, K 1..10 (default 2)")
+    fit.add_argument("--max-move-ticks", type=int, default=1,
+                     help="mid moves kept, in ticks (default 1, the paper's); larger "
+                          "jumps are dropped and counted")
+
     report = commands.add_parser("report", help="write the report of a state directory")
     report.add_argument("state_dir", metavar="STATE_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
@@ -272,6 +287,13 @@ def _main(argv: Sequence[str] | None) -> int:
                              f"feed.recordings in {args.config}; the bundled recordings come "
                              f"with the source repository, not the package): give "
                              f"RECORDING...")
+    if args.command == "fit-microprice":
+        from mmdaemon.commands.fit_microprice import fit_microprice
+
+        log.configure(args.log_level or "warning", sys.stderr.buffer,
+                      log_format=args.log_format)
+        return fit_microprice(config, args.recordings, args.out, args.buckets, args.spreads,
+                              args.max_move_ticks)
     if args.command == "crosscheck":
         from mmdaemon.crosscheck import command as crosscheck
 

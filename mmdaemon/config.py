@@ -27,6 +27,7 @@ from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
 from mmdaemon.model import MAX_FRAME_BYTES, Instrument
 from mmdaemon.pace import ReplayClock, parse_speed
+from mmdaemon.quoting.fair_value import NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import QuoterParams
 
 VENUES = ("binance-spot", "binance-usdm")
@@ -689,7 +690,8 @@ def _build(cls: type[Any], table: object, prefix: str) -> Any:
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table, got {_show(table)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # a field the loader fills in from a file (a fitted table) is no key of the file itself
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get(NOT_A_CONFIG_KEY)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ConfigError(f"{prefix}{unknown[0]}: unknown key (expected one of {sorted(fields)})")

@@ -29,6 +29,7 @@ import orjson
 
 from mmdaemon.config import Config
 from mmdaemon.model import MAX_UNITS, BookUpdate, Instrument, Malformed, TopOfBook, Trade
+from mmdaemon.quoting.fair_value import MODE_ALIASES, NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import Quoter
 
 MONEY_KEYS = frozenset({
@@ -87,6 +88,7 @@ def _review(config: Config, price: Decimal | None, price_source: str,
     if price is not None:
         _spread(config, inst, price, derived, warnings)
     _files(config, derived, warnings)
+    _fair_value(config, derived, warnings)
     return Review(effective(config, inst), derived, warnings, price, price_source)
 
 
@@ -113,6 +115,8 @@ def _secret_source(value: str) -> str:
 
 def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     for f in dataclasses.fields(node):
+        if f.metadata.get(NOT_A_CONFIG_KEY):
+            continue  # read from a file a key names: :func:`_fair_value` describes it
         value = getattr(node, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
@@ -261,6 +265,29 @@ def _spread(config: Config, inst: Instrument, price: Decimal, derived: dict[str,
                                 f"half-spread plus the inventory shift at the limit "
                                 f"({half_bps + shift_bps:.3f} bps): near the limit, orders "
                                 f"on the side away from fair value are blocked"))
+
+
+def _fair_value(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:
+    """An old mode name (it may have been meant as another model); the fitted table."""
+    fair = config.strategy.fair_value
+    if fair.mode in MODE_ALIASES:
+        new = MODE_ALIASES[fair.mode]
+        warnings.append(Finding("strategy.fair_value.mode", f"{fair.mode!r} is the old name "
+                                f"of {new!r}, the size-weighted mid (bid x A + ask x B) / "
+                                f"(A + B), and works as that; write {new!r}, or 'stoikov' for "
+                                f"Stoikov's micro-price (a table fitted by mmdaemon "
+                                f"fit-microprice)"))
+    table = fair.stoikov
+    if table is not None:
+        fitted = sum(g is not None for g in table.g_ticks)
+        derived["micro-price table (strategy.fair_value.stoikov_table)"] = (
+            f"{table.buckets} imbalance buckets x spreads 1..{table.spreads} ticks, "
+            f"{fitted} of {len(table.g_ticks)} states fitted, |g| up to "
+            f"{max((abs(g) for g in table.g_ticks if g is not None), default=0.0):.3f} ticks; "
+            f"elsewhere the weighted mid")
+        if fair.mode != "stoikov":
+            warnings.append(Finding("strategy.fair_value.stoikov_table", f"read, but mode is "
+                                    f"{fair.mode!r}: the table is used only by 'stoikov'"))
 
 
 def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:

@@ -1,5 +1,7 @@
 """Reading the config file: the one place a config comes from disk (at start, and on
-SIGHUP); validating it is :func:`mmdaemon.config.parse_config`'s."""
+SIGHUP), with the files it names that shape its parameters (the micro-price table of
+``strategy.fair_value.stoikov_table``); validating it is
+:func:`mmdaemon.config.parse_config`'s."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from mmdaemon.config import Config, ConfigError, parse_config
+from mmdaemon.quoting.microprice_fit import MAX_TABLE_BYTES, MicropriceTable, parse_table
 
 
 def load_config(path: str | Path) -> Config:
@@ -20,7 +23,38 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
-    return resolve_paths(parse_config(text, path), path.resolve().parent)
+    return load_tables(resolve_paths(parse_config(text, path), path.resolve().parent))
+
+
+TABLE_KEY = "strategy.fair_value.stoikov_table"
+
+
+def load_tables(config: Config) -> Config:
+    """``config`` with the micro-price table its ``stoikov_table`` names (a resolved path)
+    read and checked against its instrument; a ConfigError names the key when the file
+    cannot be read or is not a table for this instrument."""
+    fair = config.strategy.fair_value
+    if not fair.stoikov_table:
+        return config
+    table = read_table(Path(fair.stoikov_table), config)
+    strategy = dataclasses.replace(config.strategy,
+                                   fair_value=dataclasses.replace(fair, stoikov=table))
+    return dataclasses.replace(config, strategy=strategy)
+
+
+def read_table(path: Path, config: Config) -> MicropriceTable:
+    """The micro-price table at ``path`` for ``config``'s instrument."""
+    try:
+        with open(path, "rb") as file:  # bounded: a device or a huge file is not read whole
+            body = file.read(MAX_TABLE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{TABLE_KEY}: cannot read {path}: {exc.strerror or exc} (write it "
+                          f"with mmdaemon fit-microprice)") from None
+    inst = config.instrument
+    try:
+        return parse_table(body, inst.venue, inst.symbol, inst.tick_size)
+    except ValueError as exc:
+        raise ConfigError(f"{TABLE_KEY}: {path}: {exc}") from None
 
 
 def resolve_paths(config: Config, base: Path) -> Config:
@@ -47,10 +81,16 @@ def resolve_paths(config: Config, base: Path) -> Config:
         reference = dataclasses.replace(reference, recordings=tuple(
             _resolve(base, p, f"reference.recordings[{i}]")
             for i, p in enumerate(reference.recordings)))
+    strategy = config.strategy
+    if strategy.fair_value.stoikov_table:
+        fair = dataclasses.replace(strategy.fair_value, stoikov_table=_resolve(
+            base, strategy.fair_value.stoikov_table, TABLE_KEY))
+        strategy = dataclasses.replace(strategy, fair_value=fair)
     return dataclasses.replace(
         config,
         plugin=plugin,
         reference=reference,
+        strategy=strategy,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
         exchange=dataclasses.replace(config.exchange, credentials=credentials,

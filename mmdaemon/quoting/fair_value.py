@@ -10,29 +10,43 @@ Modes (``FairValueParams.mode``):
   depth-weighted imbalance over ``depth_levels`` levels per side with weights 1/(i+1), i = 0
   at the best level (:meth:`mmdaemon.book.OrderBook.imbalance`). The sensitivity maps one
   unit of imbalance to a predicted move in bps of the mid (the article's linear model).
-- ``"microprice"``: (bid x A + ask x B) / (B + A), the size-weighted mid.
+- ``"weighted_mid"``: (bid x A + ask x B) / (B + A), the size-weighted mid. ``"microprice"``
+  is its old name, still accepted (same behaviour; ``check-config`` notes it): it is not
+  Stoikov's micro-price, which is ``"stoikov"``.
+- ``"stoikov"``: Stoikov's (2018) micro-price, mid + g*(imbalance bucket, spread) ticks, g*
+  read from a table fitted on a recording (:mod:`.microprice_fit`; ``mmdaemon
+  fit-microprice``) and named by ``stoikov_table``. Where the table has no value (a spread
+  wider than its spread states, or a state it never saw) it is the weighted mid.
 - ``"lead_lag"``: the reference venue's mid + the basis (:mod:`mmdaemon.reference`), with
   the ``local_mode`` fair value (one of the modes above) as the basis's traded price and
   the fallback while the reference is stale or out of sync. :class:`FairValue` computes the
   local part; the quoter hands it to the reference.
 
 In every mode more resting size on the bid (buying pressure) moves fair value *up*. The
-default is ``"microprice"``: BTCUSDT spot trades with a one-tick spread almost always, and
-the microprice stays inside it, whereas ``"depth_imbalance"`` at 2 bps per unit imbalance
-moves fair value by up to ~1,236 ticks at 61,800 USDT (tick 0.01), which needs calibrating
-before it is used there.
+default is ``"weighted_mid"``: BTCUSDT spot trades with a one-tick spread almost always,
+and the weighted mid stays inside it, whereas ``"depth_imbalance"`` at 2 bps per unit
+imbalance moves fair value by up to ~1,236 ticks at 61,800 USDT (tick 0.01), which needs
+calibrating before it is used there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mmdaemon.book import OrderBook
 from mmdaemon.quoting import _validate as v
+from mmdaemon.quoting.microprice_fit import MicropriceTable, imbalance_bucket
 
 LEAD_LAG = "lead_lag"
-FAIR_VALUE_MODES = ("mid", "l1_imbalance", "depth_imbalance", "microprice", LEAD_LAG)
+FAIR_VALUE_MODES = ("mid", "l1_imbalance", "depth_imbalance", "weighted_mid", "stoikov",
+                    "microprice", LEAD_LAG)
+MODE_ALIASES = {"microprice": "weighted_mid"}
+"""Old mode names still accepted, and the mode each means."""
+
+NOT_A_CONFIG_KEY = "not_a_config_key"
+"""Metadata of a parameter field that no config file sets: the loader fills it in (the
+fitted table read from the file that ``stoikov_table`` names)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +60,18 @@ class FairValueParams:
     ``depth_sensitivity_bps``: predicted move in bps of mid per unit of depth imbalance.
     ``local_mode``: with ``mode = "lead_lag"``, the local fair value (any other mode): the
     basis's traded price and the fallback (ignored by the other modes).
+    ``stoikov_table``: the path of the fitted table (``"stoikov"``; relative to the config
+    file); ``stoikov``: that table, read by :func:`mmdaemon.config_file.load_config` (not a
+    config key).
     """
 
-    mode: str = "microprice"
+    mode: str = "weighted_mid"
     l1_shift_ticks: float = 0.5
     depth_levels: int = 5
     depth_sensitivity_bps: float = 2.0
-    local_mode: str = "microprice"
+    local_mode: str = "weighted_mid"
+    stoikov_table: str = ""
+    stoikov: MicropriceTable | None = field(default=None, metadata={NOT_A_CONFIG_KEY: True})
 
     def __post_init__(self) -> None:
         owner = "FairValueParams"
@@ -68,6 +87,15 @@ class FairValueParams:
             "bps of mid per unit imbalance",
             lo=0,
         )
+        if self.local == "stoikov" and not self.stoikov_table:
+            raise v.fail(owner, "stoikov_table", "the path of a table fitted by mmdaemon "
+                         "fit-microprice with mode 'stoikov'", self.stoikov_table)
+
+    @property
+    def local(self) -> str:
+        """The mode the book's own fair value is computed with: ``mode``, or ``local_mode``
+        under ``"lead_lag"`` (aliases not resolved)."""
+        return self.local_mode if self.mode == LEAD_LAG else self.mode
 
 
 class FairValue:
@@ -81,7 +109,8 @@ class FairValue:
     :meth:`from_book` reads the levels itself.
     """
 
-    __slots__ = ("_depth_factor", "compute", "depth_levels", "l1_shift_ticks", "params")
+    __slots__ = ("_buckets", "_depth_factor", "_g", "_spreads", "compute", "depth_levels",
+                 "l1_shift_ticks", "params")
 
     def __init__(self, params: FairValueParams | None = None) -> None:
         self.params = params = params or FairValueParams()
@@ -89,13 +118,22 @@ class FairValue:
         self.depth_levels = params.depth_levels
         # bps -> fraction once, not per event
         self._depth_factor = params.depth_sensitivity_bps / 1e4
+        table = params.stoikov
+        local = params.local
+        if local == "stoikov" and table is None:
+            raise ValueError("FairValueParams.stoikov: mode 'stoikov' needs the table that "
+                             "stoikov_table names, read by mmdaemon.config_file.load_config")
+        self._g: tuple[float | None, ...] = table.g_ticks if table else ()
+        self._buckets = table.buckets if table else 1
+        self._spreads = table.spreads if table else 0
         # Choose the mode's function once so the per-event path has no string compare.
         self.compute: Callable[[OrderBook, int, int, int, int], float] = {
             "mid": self._mid,
             "l1_imbalance": self._l1_imbalance,
             "depth_imbalance": self._depth_imbalance,
-            "microprice": self._microprice,
-        }[params.local_mode if params.mode == LEAD_LAG else params.mode]
+            "weighted_mid": self._weighted_mid,
+            "stoikov": self._stoikov,
+        }[MODE_ALIASES.get(local, local)]
 
     def from_book(self, book: OrderBook) -> float | None:
         """Fair value in ticks of ``book``, or None when a side is empty."""
@@ -122,8 +160,20 @@ class FairValue:
         return mid * (1.0 + self._depth_factor * book.imbalance(self.depth_levels))
 
     @staticmethod
-    def _microprice(book: OrderBook, bid: int, bid_size: int, ask: int, ask_size: int) -> float:
+    def _weighted_mid(book: OrderBook, bid: int, bid_size: int, ask: int,
+                      ask_size: int) -> float:
         total = bid_size + ask_size
         if total <= 0:  # the book never holds empty levels; guard against a zero division
             return (bid + ask) * 0.5
         return (bid * ask_size + ask * bid_size) / total
+
+    def _stoikov(self, book: OrderBook, bid: int, bid_size: int, ask: int,
+                 ask_size: int) -> float:
+        """mid + g*(bucket, spread) ticks; the weighted mid where the table has no value."""
+        spread = ask - bid
+        if 0 < spread <= self._spreads and bid_size > 0 and ask_size > 0:
+            buckets = self._buckets
+            g = self._g[(spread - 1) * buckets + imbalance_bucket(bid_size, ask_size, buckets)]
+            if g is not None:
+                return (bid + ask) * 0.5 + g
+        return self._weighted_mid(book, bid, bid_size, ask, ask_size)

@@ -200,7 +200,7 @@ def test_reload_applies_refuses_and_survives_bad_files(tmp_path: Path) -> None:
         assert refused["sections"] == ["instrument"]
         # reading deeper than the book keeps sorted needs a restart too (the book is sized
         # for the quoter's depth when the daemon starts)
-        config_path.write_text(text.replace('mode = "microprice"',
+        config_path.write_text(text.replace('mode = "weighted_mid"',
                                             'mode = "depth_imbalance"\ndepth_levels = 60'))
         d.signal(signal.SIGHUP)
         _, refused = d.wait_event("reload_refused", start=i + 1)

@@ -105,7 +105,8 @@ def test_the_wheel_carries_the_configs_and_the_licence(installed: tuple[Path, Pa
     with zipfile.ZipFile(wheel) as whl:
         names = set(whl.namelist())
         metadata = whl.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
-    for config in ("dryrun.toml", "sim.toml", "example-live.toml", "lobster-amzn.toml"):
+    for config in ("dryrun.toml", "sim.toml", "example-live.toml", "lobster-amzn.toml",
+                   "dryrun-stoikov.toml", "stoikov-btcusdt-spot.json"):
         assert f"mmdaemon/configs/{config}" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert any(n.endswith(".dist-info/licenses/NOTICE") for n in names)

@@ -122,14 +122,14 @@ def test_delete_absent_level_is_fine_and_zero_size_snapshot_levels_are_skipped()
     assert book.asks.top(5) == [(101, 3)]
 
 
-def test_mid_microprice_imbalance_by_hand() -> None:
+def test_mid_weighted_mid_imbalance_by_hand() -> None:
     book = OrderBook()
-    assert book.mid() is None and book.microprice() is None and book.imbalance(5) == 0.0
+    assert book.mid() is None and book.weighted_mid() is None and book.imbalance(5) == 0.0
     book.apply(upd([(100, 30), (99, 20)], [(102, 10), (103, 40)], snapshot=True))
     assert book.mid() == 101.0
-    # microprice = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)
+    # weighted mid = (bid * ask_size + ask * bid_size) / (bid_size + ask_size)
     #            = (100*10 + 102*30) / 40 = 4060/40 = 101.5 (leans to the thin ask)
-    assert book.microprice() == pytest.approx(101.5)
+    assert book.weighted_mid() == pytest.approx(101.5)
     # weights 1, 1/2: bid = 30 + 20/2 = 40, ask = 10 + 40/2 = 30 -> (40-30)/70
     assert book.imbalance(2) == pytest.approx(10 / 70)
     assert book.imbalance(1) == pytest.approx((30 - 10) / 40)

@@ -72,11 +72,19 @@ def test_depth_imbalance_maps_to_bps_of_mid() -> None:
     assert fv.from_book(book) == pytest.approx(6_180_529.7142857, abs=1e-6)
 
 
-def test_microprice_leans_toward_the_thin_side() -> None:
-    fv = FairValue(FairValueParams(mode="microprice"))
+def test_weighted_mid_leans_toward_the_thin_side() -> None:
+    fv = FairValue(FairValueParams(mode="weighted_mid"))
     # (100 x 1 + 102 x 3) / (3 + 1) = 406 / 4 = 101.5: bid-heavy pushes fair up
     assert fv.from_book(make_book([(100, 3)], [(102, 1)])) == 101.5
     assert fv.from_book(make_book([(100, 3)], [])) is None
+
+
+def test_microprice_is_the_old_name_of_weighted_mid() -> None:
+    old, new = (FairValue(FairValueParams(mode=m)) for m in ("microprice", "weighted_mid"))
+    assert FairValueParams().mode == "weighted_mid"
+    for bids, asks in (([(100, 3)], [(102, 1)]), ([(100, 1)], [(101, 7)]), ([(5, 2)], [(9, 2)])):
+        book = make_book(bids, asks)
+        assert old.from_book(book) == new.from_book(book)
 
 
 def test_fair_value_params_validation_names_the_field() -> None:

@@ -33,6 +33,7 @@ from mmdaemon.quoting import (
 )
 from mmdaemon.quoting.adverse import TOXIC_ACTIONS
 from mmdaemon.quoting.fair_value import FAIR_VALUE_MODES
+from mmdaemon.quoting.microprice_fit import MicropriceTable
 from mmdaemon.quoting.skew import SKEW_MODES
 
 INSTRUMENTS = (BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT)
@@ -63,12 +64,21 @@ def books(draw: st.DrawFn, best_bid: int | None = None) -> OrderBook:
 @st.composite
 def quoter_params(draw: st.DrawFn) -> QuoterParams:
     floats = st.floats
+    mode = draw(st.sampled_from(FAIR_VALUE_MODES))
+    table = None
+    if mode == "stoikov":  # any fitted table: a few ticks either way, some states unfitted
+        buckets, spreads = draw(st.sampled_from((1, 3, 5, 7))), draw(st.integers(1, 3))
+        g = draw(st.lists(st.none() | floats(-3, 3), min_size=buckets * spreads,
+                          max_size=buckets * spreads))
+        table = MicropriceTable("binance-spot", "BTCUSDT", "0.01", buckets, spreads, tuple(g))
     return QuoterParams(
         fair_value=FairValueParams(
-            mode=draw(st.sampled_from(FAIR_VALUE_MODES)),
+            mode=mode,
             l1_shift_ticks=draw(floats(0, 5)),
             depth_levels=draw(st.integers(1, 10)),
             depth_sensitivity_bps=draw(floats(0, 10)),
+            stoikov_table="table.json" if table else "",
+            stoikov=table,
         ),
         volatility=VolatilityParams(
             estimator=draw(st.sampled_from(("ewma", "rolling"))),
