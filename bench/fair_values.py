@@ -14,8 +14,9 @@ from ``../shared/data`` (SOURCE.md there: the two overlap over about 345 s, 23:5
 
 Each ``--mode`` is ``MODE[,dotted.key=TOML_VALUE...]``: ``strategy.fair_value.mode`` set to
 MODE, then the overrides (``--set`` ones apply to every run), e.g.
-``--mode lead_lag,reference.basis_halflife_s=5`` or, once it exists,
-``--mode stoikov,strategy.fair_value.<its table key>='"table.json"'``. The defaults compare
+``--mode lead_lag,reference.basis_halflife_s=5`` or
+``--mode stoikov,strategy.fair_value.stoikov_table='"stoikov-btcusdt-spot.json"'`` (a
+table path relative to config/). The defaults compare
 the local fair value (``weighted_mid``, the size-weighted mid) with ``lead_lag``.
 
 Figures per run: fills, the 1 s and 5 s markouts (notional-weighted mean in bps of the
@@ -45,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.config import Config
-from mmdaemon.config_file import load_config
+from mmdaemon.config_file import load_config, load_tables
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.model import Malformed
 
@@ -106,10 +107,15 @@ def parse_setting(text: str) -> tuple[str, Any]:
 def configure(base: Config, spec: str, common: list[str], tmp: Path) -> Config:
     """The run's config: ``base`` with the mode of ``spec``, its overrides and ``common``."""
     mode, *settings = spec.split(",")
-    config = override(base, "strategy.fair_value.mode", mode)
-    config = override(config, "reference.on_stale", "halt")  # the same window for every mode
-    for text in [*common, *settings]:
+    config = override(base, "reference.on_stale", "halt")  # the same window for every mode
+    for text in [*common, *settings]:  # first: a mode may need its keys (stoikov's table)
         config = override(config, *parse_setting(text))
+    config = override(config, "strategy.fair_value.mode", mode)
+    table = config.strategy.fair_value.stoikov_table
+    if table:  # relative to the base config's directory, read as load_config reads it
+        config = override(config, "strategy.fair_value.stoikov_table",
+                          str((CONFIG.parent / table).resolve()))
+        config = load_tables(config)
     result: Config = override(config, "state.dir", str(tmp))
     return result
 
