@@ -8,22 +8,30 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.commands.usage import speed_and_recordings
+from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config
 from mmdaemon.feed.recording import RecordingError
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Instrument
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
 from mmdaemon.verify import verify_recordings
 
+if TYPE_CHECKING:
+    from mmdaemon.sim.server import ReferenceSpec
+
 VENUES: dict[str, Market] = {"binance-spot": "spot", "binance-usdm": "usdm"}
 """``verify-book --venue``: the sync rules of each venue (the instrument comes from the data)."""
+KNOWN_INSTRUMENTS: dict[tuple[str, str], Instrument] = {
+    ("binance-spot", "BTCUSDT"): BINANCE_SPOT_BTCUSDT,
+    ("binance-usdm", "BTCUSDT"): BINANCE_USDM_BTCUSDT,
+}
+"""The grids ``sim --reference`` knows without ``--reference-tick-size``/``-lot-size``."""
 
 
 def verify_book(paths: list[str], venue: str, as_json: bool, symbol: str | None = None) -> int:
@@ -141,9 +149,36 @@ def record(config: Config, out: Path) -> int:
     return 0
 
 
+def reference_spec(recordings: list[str], venue: str, symbol: str, port: int,
+                   tick_size: str | None, lot_size: str | None) -> ReferenceSpec:
+    """``sim --reference ..``: what the sim serves as the reference venue. Raises
+    :class:`~mmdaemon.commands.usage.UsageError` naming the option at fault."""
+    from mmdaemon.sim.server import ReferenceSpec
+
+    missing = [p for p in recordings if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"mmdaemon sim: --reference: no such recording: {missing[0]}")
+    known = KNOWN_INSTRUMENTS.get((venue, symbol))
+    if tick_size is None or lot_size is None:
+        if known is None:
+            raise UsageError(f"mmdaemon sim: --reference-tick-size and --reference-lot-size "
+                             f"are needed for {symbol} on {venue} (known: "
+                             f"{', '.join(f'{s} on {v}' for v, s in KNOWN_INSTRUMENTS)})")
+        tick_size = tick_size or str(known.tick_size)
+        lot_size = lot_size or str(known.lot_size)
+    try:
+        instrument = Instrument(symbol, tick_size, lot_size)
+    except ValueError as exc:
+        raise UsageError(f"mmdaemon sim: --reference-tick-size/--reference-lot-size: {exc}") \
+            from None
+    return ReferenceSpec(tuple(Path(p) for p in recordings), instrument, VENUES[venue], port)
+
+
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
-        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False) -> int:
-    """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
+        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False,
+        reference: ReferenceSpec | None = None) -> int:
+    """``mmdaemon sim``: serve ``recordings`` (and the ``reference`` venue's) until
+    SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
     from mmdaemon.sim.orders import OrderEntry
@@ -175,11 +210,17 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     async def main(stop: asyncio.Event) -> None:
         async with SimVenue(recordings, instrument, speed=speed, clock=clock,
                             host=host, port=port, order_entry=order_entry,
-                            wait_for_subscriber=wait_for_subscriber) as venue:
+                            wait_for_subscriber=wait_for_subscriber,
+                            reference=reference) as venue:
+            served = {} if venue.reference is None else {
+                "reference_ws_url": venue.reference.ws_url,
+                "reference_rest_url": venue.reference.rest_url,
+                "reference_symbol": venue.reference.instrument.symbol,
+                "reference_market": venue.reference.tape.kind}
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
                         streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",
-                        speed=speed or "max", order_entry=order_entry is not None)
+                        speed=speed or "max", order_entry=order_entry is not None, **served)
             finished = asyncio.create_task(venue.wait_finished())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -193,7 +234,8 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     try:
         uvloop.run(_until_signalled(main)())
     except OSError as exc:
-        print(f"mmdaemon sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        ports = f"{port}" if reference is None else f"{port} and {reference.port}"
+        print(f"mmdaemon sim: cannot listen on {host}:{ports}: {exc}", file=sys.stderr)
         return 2
     logger.info("sim_stopped")
     return 0
