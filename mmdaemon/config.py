@@ -274,6 +274,38 @@ class FirmConfig:
 
 
 @dataclass(frozen=True)
+class ReferenceConfig:
+    """A second, read-only market-data feed whose price leads the traded one (the USD-M
+    perpetual for spot): :mod:`mmdaemon.reference`.
+
+    ``venue``, ``symbol``, ``tick_size`` and ``lot_size`` describe the reference instrument
+    (its own grids, decimal strings: they may differ from the traded one's). ``recordings``
+    (paths, relative to the config file) are its frames for a replay, merged with
+    ``feed.recordings`` by receive time; ``url`` and ``rest_url`` its websocket streams and
+    REST snapshots live (base URLs, as in ``[feed]``). ``stale_ms``: receive time (ms) without
+    a reference book update after which the reference is stale; ``on_stale``: what a stale or
+    out-of-sync reference does, ``"fallback"`` (quote on the local fair value) or ``"halt"``
+    (HALTED ``reference_stale`` until it is fresh again). ``basis_halflife_s``: half-life (s
+    of event time) of the EWMA of the basis, traded minus reference price.
+    """
+
+    venue: Literal["binance-spot", "binance-usdm"]
+    symbol: str
+    tick_size: str
+    lot_size: str
+    recordings: tuple[str, ...] = ()
+    url: str = ""
+    rest_url: str = ""
+    stale_ms: int = 1000
+    on_stale: Literal["fallback", "halt"] = "fallback"
+    basis_halflife_s: float = 30.0
+
+    def build(self) -> Instrument:
+        """The reference instrument (its grids; it is never traded)."""
+        return Instrument(self.symbol, self.tick_size, self.lot_size)
+
+
+@dataclass(frozen=True)
 class Config:
     instrument: InstrumentConfig
     feed: FeedConfig
@@ -286,6 +318,7 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     firm: FirmConfig = field(default_factory=FirmConfig)
+    reference: ReferenceConfig | None = None  # None: no [reference] section
 
     def money_units(self, amount: str, instrument: Instrument) -> Fraction:
         """Quote-currency ``amount`` in notional units (ticks x lots), exactly."""
@@ -443,6 +476,41 @@ def _check(config: Config) -> None:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
     if config.firm.enabled:
         _check_firm(config.firm)
+    _check_reference(config)
+
+
+def _check_reference(config: Config) -> None:
+    """The ``[reference]`` section, and a fair value that needs one."""
+    ref = config.reference
+    if ref is None:
+        if config.strategy.fair_value.mode == "lead_lag":
+            raise ConfigError("strategy.fair_value.mode: 'lead_lag' prices off a reference "
+                              "feed: add a [reference] section (venue, symbol, tick_size, "
+                              "lot_size, recordings or url)")
+        return
+    if config.instrument.venue == "lobster":
+        raise ConfigError("reference: expected a Binance instrument to trade; a LOBSTER "
+                          "replay has no receive times to merge a reference feed with")
+    if not ref.recordings and not ref.url:
+        raise ConfigError("reference: expected 'recordings' (list of paths) or 'url' "
+                          "(websocket URL)")
+    if ref.url:
+        if not ref.url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"reference.url: expected a ws:// or wss:// URL, got {ref.url!r}")
+        if not ref.rest_url.startswith(("http://", "https://")):
+            raise ConfigError(f"reference.rest_url: expected an http(s):// URL for depth "
+                              f"snapshots, got {ref.rest_url!r}")
+    try:
+        ref.build()
+    except (ValueError, ArithmeticError) as exc:
+        raise ConfigError(f"reference: tick_size and lot_size: expected positive decimals: "
+                          f"{exc}") from None
+    if not 0 < ref.stale_ms <= 3_600_000:
+        raise ConfigError(f"reference.stale_ms: expected 1..3600000 ms of receive time, "
+                          f"got {ref.stale_ms}")
+    if not 0 < ref.basis_halflife_s <= 86_400:
+        raise ConfigError(f"reference.basis_halflife_s: expected a half-life in seconds, "
+                          f"above 0 and at most 86400, got {ref.basis_halflife_s}")
 
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -573,7 +641,10 @@ def _convert(hint: Any, value: object, key: str) -> Any:
             return tuple(_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value))
         ok = False
     elif origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(hint):
+        options = [o for o in typing.get_args(hint) if o is not type(None)]
+        if len(options) == 1:  # an optional section: TOML has no null, present means given
+            return _convert(options[0], value, key)
+        for option in options:
             try:
                 return _convert(option, value, key)
             except ConfigError:

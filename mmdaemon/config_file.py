@@ -40,8 +40,14 @@ def resolve_paths(config: Config, base: Path) -> Config:
     latency_file = config.exchange.latency_file
     if latency_file:
         latency_file = _resolve(base, latency_file, "exchange.latency_file")
+    reference = config.reference
+    if reference is not None:
+        reference = dataclasses.replace(reference, recordings=tuple(
+            _resolve(base, p, f"reference.recordings[{i}]")
+            for i, p in enumerate(reference.recordings)))
     return dataclasses.replace(
         config,
+        reference=reference,
         feed=dataclasses.replace(config.feed, recordings=recordings),
         state=dataclasses.replace(config.state, dir=state_dir),
         exchange=dataclasses.replace(config.exchange, credentials=credentials,

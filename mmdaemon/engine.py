@@ -36,7 +36,7 @@ import orjson
 
 from mmdaemon.book import OrderBook
 from mmdaemon.config import Config
-from mmdaemon.exchange.latency import MAX_PLAUSIBLE_NS, LatencyRecorder
+from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.market import MarketState
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
@@ -66,6 +66,7 @@ from mmdaemon.records import (
     Store,
     answer_event,
 )
+from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
@@ -153,18 +154,21 @@ class Engine:
         # exact markouts of our fills (mmdaemon.markouts): told each event before it applies
         self.markouts = MarkoutTracker(config.report.markout_horizons_s,
                                        partial(book_mid_x2, self.book))
-        self.quoter = Quoter(instrument, config.strategy)
+        # the reference venue (mmdaemon.reference), None without a [reference] section
+        self.reference = ref = Reference(config.reference, instrument, log) if (
+            config.reference) else None
+        self.quoter = Quoter(instrument, config.strategy, ref)
         self.checks = PreTradeChecks(limits.checks)
         self.breaker_limits = limits.breakers
         self.counters = Counters()
         self.unsendable = Unsendable()  # quote sides that could not become orders, by reason
         self.now_ns = 0  # event time: the time of the latest event
         self.time_backsteps = 0  # events older than the event time before them
-        self.feed_clock_apart = 0  # --latency-out: frames whose venue time is off our clock
         self.last_book_ns = 0
         self.cancel_due = False  # quotes must be pulled now (kill, halt)
         self.requote = False  # a fill changed the inventory since the last quote
         self.need_snapshot = False  # the codec lost sequence: the live feed must fetch one
+        self.reference_need_snapshot = False  # the same for the reference feed
         self.venue_ready = False
         self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
         self._cancelling: int | None = None  # open orders when an unconfirmed pull began
@@ -206,6 +210,8 @@ class Engine:
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
         if self.firm:
             halts[FIRM_NOT_READY] = {}
+        if self.reference is not None and self.reference.halt:  # until it is usable
+            halts[REFERENCE_STALE] = {"reason": "no snapshot yet"}
         self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self.latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units
@@ -284,8 +290,11 @@ class Engine:
                 # the snapshot we waited for did not decode: without another, the book
                 # would wait for ever (the feed backs off if they keep coming bad)
                 self.need_snapshot = True
-        if self.latencies is not None:
-            self._measure_feed(recv_ns, events)
+        if self.latencies is not None and self.live and (  # a live feed on wall time only
+                apart := self.latencies.feed(recv_ns, events)) is not None:
+            self.log.warning("latency_feed_clocks_apart", delay_ms=apart / 1e6,
+                             note="the venue's event times are not on our clock: "
+                                  "no feed latency is measured from them")
         if recv_ns >= self._next_supervise_ns:
             self._next_supervise_ns = recv_ns + self._supervise_interval_ns
             self.supervise(recv_ns)
@@ -300,8 +309,33 @@ class Engine:
         self.book.invalidate()
         self.breakers.check_feed(recv_ns, self.last_book_ns, False)
 
+    def on_reference_frame(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """One raw frame of the reference feed, into its own codec and book
+        (:mod:`mmdaemon.reference`); a new quote when the lead-lag fair value may have moved
+        (its top of book changed). The caller has let a simulated venue act up to
+        ``recv_ns`` first, as for :meth:`on_frame`."""
+        if recv_ns < self.now_ns:
+            recv_ns = self._time_went_back(recv_ns)
+        self.now_ns = recv_ns
+        ref: Reference = self.reference  # type: ignore[assignment]
+        moved = ref.on_frame(recv_ns, frame)
+        if ref.need_snapshot:  # live: the feed fetches one (and clears the flag)
+            self.reference_need_snapshot, ref.need_snapshot = True, False
+        if recv_ns >= self._next_supervise_ns:
+            self._next_supervise_ns = recv_ns + self._supervise_interval_ns
+            self.supervise(recv_ns)
+        return self.decide(recv_ns) if moved or self.requote else NOT_DECIDED
+
+    def on_reference_reconnected(self, recv_ns: int) -> None:
+        """A new connection of the reference feed: unusable until a snapshot resyncs it."""
+        if self.reference is not None:
+            self.reference.on_reconnected()
+            self.requote |= self.reference.check(max(recv_ns, self.now_ns), self.risk)
+
     def decide(self, now_ns: int) -> list[OrderAction]:
         """A new quote on the book as it stands, through the risk gate, into order actions."""
+        if self.reference is not None:
+            self.reference.check(now_ns, self.risk)
         self.requote = False
         self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         quote = self.quoter.on_book(self.book, now_ns)
@@ -312,31 +346,6 @@ class Engine:
             self._count_cuts(gated)
         self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
         return self.manager.decide(gated)
-
-    def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
-        """Feed latency samples (receipt - the venue's event time, ns) for --latency-out.
-
-        Only from a live feed on wall time; a value outside 0..MAX_PLAUSIBLE_NS
-        says the two clocks disagree (a venue replaying old data, an unsynced host), not how
-        long the data took: it is counted and logged once, never kept."""
-        recorder = self.latencies
-        if recorder is None or not self.live:
-            return
-        for event in events:
-            kind = type(event)
-            if kind is BookUpdate or kind is Trade:
-                exch_ns = event.exch_ns  # type: ignore[union-attr]
-                if not exch_ns:
-                    continue
-                delay = recv_ns - exch_ns
-                if 0 <= delay <= MAX_PLAUSIBLE_NS:
-                    recorder.add("feed", delay)
-                else:
-                    self.feed_clock_apart += 1
-                    if self.feed_clock_apart == 1:
-                        self.log.warning("latency_feed_clocks_apart", delay_ms=delay / 1e6,
-                                         note="the venue's event times are not on our clock: "
-                                              "no feed latency is measured from them")
 
     def _time_went_back(self, recv_ns: int) -> int:
         """Event time never moves backwards: a frame older than the last (recordings given
@@ -649,6 +658,7 @@ class Engine:
         them first, so a bad file changes nothing, and has checked that nothing needing a
         restart changed). The new quoter's estimators start their warm-up again."""
         quoter.set_inventory(self.position.position)
+        quoter.attach_reference(self.reference)  # the same one: its book and basis go on
         self.config, self.quoter = new, quoter
         self.checks = PreTradeChecks(limits.checks)
         self.breakers.limits = self.breaker_limits = limits.breakers
@@ -682,6 +692,8 @@ class Engine:
             self._sample(now_ns)
         if self.last_book_ns:
             self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
+        if self.reference is not None:  # a change of its usability requotes
+            self.requote |= self.reference.check(now_ns, self.risk)
         self.breakers.check_rejects(now_ns)
         self._check_pnl()
 
@@ -796,6 +808,8 @@ class Engine:
             "malformed": self.market.malformed,
             "first_malformed": self.market.first_malformed,
             "time_backsteps": self.time_backsteps,
+            "reference": (self.reference.summary(self.now_ns, Fraction(inst.tick_size))
+                          if self.reference is not None else None),
         }
 
 

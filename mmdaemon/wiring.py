@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # the bus imports redis: only a daemon with [firm] enabled lo
     from mmdaemon.risk.redis_bus import FirmBus, FirmHost
 
 # config sections a SIGHUP cannot change: they shape connections, files and the book itself
-RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm")
+RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "logging", "firm",
+                    "reference")
 
 
 def feed_settings(config: Config) -> FeedSettings:

@@ -30,6 +30,8 @@ from typing import Protocol
 
 import orjson
 
+from mmdaemon.model import BookUpdate, Trade
+
 FORMAT = "mmdaemon-latency"
 VERSION = 1
 KINDS = ("feed", "entry", "response")
@@ -172,6 +174,29 @@ class LatencyRecorder:
         self.samples: dict[str, list[int]] = {kind: [] for kind in KINDS}
         self.seen: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._rng = random.Random(seed)
+        self.clocks_apart = 0  # feed events whose venue time is off our clock
+
+    def feed(self, recv_ns: int, events: Iterable[object]) -> int | None:
+        """Feed latency samples (receipt ``recv_ns`` - each book update's or trade's venue
+        event time, ns) from a live feed on wall time. A value outside
+        0..:data:`MAX_PLAUSIBLE_NS` says the two clocks disagree (a venue replaying old
+        data, an unsynced host), not how long the data took: it is counted, never kept.
+        Returns the first such delay of the run (ns) for the caller to log once, else None."""
+        first = None
+        for event in events:
+            kind = type(event)
+            if kind is BookUpdate or kind is Trade:
+                exch_ns = event.exch_ns  # type: ignore[attr-defined]
+                if not exch_ns:
+                    continue
+                delay = recv_ns - exch_ns
+                if 0 <= delay <= MAX_PLAUSIBLE_NS:
+                    self.add("feed", delay)
+                else:
+                    self.clocks_apart += 1
+                    if self.clocks_apart == 1:
+                        first = delay
+        return first
 
     def add(self, kind: str, ns: int) -> None:
         """One measured delay of ``kind`` (negative values, from clocks apart, are dropped)."""

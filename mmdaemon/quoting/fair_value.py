@@ -11,6 +11,10 @@ Modes (``FairValueParams.mode``):
   at the best level (:meth:`mmdaemon.book.OrderBook.imbalance`). The sensitivity maps one
   unit of imbalance to a predicted move in bps of the mid (the article's linear model).
 - ``"microprice"``: (bid x A + ask x B) / (B + A), the size-weighted mid.
+- ``"lead_lag"``: the reference venue's mid + the basis (:mod:`mmdaemon.reference`), with
+  the ``local_mode`` fair value (one of the modes above) as the basis's traded price and
+  the fallback while the reference is stale or out of sync. :class:`FairValue` computes the
+  local part; the quoter hands it to the reference.
 
 In every mode more resting size on the bid (buying pressure) moves fair value *up*. The
 default is ``"microprice"``: BTCUSDT spot trades with a one-tick spread almost always, and
@@ -27,7 +31,8 @@ from dataclasses import dataclass
 from mmdaemon.book import OrderBook
 from mmdaemon.quoting import _validate as v
 
-FAIR_VALUE_MODES = ("mid", "l1_imbalance", "depth_imbalance", "microprice")
+LEAD_LAG = "lead_lag"
+FAIR_VALUE_MODES = ("mid", "l1_imbalance", "depth_imbalance", "microprice", LEAD_LAG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +44,21 @@ class FairValueParams:
     (``"l1_imbalance"``; the article's 0.5 tick).
     ``depth_levels``: levels per side in the depth-weighted imbalance (``"depth_imbalance"``).
     ``depth_sensitivity_bps``: predicted move in bps of mid per unit of depth imbalance.
+    ``local_mode``: with ``mode = "lead_lag"``, the local fair value (any other mode): the
+    basis's traded price and the fallback (ignored by the other modes).
     """
 
     mode: str = "microprice"
     l1_shift_ticks: float = 0.5
     depth_levels: int = 5
     depth_sensitivity_bps: float = 2.0
+    local_mode: str = "microprice"
 
     def __post_init__(self) -> None:
         owner = "FairValueParams"
         v.choice(owner, "mode", self.mode, FAIR_VALUE_MODES)
+        v.choice(owner, "local_mode", self.local_mode,
+                 tuple(m for m in FAIR_VALUE_MODES if m != LEAD_LAG))
         v.real(owner, "l1_shift_ticks", self.l1_shift_ticks, "ticks per unit imbalance", lo=0)
         v.integer(owner, "depth_levels", self.depth_levels, "book levels per side", lo=1)
         v.real(
@@ -61,7 +71,8 @@ class FairValueParams:
 
 
 class FairValue:
-    """Computes fair value in fractional ticks from the book's top levels.
+    """Computes fair value in fractional ticks from the book's top levels (in mode
+    ``"lead_lag"`` the local part: ``local_mode``'s).
 
     ``compute(book, bid, bid_size, ask, ask_size) -> float`` takes the best levels the caller
     already read (the quoter reads them once per event for several purposes; prices in
@@ -84,7 +95,7 @@ class FairValue:
             "l1_imbalance": self._l1_imbalance,
             "depth_imbalance": self._depth_imbalance,
             "microprice": self._microprice,
-        }[params.mode]
+        }[params.local_mode if params.mode == LEAD_LAG else params.mode]
 
     def from_book(self, book: OrderBook) -> float | None:
         """Fair value in ticks of ``book``, or None when a side is empty."""

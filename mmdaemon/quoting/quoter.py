@@ -5,7 +5,10 @@ Per book (or trade) event, with the book already updated:
 1. no usable book (not synced, a side empty, crossed or locked) -> the empty quote,
    prices 0 and sizes 0 (fail closed);
 2. mid = (best_bid + best_ask) / 2 feeds the volatility estimator and resolves due markouts;
-3. fair value (ticks) from :mod:`.fair_value`; sigma from :mod:`.volatility`;
+3. fair value (ticks) from :mod:`.fair_value` (mode ``"lead_lag"``: that local value handed
+   to the attached reference, :meth:`Quoter.attach_reference`, which returns the reference
+   mid + basis, or the local value while the reference is unusable); sigma from
+   :mod:`.volatility`;
 4. reservation = fair + inventory shift (:mod:`.skew`), below fair when long;
 5. half-spread (ticks) from :mod:`.spread`, whose core is the skew model's own when the skew
    mode prices spread ("avellaneda_stoikov", "glft"), widened by the adverse-move excess and
@@ -32,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import (
@@ -46,7 +50,7 @@ from mmdaemon.model import (
 )
 from mmdaemon.quoting import _validate as v
 from mmdaemon.quoting.adverse import AdverseParams, AdverseSelection
-from mmdaemon.quoting.fair_value import FairValue, FairValueParams
+from mmdaemon.quoting.fair_value import LEAD_LAG, FairValue, FairValueParams
 from mmdaemon.quoting.sizing import SizeCut, SizeRule, SizingParams
 from mmdaemon.quoting.skew import InventorySkew, SkewParams
 from mmdaemon.quoting.spread import SpreadModel, SpreadParams
@@ -55,6 +59,15 @@ from mmdaemon.quoting.volatility import VolatilityParams, make_volatility
 # NamedTuple's generated __new__ is a Python-level function (~0.2 us); tuple.__new__ builds
 # the identical Quote without it. Used on the per-event path only.
 _new_quote: Callable[[type[Quote], tuple[int, int, int, int, float, int]], Quote] = tuple.__new__
+
+
+class LeadLag(Protocol):
+    """What mode ``"lead_lag"`` asks of the reference (:class:`mmdaemon.reference.Reference`)."""
+
+    def fair(self, local_ticks: float, traded_book_id: int, now_ns: int) -> float:
+        """The fair value (ticks) given the local one, the traded book's update id and the
+        event time (ns)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,7 @@ class Quoter:
         "_fair",
         "_finalize",
         "_inventory",
+        "_lead_lag",
         "_model_half",
         "_model_prices_spread",
         "_shift",
@@ -123,7 +137,10 @@ class Quoter:
         "volatility",
     )
 
-    def __init__(self, instrument: Instrument, params: QuoterParams | None = None) -> None:
+    def __init__(self, instrument: Instrument, params: QuoterParams | None = None,
+                 reference: LeadLag | None = None) -> None:
+        """``reference``: the reference venue for fair-value mode ``"lead_lag"`` (see
+        :meth:`attach_reference`)."""
         self.instrument = instrument
         self.params = params = params or QuoterParams()
         self.fair_value = FairValue(params.fair_value)
@@ -148,6 +165,8 @@ class Quoter:
         self._finalize = self.spread.finalize
         self._sizes = self.sizing.sizes
         self._inventory = 0
+        self._lead_lag: Callable[[float, int, int], float] | None = None
+        self.attach_reference(reference)
         self._tob_id = -1  # update id of the venue's latest top of book; -1: none
         self._tob_bid = 0
         self._tob_ask = 0
@@ -167,6 +186,14 @@ class Quoter:
     def set_inventory(self, lots: int) -> None:
         """Set the position in lots (> 0 long), from the position keeper."""
         self._inventory = lots
+
+    def attach_reference(self, reference: LeadLag | None) -> None:
+        """The reference venue whose lead-lag fair value replaces the local one in mode
+        ``"lead_lag"`` (the engine attaches its own; a quoter built on a reload gets the same
+        one, basis and all). Other modes ignore it; ``"lead_lag"`` without one quotes on the
+        local fair value (the config refuses that mode without a ``[reference]``)."""
+        lead_lag = self.params.fair_value.mode == LEAD_LAG and reference is not None
+        self._lead_lag = reference.fair if lead_lag else None  # type: ignore[union-attr]
 
     def on_fill(self, fill: Fill, book_mid_ticks: float) -> None:
         """Register our fill for markouts; ``book_mid_ticks`` is the mid at the fill (ticks).
@@ -238,6 +265,8 @@ class Quoter:
         adverse.on_mid(ts_ns, mid)
 
         fair = self._fair(book, best_bid, bid_size, best_ask, ask_size)
+        if self._lead_lag is not None:
+            fair = self._lead_lag(fair, book.last_id, ts_ns)
         sigma = self.volatility.sigma_per_sqrt_s()
         inventory = self._inventory
         shift = self._shift(inventory, fair, sigma)

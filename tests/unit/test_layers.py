@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # core: values, codecs, book, quoting, risk rules, the engine; pure and synchronous
     "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
     "records": CORE, "engine": CORE, "pace": CORE, "backoff": CORE, "hosts": CORE,
-    "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE,
+    "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
     "analytics": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "exchange.base": CORE,
