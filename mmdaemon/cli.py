@@ -140,7 +140,8 @@ def _parser() -> argparse.ArgumentParser:
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
     )
     record.add_argument("--config", required=True, metavar="FILE")
-    record.add_argument("out", metavar="OUT", help="directory for <symbol>_<YYYYMMDD>.gz")
+    record.add_argument("out", metavar="OUT", help="directory for <symbol>_<YYYYMMDD>.gz "
+                        "(a [reference] feed: in OUT/<venue>-<symbol>/)")
 
     sim = commands.add_parser("sim", help="serve recordings as a local Binance-compatible venue")
     sim.add_argument("recordings", nargs="+", metavar="RECORDING")

@@ -98,22 +98,35 @@ def _until_signalled(main: Any) -> Any:
 
 
 def record(config: Config, out: Path) -> int:
-    """``mmdaemon record``: the live feed of ``config`` into ``out``; stops on SIGTERM/SIGINT."""
-    from mmdaemon.feed.recorder import FrameWriter
-    from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
-    from mmdaemon.wiring import feed_settings
+    """``mmdaemon record``: the live feed of ``config`` into ``out``, and with a
+    ``[reference]`` section the reference venue's feed into ``out/<venue>-<symbol>/``
+    (:func:`mmdaemon.feed.recorder.reference_dir`); stops on SIGTERM/SIGINT."""
+    from mmdaemon.feed.recorder import FrameWriter, reference_dir
+    from mmdaemon.feed.websocket import Reconnected, Tagged, WebsocketFeed
+    from mmdaemon.wiring import feed_settings, reference_feed_settings
 
     if not config.feed.url:
         print("mmdaemon record: config error: feed.url: expected the venue's websocket URL",
               file=sys.stderr)
         return 2
+    ref = config.reference
+    if ref is not None and not (ref.url and ref.rest_url):
+        print("mmdaemon record: config error: reference.url and reference.rest_url: expected "
+              "the reference venue's websocket and REST URLs to record it", file=sys.stderr)
+        return 2
     logger = log.get_logger(command="record", instrument=config.instrument.symbol)
     clock = SystemClock()
-    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock)
-    feed = WebsocketFeed(feed_settings(config), logger, clock=clock)
+    feeds = [(WebsocketFeed(feed_settings(config), logger, clock=clock),
+              FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock))]
+    ref_settings = reference_feed_settings(config)
+    if ref is not None and ref_settings is not None:
+        ref_log = Tagged(logger, feed="reference")
+        feeds.append((WebsocketFeed(ref_settings, ref_log, clock=clock),
+                      FrameWriter(reference_dir(out, ref.venue, ref.symbol), ref.symbol,
+                                  report=_reporter(ref_log), clock=clock)))
 
     async def main(stop: asyncio.Event) -> None:
-        async def consume() -> None:
+        async def consume(feed: WebsocketFeed, writer: FrameWriter) -> None:
             async for item in feed.frames():
                 if isinstance(item, Reconnected):
                     continue  # the snapshot fetched after it is what a replay needs
@@ -121,19 +134,25 @@ def record(config: Config, out: Path) -> int:
 
         async def flusher() -> None:
             while True:  # a quiet feed still gets its last frames onto the disk
-                await clock.sleep(writer.flush_interval_s)
-                writer.flush()
+                await clock.sleep(min(writer.flush_interval_s for _, writer in feeds))
+                for _, writer in feeds:
+                    writer.flush()
 
-        tasks = [asyncio.create_task(consume()), asyncio.create_task(flusher())]
+        # each feed reconnects on its own: only a writer's failure (the disk) ends a consumer
+        consumers = [asyncio.create_task(consume(*pair)) for pair in feeds]
+        tasks = [*consumers, asyncio.create_task(flusher())]
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([tasks[0], stopper], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*consumers, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in (*tasks, stopper):
             task.cancel()
-        failure = (await asyncio.gather(*tasks, stopper, return_exceptions=True))[0]
-        if isinstance(failure, Exception):  # the writer failed: not a clean stop
+        results = await asyncio.gather(*consumers, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, Exception)), None)
+        if failure is not None:  # a writer failed: not a clean stop
             raise failure
 
-    logger.info("record_started", out=str(out), url=config.feed.url)
+    logger.info("record_started", out=str(out), url=config.feed.url,
+                reference_url=ref.url if ref is not None else None)
     try:
         import uvloop
 
@@ -143,9 +162,16 @@ def record(config: Config, out: Path) -> int:
         print(f"mmdaemon record: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, RecordingError) else 1
     finally:
-        writer.close()
+        for _, writer in feeds:
+            writer.close()
+        feed, writer = feeds[0]
+        reference = {} if len(feeds) == 1 else {
+            "reference_frames": feeds[1][1].frames,
+            "reference_files": [str(p) for p in feeds[1][1].files],
+            "reference_reconnects": feeds[1][0].reconnects,
+            "reference_snapshots": feeds[1][0].snapshots}
         logger.info("record_stopped", frames=writer.frames, files=[str(p) for p in writer.files],
-                    reconnects=feed.reconnects, snapshots=feed.snapshots)
+                    reconnects=feed.reconnects, snapshots=feed.snapshots, **reference)
     return 0
 
 
