@@ -105,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--venue", choices=("binance", "lobster"),
                         help="lobster: RECORDING is MESSAGE_CSV ORDERBOOK_CSV of a LOBSTER "
                              "sample (default config config/lobster-amzn.toml)")
+    replay.add_argument("--reference", nargs="+", metavar="REF",
+                        help="the reference feed's recordings, merged by receive time (needs "
+                             "a [reference] section; default: its recordings)")
     replay.add_argument("--report", metavar="DIR",
                         help="write report.html with its plots to DIR after the replay")
 
@@ -313,7 +316,8 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
-                      Path(args.report) if args.report else None, args.clock, level)
+                      Path(args.report) if args.report else None, args.clock, level,
+                      args.reference, args.config)
     from mmdaemon.commands.operator import global_switch, signal_instance
 
     if args.global_:

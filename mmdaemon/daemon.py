@@ -95,12 +95,16 @@ class Service:
                  recordings: list[str] | None = None, speed: float | str | None = "config",
                  event_clock: ReplayClock | None = None, state_dir: Path | None = None,
                  write_pid: bool = False, config_path: Path | None = None,
-                 log_level: str | None = None, latency_out: Path | None = None) -> None:
+                 log_level: str | None = None, latency_out: Path | None = None,
+                 reference: list[str] | None = None) -> None:
         self.config = config
         self.clock = clock
         self.log = log
         self.instrument = inst = config.instrument.build()
         self.recordings = recordings if recordings is not None else list(config.feed.recordings)
+        # a replay's reference feed: these recordings, else [reference].recordings
+        self.reference_recordings = reference if reference is not None else list(
+            config.reference.recordings if config.reference is not None else ())
         # "config": the config's speed; None: as fast as possible
         self.speed = config.feed.speed_factor() if isinstance(speed, str) else speed
         # what a replay's event time is (None: the config's feed.clock); see feed/replay.py
@@ -395,7 +399,7 @@ class Service:
                 return with_reference(self.live, self.reference_live)
             return self.live.batches()
         return recorded_batches(self.config, self.instrument, self.recordings, self.speed,
-                                self.clock, self.event_clock)
+                                self.clock, self.event_clock, self.reference_recordings)
 
     def _event_ns(self) -> int:
         """The event clock (ns) a simulated venue stamps our requests with."""

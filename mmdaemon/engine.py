@@ -211,7 +211,7 @@ class Engine:
         if self.firm:
             halts[FIRM_NOT_READY] = {}
         if self.reference is not None and self.reference.halt:  # until it is usable
-            halts[REFERENCE_STALE] = {"reason": "no snapshot yet"}
+            halts[REFERENCE_STALE] = {"why": "no snapshot yet"}
         self.risk = RiskState(self._on_transition, killed, kill_reason, halts=halts)
         self.breakers = Breakers(self.breaker_limits, self.risk, self.latch_kill)
         self.breakers.peak = self._saved_peak = restored.pnl_peak_units

@@ -72,7 +72,7 @@ class FeedTask:
         """Until the feed ends (a recording) or the task is cancelled (live)."""
         engine, live, monotonic, send = self.engine, self.live, self.monotonic_ns, self.send
         on_frame, next_due, market = self.on_frame, self.exchange.next_due_ns, engine.market
-        on_decoded = self.on_decoded
+        on_decoded, on_reference = self.on_decoded, self.on_reference
         async for batch in batches:
             self.last_frame_mono = monotonic()
             if live is not None and self._fell_behind(batch, live):
@@ -98,17 +98,17 @@ class FeedTask:
                     actions = on_decoded(item)  # type: ignore[arg-type]
                     if actions:
                         await send(actions)
-                elif kind is Reconnected:
-                    engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
                 elif kind is ReferenceFrame:
-                    actions = self.on_reference_frame(item)  # type: ignore[arg-type]
+                    actions = on_reference(*item)
                     if actions:
                         await send(actions)
+                elif kind is Reconnected:
+                    engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
                 elif kind is ReferenceReconnected:
                     engine.on_reference_reconnected(item.recv_ns)  # type: ignore[union-attr]
                 elif kind is ReferenceMalformed:
-                    if engine.reference is not None:
-                        engine.reference.market.on_malformed(item.malformed)  # type: ignore[union-attr]
+                    engine.reference.market.on_malformed(  # type: ignore[union-attr]
+                        item.malformed)  # type: ignore[union-attr]
                 else:
                     market.on_malformed(item)  # type: ignore[arg-type]
                 if engine.cancel_due:
@@ -127,15 +127,16 @@ class FeedTask:
             self.tick_to_quote(perf_counter_ns() - t0)
         return actions
 
-    def on_reference_frame(self, item: ReferenceFrame) -> list[OrderAction]:
-        """One reference frame into the engine, after a simulated venue has acted on
-        everything due by its time; a snapshot of the reference fetched if the engine asks
-        for one (live)."""
-        recv_ns, engine = item.recv_ns, self.engine
+    def on_reference(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
+        """:meth:`on_frame` for a frame of the reference feed (its own codec and book); a
+        snapshot of the reference fetched if the engine asks for one (live)."""
+        t0, engine = perf_counter_ns(), self.engine
         self.venue_until(recv_ns)
         self.reference_frames += 1
         self.reference_last_ns = recv_ns
-        actions = engine.on_reference_frame(recv_ns, item.frame)
+        actions = engine.on_reference_frame(recv_ns, frame)
+        if actions is not NOT_DECIDED:
+            self.tick_to_quote(perf_counter_ns() - t0)
         if engine.reference_need_snapshot and self.reference is not None:
             engine.reference_need_snapshot = False
             self.reference.request_snapshot()

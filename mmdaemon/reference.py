@@ -232,7 +232,8 @@ class Reference:
             reason = "a side of its book is empty"
         else:
             reason = "stale"
-        return {"symbol": self.instrument.symbol, "reason": reason,
+        # not "reason": the state change's log line names its own reason beside these
+        return {"symbol": self.instrument.symbol, "why": reason,
                 "age_ms": round((now_ns - self.last_ns) / 1e6, 3) if self.last_ns else None,
                 "stale_ms": self.config.stale_ms, "on_stale": self.config.on_stale}
 

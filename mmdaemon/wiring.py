@@ -171,16 +171,18 @@ def _decoded_ns(item: Decoded) -> int:
 
 
 def recorded_batches(config: Config, instrument: Instrument, recordings: list[str],
-                     speed: float | None, clock: Clock,
-                     event_clock: ReplayClock) -> AsyncIterator[Sequence[FeedItem]]:
+                     speed: float | None, clock: Clock, event_clock: ReplayClock,
+                     reference: Sequence[str] = ()) -> AsyncIterator[Sequence[FeedItem]]:
     """A dry run's feed: recorded frames (or LOBSTER rows, decoded), paced at ``speed``
-    (None: as fast as taken) on ``clock``, timed by ``event_clock``."""
+    (None: as fast as taken) on ``clock``, timed by ``event_clock``; the ``reference``
+    feed's recordings merged in by the same clock."""
     if config.instrument.venue == "lobster":  # two files: MESSAGE_CSV ORDERBOOK_CSV
         message, orderbook = recordings
         rows = (Decoded(e.recv_ns, [e]) for e in read_lobster(message, orderbook, instrument))
         return paced(rows, _decoded_ns, speed, clock)
     event_ns = frame_event_ns if event_clock == "exchange" else None
-    return ReplaySource(recordings, speed, clock, event_ns).batches()
+    source = ReplaySource(recordings, speed, clock, event_ns)
+    return source.merged_batches(reference) if reference else source.batches()
 
 
 def reload_parts(path: Path | None, running: Config, instrument: Instrument, book_depth: int,

@@ -103,7 +103,8 @@ def replay_table(summary: dict[str, Any], config: Config) -> str:
             scalars["sharpe"] = sharpe_text(metrics)
         for m in metrics.get("markouts", []):
             scalars[f"markout_{m['horizon_s']:g}s_bps"] = m["markout_bps"]
-    width = max(map(len, scalars))
+    width = max(*map(len, scalars), *(len(f"reference {k}") for k in REFERENCE_ROWS
+                                      if summary.get("reference")))
     rows = []
     for key, value in scalars.items():
         if key in money and isinstance(value, float):
@@ -115,6 +116,7 @@ def replay_table(summary: dict[str, Any], config: Config) -> str:
         rows.append(f"{key:<{width}}  {value}")
     unsendable = {k: v for k, v in summary.get("unsendable", {}).items() if v}
     rows += [f"{'unsendable ' + k:<{width}}  {v:,}" for k, v in unsendable.items()]
+    rows += _reference_rows(summary.get("reference"), width)
     deferred = unsendable.get(ORDER_RATE, 0)
     notes = ([f"note: {deferred:,} order actions waited for the order rate limit "
               f"(risk.max_orders_per_s, risk.order_burst); the next quote retries them"]
@@ -122,6 +124,42 @@ def replay_table(summary: dict[str, Any], config: Config) -> str:
     return "\n".join([f"dry run of {config.instrument.symbol} (paper exchange)", *rows,
                       "(every figure: --json, or --report DIR for the report with plots)",
                       *notes, *(f"WARNING: {w}" for w in summary["warnings"])])
+
+
+REFERENCE_ROWS = ("frames", "gaps", "unusable_episodes", "unusable_s", "on_stale",
+                  "lead_lag_quotes", "fallback_quotes", "basis_ticks", "basis")
+"""The reference feed's figures the people's summary shows (``--json`` has them all)."""
+
+
+def _reference_rows(reference: dict[str, Any] | None, width: int) -> list[str]:
+    """The reference venue's lines of the table: how often it could not be used and what
+    that did, and the final basis (traded minus reference price)."""
+    if not reference:
+        return []
+    rows = [f"{'reference':<{width}}  {reference['venue']} {reference['symbol']}"]
+    for key in REFERENCE_ROWS:
+        value = reference[key]
+        text = (f"{value:,}" if isinstance(value, int) and not isinstance(value, bool)
+                else f"{value:,.6g}" if isinstance(value, float) else str(value))
+        rows.append(f"{'reference ' + key:<{width}}  {text}")
+    return rows
+
+
+def _reference_warnings(reference: dict[str, Any] | None) -> list[str]:
+    """A reference feed that did less than it seems: never usable, or not at the end."""
+    if not reference:
+        return []
+    action = ("the daemon stayed HALTED (reference_stale)" if reference["on_stale"] == "halt"
+              else "every quote used the local fair value")
+    if not reference["ever_usable"]:
+        why = "no reference frame" if not reference["frames"] else "it never synced or was stale"
+        return [f"the reference feed ({reference['venue']} {reference['symbol']}) was never "
+                f"usable ({why}): {action}"]
+    if reference["unusable_episodes"] > 1:  # the wait for its first sync is not news
+        return [f"the reference feed was unusable {reference['unusable_episodes'] - 1:,} "
+                f"times after its first sync ({reference['unusable_s']:,} s in all, the "
+                f"start included): {action} meanwhile; see reference_unusable in the log"]
+    return []
 
 
 def _rate_starved(summary: dict[str, Any]) -> bool:
@@ -159,4 +197,5 @@ def summary_warnings(summary: dict[str, Any]) -> list[str]:
                         f"before them (recordings out of order?): handled at the latest time")
     if summary["state"] != "ACTIVE":
         warnings.append(f"the run ended {summary['state']}")
+    warnings += _reference_warnings(summary.get("reference"))
     return warnings

@@ -143,13 +143,16 @@ def _recording_error(exc: BaseException) -> RecordingError | None:
 
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
            as_json: bool, report_dir: Path | None = None,
-           event_clock: ReplayClock | None = None, log_level: str | None = None) -> int:
+           event_clock: ReplayClock | None = None, log_level: str | None = None,
+           reference: list[str] | None = None, config_path: str = "the config") -> int:
     """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary;
     ``event_clock`` None runs on the config's ``feed.clock``; ``log_level`` the log's level,
-    when not the config's."""
+    when not the config's; ``reference`` the reference feed's recordings (None: the
+    config's ``[reference].recordings``), merged with ``recordings`` by time."""
     from mmdaemon.daemon import Service
 
-    speed = speed_and_recordings("replay", recordings, speed_text)
+    reference = reference_recordings(config, reference, config_path)
+    speed = speed_and_recordings("replay", recordings + reference, speed_text)
     if config.exchange.adapter != "paper":
         # a dry run never trades: a live config replayed here must not touch the venue
         config = dataclasses.replace(config,
@@ -166,7 +169,8 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
                               speed=speed, event_clock=event_clock,
-                              state_dir=Path(state_dir or tmp), log_level=log_level)
+                              state_dir=Path(state_dir or tmp), log_level=log_level,
+                              reference=reference)
         except ValueError as exc:
             print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
             return 2
@@ -195,6 +199,26 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
         if report_dir is not None:
             print(f"report: {report_dir / 'report.html'}")
     return 0
+
+
+def reference_recordings(config: Config, given: list[str] | None, config_path: str) -> list[str]:
+    """The reference feed's recordings of a replay: ``given`` (``--reference``), else the
+    config's ``[reference].recordings``; [] without a ``[reference]`` section. A usage error
+    (exit 2) when ``--reference`` has no section to say what the feed is, or the section
+    has no recordings to replay."""
+    if config.reference is None:
+        if given:
+            raise UsageError(f"mmdaemon replay: --reference needs a [reference] section in "
+                             f"{config_path} saying what the reference feed is: venue "
+                             f"(binance-spot or binance-usdm), symbol, tick_size and lot_size "
+                             f"(see config/dryrun-reference.toml)")
+        return []
+    paths = list(given) if given else list(config.reference.recordings)
+    if not paths:
+        raise UsageError(f"mmdaemon replay: no reference recordings: give --reference REF... "
+                         f"or set reference.recordings in {config_path} (the [reference] "
+                         f"section names a live feed only)")
+    return paths
 
 
 def _check_lobster(recordings: list[str], config: Config) -> None:

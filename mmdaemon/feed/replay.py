@@ -11,10 +11,14 @@ replay clocks:
 - ``exchange``: the venue's own event time in the frame (:func:`exchange_timed`). A
   recording made by another machine, or from the sim, receives the same frames at other
   (jittered) times; their event times are the same, and so is a replay on them.
+
+A reference feed's recordings (:mod:`mmdaemon.reference`) are merged with the traded ones
+by that time (:func:`merged`), streaming: one line of each is read ahead, never a file.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import chain
 from pathlib import Path
@@ -32,6 +36,7 @@ from mmdaemon.feed.recording import (
     read_recording,
 )
 from mmdaemon.model import Malformed
+from mmdaemon.reference import ReferenceFrame, ReferenceMalformed
 
 # At --speed max, hand the loop back this often so other tasks (supervisor, signals) run.
 YIELD_EVERY = 256
@@ -147,8 +152,30 @@ def exchange_timed(items: Iterable[RecordedFrame | Malformed], event_ns: EventTi
         yield last, frame
 
 
-def _time_ns(item: RecordedFrame | Malformed) -> int | None:
-    return None if isinstance(item, Malformed) else item[0]
+ReplayItem = RecordedFrame | Malformed | ReferenceFrame | ReferenceMalformed
+"""What a replay yields: the traded feed's frames and bad lines, and the reference's."""
+
+
+def _time_ns(item: ReplayItem) -> int | None:
+    """A frame's time (a traded or a reference frame), None for a line that was not one."""
+    kind = type(item)
+    return item[0] if kind is tuple or kind is ReferenceFrame else None  # type: ignore[return-value]
+
+
+def _order_ns(item: ReplayItem) -> int:
+    """The time two recordings merge by: a frame's, or a bad line's (the last good one's)."""
+    return item[0] if type(item) is tuple else item.recv_ns  # type: ignore[union-attr,return-value]
+
+
+def merged(traded: Iterable[RecordedFrame | Malformed],
+           reference: Iterable[RecordedFrame | Malformed]) -> Iterator[ReplayItem]:
+    """The traded and the reference feed's lines in one stream, by time (each recording's
+    own order kept); the reference's wrapped as :class:`ReferenceFrame` and
+    :class:`ReferenceMalformed`. On equal times the reference line comes first: a quote
+    decided at that time has seen both. Streaming: one line of each is held at a time."""
+    wrapped = (ReferenceMalformed(item) if type(item) is Malformed else ReferenceFrame(*item)
+               for item in reference)
+    return heapq.merge(wrapped, traded, key=_order_ns)
 
 
 class ReplaySource:
@@ -162,12 +189,23 @@ class ReplaySource:
         self.clock = clock
         self.event_ns = event_ns
 
-    def batches(self) -> AsyncIterator[list[RecordedFrame | Malformed]]:
-        """Frames in lists (see :func:`paced`)."""
+    def lines(self) -> Iterable[RecordedFrame | Malformed]:
+        """The recordings' lines on the replay's clock, not paced."""
         frames: Iterable[RecordedFrame | Malformed] = read_recording(self.paths)
         if self.event_ns is not None:  # chosen once: the receive clock pays nothing per frame
             frames = exchange_timed(frames, self.event_ns)
-        return paced(frames, _time_ns, self.speed, self.clock)
+        return frames
+
+    def batches(self) -> AsyncIterator[list[RecordedFrame | Malformed]]:
+        """Frames in lists (see :func:`paced`)."""
+        return paced(self.lines(), _time_ns, self.speed, self.clock)
+
+    def merged_batches(self, reference: Iterable[str | Path]
+                       ) -> AsyncIterator[list[ReplayItem]]:
+        """:meth:`batches` with the ``reference`` recordings' lines merged in by the same
+        clock (:func:`merged`), paced together."""
+        ref = ReplaySource(reference, self.speed, self.clock, self.event_ns)
+        return paced(merged(self.lines(), ref.lines()), _time_ns, self.speed, self.clock)
 
     async def frames(self) -> AsyncIterator[RecordedFrame | Malformed]:
         """The same frames one at a time."""

@@ -13,8 +13,8 @@ from typing import Any
 from mmdaemon.clock import SystemClock
 from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.metrics import ServiceCollector
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.sim.server import ReferenceSpec, SimVenue
 from tests.helpers import first_lines, rewrite, until, write_config, write_gz
 from tests.recorder import Recorder
