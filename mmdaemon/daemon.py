@@ -116,14 +116,14 @@ class Service:
             self.live = WebsocketFeed(feed_settings(config), log, on_outage=self._on_feed_outage,
                                       clock=clock)
             self.speed, self.event_clock = 1.0, "receive"
-            reference = reference_feed_settings(config)
-            if reference is not None:
-                if not (reference.ws_url and reference.rest_url):
+            ref_settings = reference_feed_settings(config)
+            if ref_settings is not None:
+                if not (ref_settings.ws_url and ref_settings.rest_url):
                     raise ValueError("reference.url and reference.rest_url: a live run (no "
                                      "feed.recordings) needs the reference venue's websocket "
                                      "and REST URLs")
                 self.reference_live = WebsocketFeed(
-                    reference, Tagged(log, feed="reference"),
+                    ref_settings, Tagged(log, feed="reference"),
                     on_outage=self._on_reference_outage, clock=clock)
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid

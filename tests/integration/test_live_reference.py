@@ -103,7 +103,7 @@ async def test_run_quotes_on_the_reference_and_falls_back_while_it_is_away(
             assert sim.reference.refused > 0 and reference.snapshots >= 2
             assert live.connects == traded_connects  # never touched
             assert engine.market.gaps == 0
-            assert "out of sync" in [e["reason"] for e in log.events[mark:]
+            assert "out of sync" in [e["why"] for e in log.events[mark:]
                                      if e["event"] == "reference_unusable"]
             assert any(e.get("feed") == "reference" for e in log.events[mark:]
                        if e["event"] == "feed_connected")

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.helpers import gz_lines, rewrite, write_config, write_gz
