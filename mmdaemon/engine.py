@@ -780,7 +780,7 @@ class Engine:
         mark = self.mark()
         unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
         total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
-        return {
+        figures = {
             "frames": self.market.frames,
             "quotes": c.quotes,
             "orders": c.orders,
@@ -808,8 +808,9 @@ class Engine:
             "malformed": self.market.malformed,
             "first_malformed": self.market.first_malformed,
             "time_backsteps": self.time_backsteps,
-            "reference": (self.reference.summary(self.now_ns, Fraction(inst.tick_size))
-                          if self.reference is not None else None),
         }
+        if self.reference is not None:  # only then: a run without one sums up as before
+            figures["reference"] = self.reference.summary(self.now_ns, Fraction(inst.tick_size))
+        return figures
 
 
