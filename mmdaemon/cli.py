@@ -158,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
     )
     record.add_argument("--config", required=True, metavar="FILE")
-    record.add_argument("out", metavar="OUT", help="directory for <symbol>_<YYYYMMDD>.gz")
+    record.add_argument("out", metavar="OUT", help="directory for <symbol>_<YYYYMMDD>.gz "
+                        "(a [reference] feed: in OUT/<venue>-<symbol>/)")
 
     sim = commands.add_parser("sim", help="serve recordings as a local Binance-compatible venue")
     sim.add_argument("recordings", nargs="+", metavar="RECORDING")
@@ -173,6 +174,17 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--maker-fee-bps", default="0")
     sim.add_argument("--wait-for-subscriber", action="store_true",
                      help="start the tape when the first stream connection comes")
+    sim.add_argument("--reference", action="extend", nargs="+", default=[],
+                     metavar="RECORDING", help="also serve these recordings as a reference "
+                     "venue's market data, on its own port, on the same replay clock")
+    sim.add_argument("--reference-venue", choices=("binance-usdm", "binance-spot"),
+                     default="binance-usdm")
+    sim.add_argument("--reference-symbol", type=_symbol, default="BTCUSDT")
+    sim.add_argument("--reference-port", type=int, default=9444)
+    sim.add_argument("--reference-tick-size", metavar="PRICE",
+                     help="the reference's price grid (known for BTCUSDT)")
+    sim.add_argument("--reference-lot-size", metavar="SIZE",
+                     help="the reference's size grid (known for BTCUSDT)")
 
     for name, what in (("kill", "trip the kill switch (SIGUSR1)"),
                        ("rearm", "re-arm the kill switch (SIGUSR2)")):
@@ -241,11 +253,15 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(args.log_level or "info", log_format=args.log_format)
         return verify_book(args.recordings, args.venue, args.json, args.symbol)
     if args.command == "sim":
-        from mmdaemon.commands.recordings import sim
+        from mmdaemon.commands.recordings import reference_spec, sim
 
+        reference = reference_spec(args.reference, args.reference_venue, args.reference_symbol,
+                                   args.reference_port, args.reference_tick_size,
+                                   args.reference_lot_size) if args.reference else None
         log.configure(args.log_level or "info", sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
-                   args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber)
+                   args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber,
+                   reference)
     if args.command == "report":
         from mmdaemon.commands.results import report
 

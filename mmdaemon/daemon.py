@@ -4,7 +4,10 @@ It builds the parts (:mod:`mmdaemon.wiring`), runs their tasks and moves operato
 into the engine; it is not on a frame's way to an order:
 
 - the feed task (:mod:`mmdaemon.feed_task`) takes frames from the live websocket feed or a
-  recording into the engine, in strict time order with a simulated venue;
+  recording into the engine, in strict time order with a simulated venue; with a
+  ``[reference]`` venue live, from both websocket feeds merged by receive time (the
+  reference's own connection, snapshots and backoff: its outage never stops the traded
+  feed; the engine falls back or halts as ``reference.on_stale`` says);
 - order actions leave through :mod:`mmdaemon.order_sender`, one at a time under one lock,
   each vetted by the engine right before it leaves;
 - the venue's answers and fills come back through the adapter's listener straight into
@@ -42,7 +45,7 @@ from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.exchange.latency_file import save
-from mmdaemon.feed.websocket import WebsocketFeed
+from mmdaemon.feed.websocket import Tagged, WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
 from mmdaemon.latch import KillLatch
@@ -55,7 +58,7 @@ from mmdaemon.pace import ReplayClock
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
-from mmdaemon.snapshot import FeedView, Snapshot, is_two_sided
+from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, OpenState, open_state
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
@@ -65,6 +68,7 @@ from mmdaemon.wiring import (
     make_firm_bus,
     make_market,
     recorded_batches,
+    reference_feed_settings,
     reload_parts,
 )
 
@@ -108,10 +112,20 @@ class Service:
         self.event_clock: ReplayClock = event_clock or config.feed.clock
         self.readiness = Readiness(Notifier(), self.snapshot, log)
         self.live: WebsocketFeed | None = None
+        self.reference_live: WebsocketFeed | None = None  # the reference venue's live feed
         if not self.recordings:  # the live network feed: event time is wall time
             self.live = WebsocketFeed(feed_settings(config), log, on_outage=self._on_feed_outage,
                                       clock=clock)
             self.speed, self.event_clock = 1.0, "receive"
+            ref_settings = reference_feed_settings(config)
+            if ref_settings is not None:
+                if not (ref_settings.ws_url and ref_settings.rest_url):
+                    raise ValueError("reference.url and reference.rest_url: a live run (no "
+                                     "feed.recordings) needs the reference venue's websocket "
+                                     "and REST URLs")
+                self.reference_live = WebsocketFeed(
+                    ref_settings, Tagged(log, feed="reference"),
+                    on_outage=self._on_reference_outage, clock=clock)
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.config_path = config_path
@@ -141,7 +155,7 @@ class Service:
         self.sender = OrderSender(engine, self.exchange)
         self.pump = FeedTask(engine, self.exchange, self.live, self.sender,
                              self.tick_to_quote.observe_ns, clock.monotonic_ns,
-                             config.feed.max_lag_ms * 1_000_000, log)
+                             config.feed.max_lag_ms * 1_000_000, log, self.reference_live)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
@@ -383,6 +397,8 @@ class Service:
 
     def _batches(self) -> AsyncIterator[Sequence[FeedItem]]:
         if self.live is not None:
+            if self.reference_live is not None:
+                return with_reference(self.live, self.reference_live)
             return self.live.batches()
         return recorded_batches(self.config, self.instrument, self.recordings, self.speed,
                                 self.clock, self.event_clock, self.reference_recordings)
@@ -425,6 +441,9 @@ class Service:
 
     def _on_feed_outage(self, why: str | None, retry_in_s: float) -> None:
         self.readiness.outage("market data", why, retry_in_s)
+
+    def _on_reference_outage(self, why: str | None, retry_in_s: float) -> None:
+        self.readiness.outage("reference data", why, retry_in_s)
 
     def _write_latencies(self) -> None:
         """At stop: the measured latencies to --latency-out; a failure makes the exit status
@@ -497,12 +516,27 @@ class Service:
         """The engine's state and the feed's figures as plain values (mmdaemon.snapshot)."""
         live = self.live
         if live is None:
-            feed = FeedView(False, lag_max_ns=self.pump.lag_max_ns, event_now_ns=self.event_now())
+            feed = FeedView(False, lag_max_ns=self.pump.lag_max_ns, event_now_ns=self.event_now(),
+                            reference=self._reference_view())
         else:
             feed = FeedView(True, live.connects, live.reconnects, live.snapshots,
                             live.snapshot_failures, live.sheds, live.backlog,
-                            self.pump.lag_max_ns, self.event_now())
+                            self.pump.lag_max_ns, self.event_now(), self._reference_view())
         return self.engine.snapshot(feed)
+
+    def _reference_view(self) -> ReferenceFeedView | None:
+        """The reference feed's figures (its connection's, live), None without one."""
+        ref = self.engine.reference
+        if ref is None:
+            return None
+        m, live, pump = ref.market, self.reference_live, self.pump
+        if live is None:
+            return ReferenceFeedView(False, False, frames=pump.reference_frames,
+                                     last_frame_ns=pump.reference_last_ns, synced=m.book.synced,
+                                     usable=ref.ok, gaps=m.gaps)
+        return ReferenceFeedView(True, live.connected, live.connects, live.reconnects,
+                                 live.snapshots, live.snapshot_failures, pump.reference_frames,
+                                 pump.reference_last_ns, m.book.synced, ref.ok, m.gaps)
 
     def two_sided(self) -> bool | None:
         engine = self.engine

@@ -9,6 +9,13 @@ report never precedes the event that caused it and an order never acts on a mark
 not have seen (docs/simulation.md). Live, a batch that waited longer than
 ``feed.max_lag_ms`` is dropped with the feed's backlog and the book (``feed_shed``): the
 daemon must not quote on a market that is gone.
+
+A reference venue's frames (:mod:`mmdaemon.reference`) come in the same batches, in the same
+time order (a replay merges the recordings, a live run both websocket feeds:
+:func:`~mmdaemon.feed.websocket.with_reference`), into
+:meth:`~mmdaemon.engine.Engine.on_reference_frame`; the reference's own snapshots are
+fetched when the engine asks (``reference_need_snapshot``), and its reconnects reach
+:meth:`~mmdaemon.engine.Engine.on_reference_reconnected`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any, cast
 from mmdaemon.engine import NOT_DECIDED, Engine
 from mmdaemon.exchange.base import ExchangeAdapter
 from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
+from mmdaemon.feed.websocket import Reconnected, ReferenceReconnected, WebsocketFeed
 from mmdaemon.market import Decoded
 from mmdaemon.model import Malformed
 from mmdaemon.order_sender import OrderSender
@@ -28,9 +35,9 @@ from mmdaemon.orders.manager import OrderAction
 from mmdaemon.reference import ReferenceFrame, ReferenceMalformed
 
 FeedItem = (RecordedFrame | Malformed | Reconnected | Decoded | ReferenceFrame
-            | ReferenceMalformed)
-"""What a feed batch holds: a raw frame, a line that was not one, a new connection, a
-row decoded elsewhere (LOBSTER), or a frame (or bad line) of the reference feed."""
+            | ReferenceMalformed | ReferenceReconnected)
+"""What a feed batch holds: a raw frame, a line that was not one, a new connection, or a
+row decoded elsewhere (LOBSTER); or the reference feed's frame, bad line or connection."""
 
 
 class FeedTask:
@@ -40,10 +47,12 @@ class FeedTask:
 
     def __init__(self, engine: Engine, exchange: ExchangeAdapter, live: WebsocketFeed | None,
                  sender: OrderSender, tick_to_quote: Callable[[int], None],
-                 monotonic_ns: Callable[[], int], max_lag_ns: int, log: Any) -> None:
+                 monotonic_ns: Callable[[], int], max_lag_ns: int, log: Any,
+                 reference: WebsocketFeed | None = None) -> None:
         self.engine = engine
         self.exchange = exchange
         self.live = live
+        self.reference = reference  # the reference venue's live feed, if any
         self.send = sender.send
         self.pull = sender.pull
         self.tick_to_quote = tick_to_quote
@@ -56,6 +65,8 @@ class FeedTask:
         self.last_frame_mono = 0  # monotonic time the latest batch arrived, 0 before any
         self.lag_max_ns = 0  # live: the longest a frame waited to be processed
         self.backlog_max = 0  # live: the most frames queued at the feed at once
+        self.reference_frames = 0  # reference frames handed to the engine
+        self.reference_last_ns = 0  # receive time of the latest of them, 0 before any
 
     async def run(self, batches: AsyncIterator[Sequence[FeedItem]]) -> None:
         """Until the feed ends (a recording) or the task is cancelled (live)."""
@@ -93,6 +104,8 @@ class FeedTask:
                         await send(actions)
                 elif kind is Reconnected:
                     engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
+                elif kind is ReferenceReconnected:
+                    engine.on_reference_reconnected(item.recv_ns)  # type: ignore[union-attr]
                 elif kind is ReferenceMalformed:
                     engine.reference.market.on_malformed(  # type: ignore[union-attr]
                         item.malformed)  # type: ignore[union-attr]
@@ -115,12 +128,18 @@ class FeedTask:
         return actions
 
     def on_reference(self, recv_ns: int, frame: bytes) -> list[OrderAction]:
-        """:meth:`on_frame` for a frame of the reference feed (its own codec and book)."""
-        t0 = perf_counter_ns()
+        """:meth:`on_frame` for a frame of the reference feed (its own codec and book); a
+        snapshot of the reference fetched if the engine asks for one (live)."""
+        t0, engine = perf_counter_ns(), self.engine
         self.venue_until(recv_ns)
-        actions = self.engine.on_reference_frame(recv_ns, frame)
+        self.reference_frames += 1
+        self.reference_last_ns = recv_ns
+        actions = engine.on_reference_frame(recv_ns, frame)
         if actions is not NOT_DECIDED:
             self.tick_to_quote(perf_counter_ns() - t0)
+        if engine.reference_need_snapshot and self.reference is not None:
+            engine.reference_need_snapshot = False
+            self.reference.request_snapshot()
         return actions
 
     def on_decoded(self, decoded: Decoded) -> list[OrderAction]:
@@ -174,13 +193,17 @@ class FeedTask:
         beyond ``max_lag_ns`` the batch, the feed's backlog and the book are dropped (HALTED
         at once, no quote on it), and the feed reconnects for a fresh snapshot."""
         first = batch[0]  # live: a frame (recv_ns, bytes) or a Reconnected marker
-        recv_ns = first.recv_ns if isinstance(first, Reconnected) else cast(int, first[0])
+        recv_ns = first.recv_ns if isinstance(first, Reconnected | ReferenceReconnected) \
+            else cast(int, first[0])
         lag_ns = live.now_ns() - recv_ns
         self.lag_max_ns = max(self.lag_max_ns, lag_ns)
         self.backlog_max = max(self.backlog_max, live.backlog)
         if lag_ns <= self.max_lag_ns:
             return False
         dropped = live.shed() + len(batch)
+        if self.reference is not None:  # queued behind the same delay: as stale
+            dropped += self.reference.shed()
+            self.engine.on_reference_reconnected(recv_ns)
         self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
                          limit_ms=self.max_lag_ns // 1_000_000)
         self.engine.on_reconnected(recv_ns)

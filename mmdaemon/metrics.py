@@ -82,7 +82,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.hosts import check_host
 from mmdaemon.risk.state import TradingState
-from mmdaemon.snapshot import AdverseView, Observed, Snapshot, TradingView
+from mmdaemon.snapshot import AdverseView, Observed, ReferenceFeedView, Snapshot, TradingView
 
 if TYPE_CHECKING:  # imported where served: a replay without metrics starts sooner
     from aiohttp import web
@@ -256,6 +256,8 @@ class ServiceCollector(Collector):
         snap = self.service.snapshot()
         yield from self._instrument(snap)
         yield from self._feed(snap)
+        if snap.feed.reference is not None:
+            yield from self._reference(snap.feed.reference, snap.feed.event_now_ns)
         trading = snap.trading
         if trading is not None:
             self.sample_uptime(snap)
@@ -337,6 +339,39 @@ class ServiceCollector(Collector):
         yield _gauge("mmdaemon_feed_last_book_update_timestamp_seconds",
                      "Receive time of the last book update, Unix seconds (0 before the "
                      "first; a replay reports the recording's time).", last_book / 1e9)
+
+    @staticmethod
+    def _reference(ref: ReferenceFeedView, event_now_ns: int) -> Iterator[Metric]:
+        """The reference venue's feed ([reference]): only with one."""
+        yield _gauge("mmdaemon_reference_connected",
+                     "1 while the reference feed's websocket is open, else 0 (0 on a "
+                     "replay).", 1.0 if ref.connected else 0.0)
+        yield _counter("mmdaemon_reference_connects_total",
+                       "Reference websocket connections opened (0 on a replay).", ref.connects)
+        yield _counter("mmdaemon_reference_reconnects_total",
+                       "Reference websocket connections opened after the first (0 on a "
+                       "replay).", ref.reconnects)
+        yield _counter("mmdaemon_reference_rest_snapshots_total",
+                       "REST depth snapshots of the reference fetched (0 on a replay).",
+                       ref.rest_snapshots)
+        yield _counter("mmdaemon_reference_rest_snapshot_failures_total",
+                       "Reference REST depth snapshot requests that failed (0 on a replay).",
+                       ref.snapshot_failures)
+        yield _counter("mmdaemon_reference_frames_total",
+                       "Reference frames handed to the engine.", ref.frames)
+        yield _counter("mmdaemon_reference_gaps_total",
+                       "Sequence gaps of the reference book.", ref.gaps)
+        yield _gauge("mmdaemon_reference_synced",
+                     "1 while the reference book is in sequence with its venue, else 0.",
+                     1.0 if ref.synced else 0.0)
+        yield _gauge("mmdaemon_reference_usable",
+                     "1 while the fair value may price on the reference (synced, fresh), "
+                     "else 0: it falls back to the local fair value or halts.",
+                     1.0 if ref.usable else 0.0)
+        age = (event_now_ns - ref.last_frame_ns) / 1e9 if ref.last_frame_ns else _NAN
+        yield _gauge("mmdaemon_reference_last_frame_age_seconds",
+                     "Event time now minus the receive time of the last reference frame, "
+                     "seconds; NaN before the first.", age)
 
     def _orders(self, t: TradingView) -> Iterator[Metric]:
         yield _counter("mmdaemon_quotes_total",

@@ -38,8 +38,29 @@ def is_two_sided(orders: Iterable[LiveOrder]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ReferenceFeedView:
+    """The reference venue's feed (``[reference]``): its connection's figures (all 0 and
+    False on a replay), the frames the daemon took from it and when the latest arrived
+    (receive time, ns since the epoch; 0 before any), whether its book is in sync and
+    whether the fair value could price on it at the latest check (``usable``)."""
+
+    live: bool
+    connected: bool
+    connects: int = 0
+    reconnects: int = 0
+    rest_snapshots: int = 0
+    snapshot_failures: int = 0
+    frames: int = 0
+    last_frame_ns: int = 0
+    synced: bool = False
+    usable: bool = False
+    gaps: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FeedView:
-    """The feed shell's figures (all 0 on a replay but ``lag`` and ``event_now_ns``)."""
+    """The feed shell's figures (all 0 on a replay but ``lag`` and ``event_now_ns``), and
+    the reference venue's feed if there is one."""
 
     live: bool
     connects: int = 0
@@ -50,6 +71,7 @@ class FeedView:
     backlog: int = 0
     lag_max_ns: int = 0  # the longest a live frame waited to be processed
     event_now_ns: int = 0  # event time now (a live feed's: the last frame's plus since)
+    reference: ReferenceFeedView | None = None
 
 
 @dataclass(frozen=True, slots=True)

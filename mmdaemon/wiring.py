@@ -41,11 +41,28 @@ RESTART_SECTIONS = ("instrument", "feed", "exchange", "state", "metrics", "loggi
 
 def feed_settings(config: Config) -> FeedSettings:
     """The live feed's settings from the config (streams and snapshot path by venue)."""
-    feed, usdm = config.feed, config.instrument.venue == "binance-usdm"
+    return _feed_settings(config, config.instrument.venue, config.feed.url,
+                          config.feed.rest_url, config.instrument.symbol)
+
+
+def reference_feed_settings(config: Config) -> FeedSettings | None:
+    """The reference venue's live feed (``[reference]``), None without one: its venue's
+    streams and snapshot path at its own URLs; how a connection is kept (silence, backoff,
+    timeouts, size limits, proxy) is ``[feed]``'s, as for the traded feed. The reference's
+    ``stale_ms`` is not the connection's: it is how old its book may be to price on."""
+    ref = config.reference
+    if ref is None:
+        return None
+    return _feed_settings(config, ref.venue, ref.url, ref.rest_url, ref.symbol)
+
+
+def _feed_settings(config: Config, venue: str, url: str, rest_url: str,
+                   symbol: str) -> FeedSettings:
+    feed, usdm = config.feed, venue == "binance-usdm"
     return FeedSettings(
-        ws_url=feed.url,
-        rest_url=feed.rest_url,
-        symbol=config.instrument.symbol,
+        ws_url=url,
+        rest_url=rest_url,
+        symbol=symbol,
         streams=("depth@0ms", "trade", "bookTicker") if usdm else
         ("depth@100ms", "trade", "bookTicker"),
         depth_path="/fapi/v1/depth" if usdm else "/api/v3/depth",

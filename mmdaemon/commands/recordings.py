@@ -8,22 +8,30 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.commands.usage import speed_and_recordings
+from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config
 from mmdaemon.feed.recording import RecordingError
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Instrument
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_survey import SurveyError
 from mmdaemon.verify import verify_recordings
 
+if TYPE_CHECKING:
+    from mmdaemon.sim.server import ReferenceSpec
+
 VENUES: dict[str, Market] = {"binance-spot": "spot", "binance-usdm": "usdm"}
 """``verify-book --venue``: the sync rules of each venue (the instrument comes from the data)."""
+KNOWN_INSTRUMENTS: dict[tuple[str, str], Instrument] = {
+    ("binance-spot", "BTCUSDT"): BINANCE_SPOT_BTCUSDT,
+    ("binance-usdm", "BTCUSDT"): BINANCE_USDM_BTCUSDT,
+}
+"""The grids ``sim --reference`` knows without ``--reference-tick-size``/``-lot-size``."""
 
 
 def verify_book(paths: list[str], venue: str, as_json: bool, symbol: str | None = None) -> int:
@@ -90,22 +98,35 @@ def _until_signalled(main: Any) -> Any:
 
 
 def record(config: Config, out: Path) -> int:
-    """``mmdaemon record``: the live feed of ``config`` into ``out``; stops on SIGTERM/SIGINT."""
-    from mmdaemon.feed.recorder import FrameWriter
-    from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
-    from mmdaemon.wiring import feed_settings
+    """``mmdaemon record``: the live feed of ``config`` into ``out``, and with a
+    ``[reference]`` section the reference venue's feed into ``out/<venue>-<symbol>/``
+    (:func:`mmdaemon.feed.recorder.reference_dir`); stops on SIGTERM/SIGINT."""
+    from mmdaemon.feed.recorder import FrameWriter, reference_dir
+    from mmdaemon.feed.websocket import Reconnected, Tagged, WebsocketFeed
+    from mmdaemon.wiring import feed_settings, reference_feed_settings
 
     if not config.feed.url:
         print("mmdaemon record: config error: feed.url: expected the venue's websocket URL",
               file=sys.stderr)
         return 2
+    ref = config.reference
+    if ref is not None and not (ref.url and ref.rest_url):
+        print("mmdaemon record: config error: reference.url and reference.rest_url: expected "
+              "the reference venue's websocket and REST URLs to record it", file=sys.stderr)
+        return 2
     logger = log.get_logger(command="record", instrument=config.instrument.symbol)
     clock = SystemClock()
-    writer = FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock)
-    feed = WebsocketFeed(feed_settings(config), logger, clock=clock)
+    feeds = [(WebsocketFeed(feed_settings(config), logger, clock=clock),
+              FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock))]
+    ref_settings = reference_feed_settings(config)
+    if ref is not None and ref_settings is not None:
+        ref_log = Tagged(logger, feed="reference")
+        feeds.append((WebsocketFeed(ref_settings, ref_log, clock=clock),
+                      FrameWriter(reference_dir(out, ref.venue, ref.symbol), ref.symbol,
+                                  report=_reporter(ref_log), clock=clock)))
 
     async def main(stop: asyncio.Event) -> None:
-        async def consume() -> None:
+        async def consume(feed: WebsocketFeed, writer: FrameWriter) -> None:
             async for item in feed.frames():
                 if isinstance(item, Reconnected):
                     continue  # the snapshot fetched after it is what a replay needs
@@ -113,19 +134,25 @@ def record(config: Config, out: Path) -> int:
 
         async def flusher() -> None:
             while True:  # a quiet feed still gets its last frames onto the disk
-                await clock.sleep(writer.flush_interval_s)
-                writer.flush()
+                await clock.sleep(min(writer.flush_interval_s for _, writer in feeds))
+                for _, writer in feeds:
+                    writer.flush()
 
-        tasks = [asyncio.create_task(consume()), asyncio.create_task(flusher())]
+        # each feed reconnects on its own: only a writer's failure (the disk) ends a consumer
+        consumers = [asyncio.create_task(consume(*pair)) for pair in feeds]
+        tasks = [*consumers, asyncio.create_task(flusher())]
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait([tasks[0], stopper], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*consumers, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in (*tasks, stopper):
             task.cancel()
-        failure = (await asyncio.gather(*tasks, stopper, return_exceptions=True))[0]
-        if isinstance(failure, Exception):  # the writer failed: not a clean stop
+        results = await asyncio.gather(*consumers, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, Exception)), None)
+        if failure is not None:  # a writer failed: not a clean stop
             raise failure
 
-    logger.info("record_started", out=str(out), url=config.feed.url)
+    logger.info("record_started", out=str(out), url=config.feed.url,
+                reference_url=ref.url if ref is not None else None)
     try:
         import uvloop
 
@@ -135,15 +162,49 @@ def record(config: Config, out: Path) -> int:
         print(f"mmdaemon record: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, RecordingError) else 1
     finally:
-        writer.close()
+        for _, writer in feeds:
+            writer.close()
+        feed, writer = feeds[0]
+        reference = {} if len(feeds) == 1 else {
+            "reference_frames": feeds[1][1].frames,
+            "reference_files": [str(p) for p in feeds[1][1].files],
+            "reference_reconnects": feeds[1][0].reconnects,
+            "reference_snapshots": feeds[1][0].snapshots}
         logger.info("record_stopped", frames=writer.frames, files=[str(p) for p in writer.files],
-                    reconnects=feed.reconnects, snapshots=feed.snapshots)
+                    reconnects=feed.reconnects, snapshots=feed.snapshots, **reference)
     return 0
 
 
+def reference_spec(recordings: list[str], venue: str, symbol: str, port: int,
+                   tick_size: str | None, lot_size: str | None) -> ReferenceSpec:
+    """``sim --reference ..``: what the sim serves as the reference venue. Raises
+    :class:`~mmdaemon.commands.usage.UsageError` naming the option at fault."""
+    from mmdaemon.sim.server import ReferenceSpec
+
+    missing = [p for p in recordings if not Path(p).is_file()]
+    if missing:
+        raise UsageError(f"mmdaemon sim: --reference: no such recording: {missing[0]}")
+    known = KNOWN_INSTRUMENTS.get((venue, symbol))
+    if tick_size is None or lot_size is None:
+        if known is None:
+            raise UsageError(f"mmdaemon sim: --reference-tick-size and --reference-lot-size "
+                             f"are needed for {symbol} on {venue} (known: "
+                             f"{', '.join(f'{s} on {v}' for v, s in KNOWN_INSTRUMENTS)})")
+        tick_size = tick_size or str(known.tick_size)
+        lot_size = lot_size or str(known.lot_size)
+    try:
+        instrument = Instrument(symbol, tick_size, lot_size)
+    except ValueError as exc:
+        raise UsageError(f"mmdaemon sim: --reference-tick-size/--reference-lot-size: {exc}") \
+            from None
+    return ReferenceSpec(tuple(Path(p) for p in recordings), instrument, VENUES[venue], port)
+
+
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
-        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False) -> int:
-    """``mmdaemon sim``: serve ``recordings`` until SIGTERM/SIGINT."""
+        credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False,
+        reference: ReferenceSpec | None = None) -> int:
+    """``mmdaemon sim``: serve ``recordings`` (and the ``reference`` venue's) until
+    SIGTERM/SIGINT."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
     from mmdaemon.sim.orders import OrderEntry
@@ -175,11 +236,17 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     async def main(stop: asyncio.Event) -> None:
         async with SimVenue(recordings, instrument, speed=speed, clock=clock,
                             host=host, port=port, order_entry=order_entry,
-                            wait_for_subscriber=wait_for_subscriber) as venue:
+                            wait_for_subscriber=wait_for_subscriber,
+                            reference=reference) as venue:
+            served = {} if venue.reference is None else {
+                "reference_ws_url": venue.reference.ws_url,
+                "reference_rest_url": venue.reference.rest_url,
+                "reference_symbol": venue.reference.instrument.symbol,
+                "reference_market": venue.reference.tape.kind}
             logger.info("sim_listening", ws_url=venue.ws_url, rest_url=venue.rest_url,
                         streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}/ws-api/v3",
-                        speed=speed or "max", order_entry=order_entry is not None)
+                        speed=speed or "max", order_entry=order_entry is not None, **served)
             finished = asyncio.create_task(venue.wait_finished())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([finished, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -193,7 +260,8 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     try:
         uvloop.run(_until_signalled(main)())
     except OSError as exc:
-        print(f"mmdaemon sim: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        ports = f"{port}" if reference is None else f"{port} and {reference.port}"
+        print(f"mmdaemon sim: cannot listen on {host}:{ports}: {exc}", file=sys.stderr)
         return 2
     logger.info("sim_stopped")
     return 0

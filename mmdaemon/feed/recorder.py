@@ -2,11 +2,17 @@
 
 One line per frame, ``<recv_ns> <frame>``, the frame byte-for-byte as received (REST
 snapshots included, so a replay can sync), gzip-compressed, one file per UTC day named
-``<symbol>_<YYYYMMDD>.gz`` like the bundled recordings. The compressor is flushed (a full
-sync flush, readable up to that point) at least every ``flush_interval_s`` on the injected
-clock's monotonic time: a crash loses at most about that much, and the reader reports the
-cut-off tail instead of failing. Writing to a day's file that exists appends a new gzip
-member, which readers treat as one stream.
+``<symbol>_<YYYYMMDD>.gz`` like the bundled recordings. A reference venue's feed
+(``[reference]``) is recorded the same way into a directory of its own inside OUT,
+``<venue>-<symbol>/`` (:func:`reference_dir`), as the shared data is laid out
+(``binance-usdm-btcusdt/btcusdt_20240808.gz``): the traded and the reference symbol are
+often the same (spot and the perpetual are both BTCUSDT), and each file stays one feed,
+readable by ``replay --reference`` and ``verify-book --venue`` as it is.
+
+The compressor is flushed (a full sync flush, readable up to that point) at least every
+``flush_interval_s`` on the injected clock's monotonic time: a crash loses at most about
+that much, and the reader reports the cut-off tail instead of failing. Writing to a day's
+file that exists appends a new gzip member, which readers treat as one stream.
 
 A recorder restarted on the day of its crash finds that day's last member without an end:
 appending after it would make the whole file unreadable (the reader would take the new
@@ -135,6 +141,12 @@ def _last_flush(f: BinaryIO, start: int) -> tuple[int, bytes] | None:
                 return best
             crc, size = zlib.crc32(out, crc), size + len(out)
             pos, pending = pos + len(pending) - keep, pending[-keep:]
+
+
+def reference_dir(out: Path, venue: str, symbol: str) -> Path:
+    """Where ``record`` writes a reference venue's feed inside ``out``:
+    ``out/binance-usdm-btcusdt`` for the BTCUSDT perpetual."""
+    return out / f"{venue}-{symbol.lower()}"
 
 
 def _ignore(event: str, **fields: Any) -> None:

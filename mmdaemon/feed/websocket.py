@@ -38,6 +38,14 @@ codec; the feed's part is to keep frames coming:
   connect, a failed snapshot), and ``None`` once the connection or a snapshot succeeds:
   the daemon tells systemd (``STATUS=``), from the first attempt at start on.
 
+A reference venue's feed (``[reference]``, :mod:`mmdaemon.reference`) is a second
+:class:`WebsocketFeed` with its own connection, snapshots, backoff, staleness and limits;
+:func:`with_reference` hands the items of both to one consumer in receive-time order, the
+reference's wrapped (:class:`~mmdaemon.reference.ReferenceFrame`,
+:class:`ReferenceReconnected`) as a replay merges them. The reference's loss never ends the
+traded feed: its connection loop retries on its own, and if it stops for good the
+consumer goes on without it (logged ``reference_feed_stopped``).
+
 Every time the feed reads comes from its :class:`~mmdaemon.clock.Clock`: receive stamps
 are the clock's wall time (ns since the epoch, as a recording holds them), and staleness,
 connection age, backoff waits and the healthy-connection test run on its monotonic time and
@@ -79,6 +87,7 @@ from mmdaemon.aio import first_of
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordedFrame
+from mmdaemon.reference import ReferenceFrame
 
 if TYPE_CHECKING:
     import aiohttp
@@ -87,6 +96,13 @@ if TYPE_CHECKING:
 class Reconnected(NamedTuple):
     """The stream was (re)opened, or lost a message it refused (``reason``
     ``"frame_too_large"``): whatever book the consumer holds is no longer in sequence."""
+
+    reason: str
+    recv_ns: int
+
+
+class ReferenceReconnected(NamedTuple):
+    """:class:`Reconnected` of the reference feed (see :func:`with_reference`)."""
 
     reason: str
     recv_ns: int
@@ -170,6 +186,26 @@ async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return b"".join(chunks), size
 
 
+class Tagged:
+    """``log`` with ``fields`` added to every line: the reference feed's lines say
+    ``feed="reference"``, or they would read as the traded feed's."""
+
+    def __init__(self, log: Any, **fields: Any) -> None:
+        self.log, self.fields = log, fields
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self.log.debug(event, **self.fields, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.log.info(event, **self.fields, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.log.warning(event, **self.fields, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.log.error(event, **self.fields, **fields)
+
+
 RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
 
 FeedItem = RecordedFrame | Reconnected
@@ -200,6 +236,7 @@ class WebsocketFeed:
         self.rng = rng
         self.on_outage = on_outage
         self._connect_error = ""  # why the last connection attempt failed
+        self.connected = False  # a connection is open now
         self.connects = 0
         self.reconnects = 0
         self.snapshots = 0
@@ -225,8 +262,7 @@ class WebsocketFeed:
         when it stops (closed, or an unexpected error) it queues :data:`_END`, so waiting
         here is one plain ``queue.get`` per frame: this is on the tick-to-quote path.
         """
-        runner = asyncio.create_task(self._run(), name="ws-feed")
-        runner.add_done_callback(self._runner_done)
+        runner = self.start()
         get = self._queue.get
         try:
             while True:
@@ -238,6 +274,12 @@ class WebsocketFeed:
         finally:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+
+    def start(self, name: str = "ws-feed") -> asyncio.Task[None]:
+        """Start the connection loop, filling the queue; the caller cancels the task."""
+        runner = asyncio.create_task(self._run(), name=name)
+        runner.add_done_callback(self._runner_done)
+        return runner
 
     def _runner_done(self, runner: asyncio.Task[None]) -> None:
         if not runner.cancelled():  # behind whatever frames are still queued
@@ -312,6 +354,7 @@ class WebsocketFeed:
                                close_timeout=1.0, compression=None,
                                max_size=s.max_message_bytes) as ws:
                 self.connects += 1
+                self.connected = True
                 if self.connects > 1:
                     self.reconnects += 1
                 self._shed = False  # a shed asked for before now was of an older connection
@@ -323,6 +366,7 @@ class WebsocketFeed:
                 try:
                     return await self._read_while_live(ws)
                 finally:
+                    self.connected = False
                     fetcher.cancel()
                     await asyncio.gather(fetcher, return_exceptions=True)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
@@ -455,3 +499,69 @@ class WebsocketFeed:
             return {"reason": "timeout", "timeout_s": s.snapshot_timeout_s}, 0.0
         except aiohttp.ClientError as exc:
             return {"reason": "network", "error": repr(exc)}, 0.0
+
+
+LiveItem = RecordedFrame | Reconnected | ReferenceFrame | ReferenceReconnected
+"""What :func:`with_reference` yields: the traded feed's items and the reference's."""
+
+
+def _received_ns(item: LiveItem) -> int:
+    if isinstance(item, Reconnected | ReferenceReconnected):
+        return item.recv_ns
+    return item[0]
+
+
+def _as_reference(item: FeedItem) -> ReferenceFrame | ReferenceReconnected:
+    if isinstance(item, Reconnected):
+        return ReferenceReconnected(*item)
+    return ReferenceFrame(*item)
+
+
+async def with_reference(traded: WebsocketFeed, reference: WebsocketFeed,
+                         most: int = 256) -> AsyncIterator[list[LiveItem]]:
+    """Both feeds' items in lists, in one receive-time order: whatever each has queued when
+    either has something, merged by receive stamp (at most ``most`` of each per list).
+
+    Why that is the order they arrived in: every item is stamped with the one wall clock
+    as it enters its feed's queue, so each queued item is older than any item still to
+    come, of either feed; merging all that is queued now hands the engine a prefix of the
+    whole stream in time order (two consumers, one per feed, would interleave them by
+    whichever the loop runs first). A traded feed that ends ends this too (re-raising
+    what stopped it); a reference that ends is logged and left out, and the traded feed
+    goes on alone.
+    """
+    runners = [traded.start("ws-feed"), reference.start("ws-reference-feed")]
+    sources = {0: traded._queue, 1: reference._queue}  # a feed whose loop stopped leaves
+    gets: dict[int, asyncio.Task[FeedItem]] = {}  # kept until done: a get cancelled after
+    try:  # it took an item would lose the item
+        while True:
+            for i, queue in sources.items():
+                if i not in gets:
+                    gets[i] = asyncio.ensure_future(queue.get())
+            await asyncio.wait(gets.values(), return_when=asyncio.FIRST_COMPLETED)
+            batch: list[LiveItem] = []
+            done = [i for i, task in gets.items() if task.done()]
+            for i in done:
+                items = [gets.pop(i).result()]
+                queue = sources[i]
+                while len(items) < most and not queue.empty():
+                    items.append(queue.get_nowait())
+                if _END in items:  # its connection loop stopped; what it queued first stays
+                    items = items[:items.index(_END)]
+                    del sources[i]
+                batch.extend(items if i == 0 else map(_as_reference, items))
+            if len(done) > 1:
+                batch.sort(key=_received_ns)  # a stable sort: each feed's order is kept
+            if batch:
+                yield batch
+            if 0 not in sources:
+                runners[0].result()  # re-raise what stopped the traded feed
+                return
+            if 1 in done and 1 not in sources:
+                stopped = None if runners[1].cancelled() else runners[1].exception()
+                reference.log.error("reference_feed_stopped", error=repr(stopped),
+                                    note="trading goes on without the reference")
+    finally:
+        for task in (*runners, *gets.values()):
+            task.cancel()
+        await asyncio.gather(*runners, *gets.values(), return_exceptions=True)

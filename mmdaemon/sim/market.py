@@ -6,6 +6,13 @@ stream, whether or not anyone is listening. The sim keeps its own book from the 
 (through the same codec the daemon uses), so ``GET /api/v3/depth`` answers with the book at
 the current replay position and its correct ``lastUpdateId``.
 
+A tape may carry a second one, :attr:`MarketTape.reference` (another venue's market: the
+USD-M perpetual beside spot), played by the same loop: the two recordings are merged by
+receive time and paced on one clock, so the two markets keep the offsets in time they were
+recorded with (a second paced loop would start its recording at its own first frame, and
+the 1 s between the bundled spot and USD-M starts would be lost). Each tape keeps its own
+codec (``spot`` or ``usdm`` sync rules), book, subscribers and faults.
+
 Stream connections work as Binance's do. ``/stream?streams=..`` connections get combined
 frames (``{"stream":..,"data":..}``); ``/ws/<name>`` connections get raw payloads (the
 ``data`` object alone). Either kind may change its streams with ``SUBSCRIBE``,
@@ -17,12 +24,15 @@ with Binance's error codes (0 unknown property, 1 bad value type, 2 invalid requ
 Faults for tests, each a plain method: :meth:`MarketTape.drop_connections` (close every
 stream connection), :meth:`MarketTape.go_silent` (keep connections open, send nothing for a
 while), :meth:`MarketTape.skip_depth_updates` (withhold diffs from subscribers: a gap).
+Each acts on its own tape's subscribers only, so the reference can fail while the traded
+market goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+import heapq
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,13 +41,16 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from mmdaemon.clock import Clock
-from mmdaemon.feed.replay import ReplaySource
+from mmdaemon.feed.recording import read_recording
+from mmdaemon.feed.replay import paced
 from mmdaemon.market import MarketState
-from mmdaemon.model import BookUpdate, Instrument, Malformed, Trade
-from mmdaemon.venues.binance import BinanceCodec
+from mmdaemon.model import NS_PER_MS, BookUpdate, Instrument, Malformed, Trade
+from mmdaemon.venues.binance import BinanceCodec, Market
 
-DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)  # spot's GET /api/v3/depth
+USDM_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)  # USD-M's GET /fapi/v1/depth
 PRICE_PLACES = 8  # Binance spot prints prices and sizes with 8 decimals
+USDM_PRICE_PLACES = 2  # USD-M prints a price with at least 2 (BTCUSDT "61800.20", tick 0.1)
 MAX_STREAMS = 1024  # Binance: one connection listens to at most 1024 streams
 MAX_ID_CHARS = 36  # Binance: a string request id is at most 36 characters
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
@@ -94,19 +107,47 @@ class MarketListener(Protocol):
     def on_trade(self, trade: Trade, now_ns: int) -> None: ...
 
 
+TapedFrame = tuple[int, int, bytes]
+"""A frame of a merged tape: ``(recv_ns, tape index, frame)``; the index breaks no ties
+(the merge keeps each recording's order and the traded tape's frames first at one time)."""
+
+
+def _receive_time(item: TapedFrame) -> int:
+    return item[0]
+
+
+def merged(recordings: list[list[Path]]) -> Iterator[TapedFrame]:
+    """The frames of several recordings in one receive-time order, each tagged with the
+    index of its recording; lines that are not frames are left out."""
+    streams = [_tagged(paths, index) for index, paths in enumerate(recordings)]
+    return heapq.merge(*streams, key=_receive_time) if len(streams) > 1 else streams[0]
+
+
+def _tagged(paths: list[Path], index: int) -> Iterator[TapedFrame]:
+    for item in read_recording(paths):
+        if not isinstance(item, Malformed):  # the sim serves frames, it reports nothing
+            yield item[0], index, item[1]
+
+
 class MarketTape:
     """Replay ``paths`` at ``speed`` (None: as fast as possible) to stream subscribers;
     with ``wait_for_subscriber``, not before the first stream connection (so that a client
-    sees a burst at ``--speed max`` from its start)."""
+    sees a burst at ``--speed max`` from its start). ``market`` is the venue's kind: its
+    depth-sync rules and the shape of its REST snapshot."""
 
     def __init__(self, paths: Iterable[str | Path], instrument: Instrument, speed: float | None,
                  clock: Clock, listener: MarketListener | None = None, *,
-                 wait_for_subscriber: bool = False) -> None:
+                 wait_for_subscriber: bool = False, market: Market = "spot") -> None:
         self.instrument = instrument
-        self.source = ReplaySource(paths, speed, clock)
+        self.paths = [Path(p) for p in paths]
+        self.speed = speed
         self.clock = clock
-        self.market = MarketState(BinanceCodec(instrument, "spot"))
+        self.kind: Market = market
+        self.market = MarketState(BinanceCodec(instrument, market))
         self.listener = listener
+        # another venue's tape played on this one's clock (see the module docstring)
+        self.reference: MarketTape | None = None
+        self.last_event_ms = 0  # the venue's time (ms) of the last book update applied
         # every stream connection and its streams; the raw ones (combined=false) also in raw
         self.subscribers: dict[ServerConnection, frozenset[str]] = {}
         self.raw: set[ServerConnection] = set()
@@ -121,34 +162,45 @@ class MarketTape:
     # -- the tape -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Play the whole recording once, then set :attr:`finished`."""
-        market, listener = self.market, self.listener
+        """Play the whole recording (with the :attr:`reference`'s, merged) once, then set
+        :attr:`finished`. A silence of this tape (:meth:`go_silent`) pauses both: they
+        share one clock."""
         if self._wait_for_subscriber:
             await self.subscribed.wait()
-        async for item in self.source.frames():
-            if isinstance(item, Malformed):
-                continue
-            recv_ns, frame = item
-            while self.clock.monotonic_ns() < self._silent_until_ns:
-                await self.clock.sleep((self._silent_until_ns - self.clock.monotonic_ns()) / 1e9)
-            if listener is not None:
-                listener.advance(recv_ns)  # strict time order: arrivals meet the book before
-            events = market.on_frame(recv_ns, frame)
-            if listener is not None:
-                for event in events:
-                    if type(event) is BookUpdate:
-                        listener.on_book(market.book, recv_ns)
-                    elif type(event) is Trade:
-                        listener.on_trade(event, recv_ns)
-            self._publish(frame)
-            if self.on_frame is not None:
-                self.on_frame(recv_ns, frame)
-            if self.source.speed is not None:
-                # frames recorded in the same instant come as a burst; a real venue's order
-                # entry does not wait for its market-data publisher to finish one, so let
-                # the loop read requests between frames
-                await asyncio.sleep(0)
+        tapes = [self] if self.reference is None else [self, self.reference]
+        clock, speed = self.clock, self.speed
+        frames = merged([tape.paths for tape in tapes])
+        async for batch in paced(frames, _receive_time, speed, clock):
+            for recv_ns, index, frame in batch:
+                while clock.monotonic_ns() < self._silent_until_ns:
+                    await clock.sleep((self._silent_until_ns - clock.monotonic_ns()) / 1e9)
+                tapes[index].play(recv_ns, frame)
+                if speed is not None:
+                    # frames recorded in the same instant come as a burst; a real venue's
+                    # order entry does not wait for its market-data publisher to finish
+                    # one, so let the loop read requests between frames
+                    await asyncio.sleep(0)
         self.finished.set()
+
+    def play(self, recv_ns: int, frame: bytes) -> None:
+        """One recorded frame: into this tape's book (and the order entry's market), then
+        out to its subscribers."""
+        market, listener = self.market, self.listener
+        if listener is not None:
+            listener.advance(recv_ns)  # strict time order: arrivals meet the book before
+        events = market.on_frame(recv_ns, frame)
+        for event in events:
+            if type(event) is BookUpdate:
+                self.last_event_ms = event.exch_ns // NS_PER_MS
+                if listener is not None:
+                    listener.on_book(market.book, recv_ns)
+            elif type(event) is Trade and listener is not None:
+                listener.on_trade(event, recv_ns)
+        if self._silent_until_ns and self.clock.monotonic_ns() < self._silent_until_ns:
+            return  # a reference tape's silence: its market moves on, nothing is sent
+        self._publish(frame)
+        if self.on_frame is not None:
+            self.on_frame(recv_ns, frame)
 
     def _publish(self, frame: bytes) -> None:
         if not frame.startswith(_ENVELOPE_HEAD):
@@ -262,17 +314,33 @@ class MarketTape:
             self.raw.add(ws)
         return None
 
+    @property
+    def depth_limits(self) -> tuple[int, ...]:
+        """The ``limit`` values this venue's depth request accepts."""
+        return USDM_DEPTH_LIMITS if self.kind == "usdm" else DEPTH_LIMITS
+
     def depth_snapshot(self, limit: int) -> bytes | None:
-        """``GET /api/v3/depth`` body at the current position; None before the book syncs."""
+        """The REST depth body at the current position (``GET /api/v3/depth``, or for USD-M
+        ``GET /fapi/v1/depth`` with its ``E`` and ``T``: the venue's time of the book, in
+        ms, the recording's); None before the book syncs."""
         book = self.market.book
         if not book.synced:
             return None
-        px, qty = self.instrument.ticks.to_str, self.instrument.lots.to_str
-        return orjson.dumps({
-            "lastUpdateId": book.last_id,
-            "bids": [[px(p, PRICE_PLACES), qty(q, PRICE_PLACES)] for p, q in book.bids.top(limit)],
-            "asks": [[px(p, PRICE_PLACES), qty(q, PRICE_PLACES)] for p, q in book.asks.top(limit)],
-        })
+        inst = self.instrument
+        px, qty = inst.ticks.to_str, inst.lots.to_str
+        if self.kind == "usdm":  # the venue's own precision, as its frames print it
+            price_places, size_places = max(USDM_PRICE_PLACES, inst.price_precision), \
+                inst.size_precision
+        else:
+            price_places = size_places = PRICE_PLACES
+        body: dict[str, Any] = {"lastUpdateId": book.last_id}
+        if self.kind == "usdm":
+            body["E"] = body["T"] = self.last_event_ms
+        body["bids"] = [[px(p, price_places), qty(q, size_places)]
+                        for p, q in book.bids.top(limit)]
+        body["asks"] = [[px(p, price_places), qty(q, size_places)]
+                        for p, q in book.asks.top(limit)]
+        return orjson.dumps(body)
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -309,7 +377,10 @@ class MarketTape:
         return sum(sent)
 
     def go_silent(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` of wall time while keeping connections open."""
+        """Send nothing for ``seconds`` of wall time while keeping connections open. The
+        traded tape pauses (the reference with it: one clock); a reference tape withholds
+        its frames while the markets move on, so its clients see a stale stream and then
+        a gap."""
         self._silent_until_ns = self.clock.monotonic_ns() + int(seconds * 1e9)
 
     def skip_depth_updates(self, count: int = 1) -> None:

@@ -1,4 +1,5 @@
-"""The sim venue: one ``websockets`` server on loopback that speaks Binance spot.
+"""The sim venue: one ``websockets`` server on loopback that speaks Binance spot, and
+optionally a second one for a reference venue's market data (:class:`MarketServer`).
 
 Routes (one port):
 
@@ -18,8 +19,18 @@ Routes (one port):
 Plain HTTP requests are answered from ``process_request`` before any websocket upgrade, so
 REST and websockets share the port as they share a host at the real venue.
 
-Faults for tests: :meth:`SimVenue.fail_depth` makes the next ``GET /api/v3/depth`` requests
-fail, one fault each (see :data:`DEPTH_FAULTS`); the stream faults are the tape's
+The reference (``SimVenue(.., reference=ReferenceSpec(..))``): another recording served as
+another venue's market data, read-only, on its own port, as the real USD-M futures market
+data comes from other hosts than spot's (``fstream``/``fapi.binance.com``): the same stream
+routes, and the venue's REST depth, ping and time (``/fapi/v1/..`` for USD-M, ``/api/v3/..``
+for a spot reference). Its own port also keeps its stream names apart from the traded
+venue's: spot and the perpetual both have a ``btcusdt@trade``. Its tape is played by the
+traded tape's loop (:attr:`mmdaemon.sim.market.MarketTape.reference`), so the two markets
+stay aligned in time as they were recorded.
+
+Faults for tests: :meth:`MarketServer.fail_depth` makes the next depth requests fail, one
+fault each (see :data:`DEPTH_FAULTS`); :meth:`MarketServer.refuse_connections` hangs up on
+every stream connection and refuses new ones for a while; the stream faults are the tape's
 (:mod:`mmdaemon.sim.market`).
 """
 
@@ -28,6 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -39,11 +51,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from mmdaemon.clock import Clock
-from mmdaemon.model import Instrument
-from mmdaemon.sim.market import DEPTH_LIMITS, MarketListener, MarketTape
+from mmdaemon.model import NS_PER_MS, NS_PER_S, Instrument
+from mmdaemon.sim.market import MarketListener, MarketTape
+from mmdaemon.venues.binance import Market
 
 DEPTH_FAULTS: Final = ("500", "503", "429", "418", "truncated", "html", "bad_levels", "hang")
-"""What :meth:`SimVenue.fail_depth` can do to one depth request: answer HTTP 500 (-1000) or
+"""What :meth:`MarketServer.fail_depth` can do to one depth request: answer HTTP 500 (-1000) or
 503 (-1008, the venue's "server busy"); refuse it for the request weight (429, -1003) or as
 an IP ban (418), with Binance's error body and a ``Retry-After`` header; answer 200 with a
 body cut in the middle (``truncated``), with an HTML page (a proxy's error page), or with a
@@ -66,6 +79,10 @@ def _error(status: int, code: int, msg: str) -> Response:
     return _json(status, {"code": code, "msg": msg})
 
 
+REST_PREFIX: dict[Market, str] = {"spot": "/api/v3", "usdm": "/fapi/v1"}
+"""Where each venue's REST market-data endpoints live."""
+
+
 def _is_raw_stream_path(path: str) -> bool:
     return path == "/ws" or path.startswith("/ws/")
 
@@ -80,27 +97,34 @@ def raw_path_streams(path: str) -> frozenset[str]:
     return frozenset(s for s in names.split("/") if "@" in s)
 
 
-class SimVenue:
-    """Serve ``paths`` as a Binance-compatible venue on ``host``:``port`` (0: any free port).
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A reference venue for the sim to serve beside the traded one: ``paths`` replayed as
+    ``instrument`` of a ``market`` venue, on ``port`` (0: any free port)."""
 
-    Use as ``async with SimVenue(...) as sim:``; :attr:`ws_url` and :attr:`rest_url` are
-    the base URLs to give a client.
-    """
+    paths: tuple[Path, ...]
+    instrument: Instrument
+    market: Market = "usdm"
+    port: int = 0
 
-    def __init__(self, paths: Iterable[str | Path], instrument: Instrument, *,
-                 speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
-                 order_entry: OrderEntryHandler | None = None,
-                 wait_for_subscriber: bool = False) -> None:
-        self.instrument = instrument
-        self.tape = MarketTape(paths, instrument, speed, clock, order_entry,
-                               wait_for_subscriber=wait_for_subscriber)
-        self.order_entry = order_entry
+
+class MarketServer:
+    """One venue's market data on ``host``:``port`` (0: any free port): the stream routes
+    of ``tape`` and its REST depth snapshot, ping and time, between :meth:`start` and
+    :meth:`stop`; :attr:`ws_url` and :attr:`rest_url` are the base URLs to give a client.
+    It does not play the tape (:class:`SimVenue` does)."""
+
+    def __init__(self, tape: MarketTape, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.tape = tape
+        self.instrument = tape.instrument
+        self.rest_prefix = REST_PREFIX[tape.kind]
         self.host, self.port = host, port
         self._server: Server | None = None
-        self._tape_task: asyncio.Task[None] | None = None
         self._depth_faults: deque[str] = deque()
         self.depth_hang_s = 30.0  # how long a "hang" fault holds its request
-        self.depth_requests = 0  # GET /api/v3/depth requests received
+        self.depth_requests = 0  # depth requests received
+        self._refuse_until_ns = 0  # monotonic ns until which stream connections are refused
+        self.refused = 0  # stream connections refused
 
     @property
     def ws_url(self) -> str:
@@ -110,24 +134,16 @@ class SimVenue:
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    async def __aenter__(self) -> SimVenue:
+    async def start(self) -> None:
+        """Listen; :attr:`port` is the port taken."""
         self._server = await serve(self._handler, self.host, self.port,
                                    process_request=self._http, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
-        self._tape_task = asyncio.create_task(self.tape.run(), name="sim-tape")
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._tape_task is not None:
-            self._tape_task.cancel()
-            await asyncio.gather(self._tape_task, return_exceptions=True)
+    async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-
-    async def wait_finished(self) -> None:
-        """Until the recording has been played to the end."""
-        await self.tape.finished.wait()
 
     def fail_depth(self, *faults: str) -> None:
         """The next ``len(faults)`` depth requests fail, in order, one fault each (see
@@ -137,30 +153,46 @@ class SimVenue:
             raise ValueError(f"unknown depth faults {sorted(unknown)}; known: {DEPTH_FAULTS}")
         self._depth_faults.extend(faults)
 
+    async def refuse_connections(self, seconds: float) -> None:
+        """Hang up on every stream connection and refuse new ones (HTTP 503 to the
+        upgrade) for ``seconds`` of the tape's clock: the venue is away, its market is not."""
+        clock = self.tape.clock
+        self._refuse_until_ns = clock.monotonic_ns() + round(seconds * NS_PER_S)
+        await self.tape.drop_connections()
+
     # -- routing --------------------------------------------------------------------------
+
+    def _upgrade_paths(self, path: str) -> bool:
+        """Paths where a websocket upgrade is let through."""
+        return path == "/stream" or _is_raw_stream_path(path)
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
-        if (url.path in ("/stream", "/ws-api/v3") or _is_raw_stream_path(url.path)) and (
+        if self._upgrade_paths(url.path) and (
             "upgrade" in request.headers.get("Connection", "").lower()
         ):
+            if self._refuse_until_ns and (
+                    self.tape.clock.monotonic_ns() < self._refuse_until_ns):
+                self.refused += 1
+                return _error(503, -1008, "Server is currently overloaded with other "
+                                          "requests. Please try again in a few minutes.")
             return None  # a websocket: let the handshake go on
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if url.path == "/api/v3/depth":
+        prefix = self.rest_prefix
+        if url.path == prefix + "/depth":
             self.depth_requests += 1
             if self._depth_faults:
                 return await self._depth_fault(self._depth_faults.popleft(), query)
             return self._depth(query)
-        if url.path == "/api/v3/ping":
+        if url.path == prefix + "/ping":
             return _json(200, {})
-        if url.path == "/api/v3/time":
-            return _json(200, {"serverTime": self.tape.clock.wall_ns() // 1_000_000})
-        if url.path == "/api/v3/exchangeInfo":
-            symbol = query.get("symbol")
-            if symbol is not None and symbol.upper() != self.instrument.symbol:
-                return _error(400, -1121, "Invalid symbol.")
-            return _json(200, self._exchange_info())
-        return _error(404, -1000, f"unknown path {url.path}")
+        if url.path == prefix + "/time":
+            return _json(200, {"serverTime": self.tape.clock.wall_ns() // NS_PER_MS})
+        return self._other(url.path, query)
+
+    def _other(self, path: str, query: dict[str, str]) -> Response:
+        """A request for none of the market-data routes."""
+        return _error(404, -1000, f"unknown path {path}")
 
     def _depth(self, query: dict[str, str]) -> Response:
         symbol = query.get("symbol", "")
@@ -170,7 +202,7 @@ class SimVenue:
             limit = int(query.get("limit", "100"))
         except ValueError:
             return _error(400, -1100, "Illegal characters found in parameter 'limit'.")
-        if limit not in DEPTH_LIMITS:
+        if limit not in self.tape.depth_limits:
             return _error(400, -1100, f"Illegal value for parameter 'limit': {limit}.")
         body = self.tape.depth_snapshot(limit)
         if body is None:
@@ -212,6 +244,84 @@ class SimVenue:
                            ("Content-Length", str(len(body))), ("Connection", "close")])
         return Response(200, "OK", headers, body)
 
+    async def _handler(self, ws: ServerConnection) -> None:
+        url = urlsplit(ws.request.path if ws.request else "")
+        if url.path == "/stream":
+            names = parse_qs(url.query).get("streams", [""])[-1]
+            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+        elif _is_raw_stream_path(url.path):
+            await self.tape.serve_streams(ws, raw_path_streams(url.path), combined=False)
+        else:
+            await self._other_ws(url.path, ws)
+
+    async def _other_ws(self, path: str, ws: ServerConnection) -> None:
+        """A websocket on none of the stream routes."""
+        await ws.close(1008, "unknown path")
+
+
+class SimVenue(MarketServer):
+    """Serve ``paths`` as a Binance-compatible venue on ``host``:``port`` (0: any free port),
+    and the ``reference`` venue's market data, if any, on its own port
+    (:attr:`reference`). Use as ``async with SimVenue(...) as sim:``; :attr:`ws_url` and
+    :attr:`rest_url` are the base URLs to give a client.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], instrument: Instrument, *,
+                 speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
+                 order_entry: OrderEntryHandler | None = None,
+                 wait_for_subscriber: bool = False,
+                 reference: ReferenceSpec | None = None) -> None:
+        super().__init__(MarketTape(paths, instrument, speed, clock, order_entry,
+                                    wait_for_subscriber=wait_for_subscriber), host, port)
+        self.order_entry = order_entry
+        self.reference: MarketServer | None = None
+        if reference is not None:
+            tape = MarketTape(reference.paths, reference.instrument, speed, clock,
+                              market=reference.market)
+            self.tape.reference = tape
+            self.reference = MarketServer(tape, host, reference.port)
+        self._tape_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SimVenue:
+        await self.start()
+        try:
+            if self.reference is not None:
+                await self.reference.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tape_task = asyncio.create_task(self.tape.run(), name="sim-tape")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tape_task is not None:
+            self._tape_task.cancel()
+            await asyncio.gather(self._tape_task, return_exceptions=True)
+        if self.reference is not None:
+            await self.reference.stop()
+        await self.stop()
+
+    async def wait_finished(self) -> None:
+        """Until the recording has been played to the end."""
+        await self.tape.finished.wait()
+
+    def _upgrade_paths(self, path: str) -> bool:
+        return path == "/ws-api/v3" or super()._upgrade_paths(path)
+
+    def _other(self, path: str, query: dict[str, str]) -> Response:
+        if path == "/api/v3/exchangeInfo":
+            symbol = query.get("symbol")
+            if symbol is not None and symbol.upper() != self.instrument.symbol:
+                return _error(400, -1121, "Invalid symbol.")
+            return _json(200, self._exchange_info())
+        return super()._other(path, query)
+
+    async def _other_ws(self, path: str, ws: ServerConnection) -> None:
+        if path == "/ws-api/v3" and self.order_entry is not None:
+            await self.order_entry.serve(ws)
+        else:
+            await super()._other_ws(path, ws)
+
     def _exchange_info(self) -> dict[str, Any]:
         """The venue's one symbol, with the fields clients parse markets from.
 
@@ -248,14 +358,3 @@ class SimVenue:
                     ],
                 }]}
 
-    async def _handler(self, ws: ServerConnection) -> None:
-        url = urlsplit(ws.request.path if ws.request else "")
-        if url.path == "/stream":
-            names = parse_qs(url.query).get("streams", [""])[-1]
-            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
-        elif _is_raw_stream_path(url.path):
-            await self.tape.serve_streams(ws, raw_path_streams(url.path), combined=False)
-        elif url.path == "/ws-api/v3" and self.order_entry is not None:
-            await self.order_entry.serve(ws)
-        else:
-            await ws.close(1008, "unknown path")

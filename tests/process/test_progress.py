@@ -28,6 +28,13 @@ def run_with_tty_stderr(*args: str) -> tuple[int, str, bytes]:
     return code, out.decode(), seen
 
 
+def test_progress_line_counts_the_reference_frames_when_there_is_a_reference() -> None:
+    line = progress_line(1_500, 1_723_161_254_000_000_000, 1_723_161_264_000_000_000, 2.0,
+                         reference_frames=3_250)
+    assert line.endswith("5.0x real time  3,250 reference frames")
+    assert "reference" not in progress_line(1_500, 1, 2, 2.0)
+
+
 def test_shown_on_a_terminal_silent_with_json(tmp_path: Path) -> None:
     # a paced replay long enough for a few redraws: 2 s of market at 2x
     import gzip
@@ -54,7 +61,8 @@ async def test_redrawn_on_the_given_clock_and_the_speed_is_against_its_time() ->
     divides simulated time by that clock's elapsed time."""
     clock = SteppedClock()
     market = SimpleNamespace(frames=0)
-    state = SimpleNamespace(market=market, now_ns=0)  # what a snapshot of the service says
+    # what a snapshot of the service says (no reference feed)
+    state = SimpleNamespace(market=market, now_ns=0, feed=SimpleNamespace(reference=None))
     service = SimpleNamespace(snapshot=lambda: state)
     stream = io.StringIO()
     shower = asyncio.create_task(show_progress(service, stream, 0.5, clock=clock))
