@@ -11,10 +11,12 @@ the shell goes through :class:`EngineShell`.
 Where things happen:
 
 - a frame enters at :meth:`Engine.on_frame` (decoded by the venue's codec into the book);
-- the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` in :meth:`Engine.decide`;
-- risk vetoes it in one place, in this order: the trading state gates the quote
-  (:meth:`Engine.gate`: HALTED/KILLED nothing, REDUCING only the side that shrinks
-  inventory); the instrument's minimums cut sides that cannot become orders (counted,
+- the quote is decided by :class:`~mmdaemon.quoting.quoter.Quoter` in :meth:`Engine.decide`
+  and shaped into a ladder of levels (:mod:`mmdaemon.quoting.ladder`);
+- risk vetoes it in one place, in this order: the trading state gates the ladder
+  (:meth:`Engine.gate`, :mod:`mmdaemon.risk.ladder`: HALTED/KILLED nothing, REDUCING only
+  the levels that shrink inventory, every side trimmed to the inventory limits); the
+  instrument's minimums cut levels that cannot become orders (counted,
   :mod:`mmdaemon.risk.unsendable`); then, right before each order action leaves,
   :meth:`Engine.vet` checks the state again (a kill may have landed since), that the order
   still applies, and the pre-trade checks (:mod:`mmdaemon.risk.rules`). Breakers
@@ -45,6 +47,7 @@ from mmdaemon.model import (
     Fill,
     Gap,
     Instrument,
+    Ladder,
     Malformed,
     MarketEvent,
     OrderStatus,
@@ -56,6 +59,7 @@ from mmdaemon.model import (
 )
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
+from mmdaemon.quoting.ladder import LadderShaper
 from mmdaemon.quoting.quoter import Quoter
 from mmdaemon.records import (
     FILL,
@@ -68,6 +72,7 @@ from mmdaemon.records import (
 )
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
+from mmdaemon.risk.ladder import LadderGate, LadderLimits
 from mmdaemon.risk.rules import PreTradeChecks, PreTradeLimits
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
@@ -154,6 +159,7 @@ class Engine:
         self.markouts = MarkoutTracker(config.report.markout_horizons_s,
                                        partial(book_mid_x2, self.book))
         self.quoter = Quoter(instrument, config.strategy)
+        self._ladder_rules(config)
         self.checks = PreTradeChecks(limits.checks)
         self.breaker_limits = limits.breakers
         self.counters = Counters()
@@ -177,7 +183,8 @@ class Engine:
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         # report rows buffered for the journal; a failed write ends the run
         self.records = Records(shell.wall_ns, self.journal_failed)
-        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
+        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)  # the gated ladder's innermost level
+        self._last_ladder: Ladder | None = None  # the gated ladder sampled (None: pulled)
         self.run_id = 0
         # set in restore(): they need the journal
         self.journal: Store
@@ -305,12 +312,16 @@ class Engine:
         self.requote = False
         self.breakers.check_feed(now_ns, self.last_book_ns, self.book.synced)
         quote = self.quoter.on_book(self.book, now_ns)
+        ladder = self.shaper.build(quote, self.book.best_bid(), self.book.best_ask())
         self._fair = quote.fair
         self.counters.quotes += 1
-        gated = self.gate(quote)
-        if gated is not None and (gated.bid_size == 0 or gated.ask_size == 0):
-            self._count_cuts(gated)
-        self._last_quote = gated if gated is not None else quote._replace(bid_size=0, ask_size=0)
+        gated = self._last_ladder = self.gate(ladder)
+        if gated is not None and (not gated.bids or not gated.asks or self.shaper.cuts):
+            self._count_cuts(quote)
+        bid = gated.bids[0] if gated is not None and gated.bids else (quote.bid, 0)
+        ask = gated.asks[0] if gated is not None and gated.asks else (quote.ask, 0)
+        self._last_quote = quote._replace(bid=bid[0], bid_size=bid[1], ask=ask[0],
+                                          ask_size=ask[1])
         return self.manager.decide(gated)
 
     def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:
@@ -350,24 +361,24 @@ class Engine:
 
     # -- the risk gate ---------------------------------------------------------------------
 
-    def gate(self, quote: Quote) -> Quote | None:
-        """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
-        state = self.risk.state
-        if state is TradingState.ACTIVE:
-            return quote
-        if state is TradingState.REDUCING:
-            return quote._replace(
-                bid_size=quote.bid_size if self._reduces(Side.BUY) else 0,
-                ask_size=quote.ask_size if self._reduces(Side.SELL) else 0,
-            )
-        return None
+    def gate(self, ladder: Ladder) -> Ladder | None:
+        """Risk's veto by trading state and in total (:mod:`mmdaemon.risk.ladder`): REDUCING
+        keeps only the levels that shrink inventory, no further than to zero."""
+        return self.ladder_gate.gate(ladder, self.risk.state, self.position.position)
 
-    def _count_cuts(self, gated: Quote) -> None:
-        """Sides the state lets through that the instrument's size grid or minimums zeroed:
-        they could not become orders. Counted per quote; logged with the figures at the
-        first occurrence of a reason and then once per minute of event time."""
+    def _ladder_rules(self, config: Config) -> None:
+        """The ladder's shaper and gate from ``config`` (at start and on reload)."""
+        self.shaper = LadderShaper(self.instrument, config.strategy.ladder)
+        self.ladder_gate = LadderGate(self.instrument, LadderLimits(
+            config.risk.inventory_hard_lots, config.risk.max_side_open_lots))
+
+    def _count_cuts(self, quote: Quote) -> None:
+        """Levels the state lets through that the instrument's size grid or minimums
+        zeroed (the quoter's level 0 and the ladder's outer levels): they could not become
+        orders. Counted per quote; logged with the figures at the first occurrence of a
+        reason and then once per minute of event time."""
         inst, reducing = self.instrument, self.risk.state is TradingState.REDUCING
-        for cut in self.quoter.size_cuts(gated):
+        for cut in self.quoter.size_cuts(quote) + self.shaper.cuts:
             if reducing and not self._reduces(cut.side):
                 continue  # the gate, not the instrument, holds this side back
             due = self.unsendable.record(cut.reason, self.now_ns)
@@ -406,7 +417,8 @@ class Engine:
         manager, counters = self.manager, self.counters
         if not self.venue_ready or not self._may_quote(action) or not manager.applies(action):
             return None  # the state or the order changed since the action was decided
-        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
+        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns,
+                                    manager.lots_besides(action), self.position.position)
         if blocked is not None:
             counters.blocked += 1
             due = self.unsendable.record(blocked.code, self.now_ns)
@@ -650,6 +662,7 @@ class Engine:
         restart changed). The new quoter's estimators start their warm-up again."""
         quoter.set_inventory(self.position.position)
         self.config, self.quoter = new, quoter
+        self._ladder_rules(new)
         self.checks = PreTradeChecks(limits.checks)
         self.breakers.limits = self.breaker_limits = limits.breakers
         self.manager.price_tolerance = new.orders.price_tolerance_ticks
@@ -711,7 +724,7 @@ class Engine:
             self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
             quote.bid_size, quote.ask, quote.ask_size, self.position.position,
             self.risk.state.value, c.orders, c.amends, c.cancels,
-        ))
+        ), self._last_ladder)
 
     def persist(self) -> None:
         """Write what may trail the hot path: report samples, order-log rows and a new PnL
