@@ -5,6 +5,7 @@ moved, no side holds more orders than levels, and a kill empties the venue."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -62,7 +63,7 @@ async def test_a_three_level_ladder_rests_amends_moved_levels_and_a_kill_empties
             for side in (Side.BUY, Side.SELL):
                 prices = sorted(o.price for o in resting if o.side is side)
                 assert len(prices) == LEVELS
-                assert [b - a for a, b in zip(prices, prices[1:], strict=False)] == \
+                assert [b - a for a, b in itertools.pairwise(prices)] == \
                     [SPACING] * (LEVELS - 1)
             # the market moves for a while: amends follow it
             await until(lambda: len([e for e in log.named("order_sent")
