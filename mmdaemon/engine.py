@@ -320,8 +320,7 @@ class Engine:
             self._count_cuts(quote)
         bid = gated.bids[0] if gated is not None and gated.bids else (quote.bid, 0)
         ask = gated.asks[0] if gated is not None and gated.asks else (quote.ask, 0)
-        self._last_quote = quote._replace(bid=bid[0], bid_size=bid[1], ask=ask[0],
-                                          ask_size=ask[1])
+        self._last_quote = Quote(*bid, *ask, quote.fair, quote.ts_ns)
         return self.manager.decide(gated)
 
     def _measure_feed(self, recv_ns: int, events: list[MarketEvent]) -> None:

@@ -114,10 +114,11 @@ class OrderManager:
         asks = self._side(Side.SELL, ladder.asks)
         if not (bids or asks):
             return []
-        cancels = [a for a in bids if a.kind == "cancel"] + [a for a in asks
-                                                              if a.kind == "cancel"]
-        moves = [a for a in bids if a.kind != "cancel"] + [a for a in asks
-                                                           if a.kind != "cancel"]
+        both = bids + asks
+        cancels = [a for a in both if a.kind == "cancel"]
+        if not cancels:
+            return self._uncrossed(both, cancels)
+        moves = [a for a in both if a.kind != "cancel"]
         return cancels + self._uncrossed(moves, cancels) if moves else cancels
 
     def cancel_all(self) -> list[OrderAction]:
@@ -139,6 +140,16 @@ class OrderManager:
         if not orders:
             return [self._place(side, price, size) for price, size in levels]
         tol, size_tol = self.price_tolerance, self.size_tolerance
+        if len(orders) == 1 and len(levels) <= 1:  # one level a side: the rules below, short
+            order = orders[0]
+            if order.pending is not None:
+                return []
+            if not levels:
+                return [self.cancel(order.order_id)]
+            price, size = levels[0]
+            if abs(price - order.price) >= tol or abs(size - order.open_size) >= size_tol:
+                return [OrderAction("amend", order.order_id, side, price, order.filled + size)]
+            return []
         out: list[OrderAction] = []
         free: list[Level] = []  # levels no order kept, best first
         candidates = [o for o in orders if o.status is not OrderStatus.PENDING_CANCEL]
