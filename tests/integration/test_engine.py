@@ -191,10 +191,11 @@ def test_reducing_quotes_only_the_side_that_shrinks_the_position(tmp_path: Path)
         assert quote.bid_size > 0 and quote.ask_size > 0
         e.position.apply(Fill(1, Side.BUY, quote.bid, 1_000_000, 0, True, 1, e.now_ns))
         e.risk.set_condition(TradingState.REDUCING, "inventory_soft_limit", True)
-        gated = e.gate(quote)
-        assert gated is not None and gated.bid_size == 0 and gated.ask_size == quote.ask_size
+        ladder = e.shaper.build(quote, e.book.best_bid(), e.book.best_ask())
+        gated = e.gate(ladder)
+        assert gated is not None and gated.bids == () and gated.asks == ladder.asks
         e.risk.set_condition(TradingState.HALTED, "feed_stale", True)
-        assert e.gate(quote) is None
+        assert e.gate(ladder) is None
     finally:
         state.journal.close()
         state.latch.close()
