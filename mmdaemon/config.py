@@ -444,7 +444,8 @@ def _check(config: Config) -> None:
     if risk.inventory_soft_lots > risk.inventory_hard_lots:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
     levels = config.strategy.ladder.levels
-    if risk.max_open_orders < 2 * levels:  # the ladder's every level is an open order
+    # every level is an open order (one level a side: check-config warns, as it always has)
+    if levels > 1 and risk.max_open_orders < 2 * levels:
         raise ConfigError(f"strategy.ladder.levels: {levels} levels a side need {2 * levels} "
                           f"open orders, above risk.max_open_orders {risk.max_open_orders}: "
                           f"raise risk.max_open_orders to at least {2 * levels} or lower "

@@ -7,9 +7,10 @@ the pre-trade check of every order action, :mod:`mmdaemon.risk.rules`):
 - REDUCING: only the side that shrinks the inventory keeps its levels (bids when short,
   asks when long, none when flat), and their total is capped at ``|position|``, so that a
   complete fill of the ladder brings the position to zero at most and never flips it;
-- every state: a side's total is capped so that a complete fill of it keeps the position
-  inside the hard inventory limit (``|position| < inventory_hard_lots``: the breaker kills
-  at the limit), and at ``max_side_open_lots`` when that is set (> 0).
+- every state: a side's total is capped so that a complete fill of it never carries the
+  position beyond the hard inventory limit (``|position| <= inventory_hard_lots``; a fill
+  that reaches the limit trips the breaker, which kills: with one level a side that is the
+  behaviour this daemon has always had), and at ``max_side_open_lots`` when that is set.
 
 A side over its cap is trimmed from the outside in: levels are taken best first while they
 fit; the first that does not is cut to the room left, rounded down to the instrument's
@@ -52,7 +53,7 @@ class LadderGate:
         it; None when no quote may stand."""
         if state is TradingState.HALTED or state is TradingState.KILLED:
             return None
-        hard = self.limits.inventory_hard_lots - 1  # the breaker trips at the limit itself
+        hard = self.limits.inventory_hard_lots
         bid_room, ask_room = hard - position, hard + position
         side_cap = self.limits.max_side_open_lots
         if side_cap > 0:

@@ -7,7 +7,8 @@ and the action is not sent.
 Per order: size, price band, open orders, rate. In total, per side: the lots open on the
 action's side over all our orders once the action applies (an amend replaces its order's
 open size) against ``max_side_open_lots``, and with the position against the hard inventory
-limit (a complete fill of the side must leave ``|position| < inventory_hard_lots``). Both
+limit (a complete fill of the side must not carry ``|position|`` beyond
+``inventory_hard_lots``; reaching it trips the breaker, as it always has). Both
 are counted under ``max_order_size``: the size the order would add is what is too large.
 """
 
@@ -78,10 +79,10 @@ class PreTradeChecks:
         if 0 < lim.max_side_open_lots < total:
             return Blocked(MAX_ORDER_SIZE, f"{action.side.name} side open {total} lots > "
                            f"risk.max_side_open_lots {lim.max_side_open_lots}", False)
-        if lim.inventory_hard_lots and abs(position + total * action.side) >= \
+        if lim.inventory_hard_lots and abs(position + total * action.side) > \
                 lim.inventory_hard_lots:
             return Blocked(MAX_ORDER_SIZE, f"a complete fill of the {action.side.name} side "
-                           f"({total} lots) takes position {position} to the hard limit "
+                           f"({total} lots) takes position {position} beyond the hard limit "
                            f"risk.inventory_hard_lots {lim.inventory_hard_lots}", False)
         if fair_ticks > 0:
             off_bps = abs(action.price - fair_ticks) / fair_ticks * 1e4

@@ -283,8 +283,8 @@ def test_a_ladder_whose_fill_would_breach_the_hard_limit_is_trimmed_outside_in()
     assert gate.gate(full, TradingState.ACTIVE, 0) is full  # 900 < 1000 a side
     trimmed = gate.gate(full, TradingState.ACTIVE, 300)
     assert trimmed is not None
-    # 300 long: buying 699 more at most (|position| must stay below 1000)
-    assert trimmed.bids == ((100, 300), (95, 300), (90, 90))
+    # 300 long: buying 700 more at most (|position| must not pass 1000)
+    assert trimmed.bids == ((100, 300), (95, 300), (90, 100))
     assert trimmed.asks == full.asks
     capped = LadderGate(INST, LadderLimits(1000, max_side_open_lots=610))
     side = capped.gate(full, TradingState.ACTIVE, 0)
@@ -301,7 +301,8 @@ def test_the_pre_trade_check_refuses_a_side_total_over_its_limits() -> None:
     blocked = checks.check(place, 100.0, 2, 0, side_lots=401)
     assert blocked is not None and blocked.code == MAX_ORDER_SIZE
     assert "risk.max_side_open_lots 600" in blocked.reason
-    near = checks.check(place, 100.0, 2, 0, side_lots=100, position=700)  # 700 + 300
+    near = checks.check(place, 100.0, 2, 0, side_lots=101, position=700)  # 700 + 301
     assert near is not None and "risk.inventory_hard_lots 1000" in near.reason
+    assert checks.check(place, 100.0, 2, 0, side_lots=100, position=700) is None  # to 1000
     sell = OrderAction("place", 2, Side.SELL, 100, 200)
     assert checks.check(sell, 100.0, 2, 0, side_lots=100, position=700) is None
