@@ -67,7 +67,7 @@ from mmdaemon.markouts import (
     journaled_stats,
     quote_currency,
 )
-from mmdaemon.model import NS_PER_S, Fill, Instrument
+from mmdaemon.model import NS_PER_S, Fill, Instrument, Level
 from mmdaemon.orders.position import Position
 from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, max_drawdown, sharpe_stats
 
@@ -102,6 +102,48 @@ class SampleRow(NamedTuple):
 SampleLike = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int,
                    int, int]
 """What :func:`compute_metrics` accepts per sample: a :class:`SampleRow` or a plain tuple."""
+
+
+class SampleLevels(NamedTuple):
+    """One ``sample_levels`` row of the journal: the gated ladder of the sample at
+    (``run_id``, ``ts_ns``), each side's ``(price ticks, size lots)`` levels best first. Only
+    samples with more than one level on a side have one."""
+
+    run_id: int
+    ts_ns: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+def ladder_levels(levels: Sequence[SampleLevels],
+                  samples: Sequence[SampleLike]) -> list[dict[str, Any]]:
+    """Per side and level (0 = innermost) over the samples that quoted a ladder: the share
+    of them quoting that level (``quoted_share``), its mean size (``mean_size_lots``) and
+    its mean distance from the market's mid behind it (``mean_distance_bps``, bps of the
+    mid; samples without a two-sided book are left out of the distance). Empty without
+    ladder samples (a run of one level a side)."""
+    if not levels:
+        return []
+    mids = {(s[0], s[1]): (s[2] + s[3]) / 2 for s in samples
+            if s[2] is not None and s[3] is not None}
+    depth = max(max(len(r.bids), len(r.asks)) for r in levels)
+    out: list[dict[str, Any]] = []
+    for side, sign in (("bid", 1), ("ask", -1)):
+        for i in range(depth):
+            sizes: list[int] = []
+            dists: list[float] = []
+            for row in levels:
+                book = row.bids if sign > 0 else row.asks
+                if i < len(book):
+                    price, size = book[i]
+                    sizes.append(size)
+                    mid = mids.get((row.run_id, row.ts_ns))
+                    if mid:
+                        dists.append(sign * (mid - price) / mid * 1e4)
+            out.append({"side": side, "level": i, "quoted_share": len(sizes) / len(levels),
+                        "mean_size_lots": statistics.fmean(sizes) if sizes else None,
+                        "mean_distance_bps": statistics.fmean(dists) if dists else None})
+    return out
 
 
 # -- small public helpers -----------------------------------------------------------------

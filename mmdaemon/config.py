@@ -124,6 +124,8 @@ class RiskConfig:
     max_loss: str
     max_drawdown: str
     max_open_orders: int = 2
+    # lots open on one side summed over its levels (0: only inventory_hard_lots bounds it)
+    max_side_open_lots: int = 0
     max_orders_per_s: float = 20.0
     order_burst: int = 10
     stale_feed_ms: int = 2000
@@ -556,6 +558,16 @@ def _check(config: Config) -> None:
             raise ConfigError(f"exchange.{key}: expected 0..60000 ms, got {value}")
     if risk.inventory_soft_lots > risk.inventory_hard_lots:
         raise ConfigError("risk.inventory_soft_lots: expected <= risk.inventory_hard_lots")
+    levels = config.strategy.ladder.levels
+    # every level is an open order (one level a side: check-config warns, as it always has)
+    if levels > 1 and risk.max_open_orders < 2 * levels:
+        raise ConfigError(f"strategy.ladder.levels: {levels} levels a side need {2 * levels} "
+                          f"open orders, above risk.max_open_orders {risk.max_open_orders}: "
+                          f"raise risk.max_open_orders to at least {2 * levels} or lower "
+                          f"strategy.ladder.levels")
+    if risk.max_side_open_lots < 0:
+        raise ConfigError(f"risk.max_side_open_lots: expected 0 (no limit) or a positive "
+                          f"number of lots, got {risk.max_side_open_lots}")
     if config.firm.enabled:
         _check_firm(config.firm)
     _check_reference(config)

@@ -12,10 +12,12 @@ Where things happen:
 
 - a frame enters at :meth:`Engine.on_frame` (decoded by the venue's codec into the book);
 - the quote is decided by the strategy (:mod:`mmdaemon.strategy`: a built-in or a desk's
-  own) in :meth:`Engine.decide`, through :class:`~mmdaemon.strategy.guard.StrategyGuard`;
-- risk vetoes it in one place, in this order: the trading state gates the quote
-  (:meth:`Engine.gate`: HALTED/KILLED nothing, REDUCING only the side that shrinks
-  inventory); the instrument's minimums cut sides that cannot become orders (counted,
+  own) in :meth:`Engine.decide`, through :class:`~mmdaemon.strategy.guard.StrategyGuard`, as
+  a ladder of levels a side;
+- risk vetoes it in one place, in this order: the trading state gates the ladder
+  (:meth:`Engine.gate`, :mod:`mmdaemon.risk.ladder`: HALTED/KILLED nothing, REDUCING only
+  the levels that shrink inventory, every side trimmed to the inventory limits); the
+  instrument's grid and minimums cut levels that cannot become orders (counted,
   :mod:`mmdaemon.risk.unsendable`); then, right before each order action leaves,
   :meth:`Engine.vet` checks the state again (a kill may have landed since), that the order
   still applies, and the pre-trade checks (:mod:`mmdaemon.risk.rules`). Breakers
@@ -70,6 +72,7 @@ from mmdaemon.records import (
 from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
+from mmdaemon.risk.ladder import LadderGate, LadderLimits
 from mmdaemon.risk.rules import PreTradeChecks
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
@@ -124,6 +127,7 @@ class Engine:
         self.trades: deque[Trade] = deque(maxlen=RECENT_TRADES)  # the view's public trades
         self.queues = QueueEstimates()
         self.limits = limits
+        self._ladder_rules(config)
         self.checks = PreTradeChecks(limits.checks)
         self.breaker_limits = limits.breakers
         self.counters = Counters()
@@ -147,7 +151,8 @@ class Engine:
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         # report rows buffered for the journal; a failed write ends the run
         self.records = Records(shell.wall_ns, self.journal_failed)
-        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)
+        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)  # the gated ladder's innermost level
+        self._last_ladder: Ladder | None = None  # the gated ladder sampled (None: pulled)
         self.run_id = 0
         # set in restore(): they need the journal
         self.journal: Store
@@ -319,9 +324,9 @@ class Engine:
         gated = self.gate(ladder)
         if gated is not None:
             gated = self.guard.sendable(gated, view)
-        quote = _innermost(gated if gated is not None else ladder._replace(bids=(), asks=()))
-        self._last_quote = quote
-        return self.manager.decide(quote if gated is not None else None)
+        self._last_ladder = gated
+        self._last_quote = _innermost(gated, ladder)
+        return self.manager.decide(gated)
 
     def _time_went_back(self, recv_ns: int) -> int:
         """Event time never moves backwards: a frame older than the last (recordings given
@@ -336,14 +341,14 @@ class Engine:
     # -- the risk gate ---------------------------------------------------------------------
 
     def gate(self, ladder: Ladder) -> Ladder | None:
-        """Risk's veto by trading state: REDUCING keeps only the side that shrinks inventory."""
-        state = self.risk.state
-        if state is TradingState.ACTIVE:
-            return ladder
-        if state is TradingState.REDUCING:
-            return ladder._replace(bids=ladder.bids if self._reduces(Side.BUY) else (),
-                                   asks=ladder.asks if self._reduces(Side.SELL) else ())
-        return None
+        """Risk's veto by trading state and in total (:mod:`mmdaemon.risk.ladder`): REDUCING
+        keeps only the levels that shrink inventory, no further than to zero."""
+        return self.ladder_gate.gate(ladder, self.risk.state, self.position.position)
+
+    def _ladder_rules(self, config: Config) -> None:
+        """The ladder's gate from ``config`` (at start and on reload)."""
+        self.ladder_gate = LadderGate(self.instrument, LadderLimits(
+            config.risk.inventory_hard_lots, config.risk.max_side_open_lots))
 
     def _level_cut(self, reason: str, side: Side, price: int, wanted: int, size: int) -> None:
         """A level the gate let through that could not become an order (the instrument's
@@ -396,7 +401,8 @@ class Engine:
         manager, counters = self.manager, self.counters
         if not self.venue_ready or not self._may_quote(action) or not manager.applies(action):
             return None  # the state or the order changed since the action was decided
-        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns)
+        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns,
+                                    manager.lots_besides(action), self.position.position)
         if blocked is not None:
             counters.blocked += 1
             due = self.unsendable.record(blocked.code, self.now_ns)
@@ -649,6 +655,7 @@ class Engine:
             self.quoter.attach_reference(self.reference)  # the same one: its basis goes on
         self.limits = limits
         self.view.limits = self._limits_view()
+        self._ladder_rules(new)
         self.checks = PreTradeChecks(limits.checks)
         self.breakers.limits = self.breaker_limits = limits.breakers
         self.manager.price_tolerance = new.orders.price_tolerance_ticks
@@ -712,7 +719,7 @@ class Engine:
             self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
             quote.bid_size, quote.ask, quote.ask_size, self.position.position,
             self.risk.state.value, c.orders, c.amends, c.cancels,
-        ))
+        ), self._last_ladder)
 
     def persist(self) -> None:
         """Write what may trail the hot path: report samples, order-log rows and a new PnL
@@ -804,8 +811,10 @@ class Engine:
         return figures
 
 
-def _innermost(ladder: Ladder) -> Quote:
-    """The innermost level a side as a one-level quote (size 0: no level on that side)."""
-    bid, bid_size = ladder.bids[0] if ladder.bids else (0, 0)
-    ask, ask_size = ladder.asks[0] if ladder.asks else (0, 0)
-    return Quote(bid, bid_size, ask, ask_size, ladder.fair, ladder.ts_ns)
+def _innermost(gated: Ladder | None, wanted: Ladder) -> Quote:
+    """The innermost level a side of the ``gated`` ladder as a one-level quote for the report
+    samples; a side gated out keeps the price the strategy ``wanted`` with size 0."""
+    bids, asks = (gated.bids, gated.asks) if gated is not None else ((), ())
+    bid = bids[0] if bids else ((wanted.bids[0][0], 0) if wanted.bids else (0, 0))
+    ask = asks[0] if asks else ((wanted.asks[0][0], 0) if wanted.asks else (0, 0))
+    return Quote(*bid, *ask, wanted.fair, wanted.ts_ns)

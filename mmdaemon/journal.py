@@ -34,7 +34,7 @@ import orjson
 
 from mmdaemon.markouts import Markout
 from mmdaemon.model import Fill, Side
-from mmdaemon.records import OrderLogRow, Restored, Sample
+from mmdaemon.records import LevelsRow, OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS samples (
     cancels   INTEGER NOT NULL      -- ... cancels
 );
 CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts_ns);
+CREATE TABLE IF NOT EXISTS sample_levels (  -- a ladder's every level, for samples with more
+    run_id    INTEGER NOT NULL,     -- than one level on a side (the samples row holds the
+    ts_ns     INTEGER NOT NULL,     -- innermost); older journals have none
+    bids      TEXT NOT NULL,        -- JSON [[price ticks, size lots], ...], best first
+    asks      TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS markouts (
     exec_key    TEXT NOT NULL,      -- the fill's (fills.exec_key)
     horizon_ns  INTEGER NOT NULL,
@@ -310,6 +316,11 @@ class Journal:
             self._db.executemany(
                 "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
+
+    def add_sample_levels(self, rows: list[LevelsRow]) -> None:
+        """Append the levels of samples that quoted more than one level on a side."""
+        with self._transaction():
+            self._db.executemany("INSERT INTO sample_levels VALUES (?, ?, ?, ?)", rows)
 
     def add_order_log(self, rows: Sequence[OrderLogRow]) -> None:
         """Append order-log rows (for export and reports; like samples, written in batches

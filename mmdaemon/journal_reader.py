@@ -10,7 +10,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mmdaemon.analytics import SampleRow
+import orjson
+
+from mmdaemon.analytics import SampleLevels, SampleRow
 from mmdaemon.journal import MarkoutRow, read_fills, read_markouts
 from mmdaemon.model import Fill
 
@@ -50,3 +52,20 @@ def load_markouts(path: Path | str) -> list[MarkoutRow]:
         return read_markouts(db)
     finally:
         db.close()
+
+
+def load_sample_levels(path: Path | str) -> list[SampleLevels]:
+    """Every ladder sample of the journal at ``path`` (read-only), in the order written;
+    none from a run of one level a side or a journal older than ladders."""
+    db = _read_only(path)
+    try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND"
+                          " name = 'sample_levels'").fetchone():
+            return []  # written before ladders
+        rows = db.execute("SELECT run_id, ts_ns, bids, asks FROM sample_levels"
+                          " ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+    return [SampleLevels(run_id, ts_ns, tuple((p, q) for p, q in orjson.loads(bids)),
+                         tuple((p, q) for p, q in orjson.loads(asks)))
+            for run_id, ts_ns, bids, asks in rows]

@@ -9,7 +9,7 @@ the quote and base currencies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +24,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from mmdaemon.analytics import (
+    SampleLevels,
     SampleRow,
     pnl_series,
     quoted_spread_bps,
@@ -135,9 +136,10 @@ def inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
 
 def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
            instrument: Instrument, zone: ZoneInfo, start_ns: int | None,
-           window_s: float) -> None:
+           window_s: float, levels: Sequence[SampleLevels] = ()) -> None:
     """Our quotes against the market's best bid/ask and fair value (quote currency),
-    ``window_s`` seconds from ``start_ns`` (event time; None: the first quoting sample)."""
+    ``window_s`` seconds from ``start_ns`` (event time; None: the first quoting sample);
+    ``levels``, a ladder's samples, add its outer levels (thinner lines, level 1 on)."""
     tick = Fraction(instrument.tick_size)
     if start_ns is None:
         quoting = [s.ts_ns for s in samples if s.bid_size > 0 or s.ask_size > 0]
@@ -164,6 +166,7 @@ def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
                 color="tab:blue", lw=1.4, label="our bid")
         ax.step(t, [price(s.ask, s.ask_size > 0) for s in win], where="post",
                 color="tab:orange", lw=1.4, label="our ask")
+        _outer_levels(ax, win, levels, price)
         inside = [f for f in fills if start_ns <= f.ts_ns <= end_ns]
         for side, marker, color, name in ((Side.BUY, "^", "tab:blue", "our buy fill"),
                                           (Side.SELL, "v", "tab:orange", "our sell fill")):
@@ -180,6 +183,25 @@ def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
     _finish(fig, ax, path, f"Our quotes vs the market, {window_s:g} s from "
             f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}",
             "price (quote currency)")
+
+
+def _outer_levels(ax: Any, win: Sequence[SampleRow], levels: Sequence[SampleLevels],
+                  price: Callable[[int | None, bool], float]) -> None:
+    """A ladder's levels 1.. as thin steps over the samples ``win`` (a sample without a
+    ladder row, or a side shorter than the level, breaks the line)."""
+    by_key = {(r.run_id, r.ts_ns): r for r in levels}
+    rows = [by_key.get((s.run_id, s.ts_ns)) for s in win]
+    depth = max((max(len(r.bids), len(r.asks)) for r in rows if r is not None), default=0)
+    if depth < 2:
+        return
+    t = _times([s.ts_ns for s in win])
+    for i in range(1, depth):
+        for book, color, name in (("bids", "tab:blue", "bid"), ("asks", "tab:orange", "ask")):
+            ys = [price(getattr(r, book)[i][0], True)
+                  if r is not None and len(getattr(r, book)) > i else float("nan")
+                  for r in rows]
+            ax.step(t, ys, where="post", color=color, lw=0.7, alpha=0.8,
+                    ls=(0, (3, 1 + i)), label=f"our {name} level {i}")
 
 
 def markouts(path: Path, metrics: dict[str, Any]) -> None:

@@ -19,13 +19,19 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+
 from mmdaemon.markouts import Markout
-from mmdaemon.model import Fill, OrderStatus, OrderUpdate
+from mmdaemon.model import Fill, Ladder, OrderStatus, OrderUpdate
 from mmdaemon.orders.manager import LiveOrder
 
 Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int, int,
                int]
 """One ``samples`` row, in column order (see :data:`mmdaemon.journal.SCHEMA`)."""
+
+LevelsRow = tuple[int, int, str, str]
+"""One ``sample_levels`` row: run id, event time (ns) and the gated ladder's bids and asks
+as JSON lists of ``[price ticks, size lots]``, best first (see :func:`levels_row`)."""
 
 OrderLogRow = tuple[int, int | None, int, str, int, int, int, int, int | None, str, int | None,
                     int | None]
@@ -121,6 +127,8 @@ class Store(Protocol):
 
     def add_samples(self, rows: list[Sample]) -> None: ...
 
+    def add_sample_levels(self, rows: list[LevelsRow]) -> None: ...
+
     def add_order_log(self, rows: list[OrderLogRow]) -> None: ...
 
     def set_killed(self, killed: bool, reason: str, now_ns: int) -> None: ...
@@ -147,15 +155,20 @@ class Records:
         self.failed = failed
         self.broken = False  # a write failed: nothing more is written
         self.samples: list[Sample] = []
+        self.levels: list[LevelsRow] = []
         self.order_log: list[OrderLogRow] = []
         self.journal: Store  # set by attach()
 
     def attach(self, journal: Store) -> None:
         self.journal = journal
 
-    def sample(self, row: Sample) -> None:
-        """One report sample (see :data:`mmdaemon.journal.Sample`)."""
+    def sample(self, row: Sample, ladder: Ladder | None = None) -> None:
+        """One report sample (see :data:`mmdaemon.journal.Sample`), and the ``ladder`` it
+        quoted when that has more than one level on a side (the sample's own columns hold
+        the innermost level)."""
         self.samples.append(row)
+        if ladder is not None and (len(ladder.bids) > 1 or len(ladder.asks) > 1):
+            self.levels.append(levels_row(row[0], row[1], ladder))
         if len(self.samples) >= MAX_BUFFERED_SAMPLES:
             self._flush_samples()
 
@@ -183,9 +196,12 @@ class Records:
 
     def _flush_samples(self) -> None:
         rows, self.samples = self.samples, []
+        levels, self.levels = self.levels, []
         if rows and not self.broken:  # broken: not worth another failing write
             try:
                 self.journal.add_samples(rows)
+                if levels:
+                    self.journal.add_sample_levels(levels)
             except Exception as exc:
                 self.failed("samples", exc)
 
@@ -196,3 +212,9 @@ class Records:
                 self.journal.add_order_log(rows)
             except Exception as exc:
                 self.failed("order_log", exc)
+
+
+def levels_row(run_id: int, ts_ns: int, ladder: Ladder) -> LevelsRow:
+    """The ``sample_levels`` row of ``ladder`` sampled at ``ts_ns`` in run ``run_id``."""
+    return (run_id, ts_ns, orjson.dumps(ladder.bids).decode(),
+            orjson.dumps(ladder.asks).decode())

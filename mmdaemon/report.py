@@ -7,10 +7,12 @@ file name, so the directory can be copied or served as it is).
 
 Files written to ``out_dir`` (names are fixed, so a report can be diffed or linked to):
 
-- ``report.html``: metrics, markout table, hour-of-day and daily tables, definitions;
+- ``report.html``: metrics, markout table, the quote ladder's levels (a run of more than
+  one level a side), hour-of-day and daily tables, definitions;
 - ``pnl.png``: mark-to-market PnL and its components over time;
 - ``inventory.png``: position over time with the soft/hard limits if given;
-- ``quotes.png``: our quotes against the market's best bid/ask and fair value in a window;
+- ``quotes.png``: our quotes (every level of a ladder) against the market's best bid/ask
+  and fair value in a window;
 - ``markouts.png``: the markout curve;
 - ``by_hour.png``: fills and PnL by hour of day;
 - ``spread_hist.png``: distribution of our quoted spread, weighted by time;
@@ -27,8 +29,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mmdaemon.analytics import compute_metrics
-from mmdaemon.journal_reader import load_journal, load_markouts
+from mmdaemon.analytics import compute_metrics, ladder_levels
+from mmdaemon.journal_reader import load_journal, load_markouts, load_sample_levels
 from mmdaemon.metric_definitions import DEFINITIONS
 from mmdaemon.model import NS_PER_S, Instrument
 from mmdaemon.orderlog import FILLS_FILE, ORDERS_FILE, ExportResult, export
@@ -67,6 +69,7 @@ def write_report(
     metrics = compute_metrics(fills, samples, instrument, markouts=load_markouts(journal_path),
                               **metric_options)
     zone = ZoneInfo(metrics["tz"])
+    levels = load_sample_levels(journal_path)
     ordered = sorted(samples, key=lambda s: s.ts_ns)
     fills_sorted = sorted(fills, key=lambda f: f.ts_ns)
 
@@ -77,7 +80,7 @@ def write_report(
     plots.inventory(out / "inventory.png", ordered, instrument, zone, inventory_soft_lots,
                     inventory_hard_lots)
     plots.quotes(out / "quotes.png", fills_sorted, ordered, instrument, zone, window_start_ns,
-                 window_s)
+                 window_s, levels)
     plots.markouts(out / "markouts.png", metrics)
     plots.by_hour(out / "by_hour.png", metrics)
     plots.spread_hist(out / "spread_hist.png", ordered, metrics["max_spread_bps"])
@@ -85,7 +88,8 @@ def write_report(
             (out / FILLS_FILE).open("w", encoding="utf-8", newline="") as fills_csv:
         exported = export(Path(journal_path), instrument, orders, fills_csv)
     page = _html(metrics, instrument, title or f"{instrument.symbol} market-making report",
-                 str(journal_path), exported)
+                 str(journal_path), exported, _ladder_html(ladder_levels(levels, samples),
+                                                           len(levels)))
     (out / "report.html").write_text(page, encoding="utf-8")
     return metrics
 
@@ -245,8 +249,29 @@ def _bucket_table(rows: list[dict[str, Any]], key: str, label: str, table_id: st
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
+def _ladder_html(rows: list[dict[str, Any]], samples: int) -> str:
+    """The "Quote ladder" section: per side and level, how often it was quoted, its mean
+    size and distance from the mid ("" for a run of one level a side)."""
+    if not rows:
+        return ""
+    depth = {side: max((r["level"] + 1 for r in rows
+                        if r["side"] == side and r["quoted_share"] > 0), default=0)
+             for side in ("bid", "ask")}
+    body = "".join(
+        f'<tr><td class="name">{r["side"]}</td>{_cell(r["level"], "int")}'
+        f'{_cell(r["quoted_share"], "pct")}{_cell(r["mean_size_lots"], "num")}'
+        f'{_cell(r["mean_distance_bps"], "bps")}</tr>' for r in rows)
+    return (f'<h2>Quote ladder</h2>\n<p id="ladder-depth">Up to {depth["bid"]} levels on the '
+            f'bid and {depth["ask"]} on the ask, over {samples:,} samples quoting more than '
+            f'one level on a side (level 0 is the innermost; the metrics above count every '
+            f'level\'s orders and fills).</p>\n<table id="ladder"><thead><tr><th class="name">'
+            f"side</th><th>level</th><th>quoted (share of those samples)</th><th>mean size "
+            f"(lots)</th><th>mean distance from mid (bps)</th></tr></thead><tbody>{body}"
+            f"</tbody></table>")
+
+
 def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: str,
-          exported: ExportResult) -> str:
+          exported: ExportResult, ladder: str = "") -> str:
     esc = html.escape
     currency = metrics["currency"]
     notes = "".join(f"<p>{esc(w)}</p>" for w in exported.warnings)
@@ -274,8 +299,8 @@ def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: s
         "pnl.png": "Mark-to-market PnL (black) and its exact components: spread capture, "
                    "inventory and minus fees.",
         "inventory.png": "Position sampled over time, with the risk limits when given.",
-        "quotes.png": "Our gated quotes (steps) against the market's best bid/ask and our fair "
-                      "value; triangles are our fills.",
+        "quotes.png": "Our gated quotes (steps; a ladder's outer levels thinner) against the "
+                      "market's best bid/ask and our fair value; triangles are our fills.",
         "markouts.png": "Size-weighted markouts by horizon: the edge at the fill plus the "
                         "mid's move after it.",
         "by_hour.png": "Fills and PnL per hour of day.",
@@ -307,6 +332,7 @@ Journal: {esc(source)}. Times in event time; hour-of-day tables in {esc(metrics[
 <p>Exact at event level: the mid before the market event that filled us against the book's
 mid at fill time + horizon; rates weighted by lots over the fills resolved at that horizon.</p>
 <table id="markouts"><thead>{mk_head}</thead><tbody>{mk_rows}</tbody></table>
+{ladder}
 <h2>Plots</h2>
 {figures}
 <h2>By hour of day ({esc(metrics["tz"])})</h2>

@@ -135,7 +135,9 @@ def pretrade_limits(config: Config) -> PreTradeLimits:
     risk = config.risk
     return PreTradeLimits(max_order_lots=risk.max_order_lots, price_band_bps=risk.price_band_bps,
                           max_open_orders=risk.max_open_orders,
-                          max_orders_per_s=risk.max_orders_per_s, burst=risk.order_burst)
+                          max_orders_per_s=risk.max_orders_per_s, burst=risk.order_burst,
+                          max_side_open_lots=risk.max_side_open_lots,
+                          inventory_hard_lots=risk.inventory_hard_lots)
 
 
 def breaker_limits(config: Config, instrument: Instrument) -> BreakerLimits:

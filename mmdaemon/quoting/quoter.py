@@ -51,6 +51,7 @@ from mmdaemon.model import (
 from mmdaemon.quoting import _validate as v
 from mmdaemon.quoting.adverse import AdverseParams, AdverseSelection
 from mmdaemon.quoting.fair_value import LEAD_LAG, FairValue, FairValueParams
+from mmdaemon.quoting.ladder import LadderParams
 from mmdaemon.quoting.sizing import SizeCut, SizeRule, SizingParams
 from mmdaemon.quoting.skew import InventorySkew, SkewParams
 from mmdaemon.quoting.spread import SpreadModel, SpreadParams
@@ -75,7 +76,8 @@ class QuoterParams:
     """All quoting parameters, one frozen dataclass per component.
 
     The inventory limit and the base size are stated once, in ``sizing``; the skew uses
-    them too (the limit, and the base size as its q-unit).
+    them too (the limit, and the base size as its q-unit). ``ladder`` shapes the quote into
+    levels (:mod:`.ladder`): the engine applies it, the quoter's quote is its level 0.
     """
 
     fair_value: FairValueParams = field(default_factory=FairValueParams)
@@ -84,6 +86,7 @@ class QuoterParams:
     skew: SkewParams = field(default_factory=SkewParams)
     sizing: SizingParams = field(default_factory=SizingParams)
     adverse: AdverseParams = field(default_factory=AdverseParams)
+    ladder: LadderParams = field(default_factory=LadderParams)
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -93,6 +96,7 @@ class QuoterParams:
             ("skew", SkewParams),
             ("sizing", SizingParams),
             ("adverse", AdverseParams),
+            ("ladder", LadderParams),
         ):
             value = getattr(self, name)
             if not isinstance(value, kind):

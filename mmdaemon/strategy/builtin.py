@@ -15,37 +15,39 @@ from typing import cast
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import Fill, Instrument, Ladder, Side, TopOfBook, Trade
+from mmdaemon.quoting.ladder import LadderShaper
 from mmdaemon.quoting.quoter import Quoter, QuoterParams
 from mmdaemon.strategy.api import StrategyView
 
 
 class QuoterStrategy:
-    """A built-in strategy: the :class:`Quoter` of ``params`` quoting one level a side."""
+    """A built-in strategy: the :class:`Quoter` of ``params``, its quote shaped into
+    ``params.ladder``'s levels a side (:mod:`mmdaemon.quoting.ladder`)."""
 
-    __slots__ = ("_on_book", "quoter")
+    __slots__ = ("_build", "_on_book", "quoter")
 
     def __init__(self, instrument: Instrument, params: QuoterParams) -> None:
         self.quoter = Quoter(instrument, params)
         self._on_book = self.quoter.on_book
+        self._build = LadderShaper(params.ladder).build
 
     def quote(self, view: StrategyView) -> Ladder:
         """The quoter's quote on the view's book at the view's time (see
-        :mod:`mmdaemon.quoting.quoter`), as a ladder of one level a side."""
+        :mod:`mmdaemon.quoting.quoter`), shaped into the ladder's levels."""
         quoter = self.quoter
         quoter.set_inventory(view.position_lots)
         # the engine's view hands over its own book: a built-in reads it as the OrderBook it is
-        q = self._on_book(cast(OrderBook, view.book), view.now_ns)
-        bids = ((q.bid, q.bid_size),) if q.bid_size > 0 else ()
-        asks = ((q.ask, q.ask_size),) if q.ask_size > 0 else ()
-        if not (bids and asks) and q.bid > 0:
+        book = view.book
+        q = self._on_book(cast(OrderBook, book), view.now_ns)
+        if (q.bid_size <= 0 or q.ask_size <= 0) and q.bid > 0:
             # a side the instrument's grid zeroed: hand its wanted size on, so the guard
             # drops it and says why (an adverse pause or the model's own zero gives none)
             for cut in quoter.size_cuts(q):
                 if cut.side is Side.BUY:
-                    bids = ((cut.price_ticks, cut.wanted_lots),)
+                    q = q._replace(bid_size=cut.wanted_lots)
                 else:
-                    asks = ((cut.price_ticks, cut.wanted_lots),)
-        return Ladder(bids, asks, q.fair, q.ts_ns)
+                    q = q._replace(ask_size=cut.wanted_lots)
+        return self._build(q, book.best_bid(), book.best_ask())
 
     def on_trade(self, trade: Trade, view: StrategyView) -> None:
         self.quoter.on_trade(trade)

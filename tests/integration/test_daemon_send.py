@@ -14,20 +14,21 @@ from pathlib import Path
 from mmdaemon.clock import SystemClock
 from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
-from mmdaemon.model import OrderStatus, OrderUpdate, Quote, Side
+from mmdaemon.model import Ladder, OrderStatus, OrderUpdate, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.risk.state import TradingState
 from tests.helpers import until, write_config
 from tests.recorder import Recorder
 
 
-def quote(bid: int, ask: int) -> Quote:
-    return Quote(bid, 1000, ask, 1000, (bid + ask) / 2, 0)
+def bid_only(bid: int) -> Ladder:
+    """One bid of 1,000 lots, no ask."""
+    return Ladder(((bid, 1000),), (), float(bid), 0)
 
 
 def live_bid(manager: OrderManager, price: int) -> OrderAction:
     """A bid placed and acknowledged; its place action."""
-    (place,) = manager.decide(quote(price, 0)._replace(ask_size=0))
+    (place,) = manager.decide(bid_only(price))
     manager.sent(place)
     manager.on_update(OrderUpdate(place.order_id, OrderStatus.NEW, Side.BUY, place.price,
                                   place.size, 0, "", 0))
@@ -38,7 +39,7 @@ def test_applies_knows_stale_actions() -> None:
     m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
     place = live_bid(m, 100)
     assert not m.applies(place)  # the side has its order now
-    (amend,) = m.decide(quote(105, 0)._replace(ask_size=0))
+    (amend,) = m.decide(bid_only(105))
     cancel = m.cancel(place.order_id)
     assert m.applies(amend) and m.applies(cancel)
     m.sent(cancel)
@@ -63,7 +64,7 @@ async def test_an_amend_of_an_order_closed_while_it_waited_for_the_lock_is_dropp
         service.engine._fair = 6_200_000.0  # ticks: the price band's centre
         manager = service.engine.manager
         place = live_bid(manager, 6_199_990)
-        (amend,) = manager.decide(quote(6_200_050, 0)._replace(ask_size=0))
+        (amend,) = manager.decide(bid_only(6_200_050))
         assert amend.kind == "amend"
         async with service.sender.lock:  # a cancel-all holds the lock ...
             sender = asyncio.create_task(service.sender.send([amend]))  # ... the feed waits

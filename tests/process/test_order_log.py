@@ -29,7 +29,7 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.journal import Journal
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, OrderStatus, OrderUpdate, Quote, Side
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Ladder, OrderStatus, OrderUpdate, Side
 from mmdaemon.orderlog import FILLS_HEADER, ORDERS_HEADER
 from mmdaemon.orders.manager import OrderManager
 from mmdaemon.records import ACTIONS, ANSWERS, answer_event
@@ -384,8 +384,8 @@ def test_a_config_for_another_instrument_is_refused(replayed: Replayed,
     assert proc.returncode == 2 and "was written for BTCUSDT with tick 0.01" in proc.stderr
 
 
-def bid_quote(price: int, size: int) -> Quote:
-    return Quote(price, size, 0, 0, float(price), 0)
+def bid_quote(price: int, size: int) -> Ladder:
+    return Ladder(((price, size),), (), float(price), 0)
 
 
 def test_pending_states_are_not_answers_and_an_amend_is_acknowledged() -> None:

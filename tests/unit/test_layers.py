@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
     "analytics": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
-    "risk.unsendable": CORE, "risk.firm": CORE, "exchange.base": CORE,
+    "risk.unsendable": CORE, "risk.firm": CORE, "risk.ladder": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
     "risk": CORE, "exchange": CORE, "feed": SHELL, "sim": SHELL,  # the packages themselves
     "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py

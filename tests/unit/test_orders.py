@@ -7,13 +7,15 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmdaemon.model import Fill, OrderStatus, OrderUpdate, Quote, Side
+from mmdaemon.model import Fill, Ladder, OrderStatus, OrderUpdate, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 
 
-def q(bid: int, bid_size: int, ask: int, ask_size: int) -> Quote:
-    return Quote(bid, bid_size, ask, ask_size, (bid + ask) / 2, 0)
+def q(bid: int, bid_size: int, ask: int, ask_size: int) -> Ladder:
+    """One level a side (a side of size 0 quotes nothing)."""
+    return Ladder(((bid, bid_size),) if bid_size else (), ((ask, ask_size),) if ask_size else (),
+                  (bid + ask) / 2, 0)
 
 
 def ack(a: OrderAction, status: OrderStatus = OrderStatus.NEW, filled: int = 0) -> OrderUpdate:
