@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--venue", choices=("binance", "lobster"),
                         help="lobster: RECORDING is MESSAGE_CSV ORDERBOOK_CSV of a LOBSTER "
                              "sample (default config config/lobster-amzn.toml)")
-    replay.add_argument("--reference", nargs="+", metavar="REF",
+    # extend: given twice, both lists count (store kept the last one alone, silently)
+    replay.add_argument("--reference", action="extend", nargs="+", metavar="REF",
                         help="the reference feed's recordings, merged by receive time (needs "
                              "a [reference] section; default: its recordings)")
     replay.add_argument("--report", metavar="DIR",

@@ -12,7 +12,9 @@ strategy packaged with::
 is named ``class = "my_mm"``. The class is called with one argument, the read-only
 ``[strategy.params]`` table. Whatever goes wrong (no module, an import that raises, no such
 class, parameters it refuses, an object without ``quote``) is a
-:class:`~mmdaemon.config.ConfigError` naming the key: the daemon does not start (exit 2).
+:class:`~mmdaemon.config.ConfigError` naming the key: the daemon does not start (exit 2), and
+a reload (SIGHUP) keeps the running strategy. Any ``BaseException`` counts: a ``SystemExit``
+out of a class built on a reload would stop the daemon with its orders still resting.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def load_strategy(config: Config, instrument: Instrument, log: Any = None) -> St
     cls = _find(plugin.name, plugin.path)
     try:
         strategy = cls(MappingProxyType(dict(plugin.params)))
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: on a SIGHUP it left our orders resting
         raise ConfigError(f"strategy.params: {plugin.name} refused its parameters: "
                           f"{type(exc).__name__}: {exc}") from exc
     if not callable(getattr(strategy, "quote", None)):

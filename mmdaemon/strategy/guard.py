@@ -12,15 +12,22 @@ promises hold whatever it does:
 - **A malformed ladder is a failure too** (not a :class:`~mmdaemon.model.Ladder`, levels
   that are not ``(int ticks, int lots)`` pairs with both > 0, prices not strictly moving
   away from the touch, the best bid not below the best ask, more than
-  :data:`MAX_LEVELS` levels a side), with the problem named in the log.
+  :data:`MAX_LEVELS` levels a side), with the problem named in the log. So is a price or
+  size beyond a signed 64-bit integer (:data:`MAX_INT`: the journal and the venues store no
+  more), and levels quoted around a ``fair`` that is not above 0 (the pre-trade price band
+  is centred on ``fair`` and cannot apply around 0).
 - **What leaves is sendable and passive.** Sizes are rounded down to the instrument's size
   step; a level then below the minimum size or notional is dropped, and so is one at or
   through the opposite best price of the book (a post-only order would be refused, a plain
   one would take). Each drop is reported through ``on_cut`` with its reason (counted and
   logged by the engine as the built-in quoter's size cuts are).
 
-``SystemExit``, ``KeyboardInterrupt`` and other ``BaseException`` that are not
-``Exception`` are not caught: they are the process's own controls. A strategy that loops for
+Every ``BaseException`` is caught, ``SystemExit``, ``KeyboardInterrupt`` and
+``asyncio.CancelledError`` included: none of them can be the process's own control here (the
+daemon takes the operator's signals through the event loop's handlers, and a task is only
+cancelled at an ``await``, never inside this synchronous call), so raised by the strategy
+they are its failure. Let through, they stopped the daemon without cancelling its orders (a
+stale quote left at the venue) or ended a replay early with exit 0. A strategy that loops for
 ever blocks the event loop; no guard in the same thread can stop it (the tick-to-quote
 histogram shows a slow one).
 """
@@ -28,6 +35,7 @@ histogram shows a slow one).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +48,9 @@ STRATEGY_ERROR = "strategy_error"
 """The HALTED condition raised while the strategy fails."""
 MAX_LEVELS = 50
 """Most levels a side a ladder may have: more is a bug, not a strategy."""
+MAX_INT = 2**63 - 1
+"""Largest price (ticks) or size (lots) a level may have: the journal's SQLite integers and
+the venues' order fields are signed 64-bit."""
 REPEAT_LOG_NS = 60 * 1_000_000_000
 """Repeated failures are logged at most once per minute of event time."""
 
@@ -91,7 +102,7 @@ class StrategyGuard:
         now_ns = view.now_ns
         try:
             ladder = self._quote(view)
-        except Exception as exc:
+        except BaseException as exc:  # every kind: see the module docstring
             self._failed(exc, "quote", now_ns)
             return view.empty()
         if ladder is None:
@@ -126,21 +137,23 @@ class StrategyGuard:
               view: StrategyView, where: str) -> None:
         try:
             hook(event, view)
-        except Exception as exc:
+        except BaseException as exc:  # every kind: see the module docstring
             self._failed(exc, where, view.now_ns)
 
     # -- failures ---------------------------------------------------------------------------
 
-    def _failed(self, exc: Exception, where: str, now_ns: int) -> None:
+    def _failed(self, exc: BaseException, where: str, now_ns: int) -> None:
         """Count, log (traceback once per distinct failure), and halt while failing."""
         self.errors += 1
         self.last_failure_ns = now_ns
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-        # where it was raised; an invalid ladder (raised by no line) by its problem
+        # where it was raised; an invalid ladder (raised by no line) by its problem without
+        # its figures, or one traceback per price a broken strategy returns floods the log
         signature = ((type(exc).__name__, tb.tb_frame.f_code.co_filename, tb.tb_lineno)
-                     if tb is not None else (type(exc).__name__, str(exc)[:200], 0))
+                     if tb is not None
+                     else (type(exc).__name__, _FIGURES.sub("#", str(exc)[:200]), 0))
         values = {"strategy": self.name, "during": where,
                   "error": f"{type(exc).__name__}: {exc}"[:500], "errors": self.errors}
         if signature not in self._seen:
@@ -201,6 +214,10 @@ class StrategyGuard:
         return levels if kept is None else tuple(kept)
 
 
+_FIGURES = re.compile(r"[-+]?[\d.]+(?:e[-+]?\d+)?")
+"""The figures in a problem's text, which vary from one call to the next."""
+
+
 class InvalidLadder(ValueError):
     """A strategy returned something that is not a well-formed ladder."""
 
@@ -222,6 +239,9 @@ def ladder_problem(ladder: Ladder) -> str:
             price, size = level
             if price <= 0 or size <= 0:
                 return f"{name}[{i}]: price and size must be > 0, got {level!r}"
+            if price > MAX_INT or size > MAX_INT:
+                return f"{name}[{i}]: price and size must be at most {MAX_INT} (64-bit), " \
+                       f"got {level!r}"
             if i and (price - last) * sign <= 0:
                 return f"{name}[{i}]: price {price} does not move away from the touch " \
                        f"(previous {last})"
@@ -230,6 +250,9 @@ def ladder_problem(ladder: Ladder) -> str:
         return f"best bid {bids[0][0]} is not below best ask {asks[0][0]}"
     if type(fair) not in (int, float) or not math.isfinite(fair):
         return f"fair: expected a finite number of ticks, got {fair!r}"
+    if fair <= 0 and (bids or asks):
+        return f"fair: expected > 0 ticks with levels to quote (the price band is centred " \
+               f"on it), got {fair!r}"
     if type(ladder.ts_ns) is not int:
         return f"ts_ns: expected int ns, got {ladder.ts_ns!r}"
     return ""

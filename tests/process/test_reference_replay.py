@@ -150,3 +150,19 @@ def test_a_plugin_strategy_reads_the_reference_through_its_view(
     without = write_config(tmp_path / "none", {"strategy": plugin})
     idle, _ = replay([spot, "--config", str(without)])
     assert idle["quotes"] > 0 and idle["orders"] == 0
+
+
+def test_reference_given_twice_replays_the_recordings_of_both(
+        tmp_path: Path, usdm_file: Path) -> None:
+    """``--reference A --reference B`` is A and B, as for ``sim --reference``: the second
+    used to replace the first silently (here the part with the snapshot: never usable)."""
+    lines = gz_lines(usdm_file)
+    first = write_gz(tmp_path / "usdm-1.gz", lines[:40_000])  # the snapshot is in here
+    second = write_gz(tmp_path / "usdm-2.gz", lines[40_000:])
+    config = write_config(tmp_path, {"reference": {**REFERENCE_BTC,  # the flags replace it
+                                                   "recordings": [str(usdm_file)]},
+                                     "strategy.fair_value": {"mode": "lead_lag"}})
+    summary, _ = replay([str(SPOT_FILES[0]), "--reference", str(first), "--reference",
+                         str(second), "--config", str(config)])
+    ref = summary["reference"]
+    assert ref["frames"] == len(lines) and ref["snapshots"] == 1 and ref["ever_usable"]

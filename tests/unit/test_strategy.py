@@ -5,6 +5,7 @@ manager and risk state."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 
@@ -108,6 +109,12 @@ def test_quoting_resumes_only_after_the_hold_since_the_last_failure() -> None:
     (ladder(((300_010, 100),), ((300_010, 100),)), "best bid 300010 is not below best ask"),
     (Ladder((), (), float("nan"), 0), "fair: expected a finite number"),
     (ladder(((True, 100),), ()), "bids[0]: expected (int price ticks"),
+    # beyond 64 bits: the journal's write of the quote failed and stopped the daemon
+    (ladder(((299_990, 2**63),), ()), "bids[0]: price and size must be at most"),
+    (ladder((), ((2**63, 100),)), "asks[0]: price and size must be at most"),
+    # the price band is centred on fair: around 0 it let any price through
+    (Ladder(((299_990, 100),), (), 0.0, 0), "fair: expected > 0 ticks with levels"),
+    (Ladder((), ((300_010, 100),), -1.0, 0), "fair: expected > 0 ticks with levels"),
 ])
 def test_a_malformed_ladder_is_a_failure_naming_the_problem(bad: Any, problem: str) -> None:
     guard, view, risk, log, _ = setup(Scripted(bad))
@@ -156,10 +163,24 @@ def test_hooks_are_guarded_like_quote() -> None:
     assert log.named("strategy_error")[0]["during"] == "on_fill"
 
 
-def test_process_controls_are_not_swallowed() -> None:
-    guard, view, _, _, _ = setup(Scripted(SystemExit(3)))
-    with pytest.raises(SystemExit):
-        guard.quote(view)  # type: ignore[arg-type]
+@pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt(), asyncio.CancelledError(),
+                                 GeneratorExit()])
+def test_a_base_exception_from_the_strategy_halts_and_pulls_like_any_other(
+        exc: BaseException) -> None:
+    """Not the process's controls: the daemon takes its signals through the event loop, and
+    let through they stopped it with its orders resting (or ended a replay early)."""
+    guard, view, risk, log, _ = setup(Scripted(exc))
+    assert guard.quote(view) == view.empty()
+    assert risk.state is TradingState.HALTED and STRATEGY_ERROR in risk.halts
+    assert log.named("strategy_error")[0]["error"].startswith(type(exc).__name__)
+
+
+def test_invalid_ladders_differing_only_in_their_figures_log_one_traceback() -> None:
+    guard, view, _, log, _ = setup(Scripted(*(ladder(((299_990 - i, 1.5),), ())
+                                              for i in range(5))))
+    for _ in range(5):
+        guard.quote(view)
+    assert len(log.named("strategy_error")) == 1 and guard.errors == 5
 
 
 def test_the_queue_estimate_only_shrinks_until_the_order_moves() -> None:
