@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
+from mmdaemon.book import OrderBook
 from mmdaemon.model import Instrument, Ladder, Level, Side, Trade
 
 if TYPE_CHECKING:
@@ -82,6 +83,47 @@ class BookReader(Protocol):
     def weighted_mid(self) -> float | None: ...
 
     def imbalance(self, depth: int) -> float: ...
+
+
+class ReadOnlySide:
+    """One side of a book as a strategy sees it: :class:`SideReader`'s reads, bound to the
+    engine's side (no extra call per read), and nothing that changes it."""
+
+    __slots__ = ("best", "best_level", "size_at", "top")
+
+    def __init__(self, side: SideReader) -> None:
+        self.best = side.best
+        self.best_level = side.best_level
+        self.size_at = side.size_at
+        self.top = side.top
+
+
+class ReadOnlyBook:
+    """A book as a strategy sees it (:class:`BookReader`): the engine's own book read
+    through, so always current, with none of its methods that change it (``apply``,
+    ``clear``, a side's ``set``...). A strategy that writes to the book it prices from would
+    move the engine's, the paper venue's and the markouts' market with it."""
+
+    __slots__ = ("_book", "asks", "best_ask", "best_bid", "bids", "imbalance", "mid",
+                 "weighted_mid")
+
+    def __init__(self, book: BookReader) -> None:
+        self._book = book
+        self.bids = ReadOnlySide(book.bids)
+        self.asks = ReadOnlySide(book.asks)
+        self.best_bid = book.best_bid
+        self.best_ask = book.best_ask
+        self.mid = book.mid
+        self.weighted_mid = book.weighted_mid
+        self.imbalance = book.imbalance
+
+    @property
+    def synced(self) -> bool:
+        return self._book.synced
+
+    @property
+    def last_id(self) -> int:
+        return self._book.last_id
 
 
 class OrderView(NamedTuple):
@@ -194,16 +236,17 @@ class StrategyView:
     The engine owns it and sets ``now_ns`` (and ``limits`` on a reload) before each call.
     """
 
-    __slots__ = ("_orders", "_position", "_queues", "_risk", "book", "instrument", "limits",
-                 "now_ns", "reference", "trades")
+    __slots__ = ("_engine_book", "_orders", "_position", "_queues", "_risk", "book",
+                 "instrument", "limits", "now_ns", "reference", "trades")
 
-    def __init__(self, instrument: Instrument, book: BookReader, trades: deque[Trade],
+    def __init__(self, instrument: Instrument, book: OrderBook, trades: deque[Trade],
                  queues: QueueEstimates, position: Position, orders: Mapping[int, LiveOrder],
                  risk: RiskState, limits: LimitsView, reference: Reference | None = None
                  ) -> None:
         self.now_ns = 0
         self.instrument = instrument
-        self.book = book
+        self._engine_book = book
+        self.book: BookReader = ReadOnlyBook(book)
         self.trades = RecentTrades(trades)
         self._queues = queues
         self._position = position
@@ -249,11 +292,12 @@ class ReferenceView:
     - ``book``: its own L2 book, in its own ticks and lots.
     """
 
-    __slots__ = ("_ref", "_view")
+    __slots__ = ("_book", "_ref", "_view")
 
     def __init__(self, reference: Reference, view: StrategyView) -> None:
         self._ref = reference
         self._view = view
+        self._book = ReadOnlyBook(reference.book)
 
     @property
     def usable(self) -> bool:
@@ -273,4 +317,11 @@ class ReferenceView:
 
     @property
     def book(self) -> BookReader:
-        return self._ref.book
+        return self._book
+
+
+def engine_book(view: StrategyView) -> OrderBook:
+    """The engine's own book behind ``view.book``, for the built-in strategies: code of this
+    package, on the per-event path, that reads the book as the OrderBook it is. A plug-in
+    reads ``view.book``."""
+    return view._engine_book

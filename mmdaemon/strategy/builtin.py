@@ -11,13 +11,10 @@ them through the same guard, with the same view. They differ in the skew model
 
 from __future__ import annotations
 
-from typing import cast
-
-from mmdaemon.book import OrderBook
 from mmdaemon.model import Fill, Instrument, Ladder, Side, TopOfBook, Trade
 from mmdaemon.quoting.ladder import LadderShaper
 from mmdaemon.quoting.quoter import Quoter, QuoterParams
-from mmdaemon.strategy.api import StrategyView
+from mmdaemon.strategy.api import StrategyView, engine_book
 
 
 class QuoterStrategy:
@@ -36,9 +33,8 @@ class QuoterStrategy:
         :mod:`mmdaemon.quoting.quoter`), shaped into the ladder's levels."""
         quoter = self.quoter
         quoter.set_inventory(view.position_lots)
-        # the engine's view hands over its own book: a built-in reads it as the OrderBook it is
-        book = view.book
-        q = self._on_book(cast(OrderBook, book), view.now_ns)
+        book = engine_book(view)
+        q = self._on_book(book, view.now_ns)
         if (q.bid_size <= 0 or q.ask_size <= 0) and q.bid > 0:
             # a side the instrument's grid zeroed: hand its wanted size on, so the guard
             # drops it and says why (an adverse pause or the model's own zero gives none)

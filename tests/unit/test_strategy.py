@@ -16,7 +16,7 @@ from mmdaemon.model import BookUpdate, Instrument, Ladder, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
 from mmdaemon.risk.state import RiskState, TradingState
-from mmdaemon.strategy.api import LimitsView, QueueEstimates, StrategyView
+from mmdaemon.strategy.api import LimitsView, QueueEstimates, StrategyView, engine_book
 from mmdaemon.strategy.guard import REPEAT_LOG_NS, STRATEGY_ERROR, StrategyGuard, ladder_problem
 from tests.recorder import Recorder
 
@@ -205,3 +205,21 @@ def test_the_queue_estimate_only_shrinks_until_the_order_moves() -> None:
     del manager.orders[7]
     queues.on_book(book, manager.orders)
     assert queues.ahead(7) == 0  # gone with its order
+
+
+def test_the_view_book_reads_the_engines_book_but_cannot_change_it() -> None:
+    _, view, _, _, _ = setup(Scripted(GOOD))
+    book = view.book
+    assert (book.best_bid(), book.best_ask(), book.synced) == (300_000, 300_001, True)
+    assert book.bids.top(2) == [(300_000, 50_000), (299_990, 10)]
+    for name in ("apply", "clear", "invalidate"):
+        assert not hasattr(book, name)
+    for name in ("set", "update", "load", "clear", "levels"):
+        assert not hasattr(book.bids, name)
+    with pytest.raises(AttributeError):
+        book.synced = False  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        book.extra = 1  # type: ignore[attr-defined]
+    engine = engine_book(view)  # what the built-ins read: the same book, current
+    engine.apply(BookUpdate(False, [(300_000, 0)], [], 2, 2, 0, 0))
+    assert book.best_bid() == 299_990 and book.last_id == 2
