@@ -151,8 +151,9 @@ class Engine:
         self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
         # report rows buffered for the journal; a failed write ends the run
         self.records = Records(shell.wall_ns, self.journal_failed)
-        self._last_quote = Quote(0, 0, 0, 0, 0.0, 0)  # the gated ladder's innermost level
-        self._last_ladder: Ladder | None = None  # the gated ladder sampled (None: pulled)
+        # the latest ladder the strategy wanted, and what the gate let through (None: pulled)
+        self._last_wanted = Ladder((), (), 0.0, 0)
+        self._last_ladder: Ladder | None = None
         self.run_id = 0
         # set in restore(): they need the journal
         self.journal: Store
@@ -324,8 +325,7 @@ class Engine:
         gated = self.gate(ladder)
         if gated is not None:
             gated = self.guard.sendable(gated, view)
-        self._last_ladder = gated
-        self._last_quote = _innermost(gated, ladder)
+        self._last_ladder, self._last_wanted = gated, ladder  # the samples read them
         return self.manager.decide(gated)
 
     def _time_went_back(self, recv_ns: int) -> int:
@@ -417,7 +417,7 @@ class Engine:
             action = manager.cancel(action.order_id)
             why = blocked.code
         manager.sent(action)
-        if action.kind != "cancel":
+        if action.kind != "cancel" and self.quoter is None:  # the built-ins read no queue
             self.queues.sent(action, self.book)
         self.records.order(self.now_ns, None, action.kind, action.order_id, action.side,
                         action.price, action.size, None, why)
@@ -714,7 +714,7 @@ class Engine:
 
     def _sample(self, now_ns: int) -> None:
         """One report sample: the market, our gated quote, position, state, order counts."""
-        book, quote, c = self.book, self._last_quote, self.counters
+        book, quote, c = self.book, _innermost(self._last_ladder, self._last_wanted), self.counters
         self.records.sample((
             self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,
             quote.bid_size, quote.ask, quote.ask_size, self.position.position,

@@ -190,6 +190,22 @@ class OrderManager:
         action at or through an order of ours on the other side waits behind the action
         that moves that order; with no such action it is dropped (a later quote retries)."""
         gone = {a.order_id for a in cancels}
+        # the usual case in one pass: every bid of ours, where it stands and where it goes,
+        # below every ask of ours: no action can meet our other side, in any order
+        hi_bid, lo_ask = 0, 1 << 63
+        for o in self.orders.values():
+            if o.order_id not in gone:
+                if o.side is Side.BUY:
+                    hi_bid = max(hi_bid, o.price)
+                else:
+                    lo_ask = min(lo_ask, o.price)
+        for a in moves:
+            if a.side is Side.BUY:
+                hi_bid = max(hi_bid, a.price)
+            else:
+                lo_ask = min(lo_ask, a.price)
+        if hi_bid < lo_ask:
+            return moves
         at = {o.order_id: (o.side, o.price) for o in self.orders.values()
               if o.order_id not in gone}
         out: list[OrderAction] = []

@@ -94,12 +94,12 @@ class LadderParams:
 class LadderShaper:
     """Builds a :class:`~mmdaemon.model.Ladder` from the quoter's quote (:meth:`build`)."""
 
-    __slots__ = ("_plain", "params")
+    __slots__ = ("params", "plain")
 
     def __init__(self, params: LadderParams | None = None) -> None:
         self.params = params = params or LadderParams()
         # one level, no touch rule: the quote passes through as it is (the hot path today)
-        self._plain = params.levels == 1 and not params.join_touch \
+        self.plain = params.levels == 1 and not params.join_touch \
             and params.min_distance_ticks == 0
 
     def spacing_ticks(self, fair_ticks: float) -> int:
@@ -112,7 +112,7 @@ class LadderShaper:
     def build(self, quote: Quote, best_bid: int | None, best_ask: int | None) -> Ladder:
         """The ladder for ``quote`` with the book's best prices (ticks; None: that side of
         the book is empty, the touch rules then do not apply)."""
-        if self._plain:
+        if self.plain:
             return Ladder(((quote.bid, quote.bid_size),) if quote.bid_size > 0 else (),
                           ((quote.ask, quote.ask_size),) if quote.ask_size > 0 else (),
                           quote.fair, quote.ts_ns)

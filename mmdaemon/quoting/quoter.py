@@ -206,11 +206,14 @@ class Quoter:
         """
         self.adverse.on_fill(fill, book_mid_ticks)
 
-    def on_trade(self, trade: Trade) -> None:
+    # ``_view`` is ignored: the built-in strategy hands these methods to the engine as its
+    # hooks as they are (no wrapper frame on the per-event path).
+
+    def on_trade(self, trade: Trade, _view: object = None) -> None:
         """A public trade. Kept as ``last_trade``; the current model prices from the book."""
         self.last_trade = trade
 
-    def on_top_of_book(self, tob: TopOfBook) -> None:
+    def on_top_of_book(self, tob: TopOfBook, _view: object = None) -> None:
         """The venue's best bid/offer. When it is newer than the book (higher update id), the
         next quotes are also kept passive against it: a depth stream batched every 100 ms
         lags the real top of book, and a post-only order priced off the lagging book could be

@@ -59,7 +59,11 @@ class LadderGate:
             # only the side that shrinks the position, and no further than to zero
             bid_room = min(bid_room, -position) if position < 0 else 0
             ask_room = min(ask_room, position) if position > 0 else 0
-        bids, asks = self.trim(ladder.bids, bid_room), self.trim(ladder.asks, ask_room)
+        bids, asks = ladder.bids, ladder.asks
+        if len(bids) <= 1 and len(asks) <= 1 and (not bids or bids[0][1] <= bid_room) \
+                and (not asks or asks[0][1] <= ask_room):
+            return ladder  # one level a side that fits: the usual case, no trim to run
+        bids, asks = self.trim(bids, bid_room), self.trim(asks, ask_room)
         if bids is ladder.bids and asks is ladder.asks:
             return ladder
         return ladder._replace(bids=bids, asks=asks)

@@ -162,8 +162,8 @@ class QueueEstimates:
     """The queue ahead of each of our orders, from the public book (see :class:`OrderView`).
 
     Kept as order id -> (price ticks, lots ahead). The engine tells it of every place and
-    amend it sends (:meth:`sent`) and of every book update (:meth:`on_book`); orders that are
-    gone are dropped when the view lists the orders."""
+    amend it sends (:meth:`sent`; for a plug-in strategy only: the built-ins read no queue)
+    and of every book update (:meth:`on_book`), where orders that are gone are dropped."""
 
     __slots__ = ("_ahead",)
 
@@ -184,15 +184,19 @@ class QueueEstimates:
         ahead = self._ahead
         if not ahead:
             return
-        for order_id, entry in list(ahead.items()):
+        gone: list[int] | None = None
+        for order_id, entry in ahead.items():
             order = orders.get(order_id)
             if order is None:
-                del ahead[order_id]
+                gone = [order_id] if gone is None else [*gone, order_id]
                 continue
             side = book.bids if order.side is Side.BUY else book.asks
             shown = side.size_at(entry[0])
             if shown < entry[1]:
                 entry[1] = shown
+        if gone is not None:
+            for order_id in gone:
+                del ahead[order_id]
 
     def ahead(self, order_id: int) -> int:
         """Lots estimated ahead of ``order_id`` (0 when unknown)."""

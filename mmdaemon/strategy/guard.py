@@ -118,27 +118,34 @@ class StrategyGuard:
             self._failing_cb(False, {"strategy": self.name, "errors": self.errors})
         return ladder
 
+    # The hooks run on every trade and top of book: the call is inline, one frame here.
+
     def on_trade(self, trade: Trade, view: StrategyView) -> None:
         """A public trade, to the strategy's ``on_trade`` if it has one."""
-        if self._trade_hook is not None:
-            self._call(self._trade_hook, trade, view, "on_trade")
+        hook = self._trade_hook
+        if hook is not None:
+            try:
+                hook(trade, view)
+            except BaseException as exc:  # every kind: see the module docstring
+                self._failed(exc, "on_trade", view.now_ns)
 
     def on_top_of_book(self, tob: TopOfBook, view: StrategyView) -> None:
         """The venue's best bid/offer, to the strategy's ``on_top_of_book`` if it has one."""
-        if self._tob_hook is not None:
-            self._call(self._tob_hook, tob, view, "on_top_of_book")
+        hook = self._tob_hook
+        if hook is not None:
+            try:
+                hook(tob, view)
+            except BaseException as exc:  # every kind: see the module docstring
+                self._failed(exc, "on_top_of_book", view.now_ns)
 
     def on_fill(self, fill: Fill, view: StrategyView) -> None:
         """One of our fills (the position already moved), to ``on_fill`` if it has one."""
-        if self._fill_hook is not None:
-            self._call(self._fill_hook, fill, view, "on_fill")
-
-    def _call(self, hook: Callable[[Any, StrategyView], object], event: object,
-              view: StrategyView, where: str) -> None:
-        try:
-            hook(event, view)
-        except BaseException as exc:  # every kind: see the module docstring
-            self._failed(exc, where, view.now_ns)
+        hook = self._fill_hook
+        if hook is not None:
+            try:
+                hook(fill, view)
+            except BaseException as exc:  # every kind: see the module docstring
+                self._failed(exc, "on_fill", view.now_ns)
 
     # -- failures ---------------------------------------------------------------------------
 
@@ -181,11 +188,20 @@ class StrategyGuard:
         book = view.book
         best_ask = book.best_ask()
         best_bid = book.best_bid()
-        bids = self._side(ladder.bids, Side.BUY, best_ask)
-        asks = self._side(ladder.asks, Side.SELL, best_bid)
-        if bids is ladder.bids and asks is ladder.asks:
-            return ladder
-        return Ladder(bids, asks, ladder.fair, ladder.ts_ns)
+        bids, asks = ladder.bids, ladder.asks
+        # the usual case first, in one pass: every level on the grid and above the minimums,
+        # the innermost ones passive (the others are further from the other side)
+        step, min_size, min_notional = self._step, self._min_size, self._min_notional
+        for price, size in bids + asks:
+            if size % step or size < min_size or price * size < min_notional:
+                break
+        else:
+            if ((not bids or best_ask is None or bids[0][0] < best_ask)
+                    and (not asks or best_bid is None or asks[0][0] > best_bid)):
+                return ladder
+        new_bids = self._side(bids, Side.BUY, best_ask)
+        new_asks = self._side(asks, Side.SELL, best_bid)
+        return Ladder(new_bids, new_asks, ladder.fair, ladder.ts_ns)
 
     def _side(self, levels: tuple[Level, ...], side: Side,
               opposite: int | None) -> tuple[Level, ...]:
@@ -224,6 +240,35 @@ class InvalidLadder(ValueError):
 
 def ladder_problem(ladder: Ladder) -> str:
     """What is wrong with ``ladder`` ("" when nothing is): see the module docstring."""
+    bids, asks, fair, ts_ns = ladder
+    # the usual case in one pass (a strategy is called on every book event); any doubt
+    # goes to the full check below, which names the problem
+    if (type(bids) is tuple and type(asks) is tuple and type(ts_ns) is int
+            and type(fair) is float and 0 < fair < math.inf
+            and _plain(bids, -1) and _plain(asks, 1)
+            and not (bids and asks and bids[0][0] >= asks[0][0])):
+        return ""
+    return _problem(ladder)
+
+
+def _plain(levels: tuple[Level, ...], away: int) -> bool:
+    """``levels`` are at most MAX_LEVELS well-formed levels moving ``away`` from the touch."""
+    if len(levels) > MAX_LEVELS:
+        return False
+    last = 0
+    for level in levels:
+        if type(level) is not tuple or len(level) != 2:
+            return False
+        price, size = level
+        if (type(price) is not int or type(size) is not int or not 0 < price <= MAX_INT
+                or not 0 < size <= MAX_INT or (last and (price - last) * away <= 0)):
+            return False
+        last = price
+    return True
+
+
+def _problem(ladder: Ladder) -> str:
+    """The full check of :func:`ladder_problem`, naming the first problem found."""
     bids, asks, fair = ladder.bids, ladder.asks, ladder.fair
     for name, levels, sign in (("bids", bids, -1), ("asks", asks, 1)):
         if not isinstance(levels, tuple):

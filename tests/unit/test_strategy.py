@@ -15,8 +15,10 @@ from mmdaemon.book import OrderBook
 from mmdaemon.model import BookUpdate, Instrument, Ladder, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
+from mmdaemon.quoting.quoter import QuoterParams
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.strategy.api import LimitsView, QueueEstimates, StrategyView, engine_book
+from mmdaemon.strategy.builtin import QuoterStrategy
 from mmdaemon.strategy.guard import REPEAT_LOG_NS, STRATEGY_ERROR, StrategyGuard, ladder_problem
 from tests.recorder import Recorder
 
@@ -223,3 +225,10 @@ def test_the_view_book_reads_the_engines_book_but_cannot_change_it() -> None:
     engine = engine_book(view)  # what the built-ins read: the same book, current
     engine.apply(BookUpdate(False, [(300_000, 0)], [], 2, 2, 0, 0))
     assert book.best_bid() == 299_990 and book.last_id == 2
+
+
+def test_the_builtin_quotes_nothing_from_an_unsynced_book_without_a_failure() -> None:
+    guard, view, risk, log, _ = setup(QuoterStrategy(ETH, QuoterParams()))
+    engine_book(view).invalidate()  # a gap: the quoter's empty quote
+    assert guard.quote(view) == Ladder((), (), 0.0, 0)
+    assert risk.state is TradingState.ACTIVE and log.named("strategy_error") == []
