@@ -9,6 +9,8 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,27 @@ def replay(config: Path, *args: str) -> tuple[dict[str, object], list[dict[str, 
                            "--json", *args], capture_output=True, timeout=300, check=True)
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith(b"{")]
     return json.loads(done.stdout), events
+
+
+@contextmanager
+def daemon_quoting_at_the_sim(config: Path, port: int) -> Iterator[Daemon]:
+    """``mmdaemon sim`` on the bundled recording (speed 5) and ``mmdaemon run --config
+    config`` against it, yielded once the venue is ready and our quotes rest there; both
+    processes stopped after (the sim must exit 0)."""
+    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        d = Daemon(config)
+        try:
+            d.wait_event("venue_status", ready=True, timeout=30)
+            wait_for(lambda: open_orders(port), 30, "the strategy's quotes rest at the venue")
+            yield d
+        finally:
+            if d.proc.poll() is None:
+                d.kill()
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
 
 
 def test_the_example_strategy_named_in_its_config_quotes_the_bundled_recording(
@@ -58,33 +81,21 @@ error_hold_ms = 300
 trigger = "{trigger}"
 exc = "{exc}"
 ''')
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
-    try:
-        wait_for_line(sim, b"sim_listening")
-        d = Daemon(config)
-        try:
-            d.wait_event("strategy_loaded", strategy="flaky:Flaky")
-            d.wait_event("venue_status", ready=True, timeout=30)
-            wait_for(lambda: open_orders(port), 30, "the strategy's quotes rest at the venue")
-            trigger.touch()
-            i, error = d.wait_event("strategy_error", timeout=30)
-            assert error["error"].startswith(exc) and "exists" in error["error"]
-            assert "exception" in error  # with its traceback
-            d.wait_event("state_changed", start=i, new="HALTED", reason="strategy_error")
-            d.wait_event("orders_cancelled", start=i)
-            wait_for(lambda: open_orders(port) == [], 10, "our orders gone from the venue")
-            assert d.proc.poll() is None  # still running
-            trigger.unlink()
-            d.wait_event("state_changed", start=i, reason="strategy_error_cleared")
-            wait_for(lambda: open_orders(port), 30, "quoting again after the strategy recovered")
-            assert len([e for e in d.events if e.get("event") == "strategy_error"]) == 1
-            assert d.stop() == 0
-        finally:
-            if d.proc.poll() is None:
-                d.kill()
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
+    with daemon_quoting_at_the_sim(config, port) as d:
+        d.wait_event("strategy_loaded", strategy="flaky:Flaky")
+        trigger.touch()
+        i, error = d.wait_event("strategy_error", timeout=30)
+        assert error["error"].startswith(exc) and "exists" in error["error"]
+        assert "exception" in error  # with its traceback
+        d.wait_event("state_changed", start=i, new="HALTED", reason="strategy_error")
+        d.wait_event("orders_cancelled", start=i)
+        wait_for(lambda: open_orders(port) == [], 10, "our orders gone from the venue")
+        assert d.proc.poll() is None  # still running
+        trigger.unlink()
+        d.wait_event("state_changed", start=i, reason="strategy_error_cleared")
+        wait_for(lambda: open_orders(port), 30, "quoting again after the strategy recovered")
+        assert len([e for e in d.events if e.get("event") == "strategy_error"]) == 1
+        assert d.stop() == 0
 
 
 def test_check_config_refuses_a_strategy_that_would_not_load(tmp_path: Path) -> None:
@@ -117,27 +128,15 @@ path = ["{REPO / "tests" / "strategies"}"]
 [strategy.params]
 '''
     config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch, strategy)
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
-    try:
-        wait_for_line(sim, b"sim_listening")
-        d = Daemon(config)
-        try:
-            d.wait_event("venue_status", ready=True, timeout=30)
-            wait_for(lambda: open_orders(port), 30, "the strategy's quotes rest at the venue")
-            config.write_text(config.read_text() + 'init_raise = "SystemExit"\n')
-            d.signal(signal.SIGHUP)
-            _, failed = d.wait_event("reload_failed", timeout=30)
-            assert "hostile:Hostile refused its parameters: SystemExit" in failed["error"]
-            assert d.proc.poll() is None
-            wait_for(lambda: open_orders(port), 10, "still quoting after the failed reload")
-            assert d.stop() == 0
-            wait_for(lambda: open_orders(port) == [], 10, "our orders gone at the stop")
-        finally:
-            if d.proc.poll() is None:
-                d.kill()
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
+    with daemon_quoting_at_the_sim(config, port) as d:
+        config.write_text(config.read_text() + 'init_raise = "SystemExit"\n')
+        d.signal(signal.SIGHUP)
+        _, failed = d.wait_event("reload_failed", timeout=30)
+        assert "hostile:Hostile refused its parameters: SystemExit" in failed["error"]
+        assert d.proc.poll() is None
+        wait_for(lambda: open_orders(port), 10, "still quoting after the failed reload")
+        assert d.stop() == 0
+        wait_for(lambda: open_orders(port) == [], 10, "our orders gone at the stop")
 
 
 def hostile_replay(tmp_path: Path, params: str) -> tuple[subprocess.CompletedProcess[bytes],
