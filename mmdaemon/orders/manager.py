@@ -227,21 +227,31 @@ class OrderManager:
     def applies(self, action: OrderAction) -> bool:
         """``action`` still fits our orders: a place for a side with fewer orders than the
         latest ladder has levels there, an amend of an order waiting for nothing, a cancel
-        of an order not already being cancelled.
+        of an order not already being cancelled; a place or an amend only while it meets
+        none of our orders on the other side where they stand now.
 
         An action decided earlier may have gone stale before it could be sent (its sender
         waited for another task's cancel-all, whose confirmation removed the order; or a
         later quote placed for the same level): such an action must be dropped, not sent.
+        :meth:`decide` orders a quote's actions so that none meets our other side once the
+        actions before it went out; when one of those was held back (the order rate, while
+        a live send let event time move on), the order it would have moved stayed where it
+        was, and the action after it would trade with us.
         """
+        side = action.side
         if action.kind == "place":
-            side = action.side
-            return sum(1 for o in self.orders.values() if o.side is side) < self._slots[side]
-        order = self.orders.get(action.order_id)
-        if order is None:
+            if sum(1 for o in self.orders.values() if o.side is side) >= self._slots[side]:
+                return False
+        elif (order := self.orders.get(action.order_id)) is None:
             return False
-        if action.kind == "amend":
-            return order.pending is None
-        return order.status is not OrderStatus.PENDING_CANCEL
+        elif action.kind == "cancel":
+            return order.status is not OrderStatus.PENDING_CANCEL
+        elif order.pending is not None:
+            return False
+        # an order being cancelled is out of the way, as in decide()
+        price = action.price
+        return not any(o.side is not side and o.pending != "cancel"
+                       and (o.price - price) * side <= 0 for o in self.orders.values())
 
     def sent(self, action: OrderAction) -> None:
         """Record that ``action`` goes to the exchange: its order now waits for the venue.
