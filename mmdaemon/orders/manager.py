@@ -17,12 +17,13 @@ Per side, the desired levels are matched to our orders:
    leave a gap); levels still left over get new orders; idle orders still left over are
    cancelled.
 
-Actions go out cancels first, then each side's amends and places, in the order of the
-ladder; an amend or place that would meet or cross one of our orders on the other side
-(at the price that order will have once the actions before it apply) waits behind that
-side's actions, and is left for a later quote if that order is not moving now, so we never
-trade with ourselves while a ladder moves through its own old prices. An amend may pass
-one of our orders on its own side: the venue never matches two orders of one side.
+Actions go out cancels first, then the amends and places of the two sides in turns (a
+bid's, an ask's, ...), each side's in the order of the ladder; an amend or place that would
+meet or cross one of our orders on the other side (at the price that order will have once
+the actions before it apply) waits behind that side's actions, and is left for a later
+quote if that order is not moving now, so we never trade with ourselves while a ladder
+moves through its own old prices. An amend may pass one of our orders on its own side: the
+venue never matches two orders of one side.
 
 Order ids are ``run_id << 32 | seq``: unique across restarts of the same journal.
 """
@@ -30,6 +31,7 @@ Order ids are ``run_id << 32 | seq``: unique across restarts of the same journal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Literal, NamedTuple
 
 from mmdaemon.model import Ladder, Level, OrderStatus, OrderUpdate, Side
@@ -114,7 +116,10 @@ class OrderManager:
         asks = self._side(Side.SELL, ladder.asks)
         if not (bids or asks):
             return []
-        both = bids + asks
+        # the sides take turns, so that an order rate or max_open_orders too small for the
+        # whole ladder goes to the innermost levels of both sides, not to the bids alone
+        both = [a for pair in zip_longest(bids, asks) for a in pair if a is not None] \
+            if bids and asks else bids or asks
         cancels = [a for a in both if a.kind == "cancel"]
         if not cancels:
             return self._uncrossed(both, cancels)

@@ -63,3 +63,48 @@ def test_an_amend_held_back_by_the_rate_limit_keeps_the_next_action_off_our_othe
         assert max(bids) < min(asks), f"our bid {bids} meets our own ask {asks}"
     finally:
         service.journal.close()
+
+
+def quote_through_vet(service: Service, ladder: Ladder) -> list[tuple[Side, int]]:
+    """Decide ``ladder``, vet every action as the sender does and acknowledge what left;
+    returns (side, price) of every order then open."""
+    engine = service.engine
+    for action in engine.manager.decide(ladder):
+        sent = engine.vet(action)
+        if sent is not None and sent.kind != "cancel":
+            engine.on_execution(OrderUpdate(sent.order_id, OrderStatus.NEW, sent.side,
+                                            sent.price, sent.size, 0, "", 0))
+    return sorted((o.side, o.price) for o in engine.manager.orders.values())
+
+
+def test_too_few_open_orders_for_the_ladder_still_quote_both_sides(tmp_path: Path) -> None:
+    """A plug-in's ladder is not known when the config loads, so max_open_orders cannot be
+    checked against it: with fewer open orders than its levels, the bids took every one
+    and the daemon quoted one side only (a replay ran long to the soft limit)."""
+    service = active_service(tmp_path, {"risk": {"max_open_orders": 2}})
+    try:
+        three = tuple((FAIR - 10 - 5 * i, 1000) for i in range(3))
+        ladder = Ladder(three, tuple((FAIR + 10 + 5 * i, 1000) for i in range(3)),
+                        float(FAIR), 0)
+        assert sorted(quote_through_vet(service, ladder)) == sorted(
+            [(Side.BUY, FAIR - 10), (Side.SELL, FAIR + 10)])
+    finally:
+        service.journal.close()
+
+
+def test_an_order_burst_smaller_than_the_ladder_is_shared_by_both_sides(
+        tmp_path: Path) -> None:
+    """50 levels a side and a burst of 10: the first quote's ten orders went to the bids."""
+    service = active_service(tmp_path, {"risk": {"max_open_orders": 100, "order_burst": 10}})
+    try:
+        bids = tuple((FAIR - 10 - i, 1000) for i in range(50))
+        asks = tuple((FAIR + 10 + i, 1000) for i in range(50))
+        service.engine.now_ns = 1_000_000_000
+        open_now = quote_through_vet(service, Ladder(bids, asks, float(FAIR), 0))
+        assert [side for side, _ in open_now].count(Side.SELL) == 5
+        assert [side for side, _ in open_now].count(Side.BUY) == 5
+        # the innermost of each side, as the levels go
+        assert max(p for s, p in open_now if s is Side.BUY) == FAIR - 10
+        assert min(p for s, p in open_now if s is Side.SELL) == FAIR + 10
+    finally:
+        service.journal.close()

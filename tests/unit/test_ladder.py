@@ -183,9 +183,9 @@ def three_a_side() -> tuple[OrderManager, dict[int, int]]:
     m = OrderManager(run_id=1, price_tolerance_ticks=2, size_tolerance_lots=3)
     placed = ack_all(m, m.decide(ladder(BIDS, ASKS)))
     assert [a.kind for a in placed] == ["place"] * 6
-    assert [(a.side, a.price) for a in placed] == [
-        (Side.BUY, 100), (Side.BUY, 95), (Side.BUY, 90),
-        (Side.SELL, 110), (Side.SELL, 115), (Side.SELL, 120)]
+    assert [(a.side, a.price) for a in placed] == [  # the sides take turns
+        (Side.BUY, 100), (Side.SELL, 110), (Side.BUY, 95),
+        (Side.SELL, 115), (Side.BUY, 90), (Side.SELL, 120)]
     return m, {a.price: a.order_id for a in placed}
 
 
