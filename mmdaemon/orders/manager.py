@@ -17,12 +17,13 @@ Per side, the desired levels are matched to our orders:
    leave a gap); levels still left over get new orders; idle orders still left over are
    cancelled.
 
-Actions go out cancels first, then each side's amends and places, in the order of the
-ladder; an amend or place that would meet or cross one of our orders on the other side
-(at the price that order will have once the actions before it apply) waits behind that
-side's actions, and is left for a later quote if that order is not moving now, so we never
-trade with ourselves while a ladder moves through its own old prices. An amend may pass
-one of our orders on its own side: the venue never matches two orders of one side.
+Actions go out cancels first, then the amends and places of the two sides in turns (a
+bid's, an ask's, ...), each side's in the order of the ladder; an amend or place that would
+meet or cross one of our orders on the other side (at the price that order will have once
+the actions before it apply) waits behind that side's actions, and is left for a later
+quote if that order is not moving now, so we never trade with ourselves while a ladder
+moves through its own old prices. An amend may pass one of our orders on its own side: the
+venue never matches two orders of one side.
 
 Order ids are ``run_id << 32 | seq``: unique across restarts of the same journal.
 """
@@ -30,6 +31,7 @@ Order ids are ``run_id << 32 | seq``: unique across restarts of the same journal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Literal, NamedTuple
 
 from mmdaemon.model import Ladder, Level, OrderStatus, OrderUpdate, Side
@@ -114,7 +116,10 @@ class OrderManager:
         asks = self._side(Side.SELL, ladder.asks)
         if not (bids or asks):
             return []
-        both = bids + asks
+        # the sides take turns, so that an order rate or max_open_orders too small for the
+        # whole ladder goes to the innermost levels of both sides, not to the bids alone
+        both = [a for pair in zip_longest(bids, asks) for a in pair if a is not None] \
+            if bids and asks else bids or asks
         cancels = [a for a in both if a.kind == "cancel"]
         if not cancels:
             return self._uncrossed(both, cancels)
@@ -227,21 +232,31 @@ class OrderManager:
     def applies(self, action: OrderAction) -> bool:
         """``action`` still fits our orders: a place for a side with fewer orders than the
         latest ladder has levels there, an amend of an order waiting for nothing, a cancel
-        of an order not already being cancelled.
+        of an order not already being cancelled; a place or an amend only while it meets
+        none of our orders on the other side where they stand now.
 
         An action decided earlier may have gone stale before it could be sent (its sender
         waited for another task's cancel-all, whose confirmation removed the order; or a
         later quote placed for the same level): such an action must be dropped, not sent.
+        :meth:`decide` orders a quote's actions so that none meets our other side once the
+        actions before it went out; when one of those was held back (the order rate, while
+        a live send let event time move on), the order it would have moved stayed where it
+        was, and the action after it would trade with us.
         """
+        side = action.side
         if action.kind == "place":
-            side = action.side
-            return sum(1 for o in self.orders.values() if o.side is side) < self._slots[side]
-        order = self.orders.get(action.order_id)
-        if order is None:
+            if sum(1 for o in self.orders.values() if o.side is side) >= self._slots[side]:
+                return False
+        elif (order := self.orders.get(action.order_id)) is None:
             return False
-        if action.kind == "amend":
-            return order.pending is None
-        return order.status is not OrderStatus.PENDING_CANCEL
+        elif action.kind == "cancel":
+            return order.status is not OrderStatus.PENDING_CANCEL
+        elif order.pending is not None:
+            return False
+        # an order being cancelled is out of the way, as in decide()
+        price = action.price
+        return not any(o.side is not side and o.pending != "cancel"
+                       and (o.price - price) * side <= 0 for o in self.orders.values())
 
     def sent(self, action: OrderAction) -> None:
         """Record that ``action`` goes to the exchange: its order now waits for the venue.
