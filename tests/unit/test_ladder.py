@@ -330,7 +330,7 @@ def test_the_pre_trade_check_refuses_a_side_total_over_its_limits() -> None:
     assert checks.check(sell, 100.0, 2, 0, side_lots=100, position=700) is None
 
 
-@pytest.mark.xfail(strict=True, reason="#19 attack, not fixed: the manager leaves an order "
+@pytest.mark.xfail(strict=True, reason="not met yet: the manager leaves an order "
                    "whose open size is within size_tolerance_lots of its trimmed level, so "
                    "the reducing side can exceed |position| by up to the tolerance a level")
 def test_reducing_never_leaves_more_open_on_the_reducing_side_than_the_position() -> None:
