@@ -381,9 +381,6 @@ def _plugin(raw: dict[str, Any]) -> PluginConfig:
     if not isinstance(table, dict):
         return PluginConfig()
     taken = {key: table.pop(key) for key in PLUGIN_KEYS if key in table}
-    if "plugin" in table:
-        raise ConfigError("strategy.plugin: unknown key (the strategy is chosen with "
-                          "strategy.class)")
     name = taken.get("class", "composition")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"strategy.class: expected a built-in "

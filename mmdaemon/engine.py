@@ -40,7 +40,7 @@ import orjson
 from mmdaemon.config import Config
 from mmdaemon.engine_ports import Counters, EngineShell, Limits, Matcher
 from mmdaemon.exchange.latency import LatencyRecorder
-from mmdaemon.market import MarketState
+from mmdaemon.market import MarketState, snapshot_lost
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
     BookUpdate,
@@ -72,7 +72,7 @@ from mmdaemon.records import (
 from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
 from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
-from mmdaemon.risk.ladder import LadderGate, LadderLimits
+from mmdaemon.risk.ladder import LadderGate
 from mmdaemon.risk.rules import PreTradeChecks
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
@@ -83,7 +83,6 @@ from mmdaemon.strategy.guard import STRATEGY_ERROR, StrategyGuard
 
 RECENT_TRADES = 1000
 """Public trades the strategy view keeps (:attr:`StrategyView.trades`)."""
-MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 NOT_DECIDED: list[OrderAction] = []
 """What :meth:`Engine.on_events` returns when the events changed no quoter input: no quote
 was decided (the feed task times tick-to-quote on the others). Never appended to."""
@@ -126,8 +125,7 @@ class Engine:
             self.quoter.attach_reference(ref)
         self.trades: deque[Trade] = deque(maxlen=RECENT_TRADES)  # the view's public trades
         self.queues = QueueEstimates()
-        self.limits = limits
-        self._ladder_rules(config)
+        self.ladder_gate = LadderGate(self.instrument, limits.checks)
         self.checks = PreTradeChecks(limits.checks)
         self.breaker_limits = limits.breakers
         self.counters = Counters()
@@ -264,10 +262,7 @@ class Engine:
             elif kind is Gap:
                 self.need_snapshot = True  # live: fetch one; replay: wait for the next
                 requote = True
-            elif kind is Malformed and event.reason.startswith(  # type: ignore[union-attr]
-                    MALFORMED_SNAPSHOT) and not self.book.synced:
-                # the snapshot we waited for did not decode: without another, the book
-                # would wait for ever (the feed backs off if they keep coming bad)
+            elif kind is Malformed and snapshot_lost(event, self.book):  # type: ignore[arg-type]
                 self.need_snapshot = True
         if self.latencies is not None and self.live and (  # a live feed on wall time only
                 apart := self.latencies.feed(recv_ns, events)) is not None:
@@ -345,11 +340,6 @@ class Engine:
         keeps only the levels that shrink inventory, no further than to zero."""
         return self.ladder_gate.gate(ladder, self.risk.state, self.position.position)
 
-    def _ladder_rules(self, config: Config) -> None:
-        """The ladder's gate from ``config`` (at start and on reload)."""
-        self.ladder_gate = LadderGate(self.instrument, LadderLimits(
-            config.risk.inventory_hard_lots, config.risk.max_side_open_lots))
-
     def _level_cut(self, reason: str, side: Side, price: int, wanted: int, size: int) -> None:
         """A level the gate let through that could not become an order (the instrument's
         size grid and minimums, or it would take): counted per quote; logged with the
@@ -372,7 +362,7 @@ class Engine:
         self.risk.set_condition(TradingState.HALTED, STRATEGY_ERROR, failing, **values)
 
     def _limits_view(self) -> LimitsView:
-        checks, breakers = self.limits.checks, self.limits.breakers
+        checks, breakers = self.checks.limits, self.breaker_limits
         return LimitsView(checks.max_order_lots, checks.max_open_orders, checks.price_band_bps,
                           breakers.inventory_soft_lots, breakers.inventory_hard_lots)
 
@@ -653,11 +643,10 @@ class Engine:
         self.quoter = strategy.quoter if isinstance(strategy, QuoterStrategy) else None
         if self.quoter is not None:
             self.quoter.attach_reference(self.reference)  # the same one: its basis goes on
-        self.limits = limits
-        self.view.limits = self._limits_view()
-        self._ladder_rules(new)
+        self.ladder_gate = LadderGate(self.instrument, limits.checks)
         self.checks = PreTradeChecks(limits.checks)
         self.breakers.limits = self.breaker_limits = limits.breakers
+        self.view.limits = self._limits_view()
         self.manager.price_tolerance = new.orders.price_tolerance_ticks
         self.manager.size_tolerance = new.orders.size_tolerance_lots
         self._supervise_interval_ns = new.risk.supervisor_interval_ms * 1_000_000

@@ -26,6 +26,18 @@ class Codec(Protocol):
     def reset(self) -> None: ...
 
 
+MALFORMED_SNAPSHOT = "snapshot:"
+"""How a codec's :class:`~mmdaemon.model.Malformed` reason names a snapshot it could not
+decode."""
+
+
+def snapshot_lost(event: Malformed, book: OrderBook) -> bool:
+    """``event`` is the snapshot the unsynced ``book`` waited for, and it did not decode:
+    without another the book would wait for ever, so another must be fetched (a live feed
+    backs off if they keep coming bad)."""
+    return event.reason.startswith(MALFORMED_SNAPSHOT) and not book.synced
+
+
 def _ignore(event: str, **fields: Any) -> None:
     """Default reporter: drop reports."""
 

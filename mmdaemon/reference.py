@@ -42,14 +42,13 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from mmdaemon.config import ReferenceConfig
-from mmdaemon.market import MarketState
+from mmdaemon.market import MarketState, snapshot_lost
 from mmdaemon.model import NS_PER_MS, NS_PER_S, BookUpdate, Gap, Instrument, Malformed, TopOfBook
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.venues.binance import BinanceCodec
 
 REFERENCE_STALE = "reference_stale"
 """The halt condition a stale or out-of-sync reference raises with ``on_stale = "halt"``."""
-MALFORMED_SNAPSHOT = "snapshot:"  # how the codec's Malformed reason names a bad snapshot
 _LN2 = math.log(2.0)
 
 
@@ -122,11 +121,9 @@ class Reference:
                 if event.update_id > self._tob_id:  # type: ignore[union-attr]
                     self._tob_id = event.update_id  # type: ignore[union-attr]
                     self._tob_bid, self._tob_ask = event.bid, event.ask  # type: ignore[union-attr]
-            elif kind is Gap:
-                self.need_snapshot = True
-            elif kind is Malformed and event.reason.startswith(  # type: ignore[union-attr]
-                    MALFORMED_SNAPSHOT) and not self.book.synced:
-                self.need_snapshot = True  # the snapshot waited for did not decode
+            elif kind is Gap or (kind is Malformed
+                                 and snapshot_lost(event, self.book)):  # type: ignore[arg-type]
+                self.need_snapshot = True  # a lost sequence, or the snapshot did not decode
         return self.top() != before
 
     def on_reconnected(self) -> None:

@@ -77,7 +77,8 @@ class QuoterParams:
 
     The inventory limit and the base size are stated once, in ``sizing``; the skew uses
     them too (the limit, and the base size as its q-unit). ``ladder`` shapes the quote into
-    levels (:mod:`.ladder`): the engine applies it, the quoter's quote is its level 0.
+    levels (:mod:`.ladder`): the built-in strategy applies it, the quoter's quote is its
+    level 0.
     """
 
     fair_value: FairValueParams = field(default_factory=FairValueParams)

@@ -21,25 +21,17 @@ lots, prices in ticks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mmdaemon.model import Instrument, Ladder, Level
+from mmdaemon.risk.rules import PreTradeLimits
 from mmdaemon.risk.state import TradingState
-
-
-@dataclass(frozen=True)
-class LadderLimits:
-    """``inventory_hard_lots``: the hard inventory limit (lots, either sign);
-    ``max_side_open_lots``: the most lots open on one side over its levels (0: no limit)."""
-
-    inventory_hard_lots: int
-    max_side_open_lots: int = 0
 
 
 class LadderGate:
     """Gates and trims ladders for one instrument (see the module docstring)."""
 
-    def __init__(self, instrument: Instrument, limits: LadderLimits) -> None:
+    def __init__(self, instrument: Instrument, limits: PreTradeLimits) -> None:
+        """``limits``: the pre-trade checks' own, of which the gate reads
+        ``inventory_hard_lots`` (lots, either sign) and ``max_side_open_lots`` (0: none)."""
         self.limits = limits
         self._step = instrument.size_step_lots
         self._min_size = instrument.min_size_lots

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import Instrument, Ladder, Level, Side, Trade
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from mmdaemon.risk.state import RiskState
 
 
-@runtime_checkable
 class Strategy(Protocol):
     """Desired quotes from the view. Return the ladder to quote (see
     :class:`~mmdaemon.model.Ladder`), or None to quote nothing (every order is pulled).

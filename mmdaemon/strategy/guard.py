@@ -40,14 +40,13 @@ from collections.abc import Callable
 from typing import Any
 
 from mmdaemon.model import Fill, Instrument, Ladder, Level, Side, TopOfBook, Trade
+from mmdaemon.quoting.ladder import MAX_LEVELS
 from mmdaemon.quoting.sizing import MIN_NOTIONAL, MIN_SIZE
 from mmdaemon.risk.unsendable import WOULD_TAKE
 from mmdaemon.strategy.api import Strategy, StrategyView
 
 STRATEGY_ERROR = "strategy_error"
 """The HALTED condition raised while the strategy fails."""
-MAX_LEVELS = 50
-"""Most levels a side a ladder may have: more is a bug, not a strategy."""
 MAX_INT = 2**63 - 1
 """Largest price (ticks) or size (lots) a level may have: the journal's SQLite integers and
 the venues' order fields are signed 64-bit."""

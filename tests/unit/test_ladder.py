@@ -25,7 +25,7 @@ from mmdaemon.orders.position import Position
 from mmdaemon.quoting.ladder import LadderParams, LadderShaper
 from mmdaemon.quoting.quoter import QuoterParams
 from mmdaemon.quoting.sizing import MIN_NOTIONAL, MIN_SIZE
-from mmdaemon.risk.ladder import LadderGate, LadderLimits
+from mmdaemon.risk.ladder import LadderGate
 from mmdaemon.risk.rules import MAX_ORDER_SIZE, PreTradeChecks, PreTradeLimits
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.strategy.api import LimitsView, QueueEstimates, StrategyView
@@ -280,7 +280,15 @@ def test_lots_besides_is_the_side_total_without_the_action_and_with_its_fills() 
 
 # -- risk per level and in total -------------------------------------------------------------
 
-LIMITS = LadderLimits(inventory_hard_lots=1000)
+def side_limits(inventory_hard_lots: int, max_side_open_lots: int = 0) -> PreTradeLimits:
+    """Pre-trade limits that hold the gate to these two totals only."""
+    return PreTradeLimits(max_order_lots=10**9, price_band_bps=1e6, max_open_orders=100,
+                          max_orders_per_s=1e6, burst=100,
+                          max_side_open_lots=max_side_open_lots,
+                          inventory_hard_lots=inventory_hard_lots)
+
+
+LIMITS = side_limits(inventory_hard_lots=1000)
 SPOT = BINANCE_SPOT_BTCUSDT
 
 
@@ -308,7 +316,7 @@ def test_a_ladder_whose_fill_would_breach_the_hard_limit_is_trimmed_outside_in()
     # 300 long: buying 700 more at most (|position| must not pass 1000)
     assert trimmed.bids == ((100, 300), (95, 300), (90, 100))
     assert trimmed.asks == full.asks
-    capped = LadderGate(INST, LadderLimits(1000, max_side_open_lots=610))
+    capped = LadderGate(INST, side_limits(1000, max_side_open_lots=610))
     side = capped.gate(full, TradingState.ACTIVE, 0)
     assert side is not None and side.bids == ((100, 300), (95, 300))  # 10 left < min 20
 
@@ -334,7 +342,7 @@ def test_the_pre_trade_check_refuses_a_side_total_over_its_limits() -> None:
                    "whose open size is within size_tolerance_lots of its trimmed level, so "
                    "the reducing side can exceed |position| by up to the tolerance a level")
 def test_reducing_never_leaves_more_open_on_the_reducing_side_than_the_position() -> None:
-    gate = LadderGate(SPOT, LadderLimits(inventory_hard_lots=1_500_000))
+    gate = LadderGate(SPOT, side_limits(inventory_hard_lots=1_500_000))
     m = OrderManager(run_id=1, price_tolerance_ticks=20, size_tolerance_lots=50_000)
     full = Ladder(((6_199_900, 100_000), (6_199_600, 150_000)),
                   ((6_200_100, 100_000), (6_200_400, 150_000)), 6_200_000.0, 0)
