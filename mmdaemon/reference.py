@@ -164,11 +164,10 @@ class Reference:
         basis; ``local_ticks`` (the local fair value) when the reference is not usable.
         ``traded_book_id`` is the traded book's update id: when it changed since the last
         basis update, this is a traded book event and the basis takes its difference."""
-        top = self.top()
-        if top is None or now_ns - self.last_ns > self.stale_ns:
+        ref_mid = self.mid_ticks()
+        if ref_mid is None or now_ns - self.last_ns > self.stale_ns:
             self.fallback_quotes += 1
             return local_ticks
-        ref_mid = (top[0] + top[1]) * self._num / self._den2
         if traded_book_id != self._basis_book_id:
             self._basis_book_id = traded_book_id
             x = local_ticks - ref_mid
