@@ -45,7 +45,7 @@ from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.exchange.latency_file import save
-from mmdaemon.feed.websocket import Tagged, WebsocketFeed, with_reference
+from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
 from mmdaemon.latch import KillLatch
@@ -124,7 +124,7 @@ class Service:
                                      "feed.recordings) needs the reference venue's websocket "
                                      "and REST URLs")
                 self.reference_live = WebsocketFeed(
-                    ref_settings, Tagged(log, feed="reference"),
+                    ref_settings, log.bind(feed="reference"),
                     on_outage=self._on_reference_outage, clock=clock)
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid

@@ -10,11 +10,19 @@ class Recorder:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.context: dict[str, Any] = {}
 
     def _log(self, event: str, **fields: Any) -> None:
-        self.events.append({"event": event, **fields})
+        self.events.append({"event": event, **self.context, **fields})
 
     info = warning = error = debug = _log
+
+    def bind(self, **fields: Any) -> Recorder:
+        """A logger adding ``fields`` to every line, into the same events (structlog's
+        ``bind``)."""
+        bound = Recorder()
+        bound.events, bound.context = self.events, {**self.context, **fields}
+        return bound
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["event"] == event]

@@ -102,7 +102,7 @@ def record(config: Config, out: Path) -> int:
     ``[reference]`` section the reference venue's feed into ``out/<venue>-<symbol>/``
     (:func:`mmdaemon.feed.recorder.reference_dir`); stops on SIGTERM/SIGINT."""
     from mmdaemon.feed.recorder import FrameWriter, reference_dir
-    from mmdaemon.feed.websocket import Reconnected, Tagged, WebsocketFeed
+    from mmdaemon.feed.websocket import Reconnected, WebsocketFeed
     from mmdaemon.wiring import feed_settings, reference_feed_settings
 
     if not config.feed.url:
@@ -120,7 +120,7 @@ def record(config: Config, out: Path) -> int:
               FrameWriter(out, config.instrument.symbol, report=_reporter(logger), clock=clock))]
     ref_settings = reference_feed_settings(config)
     if ref is not None and ref_settings is not None:
-        ref_log = Tagged(logger, feed="reference")
+        ref_log = logger.bind(feed="reference")
         feeds.append((WebsocketFeed(ref_settings, ref_log, clock=clock),
                       FrameWriter(reference_dir(out, ref.venue, ref.symbol), ref.symbol,
                                   report=_reporter(ref_log), clock=clock)))

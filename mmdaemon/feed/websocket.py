@@ -186,26 +186,6 @@ async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return b"".join(chunks), size
 
 
-class Tagged:
-    """``log`` with ``fields`` added to every line: the reference feed's lines say
-    ``feed="reference"``, or they would read as the traded feed's."""
-
-    def __init__(self, log: Any, **fields: Any) -> None:
-        self.log, self.fields = log, fields
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self.log.debug(event, **self.fields, **fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self.log.info(event, **self.fields, **fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self.log.warning(event, **self.fields, **fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self.log.error(event, **self.fields, **fields)
-
-
 RATE_LIMITED = frozenset({429, 418})  # Binance: 429 too much weight, 418 the IP is banned
 
 FeedItem = RecordedFrame | Reconnected
