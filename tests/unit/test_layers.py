@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "config_file": SHELL, "exchange.latency_file": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "defaults": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP,
-    "plots": APP, "pages": APP,
+    "plots": APP, "pages": APP, "sweep": APP, "sweep.": APP,
     "commands": APP, "commands.": APP, "crosscheck": APP, "crosscheck.": APP,
     "config_check": APP, "verify": APP, "strategy_loader": APP,
 }

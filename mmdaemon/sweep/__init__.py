@@ -1,0 +1,1 @@
+"""Parameter sweeps: many dry runs of one recording set under a grid of configurations."""
