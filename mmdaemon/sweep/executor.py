@@ -16,7 +16,8 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -64,6 +65,9 @@ def materialize(recordings: Sequence[Recording]) -> list[Path]:
 class Executor(Protocol):
     """Runs ``fn(task, recordings)`` for every task and returns the results in task order.
 
+    Used as a context manager: ``__enter__`` starts (or connects to) the workers and
+    ``__exit__`` stops them (or disconnects, leaving a cluster running).
+
     ``on_result(index, result)`` is called in the caller's thread as each task finishes
     (any order), for a progress bar; an exception raised by ``fn`` propagates from
     :meth:`map` naming the task's index."""
@@ -76,3 +80,8 @@ class Executor(Protocol):
     def workers(self) -> int:
         """How many tasks can run at once (processes or the cluster's worker threads)."""
         ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
