@@ -54,6 +54,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -333,6 +334,20 @@ class OnlineCalibrationParams:
 
 
 @dataclass(frozen=True, slots=True)
+class CalibrationView:
+    """Online GLFT calibration as readers see it (the metrics endpoint): the values in use
+    (A per s, k per tick, sigma bps per sqrt(s), NaN until the first good fit) and the
+    counts of re-fits tried, failed (previous values kept) and clamped to the bounds."""
+
+    a_per_s: float
+    kappa_per_tick: float
+    sigma_bps: float
+    refits: int
+    failures: int
+    clamped: int
+
+
+@dataclass(frozen=True, slots=True)
 class Refit:
     """What one re-fit did: the values now in use and why.
 
@@ -364,8 +379,9 @@ class OnlineCalibration:
     fit that succeeds. ``refits``/``failures`` count the fits tried and failed.
     """
 
-    __slots__ = ("_next_ns", "_step_ns", "a_per_s", "book_lost", "estimator", "failures",
-                 "kappa_per_tick", "last", "on_book", "on_trade", "params", "refits", "sigma")
+    __slots__ = ("_next_ns", "_step_ns", "a_per_s", "book_lost", "clamps", "estimator",
+                 "failures", "kappa_per_tick", "last", "on_book", "on_trade", "params",
+                 "refits", "sigma")
 
     def __init__(self, params: OnlineCalibrationParams, a_per_s: float,
                  kappa_per_tick: float) -> None:
@@ -382,6 +398,7 @@ class OnlineCalibration:
         self._next_ns = 0  # the first re-fit: one interval after the first event seen
         self.refits = 0
         self.failures = 0
+        self.clamps = 0  # re-fits applied with at least one value clamped to its bounds
         self.last: Refit | None = None
 
     def due(self, now_ns: int) -> bool:
@@ -393,9 +410,10 @@ class OnlineCalibration:
             return False
         return True
 
-    def refit(self, now_ns: int) -> Refit:
-        """Fit the window ending at ``now_ns``; apply the bounded values, or keep the
-        previous ones when the fit fails (too few market orders, non-finite, k <= 0)."""
+    def refit(self, now_ns: int, apply: Callable[[float, float], None]) -> Refit:
+        """Fit the window ending at ``now_ns``; hand the bounded A and k to ``apply`` and
+        keep them, or keep the previous values when the fit fails (too few market orders,
+        non-finite, k <= 0) or ``apply`` refuses them (ValueError)."""
         self._next_ns = now_ns + self._step_ns
         self.refits += 1
         p = self.params
@@ -418,9 +436,39 @@ class OnlineCalibration:
         clamped = tuple(name for name, got, used in (
             ("a_per_s", fit.a_per_s, a), ("kappa_per_tick", fit.kappa_per_tick, k),
             ("sigma_bps", fit.sigma_bps, s)) if got != used)
+        try:
+            apply(a, k)
+        except ValueError as exc:
+            self.failures += 1
+            self.last = Refit(now_ns, False, str(exc), self.a_per_s, self.kappa_per_tick,
+                              self.sigma if self.sigma is not None else math.nan, (), fit)
+            return self.last
         self.a_per_s, self.kappa_per_tick, self.sigma = a, k, s * 1e-4
+        self.clamps += bool(clamped)
         self.last = Refit(now_ns, True, "", a, k, s * 1e-4, clamped, fit)
         return self.last
+
+    def view(self) -> CalibrationView:
+        """The values in use and the counts, as plain values."""
+        sigma = self.sigma
+        return CalibrationView(self.a_per_s, self.kappa_per_tick,
+                               sigma * 1e4 if sigma is not None else math.nan, self.refits,
+                               self.failures, self.clamps)
+
+    def summary(self) -> dict[str, object]:
+        """The values in use and the counts, for a run's summary (JSON: None for NaN)."""
+        last = self.last
+
+        def num(x: float | None) -> float | None:
+            return x if x is not None and math.isfinite(x) else None
+
+        return {"a_per_s": self.a_per_s, "kappa_per_tick": self.kappa_per_tick,
+                "sigma_bps": num(self.sigma * 1e4 if self.sigma is not None else None),
+                "refits": self.refits, "failures": self.failures, "clamped": self.clamps,
+                "last_applied": last.applied if last else None,
+                "last_why": last.why if last else None,
+                "last_r2": num(last.fit.r2) if last else None,
+                "last_market_orders": last.fit.arrivals if last else None}
 
 
 def _percentile(counts: dict[int, float], q: float) -> int:
