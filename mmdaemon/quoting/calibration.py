@@ -423,7 +423,7 @@ class OnlineCalibration:
             why = f"{fit.arrivals} market orders in the window (min_trades {p.min_trades})"
         elif not fit.ok:
             why = fit.why
-        elif not (fit.sigma_bps > 0 and math.isfinite(fit.sigma_bps)):
+        elif not math.isfinite(fit.sigma_bps):  # 0 is a measurement: clamped to the min
             why = f"no volatility measured ({fit.sigma_samples} samples)"
         if why:
             self.failures += 1
