@@ -1,7 +1,8 @@
 """Benchmark: the full dry run at --speed max vs orjson parse-only, in one run; and the
 in-process tick-to-quote latency of the same service.
 
-Run: ``.venv/bin/python bench/replay.py`` (prints one JSON object, then a readable table).
+Run: ``.venv/bin/python bench/replay.py [CONFIG]`` (default config/dryrun.toml; prints one
+JSON object, then a readable table).
 The dry run is the real service (book, quoter, risk gate, order manager, paper exchange,
 journal on a temporary SQLite file, JSON logs to /dev/null) fed from frames already in
 memory, so neither gunzip nor terminal output is timed. Goals (DESIGN.md): the dry run
@@ -87,8 +88,12 @@ class Timings:
         pump.send = timed_send
 
 
+CONFIG = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "config" / "dryrun.toml"
+"""The dry run's config: the first argument (e.g. config/dryrun-glft-online.toml)."""
+
+
 def _service(tmp: str) -> InMemoryService:
-    config = load_config(REPO / "config" / "dryrun.toml")
+    config = load_config(CONFIG)
     return InMemoryService(config, SystemClock(), log.get_logger(), speed=None,
                            state_dir=Path(tmp))
 

@@ -140,6 +140,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="mid moves kept, in ticks (default 1, the paper's); larger "
                           "jumps are dropped and counted")
 
+    cal = commands.add_parser(
+        "calibrate", help="measure volatility, market-order intensity by depth (the A, k of "
+                          "AS/GLFT) and spread/depth on recordings; print a TOML snippet")
+    cal.add_argument("recordings", nargs="*", metavar="RECORDING",
+                     help="default: the config's feed.recordings")
+    cal.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
+                     help="the instrument and clock (default: the shipped dry-run config)")
+    cal.add_argument("--out", default="calibration", metavar="DIR", type=Path,
+                     help="write DIR/calibration.html (default ./calibration)")
+    cal.add_argument("--no-page", action="store_true", help="write no page")
+    cal.add_argument("--sigma-interval-s", type=float, default=1.0,
+                     help="the volatility's sampling interval, s of event time (default 1)")
+    cal.add_argument("--min-arrivals", type=int, default=20,
+                     help="the deepest depth fitted is still reached by this many market "
+                          "orders (default 20)")
+    cal.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     report = commands.add_parser("report", help="write the report of a state directory")
     report.add_argument("state_dir", metavar="STATE_DIR")
     report.add_argument("--out", required=True, metavar="DIR")
@@ -311,6 +328,14 @@ def _main(argv: Sequence[str] | None) -> int:
                       log_format=args.log_format)
         return fit_microprice(config, args.recordings, args.out, args.buckets, args.spreads,
                               args.max_move_ticks)
+    if args.command == "calibrate":
+        from mmdaemon.commands.calibrate import calibrate
+
+        log.configure(args.log_level or "warning", sys.stderr.buffer,
+                      log_format=args.log_format)
+        return calibrate(config, args.config, args.recordings or list(config.feed.recordings),
+                         None if args.no_page else args.out, args.json,
+                         args.sigma_interval_s, args.min_arrivals)
     if args.command == "crosscheck":
         from mmdaemon.crosscheck import command as crosscheck
 

@@ -755,7 +755,8 @@ class Engine:
             AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),
                         tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
                         adverse.baseline_adverse_move_rate(now), adverse.toxic(now))
-            if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False))
+            if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False),
+            self.quoter.calibration.view() if self.quoter and self.quoter.calibration else None)
 
     def summary(self) -> dict[str, Any]:
         """The run's figures: counts, position and PnL in base/quote currency (named by
@@ -795,6 +796,8 @@ class Engine:
             "first_malformed": self.market.first_malformed,
             "time_backsteps": self.time_backsteps,
         }
+        if self.quoter is not None and self.quoter.calibration is not None:  # likewise
+            figures["calibration"] = self.quoter.calibration.summary()
         if self.reference is not None:  # only then: a run without one sums up as before
             figures["reference"] = self.reference.summary(self.now_ns, Fraction(inst.tick_size))
         return figures

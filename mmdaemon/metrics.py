@@ -81,6 +81,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.hosts import check_host
+from mmdaemon.quoting.calibration import CalibrationView
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import AdverseView, Observed, ReferenceFeedView, Snapshot, TradingView
 
@@ -267,6 +268,8 @@ class ServiceCollector(Collector):
             yield from self._risk(trading)
             yield from self._markouts(snap, trading)
             yield from self._adverse(trading.adverse)
+            if trading.calibration is not None:
+                yield from self._calibration(trading.calibration)
         if self.latency is not None:
             yield self._histogram(self.latency)
 
@@ -542,6 +545,29 @@ class ServiceCollector(Collector):
         yield _gauge("mmdaemon_adverse_toxic",
                      "1 inside a toxicity cool-down at the current event time, else 0.",
                      1.0 if adverse.toxic else 0.0)
+
+    @staticmethod
+    def _calibration(c: CalibrationView) -> Iterator[Metric]:
+        yield _gauge("mmdaemon_glft_a_per_second",
+                     "GLFT's A in use: market orders per second reaching depth 0, online "
+                     "calibration's latest good fit, bounded (the configured value before).",
+                     c.a_per_s)
+        yield _gauge("mmdaemon_glft_kappa_per_tick",
+                     "GLFT's k in use: decay of the market-order intensity per tick of depth "
+                     "(online calibration; the configured value before its first good fit).",
+                     c.kappa_per_tick)
+        yield _gauge("mmdaemon_glft_sigma_bps",
+                     "GLFT's sigma in use from online calibration, bps of the mid per "
+                     "sqrt(second); NaN until its first good fit (the volatility estimator's "
+                     "is used until then).", c.sigma_bps)
+        yield _counter("mmdaemon_glft_refits", "Online calibration's re-fits tried.",
+                       c.refits)
+        yield _counter("mmdaemon_glft_refit_failures",
+                       "Online calibration's re-fits that failed (too few market orders, no "
+                       "fit, k <= 0): the previous values stayed.", c.failures)
+        yield _counter("mmdaemon_glft_refits_clamped",
+                       "Online calibration's re-fits applied with a value clamped to its "
+                       "bounds ([strategy.skew.online] *_min, *_max).", c.clamped)
 
     @staticmethod
     def _histogram(latency: LatencyHistogram) -> Metric:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from mmdaemon.model import OrderStatus, Side
 from mmdaemon.orders.manager import LiveOrder
+from mmdaemon.quoting.calibration import CalibrationView
 
 # an order on the book at the venue: acknowledged and not (yet) closed
 _RESTING = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
@@ -133,6 +134,7 @@ class TradingView:
     breaker_trips: int
     markouts: list[dict[str, Any]]  # the report's rows per horizon (fresh dicts)
     adverse: AdverseView
+    calibration: CalibrationView | None = None  # None: no online calibration
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def load_strategy(config: Config, instrument: Instrument, log: Any = None) -> St
         if log is not None:
             log.info("strategy_loaded", strategy=plugin.name, builtin=True,
                      skew=config.strategy.skew.mode)
-        return QuoterStrategy(instrument, config.strategy)
+        return QuoterStrategy(instrument, config.strategy, log)
     cls = _find(plugin.name, plugin.path)
     try:
         strategy = cls(MappingProxyType(dict(plugin.params)))

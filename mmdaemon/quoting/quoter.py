@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import (
@@ -45,11 +45,13 @@ from mmdaemon.model import (
     Instrument,
     MarketEvent,
     Quote,
+    Side,
     TopOfBook,
     Trade,
 )
 from mmdaemon.quoting import _validate as v
 from mmdaemon.quoting.adverse import AdverseParams, AdverseSelection
+from mmdaemon.quoting.calibration import OnlineCalibration, Refit
 from mmdaemon.quoting.fair_value import LEAD_LAG, FairValue, FairValueParams
 from mmdaemon.quoting.ladder import LadderParams
 from mmdaemon.quoting.sizing import SizeCut, SizeRule, SizingParams
@@ -122,12 +124,14 @@ class Quoter:
         "_model_half",
         "_model_prices_spread",
         "_shift",
+        "_sigma_of",
         "_sizes",
         "_tob_ask",
         "_tob_bid",
         "_tob_id",
         "_vol_update",
         "adverse",
+        "calibration",
         "fair_value",
         "instrument",
         "last_half_spread_ticks",
@@ -135,6 +139,7 @@ class Quoter:
         "last_shift_ticks",
         "last_sigma",
         "last_trade",
+        "log",
         "params",
         "sizing",
         "skew",
@@ -143,9 +148,10 @@ class Quoter:
     )
 
     def __init__(self, instrument: Instrument, params: QuoterParams | None = None,
-                 reference: LeadLag | None = None) -> None:
+                 reference: LeadLag | None = None, log: Any = None) -> None:
         """``reference``: the reference venue for fair-value mode ``"lead_lag"`` (see
-        :meth:`attach_reference`)."""
+        :meth:`attach_reference`); ``log`` (a structlog-style logger, or None) hears each
+        re-fit of online calibration (``glft_calibrated``, ``glft_calibration_kept``)."""
         self.instrument = instrument
         self.params = params = params or QuoterParams()
         self.fair_value = FairValue(params.fair_value)
@@ -160,9 +166,17 @@ class Quoter:
         self.adverse = AdverseSelection(
             params.adverse, size_unit_lots=params.sizing.base_size_lots
         )
+        self.log = log
+        # GLFT's A, k and sigma re-fitted on a rolling window ([strategy.skew.online])
+        online = params.skew.online
+        self.calibration = OnlineCalibration(
+            online, params.skew.glft_a_per_s, params.skew.kappa_per_tick
+        ) if online.enabled else None
         # Bound methods looked up once: this path runs on every book update.
         self._fair = self.fair_value.compute
         self._vol_update = self.volatility.update
+        # sigma per sqrt(s): the estimator's, until online calibration's first good fit
+        self._sigma_of: Callable[[], float] = self.volatility.sigma_per_sqrt_s
         self._shift = self.skew.shift_ticks
         self._model_half = self.skew.half_spread_ticks
         self._model_prices_spread = self.skew.prices_spread
@@ -211,8 +225,13 @@ class Quoter:
     # hooks as they are (no wrapper frame on the per-event path).
 
     def on_trade(self, trade: Trade, _view: object = None) -> None:
-        """A public trade. Kept as ``last_trade``; the current model prices from the book."""
+        """A public trade. Kept as ``last_trade``; the current model prices from the book.
+        With online calibration, a market-order arrival at its depth from the mid of the
+        latest book this quoter priced from (the book before the trade)."""
         self.last_trade = trade
+        if self.calibration is not None:
+            self.calibration.on_trade(trade.recv_ns, trade.price, trade.aggressor is Side.BUY,
+                                      trade.exch_ns)
 
     def on_top_of_book(self, tob: TopOfBook, _view: object = None) -> None:
         """The venue's best bid/offer. When it is newer than the book (higher update id), the
@@ -237,7 +256,7 @@ class Quoter:
         if kind is BookUpdate:
             return self.on_book(book, event.recv_ns)
         if kind is Trade:
-            self.last_trade = event  # type: ignore[assignment]
+            self.on_trade(event)  # type: ignore[arg-type]
             return self.on_book(book, event.recv_ns)
         if kind is TopOfBook:
             self.on_top_of_book(event)  # type: ignore[arg-type]
@@ -257,25 +276,30 @@ class Quoter:
     def on_book(self, book: OrderBook, ts_ns: int) -> Quote:
         """The desired quote for ``book`` at event time ``ts_ns`` (see the module docstring)."""
         if not book.synced:
-            return Quote(0, 0, 0, 0, 0.0, ts_ns)
+            return self._no_book(ts_ns)
         bid_level = book.bids.best_level()
         ask_level = book.asks.best_level()
         if bid_level is None or ask_level is None:
-            return Quote(0, 0, 0, 0, 0.0, ts_ns)
+            return self._no_book(ts_ns)
         best_bid, bid_size = bid_level
         best_ask, ask_size = ask_level
         if best_bid >= best_ask:  # crossed or locked: the book cannot be right
-            return Quote(0, 0, 0, 0, 0.0, ts_ns)
+            return self._no_book(ts_ns)
 
         mid = (best_bid + best_ask) * 0.5
         self._vol_update(ts_ns, mid)
+        calibration = self.calibration
+        if calibration is not None:
+            calibration.on_book(ts_ns, best_bid, best_ask)
+            if calibration.due(ts_ns):
+                self._refit(calibration, ts_ns)
         adverse = self.adverse
         adverse.on_mid(ts_ns, mid)
 
         fair = self._fair(book, best_bid, bid_size, best_ask, ask_size)
         if self._lead_lag is not None:
             fair = self._lead_lag(fair, book.last_id, ts_ns)
-        sigma = self.volatility.sigma_per_sqrt_s()
+        sigma = self._sigma_of()
         inventory = self._inventory
         shift = self._shift(inventory, fair, sigma)
         core = (
@@ -316,3 +340,37 @@ class Quoter:
             return _new_quote(Quote, (bid, 0, ask, 0, fair, ts_ns))
         bid_lots, ask_lots = self._sizes(inventory, bid, ask)
         return _new_quote(Quote, (bid, bid_lots, ask, ask_lots, fair, ts_ns))
+
+    def _no_book(self, ts_ns: int) -> Quote:
+        """The empty quote for an unusable book (online calibration loses its mid)."""
+        if self.calibration is not None:
+            self.calibration.book_lost()
+        return Quote(0, 0, 0, 0, 0.0, ts_ns)
+
+    def _calibrated_sigma(self) -> float:
+        return self.calibration.sigma  # type: ignore[union-attr,return-value]
+
+    def _refit(self, calibration: OnlineCalibration, ts_ns: int) -> None:
+        """Online calibration's re-fit at ``ts_ns``: the skew's c1, c2 recomputed with the
+        new A and k (:meth:`InventorySkew.recalibrate`), sigma the calibrated one from the
+        first good fit on; logged either way."""
+        refit = calibration.refit(ts_ns, self.skew.recalibrate)
+        if refit.applied:
+            self._sigma_of = self._calibrated_sigma
+        if self.log is not None:
+            self._log_refit(refit)
+
+    def _log_refit(self, refit: Refit) -> None:
+        fit = refit.fit
+        fields = {"a_per_s": refit.a_per_s, "kappa_per_tick": refit.kappa_per_tick,
+                  "sigma_bps": refit.sigma * 1e4, "fitted_a_per_s": fit.a_per_s,
+                  "fitted_kappa_per_tick": fit.kappa_per_tick,
+                  "fitted_sigma_bps": fit.sigma_bps, "r2": fit.r2,
+                  "market_orders": fit.arrivals, "window_s": fit.seconds,
+                  "touch_per_s": fit.touch_per_s, "clamped": list(refit.clamped),
+                  "refits": self.calibration.refits,  # type: ignore[union-attr]
+                  "ts_ns": refit.ts_ns}
+        if refit.applied:
+            self.log.info("glft_calibrated", **fields)
+        else:
+            self.log.info("glft_calibration_kept", why=refit.why, **fields)

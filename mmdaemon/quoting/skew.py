@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from mmdaemon.quoting import _validate as v
+from mmdaemon.quoting.calibration import OnlineCalibrationParams
 
 SKEW_MODES = ("linear", "avellaneda_stoikov", "glft")
 _BPS = 1e-4
@@ -65,6 +66,8 @@ class SkewParams:
     ``glft_a_per_s``: fill intensity at zero depth, per second (glft).
     ``glft_delta_q``: order size Delta in q-units (glft; 1 = one base order).
     ``as_tau_s``: horizon tau in seconds (avellaneda_stoikov).
+    ``online``: A, k and sigma re-estimated on a rolling window (glft only; off by default;
+    :mod:`.calibration`).
     """
 
     mode: str = "linear"
@@ -74,10 +77,17 @@ class SkewParams:
     glft_a_per_s: float = 1.0
     glft_delta_q: float = 1.0
     as_tau_s: float = 1.0
+    online: OnlineCalibrationParams = field(default_factory=OnlineCalibrationParams)
 
     def __post_init__(self) -> None:
         owner = "SkewParams"
         v.choice(owner, "mode", self.mode, SKEW_MODES)
+        if not isinstance(self.online, OnlineCalibrationParams):
+            raise v.fail(owner, "online", "an OnlineCalibrationParams", self.online)
+        if self.online.enabled and self.mode != "glft":
+            raise v.fail(owner, "online", f"enabled = false with mode {self.mode!r} (online "
+                         f"calibration re-fits GLFT's A, k and sigma: mode 'glft')",
+                         "enabled = true")
         v.real(owner, "linear_coef_bps", self.linear_coef_bps, "bps of fair value", lo=0)
         v.real(owner, "gamma", self.gamma, "per tick x q-unit", lo=0, lo_open=True)
         v.real(owner, "kappa_per_tick", self.kappa_per_tick, "per tick", lo=0, lo_open=True)
@@ -175,6 +185,15 @@ class InventorySkew:
             self.shift_ticks, self.half_spread_ticks = self._shift_glft, self._half_glft
         else:
             self.shift_ticks, self.half_spread_ticks = self._shift_as, self._half_as
+
+    def recalibrate(self, a_per_s: float, kappa_per_tick: float) -> None:
+        """New A (per s) and k (per tick), from online calibration: ``params`` and the GLFT
+        constants c1, c2 follow (once per re-fit, never per event). Raises ValueError, and
+        changes nothing, when they give no finite GLFT terms."""
+        params = replace(self.params, glft_a_per_s=a_per_s, kappa_per_tick=kappa_per_tick)
+        self.params = params
+        self._c1, self._c2 = glft_constants(params)
+        self._as_half = math.log1p(params.gamma / params.kappa_per_tick) / params.gamma
 
     def q(self, inventory_lots: int) -> float:
         """Inventory in q-units, clipped to the limit."""

@@ -12,6 +12,7 @@ them through the same guard, with the same view. They differ in the skew model
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mmdaemon.model import Fill, Instrument, Ladder, Side, TopOfBook, Trade
 from mmdaemon.quoting.ladder import LadderShaper
@@ -26,8 +27,9 @@ class QuoterStrategy:
     __slots__ = ("_build", "_on_book", "_plain", "_set_inventory", "on_top_of_book",
                  "on_trade", "quoter")
 
-    def __init__(self, instrument: Instrument, params: QuoterParams) -> None:
-        self.quoter = quoter = Quoter(instrument, params)
+    def __init__(self, instrument: Instrument, params: QuoterParams, log: Any = None) -> None:
+        """``log``: where online calibration's re-fits are logged (None: nowhere)."""
+        self.quoter = quoter = Quoter(instrument, params, log=log)
         # the hooks are the quoter's own methods (they take and ignore the view)
         self.on_trade: Callable[[Trade, StrategyView], None] = quoter.on_trade
         self.on_top_of_book: Callable[[TopOfBook, StrategyView], None] = (
