@@ -319,7 +319,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_sweep(SweepArgs(
             args.config, args.grid, tuple(args.recordings), tuple(args.holdout),
             args.holdout_config, args.out, args.workers, args.objective, args.top, args.json,
-            args.cluster, args.log_level or "error"))
+            args.cluster, args.log_level or "error", version_text()))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):

@@ -25,45 +25,11 @@ from mmdaemon.commands.usage import UsageError
 from mmdaemon.config import Config, ConfigError
 from mmdaemon.sweep.executor import Executor, Recording
 from mmdaemon.sweep.grid import Grid, GridError, base_table, cell, describe, load_grid, run_configs
+from mmdaemon.sweep.objective import DEFAULT_OBJECTIVE, Objective
 from mmdaemon.sweep.runner import HOLDOUT, ID_COLUMNS, IN_SAMPLE, RunTask, run_task
 
-DEFAULT_OBJECTIVE = "total_pnl"
 PROGRESS_EVERY_S = 10.0
 """Not on a terminal, the progress line is printed at most this often (seconds)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Objective:
-    """What "best" means: the numeric column ``name``, larger better when ``maximize``."""
-
-    name: str
-    maximize: bool = True
-
-    @classmethod
-    def parse(cls, text: str) -> Objective:
-        """``NAME``, ``NAME:max`` or ``NAME:min`` (a column of runs.csv)."""
-        name, _, way = text.partition(":")
-        if not name.strip() or way not in ("", "max", "min"):
-            raise UsageError(f"mmdaemon sweep: --objective: expected a column of runs.csv with "
-                             f"an optional direction, e.g. total_pnl, total_pnl:max or "
-                             f"max_drawdown:min; got {text!r}")
-        return cls(name.strip(), way != "min")
-
-    def __str__(self) -> str:
-        return f"{self.name} ({'largest' if self.maximize else 'smallest'} best)"
-
-    def value(self, row: dict[str, Any]) -> float | None:
-        """The row's figure, or None when it has none (a failed run, a missing figure)."""
-        value = row.get(self.name)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return None if math.isnan(value) else float(value)
-
-    def best(self, rows: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-        """The ``count`` best rows that have the figure (ties: the lower run number first)."""
-        scored = [(v, row) for row in rows if (v := self.value(row)) is not None]
-        scored.sort(key=lambda item: (-item[0] if self.maximize else item[0], item[1]["run"]))
-        return [row for _, row in scored[:count]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +48,7 @@ class SweepArgs:
     as_json: bool = False
     cluster: str | None = None
     log_level: str = "error"
+    version: str = "unknown"  # mmdaemon --version's text, stated on the page
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +230,8 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]], keys: Sequence[str]) 
 
 def _context(args: SweepArgs, plan: Plan, workers: int) -> dict[str, str]:
     """What the page states about how it was made."""
-    from mmdaemon.cli import version_text
-
     where = args.cluster or f"this machine, {workers} worker processes"
-    context = {"version": version_text(), "base config": str(args.config),
+    context = {"version": args.version, "base config": str(args.config),
                "grid": f"{args.grid}: {plan.grid.description}",
                "in-sample recordings": ", ".join(args.recordings), "executed on": where}
     if args.holdout:

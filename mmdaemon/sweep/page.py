@@ -12,13 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmdaemon.pages import Figures, document, esc, table
 from mmdaemon.sweep.grid import Grid, cell
-
-if TYPE_CHECKING:  # the command imports this module: no cycle at run time
-    from mmdaemon.sweep.command import Objective
+from mmdaemon.sweep.objective import Objective
 
 HEADLINES = ("total_pnl", "spread_capture_pnl", "inventory_pnl", "max_drawdown",
              "avg_abs_inventory", "fills", "volume", "quote_uptime", "order_to_trade",
