@@ -80,14 +80,18 @@ def write_page(path: Path, rows: Sequence[dict[str, Any]], holdout: Sequence[dic
     figures = Figures()
     ok = [row for row in rows if not row["error"]]
     best_runs = [row["run"] for row in best]
-    failed = sum(1 for row in [*rows, *holdout] if row["error"])
     meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in context.items())
     parts = [
         f"<h1>Sweep: {len(rows):,} runs</h1>",
         f'<p class="meta">objective: {esc(objective)}; money in {esc(currency)}, '
-        f"inventory in the base currency; {failed:,} runs failed</p>",
+        f"inventory in the base currency</p>",
         f"<dl>{meta}</dl>",
     ]
+    broken = [row for row in [*rows, *holdout] if row["error"]]
+    if broken:
+        parts.append(f"<h2>Failed runs ({len(broken):,})</h2><ul>" + "".join(
+            f"<li>{esc(row['set'])} run {row['run']} failed: {esc(row['error'])}</li>"
+            for row in broken) + "</ul>")
     if holdout:
         parts.append(_holdout_section(best, holdout, grid, headlines, objective))
     parts.append("<h2>PnL against risk</h2>")
@@ -123,11 +127,9 @@ def _holdout_section(best: Sequence[dict[str, Any]], holdout: Sequence[dict[str,
         for name in headlines:
             cells += [_shown(row.get(name)), _shown(out.get(name))]
         body.append(cells)
-    errors = "".join(f"<p>holdout run {row['run']} failed: {esc(row['error'])}</p>"
-                     for row in holdout if row["error"])
     return (f"<h2>Best {len(best)} by {esc(objective)}: in-sample and holdout</h2>"
             f"<p>Chosen on the in-sample recordings, re-run unchanged on the holdout "
-            f"recordings.</p>{errors}"
+            f"recordings.</p>"
             + table(names, body, table_id="best"))
 
 
