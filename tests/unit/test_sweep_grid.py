@@ -11,8 +11,7 @@ import pytest
 
 from mmdaemon.commands.usage import UsageError
 from mmdaemon.config import ConfigError
-from mmdaemon.sweep.grid import (GridError, base_table, cell, parse_grid, run_configs,
-                                 with_overrides)
+from mmdaemon.sweep.grid import GridError, base_table, cell, parse_grid, run_configs, with_overrides
 from mmdaemon.sweep.objective import Objective
 from mmdaemon.sweep.page import pareto
 from mmdaemon.sweep.runner import flatten
@@ -171,7 +170,7 @@ def test_the_objective_ranks_runs_that_have_its_figure_ties_by_run_number() -> N
     assert [r["run"] for r in Objective.parse("pnl:min").best(rows, 2)] == [0, 3]
     assert str(Objective.parse("pnl:min")) == "pnl (smallest best)"
     for bad in ("", ":max", "pnl:up"):
-        with pytest.raises(UsageError, match="--objective: expected a column of runs.csv"):
+        with pytest.raises(UsageError, match=r"--objective: expected a column of runs\.csv"):
             Objective.parse(bad)
 
 
