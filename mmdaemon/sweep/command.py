@@ -75,23 +75,16 @@ def sweep(args: SweepArgs) -> int:
                      *plan.in_sample, log_level=args.log_level)
              for run, config in enumerate(plan.configs)]
     start = time.monotonic()
-    with _executor(args) as executor:
-        rows = _map(executor, tasks, recordings, "in-sample", args.as_json)
-        best = objective.best(rows, args.top)
-        if any(row["error"] == "" for row in rows) and not best:
-            _write_csv(args.out / "runs.csv", rows, plan.grid.keys)
-            numeric = sorted(k for k, v in next(r for r in rows if not r["error"]).items()
-                             if isinstance(v, int | float) and not isinstance(v, bool))
-            raise UsageError(f"mmdaemon sweep: --objective {objective.name}: not a numeric "
-                             f"column of the runs (runs.csv written); choose one of: "
-                             f"{', '.join(numeric)}")
-        holdout_rows: list[dict[str, Any]] = []
-        if args.holdout and best:
-            held = [RunTask(row["run"], HOLDOUT, tasks[row["run"]].params,
-                            plan.holdout_configs[row["run"]], *plan.holdout,
-                            log_level=args.log_level) for row in best]
-            holdout_rows = _map(executor, held, recordings, "holdout", args.as_json)
-        workers = executor.workers
+    try:
+        rows, holdout_rows, best, workers = _execute(args, plan, tasks, recordings,
+                                                     objective)
+    except KeyboardInterrupt:
+        print("\nmmdaemon sweep: interrupted: the runs under way finished, the rest were "
+              "dropped; nothing written", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:  # a worker process died (killed, out of memory)
+        print(f"mmdaemon sweep: {exc}; nothing written", file=sys.stderr)
+        return 1
     wall_s = time.monotonic() - start
     all_rows = rows + holdout_rows
     args.out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +96,32 @@ def sweep(args: SweepArgs) -> int:
     failed = [row for row in all_rows if row["error"]]
     _tell(args, plan, rows, holdout_rows, best, objective, failed, wall_s, workers)
     return 1 if failed else 0
+
+
+Rows = list[dict[str, Any]]
+
+
+def _execute(args: SweepArgs, plan: Plan, tasks: list[RunTask], recordings: list[Recording],
+             objective: Objective) -> tuple[Rows, Rows, Rows, int]:
+    """The in-sample runs, then the best ones' holdout runs, on one executor: the rows,
+    the holdout rows, the best in-sample rows and how many workers ran them."""
+    with _executor(args) as executor:
+        rows = _map(executor, tasks, recordings, "in-sample")
+        best = objective.best(rows, args.top)
+        if any(row["error"] == "" for row in rows) and not best:
+            _write_csv(args.out / "runs.csv", rows, plan.grid.keys)
+            numeric = sorted(k for k, v in next(r for r in rows if not r["error"]).items()
+                             if isinstance(v, int | float) and not isinstance(v, bool))
+            raise UsageError(f"mmdaemon sweep: --objective {objective.name}: not a numeric "
+                             f"column of the runs (runs.csv written); choose one of: "
+                             f"{', '.join(numeric)}")
+        holdout_rows: Rows = []
+        if args.holdout and best:
+            held = [RunTask(row["run"], HOLDOUT, tasks[row["run"]].params,
+                            plan.holdout_configs[row["run"]], *plan.holdout,
+                            log_level=args.log_level) for row in best]
+            holdout_rows = _map(executor, held, recordings, "holdout")
+        return rows, holdout_rows, best, executor.workers
 
 
 def _plan(args: SweepArgs) -> Plan:
@@ -154,8 +173,8 @@ def _executor(args: SweepArgs) -> Executor:
     return executor
 
 
-def _map(executor: Executor, tasks: list[RunTask], recordings: list[Recording], what: str,
-         quiet_stdout: bool) -> list[dict[str, Any]]:
+def _map(executor: Executor, tasks: list[RunTask], recordings: list[Recording],
+         what: str) -> Rows:
     progress = Progress(len(tasks), what, sys.stderr)
     rows = executor.map(run_task, tasks, recordings,
                         on_result=lambda _i, _row: progress.advance())
