@@ -276,10 +276,11 @@ def _tell(args: SweepArgs, plan: Plan, rows: list[dict[str, Any]],
                    for row in best]}
         sys.stdout.buffer.write(orjson.dumps(doc) + b"\n")
         return
-    print(f"sweep: {len(rows):,} runs ({plan.grid.description}) and {len(holdout_rows):,} "
-          f"holdout runs on {workers} workers in {wall_s:,.1f} s "
+    print(f"sweep: {_count(len(rows), 'run')} ({plan.grid.description}) and "
+          f"{_count(len(holdout_rows), 'holdout run')} on {_count(workers, 'worker')} in "
+          f"{wall_s:,.1f} s "
           f"({len(rows + holdout_rows) / wall_s if wall_s else 0:,.2f} runs/s)")
-    print(f"best by {objective}:")
+    print(f"best by {objective}:" + ("" if best else " none (no run gave the figure)"))
     for row in best:
         out = held.get(row["run"])
         outside = "" if out is None else (
@@ -290,8 +291,12 @@ def _tell(args: SweepArgs, plan: Plan, rows: list[dict[str, Any]],
     for row in failed[:5]:
         print(f"FAILED: {row['set']} run {row['run']}: {row['error']}")
     if failed:
-        print(f"{len(failed):,} runs failed (their rows in runs.csv have the error)")
+        print(f"{_count(len(failed), 'run')} failed (their rows in runs.csv have the error)")
     print(f"rows: {args.out / 'runs.csv'}\npage: {args.out / 'sweep.html'}")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _figure(value: float | None) -> str:

@@ -137,7 +137,7 @@ def _cartesian(table: dict[str, Any], source: str) -> Grid:
                         f"fewer values, or a [random] search with samples = N")
     shape = " x ".join(str(len(v)) for v in params.values())
     return Grid(tuple(params), tuple(itertools.product(*params.values())),
-                f"grid {shape} = {runs:,} runs")
+                f"grid {shape} = {runs:,} run{'' if runs == 1 else 's'}")
 
 
 def _is_spec(value: dict[str, Any]) -> bool:

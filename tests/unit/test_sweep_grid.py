@@ -4,13 +4,16 @@ its choices (objective, Pareto front)."""
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from mmdaemon.commands.usage import UsageError
 from mmdaemon.config import ConfigError
+from mmdaemon.sweep.command import Progress
 from mmdaemon.sweep.grid import GridError, base_table, cell, parse_grid, run_configs, with_overrides
 from mmdaemon.sweep.objective import Objective
 from mmdaemon.sweep.page import pareto
@@ -187,3 +190,33 @@ def test_the_example_grid_shipped_plans_100_valid_runs() -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "sweep-example.toml"
     grid = parse_grid(example.read_text(), str(example))
     assert len(run_configs(grid, base_table(DRYRUN), DRYRUN)) == 100
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_on_a_terminal_is_rewritten_in_place_with_rate_and_time_left(
+        ) -> None:
+    stream = _Terminal()
+    progress = Progress(4, "in-sample", stream)
+    progress.advance()
+    progress.advance()
+    progress.close()
+    text = stream.getvalue()
+    lines = text.split("\r\x1b[K")[1:]
+    assert len(lines) == 2 and text.endswith("\n")
+    assert lines[0].startswith("sweep in-sample: 1/4 runs  ")
+    assert lines[1].startswith("sweep in-sample: 2/4 runs  ")
+    assert re.search(r"[0-9.,]+ runs/s  [0-9,]+ s  ([0-9,]+|--) s left", lines[1])
+
+
+def test_progress_off_a_terminal_is_one_line_at_the_end_of_a_short_sweep() -> None:
+    stream = io.StringIO()
+    progress = Progress(3, "holdout", stream)
+    for _ in range(3):
+        progress.advance()
+    progress.close()
+    (line,) = stream.getvalue().splitlines()  # none of the rewriting escapes
+    assert line.startswith("sweep holdout: 3/3 runs  ")
