@@ -23,8 +23,10 @@ HEADLINES = ("total_pnl", "spread_capture_pnl", "inventory_pnl", "max_drawdown",
              "fill_rate")
 """The figures the page's tables show (runs.csv has them all), markouts added per horizon."""
 
-MONEY = frozenset({"total_pnl", "spread_capture_pnl", "inventory_pnl", "max_drawdown",
-                   "fees", "realized_pnl", "unrealized_pnl"})
+COMPARED = ("total_pnl", "max_drawdown", "avg_abs_inventory", "fills", "quote_uptime")
+"""The figures the holdout table shows in-sample beside out of sample (with the objective
+and the markout at the middle horizon)."""
+
 _MARKOUT = re.compile(r"markouts\.([0-9.e+-]+)s\.markout_bps")
 
 
@@ -93,7 +95,9 @@ def write_page(path: Path, rows: Sequence[dict[str, Any]], holdout: Sequence[dic
             f"<li>{esc(row['set'])} run {row['run']} failed: {esc(row['error'])}</li>"
             for row in broken) + "</ul>")
     if holdout:
-        parts.append(_holdout_section(best, holdout, grid, headlines, objective))
+        middle = [markouts[len(markouts) // 2][1]] if markouts else []
+        compared = list(dict.fromkeys([objective.name, *COMPARED, *middle]))
+        parts.append(_holdout_section(best, holdout, grid, compared, objective))
     parts.append("<h2>PnL against risk</h2>")
     for risk, label, div in (("avg_abs_inventory", "average |inventory| (base currency)",
                               "pareto-inventory"),
@@ -107,8 +111,9 @@ def write_page(path: Path, rows: Sequence[dict[str, Any]], holdout: Sequence[dic
     parts.append("<p>Click a header to sort. runs.csv beside this page has every figure "
                  "of every run.</p>")
     names = ["run", "set", *grid.keys, *headlines, "error"]
-    parts.append(table(names, ([_shown(row.get(n)) for n in names]
-                               for row in [*rows, *holdout]), table_id="runs", name_columns=2))
+    parts.append(_scrolling(table(names, ([_shown(row.get(n)) for n in names]
+                                          for row in [*rows, *holdout]),
+                                  table_id="runs", name_columns=2)))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document(f"Sweep: {len(rows):,} runs", "\n".join(parts)))
 
@@ -130,7 +135,12 @@ def _holdout_section(best: Sequence[dict[str, Any]], holdout: Sequence[dict[str,
     return (f"<h2>Best {len(best)} by {esc(objective)}: in-sample and holdout</h2>"
             f"<p>Chosen on the in-sample recordings, re-run unchanged on the holdout "
             f"recordings.</p>"
-            + table(names, body, table_id="best"))
+            + _scrolling(table(names, body, table_id="best")))
+
+
+def _scrolling(html: str) -> str:
+    """A wide table in a box of the page's width that scrolls sideways."""
+    return f'<div style="overflow-x: auto">{html}</div>'
 
 
 def _hover(row: Mapping[str, Any], grid: Grid) -> str:
@@ -181,7 +191,9 @@ def _markout_figure(figures: Figures, rows: Sequence[dict[str, Any]],
     fig = go.Figure()
     horizons = [h for h, _ in markouts]
     emphasised = {run: rank for rank, run in enumerate(best)}
-    ordered = sorted(rows, key=lambda r: r["run"] in emphasised)  # best drawn on top
+    # the best drawn last (on top), in rank order (the legend's)
+    ordered = sorted(rows, key=lambda r: (r["run"] in emphasised,
+                                          emphasised.get(r["run"], 0)))
     for row in ordered:
         rank = emphasised.get(row["run"])
         fig.add_trace(go.Scatter(
