@@ -143,3 +143,21 @@ def test_the_holdout_can_be_another_instrument_with_the_same_keys_set(
     assert held["frames"] != "99574" and int(held["fills"]) > 0
     assert held["strategy.spread.base_bps"] == str(best["params"]["strategy.spread.base_bps"])
     assert float(held["max_drawdown"]) == best["holdout"]
+
+
+def test_a_config_with_a_reference_feed_ships_its_recordings_to_the_runs(
+        tmp_path: Path, usdm_file: Path) -> None:
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text('[grid]\n"reference.stale_ms" = [20, 5000]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmdaemon", "sweep", "--config",
+         str(REPO / "config" / "dryrun-reference.toml"), "--grid", str(grid_file),
+         str(SPOT_FILES[0]), "--out", str(tmp_path / "out"), "--json"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fast, slow = rows(tmp_path / "out")
+    # the reference venue's frames reached both runs; its staleness bound changed them (a
+    # 20 ms bound finds the reference stale more often than a 5 s one)
+    assert fast["reference.frames"] == slow["reference.frames"] != "0"
+    assert float(fast["reference.unusable_s"]) > float(slow["reference.unusable_s"])
+    assert int(fast["reference.lead_lag_quotes"]) > 0
