@@ -53,15 +53,14 @@ class SweepArgs:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Everything a sweep runs, validated: the grid, each run's in-sample and holdout
-    configs, the recordings to ship (in-sample first) and each set's indexes in them."""
+    """Everything a sweep may run, validated: the grid, the recordings to ship (each once)
+    and, for every run of the grid, its in-sample task and its holdout task (run only for
+    the best runs; none without ``--holdout``)."""
 
     grid: Grid
-    configs: list[Config]
-    holdout_configs: list[Config]
     files: list[Path]
-    in_sample: tuple[tuple[int, ...], tuple[int, ...]]  # recordings, reference
-    holdout: tuple[tuple[int, ...], tuple[int, ...]]
+    tasks: list[RunTask]
+    holdout_tasks: list[RunTask]
 
 
 def sweep(args: SweepArgs) -> int:
@@ -71,13 +70,9 @@ def sweep(args: SweepArgs) -> int:
         raise UsageError(f"mmdaemon sweep: --top: expected at least 1 run, got {args.top}")
     plan = _plan(args)
     recordings = [Recording.read(path) for path in plan.files]
-    tasks = [RunTask(run, IN_SAMPLE, tuple(plan.grid.overrides(run).items()), config,
-                     *plan.in_sample, log_level=args.log_level)
-             for run, config in enumerate(plan.configs)]
     start = time.monotonic()
     try:
-        rows, holdout_rows, best, workers = _execute(args, plan, tasks, recordings,
-                                                     objective)
+        rows, holdout_rows, best, workers = _execute(args, plan, recordings, objective)
     except KeyboardInterrupt:
         print("\nmmdaemon sweep: interrupted: the runs under way finished, the rest were "
               "dropped; nothing written", file=sys.stderr)
@@ -101,12 +96,12 @@ def sweep(args: SweepArgs) -> int:
 Rows = list[dict[str, Any]]
 
 
-def _execute(args: SweepArgs, plan: Plan, tasks: list[RunTask], recordings: list[Recording],
+def _execute(args: SweepArgs, plan: Plan, recordings: list[Recording],
              objective: Objective) -> tuple[Rows, Rows, Rows, int]:
     """The in-sample runs, then the best ones' holdout runs, on one executor: the rows,
     the holdout rows, the best in-sample rows and how many workers ran them."""
     with _executor(args) as executor:
-        rows = _map(executor, tasks, recordings, "in-sample")
+        rows = _map(executor, plan.tasks, recordings, "in-sample")
         best = objective.best(rows, args.top)
         if any(row["error"] == "" for row in rows) and not best:
             _write_csv(args.out / "runs.csv", rows, plan.grid.keys)
@@ -117,9 +112,7 @@ def _execute(args: SweepArgs, plan: Plan, tasks: list[RunTask], recordings: list
                              f"{', '.join(numeric)}")
         holdout_rows: Rows = []
         if args.holdout and best:
-            held = [RunTask(row["run"], HOLDOUT, tasks[row["run"]].params,
-                            plan.holdout_configs[row["run"]], *plan.holdout,
-                            log_level=args.log_level) for row in best]
+            held = [plan.holdout_tasks[row["run"]] for row in best]
             holdout_rows = _map(executor, held, recordings, "holdout")
         return rows, holdout_rows, best, executor.workers
 
@@ -135,6 +128,9 @@ def _plan(args: SweepArgs) -> Plan:
         raise UsageError("mmdaemon sweep: --holdout-config needs --holdout RECORDING...")
     try:
         grid = load_grid(args.grid)
+        if any(key.startswith("feed.recordings") for key in grid.keys):
+            raise GridError(f"{args.grid}: feed.recordings: a sweep's recordings are its "
+                            f"command line's (RECORDING... and --holdout), not a key to vary")
         configs = run_configs(grid, base_table(args.config), args.config)
         held_path = args.holdout_config or args.config
         holdout_configs = (run_configs(grid, base_table(held_path), held_path)
@@ -152,11 +148,16 @@ def _plan(args: SweepArgs) -> Plan:
             out.append(files.index(path))
         return tuple(out)
 
-    in_sample = (indexes(args.recordings),
-                 indexes(reference_recordings(configs[0], None, str(args.config))))
-    holdout = ((indexes(args.holdout), indexes(reference_recordings(
-        holdout_configs[0], None, str(held_path)))) if args.holdout else ((), ()))
-    return Plan(grid, configs, holdout_configs, files, in_sample, holdout)
+    def tasks(configs: list[Config], recordings: Sequence[str], which: str,
+              config_path: Path) -> list[RunTask]:
+        shipped = indexes(recordings)
+        return [RunTask(run, which, tuple(grid.overrides(run).items()), config, shipped,
+                        indexes(reference_recordings(config, None, str(config_path))),
+                        args.log_level)
+                for run, config in enumerate(configs)]
+
+    return Plan(grid, files, tasks(configs, args.recordings, IN_SAMPLE, args.config),
+                tasks(holdout_configs, args.holdout, HOLDOUT, held_path))
 
 
 def _executor(args: SweepArgs) -> Executor:

@@ -109,6 +109,8 @@ def test_a_run_that_fails_gives_a_row_with_its_error_and_the_sweep_goes_on(
      "run 1 (strategy.spread.base_bps = -2.0) on {config}: strategy.spread: "
      "SpreadParams.base_bps: expected a finite number >= 0"),
     ("[grid]\n", "grid.toml: [grid] is empty"),
+    ('[grid]\n"feed.recordings" = [["a.gz"]]\n',
+     "grid.toml: feed.recordings: a sweep's recordings are its command line's"),
 ])
 def test_a_bad_grid_is_refused_before_any_run(tmp_path: Path, grid: str, says: str) -> None:
     proc, out = sweep(tmp_path, grid=grid)
