@@ -27,15 +27,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import queue
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from multiprocessing import util
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import mmdaemon
-from mmdaemon.sweep.executor import Recording
+from mmdaemon.commands.usage import UsageError
+from mmdaemon.sweep.executor import Recording, materialize
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -50,10 +53,14 @@ _POLL_S = 1.0
 """How often (s) :meth:`DaskExecutor.map` looks at the cluster while no task finishes."""
 
 
-class ClusterError(RuntimeError):
+class ClusterError(UsageError):
     """The cluster cannot run this sweep (``distributed`` missing, the scheduler unreachable,
-    no worker, a worker with other code). The message names the cluster and the fix; the CLI
-    exits 2 on it."""
+    no worker, a worker with other code), found before any task is submitted. The message
+    names the cluster and the fix; the CLI exits 2 on it, as on any unusable input."""
+
+
+class ClusterLost(RuntimeError):
+    """Every worker left the cluster during a sweep and none came back in time."""
 
 
 class TaskFailed(RuntimeError):
@@ -84,6 +91,10 @@ class WrongCode(RuntimeError):
     """Raised inside a task on a worker whose mmdaemon is not the client's."""
 
 
+# per worker process: the folders materialize wrote, each to be removed when it exits
+_REMOVED_AT_EXIT: set[Path] = set()
+
+
 def _run_task(fn: Callable[[T, Sequence[Recording]], R], task: T,
               recordings: Sequence[Recording], expected: str) -> R:
     """One task on a worker: the same check as before submitting (a worker may have joined
@@ -91,6 +102,13 @@ def _run_task(fn: Callable[[T, Sequence[Recording]], R], task: T,
     ours = code_identity()
     if ours != expected:
         raise WrongCode(f"this worker runs mmdaemon {ours}, the client {expected}")
+    for path in materialize(recordings):  # written once per process; fn finds them there
+        if path.parent not in _REMOVED_AT_EXIT:
+            # a Dask worker outlives sweeps but not its process: the files go with it
+            # (multiprocessing runs these finalizers at a worker's exit, atexit does not)
+            util.Finalize(None, shutil.rmtree, args=(path.parent,),
+                          kwargs={"ignore_errors": True}, exitpriority=1)
+            _REMOVED_AT_EXIT.add(path.parent)
     return fn(task, recordings)
 
 
@@ -100,19 +118,19 @@ def check_identities(found: dict[str, object], expected: str, address: str) -> N
     ``found`` maps each worker's address to what :func:`code_identity` returned there (or
     the exception it raised: no mmdaemon at all); ``expected`` is the client's."""
     if not found:
-        raise ClusterError(f"the Dask scheduler at {address} has no workers: start some "
-                           f"(`dask worker {address}`) and run again")
+        raise ClusterError(f"mmdaemon sweep: the Dask scheduler at {address} has no "
+                           f"workers: start some (`dask worker {address}`) and run again")
     for worker, identity in sorted(found.items()):
         if isinstance(identity, BaseException):
             raise ClusterError(
-                f"worker {worker} of {address} cannot run mmdaemon ({identity}): install "
-                f"mmdaemon {expected} there "
-                f"(the same wheel as this client)")
+                f"mmdaemon sweep: worker {worker} of {address} cannot run mmdaemon "
+                f"({identity}): install mmdaemon {expected} there (the same wheel as this "
+                f"client)")
         if identity != expected:
             raise ClusterError(
-                f"worker {worker} of {address} runs mmdaemon {identity}, this client "
-                f"mmdaemon {expected}: install the same mmdaemon on every worker (other code "
-                f"would give other rows)")
+                f"mmdaemon sweep: worker {worker} of {address} runs mmdaemon {identity}, "
+                f"this client mmdaemon {expected}: install the same mmdaemon on every worker "
+                f"(other code would give other rows)")
 
 
 class DaskExecutor:
@@ -133,17 +151,17 @@ class DaskExecutor:
         try:
             from distributed import Client
         except ImportError as exc:
-            raise ClusterError(f"--cluster {self.address} needs Dask distributed, which is "
-                               f"not installed: {INSTALL}") from exc
+            raise ClusterError(f"mmdaemon sweep: --cluster {self.address} needs Dask "
+                               f"distributed, which is not installed: {INSTALL}") from exc
         try:
             client = Client(self.address, timeout=self.connect_timeout_s,
                             set_as_default=False)
         except (ValueError, TypeError) as exc:
-            raise ClusterError(f"--cluster {self.address!r} is not a Dask scheduler address "
-                               f"({exc}): give tcp://HOST:PORT") from exc
+            raise ClusterError(f"mmdaemon sweep: --cluster {self.address!r} is not a Dask "
+                               f"scheduler address ({exc}): give tcp://HOST:PORT") from exc
         except OSError as exc:  # nothing listening, or no answer in time
             raise ClusterError(
-                f"cannot reach the Dask scheduler at {self.address} within "
+                f"mmdaemon sweep: cannot reach the Dask scheduler at {self.address} within "
                 f"{self.connect_timeout_s:g} s ({exc}): start one (`dask scheduler`) or "
                 f"fix --cluster") from exc
         self._client = client
@@ -222,9 +240,9 @@ class DaskExecutor:
             client.wait_for_workers(1, timeout=self.connect_timeout_s)
         except TimeoutError:
             raise ClusterError(
-                f"the Dask scheduler at {self.address} has had no worker for "
-                f"{self.connect_timeout_s:g} s: start some (`dask worker {self.address}`) "
-                f"and run again") from None
+                f"mmdaemon sweep: the Dask scheduler at {self.address} has had no worker "
+                f"for {self.connect_timeout_s:g} s: start some (`dask worker "
+                f"{self.address}`) and run again") from None
         found: dict[str, Any] = client.run(code_identity, on_error="return")
         check_identities(found, code_identity(), self.address)
 
@@ -235,7 +253,7 @@ class DaskExecutor:
             return None
         now = time.monotonic()
         if since is not None and now - since > self.connect_timeout_s:
-            raise ClusterError(
+            raise ClusterLost(
                 f"every worker left the Dask scheduler at {self.address} ({done} of {total} "
                 f"tasks done; no worker for {self.connect_timeout_s:g} s): start workers and "
                 f"run the sweep again")

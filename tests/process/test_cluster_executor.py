@@ -219,3 +219,16 @@ def test_a_task_on_a_worker_with_other_code_refuses_to_run() -> None:
     with pytest.raises(WrongCode, match=r"this worker runs mmdaemon 0\.1\.0 \(source \w+\), "
                        r"the client 9\.9\.9"):
         _run_task(_square, 3, [], "9.9.9 (source 000000000000)")
+
+
+def test_a_workers_copy_of_the_recordings_goes_when_the_worker_stops(tmp_path: Path) -> None:
+    running = DaskCluster(tmp_path / "dask")
+    try:
+        running.add_workers("a")
+        with DaskExecutor(running.address) as executor:
+            rows = executor.map(_where, [0, 1], [RECORDING])
+        folders = {Path(path).parent for _, _, path, _ in rows}
+        assert len(folders) == 1 and all(folder.is_dir() for folder in folders)
+    finally:
+        running.stop()  # SIGTERM: the worker closes and its process exits
+    assert not any(folder.exists() for folder in folders)
