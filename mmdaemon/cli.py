@@ -155,6 +155,35 @@ def _parser() -> argparse.ArgumentParser:
                         help="print prices and sizes by this config's instrument (default: "
                              "the one the journal recorded; they must agree)")
 
+    sweep = commands.add_parser(
+        "sweep", help="dry runs of many configurations (a grid or random search over config "
+                      "keys) in parallel: runs.csv and sweep.html in --out (docs/sweep.md)")
+    sweep.add_argument("recordings", nargs="+", metavar="RECORDING")
+    sweep.add_argument("--config", required=True, metavar="BASE", type=Path,
+                       help="the configuration the grid's keys are set in")
+    sweep.add_argument("--grid", required=True, metavar="GRID.toml", type=Path,
+                       help="[grid] values to combine, or a [random] search "
+                            "(config/sweep-example.toml)")
+    sweep.add_argument("--holdout", nargs="+", default=[], metavar="RECORDING",
+                       help="re-run the best --top runs on these recordings")
+    sweep.add_argument("--holdout-config", metavar="FILE", type=Path,
+                       help="the holdout's base config (another instrument or venue), the "
+                            "same keys set in it (default: --config)")
+    sweep.add_argument("--out", default=Path("sweep"), metavar="DIR", type=Path,
+                       help="where runs.csv and sweep.html go (default ./sweep)")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes (default: one per core)")
+    sweep.add_argument("--objective", default="total_pnl", metavar="NAME[:max|:min]",
+                       help="the column of runs.csv that ranks the runs (default total_pnl, "
+                            "largest best)")
+    sweep.add_argument("--top", type=int, default=5, metavar="N",
+                       help="how many best runs the holdout re-runs and the page emphasises "
+                            "(default 5)")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    sweep.add_argument("--cluster", metavar="ADDRESS",
+                       help="run on this Dask scheduler (the 'cluster' extra) instead of "
+                            "local processes")
+
     record = commands.add_parser(
         "record", help="record the config's live feed to per-UTC-day gzip files in OUT"
     )
@@ -280,6 +309,17 @@ def _main(argv: Sequence[str] | None) -> int:
                 return 2
         return export_command(Path(args.state_dir), args.orders, args.fills, instrument,
                               args.config)
+    if args.command == "sweep":
+        from mmdaemon.sweep.command import SweepArgs
+        from mmdaemon.sweep.command import sweep as run_sweep
+
+        if args.workers is not None and args.workers < 1:
+            raise UsageError(f"mmdaemon sweep: --workers: expected at least 1, got "
+                             f"{args.workers}")
+        return run_sweep(SweepArgs(
+            args.config, args.grid, tuple(args.recordings), tuple(args.holdout),
+            args.holdout_config, args.out, args.workers, args.objective, args.top, args.json,
+            args.cluster, args.log_level or "error", version_text()))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):

@@ -368,6 +368,13 @@ def parse_config(text: str, path: Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return config_from_table(raw)
+
+
+def config_from_table(raw: dict[str, Any]) -> Config:
+    """Validate a config file's parsed TOML ``raw`` (consumed: the caller passes a copy it
+    no longer needs); a sweep builds each run's config this way from the base file's table
+    with the run's keys set. Raises :class:`ConfigError` naming the bad key."""
     plugin = _plugin(raw)
     config = dataclasses.replace(_build(Config, raw, ""), plugin=plugin)
     _check(config)

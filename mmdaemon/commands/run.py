@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -95,11 +95,30 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
     return _serve(service, logger)
 
 
-def _serve(service: Service, logger: Any, progress: bool = False, replaying: bool = False) -> int:
-    """Run a built service; 2 if its state directory is taken, the venue refuses it for a
-    reason that restarting cannot fix (credentials, URL) or, ``replaying``, a recording
-    cannot be read; 1 if it failed (``run`` on recordings too: it is left to systemd's
-    restart policy like any feed that dies)."""
+def _serve(service: Service, logger: Any) -> int:
+    """Run a built service (see :func:`_serve_quietly`), saying on stderr why it failed."""
+    outcome = _serve_quietly(service, logger)
+    if outcome.told:
+        print(outcome.why, file=sys.stderr)
+    return outcome.code
+
+
+class Outcome(NamedTuple):
+    """How a service run ended: ``code`` its exit status, ``why`` what went wrong ("" when
+    nothing did) and ``told`` whether the operator reads ``why`` on stderr (a service that
+    failed on its own is in the log alone: ``service_failed``)."""
+
+    code: int
+    why: str = ""
+    told: bool = True
+
+
+def _serve_quietly(service: Service, logger: Any, progress: bool = False,
+                   replaying: bool = False) -> Outcome:
+    """Run a built service and say how it ended: 2 if its state directory is taken, the
+    venue refuses it for a reason that restarting cannot fix (credentials, URL) or,
+    ``replaying``, a recording cannot be read; 1 if it failed (``run`` on recordings too:
+    it is left to systemd's restart policy like any feed that dies)."""
     from mmdaemon.exchange.base import VenueRefused
     from mmdaemon.journal import JournalRefused
     from mmdaemon.startup import StateDirUnusable
@@ -110,25 +129,23 @@ def _serve(service: Service, logger: Any, progress: bool = False, replaying: boo
     except (StateDirLocked, JournalRefused) as exc:  # a restart won't help: exit 2
         event = "state_dir_locked" if isinstance(exc, StateDirLocked) else "journal_refused"
         logger.error(event, error=str(exc))
-        print(f"mmdaemon: {exc}", file=sys.stderr)
-        return 2
+        return Outcome(2, f"mmdaemon: {exc}")
     except StateDirUnusable as exc:  # may be passing (a full disk): systemd retries
         logger.error("state_dir_unusable", error=str(exc))
-        print(f"mmdaemon: {exc}", file=sys.stderr)
-        return 1
+        return Outcome(1, f"mmdaemon: {exc}")
     except VenueRefused as exc:
         logger.error("venue_refused", error=str(exc))
-        print(f"mmdaemon: the venue refused us: {exc}", file=sys.stderr)
-        return 2
+        return Outcome(2, f"mmdaemon: the venue refused us: {exc}")
     except Exception as exc:
         unreadable = _recording_error(exc) if replaying else None
         if unreadable is not None:  # unusable input, not a failure of the service
             logger.error("recording_unreadable", error=str(unreadable))
-            print(f"mmdaemon replay: {unreadable}", file=sys.stderr)
-            return 2
+            return Outcome(2, f"mmdaemon replay: {unreadable}")
         logger.error("service_failed", error=repr(exc))
-        return 1
-    return int(service.exit_code)
+        return Outcome(1, f"the service failed: {exc!r}", told=False)
+    code = int(service.exit_code)
+    return Outcome(code, f"the service stopped with exit status {code}" if code else "",
+                   told=False)
 
 
 def _recording_error(exc: BaseException) -> RecordingError | None:
@@ -141,14 +158,57 @@ def _recording_error(exc: BaseException) -> RecordingError | None:
     return exc if isinstance(exc, RecordingError) else None
 
 
+class DryRunFailed(Exception):
+    """A dry run that gave no summary: ``code`` the exit status (1 failed, 2 unusable input)
+    and ``why`` what went wrong; ``told`` whether ``replay`` shows ``why`` on stderr (a
+    service that failed on its own is in the log alone)."""
+
+    def __init__(self, code: int, why: str, told: bool = True) -> None:
+        super().__init__(why)
+        self.code, self.why, self.told = code, why, told
+
+
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
            as_json: bool, report_dir: Path | None = None,
            event_clock: ReplayClock | None = None, log_level: str | None = None,
            reference: list[str] | None = None, config_path: str = "the config") -> int:
-    """``mmdaemon replay``: the same service on recordings, paper exchange, then a summary;
-    ``event_clock`` None runs on the config's ``feed.clock``; ``log_level`` the log's level,
-    when not the config's; ``reference`` the reference feed's recordings (None: the
-    config's ``[reference].recordings``), merged with ``recordings`` by time."""
+    """``mmdaemon replay``: :func:`dry_run`, then its summary on stdout (a table, or one
+    JSON object with ``as_json``)."""
+    try:
+        summary = dry_run(config, recordings, speed_text, state_dir,
+                          progress=not as_json and sys.stderr.isatty(), report_dir=report_dir,
+                          event_clock=event_clock, log_level=log_level, reference=reference,
+                          config_path=config_path)
+    except DryRunFailed as exc:
+        if exc.told:
+            print(exc.why, file=sys.stderr)
+        return exc.code
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
+    else:
+        print(replay_table(summary, config))
+        if report_dir is not None:
+            print(f"report: {report_dir / 'report.html'}")
+    return 0
+
+
+def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
+            state_dir: str | None = None, *, progress: bool = False,
+            report_dir: Path | None = None, event_clock: ReplayClock | None = None,
+            log_level: str | None = None, reference: list[str] | None = None,
+            config_path: str = "the config") -> dict[str, Any]:
+    """A dry run: the service on ``recordings`` with the paper exchange (whatever the
+    config's adapter; never in the desk's firm-wide risk), in ``state_dir`` (None: a
+    temporary directory, removed after). The one replay path: ``mmdaemon replay`` and
+    each run of ``mmdaemon sweep`` come through here.
+
+    Returns the summary (the service's, its ``warnings``, and the journal's ``metrics``;
+    with ``report_dir`` the report is written there too). ``event_clock`` None runs on
+    the config's ``feed.clock``; ``log_level`` the log's level, when not the config's;
+    ``reference`` the reference feed's recordings (None: the config's
+    ``[reference].recordings``), merged with ``recordings`` by time; ``progress`` shows
+    the progress line on stderr. Raises :class:`UsageError` for bad input found before
+    the start, :class:`DryRunFailed` when the run gives no summary."""
     from mmdaemon.daemon import Service
 
     reference = reference_recordings(config, reference, config_path)
@@ -172,13 +232,11 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
                               state_dir=Path(state_dir or tmp), log_level=log_level,
                               reference=reference)
         except ValueError as exc:
-            print(f"mmdaemon replay: config error: {exc}", file=sys.stderr)
-            return 2
+            raise DryRunFailed(2, f"mmdaemon replay: config error: {exc}") from None
         start_ns = service.clock.monotonic_ns()
-        code = _serve(service, logger, progress=not as_json and sys.stderr.isatty(),
-                      replaying=True)
-        if code:
-            return code
+        outcome = _serve_quietly(service, logger, progress=progress, replaying=True)
+        if outcome.code:
+            raise DryRunFailed(outcome.code, outcome.why, outcome.told)
         market = service.snapshot().market
         if market.frames - market.undecodable - market.snapshots <= 0:
             # nothing of the instrument decoded (a symbol-less REST snapshot at most)
@@ -186,19 +244,12 @@ def replay(config: Config, recordings: list[str], speed_text: str, state_dir: st
             logger.error("recording_unusable", recordings=recordings, lines=lines,
                          first_malformed=market.first_malformed)
             why = f" (first: {market.first_malformed})" if market.first_malformed else ""
-            print(f"mmdaemon replay: {', '.join(recordings)}: no frame of "
-                  f"{config.instrument.symbol} decoded in {lines} lines{why}", file=sys.stderr)
-            return 2
+            raise DryRunFailed(2, f"mmdaemon replay: {', '.join(recordings)}: no frame of "
+                                  f"{config.instrument.symbol} decoded in {lines} lines{why}")
         summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
         summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = replay_metrics(service, report_dir, logger)
-    if as_json:
-        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
-    else:
-        print(replay_table(summary, config))
-        if report_dir is not None:
-            print(f"report: {report_dir / 'report.html'}")
-    return 0
+    return summary
 
 
 def reference_recordings(config: Config, given: list[str] | None, config_path: str) -> list[str]:

@@ -1,0 +1,145 @@
+"""``mmdaemon sweep`` end to end: the real command in a subprocess, worker processes, the
+bundled recording (and the shared USD-M one as a holdout on another instrument)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import REPO, SPOT_FILES
+from tests.helpers import DRYRUN
+
+GRID = """[grid]
+"strategy.spread.base_bps" = [0.5, 2.0]
+"strategy.skew.linear_coef_bps" = [0.5, 4.0]
+"""
+
+
+def sweep(tmp_path: Path, *args: str, grid: str = GRID, files: list[Path] = SPOT_FILES,
+          out: str = "out") -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``mmdaemon sweep --json`` of ``grid`` over ``files``; the process and its --out."""
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(grid)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmdaemon", "sweep", "--config", str(DRYRUN), "--grid",
+         str(grid_file), *map(str, files), "--out", str(tmp_path / out), "--json", *args],
+        capture_output=True, text=True, timeout=300)
+    return proc, tmp_path / out
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "runs.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_sweep_gives_one_row_per_run_with_its_parameters_and_every_figure(
+        tmp_path: Path) -> None:
+    proc, out = sweep(tmp_path, "--holdout", *map(str, SPOT_FILES[1:]), "--top", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = orjson.loads(proc.stdout)  # stdout: exactly one JSON object
+    assert doc["runs"] == 4 and doc["holdout_runs"] == 2 and doc["failed"] == 0
+    table = rows(out)
+    in_sample = [r for r in table if r["set"] == "in-sample"]
+    assert [(r["run"], r["strategy.spread.base_bps"], r["strategy.skew.linear_coef_bps"])
+            for r in in_sample] == [("0", "0.5", "0.5"), ("1", "0.5", "4.0"),
+                                    ("2", "2.0", "0.5"), ("3", "2.0", "4.0")]
+    assert all(r["error"] == "" and r["frames"] == "99574" for r in in_sample)
+    # the runs differ: the parameters reached the quoting
+    assert len({r["total_pnl"] for r in in_sample}) == 4
+    # every figure of the summary and the metrics, markouts per horizon; no wall clock
+    for name in ("fills", "max_drawdown", "avg_abs_inventory", "quote_uptime",
+                 "markouts.1s.markout_bps", "markouts.60s.markout_bps",
+                 "unsendable.order_rate"):
+        assert name in table[0], name
+    assert "wall_s" not in table[0] and "frames_per_s" not in table[0]
+    # the best two by total_pnl re-run on the holdout recording, the same run numbers
+    best = sorted(in_sample, key=lambda r: -float(r["total_pnl"]))[:2]
+    assert [b["run"] for b in doc["best"]] == [int(r["run"]) for r in best]
+    held = [r for r in table if r["set"] == "holdout"]
+    assert [r["run"] for r in held] == [r["run"] for r in best]
+    assert all(r["error"] == "" and int(r["frames"]) < 99574 for r in held)
+    page = (out / "sweep.html").read_text()
+    runs_table = re.search(r'<table id="runs".*?</table>', page, re.S)
+    assert runs_table is not None and runs_table.group(0).count("<tr>") == 1 + 4 + 2
+    best_table = re.search(r'<table id="best".*?</table>', page, re.S)
+    assert best_table is not None and best_table.group(0).count("<tr>") == 1 + 2
+    for div in ("pareto-inventory", "pareto-drawdown", "markouts"):
+        assert f'id="{div}"' in page, div
+    assert "objective: total_pnl (largest best)" in page and "mmdaemon " in page
+
+
+def test_the_same_inputs_give_byte_identical_rows_on_one_worker_or_two(
+        tmp_path: Path) -> None:
+    results = []
+    for name, workers in (("a", "2"), ("b", "2"), ("c", "1")):
+        proc, out = sweep(tmp_path, "--workers", workers, out=name)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append((out / "runs.csv").read_bytes())
+    assert results[0] == results[1] == results[2]
+    assert results[0].count(b"\n") == 5
+
+
+def test_a_run_that_fails_gives_a_row_with_its_error_and_the_sweep_goes_on(
+        tmp_path: Path) -> None:
+    # valid for the config (a path), unreadable when the run starts
+    grid = ('[grid]\n"exchange.latency_file" = ["", "' + str(tmp_path / "absent.json")
+            + '"]\n')
+    proc, out = sweep(tmp_path, grid=grid)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert orjson.loads(proc.stdout)["failed"] == 1
+    ok, failed = rows(out)
+    assert ok["error"] == "" and ok["fills"] != ""
+    assert failed["error"].startswith("exit 2: ") and "absent.json" in failed["error"]
+    assert failed["fills"] == ""  # no figure made up for it
+    assert "in-sample run 1 failed: exit 2: " in (out / "sweep.html").read_text()
+
+
+@pytest.mark.parametrize(("grid", "says"), [
+    ('[grid]\n"strategy.spread.base_bsp" = [1.0, 2.0]\n',
+     "run 0 (strategy.spread.base_bsp = 1.0) on {config}: strategy.spread.base_bsp: "
+     "unknown key"),
+    ('[grid]\n"strategy.spread.base_bps" = [1.0, -2.0]\n',
+     "run 1 (strategy.spread.base_bps = -2.0) on {config}: strategy.spread: "
+     "SpreadParams.base_bps: expected a finite number >= 0"),
+    ("[grid]\n", "grid.toml: [grid] is empty"),
+])
+def test_a_bad_grid_is_refused_before_any_run(tmp_path: Path, grid: str, says: str) -> None:
+    proc, out = sweep(tmp_path, grid=grid)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("mmdaemon sweep: ")
+    assert says.format(config=DRYRUN) in proc.stderr
+    assert not out.exists()  # nothing ran, nothing written
+
+
+def test_an_objective_that_is_no_column_is_refused_listing_the_columns(
+        tmp_path: Path) -> None:
+    proc, out = sweep(tmp_path, "--objective", "pnl", grid=GRID.replace(", 2.0]", "]")
+                      .replace(", 4.0]", "]"))
+    assert proc.returncode == 2
+    assert "--objective pnl: not a numeric column of the runs" in proc.stderr
+    assert "total_pnl" in proc.stderr
+    assert len(rows(out)) == 1  # the work is kept
+
+
+def test_the_holdout_can_be_another_instrument_with_the_same_keys_set(
+        tmp_path: Path, usdm_file: Path) -> None:
+    proc, out = sweep(tmp_path, "--holdout", str(usdm_file), "--holdout-config",
+                      str(REPO / "config" / "dryrun-usdm.toml"), "--top", "1",
+                      "--objective", "max_drawdown:min")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc: dict[str, Any] = orjson.loads(proc.stdout)
+    (held,) = [r for r in rows(out) if r["set"] == "holdout"]
+    (best,) = doc["best"]
+    assert int(held["run"]) == best["run"] and held["error"] == ""
+    # the futures recording (fewer frames than the spot one), traded
+    assert held["frames"] != "99574" and int(held["fills"]) > 0
+    assert held["strategy.spread.base_bps"] == str(best["params"]["strategy.spread.base_bps"])
+    assert float(held["max_drawdown"]) == best["holdout"]
