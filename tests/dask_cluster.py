@@ -18,8 +18,11 @@ from pathlib import Path
 
 from distributed import Client
 
+from mmdaemon.sweep.cluster import NOT_DAEMONIC
 from tests.conftest import REPO
 from tests.helpers import wait_for
+
+NOT_DAEMONIC_KEY = NOT_DAEMONIC.split("=")[0]
 
 
 class DaskCluster:
@@ -49,13 +52,15 @@ class DaskCluster:
     def add_workers(self, *names: str, env: Mapping[str, str] | None = None,
                     preload: str | None = None) -> None:
         """Start a worker (one process, one thread) called each of ``names`` and wait until
-        the scheduler lists them all; ``env`` is added to their environment."""
+        the scheduler lists them all; ``env`` is added to their environment (which
+        starts them able to have child processes, as the sweep needs)."""
         for name in names:
             argv = ["distributed.cli.dask_worker", self.address, "--name", name,
                     "--nworkers", "1", "--nthreads", "1", "--no-dashboard"]
             if preload is not None:
                 argv += ["--preload", preload]
-            self.workers[name] = self._spawn(f"worker-{name}", argv, env or {})
+            self.workers[name] = self._spawn(
+                f"worker-{name}", argv, {NOT_DAEMONIC_KEY: "False", **(env or {})})
         wait_for(lambda: set(names) <= self.worker_addresses().keys(), timeout=60,
                  what=f"dask workers {names} registered")
 

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import multiprocessing
 import queue
-import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import util
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +40,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import mmdaemon
 from mmdaemon.commands.usage import UsageError
-from mmdaemon.sweep.executor import Recording, materialize
+from mmdaemon.sweep.executor import Recording
+from mmdaemon.sweep.local import ProcessExecutor
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -91,25 +94,50 @@ class WrongCode(RuntimeError):
     """Raised inside a task on a worker whose mmdaemon is not the client's."""
 
 
-# per worker process: the folders materialize wrote, each to be removed when it exits
-_REMOVED_AT_EXIT: set[Path] = set()
+# per Dask worker thread: the local process its tasks run in
+_LOCAL = threading.local()
+
+
+NOT_DAEMONIC = "DASK_DISTRIBUTED__WORKER__DAEMON=False"
+"""The environment a worker under a nanny needs to start the local process of its tasks
+(a nanny's worker is a daemonic process by default, which may have no children)."""
+
+
+def _daemonic() -> bool:
+    return multiprocessing.current_process().daemon
+
+
+def _local_pool() -> ProcessExecutor:
+    """This worker thread's one-process :class:`ProcessExecutor`, started at its first task
+    and stopped when the worker's process exits (multiprocessing runs the finalizer)."""
+    pool: ProcessExecutor | None = getattr(_LOCAL, "pool", None)
+    if pool is None:
+        pool = _LOCAL.pool = ProcessExecutor(1).__enter__()
+        util.Finalize(pool, pool.__exit__, args=(None, None, None), exitpriority=1)
+    return pool
 
 
 def _run_task(fn: Callable[[T, Sequence[Recording]], R], task: T,
               recordings: Sequence[Recording], expected: str) -> R:
     """One task on a worker: the same check as before submitting (a worker may have joined
-    since), then ``fn``. ``recordings`` are the worker's broadcast copies."""
+    since), then ``fn`` in this worker thread's local process, in its main thread as in a
+    local sweep: Dask runs tasks in threads, and a dry run installs signal handlers, which
+    only a main thread may. The local process receives ``recordings`` (the worker's
+    broadcast copies) once, when it starts, and writes them to disk once."""
     ours = code_identity()
     if ours != expected:
         raise WrongCode(f"this worker runs mmdaemon {ours}, the client {expected}")
-    for path in materialize(recordings):  # written once per process; fn finds them there
-        if path.parent not in _REMOVED_AT_EXIT:
-            # a Dask worker outlives sweeps but not its process: the files go with it
-            # (multiprocessing runs these finalizers at a worker's exit, atexit does not)
-            util.Finalize(None, shutil.rmtree, args=(path.parent,),
-                          kwargs={"ignore_errors": True}, exitpriority=1)
-            _REMOVED_AT_EXIT.add(path.parent)
-    return fn(task, recordings)
+    pool = _local_pool()
+    try:
+        return pool.map(fn, [task], recordings)[0]
+    except RuntimeError as exc:  # "sweep task 0 failed": the local index, not the sweep's
+        failure = exc.__cause__ or exc
+    if isinstance(failure, BrokenProcessPool):  # the local process died
+        _LOCAL.pool = None  # the next task starts another
+        pool.__exit__(None, None, None)
+    # raised out of the except block: an error inside the one it caused is a cycle that
+    # Dask cannot send back to the client
+    raise failure
 
 
 def check_identities(found: dict[str, object], expected: str, address: str) -> None:
@@ -245,6 +273,12 @@ class DaskExecutor:
                 f"{self.address}`) and run again") from None
         found: dict[str, Any] = client.run(code_identity, on_error="return")
         check_identities(found, code_identity(), self.address)
+        daemonic = sorted(w for w, yes in client.run(_daemonic).items() if yes)
+        if daemonic:
+            raise ClusterError(
+                f"mmdaemon sweep: worker {daemonic[0]} of {self.address} is a daemonic "
+                f"process, which cannot start the process its runs need: start the workers "
+                f"with {NOT_DAEMONIC} in their environment (or `dask worker --no-nanny`)")
 
     def _still_worked(self, since: float | None, done: int, total: int) -> float | None:
         """When no worker has been left for ``connect_timeout_s``, give up: Dask would
