@@ -6,8 +6,11 @@ the workers of a running Dask scheduler: it connects on ``__enter__`` and discon
 
 What travels, and how often: the recordings once per :meth:`DaskExecutor.map`, broadcast to
 every worker (``scatter(broadcast=True)``) before any task is submitted; each task then
-carries only its own parameters and a reference to those copies, and a worker turns them into
-files once (:func:`~mmdaemon.sweep.executor.materialize`).
+carries only its own parameters and a reference to those copies. Each worker thread runs its
+tasks in one local process of its own (a one-process
+:class:`~mmdaemon.sweep.local.ProcessExecutor`, started with the recordings once), in that
+process's main thread as a local sweep does, so a worker must be able to have children
+(:data:`NOT_DAEMONIC`).
 
 Why the rows are the same as on this machine: a run is a pure function of its task and the
 recordings, so the only thing that can differ on a worker is the code. Every worker must run
