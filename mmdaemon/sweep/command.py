@@ -165,13 +165,9 @@ def _executor(args: SweepArgs) -> Executor:
         from mmdaemon.sweep.local import ProcessExecutor
 
         return ProcessExecutor(args.workers)
-    try:
-        from mmdaemon.sweep.cluster import DaskExecutor  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise UsageError(f"mmdaemon sweep: --cluster needs the cluster executor and Dask "
-                         f"distributed (pip install 'mmdaemon[cluster]'): {exc}") from None
-    executor: Executor = DaskExecutor(args.cluster)
-    return executor
+    from mmdaemon.sweep.cluster import DaskExecutor  # says itself if distributed is missing
+
+    return DaskExecutor(args.cluster)
 
 
 def _map(executor: Executor, tasks: list[RunTask], recordings: list[Recording],
