@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
     "records": CORE, "engine": CORE, "pace": CORE, "backoff": CORE, "hosts": CORE,
     "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
-    "analytics": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
+    "analytics": CORE, "report_series": CORE, "sharpe": CORE, "market_hours": CORE, "metric_definitions": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "risk.ladder": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
