@@ -358,7 +358,8 @@ def _html(metrics: dict[str, Any], instrument: Instrument, title: str, source: s
         table_id="markouts")
     # the definitions speak of "quote currency" and "base currency": this report's names
     defs = "".join(
-        f"<dt>{esc(k)}</dt><dd>{esc(v.replace('quote currency', currency))}</dd>"
+        f"<dt>{esc(k)}</dt><dd>"
+        f"{esc(v.replace('quote currency', currency).replace('base currency', base))}</dd>"
         for k, v in DEFINITIONS.items())
     unit = Fraction(instrument.tick_size) * Fraction(instrument.lot_size)
     body = f"""<h1>{esc(title)}</h1>
