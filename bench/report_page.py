@@ -6,8 +6,8 @@ The day is the bundled run's journal tiled end to end until it covers 24 h (its 
 their time shifted per copy, and its fills with new ids): about 293,000 samples at the
 run's spacing (345,600 at 250 ms), far more than a plot can draw point by point, so the
 page shows what :mod:`mmdaemon.plots` decimates them to. For each journal: the seconds to
-write the report, the page's size, and the seconds headless Chromium takes to load and draw it (``--dump-dom`` after the load; no
-Chromium, no figure).
+write the report, the page's size, and the seconds headless Chromium takes to load and
+draw it (``--dump-dom`` after the load; no Chromium, no figure).
 """
 
 from __future__ import annotations
