@@ -338,6 +338,8 @@ class _Bucket:
             "inventory_pnl": float(self.inventory2 * half),
             "fees": float(self.fees2 * half),
             "markout_bps": self.short.bps(self.short.markout2),
+            "markout_fills": self.short.fills,
+            "markout_lots": self.short.lots,
             "win_rate": self.short.share(self.short.win_lots),
             "negative_markout_rate": self.short.share(self.short.negative_lots),
             "adverse_move_rate": self.short.share(self.short.adverse_lots),
@@ -459,6 +461,7 @@ def compute_metrics(
     # -- samples: time-weighted inventory, uptime, spreads, order requests
     max_spread = Fraction(str(max_spread_bps))
     sampled_ns = abs_inv_ns = uptime_ns = two_sided_ns = any_side_ns = 0
+    two_sided_samples = market_samples = 0
     spread_bps_ns = 0.0
     market_bps_ns = 0.0
     market_ns = 0
@@ -482,11 +485,13 @@ def compute_metrics(
         abs_inv_ns += abs(position) * w
         any_side_ns += w if (qbs > 0 or qas > 0) else 0
         if both:
+            two_sided_samples += 1
             two_sided_ns += w
             spread_bps_ns += quoted_spread_bps(qb, qa) * w
         if inside:
             uptime_ns += w
         if bb is not None and ba is not None:
+            market_samples += 1
             market_ns += w
             market_bps_ns += 20_000.0 * (ba - bb) / (ba + bb) * w
         for b in (hb, db):
@@ -610,6 +615,13 @@ def compute_metrics(
         "any_side_share": _ratio(any_side_ns, sampled_ns),
         "quoted_spread_bps_mean": _ratio(spread_bps_ns, two_sided_ns),
         "market_spread_bps_mean": _ratio(market_bps_ns, market_ns),
+        # the sample sizes behind the time-weighted figures and the PnL path
+        "two_sided_samples": two_sided_samples,
+        "two_sided_s": two_sided_ns / NS_PER_S,
+        "market_samples": market_samples,
+        "market_s": market_ns / NS_PER_S,
+        "marked_samples": len(core.vt),
+        "fills_with_mid": sum(core.has_mid),
         "by_hour": hour_rows,
         "by_day": day_rows,
     }

@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
@@ -55,6 +57,7 @@ from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.notify import Notifier
 from mmdaemon.order_sender import OrderSender
 from mmdaemon.pace import ReplayClock
+from mmdaemon.provenance import PROVENANCE_KEY
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
@@ -97,8 +100,11 @@ class Service:
                  event_clock: ReplayClock | None = None, state_dir: Path | None = None,
                  write_pid: bool = False, config_path: Path | None = None,
                  log_level: str | None = None, latency_out: Path | None = None,
-                 reference: list[str] | None = None) -> None:
+                 reference: list[str] | None = None,
+                 provenance: dict[str, Any] | None = None) -> None:
         self.config = config
+        # what produced this run (mmdaemon.provenance), journaled at start for the report
+        self.provenance = provenance
         self.clock = clock
         self.log = log
         self.instrument = inst = config.instrument.build()
@@ -180,6 +186,9 @@ class Service:
         if state.fills_after is not None:
             self.exchange.resume_fills_after(state.fills_after)
         self.engine.restore(state.journal, state.latch, state.restored, self.clock.wall_ns())
+        if self.provenance is not None:
+            state.journal.put(PROVENANCE_KEY, orjson.dumps(self.provenance).decode(),
+                              self.clock.wall_ns())
 
     def identity(self) -> dict[str, str]:
         """What this service's journal must belong to (see journal.IDENTITY_KEYS)."""

@@ -69,3 +69,15 @@ def load_sample_levels(path: Path | str) -> list[SampleLevels]:
     return [SampleLevels(run_id, ts_ns, tuple((p, q) for p, q in orjson.loads(bids)),
                          tuple((p, q) for p, q in orjson.loads(asks)))
             for run_id, ts_ns, bids, asks in rows]
+
+
+def load_state(path: Path | str, key: str) -> str | None:
+    """The journal's state value under ``key`` (read-only): the ``instrument`` or the
+    ``provenance`` the service wrote at start; None when the journal has none (written by
+    a version that did not record it)."""
+    db = _read_only(path)
+    try:
+        row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])

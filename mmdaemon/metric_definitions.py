@@ -87,9 +87,19 @@ DEFINITIONS: dict[str, str] = {
                               "quote's midpoint.",
     "market_spread_bps_mean": "Time-weighted mean of the market's best-bid/best-ask spread, "
                               "bps of the mid.",
+    "two_sided_samples": "Samples quoting both sides, and two_sided_s the time they held "
+                         "(s): the sample size of quoted_spread_bps_mean.",
+    "market_samples": "Samples with a two-sided market book, and market_s the time they held "
+                      "(s): the sample size of market_spread_bps_mean.",
+    "marked_samples": "Samples with a two-sided book, each a point of the PnL path behind the "
+                      "drawdown and the Sharpe ratio.",
+    "fills_with_mid": "Fills with a mid at the fill (exact or sampled): the sample size of "
+                      "avg_spread_captured_bps.",
     "by_hour": "The same metrics per hour of day in the time zone tz: fills, volume and "
                "markouts by the fill's time; inventory PnL by the time of the sample that "
                "closes each step; sampled time, inventory, uptime and order requests by the "
-               "sample's time. PnL and fills of all hours sum to the totals.",
+               "sample's time. PnL and fills of all hours sum to the totals; markout_fills and "
+               "markout_lots are the fills and lots resolved at the short horizon behind "
+               "the markout figures of the hour.",
 }
 """What every reported metric means, with its unit (rendered by :mod:`mmdaemon.report`)."""

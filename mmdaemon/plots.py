@@ -1,27 +1,25 @@
-"""The report's plots: one PNG per figure, drawn with matplotlib's Agg backend.
+"""The report's plots: plotly figures, zoomable in the page with no server.
 
-Only :func:`mmdaemon.report.write_report` imports this module, so matplotlib (about half a
-second to import) loads when a report is written and never for a replay's summary, whose
-metrics come from :mod:`mmdaemon.analytics` alone. Each function draws one figure into
-``path``; times on the x axes are event times shown in ``zone``, prices and positions in
-the quote and base currencies.
+Only :func:`mmdaemon.report.write_report` imports this module, so plotly loads when a
+report is written and never for a replay's summary, whose metrics come from
+:mod:`mmdaemon.analytics` alone. Each function returns one ``plotly.graph_objects.Figure``
+that :class:`mmdaemon.pages.Figures` embeds. Time axes are event time shown as the wall
+clock of the report's time zone; a series longer than :data:`MAX_POINTS` is drawn as its
+envelope (:func:`mmdaemon.report_series.envelope`: extremes kept). Money is labelled with
+the instrument's quote currency (``currency``: USDT for BTCUSDT, USD for LOBSTER), sizes
+with its base currency (``base``: BTC, shares).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: headless, deterministic raster output
-
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from mmdaemon.analytics import (
     SampleLevels,
@@ -31,229 +29,257 @@ from mmdaemon.analytics import (
     sample_weights_ns,
 )
 from mmdaemon.model import NS_PER_S, Fill, Instrument, Side
+from mmdaemon.report_series import envelope, quote_distances
 
-_MAX_POINTS = 20_000  # per line: a week of 250 ms samples would make a slow, unreadable plot
-_DPI = 100
-_PNG_META = {"Software": None}  # no version string: the same data gives the same bytes
+MAX_POINTS = 3000
+"""Points per time-series trace at most: a day of 250 ms samples (345,600) would make a page
+of tens of MB that a browser redraws slowly on every zoom."""
 
-
-def _times(ts_ns: Sequence[int]) -> list[float]:
-    """matplotlib date numbers (days since its epoch) of ns timestamps; the axis formatter
-    shows them in the report's time zone."""
-    stamps = [datetime.fromtimestamp(t / NS_PER_S, UTC) for t in ts_ns]
-    return list(mdates.date2num(stamps))  # type: ignore[no-untyped-call]
-
-
-def _stride(n: int) -> int:
-    """Keep every k-th point so a line has at most ``_MAX_POINTS`` (tables keep it all)."""
-    return max(1, -(-n // _MAX_POINTS))
+_BID, _ASK = "#1f77b4", "#ff7f0e"  # our bid/ask levels (the ask's outer levels: dashed)
+_WINDOW_BUTTONS = [{"count": 1, "label": "1 min", "step": "minute", "stepmode": "backward"},
+                   {"count": 5, "label": "5 min", "step": "minute", "stepmode": "backward"},
+                   {"count": 1, "label": "1 h", "step": "hour", "stepmode": "backward"},
+                   {"count": 1, "label": "1 day", "step": "day", "stepmode": "backward"},
+                   {"label": "all", "step": "all"}]
 
 
-def _time_axis(ax: Any, zone: ZoneInfo) -> None:
-    # matplotlib.dates is not annotated, hence the ignores here and in _times
-    locator = mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(
-        mdates.ConciseDateFormatter(locator, tz=zone))  # type: ignore[no-untyped-call]
-    ax.set_xlabel(f"event time ({zone.key})")
+class Clock:
+    """Event times (ns, UTC) as plotly date-axis numbers: ms of the wall clock in ``zone``
+    (plotly reads a number on a date axis as UTC ms, so the zone's offset is added: the
+    axis then shows local time, DST included). Memoised per minute: every real UTC offset
+    is a whole number of minutes."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._offset_ms: dict[int, int] = {}
+
+    def __call__(self, ts_ns: int) -> int:
+        minute = ts_ns // (60 * NS_PER_S)
+        off = self._offset_ms.get(minute)
+        if off is None:
+            delta = datetime.fromtimestamp(minute * 60, UTC).astimezone(self.zone).utcoffset()
+            off = self._offset_ms[minute] = int(delta.total_seconds() * 1000) if delta else 0
+        return ts_ns // 1_000_000 + off
+
+    def times(self, ts_ns: Sequence[int]) -> list[int]:
+        return [self(t) for t in ts_ns]
 
 
-def _save(fig: Any, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=_DPI, metadata=_PNG_META)
-    plt.close(fig)
+def _layout(fig: go.Figure, title: str, ytitle: str, height: int = 420) -> go.Figure:
+    fig.update_layout(title={"text": title, "x": 0.01}, template="plotly_white",
+                      height=height, margin={"l": 70, "r": 20, "t": 60, "b": 50},
+                      legend={"orientation": "h", "y": -0.25, "font": {"size": 11}},
+                      hovermode="x unified")
+    fig.update_yaxes(title_text=ytitle, zeroline=True, zerolinecolor="#999")
+    return fig
 
 
-def _finish(fig: Any, ax: Any, path: Path, title: str, ylabel: str,
-            xlabel: str | None = None) -> None:
-    """Title, axis labels, grid, then the PNG at ``path``."""
-    ax.set_title(title)
-    if xlabel is not None:
-        ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+def _time_axis(fig: go.Figure, clock: Clock, window: tuple[int, int] | None = None) -> None:
+    """A date x axis in ``clock``'s zone with a range slider and window buttons; ``window``
+    (event ns) the range shown first (None: the whole run)."""
+    xaxis: dict[str, Any] = {"type": "date", "title": f"event time ({clock.zone.key})",
+                             "rangeslider": {"visible": True, "thickness": 0.08},
+                             "rangeselector": {"buttons": _WINDOW_BUTTONS}}
+    if window is not None:
+        xaxis["range"] = [clock(window[0]), clock(window[1])]
+    fig.update_layout(xaxis=xaxis, legend={"y": -0.45}, height=(fig.layout.height or 420) + 80)
 
 
-def _over_time(ax: Any, zone: ZoneInfo) -> None:
-    """A series over time around zero: the zero line, the time axis, the legend."""
-    ax.axhline(0, color="grey", lw=0.6)
-    _time_axis(ax, zone)
-    ax.legend(loc="best", fontsize=8)
+def _line(fig: go.Figure, xs: Sequence[int], ys: Sequence[float | None], name: str,
+          step: bool = False, **style: Any) -> None:
+    """One trace of a series over time, as its envelope when long."""
+    x, y = envelope(xs, ys, MAX_POINTS)
+    fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines",
+                             line_shape="hv" if step else "linear", **style))
 
 
-def _no_data(ax: Any, what: str) -> None:
-    ax.text(0.5, 0.5, f"no {what} in this journal", ha="center", va="center",
-            transform=ax.transAxes)
+def _no_data(fig: go.Figure, what: str) -> None:
+    fig.add_annotation(text=f"no {what} in this journal", showarrow=False, x=0.5, y=0.5,
+                       xref="paper", yref="paper")
 
 
-def pnl(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
-        instrument: Instrument, zone: ZoneInfo) -> None:
-    """Mark-to-market PnL over time and its components (quote currency)."""
+def pnl(fills: Sequence[Fill], samples: Sequence[SampleRow], instrument: Instrument,
+        clock: Clock, currency: str) -> go.Figure:
+    """Mark-to-market PnL over time and its components (``currency``)."""
     series = pnl_series(fills, samples, instrument)
-    fig, ax = plt.subplots(figsize=(11, 4.5))
+    fig = go.Figure()
     if series.ts_ns:
-        k = _stride(len(series.ts_ns))
-        t = _times(series.ts_ns[::k])
-        ax.plot(t, series.total[::k], color="black", lw=1.8, label="total (mark-to-market)")
-        ax.plot(t, series.spread_capture[::k], color="tab:green", lw=1.1,
-                label="spread capture (edge vs mid at fill)")
-        ax.plot(t, series.inventory[::k], color="tab:blue", lw=1.1,
-                label="inventory (mid moves on the position)")
-        ax.plot(t, [-f for f in series.fees[::k]], color="tab:red", lw=1.1,
-                label="- fees (rebates > 0)")
-        _over_time(ax, zone)
+        t = clock.times(series.ts_ns)
+        _line(fig, t, series.total, "total (mark-to-market)",
+              line={"color": "black", "width": 2})
+        _line(fig, t, series.spread_capture, "spread capture (edge vs mid at fill)",
+              line={"color": "#2ca02c", "width": 1.2})
+        _line(fig, t, series.inventory, "inventory (mid moves on the position)",
+              line={"color": _BID, "width": 1.2})
+        _line(fig, t, [-f for f in series.fees], "- fees (rebates > 0)",
+              line={"color": "#d62728", "width": 1.2})
     else:
-        _no_data(ax, "samples with a book")
-    _finish(fig, ax, path, "PnL over time and its components (total = spread + inventory - "
-            "fees)", "PnL (quote currency)")
+        _no_data(fig, "samples with a book")
+    _layout(fig, f"PnL over time and its components (total = spread + inventory - fees), "
+            f"{len(series.ts_ns):,} marks", f"PnL ({currency})")
+    _time_axis(fig, clock)
+    return fig
 
 
-def inventory(path: Path, samples: Sequence[SampleRow], instrument: Instrument,
-              zone: ZoneInfo, soft: int | None, hard: int | None) -> None:
-    """Position over time (base currency) with the ``soft``/``hard`` limits (lots) if
-    given."""
+def inventory(samples: Sequence[SampleRow], instrument: Instrument, clock: Clock, base: str,
+              soft: int | None, hard: int | None) -> go.Figure:
+    """Position over time (``base``) with the ``soft``/``hard`` limits (lots) if given."""
     lot = Fraction(instrument.lot_size)
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = go.Figure()
     if samples:
-        k = _stride(len(samples))
-        picked = samples[::k]
-        ax.step(_times([s.ts_ns for s in picked]),
-                [float(s.position * lot) for s in picked], where="post", color="tab:blue",
-                lw=1.2, label="position")
-        for limit, style, name in ((soft, "--", "soft limit"), (hard, "-", "hard limit")):
+        _line(fig, clock.times([s.ts_ns for s in samples]),
+              [float(s.position * lot) for s in samples], "position", step=True,
+              line={"color": _BID, "width": 1.4})
+        for limit, dash, color, name in ((soft, "dash", "#ff7f0e", "soft limit"),
+                                         (hard, "solid", "#d62728", "hard limit")):
             if limit:
                 value = float(limit * lot)
-                ax.axhline(value, color="tab:orange" if style == "--" else "tab:red",
-                           ls=style, lw=1, label=f"{name} ±{value:g}")
-                ax.axhline(-value, color="tab:orange" if style == "--" else "tab:red",
-                           ls=style, lw=1)
-        _over_time(ax, zone)
+                for y in (value, -value):
+                    fig.add_hline(y=y, line={"dash": dash, "color": color, "width": 1},
+                                  annotation_text=f"{name} {y:+g} {base}",
+                                  annotation_position="top left")
     else:
-        _no_data(ax, "samples")
-    _finish(fig, ax, path, "Inventory over time (sampled)", "position (base currency, long > 0)")
+        _no_data(fig, "samples")
+    _layout(fig, f"Inventory over time ({len(samples):,} samples)",
+            f"position ({base}, long > 0)", 380)
+    _time_axis(fig, clock)
+    return fig
 
 
-def quotes(path: Path, fills: Sequence[Fill], samples: Sequence[SampleRow],
-           instrument: Instrument, zone: ZoneInfo, start_ns: int | None,
-           window_s: float, levels: Sequence[SampleLevels] = ()) -> None:
-    """Our quotes against the market's best bid/ask and fair value (quote currency),
-    ``window_s`` seconds from ``start_ns`` (event time; None: the first quoting sample);
-    ``levels``, a ladder's samples, add its outer levels (thinner lines, level 1 on)."""
+def quotes(fills: Sequence[Fill], samples: Sequence[SampleRow], instrument: Instrument,
+           clock: Clock, currency: str, levels: Sequence[SampleLevels] = (),
+           window: tuple[int, int] | None = None) -> go.Figure:
+    """Our quotes (every level of a ladder) against the market's best bid/ask and our fair
+    value, prices in ``currency``, over the whole run; ``window`` (event ns) shown first."""
     tick = Fraction(instrument.tick_size)
-    if start_ns is None:
-        quoting = [s.ts_ns for s in samples if s.bid_size > 0 or s.ask_size > 0]
-        start_ns = quoting[0] if quoting else (samples[0].ts_ns if samples else 0)
-    end_ns = start_ns + round(window_s * NS_PER_S)
-    win = [s for s in samples if start_ns <= s.ts_ns <= end_ns]
-    fig, ax = plt.subplots(figsize=(11, 5))
-    if win:
-        t = _times([s.ts_ns for s in win])
+    fig = go.Figure()
+    if samples:
+        t = clock.times([s.ts_ns for s in samples])
 
-        def price(v: int | None, on: bool = True) -> float:
-            # NaN breaks the line where a side is absent, rather than drawing it at 0
-            return float(v * tick) if v is not None and on else float("nan")
+        def price(v: int | None) -> float | None:
+            return float(v * tick) if v is not None else None
 
-        # wide, pale market lines: a one-tick market spread would otherwise vanish under
-        # the fair value line at this scale
-        ax.step(t, [price(s.best_bid) for s in win], where="post", color="tab:green",
-                lw=3, alpha=0.45, label="market best bid")
-        ax.step(t, [price(s.best_ask) for s in win], where="post", color="tab:red",
-                lw=3, alpha=0.45, label="market best ask")
-        ax.plot(t, [float(s.fair) * float(tick) if s.fair else float("nan") for s in win],
-                color="black", lw=0.8, ls=":", label="fair value")
-        ax.step(t, [price(s.bid, s.bid_size > 0) for s in win], where="post",
-                color="tab:blue", lw=1.4, label="our bid")
-        ax.step(t, [price(s.ask, s.ask_size > 0) for s in win], where="post",
-                color="tab:orange", lw=1.4, label="our ask")
-        _outer_levels(ax, win, levels, price)
-        inside = [f for f in fills if start_ns <= f.ts_ns <= end_ns]
-        for side, marker, color, name in ((Side.BUY, "^", "tab:blue", "our buy fill"),
-                                          (Side.SELL, "v", "tab:orange", "our sell fill")):
-            pts = [f for f in inside if f.side is side]
+        _line(fig, t, [price(s.best_bid) for s in samples], "market best bid", step=True,
+              line={"color": "#2ca02c", "width": 4}, opacity=0.4)
+        _line(fig, t, [price(s.best_ask) for s in samples], "market best ask", step=True,
+              line={"color": "#d62728", "width": 4}, opacity=0.4)
+        _line(fig, t, [float(s.fair) * float(tick) if s.fair else None for s in samples],
+              "fair value", line={"color": "black", "width": 1, "dash": "dot"})
+        by_key = {(r.run_id, r.ts_ns): r for r in levels}
+        depth = max((max(len(r.bids), len(r.asks)) for r in levels), default=1)
+        for i in range(depth):
+            for side, color in (("bid", _BID), ("ask", _ASK)):
+                ys = [price(_level_price(s, by_key.get((s.run_id, s.ts_ns)), side, i))
+                      for s in samples]
+                if any(y is not None for y in ys):
+                    _line(fig, t, ys, f"our {side} level {i}", step=True,
+                          line={"color": color, "width": 1.6 if i == 0 else 0.9,
+                                "dash": "solid" if i == 0 else "dash"})
+        for way, symbol, color, name in ((Side.BUY, "triangle-up", _BID, "our buy fill"),
+                                         (Side.SELL, "triangle-down", _ASK, "our sell fill")):
+            pts = [f for f in fills if f.side is way]
             if pts:
-                ax.scatter(_times([f.ts_ns for f in pts]),
-                           [float(f.price * tick) for f in pts], marker=marker, s=50,
-                           color=color, edgecolors="black", zorder=5, label=name)
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        _time_axis(ax, zone)
-        ax.legend(loc="best", fontsize=8, ncol=2)
+                fig.add_trace(go.Scatter(
+                    x=clock.times([f.ts_ns for f in pts]), y=[float(f.price * tick) for f in pts],
+                    mode="markers", name=name, marker={"symbol": symbol, "size": 9,
+                                                       "color": color,
+                                                       "line": {"color": "black", "width": 1}}))
     else:
-        _no_data(ax, "samples in the window")
-    _finish(fig, ax, path, f"Our quotes vs the market, {window_s:g} s from "
-            f"{datetime.fromtimestamp(start_ns / NS_PER_S, zone):%Y-%m-%d %H:%M:%S %Z}",
-            "price (quote currency)")
+        _no_data(fig, "samples")
+    _layout(fig, f"Our quotes vs the market ({len(samples):,} samples, {len(fills):,} fills)",
+            f"price ({currency})", 480)
+    fig.update_yaxes(tickformat=",.10~g")
+    _time_axis(fig, clock, window)
+    return fig
 
 
-def _outer_levels(ax: Any, win: Sequence[SampleRow], levels: Sequence[SampleLevels],
-                  price: Callable[[int | None, bool], float]) -> None:
-    """A ladder's levels 1.. as thin steps over the samples ``win`` (a sample without a
-    ladder row, or a side shorter than the level, breaks the line)."""
-    by_key = {(r.run_id, r.ts_ns): r for r in levels}
-    rows = [by_key.get((s.run_id, s.ts_ns)) for s in win]
-    depth = max((max(len(r.bids), len(r.asks)) for r in rows if r is not None), default=0)
-    if depth < 2:
-        return
-    t = _times([s.ts_ns for s in win])
-    for i in range(1, depth):
-        for book, color, name in (("bids", "tab:blue", "bid"), ("asks", "tab:orange", "ask")):
-            ys = [price(getattr(r, book)[i][0], True)
-                  if r is not None and len(getattr(r, book)) > i else float("nan")
-                  for r in rows]
-            ax.step(t, ys, where="post", color=color, lw=0.7, alpha=0.8,
-                    ls=(0, (3, 1 + i)), label=f"our {name} level {i}")
+def _level_price(s: SampleRow, row: SampleLevels | None, side: str, i: int) -> int | None:
+    """Our price at level ``i`` of ``side`` in sample ``s`` (its ladder ``row`` if it had
+    one); None when not quoted there."""
+    if row is not None:
+        book = row.bids if side == "bid" else row.asks
+        return book[i][0] if i < len(book) and book[i][1] > 0 else None
+    if i:
+        return None
+    if side == "bid":
+        return s.bid if s.bid_size > 0 else None
+    return s.ask if s.ask_size > 0 else None
 
 
-def markouts(path: Path, metrics: dict[str, Any]) -> None:
-    """The markout curve of ``metrics`` (bps of the mid before each fill, by horizon)."""
+def quote_distance(samples: Sequence[SampleRow], levels: Sequence[SampleLevels],
+                   clock: Clock, window: tuple[int, int] | None = None) -> go.Figure:
+    """Each of our levels' distance to the market's touch on its side, ticks (one trace per
+    level and side: :func:`mmdaemon.report_series.quote_distances`), over the whole run;
+    ``window`` (event ns) shown first."""
+    fig = go.Figure()
+    distances = quote_distances(samples, levels)
+    t = clock.times([s.ts_ns for s in samples])
+    for (side, i), ticks in sorted(distances.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        quoted = sum(d is not None for d in ticks)
+        _line(fig, t, [float(d) if d is not None else None for d in ticks],
+              f"{side} level {i} ({quoted:,} samples)", step=True,
+              line={"color": _BID if side == "bid" else _ASK, "width": 1.5 if i == 0 else 1,
+                    "dash": "solid" if i == 0 else "dash"})
+    if not distances:
+        _no_data(fig, "quotes with a market book")
+    _layout(fig, "Our quotes' distance to the touch (0 = at the best price of our side, "
+            "< 0 = inside the spread)", "ticks behind the touch", 440)
+    _time_axis(fig, clock, window)
+    return fig
+
+
+def markouts(metrics: dict[str, Any]) -> go.Figure:
+    """The markout curve of ``metrics`` (bps of the mid before each fill, by horizon), each
+    point with its resolved fills and lots."""
     rows = [r for r in metrics["markouts"] if r["markout_bps"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = go.Figure()
     if rows:
         hs = [r["horizon_s"] for r in rows]
-        ax.plot(hs, [r["markout_bps"] for r in rows], "o-", color="black",
-                label="markout (edge + mid move)")
-        ax.plot(hs, [r["mid_move_bps"] for r in rows], "s--", color="tab:red",
-                label="mid move after the fill")
-        ax.axhline(metrics["avg_spread_captured_bps"] or 0.0, color="tab:green", ls=":",
-                   label="edge at the fill (avg spread captured)")
-        ax.axhline(0, color="grey", lw=0.6)
-        for r in rows:
-            ax.annotate(f"n={r['resolved_fills']}", (r["horizon_s"], r["markout_bps"]),
-                        textcoords="offset points", xytext=(4, 6), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xticks(hs, [f"{h:g}" for h in hs])
-        ax.minorticks_off()
-        ax.legend(loc="best", fontsize=8)
+        text = [f"n = {r['resolved_fills']:,} fills, {r['resolved_lots']:,} lots" for r in rows]
+        fig.add_trace(go.Scatter(x=hs, y=[r["markout_bps"] for r in rows], text=text,
+                                 mode="lines+markers+text", textposition="top right",
+                                 name="markout (edge + mid move)",
+                                 line={"color": "black"}))
+        fig.add_trace(go.Scatter(x=hs, y=[r["mid_move_bps"] for r in rows], text=text,
+                                 mode="lines+markers", name="mid move after the fill",
+                                 line={"color": "#d62728", "dash": "dash"}))
+        fig.add_hline(y=metrics["avg_spread_captured_bps"] or 0.0,
+                      line={"color": "#2ca02c", "dash": "dot"},
+                      annotation_text="edge at the fill (avg spread captured)")
+        fig.update_xaxes(type="log", tickvals=hs, ticktext=[f"{h:g}" for h in hs])
     else:
-        _no_data(ax, "measurable fills")
-    _finish(fig, ax, path, "Markout curve (notional-weighted, bps of the mid before the fill)",
-            "bps (> 0 = in our favour)", "horizon after the fill (s, log scale)")
+        _no_data(fig, "measurable fills")
+    _layout(fig, "Markout curve (notional-weighted, bps of the mid before the fill)",
+            "bps (> 0 = in our favour)", 420)
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(title_text="horizon after the fill (s, log scale)")
+    return fig
 
 
-def by_hour(path: Path, metrics: dict[str, Any]) -> None:
-    """Fills (count) and PnL (quote currency) by hour of day in ``metrics``' time zone."""
+def by_hour(metrics: dict[str, Any], currency: str) -> go.Figure:
+    """Fills (count) and PnL (``currency``) by hour of day in ``metrics``' time zone."""
     rows = metrics["by_hour"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     hours = [r["hour"] for r in rows]
-    top.bar(hours, [r["fills"] for r in rows], color="tab:blue", label="fills")
-    top.set_ylabel("fills (count)")
-    top.set_title(f"Fills and PnL by hour of day ({metrics['tz']})")
+    fig.add_trace(go.Bar(x=hours, y=[r["fills"] for r in rows], name="fills",
+                         marker_color=_BID), row=1, col=1)
     pnl = [r["pnl"] for r in rows]
-    bottom.bar(hours, pnl, color=["tab:green" if p >= 0 else "tab:red" for p in pnl],
-               label="PnL")
-    bottom.axhline(0, color="grey", lw=0.6)
-    bottom.set_ylabel("PnL (quote currency)")
-    bottom.set_xlabel(f"hour of day ({metrics['tz']}), hour h covers [h:00, h+1:00)")
-    bottom.set_xticks(range(24))
-    bottom.set_xlim(-0.6, 23.6)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3, axis="y")
-    _save(fig, path)
+    fig.add_trace(go.Bar(x=hours, y=pnl, name=f"PnL ({currency})",
+                         marker_color=["#2ca02c" if p >= 0 else "#d62728" for p in pnl],
+                         text=[f"{r['fills']:,} fills" for r in rows]), row=2, col=1)
+    _layout(fig, f"Fills and PnL by hour of day ({metrics['tz']})", "", 480)
+    fig.update_yaxes(title_text="fills (count)", row=1, col=1)
+    fig.update_yaxes(title_text=f"PnL ({currency})", row=2, col=1)
+    fig.update_xaxes(title_text=f"hour of day ({metrics['tz']}), hour h covers "
+                     "[h:00, h+1:00)", dtick=1, range=[-0.6, 23.6], row=2, col=1)
+    fig.update_layout(hovermode="closest")
+    return fig
 
 
-def spread_hist(path: Path, samples: Sequence[SampleRow], max_spread_bps: float) -> None:
-    """Time-weighted distribution of our two-sided quoted spread (bps), with the uptime
-    limit ``max_spread_bps``."""
+def spread_hist(samples: Sequence[SampleRow], max_spread_bps: float,
+                bins: int = 40) -> go.Figure:
+    """Time-weighted distribution of our two-sided quoted spread (bps) in ``bins`` equal
+    bins, with the uptime limit ``max_spread_bps``."""
     weights = sample_weights_ns(samples)
     spreads: list[float] = []
     secs: list[float] = []
@@ -261,14 +287,26 @@ def spread_hist(path: Path, samples: Sequence[SampleRow], max_spread_bps: float)
         if s.bid_size > 0 and s.ask_size > 0 and s.bid > 0 and s.ask > 0 and w > 0:
             spreads.append(quoted_spread_bps(s.bid, s.ask))
             secs.append(w / NS_PER_S)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = go.Figure()
     if spreads:
-        ax.hist(spreads, bins=40, weights=secs, color="tab:blue", alpha=0.8,
-                label="time quoted two-sided")
-        ax.axvline(max_spread_bps, color="tab:red", ls="--",
-                   label=f"uptime limit {max_spread_bps:g} bps")
-        ax.legend(loc="best", fontsize=8)
+        lo, hi = min(spreads), max(spreads)
+        width: float = (hi - lo) / bins or 1.0
+        totals = [0.0] * bins
+        counts = [0] * bins
+        for x, held_s in zip(spreads, secs, strict=True):
+            k = min(int((x - lo) / width), bins - 1)
+            totals[k] += held_s
+            counts[k] += 1
+        fig.add_trace(go.Bar(x=[lo + (k + 0.5) * width for k in range(bins)], y=totals,
+                             width=width, name="time quoted two-sided",
+                             text=[f"{c:,} samples" for c in counts], marker_color=_BID))
+        fig.add_vline(x=max_spread_bps, line={"color": "#d62728", "dash": "dash"},
+                      annotation_text=f"uptime limit {max_spread_bps:g} bps")
     else:
-        _no_data(ax, "two-sided quotes")
-    _finish(fig, ax, path, "Distribution of our quoted spread (time-weighted)", "time (s)",
-            "quoted spread (bps of the quote's midpoint)")
+        _no_data(fig, "two-sided quotes")
+    _layout(fig, f"Distribution of our quoted spread (time-weighted, {len(spreads):,} "
+            f"two-sided samples)", "time (s)", 400)
+    fig.update_traces(textposition="none")
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(title_text="quoted spread (bps of the quote's midpoint)")
+    return fig

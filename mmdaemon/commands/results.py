@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # imported where a command runs it: the other commands start 
 def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> dict[str, Any]:
     """The article's metrics from the replay's journal; with ``report_dir`` the report too.
 
-    Only the report path imports :mod:`mmdaemon.report` (and through it matplotlib, about
-    half a second): the summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
+    Only the report path imports :mod:`mmdaemon.report` (and through it plotly): the
+    summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
     from mmdaemon.analytics import compute_metrics
     from mmdaemon.journal_reader import load_journal, load_markouts
     from mmdaemon.market_hours import market_hours
@@ -38,7 +38,8 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
             journal, service.instrument, report_dir,
             max_spread_bps=config.report.max_spread_bps,
             inventory_soft_lots=config.risk.inventory_soft_lots,
-            inventory_hard_lots=config.risk.inventory_hard_lots, **options)
+            inventory_hard_lots=config.risk.inventory_hard_lots,
+            venue=config.instrument.venue, **options)
         logger.info("report_written", path=str(report_dir / "report.html"))
         return metrics
     fills, samples = load_journal(journal)
@@ -76,7 +77,7 @@ def report(state_dir: Path, out: Path) -> int:
                  horizons_s=spec.get("markout_horizons_s", DEFAULT_HORIZONS_S),
                  max_spread_bps=spec.get("max_spread_bps", 10.0),
                  inventory_soft_lots=spec.get("inventory_soft_lots"),
-                 inventory_hard_lots=spec.get("inventory_hard_lots"))
+                 inventory_hard_lots=spec.get("inventory_hard_lots"), venue=venue)
     print(f"report written to {out / 'report.html'}")
     return 0
 

@@ -84,11 +84,15 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
         print(f"mmdaemon run: --latency-out: {why}", file=sys.stderr)
         return 2
 
+    from mmdaemon.provenance import provenance
+
     logger = log.get_logger(instrument=config.instrument.symbol)
     try:
         service = Service(config, SystemClock(), logger, write_pid=True,
                           config_path=config_path, log_level=log_level,
-                          latency_out=latency_out)
+                          latency_out=latency_out,
+                          provenance=provenance(config, config_path, mode="run",
+                                                recordings=config.feed.recordings))
     except ValueError as exc:
         print(f"mmdaemon run: config error: {exc}", file=sys.stderr)
         return 2
@@ -210,6 +214,7 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
     the progress line on stderr. Raises :class:`UsageError` for bad input found before
     the start, :class:`DryRunFailed` when the run gives no summary."""
     from mmdaemon.daemon import Service
+    from mmdaemon.provenance import provenance
 
     reference = reference_recordings(config, reference, config_path)
     speed = speed_and_recordings("replay", recordings + reference, speed_text)
@@ -225,12 +230,15 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
     logger = log.get_logger(instrument=config.instrument.symbol, mode="replay")
     if config.instrument.venue == "lobster":
         _check_lobster(recordings, config)
+    # the config as the service runs it (a paper adapter), the file as it was read
+    produced = provenance(config, config_path, mode="replay", recordings=recordings,
+                          reference=reference)
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
                               speed=speed, event_clock=event_clock,
                               state_dir=Path(state_dir or tmp), log_level=log_level,
-                              reference=reference)
+                              reference=reference, provenance=produced)
         except ValueError as exc:
             raise DryRunFailed(2, f"mmdaemon replay: config error: {exc}") from None
         start_ns = service.clock.monotonic_ns()
@@ -247,6 +255,9 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
             raise DryRunFailed(2, f"mmdaemon replay: {', '.join(recordings)}: no frame of "
                                   f"{config.instrument.symbol} decoded in {lines} lines{why}")
         summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
+        summary["version"] = produced["version"]
+        summary["config"] = produced["config"]
+        summary["feed"] = produced["feed"]
         summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = replay_metrics(service, report_dir, logger)
     return summary

@@ -69,6 +69,9 @@ def test_replay_is_deterministic(tmp_path: Path) -> None:
     second, _, _ = replay(tmp_path / "b", files=SPOT_FILES[:1])
     for key in ("wall_s", "frames_per_s"):
         first.pop(key), second.pop(key)
+    # what produced each names its own config file and state directory (a/ and b/)
+    for key in ("config", "feed"):
+        first.pop(key), second.pop(key)
     assert first == second and first["fills"] > 0
 
 
@@ -180,7 +183,8 @@ def test_breakers_act_the_same_way_on_every_replay(tmp_path: Path) -> None:
     overrides = {"risk": {"max_loss": "0.05", "max_drawdown": "1000"}}
     first, _, _ = replay(tmp_path / "a", overrides)
     second, _, _ = replay(tmp_path / "b", overrides)
-    for key in ("wall_s", "frames_per_s"):
+    # wall-clock figures, and what produced each run (its own config file and state dir)
+    for key in ("wall_s", "frames_per_s", "config", "feed"):
         first.pop(key), second.pop(key)
     assert first == second and first["state"] == "KILLED"
 

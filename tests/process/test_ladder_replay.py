@@ -71,8 +71,14 @@ def test_a_three_level_ladder_replays_and_the_report_shows_every_level(
     assert f"Up to {LEVELS} levels on the bid and {LEVELS} on the ask" in page
     for side in ("bid", "ask"):
         for level in range(LEVELS):
-            assert f'<tr><td class="name">{side}</td><td>{level}</td>' in page
-    assert (report / "quotes.png").stat().st_size > 0
+            assert f'<tr><td class="name">{side}</td><td data-v="{level}">{level}</td>' in page
+    # the quote plots draw every level of each side (one trace each, named by it)
+    for plot in ("plot-quotes", "plot-quote-distance"):
+        div = page[page.index(f'id="{plot}"'):]
+        div = div[:div.index("</figure>")]
+        for side in ("bid", "ask"):
+            for level in range(LEVELS):
+                assert f"{side} level {level}" in div, (plot, side, level)
 
 
 def test_a_journal_from_before_ladders_still_reports(tmp_path: Path) -> None:

@@ -202,6 +202,7 @@ def summary_of(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     assert proc.returncode == 0, err[-2000:]
     summary: dict[str, Any] = orjson.loads(out)
     del summary["wall_s"], summary["frames_per_s"]  # how fast this machine ran it
+    del summary["feed"]  # which files it read: the recorded and the source recordings
     return summary
 
 

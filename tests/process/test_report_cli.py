@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
+import sqlite3
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import orjson
 import pytest
 
+from mmdaemon import pages
 from tests.conftest import SHARED_DATA, SPOT_FILES
 from tests.helpers import first_lines
 
@@ -55,6 +61,53 @@ def test_lobster_equity_day_replays_with_a_time_of_day_table(tmp_path: Path) -> 
     assert sum(row["fills"] for row in s["metrics"]["by_hour"]) == s["fills"]
     html = (out / "report.html").read_text()
     assert "15:00" in html or ">15<" in html
+    # NASDAQ money in USD, sizes in shares: never USDT, never a generic "quote currency"
+    assert "PnL (USD)" in html and "price (USD)" in html and "size (shares)" in html
+    # (outside the config's text and the definitions, which give BTCUSDT as an example)
+    ours = re.sub(r"<pre .*?</pre>", "", html[:html.index("<h2>Definitions</h2>")],
+                  flags=re.DOTALL)
+    assert "USDT" not in ours and "quote currency" not in html
+    assert '<td class="name">Volume (shares)</td>' in html
+
+
+def test_the_config_and_version_are_in_the_json_the_report_and_the_journal(
+        tmp_path: Path) -> None:
+    """``replay --json`` and its report say which mmdaemon and which config file (path,
+    sha256, text) produced them; ``mmdaemon report`` finds the same in the journal, and
+    an older journal without them still reports, saying they were not recorded."""
+    config = Path(__file__).resolve().parents[2] / "config" / "dryrun.toml"
+    recording = first_lines(tmp_path / "short.gz", 3000)
+    state, first, second = tmp_path / "state", tmp_path / "r1", tmp_path / "r2"
+    proc = mmdaemon("replay", str(recording), "--config", str(config), "--state-dir",
+                    str(state), "--report", str(first), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = orjson.loads(proc.stdout)
+    sha = hashlib.sha256(config.read_bytes()).hexdigest()
+    assert summary["version"] == version("mmdaemon")
+    assert summary["config"]["path"] == str(config)
+    assert summary["config"]["sha256"] == sha
+    assert summary["config"]["text"] == config.read_text()  # nothing secret-looking in it
+    assert summary["config"]["values"]["exchange"]["adapter"] == "paper"
+    assert summary["feed"]["recordings"] == [{"path": str(recording),
+                                              "bytes": recording.stat().st_size}]
+    assert mmdaemon("report", str(state), "--out", str(second)).returncode == 0
+    for out in (first, second):
+        page = (out / "report.html").read_text()
+        produced = page[page.index('id="provenance"'):page.index("<h2>Metrics</h2>")]
+        assert f"<dd>{version('mmdaemon')}</dd>" in produced
+        assert f"<dd>{sha}</dd>" in produced and f"<dd>{config}</dd>" in produced
+        assert pages.esc(config.read_text()) in produced
+        assert str(recording) in produced
+
+    old = tmp_path / "old"
+    shutil.copytree(state, old, ignore=shutil.ignore_patterns("*.lock", "*.pid"))
+    with sqlite3.connect(old / "journal.sqlite") as db:
+        db.execute("DELETE FROM state WHERE key = 'provenance'")
+    proc = mmdaemon("report", str(old), "--out", str(tmp_path / "r3"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (tmp_path / "r3" / "report.html").read_text()
+    assert "Version and configuration: not recorded" in page
+    assert 'id="plot-quote-distance"' in page
 
 
 def test_the_summary_for_people_matches_the_json_one(tmp_path: Path) -> None:
@@ -78,7 +131,7 @@ def test_the_summary_for_people_matches_the_json_one(tmp_path: Path) -> None:
     assert rows["sharpe"] == f"n/a ({intervals} intervals)"
 
 
-PLOTTING = ("matplotlib", "mmdaemon.report", "mmdaemon.plots")
+PLOTTING = ("plotly", "mmdaemon.report", "mmdaemon.plots")
 
 # `python -m mmdaemon ...`, then one more line on stdout: which of PLOTTING the run loaded
 LOADED_PROBE = (
@@ -93,7 +146,7 @@ LOADED_PROBE = (
 @pytest.mark.parametrize("with_report", [False, True], ids=["json", "json-and-report"])
 def test_the_summary_metrics_never_import_the_plotting_library(tmp_path: Path,
                                                               with_report: bool) -> None:
-    """matplotlib costs more to import than a short replay takes to run: the summary's
+    """plotly costs more to import than a short replay takes to run: the summary's
     metrics must not load it, only a report does (which also shows the probe sees it)."""
     recording = first_lines(tmp_path / "short.gz", 3000)
     report = ("--report", str(tmp_path / "report")) if with_report else ()
