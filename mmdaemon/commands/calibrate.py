@@ -295,7 +295,7 @@ def render(result: dict[str, Any]) -> str:
 def write_page(result: dict[str, Any], out: Path) -> Path:
     """``out``/calibration.html: the intensity with its fit (log y), the touch marked, the
     volatility by sampling interval, the spread distribution. Returns its path."""
-    import plotly.graph_objects as go  # type: ignore[import-untyped]
+    import plotly.graph_objects as go
 
     inst, fit, vol, book = (result["instrument"], result["intensity"], result["volatility"],
                             result["book"])

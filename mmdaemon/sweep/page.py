@@ -150,7 +150,7 @@ def _hover(row: Mapping[str, Any], grid: Grid) -> str:
 
 def _pareto_figure(figures: Figures, rows: Sequence[dict[str, Any]], grid: Grid, risk: str,
                    label: str, div_id: str, currency: str, best: Sequence[int]) -> str:
-    import plotly.graph_objects as go  # type: ignore[import-untyped, unused-ignore]
+    import plotly.graph_objects as go
 
     points = [(row, x, y) for row in rows
               if (x := _number(row, risk)) is not None
@@ -186,7 +186,7 @@ def _pareto_figure(figures: Figures, rows: Sequence[dict[str, Any]], grid: Grid,
 
 def _markout_figure(figures: Figures, rows: Sequence[dict[str, Any]],
                     markouts: Sequence[tuple[float, str]], best: Sequence[int]) -> str:
-    import plotly.graph_objects as go  # type: ignore[import-untyped, unused-ignore]
+    import plotly.graph_objects as go
 
     fig = go.Figure()
     horizons = [h for h, _ in markouts]
