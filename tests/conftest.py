@@ -11,6 +11,10 @@ SPOT_FILES = [
     REPO / "data" / "binance-spot-btcusdt" / "btcusdt_20240808.gz",
     REPO / "data" / "binance-spot-btcusdt" / "btcusdt_20240809.gz",
 ]
+# the pinned dry run (tests/process/test_dry_run_pin.py) and what it leaves out: the
+# wall-clock figures, and what produced the run (the version, this checkout's paths)
+PIN = REPO / "tests" / "data" / "dry_run_pin.json"
+UNPINNED_FIELDS = ("wall_s", "frames_per_s", "version", "config", "feed")
 SHARED_DATA = REPO.parent / "shared" / "data"
 USDM_FILE = SHARED_DATA / "binance-usdm-btcusdt" / "btcusdt_20240808.gz"
 

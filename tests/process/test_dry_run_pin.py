@@ -1,7 +1,8 @@
 """The dry run's result is pinned: optimisations must not change behaviour.
 
 ``tests/data/dry_run_pin.json`` holds the ``mmdaemon replay --json`` summary of the bundled
-recording with the shipped ``config/dryrun.toml`` (everything but the wall-clock fields),
+recording with the shipped ``config/dryrun.toml`` (everything but the wall-clock fields and
+the provenance: version, config and feed),
 and every journaled fill. A change to it must be a deliberate behaviour change: regenerate
 with ``MMDAEMON_REPIN=1 .venv/bin/python -m pytest tests/process/test_dry_run_pin.py`` and explain
 the difference in the commit.
@@ -22,10 +23,7 @@ import orjson
 import pytest
 
 from mmdaemon import speedups
-from tests.conftest import REPO, SPOT_FILES
-
-PIN = REPO / "tests" / "data" / "dry_run_pin.json"
-WALL_CLOCK_FIELDS = ("wall_s", "frames_per_s")
+from tests.conftest import PIN, REPO, SPOT_FILES, UNPINNED_FIELDS
 
 
 @pytest.mark.parametrize("pure_python", [False, True], ids=["compiled", "pure-python"])
@@ -43,7 +41,7 @@ def test_dry_run_summary_and_fills_are_pinned(tmp_path: Path, pure_python: bool)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = orjson.loads(proc.stdout)
-    for key in WALL_CLOCK_FIELDS:
+    for key in UNPINNED_FIELDS:
         summary.pop(key)
     db = sqlite3.connect(state / "journal.sqlite")
     summary["journal_fills"] = [list(r) for r in db.execute(
