@@ -29,6 +29,9 @@ from mmdaemon.config import Config
 
 PROVENANCE_KEY = "provenance"
 """The journal state key holding :func:`provenance`'s JSON."""
+IN_SUMMARY = ("version", "config", "feed")
+"""The parts of :func:`provenance` a dry run's summary carries (``replay --json``): what
+produced the figures, never a figure (a sweep's rows and the pinned run leave them out)."""
 
 REDACTED = "<redacted>"
 

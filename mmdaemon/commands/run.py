@@ -214,7 +214,7 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
     the progress line on stderr. Raises :class:`UsageError` for bad input found before
     the start, :class:`DryRunFailed` when the run gives no summary."""
     from mmdaemon.daemon import Service
-    from mmdaemon.provenance import provenance
+    from mmdaemon.provenance import IN_SUMMARY, provenance
 
     reference = reference_recordings(config, reference, config_path)
     speed = speed_and_recordings("replay", recordings + reference, speed_text)
@@ -255,9 +255,7 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
             raise DryRunFailed(2, f"mmdaemon replay: {', '.join(recordings)}: no frame of "
                                   f"{config.instrument.symbol} decoded in {lines} lines{why}")
         summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
-        summary["version"] = produced["version"]
-        summary["config"] = produced["config"]
-        summary["feed"] = produced["feed"]
+        summary.update((key, produced[key]) for key in IN_SUMMARY)
         summary["warnings"] = summary_warnings(summary)
         summary["metrics"] = replay_metrics(service, report_dir, logger)
     return summary

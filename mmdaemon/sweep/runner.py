@@ -19,6 +19,7 @@ from typing import Any
 
 from mmdaemon.config import Config
 from mmdaemon.feed.recording import GZIP_MAGIC
+from mmdaemon.provenance import IN_SUMMARY
 from mmdaemon.sweep.executor import Recording, materialize
 
 IN_SAMPLE, HOLDOUT = "in-sample", "holdout"
@@ -116,8 +117,11 @@ def flatten(summary: dict[str, Any]) -> dict[str, Any]:
     :func:`mmdaemon.analytics.compute_metrics`) merged in at the top (where both name a
     figure they agree: the metrics' is kept), tables as ``table.key``, lists of tables by
     their first field (``markouts.1s.markout_bps``, ``by_day.2024-08-08.pnl``), warnings
-    joined by "; ", wall-clock fields left out."""
-    merged = {k: v for k, v in summary.items() if k != "metrics" and k not in WALL_CLOCK}
+    joined by "; ", wall-clock fields and the provenance (version, config, feed: the same
+    for every run, on the page once, and naming each worker's own copies of the
+    recordings) left out."""
+    merged = {k: v for k, v in summary.items()
+              if k != "metrics" and k not in WALL_CLOCK and k not in IN_SUMMARY}
     merged.update(summary.get("metrics") or {})
     if isinstance(merged.get("warnings"), list):
         merged["warnings"] = "; ".join(merged["warnings"])

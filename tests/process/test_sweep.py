@@ -59,6 +59,9 @@ def test_a_sweep_gives_one_row_per_run_with_its_parameters_and_every_figure(
                  "unsendable.order_rate"):
         assert name in table[0], name
     assert "wall_s" not in table[0] and "frames_per_s" not in table[0]
+    # nor what produced the run (the page says it once): no column names a worker's file
+    assert not [c for c in table[0] if c.split(".")[0] in ("version", "config", "feed")
+                or "/" in c]
     # the best two by total_pnl re-run on the holdout recording, the same run numbers
     best = sorted(in_sample, key=lambda r: -float(r["total_pnl"]))[:2]
     assert [b["run"] for b in doc["best"]] == [int(r["run"]) for r in best]

@@ -150,8 +150,10 @@ def test_cells_are_written_as_toml_would_and_floats_round_trip() -> None:
     assert float(cell(value)) == value
 
 
-def test_a_row_is_the_summary_and_metrics_flat_without_wall_clock_figures() -> None:
+def test_a_row_is_the_summary_and_metrics_flat_without_wall_clock_or_provenance() -> None:
     summary = {"frames": 10, "wall_s": 0.5, "frames_per_s": 20, "total_pnl": 1.5,
+               "version": "0.1.0", "config": {"path": "/x.toml", "values": {"a": 1}},
+               "feed": {"recordings": [{"path": "/tmp/w1/r.gz", "bytes": 3}]},
                "unsendable": {"min_size": 0, "order_rate": 3}, "warnings": ["a", "b"],
                "markouts": [{"horizon_s": 1.0, "markout_bps": -1.0},
                             {"horizon_s": 0.5, "markout_bps": 2.0}],
