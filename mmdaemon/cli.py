@@ -193,6 +193,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--objective", default="total_pnl", metavar="NAME[:max|:min]",
                        help="the column of runs.csv that ranks the runs (default total_pnl, "
                             "largest best)")
+    sweep.add_argument("--require", action="append", default=[], metavar="NAME>=X|NAME<=X",
+                       help="only runs meeting this count as best (repeatable), e.g. "
+                            "quote_uptime>=0.9 or fills>=50: without one, the best PnL is "
+                            "often a run that quoted too wide to trade")
     sweep.add_argument("--top", type=int, default=5, metavar="N",
                        help="how many best runs the holdout re-runs and the page emphasises "
                             "(default 5)")
@@ -336,7 +340,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_sweep(SweepArgs(
             args.config, args.grid, tuple(args.recordings), tuple(args.holdout),
             args.holdout_config, args.out, args.workers, args.objective, args.top, args.json,
-            args.cluster, args.log_level or "error", version_text()))
+            args.cluster, args.log_level or "error", version_text(),
+            tuple(args.require)))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):

@@ -49,6 +49,7 @@ class SweepArgs:
     cluster: str | None = None
     log_level: str = "error"
     version: str = "unknown"  # mmdaemon --version's text, stated on the page
+    requires: tuple[str, ...] = ()  # --require: what a run must meet to count as best
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class Plan:
 
 def sweep(args: SweepArgs) -> int:
     """Run the sweep ``args`` describes; the exit status (see the module)."""
-    objective = Objective.parse(args.objective)
+    objective = Objective.parse(args.objective, args.requires)
     if args.top < 1:
         raise UsageError(f"mmdaemon sweep: --top: expected at least 1 run, got {args.top}")
     plan = _plan(args)
@@ -103,13 +104,15 @@ def _execute(args: SweepArgs, plan: Plan, recordings: list[Recording],
     with _executor(args) as executor:
         rows = _map(executor, plan.tasks, recordings, "in-sample")
         best = objective.best(rows, args.top)
-        if any(row["error"] == "" for row in rows) and not best:
+        good = next((r for r in rows if not r["error"]), None)
+        numeric = sorted(k for k, v in (good or {}).items()
+                         if isinstance(v, int | float) and not isinstance(v, bool))
+        unknown = [c for c in objective.columns if good is not None and c not in numeric]
+        if unknown:
             _write_csv(args.out / "runs.csv", rows, plan.grid.keys)
-            numeric = sorted(k for k, v in next(r for r in rows if not r["error"]).items()
-                             if isinstance(v, int | float) and not isinstance(v, bool))
-            raise UsageError(f"mmdaemon sweep: --objective {objective.name}: not a numeric "
-                             f"column of the runs (runs.csv written); choose one of: "
-                             f"{', '.join(numeric)}")
+            raise UsageError(f"mmdaemon sweep: --objective/--require {', '.join(unknown)}: "
+                             f"not a numeric column of the runs (runs.csv written); choose "
+                             f"among: {', '.join(numeric)}")
         holdout_rows: Rows = []
         if args.holdout and best:
             held = [plan.holdout_tasks[row["run"]] for row in best]
@@ -265,7 +268,8 @@ def _tell(args: SweepArgs, plan: Plan, rows: list[dict[str, Any]],
     if args.as_json:
         doc = {"runs": len(rows), "holdout_runs": len(holdout_rows), "failed": len(failed),
                "workers": workers, "wall_s": round(wall_s, 3), "objective": objective.name,
-               "maximize": objective.maximize, "grid": plan.grid.description,
+               "maximize": objective.maximize, "requires": [str(r) for r in objective.requires],
+               "grid": plan.grid.description,
                "csv": str(args.out / "runs.csv"), "html": str(args.out / "sweep.html"),
                "best": [{"run": row["run"], "params": dict(zip(plan.grid.keys, plan.grid.points[
                    row["run"]], strict=True)), objective.name: objective.value(row),
@@ -277,7 +281,9 @@ def _tell(args: SweepArgs, plan: Plan, rows: list[dict[str, Any]],
           f"{_count(len(holdout_rows), 'holdout run')} on {_count(workers, 'worker')} in "
           f"{wall_s:,.1f} s "
           f"({len(rows + holdout_rows) / wall_s if wall_s else 0:,.2f} runs/s)")
-    print(f"best by {objective}:" + ("" if best else " none (no run gave the figure)"))
+    print(f"best by {objective}:" + ("" if best else " none (no run gave the figure"
+                                     + (" and met the requirements)" if objective.requires
+                                        else ")")))
     for row in best:
         out = held.get(row["run"])
         outside = "" if out is None else (

@@ -129,9 +129,26 @@ def test_an_objective_that_is_no_column_is_refused_listing_the_columns(
     proc, out = sweep(tmp_path, "--objective", "pnl", grid=GRID.replace(", 2.0]", "]")
                       .replace(", 4.0]", "]"))
     assert proc.returncode == 2
-    assert "--objective pnl: not a numeric column of the runs" in proc.stderr
+    assert "--objective/--require pnl: not a numeric column of the runs" in proc.stderr
     assert "total_pnl" in proc.stderr
     assert len(rows(out)) == 1  # the work is kept
+
+
+def test_runs_that_miss_a_requirement_are_never_the_best_however_good_their_objective(
+        tmp_path: Path) -> None:
+    proc, out = sweep(tmp_path, "--require", "fills>=150", "--top", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = orjson.loads(proc.stdout)
+    assert doc["requires"] == ["fills >= 150"]
+    table = rows(out)
+    eligible = sorted((r for r in table if int(r["fills"]) >= 150),
+                      key=lambda r: -float(r["total_pnl"]))
+    assert [b["run"] for b in doc["best"]] == [int(r["run"]) for r in eligible]
+    # not vacuous: a run left out had a better objective than every eligible one
+    left_out = [r for r in table if int(r["fills"]) < 150]
+    assert left_out and max(float(r["total_pnl"]) for r in left_out) > float(
+        eligible[0]["total_pnl"])
+    assert "among runs with fills &gt;= 150" in (out / "sweep.html").read_text()
 
 
 def test_the_holdout_can_be_another_instrument_with_the_same_keys_set(

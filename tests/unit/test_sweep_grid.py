@@ -15,7 +15,7 @@ from mmdaemon.commands.usage import UsageError
 from mmdaemon.config import ConfigError
 from mmdaemon.sweep.command import Progress
 from mmdaemon.sweep.grid import GridError, base_table, cell, parse_grid, run_configs, with_overrides
-from mmdaemon.sweep.objective import Objective
+from mmdaemon.sweep.objective import Objective, Requirement
 from mmdaemon.sweep.page import pareto
 from mmdaemon.sweep.runner import flatten
 from tests.helpers import DRYRUN
@@ -177,6 +177,21 @@ def test_the_objective_ranks_runs_that_have_its_figure_ties_by_run_number() -> N
     for bad in ("", ":max", "pnl:up"):
         with pytest.raises(UsageError, match=r"--objective: expected a column of runs\.csv"):
             Objective.parse(bad)
+
+
+def test_a_requirement_keeps_runs_that_miss_it_out_of_the_best() -> None:
+    rows = [{"run": 0, "error": "", "pnl": 0.0, "fills": 0},
+            {"run": 1, "error": "", "pnl": -1.0, "fills": 80},
+            {"run": 2, "error": "", "pnl": -0.5, "fills": 40},
+            {"run": 3, "error": "", "pnl": 2.0}]  # no fills figure: not eligible
+    objective = Objective.parse("pnl", ["fills>=40"])
+    assert [r["run"] for r in objective.best(rows, 5)] == [2, 1]
+    assert [r["run"] for r in Objective.parse("pnl", ["fills<=40"]).best(rows, 5)] == [0, 2]
+    assert str(objective) == "pnl (largest best) among runs with fills >= 40"
+    assert objective.columns == ["pnl", "fills"]
+    for bad in ("fills", "fills>=", ">=3", "fills>=nan", "fills=>3", "fills>=x"):
+        with pytest.raises(UsageError, match=r"--require: expected a column of runs\.csv"):
+            Requirement.parse(bad)
 
 
 def test_the_pareto_front_keeps_runs_no_other_beats_on_both_risk_and_reward() -> None:
