@@ -204,3 +204,23 @@ def test_online_glft_calibration_moves_within_its_bounds_and_replays_identically
         assert bounds["sigma_bps_min"] <= v["sigma_bps"] <= bounds["sigma_bps_max"]
     for key in ("fills", "total_pnl", "orders", "calibration", "markouts"):
         assert first[key] == second[key], key
+
+
+def test_the_shipped_calibrated_configs_hold_what_calibrate_fits_on_the_bundled_recording(
+        ) -> None:
+    proc = mmdaemon("calibrate", *map(str, SPOT_FILES), "--json", "--no-page")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fit = orjson.loads(proc.stdout)["intensity"]
+    spot = tomllib.loads((REPO / "config" / "dryrun-glft-calibrated.toml").read_text())
+    usdm = tomllib.loads((REPO / "config" / "dryrun-usdm-glft.toml").read_text())
+    assert spot["strategy"]["class"] == usdm["strategy"]["class"] == "glft"
+    skew, usdm_skew = spot["strategy"]["skew"], usdm["strategy"]["skew"]
+    assert skew["glft_a_per_s"] == pytest.approx(fit["a_per_s"], rel=1e-5)
+    assert skew["kappa_per_tick"] == pytest.approx(fit["kappa_per_tick"], rel=1e-5)
+    # the out-of-sample config: spot's values in the futures' ticks (0.1 = 10 x 0.01 USDT)
+    ratio = float(usdm["instrument"]["tick_size"]) / float(spot["instrument"]["tick_size"])
+    assert ratio == 10
+    assert usdm_skew["glft_a_per_s"] == skew["glft_a_per_s"]
+    assert usdm_skew["kappa_per_tick"] == pytest.approx(skew["kappa_per_tick"] * ratio)
+    assert usdm_skew["gamma"] == pytest.approx(skew["gamma"] * ratio)
+    assert usdm_skew["glft_delta_q"] == skew["glft_delta_q"]
