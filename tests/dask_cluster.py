@@ -13,9 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pytest
 from distributed import Client
 
 from mmdaemon.sweep.cluster import NOT_DAEMONIC
@@ -88,3 +89,15 @@ def _address(scheduler_file: Path) -> str | None:
         return str(json.loads(scheduler_file.read_text())["address"])
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return None  # not written yet, or half written
+
+
+@pytest.fixture(scope="module", name="cluster")
+def two_worker_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """``cluster``: a scheduler and two workers ("a", "b") for a test module, stopped after
+    it (a module imports this function to have the fixture)."""
+    running = DaskCluster(tmp_path_factory.mktemp("dask"))
+    try:
+        running.add_workers("a", "b")
+        yield running
+    finally:
+        running.stop()

@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from distributed import Client
 from mmdaemon.sweep.cluster import ClusterError, DaskExecutor, TaskFailed, WrongCode, _run_task
 from mmdaemon.sweep.executor import Recording, materialize
 from tests.conftest import REPO, SPOT_FILES
-from tests.dask_cluster import DaskCluster
+from tests.dask_cluster import DaskCluster, two_worker_cluster  # noqa: F401 (fixture)
 from tests.helpers import wait_for
 from tests.process.test_record_sim_cli import free_port
 
@@ -85,16 +85,6 @@ def _recordings_held(dask_worker: Any) -> int:
 
 def _scheduler_tasks(dask_scheduler: object) -> int:
     return len(dask_scheduler.tasks)  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    running = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        running.add_workers("a", "b")
-        yield running
-    finally:
-        running.stop()
 
 
 def test_results_come_in_task_order_and_on_result_as_tasks_finish(

@@ -4,25 +4,13 @@ the local sweep's, byte for byte."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
-from tests.dask_cluster import DaskCluster
+from tests.dask_cluster import DaskCluster, two_worker_cluster  # noqa: F401 (fixture)
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sweep import sweep
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    running = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
-        running.add_workers("a", "b")
-        yield running
-    finally:
-        running.stop()
 
 
 def test_a_sweep_on_a_cluster_writes_the_rows_of_the_same_sweep_run_locally(
