@@ -25,9 +25,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import SPOT_FILES
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
 from mmdaemon.report import PLOTS, write_report
-from tests.process.test_analytics import run_replay
 
 CHROMIUM = Path("/usr/bin/chromium")
 DAY_NS = 86_400 * 1_000_000_000
@@ -85,7 +85,9 @@ def measure(journal: Path, out: Path) -> dict[str, Any]:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         base = Path(tmp)
-        run_replay(base / "state")
+        subprocess.run([sys.executable, "-m", "mmdaemon", "replay", *map(str, SPOT_FILES),
+                        "--state-dir", str(base / "state"), "--json"], check=True,
+                       capture_output=True)
         journal = base / "state" / "journal.sqlite"
         bundled = measure(journal, base / "bundled")
         day = base / "day.sqlite"
