@@ -29,14 +29,16 @@ def _read_only(path: Path | str) -> sqlite3.Connection:
 def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
     """Read every fill (with its mid before, 0 where unknown) and sample of the journal at
     ``path``, read-only. Fills come in the order they were recorded, samples in the order
-    they were written."""
+    they were written; never a sample at event time 0 (a live run of an earlier build
+    wrote one before its first event: it would start the report in 1970 and weigh as
+    many years)."""
     db = _read_only(path)
     try:
         fills = read_fills(db)
         sample_rows = db.execute(
             "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
-            " position, state, orders, amends, cancels FROM samples ORDER BY rowid"
-        ).fetchall()
+            " position, state, orders, amends, cancels FROM samples WHERE ts_ns > 0"
+            " ORDER BY rowid").fetchall()
     finally:
         db.close()
     return fills, [SampleRow._make(r) for r in sample_rows]

@@ -9,8 +9,12 @@ carries it as its ``version`` and ``config`` keys.
 Nothing secret is embedded. A config never holds keys (the credentials are in a file or
 the environment the config only names), but its free-form ``[strategy.params]`` table could
 hold anything and a URL could carry a password: every value whose key looks secret
-(:data:`SECRET_KEY`) and every URL's user information is replaced by :data:`REDACTED`, in
-the resolved values and in the file's text alike. A credentials file is never read.
+(:data:`SECRET_KEY`; every value of a table so named), every URL's user information and
+every secret-looking query parameter of a URL are replaced by :data:`REDACTED`, in the
+resolved values and in the file's text alike. The text is redacted by pattern, so it is
+embedded only when parsing it back shows every secret-looking value redacted and
+everything else unchanged; otherwise it is withheld (``text_withheld`` says why) and the
+resolved values stand alone. A credentials file is never read.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import dataclasses
 import hashlib
 import re
 import sys
+import tomllib
 from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +41,30 @@ produced the figures, never a figure (a sweep's rows and the pinned run leave th
 
 REDACTED = "<redacted>"
 
-SECRET_KEY = re.compile(r"secret|passw|passphrase|api_?key|token|private|credential|auth",
-                        re.IGNORECASE)
+_SECRET_WORDS = (r"secret|passw|passphrase|api_?key|token|private|credential|auth|pwd|"
+                 r"signature|webhook|dsn|cookie|bearer|[_-]key\b")
+SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
 """A key whose value is not embedded (``exchange.credentials`` names where the keys are:
 not a secret itself, but a path nobody reading a report needs)."""
 
-# `key = value` in TOML text (a line, or inside an inline table) whose key looks secret:
-# the value (a quoted string, or anything up to a comma, brace or line end) is replaced
+# a TOML value: a multi-line or one-line string, an array or inline table of them (one
+# level: a nested one is caught by the check that the text parses back), or a bare value
+_VALUE = (r'"""[\s\S]*?"""(?!")|\'\'\'[\s\S]*?\'\'\'(?!\')|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+          r'|\[(?:[^\]"\']|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')*\]'
+          r'|\{(?:[^}"\']|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')*\}|[^,}\n]*')
+# `key = value` in TOML text whose key looks secret: a key starts a line (a commented-out
+# one too) or follows an inline table's `{` or `,`, never inside a string (a URL's query)
 _SECRET_ASSIGNMENT = re.compile(
-    r"""(?P<key>["']?[\w.-]*(?:secret|passw|passphrase|api_?key|token|private|credential|"""
-    r"""auth)[\w.-]*["']?\s*=\s*)(?P<value>"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^,}\n]*)""",
-    re.IGNORECASE)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s\"']+@", re.IGNORECASE)
+    rf"""(?P<key>(?:^[ \t]*(?:\#[ \t]*)?|(?<=[{{,])[ \t]*)["']?[\w.-]*(?:{_SECRET_WORDS})"""
+    rf"""[\w.-]*["']?[ \t]*=[ \t]*)(?P<value>{_VALUE})""",
+    re.IGNORECASE | re.MULTILINE)
+# any `key = value` line: every one of a table whose name looks secret
+_ANY_ASSIGNMENT = re.compile(rf"""(?m)^(?P<key>\s*["']?[\w.-]+["']?\s*=\s*)(?P<value>{_VALUE})""")
+_HEADER = re.compile(r"(?m)^[ \t]*\[\[?(?P<name>[^\]\n]+)\]\]?[ \t]*(?:#.*)?$")
+# up to the last `@` before the host: an unencoded `@` in a password is read that way too
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s\"'?#]*@", re.IGNORECASE)
+_URL_SECRET_PARAM = re.compile(rf"(?P<key>[?&;][\w.-]*(?:{_SECRET_WORDS})[\w.-]*=)[^&#\s\"']*",
+                               re.IGNORECASE)
 _MAX_ITEMS = 64  # a longer sequence (a fitted table) is described, not embedded
 
 
@@ -60,15 +78,70 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
+def _redact_urls(text: str) -> str:
+    """``text`` with every URL's user information and secret-looking query values
+    redacted."""
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    return _URL_SECRET_PARAM.sub(lambda m: f"{m.group('key')}{REDACTED}", text)
+
+
 def redact_text(text: str) -> str:
-    """``text`` (TOML) with the values of secret-looking keys and URLs' user information
-    replaced by :data:`REDACTED`."""
-    text = _SECRET_ASSIGNMENT.sub(lambda m: f'{m.group("key")}"{REDACTED}"', text)
-    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    """``text`` (TOML) with the values of secret-looking keys (every value of a table whose
+    name looks secret), URLs' user information and secret-looking query values replaced by
+    :data:`REDACTED`. By pattern: :func:`provenance` checks the result before using it."""
+    def replace(m: re.Match[str]) -> str:
+        return f'{m.group("key")}"{REDACTED}"'
+
+    headers = list(_HEADER.finditer(text))
+    cuts = [0, *(h.start() for h in headers), len(text)]
+    secret_table = [False, *(bool(SECRET_KEY.search(h.group("name"))) for h in headers)]
+    parts = []
+    for (a, b), secret in zip(pairwise(cuts), secret_table, strict=True):
+        part = text[a:b]
+        if secret:  # the header line itself holds no value; every assignment below it does
+            head, _, rest = part.partition("\n")
+            part = f"{head}\n{_ANY_ASSIGNMENT.sub(replace, rest)}"
+        parts.append(_SECRET_ASSIGNMENT.sub(replace, part))
+    return _redact_urls("".join(parts))
+
+
+def _redaction_holds(original: Any, redacted: Any, secret: bool = False) -> bool:
+    """Whether ``redacted`` (the redacted text, parsed) is ``original`` (the file, parsed)
+    with every value under a secret-looking key :data:`REDACTED` (whole or leaf by leaf)
+    and every other string's URLs redacted, everything else unchanged."""
+    if secret and redacted == REDACTED:
+        return True
+    if isinstance(original, dict):
+        return (isinstance(redacted, dict) and original.keys() == redacted.keys()
+                and all(_redaction_holds(v, redacted[k], secret or bool(SECRET_KEY.search(k)))
+                        for k, v in original.items()))
+    if isinstance(original, list):
+        return (isinstance(redacted, list) and len(original) == len(redacted)
+                and all(_redaction_holds(o, r, secret)
+                        for o, r in zip(original, redacted, strict=True)))
+    if secret:
+        return False
+    if isinstance(original, str):
+        return bool(redacted == _redact_urls(original))
+    return bool(original == redacted or (original != original and redacted != redacted))
+
+
+def _checked_text(raw: str) -> tuple[str | None, str | None]:
+    """``(text, None)``: ``raw`` redacted, checked by parsing it back; ``(None, why)`` when
+    that check fails (a TOML shape the patterns do not know: the text is withheld)."""
+    text = redact_text(raw)
+    try:
+        holds = _redaction_holds(tomllib.loads(raw), tomllib.loads(text))
+    except tomllib.TOMLDecodeError:
+        holds = False
+    if holds:
+        return text, None
+    return None, ("the file's text is not embedded: its secret-looking values could not "
+                  "be redacted with certainty (the resolved values below are)")
 
 
 def _plain(value: Any, key: str = "") -> Any:
-    """``value`` as JSON-ready data, secret-looking keys and URL passwords redacted."""
+    """``value`` as JSON-ready data, secret-looking keys and URL secrets redacted."""
     if key and SECRET_KEY.search(key) and not isinstance(value, bool):
         return REDACTED if value not in ("", None) else value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -81,7 +154,7 @@ def _plain(value: Any, key: str = "") -> Any:
             return f"<{len(value):,} values>"
         return [_plain(v) for v in value]
     if isinstance(value, str):
-        return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
+        return _redact_urls(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Decimal | Fraction | Path):
@@ -111,7 +184,7 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
     with, e.g. a replay's paper adapter; ``path``/``sha256``/``text`` None without a
     readable file) and ``feed`` (``recordings`` and ``reference`` recordings, each path with
     its size in bytes, and the live ``url`` when there are none)."""
-    path = sha = text = None
+    path = sha = text = withheld = None
     if config_path is not None:
         try:
             raw = Path(config_path).read_bytes()
@@ -120,7 +193,7 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
         if raw is not None:
             path = str(Path(config_path).resolve())
             sha = hashlib.sha256(raw).hexdigest()
-            text = redact_text(raw.decode("utf-8", errors="replace"))
+            text, withheld = _checked_text(raw.decode("utf-8", errors="replace"))
     feed: dict[str, Any] = {"recordings": _files(recordings), "reference": _files(reference)}
     if not recordings:
         feed["url"] = _plain(config.feed.url)
@@ -128,6 +201,7 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
         "version": package_version(),
         "python": sys.version.split()[0],
         "mode": mode,
-        "config": {"path": path, "sha256": sha, "text": text, "values": _plain(config)},
+        "config": {"path": path, "sha256": sha, "text": text, "text_withheld": withheld,
+                   "values": _plain(config)},
         "feed": feed,
     }

@@ -59,10 +59,11 @@ def provenance_html(produced: dict[str, Any] | None) -> str:
     if refs:
         items.append(("reference recordings", "; ".join(refs)))
     rows = "".join(f"<dt>{pages.esc(k)}</dt><dd>{pages.esc(v)}</dd>" for k, v in items)
-    text = config.get("text")
+    text, withheld = config.get("text"), config.get("text_withheld")
     text_html = (f"<details><summary>config file as read (secret-looking values "
                  f"redacted)</summary><pre id=\"config-text\">{pages.esc(text)}</pre></details>"
-                 if text is not None else "")
+                 if text is not None else
+                 f'<p id="config-text-withheld">{pages.esc(withheld)}</p>' if withheld else "")
     values = orjson.dumps(config.get("values"), option=orjson.OPT_INDENT_2).decode()
     return (f'{head}<dl id="provenance">{rows}</dl>\n{text_html}\n<details><summary>'
             f"resolved configuration the service ran with (defaults filled in, paths "
