@@ -45,7 +45,7 @@ DEFINITIONS: dict[str, str] = {
     "mid_move_bps": "1e4 x sum of side x size x (mid at t+h - mid before the fill) / sum of "
                     "size x mid before the fill; negative = the market moved against us.",
     "markout_pnl": "Sum over the fills resolved at h of side x size x (mid at t+h - price), "
-                   "in the quote currency (named by currency: USDT for BTCUSDT).",
+                   "in quote currency (named by currency: USDT for BTCUSDT).",
     "resolved_fills": "Fills whose markout at h is known. unresolved_fills = fills - "
                       "resolved: the run ended before an event came after t+h, the fill's "
                       "report came after such an event, a side of the book was empty, or the "

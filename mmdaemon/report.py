@@ -99,7 +99,10 @@ def write_report(
                   "Drag on the plot or the slider below it to choose the window.",
         "quote-distance": "Each level's distance to the market's best price on its side, in "
                           "ticks: a bid's best bid - our price, an ask's our price - best ask "
-                          "(0 = at the touch, < 0 = inside the spread), over the whole run.",
+                          "(0 = at the touch, < 0 = inside the spread), over the whole run. "
+                          "The quote wanted after the risk gate at each sample, as the quotes "
+                          "plot: the order resting at the venue may lag it (the order "
+                          "tolerances, the order rate; orders.csv has every order).",
         "markouts": "Size-weighted markouts by horizon: the edge at the fill plus the mid's "
                     "move after it; n = fills and lots resolved at each horizon.",
         "by-hour": "Fills and PnL per hour of day.",
