@@ -40,7 +40,9 @@ class Objective:
         return None if math.isnan(value) else float(value)
 
     def best(self, rows: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-        """The ``count`` best rows that have the figure (ties: the lower run number first)."""
-        scored = [(v, row) for row in rows if (v := self.value(row)) is not None]
+        """The ``count`` best rows of runs that did not fail and have the figure (ties: the
+        lower run number first)."""
+        scored = [(v, row) for row in rows
+                  if not row["error"] and (v := self.value(row)) is not None]
         scored.sort(key=lambda item: (-item[0] if self.maximize else item[0], item[1]["run"]))
         return [row for _, row in scored[:count]]
