@@ -555,6 +555,15 @@ class Service:
         """The one line ``systemctl status`` shows (:func:`mmdaemon.readiness.status_line`)."""
         return self.readiness.status_line()
 
+    @property
+    def feed_finished(self) -> bool:
+        """Whether the market feed ran to its end (a replay read all its recordings) rather
+        than being stopped first (SIGTERM/SIGINT, a failure): a stopped replay's figures
+        cover only the part it read."""
+        feed = self._feed
+        return (feed is not None and feed.done() and not feed.cancelled()
+                and feed.exception() is None)
+
     def summary(self, wall_s: float) -> dict[str, Any]:
         """The dry-run summary: the engine's figures, with the replay clock and the rate."""
         figures = self.engine.summary()

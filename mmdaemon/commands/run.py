@@ -200,7 +200,7 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
             state_dir: str | None = None, *, progress: bool = False,
             report_dir: Path | None = None, event_clock: ReplayClock | None = None,
             log_level: str | None = None, reference: list[str] | None = None,
-            config_path: str = "the config") -> dict[str, Any]:
+            config_path: str = "the config", whole: bool = False) -> dict[str, Any]:
     """A dry run: the service on ``recordings`` with the paper exchange (whatever the
     config's adapter; never in the desk's firm-wide risk), in ``state_dir`` (None: a
     temporary directory, removed after). The one replay path: ``mmdaemon replay`` and
@@ -211,8 +211,11 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
     the config's ``feed.clock``; ``log_level`` the log's level, when not the config's;
     ``reference`` the reference feed's recordings (None: the config's
     ``[reference].recordings``), merged with ``recordings`` by time; ``progress`` shows
-    the progress line on stderr. Raises :class:`UsageError` for bad input found before
-    the start, :class:`DryRunFailed` when the run gives no summary."""
+    the progress line on stderr; ``whole`` makes a run stopped before the end of its
+    recordings (SIGTERM/SIGINT to the process) a failure rather than the figures of the
+    part it read (a sweep's rows must each cover the whole recordings). Raises
+    :class:`UsageError` for bad input found before the start, :class:`DryRunFailed` when
+    the run gives no summary."""
     from mmdaemon.daemon import Service
     from mmdaemon.provenance import IN_SUMMARY, provenance
 
@@ -246,6 +249,10 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
         if outcome.code:
             raise DryRunFailed(outcome.code, outcome.why, outcome.told)
         market = service.snapshot().market
+        if whole and not service.feed_finished:
+            raise DryRunFailed(1, f"stopped (SIGTERM or SIGINT to its process) after "
+                                  f"{market.frames:,} frames, before the end of its "
+                                  f"recordings: no figures for part of them")
         if market.frames - market.undecodable - market.snapshots <= 0:
             # nothing of the instrument decoded (a symbol-less REST snapshot at most)
             lines = market.frames + market.malformed - market.undecodable

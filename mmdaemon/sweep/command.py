@@ -10,8 +10,10 @@ Exit status: 0 every run gave its figures, 1 some run failed (its row has the ``
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +29,19 @@ from mmdaemon.sweep.executor import Executor, Recording
 from mmdaemon.sweep.grid import Grid, GridError, base_table, cell, describe, load_grid, run_configs
 from mmdaemon.sweep.objective import DEFAULT_OBJECTIVE, Objective
 from mmdaemon.sweep.runner import HOLDOUT, ID_COLUMNS, IN_SAMPLE, RunTask, run_task
+
+IGNORED = {
+    "feed.recordings": "a sweep's recordings are its command line's (RECORDING... and "
+                       "--holdout)",
+    "feed.speed": "every run replays as fast as it can",
+    "state": "every run keeps its journal in a temporary directory",
+    "logging": "the runs log at the command line's --log-level",
+    "metrics": "no run serves the metrics endpoint",
+    "exchange.adapter": "every run trades with the paper exchange",
+    "firm": "no run counts in the desk's firm-wide risk",
+}
+"""Config keys (and tables) whose value a sweep's dry runs do not use, and why: varying one
+would give the same row under other names."""
 
 PROGRESS_EVERY_S = 10.0
 """Not on a terminal, the progress line is printed at most this often (seconds)."""
@@ -69,13 +84,17 @@ def sweep(args: SweepArgs) -> int:
     objective = Objective.parse(args.objective, args.requires)
     if args.top < 1:
         raise UsageError(f"mmdaemon sweep: --top: expected at least 1 run, got {args.top}")
+    if args.cluster is not None and args.workers is not None:
+        raise UsageError("mmdaemon sweep: --workers: a sweep on --cluster runs on every "
+                         "worker thread of the cluster; give one or the other")
     plan = _plan(args)
+    _check_out(args.out)
     recordings = [Recording.read(path) for path in plan.files]
     start = time.monotonic()
     try:
         rows, holdout_rows, best, workers = _execute(args, plan, recordings, objective)
     except KeyboardInterrupt:
-        print("\nmmdaemon sweep: interrupted: the runs under way finished, the rest were "
+        print("\nmmdaemon sweep: interrupted: the runs under way were stopped, the rest "
               "dropped; nothing written", file=sys.stderr)
         return 130
     except RuntimeError as exc:  # a worker process died (killed, out of memory)
@@ -83,12 +102,16 @@ def sweep(args: SweepArgs) -> int:
         return 1
     wall_s = time.monotonic() - start
     all_rows = rows + holdout_rows
-    args.out.mkdir(parents=True, exist_ok=True)
-    _write_csv(args.out / "runs.csv", all_rows, plan.grid.keys)
-    from mmdaemon.sweep.page import write_page
+    from mmdaemon.sweep.page import page
 
-    write_page(args.out / "sweep.html", rows, holdout_rows, best, plan.grid, objective,
-               _context(args, plan, workers))
+    try:
+        _write(args.out / "runs.csv", csv_text(all_rows, plan.grid.keys))
+        _write(args.out / "sweep.html", page(rows, holdout_rows, best, plan.grid, objective,
+                                             _context(args, plan, workers)))
+    except OSError as exc:  # the disk filled during the sweep
+        print(f"mmdaemon sweep: cannot write the results to {args.out}: {exc}: the "
+              f"{len(all_rows):,} rows are lost (nothing half-written)", file=sys.stderr)
+        return 1
     failed = [row for row in all_rows if row["error"]]
     _tell(args, plan, rows, holdout_rows, best, objective, failed, wall_s, workers)
     return 1 if failed else 0
@@ -109,7 +132,7 @@ def _execute(args: SweepArgs, plan: Plan, recordings: list[Recording],
                          if isinstance(v, int | float) and not isinstance(v, bool))
         unknown = [c for c in objective.columns if good is not None and c not in numeric]
         if unknown:
-            _write_csv(args.out / "runs.csv", rows, plan.grid.keys)
+            _write(args.out / "runs.csv", csv_text(rows, plan.grid.keys))
             raise UsageError(f"mmdaemon sweep: --objective/--require {', '.join(unknown)}: "
                              f"not a numeric column of the runs (runs.csv written); choose "
                              f"among: {', '.join(numeric)}")
@@ -131,16 +154,19 @@ def _plan(args: SweepArgs) -> Plan:
         raise UsageError("mmdaemon sweep: --holdout-config needs --holdout RECORDING...")
     try:
         grid = load_grid(args.grid)
-        if any(key.startswith("feed.recordings") for key in grid.keys):
-            raise GridError(f"{args.grid}: feed.recordings: a sweep's recordings are its "
-                            f"command line's (RECORDING... and --holdout), not a key to vary")
-        configs = run_configs(grid, base_table(args.config), args.config)
+        for key in grid.keys:
+            for ignored, why in IGNORED.items():
+                if key == ignored or key.startswith(f"{ignored}."):
+                    raise GridError(f"{args.grid}: {key}: {why}, not a key to vary")
+        configs = [_as_run(c) for c in run_configs(grid, base_table(args.config), args.config)]
         held_path = args.holdout_config or args.config
-        holdout_configs = (run_configs(grid, base_table(held_path), held_path)
+        holdout_configs = ([_as_run(c) for c in run_configs(grid, base_table(held_path),
+                                                              held_path)]
                            if args.holdout else [])
     except (GridError, ConfigError) as exc:
         raise UsageError(f"mmdaemon sweep: {exc}") from None
     files: list[Path] = []
+    sources: list[str] = []  # each file as first named (the command line, a config)
 
     def indexes(paths: Sequence[str]) -> tuple[int, ...]:
         out = []
@@ -148,6 +174,7 @@ def _plan(args: SweepArgs) -> Plan:
             path = Path(text).resolve()
             if path not in files:
                 files.append(path)
+                sources.append(text)
             out.append(files.index(path))
         return tuple(out)
 
@@ -159,8 +186,18 @@ def _plan(args: SweepArgs) -> Plan:
                         args.log_level)
                 for run, config in enumerate(configs)]
 
-    return Plan(grid, files, tasks(configs, args.recordings, IN_SAMPLE, args.config),
-                tasks(holdout_configs, args.holdout, HOLDOUT, held_path))
+    in_sample = tasks(configs, args.recordings, IN_SAMPLE, args.config)
+    holdout = tasks(holdout_configs, args.holdout, HOLDOUT, held_path)
+    # every task names every file: the holdout's are only known once they are indexed
+    named = tuple(sources)
+    return Plan(grid, files, [dataclasses.replace(t, sources=named) for t in in_sample],
+                [dataclasses.replace(t, sources=named) for t in holdout])
+
+
+def _as_run(config: Config) -> Config:
+    """``config`` as a sweep's run has it: no metrics endpoint (runs in parallel, or a
+    daemon of the desk, would contend for its port; nobody watches a run's)."""
+    return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=0))
 
 
 def _executor(args: SweepArgs) -> Executor:
@@ -242,9 +279,30 @@ def csv_text(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
     return out.getvalue()
 
 
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` the results could not be written to, before any run: the work
+    would be lost at the end. Nothing is created yet (a refused or interrupted sweep
+    writes nothing)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:  # the rest gets made
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"mmdaemon sweep: --out {out}: {existing} is a file, not a "
+                         f"directory: give a directory for runs.csv and sweep.html")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"mmdaemon sweep: --out {out}: cannot write in {existing} "
+                         f"(permissions, or a read-only file system): give another --out")
+
+
+def _write(path: Path, text: str) -> None:
+    """``text`` to ``path`` whole or not at all (a full disk leaves no half file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(csv_text(rows, keys))
+    part = path.with_name(f".{path.name}.part")
+    try:
+        part.write_text(text)
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _context(args: SweepArgs, plan: Plan, workers: int) -> dict[str, str]:

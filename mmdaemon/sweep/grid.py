@@ -28,7 +28,7 @@ import math
 import random
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,7 @@ def _cartesian(table: dict[str, Any], source: str) -> Grid:
     if not params:
         raise GridError(f"{source}: [grid] is empty: give at least one key and its values, "
                         f"e.g. \"strategy.spread.base_bps\" = [0.5, 1.0, 2.0]")
+    _disjoint(params, f"{source}: [grid]")
     for key, values in params.items():
         if not isinstance(values, list) or not values:
             raise GridError(f"{source}: [grid] {key}: expected a non-empty list of the "
@@ -138,6 +139,18 @@ def _cartesian(table: dict[str, Any], source: str) -> Grid:
     shape = " x ".join(str(len(v)) for v in params.values())
     return Grid(tuple(params), tuple(itertools.product(*params.values())),
                 f"grid {shape} = {runs:,} run{'' if runs == 1 else 's'}")
+
+
+def _disjoint(keys: Collection[str], where: str) -> None:
+    """Refuse a key inside another key's table (``strategy.spread`` and
+    ``strategy.spread.base_bps``): one run would set both, and whichever is set last
+    replaces the other, so a column would name a value the run did not use."""
+    for outer in keys:
+        for inner in keys:
+            if inner.startswith(f"{outer}."):
+                raise GridError(f"{where} {inner}: inside {outer}, also varied: one would "
+                                f"replace the other; vary {inner} alone, or put its values "
+                                f"in {outer}'s tables")
 
 
 def _is_spec(value: dict[str, Any]) -> bool:
@@ -157,6 +170,7 @@ def _random_search(table: dict[str, Any], source: str) -> Grid:
     if not specs:
         raise GridError(f"{source}: [random] has no keys to draw: give e.g. "
                         f"\"strategy.spread.base_bps\" = {{ uniform = [0.5, 3.0] }}")
+    _disjoint(specs, f"{source}: [random]")
     draws = [_drawer(key, spec, source) for key, spec in specs.items()]
     rng = random.Random(seed)
     points = tuple(tuple(draw(rng) for draw in draws) for _ in range(samples))

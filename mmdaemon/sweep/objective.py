@@ -90,9 +90,10 @@ class Objective:
         return _number(row.get(self.name))
 
     def best(self, rows: Sequence[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-        """The ``count`` best rows that have the figure and meet the requirements (ties:
-        the lower run number first)."""
-        scored = [(v, row) for row in rows if (v := self.value(row)) is not None
+        """The ``count`` best rows of runs that did not fail, have the figure and meet the
+        requirements (ties: the lower run number first)."""
+        scored = [(v, row) for row in rows
+                  if not row["error"] and (v := self.value(row)) is not None
                   and all(r.met(row) for r in self.requires)]
         scored.sort(key=lambda item: (-item[0] if self.maximize else item[0], item[1]["run"]))
         return [row for _, row in scored[:count]]

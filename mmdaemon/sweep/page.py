@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mmdaemon.pages import Figures, document, esc, table
@@ -71,11 +70,11 @@ def _shown(value: Any) -> Any:
     return cell(value)
 
 
-def write_page(path: Path, rows: Sequence[dict[str, Any]], holdout: Sequence[dict[str, Any]],
-               best: Sequence[dict[str, Any]], grid: Grid, objective: Objective,
-               context: Mapping[str, str]) -> None:
-    """Write the page of a sweep's in-sample ``rows``, its ``holdout`` rows and its
-    ``best`` in-sample rows by ``objective`` to ``path``."""
+def page(rows: Sequence[dict[str, Any]], holdout: Sequence[dict[str, Any]],
+         best: Sequence[dict[str, Any]], grid: Grid, objective: Objective,
+         context: Mapping[str, str]) -> str:
+    """The page (HTML) of a sweep's in-sample ``rows``, its ``holdout`` rows and its
+    ``best`` in-sample rows by ``objective``."""
     currency = next((str(r["currency"]) for r in rows if r.get("currency")), "quote currency")
     markouts = markout_columns(rows)
     headlines = [*dict.fromkeys([objective.name, *HEADLINES]), *(c for _, c in markouts)]
@@ -114,8 +113,7 @@ def write_page(path: Path, rows: Sequence[dict[str, Any]], holdout: Sequence[dic
     parts.append(_scrolling(table(names, ([_shown(row.get(n)) for n in names]
                                           for row in [*rows, *holdout]),
                                   table_id="runs", name_columns=2)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document(f"Sweep: {len(rows):,} runs", "\n".join(parts)))
+    return document(f"Sweep: {len(rows):,} runs", "\n".join(parts))
 
 
 def _holdout_section(best: Sequence[dict[str, Any]], holdout: Sequence[dict[str, Any]],

@@ -39,7 +39,9 @@ class RunTask:
     """One dry run to execute: run ``run`` of set ``set`` with the parameters ``params``
     ((dotted key, value) pairs) and the configuration they give, on the shipped recordings
     at the indexes ``recordings`` (the reference feed's at ``reference``); the worker
-    logs at ``log_level`` (the runs' logs go to its stderr)."""
+    logs at ``log_level`` (the runs' logs go to its stderr). ``sources`` names every
+    shipped recording as the command line did (by index): a row says those, never the
+    worker's temporary copies, whose names change from run to run."""
 
     run: int
     set: str
@@ -48,6 +50,7 @@ class RunTask:
     recordings: tuple[int, ...]
     reference: tuple[int, ...] = ()
     log_level: str = "error"
+    sources: tuple[str, ...] = ()
 
 
 # per worker process: the log level it was configured at (None: not yet)
@@ -57,7 +60,10 @@ _LOGGING: list[str] = []
 def run_task(task: RunTask, recordings: Sequence[Recording]) -> dict[str, Any]:
     """Execute ``task`` against ``recordings`` (the sweep's shipped files, in its order)
     and return its row: ``run``, ``set``, ``error``, the parameters by key, then every
-    figure (see :func:`flatten`). Never raises for a run that fails: its row says why."""
+    figure (see :func:`flatten`). Never raises for a run that fails: its row says why. A
+    run that decided no quote at all (the book never synced: a recording of another
+    instrument, a tick size that does not fit) evaluated nothing: its row has its figures
+    and an ``error`` too, so that its zeros rank as no configuration's result."""
     from mmdaemon import log
     from mmdaemon.commands.run import DryRunFailed, dry_run
     from mmdaemon.commands.usage import UsageError
@@ -66,22 +72,35 @@ def run_task(task: RunTask, recordings: Sequence[Recording]) -> dict[str, Any]:
         log.configure(task.log_level, sys.stderr.buffer, log_format="json")
         _LOGGING[:] = [task.log_level]
     row: dict[str, Any] = {"run": task.run, "set": task.set, "error": "", **dict(task.params)}
-    paths = [unpacked(path) for path in materialize(recordings)]
+    shipped = materialize(recordings)
+    paths = [unpacked(path) for path in shipped]
     try:
         summary = dry_run(task.config, [str(paths[i]) for i in task.recordings],
                           reference=[str(paths[i]) for i in task.reference] or None,
-                          log_level=task.log_level)
+                          log_level=task.log_level, whole=True)
     except DryRunFailed as exc:
         row["error"] = f"exit {exc.code}: {exc.why}"
-        return row
     except UsageError as exc:
         row["error"] = str(exc)
-        return row
     except Exception as exc:  # a run that breaks the code: its row says how, the rest go on
         row["error"] = f"{type(exc).__name__}: {exc}"
-        return row
-    row.update(flatten(summary))
-    return row
+    else:
+        row.update(flatten(summary))
+        if summary["quotes"] == 0:
+            row["error"] = summary["warnings"][0]  # "no quote was decided: ..."
+    sources = task.sources or tuple(map(str, shipped))  # none given: the copies' own names
+    renames = [(str(copy), source) for local, source in zip(shipped, sources, strict=True)
+               for copy in dict.fromkeys([unpacked(local), local])]
+    return {key: _renamed(value, renames) for key, value in row.items()}
+
+
+def _renamed(value: Any, renames: Sequence[tuple[str, str]]) -> Any:
+    """``value`` with every worker-side path of a recording replaced by the path the
+    command line gave (text only)."""
+    if isinstance(value, str):
+        for copy, source in renames:
+            value = value.replace(copy, source)
+    return value
 
 
 # per worker process: a shipped recording -> the file its runs read

@@ -90,6 +90,10 @@ def test_random_search_draws_the_same_runs_from_the_same_seed_within_the_ranges(
      "expected one of"),
     ('[random]\nsamples = 3\nseed = 1\n"a.b" = [1, 2]\n', "expected one of"),
     ("[grid\n", "not valid TOML"),
+    # a key inside another key's table: whichever is set last would replace the other
+    ('[grid]\n"a.b.c" = [1, 2]\n"a.b" = [{ d = 1 }]\n', "[grid] a.b.c: inside a.b, also varied"),
+    ('[random]\nsamples = 3\nseed = 1\n"a" = { choice = [{ b = 1 }] }\n'
+     '"a.b" = { int = [1, 3] }\n', "[random] a.b: inside a, also varied"),
 ])
 def test_an_unusable_grid_is_refused_naming_the_file_and_what_to_write(text: str,
                                                                      says: str) -> None:
@@ -170,7 +174,8 @@ def test_a_row_is_the_summary_and_metrics_flat_without_wall_clock_or_provenance(
 def test_the_objective_ranks_runs_that_have_its_figure_ties_by_run_number() -> None:
     rows = [{"run": 0, "error": "", "pnl": 1.0}, {"run": 1, "error": "boom"},
             {"run": 2, "error": "", "pnl": 3.0}, {"run": 3, "error": "", "pnl": 1.0},
-            {"run": 4, "error": "", "pnl": math.nan}]
+            {"run": 4, "error": "", "pnl": math.nan},
+            {"run": 5, "error": "no quote was decided", "pnl": 9.0}]  # failed, with figures
     assert [r["run"] for r in Objective.parse("pnl").best(rows, 3)] == [2, 0, 3]
     assert [r["run"] for r in Objective.parse("pnl:min").best(rows, 2)] == [0, 3]
     assert str(Objective.parse("pnl:min")) == "pnl (smallest best)"
