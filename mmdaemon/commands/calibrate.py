@@ -135,6 +135,8 @@ def measure(config: Config, recordings: list[str], sigma_interval_s: float,
                        f"the trade stream too)")
     tick, lot = Decimal(inst.tick_size), Decimal(inst.lot_size)
     sigmas = [{"interval_s": c.sigma_interval_s, **_sigma(c.fit(last_ns))} for c in others]
+    # annualised on the config's own year, so prior_annual_vol reads back as this sigma
+    year_days = config.strategy.volatility.year_days
     return {
         "instrument": {"venue": inst.venue, "symbol": inst.symbol,
                        "tick_size": inst.tick_size, "lot_size": inst.lot_size,
@@ -142,10 +144,11 @@ def measure(config: Config, recordings: list[str], sigma_interval_s: float,
         "recordings": recordings, "clock": config.feed.clock,
         "span_s": (last_ns - first_ns) / 1e9, "frames": market.frames,
         "malformed": market.malformed, "gaps": market.gaps,
+        "skew_mode": config.strategy.skew.mode,
         "intensity": _intensity(fit, float(tick)),
         "volatility": {**_sigma(fit), "interval_s": fit.sigma_interval_s,
-                       "annualised": fit.sigma_bps * 1e-4 * math.sqrt(365 * 86_400),
-                       "at_other_intervals": sigmas},
+                       "annualised": fit.sigma_bps * 1e-4 * math.sqrt(year_days * 86_400),
+                       "year_days": year_days, "at_other_intervals": sigmas},
         "book": _book(book_figures, float(lot)),
     }
 
@@ -204,12 +207,19 @@ def _g(x: float | None, digits: int = 4) -> str:
 
 
 def snippet(result: dict[str, Any]) -> str:
-    """The TOML to paste: the skew's A and k, the volatility prior; units in comments."""
+    """The TOML to set in a config: the skew's A and k, the volatility prior; units and how
+    to merge it in comments."""
     inst, fit, vol = result["instrument"], result["intensity"], result["volatility"]
     cur = inst["quote_currency"] or "quote currency"
     lines = [f"# mmdaemon calibrate: {inst['symbol']} ({inst['venue']}, tick "
              f"{inst['tick_size']}), {fit['market_orders']} market orders in "
-             f"{fit['seconds']:g} s"]
+             f"{fit['seconds']:g} s",
+             "# set each key in the config's own table of that name (TOML allows a table "
+             "once: a second [strategy.skew] is an error)"]
+    if result["skew_mode"] == "linear":
+        lines.append("# the calibrated config's skew mode is 'linear', which uses neither A "
+                     "nor k: they take effect with [strategy] class = \"glft\" (k also with "
+                     "\"avellaneda_stoikov\")")
     if fit["ok"]:
         lines += [
             "[strategy.skew]",
@@ -229,7 +239,8 @@ def snippet(result: dict[str, Any]) -> str:
         lines += ["[strategy.volatility]",
                   f"prior_annual_vol = {vol['annualised']:.4g}  # sigma "
                   f"{vol['ticks_per_sqrt_s']:.4g} ticks = {vol['bps_per_sqrt_s']:.4g} bps "
-                  f"per sqrt(s), sampled every {vol['interval_s']:g} s (fraction per year)"]
+                  f"per sqrt(s), sampled every {vol['interval_s']:g} s (fraction per year "
+                  f"of {vol['year_days']:g} days: keep the config's year_days)"]
     return "\n".join(lines)
 
 
@@ -284,7 +295,7 @@ def render(result: dict[str, Any]) -> str:
         f"{dp['within_ticks']} ticks of it mean {dp['near_mean']:.6g} "
         f"({_base(dp['near_mean'])}), median {dp['near_median']} ({_base(dp['near_median'])})",
         "",
-        "Paste into the config:",
+        "Set in the config:",
         snippet(result),
     ]
     if "page" in result:
@@ -305,7 +316,7 @@ def write_page(result: dict[str, Any], out: Path) -> Path:
              f"{pages.esc(inst['lot_size'])}; {len(result['recordings'])} recording(s), "
              f"{result['span_s']:.1f} s on the {pages.esc(result['clock'])} clock; config "
              f"{pages.esc(result['config'])}</p>",
-             "<h2>Paste into the config</h2>", f"<pre>{pages.esc(snippet(result))}</pre>"]
+             "<h2>Set in the config</h2>", f"<pre>{pages.esc(snippet(result))}</pre>"]
     intensity = go.Figure()
     if fit["curve"]:
         xs, ys = zip(*fit["curve"], strict=True)

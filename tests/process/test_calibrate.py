@@ -32,8 +32,10 @@ def test_calibrate_spot_prints_a_snippet_that_configures_glft_and_writes_the_pag
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     assert "ticks/sqrt(s)" in text and "at the touch (0.5 ticks)" in text
-    snippet = text[text.index("Paste into the config:") + 22:text.index("\npage:")]
+    snippet = text[text.index("Set in the config:") + 18:text.index("\npage:")]
     pasted = tomllib.loads(snippet)
+    # the shipped dry-run config quotes in linear mode: the snippet says A and k need GLFT
+    assert "skew mode is 'linear', which uses neither A nor k" in snippet
     a, k = pasted["strategy"]["skew"]["glft_a_per_s"], pasted["strategy"]["skew"][
         "kappa_per_tick"]
     assert 1.0 < a < 4.0 and 1e-3 < k < 4e-3  # the review's hftbacktest fit: 1.09, 2.9e-3
@@ -152,6 +154,26 @@ def test_calibrate_usdm_on_its_own_tick(usdm_file: Path) -> None:
     # a 0.1 tick: ten times fewer ticks per dollar of depth and of volatility than spot
     assert fit["ok"] and 2e-3 < fit["kappa_per_tick"] < 2e-2
     assert 30 < result["volatility"]["ticks_per_sqrt_s"] < 200
+
+
+def test_the_volatility_prior_reads_back_as_the_measured_sigma_on_the_configs_year(
+        tmp_path: Path) -> None:
+    data = dryrun_dict()
+    data["strategy"]["class"] = "glft"
+    data["strategy"]["skew"] = {"gamma": 0.001}
+    data["strategy"]["volatility"]["year_days"] = 252.0  # an equities year
+    config = tmp_path / "glft252.toml"
+    config.write_text(to_toml(data))
+    proc = mmdaemon("calibrate", str(SPOT_FILES[0]), "--config", str(config), "--no-page")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    snippet = proc.stdout[proc.stdout.index("Set in the config:") + 18:]
+    assert "skew mode is 'linear'" not in snippet
+    prior = tomllib.loads(snippet)["strategy"]["volatility"]["prior_annual_vol"]
+    measured = orjson.loads(mmdaemon("calibrate", str(SPOT_FILES[0]), "--config", str(config),
+                                     "--no-page", "--json").stdout)["volatility"]
+    # the daemon reads prior_annual_vol / sqrt(year_days x 86,400) as sigma per sqrt(s)
+    assert prior / (252 * 86_400) ** 0.5 * 1e4 == pytest.approx(measured["bps_per_sqrt_s"],
+                                                                 rel=1e-3)
 
 
 def test_calibrate_refuses_unusable_input_with_exit_2(tmp_path: Path) -> None:

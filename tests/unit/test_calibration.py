@@ -193,3 +193,66 @@ def test_online_calibration_needs_the_glft_mode(tmp_path: Path) -> None:
     path = write_config(tmp_path, {"strategy.skew.online": {"enabled": True}})
     with pytest.raises(ConfigError, match="mode 'glft'"):
         load_config(path)
+
+
+def wide_touch_steep_tail(cal: TradeCalibrator) -> int:
+    """A 400-tick market (the touch 200 ticks out) whose market orders all stop within one
+    tick beyond the touch: a decay this steep, seen this far out, extrapolates to an A past
+    any float at depth 0. The time of the end."""
+    bid, ask = 100_000, 100_400
+    cal.on_book(S, bid, ask)
+    t = S
+    for i in range(2000):
+        t += S // 100
+        cal.on_book(t, bid, ask)
+        cal.on_trade(t, ask + 1 if i else ask + 2, True, t)
+    return t
+
+
+def test_a_steep_tail_beyond_a_wide_touch_fails_the_fit_and_says_why_instead_of_raising(
+) -> None:
+    cal = TradeCalibrator(None, fit_min_arrivals=1)
+    end = wide_touch_steep_tail(cal)
+    fit = cal.fit(end, curves=True)  # OverflowError (math.exp) before
+    assert fit.touch_ticks == 200.0 and fit.points == 4
+    assert not fit.ok and "A is out of range" in fit.why
+    assert math.isnan(fit.a_per_s) and math.isnan(fit.kappa_per_tick)
+    # online, the same window is a failed re-fit that keeps the configured A and k
+    online = OnlineCalibration(OnlineCalibrationParams(
+        enabled=True, window_s=60.0, min_trades=10, fit_min_arrivals=1), 1.0, 0.002)
+    wide_touch_steep_tail(online.estimator)
+    refit = online.refit(end, lambda a, k: None)
+    assert not refit.applied and "A is out of range" in refit.why
+    assert (online.a_per_s, online.kappa_per_tick, online.failures) == (1.0, 0.002, 1)
+
+
+def test_the_touch_curve_of_a_touch_deeper_than_the_histogram_is_cut_at_its_last_bin(
+) -> None:
+    cal = TradeCalibrator(None, fit_min_arrivals=1, max_depth_ticks=50)
+    cal.on_book(S, BID, BID + 300)  # the modal spread: 300 ticks, past 2 x 50 + 1 bins
+    for i in range(50):
+        cal.on_trade(S + i, BID + 300, True, S + i)
+    cal.on_book(60 * S, BID, BID + 300)
+    fit = cal.fit(60 * S, curves=True)  # IndexError before
+    assert fit.touch_ticks == 150.0 and not fit.ok
+    assert fit.touch_curve and max(depth for depth, _ in fit.touch_curve) == 50.0
+
+
+def test_the_fit_is_least_squares_of_ln_lambda_on_depth_as_numpy_computes_it() -> None:
+    np = pytest.importorskip("numpy")
+    cal = TradeCalibrator(None, sigma_interval_s=1.0, fit_min_arrivals=5)
+    # a tail that is not exponential (two slopes), so the fit has residuals to measure
+    depths = exponential_depths(2.0, 0.05, 600.0) + exponential_depths(0.5, 0.004, 600.0)
+    end = feed(cal, depths, 600.0, touch=3000)
+    fit = cal.fit(end, curves=True)
+    assert fit.ok and 3 <= fit.points <= 256
+    x = np.array([p[0] for p in fit.curve])
+    y = np.log([p[1] for p in fit.curve])
+    assert np.allclose(np.diff(x), x[1] - x[0])  # evenly spaced depths
+    slope, intercept = np.polyfit(x, y, 1)
+    res = y - (intercept + slope * x)
+    assert fit.kappa_per_tick == pytest.approx(-slope, rel=1e-9)
+    assert fit.a_per_s == pytest.approx(math.exp(intercept), rel=1e-9)
+    assert fit.r2 == pytest.approx(1 - (res ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9)
+    assert fit.rmse_log == pytest.approx(math.sqrt((res ** 2).mean()), rel=1e-9)
+    assert fit.r2 < 0.99  # the two slopes show
