@@ -38,8 +38,9 @@ fitted beyond it.
 **The A, k fit.** Ordinary least squares of ln lambda(delta) on delta, lambda = A exp(-k
 delta), over half-tick depths from just beyond the touch to the deepest one still reached
 by ``fit_min_arrivals`` arrivals (a thinner tail is noise), at most :data:`MAX_POINTS`
-evenly spaced points (a stride of half ticks). Quality: R^2 of ln lambda, the RMSE of ln
-lambda (a ratio: 0.2 is about 20 %), the points used and their depth range. A fit fails
+evenly spaced points (a stride of half ticks; online, :data:`ONLINE_MAX_POINTS`). Quality:
+R^2 of ln lambda, the RMSE of ln lambda (a ratio: 0.2 is about 20 %), the points used and
+their depth range. A fit fails
 (``why`` says so) with fewer than 3 points or k <= 0.
 
 **Volatility.** The mid is sampled on a fixed grid of event time, every
@@ -63,6 +64,10 @@ from mmdaemon.quoting import _validate as v
 
 MAX_POINTS = 256
 """The most depths one fit regresses on (a stride of half ticks keeps it to this)."""
+ONLINE_MAX_POINTS = 64
+"""The same for online re-fits, which run on the quote path: a quarter of the points moves
+A and k of the bundled recording by under 1% (2.070 -> 2.084/s, 2.0582e-3 -> 2.0602e-3 per
+tick) and halves the fit's cost (139 -> 74 us)."""
 _NS_PER_S = 1_000_000_000
 _LN_FLOAT_MAX = math.log(1.7e308)
 _BLOCK_SHIFT = 6
@@ -143,17 +148,20 @@ class TradeCalibrator:
 
     __slots__ = ("_arrivals", "_bins", "_blocks", "_hist", "_key", "_mid2", "_next_ns",
                  "_nonneg", "_pending", "_prev_mid2", "_samples", "_spread", "_spreads",
-                 "_sq2", "_step_ns", "_window_ns", "fit_min_arrivals", "sigma_interval_s",
-                 "through_mid", "trades")
+                 "_sq2", "_step_ns", "_window_ns", "fit_min_arrivals", "max_points",
+                 "sigma_interval_s", "through_mid", "trades")
 
     def __init__(self, window_s: float | None, sigma_interval_s: float = 1.0,
-                 fit_min_arrivals: int = 20, max_depth_ticks: int = 5000) -> None:
+                 fit_min_arrivals: int = 20, max_depth_ticks: int = 5000,
+                 max_points: int = MAX_POINTS) -> None:
         owner = "TradeCalibrator"
         if window_s is not None:
             v.real(owner, "window_s", window_s, "seconds", lo=0, lo_open=True)
         v.real(owner, "sigma_interval_s", sigma_interval_s, "seconds", lo=0, lo_open=True)
         v.integer(owner, "fit_min_arrivals", fit_min_arrivals, "arrivals", lo=1)
         v.integer(owner, "max_depth_ticks", max_depth_ticks, "ticks", lo=1)
+        v.integer(owner, "max_points", max_points, "depths", lo=3)
+        self.max_points = max_points
         self._window_ns = None if window_s is None else int(window_s * _NS_PER_S)
         self.sigma_interval_s = sigma_interval_s
         self._step_ns = max(int(sigma_interval_s * _NS_PER_S), 1)
@@ -288,7 +296,7 @@ class TradeCalibrator:
         js = range(0)
         counts: list[int] = []
         if hi >= lo and seconds > 0:
-            stride = max(1, math.ceil((hi - lo + 1) / MAX_POINTS))
+            stride = max(1, math.ceil((hi - lo + 1) / self.max_points))
             js = range(lo, hi + 1, stride)
             # cum(j) at the depths fitted, deepest first, from the arrivals in each stride
             # of bins between them (summed in C: the bins can be thousands)
@@ -455,7 +463,8 @@ class OnlineCalibration:
                  kappa_per_tick: float) -> None:
         self.params = params
         self.estimator = est = TradeCalibrator(params.window_s, params.sigma_interval_s,
-                                               params.fit_min_arrivals, params.max_depth_ticks)
+                                               params.fit_min_arrivals, params.max_depth_ticks,
+                                               ONLINE_MAX_POINTS)
         self.on_book = est.on_book
         self.book_lost = est.book_lost
         self.on_trade = est.on_trade

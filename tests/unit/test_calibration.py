@@ -13,6 +13,7 @@ from mmdaemon.config import ConfigError
 from mmdaemon.config_file import load_config
 from mmdaemon.model import BookUpdate, Side, Trade
 from mmdaemon.quoting.calibration import (
+    ONLINE_MAX_POINTS,
     OnlineCalibration,
     OnlineCalibrationParams,
     TradeCalibrator,
@@ -112,6 +113,18 @@ def test_online_refit_clamps_to_the_bounds_and_says_which() -> None:
     assert refit.applied and refit.clamped == ("kappa_per_tick", "sigma_bps")
     assert cal.kappa_per_tick == 0.005 and got == [(cal.a_per_s, 0.005)]
     assert cal.view().clamped == 1 and cal.view().refits == 1
+
+
+def test_an_online_refit_regresses_on_fewer_depths_than_the_offline_fit_and_agrees() -> None:
+    depths = exponential_depths(2.0, 0.01, 1000.0)
+    offline = TradeCalibrator(None)
+    end = feed(offline, depths, 1000.0)
+    cal = online()
+    feed(cal.estimator, depths, 1000.0)
+    full, quick = offline.fit(end), cal.estimator.fit(end)
+    assert quick.points <= ONLINE_MAX_POINTS < full.points
+    assert quick.kappa_per_tick == pytest.approx(full.kappa_per_tick, rel=0.05)
+    assert quick.a_per_s == pytest.approx(full.a_per_s, rel=0.1)
 
 
 def test_online_refit_that_fails_keeps_the_previous_values_and_says_why() -> None:
