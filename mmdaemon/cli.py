@@ -195,8 +195,8 @@ def _parser() -> argparse.ArgumentParser:
                             "largest best)")
     sweep.add_argument("--require", action="append", default=[], metavar="NAME>=X|NAME<=X",
                        help="only runs meeting this count as best (repeatable), e.g. "
-                            "quote_uptime>=0.9 or fills>=50: without one, the best PnL is "
-                            "often a run that quoted too wide to trade")
+                            "'quote_uptime>=0.9' or 'fills>=50' (quoted): without one, the "
+                            "best PnL is often a run that quoted too wide to trade")
     sweep.add_argument("--top", type=int, default=5, metavar="N",
                        help="how many best runs the holdout re-runs and the page emphasises "
                             "(default 5)")

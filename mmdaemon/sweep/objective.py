@@ -36,8 +36,12 @@ class Requirement:
                 if name.strip() and math.isfinite(value):
                     return cls(name.strip(), at_least, value)
                 break
+        # a shell reads an unquoted > as a redirection: NAME alone arrives here
+        hint = ("; quote it, the shell took '>' for a redirection" if "=" not in text
+                and "<" not in text else "")
         raise UsageError(f"mmdaemon sweep: --require: expected a column of runs.csv, >= or "
-                         f"<= and a number, e.g. quote_uptime>=0.9 or fills>=50; got {text!r}")
+                         f"<= and a number, e.g. 'quote_uptime>=0.9' or 'fills>=50'; got "
+                         f"{text!r}{hint}")
 
     def __str__(self) -> str:
         return f"{self.name} {'>=' if self.at_least else '<='} {self.bound:g}"

@@ -197,6 +197,9 @@ def test_a_requirement_keeps_runs_that_miss_it_out_of_the_best() -> None:
     for bad in ("fills", "fills>=", ">=3", "fills>=nan", "fills=>3", "fills>=x"):
         with pytest.raises(UsageError, match=r"--require: expected a column of runs\.csv"):
             Requirement.parse(bad)
+    # what an unquoted quote_uptime>=0.9 leaves of itself after the shell's redirection
+    with pytest.raises(UsageError, match="quote it, the shell took '>' for a redirection"):
+        Requirement.parse("quote_uptime")
 
 
 def test_the_pareto_front_keeps_runs_no_other_beats_on_both_risk_and_reward() -> None:
