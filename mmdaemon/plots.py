@@ -261,12 +261,15 @@ def by_hour(metrics: dict[str, Any], currency: str) -> go.Figure:
     rows = metrics["by_hour"]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
     hours = [r["hour"] for r in rows]
+    # one hour wide whatever the hours present (plotly sizes bars by the closest pair: a
+    # run over 23:00 and 00:00 alone drew two bars half a day wide)
     fig.add_trace(go.Bar(x=hours, y=[r["fills"] for r in rows], name="fills",
-                         marker_color=_BID), row=1, col=1)
+                         marker_color=_BID, width=0.8), row=1, col=1)
     pnl = [r["pnl"] for r in rows]
     fig.add_trace(go.Bar(x=hours, y=pnl, name=f"PnL ({currency})",
                          marker_color=["#2ca02c" if p >= 0 else "#d62728" for p in pnl],
-                         text=[f"{r['fills']:,} fills" for r in rows]), row=2, col=1)
+                         text=[f"{r['fills']:,} fills" for r in rows], width=0.8),
+                  row=2, col=1)
     _layout(fig, f"Fills and PnL by hour of day ({metrics['tz']})", "", 480)
     fig.update_yaxes(title_text="fills (count)", row=1, col=1)
     fig.update_yaxes(title_text=f"PnL ({currency})", row=2, col=1)

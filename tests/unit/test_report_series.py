@@ -46,3 +46,12 @@ def test_envelope_keeps_every_spike_and_gap_of_a_long_series() -> None:
     assert envelope([1, 2], [3.0, None], 3) == ([1, 2], [3.0, None])  # short: whole
     with pytest.raises(ValueError, match="max_points"):
         envelope([1], [1.0], 2)
+
+
+def test_hour_bars_are_an_hour_wide_whatever_hours_the_run_covers() -> None:
+    from mmdaemon import plots
+
+    rows = [{"hour": 0, "fills": 77, "pnl": 0.02}, {"hour": 23, "fills": 106, "pnl": -0.25}]
+    fig = plots.by_hour({"by_hour": rows, "tz": "UTC"}, "USDT")
+    assert len(fig.data) == 2
+    assert all(bar.width is not None and bar.width <= 1 for bar in fig.data)
