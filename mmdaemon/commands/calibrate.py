@@ -351,9 +351,12 @@ def write_page(result: dict[str, Any], out: Path) -> Path:
                                           "by sampling interval")]
     sp = book["spread_ticks"]
     counts = sp["counts"]
-    spread = go.Figure(go.Bar(x=[c[0] for c in counts], y=[c[1] for c in counts]))
-    spread.update_layout(xaxis_title="spread (ticks)", yaxis_title="book events",
-                         yaxis_type="log", height=380)
+    # points on log-log axes: 99% of events at 1 tick and a few at thousands of ticks,
+    # which bars one tick wide on a linear axis drew as nothing
+    spread = go.Figure(go.Scatter(x=[c[0] for c in counts], y=[c[1] for c in counts],
+                                  mode="markers", name="book events"))
+    spread.update_layout(xaxis_title="spread (ticks, log scale)", yaxis_title="book events",
+                         xaxis_type="log", yaxis_type="log", height=380)
     parts += ["<h2>Spread</h2>", figures.html(
         spread, div_id="spread", caption=f"{book['events']} book events; 1 tick "
                                          f"{sp['share_1_tick']:.1%} of them")]
