@@ -31,6 +31,13 @@ from mmdaemon.quoting.fair_value import NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import QuoterParams
 
 VENUES = ("binance-spot", "binance-usdm")
+SUPPORTED_ADAPTERS: dict[str, tuple[str, ...]] = {
+    "binance-spot": ("paper", "binance"),
+    "binance-usdm": ("paper",),  # market data and dry runs: no futures order entry yet
+    "lobster": ("paper",),  # a NASDAQ sample replayed, never traded
+}
+"""The ``exchange.adapter`` each ``instrument.venue`` can trade through: anything else
+would send another venue's requests (a USD-M config on the spot order entry)."""
 # exchange.stop_timeout_ms: below 3 s the closes (1 s each at worst) leave the final cancel-all
 # next to nothing; above 10 min a stop outlasts any service manager's patience
 STOP_TIMEOUT_MIN_MS = 3_000
@@ -452,7 +459,13 @@ def _share_maker_fee(config: Config, raw: dict[str, Any]) -> Config:
 def _check(config: Config) -> None:
     """Cross-field rules the per-field types cannot express."""
     feed, risk = config.feed, config.risk
-    if not feed.recordings and not feed.url and config.instrument.venue != "lobster":
+    venue, adapter = config.instrument.venue, config.exchange.adapter
+    if adapter not in SUPPORTED_ADAPTERS[venue]:
+        supported = "; ".join(f"{v}: {' or '.join(a)}" for v, a in SUPPORTED_ADAPTERS.items())
+        raise ConfigError(f"exchange.adapter: {adapter!r} cannot trade instrument.venue "
+                          f"{venue!r} (not implemented); the supported venue and adapter "
+                          f"combinations are {supported}")
+    if not feed.recordings and not feed.url and venue != "lobster":
         raise ConfigError("feed: expected 'recordings' (list of paths) or 'url' (websocket URL)")
     if feed.url and not feed.recordings:
         if not feed.url.startswith(("ws://", "wss://")):
