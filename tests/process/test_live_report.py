@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SPOT_FILES
-from tests.daemon_process import Daemon
-from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
+from tests.process.test_record_sim_cli import free_port, mmdaemon
 from tests.process.test_sim_processes import sim_config
+from tests.process.test_strategy_plugins import daemon_quoting_at_the_sim
 
 
 def _start_row(report: Path) -> str:
@@ -33,19 +31,9 @@ def test_a_live_run_report_starts_at_its_first_event_not_in_1970(
     uptime), and a journal of an earlier build holding one is reported without it."""
     port, state = free_port(), tmp_path / "state"
     config = sim_config(tmp_path, port, state, monkeypatch)
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
-    try:
-        wait_for_line(sim, b"sim_listening")
-        d = Daemon(config)
-        try:
-            d.wait_event("fill", timeout=60)
-            assert d.stop() == 0
-        finally:
-            if d.proc.poll() is None:
-                d.kill()
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
+    with daemon_quoting_at_the_sim(config, port) as d:
+        d.wait_event("fill", timeout=60)
+        assert d.stop() == 0
     db = sqlite3.connect(state / "journal.sqlite")
     assert db.execute("SELECT count(*) FROM samples WHERE ts_ns <= 0").fetchone() == (0,)
     db.close()

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.helpers import DRYRUN, wait_for
-from tests.process.test_disk_full import fill
+from tests.process.test_disk_full import fill, tmpfs
 
 GRID = """[grid]
 "strategy.spread.base_bps" = [0.5, 2.0]
@@ -314,17 +314,9 @@ def children(pid: int) -> list[int]:
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs, filled: a file system with no space left."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "full", "1m") as mnt:
         fill(mnt)
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_results_the_disk_cannot_hold_are_exit_1_with_no_half_written_file(
