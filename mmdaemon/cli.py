@@ -275,15 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def version_text() -> str:
     """``mmdaemon --version``: the package, Python and which hot loops run."""
-    from importlib.metadata import PackageNotFoundError, version
-
     from mmdaemon import speedups
+    from mmdaemon.provenance import package_version
 
-    try:
-        ours = version("mmdaemon")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        ours = "unknown (not installed)"
-    return (f"mmdaemon {ours} (Python {sys.version.split()[0]}, hot loops: "
+    return (f"mmdaemon {package_version()} (Python {sys.version.split()[0]}, hot loops: "
             f"{speedups.HOT_LOOPS})")
 
 

@@ -104,6 +104,17 @@ def quote_currency(symbol: str, venue: str = "", configured: str = "") -> str:
         return f"quote currency of {symbol}"
 
 
+def base_currency(symbol: str, venue: str = "") -> str:
+    """What sizes are counted in: ``shares`` for a LOBSTER (NASDAQ) replay, else the base
+    asset of the venue symbol (BTCUSDT: BTC); named as unknown rather than guessed."""
+    if venue == "lobster":
+        return "shares"
+    try:
+        return assets_of(symbol).base
+    except ValueError:
+        return f"base currency of {symbol}"
+
+
 def book_mid_x2(book: OrderBook) -> int:
     """Best bid + best ask of ``book`` in ticks (twice the mid: exact), 0 if a side is
     empty. The book is read as it stands, synced or not, like the paper venue's

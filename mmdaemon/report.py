@@ -32,11 +32,12 @@ import orjson
 from mmdaemon import pages
 from mmdaemon.analytics import SampleRow, compute_metrics, ladder_levels
 from mmdaemon.journal_reader import load_journal, load_markouts, load_sample_levels, load_state
+from mmdaemon.markouts import base_currency
 from mmdaemon.metric_definitions import DEFINITIONS
 from mmdaemon.model import NS_PER_S, Instrument
 from mmdaemon.orderlog import FILLS_FILE, ORDERS_FILE, ExportResult, export
 from mmdaemon.provenance import PROVENANCE_KEY
-from mmdaemon.report_sections import base_currency, fills_table, provenance_html
+from mmdaemon.report_sections import fills_table, provenance_html
 from mmdaemon.sharpe import sharpe_text
 
 PLOTS = ("pnl", "inventory", "quotes", "quote-distance", "markouts", "by-hour", "spread-hist")

@@ -20,21 +20,9 @@ from mmdaemon.journal import MarkoutRow
 from mmdaemon.markouts import journaled
 from mmdaemon.model import NS_PER_S, Fill, Instrument, Side
 from mmdaemon.orderlog import FILLS_FILE
-from mmdaemon.venues.binance_parse import assets_of
 
 FILLS_SHOWN = 500
 """Fills shown at each end of the fills table of a longer run (the CSV has them all)."""
-
-
-def base_currency(symbol: str, venue: str = "") -> str:
-    """What sizes are counted in: ``shares`` for a LOBSTER (NASDAQ) replay, else the base
-    asset of the venue symbol (BTCUSDT: BTC); named as unknown rather than guessed."""
-    if venue == "lobster":
-        return "shares"
-    try:
-        return assets_of(symbol).base
-    except ValueError:
-        return f"base currency of {symbol}"
 
 
 def provenance_html(produced: dict[str, Any] | None) -> str:
