@@ -672,8 +672,7 @@ class Engine:
     def supervise(self, now_ns: int) -> None:
         """Periodic breakers at event time ``now_ns``: staleness, rejects, PnL at the mark."""
         self.shell.supervised()
-        # no sample before the first event: a live supervisor ticks at event time 0 first
-        if now_ns and now_ns >= self._next_sample_ns:
+        if now_ns >= self._next_sample_ns:
             self._next_sample_ns = now_ns + self._sample_interval_ns
             self._sample(now_ns)
         if self.last_book_ns:
@@ -699,13 +698,15 @@ class Engine:
         self.breakers.check_pnl(total)
 
     def sample(self) -> None:
-        """One report sample now (the state after a final cancel-all, at stop); none
-        before the first event (event time 0 is no time: a report would start in 1970)."""
-        if self.now_ns:
-            self._sample(self.now_ns)
+        """One report sample now (the state after a final cancel-all, at stop)."""
+        self._sample(self.now_ns)
 
     def _sample(self, now_ns: int) -> None:
-        """One report sample: the market, our gated quote, position, state, order counts."""
+        """One report sample: the market, our gated quote, position, state, order counts;
+        none before the first event (a live supervisor ticks at event time 0 first: a report
+        would start in 1970)."""
+        if not now_ns:
+            return
         book, quote, c = self.book, _innermost(self._last_ladder, self._last_wanted), self.counters
         self.records.sample((
             self.run_id, now_ns, book.best_bid(), book.best_ask(), quote.fair, quote.bid,

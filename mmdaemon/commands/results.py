@@ -52,8 +52,7 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
 
 def report(state_dir: Path, out: Path) -> int:
     """``mmdaemon report``: the report of the journal in ``state_dir``."""
-    import sqlite3
-
+    from mmdaemon.journal_reader import load_state
     from mmdaemon.market_hours import market_hours
     from mmdaemon.markouts import DEFAULT_HORIZONS_S, quote_currency
     from mmdaemon.model import Instrument
@@ -63,13 +62,12 @@ def report(state_dir: Path, out: Path) -> int:
     if not journal.is_file():
         print(f"mmdaemon report: no journal at {journal}", file=sys.stderr)
         return 2
-    row = sqlite3.connect(f"file:{journal}?mode=ro", uri=True).execute(
-        "SELECT value FROM state WHERE key = 'instrument'").fetchone()
-    if row is None:
+    stored = load_state(journal, "instrument")
+    if stored is None:
         print(f"mmdaemon report: {journal} names no instrument (written by an older version)",
               file=sys.stderr)
         return 2
-    spec = orjson.loads(row[0])
+    spec = orjson.loads(stored)
     instrument = Instrument(spec["symbol"], spec["tick_size"], spec["lot_size"])
     venue = spec.get("venue", "")
     write_report(journal, instrument, out, **market_hours(venue),
