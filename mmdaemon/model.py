@@ -382,3 +382,42 @@ class OrderUpdate(NamedTuple):
 
 
 ExecutionEvent = OrderUpdate | Fill
+
+
+class Funding(NamedTuple):
+    """A funding payment on our perpetual-futures position, as the venue booked it.
+
+    ``amount`` is in notional units of the instrument (ticks x lots: for BTCUSDT USD-M
+    0.1 x 0.001 = 1e-4 USDT), signed: positive received, negative paid. The venue's amount
+    (USD-M: the wallet's balance change ``bc``, 8 decimals) is converted exactly when it can
+    be and otherwise rounded toward -inf, so a payment is never flattered. ``ts_ns`` is the
+    venue's time of the payment; ``funding_id`` identifies it for de-duplication (Binance
+    USD-M: the transaction time in ms, one payment per symbol per funding time), never 0.
+    """
+
+    amount: int
+    ts_ns: int
+    funding_id: int
+
+
+class Balances(NamedTuple):
+    """What the account may trade with, as the venue last reported it (pre-trade checks).
+
+    ``base_lots`` is the base asset the account holds, free plus locked in our own orders,
+    in lots rounded down (spot: a market maker can only sell what it holds); None where the
+    venue has no such balance (futures, where a position is margined instead).
+    ``quote_units`` is the quote asset, in notional units rounded down: spot, free plus
+    locked; futures, the margin balance available to open positions. ``leverage`` is the
+    symbol's leverage on a futures venue (notional a margin unit may carry), 0 on spot.
+    ``ts_ns`` is the venue's time of the report.
+    """
+
+    base_lots: int | None
+    quote_units: int
+    leverage: int
+    ts_ns: int
+
+
+AccountEvent = Funding | Balances
+# everything an exchange adapter's listener receives, in the order the venue produced it
+VenueEvent = ExecutionEvent | AccountEvent
