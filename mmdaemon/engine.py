@@ -26,6 +26,9 @@ Where things happen:
   anything acts on them;
 - every order action sent and every answer of the venue is buffered for the order log
   (:mod:`mmdaemon.orderlog`) and written by :meth:`Engine.persist`.
+
+PnL at the mark, the readers' snapshot and the run's summary are read off this state by
+the base class, :class:`mmdaemon.engine_figures.EngineFigures`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import orjson
 
 from mmdaemon.config import Config
+from mmdaemon.engine_figures import EngineFigures
 from mmdaemon.engine_ports import Counters, EngineShell, Limits, Matcher
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.market import MarketState, snapshot_lost
@@ -71,12 +75,11 @@ from mmdaemon.records import (
 )
 from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
-from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
+from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON
 from mmdaemon.risk.ladder import LadderGate
 from mmdaemon.risk.rules import PreTradeChecks
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
-from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
 from mmdaemon.strategy.api import LimitsView, QueueEstimates, Strategy, StrategyView
 from mmdaemon.strategy.builtin import QuoterStrategy
 from mmdaemon.strategy.guard import STRATEGY_ERROR, StrategyGuard
@@ -88,7 +91,7 @@ NOT_DECIDED: list[OrderAction] = []
 was decided (the feed task times tick-to-quote on the others). Never appended to."""
 
 
-class Engine:
+class Engine(EngineFigures):
     """One instrument's book, quoting, risk gate, orders, position and kill latch.
 
     Build it, hand it the journal and latch with :meth:`restore`, then feed it events.
@@ -207,10 +210,6 @@ class Engine:
                       run_id=restored.run_id)
         # a restored position may already be beyond a limit: judge it before any quote
         self.breakers.check_inventory(position.position)
-
-    def opened(self) -> bool:
-        """:meth:`restore` has run (position, risk state and orders exist)."""
-        return hasattr(self, "manager")
 
     # -- market events (the hot path) -----------------------------------------------------
 
@@ -506,30 +505,6 @@ class Engine:
         self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not ready,
                                 venue=reason)
 
-    # -- PnL --------------------------------------------------------------------------------
-
-    def mark(self) -> Fraction | None:
-        """Mark price in ticks: the book's mid (exact half ticks), None without a book."""
-        bid, ask = self.book.best_bid(), self.book.best_ask()
-        if bid is None or ask is None:
-            return None
-        return Fraction(bid + ask, 2)
-
-    def total_pnl_units(self) -> Fraction | None:
-        """Realised + unrealised - fees at the mark, notional units (ticks x lots). Without
-        a mark: cash - fees when flat (that is the whole PnL), None with a position (cash -
-        fees alone would count the position's whole cost as a loss)."""
-        mark = self.mark()
-        position = self.position
-        if mark is None:
-            return Fraction(position.cash - position.fees) if position.position == 0 else None
-        return position.total(mark)
-
-    def exposure(self) -> Exposure:
-        """Our numbers for the firm risk bus: position, mark, PnL, state."""
-        return Exposure(self.position.position, self.mark(), self.total_pnl_units(),
-                        self.risk.state.value)
-
     # -- kill, re-arm, reload ----------------------------------------------------------------
 
     def journal_failed(self, during: str, exc: Exception) -> None:
@@ -728,83 +703,6 @@ class Engine:
                 self.journal.set_pnl_peak(peak, self.now_ns)
             except Exception as exc:
                 self.journal_failed("pnl_peak", exc)
-
-    # -- what readers see ------------------------------------------------------------------------
-
-    def snapshot(self, feed: FeedView) -> Snapshot:
-        """The engine's state as plain values, with the shell's ``feed`` figures, for readers
-        (metrics, status, progress): taking it changes nothing, and nothing a reader does to
-        it reaches the engine."""
-        inst, config, m, book = self.instrument, self.config, self.market, self.book
-        market = MarketView(m.frames, m.malformed, m.undecodable, m.first_malformed,
-                            m.depth_updates, m.snapshots, m.trades, m.tickers, m.gaps,
-                            m.crossed, m.resyncs, book.synced, self.last_book_ns)
-        return Snapshot(inst.symbol, config.instrument.venue, config.exchange.adapter,
-                        inst.tick_size, inst.lot_size, self.currency, self.now_ns, feed,
-                        market, self._trading_view() if self.opened() else None)
-
-    def _trading_view(self) -> TradingView:
-        c, pos, risk, now = self.counters, self.position, self.risk, self.now_ns
-        mark = self.mark()
-        adverse = self.quoter.adverse if self.quoter is not None else None
-        return TradingView(
-            c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
-            dict(self.unsendable.counts), self.manager.open_orders(),
-            is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
-            Fraction(pos.realized), Fraction(pos.fees), mark,
-            pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
-            risk.state.value, risk.killed, tuple(risk.halts),
-            tuple(risk.reducing), self.breakers.trips,
-            self.markouts.stats.rows(self.instrument),
-            AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),
-                        tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
-                        adverse.baseline_adverse_move_rate(now), adverse.toxic(now))
-            if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False),
-            self.quoter.calibration.view() if self.quoter and self.quoter.calibration else None)
-
-    def summary(self) -> dict[str, Any]:
-        """The run's figures: counts, position and PnL in base/quote currency (named by
-        ``currency``), and the exact markouts per horizon of every journaled fill
-        (:mod:`mmdaemon.markouts`, the same rows as the report's)."""
-        inst, pos, c = self.instrument, self.position, self.counters
-        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
-        mark = self.mark()
-        unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
-        total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
-        figures = {
-            "frames": self.market.frames,
-            "quotes": c.quotes,
-            "orders": c.orders,
-            "amends": c.amends,
-            "cancels": c.cancels,
-            "blocked": c.blocked,
-            "unsendable": dict(self.unsendable.counts),
-            "rejects": c.rejects,
-            "fills": pos.fills,
-            "volume": float(pos.volume * Fraction(inst.lot_size)),
-            "position": float(pos.position * Fraction(inst.lot_size)),
-            "position_lots": pos.position,
-            "cash": float(pos.cash * money),
-            "realized_pnl": float(pos.realized * money),
-            "unrealized_pnl": float(unrealized * money),
-            "fees": float(pos.fees * money),
-            "total_pnl": float(total * money),
-            "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
-            "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),
-            "currency": self.currency,
-            "markouts": self.markouts.stats.rows(inst),
-            "state": self.risk.state.value,
-            "breaker_trips": self.breakers.trips,
-            "gaps": self.market.gaps,
-            "malformed": self.market.malformed,
-            "first_malformed": self.market.first_malformed,
-            "time_backsteps": self.time_backsteps,
-        }
-        if self.quoter is not None and self.quoter.calibration is not None:  # likewise
-            figures["calibration"] = self.quoter.calibration.summary()
-        if self.reference is not None:  # only then: a run without one sums up as before
-            figures["reference"] = self.reference.summary(self.now_ns, Fraction(inst.tick_size))
-        return figures
 
 
 def _innermost(gated: Ladder | None, wanted: Ladder) -> Quote:
