@@ -23,7 +23,8 @@ Where things happen:
   still applies, and the pre-trade checks (:mod:`mmdaemon.risk.rules`). Breakers
   (:mod:`mmdaemon.risk.breakers`) raise the conditions the state is derived from;
 - fills come back through :meth:`Engine.on_execution`, committed to the journal before
-  anything acts on them;
+  anything acts on them; so do funding payments (journaled once per funding id, then in
+  the PnL) and the account's balances (kept for the pre-trade checks);
 - every order action sent and every answer of the venue is buffered for the order log
   (:mod:`mmdaemon.orderlog`) and written by :meth:`Engine.persist`.
 
@@ -47,9 +48,10 @@ from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.market import MarketState, snapshot_lost
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
+    Balances,
     BookUpdate,
-    ExecutionEvent,
     Fill,
+    Funding,
     Gap,
     Instrument,
     Ladder,
@@ -61,6 +63,7 @@ from mmdaemon.model import (
     Side,
     TopOfBook,
     Trade,
+    VenueEvent,
 )
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
@@ -142,6 +145,7 @@ class Engine(EngineFigures):
         self.reference_need_snapshot = False  # the same for the reference feed
         self.venue_ready = False
         self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
+        self.balances: Balances | None = None  # the venue's last report; None: not checked
         self._cancelling: int | None = None  # open orders when an unconfirmed pull began
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
@@ -149,7 +153,7 @@ class Engine(EngineFigures):
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
         self._saved_peak: Fraction | None = None
-        self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
+        self._pnl_inputs: tuple[int, int, int, int, BreakerLimits] | None = None
         # report rows buffered for the journal; a failed write ends the run
         self.records = Records(shell.wall_ns, self.journal_failed)
         # the latest ladder the strategy wanted, and what the gate let through (None: pulled)
@@ -178,6 +182,8 @@ class Engine(EngineFigures):
         self.position = position = Position()
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
+        for funding in restored.funding:
+            position.apply_funding(funding.amount)
         self.markouts.restore(journaled_stats(self.markouts.horizons_ns, restored.fills,
                                               journal.markouts()))
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
@@ -206,6 +212,7 @@ class Engine(EngineFigures):
         self.log.info("journal_restored", path=str(journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
+                      funding_units=position.funding,
                       killed=killed, kill_reason=kill_reason, latch_file=str(latch.path),
                       run_id=restored.run_id)
         # a restored position may already be beyond a limit: judge it before any quote
@@ -405,6 +412,8 @@ class Engine(EngineFigures):
             # the resting order no longer matches a quote we may send: pull it
             action = manager.cancel(action.order_id)
             why = blocked.code
+        elif action.kind == "place" and self.risk.state is TradingState.REDUCING:
+            action = action._replace(reduce_only=True)  # the venue refuses it if it increases
         manager.sent(action)
         if action.kind != "cancel" and self.quoter is None:  # the built-ins read no queue
             self.queues.sent(action, self.book)
@@ -448,10 +457,18 @@ class Engine(EngineFigures):
 
     # -- executions -------------------------------------------------------------------------
 
-    def on_execution(self, event: ExecutionEvent) -> None:
-        """An answer of the venue to one of our orders, or a fill."""
+    def on_execution(self, event: VenueEvent) -> None:
+        """What the venue reports: an answer to one of our orders, a fill, a funding
+        payment, or the account's balances (the last one is what the pre-trade checks
+        use)."""
         if isinstance(event, Fill):
             self._on_fill(event)
+            return
+        if isinstance(event, Funding):
+            self._on_funding(event)
+            return
+        if isinstance(event, Balances):
+            self.balances = event
             return
         update: OrderUpdate = event
         # before the manager applies it: whether it accepts an amend depends on what is pending
@@ -495,6 +512,27 @@ class Engine(EngineFigures):
         self.breakers.check_inventory(position.position)
         total = self.total_pnl_units()
         if self.mark() is not None and total is not None:  # no mark: no PnL to judge
+            self.breakers.check_pnl(total)
+
+    def _on_funding(self, funding: Funding) -> None:
+        """Journaled first (a payment the venue delivers again is ignored), then in the PnL,
+        which the loss breakers judge at once, as after a fill."""
+        try:
+            fresh = self.journal.record_funding(funding)
+        except Exception as exc:  # as for a fill: without the journal, stop trading
+            self.journal_failed("funding", exc)
+            raise
+        if not fresh:
+            self.log.warning("funding_duplicate_ignored", funding_id=funding.funding_id)
+            return
+        position = self.position
+        position.apply_funding(funding.amount)
+        self.log.info("funding", funding_id=funding.funding_id, amount_units=funding.amount,
+                      ts_ns=funding.ts_ns, funding_units=position.funding,
+                      position_lots=position.position)
+        self.shell.exposure_changed()
+        total = self.total_pnl_units()
+        if self.mark() is not None and total is not None:
             self.breakers.check_pnl(total)
 
     def on_venue_status(self, ready: bool, reason: str | None) -> None:
@@ -658,13 +696,13 @@ class Engine(EngineFigures):
         self._check_pnl()
 
     def _check_pnl(self) -> None:
-        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills
-        and the limits are all as at the last check: the answer could not differ, and the
-        exact Fraction arithmetic is most of a supervisor tick's cost."""
+        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills,
+        the funding and the limits are all as at the last check: the answer could not
+        differ, and the exact Fraction arithmetic is most of a supervisor tick's cost."""
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if bid is None or ask is None:
             return
-        inputs = (bid, ask, self.position.fills, self.breakers.limits)
+        inputs = (bid, ask, self.position.fills, self.position.funding, self.breakers.limits)
         if inputs == self._pnl_inputs:
             return
         self._pnl_inputs = inputs

@@ -64,13 +64,15 @@ class EngineFigures:
         return Fraction(bid + ask, 2)
 
     def total_pnl_units(self) -> Fraction | None:
-        """Realised + unrealised - fees at the mark, notional units (ticks x lots). Without
-        a mark: cash - fees when flat (that is the whole PnL), None with a position (cash -
-        fees alone would count the position's whole cost as a loss)."""
+        """Realised + unrealised - fees + funding at the mark, notional units (ticks x
+        lots). Without a mark: cash - fees + funding when flat (that is the whole PnL), None
+        with a position (cash - fees alone would count the position's whole cost as a
+        loss)."""
         mark = self.mark()
         position = self.position
         if mark is None:
-            return Fraction(position.cash - position.fees) if position.position == 0 else None
+            return Fraction(position.cash - position.fees + position.funding) if (
+                position.position == 0) else None
         return position.total(mark)
 
     def exposure(self) -> Exposure:
@@ -100,7 +102,7 @@ class EngineFigures:
             c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
             dict(self.unsendable.counts), self.manager.open_orders(),
             is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
-            Fraction(pos.realized), Fraction(pos.fees), mark,
+            Fraction(pos.realized), Fraction(pos.fees), Fraction(pos.funding), mark,
             pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
             risk.state.value, risk.killed, tuple(risk.halts),
             tuple(risk.reducing), self.breakers.trips,
@@ -119,7 +121,8 @@ class EngineFigures:
         money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
         mark = self.mark()
         unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
-        total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
+        total = pos.total(mark) if mark is not None else Fraction(
+            pos.cash - pos.fees + pos.funding)
         figures = {
             "frames": self.market.frames,
             "quotes": c.quotes,
@@ -137,6 +140,7 @@ class EngineFigures:
             "realized_pnl": float(pos.realized * money),
             "unrealized_pnl": float(unrealized * money),
             "fees": float(pos.fees * money),
+            "funding": float(pos.funding * money),
             "total_pnl": float(total * money),
             "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
             "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),

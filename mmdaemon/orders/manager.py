@@ -40,13 +40,16 @@ ActionKind = Literal["place", "cancel", "amend"]
 
 
 class OrderAction(NamedTuple):
-    """A request for the exchange adapter. Price in ticks, size in lots (total size)."""
+    """A request for the exchange adapter. Price in ticks, size in lots (total size).
+    ``reduce_only``: a place the venue must refuse if it would increase the position (set by
+    the engine while REDUCING); an amend keeps its order's flag at the venue."""
 
     kind: ActionKind
     order_id: int
     side: Side
     price: int
     size: int
+    reduce_only: bool = False
 
 
 @dataclass
