@@ -397,8 +397,11 @@ class Engine(EngineFigures):
         manager, counters = self.manager, self.counters
         if not self.venue_ready or not self._may_quote(action) or not manager.applies(action):
             return None  # the state or the order changed since the action was decided
-        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns,
-                                    manager.lots_besides(action), self.position.position)
+        balances = self.balances
+        blocked = self.checks.check(
+            action, self._fair, manager.open_orders(), self.now_ns,
+            manager.lots_besides(action), self.position.position, balances,
+            manager.notional_besides(action) if balances is not None else 0)
         if blocked is not None:
             counters.blocked += 1
             due = self.unsendable.record(blocked.code, self.now_ns)

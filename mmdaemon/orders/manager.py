@@ -106,6 +106,16 @@ class OrderManager:
         return sum(o.open_size for o in self.orders.values()
                    if o.side is action.side and o is not own) - (own.filled if own else 0)
 
+    def notional_besides(self, action: OrderAction) -> int:
+        """Notional (ticks x lots) open on ``action``'s side in our other orders, less
+        what ``action``'s own order has filled at its price, as :meth:`lots_besides`:
+        ``notional_besides(action) + action.price * action.size`` is the side's open
+        notional once ``action`` applies."""
+        own = self.orders.get(action.order_id)
+        return sum(o.price * o.open_size for o in self.orders.values()
+                   if o.side is action.side and o is not own) - (
+            own.filled * action.price if own else 0)
+
     def decide(self, ladder: Ladder | None) -> list[OrderAction]:
         """Actions that move our orders toward ``ladder`` (None: no quote, cancel all).
 

@@ -13,8 +13,9 @@ import pytest
 
 from mmdaemon.engine import Engine
 from mmdaemon.latch import read_latch
-from mmdaemon.model import Fill, Funding, Side
+from mmdaemon.model import Balances, Fill, Funding, Side
 from mmdaemon.records import LatchState
+from mmdaemon.risk.rules import INSUFFICIENT_BALANCE
 from mmdaemon.risk.state import TradingState
 from tests.integration.test_engine import FullDisk, answer, drive, engine
 from tests.recorder import Recorder
@@ -115,6 +116,34 @@ def test_places_sent_while_reducing_are_reduce_only(tmp_path: Path) -> None:
         sent = [s for a in e.decide(e.now_ns) if (s := e.vet(a)) is not None]
         assert sent and all(a.kind == "place" and a.side is Side.SELL for a in sent)
         assert all(a.reduce_only for a in sent)
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_the_last_balances_reported_bound_what_the_engine_sends(tmp_path: Path) -> None:
+    e, _, state = engine(tmp_path)
+    try:
+        placed = [a for a in drive(e, 5_000) if a.kind == "place"]
+        sell = next(a for a in placed if a.side is Side.SELL)
+        for cancel in e.cancel_all():  # room for a new order under max_open_orders
+            pulled = e.vet(cancel)
+            assert pulled is not None
+            e.on_execution(answer(pulled, e.now_ns))
+        fresh = sell._replace(order_id=10**9)  # a new sell of the same size
+        # a spot account holding no base asset: no sell may leave
+        e.on_execution(Balances(base_lots=0, quote_units=10**15, leverage=0, ts_ns=e.now_ns))
+        blocked = e.counters.blocked
+        assert e.vet(fresh) is None
+        assert e.counters.blocked == blocked + 1
+        assert e.unsendable.counts[INSUFFICIENT_BALANCE] == 1
+        [line] = e.log.named("order_blocked")
+        assert line["code"] == INSUFFICIENT_BALANCE and line["reason"] == (
+            f"SELL side open {sell.size} lots > the base balance 0 lots")
+        # the venue reports the base asset bought since: the same order leaves
+        e.on_execution(Balances(base_lots=sell.size, quote_units=0, leverage=0,
+                                ts_ns=e.now_ns))
+        assert e.vet(fresh) == fresh
     finally:
         state.journal.close()
         state.latch.close()
