@@ -144,7 +144,8 @@ class FuturesProtocol:
                 fw.ILLEGAL_CHARS, f"Illegal characters found in parameter 'method'; legal "
                                   f"range is '{', '.join(self.ws_methods)}'."))
         used = self._charge(spec.weight)
-        limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, self.weight_limit, used),)
+        limits: tuple[api.RateLimit, ...] = (
+            api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, self.weight_limit, used),)
         try:
             if used > self.weight_limit:
                 raise Reject(fw.TOO_MANY_REQUESTS, status=429)
@@ -157,6 +158,8 @@ class FuturesProtocol:
             self.internal_errors += 1
             return wire.response_error(request_id, 500, api.ApiError(
                 fw.UNKNOWN, fw.MESSAGES[fw.UNKNOWN]), limits)
+        if params.get("returnRateLimits") in (False, "false"):
+            limits = ()  # the client asked for no rateLimits in the answer
         return wire.response_ok(request_id, result, limits)
 
     def _ws_auth(self, params: dict[str, Any], security: str) -> str:

@@ -36,7 +36,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -56,6 +56,7 @@ WS_API_PATH: Final = "/ws-fapi/v1"
 TICK_S: Final = 0.1  # how often funding and listen-key expiry are checked (s)
 DEPTH_WEIGHTS: Final = ((50, 2), (100, 5), (500, 10), (1000, 20))  # limit <= N: weight
 DEFAULT_DEPTH_LIMIT: Final = 500
+STREAM_PREFIXES: Final = ("/public", "/market", "/private")
 
 
 def _response(status: int, payload: Any, weight: int | None = None) -> Response:
@@ -155,6 +156,9 @@ class UsdmOrderEntry:
         self._next_funding_ms = (now_ms() // funding_interval_ms + 1) * funding_interval_ms
         self._max_queue = max_queue
         self._streams: dict[str, set[_Out]] = {}  # listen key -> user-data connections
+        # the market-data stream connections (a listen key may be SUBSCRIBEd there too)
+        self.stream_subscribers: dict[ServerConnection, frozenset[str]] = {}
+        self.raw_subscribers: set[ServerConnection] = set()
         self._ws_api: set[_Out] = set()
 
     def _next_order_id(self) -> int:
@@ -177,7 +181,9 @@ class UsdmOrderEntry:
             self._next_funding_ms = (now // self.funding_interval_ms + 1) \
                 * self.funding_interval_ms
         for listen_key in self.protocol.expire_listen_keys():
-            frame = orjson.dumps(fw.listen_key_expired(listen_key, now))
+            event = fw.listen_key_expired(listen_key, now)
+            self._to_subscribers(listen_key, event)
+            frame = orjson.dumps(event)
             for out in self._streams.pop(listen_key, set()):
                 out.offer(frame)
                 out.finish()
@@ -199,6 +205,22 @@ class UsdmOrderEntry:
             for listen_key in by_api_key.get(api_key, ()):
                 for out in self._streams.get(listen_key, ()):
                     out.offer(frame)
+                self._to_subscribers(listen_key, event)
+
+    def _to_subscribers(self, listen_key: str, event: dict[str, Any]) -> None:
+        """``event`` to the stream connections that SUBSCRIBEd ``listen_key`` (how
+        Binance's SDK listens): combined or raw, as the connection's market frames. Sent
+        as market frames are, without waiting: a subscriber too slow sees a gap."""
+        targets = [ws for ws, streams in self.stream_subscribers.items()
+                   if listen_key in streams]
+        if not targets:
+            return
+        raw = [ws for ws in targets if ws in self.raw_subscribers]
+        combined = [ws for ws in targets if ws not in self.raw_subscribers]
+        if raw:
+            broadcast(raw, orjson.dumps(event).decode())
+        if combined:
+            broadcast(combined, orjson.dumps({"stream": listen_key, "data": event}).decode())
 
     # ---- connections ------------------------------------------------------------------------
 
@@ -274,6 +296,9 @@ class UsdmSim(MarketServer):
             tape.subscribers, tape.raw = tapes[0].subscribers, tapes[0].raw
         self.tapes = {t.instrument.symbol: t for t in tapes}
         self.order_entry = order_entry
+        if order_entry is not None:
+            order_entry.stream_subscribers = tapes[0].subscribers
+            order_entry.raw_subscribers = tapes[0].raw
         self.speed = speed
         self.clock = clock
         self._wait = wait_for_subscriber
@@ -329,7 +354,7 @@ class UsdmSim(MarketServer):
     # ---- routing ----------------------------------------------------------------------------
 
     def _upgrade_paths(self, path: str) -> bool:
-        return path == WS_API_PATH or super()._upgrade_paths(path)
+        return path == WS_API_PATH or super()._upgrade_paths(stream_path(path))
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -409,15 +434,33 @@ class UsdmSim(MarketServer):
         return Response(200, "OK", headers, body)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        path = urlsplit(ws.request.path if ws.request else "").path
+        url = urlsplit(ws.request.path if ws.request else "")
+        path = stream_path(url.path)
         entry = self.order_entry
         if entry is not None:
             if path == WS_API_PATH:
                 await entry.serve_ws_api(ws)
                 return
             key = path[len("/ws/"):] if path.startswith("/ws/") else ""
+            key = key or parse_qs(url.query).get("listenKey", [""])[-1]
             if key and not raw_path_streams(path) and entry.has_listen_key(key):
                 await entry.serve_user_stream(ws, key)
                 return
-        await super()._handler(ws)
+        if path == "/stream":
+            names = parse_qs(url.query).get("streams", [""])[-1]
+            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+        elif path == "/ws" or path.startswith("/ws/"):
+            await self.tape.serve_streams(ws, raw_path_streams(path), combined=False)
+        else:
+            await ws.close(1008, "unknown path")
+
+
+def stream_path(path: str) -> str:
+    """A stream path without Binance's newer USD-M route prefix: ``/public``, ``/market``
+    and ``/private`` + ``/stream`` or ``/ws..`` are served as the plain routes (the
+    official SDK connects there; every stream is served on each)."""
+    for prefix in STREAM_PREFIXES:
+        if path.startswith(prefix + "/"):
+            return path[len(prefix):]
+    return path
 
