@@ -304,6 +304,7 @@ class UsdmSim(MarketServer):
         self._wait = wait_for_subscriber
         self.finished = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._paused_until_ns = 0  # monotonic ns: the market stands still until then
 
     async def __aenter__(self) -> UsdmSim:
         await self.start()
@@ -338,12 +339,24 @@ class UsdmSim(MarketServer):
         def recv_ns(item: TapedFrame) -> int:
             return item[0]
 
-        async for batch in paced(frames, recv_ns, speed, self.clock):
+        clock = self.clock
+        async for batch in paced(frames, recv_ns, speed, clock):
             for ns, index, frame in batch:
+                while clock.monotonic_ns() < self._paused_until_ns:
+                    await clock.sleep((self._paused_until_ns - clock.monotonic_ns()) / 1e9)
                 tapes[index].play(ns, frame)
                 if speed is not None:
                     await asyncio.sleep(0)  # let requests in between frames of a burst
         self.finished.set()
+
+    def pause(self, seconds: float) -> None:
+        """Hold every market still (no frame played, sent or matched) for ``seconds`` of
+        the clock while order entry goes on: a test's quiet market."""
+        self._paused_until_ns = self.clock.monotonic_ns() + round(seconds * 1e9)
+
+    def resume(self) -> None:
+        """End a :meth:`pause` now (the tape catches up at its speed)."""
+        self._paused_until_ns = 0
 
     async def _tick(self) -> None:
         assert self.order_entry is not None

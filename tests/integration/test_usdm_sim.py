@@ -300,6 +300,31 @@ async def test_place_modify_cancel_and_status_with_their_user_data_events(venue:
     await stream.ws.close()
 
 
+async def test_modify_keeps_the_queue_place_on_a_smaller_size_and_loses_it_on_a_new_price(
+        venue: Venue) -> None:
+    client = await ws_api(venue)
+    paper = venue.entry.matchings["BTCUSDT"].venue
+    book = venue.sim.tapes["BTCUSDT"].market.book
+    venue.sim.pause(30)  # a still market: queue places move only by the modifies
+    bid, _ = venue.book()
+    placed = await client.ok("order.place", **place_params("BUY", bid, qty="0.010"))
+    order_id = placed["orderId"]
+    ahead = paper.queue_ahead(order_id)
+    assert ahead == book.bids.size_at(bid) > 0  # the back of the displayed level
+    smaller = await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id,
+                              side="BUY", price=BTC.price_str(bid), quantity="0.006")
+    assert smaller["origQty"] == "0.006" and paper.queue_ahead(order_id) == ahead
+    lower = bid - 1
+    await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id, side="BUY",
+                    price=BTC.price_str(lower), quantity="0.006")
+    assert paper.queue_ahead(order_id) == book.bids.size_at(lower)
+    back = await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id, side="BUY",
+                           price=BTC.price_str(bid), quantity="0.006")
+    assert back["orderId"] == order_id and paper.queue_ahead(order_id) == ahead
+    venue.sim.resume()
+    await client.ws.close()
+
+
 async def test_every_refusal_answers_binance_code(venue: Venue) -> None:
     client = await ws_api(venue)
     bid, ask = venue.book()
