@@ -273,9 +273,9 @@ class FuturesMatching:
         self._report(order, "TRADE", last_qty=fill.size, last_price=fill.price,
                      commission=trade.commission, trade_id=trade.trade_id, maker=fill.maker,
                      realized=trade.realized)
+        # bc is the balance change other than PnL and commission (Binance): none for a fill
         self.outbox.append((order.api_key, fw.account_update(
-            self.ledger, order.api_key, "ORDER", ms, trade.realized - trade.commission,
-            [self.symbol])))
+            self.ledger, order.api_key, "ORDER", ms, Fraction(0), [self.symbol])))
 
     def _report(self, order: FuturesOrder, execution: str, *, last_qty: int = 0,
                 last_price: int = 0, commission: Fraction = Fraction(0), trade_id: int = 0,

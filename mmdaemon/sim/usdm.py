@@ -361,7 +361,10 @@ class UsdmSim(MarketServer):
     async def _tick(self) -> None:
         assert self.order_entry is not None
         while True:
-            self.order_entry.tick()
+            try:
+                self.order_entry.tick()
+            except Exception:  # a bug must not end funding and expiry for good
+                self.order_entry.protocol.internal_errors += 1
             await asyncio.sleep(TICK_S)
 
     # ---- routing ----------------------------------------------------------------------------

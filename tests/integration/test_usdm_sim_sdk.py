@@ -115,7 +115,7 @@ async def test_the_sdk_places_modifies_queries_and_cancels_over_the_ws_api(
             # the SDK's SUBSCRIBE of the key on its /private/stream connection has arrived
             await until(lambda: any(listen_key in s for s in sim.tape.subscribers.values()))
             bid, _ = best(sim)
-            price = float(BTC.price_str(bid - 50))
+            price, lower = (float(BTC.price_str(p)) for p in (bid - 50, bid - 60))
             placed = (await api.new_order(
                 symbol="BTCUSDT", side="BUY", type="LIMIT", time_in_force="GTX",
                 quantity=0.005, price=price, new_client_order_id="sdk-1",
@@ -124,10 +124,10 @@ async def test_the_sdk_places_modifies_queries_and_cancels_over_the_ws_api(
                     placed.time_in_force, placed.reduce_only) == ("NEW", "sdk-1", "0.005",
                                                                   "GTX", False)
             modified = (await api.modify_order(
-                symbol="BTCUSDT", side="BUY", quantity=0.006, price=price - 1,
+                symbol="BTCUSDT", side="BUY", quantity=0.006, price=lower,
                 order_id=placed.order_id)).data().result
-            assert (modified.order_id, modified.orig_qty, Decimal(modified.price)) == (
-                placed.order_id, "0.006", Decimal(str(price - 1)))
+            assert (modified.order_id, modified.orig_qty, modified.price) == (
+                placed.order_id, "0.006", BTC.price_str(bid - 60))
             status = (await api.query_order(symbol="BTCUSDT",
                                             orig_client_order_id="sdk-1")).data().result
             assert (status.order_id, status.status, status.time_in_force) == (
@@ -178,7 +178,8 @@ async def test_the_sdk_parses_fills_and_account_updates(sim: UsdmSim) -> None:
         assert trade.o.m is True and trade.o.N == "USDT" and Decimal(trade.o.n) > 0
         update = next(AccountUpdate.from_dict(e) for e in raw if e["e"] == "ACCOUNT_UPDATE")
         assert update.a.m == "ORDER" and update.a.B[0].a == "USDT"
-        assert Decimal(update.a.B[0].bc) == -Decimal(trade.o.n)
+        assert Decimal(update.a.B[0].wb) == 10_000 - Decimal(trade.o.n)
+        assert Decimal(update.a.B[0].bc) == 0  # no change but the fill's commission
         assert Decimal(update.a.P[0].pa) == Decimal(trade.o.l) * (
             1 if trade.o.S == "BUY" else -1)
     finally:
