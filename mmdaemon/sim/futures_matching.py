@@ -167,16 +167,16 @@ class FuturesMatching:
             self._report(order, "AMENDMENT")
         self._apply([*events, *self.venue.advance(now)])
 
-    def settle_funding(self, rate: Fraction) -> int:
+    def settle_funding(self, rate: Fraction, ms: int) -> int:
         """Pay funding at ``rate`` (a fraction, positive: longs pay shorts) on every
         account's position at the mark price (the mid): ``amount x mark x rate`` USDT,
-        rounded to Binance's 8 decimals, booked as income with one ``ACCOUNT_UPDATE``
-        (m = FUNDING_FEE) per account; returns how many accounts paid or received."""
+        rounded to Binance's 8 decimals, booked as income at the funding time ``ms`` with
+        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE) per account; returns how many accounts
+        paid or received."""
         ledger = self.ledger
         mark = ledger.marks[self.symbol]
         if not mark:
             return 0  # no book yet: no mark price to settle at
-        ms = self._now_ms()
         unit = ledger.unit(self.symbol)
         paid = 0
         for api_key, account in ledger.accounts.items():

@@ -175,11 +175,13 @@ class UsdmOrderEntry:
         """Settle funding when a funding time has passed; end stale listen keys."""
         now = self.now_ms()
         if now >= self._next_funding_ms:
+            # stamped with the funding time (the latest one passed: a clock that jumped
+            # over several pays once), as Binance books a funding fee at its funding time
+            at_ms = now // self.funding_interval_ms * self.funding_interval_ms
             for matching in self.matchings.values():
-                matching.settle_funding(self.funding_rate)
+                matching.settle_funding(self.funding_rate, at_ms)
             self.fundings += 1
-            self._next_funding_ms = (now // self.funding_interval_ms + 1) \
-                * self.funding_interval_ms
+            self._next_funding_ms = at_ms + self.funding_interval_ms
         for listen_key in self.protocol.expire_listen_keys():
             event = fw.listen_key_expired(listen_key, now)
             self._to_subscribers(listen_key, event)

@@ -458,6 +458,9 @@ async def test_funding_is_paid_on_positions_with_an_account_update_and_income(
                                          {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE"},
                                          key=KEY, secret=SECRET)
         assert Decimal(income[0]["income"]) == paid and income[0]["asset"] == "USDT"
+        # booked at a funding time: a multiple of the interval, the event's time too
+        event = stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE")[0]
+        assert income[0]["time"] % 500 == 0 and income[0]["time"] == event["T"]
         assert len({i["tranId"] for i in income}) == len(income)
         nobody = [e for e in entry.ledger.income[KEY2] if e.income_type == "FUNDING_FEE"]
         assert nobody == []  # no position, no funding
