@@ -186,6 +186,8 @@ class FuturesProtocol:
             if used > self.weight_limit:
                 raise Reject(fw.TOO_MANY_REQUESTS, status=429)
             params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+            if not api_key_header:  # REST answers a missing key header as a malformed key
+                raise Reject(fw.BAD_API_KEY_FMT)
             key = self._known_key(api_key_header)
             if spec.security == "SIGNED":
                 payload, _, signature = query.rpartition("&signature=")

@@ -366,6 +366,11 @@ async def test_every_refusal_answers_binance_code(venue: Venue) -> None:
     assert (await bad.error("order.status", symbol="BTCUSDT", orderId=1))[0] == -2014
     assert (await client.raw({"id": "x", "method": "order.nothing", "params": {}}))[
         "error"]["code"] == -1100
+    assert (await client.raw({"id": "y", "method": "order.place", "params": "x"}))[
+        "error"]["code"] == -1102
+    await client.ws.send("not json")
+    garbage = orjson.loads(await client.ws.recv())
+    assert garbage["id"] is None and garbage["status"] == 400
     status, body, headers = await venue.arest("GET", "/fapi/v1/openOrders",
                                               {"symbol": "BTCUSDT"}, key=KEY, secret=SECRET,
                                               bad_signature=True)
@@ -477,6 +482,63 @@ async def test_a_listen_key_not_kept_alive_expires_with_its_event(venue: Venue) 
     assert stream.of("listenKeyExpired")[0]["listenKey"] == kept
     await until(lambda: stream.task.done())
     assert (await client.call("userDataStream.ping", signed=False))["error"]["code"] == -1125
+    await client.ws.close()
+
+
+async def test_listen_keys_over_rest_and_the_ws_api_start_keep_alive_and_stop(
+        venue: Venue) -> None:
+    status, body, headers = await venue.arest("POST", "/fapi/v1/listenKey", key=KEY)
+    assert status == 200 and "X-MBX-USED-WEIGHT-1M" in headers
+    listen_key = body["listenKey"]
+    assert len(listen_key) == 64 and listen_key.isalnum()
+    client = await ws_api(venue)
+    # one key per account: starting again on the WebSocket API gives the same one
+    again = await client.call("userDataStream.start", signed=False)
+    assert again["result"]["listenKey"] == listen_key
+    assert (await venue.arest("PUT", "/fapi/v1/listenKey", key=KEY))[1] == {
+        "listenKey": listen_key}
+    stream = UserStream(await connect(f"{venue.sim.ws_url}/ws/{listen_key}"))
+    bid, _ = venue.book()
+    await client.ok("order.place", **place_params("BUY", bid - 100))
+    await until(lambda: stream.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/listenKey", key=KEY)
+    assert (status, body) == (200, {})
+    assert (await client.call("userDataStream.ping", signed=False))["error"]["code"] == -1125
+    status, body, _ = await venue.arest("POST", "/fapi/v1/listenKey")
+    assert (status, body["code"]) == (401, -2014)  # no API key header
+    await stream.ws.close()
+    await client.ws.close()
+
+
+async def test_rest_queries_and_cancels_one_order(venue: Venue) -> None:
+    client = await ws_api(venue)
+    bid, _ = venue.book()
+    order_id = (await client.ok("order.place", **place_params(
+        "BUY", bid - 100, newClientOrderId="rest-1")))["orderId"]
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["orderId"], body["status"], body["avgPrice"]) == (
+        200, order_id, "NEW", "0.0")
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["status"]) == (200, "CANCELED")
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["code"]) == (400, -2011)
+    # the other account sees none of it
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY2, secret=SECRET2)
+    assert (status, body["code"]) == (400, -2013)
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": "x1"},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["code"]) == (400, -1100)
+    status, body, _ = await venue.arest("PUT", "/fapi/v1/openOrders", key=KEY, secret=SECRET)
+    assert status == 405
     await client.ws.close()
 
 
