@@ -12,15 +12,19 @@ query string as sent, with the key in the ``X-MBX-APIKEY`` header.
 Checks, in the venue's order: request shape, method, request weight per minute (-1003,
 status 429; REST and the WebSocket API share the budget, as for one IP), the API key
 (-2014 malformed, -2015 unknown), ``timestamp``/``recvWindow`` (-1102), ``signature``
-(-1022), timing against ``now_ms()`` (-1021), the method's parameters (-1102 missing,
+(-1022), timing against ``signing_ms()`` (-1021), the method's parameters (-1102 missing,
 -1100 malformed, -1121 symbol, -1117 side, -1116 type, -1115 timeInForce, -1111
 precision, -1013 LOT_SIZE, -4164 notional, -4016/-4024 PERCENT_PRICE) and the matching
 (-2022, -5022, -2019, -2011, -2013, -5027).
 
 Listen keys: one per account (``userDataStream.start`` or ``POST /fapi/v1/listenKey``
 again returns the same key and keeps it alive), valid for 60 minutes after the last
-keep-alive; :meth:`FuturesProtocol.expire_listen_keys` ends the stale ones. ``now_ms`` is
-the sim's one clock (ms since the epoch).
+keep-alive; :meth:`FuturesProtocol.expire_listen_keys` ends the stale ones.
+
+Time: ``now_ms`` is the sim's clock (ms since the epoch) for what the venue stamps and
+schedules (listen-key expiry); ``signing_ms`` (default: the same) the clock a signed
+request's ``timestamp`` is checked against and the request-weight minute runs on, the one a
+client signs with (the wall clock when the replay runs faster than 1x).
 """
 
 from __future__ import annotations
@@ -75,11 +79,13 @@ class FuturesProtocol:
 
     def __init__(self, matchings: Mapping[str, FuturesMatching], ledger: FuturesLedger,
                  api_keys: Mapping[str, str], now_ms: Callable[[], int], *,
+                 signing_ms: Callable[[], int] | None = None,
                  weight_limit: int = fw.WEIGHT_LIMIT) -> None:
         self.matchings = dict(matchings)
         self.ledger = ledger
         self._api_keys = dict(api_keys)
         self._now_ms = now_ms
+        self.signing_ms = now_ms if signing_ms is None else signing_ms
         self.weight_limit = weight_limit
         self._weight_minute = -1
         self._weight_used = 0
@@ -213,7 +219,7 @@ class FuturesProtocol:
     # ---- authentication ---------------------------------------------------------------------
 
     def _charge(self, weight: int) -> int:
-        minute = self._now_ms() // 60_000
+        minute = self.signing_ms() // 60_000
         if minute != self._weight_minute:
             self._weight_minute, self._weight_used = minute, 0
         self._weight_used += weight
@@ -240,7 +246,7 @@ class FuturesProtocol:
             raise Reject(fw.MANDATORY_PARAM, fw.mandatory_msg("signature"))
         if not signature_ok:
             raise Reject(fw.SIGNATURE)
-        late = wire.timestamp_error(timestamp, window, self._now_ms())
+        late = wire.timestamp_error(timestamp, window, self.signing_ms())
         if late is not None:
             raise Reject(fw.TIMESTAMP, late)
 

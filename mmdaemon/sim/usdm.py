@@ -133,10 +133,13 @@ class UsdmOrderEntry:
     starting with ``wallet`` USDT), one PaperVenue per symbol (maker fee
     ``maker_fee_bps``, latency 0: loopback is the latency), the WebSocket API, user-data
     streams and funding (``funding_rate`` every ``funding_interval_ms``). ``now_ms`` is the
-    sim's one clock, in ms since the epoch."""
+    sim's one clock, in ms since the epoch: every time it stamps or schedules; a signed
+    request's ``timestamp`` is checked against ``signing_ms`` (default: ``now_ms``), which
+    ``/fapi/v1/time`` tells (:mod:`mmdaemon.sim.futures_protocol`)."""
 
     def __init__(self, instruments: Sequence[Instrument], api_keys: Mapping[str, str],
-                 wallet: Fraction, now_ms: Callable[[], int], *, maker_fee_bps: str = "0",
+                 wallet: Fraction, now_ms: Callable[[], int], *,
+                 signing_ms: Callable[[], int] | None = None, maker_fee_bps: str = "0",
                  funding_interval_ms: int = 8 * 3_600_000,
                  funding_rate: Fraction = Fraction(1, 10_000), max_queue: int = 1024) -> None:
         if not api_keys:
@@ -149,7 +152,9 @@ class UsdmOrderEntry:
         self.matchings = {i.symbol: FuturesMatching(
             i, PaperVenue(i, 0, maker_fee_bps, "0"), self.ledger, self._next_order_id, now_ms)
             for i in instruments}
-        self.protocol = FuturesProtocol(self.matchings, self.ledger, api_keys, now_ms)
+        self.protocol = FuturesProtocol(self.matchings, self.ledger, api_keys, now_ms,
+                                        signing_ms=signing_ms)
+        self.signing_ms = self.protocol.signing_ms
         self.funding_interval_ms = funding_interval_ms
         self.funding_rate = funding_rate
         self.fundings = 0  # funding times settled
@@ -326,9 +331,9 @@ class UsdmSim(MarketServer):
         await self.finished.wait()
 
     def now_ms(self) -> int:
-        """The sim's clock in ms (the order entry's when there is one)."""
+        """The server time clients sign with, in ms (the order entry's when there is one)."""
         if self.order_entry is not None:
-            return self.order_entry.now_ms()
+            return self.order_entry.signing_ms()
         return self.clock.wall_ns() // 1_000_000
 
     async def _play(self) -> None:

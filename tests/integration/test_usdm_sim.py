@@ -542,6 +542,38 @@ async def test_rest_queries_and_cancels_one_order(venue: Venue) -> None:
     await client.ws.close()
 
 
+async def test_events_on_the_sim_clock_signatures_on_the_signing_clock(
+        usdm_file: Path) -> None:
+    """A replay running faster than 1x: the venue stamps on its replay clock, a client
+    signs with the wall clock; each check reads its own one (as the spot sim's SimClock)."""
+    wall = SystemClock()
+    ahead_ms = 3_600_000  # the replay clock an hour ahead of the wall clock
+
+    def replay_ms() -> int:
+        return wall.wall_ns() // 1_000_000 + ahead_ms
+
+    def wall_ms() -> int:
+        return wall.wall_ns() // 1_000_000
+
+    entry = UsdmOrderEntry([BTC], {KEY: SECRET}, Fraction(WALLET), replay_ms,
+                           signing_ms=wall_ms)
+    async with UsdmSim([(BTC, [usdm_file])], speed=SPEED, clock=wall,
+                       order_entry=entry) as sim:
+        await until(lambda: sim.tapes["BTCUSDT"].market.book.synced, timeout=20)
+        venue = Venue(sim, entry, ShiftedClock())
+        _, now, _ = await venue.arest("GET", "/fapi/v1/time")
+        assert abs(now["serverTime"] - wall_ms()) < 5_000
+        client = await ws_api(venue)  # signs with the wall clock
+        stream = await user_stream(venue, client)
+        bid, _ = venue.book()
+        placed = await client.ok("order.place", **place_params("BUY", bid - 100))
+        assert placed["updateTime"] - wall_ms() > ahead_ms - 5_000
+        await until(lambda: stream.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+        assert stream.of("ORDER_TRADE_UPDATE", x="NEW")[0]["E"] - wall_ms() > ahead_ms - 5_000
+        await client.ws.close()
+        await stream.ws.close()
+
+
 # ---- several symbols ----------------------------------------------------------------------------
 
 
