@@ -312,6 +312,7 @@ class UsdmSim(MarketServer):
         self.finished = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._paused_until_ns = 0  # monotonic ns: the market stands still until then
+        self._weight_minute, self._weight_used = -1, 0  # without order entry (see _charge)
 
     async def __aenter__(self) -> UsdmSim:
         await self.start()
@@ -394,14 +395,15 @@ class UsdmSim(MarketServer):
                 entry.flush()
                 return _response(answer.status, answer.body, answer.used_weight)
         if request.method != "GET":
-            return _response(405, {"code": -1000, "msg": f"{request.method} not allowed"})
+            return _response(405, {"code": -1000, "msg": f"{request.method} not allowed"},
+                             self._charge(1))
         weight = 1
         if path == "/fapi/v1/depth":
             limit_text = query.get("limit", str(DEFAULT_DEPTH_LIMIT))
             limit = int(limit_text) if limit_text.isdigit() else DEFAULT_DEPTH_LIMIT
             weight = next((w for most, w in DEPTH_WEIGHTS if limit <= most), 20)
         used = self._charge(weight)
-        if used is not None and used > fw.WEIGHT_LIMIT:
+        if used > fw.WEIGHT_LIMIT:
             response = _response(429, {"code": fw.TOO_MANY_REQUESTS,
                                        "msg": fw.MESSAGES[fw.TOO_MANY_REQUESTS]}, used)
             response.headers["Retry-After"] = "60"
@@ -427,16 +429,19 @@ class UsdmSim(MarketServer):
                 response = _response(200, fw.exchange_info(chosen, self.now_ms()))
         else:
             response = _response(404, {"code": -1000, "msg": f"unknown path {path}"})
-        if used is not None:
-            response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         return response
 
-    def _charge(self, weight: int) -> int | None:
-        """Charge a market-data request; the weight used this minute (None: no order
-        entry, so no budget is kept)."""
-        if self.order_entry is None:
-            return None
-        return self.order_entry.protocol.market_weight(weight)
+    def _charge(self, weight: int) -> int:
+        """Charge a market-data request; the weight used this minute (the order entry's
+        budget, shared with its requests; without one, the market data's own)."""
+        if self.order_entry is not None:
+            return self.order_entry.protocol.market_weight(weight)
+        minute = self.now_ms() // 60_000
+        if minute != self._weight_minute:
+            self._weight_minute, self._weight_used = minute, 0
+        self._weight_used += weight
+        return self._weight_used
 
     def _depth(self, query: dict[str, str]) -> Response:
         tape = self.tapes.get(query.get("symbol", "").upper())

@@ -57,7 +57,8 @@ class ShiftedClock:
 class Venue:
     """A running futures sim and what a test needs to talk to it."""
 
-    def __init__(self, sim: UsdmSim, entry: UsdmOrderEntry, clock: ShiftedClock) -> None:
+    def __init__(self, sim: UsdmSim, entry: Any, clock: ShiftedClock) -> None:
+        # entry: the sim's UsdmOrderEntry (None for market data alone)
         self.sim, self.entry, self.clock = sim, entry, clock
 
     def book(self, symbol: str = "BTCUSDT") -> tuple[int, int]:
@@ -244,6 +245,20 @@ async def test_rest_market_data_is_binance_usdm_shaped_with_the_weight_on_every_
     assert pong == {} and int(headers["X-MBX-USED-WEIGHT-1M"]) == before + 1
     _, now, _ = await venue.arest("GET", "/fapi/v1/time")
     assert abs(now["serverTime"] - venue.clock()) < 5_000
+
+
+async def test_market_data_alone_still_counts_the_request_weight(usdm_file: Path) -> None:
+    async with UsdmSim([(BTC, [usdm_file])], speed=SPEED, clock=SystemClock()) as sim:
+        await until(lambda: sim.tapes["BTCUSDT"].market.book.synced, timeout=20)
+        venue = Venue(sim, None, ShiftedClock())  # no order entry: REST market data only
+        used = []
+        for path, params in (("/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 1000}),
+                             ("/fapi/v1/ping", {}), ("/fapi/v1/nothing", {})):
+            _, _, headers = await venue.arest("GET", path, params)
+            used.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
+        assert used == [20, 21, 22]  # depth 1000 weighs 20
+        status, _, headers = await venue.arest("DELETE", "/fapi/v1/allOpenOrders")
+        assert status == 405 and headers["X-MBX-USED-WEIGHT-1M"] == "23"
 
 
 async def test_depth_streams_carry_the_pu_chain(venue: Venue) -> None:
