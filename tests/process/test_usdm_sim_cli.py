@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from mmdaemon.venues import binance_api as api
+from tests.conftest import SPOT_FILES
 from tests.helpers import gz_lines, rewrite, write_gz
 from tests.process.test_record_sim_cli import free_port, wait_for_line
 
@@ -71,6 +72,21 @@ def test_two_symbols_with_their_balances_on_one_port_until_sigterm(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--funding-rate", "0.001"], "--funding-interval, --funding-rate: only with --venue "
+                                  "binance-usdm"),
+    (["--balance", "USDT=1"], "--balance: only with --venue binance-usdm"),
+])
+def test_futures_options_on_the_spot_sim_are_exit_2_not_ignored(
+        args: list[str], says: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "mmdaemon", "sim",
+                             str(SPOT_FILES[0]), "--port", str(free_port()), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert says in err.decode()
 
 
 @pytest.mark.parametrize(("args", "says"), [
