@@ -62,6 +62,7 @@ class FuturesMatching:
         self._in_venue: dict[int, FuturesOrder] = {}  # orders the PaperVenue holds open
         self._acked: set[int] = set()  # orders the client was told NEW
         self._refused: dict[int, str] = {}  # orders the venue refused on arrival: why
+        self._filled_accounts: set[str] = set()  # accounts filled since the last check
         self.outbox: list[UserDataEvent] = []
 
     # ---- market side ------------------------------------------------------------------------
@@ -228,6 +229,26 @@ class FuturesMatching:
             else:
                 assert isinstance(event, OrderUpdate)
                 self._on_update(event)
+        if self._filled_accounts:
+            accounts, self._filled_accounts = self._filled_accounts, set()
+            if self._expire_reduce_only(accounts):
+                # the expiries' cancels reach the venue now, after the event that filled
+                self._apply(self.venue.advance(self.now_ns))
+
+    def _expire_reduce_only(self, api_keys: set[str]) -> bool:
+        """Expire the open reduce-only orders of ``api_keys`` that would no longer reduce
+        the position (it closed, or flipped to their side), as Binance does; whether any."""
+        expired = False
+        ms = self._now_ms()
+        for api_key in sorted(api_keys):
+            amount = self.ledger.accounts[api_key].positions[self.symbol].amount
+            for order in self.ledger.open_orders(api_key, self.symbol):
+                if order.reduce_only and (amount == 0 or (amount > 0) == (order.side is Side.BUY)):
+                    self.venue.cancel(order.order_id, self.now_ns)
+                    self.ledger.close(order, "EXPIRED", ms)
+                    self._report(order, "EXPIRED")
+                    expired = True
+        return expired
 
     def _ack(self, order: FuturesOrder) -> None:
         self._acked.add(order.order_id)
@@ -270,6 +291,7 @@ class FuturesMatching:
             return
         ms = self._now_ms()
         trade = self.ledger.record_fill(order, fill.price, fill.size, fill.fee, fill.maker, ms)
+        self._filled_accounts.add(order.api_key)
         self._report(order, "TRADE", last_qty=fill.size, last_price=fill.price,
                      commission=trade.commission, trade_id=trade.trade_id, maker=fill.maker,
                      realized=trade.realized)
