@@ -513,9 +513,13 @@ async def test_listen_keys_over_rest_and_the_ws_api_start_keep_alive_and_stop(
     assert (await venue.arest("PUT", "/fapi/v1/listenKey", key=KEY))[1] == {
         "listenKey": listen_key}
     stream = UserStream(await connect(f"{venue.sim.ws_url}/ws/{listen_key}"))
+    # Binance's newer route for the same stream
+    private = UserStream(await connect(f"{venue.sim.ws_url}/private/ws?listenKey={listen_key}"))
     bid, _ = venue.book()
     await client.ok("order.place", **place_params("BUY", bid - 100))
     await until(lambda: stream.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+    await until(lambda: private.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+    await private.ws.close()
     status, body, _ = await venue.arest("DELETE", "/fapi/v1/listenKey", key=KEY)
     assert (status, body) == (200, {})
     assert (await client.call("userDataStream.ping", signed=False))["error"]["code"] == -1125
