@@ -41,6 +41,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from mmdaemon.book import OrderBook
 from mmdaemon.clock import Clock
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.feed.replay import paced
@@ -78,7 +79,7 @@ class _Listener:
         self._matching.advance(now_ns)
         self._entry.flush()
 
-    def on_book(self, book: Any, now_ns: int) -> None:
+    def on_book(self, book: OrderBook, now_ns: int) -> None:
         self._matching.on_book(book, now_ns)
         self._entry.flush()
 
@@ -94,19 +95,17 @@ class _Out:
         self.ws = ws
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(max_queue)
         self.dead = False
+        self._closing: asyncio.Task[None] | None = None  # kept: a task must not be collected
 
-    def offer(self, frame: bytes) -> bool:
-        """Queue ``frame``; False (and the connection is closed, 1008) when it is full: a
+    def offer(self, frame: bytes) -> None:
+        """Queue ``frame``; when the queue is full the connection is closed (1008): a
         client that does not read must not silently miss an event."""
         if self.dead:
-            return False
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.dead = True
-            asyncio.get_running_loop().create_task(self.ws.close(1008, "queue overflow"))
-            return False
-        return True
+            self._close(1008, "queue overflow")
 
     def finish(self) -> None:
         """Close the connection once the frames queued so far have been sent."""
@@ -115,7 +114,11 @@ class _Out:
             try:
                 self.queue.put_nowait(None)
             except asyncio.QueueFull:  # never read: nothing more to wait for
-                asyncio.get_running_loop().create_task(self.ws.close(1000))
+                self._close(1000, "listenKeyExpired")
+
+    def _close(self, code: int, reason: str) -> None:
+        self.dead = True
+        self._closing = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
     async def send_loop(self) -> None:
         try:
@@ -164,7 +167,6 @@ class UsdmOrderEntry:
         # the market-data stream connections (a listen key may be SUBSCRIBEd there too)
         self.stream_subscribers: dict[ServerConnection, frozenset[str]] = {}
         self.raw_subscribers: set[ServerConnection] = set()
-        self._ws_api: set[_Out] = set()
 
     def _next_order_id(self) -> int:
         self._order_ids += 1
@@ -234,7 +236,6 @@ class UsdmOrderEntry:
     async def serve_ws_api(self, ws: ServerConnection) -> None:
         """One ``/ws-fapi/v1`` connection until it closes."""
         out = _Out(ws, self._max_queue)
-        self._ws_api.add(out)
         sender = asyncio.create_task(out.send_loop(), name="usdm-ws-api-send")
         try:
             async for message in ws:
@@ -248,7 +249,6 @@ class UsdmOrderEntry:
         except ConnectionClosed:
             pass
         finally:
-            self._ws_api.discard(out)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
