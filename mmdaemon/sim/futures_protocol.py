@@ -62,7 +62,7 @@ Handler = Callable[[dict[str, Any], str], Any]
 class _Method(NamedTuple):
     handler: Handler
     weight: int
-    security: str  # "SIGNED", "KEY" (API key only) or "NONE"
+    security: str  # "SIGNED" or "KEY" (the API key only)
 
 
 class Answer(NamedTuple):
@@ -133,8 +133,8 @@ class FuturesProtocol:
         except orjson.JSONDecodeError:
             msg = None
         if type(msg) is not dict:
-            return wire.response_error(None, 400, api.ApiError(
-                -1000, "Invalid JSON Request"))  # the venue answers a non-request so
+            # not a JSON object: nothing to answer by id, so id null
+            return wire.response_error(None, 400, api.ApiError(fw.UNKNOWN, "Invalid JSON Request"))
         request_id = msg.get("id")
         if request_id is not None and not isinstance(request_id, str | int):
             request_id = None
@@ -169,8 +169,6 @@ class FuturesProtocol:
         return wire.response_ok(request_id, result, limits)
 
     def _ws_auth(self, params: dict[str, Any], security: str) -> str:
-        if security == "NONE":
-            return ""
         key = self._known_key(params.get("apiKey"))
         if security == "SIGNED":
             self._check_signed(params, key, wire.verify_signature(self._api_keys[key], params))
@@ -179,8 +177,9 @@ class FuturesProtocol:
     # ---- REST ---------------------------------------------------------------------------------
 
     def rest(self, method: str, path: str, query: str, api_key_header: str | None) -> Answer:
-        """One signed REST request (``query`` the raw query string) -> its answer, or None
-        in ``body`` when ``path`` is not one of :attr:`rest_routes` (any method)."""
+        """One signed REST request (``query`` the raw query string) -> its answer: 405 for
+        a path of :attr:`rest_routes` with another method, None in ``body`` for any other
+        path (not order entry's: the caller routes it)."""
         spec = self.rest_routes.get((method, path))
         if spec is None:
             if any(p == path for _, p in self.rest_routes):
@@ -196,8 +195,9 @@ class FuturesProtocol:
                 raise Reject(fw.BAD_API_KEY_FMT)
             key = self._known_key(api_key_header)
             if spec.security == "SIGNED":
-                payload, _, signature = query.rpartition("&signature=")
-                if not _:
+                # Binance signs the query string as sent, signature left out
+                payload, sep, signature = query.rpartition("&signature=")
+                if not sep:
                     payload, signature = query, params.get("signature", "")
                 expected = hmac.new(self._api_keys[key].encode(), payload.encode(),
                                     hashlib.sha256).hexdigest()
