@@ -279,7 +279,7 @@ class UsdmProtocol(OrderEntryProtocol):
         if self._funding_after is None:
             self._funding_after = self.max_funding_id
 
-    # ---- leg quantities: modify changes them in place -----------------------------------------
+    # ---- leg quantity and price: modify changes them in place -------------------------------
 
     def _see_leg(self, order: OrderRecord, vid: int, update: OrderUpdate,
                  adopt: bool | None = None) -> Leg:
@@ -288,6 +288,8 @@ class UsdmProtocol(OrderEntryProtocol):
         if update.size > 0 and update.ts_ns >= self._qty_ns.get(vid, 0):
             leg.qty = update.size
             self._qty_ns[vid] = update.ts_ns
+            if vid == order.venue_id:
+                order.price = update.price  # modify moves the price of the same orderId
         return leg
 
     def _forget(self, order_id: int) -> None:
