@@ -223,6 +223,17 @@ def _parser() -> argparse.ArgumentParser:
                           "default) or a file with api_key and api_secret; repeat for several "
                           "accounts (each key is its own); none: order entry refuses all")
     sim.add_argument("--maker-fee-bps", default="0")
+    sim.add_argument("--venue", choices=("binance-spot", "binance-usdm"), default="binance-spot",
+                     help="the venue to be: binance-usdm serves USD-M futures recordings, "
+                          "several symbols at once (one per file)")
+    sim.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
+                     help="each account's starting balance of ASSET; repeat per asset "
+                          "(binance-usdm: USDT only)")
+    sim.add_argument("--funding-interval", default="8h", metavar="DURATION",
+                     help="binance-usdm: funding every DURATION of the sim's clock "
+                          "(8h, 30s, 500ms)")
+    sim.add_argument("--funding-rate", default="0.0001", metavar="FRACTION",
+                     help="binance-usdm: the funding rate (longs pay when positive)")
     sim.add_argument("--wait-for-subscriber", action="store_true",
                      help="start the tape when the first stream connection comes")
     sim.add_argument("--reference", action="extend", nargs="+", default=[],
@@ -300,7 +311,20 @@ def _main(argv: Sequence[str] | None) -> int:
         return verify_book(args.recordings, args.venue, args.json, args.symbol)
     if args.command == "sim":
         from mmdaemon.commands.recordings import reference_spec, sim
+        from mmdaemon.commands.usage import speed_and_recordings
 
+        if args.venue == "binance-usdm":
+            from mmdaemon.commands.usdm_sim import usdm_sim
+
+            if args.reference:
+                raise UsageError("mmdaemon sim: --reference: only with --venue binance-spot")
+            log.configure(args.log_level or "info", sys.stdout.buffer,
+                          log_format=args.log_format)
+            return usdm_sim(args.recordings, args.host, args.port,
+                            speed_and_recordings("sim", args.recordings, args.speed),
+                            args.credentials or ["env"], args.maker_fee_bps,
+                            args.wait_for_subscriber, args.balance, args.funding_interval,
+                            args.funding_rate)
         reference = reference_spec(args.reference, args.reference_venue, args.reference_symbol,
                                    args.reference_port, args.reference_tick_size,
                                    args.reference_lot_size) if args.reference else None

@@ -36,13 +36,16 @@ LAYERS: dict[str, int] = {
     "exchange.binance_settings": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
+    "sim.futures_accounts": SHELL, "sim.futures_wire": SHELL, "sim.futures_matching": SHELL,
+    "sim.futures_protocol": SHELL, "sim.usdm": SHELL,
     "orderlog": SHELL, "provenance": SHELL, "feed_task": SHELL, "order_sender": SHELL,
     "journal_reader": SHELL,
     "config_file": SHELL, "exchange.latency_file": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "defaults": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP,
     "plots": APP, "report_sections": APP, "pages": APP, "sweep": APP, "sweep.": APP,
-    "commands": APP, "commands.": APP, "crosscheck": APP, "crosscheck.": APP,
+    "commands": APP, "commands.": APP, "commands.usdm_sim": APP,
+    "crosscheck": APP, "crosscheck.": APP,
     "config_check": APP, "verify": APP, "strategy_loader": APP,
 }
 # what the core may not import: I/O, event loops, processes, clocks
