@@ -47,6 +47,7 @@ from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.exchange.latency_file import save
+from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
@@ -185,7 +186,12 @@ class Service:
     def _restore(self, state: OpenState) -> None:
         if state.fills_after is not None:
             self.exchange.resume_fills_after(state.fills_after)
+        if state.restored.funding:  # payments the venue booked while we were down
+            self.exchange.resume_funding_after(
+                max(f.funding_id for f in state.restored.funding))
         self.engine.restore(state.journal, state.latch, state.restored, self.clock.wall_ns())
+        if isinstance(self.exchange, PaperExchange):  # it starts flat: judge reduce-only
+            self.exchange.venue.position = self.engine.position.position  # on what we hold
         if self.provenance is not None:
             state.journal.put(PROVENANCE_KEY, orjson.dumps(self.provenance).decode(),
                               self.clock.wall_ns())

@@ -23,9 +23,13 @@ Where things happen:
   still applies, and the pre-trade checks (:mod:`mmdaemon.risk.rules`). Breakers
   (:mod:`mmdaemon.risk.breakers`) raise the conditions the state is derived from;
 - fills come back through :meth:`Engine.on_execution`, committed to the journal before
-  anything acts on them;
+  anything acts on them; so do funding payments (journaled once per funding id, then in
+  the PnL) and the account's balances (kept for the pre-trade checks);
 - every order action sent and every answer of the venue is buffered for the order log
   (:mod:`mmdaemon.orderlog`) and written by :meth:`Engine.persist`.
+
+PnL at the mark, the readers' snapshot and the run's summary are read off this state by
+the base class, :class:`mmdaemon.engine_figures.EngineFigures`.
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from typing import Any
 import orjson
 
 from mmdaemon.config import Config
+from mmdaemon.engine_figures import EngineFigures
 from mmdaemon.engine_ports import Counters, EngineShell, Limits, Matcher
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.market import MarketState, snapshot_lost
 from mmdaemon.markouts import MarkoutTracker, book_mid_x2, journaled_stats
 from mmdaemon.model import (
+    Balances,
     BookUpdate,
-    ExecutionEvent,
     Fill,
+    Funding,
     Gap,
     Instrument,
     Ladder,
@@ -57,6 +63,7 @@ from mmdaemon.model import (
     Side,
     TopOfBook,
     Trade,
+    VenueEvent,
 )
 from mmdaemon.orders.manager import OrderAction, OrderManager
 from mmdaemon.orders.position import Position
@@ -71,12 +78,11 @@ from mmdaemon.records import (
 )
 from mmdaemon.reference import REFERENCE_STALE, Reference
 from mmdaemon.risk.breakers import BreakerLimits, Breakers
-from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON, Exposure
+from mmdaemon.risk.firm import FIRM_NOT_READY, GLOBAL_KILL_REASON
 from mmdaemon.risk.ladder import LadderGate
 from mmdaemon.risk.rules import PreTradeChecks
 from mmdaemon.risk.state import RiskState, TradingState
 from mmdaemon.risk.unsendable import Unsendable
-from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
 from mmdaemon.strategy.api import LimitsView, QueueEstimates, Strategy, StrategyView
 from mmdaemon.strategy.builtin import QuoterStrategy
 from mmdaemon.strategy.guard import STRATEGY_ERROR, StrategyGuard
@@ -88,7 +94,7 @@ NOT_DECIDED: list[OrderAction] = []
 was decided (the feed task times tick-to-quote on the others). Never appended to."""
 
 
-class Engine:
+class Engine(EngineFigures):
     """One instrument's book, quoting, risk gate, orders, position and kill latch.
 
     Build it, hand it the journal and latch with :meth:`restore`, then feed it events.
@@ -139,6 +145,7 @@ class Engine:
         self.reference_need_snapshot = False  # the same for the reference feed
         self.venue_ready = False
         self.latencies: LatencyRecorder | None = None  # feed delays kept for --latency-out
+        self.balances: Balances | None = None  # the venue's last report; None: not checked
         self._cancelling: int | None = None  # open orders when an unconfirmed pull began
         self._fair = 0.0  # fair value (ticks) of the latest quote: the price band's centre
         self._supervise_interval_ns = config.risk.supervisor_interval_ms * 1_000_000
@@ -146,7 +153,7 @@ class Engine:
         self._sample_interval_ns = config.report.sample_ms * 1_000_000
         self._next_sample_ns = 0
         self._saved_peak: Fraction | None = None
-        self._pnl_inputs: tuple[int, int, int, BreakerLimits] | None = None
+        self._pnl_inputs: tuple[int, int, int, int, BreakerLimits] | None = None
         # report rows buffered for the journal; a failed write ends the run
         self.records = Records(shell.wall_ns, self.journal_failed)
         # the latest ladder the strategy wanted, and what the gate let through (None: pulled)
@@ -175,6 +182,8 @@ class Engine:
         self.position = position = Position()
         for fill in restored.fills:  # the same arithmetic as live: a restart changes nothing
             position.apply(fill)
+        for funding in restored.funding:
+            position.apply_funding(funding.amount)
         self.markouts.restore(journaled_stats(self.markouts.horizons_ns, restored.fills,
                                               journal.markouts()))
         halts: dict[str, dict[str, Any]] = {"book_out_of_sync": {}, "venue_not_ready": {}}
@@ -203,14 +212,11 @@ class Engine:
         self.log.info("journal_restored", path=str(journal.path),
                       fills=len(restored.fills), position_lots=position.position,
                       cash_units=position.cash, fees_units=position.fees,
+                      funding_units=position.funding,
                       killed=killed, kill_reason=kill_reason, latch_file=str(latch.path),
                       run_id=restored.run_id)
         # a restored position may already be beyond a limit: judge it before any quote
         self.breakers.check_inventory(position.position)
-
-    def opened(self) -> bool:
-        """:meth:`restore` has run (position, risk state and orders exist)."""
-        return hasattr(self, "manager")
 
     # -- market events (the hot path) -----------------------------------------------------
 
@@ -391,8 +397,11 @@ class Engine:
         manager, counters = self.manager, self.counters
         if not self.venue_ready or not self._may_quote(action) or not manager.applies(action):
             return None  # the state or the order changed since the action was decided
-        blocked = self.checks.check(action, self._fair, manager.open_orders(), self.now_ns,
-                                    manager.lots_besides(action), self.position.position)
+        balances = self.balances
+        blocked = self.checks.check(
+            action, self._fair, manager.open_orders(), self.now_ns,
+            manager.lots_besides(action), self.position.position, balances,
+            manager.notional_besides(action) if balances is not None else 0)
         if blocked is not None:
             counters.blocked += 1
             due = self.unsendable.record(blocked.code, self.now_ns)
@@ -406,6 +415,8 @@ class Engine:
             # the resting order no longer matches a quote we may send: pull it
             action = manager.cancel(action.order_id)
             why = blocked.code
+        elif action.kind == "place" and self.risk.state is TradingState.REDUCING:
+            action = action._replace(reduce_only=True)  # the venue refuses it if it increases
         manager.sent(action)
         if action.kind != "cancel" and self.quoter is None:  # the built-ins read no queue
             self.queues.sent(action, self.book)
@@ -449,10 +460,18 @@ class Engine:
 
     # -- executions -------------------------------------------------------------------------
 
-    def on_execution(self, event: ExecutionEvent) -> None:
-        """An answer of the venue to one of our orders, or a fill."""
+    def on_execution(self, event: VenueEvent) -> None:
+        """What the venue reports: an answer to one of our orders, a fill, a funding
+        payment, or the account's balances (the last one is what the pre-trade checks
+        use)."""
         if isinstance(event, Fill):
             self._on_fill(event)
+            return
+        if isinstance(event, Funding):
+            self._on_funding(event)
+            return
+        if isinstance(event, Balances):
+            self.balances = event
             return
         update: OrderUpdate = event
         # before the manager applies it: whether it accepts an amend depends on what is pending
@@ -498,6 +517,27 @@ class Engine:
         if self.mark() is not None and total is not None:  # no mark: no PnL to judge
             self.breakers.check_pnl(total)
 
+    def _on_funding(self, funding: Funding) -> None:
+        """Journaled first (a payment the venue delivers again is ignored), then in the PnL,
+        which the loss breakers judge at once, as after a fill."""
+        try:
+            fresh = self.journal.record_funding(funding)
+        except Exception as exc:  # as for a fill: without the journal, stop trading
+            self.journal_failed("funding", exc)
+            raise
+        if not fresh:
+            self.log.warning("funding_duplicate_ignored", funding_id=funding.funding_id)
+            return
+        position = self.position
+        position.apply_funding(funding.amount)
+        self.log.info("funding", funding_id=funding.funding_id, amount_units=funding.amount,
+                      ts_ns=funding.ts_ns, funding_units=position.funding,
+                      position_lots=position.position)
+        self.shell.exposure_changed()
+        total = self.total_pnl_units()
+        if self.mark() is not None and total is not None:
+            self.breakers.check_pnl(total)
+
     def on_venue_status(self, ready: bool, reason: str | None) -> None:
         """Order entry lost (or back): no quotes while the venue cannot be trusted. While it
         is not ready nothing leaves at all (a request could not arrive); the cancel-all the
@@ -505,30 +545,6 @@ class Engine:
         self.venue_ready = ready
         self.risk.set_condition(TradingState.HALTED, "venue_not_ready", not ready,
                                 venue=reason)
-
-    # -- PnL --------------------------------------------------------------------------------
-
-    def mark(self) -> Fraction | None:
-        """Mark price in ticks: the book's mid (exact half ticks), None without a book."""
-        bid, ask = self.book.best_bid(), self.book.best_ask()
-        if bid is None or ask is None:
-            return None
-        return Fraction(bid + ask, 2)
-
-    def total_pnl_units(self) -> Fraction | None:
-        """Realised + unrealised - fees at the mark, notional units (ticks x lots). Without
-        a mark: cash - fees when flat (that is the whole PnL), None with a position (cash -
-        fees alone would count the position's whole cost as a loss)."""
-        mark = self.mark()
-        position = self.position
-        if mark is None:
-            return Fraction(position.cash - position.fees) if position.position == 0 else None
-        return position.total(mark)
-
-    def exposure(self) -> Exposure:
-        """Our numbers for the firm risk bus: position, mark, PnL, state."""
-        return Exposure(self.position.position, self.mark(), self.total_pnl_units(),
-                        self.risk.state.value)
 
     # -- kill, re-arm, reload ----------------------------------------------------------------
 
@@ -683,13 +699,13 @@ class Engine:
         self._check_pnl()
 
     def _check_pnl(self) -> None:
-        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills
-        and the limits are all as at the last check: the answer could not differ, and the
-        exact Fraction arithmetic is most of a supervisor tick's cost."""
+        """Loss and drawdown at the mark (the mid). Skipped when the top of book, the fills,
+        the funding and the limits are all as at the last check: the answer could not
+        differ, and the exact Fraction arithmetic is most of a supervisor tick's cost."""
         bid, ask = self.book.best_bid(), self.book.best_ask()
         if bid is None or ask is None:
             return
-        inputs = (bid, ask, self.position.fills, self.breakers.limits)
+        inputs = (bid, ask, self.position.fills, self.position.funding, self.breakers.limits)
         if inputs == self._pnl_inputs:
             return
         self._pnl_inputs = inputs
@@ -728,83 +744,6 @@ class Engine:
                 self.journal.set_pnl_peak(peak, self.now_ns)
             except Exception as exc:
                 self.journal_failed("pnl_peak", exc)
-
-    # -- what readers see ------------------------------------------------------------------------
-
-    def snapshot(self, feed: FeedView) -> Snapshot:
-        """The engine's state as plain values, with the shell's ``feed`` figures, for readers
-        (metrics, status, progress): taking it changes nothing, and nothing a reader does to
-        it reaches the engine."""
-        inst, config, m, book = self.instrument, self.config, self.market, self.book
-        market = MarketView(m.frames, m.malformed, m.undecodable, m.first_malformed,
-                            m.depth_updates, m.snapshots, m.trades, m.tickers, m.gaps,
-                            m.crossed, m.resyncs, book.synced, self.last_book_ns)
-        return Snapshot(inst.symbol, config.instrument.venue, config.exchange.adapter,
-                        inst.tick_size, inst.lot_size, self.currency, self.now_ns, feed,
-                        market, self._trading_view() if self.opened() else None)
-
-    def _trading_view(self) -> TradingView:
-        c, pos, risk, now = self.counters, self.position, self.risk, self.now_ns
-        mark = self.mark()
-        adverse = self.quoter.adverse if self.quoter is not None else None
-        return TradingView(
-            c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
-            dict(self.unsendable.counts), self.manager.open_orders(),
-            is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
-            Fraction(pos.realized), Fraction(pos.fees), mark,
-            pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
-            risk.state.value, risk.killed, tuple(risk.halts),
-            tuple(risk.reducing), self.breakers.trips,
-            self.markouts.stats.rows(self.instrument),
-            AdverseView(tuple(adverse.params.horizons_s), tuple(adverse.ema_bps),
-                        tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
-                        adverse.baseline_adverse_move_rate(now), adverse.toxic(now))
-            if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False),
-            self.quoter.calibration.view() if self.quoter and self.quoter.calibration else None)
-
-    def summary(self) -> dict[str, Any]:
-        """The run's figures: counts, position and PnL in base/quote currency (named by
-        ``currency``), and the exact markouts per horizon of every journaled fill
-        (:mod:`mmdaemon.markouts`, the same rows as the report's)."""
-        inst, pos, c = self.instrument, self.position, self.counters
-        money = Fraction(inst.tick_size) * Fraction(inst.lot_size)
-        mark = self.mark()
-        unrealized = pos.unrealized(mark) if mark is not None else Fraction(0)
-        total = pos.total(mark) if mark is not None else Fraction(pos.cash - pos.fees)
-        figures = {
-            "frames": self.market.frames,
-            "quotes": c.quotes,
-            "orders": c.orders,
-            "amends": c.amends,
-            "cancels": c.cancels,
-            "blocked": c.blocked,
-            "unsendable": dict(self.unsendable.counts),
-            "rejects": c.rejects,
-            "fills": pos.fills,
-            "volume": float(pos.volume * Fraction(inst.lot_size)),
-            "position": float(pos.position * Fraction(inst.lot_size)),
-            "position_lots": pos.position,
-            "cash": float(pos.cash * money),
-            "realized_pnl": float(pos.realized * money),
-            "unrealized_pnl": float(unrealized * money),
-            "fees": float(pos.fees * money),
-            "total_pnl": float(total * money),
-            "mark": float(mark * Fraction(inst.tick_size)) if mark is not None else None,
-            "max_abs_position": float(pos.max_abs * Fraction(inst.lot_size)),
-            "currency": self.currency,
-            "markouts": self.markouts.stats.rows(inst),
-            "state": self.risk.state.value,
-            "breaker_trips": self.breakers.trips,
-            "gaps": self.market.gaps,
-            "malformed": self.market.malformed,
-            "first_malformed": self.market.first_malformed,
-            "time_backsteps": self.time_backsteps,
-        }
-        if self.quoter is not None and self.quoter.calibration is not None:  # likewise
-            figures["calibration"] = self.quoter.calibration.summary()
-        if self.reference is not None:  # only then: a run without one sums up as before
-            figures["reference"] = self.reference.summary(self.now_ns, Fraction(inst.tick_size))
-        return figures
 
 
 def _innermost(gated: Ladder | None, wanted: Ladder) -> Quote:

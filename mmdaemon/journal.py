@@ -1,13 +1,14 @@
 """The journal: an SQLite file (WAL mode) in the state directory.
 
-It holds every fill (with the mid before the market event that filled it), the trading
-state and the kill-switch latch, and is what the daemon restores from at start; for reports
-it also keeps ``samples``: the market's top of book, our quote, position, state and order
-counters every ``report.sample_ms`` of event time; ``markouts``: the exact mid at each
-fill's markout horizons (:mod:`mmdaemon.markouts`); and ``order_log``: every order action
-we sent and every answer of the venue (:mod:`mmdaemon.orderlog` names them and exports them
-as CSV). A journal written before those (no ``fills.mid_x2``, no ``markouts``, no
-``order_log``) opens as it is and gains them; its fills count as unresolved markouts rather
+It holds every fill (with the mid before the market event that filled it), every funding
+payment of a perpetual-futures position (``funding``), the trading state and the
+kill-switch latch, and is what the daemon restores from at start; for reports it also keeps
+``samples``: the market's top of book, our quote, position, state and order counters every
+``report.sample_ms`` of event time; ``markouts``: the exact mid at each fill's markout
+horizons (:mod:`mmdaemon.markouts`); and ``order_log``: every order action we sent and
+every answer of the venue (:mod:`mmdaemon.orderlog` names them and exports them as CSV). A
+journal written before those (no ``fills.mid_x2``, no ``markouts``, no ``order_log``, no
+``funding``) opens as it is and gains them; its fills count as unresolved markouts rather
 than being measured on samples.
 The promise is *no reported fill lost, none doubled*:
 
@@ -16,6 +17,9 @@ The promise is *no reported fill lost, none doubled*:
 - each fill carries an execution key, the order id and the venue's execution id, which the
   table enforces as unique, so an execution report the exchange repeats (or that arrives
   again after a restart) cannot double it;
+- a funding payment likewise: committed before it enters the PnL, unique on the venue's
+  funding id, so a payment delivered again (a reconcile after a reconnect or a restart)
+  cannot be booked twice;
 - the kill switch is committed *before* orders are cancelled, so a crash in the middle of
   a kill restarts KILLED.
 
@@ -33,7 +37,7 @@ from pathlib import Path
 import orjson
 
 from mmdaemon.markouts import Markout
-from mmdaemon.model import Fill, Side
+from mmdaemon.model import Fill, Funding, Side
 from mmdaemon.records import LevelsRow, OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
@@ -53,6 +57,11 @@ CREATE TABLE IF NOT EXISTS fills (
     mid_x2   INTEGER                -- best bid + best ask (ticks) before the market event that
                                     -- filled us (live: our book when the report came);
                                     -- NULL: unknown (an older version, no book)
+);
+CREATE TABLE IF NOT EXISTS funding (   -- older journals gain it empty
+    funding_id INTEGER PRIMARY KEY,     -- the venue's id of the payment (never 0)
+    amount     INTEGER NOT NULL,        -- notional units (ticks x lots), received > 0, paid < 0
+    ts_ns      INTEGER NOT NULL         -- the venue's time of the payment
 );
 CREATE TABLE IF NOT EXISTS samples (
     run_id    INTEGER NOT NULL,
@@ -173,6 +182,15 @@ def read_fills(db: sqlite3.Connection) -> list[Fill]:
     ]
 
 
+def read_funding(db: sqlite3.Connection) -> list[Funding]:
+    """Every funding payment of the journal ``db``, in the order recorded; none in a
+    journal from before the table."""
+    if not has_column(db, "funding", "funding_id"):
+        return []
+    return [Funding(int(a), int(t), int(i)) for i, a, t in db.execute(
+        "SELECT funding_id, amount, ts_ns FROM funding ORDER BY rowid")]
+
+
 def read_markouts(db: sqlite3.Connection) -> list[MarkoutRow]:
     """Every markout row of the journal ``db`` in the order recorded; none in a journal
     from before the table (its fills count as unresolved)."""
@@ -267,12 +285,14 @@ class Journal:
             self._lock.close()
 
     def restore(self, now_ns: int) -> Restored:
-        """Read the fills, the kill latch and the PnL peak; count this start as a new run."""
+        """Read the fills, the funding payments, the kill latch and the PnL peak; count this
+        start as a new run."""
         run_id = int(self.get("run_id", "0")) + 1
         self.put("run_id", str(run_id), now_ns)
         peak = self.get("pnl_peak_units", "")
         return Restored(
             fills=self.fills(),
+            funding=read_funding(self._db),
             killed=self.get("killed", "0") == "1",
             kill_reason=self.get("kill_reason", ""),
             pnl_peak_units=Fraction(peak) if peak else None,
@@ -291,6 +311,18 @@ class Journal:
                 (exec_key(fill), fill.order_id, int(fill.side), fill.price, fill.size,
                  fill.fee, int(fill.maker), fill.ts_ns, fill.mid_x2 or None),
             )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def record_funding(self, funding: Funding) -> bool:
+        """Commit the funding payment; False (and nothing written) if this ``funding_id``
+        is already in."""
+        if funding.funding_id == 0:
+            raise ValueError(f"funding payment at {funding.ts_ns} ns has no funding id")
+        try:
+            self._db.execute("INSERT INTO funding (funding_id, amount, ts_ns) VALUES (?, ?, ?)",
+                             (funding.funding_id, funding.amount, funding.ts_ns))
         except sqlite3.IntegrityError:
             return False
         return True

@@ -57,7 +57,8 @@ class OrderSender:
             return
         exchange = self.exchange
         if action.kind == "place":
-            await exchange.place(action.order_id, action.side, action.price, action.size)
+            await exchange.place(action.order_id, action.side, action.price, action.size,
+                                 action.reduce_only)
         elif action.kind == "amend":
             await exchange.amend(action.order_id, action.price, action.size)
         else:

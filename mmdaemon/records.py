@@ -14,7 +14,7 @@ run (:meth:`mmdaemon.engine.Engine.journal_failed`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -22,7 +22,7 @@ from typing import Protocol
 import orjson
 
 from mmdaemon.markouts import Markout
-from mmdaemon.model import Fill, Ladder, OrderStatus, OrderUpdate
+from mmdaemon.model import Fill, Funding, Ladder, OrderStatus, OrderUpdate
 from mmdaemon.orders.manager import LiveOrder
 
 Sample = tuple[int, int, int | None, int | None, float, int, int, int, int, int, str, int, int,
@@ -49,6 +49,7 @@ class Restored:
     kill_reason: str
     pnl_peak_units: Fraction | None  # the drawdown breaker's peak, notional units
     run_id: int  # this start's number, 1 for a fresh journal
+    funding: list[Funding] = field(default_factory=list)  # payments, in the order recorded
 
 
 PLACE, AMEND, CANCEL = "place", "amend", "cancel"
@@ -122,6 +123,8 @@ class Store(Protocol):
     path: Path
 
     def record_fill(self, fill: Fill) -> bool: ...
+
+    def record_funding(self, funding: Funding) -> bool: ...
 
     def add_markouts(self, markouts: list[Markout]) -> None: ...
 

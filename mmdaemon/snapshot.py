@@ -124,6 +124,7 @@ class TradingView:
     position_lots: int
     realized_units: Fraction
     fees_units: Fraction
+    funding_units: Fraction  # funding received (paid < 0)
     mark_ticks: Fraction | None  # the mid, None without a two-sided book
     unrealized_units: Fraction | None  # None without a mark
     total_units: Fraction | None  # None without a mark while holding a position

@@ -1,7 +1,8 @@
 """The exchange adapter protocol: how the daemon talks to a venue, live or simulated.
 
 Requests are async (they may cross a network); the venue's answers (order updates and
-fills) come back through the listener, in the order the venue produced them. ``cancel_all``
+fills) and what it says of the account (funding payments, balances: ``AccountEvent``) come
+back through the listener, in the order the venue produced them. ``cancel_all``
 returns only once every order is confirmed closed: the kill switch and the graceful stop
 rely on that.
 """
@@ -12,9 +13,9 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from mmdaemon.book import OrderBook
-from mmdaemon.model import ExecutionEvent, Side, Trade
+from mmdaemon.model import Side, Trade, VenueEvent
 
-Listener = Callable[[ExecutionEvent], None]
+Listener = Callable[[VenueEvent], None]
 
 
 class VenueStatus(NamedTuple):
@@ -42,7 +43,7 @@ class ExchangeAdapter(Protocol):
     """Order entry for one instrument. Prices in ticks, sizes in lots."""
 
     def set_listener(self, listener: Listener) -> None:
-        """Where order updates and fills go."""
+        """Where order updates, fills, funding payments and balances go."""
 
     def set_status_listener(self, listener: StatusListener) -> None:
         """Where readiness changes go (connection lost, reconciled again, rate-limited)."""
@@ -55,6 +56,11 @@ class ExchangeAdapter(Protocol):
         """Before :meth:`start`: the highest execution id the journal holds, so fills the
         venue reports above it (missed while we were down) are delivered at start."""
 
+    def resume_funding_after(self, funding_id: int) -> None:
+        """Before :meth:`start`: the highest funding id the journal holds, so payments the
+        venue booked above it (missed while we were down) are delivered at start; not called
+        for a journal that holds none. A venue without funding (spot, paper) ignores it."""
+
     async def start(self) -> None:
         """Connect and reconcile with the venue; returns once order entry is ready.
 
@@ -66,7 +72,11 @@ class ExchangeAdapter(Protocol):
         """Disconnect (after the daemon's final cancel-all), within ``timeout_s`` seconds
         when given: a venue that does not answer the close is cut off then."""
 
-    async def place(self, order_id: int, side: Side, price: int, size: int) -> None: ...
+    async def place(self, order_id: int, side: Side, price: int, size: int,
+                    reduce_only: bool = False) -> None:
+        """A post-only limit order. ``reduce_only``: the venue must refuse it if it would
+        increase the position (futures: Binance -2022); a venue without the notion (spot)
+        ignores it, and the engine's REDUCING gate is what keeps such orders reducing."""
 
     async def cancel(self, order_id: int) -> None: ...
 

@@ -172,6 +172,9 @@ class BinanceGateway:
             raise RuntimeError("resume_fills_after() must be called before start()")
         self._proto.resume_fills_after(trade_id)
 
+    def resume_funding_after(self, funding_id: int) -> None:
+        """Spot pays no funding: nothing to resume."""
+
     @property
     def status(self) -> VenueStatus | None:
         """The last status reported (None before ``start``)."""
@@ -212,8 +215,12 @@ class BinanceGateway:
             await self._hang_up(ws)
         self._set_status(VenueStatus(False, "closed"))
 
-    async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
-        """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED)."""
+    async def place(self, order_id: int, side: Side, price: int, size: int,
+                    reduce_only: bool = False) -> None:
+        """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED).
+        Spot has no reduce-only order: ``reduce_only`` is ignored, and the engine's REDUCING
+        gate (only orders that shrink the position, no further than to zero) is what keeps
+        such an order reducing."""
         await self._channel.start(lambda: self._proto.place(order_id, side, price, size,
                                                             self._blocked()))
 

@@ -104,6 +104,7 @@ UNKNOWN_ORDER = "unknown order"
 ORDER_CLOSED = "order already closed"
 DUPLICATE_ID = "duplicate order id"
 NO_BOOK = "no book seen yet"
+REDUCE_ONLY = "reduce-only order would increase the position"  # Binance USD-M's -2022
 FILL_THROUGH = ("whole", "traded")
 TRADE_THROUGH = ("print", "whole")
 
@@ -154,6 +155,7 @@ class _Order:
         "order_id",
         "price",
         "queue",
+        "reduce_only",
         "resting",
         "seq",
         "side",
@@ -161,8 +163,10 @@ class _Order:
         "traded",
     )
 
-    def __init__(self, order_id: int, side: Side, price: int, size: int, last: OrderUpdate):
+    def __init__(self, order_id: int, side: Side, price: int, size: int, last: OrderUpdate,
+                 reduce_only: bool = False):
         self.order_id = order_id
+        self.reduce_only = reduce_only  # refused on arrival if it would increase the position
         self.side = side
         self.price = price  # ticks
         self.size = size  # total lots (an amend can change it)
@@ -299,13 +303,19 @@ class PaperVenue:
         self._gap = False  # an unsynced book was seen since the last synced one
         self._seq = 0
         self._exec_seq = 0  # execution ids, like a venue's trade ids: unique, increasing
+        # our position at the venue, lots (long > 0), from its fills: what a reduce-only
+        # order is judged against; the daemon sets the journal's position at a restart
+        self.position = 0
 
     # ---- requests -------------------------------------------------------------------------
 
     def place(
-        self, order_id: int, side: Side, price: int, size: int, now_ns: int
+        self, order_id: int, side: Side, price: int, size: int, now_ns: int,
+        reduce_only: bool = False,
     ) -> list[OrderUpdate]:
-        """Send a post-only limit order: [PENDING_NEW] now, NEW or REJECTED on arrival.
+        """Send a post-only limit order: [PENDING_NEW] now, NEW or REJECTED on arrival
+        (``reduce_only``: also REJECTED, :data:`REDUCE_ONLY`, if on arrival it would not
+        shrink the position: flat, or on the position's own side).
 
         Parameters the venue would refuse (non-positive price or size, size off the
         instrument's step or below its minimum, notional below the minimum, an id already
@@ -318,7 +328,7 @@ class PaperVenue:
                 OrderUpdate(order_id, OrderStatus.REJECTED, side, price, size, 0, reason, now_ns)
             ]
         update = OrderUpdate(order_id, OrderStatus.PENDING_NEW, side, price, size, 0, "", now_ns)
-        self._orders[order_id] = _Order(order_id, side, price, size, update)
+        self._orders[order_id] = _Order(order_id, side, price, size, update, reduce_only)
         self._send(_Kind.PLACE, order_id, 0, 0, _Known.OPEN, now_ns)
         return [update]
 
@@ -579,8 +589,10 @@ class PaperVenue:
         return OrderUpdate(action.order_id, OrderStatus.REJECTED, Side.BUY, 0, 0, 0, reason, now_ns)
 
     def _arrive(self, order: _Order, now_ns: int, out: list[ExecutionEvent]) -> None:
-        """A new order reaches the venue: post-only check, then the back of its level."""
-        reason = self._cross_reason(order.side, order.price)
+        """A new order reaches the venue: reduce-only and post-only checks, then the back of
+        its level."""
+        reason = REDUCE_ONLY if order.reduce_only and int(order.side) * self.position >= 0 \
+            else self._cross_reason(order.side, order.price)
         if reason:
             self._close(order, OrderStatus.REJECTED, reason, now_ns, out)
             return
@@ -680,6 +692,7 @@ class PaperVenue:
         if qty <= 0:
             return
         order.filled += qty
+        self.position += int(order.side) * qty
         order.traded = max(order.traded - qty, 0)
         fee = fee_units(order.price * qty, self.maker_fee_bps)
         self._exec_seq += 1

@@ -32,10 +32,10 @@ from mmdaemon.book import OrderBook
 from mmdaemon.exchange.base import Listener, StatusListener, VenueStatus
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.latency import LatencyModel
-from mmdaemon.model import ExecutionEvent, Side, Trade
+from mmdaemon.model import ExecutionEvent, Side, Trade, VenueEvent
 
 
-def _drop(event: ExecutionEvent) -> None:
+def _drop(event: VenueEvent) -> None:
     """Listener before one is set."""
 
 
@@ -91,6 +91,9 @@ class PaperExchange:
 
     def resume_fills_after(self, exec_id: int) -> None:
         """An in-process venue starts empty: nothing was missed."""
+
+    def resume_funding_after(self, funding_id: int) -> None:
+        """The paper venue books no funding."""
 
     async def start(self) -> None:
         """In-process: always ready."""
@@ -155,8 +158,10 @@ class PaperExchange:
 
     # ---- requests -------------------------------------------------------------------------
 
-    async def place(self, order_id: int, side: Side, price: int, size: int) -> None:
-        self._emit(self.venue.place(order_id, side, price, size, self._event_ns()))
+    async def place(self, order_id: int, side: Side, price: int, size: int,
+                    reduce_only: bool = False) -> None:
+        self._emit(self.venue.place(order_id, side, price, size, self._event_ns(),
+                                    reduce_only=reduce_only))
         self._refresh_due()
 
     async def cancel(self, order_id: int) -> None:

@@ -40,13 +40,16 @@ ActionKind = Literal["place", "cancel", "amend"]
 
 
 class OrderAction(NamedTuple):
-    """A request for the exchange adapter. Price in ticks, size in lots (total size)."""
+    """A request for the exchange adapter. Price in ticks, size in lots (total size).
+    ``reduce_only``: a place the venue must refuse if it would increase the position (set by
+    the engine while REDUCING); an amend keeps its order's flag at the venue."""
 
     kind: ActionKind
     order_id: int
     side: Side
     price: int
     size: int
+    reduce_only: bool = False
 
 
 @dataclass
@@ -102,6 +105,16 @@ class OrderManager:
         own = self.orders.get(action.order_id)
         return sum(o.open_size for o in self.orders.values()
                    if o.side is action.side and o is not own) - (own.filled if own else 0)
+
+    def notional_besides(self, action: OrderAction) -> int:
+        """Notional (ticks x lots) open on ``action``'s side in our other orders, less
+        what ``action``'s own order has filled at its price, as :meth:`lots_besides`:
+        ``notional_besides(action) + action.price * action.size`` is the side's open
+        notional once ``action`` applies."""
+        own = self.orders.get(action.order_id)
+        return sum(o.price * o.open_size for o in self.orders.values()
+                   if o.side is action.side and o is not own) - (
+            own.filled * action.price if own else 0)
 
     def decide(self, ladder: Ladder | None) -> list[OrderAction]:
         """Actions that move our orders toward ``ladder`` (None: no quote, cancel all).

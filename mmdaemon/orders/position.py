@@ -6,9 +6,13 @@ realised PnL uses the average-cost method and is a Fraction (average cost is rar
 number of ticks). Marks are the book's mid, which may be a half tick, so mark-to-market
 values are Fractions too; nothing here rounds.
 
+Funding payments (perpetual futures) are kept apart in ``funding`` (notional units, signed:
+received > 0, paid < 0): they move neither the cash of trading nor the cost basis.
+
 Invariant: ``realized + unrealized(mark) == cash + position * mark`` for every mark, so
-``total(mark) = cash + position * mark - fees`` whichever way it is computed. At start the
-daemon applies every journaled fill again, so a restart changes none of these numbers.
+``total(mark) = cash + position * mark - fees + funding`` whichever way it is computed. At
+start the daemon applies every journaled fill and funding payment again, so a restart
+changes none of these numbers.
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ from mmdaemon.model import Fill
 
 
 class Position:
-    """Running position and PnL from fills."""
+    """Running position and PnL from fills and funding payments."""
 
-    __slots__ = ("cash", "cost", "fees", "fills", "max_abs", "position", "realized", "volume")
+    __slots__ = ("cash", "cost", "fees", "fills", "funding", "max_abs", "position", "realized",
+                 "volume")
 
     def __init__(self) -> None:
         self.position = 0
         self.cash = 0
         self.fees = 0
+        self.funding = 0  # funding received (paid < 0), notional units
         self.volume = 0
         self.fills = 0
         self.max_abs = 0
@@ -57,10 +63,15 @@ class Position:
         self.position = pos + signed
         self.max_abs = max(self.max_abs, abs(self.position))
 
+    def apply_funding(self, amount: int) -> None:
+        """Account one funding payment, ``amount`` notional units (received > 0)."""
+        self.funding += amount
+
     def unrealized(self, mark: Fraction) -> Fraction:
         """Mark-to-market of the open position at ``mark`` ticks."""
         return self.position * mark - self.cost
 
     def total(self, mark: Fraction) -> Fraction:
-        """Everything, after fees: ``cash + position * mark - fees``."""
-        return self.cash + self.position * mark - self.fees
+        """Everything, after fees and funding: ``cash + position * mark - fees + funding``
+        (= realised + unrealised - fees + funding)."""
+        return self.cash + self.position * mark - self.fees + self.funding

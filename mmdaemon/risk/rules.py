@@ -10,6 +10,15 @@ open size) against ``max_side_open_lots``, and with the position against the har
 limit (a complete fill of the side must not carry ``|position|`` beyond
 ``inventory_hard_lots``; reaching it trips the breaker, as it always has). Both
 are counted under ``max_order_size``: the size the order would add is what is too large.
+
+What the account can carry (``insufficient_balance``), once the venue has reported its
+:class:`~mmdaemon.model.Balances` (the paper exchange and a replay never do: there is no such
+check there). Spot: a sell whose lots plus our other open sells' exceed the base asset
+held, a buy whose notional plus our other open buys' exceeds the quote asset held (both
+free plus locked in our orders, so our own open orders count against them once). Futures
+(no base balance): an order whose position-increasing part (the lots beyond closing the
+position), as initial margin (notional / leverage), exceeds the margin available to open
+positions; the venue's available margin already nets the margin of our other open orders.
 """
 
 from __future__ import annotations
@@ -17,13 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from mmdaemon.model import Balances, Side
 from mmdaemon.orders.manager import OrderAction
 
 MAX_ORDER_SIZE = "max_order_size"
 PRICE_BAND = "price_band"
 MAX_OPEN_ORDERS = "max_open_orders"
 ORDER_RATE = "order_rate"
-BLOCK_REASONS: tuple[str, ...] = (MAX_ORDER_SIZE, PRICE_BAND, MAX_OPEN_ORDERS, ORDER_RATE)
+INSUFFICIENT_BALANCE = "insufficient_balance"
+BLOCK_REASONS: tuple[str, ...] = (MAX_ORDER_SIZE, PRICE_BAND, MAX_OPEN_ORDERS, ORDER_RATE,
+                                  INSUFFICIENT_BALANCE)
 """The codes of :attr:`Blocked.code`, one per check."""
 
 
@@ -61,13 +73,16 @@ class PreTradeChecks:
         self._last_ns = 0
 
     def check(self, action: OrderAction, fair_ticks: float, open_orders: int,
-              now_ns: int, side_lots: int = 0, position: int = 0) -> Blocked | None:
+              now_ns: int, side_lots: int = 0, position: int = 0,
+              balances: Balances | None = None, side_notional: int = 0) -> Blocked | None:
         """None when ``action`` may go out, else why not. Cancels always pass.
 
         ``open_orders`` counts our open orders, not yet the one being placed; ``side_lots``
         the lots open on the action's side in our other orders; ``position`` is in lots.
         ``side_lots + action.size`` is the side's open total once the action applies (see
-        :meth:`mmdaemon.orders.manager.OrderManager.lots_besides`).
+        :meth:`mmdaemon.orders.manager.OrderManager.lots_besides`); likewise
+        ``side_notional + action.price * action.size`` its notional (ticks x lots; only
+        read for a spot buy). ``balances``: the venue's last report, None: not checked.
         """
         if action.kind == "cancel":
             return None
@@ -84,6 +99,9 @@ class PreTradeChecks:
             return Blocked(MAX_ORDER_SIZE, f"a complete fill of the {action.side.name} side "
                            f"({total} lots) takes position {position} beyond the hard limit "
                            f"risk.inventory_hard_lots {lim.inventory_hard_lots}", False)
+        if balances is not None and (short := _short_of(
+                balances, action, total, side_notional, position)):
+            return Blocked(INSUFFICIENT_BALANCE, short, False)
         if fair_ticks > 0:
             off_bps = abs(action.price - fair_ticks) / fair_ticks * 1e4
             if off_bps > lim.price_band_bps:
@@ -104,3 +122,30 @@ class PreTradeChecks:
             return Blocked(ORDER_RATE, f"order rate above {lim.max_orders_per_s}/s", True)
         self._tokens -= 1
         return None
+
+
+def _short_of(balances: Balances, action: OrderAction, side_lots: int, side_notional: int,
+              position: int) -> str:
+    """What the account lacks to carry ``action`` (its side's open total ``side_lots``
+    lots, and ``side_notional`` of the other orders on its side), or "" if it can."""
+    side = action.side
+    if balances.base_lots is not None:  # spot: sell what we hold, buy with what we have
+        if side is Side.SELL:
+            if side_lots > balances.base_lots:
+                return (f"SELL side open {side_lots} lots > the base balance "
+                        f"{balances.base_lots} lots")
+            return ""
+        notional = side_notional + action.price * action.size
+        if notional > balances.quote_units:
+            return (f"BUY side open notional {notional} units > the quote balance "
+                    f"{balances.quote_units} units")
+        return ""
+    closing = max(0, -int(side) * position)  # lots of the order that close the position
+    opening = max(0, action.size - closing)
+    leverage = max(1, balances.leverage)
+    margin = action.price * opening
+    if margin > balances.quote_units * leverage:  # notional / leverage > available margin
+        return (f"{side.name} {opening} lots opening the position at {action.price} ticks: "
+                f"initial margin {margin / leverage:.0f} units (leverage {leverage}) > the "
+                f"available margin {balances.quote_units} units")
+    return ""

@@ -10,8 +10,8 @@ configuration nobody can debug):
 - **the strategy guard** (:mod:`mmdaemon.strategy.guard`): ``would_take``, a level at or
   through the opposite best price, dropped (and the two above for any strategy's levels);
 - **the pre-trade checks** on every order action (:mod:`mmdaemon.risk.rules`):
-  ``max_order_size``, ``price_band``, ``max_open_orders``, ``order_rate``; counted once per
-  blocked action.
+  ``max_order_size``, ``price_band``, ``max_open_orders``, ``order_rate``,
+  ``insufficient_balance``; counted once per blocked action.
 
 :class:`Unsendable` keeps the counts (for the summary and the metrics endpoint) and decides
 when a reason is logged: at its first occurrence, then at most once per ``interval_ns`` of

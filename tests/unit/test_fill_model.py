@@ -24,6 +24,7 @@ from mmdaemon.exchange.fill_model import (
     NO_BOOK,
     ORDER_CLOSED,
     POST_ONLY_CROSS,
+    REDUCE_ONLY,
     UNKNOWN_ORDER,
     PaperVenue,
     fee_units,
@@ -862,3 +863,23 @@ def test_real_recording_is_deterministic(replay: Replay) -> None:
     again = _replay()
     assert fills(again.events) == fills(replay.events)
     assert again.events == replay.events
+
+
+# ---- reduce-only (Binance USD-M's -2022) ----------------------------------------------------
+
+
+def test_a_reduce_only_order_that_would_increase_the_position_is_rejected() -> None:
+    book = make_book([(100, 50)], [(102, 40)])
+    v = venue()
+    book_at(v, book, 0)
+    v.place(1, BUY, 100, 10, 0, reduce_only=True)  # flat: any order would increase it
+    assert updates(book_at(v, book, LAT)) == [
+        OrderUpdate(1, REJECTED, BUY, 100, 10, 0, REDUCE_ONLY, LAT)]
+    t = rest(v, book, 2, BUY, 100, 10, LAT)
+    trade_at(v, trade(99, 10, SELL, t + 1), t + 1)  # through our bid: long 10
+    assert v.position == 10
+    v.place(3, BUY, 100, 5, t + 2, reduce_only=True)  # long: a buy increases it
+    v.place(4, SELL, 102, 5, t + 2, reduce_only=True)  # a sell reduces it: it rests
+    assert statuses(book_at(v, book, t + 2 + LAT)) == [(3, REJECTED, 0), (4, NEW, 0)]
+    v.place(5, BUY, 100, 5, t + 3)  # without the flag the same buy is taken
+    assert statuses(book_at(v, book, t + 3 + LAT)) == [(5, NEW, 0)]

@@ -1,0 +1,149 @@
+"""What the venue says of the account, through the engine: funding payments journaled and in
+the PnL (once, and again after a restart), and the reduce-only flag of places sent while
+REDUCING. The journal and latch are real files (as in tests/integration/test_engine.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmdaemon.engine import Engine
+from mmdaemon.latch import read_latch
+from mmdaemon.model import Balances, Fill, Funding, Side
+from mmdaemon.records import LatchState
+from mmdaemon.risk.rules import INSUFFICIENT_BALANCE
+from mmdaemon.risk.state import TradingState
+from tests.integration.test_engine import FullDisk, answer, drive, engine
+from tests.recorder import Recorder
+
+PAID = -12_345  # notional units (ticks x lots): a long's payment at a positive rate
+FUNDING_ID = 1_700_000_000_000  # Binance USD-M: the payment's transaction time, ms
+
+
+class FullDiskFunding(FullDisk):
+    """The journal on a full disk, funding payments included."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "record_funding":
+            def refuse(*_: Any) -> None:
+                raise OSError(28, "No space left on device")
+            return refuse
+        return super().__getattr__(name)
+
+
+def money(e: Engine) -> Fraction:
+    """Quote currency per notional unit."""
+    return Fraction(e.instrument.tick_size) * Fraction(e.instrument.lot_size)
+
+
+def test_a_funding_payment_is_journaled_and_counted_once_in_the_pnl(tmp_path: Path) -> None:
+    e, _, state = engine(tmp_path)
+    try:
+        drive(e, 5_000)
+        before = e.total_pnl_units()
+        assert before is not None
+        payment = Funding(PAID, e.now_ns, FUNDING_ID)
+        e.on_execution(payment)
+        e.on_execution(payment)  # delivered again: a reconcile after a reconnect
+        assert e.total_pnl_units() == before + PAID
+        figures = e.summary()
+        assert figures["funding"] == float(PAID * money(e))
+        assert figures["total_pnl"] == float((before + PAID) * money(e))
+        trading = e.snapshot(None).trading  # type: ignore[arg-type]
+        assert trading is not None and trading.funding_units == PAID
+        assert trading.total_units == before + PAID
+        db = sqlite3.connect(state.journal.path)
+        rows = db.execute("SELECT funding_id, amount, ts_ns FROM funding").fetchall()
+        db.close()
+        assert rows == [(FUNDING_ID, PAID, payment.ts_ns)]
+        log: Recorder = e.log
+        assert [x["funding_id"] for x in log.named("funding_duplicate_ignored")] == [FUNDING_ID]
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_a_restart_restores_the_funding_from_the_journal(tmp_path: Path) -> None:
+    first, _, state = engine(tmp_path)
+    try:
+        first.on_execution(Funding(PAID, 5, FUNDING_ID))
+        first.on_execution(Funding(700, 6, FUNDING_ID + 1))
+    finally:
+        state.journal.close()
+        state.latch.close()
+    again, _, state = engine(tmp_path)
+    try:
+        assert again.position.funding == PAID + 700
+        assert again.total_pnl_units() == PAID + 700  # flat, no fills: funding is the PnL
+        assert again.summary()["funding"] == float((PAID + 700) * money(again))
+        again.on_execution(Funding(PAID, 5, FUNDING_ID))  # the venue delivers it again
+        assert again.position.funding == PAID + 700
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_a_funding_the_journal_cannot_take_is_not_counted_and_kills(tmp_path: Path) -> None:
+    e, shell, state = engine(tmp_path)
+    try:
+        drive(e, 2_000)
+        e.journal = FullDiskFunding(state.journal)
+        with pytest.raises(OSError, match="No space"):
+            e.on_execution(Funding(PAID, e.now_ns, FUNDING_ID))
+        assert e.position.funding == 0
+        assert e.risk.state is TradingState.KILLED and shell.failed[0] == "journal_write_failed"
+        assert read_latch(tmp_path) == LatchState(True, "journal_write_failed")
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_places_sent_while_reducing_are_reduce_only(tmp_path: Path) -> None:
+    e, _, state = engine(tmp_path)
+    try:
+        placed = [a for a in drive(e, 5_000) if a.kind == "place"]
+        assert placed and not any(a.reduce_only for a in placed)  # ACTIVE: plain orders
+        for cancel in e.cancel_all():  # a clean slate: the next quote places afresh
+            pulled = e.vet(cancel)
+            assert pulled is not None
+            e.on_execution(answer(pulled, e.now_ns))
+        e.on_execution(Fill(1, Side.BUY, placed[0].price, 1_000_000, 0, True, e.now_ns, 7))
+        e.risk.set_condition(TradingState.REDUCING, "inventory_soft_limit", True)
+        sent = [s for a in e.decide(e.now_ns) if (s := e.vet(a)) is not None]
+        assert sent and all(a.kind == "place" and a.side is Side.SELL for a in sent)
+        assert all(a.reduce_only for a in sent)
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_the_last_balances_reported_bound_what_the_engine_sends(tmp_path: Path) -> None:
+    e, _, state = engine(tmp_path)
+    try:
+        placed = [a for a in drive(e, 5_000) if a.kind == "place"]
+        sell = next(a for a in placed if a.side is Side.SELL)
+        for cancel in e.cancel_all():  # room for a new order under max_open_orders
+            pulled = e.vet(cancel)
+            assert pulled is not None
+            e.on_execution(answer(pulled, e.now_ns))
+        fresh = sell._replace(order_id=10**9)  # a new sell of the same size
+        # a spot account holding no base asset: no sell may leave
+        e.on_execution(Balances(base_lots=0, quote_units=10**15, leverage=0, ts_ns=e.now_ns))
+        blocked = e.counters.blocked
+        assert e.vet(fresh) is None
+        assert e.counters.blocked == blocked + 1
+        assert e.unsendable.counts[INSUFFICIENT_BALANCE] == 1
+        [line] = e.log.named("order_blocked")
+        assert line["code"] == INSUFFICIENT_BALANCE and line["reason"] == (
+            f"SELL side open {sell.size} lots > the base balance 0 lots")
+        # the venue reports the base asset bought since: the same order leaves
+        e.on_execution(Balances(base_lots=sell.size, quote_units=0, leverage=0,
+                                ts_ns=e.now_ns))
+        assert e.vet(fresh) == fresh
+    finally:
+        state.journal.close()
+        state.latch.close()
