@@ -116,9 +116,7 @@ def make_exchange(config: Config, instrument: Instrument, log: Any,
         usdm = UsdmSettings(rest_url=ex.rest_url or DEFAULT_REST_URL,
                             user_stream_url=ex.user_stream_url or DEFAULT_USER_STREAM_URL,
                             **common)
-        # its listener takes VenueEvent (funding, balances) before the adapter protocol does:
-        # the engine's side of #21 widens ExchangeAdapter.set_listener
-        return UsdmGateway(usdm, instrument, api_creds, log, clock=clock)  # type: ignore[return-value]
+        return UsdmGateway(usdm, instrument, api_creds, log, clock=clock)
     return BinanceGateway(GatewaySettings(**common), instrument, api_creds, log, clock=clock)
 
 

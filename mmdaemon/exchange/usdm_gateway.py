@@ -15,7 +15,7 @@ sans-I/O :class:`~mmdaemon.venues.usdm_orders.UsdmProtocol`, with what futures a
 - ``cancel_all`` returns only once the venue's ``openOrders`` lists nothing (or its
   deadline passes: ``open_order_count`` then stays > 0);
 - account events (:class:`~mmdaemon.model.Funding`, :class:`~mmdaemon.model.Balances`) go
-  to the listener too, which is therefore a ``Callable[[VenueEvent], None]``.
+  to the listener too, after the execution events of the same step.
 
 The listen key names a stream anyone could read: it is never logged (nor the stream URL).
 """
@@ -38,7 +38,7 @@ from mmdaemon.clock import Clock
 from mmdaemon.exchange.binance_gateway import BinanceGateway
 from mmdaemon.exchange.binance_requests import RequestChannel
 from mmdaemon.exchange.binance_settings import GatewaySettings, redact_url
-from mmdaemon.model import NS_PER_S, Instrument, Side, VenueEvent
+from mmdaemon.model import NS_PER_S, Instrument, Side
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import usdm_api as usdm
 from mmdaemon.venues.binance_order_io import Request, RequestFailed, RestCall
@@ -106,7 +106,6 @@ class UsdmGateway(BinanceGateway):
         self._proto = self._usdm
         self._channel = _Channel(self._usdm, lambda: self._ws, self._clock, self._wall_ns,
                                  self._pump, settings.request_timeout_s, rest=self._rest)
-        self._venue_listener: Callable[[VenueEvent], None] = lambda event: None
         self._user_ws: ClientConnection | None = None
         self._user_tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -123,13 +122,6 @@ class UsdmGateway(BinanceGateway):
         return self._usdm.funding_recovered
 
     # ---- the adapter protocol ---------------------------------------------------------------
-
-    # the adapter protocol's Listener takes ExecutionEvent until the engine's side of #21
-    # widens it to VenueEvent (another branch): this one already delivers account events
-    def set_listener(self, listener: Callable[[VenueEvent], None]) -> None:  # type: ignore[override]
-        """Where order updates, fills, funding payments and balances go, in venue order."""
-        self._listener = listener
-        self._venue_listener = listener
 
     def resume_funding_after(self, funding_id: int) -> None:
         """Before :meth:`start`: deliver funding payments with an id above ``funding_id``
@@ -303,7 +295,7 @@ class UsdmGateway(BinanceGateway):
         super()._pump()
         for event in self._usdm.drain_account():
             try:
-                self._venue_listener(event)
+                self._listener(event)
             except Exception as exc:  # the daemon's problem: not the reader's
                 self.log.error("gateway_listener_failed", error=repr(exc))
         if self._usdm.account_stale and self._user_ws is not None and not self._closing:
