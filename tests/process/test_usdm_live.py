@@ -15,9 +15,11 @@ import hashlib
 import hmac
 import signal
 import sqlite3
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -30,6 +32,7 @@ from tests.helpers import wait_for
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 
 KEY, SECRET = "usdmProcKey1", "usdm-proc-secret-never-in-logs"
+T = TypeVar("T")
 PREFIX = "mmbtcf"  # config/example-live-usdm.toml's client_id_prefix
 
 
@@ -57,6 +60,19 @@ def trade_ids(port: int) -> set[int]:
 def funding_ids(port: int) -> set[int]:
     return {i["time"] for i in rest(port, "GET", "/fapi/v1/income", symbol="BTCUSDT",
                                     incomeType="FUNDING_FEE", startTime=1, limit=1000)}
+
+
+def paced(get: Callable[[], T], every_s: float) -> Callable[[], T]:
+    """``get``, asked at most every ``every_s`` seconds (its last answer in between): the
+    venue's request weight (2,400 a minute; ``income`` weighs 30) is the daemon's too."""
+    last: list[tuple[float, T]] = []
+
+    def ask() -> T:
+        now = time.monotonic()
+        if not last or now - last[0][0] >= every_s:
+            last[:] = [(now, get())]
+        return last[0][1]
+    return ask
 
 
 def journal(state: Path) -> tuple[list[str], set[int]]:
@@ -115,7 +131,7 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
         _, fill = first.wait_event("fill", timeout=90)
         assert fill["fee"] > 0 and fill["maker"]  # the sim charges 2 bps to makers
         first.wait_event("funding", timeout=90)
-        wait_for(lambda: open_orders(port), 30, "quotes resting at the venue")
+        wait_for(paced(lambda: open_orders(port), 0.5), 30, "quotes resting at the venue")
     finally:
         first.kill()  # SIGKILL: orders left resting, nothing cancelled
     fills_before, funding_before = journal(state)
@@ -123,16 +139,22 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     crashed = {o["clientOrderId"] for o in open_orders(port)}
     assert crashed and all(c.startswith(f"{PREFIX}-") for c in crashed)
     journaled = {int(k.split(":")[1]) for k in fills_before}
-    # the tape fills what the crashed run left (the venue trades on without us)
-    wait_for(lambda: trade_ids(port) - journaled, 90, "a fill while the daemon is down")
+    # the tape fills what the crashed run left, and funding is paid on its position (the
+    # venue trades on without us)
+    wait_for(paced(lambda: trade_ids(port) - journaled, 1.0), 90,
+             "a fill while the daemon is down")
+    wait_for(paced(lambda: funding_ids(port) - funding_before, 2.0), 90,
+             "funding while the daemon is down")
+    missed_funding = funding_ids(port) - funding_before
 
     second = Daemon(config)
     try:
         second.wait_event("venue_status", ready=True, timeout=30)
         assert second.wait_event("gateway_fill_recovered", timeout=5)
+        assert second.wait_event("gateway_funding_recovered", timeout=5)
         # the crashed run's orders are strays: cancelled, and not quoted again
-        wait_for(lambda: not crashed & {o["clientOrderId"] for o in open_orders(port)}, 10,
-                 "the crashed run's orders cancelled")
+        wait_for(paced(lambda: not crashed & {o["clientOrderId"] for o in open_orders(port)},
+                       0.5), 10, "the crashed run's orders cancelled")
         second.signal(signal.SIGUSR1)  # the kill switch
         i, _ = second.wait_event("kill_switch_tripped", timeout=10)
         second.wait_event("orders_cancelled", start=i, timeout=10)
@@ -148,4 +170,5 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     assert set(exec_ids) == venue_trades  # every trade of ours at the venue, none missed
     # funding: every payment the venue booked up to our last one is journaled (no gap)
     booked = funding_ids(port)
+    assert missed_funding <= funding  # recovered from income at the restart
     assert funding <= booked and {f for f in booked if f <= max(funding)} == funding
