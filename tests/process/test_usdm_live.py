@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import signal
 import sqlite3
 import time
 import urllib.request
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -57,9 +59,15 @@ def trade_ids(port: int) -> set[int]:
                                   fromId=1, limit=1000)}
 
 
+def funding_paid(port: int) -> dict[int, Decimal]:
+    """The venue's FUNDING_FEE income of our account: time (the funding id) -> USDT."""
+    return {i["time"]: Decimal(i["income"]) for i in rest(
+        port, "GET", "/fapi/v1/income", symbol="BTCUSDT", incomeType="FUNDING_FEE",
+        startTime=1, limit=1000)}
+
+
 def funding_ids(port: int) -> set[int]:
-    return {i["time"] for i in rest(port, "GET", "/fapi/v1/income", symbol="BTCUSDT",
-                                    incomeType="FUNDING_FEE", startTime=1, limit=1000)}
+    return set(funding_paid(port))
 
 
 def paced(get: Callable[[], T], every_s: float) -> Callable[[], T]:
@@ -75,12 +83,12 @@ def paced(get: Callable[[], T], every_s: float) -> Callable[[], T]:
     return ask
 
 
-def journal(state: Path) -> tuple[list[str], set[int]]:
-    """The journal's fill keys (order id:exec id) and funding ids."""
+def journal(state: Path) -> tuple[list[str], dict[int, int]]:
+    """The journal's fill keys (order id:exec id) and funding (id -> notional units)."""
     db = sqlite3.connect(state / "journal.sqlite")
     try:
         fills = [row[0] for row in db.execute("SELECT exec_key FROM fills")]
-        funding = {row[0] for row in db.execute("SELECT funding_id FROM funding")}
+        funding = dict(db.execute("SELECT funding_id, amount FROM funding").fetchall())
     finally:
         db.close()
     return fills, funding
@@ -143,9 +151,9 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     # venue trades on without us)
     wait_for(paced(lambda: trade_ids(port) - journaled, 1.0), 90,
              "a fill while the daemon is down")
-    wait_for(paced(lambda: funding_ids(port) - funding_before, 2.0), 90,
+    wait_for(paced(lambda: funding_ids(port) - set(funding_before), 2.0), 90,
              "funding while the daemon is down")
-    missed_funding = funding_ids(port) - funding_before
+    missed_funding = funding_ids(port) - set(funding_before)
 
     second = Daemon(config)
     try:
@@ -169,6 +177,8 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     assert len(exec_ids) == len(set(exec_ids))  # no fill twice
     assert set(exec_ids) == venue_trades  # every trade of ours at the venue, none missed
     # funding: every payment the venue booked up to our last one is journaled (no gap)
-    booked = funding_ids(port)
-    assert missed_funding <= funding  # recovered from income at the restart
-    assert funding <= booked and {f for f in booked if f <= max(funding)} == funding
+    booked = funding_paid(port)
+    assert missed_funding <= set(funding)  # recovered from income at the restart
+    assert {f for f in booked if f <= max(funding)} == set(funding)
+    # each payment as the venue booked it, in 1e-4 USDT units rounded toward -inf
+    assert funding == {f: math.floor(booked[f] / Decimal("0.0001")) for f in funding}
