@@ -443,28 +443,35 @@ def parse_dual_side(result: object) -> bool | api.ProtocolError:
     return value
 
 
-def balances_of(status: object, positions: object, instrument: Instrument, quote: str,
-                ts_ns: int) -> Balances | api.ProtocolError:
+def balances_of(status: object, positions: object, instrument: Instrument, quote: str
+                ) -> Balances | api.ProtocolError:
     """:class:`~mmdaemon.model.Balances` from ``v2/account.status`` (``availableBalance``
-    of the quote asset, rounded toward -inf) and ``account.position`` (the symbol's
-    ``leverage``; BOTH side). ``base_lots`` None: a futures position is margined."""
+    of the quote asset, rounded toward -inf; 0 when the asset is not listed) and
+    ``account.position`` (the symbol's ``leverage``, 0 when the symbol is not listed: the
+    checks then take 1, the most cautious); ``ts_ns`` the latest ``updateTime`` of either
+    (0: none given). ``base_lots`` None: a futures position is margined, not held."""
     try:
-        available: Decimal | None = None
-        assets = _get(status, "assets", list) if isinstance(status, dict) else None
-        if assets is None:
-            raise _Bad("account.status result has no assets")
-        for item in assets:
-            if isinstance(item, dict) and item.get("asset") == quote:
-                available = _decimal(item, "availableBalance")
-        leverage = 0
+        if not isinstance(status, dict):
+            raise _Bad("account.status result is not an object")
         if not isinstance(positions, list):
             raise _Bad("account.position result is not a list")
+        available, leverage, update_ms = Decimal(0), 0, 0
+        for item in _get(status, "assets", list):
+            if isinstance(item, dict) and item.get("asset") == quote:
+                available = _decimal(item, "availableBalance")
+                update_ms = max(update_ms, _optional_ms(item))
         for item in positions:
             if isinstance(item, dict) and item.get("symbol") == instrument.symbol:
-                raw = item.get("leverage")
-                leverage = int(raw) if isinstance(raw, str) and raw.isdigit() else (
-                    raw if isinstance(raw, int) and not isinstance(raw, bool) else 0)
+                text = _get(item, "leverage", str)
+                if not text.isdigit():
+                    raise _Bad(f"leverage {text[:20]!r} is not a whole number")
+                leverage = int(text)
+                update_ms = max(update_ms, _optional_ms(item))
     except _Bad as exc:
-        return api.ProtocolError(str(exc))
-    units = floor_units(instrument, available) if available is not None else 0
-    return Balances(None, units, leverage, ts_ns)
+        return api.ProtocolError(f"account: {exc}")
+    return Balances(None, floor_units(instrument, available), leverage, update_ms * NS_PER_MS)
+
+
+def _optional_ms(item: Mapping[str, Any]) -> int:
+    value = item.get("updateTime")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -49,7 +49,7 @@ from mmdaemon.venues.binance_order_io import (
     rest_request,
 )
 from mmdaemon.venues.binance_order_state import Leg, OpenOrder, OrderRecord, Phase
-from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason
+from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_for_good
 
 _UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
 _SEEN_FUNDING: Final = 10_000  # funding ids remembered for de-duplication (3 a day)
@@ -59,6 +59,10 @@ HEDGE_MODE_FIX: Final = (
     "mode: switch the account to one-way position mode at the venue (POST "
     "/fapi/v1/positionSide/dual dualSidePosition=false, with no open position or order) "
     "and start again")
+
+KEY_FIX: Final = (
+    "check the API key and secret (exchange.credentials), that the key may trade USD-M "
+    "futures, and its IP restriction at the venue")
 
 
 class UsdmProtocol(OrderEntryProtocol):
@@ -302,8 +306,11 @@ class UsdmProtocol(OrderEntryProtocol):
     # ---- asking the venue ---------------------------------------------------------------------
 
     def _rest(self, call: RestCall) -> Procedure[api.Response]:
-        """One REST call; an error answer raises :class:`RequestFailed` with its reason."""
+        """One REST call; an error answer raises :class:`RequestFailed` with its reason, one
+        that names our key or signature :class:`VenueRefused` (retrying cannot help)."""
         response = yield rest_request(call)
+        if refused_for_good(response):
+            raise VenueRefused(f"{call.path} refused: {reason(response)}: {KEY_FIX}")
         if not response.ok:
             raise RequestFailed(f"{call.path}: {reason(response)}")
         return response
@@ -395,9 +402,11 @@ class UsdmProtocol(OrderEntryProtocol):
         position = yield from self._call(lambda rid, ts: usdm.account_position(
             self.instrument, request_id=rid, creds=self._creds, timestamp_ms=ts))
         balances = usdm.balances_of(status.result, position.result, self.instrument,
-                                    self._assets.quote, self._now_ns)
+                                    self._assets.quote)
         if isinstance(balances, api.ProtocolError):
-            raise RequestFailed(f"account: {balances.reason}")
+            raise RequestFailed(balances.reason)
+        if not balances.ts_ns:  # the venue did not say when: as of our reading
+            balances = balances._replace(ts_ns=self._now_ns)
         self.account_out.append(balances)
 
     def drain_account(self) -> list[AccountEvent]:

@@ -357,3 +357,13 @@ def test_user_trades_and_income_parse_exactly() -> None:
     assert isinstance(usdm.parse_user_trades([{"id": 1}], INSTR), api.ProtocolError)
     entries = usdm.parse_income([income(5, "0.1", 9)])
     assert entries == [usdm.Income(9, "FUNDING_FEE", Decimal("0.1"), "USDT", 5)]
+
+
+def test_a_rest_call_refused_for_our_key_refuses_the_venue_naming_the_fix() -> None:
+    venue = Venue()
+    proc = venue.proto.reconcile()
+    with pytest.raises(VenueRefused, match="may trade USD-M futures") as exc:
+        venue.http(proc, venue.step(proc, None),
+                   {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."},
+                   status=401)
+    assert str(exc.value).startswith("/fapi/v1/positionSide/dual refused: -2015 ")
