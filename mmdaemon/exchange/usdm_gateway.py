@@ -107,6 +107,7 @@ class UsdmGateway(BinanceGateway):
         self._channel = _Channel(self._usdm, lambda: self._ws, self._clock, self._wall_ns,
                                  self._pump, settings.request_timeout_s, rest=self._rest)
         self._user_ws: ClientConnection | None = None
+        self._user_key = ""  # the listen key _user_ws reads (never logged)
         self._user_tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._account_task: asyncio.Task[None] | None = None
@@ -186,8 +187,11 @@ class UsdmGateway(BinanceGateway):
         return super()._connected() and self._user_ws is not None
 
     async def _reconcile(self) -> None:
-        """Open the user-data stream first when this connection has none, then reconcile."""
-        if self._user_ws is None and self._ws is not None:
+        """Open the user-data stream of this connection's listen key first when it is not
+        open (a stream of an older connection's key is closed), then reconcile."""
+        if self._ws is not None and (self._user_ws is None
+                                     or self._user_key != self._usdm.listen_key):
+            await self._close_user_stream()
             await self._open_user_stream()
         await super()._reconcile()
 
@@ -205,7 +209,7 @@ class UsdmGateway(BinanceGateway):
                                compression=None, max_size=s.max_message_bytes)
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:
             raise RequestFailed(f"user-data stream at {base}: {type(exc).__name__}") from None
-        self._user_ws = ws
+        self._user_ws, self._user_key = ws, key
         api_ws = self._ws
         loop = asyncio.get_running_loop()
         self._user_tasks = [loop.create_task(self._read_user(ws, api_ws), name="user-stream"),
@@ -246,17 +250,20 @@ class UsdmGateway(BinanceGateway):
 
     async def _hang_up(self, ws: ClientConnection) -> None:
         """Close the user-data stream with the API connection it belongs to."""
-        user, self._user_ws = self._user_ws, None
+        await self._close_user_stream()
+        await super()._hang_up(ws)
+
+    async def _close_user_stream(self) -> None:
+        """Close the user-data stream (if any) and stop its reader and keep-alive."""
+        user, self._user_ws, self._user_key = self._user_ws, None, ""
         tasks, self._user_tasks = self._user_tasks, []
-        for task in tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
+        others = [t for t in tasks if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
         if user is not None:
             with contextlib.suppress(Exception):
                 await user.close()
-        await asyncio.gather(*(t for t in tasks if t is not asyncio.current_task()),
-                             return_exceptions=True)
-        await super()._hang_up(ws)
+        await asyncio.gather(*others, return_exceptions=True)
 
     # ---- REST ---------------------------------------------------------------------------------
 

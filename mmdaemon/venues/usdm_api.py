@@ -31,7 +31,6 @@ from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance_order_io import RestCall
 
-WS_API_PATH: Final = "/ws-fapi/v1"
 DEFAULT_REST_URL: Final = "https://fapi.binance.com"
 DEFAULT_USER_STREAM_URL: Final = "wss://fstream.binance.com/ws"
 

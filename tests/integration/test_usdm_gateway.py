@@ -386,3 +386,18 @@ async def test_hedge_mode_refuses_start_naming_the_fix() -> None:
         with pytest.raises(VenueRefused, match="one-way position mode"):
             await asyncio.wait_for(gw.start(), 10)
         assert gw.status is not None and gw.status.reason.startswith("refused: ")
+
+
+async def test_a_dropped_api_connection_moves_the_user_stream_to_the_new_listen_key() -> None:
+    venue = Venue()  # it sends events on the newest key's streams only
+    async with running(venue) as (gw, events):
+        await gw.place(1, Side.BUY, PRICE, 10)
+        await until(lambda: len(venue.open_orders()) == 1 and bool(of(events, OrderUpdate)))
+        vid = venue.open_orders()[0]["orderId"]
+        for ws in list(venue.api_sockets):
+            await ws.close()
+        await until(lambda: gw.connects == 2 and bool(gw.status and gw.status.ready))
+        assert len(venue.keys) == 2 and len(venue.streams.get(venue.keys[-1], [])) == 1
+        trade_id = await venue.fill(vid, 10)  # reported on the new key's stream only
+        await until(lambda: bool(of(events, Fill)))
+        assert [f.exec_id for f in of(events, Fill)] == [trade_id]
