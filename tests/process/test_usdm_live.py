@@ -163,9 +163,12 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
         # the crashed run's orders are strays: cancelled, and not quoted again
         wait_for(paced(lambda: not crashed & {o["clientOrderId"] for o in open_orders(port)},
                        0.5), 10, "the crashed run's orders cancelled")
-        second.signal(signal.SIGUSR1)  # the kill switch
+        # quoting again, on new orders; then the kill switch
+        wait_for(paced(lambda: open_orders(port), 0.5), 30, "the restarted run's quotes")
+        second.signal(signal.SIGUSR1)
         i, _ = second.wait_event("kill_switch_tripped", timeout=10)
-        second.wait_event("orders_cancelled", start=i, timeout=10)
+        _, cancelled = second.wait_event("orders_cancelled", start=i, timeout=10)
+        assert cancelled["cancelled"] > 0 and cancelled["open_after"] == 0
         assert open_orders(port) == []  # cancel-all confirmed: nothing open at the venue
         venue_trades = trade_ids(port)
         assert second.stop() == 0
