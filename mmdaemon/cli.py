@@ -229,11 +229,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                      help="each account's starting balance of ASSET; repeat per asset "
                           "(binance-usdm: USDT only)")
-    sim.add_argument("--funding-interval", default="8h", metavar="DURATION",
+    sim.add_argument("--funding-interval", metavar="DURATION",
                      help="binance-usdm: funding every DURATION of the sim's clock "
-                          "(8h, 30s, 500ms)")
-    sim.add_argument("--funding-rate", default="0.0001", metavar="FRACTION",
-                     help="binance-usdm: the funding rate (longs pay when positive)")
+                          "(default 8h; 30s, 500ms)")
+    sim.add_argument("--funding-rate", metavar="FRACTION",
+                     help="binance-usdm: the funding rate, longs pay when positive "
+                          "(default 0.0001)")
     sim.add_argument("--wait-for-subscriber", action="store_true",
                      help="start the tape when the first stream connection comes")
     sim.add_argument("--reference", action="extend", nargs="+", default=[],
@@ -323,8 +324,13 @@ def _main(argv: Sequence[str] | None) -> int:
             return usdm_sim(args.recordings, args.host, args.port,
                             speed_and_recordings("sim", args.recordings, args.speed),
                             args.credentials or ["env"], args.maker_fee_bps,
-                            args.wait_for_subscriber, args.balance, args.funding_interval,
-                            args.funding_rate)
+                            args.wait_for_subscriber, args.balance,
+                            args.funding_interval or "8h", args.funding_rate or "0.0001")
+        if args.balance:  # until the spot sim's accounts take starting balances
+            raise UsageError("mmdaemon sim: --balance: only with --venue binance-usdm for now")
+        if args.funding_interval or args.funding_rate:
+            raise UsageError("mmdaemon sim: --funding-interval, --funding-rate: only with "
+                             "--venue binance-usdm (spot has no funding)")
         reference = reference_spec(args.reference, args.reference_venue, args.reference_symbol,
                                    args.reference_port, args.reference_tick_size,
                                    args.reference_lot_size) if args.reference else None

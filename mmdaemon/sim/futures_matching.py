@@ -62,6 +62,7 @@ class FuturesMatching:
         self._in_venue: dict[int, FuturesOrder] = {}  # orders the PaperVenue holds open
         self._acked: set[int] = set()  # orders the client was told NEW
         self._refused: dict[int, str] = {}  # orders the venue refused on arrival: why
+        self._filled_accounts: set[str] = set()  # accounts filled since the last check
         self.outbox: list[UserDataEvent] = []
 
     # ---- market side ------------------------------------------------------------------------
@@ -167,16 +168,16 @@ class FuturesMatching:
             self._report(order, "AMENDMENT")
         self._apply([*events, *self.venue.advance(now)])
 
-    def settle_funding(self, rate: Fraction) -> int:
+    def settle_funding(self, rate: Fraction, ms: int) -> int:
         """Pay funding at ``rate`` (a fraction, positive: longs pay shorts) on every
         account's position at the mark price (the mid): ``amount x mark x rate`` USDT,
-        rounded to Binance's 8 decimals, booked as income with one ``ACCOUNT_UPDATE``
-        (m = FUNDING_FEE) per account; returns how many accounts paid or received."""
+        rounded to Binance's 8 decimals, booked as income at the funding time ``ms`` with
+        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE) per account; returns how many accounts
+        paid or received."""
         ledger = self.ledger
         mark = ledger.marks[self.symbol]
         if not mark:
             return 0  # no book yet: no mark price to settle at
-        ms = self._now_ms()
         unit = ledger.unit(self.symbol)
         paid = 0
         for api_key, account in ledger.accounts.items():
@@ -228,6 +229,26 @@ class FuturesMatching:
             else:
                 assert isinstance(event, OrderUpdate)
                 self._on_update(event)
+        if self._filled_accounts:
+            accounts, self._filled_accounts = self._filled_accounts, set()
+            if self._expire_reduce_only(accounts):
+                # the expiries' cancels reach the venue now, after the event that filled
+                self._apply(self.venue.advance(self.now_ns))
+
+    def _expire_reduce_only(self, api_keys: set[str]) -> bool:
+        """Expire the open reduce-only orders of ``api_keys`` that would no longer reduce
+        the position (it closed, or flipped to their side), as Binance does; whether any."""
+        expired = False
+        ms = self._now_ms()
+        for api_key in sorted(api_keys):
+            amount = self.ledger.accounts[api_key].positions[self.symbol].amount
+            for order in self.ledger.open_orders(api_key, self.symbol):
+                if order.reduce_only and (amount == 0 or (amount > 0) == (order.side is Side.BUY)):
+                    self.venue.cancel(order.order_id, self.now_ns)
+                    self.ledger.close(order, "EXPIRED", ms)
+                    self._report(order, "EXPIRED")
+                    expired = True
+        return expired
 
     def _ack(self, order: FuturesOrder) -> None:
         self._acked.add(order.order_id)
@@ -270,12 +291,13 @@ class FuturesMatching:
             return
         ms = self._now_ms()
         trade = self.ledger.record_fill(order, fill.price, fill.size, fill.fee, fill.maker, ms)
+        self._filled_accounts.add(order.api_key)
         self._report(order, "TRADE", last_qty=fill.size, last_price=fill.price,
                      commission=trade.commission, trade_id=trade.trade_id, maker=fill.maker,
                      realized=trade.realized)
+        # bc is the balance change other than PnL and commission (Binance): none for a fill
         self.outbox.append((order.api_key, fw.account_update(
-            self.ledger, order.api_key, "ORDER", ms, trade.realized - trade.commission,
-            [self.symbol])))
+            self.ledger, order.api_key, "ORDER", ms, Fraction(0), [self.symbol])))
 
     def _report(self, order: FuturesOrder, execution: str, *, last_qty: int = 0,
                 last_price: int = 0, commission: Fraction = Fraction(0), trade_id: int = 0,

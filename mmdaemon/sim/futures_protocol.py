@@ -12,15 +12,19 @@ query string as sent, with the key in the ``X-MBX-APIKEY`` header.
 Checks, in the venue's order: request shape, method, request weight per minute (-1003,
 status 429; REST and the WebSocket API share the budget, as for one IP), the API key
 (-2014 malformed, -2015 unknown), ``timestamp``/``recvWindow`` (-1102), ``signature``
-(-1022), timing against ``now_ms()`` (-1021), the method's parameters (-1102 missing,
+(-1022), timing against ``signing_ms()`` (-1021), the method's parameters (-1102 missing,
 -1100 malformed, -1121 symbol, -1117 side, -1116 type, -1115 timeInForce, -1111
 precision, -1013 LOT_SIZE, -4164 notional, -4016/-4024 PERCENT_PRICE) and the matching
 (-2022, -5022, -2019, -2011, -2013, -5027).
 
 Listen keys: one per account (``userDataStream.start`` or ``POST /fapi/v1/listenKey``
 again returns the same key and keeps it alive), valid for 60 minutes after the last
-keep-alive; :meth:`FuturesProtocol.expire_listen_keys` ends the stale ones. ``now_ms`` is
-the sim's one clock (ms since the epoch).
+keep-alive; :meth:`FuturesProtocol.expire_listen_keys` ends the stale ones.
+
+Time: ``now_ms`` is the sim's clock (ms since the epoch) for what the venue stamps and
+schedules (listen-key expiry); ``signing_ms`` (default: the same) the clock a signed
+request's ``timestamp`` is checked against and the request-weight minute runs on, the one a
+client signs with (the wall clock when the replay runs faster than 1x).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ Handler = Callable[[dict[str, Any], str], Any]
 class _Method(NamedTuple):
     handler: Handler
     weight: int
-    security: str  # "SIGNED", "KEY" (API key only) or "NONE"
+    security: str  # "SIGNED" or "KEY" (the API key only)
 
 
 class Answer(NamedTuple):
@@ -75,11 +79,13 @@ class FuturesProtocol:
 
     def __init__(self, matchings: Mapping[str, FuturesMatching], ledger: FuturesLedger,
                  api_keys: Mapping[str, str], now_ms: Callable[[], int], *,
+                 signing_ms: Callable[[], int] | None = None,
                  weight_limit: int = fw.WEIGHT_LIMIT) -> None:
         self.matchings = dict(matchings)
         self.ledger = ledger
         self._api_keys = dict(api_keys)
         self._now_ms = now_ms
+        self.signing_ms = now_ms if signing_ms is None else signing_ms
         self.weight_limit = weight_limit
         self._weight_minute = -1
         self._weight_used = 0
@@ -127,8 +133,8 @@ class FuturesProtocol:
         except orjson.JSONDecodeError:
             msg = None
         if type(msg) is not dict:
-            return wire.response_error(None, 400, api.ApiError(
-                -1000, "Invalid JSON Request"))  # the venue answers a non-request so
+            # not a JSON object: nothing to answer by id, so id null
+            return wire.response_error(None, 400, api.ApiError(fw.UNKNOWN, "Invalid JSON Request"))
         request_id = msg.get("id")
         if request_id is not None and not isinstance(request_id, str | int):
             request_id = None
@@ -144,7 +150,8 @@ class FuturesProtocol:
                 fw.ILLEGAL_CHARS, f"Illegal characters found in parameter 'method'; legal "
                                   f"range is '{', '.join(self.ws_methods)}'."))
         used = self._charge(spec.weight)
-        limits = (api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, self.weight_limit, used),)
+        limits: tuple[api.RateLimit, ...] = (
+            api.RateLimit("REQUEST_WEIGHT", "MINUTE", 1, self.weight_limit, used),)
         try:
             if used > self.weight_limit:
                 raise Reject(fw.TOO_MANY_REQUESTS, status=429)
@@ -157,11 +164,11 @@ class FuturesProtocol:
             self.internal_errors += 1
             return wire.response_error(request_id, 500, api.ApiError(
                 fw.UNKNOWN, fw.MESSAGES[fw.UNKNOWN]), limits)
+        if params.get("returnRateLimits") in (False, "false"):
+            limits = ()  # the client asked for no rateLimits in the answer
         return wire.response_ok(request_id, result, limits)
 
     def _ws_auth(self, params: dict[str, Any], security: str) -> str:
-        if security == "NONE":
-            return ""
         key = self._known_key(params.get("apiKey"))
         if security == "SIGNED":
             self._check_signed(params, key, wire.verify_signature(self._api_keys[key], params))
@@ -170,8 +177,9 @@ class FuturesProtocol:
     # ---- REST ---------------------------------------------------------------------------------
 
     def rest(self, method: str, path: str, query: str, api_key_header: str | None) -> Answer:
-        """One signed REST request (``query`` the raw query string) -> its answer, or None
-        in ``body`` when ``path`` is not one of :attr:`rest_routes` (any method)."""
+        """One signed REST request (``query`` the raw query string) -> its answer: 405 for
+        a path of :attr:`rest_routes` with another method, None in ``body`` for any other
+        path (not order entry's: the caller routes it)."""
         spec = self.rest_routes.get((method, path))
         if spec is None:
             if any(p == path for _, p in self.rest_routes):
@@ -183,10 +191,13 @@ class FuturesProtocol:
             if used > self.weight_limit:
                 raise Reject(fw.TOO_MANY_REQUESTS, status=429)
             params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+            if not api_key_header:  # REST answers a missing key header as a malformed key
+                raise Reject(fw.BAD_API_KEY_FMT)
             key = self._known_key(api_key_header)
             if spec.security == "SIGNED":
-                payload, _, signature = query.rpartition("&signature=")
-                if not _:
+                # Binance signs the query string as sent, signature left out
+                payload, sep, signature = query.rpartition("&signature=")
+                if not sep:
                     payload, signature = query, params.get("signature", "")
                 expected = hmac.new(self._api_keys[key].encode(), payload.encode(),
                                     hashlib.sha256).hexdigest()
@@ -208,7 +219,7 @@ class FuturesProtocol:
     # ---- authentication ---------------------------------------------------------------------
 
     def _charge(self, weight: int) -> int:
-        minute = self._now_ms() // 60_000
+        minute = self.signing_ms() // 60_000
         if minute != self._weight_minute:
             self._weight_minute, self._weight_used = minute, 0
         self._weight_used += weight
@@ -235,7 +246,7 @@ class FuturesProtocol:
             raise Reject(fw.MANDATORY_PARAM, fw.mandatory_msg("signature"))
         if not signature_ok:
             raise Reject(fw.SIGNATURE)
-        late = wire.timestamp_error(timestamp, window, self._now_ms())
+        late = wire.timestamp_error(timestamp, window, self.signing_ms())
         if late is not None:
             raise Reject(fw.TIMESTAMP, late)
 

@@ -216,8 +216,9 @@ def order_trade_update(inst: Instrument, order: FuturesOrder, ledger: FuturesLed
 def account_update(ledger: FuturesLedger, api_key: str, reason: str, event_ms: int,
                    change: Fraction, symbols: Iterable[str]) -> dict[str, Any]:
     """The ``ACCOUNT_UPDATE`` of ``api_key``'s account for ``reason`` (ORDER,
-    FUNDING_FEE, ...): the USDT wallet with its balance change ``change`` and the positions
-    of ``symbols``."""
+    FUNDING_FEE, ...): the USDT wallet with ``change``, its balance change other than
+    realised PnL and commission (Binance's ``bc``: the funding paid, 0 for a fill), and the
+    positions of ``symbols``."""
     account = ledger.accounts[api_key]
     positions = []
     for symbol in symbols:

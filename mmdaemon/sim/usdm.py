@@ -36,11 +36,12 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from mmdaemon.book import OrderBook
 from mmdaemon.clock import Clock
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.feed.replay import paced
@@ -56,6 +57,7 @@ WS_API_PATH: Final = "/ws-fapi/v1"
 TICK_S: Final = 0.1  # how often funding and listen-key expiry are checked (s)
 DEPTH_WEIGHTS: Final = ((50, 2), (100, 5), (500, 10), (1000, 20))  # limit <= N: weight
 DEFAULT_DEPTH_LIMIT: Final = 500
+STREAM_PREFIXES: Final = ("/public", "/market", "/private")
 
 
 def _response(status: int, payload: Any, weight: int | None = None) -> Response:
@@ -77,7 +79,7 @@ class _Listener:
         self._matching.advance(now_ns)
         self._entry.flush()
 
-    def on_book(self, book: Any, now_ns: int) -> None:
+    def on_book(self, book: OrderBook, now_ns: int) -> None:
         self._matching.on_book(book, now_ns)
         self._entry.flush()
 
@@ -93,19 +95,17 @@ class _Out:
         self.ws = ws
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(max_queue)
         self.dead = False
+        self._closing: asyncio.Task[None] | None = None  # kept: a task must not be collected
 
-    def offer(self, frame: bytes) -> bool:
-        """Queue ``frame``; False (and the connection is closed, 1008) when it is full: a
+    def offer(self, frame: bytes) -> None:
+        """Queue ``frame``; when the queue is full the connection is closed (1008): a
         client that does not read must not silently miss an event."""
         if self.dead:
-            return False
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.dead = True
-            asyncio.get_running_loop().create_task(self.ws.close(1008, "queue overflow"))
-            return False
-        return True
+            self._close(1008, "queue overflow")
 
     def finish(self) -> None:
         """Close the connection once the frames queued so far have been sent."""
@@ -114,7 +114,11 @@ class _Out:
             try:
                 self.queue.put_nowait(None)
             except asyncio.QueueFull:  # never read: nothing more to wait for
-                asyncio.get_running_loop().create_task(self.ws.close(1000))
+                self._close(1000, "listenKeyExpired")
+
+    def _close(self, code: int, reason: str) -> None:
+        self.dead = True
+        self._closing = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
 
     async def send_loop(self) -> None:
         try:
@@ -132,10 +136,13 @@ class UsdmOrderEntry:
     starting with ``wallet`` USDT), one PaperVenue per symbol (maker fee
     ``maker_fee_bps``, latency 0: loopback is the latency), the WebSocket API, user-data
     streams and funding (``funding_rate`` every ``funding_interval_ms``). ``now_ms`` is the
-    sim's one clock, in ms since the epoch."""
+    sim's one clock, in ms since the epoch: every time it stamps or schedules; a signed
+    request's ``timestamp`` is checked against ``signing_ms`` (default: ``now_ms``), which
+    ``/fapi/v1/time`` tells (:mod:`mmdaemon.sim.futures_protocol`)."""
 
     def __init__(self, instruments: Sequence[Instrument], api_keys: Mapping[str, str],
-                 wallet: Fraction, now_ms: Callable[[], int], *, maker_fee_bps: str = "0",
+                 wallet: Fraction, now_ms: Callable[[], int], *,
+                 signing_ms: Callable[[], int] | None = None, maker_fee_bps: str = "0",
                  funding_interval_ms: int = 8 * 3_600_000,
                  funding_rate: Fraction = Fraction(1, 10_000), max_queue: int = 1024) -> None:
         if not api_keys:
@@ -148,14 +155,18 @@ class UsdmOrderEntry:
         self.matchings = {i.symbol: FuturesMatching(
             i, PaperVenue(i, 0, maker_fee_bps, "0"), self.ledger, self._next_order_id, now_ms)
             for i in instruments}
-        self.protocol = FuturesProtocol(self.matchings, self.ledger, api_keys, now_ms)
+        self.protocol = FuturesProtocol(self.matchings, self.ledger, api_keys, now_ms,
+                                        signing_ms=signing_ms)
+        self.signing_ms = self.protocol.signing_ms
         self.funding_interval_ms = funding_interval_ms
         self.funding_rate = funding_rate
         self.fundings = 0  # funding times settled
         self._next_funding_ms = (now_ms() // funding_interval_ms + 1) * funding_interval_ms
         self._max_queue = max_queue
         self._streams: dict[str, set[_Out]] = {}  # listen key -> user-data connections
-        self._ws_api: set[_Out] = set()
+        # the market-data stream connections (a listen key may be SUBSCRIBEd there too)
+        self.stream_subscribers: dict[ServerConnection, frozenset[str]] = {}
+        self.raw_subscribers: set[ServerConnection] = set()
 
     def _next_order_id(self) -> int:
         self._order_ids += 1
@@ -171,13 +182,17 @@ class UsdmOrderEntry:
         """Settle funding when a funding time has passed; end stale listen keys."""
         now = self.now_ms()
         if now >= self._next_funding_ms:
+            # stamped with the funding time (the latest one passed: a clock that jumped
+            # over several pays once), as Binance books a funding fee at its funding time
+            at_ms = now // self.funding_interval_ms * self.funding_interval_ms
             for matching in self.matchings.values():
-                matching.settle_funding(self.funding_rate)
+                matching.settle_funding(self.funding_rate, at_ms)
             self.fundings += 1
-            self._next_funding_ms = (now // self.funding_interval_ms + 1) \
-                * self.funding_interval_ms
+            self._next_funding_ms = at_ms + self.funding_interval_ms
         for listen_key in self.protocol.expire_listen_keys():
-            frame = orjson.dumps(fw.listen_key_expired(listen_key, now))
+            event = fw.listen_key_expired(listen_key, now)
+            self._to_subscribers(listen_key, event)
+            frame = orjson.dumps(event)
             for out in self._streams.pop(listen_key, set()):
                 out.offer(frame)
                 out.finish()
@@ -199,13 +214,28 @@ class UsdmOrderEntry:
             for listen_key in by_api_key.get(api_key, ()):
                 for out in self._streams.get(listen_key, ()):
                     out.offer(frame)
+                self._to_subscribers(listen_key, event)
+
+    def _to_subscribers(self, listen_key: str, event: dict[str, Any]) -> None:
+        """``event`` to the stream connections that SUBSCRIBEd ``listen_key`` (how
+        Binance's SDK listens): combined or raw, as the connection's market frames. Sent
+        as market frames are, without waiting: a subscriber too slow sees a gap."""
+        targets = [ws for ws, streams in self.stream_subscribers.items()
+                   if listen_key in streams]
+        if not targets:
+            return
+        raw = [ws for ws in targets if ws in self.raw_subscribers]
+        combined = [ws for ws in targets if ws not in self.raw_subscribers]
+        if raw:
+            broadcast(raw, orjson.dumps(event).decode())
+        if combined:
+            broadcast(combined, orjson.dumps({"stream": listen_key, "data": event}).decode())
 
     # ---- connections ------------------------------------------------------------------------
 
     async def serve_ws_api(self, ws: ServerConnection) -> None:
         """One ``/ws-fapi/v1`` connection until it closes."""
         out = _Out(ws, self._max_queue)
-        self._ws_api.add(out)
         sender = asyncio.create_task(out.send_loop(), name="usdm-ws-api-send")
         try:
             async for message in ws:
@@ -219,7 +249,6 @@ class UsdmOrderEntry:
         except ConnectionClosed:
             pass
         finally:
-            self._ws_api.discard(out)
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -274,11 +303,16 @@ class UsdmSim(MarketServer):
             tape.subscribers, tape.raw = tapes[0].subscribers, tapes[0].raw
         self.tapes = {t.instrument.symbol: t for t in tapes}
         self.order_entry = order_entry
+        if order_entry is not None:
+            order_entry.stream_subscribers = tapes[0].subscribers
+            order_entry.raw_subscribers = tapes[0].raw
         self.speed = speed
         self.clock = clock
         self._wait = wait_for_subscriber
         self.finished = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._paused_until_ns = 0  # monotonic ns: the market stands still until then
+        self._weight_minute, self._weight_used = -1, 0  # without order entry (see _charge)
 
     async def __aenter__(self) -> UsdmSim:
         await self.start()
@@ -298,9 +332,9 @@ class UsdmSim(MarketServer):
         await self.finished.wait()
 
     def now_ms(self) -> int:
-        """The sim's clock in ms (the order entry's when there is one)."""
+        """The server time clients sign with, in ms (the order entry's when there is one)."""
         if self.order_entry is not None:
-            return self.order_entry.now_ms()
+            return self.order_entry.signing_ms()
         return self.clock.wall_ns() // 1_000_000
 
     async def _play(self) -> None:
@@ -313,23 +347,38 @@ class UsdmSim(MarketServer):
         def recv_ns(item: TapedFrame) -> int:
             return item[0]
 
-        async for batch in paced(frames, recv_ns, speed, self.clock):
+        clock = self.clock
+        async for batch in paced(frames, recv_ns, speed, clock):
             for ns, index, frame in batch:
+                while clock.monotonic_ns() < self._paused_until_ns:
+                    await clock.sleep((self._paused_until_ns - clock.monotonic_ns()) / 1e9)
                 tapes[index].play(ns, frame)
                 if speed is not None:
                     await asyncio.sleep(0)  # let requests in between frames of a burst
         self.finished.set()
 
+    def pause(self, seconds: float) -> None:
+        """Hold every market still (no frame played, sent or matched) for ``seconds`` of
+        the clock while order entry goes on: a test's quiet market."""
+        self._paused_until_ns = self.clock.monotonic_ns() + round(seconds * 1e9)
+
+    def resume(self) -> None:
+        """End a :meth:`pause` now (the tape catches up at its speed)."""
+        self._paused_until_ns = 0
+
     async def _tick(self) -> None:
         assert self.order_entry is not None
         while True:
-            self.order_entry.tick()
+            try:
+                self.order_entry.tick()
+            except Exception:  # a bug must not end funding and expiry for good
+                self.order_entry.protocol.internal_errors += 1
             await asyncio.sleep(TICK_S)
 
     # ---- routing ----------------------------------------------------------------------------
 
     def _upgrade_paths(self, path: str) -> bool:
-        return path == WS_API_PATH or super()._upgrade_paths(path)
+        return path == WS_API_PATH or super()._upgrade_paths(stream_path(path))
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -346,14 +395,15 @@ class UsdmSim(MarketServer):
                 entry.flush()
                 return _response(answer.status, answer.body, answer.used_weight)
         if request.method != "GET":
-            return _response(405, {"code": -1000, "msg": f"{request.method} not allowed"})
+            return _response(405, {"code": -1000, "msg": f"{request.method} not allowed"},
+                             self._charge(1))
         weight = 1
         if path == "/fapi/v1/depth":
             limit_text = query.get("limit", str(DEFAULT_DEPTH_LIMIT))
             limit = int(limit_text) if limit_text.isdigit() else DEFAULT_DEPTH_LIMIT
             weight = next((w for most, w in DEPTH_WEIGHTS if limit <= most), 20)
         used = self._charge(weight)
-        if used is not None and used > fw.WEIGHT_LIMIT:
+        if used > fw.WEIGHT_LIMIT:
             response = _response(429, {"code": fw.TOO_MANY_REQUESTS,
                                        "msg": fw.MESSAGES[fw.TOO_MANY_REQUESTS]}, used)
             response.headers["Retry-After"] = "60"
@@ -379,16 +429,19 @@ class UsdmSim(MarketServer):
                 response = _response(200, fw.exchange_info(chosen, self.now_ms()))
         else:
             response = _response(404, {"code": -1000, "msg": f"unknown path {path}"})
-        if used is not None:
-            response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         return response
 
-    def _charge(self, weight: int) -> int | None:
-        """Charge a market-data request; the weight used this minute (None: no order
-        entry, so no budget is kept)."""
-        if self.order_entry is None:
-            return None
-        return self.order_entry.protocol.market_weight(weight)
+    def _charge(self, weight: int) -> int:
+        """Charge a market-data request; the weight used this minute (the order entry's
+        budget, shared with its requests; without one, the market data's own)."""
+        if self.order_entry is not None:
+            return self.order_entry.protocol.market_weight(weight)
+        minute = self.now_ms() // 60_000
+        if minute != self._weight_minute:
+            self._weight_minute, self._weight_used = minute, 0
+        self._weight_used += weight
+        return self._weight_used
 
     def _depth(self, query: dict[str, str]) -> Response:
         tape = self.tapes.get(query.get("symbol", "").upper())
@@ -409,15 +462,33 @@ class UsdmSim(MarketServer):
         return Response(200, "OK", headers, body)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        path = urlsplit(ws.request.path if ws.request else "").path
+        url = urlsplit(ws.request.path if ws.request else "")
+        path = stream_path(url.path)
         entry = self.order_entry
         if entry is not None:
             if path == WS_API_PATH:
                 await entry.serve_ws_api(ws)
                 return
             key = path[len("/ws/"):] if path.startswith("/ws/") else ""
+            key = key or parse_qs(url.query).get("listenKey", [""])[-1]
             if key and not raw_path_streams(path) and entry.has_listen_key(key):
                 await entry.serve_user_stream(ws, key)
                 return
-        await super()._handler(ws)
+        if path == "/stream":
+            names = parse_qs(url.query).get("streams", [""])[-1]
+            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+        elif path == "/ws" or path.startswith("/ws/"):
+            await self.tape.serve_streams(ws, raw_path_streams(path), combined=False)
+        else:
+            await ws.close(1008, "unknown path")
+
+
+def stream_path(path: str) -> str:
+    """A stream path without Binance's newer USD-M route prefix: ``/public``, ``/market``
+    and ``/private`` + ``/stream`` or ``/ws..`` are served as the plain routes (the
+    official SDK connects there; every stream is served on each)."""
+    for prefix in STREAM_PREFIXES:
+        if path.startswith(prefix + "/"):
+            return path[len(prefix):]
+    return path
 

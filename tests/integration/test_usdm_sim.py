@@ -57,7 +57,8 @@ class ShiftedClock:
 class Venue:
     """A running futures sim and what a test needs to talk to it."""
 
-    def __init__(self, sim: UsdmSim, entry: UsdmOrderEntry, clock: ShiftedClock) -> None:
+    def __init__(self, sim: UsdmSim, entry: Any, clock: ShiftedClock) -> None:
+        # entry: the sim's UsdmOrderEntry (None for market data alone)
         self.sim, self.entry, self.clock = sim, entry, clock
 
     def book(self, symbol: str = "BTCUSDT") -> tuple[int, int]:
@@ -246,6 +247,20 @@ async def test_rest_market_data_is_binance_usdm_shaped_with_the_weight_on_every_
     assert abs(now["serverTime"] - venue.clock()) < 5_000
 
 
+async def test_market_data_alone_still_counts_the_request_weight(usdm_file: Path) -> None:
+    async with UsdmSim([(BTC, [usdm_file])], speed=SPEED, clock=SystemClock()) as sim:
+        await until(lambda: sim.tapes["BTCUSDT"].market.book.synced, timeout=20)
+        venue = Venue(sim, None, ShiftedClock())  # no order entry: REST market data only
+        used = []
+        for path, params in (("/fapi/v1/depth", {"symbol": "BTCUSDT", "limit": 1000}),
+                             ("/fapi/v1/ping", {}), ("/fapi/v1/nothing", {})):
+            _, _, headers = await venue.arest("GET", path, params)
+            used.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
+        assert used == [20, 21, 22]  # depth 1000 weighs 20
+        status, _, headers = await venue.arest("DELETE", "/fapi/v1/allOpenOrders")
+        assert status == 405 and headers["X-MBX-USED-WEIGHT-1M"] == "23"
+
+
 async def test_depth_streams_carry_the_pu_chain(venue: Venue) -> None:
     async with connect(f"{venue.sim.ws_url}/stream?streams=btcusdt@depth@0ms") as ws:
         diffs = []
@@ -300,6 +315,31 @@ async def test_place_modify_cancel_and_status_with_their_user_data_events(venue:
     await stream.ws.close()
 
 
+async def test_modify_keeps_the_queue_place_on_a_smaller_size_and_loses_it_on_a_new_price(
+        venue: Venue) -> None:
+    client = await ws_api(venue)
+    paper = venue.entry.matchings["BTCUSDT"].venue
+    book = venue.sim.tapes["BTCUSDT"].market.book
+    venue.sim.pause(30)  # a still market: queue places move only by the modifies
+    bid, _ = venue.book()
+    placed = await client.ok("order.place", **place_params("BUY", bid, qty="0.010"))
+    order_id = placed["orderId"]
+    ahead = paper.queue_ahead(order_id)
+    assert ahead == book.bids.size_at(bid) > 0  # the back of the displayed level
+    smaller = await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id,
+                              side="BUY", price=BTC.price_str(bid), quantity="0.006")
+    assert smaller["origQty"] == "0.006" and paper.queue_ahead(order_id) == ahead
+    lower = bid - 1
+    await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id, side="BUY",
+                    price=BTC.price_str(lower), quantity="0.006")
+    assert paper.queue_ahead(order_id) == book.bids.size_at(lower)
+    back = await client.ok("order.modify", symbol="BTCUSDT", orderId=order_id, side="BUY",
+                           price=BTC.price_str(bid), quantity="0.006")
+    assert back["orderId"] == order_id and paper.queue_ahead(order_id) == ahead
+    venue.sim.resume()
+    await client.ws.close()
+
+
 async def test_every_refusal_answers_binance_code(venue: Venue) -> None:
     client = await ws_api(venue)
     bid, ask = venue.book()
@@ -341,6 +381,11 @@ async def test_every_refusal_answers_binance_code(venue: Venue) -> None:
     assert (await bad.error("order.status", symbol="BTCUSDT", orderId=1))[0] == -2014
     assert (await client.raw({"id": "x", "method": "order.nothing", "params": {}}))[
         "error"]["code"] == -1100
+    assert (await client.raw({"id": "y", "method": "order.place", "params": "x"}))[
+        "error"]["code"] == -1102
+    await client.ws.send("not json")
+    garbage = orjson.loads(await client.ws.recv())
+    assert garbage["id"] is None and garbage["status"] == 400
     status, body, headers = await venue.arest("GET", "/fapi/v1/openOrders",
                                               {"symbol": "BTCUSDT"}, key=KEY, secret=SECRET,
                                               bad_signature=True)
@@ -381,7 +426,8 @@ async def test_fills_move_the_position_wallet_trades_and_income(venue: Venue) ->
     commission = Decimal(fee_units(units, Fraction(2))) * BTC.tick_size * BTC.lot_size
     assert Decimal(trade["n"]) == commission and trade["m"] is True and trade["N"] == "USDT"
     (balance,) = update["B"]
-    assert Decimal(balance["wb"]) == WALLET - commission == WALLET + Decimal(balance["bc"])
+    # the wallet less the commission; bc, the change other than PnL and commission, is 0
+    assert Decimal(balance["wb"]) == WALLET - commission and Decimal(balance["bc"]) == 0
     _, trades, _ = await venue.arest("GET", "/fapi/v1/userTrades", {"symbol": "BTCUSDT"},
                                      key=KEY, secret=SECRET)
     assert trades[0]["id"] == trade["t"] and trades[0]["commission"] == trade["n"]
@@ -432,6 +478,9 @@ async def test_funding_is_paid_on_positions_with_an_account_update_and_income(
                                          {"symbol": "BTCUSDT", "incomeType": "FUNDING_FEE"},
                                          key=KEY, secret=SECRET)
         assert Decimal(income[0]["income"]) == paid and income[0]["asset"] == "USDT"
+        # booked at a funding time: a multiple of the interval, the event's time too
+        event = stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE")[0]
+        assert income[0]["time"] % 500 == 0 and income[0]["time"] == event["T"]
         assert len({i["tranId"] for i in income}) == len(income)
         nobody = [e for e in entry.ledger.income[KEY2] if e.income_type == "FUNDING_FEE"]
         assert nobody == []  # no position, no funding
@@ -449,6 +498,99 @@ async def test_a_listen_key_not_kept_alive_expires_with_its_event(venue: Venue) 
     await until(lambda: stream.task.done())
     assert (await client.call("userDataStream.ping", signed=False))["error"]["code"] == -1125
     await client.ws.close()
+
+
+async def test_listen_keys_over_rest_and_the_ws_api_start_keep_alive_and_stop(
+        venue: Venue) -> None:
+    status, body, headers = await venue.arest("POST", "/fapi/v1/listenKey", key=KEY)
+    assert status == 200 and "X-MBX-USED-WEIGHT-1M" in headers
+    listen_key = body["listenKey"]
+    assert len(listen_key) == 64 and listen_key.isalnum()
+    client = await ws_api(venue)
+    # one key per account: starting again on the WebSocket API gives the same one
+    again = await client.call("userDataStream.start", signed=False)
+    assert again["result"]["listenKey"] == listen_key
+    assert (await venue.arest("PUT", "/fapi/v1/listenKey", key=KEY))[1] == {
+        "listenKey": listen_key}
+    stream = UserStream(await connect(f"{venue.sim.ws_url}/ws/{listen_key}"))
+    # Binance's newer route for the same stream
+    private = UserStream(await connect(f"{venue.sim.ws_url}/private/ws?listenKey={listen_key}"))
+    bid, _ = venue.book()
+    await client.ok("order.place", **place_params("BUY", bid - 100))
+    await until(lambda: stream.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+    await until(lambda: private.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+    await private.ws.close()
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/listenKey", key=KEY)
+    assert (status, body) == (200, {})
+    assert (await client.call("userDataStream.ping", signed=False))["error"]["code"] == -1125
+    status, body, _ = await venue.arest("POST", "/fapi/v1/listenKey")
+    assert (status, body["code"]) == (401, -2014)  # no API key header
+    await stream.ws.close()
+    await client.ws.close()
+
+
+async def test_rest_queries_and_cancels_one_order(venue: Venue) -> None:
+    client = await ws_api(venue)
+    bid, _ = venue.book()
+    order_id = (await client.ok("order.place", **place_params(
+        "BUY", bid - 100, newClientOrderId="rest-1")))["orderId"]
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "origClientOrderId": "rest-1"},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["orderId"], body["status"], body["avgPrice"]) == (
+        200, order_id, "NEW", "0.0")
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["status"]) == (200, "CANCELED")
+    status, body, _ = await venue.arest("DELETE", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["code"]) == (400, -2011)
+    # the other account sees none of it
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": order_id},
+                                        key=KEY2, secret=SECRET2)
+    assert (status, body["code"]) == (400, -2013)
+    status, body, _ = await venue.arest("GET", "/fapi/v1/order",
+                                        {"symbol": "BTCUSDT", "orderId": "x1"},
+                                        key=KEY, secret=SECRET)
+    assert (status, body["code"]) == (400, -1100)
+    status, body, _ = await venue.arest("PUT", "/fapi/v1/openOrders", key=KEY, secret=SECRET)
+    assert status == 405
+    await client.ws.close()
+
+
+async def test_events_on_the_sim_clock_signatures_on_the_signing_clock(
+        usdm_file: Path) -> None:
+    """A replay running faster than 1x: the venue stamps on its replay clock, a client
+    signs with the wall clock; each check reads its own one (as the spot sim's SimClock)."""
+    wall = SystemClock()
+    ahead_ms = 3_600_000  # the replay clock an hour ahead of the wall clock
+
+    def replay_ms() -> int:
+        return wall.wall_ns() // 1_000_000 + ahead_ms
+
+    def wall_ms() -> int:
+        return wall.wall_ns() // 1_000_000
+
+    entry = UsdmOrderEntry([BTC], {KEY: SECRET}, Fraction(WALLET), replay_ms,
+                           signing_ms=wall_ms)
+    async with UsdmSim([(BTC, [usdm_file])], speed=SPEED, clock=wall,
+                       order_entry=entry) as sim:
+        await until(lambda: sim.tapes["BTCUSDT"].market.book.synced, timeout=20)
+        venue = Venue(sim, entry, ShiftedClock())
+        _, now, _ = await venue.arest("GET", "/fapi/v1/time")
+        assert abs(now["serverTime"] - wall_ms()) < 5_000
+        client = await ws_api(venue)  # signs with the wall clock
+        stream = await user_stream(venue, client)
+        bid, _ = venue.book()
+        placed = await client.ok("order.place", **place_params("BUY", bid - 100))
+        assert placed["updateTime"] - wall_ms() > ahead_ms - 5_000
+        await until(lambda: stream.of("ORDER_TRADE_UPDATE", x="NEW") != [])
+        assert stream.of("ORDER_TRADE_UPDATE", x="NEW")[0]["E"] - wall_ms() > ahead_ms - 5_000
+        await client.ws.close()
+        await stream.ws.close()
 
 
 # ---- several symbols ----------------------------------------------------------------------------
