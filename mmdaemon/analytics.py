@@ -39,10 +39,13 @@ With ``ref_i`` the mid at fill ``i``, ``m_T`` the final mark (the last sample's 
 - inventory PnL ``I = sum_i side_i x size_i x (m_T - ref_i)``: the mark-to-market of what
   each fill left in inventory, from its mid at the fill to the final mark;
 - fees ``F = sum_i fee_i``;
-- total ``S + I - F = cash + position x m_T - F``, the mark-to-market PnL of
+- funding ``G = sum_k amount_k`` over the funding payments of a perpetual-futures position
+  (received > 0, paid < 0; none on spot and in a paper run);
+- total ``S + I - F + G = cash + position x m_T - F + G``, the mark-to-market PnL of
   :class:`mmdaemon.orders.position.Position`, identically (the sum telescopes).
 
-The same decomposition holds at every sample ``j`` (fills up to ``t_j``, mark ``m_j``),
+The same decomposition holds at every sample ``j`` (fills and payments up to ``t_j``, mark
+``m_j``),
 which gives the PnL time series behind the Sharpe ratio, the drawdown and the hour-of-day
 attribution.
 """
@@ -67,7 +70,7 @@ from mmdaemon.markouts import (
     journaled_stats,
     quote_currency,
 )
-from mmdaemon.model import NS_PER_S, Fill, Instrument, Level
+from mmdaemon.model import NS_PER_S, Fill, Funding, Instrument, Level
 from mmdaemon.orders.position import Position
 from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, max_drawdown, sharpe_stats
 
@@ -182,8 +185,9 @@ class PnlSeries:
     """Mark-to-market PnL at every sample with a two-sided book, for plots.
 
     ``ts_ns`` event times; ``mid`` the mark in quote currency per base unit; ``total``,
-    ``spread_capture``, ``inventory`` and ``fees`` cumulative in quote currency, with
-    ``total = spread_capture + inventory - fees`` (fills up to each time, marked at its mid).
+    ``spread_capture``, ``inventory``, ``fees`` and ``funding`` cumulative in quote
+    currency, with ``total = spread_capture + inventory - fees + funding`` (fills and
+    funding payments up to each time, marked at its mid).
     """
 
     ts_ns: list[int]
@@ -192,6 +196,7 @@ class PnlSeries:
     spread_capture: list[float]
     inventory: list[float]
     fees: list[float]
+    funding: list[float]
 
 
 # -- the core computation -------------------------------------------------------------------
@@ -214,17 +219,21 @@ class _Core:
     spread2: list[int]
     inventory2: list[int]
     fees2: list[int]
-    # totals over all fills, marked at the final mark, half notional units:
+    funding2: list[int]
+    # totals over all fills (and payments), marked at the final mark, half notional units:
     final_m2: int | None
     total_spread2: int
     total_inventory2: int
     total_fees2: int
+    total_funding2: int
 
 
-def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
+def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike],
+             funding: Sequence[Funding] = ()) -> _Core:
     """Sort the inputs and compute every exact quantity the metrics are built from."""
     # Sorting is stable, so fills with equal times keep the journal's order.
     fs = sorted(fills, key=lambda f: f.ts_ns)
+    gs = sorted(funding, key=lambda g: g.ts_ns)
     ss = sorted(samples, key=lambda s: s[1])
     vt: list[int] = []
     vm2: list[int] = []
@@ -252,9 +261,13 @@ def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
     spread2: list[int] = []
     inventory2: list[int] = []
     fees2: list[int] = []
-    pos = cash2 = sref2 = sc2 = fee2 = 0  # sref2 = sum side x size x ref2
-    i = 0
+    funding2: list[int] = []
+    pos = cash2 = sref2 = sc2 = fee2 = fund2 = 0  # sref2 = sum side x size x ref2
+    i = k = 0
     for t, m2 in zip(vt, vm2, strict=True):
+        while k < len(gs) and gs[k].ts_ns <= t:
+            fund2 += 2 * gs[k].amount
+            k += 1
         while i < len(fs) and fs[i].ts_ns <= t:
             f = fs[i]
             signed = int(f.side) * f.size
@@ -268,9 +281,10 @@ def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
         spread2.append(sc2)
         inventory2.append(inv2)
         fees2.append(fee2)
-        pnl2.append(sc2 + inv2 - fee2)
+        funding2.append(fund2)
+        pnl2.append(sc2 + inv2 - fee2 + fund2)
         # the identity the module docstring promises, checked where it is cheap
-        assert pnl2[-1] == cash2 + pos * m2 - fee2
+        assert pnl2[-1] == cash2 + pos * m2 - fee2 + fund2
 
     # Totals over every fill (some may come after the last sample).
     # without any sample with a book there is no mid to mark at; the last fill's price is
@@ -284,7 +298,8 @@ def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike]) -> _Core:
         if final_m2 is not None:
             tot_inv2 += signed * (final_m2 - r2)
     return _Core(fs, ss, sample_weights_ns(ss), vt, vm2, ref2, has_mid, mid_age, pnl2,
-                 spread2, inventory2, fees2, final_m2, tot_sc2, tot_inv2, tot_fee2)
+                 spread2, inventory2, fees2, funding2, final_m2, tot_sc2, tot_inv2, tot_fee2,
+                 2 * sum(g.amount for g in gs))
 
 
 def _money_per_half_unit(instrument: Instrument) -> Fraction:
@@ -293,10 +308,10 @@ def _money_per_half_unit(instrument: Instrument) -> Fraction:
 
 
 def pnl_series(fills: Sequence[Fill], samples: Sequence[SampleLike],
-               instrument: Instrument) -> PnlSeries:
+               instrument: Instrument, funding: Sequence[Funding] = ()) -> PnlSeries:
     """The mark-to-market PnL and its components at every two-sided sample (see
     :class:`PnlSeries`)."""
-    core = _prepare(fills, samples)
+    core = _prepare(fills, samples, funding)
     half = _money_per_half_unit(instrument)
     tick = Fraction(instrument.tick_size)
 
@@ -304,7 +319,8 @@ def pnl_series(fills: Sequence[Fill], samples: Sequence[SampleLike],
         return [float(x * half) for x in xs]
 
     return PnlSeries(core.vt, [float(m * tick / 2) for m in core.vm2], money(core.pnl2),
-                     money(core.spread2), money(core.inventory2), money(core.fees2))
+                     money(core.spread2), money(core.inventory2), money(core.fees2),
+                     money(core.funding2))
 
 
 # -- buckets by hour of day / by day ------------------------------------------------------
@@ -318,6 +334,7 @@ class _Bucket:
     volume_lots: int = 0
     spread2: int = 0
     fees2: int = 0
+    funding2: int = 0
     inventory2: int = 0
     sampled_ns: int = 0
     abs_inventory_ns: int = 0  # sum of |position| x weight: lots x ns
@@ -327,7 +344,7 @@ class _Bucket:
     short: HorizonStats = field(default_factory=lambda: HorizonStats(0))
 
     def row(self, half: Fraction, lot: Fraction) -> dict[str, Any]:
-        pnl2 = self.spread2 + self.inventory2 - self.fees2
+        pnl2 = self.spread2 + self.inventory2 - self.fees2 + self.funding2
         return {
             "sampled_s": self.sampled_ns / NS_PER_S,
             "fills": self.fills,
@@ -337,6 +354,7 @@ class _Bucket:
             "spread_capture_pnl": float(self.spread2 * half),
             "inventory_pnl": float(self.inventory2 * half),
             "fees": float(self.fees2 * half),
+            "funding": float(self.funding2 * half),
             "markout_bps": self.short.bps(self.short.markout2),
             "markout_fills": self.short.fills,
             "markout_lots": self.short.lots,
@@ -384,6 +402,7 @@ def compute_metrics(
     instrument: Instrument,
     *,
     markouts: Sequence[tuple[str, int, int, int]] = (),
+    funding: Sequence[Funding] = (),
     horizons_s: Sequence[float] = DEFAULT_HORIZONS_S,
     currency: str | None = None,
     max_spread_bps: float = DEFAULT_MAX_SPREAD_BPS,
@@ -399,7 +418,9 @@ def compute_metrics(
     BTCUSDT), sizes in base currency (``*_lots`` keys in lots), bps of the mid at the fill,
     times in s. A metric whose denominator is zero is None (undefined), not 0.
 
-    ``markouts`` are the journal's resolved markouts
+    ``funding`` are the journal's funding payments
+    (:func:`mmdaemon.journal_reader.load_funding`; none on spot). ``markouts`` are the
+    journal's resolved markouts
     (:func:`mmdaemon.journal_reader.load_markouts`); a fill without one at a horizon is
     unresolved there. ``horizons_s`` are the markout horizons
     reported (the daemon's ``report.markout_horizons_s``, 1, 5, 30, 60 s by default; the
@@ -417,7 +438,7 @@ def compute_metrics(
     if max_spread_bps < 0:
         raise ValueError(f"max_spread_bps must be >= 0, got {max_spread_bps}")
     zone = ZoneInfo(tz)
-    core = _prepare(fills, samples)
+    core = _prepare(fills, samples, funding)
     half = _money_per_half_unit(instrument)
     tick = Fraction(instrument.tick_size)
     lot = Fraction(instrument.lot_size)
@@ -447,6 +468,10 @@ def compute_metrics(
         if ok:
             edge_num += f.size * 1e4 * int(f.side) * (r2 - 2 * f.price) / r2
             edge_den += f.size
+
+    for g in funding:  # a payment counts in the hour and day it was booked
+        for b in buckets(g.ts_ns):
+            b.funding2 += 2 * g.amount
 
     # -- inventory PnL per step between two-sided samples, to the step's end time
     prev_inv2 = 0
@@ -519,7 +544,8 @@ def compute_metrics(
             b.short.add(int(f.side), f.price, f.size, f.mid_x2, m.mid_x2)
 
     # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
-    total2 = core.total_spread2 + core.total_inventory2 - core.total_fees2
+    total2 = (core.total_spread2 + core.total_inventory2 - core.total_fees2
+              + core.total_funding2)
     pnl = [float(x * half) for x in core.pnl2]
     exact_mids = sum(f.mid_x2 > 0 for f in fs)
     sharpe = sharpe_stats(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
@@ -532,6 +558,8 @@ def compute_metrics(
         book = Position()  # the daemon's own bookkeeping, as an independent check
         for f in fs:
             book.apply(f)
+        for g in funding:
+            book.apply_funding(g.amount)
         mark = Fraction(core.final_m2, 2)
         assert book.total(mark) * 2 == total2
         realized = float(book.realized * 2 * half)
@@ -562,6 +590,8 @@ def compute_metrics(
         "spread_capture_pnl": float(core.total_spread2 * half),
         "inventory_pnl": float(core.total_inventory2 * half),
         "fees": float(core.total_fees2 * half),
+        "funding": float(core.total_funding2 * half),
+        "funding_payments": len(funding),
         "realized_pnl": realized,
         "unrealized_pnl": unrealized,
         "pnl_per_hour_extrapolated": total / (sampled_s / 3600) if sampled_s else None,

@@ -1,4 +1,5 @@
-"""The journal of a run read for its metrics: fills, samples and markouts, read-only.
+"""The journal of a run read for its metrics: fills, funding payments, samples and markouts,
+read-only.
 
 The shell around :mod:`mmdaemon.analytics` on the reading side: SQLite's ``mode=ro`` takes
 no lock on the state directory and writes nothing, so a report can be made while a daemon
@@ -13,8 +14,8 @@ from pathlib import Path
 import orjson
 
 from mmdaemon.analytics import SampleLevels, SampleRow
-from mmdaemon.journal import MarkoutRow, read_fills, read_markouts
-from mmdaemon.model import Fill
+from mmdaemon.journal import MarkoutRow, read_fills, read_funding, read_markouts
+from mmdaemon.model import Fill, Funding
 
 
 def _read_only(path: Path | str) -> sqlite3.Connection:
@@ -42,6 +43,17 @@ def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
     finally:
         db.close()
     return fills, [SampleRow._make(r) for r in sample_rows]
+
+
+def load_funding(path: Path | str) -> list[Funding]:
+    """Every funding payment of the journal at ``path`` (read-only), in the order recorded;
+    none from a spot or paper run, or a journal written before funding was journaled. Pass
+    them to :func:`mmdaemon.analytics.compute_metrics`."""
+    db = _read_only(path)
+    try:
+        return read_funding(db)
+    finally:
+        db.close()
 
 
 def load_markouts(path: Path | str) -> list[MarkoutRow]:

@@ -4,10 +4,10 @@ the definitions section of the report (:mod:`mmdaemon.report`)."""
 from __future__ import annotations
 
 DEFINITIONS: dict[str, str] = {
-    "total_pnl": "Mark-to-market PnL after fees, quote currency: cash + position x final mark "
-                 "- fees, the final mark being the last sample's mid (best bid + best ask)/2 "
-                 "(the last fill's price if no sample has a book). "
-                 "Equals spread capture + inventory PnL - fees exactly.",
+    "total_pnl": "Mark-to-market PnL after fees and funding, quote currency: cash + position "
+                 "x final mark - fees + funding, the final mark being the last sample's mid "
+                 "(best bid + best ask)/2 (the last fill's price if no sample has a book). "
+                 "Equals spread capture + inventory PnL - fees + funding exactly.",
     "spread_capture_pnl": "Sum over fills of side x size x (mid at the fill - price), quote "
                           "currency: the edge earned against the mid when each fill happened. "
                           "The mid at a fill is the book's before the event that filled us "
@@ -16,6 +16,10 @@ DEFINITIONS: dict[str, str] = {
                      "currency: the mark-to-market of the inventory the fills left behind "
                      "(= total - spread capture + fees).",
     "fees": "Sum of fees, quote currency; positive = paid, negative = rebates received.",
+    "funding": "Sum of the funding payments on a perpetual-futures position, quote currency; "
+               "positive = received, negative = paid (0 on spot and in a paper run). Each "
+               "is journaled once, as the venue booked it.",
+    "funding_payments": "Number of funding payments journaled.",
     "pnl_per_hour_extrapolated": "Total PnL / sampled hours, quote currency per hour: the "
                                  "run's average rate scaled to an hour, an extrapolation "
                                  "for runs shorter than that (sampled_s says how short).",

@@ -442,8 +442,12 @@ class ServiceCollector(Collector):
         yield _gauge("mmdaemon_fees_quote",
                      "Fees paid (negative: rebates received), quote currency.",
                      float(t.fees_units * money))
+        yield _gauge("mmdaemon_funding_quote",
+                     "Funding received on a perpetual-futures position (negative: paid), "
+                     "quote currency.", float(t.funding_units * money))
         yield _gauge("mmdaemon_pnl_total_quote",
-                     "Total PnL = realized + unrealized - fees, quote currency.", total)
+                     "Total PnL = realized + unrealized - fees + funding, quote currency.",
+                     total)
 
     def _risk(self, t: TradingView) -> Iterator[Metric]:
         state = GaugeMetricFamily(

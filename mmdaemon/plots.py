@@ -28,7 +28,7 @@ from mmdaemon.analytics import (
     quoted_spread_bps,
     sample_weights_ns,
 )
-from mmdaemon.model import NS_PER_S, Fill, Instrument, Side
+from mmdaemon.model import NS_PER_S, Fill, Funding, Instrument, Side
 from mmdaemon.report_series import envelope, quote_distances
 
 MAX_POINTS = 3000
@@ -99,9 +99,10 @@ def _no_data(fig: go.Figure, what: str) -> None:
 
 
 def pnl(fills: Sequence[Fill], samples: Sequence[SampleRow], instrument: Instrument,
-        clock: Clock, currency: str) -> go.Figure:
-    """Mark-to-market PnL over time and its components (``currency``)."""
-    series = pnl_series(fills, samples, instrument)
+        clock: Clock, currency: str, funding: Sequence[Funding] = ()) -> go.Figure:
+    """Mark-to-market PnL over time and its components (``currency``); the funding line
+    only when the journal holds payments (perpetual futures)."""
+    series = pnl_series(fills, samples, instrument, funding)
     fig = go.Figure()
     if series.ts_ns:
         t = clock.times(series.ts_ns)
@@ -113,9 +114,13 @@ def pnl(fills: Sequence[Fill], samples: Sequence[SampleRow], instrument: Instrum
               line={"color": _BID, "width": 1.2})
         _line(fig, t, [-f for f in series.fees], "- fees (rebates > 0)",
               line={"color": "#d62728", "width": 1.2})
+        if funding:
+            _line(fig, t, series.funding, "funding (received > 0)",
+                  line={"color": "#9467bd", "width": 1.2})
     else:
         _no_data(fig, "samples with a book")
-    _layout(fig, f"PnL over time and its components (total = spread + inventory - fees), "
+    _layout(fig, f"PnL over time and its components (total = spread + inventory - fees"
+            f"{' + funding' if funding else ''}), "
             f"{len(series.ts_ns):,} marks", f"PnL ({currency})")
     _time_axis(fig, clock)
     return fig

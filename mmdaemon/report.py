@@ -31,7 +31,13 @@ import orjson
 
 from mmdaemon import pages
 from mmdaemon.analytics import SampleRow, compute_metrics, ladder_levels
-from mmdaemon.journal_reader import load_journal, load_markouts, load_sample_levels, load_state
+from mmdaemon.journal_reader import (
+    load_funding,
+    load_journal,
+    load_markouts,
+    load_sample_levels,
+    load_state,
+)
 from mmdaemon.markouts import base_currency
 from mmdaemon.metric_definitions import DEFINITIONS
 from mmdaemon.model import NS_PER_S, Instrument
@@ -76,7 +82,9 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     fills, samples = load_journal(journal_path)
     markouts = load_markouts(journal_path)
-    metrics = compute_metrics(fills, samples, instrument, markouts=markouts, **metric_options)
+    funding = load_funding(journal_path)
+    metrics = compute_metrics(fills, samples, instrument, markouts=markouts, funding=funding,
+                              **metric_options)
     zone = ZoneInfo(metrics["tz"])
     currency, base = metrics["currency"], base_currency(instrument.symbol, venue)
     levels = load_sample_levels(journal_path)
@@ -93,7 +101,7 @@ def write_report(
     figures = pages.Figures()
     captions = {
         "pnl": "Mark-to-market PnL (black) and its exact components: spread capture, "
-               "inventory and minus fees.",
+               "inventory, minus fees and funding (perpetual futures).",
         "inventory": "Position sampled over time, with the risk limits when given.",
         "quotes": "Our gated quotes (steps; a ladder's outer levels dashed) against the "
                   "market's best bid/ask and our fair value; triangles are our fills. "
@@ -110,7 +118,7 @@ def write_report(
         "spread-hist": "How long we quoted each two-sided spread.",
     }
     drawn = {
-        "pnl": plots.pnl(fills, ordered, instrument, clock, currency),
+        "pnl": plots.pnl(fills, ordered, instrument, clock, currency, funding),
         "inventory": plots.inventory(ordered, instrument, clock, base, inventory_soft_lots,
                                      inventory_hard_lots),
         "quotes": plots.quotes(fills_sorted, ordered, instrument, clock, currency, levels,
@@ -157,10 +165,11 @@ def _window(samples: list[SampleRow], start_ns: int | None,
 # sample the sample size shown beside it (_SAMPLE); labels name {currency} and {base}
 _METRIC_ROWS: list[tuple[str, str, str, str] | str] = [
     "PnL ({currency})",
-    ("Total PnL (mark-to-market, after fees)", "total_pnl", "money", "fills"),
+    ("Total PnL (mark-to-market, after fees and funding)", "total_pnl", "money", "fills"),
     ("Spread capture", "spread_capture_pnl", "money", "fills"),
     ("Inventory PnL", "inventory_pnl", "money", "fills"),
     ("Fees (paid > 0, rebates < 0)", "fees", "cost", "fills"),
+    ("Funding (received > 0, paid < 0)", "funding", "money", "funding"),
     ("Realised PnL (average cost)", "realized_pnl", "money", "fills"),
     ("Unrealised PnL at the final mark", "unrealized_pnl", "money", "fills"),
     ("PnL per hour (extrapolated from the sampled time)", "pnl_per_hour_extrapolated",
@@ -224,6 +233,7 @@ def _sample(metrics: dict[str, Any], basis: str) -> str:
     texts = {
         "": "",
         "fills": f"{m['fills']:,} fills",
+        "funding": f"{m['funding_payments']:,} payments",
         "sampled": f"{m['samples']:,} samples, {m['sampled_s']:,.1f} s",
         "sampled_fills": f"{m['samples']:,} samples, {m['fills']:,} fills",
         "marks": f"{m['marked_samples']:,} marks of the PnL path",
@@ -249,6 +259,7 @@ _TABLE_COLS: list[tuple[str, str, str]] = [
     ("spread ({currency})", "spread_capture_pnl", "money"),
     ("inventory ({currency})", "inventory_pnl", "money"),
     ("fees ({currency})", "fees", "cost"),
+    ("funding ({currency})", "funding", "money"),
     ("markout lots resolved", "markout_lots", "int"),
     ("markout bps", "markout_bps", "bps"),
     ("win", "win_rate", "pct"),

@@ -23,7 +23,7 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
     Only the report path imports :mod:`mmdaemon.report` (and through it plotly): the
     summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
     from mmdaemon.analytics import compute_metrics
-    from mmdaemon.journal_reader import load_journal, load_markouts
+    from mmdaemon.journal_reader import load_funding, load_journal, load_markouts
     from mmdaemon.market_hours import market_hours
 
     journal = service.state_dir / "journal.sqlite"
@@ -45,6 +45,7 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
     fills, samples = load_journal(journal)
     result: dict[str, Any] = compute_metrics(fills, samples, service.instrument,
                                              markouts=load_markouts(journal),
+                                             funding=load_funding(journal),
                                              max_spread_bps=config.report.max_spread_bps,
                                              **options)
     return result
@@ -89,7 +90,7 @@ REPORT_HEADLINES = ("spread_capture_pnl", "inventory_pnl", "sharpe", "max_drawdo
 def replay_table(summary: dict[str, Any], config: Config) -> str:
     """The summary for people: money in the quote currency, sizes in the base currency,
     then the report's headline figures (markouts in bps of the mid at each horizon)."""
-    money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "total_pnl",
+    money = ("cash", "realized_pnl", "unrealized_pnl", "fees", "funding", "total_pnl",
              "spread_capture_pnl", "inventory_pnl", "max_drawdown")
     scalars = {k: v for k, v in summary.items()
                if not isinstance(v, dict | list) and k != "first_malformed"}  # in a warning

@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
 from mmdaemon.engine import Engine
 from mmdaemon.latch import read_latch
+from mmdaemon.metrics import ServiceCollector
 from mmdaemon.model import Balances, Fill, Funding, Side
 from mmdaemon.records import LatchState
 from mmdaemon.risk.rules import INSUFFICIENT_BALANCE
 from mmdaemon.risk.state import TradingState
+from mmdaemon.snapshot import FeedView, Snapshot
 from tests.integration.test_engine import FullDisk, answer, drive, engine
 from tests.recorder import Recorder
 
@@ -144,6 +149,39 @@ def test_the_last_balances_reported_bound_what_the_engine_sends(tmp_path: Path) 
         e.on_execution(Balances(base_lots=sell.size, quote_units=0, leverage=0,
                                 ts_ns=e.now_ns))
         assert e.vet(fresh) == fresh
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+class Instance:
+    """The engine as the metrics collector reads a service (snapshot.Observed)."""
+
+    def __init__(self, e: Engine) -> None:
+        self.engine, self.log = e, e.log
+
+    def snapshot(self) -> Snapshot:
+        return self.engine.snapshot(FeedView(False))
+
+    def two_sided(self) -> bool | None:
+        return None
+
+
+def test_the_metrics_show_funding_as_a_component_of_the_total(tmp_path: Path) -> None:
+    e, _, state = engine(tmp_path)
+    try:
+        drive(e, 5_000)
+        e.on_execution(Funding(PAID, e.now_ns, FUNDING_ID))
+        registry = CollectorRegistry()
+        registry.register(ServiceCollector(Instance(e)))
+        scraped = {s.name: s.value for family in text_string_to_metric_families(
+            generate_latest(registry).decode()) for s in family.samples}
+        figures = e.summary()
+        assert scraped["mmdaemon_funding_quote"] == figures["funding"] < 0
+        assert scraped["mmdaemon_pnl_total_quote"] == figures["total_pnl"]
+        assert scraped["mmdaemon_pnl_total_quote"] == pytest.approx(
+            scraped["mmdaemon_pnl_realized_quote"] + scraped["mmdaemon_pnl_unrealized_quote"]
+            - scraped["mmdaemon_fees_quote"] + scraped["mmdaemon_funding_quote"], abs=1e-12)
     finally:
         state.journal.close()
         state.latch.close()

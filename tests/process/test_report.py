@@ -133,7 +133,7 @@ def test_report_renders_in_headless_chromium(report: tuple[Path, Path, dict[str,
     assert body.count("<tr>") == journal_fills
     assert 'href="fills.csv"' in html and 'href="orders.csv"' in html
     assert "price (USDT)" in fills[:fills.index("</thead>")]
-    assert "Total PnL (mark-to-market, after fees)" in html
+    assert "Total PnL (mark-to-market, after fees and funding)" in html
 
     shot = tmp_path / "shot.png"
     run = _chromium(tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1280,4000",
