@@ -23,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
+from mmdaemon.config_exchange import ExchangeConfig, check_exchange_urls
 from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
 from mmdaemon.model import MAX_FRAME_BYTES, Instrument
@@ -33,7 +34,7 @@ from mmdaemon.quoting.quoter import QuoterParams
 VENUES = ("binance-spot", "binance-usdm")
 SUPPORTED_ADAPTERS: dict[str, tuple[str, ...]] = {
     "binance-spot": ("paper", "binance"),
-    "binance-usdm": ("paper",),  # market data and dry runs: no futures order entry yet
+    "binance-usdm": ("paper", "binance"),
     "lobster": ("paper",),  # a NASDAQ sample replayed, never traded
 }
 """The ``exchange.adapter`` each ``instrument.venue`` can trade through: anything else
@@ -139,61 +140,6 @@ class RiskConfig:
     reject_burst: int = 5
     reject_window_ms: int = 10_000
     supervisor_interval_ms: int = 100
-
-
-@dataclass(frozen=True)
-class ExchangeConfig:
-    """The exchange adapter.
-
-    ``paper`` simulates fills against the market the daemon sees, with fees and three delays
-    (see :mod:`mmdaemon.exchange.paper`): ``latency_ms`` order entry (request sent -> the
-    venue acts), ``response_latency_ms`` (the venue acted -> its report reaches us) and
-    ``feed_latency_ms`` (a venue event -> our market data shows it). ``latency_file`` (a
-    path, relative to the config file's directory; ``""``: none) replaces each constant that
-    it has samples for with draws from them, seeded by ``latency_seed``
-    (:mod:`mmdaemon.exchange.latency`; ``mmdaemon run --latency-out FILE`` writes one).
-    ``queue_model`` is how paper orders move up their price level
-    (:mod:`mmdaemon.exchange.queue`): ``conservative`` (cancels are behind us), ``power``
-    (a cancel was ahead of us with probability front**n / (front**n + back**n), ``n`` =
-    ``queue_power``, an integer 1..10) or ``log`` (ln(1 + x) for x**n). ``fill_through`` is
-    what a book through our price fills: ``whole`` (the rest of the order, optimistic) or
-    ``traded`` (at most the volume printed at or through our price, conservative);
-    ``trade_through`` what a trade printed through our price fills: ``print`` (up to its
-    size) or ``whole`` (the rest of the order: hftbacktest's rule, optimistic).
-    ``binance`` trades through Binance spot's WebSocket API at ``ws_api_url`` with the
-    credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
-    a systemd credential name, or a path, relative to the config file's directory), client
-    order ids starting with ``client_id_prefix``. A credentials file that anyone but this
-    user and root can get at is refused unless ``allow_readable_credentials``. The fee
-    fields also price the spread. ``stop_timeout_ms`` is the whole graceful stop, from
-    SIGTERM to exit: the closes of the feed and order connections (up to 1 s each) and, in
-    what is left, the final cancel-all; orders not confirmed cancelled by then are logged by
-    name and the exit status is 1.
-    ``max_message_bytes`` bounds one message from the WebSocket API before it is parsed: its
-    largest answer is a ``myTrades`` page of 1,000 trades (~270 KB at ~270 bytes a trade), so
-    16 MiB is 60x that.
-    """
-
-    adapter: Literal["paper", "binance"] = "paper"
-    latency_ms: float = 5.0
-    response_latency_ms: float = 5.0
-    feed_latency_ms: float = 5.0
-    latency_file: str = ""
-    latency_seed: int = 1
-    queue_model: Literal["conservative", "power", "log"] = "conservative"
-    queue_power: int = 2
-    fill_through: Literal["whole", "traded"] = "whole"
-    trade_through: Literal["print", "whole"] = "print"
-    maker_fee_bps: str = "0"
-    taker_fee_bps: str = "0"
-    ws_api_url: str = ""
-    credentials: str = "env"
-    allow_readable_credentials: bool = False
-    client_id_prefix: str = "mm"
-    recv_window_ms: int = 5000
-    request_timeout_ms: int = 5000
-    stop_timeout_ms: int = 10_000
-    max_message_bytes: int = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -542,9 +488,10 @@ def _check(config: Config) -> None:
             raise ConfigError(f"{key}: expected a size in bytes from {MIN_MESSAGE_BYTES} "
                               f"(64 KiB) to {MAX_MESSAGE_BYTES} (64 MiB), got {value!r}")
     exchange = config.exchange
-    if exchange.adapter == "binance" and not exchange.ws_api_url.startswith(("ws://", "wss://")):
-        raise ConfigError(f"exchange.ws_api_url: expected a ws:// or wss:// URL for the "
-                          f"binance adapter, got {exchange.ws_api_url!r}")
+    try:
+        check_exchange_urls(exchange)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     prefix = exchange.client_id_prefix
     if not (1 <= len(prefix) <= 19 and prefix.isascii() and prefix.isalnum()):
         raise ConfigError(f"exchange.client_id_prefix: expected 1-19 letters or digits, "

@@ -102,16 +102,22 @@ def make_exchange(config: Config, instrument: Instrument, log: Any,
         return PaperExchange(venue, latency, event_ns)
     from mmdaemon.exchange.binance_gateway import BinanceGateway, GatewaySettings
     from mmdaemon.exchange.credentials import load_credentials
+    from mmdaemon.exchange.usdm_gateway import UsdmGateway, UsdmSettings
     from mmdaemon.venues.binance_api import Credentials
+    from mmdaemon.venues.usdm_api import DEFAULT_REST_URL, DEFAULT_USER_STREAM_URL
 
     creds = load_credentials(ex.credentials, allow_readable=ex.allow_readable_credentials)
-    settings = GatewaySettings(ws_api_url=ex.ws_api_url, client_prefix=ex.client_id_prefix,
-                               recv_window_ms=ex.recv_window_ms,
-                               request_timeout_s=ex.request_timeout_ms / 1000,
-                               proxy=config.feed.proxy or None,
-                               max_message_bytes=ex.max_message_bytes)
-    return BinanceGateway(settings, instrument, Credentials(creds.api_key, creds.secret), log,
-                          clock=clock)
+    common: dict[str, Any] = dict(
+        ws_api_url=ex.ws_api_url, client_prefix=ex.client_id_prefix,
+        recv_window_ms=ex.recv_window_ms, request_timeout_s=ex.request_timeout_ms / 1000,
+        proxy=config.feed.proxy or None, max_message_bytes=ex.max_message_bytes)
+    api_creds = Credentials(creds.api_key, creds.secret)
+    if config.instrument.venue == "binance-usdm":
+        usdm = UsdmSettings(rest_url=ex.rest_url or DEFAULT_REST_URL,
+                            user_stream_url=ex.user_stream_url or DEFAULT_USER_STREAM_URL,
+                            **common)
+        return UsdmGateway(usdm, instrument, api_creds, log, clock=clock)
+    return BinanceGateway(GatewaySettings(**common), instrument, api_creds, log, clock=clock)
 
 
 def make_firm_bus(config: Config, host: FirmHost, clock: Clock, log: Any) -> FirmBus | None:

@@ -356,7 +356,7 @@ class BinanceGateway:
         try:
             response = await self._channel.call(self._proto.subscribe())
             if not response.ok:
-                text = f"{api.USER_DATA_SUBSCRIBE} refused by {url}: {reason(response)}"
+                text = f"{self._proto.subscribe_method} refused by {url}: {reason(response)}"
                 if refused_for_good(response):
                     raise VenueRefused(f"{text}: check the API key and secret "
                                        "(exchange.credentials), the key's permissions and "

@@ -26,12 +26,34 @@ class RequestFailed(Exception):
         self.reason = reason
 
 
+class RestCall(NamedTuple):
+    """A REST request instead of a websocket frame (Binance USD-M's open orders, trade and
+    income history, cancel-all): HTTP ``method`` on ``path`` with ``params`` in the query,
+    SIGNED (``timestamp``, ``signature``; the key in ``X-MBX-APIKEY``) when ``signed``."""
+
+    method: str
+    path: str
+    params: tuple[tuple[str, object], ...]
+    signed: bool = True
+
+
+def _no_frame(request_id: int, timestamp_ms: int) -> bytes:
+    raise TypeError("a REST call has no websocket frame")
+
+
 class Request(NamedTuple):
     """A request a procedure wants answered: ``build(request_id, timestamp_ms)`` is its
-    frame; ``handler`` applies its response when it is read (wire order)."""
+    frame; ``handler`` applies its response when it is read (wire order). With ``rest``
+    set it goes over HTTP instead, and ``build`` is not used (:func:`rest_request`)."""
 
     build: Callable[[int, int], bytes]
     handler: Callable[[api.Response], None] | None = None
+    rest: RestCall | None = None
+
+
+def rest_request(call: RestCall) -> Request:
+    """A :class:`Request` that the shell sends as the REST call ``call``."""
+    return Request(_no_frame, None, call)
 
 
 Procedure = Generator[Request, api.Response, T]

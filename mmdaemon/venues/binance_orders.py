@@ -134,6 +134,8 @@ class OrderEntryProtocol(OrderStates):
     backoff bounds (s) pace the rate-limit hold when the venue names no retry time.
     """
 
+    subscribe_method = api.USER_DATA_SUBSCRIBE  # named when the venue refuses it
+
     def __init__(self, instrument: Instrument, credentials: api.Credentials, prefix: str,
                  log: Any, *, rng: Callable[[], float], backoff_initial_s: float,
                  backoff_max_s: float, assets: api.Assets | None = None,

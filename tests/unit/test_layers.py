@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "hosts": CORE,
     "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
     "analytics": CORE, "report_series": CORE, "sharpe": CORE, "market_hours": CORE,
-    "metric_definitions": CORE,
+    "metric_definitions": CORE, "config_exchange": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "risk.ladder": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
@@ -32,7 +32,7 @@ LAYERS: dict[str, int] = {
     "engine_ports": CORE, "strategy": CORE, "strategy.": CORE,
     # shells: I/O and time around the core, one responsibility each
     "clock": SHELL, "aio": SHELL, "feed.": SHELL, "exchange.paper": SHELL,
-    "exchange.binance_gateway": SHELL,
+    "exchange.binance_gateway": SHELL, "exchange.usdm_gateway": SHELL,
     "exchange.credentials": SHELL, "exchange.binance_requests": SHELL,
     "exchange.binance_settings": SHELL, "journal": SHELL, "latch": SHELL, "statedir": SHELL,
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,

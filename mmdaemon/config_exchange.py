@@ -1,0 +1,81 @@
+"""The ``[exchange]`` section of the config: which adapter trades, and how it reaches the
+venue (:mod:`mmdaemon.config` reads the file and checks the rest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """The exchange adapter.
+
+    ``paper`` simulates fills against the market the daemon sees, with fees and three delays
+    (see :mod:`mmdaemon.exchange.paper`): ``latency_ms`` order entry (request sent -> the
+    venue acts), ``response_latency_ms`` (the venue acted -> its report reaches us) and
+    ``feed_latency_ms`` (a venue event -> our market data shows it). ``latency_file`` (a
+    path, relative to the config file's directory; ``""``: none) replaces each constant that
+    it has samples for with draws from them, seeded by ``latency_seed``
+    (:mod:`mmdaemon.exchange.latency`; ``mmdaemon run --latency-out FILE`` writes one).
+    ``queue_model`` is how paper orders move up their price level
+    (:mod:`mmdaemon.exchange.queue`): ``conservative`` (cancels are behind us), ``power``
+    (a cancel was ahead of us with probability front**n / (front**n + back**n), ``n`` =
+    ``queue_power``, an integer 1..10) or ``log`` (ln(1 + x) for x**n). ``fill_through`` is
+    what a book through our price fills: ``whole`` (the rest of the order, optimistic) or
+    ``traded`` (at most the volume printed at or through our price, conservative);
+    ``trade_through`` what a trade printed through our price fills: ``print`` (up to its
+    size) or ``whole`` (the rest of the order: hftbacktest's rule, optimistic).
+    ``binance`` trades through Binance's WebSocket API at ``ws_api_url`` (spot's
+    ``/ws-api/v3``, or USD-M futures' ``/ws-fapi/v1`` when ``instrument.venue`` is
+    ``binance-usdm``; futures also use ``rest_url``, ``""``: https://fapi.binance.com, for
+    the listings and cancel-all, and ``user_stream_url``, ``""``: wss://fstream.binance.com/ws,
+    for the user-data stream) with the
+    credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
+    a systemd credential name, or a path, relative to the config file's directory), client
+    order ids starting with ``client_id_prefix``. A credentials file that anyone but this
+    user and root can get at is refused unless ``allow_readable_credentials``. The fee
+    fields also price the spread. ``stop_timeout_ms`` is the whole graceful stop, from
+    SIGTERM to exit: the closes of the feed and order connections (up to 1 s each) and, in
+    what is left, the final cancel-all; orders not confirmed cancelled by then are logged by
+    name and the exit status is 1.
+    ``max_message_bytes`` bounds one message from the WebSocket API before it is parsed: its
+    largest answer is a ``myTrades`` page of 1,000 trades (~270 KB at ~270 bytes a trade), so
+    16 MiB is 60x that.
+    """
+
+    adapter: Literal["paper", "binance"] = "paper"
+    latency_ms: float = 5.0
+    response_latency_ms: float = 5.0
+    feed_latency_ms: float = 5.0
+    latency_file: str = ""
+    latency_seed: int = 1
+    queue_model: Literal["conservative", "power", "log"] = "conservative"
+    queue_power: int = 2
+    fill_through: Literal["whole", "traded"] = "whole"
+    trade_through: Literal["print", "whole"] = "print"
+    maker_fee_bps: str = "0"
+    taker_fee_bps: str = "0"
+    ws_api_url: str = ""
+    rest_url: str = ""
+    user_stream_url: str = ""
+    credentials: str = "env"
+    allow_readable_credentials: bool = False
+    client_id_prefix: str = "mm"
+    recv_window_ms: int = 5000
+    request_timeout_ms: int = 5000
+    stop_timeout_ms: int = 10_000
+    max_message_bytes: int = 16 << 20
+
+
+def check_exchange_urls(exchange: ExchangeConfig) -> None:
+    """``ValueError`` naming the key when a URL the binance adapter needs is unusable."""
+    if exchange.adapter != "binance":
+        return
+    for key, schemes, what in (("ws_api_url", ("ws://", "wss://"), "a ws:// or wss://"),
+                               ("rest_url", ("http://", "https://"), "an http:// or https://"),
+                               ("user_stream_url", ("ws://", "wss://"), "a ws:// or wss://")):
+        value = getattr(exchange, key)
+        if (value or key == "ws_api_url") and not value.startswith(schemes):
+            raise ValueError(f"exchange.{key}: expected {what} URL for the binance adapter, "
+                             f"got {value!r}")

@@ -1,0 +1,416 @@
+"""Order entry on Binance USD-M futures, sans I/O: the protocol object behind
+:class:`~mmdaemon.exchange.usdm_gateway.UsdmGateway` (issue #21).
+
+It is spot's :class:`~mmdaemon.venues.binance_orders.OrderEntryProtocol` where the two
+venues agree (the WebSocket API's frames, signing, ``order.cancel`` and ``order.status``, the
+per-order state machine, fill de-duplication by trade id, the reconciliation rules, the
+rate-limit hold) and its own where they differ:
+
+- orders are LIMIT GTX (post-only) with ``reduceOnly``; ``amend`` is ``order.modify``, in
+  place: the venue order keeps its ``orderId``, and its quantity becomes the new total (what
+  executed counts toward it), so one of our orders is ONE venue order whose quantity
+  changes (the latest word on it, by venue time, is kept: :meth:`UsdmProtocol._see_leg`);
+- the listings are REST (:class:`~mmdaemon.venues.binance_order_io.RestCall`):
+  ``openOrders``, ``userTrades`` (fills missed while down, above the highest trade id seen,
+  as spot's ``myTrades``), ``income`` FUNDING_FEE (funding missed while down, above the
+  highest funding id seen), ``allOpenOrders`` (cancel-all, confirmed by listing the open
+  orders again: :meth:`UsdmProtocol.cancel_all` reports confirmed only when the venue lists
+  none and no order of ours is in doubt);
+- user data comes on a separate stream (``userDataStream.start`` gives its listen key;
+  :meth:`UsdmProtocol.receive_user` reads it): ``ORDER_TRADE_UPDATE`` as spot's execution
+  reports, ``ACCOUNT_UPDATE`` m=FUNDING_FEE as a :class:`~mmdaemon.model.Funding` and a
+  balance refresh (``account_stale``), ``listenKeyExpired`` as a hang-up (a new
+  connection starts a new key and reconciles);
+- every reconcile first refuses hedge mode (``dualSidePosition`` true:
+  :class:`~mmdaemon.exchange.base.VenueRefused` naming the fix) and ends with the account's
+  :class:`~mmdaemon.model.Balances` (available margin, the symbol's leverage).
+
+Account events (:class:`~mmdaemon.model.Funding`, :class:`~mmdaemon.model.Balances`) are
+drained from :attr:`UsdmProtocol.account_out` by the shell, after :meth:`outputs`.
+Prices ticks, sizes lots (totals, filled part included), money notional units, our times ns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from mmdaemon.exchange.base import VenueRefused
+from mmdaemon.model import NS_PER_MS, AccountEvent, Funding, OrderStatus, OrderUpdate, Side
+from mmdaemon.venues import binance_api as api
+from mmdaemon.venues import binance_parse as parse
+from mmdaemon.venues import usdm_api as usdm
+from mmdaemon.venues.binance_order_io import (
+    HangUp,
+    Hold,
+    Procedure,
+    Request,
+    RequestFailed,
+    RestCall,
+    rest_request,
+)
+from mmdaemon.venues.binance_order_state import Leg, OpenOrder, OrderRecord, Phase
+from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_for_good
+
+_UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
+_SEEN_FUNDING: Final = 10_000  # funding ids remembered for de-duplication (3 a day)
+
+HEDGE_MODE_FIX: Final = (
+    "the account is in hedge mode (dualSidePosition true); the daemon trades one-way "
+    "mode: switch the account to one-way position mode at the venue (POST "
+    "/fapi/v1/positionSide/dual dualSidePosition=false, with no open position or order) "
+    "and start again")
+
+KEY_FIX: Final = (
+    "check the API key and secret (exchange.credentials), that the key may trade USD-M "
+    "futures, and its IP restriction at the venue")
+
+
+class UsdmProtocol(OrderEntryProtocol):
+    """The state and decisions of USD-M futures order entry for one instrument (see the
+    module doc); arguments as spot's :class:`OrderEntryProtocol`."""
+
+    subscribe_method = usdm.USER_DATA_START
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listen_key = ""  # of the current connection; never logged
+        self.account_out: list[AccountEvent] = []
+        self.account_stale = False  # an ACCOUNT_UPDATE came: re-read the balances
+        self.max_funding_id = 0
+        self.funding_known = False  # max_funding_id is where income recovery resumes
+        self._funding_after: int | None = None  # max_funding_id at the stream's last gap
+        self._funding_seen: dict[int, None] = {}  # insertion-ordered: oldest first
+        self._qty_ns: dict[int, int] = {}  # venue orderId -> venue time of its quantity
+        self.funding_recovered = 0
+
+    # ---- the daemon's requests ----------------------------------------------------------------
+
+    def place(self, order_id: int, side: Side, price: int, size: int, blocked: str,
+              reduce_only: bool = False) -> Procedure[None]:
+        """Place a post-only LIMIT GTX order (``reduce_only``: it may only shrink the
+        position); the answer comes as an update (NEW or REJECTED)."""
+        side = Side(side)
+        if order_id in self.orders:
+            self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0,
+                             "duplicate order id")
+            return
+        try:
+            client_id = api.client_order_id(self._prefix, order_id)
+            usdm.gtx_params(self.instrument, side, price, size, reduce_only)
+        except ValueError as exc:
+            self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0, str(exc))
+            return
+        order = OrderRecord(order_id, client_id, side, price, size, Phase.PLACING)
+        self.orders[order_id] = order
+        if blocked:
+            self._close(order, OrderStatus.REJECTED, blocked)
+            return
+        order.busy += 1
+        try:
+            yield Request(
+                lambda rid, ts: usdm.order_place(
+                    self.instrument, side, price, size, client_id, reduce_only=reduce_only,
+                    request_id=rid, creds=self._creds, timestamp_ms=ts),
+                lambda response: self._on_place_response(order, response))
+        except RequestFailed as exc:
+            self._place_failed(order, exc.reason)
+        finally:
+            order.busy -= 1
+
+    def amend(self, order_id: int, price: int, size: int, blocked: str, connected: bool
+              ) -> Procedure[None]:
+        """``order.modify`` in place to ``price`` ticks and total ``size`` lots (filled part
+        included); a size the order has already filled cancels the rest instead."""
+        order = self.orders.get(order_id)
+        if order is None or order.phase is not Phase.LIVE:
+            if order is not None and order.phase is Phase.CLOSED:
+                self._report_again(order)
+            else:
+                self._emit_state(order_id, OrderStatus.REJECTED,
+                                 order.side if order else Side.BUY, price, size, 0,
+                                 "amend of an order that is not open")
+            return
+        if blocked or not connected:
+            self._reject_request(order, blocked or "disconnected")
+            return
+        if size <= order.filled():
+            yield from self.cancel(order_id, connected)
+            return
+        try:
+            usdm.gtx_params(self.instrument, order.side, price, size, False)
+        except ValueError as exc:
+            self._reject_request(order, str(exc))
+            return
+        order.want = size
+        order.resolve = ""
+        order.busy += 1
+        vid = order.venue_id
+        try:
+            yield Request(
+                lambda rid, ts: usdm.order_modify(
+                    self.instrument, vid, order.side, price, size, request_id=rid,
+                    creds=self._creds, timestamp_ms=ts),
+                lambda response: self._on_modify_response(order, response))
+        except RequestFailed as exc:
+            if order.phase is Phase.LIVE:
+                self._reject_request(order, exc.reason)
+            if exc.reason == "timeout":
+                self._suspect("amend timed out")
+            return
+        finally:
+            order.busy -= 1
+        if order.resolve and order.phase is Phase.LIVE:
+            yield from self._resolve_missing(order, order.resolve)
+
+    def _on_modify_response(self, order: OrderRecord, response: api.Response) -> None:
+        if response.ok:
+            got = self._result_update(response.result)
+            if got is None:
+                self._suspect("unreadable modify result")
+                return
+            update, vid = got
+            self._see_leg(order, vid, update, adopt=True)
+            self._apply_status(order, vid, update)
+            if order.phase is Phase.LIVE and order.total_size() != order.want:
+                self._reject_request(order, f"amend gave total size {order.total_size()}, "
+                                            f"not {order.want}")
+            return
+        error = response.error
+        if error is not None and error.code == usdm.NO_NEED_TO_MODIFY:
+            order.last = None  # already as asked: say so, the order manager waits for it
+            self._sync(order)
+        elif error is not None and error.code in _UNKNOWN_ORDER:
+            order.resolve = reason(response)
+        elif order.phase is Phase.LIVE:
+            self._reject_request(order, reason(response))
+
+    def cancel_all(self) -> Procedure[tuple[int, bool]]:
+        """``DELETE allOpenOrders`` (everything in the symbol, ours or not), then list the
+        open orders: how many the venue had that are now gone, and whether it is confirmed
+        (none listed, none of ours in doubt). What is still listed is cancelled one by one;
+        the shell calls again until confirmed."""
+        before = yield from self._open_orders()
+        if before:
+            try:
+                yield from self._rest(usdm.cancel_all_orders(self.instrument))
+            except RequestFailed as exc:
+                self.log.warning("gateway_cancel_all_refused", reason=exc.reason)
+        orders, strays = self._settled_candidates()
+        after = yield from self._open_orders()
+        yield from self._recover_fills()  # fills just before the cancel: not lost
+        left = {entry.venue_id for entry in after}
+        gone = len({entry.venue_id for entry in before} - left)
+        if after:
+            for entry in after:
+                if entry.update is not None:
+                    self._see_leg(self._record_for(entry.update.order_id, entry.update.side,
+                                                   entry.client_id),
+                                  entry.venue_id, entry.update)
+                if (yield from self._cancel_venue_order(entry.venue_id)):
+                    gone += 1
+            return gone, False
+        self._settle_absent(orders, strays, set(), set())
+        return gone, self.open_order_count() == 0
+
+    def subscribe(self) -> Request:
+        """``userDataStream.start``: its ``listenKey`` (kept in :attr:`listen_key`) names
+        this connection's user-data stream."""
+        self.listen_key = ""
+        return Request(lambda rid, ts: usdm.user_data_start(request_id=rid, creds=self._creds),
+                       self._on_listen_key)
+
+    def _on_listen_key(self, response: api.Response) -> None:
+        key = response.result.get("listenKey") if isinstance(response.result, dict) else None
+        if response.ok and isinstance(key, str) and key:
+            self.listen_key = key
+
+    def keepalive(self) -> Request:
+        """``userDataStream.ping``: the listen key lives 60 more minutes."""
+        return Request(lambda rid, ts: usdm.user_data_ping(request_id=rid, creds=self._creds))
+
+    def resume_funding_after(self, funding_id: int) -> None:
+        """Deliver funding with an id (ms) above ``funding_id`` at the next reconcile."""
+        self.max_funding_id = max(0, funding_id)
+        self._funding_after = self.max_funding_id
+        self.funding_known = True
+
+    def rest_answered(self, response: api.Response, mono_ns: int) -> None:
+        """Account for a REST answer read at ``mono_ns`` (rate limits, as the WebSocket
+        API's: -1003, 429, 418 hold places and amends back)."""
+        delay_s = self.limits.on_response(response, mono_ns, self._now_ns // NS_PER_MS)
+        if delay_s is not None:
+            self.log.warning("gateway_rate_limited", status=response.status,
+                             reason=reason(response), retry_in_s=round(delay_s, 3))
+            self._out.append(Hold(self.limits.until_ns))
+
+    # ---- user-data stream ---------------------------------------------------------------------
+
+    def receive_user(self, frame: bytes, mono_ns: int, wall_ns: int) -> None:
+        """Apply one event read from the user-data stream at ``mono_ns``."""
+        self._now_ns = wall_ns
+        event = usdm.parse_user_event(frame, self.instrument, self._prefix,
+                                      assets=self._assets, asset_prices=self._asset_prices)
+        if isinstance(event, api.ExecutionReport):
+            self._on_report(event)
+        elif isinstance(event, api.ProtocolError):
+            # an order update we could not read may have carried a fill: re-check
+            self.log.warning("gateway_bad_event", reason=event.reason)
+            self._stream_gap()
+            self._suspect("undecodable event")
+        elif isinstance(event, usdm.AccountUpdate):
+            funding = usdm.funding_of(event, self.instrument)
+            if funding is not None:
+                self._deliver_funding(funding)
+            self.account_stale = True
+        elif isinstance(event, api.OtherEvent) and event.kind == "listenKeyExpired":
+            self.log.warning("gateway_listen_key_expired")
+            self._out.append(HangUp("listenKey expired"))
+
+    def _deliver_funding(self, funding: Funding) -> bool:
+        """Hand ``funding`` to the daemon unless its id was delivered already."""
+        fid = funding.funding_id
+        if fid in self._funding_seen:
+            return False
+        self._funding_seen[fid] = None
+        if len(self._funding_seen) > _SEEN_FUNDING:
+            del self._funding_seen[next(iter(self._funding_seen))]
+        self.max_funding_id = max(self.max_funding_id, fid)
+        self.account_out.append(funding)
+        return True
+
+    def _stream_gap(self) -> None:
+        super()._stream_gap()
+        if self._funding_after is None:
+            self._funding_after = self.max_funding_id
+
+    # ---- leg quantity and price: modify changes them in place -------------------------------
+
+    def _see_leg(self, order: OrderRecord, vid: int, update: OrderUpdate,
+                 adopt: bool | None = None) -> Leg:
+        leg = super()._see_leg(order, vid, update, adopt)
+        # reports from the stream and answers from the API race: the venue's time orders them
+        if update.size > 0 and update.ts_ns >= self._qty_ns.get(vid, 0):
+            leg.qty = update.size
+            self._qty_ns[vid] = update.ts_ns
+            if vid == order.venue_id:
+                order.price = update.price  # modify moves the price of the same orderId
+        return leg
+
+    def _forget(self, order_id: int) -> None:
+        order = self.orders.get(order_id)
+        super()._forget(order_id)
+        if order is not None and order_id not in self.orders:
+            for vid in order.legs:
+                self._qty_ns.pop(vid, None)
+
+    # ---- asking the venue ---------------------------------------------------------------------
+
+    def _rest(self, call: RestCall) -> Procedure[api.Response]:
+        """One REST call; an error answer raises :class:`RequestFailed` with its reason, one
+        that names our key or signature :class:`VenueRefused` (retrying cannot help)."""
+        response = yield rest_request(call)
+        if refused_for_good(response):
+            raise VenueRefused(f"{call.path} refused: {reason(response)}: {KEY_FIX}")
+        if not response.ok:
+            raise RequestFailed(f"{call.path}: {reason(response)}")
+        return response
+
+    def _open_orders(self) -> Procedure[list[OpenOrder]]:
+        """``GET openOrders``: every open order of the account in the symbol."""
+        response = yield from self._rest(usdm.open_orders(self.instrument))
+        if not isinstance(response.result, list):
+            raise RequestFailed("openOrders: the result is not a list")
+        out: list[OpenOrder] = []
+        for entry in response.result:
+            update = parse.order_update_from_result(entry, self.instrument, self._prefix)
+            if isinstance(update, api.ProtocolError):
+                raise RequestFailed(f"openOrders: {update.reason}")
+            if isinstance(update, OrderUpdate):
+                assert isinstance(entry, dict)
+                out.append(OpenOrder(update, int(entry["orderId"]), str(entry["clientOrderId"])))
+            else:
+                out.append(OpenOrder(None, update.exchange_order_id, update.client_order_id))
+        return out
+
+    def _my_trades(self, *, from_id: int | None = None, order_id: int | None = None,
+                   limit: int = api.MAX_MY_TRADES_LIMIT) -> Procedure[list[api.AccountTrade]]:
+        """``GET userTrades`` (spot's ``myTrades``): the same trades, the same fills."""
+        response = yield from self._rest(usdm.user_trades(
+            self.instrument, from_id=from_id, order_id=order_id, limit=limit))
+        trades = usdm.parse_user_trades(response.result, self.instrument)
+        if isinstance(trades, api.ProtocolError):
+            raise RequestFailed(trades.reason)
+        return trades
+
+    def reconcile(self) -> Procedure[None]:
+        """Refuse hedge mode, then spot's reconciliation (open orders, missed fills,
+        strays), then missed funding and the account's balances."""
+        response = yield from self._rest(usdm.position_mode())
+        dual = usdm.parse_dual_side(response.result)
+        if isinstance(dual, api.ProtocolError):
+            raise RequestFailed(dual.reason)
+        if dual:
+            raise VenueRefused(HEDGE_MODE_FIX)
+        yield from super().reconcile()
+        yield from self._recover_funding()
+        yield from self.read_account()
+
+    def _recover_funding(self) -> Procedure[None]:
+        """Deliver every FUNDING_FEE income of the symbol above the highest funding id seen
+        before the stream's last gap. The first time (no id given), the newest payment
+        becomes the starting point instead, as for trades."""
+        if not self.funding_known:
+            entries = yield from self._income(None)
+            for entry in entries:
+                self.max_funding_id = max(self.max_funding_id, entry.time_ms)
+            self.funding_known = True
+            self._funding_after = None
+            return
+        after = self.max_funding_id if self._funding_after is None else self._funding_after
+        self._funding_after = None
+        start = after + 1
+        try:
+            while True:
+                entries = yield from self._income(start)
+                for entry in entries:
+                    if entry.time_ms > after and entry.asset == self._assets.quote and (
+                            self._deliver_funding(usdm.funding_from_income(entry,
+                                                                            self.instrument))):
+                        self.funding_recovered += 1
+                        self.log.info("gateway_funding_recovered", funding_id=entry.time_ms)
+                if len(entries) < usdm.MAX_INCOME_LIMIT:
+                    break
+                start = entries[-1].time_ms  # same-ms entries again: de-duplicated by id
+        except BaseException:
+            self._funding_after = after if self._funding_after is None else min(
+                after, self._funding_after)
+            raise
+
+    def _income(self, start_ms: int | None) -> Procedure[list[usdm.Income]]:
+        response = yield from self._rest(usdm.funding_income(self.instrument,
+                                                              start_time_ms=start_ms))
+        entries = usdm.parse_income(response.result)
+        if isinstance(entries, api.ProtocolError):
+            raise RequestFailed(entries.reason)
+        return [e for e in entries if e.income_type == usdm.FUNDING_FEE]
+
+    def read_account(self) -> Procedure[None]:
+        """``v2/account.status`` and ``account.position``: a :class:`Balances` out."""
+        self.account_stale = False
+        status = yield from self._call(lambda rid, ts: usdm.account_status(
+            request_id=rid, creds=self._creds, timestamp_ms=ts))
+        position = yield from self._call(lambda rid, ts: usdm.account_position(
+            self.instrument, request_id=rid, creds=self._creds, timestamp_ms=ts))
+        balances = usdm.balances_of(status.result, position.result, self.instrument,
+                                    self._assets.quote)
+        if isinstance(balances, api.ProtocolError):
+            raise RequestFailed(balances.reason)
+        if not balances.ts_ns:  # the venue did not say when: as of our reading
+            balances = balances._replace(ts_ns=self._now_ns)
+        self.account_out.append(balances)
+
+    def drain_account(self) -> list[AccountEvent]:
+        """The account events since the last call, in order."""
+        out, self.account_out = self.account_out, []
+        return out
+
