@@ -123,9 +123,9 @@ def make_firm_bus(config: Config, host: FirmHost, clock: Clock, log: Any) -> Fir
     from mmdaemon.exchange.credentials import load_redis_password
     from mmdaemon.risk.redis_bus import FirmBus
 
-    inst = config.instrument
+    inst = config.instrument.build()  # the venue's grids filled in (mmdaemon.commands.rules)
     identity = Identity(firm.instance, firm.desk, firm.base_asset, firm.quote_asset,
-                        inst.tick_size, inst.lot_size)
+                        f"{inst.tick_size:f}", f"{inst.lot_size:f}")
     password = load_redis_password(firm.password, allow_readable=firm.allow_readable_password)
     return FirmBus(firm, identity, host, clock, log, password)
 

@@ -17,8 +17,9 @@ import orjson
 from mmdaemon import early_signals, log
 from mmdaemon.clock import SystemClock
 from mmdaemon.commands.results import replay_metrics, replay_table, summary_warnings
+from mmdaemon.commands.rules import settle
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
-from mmdaemon.config import Config
+from mmdaemon.config import Config, ConfigError
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.pace import ReplayClock
 
@@ -221,6 +222,10 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
 
     reference = reference_recordings(config, reference, config_path)
     speed = speed_and_recordings("replay", recordings + reference, speed_text)
+    try:  # the rules saved beside the recordings (a sweep's runs come here alone)
+        config = settle(config, recordings).config
+    except ConfigError as exc:
+        raise DryRunFailed(2, f"mmdaemon replay: config error: {exc}") from None
     if config.exchange.adapter != "paper":
         # a dry run never trades: a live config replayed here must not touch the venue
         config = dataclasses.replace(config,

@@ -69,7 +69,7 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
          "AdverseParams.recent_half_life_s: expected seconds <= baseline_half_life_s"),
         ({"strategy.spread": {"adverse_rate_threshold": 0.6}}, (),
          "strategy.spread.adverse_rate_threshold: unknown key"),
-        ({"instrument": {"tick_size": "abc"}}, (), "instrument: unit 'abc'"),
+        ({"instrument": {"tick_size": "abc"}}, (), "instrument.tick_size: expected a positive decimal, got 'abc'"),
         ({"risk": {"inventory_soft_lots": 10**9}}, (), "risk.inventory_soft_lots: expected <="),
         ({"strategy.spread": {"maker_fee_bps": 1.0}}, (),
          "strategy.spread.maker_fee_bps: expected the same as exchange.maker_fee_bps"),
