@@ -93,7 +93,7 @@ def apply_rules(inst: InstrumentConfig, rules: VenueRules) -> tuple[InstrumentCo
         raise ValueError(f"instrument.tick_size: the config says {inst.tick_size}, {who} "
                          f"PRICE_FILTER tickSize is {_text(rules.tick_size)}")
     places = "quantityPrecision" if rules.market == "usdm" else "baseAssetPrecision"
-    for venue_value, what in ((finest, f"sizes it writes ({places} {rules.size_places})"),
+    for venue_value, what in ((finest, f"finest size ({places} {rules.size_places})"),
                               (rules.step_size, "LOT_SIZE stepSize"),
                               (rules.min_qty, "LOT_SIZE minQty")):
         if venue_value % lot:
