@@ -159,8 +159,8 @@ def test_a_config_that_disagrees_names_the_key_and_both_values(stated: Instrumen
 
 def test_a_symbol_not_trading_or_without_post_only_orders_is_refused() -> None:
     halted = _rules({**ETH_SPOT, "status": "BREAK"})
-    with pytest.raises(ValueError, match="instrument.symbol: Binance ETHUSDT's status is "
-                                         "BREAK, not TRADING"):
+    with pytest.raises(ValueError, match=r"instrument\.symbol: Binance ETHUSDT's status is "
+                                         r"BREAK, not TRADING"):
         apply_rules(InstrumentConfig("binance-spot", "ETHUSDT"), halted)
     no_maker = _rules({**ETH_SPOT, "orderTypes": ["LIMIT", "MARKET"]})
     with pytest.raises(ValueError, match="does not list orderTypes LIMIT_MAKER"):
