@@ -103,7 +103,7 @@ def _apply(config: Config, body: bytes, market: Market, source: str) -> Settled:
     except RulesError as exc:
         raise ConfigError(f"instrument: the venue's rules ({source}): {exc}") from None
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"{exc} (the venue's exchangeInfo: {source})") from None
     return Settled(replace(config, instrument=inst), source, rules, filled, body)
 
 
