@@ -19,7 +19,6 @@ import pytest
 
 from mmdaemon.venues.binance_rules import parse_exchange_info
 from tests.conftest import SPOT_FILES
-from tests.daemon_process import Daemon
 from tests.exchange_info import spot_body, spot_symbol
 from tests.helpers import gz_lines, rewrite, write_config, write_gz
 from tests.process.test_record_sim_cli import (
