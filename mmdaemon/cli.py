@@ -283,7 +283,8 @@ def version_text() -> str:
 
 
 SERVICE_COMMANDS = ("run", "replay")
-RULED_COMMANDS = ("run", "record", "replay", "calibrate", "fit-microprice", "crosscheck")
+RULED_COMMANDS = ("run", "record", "replay", "calibrate", "fit-microprice", "crosscheck",
+                  "check-config")
 """The commands whose instrument the venue's rules complete (mmdaemon.commands.rules)."""
 """Commands that run the service: a signal during their start-up is kept for it."""
 
@@ -348,7 +349,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = load_config(args.config)
         # the instrument's rules: the venue's (live) or saved beside the recordings
-        settled = settle(config, getattr(args, "recordings", None) or ()) \
+        # (check-config asks a live venue only for the grids the config leaves out)
+        recordings = getattr(args, "recordings", None) or getattr(args, "recording", None)
+        settled = settle(config, recordings or (), live=args.command != "check-config"
+                         or not config.instrument.complete()) \
             if args.command in RULED_COMMANDS else None
     except ConfigError as exc:
         print(f"mmdaemon {args.command}: config error: {exc}", file=sys.stderr)

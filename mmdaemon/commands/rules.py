@@ -71,11 +71,11 @@ def _market(config: Config) -> Market | None:
     return "usdm" if venue == "binance-usdm" else "spot" if venue == "binance-spot" else None
 
 
-def settle(config: Config, recordings: Sequence[str] = ()) -> Settled:
+def settle(config: Config, recordings: Sequence[str] = (), live: bool = True) -> Settled:
     """``config`` with its instrument completed from the venue's rules (see the module):
-    live when it has a feed URL and no ``recordings`` (given, or the config's), else the
-    exchangeInfo saved beside the first recording, if any. Raises :class:`ConfigError`
-    (exit 2) and :class:`RulesUnavailable` (exit 1)."""
+    from the venue when it has a feed URL, no ``recordings`` (given, or the config's) and
+    ``live``, else the exchangeInfo saved beside the first recording, if any. Raises
+    :class:`ConfigError` (exit 2) and :class:`RulesUnavailable` (exit 1)."""
     market = _market(config)
     recordings = list(recordings) or list(config.feed.recordings)
     if market is None:
@@ -89,7 +89,7 @@ def settle(config: Config, recordings: Sequence[str] = ()) -> Settled:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
         return _apply(config, body, market, str(path))
-    if not config.feed.url:
+    if not (config.feed.url and live):
         return _complete(config)
     url, body = fetch(config, market)
     return _apply(config, body, market, url)

@@ -204,3 +204,14 @@ def test_a_replay_of_another_symbol_refuses_a_config_that_disagrees_or_misses_a_
     proc = run_cli("replay", "--config", str(_eth_config(tmp_path / "c")), str(alone), "--json")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "instrument.tick_size: missing, and no venue rules to take it from" in proc.stderr
+
+
+def test_check_config_reviews_a_config_without_grids_on_the_saved_exchange_info(
+        tmp_path: Path, eth_recording: Path) -> None:
+    proc = run_cli("check-config", str(_eth_config(tmp_path)), "--recording",
+                   str(eth_recording), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    effective = orjson.loads(proc.stdout)["effective"]
+    assert [effective[f"instrument.{key}"]["value"] for key in (
+        "tick_size", "lot_size", "size_step_lots", "min_size_lots", "min_notional")] == [
+        "0.0004", "0.00001", 1000, 1000, "5"]
