@@ -62,6 +62,12 @@ class InstrumentConfig:
         """Every grid key is stated."""
         return all(getattr(self, key) is not None for key in GRID_KEYS)
 
+    def left_out_from(self, running: InstrumentConfig) -> InstrumentConfig:
+        """This section with the grid keys it leaves out taken from ``running`` (the
+        venue's, read at start): what a reloaded file means by leaving them out."""
+        return dataclasses.replace(running, venue=self.venue, symbol=self.symbol, **{
+            key: getattr(self, key) for key in GRID_KEYS if getattr(self, key) is not None})
+
 
 def _text(value: Decimal) -> str:
     """A decimal as plain text without trailing zeros (``0.01000000`` -> ``0.01``)."""

@@ -111,8 +111,14 @@ def test_a_config_that_leaves_the_grids_out_gets_them_from_the_sim_and_trades(
         assert (rules["tick_size"], rules["lot_size"], rules["size_step_lots"],
                 rules["min_size_lots"], rules["min_notional"]) == (
             "0.01", "0.00000001", 1000, 1000, "5")
-        _, fill = d.wait_event("fill", timeout=60)
+        i, fill = d.wait_event("fill", timeout=60)
         assert fill["size"] % 1000 == 0  # on the venue's step, in lots of 1e-8
+        # a reload of the file (grids still left out) keeps the venue's: no restart needed
+        _edited(config, "base_bps = 1.0", "base_bps = 1.5")
+        d.signal(signal.SIGHUP)
+        _, done = d.wait_for(lambda e: e.get("event") in ("reloaded", "reload_refused",
+                                                          "reload_failed"), start=i)
+        assert done["event"] == "reloaded", done
         assert d.stop() == 0
 
 
