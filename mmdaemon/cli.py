@@ -349,9 +349,10 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         config = load_config(args.config)
         # the instrument's rules: the venue's (live) or saved beside the recordings
-        # (check-config asks a live venue only for the grids the config leaves out)
         recordings = getattr(args, "recordings", None) or getattr(args, "recording", None)
-        settled = settle(config, recordings or (), live=args.command != "check-config"
+        # a live config stating every grid is checked by the service itself (it waits out
+        # a venue that is down, HALTED): only the grids left out are needed before it
+        settled = settle(config, recordings or (), live=args.command == "record"
                          or not config.instrument.complete()) \
             if args.command in RULED_COMMANDS else None
     except ConfigError as exc:
@@ -407,7 +408,8 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(level, sys.stdout.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
         log_rules(log.get_logger(instrument=config.instrument.symbol), settled)
-        return run(config, Path(args.config), level, args.latency_out)
+        return run(config, Path(args.config), level, args.latency_out,
+                   check_rules=settled is not None and settled.rules is None)
     if args.command == "record":
         from mmdaemon.commands.recordings import record
 

@@ -3,15 +3,17 @@
 - **Live** (``run`` or ``record`` on ``feed.url``, whatever the adapter: the paper adapter
   on a live feed quotes on the venue's grid too): the venue's exchangeInfo for the symbol is
   read from the feed's REST base, ``GET {feed.rest_url}/api/v3/exchangeInfo?symbol=S``
-  (spot) or ``/fapi/v1/exchangeInfo`` (USD-M, every symbol), through ``feed.proxy``.
-  The venue unreachable (no connection, a timeout, HTTP 5xx, 429 or 418): retried like the
-  feed retries its snapshots (``feed.backoff_initial_ms`` doubling to
-  ``feed.backoff_max_ms``, each try bounded by ``feed.snapshot_timeout_ms``), :data:`TRIES`
-  times, then the command exits 1 with the reason: nothing has been sent, and the service
-  manager's restart (``Restart=on-failure``) tries again, so a venue's maintenance needs no
-  operator while a daemon never quotes on rules it has not read. Every other answer is final
-  (exit 2): the symbol unknown to the venue, a body without the rules, rules the config
-  disagrees with (:mod:`mmdaemon.instrument_config`), a symbol not TRADING.
+  (spot) or ``/fapi/v1/exchangeInfo`` (USD-M, every symbol), through ``feed.proxy``. A
+  config that states every grid is checked by the running service before order entry starts
+  (:func:`check_live`): a venue that does not answer (no connection, a timeout, HTTP 5xx,
+  429 or 418) is waited out like a venue down at start, HALTED, retried with the feed's
+  backoff, systemd told why, signals acted on; nothing is quoted before the rules are read
+  and agree. A config that leaves grids out cannot be built without them, nor can
+  ``record`` save them: they are read first (:func:`fetch`), :data:`TRIES` times with the
+  feed's backoff, then the command exits 1 with the reason, nothing open, and the service
+  manager's restart (``Restart=on-failure``) tries again. Every other answer is final (exit
+  2): the symbol unknown to the venue, a body without the rules, rules the config disagrees
+  with (:mod:`mmdaemon.instrument_config`), a symbol not TRADING.
 - **Replay** (``replay``, ``run`` on ``feed.recordings``, the other commands that read
   recordings): the rules saved beside the first recording, ``<dir>/exchangeInfo-<SYMBOL>.json``
   (:func:`saved_path`; ``mmdaemon record`` writes it when it starts), with the same checks;
@@ -22,18 +24,21 @@ What was read is logged as ``instrument_rules`` (:func:`log_rules`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from mmdaemon.clock import Clock
 from mmdaemon.config import Config, ConfigError
+from mmdaemon.exchange.base import VenueRefused
 from mmdaemon.instrument_config import apply_rules
 from mmdaemon.venues.binance import Market
 from mmdaemon.venues.binance_rules import RulesError, VenueRules, parse_exchange_info
@@ -74,8 +79,8 @@ def _market(config: Config) -> Market | None:
 def settle(config: Config, recordings: Sequence[str] = (), live: bool = True) -> Settled:
     """``config`` with its instrument completed from the venue's rules (see the module):
     from the venue when it has a feed URL, no ``recordings`` (given, or the config's) and
-    ``live``, else the exchangeInfo saved beside the first recording, if any. Raises
-    :class:`ConfigError` (exit 2) and :class:`RulesUnavailable` (exit 1)."""
+    ``live`` (:func:`fetch`), else the exchangeInfo saved beside the first recording, if
+    any. Raises :class:`ConfigError` (exit 2) and :class:`RulesUnavailable` (exit 1)."""
     market = _market(config)
     recordings = list(recordings) or list(config.feed.recordings)
     if market is None:
@@ -124,35 +129,71 @@ def exchange_info_url(config: Config, market: Market) -> str:
         {"symbol": config.instrument.symbol})
 
 
-def fetch(config: Config, market: Market) -> tuple[str, bytes]:
-    """The URL and body of the venue's exchangeInfo, retried as the module says."""
+def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
+    """One read of the venue's exchangeInfo: its URL and body. Raises
+    :class:`RulesUnavailable` (``why``) when it may pass, :class:`ConfigError` for an
+    answer that retrying cannot change."""
     feed = config.feed
     url = exchange_info_url(config, market)
     proxies = {"http": feed.proxy, "https": feed.proxy} if feed.proxy else {}
     opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    try:
+        with opener.open(url, timeout=feed.snapshot_timeout_ms / 1000) as response:
+            body: bytes = response.read(MAX_BODY_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in (418, 429):
+            raise RulesUnavailable(f"HTTP {exc.code}") from None
+        raise ConfigError(f"instrument.symbol: {url} answered HTTP {exc.code}: "
+                          f"{_venue_error(exc.read(4096))}") from None
+    except (OSError, ValueError) as exc:  # URLError, timeouts, a dropped connection
+        raise RulesUnavailable(str(getattr(exc, "reason", exc)) or type(exc).__name__
+                               ) from None
+    if len(body) > MAX_BODY_BYTES:
+        raise ConfigError(f"instrument: {url}: the exchangeInfo is larger than "
+                          f"{MAX_BODY_BYTES} bytes")
+    return url, body
+
+
+def fetch(config: Config, market: Market) -> tuple[str, bytes]:
+    """:func:`fetch_once`, :data:`TRIES` times with the feed's backoff (before a start that
+    has nothing open: a plain sleep), then :class:`RulesUnavailable` with the last reason."""
+    feed = config.feed
     delay_s, why = feed.backoff_initial_ms / 1000, ""
     for attempt in range(TRIES):
         if attempt:
-            time.sleep(delay_s)  # the feed's own backoff, before a start that has nothing open
+            time.sleep(delay_s)
             delay_s = min(delay_s * 2, feed.backoff_max_ms / 1000)
         try:
-            with opener.open(url, timeout=feed.snapshot_timeout_ms / 1000) as response:
-                body: bytes = response.read(MAX_BODY_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500 or exc.code in (418, 429):
-                why = f"HTTP {exc.code}"
-                continue
-            raise ConfigError(f"instrument.symbol: {url} answered HTTP {exc.code}: "
-                              f"{_venue_error(exc.read(4096))}") from None
-        except (OSError, ValueError) as exc:  # URLError, timeouts, a dropped connection
-            why = str(getattr(exc, "reason", exc)) or type(exc).__name__
-            continue
-        if len(body) > MAX_BODY_BYTES:
-            raise ConfigError(f"instrument: {url}: the exchangeInfo is larger than "
-                              f"{MAX_BODY_BYTES} bytes")
-        return url, body
-    raise RulesUnavailable(f"the venue's exchangeInfo ({url}) could not be read in {TRIES} "
-                           f"tries: {why}")
+            return fetch_once(config, market)
+        except RulesUnavailable as exc:
+            why = str(exc)
+    raise RulesUnavailable(f"the venue's exchangeInfo ({exchange_info_url(config, market)}) "
+                           f"could not be read in {TRIES} tries: {why}")
+
+
+class RulesRefused(VenueRefused):
+    """The running service's config disagrees with the venue's rules: exit 2."""
+
+
+async def check_live(config: Config, clock: Clock,
+                     on_retry: Callable[[str, float], None]) -> Settled:
+    """The service's check of a config that states every grid (:class:`~mmdaemon.daemon.
+    Service`, before order entry starts): the venue's exchangeInfo read as long as an
+    outage lasts (``on_retry(why, retry_in_s)`` after each failed read; the feed's
+    backoff), then the config checked against it. Raises :class:`RulesRefused`."""
+    market = _market(config)
+    assert market is not None  # a live feed is a Binance venue's
+    delay_s = config.feed.backoff_initial_ms / 1000
+    while True:
+        try:
+            url, body = await asyncio.to_thread(fetch_once, config, market)
+            return _apply(config, body, market, url)
+        except ConfigError as exc:
+            raise RulesRefused(str(exc)) from None
+        except RulesUnavailable as exc:
+            on_retry(f"the venue's exchangeInfo: {exc}", delay_s)
+        await clock.sleep(delay_s)
+        delay_s = min(delay_s * 2, config.feed.backoff_max_ms / 1000)
 
 
 def _venue_error(body: bytes) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from mmdaemon.venues.binance_rules import parse_exchange_info
 from tests.conftest import SPOT_FILES
+from tests.daemon_process import Daemon
 from tests.exchange_info import spot_body, spot_symbol
 from tests.helpers import gz_lines, rewrite, write_config, write_gz
 from tests.process.test_record_sim_cli import (
@@ -74,8 +76,11 @@ def test_a_config_typed_with_a_wrong_tick_size_is_refused_at_start_against_the_s
     assert ("instrument.tick_size: the config says 0.1, Binance BTCUSDT's PRICE_FILTER "
             "tickSize is 0.01 (the venue's exchangeInfo: "
             f"http://127.0.0.1:{sim_port}/api/v3/exchangeInfo?symbol=BTCUSDT)") in proc.stderr
-    # refused before anything: no journal, nothing sent to the venue
-    assert not (state / "journal.sqlite").exists()
+    # HALTED until the rules agreed, so they never did: nothing was sent to the venue
+    db = sqlite3.connect(state / "journal.sqlite")
+    assert db.execute("SELECT count(*) FROM order_log").fetchone() == (0,)
+    db.close()
+    assert '"event":"instrument_rules_refused"' in proc.stdout
     assert open_orders(sim_port) == []
 
 
@@ -122,12 +127,41 @@ def test_a_config_that_leaves_the_grids_out_gets_them_from_the_sim_and_trades(
         assert d.stop() == 0
 
 
-def test_the_venue_unreachable_at_start_is_retried_then_refused_with_exit_1(
+def test_a_venue_down_at_start_is_waited_out_halted_until_its_rules_are_read(
+        tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there yet
+    config = write_config(tmp_path, {"feed": {
+        "recordings": [], "url": f"ws://127.0.0.1:{port}", "rest_url": f"http://127.0.0.1:{port}",
+        "backoff_initial_ms": 50, "backoff_max_ms": 200}})
+    d = Daemon(config)
+    sim: subprocess.Popen[bytes] | None = None
+    try:
+        _, first = d.wait_event("instrument_rules_unavailable")
+        assert first["reason"].startswith("the venue's exchangeInfo: ")
+        d.wait_for(lambda e: e.get("event") == "instrument_rules_unavailable"
+                   and e["retry_in_s"] == 0.2)  # the feed's backoff, at its ceiling
+        assert d.proc.poll() is None  # waiting it out, not exiting
+        sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+        wait_for_line(sim, b"sim_listening")
+        i, rules = d.wait_event("instrument_rules")
+        assert rules["filled"] == [] and rules["tick_size"] == "0.01"
+        j, _ = d.wait_for(lambda e: e.get("event") == "state_changed" and e["new"] == "ACTIVE")
+        assert j > i  # quoting only once the rules were read and agreed
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+        if sim is not None:
+            sim.send_signal(signal.SIGTERM)
+            assert sim.wait(20) == 0
+
+
+def test_a_config_leaving_its_grids_out_with_the_venue_unreachable_exits_1_after_retries(
         tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     config = write_config(tmp_path, {"feed": {
         "recordings": [], "url": f"ws://127.0.0.1:{port}", "rest_url": f"http://127.0.0.1:{port}",
-        "backoff_initial_ms": 50, "backoff_max_ms": 100}})
+        "backoff_initial_ms": 50, "backoff_max_ms": 100}}, drop=("instrument.tick_size",))
     proc = run_cli("run", "--config", str(config), timeout=60)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert (f"mmdaemon run: the venue's exchangeInfo (http://127.0.0.1:{port}/api/v3/"
