@@ -283,10 +283,10 @@ def version_text() -> str:
 
 
 SERVICE_COMMANDS = ("run", "replay")
+"""Commands that run the service: a signal during their start-up is kept for it."""
 RULED_COMMANDS = ("run", "record", "replay", "calibrate", "fit-microprice", "crosscheck",
                   "check-config")
 """The commands whose instrument the venue's rules complete (mmdaemon.commands.rules)."""
-"""Commands that run the service: a signal during their start-up is kept for it."""
 
 
 def _main(argv: Sequence[str] | None) -> int:

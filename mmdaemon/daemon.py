@@ -276,6 +276,8 @@ class Service:
     async def _tasks(self) -> None:
         """Order entry, feed, supervisor (and watchdog, firm bus) until the feed ends or a
         stop is requested; any task's exception cancels the others and surfaces here."""
+        if self.check_rules:  # before any task runs: nothing quotes on rules not yet read
+            self.set_condition(TradingState.HALTED, "instrument_rules_unread", True)
         async with asyncio.TaskGroup() as tasks:
             # order entry first: an in-process venue is ready before the first frame
             venue = tasks.create_task(self._start_venue(), name="venue")
@@ -313,7 +315,6 @@ class Service:
         a disagreement stops the service (exit 2). See :mod:`mmdaemon.commands.rules`."""
         from mmdaemon.commands.rules import RulesRefused, check_live, log_rules
 
-        self.set_condition(TradingState.HALTED, "instrument_rules_unread", True)
         try:
             settled = await check_live(self.config, self.clock, self._rules_unavailable)
         except RulesRefused as exc:
