@@ -296,6 +296,9 @@ def version_text() -> str:
 
 SERVICE_COMMANDS = ("run", "replay")
 """Commands that run the service: a signal during their start-up is kept for it."""
+RULED_COMMANDS = ("run", "record", "replay", "calibrate", "fit-microprice", "crosscheck",
+                  "check-config")
+"""The commands whose instrument the venue's rules complete (mmdaemon.commands.rules)."""
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -371,11 +374,25 @@ def _main(argv: Sequence[str] | None) -> int:
         DEFAULT_CONFIG
     ):
         args.config = str(LOBSTER_CONFIG)
+    from mmdaemon.commands.rules import RulesUnavailable, log_rules, save, settle
+
     try:
         config = load_config(args.config)
+        # the instrument's rules: the venue's (live) or saved beside the recordings
+        recordings = getattr(args, "recordings", None) or getattr(args, "recording", None)
+        # a live config stating every grid is checked by the service itself (it waits out
+        # a venue that is down, HALTED): only the grids left out are needed before it
+        settled = settle(config, recordings or (), live=args.command == "record"
+                         or not config.instrument.complete()) \
+            if args.command in RULED_COMMANDS else None
     except ConfigError as exc:
         print(f"mmdaemon {args.command}: config error: {exc}", file=sys.stderr)
         return 2
+    except RulesUnavailable as exc:
+        print(f"mmdaemon {args.command}: {exc}", file=sys.stderr)
+        return 1
+    if settled is not None:
+        config = settled.config
     if args.command == "check-config":
         from mmdaemon.commands.check_config import check_config
 
@@ -420,12 +437,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
         log.configure(level, sys.stdout.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
-        return run(config, Path(args.config), level, args.latency_out)
+        log_rules(log.get_logger(instrument=config.instrument.symbol), settled)
+        return run(config, Path(args.config), level, args.latency_out,
+                   check_rules=settled is not None and settled.rules is None)
     if args.command == "record":
         from mmdaemon.commands.recordings import record
 
         log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
+        log_rules(log.get_logger(command="record"), settled, save(settled, Path(args.out)))
         return record(config, Path(args.out))
     if args.command == "replay":
         from mmdaemon.commands.run import replay
@@ -433,6 +453,7 @@ def _main(argv: Sequence[str] | None) -> int:
         # stdout carries the result (summary); the log goes to stderr
         log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
+        log_rules(log.get_logger(mode="replay"), settled)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock, level,
                       args.reference, args.config)

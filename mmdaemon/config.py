@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from mmdaemon.config_exchange import ExchangeConfig, check_exchange_urls
 from mmdaemon.exchange.queue import POWER_MAX
+from mmdaemon.instrument_config import InstrumentConfig
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
 from mmdaemon.model import MAX_FRAME_BYTES, Instrument
 from mmdaemon.pace import ReplayClock, parse_speed
@@ -55,24 +56,6 @@ legitimate frames (34.6 KB depth diffs are real) connections would be refused fo
 MAX_MESSAGE_BYTES = MAX_FRAME_BYTES
 """The largest (64 MiB): beyond it a limit no longer protects the process, and it is the
 longest frame a recording line may hold, so whatever the feed accepts replays."""
-
-
-@dataclass(frozen=True)
-class InstrumentConfig:
-    """The instrument: grids as decimal strings (exact), order sizes in lots."""
-
-    venue: Literal["binance-spot", "binance-usdm", "lobster"]
-    symbol: str
-    tick_size: str
-    lot_size: str
-    size_step_lots: int = 1
-    min_size_lots: int = 1
-    min_notional: str = "0"
-
-    def build(self) -> Instrument:
-        return Instrument(self.symbol, self.tick_size, self.lot_size,
-                          size_step_lots=self.size_step_lots, min_size_lots=self.min_size_lots,
-                          min_notional=self.min_notional)
 
 
 @dataclass(frozen=True)
@@ -426,16 +409,21 @@ def _check(config: Config) -> None:
         parse_speed(feed.speed)
     except ValueError as exc:
         raise ConfigError(f"feed.speed: {exc}") from None
-    _decimal(config.instrument.min_notional, "instrument.min_notional",
+    inst = config.instrument
+    _decimal(inst.min_notional or "0", "instrument.min_notional",
              "a non-negative decimal (quote currency)")
+    for key in ("tick_size", "lot_size"):  # one left out is the venue's (instrument_config)
+        if getattr(inst, key) is not None:
+            _positive_decimal(getattr(inst, key), f"instrument.{key}", "a positive decimal")
+    for key in ("size_step_lots", "min_size_lots"):
+        if getattr(inst, key) is not None and getattr(inst, key) < 1:
+            raise ConfigError(f"instrument.{key}: expected an integer >= 1 (lots), got "
+                              f"{getattr(inst, key)}")
     try:
-        config.instrument.build()
+        if inst.tick_size is not None and inst.lot_size is not None:
+            inst.build()
     except ValueError as exc:
         raise ConfigError(f"instrument: {exc}") from None
-    except ArithmeticError:  # decimal.Overflow: a grid such as 1e999999999
-        for key in ("tick_size", "lot_size"):
-            _decimal(getattr(config.instrument, key), f"instrument.{key}", "a positive decimal")
-        raise ConfigError("instrument: tick_size or lot_size out of range") from None
     for key in ("max_loss", "max_drawdown"):
         # 0 would trip at the first check: a limit that can never be met is a typo
         if _decimal(getattr(risk, key), f"risk.{key}", "a positive decimal (quote currency)") == 0:
@@ -632,8 +620,8 @@ def _check_firm(firm: FirmConfig) -> None:
             _positive_decimal(getattr(firm, key), f"firm.{key}")
 
 
-def _positive_decimal(text: str, key: str) -> Decimal:
-    expected = "a positive decimal (quote currency)"
+def _positive_decimal(text: str, key: str,
+                      expected: str = "a positive decimal (quote currency)") -> Decimal:
     value = _decimal(text, key, expected)
     if value == 0:
         raise ConfigError(f"{key}: expected {expected}, got {text!r}")

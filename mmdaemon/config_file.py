@@ -51,6 +51,9 @@ def read_table(path: Path, config: Config) -> MicropriceTable:
         raise ConfigError(f"{TABLE_KEY}: cannot read {path}: {exc.strerror or exc} (write it "
                           f"with mmdaemon fit-microprice)") from None
     inst = config.instrument
+    if inst.tick_size is None:  # the table's prices are in ticks: it was fitted on one grid
+        raise ConfigError(f"instrument.tick_size: missing: {TABLE_KEY} names a fitted table, "
+                          f"whose prices are in ticks of its own grid: state the tick size")
     try:
         return parse_table(body, inst.venue, inst.symbol, inst.tick_size)
     except ValueError as exc:

@@ -102,7 +102,7 @@ class Service:
                  write_pid: bool = False, config_path: Path | None = None,
                  log_level: str | None = None, latency_out: Path | None = None,
                  reference: list[str] | None = None,
-                 provenance: dict[str, Any] | None = None) -> None:
+                 provenance: dict[str, Any] | None = None, check_rules: bool = False) -> None:
         self.config = config
         # what produced this run (mmdaemon.provenance), journaled at start for the report
         self.provenance = provenance
@@ -133,6 +133,8 @@ class Service:
                 self.reference_live = WebsocketFeed(
                     ref_settings, log.bind(feed="reference"),
                     on_outage=self._on_reference_outage, clock=clock)
+        # live: the venue's exchangeInfo checked before order entry (commands.rules)
+        self.check_rules = check_rules and self.live is not None
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
         self.config_path = config_path
@@ -280,6 +282,8 @@ class Service:
     async def _tasks(self) -> None:
         """Order entry, feed, supervisor (and watchdog, firm bus) until the feed ends or a
         stop is requested; any task's exception cancels the others and surfaces here."""
+        if self.check_rules:  # before any task runs: nothing quotes on rules not yet read
+            self.set_condition(TradingState.HALTED, "instrument_rules_unread", True)
         async with asyncio.TaskGroup() as tasks:
             # order entry first: an in-process venue is ready before the first frame
             venue = tasks.create_task(self._start_venue(), name="venue")
@@ -290,9 +294,11 @@ class Service:
             supervisor = tasks.create_task(self._supervisor_task(), name="supervisor")
             firm = (tasks.create_task(self.firm.run(), name="firm")
                     if self.firm is not None else None)
+            rules = (tasks.create_task(self._check_rules(), name="rules")
+                     if self.check_rules else None)
             stop = tasks.create_task(self._stop.wait(), name="stop")
             await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (venue, feed, supervisor, stop, watchdog, firm):
+            for task in (venue, feed, supervisor, stop, watchdog, firm, rules):
                 if task is not None:
                     task.cancel()
 
@@ -308,6 +314,27 @@ class Service:
             return  # cancelled (Ctrl-C in a test): no await may run here
         for _ in range(2):  # one iteration reads the pipe, the next runs the handler
             await asyncio.sleep(0)
+
+    async def _check_rules(self) -> None:
+        """Live: the venue's exchangeInfo read (as long as it takes; systemd told why) and
+        the config checked against it, HALTED until then, beside order entry's own start;
+        a disagreement stops the service (exit 2). See :mod:`mmdaemon.commands.rules`."""
+        from mmdaemon.commands.rules import RulesRefused, check_live, log_rules
+
+        try:
+            settled = await check_live(self.config, self.clock, self._rules_unavailable)
+        except RulesRefused as exc:
+            self._refused = exc
+            self.exit_code = 2
+            self._stop.set()
+            return
+        self.readiness.outage("instrument rules", None, 0.0)
+        log_rules(self.log, settled)
+        self.set_condition(TradingState.HALTED, "instrument_rules_unread", False)
+
+    def _rules_unavailable(self, why: str, retry_in_s: float) -> None:
+        self.log.warning("instrument_rules_unavailable", reason=why, retry_in_s=retry_in_s)
+        self.readiness.outage("instrument rules", why, retry_in_s)
 
     async def _start_venue(self) -> None:
         """Order entry: connect and reconcile, however long an outage lasts. A refusal that

@@ -113,6 +113,7 @@ KNOWN_CONDITIONS: frozenset[tuple[str, str]] = frozenset({
     ("feed_stale", "HALTED"),
     ("reject_burst", "HALTED"),
     ("venue_not_ready", "HALTED"),
+    ("instrument_rules_unread", "HALTED"),  # live: the venue's exchangeInfo not read yet
     ("inventory_soft_limit", "REDUCING"),
     ("firm_bus_not_ready", "HALTED"),  # the firm risk bus ([firm]); its limits are named
     ("firm_bus_unreachable", "HALTED"),  # per asset, so they show once they first hold

@@ -20,8 +20,9 @@ from mmdaemon.snapshot import Snapshot
 # time plus this: the attempt itself (connect 10 s, the subscription and reconciliation
 # requests 5 s each) and what follows it (the feed's connect and snapshot, 10 s each).
 START_RETRY_GRACE_S = 60.0
-# conditions that keep READY back: the book is not in sync, the venue not reconciled
-NOT_READY = ("book_out_of_sync", "venue_not_ready")
+# conditions that keep READY back: the book is not in sync, the venue not reconciled, its
+# instrument rules not read
+NOT_READY = ("book_out_of_sync", "venue_not_ready", "instrument_rules_unread")
 
 
 def status_line(snap: Snapshot, outages: dict[str, tuple[str, float]]) -> str:

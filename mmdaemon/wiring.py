@@ -5,6 +5,7 @@ the credentials its adapter names), so the engine and the shell take finished pa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,9 +130,9 @@ def make_firm_bus(config: Config, host: FirmHost, clock: Clock, log: Any) -> Fir
     from mmdaemon.exchange.credentials import load_redis_password
     from mmdaemon.risk.redis_bus import FirmBus
 
-    inst = config.instrument
+    inst = config.instrument.build()  # the venue's grids filled in (mmdaemon.commands.rules)
     identity = Identity(firm.instance, firm.desk, firm.base_asset, firm.quote_asset,
-                        inst.tick_size, inst.lot_size)
+                        f"{inst.tick_size:f}", f"{inst.lot_size:f}")
     password = load_redis_password(firm.password, allow_readable=firm.allow_readable_password)
     return FirmBus(firm, identity, host, clock, log, password)
 
@@ -208,6 +209,8 @@ def reload_parts(path: Path | None, running: Config, instrument: Instrument, boo
     except (ConfigError, ValueError) as exc:
         log.error("reload_failed", error=str(exc), kept="the running parameters")
         return None
+    # the grids the file leaves out are the venue's, read at start (mmdaemon.commands.rules)
+    new = replace(new, instrument=new.instrument.left_out_from(running.instrument))
     fixed = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
     if (new.plugin.name, new.plugin.path) != (running.plugin.name, running.plugin.path):
         fixed.append("strategy.class")  # a module once imported is not imported again

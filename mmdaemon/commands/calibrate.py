@@ -13,7 +13,6 @@ import math
 import os
 import sys
 from collections.abc import Iterable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +132,13 @@ def measure(config: Config, recordings: list[str], sigma_interval_s: float,
         raise Unusable(f"{names}: no trade of {inst.symbol} with a usable book "
                        f"({market.trades} trades decoded): the intensity needs trades (record "
                        f"the trade stream too)")
-    tick, lot = Decimal(inst.tick_size), Decimal(inst.lot_size)
+    tick, lot = instrument.tick_size, instrument.lot_size
     sigmas = [{"interval_s": c.sigma_interval_s, **_sigma(c.fit(last_ns))} for c in others]
     # annualised on the config's own year, so prior_annual_vol reads back as this sigma
     year_days = config.strategy.volatility.year_days
     return {
         "instrument": {"venue": inst.venue, "symbol": inst.symbol,
-                       "tick_size": inst.tick_size, "lot_size": inst.lot_size,
+                       "tick_size": f"{tick:f}", "lot_size": f"{lot:f}",
                        "quote_currency": _quote_currency(inst.symbol)},
         "recordings": recordings, "clock": config.feed.clock,
         "span_s": (last_ns - first_ns) / 1e9, "frames": market.frames,

@@ -50,7 +50,7 @@ def fit_microprice(config: Config, recordings: list[str], out: Path, buckets: in
               f"spreads 1..{spreads} ticks in {' '.join(recordings)} ({result.observations} "
               f"bookTickers): nothing to fit", file=sys.stderr)
         return 2
-    body = table_document(result, inst.venue, inst.symbol, inst.tick_size,
+    body = table_document(result, inst.venue, inst.symbol, f"{inst.build().tick_size:f}",
                           [Path(p).name for p in recordings])
     tmp = out.with_name(out.name + ".tmp")
     try:

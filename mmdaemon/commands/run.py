@@ -17,8 +17,9 @@ import orjson
 from mmdaemon import early_signals, log
 from mmdaemon.clock import SystemClock
 from mmdaemon.commands.results import replay_metrics, replay_table, summary_warnings
+from mmdaemon.commands.rules import RulesRefused, settle
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
-from mmdaemon.config import Config
+from mmdaemon.config import Config, ConfigError
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.pace import ReplayClock
 
@@ -73,10 +74,12 @@ def _latch_kill_after_close(service: Service) -> None:
 
 
 def run(config: Config, config_path: Path | None = None, log_level: str | None = None,
-        latency_out: Path | None = None) -> int:
+        latency_out: Path | None = None, check_rules: bool = False) -> int:
     """``mmdaemon run``: the daemon, until its feed ends or it is told to stop; ``log_level``
     the log's level, when not the config's; ``latency_out`` where to write the latencies
-    measured (at stop; a path that cannot take it is refused now, exit 2)."""
+    measured (at stop; a path that cannot take it is refused now, exit 2); ``check_rules``
+    a live service checks its config against the venue's exchangeInfo before order entry
+    (:func:`mmdaemon.commands.rules.check_live`)."""
     from mmdaemon.daemon import Service
     from mmdaemon.exchange.latency_file import check_writable
 
@@ -90,7 +93,7 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
     try:
         service = Service(config, SystemClock(), logger, write_pid=True,
                           config_path=config_path, log_level=log_level,
-                          latency_out=latency_out,
+                          latency_out=latency_out, check_rules=check_rules,
                           provenance=provenance(config, config_path, mode="run",
                                                 recordings=config.feed.recordings))
     except ValueError as exc:
@@ -137,6 +140,9 @@ def _serve_quietly(service: Service, logger: Any, progress: bool = False,
     except StateDirUnusable as exc:  # may be passing (a full disk): systemd retries
         logger.error("state_dir_unusable", error=str(exc))
         return Outcome(1, f"mmdaemon: {exc}")
+    except RulesRefused as exc:  # the config, not the venue, is wrong
+        logger.error("instrument_rules_refused", error=str(exc))
+        return Outcome(2, f"mmdaemon run: config error: {exc}")
     except VenueRefused as exc:
         logger.error("venue_refused", error=str(exc))
         return Outcome(2, f"mmdaemon: the venue refused us: {exc}")
@@ -221,6 +227,10 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
 
     reference = reference_recordings(config, reference, config_path)
     speed = speed_and_recordings("replay", recordings + reference, speed_text)
+    try:  # the rules saved beside the recordings (a sweep's runs come here alone)
+        config = settle(config, recordings).config
+    except ConfigError as exc:
+        raise DryRunFailed(2, f"mmdaemon replay: config error: {exc}") from None
     if config.exchange.adapter != "paper":
         # a dry run never trades: a live config replayed here must not touch the venue
         config = dataclasses.replace(config,

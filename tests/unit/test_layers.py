@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "hosts": CORE,
     "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
     "analytics": CORE, "report_series": CORE, "sharpe": CORE, "market_hours": CORE,
-    "metric_definitions": CORE, "config_exchange": CORE,
+    "metric_definitions": CORE, "config_exchange": CORE, "instrument_config": CORE,
     "orders.": CORE, "risk.state": CORE, "risk.rules": CORE, "risk.breakers": CORE,
     "risk.unsendable": CORE, "risk.firm": CORE, "risk.ladder": CORE, "exchange.base": CORE,
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
