@@ -63,7 +63,7 @@ from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
-from mmdaemon.startup import FILLS_FROM_KEY, OpenState, open_state
+from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_state
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
     feed_settings,
@@ -188,9 +188,8 @@ class Service:
     def _restore(self, state: OpenState) -> None:
         if state.fills_after is not None:
             self.exchange.resume_fills_after(state.fills_after)
-        if state.restored.funding:  # payments the venue booked while we were down
-            self.exchange.resume_funding_after(
-                max(f.funding_id for f in state.restored.funding))
+        if state.funding_after is not None:  # payments the venue booked while we were down
+            self.exchange.resume_funding_after(state.funding_after)
         self.engine.restore(state.journal, state.latch, state.restored, self.clock.wall_ns())
         if isinstance(self.exchange, PaperExchange):  # it starts flat: judge reduce-only
             self.exchange.venue.position = self.engine.position.position  # on what we hold
@@ -346,13 +345,15 @@ class Service:
             self.exit_code = 2
             self._stop.set()
             return
-        watermark = self.exchange.fills_watermark()
-        if watermark is not None and not self.engine.records.broken and not self.journal.get(
-                FILLS_FROM_KEY, ""):
-            try:  # where this instance's fills begin: a restart before the first resumes here
-                self.journal.put(FILLS_FROM_KEY, str(watermark), self.engine.now_ns)
+        # where this instance's fills and funding begin: a restart before the first resumes
+        for key, watermark in ((FILLS_FROM_KEY, self.exchange.fills_watermark()),
+                               (FUNDING_FROM_KEY, self.exchange.funding_watermark())):
+            if watermark is None or self.engine.records.broken or self.journal.get(key, ""):
+                continue
+            try:
+                self.journal.put(key, str(watermark), self.engine.now_ns)
             except Exception as exc:
-                self.engine.journal_failed("fills_from", exc)
+                self.engine.journal_failed(key, exc)
 
     async def _shutdown(self, deadline: float) -> None:
         """Cancel everything and wait for the venue until the loop time ``deadline`` at the

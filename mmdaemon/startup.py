@@ -18,6 +18,7 @@ from mmdaemon.latch import KillLatch
 from mmdaemon.records import Restored
 
 FILLS_FROM_KEY = "fills_from"  # journal: the venue trade id this instance's fills follow
+FUNDING_FROM_KEY = "funding_from"  # journal: the funding id this instance's payments follow
 # seconds a starting instance waits for the state directory's lock: `mmdaemon kill` holds it
 # for milliseconds when it latches a kill into a directory no instance holds
 STATE_DIR_LOCK_WAIT_S = 2.0
@@ -32,6 +33,7 @@ class OpenState(NamedTuple):
     latch: KillLatch
     restored: Restored
     fills_after: int | None  # fills the venue reports above this trade id were missed
+    funding_after: int | None  # funding above this id was booked while we were down
 
 
 def open_state(state_dir: Path, durable: bool, identity: dict[str, str], wall_ns: int,
@@ -49,7 +51,8 @@ def open_state(state_dir: Path, durable: bool, identity: dict[str, str], wall_ns
             latch = KillLatch.open(state_dir, journal.get(LATCH_KEY, "") == "1",
                                    restored.killed, restored.kill_reason, wall_ns)
             journal.put(LATCH_KEY, "1", wall_ns)
-            state = OpenState(journal, latch, restored, _fills_after(journal, restored))
+            state = OpenState(journal, latch, restored, _fills_after(journal, restored),
+                              _funding_after(journal, restored))
             then(state)
             return state
         except BaseException:
@@ -77,3 +80,15 @@ def _fills_after(journal: Journal, restored: Restored) -> int | None:
     if not (restored.fills or fills_from):
         return None
     return max(max((f.exec_id for f in restored.fills), default=0), int(fills_from or 0))
+
+
+def _funding_after(journal: Journal, restored: Restored) -> int | None:
+    """Funding payments the venue booked above this id were never journaled (booked while
+    we were down): the highest journaled payment's id, or the starting point the first
+    start journaled; None for a journal with neither (the venue's newest payment is then
+    the starting point: an account's history is not this instance's)."""
+    funding_from = journal.get(FUNDING_FROM_KEY, "")
+    if not (restored.funding or funding_from):
+        return None
+    return max(max((f.funding_id for f in restored.funding), default=0),
+               int(funding_from or 0))

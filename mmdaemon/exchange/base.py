@@ -102,6 +102,12 @@ class ExchangeAdapter(Protocol):
         venue that has no history of its own (the paper exchange)."""
         ...
 
+    def funding_watermark(self) -> int | None:
+        """After :meth:`start`: the funding id payments are delivered after (the journal
+        keeps it, so a restart before the first payment still recovers the payments booked
+        while down); None for a venue that pays no funding (spot, the paper exchange)."""
+        ...
+
     def open_order_count(self) -> int:
         """Orders the venue holds open for us, as far as the adapter knows."""
         ...

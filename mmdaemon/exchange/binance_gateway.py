@@ -308,6 +308,10 @@ class BinanceGateway:
         """The account's trade id fills are delivered after, once start has set it."""
         return self._proto.max_trade_id if self._proto.watermark_known else None
 
+    def funding_watermark(self) -> int | None:
+        """Spot pays no funding."""
+        return None
+
     def open_order_count(self) -> int:
         """Orders the venue may hold open for us (see the protocol's)."""
         return self._proto.open_order_count()

@@ -193,6 +193,9 @@ class PaperExchange:
     def fills_watermark(self) -> int | None:
         return None  # in-process: no account history to resume from
 
+    def funding_watermark(self) -> int | None:
+        return None  # in-process: no funding
+
     def open_order_count(self) -> int:
         return len(self.venue.open_orders())
 

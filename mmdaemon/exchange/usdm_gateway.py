@@ -131,6 +131,10 @@ class UsdmGateway(BinanceGateway):
             raise RuntimeError("resume_funding_after() must be called before start()")
         self._usdm.resume_funding_after(funding_id)
 
+    def funding_watermark(self) -> int | None:
+        """The funding id (ms) payments are delivered after, once start has set it."""
+        return self._usdm.max_funding_id if self._usdm.funding_known else None
+
     async def place(self, order_id: int, side: Side, price: int, size: int,
                     reduce_only: bool = False) -> None:
         """Place a post-only LIMIT GTX order (``reduce_only``: it may only shrink the

@@ -185,3 +185,33 @@ def test_the_metrics_show_funding_as_a_component_of_the_total(tmp_path: Path) ->
     finally:
         state.journal.close()
         state.latch.close()
+
+
+def test_funding_resumes_from_the_journaled_starting_point_before_the_first_payment(
+        tmp_path: Path) -> None:
+    """A restart before this instance's first funding payment still recovers the payments
+    booked while it was down: the starting point journaled at the first start is handed
+    back, and after payments the highest journaled one (whichever is higher)."""
+    from mmdaemon.startup import FUNDING_FROM_KEY, open_state
+
+    identity = {"venue": "binance-usdm", "symbol": "BTCUSDT"}
+
+    def funding_after() -> int | None:
+        state = open_state(tmp_path, False, identity, 1, lambda s: None)
+        try:
+            return state.funding_after
+        finally:
+            state.journal.close()
+            state.latch.close()
+
+    assert funding_after() is None  # a new journal: the venue's newest payment is the start
+    state = open_state(tmp_path, False, identity, 1, lambda s: None)
+    state.journal.put(FUNDING_FROM_KEY, "1723161600000", 2)
+    state.journal.close()
+    state.latch.close()
+    assert funding_after() == 1723161600000
+    state = open_state(tmp_path, False, identity, 1, lambda s: None)
+    assert state.journal.record_funding(Funding(-124, 3, 1723190400000))
+    state.journal.close()
+    state.latch.close()
+    assert funding_after() == 1723190400000

@@ -144,6 +144,12 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
         first.kill()  # SIGKILL: orders left resting, nothing cancelled
     fills_before, funding_before = journal(state)
     assert fills_before and funding_before
+    db = sqlite3.connect(state / "journal.sqlite")
+    try:  # where this instance's payments begin: a crash before the first resumes there
+        (funding_from,), = db.execute("SELECT value FROM state WHERE key = 'funding_from'")
+    finally:
+        db.close()
+    assert int(funding_from) < min(funding_before)
     crashed = {o["clientOrderId"] for o in open_orders(port)}
     assert crashed and all(c.startswith(f"{PREFIX}-") for c in crashed)
     journaled = {int(k.split(":")[1]) for k in fills_before}
