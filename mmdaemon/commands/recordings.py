@@ -225,8 +225,7 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
                                      allow_readable=True) for source in credentials]
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
-                                 {c.api_key: c.secret for c in accounts},
-                                 lambda: clock.wall_ns() // 1_000_000)
+                                 {c.api_key: c.secret for c in accounts})
     except CredentialsError as exc:
         logger.warning("sim_market_data_only", reason=str(exc))
     except ValueError as exc:

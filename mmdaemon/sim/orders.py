@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
@@ -55,11 +56,16 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import Instrument, Trade
 from mmdaemon.sim import wire
 from mmdaemon.sim.accounts import Account, Ledger, OpenOrder
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.faults import Faults
 from mmdaemon.sim.matching import Matching
 from mmdaemon.sim.protocol import OrderEntryProtocol, Subscriptions
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class _Conn:
@@ -78,10 +84,11 @@ class OrderEntry:
     """Order entry of the sim venue for ``instrument``, matching in ``venue``.
 
     ``api_keys`` maps API key -> HMAC secret; each key is its own account, starting with
-    ``base_balance`` and ``quote_balance`` (decimal text). ``now_ms`` is the server clock in
-    ms since the epoch (timing checks); ``recv_window_max_ms`` the largest ``recvWindow``
-    accepted. ``weight_limit`` is the request weight per minute (all connections, as for
-    one IP); ``max_queue`` bounds each connection's outgoing frames.
+    ``base_balance`` and ``quote_balance`` (decimal text). ``now_ms`` is the clock signed
+    requests are checked against and ``time`` tells, in ms since the epoch; None: the sim's
+    (:meth:`use_clock`; the wall clock until then). ``recv_window_max_ms`` the largest
+    ``recvWindow`` accepted. ``weight_limit`` is the request weight per minute (all
+    connections, as for one IP); ``max_queue`` bounds each connection's outgoing frames.
     """
 
     def __init__(
@@ -89,7 +96,7 @@ class OrderEntry:
         instrument: Instrument,
         venue: PaperVenue,
         api_keys: dict[str, str],
-        now_ms: Callable[[], int],
+        now_ms: Callable[[], int] | None = None,
         recv_window_max_ms: int = api.MAX_RECV_WINDOW_MS,
         *,
         base_asset: str | None = None,
@@ -121,6 +128,9 @@ class OrderEntry:
             raise ValueError(f"OrderEntry.quote_balance {quote_balance!r} is not a whole "
                              f"non-negative number of {wire.notional_str(instrument, 1)}")
         self._max_queue = max_queue
+        self._signing_clock_given = now_ms is not None
+        if now_ms is None:
+            now_ms = _wall_ms
         self.ledger = Ledger(instrument, self.assets, api_keys, base_lots, int(quote))
         self.faults = Faults()
         self.matching = Matching(instrument, venue, self.ledger, self.faults, now_ms,
@@ -131,6 +141,13 @@ class OrderEntry:
         self._conns: set[_Conn] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.overflows = 0  # connections closed because their queue filled up
+
+    def use_clock(self, clock: SimClock) -> None:
+        """Run on the sim's one clock: events and answers are stamped with it and, unless
+        a ``now_ms`` was given, signed requests are checked against it."""
+        self.matching.use_clock(clock.now_ms)
+        if not self._signing_clock_given:
+            self.protocol.use_clock(clock.signing_ms)
 
     # ---- market side (sync, from the tape) --------------------------------------------------
 

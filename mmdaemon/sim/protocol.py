@@ -128,6 +128,10 @@ class OrderEntryProtocol:
             api.MY_TRADES: _Method(self._my_trades, 20, True),
         }
 
+    def use_clock(self, now_ms: Callable[[], int]) -> None:
+        """Check timing, count weight and answer ``time`` with ``now_ms()`` from now on."""
+        self._now_ms = now_ms
+
     # ---- requests ---------------------------------------------------------------------------
 
     def handle(self, subs: Subscriptions, message: str | bytes) -> bytes:

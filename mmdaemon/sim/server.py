@@ -51,7 +51,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from mmdaemon.clock import Clock
-from mmdaemon.model import NS_PER_MS, NS_PER_S, Instrument
+from mmdaemon.model import NS_PER_S, Instrument
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.market import MarketListener, MarketTape
 from mmdaemon.venues.binance import Market
 
@@ -66,6 +67,8 @@ request ``hang_s`` seconds before answering it (past the client's timeout)."""
 
 class OrderEntryHandler(MarketListener, Protocol):
     async def serve(self, websocket: ServerConnection) -> None: ...
+
+    def use_clock(self, clock: SimClock) -> None: ...
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -187,7 +190,7 @@ class MarketServer:
         if url.path == prefix + "/ping":
             return _json(200, {})
         if url.path == prefix + "/time":
-            return _json(200, {"serverTime": self.tape.clock.wall_ns() // NS_PER_MS})
+            return _json(200, {"serverTime": self.tape.sim_clock.signing_ms()})
         return self._other(url.path, query)
 
     def _other(self, path: str, query: dict[str, str]) -> Response:
@@ -274,10 +277,13 @@ class SimVenue(MarketServer):
         super().__init__(MarketTape(paths, instrument, speed, clock, order_entry,
                                     wait_for_subscriber=wait_for_subscriber), host, port)
         self.order_entry = order_entry
+        self.sim_clock = self.tape.sim_clock  # the one time line of market and order entry
+        if order_entry is not None:
+            order_entry.use_clock(self.sim_clock)
         self.reference: MarketServer | None = None
         if reference is not None:
             tape = MarketTape(reference.paths, reference.instrument, speed, clock,
-                              market=reference.market)
+                              market=reference.market, sim_clock=self.sim_clock)
             self.tape.reference = tape
             self.reference = MarketServer(tape, host, reference.port)
         self._tape_task: asyncio.Task[None] | None = None
@@ -334,7 +340,7 @@ class SimVenue(MarketServer):
         inst = self.instrument
         step = inst.lots.to_decimal(inst.size_step_lots)
         min_size = inst.lots.to_decimal(inst.min_size_lots)
-        return {"timezone": "UTC", "serverTime": self.tape.clock.wall_ns() // 1_000_000,
+        return {"timezone": "UTC", "serverTime": self.sim_clock.signing_ms(),
                 "rateLimits": [], "exchangeFilters": [],
                 "symbols": [{
                     "symbol": inst.symbol, "status": "TRADING", "baseAsset": inst.symbol[:-4],

@@ -1,0 +1,160 @@
+"""The sim as faithful as a client can tell (#21 item 5, spot): one clock, balances, the
+venue's formats and headers. A real SimVenue on 127.0.0.1 plays the real recording; real
+websocket and HTTP clients talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from mmdaemon.clock import SystemClock
+from mmdaemon.exchange.fill_model import PaperVenue
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Side
+from mmdaemon.sim.orders import OrderEntry
+from mmdaemon.sim.server import SimVenue
+from mmdaemon.venues import binance_api as api
+from tests.helpers import first_lines, until
+
+INSTR = BINANCE_SPOT_BTCUSDT
+KEY, SECRET = "fidelityKey", "fidelitySecret"
+CREDS = api.Credentials(KEY, SECRET)
+PREFIX = "fid"
+LOTS = 100_000  # 0.001 BTC
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@asynccontextmanager
+async def sim_venue(tmp_path: Path, speed: float | None = 1.0, lines: int = 30000,
+                    **entry_kw: Any) -> AsyncIterator[SimVenue]:
+    """The sim on the first ``lines`` of the real recording, its order entry on the sim's
+    own clock (no ``now_ms`` given, as ``mmdaemon sim`` runs it)."""
+    recording = first_lines(tmp_path / "short.gz", lines)
+    entry_kw.setdefault("base_balance", "1")
+    entry_kw.setdefault("quote_balance", "100000")
+    entry = OrderEntry(INSTR, PaperVenue(INSTR, 0, "1", "0"), {KEY: SECRET}, **entry_kw)
+    async with SimVenue([recording], INSTR, speed=speed, clock=SystemClock(),
+                        order_entry=entry, wait_for_subscriber=True) as sim:
+        yield sim
+
+
+class WsApi:
+    """A ``/ws-api/v3`` client: requests signed with the wall clock, events collected."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self._n = 0
+        self._reader = asyncio.create_task(self._read())
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            obj = orjson.loads(raw)
+            if "event" in obj:
+                self.events.append(obj["event"])
+            else:
+                self._answers.pop(obj["id"]).set_result(obj)
+
+    async def call(self, frame: bytes) -> dict[str, Any]:
+        rid = orjson.loads(frame)["id"]
+        future = self._answers[rid] = asyncio.get_running_loop().create_future()
+        await self.ws.send(frame.decode())
+        return await asyncio.wait_for(future, 10)
+
+    def kw(self) -> dict[str, Any]:
+        self._n += 1
+        return {"request_id": f"r{self._n}", "creds": CREDS, "timestamp_ms": wall_ms()}
+
+    async def signed(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        kw = self.kw()
+        return await self.call(api.signed_request(method, params, kw["request_id"], CREDS,
+                                                  kw["timestamp_ms"]))
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self.ws.close()
+
+
+@asynccontextmanager
+async def ws_api(sim: SimVenue) -> AsyncIterator[WsApi]:
+    client = WsApi(await connect(f"{sim.ws_url}/ws-api/v3", compression=None))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_a_fill_is_stamped_on_the_time_line_of_the_public_trade_that_filled_it(
+        tmp_path: Path) -> None:
+    trades: list[dict[str, Any]] = []
+    async with sim_venue(tmp_path, speed=1.0) as sim, ws_api(sim) as client:
+        market = await connect(f"{sim.ws_url}/ws/btcusdt@trade", compression=None)
+
+        async def read_trades() -> None:
+            async for raw in market:
+                trades.append(orjson.loads(raw))
+
+        reader = asyncio.create_task(read_trades())
+        assert (await client.call(api.user_data_subscribe(**client.kw())))["status"] == 200
+        book = sim.tape.market.book
+        await until(lambda: book.synced and bool(trades), 20)
+        seq = 0
+        # a buy one tick under the best bid, replaced as the market moves, until it fills
+        deadline = time.monotonic() + 60
+        while not any(e.get("x") == "TRADE" for e in client.events):
+            assert time.monotonic() < deadline, "no fill in 60 s"
+            bid = book.bids.best()
+            assert bid is not None
+            seq += 1
+            answer = await client.call(api.order_place(
+                INSTR, Side.BUY, bid, LOTS, api.client_order_id(PREFIX, seq), **client.kw()))
+            if answer["status"] != 200:
+                continue
+            placed_wall = wall_ms()
+            # one clock: the answer's transactTime is today, not the recording's 2024
+            assert abs(answer["result"]["transactTime"] - placed_wall) < 1_000
+            await until(lambda placed=bid: any(e.get("x") == "TRADE" for e in client.events)
+                        or book.bids.best() != placed, 30)
+            if not any(e.get("x") == "TRADE" for e in client.events):
+                await client.call(api.order_cancel(INSTR, api.client_order_id(PREFIX, seq),
+                                                   **client.kw()))
+        fill = next(e for e in client.events if e.get("x") == "TRADE")
+        price = Decimal(fill["L"])
+        await until(lambda: any(t["T"] >= fill["T"] for t in trades), 10)
+        reader.cancel()
+        await market.close()
+    # the public trade that filled it: the last at or through our buy's price that the
+    # venue had sent by the fill's time
+    filling = [t for t in trades if Decimal(t["p"]) <= price and t["E"] <= fill["T"]]
+    assert filling, (fill, trades[-5:])
+    trade = filling[-1]
+    assert fill["E"] >= trade["E"] and fill["T"] >= trade["T"]
+    assert fill["E"] - trade["E"] < 50 and fill["T"] - trade["T"] < 50  # ms
+    assert abs(fill["E"] - wall_ms()) < 5_000
+
+
+async def test_time_and_the_market_frames_share_the_sim_clock(tmp_path: Path) -> None:
+    async with sim_venue(tmp_path, speed=1.0) as sim, ws_api(sim) as client:
+        market = await connect(f"{sim.ws_url}/ws/btcusdt@depth@100ms", compression=None)
+        frame = orjson.loads(await asyncio.wait_for(market.recv(), 10))
+        received = wall_ms()
+        answer = await client.call(api.server_time(request_id="t1"))
+        rest = await asyncio.to_thread(
+            lambda: orjson.loads(urllib.request.urlopen(f"{sim.rest_url}/api/v3/time").read()))
+        await market.close()
+    assert abs(frame["E"] - received) < 1_000
+    assert abs(answer["result"]["serverTime"] - frame["E"]) < 1_000
+    assert abs(rest["serverTime"] - wall_ms()) < 1_000
