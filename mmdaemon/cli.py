@@ -223,6 +223,10 @@ def _parser() -> argparse.ArgumentParser:
                           "default) or a file with api_key and api_secret; repeat for several "
                           "accounts (each key is its own); none: order entry refuses all")
     sim.add_argument("--maker-fee-bps", default="0")
+    sim.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
+                     help="a starting balance of every account, e.g. --balance BTC=1 "
+                          "--balance USDT=100000 (none: 0, as a new Binance account; a "
+                          "credentials file's balances table overrides it for its account)")
     sim.add_argument("--wait-for-subscriber", action="store_true",
                      help="start the tape when the first stream connection comes")
     sim.add_argument("--reference", action="extend", nargs="+", default=[],
@@ -307,7 +311,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(args.log_level or "info", sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
                    args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber,
-                   reference)
+                   reference, args.balance)
     if args.command == "report":
         from mmdaemon.commands.results import report
 

@@ -60,20 +60,17 @@ class Matching:
     """Orders of the ``ledger``'s accounts, matched in ``venue`` (one symbol).
 
     ``now_ms`` is the server clock (ms since the epoch), used for model time until the
-    first market event; with ``enforce_balance`` an order the account cannot afford is
-    refused (-2010). ``faults`` learns of fills (held responses, see
-    :mod:`mmdaemon.sim.faults`).
+    first market event; an order the account cannot afford is refused (-2010).
+    ``faults`` learns of fills (held responses, see :mod:`mmdaemon.sim.faults`).
     """
 
     def __init__(self, instrument: Instrument, venue: PaperVenue, ledger: Ledger,
-                 faults: Faults, now_ms: Callable[[], int], *,
-                 enforce_balance: bool = False) -> None:
+                 faults: Faults, now_ms: Callable[[], int]) -> None:
         self.instrument = instrument
         self.venue = venue
         self.ledger = ledger
         self.faults = faults
         self._now_ms = now_ms
-        self.enforce_balance = enforce_balance
         self.book: OrderBook | None = None
         self.now_ns = 0  # model time: the last market event's now_ns
         self._next_id = 0  # venue order ids (also the PaperVenue ids)
@@ -138,10 +135,11 @@ class Matching:
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_DUPLICATE_ORDER)
         if self.book is None:
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_MARKET_CLOSED)
+        # the account is checked before the order reaches the matching engine
+        if not ledger.affordable(api_key, side, price, size):
+            raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_INSUFFICIENT_BALANCE)
         if self._would_take(side, price):
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_WOULD_TAKE)
-        if self.enforce_balance and not ledger.affordable(api_key, side, price, size):
-            raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_INSUFFICIENT_BALANCE)
         self._next_id += 1
         order_id = self._next_id
         if client_id is None:

@@ -451,9 +451,9 @@ class OrderEntryProtocol:
     def _common(self, order: VenueOrder) -> dict[str, Any]:
         inst = self.instrument
         return {
-            "price": inst.price_str(order.price),
-            "origQty": inst.size_str(order.size),
-            "executedQty": inst.size_str(order.executed),
+            "price": wire.price_str(inst, order.price),
+            "origQty": wire.qty_str(inst, order.size),
+            "executedQty": wire.qty_str(inst, order.executed),
             "origQuoteOrderQty": wire.notional_str(inst, 0),
             "cummulativeQuoteQty": wire.notional_str(inst, order.cum_quote),
             "status": order.status,
@@ -489,8 +489,8 @@ class OrderEntryProtocol:
         }
         out.update(self._common(order))
         out.update({
-            "stopPrice": inst.price_str(0),
-            "icebergQty": inst.size_str(0),
+            "stopPrice": wire.price_str(inst, 0),
+            "icebergQty": wire.qty_str(inst, 0),
             "time": order.created_ms,
             "updateTime": order.update_ms,
             "isWorking": order.status in WORKING,

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from mmdaemon.clock import SystemClock
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Side
+from mmdaemon.sim.accounts import Account, Ledger
 from mmdaemon.sim.orders import OrderEntry
 from mmdaemon.sim.server import SimVenue
 from mmdaemon.venues import binance_api as api
@@ -38,7 +40,7 @@ def wall_ms() -> int:
 
 @asynccontextmanager
 async def sim_venue(tmp_path: Path, speed: float | None = 1.0, lines: int = 30000,
-                    **entry_kw: Any) -> AsyncIterator[SimVenue]:
+                    wait_for_subscriber: bool = True, **entry_kw: Any) -> AsyncIterator[SimVenue]:
     """The sim on the first ``lines`` of the real recording, its order entry on the sim's
     own clock (no ``now_ms`` given, as ``mmdaemon sim`` runs it)."""
     recording = first_lines(tmp_path / "short.gz", lines)
@@ -46,7 +48,7 @@ async def sim_venue(tmp_path: Path, speed: float | None = 1.0, lines: int = 3000
     entry_kw.setdefault("quote_balance", "100000")
     entry = OrderEntry(INSTR, PaperVenue(INSTR, 0, "1", "0"), {KEY: SECRET}, **entry_kw)
     async with SimVenue([recording], INSTR, speed=speed, clock=SystemClock(),
-                        order_entry=entry, wait_for_subscriber=True) as sim:
+                        order_entry=entry, wait_for_subscriber=wait_for_subscriber) as sim:
         yield sim
 
 
@@ -158,3 +160,70 @@ async def test_time_and_the_market_frames_share_the_sim_clock(tmp_path: Path) ->
     assert abs(frame["E"] - received) < 1_000
     assert abs(answer["result"]["serverTime"] - frame["E"]) < 1_000
     assert abs(rest["serverTime"] - wall_ms()) < 1_000
+
+
+async def synced(sim: SimVenue) -> tuple[int, int]:
+    """(best bid, best ask) in ticks once the sim's book is synced."""
+    book = sim.tape.market.book
+    await until(lambda: book.synced and book.bids.best() is not None
+                and book.asks.best() is not None, 20)
+    bid, ask = book.bids.best(), book.asks.best()
+    assert bid is not None and ask is not None
+    return bid, ask
+
+
+async def balances_of(client: WsApi) -> dict[str, tuple[str, str]]:
+    answer = await client.signed(api.ACCOUNT_STATUS, {})
+    assert answer["status"] == 200, answer
+    return {b["asset"]: (b["free"], b["locked"]) for b in answer["result"]["balances"]}
+
+
+async def test_orders_beyond_the_free_balance_are_refused_and_open_orders_lock_it(
+        tmp_path: Path) -> None:
+    # 0.002 BTC to sell; 130 USDT to buy with: about 0.0021 BTC at 61,800
+    async with sim_venue(tmp_path, speed=1.0, wait_for_subscriber=False,
+                         base_balance="0.002", quote_balance="130") as sim, \
+            ws_api(sim) as client:
+        bid, ask = await synced(sim)
+        far_ask, far_bid = ask + 100_000, bid - 100_000  # +-1,000 USDT: resting, not filled
+
+        async def place(seq: int, side: Side, price: int, lots: int) -> dict[str, Any]:
+            return await client.call(api.order_place(
+                INSTR, side, price, lots, api.client_order_id(PREFIX, seq), **client.kw()))
+
+        refused = await place(1, Side.SELL, far_ask, 300_000)  # 0.003 BTC > 0.002
+        assert refused["status"] == 400
+        assert refused["error"] == {"code": -2010, "msg": "Account has insufficient balance "
+                                                          "for requested action."}
+        assert (await place(2, Side.SELL, far_ask, 200_000))["status"] == 200
+        # the open sell locks the 0.002 BTC: the next one has nothing left to sell
+        assert (await place(3, Side.SELL, far_ask, 100_000))["error"]["code"] == -2010
+        assert await balances_of(client) == {
+            "BTC": ("0.00000000", "0.00200000"), "USDT": ("130.00000000", "0.00000000")}
+        # a buy needs its notional of the quote asset: one step more than 130 USDT pay for
+        step = INSTR.size_step_lots
+        lots = int(Decimal(130) / INSTR.notional(far_bid, step)) * step
+        assert (await place(4, Side.BUY, far_bid, lots + step))["error"]["code"] == -2010
+        assert (await place(5, Side.BUY, far_bid, lots - step))["status"] == 200
+        _, locked = (await balances_of(client))["USDT"]
+        assert Decimal(locked) == INSTR.notional(far_bid, lots - step)
+        # a cancel unlocks
+        cancel = await client.call(api.order_cancel(INSTR, api.client_order_id(PREFIX, 2),
+                                                    **client.kw()))
+        assert cancel["status"] == 200
+        assert (await balances_of(client))["BTC"] == ("0.00200000", "0.00000000")
+        assert (await place(6, Side.SELL, far_ask, 200_000))["status"] == 200
+
+
+def test_a_buy_must_pay_its_notional_and_its_fee_from_the_free_quote() -> None:
+    assets = api.Assets("BTC", "USDT")
+    price, lots = 6_000_000, 100_000  # 0.001 BTC at 60,000: 60 USDT, 60 x 10^10 units
+    notional = price * lots
+
+    def ledger(fee_bps: str) -> Ledger:
+        return Ledger(INSTR, assets, {KEY: Account(0, notional)}, Fraction(fee_bps))
+
+    assert ledger("0").affordable(KEY, Side.BUY, price, lots)
+    assert not ledger("1").affordable(KEY, Side.BUY, price, lots)  # 0.006 USDT short
+    assert ledger("-1").affordable(KEY, Side.BUY, price, lots)  # a rebate is no charge
+    assert ledger("1").affordable(KEY, Side.BUY, price, lots - INSTR.size_step_lots)

@@ -81,6 +81,7 @@ from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
+from tests.helpers import SIM_BALANCES
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 
 KEY, SECRET = "crash-key", "crash-secret-never-in-logs"
@@ -692,8 +693,8 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
     monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     started = time.monotonic()
     port = free_port()
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", f"{speed:g}",
-                   "--maker-fee-bps", SIM_MAKER_FEE_BPS)
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port),
+                   "--speed", f"{speed:g}", "--maker-fee-bps", SIM_MAKER_FEE_BPS)
     points = schedule(random.Random(seed), runs)
     m: Matrix | None = None
     try:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import gz_lines, wait_for
+from tests.helpers import SIM_BALANCES, gz_lines, wait_for
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import open_orders, sim_config
 
@@ -35,7 +35,7 @@ def daemon_quoting_at_the_sim(config: Path, port: int) -> Iterator[Daemon]:
     """``mmdaemon sim`` on the bundled recording (speed 5) and ``mmdaemon run --config
     config`` against it, yielded once the venue is ready and our quotes rest there; both
     processes stopped after (the sim must exit 0)."""
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)
