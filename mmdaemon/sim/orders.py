@@ -170,6 +170,16 @@ class OrderEntry:
         if not self._signing_clock_given:
             self.protocol.use_clock(clock.signing_ms)
 
+    def charge(self, weight: int) -> int:
+        """Charge a REST request's ``weight`` to the request weight the WebSocket API
+        counts (one IP's); the weight used this minute."""
+        return self.protocol.charge(weight)
+
+    @property
+    def weight_limit(self) -> int:
+        """The request weight allowed per minute."""
+        return self.protocol.weight_limit
+
     # ---- market side (sync, from the tape) --------------------------------------------------
 
     def advance(self, now_ns: int) -> None:

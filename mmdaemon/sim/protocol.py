@@ -110,6 +110,7 @@ class OrderEntryProtocol:
         self.weight_limit = weight_limit
         self._min_notional = (  # notional units
             Fraction(instrument.min_notional) / parse.notional_unit(instrument))
+        self._max_notional = Fraction(wire.MAX_NOTIONAL) / parse.notional_unit(instrument)
         self._weight_minute = -1
         self._weight_used = 0
         self.internal_errors = 0  # requests answered -1000 (a bug: should stay 0)
@@ -194,6 +195,11 @@ class OrderEntryProtocol:
             )
         return wire.response_ok(request_id, result, limits)
 
+    def charge(self, weight: int) -> int:
+        """Charge ``weight`` to the minute's request weight (REST and WebSocket API count
+        together, as one IP's at the venue); the weight used this minute, this included."""
+        return self._charge(weight)[0].used
+
     def _charge(self, weight: int) -> tuple[api.RateLimit, ...]:
         minute = self._now_ms() // 60_000
         if minute != self._weight_minute:
@@ -274,10 +280,13 @@ class OrderEntryProtocol:
             raise Reject(api.TIF_NOT_REQUIRED, wire.ERROR_MESSAGES[api.TIF_NOT_REQUIRED])
         price = _units_param(params, "price", inst.ticks.to_units, "PRICE_FILTER")
         size = _units_param(params, "quantity", inst.lots.to_units, "LOT_SIZE")
+        if inst.ticks.to_decimal(price) > wire.MAX_PRICE:
+            raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("PRICE_FILTER"))
         if self.matching.venue.exchange_filters:
-            if size % inst.size_step_lots or size < inst.min_size_lots:
+            if (size % inst.size_step_lots or size < inst.min_size_lots
+                    or inst.lots.to_decimal(size) > wire.MAX_QTY):
                 raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("LOT_SIZE"))
-            if price * size < self._min_notional:
+            if not self._min_notional <= price * size <= self._max_notional:
                 raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("NOTIONAL"))
         client_id = _client_id_param(params, "newClientOrderId")
         resp_type = _str_param(params, "newOrderRespType", required=False) or "ACK"

@@ -26,6 +26,9 @@ from mmdaemon.model import Instrument, Side
 from mmdaemon.venues import binance_api as api
 
 FUTURE_TOLERANCE_MS: Final = 1_000  # a timestamp this far ahead of the server is refused
+MAX_PRICE: Final = Decimal(1_000_000)  # the PRICE_FILTER's maxPrice (Binance's BTCUSDT)
+MAX_QTY: Final = Decimal(9000)  # the LOT_SIZE filter's maxQty
+MAX_NOTIONAL: Final = Decimal(9_000_000)  # the NOTIONAL filter's maxNotional
 PLACES: Final = 8
 """Binance spot prints every price, quantity and amount with 8 decimals (``"0.00100000"``)."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -227,3 +228,90 @@ def test_a_buy_must_pay_its_notional_and_its_fee_from_the_free_quote() -> None:
     assert not ledger("1").affordable(KEY, Side.BUY, price, lots)  # 0.006 USDT short
     assert ledger("-1").affordable(KEY, Side.BUY, price, lots)  # a rebate is no charge
     assert ledger("1").affordable(KEY, Side.BUY, price, lots - INSTR.size_step_lots)
+
+
+def http_get(url: str) -> tuple[int, dict[str, str], Any]:
+    """(status, headers lower-cased, JSON body) of one GET, 4xx/5xx included."""
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, \
+                orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, \
+            orjson.loads(exc.read())
+
+
+async def test_rest_replies_carry_the_weight_used_and_depth_takes_any_limit_to_5000(
+        tmp_path: Path) -> None:
+    async with sim_venue(tmp_path, speed=1.0, wait_for_subscriber=False) as sim:
+        await synced(sim)
+        base = f"{sim.rest_url}/api/v3"
+
+        async def get(path: str) -> tuple[int, dict[str, str], Any]:
+            return await asyncio.to_thread(http_get, base + path)
+
+        used = []
+        for path, weight in (("/ping", 1), ("/time", 1), ("/exchangeInfo", 20),
+                             ("/depth?symbol=BTCUSDT&limit=7", 5),
+                             ("/depth?symbol=BTCUSDT&limit=101", 25),
+                             ("/depth?symbol=BTCUSDT&limit=1000", 50),
+                             ("/depth?symbol=BTCUSDT&limit=4999", 250),
+                             ("/depth?symbol=BTCUSDT&limit=0", 5),  # refused, still charged
+                             ("/nowhere", 1)):
+            status, headers, _ = await get(path)
+            assert headers["x-mbx-used-weight-1m"] == headers["x-mbx-used-weight"], path
+            used.append((path, int(headers["x-mbx-used-weight-1m"])))
+            if len(used) > 1:
+                assert used[-1][1] - used[-2][1] == weight, used  # one minute, one IP
+        status, _, body = await get("/depth?symbol=BTCUSDT&limit=7")
+        assert status == 200 and len(body["bids"]) == len(body["asks"]) == 7
+        # the book's levels: 8 decimals as Binance prints them
+        assert all(len(p.partition(".")[2]) == 8 == len(q.partition(".")[2])
+                   for p, q in body["bids"] + body["asks"])
+        status, _, body = await get("/depth?symbol=BTCUSDT&limit=0")
+        assert status == 400 and body["code"] == -1100 and "1 to 5000" in body["msg"]
+        # the WebSocket API's weight is the same IP's
+        async with ws_api(sim) as client:
+            answer = await client.call(api.server_time(request_id="w"))
+        status, headers, _ = await get("/ping")
+        assert answer["rateLimits"][0]["count"] + 1 == int(headers["x-mbx-used-weight-1m"])
+
+
+async def test_exchange_info_describes_what_the_sim_accepts(tmp_path: Path) -> None:
+    async with sim_venue(tmp_path, speed=1.0, wait_for_subscriber=False) as sim, \
+            ws_api(sim) as client:
+        bid, _ = await synced(sim)
+        _, _, info = await asyncio.to_thread(http_get, f"{sim.rest_url}/api/v3/exchangeInfo")
+        assert info["rateLimits"] == [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                                       "intervalNum": 1, "limit": 6000}]
+        (symbol,) = info["symbols"]
+        assert symbol["cancelReplaceAllowed"] is True
+        filters = {f["filterType"]: f for f in symbol["filters"]}
+
+        async def code(order_type: str, price: str, qty: str) -> int:
+            params = {"symbol": "BTCUSDT", "side": "BUY", "type": order_type,
+                      "price": price, "quantity": qty}
+            answer = await client.signed(api.ORDER_PLACE, params)
+            return int(answer["status"] == 200 or answer["error"]["code"])
+
+        far = INSTR.price_str(bid - 100_000)
+        # the order types listed are accepted, the others refused
+        assert symbol["orderTypes"] == ["LIMIT_MAKER"]
+        assert await code("LIMIT_MAKER", far, "0.001") == 1
+        assert await code("LIMIT", far, "0.001") == api.UNSUPPORTED_OPERATION
+        # every filter's bounds, as listed, enforced: just inside passes, just outside fails
+        price, lot, notional = (filters["PRICE_FILTER"], filters["LOT_SIZE"],
+                                filters["NOTIONAL"])
+        tick, step = Decimal(price["tickSize"]), Decimal(lot["stepSize"])
+        assert await code("LIMIT_MAKER", str(Decimal(far) + tick / 2), "0.001") == -1013
+        assert await code("LIMIT_MAKER", price["maxPrice"], "0.00001") == -2010  # it checked
+        assert await code("LIMIT_MAKER", str(Decimal(price["maxPrice"]) + tick),
+                          "0.00001") == -1013
+        assert await code("LIMIT_MAKER", far, str(Decimal("0.001") + step / 2)) == -1013
+        assert await code("LIMIT_MAKER", "20.00", lot["maxQty"]) == -2010  # 180,000 USDT
+        assert await code("LIMIT_MAKER", "20.00", str(Decimal(lot["maxQty"]) + step)) == -1013
+        min_qty = Decimal(notional["minNotional"]) / Decimal(far)
+        under = (min_qty // step) * step
+        assert await code("LIMIT_MAKER", far, str(under)) == -1013
+        assert await code("LIMIT_MAKER", far, str(under + step)) == 1
+        assert Decimal(lot["minQty"]) == INSTR.lots.to_decimal(INSTR.min_size_lots)
