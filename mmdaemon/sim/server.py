@@ -11,8 +11,10 @@ Routes (one port):
   endpoints take ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS``/``SET_PROPERTY``/
   ``GET_PROPERTY`` (see :mod:`mmdaemon.sim.market`);
 - ``GET /api/v3/depth?symbol=S&limit=N``: the book at the replay position, with its
-  ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``
-  (complete enough for ccxt's market parser);
+  ``lastUpdateId`` (any limit from 1, at most 5000 levels); ``GET /api/v3/ping``,
+  ``/api/v3/time``, ``/api/v3/exchangeInfo`` (what the sim accepts; enough for ccxt's and
+  Binance's SDK's parsers). Every REST reply carries the request weight used this minute
+  (``x-mbx-used-weight-1m``), counted with the WebSocket API's, as one IP's;
 - ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.protocol`),
   when an order-entry engine is attached.
 
