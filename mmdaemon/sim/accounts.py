@@ -288,7 +288,8 @@ class Ledger:
         return size <= account.base_lots - locked_base
 
     def balances(self, api_key: str) -> list[tuple[str, str, str]]:
-        """(asset, free, locked) texts; free may be negative when balances are not enforced."""
+        """(asset, free, locked) texts, as booked (the matching keeps free >= 0 by refusing
+        what an account cannot pay for)."""
         inst = self.instrument
         account = self.accounts[api_key]
         locked_base, locked_quote = self.locked(api_key)
