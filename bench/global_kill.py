@@ -108,8 +108,8 @@ def main() -> None:
                 f'api_key = "bench{name}"\napi_secret = "bench-secret-{name}"\n')
             creds += ["--credentials", str(tmp / f"creds-{name}.toml")]
         mm = [sys.executable, "-m", "mmdaemon"]
-        sim = Proc([*mm, "sim", *map(str, SPOT_FILES), "--port", str(sim_port),
-                    "--speed", "1", *creds])
+        sim = Proc([*mm, "sim", "--balance", "BTC=1", "--balance", "USDT=100000",
+                    *map(str, SPOT_FILES), "--port", str(sim_port), "--speed", "1", *creds])
         daemons: list[Proc] = []
         results: list[dict[str, float]] = []
         try:

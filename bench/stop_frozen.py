@@ -111,7 +111,8 @@ def main() -> None:
         tmp = Path(tmp_text)
         budget_ms = getattr(load_config(REPO / "config" / "sim.toml").exchange,
                             "stop_timeout_ms", None)
-        sim = Proc([sys.executable, "-m", "mmdaemon", "sim", *map(str, SPOT_FILES),
+        sim = Proc([sys.executable, "-m", "mmdaemon", "sim", "--balance", "BTC=1",
+                    "--balance", "USDT=100000", *map(str, SPOT_FILES),
                     "--port", str(port), "--speed", "1"])
         try:
             sim.wait(0, 30, event="sim_listening")

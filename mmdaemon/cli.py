@@ -227,8 +227,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="the venue to be: binance-usdm serves USD-M futures recordings, "
                           "several symbols at once (one per file)")
     sim.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
-                     help="each account's starting balance of ASSET; repeat per asset "
-                          "(binance-usdm: USDT only)")
+                     help="a starting balance of every account, e.g. --balance BTC=1 "
+                          "--balance USDT=100000 (none: 0, as a new Binance account; a "
+                          "credentials file's balances table overrides it for its account; "
+                          "binance-usdm: USDT only)")
     sim.add_argument("--funding-interval", metavar="DURATION",
                      help="binance-usdm: funding every DURATION of the sim's clock "
                           "(default 8h; 30s, 500ms)")
@@ -329,8 +331,6 @@ def _main(argv: Sequence[str] | None) -> int:
                             args.credentials or ["env"], args.maker_fee_bps,
                             args.wait_for_subscriber, args.balance,
                             args.funding_interval or "8h", args.funding_rate or "0.0001")
-        if args.balance:  # until the spot sim's accounts take starting balances
-            raise UsageError("mmdaemon sim: --balance: only with --venue binance-usdm for now")
         if args.funding_interval or args.funding_rate:
             raise UsageError("mmdaemon sim: --funding-interval, --funding-rate: only with "
                              "--venue binance-usdm (spot has no funding)")
@@ -340,7 +340,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log.configure(args.log_level or "info", sys.stdout.buffer, log_format=args.log_format)
         return sim(args.recordings, args.host, args.port, args.speed, args.symbol,
                    args.credentials or ["env"], args.maker_fee_bps, args.wait_for_subscriber,
-                   reference)
+                   reference, args.balance)
     if args.command == "report":
         from mmdaemon.commands.results import report
 

@@ -25,6 +25,8 @@ T = TypeVar("T")
 DRYRUN = REPO / "config" / "dryrun.toml"
 PRICE_DIVISOR = Decimal(25)  # another symbol made of the bundled one: prices / 25,
 SIZE_FACTOR = Decimal(1000)  # sizes x 1,000 (see rewrite)
+SIM_BALANCES = ("--balance", "BTC=1", "--balance", "USDT=100000")
+"""What ``mmdaemon sim``'s accounts start with in tests that trade (none: 0, as at Binance)."""
 
 
 def _value(v: Any) -> str:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -200,17 +202,50 @@ def reference_spec(recordings: list[str], venue: str, symbol: str, port: int,
     return ReferenceSpec(tuple(Path(p) for p in recordings), instrument, VENUES[venue], port)
 
 
+def file_balances(path: Path) -> dict[str, Decimal] | None:
+    """The ``balances`` table of the credentials file ``path`` (``balances = { BTC = "1",
+    USDT = "100000" }``): its account's starting balances; None when it has none. ValueError
+    naming the file and the fix for a table that is not one of ``ASSET = "AMOUNT"``."""
+    from mmdaemon.sim.balances import parse_amount
+
+    with path.open("rb") as f:
+        table = tomllib.load(f).get("balances")
+    if table is None:
+        return None
+    form = 'balances = { BTC = "1", USDT = "100000" }'
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: balances: expected a table such as {form}")
+    out: dict[str, Decimal] = {}
+    for asset, amount in table.items():
+        # a TOML float is binary: 0.1 would not be the amount written
+        if isinstance(amount, bool) or not isinstance(amount, str | int):
+            raise ValueError(f"{path}: balances.{asset}: expected the amount as a string "
+                             f"such as \"0.5\", as in {form}")
+        if not (asset.isascii() and asset.isalnum()):
+            raise ValueError(f"{path}: balances: {asset!r} is not an asset name such as BTC")
+        out[asset.upper()] = parse_amount(asset.upper(), str(amount))
+    return out
+
+
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
         credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False,
-        reference: ReferenceSpec | None = None) -> int:
+        reference: ReferenceSpec | None = None, balance: list[str] | None = None) -> int:
     """``mmdaemon sim``: serve ``recordings`` (and the ``reference`` venue's) until
-    SIGTERM/SIGINT."""
+    SIGTERM/SIGINT. Every account starts with ``balance`` (``ASSET=AMOUNT`` texts; none: 0,
+    as a new Binance account), unless its credentials file has a ``balances`` table."""
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.exchange.fill_model import PaperVenue
+    from mmdaemon.sim.balances import balances
     from mmdaemon.sim.orders import OrderEntry
     from mmdaemon.sim.server import SimVenue
+    from mmdaemon.venues.binance_parse import assets_of
 
     speed = speed_and_recordings("sim", recordings, speed_text)
+    try:
+        every = balances(balance or [])
+    except ValueError as exc:
+        print(f"mmdaemon sim: --balance: {exc}", file=sys.stderr)
+        return 2
     instrument = BINANCE_SPOT_BTCUSDT
     if symbol != instrument.symbol:
         print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
@@ -221,12 +256,25 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     try:
         # the fake venue's accounts: a path on the command line is relative to the working
         # directory, and the test keys need no guarding
-        accounts = [load_credentials(source if source == "env" else str(Path(source).absolute()),
-                                     allow_readable=True) for source in credentials]
+        sources = [source if source == "env" else str(Path(source).absolute())
+                   for source in credentials]
+        accounts = [load_credentials(source, allow_readable=True) for source in sources]
+        starting = {c.api_key: every for c in accounts}
+        for source, account in zip(sources, accounts, strict=True):
+            own = None if source == "env" else file_balances(Path(source))
+            if own is not None:
+                starting[account.api_key] = own
+        assets = assets_of(instrument.symbol)
+        for key, held in starting.items():
+            if not any(held.get(asset) for asset in assets):
+                logger.warning("sim_account_empty", api_key=f"{key[:4]}...",
+                               fix=f"--balance {assets.base}=1 --balance {assets.quote}=100000 "
+                                   "or a balances table in its credentials file",
+                               reason="its orders are refused -2010 insufficient balance")
         # matching on the sim's own clock: loopback is the latency, so the venue adds none
         order_entry = OrderEntry(instrument, PaperVenue(instrument, 0, maker_fee_bps, "0"),
                                  {c.api_key: c.secret for c in accounts},
-                                 lambda: clock.wall_ns() // 1_000_000)
+                                 account_balances=starting)
     except CredentialsError as exc:
         logger.warning("sim_market_data_only", reason=str(exc))
     except ValueError as exc:

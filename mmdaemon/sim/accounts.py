@@ -15,10 +15,12 @@ spot 1e-10 USDT), times model ms since the epoch. Invariants: an order is in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Final, NamedTuple
 
+from mmdaemon.exchange.fill_model import fee_units
 from mmdaemon.model import Fill, Instrument, Side
 from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
@@ -44,14 +46,17 @@ class Account:
     """One API key's spot account, exact: base asset in lots, quote asset in notional units.
 
     ``position_lots`` is the net base bought minus sold since the start, in lots;
-    ``update_ms`` the model time of the last fill.
+    ``update_ms`` the model time of the last fill; ``other`` the starting balances of assets
+    the symbol does not trade (listed by ``account.status``, never moved).
     """
 
-    __slots__ = ("base_lots", "position_lots", "quote_units", "update_ms")
+    __slots__ = ("base_lots", "other", "position_lots", "quote_units", "update_ms")
 
-    def __init__(self, base_lots: int, quote_units: int) -> None:
+    def __init__(self, base_lots: int, quote_units: int,
+                 other: Mapping[str, Decimal] | None = None) -> None:
         self.base_lots = base_lots
         self.quote_units = quote_units
+        self.other = dict(other or {})
         self.position_lots = 0
         self.update_ms = 0
 
@@ -127,17 +132,19 @@ class VenueOrder:
 class Ledger:
     """Every account of the sim venue for ``instrument``: balances, orders, trades.
 
-    Each of ``api_keys`` starts with ``base_lots`` of the base asset and ``quote_units``
-    notional units of the quote asset; ``assets`` names them. Commissions are charged in
-    the quote asset (the sim's deviation from Binance, see :mod:`mmdaemon.sim.orders`).
+    ``accounts`` maps each API key to its account as it starts; ``assets`` names the base and
+    quote asset. Commissions are charged in the quote asset (the sim's deviation from
+    Binance, see :mod:`mmdaemon.sim.orders`), at ``fee_bps`` at most: a buy must be able to
+    pay its notional and that fee from the free quote balance.
     """
 
-    def __init__(self, instrument: Instrument, assets: api.Assets, api_keys: Iterable[str],
-                 base_lots: int, quote_units: int) -> None:
+    def __init__(self, instrument: Instrument, assets: api.Assets,
+                 accounts: Mapping[str, Account], fee_bps: Fraction = Fraction(0)) -> None:
         self.instrument = instrument
         self.assets = assets
-        self.api_keys = tuple(api_keys)
-        self.accounts = {key: Account(base_lots, quote_units) for key in self.api_keys}
+        self.api_keys = tuple(accounts)
+        self.accounts = dict(accounts)
+        self.fee_bps = fee_bps
         self.trades: dict[str, list[api.AccountTrade]] = {key: [] for key in self.api_keys}
         self.history: dict[int, VenueOrder] = {}  # every accepted order by orderId
         self.latest: dict[tuple[str, str], VenueOrder] = {}  # (api key, client id) -> newest
@@ -269,23 +276,30 @@ class Ledger:
 
     def affordable(self, api_key: str, side: Side, price: int, size: int) -> bool:
         """Whether the account's free balance covers a new order of ``size`` lots at
-        ``price`` ticks (a buy reserves its notional, a sell its lots; fees not counted)."""
+        ``price`` ticks: a sell needs its lots of the base asset, a buy its notional and the
+        most fee it can be charged (in the quote asset, see the class docstring) of the
+        quote asset, beyond what open orders lock."""
         account = self.accounts[api_key]
         locked_base, locked_quote = self.locked(api_key)
         if side is Side.BUY:
-            return price * size <= account.quote_units - locked_quote
+            notional = price * size
+            fee = max(fee_units(notional, self.fee_bps), 0)
+            return notional + fee <= account.quote_units - locked_quote
         return size <= account.base_lots - locked_base
 
     def balances(self, api_key: str) -> list[tuple[str, str, str]]:
-        """(asset, free, locked) texts; free may be negative when balances are not enforced."""
+        """(asset, free, locked) texts, as booked (the matching keeps free >= 0 by refusing
+        what an account cannot pay for)."""
         inst = self.instrument
         account = self.accounts[api_key]
         locked_base, locked_quote = self.locked(api_key)
         return [
-            (self.assets.base, inst.size_str(account.base_lots - locked_base),
-             inst.size_str(locked_base)),
+            (self.assets.base, wire.qty_str(inst, account.base_lots - locked_base),
+             wire.qty_str(inst, locked_base)),
             (self.assets.quote, wire.notional_str(inst, account.quote_units - locked_quote),
              wire.notional_str(inst, locked_quote)),
+            *((asset, wire.amount_str(amount), wire.amount_str(Decimal(0)))
+              for asset, amount in sorted(account.other.items())),
         ]
 
     def position_event(self, api_key: str, ms: int) -> dict[str, Any]:

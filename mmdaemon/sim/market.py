@@ -45,7 +45,8 @@ from mmdaemon.feed.recording import read_recording
 from mmdaemon.feed.replay import paced
 from mmdaemon.market import MarketState
 from mmdaemon.model import NS_PER_MS, BookUpdate, Instrument, Malformed, Trade
-from mmdaemon.venues.binance import BinanceCodec, Market
+from mmdaemon.sim.clock import SimClock
+from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)  # spot's GET /api/v3/depth
 USDM_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)  # USD-M's GET /fapi/v1/depth
@@ -133,15 +134,20 @@ class MarketTape:
     """Replay ``paths`` at ``speed`` (None: as fast as possible) to stream subscribers;
     with ``wait_for_subscriber``, not before the first stream connection (so that a client
     sees a burst at ``--speed max`` from its start). ``market`` is the venue's kind: its
-    depth-sync rules and the shape of its REST snapshot."""
+    depth-sync rules and the shape of its REST snapshot. ``sim_clock`` is the sim's time line
+    (shared with the reference tape and the order entry; default: a new one on ``clock``):
+    the tape fixes its offset at the first timed frame, and every venue time it shows or
+    hands the ``listener`` is on it."""
 
     def __init__(self, paths: Iterable[str | Path], instrument: Instrument, speed: float | None,
                  clock: Clock, listener: MarketListener | None = None, *,
-                 wait_for_subscriber: bool = False, market: Market = "spot") -> None:
+                 wait_for_subscriber: bool = False, market: Market = "spot",
+                 sim_clock: SimClock | None = None) -> None:
         self.instrument = instrument
         self.paths = [Path(p) for p in paths]
         self.speed = speed
         self.clock = clock
+        self.sim_clock = sim_clock if sim_clock is not None else SimClock(clock, speed)
         self.kind: Market = market
         self.market = MarketState(BinanceCodec(instrument, market))
         self.listener = listener
@@ -185,17 +191,25 @@ class MarketTape:
     def play(self, recv_ns: int, frame: bytes) -> None:
         """One recorded frame: into this tape's book (and the order entry's market), then
         out to its subscribers."""
-        market, listener = self.market, self.listener
+        market, listener, sim = self.market, self.listener, self.sim_clock
+        # the venue's time of this frame on the sim's time line (a frame without one, such
+        # as a spot bookTicker or a REST snapshot, is at the latest time played); the
+        # recorder's receive time is not the venue's (the bundled one runs 1.27 s behind)
+        recorded_ns = frame_event_ns(frame)
+        if recorded_ns:
+            sim.start(recorded_ns)
+            sim.played(sim.venue_ns(recorded_ns))
+        now_ns = sim.position_ns
         if listener is not None:
-            listener.advance(recv_ns)  # strict time order: arrivals meet the book before
+            listener.advance(now_ns)  # strict time order: arrivals meet the book before
         events = market.on_frame(recv_ns, frame)
         for event in events:
             if type(event) is BookUpdate:
-                self.last_event_ms = event.exch_ns // NS_PER_MS
+                self.last_event_ms = sim.venue_ns(event.exch_ns) // NS_PER_MS
                 if listener is not None:
-                    listener.on_book(market.book, recv_ns)
+                    listener.on_book(market.book, now_ns)
             elif type(event) is Trade and listener is not None:
-                listener.on_trade(event, recv_ns)
+                listener.on_trade(event, now_ns)
         if self._silent_until_ns and self.clock.monotonic_ns() < self._silent_until_ns:
             return  # a reference tape's silence: its market moves on, nothing is sent
         self._publish(frame)
@@ -221,10 +235,11 @@ class MarketTape:
             raw_targets = [ws for ws in targets if ws in raw]
             if raw_targets:
                 targets = [ws for ws in targets if ws not in raw]
-                broadcast(raw_targets, raw_payload(frame, stream_end).decode())
+                payload = raw_payload(frame, stream_end)
+                broadcast(raw_targets, self.sim_clock.shift_frame(payload).decode())
                 self.frames_sent += len(raw_targets)
         if targets:
-            broadcast(targets, frame.decode())
+            broadcast(targets, self.sim_clock.shift_frame(frame).decode())
             self.frames_sent += len(targets)
 
     # -- connections ----------------------------------------------------------------------

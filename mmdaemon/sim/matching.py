@@ -8,10 +8,14 @@ market events of the tape, turns what it decides into the state of the
 subscribers are to receive (:meth:`Matching.take_events`). No I/O: the connection shell
 sends the events.
 
-Time. Order events are stamped with model time: the ``now_ns`` of the last market event
-(:meth:`Matching.on_book`, :meth:`Matching.on_trade`, :meth:`Matching.advance`), in ms,
-which is also the time requests are handed to the PaperVenue at; before the first market
-event, the server clock ``now_ms()``.
+Time. Requests are handed to the PaperVenue at model time: the ``now_ns`` of the last
+market event (:meth:`Matching.on_book`, :meth:`Matching.on_trade`, :meth:`Matching.advance`),
+which the tape gives on the sim's time line (:mod:`mmdaemon.sim.clock`). Order events and
+answers are stamped with the sim's clock once :meth:`Matching.use_clock` gave it one (never
+behind model time); a fill's transaction time ``T`` (and its ``myTrades`` time) is the model
+time of the market event that filled it, as a venue's fill shares its trade's time. Without
+a clock, everything is stamped with model time, and before the first market event with the
+server clock ``now_ms()``.
 
 Synchronous answers. Binance answers ``order.place`` after the matching engine ran it, so a
 post-only order that would cross is refused in the response (-2010 "Order would immediately
@@ -56,20 +60,17 @@ class Matching:
     """Orders of the ``ledger``'s accounts, matched in ``venue`` (one symbol).
 
     ``now_ms`` is the server clock (ms since the epoch), used for model time until the
-    first market event; with ``enforce_balance`` an order the account cannot afford is
-    refused (-2010). ``faults`` learns of fills (held responses, see
-    :mod:`mmdaemon.sim.faults`).
+    first market event; an order the account cannot afford is refused (-2010).
+    ``faults`` learns of fills (held responses, see :mod:`mmdaemon.sim.faults`).
     """
 
     def __init__(self, instrument: Instrument, venue: PaperVenue, ledger: Ledger,
-                 faults: Faults, now_ms: Callable[[], int], *,
-                 enforce_balance: bool = False) -> None:
+                 faults: Faults, now_ms: Callable[[], int]) -> None:
         self.instrument = instrument
         self.venue = venue
         self.ledger = ledger
         self.faults = faults
         self._now_ms = now_ms
-        self.enforce_balance = enforce_balance
         self.book: OrderBook | None = None
         self.now_ns = 0  # model time: the last market event's now_ns
         self._next_id = 0  # venue order ids (also the PaperVenue ids)
@@ -77,6 +78,12 @@ class Matching:
         self._in_venue: dict[int, VenueOrder] = {}  # orders the PaperVenue still holds open
         self.outbox: list[UserDataEvent] = []  # events not yet taken, in the order they happened
         self.placed: list[int] | None = None  # when a list: orders placed are appended to it
+        self._clock: Callable[[], int] | None = None  # the sim's clock (ms), see use_clock
+
+    def use_clock(self, now_ms: Callable[[], int]) -> None:
+        """Stamp events and answers with ``now_ms()`` (the sim's clock, ms since the epoch;
+        never behind the model time the tape hands in)."""
+        self._clock = now_ms
 
     # ---- market side (from the tape) --------------------------------------------------------
 
@@ -111,6 +118,11 @@ class Matching:
     # ---- orders (from requests) -------------------------------------------------------------
 
     def ms(self) -> int:
+        """The time of what happens now, in ms: the sim's clock when there is one, else
+        :meth:`model_ms`."""
+        return self._clock() if self._clock is not None else self.model_ms()
+
+    def model_ms(self) -> int:
         """Model time in ms (the server clock before the first market event)."""
         return self.now_ns // NS_PER_MS if self.now_ns else self._now_ms()
 
@@ -123,10 +135,11 @@ class Matching:
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_DUPLICATE_ORDER)
         if self.book is None:
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_MARKET_CLOSED)
+        # the account is checked before the order reaches the matching engine
+        if not ledger.affordable(api_key, side, price, size):
+            raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_INSUFFICIENT_BALANCE)
         if self._would_take(side, price):
             raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_WOULD_TAKE)
-        if self.enforce_balance and not ledger.affordable(api_key, side, price, size):
-            raise wire.Reject(api.NEW_ORDER_REJECTED, wire.MSG_INSUFFICIENT_BALANCE)
         self._next_id += 1
         order_id = self._next_id
         if client_id is None:
@@ -226,10 +239,11 @@ class Matching:
         if order is None:
             return
         self.faults.note_fill(fill.order_id)
-        trade = self.ledger.record_fill(order, fill, self.ms())
+        trade = self.ledger.record_fill(order, fill, self.model_ms())
         self._report(
             order,
             "TRADE",
+            transact_ms=trade.time_ms,
             last_qty=fill.size,
             last_price=fill.price,
             commission=wire.notional_str(self.instrument, fill.fee),
@@ -249,8 +263,10 @@ class Matching:
         trade_id: int = -1,
         is_maker: bool = False,
         reject_reason: str = api.REJECT_NONE,
+        transact_ms: int | None = None,
     ) -> None:
-        """Queue an ``executionReport`` of ``order`` for its account's subscribers."""
+        """Queue an ``executionReport`` of ``order`` for its account's subscribers, at
+        :meth:`ms` (``transact_ms``: its transaction time ``T``, if not then)."""
         self._exec_seq += 1
         ms = self.ms()
         cancel = execution_type == "CANCELED"
@@ -259,7 +275,7 @@ class Matching:
             order.view(),
             execution_type=execution_type,
             event_ms=ms,
-            transact_ms=ms,
+            transact_ms=ms if transact_ms is None else transact_ms,
             execution_id=self._exec_seq,
             client_id=order.cancel_client_id if cancel else None,
             orig_client_id=order.client_id if cancel else "",

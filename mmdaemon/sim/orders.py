@@ -17,8 +17,9 @@ Deviations from Binance, on purpose: commissions are charged in the quote asset 
 sides (Binance charges a buyer in the base asset unless paying with BNB) with the
 PaperVenue's maker rate, and may be negative for a rebate; ``order.cancelReplace`` is a
 cancel and a new order (a new ``orderId`` at the back of the queue), exactly as at Binance;
-balances are not checked unless ``enforce_balance`` (then -2010 "Account has insufficient
-balance for requested action."); only the REQUEST_WEIGHT rate limit is modelled (orders
+an order the account's free balance cannot pay for is refused, -2010 "Account has
+insufficient balance for requested action." (a buy needs its notional and the most fee it
+can be charged, a sell its quantity); only the REQUEST_WEIGHT rate limit is modelled (orders
 per 10 s are not); each API key is its own account; orders survive a disconnect.
 ``myTrades`` answers from each account's trade history (every fill, kept for the life of
 the sim), ``order.status`` from every order ever accepted, open or closed.
@@ -42,7 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -55,11 +57,33 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import Instrument, Trade
 from mmdaemon.sim import wire
 from mmdaemon.sim.accounts import Account, Ledger, OpenOrder
+from mmdaemon.sim.balances import StartingBalances
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.faults import Faults
 from mmdaemon.sim.matching import Matching
 from mmdaemon.sim.protocol import OrderEntryProtocol, Subscriptions
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
+
+
+def _account(instrument: Instrument, assets: api.Assets,
+             balances: StartingBalances) -> Account:
+    """An account starting with ``balances``: the base asset a whole number of lots, the
+    quote asset of notional units (ValueError naming the asset and the grid otherwise); an
+    asset missing is 0, any other asset is kept as it is."""
+    base = Fraction(balances.get(assets.base, Decimal(0))) / Fraction(instrument.lot_size)
+    quote = Fraction(balances.get(assets.quote, Decimal(0))) / parse.notional_unit(instrument)
+    for asset, units, unit in ((assets.base, base, wire.qty_str(instrument, 1)),
+                               (assets.quote, quote, wire.notional_str(instrument, 1))):
+        if units.denominator != 1 or units < 0:
+            raise ValueError(f"balance of {asset} {balances[asset]:f}: expected a "
+                             f"non-negative whole number of {unit}")
+    other = {a: v for a, v in balances.items() if a not in (assets.base, assets.quote)}
+    return Account(int(base), int(quote), other)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class _Conn:
@@ -78,10 +102,12 @@ class OrderEntry:
     """Order entry of the sim venue for ``instrument``, matching in ``venue``.
 
     ``api_keys`` maps API key -> HMAC secret; each key is its own account, starting with
-    ``base_balance`` and ``quote_balance`` (decimal text). ``now_ms`` is the server clock in
-    ms since the epoch (timing checks); ``recv_window_max_ms`` the largest ``recvWindow``
-    accepted. ``weight_limit`` is the request weight per minute (all connections, as for
-    one IP); ``max_queue`` bounds each connection's outgoing frames.
+    ``base_balance`` and ``quote_balance`` (decimal text) or, for a key in
+    ``account_balances``, with those balances (an asset not given: 0). ``now_ms`` is the
+    clock signed requests are checked against and ``time`` tells, in ms since the epoch;
+    None: the sim's (:meth:`use_clock`; the wall clock until then). ``recv_window_max_ms``
+    the largest ``recvWindow`` accepted. ``weight_limit`` is the request weight per minute (all
+    connections, as for one IP); ``max_queue`` bounds each connection's outgoing frames.
     """
 
     def __init__(
@@ -89,14 +115,14 @@ class OrderEntry:
         instrument: Instrument,
         venue: PaperVenue,
         api_keys: dict[str, str],
-        now_ms: Callable[[], int],
+        now_ms: Callable[[], int] | None = None,
         recv_window_max_ms: int = api.MAX_RECV_WINDOW_MS,
         *,
         base_asset: str | None = None,
         quote_asset: str | None = None,
         base_balance: str = "0",
         quote_balance: str = "0",
-        enforce_balance: bool = False,
+        account_balances: Mapping[str, StartingBalances] | None = None,
         weight_limit: int = 6000,
         max_queue: int = 1024,
     ) -> None:
@@ -115,22 +141,44 @@ class OrderEntry:
             base_asset = base_asset or guess.base
             quote_asset = quote_asset or guess.quote
         self.assets = api.Assets(base_asset, quote_asset)
-        base_lots = instrument.lots.to_units(base_balance)
-        quote = Fraction(Decimal(quote_balance)) / parse.notional_unit(instrument)
-        if quote.denominator != 1 or quote < 0:
-            raise ValueError(f"OrderEntry.quote_balance {quote_balance!r} is not a whole "
-                             f"non-negative number of {wire.notional_str(instrument, 1)}")
+        every = {self.assets.base: Decimal(base_balance),
+                 self.assets.quote: Decimal(quote_balance)}
+        own = account_balances or {}
+        unknown = sorted(set(own) - set(api_keys))
+        if unknown:
+            raise ValueError(f"OrderEntry.account_balances: no such API key {unknown[0][:4]}...")
+        accounts = {key: _account(instrument, self.assets, own.get(key, every))
+                    for key in api_keys}
         self._max_queue = max_queue
-        self.ledger = Ledger(instrument, self.assets, api_keys, base_lots, int(quote))
+        self._signing_clock_given = now_ms is not None
+        if now_ms is None:
+            now_ms = _wall_ms
+        self.ledger = Ledger(instrument, self.assets, accounts, venue.maker_fee_bps)
         self.faults = Faults()
-        self.matching = Matching(instrument, venue, self.ledger, self.faults, now_ms,
-                                 enforce_balance=enforce_balance)
+        self.matching = Matching(instrument, venue, self.ledger, self.faults, now_ms)
         self.protocol = OrderEntryProtocol(instrument, self.matching, api_keys, now_ms,
                                            recv_window_max_ms=recv_window_max_ms,
                                            weight_limit=weight_limit)
         self._conns: set[_Conn] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.overflows = 0  # connections closed because their queue filled up
+
+    def use_clock(self, clock: SimClock) -> None:
+        """Run on the sim's one clock: events and answers are stamped with it and, unless
+        a ``now_ms`` was given, signed requests are checked against it."""
+        self.matching.use_clock(clock.now_ms)
+        if not self._signing_clock_given:
+            self.protocol.use_clock(clock.signing_ms)
+
+    def charge(self, weight: int) -> int:
+        """Charge a REST request's ``weight`` to the request weight the WebSocket API
+        counts (one IP's); the weight used this minute."""
+        return self.protocol.charge(weight)
+
+    @property
+    def weight_limit(self) -> int:
+        """The request weight allowed per minute."""
+        return self.protocol.weight_limit
 
     # ---- market side (sync, from the tape) --------------------------------------------------
 

@@ -110,6 +110,7 @@ class OrderEntryProtocol:
         self.weight_limit = weight_limit
         self._min_notional = (  # notional units
             Fraction(instrument.min_notional) / parse.notional_unit(instrument))
+        self._max_notional = Fraction(wire.MAX_NOTIONAL) / parse.notional_unit(instrument)
         self._weight_minute = -1
         self._weight_used = 0
         self.internal_errors = 0  # requests answered -1000 (a bug: should stay 0)
@@ -127,6 +128,10 @@ class OrderEntryProtocol:
             api.ORDER_STATUS: _Method(self._order_status, 4, True),
             api.MY_TRADES: _Method(self._my_trades, 20, True),
         }
+
+    def use_clock(self, now_ms: Callable[[], int]) -> None:
+        """Check timing, count weight and answer ``time`` with ``now_ms()`` from now on."""
+        self._now_ms = now_ms
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -189,6 +194,11 @@ class OrderEntryProtocol:
                 limits,
             )
         return wire.response_ok(request_id, result, limits)
+
+    def charge(self, weight: int) -> int:
+        """Charge ``weight`` to the minute's request weight (REST and WebSocket API count
+        together, as one IP's at the venue); the weight used this minute, this included."""
+        return self._charge(weight)[0].used
 
     def _charge(self, weight: int) -> tuple[api.RateLimit, ...]:
         minute = self._now_ms() // 60_000
@@ -270,10 +280,13 @@ class OrderEntryProtocol:
             raise Reject(api.TIF_NOT_REQUIRED, wire.ERROR_MESSAGES[api.TIF_NOT_REQUIRED])
         price = _units_param(params, "price", inst.ticks.to_units, "PRICE_FILTER")
         size = _units_param(params, "quantity", inst.lots.to_units, "LOT_SIZE")
+        if inst.ticks.to_decimal(price) > wire.MAX_PRICE:
+            raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("PRICE_FILTER"))
         if self.matching.venue.exchange_filters:
-            if size % inst.size_step_lots or size < inst.min_size_lots:
+            if (size % inst.size_step_lots or size < inst.min_size_lots
+                    or inst.lots.to_decimal(size) > wire.MAX_QTY):
                 raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("LOT_SIZE"))
-            if price * size < self._min_notional:
+            if not self._min_notional <= price * size <= self._max_notional:
                 raise Reject(api.INVALID_MESSAGE, wire.filter_failure_msg("NOTIONAL"))
         client_id = _client_id_param(params, "newClientOrderId")
         resp_type = _str_param(params, "newOrderRespType", required=False) or "ACK"
@@ -447,9 +460,9 @@ class OrderEntryProtocol:
     def _common(self, order: VenueOrder) -> dict[str, Any]:
         inst = self.instrument
         return {
-            "price": inst.price_str(order.price),
-            "origQty": inst.size_str(order.size),
-            "executedQty": inst.size_str(order.executed),
+            "price": wire.price_str(inst, order.price),
+            "origQty": wire.qty_str(inst, order.size),
+            "executedQty": wire.qty_str(inst, order.executed),
             "origQuoteOrderQty": wire.notional_str(inst, 0),
             "cummulativeQuoteQty": wire.notional_str(inst, order.cum_quote),
             "status": order.status,
@@ -485,8 +498,8 @@ class OrderEntryProtocol:
         }
         out.update(self._common(order))
         out.update({
-            "stopPrice": inst.price_str(0),
-            "icebergQty": inst.size_str(0),
+            "stopPrice": wire.price_str(inst, 0),
+            "icebergQty": wire.qty_str(inst, 0),
             "time": order.created_ms,
             "updateTime": order.update_ms,
             "isWorking": order.status in WORKING,

@@ -11,8 +11,10 @@ Routes (one port):
   endpoints take ``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS``/``SET_PROPERTY``/
   ``GET_PROPERTY`` (see :mod:`mmdaemon.sim.market`);
 - ``GET /api/v3/depth?symbol=S&limit=N``: the book at the replay position, with its
-  ``lastUpdateId``; ``GET /api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``
-  (complete enough for ccxt's market parser);
+  ``lastUpdateId`` (any limit from 1, at most 5000 levels); ``GET /api/v3/ping``,
+  ``/api/v3/time``, ``/api/v3/exchangeInfo`` (what the sim accepts; enough for ccxt's and
+  Binance's SDK's parsers). Every REST reply carries the request weight used this minute
+  (``x-mbx-used-weight-1m``), counted with the WebSocket API's, as one IP's;
 - ``/ws-api/v3``: order entry (the WebSocket API subset of :mod:`mmdaemon.sim.protocol`),
   when an order-entry engine is attached.
 
@@ -37,6 +39,7 @@ every stream connection and refuses new ones for a while; the stream faults are 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,9 +54,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from mmdaemon.clock import Clock
-from mmdaemon.model import NS_PER_MS, NS_PER_S, Instrument
+from mmdaemon.model import NS_PER_S, Instrument
+from mmdaemon.sim import wire
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.market import MarketListener, MarketTape
 from mmdaemon.venues.binance import Market
+from mmdaemon.venues.binance_parse import assets_of
 
 DEPTH_FAULTS: Final = ("500", "503", "429", "418", "truncated", "html", "bad_levels", "hang")
 """What :meth:`MarketServer.fail_depth` can do to one depth request: answer HTTP 500 (-1000) or
@@ -67,6 +73,13 @@ request ``hang_s`` seconds before answering it (past the client's timeout)."""
 class OrderEntryHandler(MarketListener, Protocol):
     async def serve(self, websocket: ServerConnection) -> None: ...
 
+    def use_clock(self, clock: SimClock) -> None: ...
+
+    def charge(self, weight: int) -> int: ...
+
+    @property
+    def weight_limit(self) -> int: ...
+
 
 def _json(status: int, payload: Any) -> Response:
     body = orjson.dumps(payload)
@@ -78,6 +91,13 @@ def _json(status: int, payload: Any) -> Response:
 def _error(status: int, code: int, msg: str) -> Response:
     return _json(status, {"code": code, "msg": msg})
 
+
+DEPTH_WEIGHTS: Final = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+"""Binance spot's ``GET /api/v3/depth`` weight by ``limit``: (up to this limit, weight)."""
+USDM_DEPTH_WEIGHTS: Final = ((50, 2), (100, 5), (500, 10), (1000, 20))
+"""The same for USD-M's ``GET /fapi/v1/depth``."""
+MAX_DEPTH_LIMIT: Final = 5000  # spot: a larger limit is answered with this many levels
+EXCHANGE_INFO_WEIGHT: Final = 20
 
 REST_PREFIX: dict[Market, str] = {"spot": "/api/v3", "usdm": "/fapi/v1"}
 """Where each venue's REST market-data endpoints live."""
@@ -125,6 +145,9 @@ class MarketServer:
         self.depth_requests = 0  # depth requests received
         self._refuse_until_ns = 0  # monotonic ns until which stream connections are refused
         self.refused = 0  # stream connections refused
+        self.weight_limit = 6000  # REST request weight per minute, as Binance's per IP
+        self._weight_minute = -1
+        self._weight_used = 0
 
     @property
     def ws_url(self) -> str:
@@ -178,17 +201,53 @@ class MarketServer:
                                           "requests. Please try again in a few minutes.")
             return None  # a websocket: let the handshake go on
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        prefix = self.rest_prefix
-        if url.path == prefix + "/depth":
+        used = self._charge(self._weight(url.path, query))
+        if used > self.weight_limit:
+            response = _error(429, -1003, wire.weight_limit_msg(self.weight_limit))
+            response.headers["Retry-After"] = str(60 - self.tape.sim_clock.signing_ms()
+                                                  // 1000 % 60)  # s: the next minute
+        else:
+            response = await self._rest(url.path, query)
+        # what the venue sends with every REST reply: the IP's request weight this minute
+        response.headers["x-mbx-uuid"] = str(uuid.uuid4())
+        response.headers["x-mbx-used-weight"] = str(used)
+        response.headers["x-mbx-used-weight-1m"] = str(used)
+        return response
+
+    def _weight(self, path: str, query: dict[str, str]) -> int:
+        """The request weight of a REST request, as the venue charges it."""
+        if path == self.rest_prefix + "/depth":
+            try:
+                limit = int(query.get("limit", "100"))
+            except ValueError:
+                return 1
+            table = USDM_DEPTH_WEIGHTS if self.tape.kind == "usdm" else DEPTH_WEIGHTS
+            return next((w for most, w in table if limit <= most), table[-1][1])
+        if path == self.rest_prefix + "/exchangeInfo":
+            return EXCHANGE_INFO_WEIGHT
+        return 1
+
+    def _charge(self, weight: int) -> int:
+        """Charge ``weight`` to this minute of the sim's clock; the weight used in it."""
+        minute = self.tape.sim_clock.signing_ms() // 60_000
+        if minute != self._weight_minute:
+            self._weight_minute, self._weight_used = minute, 0
+        self._weight_used += weight
+        return self._weight_used
+
+    async def _rest(self, path: str, query: dict[str, str]) -> Response:
+        """The answer to one REST request within the weight limit."""
+        url_path, prefix = path, self.rest_prefix
+        if url_path == prefix + "/depth":
             self.depth_requests += 1
             if self._depth_faults:
                 return await self._depth_fault(self._depth_faults.popleft(), query)
             return self._depth(query)
-        if url.path == prefix + "/ping":
+        if url_path == prefix + "/ping":
             return _json(200, {})
-        if url.path == prefix + "/time":
-            return _json(200, {"serverTime": self.tape.clock.wall_ns() // NS_PER_MS})
-        return self._other(url.path, query)
+        if url_path == prefix + "/time":
+            return _json(200, {"serverTime": self.tape.sim_clock.signing_ms()})
+        return self._other(url_path, query)
 
     def _other(self, path: str, query: dict[str, str]) -> Response:
         """A request for none of the market-data routes."""
@@ -202,7 +261,13 @@ class MarketServer:
             limit = int(query.get("limit", "100"))
         except ValueError:
             return _error(400, -1100, "Illegal characters found in parameter 'limit'.")
-        if limit not in self.tape.depth_limits:
+        if self.tape.kind == "spot":
+            # Binance spot: any limit from 1; over 5000 the answer is cut to 5000
+            if limit < 1:
+                return _error(400, -1100, f"Illegal value for parameter 'limit': {limit}; "
+                                          f"legal range is 1 to {MAX_DEPTH_LIMIT}.")
+            limit = min(limit, MAX_DEPTH_LIMIT)
+        elif limit not in self.tape.depth_limits:
             return _error(400, -1100, f"Illegal value for parameter 'limit': {limit}.")
         body = self.tape.depth_snapshot(limit)
         if body is None:
@@ -274,10 +339,14 @@ class SimVenue(MarketServer):
         super().__init__(MarketTape(paths, instrument, speed, clock, order_entry,
                                     wait_for_subscriber=wait_for_subscriber), host, port)
         self.order_entry = order_entry
+        self.sim_clock = self.tape.sim_clock  # the one time line of market and order entry
+        if order_entry is not None:
+            order_entry.use_clock(self.sim_clock)
+            self.weight_limit = order_entry.weight_limit
         self.reference: MarketServer | None = None
         if reference is not None:
             tape = MarketTape(reference.paths, reference.instrument, speed, clock,
-                              market=reference.market)
+                              market=reference.market, sim_clock=self.sim_clock)
             self.tape.reference = tape
             self.reference = MarketServer(tape, host, reference.port)
         self._tape_task: asyncio.Task[None] | None = None
@@ -308,6 +377,12 @@ class SimVenue(MarketServer):
     def _upgrade_paths(self, path: str) -> bool:
         return path == "/ws-api/v3" or super()._upgrade_paths(path)
 
+    def _charge(self, weight: int) -> int:
+        """REST and the WebSocket API share one request weight per minute, as one IP's."""
+        if self.order_entry is None:
+            return super()._charge(weight)
+        return self.order_entry.charge(weight)
+
     def _other(self, path: str, query: dict[str, str]) -> Response:
         if path == "/api/v3/exchangeInfo":
             symbol = query.get("symbol")
@@ -325,35 +400,48 @@ class SimVenue(MarketServer):
     def _exchange_info(self) -> dict[str, Any]:
         """The venue's one symbol, with the fields clients parse markets from.
 
-        ccxt reads ``symbol``, ``status``, ``baseAsset``/``quoteAsset`` (the unified symbol
-        ``BTC/USDT``), ``baseAssetPrecision``/``quotePrecision``, ``permissions``,
-        ``isMarginTradingAllowed`` and the PRICE_FILTER (tick), LOT_SIZE (step, minimum)
-        and NOTIONAL filters; prices in quote currency, sizes in base. No MARKET_LOT_SIZE:
-        the sim takes no market orders.
+        What the sim does, as the venue describes it: the one order type it accepts
+        (LIMIT_MAKER), cancel-replace allowed, the request-weight limit it enforces (REST
+        and WebSocket API together; orders per 10 s and per day are not limited, so not
+        listed) and the filters its order entry checks: PRICE_FILTER (the tick grid, a
+        positive price up to the maximum), LOT_SIZE (the step, minimum and maximum) and
+        NOTIONAL (minimum and maximum), with Binance's BTCUSDT maxima
+        (:data:`~mmdaemon.sim.wire.MAX_PRICE`, ...). ccxt reads ``symbol``, ``status``,
+        ``baseAsset``/``quoteAsset``, the precisions, ``permissions``,
+        ``isMarginTradingAllowed`` and the filters.
         """
         inst = self.instrument
+        assets = assets_of(inst.symbol)
         step = inst.lots.to_decimal(inst.size_step_lots)
         min_size = inst.lots.to_decimal(inst.min_size_lots)
-        return {"timezone": "UTC", "serverTime": self.tape.clock.wall_ns() // 1_000_000,
-                "rateLimits": [], "exchangeFilters": [],
+        places = max(8, inst.price_precision)
+        rate_limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                        "intervalNum": 1, "limit": self.weight_limit}]
+        return {"timezone": "UTC", "serverTime": self.sim_clock.signing_ms(),
+                "rateLimits": rate_limits, "exchangeFilters": [],
                 "symbols": [{
-                    "symbol": inst.symbol, "status": "TRADING", "baseAsset": inst.symbol[:-4],
-                    "quoteAsset": inst.symbol[-4:], "baseAssetPrecision": 8,
+                    "symbol": inst.symbol, "status": "TRADING", "baseAsset": assets.base,
+                    "quoteAsset": assets.quote, "baseAssetPrecision": 8,
                     "quotePrecision": 8, "quoteAssetPrecision": 8,
                     "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-                    "orderTypes": ["LIMIT", "LIMIT_MAKER"], "icebergAllowed": False,
+                    "orderTypes": ["LIMIT_MAKER"], "icebergAllowed": False,
                     "ocoAllowed": False, "otoAllowed": False,
                     "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False,
-                    "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
+                    "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
                     "isMarginTradingAllowed": False, "permissions": ["SPOT"],
                     "permissionSets": [["SPOT"]],
+                    "defaultSelfTradePreventionMode": "NONE",
+                    "allowedSelfTradePreventionModes": ["NONE"],
                     "filters": [
-                        {"filterType": "PRICE_FILTER", "minPrice": f"{inst.tick_size:.8f}",
-                         "maxPrice": "1000000.00000000", "tickSize": f"{inst.tick_size:.8f}"},
+                        {"filterType": "PRICE_FILTER",
+                         "minPrice": f"{inst.tick_size:.{places}f}",
+                         "maxPrice": f"{wire.MAX_PRICE:.{places}f}",
+                         "tickSize": f"{inst.tick_size:.{places}f}"},
                         {"filterType": "LOT_SIZE", "minQty": f"{min_size:.8f}",
-                         "maxQty": "9000.00000000", "stepSize": f"{step:.8f}"},
+                         "maxQty": f"{wire.MAX_QTY:.8f}", "stepSize": f"{step:.8f}"},
                         {"filterType": "NOTIONAL", "minNotional": f"{inst.min_notional:.8f}",
-                         "applyMinToMarket": True, "maxNotional": "9000000.00000000",
+                         "applyMinToMarket": True,
+                         "maxNotional": f"{wire.MAX_NOTIONAL:.8f}",
                          "applyMaxToMarket": False, "avgPriceMins": 5},
                     ],
                 }]}

@@ -26,6 +26,11 @@ from mmdaemon.model import Instrument, Side
 from mmdaemon.venues import binance_api as api
 
 FUTURE_TOLERANCE_MS: Final = 1_000  # a timestamp this far ahead of the server is refused
+MAX_PRICE: Final = Decimal(1_000_000)  # the PRICE_FILTER's maxPrice (Binance's BTCUSDT)
+MAX_QTY: Final = Decimal(9000)  # the LOT_SIZE filter's maxQty
+MAX_NOTIONAL: Final = Decimal(9_000_000)  # the NOTIONAL filter's maxNotional
+PLACES: Final = 8
+"""Binance spot prints every price, quantity and amount with 8 decimals (``"0.00100000"``)."""
 
 UNKNOWN_METHOD: Final = api.ILLEGAL_CHARS
 """What we answer to a method we do not serve. Binance documents no code for it; -1100
@@ -219,10 +224,37 @@ def _fixed(numerator: int, places: int) -> str:
 
 
 def notional_str(instrument: Instrument, units: int) -> str:
-    """Exact quote-currency text of ``units`` notional units (may be negative)."""
+    """Exact quote-currency text of ``units`` notional units (may be negative), in the
+    venue's fixed-decimal format: :data:`PLACES` decimals, more only where the amount needs
+    them to stay exact (0.001 BTC at 61837.63 is ``"61.83763000"``; a fee of 0.000000003
+    USDT keeps its 9 decimals, where Binance would round it: the sim's accounts are exact)."""
     tick_m, tick_p = _int_exp(instrument.tick_size)
     lot_m, lot_p = _int_exp(instrument.lot_size)
-    return _fixed(units * tick_m * lot_m, tick_p + lot_p)
+    places = tick_p + lot_p
+    numerator = units * tick_m * lot_m
+    while places > PLACES and numerator % 10 == 0:
+        numerator, places = numerator // 10, places - 1
+    if places < PLACES:
+        numerator, places = numerator * 10 ** (PLACES - places), PLACES
+    return _fixed(numerator, places)
+
+
+def price_str(instrument: Instrument, ticks: int) -> str:
+    """A price as Binance spot prints it: ``"61800.20000000"`` (at least :data:`PLACES`
+    decimals; more only for a tick finer than that)."""
+    return instrument.ticks.to_str(ticks, max(PLACES, instrument.price_precision))
+
+
+def qty_str(instrument: Instrument, lots: int) -> str:
+    """A quantity as Binance spot prints it: ``"0.00100000"``."""
+    return instrument.lots.to_str(lots, max(PLACES, instrument.size_precision))
+
+
+def amount_str(amount: Decimal) -> str:
+    """An asset amount (a balance) as Binance spot prints it: ``"100000.00000000"``."""
+    exponent = amount.as_tuple().exponent
+    places = max(PLACES, -exponent if isinstance(exponent, int) else 0)
+    return f"{amount:.{places}f}"
 
 
 def account_trade_json(instrument: Instrument, trade: api.AccountTrade) -> dict[str, Any]:
@@ -232,8 +264,8 @@ def account_trade_json(instrument: Instrument, trade: api.AccountTrade) -> dict[
         "id": trade.trade_id,
         "orderId": trade.order_id,
         "orderListId": trade.order_list_id,
-        "price": instrument.price_str(trade.price),
-        "qty": instrument.size_str(trade.qty),
+        "price": price_str(instrument, trade.price),
+        "qty": qty_str(instrument, trade.qty),
         "quoteQty": format(trade.quote_qty, "f"),
         "commission": format(trade.commission, "f"),
         "commissionAsset": trade.commission_asset,
@@ -277,19 +309,19 @@ def execution_report(
         "S": order.side.name,
         "o": api.LIMIT_MAKER,
         "f": "GTC",
-        "q": instrument.size_str(order.size),
-        "p": instrument.price_str(order.price),
-        "P": instrument.price_str(0),
-        "F": instrument.size_str(0),
+        "q": qty_str(instrument, order.size),
+        "p": price_str(instrument, order.price),
+        "P": price_str(instrument, 0),
+        "F": qty_str(instrument, 0),
         "g": -1,
         "C": orig_client_id,
         "x": execution_type,
         "X": order.status,
         "r": reject_reason,
         "i": order.order_id,
-        "l": instrument.size_str(last_qty),
-        "z": instrument.size_str(order.executed),
-        "L": instrument.price_str(last_price),
+        "l": qty_str(instrument, last_qty),
+        "z": qty_str(instrument, order.executed),
+        "L": price_str(instrument, last_price),
         "n": commission,
         "N": commission_asset,
         "T": transact_ms,

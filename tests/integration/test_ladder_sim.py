@@ -30,7 +30,8 @@ async def test_a_three_level_ladder_rests_amends_moved_levels_and_a_kill_empties
 ) -> None:
     recording = first_lines(tmp_path / "short.gz", 12000)  # ~100 s of market
     entry = OrderEntry(BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0", "0"),
-                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000)
+                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000,
+                       base_balance="1", quote_balance="100000")
     sim = SimVenue([recording], BINANCE_SPOT_BTCUSDT, speed=10.0, clock=SystemClock(),
                    order_entry=entry)
     monkeypatch.setenv("MMDAEMON_API_KEY", KEY)

@@ -40,6 +40,7 @@ from tests.recorder import Recorder
 KEY, SECRET = "faults-key", "faults-secret-never-logged"
 PREFIX = "mmfault"
 HOLD_S = 0.4
+QUOTE_BALANCE = 100_000  # USDT the sim's account starts with (and 1 BTC)
 
 
 class Loopback:
@@ -51,7 +52,8 @@ class Loopback:
         # a maker fee, so that fees are journaled and checked too
         self.entry = OrderEntry(
             BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0.15", "0"),
-            {KEY: SECRET}, lambda: time.time_ns() // 1_000_000)
+            {KEY: SECRET}, lambda: time.time_ns() // 1_000_000,
+            base_balance="1", quote_balance=str(QUOTE_BALANCE))
         self.sim = SimVenue([recording], BINANCE_SPOT_BTCUSDT, speed=10.0,
                             clock=SystemClock(), order_entry=self.entry)
         self.most_per_side = 0
@@ -124,7 +126,7 @@ def check_books(service: Service, entry: OrderEntry, log: Recorder) -> list[dict
         t.qty if t.is_buyer else -t.qty for t in trades)
     inst = BINANCE_SPOT_BTCUSDT
     assert (position.cash - position.fees) * inst.ticks.unit * inst.lots.unit == (
-        account.quote_units * parse.notional_unit(inst))
+        account.quote_units * parse.notional_unit(inst) - QUOTE_BALANCE)
     assert position.fees > 0 or not fills  # the sim charges a maker fee
     return fills
 

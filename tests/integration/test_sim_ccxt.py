@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,13 +243,19 @@ async def test_raw_streams_subscribe_list_unsubscribe_and_switch_to_combined(
         assert await request(ws, {"method": "GET_PROPERTY", "params": ["combined"],
                                   "id": 4}) == {"result": False, "id": 4}
 
-        # raw payloads: the recorded data objects byte for byte, no envelope
+        # raw payloads: the recorded data objects byte for byte, no envelope, but for the
+        # venue times E and T, on the sim's clock (shifted by a whole number of ms)
         texts = [await asyncio.wait_for(ws.recv(), 5.0) for _ in range(30)]
         events = [orjson.loads(t) for t in texts]
         assert {e["e"] for e in events} == {"depthUpdate", "trade"}
+        offset_ms = sim.sim_clock.offset_ns // 1_000_000
+        assert offset_ms > 0
         for text, event in zip(texts, events, strict=True):
             stream = DEPTH if event["e"] == "depthUpdate" else TRADE
-            assert text in payloads[stream]
+            recorded = re.sub(r'"([ET])":([0-9]+)',
+                              lambda m: f'"{m[1]}":{int(m[2]) - offset_ms}', text)
+            assert recorded in payloads[stream]
+            assert recorded != text
 
         assert await request(ws, {"method": "UNSUBSCRIBE", "params": [TRADE], "id": 5}) == {
             "result": None, "id": 5}

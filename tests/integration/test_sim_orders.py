@@ -204,7 +204,7 @@ async def test_place_is_acknowledged_and_reported(sim: Sim, client: Client) -> N
     result = resp.result
     assert result["status"] == "NEW" and result["type"] == "LIMIT_MAKER"
     assert result["clientOrderId"] == "mm-1" and result["orderId"] == 1
-    assert (result["price"], result["origQty"]) == ("59999.00", "0.00100000")
+    assert (result["price"], result["origQty"]) == ("59999.00000000", "0.00100000")
     assert resp.rate_limits[0].rate_limit_type == "REQUEST_WEIGHT"
     update = parse.order_update_from_result(result, INSTR, PREFIX)
     assert isinstance(update, OrderUpdate) and update.status is OrderStatus.NEW
@@ -351,7 +351,7 @@ async def test_cancel_replace(sim: Sim, client: Client) -> None:
     assert resp.result["cancelResponse"]["status"] == "CANCELED"
     new = resp.result["newOrderResponse"]
     assert new["clientOrderId"] == "mm-1" and new["orderId"] == 2 and new["status"] == "NEW"
-    assert new["price"] == "60000.00" and new["origQty"] == "0.00200000"
+    assert new["price"] == "60000.00000000" and new["origQty"] == "0.00200000"
     kinds = [(await client.report()).execution_type for _ in range(3)]
     assert kinds == ["NEW", "CANCELED", "NEW"]
     [order] = sim.entry.open_orders()
@@ -414,7 +414,7 @@ async def test_account_status(sim: Sim, client: Client) -> None:
     balances = {b["asset"]: (b["free"], b["locked"]) for b in result["balances"]}
     assert balances == {
         "BTC": ("0.99900000", "0.00100000"),
-        "USDT": ("99940.0000000000", "60.0000000000"),
+        "USDT": ("99940.00000000", "60.00000000"),
     }
 
 
@@ -650,9 +650,9 @@ async def test_my_trades_and_order_status(sim: Sim, client: Client) -> None:
     assert [(t["id"], t["orderId"], t["qty"]) for t in every.result] == [
         (1, 1, "0.00060000"), (2, 1, "0.00040000"), (3, 2, "0.00060000")]
     assert every.result[0] == {
-        "symbol": "BTCUSDT", "id": 1, "orderId": 1, "orderListId": -1, "price": "60000.00",
-        "qty": "0.00060000", "quoteQty": "36.0000000000",
-        "commission": "0.0036000000", "commissionAsset": "USDT",  # maker 1 bps of 36 USDT
+        "symbol": "BTCUSDT", "id": 1, "orderId": 1, "orderListId": -1, "price": "60000.00000000",
+        "qty": "0.00060000", "quoteQty": "36.00000000",
+        "commission": "0.00360000", "commissionAsset": "USDT",  # maker 1 bps of 36 USDT
         "time": (T0_NS + 1_000_000) // 1_000_000, "isBuyer": True, "isMaker": True,
         "isBestMatch": True}
     parsed = parse.parse_my_trades(every.result, INSTR)

@@ -131,8 +131,11 @@ async def test_usdm_clients_sync_the_reference_by_the_futures_rules_beside_spot(
                 assert response.status == 200
                 snapshot = orjson.loads(await response.read())
             # the venue's time of that book: the recording's (2024-08-08 23:54-00:00 UTC)
+            # on the sim's one clock, the traded venue's
             assert snapshot["E"] == snapshot["T"]
-            assert 1_723_161_240_000 < snapshot["T"] < 1_723_161_600_000
+            offset_ms = sim.sim_clock.offset_ns // 1_000_000
+            assert 1_723_161_240_000 < snapshot["T"] - offset_ms < 1_723_161_600_000
+            assert snapshot["T"] <= sim.sim_clock.now_ms()
             if symbol == "BTCUSDT":  # printed as the venue prints it: "61800.20", "2.909"
                 price, size = snapshot["bids"][0]
                 assert len(price.partition(".")[2]) == 2 and len(size.partition(".")[2]) == 3

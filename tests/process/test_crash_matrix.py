@@ -29,8 +29,9 @@ ready=True), the venue itself is asked (over its WebSocket API, as a client of t
   account's trades (``myTrades``): the same trade ids, none lost, none doubled (one row per
   trade id), the same side, price, size and fee (the sim charges a maker fee of
   :data:`SIM_MAKER_FEE_BPS`, so fees are not all zero);
-- the venue's balances (``account.status``; the account starts empty) are the journal's
-  position and its cash after fees, whenever the account did not trade while they were read;
+- the venue's balances (``account.status``) less what the account started with
+  (:data:`~tests.helpers.SIM_BALANCES`) are the journal's position and its cash after
+  fees, whenever the account did not trade while they were read;
 - the position: ``journal_restored`` holds exactly what the journal held at the kill, and
   every later ``fill`` event's position continues from it, fill by fill, in journal order;
   its cash and fees (PnL's inputs) are the journal's too;
@@ -39,8 +40,8 @@ ready=True), the venue itself is asked (over its WebSocket API, as a client of t
 
 At the end the last daemon stops with SIGTERM (exit 0, nothing open at the sim), its
 ``stopped`` position equals the signed sum of the sim's trades, the journal equals the
-trade history exactly, and the account's balances at the sim (it starts empty) are the
-journal's position and cash after fees.
+trade history exactly, and the account's balances at the sim, less its starting ones, are
+the journal's position and cash after fees.
 
 The RNG fixes the plan (phases and delays), not the outcome: where a kill lands depends on
 timing, so each kill point's report line (printed; ``pytest -s`` shows it) says what it
@@ -81,6 +82,7 @@ from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
+from tests.helpers import SIM_BALANCES
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 
 KEY, SECRET = "crash-key", "crash-secret-never-in-logs"
@@ -97,6 +99,7 @@ TRADE_PAGE = api.MAX_MY_TRADES_LIMIT
 # the sim's maker fee: not zero, so that fees are journaled, restored and checked against the
 # venue's commissions and balances (a fraction of a bps: the PnL breakers stay quiet)
 SIM_MAKER_FEE_BPS = "0.15"
+START_BTC, START_USDT = Decimal(1), Decimal(100_000)  # the account's: SIM_BALANCES
 
 
 # ---- the venue, asked as a client of the account ---------------------------------------------
@@ -569,18 +572,19 @@ class Matrix:
         return rows, later
 
     def check_balances(self, rows: list[Row], trades: list[api.AccountTrade]) -> bool:
-        """The account's balances at the sim (it starts empty) are the journal's position
-        and cash after fees, read while the account did not trade (``trades`` are its
+        """The account's balances at the sim less its starting ones (1 BTC, 100,000 USDT:
+        :data:`~tests.helpers.SIM_BALANCES`) are the journal's position and cash after fees,
+        read while the account did not trade (``trades`` are its
         trades, ``rows`` the journal equal to them). False when it traded meanwhile: the
         balances cannot be compared then (the next check or the end compares them)."""
         balances = self.account.balances()
         if len(self.account.trades()) != len(trades):
             return False
         inst = BINANCE_SPOT_BTCUSDT
-        assert balances["BTC"] == signed_rows(rows) * inst.lots.unit, (
+        assert balances["BTC"] - START_BTC == signed_rows(rows) * inst.lots.unit, (
             f"BTC balance {balances['BTC']} != the journal's position {signed_rows(rows)} lots")
         fees = sum(r.fee for r in rows)
-        assert balances["USDT"] == (cash_units(rows) - fees) * (
+        assert balances["USDT"] - START_USDT == (cash_units(rows) - fees) * (
             inst.ticks.unit * inst.lots.unit), (
             f"USDT balance {balances['USDT']} != the journal's cash {cash_units(rows)} - fees "
             f"{fees} (notional units)")
@@ -692,8 +696,8 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
     monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
     started = time.monotonic()
     port = free_port()
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", f"{speed:g}",
-                   "--maker-fee-bps", SIM_MAKER_FEE_BPS)
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port),
+                   "--speed", f"{speed:g}", "--maker-fee-bps", SIM_MAKER_FEE_BPS)
     points = schedule(random.Random(seed), runs)
     m: Matrix | None = None
     try:
@@ -727,8 +731,8 @@ def run_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int, seed:
         assert m.account.open_orders() == []
         rows, trades = m.check_ledger(exact=True)
         assert stopped[0]["position_lots"] == signed_trades(trades) == signed_rows(rows)
-        # the venue's balances (the sim's account starts empty) are the journal's position
-        # and cash after fees
+        # the venue's balances, less the account's starting ones, are the journal's
+        # position and cash after fees
         assert m.check_balances(rows, trades)
         fees = sum(r.fee for r in rows)
         assert fees > 0 or not rows, "the sim charged no fee: the fee checks checked nothing"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import systemd_credential
+from tests.helpers import SIM_BALANCES, systemd_credential
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import assert_quoting_at
 
@@ -37,7 +37,7 @@ def test_secret_from_the_credentials_directory_is_used_and_never_printed(
     monkeypatch.delenv("MMDAEMON_API_KEY", raising=False)
     monkeypatch.delenv("MMDAEMON_API_SECRET", raising=False)
     port = free_port()
-    sim = mmdaemon("sim", str(SPOT_FILES[0]), "--port", str(port), "--speed", "5",
+    sim = mmdaemon("sim", *SIM_BALANCES, str(SPOT_FILES[0]), "--port", str(port), "--speed", "5",
                    "--credentials", str(venue_creds))
     outputs: list[bytes] = []
     try:

@@ -20,6 +20,7 @@ import pytest
 from mmdaemon.latch import read_latch
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import SIM_BALANCES
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import assert_quoting_at, open_orders, sim_config
 
@@ -70,7 +71,7 @@ def test_full_disk_kills_exits_1_and_the_restart_stays_killed_until_rearmed(
     port = free_port()
     state = small_disk / "state"
     config = sim_config(tmp_path, port, state, monkeypatch, '\n[logging]\nlevel = "debug"\n')
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")
         # 1. quoting, orders resting at the venue

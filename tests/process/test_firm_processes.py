@@ -31,7 +31,7 @@ from mmdaemon.journal import Journal
 from mmdaemon.model import Fill, Side
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon, Event
-from tests.helpers import to_toml, wait_for, write_secret
+from tests.helpers import SIM_BALANCES, to_toml, wait_for, write_secret
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import open_orders as sim_open_orders
 from tests.redis_server import RedisServer
@@ -83,7 +83,7 @@ class Desk:
             path = self.tmp / f"creds-{name}.toml"
             write_secret(path, f'api_key = "{key}"\napi_secret = "{secret}"\n')
             creds += ["--credentials", str(path)]
-        self.sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(self.port),
+        self.sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(self.port),
                             "--speed", "2", *creds)
         wait_for_line(self.sim, b"sim_listening")
 

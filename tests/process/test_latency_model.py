@@ -20,6 +20,7 @@ from mmdaemon.exchange.latency import (
 from mmdaemon.exchange.latency_file import build_model, read_latency_file
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import SIM_BALANCES
 from tests.process.test_daemon_replay import replay
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import assert_quoting_at, sim_config
@@ -152,12 +153,12 @@ def test_run_writes_the_latencies_it_measured_against_the_sim_and_a_dry_run_uses
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Order entry round trips against the sim (over real loopback WebSockets) become entry
-    and response samples; the sim replays 2024's event times, which are not on our clock, so
-    no feed latency is measured from them, and the log says so."""
+    and response samples; the sim's replay clock runs 5x (speed 5), so its event times run
+    away from our clock, no feed latency is measured from them, and the log says so."""
     port = free_port()
     config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch)
     out = tmp_path / "measured.json"
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config, "--latency-out", str(out))

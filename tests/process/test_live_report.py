@@ -31,8 +31,10 @@ def test_a_live_run_report_starts_at_its_first_event_not_in_1970(
     uptime), and a journal of an earlier build holding one is reported without it."""
     port, state = free_port(), tmp_path / "state"
     config = sim_config(tmp_path, port, state, monkeypatch)
-    with daemon_quoting_at_the_sim(config, port) as d:
-        d.wait_event("fill", timeout=60)
+    # speed 1: the sim's fills on the daemon's time line (at speed N they run N x ahead of
+    # its samples, which the report cannot weigh)
+    with daemon_quoting_at_the_sim(config, port, speed="1") as d:
+        d.wait_event("fill", timeout=240)
         assert d.stop() == 0
     db = sqlite3.connect(state / "journal.sqlite")
     assert db.execute("SELECT count(*) FROM samples WHERE ts_ns <= 0").fetchone() == (0,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import re
 import signal
 import socket
 import subprocess
@@ -164,11 +165,13 @@ def source_window(source: Path, files: list[Path], dest: Path) -> Path:
     a REST snapshot the sim built from its book, so the comparable input is the source from
     the first recorded stream frame to the last, with that snapshot at the same place. Every
     stream frame of the recording is asserted byte-identical to a contiguous run of the
-    source's, in order, nothing missing (the sim serves the recorded bytes; the recorder
-    writes what it got); the one frame the source never had, the sim's snapshot, is taken
-    from the recording. So the two inputs differ only in their receive times: the source's
-    stay as recorded in 2024, the recording has the recorder's own, 10x compressed (sim at
-    speed 10) and jittered. That difference is all a record -> replay round trip adds.
+    source's, in order, nothing missing, once the source's venue times (``E``, ``T``) are put
+    on the sim's clock by one whole-ms offset (the sim serves the recorded bytes with its
+    times shifted so; the recorder writes what it got); the one frame the source never had,
+    the sim's snapshot, is taken from the recording. So the two inputs differ only in their
+    receive times: the source's stay as recorded in 2024, the recording has the recorder's
+    own, 10x compressed (sim at speed 10) and jittered. That difference is all a record ->
+    replay round trip adds.
     """
     recorded = list(read_recording(files))
     assert all(type(item) is tuple for item in recorded)
@@ -179,8 +182,11 @@ def source_window(source: Path, files: list[Path], dest: Path) -> Path:
     # the source's stream frames (its own snapshot was never served: not in the window)
     stream = [item for item in read_recording([source])
               if type(item) is tuple and item[1].startswith(STREAM)]
-    frames = [frame for _, frame in stream]
-    first = frames.index(recorded_stream[0])
+    timeless = [VENUE_TIME.sub(b"", frame) for _, frame in stream]
+    first = timeless.index(VENUE_TIME.sub(b"", recorded_stream[0]))
+    offset_ms = venue_times(recorded_stream[0])[0] - venue_times(stream[first][1])[0]
+    assert offset_ms > 0  # the sim's clock is today's, the source's 2024's
+    stream = [(recv_ns, shifted(frame, offset_ms)) for recv_ns, frame in stream]
     window = stream[first:first + len(recorded_stream)]
     assert [frame for _, frame in window] == recorded_stream, "not a contiguous run of the source"
     # the snapshot where the recorder got it, stamped with the receive time of the source
@@ -190,6 +196,18 @@ def source_window(source: Path, files: list[Path], dest: Path) -> Path:
     with gzip.open(dest, "wb") as f:
         f.writelines(b"%d %s\n" % line for line in lines)
     return dest
+
+
+VENUE_TIME = re.compile(rb'"[ET]":[0-9]+')
+
+
+def venue_times(frame: bytes) -> list[int]:
+    return [int(m[0].split(b":")[1]) for m in VENUE_TIME.finditer(frame)]
+
+
+def shifted(frame: bytes, offset_ms: int) -> bytes:
+    """``frame`` with its venue times ``offset_ms`` later."""
+    return VENUE_TIME.sub(lambda m: m[0][:4] + b"%d" % (int(m[0][4:]) + offset_ms), frame)
 
 
 def replay_json(files: list[Path], config: Path, clock: str) -> subprocess.Popen[bytes]:

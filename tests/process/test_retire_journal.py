@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import SIM_BALANCES
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import sim_config
 
@@ -20,7 +21,8 @@ def test_a_retired_journal_starts_flat_without_the_accounts_old_fills(
     port = free_port()
     state = tmp_path / "state"
     config = sim_config(tmp_path, port, state, monkeypatch)
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "10")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port),
+                   "--speed", "10")
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)

@@ -17,7 +17,7 @@ from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import wait_for
+from tests.helpers import SIM_BALANCES, wait_for
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 
 KEY, SECRET = "proc-key", "proc-secret-never-in-logs"
@@ -63,7 +63,7 @@ def test_kill_switch_through_the_gateway_empties_the_sim(
     port = free_port()
     config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch,
                         '\n[logging]\nlevel = "debug"\n')
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)

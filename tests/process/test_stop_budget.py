@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import wait_for
+from tests.helpers import SIM_BALANCES, wait_for
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import KEY, SECRET, open_orders
 
@@ -44,7 +44,7 @@ def test_a_stop_with_the_venue_frozen_ends_within_the_budget_and_the_next_start_
                         f"request_timeout_ms = 5000\nstop_timeout_ms = {BUDGET_MS}")
     config = tmp_path / "sim.toml"
     config.write_text(text)
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     frozen = False
     d: Daemon | None = None
     try:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import gz_lines, wait_for
+from tests.helpers import SIM_BALANCES, gz_lines, wait_for
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import open_orders, sim_config
 
@@ -31,11 +31,13 @@ def replay(config: Path, *args: str) -> tuple[dict[str, object], list[dict[str, 
 
 
 @contextmanager
-def daemon_quoting_at_the_sim(config: Path, port: int) -> Iterator[Daemon]:
-    """``mmdaemon sim`` on the bundled recording (speed 5) and ``mmdaemon run --config
+def daemon_quoting_at_the_sim(config: Path, port: int, speed: str = "5") -> Iterator[Daemon]:
+    """``mmdaemon sim`` on the bundled recording (at ``speed``; the sim's venue times run at
+    that speed, so only at 1 are they on the daemon's clock) and ``mmdaemon run --config
     config`` against it, yielded once the venue is ready and our quotes rest there; both
     processes stopped after (the sim must exit 0)."""
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port),
+                   "--speed", speed)
     try:
         wait_for_line(sim, b"sim_listening")
         d = Daemon(config)

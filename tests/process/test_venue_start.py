@@ -22,6 +22,7 @@ import pytest
 from mmdaemon.readiness import START_RETRY_GRACE_S
 from tests.conftest import REPO, SPOT_FILES
 from tests.daemon_process import Daemon
+from tests.helpers import SIM_BALANCES
 from tests.process.test_notify import NotifySocket
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import KEY, SECRET, assert_quoting_at, open_orders
@@ -53,7 +54,7 @@ def start_daemon(config: Path, notify: NotifySocket | None = None) -> Daemon:
 
 
 def start_sim(port: int) -> subprocess.Popen[bytes]:
-    sim = mmdaemon("sim", *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
+    sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     wait_for_line(sim, b"sim_listening")
     return sim
 

@@ -26,6 +26,7 @@ import orjson
 import pytest
 
 from tests.conftest import REPO, SPOT_FILES
+from tests.helpers import SIM_BALANCES
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sim_processes import open_orders
 from tests.process.test_wheel_install import _uv
@@ -160,8 +161,8 @@ class Sim:
         out = self.tmp / f"sim-{time.monotonic_ns()}.log"
         with out.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mmdaemon", "sim", *map(str, SPOT_FILES), "--port",
-                 str(self.port), "--credentials", str(self.creds)],
+                [sys.executable, "-m", "mmdaemon", "sim", *SIM_BALANCES, *map(str, SPOT_FILES),
+                 "--port", str(self.port), "--credentials", str(self.creds)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         poll(lambda: self._listening(out), 30, f"the sim listening on {self.port}")
 

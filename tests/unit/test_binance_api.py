@@ -489,7 +489,7 @@ def test_execution_report_builder_round_trips() -> None:
                                  transact_ms=2000, execution_id=9, last_qty=100_000,
                                  last_price=6183763, commission="0.0061837630",
                                  commission_asset="USDT", trade_id=5, is_maker=True)
-    assert event["Z"] == "61.8376300000" and event["W"] == 1000 and event["w"] is True
+    assert event["Z"] == "61.83763000" and event["W"] == 1000 and event["w"] is True
     got = parse.parse_event(wire.event_frame(4, event), INSTR, PREFIX)
     assert isinstance(got, api.ExecutionReport)
     assert got.update == OrderUpdate(OID, OrderStatus.PARTIALLY_FILLED, Side.SELL, 6183763,
@@ -525,11 +525,13 @@ def test_order_update_from_results() -> None:
 
 
 def test_notional_text_is_exact() -> None:
-    assert wire.notional_str(INSTR, 618_376_300) == "0.0618376300"
+    # Binance's 8 decimals, more only where the amount needs them to stay exact
+    assert wire.notional_str(INSTR, 618_376_300) == "0.06183763"
+    assert wire.notional_str(INSTR, 618_376_301) == "0.0618376301"
     assert wire.notional_str(INSTR, -5) == "-0.0000000005"
-    assert wire.notional_str(INSTR, 0) == "0.0000000000"
+    assert wire.notional_str(INSTR, 0) == "0.00000000"
     coarse = Instrument("X", "10", "1")
-    assert wire.notional_str(coarse, 3) == "30"
+    assert wire.notional_str(coarse, 3) == "30.00000000"
     assert parse.assets_of("BTCUSDT") == api.Assets("BTC", "USDT")
     assert parse.assets_of("ETHBTC") == api.Assets("ETH", "BTC")
     with pytest.raises(ValueError):

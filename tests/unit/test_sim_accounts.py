@@ -12,7 +12,7 @@ from decimal import Decimal
 import orjson
 
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Side
-from mmdaemon.sim.accounts import Ledger, OpenOrder, VenueOrder
+from mmdaemon.sim.accounts import Account, Ledger, OpenOrder, VenueOrder
 from mmdaemon.sim.faults import Faults
 from mmdaemon.venues import binance_api as api
 
@@ -25,7 +25,7 @@ MS = 1_723_161_254_000
 
 
 def ledger() -> Ledger:
-    return Ledger(INSTR, ASSETS, ["k1", "k2"], BASE_LOTS, QUOTE_UNITS)
+    return Ledger(INSTR, ASSETS, {key: Account(BASE_LOTS, QUOTE_UNITS) for key in ("k1", "k2")})
 
 
 def opened(book: Ledger, key: str, order_id: int, client_id: str, side: Side,
@@ -57,7 +57,7 @@ def test_fills_move_balances_exactly_and_number_trades_across_accounts() -> None
     assert book.position_lots == 0
     assert [t.trade_id for t in book.trades["k1"]] == [1, 2]  # ids shared by all accounts
     assert third.trade_id == 3 and book.trades["k2"] == [third]
-    assert first == api.AccountTrade(1, 1, -1, PX, 40_000, Decimal("24.0000000000"),
+    assert first == api.AccountTrade(1, 1, -1, PX, 40_000, Decimal("24.00000000"),
                                      Decimal("0.0024000000"), "USDT", MS + 1, True, True, True)
     assert third.commission == Decimal("-0.0006000000") and not third.is_buyer
 
@@ -87,12 +87,13 @@ def test_open_orders_lock_balance_and_decide_what_is_affordable() -> None:
     assert not book.affordable("k1", Side.SELL, PX, free_base + 1)
     assert book.balances("k1") == [
         ("BTC", "0.30040000", "0.20000000"),
-        ("USDT", "29940.0000000000", "36.0000000000"),  # 30,000 - 24 paid - 36 locked
+        ("USDT", "29940.00000000", "36.00000000"),  # 30,000 - 24 paid - 36 locked
     ]
 
 
-def test_free_balance_can_go_negative_when_balances_are_not_enforced() -> None:
-    book = Ledger(INSTR, ASSETS, ["k1"], 0, 0)
+def test_the_ledger_reports_a_free_balance_as_it_is_the_matching_enforces_it() -> None:
+    # the ledger only books: an order opened without the matching's check shows negative
+    book = Ledger(INSTR, ASSETS, {"k1": Account(0, 0)})
     opened(book, "k1", 1, "mm-1", Side.SELL, PX, 100_000)
     assert not book.affordable("k1", Side.SELL, PX, 1)
     assert book.balances("k1")[0] == ("BTC", "-0.00100000", "0.00100000")
@@ -106,7 +107,7 @@ def test_position_event_lists_both_assets_with_the_last_fill_time() -> None:
     assert event == {
         "e": "outboundAccountPosition", "E": MS + 10, "u": MS + 9,
         "B": [{"a": "BTC", "f": "0.49900000", "l": "0.00000000"},
-              {"a": "USDT", "f": "30060.0000000000", "l": "0.0000000000"}],
+              {"a": "USDT", "f": "30060.00000000", "l": "0.00000000"}],
     }
     assert isinstance(orjson.dumps(event), bytes)
 
