@@ -31,7 +31,8 @@ def recording(tmp_path: Path) -> Path:
 def sim_and_config(tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch,
                    speed: float) -> tuple[SimVenue, OrderEntry, Path]:
     entry = OrderEntry(BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0", "0"),
-                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000)
+                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000,
+                       base_balance="10", quote_balance="1000000")  # the checks need them
     sim = SimVenue([recording], BINANCE_SPOT_BTCUSDT, speed=speed, clock=SystemClock(),
                    order_entry=entry)
     monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
