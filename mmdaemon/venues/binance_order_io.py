@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Generic, NamedTuple, TypeVar
 
-from mmdaemon.model import ExecutionEvent
+from mmdaemon.model import VenueEvent
 from mmdaemon.venues import binance_api as api
 
 T = TypeVar("T")
@@ -100,4 +100,4 @@ class Hold(NamedTuple):
     until_ns: int
 
 
-Output = ExecutionEvent | Answered | Suspect | CancelStrays | HangUp | Hold
+Output = VenueEvent | Answered | Suspect | CancelStrays | HangUp | Hold

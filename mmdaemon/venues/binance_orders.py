@@ -78,6 +78,7 @@ from typing import Any, Final, TypeVar
 from mmdaemon.model import NS_PER_MS, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
+from mmdaemon.venues.binance_balances import Holdings
 from mmdaemon.venues.binance_order_io import (
     Answered,
     CancelStrays,
@@ -153,6 +154,7 @@ class OrderEntryProtocol(OrderStates):
         self._foreign: set[int] = set()  # venue orderIds known not to be ours
         self.watermark_known = False  # max_trade_id is where myTrades resumes
         self.fills_recovered = 0
+        self.holdings = Holdings(instrument, self._assets)  # Balances for the daemon
 
     # ---- driving ------------------------------------------------------------------------------
 
@@ -393,6 +395,8 @@ class OrderEntryProtocol(OrderStates):
             self.log.warning("gateway_bad_event", reason=event.reason)
             self._stream_gap()
             self._suspect("undecodable event")
+        elif isinstance(event, api.AccountPosition):
+            self._out.extend(self.holdings.changed(event))
         elif isinstance(event, api.OtherEvent) and event.kind == "eventStreamTerminated":
             self.log.warning("gateway_stream_terminated")
             self._out.append(HangUp("stream terminated"))
@@ -679,6 +683,9 @@ class OrderEntryProtocol(OrderStates):
     def reconcile(self) -> Procedure[None]:
         """Make our view the venue's (see the module doc); raises :class:`RequestFailed`."""
         orders, strays = self._settled_candidates()
+        status = yield from self._call(lambda rid, ts: api.account_status(  # the balances
+            request_id=rid, creds=self._creds, timestamp_ms=ts))
+        self._out.extend(self.holdings.status(status.result))
         listed = yield from self._open_orders()
         yield from self._recover_fills()  # after the snapshot: every fill before it is in here
         open_ids: set[int] = set()
