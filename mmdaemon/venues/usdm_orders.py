@@ -18,8 +18,10 @@ rate-limit hold) and its own where they differ:
   none and no order of ours is in doubt);
 - user data comes on a separate stream (``userDataStream.start`` gives its listen key;
   :meth:`UsdmProtocol.receive_user` reads it): ``ORDER_TRADE_UPDATE`` as spot's execution
-  reports, ``ACCOUNT_UPDATE`` m=FUNDING_FEE as a :class:`~mmdaemon.model.Funding` and a
-  balance refresh (``account_stale``), ``listenKeyExpired`` as a hang-up (a new
+  reports, ``ACCOUNT_UPDATE`` as a balance refresh (``account_stale``) which, for
+  m=FUNDING_FEE, first reads the symbol's ``income`` (Binance's event of a cross position
+  carries the account's balance change alone, not which symbol paid: another symbol's
+  payment would be booked as ours), ``listenKeyExpired`` as a hang-up (a new
   connection starts a new key and reconciles);
 - every reconcile first refuses hedge mode (``dualSidePosition`` true:
   :class:`~mmdaemon.exchange.base.VenueRefused` naming the fix) and ends with the account's
@@ -76,6 +78,7 @@ class UsdmProtocol(OrderEntryProtocol):
         self.listen_key = ""  # of the current connection; never logged
         self.account_out: list[AccountEvent] = []
         self.account_stale = False  # an ACCOUNT_UPDATE came: re-read the balances
+        self.funding_stale = False  # a FUNDING_FEE came: read the symbol's income too
         self.max_funding_id = 0
         self.funding_known = False  # max_funding_id is where income recovery resumes
         self._funding_after: int | None = None  # max_funding_id at the stream's last gap
@@ -258,9 +261,10 @@ class UsdmProtocol(OrderEntryProtocol):
             self._stream_gap()
             self._suspect("undecodable event")
         elif isinstance(event, usdm.AccountUpdate):
-            funding = usdm.funding_of(event, self.instrument)
-            if funding is not None:
-                self._deliver_funding(funding)
+            # a cross position's FUNDING_FEE event names no symbol (its ``bc`` may be another
+            # symbol's payment on the account): ours is read from the symbol's income
+            if event.reason == usdm.FUNDING_FEE:
+                self.funding_stale = True
             self.account_stale = True
         elif isinstance(event, api.OtherEvent) and event.kind == "listenKeyExpired":
             self.log.warning("gateway_listen_key_expired")
@@ -359,6 +363,7 @@ class UsdmProtocol(OrderEntryProtocol):
         """Deliver every FUNDING_FEE income of the symbol above the highest funding id seen
         before the stream's last gap. The first time (no id given), the newest payment
         becomes the starting point instead, as for trades."""
+        self.funding_stale = False
         if not self.funding_known:
             entries = yield from self._income(None)
             for entry in entries:
@@ -384,6 +389,7 @@ class UsdmProtocol(OrderEntryProtocol):
         except BaseException:
             self._funding_after = after if self._funding_after is None else min(
                 after, self._funding_after)
+            self.funding_stale = True
             raise
 
     def _income(self, start_ms: int | None) -> Procedure[list[usdm.Income]]:
@@ -395,8 +401,12 @@ class UsdmProtocol(OrderEntryProtocol):
         return [e for e in entries if e.income_type == usdm.FUNDING_FEE]
 
     def read_account(self) -> Procedure[None]:
-        """``v2/account.status`` and ``account.position``: a :class:`Balances` out."""
+        """The symbol's funding income when a FUNDING_FEE event came since the last read
+        (once the starting point is known: reconcile sets it), then ``v2/account.status``
+        and ``account.position``: a :class:`Balances` out."""
         self.account_stale = False
+        if self.funding_stale and self.funding_known:
+            yield from self._recover_funding()
         status = yield from self._call(lambda rid, ts: usdm.account_status(
             request_id=rid, creds=self._creds, timestamp_ms=ts))
         position = yield from self._call(lambda rid, ts: usdm.account_position(
