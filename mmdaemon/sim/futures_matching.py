@@ -172,8 +172,8 @@ class FuturesMatching:
         """Pay funding at ``rate`` (a fraction, positive: longs pay shorts) on every
         account's position at the mark price (the mid): ``amount x mark x rate`` USDT,
         rounded to Binance's 8 decimals, booked as income at the funding time ``ms`` with
-        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE) per account; returns how many accounts
-        paid or received."""
+        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE, the balance alone: no position) per
+        account; returns how many accounts paid or received."""
         ledger = self.ledger
         mark = ledger.marks[self.symbol]
         if not mark:
@@ -188,8 +188,9 @@ class FuturesMatching:
             if not payment:
                 continue
             ledger.pay_funding(api_key, self.symbol, payment, ms)
-            event = fw.account_update(ledger, api_key, "FUNDING_FEE", ms, payment,
-                                      [self.symbol])
+            # positions are cross margined: Binance's event then carries the balance alone,
+            # no position (a client cannot tell from it which symbol paid)
+            event = fw.account_update(ledger, api_key, "FUNDING_FEE", ms, payment, [])
             self.outbox.append((api_key, event))
             paid += 1
         return paid

@@ -468,8 +468,9 @@ async def test_funding_is_paid_on_positions_with_an_account_update_and_income(
         await open_position(venue, client)
         await until(lambda: stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE") != [], timeout=5)
         funding = stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE")[0]["a"]
-        (position,) = funding["P"]
-        amount = Decimal(position["pa"])
+        # a cross position's funding: the balance alone, as Binance sends it (no "P")
+        assert funding["P"] == []
+        amount = entry.ledger.accounts[KEY].positions["BTCUSDT"].amount
         paid = Decimal(funding["B"][0]["bc"])
         assert amount != 0 and paid != 0 and (paid < 0) == (amount > 0)  # longs pay
         # |bc| = |amount| x mark x 0.001 with the mark within the recording's prices
