@@ -141,11 +141,17 @@ class FuturesMatching:
 
     def modify(self, order: FuturesOrder, price: int, size: int) -> None:
         """Modify an open order in place to ``price`` ticks and total ``size`` lots (the
-        executed part counts toward it), or raise -5027 (nothing changes) / -5022 (the
-        new price would take) / -2022 / -2019 leaving the order as it was."""
+        executed part counts toward it), or raise -5027 (nothing changes) / -2022 / -2019
+        leaving the order as it was, or -5022 when the new price would take: then, as
+        Binance cancels a GTX order so modified, the order ends EXPIRED."""
         if price == order.price and size == order.size:
             raise Reject(fw.NO_NEED_TO_MODIFY)
         if price != order.price and self._would_take(order.side, price, exclude=order):
+            now = self.now_ns
+            events = self.venue.cancel(order.order_id, now)
+            self.ledger.close(order, "EXPIRED", self._now_ms())  # the cancel is final
+            self._report(order, "EXPIRED")
+            self._apply([*events, *self.venue.advance(now)])
             raise Reject(fw.GTX_WOULD_TAKE)
         api_key, ledger = order.api_key, self.ledger
         if order.reduce_only and not self._reduces(api_key, order.side,
