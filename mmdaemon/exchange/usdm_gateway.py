@@ -317,7 +317,19 @@ class UsdmGateway(BinanceGateway):
                     self._refresh_account(), name="account-refresh")
 
     async def _refresh_account(self) -> None:
-        try:
-            await self._channel.drive(self._usdm.read_account())
-        except RequestFailed as exc:
-            self.log.warning("gateway_account_refresh_failed", reason=exc.reason)
+        """Read the account (and the funding income a FUNDING_FEE event asked for). A
+        failed read of a payment is tried again, paced by the backoff, while this user-data
+        stream lasts: its event was the only word of it (a reconnect's reconcile recovers
+        it otherwise)."""
+        user_ws, pause = self._user_ws, self.settings.backoff_initial_s
+        while True:
+            try:
+                await self._channel.drive(self._usdm.read_account())
+                return
+            except RequestFailed as exc:
+                self.log.warning("gateway_account_refresh_failed", reason=exc.reason,
+                                 funding_unread=self._usdm.funding_stale)
+            if not self._usdm.funding_stale or self._closing or self._user_ws is not user_ws:
+                return
+            await self._clock.sleep(pause)
+            pause = min(2 * pause, self.settings.backoff_max_s)
