@@ -413,7 +413,7 @@ async def test_a_funding_payment_whose_income_read_failed_is_booked_without_anot
     """The FUNDING_FEE event is the only word of a payment while connected: a failed read
     of the income it asks for is tried again, not left for the next fill or reconnect."""
     venue = Venue()
-    async with running(venue) as (gw, events):
+    async with running(venue) as (_gw, events):
         venue.income_failures = 2
         fid = await venue.funding("-0.5")
         await until(lambda: bool(of(events, Funding)), timeout=5)
