@@ -30,7 +30,7 @@ class ExchangeConfig:
     ``binance`` trades through Binance's WebSocket API at ``ws_api_url`` (spot's
     ``/ws-api/v3``, or USD-M futures' ``/ws-fapi/v1`` when ``instrument.venue`` is
     ``binance-usdm``; futures also use ``rest_url``, ``""``: https://fapi.binance.com, for
-    the listings and cancel-all, and ``user_stream_url``, ``""``: wss://fstream.binance.com/ws,
+    the listings and cancel-all, and ``user_stream_url``, ``""``: wss://fstream.binance.com/private/ws,
     for the user-data stream) with the
     credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
     a systemd credential name, or a path, relative to the config file's directory), client
@@ -120,6 +120,13 @@ def check_venue_urls(venue: str, exchange: ExchangeConfig,
                     raise ValueError(f"exchange.{key}: only USD-M futures use it "
                                      f"(instrument.venue = \"binance-usdm\"); remove it for "
                                      f"{venue}")
+    stream = urlsplit(exchange.user_stream_url)
+    # production only: whether the testnet moved too is not documented
+    if (exchange.adapter == "binance" and stream.hostname == "fstream.binance.com"
+            and not stream.path.startswith("/private/")):
+        raise ValueError(f"exchange.user_stream_url: {exchange.user_stream_url!r} is a legacy "
+                         f"USD-M WebSocket URL, retired by Binance on 2026-04-23: use "
+                         f"\"wss://{stream.hostname}/private/ws\" (user data moved to /private)")
     for other, hosts in _VENUE_HOSTS.items():
         if other == venue:
             continue

@@ -53,7 +53,7 @@ class UsdmSettings(GatewaySettings):
     """Spot's :class:`GatewaySettings` (``ws_api_url`` is the futures WebSocket API,
     ``.../ws-fapi/v1``) and: ``rest_url`` the REST base (``https://fapi.binance.com``),
     ``user_stream_url`` the stream base the listen key is appended to
-    (``wss://fstream.binance.com/ws``), ``listen_key_keepalive_s`` seconds between pings."""
+    (``wss://fstream.binance.com/private/ws``), ``listen_key_keepalive_s`` seconds between pings."""
 
     rest_url: str = usdm.DEFAULT_REST_URL
     user_stream_url: str = usdm.DEFAULT_USER_STREAM_URL

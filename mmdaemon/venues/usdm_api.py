@@ -32,7 +32,8 @@ from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance_order_io import RestCall
 
 DEFAULT_REST_URL: Final = "https://fapi.binance.com"
-DEFAULT_USER_STREAM_URL: Final = "wss://fstream.binance.com/ws"
+# Binance's private route: the legacy wss://fstream.binance.com/ws was retired on 2026-04-23
+DEFAULT_USER_STREAM_URL: Final = "wss://fstream.binance.com/private/ws"
 
 # ---- WebSocket API methods ------------------------------------------------------------------
 
