@@ -131,6 +131,14 @@ class UsdmGateway(BinanceGateway):
             raise RuntimeError("resume_funding_after() must be called before start()")
         self._usdm.resume_funding_after(funding_id)
 
+    def expect_position(self, lots: int) -> None:
+        """Before :meth:`start`: our position in lots (the journal's); each reconcile
+        compares the venue's with it and the fills since, and logs an error when they
+        differ (``gateway_position_mismatch``)."""
+        if self._started:
+            raise RuntimeError("expect_position() must be called before start()")
+        self._usdm.expect_position(lots)
+
     def funding_watermark(self) -> int | None:
         """The funding id (ms) payments are delivered after, once start has set it."""
         return self._usdm.max_funding_id if self._usdm.funding_known else None

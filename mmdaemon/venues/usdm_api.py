@@ -464,6 +464,24 @@ def balances_of(status: object, positions: object, instrument: Instrument, quote
     return Balances(None, floor_units(instrument, available), leverage, update_ms * NS_PER_MS)
 
 
+def position_of(positions: object, instrument: Instrument) -> int | api.ProtocolError:
+    """The symbol's ``positionAmt`` in an ``account.position`` answer, in lots (signed:
+    negative short; 0 when the symbol is not listed: no position)."""
+    if not isinstance(positions, list):
+        return api.ProtocolError("account.position result is not a list")
+    lots = 0
+    try:
+        for item in positions:
+            if isinstance(item, dict) and item.get("symbol") == instrument.symbol:
+                text = _get(item, "positionAmt", str)
+                sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
+                lots += sign * _units(instrument.lots.to_units, {"positionAmt": digits},
+                                      "positionAmt")
+    except _Bad as exc:
+        return api.ProtocolError(f"account.position: {exc}")
+    return lots
+
+
 def _optional_ms(item: Mapping[str, Any]) -> int:
     value = item.get("updateTime")
     return value if isinstance(value, int) and not isinstance(value, bool) else 0

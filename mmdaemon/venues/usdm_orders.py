@@ -37,7 +37,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from mmdaemon.exchange.base import VenueRefused
-from mmdaemon.model import NS_PER_MS, AccountEvent, Funding, OrderStatus, OrderUpdate, Side
+from mmdaemon.model import (
+    NS_PER_MS,
+    AccountEvent,
+    Fill,
+    Funding,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+)
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues import usdm_api as usdm
@@ -85,6 +93,10 @@ class UsdmProtocol(OrderEntryProtocol):
         self._funding_seen: dict[int, None] = {}  # insertion-ordered: oldest first
         self._qty_ns: dict[int, int] = {}  # venue orderId -> venue time of its quantity
         self.funding_recovered = 0
+        # our position (lots) as the journal and the fills delivered since make it; None:
+        # not told (no check). The venue's is read with the account (``venue_position``).
+        self.position: int | None = None
+        self.venue_position: int | None = None
 
     # ---- the daemon's requests ----------------------------------------------------------------
 
@@ -231,6 +243,17 @@ class UsdmProtocol(OrderEntryProtocol):
         """``userDataStream.ping``: the listen key lives 60 more minutes."""
         return Request(lambda rid, ts: usdm.user_data_ping(request_id=rid, creds=self._creds))
 
+    def expect_position(self, lots: int) -> None:
+        """Our position in lots (the journal's) before the first reconcile: every
+        reconcile compares the venue's ``positionAmt`` with it and the fills since."""
+        self.position = lots
+
+    def _deliver(self, fill: Fill) -> bool:
+        fresh = super()._deliver(fill)
+        if fresh and self.position is not None:
+            self.position += fill.size * int(fill.side)
+        return fresh
+
     def resume_funding_after(self, funding_id: int) -> None:
         """Deliver funding with an id (ms) above ``funding_id`` at the next reconcile."""
         self.max_funding_id = max(0, funding_id)
@@ -358,6 +381,15 @@ class UsdmProtocol(OrderEntryProtocol):
         yield from super().reconcile()
         yield from self._recover_funding()
         yield from self.read_account()
+        venue, ours = self.venue_position, self.position
+        if venue is not None and ours is not None and venue == ours:
+            self.log.info("gateway_position_agrees", lots=venue)
+        elif venue is not None and ours is not None:
+            # fills we never saw (another client or instance on the account and symbol, a
+            # position from before this journal, a liquidation or ADL, whose orders are not
+            # ours): our inventory limits and PnL do not cover the difference
+            self.log.error("gateway_position_mismatch", venue_lots=venue, our_lots=ours,
+                           symbol=self.instrument.symbol)
 
     def _recover_funding(self) -> Procedure[None]:
         """Deliver every FUNDING_FEE income of the symbol above the highest funding id seen
@@ -415,6 +447,10 @@ class UsdmProtocol(OrderEntryProtocol):
                                     self._assets.quote)
         if isinstance(balances, api.ProtocolError):
             raise RequestFailed(balances.reason)
+        lots = usdm.position_of(position.result, self.instrument)
+        if isinstance(lots, api.ProtocolError):
+            raise RequestFailed(lots.reason)
+        self.venue_position = lots
         if not balances.ts_ns:  # the venue did not say when: as of our reading
             balances = balances._replace(ts_ns=self._now_ns)
         self.account_out.append(balances)

@@ -308,9 +308,13 @@ def test_hedge_mode_is_refused_naming_the_fix() -> None:
     assert str(exc.value) == HEDGE_MODE_FIX and "dualSidePosition=false" in HEDGE_MODE_FIX
 
 
+@pytest.mark.parametrize(("venue_amount", "mismatch"), [("0.002", False), ("-0.003", True)])
 def test_reconcile_cancels_strays_recovers_missed_fills_and_funding_and_reads_the_account(
-        ) -> None:
+        venue_amount: str, mismatch: bool) -> None:
+    """... and compares the venue's position with ours (the journal's 0 and the 2 lots
+    recovered): a difference is logged as an error naming both."""
     venue = Venue()
+    venue.proto.expect_position(0)
     venue.proto.resume_fills_after(700)
     venue.proto.resume_funding_after(WALL_MS - 8 * 3_600_000)
     proc = venue.proto.reconcile()
@@ -342,8 +346,13 @@ def test_reconcile_cancels_strays_recovers_missed_fills_and_funding_and_reads_th
         "positions": []}})
     assert venue.sent[-1]["method"] == "v2/account.status"
     _, step = venue.ws(proc, step, {"status": 200, "result": [
-        {"symbol": "BTCUSDT", "positionAmt": "0.002", "leverage": "20", "positionSide": "BOTH"}]})
+        {"symbol": "BTCUSDT", "positionAmt": venue_amount, "leverage": "20",
+         "positionSide": "BOTH"}]})
     assert venue.sent[-1]["method"] == "account.position" and step == Done(None)
+    errors = [values for event, values in venue.log.events
+              if event == "gateway_position_mismatch"]
+    assert errors == ([{"venue_lots": -3, "our_lots": 2, "symbol": "BTCUSDT"}] if mismatch
+                      else [])
     assert venue.proto.drain_account() == [
         Funding(-2_501, WALL, WALL_MS), Balances(None, 97_001_234, 20, WALL)]
     assert venue.proto.open_order_count() == 0 and venue.proto.fills_recovered == 1
