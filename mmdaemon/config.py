@@ -23,7 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from mmdaemon.config_exchange import ExchangeConfig, check_exchange_urls
+from mmdaemon.config_exchange import ExchangeConfig, check_exchange_urls, check_venue_urls
 from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.instrument_config import InstrumentConfig
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
@@ -478,6 +478,8 @@ def _check(config: Config) -> None:
     exchange = config.exchange
     try:
         check_exchange_urls(exchange)
+        check_venue_urls(config.instrument.venue, exchange,
+                         {"feed.url": feed.url, "feed.rest_url": feed.rest_url})
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     prefix = exchange.client_id_prefix

@@ -4,7 +4,8 @@ venue (:mod:`mmdaemon.config` reads the file and checks the rest)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ExchangeConfig:
     ``binance`` trades through Binance's WebSocket API at ``ws_api_url`` (spot's
     ``/ws-api/v3``, or USD-M futures' ``/ws-fapi/v1`` when ``instrument.venue`` is
     ``binance-usdm``; futures also use ``rest_url``, ``""``: https://fapi.binance.com, for
-    the listings and cancel-all, and ``user_stream_url``, ``""``: wss://fstream.binance.com/ws,
+    the listings and cancel-all, and ``user_stream_url``, ``""``: wss://fstream.binance.com/private/ws,
     for the user-data stream) with the
     credentials named by ``credentials`` (see :mod:`mmdaemon.exchange.credentials`: "env",
     a systemd credential name, or a path, relative to the config file's directory), client
@@ -79,3 +80,61 @@ def check_exchange_urls(exchange: ExchangeConfig) -> None:
         if (value or key == "ws_api_url") and not value.startswith(schemes):
             raise ValueError(f"exchange.{key}: expected {what} URL for the binance adapter, "
                              f"got {value!r}")
+
+
+# Binance's own hosts of each venue (production and testnet): a URL naming one of the other
+# venue's is a copy-paste slip, refused at config time. Other hosts (a relay, the sim on
+# 127.0.0.1) are the operator's word and pass.
+_VENUE_HOSTS: Final[dict[str, frozenset[str]]] = {
+    "binance-spot": frozenset({
+        "stream.binance.com", "data-stream.binance.vision", "api.binance.com",
+        "api1.binance.com", "api2.binance.com", "api3.binance.com", "api4.binance.com",
+        "api-gcp.binance.com", "data-api.binance.vision", "ws-api.binance.com",
+        "testnet.binance.vision", "stream.testnet.binance.vision",
+        "ws-api.testnet.binance.vision"}),
+    "binance-usdm": frozenset({
+        "fstream.binance.com", "fapi.binance.com", "ws-fapi.binance.com",
+        "testnet.binancefuture.com", "stream.binancefuture.com",
+        "fstream.binancefuture.com"}),
+}
+# the WebSocket API's path of each venue: spot /ws-api/v3, USD-M /ws-fapi/v1
+_WS_API_PATH: Final = {"binance-spot": "/ws-api/", "binance-usdm": "/ws-fapi/"}
+
+
+def check_venue_urls(venue: str, exchange: ExchangeConfig,
+                     feed_urls: dict[str, str]) -> None:
+    """``ValueError`` naming the key when a URL is another Binance venue's than ``venue``
+    (``feed_urls``: config key -> URL; the exchange's URLs are checked for the binance
+    adapter): a USD-M config with spot's market data would quote futures off the spot book,
+    and spot's WebSocket API would be sent futures orders. ``rest_url`` and
+    ``user_stream_url`` are USD-M futures' alone: set for spot, they would be ignored."""
+    if venue not in _VENUE_HOSTS:
+        return
+    urls = dict(feed_urls)
+    if exchange.adapter == "binance":
+        urls.update({f"exchange.{key}": getattr(exchange, key)
+                     for key in ("ws_api_url", "rest_url", "user_stream_url")})
+        if venue == "binance-spot":
+            for key in ("rest_url", "user_stream_url"):
+                if getattr(exchange, key):
+                    raise ValueError(f"exchange.{key}: only USD-M futures use it "
+                                     f"(instrument.venue = \"binance-usdm\"); remove it for "
+                                     f"{venue}")
+    stream = urlsplit(exchange.user_stream_url)
+    # production only: whether the testnet moved too is not documented
+    if (exchange.adapter == "binance" and stream.hostname == "fstream.binance.com"
+            and not stream.path.startswith("/private/")):
+        raise ValueError(f"exchange.user_stream_url: {exchange.user_stream_url!r} is a legacy "
+                         f"USD-M WebSocket URL, retired by Binance on 2026-04-23: use "
+                         f"\"wss://{stream.hostname}/private/ws\" (user data moved to /private)")
+    for other, hosts in _VENUE_HOSTS.items():
+        if other == venue:
+            continue
+        for key, url in urls.items():
+            host = urlsplit(url).hostname or ""
+            wrong_path = key == "exchange.ws_api_url" and _WS_API_PATH[other] in url
+            if host in hosts or wrong_path:
+                raise ValueError(f"{key}: {url!r} is {other}'s, but instrument.venue is "
+                                 f"{venue!r}: use {venue}'s URL (see "
+                                 f"config/example-live{'-usdm' if venue == 'binance-usdm' else ''}"
+                                 f".toml)")

@@ -193,6 +193,9 @@ class Service:
         self.engine.restore(state.journal, state.latch, state.restored, self.clock.wall_ns())
         if isinstance(self.exchange, PaperExchange):  # it starts flat: judge reduce-only
             self.exchange.venue.position = self.engine.position.position  # on what we hold
+        expect = getattr(self.exchange, "expect_position", None)  # futures: venue holds one
+        if expect is not None:
+            expect(self.engine.position.position)
         if self.provenance is not None:
             state.journal.put(PROVENANCE_KEY, orjson.dumps(self.provenance).decode(),
                               self.clock.wall_ns())

@@ -53,7 +53,7 @@ class UsdmSettings(GatewaySettings):
     """Spot's :class:`GatewaySettings` (``ws_api_url`` is the futures WebSocket API,
     ``.../ws-fapi/v1``) and: ``rest_url`` the REST base (``https://fapi.binance.com``),
     ``user_stream_url`` the stream base the listen key is appended to
-    (``wss://fstream.binance.com/ws``), ``listen_key_keepalive_s`` seconds between pings."""
+    (``wss://fstream.binance.com/private/ws``), ``listen_key_keepalive_s`` seconds between pings."""
 
     rest_url: str = usdm.DEFAULT_REST_URL
     user_stream_url: str = usdm.DEFAULT_USER_STREAM_URL
@@ -130,6 +130,14 @@ class UsdmGateway(BinanceGateway):
         if self._started:
             raise RuntimeError("resume_funding_after() must be called before start()")
         self._usdm.resume_funding_after(funding_id)
+
+    def expect_position(self, lots: int) -> None:
+        """Before :meth:`start`: our position in lots (the journal's); each reconcile
+        compares the venue's with it and the fills since, and logs an error when they
+        differ (``gateway_position_mismatch``)."""
+        if self._started:
+            raise RuntimeError("expect_position() must be called before start()")
+        self._usdm.expect_position(lots)
 
     def funding_watermark(self) -> int | None:
         """The funding id (ms) payments are delivered after, once start has set it."""
@@ -317,7 +325,19 @@ class UsdmGateway(BinanceGateway):
                     self._refresh_account(), name="account-refresh")
 
     async def _refresh_account(self) -> None:
-        try:
-            await self._channel.drive(self._usdm.read_account())
-        except RequestFailed as exc:
-            self.log.warning("gateway_account_refresh_failed", reason=exc.reason)
+        """Read the account (and the funding income a FUNDING_FEE event asked for). A
+        failed read of a payment is tried again, paced by the backoff, while this user-data
+        stream lasts: its event was the only word of it (a reconnect's reconcile recovers
+        it otherwise)."""
+        user_ws, pause = self._user_ws, self.settings.backoff_initial_s
+        while True:
+            try:
+                await self._channel.drive(self._usdm.read_account())
+                return
+            except RequestFailed as exc:
+                self.log.warning("gateway_account_refresh_failed", reason=exc.reason,
+                                 funding_unread=self._usdm.funding_stale)
+            if not self._usdm.funding_stale or self._closing or self._user_ws is not user_ws:
+                return
+            await self._clock.sleep(pause)
+            pause = min(2 * pause, self.settings.backoff_max_s)

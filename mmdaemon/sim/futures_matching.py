@@ -141,11 +141,17 @@ class FuturesMatching:
 
     def modify(self, order: FuturesOrder, price: int, size: int) -> None:
         """Modify an open order in place to ``price`` ticks and total ``size`` lots (the
-        executed part counts toward it), or raise -5027 (nothing changes) / -5022 (the
-        new price would take) / -2022 / -2019 leaving the order as it was."""
+        executed part counts toward it), or raise -5027 (nothing changes) / -2022 / -2019
+        leaving the order as it was, or -5022 when the new price would take: then, as
+        Binance cancels a GTX order so modified, the order ends EXPIRED."""
         if price == order.price and size == order.size:
             raise Reject(fw.NO_NEED_TO_MODIFY)
         if price != order.price and self._would_take(order.side, price, exclude=order):
+            now = self.now_ns
+            events = self.venue.cancel(order.order_id, now)
+            self.ledger.close(order, "EXPIRED", self._now_ms())  # the cancel is final
+            self._report(order, "EXPIRED")
+            self._apply([*events, *self.venue.advance(now)])
             raise Reject(fw.GTX_WOULD_TAKE)
         api_key, ledger = order.api_key, self.ledger
         if order.reduce_only and not self._reduces(api_key, order.side,
@@ -172,8 +178,8 @@ class FuturesMatching:
         """Pay funding at ``rate`` (a fraction, positive: longs pay shorts) on every
         account's position at the mark price (the mid): ``amount x mark x rate`` USDT,
         rounded to Binance's 8 decimals, booked as income at the funding time ``ms`` with
-        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE) per account; returns how many accounts
-        paid or received."""
+        one ``ACCOUNT_UPDATE`` (m = FUNDING_FEE, the balance alone: no position) per
+        account; returns how many accounts paid or received."""
         ledger = self.ledger
         mark = ledger.marks[self.symbol]
         if not mark:
@@ -188,8 +194,9 @@ class FuturesMatching:
             if not payment:
                 continue
             ledger.pay_funding(api_key, self.symbol, payment, ms)
-            event = fw.account_update(ledger, api_key, "FUNDING_FEE", ms, payment,
-                                      [self.symbol])
+            # positions are cross margined: Binance's event then carries the balance alone,
+            # no position (a client cannot tell from it which symbol paid)
+            event = fw.account_update(ledger, api_key, "FUNDING_FEE", ms, payment, [])
             self.outbox.append((api_key, event))
             paid += 1
         return paid

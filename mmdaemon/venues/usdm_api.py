@@ -32,7 +32,8 @@ from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues.binance_order_io import RestCall
 
 DEFAULT_REST_URL: Final = "https://fapi.binance.com"
-DEFAULT_USER_STREAM_URL: Final = "wss://fstream.binance.com/ws"
+# Binance's private route: the legacy wss://fstream.binance.com/ws was retired on 2026-04-23
+DEFAULT_USER_STREAM_URL: Final = "wss://fstream.binance.com/private/ws"
 
 # ---- WebSocket API methods ------------------------------------------------------------------
 
@@ -68,7 +69,8 @@ _STATUS_TEXT: Final = frozenset({"NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED"
 
 class AccountUpdate(NamedTuple):
     """An ``ACCOUNT_UPDATE``: why (``m``), when (``T`` ms), and the quote asset's balance
-    change ``bc`` (exact; 0 when the asset is not listed)."""
+    change ``bc`` (exact; 0 when the asset is not listed). A FUNDING_FEE one of a cross
+    position does not say which symbol paid: funding is booked from ``income``."""
 
     reason: str
     time_ms: int
@@ -371,15 +373,6 @@ def _account_update(obj: Mapping[str, Any], assets: api.Assets) -> AccountUpdate
     return AccountUpdate(reason, time_ms, change)
 
 
-def funding_of(update: AccountUpdate, instrument: Instrument) -> Funding | None:
-    """The funding payment an ``ACCOUNT_UPDATE`` m=FUNDING_FEE books (the quote balance
-    change, rounded toward -inf; ``funding_id`` = its ``T`` ms); None for other reasons."""
-    if update.reason != FUNDING_FEE or update.time_ms <= 0:
-        return None
-    return Funding(floor_units(instrument, update.quote_change),
-                   update.time_ms * NS_PER_MS, update.time_ms)
-
-
 def parse_user_trades(result: object, instrument: Instrument
                       ) -> list[api.AccountTrade] | api.ProtocolError:
     """A ``userTrades`` answer as spot's :class:`~mmdaemon.venues.binance_api.AccountTrade`
@@ -428,8 +421,8 @@ def parse_income(result: object) -> list[Income] | api.ProtocolError:
 
 
 def funding_from_income(entry: Income, instrument: Instrument) -> Funding:
-    """An income FUNDING_FEE entry as the :class:`~mmdaemon.model.Funding` the stream's
-    ``ACCOUNT_UPDATE`` gave (same id: the payment's time in ms)."""
+    """An income FUNDING_FEE entry as a :class:`~mmdaemon.model.Funding` (id: the
+    payment's time in ms; the amount rounded toward -inf)."""
     return Funding(floor_units(instrument, entry.amount), entry.time_ms * NS_PER_MS,
                    entry.time_ms)
 
@@ -469,6 +462,24 @@ def balances_of(status: object, positions: object, instrument: Instrument, quote
     except _Bad as exc:
         return api.ProtocolError(f"account: {exc}")
     return Balances(None, floor_units(instrument, available), leverage, update_ms * NS_PER_MS)
+
+
+def position_of(positions: object, instrument: Instrument) -> int | api.ProtocolError:
+    """The symbol's ``positionAmt`` in an ``account.position`` answer, in lots (signed:
+    negative short; 0 when the symbol is not listed: no position)."""
+    if not isinstance(positions, list):
+        return api.ProtocolError("account.position result is not a list")
+    lots = 0
+    try:
+        for item in positions:
+            if isinstance(item, dict) and item.get("symbol") == instrument.symbol:
+                text = _get(item, "positionAmt", str)
+                sign, digits = (-1, text[1:]) if text.startswith("-") else (1, text)
+                lots += sign * _units(instrument.lots.to_units, {"positionAmt": digits},
+                                      "positionAmt")
+    except _Bad as exc:
+        return api.ProtocolError(f"account.position: {exc}")
+    return lots
 
 
 def _optional_ms(item: Mapping[str, Any]) -> int:

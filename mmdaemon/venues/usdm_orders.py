@@ -18,8 +18,10 @@ rate-limit hold) and its own where they differ:
   none and no order of ours is in doubt);
 - user data comes on a separate stream (``userDataStream.start`` gives its listen key;
   :meth:`UsdmProtocol.receive_user` reads it): ``ORDER_TRADE_UPDATE`` as spot's execution
-  reports, ``ACCOUNT_UPDATE`` m=FUNDING_FEE as a :class:`~mmdaemon.model.Funding` and a
-  balance refresh (``account_stale``), ``listenKeyExpired`` as a hang-up (a new
+  reports, ``ACCOUNT_UPDATE`` as a balance refresh (``account_stale``) which, for
+  m=FUNDING_FEE, first reads the symbol's ``income`` (Binance's event of a cross position
+  carries the account's balance change alone, not which symbol paid: another symbol's
+  payment would be booked as ours), ``listenKeyExpired`` as a hang-up (a new
   connection starts a new key and reconciles);
 - every reconcile first refuses hedge mode (``dualSidePosition`` true:
   :class:`~mmdaemon.exchange.base.VenueRefused` naming the fix) and ends with the account's
@@ -35,7 +37,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from mmdaemon.exchange.base import VenueRefused
-from mmdaemon.model import NS_PER_MS, AccountEvent, Funding, OrderStatus, OrderUpdate, Side
+from mmdaemon.model import (
+    NS_PER_MS,
+    AccountEvent,
+    Fill,
+    Funding,
+    OrderStatus,
+    OrderUpdate,
+    Side,
+)
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues import usdm_api as usdm
@@ -76,12 +86,17 @@ class UsdmProtocol(OrderEntryProtocol):
         self.listen_key = ""  # of the current connection; never logged
         self.account_out: list[AccountEvent] = []
         self.account_stale = False  # an ACCOUNT_UPDATE came: re-read the balances
+        self.funding_stale = False  # a FUNDING_FEE came: read the symbol's income too
         self.max_funding_id = 0
         self.funding_known = False  # max_funding_id is where income recovery resumes
         self._funding_after: int | None = None  # max_funding_id at the stream's last gap
         self._funding_seen: dict[int, None] = {}  # insertion-ordered: oldest first
         self._qty_ns: dict[int, int] = {}  # venue orderId -> venue time of its quantity
         self.funding_recovered = 0
+        # our position (lots) as the journal and the fills delivered since make it; None:
+        # not told (no check). The venue's is read with the account (``venue_position``).
+        self.position: int | None = None
+        self.venue_position: int | None = None
 
     # ---- the daemon's requests ----------------------------------------------------------------
 
@@ -228,6 +243,17 @@ class UsdmProtocol(OrderEntryProtocol):
         """``userDataStream.ping``: the listen key lives 60 more minutes."""
         return Request(lambda rid, ts: usdm.user_data_ping(request_id=rid, creds=self._creds))
 
+    def expect_position(self, lots: int) -> None:
+        """Our position in lots (the journal's) before the first reconcile: every
+        reconcile compares the venue's ``positionAmt`` with it and the fills since."""
+        self.position = lots
+
+    def _deliver(self, fill: Fill) -> bool:
+        fresh = super()._deliver(fill)
+        if fresh and self.position is not None:
+            self.position += fill.size * int(fill.side)
+        return fresh
+
     def resume_funding_after(self, funding_id: int) -> None:
         """Deliver funding with an id (ms) above ``funding_id`` at the next reconcile."""
         self.max_funding_id = max(0, funding_id)
@@ -258,9 +284,10 @@ class UsdmProtocol(OrderEntryProtocol):
             self._stream_gap()
             self._suspect("undecodable event")
         elif isinstance(event, usdm.AccountUpdate):
-            funding = usdm.funding_of(event, self.instrument)
-            if funding is not None:
-                self._deliver_funding(funding)
+            # a cross position's FUNDING_FEE event names no symbol (its ``bc`` may be another
+            # symbol's payment on the account): ours is read from the symbol's income
+            if event.reason == usdm.FUNDING_FEE:
+                self.funding_stale = True
             self.account_stale = True
         elif isinstance(event, api.OtherEvent) and event.kind == "listenKeyExpired":
             self.log.warning("gateway_listen_key_expired")
@@ -354,11 +381,21 @@ class UsdmProtocol(OrderEntryProtocol):
         yield from super().reconcile()
         yield from self._recover_funding()
         yield from self.read_account()
+        venue, ours = self.venue_position, self.position
+        if venue is not None and ours is not None and venue == ours:
+            self.log.info("gateway_position_agrees", lots=venue)
+        elif venue is not None and ours is not None:
+            # fills we never saw (another client or instance on the account and symbol, a
+            # position from before this journal, a liquidation or ADL, whose orders are not
+            # ours): our inventory limits and PnL do not cover the difference
+            self.log.error("gateway_position_mismatch", venue_lots=venue, our_lots=ours,
+                           symbol=self.instrument.symbol)
 
     def _recover_funding(self) -> Procedure[None]:
         """Deliver every FUNDING_FEE income of the symbol above the highest funding id seen
         before the stream's last gap. The first time (no id given), the newest payment
         becomes the starting point instead, as for trades."""
+        self.funding_stale = False
         if not self.funding_known:
             entries = yield from self._income(None)
             for entry in entries:
@@ -384,6 +421,7 @@ class UsdmProtocol(OrderEntryProtocol):
         except BaseException:
             self._funding_after = after if self._funding_after is None else min(
                 after, self._funding_after)
+            self.funding_stale = True
             raise
 
     def _income(self, start_ms: int | None) -> Procedure[list[usdm.Income]]:
@@ -395,8 +433,12 @@ class UsdmProtocol(OrderEntryProtocol):
         return [e for e in entries if e.income_type == usdm.FUNDING_FEE]
 
     def read_account(self) -> Procedure[None]:
-        """``v2/account.status`` and ``account.position``: a :class:`Balances` out."""
+        """The symbol's funding income when a FUNDING_FEE event came since the last read
+        (once the starting point is known: reconcile sets it), then ``v2/account.status``
+        and ``account.position``: a :class:`Balances` out."""
         self.account_stale = False
+        if self.funding_stale and self.funding_known:
+            yield from self._recover_funding()
         status = yield from self._call(lambda rid, ts: usdm.account_status(
             request_id=rid, creds=self._creds, timestamp_ms=ts))
         position = yield from self._call(lambda rid, ts: usdm.account_position(
@@ -405,6 +447,10 @@ class UsdmProtocol(OrderEntryProtocol):
                                     self._assets.quote)
         if isinstance(balances, api.ProtocolError):
             raise RequestFailed(balances.reason)
+        lots = usdm.position_of(position.result, self.instrument)
+        if isinstance(lots, api.ProtocolError):
+            raise RequestFailed(lots.reason)
+        self.venue_position = lots
         if not balances.ts_ns:  # the venue did not say when: as of our reading
             balances = balances._replace(ts_ns=self._now_ns)
         self.account_out.append(balances)

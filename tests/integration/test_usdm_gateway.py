@@ -59,6 +59,7 @@ class Venue:
         self.params: list[dict[str, Any]] = []
         self.rest: list[tuple[str, str]] = []  # HTTP method, path
         self.dual = False
+        self.income_failures = 0  # income requests still to answer with a server error
         self.silent = False  # events are not pushed (a stream that is down)
         self._ids = itertools.count(8_000_001)
         self._trade_ids = itertools.count(11)
@@ -238,6 +239,10 @@ class Venue:
             trades = [t for t in self.trades if t["id"] >= int(params.get("fromId", 0))
                       and ("orderId" not in params or t["orderId"] == int(params["orderId"]))]
             body = trades[-int(params["limit"]):] if "fromId" not in params else trades
+        elif path == "/fapi/v1/income" and self.income_failures > 0:
+            self.income_failures -= 1
+            return web.json_response({"code": -1001, "msg": "Internal error; unable to "
+                                                            "process your request."}, status=500)
         elif path == "/fapi/v1/income":
             body = [i for i in self.income if i["time"] >= int(params.get("startTime", 0))]
         else:
@@ -401,3 +406,16 @@ async def test_a_dropped_api_connection_moves_the_user_stream_to_the_new_listen_
         trade_id = await venue.fill(vid, 10)  # reported on the new key's stream only
         await until(lambda: bool(of(events, Fill)))
         assert [f.exec_id for f in of(events, Fill)] == [trade_id]
+
+
+async def test_a_funding_payment_whose_income_read_failed_is_booked_without_another_event(
+        ) -> None:
+    """The FUNDING_FEE event is the only word of a payment while connected: a failed read
+    of the income it asks for is tried again, not left for the next fill or reconnect."""
+    venue = Venue()
+    async with running(venue) as (_gw, events):
+        venue.income_failures = 2
+        fid = await venue.funding("-0.5")
+        await until(lambda: bool(of(events, Funding)), timeout=5)
+        assert of(events, Funding) == [Funding(-5_000, fid * 1_000_000, fid)]
+        assert venue.income_failures == 0

@@ -18,11 +18,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from mmdaemon.exchange.usdm_gateway import UsdmGateway, UsdmSettings
 from mmdaemon.model import (
     Balances,
     Fill,
     Funding,
+    Instrument,
     OrderStatus,
     OrderUpdate,
     Side,
@@ -30,9 +33,17 @@ from mmdaemon.model import (
 )
 from mmdaemon.sim.usdm import UsdmOrderEntry, UsdmSim
 from mmdaemon.venues import binance_api as api
-from tests.helpers import until
+from tests.helpers import gz_lines, rewrite, until, write_gz
 from tests.integration.test_gateway import CaptureLog
-from tests.integration.test_usdm_sim import BTC, KEY, SECRET, WALLET, start_venue
+from tests.integration.test_usdm_sim import (
+    BTC,
+    KEY,
+    SECRET,
+    WALLET,
+    WsApi,
+    place_params,
+    start_venue,
+)
 
 UNIT = Fraction(BTC.tick_size) * Fraction(BTC.lot_size)  # one notional unit: 1e-4 USDT
 LOTS = 5  # 0.005 BTC: ~300 USDT, above the 100 USDT minimum notional
@@ -40,13 +51,17 @@ LOTS = 5  # 0.005 BTC: ~300 USDT, above the 100 USDT minimum notional
 
 @asynccontextmanager
 async def trading(usdm_file: Path, *, funding_interval_ms: int, funding_rate: Fraction,
-                  maker_fee_bps: str) -> AsyncIterator[tuple[UsdmSim, UsdmOrderEntry,
-                                                            UsdmGateway, list[VenueEvent]]]:
-    sim, entry, clock = await start_venue([(BTC, [usdm_file])],
+                  maker_fee_bps: str, others: tuple[tuple[Instrument, Path], ...] = ()
+                  ) -> AsyncIterator[tuple[UsdmSim, UsdmOrderEntry, UsdmGateway,
+                                           list[VenueEvent]]]:
+    """The sim serving BTCUSDT (and ``others``, on the same accounts), and a BTCUSDT
+    gateway started on it."""
+    sim, entry, clock = await start_venue([(BTC, [usdm_file]),
+                                           *((inst, [path]) for inst, path in others)],
                                           funding_interval_ms=funding_interval_ms,
                                           funding_rate=funding_rate, maker_fee_bps=maker_fee_bps)
     async with sim:
-        await until(lambda: sim.tapes["BTCUSDT"].market.book.synced, timeout=20)
+        await until(lambda: all(t.market.book.synced for t in sim.tapes.values()), timeout=20)
         settings = UsdmSettings(ws_api_url=f"{sim.ws_url}/ws-fapi/v1", client_prefix="mm",
                                 rest_url=sim.rest_url, user_stream_url=f"{sim.ws_url}/ws",
                                 backoff_initial_s=0.05, backoff_max_s=0.5)
@@ -114,3 +129,39 @@ async def test_the_gateway_trades_on_the_sim_with_fees_funding_margin_and_cancel
         await until(lambda: len(entry.ledger.open_orders(KEY)) >= 1)
         await gw.cancel_all()
         assert entry.ledger.open_orders(KEY) == [] and gw.open_order_count() == 0
+
+
+async def test_another_symbols_funding_on_the_account_is_not_booked_as_ours(
+        usdm_file: Path, tmp_path: Path) -> None:
+    """The account holds an ETHUSDT position (another instance, or a hand trade) and none
+    in BTCUSDT: ETHUSDT's funding comes on the account's user-data stream as Binance sends
+    it for a cross position (the balance change, no symbol), and the BTCUSDT gateway
+    books nothing of it."""
+    eth_path = write_gz(tmp_path / "ethusdt.gz", rewrite(gz_lines(usdm_file), "ETHUSDT"))
+    eth = Instrument("ETHUSDT", "0.001", "1", min_notional="5")
+    async with trading(usdm_file, funding_interval_ms=500, funding_rate=Fraction(1, 1000),
+                       maker_fee_bps="0", others=((eth, eth_path),)) as (sim, entry, _gw,
+                                                                          events):
+        client = WsApi(await connect(f"{sim.ws_url}/ws-fapi/v1"), entry.now_ms)
+        ledger = entry.ledger
+        position = ledger.accounts[KEY].positions["ETHUSDT"]
+        for _ in range(5):  # quote ETHUSDT at the touch until one side fills
+            book = sim.tapes["ETHUSDT"].market.book
+            bid, ask = book.bids.best(), book.asks.best()
+            assert bid is not None and ask is not None
+            await client.call("order.place", **place_params("BUY", bid, qty="1", inst=eth))
+            await client.call("order.place", **place_params("SELL", ask, qty="1", inst=eth))
+            await until(lambda: bool(ledger.trades[KEY]), timeout=30)
+            for order in ledger.open_orders(KEY):
+                await client.call("order.cancel", symbol="ETHUSDT", orderId=order.order_id)
+            if position.amount:
+                break
+        assert position.amount and ledger.accounts[KEY].positions["BTCUSDT"].amount == 0
+        paid = len([i for i in ledger.income[KEY] if i.income_type == "FUNDING_FEE"])
+        # two more ETHUSDT payments, each read by the gateway's account refresh
+        await until(lambda: len([i for i in ledger.income[KEY]
+                                 if i.income_type == "FUNDING_FEE"]) >= paid + 2, timeout=10)
+        refreshed = len(of(events, Balances))
+        await until(lambda: len(of(events, Balances)) > refreshed, timeout=10)
+        assert of(events, Funding) == []
+        await client.ws.close()

@@ -340,6 +340,30 @@ async def test_modify_keeps_the_queue_place_on_a_smaller_size_and_loses_it_on_a_
     await client.ws.close()
 
 
+async def test_a_modify_whose_new_price_would_take_ends_the_gtx_order(venue: Venue) -> None:
+    """Binance (Modify Order: "the order will be cancelled ... if the original order is GTX
+    and the new price would make it execute at once"): not a refused modify that leaves the
+    order resting, as for the filters, but the order gone."""
+    client = await ws_api(venue)
+    stream = await user_stream(venue, client)
+    venue.sim.pause(30)  # the book stays where the modify is aimed
+    bid, ask = venue.book()
+    placed = await client.ok("order.place", **place_params("BUY", bid - 50))
+    order_id = placed["orderId"]
+    got, _ = await client.error("order.modify", symbol="BTCUSDT", orderId=order_id,
+                                side="BUY", price=BTC.price_str(ask), quantity=SMALL)
+    assert got == -5022
+    await until(lambda: stream.of("ORDER_TRADE_UPDATE", i=order_id, x="EXPIRED") != [])
+    assert (await client.ok("order.status", symbol="BTCUSDT", orderId=order_id))[
+        "status"] == "EXPIRED"
+    _, open_orders, _ = await venue.arest("GET", "/fapi/v1/openOrders", {"symbol": "BTCUSDT"},
+                                          key=KEY, secret=SECRET)
+    assert open_orders == []
+    venue.sim.resume()
+    await client.ws.close()
+    await stream.ws.close()
+
+
 async def test_every_refusal_answers_binance_code(venue: Venue) -> None:
     client = await ws_api(venue)
     bid, ask = venue.book()
@@ -468,8 +492,9 @@ async def test_funding_is_paid_on_positions_with_an_account_update_and_income(
         await open_position(venue, client)
         await until(lambda: stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE") != [], timeout=5)
         funding = stream.of("ACCOUNT_UPDATE", m="FUNDING_FEE")[0]["a"]
-        (position,) = funding["P"]
-        amount = Decimal(position["pa"])
+        # a cross position's funding: the balance alone, as Binance sends it (no "P")
+        assert funding["P"] == []
+        amount = entry.ledger.accounts[KEY].positions["BTCUSDT"].amount
         paid = Decimal(funding["B"][0]["bc"])
         assert amount != 0 and paid != 0 and (paid < 0) == (amount > 0)  # longs pay
         # |bc| = |amount| x mark x 0.001 with the mark within the recording's prices

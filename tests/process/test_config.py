@@ -74,6 +74,32 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
         ({"risk": {"inventory_soft_lots": 10**9}}, (), "risk.inventory_soft_lots: expected <="),
         ({"strategy.spread": {"maker_fee_bps": 1.0}}, (),
          "strategy.spread.maker_fee_bps: expected the same as exchange.maker_fee_bps"),
+        # another Binance venue's URL: futures quoted off the spot book, or the reverse
+        ({"instrument": {"venue": "binance-usdm"}, "feed": {
+            "recordings": [], "url": "wss://stream.binance.com:9443",
+            "rest_url": "https://fapi.binance.com"}}, (),
+         "feed.url: 'wss://stream.binance.com:9443' is binance-spot's, but instrument.venue "
+         "is 'binance-usdm'"),
+        ({"feed": {"recordings": [], "url": "wss://stream.binance.com:9443",
+                   "rest_url": "https://fapi.binance.com"}}, (),
+         "feed.rest_url: 'https://fapi.binance.com' is binance-usdm's"),
+        ({"instrument": {"venue": "binance-usdm"}, "exchange": {
+            "adapter": "binance", "ws_api_url": "ws://127.0.0.1:1/ws-api/v3"}}, (),
+         "exchange.ws_api_url: 'ws://127.0.0.1:1/ws-api/v3' is binance-spot's"),
+        ({"exchange": {"adapter": "binance",
+                       "ws_api_url": "wss://ws-fapi.binance.com/ws-fapi/v1"}}, (),
+         "exchange.ws_api_url: 'wss://ws-fapi.binance.com/ws-fapi/v1' is binance-usdm's"),
+        ({"exchange": {"adapter": "binance", "ws_api_url": "ws://127.0.0.1:1/ws-api/v3",
+                       "user_stream_url": "wss://fstream.binance.com/private/ws"}}, (),
+         "exchange.user_stream_url: only USD-M futures use it"),
+        # Binance split the USD-M WebSocket URLs (/public, /market, /private) and retired
+        # the legacy ones on 2026-04-23: user data is at /private only
+        ({"instrument": {"venue": "binance-usdm"}, "exchange": {
+            "adapter": "binance", "ws_api_url": "ws://127.0.0.1:1/ws-fapi/v1",
+            "user_stream_url": "wss://fstream.binance.com/ws"}}, (),
+         "exchange.user_stream_url: 'wss://fstream.binance.com/ws' is a legacy USD-M "
+         "WebSocket URL, retired by Binance on 2026-04-23: use "
+         "\"wss://fstream.binance.com/private/ws\""),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, overrides: dict[str, Any],

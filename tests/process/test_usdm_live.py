@@ -164,6 +164,8 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     second = Daemon(config)
     try:
         second.wait_event("venue_status", ready=True, timeout=30)
+        # the venue's position is the journal's and the fills recovered since the crash
+        second.wait_event("gateway_position_agrees", timeout=5)
         assert second.wait_event("gateway_fill_recovered", timeout=5)
         assert second.wait_event("gateway_funding_recovered", timeout=5)
         # the crashed run's orders are strays: cancelled, and not quoted again
@@ -181,6 +183,8 @@ def test_usdm_live_fills_funding_sigkill_restart_reconciled_and_kill_switch_empt
     finally:
         if second.proc.poll() is None:
             second.kill()
+    assert [e for e in first.events + second.events
+            if e.get("event") == "gateway_position_mismatch"] == []
     fills, funding = journal(state)
     exec_ids = [int(k.split(":")[1]) for k in fills]
     assert len(exec_ids) == len(set(exec_ids))  # no fill twice

@@ -242,13 +242,53 @@ def test_no_need_to_modify_reports_the_order_as_it_stands() -> None:
 def test_funding_fee_is_a_funding_event_rounded_toward_minus_infinity_and_delivered_once(
         ) -> None:
     venue = Venue()
-    venue.proto.receive_user(funding_event("-0.01234567", WALL_MS - 60_000), MONO, WALL)
-    venue.proto.receive_user(funding_event("0.00009999", WALL_MS), MONO, WALL)
-    venue.proto.receive_user(funding_event("0.00009999", WALL_MS), MONO, WALL)  # again
+    venue.proto.resume_funding_after(WALL_MS - 8 * 3_600_000)
+    listed = [income(WALL_MS - 60_000, "-0.01234567", 1), income(WALL_MS, "0.00009999", 2)]
+    for _ in range(2):  # the same payments listed again: delivered once
+        venue.proto.receive_user(funding_event("-0.01224568", WALL_MS), MONO, WALL)
+        proc = venue.proto.read_account()
+        _, step = venue.http(proc, venue.step(proc, None), listed)
+        _, step = venue.ws(proc, step, {"status": 200, "result": {"assets": [],
+                                                                  "positions": []}})
+        _, step = venue.ws(proc, step, {"status": 200, "result": []})
+        assert step == Done(None)
     # -123.4567 units -> -124 (never flattered); 0.9999 -> 0
-    assert venue.proto.drain_account() == [
+    assert [e for e in venue.proto.drain_account() if isinstance(e, Funding)] == [
         Funding(-124, (WALL_MS - 60_000) * MS, WALL_MS - 60_000), Funding(0, WALL, WALL_MS)]
-    assert venue.proto.account_stale and venue.proto.max_funding_id == WALL_MS
+    assert venue.proto.max_funding_id == WALL_MS
+    assert venue.rest[-1][2]["startTime"] == str(WALL_MS + 1)
+
+
+def test_a_funding_fee_event_is_booked_from_the_symbols_income_not_the_accounts_balance(
+        ) -> None:
+    """Binance's FUNDING_FEE ``ACCOUNT_UPDATE`` of a cross position carries the balance
+    alone (no ``P``: it does not say which symbol paid), so its ``bc`` may be another
+    symbol's payment on the same account: the payment is booked from ``income`` of our
+    symbol, where the amount and its time are the symbol's own."""
+    venue = Venue()
+    venue.proto.resume_funding_after(WALL_MS - 8 * 3_600_000)
+    # ETHUSDT's payment on the account, as Binance sends it for a cross position
+    venue.proto.receive_user(funding_event("-3.00000000", WALL_MS), MONO, WALL)
+    assert venue.proto.drain_account() == []  # not booked: the event names no symbol
+    assert venue.proto.account_stale
+    proc = venue.proto.read_account()
+    _, step = venue.http(proc, venue.step(proc, None), [income(WALL_MS, "-0.25000001", 9)])
+    assert venue.rest[-1][1] == usdm.INCOME and venue.rest[-1][2]["symbol"] == "BTCUSDT"
+    assert venue.rest[-1][2]["startTime"] == str(WALL_MS - 8 * 3_600_000 + 1)
+    _, step = venue.ws(proc, step, {"status": 200, "result": {"assets": [
+        {"asset": "USDT", "walletBalance": "1.0", "availableBalance": "1.0"}],
+        "positions": []}})
+    _, step = venue.ws(proc, step, {"status": 200, "result": []})
+    assert step == Done(None)
+    assert venue.proto.drain_account() == [Funding(-2_501, WALL, WALL_MS),
+                                           Balances(None, 10_000, 0, WALL)]
+    # the next refresh without a funding event does not ask for income again
+    venue.proto.receive_user(orjson.dumps({"e": "ACCOUNT_UPDATE", "E": WALL_MS + 9,
+                                           "T": WALL_MS + 9, "a": {"m": "ORDER", "B": [],
+                                                                   "P": []}}), MONO, WALL)
+    proc = venue.proto.read_account()
+    step = venue.step(proc, None)
+    assert isinstance(step, Request) and step.rest is None  # account.status first
 
 
 def test_listen_key_expired_hangs_up_and_a_bad_event_makes_the_connection_suspect() -> None:
@@ -268,9 +308,13 @@ def test_hedge_mode_is_refused_naming_the_fix() -> None:
     assert str(exc.value) == HEDGE_MODE_FIX and "dualSidePosition=false" in HEDGE_MODE_FIX
 
 
+@pytest.mark.parametrize(("venue_amount", "mismatch"), [("0.002", False), ("-0.003", True)])
 def test_reconcile_cancels_strays_recovers_missed_fills_and_funding_and_reads_the_account(
-        ) -> None:
+        venue_amount: str, mismatch: bool) -> None:
+    """... and compares the venue's position with ours (the journal's 0 and the 2 lots
+    recovered): a difference is logged as an error naming both."""
     venue = Venue()
+    venue.proto.expect_position(0)
     venue.proto.resume_fills_after(700)
     venue.proto.resume_funding_after(WALL_MS - 8 * 3_600_000)
     proc = venue.proto.reconcile()
@@ -302,8 +346,13 @@ def test_reconcile_cancels_strays_recovers_missed_fills_and_funding_and_reads_th
         "positions": []}})
     assert venue.sent[-1]["method"] == "v2/account.status"
     _, step = venue.ws(proc, step, {"status": 200, "result": [
-        {"symbol": "BTCUSDT", "positionAmt": "0.002", "leverage": "20", "positionSide": "BOTH"}]})
+        {"symbol": "BTCUSDT", "positionAmt": venue_amount, "leverage": "20",
+         "positionSide": "BOTH"}]})
     assert venue.sent[-1]["method"] == "account.position" and step == Done(None)
+    errors = [values for event, values in venue.log.events
+              if event == "gateway_position_mismatch"]
+    assert errors == ([{"venue_lots": -3, "our_lots": 2, "symbol": "BTCUSDT"}] if mismatch
+                      else [])
     assert venue.proto.drain_account() == [
         Funding(-2_501, WALL, WALL_MS), Balances(None, 97_001_234, 20, WALL)]
     assert venue.proto.open_order_count() == 0 and venue.proto.fills_recovered == 1
