@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from mmdaemon.venues.binance_rules import parse_exchange_info
-from tests.conftest import SPOT_FILES
+from tests.conftest import SPOT_FILES, USDM_FILE
 from tests.daemon_process import Daemon
 from tests.exchange_info import spot_body, spot_symbol
 from tests.helpers import gz_lines, rewrite, write_config, write_gz
@@ -33,6 +33,9 @@ from tests.process.test_record_sim_cli import (
 )
 from tests.process.test_sim_processes import open_orders, sim_config
 from tests.process.test_strategy_plugins import daemon_quoting_at_the_sim
+from tests.process.test_usdm_live import KEY, SECRET
+from tests.process.test_usdm_live import live_config as usdm_live_config
+from tests.process.test_usdm_live import open_orders as usdm_open_orders
 
 GRID_LINES = re.compile(r"^(tick_size|lot_size|size_step_lots|min_size_lots|min_notional) = .*\n",
                         re.MULTILINE)
@@ -82,6 +85,37 @@ def test_a_config_typed_with_a_wrong_tick_size_is_refused_at_start_against_the_s
     db.close()
     assert '"event":"instrument_rules_refused"' in proc.stdout
     assert open_orders(sim_port) == []
+
+
+def test_a_usdm_config_typed_with_a_wrong_tick_size_is_refused_at_start_against_the_sim(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Must show on the futures venue: ``mmdaemon sim --venue binance-usdm`` serves
+    ``/fapi/v1/exchangeInfo`` (BTCUSDT perpetual: tick 0.1) and config/example-live-usdm.toml
+    typed with spot's 0.01 is refused, exit 2, nothing sent to the venue."""
+    if not USDM_FILE.exists():
+        pytest.skip(f"{USDM_FILE} not present: the USD-M recording lives in ../shared only")
+    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
+    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
+    port, state = free_port(), tmp_path / "state"
+    sim = mmdaemon("sim", "--venue", "binance-usdm", str(USDM_FILE), "--port", str(port),
+                   "--speed", "5", "--balance", "USDT=100000")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        config = _edited(usdm_live_config(tmp_path, port, state),
+                         'tick_size = "0.1"', 'tick_size = "0.01"')
+        proc = run_cli("run", "--config", str(config), timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert ("mmdaemon run: config error: instrument.tick_size: the config says 0.01, "
+                "Binance BTCUSDT's PRICE_FILTER tickSize is 0.1 (the venue's exchangeInfo: "
+                f"http://127.0.0.1:{port}/fapi/v1/exchangeInfo)") in proc.stderr
+        assert '"event":"instrument_rules_refused"' in proc.stdout
+        db = sqlite3.connect(state / "journal.sqlite")
+        assert db.execute("SELECT count(*) FROM order_log").fetchone() == (0,)
+        db.close()
+        assert usdm_open_orders(port) == []
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
