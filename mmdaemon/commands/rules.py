@@ -25,6 +25,7 @@ What was read is logged as ``instrument_rules`` (:func:`log_rules`).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import time
 import urllib.error
 import urllib.parse
@@ -140,6 +141,7 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     try:
         with opener.open(url, timeout=feed.snapshot_timeout_ms / 1000) as response:
             body: bytes = response.read(MAX_BODY_BYTES + 1)
+            declared = response.headers.get("Content-Length", "")
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code in (418, 429):
             raise RulesUnavailable(f"HTTP {exc.code}") from None
@@ -148,6 +150,12 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     except (OSError, ValueError) as exc:  # URLError, timeouts, a dropped connection
         raise RulesUnavailable(str(getattr(exc, "reason", exc)) or type(exc).__name__
                                ) from None
+    except http.client.HTTPException as exc:  # no HTTP status line: a proxy, a wrong port
+        raise RulesUnavailable(f"not an HTTP answer: {type(exc).__name__}: {exc}") from None
+    # a connection dropped mid-body may pass; judged as the venue's rules, the cut-off JSON
+    # would be a final config error (exit 2) that systemd does not retry
+    if declared.isdigit() and len(body) < int(declared) and len(body) <= MAX_BODY_BYTES:
+        raise RulesUnavailable(f"the answer was cut off: {len(body)} of {declared} bytes")
     if len(body) > MAX_BODY_BYTES:
         raise ConfigError(f"instrument: {url}: the exchangeInfo is larger than "
                           f"{MAX_BODY_BYTES} bytes")
