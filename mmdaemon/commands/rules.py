@@ -237,7 +237,8 @@ def save(settled: Settled | None, out: Path) -> Path | None:
         return None
     symbol = settled.config.instrument.symbol
     doc = orjson.loads(settled.body)
-    doc["symbols"] = [s for s in doc["symbols"] if s.get("symbol") == symbol]
+    doc["symbols"] = [s for s in doc["symbols"] if isinstance(s, dict)
+                      and s.get("symbol") == symbol]
     path = saved_path(out / "x", symbol)
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -83,3 +83,19 @@ def test_a_whole_answer_is_read_as_it_is(tmp_path: Path) -> None:
             "rest_url": f"http://127.0.0.1:{port}"}}))
         url, got = fetch_once(config, "spot")
         assert got == body and url.endswith("/api/v3/exchangeInfo?symbol=BTCUSDT")
+
+
+def test_record_keeps_only_the_symbols_entry_whatever_else_the_list_holds(
+        tmp_path: Path) -> None:
+    """``save`` writes the recorded symbol's entry alone, even when the venue's list holds
+    entries that are not objects (the parser skips them; save must too)."""
+    import orjson
+
+    from mmdaemon.commands.rules import Settled, save
+
+    config = load_config(write_config(tmp_path))
+    doc = spot_body(spot_symbol("ETHUSDT"), spot_symbol())
+    doc["symbols"].insert(0, "BTCUSDT")
+    path = save(Settled(config, "test", None, (), orjson.dumps(doc)), tmp_path / "out")
+    assert path == tmp_path / "out" / "exchangeInfo-BTCUSDT.json"
+    assert orjson.loads(path.read_bytes())["symbols"] == [spot_symbol()]
