@@ -228,6 +228,19 @@ def test_record_saves_the_venues_exchange_info_and_a_replay_of_it_checks_the_con
             f"tickSize is 0.01 (the venue's exchangeInfo: {saved})") in proc.stderr
 
 
+def test_record_into_a_place_it_cannot_write_says_so_exit_1_not_a_traceback(
+        tmp_path: Path) -> None:
+    out = tmp_path / "a-file"
+    out.write_text("not a directory")
+    with sim_serving(SPOT_FILES[0]) as port:
+        proc = run_cli("record", "--config", str(live_config(tmp_path, port)), str(out),
+                       timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert (f"mmdaemon record: cannot save the venue's exchangeInfo in {out}: "
+            "File exists") in proc.stderr
+
+
 ETH_RULES = spot_symbol("ETHUSDT", tick="0.00040000", step="0.01000000",
                         min_qty="0.01000000", min_notional="5.00000000", base_precision=5)
 """The rewritten recording's grids (tests.helpers.rewrite: prices / 25, sizes x 1,000):
