@@ -94,8 +94,12 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     from mmdaemon.config import ConfigError
     from mmdaemon.config_file import load_config
 
+    from mmdaemon.commands.rules import settle
+
     try:
         config = load_config(config_path)
+        # grids the config leaves out: the exchangeInfo saved beside the recordings
+        config = settle(config, recordings, live=False).config
     except ConfigError as exc:
         raise CrossCheckError(f"{config_path}: {exc}") from None
     ex = config.exchange

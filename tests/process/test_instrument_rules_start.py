@@ -302,3 +302,15 @@ def test_check_config_reviews_a_config_without_grids_on_the_saved_exchange_info(
     assert [effective[f"instrument.{key}"]["value"] for key in (
         "tick_size", "lot_size", "size_step_lots", "min_size_lots", "min_notional")] == [
         "0.0004", "0.00001", 1000, 1000, "5"]
+
+
+def test_crosscheck_of_another_symbol_takes_its_grids_from_the_saved_exchange_info(
+        tmp_path: Path, eth_recording: Path) -> None:
+    """crosscheck reloads the config itself: the grids it leaves out are the saved
+    exchangeInfo's there too (they were a ValueError traceback)."""
+    proc = run_cli("crosscheck", "--config", str(_eth_config(tmp_path)), str(eth_recording),
+                   "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    result = orjson.loads(proc.stdout)
+    assert result["ours"] > 0, result
