@@ -6,8 +6,9 @@
   (spot) or ``/fapi/v1/exchangeInfo`` (USD-M, every symbol), through ``feed.proxy``. A
   config that states every grid is checked by the running service before order entry starts
   (:func:`check_live`): a venue that does not answer (no connection, a timeout, HTTP 5xx,
-  429 or 418) is waited out like a venue down at start, HALTED, retried with the feed's
-  backoff, systemd told why, signals acted on; nothing is quoted before the rules are read
+  429 or 418, an answer that is not HTTP, is cut off or is not JSON) is waited out like a
+  venue down at start, HALTED, retried with the feed's backoff, systemd told why, signals
+  acted on; nothing is quoted before the rules are read
   and agree. A config that leaves grids out cannot be built without them, nor can
   ``record`` save them: they are read first (:func:`fetch`), :data:`TRIES` times with the
   feed's backoff, then the command exits 1 with the reason, nothing open, and the service
@@ -159,6 +160,11 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     if len(body) > MAX_BODY_BYTES:
         raise ConfigError(f"instrument: {url}: the exchangeInfo is larger than "
                           f"{MAX_BODY_BYTES} bytes")
+    try:  # a page instead of JSON says nothing of the rules: waited out like the venue down
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RulesUnavailable(f"not JSON (a proxy's or a maintenance page?): "
+                               f"{body[:80]!r}") from None
     return url, body
 
 

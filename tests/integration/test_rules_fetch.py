@@ -1,8 +1,8 @@
 """Reading the venue's exchangeInfo (mmdaemon.commands.rules.fetch_once) from a real TCP
-server on 127.0.0.1 that answers badly: something that is not HTTP at all, and an answer cut
-off mid-body. Both are outages that may pass (RulesUnavailable: a config leaving grids out
-retries then exits 1, a running service waits HALTED), never a traceback nor the final
-'config error' (exit 2) a body without the rules gets."""
+server on 127.0.0.1 that answers badly: something that is not HTTP at all, an answer cut
+off mid-body, a page that is not JSON. All are outages that may pass (RulesUnavailable: a
+config leaving grids out retries then exits 1, a running service waits HALTED), never a
+traceback nor the final 'config error' (exit 2) a body without the rules gets."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def _serving(answer: bytes) -> Iterator[int]:
 
 NOT_HTTP = b"SSH-2.0-OpenSSH_9.6\r\n\r\n"
 BODY = b'{"symbols":[' + b" " * 100
+PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+HTML = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n"
+        % len(PAGE)) + PAGE
 CUT_OFF = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
            + BODY)
 
@@ -58,6 +61,7 @@ CUT_OFF = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
 @pytest.mark.parametrize(("answer", "reason"), [
     (NOT_HTTP, "not an HTTP answer: BadStatusLine"),
     (CUT_OFF, f"the answer was cut off: {len(BODY)} of 5000 bytes"),
+    (HTML, "not JSON (a proxy's or a maintenance page?): b'<html><body><h1>502"),
 ])
 def test_a_venue_answering_garbage_or_hanging_up_mid_body_is_an_outage_not_a_crash(
         tmp_path: Path, answer: bytes, reason: str) -> None:
