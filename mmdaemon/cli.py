@@ -445,7 +445,13 @@ def _main(argv: Sequence[str] | None) -> int:
 
         log.configure(level, sys.stderr.buffer, log_format=args.log_format,
                       instrument=config.instrument.build())
-        log_rules(log.get_logger(command="record"), settled, save(settled, Path(args.out)))
+        try:  # the rules a replay of the recording reads: none saved, nothing recorded
+            saved = save(settled, Path(args.out))
+        except OSError as exc:  # as record's own disk failures: exit 1
+            print(f"mmdaemon record: cannot save the venue's exchangeInfo in {args.out}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 1
+        log_rules(log.get_logger(command="record"), settled, saved)
         return record(config, Path(args.out))
     if args.command == "replay":
         from mmdaemon.commands.run import replay

@@ -394,6 +394,11 @@ def _check(config: Config) -> None:
         raise ConfigError(f"exchange.adapter: {adapter!r} cannot trade instrument.venue "
                           f"{venue!r} (not implemented); the supported venue and adapter "
                           f"combinations are {supported}")
+    symbol = config.instrument.symbol
+    if venue != "lobster" and not re.fullmatch(r"[A-Z0-9]+(_[0-9]+)?", symbol):
+        # another spelling matches no frame and no exchangeInfo entry of the venue
+        raise ConfigError(f"instrument.symbol: expected Binance's name of the symbol, "
+                          f"upper-case letters and digits such as 'BTCUSDT', got {symbol!r}")
     if not feed.recordings and not feed.url and venue != "lobster":
         raise ConfigError("feed: expected 'recordings' (list of paths) or 'url' (websocket URL)")
     if feed.url and not feed.recordings:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from mmdaemon.model import Instrument
+from mmdaemon.model import MAX_UNITS, Instrument
 from mmdaemon.venues.binance_rules import VenueRules
 
 GRID_KEYS = ("tick_size", "lot_size", "size_step_lots", "min_size_lots", "min_notional")
@@ -102,6 +102,10 @@ def apply_rules(inst: InstrumentConfig, rules: VenueRules) -> tuple[InstrumentCo
     for venue_value, what in ((finest, f"finest size ({places} {rules.size_places})"),
                               (rules.step_size, "LOT_SIZE stepSize"),
                               (rules.min_qty, "LOT_SIZE minQty")):
+        if venue_value / lot > MAX_UNITS:  # and decimal's % could not even divide them
+            raise ValueError(f"instrument.lot_size: {inst.lot_size or _text(lot)} is too "
+                             f"fine for {who} {what}, {_text(venue_value)}: more than "
+                             f"{MAX_UNITS} lots")
         if venue_value % lot:
             raise ValueError(f"instrument.lot_size: the config says {inst.lot_size}, which "
                              f"does not divide {who} {what}, {_text(venue_value)}: a lot "

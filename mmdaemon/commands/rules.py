@@ -6,8 +6,9 @@
   (spot) or ``/fapi/v1/exchangeInfo`` (USD-M, every symbol), through ``feed.proxy``. A
   config that states every grid is checked by the running service before order entry starts
   (:func:`check_live`): a venue that does not answer (no connection, a timeout, HTTP 5xx,
-  429 or 418) is waited out like a venue down at start, HALTED, retried with the feed's
-  backoff, systemd told why, signals acted on; nothing is quoted before the rules are read
+  429 or 418, an answer that is not HTTP, is cut off or is not JSON) is waited out like a
+  venue down at start, HALTED, retried with the feed's backoff, systemd told why, signals
+  acted on; nothing is quoted before the rules are read
   and agree. A config that leaves grids out cannot be built without them, nor can
   ``record`` save them: they are read first (:func:`fetch`), :data:`TRIES` times with the
   feed's backoff, then the command exits 1 with the reason, nothing open, and the service
@@ -25,6 +26,7 @@ What was read is logged as ``instrument_rules`` (:func:`log_rules`).
 from __future__ import annotations
 
 import asyncio
+import http.client
 import time
 import urllib.error
 import urllib.parse
@@ -140,6 +142,7 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     try:
         with opener.open(url, timeout=feed.snapshot_timeout_ms / 1000) as response:
             body: bytes = response.read(MAX_BODY_BYTES + 1)
+            declared = response.headers.get("Content-Length", "")
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code in (418, 429):
             raise RulesUnavailable(f"HTTP {exc.code}") from None
@@ -148,9 +151,20 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     except (OSError, ValueError) as exc:  # URLError, timeouts, a dropped connection
         raise RulesUnavailable(str(getattr(exc, "reason", exc)) or type(exc).__name__
                                ) from None
+    except http.client.HTTPException as exc:  # no HTTP status line: a proxy, a wrong port
+        raise RulesUnavailable(f"not an HTTP answer: {type(exc).__name__}: {exc}") from None
+    # a connection dropped mid-body may pass; judged as the venue's rules, the cut-off JSON
+    # would be a final config error (exit 2) that systemd does not retry
+    if declared.isdigit() and len(body) < int(declared) and len(body) <= MAX_BODY_BYTES:
+        raise RulesUnavailable(f"the answer was cut off: {len(body)} of {declared} bytes")
     if len(body) > MAX_BODY_BYTES:
         raise ConfigError(f"instrument: {url}: the exchangeInfo is larger than "
                           f"{MAX_BODY_BYTES} bytes")
+    try:  # a page instead of JSON says nothing of the rules: waited out like the venue down
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RulesUnavailable(f"not JSON (a proxy's or a maintenance page?): "
+                               f"{body[:80]!r}") from None
     return url, body
 
 
@@ -229,7 +243,8 @@ def save(settled: Settled | None, out: Path) -> Path | None:
         return None
     symbol = settled.config.instrument.symbol
     doc = orjson.loads(settled.body)
-    doc["symbols"] = [s for s in doc["symbols"] if s.get("symbol") == symbol]
+    doc["symbols"] = [s for s in doc["symbols"] if isinstance(s, dict)
+                      and s.get("symbol") == symbol]
     path = saved_path(out / "x", symbol)
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

@@ -91,11 +91,14 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     hftbacktest and compare the fills. :class:`CrossCheckError` for input it cannot use."""
     import tempfile
 
+    from mmdaemon.commands.rules import settle
     from mmdaemon.config import ConfigError
     from mmdaemon.config_file import load_config
 
     try:
         config = load_config(config_path)
+        # grids the config leaves out: the exchangeInfo saved beside the recordings
+        config = settle(config, recordings, live=False).config
     except ConfigError as exc:
         raise CrossCheckError(f"{config_path}: {exc}") from None
     ex = config.exchange

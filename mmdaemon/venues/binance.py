@@ -7,7 +7,8 @@ Decodes combined-stream frames (``{"stream": .., "data": ..}``) and raw frames:
 - spot: buffer diffs until a snapshot; drop diffs with ``u <= lastUpdateId``; the first
   applied diff must satisfy ``U <= lastUpdateId + 1 <= u``; afterwards ``U == prev_u + 1``.
 - USD-M futures: drop diffs with ``u < lastUpdateId``; the first applied diff must satisfy
-  ``U <= lastUpdateId <= u``; afterwards ``pu == prev_u``.
+  ``U <= lastUpdateId <= u`` or ``pu == lastUpdateId`` (a snapshot on an event boundary);
+  afterwards ``pu == prev_u``.
 
 Anything else after sync is a :class:`~mmdaemon.model.Gap`: the codec goes back to
 buffering and the shell must fetch (live) or wait for (replay) a new snapshot. A diff that is
@@ -377,7 +378,12 @@ class BinanceCodec:
                 if last < snap:
                     self.dropped_stale += 1
                     return _NO_EVENTS
-                bridges = first <= snap <= last
+                # Binance's rule, U <= lastUpdateId <= u, or a diff whose pu is the
+                # snapshot's id: a snapshot taken on an event boundary (u of the last event
+                # sent) reaching a connection that subscribed after that event went out;
+                # the next event continues the snapshot's book exactly (futures ids jump,
+                # so its U is above lastUpdateId and the documented rule alone never syncs)
+                bridges = first <= snap <= last or prev == snap
             else:
                 if last <= snap:
                     self.dropped_stale += 1

@@ -138,6 +138,23 @@ def test_a_venue_the_adapter_cannot_trade_is_refused_listing_what_is_supported(
         == "paper"
 
 
+@pytest.mark.parametrize(("venue", "symbol"), [("binance-spot", "btcusdt"),
+                                               ("binance-usdm", "BTC-USDT"),
+                                               ("binance-spot", "BTCUSDT ")])
+def test_a_symbol_binance_cannot_name_is_refused_at_config_time(
+        tmp_path: Path, venue: str, symbol: str) -> None:
+    """Binance names symbols in upper case, letters and digits (USD-M delivery contracts
+    add '_'): another spelling matches no frame, no exchangeInfo entry, and a replay of it
+    ran to 'no frame decoded' where check-config had said OK."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, {"instrument": {"venue": venue, "symbol": symbol}}))
+    assert str(err.value) == (f"instrument.symbol: expected Binance's name of the symbol, "
+                              f"upper-case letters and digits such as 'BTCUSDT', got {symbol!r}")
+    delivery = write_config(tmp_path, {"instrument": {"venue": "binance-usdm",
+                                                      "symbol": "BTCUSDT_240927"}})
+    assert load_config(delivery).instrument.symbol == "BTCUSDT_240927"
+
+
 def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "absent.toml")

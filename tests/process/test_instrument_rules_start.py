@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from mmdaemon.venues.binance_rules import parse_exchange_info
-from tests.conftest import SPOT_FILES
+from tests.conftest import SPOT_FILES, USDM_FILE
 from tests.daemon_process import Daemon
 from tests.exchange_info import spot_body, spot_symbol
 from tests.helpers import gz_lines, rewrite, write_config, write_gz
@@ -33,6 +33,9 @@ from tests.process.test_record_sim_cli import (
 )
 from tests.process.test_sim_processes import open_orders, sim_config
 from tests.process.test_strategy_plugins import daemon_quoting_at_the_sim
+from tests.process.test_usdm_live import KEY, SECRET
+from tests.process.test_usdm_live import live_config as usdm_live_config
+from tests.process.test_usdm_live import open_orders as usdm_open_orders
 
 GRID_LINES = re.compile(r"^(tick_size|lot_size|size_step_lots|min_size_lots|min_notional) = .*\n",
                         re.MULTILINE)
@@ -82,6 +85,37 @@ def test_a_config_typed_with_a_wrong_tick_size_is_refused_at_start_against_the_s
     db.close()
     assert '"event":"instrument_rules_refused"' in proc.stdout
     assert open_orders(sim_port) == []
+
+
+def test_a_usdm_config_typed_with_a_wrong_tick_size_is_refused_at_start_against_the_sim(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Must show on the futures venue: ``mmdaemon sim --venue binance-usdm`` serves
+    ``/fapi/v1/exchangeInfo`` (BTCUSDT perpetual: tick 0.1) and config/example-live-usdm.toml
+    typed with spot's 0.01 is refused, exit 2, nothing sent to the venue."""
+    if not USDM_FILE.exists():
+        pytest.skip(f"{USDM_FILE} not present: the USD-M recording lives in ../shared only")
+    monkeypatch.setenv("MMDAEMON_API_KEY", KEY)
+    monkeypatch.setenv("MMDAEMON_API_SECRET", SECRET)
+    port, state = free_port(), tmp_path / "state"
+    sim = mmdaemon("sim", "--venue", "binance-usdm", str(USDM_FILE), "--port", str(port),
+                   "--speed", "5", "--balance", "USDT=100000")
+    try:
+        wait_for_line(sim, b"sim_listening")
+        config = _edited(usdm_live_config(tmp_path, port, state),
+                         'tick_size = "0.1"', 'tick_size = "0.01"')
+        proc = run_cli("run", "--config", str(config), timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert ("mmdaemon run: config error: instrument.tick_size: the config says 0.01, "
+                "Binance BTCUSDT's PRICE_FILTER tickSize is 0.1 (the venue's exchangeInfo: "
+                f"http://127.0.0.1:{port}/fapi/v1/exchangeInfo)") in proc.stderr
+        assert '"event":"instrument_rules_refused"' in proc.stdout
+        db = sqlite3.connect(state / "journal.sqlite")
+        assert db.execute("SELECT count(*) FROM order_log").fetchone() == (0,)
+        db.close()
+        assert usdm_open_orders(port) == []
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(20) == 0
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
@@ -194,6 +228,19 @@ def test_record_saves_the_venues_exchange_info_and_a_replay_of_it_checks_the_con
             f"tickSize is 0.01 (the venue's exchangeInfo: {saved})") in proc.stderr
 
 
+def test_record_into_a_place_it_cannot_write_says_so_exit_1_not_a_traceback(
+        tmp_path: Path) -> None:
+    out = tmp_path / "a-file"
+    out.write_text("not a directory")
+    with sim_serving(SPOT_FILES[0]) as port:
+        proc = run_cli("record", "--config", str(live_config(tmp_path, port)), str(out),
+                       timeout=60)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert (f"mmdaemon record: cannot save the venue's exchangeInfo in {out}: "
+            "File exists") in proc.stderr
+
+
 ETH_RULES = spot_symbol("ETHUSDT", tick="0.00040000", step="0.01000000",
                         min_qty="0.01000000", min_notional="5.00000000", base_precision=5)
 """The rewritten recording's grids (tests.helpers.rewrite: prices / 25, sizes x 1,000):
@@ -255,3 +302,15 @@ def test_check_config_reviews_a_config_without_grids_on_the_saved_exchange_info(
     assert [effective[f"instrument.{key}"]["value"] for key in (
         "tick_size", "lot_size", "size_step_lots", "min_size_lots", "min_notional")] == [
         "0.0004", "0.00001", 1000, 1000, "5"]
+
+
+def test_crosscheck_of_another_symbol_takes_its_grids_from_the_saved_exchange_info(
+        tmp_path: Path, eth_recording: Path) -> None:
+    """crosscheck reloads the config itself: the grids it leaves out are the saved
+    exchangeInfo's there too (they were a ValueError traceback)."""
+    proc = run_cli("crosscheck", "--config", str(_eth_config(tmp_path)), str(eth_recording),
+                   "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    result = orjson.loads(proc.stdout)
+    assert result["ours"] > 0, result

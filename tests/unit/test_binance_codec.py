@@ -118,6 +118,22 @@ def test_usdm_first_diff_may_end_exactly_at_snapshot_id() -> None:
     assert kinds(c.decode(2, depth(100, 110, pu=99))) == ["BookUpdate"]
 
 
+def test_usdm_first_diff_continuing_exactly_from_the_snapshot_id_syncs() -> None:
+    """A snapshot taken just after the venue sent diff k (lastUpdateId = u_k) to a
+    connection that subscribed after k went out: the first diff it gets is k+1, whose ``U``
+    is above lastUpdateId (futures ids jump) but whose ``pu`` is exactly lastUpdateId. It
+    continues the snapshot's book with nothing missed: applied, not a gap (the sim's
+    snapshots are always taken on such a boundary; a recorder does not refetch)."""
+    c = BinanceCodec(BINANCE_USDM_BTCUSDT, "usdm")
+    c.decode(1, snapshot(110, bids=[("1.0", "1.000")], asks=[("1.1", "1.000")]))
+    assert kinds(c.decode(2, depth(130, 140, pu=110))) == ["BookUpdate"]
+    assert c.state is SyncState.SYNCED and c.last_id == 140
+    # a diff that skips ids past the snapshot is still a gap
+    c2 = BinanceCodec(BINANCE_USDM_BTCUSDT, "usdm")
+    c2.decode(1, snapshot(110, bids=[("1.0", "1.000")], asks=[("1.1", "1.000")]))
+    assert kinds(c2.decode(2, depth(130, 140, pu=120))) == ["Gap"]
+
+
 def test_trade_and_book_ticker_decoding() -> None:
     c = spot()
     trade = {

@@ -168,3 +168,23 @@ def test_a_symbol_not_trading_or_without_post_only_orders_is_refused() -> None:
     no_gtx = _rules({**ETH_USDM, "timeInForce": ["GTC", "IOC"]}, "usdm")
     with pytest.raises(ValueError, match="does not list timeInForce GTX"):
         apply_rules(InstrumentConfig("binance-usdm", "ETHUSDT"), no_gtx)
+
+
+@pytest.mark.parametrize(("stated", "entry", "message"), [
+    (InstrumentConfig("binance-spot", "ETHUSDT", lot_size="1e-40"), ETH_SPOT,
+     "instrument.lot_size: 1e-40 is too fine for Binance ETHUSDT's finest size "
+     "(baseAssetPrecision 8), 0.00000001: more than 4611686018427387903 lots"),
+    (InstrumentConfig("binance-spot", "ETHUSDT"), {**ETH_SPOT, "filters": [
+        {**f, "minQty": "1e30"} if f["filterType"] == "LOT_SIZE" else f
+        for f in ETH_SPOT["filters"]]},
+     "instrument.lot_size: 0.00000001 is too fine for Binance ETHUSDT's LOT_SIZE minQty, "
+     "1000000000000000000000000000000: more than 4611686018427387903 lots"),
+])
+def test_a_lot_too_fine_for_the_venues_sizes_is_refused_not_a_decimal_error(
+        stated: InstrumentConfig, entry: dict[str, Any], message: str) -> None:
+    """A size the core could not count in lots (the venue's sizes over the lot beyond
+    MAX_UNITS, which decimal's % cannot even divide): a ValueError naming the key, which
+    the command turns into exit 2, not a decimal.InvalidOperation traceback."""
+    with pytest.raises(ValueError) as err:
+        apply_rules(stated, _rules(entry))
+    assert type(err.value) is ValueError and str(err.value) == message
