@@ -87,16 +87,14 @@ def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,
     from mmdaemon.commands.recordings import _until_signalled
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.sim.balances import balances as parse_balances
+    from mmdaemon.sim.clock import SimClock
     from mmdaemon.sim.futures_protocol import rate_fraction
     from mmdaemon.sim.usdm import WS_API_PATH, UsdmOrderEntry, UsdmSim
 
     logger = log.get_logger(command="sim")
     clock = SystemClock()
-
-    def now_ms() -> int:
-        """The sim's one clock (ms since the epoch): every time it prints or checks."""
-        return clock.wall_ns() // 1_000_000
-
+    # the sim's one clock: every time it prints or stamps, the tapes' frames included
+    sim_clock = SimClock(clock, speed)
     order_entry: UsdmOrderEntry | None = None
     try:
         served = instruments_of(recordings)
@@ -112,9 +110,9 @@ def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,
                                          allow_readable=True) for s in credentials]
             order_entry = UsdmOrderEntry(
                 [inst for inst, _ in served], {c.api_key: c.secret for c in accounts},
-                Fraction(wallets.get("USDT", Decimal(0))), now_ms,
-                maker_fee_bps=maker_fee_bps, funding_interval_ms=interval_ms,
-                funding_rate=rate)
+                Fraction(wallets.get("USDT", Decimal(0))), sim_clock.now_ms,
+                signing_ms=sim_clock.signing_ms, maker_fee_bps=maker_fee_bps,
+                funding_interval_ms=interval_ms, funding_rate=rate)
         except CredentialsError as exc:
             logger.warning("sim_market_data_only", reason=str(exc))
     except ValueError as exc:
@@ -124,7 +122,8 @@ def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,
     async def main(stop: asyncio.Event) -> None:
         async with UsdmSim(served, speed=speed, clock=clock, host=host, port=port,
                            order_entry=order_entry,
-                           wait_for_subscriber=wait_for_subscriber) as venue:
+                           wait_for_subscriber=wait_for_subscriber,
+                           sim_clock=sim_clock) as venue:
             logger.info("sim_listening", venue="binance-usdm", ws_url=venue.ws_url,
                         rest_url=venue.rest_url, streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}{WS_API_PATH}",

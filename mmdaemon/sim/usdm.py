@@ -47,6 +47,7 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.feed.replay import paced
 from mmdaemon.model import Instrument, Trade
 from mmdaemon.sim import futures_wire as fw
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.futures_accounts import FuturesLedger
 from mmdaemon.sim.futures_matching import FuturesMatching
 from mmdaemon.sim.futures_protocol import FuturesProtocol
@@ -288,10 +289,14 @@ class UsdmSim(MarketServer):
     def __init__(self, recordings: Iterable[tuple[Instrument, Sequence[Path]]], *,
                  speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
                  order_entry: UsdmOrderEntry | None = None,
-                 wait_for_subscriber: bool = False) -> None:
+                 wait_for_subscriber: bool = False, sim_clock: SimClock | None = None) -> None:
+        # one time line for every symbol (and the order entry given the same clock): the
+        # recordings' venue times mapped onto the wall clock by one offset
+        self.sim_clock = sim_clock if sim_clock is not None else SimClock(clock, speed)
         tapes = [MarketTape(paths, inst, speed, clock,
                             None if order_entry is None else order_entry.listener(inst.symbol),
-                            market="usdm") for inst, paths in recordings]
+                            market="usdm", sim_clock=self.sim_clock)
+                 for inst, paths in recordings]
         if not tapes:
             raise ValueError("UsdmSim: expected at least one recording")
         symbols = [t.instrument.symbol for t in tapes]

@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from mmdaemon.clock import SystemClock
 from mmdaemon.exchange.fill_model import fee_units
 from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument
+from mmdaemon.sim.clock import SimClock
 from mmdaemon.sim.usdm import UsdmOrderEntry, UsdmSim
 from mmdaemon.venues import binance_api as api
 from tests.helpers import gz_lines, rewrite, until, write_gz
@@ -656,3 +657,27 @@ async def test_two_symbols_from_two_recordings_at_once(usdm_file: Path, tmp_path
         await client.ws.close()
         await stream.ws.close()
     assert entry.internal_errors == 0
+
+
+async def test_every_symbol_and_the_order_entry_share_the_sims_one_clock(
+        usdm_file: Path, tmp_path: Path) -> None:
+    """The recordings' venue times are mapped onto the wall clock by ONE offset: two
+    symbols' frames and the order entry's stamps are on the same time line (not 2024's)."""
+    eth_path = write_gz(tmp_path / "ethusdt.gz", rewrite(gz_lines(usdm_file), "ETHUSDT"))
+    eth = Instrument("ETHUSDT", "0.001", "1", min_notional="5")
+    wall = SystemClock()
+    sim_clock = SimClock(wall, 1.0)
+    entry = UsdmOrderEntry([BTC, eth], {KEY: SECRET}, Fraction(WALLET), sim_clock.now_ms,
+                           signing_ms=sim_clock.signing_ms)
+    async with UsdmSim([(BTC, [usdm_file]), (eth, [eth_path])], speed=1.0, clock=wall,
+                       order_entry=entry, sim_clock=sim_clock) as sim:
+        async with connect(f"{sim.ws_url}/stream?streams=btcusdt@trade/ethusdt@trade") as ws:
+            times: dict[str, int] = {}
+            while len(times) < 2:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                times.setdefault(frame["stream"], frame["data"]["T"])
+        now_ms = wall.wall_ns() // 1_000_000
+        assert all(abs(t - now_ms) < 5_000 for t in times.values()), (times, now_ms)
+        # the same trades, rewritten: one offset, so the two symbols' times agree exactly
+        assert times["btcusdt@trade"] == times["ethusdt@trade"]
+        assert abs(entry.now_ms() - now_ms) < 5_000
