@@ -861,8 +861,9 @@ async def test_rate_limit_rejects_and_holds_order_entry_until_the_retry_time(
     minute = wall_ms() // 60_000 + 2
     clock = ManualMs(minute * 60_000 + 1_000)  # early in a minute of its own
     log = CaptureLog()
-    # start weighs 2 (subscribe) + 6 (openOrders.status) + 20 (myTrades) = 28
-    async with venue(short_recording, now_ms=clock, weight_limit=30) as sim, running(
+    # start weighs 2 (subscribe) + 20 (account.status) + 6 (openOrders.status) + 20
+    # (myTrades) = 48
+    async with venue(short_recording, now_ms=clock, weight_limit=50) as sim, running(
             sim, log, now_ms=clock) as (gw, rec):
         bid, _ = best(sim)
         clock.ms = (minute + 1) * 60_000 - 300  # the limit lifts in 300 ms
@@ -871,7 +872,7 @@ async def test_rate_limit_rejects_and_holds_order_entry_until_the_retry_time(
         await gw.place(RUN + 2, Side.BUY, bid - FAR - 1, LOTS)
         await gw.settled()
         assert [rec.last(RUN + n).status for n in (1, 2)] == [OrderStatus.NEW] * 2
-        await gw.place(RUN + 3, Side.BUY, bid - FAR - 2, LOTS)  # weight 31 > 30
+        await gw.place(RUN + 3, Side.BUY, bid - FAR - 2, LOTS)  # weight 51 > 50
         await gw.settled()
         limited = rec.last(RUN + 3)
         assert limited.status is OrderStatus.REJECTED and limited.reason.startswith("-1003 ")
@@ -894,8 +895,8 @@ async def test_a_lost_connection_is_not_retried_before_the_rate_limit_lifts(
     minute = wall_ms() // 60_000 + 2
     clock = ManualMs(minute * 60_000 + 1_000)
     log = CaptureLog()
-    # start weighs 28 of the 30: the third place is refused until the minute ends
-    async with venue(short_recording, now_ms=clock, weight_limit=30) as sim, running(
+    # start weighs 48 of the 50: the third place is refused until the minute ends
+    async with venue(short_recording, now_ms=clock, weight_limit=50) as sim, running(
             sim, log, now_ms=clock) as (gw, rec):
         bid, _ = best(sim)
         clock.ms = (minute + 1) * 60_000 - 3_000  # the limit lifts in 3 s
