@@ -136,6 +136,7 @@ class OrderEntryProtocol(OrderStates):
     """
 
     subscribe_method = api.USER_DATA_SUBSCRIBE  # named when the venue refuses it
+    balances_at_reconcile = True  # spot's account.status (USD-M reads its account its way)
 
     def __init__(self, instrument: Instrument, credentials: api.Credentials, prefix: str,
                  log: Any, *, rng: Callable[[], float], backoff_initial_s: float,
@@ -218,8 +219,7 @@ class OrderEntryProtocol(OrderStates):
             return
         response = parse.parse_response(obj)
         if isinstance(response, api.ProtocolError):
-            self.log.warning("gateway_bad_response", reason=response.reason,
-                             frame=frame[:200])
+            self.log.warning("gateway_bad_response", reason=response.reason, frame=frame[:200])
             request_id = obj.get("id")
             if isinstance(request_id, int) and request_id in self._pending:
                 del self._pending[request_id]
@@ -683,9 +683,10 @@ class OrderEntryProtocol(OrderStates):
     def reconcile(self) -> Procedure[None]:
         """Make our view the venue's (see the module doc); raises :class:`RequestFailed`."""
         orders, strays = self._settled_candidates()
-        status = yield from self._call(lambda rid, ts: api.account_status(  # the balances
-            request_id=rid, creds=self._creds, timestamp_ms=ts))
-        self._out.extend(self.holdings.status(status.result))
+        if self.balances_at_reconcile:
+            status = yield from self._call(lambda rid, ts: api.account_status(
+                request_id=rid, creds=self._creds, timestamp_ms=ts))
+            self._out.extend(self.holdings.status(status.result))
         listed = yield from self._open_orders()
         yield from self._recover_fills()  # after the snapshot: every fill before it is in here
         open_ids: set[int] = set()
