@@ -77,7 +77,8 @@ def test_two_symbols_with_their_balances_on_one_port_until_sigterm(
 @pytest.mark.parametrize(("args", "says"), [
     (["--funding-rate", "0.001"], "--funding-interval, --funding-rate: only with --venue "
                                   "binance-usdm"),
-    (["--balance", "USDT=1"], "--balance: only with --venue binance-usdm"),
+    (["--funding-interval", "30s"], "--funding-interval, --funding-rate: only with --venue "
+                                    "binance-usdm"),
 ])
 def test_futures_options_on_the_spot_sim_are_exit_2_not_ignored(
         args: list[str], says: str) -> None:
