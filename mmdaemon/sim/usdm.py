@@ -56,13 +56,12 @@ from mmdaemon.sim.futures_accounts import FuturesLedger
 from mmdaemon.sim.futures_matching import FuturesMatching
 from mmdaemon.sim.futures_protocol import FuturesProtocol
 from mmdaemon.sim.market import MarketTape, TapedFrame, merged
-from mmdaemon.sim.server import MarketServer, raw_path_streams
+from mmdaemon.sim.server import MarketServer, raw_path_streams, stream_path
 
 WS_API_PATH: Final = "/ws-fapi/v1"
 TICK_S: Final = 0.1  # how often funding and listen-key expiry are checked (s)
 DEPTH_WEIGHTS: Final = ((50, 2), (100, 5), (500, 10), (1000, 20))  # limit <= N: weight
 DEFAULT_DEPTH_LIMIT: Final = 500
-STREAM_PREFIXES: Final = ("/public", "/market", "/private")
 
 
 def _response(status: int, payload: Any, weight: int | None = None) -> Response:
@@ -384,7 +383,7 @@ class UsdmSim(MarketServer):
     # ---- routing ----------------------------------------------------------------------------
 
     def _upgrade_paths(self, path: str) -> bool:
-        return path == WS_API_PATH or super()._upgrade_paths(stream_path(path))
+        return path == WS_API_PATH or super()._upgrade_paths(path)
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -505,14 +504,3 @@ def usdm_route(stream: str) -> str:
     high-frequency book streams under /public, the other market data under /market."""
     kind = stream.partition("@")[2]
     return "/public" if kind.startswith("depth") or kind == "bookTicker" else "/market"
-
-
-def stream_path(path: str) -> str:
-    """A stream path without Binance's newer USD-M route prefix: ``/public``, ``/market``
-    and ``/private`` + ``/stream`` or ``/ws..`` are served as the plain routes (the
-    official SDK connects there; every stream is served on each)."""
-    for prefix in STREAM_PREFIXES:
-        if path.startswith(prefix + "/"):
-            return path[len(prefix):]
-    return path
-
