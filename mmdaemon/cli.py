@@ -237,6 +237,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--funding-rate", metavar="FRACTION",
                      help="binance-usdm: the funding rate, longs pay when positive "
                           "(default 0.0001)")
+    sim.add_argument("--binance-routes", action="store_true",
+                     help="binance-usdm: serve market data as Binance does since 2026-04-23, "
+                          "depth and bookTicker only under /public, trades under /market, "
+                          "nothing on the legacy /stream and /ws")
     sim.add_argument("--wait-for-subscriber", action="store_true",
                      help="start the tape when the first stream connection comes")
     sim.add_argument("--reference", action="extend", nargs="+", default=[],
@@ -330,10 +334,14 @@ def _main(argv: Sequence[str] | None) -> int:
                             speed_and_recordings("sim", args.recordings, args.speed),
                             args.credentials or ["env"], args.maker_fee_bps,
                             args.wait_for_subscriber, args.balance,
-                            args.funding_interval or "8h", args.funding_rate or "0.0001")
+                            args.funding_interval or "8h", args.funding_rate or "0.0001",
+                            args.binance_routes)
         if args.funding_interval or args.funding_rate:
             raise UsageError("mmdaemon sim: --funding-interval, --funding-rate: only with "
                              "--venue binance-usdm (spot has no funding)")
+        if args.binance_routes:
+            raise UsageError("mmdaemon sim: --binance-routes: only with --venue binance-usdm "
+                             "(spot's routes did not change)")
         reference = reference_spec(args.reference, args.reference_venue, args.reference_symbol,
                                    args.reference_port, args.reference_tick_size,
                                    args.reference_lot_size) if args.reference else None

@@ -23,7 +23,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-from mmdaemon.config_exchange import ExchangeConfig, check_exchange_urls, check_venue_urls
+from mmdaemon.config_exchange import (
+    ExchangeConfig,
+    check_exchange_urls,
+    check_market_data_url,
+    check_venue_urls,
+)
 from mmdaemon.exchange.queue import POWER_MAX
 from mmdaemon.instrument_config import InstrumentConfig
 from mmdaemon.markouts import DEFAULT_HORIZONS_S, horizons_ns
@@ -485,6 +490,7 @@ def _check(config: Config) -> None:
         check_exchange_urls(exchange)
         check_venue_urls(config.instrument.venue, exchange,
                          {"feed.url": feed.url, "feed.rest_url": feed.rest_url})
+        check_market_data_url(config.instrument.venue, "feed.url", feed.url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     prefix = exchange.client_id_prefix
@@ -553,6 +559,10 @@ def _check_reference(config: Config) -> None:
         if not ref.rest_url.startswith(("http://", "https://")):
             raise ConfigError(f"reference.rest_url: expected an http(s):// URL for depth "
                               f"snapshots, got {ref.rest_url!r}")
+        try:
+            check_market_data_url(ref.venue, "reference.url", ref.url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         ref.build()
     except (ValueError, ArithmeticError) as exc:

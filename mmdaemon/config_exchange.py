@@ -138,3 +138,22 @@ def check_venue_urls(venue: str, exchange: ExchangeConfig,
                                  f"{venue!r}: use {venue}'s URL (see "
                                  f"config/example-live{'-usdm' if venue == 'binance-usdm' else ''}"
                                  f".toml)")
+
+
+# Binance's production USD-M market-data host: since 2026-04-23 its streams are only under
+# /public (depth, bookTicker) and /market (trades), which the feed appends to the root
+_USDM_STREAM_HOST: Final = "fstream.binance.com"
+
+
+def check_market_data_url(venue: str, key: str, url: str) -> None:
+    """``ValueError`` naming ``key`` when ``url`` is a legacy Binance USD-M market-data URL
+    (a path on the production host, e.g. ``wss://fstream.binance.com/stream``): the feed
+    takes the host's root and appends the routes; there, the retired paths serve nothing.
+    Other hosts (a relay, the sim on 127.0.0.1) are the operator's word and pass."""
+    parts = urlsplit(url)
+    if (venue == "binance-usdm" and parts.hostname == _USDM_STREAM_HOST
+            and (parts.path not in ("", "/") or parts.query)):
+        raise ValueError(f"{key}: {url!r} is a legacy USD-M market-data URL, retired by "
+                         f"Binance on 2026-04-23: use \"wss://{_USDM_STREAM_HOST}\" (the feed "
+                         f"connects to /public for depth and bookTicker and to /market for "
+                         f"trades under it)")

@@ -57,6 +57,11 @@ def reference_feed_settings(config: Config) -> FeedSettings | None:
     return _feed_settings(config, ref.venue, ref.url, ref.rest_url, ref.symbol)
 
 
+# Binance USD-M's routes since 2026-04-23 (the legacy /stream serves none of these): the
+# high-frequency streams only under /public, the other market data under /market
+USDM_ROUTES = (("/public", ("depth@0ms", "bookTicker")), ("/market", ("trade",)))
+
+
 def _feed_settings(config: Config, venue: str, url: str, rest_url: str,
                    symbol: str) -> FeedSettings:
     feed, usdm = config.feed, venue == "binance-usdm"
@@ -66,6 +71,7 @@ def _feed_settings(config: Config, venue: str, url: str, rest_url: str,
         symbol=symbol,
         streams=("depth@0ms", "trade", "bookTicker") if usdm else
         ("depth@100ms", "trade", "bookTicker"),
+        routes=USDM_ROUTES if usdm else (),
         depth_path="/fapi/v1/depth" if usdm else "/api/v3/depth",
         stale_after_ms=feed.stale_after_ms,
         max_connection_age_s=feed.max_connection_age_s,

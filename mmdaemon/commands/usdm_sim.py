@@ -82,8 +82,10 @@ def instruments_of(paths: list[str]) -> list[tuple[Instrument, list[Path]]]:
 
 def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,
              credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool,
-             balances: list[str], funding_interval: str, funding_rate: str) -> int:
-    """Serve ``recordings`` as a USD-M venue until SIGTERM/SIGINT; 2 on a bad command line."""
+             balances: list[str], funding_interval: str, funding_rate: str,
+             binance_routes: bool = False) -> int:
+    """Serve ``recordings`` as a USD-M venue until SIGTERM/SIGINT; 2 on a bad command line.
+    ``binance_routes``: market data only on Binance's split routes (/public, /market)."""
     from mmdaemon.commands.recordings import _until_signalled
     from mmdaemon.exchange.credentials import CredentialsError, load_credentials
     from mmdaemon.sim.balances import balances as parse_balances
@@ -123,7 +125,7 @@ def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,
         async with UsdmSim(served, speed=speed, clock=clock, host=host, port=port,
                            order_entry=order_entry,
                            wait_for_subscriber=wait_for_subscriber,
-                           sim_clock=sim_clock) as venue:
+                           sim_clock=sim_clock, binance_routes=binance_routes) as venue:
             logger.info("sim_listening", venue="binance-usdm", ws_url=venue.ws_url,
                         rest_url=venue.rest_url, streams=f"{venue.ws_url}/stream?streams=...",
                         raw_streams=f"{venue.ws_url}/ws", ws_api=f"{venue.ws_url}{WS_API_PATH}",

@@ -24,6 +24,13 @@ codec; the feed's part is to keep frames coming:
 - a connection older than ``max_connection_age_s`` is replaced by a planned reconnect before
   the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
   (the event is not passed on: it is not market data);
+- Binance USD-M serves its streams on split routes (since 2026-04-23 depth and bookTicker
+  only under ``/public``, trades under ``/market``): ``FeedSettings.routes`` opens one
+  connection per route, all read into the one queue, each frame stamped on receipt, so
+  the consumer sees one stream in receive order as a recording holds it. They live and
+  die together: the end of one (closed, too large a frame, shed, planned) replaces all,
+  a :class:`Reconnected` and a new snapshot as for one; silence is of them all together
+  (a quiet symbol's trade stream alone may say nothing for long);
 - frames are read as bytes (orjson parses bytes directly); system proxies are not used
   unless ``proxy`` is configured;
 - a snapshot request that fails (an HTTP error, a rate limit, a body that is not a depth
@@ -73,6 +80,7 @@ the daemon hold more than a few times the limits:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 from collections.abc import AsyncIterator, Callable
@@ -130,10 +138,19 @@ class FeedSettings:
     max_message_bytes: int = 1 << 20  # a larger websocket message closes the connection
     max_snapshot_bytes: int = 4 << 20  # a larger REST snapshot body is a failed snapshot
 
+    # Binance USD-M's split: (route, streams) pairs, one connection each under ``ws_url``
+    # (e.g. ("/public", depth, bookTicker), ("/market", trade)); empty: one connection on
+    # ``streams`` at ``ws_url``'s own /stream (spot)
+    routes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
     @property
-    def stream_url(self) -> str:
-        names = "/".join(f"{self.symbol.lower()}@{s}" for s in self.streams)
-        return f"{self.ws_url.rstrip('/')}/stream?streams={names}"
+    def stream_urls(self) -> tuple[str, ...]:
+        """The combined-stream URL of each connection the feed keeps open at once."""
+        base = self.ws_url.rstrip("/")
+        routes = self.routes or (("", self.streams),)
+        return tuple(f"{base}{route}/stream?streams="
+                     + "/".join(f"{self.symbol.lower()}@{s}" for s in streams)
+                     for route, streams in routes)
 
     @property
     def snapshot_url(self) -> str:
@@ -326,32 +343,37 @@ class WebsocketFeed:
     async def _connection(self, session: aiohttp.ClientSession) -> str:
         """One connection's life; returns why it ended."""
         s = self.settings
+        urls = s.stream_urls
+        url = urls[0]  # the one a failure names
         try:
-            # close_timeout is short because a feed we leave has usually stopped being read:
-            # its unread frames hold back the venue's close frame, and waiting the default
-            # 10 s for it would stall a reconnect or a shutdown for nothing
-            async with connect(s.stream_url, proxy=s.proxy, open_timeout=s.open_timeout_s,
-                               close_timeout=1.0, compression=None,
-                               max_size=s.max_message_bytes) as ws:
+            async with contextlib.AsyncExitStack() as stack:
+                wss = []
+                for url in urls:
+                    # close_timeout is short because a feed we leave has usually stopped
+                    # being read: its unread frames hold back the venue's close frame, and
+                    # waiting the default 10 s for it would stall a reconnect or a shutdown
+                    wss.append(await stack.enter_async_context(connect(
+                        url, proxy=s.proxy, open_timeout=s.open_timeout_s, close_timeout=1.0,
+                        compression=None, max_size=s.max_message_bytes)))
                 self.connects += 1
                 self.connected = True
                 if self.connects > 1:
                     self.reconnects += 1
                 self._shed = False  # a shed asked for before now was of an older connection
-                self.log.info("feed_connected", url=s.stream_url, connects=self.connects)
+                self.log.info("feed_connected", url=" ".join(urls), connects=self.connects)
                 self.on_outage(None, 0.0)
                 await self._queue.put(Reconnected("connected", self.clock.wall_ns()))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
                 try:
-                    return await self._read_while_live(ws)
+                    return await self._read_while_live(wss)
                 finally:
                     self.connected = False
                     fetcher.cancel()
                     await asyncio.gather(fetcher, return_exceptions=True)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            self.log.warning("feed_connect_failed", url=s.stream_url, error=repr(exc))
-            self._connect_error = f"cannot connect to {s.stream_url}: {type(exc).__name__}: {exc}"
+            self.log.warning("feed_connect_failed", url=url, error=repr(exc))
+            self._connect_error = f"cannot connect to {url}: {type(exc).__name__}: {exc}"
             return "connect_failed"
         except ConnectionClosed as exc:
             too_big = exc.__cause__
@@ -365,12 +387,15 @@ class WebsocketFeed:
                              reason=exc.rcvd.reason if exc.rcvd else "")
             return "closed"
 
-    async def _read_while_live(self, ws: ClientConnection) -> str:
-        """Read ``ws`` until it ends or goes silent for ``stale_after_ms``; why it ended.
-        Errors of the connection (closed, a frame too large) are raised."""
+    async def _read_while_live(self, wss: list[ClientConnection]) -> str:
+        """Read every connection of ``wss`` into the one queue until one of them ends or
+        all go silent for ``stale_after_ms``; why it ended (the end of one is the end of
+        all: the book needs every stream). Errors of a connection (closed, a frame too
+        large) are raised."""
         self._waiting_since = self.clock.monotonic_ns()
-        reader, watch = await first_of(self._read(ws), self._watch_silence())
-        return reader.result() if reader.done() and not reader.cancelled() else watch.result()
+        tasks = await first_of(*(self._read(ws) for ws in wss), self._watch_silence())
+        ended = next(task for task in tasks if not task.cancelled())
+        return ended.result()
 
     async def _watch_silence(self) -> str:
         """Return ``"stale"`` once the reader has waited ``stale_after_ms`` for a frame."""

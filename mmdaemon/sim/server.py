@@ -103,6 +103,20 @@ REST_PREFIX: dict[Market, str] = {"spot": "/api/v3", "usdm": "/fapi/v1"}
 """Where each venue's REST market-data endpoints live."""
 
 
+# Binance USD-M's WebSocket route prefixes (since 2026-04-23)
+USDM_STREAM_PREFIXES: Final = ("/public", "/market", "/private")
+
+
+def stream_path(path: str) -> str:
+    """A stream path without Binance's newer USD-M route prefix: ``/public``, ``/market``
+    and ``/private`` + ``/stream`` or ``/ws..`` are served as the plain routes (the
+    official SDK connects there)."""
+    for prefix in USDM_STREAM_PREFIXES:
+        if path.startswith(prefix + "/"):
+            return path[len(prefix):]
+    return path
+
+
 def _is_raw_stream_path(path: str) -> bool:
     return path == "/ws" or path.startswith("/ws/")
 
@@ -185,8 +199,14 @@ class MarketServer:
 
     # -- routing --------------------------------------------------------------------------
 
+    def _stream_path(self, path: str) -> str:
+        """``path`` without a USD-M venue's route prefix (/public, /market, /private):
+        a USD-M tape serves its streams under each, as under the bare routes."""
+        return stream_path(path) if self.tape.kind == "usdm" else path
+
     def _upgrade_paths(self, path: str) -> bool:
         """Paths where a websocket upgrade is let through."""
+        path = self._stream_path(path)
         return path == "/stream" or _is_raw_stream_path(path)
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -311,11 +331,12 @@ class MarketServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         url = urlsplit(ws.request.path if ws.request else "")
-        if url.path == "/stream":
+        path = self._stream_path(url.path)
+        if path == "/stream":
             names = parse_qs(url.query).get("streams", [""])[-1]
             await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
-        elif _is_raw_stream_path(url.path):
-            await self.tape.serve_streams(ws, raw_path_streams(url.path), combined=False)
+        elif _is_raw_stream_path(path):
+            await self.tape.serve_streams(ws, raw_path_streams(path), combined=False)
         else:
             await self._other_ws(url.path, ws)
 

@@ -5,7 +5,12 @@ Routes (one port, as the contract /work/briefs/usdm-wire.md lists them):
 
 - ``/stream?streams=..`` and ``/ws/<stream>..``: the recordings' frames (``@depth@0ms``
   diffs with their ``pu`` chain, ``@trade``, ``@bookTicker``) for every symbol, with the
-  stream-control requests of :mod:`mmdaemon.sim.market`;
+  stream-control requests of :mod:`mmdaemon.sim.market`; also under Binance's route
+  prefixes ``/public``, ``/market`` and ``/private``. Every stream is served on every
+  route unless ``binance_routes`` (``mmdaemon sim --binance-routes``): then, as Binance
+  since 2026-04-23, depth and bookTicker only under /public, trades under /market, and
+  no market data on the bare legacy routes (a stream asked for elsewhere stays silent;
+  streams SUBSCRIBEd later are not checked);
 - ``/ws/<listenKey>``: the user-data stream of the account the key belongs to
   (``ORDER_TRADE_UPDATE``, ``ACCOUNT_UPDATE``, ``listenKeyExpired``), bare JSON objects;
 - ``GET /fapi/v1/depth?symbol=S&limit=N``, ``/fapi/v1/ping``, ``/fapi/v1/time``,
@@ -52,13 +57,12 @@ from mmdaemon.sim.futures_accounts import FuturesLedger
 from mmdaemon.sim.futures_matching import FuturesMatching
 from mmdaemon.sim.futures_protocol import FuturesProtocol
 from mmdaemon.sim.market import MarketTape, TapedFrame, merged
-from mmdaemon.sim.server import MarketServer, raw_path_streams
+from mmdaemon.sim.server import MarketServer, raw_path_streams, stream_path
 
 WS_API_PATH: Final = "/ws-fapi/v1"
 TICK_S: Final = 0.1  # how often funding and listen-key expiry are checked (s)
 DEPTH_WEIGHTS: Final = ((50, 2), (100, 5), (500, 10), (1000, 20))  # limit <= N: weight
 DEFAULT_DEPTH_LIMIT: Final = 500
-STREAM_PREFIXES: Final = ("/public", "/market", "/private")
 
 
 def _response(status: int, payload: Any, weight: int | None = None) -> Response:
@@ -289,7 +293,8 @@ class UsdmSim(MarketServer):
     def __init__(self, recordings: Iterable[tuple[Instrument, Sequence[Path]]], *,
                  speed: float | None, clock: Clock, host: str = "127.0.0.1", port: int = 0,
                  order_entry: UsdmOrderEntry | None = None,
-                 wait_for_subscriber: bool = False, sim_clock: SimClock | None = None) -> None:
+                 wait_for_subscriber: bool = False, sim_clock: SimClock | None = None,
+                 binance_routes: bool = False) -> None:
         # one time line for every symbol (and the order entry given the same clock): the
         # recordings' venue times mapped onto the wall clock by one offset
         self.sim_clock = sim_clock if sim_clock is not None else SimClock(clock, speed)
@@ -314,6 +319,7 @@ class UsdmSim(MarketServer):
         self.speed = speed
         self.clock = clock
         self._wait = wait_for_subscriber
+        self.binance_routes = binance_routes  # market data only on Binance's split routes
         self.finished = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._paused_until_ns = 0  # monotonic ns: the market stands still until then
@@ -383,7 +389,7 @@ class UsdmSim(MarketServer):
     # ---- routing ----------------------------------------------------------------------------
 
     def _upgrade_paths(self, path: str) -> bool:
-        return path == WS_API_PATH or super()._upgrade_paths(stream_path(path))
+        return path == WS_API_PATH or super()._upgrade_paths(path)
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -479,21 +485,28 @@ class UsdmSim(MarketServer):
             if key and not raw_path_streams(path) and entry.has_listen_key(key):
                 await entry.serve_user_stream(ws, key)
                 return
+        route = url.path[:len(url.path) - len(path)]  # "/public", "/market".. or ""
         if path == "/stream":
             names = parse_qs(url.query).get("streams", [""])[-1]
-            await self.tape.serve_streams(ws, frozenset(s for s in names.split("/") if s))
+            streams = frozenset(s for s in names.split("/") if s)
+            await self.tape.serve_streams(ws, self._on_route(route, streams))
         elif path == "/ws" or path.startswith("/ws/"):
-            await self.tape.serve_streams(ws, raw_path_streams(path), combined=False)
+            await self.tape.serve_streams(ws, self._on_route(route, raw_path_streams(path)),
+                                          combined=False)
         else:
             await ws.close(1008, "unknown path")
 
+    def _on_route(self, route: str, streams: frozenset[str]) -> frozenset[str]:
+        """The ``streams`` a connection on ``route`` is served: all of them, or with
+        ``binance_routes`` those Binance serves there since 2026-04-23 (depth and
+        bookTicker on /public, the rest on /market, none on the legacy bare routes)."""
+        if not self.binance_routes:
+            return streams
+        return frozenset(s for s in streams if usdm_route(s) == route)
 
-def stream_path(path: str) -> str:
-    """A stream path without Binance's newer USD-M route prefix: ``/public``, ``/market``
-    and ``/private`` + ``/stream`` or ``/ws..`` are served as the plain routes (the
-    official SDK connects there; every stream is served on each)."""
-    for prefix in STREAM_PREFIXES:
-        if path.startswith(prefix + "/"):
-            return path[len(prefix):]
-    return path
 
+def usdm_route(stream: str) -> str:
+    """Binance's USD-M route of a market-data ``stream`` (``btcusdt@depth@0ms``): the
+    high-frequency book streams under /public, the other market data under /market."""
+    kind = stream.partition("@")[2]
+    return "/public" if kind.startswith("depth") or kind == "bookTicker" else "/market"
