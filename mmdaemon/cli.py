@@ -304,7 +304,7 @@ SERVICE_COMMANDS = ("run", "replay")
 """Commands that run the service: a signal during their start-up is kept for it."""
 RULED_COMMANDS = ("run", "record", "replay", "calibrate", "fit-microprice", "crosscheck",
                   "check-config")
-"""The commands whose instrument the venue's rules complete (mmdaemon.commands.rules)."""
+"""The commands whose instrument the venue's rules complete (mmdaemon.venue_rules)."""
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -382,7 +382,7 @@ def _main(argv: Sequence[str] | None) -> int:
         DEFAULT_CONFIG
     ):
         args.config = str(LOBSTER_CONFIG)
-    from mmdaemon.commands.rules import RulesUnavailable, log_rules, save, settle
+    from mmdaemon.venue_rules import RulesUnavailable, log_rules, save, settle
 
     try:
         config = load_config(args.config)

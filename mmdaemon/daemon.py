@@ -133,7 +133,7 @@ class Service:
                 self.reference_live = WebsocketFeed(
                     ref_settings, log.bind(feed="reference"),
                     on_outage=self._on_reference_outage, clock=clock)
-        # live: the venue's exchangeInfo checked before order entry (commands.rules)
+        # live: the venue's exchangeInfo checked before order entry (venue_rules)
         self.check_rules = check_rules and self.live is not None
         self.state_dir = Path(state_dir or config.state.dir)
         self.write_pid = write_pid
@@ -320,8 +320,8 @@ class Service:
     async def _check_rules(self) -> None:
         """Live: the venue's exchangeInfo read (as long as it takes; systemd told why) and
         the config checked against it, HALTED until then, beside order entry's own start;
-        a disagreement stops the service (exit 2). See :mod:`mmdaemon.commands.rules`."""
-        from mmdaemon.commands.rules import RulesRefused, check_live, log_rules
+        a disagreement stops the service (exit 2). See :mod:`mmdaemon.venue_rules`."""
+        from mmdaemon.venue_rules import RulesRefused, check_live, log_rules
 
         try:
             settled = await check_live(self.config, self.clock, self._rules_unavailable)

@@ -1,7 +1,7 @@
 """The ``[instrument]`` section, and how the venue's rules complete and check it.
 
 Every grid key may be left out: it is then the venue's, read from its exchangeInfo at start
-(:mod:`mmdaemon.commands.rules` fetches it, :mod:`mmdaemon.venues.binance_rules` parses it,
+(:mod:`mmdaemon.venue_rules` fetches it, :mod:`mmdaemon.venues.binance_rules` parses it,
 :func:`apply_rules` here decides). What the config states is checked against the venue:
 
 - ``tick_size`` must equal ``PRICE_FILTER.tickSize``;

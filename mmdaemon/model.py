@@ -419,5 +419,14 @@ class Balances(NamedTuple):
 
 
 AccountEvent = Funding | Balances
+
+
+class VenueRefused(Exception):
+    """The venue refused us for a reason that retrying cannot fix: our credentials, a URL
+    or proxy that cannot work, an account set up in a way we cannot trade (USD-M hedge
+    mode). The message names the cause and the fix; never a secret. Raised by adapters
+    (:meth:`mmdaemon.exchange.base.ExchangeAdapter.start`) and by the sans-I/O order-entry
+    protocols they drive."""
+
 # everything an exchange adapter's listener receives, in the order the venue produced it
 VenueEvent = ExecutionEvent | AccountEvent

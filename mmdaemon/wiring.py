@@ -136,7 +136,7 @@ def make_firm_bus(config: Config, host: FirmHost, clock: Clock, log: Any) -> Fir
     from mmdaemon.exchange.credentials import load_redis_password
     from mmdaemon.risk.redis_bus import FirmBus
 
-    inst = config.instrument.build()  # the venue's grids filled in (mmdaemon.commands.rules)
+    inst = config.instrument.build()  # the venue's grids filled in (mmdaemon.venue_rules)
     identity = Identity(firm.instance, firm.desk, firm.base_asset, firm.quote_asset,
                         f"{inst.tick_size:f}", f"{inst.lot_size:f}")
     password = load_redis_password(firm.password, allow_readable=firm.allow_readable_password)
@@ -215,7 +215,7 @@ def reload_parts(path: Path | None, running: Config, instrument: Instrument, boo
     except (ConfigError, ValueError) as exc:
         log.error("reload_failed", error=str(exc), kept="the running parameters")
         return None
-    # the grids the file leaves out are the venue's, read at start (mmdaemon.commands.rules)
+    # the grids the file leaves out are the venue's, read at start (mmdaemon.venue_rules)
     new = replace(new, instrument=new.instrument.left_out_from(running.instrument))
     fixed = [name for name in RESTART_SECTIONS if getattr(new, name) != getattr(running, name)]
     if (new.plugin.name, new.plugin.path) != (running.plugin.name, running.plugin.path):

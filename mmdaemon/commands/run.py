@@ -17,11 +17,11 @@ import orjson
 from mmdaemon import early_signals, log
 from mmdaemon.clock import SystemClock
 from mmdaemon.commands.results import replay_metrics, replay_table, summary_warnings
-from mmdaemon.commands.rules import RulesRefused, settle
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config, ConfigError
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.pace import ReplayClock
+from mmdaemon.venue_rules import RulesRefused, settle
 
 if TYPE_CHECKING:  # imported where a command runs it: the other commands start sooner
     from mmdaemon.daemon import Service
@@ -79,7 +79,7 @@ def run(config: Config, config_path: Path | None = None, log_level: str | None =
     the log's level, when not the config's; ``latency_out`` where to write the latencies
     measured (at stop; a path that cannot take it is refused now, exit 2); ``check_rules``
     a live service checks its config against the venue's exchangeInfo before order entry
-    (:func:`mmdaemon.commands.rules.check_live`)."""
+    (:func:`mmdaemon.venue_rules.check_live`)."""
     from mmdaemon.daemon import Service
     from mmdaemon.exchange.latency_file import check_writable
 

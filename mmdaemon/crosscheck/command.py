@@ -91,9 +91,9 @@ def crosscheck(config_path: Path, recordings: Sequence[str] = (),
     hftbacktest and compare the fills. :class:`CrossCheckError` for input it cannot use."""
     import tempfile
 
-    from mmdaemon.commands.rules import settle
     from mmdaemon.config import ConfigError
     from mmdaemon.config_file import load_config
+    from mmdaemon.venue_rules import settle
 
     try:
         config = load_config(config_path)

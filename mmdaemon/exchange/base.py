@@ -14,6 +14,7 @@ from typing import NamedTuple, Protocol
 
 from mmdaemon.book import OrderBook
 from mmdaemon.model import Side, Trade, VenueEvent
+from mmdaemon.model import VenueRefused as VenueRefused  # the protocol's refusal, re-exported
 
 Listener = Callable[[VenueEvent], None]
 
@@ -29,11 +30,6 @@ class VenueStatus(NamedTuple):
     ready: bool
     reason: str
     retry_in_s: float | None = None
-
-
-class VenueRefused(Exception):
-    """The venue refused us for a reason that retrying cannot fix: our credentials, a URL
-    or proxy that cannot work. The message names the cause and the fix; never a secret."""
 
 
 StatusListener = Callable[[VenueStatus], None]

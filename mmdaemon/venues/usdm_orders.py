@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from mmdaemon.exchange.base import VenueRefused
 from mmdaemon.model import (
     NS_PER_MS,
     AccountEvent,
@@ -45,6 +44,7 @@ from mmdaemon.model import (
     OrderStatus,
     OrderUpdate,
     Side,
+    VenueRefused,
 )
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse

@@ -1,4 +1,4 @@
-"""Reading the venue's exchangeInfo (mmdaemon.commands.rules.fetch_once) from a real TCP
+"""Reading the venue's exchangeInfo (mmdaemon.venue_rules.fetch_once) from a real TCP
 server on 127.0.0.1 that answers badly: something that is not HTTP at all, an answer cut
 off mid-body, a page that is not JSON. All are outages that may pass (RulesUnavailable: a
 config leaving grids out retries then exits 1, a running service waits HALTED), never a
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.commands.rules import RulesUnavailable, fetch_once
 from mmdaemon.config_file import load_config
+from mmdaemon.venue_rules import RulesUnavailable, fetch_once
 from tests.exchange_info import spot_body, spot_symbol
 from tests.helpers import write_config
 
@@ -95,7 +95,7 @@ def test_record_keeps_only_the_symbols_entry_whatever_else_the_list_holds(
     entries that are not objects (the parser skips them; save must too)."""
     import orjson
 
-    from mmdaemon.commands.rules import Settled, save
+    from mmdaemon.venue_rules import Settled, save
 
     config = load_config(write_config(tmp_path))
     doc = spot_body(spot_symbol("ETHUSDT"), spot_symbol())

@@ -38,7 +38,7 @@ LAYERS: dict[str, int] = {
     "log": SHELL, "notify": SHELL, "readiness": SHELL, "startup": SHELL, "metrics": SHELL,
     "progress": SHELL, "early_signals": SHELL, "risk.redis_bus": SHELL, "sim.": SHELL,
     "sim.futures_accounts": SHELL, "sim.futures_wire": SHELL, "sim.futures_matching": SHELL,
-    "sim.futures_protocol": SHELL, "sim.usdm": SHELL,
+    "sim.futures_protocol": SHELL, "sim.usdm": SHELL, "venue_rules": SHELL,
     "orderlog": SHELL, "provenance": SHELL, "feed_task": SHELL, "order_sender": SHELL,
     "journal_reader": SHELL,
     "config_file": SHELL, "exchange.latency_file": SHELL,
