@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -169,6 +170,19 @@ class LyingDepth:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await reader.readuntil(b"\r\n\r\n")
+            if request.startswith(b"GET /api/v3/exchangeInfo"):  # the rules, as the sim's
+                url = self.sim.rest_url + request.split(b" ", 2)[1].decode()
+
+                def fetch() -> bytes:  # in a thread: the sim answers on this loop
+                    with urllib.request.urlopen(url, timeout=5) as answer:
+                        body: bytes = answer.read()
+                    return body
+
+                info = await asyncio.to_thread(fetch)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(info)
+                             + info)
+                return
             if not request.startswith(b"GET /api/v3/depth"):
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
                              b"Connection: close\r\n\r\n")
