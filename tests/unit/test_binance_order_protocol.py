@@ -118,6 +118,14 @@ class Venue:
     def start(self, proc: Procedure[Any]) -> Request | Done[Any]:
         return self.proto.step(proc, None, WALL)
 
+    def reconciling(self, proc: Procedure[Any]) -> Request | Done[Any]:
+        """Start reconciliation ``proc`` and answer its first request, the account's
+        balances (``account.status``: an empty account): its next step."""
+        _, step = self.answer(proc, self.start(proc), {"status": 200, "result": {
+            "balances": []}})
+        assert self.sent[-1]["method"] == api.ACCOUNT_STATUS
+        return step
+
     def send(self, request: Request | Done[Any]) -> int:
         """The protocol's frame for ``request``, as the shell would write it; its id."""
         assert isinstance(request, Request), f"no request to send: {request}"
@@ -274,7 +282,7 @@ def test_a_reconcile_recovers_a_fill_the_stream_missed() -> None:
     proc = venue.proto.reconcile()
     # the open orders first: the order is open there, 4,000 lots filled
     listed = order_obj(1, VID, "PARTIALLY_FILLED", executed=4_000)
-    out, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": [listed]})
+    out, step = venue.answer(proc, venue.reconciling(proc), {"status": 200, "result": [listed]})
     assert venue.sent[-1]["method"] == api.OPEN_ORDERS_STATUS and events(out) == []
     # then the account's trades after the last one seen: one the stream never brought
     out, step = venue.answer(proc, step, {"status": 200, "result": [trade(101, VID, 4_000)]})
@@ -282,7 +290,7 @@ def test_a_reconcile_recovers_a_fill_the_stream_missed() -> None:
     assert asked["method"] == api.MY_TRADES and asked["params"]["fromId"] == 101
     assert events(out) == [fill(1, 4_000, 101, (WALL_MS - 100) * MS),
                            update(1, OrderStatus.PARTIALLY_FILLED, 4_000)]
-    assert step == Done(None) and len(venue.sent) == 3  # nothing left to cancel
+    assert step == Done(None) and len(venue.sent) == 4  # nothing left to cancel
     assert venue.proto.fills_recovered == 1 and venue.proto.max_trade_id == 101
     # the stream's report of that trade, late, is not a second fill
     assert venue.receive(report(1, VID, "TRADE", "PARTIALLY_FILLED", 4_000, last=4_000,
@@ -296,7 +304,7 @@ def test_a_reconcile_cancels_an_order_of_ours_nobody_holds_and_ends_one_gone() -
     proc = venue.proto.reconcile()
     # order 2 has our prefix (a crashed run's, a place reported failed) and nobody holds it
     stray = order_obj(2, 77, "NEW")
-    out, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": [stray]})
+    out, step = venue.answer(proc, venue.reconciling(proc), {"status": 200, "result": [stray]})
     out2, step = venue.answer(proc, step, {"status": 200, "result": []})  # myTrades
     # order 1 ended unseen with nothing filled: CANCELED; order 2 is cancelled at the venue
     assert events(out + out2) == [update(1, OrderStatus.CANCELED, 0,
@@ -324,7 +332,7 @@ def test_a_fill_after_an_unreadable_event_does_not_skip_the_fill_it_may_have_car
     assert events(out)[0] == fill(1, 2_000, 102, WALL_MS * MS)
     proc = venue.proto.reconcile()
     listed = order_obj(1, VID, "PARTIALLY_FILLED", executed=6_000)
-    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": [listed]})
+    _, step = venue.answer(proc, venue.reconciling(proc), {"status": 200, "result": [listed]})
     # myTrades from the last trade seen before the unreadable event, not from 103
     out, step = venue.answer(proc, step, {"status": 200, "result": [
         trade(101, VID, 4_000), trade(102, VID, 2_000)]})
@@ -339,12 +347,12 @@ def test_a_failed_first_connection_does_not_recover_the_accounts_history_later()
     venue = Venue()
     venue.proto.disconnected()  # the first attempt failed
     proc = venue.proto.reconcile()
-    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": []})
+    _, step = venue.answer(proc, venue.reconciling(proc), {"status": 200, "result": []})
     _, step = venue.answer(proc, step, {"status": 200, "result": [trade(500, 99, 1_000)]})
     assert step == Done(None) and venue.proto.max_trade_id == 500
     venue.proto.disconnected()  # later, a lost connection
     proc = venue.proto.reconcile()
-    _, step = venue.answer(proc, venue.start(proc), {"status": 200, "result": []})
+    _, step = venue.answer(proc, venue.reconciling(proc), {"status": 200, "result": []})
     venue.send(step)
     assert venue.sent[-1]["method"] == api.MY_TRADES
     assert venue.sent[-1]["params"]["fromId"] == 501
