@@ -184,7 +184,10 @@ def source_window(source: Path, files: list[Path], dest: Path) -> Path:
               if type(item) is tuple and item[1].startswith(STREAM)]
     timeless = [VENUE_TIME.sub(b"", frame) for _, frame in stream]
     first = timeless.index(VENUE_TIME.sub(b"", recorded_stream[0]))
-    offset_ms = venue_times(recorded_stream[0])[0] - venue_times(stream[first][1])[0]
+    # the offset from the first frame that carries a venue time (spot bookTicker has none,
+    # and which stream's frame the recorder got first is a race)
+    timed = next(i for i, frame in enumerate(recorded_stream) if VENUE_TIME.search(frame))
+    offset_ms = venue_times(recorded_stream[timed])[0] - venue_times(stream[first + timed][1])[0]
     assert offset_ms > 0  # the sim's clock is today's, the source's 2024's
     stream = [(recv_ns, shifted(frame, offset_ms)) for recv_ns, frame in stream]
     window = stream[first:first + len(recorded_stream)]
