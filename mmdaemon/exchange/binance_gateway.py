@@ -57,9 +57,10 @@ from mmdaemon.venues.binance_order_io import (
     Hold,
     RequestFailed,
     Suspect,
+    reason,
 )
 from mmdaemon.venues.binance_order_state import OrderRecord
-from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_for_good
+from mmdaemon.venues.binance_orders import OrderEntryProtocol, refused_for_good
 
 __all__ = ["BinanceGateway", "GatewayError", "GatewaySettings", "redact_url"]
 
@@ -217,12 +218,13 @@ class BinanceGateway:
 
     async def place(self, order_id: int, side: Side, price: int, size: int,
                     reduce_only: bool = False) -> None:
-        """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED).
-        Spot has no reduce-only order: ``reduce_only`` is ignored, and the engine's REDUCING
-        gate (only orders that shrink the position, no further than to zero) is what keeps
-        such an order reducing."""
+        """Place a post-only order (LIMIT_MAKER on spot, GTX on USD-M); the answer comes as
+        an update (NEW or REJECTED). ``reduce_only``: it may only shrink the position. Spot
+        has no reduce-only order and ignores it: the engine's REDUCING gate (only orders
+        that shrink the position, no further than to zero) is what keeps such an order
+        reducing there."""
         await self._channel.start(lambda: self._proto.place(order_id, side, price, size,
-                                                            self._blocked()))
+                                                            self._blocked(), reduce_only))
 
     async def cancel(self, order_id: int) -> None:
         """Cancel an order; the answer comes as an update (CANCELED, FILLED or REJECTED)."""

@@ -38,11 +38,10 @@ from mmdaemon.clock import Clock
 from mmdaemon.exchange.binance_gateway import BinanceGateway
 from mmdaemon.exchange.binance_requests import RequestChannel
 from mmdaemon.exchange.binance_settings import GatewaySettings, redact_url
-from mmdaemon.model import NS_PER_S, Instrument, Side
+from mmdaemon.model import NS_PER_S, Instrument
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import usdm_api as usdm
-from mmdaemon.venues.binance_order_io import Request, RequestFailed, RestCall
-from mmdaemon.venues.binance_orders import reason
+from mmdaemon.venues.binance_order_io import Request, RequestFailed, RestCall, reason
 from mmdaemon.venues.usdm_orders import UsdmProtocol
 
 _SWEEP_PAUSE_MAX_S: Final = 1.0  # cancel_all's pause between sweeps grows up to this
@@ -142,13 +141,6 @@ class UsdmGateway(BinanceGateway):
     def funding_watermark(self) -> int | None:
         """The funding id (ms) payments are delivered after, once start has set it."""
         return self._usdm.max_funding_id if self._usdm.funding_known else None
-
-    async def place(self, order_id: int, side: Side, price: int, size: int,
-                    reduce_only: bool = False) -> None:
-        """Place a post-only LIMIT GTX order (``reduce_only``: it may only shrink the
-        position); the answer comes as an update (NEW or REJECTED)."""
-        await self._channel.start(lambda: self._usdm.place(
-            order_id, side, price, size, self._blocked(), reduce_only))
 
     async def amend(self, order_id: int, price: int, size: int) -> None:
         """``order.modify`` in place: price ticks, total size lots (filled included)."""

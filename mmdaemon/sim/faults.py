@@ -31,6 +31,8 @@ class Faults:
         self._delays: dict[str, list[float]] = {}
         self._holds: dict[str, list[float]] = {}
         self.unanswered: set[int] = set()  # orders whose place response is being held
+        # request method -> venue ids of the orders its delayed requests placed
+        self.late_placed: dict[str, list[int]] = {}
         self.fills_before_response = 0  # fills of orders in ``unanswered``
 
     def delay_requests(self, method: str, seconds: float, count: int = 1) -> None:
@@ -51,6 +53,11 @@ class Faults:
         at with :meth:`timing`)."""
         return bool(self._delays or self._holds)
 
+    def delays_left(self, method: str) -> int:
+        """How many ``method`` requests are still due to be delayed (0: none, or lifted)."""
+        fault = self._delays.get(method)
+        return 0 if fault is None else int(fault[1])
+
     @property
     def due(self) -> int:
         """Requests still due to be delayed or held."""
@@ -60,14 +67,9 @@ class Faults:
         """(seconds to delay, seconds to hold the response) of a request frame, from the
         faults set for its method (``v3/`` prefix ignored); each use counts against the
         fault's requests. A frame that is not a request with a method gets (0, 0)."""
-        try:
-            msg = orjson.loads(message)
-        except orjson.JSONDecodeError:
+        method = method_of(message)
+        if method is None:
             return 0.0, 0.0
-        method = msg.get("method") if type(msg) is dict else None
-        if not isinstance(method, str):
-            return 0.0, 0.0
-        method = method.removeprefix("v3/")
         out = [0.0, 0.0]
         for i, faults in enumerate((self._delays, self._holds)):
             fault = faults.get(method)
@@ -82,6 +84,16 @@ class Faults:
         """A fill of venue order ``order_id`` went out: count it if its response is held."""
         if order_id in self.unanswered:
             self.fills_before_response += 1
+
+
+def method_of(message: str | bytes) -> str | None:
+    """The method of a request frame (``v3/`` prefix dropped); None if it names none."""
+    try:
+        msg = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    method = msg.get("method") if type(msg) is dict else None
+    return method.removeprefix("v3/") if isinstance(method, str) else None
 
 
 def _set_fault(faults: dict[str, list[float]], method: str, seconds: float,

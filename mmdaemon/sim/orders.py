@@ -59,7 +59,7 @@ from mmdaemon.sim import wire
 from mmdaemon.sim.accounts import Account, Ledger, OpenOrder
 from mmdaemon.sim.balances import StartingBalances
 from mmdaemon.sim.clock import SimClock
-from mmdaemon.sim.faults import Faults
+from mmdaemon.sim.faults import Faults, method_of
 from mmdaemon.sim.matching import Matching
 from mmdaemon.sim.protocol import OrderEntryProtocol, Subscriptions
 from mmdaemon.venues import binance_api as api
@@ -363,7 +363,10 @@ class OrderEntry:
         """A delayed request: run it now (even if its connection is gone: the venue got
         it), answer it if the connection is still there."""
         await asyncio.sleep(delay)
+        self.matching.placed = []
         frame = self.protocol.handle(conn.subs, message)
+        placed, self.matching.placed = self.matching.placed, None
+        self.faults.late_placed.setdefault(method_of(message) or "", []).extend(placed)
         self._offer(conn, frame)
         self._flush()
 

@@ -9,12 +9,31 @@ responses, or throws :class:`RequestFailed` in when none came.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from mmdaemon.model import VenueEvent
 from mmdaemon.venues import binance_api as api
 
 T = TypeVar("T")
+
+UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
+"""Error codes meaning the venue does not know the order (closed already, or never was)."""
+
+
+def reason(response: api.Response) -> str:
+    """``"<code> <msg>"`` of an error response (the REJECTED reason the daemon logs)."""
+    error = response.error
+    if error is None:
+        return f"status {response.status}"
+    return f"{error.code} {error.msg}"
+
+
+def venue_id_of(entry: object) -> int:
+    """The ``orderId`` of an order object that ``order_update_from_result`` accepted."""
+    assert isinstance(entry, dict)
+    value = entry["orderId"]
+    assert isinstance(value, int)
+    return value
 
 
 class RequestFailed(Exception):

@@ -55,7 +55,8 @@ failed and the order stays; REJECTED before the acknowledgement = the place fail
 
 Reconciliation
 --------------
-After every (re)connect, and whenever the connection is suspect: ``openOrders.status``
+(The queries and what their answers settle: :mod:`mmdaemon.venues.binance_reconcile`, the
+base class.) After every (re)connect, and whenever the connection is suspect: ``openOrders.status``
 first, then ``myTrades`` from the highest trade id seen (the account's fills while we were
 not listening), then:
 
@@ -78,8 +79,8 @@ from typing import Any, Final, TypeVar
 from mmdaemon.model import NS_PER_MS, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
-from mmdaemon.venues.binance_balances import Holdings
 from mmdaemon.venues.binance_order_io import (
+    UNKNOWN_ORDER,
     Answered,
     CancelStrays,
     Done,
@@ -90,11 +91,13 @@ from mmdaemon.venues.binance_order_io import (
     Request,
     RequestFailed,
     Suspect,
+    reason,
+    venue_id_of,
 )
-from mmdaemon.venues.binance_order_state import OpenOrder, OrderRecord, OrderStates, Phase
+from mmdaemon.venues.binance_order_state import OrderRecord, Phase
 from mmdaemon.venues.binance_rate_limit import RateLimitHold
+from mmdaemon.venues.binance_reconcile import Reconciler
 
-_UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
 _AUTH_ERRORS: Final = frozenset({
     api.INVALID_SIGNATURE, api.BAD_API_KEY_FMT, api.REJECTED_MBX_KEY,
     api.MANDATORY_PARAM_EMPTY_OR_MALFORMED,
@@ -103,28 +106,12 @@ _AUTH_ERRORS: Final = frozenset({
 T = TypeVar("T")
 
 
-def reason(response: api.Response) -> str:
-    """``"<code> <msg>"`` of an error response (the REJECTED reason the daemon logs)."""
-    error = response.error
-    if error is None:
-        return f"status {response.status}"
-    return f"{error.code} {error.msg}"
-
-
 def refused_for_good(response: api.Response) -> bool:
     """Whether a failed subscription names our key or signature (retrying cannot help)."""
     return response.error is not None and response.error.code in _AUTH_ERRORS
 
 
-def _venue_id(entry: object) -> int:
-    """The ``orderId`` of an order object that :func:`order_update_from_result` accepted."""
-    assert isinstance(entry, dict)
-    value = entry["orderId"]
-    assert isinstance(value, int)
-    return value
-
-
-class OrderEntryProtocol(OrderStates):
+class OrderEntryProtocol(Reconciler):
     """The state and decisions of Binance spot order entry for one instrument (see the
     module doc). Prices integer ticks, sizes integer lots (an order's size is its total
     size, including what already filled); our events' times ns since the epoch.
@@ -136,26 +123,15 @@ class OrderEntryProtocol(OrderStates):
     """
 
     subscribe_method = api.USER_DATA_SUBSCRIBE  # named when the venue refuses it
-    balances_at_reconcile = True  # spot's account.status (USD-M reads its account its way)
 
     def __init__(self, instrument: Instrument, credentials: api.Credentials, prefix: str,
                  log: Any, *, rng: Callable[[], float], backoff_initial_s: float,
                  backoff_max_s: float, assets: api.Assets | None = None,
                  asset_prices: dict[str, str] | None = None) -> None:
-        super().__init__(log)
-        self.instrument = instrument
-        self._creds = credentials
-        self._prefix = prefix
-        self._assets = assets or parse.assets_of(instrument.symbol)
-        self._asset_prices = asset_prices
+        super().__init__(instrument, credentials, prefix, log, assets, asset_prices)
         self.limits = RateLimitHold(backoff_initial_s, backoff_max_s, rng)
         self._pending: dict[int, Callable[[api.Response], None] | None] = {}  # handlers
         self._next_request = 0
-        self._cancelling: set[int] = set()  # stray venue orders with a cancel in flight
-        self._foreign: set[int] = set()  # venue orderIds known not to be ours
-        self.watermark_known = False  # max_trade_id is where myTrades resumes
-        self.fills_recovered = 0
-        self.holdings = Holdings(instrument, self._assets)  # Balances for the daemon
 
     # ---- driving ------------------------------------------------------------------------------
 
@@ -231,10 +207,12 @@ class OrderEntryProtocol(OrderStates):
 
     # ---- the daemon's requests ----------------------------------------------------------------
 
-    def place(self, order_id: int, side: Side, price: int, size: int, blocked: str
-              ) -> Procedure[None]:
-        """Place a LIMIT_MAKER order; the answer comes as an update (NEW or REJECTED).
-        ``blocked``: why places may not go out now ("" when they may)."""
+    def place(self, order_id: int, side: Side, price: int, size: int, blocked: str,
+              reduce_only: bool = False) -> Procedure[None]:
+        """Place a post-only order of ``size`` lots at ``price`` ticks; the answer comes as
+        an update (NEW or REJECTED). ``blocked``: why places may not go out now ("" when
+        they may); ``reduce_only``: it may only shrink the position (where the venue has
+        positions: spot has none and ignores it)."""
         side = Side(side)
         if order_id in self.orders:
             self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0,
@@ -242,7 +220,7 @@ class OrderEntryProtocol(OrderStates):
             return
         try:
             client_id = api.client_order_id(self._prefix, order_id)
-            api.limit_maker_params(self.instrument, side, price, size)
+            self._check_place(side, price, size, reduce_only)
         except ValueError as exc:
             self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0, str(exc))
             return
@@ -254,14 +232,25 @@ class OrderEntryProtocol(OrderStates):
         order.busy += 1
         try:
             yield Request(
-                lambda rid, ts: api.order_place(
-                    self.instrument, side, price, size, client_id, request_id=rid,
-                    creds=self._creds, timestamp_ms=ts),
+                lambda rid, ts: self._place_frame(side, price, size, client_id, reduce_only,
+                                                  rid, ts),
                 lambda response: self._on_place_response(order, response))
         except RequestFailed as exc:
             self._place_failed(order, exc.reason)
         finally:
             order.busy -= 1
+
+    def _check_place(self, side: Side, price: int, size: int, reduce_only: bool) -> None:
+        """Raise ValueError if the venue would refuse this order's parameters (a LIMIT_MAKER
+        on spot, where ``reduce_only`` has no meaning)."""
+        api.limit_maker_params(self.instrument, side, price, size)
+
+    def _place_frame(self, side: Side, price: int, size: int, client_id: str,
+                     reduce_only: bool, request_id: int, timestamp_ms: int) -> bytes:
+        """The signed place request frame (``order.place``, LIMIT_MAKER on spot)."""
+        return api.order_place(self.instrument, side, price, size, client_id,
+                               request_id=request_id, creds=self._creds,
+                               timestamp_ms=timestamp_ms)
 
     def is_placing(self, order_id: int) -> bool:
         """Whether a place of ``order_id`` waits for its answer (a cancel waits for it)."""
@@ -430,7 +419,7 @@ class OrderEntryProtocol(OrderStates):
         when it is not ours or does not decode."""
         update = parse.order_update_from_result(result, self.instrument, self._prefix)
         if isinstance(update, OrderUpdate):
-            return update, _venue_id(result)
+            return update, venue_id_of(result)
         self.log.warning("gateway_unexpected_result", reason=update.reason
                          if isinstance(update, api.ProtocolError) else "not our order")
         return None
@@ -471,7 +460,7 @@ class OrderEntryProtocol(OrderStates):
             self._apply_status(order, vid, update)
             return
         error = response.error
-        if error is not None and error.code in _UNKNOWN_ORDER:
+        if error is not None and error.code in UNKNOWN_ORDER:
             order.resolve = reason(response)  # the procedure asks the venue
         elif order.phase is Phase.LIVE:
             self._reject_request(order, reason(response))
@@ -511,7 +500,7 @@ class OrderEntryProtocol(OrderStates):
             self._close(order, OrderStatus.CANCELED, f"amend failed: {why}")
             return
         cancel_part = data.get("cancelResponse")
-        unknown = isinstance(cancel_part, dict) and cancel_part.get("code") in _UNKNOWN_ORDER
+        unknown = isinstance(cancel_part, dict) and cancel_part.get("code") in UNKNOWN_ORDER
         why = reason(response)
         if isinstance(cancel_part, dict) and "code" in cancel_part:
             why = f"{why} (cancel: {cancel_part.get('code')} {cancel_part.get('msg')})"
@@ -551,270 +540,9 @@ class OrderEntryProtocol(OrderStates):
             update = parse.order_update_from_result(entry, self.instrument, self._prefix)
             if not isinstance(update, OrderUpdate):
                 continue
-            vid = _venue_id(entry)
+            vid = venue_id_of(entry)
             order = self._record_for(update.order_id, update.side,
                                      str(entry.get("origClientOrderId") or ""))
             self._see_leg(order, vid, update, adopt=True)  # the open one of its client id
             self._apply_status(order, vid, update)
             self._stray.pop(vid, None)
-
-    # ---- asking the venue ---------------------------------------------------------------------
-
-    def _call(self, build: Callable[[int, int], bytes]) -> Procedure[api.Response]:
-        """One request whose answer the procedure reads itself; an error response raises
-        :class:`RequestFailed` with its reason."""
-        response = yield Request(build)
-        if not response.ok:
-            raise RequestFailed(reason(response))
-        return response
-
-    def _open_orders(self) -> Procedure[list[OpenOrder]]:
-        """``openOrders.status``: every open order of the account in the symbol."""
-        response = yield from self._call(
-            lambda rid, ts: api.open_orders_status(self.instrument, request_id=rid,
-                                                   creds=self._creds, timestamp_ms=ts))
-        if not isinstance(response.result, list):
-            raise RequestFailed("openOrders.status: the result is not a list")
-        out: list[OpenOrder] = []
-        for entry in response.result:
-            update = parse.order_update_from_result(entry, self.instrument, self._prefix)
-            if isinstance(update, api.ProtocolError):
-                raise RequestFailed(f"openOrders.status: {update.reason}")
-            if isinstance(update, OrderUpdate):
-                out.append(OpenOrder(update, _venue_id(entry), str(entry["clientOrderId"])))
-            else:
-                out.append(OpenOrder(None, update.exchange_order_id, update.client_order_id))
-        return out
-
-    def _recover_fills(self) -> Procedure[None]:
-        """Deliver every trade of the account after the highest trade id seen before the
-        stream's last gap (``myTrades`` from ``fromId``, paged).
-
-        The first time (at start) there is nothing to recover yet: the account's newest
-        trade id becomes the starting point instead. Trade ids, not times: they are what the
-        venue orders trades by, and they do not depend on our clock agreeing with its.
-        """
-        if not self.watermark_known:
-            latest = yield from self._my_trades(limit=1)
-            if latest:
-                self.max_trade_id = max(self.max_trade_id, latest[-1].trade_id)
-            self.watermark_known = True
-            self._gap_after = None  # a failed first attempt's gap: nothing to recover yet
-            return
-        after = self.max_trade_id if self._gap_after is None else self._gap_after
-        self._gap_after = None  # a gap that opens while this runs is the next recovery's
-        from_id = after + 1
-        touched: set[int] = set()
-        try:
-            while True:
-                trades = yield from self._my_trades(from_id=from_id)
-                for trade in trades:
-                    order_id = yield from self._on_account_trade(trade)
-                    if order_id is not None:
-                        touched.add(order_id)
-                if len(trades) < api.MAX_MY_TRADES_LIMIT:
-                    break
-                from_id = trades[-1].trade_id + 1
-        except BaseException:  # failed or abandoned: the gap is still to recover
-            self._gap_after = after if self._gap_after is None else min(after, self._gap_after)
-            raise
-        for order_id in touched:
-            order = self.orders.get(order_id)
-            if order is not None:
-                self._sync(order)
-
-    def _my_trades(self, *, from_id: int | None = None, order_id: int | None = None,
-                   limit: int = api.MAX_MY_TRADES_LIMIT) -> Procedure[list[api.AccountTrade]]:
-        response = yield from self._call(
-            lambda rid, ts: api.my_trades(
-                self.instrument, from_id=from_id, order_id=order_id, limit=limit,
-                request_id=rid, creds=self._creds, timestamp_ms=ts))
-        trades = parse.parse_my_trades(response.result, self.instrument)
-        if isinstance(trades, api.ProtocolError):
-            raise RequestFailed(f"myTrades: {trades.reason}")
-        return trades
-
-    def _on_account_trade(self, trade: api.AccountTrade) -> Procedure[int | None]:
-        """Deliver one ``myTrades`` trade (once); the order id it belongs to, None if the
-        trade is not one of our orders'."""
-        if trade.trade_id in self._seen or trade.order_id in self._foreign:
-            self._remember(trade.trade_id)
-            return None
-        order_id = self._owner.get(trade.order_id)
-        if order_id is None:
-            order_id = yield from self._whose(trade.order_id)
-            if order_id is None:
-                self._remember(trade.trade_id)
-                return None
-        order = self.orders[order_id]
-        leg = order.legs[trade.order_id]
-        fill, converted = parse.fill_from_trade(trade, order_id, self.instrument,
-                                              assets=self._assets,
-                                              asset_prices=self._asset_prices)
-        if not converted:
-            self.log.warning("gateway_fee_unconverted", order_id=order_id,
-                             commission=str(trade.commission), asset=trade.commission_asset)
-        if self._deliver(fill):
-            leg.see(order, leg.executed, leg.traded + trade.qty)
-            self.fills_recovered += 1
-            self.log.info("gateway_fill_recovered", order_id=order_id, exec_id=trade.trade_id,
-                          size=trade.qty)
-        return order_id
-
-    def _whose(self, vid: int) -> Procedure[int | None]:
-        """Our order id of venue order ``vid`` (``order.status``); None if not ours."""
-        response = yield from self._call(
-            lambda rid, ts: api.order_status(self.instrument, order_id=vid, request_id=rid,
-                                             creds=self._creds, timestamp_ms=ts))
-        update = parse.order_update_from_result(response.result, self.instrument, self._prefix)
-        if isinstance(update, api.ProtocolError):
-            raise RequestFailed(f"order.status: {update.reason}")
-        if not isinstance(update, OrderUpdate):
-            self._foreign.add(vid)
-            return None
-        result = response.result
-        assert isinstance(result, dict)
-        order = self._record_for(update.order_id, update.side, str(result["clientOrderId"]))
-        self._see_leg(order, vid, update, adopt=order.venue_id == 0)
-        return order.order_id
-
-    # ---- reconciliation -----------------------------------------------------------------------
-
-    def reconcile(self) -> Procedure[None]:
-        """Make our view the venue's (see the module doc); raises :class:`RequestFailed`."""
-        orders, strays = self._settled_candidates()
-        if self.balances_at_reconcile:
-            status = yield from self._call(lambda rid, ts: api.account_status(
-                request_id=rid, creds=self._creds, timestamp_ms=ts))
-            self._out.extend(self.holdings.status(status.result))
-        listed = yield from self._open_orders()
-        yield from self._recover_fills()  # after the snapshot: every fill before it is in here
-        open_ids: set[int] = set()
-        open_vids: set[int] = set()
-        for entry in listed:
-            update = entry.update
-            if update is None:
-                continue  # another client's order on the account: not ours to touch
-            order = self._record_for(update.order_id, update.side, entry.client_id)
-            leg = self._see_leg(order, entry.venue_id, update)
-            self._apply_status(order, entry.venue_id, update)
-            open_ids.add(order.order_id)
-            open_vids.add(entry.venue_id)
-            if entry.venue_id in self._stray and leg.executed > leg.traded:
-                yield from self._fill_history(order, entry.venue_id)  # a crashed run's fills
-        self._settle_absent(orders, strays, open_ids, open_vids)
-        yield from self.cancel_strays()
-
-    def _settled_candidates(self) -> tuple[set[int], set[int]]:
-        """Before a snapshot of the open orders: the orders (live or in doubt, no request in
-        flight) and stray venue orders that its absence from the snapshot may settle. An
-        order acknowledged after the snapshot was taken is not absent from the venue, only
-        from the snapshot."""
-        orders = {o.order_id for o in self.orders.values()
-                  if o.phase in (Phase.LIVE, Phase.DOUBTFUL) and not o.busy}
-        return orders, set(self._stray)
-
-    def _settle_absent(self, orders: set[int], strays: set[int], open_ids: set[int],
-                       open_vids: set[int]) -> None:
-        """Candidates the snapshot did not list ended while we were not looking."""
-        for order_id in orders - open_ids:
-            order = self.orders.get(order_id)
-            if order is None or order.busy:
-                continue  # a request in flight will tell
-            if order.phase is Phase.LIVE:
-                self._close_as_ended(order, "not open at the venue")
-            elif order.phase is Phase.DOUBTFUL:
-                self._set_phase(order, Phase.GONE)
-        for vid in strays - open_vids:
-            self._stray.pop(vid, None)
-
-    def _fill_history(self, order: OrderRecord, vid: int) -> Procedure[None]:
-        """Every trade of venue order ``vid`` (``myTrades`` by ``orderId``), delivered once."""
-        trades = yield from self._my_trades(order_id=vid)
-        for trade in trades:
-            yield from self._on_account_trade(trade)
-        self._sync(order)
-
-    def cancel_strays(self) -> Procedure[None]:
-        """Cancel every open venue order of ours that nobody wants (one by one)."""
-        for vid in list(self._stray):
-            if vid in self._cancelling or vid not in self._stray:
-                continue
-            self._cancelling.add(vid)
-            try:
-                yield from self._cancel_venue_order(vid)
-            except RequestFailed as exc:
-                self.log.warning("gateway_unwanted_cancel_failed", venue_order_id=vid,
-                                 reason=exc.reason)
-            finally:
-                self._cancelling.discard(vid)
-
-    def _cancel_venue_order(self, vid: int) -> Procedure[bool]:
-        """``order.cancel`` by venue id; True if the venue cancelled it now. Unknown to the
-        venue (-2011) means it is closed already."""
-        response = yield Request(
-            lambda rid, ts: api.order_cancel(self.instrument, order_id=vid, request_id=rid,
-                                             creds=self._creds, timestamp_ms=ts),
-            self._on_venue_cancel_response)
-        if response.ok:
-            self._stray.pop(vid, None)
-            order_id = self._owner.get(vid)
-            order = self.orders.get(order_id) if order_id is not None else None
-            leg = order.legs.get(vid) if order is not None else None
-            if order is not None and leg is not None and leg.executed > leg.traded:
-                yield from self._fill_history(order, vid)
-            return True
-        error = response.error
-        if error is not None and error.code in _UNKNOWN_ORDER:
-            self._stray.pop(vid, None)
-            return False
-        raise RequestFailed(reason(response))
-
-    def _on_venue_cancel_response(self, response: api.Response) -> None:
-        if not response.ok:
-            return
-        update = parse.order_update_from_result(response.result, self.instrument, self._prefix)
-        if not isinstance(update, OrderUpdate):
-            return
-        vid = _venue_id(response.result)
-        order = self._record_for(update.order_id, update.side, "")
-        self._see_leg(order, vid, update, adopt=False)
-        self._apply_status(order, vid, update)
-
-    def _resolve_missing(self, order: OrderRecord, why: str) -> Procedure[None]:
-        """The venue did not know the order we cancelled or replaced: is it open there?"""
-        try:
-            listed = yield from self._open_orders()
-            yield from self._recover_fills()
-        except RequestFailed as exc:
-            if order.phase is Phase.LIVE:
-                self._reject_request(order, f"{why}; status unknown: {exc.reason}")
-            return
-        for entry in listed:
-            if entry.update is not None and entry.update.order_id == order.order_id:
-                self._see_leg(order, entry.venue_id, entry.update)
-                self._apply_status(order, entry.venue_id, entry.update)
-                if order.phase is Phase.LIVE:
-                    self._reject_request(order, why)  # open after all: the request failed
-                return
-        if order.phase is Phase.LIVE:
-            self._close_as_ended(order, f"not open at the venue ({why})")
-
-    def sweep_one_by_one(self) -> Procedure[int]:
-        """List the open orders, cancel each; when none is listed, settle our view. How
-        many the venue cancelled now; raises :class:`RequestFailed`."""
-        orders, strays = self._settled_candidates()
-        listed = yield from self._open_orders()
-        yield from self._recover_fills()
-        if not listed:
-            self._settle_absent(orders, strays, set(), set())
-            return 0
-        count = 0
-        for entry in listed:
-            if entry.update is not None:
-                order = self._record_for(entry.update.order_id, entry.update.side,
-                                         entry.client_id)
-                self._see_leg(order, entry.venue_id, entry.update)
-            if (yield from self._cancel_venue_order(entry.venue_id)):
-                count += 1
-        return count

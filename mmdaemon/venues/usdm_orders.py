@@ -50,18 +50,19 @@ from mmdaemon.venues import binance_api as api
 from mmdaemon.venues import binance_parse as parse
 from mmdaemon.venues import usdm_api as usdm
 from mmdaemon.venues.binance_order_io import (
+    UNKNOWN_ORDER,
     HangUp,
     Hold,
     Procedure,
     Request,
     RequestFailed,
     RestCall,
+    reason,
     rest_request,
 )
 from mmdaemon.venues.binance_order_state import Leg, OpenOrder, OrderRecord, Phase
-from mmdaemon.venues.binance_orders import OrderEntryProtocol, reason, refused_for_good
+from mmdaemon.venues.binance_orders import OrderEntryProtocol, refused_for_good
 
-_UNKNOWN_ORDER: Final = frozenset({api.CANCEL_REJECTED, api.NO_SUCH_ORDER})
 _SEEN_FUNDING: Final = 10_000  # funding ids remembered for de-duplication (3 a day)
 
 HEDGE_MODE_FIX: Final = (
@@ -101,37 +102,15 @@ class UsdmProtocol(OrderEntryProtocol):
 
     # ---- the daemon's requests ----------------------------------------------------------------
 
-    def place(self, order_id: int, side: Side, price: int, size: int, blocked: str,
-              reduce_only: bool = False) -> Procedure[None]:
-        """Place a post-only LIMIT GTX order (``reduce_only``: it may only shrink the
-        position); the answer comes as an update (NEW or REJECTED)."""
-        side = Side(side)
-        if order_id in self.orders:
-            self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0,
-                             "duplicate order id")
-            return
-        try:
-            client_id = api.client_order_id(self._prefix, order_id)
-            usdm.gtx_params(self.instrument, side, price, size, reduce_only)
-        except ValueError as exc:
-            self._emit_state(order_id, OrderStatus.REJECTED, side, price, size, 0, str(exc))
-            return
-        order = OrderRecord(order_id, client_id, side, price, size, Phase.PLACING)
-        self.orders[order_id] = order
-        if blocked:
-            self._close(order, OrderStatus.REJECTED, blocked)
-            return
-        order.busy += 1
-        try:
-            yield Request(
-                lambda rid, ts: usdm.order_place(
-                    self.instrument, side, price, size, client_id, reduce_only=reduce_only,
-                    request_id=rid, creds=self._creds, timestamp_ms=ts),
-                lambda response: self._on_place_response(order, response))
-        except RequestFailed as exc:
-            self._place_failed(order, exc.reason)
-        finally:
-            order.busy -= 1
+    def _check_place(self, side: Side, price: int, size: int, reduce_only: bool) -> None:
+        """A post-only LIMIT GTX order (``reduce_only``: it may only shrink the position)."""
+        usdm.gtx_params(self.instrument, side, price, size, reduce_only)
+
+    def _place_frame(self, side: Side, price: int, size: int, client_id: str,
+                     reduce_only: bool, request_id: int, timestamp_ms: int) -> bytes:
+        return usdm.order_place(self.instrument, side, price, size, client_id,
+                                reduce_only=reduce_only, request_id=request_id,
+                                creds=self._creds, timestamp_ms=timestamp_ms)
 
     def amend(self, order_id: int, price: int, size: int, blocked: str, connected: bool
               ) -> Procedure[None]:
@@ -195,7 +174,7 @@ class UsdmProtocol(OrderEntryProtocol):
         if error is not None and error.code == usdm.NO_NEED_TO_MODIFY:
             order.last = None  # already as asked: say so, the order manager waits for it
             self._sync(order)
-        elif error is not None and error.code in _UNKNOWN_ORDER:
+        elif error is not None and error.code in UNKNOWN_ORDER:
             order.resolve = reason(response)
         elif order.phase is Phase.LIVE:
             self._reject_request(order, reason(response))

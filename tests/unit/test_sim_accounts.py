@@ -183,12 +183,13 @@ def test_delays_and_holds_count_down_per_method() -> None:
     faults.delay_requests("order.place", 1.5, count=2)
     faults.hold_responses("order.place", 0.4)
     faults.hold_responses("order.cancel", 0.2, count=3)
-    assert faults.timed and faults.due == 6
+    assert faults.timed and faults.due == 6 and faults.delays_left("order.place") == 2
     assert faults.timing(request("order.status")) == (0.0, 0.0)  # no fault: nothing used
     assert faults.timing(request("v3/order.place")) == (1.5, 0.4)  # the prefix is ignored
+    assert faults.delays_left("order.place") == 1
     assert faults.timing(request("order.place")) == (1.5, 0.0)  # the hold is used up
     assert faults.timing(request("order.place")) == (0.0, 0.0)
-    assert faults.due == 3
+    assert faults.due == 3 and faults.delays_left("order.place") == 0
     faults.hold_responses("order.cancel", 0.2, count=0)  # lifted
     assert not faults.timed and faults.due == 0
 
