@@ -34,6 +34,7 @@ from mmdaemon.model import ExecutionEvent, Fill, Instrument, OrderStatus, OrderU
 from mmdaemon.sim import futures_wire as fw
 from mmdaemon.sim.futures_accounts import FuturesLedger, FuturesOrder, usdt
 from mmdaemon.sim.futures_wire import Reject
+from mmdaemon.sim.matching import would_take
 
 UserDataEvent = tuple[str, dict[str, Any]]
 """(API key, event object): a user-data event for that account's listeners."""
@@ -217,15 +218,10 @@ class FuturesMatching:
 
     def _would_take(self, side: Side, price: int, exclude: FuturesOrder | None = None) -> bool:
         """Post-only check now: against the last book and the venue's resting orders."""
-        book = self.book
-        assert book is not None
-        own = [o.price for o in self._in_venue.values()
-               if o.side is not side and o is not exclude and o.order_id in self._acked]
-        if side is Side.BUY:
-            best = book.asks.best()
-            return (best is not None and price >= best) or (bool(own) and price >= min(own))
-        best = book.bids.best()
-        return (best is not None and price <= best) or (bool(own) and price <= max(own))
+        assert self.book is not None
+        return would_take(self.book, side, price, [
+            o.price for o in self._in_venue.values()
+            if o.side is not side and o is not exclude and o.order_id in self._acked])
 
     # ---- what the PaperVenue decided --------------------------------------------------------
 

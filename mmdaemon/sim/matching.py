@@ -56,6 +56,17 @@ UserDataEvent = tuple[str, dict[str, Any]]
 """(API key, event object): a user-data event for that account's subscribers."""
 
 
+
+def would_take(book: OrderBook, side: Side, price: int, resting: list[int]) -> bool:
+    """Whether a post-only ``side`` order at ``price`` ticks would trade at once: against
+    the best opposite price of ``book``, or against ``resting``, the prices (ticks) of the
+    venue's acknowledged orders on the opposite side, which sit inside the book."""
+    if side is Side.BUY:
+        best = book.asks.best()
+        return (best is not None and price >= best) or (bool(resting) and price >= min(resting))
+    best = book.bids.best()
+    return (best is not None and price <= best) or (bool(resting) and price <= max(resting))
+
 class Matching:
     """Orders of the ``ledger``'s accounts, matched in ``venue`` (one symbol).
 
@@ -184,14 +195,9 @@ class Matching:
 
     def _would_take(self, side: Side, price: int) -> bool:
         """Post-only check now: against the last book and our own resting orders."""
-        book = self.book
-        assert book is not None
-        own = [o.price for o in self._in_venue.values() if o.acked and o.side is not side]
-        if side is Side.BUY:
-            best = book.asks.best()
-            return (best is not None and price >= best) or (bool(own) and price >= min(own))
-        best = book.bids.best()
-        return (best is not None and price <= best) or (bool(own) and price <= max(own))
+        assert self.book is not None
+        return would_take(self.book, side, price, [
+            o.price for o in self._in_venue.values() if o.acked and o.side is not side])
 
     def _apply(self, events: list[ExecutionEvent]) -> None:
         for event in events:

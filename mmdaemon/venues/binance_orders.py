@@ -267,37 +267,54 @@ class OrderEntryProtocol(Reconciler):
         if not connected:
             self._reject_request(order, "disconnected")
             return
-        order.busy += 1
-        order.resolve = ""
-        try:
-            yield Request(
+        yield from self._order_request(
+            order, Request(
                 lambda rid, ts: api.order_cancel(
                     self.instrument, order.client_id, request_id=rid, creds=self._creds,
                     timestamp_ms=ts),
-                lambda response: self._on_cancel_response(order, response))
+                lambda response: self._on_cancel_response(order, response)), "cancel")
+
+    def _order_request(self, order: OrderRecord, request: Request, what: str
+                       ) -> Procedure[None]:
+        """``request`` about live ``order`` (a cancel, an in-place modify) whose failure
+        fails only the request: the order stays LIVE and the daemon is told REJECTED; a
+        timeout makes the connection suspect. An answer saying the venue does not know the
+        order (its handler sets ``order.resolve``) asks the venue where it stands."""
+        order.busy += 1
+        order.resolve = ""
+        try:
+            yield request
         except RequestFailed as exc:
             if order.phase is Phase.LIVE:
                 self._reject_request(order, exc.reason)
             if exc.reason == "timeout":
-                self._suspect("cancel timed out")
+                self._suspect(f"{what} timed out")
             return
         finally:
             order.busy -= 1
         if order.resolve and order.phase is Phase.LIVE:
             yield from self._resolve_missing(order, order.resolve)
 
+    def _amendable(self, order_id: int, price: int, size: int) -> OrderRecord | None:
+        """The LIVE order ``order_id`` an amend may change; else None, the daemon told why
+        (a closed order's final state again, or REJECTED)."""
+        order = self.orders.get(order_id)
+        if order is not None and order.phase is Phase.LIVE:
+            return order
+        if order is not None and order.phase is Phase.CLOSED:
+            self._report_again(order)
+        else:
+            self._emit_state(order_id, OrderStatus.REJECTED,
+                             order.side if order else Side.BUY, price, size, 0,
+                             "amend of an order that is not open")
+        return None
+
     def amend(self, order_id: int, price: int, size: int, blocked: str, connected: bool
               ) -> Procedure[None]:
         """Change price and total size (lots, including what filled) by cancel-replace;
         ``blocked`` and ``connected`` as for :meth:`place` and :meth:`cancel`."""
-        order = self.orders.get(order_id)
-        if order is None or order.phase is not Phase.LIVE:
-            if order is not None and order.phase is Phase.CLOSED:
-                self._report_again(order)
-            else:
-                self._emit_state(order_id, OrderStatus.REJECTED,
-                                 order.side if order else Side.BUY, price, size, 0,
-                                 "amend of an order that is not open")
+        order = self._amendable(order_id, price, size)
+        if order is None:
             return
         if blocked:
             self._reject_request(order, blocked)
@@ -376,14 +393,18 @@ class OrderEntryProtocol(Reconciler):
                 self._suspect("handler failed")
         self._out.append(Answered(request_id, response, "", mono_ns))
 
+    def _undecodable(self, why: str) -> None:
+        """A user-data event we could not read (``why``): it may have carried a fill, so
+        what the stream said since is re-checked (a gap, and reconcile now)."""
+        self.log.warning("gateway_bad_event", reason=why)
+        self._stream_gap()
+        self._suspect("undecodable event")
+
     def _on_event(self, event: api.UserEvent | api.ProtocolError) -> None:
         if isinstance(event, api.ExecutionReport):
             self._on_report(event)
         elif isinstance(event, api.ProtocolError):
-            # an execution report we could not read may have carried a fill: re-check
-            self.log.warning("gateway_bad_event", reason=event.reason)
-            self._stream_gap()
-            self._suspect("undecodable event")
+            self._undecodable(event.reason)
         elif isinstance(event, api.AccountPosition):
             self._out.extend(self.holdings.changed(event))
         elif isinstance(event, api.OtherEvent) and event.kind == "eventStreamTerminated":
@@ -448,16 +469,22 @@ class OrderEntryProtocol(Reconciler):
                          order.size, 0, why)
         self._set_phase(order, Phase.DOUBTFUL)
 
+    def _apply_current(self, order: OrderRecord, result: object, what: str) -> bool:
+        """Apply the order object of a successful ``what`` answer about ``order``, which
+        names its current venue order; False (and the connection suspect) if unreadable."""
+        got = self._result_update(result)
+        if got is None:
+            self._suspect(f"unreadable {what} result")
+            return False
+        update, vid = got
+        self._see_leg(order, vid, update, adopt=True)
+        self._apply_status(order, vid, update)
+        return True
+
     def _on_cancel_response(self, order: OrderRecord, response: api.Response) -> None:
         if response.ok:
-            got = self._result_update(response.result)
-            if got is None:
-                self._suspect("unreadable cancel result")
-                return
-            update, vid = got
             # cancelled by client id: whatever it cancelled was the current venue order
-            self._see_leg(order, vid, update, adopt=True)
-            self._apply_status(order, vid, update)
+            self._apply_current(order, response.result, "cancel")
             return
         error = response.error
         if error is not None and error.code in UNKNOWN_ORDER:

@@ -41,7 +41,6 @@ from mmdaemon.model import (
     AccountEvent,
     Fill,
     Funding,
-    OrderStatus,
     OrderUpdate,
     Side,
     VenueRefused,
@@ -116,14 +115,8 @@ class UsdmProtocol(OrderEntryProtocol):
               ) -> Procedure[None]:
         """``order.modify`` in place to ``price`` ticks and total ``size`` lots (filled part
         included); a size the order has already filled cancels the rest instead."""
-        order = self.orders.get(order_id)
-        if order is None or order.phase is not Phase.LIVE:
-            if order is not None and order.phase is Phase.CLOSED:
-                self._report_again(order)
-            else:
-                self._emit_state(order_id, OrderStatus.REJECTED,
-                                 order.side if order else Side.BUY, price, size, 0,
-                                 "amend of an order that is not open")
+        order = self._amendable(order_id, price, size)
+        if order is None:
             return
         if blocked or not connected:
             self._reject_request(order, blocked or "disconnected")
@@ -137,36 +130,18 @@ class UsdmProtocol(OrderEntryProtocol):
             self._reject_request(order, str(exc))
             return
         order.want = size
-        order.resolve = ""
-        order.busy += 1
         vid = order.venue_id
-        try:
-            yield Request(
+        yield from self._order_request(
+            order, Request(
                 lambda rid, ts: usdm.order_modify(
                     self.instrument, vid, order.side, price, size, request_id=rid,
                     creds=self._creds, timestamp_ms=ts),
-                lambda response: self._on_modify_response(order, response))
-        except RequestFailed as exc:
-            if order.phase is Phase.LIVE:
-                self._reject_request(order, exc.reason)
-            if exc.reason == "timeout":
-                self._suspect("amend timed out")
-            return
-        finally:
-            order.busy -= 1
-        if order.resolve and order.phase is Phase.LIVE:
-            yield from self._resolve_missing(order, order.resolve)
+                lambda response: self._on_modify_response(order, response)), "amend")
 
     def _on_modify_response(self, order: OrderRecord, response: api.Response) -> None:
         if response.ok:
-            got = self._result_update(response.result)
-            if got is None:
-                self._suspect("unreadable modify result")
-                return
-            update, vid = got
-            self._see_leg(order, vid, update, adopt=True)
-            self._apply_status(order, vid, update)
-            if order.phase is Phase.LIVE and order.total_size() != order.want:
+            applied = self._apply_current(order, response.result, "modify")
+            if applied and order.phase is Phase.LIVE and order.total_size() != order.want:
                 self._reject_request(order, f"amend gave total size {order.total_size()}, "
                                             f"not {order.want}")
             return
@@ -259,10 +234,7 @@ class UsdmProtocol(OrderEntryProtocol):
         if isinstance(event, api.ExecutionReport):
             self._on_report(event)
         elif isinstance(event, api.ProtocolError):
-            # an order update we could not read may have carried a fill: re-check
-            self.log.warning("gateway_bad_event", reason=event.reason)
-            self._stream_gap()
-            self._suspect("undecodable event")
+            self._undecodable(event.reason)
         elif isinstance(event, usdm.AccountUpdate):
             # a cross position's FUNDING_FEE event names no symbol (its ``bc`` may be another
             # symbol's payment on the account): ours is read from the symbol's income
