@@ -217,6 +217,11 @@ def test_a_real_prometheus_answers_every_dashboard_query_and_fires_the_kill_aler
         try:
             with prometheus_scraping(tmp_path, target) as prom:
                 daemon.wait_event("venue_status", ready=True, timeout=30)
+                # a fill and its 1 s markout, so the PnL and markout panels show figures,
+                # not NaN (at speed 5 the first fill comes within seconds)
+                wait_for(lambda: prom.query(
+                    f'mmdaemon_markout_resolved_fills_total{{instance="{target}",'
+                    'horizon_seconds="1"} > 0'), 45, "a fill with its 1 s markout resolved")
                 _every_query_returns_data(prom, target)
                 _rules_evaluate_cleanly(prom)
                 _the_kill_switch_fires_its_alert(prom, daemon, target)
@@ -250,6 +255,8 @@ def _every_query_returns_data(prom: Prometheus, target: str) -> None:
     # the board shows this daemon: quoting, its position read, its state ACTIVE
     state = prom.query(f'mmdaemon_trading_state{{instance="{target}"}} == 1')
     assert [r["metric"]["state"] for r in state] == ["ACTIVE"], state
+    markout = prom.query(f'mmdaemon_markout_bps{{instance="{target}",horizon_seconds="1"}}')
+    assert [r["value"][1] != "NaN" for r in markout] == [True], markout
     assert prom.alerts(KILL_ALERT) == [], "the kill alert fired before any kill"
 
 
