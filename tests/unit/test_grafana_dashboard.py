@@ -145,7 +145,10 @@ def test_every_metric_the_dashboard_names_is_served_or_recorded() -> None:
                    "mmdaemon_position_lots", "mmdaemon_fees_quote", "mmdaemon_funding_quote",
                    "mmdaemon_markout_bps", "mmdaemon_feed_delay_seconds",
                    "mmdaemon_book_gaps_total", "mmdaemon_book_resyncs_total",
-                   "mmdaemon_feed_reconnects_total", "mmdaemon_kill_switch_latched"):
+                   "mmdaemon_feed_reconnects_total", "mmdaemon_kill_switch_latched",
+                   "mmdaemon_risk_inventory_soft_limit_lots",
+                   "mmdaemon_risk_inventory_hard_limit_lots", "mmdaemon_risk_max_loss_quote",
+                   "mmdaemon_risk_max_drawdown_quote", "mmdaemon_pnl_peak_quote"):
         assert family in named, family
 
 
