@@ -18,7 +18,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # the tests that build and install the wheel run this uv, offline, from its cache
 export MMDAEMON_UV := $(abspath $(UV))
 
-.PHONY: demo test test-systemd lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c \
+.PHONY: demo test test-systemd rules-test lint lock relock lock-check test-latest dist bench clean sanitize fuzz-c \
 	crosscheck
 
 $(UV): uv-bootstrap.txt
@@ -99,6 +99,11 @@ test-systemd: $(STAMP)
 lock-check: $(UV)
 	@$(UV) lock --check || { echo "uv.lock does not match pyproject.toml: run 'make relock' \
 	(keep every other pin) or 'make lock' (newest releases), test, and commit uv.lock"; exit 1; }
+
+# The Prometheus rules' own unit tests (package prometheus: promtool), after editing them
+rules-test:
+	promtool check rules deploy/prometheus/mmdaemon.rules.yml
+	promtool test rules deploy/prometheus/mmdaemon.rules.test.yml
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmdaemon tests bench examples

@@ -25,7 +25,15 @@ from mmdaemon.risk.breakers import Breakers
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import RiskState
 from mmdaemon.risk.unsendable import Unsendable
-from mmdaemon.snapshot import AdverseView, FeedView, MarketView, Snapshot, TradingView, is_two_sided
+from mmdaemon.snapshot import (
+    AdverseView,
+    FeedView,
+    MarketView,
+    RiskLimitsView,
+    Snapshot,
+    TradingView,
+    is_two_sided,
+)
 
 
 class EngineFigures:
@@ -96,6 +104,7 @@ class EngineFigures:
 
     def _trading_view(self) -> TradingView:
         c, pos, risk, now = self.counters, self.position, self.risk, self.now_ns
+        lim = self.breakers.limits
         mark = self.mark()
         adverse = self.quoter.adverse if self.quoter is not None else None
         return TradingView(
@@ -111,6 +120,8 @@ class EngineFigures:
                         tuple(adverse.markouts), adverse.recent_adverse_move_rate(now),
                         adverse.baseline_adverse_move_rate(now), adverse.toxic(now))
             if adverse is not None else AdverseView((), (), (), 0.0, 0.0, False),
+            RiskLimitsView(lim.inventory_soft_lots, lim.inventory_hard_lots, lim.max_loss_units,
+                           lim.max_drawdown_units, self.breakers.peak),
             self.quoter.calibration.view() if self.quoter and self.quoter.calibration else None)
 
     def summary(self) -> dict[str, Any]:

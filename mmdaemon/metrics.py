@@ -449,6 +449,23 @@ class ServiceCollector(Collector):
         yield _gauge("mmdaemon_pnl_total_quote",
                      "Total PnL = realized + unrealized - fees + funding, quote currency.",
                      total)
+        lim = t.limits
+        yield _gauge("mmdaemon_pnl_peak_quote",
+                     "Highest total PnL so far (kept across restarts), quote currency: the "
+                     "drawdown is peak - total; NaN before the first marked PnL.",
+                     _NAN if lim.pnl_peak_units is None else float(lim.pnl_peak_units * money))
+        yield _gauge("mmdaemon_risk_inventory_soft_limit_lots",
+                     "risk.inventory_soft_lots in force: |position| at or above it is REDUCING.",
+                     lim.inventory_soft_lots)
+        yield _gauge("mmdaemon_risk_inventory_hard_limit_lots",
+                     "risk.inventory_hard_lots in force: |position| at or above it is KILLED.",
+                     lim.inventory_hard_lots)
+        yield _gauge("mmdaemon_risk_max_loss_quote",
+                     "risk.max_loss in force, quote currency: a total PnL at or below minus "
+                     "this is KILLED.", float(lim.max_loss_units * money))
+        yield _gauge("mmdaemon_risk_max_drawdown_quote",
+                     "risk.max_drawdown in force, quote currency: a fall of the total PnL "
+                     "from its peak this large is KILLED.", float(lim.max_drawdown_units * money))
 
     def _risk(self, t: TradingView) -> Iterator[Metric]:
         state = GaugeMetricFamily(

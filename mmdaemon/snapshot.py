@@ -107,6 +107,18 @@ class AdverseView:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskLimitsView:
+    """The breakers' limits in force (a reload may change them) and the PnL peak the
+    drawdown is measured from: what a position or a PnL is judged against."""
+
+    inventory_soft_lots: int  # |position| at or above: REDUCING
+    inventory_hard_lots: int  # |position| at or above: KILLED
+    max_loss_units: Fraction  # notional units (ticks x lots); a loss this large: KILLED
+    max_drawdown_units: Fraction  # notional units; a fall this large from the peak: KILLED
+    pnl_peak_units: Fraction | None  # notional units; None before the first marked PnL
+
+
+@dataclass(frozen=True, slots=True)
 class TradingView:
     """Orders, position, PnL and risk: there once the journal is open."""
 
@@ -135,6 +147,7 @@ class TradingView:
     breaker_trips: int
     markouts: list[dict[str, Any]]  # the report's rows per horizon (fresh dicts)
     adverse: AdverseView
+    limits: RiskLimitsView
     calibration: CalibrationView | None = None  # None: no online calibration
 
 

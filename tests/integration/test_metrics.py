@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,32 @@ async def test_scrape_matches_the_service(tmp_path: Path) -> None:
 
     # the standard process families come along
     assert value(s, "process_resident_memory_bytes") > 0
+
+
+async def test_the_risk_limits_in_force_and_the_pnl_peak_are_served(tmp_path: Path) -> None:
+    """What a dashboard draws a position and a PnL against: the config's limits, in lots
+    and in quote currency, followed when a reload swaps them, and the peak the drawdown
+    breaker measures from."""
+    service = await replayed_service(tmp_path)
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(service))
+    risk, engine = service.config.risk, service.engine
+    s = parse(generate_latest(registry).decode())
+    assert value(s, "mmdaemon_risk_inventory_soft_limit_lots") == risk.inventory_soft_lots > 0
+    assert value(s, "mmdaemon_risk_inventory_hard_limit_lots") == risk.inventory_hard_lots
+    assert value(s, "mmdaemon_risk_max_loss_quote") == float(risk.max_loss) > 0
+    assert value(s, "mmdaemon_risk_max_drawdown_quote") == float(risk.max_drawdown) > 0
+    assert engine.breakers.peak is not None  # the replay marked its PnL
+    peak = value(s, "mmdaemon_pnl_peak_quote")
+    assert peak >= value(s, "mmdaemon_pnl_total_quote") and peak >= 0
+    money = Fraction(engine.instrument.tick_size) * Fraction(engine.instrument.lot_size)
+    assert peak == float(engine.breakers.peak * money)
+    # a reload swaps the breakers' limits (Engine.reload): the next scrape shows the new ones
+    engine.breakers.limits = dataclasses.replace(
+        engine.breakers.limits, inventory_soft_lots=123, max_loss_units=Fraction(7) / money)
+    s = parse(generate_latest(registry).decode())
+    assert value(s, "mmdaemon_risk_inventory_soft_limit_lots") == 123
+    assert value(s, "mmdaemon_risk_max_loss_quote") == 7.0
 
 
 async def test_risk_conditions_and_state_follow_the_risk_layer(tmp_path: Path) -> None:
