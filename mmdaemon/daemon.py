@@ -43,6 +43,7 @@ import orjson
 from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
+from mmdaemon.control import ControlServer, serve_control
 from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
@@ -51,7 +52,7 @@ from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
-from mmdaemon.latch import KillLatch
+from mmdaemon.latch import KillLatch, read_latch_since
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.markouts import quote_currency
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
@@ -64,6 +65,7 @@ from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_state
+from mmdaemon.status import LatchView, RunFacts, Versions, running_status
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
     feed_settings,
@@ -171,6 +173,8 @@ class Service:
         self._background: set[asyncio.Task[None]] = set()
         self._feed: asyncio.Task[None] | None = None
         self.exit_code = 0
+        self._started_mono = clock.monotonic_ns()
+        self.versions = run_versions(config_path)
         self.journal: Journal  # set in _open()
         self.latch: KillLatch
 
@@ -232,6 +236,7 @@ class Service:
                       speed=self.speed or "max", clock=self.event_clock, pid=os.getpid(),
                       hot_loops=speedups.HOT_LOOPS)
         metrics: MetricsServer | None = None
+        control: ControlServer | None = None
         try:
             if self._stop.is_set():  # stopped during start-up: nothing to start
                 raise _StoppedBeforeStart
@@ -243,6 +248,11 @@ class Service:
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.
+            try:
+                control = await serve_control(self.state_dir, self.control_answer, self.log)
+            except OSError as exc:  # status and a confirmed kill need it; trading does not
+                self.log.error("control_socket_failed", state_dir=str(self.state_dir),
+                               error=repr(exc))
             gc.collect()
             gc.freeze()
             await self._tasks()
@@ -264,6 +274,8 @@ class Service:
                 self._write_latencies()
                 if metrics is not None:
                     await metrics.stop()
+                if control is not None:
+                    await control.close()
             finally:
                 await self._dispatch_taken_signals()
                 # only now: a signal during the cancel must not kill us; from here on one
@@ -584,6 +596,23 @@ class Service:
                                  live.snapshots, live.snapshot_failures, pump.reference_frames,
                                  pump.reference_last_ns, m.book.synced, ref.ok, m.gaps)
 
+    def control_answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The control socket's answer to a ``status`` request (:mod:`mmdaemon.control`)."""
+        engine, last = self.engine, self.pump.last_frame_mono
+        now = self.clock.monotonic_ns()
+        try:
+            journaled = self.journal.get("killed", "0") == "1"
+        except Exception:  # a journal that failed: the kill is not confirmed by it
+            journaled = False
+        read = read_latch_since(self.state_dir)
+        latch = (LatchView(False, "", None) if read is None
+                 else LatchView(read[0].killed, read[0].reason, read[1]))
+        facts = RunFacts(os.getpid(), engine.risk.kill_reason, journaled,
+                         self.exchange.open_order_count(),
+                         (now - last) / 1e9 if last else None,
+                         (now - self._started_mono) / 1e9, latch, self.versions)
+        return {"ok": True, "status": running_status(self.snapshot(), facts)}
+
     def two_sided(self) -> bool | None:
         engine = self.engine
         return is_two_sided(engine.manager.orders.values()) if engine.opened() else None
@@ -609,3 +638,21 @@ class Service:
                 "wall_s": round(wall_s, 3),
                 "frames_per_s": round(frames / wall_s) if wall_s > 0 else None}
 
+
+
+def run_versions(config_path: Path | None) -> Versions:
+    """The versions ``status`` shows: the package's, Python's, the config's path and the
+    SHA-256 of its bytes as read now (at start)."""
+    import hashlib
+    import platform
+
+    from mmdaemon.provenance import package_version
+
+    digest = ""
+    if config_path is not None:
+        try:
+            digest = hashlib.sha256(config_path.read_bytes()).hexdigest()
+        except OSError:
+            digest = "unreadable"
+    return Versions(package_version(), platform.python_version(),
+                    str(config_path.resolve()) if config_path else "", digest)
