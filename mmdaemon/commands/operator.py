@@ -80,8 +80,8 @@ def _kill_offline(state_dir: Path, command: str) -> int:
         print(f"mmdaemon {command}: cannot latch the kill in {state_dir}: {exc}",
               file=sys.stderr)
         return 2
-    print(f"mmdaemon {command}: the kill is latched in {path}: the next start is KILLED",
-          file=sys.stderr)
+    print(f"mmdaemon {command}: the kill is latched in {path}: the next start is KILLED "
+          f"(no instance runs: nothing to confirm)", file=sys.stderr)
     return 1
 
 

@@ -124,8 +124,6 @@ def kill(config: Config, timeout_s: float, wait: bool, global_: bool, note: str,
             return 0
     else:
         code = signal_instance(config, "kill", signal.SIGUSR1)
-        if code == 1:
-            print("mmdaemon kill: nothing to confirm: no instance is running", file=sys.stderr)
         if code or not wait:
             return code
         pid = _holder(state_dir)

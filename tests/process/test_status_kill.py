@@ -160,4 +160,5 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
     assert "LATCHED since" in text.stdout
     # no instance: the kill is latched for the next start, nothing to confirm
     out = cli("kill", "--config", str(config))
-    assert out.returncode == 1 and "nothing to confirm" in out.stderr, out
+    assert out.returncode == 1, out
+    assert "the next start is KILLED (no instance runs: nothing to confirm)" in out.stderr
