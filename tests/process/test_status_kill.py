@@ -21,11 +21,14 @@ from typing import Any
 
 import pytest
 
+from mmdaemon.risk.firm import Keys
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon
-from tests.helpers import SIM_BALANCES, wait_for
+from tests.helpers import SIM_BALANCES, wait_for, write_config
+from tests.process.test_firm_config import FIRM
 from tests.process.test_record_sim_cli import free_port, mmdaemon, wait_for_line
 from tests.process.test_sim_processes import assert_quoting_at, open_orders, sim_config
+from tests.redis_server import RedisServer
 
 
 def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -104,18 +107,23 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
             assert text.returncode == 0 and f"running (pid {d.proc.pid})" in text.stdout
             assert "open orders: ours" in text.stdout and "kill latch:  armed" in text.stdout
 
+            # a client that connects and says nothing: dropped after its 2 s, unseen by
+            # anyone else (the checks below go on meanwhile)
+            idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            idle.connect(str(sock))
             # garbage, a line too long, an unknown command: refused, the daemon unhurt
             assert b'"ok":false' in ask(sock, b"garbage\n")
             assert b"longer than" in ask(sock, b"x" * 10_000 + b"\n")
             assert b"unknown request" in ask(sock, b'{"cmd": "kill"}\n')
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
-                idle.connect(str(sock))  # says nothing: others are still answered
-                assert status_json(config)[0] == 0
+            assert status_json(config)[0] == 0
             d.wait_event("control_request_refused", why="not JSON")
             d.wait_event("control_request_refused", why="request line too long")
             # a second instance on the same state directory takes no socket from the first
             assert cli("run", "--config", str(config)).returncode != 0
             assert status_json(config)[1]["pid"] == d.proc.pid
+            d.wait_event("control_request_refused", why="no request line in time")
+            assert idle.recv(1) == b""  # closed by the daemon
+            idle.close()
 
             # the confirmed kill: timing printed, the venue empty
             out = cli("kill", "--config", str(config))
@@ -132,9 +140,13 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
             # an instance that cannot answer: not confirmed within --timeout, exit 1
             d.signal(signal.SIGSTOP)
             try:
+                frozen = cli("status", "--config", str(config))
                 out = cli("kill", "--config", str(config), "--timeout", "1")
             finally:
                 d.signal(signal.SIGCONT)
+            assert frozen.returncode == 1, frozen
+            assert (f"pid {d.proc.pid} holds {state} but does not answer on its control "
+                    f"socket") in frozen.stderr
             assert out.returncode == 1, out
             assert "NOT confirmed within 1 s" in out.stderr, out.stderr
             # --no-wait: today's behaviour, no confirmation sought
@@ -162,3 +174,39 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
     out = cli("kill", "--config", str(config))
     assert out.returncode == 1, out
     assert "the next start is KILLED (no instance runs: nothing to confirm)" in out.stderr
+
+
+def test_an_instance_whose_control_socket_cannot_be_made_trades_on_and_status_says_so(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"feed": {"speed": "1"}})
+    state = tmp_path / "state"
+    (state / "control.sock" / "in-the-way").mkdir(parents=True)  # a directory: no rename
+    d = Daemon(config)
+    try:
+        _, failed = d.wait_event("control_socket_failed")
+        assert failed["state_dir"] == str(state)
+        d.wait_event("state_changed", new="ACTIVE")  # quoting all the same
+        out = cli("status", "--config", str(config))
+        assert out.returncode == 1, out
+        assert "does not answer on its control socket" in out.stderr
+        assert not list(state.glob(".control-*"))  # the private bind directory is gone
+        assert d.stop() == 0
+    finally:
+        d.kill()
+
+
+def test_a_global_kill_with_no_local_instance_has_nothing_to_confirm_here(
+        tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        config = write_config(tmp_path, {"firm": {**FIRM, "redis_url": server.url}})
+        out = cli("kill", "--global", "--config", str(config))
+        assert out.returncode == 0, out
+        assert "global kill switch latched" in out.stdout
+        assert (f"no instance of this config runs here ({tmp_path / 'state'}): nothing to "
+                f"confirm locally") in out.stdout
+        with server.client() as redis:
+            assert redis.exists(Keys("mmdaemon", FIRM["desk"]).kill)  # the switch is set
+    finally:
+        server.stop()
