@@ -59,13 +59,13 @@ from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.notify import Notifier
 from mmdaemon.order_sender import OrderSender
 from mmdaemon.pace import ReplayClock
-from mmdaemon.provenance import PROVENANCE_KEY
+from mmdaemon.provenance import PROVENANCE_KEY, run_versions
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_state
-from mmdaemon.status import LatchView, RunFacts, Versions, running_status
+from mmdaemon.status import LatchView, RunFacts, running_status
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
     feed_settings,
@@ -639,20 +639,3 @@ class Service:
                 "frames_per_s": round(frames / wall_s) if wall_s > 0 else None}
 
 
-
-def run_versions(config_path: Path | None) -> Versions:
-    """The versions ``status`` shows: the package's, Python's, the config's path and the
-    SHA-256 of its bytes as read now (at start)."""
-    import hashlib
-    import platform
-
-    from mmdaemon.provenance import package_version
-
-    digest = ""
-    if config_path is not None:
-        try:
-            digest = hashlib.sha256(config_path.read_bytes()).hexdigest()
-        except OSError:
-            digest = "unreadable"
-    return Versions(package_version(), platform.python_version(),
-                    str(config_path.resolve()) if config_path else "", digest)

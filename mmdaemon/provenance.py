@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import platform
 import re
 import sys
 import tomllib
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdaemon.config import Config
+from mmdaemon.status import Versions
 
 PROVENANCE_KEY = "provenance"
 """The journal state key holding :func:`provenance`'s JSON."""
@@ -205,3 +207,16 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
                    "values": _plain(config)},
         "feed": feed,
     }
+
+
+def run_versions(config_path: Path | None) -> Versions:
+    """The versions ``status`` shows: the package's, Python's, the config's path and the
+    SHA-256 of its bytes as read now (at start)."""
+    digest = ""
+    if config_path is not None:
+        try:
+            digest = hashlib.sha256(config_path.read_bytes()).hexdigest()
+        except OSError:
+            digest = "unreadable"
+    return Versions(package_version(), platform.python_version(),
+                    str(config_path.resolve()) if config_path else "", digest)

@@ -32,11 +32,11 @@ import orjson
 
 from mmdaemon.config import Config
 from mmdaemon.control import ControlUnavailable, request_status
-from mmdaemon.daemon import run_versions
 from mmdaemon.journal import JOURNAL_FILE
 from mmdaemon.journal_reader import load_status
 from mmdaemon.latch import read_latch_since
 from mmdaemon.markouts import quote_currency
+from mmdaemon.provenance import run_versions
 from mmdaemon.statedir import dir_holder
 from mmdaemon.status import LatchView, StoppedFacts, kill_confirmed, render_text, stopped_status
 
