@@ -200,7 +200,10 @@ def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
                 data += chunk
     except FileNotFoundError:
         raise ControlUnavailable(f"no control socket {state_dir / SOCKET_FILE}") from None
-    except OSError as exc:  # refused (a stale file), timeout, permission
+    except TimeoutError:
+        raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: no answer within "
+                                 f"{timeout_s:.3g} s") from None
+    except OSError as exc:  # refused (a stale file), permission
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: "
                                  f"{exc.strerror or exc!r}") from None
     finally:

@@ -65,6 +65,7 @@ from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_state
+from mmdaemon.statedir import PID_FILE
 from mmdaemon.status import LatchView, RunFacts, running_status
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
     from mmdaemon.risk.redis_bus import FirmBus
 
 
-PID_FILE = "mmdaemon.pid"
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
 # The share of the stop budget kept for closing the order connection after the cancel-all.
 CLOSE_RESERVE_S = 1.0
