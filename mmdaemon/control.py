@@ -69,10 +69,11 @@ class ControlServer:
         self._inode = inode
         self._log = log
 
-    async def close(self) -> None:
-        """Stop listening and remove the socket file if it is still the one we bound."""
+    def close(self) -> None:
+        """Stop listening and remove the socket file if it is still the one we bound.
+        Synchronous, so that it runs on every way out of the service, a cancelled one
+        included (a connection being answered ends within its own timeouts)."""
         self._server.close()
-        await self._server.wait_closed()
         try:
             st = os.lstat(self.path)
             if (st.st_dev, st.st_ino) == self._inode:

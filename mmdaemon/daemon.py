@@ -274,8 +274,6 @@ class Service:
                 self._write_latencies()
                 if metrics is not None:
                     await metrics.stop()
-                if control is not None:
-                    await control.close()
             finally:
                 await self._dispatch_taken_signals()
                 # only now: a signal during the cancel must not kill us; from here on one
@@ -284,6 +282,8 @@ class Service:
                     lambda: [loop.remove_signal_handler(sig) for sig in handlers])
                 if signal.SIGUSR1 in early_signals.take():  # arrived while closing
                     self.engine.latch_kill("operator_kill_switch", during="stop")
+                if control is not None:  # before the journal: no answer from a closed one
+                    control.close()
                 self.journal.close()
                 self.latch.close()
                 self.readiness.notifier.close()
