@@ -1,6 +1,7 @@
 """``mmdaemon <command>``: the command-line entry point.
 
-Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable input or usage.
+Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable input or usage;
+``status`` also 3: the instance is stopped (mmdaemon.commands.status).
 """
 
 # This module parses the command line and dispatches; each command's body is in
