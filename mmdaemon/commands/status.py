@@ -80,9 +80,9 @@ def _holder(state_dir: Path) -> int | None:
 
 
 def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
-    """A stopped instance's status from its journal and latch. Raises FileNotFoundError
-    without a journal, other OSError or sqlite3.Error (a ValueError's kin is not) when it
-    cannot be read."""
+    """A stopped instance's status from its journal and latch. Raises OSError when the
+    journal cannot be read (FileNotFoundError without one; SQLite's errors are turned into
+    OSError naming the file), ValueError when a value in it does not parse."""
     import sqlite3
 
     state_dir = Path(config.state.dir)
