@@ -174,7 +174,7 @@ class Service:
         self._feed: asyncio.Task[None] | None = None
         self.exit_code = 0
         self._started_mono = clock.monotonic_ns()
-        self.versions = run_versions(config_path)
+        self.versions = run_versions(config_path, provenance)
         self.journal: Journal  # set in _open()
         self.latch: KillLatch
 

@@ -209,9 +209,18 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
     }
 
 
-def run_versions(config_path: Path | None) -> Versions:
-    """The versions ``status`` shows: the package's, Python's, the config's path and the
-    SHA-256 of its bytes as read now (at start)."""
+def run_versions(config_path: Path | None, produced: dict[str, Any] | None = None) -> Versions:
+    """The versions ``status`` shows: those of ``produced`` (a run's :func:`provenance`,
+    as the service has it or its journal kept it: what that run read at its start) when
+    it has them, else the package's and Python's here and the config file's path and the
+    SHA-256 of its bytes as read now."""
+    try:
+        if produced is not None:
+            config = produced["config"]
+            return Versions(str(produced["version"]), str(produced["python"]),
+                            str(config["path"] or ""), str(config["sha256"] or ""))
+    except (KeyError, TypeError):  # written by another version: what can be read now
+        pass
     digest = ""
     if config_path is not None:
         try:

@@ -36,7 +36,7 @@ from mmdaemon.journal import JOURNAL_FILE
 from mmdaemon.journal_reader import load_status
 from mmdaemon.latch import read_latch_since
 from mmdaemon.markouts import quote_currency
-from mmdaemon.provenance import run_versions
+from mmdaemon.provenance import PROVENANCE_KEY, run_versions
 from mmdaemon.statedir import dir_holder
 from mmdaemon.status import LatchView, StoppedFacts, kill_confirmed, render_text, stopped_status
 
@@ -101,7 +101,16 @@ def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
         inst.lot_size, journal.fills, journal.funding, journal.last_mid_x2,
         journal.state.get("trading_state", ""), journal.state.get("killed", "0") == "1",
         journal.state.get("kill_reason", ""), journal.last_record_ns, latch,
-        run_versions(config_path)))
+        run_versions(config_path, _produced(journal.state.get(PROVENANCE_KEY)))))
+
+
+def _produced(text: str | None) -> dict[str, Any] | None:
+    """The last run's provenance as its journal kept it; None if none or unreadable."""
+    try:
+        produced = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
+    return produced if isinstance(produced, dict) else None
 
 
 def kill(config: Config, timeout_s: float, wait: bool, global_: bool, note: str,

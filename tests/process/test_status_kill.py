@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from decimal import Decimal
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,7 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
             assert pnl["total"] == pytest.approx(pnl["realized"] + pnl["unrealized"]
                                                  - pnl["fees"] + pnl["funding"], abs=1e-7)
             assert running["versions"]["config"] == str(config.resolve())
+            assert running["versions"]["config_sha256"] == sha256(config.read_bytes()).hexdigest()
             text = cli("status", "--config", str(config))
             assert text.returncode == 0 and f"running (pid {d.proc.pid})" in text.stdout
             assert "open orders: ours" in text.stdout and "kill latch:  armed" in text.stdout
@@ -160,7 +162,9 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
         assert sim.wait(20) == 0
     assert not sock.exists()  # removed at stop
 
+    config.write_text(config.read_text() + "\n# edited after the stop\n")
     code, stopped = status_json(config)
+    assert stopped["versions"] == running["versions"]  # what the last run read at its start
     assert code == 3 and stopped["instance"] == "stopped" and stopped["pid"] is None
     assert stopped["state"] == "KILLED" and stopped["reason"] == "operator_kill_switch"
     assert stopped["kill_latch"]["latched"] and stopped["kill_journaled"]
