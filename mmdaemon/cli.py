@@ -1,6 +1,7 @@
 """``mmdaemon <command>``: the command-line entry point.
 
-Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable input or usage.
+Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable input or usage;
+``status`` also 3: the instance is stopped (mmdaemon.commands.status).
 """
 
 # This module parses the command line and dispatches; each command's body is in
@@ -265,6 +266,18 @@ def _parser() -> argparse.ArgumentParser:
                               "kill key and its channel")
         if name == "kill":
             cmd.add_argument("--note", default="", help="why, stored with the latch")
+            cmd.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                             help="how long to wait for the instance to confirm the kill "
+                                  "(KILLED, latched, journaled, 0 open orders at the venue); "
+                                  "exit 1 if it does not (default 10)")
+            cmd.add_argument("--no-wait", action="store_true",
+                             help="exit once the signal is sent, without confirmation")
+    status = commands.add_parser(
+        "status", help="the instance's state, position, PnL, orders, kill latch (from the "
+                       "running instance, else from its journal); exit 0 running, 3 "
+                       "stopped, 1 not answering")
+    status.add_argument("--config", required=True, metavar="FILE")
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
 
 
@@ -471,6 +484,18 @@ def _main(argv: Sequence[str] | None) -> int:
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock, level,
                       args.reference, args.config)
+    if args.command == "status":
+        from mmdaemon.commands.status import status
+
+        return status(config, Path(args.config), args.json)
+    if args.command == "kill":
+        from mmdaemon.commands.status import kill
+
+        if not 0 < args.timeout < float("inf"):
+            raise UsageError(f"mmdaemon kill: --timeout: expected a number of seconds > 0, "
+                             f"got {args.timeout}")
+        return kill(config, args.timeout, not args.no_wait, args.global_, args.note,
+                    args.log_format)
     from mmdaemon.commands.operator import global_switch, signal_instance
 
     if args.global_:

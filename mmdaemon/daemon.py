@@ -43,6 +43,7 @@ import orjson
 from mmdaemon import early_signals, speedups
 from mmdaemon.clock import Clock
 from mmdaemon.config import Config
+from mmdaemon.control import ControlServer, serve_control
 from mmdaemon.engine import Engine
 from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
@@ -51,19 +52,21 @@ from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
-from mmdaemon.latch import KillLatch
+from mmdaemon.latch import KillLatch, read_latch_since
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.markouts import quote_currency
 from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.notify import Notifier
 from mmdaemon.order_sender import OrderSender
 from mmdaemon.pace import ReplayClock
-from mmdaemon.provenance import PROVENANCE_KEY
+from mmdaemon.provenance import PROVENANCE_KEY, run_versions
 from mmdaemon.readiness import Readiness
 from mmdaemon.risk.firm import Exposure
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import FeedView, ReferenceFeedView, Snapshot, is_two_sided
 from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_state
+from mmdaemon.statedir import PID_FILE
+from mmdaemon.status import LatchView, RunFacts, running_status
 from mmdaemon.strategy_loader import load_strategy
 from mmdaemon.wiring import (
     feed_settings,
@@ -80,7 +83,6 @@ if TYPE_CHECKING:
     from mmdaemon.risk.redis_bus import FirmBus
 
 
-PID_FILE = "mmdaemon.pid"
 LOG_FLUSH_NS = int(DEFAULT_RATE_LIMIT[1] * 1e9)  # once per window of the log rate limiter
 # The share of the stop budget kept for closing the order connection after the cancel-all.
 CLOSE_RESERVE_S = 1.0
@@ -171,6 +173,8 @@ class Service:
         self._background: set[asyncio.Task[None]] = set()
         self._feed: asyncio.Task[None] | None = None
         self.exit_code = 0
+        self._started_mono = clock.monotonic_ns()
+        self.versions = run_versions(config_path, provenance)
         self.journal: Journal  # set in _open()
         self.latch: KillLatch
 
@@ -232,6 +236,7 @@ class Service:
                       speed=self.speed or "max", clock=self.event_clock, pid=os.getpid(),
                       hot_loops=speedups.HOT_LOOPS)
         metrics: MetricsServer | None = None
+        control: ControlServer | None = None
         try:
             if self._stop.is_set():  # stopped during start-up: nothing to start
                 raise _StoppedBeforeStart
@@ -243,6 +248,11 @@ class Service:
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.
+            try:
+                control = await serve_control(self.state_dir, self.control_answer, self.log)
+            except OSError as exc:  # status and a confirmed kill need it; trading does not
+                self.log.error("control_socket_failed", state_dir=str(self.state_dir),
+                               error=repr(exc))
             gc.collect()
             gc.freeze()
             await self._tasks()
@@ -272,6 +282,8 @@ class Service:
                     lambda: [loop.remove_signal_handler(sig) for sig in handlers])
                 if signal.SIGUSR1 in early_signals.take():  # arrived while closing
                     self.engine.latch_kill("operator_kill_switch", during="stop")
+                if control is not None:  # before the journal: no answer from a closed one
+                    control.close()
                 self.journal.close()
                 self.latch.close()
                 self.readiness.notifier.close()
@@ -584,6 +596,23 @@ class Service:
                                  live.snapshots, live.snapshot_failures, pump.reference_frames,
                                  pump.reference_last_ns, m.book.synced, ref.ok, m.gaps)
 
+    def control_answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The control socket's answer to a ``status`` request (:mod:`mmdaemon.control`)."""
+        engine, last = self.engine, self.pump.last_frame_mono
+        now = self.clock.monotonic_ns()
+        try:
+            journaled = self.journal.get("killed", "0") == "1"
+        except Exception:  # a journal that failed: the kill is not confirmed by it
+            journaled = False
+        read = read_latch_since(self.state_dir)
+        latch = (LatchView(False, "", None) if read is None
+                 else LatchView(read[0].killed, read[0].reason, read[1]))
+        facts = RunFacts(os.getpid(), engine.risk.kill_reason, journaled,
+                         self.exchange.open_order_count(),
+                         (now - last) / 1e9 if last else None,
+                         (now - self._started_mono) / 1e9, latch, self.versions)
+        return {"ok": True, "status": running_status(self.snapshot(), facts)}
+
     def two_sided(self) -> bool | None:
         engine = self.engine
         return is_two_sided(engine.manager.orders.values()) if engine.opened() else None
@@ -608,4 +637,5 @@ class Service:
         return {"frames": frames, "clock": self.event_clock, **figures,
                 "wall_s": round(wall_s, 3),
                 "frames_per_s": round(frames / wall_s) if wall_s > 0 else None}
+
 

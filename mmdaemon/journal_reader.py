@@ -9,12 +9,13 @@ runs on it.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from mmdaemon.analytics import SampleLevels, SampleRow
-from mmdaemon.journal import MarkoutRow, read_fills, read_funding, read_markouts
+from mmdaemon.journal import MarkoutRow, has_column, read_fills, read_funding, read_markouts
 from mmdaemon.model import Fill, Funding
 
 
@@ -95,3 +96,40 @@ def load_state(path: Path | str, key: str) -> str | None:
     finally:
         db.close()
     return None if row is None else str(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class JournalStatus:
+    """What ``mmdaemon status`` reads of a stopped instance's journal."""
+
+    fills: list[Fill]
+    funding: list[int]  # payments' amounts, notional units (received > 0)
+    last_mid_x2: int | None  # best bid + best ask of the last sample with a book, ticks
+    state: dict[str, str]  # the state table: trading_state, killed, kill_reason, ...
+    last_record_ns: int | None  # the newest row's time (see load_status)
+
+
+def load_status(path: Path | str) -> JournalStatus:
+    """The journal at ``path`` read for ``status`` (read-only). ``last_record_ns`` is the
+    latest of the state rows' times, the last sample's and the order log's wall clock:
+    the daemon's event time, which on a live feed is wall time (a replay's is its
+    recording's). Raises FileNotFoundError without a journal, sqlite3.Error when it
+    cannot be read."""
+    db = _read_only(path)
+    try:
+        fills = read_fills(db)
+        funding = [f.amount for f in read_funding(db)]
+        state = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM state")}
+        mid = db.execute("SELECT best_bid + best_ask FROM samples WHERE best_bid IS NOT NULL"
+                         " AND best_ask IS NOT NULL ORDER BY rowid DESC LIMIT 1").fetchone()
+        times = [db.execute("SELECT max(ts_ns) FROM state").fetchone()[0],
+                 db.execute("SELECT ts_ns FROM samples ORDER BY rowid DESC LIMIT 1")
+                 .fetchone()]
+        if has_column(db, "order_log", "wall_ns"):
+            times.append(db.execute("SELECT max(wall_ns) FROM order_log").fetchone()[0])
+    finally:
+        db.close()
+    known = [int(t[0] if isinstance(t, tuple) else t) for t in times
+             if t is not None and (t[0] if isinstance(t, tuple) else t) is not None]
+    return JournalStatus(fills, funding, None if mid is None else int(mid[0]), state,
+                         max(known) if known else None)

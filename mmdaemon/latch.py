@@ -177,6 +177,23 @@ def read_latch(state_dir: Path) -> LatchState | None:
         return None
 
 
+def read_latch_since(state_dir: Path) -> tuple[LatchState, int | None] | None:
+    """:func:`read_latch` with the time the record was last written (its ``ts_ns``: the
+    daemon's event time, wall time on a live feed), None when the record is unreadable (it
+    reads as killed all the same); None if there is no latch file (``status``)."""
+    try:
+        record = (state_dir / LATCH_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    state = decode(record)
+    if state.reason.startswith("latch_unreadable"):
+        return state, None
+    fields = dict(line.partition("=")[::2] for line in record.decode("utf-8", "replace")
+                  .splitlines()[1:])
+    ts = fields.get("ts_ns", "")
+    return state, int(ts) if ts.isdigit() else None
+
+
 def _sync_dir(directory: Path) -> None:
     """fsync a directory, so a file created or removed in it stays so after a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

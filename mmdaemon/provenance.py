@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import platform
 import re
 import sys
 import tomllib
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mmdaemon.config import Config
+from mmdaemon.status import Versions
 
 PROVENANCE_KEY = "provenance"
 """The journal state key holding :func:`provenance`'s JSON."""
@@ -205,3 +207,25 @@ def provenance(config: Config, config_path: Path | str | None, *, mode: str,
                    "values": _plain(config)},
         "feed": feed,
     }
+
+
+def run_versions(config_path: Path | None, produced: dict[str, Any] | None = None) -> Versions:
+    """The versions ``status`` shows: those of ``produced`` (a run's :func:`provenance`,
+    as the service has it or its journal kept it: what that run read at its start) when
+    it has them, else the package's and Python's here and the config file's path and the
+    SHA-256 of its bytes as read now."""
+    try:
+        if produced is not None:
+            config = produced["config"]
+            return Versions(str(produced["version"]), str(produced["python"]),
+                            str(config["path"] or ""), str(config["sha256"] or ""))
+    except (KeyError, TypeError):  # written by another version: what can be read now
+        pass
+    digest = ""
+    if config_path is not None:
+        try:
+            digest = hashlib.sha256(config_path.read_bytes()).hexdigest()
+        except OSError:
+            digest = "unreadable"
+    return Versions(package_version(), platform.python_version(),
+                    str(config_path.resolve()) if config_path else "", digest)

@@ -42,6 +42,7 @@ from pathlib import Path
 from mmdaemon.clock import Clock, SystemClock
 
 LOCK_FILE = "lock"
+PID_FILE = "mmdaemon.pid"  # written by a running instance; only ever cross-checked
 
 
 class StateDirLocked(Exception):

@@ -19,8 +19,7 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
     config's state directory (:mod:`mmdaemon.statedir`), whatever the pid file says; the
     pid file is only cross-checked. 0 sent; 1 no instance is running there (the pid file,
     if any, is stale); 2 who holds the lock cannot be told from here."""
-    from mmdaemon.daemon import PID_FILE
-    from mmdaemon.statedir import LOCK_FILE, StateDirLocked, signal_holder
+    from mmdaemon.statedir import LOCK_FILE, PID_FILE, StateDirLocked, signal_holder
 
     state_dir = Path(config.state.dir)
     lock_path = state_dir / LOCK_FILE
@@ -80,8 +79,8 @@ def _kill_offline(state_dir: Path, command: str) -> int:
         print(f"mmdaemon {command}: cannot latch the kill in {state_dir}: {exc}",
               file=sys.stderr)
         return 2
-    print(f"mmdaemon {command}: the kill is latched in {path}: the next start is KILLED",
-          file=sys.stderr)
+    print(f"mmdaemon {command}: the kill is latched in {path}: the next start is KILLED "
+          f"(no instance runs: nothing to confirm)", file=sys.stderr)
     return 1
 
 

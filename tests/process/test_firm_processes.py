@@ -15,6 +15,7 @@ Times are asserted with generous bounds (a loaded 2-core box) and printed (`pyte
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -182,6 +183,9 @@ def test_redis_outage_global_kill_and_a_late_instance(desk_factory: Any) -> None
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert "to 3 listening instance(s)" in cli.stdout
+    # and this config's instance (a) confirmed it: KILLED, journaled, its venue account empty
+    assert re.search(r"kill confirmed in \d+ ms: pid \d+ is KILLED \(global_kill_switch\)",
+                     cli.stdout), cli.stdout
     (set_event,) = [e for e in map(orjson.loads, cli.stderr.splitlines())
                     if e["event"] == "global_kill_set"]
     written = set_event["sent_ns"] / 1e9  # just before the command went to Redis

@@ -63,8 +63,9 @@ def test_a_stale_pid_file_naming_a_bystander_is_reported_and_the_bystander_left_
     assert first == (f"mmdaemon {command}: no instance is running on {state} "
                      f"(stale pid file names pid {bystander.pid})")
     # a kill is latched for the next start; a re-arm needs a running instance
-    assert rest == ([f"mmdaemon kill: the kill is latched in {state / 'kill.latch'}: the next "
-                     "start is KILLED"] if command == "kill" else [])
+    latched = (f"mmdaemon kill: the kill is latched in {state / 'kill.latch'}: the next "
+               "start is KILLED (no instance runs: nothing to confirm)")
+    assert rest == ([latched] if command == "kill" else [])
     assert proc.stdout == ""
 
 
@@ -90,7 +91,9 @@ def test_kill_and_rearm_reach_the_instance_holding_the_state_directory_whatever_
         pid_file.write_text(f"{bystander.pid}\n")  # overwritten: names the bystander
         proc = cli("kill", config)
         assert proc.returncode == 0, proc.stderr
-        assert proc.stdout == f"sent SIGUSR1 to pid {d.proc.pid}\n"
+        sent, confirmed = proc.stdout.splitlines()
+        assert sent == f"sent SIGUSR1 to pid {d.proc.pid}"
+        assert confirmed.startswith("kill confirmed in "), confirmed
         assert f"the pid file {pid_file} names pid {bystander.pid}" in proc.stderr
         i, trip = d.wait_event("kill_switch_tripped")
         assert trip["reason"] == "operator_kill_switch"

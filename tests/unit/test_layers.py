@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "exchange.fill_model": CORE, "exchange.queue": CORE, "exchange.latency": CORE,
     "risk": CORE, "exchange": CORE, "feed": SHELL, "sim": SHELL,  # the packages themselves
     "orders": CORE, "venues": CORE, "quoting": CORE, "": CORE,  # mmdaemon/__init__.py
-    "engine_ports": CORE, "strategy": CORE, "strategy.": CORE,
+    "engine_ports": CORE, "strategy": CORE, "strategy.": CORE, "status": CORE,
     # shells: I/O and time around the core, one responsibility each
     "clock": SHELL, "aio": SHELL, "feed.": SHELL, "exchange.paper": SHELL,
     "exchange.binance_gateway": SHELL, "exchange.usdm_gateway": SHELL,
@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "sim.futures_accounts": SHELL, "sim.futures_wire": SHELL, "sim.futures_matching": SHELL,
     "sim.futures_protocol": SHELL, "sim.usdm": SHELL, "venue_rules": SHELL,
     "orderlog": SHELL, "provenance": SHELL, "feed_task": SHELL, "order_sender": SHELL,
-    "journal_reader": SHELL,
+    "journal_reader": SHELL, "control": SHELL,
     "config_file": SHELL, "exchange.latency_file": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "defaults": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP,

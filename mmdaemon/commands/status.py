@@ -1,0 +1,183 @@
+"""``mmdaemon status`` and the confirmed ``mmdaemon kill``.
+
+``status --config FILE [--json]`` asks the instance running on the config's state directory
+over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what the last
+run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
+(the status is the journal's; also when no instance ever ran there); 1 an instance holds
+the state directory but does not answer (starting, stuck, or an older version without the
+socket); 2 a config error.
+
+``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
+instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
+latched and journaled, no open order by our count nor the venue's), and prints how long
+that took from the moment before the signal (ms). Exit status: 0 confirmed; 1 not
+confirmed within ``--timeout`` (what was missing is printed), or no instance runs (the
+kill is latched on disk for the next start, as before: nothing to confirm); 2 as before.
+``--no-wait`` keeps the old behaviour (0 once the signal is sent).
+
+``kill --global`` sets the desk's kill key in Redis as before and then confirms *this
+config's* instance only, if one runs here: other instances of the desk run elsewhere and
+are confirmed each with its own ``status``/``kill`` where it runs.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mmdaemon.config import Config
+from mmdaemon.control import ControlUnavailable, request_status
+from mmdaemon.journal import JOURNAL_FILE
+from mmdaemon.journal_reader import load_status
+from mmdaemon.latch import read_latch_since
+from mmdaemon.markouts import quote_currency
+from mmdaemon.provenance import PROVENANCE_KEY, run_versions
+from mmdaemon.statedir import dir_holder
+from mmdaemon.status import LatchView, StoppedFacts, kill_confirmed, render_text, stopped_status
+
+EXIT_RUNNING, EXIT_UNANSWERED, EXIT_STOPPED = 0, 1, 3
+POLL_S = 0.02  # between two status requests while a kill is confirmed
+
+
+def status(config: Config, config_path: Path, as_json: bool) -> int:
+    """``mmdaemon status``: print the instance's status; the exit status says whether it
+    runs (see the module docstring)."""
+    state_dir = Path(config.state.dir)
+    try:
+        current = request_status(state_dir)
+    except ControlUnavailable as exc:
+        holder = _holder(state_dir)
+        if holder is not None:
+            who = f"pid {holder}" if holder else "a process this one cannot name"
+            print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "
+                  f"control socket ({exc}): still starting, stuck, or a version without "
+                  f"`status`; see `systemctl status` and its log", file=sys.stderr)
+            return EXIT_UNANSWERED
+        try:
+            current = _stopped(config, config_path)
+        except (OSError, ValueError) as why:
+            print(f"mmdaemon status: no instance runs on {state_dir}, and its journal cannot "
+                  f"be read: {why}", file=sys.stderr)
+            return EXIT_STOPPED
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(current, option=orjson.OPT_SORT_KEYS) + b"\n")
+    else:
+        sys.stdout.write(render_text(current))
+    return EXIT_RUNNING if current["instance"] == "running" else EXIT_STOPPED
+
+
+def _holder(state_dir: Path) -> int | None:
+    """Who holds the state directory (None: nobody; 0: unnameable)."""
+    try:
+        return dir_holder(state_dir)
+    except OSError:
+        return 0
+
+
+def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
+    """A stopped instance's status from its journal and latch. Raises OSError when the
+    journal cannot be read (FileNotFoundError without one; SQLite's errors are turned into
+    OSError naming the file), ValueError when a value in it does not parse."""
+    import sqlite3
+
+    state_dir = Path(config.state.dir)
+    inst = config.instrument.build()
+    try:
+        journal = load_status(state_dir / JOURNAL_FILE)
+    except sqlite3.Error as exc:
+        raise OSError(f"{state_dir / JOURNAL_FILE}: {exc}") from None
+    read = read_latch_since(state_dir)
+    latch = LatchView(False, "", None) if read is None else LatchView(
+        read[0].killed, read[0].reason, read[1])
+    return stopped_status(StoppedFacts(
+        inst.symbol, config.instrument.venue, config.exchange.adapter,
+        quote_currency(inst.symbol, config.instrument.venue, config.firm.quote_asset),
+        inst.tick_size,
+        inst.lot_size, journal.fills, journal.funding, journal.last_mid_x2,
+        journal.state.get("trading_state", ""), journal.state.get("killed", "0") == "1",
+        journal.state.get("kill_reason", ""), journal.last_record_ns, latch,
+        run_versions(config_path, _produced(journal.state.get(PROVENANCE_KEY)))))
+
+
+def _produced(text: str | None) -> dict[str, Any] | None:
+    """The last run's provenance as its journal kept it; None if none or unreadable."""
+    try:
+        produced = orjson.loads(text) if text else None
+    except orjson.JSONDecodeError:
+        return None
+    return produced if isinstance(produced, dict) else None
+
+
+def kill(config: Config, timeout_s: float, wait: bool, global_: bool, note: str,
+         log_format: str) -> int:
+    """``mmdaemon kill [--global]``: the switch, then (unless ``wait`` is False) its
+    confirmation by this config's instance (see the module docstring)."""
+    from mmdaemon.commands.operator import global_switch, signal_instance
+
+    state_dir = Path(config.state.dir)
+    started = time.monotonic()
+    if global_:
+        code = global_switch(config, "kill", note, log_format)
+        if code or not wait:
+            return code
+        pid = _holder(state_dir)
+        if pid is None:
+            print(f"mmdaemon kill --global: no instance of this config runs here "
+                  f"({state_dir}): nothing to confirm locally; each instance of the desk "
+                  f"confirms with `mmdaemon status` where it runs")
+            return 0
+    else:
+        code = signal_instance(config, "kill", signal.SIGUSR1)
+        if code or not wait:
+            return code
+        pid = _holder(state_dir)
+    return _confirm(state_dir, pid, started, timeout_s)
+
+
+def _confirm(state_dir: Path, pid: int | None, started: float, timeout_s: float) -> int:
+    """Poll the instance on ``state_dir`` until it confirms the kill or ``timeout_s``
+    seconds after ``started`` (monotonic) have passed."""
+    deadline = started + timeout_s
+    last: dict[str, Any] | None = None
+    why = "no answer yet"
+    while True:
+        try:
+            last = request_status(state_dir, timeout_s=max(0.05, deadline - time.monotonic()))
+            if kill_confirmed(last):
+                took_ms = (time.monotonic() - started) * 1000
+                print(f"kill confirmed in {took_ms:.0f} ms: pid {last['pid']} is KILLED "
+                      f"({last['reason']}), latched in the kill latch and the journal; open "
+                      f"orders: ours 0, at the venue 0")
+                return 0
+            why = _missing(last)
+        except ControlUnavailable as exc:
+            why = str(exc)
+            if _holder(state_dir) is None:
+                print(f"mmdaemon kill: NOT confirmed: the instance (pid {pid}) stopped before "
+                      f"confirming the kill ({why}); `mmdaemon status` shows what its journal "
+                      f"and latch say", file=sys.stderr)
+                return 1
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)  # the poll interval of a command-line wait, not a fixed delay
+    print(f"mmdaemon kill: NOT confirmed within {timeout_s:g} s by pid {pid}: {why}; the "
+          f"signal was sent: check the venue (`mmdaemon status`, the log)", file=sys.stderr)
+    return 1
+
+
+def _missing(s: dict[str, Any]) -> str:
+    """What a status still lacks for :func:`~mmdaemon.status.kill_confirmed`."""
+    orders = s.get("open_orders") or {}
+    latch = s.get("kill_latch") or {}
+    gaps = [] if s.get("state") == "KILLED" else [f"state is {s.get('state')}"]
+    gaps += [] if latch.get("latched") else ["the kill latch is not set"]
+    gaps += [] if s.get("kill_journaled") else ["the journal does not say killed"]
+    gaps += [] if orders.get("ours") == 0 else [f"{orders.get('ours')} orders open by our count"]
+    gaps += [] if orders.get("venue") == 0 else [
+        f"{orders.get('venue')} orders open at the venue"]
+    return ", ".join(gaps) or "not confirmed"

@@ -1,0 +1,82 @@
+"""The pure half of `mmdaemon status` (mmdaemon.status): a stopped instance's figures from
+its journal's fills, and when a kill counts as confirmed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from mmdaemon.model import Fill, Side
+from mmdaemon.status import (
+    LatchView,
+    StoppedFacts,
+    Versions,
+    kill_confirmed,
+    render_text,
+    stopped_status,
+)
+
+VERSIONS = Versions("0.1.0", "3.11.7", "/etc/mmdaemon/btcusdt.toml", "ab" * 32)
+
+
+def stopped(fills: list[Fill], mid_x2: int | None, latch: LatchView,
+            journal_killed: bool = False) -> dict[str, Any]:
+    return stopped_status(StoppedFacts(
+        "BTCUSDT", "binance-spot", "binance", "USDT", Decimal("0.01"), Decimal("0.00000001"),
+        fills, [], mid_x2, "ACTIVE", journal_killed, "operator_kill_switch" if journal_killed
+        else "", 1_796_651_270_228_024_877, latch, VERSIONS))
+
+
+def test_a_stopped_instances_position_and_pnl_add_up_from_its_fills_at_the_last_mid() -> None:
+    # bought 3000 lots at 100 ticks, sold 1000 at 110, fee 5000 units each; last mid 105
+    fills = [Fill(1, Side.BUY, 100, 3000, 5000, True, 1, 1),
+             Fill(2, Side.SELL, 110, 1000, 5000, True, 2, 2)]
+    s = stopped(fills, 210, LatchView(False, "", None))
+    money = Fraction(Decimal("0.01")) * Fraction(Decimal("0.00000001"))
+    realized = 1000 * (110 - 100)
+    unrealized = 2000 * (105 - 100)
+    assert s["position"] == {"lots": 2000, "base": "0.00002000"}
+    assert s["pnl"]["realized"] == pytest.approx(float(realized * money))
+    assert s["pnl"]["unrealized"] == pytest.approx(float(unrealized * money))
+    assert s["pnl"]["fees"] == pytest.approx(float(10_000 * money))
+    assert s["pnl"]["total"] == pytest.approx(float((realized + unrealized - 10_000) * money))
+    assert s["state"] == "ACTIVE" and s["reason"] == "" and s["instance"] == "stopped"
+    assert s["open_orders"] == {"ours": None, "venue": None}  # not known while stopped
+    assert s["last_record"] == "2026-12-07T13:47:50.228+00:00"
+
+
+def test_a_stopped_instance_with_a_position_and_no_mark_has_no_total() -> None:
+    s = stopped([Fill(1, Side.BUY, 100, 3000, 0, True, 1, 1)], None, LatchView(False, "", None))
+    assert s["pnl"]["total"] is None and s["pnl"]["unrealized"] is None
+    assert "total n/a (no mark)" in render_text(s)
+
+
+def test_a_latched_kill_makes_a_stopped_instance_killed_with_the_latchs_reason() -> None:
+    s = stopped([], None, LatchView(True, "max_loss", 1_796_651_267_548_145_247))
+    assert s["state"] == "KILLED" and s["reason"] == "max_loss"
+    assert s["kill_latch"]["since"] == "2026-12-07T13:47:47.548+00:00"
+    assert "LATCHED since 2026-12-07T13:47:47.548+00:00 by max_loss" in render_text(s)
+    assert not kill_confirmed(s)  # a stopped instance confirms nothing
+
+
+def running(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"instance": "running", "state": "KILLED", "kill_journaled": True,
+                            "kill_latch": {"latched": True}, "open_orders": {"ours": 0,
+                                                                             "venue": 0}}
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize("missing", [
+    {"state": "HALTED"},
+    {"kill_journaled": False},
+    {"kill_latch": {"latched": False}},
+    {"open_orders": {"ours": 1, "venue": 0}},
+    {"open_orders": {"ours": 0, "venue": 1}},  # the venue still holds one
+    {"open_orders": {"ours": 0, "venue": None}},
+])
+def test_a_kill_is_confirmed_only_with_every_part_of_it(missing: dict[str, Any]) -> None:
+    assert kill_confirmed(running())
+    assert not kill_confirmed(running(**missing))
