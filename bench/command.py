@@ -186,6 +186,13 @@ def table(r: dict[str, Any]) -> list[str]:
                      f"{c['frames_per_s']:>10,} frames/s  {c['ratio_to_parse_median']:.3f}x "
                      f"/ {c['ratio_to_parse_best']:.3f}x of parse-only (CPU "
                      f"{c['cpu_median_s']:.3f} s: {c['ratio_to_parse_cpu']:.3f}x)")
+    for name in ANCHORS:
+        detail = r["contenders"].get(name, {}).get("detail")
+        if detail:
+            phases = ", ".join(f"{key[:-6]} {value:.2f}" for key, value in detail.items()
+                               if key.endswith("_cpu_s"))
+            lines.append(f"    {name} CPU s by phase: {phases}; fills {detail['fills']}, "
+                         f"orders sent {detail['orders_sent']}")
     lines.append(f"  {'goal: command >= 0.30x':<32}"
                  f"{'met' if r['goal_command_at_least_0_30x'] else 'NOT met'}")
     if r["anchors_skipped"]:
