@@ -138,7 +138,13 @@ dist: $(UV)
 
 # Every headline figure (issue #9) as one JSON object and a table; the single benchmarks
 # under bench/ run on their own too (e.g. `.venv/bin/python bench/latency.py --help`).
+# The anchors of bench/command.py (hftbacktest, NautilusTrader) in a locked venv of their
+# own, so the runtime and test environments do not grow; the bench goes on without them.
+ANCHORS := bench/anchors
 bench: $(STAMP)
+	UV_PROJECT_ENVIRONMENT=$(abspath $(ANCHORS)/.venv) $(UV) sync --quiet --locked \
+		--project $(ANCHORS) --python $(PYTHON) \
+		|| echo "the anchors (hftbacktest, NautilusTrader) could not be installed: skipped"
 	$(BIN)/python bench/all.py
 
 clean:

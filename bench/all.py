@@ -10,6 +10,9 @@ readable table.
 - decode + book alone vs parse-only (bench/book.py's measure);
 - loopback end-to-end against the sim, depth frame sent -> order request received,
   p50/p99 (bench/latency.py; uvloop on both sides);
+- the whole ``mmdaemon replay FILES --json`` command as a process vs gunzip + orjson
+  parse-only of the same files, with the anchors (hftbacktest, NautilusTrader) on the same
+  files, interleaved (bench/command.py);
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
   (bench/startup.py).
 
@@ -31,7 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, latency, replay, startup
+from bench import book, command, latency, replay, startup
 from mmdaemon import speedups
 
 
@@ -59,6 +62,7 @@ def main() -> None:
     # start-up first: the kernel's peak-RSS figure of a child counts the parent's pages
     # from before its exec, and the other benchmarks hold the whole recording in memory
     result["startup"] = startup.measure(runs=3 if quick else 5)
+    result["command"] = command.measure(runs=3 if quick else command.RUNS)
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
@@ -67,8 +71,9 @@ def main() -> None:
     m = result["machine"]
     print(f"\nmmdaemon benchmarks on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, "
           f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
-    lines = [*replay.table(result["replay"]), *book.table(result["decode_book"]),
-             *latency.table(result["loopback"]), *startup.table(result["startup"])]
+    lines = [*command.table(result["command"]), *replay.table(result["replay"]),
+             *book.table(result["decode_book"]), *latency.table(result["loopback"]),
+             *startup.table(result["startup"])]
     print("\n".join(lines))
 
 

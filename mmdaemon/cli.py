@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mmdaemon import early_signals, log
-from mmdaemon.commands.recordings import VENUES
 from mmdaemon.commands.usage import UsageError
-from mmdaemon.config import ConfigError
+from mmdaemon.config import VENUES, ConfigError
 from mmdaemon.config_file import load_config
 from mmdaemon.defaults import DRYRUN, LOBSTER, bundled_config
 

@@ -88,8 +88,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, PayloadTooBig
 
 from mmdaemon.aio import first_of
 from mmdaemon.backoff import backoff_delay
@@ -99,6 +97,7 @@ from mmdaemon.reference import ReferenceFrame
 
 if TYPE_CHECKING:
     import aiohttp
+    from websockets.asyncio.client import ClientConnection
 
 
 class Reconnected(NamedTuple):
@@ -342,6 +341,16 @@ class WebsocketFeed:
 
     async def _connection(self, session: aiohttp.ClientSession) -> str:
         """One connection's life; returns why it ended."""
+        # here, not at the top: a replay never connects, and websockets' imports are 2% of
+        # a whole `mmdaemon replay` of the bundled recording
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import (
+            ConnectionClosed,
+            InvalidHandshake,
+            InvalidURI,
+            PayloadTooBig,
+        )
+
         s = self.settings
         urls = s.stream_urls
         url = urls[0]  # the one a failure names

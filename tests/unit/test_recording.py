@@ -85,3 +85,23 @@ async def test_replay_at_max_speed_never_waits_but_yields_to_the_loop(tmp_path: 
         n += 1
     assert n == 3 * YIELD_EVERY
     assert clock.slept_s == [0, 0, 0] and clock.monotonic_ns() == 0
+
+
+def test_lines_across_blocks_and_gzip_members_read_as_the_bytes_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader splits decompressed blocks, not lines one by one: a line cut by a block's
+    end, a member's end (a day appended to: a new gzip member, zero padding between) or a
+    CR LF cut between blocks reads whole, every line in order with its number."""
+    from mmdaemon.feed import recording as recording_module
+
+    monkeypatch.setattr(recording_module, "_BLOCK_BYTES", 7)  # every line spans blocks
+    monkeypatch.setattr(recording_module, "_READ_BYTES", 5)
+    lines = [b'%d {"n":%d,"pad":"%s"}' % (T0 + n, n, b"x" * (n * 3)) for n in range(40)]
+    path = tmp_path / "members.gz"
+    path.write_bytes(gzip.compress(b"\r\n".join(lines[:15]) + b"\r\n") + b"\0\0\0"
+                     + gzip.compress(b"\n".join(lines[15:]) + b"\nnot a line"))
+    items = list(read_recording([path]))
+    assert items[:40] == [(T0 + n, line.partition(b" ")[2]) for n, line in enumerate(lines)]
+    assert isinstance(items[40], Malformed) and items[40].reason.startswith("members.gz:41:")
+    assert len(items) == 41
