@@ -225,6 +225,11 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._check_integrity()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            # no automatic checkpoint: the commit that filled the WAL past its limit would
+            # run one, with an fsync of the WAL and the database (milliseconds), and that
+            # commit is usually a fill's, on its way to the next quote; the engine
+            # checkpoints off the hot path instead (checkpoint(), from Engine.persist)
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(SCHEMA)
             if not has_column(self._db, "fills", "mid_x2"):  # written by an older version
                 self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
@@ -326,6 +331,13 @@ class Journal:
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file, so that the WAL starts
+        over and stays small. PASSIVE: it never waits for a reader (pages a reader still
+        needs wait for the next call). Only where and when SQLite keeps the committed pages
+        changes: a commit is as durable before it as after."""
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def fills(self) -> list[Fill]:
         """Every journaled fill, in the order it was recorded."""
