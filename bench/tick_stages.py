@@ -10,8 +10,8 @@ core is not in it) in each stage, nested stages subtracted from their parent:
 - ``venue``: a simulated venue acting on what was due before the frame;
 - ``decode``: the codec and the book (:meth:`mmdaemon.market.MarketState.on_frame`);
 - ``match``: the paper venue matching our orders against the frame;
-- ``fill``: a fill's own cost: the journal commit, position, markouts, breakers, its log
-  line;
+- ``fill``: a fill's own cost but its commit: position, markouts, breakers, its log line;
+- ``commit``: the fill's commit to the journal (SQLite, WAL);
 - ``supervise``: the periodic breakers, when the frame's event time made one due;
 - ``decide``: strategy, gate, order manager diff;
 - ``send``: each action vetted (pre-trade checks) and handed to the adapter;
@@ -47,7 +47,8 @@ from bench.replay import InMemoryService, _service
 from mmdaemon import log
 from mmdaemon.orders.manager import OrderAction
 
-STAGES = ("venue", "decode", "match", "fill", "supervise", "decide", "send", "other")
+STAGES = ("venue", "decode", "match", "fill", "commit", "supervise", "decide", "send",
+          "other")
 
 
 class StageClock:
@@ -98,6 +99,7 @@ def measure() -> dict[str, Any]:
         def restored(*args: Any) -> None:  # the parts that exist only once restored
             restore(*args)
             clock.wrap(engine, "_on_fill", "fill")
+            clock.wrap(engine.journal, "record_fill", "commit")
             clock.wrap(engine, "decide", "decide")
             clock.wrap(engine, "supervise", "supervise")
             clock.wrap(engine.market, "on_frame", "decode")
