@@ -513,8 +513,8 @@ class Engine(EngineFigures):
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
         self.shell.exposure_changed()
         self.breakers.check_inventory(position.position)
-        total = self.total_pnl_units()
-        if self.mark() is not None and total is not None:  # no mark: no PnL to judge
+        total = self.marked_pnl_units()
+        if total is not None:  # no mark: no PnL to judge
             self.breakers.check_pnl(total)
 
     def _on_funding(self, funding: Funding) -> None:
@@ -534,8 +534,8 @@ class Engine(EngineFigures):
                       ts_ns=funding.ts_ns, funding_units=position.funding,
                       position_lots=position.position)
         self.shell.exposure_changed()
-        total = self.total_pnl_units()
-        if self.mark() is not None and total is not None:
+        total = self.marked_pnl_units()
+        if total is not None:
             self.breakers.check_pnl(total)
 
     def on_venue_status(self, ready: bool, reason: str | None) -> None:
@@ -709,7 +709,7 @@ class Engine(EngineFigures):
         if inputs == self._pnl_inputs:
             return
         self._pnl_inputs = inputs
-        total = self.total_pnl_units()
+        total = self.marked_pnl_units()
         assert total is not None  # there is a mark
         self.breakers.check_pnl(total)
 

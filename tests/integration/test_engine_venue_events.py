@@ -215,3 +215,27 @@ def test_funding_resumes_from_the_journaled_starting_point_before_the_first_paym
     state.journal.close()
     state.latch.close()
     assert funding_after() == 1723190400000
+
+
+def test_the_pnl_the_breakers_judge_is_the_positions_total_at_the_mark(tmp_path: Path) -> None:
+    """After each fill (opening, adding, closing part, flipping) the PnL the loss breakers
+    judge is exactly cash + position x mid - fees + funding; none before the book."""
+    e, _, state = engine(tmp_path)
+    try:
+        assert e.marked_pnl_units() is None and e.total_pnl_units() == 0  # flat, no book
+        drive(e, 5_000)
+        mid = e.mark()
+        assert mid is not None and mid.denominator in (1, 2)
+        price = int(mid)
+        for exec_id, (side, size, fee) in enumerate(
+                [(Side.BUY, 3_000, 7), (Side.BUY, 2_000, -3), (Side.SELL, 4_000, 5),
+                 (Side.SELL, 6_000, -1), (Side.BUY, 1_000, 0)], start=1):
+            e.on_execution(Fill(1, side, price + exec_id, size, fee, True, e.now_ns,
+                                exec_id=exec_id, mid_x2=price * 2))
+            e.on_execution(Funding(-exec_id, e.now_ns, FUNDING_ID + exec_id))
+            marked = e.marked_pnl_units()
+            assert marked == e.position.total(mid) == e.total_pnl_units()
+            assert e.breakers.peak is not None and e.breakers.peak >= marked
+    finally:
+        state.journal.close()
+        state.latch.close()
