@@ -42,6 +42,11 @@ from mmdaemon.records import LevelsRow, OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
+CHECKPOINT_ROWS = 2000
+"""Rows written between two checkpoints (:meth:`Journal.checkpoint`): a WAL of a few
+hundred pages in the usual mix (samples, order log: tens of rows a page), at most a few
+thousand if every row were a fill (two pages each, with its key's index); SQLite's own
+default is a checkpoint per 1,000 pages."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
@@ -230,6 +235,7 @@ class Journal:
             # commit is usually a fill's, on its way to the next quote; the engine
             # checkpoints off the hot path instead (checkpoint(), from Engine.persist)
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointed_at = 0  # the connection's total_changes at the last one
             self._db.executescript(SCHEMA)
             if not has_column(self._db, "fills", "mid_x2"):  # written by an older version
                 self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
@@ -332,12 +338,19 @@ class Journal:
             return False
         return True
 
-    def checkpoint(self) -> None:
-        """Copy the WAL's committed pages into the database file, so that the WAL starts
-        over and stays small. PASSIVE: it never waits for a reader (pages a reader still
-        needs wait for the next call). Only where and when SQLite keeps the committed pages
-        changes: a commit is as durable before it as after."""
+    def checkpoint(self) -> bool:
+        """Once :data:`CHECKPOINT_ROWS` rows were written since the last one: copy the WAL's
+        committed pages into the database file, so that the WAL starts over and stays
+        small; True if it ran. PASSIVE: it never waits for a reader (pages a reader still
+        needs wait for the next one). Only where SQLite keeps the committed pages changes:
+        a commit is as durable before it as after. Rarely, because each one fsyncs the WAL
+        and the database (milliseconds, on the event loop)."""
+        changes = self._db.total_changes
+        if changes - self._checkpointed_at < CHECKPOINT_ROWS:
+            return False
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._checkpointed_at = changes
+        return True
 
     def fills(self) -> list[Fill]:
         """Every journaled fill, in the order it was recorded."""

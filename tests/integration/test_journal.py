@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.journal import Journal
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal
 from mmdaemon.model import Fill, Side
 from mmdaemon.statedir import StateDirLocked
 
@@ -60,7 +60,7 @@ FILLS_PAST_AUTOCHECKPOINT = 1500
 _WRITER = """
 import os, signal, sys
 from pathlib import Path
-from mmdaemon.journal import Journal
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal
 from mmdaemon.model import Fill, Side
 path = Path(sys.argv[1])
 j = Journal(path)
@@ -89,17 +89,26 @@ def test_fill_commits_never_checkpoint_and_survive_a_crash_in_the_wal(tmp_path: 
     j.close()
 
 
-def test_checkpoint_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+def test_checkpoint_copies_the_wal_into_the_database_once_enough_was_written(
+        tmp_path: Path) -> None:
     path = tmp_path / "state" / "journal.sqlite"
     j = Journal(path)
     j.restore(1)
-    for i in range(1, 101):
-        j.record_fill(Fill(7, Side.BUY, 100 + i, 5, 2, True, i, exec_id=i))
+    fills = [Fill(7, Side.BUY, 100 + i, 5, 2, True, i, exec_id=i)
+             for i in range(1, CHECKPOINT_ROWS + 1)]
+    for fill in fills[:-10]:
+        j.record_fill(fill)
     before = path.stat().st_size
-    j.checkpoint()
+    assert not j.checkpoint()  # too little yet to be worth two fsyncs
+    assert path.stat().st_size == before
+    for fill in fills[-10:]:
+        j.record_fill(fill)
+    assert j.checkpoint()
     assert path.stat().st_size > before
     # what the WAL held is now in the file itself: readable without the WAL
     copy = tmp_path / "copy.sqlite"
     copy.write_bytes(path.read_bytes())
-    assert sqlite3.connect(copy).execute("SELECT COUNT(*) FROM fills").fetchone()[0] == 100
+    count = sqlite3.connect(copy).execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+    assert count == CHECKPOINT_ROWS
+    assert not j.checkpoint()  # nothing new since
     j.close()
