@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from mmdaemon.engine import Engine
+from mmdaemon.journal import CHECKPOINT_ROWS
 from mmdaemon.latch import read_latch
 from mmdaemon.metrics import ServiceCollector
 from mmdaemon.model import Balances, Fill, Funding, Side
@@ -236,6 +237,27 @@ def test_the_pnl_the_breakers_judge_is_the_positions_total_at_the_mark(tmp_path:
             marked = e.marked_pnl_units()
             assert marked == e.position.total(mid) == e.total_pnl_units()
             assert e.breakers.peak is not None and e.breakers.peak >= marked
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def test_the_journal_is_checkpointed_by_persist_not_by_a_commit(tmp_path: Path) -> None:
+    """Commits (a fill's among them) leave the database file alone; the engine's persist,
+    which the shell runs off the hot path, copies the WAL into it once enough was
+    written."""
+    e, _, state = engine(tmp_path)
+    try:
+        drive(e, 2_000)
+        e.persist()
+        path = state.journal.path
+        before = path.stat().st_size
+        for exec_id in range(1, CHECKPOINT_ROWS + 1):
+            assert state.journal.record_fill(Fill(1, Side.BUY, 100, 1_000, 0, True, e.now_ns,
+                                                  exec_id=exec_id))
+        assert path.stat().st_size == before
+        e.persist()
+        assert path.stat().st_size > before
     finally:
         state.journal.close()
         state.latch.close()
