@@ -731,12 +731,19 @@ class Engine(EngineFigures):
         ), self._last_ladder)
 
     def persist(self) -> None:
-        """Write what may trail the hot path: report samples, order-log rows and a new PnL
-        peak; then the journal's checkpoint. The shell runs this in its supervisor task (and
-        at stop), so a frame never waits for SQLite on its way to a quote; fills are not
-        among these, they are committed before anything acts on them (and their commit
-        never runs a checkpoint: :meth:`mmdaemon.journal.Journal.checkpoint`). A crash loses
-        at most one supervisor interval of samples, order log and peak."""
+        """Checkpoint the journal when due, then write what may trail the hot path: report
+        samples, order-log rows and a new PnL peak. The shell runs this in its supervisor
+        task (and at stop), so a frame never waits for SQLite on its way to a quote; fills
+        are not among these, they are committed before anything acts on them, and their
+        commit never pays for a checkpoint (:meth:`mmdaemon.journal.Journal.checkpoint`).
+        The checkpoint goes first because the first commit after one starts the WAL over
+        and fsyncs it: the rows written here take that fsync, not the next fill. A crash
+        loses at most one supervisor interval of samples, order log and peak."""
+        if not self.records.broken:
+            try:
+                self.journal.checkpoint()
+            except Exception as exc:
+                self.journal_failed("checkpoint", exc)
         self.records.flush(self.markouts.take())
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak and not self.records.broken:
@@ -745,11 +752,6 @@ class Engine(EngineFigures):
                 self.journal.set_pnl_peak(peak, self.now_ns)
             except Exception as exc:
                 self.journal_failed("pnl_peak", exc)
-        if not self.records.broken:
-            try:
-                self.journal.checkpoint()
-            except Exception as exc:
-                self.journal_failed("checkpoint", exc)
 
 
 def _innermost(gated: Ladder | None, wanted: Ladder) -> Quote:

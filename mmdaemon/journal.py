@@ -42,11 +42,12 @@ from mmdaemon.records import LevelsRow, OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
-CHECKPOINT_ROWS = 2000
-"""Rows written between two checkpoints (:meth:`Journal.checkpoint`): a WAL of a few
-hundred pages in the usual mix (samples, order log: tens of rows a page), at most a few
-thousand if every row were a fill (two pages each, with its key's index); SQLite's own
-default is a checkpoint per 1,000 pages."""
+CHECKPOINT_ROWS = 4000
+"""Rows written between two checkpoints (:meth:`Journal.checkpoint`). In a dry run's mix
+(samples and order-log rows committed a supervisor tick at a time, fills one by one) a row
+costs about a quarter of a WAL page, so this is about SQLite's own default, a checkpoint
+per 1,000 pages; were every row a fill (two pages, with its key's index) the WAL would
+reach 8,000 pages (32 MiB) before one."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (

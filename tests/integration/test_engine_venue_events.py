@@ -242,10 +242,18 @@ def test_the_pnl_the_breakers_judge_is_the_positions_total_at_the_mark(tmp_path:
         state.latch.close()
 
 
+def wal_restarts(journal: Path) -> int:
+    """The WAL's checkpoint sequence number (its header, bytes 12-15, big-endian): SQLite
+    adds one each time it starts the WAL over, with an fsync, at the first commit after a
+    checkpoint."""
+    header = (journal.parent / f"{journal.name}-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big")
+
+
 def test_the_journal_is_checkpointed_by_persist_not_by_a_commit(tmp_path: Path) -> None:
     """Commits (a fill's among them) leave the database file alone; the engine's persist,
     which the shell runs off the hot path, copies the WAL into it once enough was
-    written."""
+    written, and its own rows start the WAL over (an fsync), not the next fill."""
     e, _, state = engine(tmp_path)
     try:
         drive(e, 2_000)
@@ -256,8 +264,14 @@ def test_the_journal_is_checkpointed_by_persist_not_by_a_commit(tmp_path: Path) 
             assert state.journal.record_fill(Fill(1, Side.BUY, 100, 1_000, 0, True, e.now_ns,
                                                   exec_id=exec_id))
         assert path.stat().st_size == before
+        restarts = wal_restarts(path)
+        e.sample()  # a report row to write, as every supervisor tick has
         e.persist()
         assert path.stat().st_size > before
+        assert wal_restarts(path) == restarts + 1  # started over by persist's own rows
+        assert state.journal.record_fill(Fill(1, Side.BUY, 100, 1_000, 0, True, e.now_ns,
+                                              exec_id=CHECKPOINT_ROWS + 1))
+        assert wal_restarts(path) == restarts + 1  # the fill's commit only appended
     finally:
         state.journal.close()
         state.latch.close()
