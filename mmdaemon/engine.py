@@ -513,8 +513,8 @@ class Engine(EngineFigures):
                       maker=fill.maker, ts_ns=fill.ts_ns, position_lots=position.position)
         self.shell.exposure_changed()
         self.breakers.check_inventory(position.position)
-        total = self.total_pnl_units()
-        if self.mark() is not None and total is not None:  # no mark: no PnL to judge
+        total = self.marked_pnl_units()
+        if total is not None:  # no mark: no PnL to judge
             self.breakers.check_pnl(total)
 
     def _on_funding(self, funding: Funding) -> None:
@@ -534,8 +534,8 @@ class Engine(EngineFigures):
                       ts_ns=funding.ts_ns, funding_units=position.funding,
                       position_lots=position.position)
         self.shell.exposure_changed()
-        total = self.total_pnl_units()
-        if self.mark() is not None and total is not None:
+        total = self.marked_pnl_units()
+        if total is not None:
             self.breakers.check_pnl(total)
 
     def on_venue_status(self, ready: bool, reason: str | None) -> None:
@@ -709,7 +709,7 @@ class Engine(EngineFigures):
         if inputs == self._pnl_inputs:
             return
         self._pnl_inputs = inputs
-        total = self.total_pnl_units()
+        total = self.marked_pnl_units()
         assert total is not None  # there is a mark
         self.breakers.check_pnl(total)
 
@@ -731,11 +731,19 @@ class Engine(EngineFigures):
         ), self._last_ladder)
 
     def persist(self) -> None:
-        """Write what may trail the hot path: report samples, order-log rows and a new PnL
-        peak. The shell runs this in its supervisor task (and at stop), so a frame never
-        waits for SQLite on its way to a quote; fills are not among these, they are
-        committed before anything acts on them. A crash loses at most one supervisor
-        interval of samples, order log and peak."""
+        """Checkpoint the journal when due, then write what may trail the hot path: report
+        samples, order-log rows and a new PnL peak. The shell runs this in its supervisor
+        task (and at stop), so a frame never waits for SQLite on its way to a quote; fills
+        are not among these, they are committed before anything acts on them, and their
+        commit never pays for a checkpoint (:meth:`mmdaemon.journal.Journal.checkpoint`).
+        The checkpoint goes first because the first commit after one starts the WAL over
+        and fsyncs it: the rows written here take that fsync, not the next fill. A crash
+        loses at most one supervisor interval of samples, order log and peak."""
+        if not self.records.broken:
+            try:
+                self.journal.checkpoint()
+            except Exception as exc:
+                self.journal_failed("checkpoint", exc)
         self.records.flush(self.markouts.take())
         peak = self.breakers.peak
         if peak is not None and peak != self._saved_peak and not self.records.broken:

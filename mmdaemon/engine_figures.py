@@ -76,12 +76,23 @@ class EngineFigures:
         lots). Without a mark: cash - fees + funding when flat (that is the whole PnL), None
         with a position (cash - fees alone would count the position's whole cost as a
         loss)."""
-        mark = self.mark()
+        marked = self.marked_pnl_units()
+        if marked is not None:
+            return marked
         position = self.position
-        if mark is None:
-            return Fraction(position.cash - position.fees + position.funding) if (
-                position.position == 0) else None
-        return position.total(mark)
+        return Fraction(position.cash - position.fees + position.funding) if (
+            position.position == 0) else None
+
+    def marked_pnl_units(self) -> Fraction | None:
+        """:meth:`total_pnl_units` at the mark, None without a mark (what the loss breakers
+        judge after a fill). Built as one exact Fraction, in halves of a unit: the value of
+        :meth:`Position.total` at :meth:`mark`, without its several Fraction operations
+        (a fill runs this on its way to the next quote)."""
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        if bid is None or ask is None:
+            return None
+        p = self.position
+        return Fraction(2 * (p.cash - p.fees + p.funding) + p.position * (bid + ask), 2)
 
     def exposure(self) -> Exposure:
         """Our numbers for the firm risk bus: position, mark, PnL, state."""

@@ -42,6 +42,12 @@ from mmdaemon.records import LevelsRow, OrderLogRow, Restored, Sample
 from mmdaemon.statedir import StateDirLock, lock_state_dir
 
 JOURNAL_FILE = "journal.sqlite"  # its name in an instance's state directory
+CHECKPOINT_ROWS = 4000
+"""Rows written between two checkpoints (:meth:`Journal.checkpoint`). In a dry run's mix
+(samples and order-log rows committed a supervisor tick at a time, fills one by one) a row
+costs about a quarter of a WAL page, so this is about SQLite's own default, a checkpoint
+per 1,000 pages; were every row a fill (two pages, with its key's index) the WAL would
+reach 8,000 pages (32 MiB) before one."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
@@ -225,6 +231,12 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._check_integrity()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            # no automatic checkpoint: the commit that filled the WAL past its limit would
+            # run one, with an fsync of the WAL and the database (milliseconds), and that
+            # commit is usually a fill's, on its way to the next quote; the engine
+            # checkpoints off the hot path instead (checkpoint(), from Engine.persist)
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointed_at = 0  # the connection's total_changes at the last one
             self._db.executescript(SCHEMA)
             if not has_column(self._db, "fills", "mid_x2"):  # written by an older version
                 self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
@@ -325,6 +337,20 @@ class Journal:
                              (funding.funding_id, funding.amount, funding.ts_ns))
         except sqlite3.IntegrityError:
             return False
+        return True
+
+    def checkpoint(self) -> bool:
+        """Once :data:`CHECKPOINT_ROWS` rows were written since the last one: copy the WAL's
+        committed pages into the database file, so that the WAL starts over and stays
+        small; True if it ran. PASSIVE: it never waits for a reader (pages a reader still
+        needs wait for the next one). Only where SQLite keeps the committed pages changes:
+        a commit is as durable before it as after. Rarely, because each one fsyncs the WAL
+        and the database (milliseconds, on the event loop)."""
+        changes = self._db.total_changes
+        if changes - self._checkpointed_at < CHECKPOINT_ROWS:
+            return False
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._checkpointed_at = changes
         return True
 
     def fills(self) -> list[Fill]:

@@ -146,6 +146,8 @@ class Store(Protocol):
 
     def markouts(self) -> list[tuple[str, int, int, int]]: ...
 
+    def checkpoint(self) -> bool: ...
+
 
 class Records:
     """Buffers of report rows for one journal. ``failed(during, exc)`` hears of a write that

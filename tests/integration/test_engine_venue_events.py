@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 from mmdaemon.engine import Engine
+from mmdaemon.journal import CHECKPOINT_ROWS
 from mmdaemon.latch import read_latch
 from mmdaemon.metrics import ServiceCollector
 from mmdaemon.model import Balances, Fill, Funding, Side
@@ -215,3 +216,62 @@ def test_funding_resumes_from_the_journaled_starting_point_before_the_first_paym
     state.journal.close()
     state.latch.close()
     assert funding_after() == 1723190400000
+
+
+def test_the_pnl_the_breakers_judge_is_the_positions_total_at_the_mark(tmp_path: Path) -> None:
+    """After each fill (opening, adding, closing part, flipping) the PnL the loss breakers
+    judge is exactly cash + position x mid - fees + funding; none before the book."""
+    e, _, state = engine(tmp_path)
+    try:
+        assert e.marked_pnl_units() is None and e.total_pnl_units() == 0  # flat, no book
+        drive(e, 5_000)
+        mid = e.mark()
+        assert mid is not None and mid.denominator in (1, 2)
+        price = int(mid)
+        for exec_id, (side, size, fee) in enumerate(
+                [(Side.BUY, 3_000, 7), (Side.BUY, 2_000, -3), (Side.SELL, 4_000, 5),
+                 (Side.SELL, 6_000, -1), (Side.BUY, 1_000, 0)], start=1):
+            e.on_execution(Fill(1, side, price + exec_id, size, fee, True, e.now_ns,
+                                exec_id=exec_id, mid_x2=price * 2))
+            e.on_execution(Funding(-exec_id, e.now_ns, FUNDING_ID + exec_id))
+            marked = e.marked_pnl_units()
+            assert marked == e.position.total(mid) == e.total_pnl_units()
+            assert e.breakers.peak is not None and e.breakers.peak >= marked
+    finally:
+        state.journal.close()
+        state.latch.close()
+
+
+def wal_restarts(journal: Path) -> int:
+    """The WAL's checkpoint sequence number (its header, bytes 12-15, big-endian): SQLite
+    adds one each time it starts the WAL over, with an fsync, at the first commit after a
+    checkpoint."""
+    header = (journal.parent / f"{journal.name}-wal").read_bytes()[:16]
+    return int.from_bytes(header[12:16], "big")
+
+
+def test_the_journal_is_checkpointed_by_persist_not_by_a_commit(tmp_path: Path) -> None:
+    """Commits (a fill's among them) leave the database file alone; the engine's persist,
+    which the shell runs off the hot path, copies the WAL into it once enough was
+    written, and its own rows start the WAL over (an fsync), not the next fill."""
+    e, _, state = engine(tmp_path)
+    try:
+        drive(e, 2_000)
+        e.persist()
+        path = state.journal.path
+        before = path.stat().st_size
+        for exec_id in range(1, CHECKPOINT_ROWS + 1):
+            assert state.journal.record_fill(Fill(1, Side.BUY, 100, 1_000, 0, True, e.now_ns,
+                                                  exec_id=exec_id))
+        assert path.stat().st_size == before
+        restarts = wal_restarts(path)
+        e.sample()  # a report row to write, as every supervisor tick has
+        e.persist()
+        assert path.stat().st_size > before
+        assert wal_restarts(path) == restarts + 1  # started over by persist's own rows
+        assert state.journal.record_fill(Fill(1, Side.BUY, 100, 1_000, 0, True, e.now_ns,
+                                              exec_id=CHECKPOINT_ROWS + 1))
+        assert wal_restarts(path) == restarts + 1  # the fill's commit only appended
+    finally:
+        state.journal.close()
+        state.latch.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from mmdaemon.journal import Journal
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal
 from mmdaemon.model import Fill, Side
 from mmdaemon.statedir import StateDirLocked
 
@@ -48,3 +51,64 @@ def test_one_process_per_state_directory(tmp_path: Path) -> None:
         Journal(tmp_path / "journal.sqlite")
     first.close()
     Journal(tmp_path / "journal.sqlite").close()  # free again once closed
+
+
+FILLS_PAST_AUTOCHECKPOINT = 1500
+"""Fills enough that their commits put more than SQLite's default 1,000 pages in the WAL
+(each commit writes at least the fills table's page and its execution-key index's)."""
+
+_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal
+from mmdaemon.model import Fill, Side
+path = Path(sys.argv[1])
+j = Journal(path)
+j.restore(1)
+before = path.stat().st_size
+for i in range(1, {n} + 1):
+    assert j.record_fill(Fill(7, Side.BUY, 100 + i, 5, 2, True, i, exec_id=i))
+print(before, path.stat().st_size, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_fill_commits_never_checkpoint_and_survive_a_crash_in_the_wal(tmp_path: Path) -> None:
+    """A fill's commit appends to the WAL and nothing more: the checkpoint (fsyncs of the
+    WAL and the database, milliseconds) is not on its way to the next quote; a process
+    killed with every fill still only in the WAL restores them all."""
+    path = tmp_path / "state" / "journal.sqlite"
+    done = subprocess.run([sys.executable, "-c", _WRITER.format(n=FILLS_PAST_AUTOCHECKPOINT),
+                           str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert after == before  # no commit copied a page into the database file
+    j = Journal(path)
+    fills = j.restore(2).fills
+    assert [f.exec_id for f in fills] == list(range(1, FILLS_PAST_AUTOCHECKPOINT + 1))
+    j.close()
+
+
+def test_checkpoint_copies_the_wal_into_the_database_once_enough_was_written(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.sqlite"
+    j = Journal(path)
+    j.restore(1)
+    fills = [Fill(7, Side.BUY, 100 + i, 5, 2, True, i, exec_id=i)
+             for i in range(1, CHECKPOINT_ROWS + 1)]
+    for fill in fills[:-10]:
+        j.record_fill(fill)
+    before = path.stat().st_size
+    assert not j.checkpoint()  # too little yet to be worth two fsyncs
+    assert path.stat().st_size == before
+    for fill in fills[-10:]:
+        j.record_fill(fill)
+    assert j.checkpoint()
+    assert path.stat().st_size > before
+    # what the WAL held is now in the file itself: readable without the WAL
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(path.read_bytes())
+    count = sqlite3.connect(copy).execute("SELECT COUNT(*) FROM fills").fetchone()[0]
+    assert count == CHECKPOINT_ROWS
+    assert not j.checkpoint()  # nothing new since
+    j.close()
