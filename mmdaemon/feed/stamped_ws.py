@@ -123,6 +123,11 @@ class StampedConnection:
                 raise
         return conn
 
+    @property
+    def compressed(self) -> bool:
+        """Whether permessage-deflate was negotiated."""
+        return bool(self._proto.extensions)
+
     async def __aenter__(self) -> StampedConnection:
         return self
 
@@ -198,7 +203,10 @@ class StampedConnection:
             if type(event) is Frame:
                 self._on_frame(event, stamp)
             elif isinstance(event, Response) and not self._opened.done():
-                self._opened.set_result(None)
+                if proto.handshake_exc is not None:  # refused (a status other than 101)
+                    self._opened.set_exception(proto.handshake_exc)
+                else:
+                    self._opened.set_result(None)
         self._flush()
         if self._ended and not self._opened.done():
             self._opened.set_exception(proto.handshake_exc or ConnectionResetError(
