@@ -190,8 +190,9 @@ class StampedConnection:
                 sec, nsec = _TIMESPEC.unpack_from(payload)
                 stamp = sec * 1_000_000_000 + nsec
         if not stamp:
-            self.userspace_stamps += 1
             stamp = time.time_ns()
+            if data:  # the end of the stream carries no stamp and needs none
+                self.userspace_stamps += 1
         proto = self._proto
         if data:
             proto.receive_data(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ import structlog
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, PayloadTooBig
+from websockets.sync.server import ServerConnection as SyncServerConnection
+from websockets.sync.server import serve as sync_serve
 
 from mmdaemon.clock import SystemClock
 from mmdaemon.feed.stamped_ws import StampedConnection, kernel_stamps_possible
@@ -133,24 +136,33 @@ async def test_a_message_too_large_closes_with_1009_and_says_so() -> None:
 
 
 async def test_a_message_is_stamped_when_the_kernel_received_it() -> None:
-    """The event loop is held up after the server's write: a stamp taken when the reader
-    runs (user space) would be after the hold; the kernel's is before it."""
-    sent = asyncio.Event()
+    """The server (a thread of its own) sends while this event loop is held: the kernel
+    receives and stamps the message during the hold; a stamp taken when the reader runs
+    (user space) would be after it."""
+    go, sent = threading.Event(), threading.Event()
 
-    async def one(ws: ServerConnection) -> None:
-        await ws.send("tick")
+    def one(ws: SyncServerConnection) -> None:
+        go.wait(10)
+        ws.send("tick")
         sent.set()
-        await ws.wait_closed()
+        ws.recv()  # until the client closes
 
-    async with server(one) as url:
-        async with await StampedConnection.open(url, open_timeout=10, max_size=None) as conn:
-            await sent.wait()
+    with sync_serve(one, "127.0.0.1", 0, compression=None) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        url = f"ws://127.0.0.1:{srv.socket.getsockname()[1]}/stream"
+        conn = await StampedConnection.open(url, open_timeout=10, max_size=None)
+        async with conn:
             held_from = time.time_ns()
-            time.sleep(0.05)  # the hold itself: nothing is waited for
+            go.set()
+            assert sent.wait(10)  # holds this loop (and so the reader) until it is sent
+            held_until = time.time_ns()
             stamp, message = await conn.recv_stamped()
-            assert message == b"tick"
-            assert stamp < held_from
-            assert conn.userspace_stamps == 0
+        srv.shutdown()
+    thread.join(10)
+    assert message == b"tick"
+    assert held_from <= stamp <= held_until
+    assert conn.userspace_stamps == 0
 
 
 async def test_a_refused_handshake_raises_what_the_feed_counts_as_a_failed_connect() -> None:
