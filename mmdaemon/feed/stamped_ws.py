@@ -15,8 +15,10 @@ Only plain ``ws://`` without a proxy is read this way (:func:`kernel_stamps_poss
 over TLS the kernel would stamp encrypted bytes, and a proxy's tunnel is websockets' own;
 the feed keeps websockets' asyncio client for those and stamps messages in user space as
 they are handed over (``stamp_source`` ``"userspace"``). A read whose ancillary data holds
-no stamp (a kernel that does not give one) is stamped with the wall time of the read, and
-counted in :attr:`StampedConnection.userspace_stamps`.
+no stamp is stamped with the wall time of the read, and counted in
+:attr:`StampedConnection.userspace_stamps`: a kernel that does not give one, or the first
+reads after the first socket of the system asked for stamps (Linux turns receive
+stamping on for all a moment later, from a work queue).
 
 Behaviour kept from websockets' asyncio client, as the feed uses it: a message larger than
 ``max_size`` (one frame or fragments adding up) fails the connection with code 1009 and
@@ -122,6 +124,10 @@ class StampedConnection:
                     sock.close()
                 raise
         return conn
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 once closed)."""
+        return self._sock.fileno()
 
     @property
     def compressed(self) -> bool:
