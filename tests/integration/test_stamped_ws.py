@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import socket
 import ssl
 import subprocess
 import threading
@@ -28,7 +29,7 @@ from websockets.sync.server import ServerConnection as SyncServerConnection
 from websockets.sync.server import serve as sync_serve
 
 from mmdaemon.clock import SystemClock
-from mmdaemon.feed.stamped_ws import StampedConnection, kernel_stamps_possible
+from mmdaemon.feed.stamped_ws import SO_TIMESTAMPNS, StampedConnection, kernel_stamps_possible
 from mmdaemon.feed.websocket import FeedSettings, Reconnected, WebsocketFeed
 from tests.helpers import until
 
@@ -137,6 +138,25 @@ async def test_a_message_too_large_closes_with_1009_and_says_so() -> None:
     assert (exc.__cause__.size or 0) + (exc.__cause__.current_size or 0) > 1000
 
 
+def kernel_stamps_a_probe(receiver: socket.socket, sender: socket.socket) -> bool:
+    """Whether a byte sent over loopback now comes with a kernel stamp (Linux turns
+    stamping on for all sockets a moment after the first asks for it)."""
+    sender.send(b"?")
+    select.select([receiver], [], [], 10)
+    _, ancillary, _, _ = receiver.recvmsg(16, socket.CMSG_SPACE(16))
+    return any(kind == SO_TIMESTAMPNS for _, kind, _ in ancillary)
+
+
+async def stamping_on() -> None:
+    """Until the kernel stamps what it receives (a probe on a loopback pair says so)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        sender = socket.create_connection(listener.getsockname())
+        receiver, _ = listener.accept()
+        with sender, receiver:
+            receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            await until(lambda: kernel_stamps_a_probe(receiver, sender))
+
+
 async def test_a_message_is_stamped_when_the_kernel_received_it() -> None:
     """The server (a thread of its own) sends while this event loop is held: the kernel
     receives and stamps the message during the hold; a stamp taken when the reader runs
@@ -155,6 +175,7 @@ async def test_a_message_is_stamped_when_the_kernel_received_it() -> None:
         thread.start()
         url = f"ws://127.0.0.1:{srv.socket.getsockname()[1]}/stream"
         conn = await StampedConnection.open(url, open_timeout=10, max_size=None)
+        await stamping_on()
         async with conn:
             unstamped = conn.userspace_stamps  # reads the kernel had no stamp for so far
             held_from = time.time_ns()
