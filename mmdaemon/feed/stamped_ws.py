@@ -165,21 +165,23 @@ class StampedConnection:
         if self._sock.fileno() < 0:
             return
         proto = self._proto
-        if proto.state is OPEN:
-            proto.send_close(1000)
-            self._flush()
-        if not self._ended:
-            self._messages.clear()  # unread messages are dropped; the reads go on to EOF
-            self._resume()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._close_timeout):
-                    while not self._ended:
-                        self._waiter = self._loop.create_future()
-                        try:
-                            await self._waiter
-                        finally:
-                            self._waiter = None
-        self._abort()
+        try:
+            if proto.state is OPEN:
+                proto.send_close(1000)
+                self._flush()
+            if not self._ended:
+                self._messages.clear()  # unread messages are dropped; reads go on to EOF
+                self._resume()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._close_timeout):
+                        while not self._ended:
+                            self._waiter = self._loop.create_future()
+                            try:
+                                await self._waiter
+                            finally:
+                                self._waiter = None
+        finally:  # cancelled while waiting too: the socket is never left open
+            self._abort()
 
     # -- the socket's callbacks ---------------------------------------------------------
 
