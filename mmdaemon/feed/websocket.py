@@ -66,7 +66,8 @@ of the segment that completed each message; on the system clock that is the fram
 start on the wire. ``wss://`` (the kernel would stamp encrypted bytes), a proxy, or a
 test's clock keep the wall time the frame is handed over at (``"userspace"``). Stamps never
 go back in the queue: one earlier than the last queued (another connection's, or a
-snapshot's taken as it was queued) is raised to it.
+snapshot's taken as it was queued, or the reference feed's: :func:`with_reference` merges
+by stamp) is raised to it.
 
 Sizes are bounded before anything is parsed, so a broken or hostile endpoint cannot make
 the daemon hold more than a few times the limits:
@@ -262,7 +263,9 @@ class WebsocketFeed:
         # over at: "userspace"; set when a connection opens
         self.kernel_stamps = isinstance(self.clock, SystemClock)
         self.stamp_source = "userspace"
-        self.last_stamp_ns = 0  # the latest stamp queued: stamps never go back
+        # the latest stamp queued, [ns]: stamps never go back; shared with a reference feed
+        # merged with this one (with_reference), whose order rests on it
+        self._latest_stamp = [0]
 
     def request_snapshot(self) -> None:
         """Fetch a new REST snapshot (the codec reported a gap)."""
@@ -456,9 +459,10 @@ class WebsocketFeed:
                 return "planned"
             # in receive order: a frame read after another (on another connection, or
             # after a snapshot stamped when it was queued) is never stamped before it
-            if stamp < self.last_stamp_ns:
-                stamp = self.last_stamp_ns
-            self.last_stamp_ns = stamp
+            latest = self._latest_stamp
+            if stamp < latest[0]:
+                stamp = latest[0]
+            latest[0] = stamp
             await put((stamp, frame))
             if self._shed:
                 self._shed = False
@@ -533,7 +537,8 @@ class WebsocketFeed:
                     return {"reason": "malformed", "error": problem, "bytes": len(body),
                             "body": excerpt[:80]}, 0.0
                 self.snapshots += 1
-                self.last_stamp_ns = stamp = max(self.clock.wall_ns(), self.last_stamp_ns)
+                latest = self._latest_stamp
+                latest[0] = stamp = max(self.clock.wall_ns(), latest[0])
                 await self._queue.put((stamp, body))
                 self.log.info("feed_snapshot", bytes=len(body))
                 return None, 0.0
@@ -564,14 +569,18 @@ async def with_reference(traded: WebsocketFeed, reference: WebsocketFeed,
     """Both feeds' items in lists, in one receive-time order: whatever each has queued when
     either has something, merged by receive stamp (at most ``most`` of each per list).
 
-    Why that is the order they arrived in: every item is stamped with the one wall clock
-    as it enters its feed's queue, so each queued item is older than any item still to
-    come, of either feed; merging all that is queued now hands the engine a prefix of the
+    Why that is the order they arrived in: every item's stamp is no later than any stamp
+    queued after it, of either feed (a kernel stamp, taken before the item reaches its
+    queue, is raised to the latest queued of both), so each queued item is no younger than
+    any item still to come; merging all that is queued now hands the engine a prefix of the
     whole stream in time order (two consumers, one per feed, would interleave them by
     whichever the loop runs first). A traded feed that ends ends this too (re-raising
     what stopped it); a reference that ends is logged and left out, and the traded feed
     goes on alone.
     """
+    # kernel stamps are taken before the item is queued: one stamp line for both feeds
+    # keeps "queued before" meaning "stamped no later" across them
+    reference._latest_stamp = traded._latest_stamp
     runners = [traded.start("ws-feed"), reference.start("ws-reference-feed")]
     sources = {0: traded._queue, 1: reference._queue}  # a feed whose loop stopped leaves
     gets: dict[int, asyncio.Task[FeedItem]] = {}  # kept until done: a get cancelled after
