@@ -334,6 +334,13 @@ class WebsocketFeed:
         self._shed = True
         return len(dropped) - len(ended)
 
+    def _stamp_now(self) -> int:
+        """The stamp of an item queued now that has no kernel stamp (a snapshot, a
+        reconnect): the wall time, on the stamp line (never before the latest queued)."""
+        latest = self._latest_stamp
+        latest[0] = stamp = max(self.clock.wall_ns(), latest[0])
+        return stamp
+
     async def _run(self) -> None:
         s, clock = self.settings, self.clock
         attempt = 0
@@ -387,7 +394,7 @@ class WebsocketFeed:
                 self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=" ".join(urls), connects=self.connects)
                 self.on_outage(None, 0.0)
-                await self._queue.put(Reconnected("connected", self.clock.wall_ns()))
+                await self._queue.put(Reconnected("connected", self._stamp_now()))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
                 try:
@@ -406,7 +413,7 @@ class WebsocketFeed:
                 # the frame that crossed the limit, plus the fragments before it
                 size = (too_big.size or 0) + (too_big.current_size or 0)
                 self.log.warning("feed_frame_too_large", size=size, limit=s.max_message_bytes)
-                await self._queue.put(Reconnected("frame_too_large", self.clock.wall_ns()))
+                await self._queue.put(Reconnected("frame_too_large", self._stamp_now()))
                 return "frame_too_large"
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
                              reason=exc.rcvd.reason if exc.rcvd else "")
@@ -537,9 +544,7 @@ class WebsocketFeed:
                     return {"reason": "malformed", "error": problem, "bytes": len(body),
                             "body": excerpt[:80]}, 0.0
                 self.snapshots += 1
-                latest = self._latest_stamp
-                latest[0] = stamp = max(self.clock.wall_ns(), latest[0])
-                await self._queue.put((stamp, body))
+                await self._queue.put((self._stamp_now(), body))
                 self.log.info("feed_snapshot", bytes=len(body))
                 return None, 0.0
         except TimeoutError:
