@@ -14,7 +14,9 @@ readable table.
   parse-only of the same files, with the anchors (hftbacktest, NautilusTrader) on the same
   files, interleaved (bench/command.py);
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
-  (bench/startup.py).
+  (bench/startup.py);
+- wire-to-wire inside the daemon against the sim at the recording's pace, kernel receive
+  stamp -> order frame written, p50/p99/p99.9, and that run's loopback (bench/wire.py).
 
 ``--quick`` plays a shorter part of the recording through the loopback and starts the
 daemon fewer times (about 1 minute instead of 2-3).
@@ -34,7 +36,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, command, latency, replay, startup
+from bench import book, command, latency, replay, startup, wire
 from mmdaemon import speedups
 
 
@@ -66,6 +68,8 @@ def main() -> None:
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    # last: it lowers this process's priority while it runs (the sim in it)
+    result["wire"] = wire.measure(lines=6_000 if quick else 24_000)
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(orjson.dumps(result).decode())
     m = result["machine"]
@@ -73,7 +77,7 @@ def main() -> None:
           f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
     lines = [*command.table(result["command"]), *replay.table(result["replay"]),
              *book.table(result["decode_book"]), *latency.table(result["loopback"]),
-             *startup.table(result["startup"])]
+             *startup.table(result["startup"]), *wire.table(result["wire"])]
     print("\n".join(lines))
 
 

@@ -68,6 +68,7 @@ from mmdaemon.startup import FILLS_FROM_KEY, FUNDING_FROM_KEY, OpenState, open_s
 from mmdaemon.statedir import PID_FILE
 from mmdaemon.status import LatchView, RunFacts, running_status
 from mmdaemon.strategy_loader import load_strategy
+from mmdaemon.wire_latency import WireToWire
 from mmdaemon.wiring import (
     feed_settings,
     limits,
@@ -167,6 +168,13 @@ class Service:
         self.pump = FeedTask(engine, self.exchange, self.live, self.sender,
                              self.tick_to_quote.observe_ns, clock.monotonic_ns,
                              config.feed.max_lag_ms * 1_000_000, log, self.reference_live)
+        self.wire: WireToWire | None = None  # live: frame received -> order frame written
+        write_listener = getattr(self.exchange, "set_write_listener", None)
+        if self.live is not None and write_listener is not None:
+            live_feed = self.live
+            self.wire = WireToWire(lambda: self.pump.cause_ns, clock.wall_ns,
+                                   lambda: live_feed.stamp_source)
+            write_listener(self.wire.written)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # loop time of the first stop request
         self._refused: VenueRefused | None = None  # the venue refused us for good
@@ -242,9 +250,10 @@ class Service:
                 raise _StoppedBeforeStart
             m = self.config.metrics
             if m.port:
-                metrics = await serve_metrics(self, m.host, m.port, latency=self.tick_to_quote,
-                                              allow_non_loopback=m.allow_non_loopback,
-                                              clock=self.clock)
+                metrics = await serve_metrics(
+                    self, m.host, m.port, latency=self.tick_to_quote,
+                    allow_non_loopback=m.allow_non_loopback, clock=self.clock,
+                    wire=None if self.wire is None else self.wire.histogram)
             # What exists now (config, journal, caches, imports) lives as long as the
             # service: freezing it keeps the collector's full passes, which would otherwise
             # walk all of it, short and off the tick-to-quote path.
@@ -392,6 +401,8 @@ class Service:
             self.exit_code = 1
             self.log.error("orders_left_open", open_orders=left,
                            orders=self.exchange.open_order_names())
+        if self.wire is not None:  # the run's summary of it
+            self.log.info("wire_to_wire", **self.wire.figures())
         self.log.info("stopped", state=self.engine.risk.state.value,
                       position_lots=self.engine.position.position, open_orders=left,
                       exit_code=self.exit_code)

@@ -67,6 +67,9 @@ class FeedTask:
         self.backlog_max = 0  # live: the most frames queued at the feed at once
         self.reference_frames = 0  # reference frames handed to the engine
         self.reference_last_ns = 0  # receive time of the latest of them, 0 before any
+        # the receive stamp of the frame whose order actions are being sent now, 0 when
+        # none: what an order frame written meanwhile was caused by (wire-to-wire, #23)
+        self.cause_ns = 0
 
     async def run(self, batches: AsyncIterator[Sequence[FeedItem]]) -> None:
         """Until the feed ends (a recording) or the task is cancelled (live)."""
@@ -90,7 +93,9 @@ class FeedTask:
                 if kind is tuple:
                     actions = on_frame(*item)
                     if actions:
+                        self.cause_ns = item[0]  # type: ignore[assignment]
                         await send(actions)
+                        self.cause_ns = 0
                     if engine.need_snapshot and live is not None:
                         engine.need_snapshot = False
                         live.request_snapshot()
@@ -101,7 +106,9 @@ class FeedTask:
                 elif kind is ReferenceFrame:
                     actions = on_reference(*item)
                     if actions:
+                        self.cause_ns = item[0]  # type: ignore[assignment]
                         await send(actions)
+                        self.cause_ns = 0
                 elif kind is Reconnected:
                     engine.on_reconnected(item.recv_ns)  # type: ignore[union-attr]
                 elif kind is ReferenceReconnected:

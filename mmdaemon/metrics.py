@@ -44,6 +44,8 @@ no frame is processed in the middle of it.
   open: the value is unknown, and a made-up number would hide that.
 - ``mmdaemon_tick_to_quote_seconds``: a histogram filled by the daemon's hot path through
   :class:`LatencyHistogram` (see the daemon for which span it times).
+- ``mmdaemon_wire_to_wire_seconds``: a live run's histogram from a market-data frame's
+  receive stamp to the order frame it caused being written (:mod:`mmdaemon.wire_latency`).
 - ``mmdaemon_markout_*{horizon_seconds}``: the exact markouts of every journaled fill
   (:mod:`mmdaemon.markouts`: the same figures, by the same code, as the dry-run summary and
   the report): lots resolved, fills unresolved (pending, or never: a late report, no mid),
@@ -238,9 +240,10 @@ class ServiceCollector(Collector):
     """
 
     def __init__(self, service: Observed, latency: LatencyHistogram | None = None, *,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, wire: LatencyHistogram | None = None) -> None:
         self.service = service
         self.latency = latency
+        self.wire = wire  # wire-to-wire (mmdaemon.wire_latency), live runs only
         self.monotonic_ns = (clock or SystemClock()).monotonic_ns
         self.uptime = QuoteUptime()
         # every risk condition ever seen, so a cleared one reads 0 rather than vanishing
@@ -273,6 +276,13 @@ class ServiceCollector(Collector):
                 yield from self._calibration(trading.calibration)
         if self.latency is not None:
             yield self._histogram(self.latency)
+        if self.wire is not None:
+            yield HistogramMetricFamily(
+                "mmdaemon_wire_to_wire_seconds",
+                "From the receive stamp of a market-data frame (the kernel's on a plain ws:// "
+                "feed, else the user-space one; the log's wire_to_wire line says which) to "
+                "an order frame it caused being written to the order-entry socket, seconds.",
+                buckets=self.wire.cumulative(), sum_value=self.wire.sum_ns / 1e9)
 
     # -- families -------------------------------------------------------------------------
 
@@ -614,7 +624,7 @@ class MetricsServer:
     def __init__(self, service: Observed, host: str = DEFAULT_HOST, port: int = 0, *,
                  latency: LatencyHistogram | None = None, allow_non_loopback: bool = False,
                  uptime_sample_s: float = 0.25, process_metrics: bool = True,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, wire: LatencyHistogram | None = None) -> None:
         check_host(host, allow_non_loopback)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"metrics port: expected an integer 0..65535, got {port!r}")
@@ -625,7 +635,7 @@ class MetricsServer:
         self.requested_port = port
         self.uptime_sample_s = uptime_sample_s
         self.clock: Clock = clock or SystemClock()
-        self.collector = ServiceCollector(service, latency, clock=self.clock)
+        self.collector = ServiceCollector(service, latency, clock=self.clock, wire=wire)
         self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         if process_metrics:
@@ -706,11 +716,12 @@ async def serve_metrics(service: Observed, host: str = DEFAULT_HOST, port: int =
                         latency: LatencyHistogram | None = None,
                         allow_non_loopback: bool = False,
                         uptime_sample_s: float = 0.25,
-                        clock: Clock | None = None) -> MetricsServer:
+                        clock: Clock | None = None,
+                        wire: LatencyHistogram | None = None) -> MetricsServer:
     """Start a :class:`MetricsServer` for ``service`` on ``host:port``; ``await .stop()``
     when done. ValueError for a non-loopback ``host`` unless ``allow_non_loopback``."""
     server = MetricsServer(service, host, port, latency=latency,
                            allow_non_loopback=allow_non_loopback,
-                           uptime_sample_s=uptime_sample_s, clock=clock)
+                           uptime_sample_s=uptime_sample_s, clock=clock, wire=wire)
     await server.start()
     return server

@@ -163,6 +163,11 @@ class BinanceGateway:
     def set_round_trip_listener(self, listener: Callable[[int], None]) -> None:
         self._round_trip = listener
 
+    def set_write_listener(self, listener: Callable[[], None]) -> None:
+        """``listener()`` is called as each request frame has been written to the socket
+        (the daemon's wire-to-wire latency ends there, :mod:`mmdaemon.wire_latency`)."""
+        self._channel.on_written = listener
+
     def resume_fills_after(self, trade_id: int) -> None:
         """Before :meth:`start`: deliver, at start, every fill of ours with a venue trade id
         above ``trade_id`` (the journal's highest exec id), so fills a crashed run never

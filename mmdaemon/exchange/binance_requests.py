@@ -70,6 +70,8 @@ class RequestChannel:
         self._timeout_s = timeout_s
         self.pending: dict[int, _Waiting] = {}  # by request id
         self.tasks: set[asyncio.Task[None]] = set()  # the daemon's requests in flight
+        # told as each request frame has been written (wire-to-wire's end, #23)
+        self.on_written: Callable[[], None] | None = None
 
     async def start(self, make: Callable[[], Procedure[None]]) -> None:
         """Run the daemon's request ``make()``: its first frame written in the caller's
@@ -164,6 +166,8 @@ class RequestChannel:
             if isinstance(exc, ConnectionClosed):
                 raise RequestFailed("disconnected") from None
             raise
+        if self.on_written is not None:  # the frame left: uvloop writes at once when it can
+            self.on_written()
         return Sent(request_id, future)
 
     async def answer(self, sent: Sent) -> api.Response:

@@ -59,6 +59,16 @@ connection age, backoff waits and the healthy-connection test run on its monoton
 its ``sleep``, so a test's clock drives them all. (The websocket's ``open_timeout`` and the
 snapshot request's ``snapshot_timeout_s`` are the I/O libraries' own, on the event loop.)
 
+Receive stamps and the wire (#23): a plain ``ws://`` connection without a proxy is read by
+:class:`~mmdaemon.feed.stamped_ws.StampedConnection`, which knows the kernel's receive time
+of the segment that completed each message; on the system clock that is the frame's stamp
+(``stamp_source`` ``"kernel"``), so a frame's lag and the daemon's wire-to-wire latency
+start on the wire. ``wss://`` (the kernel would stamp encrypted bytes), a proxy, or a
+test's clock keep the wall time the frame is handed over at (``"userspace"``). Stamps never
+go back in the queue: one earlier than the last queued (another connection's, or a
+snapshot's taken as it was queued, or the reference feed's: :func:`with_reference` merges
+by stamp) is raised to it.
+
 Sizes are bounded before anything is parsed, so a broken or hostile endpoint cannot make
 the daemon hold more than a few times the limits:
 
@@ -93,6 +103,7 @@ from mmdaemon.aio import first_of
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordedFrame
+from mmdaemon.feed.stamped_ws import StampedConnection, kernel_stamps_possible
 from mmdaemon.reference import ReferenceFrame
 
 if TYPE_CHECKING:
@@ -246,6 +257,14 @@ class WebsocketFeed:
         self._closed = False
         # monotonic ns since which the reader waits for a frame; None while it is not waiting
         self._waiting_since: int | None = None
+        # frames are stamped with the kernel's receive time where it is known (a plain ws://
+        # connection, the system clock): "kernel"; else with the wall time they were handed
+        # over at: "userspace"; set when a connection opens
+        self.kernel_stamps = isinstance(self.clock, SystemClock)
+        self.stamp_source = "userspace"
+        # the latest stamp queued, [ns]: stamps never go back; shared with a reference feed
+        # merged with this one (with_reference), whose order rests on it
+        self._latest_stamp = [0]
 
     def request_snapshot(self) -> None:
         """Fetch a new REST snapshot (the codec reported a gap)."""
@@ -314,6 +333,13 @@ class WebsocketFeed:
         self._shed = True
         return len(dropped) - len(ended)
 
+    def _stamp_now(self) -> int:
+        """The stamp of an item queued now that has no kernel stamp (a snapshot, a
+        reconnect): the wall time, on the stamp line (never before the latest queued)."""
+        latest = self._latest_stamp
+        latest[0] = stamp = max(self.clock.wall_ns(), latest[0])
+        return stamp
+
     async def _run(self) -> None:
         s, clock = self.settings, self.clock
         attempt = 0
@@ -356,14 +382,20 @@ class WebsocketFeed:
         url = urls[0]  # the one a failure names
         try:
             async with contextlib.AsyncExitStack() as stack:
-                wss = []
+                wss: list[ClientConnection | StampedConnection] = []
                 for url in urls:
                     # close_timeout is short because a feed we leave has usually stopped
                     # being read: its unread frames hold back the venue's close frame, and
                     # waiting the default 10 s for it would stall a reconnect or a shutdown
-                    wss.append(await stack.enter_async_context(connect(
-                        url, proxy=s.proxy, open_timeout=s.open_timeout_s, close_timeout=1.0,
-                        compression=None, max_size=s.max_message_bytes)))
+                    if kernel_stamps_possible(url, s.proxy):
+                        wss.append(await stack.enter_async_context(await StampedConnection.open(
+                            url, open_timeout=s.open_timeout_s, close_timeout=1.0,
+                            max_size=s.max_message_bytes)))
+                    else:
+                        wss.append(await stack.enter_async_context(connect(
+                            url, proxy=s.proxy, open_timeout=s.open_timeout_s,
+                            close_timeout=1.0, compression=None,
+                            max_size=s.max_message_bytes)))
                 self.connects += 1
                 self.connected = True
                 if self.connects > 1:
@@ -371,7 +403,7 @@ class WebsocketFeed:
                 self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=" ".join(urls), connects=self.connects)
                 self.on_outage(None, 0.0)
-                await self._queue.put(Reconnected("connected", self.clock.wall_ns()))
+                await self._queue.put(Reconnected("connected", self._stamp_now()))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
                 try:
@@ -390,13 +422,13 @@ class WebsocketFeed:
                 # the frame that crossed the limit, plus the fragments before it
                 size = (too_big.size or 0) + (too_big.current_size or 0)
                 self.log.warning("feed_frame_too_large", size=size, limit=s.max_message_bytes)
-                await self._queue.put(Reconnected("frame_too_large", self.clock.wall_ns()))
+                await self._queue.put(Reconnected("frame_too_large", self._stamp_now()))
                 return "frame_too_large"
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
                              reason=exc.rcvd.reason if exc.rcvd else "")
             return "closed"
 
-    async def _read_while_live(self, wss: list[ClientConnection]) -> str:
+    async def _read_while_live(self, wss: list[ClientConnection | StampedConnection]) -> str:
         """Read every connection of ``wss`` into the one queue until one of them ends or
         all go silent for ``stale_after_ms``; why it ended (the end of one is the end of
         all: the book needs every stream). Errors of a connection (closed, a frame too
@@ -421,18 +453,33 @@ class WebsocketFeed:
                 wait_ns = stale_ns - silent_ns
             await clock.sleep(wait_ns / 1e9)
 
-    async def _read(self, ws: ClientConnection) -> str:
+    async def _read(self, ws: ClientConnection | StampedConnection) -> str:
         s = self.settings
         monotonic_ns = self.clock.monotonic_ns
         deadline = monotonic_ns() + round(s.max_connection_age_s * 1e9)
         put, wall_ns = self._queue.put, self.clock.wall_ns
+        # the kernel's stamp is on the system's wall clock: a test's clock keeps its own
+        kernel = isinstance(ws, StampedConnection) and self.kernel_stamps
+        self.stamp_source = "kernel" if kernel else "userspace"
         while True:
-            frame = await ws.recv(decode=False)
+            if isinstance(ws, StampedConnection):
+                stamp, frame = await ws.recv_stamped()
+                if not kernel:
+                    stamp = wall_ns()
+            else:
+                frame = await ws.recv(decode=False)
+                stamp = wall_ns()
             self._waiting_since = None  # a full queue below is the consumer's delay
             if SERVER_SHUTDOWN in frame[:48]:
                 self.log.warning("feed_server_shutdown")
                 return "planned"
-            await put((wall_ns(), frame))
+            # in receive order: a frame read after another (on another connection, or
+            # after a snapshot stamped when it was queued) is never stamped before it
+            latest = self._latest_stamp
+            if stamp < latest[0]:
+                stamp = latest[0]
+            latest[0] = stamp
+            await put((stamp, frame))
             if self._shed:
                 self._shed = False
                 return "shed"
@@ -506,7 +553,7 @@ class WebsocketFeed:
                     return {"reason": "malformed", "error": problem, "bytes": len(body),
                             "body": excerpt[:80]}, 0.0
                 self.snapshots += 1
-                await self._queue.put((self.clock.wall_ns(), body))
+                await self._queue.put((self._stamp_now(), body))
                 self.log.info("feed_snapshot", bytes=len(body))
                 return None, 0.0
         except TimeoutError:
@@ -536,14 +583,18 @@ async def with_reference(traded: WebsocketFeed, reference: WebsocketFeed,
     """Both feeds' items in lists, in one receive-time order: whatever each has queued when
     either has something, merged by receive stamp (at most ``most`` of each per list).
 
-    Why that is the order they arrived in: every item is stamped with the one wall clock
-    as it enters its feed's queue, so each queued item is older than any item still to
-    come, of either feed; merging all that is queued now hands the engine a prefix of the
+    Why that is the order they arrived in: every item's stamp is no later than any stamp
+    queued after it, of either feed (a kernel stamp, taken before the item reaches its
+    queue, is raised to the latest queued of both), so each queued item is no younger than
+    any item still to come; merging all that is queued now hands the engine a prefix of the
     whole stream in time order (two consumers, one per feed, would interleave them by
     whichever the loop runs first). A traded feed that ends ends this too (re-raising
     what stopped it); a reference that ends is logged and left out, and the traded feed
     goes on alone.
     """
+    # kernel stamps are taken before the item is queued: one stamp line for both feeds
+    # keeps "queued before" meaning "stamped no later" across them
+    reference._latest_stamp = traded._latest_stamp
     runners = [traded.start("ws-feed"), reference.start("ws-reference-feed")]
     sources = {0: traded._queue, 1: reference._queue}  # a feed whose loop stopped leaves
     gets: dict[int, asyncio.Task[FeedItem]] = {}  # kept until done: a get cancelled after

@@ -40,7 +40,7 @@ LAYERS: dict[str, int] = {
     "sim.futures_accounts": SHELL, "sim.futures_wire": SHELL, "sim.futures_matching": SHELL,
     "sim.futures_protocol": SHELL, "sim.usdm": SHELL, "venue_rules": SHELL,
     "orderlog": SHELL, "provenance": SHELL, "feed_task": SHELL, "order_sender": SHELL,
-    "journal_reader": SHELL, "control": SHELL,
+    "journal_reader": SHELL, "control": SHELL, "wire_latency": SHELL,
     "config_file": SHELL, "exchange.latency_file": SHELL,
     # application: wiring the parts, the service, commands, reports
     "wiring": APP, "defaults": APP, "daemon": APP, "cli": APP, "__main__": APP, "report": APP,
