@@ -37,6 +37,8 @@ from mmdaemon.pace import ReplayClock, parse_speed
 from mmdaemon.quoting.fair_value import NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import QuoterParams
 
+VENUES = ("binance-spot", "binance-usdm")
+"""The Binance venues whose recordings the codec reads (``verify-book --venue``)."""
 SUPPORTED_ADAPTERS: dict[str, tuple[str, ...]] = {
     "binance-spot": ("paper", "binance"),
     "binance-usdm": ("paper", "binance"),
