@@ -416,17 +416,71 @@ def table(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+SWEEP_GRID = """[grid]
+"strategy.spread.base_bps" = [1.0, 2.0]
+"strategy.skew.linear_coef_bps" = [1.0, 2.0]
+"""
+"""The sweep's grid on the day: 4 runs (an even number, so 2 workers split it evenly)."""
+
+
+def measure_sweep(files: list[Path], config: Path, workers: int) -> dict[str, Any]:
+    """The real ``mmdaemon sweep`` of :data:`SWEEP_GRID` on ``files`` with ``workers``
+    processes: its wall time, and the CPU time (user + system) of it and its workers."""
+    import resource
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        grid = Path(tmp) / "grid.toml"
+        grid.write_text(SWEEP_GRID)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "mmdaemon", "sweep", "--config", str(config), "--grid",
+             str(grid), *map(str, files), "--out", str(Path(tmp) / "out"), "--workers",
+             str(workers), "--json"], capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"mmdaemon sweep exited {proc.returncode}: {proc.stderr[-2000:]}")
+    runs = orjson.loads(proc.stdout)["runs"]
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"workers": workers, "runs": runs, "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1), "wall_s_per_run": round(wall / runs, 2),
+            "cpu_s_per_run": round(cpu / runs, 2), "load_avg_1m_before": round(load, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["build", "replay"])
+    parser.add_argument("command", choices=["build", "replay", "sweep"])
     parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--sweep-hours", type=int, default=1,
+                        help="sweep: the first N hours of the day (each worker holds them "
+                             "decompressed in memory: about 145 MB an hour)")
     parser.add_argument("--config", type=Path, default=REPO / "config" / "dryrun.toml")
     args = parser.parse_args()
     files, manifest = day_files(args.hours)
     if args.command == "build":
         print(orjson.dumps({"folder": str(files[0].parent), **manifest}).decode())
         return
+    if args.command == "sweep":
+        sweeps = [measure_sweep(files[:args.sweep_hours], args.config, n) for n in (1, 2)]
+        speedup = round(sweeps[0]["wall_s"] / sweeps[1]["wall_s"], 2)
+        print(orjson.dumps({"hours": args.sweep_hours, "sweeps": sweeps,
+                            "speedup_2_vs_1": speedup}).decode())
+        for sw in sweeps:
+            print(f"sweep {sw['runs']} runs on {args.sweep_hours} h, {sw['workers']} worker(s): "
+                  f"{sw['wall_s']} s wall ({sw['wall_s_per_run']} s/run), {sw['cpu_s']} s CPU "
+                  f"({sw['cpu_s_per_run']} s/run), load before {sw['load_avg_1m_before']}")
+        print(f"speed-up 2 workers vs 1: {speedup}x")
+        return
     result = measure_replay(files, manifest, args.config)
+    summary = result.pop("summary")
+    # the summary's headline figures only: the whole of it (its config, every hour's
+    # metrics) is the command's own output
+    result["summary"] = {k: summary.get(k) for k in ("frames", "fills", "total_pnl",
+                                                       "wall_s", "frames_per_s")}
     print(orjson.dumps({"build": {k: manifest[k] for k in ("build_s", "lines", "bytes")},
                         **result}).decode())
     print("\n".join(table(result)))
