@@ -13,6 +13,10 @@ readable table.
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
   (bench/startup.py).
 
+``BENCH_DAY=1`` adds the long part (``make bench-day``, bench/day.py): a 24-hour recording
+replayed streaming, RSS and frames/s per hour; about 6-8 minutes more, plus 4 to build the
+day the first time.
+
 ``--quick`` plays a shorter part of the recording through the loopback and starts the
 daemon fewer times (about 1 minute instead of 2-3).
 """
@@ -31,7 +35,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, latency, replay, startup
+from bench import book, day, latency, replay, startup
 from mmdaemon import speedups
 
 
@@ -62,6 +66,10 @@ def main() -> None:
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    if os.environ.get("BENCH_DAY") == "1":
+        files, manifest = day.day_files()
+        result["day"] = day.measure_replay(files, manifest, day.DEFAULT_CONFIG)
+        del result["day"]["summary"]  # the command's own output, config and all
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(orjson.dumps(result).decode())
     m = result["machine"]
@@ -69,6 +77,8 @@ def main() -> None:
           f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
     lines = [*replay.table(result["replay"]), *book.table(result["decode_book"]),
              *latency.table(result["loopback"]), *startup.table(result["startup"])]
+    if "day" in result:
+        lines += day.table(result["day"])
     print("\n".join(lines))
 
 
