@@ -192,8 +192,8 @@ def _levels_json(levels: list[tuple[bytes, bytes]]) -> bytes:
 class _HourWriter:
     """Lines into one gzip file per hour of receive time, deterministic bytes."""
 
-    def __init__(self, folder: Path, start_ns: int, hours: int) -> None:
-        self.folder, self.start_ns, self.hours = folder, start_ns, hours
+    def __init__(self, folder: Path, start_ns: int, span_ns: int) -> None:
+        self.folder, self.start_ns, self.span_ns = folder, start_ns, span_ns
         self.hour = -1
         self.raw: BinaryIO | None = None
         self.gz: gzip.GzipFile | None = None
@@ -213,9 +213,9 @@ class _HourWriter:
 
     def write(self, recv_ns: int, data: bytes) -> bool:
         """Write a line; False once the day is over (nothing written)."""
-        hour = (recv_ns - self.start_ns) // HOUR_NS
-        if hour >= self.hours:
+        if recv_ns - self.start_ns >= self.span_ns:
             return False
+        hour = (recv_ns - self.start_ns) // HOUR_NS
         if hour != self.hour:
             self._open(hour)
         assert self.gz is not None
@@ -230,8 +230,9 @@ class _HourWriter:
             self.gz = self.raw = None
 
 
-def write_day(window: Window, folder: Path, hours: int) -> list[int]:
-    """Write the repeated window into ``folder``; the number of lines of each hour's file."""
+def write_day(window: Window, folder: Path, span_ns: int) -> list[int]:
+    """Write the repeated window into ``folder``, ``span_ns`` of receive time from its
+    first line; the number of lines of each hour's file."""
     lines = window.lines
     first_recv = lines[0][1][0]
     join = window.first_applied + 1  # a repetition after the first starts here
@@ -243,7 +244,7 @@ def write_day(window: Window, folder: Path, hours: int) -> list[int]:
               b'"s":"BTCUSDT","U":%d,"u":%d,"b":' + _levels_json(window.bids).replace(b"%", b"%%")
               + b',"a":' + _levels_json(window.asks).replace(b"%", b"%%") + b"}}\n")
     body = [line for i, line in enumerate(lines) if i >= join and i != window.snapshot]
-    out = _HourWriter(folder, first_recv, hours)
+    out = _HourWriter(folder, first_recv, span_ns)
     rep = 0
     try:
         while True:
@@ -294,7 +295,7 @@ def day_files(hours: int = 24, root: Path | None = None, sources: list[Path] = S
         old.unlink()
     started = time.perf_counter()
     window = analyse(sources)
-    counts = write_day(window, folder, hours)
+    counts = write_day(window, folder, hours * HOUR_NS)
     files = [folder / f"day-{h:02d}.gz" for h in range(len(counts))]
     build_s = round(time.perf_counter() - started, 1)
     manifest = {"version": VERSION, "hours": hours, "build_s": build_s,
