@@ -14,8 +14,9 @@ gap-free recording that ``mmdaemon verify-book`` accepts:
   ``u`` by ``D`` per repetition, trade ids (``t``) by the trades per repetition, so ids run
   on without a gap or a repeat;
 - the book: a repetition's diffs were recorded on the book they start from, not on the book
-  the previous repetition ends with. So the repetition begins with *bridge* diffs (ids
-  following the last diff's), which set every level of the ending book to the book the
+  the previous repetition ends with. So the repetition begins with one *bridge* diff (ids
+  following the last diff's, about 6,100 levels: one piece, as pieces could leave a
+  crossed book between them), which sets every level of the ending book to the book the
   window had after its first applied diff: absolute quantities, as Binance's diffs are,
   so the book after the bridge is exactly that one and every later diff applies to the
   book it was recorded on. The snapshot and the lines before the first applied diff are
