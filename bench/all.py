@@ -18,6 +18,10 @@ readable table.
 - wire-to-wire inside the daemon against the sim at the recording's pace, kernel receive
   stamp -> order frame written, p50/p99/p99.9, and that run's loopback (bench/wire.py).
 
+``BENCH_DAY=1`` adds the long part (``make bench-day``, bench/day.py): a 24-hour recording
+replayed streaming, RSS and frames/s per hour; about 6-8 minutes more, plus 4 to build the
+day the first time.
+
 ``--quick`` plays a shorter part of the recording through the loopback and starts the
 daemon fewer times (about 1 minute instead of 2-3).
 """
@@ -36,7 +40,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, command, latency, replay, startup, wire
+from bench import book, command, day, latency, replay, startup, wire
 from mmdaemon import speedups
 
 
@@ -68,6 +72,10 @@ def main() -> None:
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    if os.environ.get("BENCH_DAY") == "1":
+        files, manifest = day.day_files()
+        result["day"] = day.measure_replay(files, manifest, day.DEFAULT_CONFIG)
+        del result["day"]["summary"]  # the command's own output, config and all
     # last: it lowers this process's priority while it runs (the sim in it)
     result["wire"] = wire.measure(lines=6_000 if quick else 24_000)
     result["bench_s"] = round(time.perf_counter() - started, 1)
@@ -78,6 +86,8 @@ def main() -> None:
     lines = [*command.table(result["command"]), *replay.table(result["replay"]),
              *book.table(result["decode_book"]), *latency.table(result["loopback"]),
              *startup.table(result["startup"]), *wire.table(result["wire"])]
+    if "day" in result:
+        lines += day.table(result["day"])
     print("\n".join(lines))
 
 

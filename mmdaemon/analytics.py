@@ -53,11 +53,11 @@ attribution.
 from __future__ import annotations
 
 import statistics
-from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
+from itertools import chain
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -72,7 +72,7 @@ from mmdaemon.markouts import (
 )
 from mmdaemon.model import NS_PER_S, Fill, Funding, Instrument, Level
 from mmdaemon.orders.position import Position
-from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, max_drawdown, sharpe_stats
+from mmdaemon.sharpe import MIN_SHARPE_INTERVALS, Drawdown, SharpeGrid, sharpe_stats
 
 DEFAULT_MAX_SPREAD_BPS = 10.0
 
@@ -202,104 +202,125 @@ class PnlSeries:
 # -- the core computation -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Core:
-    """Sorted inputs plus the exact per-fill and per-sample quantities (half-tick units)."""
-
-    fills: list[Fill]  # time order
-    samples: list[SampleLike]  # time order
-    weights: list[int]  # ns, per sample
-    vt: list[int]  # times of samples with a two-sided book
-    vm2: list[int]  # their mids, half ticks (bid + ask)
-    ref2: list[int]  # per fill: mid at the fill, half ticks (2 x price without one)
-    has_mid: list[bool]  # per fill: journaled, or a sample mid existed at or before it
-    mid_age_ns: list[int]  # per fill with a sample's mid: how old that sample was at the fill
-    # cumulative, per two-sided sample, in half notional units (2 x ticks x lots):
-    pnl2: list[int]
-    spread2: list[int]
-    inventory2: list[int]
-    fees2: list[int]
-    funding2: list[int]
-    # totals over all fills (and payments), marked at the final mark, half notional units:
-    final_m2: int | None
-    total_spread2: int
-    total_inventory2: int
-    total_fees2: int
-    total_funding2: int
+Step = Callable[[int, int, int, int, int, int, int], None]
+"""What :class:`_Walk` hands on per two-sided sample: ``(t, m2, pnl2, spread2, inventory2,
+fees2, funding2)``, time ns, mid and money in half units, money cumulative."""
 
 
-def _prepare(fills: Sequence[Fill], samples: Sequence[SampleLike],
-             funding: Sequence[Funding] = ()) -> _Core:
-    """Sort the inputs and compute every exact quantity the metrics are built from."""
-    # Sorting is stable, so fills with equal times keep the journal's order.
-    fs = sorted(fills, key=lambda f: f.ts_ns)
-    gs = sorted(funding, key=lambda g: g.ts_ns)
-    ss = sorted(samples, key=lambda s: s[1])
-    vt: list[int] = []
-    vm2: list[int] = []
-    for s in ss:
-        bid, ask = s[2], s[3]
-        if bid is not None and ask is not None:
-            vt.append(s[1])
-            vm2.append(bid + ask)
-    ref2: list[int] = []
-    has_mid: list[bool] = []
-    mid_age: list[int] = []
-    for f in fs:
+class _Walk:
+    """The exact PnL path walked one sample at a time, in time order: the fills (in
+    memory, time order) and funding payments applied up to each sample with a two-sided
+    book, and each fill's reference mid (``ref2``, ``has_mid``, ``mid_age``) found on the
+    way.
+
+    A fill without a journaled mid takes the latest two-sided sample at or before it, the
+    last of several at the same time: so the samples of one event time are held until a
+    later time comes (:meth:`add`) or the walk ends (:meth:`finish`). Memory is the fills
+    and the samples of one instant, however long the run. Each two-sided sample goes to
+    ``on_step`` once the fills and payments up to its time are in.
+    """
+
+    def __init__(self, fills: list[Fill], funding: list[Funding], on_step: Step) -> None:
+        self.fs, self.gs, self.on_step = fills, funding, on_step
+        self.ref2 = [0] * len(fills)  # per fill: mid at the fill, half ticks (2 x price without)
+        self.has_mid = [False] * len(fills)  # journaled, or a sample mid at or before it
+        self.mid_age: list[int] = []  # per fill with a sample's mid: its age at the fill, ns
+        self.marked = 0  # samples with a two-sided book
+        self._group: list[int] = []  # mids of the two-sided samples at _group_t
+        self._group_t = 0
+        self._last: tuple[int, int] | None = None  # (t, m2): the last sample before _group
+        self._i = self._k = 0  # fills, payments applied
+        self._pos = self._cash2 = self._sref2 = self._sc2 = self._fee2 = self._fund2 = 0
+
+    def add(self, t: int, m2: int) -> None:
+        """A sample with a two-sided book at ``t`` (ns), mid ``m2`` (half ticks)."""
+        if self._group and t != self._group_t:
+            self._flush()
+        self._group_t = t
+        self._group.append(m2)
+
+    def _resolve(self, i: int, last: tuple[int, int] | None) -> None:
+        """Fill ``i``'s mid: its journaled one, else ``last``'s (the latest sample at or
+        before it), else none (its own price)."""
+        f = self.fs[i]
         if f.mid_x2 > 0:  # journaled: the mid before the event that filled us, exact
-            has_mid.append(True)
-            ref2.append(f.mid_x2)
-            continue
-        k = bisect_right(vt, f.ts_ns) - 1
-        has_mid.append(k >= 0)
-        ref2.append(vm2[k] if k >= 0 else 2 * f.price)
-        if k >= 0:
-            mid_age.append(f.ts_ns - vt[k])
+            self.has_mid[i], self.ref2[i] = True, f.mid_x2
+        elif last is None:
+            self.ref2[i] = 2 * f.price
+        else:
+            self.has_mid[i], self.ref2[i] = True, last[1]
+            self.mid_age.append(f.ts_ns - last[0])
 
-    # Walk the two-sided samples, applying fills up to each one's time.
-    pnl2: list[int] = []
-    spread2: list[int] = []
-    inventory2: list[int] = []
-    fees2: list[int] = []
-    funding2: list[int] = []
-    pos = cash2 = sref2 = sc2 = fee2 = fund2 = 0  # sref2 = sum side x size x ref2
-    i = k = 0
-    for t, m2 in zip(vt, vm2, strict=True):
-        while k < len(gs) and gs[k].ts_ns <= t:
-            fund2 += 2 * gs[k].amount
-            k += 1
-        while i < len(fs) and fs[i].ts_ns <= t:
-            f = fs[i]
+    def _flush(self) -> None:
+        t, fs, gs = self._group_t, self.fs, self.gs
+        for m2 in self._group:
+            while self._k < len(gs) and gs[self._k].ts_ns <= t:
+                self._fund2 += 2 * gs[self._k].amount
+                self._k += 1
+            while self._i < len(fs) and fs[self._i].ts_ns <= t:
+                i = self._i
+                f = fs[i]
+                self._resolve(i, (t, self._group[-1]) if f.ts_ns == t else self._last)
+                signed = int(f.side) * f.size
+                self._pos += signed
+                self._cash2 -= 2 * signed * f.price
+                self._sref2 += signed * self.ref2[i]
+                self._sc2 += signed * (self.ref2[i] - 2 * f.price)
+                self._fee2 += 2 * f.fee
+                self._i += 1
+            inv2 = self._pos * m2 - self._sref2
+            pnl2 = self._sc2 + inv2 - self._fee2 + self._fund2
+            # the identity the module docstring promises, checked where it is cheap
+            assert pnl2 == self._cash2 + self._pos * m2 - self._fee2 + self._fund2
+            self.on_step(t, m2, pnl2, self._sc2, inv2, self._fee2, self._fund2)
+        self.marked += len(self._group)
+        self._last = (t, self._group[-1])
+        self._group = []
+
+    def finish(self) -> _Totals:
+        """End the walk: the fills after the last sample resolved, the run's totals."""
+        if self._group:
+            self._flush()
+        for i in range(self._i, len(self.fs)):
+            self._resolve(i, self._last)
+        fs = self.fs
+        # without any sample with a book there is no mid to mark at; the last fill's price
+        # is the only market price the journal then knows
+        final_m2 = (self._last[1] if self._last is not None
+                    else (2 * fs[-1].price if fs else None))
+        tot_sc2 = tot_inv2 = tot_fee2 = 0
+        for f, r2 in zip(fs, self.ref2, strict=True):
             signed = int(f.side) * f.size
-            pos += signed
-            cash2 -= 2 * signed * f.price
-            sref2 += signed * ref2[i]
-            sc2 += signed * (ref2[i] - 2 * f.price)
-            fee2 += 2 * f.fee
-            i += 1
-        inv2 = pos * m2 - sref2
-        spread2.append(sc2)
-        inventory2.append(inv2)
-        fees2.append(fee2)
-        funding2.append(fund2)
-        pnl2.append(sc2 + inv2 - fee2 + fund2)
-        # the identity the module docstring promises, checked where it is cheap
-        assert pnl2[-1] == cash2 + pos * m2 - fee2 + fund2
+            tot_sc2 += signed * (r2 - 2 * f.price)
+            tot_fee2 += 2 * f.fee
+            if final_m2 is not None:
+                tot_inv2 += signed * (final_m2 - r2)
+        return _Totals(final_m2, tot_sc2, tot_inv2, tot_fee2,
+                       2 * sum(g.amount for g in self.gs))
 
-    # Totals over every fill (some may come after the last sample).
-    # without any sample with a book there is no mid to mark at; the last fill's price is
-    # the only market price the journal then knows
-    final_m2 = vm2[-1] if vm2 else (2 * fs[-1].price if fs else None)
-    tot_sc2 = tot_inv2 = tot_fee2 = 0
-    for f, r2 in zip(fs, ref2, strict=True):
-        signed = int(f.side) * f.size
-        tot_sc2 += signed * (r2 - 2 * f.price)
-        tot_fee2 += 2 * f.fee
-        if final_m2 is not None:
-            tot_inv2 += signed * (final_m2 - r2)
-    return _Core(fs, ss, sample_weights_ns(ss), vt, vm2, ref2, has_mid, mid_age, pnl2,
-                 spread2, inventory2, fees2, funding2, final_m2, tot_sc2, tot_inv2, tot_fee2,
-                 2 * sum(g.amount for g in gs))
+
+class _Totals(NamedTuple):
+    """Totals over all fills and payments, marked at the final mark, half notional units."""
+
+    final_m2: int | None
+    spread2: int
+    inventory2: int
+    fees2: int
+    funding2: int
+
+
+def _by_time(samples: Iterable[SampleLike]) -> Iterator[SampleLike]:
+    """``samples`` in time order: a sequence sorted (stable, so equal times keep its
+    order), anything else streamed as it comes, which must be in time order already."""
+    if isinstance(samples, Sequence):
+        yield from sorted(samples, key=lambda s: s[1])
+        return
+    last = None
+    for s in samples:
+        if last is not None and s[1] < last:
+            raise ValueError(f"samples streamed out of time order: {s[1]} after {last}")
+        last = s[1]
+        yield s
 
 
 def _money_per_half_unit(instrument: Instrument) -> Fraction:
@@ -311,16 +332,27 @@ def pnl_series(fills: Sequence[Fill], samples: Sequence[SampleLike],
                instrument: Instrument, funding: Sequence[Funding] = ()) -> PnlSeries:
     """The mark-to-market PnL and its components at every two-sided sample (see
     :class:`PnlSeries`)."""
-    core = _prepare(fills, samples, funding)
     half = _money_per_half_unit(instrument)
     tick = Fraction(instrument.tick_size)
+    series = PnlSeries([], [], [], [], [], [], [])
 
-    def money(xs: list[int]) -> list[float]:
-        return [float(x * half) for x in xs]
+    def step(t: int, m2: int, pnl2: int, spread2: int, inventory2: int, fees2: int,
+             funding2: int) -> None:
+        series.ts_ns.append(t)
+        series.mid.append(float(m2 * tick / 2))
+        series.total.append(float(pnl2 * half))
+        series.spread_capture.append(float(spread2 * half))
+        series.inventory.append(float(inventory2 * half))
+        series.fees.append(float(fees2 * half))
+        series.funding.append(float(funding2 * half))
 
-    return PnlSeries(core.vt, [float(m * tick / 2) for m in core.vm2], money(core.pnl2),
-                     money(core.spread2), money(core.inventory2), money(core.fees2),
-                     money(core.funding2))
+    walk = _Walk(sorted(fills, key=lambda f: f.ts_ns), sorted(funding, key=lambda g: g.ts_ns),
+                 step)
+    for s in _by_time(samples):
+        if s[2] is not None and s[3] is not None:
+            walk.add(s[1], s[2] + s[3])
+    walk.finish()
+    return series
 
 
 # -- buckets by hour of day / by day ------------------------------------------------------
@@ -398,7 +430,7 @@ def _local_keys(tz: ZoneInfo) -> Callable[[int], tuple[int, str]]:
 
 def compute_metrics(
     fills: Sequence[Fill],
-    samples: Sequence[SampleLike],
+    samples: Iterable[SampleLike],
     instrument: Instrument,
     *,
     markouts: Sequence[tuple[str, int, int, int]] = (),
@@ -417,6 +449,11 @@ def compute_metrics(
     quote currency (named by ``currency``, by default the symbol's quote asset: USDT for
     BTCUSDT), sizes in base currency (``*_lots`` keys in lots), bps of the mid at the fill,
     times in s. A metric whose denominator is zero is None (undefined), not 0.
+
+    ``samples`` a sequence (sorted here by time, stably) or any other iterable, streamed
+    in the order it comes, which must be time order (:func:`mmdaemon.journal_reader.
+    stream_samples`; ValueError otherwise): memory is then the fills and markouts, not the
+    samples.
 
     ``funding`` are the journal's funding payments
     (:func:`mmdaemon.journal_reader.load_funding`; none on spot). ``markouts`` are the
@@ -438,7 +475,7 @@ def compute_metrics(
     if max_spread_bps < 0:
         raise ValueError(f"max_spread_bps must be >= 0, got {max_spread_bps}")
     zone = ZoneInfo(tz)
-    core = _prepare(fills, samples, funding)
+    fs = sorted(fills, key=lambda f: f.ts_ns)  # stable: equal times keep the journal's order
     half = _money_per_half_unit(instrument)
     tick = Fraction(instrument.tick_size)
     lot = Fraction(instrument.lot_size)
@@ -450,57 +487,51 @@ def compute_metrics(
         hour, day = keys(ts_ns)
         return by_hour.setdefault(hour, _Bucket()), by_day.setdefault(day, _Bucket())
 
-    fs, ss, weights = core.fills, core.samples, core.weights
+    # -- the PnL path, one two-sided sample at a time: inventory PnL per step between two
+    # of them (to the step's end time), the Sharpe grid, the drawdown
+    grid = SharpeGrid(sharpe_interval_s)
+    drawdown = Drawdown()
+    prev_inv2 = last_vt = 0
 
-    # -- fills: volume, spread capture, fees, edge in bps
-    volume_lots = maker_fills = 0
-    edge_num = 0.0
-    edge_den = 0
-    for f, r2, ok in zip(fs, core.ref2, core.has_mid, strict=True):
-        signed = int(f.side) * f.size
-        volume_lots += f.size
-        maker_fills += f.maker
-        for b in buckets(f.ts_ns):
-            b.fills += 1
-            b.volume_lots += f.size
-            b.spread2 += signed * (r2 - 2 * f.price)
-            b.fees2 += 2 * f.fee
-        if ok:
-            edge_num += f.size * 1e4 * int(f.side) * (r2 - 2 * f.price) / r2
-            edge_den += f.size
-
-    for g in funding:  # a payment counts in the hour and day it was booked
-        for b in buckets(g.ts_ns):
-            b.funding2 += 2 * g.amount
-
-    # -- inventory PnL per step between two-sided samples, to the step's end time
-    prev_inv2 = 0
-    for j, t in enumerate(core.vt):
+    def step(t: int, m2: int, pnl2: int, spread2: int, inventory2: int, fees2: int,
+             funding2: int) -> None:
+        nonlocal prev_inv2, last_vt
         for b in buckets(t):
-            b.inventory2 += core.inventory2[j] - prev_inv2
-        prev_inv2 = core.inventory2[j]
-    # fills after the last sample (a live journal whose venue stamps fills ahead of the
-    # daemon's samples: a sim replaying faster than 1x) are marked at the last sample's mid
-    # too, a move their own mid need not share: it is booked in the last fill's hour and
-    # day, so the buckets still sum to the total exactly
-    rest2 = core.total_inventory2 - prev_inv2
-    if rest2 and core.vt and fs:
-        for b in buckets(max(fs[-1].ts_ns, core.vt[-1])):
-            b.inventory2 += rest2
+            b.inventory2 += inventory2 - prev_inv2
+        prev_inv2, last_vt = inventory2, t
+        grid.add(t, pnl2)
+        drawdown.add(t, float(pnl2 * half))
 
-    # -- samples: time-weighted inventory, uptime, spreads, order requests
+    walk = _Walk(fs, sorted(funding, key=lambda g: g.ts_ns), step)
+
+    # -- samples: time-weighted inventory, uptime, spreads, order requests; a sample's
+    # weight is known when the next one comes (:func:`sample_weights_ns`)
     max_spread = Fraction(str(max_spread_bps))
     sampled_ns = abs_inv_ns = uptime_ns = two_sided_ns = any_side_ns = 0
-    two_sided_samples = market_samples = 0
+    two_sided_samples = market_samples = sample_count = 0
     spread_bps_ns = 0.0
     market_bps_ns = 0.0
     market_ns = 0
     last_counts: dict[int, int] = {}  # run -> requests at its previous sample
     run_totals: dict[int, tuple[int, int, int]] = {}
     max_abs_inv = 0
-    for s, w in zip(ss, weights, strict=True):
-        run, ts, bb, ba, _fair, qb, qbs, qa, qas, position = s[:10]
-        places, amends, cancels = s[11], s[12], s[13]
+    first_ns: int | None = None
+    last_ns: int | None = None
+    prev: SampleLike | None = None
+    for s in chain(_by_time(samples), [None]):
+        if s is not None:
+            if s[2] is not None and s[3] is not None:
+                walk.add(s[1], s[2] + s[3])
+            sample_count += 1
+            if first_ns is None:
+                first_ns = s[1]
+        if prev is None:
+            prev = s
+            continue
+        w = s[1] - prev[1] if s is not None and s[0] == prev[0] else 0
+        run, ts, bb, ba, _fair, qb, qbs, qa, qas, position = prev[:10]
+        places, amends, cancels = prev[11], prev[12], prev[13]
+        prev, last_ns = s, ts
         requests = places + amends + cancels
         hb, db = buckets(ts)
         for b in (hb, db):
@@ -528,6 +559,36 @@ def compute_metrics(
             b.sampled_ns += w
             b.abs_inventory_ns += abs(position) * w
             b.uptime_ns += w if inside else 0
+    totals = walk.finish()
+    # fills after the last sample (a live journal whose venue stamps fills ahead of the
+    # daemon's samples: a sim replaying faster than 1x) are marked at the last sample's mid
+    # too, a move their own mid need not share: it is booked in the last fill's hour and
+    # day, so the buckets still sum to the total exactly
+    rest2 = totals.inventory2 - prev_inv2
+    if rest2 and walk.marked and fs:
+        for b in buckets(max(fs[-1].ts_ns, last_vt)):
+            b.inventory2 += rest2
+
+    # -- fills: volume, spread capture, fees, edge in bps
+    volume_lots = maker_fills = 0
+    edge_num = 0.0
+    edge_den = 0
+    for f, r2, ok in zip(fs, walk.ref2, walk.has_mid, strict=True):
+        signed = int(f.side) * f.size
+        volume_lots += f.size
+        maker_fills += f.maker
+        for b in buckets(f.ts_ns):
+            b.fills += 1
+            b.volume_lots += f.size
+            b.spread2 += signed * (r2 - 2 * f.price)
+            b.fees2 += 2 * f.fee
+        if ok:
+            edge_num += f.size * 1e4 * int(f.side) * (r2 - 2 * f.price) / r2
+            edge_den += f.size
+
+    for g in funding:  # a payment counts in the hour and day it was booked
+        for b in buckets(g.ts_ns):
+            b.funding2 += 2 * g.amount
 
     # the exact position path reaches peaks that fall between two samples
     pos = 0
@@ -549,23 +610,22 @@ def compute_metrics(
             b.short.add(int(f.side), f.price, f.size, f.mid_x2, m.mid_x2)
 
     # -- the PnL series: Sharpe on a fixed grid, maximum drawdown
-    total2 = (core.total_spread2 + core.total_inventory2 - core.total_fees2
-              + core.total_funding2)
-    pnl = [float(x * half) for x in core.pnl2]
+    total2 = totals.spread2 + totals.inventory2 - totals.fees2 + totals.funding2
     exact_mids = sum(f.mid_x2 > 0 for f in fs)
-    sharpe = sharpe_stats(core.vt, core.pnl2, total2, half, sharpe_interval_s, seconds_per_year)
-    max_dd, peak_ns, trough_ns = max_drawdown(core.vt, pnl)
+    sharpe = sharpe_stats(grid.vt, grid.pnl2, total2, half, sharpe_interval_s,
+                          seconds_per_year)
+    max_dd, peak_ns, trough_ns = drawdown.result()
 
     # -- totals, cross-checked against the position keeper's arithmetic
     total = float(total2 * half)
     realized = unrealized = None
-    if core.final_m2 is not None:
+    if totals.final_m2 is not None:
         book = Position()  # the daemon's own bookkeeping, as an independent check
         for f in fs:
             book.apply(f)
         for g in funding:
             book.apply_funding(g.amount)
-        mark = Fraction(core.final_m2, 2)
+        mark = Fraction(totals.final_m2, 2)
         assert book.total(mark) * 2 == total2
         realized = float(book.realized * 2 * half)
         unrealized = float(book.unrealized(mark) * 2 * half)
@@ -579,10 +639,10 @@ def compute_metrics(
     return {
         "symbol": instrument.symbol,
         "tz": tz,
-        "start_ns": ss[0][1] if ss else None,
-        "end_ns": ss[-1][1] if ss else None,
+        "start_ns": first_ns,
+        "end_ns": last_ns,
         "sampled_s": sampled_s,
-        "samples": len(ss),
+        "samples": sample_count,
         "runs": len(run_totals),
         "fills": len(fs),
         "maker_share": _ratio(maker_fills, len(fs)),
@@ -590,12 +650,12 @@ def compute_metrics(
         "volume_lots": volume_lots,
         "position": float(final_position * lot),
         "position_lots": final_position,
-        "final_mark": (float(core.final_m2 * tick / 2) if core.final_m2 is not None else None),
+        "final_mark": (float(totals.final_m2 * tick / 2) if totals.final_m2 is not None else None),
         "total_pnl": total,
-        "spread_capture_pnl": float(core.total_spread2 * half),
-        "inventory_pnl": float(core.total_inventory2 * half),
-        "fees": float(core.total_fees2 * half),
-        "funding": float(core.total_funding2 * half),
+        "spread_capture_pnl": float(totals.spread2 * half),
+        "inventory_pnl": float(totals.inventory2 * half),
+        "fees": float(totals.fees2 * half),
+        "funding": float(totals.funding2 * half),
         "funding_payments": len(funding),
         "realized_pnl": realized,
         "unrealized_pnl": unrealized,
@@ -622,11 +682,11 @@ def compute_metrics(
         "adverse_move_rate": short["adverse_move_rate"],
         "avg_spread_captured_bps": _ratio(edge_num, edge_den),
         "fills_with_exact_mid": exact_mids,
-        "fills_with_sampled_mid": sum(core.has_mid) - exact_mids,
-        "fills_without_mid": sum(not ok for ok in core.has_mid),
-        "mid_at_fill_age_ms_median": (statistics.median(core.mid_age_ns) / 1e6
-                                      if core.mid_age_ns else None),
-        "mid_at_fill_age_ms_max": max(core.mid_age_ns) / 1e6 if core.mid_age_ns else None,
+        "fills_with_sampled_mid": sum(walk.has_mid) - exact_mids,
+        "fills_without_mid": sum(not ok for ok in walk.has_mid),
+        "mid_at_fill_age_ms_median": (statistics.median(walk.mid_age) / 1e6
+                                      if walk.mid_age else None),
+        "mid_at_fill_age_ms_max": max(walk.mid_age) / 1e6 if walk.mid_age else None,
         "markouts": mk_rows,
         "avg_abs_inventory": (float(avg_abs_inv_lots * lot)
                               if avg_abs_inv_lots is not None else None),
@@ -655,8 +715,8 @@ def compute_metrics(
         "two_sided_s": two_sided_ns / NS_PER_S,
         "market_samples": market_samples,
         "market_s": market_ns / NS_PER_S,
-        "marked_samples": len(core.vt),
-        "fills_with_mid": sum(core.has_mid),
+        "marked_samples": walk.marked,
+        "fills_with_mid": sum(walk.has_mid),
         "by_hour": hour_rows,
         "by_day": day_rows,
     }

@@ -9,6 +9,7 @@ runs on it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,34 @@ def load_journal(path: Path | str) -> tuple[list[Fill], list[SampleRow]]:
     finally:
         db.close()
     return fills, [SampleRow._make(r) for r in sample_rows]
+
+
+def load_fills(path: Path | str) -> list[Fill]:
+    """Every fill of the journal at ``path`` (with its mid before, 0 where unknown),
+    read-only, in the order recorded."""
+    db = _read_only(path)
+    try:
+        return read_fills(db)
+    finally:
+        db.close()
+
+
+def stream_samples(path: Path | str) -> Iterator[SampleRow]:
+    """Every sample of the journal at ``path`` (read-only) as :func:`load_journal` reads
+    them, sorted by time as :func:`mmdaemon.analytics.compute_metrics` sorts them (event
+    time, then the order written), one row at a time: the ``samples_ts`` index gives that
+    order without a sort, so memory does not grow with the run (a day at 250 ms is
+    345,600 rows, about 200 MiB as a list). The journal stays open until the iterator is
+    exhausted or closed."""
+    db = _read_only(path)
+    try:
+        for row in db.execute(
+                "SELECT run_id, ts_ns, best_bid, best_ask, fair, bid, bid_size, ask, ask_size,"
+                " position, state, orders, amends, cancels FROM samples WHERE ts_ns > 0"
+                " ORDER BY ts_ns, rowid"):
+            yield SampleRow._make(row)
+    finally:
+        db.close()
 
 
 def load_funding(path: Path | str) -> list[Funding]:

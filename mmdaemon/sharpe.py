@@ -143,17 +143,60 @@ def sharpe_text(metrics: dict[str, Any]) -> str:
     return f"{'n/a' if value is None else format(value, ',.4g')} ({count:,} {unit})"
 
 
+class SharpeGrid:
+    """The PnL path kept as :func:`sharpe_stats` reads it, as it comes (time order): the
+    first sample, then only the last sample of each grid interval from it (a sample
+    replaces the one before it in the same interval). :func:`sharpe_stats` on ``vt`` and
+    ``pnl2`` gives what it gives on the whole path, from one pair per interval of
+    ``interval_s`` that holds a sample (a day: 1,441 at most for 60 s, against 345,600
+    samples of 250 ms)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.step = round(interval_s * NS_PER_S)  # as sharpe_stats lays out the grid
+        self.vt: list[int] = []
+        self.pnl2: list[int] = []
+        self._k = 0  # the grid interval of the last pair
+
+    def add(self, t: int, pnl2: int) -> None:
+        """The PnL ``pnl2`` (half notional units) at a sample at ``t`` (ns)."""
+        k = -((self.vt[0] - t) // self.step) if self.vt else 0
+        if len(self.vt) >= 2 and k == self._k:
+            self.vt[-1], self.pnl2[-1] = t, pnl2
+        else:
+            self.vt.append(t)
+            self.pnl2.append(pnl2)
+        self._k = k
+
+
+class Drawdown:
+    """:func:`max_drawdown` taken one sample at a time: :meth:`add` each, then
+    :meth:`result`."""
+
+    def __init__(self) -> None:
+        self.peak, self.best = 0.0, 0.0
+        self.peak_t: int | None = None
+        self.best_peak: int | None = None
+        self.best_trough: int | None = None
+
+    def add(self, t: int, p: float) -> None:
+        """The PnL ``p`` (quote currency) at ``t`` (ns)."""
+        if p > self.peak:
+            self.peak, self.peak_t = p, t
+        if self.peak - p > self.best:
+            self.best, self.best_peak, self.best_trough = self.peak - p, self.peak_t, t
+
+    def result(self) -> tuple[float, int | None, int | None]:
+        """(drawdown, peak time, trough time), as :func:`max_drawdown`."""
+        return self.best, self.best_peak, self.best_trough
+
+
 def max_drawdown(vt: list[int], pnl: list[float]) -> tuple[float, int | None, int | None]:
     """Largest fall of the PnL series from a running peak, quote currency (>= 0).
 
     The peak starts at 0, the PnL before the first fill, so a run that only ever loses
     has its whole loss as drawdown. Returns (drawdown, peak time, trough time).
     """
-    peak, peak_t = 0.0, None
-    best, best_peak, best_trough = 0.0, None, None
+    drawdown = Drawdown()
     for t, p in zip(vt, pnl, strict=True):
-        if p > peak:
-            peak, peak_t = p, t
-        if peak - p > best:
-            best, best_peak, best_trough = peak - p, peak_t, t
-    return best, best_peak, best_trough
+        drawdown.add(t, p)
+    return drawdown.result()

@@ -23,7 +23,7 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
     Only the report path imports :mod:`mmdaemon.report` (and through it plotly): the
     summary's metrics need nothing but :mod:`mmdaemon.analytics`."""
     from mmdaemon.analytics import compute_metrics
-    from mmdaemon.journal_reader import load_funding, load_journal, load_markouts
+    from mmdaemon.journal_reader import load_fills, load_funding, load_markouts, stream_samples
     from mmdaemon.market_hours import market_hours
 
     journal = service.state_dir / "journal.sqlite"
@@ -42,8 +42,9 @@ def replay_metrics(service: Service, report_dir: Path | None, logger: Any) -> di
             venue=config.instrument.venue, **options)
         logger.info("report_written", path=str(report_dir / "report.html"))
         return metrics
-    fills, samples = load_journal(journal)
-    result: dict[str, Any] = compute_metrics(fills, samples, service.instrument,
+    # the samples streamed: a long run's would be the largest thing in memory by far
+    result: dict[str, Any] = compute_metrics(load_fills(journal), stream_samples(journal),
+                                             service.instrument,
                                              markouts=load_markouts(journal),
                                              funding=load_funding(journal),
                                              max_spread_bps=config.report.max_spread_bps,

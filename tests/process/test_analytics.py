@@ -14,7 +14,7 @@ import pytest
 
 from mmdaemon.analytics import SampleRow, compute_metrics, pnl_series
 from mmdaemon.journal import Journal
-from mmdaemon.journal_reader import load_journal, load_markouts
+from mmdaemon.journal_reader import load_fills, load_journal, load_markouts, stream_samples
 from mmdaemon.markouts import Markout
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Fill, Instrument, Side
 from mmdaemon.records import Sample
@@ -85,6 +85,22 @@ def test_load_journal_round_trip(hand: tuple[list[Fill], list[SampleRow]]) -> No
     assert fills == FILLS
     assert samples == SAMPLES  # a SampleRow is a tuple in column order
     assert samples[3].best_ask == 10003 and samples[0].best_bid is None
+
+
+def test_streamed_journal_samples_come_in_time_order_with_the_same_metrics(
+        tmp_path: Path) -> None:
+    """Samples written out of time order (a later run's clock behind, equal times):
+    streamed from the journal in the order the metrics sort them, the same figures."""
+    path = tmp_path / "state" / "journal.sqlite"
+    late = [sample(3, 2, 9999, 10001, (9999, 1, 10001, 1), 2, (1, 0, 0)),
+            sample(3, 2, 9998, 10002, (9998, 1, 10002, 1), 2, (1, 1, 0))]
+    write_journal(path, FILLS, [*SAMPLES[5:], *late, *SAMPLES[:5]])
+    fills, samples = load_journal(path)
+    streamed = list(stream_samples(path))
+    assert streamed == sorted(samples, key=lambda s: s.ts_ns)
+    assert streamed != samples and load_fills(path) == fills
+    assert (compute_metrics(fills, stream_samples(path), INST)
+            == compute_metrics(fills, samples, INST))
 
 
 def test_pnl_decomposition_by_hand(hand: tuple[list[Fill], list[SampleRow]]) -> None:
