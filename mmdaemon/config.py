@@ -97,6 +97,8 @@ class FeedConfig:
     proxy: str = ""  # empty: connect directly, whatever the environment says
     max_message_bytes: int = 1 << 20  # 1 MiB: a larger websocket message is refused
     max_snapshot_bytes: int = 4 << 20  # 4 MiB: a larger REST depth snapshot is refused
+    # plain ws:// feeds read with the kernel's receive stamps (wss:// never are)
+    kernel_timestamps: bool = True
 
     def speed_factor(self) -> float | None:
         return parse_speed(self.speed)

@@ -85,6 +85,7 @@ def _feed_settings(config: Config, venue: str, url: str, rest_url: str,
         proxy=feed.proxy or None,
         max_message_bytes=feed.max_message_bytes,
         max_snapshot_bytes=feed.max_snapshot_bytes,
+        kernel_timestamps=feed.kernel_timestamps,
     )
 
 

@@ -147,6 +147,10 @@ class FeedSettings:
     queue_size: int = 10_000
     max_message_bytes: int = 1 << 20  # a larger websocket message closes the connection
     max_snapshot_bytes: int = 4 << 20  # a larger REST snapshot body is a failed snapshot
+    # plain ws:// read by our own recvmsg reader for the kernel's receive stamps; False:
+    # websockets' client for every URL, as wss:// always is (the escape hatch, and how the
+    # tests run the wss:// reader's code over loopback)
+    kernel_timestamps: bool = True
 
     # Binance USD-M's split: (route, streams) pairs, one connection each under ``ws_url``
     # (e.g. ("/public", depth, bookTicker), ("/market", trade)); empty: one connection on
@@ -387,7 +391,7 @@ class WebsocketFeed:
                     # close_timeout is short because a feed we leave has usually stopped
                     # being read: its unread frames hold back the venue's close frame, and
                     # waiting the default 10 s for it would stall a reconnect or a shutdown
-                    if kernel_stamps_possible(url, s.proxy):
+                    if s.kernel_timestamps and kernel_stamps_possible(url, s.proxy):
                         wss.append(await stack.enter_async_context(await StampedConnection.open(
                             url, open_timeout=s.open_timeout_s, close_timeout=1.0,
                             max_size=s.max_message_bytes)))

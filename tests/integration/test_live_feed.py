@@ -44,14 +44,18 @@ def state_changes(log: Recorder) -> list[tuple[str, str]]:
     return [(e["new"], e["reason"]) for e in log.named("state_changed")]
 
 
+# both readers: our kernel-stamped one (plain ws://) and websockets' client, which reads every
+# wss:// feed (Binance's) and plain ws:// with feed.kernel_timestamps = false
+@pytest.mark.parametrize("kernel_timestamps", [True, False], ids=["stamped", "websockets"])
 async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
-    tmp_path: Path, short_recording: Path
+    tmp_path: Path, short_recording: Path, kernel_timestamps: bool
 ) -> None:
     async with SimVenue([short_recording], BINANCE_SPOT_BTCUSDT, speed=8.0,
                         clock=SystemClock()) as sim:
         config = load_config(write_config(tmp_path, {
             "feed": {"recordings": [], "url": sim.ws_url, "rest_url": sim.rest_url,
-                     "stale_after_ms": 600, "backoff_initial_ms": 50, "backoff_max_ms": 200},
+                     "stale_after_ms": 600, "backoff_initial_ms": 50, "backoff_max_ms": 200,
+                     "kernel_timestamps": kernel_timestamps},
             "risk": {"stale_feed_ms": 400, "supervisor_interval_ms": 20},
         }))
         log = Recorder()
@@ -62,6 +66,7 @@ async def test_daemon_syncs_quotes_and_survives_drops_silence_and_gaps(
             # 1. it connects, fetches a snapshot, syncs and quotes
             await until(lambda: service.engine.book.synced and service.engine.counters.orders > 0)
             assert log.named("feed_snapshot") and service.engine.risk.state.value == "ACTIVE"
+            assert service.live.stamp_source == ("kernel" if kernel_timestamps else "userspace")
 
             # 2. the book equals the venue's own book at the same update id
             await until(lambda: service.engine.book.last_id == sim.tape.market.book.last_id)
