@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                              "a [reference] section; default: its recordings)")
     replay.add_argument("--report", metavar="DIR",
                         help="write report.html with its plots to DIR after the replay")
+    replay.add_argument("--cache", choices=("use", "off", "build"), default="use",
+                        help="the recordings' decoded-event cache (docs/event-cache.md): "
+                             "use it when valid (default), off: parse the recordings, "
+                             "build: (re)build it when missing or stale, then use it")
 
     cross = commands.add_parser(
         "crosscheck", help="replay the dry run's order actions through hftbacktest (a dev "
@@ -470,7 +474,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log_rules(log.get_logger(mode="replay"), settled)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock, level,
-                      args.reference, args.config)
+                      args.reference, args.config, args.cache)
     from mmdaemon.commands.operator import global_switch, signal_instance
 
     if args.global_:
