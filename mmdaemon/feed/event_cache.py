@@ -37,7 +37,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import marshal
 import mmap
 import os
 import struct
@@ -48,13 +47,14 @@ from typing import Any, Literal
 
 import mmdaemon
 from mmdaemon.config import Config
+from mmdaemon.feed import event_chunk
 from mmdaemon.feed import recording as recording_module
 from mmdaemon.feed import replay as replay_module
+from mmdaemon.feed.event_chunk import CHUNK_ITEMS, ChunkWriter, decode
 from mmdaemon.feed.recording import GZIP_MAGIC, RecordedFrame, RecordingError, read_recording
 from mmdaemon.feed.replay import EventTime, exchange_timed
 from mmdaemon.market import Decoded, MarketState
-from mmdaemon.model import BookUpdate, Gap, Instrument, Malformed, MarketEvent, Side, \
-    TopOfBook, Trade
+from mmdaemon.model import Instrument, Malformed, MarketEvent
 from mmdaemon.venues import binance as binance_module
 from mmdaemon.venues.binance import BinanceCodec, Market, frame_event_ns
 
@@ -63,8 +63,6 @@ FORMAT_VERSION = 1
 MAGIC = b"MMEVENTS"
 TRAILER_MAGIC = b"MMEVEND\n"
 SUFFIX = ".mmevents"
-CHUNK_ITEMS = 2048
-"""Items (frames and bad lines) per chunk: a chunk is read whole, so this bounds memory."""
 _U32 = struct.Struct("<I")
 _CHUNK_HEAD = struct.Struct("<II")  # body length, crc32 of the body
 _TRAILER = struct.Struct("<8sQQ")  # magic, items, chunks
@@ -73,11 +71,6 @@ CacheMode = Literal["use", "off", "build"]
 """``use`` a valid cache when there is one; ``off`` parse the recordings; ``build`` (re)build
 the cache when it is missing or stale, then use it."""
 
-# event kinds as stored: the class to rebuild, by code
-_BOOK, _TRADE, _TICKER, _GAP, _BAD = range(5)
-_KINDS: dict[type, int] = {BookUpdate: _BOOK, Trade: _TRADE, TopOfBook: _TICKER, Gap: _GAP,
-                           Malformed: _BAD}
-_FRAME, _LINE = 0, 1  # an item: a frame's events, or a recording line that was not a frame
 _HASH_BLOCK = 1 << 20
 
 
@@ -92,17 +85,19 @@ class CacheUnusable(Exception):
 
 def codec_fingerprint() -> str:
     """sha256 (hex) of what shapes the cached events: mmdaemon's version, the sources of the
-    Binance codec, the recording reader and the replay clocks, the event types, and the
-    compiled decoder (its built file) when there is one. Any change to them makes every
+    Binance codec, the recording reader and the replay clocks, the event types, the market
+    state and book (a crossed book resets the codec), the chunk layout, and the compiled
+    decoder (its built file) when there is one. Any change to them makes every
     cache stale, so a cache never outlives the code that made it."""
     digest = hashlib.sha256(mmdaemon.__name__.encode())
     digest.update(getattr(mmdaemon, "__version__", "").encode())
-    from mmdaemon import model
+    from mmdaemon import book, market, model
 
-    for module in (binance_module, recording_module, replay_module, model):
+    for module in (binance_module, recording_module, replay_module, model, market, book,
+                   event_chunk):
         digest.update(Path(module.__file__ or "").read_bytes())
     try:
-        from mmdaemon import _speedups  # type: ignore[attr-defined]
+        from mmdaemon import _speedups
     except ImportError:  # pure Python: the reference decoders, already in the sources
         pass
     else:
@@ -189,42 +184,26 @@ def _same_recording(path: Path, named: dict[str, Any]) -> bool:
     return _file_sha256(path, stat) in (named["sha256"], named["content_sha256"])
 
 
-def _encode(events: list[MarketEvent]) -> tuple[tuple[int, tuple[Any, ...]], ...]:
-    """A frame's events as marshal can store them: (kind code, fields), a Trade's side as
-    its int, a book update's levels as a list of (price, size) (the compiled decoder's
-    packed ``Levels`` are equal to it, and the book applies either alike)."""
-    out = []
-    for event in events:
-        kind = _KINDS[type(event)]
-        fields = tuple(event)
-        if kind == _TRADE:
-            fields = (*fields[:2], int(fields[2]), *fields[3:])
-        elif kind == _BOOK:
-            fields = (fields[0], list(fields[1]), list(fields[2]), *fields[3:])
-        out.append((kind, fields))
-    return tuple(out)
-
-
 class _Recorder:
-    """A codec that hands on another's output and keeps it, encoded at once (before the
-    book has seen it)."""
+    """A codec that hands on another's output and writes it into the chunk under way at
+    once (before the book has seen it)."""
 
     def __init__(self, inner: BinanceCodec) -> None:
         self.inner = inner
-        self.last: tuple[tuple[int, tuple[Any, ...]], ...] = ()
+        self.chunk = ChunkWriter()
 
     def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]:
         events = self.inner.decode(recv_ns, frame)
-        self.last = _encode(events)
+        self.chunk.frame(recv_ns, events)
         return events
 
     def reset(self) -> None:
         self.inner.reset()
 
 
-def _items(recordings: Sequence[Path], instrument: Instrument, market: Market,
-           event_ns: EventTime | None) -> Iterator[tuple[Any, ...]]:
-    """Every replay item of ``recordings`` as stored: the codec runs with a book behind
+def _chunks(recordings: Sequence[Path], instrument: Instrument, market: Market,
+            event_ns: EventTime | None) -> Iterator[ChunkWriter]:
+    """Every replay item of ``recordings``, in chunks: the codec runs with a book behind
     it, as in a replay, since a crossed book resets the codec and so shapes what it
     decodes next."""
     recorder = _Recorder(BinanceCodec(instrument, market))
@@ -234,11 +213,14 @@ def _items(recordings: Sequence[Path], instrument: Instrument, market: Market,
         lines = exchange_timed(lines, event_ns)
     for item in lines:
         if type(item) is Malformed:
-            yield (_LINE, item.reason, item.recv_ns)
+            recorder.chunk.line(item.reason, item.recv_ns)
         else:
-            recv_ns, frame = item
-            state.on_frame(recv_ns, frame)
-            yield (_FRAME, recv_ns, recorder.last)
+            state.on_frame(*item)
+        if recorder.chunk.items == CHUNK_ITEMS:
+            yield recorder.chunk
+            recorder.chunk = ChunkWriter()
+    if recorder.chunk.items:
+        yield recorder.chunk
 
 
 def build(recordings: Sequence[str | Path], instrument: Instrument, market: Market,
@@ -258,27 +240,16 @@ def build(recordings: Sequence[str | Path], instrument: Instrument, market: Mark
         with partial.open("wb") as out:
             head = json.dumps(header, sort_keys=True).encode()
             out.write(MAGIC + _U32.pack(len(head)) + head)
-            batch: list[tuple[Any, ...]] = []
-            for item in _items(paths, instrument, market, event_ns):
-                batch.append(item)
-                if len(batch) == CHUNK_ITEMS:
-                    chunks += _write_chunk(out, batch)
-                    items += len(batch)
-                    batch = []
-            if batch:
-                chunks += _write_chunk(out, batch)
-                items += len(batch)
+            for chunk in _chunks(paths, instrument, market, event_ns):
+                body = chunk.encode()
+                out.write(_CHUNK_HEAD.pack(len(body), zlib.crc32(body)) + body)
+                items += chunk.items
+                chunks += 1
             out.write(_TRAILER.pack(TRAILER_MAGIC, items, chunks))
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     return target
-
-
-def _write_chunk(out: Any, batch: list[tuple[Any, ...]]) -> int:
-    body = marshal.dumps(batch)
-    out.write(_CHUNK_HEAD.pack(len(body), zlib.crc32(body)) + body)
-    return 1
 
 
 class EventCache:
@@ -339,14 +310,15 @@ class EventCache:
         if magic != TRAILER_MAGIC or chunks != len(self._chunks):
             raise CacheUnusable(f"{self.path}: cut short (trailer missing or counts "
                                 f"{chunks} chunks, found {len(self._chunks)})", corrupt=True)
-        return header  # type: ignore[no-any-return]
+        return header
 
     def _stale(self, recordings: Sequence[str | Path], key: dict[str, Any]) -> str:
         """Why the cache is not for ``recordings`` and ``key`` ("" if it is)."""
         for name, want in key.items():
             if self.header.get(name) != want:
-                what = "the code that decodes" if name == "codec" else name
-                return f"built for another {what} ({self.header.get(name)!r}, not {want!r})"
+                if name == "codec":
+                    return "built by another version of the decoding code"
+                return f"built for {name} {self.header.get(name)!r}, not {want!r}"
         named = self.header.get("recordings") or []
         if len(named) != len(recordings):
             return f"built for {len(named)} recordings, not {len(recordings)}"
@@ -358,20 +330,9 @@ class EventCache:
     def items(self) -> Iterator[Decoded | Malformed]:
         """The replay's items in order: a frame's events as :class:`Decoded`, a bad line as
         :class:`Malformed`. One chunk is held at a time."""
-        new = tuple.__new__
-        classes = (BookUpdate, Trade, TopOfBook, Gap, Malformed)
         data = self._map
         for offset, length in self._chunks:
-            for item in marshal.loads(data[offset:offset + length]):
-                if item[0] == _FRAME:
-                    events: list[MarketEvent] = []
-                    for kind, fields in item[2]:
-                        if kind == _TRADE:
-                            fields = (*fields[:2], Side(fields[2]), *fields[3:])
-                        events.append(new(classes[kind], fields))
-                    yield new(Decoded, (item[1], events))
-                else:
-                    yield new(Malformed, item[1:])
+            yield from decode(data[offset:offset + length])
 
     def close(self) -> None:
         """Unmap the file."""
@@ -405,7 +366,7 @@ def open_for_replay(recordings: Sequence[str | Path], instrument: Instrument, ma
         try:
             target = build(recordings, instrument, market, clock, event_ns, target)
             cache = EventCache(target, recordings, key)
-        except (OSError, RecordingError, CacheUnusable) as error:
+        except (OSError, OverflowError, RecordingError, CacheUnusable) as error:
             log.warning("event_cache_unbuilt", path=str(target), reason=str(error))
             return None
         log.info("event_cache_built", path=str(target), items=cache.items_count)
