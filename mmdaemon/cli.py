@@ -201,6 +201,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="only runs meeting this count as best (repeatable), e.g. "
                             "'quote_uptime>=0.9' or 'fills>=50' (quoted): without one, the "
                             "best PnL is often a run that quoted too wide to trade")
+    sweep.add_argument("--cache", choices=("build", "off"), default="build",
+                       help="build the recordings' decoded-event cache once before the runs "
+                            "(or use it if valid; the default), or off: every run parses "
+                            "(docs/event-cache.md)")
     sweep.add_argument("--top", type=int, default=5, metavar="N",
                        help="how many best runs the holdout re-runs and the page emphasises "
                             "(default 5)")
@@ -381,7 +385,7 @@ def _main(argv: Sequence[str] | None) -> int:
             args.config, args.grid, tuple(args.recordings), tuple(args.holdout),
             args.holdout_config, args.out, args.workers, args.objective, args.top, args.json,
             args.cluster, args.log_level or "error", version_text(),
-            tuple(args.require)))
+            tuple(args.require), args.cache != "off"))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):

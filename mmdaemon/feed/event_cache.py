@@ -42,6 +42,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -83,6 +84,7 @@ class CacheUnusable(Exception):
         self.corrupt = corrupt
 
 
+@cache
 def codec_fingerprint() -> str:
     """sha256 (hex) of what shapes the cached events: mmdaemon's version, the sources of the
     Binance codec, the recording reader and the replay clocks, the event types, the market
@@ -374,6 +376,23 @@ def open_for_replay(recordings: Sequence[str | Path], instrument: Instrument, ma
     return cache
 
 
+def _replay_of(config: Config, reference: Sequence[str], event_clock: str | None
+               ) -> tuple[Instrument, Market, str] | str:
+    """The instrument, market and clock a replay of ``config`` decodes by, or why the cache
+    does not cover it."""
+    venue = config.instrument.venue
+    if venue == "lobster":
+        return "a LOBSTER replay reads its rows decoded already"
+    if reference:
+        return "a reference feed is merged in: the cache holds the traded feed only"
+    try:
+        instrument = config.instrument.build()
+    except ValueError as exc:  # the service says so too, at its start
+        return str(exc)
+    market: Market = "usdm" if venue == "binance-usdm" else "spot"
+    return instrument, market, event_clock or config.feed.clock
+
+
 def for_config(config: Config, recordings: Sequence[str], reference: Sequence[str],
                event_clock: str | None, mode: CacheMode, log: Any, path: Path | None = None
                ) -> EventCache | None:
@@ -382,20 +401,38 @@ def for_config(config: Config, recordings: Sequence[str], reference: Sequence[st
     the cache covers (a LOBSTER pair, a reference feed merged in: logged)."""
     if mode == "off" or not recordings:
         return None
-    venue = config.instrument.venue
-    if venue == "lobster" or reference:
-        why = ("a LOBSTER replay reads its rows decoded already" if venue == "lobster" else
-               "a reference feed is merged in: the cache holds the traded feed only")
-        log.info("event_cache_unused", reason=why)
+    replay = _replay_of(config, reference, event_clock)
+    if isinstance(replay, str):
+        log.info("event_cache_unused", reason=replay)
         return None
-    try:
-        instrument = config.instrument.build()
-    except ValueError:  # the service says why, at its start
-        return None
-    clock = event_clock or config.feed.clock
-    market: Market = "usdm" if venue == "binance-usdm" else "spot"
+    instrument, market, clock = replay
     return open_for_replay(recordings, instrument, market, clock,
                            frame_event_ns if clock == "exchange" else None, mode, log, path)
+
+
+def ensure(config: Config, recordings: Sequence[Path], reference: Sequence[Path] = ()
+           ) -> tuple[Path | None, str]:
+    """A valid cache for replays of ``config`` on ``recordings`` (a sweep's, before its
+    runs), built if it is missing or stale: ``(path, "valid" or "built")``, or ``(None,
+    why not)`` (the runs parse)."""
+    replay = _replay_of(config, [str(p) for p in reference], None)
+    if isinstance(replay, str):
+        return None, replay
+    instrument, market, clock = replay
+    key = cache_key(instrument, market, clock)
+    target = cache_path(recordings, key)
+    try:
+        EventCache(target, recordings, key).close()
+        return target, "valid"
+    except CacheUnusable:
+        pass
+    try:
+        build(recordings, instrument, market, clock,
+              frame_event_ns if clock == "exchange" else None, target)
+        EventCache(target, recordings, key).close()
+    except (OSError, OverflowError, RecordingError, CacheUnusable) as exc:
+        return None, f"cannot build {target}: {exc}"
+    return target, "built"
 
 
 def replay_items(cache: EventCache) -> Iterable[Decoded | Malformed]:
