@@ -118,18 +118,28 @@ def cache_path(recordings: Sequence[str | Path], key: dict[str, Any]) -> Path:
     """Where the cache of ``recordings`` for ``key`` lives: beside the first recording,
     named after it, the clock and the instrument's grid (``<first>.<clock>-<grid>.mmevents``)
     so that caches for two instruments or clocks do not replace each other. When that
-    directory is not writable (a read-only data set), in the user's cache directory
+    directory is not writable or is read-only by its mode (a shared data set: even to
+    root, who could write it), in the user's cache directory
     (``$XDG_CACHE_HOME/mmdaemon/events``, default ``~/.cache``) under a name made unique by
     the recording's full path."""
     first = Path(recordings[0]).resolve()
     grid = hashlib.sha256(repr((key["market"], key["symbol"], key["tick_size"],
                                 key["lot_size"])).encode()).hexdigest()[:8]
     name = f"{first.name}.{key['clock']}-{grid}{SUFFIX}"
-    if os.access(first.parent, os.W_OK):
+    if _writable(first.parent):
         return first.parent / name
     where = hashlib.sha256(str(first).encode()).hexdigest()[:12]
     home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(home) / "mmdaemon" / "events" / f"{where}-{name}"
+
+
+def _writable(folder: Path) -> bool:
+    """We may write in ``folder``: it grants writing to someone (a data set made read-only
+    stays so to root too) and to us."""
+    try:
+        return bool(folder.stat().st_mode & 0o222) and os.access(folder, os.W_OK)
+    except OSError:
+        return False
 
 
 # per process: (path, size, mtime_ns) -> sha256 of the file; a sweep's worker hashes its
