@@ -11,7 +11,9 @@ readable table.
 - loopback end-to-end against the sim, depth frame sent -> order request received,
   p50/p99 (bench/latency.py; uvloop on both sides);
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
-  (bench/startup.py).
+  (bench/startup.py);
+- the decoded-event cache: one replay and a 100-run sweep with and without it
+  (bench/cache.py; ``--quick``: a 20-run sweep).
 
 ``--quick`` plays a shorter part of the recording through the loopback and starts the
 daemon fewer times (about 1 minute instead of 2-3).
@@ -31,7 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, latency, replay, startup
+from bench import book, cache, latency, replay, startup
 from mmdaemon import speedups
 
 
@@ -62,13 +64,16 @@ def main() -> None:
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    result["event_cache"] = cache.measure(repeat=3 if quick else 5,
+                                          sweep_runs=20 if quick else 100)
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(orjson.dumps(result).decode())
     m = result["machine"]
     print(f"\nmmdaemon benchmarks on {m['cpu']} ({m['cpus']} CPUs), Python {m['python']}, "
           f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
     lines = [*replay.table(result["replay"]), *book.table(result["decode_book"]),
-             *latency.table(result["loopback"]), *startup.table(result["startup"])]
+             *latency.table(result["loopback"]), *startup.table(result["startup"]),
+             *cache.table(result["event_cache"])]
     print("\n".join(lines))
 
 
