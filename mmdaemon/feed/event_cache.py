@@ -46,7 +46,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import mmdaemon
+from mmdaemon import __version__ as VERSION
+from mmdaemon import book as book_module
+from mmdaemon import market as market_module
+from mmdaemon import model as model_module
 from mmdaemon.config import Config
 from mmdaemon.feed import event_chunk
 from mmdaemon.feed import recording as recording_module
@@ -91,12 +94,9 @@ def codec_fingerprint() -> str:
     state and book (a crossed book resets the codec), the chunk layout, and the compiled
     decoder (its built file) when there is one. Any change to them makes every
     cache stale, so a cache never outlives the code that made it."""
-    digest = hashlib.sha256(mmdaemon.__name__.encode())
-    digest.update(getattr(mmdaemon, "__version__", "").encode())
-    from mmdaemon import book, market, model
-
-    for module in (binance_module, recording_module, replay_module, model, market, book,
-                   event_chunk):
+    digest = hashlib.sha256(VERSION.encode())
+    for module in (binance_module, recording_module, replay_module, model_module,
+                   market_module, book_module, event_chunk):
         digest.update(Path(module.__file__ or "").read_bytes())
     try:
         from mmdaemon import _speedups
@@ -285,7 +285,12 @@ class EventCache:
         except CacheUnusable:
             self._map.close()
             raise
-        stale = self._stale(recordings, key)
+        try:
+            stale = self._stale(recordings, key)
+        except (KeyError, TypeError, AttributeError):  # a header without its fields
+            self._map.close()
+            raise CacheUnusable(f"{path}: damaged header (fields missing)",
+                                corrupt=True) from None
         if stale:
             self._map.close()
             raise CacheUnusable(f"{path}: {stale}")

@@ -6,12 +6,13 @@ for one whose mtime alone changed, and for nothing else."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from mmdaemon.feed.event_cache import CacheUnusable, EventCache, build, cache_key
+from mmdaemon.feed.event_cache import MAGIC, CacheUnusable, EventCache, build, cache_key
 from mmdaemon.feed.event_chunk import ChunkWriter, decode
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.market import Decoded
@@ -104,3 +105,17 @@ def test_a_cache_is_stale_for_other_bytes_and_another_clock(tmp_path: Path) -> N
     with pytest.raises(CacheUnusable, match="no cache at") as missing:
         EventCache(tmp_path / "none.mmevents", [rec], key)
     assert not missing.value.corrupt
+
+
+def test_a_header_without_its_fields_is_corrupt_not_a_crash(tmp_path: Path) -> None:
+    rec, path, key = built(tmp_path)
+    data = path.read_bytes()
+    start = len(MAGIC) + 4
+    length = int.from_bytes(data[len(MAGIC):start], "little")
+    header = json.loads(data[start:start + length])
+    del header["recordings"][0]["size"]
+    head = json.dumps(header).encode()
+    path.write_bytes(MAGIC + len(head).to_bytes(4, "little") + head + data[start + length:])
+    with pytest.raises(CacheUnusable, match="damaged header") as exc:
+        EventCache(path, [rec], key)
+    assert exc.value.corrupt
