@@ -14,6 +14,8 @@ interleaved:
   and ``--cache use``, ``--repeat`` times each, alternating: the process's wall time from
   spawn to exit and its CPU time (user + system), the median and the best; the summary of
   every run with the cache is checked equal to the parsed one's (wall-clock fields aside);
+- **one sweep run**: in this process, CPU time (best of ``--repeat``) of what a sweep's
+  worker does per run (``run_task``), without and with the cache, rows checked equal;
 - **sweep**: the real ``mmdaemon sweep`` of ``--sweep-runs`` runs (default 100: the grid
   of config/sweep-example.toml, or its first N points) with ``--cache off`` and ``--cache
   build`` (which builds the cache once before the runs), wall time and runs/s; runs.csv of
@@ -27,6 +29,7 @@ the CPU times say what the cache saves whatever else runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import shutil
@@ -127,6 +130,41 @@ def one_replay(files: list[Path], repeat: int) -> dict[str, Any]:
     return out
 
 
+def run_cpu(files: list[Path], repeat: int) -> dict[str, Any]:
+    """CPU seconds (this process, best of ``repeat`` after a warm-up of each) of one sweep
+    run (:func:`mmdaemon.sweep.runner.run_task`, what a worker does per run, start-up of
+    the interpreter aside) without and with the cache, alternating; the rows checked
+    equal. 100 runs' work on 2 idle cores is about 50 times it."""
+    from mmdaemon import log
+    from mmdaemon.feed.event_cache import ensure
+    from mmdaemon.sweep.executor import Recording
+    from mmdaemon.sweep.grid import base_table, run_config
+    from mmdaemon.sweep.runner import IN_SAMPLE, RunTask, run_task
+
+    log.configure("error", open(os.devnull, "wb"))  # noqa: SIM115 (the process's log)
+    base = REPO / "config" / "dryrun.toml"
+    config = run_config(base_table(base), {}, base)
+    path, how = ensure(config, files)
+    if path is None:
+        raise RuntimeError(f"no cache: {how}")
+    plain = RunTask(0, IN_SAMPLE, (), config, (0, 1))
+    cached = dataclasses.replace(plain, event_cache=str(path))
+    recordings = [Recording.read(f) for f in files]
+    rows = {"off": run_task(plain, recordings), "use": run_task(cached, recordings)}
+    if rows["off"] != rows["use"] or rows["off"]["error"]:
+        raise RuntimeError("a sweep run gave another row with the cache")
+    best = {"off": float("inf"), "use": float("inf")}
+    for _ in range(repeat):
+        for mode, task in (("off", plain), ("use", cached)):
+            start = time.process_time()
+            run_task(task, recordings)
+            best[mode] = min(best[mode], time.process_time() - start)
+    return {"off_cpu_s": round(best["off"], 3), "use_cpu_s": round(best["use"], 3),
+            "speedup": round(best["off"] / best["use"], 2),
+            "idle_2_cores_100_runs_off_estimate_s": round(50 * best["off"], 1),
+            "idle_2_cores_100_runs_use_estimate_s": round(50 * best["use"], 1)}
+
+
 def grid_file(folder: Path, runs: int) -> Path:
     """config/sweep-example.toml's grid (100 runs), or one of ``runs`` points of it."""
     example = REPO / "config" / "sweep-example.toml"
@@ -177,6 +215,7 @@ def measure(repeat: int = 5, sweep_runs: int = 100, workers: int = 2) -> dict[st
             "recording_gzip_bytes": sum(f.stat().st_size for f in files)}
         result["feed"] = feed_cpu(files, repeat)
         result["one_replay"] = one_replay(files, repeat)
+        result["sweep_run"] = run_cpu(files, repeat)
         if sweep_runs:
             result["sweep"] = sweep(files, sweep_runs, workers, folder)
     return result
@@ -195,6 +234,11 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{o['use_cpu_median_s']} s (wall {o['off_wall_median_s']} / "
         f"{o['use_wall_median_s']} s)",
     ]
+    w = r["sweep_run"]
+    lines.append(f"{'  one sweep run CPU: off / use':<34}{w['off_cpu_s']:>12} / "
+                 f"{w['use_cpu_s']} s ({w['speedup']}x; 100 runs on 2 idle cores about "
+                 f"{w['idle_2_cores_100_runs_off_estimate_s']} / "
+                 f"{w['idle_2_cores_100_runs_use_estimate_s']} s)")
     s = r.get("sweep")
     if s:
         lines.append(f"{'  sweep ' + str(s['runs']) + ' runs: off / build':<34}"
