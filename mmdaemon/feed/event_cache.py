@@ -43,6 +43,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -344,12 +345,16 @@ class EventCache:
                 return f"{path} is not the recording it was built from ({entry['name']})"
         return ""
 
-    def items(self) -> Iterator[Decoded | Malformed]:
-        """The replay's items in order: a frame's events as :class:`Decoded`, a bad line as
-        :class:`Malformed`. One chunk is held at a time."""
+    def chunks(self) -> Iterator[list[Decoded | Malformed]]:
+        """The replay's items in order, a chunk's list at a time: a frame's events as
+        :class:`Decoded`, a bad line as :class:`Malformed`."""
         data = self._map
         for offset, length in self._chunks:
-            yield from decode(data[offset:offset + length])
+            yield decode(data[offset:offset + length])
+
+    def items(self) -> Iterator[Decoded | Malformed]:
+        """The items of :meth:`chunks` one by one (no Python frame per item)."""
+        return chain.from_iterable(self.chunks())
 
     def close(self) -> None:
         """Unmap the file."""
@@ -450,9 +455,14 @@ def ensure(config: Config, recordings: Sequence[Path], reference: Sequence[Path]
     return target, "built"
 
 
-def replay_items(cache: EventCache) -> Iterable[Decoded | Malformed]:
-    """The cache's items, the mapping closed once they are all read."""
+def _closing(cache: EventCache) -> Iterator[list[Decoded | Malformed]]:
     try:
-        yield from cache.items()
+        yield from cache.chunks()
     finally:
         cache.close()
+
+
+def replay_items(cache: EventCache) -> Iterator[Decoded | Malformed]:
+    """The cache's items, the mapping closed once they are all read (or the replay has
+    stopped reading them)."""
+    return chain.from_iterable(_closing(cache))
