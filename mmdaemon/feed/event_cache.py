@@ -83,9 +83,10 @@ class CacheUnusable(Exception):
     """A cache that cannot be used: ``corrupt`` (damaged, cut short: never trusted) or not
     (stale: made for other recordings, code, instrument or clock)."""
 
-    def __init__(self, reason: str, corrupt: bool = False) -> None:
+    def __init__(self, reason: str, corrupt: bool = False, missing: bool = False) -> None:
         super().__init__(reason)
         self.corrupt = corrupt
+        self.missing = missing  # no file at all: the usual case of a replay
 
 
 @cache
@@ -278,7 +279,7 @@ class EventCache:
             with path.open("rb") as f:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
-            raise CacheUnusable(f"no cache at {path}") from None
+            raise CacheUnusable(f"no cache at {path}", missing=True) from None
         except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
             raise CacheUnusable(f"{path}: unreadable: {exc}", corrupt=True) from None
         try:
@@ -365,7 +366,8 @@ def open_for_replay(recordings: Sequence[str | Path], instrument: Instrument, ma
                     clock: str, event_ns: EventTime | None, mode: CacheMode, log: Any,
                     path: Path | None = None) -> EventCache | None:
     """The cache a replay of ``recordings`` reads, or None to parse them; every outcome
-    logged: ``event_cache_used``, ``event_cache_unused`` (missing or stale, with why),
+    logged: ``event_cache_used``, ``event_cache_unused`` (stale, with why; missing: at
+    debug level unless ``mode`` is ``build``),
     ``event_cache_corrupt`` (a warning: damaged or cut short, not trusted),
     ``event_cache_built``. ``mode`` ``build`` (re)builds a missing or stale one first.
     ``path``: the cache to read (a sweep's, built before its runs), else
@@ -381,8 +383,9 @@ def open_for_replay(recordings: Sequence[str | Path], instrument: Instrument, ma
         if exc.corrupt:
             log.warning("event_cache_corrupt", path=str(target), reason=str(exc),
                         note="not trusted: the recordings are parsed")
-        else:
-            log.info("event_cache_unused", path=str(target), reason=str(exc))
+        else:  # none at all is every uncached replay: said only when asked to build
+            (log.debug if exc.missing and mode == "use" else log.info)(
+                "event_cache_unused", path=str(target), reason=str(exc))
         if mode != "build":
             return None
         try:
@@ -422,8 +425,8 @@ def for_config(config: Config, recordings: Sequence[str], reference: Sequence[st
     if mode == "off" or not recordings:
         return None
     replay = _replay_of(config, reference, event_clock)
-    if isinstance(replay, str):
-        log.info("event_cache_unused", reason=replay)
+    if isinstance(replay, str):  # not a replay it covers: said when asked to build
+        (log.info if mode == "build" else log.debug)("event_cache_unused", reason=replay)
         return None
     instrument, market, clock = replay
     return open_for_replay(recordings, instrument, market, clock,
