@@ -16,7 +16,9 @@ readable table.
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
   (bench/startup.py);
 - wire-to-wire inside the daemon against the sim at the recording's pace, kernel receive
-  stamp -> order frame written, p50/p99/p99.9, and that run's loopback (bench/wire.py).
+  stamp -> order frame written, p50/p99/p99.9, and that run's loopback (bench/wire.py);
+- the decoded-event cache: one replay and a 100-run sweep with and without it
+  (bench/cache.py; ``--quick``: a 20-run sweep).
 
 ``BENCH_DAY=1`` adds the long part (``make bench-day``, bench/day.py): a 24-hour recording
 replayed streaming, RSS and frames/s per hour; about 6-8 minutes more, plus 4 to build the
@@ -40,7 +42,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, command, day, latency, replay, startup, wire
+from bench import book, cache, command, day, latency, replay, startup, wire
 from mmdaemon import speedups
 
 
@@ -72,6 +74,8 @@ def main() -> None:
     result["replay"] = replay.measure()
     result["decode_book"] = book.measure()
     result["loopback"] = latency.measure(lines=30_000 if quick else 99_574)
+    result["event_cache"] = cache.measure(repeat=3 if quick else 5,
+                                          sweep_runs=20 if quick else 100)
     if os.environ.get("BENCH_DAY") == "1":
         files, manifest = day.day_files()
         result["day"] = day.measure_replay(files, manifest, day.DEFAULT_CONFIG)
@@ -85,7 +89,8 @@ def main() -> None:
           f"load {m['load_avg_1m']} at start, {m['hot_loops']} hot loops")
     lines = [*command.table(result["command"]), *replay.table(result["replay"]),
              *book.table(result["decode_book"]), *latency.table(result["loopback"]),
-             *startup.table(result["startup"]), *wire.table(result["wire"])]
+             *startup.table(result["startup"]), *cache.table(result["event_cache"]),
+             *wire.table(result["wire"])]
     if "day" in result:
         lines += day.table(result["day"])
     print("\n".join(lines))

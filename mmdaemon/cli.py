@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                              "a [reference] section; default: its recordings)")
     replay.add_argument("--report", metavar="DIR",
                         help="write report.html with its plots to DIR after the replay")
+    replay.add_argument("--cache", choices=("use", "off", "build"), default="use",
+                        help="the recordings' decoded-event cache (docs/event-cache.md): "
+                             "use it when valid (default), off: parse the recordings, "
+                             "build: (re)build it when missing or stale, then use it")
 
     cross = commands.add_parser(
         "crosscheck", help="replay the dry run's order actions through hftbacktest (a dev "
@@ -197,6 +201,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="only runs meeting this count as best (repeatable), e.g. "
                             "'quote_uptime>=0.9' or 'fills>=50' (quoted): without one, the "
                             "best PnL is often a run that quoted too wide to trade")
+    sweep.add_argument("--cache", choices=("build", "off"), default="build",
+                       help="build the recordings' decoded-event cache once before the runs "
+                            "(or use it if valid; the default), or off: every run parses "
+                            "(docs/event-cache.md)")
     sweep.add_argument("--top", type=int, default=5, metavar="N",
                        help="how many best runs the holdout re-runs and the page emphasises "
                             "(default 5)")
@@ -389,7 +397,7 @@ def _main(argv: Sequence[str] | None) -> int:
             args.config, args.grid, tuple(args.recordings), tuple(args.holdout),
             args.holdout_config, args.out, args.workers, args.objective, args.top, args.json,
             args.cluster, args.log_level or "error", version_text(),
-            tuple(args.require)))
+            tuple(args.require), args.cache != "off"))
     if args.command == "replay" and args.venue == "lobster" and args.config == str(
         DEFAULT_CONFIG
     ):
@@ -482,7 +490,7 @@ def _main(argv: Sequence[str] | None) -> int:
         log_rules(log.get_logger(mode="replay"), settled)
         return replay(config, args.recordings, args.speed, args.state_dir, args.json,
                       Path(args.report) if args.report else None, args.clock, level,
-                      args.reference, args.config)
+                      args.reference, args.config, args.cache)
     if args.command == "status":
         from mmdaemon.commands.status import status
 

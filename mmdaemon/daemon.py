@@ -49,6 +49,7 @@ from mmdaemon.exchange.base import VenueRefused, VenueStatus
 from mmdaemon.exchange.latency import LatencyRecorder
 from mmdaemon.exchange.latency_file import save
 from mmdaemon.exchange.paper import PaperExchange
+from mmdaemon.feed.event_cache import EventCache
 from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
@@ -105,8 +106,10 @@ class Service:
                  write_pid: bool = False, config_path: Path | None = None,
                  log_level: str | None = None, latency_out: Path | None = None,
                  reference: list[str] | None = None,
-                 provenance: dict[str, Any] | None = None, check_rules: bool = False) -> None:
+                 provenance: dict[str, Any] | None = None, check_rules: bool = False,
+                 event_cache: EventCache | None = None) -> None:
         self.config = config
+        self.event_cache = event_cache  # a replay's decoded events, read instead of parsing
         # what produced this run (mmdaemon.provenance), journaled at start for the report
         self.provenance = provenance
         self.clock = clock
@@ -470,7 +473,8 @@ class Service:
                 return with_reference(self.live, self.reference_live)
             return self.live.batches()
         return recorded_batches(self.config, self.instrument, self.recordings, self.speed,
-                                self.clock, self.event_clock, self.reference_recordings)
+                                self.clock, self.event_clock, self.reference_recordings,
+                                self.event_cache)
 
     def _event_ns(self) -> int:
         """The event clock (ns) a simulated venue stamps our requests with."""

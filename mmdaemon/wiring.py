@@ -18,12 +18,13 @@ from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.exchange.latency_file import build_model
 from mmdaemon.exchange.paper import PaperExchange
 from mmdaemon.exchange.queue import make_queue_model
+from mmdaemon.feed.event_cache import EventCache, replay_items
 from mmdaemon.feed.lobster import read_lobster
 from mmdaemon.feed.replay import ReplaySource, paced
 from mmdaemon.feed.websocket import FeedSettings
 from mmdaemon.feed_task import FeedItem
 from mmdaemon.market import Decoded, MarketState, NoCodec, Reporter
-from mmdaemon.model import Instrument
+from mmdaemon.model import Instrument, Malformed
 from mmdaemon.pace import ReplayClock
 from mmdaemon.risk.breakers import BreakerLimits
 from mmdaemon.risk.firm import Identity
@@ -193,12 +194,20 @@ def _decoded_ns(item: Decoded) -> int:
     return item.recv_ns
 
 
+def _cached_ns(item: Decoded | Malformed) -> int | None:
+    return item.recv_ns if type(item) is Decoded else None  # a bad line is not timed
+
+
 def recorded_batches(config: Config, instrument: Instrument, recordings: list[str],
                      speed: float | None, clock: Clock, event_clock: ReplayClock,
-                     reference: Sequence[str] = ()) -> AsyncIterator[Sequence[FeedItem]]:
+                     reference: Sequence[str] = (), events: EventCache | None = None
+                     ) -> AsyncIterator[Sequence[FeedItem]]:
     """A dry run's feed: recorded frames (or LOBSTER rows, decoded), paced at ``speed``
     (None: as fast as taken) on ``clock``, timed by ``event_clock``; the ``reference``
-    feed's recordings merged in by the same clock."""
+    feed's recordings merged in by the same clock. ``events``: the recordings' decoded-event
+    cache (:mod:`mmdaemon.feed.event_cache`), checked for them, read instead."""
+    if events is not None:
+        return paced(replay_items(events), _cached_ns, speed, clock)
     if config.instrument.venue == "lobster":  # two files: MESSAGE_CSV ORDERBOOK_CSV
         message, orderbook = recordings
         rows = (Decoded(e.recv_ns, [e]) for e in read_lobster(message, orderbook, instrument))

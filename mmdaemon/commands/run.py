@@ -19,6 +19,7 @@ from mmdaemon.clock import SystemClock
 from mmdaemon.commands.results import replay_metrics, replay_table, summary_warnings
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config, ConfigError
+from mmdaemon.feed.event_cache import CacheMode, for_config
 from mmdaemon.feed.recording import RecordingError
 from mmdaemon.pace import ReplayClock
 from mmdaemon.venue_rules import RulesRefused, settle
@@ -181,14 +182,15 @@ class DryRunFailed(Exception):
 def replay(config: Config, recordings: list[str], speed_text: str, state_dir: str | None,
            as_json: bool, report_dir: Path | None = None,
            event_clock: ReplayClock | None = None, log_level: str | None = None,
-           reference: list[str] | None = None, config_path: str = "the config") -> int:
+           reference: list[str] | None = None, config_path: str = "the config",
+           cache: CacheMode = "use") -> int:
     """``mmdaemon replay``: :func:`dry_run`, then its summary on stdout (a table, or one
     JSON object with ``as_json``)."""
     try:
         summary = dry_run(config, recordings, speed_text, state_dir,
                           progress=not as_json and sys.stderr.isatty(), report_dir=report_dir,
                           event_clock=event_clock, log_level=log_level, reference=reference,
-                          config_path=config_path)
+                          config_path=config_path, cache=cache)
     except DryRunFailed as exc:
         if exc.told:
             print(exc.why, file=sys.stderr)
@@ -206,7 +208,8 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
             state_dir: str | None = None, *, progress: bool = False,
             report_dir: Path | None = None, event_clock: ReplayClock | None = None,
             log_level: str | None = None, reference: list[str] | None = None,
-            config_path: str = "the config", whole: bool = False) -> dict[str, Any]:
+            config_path: str = "the config", whole: bool = False,
+            cache: CacheMode = "use", cache_path: Path | None = None) -> dict[str, Any]:
     """A dry run: the service on ``recordings`` with the paper exchange (whatever the
     config's adapter; never in the desk's firm-wide risk), in ``state_dir`` (None: a
     temporary directory, removed after). The one replay path: ``mmdaemon replay`` and
@@ -246,12 +249,13 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
     # the config as the service runs it (a paper adapter), the file as it was read
     produced = provenance(config, config_path, mode="replay", recordings=recordings,
                           reference=reference)
+    events = for_config(config, recordings, reference, event_clock, cache, logger, cache_path)
     with tempfile.TemporaryDirectory(prefix="mmdaemon-replay-") as tmp:
         try:
             service = Service(config, SystemClock(), logger, recordings=recordings,
                               speed=speed, event_clock=event_clock,
                               state_dir=Path(state_dir or tmp), log_level=log_level,
-                              reference=reference, provenance=produced)
+                              reference=reference, provenance=produced, event_cache=events)
         except ValueError as exc:
             raise DryRunFailed(2, f"mmdaemon replay: config error: {exc}") from None
         start_ns = service.clock.monotonic_ns()

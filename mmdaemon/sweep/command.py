@@ -65,6 +65,7 @@ class SweepArgs:
     log_level: str = "error"
     version: str = "unknown"  # mmdaemon --version's text, stated on the page
     requires: tuple[str, ...] = ()  # --require: what a run must meet to count as best
+    cache: bool = True  # build the recordings' decoded-event cache before the runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,8 @@ def sweep(args: SweepArgs) -> int:
                          "worker thread of the cluster; give one or the other")
     plan = _plan(args)
     _check_out(args.out)
+    if args.cache:
+        plan = _with_event_caches(plan)
     recordings = [Recording.read(path) for path in plan.files]
     start = time.monotonic()
     try:
@@ -192,6 +195,36 @@ def _plan(args: SweepArgs) -> Plan:
     named = tuple(sources)
     return Plan(grid, files, [dataclasses.replace(t, sources=named) for t in in_sample],
                 [dataclasses.replace(t, sources=named) for t in holdout])
+
+
+def _with_event_caches(plan: Plan) -> Plan:
+    """The plan's tasks with the decoded-event cache of their recordings, built once here
+    (or found valid) for each instrument and clock among them, so that the runs read
+    events rather than parse JSON (:mod:`mmdaemon.feed.event_cache`; the rows are the
+    same). A cache that cannot be built is said on stderr and its runs parse."""
+    from mmdaemon.feed.event_cache import ensure
+    from mmdaemon.venue_rules import settle
+
+    found: dict[tuple[Any, ...], str] = {}
+
+    def cached(task: RunTask) -> RunTask:
+        paths = [plan.files[i] for i in task.recordings]
+        try:
+            config = settle(task.config, [str(p) for p in paths]).config
+        except ConfigError:
+            return task  # the run fails and says why
+        inst = config.instrument
+        key = (task.recordings, task.reference, inst.venue, inst.symbol, inst.tick_size,
+               inst.lot_size, config.feed.clock)
+        if key not in found:
+            path, how = ensure(config, paths, [plan.files[i] for i in task.reference])
+            found[key] = str(path or "")
+            print(f"mmdaemon sweep: event cache: {how}" + (f": {path}" if path else ""),
+                  file=sys.stderr)
+        return dataclasses.replace(task, event_cache=found[key])
+
+    return Plan(plan.grid, plan.files, [cached(t) for t in plan.tasks],
+                [cached(t) for t in plan.holdout_tasks])
 
 
 def _as_run(config: Config) -> Config:

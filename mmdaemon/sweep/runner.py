@@ -41,7 +41,9 @@ class RunTask:
     at the indexes ``recordings`` (the reference feed's at ``reference``); the worker
     logs at ``log_level`` (the runs' logs go to its stderr). ``sources`` names every
     shipped recording as the command line did (by index): a row says those, never the
-    worker's temporary copies, whose names change from run to run."""
+    worker's temporary copies, whose names change from run to run. ``event_cache``: the
+    recordings' decoded-event cache the sweep built before its runs ("" none: the run
+    parses them), checked against the worker's copies by their content."""
 
     run: int
     set: str
@@ -51,6 +53,7 @@ class RunTask:
     reference: tuple[int, ...] = ()
     log_level: str = "error"
     sources: tuple[str, ...] = ()
+    event_cache: str = ""
 
 
 # per worker process: the log level it was configured at (None: not yet)
@@ -77,7 +80,9 @@ def run_task(task: RunTask, recordings: Sequence[Recording]) -> dict[str, Any]:
     try:
         summary = dry_run(task.config, [str(paths[i]) for i in task.recordings],
                           reference=[str(paths[i]) for i in task.reference] or None,
-                          log_level=task.log_level, whole=True)
+                          log_level=task.log_level, whole=True,
+                          cache="use" if task.event_cache else "off",
+                          cache_path=Path(task.event_cache) if task.event_cache else None)
     except DryRunFailed as exc:
         row["error"] = f"exit {exc.code}: {exc.why}"
     except UsageError as exc:
