@@ -8,9 +8,12 @@ Every contender is a process of its own, timed from spawn to exit, start-up incl
 the command is a process for its users, so the baseline is one too (the same interpreter
 start-up on both sides; a parse-only child spends about 20 ms of its time starting).
 
-- **command**: the console script ``mmdaemon replay FILES --json`` on the bundled recording
-  (default config), its summary on a pipe (checked: the frames it counted), its logs to
-  /dev/null (what a terminal costs is not the engine's);
+- **command**: the console script ``mmdaemon replay FILES --json --cache off`` on the
+  bundled recording (default config), its summary on a pipe (checked: the frames it
+  counted), its logs to /dev/null (what a terminal costs is not the engine's); it parses,
+  as parse-only does;
+- **command_cached**: the same reading the decoded-event cache (built first), which a
+  replay uses when one lies beside its files (docs/event-cache.md);
 - **parse-only**: ``gzip.decompress`` of each whole file, split in lines, ``orjson.loads`` of
   every frame: the fastest plain reading of the same bytes;
 - **anchors** (bench/anchors/run.py, in the anchors' own locked venv; skipped, and said so,
@@ -91,9 +94,11 @@ def _timed(args: list[str], baseline: Path | None = None) -> tuple[float, float,
     return wall_s, usage.ru_utime + usage.ru_stime, out
 
 
-def command_args(files: list[Path]) -> list[str]:
-    """The command as a user types it, through the venv's console script."""
-    return [str(Path(sys.executable).parent / "mmdaemon"), "replay", *map(str, files), "--json"]
+def command_args(files: list[Path], *extra: str) -> list[str]:
+    """The command as a user types it, through the venv's console script (``extra``: more
+    arguments)."""
+    return [str(Path(sys.executable).parent / "mmdaemon"), "replay", *map(str, files), "--json",
+            *extra]
 
 
 def anchors_available() -> str:
@@ -111,8 +116,14 @@ def measure(runs: int = RUNS, files: list[Path] = SPOT_FILES,
     ``mmdaemon`` package, e.g. ``git archive`` of an older commit with its compiled
     ``_speedups``) that version's command too, as ``command_baseline``: before and after in
     one run."""
+    # the command parses: a decoded-event cache beside the files (which `sweep` or
+    # `replay --cache build` leave) would skip the very work parse-only stands for; the
+    # cached command is measured on its own (after a build), as ``command_cached``
+    subprocess.run(command_args(files, "--cache", "build"), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     contenders: dict[str, list[str]] = {
-        "command": command_args(files),
+        "command": command_args(files, "--cache", "off"),
+        "command_cached": command_args(files, "--cache", "use"),
         "parse_only": [sys.executable, "-c", PARSE_ONLY, *map(str, files)],
     }
     if baseline is not None:
@@ -177,6 +188,7 @@ def table(r: dict[str, Any]) -> list[str]:
     lines = [f"{'whole command vs parse-only':<34}{r['frames']:>12,} frames, "
              f"{r['runs']} interleaved rounds (median / best)"]
     labels = {"command": "mmdaemon replay --json",
+              "command_cached": "  the same, from the event cache",
               "command_baseline": "  the same, --baseline version",
               "parse_only": "gunzip + orjson parse-only",
               "hftbacktest": "hftbacktest convert+backtest",
