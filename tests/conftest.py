@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,15 @@ def usdm_file() -> Path:
     if not USDM_FILE.exists():
         pytest.skip(f"{USDM_FILE} not present: the futures recording lives in ../shared only")
     return USDM_FILE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recordings_left_as_found() -> Iterator[None]:
+    """No test leaves a decoded-event cache beside the bundled or shared recordings: a later
+    replay of them would read the cache instead of parsing, so which path a test exercised
+    would depend on the order the tests ran in (tests that want a cache make copies)."""
+    folders = [REPO / "data", SHARED_DATA]
+    before = {p for folder in folders for p in folder.rglob("*.mmevents")}
+    yield
+    left = {p for folder in folders for p in folder.rglob("*.mmevents")} - before
+    assert not left, f"tests left decoded-event caches beside the recordings: {sorted(left)}"

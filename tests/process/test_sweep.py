@@ -28,6 +28,11 @@ GRID = """[grid]
 """
 
 
+# the bundled recordings are swept as they are: no decoded-event cache written beside them
+# (tests/process/test_event_cache.py sweeps copies with the cache)
+NO_CACHE = ("--cache", "off")
+
+
 def sweep(tmp_path: Path, *args: str, grid: str = GRID, files: list[Path] = SPOT_FILES,
           out: str = "out") -> tuple[subprocess.CompletedProcess[str], Path]:
     """``mmdaemon sweep --json`` of ``grid`` over ``files``; the process and its --out."""
@@ -35,7 +40,8 @@ def sweep(tmp_path: Path, *args: str, grid: str = GRID, files: list[Path] = SPOT
     grid_file.write_text(grid)
     proc = subprocess.run(
         [sys.executable, "-m", "mmdaemon", "sweep", "--config", str(DRYRUN), "--grid",
-         str(grid_file), *map(str, files), "--out", str(tmp_path / out), "--json", *args],
+         str(grid_file), *map(str, files), "--out", str(tmp_path / out), "--json",
+         *NO_CACHE, *args],
         capture_output=True, text=True, timeout=300)
     return proc, tmp_path / out
 
@@ -195,7 +201,7 @@ def test_a_config_with_a_reference_feed_ships_its_recordings_to_the_runs(
     proc = subprocess.run(
         [sys.executable, "-m", "mmdaemon", "sweep", "--config",
          str(REPO / "config" / "dryrun-reference.toml"), "--grid", str(grid_file),
-         str(SPOT_FILES[0]), "--out", str(tmp_path / "out"), "--json"],
+         str(SPOT_FILES[0]), "--out", str(tmp_path / "out"), "--json", *NO_CACHE],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fast, slow = rows(tmp_path / "out")
@@ -234,7 +240,7 @@ def test_a_run_stopped_by_a_signal_gives_a_failed_row_not_the_figures_of_part_of
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmdaemon", "--log-level", "info", "sweep", "--config",
          str(DRYRUN), "--grid", str(grid_file), *map(str, SPOT_FILES), "--workers", "1",
-         "--out", str(tmp_path / "out"), "--json"],
+         "--out", str(tmp_path / "out"), "--json", *NO_CACHE],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     stderr = proc.stderr
@@ -271,7 +277,8 @@ def test_a_base_config_with_a_metrics_port_sweeps_without_serving_it(tmp_path: P
         grid_file.write_text(GRID)
         proc = subprocess.run(
             [sys.executable, "-m", "mmdaemon", "sweep", "--config", str(config), "--grid",
-             str(grid_file), str(SPOT_FILES[0]), "--out", str(tmp_path / "out"), "--json"],
+             str(grid_file), str(SPOT_FILES[0]), "--out", str(tmp_path / "out"), "--json",
+             *NO_CACHE],
             capture_output=True, text=True, timeout=300)
     finally:
         taken.close()
