@@ -26,8 +26,10 @@ the :class:`~websockets.exceptions.ConnectionClosed` raised has the
 :class:`~websockets.exceptions.PayloadTooBig` as its ``__cause__``; at most ``max_queue``
 messages are held unread (reading the socket pauses, TCP holds the venue back); leaving
 closes the connection, waiting ``close_timeout`` seconds at most for the venue's side of
-the close. Not kept: websockets' own keep-alive pings (the feed's silence watch closes a
-connection that says nothing for ``stale_after_ms``, which a dead peer does).
+the close. Added: reading also pauses while more than :data:`_WRITE_LIMIT` bytes wait to be
+sent (the pongs of a venue that pings without reading). Not kept: websockets' own
+keep-alive pings (the feed's silence watch closes a connection that says nothing for
+``stale_after_ms``, which a dead peer does).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ SO_TIMESTAMPNS: Final = 35
 _TIMESPEC = struct.Struct("qq")  # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
 _ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 _READ_BYTES: Final = 1 << 18  # one read: larger than a depth frame burst of a busy second
+_WRITE_LIMIT: Final = 1 << 16
+"""Bytes unsent (pongs, mostly) beyond which reading pauses until the venue has taken
+them: a venue that pings and does not read the answers (a flood) is held back by TCP, as a
+full queue holds it back, instead of growing the daemon's memory by the pongs it owes
+(about 25 MB a second on loopback without this); the silence watch then ends the
+connection."""
 
 
 def kernel_stamps_possible(url: str, proxy: str | None) -> bool:
@@ -155,8 +163,7 @@ class StampedConnection:
             finally:
                 self._waiter = None
         message = messages.popleft()
-        if not self._reading and len(messages) < self._max_queue and not self._ended:
-            self._resume()
+        self._resume_if_room()
         return message
 
     async def close(self) -> None:
@@ -220,7 +227,7 @@ class StampedConnection:
         if self._ended and not self._opened.done():
             self._opened.set_exception(proto.handshake_exc or ConnectionResetError(
                 "the venue closed the connection during the opening handshake"))
-        if len(self._messages) >= self._max_queue:
+        if len(self._messages) >= self._max_queue or len(self._out) > _WRITE_LIMIT:
             self._pause()
         self._wake()
 
@@ -267,6 +274,7 @@ class StampedConnection:
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
+            self._resume_if_room()  # a read paused for the unsent bytes goes on
         if self._eof_pending:
             self._eof_pending = False
             with contextlib.suppress(OSError):
@@ -278,6 +286,13 @@ class StampedConnection:
         if not self._reading:
             self._loop.add_reader(self._fd, self._on_readable)
             self._reading = True
+
+    def _resume_if_room(self) -> None:
+        """Read again when nothing holds reading back: room in the message queue and the
+        unsent bytes under :data:`_WRITE_LIMIT`, the venue's side not over."""
+        if (not self._reading and len(self._messages) < self._max_queue
+                and len(self._out) <= _WRITE_LIMIT and not self._ended):
+            self._resume()
 
     def _pause(self) -> None:
         if self._reading:
