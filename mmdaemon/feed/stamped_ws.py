@@ -91,7 +91,9 @@ class StampedConnection:
         self._close_timeout = close_timeout
         self._messages: deque[tuple[int, bytes]] = deque()
         self._fragments: list[bytes] = []  # a fragmented message's parts so far
-        self._waiter: asyncio.Future[None] | None = None
+        # every task waiting for the socket (a reader, close()): each is woken, so a
+        # recv_stamped() pending while another task closes ends too, as websockets' does
+        self._waiters: set[asyncio.Future[None]] = set()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._out = bytearray()  # bytes the socket did not take yet
         self._writing = False  # a writer callback waits for room
@@ -157,11 +159,7 @@ class StampedConnection:
         while not messages:
             if self._proto.state is not OPEN or self._ended:
                 raise self._closed_exc()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
         message = messages.popleft()
         self._resume_if_room()
         return message
@@ -182,11 +180,7 @@ class StampedConnection:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._close_timeout):
                         while not self._ended:
-                            self._waiter = self._loop.create_future()
-                            try:
-                                await self._waiter
-                            finally:
-                                self._waiter = None
+                            await self._wait()
         finally:  # cancelled while waiting too: the socket is never left open
             self._abort()
 
@@ -299,10 +293,19 @@ class StampedConnection:
             self._loop.remove_reader(self._fd)
             self._reading = False
 
+    async def _wait(self) -> None:
+        """Until the socket's callbacks (or the close) have news for the waiting tasks."""
+        waiter = self._loop.create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _abort(self) -> None:
         self._pause()
@@ -311,6 +314,7 @@ class StampedConnection:
             self._writing = False
         self._ended = True
         self._sock.close()
+        self._wake()  # a reader still waiting raises ConnectionClosed: nothing more comes
 
     def _closed_exc(self) -> ConnectionClosed:
         """What websockets' client raises here: OK when both close frames had OK codes,

@@ -352,3 +352,18 @@ async def test_a_venue_that_floods_pings_without_reading_the_pongs_is_held_back(
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         server.close()
+
+
+async def test_a_read_pending_while_another_task_closes_ends_with_connection_closed() -> None:
+    """A task waiting in recv_stamped() while another closes the connection gets
+    ConnectionClosed, as with websockets' client, instead of waiting forever."""
+    async with server(frames_server_handler([])) as url:
+        conn = await StampedConnection.open(url, open_timeout=5, max_size=1 << 20,
+                                            close_timeout=2)
+        reader = asyncio.create_task(conn.recv_stamped())
+        await asyncio.sleep(0)  # a yield, no wait: the reader runs to its await
+        await conn.close()
+        done, _ = await asyncio.wait([reader], timeout=5)
+        assert done, "recv_stamped() still waiting after close()"
+        with pytest.raises(ConnectionClosed):
+            reader.result()
