@@ -26,8 +26,10 @@ the :class:`~websockets.exceptions.ConnectionClosed` raised has the
 :class:`~websockets.exceptions.PayloadTooBig` as its ``__cause__``; at most ``max_queue``
 messages are held unread (reading the socket pauses, TCP holds the venue back); leaving
 closes the connection, waiting ``close_timeout`` seconds at most for the venue's side of
-the close. Not kept: websockets' own keep-alive pings (the feed's silence watch closes a
-connection that says nothing for ``stale_after_ms``, which a dead peer does).
+the close. Added: reading also pauses while more than :data:`_WRITE_LIMIT` bytes wait to be
+sent (the pongs of a venue that pings without reading). Not kept: websockets' own
+keep-alive pings (the feed's silence watch closes a connection that says nothing for
+``stale_after_ms``, which a dead peer does).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ SO_TIMESTAMPNS: Final = 35
 _TIMESPEC = struct.Struct("qq")  # struct timespec on a 64-bit kernel: tv_sec, tv_nsec
 _ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 _READ_BYTES: Final = 1 << 18  # one read: larger than a depth frame burst of a busy second
+_WRITE_LIMIT: Final = 1 << 16
+"""Bytes unsent (pongs, mostly) beyond which reading pauses until the venue has taken
+them: a venue that pings and does not read the answers (a flood) is held back by TCP, as a
+full queue holds it back, instead of growing the daemon's memory by the pongs it owes
+(about 25 MB a second on loopback without this); the silence watch then ends the
+connection."""
 
 
 def kernel_stamps_possible(url: str, proxy: str | None) -> bool:
@@ -83,7 +91,9 @@ class StampedConnection:
         self._close_timeout = close_timeout
         self._messages: deque[tuple[int, bytes]] = deque()
         self._fragments: list[bytes] = []  # a fragmented message's parts so far
-        self._waiter: asyncio.Future[None] | None = None
+        # every task waiting for the socket (a reader, close()): each is woken, so a
+        # recv_stamped() pending while another task closes ends too, as websockets' does
+        self._waiters: set[asyncio.Future[None]] = set()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._out = bytearray()  # bytes the socket did not take yet
         self._writing = False  # a writer callback waits for room
@@ -149,14 +159,9 @@ class StampedConnection:
         while not messages:
             if self._proto.state is not OPEN or self._ended:
                 raise self._closed_exc()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+            await self._wait()
         message = messages.popleft()
-        if not self._reading and len(messages) < self._max_queue and not self._ended:
-            self._resume()
+        self._resume_if_room()
         return message
 
     async def close(self) -> None:
@@ -175,11 +180,7 @@ class StampedConnection:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._close_timeout):
                         while not self._ended:
-                            self._waiter = self._loop.create_future()
-                            try:
-                                await self._waiter
-                            finally:
-                                self._waiter = None
+                            await self._wait()
         finally:  # cancelled while waiting too: the socket is never left open
             self._abort()
 
@@ -220,7 +221,7 @@ class StampedConnection:
         if self._ended and not self._opened.done():
             self._opened.set_exception(proto.handshake_exc or ConnectionResetError(
                 "the venue closed the connection during the opening handshake"))
-        if len(self._messages) >= self._max_queue:
+        if len(self._messages) >= self._max_queue or len(self._out) > _WRITE_LIMIT:
             self._pause()
         self._wake()
 
@@ -267,6 +268,7 @@ class StampedConnection:
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
+            self._resume_if_room()  # a read paused for the unsent bytes goes on
         if self._eof_pending:
             self._eof_pending = False
             with contextlib.suppress(OSError):
@@ -279,15 +281,31 @@ class StampedConnection:
             self._loop.add_reader(self._fd, self._on_readable)
             self._reading = True
 
+    def _resume_if_room(self) -> None:
+        """Read again when nothing holds reading back: room in the message queue and the
+        unsent bytes under :data:`_WRITE_LIMIT`, the venue's side not over."""
+        if (not self._reading and len(self._messages) < self._max_queue
+                and len(self._out) <= _WRITE_LIMIT and not self._ended):
+            self._resume()
+
     def _pause(self) -> None:
         if self._reading:
             self._loop.remove_reader(self._fd)
             self._reading = False
 
+    async def _wait(self) -> None:
+        """Until the socket's callbacks (or the close) have news for the waiting tasks."""
+        waiter = self._loop.create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _abort(self) -> None:
         self._pause()
@@ -296,6 +314,7 @@ class StampedConnection:
             self._writing = False
         self._ended = True
         self._sock.close()
+        self._wake()  # a reader still waiting raises ConnectionClosed: nothing more comes
 
     def _closed_exc(self) -> ConnectionClosed:
         """What websockets' client raises here: OK when both close frames had OK codes,

@@ -8,7 +8,9 @@ the kernel's stamp is not the frame's (wss://, a test's clock)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import select
 import socket
 import ssl
@@ -45,6 +47,7 @@ SCRIPT: list[str | bytes | list[str] | list[bytes]] = [
     "after the ping",
 ]
 Handler = Callable[[ServerConnection], Awaitable[None]]
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for a raw server's accept key
 
 
 async def scripted(ws: ServerConnection) -> None:
@@ -315,3 +318,52 @@ async def test_closing_an_unread_connection_returns_within_the_close_timeout() -
         await conn.close()
         assert time.monotonic() - started < 5
         assert conn._sock.fileno() < 0
+
+
+async def test_a_venue_that_floods_pings_without_reading_the_pongs_is_held_back() -> None:
+    """A venue that pings and never reads the pongs: the reader stops reading once the
+    pongs it owes pass its write limit (TCP holds the venue back), instead of holding them
+    all (tens of MB a second on loopback); the memory held is the limit plus one read's."""
+    ping = b"\x89\x7d" + b"p" * 125  # an unmasked ping of 125 bytes
+    flood = ping * 160_000  # 20 MB of pings: about 22 MB of pongs owed
+
+    async def flooder(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+        writer.write(flood)  # never read: the pongs pile up on the client's side
+        with contextlib.suppress(ConnectionError):
+            await asyncio.Event().wait()
+
+    server = await asyncio.start_server(flooder, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, await StampedConnection.open(
+            f"ws://127.0.0.1:{port}/", open_timeout=5, max_size=1 << 20,
+            close_timeout=0.2) as conn:
+        reader = asyncio.create_task(conn.recv_stamped())
+        owed = conn._out  # the bytes the venue has not taken (pongs)
+        # either the reader holds back (stops reading) or the pongs pile past 4 MB
+        await until(lambda: not conn._reading or len(owed) > 4 << 20)
+        assert len(owed) <= 1 << 20, f"{len(owed):,} bytes of pongs held"
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        server.close()
+
+
+async def test_a_read_pending_while_another_task_closes_ends_with_connection_closed() -> None:
+    """A task waiting in recv_stamped() while another closes the connection gets
+    ConnectionClosed, as with websockets' client, instead of waiting forever."""
+    async with server(frames_server_handler([])) as url:
+        conn = await StampedConnection.open(url, open_timeout=5, max_size=1 << 20,
+                                            close_timeout=2)
+        reader = asyncio.create_task(conn.recv_stamped())
+        await asyncio.sleep(0)  # a yield, no wait: the reader runs to its await
+        await conn.close()
+        done, _ = await asyncio.wait([reader], timeout=5)
+        assert done, "recv_stamped() still waiting after close()"
+        with pytest.raises(ConnectionClosed):
+            reader.result()
