@@ -103,12 +103,13 @@ from mmdaemon.aio import first_of
 from mmdaemon.backoff import backoff_delay
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.feed.recording import RecordedFrame
-from mmdaemon.feed.stamped_ws import StampedConnection, kernel_stamps_possible
 from mmdaemon.reference import ReferenceFrame
 
 if TYPE_CHECKING:
     import aiohttp
     from websockets.asyncio.client import ClientConnection
+
+    from mmdaemon.feed.stamped_ws import StampedConnection
 
 
 class Reconnected(NamedTuple):
@@ -372,7 +373,7 @@ class WebsocketFeed:
     async def _connection(self, session: aiohttp.ClientSession) -> str:
         """One connection's life; returns why it ended."""
         # here, not at the top: a replay never connects, and websockets' imports are 2% of
-        # a whole `mmdaemon replay` of the bundled recording
+        # a whole `mmdaemon replay` of the bundled recording (our reader imports them too)
         from websockets.asyncio.client import connect
         from websockets.exceptions import (
             ConnectionClosed,
@@ -380,6 +381,8 @@ class WebsocketFeed:
             InvalidURI,
             PayloadTooBig,
         )
+
+        from mmdaemon.feed.stamped_ws import StampedConnection, kernel_stamps_possible
 
         s = self.settings
         urls = s.stream_urls
@@ -458,6 +461,8 @@ class WebsocketFeed:
             await clock.sleep(wait_ns / 1e9)
 
     async def _read(self, ws: ClientConnection | StampedConnection) -> str:
+        from mmdaemon.feed.stamped_ws import StampedConnection
+
         s = self.settings
         monotonic_ns = self.clock.monotonic_ns
         deadline = monotonic_ns() + round(s.max_connection_age_s * 1e9)
