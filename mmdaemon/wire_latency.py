@@ -3,8 +3,9 @@ frame that caused an order frame to the moment that order frame was written to t
 order-entry socket.
 
 The start is the frame's receive stamp as the feed gave it
-(:attr:`~mmdaemon.feed.websocket.WebsocketFeed.stamp_source`): the kernel's receive time of
-the TCP segment that completed the frame on a plain ``ws://`` feed, the wall time the
+(:attr:`~mmdaemon.feed.websocket.WebsocketFeed.stamp_source`): on a plain ``ws://`` feed the
+kernel's receive time of the last TCP segment of the read that completed the frame (frames
+read together share it; :mod:`mmdaemon.feed.stamped_ws`), the wall time the
 frame was handed over at otherwise (``wss://``: the kernel would stamp encrypted bytes; a
 proxy). The end is when the websocket's send returned: uvloop's transport writes at once
 (one ``send`` syscall) when its buffer is empty, which the gateway checks before writing in
