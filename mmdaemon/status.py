@@ -59,7 +59,10 @@ class RunFacts:
     pid: int
     kill_reason: str  # the risk state's, "" unless KILLED
     kill_journaled: bool  # the journal's state row says killed
-    venue_open_orders: int  # the adapter's view of the venue (paper: the paper venue's)
+    # the adapter's view of the venue (paper: the paper venue's); None until order entry
+    # has reconciled with the venue once: before, orders the venue holds for us from an
+    # earlier run are not counted, so a 0 would be a guess
+    venue_open_orders: int | None
     last_frame_age_s: float | None  # None before the first frame
     uptime_s: float
     latch: LatchView
@@ -187,7 +190,8 @@ def stopped_status(facts: StoppedFacts) -> dict[str, Any]:
 def kill_confirmed(status: dict[str, Any]) -> bool:
     """A kill is done: the running instance is KILLED, the kill is on disk in both the
     latch file and the journal, and no order is open, by our count nor by the venue's
-    (the adapter's view after its cancel-all; paper: the paper venue's book)."""
+    (the adapter's view after its cancel-all; paper: the paper venue's book; an unknown
+    view, None, is not 0)."""
     orders = status.get("open_orders") or {}
     latch = status.get("kill_latch") or {}
     return (status.get("instance") == RUNNING and status.get("state") == KILLED
@@ -219,7 +223,9 @@ def render_text(status: dict[str, Any]) -> str:
                      + (f" (mark {pnl['mark']:.8g})" if pnl["mark"] is not None else ""))
     orders = s["open_orders"]
     if s["instance"] == RUNNING:
-        lines.append(f"open orders: ours {orders['ours']}, venue {orders['venue']}")
+        venue = ("unknown (order entry has not reached the venue yet)"
+                 if orders["venue"] is None else orders["venue"])
+        lines.append(f"open orders: ours {orders['ours']}, venue {venue}")
     else:
         lines.append("open orders: unknown while stopped (the stop's log line `stopped` "
                      "says how many were left)")

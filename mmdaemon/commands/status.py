@@ -178,6 +178,9 @@ def _missing(s: dict[str, Any]) -> str:
     gaps += [] if latch.get("latched") else ["the kill latch is not set"]
     gaps += [] if s.get("kill_journaled") else ["the journal does not say killed"]
     gaps += [] if orders.get("ours") == 0 else [f"{orders.get('ours')} orders open by our count"]
-    gaps += [] if orders.get("venue") == 0 else [
-        f"{orders.get('venue')} orders open at the venue"]
+    venue = orders.get("venue")
+    gaps += [] if venue == 0 else [
+        "open orders at the venue unknown (order entry has not reached the venue yet: "
+        "see `venue_status` in the log)" if venue is None else
+        f"{venue} orders open at the venue"]
     return ", ".join(gaps) or "not confirmed"

@@ -1,0 +1,44 @@
+"""`mmdaemon status` and the confirmed `mmdaemon kill` where they could say more than they
+know: an instance whose order entry has not reached the venue yet (so it has not read what
+the venue holds open for it, a crashed run's orders included) must not report 0 orders at
+the venue, and its kill must not be confirmed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import Daemon
+from tests.process.test_record_sim_cli import free_port
+from tests.process.test_sim_processes import sim_config
+from tests.process.test_status_kill import cli
+
+
+def test_a_kill_is_not_confirmed_while_order_entry_has_not_reached_the_venue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nobody listens on either port: order entry retries, the venue's book is unread
+    port, dead = free_port(), free_port()
+    config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch)
+    config.write_text(config.read_text().replace(f"127.0.0.1:{port}/ws-api",
+                                                 f"127.0.0.1:{dead}/ws-api"))
+    d = Daemon(config)
+    try:
+        d.wait_event("control_socket_listening")
+        d.wait_event("venue_status", ready=False)
+        out = cli("status", "--config", str(config), "--json")
+        assert out.returncode == 0, out
+        assert json.loads(out.stdout)["open_orders"] == {"ours": 0, "venue": None}
+
+        out = cli("kill", "--config", str(config), "--timeout", "2")
+        assert out.returncode == 1, out
+        assert "kill confirmed" not in out.stdout
+        assert "open orders at the venue unknown" in out.stderr, out.stderr
+        out = cli("status", "--config", str(config))
+        assert out.returncode == 0, out
+        assert "state:       KILLED" in out.stdout, out.stdout
+        assert "venue unknown" in out.stdout, out.stdout
+        assert d.stop() == 0
+    finally:
+        d.kill()
