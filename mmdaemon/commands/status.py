@@ -5,7 +5,7 @@ over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what
 run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
 (the status is the journal's; also when no instance ever ran there); 1 an instance holds
 the state directory but does not answer (starting, stuck, or an older version without the
-socket); 2 a config error.
+socket); 2 a config error, or the state directory cannot be read (not root).
 
 ``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
 instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
@@ -40,7 +40,7 @@ from mmdaemon.provenance import PROVENANCE_KEY, run_versions
 from mmdaemon.statedir import dir_holder
 from mmdaemon.status import LatchView, StoppedFacts, kill_confirmed, render_text, stopped_status
 
-EXIT_RUNNING, EXIT_UNANSWERED, EXIT_STOPPED = 0, 1, 3
+EXIT_RUNNING, EXIT_UNANSWERED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
 POLL_S = 0.02  # between two status requests while a kill is confirmed
 
 
@@ -51,7 +51,13 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
     try:
         current = request_status(state_dir)
     except ControlUnavailable as exc:
-        holder = _holder(state_dir)
+        try:
+            holder = dir_holder(state_dir)
+        except OSError as why:  # not root: the unit's state directory is its user's, 0700
+            print(f"mmdaemon status: cannot read {state_dir}: {why.strerror or why}: run as "
+                  f"root or as the instance's user (whether an instance runs there cannot be "
+                  f"told from here)", file=sys.stderr)
+            return EXIT_UNREADABLE
         if holder is not None:
             who = f"pid {holder}" if holder else "a process this one cannot name"
             print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "

@@ -6,11 +6,16 @@ the venue, and its kill must not be confirmed."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.daemon_process import Daemon
+from tests.helpers import write_config
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sim_processes import sim_config
 from tests.process.test_status_kill import cli
@@ -42,3 +47,23 @@ def test_a_kill_is_not_confirmed_while_order_entry_has_not_reached_the_venue(
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def test_status_of_a_state_directory_it_may_not_read_says_so_and_guesses_nothing(
+        tmp_path: Path) -> None:
+    # the unit's StateDirectoryMode=0700 directory, owned by its DynamicUser=, asked by an
+    # operator who is not root: root is stripped of what lets it read any directory
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("no setpriv (util-linux) to drop the capability to read any directory")
+    config = write_config(tmp_path, {})
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    out = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                          sys.executable, "-m", "mmdaemon", "status", "--config", str(config)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert "holds" not in out.stderr, out.stderr  # nothing was seen to hold it
+    assert f"cannot read {state}: Permission denied" in out.stderr, out.stderr
+    assert "run as root or as the instance's user" in out.stderr, out.stderr
