@@ -5,7 +5,8 @@ over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what
 run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
 (the status is the journal's; also when no instance ever ran there); 1 an instance holds
 the state directory but does not answer (starting, stuck, or an older version without the
-socket); 2 a config error, or the state directory cannot be read (not root).
+socket); 2 a config error, or this user may not read the state directory or use
+its socket (not root).
 
 ``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
 instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
@@ -31,7 +32,7 @@ from typing import Any
 import orjson
 
 from mmdaemon.config import Config
-from mmdaemon.control import ControlUnavailable, request_status
+from mmdaemon.control import ControlDenied, ControlUnavailable, request_status
 from mmdaemon.journal import JOURNAL_FILE
 from mmdaemon.journal_reader import load_status
 from mmdaemon.latch import read_latch_since
@@ -50,14 +51,12 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
     state_dir = Path(config.state.dir)
     try:
         current = request_status(state_dir)
+    except ControlDenied as exc:  # not root: the unit's state directory is its user's
+        print(f"mmdaemon status: {exc}: run as root or as the instance's user (whether an "
+              f"instance runs there cannot be told from here)", file=sys.stderr)
+        return EXIT_UNREADABLE
     except ControlUnavailable as exc:
-        try:
-            holder = dir_holder(state_dir)
-        except OSError as why:  # not root: the unit's state directory is its user's, 0700
-            print(f"mmdaemon status: cannot read {state_dir}: {why.strerror or why}: run as "
-                  f"root or as the instance's user (whether an instance runs there cannot be "
-                  f"told from here)", file=sys.stderr)
-            return EXIT_UNREADABLE
+        holder = _holder(state_dir)
         if holder is not None:
             who = f"pid {holder}" if holder else "a process this one cannot name"
             print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "

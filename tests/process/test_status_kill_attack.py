@@ -67,3 +67,26 @@ def test_status_of_a_state_directory_it_may_not_read_says_so_and_guesses_nothing
     assert "holds" not in out.stderr, out.stderr  # nothing was seen to hold it
     assert f"cannot read {state}: Permission denied" in out.stderr, out.stderr
     assert "run as root or as the instance's user" in out.stderr, out.stderr
+
+
+def test_status_of_an_instance_whose_socket_it_may_not_use_says_so(tmp_path: Path) -> None:
+    # the instance runs and answers, but its 0600 socket is another user's (a state
+    # directory made readable to all, the operator not root): not "stuck"
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("no setpriv (util-linux) to drop the capability to use any socket")
+    config = write_config(tmp_path, {"feed": {"speed": "1"}})
+    d = Daemon(config)
+    try:
+        d.wait_event("control_socket_listening")
+        os.chown(tmp_path / "state" / "control.sock", 65534, 65534)
+        out = subprocess.run([setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                              sys.executable, "-m", "mmdaemon", "status", "--config",
+                              str(config)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2, out
+        assert "still starting, stuck" not in out.stderr, out.stderr
+        assert "control.sock: Permission denied: run as root or as the instance's user" \
+            in out.stderr, out.stderr
+        assert d.stop() == 0
+    finally:
+        d.kill()
