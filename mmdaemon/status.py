@@ -96,6 +96,12 @@ def _iso(ns: int | None) -> str | None:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
 
 
+def _base(lots: int, lot_size: Decimal) -> str:
+    """A position in base currency, exact and plain: ``0.00000005``, never ``5E-8``
+    (``str`` of a Decimal product switches to an exponent for small values, 0 included)."""
+    return format(lots * lot_size, "f")
+
+
 def _money(units: Fraction | None, money: Fraction) -> float | None:
     return None if units is None else round(float(units * money), 8)
 
@@ -148,7 +154,7 @@ def running_status(snap: Snapshot, facts: RunFacts) -> dict[str, Any]:
             "reason": _reason(t.state, facts.kill_reason, t.halts, t.reducing),
             "halts": list(t.halts), "reducing": list(t.reducing),
             "position": {"lots": t.position_lots,
-                         "base": str(t.position_lots * snap.lot_size)},
+                         "base": _base(t.position_lots, snap.lot_size)},
             "pnl": _pnl(t.realized_units, t.fees_units, t.funding_units, t.unrealized_units,
                         t.total_units, t.mark_ticks, snap.tick_size, snap.lot_size),
             "open_orders": {"ours": t.open_orders, "venue": facts.venue_open_orders}}
@@ -180,7 +186,7 @@ def stopped_status(facts: StoppedFacts) -> dict[str, Any]:
             "kill_journaled": facts.kill_journaled, "versions": _versions(facts.versions),
             "state": state, "reason": reason, "halts": [], "reducing": [],
             "position": {"lots": position.position,
-                         "base": str(position.position * facts.lot_size)},
+                         "base": _base(position.position, facts.lot_size)},
             "pnl": _pnl(position.realized, Fraction(position.fees),
                         Fraction(position.funding), unrealized, total, mark,
                         facts.tick_size, facts.lot_size),

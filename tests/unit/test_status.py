@@ -80,3 +80,15 @@ def running(**changes: Any) -> dict[str, Any]:
 def test_a_kill_is_confirmed_only_with_every_part_of_it(missing: dict[str, Any]) -> None:
     assert kill_confirmed(running())
     assert not kill_confirmed(running(**missing))
+
+
+@pytest.mark.parametrize(("fills", "base"), [
+    ([], "0.00000000"),  # flat: not "0E-8"
+    ([Fill(1, Side.BUY, 100, 5, 0, True, 1, 1)], "0.00000005"),  # a partial fill's few lots
+    ([Fill(1, Side.SELL, 100, 7, 0, True, 1, 1)], "-0.00000007"),
+])
+def test_the_position_in_base_currency_is_a_plain_decimal_never_an_exponent(
+        fills: list[Fill], base: str) -> None:
+    s = stopped(fills, 200, LatchView(False, "", None))
+    assert s["position"]["base"] == base
+    assert f"= {base} base" in render_text(s)
