@@ -205,6 +205,14 @@ def kill_confirmed(status: dict[str, Any]) -> bool:
             and orders.get("ours") == 0 and orders.get("venue") == 0)
 
 
+def _plain(v: float) -> str:
+    """A money figure or price as a person reads it: fixed point to the 1e-8 the dict is
+    rounded to, trailing zeros dropped (``1234567.89``, ``0.00000012``, ``-3``): never an
+    exponent, never cut to 8 significant digits (which loses cents above 1e6)."""
+    text = f"{v:.8f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
 def render_text(status: dict[str, Any]) -> str:
     """``mmdaemon status`` without ``--json``: one fact per line, for a person."""
     s = status
@@ -222,11 +230,11 @@ def render_text(status: dict[str, Any]) -> str:
         cur = f" {s['currency']}" if s.get("currency") else ""
 
         def num(v: float | None) -> str:
-            return "n/a (no mark)" if v is None else f"{v:.8g}"
+            return "n/a (no mark)" if v is None else _plain(v)
         lines.append(f"pnl:         total {num(pnl['total'])}{cur} = realized "
                      f"{num(pnl['realized'])} + unrealized {num(pnl['unrealized'])} - fees "
                      f"{num(pnl['fees'])} + funding {num(pnl['funding'])}"
-                     + (f" (mark {pnl['mark']:.8g})" if pnl["mark"] is not None else ""))
+                     + (f" (mark {_plain(pnl['mark'])})" if pnl["mark"] is not None else ""))
     orders = s["open_orders"]
     if s["instance"] == RUNNING:
         venue = ("unknown (order entry has not reached the venue yet)"

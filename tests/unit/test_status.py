@@ -92,3 +92,15 @@ def test_the_position_in_base_currency_is_a_plain_decimal_never_an_exponent(
     s = stopped(fills, 200, LatchView(False, "", None))
     assert s["position"]["base"] == base
     assert f"= {base} base" in render_text(s)
+
+
+def test_pnl_and_mark_print_to_the_cent_and_below_never_rounded_to_8_digits_nor_as_an_exponent(
+        ) -> None:
+    # sold 100_000_000 lots (1 BTC) at 1_234_567.89 (in ticks of 0.01); an ETHBTC-sized
+    # fee of 1234 units of 1e-10 = 0.0000001234 quote
+    fills = [Fill(1, Side.SELL, 123_456_789, 100_000_000, 1234, True, 1, 1)]
+    s = stopped(fills, 2 * 123_456_789, LatchView(False, "", None))
+    text = render_text(s)
+    assert "(mark 1234567.89)" in text, text
+    assert "fees 0.00000012" in text, text
+    assert "e-0" not in text and "e+0" not in text, text
