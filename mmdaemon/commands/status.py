@@ -26,6 +26,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
         journal = load_status(state_dir / JOURNAL_FILE)
     except sqlite3.Error as exc:
         raise OSError(f"{state_dir / JOURNAL_FILE}: {exc}") from None
+    _same_instance(journal.state.get("identity"), {
+        "venue": config.instrument.venue, "symbol": inst.symbol,
+        "tick_size": format(inst.tick_size, "f"), "lot_size": format(inst.lot_size, "f"),
+        "adapter": config.exchange.adapter, "instance": config.firm.instance},
+        state_dir / JOURNAL_FILE)
     read = read_latch_since(state_dir)
     latch = LatchView(False, "", None) if read is None else LatchView(
         read[0].killed, read[0].reason, read[1])
@@ -107,6 +113,34 @@ def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
         journal.state.get("trading_state", ""), journal.state.get("killed", "0") == "1",
         journal.state.get("kill_reason", ""), journal.last_record_ns, latch,
         run_versions(config_path, _produced(journal.state.get(PROVENANCE_KEY)))))
+
+
+def _same_instance(stored: str | None, mine: dict[str, str], path: Path) -> None:
+    """Raise ValueError when the journal at ``path`` recorded an identity (``stored``, JSON)
+    that differs from this config's (``mine``): its fills are in another instrument's ticks
+    and lots, and shown in this config's they would be wrong figures (a start would refuse
+    that journal too, :meth:`mmdaemon.journal.Journal.check_identity`). The account is not
+    compared: telling it needs the credentials."""
+    try:
+        theirs = orjson.loads(stored) if stored else {}
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{path}: its identity record is not JSON") from None
+    if not isinstance(theirs, dict):
+        raise ValueError(f"{path}: its identity record is not a JSON object")
+    differ = [f"{key} {theirs[key]!r} (this config: {value!r})"
+              for key, value in mine.items() if key in theirs and not _same(theirs[key], value)]
+    if differ:
+        raise ValueError(f"{path} belongs to another instance: {', '.join(differ)}; its "
+                         f"figures are not this config's (a start would refuse it too)")
+
+
+def _same(theirs: object, mine: str) -> bool:
+    """One identity field alike: sizes by value (``1E-8`` is ``0.00000001``), the rest as
+    text."""
+    try:
+        return Decimal(str(theirs)) == Decimal(mine)
+    except ArithmeticError:  # not a number (InvalidOperation): a name
+        return str(theirs) == mine
 
 
 def _produced(text: str | None) -> dict[str, Any] | None:
