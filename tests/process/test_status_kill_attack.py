@@ -19,6 +19,7 @@ from tests.helpers import write_config
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sim_processes import sim_config
 from tests.process.test_status_kill import cli
+from tests.unit.test_status import documented_fields, flat_fields
 
 
 def test_a_kill_is_not_confirmed_while_order_entry_has_not_reached_the_venue(
@@ -34,7 +35,9 @@ def test_a_kill_is_not_confirmed_while_order_entry_has_not_reached_the_venue(
         d.wait_event("venue_status", ready=False)
         out = cli("status", "--config", str(config), "--json")
         assert out.returncode == 0, out
-        assert json.loads(out.stdout)["open_orders"] == {"ours": 0, "venue": None}
+        running = json.loads(out.stdout)
+        assert running["open_orders"] == {"ours": 0, "venue": None}
+        assert flat_fields(running) == documented_fields()  # the running side of the table
 
         out = cli("kill", "--config", str(config), "--timeout", "2")
         assert out.returncode == 1, out

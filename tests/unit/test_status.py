@@ -3,8 +3,10 @@ its journal's fills, and when a kill counts as confirmed."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +106,23 @@ def test_pnl_and_mark_print_to_the_cent_and_below_never_rounded_to_8_digits_nor_
     assert "(mark 1234567.89)" in text, text
     assert "fees 0.00000012" in text, text
     assert "e-0" not in text and "e+0" not in text, text
+
+
+def documented_fields() -> set[str]:
+    """The `status --json` fields deploy/README.md's table lists (``pnl.total`` for a
+    nested one)."""
+    text = (Path(__file__).parents[2] / "deploy" / "README.md").read_text()
+    table = text.split("`status --json` fields", 1)[1].split("\n\n", 2)[1]
+    return {name for row in table.splitlines()[2:]
+            for name in re.findall(r"`([a-z_0-9.]+)`", row.split("|")[1])}
+
+
+def flat_fields(status: dict[str, Any]) -> set[str]:
+    return {f"{key}.{sub}" if isinstance(value, dict) else key
+            for key, value in status.items()
+            for sub in (value if isinstance(value, dict) else [None])}
+
+
+def test_every_status_json_field_is_documented_in_the_runbook_and_no_other() -> None:
+    s = stopped([Fill(1, Side.BUY, 100, 3000, 0, True, 1, 1)], 210, LatchView(False, "", None))
+    assert flat_fields(s) == documented_fields()
