@@ -241,8 +241,9 @@ def render_text(status: dict[str, Any]) -> str:
                  if orders["venue"] is None else orders["venue"])
         lines.append(f"open orders: ours {orders['ours']}, venue {venue}")
     else:
-        lines.append("open orders: unknown while stopped (the stop's log line `stopped` "
-                     "says how many were left)")
+        lines.append("open orders: unknown while stopped (a clean stop's log line `stopped` "
+                     "says how many were left; after a crash, orders may still rest at the "
+                     "venue until the next start's reconciliation cancels them)")
     if s["instance"] == RUNNING:
         age = s["last_frame_age_s"]
         lines.append("last frame:  " + ("none yet" if age is None else f"{age:.3f} s ago"))

@@ -126,3 +126,10 @@ def flat_fields(status: dict[str, Any]) -> set[str]:
 def test_every_status_json_field_is_documented_in_the_runbook_and_no_other() -> None:
     s = stopped([Fill(1, Side.BUY, 100, 3000, 0, True, 1, 1)], 210, LatchView(False, "", None))
     assert flat_fields(s) == documented_fields()
+
+
+def test_a_stopped_instances_text_warns_that_a_crashed_run_may_have_left_orders_at_the_venue(
+        ) -> None:
+    # a SIGKILL'd or OOM-killed run writes no `stopped` line: its orders may still rest
+    text = render_text(stopped([], 200, LatchView(False, "", None)))
+    assert "after a crash, orders may still rest at the venue" in text, text
