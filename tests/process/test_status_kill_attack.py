@@ -93,3 +93,11 @@ def test_status_of_an_instance_whose_socket_it_may_not_use_says_so(tmp_path: Pat
         assert d.stop() == 0
     finally:
         d.kill()
+
+
+def test_status_help_states_every_exit_status() -> None:
+    out = cli("status", "--help")
+    text = " ".join(out.stdout.split())
+    assert out.returncode == 0, out
+    for meaning in ("exit 0 running", "3 stopped", "1 not answering", "2 config error"):
+        assert meaning in text, text
