@@ -216,7 +216,7 @@ def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
                                  f"{timeout_s:.3g} s") from None
     except OSError as exc:  # refused (a stale file), permission
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: "
-                                 f"{exc.strerror or exc!r}") from None
+                                 f"{exc.strerror or repr(exc)}") from None
     finally:
         os.close(dir_fd)
     try:

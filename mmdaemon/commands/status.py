@@ -13,7 +13,8 @@ instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KIL
 latched and journaled, no open order by our count nor the venue's), and prints how long
 that took from the moment before the signal (ms). Exit status: 0 confirmed; 1 not
 confirmed within ``--timeout`` (what was missing is printed), or no instance runs (the
-kill is latched on disk for the next start, as before: nothing to confirm); 2 as before.
+kill is latched on disk for the next start, as before: nothing to confirm; so it is when
+the instance dies before confirming, so that its restart is KILLED); 2 as before.
 ``--no-wait`` keeps the old behaviour (0 once the signal is sent).
 
 ``kill --global`` sets the desk's kill key in Redis as before and then confirms *this
@@ -200,13 +201,28 @@ def _confirm(state_dir: Path, pid: int | None, started: float, timeout_s: float)
                 print(f"mmdaemon kill: NOT confirmed: the instance (pid {pid}) stopped before "
                       f"confirming the kill ({why}); `mmdaemon status` shows what its journal "
                       f"and latch say", file=sys.stderr)
-                return 1
+                return _latch_for_restart(state_dir)
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_S)  # the poll interval of a command-line wait, not a fixed delay
     print(f"mmdaemon kill: NOT confirmed within {timeout_s:g} s by pid {pid}: {why}; the "
           f"signal was sent: check the venue (`mmdaemon status`, the log)", file=sys.stderr)
     return 1
+
+
+def _latch_for_restart(state_dir: Path) -> int:
+    """The instance is gone without confirming a kill, perhaps without having handled the
+    signal at all (hung, then ended by the watchdog or the OOM killer): latch the kill on
+    disk unless it is, so that systemd's restart is KILLED rather than quoting. 1 (nothing
+    was confirmed), 2 if the kill could not be latched."""
+    from mmdaemon.commands.operator import kill_offline
+
+    read = read_latch_since(state_dir)
+    if read is not None and read[0].killed:
+        print(f"mmdaemon kill: the kill latch in {state_dir} is set: the next start is KILLED",
+              file=sys.stderr)
+        return 1
+    return kill_offline(state_dir, "kill") or 1  # 0: a new instance was signalled instead
 
 
 def _missing(s: dict[str, Any]) -> str:

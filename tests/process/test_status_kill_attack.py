@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_process import Daemon
-from tests.helpers import write_config
+from tests.helpers import wait_for, write_config
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sim_processes import sim_config
 from tests.process.test_status_kill import cli
@@ -101,3 +102,38 @@ def test_status_help_states_every_exit_status() -> None:
     assert out.returncode == 0, out
     for meaning in ("exit 0 running", "3 stopped", "1 not answering", "2 config error"):
         assert meaning in text, text
+
+
+def sigusr1_pending(pid: int) -> bool:
+    """SIGUSR1 is pending for ``pid`` (sent, not yet handled: a stopped process)."""
+    fields = dict(line.split(":\t", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    mask = int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
+    return bool(mask & (1 << (signal.SIGUSR1 - 1)))
+
+
+def test_a_kill_whose_instance_dies_before_handling_it_is_latched_for_the_restart(
+        tmp_path: Path) -> None:
+    # the signal reaches a process that is hung (stopped here) and then dies (the watchdog's
+    # SIGABRT, the OOM killer; SIGKILL here) without running its handler: nothing latched
+    # the kill, and systemd's restart 5 s later would quote again
+    config = write_config(tmp_path, {"feed": {"speed": "1"}})
+    d = Daemon(config)
+    try:
+        d.wait_event("control_socket_listening")
+        d.signal(signal.SIGSTOP)
+        kill = subprocess.Popen([sys.executable, "-m", "mmdaemon", "kill", "--config",
+                                 str(config), "--timeout", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: sigusr1_pending(d.proc.pid), 20, "the kill's SIGUSR1 sent")
+        d.signal(signal.SIGKILL)
+        out, err = kill.communicate(timeout=30)
+    finally:
+        d.kill()
+    assert kill.returncode == 1, (out, err)
+    assert "NOT confirmed" in err and "stopped before confirming" in err, err
+    assert "the next start is KILLED" in err, err
+    status = cli("status", "--config", str(config), "--json")
+    assert status.returncode == 3, status
+    latch = json.loads(status.stdout)["kill_latch"]
+    assert latch["latched"] and latch["reason"] == "operator_kill_switch", latch
