@@ -5,8 +5,8 @@ over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what
 run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
 (the status is the journal's; also when no instance ever ran there); 1 an instance holds
 the state directory but does not answer (starting, stuck, or an older version without the
-socket); 2 a config error, or this user may not read the state directory or use
-its socket (not root).
+socket); 2 a config error (a state directory that is no directory), or this user
+may not read the state directory or use its socket (not root).
 
 ``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
 instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
@@ -58,7 +58,12 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
               f"instance runs there cannot be told from here)", file=sys.stderr)
         return EXIT_UNREADABLE
     except ControlUnavailable as exc:
-        holder = _holder(state_dir)
+        try:
+            holder = dir_holder(state_dir)
+        except OSError as why:  # a file, a broken mount: nobody can be said to hold it
+            print(f"mmdaemon status: cannot use the state directory {state_dir}: "
+                  f"{why.strerror or why} (the config's [state] dir)", file=sys.stderr)
+            return EXIT_UNREADABLE
         if holder is not None:
             who = f"pid {holder}" if holder else "a process this one cannot name"
             print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "

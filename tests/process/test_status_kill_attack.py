@@ -137,3 +137,14 @@ def test_a_kill_whose_instance_dies_before_handling_it_is_latched_for_the_restar
     assert status.returncode == 3, status
     latch = json.loads(status.stdout)["kill_latch"]
     assert latch["latched"] and latch["reason"] == "operator_kill_switch", latch
+
+
+def test_status_of_a_state_dir_that_is_a_file_names_it_and_invents_no_holder(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path, {})
+    (tmp_path / "state").write_text("not a directory\n")  # [state] dir pointed at a file
+    out = cli("status", "--config", str(config))
+    assert out.returncode == 2, out
+    assert "holds" not in out.stderr, out.stderr
+    assert f"cannot use the state directory {tmp_path / 'state'}: Not a directory" \
+        in out.stderr, out.stderr
