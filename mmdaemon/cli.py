@@ -279,10 +279,10 @@ def _parser() -> argparse.ArgumentParser:
                                   "exit 1 if it does not (default 10)")
             cmd.add_argument("--no-wait", action="store_true",
                              help="exit once the signal is sent, without confirmation")
-    status = commands.add_parser(
-        "status", help="the instance's state, position, PnL, orders, kill latch (from the "
-                       "running instance, else from its journal); exit 0 running, 3 "
-                       "stopped, 1 not answering")
+    about = ("the instance's state, position, PnL, orders, kill latch (from the running "
+             "instance, else from its journal); exit 0 running, 3 stopped, 1 not answering, "
+             "2 config error or no permission to read its state directory")
+    status = commands.add_parser("status", help=about, description=about)
     status.add_argument("--config", required=True, metavar="FILE")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser

@@ -53,6 +53,11 @@ class ControlUnavailable(Exception):
     """No instance answers on the control socket (none, or it cannot be reached)."""
 
 
+class ControlDenied(ControlUnavailable):
+    """This user may not reach the control socket (the state directory or the socket is
+    the instance's user's): whether an instance answers there is not known."""
+
+
 def _via_fd(dir_fd: int, name: str) -> str:
     """A path to ``name`` in the directory open as ``dir_fd``, short whatever the
     directory's own path (the kernel resolves the ``/proc`` link)."""
@@ -183,9 +188,12 @@ async def _read_request(reader: asyncio.StreamReader, answer: Answer,
 def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
     """Ask the instance running on ``state_dir`` for its status (blocking, for the
     command line): the ``status`` dict. Raises :class:`ControlUnavailable` when no
-    instance answers (no socket file, nobody listening, a timeout, a garbled answer)."""
+    instance answers (no socket file, nobody listening, a timeout, a garbled answer);
+    :class:`ControlDenied` when this user may not reach it."""
     try:
         dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError as exc:
+        raise ControlDenied(f"cannot read {state_dir}: {exc.strerror}") from None
     except OSError as exc:
         raise ControlUnavailable(f"cannot open {state_dir}: {exc.strerror or exc}") from None
     try:
@@ -201,12 +209,14 @@ def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
                 data += chunk
     except FileNotFoundError:
         raise ControlUnavailable(f"no control socket {state_dir / SOCKET_FILE}") from None
+    except PermissionError as exc:
+        raise ControlDenied(f"{state_dir / SOCKET_FILE}: {exc.strerror}") from None
     except TimeoutError:
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: no answer within "
                                  f"{timeout_s:.3g} s") from None
     except OSError as exc:  # refused (a stale file), permission
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: "
-                                 f"{exc.strerror or exc!r}") from None
+                                 f"{exc.strerror or repr(exc)}") from None
     finally:
         os.close(dir_fd)
     try:

@@ -185,6 +185,9 @@ class Service:
         self._feed: asyncio.Task[None] | None = None
         self.exit_code = 0
         self._started_mono = clock.monotonic_ns()
+        # order entry has reconciled with the venue at least once: only from then on does
+        # the adapter's count include what the venue held for us before (a crashed run's)
+        self._venue_read = False
         self.versions = run_versions(config_path, provenance)
         self.journal: Journal  # set in _open()
         self.latch: KillLatch
@@ -506,6 +509,7 @@ class Service:
         """Order entry lost (or back): the engine halts; systemd hears why."""
         self.log.info("venue_status", ready=status.ready, reason=status.reason,
                       retry_in_s=status.retry_in_s)
+        self._venue_read = self._venue_read or status.ready
         # the outage first: a state change below (and READY with it) reports the line
         retrying = status.retry_in_s is not None
         self.readiness.outage("order entry", status.reason if retrying else None,
@@ -623,7 +627,7 @@ class Service:
         latch = (LatchView(False, "", None) if read is None
                  else LatchView(read[0].killed, read[0].reason, read[1]))
         facts = RunFacts(os.getpid(), engine.risk.kill_reason, journaled,
-                         self.exchange.open_order_count(),
+                         self.exchange.open_order_count() if self._venue_read else None,
                          (now - last) / 1e9 if last else None,
                          (now - self._started_mono) / 1e9, latch, self.versions)
         return {"ok": True, "status": running_status(self.snapshot(), facts)}

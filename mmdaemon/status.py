@@ -59,7 +59,10 @@ class RunFacts:
     pid: int
     kill_reason: str  # the risk state's, "" unless KILLED
     kill_journaled: bool  # the journal's state row says killed
-    venue_open_orders: int  # the adapter's view of the venue (paper: the paper venue's)
+    # the adapter's view of the venue (paper: the paper venue's); None until order entry
+    # has reconciled with the venue once: before, orders the venue holds for us from an
+    # earlier run are not counted, so a 0 would be a guess
+    venue_open_orders: int | None
     last_frame_age_s: float | None  # None before the first frame
     uptime_s: float
     latch: LatchView
@@ -91,6 +94,12 @@ def _iso(ns: int | None) -> str | None:
     if ns is None or ns <= 0:
         return None
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def _base(lots: int, lot_size: Decimal) -> str:
+    """A position in base currency, exact and plain: ``0.00000005``, never ``5E-8``
+    (``str`` of a Decimal product switches to an exponent for small values, 0 included)."""
+    return format(lots * lot_size, "f")
 
 
 def _money(units: Fraction | None, money: Fraction) -> float | None:
@@ -145,7 +154,7 @@ def running_status(snap: Snapshot, facts: RunFacts) -> dict[str, Any]:
             "reason": _reason(t.state, facts.kill_reason, t.halts, t.reducing),
             "halts": list(t.halts), "reducing": list(t.reducing),
             "position": {"lots": t.position_lots,
-                         "base": str(t.position_lots * snap.lot_size)},
+                         "base": _base(t.position_lots, snap.lot_size)},
             "pnl": _pnl(t.realized_units, t.fees_units, t.funding_units, t.unrealized_units,
                         t.total_units, t.mark_ticks, snap.tick_size, snap.lot_size),
             "open_orders": {"ours": t.open_orders, "venue": facts.venue_open_orders}}
@@ -177,7 +186,7 @@ def stopped_status(facts: StoppedFacts) -> dict[str, Any]:
             "kill_journaled": facts.kill_journaled, "versions": _versions(facts.versions),
             "state": state, "reason": reason, "halts": [], "reducing": [],
             "position": {"lots": position.position,
-                         "base": str(position.position * facts.lot_size)},
+                         "base": _base(position.position, facts.lot_size)},
             "pnl": _pnl(position.realized, Fraction(position.fees),
                         Fraction(position.funding), unrealized, total, mark,
                         facts.tick_size, facts.lot_size),
@@ -187,12 +196,21 @@ def stopped_status(facts: StoppedFacts) -> dict[str, Any]:
 def kill_confirmed(status: dict[str, Any]) -> bool:
     """A kill is done: the running instance is KILLED, the kill is on disk in both the
     latch file and the journal, and no order is open, by our count nor by the venue's
-    (the adapter's view after its cancel-all; paper: the paper venue's book)."""
+    (the adapter's view after its cancel-all; paper: the paper venue's book; an unknown
+    view, None, is not 0)."""
     orders = status.get("open_orders") or {}
     latch = status.get("kill_latch") or {}
     return (status.get("instance") == RUNNING and status.get("state") == KILLED
             and bool(latch.get("latched")) and bool(status.get("kill_journaled"))
             and orders.get("ours") == 0 and orders.get("venue") == 0)
+
+
+def _plain(v: float) -> str:
+    """A money figure or price as a person reads it: fixed point to the 1e-8 the dict is
+    rounded to, trailing zeros dropped (``1234567.89``, ``0.00000012``, ``-3``): never an
+    exponent, never cut to 8 significant digits (which loses cents above 1e6)."""
+    text = f"{v:.8f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def render_text(status: dict[str, Any]) -> str:
@@ -212,17 +230,20 @@ def render_text(status: dict[str, Any]) -> str:
         cur = f" {s['currency']}" if s.get("currency") else ""
 
         def num(v: float | None) -> str:
-            return "n/a (no mark)" if v is None else f"{v:.8g}"
+            return "n/a (no mark)" if v is None else _plain(v)
         lines.append(f"pnl:         total {num(pnl['total'])}{cur} = realized "
                      f"{num(pnl['realized'])} + unrealized {num(pnl['unrealized'])} - fees "
                      f"{num(pnl['fees'])} + funding {num(pnl['funding'])}"
-                     + (f" (mark {pnl['mark']:.8g})" if pnl["mark"] is not None else ""))
+                     + (f" (mark {_plain(pnl['mark'])})" if pnl["mark"] is not None else ""))
     orders = s["open_orders"]
     if s["instance"] == RUNNING:
-        lines.append(f"open orders: ours {orders['ours']}, venue {orders['venue']}")
+        venue = ("unknown (order entry has not reached the venue yet)"
+                 if orders["venue"] is None else orders["venue"])
+        lines.append(f"open orders: ours {orders['ours']}, venue {venue}")
     else:
-        lines.append("open orders: unknown while stopped (the stop's log line `stopped` "
-                     "says how many were left)")
+        lines.append("open orders: unknown while stopped (a clean stop's log line `stopped` "
+                     "says how many were left; after a crash, orders may still rest at the "
+                     "venue until the next start's reconciliation cancels them)")
     if s["instance"] == RUNNING:
         age = s["last_frame_age_s"]
         lines.append("last frame:  " + ("none yet" if age is None else f"{age:.3f} s ago"))

@@ -44,7 +44,7 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
         print(f"mmdaemon {command}: no instance is running on {state_dir} ({stale})",
               file=sys.stderr)
         if sig is signal.SIGUSR1:  # between runs, starting, restarting: the next start
-            return _kill_offline(state_dir, command)
+            return kill_offline(state_dir, command)
         return 1
     if pid == 0:
         print(f"mmdaemon {command}: {lock_path} is held by a process outside this pid "
@@ -56,7 +56,7 @@ def signal_instance(config: Config, command: str, sig: signal.Signals) -> int:
     return 0
 
 
-def _kill_offline(state_dir: Path, command: str) -> int:
+def kill_offline(state_dir: Path, command: str) -> int:
     """``mmdaemon kill`` with no instance running: latch the kill in the state directory,
     so the next start (systemd's restart, an instance still starting) is KILLED. Exit 1
     all the same: no process was signalled."""

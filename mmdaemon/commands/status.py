@@ -5,14 +5,16 @@ over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what
 run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
 (the status is the journal's; also when no instance ever ran there); 1 an instance holds
 the state directory but does not answer (starting, stuck, or an older version without the
-socket); 2 a config error.
+socket); 2 a config error (a state directory that is no directory), or this user
+may not read the state directory or use its socket (not root).
 
 ``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
 instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
 latched and journaled, no open order by our count nor the venue's), and prints how long
 that took from the moment before the signal (ms). Exit status: 0 confirmed; 1 not
 confirmed within ``--timeout`` (what was missing is printed), or no instance runs (the
-kill is latched on disk for the next start, as before: nothing to confirm); 2 as before.
+kill is latched on disk for the next start, as before: nothing to confirm; so it is when
+the instance dies before confirming, so that its restart is KILLED); 2 as before.
 ``--no-wait`` keeps the old behaviour (0 once the signal is sent).
 
 ``kill --global`` sets the desk's kill key in Redis as before and then confirms *this
@@ -25,13 +27,14 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from mmdaemon.config import Config
-from mmdaemon.control import ControlUnavailable, request_status
+from mmdaemon.control import ControlDenied, ControlUnavailable, request_status
 from mmdaemon.journal import JOURNAL_FILE
 from mmdaemon.journal_reader import load_status
 from mmdaemon.latch import read_latch_since
@@ -40,7 +43,7 @@ from mmdaemon.provenance import PROVENANCE_KEY, run_versions
 from mmdaemon.statedir import dir_holder
 from mmdaemon.status import LatchView, StoppedFacts, kill_confirmed, render_text, stopped_status
 
-EXIT_RUNNING, EXIT_UNANSWERED, EXIT_STOPPED = 0, 1, 3
+EXIT_RUNNING, EXIT_UNANSWERED, EXIT_UNREADABLE, EXIT_STOPPED = 0, 1, 2, 3
 POLL_S = 0.02  # between two status requests while a kill is confirmed
 
 
@@ -50,8 +53,17 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
     state_dir = Path(config.state.dir)
     try:
         current = request_status(state_dir)
+    except ControlDenied as exc:  # not root: the unit's state directory is its user's
+        print(f"mmdaemon status: {exc}: run as root or as the instance's user (whether an "
+              f"instance runs there cannot be told from here)", file=sys.stderr)
+        return EXIT_UNREADABLE
     except ControlUnavailable as exc:
-        holder = _holder(state_dir)
+        try:
+            holder = dir_holder(state_dir)
+        except OSError as why:  # a file, a broken mount: nobody can be said to hold it
+            print(f"mmdaemon status: cannot use the state directory {state_dir}: "
+                  f"{why.strerror or why} (the config's [state] dir)", file=sys.stderr)
+            return EXIT_UNREADABLE
         if holder is not None:
             who = f"pid {holder}" if holder else "a process this one cannot name"
             print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "
@@ -91,6 +103,11 @@ def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
         journal = load_status(state_dir / JOURNAL_FILE)
     except sqlite3.Error as exc:
         raise OSError(f"{state_dir / JOURNAL_FILE}: {exc}") from None
+    _same_instance(journal.state.get("identity"), {
+        "venue": config.instrument.venue, "symbol": inst.symbol,
+        "tick_size": format(inst.tick_size, "f"), "lot_size": format(inst.lot_size, "f"),
+        "adapter": config.exchange.adapter, "instance": config.firm.instance},
+        state_dir / JOURNAL_FILE)
     read = read_latch_since(state_dir)
     latch = LatchView(False, "", None) if read is None else LatchView(
         read[0].killed, read[0].reason, read[1])
@@ -102,6 +119,34 @@ def _stopped(config: Config, config_path: Path) -> dict[str, Any]:
         journal.state.get("trading_state", ""), journal.state.get("killed", "0") == "1",
         journal.state.get("kill_reason", ""), journal.last_record_ns, latch,
         run_versions(config_path, _produced(journal.state.get(PROVENANCE_KEY)))))
+
+
+def _same_instance(stored: str | None, mine: dict[str, str], path: Path) -> None:
+    """Raise ValueError when the journal at ``path`` recorded an identity (``stored``, JSON)
+    that differs from this config's (``mine``): its fills are in another instrument's ticks
+    and lots, and shown in this config's they would be wrong figures (a start would refuse
+    that journal too, :meth:`mmdaemon.journal.Journal.check_identity`). The account is not
+    compared: telling it needs the credentials."""
+    try:
+        theirs = orjson.loads(stored) if stored else {}
+    except orjson.JSONDecodeError:
+        raise ValueError(f"{path}: its identity record is not JSON") from None
+    if not isinstance(theirs, dict):
+        raise ValueError(f"{path}: its identity record is not a JSON object")
+    differ = [f"{key} {theirs[key]!r} (this config: {value!r})"
+              for key, value in mine.items() if key in theirs and not _same(theirs[key], value)]
+    if differ:
+        raise ValueError(f"{path} belongs to another instance: {', '.join(differ)}; its "
+                         f"figures are not this config's (a start would refuse it too)")
+
+
+def _same(theirs: object, mine: str) -> bool:
+    """One identity field alike: sizes by value (``1E-8`` is ``0.00000001``), the rest as
+    text."""
+    try:
+        return Decimal(str(theirs)) == Decimal(mine)
+    except ArithmeticError:  # not a number (InvalidOperation): a name
+        return str(theirs) == mine
 
 
 def _produced(text: str | None) -> dict[str, Any] | None:
@@ -161,13 +206,28 @@ def _confirm(state_dir: Path, pid: int | None, started: float, timeout_s: float)
                 print(f"mmdaemon kill: NOT confirmed: the instance (pid {pid}) stopped before "
                       f"confirming the kill ({why}); `mmdaemon status` shows what its journal "
                       f"and latch say", file=sys.stderr)
-                return 1
+                return _latch_for_restart(state_dir)
         if time.monotonic() >= deadline:
             break
         time.sleep(POLL_S)  # the poll interval of a command-line wait, not a fixed delay
     print(f"mmdaemon kill: NOT confirmed within {timeout_s:g} s by pid {pid}: {why}; the "
           f"signal was sent: check the venue (`mmdaemon status`, the log)", file=sys.stderr)
     return 1
+
+
+def _latch_for_restart(state_dir: Path) -> int:
+    """The instance is gone without confirming a kill, perhaps without having handled the
+    signal at all (hung, then ended by the watchdog or the OOM killer): latch the kill on
+    disk unless it is, so that systemd's restart is KILLED rather than quoting. 1 (nothing
+    was confirmed), 2 if the kill could not be latched."""
+    from mmdaemon.commands.operator import kill_offline
+
+    read = read_latch_since(state_dir)
+    if read is not None and read[0].killed:
+        print(f"mmdaemon kill: the kill latch in {state_dir} is set: the next start is KILLED",
+              file=sys.stderr)
+        return 1
+    return kill_offline(state_dir, "kill") or 1  # 0: a new instance was signalled instead
 
 
 def _missing(s: dict[str, Any]) -> str:
@@ -178,6 +238,9 @@ def _missing(s: dict[str, Any]) -> str:
     gaps += [] if latch.get("latched") else ["the kill latch is not set"]
     gaps += [] if s.get("kill_journaled") else ["the journal does not say killed"]
     gaps += [] if orders.get("ours") == 0 else [f"{orders.get('ours')} orders open by our count"]
-    gaps += [] if orders.get("venue") == 0 else [
-        f"{orders.get('venue')} orders open at the venue"]
+    venue = orders.get("venue")
+    gaps += [] if venue == 0 else [
+        "open orders at the venue unknown (order entry has not reached the venue yet: "
+        "see `venue_status` in the log)" if venue is None else
+        f"{venue} orders open at the venue"]
     return ", ".join(gaps) or "not confirmed"

@@ -3,8 +3,10 @@ its journal's fills, and when a kill counts as confirmed."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +82,54 @@ def running(**changes: Any) -> dict[str, Any]:
 def test_a_kill_is_confirmed_only_with_every_part_of_it(missing: dict[str, Any]) -> None:
     assert kill_confirmed(running())
     assert not kill_confirmed(running(**missing))
+
+
+@pytest.mark.parametrize(("fills", "base"), [
+    ([], "0.00000000"),  # flat: not "0E-8"
+    ([Fill(1, Side.BUY, 100, 5, 0, True, 1, 1)], "0.00000005"),  # a partial fill's few lots
+    ([Fill(1, Side.SELL, 100, 7, 0, True, 1, 1)], "-0.00000007"),
+])
+def test_the_position_in_base_currency_is_a_plain_decimal_never_an_exponent(
+        fills: list[Fill], base: str) -> None:
+    s = stopped(fills, 200, LatchView(False, "", None))
+    assert s["position"]["base"] == base
+    assert f"= {base} base" in render_text(s)
+
+
+def test_pnl_and_mark_print_to_the_cent_and_below_never_rounded_to_8_digits_nor_as_an_exponent(
+        ) -> None:
+    # sold 100_000_000 lots (1 BTC) at 1_234_567.89 (in ticks of 0.01); an ETHBTC-sized
+    # fee of 1234 units of 1e-10 = 0.0000001234 quote
+    fills = [Fill(1, Side.SELL, 123_456_789, 100_000_000, 1234, True, 1, 1)]
+    s = stopped(fills, 2 * 123_456_789, LatchView(False, "", None))
+    text = render_text(s)
+    assert "(mark 1234567.89)" in text, text
+    assert "fees 0.00000012" in text, text
+    assert "e-0" not in text and "e+0" not in text, text
+
+
+def documented_fields() -> set[str]:
+    """The `status --json` fields deploy/README.md's table lists (``pnl.total`` for a
+    nested one)."""
+    text = (Path(__file__).parents[2] / "deploy" / "README.md").read_text()
+    table = text.split("`status --json` fields", 1)[1].split("\n\n", 2)[1]
+    return {name for row in table.splitlines()[2:]
+            for name in re.findall(r"`([a-z_0-9.]+)`", row.split("|")[1])}
+
+
+def flat_fields(status: dict[str, Any]) -> set[str]:
+    return {f"{key}.{sub}" if isinstance(value, dict) else key
+            for key, value in status.items()
+            for sub in (value if isinstance(value, dict) else [None])}
+
+
+def test_every_status_json_field_is_documented_in_the_runbook_and_no_other() -> None:
+    s = stopped([Fill(1, Side.BUY, 100, 3000, 0, True, 1, 1)], 210, LatchView(False, "", None))
+    assert flat_fields(s) == documented_fields()
+
+
+def test_a_stopped_instances_text_warns_that_a_crashed_run_may_have_left_orders_at_the_venue(
+        ) -> None:
+    # a SIGKILL'd or OOM-killed run writes no `stopped` line: its orders may still rest
+    text = render_text(stopped([], 200, LatchView(False, "", None)))
+    assert "after a crash, orders may still rest at the venue" in text, text
