@@ -51,31 +51,38 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
     """``mmdaemon status``: print the instance's status; the exit status says whether it
     runs (see the module docstring)."""
     state_dir = Path(config.state.dir)
+
+    def said(message: str, instance: str, code: int) -> int:
+        """``message`` on stderr; with --json one object on stdout too (``instance``:
+        stopped or unknown, ``error``: the message), so a script reads JSON either way."""
+        print(f"mmdaemon status: {message}", file=sys.stderr)
+        if as_json:
+            sys.stdout.buffer.write(orjson.dumps(
+                {"instance": instance, "error": message, "state_dir": str(state_dir)},
+                option=orjson.OPT_SORT_KEYS) + b"\n")
+        return code
+
     try:
         current = request_status(state_dir)
     except ControlDenied as exc:  # not root: the unit's state directory is its user's
-        print(f"mmdaemon status: {exc}: run as root or as the instance's user (whether an "
-              f"instance runs there cannot be told from here)", file=sys.stderr)
-        return EXIT_UNREADABLE
+        return said(f"{exc}: run as root or as the instance's user (whether an instance "
+                    f"runs there cannot be told from here)", "unknown", EXIT_UNREADABLE)
     except ControlUnavailable as exc:
         try:
             holder = dir_holder(state_dir)
         except OSError as why:  # a file, a broken mount: nobody can be said to hold it
-            print(f"mmdaemon status: cannot use the state directory {state_dir}: "
-                  f"{why.strerror or why} (the config's [state] dir)", file=sys.stderr)
-            return EXIT_UNREADABLE
+            return said(f"cannot use the state directory {state_dir}: {why.strerror or why} "
+                        f"(the config's [state] dir)", "unknown", EXIT_UNREADABLE)
         if holder is not None:
             who = f"pid {holder}" if holder else "a process this one cannot name"
-            print(f"mmdaemon status: {who} holds {state_dir} but does not answer on its "
-                  f"control socket ({exc}): still starting, stuck, or a version without "
-                  f"`status`; see `systemctl status` and its log", file=sys.stderr)
-            return EXIT_UNANSWERED
+            return said(f"{who} holds {state_dir} but does not answer on its control socket "
+                        f"({exc}): still starting, stuck, or a version without `status`; see "
+                        f"`systemctl status` and its log", "unknown", EXIT_UNANSWERED)
         try:
             current = _stopped(config, config_path)
         except (OSError, ValueError) as why:
-            print(f"mmdaemon status: no instance runs on {state_dir}, and its journal cannot "
-                  f"be read: {why}", file=sys.stderr)
-            return EXIT_STOPPED
+            return said(f"no instance runs on {state_dir}, and its journal cannot be read: "
+                        f"{why}", "stopped", EXIT_STOPPED)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(current, option=orjson.OPT_SORT_KEYS) + b"\n")
     else:

@@ -78,6 +78,11 @@ def test_status_and_confirmed_kill_of_a_daemon_trading_on_the_sim(
     out = cli("status", "--config", str(config))
     assert out.returncode == 3, out
     assert "no instance runs" in out.stderr and "no journal" in out.stderr, out.stderr
+    # --json: one object on stdout all the same (a script piping it to jq reads JSON)
+    out = cli("status", "--config", str(config), "--json")
+    assert out.returncode == 3, out
+    said = json.loads(out.stdout)
+    assert said["instance"] == "stopped" and "no journal" in said["error"], said
     sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port),
                    "--speed", "5")
     try:
