@@ -30,6 +30,7 @@ way to an order, which runs in another task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
@@ -45,12 +46,18 @@ MAX_ANSWER = 1 << 20  # what a client reads at most (a status is ~2 KB)
 REQUEST_TIMEOUT_S = 2.0
 WRITE_TIMEOUT_S = 2.0
 MAX_CLIENTS = 8
+BUSY = f"busy: {MAX_CLIENTS} control connections are open already; try again"
 
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ControlUnavailable(Exception):
     """No instance answers on the control socket (none, or it cannot be reached)."""
+
+
+class ControlBusy(ControlUnavailable):
+    """The instance answered that it serves :data:`MAX_CLIENTS` connections already: it
+    runs, and a later request will be answered."""
 
 
 class ControlDenied(ControlUnavailable):
@@ -100,7 +107,9 @@ async def serve_control(state_dir: Path, answer: Answer, log: Any) -> ControlSer
         if clients >= MAX_CLIENTS:
             log.warning("control_request_refused", why="too many connections",
                         max_clients=MAX_CLIENTS)
-            writer.close()
+            # said, not just hung up on: the client tells "busy" from "stuck"
+            writer.write(orjson.dumps({"ok": False, "error": BUSY}) + b"\n")
+            writer.close()  # after the buffered answer (a few bytes: the socket takes them)
             return
         clients += 1
         try:
@@ -200,7 +209,9 @@ def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout_s)
             sock.connect(_via_fd(dir_fd, SOCKET_FILE))
-            sock.sendall(orjson.dumps({"cmd": "status"}) + b"\n")
+            # a busy instance answers before it reads us and closes: its answer is there
+            with contextlib.suppress(BrokenPipeError):
+                sock.sendall(orjson.dumps({"cmd": "status"}) + b"\n")
             data = b""
             while not data.endswith(b"\n") and len(data) < MAX_ANSWER:
                 chunk = sock.recv(65536)
@@ -224,6 +235,8 @@ def request_status(state_dir: Path, timeout_s: float = 2.0) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: no answer "
                                  f"({len(data)} bytes, not a JSON line)") from None
+    if isinstance(reply, dict) and reply.get("error") == BUSY:
+        raise ControlBusy(f"{state_dir / SOCKET_FILE}: {BUSY}")
     if not isinstance(reply, dict) or not reply.get("ok") or \
             not isinstance(reply.get("status"), dict):
         raise ControlUnavailable(f"{state_dir / SOCKET_FILE}: refused: {reply!r}"[:300])

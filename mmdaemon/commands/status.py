@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from mmdaemon.config import Config
-from mmdaemon.control import ControlDenied, ControlUnavailable, request_status
+from mmdaemon.control import ControlBusy, ControlDenied, ControlUnavailable, request_status
 from mmdaemon.journal import JOURNAL_FILE
 from mmdaemon.journal_reader import load_status
 from mmdaemon.latch import read_latch_since
@@ -64,6 +64,9 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
 
     try:
         current = request_status(state_dir)
+    except ControlBusy as exc:  # it runs and said so, but serves its most clients now
+        return said(f"an instance runs on {state_dir}, but {exc}", "unknown",
+                    EXIT_UNANSWERED)
     except ControlDenied as exc:  # not root: the unit's state directory is its user's
         return said(f"{exc}: run as root or as the instance's user (whether an instance "
                     f"runs there cannot be told from here)", "unknown", EXIT_UNREADABLE)
