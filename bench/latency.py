@@ -73,8 +73,11 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
     data = data[:lines]
     with gzip.open(recording, "wb") as f:
         f.write(b"\n".join(data) + b"\n")
+    # the account holds what it quotes with (a new sim account holds nothing, as at Binance:
+    # every place would be refused -2010 and nothing measured)
     entry = OrderEntry(BINANCE_SPOT_BTCUSDT, PaperVenue(BINANCE_SPOT_BTCUSDT, 0, "0", "0"),
-                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000)
+                       {KEY: SECRET}, lambda: time.time_ns() // 1_000_000,
+                       base_balance="1", quote_balance="100000")
     sim = TimedSim([recording], BINANCE_SPOT_BTCUSDT, speed=speed, clock=SystemClock(),
                    order_entry=entry)
     sim.requests_ns = []
@@ -110,6 +113,11 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
         if i >= 0 and t - depth_sent_ns[i] <= window_ms * 1e6:
             latencies.append(t - depth_sent_ns[i])
     latencies.sort()
+    if not latencies:  # a figure of nothing would read as 0 us: say what went wrong instead
+        raise RuntimeError(
+            f"loopback: no order request followed a depth frame within {window_ms} ms "
+            f"({len(sim.requests_ns)} requests, {len(depth_sent_ns)} depth frames sent, "
+            f"daemon exit {daemon.returncode}): the daemon did not quote")
     return {
         "depth_frames_sent": len(depth_sent_ns),
         "order_requests": len(sim.requests_ns),
