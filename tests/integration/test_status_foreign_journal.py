@@ -31,7 +31,10 @@ def test_status_refuses_to_show_a_foreign_journals_fills_as_this_configs_positio
     out = subprocess.run([sys.executable, "-m", "mmdaemon", "status", "--config",
                           str(config), "--json"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 3, out
-    assert out.stdout == "", out.stdout  # no BTCUSDT position of 20 lots = 0.0000002 BTC
+    # no BTCUSDT position of 20 lots = 0.0000002 BTC: only why there is no status
+    said = orjson.loads(out.stdout)
+    assert set(said) == {"error", "instance", "state_dir"} and said["instance"] == "stopped"
+    assert "belongs to another instance" in said["error"], said
     assert "belongs to another instance" in out.stderr, out.stderr
     assert "symbol 'ETHUSDT' (this config: 'BTCUSDT')" in out.stderr, out.stderr
     assert "lot_size '0.0001' (this config: '0.00000001')" in out.stderr, out.stderr
