@@ -67,7 +67,7 @@ $(SYSDEPS): | $(STAMP)
 	touch $(SYSDEPS)
 
 test: lock-check $(STAMP) $(SYSDEPS) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The compiled hot loops (mmdaemon/_speedups.c) under AddressSanitizer + UBSan: the codec, book
 # and speedups tests and every fuzz corpus through an instrumented build (build/sanitize/; the
