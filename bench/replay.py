@@ -105,8 +105,10 @@ class Timings:
         pump.send = timed_send
 
 
-CONFIG = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "config" / "dryrun.toml"
-"""The dry run's config: the first argument (e.g. config/dryrun-glft-online.toml)."""
+CONFIG = REPO / "config" / "dryrun.toml"
+"""The dry run's config; run alone, the first argument (e.g. config/dryrun-glft-online.toml).
+Not read from ``sys.argv`` at import: bench/all.py's own flags (``--quick``) are not a
+config."""
 
 
 def _service(tmp: str) -> InMemoryService:
@@ -226,6 +228,9 @@ def table(r: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    global CONFIG
+    if len(sys.argv) > 1:
+        CONFIG = Path(sys.argv[1])
     result = measure()
     print(orjson.dumps(result).decode())
     print("\n".join(table(result)))
