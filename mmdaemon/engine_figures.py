@@ -85,14 +85,9 @@ class EngineFigures:
 
     def marked_pnl_units(self) -> Fraction | None:
         """:meth:`total_pnl_units` at the mark, None without a mark (what the loss breakers
-        judge after a fill). Built as one exact Fraction, in halves of a unit: the value of
-        :meth:`Position.total` at :meth:`mark`, without its several Fraction operations
-        (a fill runs this on its way to the next quote)."""
-        bid, ask = self.book.best_bid(), self.book.best_ask()
-        if bid is None or ask is None:
-            return None
-        p = self.position
-        return Fraction(2 * (p.cash - p.fees + p.funding) + p.position * (bid + ask), 2)
+        judge after a fill)."""
+        mark = self.mark()
+        return None if mark is None else self.position.total(mark)
 
     def exposure(self) -> Exposure:
         """Our numbers for the firm risk bus: position, mark, PnL, state."""

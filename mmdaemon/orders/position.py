@@ -73,5 +73,9 @@ class Position:
 
     def total(self, mark: Fraction) -> Fraction:
         """Everything, after fees and funding: ``cash + position * mark - fees + funding``
-        (= realised + unrealised - fees + funding)."""
-        return self.cash + self.position * mark - self.fees + self.funding
+        (= realised + unrealised - fees + funding). One exact Fraction built over the mark's
+        denominator, not several Fraction operations: a fill runs this on its way to the
+        next quote (the loss breakers judge it)."""
+        d = mark.denominator
+        return Fraction((self.cash - self.fees + self.funding) * d + self.position * mark.numerator,
+                        d)
