@@ -55,7 +55,7 @@ def test_one_process_per_state_directory(tmp_path: Path) -> None:
 
 FILLS_PAST_AUTOCHECKPOINT = 1500
 """Fills enough that their commits put more than SQLite's default 1,000 pages in the WAL
-(each commit writes at least the fills table's page and its execution-key index's)."""
+(each commit writes at least the fills table's page)."""
 
 _WRITER = """
 import os, signal, sys
