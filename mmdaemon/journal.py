@@ -53,7 +53,7 @@ per 1,000 pages; were every row a fill (a page each) the WAL would reach 4,000 p
 FILLS_TABLE = """
 CREATE TABLE IF NOT EXISTS fills (  -- one B-tree, keyed by the execution: a fill's commit
     exec_key TEXT PRIMARY KEY,      -- writes one page, and a repeated execution is refused
-    seq      INTEGER NOT NULL,      -- the order recorded: 1, 2, ...
+    seq      INTEGER,               -- the order recorded: 1, 2, ... (never NULL: FILLS_SEQ)
     order_id INTEGER NOT NULL,
     side     INTEGER NOT NULL,      -- +1 buy, -1 sell
     price    INTEGER NOT NULL,      -- ticks
@@ -70,6 +70,18 @@ CREATE TABLE IF NOT EXISTS fills (  -- one B-tree, keyed by the execution: a fil
 KEY``) with a separate unique index on ``exec_key``: two B-trees, so every fill's commit
 wrote two pages to the WAL. :meth:`Journal.__init__` moves such a journal's fills into
 this table once, keeping each fill's ``seq``."""
+
+FILLS_SEQ = """
+CREATE TRIGGER IF NOT EXISTS fills_seq AFTER INSERT ON fills WHEN NEW.seq IS NULL BEGIN
+    UPDATE fills SET seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM fills)
+    WHERE exec_key = NEW.exec_key;
+END
+"""
+"""The next ``seq`` for a fill inserted without one, which is how every earlier version
+inserts (``seq`` was its rowid): a rollback to one of them (deploy/README.md) keeps
+recording fills in order, rather than failing every insert on a NULL ``seq`` and taking
+each fill for one already in. This version always gives ``seq``: the trigger never runs
+for it (its condition is checked, nothing more)."""
 
 FILL_COLUMNS = "exec_key, seq, order_id, side, price, size, fee, maker, ts_ns, mid_x2"
 INSERT_FILL = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -278,6 +290,7 @@ class Journal:
                 self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
             if not keyed_by_execution(self._db):  # an older version's two B-trees
                 key_fills_by_execution(self._db)
+            self._db.execute(FILLS_SEQ)
             self._next_seq = 1 + int(self._db.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM fills").fetchone()[0])
         except sqlite3.DatabaseError as exc:

@@ -180,3 +180,29 @@ def test_an_older_versions_fills_move_into_the_execution_keyed_table_in_order(
     j = Journal(path)  # moved once: opening again changes nothing
     assert [f.exec_id for f in j.restore(2).fills] == [5, 6, 7, 8]
     j.close()
+
+
+def test_an_older_version_rolled_back_to_keeps_recording_fills_in_order(tmp_path: Path) -> None:
+    """A rollback (deploy/README.md) runs an older version on a journal this one keyed by
+    execution: its insert, which gives no seq, takes the next one, and a repeat of an
+    execution is still refused, so no fill is lost or taken for a repeat."""
+    path = tmp_path / "state" / "journal.sqlite"
+    j = Journal(path)
+    j.restore(1)
+    assert j.record_fill(Fill(7, Side.BUY, 100, 5, 2, True, 1, exec_id=1))
+    assert j.record_fill(Fill(7, Side.BUY, 101, 5, 2, True, 2, exec_id=2))
+    j.close()
+    older = sqlite3.connect(path, isolation_level=None)
+    insert = ("INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns,"
+              " mid_x2) VALUES (?, 8, -1, 99, 1, 0, 1, ?, NULL)")  # as every earlier version
+    older.execute(insert, ("8:3", 3))
+    older.execute(insert, ("8:4", 4))
+    with pytest.raises(sqlite3.IntegrityError):
+        older.execute(insert, ("8:3", 5))
+    older.close()
+    j = Journal(path)
+    assert [f.exec_id for f in j.restore(2).fills] == [1, 2, 3, 4]
+    assert j.record_fill(Fill(9, Side.BUY, 98, 1, 0, True, 6, exec_id=5))
+    j.close()
+    seqs = sqlite3.connect(path).execute("SELECT exec_key, seq FROM fills ORDER BY seq")
+    assert seqs.fetchall() == [("7:1", 1), ("7:2", 2), ("8:3", 3), ("8:4", 4), ("9:5", 5)]
