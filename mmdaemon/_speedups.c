@@ -299,8 +299,8 @@ static PyTypeObject LevelsType = {
     .tp_basicsize = offsetof(Levels, v),
     .tp_itemsize = 2 * sizeof(long long),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "The (price ticks, size lots) levels of a decoded depth diff, packed; a read-only "
-              "sequence of tuples, equal to a list of the same tuples.",
+    .tp_doc = "The (price ticks, size lots) levels of a scanned depth diff or snapshot, packed; "
+              "a read-only sequence of tuples, equal to a list of the same tuples.",
     .tp_dealloc = (destructor)PyObject_Del,
     .tp_as_sequence = &Levels_as_sequence,
     .tp_as_mapping = &Levels_as_mapping,
@@ -553,6 +553,7 @@ typedef struct {
     PyObject *msg_fallback;
     PyObject *decode_fallback;
     PyObject *depth;         /* the codec's Python continuation of a scanned depth diff */
+    PyObject *snapshot;      /* ... and of a scanned REST snapshot */
     const char *symbol_text; /* the symbol's UTF-8, owned by ``symbol`` */
     Py_ssize_t symbol_len;
     int usdm;                /* USD-M rules: prev id from "pu" (spot: first id - 1) */
@@ -915,6 +916,108 @@ scanned_depth(Decoder *self, const DepthIds *ids, PyObject *recv_ns)
     return events;
 }
 
+/* ---- REST depth snapshots straight from the frame's bytes ------------------------------------
+ *
+ * A snapshot is the largest frame of all: 1,000 (up to 5,000) levels a side, 64 KB and more.
+ * Parsed into Python objects it made two lists and two strings a level, whose allocation
+ * alone ran the garbage collector several times within the one frame. It is read as the
+ * depth diffs are: {"lastUpdateId": N, "E": ms, "T": ms, "bids": [...], "asks": [...]} (the
+ * times USD-M only), each known key at most once, the id and the levels required, the
+ * levels plain; anything else goes to the JSON path, which decides (and reports) as before.
+ */
+
+typedef struct {
+    long long last, time_ms, event_time_ms;
+    int has_time, has_event_time;
+} SnapshotIds;
+
+static const char SNAPSHOT_START[] = "{\"lastUpdateId\":";  /* how Binance starts one */
+
+/* A whole snapshot frame: 1 scanned (ids and the Decoder's buffers filled), 0 not plain,
+ * -1 error (no memory). */
+static int
+scan_snapshot(Decoder *self, const unsigned char *frame, Py_ssize_t len, SnapshotIds *ids)
+{
+    enum { LAST = 1, EVENT_TIME = 2, TIME = 4, BIDS = 8, ASKS = 16 };
+    unsigned seen = 0;
+    Cursor c = {frame, frame + len};
+    if (!take(&c, '{')) {
+        return 0;
+    }
+    do {
+        const unsigned char *k;
+        Py_ssize_t nk;
+        unsigned bit;
+        int ok;
+        if (!take_str(&c, &k, &nk) || !take(&c, ':')) {
+            return 0;
+        }
+        if (same_text(k, nk, "lastUpdateId")) {
+            bit = LAST;
+            ok = take_int(&c, &ids->last);
+        }
+        else if (same_text(k, nk, "E")) {
+            bit = EVENT_TIME;
+            ok = take_int(&c, &ids->event_time_ms);
+        }
+        else if (same_text(k, nk, "T")) {
+            bit = TIME;
+            ok = take_int(&c, &ids->time_ms);
+        }
+        else if (same_text(k, nk, "bids") || same_text(k, nk, "asks")) {
+            bit = k[0] == 'b' ? BIDS : ASKS;
+            ok = take_levels(&c, &self->price, &self->size, bit == BIDS ? &self->bids : &self->asks);
+            if (ok < 0) {
+                return -1;
+            }
+        }
+        else {
+            return 0;  /* a field we do not know ("e" would make it another kind of frame) */
+        }
+        if (!ok || (seen & bit)) {
+            return 0;  /* not plain, or a repeated key (JSON parsers keep the last) */
+        }
+        seen |= bit;
+    } while (take(&c, ','));
+    if (!take(&c, '}')) {
+        return 0;
+    }
+    skip_ws(&c);
+    unsigned needed = LAST | BIDS | ASKS;
+    if (c.p != c.end || (seen & needed) != needed) {
+        return 0;
+    }
+    ids->has_time = (seen & TIME) != 0;
+    ids->has_event_time = (seen & EVENT_TIME) != 0;
+    return 1;
+}
+
+/* The events of a scanned snapshot, from the codec's Python continuation. */
+static PyObject *
+scanned_snapshot(Decoder *self, const SnapshotIds *ids, PyObject *recv_ns)
+{
+    /* the Python code's data.get("T", data.get("E", 0)) */
+    long long time_ms = ids->has_time ? ids->time_ms
+                        : ids->has_event_time ? ids->event_time_ms : 0;
+    if (time_ms > LLONG_MAX / 1000000 || time_ms < -(LLONG_MAX / 1000000)) {
+        return NULL;  /* not an int64 of ns: the Python path decides */
+    }
+    PyObject *bids = levels_from(self->bids.v, self->bids.n);
+    PyObject *asks = bids == NULL ? NULL : levels_from(self->asks.v, self->asks.n);
+    PyObject *args[5] = {
+        PyLong_FromLongLong(ids->last), bids, asks, PyLong_FromLongLong(time_ms * 1000000),
+        Py_NewRef(recv_ns),
+    };
+    if (!all_made(args, 5)) {
+        return NULL;
+    }
+    PyObject *events = PyObject_Vectorcall(self->snapshot, args, 5, NULL);
+    for (int i = 0; i < 5; i++) {
+        Py_DECREF(args[i]);
+    }
+    return events;
+}
+
 static PyObject *
 Decoder_decode(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -937,6 +1040,22 @@ Decoder_decode(Decoder *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject *events = scanned_depth(self, &ids, recv_ns);
             if (events != NULL || PyErr_Occurred()) {
                 return events;
+            }
+        }
+        const unsigned char *frame = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+        Py_ssize_t len = PyBytes_GET_SIZE(args[1]);
+        if (len > (Py_ssize_t)sizeof SNAPSHOT_START
+            && memcmp(frame, SNAPSHOT_START, sizeof SNAPSHOT_START - 1) == 0) {
+            SnapshotIds snap;
+            scanned = scan_snapshot(self, frame, len, &snap);
+            if (scanned < 0) {
+                return NULL;
+            }
+            if (scanned) {
+                PyObject *events = scanned_snapshot(self, &snap, recv_ns);
+                if (events != NULL || PyErr_Occurred()) {
+                    return events;
+                }
             }
         }
     }
@@ -1034,7 +1153,7 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         "symbol", "price_unit", "price_exp", "size_unit", "size_exp", "price_parse",
         "size_parse", "top_cls", "trade_cls", "buy", "sell", "loads", "levels_fallback",
         "ticker_fallback", "trade_fallback", "msg_fallback", "decode_fallback", "depth",
-        "usdm", NULL,
+        "snapshot", "usdm", NULL,
     };
     PyObject *price_int, *price_exp, *size_int, *size_exp;
     Decoder *self = (Decoder *)type->tp_alloc(type, 0);
@@ -1043,13 +1162,13 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     PyObject *symbol, *price_parse, *size_parse, *top_cls, *trade_cls, *buy, *sell, *loads;
     PyObject *levels_fallback, *ticker_fallback, *trade_fallback, *msg_fallback;
-    PyObject *decode_fallback, *depth;
+    PyObject *decode_fallback, *depth, *snapshot;
     int usdm;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "UOOOOOOOOOOOOOOOOOp:Decoder", names, &symbol, &price_int,
+            args, kwargs, "UOOOOOOOOOOOOOOOOOOp:Decoder", names, &symbol, &price_int,
             &price_exp, &size_int, &size_exp, &price_parse, &size_parse, &top_cls, &trade_cls,
             &buy, &sell, &loads, &levels_fallback, &ticker_fallback, &trade_fallback,
-            &msg_fallback, &decode_fallback, &depth, &usdm)) {
+            &msg_fallback, &decode_fallback, &depth, &snapshot, &usdm)) {
         Py_DECREF(self);
         return NULL;
     }
@@ -1067,6 +1186,7 @@ Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->msg_fallback = Py_NewRef(msg_fallback);
     self->decode_fallback = Py_NewRef(decode_fallback);
     self->depth = Py_NewRef(depth);
+    self->snapshot = Py_NewRef(snapshot);
     self->usdm = usdm;
     self->symbol_text = PyUnicode_AsUTF8AndSize(symbol, &self->symbol_len);
     if (self->symbol_text == NULL) {
@@ -1105,6 +1225,7 @@ Decoder_traverse(Decoder *self, visitproc visit, void *arg)
     Py_VISIT(self->msg_fallback);
     Py_VISIT(self->decode_fallback);
     Py_VISIT(self->depth);
+    Py_VISIT(self->snapshot);
     return 0;
 }
 
@@ -1125,6 +1246,7 @@ Decoder_clear(Decoder *self)
     Py_CLEAR(self->msg_fallback);
     Py_CLEAR(self->decode_fallback);
     Py_CLEAR(self->depth);
+    Py_CLEAR(self->snapshot);
     return 0;
 }
 
@@ -1150,12 +1272,13 @@ static PyMethodDef Decoder_methods[] = {
 PyDoc_STRVAR(Decoder_doc,
 "Decoder(symbol, price_unit, price_exp, size_unit, size_exp, price_parse, size_parse,\n"
 "        top_cls, trade_cls, buy, sell, loads, levels_fallback, ticker_fallback,\n"
-"        trade_fallback, msg_fallback, decode_fallback, depth, usdm)\n"
+"        trade_fallback, msg_fallback, decode_fallback, depth, snapshot, usdm)\n"
 "--\n\n"
 "The compiled decoding of one instrument's Binance frames (pass keywords). Units\n"
 "are given as DecimalScaler holds them (unit = unit_int x 10^-exp). Each method hands\n"
 "whatever is not plain to its Python twin (the *_fallback callables); a depth diff read\n"
-"from bytes goes on in ``depth(first, last, prev, bids, asks, exch_ns, recv_ns)``, and\n"
+"from bytes goes on in ``depth(first, last, prev, bids, asks, exch_ns, recv_ns)``, a REST\n"
+"snapshot in ``snapshot(last, bids, asks, exch_ns, recv_ns)``, and\n"
 "``usdm`` takes the previous id from \"pu\" (USD-M) rather than first id - 1 (spot).");
 
 static PyTypeObject DecoderType = {
@@ -1649,6 +1772,33 @@ Side_load(Side *self, PyObject *levels)
     reset(self);
     /* as the Python twin: zero sizes are skipped (they delete nothing), the last size of a
      * repeated price is kept; the region is built once at the end */
+    if (Py_TYPE(levels) == &LevelsType) {  /* a scanned snapshot: no Python object per level */
+        const Levels *packed = (const Levels *)levels;
+        Py_ssize_t cap = self->cap;
+        while (Py_SIZE(packed) * 2 >= cap) {  /* the size put() would grow to, in one step */
+            cap *= 2;
+        }
+        if (cap != self->cap && rehash(self, cap) < 0) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < Py_SIZE(packed); i++) {
+            long long price = packed->v[2 * i], size = packed->v[2 * i + 1];
+            int added;
+            if (price > LIMIT || price < -LIMIT || size > LIMIT || size < 0) {
+                PyErr_SetString(PyExc_OverflowError, "book level beyond 2**62");
+                reset(self);
+                return NULL;
+            }
+            if (size && put(self, price, size, &added) < 0) {
+                reset(self);
+                return NULL;
+            }
+        }
+        if (refill(self) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
     PyObject *seq = PySequence_Fast(levels, "book levels must be a sequence of (price, size)");
     if (seq == NULL) {
         return NULL;

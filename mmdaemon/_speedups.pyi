@@ -27,6 +27,7 @@ class Decoder:
         msg_fallback: Callable[[object, int], list[MarketEvent]],
         decode_fallback: Callable[[int, bytes | str], list[MarketEvent]],
         depth: Callable[..., list[MarketEvent]],
+        snapshot: Callable[..., list[MarketEvent]],
         usdm: bool,
     ) -> None: ...
     def decode(self, recv_ns: int, frame: bytes | str) -> list[MarketEvent]: ...
@@ -35,7 +36,8 @@ class Decoder:
     def trade(self, data: dict[str, Any], recv_ns: int) -> list[MarketEvent]: ...
 
 class Levels(Sequence[Level]):
-    """Packed (price, size) levels of a scanned depth diff; equal to a list of tuples."""
+    """Packed (price, size) levels of a scanned depth diff or snapshot; equal to a list of
+    tuples."""
 
     @overload
     def __getitem__(self, index: int) -> Level: ...

@@ -9,7 +9,8 @@ horizons (:mod:`mmdaemon.markouts`); and ``order_log``: every order action we se
 every answer of the venue (:mod:`mmdaemon.orderlog` names them and exports them as CSV). A
 journal written before those (no ``fills.mid_x2``, no ``markouts``, no ``order_log``, no
 ``funding``) opens as it is and gains them; its fills count as unresolved markouts rather
-than being measured on samples.
+than being measured on samples. One whose fills are a rowid table with a separate index on
+the execution key has them moved, once, into one B-tree keyed by it (:data:`FILLS_TABLE`).
 The promise is *no reported fill lost, none doubled*:
 
 - a fill is committed before anything acts on it (position, quoter, breakers, logs), so a
@@ -46,13 +47,13 @@ CHECKPOINT_ROWS = 4000
 """Rows written between two checkpoints (:meth:`Journal.checkpoint`). In a dry run's mix
 (samples and order-log rows committed a supervisor tick at a time, fills one by one) a row
 costs about a quarter of a WAL page, so this is about SQLite's own default, a checkpoint
-per 1,000 pages; were every row a fill (two pages, with its key's index) the WAL would
-reach 8,000 pages (32 MiB) before one."""
+per 1,000 pages; were every row a fill (a page each) the WAL would reach 4,000 pages
+(16 MiB) before one."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fills (
-    seq      INTEGER PRIMARY KEY,
-    exec_key TEXT NOT NULL UNIQUE,
+FILLS_TABLE = """
+CREATE TABLE IF NOT EXISTS fills (  -- one B-tree, keyed by the execution: a fill's commit
+    exec_key TEXT PRIMARY KEY,      -- writes one page, and a repeated execution is refused
+    seq      INTEGER,               -- the order recorded: 1, 2, ... (never NULL: FILLS_SEQ)
     order_id INTEGER NOT NULL,
     side     INTEGER NOT NULL,      -- +1 buy, -1 sell
     price    INTEGER NOT NULL,      -- ticks
@@ -63,7 +64,29 @@ CREATE TABLE IF NOT EXISTS fills (
     mid_x2   INTEGER                -- best bid + best ask (ticks) before the market event that
                                     -- filled us (live: our book when the report came);
                                     -- NULL: unknown (an older version, no book)
-);
+) WITHOUT ROWID
+"""
+"""The fills table. Earlier versions kept fills in a rowid table (``seq INTEGER PRIMARY
+KEY``) with a separate unique index on ``exec_key``: two B-trees, so every fill's commit
+wrote two pages to the WAL. :meth:`Journal.__init__` moves such a journal's fills into
+this table once, keeping each fill's ``seq``."""
+
+FILLS_SEQ = """
+CREATE TRIGGER IF NOT EXISTS fills_seq AFTER INSERT ON fills WHEN NEW.seq IS NULL BEGIN
+    UPDATE fills SET seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM fills)
+    WHERE exec_key = NEW.exec_key;
+END
+"""
+"""The next ``seq`` for a fill inserted without one, which is how every earlier version
+inserts (``seq`` was its rowid): a rollback to one of them (deploy/README.md) keeps
+recording fills in order, rather than failing every insert on a NULL ``seq`` and taking
+each fill for one already in. This version always gives ``seq``: the trigger never runs
+for it (its condition is checked, nothing more)."""
+
+FILL_COLUMNS = "exec_key, seq, order_id, side, price, size, fee, maker, ts_ns, mid_x2"
+INSERT_FILL = f"INSERT INTO fills ({FILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+SCHEMA = FILLS_TABLE + """;
 CREATE TABLE IF NOT EXISTS funding (   -- older journals gain it empty
     funding_id INTEGER PRIMARY KEY,     -- the venue's id of the payment (never 0)
     amount     INTEGER NOT NULL,        -- notional units (ticks x lots), received > 0, paid < 0
@@ -206,6 +229,31 @@ def read_markouts(db: sqlite3.Connection) -> list[MarkoutRow]:
         "SELECT exec_key, horizon_ns, mid_x2, resolved_ns FROM markouts ORDER BY rowid")]
 
 
+def keyed_by_execution(db: sqlite3.Connection) -> bool:
+    """The journal ``db``'s fills are one B-tree keyed by ``exec_key`` (:data:`FILLS_TABLE`),
+    not an older version's rowid table with a separate index."""
+    return any(row[1] == "exec_key" and row[5] == 1
+               for row in db.execute("PRAGMA table_info(fills)"))
+
+
+def key_fills_by_execution(db: sqlite3.Connection) -> None:
+    """Move an older version's fills (``seq`` the rowid, ``exec_key`` a unique index) into
+    :data:`FILLS_TABLE`, every fill with its ``seq``, in one transaction: a crash leaves
+    the old table whole, and the next start moves it again. ``db`` is in autocommit mode
+    (``isolation_level=None``) and has the ``mid_x2`` column already."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(FILLS_TABLE.replace("EXISTS fills", "EXISTS fills_keyed"))
+        db.execute(f"INSERT INTO fills_keyed ({FILL_COLUMNS}) SELECT {FILL_COLUMNS} FROM fills")
+        db.execute("DROP TABLE fills")
+        db.execute("ALTER TABLE fills_keyed RENAME TO fills")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:  # a failed COMMIT may have rolled back already
+            db.execute("ROLLBACK")
+        raise
+
+
 class Journal:
     """Append-only record of fills plus a small key/value state table.
 
@@ -240,6 +288,11 @@ class Journal:
             self._db.executescript(SCHEMA)
             if not has_column(self._db, "fills", "mid_x2"):  # written by an older version
                 self._db.execute("ALTER TABLE fills ADD COLUMN mid_x2 INTEGER")
+            if not keyed_by_execution(self._db):  # an older version's two B-trees
+                key_fills_by_execution(self._db)
+            self._db.execute(FILLS_SEQ)
+            self._next_seq = 1 + int(self._db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM fills").fetchone()[0])
         except sqlite3.DatabaseError as exc:
             self._db.close()
             self._release()
@@ -318,13 +371,14 @@ class Journal:
             raise ValueError(f"fill of order {fill.order_id} has no execution id")
         try:
             self._db.execute(
-                "INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns,"
-                " mid_x2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (exec_key(fill), fill.order_id, int(fill.side), fill.price, fill.size,
-                 fill.fee, int(fill.maker), fill.ts_ns, fill.mid_x2 or None),
+                INSERT_FILL,
+                (exec_key(fill), self._next_seq, fill.order_id,
+                 int(fill.side), fill.price, fill.size, fill.fee, int(fill.maker), fill.ts_ns,
+                 fill.mid_x2 or None),
             )
         except sqlite3.IntegrityError:
             return False
+        self._next_seq += 1
         return True
 
     def record_funding(self, funding: Funding) -> bool:

@@ -27,7 +27,9 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
@@ -228,6 +230,57 @@ class DecimalText:
         return event_dict
 
 
+class UtcStamp:
+    """The time stamp of a line: wall time, UTC, ISO 8601, as structlog's
+    ``TimeStamper(fmt="iso", utc=True)`` writes it (``2026-12-07T16:56:11.274377Z``, no
+    fraction when the microsecond is 0), with the date and time of day formatted once per
+    second rather than once per line."""
+
+    __slots__ = ("_prefix", "_second", "_wall_ns")
+
+    def __init__(self, wall_ns: Callable[[], int] = time.time_ns) -> None:
+        self._wall_ns = wall_ns  # ns since the epoch
+        self._second = -1
+        self._prefix = ""  # the current second: "YYYY-MM-DDTHH:MM:SS"
+
+    def __call__(self) -> str:
+        second, ns = divmod(self._wall_ns(), 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:-6]
+        micros = ns // 1000
+        return f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+
+
+class JsonLine:
+    """The JSON chain after the context in one processor: the level, the rate limit, the
+    time stamp, an exception as a dict, and the line rendered by orjson.
+
+    What structlog's ``add_log_level``, :class:`RateLimiter`, ``TimeStamper(fmt="iso",
+    utc=True)``, ``dict_tracebacks`` and ``JSONRenderer(serializer=orjson.dumps)`` did one
+    after the other, in that order, so every line is the same bytes (the time stamp's value
+    aside), in one call instead of five: a fill's line is written on the way to the next
+    quote, and each processor was a Python call with its own look-ups and, on a cold
+    cache, misses."""
+
+    __slots__ = ("_limiter", "_render", "_stamp")
+
+    def __init__(self, limiter: RateLimiter | None, stamp: UtcStamp | None = None) -> None:
+        self._limiter = limiter
+        self._stamp = stamp or UtcStamp()
+        self._render = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+
+    def __call__(self, logger: Any, method_name: str,
+                 event_dict: MutableMapping[str, Any]) -> str | bytes:
+        event_dict = structlog.processors.add_log_level(logger, method_name, event_dict)
+        if self._limiter is not None:
+            event_dict = self._limiter(logger, method_name, event_dict)
+        event_dict["timestamp"] = self._stamp()
+        if "exc_info" in event_dict:  # the renderer pops it, a false one included
+            event_dict = structlog.processors.dict_tracebacks(logger, method_name, event_dict)
+        return self._render(logger, method_name, event_dict)  # orjson: bytes
+
+
 def _utf8(logger: Any, method_name: str, rendered: str) -> bytes:
     """The console renderer's text as the bytes the logger writes (JSON is bytes already)."""
     return rendered.encode("utf-8", "backslashreplace")
@@ -274,25 +327,20 @@ def configure(level: str = "info", stream: BinaryIO | None = None,
     out = stream or sys.stderr.buffer
     console = _console_wanted(log_format, out)
     limiter = None if rate_limit is None else RateLimiter(*rate_limit, always_logged, clock)
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-    ]
-    if limiter is not None:
-        # before the timestamp and the renderer: a dropped event costs no formatting
-        processors.append(limiter)
-    processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
-    if console:
+    processors: list[Any] = [structlog.contextvars.merge_contextvars]
+    if not console:
+        processors.append(JsonLine(limiter))
+    else:
+        processors.append(structlog.processors.add_log_level)
+        if limiter is not None:
+            # before the timestamp and the renderer: a dropped event costs no formatting
+            processors.append(limiter)
+        processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
         if instrument is not None:
             processors.append(DecimalText(instrument))
         # the renderer formats tracebacks itself; colours only for a person's terminal
         colors = _is_terminal(out) and not os.environ.get("NO_COLOR")
         processors += [structlog.dev.ConsoleRenderer(colors=colors), _utf8]
-    else:
-        processors += [
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

@@ -1,8 +1,8 @@
 """The compiled hot loops, when they were built, and the switch that turns them off.
 
 ``mmdaemon/_speedups.c`` compiles the Binance codec's decoding of its busiest frames
-(``bookTicker`` and ``trade`` whole; depth diffs read straight from their bytes into packed
-levels, the sync rules staying in Python; the levels of snapshots) and the book side
+(``bookTicker`` and ``trade`` whole; depth diffs and REST snapshots read straight from their
+bytes into packed levels, the sync rules staying in Python) and the book side
 (:class:`~mmdaemon.book.BookSide`). They are built when ``pip install`` finds a C
 compiler; without one the install goes on and the pure-Python loops run instead. The Python
 loops stay the reference: the compiled ones hand every unusual input back to them, so

@@ -25,8 +25,7 @@ from mmdaemon.model import Fill
 class Position:
     """Running position and PnL from fills and funding payments."""
 
-    __slots__ = ("cash", "cost", "fees", "fills", "funding", "max_abs", "position", "realized",
-                 "volume")
+    __slots__ = ("cash", "cost", "fees", "fills", "funding", "max_abs", "position", "volume")
 
     def __init__(self) -> None:
         self.position = 0
@@ -37,31 +36,39 @@ class Position:
         self.fills = 0
         self.max_abs = 0
         self.cost = Fraction(0)  # signed cost basis of the open position
-        self.realized = Fraction(0)
+
+    @property
+    def realized(self) -> Fraction:
+        """Realised PnL (average cost), notional units: ``cash + cost``.
+
+        Closing ``closed`` lots of a long at price p realises ``closed * (p - avg)``, and
+        that is exactly what the close moves ``cash + cost`` by (cash takes the proceeds,
+        the cost basis gives up ``closed * avg``); opening moves neither. So it is kept by
+        :meth:`apply` without arithmetic of its own: a fill's accounting is on its way to
+        the next quote, and each Fraction operation normalises with a gcd."""
+        return self.cash + self.cost
 
     def apply(self, fill: Fill) -> None:
         """Account one fill: side x size lots at ``price`` ticks, fee in notional units."""
-        signed = int(fill.side) * fill.size
+        side = int(fill.side)
+        signed = side * fill.size
         notional = fill.price * fill.size
-        self.cash -= int(fill.side) * notional
+        self.cash -= side * notional
         self.fees += fill.fee
         self.volume += fill.size
         self.fills += 1
         pos = self.position
+        remaining = pos + signed
         if pos == 0 or (pos > 0) == (signed > 0):
-            self.cost += int(fill.side) * notional
-        else:
-            closed = min(abs(signed), abs(pos))
-            avg = self.cost / pos  # ticks per lot, signed like pos
-            # closing `closed` lots of a long at price p realises closed*(p - avg)
-            self.realized += closed * (fill.price - avg) * (1 if pos > 0 else -1)
-            remaining = pos + signed
-            if remaining == 0 or (remaining > 0) == (pos > 0):
-                self.cost = avg * remaining
-            else:  # flipped: the rest opens a new position at this price
-                self.cost = Fraction(fill.price * remaining)
-        self.position = pos + signed
-        self.max_abs = max(self.max_abs, abs(self.position))
+            self.cost += side * notional
+        elif remaining == 0 or (remaining > 0) == (pos > 0):
+            # what is left keeps the average cost, cost / pos ticks per lot (one Fraction)
+            cost = self.cost
+            self.cost = Fraction(cost.numerator * remaining, cost.denominator * pos)
+        else:  # flipped: the rest opens a new position at this price
+            self.cost = Fraction(fill.price * remaining)
+        self.position = remaining
+        self.max_abs = max(self.max_abs, abs(remaining))
 
     def apply_funding(self, amount: int) -> None:
         """Account one funding payment, ``amount`` notional units (received > 0)."""

@@ -157,6 +157,7 @@ class BinanceCodec:
                 msg_fallback=self._py_decode_msg,
                 decode_fallback=self._py_decode,
                 depth=self._depth,
+                snapshot=self._load,
                 usdm=self.market == "usdm",
             )
         except ValueError:  # a grid beyond the compiled arithmetic: the Python code decodes
@@ -407,17 +408,27 @@ class BinanceCodec:
         last = data["lastUpdateId"]
         if type(last) is not int:
             raise FrameError("lastUpdateId is not an integer")
-        if self.state is SyncState.SYNCED and last <= self.last_id:
-            return _NO_EVENTS  # older than the book we already hold: nothing to learn
-        snapshot = BookUpdate(
-            True,
-            self._levels(data["bids"]),
-            self._levels(data["asks"]),
-            last,
-            last,
-            _ms(data.get("T", data.get("E", 0))),
-            recv_ns,
-        )
+        if self._stale(last):  # before its levels: a stale one is not even read
+            return _NO_EVENTS
+        return self._load(last, self._levels(data["bids"]), self._levels(data["asks"]),
+                          _ms(data.get("T", data.get("E", 0))), recv_ns)
+
+    def _stale(self, last: int) -> bool:
+        """A snapshot of final update id ``last`` is older than the book we already hold:
+        nothing to learn from it."""
+        return self.state is SyncState.SYNCED and last <= self.last_id
+
+    def _load(self, last: int, bids: Sequence[Level], asks: Sequence[Level], exch_ns: int,
+              recv_ns: int) -> list[MarketEvent]:
+        """A decoded snapshot (``last`` an int) as the book's new start, and the buffered
+        diffs it releases through the sync rules.
+
+        The compiled scanner (:mod:`mmdaemon.speedups`), which reads plain snapshots
+        straight from their bytes, continues here too, with packed levels.
+        """
+        if self._stale(last):
+            return _NO_EVENTS
+        snapshot = BookUpdate(True, bids, asks, last, last, exch_ns, recv_ns)
         self.state = SyncState.AWAIT_FIRST
         self.last_id = last
         events: list[MarketEvent] = [snapshot]

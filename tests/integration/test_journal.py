@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.journal import CHECKPOINT_ROWS, Journal
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal, keyed_by_execution
 from mmdaemon.model import Fill, Side
 from mmdaemon.statedir import StateDirLocked
 
@@ -55,12 +55,12 @@ def test_one_process_per_state_directory(tmp_path: Path) -> None:
 
 FILLS_PAST_AUTOCHECKPOINT = 1500
 """Fills enough that their commits put more than SQLite's default 1,000 pages in the WAL
-(each commit writes at least the fills table's page and its execution-key index's)."""
+(each commit writes at least the fills table's page)."""
 
 _WRITER = """
 import os, signal, sys
 from pathlib import Path
-from mmdaemon.journal import CHECKPOINT_ROWS, Journal
+from mmdaemon.journal import CHECKPOINT_ROWS, Journal, keyed_by_execution
 from mmdaemon.model import Fill, Side
 path = Path(sys.argv[1])
 j = Journal(path)
@@ -112,3 +112,97 @@ def test_checkpoint_copies_the_wal_into_the_database_once_enough_was_written(
     assert count == CHECKPOINT_ROWS
     assert not j.checkpoint()  # nothing new since
     j.close()
+
+
+WAL_FRAME = 24 + 4096
+"""One page in the WAL: the frame's header and the page (the journal's page size)."""
+
+
+def test_a_fill_commit_writes_one_page_to_the_wal(tmp_path: Path) -> None:
+    """The fills table is its own execution-key index: a fill's commit appends one frame
+    to the WAL, not a table page and an index page."""
+    path = tmp_path / "state" / "journal.sqlite"
+    wal = path.with_name(path.name + "-wal")
+    j = Journal(path)
+    j.restore(1)
+    assert j.record_fill(Fill(7, Side.BUY, 100, 5, 2, True, 1, exec_id=1))
+    for i in range(2, 50):
+        before = wal.stat().st_size
+        assert j.record_fill(Fill(7 + i // 3, Side.BUY, 100 + i, 5, 2, True, i, exec_id=i))
+        assert wal.stat().st_size - before == WAL_FRAME
+    j.close()
+
+
+OLDER_FILLS = """
+CREATE TABLE fills (seq INTEGER PRIMARY KEY, exec_key TEXT NOT NULL UNIQUE,
+    order_id INTEGER NOT NULL, side INTEGER NOT NULL, price INTEGER NOT NULL,
+    size INTEGER NOT NULL, fee INTEGER NOT NULL, maker INTEGER NOT NULL,
+    ts_ns INTEGER NOT NULL{mid});
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL, ts_ns INTEGER NOT NULL);
+"""
+
+
+@pytest.mark.parametrize("mid", [", mid_x2 INTEGER", ""], ids=["with_mid", "before_mid"])
+def test_an_older_versions_fills_move_into_the_execution_keyed_table_in_order(
+        tmp_path: Path, mid: str) -> None:
+    """A journal whose fills are a rowid table with a unique index on exec_key (every
+    version before this one) opens with its fills moved, in their order, keyed by
+    execution: a repeat of one of them is still refused, a new one comes after them, and
+    readers of either shape read the same rows."""
+    path = tmp_path / "state" / "journal.sqlite"
+    path.parent.mkdir()
+    db = sqlite3.connect(path)
+    db.executescript(OLDER_FILLS.format(mid=mid))
+    # exec_key order differs from seq order: the move must keep seq's
+    rows = [("9:5", 9, 1, 100, 2, 1, 1, 10), ("10:6", 10, -1, 103, 1, -1, 1, 11),
+            ("10:7", 10, -1, 104, 3, 0, 0, 12)]
+    db.executemany("INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker,"
+                   " ts_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+
+    j = Journal(path)
+    assert [(f.order_id, f.exec_id, f.price, f.size, f.fee, f.maker, f.ts_ns, f.mid_x2)
+            for f in j.restore(1).fills] == [
+        (9, 5, 100, 2, 1, True, 10, 0), (10, 6, 103, 1, -1, True, 11, 0),
+        (10, 7, 104, 3, 0, False, 12, 0)]
+    assert not j.record_fill(Fill(10, Side.SELL, 103, 1, -1, True, 11, exec_id=6))
+    assert j.record_fill(Fill(8, Side.BUY, 99, 1, 0, True, 13, exec_id=8, mid_x2=201))
+    j.close()
+
+    db = sqlite3.connect(path)
+    assert keyed_by_execution(db)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'fills%'"
+                      " AND type = 'table'").fetchall() == [("fills",)]
+    assert db.execute("SELECT exec_key, seq, mid_x2 FROM fills ORDER BY seq").fetchall() == [
+        ("9:5", 1, None), ("10:6", 2, None), ("10:7", 3, None), ("8:8", 4, 201)]
+    db.close()
+    j = Journal(path)  # moved once: opening again changes nothing
+    assert [f.exec_id for f in j.restore(2).fills] == [5, 6, 7, 8]
+    j.close()
+
+
+def test_an_older_version_rolled_back_to_keeps_recording_fills_in_order(tmp_path: Path) -> None:
+    """A rollback (deploy/README.md) runs an older version on a journal this one keyed by
+    execution: its insert, which gives no seq, takes the next one, and a repeat of an
+    execution is still refused, so no fill is lost or taken for a repeat."""
+    path = tmp_path / "state" / "journal.sqlite"
+    j = Journal(path)
+    j.restore(1)
+    assert j.record_fill(Fill(7, Side.BUY, 100, 5, 2, True, 1, exec_id=1))
+    assert j.record_fill(Fill(7, Side.BUY, 101, 5, 2, True, 2, exec_id=2))
+    j.close()
+    older = sqlite3.connect(path, isolation_level=None)
+    insert = ("INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns,"
+              " mid_x2) VALUES (?, 8, -1, 99, 1, 0, 1, ?, NULL)")  # as every earlier version
+    older.execute(insert, ("8:3", 3))
+    older.execute(insert, ("8:4", 4))
+    with pytest.raises(sqlite3.IntegrityError):
+        older.execute(insert, ("8:3", 5))
+    older.close()
+    j = Journal(path)
+    assert [f.exec_id for f in j.restore(2).fills] == [1, 2, 3, 4]
+    assert j.record_fill(Fill(9, Side.BUY, 98, 1, 0, True, 6, exec_id=5))
+    j.close()
+    seqs = sqlite3.connect(path).execute("SELECT exec_key, seq FROM fills ORDER BY seq")
+    assert seqs.fetchall() == [("7:1", 1), ("7:2", 2), ("8:3", 3), ("8:4", 4), ("9:5", 5)]

@@ -381,9 +381,7 @@ def test_json_lines_are_the_same_whether_the_instrument_is_known_or_not() -> Non
                        for p in structlog.get_config()["processors"]])
         log.get_logger(instrument="BTCUSDT").info("fill", **CONSOLE_FILL)
         lines.append(re.sub(rb'"timestamp":"[^"]+"', b'"timestamp":"T"', stream.getvalue()))
-    assert chains[0] == chains[1] == [
-        "merge_contextvars", "add_log_level", "RateLimiter", "TimeStamper",
-        "ExceptionRenderer", "JSONRenderer"]  # the chain as it was before the console
+    assert chains[0] == chains[1] == ["merge_contextvars", "JsonLine"]
     assert lines[0] == lines[1]
     assert orjson.loads(lines[1]) == {**CONSOLE_FILL, "instrument": "BTCUSDT",
                                       "event": "fill", "level": "info", "timestamp": "T"}
@@ -439,3 +437,81 @@ def test_auto_is_console_with_colours_on_a_terminal(monkeypatch: pytest.MonkeyPa
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format must be one of"):
         log.configure("info", io.BytesIO(), log_format="text")
+
+
+def _structlog_chain(limiter: log.RateLimiter) -> list[Any]:
+    """The JSON chain before :class:`log.JsonLine` fused it: structlog's processors."""
+    return [structlog.processors.add_log_level, limiter,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps)]
+
+
+def _caught() -> ValueError:
+    """An exception with its traceback, whose frames (this one's) are the same each call."""
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        return error
+
+
+class _Opaque:
+    """A value JSON cannot hold: both renderers must fall back to its repr."""
+
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+def test_the_fused_json_line_is_byte_for_byte_structlogs_chain() -> None:
+    """JsonLine does in one call what five structlog processors did; the same events give
+    the same bytes (the time stamp's value aside): a plain line, one carrying a rate
+    limit's count, one with a traceback, one with a value only ``repr`` can show, and the
+    same events dropped."""
+    exc = _caught()
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("info", {"instrument": "BTCUSDT", **CONSOLE_FILL, "event": "fill"}),
+        ("warning", {"event": "frame_malformed", "n": 1}),
+        ("error", {"event": "journal_write_failed", "exc_info": exc, "during": "fill"}),
+        ("info", {"event": "odd", "value": _Opaque(), "none": None, "f": 0.5}),
+    ] + [("warning", {"event": "frame_malformed", "n": i}) for i in range(2, 30)]
+    outputs: list[list[bytes | None]] = []
+    for fused in (True, False):
+        clock = ManualClock(start_ns=10**12)
+        limiter = log.RateLimiter(N, WINDOW_S, clock=clock)
+        chain = [log.JsonLine(limiter)] if fused else _structlog_chain(limiter)
+        lines: list[bytes | None] = []
+        for i, (level, event) in enumerate(events):
+            if i == len(events) - 1:
+                clock.now_ns += WINDOW_NS  # the last carries the count of those dropped
+            out: Any = dict(event)
+            try:
+                for processor in chain:
+                    out = processor(None, level, out)
+            except structlog.DropEvent:
+                out = None
+            lines.append(None if out is None else
+                         re.sub(rb'"timestamp":"[^"]+"', b'"timestamp":"T"', out))
+        outputs.append(lines)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count(None) == 28 - N and b'"suppressed":' in (outputs[0][-1] or b"")
+    assert b'"exception":[' in (outputs[0][2] or b"") and b'"<opaque>"' in (outputs[0][3] or b"")
+
+
+@pytest.mark.parametrize("wall_ns", [
+    1_733_590_571_274_377_123,  # a fraction
+    1_733_590_571_000_000_000,  # microsecond 0: no fraction, as datetime.isoformat
+    1_733_590_571_000_000_999,  # under a microsecond past the second: still none
+    1_733_590_571_999_999_999,  # the last microsecond of the second
+    0,  # the epoch
+], ids=["fraction", "whole_second", "sub_microsecond", "last_microsecond", "epoch"])
+def test_the_line_stamp_is_structlogs_iso_utc_text(wall_ns: int) -> None:
+    """UtcStamp formats the date once a second; the text is what structlog's
+    ``TimeStamper(fmt="iso", utc=True)`` writes for the same microsecond."""
+    from datetime import UTC, datetime, timedelta
+    expected = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=wall_ns // 1000)
+                ).isoformat().replace("+00:00", "Z")
+    stamp = log.UtcStamp(lambda: wall_ns)
+    assert stamp() == stamp() == expected
+    later = log.UtcStamp(iter([wall_ns - 10**9, wall_ns]).__next__)  # the second before
+    later()
+    assert later() == expected

@@ -116,6 +116,38 @@ def test_position_invariant(fills: list[tuple[int, int, int]], mark_x2: int) -> 
         assert p.position == sum(s * z for s, _, z in fills[: p.fills])
 
 
+def _average_cost_by_hand(fills: list[tuple[int, int, int]]) -> tuple[Fraction, Fraction]:
+    """(realised, cost basis) of ``fills`` (side, price, size), realising each close at its
+    price against the average cost, step by step."""
+    pos, cost, realized = 0, Fraction(0), Fraction(0)
+    for side, price, size in fills:
+        signed = side * size
+        if pos == 0 or (pos > 0) == (signed > 0):
+            cost += signed * price
+        else:
+            closed, avg = min(size, abs(pos)), cost / pos
+            realized += closed * (price - avg) * (1 if pos > 0 else -1)
+            remaining = pos + signed
+            flipped = remaining != 0 and (remaining > 0) != (pos > 0)
+            cost = Fraction(price * remaining) if flipped else avg * remaining
+        pos += signed
+    return realized, cost
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 1000), st.integers(1, 50)),
+                max_size=60))
+def test_position_realises_exactly_the_average_cost_pnl(fills: list[tuple[int, int, int]]
+                                                       ) -> None:
+    """Position keeps realised PnL as cash + cost basis, with one Fraction a close: the same
+    exact values as realising every close against the average cost, after every fill."""
+    p = Position()
+    for i, (side, price, size) in enumerate(fills):
+        p.apply(fill(side, price, size))
+        realized, cost = _average_cost_by_hand(fills[: i + 1])
+        assert (p.realized, p.cost) == (realized, cost)
+        assert type(p.realized) is type(p.cost) is Fraction
+
+
 def test_rejected_amend_keeps_the_order_and_its_confirmed_state() -> None:
     m = OrderManager(run_id=1, price_tolerance_ticks=1, size_tolerance_lots=1)
     (bid,) = send_all(m, m.decide(q(100, 50, 0, 0)))

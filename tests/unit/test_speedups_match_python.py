@@ -272,6 +272,133 @@ def test_scanned_depth_frames_decode_as_the_json_path(frame: bytes, market: str)
     assert same_events(a, b), (frame, a, b)
 
 
+# ---- the snapshot scanner accepts exactly what the JSON path decodes the same way ----------
+
+@st.composite
+def grid_level_list(draw: st.DrawFn) -> str:
+    """Levels on the spot grids (ticks of 0.01, lots of 1e-8), sizes 0 included: plain."""
+    levels = draw(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 10**12)),
+                           max_size=40))
+    return "[" + ",".join(f'["{p // 100}.{p % 100:02d}","{s // 10**8}.{s % 10**8:08d}"]'
+                          for p, s in levels) + "]"
+
+
+@st.composite
+def snapshot_frame_text(draw: st.DrawFn) -> bytes:
+    """A REST depth snapshot, mostly as Binance writes it (compact, the id first, so that the
+    scanner reads it), with the depth strategy's odd ids, levels, keys and bytes."""
+    clean = draw(st.booleans())  # half of them plain, for the scanner to read through
+    ids = INTS.map(str) if clean else st.one_of(INTS.map(str), INT_TEXT)
+    levels = grid_level_list() if clean else st.one_of(grid_level_list(), level_list())
+    fields: list[tuple[str, str]] = [
+        ("lastUpdateId", draw(ids)), ("bids", draw(levels)), ("asks", draw(levels)),
+    ]
+    if draw(st.booleans()):
+        fields.append(("E", draw(ids)))
+    if draw(st.booleans()):
+        fields.append(("T", draw(ids)))
+    if not clean and draw(st.integers(0, 5)) == 0:  # drop one
+        del fields[draw(st.integers(0, len(fields) - 1))]
+    if not clean and draw(st.integers(0, 8)) == 0:  # repeat one
+        fields.append(draw(st.sampled_from(fields)) if fields else ("x", "1"))
+    if not clean and draw(st.integers(0, 10)) == 0:
+        fields.append((draw(st.sampled_from(["e", "x", "\\u0045", "lastupdateid", "", "bid"])),
+                       draw(INT_TEXT)))
+    order = list(draw(st.permutations(fields)))
+    if draw(st.integers(0, 3)):
+        order.sort(key=lambda kv: kv[0] != "lastUpdateId")
+    ws = WS if draw(st.integers(0, 3)) == 0 else st.just("")
+    frame = "{" + ",".join(f'{draw(ws)}"{k}"{draw(ws)}:{draw(ws)}{v}{draw(ws)}'
+                           for k, v in order) + "}"
+    if clean:
+        return frame.encode()
+    frame += draw(st.sampled_from(["", "", "", " \n", "x", "}", "\x00"]))
+    raw = frame.encode()
+    cut = draw(st.integers(0, 12))
+    if cut == 0 and raw:  # truncate
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    elif cut == 1 and raw:  # flip one byte
+        i = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:i] + bytes([draw(st.integers(0, 255))]) + raw[i + 1:]
+    return raw
+
+
+def _synced(codec: BinanceCodec) -> BinanceCodec:
+    """``codec`` after a snapshot (id 100) and the diff that bridges it: synced at 101, so a
+    snapshot of id 101 or less is stale."""
+    codec.decode(1, orjson.dumps({"lastUpdateId": 100, "bids": [["61837.60000000", "1"]],
+                                  "asks": [["61837.70000000", "1"]]}))
+    codec.decode(2, orjson.dumps({"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 101,
+                                  "u": 101, "b": [], "a": []}))
+    return codec
+
+
+@given(frame=snapshot_frame_text(), market=st.sampled_from(["spot", "usdm"]),
+       synced=st.booleans())
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_scanned_snapshot_frames_decode_as_the_json_path(frame: bytes, market: str,
+                                                        synced: bool) -> None:
+    """Waiting for a snapshot, or synced (where an older one is ignored): the same events,
+    and the codec in the same state after them."""
+    fast, pure = codecs(spot(), market)
+    if synced:
+        _synced(fast), _synced(pure)
+    diff = orjson.dumps({"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 90, "u": 95,
+                         "b": [["61837.50000000", "2"]], "a": []})
+    fast.decode(3, diff), pure.decode(3, diff)  # buffered (waiting): a snapshot may release it
+    a, b = fast.decode(4, frame), pure.decode(4, frame)
+    assert same_events(a, b), (frame, a, b)
+    assert (fast.state, fast.last_id, len(fast._buffer)) == (
+        pure.state, pure.last_id, len(pure._buffer))
+
+
+def test_a_plain_snapshot_is_read_from_its_bytes() -> None:
+    """The venue's snapshot, spot and USD-M, takes the scanner (packed levels, no JSON
+    objects), not the JSON path that decodes the same events."""
+    assert speedups.compiled is not None
+    for market, extra in (("spot", {}), ("usdm", {"E": 1723161256501, "T": 1723161256493})):
+        frame = orjson.dumps({"lastUpdateId": 50, **extra,
+                              "bids": [["61837.63000000", "3.78826000"]],
+                              "asks": [["61837.64000000", "0.5"], ["61837.70000000", "0"]]})
+        fast, pure = codecs(spot(), market)
+        a, b = fast.decode(1, frame), pure.decode(1, frame)
+        assert same_events(a, b)
+        assert type(a[0].bids) is type(a[0].asks) is speedups.compiled.Levels  # type: ignore[union-attr]
+        assert a[0].exch_ns == extra.get("T", 0) * 1_000_000  # type: ignore[union-attr]
+
+
+def _packed(levels: list[tuple[int, int]]) -> Sequence[tuple[int, int]]:
+    """``levels`` (ticks of 0.01, lots of 1e-8) as the compiled scanner packs a snapshot's."""
+    fast, _ = codecs(spot())
+    text = [[f"{p // 100}.{p % 100:02d}", f"{s // 10**8}.{s % 10**8:08d}"] for p, s in levels]
+    (update,) = fast.decode(1, orjson.dumps({"lastUpdateId": 1, "bids": text, "asks": []}))
+    return update.bids  # type: ignore[union-attr,no-any-return]
+
+
+@given(levels=st.lists(st.tuples(st.integers(1, 3000), st.sampled_from([0, 1, 5, 10**8])),
+                       max_size=700),
+       sign=st.sampled_from([1, -1]),
+       region=st.sampled_from([(1, 1, 2), (2, 4, 8), (32, 128, 256)]))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_snapshots_packed_levels_load_as_the_list(levels: list[tuple[int, int]], sign: int,
+                                                   region: tuple[int, int, int]) -> None:
+    """BookSide.load of packed levels (its table sized for them at once) is the reference's
+    load of the same list: zero sizes skipped, a repeated price's last size kept, what was
+    there before gone."""
+    assert speedups.compiled is not None
+    packed = _packed(levels)
+    assert type(packed) is speedups.compiled.Levels and packed == levels
+    fast, pure = sides(sign, region)
+    apply_both(fast, pure, "update", [(p, 1) for p in range(4000, 4100)])
+    fast.load(packed)
+    pure.load(levels)
+    fast.check()
+    assert fast.levels == pure.levels and len(fast) == len(pure)
+    assert fast._keys == pure._keys and fast._floor == pure._floor
+    for n in (1, region[0], region[1] + 1, 10_000):
+        assert fast.top(n) == pure.top(n)
+
+
 # ---- the hash table and the region, against the reference ----------------------------------
 
 @given(ops=st.lists(st.tuples(st.sampled_from(["update", "load", "clear"]),
@@ -353,6 +480,11 @@ def _error_frames() -> list[bytes]:
             out.append(orjson.dumps({"stream": stream, "data": [data]}))
     out += [orjson.dumps({"lastUpdateId": 50, "bids": [["1.00", "1"]], "asks": [[1, 2]]}),
             orjson.dumps({"lastUpdateId": 50, "bids": [["1.00", "1"]], "asks": []}),
+            orjson.dumps({"lastUpdateId": 51, "E": 1, "T": 2**62, "bids": [], "asks": []}),
+            orjson.dumps({"lastUpdateId": 52, "bids": [["1.00", "1"]] * 600, "asks": [],
+                          "x": 1}),
+            b'{"lastUpdateId":53,"bids":[],"asks":[],"asks":[]}',
+            b'{"lastUpdateId":54,"bids":[["1.00","1"]],"asks":[["1.001","1"]]}',
             b"", b"{", b"[]", b"null", b"\xff", b'{"stream":"btcusdt@depth","data":{"s":']
     return out
 
