@@ -10,6 +10,7 @@ Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable inpu
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -297,6 +298,9 @@ def _symbol(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line ``argv`` (None: the process's own, ``sys.argv[1:]``, from the
+    console script or ``python -m mmdaemon``, and the process ends when this returns);
+    returns the exit status."""
     try:
         return _main(argv)
     except UsageError as exc:
@@ -309,6 +313,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         early_signals.hold()
+        if argv is None:
+            # The interpreter's shutdown runs full garbage collections over every object
+            # still tracked, the imported modules' included: 30-50 ms of a 0.75 s replay,
+            # to free memory the process is about to give back whole. Frozen, they are
+            # left out of them; atexit handlers still run, the standard streams are still
+            # flushed and the modules torn down. Only objects that nothing but a reference
+            # cycle holds are not finalized: the command has closed what it wrote by now
+            # (journal, output), and the OS closes any file left open.
+            gc.freeze()
 
 
 def version_text() -> str:
