@@ -41,9 +41,20 @@ class _LauncherPath(argparse.Action):
         parser.exit(0)
 
 
+class _Version(argparse.Action):
+    """``--version``: :func:`version_text` on stdout (exit 0), read only when asked for:
+    the installed package's metadata is not every command's business."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdaemon", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version, the Python and the hot loops in use, and exit")
     parser.add_argument("--launcher-path", action=_LauncherPath, nargs=0,
                         help="print where this installation's mmdaemond launcher is (the "
                              "systemd unit runs it, linked into the venv's bin/) and exit")
