@@ -25,7 +25,9 @@ sys.stderr.write(orjson.dumps({"code": code, "modules": sorted(sys.modules)}).de
 """
 
 
-def test_a_replay_imports_no_live_feed_nor_metrics_library_nor_other_commands(tmp_path: Path) -> None:
+def test_a_replay_imports_no_live_feed_nor_metrics_library_nor_other_commands(
+    tmp_path: Path,
+) -> None:
     recording = first_lines(tmp_path / "short.gz", 2_000)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, "--log-level", "error", "replay", str(recording),
