@@ -81,7 +81,6 @@ if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.metrics_core import Metric
-    from prometheus_client.registry import CollectorRegistry
 
 __all__ = [
     "DEFAULT_HOST",
@@ -655,7 +654,7 @@ class MetricsServer:
         self.uptime_sample_s = uptime_sample_s
         self.clock: Clock = clock or SystemClock()
         self.collector = ServiceCollector(service, latency, clock=self.clock, wire=wire)
-        self.registry: CollectorRegistry = CollectorRegistry()
+        self.registry = CollectorRegistry()
         self.registry.register(self.collector)
         if process_metrics:
             # our own instances: the library's defaults are bound to its global registry

@@ -47,7 +47,7 @@ def _run_service(service: Service, progress: bool = False) -> None:
 
     # The imports, the config and the service as built live as long as the run: frozen
     # now, the collection the service makes before it freezes what its start-up left
-    # (Service.run) need not walk them (~15 ms of a replay's start); it unfreezes
+    # (Service.run) need not walk them (~10 ms of a replay's start); it unfreezes
     # everything when it stops, and so does this on the way out of a failed start.
     gc.freeze()
     try:
