@@ -406,24 +406,32 @@ def _ratio(num: float, den: float) -> float | None:
     return float(num) / float(den) if den else None
 
 
-def _local_keys(tz: ZoneInfo) -> Callable[[int], tuple[int, str]]:
-    """``ts_ns -> (hour of day, ISO date)`` in ``tz``.
+def _local_buckets(tz: ZoneInfo, by_hour: dict[int, _Bucket], by_day: dict[str, _Bucket]
+                   ) -> Callable[[int], tuple[_Bucket, _Bucket]]:
+    """``ts_ns ->`` the buckets of its hour of day and of its ISO date in ``tz``, made in
+    ``by_hour`` and ``by_day`` when new.
 
     Memoised per UTC minute: every real UTC offset is a whole number of minutes, so all
     instants of one UTC minute share a local hour and date, and samples every 250 ms would
-    otherwise pay for a datetime conversion each.
+    otherwise pay for a datetime conversion (and two dict lookups) each.
     """
-    memo: dict[int, tuple[int, str]] = {}
+    memo: dict[int, tuple[_Bucket, _Bucket]] = {}
 
-    def keys(ts_ns: int) -> tuple[int, str]:
+    def buckets(ts_ns: int) -> tuple[_Bucket, _Bucket]:
         minute = ts_ns // (60 * NS_PER_S)
         hit = memo.get(minute)
         if hit is None:
             local = datetime.fromtimestamp(minute * 60, tz)
-            hit = memo[minute] = (local.hour, local.date().isoformat())
+            hour, day = local.hour, local.date().isoformat()
+            hb, db = by_hour.get(hour), by_day.get(day)
+            if hb is None:
+                hb = by_hour[hour] = _Bucket()
+            if db is None:
+                db = by_day[day] = _Bucket()
+            hit = memo[minute] = (hb, db)
         return hit
 
-    return keys
+    return buckets
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -477,15 +485,12 @@ def compute_metrics(
     zone = ZoneInfo(tz)
     fs = sorted(fills, key=lambda f: f.ts_ns)  # stable: equal times keep the journal's order
     half = _money_per_half_unit(instrument)
+    half_num, half_den = half.numerator, half.denominator
     tick = Fraction(instrument.tick_size)
     lot = Fraction(instrument.lot_size)
-    keys = _local_keys(zone)
     by_hour: dict[int, _Bucket] = {}
     by_day: dict[str, _Bucket] = {}
-
-    def buckets(ts_ns: int) -> tuple[_Bucket, _Bucket]:
-        hour, day = keys(ts_ns)
-        return by_hour.setdefault(hour, _Bucket()), by_day.setdefault(day, _Bucket())
+    buckets = _local_buckets(zone, by_hour, by_day)
 
     # -- the PnL path, one two-sided sample at a time: inventory PnL per step between two
     # of them (to the step's end time), the Sharpe grid, the drawdown
@@ -500,13 +505,15 @@ def compute_metrics(
             b.inventory2 += inventory2 - prev_inv2
         prev_inv2, last_vt = inventory2, t
         grid.add(t, pnl2)
-        drawdown.add(t, float(pnl2 * half))
+        # float(pnl2 * half) without a Fraction per sample: int / int is correctly rounded
+        drawdown.add(t, pnl2 * half_num / half_den)
 
     walk = _Walk(fs, sorted(funding, key=lambda g: g.ts_ns), step)
 
     # -- samples: time-weighted inventory, uptime, spreads, order requests; a sample's
     # weight is known when the next one comes (:func:`sample_weights_ns`)
     max_spread = Fraction(str(max_spread_bps))
+    spread_num, spread_den = max_spread.numerator, max_spread.denominator
     sampled_ns = abs_inv_ns = uptime_ns = two_sided_ns = any_side_ns = 0
     two_sided_samples = market_samples = sample_count = 0
     spread_bps_ns = 0.0
@@ -541,7 +548,8 @@ def compute_metrics(
         max_abs_inv = max(max_abs_inv, abs(position))
         both = qbs > 0 and qas > 0 and qb > 0 and qa > 0
         # exact comparison: 2e4 x (ask - bid) / (ask + bid) <= max, without float rounding
-        inside = both and 20_000 * (qa - qb) <= max_spread * (qa + qb)
+        # (in integers: max is spread_num / spread_den)
+        inside = both and 20_000 * (qa - qb) * spread_den <= spread_num * (qa + qb)
         sampled_ns += w
         abs_inv_ns += abs(position) * w
         any_side_ns += w if (qbs > 0 or qas > 0) else 0

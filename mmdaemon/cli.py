@@ -10,6 +10,7 @@ Exit status: 0 success, 1 a check failed (e.g. book mismatches), 2 unusable inpu
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -40,9 +41,20 @@ class _LauncherPath(argparse.Action):
         parser.exit(0)
 
 
+class _Version(argparse.Action):
+    """``--version``: :func:`version_text` on stdout (exit 0), read only when asked for:
+    the installed package's metadata is not every command's business."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmdaemon", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version, the Python and the hot loops in use, and exit")
     parser.add_argument("--launcher-path", action=_LauncherPath, nargs=0,
                         help="print where this installation's mmdaemond launcher is (the "
                              "systemd unit runs it, linked into the venv's bin/) and exit")
@@ -297,6 +309,9 @@ def _symbol(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line ``argv`` (None: the process's own, ``sys.argv[1:]``, from the
+    console script or ``python -m mmdaemon``, and the process ends when this returns);
+    returns the exit status."""
     try:
         return _main(argv)
     except UsageError as exc:
@@ -309,6 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         early_signals.hold()
+        if argv is None:
+            # The interpreter's shutdown runs full garbage collections over every object
+            # still tracked, the imported modules' included: 30-50 ms of a 0.75 s replay,
+            # to free memory the process is about to give back whole. Frozen, they are
+            # left out of them; atexit handlers still run, the standard streams are still
+            # flushed and the modules torn down. Only objects that nothing but a reference
+            # cycle holds are not finalized: the command has closed what it wrote by now
+            # (journal, output), and the OS closes any file left open.
+            gc.freeze()
 
 
 def version_text() -> str:

@@ -68,27 +68,19 @@ from itertools import pairwise
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-)
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import Metric
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector, CollectorRegistry
-
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.hosts import check_host
 from mmdaemon.quoting.calibration import CalibrationView
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import AdverseView, Observed, ReferenceFeedView, Snapshot, TradingView
 
-if TYPE_CHECKING:  # imported where served: a replay without metrics starts sooner
+# aiohttp and prometheus-client are imported where metrics are served or collected: every
+# run imports this module (the hot path's LatencyHistogram), and a replay serves none
+# (prometheus-client alone took ~10 ms of its start)
+if TYPE_CHECKING:
     from aiohttp import web
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.metrics_core import Metric
 
 __all__ = [
     "DEFAULT_HOST",
@@ -218,17 +210,22 @@ def _fmt_horizon(seconds: float) -> str:
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(name, doc, value=value)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    from prometheus_client.core import CounterMetricFamily
+
     # prometheus-client appends the _total suffix itself; the name is given without it
     return CounterMetricFamily(name.removesuffix("_total"), doc, value=value)
 
 
-class ServiceCollector(Collector):
+class ServiceCollector:
     """Reads one :class:`~mmdaemon.snapshot.Snapshot` of the instance when the registry
-    collects, and turns it into the families.
+    collects, and turns it into the families (a prometheus-client ``Collector``: that
+    protocol asks for :meth:`collect` alone).
 
     ``latency``: the tick-to-quote histogram the daemon fills, if any. ``clock``: its
     monotonic time measures the quote uptime (the system's clock by default: uptime is
@@ -258,6 +255,8 @@ class ServiceCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now from one snapshot (called by the registry on a scrape)."""
+        from prometheus_client.core import HistogramMetricFamily
+
         snap = self.service.snapshot()
         yield from self._instrument(snap)
         yield from self._feed(snap)
@@ -288,6 +287,8 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _instrument(snap: Snapshot) -> Iterator[Metric]:
+        from prometheus_client.core import InfoMetricFamily
+
         info = InfoMetricFamily("mmdaemon_instrument", "The instrument this daemon quotes.")
         info.add_metric([], {
             "venue": snap.venue,
@@ -301,6 +302,8 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _feed(snap: Snapshot) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         m, live = snap.market, snap.feed
         yield _counter("mmdaemon_feed_frames_total",
                        "Frames received from the feed (live or replayed).", m.frames)
@@ -388,6 +391,8 @@ class ServiceCollector(Collector):
                      "seconds; NaN before the first.", age)
 
     def _orders(self, t: TradingView) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         yield _counter("mmdaemon_quotes_total",
                        "Quotes decided (one per frame that changed a quoter input).", t.quotes)
         requests = CounterMetricFamily(
@@ -478,6 +483,8 @@ class ServiceCollector(Collector):
                      "from its peak this large is KILLED.", float(lim.max_drawdown_units * money))
 
     def _risk(self, t: TradingView) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         state = GaugeMetricFamily(
             "mmdaemon_trading_state", "1 for the current trading state, 0 for the others.",
             labels=["state"])
@@ -502,6 +509,8 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _markouts(snap: Snapshot, t: TradingView) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "resolved_fills": CounterMetricFamily(
                 "mmdaemon_markout_resolved_fills",
@@ -548,6 +557,8 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _adverse(adverse: AdverseView) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         ema = GaugeMetricFamily(
             "mmdaemon_adverse_detector_markout_ema_bps",
             "The quoter's adverse-selection detector: EMA of its mid moves after our fills "
@@ -603,6 +614,8 @@ class ServiceCollector(Collector):
 
     @staticmethod
     def _histogram(latency: LatencyHistogram) -> Metric:
+        from prometheus_client.core import HistogramMetricFamily
+
         return HistogramMetricFamily(
             "mmdaemon_tick_to_quote_seconds",
             "In-process time from a frame's arrival in the daemon to its order actions "
@@ -625,6 +638,11 @@ class MetricsServer:
                  latency: LatencyHistogram | None = None, allow_non_loopback: bool = False,
                  uptime_sample_s: float = 0.25, process_metrics: bool = True,
                  clock: Clock | None = None, wire: LatencyHistogram | None = None) -> None:
+        from prometheus_client.gc_collector import GCCollector
+        from prometheus_client.platform_collector import PlatformCollector
+        from prometheus_client.process_collector import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
         check_host(host, allow_non_loopback)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"metrics port: expected an integer 0..65535, got {port!r}")
@@ -701,6 +719,7 @@ class MetricsServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         try:
             # synchronous on purpose: the scrape sees one state, and no other thread reads

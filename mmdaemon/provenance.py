@@ -28,6 +28,7 @@ import tomllib
 from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,11 @@ _URL_SECRET_PARAM = re.compile(rf"(?P<key>[?&;][\w.-]*(?:{_SECRET_WORDS})[\w.-]*
 _MAX_ITEMS = 64  # a longer sequence (a fitted table) is described, not embedded
 
 
+@cache
 def package_version() -> str:
-    """This mmdaemon's version as installed, or why it is unknown."""
+    """This mmdaemon's version as installed, or why it is unknown; read once (a run asks
+    for it more than once, and its code is the version it loaded, whatever is installed
+    later)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

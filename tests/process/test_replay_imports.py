@@ -1,6 +1,7 @@
 """What a replay imports: the libraries of what it never does (a live feed's websockets, the
-verifier's and the venue survey's commands) stay out of its process, which pays for every
-import at each start (bench/command.py times the whole command)."""
+metrics server's prometheus-client and aiohttp, the verifier's and the venue survey's
+commands) stay out of its process, which pays for every import at each start
+(bench/command.py times the whole command)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import orjson
 
 from tests.helpers import first_lines
 
-NOT_IMPORTED = ("websockets", "mmdaemon.commands.recordings", "mmdaemon.verify",
-                "mmdaemon.venues.binance_survey")
+NOT_IMPORTED = ("websockets", "prometheus_client", "aiohttp", "mmdaemon.commands.recordings",
+                "mmdaemon.verify", "mmdaemon.venues.binance_survey")
 
 PROBE = """
 import sys
@@ -24,7 +25,9 @@ sys.stderr.write(orjson.dumps({"code": code, "modules": sorted(sys.modules)}).de
 """
 
 
-def test_a_replay_imports_no_live_feed_library_nor_other_commands(tmp_path: Path) -> None:
+def test_a_replay_imports_no_live_feed_nor_metrics_library_nor_other_commands(
+    tmp_path: Path,
+) -> None:
     recording = first_lines(tmp_path / "short.gz", 2_000)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, "--log-level", "error", "replay", str(recording),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,23 @@ def test_lines_across_blocks_and_gzip_members_read_as_the_bytes_say(
     assert items[:40] == [(T0 + n, line.partition(b" ")[2]) for n, line in enumerate(lines)]
     assert isinstance(items[40], Malformed) and items[40].reason.startswith("members.gz:41:")
     assert len(items) == 41
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.5, 0.999])
+def test_a_cut_gzip_reads_the_frames_zlib_inflates_from_it_then_says_so(
+    tmp_path: Path, keep: float,
+) -> None:
+    """The reader inflates with ISA-L, not zlib: a recording cut short (a recorder killed
+    between flushes) still gives every whole line zlib gets out of the same bytes as a
+    frame, no fewer, then one Malformed naming the cut."""
+    data = SPOT_FILES[1].read_bytes()[: int(SPOT_FILES[1].stat().st_size * keep)]
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(data)
+    text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
+    inflated = tmp_path / "inflated.txt"  # what zlib makes of the cut stream, whole lines
+    inflated.write_bytes(text[: text.rindex(b"\n") + 1])  # (the cut one is not a frame)
+    from_gzip = list(read_recording([cut]))
+    frames = [item for item in from_gzip if type(item) is tuple]
+    assert frames == [item for item in read_recording([inflated]) if type(item) is tuple]
+    assert len(frames) > 10_000 * keep
+    assert isinstance(from_gzip[-1], Malformed) and "cut short" in from_gzip[-1].reason
