@@ -116,6 +116,15 @@ def refused_for_good(response: api.Response) -> bool:
     return response.error is not None and response.error.code in _AUTH_ERRORS
 
 
+def check_limit_maker(price: int, size: int) -> None:
+    """``ValueError`` unless ``price`` (ticks) and ``size`` (lots) are positive integers:
+    the check of :func:`~mmdaemon.venues.binance_api.limit_maker_params`, without writing
+    their text (a place or an amend checks before its frame is built, #23)."""
+    for name, value in (("price", price), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def fixed_point(unit: Decimal, places: int) -> Callable[[int], str] | None:
     """``units -> text`` of ``units`` (>= 0) times ``unit`` with ``places`` decimals, in
     integer arithmetic: what ``f"{Decimal(units) * unit:.{places}f}"`` writes, where that
@@ -349,7 +358,7 @@ class OrderEntryProtocol(Reconciler):
     def _check_place(self, side: Side, price: int, size: int, reduce_only: bool) -> None:
         """Raise ValueError if the venue would refuse this order's parameters (a LIMIT_MAKER
         on spot, where ``reduce_only`` has no meaning)."""
-        api.limit_maker_params(self.instrument, side, price, size)
+        check_limit_maker(price, size)
 
     def _place_frame(self, side: Side, price: int, size: int, client_id: str,
                      reduce_only: bool, request_id: int, timestamp_ms: int) -> bytes:
@@ -429,7 +438,7 @@ class OrderEntryProtocol(Reconciler):
             yield from self.cancel(order_id, connected)
             return
         try:
-            api.limit_maker_params(self.instrument, order.side, price, new_qty)
+            check_limit_maker(price, new_qty)
         except ValueError as exc:
             self._reject_request(order, str(exc))
             return

@@ -12,7 +12,7 @@ import pytest
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Side
 from mmdaemon.sim import wire
 from mmdaemon.venues import binance_api as api
-from mmdaemon.venues.binance_orders import QuoteFrames
+from mmdaemon.venues.binance_orders import QuoteFrames, check_limit_maker
 
 INSTR = BINANCE_SPOT_BTCUSDT
 CASES = list(itertools.product(
@@ -51,3 +51,17 @@ def test_the_signature_is_the_one_the_sim_accepts_and_a_changed_byte_is_refused(
 def test_its_repr_shows_no_secret() -> None:
     frames = QuoteFrames(INSTR, api.Credentials("key-1", "very-secret", None))
     assert "very-secret" not in repr(frames) and "key-1" not in repr(frames)
+
+
+@pytest.mark.parametrize("price,size", [(0, 1), (1, 0), (-5, 1), (True, 1), (1, 2.0),
+                                        (1.5, 1), ("1", 1), (9_700_012, 1000)])
+def test_the_check_before_a_frame_refuses_what_the_api_module_refuses_with_its_words(
+        price: object, size: object) -> None:
+    try:
+        api.limit_maker_params(INSTR, Side.BUY, price, size)  # type: ignore[arg-type]
+    except ValueError as exc:
+        with pytest.raises(ValueError) as ours:
+            check_limit_maker(price, size)  # type: ignore[arg-type]
+        assert str(ours.value) == str(exc)
+    else:
+        check_limit_maker(price, size)  # type: ignore[arg-type]
