@@ -99,7 +99,7 @@ import contextlib
 import math
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -355,9 +355,10 @@ class WebsocketFeed:
 
     async def frames(self) -> AsyncIterator[FeedItem]:
         """Frames and reconnect markers one by one, until :meth:`close` or cancellation."""
-        async for batch in self.batches():
-            for item in batch:
-                yield item
+        async with contextlib.aclosing(self.batches()) as batches:  # closed with this one
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     def start(self, name: str = "ws-feed") -> asyncio.Task[None]:
         """Start the connection loop, filling the queue; the caller cancels the task."""
@@ -369,7 +370,7 @@ class WebsocketFeed:
         if not runner.cancelled():  # behind whatever frames are still queued
             self._queue.push(_END)
 
-    async def batches(self, most: int = 256) -> AsyncIterator[list[FeedItem]]:
+    async def batches(self, most: int = 256) -> AsyncGenerator[list[FeedItem], None]:
         """Frames and reconnect markers in lists of whatever is queued (``most`` at most),
         waiting when nothing is, until :meth:`close` or cancellation.
 
