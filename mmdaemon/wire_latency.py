@@ -7,9 +7,10 @@ The start is the frame's receive stamp as the feed gave it
 kernel's receive time of the last TCP segment of the read that completed the frame (frames
 read together share it; :mod:`mmdaemon.feed.stamped_ws`), the wall time the
 frame was handed over at otherwise (``wss://``: the kernel would stamp encrypted bytes; a
-proxy). The end is when the websocket's send returned: uvloop's transport writes at once
-(one ``send`` syscall) when its buffer is empty, which the gateway checks before writing in
-the caller's step. Both are the system's wall clock (``CLOCK_REALTIME``), in ns.
+proxy). The end is when the order frame was handed to the websocket's transport: uvloop's
+transport writes at once (one ``send`` syscall) when its buffer is empty, and the gateway
+writes in the caller's step only while the buffer is far from its high-water mark.
+Both are the system's wall clock (``CLOCK_REALTIME``), in ns.
 
 Which frame caused an order frame: the one the feed task was handing to the engine when
 the order's request was written (:attr:`~mmdaemon.feed_task.FeedTask.cause_ns`, set while

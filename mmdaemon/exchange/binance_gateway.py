@@ -25,7 +25,8 @@ while the venue's limit holds (places and amends are refused locally, cancels go
 The attempt counter only resets after a connection stayed up ``healthy_after_s``, so a
 venue that accepts and drops at once is not hammered.
 
-The API secret only ever reaches :func:`~mmdaemon.venues.binance_api.sign`. Nothing here
+The API secret only ever reaches :func:`~mmdaemon.venues.binance_api.sign` and the HMAC
+that :class:`~mmdaemon.venues.binance_orders.QuoteFrames` keys with it once. Nothing here
 logs a frame we send; the credentials, the settings and the gateway have reprs that redact
 (the proxy URL's password too).
 """

@@ -14,9 +14,12 @@ reading. A place or an amend writes its frame in the caller's own step when the 
 socket is far from its high-water mark (the send then cannot wait), and only the wait for
 the answer runs as a task (:meth:`RequestChannel.start`): a task of its own would first
 wait for the event loop to parse whatever else arrived on the feed meanwhile (up to 1.4 ms
-at p99, #9). Otherwise, and for a cancel (which may wait for a place's answer first), the
-whole request runs as a task. The event loop writes small frames out at the end of its
-iteration (uvloop buffers them until then): the gateway's ``flush`` yields once after a
+at p99, #9). Such a frame is framed by websockets' protocol and handed to the transport
+directly, as ``ws.send`` would on an open connection with room, without its async
+context (#23). Otherwise, and for a cancel (which may wait for a place's answer first), the
+whole request runs as a task. uvloop's transport writes a frame at once (one ``send``)
+when nothing waits in its buffer (seen with strace, uvloop 0.23); what does wait goes out
+when the event loop next runs its writes: the gateway's ``flush`` yields once after a
 frame's requests, so that they do not wait for the rest of the caller's batch.
 """
 
@@ -28,6 +31,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from mmdaemon.clock import Clock
 from mmdaemon.venues import binance_api as api
@@ -159,13 +163,22 @@ class RequestChannel:
         request_id, frame = self._proto.send(request, self._wall_ns())
         future: asyncio.Future[api.Response] = asyncio.get_running_loop().create_future()
         self.pending[request_id] = _Waiting(future, self._clock.monotonic_ns())
-        try:
-            await ws.send(frame, text=True)
-        except BaseException as exc:
-            self._forget(request_id, future)
-            if isinstance(exc, ConnectionClosed):
-                raise RequestFailed("disconnected") from None
-            raise
+        if self.writes_now() and ws.protocol.state is OPEN:
+            # what ws.send does on an open connection whose buffer has room, without its
+            # async context (a step of the wire-to-wire path, #23): the text frame is
+            # framed by the protocol and handed to the transport, which writes it at once
+            protocol = ws.protocol
+            protocol.send_text(frame)
+            for data in protocol.data_to_send():  # the frame: no close is under way
+                ws.transport.write(data)
+        else:
+            try:
+                await ws.send(frame, text=True)
+            except BaseException as exc:
+                self._forget(request_id, future)
+                if isinstance(exc, ConnectionClosed):
+                    raise RequestFailed("disconnected") from None
+                raise
         if self.on_written is not None:  # the frame left: uvloop writes at once when it can
             self.on_written()
         return Sent(request_id, future)

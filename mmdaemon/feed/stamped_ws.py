@@ -3,9 +3,10 @@
 The market-data feed's wire-to-wire latency (#23) starts at the kernel's receive time of
 the TCP segment that completed a message. asyncio's transports read with ``recv`` and drop
 the ancillary data that carries it, so this connection reads its socket itself: the socket
-has ``SO_TIMESTAMPNS`` on, every read is a ``recvmsg`` whose ancillary data holds the
-kernel's stamp (``CLOCK_REALTIME`` ns since the epoch: the system clock's wall time) of the
-last segment that read returned, and the bytes go into websockets' sans-I/O
+has ``SO_TIMESTAMPNS`` on, every read is a ``recvmsg`` (into one buffer the connection
+keeps) whose ancillary data holds the kernel's stamp (``CLOCK_REALTIME`` ns since the
+epoch: the system clock's wall time) of the last segment that read returned, and the bytes
+go into websockets' sans-I/O
 :class:`~websockets.client.ClientProtocol`, which does the handshake, the framing, the
 limits, permessage-deflate when negotiated, answers pings and the close handshake. A
 message is stamped with the stamp of the read that completed it; a fragmented message by
@@ -19,6 +20,12 @@ no stamp is stamped with the wall time of the read, and counted in
 :attr:`StampedConnection.userspace_stamps`: a kernel that does not give one, or the first
 reads after the first socket of the system asked for stamps (Linux turns receive
 stamping on for all a moment later, from a work queue).
+
+Two ways to take the messages: :meth:`StampedConnection.recv_stamped` (a task awaits
+each), or :meth:`StampedConnection.hand_off`, the feed's (#23): each message goes to a
+sink in the callback of the read that completed it, so no task's turn stands between the
+kernel and the consumer; a sink with no room refuses a message, which the connection keeps
+(with the rest of that read) while it stops reading, until :meth:`~StampedConnection.release`.
 
 Behaviour kept from websockets' asyncio client, as the feed uses it: a message larger than
 ``max_size`` (one frame or fragments adding up) fails the connection with code 1009 and
@@ -41,6 +48,7 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 
@@ -96,10 +104,18 @@ class StampedConnection:
         self._waiters: set[asyncio.Future[None]] = set()
         self._opened: asyncio.Future[None] = self._loop.create_future()
         self._out = bytearray()  # bytes the socket did not take yet
+        # every read lands here, and only what it read is copied out: a recvmsg() of
+        # _READ_BYTES allocates that much per read (12 us more a read than this, #23)
+        self._read_view = memoryview(bytearray(_READ_BYTES))
+        self._into = (self._read_view,)
         self._writing = False  # a writer callback waits for room
         self._eof_pending = False  # the protocol asked to half-close once _out is written
         self._reading = False
         self._ended = False  # the peer's side is over (EOF, a reset): nothing more comes
+        # hand-off (:meth:`hand_off`): each message goes to the sink in the read's callback
+        self._sink: Callable[[int, bytes], bool] | None = None
+        self._held = False  # the sink had no room: reading waits for release()
+        self._stopped: str | None = None  # why the hand-off was stopped (stop_hand_off)
         #: reads whose ancillary data had no kernel stamp (stamped with the read's wall time)
         self.userspace_stamps = 0
 
@@ -164,12 +180,55 @@ class StampedConnection:
         self._resume_if_room()
         return message
 
+    def hand_off(self, sink: Callable[[int, bytes], bool]) -> None:
+        """From now on, hand each message to ``sink(stamp_ns, payload)`` in the callback of
+        the read that completed it, instead of queueing it for :meth:`recv_stamped`: no
+        task stands between the socket and the consumer. ``sink`` returns False when it
+        has no room and did not take the message: that message and the rest of its read
+        are kept here, and reading pauses (TCP holds the venue back) until
+        :meth:`release`, which offers them again first. Messages read before are offered
+        now."""
+        self._sink = sink
+        self._offer()
+        if self._held:
+            self._pause()
+        else:
+            self._resume_if_room()
+
+    def release(self) -> None:
+        """The sink has room again: what was kept is offered again, then reading goes on."""
+        self._held = False
+        self._offer()
+        self._resume_if_room()
+        self._wake()  # handed_off() ends once what was kept before an end is taken
+
+    def stop_hand_off(self, why: str) -> None:
+        """No more messages to the sink (they queue for :meth:`recv_stamped` again);
+        :meth:`handed_off` returns ``why``."""
+        if self._sink is not None:
+            self._sink = None
+            self._stopped = why
+            self._held = False
+            self._resume_if_room()
+            self._wake()
+
+    async def handed_off(self) -> str:
+        """While :meth:`hand_off` is on: until :meth:`stop_hand_off` (its ``why``), or
+        the connection ends and the sink has taken every message, which raises what
+        :meth:`recv_stamped` would raise."""
+        while self._stopped is None:
+            if (self._proto.state is not OPEN or self._ended) and not self._messages:
+                raise self._closed_exc()
+            await self._wait()
+        return self._stopped
+
     async def close(self) -> None:
         """Close: a close frame (1000) if still open, then wait for the venue to end the
         TCP connection, ``close_timeout`` seconds at most; the socket is closed after."""
         if self._sock.fileno() < 0:
             return
         proto = self._proto
+        self.stop_hand_off("closed")  # what is read while closing is dropped, not handed on
         try:
             if proto.state is OPEN:
                 proto.send_close(1000)
@@ -188,11 +247,12 @@ class StampedConnection:
 
     def _on_readable(self) -> None:
         try:
-            data, ancillary, _, _ = self._sock.recvmsg(_READ_BYTES, _ANCILLARY)
+            size, ancillary, _, _ = self._sock.recvmsg_into(self._into, _ANCILLARY)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data, ancillary = b"", []  # a reset is the end of the peer's side, as EOF
+            size, ancillary = 0, []  # a reset is the end of the peer's side, as EOF
+        data = bytes(self._read_view[:size])
         stamp = 0
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -221,23 +281,42 @@ class StampedConnection:
         if self._ended and not self._opened.done():
             self._opened.set_exception(proto.handshake_exc or ConnectionResetError(
                 "the venue closed the connection during the opening handshake"))
-        if len(self._messages) >= self._max_queue or len(self._out) > _WRITE_LIMIT:
+        if (len(self._messages) >= self._max_queue or len(self._out) > _WRITE_LIMIT
+                or self._held):
             self._pause()
-        self._wake()
+        if self._sink is None or self._ended or proto.state is not OPEN:
+            self._wake()  # handing off, a waiting task has news only when it ends
 
     def _on_frame(self, frame: Frame, stamp: int) -> None:
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
             if frame.fin:
-                self._messages.append((stamp, bytes(frame.data)))
+                self._message(stamp, bytes(frame.data))
             else:
                 self._fragments = [bytes(frame.data)]
         elif opcode is Opcode.CONT:
             self._fragments.append(bytes(frame.data))
             if frame.fin:
-                self._messages.append((stamp, b"".join(self._fragments)))
+                self._message(stamp, b"".join(self._fragments))
                 self._fragments = []
         # ping, pong, close: the protocol answered them already (their bytes are queued)
+
+    def _message(self, stamp: int, payload: bytes) -> None:
+        sink = self._sink
+        if sink is not None and not self._held:
+            if sink(stamp, payload):
+                return
+            self._held = True  # kept, with the rest of the read; paused after it
+        self._messages.append((stamp, payload))
+
+    def _offer(self) -> None:
+        """Hand the messages kept to the sink, in order, while it takes them."""
+        messages = self._messages
+        while messages and self._sink is not None:
+            if not self._sink(*messages[0]):
+                self._held = True
+                return
+            messages.popleft()
 
     def _flush(self) -> None:
         """Write what the protocol has to send (pongs, the close frame, the handshake)."""
@@ -285,7 +364,7 @@ class StampedConnection:
         """Read again when nothing holds reading back: room in the message queue and the
         unsent bytes under :data:`_WRITE_LIMIT`, the venue's side not over."""
         if (not self._reading and len(self._messages) < self._max_queue
-                and len(self._out) <= _WRITE_LIMIT and not self._ended):
+                and len(self._out) <= _WRITE_LIMIT and not self._ended and not self._held):
             self._resume()
 
     def _pause(self) -> None:

@@ -18,9 +18,10 @@ codec; the feed's part is to keep frames coming:
   again one ``stale_after_ms`` later;
 - :meth:`WebsocketFeed.shed` drops every queued frame and replaces the connection at once:
   a consumer that fell too far behind is served better by a fresh snapshot than by the
-  backlog; the queue is bounded (``queue_size``), and beyond it the websocket client's
-  own small buffer and then TCP hold the venue back (a venue drops or skips a client that
-  does not read);
+  backlog; the queue (:class:`FeedQueue`) holds at most ``queue_size`` items, and once it
+  is full nothing more is read: the connection keeps what its last read completed (the
+  websocket client's own small buffer) and TCP holds the venue back (a venue drops or
+  skips a client that does not read);
 - a connection older than ``max_connection_age_s`` is replaced by a planned reconnect before
   the venue's 24 h limit cuts it, and so is one whose server announces ``serverShutdown``
   (the event is not passed on: it is not market data);
@@ -67,7 +68,11 @@ start on the wire. ``wss://`` (the kernel would stamp encrypted bytes), a proxy,
 test's clock keep the wall time the frame is handed over at (``"userspace"``). Stamps never
 go back in the queue: one earlier than the last queued (another connection's, or a
 snapshot's taken as it was queued, or the reference feed's: :func:`with_reference` merges
-by stamp) is raised to it.
+by stamp) is raised to it, as it is queued. On such a connection no task stands between
+the socket and the consumer: the read callback that completes a message queues it and
+wakes the consumer's task (:meth:`StampedConnection.hand_off
+<mmdaemon.feed.stamped_ws.StampedConnection.hand_off>`); a connection loop task per
+connection only waits for its end (websockets' client is read by that task).
 
 Sizes are bounded before anything is parsed, so a broken or hostile endpoint cannot make
 the daemon hold more than a few times the limits:
@@ -93,7 +98,8 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -232,6 +238,77 @@ _END: Any = object()  # queued when the connection loop stops
 SERVER_SHUTDOWN = b'"e":"serverShutdown"'  # Binance: the server goes down soon, reconnect
 
 
+class FeedQueue:
+    """A feed's items for its one consumer, handed over with no task in between (#23).
+
+    An item is stamped and pushed in one synchronous step (a plain ``ws://``
+    connection's: in the socket's read callback itself, :meth:`StampedConnection.hand_off
+    <mmdaemon.feed.stamped_ws.StampedConnection.hand_off>`), so no item is queued after
+    one stamped later, and the consumer, waiting on :attr:`waiter`, runs in the event
+    loop's next step. At most ``size`` items (and :data:`_END`): a task-driven reader
+    waits for :meth:`room` before it reads on; a full queue takes no message from a read
+    callback, whose connection keeps it (with the rest of that read) and stops reading
+    (TCP holds the venue back) until the consumer takes the queue under ``size``
+    (:attr:`held` is called then).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[FeedItem] = deque()
+        self.size = size
+        #: the consumer's future while it waits (one future may wait on several queues)
+        self.waiter: asyncio.Future[None] | None = None
+        #: called once, each, when the queue is next taken under ``size``
+        self.held: list[Callable[[], None]] = []
+        self._room: list[asyncio.Future[None]] = []  # readers waiting for room
+
+    def push(self, item: FeedItem) -> None:
+        """Queue ``item`` and wake the consumer (the caller made sure there is room)."""
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def take(self, most: int) -> list[FeedItem]:
+        """The oldest ``most`` items at most, removed."""
+        items = self.items
+        popleft = items.popleft
+        batch = [popleft() for _ in range(min(most, len(items)))]
+        if len(items) < self.size and (self.held or self._room):
+            self._made_room()
+        return batch
+
+    def drop(self) -> int:
+        """Drop every item but :data:`_END` (the connection loop's end still reaches the
+        consumer); how many were dropped."""
+        items = self.items
+        dropped = len(items)
+        ended = _END in items
+        items.clear()
+        if ended:
+            items.append(_END)
+        self._made_room()
+        return dropped - ended
+
+    async def room(self) -> None:
+        """Until the queue holds fewer than ``size`` items."""
+        while len(self.items) >= self.size:
+            waiter = asyncio.get_running_loop().create_future()
+            self._room.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._room.remove(waiter)
+
+    def _made_room(self) -> None:
+        for waiter in self._room:
+            if not waiter.done():
+                waiter.set_result(None)
+        held, self.held = self.held, []
+        for release in held:
+            release()
+
+
 class WebsocketFeed:
     """Async iterator of live frames; see the module docstring. ``clock``: every time the
     feed reads or waits on (the system's clocks by default)."""
@@ -256,8 +333,9 @@ class WebsocketFeed:
         self.sheds = 0
         self.shed_items = 0  # queued items dropped by shed()
         self._shed = False  # the reader must replace its connection
-        self._queue: asyncio.Queue[FeedItem] = asyncio.Queue(settings.queue_size)
-        self._end: asyncio.Task[None] | None = None
+        self._queue = FeedQueue(settings.queue_size)
+        # stamped connections handing their messages to the queue now (shed stops them)
+        self._handing: list[StampedConnection] = []
         self._want_snapshot = asyncio.Event()
         self._closed = False
         # monotonic ns since which the reader waits for a frame; None while it is not waiting
@@ -276,24 +354,11 @@ class WebsocketFeed:
         self._want_snapshot.set()
 
     async def frames(self) -> AsyncIterator[FeedItem]:
-        """Frames and reconnect markers, until :meth:`close` or cancellation.
-
-        The connection loop runs as its own task and hands frames over through the queue;
-        when it stops (closed, or an unexpected error) it queues :data:`_END`, so waiting
-        here is one plain ``queue.get`` per frame: this is on the tick-to-quote path.
-        """
-        runner = self.start()
-        get = self._queue.get
-        try:
-            while True:
-                item = await get()
-                if item is _END:
-                    runner.result()  # re-raise what stopped the connection loop
-                    return
-                yield item
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+        """Frames and reconnect markers one by one, until :meth:`close` or cancellation."""
+        async with contextlib.aclosing(self.batches()) as batches:  # closed with this one
+            async for batch in batches:
+                for item in batch:
+                    yield item
 
     def start(self, name: str = "ws-feed") -> asyncio.Task[None]:
         """Start the connection loop, filling the queue; the caller cancels the task."""
@@ -303,16 +368,38 @@ class WebsocketFeed:
 
     def _runner_done(self, runner: asyncio.Task[None]) -> None:
         if not runner.cancelled():  # behind whatever frames are still queued
-            self._end = asyncio.get_running_loop().create_task(self._queue.put(_END))
+            self._queue.push(_END)
 
-    async def batches(self, most: int = 256) -> AsyncIterator[list[FeedItem]]:
-        """The same items in lists: one waited for, then whatever else is already queued."""
+    async def batches(self, most: int = 256) -> AsyncGenerator[list[FeedItem], None]:
+        """Frames and reconnect markers in lists of whatever is queued (``most`` at most),
+        waiting when nothing is, until :meth:`close` or cancellation.
+
+        The connection loop runs as its own task and pushes items as they are read; when
+        it stops (closed, or an unexpected error) it queues :data:`_END`, and what
+        stopped it is raised here once the items before it are handed on.
+        """
+        runner = self.start()
         queue = self._queue
-        async for first in self.frames():
-            batch = [first]
-            while len(batch) < most and not queue.empty():
-                batch.append(queue.get_nowait())
-            yield batch
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not queue.items:
+                    queue.waiter = waiter = loop.create_future()
+                    try:
+                        await waiter
+                    finally:
+                        queue.waiter = None
+                batch = queue.take(most)
+                if _END in batch:
+                    batch = batch[:batch.index(_END)]
+                    if batch:
+                        yield batch
+                    runner.result()  # re-raise what stopped the connection loop
+                    return
+                yield batch
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
 
     def close(self) -> None:
         self._closed = True
@@ -320,7 +407,7 @@ class WebsocketFeed:
     @property
     def backlog(self) -> int:
         """Items queued for the consumer now (at most ``queue_size``)."""
-        return self._queue.qsize()
+        return len(self._queue.items)
 
     def shed(self) -> int:
         """Drop every queued item and reconnect at once; how many items were dropped.
@@ -328,15 +415,13 @@ class WebsocketFeed:
         For a consumer that fell behind: what waits in the queue is a stale market, and the
         new connection's snapshot resyncs the book to the present.
         """
-        queue = self._queue
-        dropped = [queue.get_nowait() for _ in range(queue.qsize())]
-        ended = [item for item in dropped if item is _END]
-        for item in ended:  # the connection loop's end must still reach the consumer
-            queue.put_nowait(item)
+        for conn in self._handing:  # nothing read from now on is queued
+            conn.stop_hand_off("shed")
+        dropped = self._queue.drop()
         self.sheds += 1
-        self.shed_items += len(dropped) - len(ended)
-        self._shed = True
-        return len(dropped) - len(ended)
+        self.shed_items += dropped
+        self._shed = True  # a task-driven reader returns after its next frame
+        return dropped
 
     def _stamp_now(self) -> int:
         """The stamp of an item queued now that has no kernel stamp (a snapshot, a
@@ -344,6 +429,12 @@ class WebsocketFeed:
         latest = self._latest_stamp
         latest[0] = stamp = max(self.clock.wall_ns(), latest[0])
         return stamp
+
+    async def _queue_now(self, make: Callable[[int], FeedItem]) -> None:
+        """Queue ``make(stamp)`` once there is room, stamped as it is queued (a stamp
+        taken before a wait for room could fall behind one queued meanwhile)."""
+        await self._queue.room()
+        self._queue.push(make(self._stamp_now()))
 
     async def _run(self) -> None:
         s, clock = self.settings, self.clock
@@ -410,7 +501,7 @@ class WebsocketFeed:
                 self._shed = False  # a shed asked for before now was of an older connection
                 self.log.info("feed_connected", url=" ".join(urls), connects=self.connects)
                 self.on_outage(None, 0.0)
-                await self._queue.put(Reconnected("connected", self._stamp_now()))
+                await self._queue_now(lambda stamp: Reconnected("connected", stamp))
                 self._want_snapshot.set()
                 fetcher = asyncio.create_task(self._snapshots(session), name="ws-snapshots")
                 try:
@@ -429,7 +520,7 @@ class WebsocketFeed:
                 # the frame that crossed the limit, plus the fragments before it
                 size = (too_big.size or 0) + (too_big.current_size or 0)
                 self.log.warning("feed_frame_too_large", size=size, limit=s.max_message_bytes)
-                await self._queue.put(Reconnected("frame_too_large", self._stamp_now()))
+                await self._queue_now(lambda stamp: Reconnected("frame_too_large", stamp))
                 return "frame_too_large"
             self.log.warning("feed_disconnected", code=exc.rcvd.code if exc.rcvd else None,
                              reason=exc.rcvd.reason if exc.rcvd else "")
@@ -461,34 +552,83 @@ class WebsocketFeed:
             await clock.sleep(wait_ns / 1e9)
 
     async def _read(self, ws: ClientConnection | StampedConnection) -> str:
+        """Queue ``ws``'s frames until it ends (raised), it is shed, the venue announces
+        ``serverShutdown`` or it reaches ``max_connection_age_s``; why it ended."""
         from mmdaemon.feed.stamped_ws import StampedConnection
 
-        s = self.settings
-        monotonic_ns = self.clock.monotonic_ns
-        deadline = monotonic_ns() + round(s.max_connection_age_s * 1e9)
-        put, wall_ns = self._queue.put, self.clock.wall_ns
-        # the kernel's stamp is on the system's wall clock: a test's clock keeps its own
-        kernel = isinstance(ws, StampedConnection) and self.kernel_stamps
-        self.stamp_source = "kernel" if kernel else "userspace"
-        while True:
-            if isinstance(ws, StampedConnection):
-                stamp, frame = await ws.recv_stamped()
-                if not kernel:
-                    stamp = wall_ns()
-            else:
-                frame = await ws.recv(decode=False)
+        deadline = self.clock.monotonic_ns() + round(self.settings.max_connection_age_s * 1e9)
+        if isinstance(ws, StampedConnection):
+            # the kernel's stamp is on the system's wall clock: a test's clock keeps its own
+            kernel = self.kernel_stamps
+            self.stamp_source = "kernel" if kernel else "userspace"
+            ws.hand_off(self._sink(ws, kernel, deadline))
+            self._handing.append(ws)
+            try:
+                return await ws.handed_off()
+            finally:
+                self._handing.remove(ws)
+                ws.stop_hand_off("left")
+        self.stamp_source = "userspace"
+        return await self._read_client(ws, deadline)
+
+    def _sink(self, conn: StampedConnection, kernel: bool,
+              deadline: int) -> Callable[[int, bytes], bool]:
+        """What ``conn``'s read callback hands each message to: queued with its stamp
+        (the kernel's, or the clock's wall time when ``kernel`` is False, raised to the
+        latest queued as it is queued); False, the message left with ``conn``, when the
+        queue is full (``conn`` then waits until the consumer has taken some)."""
+        queue, items, size = self._queue, self._queue.items, self._queue.size
+        latest, log = self._latest_stamp, self.log
+        wall_ns, monotonic_ns = self.clock.wall_ns, self.clock.monotonic_ns
+
+        def release() -> None:
+            self._waiting_since = monotonic_ns()
+            conn.release()
+
+        def sink(stamp: int, frame: bytes) -> bool:
+            if len(items) >= size:
+                self._waiting_since = None  # held: the consumer's delay, not silence
+                queue.held.append(release)
+                return False
+            if not kernel:
                 stamp = wall_ns()
-            self._waiting_since = None  # a full queue below is the consumer's delay
             if SERVER_SHUTDOWN in frame[:48]:
-                self.log.warning("feed_server_shutdown")
-                return "planned"
+                log.warning("feed_server_shutdown")
+                conn.stop_hand_off("planned")
+                return True
             # in receive order: a frame read after another (on another connection, or
             # after a snapshot stamped when it was queued) is never stamped before it
-            latest = self._latest_stamp
             if stamp < latest[0]:
                 stamp = latest[0]
             latest[0] = stamp
-            await put((stamp, frame))
+            queue.push((stamp, frame))
+            if (now := monotonic_ns()) >= deadline:
+                log.info("feed_planned_reconnect", age_s=self.settings.max_connection_age_s)
+                conn.stop_hand_off("planned")
+            self._waiting_since = now
+            return True
+
+        return sink
+
+    async def _read_client(self, ws: ClientConnection, deadline: int) -> str:
+        """:meth:`_read` for websockets' client (``wss://``, a proxy, kernel stamps off):
+        read a frame only when the queue has room for it, stamp it as it is queued."""
+        s, queue, latest = self.settings, self._queue, self._latest_stamp
+        monotonic_ns, wall_ns = self.clock.monotonic_ns, self.clock.wall_ns
+        while True:
+            if len(queue.items) >= queue.size:
+                self._waiting_since = None  # a full queue is the consumer's delay
+                await queue.room()
+                self._waiting_since = monotonic_ns()
+            frame = await ws.recv(decode=False)
+            stamp = wall_ns()
+            if SERVER_SHUTDOWN in frame[:48]:
+                self.log.warning("feed_server_shutdown")
+                return "planned"
+            if stamp < latest[0]:
+                stamp = latest[0]
+            latest[0] = stamp
+            queue.push((stamp, frame))
             if self._shed:
                 self._shed = False
                 return "shed"
@@ -562,7 +702,7 @@ class WebsocketFeed:
                     return {"reason": "malformed", "error": problem, "bytes": len(body),
                             "body": excerpt[:80]}, 0.0
                 self.snapshots += 1
-                await self._queue.put((self._stamp_now(), body))
+                await self._queue_now(lambda stamp: (stamp, body))
                 self.log.info("feed_snapshot", bytes=len(body))
                 return None, 0.0
         except TimeoutError:
@@ -589,53 +729,68 @@ def _as_reference(item: FeedItem) -> ReferenceFrame | ReferenceReconnected:
 
 async def with_reference(traded: WebsocketFeed, reference: WebsocketFeed,
                          most: int = 256) -> AsyncIterator[list[LiveItem]]:
-    """Both feeds' items in lists, in one receive-time order: whatever each has queued when
-    either has something, merged by receive stamp (at most ``most`` of each per list).
+    """Both feeds' items in lists, in one receive-time order: the oldest ``most`` of what
+    both have queued when either has something, merged by receive stamp.
 
-    Why that is the order they arrived in: every item's stamp is no later than any stamp
-    queued after it, of either feed (a kernel stamp, taken before the item reaches its
-    queue, is raised to the latest queued of both), so each queued item is no younger than
-    any item still to come; merging all that is queued now hands the engine a prefix of the
-    whole stream in time order (two consumers, one per feed, would interleave them by
-    whichever the loop runs first). A traded feed that ends ends this too (re-raising
-    what stopped it); a reference that ends is logged and left out, and the traded feed
-    goes on alone.
+    Why that is the order they arrived in: every item is stamped as it is queued, raised
+    to the latest stamp queued of either feed, so each queued item is no younger than any
+    item still to come; the oldest items of both queues are a prefix of the whole stream
+    in time order (two consumers, one per feed, would interleave them by whichever the
+    loop runs first). A traded feed that ends ends this too (re-raising what stopped
+    it); a reference that ends is logged and left out, and the traded feed goes on alone.
     """
-    # kernel stamps are taken before the item is queued: one stamp line for both feeds
-    # keeps "queued before" meaning "stamped no later" across them
+    # one stamp line for both feeds keeps "queued before" meaning "stamped no later"
     reference._latest_stamp = traded._latest_stamp
     runners = [traded.start("ws-feed"), reference.start("ws-reference-feed")]
-    sources = {0: traded._queue, 1: reference._queue}  # a feed whose loop stopped leaves
-    gets: dict[int, asyncio.Task[FeedItem]] = {}  # kept until done: a get cancelled after
-    try:  # it took an item would lose the item
+    ours, theirs = traded._queue, reference._queue
+    queues = [ours, theirs]  # the ones still served: a reference whose loop stopped leaves
+    loop = asyncio.get_running_loop()
+    try:
         while True:
-            for i, queue in sources.items():
-                if i not in gets:
-                    gets[i] = asyncio.ensure_future(queue.get())
-            await asyncio.wait(gets.values(), return_when=asyncio.FIRST_COMPLETED)
+            if not any(queue.items for queue in queues):
+                waiter = loop.create_future()  # whichever is pushed to first wakes it
+                for queue in queues:
+                    queue.waiter = waiter
+                try:
+                    await waiter
+                finally:
+                    for queue in queues:
+                        queue.waiter = None
             batch: list[LiveItem] = []
-            done = [i for i, task in gets.items() if task.done()]
-            for i in done:
-                items = [gets.pop(i).result()]
-                queue = sources[i]
-                while len(items) < most and not queue.empty():
-                    items.append(queue.get_nowait())
-                if _END in items:  # its connection loop stopped; what it queued first stays
-                    items = items[:items.index(_END)]
-                    del sources[i]
-                batch.extend(items if i == 0 else map(_as_reference, items))
-            if len(done) > 1:
-                batch.sort(key=_received_ns)  # a stable sort: each feed's order is kept
+            stopped = ended = False
+            while len(batch) < most and not stopped:
+                head = ours.items[0] if ours.items else None
+                ref = theirs.items[0] if len(queues) > 1 and theirs.items else None
+                if ref is _END:
+                    theirs.take(1)
+                    queues.remove(theirs)
+                    ended = True
+                elif ref is None:
+                    if head is None:
+                        break
+                    batch.extend(ours.take(most - len(batch)))
+                    if _END in batch:  # its connection loop stopped; what came first goes
+                        del batch[batch.index(_END):]
+                        stopped = True
+                elif head is _END:
+                    ours.take(1)
+                    stopped = True
+                elif head is not None and _received_ns(head) <= _received_ns(ref):
+                    batch.append(head)
+                    ours.take(1)
+                else:
+                    batch.append(_as_reference(ref))
+                    theirs.take(1)
             if batch:
                 yield batch
-            if 0 not in sources:
+            if stopped:
                 runners[0].result()  # re-raise what stopped the traded feed
                 return
-            if 1 in done and 1 not in sources:
-                stopped = None if runners[1].cancelled() else runners[1].exception()
-                reference.log.error("reference_feed_stopped", error=repr(stopped),
+            if ended:
+                stopped_by = None if runners[1].cancelled() else runners[1].exception()
+                reference.log.error("reference_feed_stopped", error=repr(stopped_by),
                                     note="trading goes on without the reference")
     finally:
-        for task in (*runners, *gets.values()):
+        for task in runners:
             task.cancel()
-        await asyncio.gather(*runners, *gets.values(), return_exceptions=True)
+        await asyncio.gather(*runners, return_exceptions=True)

@@ -73,8 +73,13 @@ too, so a re-delivery is harmless, a lost fill would not be.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Final, TypeVar
+
+import orjson
 
 from mmdaemon.model import NS_PER_MS, Instrument, OrderStatus, OrderUpdate, Side
 from mmdaemon.venues import binance_api as api
@@ -111,6 +116,115 @@ def refused_for_good(response: api.Response) -> bool:
     return response.error is not None and response.error.code in _AUTH_ERRORS
 
 
+def check_limit_maker(price: int, size: int) -> None:
+    """``ValueError`` unless ``price`` (ticks) and ``size`` (lots) are positive integers:
+    the check of :func:`~mmdaemon.venues.binance_api.limit_maker_params`, without writing
+    their text (a place or an amend checks before its frame is built, #23)."""
+    for name, value in (("price", price), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def fixed_point(unit: Decimal, places: int) -> Callable[[int], str] | None:
+    """``units -> text`` of ``units`` (>= 0) times ``unit`` with ``places`` decimals, in
+    integer arithmetic: what ``f"{Decimal(units) * unit:.{places}f}"`` writes, where that
+    is exact (``places`` at least ``unit``'s decimals); None where it would round."""
+    _, digits, exponent = unit.as_tuple()
+    if not isinstance(exponent, int) or places + exponent < 0:
+        return None
+    mult = int("".join(map(str, digits))) * 10 ** (places + exponent)
+    if not places:
+        return lambda units: str(units * mult)
+
+    def text(units: int) -> str:
+        scaled = str(units * mult).rjust(places + 1, "0")
+        return f"{scaled[:-places]}.{scaled[-places:]}"
+
+    return text
+
+
+class QuoteFrames:
+    """The signed frames of the requests a requote sends (``order.place`` and
+    ``order.cancelReplace`` of LIMIT_MAKER orders), byte for byte what
+    :func:`~mmdaemon.venues.binance_api.order_place` and
+    :func:`~mmdaemon.venues.binance_api.order_cancel_replace` build, with what does not
+    change between orders prepared once (#23: this is on the wire-to-wire path): the
+    HMAC keyed with the secret, and each request's signature payload (its parameters
+    sorted by name, ``key=value`` joined by ``&``) as a template with only the order's
+    own values left to fill. Nothing is checked again: the protocol checked the price and
+    size, and its client order ids are legal by construction. Holds the secret: its repr
+    shows none of it.
+    """
+
+    _PLACE: Final = ("side", "price", "quantity", "newClientOrderId", "timestamp")
+    _REPLACE: Final = ("side", "price", "quantity", "cancelOrigClientOrderId",
+                       "newClientOrderId", "timestamp")
+
+    def __init__(self, instrument: Instrument, creds: api.Credentials) -> None:
+        self._symbol = instrument.symbol
+        self._price_str = (fixed_point(instrument.tick_size, instrument.price_precision)
+                           or instrument.price_str)
+        self._size_str = (fixed_point(instrument.lot_size, instrument.size_precision)
+                          or instrument.size_str)
+        self._mac = hmac.new(creds.secret.encode(), digestmod=hashlib.sha256)
+        self._api_key = creds.api_key
+        self._window = creds.recv_window_ms
+        fixed: dict[str, object] = {"symbol": instrument.symbol, "type": api.LIMIT_MAKER,
+                                    "newOrderRespType": "RESULT", "apiKey": creds.api_key,
+                                    "recvWindow": creds.recv_window_ms}
+        self._place = self._template(fixed, self._PLACE)
+        self._replace = self._template(fixed | {"cancelReplaceMode": api.STOP_ON_FAILURE},
+                                       self._REPLACE)
+
+    @staticmethod
+    def _template(fixed: dict[str, object], filled: tuple[str, ...]) -> str:
+        """The signature payload with ``{0}``, ``{1}``... where the values of ``filled``
+        go, in that order (:func:`~mmdaemon.venues.binance_api.signature_payload`)."""
+        fields = {key: api.param_text(value).replace("{", "{{").replace("}", "}}")
+                  for key, value in fixed.items() if value is not None}
+        fields |= {key: f"{{{i}}}" for i, key in enumerate(filled)}
+        return "&".join(f"{key}={fields[key]}" for key in sorted(fields))
+
+    def __repr__(self) -> str:
+        return f"QuoteFrames({self._symbol!r})"
+
+    def place(self, side: Side, price: int, size: int, client_id: str, request_id: int,
+              timestamp_ms: int) -> bytes:
+        """``order.place`` of ``size`` lots at ``price`` ticks, as ``client_id``."""
+        side_name, price_text, size_text = side.name, self._price_str(price), self._size_str(size)
+        return self._frame(api.ORDER_PLACE, {
+            "symbol": self._symbol, "side": side_name, "type": api.LIMIT_MAKER,
+            "price": price_text, "quantity": size_text, "newClientOrderId": client_id,
+            "newOrderRespType": "RESULT"}, request_id, timestamp_ms,
+            self._place.format(side_name, price_text, size_text, client_id, timestamp_ms))
+
+    def cancel_replace(self, client_id: str, side: Side, price: int, size: int,
+                       request_id: int, timestamp_ms: int) -> bytes:
+        """``order.cancelReplace`` (STOP_ON_FAILURE) of ``client_id`` by ``size`` lots at
+        ``price`` ticks under the same client id."""
+        side_name, price_text, size_text = side.name, self._price_str(price), self._size_str(size)
+        return self._frame(api.ORDER_CANCEL_REPLACE, {
+            "symbol": self._symbol, "side": side_name, "type": api.LIMIT_MAKER,
+            "price": price_text, "quantity": size_text,
+            "cancelReplaceMode": api.STOP_ON_FAILURE, "cancelOrigClientOrderId": client_id,
+            "newClientOrderId": client_id, "newOrderRespType": "RESULT"},
+            request_id, timestamp_ms,
+            self._replace.format(side_name, price_text, size_text, client_id, client_id,
+                                 timestamp_ms))
+
+    def _frame(self, method: str, params: dict[str, str | int], request_id: int,
+               timestamp_ms: int, payload: str) -> bytes:
+        """The frame of ``params`` (in the API module's order) signed over ``payload``."""
+        mac = self._mac.copy()
+        mac.update(payload.encode())
+        params["apiKey"] = self._api_key
+        params["timestamp"] = timestamp_ms
+        if self._window is not None:
+            params["recvWindow"] = self._window
+        params["signature"] = mac.hexdigest()
+        return orjson.dumps({"id": request_id, "method": method, "params": params})
+
+
 class OrderEntryProtocol(Reconciler):
     """The state and decisions of Binance spot order entry for one instrument (see the
     module doc). Prices integer ticks, sizes integer lots (an order's size is its total
@@ -130,6 +244,7 @@ class OrderEntryProtocol(Reconciler):
                  asset_prices: dict[str, str] | None = None) -> None:
         super().__init__(instrument, credentials, prefix, log, assets, asset_prices)
         self.limits = RateLimitHold(backoff_initial_s, backoff_max_s, rng)
+        self._frames = QuoteFrames(instrument, credentials)
         self._pending: dict[int, Callable[[api.Response], None] | None] = {}  # handlers
         self._next_request = 0
 
@@ -243,14 +358,12 @@ class OrderEntryProtocol(Reconciler):
     def _check_place(self, side: Side, price: int, size: int, reduce_only: bool) -> None:
         """Raise ValueError if the venue would refuse this order's parameters (a LIMIT_MAKER
         on spot, where ``reduce_only`` has no meaning)."""
-        api.limit_maker_params(self.instrument, side, price, size)
+        check_limit_maker(price, size)
 
     def _place_frame(self, side: Side, price: int, size: int, client_id: str,
                      reduce_only: bool, request_id: int, timestamp_ms: int) -> bytes:
         """The signed place request frame (``order.place``, LIMIT_MAKER on spot)."""
-        return api.order_place(self.instrument, side, price, size, client_id,
-                               request_id=request_id, creds=self._creds,
-                               timestamp_ms=timestamp_ms)
+        return self._frames.place(side, price, size, client_id, request_id, timestamp_ms)
 
     def is_placing(self, order_id: int) -> bool:
         """Whether a place of ``order_id`` waits for its answer (a cancel waits for it)."""
@@ -325,7 +438,7 @@ class OrderEntryProtocol(Reconciler):
             yield from self.cancel(order_id, connected)
             return
         try:
-            api.limit_maker_params(self.instrument, order.side, price, new_qty)
+            check_limit_maker(price, new_qty)
         except ValueError as exc:
             self._reject_request(order, str(exc))
             return
@@ -335,9 +448,8 @@ class OrderEntryProtocol(Reconciler):
         order.busy += 1
         try:
             yield Request(
-                lambda rid, ts: api.order_cancel_replace(
-                    self.instrument, order.client_id, order.side, price, new_qty,
-                    request_id=rid, creds=self._creds, timestamp_ms=ts),
+                lambda rid, ts: self._frames.cancel_replace(
+                    order.client_id, order.side, price, new_qty, rid, ts),
                 lambda response: self._on_replace_response(order, response))
         except RequestFailed as exc:
             self._replace_failed(order, exc.reason)
