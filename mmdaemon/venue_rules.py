@@ -26,11 +26,7 @@ What was read is logged as ``instrument_rules`` (:func:`log_rules`).
 from __future__ import annotations
 
 import asyncio
-import http.client
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -124,6 +120,8 @@ def _complete(config: Config) -> Settled:
 
 
 def exchange_info_url(config: Config, market: Market) -> str:
+    import urllib.parse  # here: a replay reads the rules from a file, and starts sooner
+
     base = config.feed.rest_url.rstrip("/")
     if market == "usdm":
         return f"{base}/fapi/v1/exchangeInfo"
@@ -135,6 +133,10 @@ def fetch_once(config: Config, market: Market) -> tuple[str, bytes]:
     """One read of the venue's exchangeInfo: its URL and body. Raises
     :class:`RulesUnavailable` (``why``) when it may pass, :class:`ConfigError` for an
     answer that retrying cannot change."""
+    import http.client  # only a live start reads the venue: a replay starts without them
+    import urllib.error
+    import urllib.request
+
     feed = config.feed
     url = exchange_info_url(config, market)
     proxies = {"http": feed.proxy, "https": feed.proxy} if feed.proxy else {}
