@@ -44,7 +44,11 @@ no extension, no subprotocol; client frames must be masked (unmasked with websoc
 ``apply_mask``); fragmented messages are joined; ping is answered pong with its payload,
 pong ignored, close answered with the same code and the connection closed; a protocol error
 closes with 1002, a message over 1 MiB with 1009. A stream client that stops reading is
-cut off once 16 MiB wait for it (the sim's "slow subscriber", without the gap).
+cut off once 16 MiB wait for it (the sim's "slow subscriber", without the gap). Measured in
+one process, warm: one order request's frame in and three frames out (answer, two events)
+take 1.8 us of CPU here, 4.7 us through websockets' sans-I/O ``ServerProtocol``; both are
+small beside the system calls (a loopback ``send`` delivers into the daemon's socket in the
+sender's own time), so writes are coalesced: one per request, one per frame and client.
 
 Measured here, on this process's monotonic clock (``time.perf_counter_ns``): when each
 market frame was written (after the socket write: uvloop writes at once) and when each
