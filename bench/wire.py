@@ -16,14 +16,19 @@ new daemon and state directory on the same slice).
   and from ``mmdaemon_wire_to_wire_seconds`` on its ``/metrics`` (checked to count the
   same orders). Goal: p99 under 250 us.
 - **loopback**: depth frame sent by the venue -> order request (``order.place``,
-  ``order.cancelReplace``) read by the venue, both on the venue's monotonic clock
-  (bench/latency.py's attribution: the last depth frame sent before the request, within
-  ``--window-ms``; a request caused by a later trade or bookTicker frame, or by a depth
-  frame the daemon was still deciding on when the next one went out, is measured from that
-  last depth frame, so a slow daemon reads shorter than its wire-to-wire). Against the sim
-  it includes the sim's own work on the same two cores (decoding, matching, broadcasting,
-  websockets' framing); against the lean venue, little but the daemon and the kernel: its
-  own CPU per request and per frame are reported with it (``lean.venue``).
+  ``order.cancelReplace``) read by the venue, both on the venue's monotonic clock; each
+  request attributed to the last depth frame sent before it, within ``--window-ms``
+  (bench/latency.py's rule: a request a later trade or bookTicker frame caused is measured
+  from that depth frame all the same). A frame is stamped as the venue starts sending it
+  (the sim: before its publish step, whose work is the sim's; the lean venue: before its
+  socket write). A stamp after the send, as this benchmark took it before, is late: the
+  send wakes the daemon, which preempts the venue at its higher niceness, and the stamp
+  came up to 1.2 ms later (lean venue: p50 84 us, p90 557 us), often after the daemon had
+  decided, so the loopback read shorter than the daemon's own wire-to-wire. Against the
+  sim it includes the sim's own work on the same two cores (decoding, matching,
+  broadcasting, websockets' framing); against the lean venue little but the daemon and the
+  kernel, and the stand-in's own CPU per request and per frame are reported with it
+  (``lean.venue``).
 
 How the two cores are shared: the daemon at nice 0; the venue at ``--nice`` (10) once the
 daemon runs, so that on a loaded two-core machine its wake-ups (a frame to send, a request
@@ -175,12 +180,16 @@ async def run_sim(tmp: Path, recording: Path, speed: float, window_ms: float,
                    order_entry=entry, wait_for_subscriber=True)
     sim.requests_ns = []
     depth_sent_ns: list[int] = []
+    publish = sim.tape._publish
 
-    def on_frame(recv_ns: int, frame: bytes) -> None:
+    def timed_publish(frame: bytes) -> None:
+        # stamped as the sim starts sending it, as the lean venue stamps: a stamp after
+        # the send can come after the daemon's answer (see the module docstring)
         if b"@depth" in frame[:40]:
             depth_sent_ns.append(time.perf_counter_ns())
+        publish(frame)
 
-    sim.tape.on_frame = on_frame
+    sim.tape._publish = timed_publish  # type: ignore[method-assign]
     metrics_port = _free_port()
     log_path = tmp / "daemon-sim.log"
     async with sim:
