@@ -84,9 +84,9 @@ def _slice(lines: int, into: Path) -> None:
         f.write(b"\n".join(data[:lines]) + b"\n")
 
 
-def _config(sim_port: int, metrics_port: int, state: Path) -> str:
+def _config(port: int, metrics_port: int, state: Path) -> str:
     config = (REPO / "config" / "sim.toml").read_text()
-    config = config.replace("127.0.0.1:9443", f"127.0.0.1:{sim_port}")
+    config = config.replace("127.0.0.1:9443", f"127.0.0.1:{port}")  # the venue's
     config = config.replace('dir = "../state/sim"', f'dir = "{state}"')
     config = config.replace("price_tolerance_ticks = 20", "price_tolerance_ticks = 1")
     # measure the path, not the order-rate limit
