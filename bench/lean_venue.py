@@ -3,62 +3,52 @@
 message so that the loopback it measures is the daemon's, not the venue's.
 
 Run: ``.venv/bin/python bench/lean_venue.py RECORDING.. [--lines N] [--port 0] [--speed 1]
-[--stats FILE] [--nice N] [--balance BTC=1 ..]``. It prints JSON lines on stdout:
-``lean_listening`` (with ``port``) once it listens, ``lean_finished`` when the recording
-has been played to its end, ``lean_stopped`` after SIGTERM/SIGINT, when the figures have been
-written to ``--stats`` (see :meth:`LeanVenue.stats`). bench/wire.py runs it as a process of
-its own, so that it shares no event loop with the bench or the daemon.
+[--stats FILE] [--nice N]``. JSON lines on stdout: ``lean_listening`` (``port``),
+``lean_finished`` (the recording played to its end), ``lean_stopped`` (after SIGTERM or
+SIGINT, the figures of :meth:`LeanVenue.stats` written to ``--stats``).
 
-It is a benchmark stand-in, not a sim: it does NOT verify signatures, API keys, timestamps
-or order parameters, does not match (no fills, ever) and keeps no balances (``account.status``
-tells the ``--balance`` given, always). It answers what the daemon sends, immediately and
-well-formed, so that the daemon's order state stays consistent (no rejects, nothing for a
-reconcile to find); use ``mmdaemon sim`` for anything that must judge the daemon.
+A benchmark stand-in, not a sim: it does NOT verify signatures, API keys, timestamps or
+order parameters, never fills, keeps no balances (``account.status``: 1 base, 100,000
+quote, what bench/wire.py's sim account holds).
+It answers what the daemon sends at once and well-formed, so the daemon's order state stays
+consistent (no rejects, nothing for a reconcile to find); ``mmdaemon sim`` judges a daemon.
 
-One port, the sim's routes (:mod:`mmdaemon.sim.server`), each written by hand over raw
-``asyncio.Protocol`` s on uvloop (no HTTP or websocket server library on the path):
+The sim's routes on one port (:mod:`mmdaemon.sim.server`), over raw ``asyncio.Protocol`` s
+on uvloop, HTTP and websocket written by hand:
 
-- ``/stream?streams=a/b/c``: the recording's frames of those streams, each built once, at
-  load, into a ready-to-send unmasked websocket text frame whose payload is the recorded
-  frame byte for byte (its venue times ``E``/``T`` too: unlike the sim this stand-in shifts
-  nothing, and nothing on the daemon's live path reads them); sent at the recording's pace
-  (``--speed``, 1 = as recorded) by a ``loop.call_at`` timer on the loop's monotonic clock,
-  to every stream connection, from the first one's arrival on (the sim's
-  ``wait_for_subscriber``). Frames due together go out in one burst;
-- ``GET /api/v3/depth``: the book at the tape's position, from the recording as the sim
-  makes it (its codec and book, :meth:`mmdaemon.sim.market.MarketTape.depth_snapshot`),
-  brought up to date only when a snapshot is asked for, so the tape pays nothing per frame;
-  503 before the recording's own REST snapshot has been played, as the sim answers;
-- ``GET /api/v3/exchangeInfo``, ``/ping``, ``/time`` (exchangeInfo is the sim's own body);
-- ``/ws-api/v3``: ``order.place`` (acknowledged NEW), ``order.cancel`` (CANCELED),
-  ``order.cancelReplace`` (STOP_ON_FAILURE: CANCELED + NEW), ``order.status``,
-  ``openOrders.status``, ``openOrders.cancelAll``, ``account.status``, ``myTrades`` (empty:
-  nothing ever fills), ``userDataStream.subscribe.signature`` / ``unsubscribe``, ``ping``,
-  ``time``; one ``orjson.loads`` per request, the answer and its ``executionReport`` s
-  (NEW, CANCELED) as Binance and the sim shape them, with the REQUEST_WEIGHT rate limit's
-  count of the minute (REST and WebSocket API together, as one IP's). An order the venue
-  does not hold is refused as Binance refuses it (-2011, -2013, -2022).
+- ``/stream?streams=a/b/c``: the recording's frames of those streams, each built at load
+  into a ready-to-send websocket frame whose payload is the recorded frame byte for byte
+  (its venue times too: unlike the sim this shifts nothing, and nothing on the daemon's live
+  path reads them), sent at the recording's pace (``--speed``) by a ``loop.call_at`` timer
+  on the loop's monotonic clock to every stream connection, from the first one's arrival on
+  (the sim's ``wait_for_subscriber``); frames due together go out in one burst;
+- ``GET /api/v3/depth``: the book at the tape's position as the sim makes it (its codec and
+  book, :meth:`mmdaemon.sim.market.MarketTape.depth_snapshot`), brought up to date only when
+  asked for, so the tape pays nothing per frame; 503 until the recording's own REST
+  snapshot has played, as the sim; ``exchangeInfo`` (the sim's body), ``ping``, ``time``;
+- ``/ws-api/v3``: ``order.place`` (NEW), ``order.cancel`` (CANCELED), ``order.cancelReplace``
+  (STOP_ON_FAILURE: CANCELED + NEW), ``order.status``, ``openOrders.status``,
+  ``openOrders.cancelAll``, ``account.status``, ``myTrades`` (empty), the user-data
+  subscription, ``ping``, ``time``: one ``orjson.loads`` per request; answers and
+  ``executionReport`` s shaped as the sim's, with the minute's REQUEST_WEIGHT count (REST
+  and WebSocket API as one IP's); an order it does not hold refused as Binance refuses it.
 
-Websocket framing (RFC 6455), only what is needed: the handshake's ``Sec-WebSocket-Accept``,
-no extension, no subprotocol; client frames must be masked (unmasked with websockets' C
-``apply_mask``); fragmented messages are joined; ping is answered pong with its payload,
-pong ignored, close answered with the same code and the connection closed; a protocol error
-closes with 1002, a message over 1 MiB with 1009. A stream client that stops reading is
-cut off once 16 MiB wait for it (the sim's "slow subscriber", without the gap). Measured in
-one process, warm: one order request's frame in and three frames out (answer, two events)
+Websocket framing (RFC 6455), what is needed: the handshake's accept key, no extension;
+client frames must be masked (unmasked by websockets' C ``apply_mask``), fragments are
+joined, ping answered pong, close answered with its code and the connection closed; a
+protocol error closes with 1002, a message over 1 MiB with 1009; a stream client with 16 MiB
+unread is cut off. Measured in one process, warm: a request's frame in and three frames out
 take 1.8 us of CPU here, 4.7 us through websockets' sans-I/O ``ServerProtocol``; both are
 small beside the system calls (a loopback ``send`` delivers into the daemon's socket in the
 sender's own time), so writes are coalesced: one per request, one per frame and client.
 
-Measured here, on this process's monotonic clock (``time.perf_counter_ns``): when each
-depth frame was sent (just before its socket writes, uvloop writing at once: the send
-wakes the daemon, which at a lower niceness preempts this process inside or right after
-it, so a stamp taken after the write came p50 84 us, p90 557 us, max 1.2 ms later, often
-after the daemon had decided) and when each ``order.place`` / ``order.cancelReplace`` was
-read (as its bytes reach the protocol); bench/wire.py computes the loopback from them as
-for the sim. Its own cost: the CPU
-time (``time.thread_time_ns``) of each request, from its bytes to its answer and events
-written, and of each burst of market frames.
+Measured on this process's monotonic clock (``time.perf_counter_ns``): each depth frame as
+it is sent (before its writes: the send wakes the daemon, which at a lower niceness preempts
+this process, and a stamp after the write came p50 84 us, p90 557 us, max 1.2 ms later,
+often after the daemon had decided) and each ``order.place`` / ``order.cancelReplace`` as
+its bytes reach the protocol; bench/wire.py computes the loopback from them as for the sim.
+Its own cost: the CPU time (``time.thread_time_ns``) of each request, from its bytes to
+its answer and events written, and of the market frames' sending.
 """
 
 from __future__ import annotations
@@ -75,7 +65,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
-from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import parse_qs, urlsplit
@@ -85,11 +75,13 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import percentile_us
 from mmdaemon.clock import SystemClock
 from mmdaemon.feed.recording import read_recording
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT, Instrument, Malformed
 from mmdaemon.sim.market import MarketTape
 from mmdaemon.sim.server import SimVenue
+from mmdaemon.sim.wire import MSG_UNKNOWN_ORDER, Reject
 from mmdaemon.venues.binance_parse import assets_of
 
 try:
@@ -111,7 +103,6 @@ _WEIGHTS: Final = {"order.place": 1, "order.cancel": 1, "order.cancelReplace": 1
                    "ping": 1, "time": 1, "order.status": 4, "myTrades": 20}
 _DEPTH_WEIGHTS: Final = ((100, 5), (500, 25), (1000, 50), (5000, 250))  # spot's by limit
 _ZERO: Final = "0.00000000"
-_UNKNOWN_ORDER: Final = "Unknown order sent."
 
 
 def frame_header(length: int, opcode: int = 0x1) -> bytes:
@@ -172,13 +163,8 @@ class Tape:
     def read(cls, paths: list[Path], lines: int | None, speed: float) -> Tape:
         """The first ``lines`` lines (None: all) of the recordings ``paths``; malformed
         lines are left out, as the sim leaves them."""
-        def good() -> Iterable[tuple[int, bytes]]:
-            for n, item in enumerate(read_recording(paths)):
-                if lines is not None and n >= lines:
-                    return
-                if not isinstance(item, Malformed):
-                    yield item
-        return cls(good(), speed)
+        items = islice(read_recording(paths), lines)
+        return cls((item for item in items if not isinstance(item, Malformed)), speed)
 
 
 class _Order:
@@ -189,35 +175,22 @@ class _Order:
 
     def __init__(self, order_id: int, client_id: str, side: str, price: str, qty: str,
                  ms: int) -> None:
-        self.order_id, self.client_id, self.side = order_id, client_id, side
-        self.price, self.qty = price, qty
+        self.order_id, self.client_id, self.side, self.price, self.qty = (
+            order_id, client_id, side, price, qty)
         self.created_ms = self.update_ms = ms
-        self.status = "NEW"
-        self.cancel_id = ""
-
-
-class _Refused(Exception):
-    """A request refused as Binance refuses it: HTTP-like ``status``, ``code``, ``msg``."""
-
-    def __init__(self, code: int, msg: str, status: int = 400, data: Any = None) -> None:
-        super().__init__(code, msg)
-        self.code, self.msg, self.status, self.data = code, msg, status, data
+        self.status, self.cancel_id = "NEW", ""
 
 
 class LeanVenue:
-    """The stand-in's state: the ``tape`` of ``instrument``, its stream and order-entry
-    connections, the orders it holds, and what it measured (see the module docstring).
-    ``balances``: asset -> amount that ``account.status`` tells."""
+    """The stand-in: the ``tape`` of ``instrument``, its stream and order-entry connections,
+    the orders it holds, and what it measured (see the module docstring)."""
 
-    def __init__(self, tape: Tape, instrument: Instrument = BINANCE_SPOT_BTCUSDT,
-                 balances: dict[str, Decimal] | None = None) -> None:
+    def __init__(self, tape: Tape, instrument: Instrument = BINANCE_SPOT_BTCUSDT) -> None:
         self.tape = tape
         self.instrument = instrument
         assets = assets_of(instrument.symbol)
-        given = balances if balances is not None else {assets.base: Decimal(1),
-                                                       assets.quote: Decimal(100_000)}
-        self._balances = [{"asset": a, "free": f"{v:.8f}", "locked": _ZERO}
-                          for a, v in given.items()]
+        self._balances = [{"asset": assets.base, "free": "1.00000000", "locked": _ZERO},
+                          {"asset": assets.quote, "free": "100000.00000000", "locked": _ZERO}]
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -233,10 +206,8 @@ class LeanVenue:
         self._info = SimVenue([], instrument, speed=1.0, clock=SystemClock())
         self.orders: dict[int, _Order] = {}  # every order ever placed, by orderId
         self.open: dict[str, _Order] = {}  # open orders by client order id
-        self._next_order = 0
-        self._exec_id = 0
+        self._next_order = self._exec_id = self._weight = 0
         self._minute = -1
-        self._weight = 0
         self._events: list[dict[str, Any]] = []  # the request's executionReports, in order
         self._methods: dict[str, Callable[[Connection, dict[str, Any]], Any]] = {
             "order.place": self._place, "order.cancel": self._cancel,
@@ -247,14 +218,13 @@ class LeanVenue:
             "userDataStream.unsubscribe": self._unsubscribe,
             "ping": lambda c, p: {}, "time": lambda c, p: {"serverTime": _wall_ms()}}
         # what it measured
-        self.depth_sent_ns: list[int] = []  # each depth frame's write, perf_counter ns
-        self.frames_sent = 0  # frame writes (one per frame and connection)
+        self.depth_sent_ns: list[int] = []  # each depth frame's sending, perf_counter ns
         self.requests_ns: list[int] = []  # each order.place/cancelReplace read
         self.request_cpu_ns: list[int] = []  # CPU of each order.place/cancelReplace
-        self.other_cpu_ns = 0  # CPU of every other request
-        self.tick_cpu_ns = 0  # CPU of the market-frame bursts
-        self.frames_played = 0  # stream frames of the tape played (sent to whoever listened)
-        self.ticks = 0
+        # frame writes (one per frame and connection), frames played, bursts of them; CPU
+        # of every other request and of the bursts
+        self.frames_sent = self.frames_played = self.ticks = 0
+        self.other_cpu_ns = self.tick_cpu_ns = 0
         self.by_method: dict[str, int] = {}
         self.refused: dict[str, int] = {}  # "method code" -> count
         self.places = {"BUY": 0, "SELL": 0}  # places and replacements by side
@@ -328,15 +298,10 @@ class LeanVenue:
     def depth(self, query: dict[str, str]) -> tuple[int, bytes]:
         """``GET /api/v3/depth``: the status and body."""
         if query.get("symbol", "").upper() != self.instrument.symbol:
-            return 400, orjson.dumps({"code": -1121, "msg": "Invalid symbol."})
-        try:
-            limit = int(query.get("limit", "100"))
-        except ValueError:
-            return 400, orjson.dumps({"code": -1100, "msg": "Illegal characters found in "
-                                                            "parameter 'limit'."})
+            return 400, _error(-1121, "Invalid symbol.")
+        limit = _int(query.get("limit", "100"))
         if limit < 1:
-            return 400, orjson.dumps({"code": -1100, "msg": f"Illegal value for parameter "
-                                                            f"'limit': {limit}."})
+            return 400, _error(-1100, "Illegal value for parameter 'limit'.")
         market, lines = self._book.market, self.tape.lines
         for recv_ns, frame in lines[self._booked:self.pos]:
             market.on_frame(recv_ns, frame)
@@ -344,15 +309,14 @@ class LeanVenue:
         body = self._book.depth_snapshot(min(limit, 5000))
         if body is None:
             self.depth_requests["not_ready"] += 1
-            return 503, orjson.dumps({"code": -1003, "msg": "Service unavailable: the book "
-                                                            "is not ready yet."})
+            return 503, _error(-1003, "Service unavailable: the book is not ready yet.")
         self.depth_requests["ok"] += 1
         return 200, body
 
     def exchange_info(self, query: dict[str, str]) -> tuple[int, bytes]:
         symbol = query.get("symbol")
         if symbol is not None and symbol.upper() != self.instrument.symbol:
-            return 400, orjson.dumps({"code": -1121, "msg": "Invalid symbol."})
+            return 400, _error(-1121, "Invalid symbol.")
         return 200, orjson.dumps(self._info._exchange_info())
 
     def charge(self, weight: int) -> int:
@@ -365,10 +329,7 @@ class LeanVenue:
 
     def rest_weight(self, path: str, query: dict[str, str]) -> int:
         if path == "/api/v3/depth":
-            try:
-                limit = int(query.get("limit", "100"))
-            except ValueError:
-                return 1
+            limit = _int(query.get("limit", "100"))
             return next((w for most, w in _DEPTH_WEIGHTS if limit <= most), 250)
         return 20 if path == "/api/v3/exchangeInfo" else 1
 
@@ -385,25 +346,25 @@ class LeanVenue:
         try:
             msg = orjson.loads(message)
             if type(msg) is not dict:
-                raise _Refused(-1135, "Invalid JSON Request")
+                raise Reject(-1135, "Invalid JSON Request")
             rid = msg.get("id")
             method = str(msg.get("method") or "").removeprefix("v3/")
             if method in TIMED:
                 self.requests_ns.append(read_ns)
             handler = self._methods.get(method)
             if handler is None:
-                raise _Refused(-1100, f"Illegal characters found in parameter 'method'; "
+                raise Reject(-1100, f"Illegal characters found in parameter 'method'; "
                                       f"legal range is '{', '.join(self._methods)}'.")
             used = self.charge(_WEIGHTS[method])
             limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                        "intervalNum": 1, "limit": WEIGHT_LIMIT, "count": used}]
             if used > WEIGHT_LIMIT:
-                raise _Refused(-1003, f"Too much request weight used; current limit is "
+                raise Reject(-1003, f"Too much request weight used; current limit is "
                                       f"{WEIGHT_LIMIT} request weight per 1 MINUTE.", 429)
             result = handler(conn, msg.get("params") or {})
             answer: dict[str, Any] = {"id": rid, "status": 200, "result": result,
                                       "rateLimits": limits}
-        except _Refused as r:
+        except Reject as r:
             error: dict[str, Any] = {"code": r.code, "msg": r.msg}
             if r.data is not None:
                 error["data"] = r.data
@@ -436,14 +397,14 @@ class LeanVenue:
     def _side(self, params: dict[str, Any]) -> str:
         side = params.get("side")
         if side not in ("BUY", "SELL"):
-            raise _Refused(-1117, "Invalid side.")
+            raise Reject(-1117, "Invalid side.")
         return str(side)
 
     def _new_order(self, params: dict[str, Any]) -> _Order:
         side = self._side(params)
         client_id = str(params.get("newClientOrderId") or f"lean-{self._next_order + 1}")
         if client_id in self.open:
-            raise _Refused(-2010, "Duplicate order sent.")
+            raise Reject(-2010, "Duplicate order sent.")
         self._next_order += 1
         order = _Order(self._next_order, client_id, side, decimal8(str(params.get("price"))),
                        decimal8(str(params.get("quantity"))), _wall_ms())
@@ -471,7 +432,7 @@ class LeanVenue:
     def _cancel(self, conn: Connection, params: dict[str, Any]) -> Any:
         order = self._find(params, "orderId", "origClientOrderId")
         if order is None:
-            raise _Refused(-2011, _UNKNOWN_ORDER)
+            raise Reject(-2011, MSG_UNKNOWN_ORDER)
         self._close(order, params.get("newClientOrderId"))
         return self._cancelled(order)
 
@@ -479,9 +440,9 @@ class LeanVenue:
         self._side(params)  # checked before anything is cancelled, as at the venue
         order = self._find(params, "cancelOrderId", "cancelOrigClientOrderId")
         if order is None:  # STOP_ON_FAILURE: nothing placed (the daemon's only mode)
-            raise _Refused(-2022, "Order cancel-replace failed.", 400, {
+            raise Reject(-2022, "Order cancel-replace failed.", 400, {
                 "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
-                "cancelResponse": {"code": -2011, "msg": _UNKNOWN_ORDER},
+                "cancelResponse": {"code": -2011, "msg": MSG_UNKNOWN_ORDER},
                 "newOrderResponse": None})
         self._close(order, params.get("cancelNewClientOrderId"))
         new = self._new_order(params)
@@ -496,7 +457,7 @@ class LeanVenue:
             order = next((o for o in reversed(self.orders.values())
                           if o.client_id == client_id), None)
         if order is None:
-            raise _Refused(-2013, "Order does not exist.")
+            raise Reject(-2013, "Order does not exist.")
         return self._status(order)
 
     def _open_orders(self, conn: Connection, params: dict[str, Any]) -> Any:
@@ -505,7 +466,7 @@ class LeanVenue:
     def _cancel_all(self, conn: Connection, params: dict[str, Any]) -> Any:
         orders = list(self.open.values())
         if not orders:
-            raise _Refused(-2011, _UNKNOWN_ORDER)
+            raise Reject(-2011, MSG_UNKNOWN_ORDER)
         for order in orders:
             self._close(order, None)
         return [self._cancelled(order) for order in orders]
@@ -580,18 +541,11 @@ class LeanVenue:
             event["W"] = order.created_ms
         self._events.append(event)
 
-    # -- figures --------------------------------------------------------------------------
-
     def stats(self) -> dict[str, Any]:
         """What it measured: the loopback's raw stamps (``depth_sent_ns``, ``requests_ns``,
-        perf_counter ns) and its own cost (CPU us: per timed request, per burst of frames,
+        perf_counter ns) and its own cost (CPU us: per timed request, per frame played,
         the whole process's while the tape played)."""
         cpu = sorted(self.request_cpu_ns)
-        n = len(cpu)
-
-        def pct(q: float) -> float:
-            return round(cpu[min(n - 1, int(q * n))] / 1000, 1) if n else 0.0
-
         return {
             "lines": len(self.tape.lines), "lines_played": self.pos,
             "finished": self.finished.is_set(), "frames_sent": self.frames_sent,
@@ -601,8 +555,9 @@ class LeanVenue:
             "depth_requests": self.depth_requests, "cut_off": self.cut_off,
             "protocol_errors": self.protocol_errors,
             "cpu_us_per_order_request": {
-                "mean": round(sum(cpu) / n / 1000, 1) if n else 0.0,
-                "p50": pct(0.50), "p99": pct(0.99), "max": round(cpu[-1] / 1000, 1) if n else 0.0},
+                "mean": round(sum(cpu) / max(1, len(cpu)) / 1000, 1),
+                "p50": percentile_us(cpu, 0.5), "p99": percentile_us(cpu, 0.99),
+                "max": percentile_us(cpu, 1.0)},
             "cpu_us_other_requests": round(self.other_cpu_ns / 1000, 1),
             "cpu_us_per_frame": round(self.tick_cpu_ns / max(1, self.frames_played) / 1000, 2),
             "bursts": self.ticks,
@@ -611,12 +566,17 @@ class LeanVenue:
         }
 
 
+def _error(code: int, msg: str) -> bytes:
+    """A REST error body, as Binance's."""
+    return orjson.dumps({"code": code, "msg": msg})
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 def _int(value: object) -> int:
-    """An integer parameter (int or digits); -1 (no such order) for anything else."""
+    """An integer parameter (int or digits); -1 (no such order, no legal limit) else."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return int(value) if isinstance(value, str) and value.isdigit() else -1
@@ -686,7 +646,7 @@ class Connection(asyncio.Protocol):
         elif url.path == "/api/v3/time":
             status, body = 200, orjson.dumps({"serverTime": _wall_ms()})
         else:
-            status, body = 404, orjson.dumps({"code": -1000, "msg": f"unknown path {url.path}"})
+            status, body = 404, _error(-1000, f"unknown path {url.path}")
         self._respond(status, body, used)
 
     def _respond(self, status: int, body: bytes, used: int = 0) -> None:
@@ -708,7 +668,7 @@ class Connection(asyncio.Protocol):
         elif path == "/ws-api/v3":
             self.kind = "orders"
         else:
-            self._respond(404, orjson.dumps({"code": -1000, "msg": f"unknown path {path}"}))
+            self._respond(404, _error(-1000, f"unknown path {path}"))
             return
         self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
@@ -816,10 +776,9 @@ def _print(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-async def serve(tape: Tape, port: int, stats: Path | None,
-                balances: dict[str, Decimal] | None) -> None:
+async def serve(tape: Tape, port: int, stats: Path | None) -> None:
     """Serve ``tape`` on 127.0.0.1:``port`` until SIGTERM/SIGINT; the figures to ``stats``."""
-    venue = LeanVenue(tape, balances=balances)
+    venue = LeanVenue(tape)
     await venue.start(port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -848,16 +807,12 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--stats", type=Path, default=None, help="write the figures here")
     parser.add_argument("--nice", type=int, default=0, help="this process's niceness")
-    parser.add_argument("--balance", action="append", default=[],
-                        help="ASSET=AMOUNT that account.status tells (default BTC=1, "
-                             "USDT=100000)")
     args = parser.parse_args()
-    balances = {a: Decimal(v) for a, _, v in (b.partition("=") for b in args.balance)} or None
     tape = Tape.read(args.recordings, args.lines, args.speed)
     if args.nice:
         with contextlib.suppress(PermissionError):
             os.nice(args.nice)
-    uvloop.run(serve(tape, args.port, args.stats, balances))
+    uvloop.run(serve(tape, args.port, args.stats))
 
 
 if __name__ == "__main__":
