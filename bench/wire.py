@@ -50,6 +50,7 @@ import contextlib
 import gzip
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -276,6 +277,7 @@ async def run(speed: float, lines: int, window_ms: float, nice: int,
     if venue in ("lean", "both"):
         result["lean"] = await run_lean(tmp, recording, speed, window_ms, nice)
     result["python"] = platform.python_version()
+    shutil.rmtree(tmp)  # kept when a run failed: its error names the daemon's log there
     return result
 
 
