@@ -15,8 +15,9 @@ readable table.
   files, interleaved (bench/command.py);
 - start-up to READY (sd_notify, as systemd sees it) and peak RSS of the real command
   (bench/startup.py);
-- wire-to-wire inside the daemon against the sim at the recording's pace, kernel receive
-  stamp -> order frame written, p50/p99/p99.9, and that run's loopback (bench/wire.py);
+- wire-to-wire inside the daemon at the recording's pace, kernel receive stamp -> order
+  frame written, p50/p99/p99.9, and that run's loopback, against the sim and against the
+  lean venue stand-in (bench/wire.py, bench/lean_venue.py), one after the other;
 - the decoded-event cache: one replay and a 100-run sweep with and without it
   (bench/cache.py; ``--quick``: a 20-run sweep).
 
