@@ -63,6 +63,22 @@ class TimedSim(SimVenue):
         await super()._handler(ws)
 
 
+def stamp_depth_sends(sim: TimedSim) -> list[int]:
+    """The list the sim's depth frames are stamped into (``perf_counter_ns``) as it starts
+    sending each one: a stamp taken after the send can come after the daemon's answer, as
+    the send wakes the daemon, which takes the CPU from the niced sim inside it."""
+    depth_sent_ns: list[int] = []
+    publish = sim.tape._publish
+
+    def timed_publish(frame: bytes) -> None:
+        if b"@depth" in frame[:40]:
+            depth_sent_ns.append(time.perf_counter_ns())
+        publish(frame)
+
+    sim.tape._publish = timed_publish  # type: ignore[method-assign]
+    return depth_sent_ns
+
+
 async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mmdaemon-latency-"))
     recording = tmp / "recording.gz"
@@ -81,13 +97,7 @@ async def run(speed: float, lines: int, window_ms: float) -> dict[str, Any]:
     sim = TimedSim([recording], BINANCE_SPOT_BTCUSDT, speed=speed, clock=SystemClock(),
                    order_entry=entry)
     sim.requests_ns = []
-    depth_sent_ns: list[int] = []
-
-    def on_frame(recv_ns: int, frame: bytes) -> None:
-        if b"@depth" in frame[:40]:
-            depth_sent_ns.append(time.perf_counter_ns())
-
-    sim.tape.on_frame = on_frame
+    depth_sent_ns = stamp_depth_sends(sim)
     async with sim:
         config = (REPO / "config" / "sim.toml").read_text()
         config = config.replace("127.0.0.1:9443", f"127.0.0.1:{sim.port}")

@@ -65,7 +65,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SPOT_FILES, percentile_us
-from bench.latency import KEY, SECRET, TimedSim
+from bench.latency import KEY, SECRET, TimedSim, stamp_depth_sends
 from mmdaemon.clock import SystemClock
 from mmdaemon.exchange.fill_model import PaperVenue
 from mmdaemon.model import BINANCE_SPOT_BTCUSDT
@@ -180,17 +180,8 @@ async def run_sim(tmp: Path, recording: Path, speed: float, window_ms: float,
     sim = TimedSim([recording], BINANCE_SPOT_BTCUSDT, speed=speed, clock=SystemClock(),
                    order_entry=entry, wait_for_subscriber=True)
     sim.requests_ns = []
-    depth_sent_ns: list[int] = []
-    publish = sim.tape._publish
-
-    def timed_publish(frame: bytes) -> None:
-        # stamped as the sim starts sending it, as the lean venue stamps: a stamp after
-        # the send can come after the daemon's answer (see the module docstring)
-        if b"@depth" in frame[:40]:
-            depth_sent_ns.append(time.perf_counter_ns())
-        publish(frame)
-
-    sim.tape._publish = timed_publish  # type: ignore[method-assign]
+    # stamped as the sim starts sending, as the lean venue stamps (see the module docstring)
+    depth_sent_ns = stamp_depth_sends(sim)
     metrics_port = _free_port()
     log_path = tmp / "daemon-sim.log"
     async with sim:
