@@ -612,15 +612,16 @@ class WebsocketFeed:
 
     async def _read_client(self, ws: ClientConnection, deadline: int) -> str:
         """:meth:`_read` for websockets' client (``wss://``, a proxy, kernel stamps off):
-        read a frame only when the queue has room for it, stamp it as it is queued."""
+        queue each frame once the queue has room for it, stamped as it is queued. The room
+        is looked for after the frame is read: a snapshot or a marker may fill the queue
+        while ``recv`` waits."""
         s, queue, latest = self.settings, self._queue, self._latest_stamp
         monotonic_ns, wall_ns = self.clock.monotonic_ns, self.clock.wall_ns
         while True:
+            frame = await ws.recv(decode=False)
             if len(queue.items) >= queue.size:
                 self._waiting_since = None  # a full queue is the consumer's delay
                 await queue.room()
-                self._waiting_since = monotonic_ns()
-            frame = await ws.recv(decode=False)
             stamp = wall_ns()
             if SERVER_SHUTDOWN in frame[:48]:
                 self.log.warning("feed_server_shutdown")

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from mmdaemon.feed.stamped_ws import StampedConnection
 from mmdaemon.feed.websocket import (
@@ -160,6 +162,47 @@ async def test_with_a_reference_every_item_is_stamped_no_earlier_than_those_befo
     assert numbers([item for item in items if type(item) is tuple]) == list(
         range(len(numbers([item for item in items if type(item) is tuple]))))
     assert traded.backlog <= 20 and reference.backlog <= 20
+
+
+@READERS
+async def test_a_frame_read_while_a_snapshot_filled_the_queue_waits_for_room(
+        kernel_timestamps: bool) -> None:
+    """The queue holds at most ``queue_size`` items whoever fills it: a frame read while
+    a snapshot took the last place (it came while the reader waited for the venue) is
+    queued only once the consumer has made room, and none is lost or reordered."""
+    go = asyncio.Event()
+
+    async def quiet_then_three(ws: ServerConnection) -> None:
+        await go.wait()
+        for n in range(3):
+            await ws.send(orjson.dumps({"stream": "btcusdt@trade", "data": {"n": n}}))
+        await ws.wait_closed()
+
+    def depth(conn: ServerConnection, request: Request) -> Response | None:
+        if request.path.startswith("/api/v3/depth"):
+            return conn.respond(HTTPStatus.OK, '{"lastUpdateId":1,"bids":[],"asks":[]}')
+        return None
+
+    async with serve(quiet_then_three, "127.0.0.1", 0, compression=None,
+                     process_request=depth) as server:
+        url = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        feed = WebsocketFeed(FeedSettings(f"ws://{url}", f"http://{url}", "btcusdt",
+                                          queue_size=1, kernel_timestamps=kernel_timestamps,
+                                          stale_after_ms=60_000), Recorder())
+        batches = feed.batches(most=1)
+        try:
+            (connected,) = await anext(batches)
+            assert isinstance(connected, Reconnected)
+            await until(lambda: feed.backlog == 1)  # the snapshot, in the only place
+            go.set()  # the venue's first frame comes while the queue is full
+            await until(lambda: feed.backlog > 1 or bool(feed._queue._room)
+                        or (kernel_timestamps and not feed._handing[0]._reading))
+            assert feed.backlog == 1
+            items = [item for _ in range(4) for item in await anext(batches)]
+        finally:
+            await batches.aclose()
+    assert items[0][1].startswith(b'{"lastUpdateId"')
+    assert numbers(items) == [0, 1, 2]
 
 
 async def test_a_stamped_connection_hands_each_message_to_its_sink_and_keeps_what_it_refuses(
