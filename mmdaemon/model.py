@@ -46,7 +46,7 @@ class DecimalScaler:
     repeat the same price and size strings constantly; the memo is bounded.
     """
 
-    __slots__ = ("_exp", "_max_cache", "_steps", "_unit_int", "memo", "unit")
+    __slots__ = ("_as_written", "_exp", "_max_cache", "_steps", "_unit_int", "memo", "unit")
 
     def __init__(self, unit: str | Decimal, max_cache: int = 1 << 17) -> None:
         try:
@@ -58,6 +58,11 @@ class DecimalScaler:
         _, digits, exponent = unit_dec.normalize().as_tuple()
         assert isinstance(exponent, int)
         self.unit = unit_dec
+        # the unit as written (``0.01000000``: 1000000 x 10^-8): what to_decimal scales by,
+        # so that its text keeps the places the unit was given with
+        written = unit_dec.as_tuple()
+        assert isinstance(written.exponent, int)
+        self._as_written = (int("".join(map(str, written.digits))), written.exponent)
         # unit = _unit_int x 10^-_exp, with _exp >= 0
         unit_int = int("".join(map(str, digits)))
         if exponent > 0:
@@ -132,8 +137,12 @@ class DecimalScaler:
         return units
 
     def to_decimal(self, units: int) -> Decimal:
-        """The exact decimal value of ``units`` (for the edges: reports, order entry)."""
-        return Decimal(units) * self.unit
+        """The exact decimal value of ``units`` (for the edges: reports, order entry).
+
+        Built from the integer and an exponent, not multiplied: a Decimal product rounds to
+        the context's 28 digits, and a fine unit times a large count has more."""
+        coefficient, exponent = self._as_written
+        return Decimal(f"{units * coefficient}E{exponent}")
 
     def to_str(self, units: int, places: int) -> str:
         """Fixed-point text of ``units`` with ``places`` decimals, as venues expect it."""

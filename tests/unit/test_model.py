@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, DecimalScaler, Instrument
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, MAX_UNITS, DecimalScaler, Instrument
 
 
 def test_binance_price_is_exact_ticks() -> None:
@@ -73,3 +73,18 @@ def test_absurdly_long_decimal_text_is_refused_before_any_arithmetic() -> None:
     with pytest.raises(ValueError, match="characters"):
         scaler.to_units("1." + "0" * 1_000_000)
     assert len(scaler._steps) == 0  # nothing computed or cached for it
+
+
+@given(units=st.integers(min_value=-(10**30), max_value=10**30),
+       unit=st.sampled_from(["0.12345678901", "0.01000000", "0.00000001", "25", "1E+1"]))
+def test_decimal_text_of_units_is_exact_however_many_digits(units: int, unit: str) -> None:
+    # a Decimal product rounds to the context's 28 digits: a fine unit times a large count
+    # would be written as a price the core never decided
+    scaler = DecimalScaler(unit)
+    coefficient, exponent = Decimal(unit).as_tuple()[1:]
+    assert isinstance(exponent, int)
+    digits = str(abs(units) * int("".join(map(str, coefficient))))
+    expected = Decimal((0 if units >= 0 else 1, tuple(int(d) for d in digits), exponent))
+    assert scaler.to_decimal(units).as_tuple() == expected.as_tuple()
+    if 0 <= units <= MAX_UNITS:  # what the core holds reads back as it was
+        assert scaler.to_units(scaler.to_str(units, max(0, -exponent))) == units
