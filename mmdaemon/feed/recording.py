@@ -45,6 +45,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_WBITS = 16 + isal_zlib.MAX_WBITS  # zlib's code for a gzip header and trailer (CRC, size)
 # what the inflate raises on damaged bytes (isal's stubs declare it an instance, not a class)
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+_MEMBER_HEAD = GZIP_MAGIC + b"\x08"  # a gzip member's magic and method (deflate)
+_RESERVED_FLAGS = 0xE0  # bits of its flags byte that must be 0
 
 MIN_RECV_NS = 1_230_768_000 * NS_PER_S
 """2009-01-01T00:00:00Z: no venue this reads was streaming before it."""
@@ -89,6 +91,17 @@ a line at a time through :class:`gzip.GzipFile`'s Python-level ``readline`` (a t
 the reading's time on the bundled recording); a block bounds what is held besides a line."""
 
 
+def _check_member_start(data: bytes) -> None:
+    """Raise :data:`_INFLATE_ERROR` unless ``data``, the bytes where a gzip member should
+    start, start one as far as they go: the magic, the deflate method, no reserved flag
+    (RFC 1952). ISA-L judges a header only once it holds all 10 of its bytes, so fewer
+    that cannot start one (line feeds appended to a recording) would pass for a member cut
+    short rather than the damage zlib reported, and it ignores the reserved flags."""
+    head = data[:3]
+    if head != _MEMBER_HEAD[: len(head)] or (len(data) > 3 and data[3] & _RESERVED_FLAGS):
+        raise _INFLATE_ERROR(f"no gzip member starts with bytes {data[:4].hex(' ')}")
+
+
 def _blocks(stream: BinaryIO, gzipped: bool) -> Iterator[bytes]:
     """The file's bytes, decompressed when ``gzipped``, a block at a time.
 
@@ -119,6 +132,8 @@ def _blocks(stream: BinaryIO, gzipped: bool) -> Iterator[bytes]:
             if not data:
                 continue
             inflater, fed = isal_zlib.decompressobj(_GZIP_WBITS), False
+        if not fed:
+            _check_member_start(data)
         fed = True
         block = inflater.decompress(data, _BLOCK_BYTES)
         data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail

@@ -206,3 +206,54 @@ def test_an_older_version_rolled_back_to_keeps_recording_fills_in_order(tmp_path
     j.close()
     seqs = sqlite3.connect(path).execute("SELECT exec_key, seq FROM fills ORDER BY seq")
     assert seqs.fetchall() == [("7:1", 1), ("7:2", 2), ("8:3", 3), ("8:4", 4), ("9:5", 5)]
+
+
+def _steps(db: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> int:
+    """SQLite virtual-machine instructions ``sql`` runs on ``db``: the work a statement
+    does, counted, not timed."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    db.set_progress_handler(count, 1)
+    try:
+        db.execute(sql, args)
+    finally:
+        db.set_progress_handler(None, 1)
+    return steps
+
+
+@pytest.mark.parametrize("fills", [10, 3_000])
+def test_a_rolled_back_versions_fill_commit_does_not_read_every_fill(
+        tmp_path: Path, fills: int) -> None:
+    """After a rollback, the older version's insert (no seq) takes its seq without reading
+    the whole table for the largest one: one fill's commit costs the same with thousands
+    of fills journaled as with ten, as it did in that version, and as it does in this one.
+    This version's start forgets the count the older one kept, so the fills it records
+    in between are counted too."""
+    path = tmp_path / "state" / "journal.sqlite"
+    j = Journal(path)
+    j.restore(1)
+    for i in range(1, fills + 1):
+        assert j.record_fill(Fill(7 + i // 5, Side.BUY, 100, 1, 0, True, i, exec_id=i))
+    j.close()
+    older = sqlite3.connect(path, isolation_level=None)
+    insert = ("INSERT INTO fills (exec_key, order_id, side, price, size, fee, maker, ts_ns,"
+              " mid_x2) VALUES (?, 1, -1, 99, 1, 0, 1, ?, NULL)")  # as every earlier version
+    older.execute(insert, ("1:1", 1))  # the first after the rollback may look
+    steps = [_steps(older, insert, (f"1:{n}", n)) for n in range(2, 5)]
+    older.close()
+    assert max(steps) < 400, steps  # the whole table read is ~4 instructions a fill
+    j = Journal(path)  # forward again: this version's fills, then the older one's
+    assert j.record_fill(Fill(2, Side.BUY, 98, 1, 0, True, 6, exec_id=1))
+    j.close()
+    older = sqlite3.connect(path, isolation_level=None)
+    older.execute(insert, ("1:9", 9))
+    older.close()
+    seqs = sqlite3.connect(path).execute("SELECT exec_key, seq FROM fills ORDER BY seq")
+    assert seqs.fetchall()[fills:] == [("1:1", fills + 1), ("1:2", fills + 2),
+                                       ("1:3", fills + 3), ("1:4", fills + 4),
+                                       ("2:1", fills + 5), ("1:9", fills + 6)]

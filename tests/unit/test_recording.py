@@ -126,3 +126,34 @@ def test_a_cut_gzip_reads_the_frames_zlib_inflates_from_it_then_says_so(
     assert frames == [item for item in read_recording([inflated]) if type(item) is tuple]
     assert len(frames) > 10_000 * keep
     assert isinstance(from_gzip[-1], Malformed) and "cut short" in from_gzip[-1].reason
+
+
+@pytest.mark.parametrize("tail", [b"\n\n", b"garbage!", b"\x1f\x8b\x07", b"\x00\x00junk",
+                                  b"\x1f\x8b\x08\x20\x00\x00\x00\x00\x00\x03"])
+def test_bytes_after_the_last_gzip_member_that_start_none_are_damage_not_a_cut(
+    tmp_path: Path, tail: bytes,
+) -> None:
+    """A few bytes appended to a whole recording (an editor's line feeds, a copy gone
+    wrong) cannot start a gzip member (magic 1f 8b, method 8, no reserved flag): the file
+    is damaged there, as zlib said, not cut short mid-member; even when they are fewer
+    than the 10 bytes ISA-L waits for before it judges a header. Every frame before them
+    has been yielded."""
+    lines = [b"%d {\"n\":%d}" % (T0 + n, n) for n in range(30)]
+    damaged = tmp_path / "tail.gz"
+    damaged.write_bytes(gzip.compress(b"\n".join(lines) + b"\n") + tail)
+    items: list[object] = []
+    with pytest.raises(RecordingError, match=r"tail\.gz: unreadable after line 30: "):
+        items.extend(read_recording([damaged]))
+    assert items == [(T0 + n, line.partition(b" ")[2]) for n, line in enumerate(lines)]
+
+
+def test_a_member_cut_inside_its_header_is_still_a_cut(tmp_path: Path) -> None:
+    """What can start a gzip member and ends there is a cut (the recorder died writing
+    the next member's header), read as before."""
+    whole = gzip.compress(b"%d {}\n" % T0)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(whole + whole[:4])
+    items = list(read_recording([cut]))
+    assert items[0] == (T0, b"{}")
+    assert isinstance(items[1], Malformed) and "cut short" in items[1].reason
+    assert len(items) == 2
