@@ -253,6 +253,8 @@ class FeedQueue:
     """
 
     def __init__(self, size: int) -> None:
+        if size < 1:  # asyncio.Queue's 0 meant unbounded; here it would never take an item
+            raise ValueError(f"a feed queue holds at least 1 item, not {size}")
         self.items: deque[FeedItem] = deque()
         self.size = size
         #: the consumer's future while it waits (one future may wait on several queues)

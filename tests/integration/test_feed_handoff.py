@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from mmdaemon.feed.stamped_ws import StampedConnection
 from mmdaemon.feed.websocket import (
+    FeedQueue,
     FeedSettings,
     Reconnected,
     ReferenceReconnected,
@@ -235,3 +236,10 @@ async def test_a_stamped_connection_hands_each_message_to_its_sink_and_keeps_wha
             assert await conn.handed_off() == "done"
     assert numbers(taken) == list(range(400))
     assert [stamp for stamp, _ in taken] == sorted(stamp for stamp, _ in taken)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_feed_queue_that_could_hold_nothing_is_refused(size: int) -> None:
+    # asyncio.Queue read 0 as unbounded; a FeedQueue of 0 would stall the feed for good
+    with pytest.raises(ValueError, match="at least 1 item"):
+        FeedQueue(size)
