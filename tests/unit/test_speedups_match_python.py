@@ -226,6 +226,20 @@ def level_list(draw: st.DrawFn) -> str:
     return f"[{draw(WS)}{sep.join(items)}{trailing}{draw(WS)}]"
 
 
+def damaged(draw: st.DrawFn, frame: str) -> bytes:
+    """``frame`` as bytes, now and then with a stray tail, cut short or one byte flipped:
+    the scanner must hand what it does not fully understand to the JSON path."""
+    frame += draw(st.sampled_from(["", "", "", " \n", "x", "}", "\x00"]))
+    raw = frame.encode()
+    cut = draw(st.integers(0, 12))
+    if cut == 0 and raw:  # truncate
+        raw = raw[: draw(st.integers(0, len(raw) - 1))]
+    elif cut == 1 and raw:  # flip one byte
+        i = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:i] + bytes([draw(st.integers(0, 255))]) + raw[i + 1:]
+    return raw
+
+
 @st.composite
 def depth_frame_text(draw: st.DrawFn) -> bytes:
     fields: list[tuple[str, str]] = [
@@ -254,15 +268,7 @@ def depth_frame_text(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 6)) == 0:
         envelope.reverse()
     frame = "{" + ",".join(f'{draw(WS)}"{k}"{draw(WS)}:{v}' for k, v in envelope) + "}"
-    frame += draw(st.sampled_from(["", "", "", " \n", "x", "}", "\x00"]))
-    raw = frame.encode()
-    cut = draw(st.integers(0, 12))
-    if cut == 0 and raw:  # truncate
-        raw = raw[: draw(st.integers(0, len(raw) - 1))]
-    elif cut == 1 and raw:  # flip one byte
-        i = draw(st.integers(0, len(raw) - 1))
-        raw = raw[:i] + bytes([draw(st.integers(0, 255))]) + raw[i + 1:]
-    return raw
+    return damaged(draw, frame)
 
 
 @given(frame=depth_frame_text(), market=st.sampled_from(["spot", "usdm"]))
@@ -312,15 +318,7 @@ def snapshot_frame_text(draw: st.DrawFn) -> bytes:
                            for k, v in order) + "}"
     if clean:
         return frame.encode()
-    frame += draw(st.sampled_from(["", "", "", " \n", "x", "}", "\x00"]))
-    raw = frame.encode()
-    cut = draw(st.integers(0, 12))
-    if cut == 0 and raw:  # truncate
-        raw = raw[: draw(st.integers(0, len(raw) - 1))]
-    elif cut == 1 and raw:  # flip one byte
-        i = draw(st.integers(0, len(raw) - 1))
-        raw = raw[:i] + bytes([draw(st.integers(0, 255))]) + raw[i + 1:]
-    return raw
+    return damaged(draw, frame)
 
 
 def _synced(codec: BinanceCodec) -> BinanceCodec:
