@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import signal
 import sys
 import tempfile
@@ -45,16 +44,10 @@ def _run_service(service: Service, progress: bool = False) -> None:
             shower.cancel()
             await asyncio.gather(shower, return_exceptions=True)
 
-    # The imports, the config and the service as built live as long as the run: frozen
-    # now, the collection the service makes before it freezes what its start-up left
-    # (Service.run) need not walk them (~10 ms of a replay's start); it unfreezes
-    # everything when it stops, and so does this on the way out of a failed start.
-    gc.freeze()
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
     finally:
-        gc.unfreeze()
         _latch_kill_after_close(service)
 
 

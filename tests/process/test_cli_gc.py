@@ -52,9 +52,9 @@ def test_the_command_line_freezes_what_is_left_for_the_exit_a_caller_does_not(
 
 
 def test_a_service_that_fails_to_start_leaves_nothing_frozen(tmp_path: Path) -> None:
-    """The run command freezes the imports and the built service before the service
-    starts; one that fails before its own freeze (its state directory taken) unfreezes
-    them all the same."""
+    """A service freezes what its start-up left once it is up (Service.run) and unfreezes
+    it when it stops; one that fails before that (its state directory taken) leaves
+    nothing frozen for whatever the process runs next (a sweep worker's next run)."""
     recording = str(first_lines(tmp_path / "short.gz", 2_000))
     state = tmp_path / "state"
     code, out, frozen = _probe("given", str(state), "replay", recording, "--json",
