@@ -25,8 +25,9 @@ readable table.
 replayed streaming, RSS and frames/s per hour; about 6-8 minutes more, plus 4 to build the
 day the first time.
 
-``--quick`` plays a shorter part of the recording through the loopback and starts the
-daemon fewer times (about 1 minute instead of 2-3).
+``--quick`` plays a shorter part of the recording through the loopbacks and starts the
+daemon fewer times: about 3-4 minutes instead of 11 (the wire-to-wire runs play the
+recording at its real pace, against the sim and then the lean stand-in).
 """
 
 from __future__ import annotations
