@@ -8,6 +8,7 @@ can be unpickled there as they are in the test process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,9 +45,11 @@ class DaskCluster:
     def _spawn(self, name: str, argv: list[str],
                env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("wb")
+        # a session of its own: what it starts (a worker's process, its sweep's forkserver
+        # and pool) is stopped with it, even after a test killed the process in between
         proc = subprocess.Popen(
             [sys.executable, "-m", *argv], cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO), **env})
+            env={**os.environ, "PYTHONPATH": str(REPO), **env}, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -73,7 +76,8 @@ class DaskCluster:
 
     def stop(self) -> None:
         """SIGTERM the workers, then the scheduler (a worker whose scheduler went first
-        waits to reconnect); SIGKILL what is left after 20 s."""
+        waits to reconnect); SIGKILL what is left after 20 s, and whatever each started
+        that outlived it (a forkserver whose worker was killed stays, idle, for good)."""
         for proc in reversed(self.procs):  # the scheduler is the first started
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -82,6 +86,8 @@ class DaskCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):  # nothing of it left: fine
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _address(scheduler_file: Path) -> str | None:
