@@ -617,21 +617,16 @@ class WebsocketFeed:
         queue each frame once the queue has room for it, stamped as it is queued. The room
         is looked for after the frame is read: a snapshot or a marker may fill the queue
         while ``recv`` waits."""
-        s, queue, latest = self.settings, self._queue, self._latest_stamp
-        monotonic_ns, wall_ns = self.clock.monotonic_ns, self.clock.wall_ns
+        s, queue, monotonic_ns = self.settings, self._queue, self.clock.monotonic_ns
         while True:
             frame = await ws.recv(decode=False)
             if len(queue.items) >= queue.size:
                 self._waiting_since = None  # a full queue is the consumer's delay
                 await queue.room()
-            stamp = wall_ns()
             if SERVER_SHUTDOWN in frame[:48]:
                 self.log.warning("feed_server_shutdown")
                 return "planned"
-            if stamp < latest[0]:
-                stamp = latest[0]
-            latest[0] = stamp
-            queue.push((stamp, frame))
+            queue.push((self._stamp_now(), frame))
             if self._shed:
                 self._shed = False
                 return "shed"
