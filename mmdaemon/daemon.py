@@ -54,9 +54,9 @@ from mmdaemon.feed.websocket import WebsocketFeed, with_reference
 from mmdaemon.feed_task import FeedItem, FeedTask
 from mmdaemon.journal import Journal
 from mmdaemon.latch import KillLatch, read_latch_since
+from mmdaemon.latency_histogram import LatencyHistogram
 from mmdaemon.log import DEFAULT_RATE_LIMIT, flush_suppressed
 from mmdaemon.markouts import quote_currency
-from mmdaemon.metrics import LatencyHistogram, MetricsServer, serve_metrics
 from mmdaemon.notify import Notifier
 from mmdaemon.order_sender import OrderSender
 from mmdaemon.pace import ReplayClock
@@ -82,6 +82,7 @@ from mmdaemon.wiring import (
 )
 
 if TYPE_CHECKING:
+    from mmdaemon.metrics import MetricsServer
     from mmdaemon.risk.redis_bus import FirmBus
 
 
@@ -256,6 +257,9 @@ class Service:
                 raise _StoppedBeforeStart
             m = self.config.metrics
             if m.port:
+                # here: prometheus-client is 10 ms of a start, and a replay serves no metrics
+                from mmdaemon.metrics import serve_metrics
+
                 metrics = await serve_metrics(
                     self, m.host, m.port, latency=self.tick_to_quote,
                     allow_non_loopback=m.allow_non_loopback, clock=self.clock,

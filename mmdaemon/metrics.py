@@ -1,8 +1,10 @@
 """Live metrics for Prometheus: a collector that reads the service at scrape time.
 
-Nothing here runs per frame except :meth:`LatencyHistogram.observe_ns`. Every other value
-is read from one :class:`~mmdaemon.snapshot.Snapshot` of the instance when Prometheus
-scrapes (:class:`ServiceCollector`), and served by :class:`MetricsServer` from inside the daemon's
+Nothing here runs per frame: the hot path fills its histograms through
+:mod:`mmdaemon.latency_histogram`, which imports neither this module nor prometheus-client
+(a replay serves no metrics). Every value is read from one
+:class:`~mmdaemon.snapshot.Snapshot` of the instance when Prometheus scrapes
+(:class:`ServiceCollector`), and served by :class:`MetricsServer` from inside the daemon's
 event loop (aiohttp, no threads). A scrape is synchronous, so it sees one consistent state:
 no frame is processed in the middle of it.
 
@@ -43,7 +45,8 @@ no frame is processed in the middle of it.
   total PnL at the mark (the book's mid) are NaN while there is no mark and a position is
   open: the value is unknown, and a made-up number would hide that.
 - ``mmdaemon_tick_to_quote_seconds``: a histogram filled by the daemon's hot path through
-  :class:`LatencyHistogram` (see the daemon for which span it times).
+  :class:`~mmdaemon.latency_histogram.LatencyHistogram` (see the daemon for which span it
+  times).
 - ``mmdaemon_wire_to_wire_seconds``: a live run's histogram from a market-data frame's
   receive stamp to the order frame it caused being written (:mod:`mmdaemon.wire_latency`).
 - ``mmdaemon_markout_*{horizon_seconds}``: the exact markouts of every journaled fill
@@ -61,32 +64,37 @@ from __future__ import annotations
 
 import asyncio
 import math
-from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from fractions import Fraction
-from itertools import pairwise
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+
 from mmdaemon.clock import Clock, SystemClock
 from mmdaemon.hosts import check_host
+from mmdaemon.latency_histogram import LatencyHistogram
 from mmdaemon.quoting.calibration import CalibrationView
 from mmdaemon.risk.state import TradingState
 from mmdaemon.snapshot import AdverseView, Observed, ReferenceFeedView, Snapshot, TradingView
 
-# aiohttp and prometheus-client are imported where metrics are served or collected: every
-# run imports this module (the hot path's LatencyHistogram), and a replay serves none
-# (prometheus-client alone took ~10 ms of its start)
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # aiohttp is imported where metrics are served
     from aiohttp import web
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-    from prometheus_client.metrics_core import Metric
 
 __all__ = [
     "DEFAULT_HOST",
     "KNOWN_CONDITIONS",
-    "TICK_TO_QUOTE_BUCKETS_S",
-    "LatencyHistogram",
     "MetricsServer",
     "QuoteUptime",
     "ServiceCollector",
@@ -94,13 +102,6 @@ __all__ = [
 ]
 
 DEFAULT_HOST = "127.0.0.1"
-
-TICK_TO_QUOTE_BUCKETS_S: tuple[float, ...] = (
-    5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6,
-    1e-3, 2e-3, 5e-3, 10e-3, 50e-3,
-)
-"""Upper bounds (seconds) of the tick-to-quote histogram; +Inf is implied. Fine below
-100 us because the design's goal is a p99 under 100 us."""
 
 KNOWN_CONDITIONS: frozenset[tuple[str, str]] = frozenset({
     ("book_out_of_sync", "HALTED"),
@@ -117,55 +118,6 @@ has a series (0 until it first holds) from the first scrape. A condition added l
 shows: any name seen active is kept from then on."""
 
 _NAN = math.nan
-
-
-class LatencyHistogram:
-    """A fixed-bucket latency histogram cheap enough for the per-frame path.
-
-    ``observe_ns`` is one C-level ``bisect`` over integer ns bounds, one list increment and
-    one int addition: about 85 ns per call on CPython 3.11 (timeit), about 180 ns with the
-two ``time.perf_counter_ns()`` reads that time a span. Counts are kept
-    per bucket, not cumulative, so an observation touches one slot; the cumulative
-    Prometheus ``_bucket`` series are summed at scrape time. Values are ns >= 0; a value
-    equal to a bound falls in that bound's bucket (Prometheus ``le``: less or equal).
-    """
-
-    __slots__ = ("_bounds_ns", "bounds_s", "counts", "sum_ns")
-
-    def __init__(self, bounds_s: Sequence[float] = TICK_TO_QUOTE_BUCKETS_S) -> None:
-        bounds = tuple(float(b) for b in bounds_s)
-        if not bounds or any(not (math.isfinite(b) and b > 0) for b in bounds):
-            raise ValueError(f"bounds_s: expected finite seconds > 0, got {bounds_s!r}")
-        bounds_ns = [round(b * 1e9) for b in bounds]
-        if any(b <= a for a, b in pairwise(bounds_ns)):
-            raise ValueError(f"bounds_s: expected strictly increasing whole ns, got {bounds_s!r}")
-        #: upper bounds in seconds, as given (the ``le`` labels)
-        self.bounds_s = bounds
-        # int ns, not float seconds: the caller's int is compared as it is, no conversion
-        self._bounds_ns = bounds_ns
-        #: observations per bucket (not cumulative); the last slot is +Inf
-        self.counts = [0] * (len(bounds) + 1)
-        #: sum of all observations, ns (an int: exact however many are added)
-        self.sum_ns = 0
-
-    def observe_ns(self, ns: int) -> None:
-        """Record one latency of ``ns`` nanoseconds."""
-        self.counts[bisect_left(self._bounds_ns, ns)] += 1
-        self.sum_ns += ns
-
-    @property
-    def count(self) -> int:
-        """Observations so far."""
-        return sum(self.counts)
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """Prometheus buckets: ``(le, observations <= le)``, ending with ``+Inf``."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, n in zip((*self.bounds_s, math.inf), self.counts, strict=True):
-            running += n
-            out.append((_le(bound), float(running)))
-        return out
 
 
 class QuoteUptime:
@@ -199,33 +151,23 @@ class QuoteUptime:
         self._last_two_sided = two_sided
 
 
-def _le(bound_s: float) -> str:
-    """A bucket's ``le`` label: ``+Inf`` or the bound's shortest exact text (``5e-06``)."""
-    return "+Inf" if bound_s == math.inf else repr(bound_s)
-
-
 def _fmt_horizon(seconds: float) -> str:
     """A horizon label: ``1``, ``0.5``, ``30`` (no trailing ``.0``)."""
     return f"{seconds:g}"
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-    from prometheus_client.core import GaugeMetricFamily
-
     return GaugeMetricFamily(name, doc, value=value)
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    from prometheus_client.core import CounterMetricFamily
-
     # prometheus-client appends the _total suffix itself; the name is given without it
     return CounterMetricFamily(name.removesuffix("_total"), doc, value=value)
 
 
-class ServiceCollector:
+class ServiceCollector(Collector):
     """Reads one :class:`~mmdaemon.snapshot.Snapshot` of the instance when the registry
-    collects, and turns it into the families (a prometheus-client ``Collector``: that
-    protocol asks for :meth:`collect` alone).
+    collects, and turns it into the families.
 
     ``latency``: the tick-to-quote histogram the daemon fills, if any. ``clock``: its
     monotonic time measures the quote uptime (the system's clock by default: uptime is
@@ -255,8 +197,6 @@ class ServiceCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now from one snapshot (called by the registry on a scrape)."""
-        from prometheus_client.core import HistogramMetricFamily
-
         snap = self.service.snapshot()
         yield from self._instrument(snap)
         yield from self._feed(snap)
@@ -287,8 +227,6 @@ class ServiceCollector:
 
     @staticmethod
     def _instrument(snap: Snapshot) -> Iterator[Metric]:
-        from prometheus_client.core import InfoMetricFamily
-
         info = InfoMetricFamily("mmdaemon_instrument", "The instrument this daemon quotes.")
         info.add_metric([], {
             "venue": snap.venue,
@@ -302,8 +240,6 @@ class ServiceCollector:
 
     @staticmethod
     def _feed(snap: Snapshot) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily
-
         m, live = snap.market, snap.feed
         yield _counter("mmdaemon_feed_frames_total",
                        "Frames received from the feed (live or replayed).", m.frames)
@@ -391,8 +327,6 @@ class ServiceCollector:
                      "seconds; NaN before the first.", age)
 
     def _orders(self, t: TradingView) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily
-
         yield _counter("mmdaemon_quotes_total",
                        "Quotes decided (one per frame that changed a quoter input).", t.quotes)
         requests = CounterMetricFamily(
@@ -483,8 +417,6 @@ class ServiceCollector:
                      "from its peak this large is KILLED.", float(lim.max_drawdown_units * money))
 
     def _risk(self, t: TradingView) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
         state = GaugeMetricFamily(
             "mmdaemon_trading_state", "1 for the current trading state, 0 for the others.",
             labels=["state"])
@@ -509,8 +441,6 @@ class ServiceCollector:
 
     @staticmethod
     def _markouts(snap: Snapshot, t: TradingView) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "resolved_fills": CounterMetricFamily(
                 "mmdaemon_markout_resolved_fills",
@@ -557,8 +487,6 @@ class ServiceCollector:
 
     @staticmethod
     def _adverse(adverse: AdverseView) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         ema = GaugeMetricFamily(
             "mmdaemon_adverse_detector_markout_ema_bps",
             "The quoter's adverse-selection detector: EMA of its mid moves after our fills "
@@ -614,8 +542,6 @@ class ServiceCollector:
 
     @staticmethod
     def _histogram(latency: LatencyHistogram) -> Metric:
-        from prometheus_client.core import HistogramMetricFamily
-
         return HistogramMetricFamily(
             "mmdaemon_tick_to_quote_seconds",
             "In-process time from a frame's arrival in the daemon to its order actions "
@@ -638,11 +564,6 @@ class MetricsServer:
                  latency: LatencyHistogram | None = None, allow_non_loopback: bool = False,
                  uptime_sample_s: float = 0.25, process_metrics: bool = True,
                  clock: Clock | None = None, wire: LatencyHistogram | None = None) -> None:
-        from prometheus_client.gc_collector import GCCollector
-        from prometheus_client.platform_collector import PlatformCollector
-        from prometheus_client.process_collector import ProcessCollector
-        from prometheus_client.registry import CollectorRegistry
-
         check_host(host, allow_non_loopback)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"metrics port: expected an integer 0..65535, got {port!r}")
@@ -719,8 +640,6 @@ class MetricsServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         from aiohttp import web
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
         try:
             # synchronous on purpose: the scrape sees one state, and no other thread reads
             # the service's objects while the loop mutates them

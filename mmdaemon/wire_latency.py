@@ -25,7 +25,7 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-from mmdaemon.metrics import LatencyHistogram
+from mmdaemon.latency_histogram import LatencyHistogram
 
 WIRE_TO_WIRE_BUCKETS_S: tuple[float, ...] = (
     10e-6, 25e-6, 50e-6, 75e-6, 100e-6, 125e-6, 150e-6, 200e-6, 250e-6, 300e-6, 400e-6,

@@ -22,9 +22,9 @@ from mmdaemon.config import Config
 from mmdaemon.config_file import load_config
 from mmdaemon.daemon import Service
 from mmdaemon.hosts import check_host
+from mmdaemon.latency_histogram import LatencyHistogram
 from mmdaemon.metrics import (
     KNOWN_CONDITIONS,
-    LatencyHistogram,
     MetricsServer,
     QuoteUptime,
     ServiceCollector,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mmdaemon.metrics import LatencyHistogram, MetricsServer
+from mmdaemon.latency_histogram import LatencyHistogram
+from mmdaemon.metrics import MetricsServer
 from mmdaemon.wire_latency import WIRE_TO_WIRE_BUCKETS_S
 from tests.integration.test_metrics import fed_histogram, replayed_service, scrape
 

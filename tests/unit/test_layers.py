@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # core: values, codecs, book, quoting, risk rules, the engine; pure and synchronous
     "model": CORE, "book": CORE, "market": CORE, "markouts": CORE, "snapshot": CORE,
     "records": CORE, "engine": CORE, "engine_figures": CORE, "pace": CORE, "backoff": CORE,
-    "hosts": CORE,
+    "hosts": CORE, "latency_histogram": CORE,
     "speedups": CORE, "config": CORE, "venues.": CORE, "quoting.": CORE, "reference": CORE,
     "analytics": CORE, "report_series": CORE, "sharpe": CORE, "market_hours": CORE,
     "metric_definitions": CORE, "config_exchange": CORE, "instrument_config": CORE,
