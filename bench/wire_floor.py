@@ -52,6 +52,13 @@ message, about 0.05 us, is the floor's whole cost of knowing it). A write that d
 out at once (the transport's buffer not empty after it) is counted in ``buffered_writes``:
 its time would read short; reads whose ancillary data held no kernel stamp in
 ``userspace_stamps``.
+
+Measured on the 2-core VM (2026-12-07, two default runs, load 1.0-1.3): floor(work 0)
+p50 220-222 / p99 374-538 us, of which kernel stamp -> sink is 169-170 / 298-475; busy
+polling p50 93-176 / p99 348-368 us; the daemon p50 756-784 / p99 1,653-2,417 us. The
+floor alone is above the goal's 250 us at p99: at the real rate every frame finds the
+process cold (the same floor at speed 10: p50 66 us, at speed 100: 30 us). An order on
+every third depth frame (the daemon's rate) gives the same floor (p50 201 / p99 370 us).
 """
 
 from __future__ import annotations
@@ -116,10 +123,10 @@ def _cpu_ns(iterations: int) -> int:
     return time.thread_time_ns() - start
 
 
-def depth_frames(recording: Path, lines: int | None) -> int:
-    """How many depth frames the stand-in sends of ``lines`` lines of ``recording`` (its
-    own reading and its own test of a depth stream)."""
-    tape = Tape.read([recording], lines, 1.0)
+def depth_frames(recording: Path) -> int:
+    """How many depth frames the stand-in sends of ``recording`` (its own reading and its
+    own test of a depth stream)."""
+    tape = Tape.read([recording], None, 1.0)
     return sum(1 for name, frame in zip(tape.stream, tape.wire, strict=True)
                if frame is not None and "@depth" in name)
 
@@ -298,7 +305,7 @@ async def run_floor(tmp: Path, recording: Path, speed: float, nice: int, work_us
         client = await asyncio.create_subprocess_exec(
             sys.executable, str(Path(__file__).resolve()), "client", "--port", str(port),
             "--work-us", str(work_us), "--every", str(every), "--out", str(out),
-            "--expect", str(depth_frames(recording, None)), *(["--poll"] if poll else []))
+            "--expect", str(depth_frames(recording)), *(["--poll"] if poll else []))
         await wire._line(venue, "lean_finished")
         try:
             async with asyncio.timeout(END_GRACE_S):
