@@ -52,9 +52,18 @@ class InMemoryService(Service):
     """The service with its recording already in memory."""
 
     frames_in_memory: ClassVar[list[tuple[int, bytes]]] = []
+    gap_s: ClassVar[float] = 0.0
+    """0: frames back to back, in batches as a replay reads them; else one frame at a time
+    with this idle time (s) after each, as a live feed's frames come apart (bench/tick_stages.py
+    ``--gap-us``)."""
 
     async def _batches_from_memory(self) -> AsyncIterator[Sequence[RecordedFrame | Malformed]]:
-        frames = self.frames_in_memory
+        frames, gap_s = self.frames_in_memory, self.gap_s
+        if gap_s:
+            for frame in frames:
+                yield (frame,)
+                await asyncio.sleep(gap_s)
+            return
         for start in range(0, len(frames), YIELD_EVERY):  # as ReplaySource.batches does
             yield frames[start : start + YIELD_EVERY]
             await asyncio.sleep(0)

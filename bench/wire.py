@@ -149,8 +149,8 @@ def _figures(venue: str, wire: dict[str, Any], scraped: int | None, loopback: di
             f"{depth_frames} depth frames sent, daemon exit {exit_code}; its log: {log_path})")
     return {
         "depth_frames_sent": depth_frames,
-        "wire_to_wire": {k: wire.get(k) for k in ("orders", "of_latest", "p50_us", "p99_us",
-                                                   "p999_us", "max_us", "stamp")},
+        "wire_to_wire": {k: wire.get(k) for k in ("orders", "of_latest", "p50_us", "p90_us",
+                                                   "p99_us", "p999_us", "max_us", "stamp")},
         "wire_to_wire_metric_count": scraped,
         "wire_goal_p99_under_250us": (wire.get("p99_us") or 1e9) < GOAL_P99_US,
         "loopback": loopback,

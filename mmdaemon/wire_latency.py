@@ -63,7 +63,7 @@ class WireToWire:
         self._n += 1
 
     def figures(self) -> dict[str, Any]:
-        """The run summary's: how many, p50/p99/p99.9/max in us of the latest
+        """The run summary's: how many, p50/p90/p99/p99.9/max in us of the latest
         :data:`RECENT`, and where the start stamp came from (kernel or userspace)."""
         values = sorted(self._recent[:min(self._n, RECENT)])
         if not values:
@@ -73,5 +73,5 @@ class WireToWire:
             return round(values[min(len(values) - 1, int(q * len(values)))] / 1000, 1)
 
         return {"orders": self._n, "of_latest": len(values), "p50_us": pct(0.5),
-                "p99_us": pct(0.99), "p999_us": pct(0.999),
+                "p90_us": pct(0.9), "p99_us": pct(0.99), "p999_us": pct(0.999),
                 "max_us": round(values[-1] / 1000, 1), "stamp": self._stamp_source()}

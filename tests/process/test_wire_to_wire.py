@@ -44,7 +44,8 @@ def test_a_live_daemon_measures_wire_to_wire_from_kernel_stamps(
         _, summary = d.wait_event("wire_to_wire")
         assert summary["stamp"] == "kernel"
         assert summary["orders"] >= counted
-        assert 0 < summary["p50_us"] <= summary["p99_us"] <= summary["max_us"]
+        assert 0 < summary["p50_us"] <= summary["p90_us"] <= summary["p99_us"] \
+            <= summary["p999_us"] <= summary["max_us"]
     finally:
         sim.send_signal(signal.SIGTERM)
         assert sim.wait(20) == 0
