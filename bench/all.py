@@ -18,6 +18,9 @@ readable table.
 - wire-to-wire inside the daemon at the recording's pace, kernel receive stamp -> order
   frame written, p50/p99/p99.9, and that run's loopback, against the sim and against the
   lean venue stand-in (bench/wire.py, bench/lean_venue.py), one after the other;
+- the floor of that wire-to-wire on this machine: a client that does no work but write a
+  ready-made order frame, measured the same way against the lean stand-in
+  (bench/wire_floor.py);
 - the decoded-event cache: one replay and a 100-run sweep with and without it
   (bench/cache.py; ``--quick``: a 20-run sweep).
 
@@ -26,7 +29,7 @@ replayed streaming, RSS and frames/s per hour; about 6-8 minutes more, plus 4 to
 day the first time.
 
 ``--quick`` plays a shorter part of the recording through the loopbacks and starts the
-daemon fewer times: about 3-4 minutes instead of 11 (the wire-to-wire runs play the
+daemon fewer times: about 4 minutes instead of 13 (the wire-to-wire runs play the
 recording at its real pace, against the sim and then the lean stand-in).
 """
 
@@ -44,7 +47,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import book, cache, command, day, latency, replay, startup, wire
+from bench import book, cache, command, day, latency, replay, startup, wire, wire_floor
 from mmdaemon import speedups
 
 
@@ -84,6 +87,7 @@ def main() -> None:
         del result["day"]["summary"]  # the command's own output, config and all
     # last: it lowers this process's priority while it runs (the sim in it)
     result["wire"] = wire.measure(lines=6_000 if quick else 24_000)
+    result["wire_floor"] = wire_floor.measure(lines=3_000 if quick else 12_000)
     result["bench_s"] = round(time.perf_counter() - started, 1)
     print(orjson.dumps(result).decode())
     m = result["machine"]
@@ -92,7 +96,7 @@ def main() -> None:
     lines = [*command.table(result["command"]), *replay.table(result["replay"]),
              *book.table(result["decode_book"]), *latency.table(result["loopback"]),
              *startup.table(result["startup"]), *cache.table(result["event_cache"]),
-             *wire.table(result["wire"])]
+             *wire.table(result["wire"]), *wire_floor.table(result["wire_floor"])]
     if "day" in result:
         lines += day.table(result["day"])
     print("\n".join(lines))

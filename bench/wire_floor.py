@@ -358,6 +358,14 @@ async def run(speed: float, lines: int, nice: int, runs: list[tuple[int, bool]],
     return result
 
 
+def measure(lines: int = 12_000) -> dict[str, Any]:
+    """``make bench``'s row (bench/all.py): floor(work 0) alone on ``lines`` of the
+    recording at its real rate, beside the daemon's own run in bench/wire.py (12,000 lines:
+    about 2 minutes)."""
+    result: dict[str, Any] = uvloop.run(run(1.0, lines, 10, [(0, False)], 1, False))
+    return result
+
+
 def _row(label: str, count: int, f: dict[str, Any], extra: str) -> str:
     cells = [f"{f[k]:,.0f}" if isinstance(f.get(k), (int, float)) else "-"
              for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")]
@@ -374,7 +382,7 @@ def table(r: dict[str, Any]) -> list[str]:
                          f" / {to_sink['p99']:,.0f}" + ("" if f["complete"] else " INCOMPLETE")))
     if "daemon" in r:
         w = r["daemon"]["wire_to_wire"]
-        rows.append(_row("daemon", w["orders"], w, "(the daemon's wire_to_wire has no p90)"))
+        rows.append(_row("daemon", w["orders"], w, ""))
     rows.append(f"loadavg at start: {r['loadavg_start']}; at end: {r['loadavg_end']}")
     return rows
 
