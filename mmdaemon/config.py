@@ -99,6 +99,8 @@ class FeedConfig:
     max_snapshot_bytes: int = 4 << 20  # 4 MiB: a larger REST depth snapshot is refused
     # plain ws:// feeds read with the kernel's receive stamps (wss:// never are)
     kernel_timestamps: bool = True
+    # the event loop never sleeps: frames are read and handled warm, at the cost of a core
+    busy_poll: bool = False
 
     def speed_factor(self) -> float | None:
         return parse_speed(self.speed)

@@ -330,8 +330,10 @@ class Service:
             rules = (tasks.create_task(self._check_rules(), name="rules")
                      if self.check_rules else None)
             stop = tasks.create_task(self._stop.wait(), name="stop")
+            spin = (tasks.create_task(_busy_poll(), name="busy_poll")
+                    if self.config.feed.busy_poll else None)
             await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (venue, feed, supervisor, stop, watchdog, firm, rules):
+            for task in (venue, feed, supervisor, stop, watchdog, firm, rules, spin):
                 if task is not None:
                     task.cancel()
 
@@ -662,3 +664,12 @@ class Service:
                 "frames_per_s": round(frames / wall_s) if wall_s > 0 else None}
 
 
+async def _busy_poll() -> None:
+    """``feed.busy_poll``: a task that is always ready, so each turn of the event loop polls
+    its sockets with a zero timeout and the loop never sleeps in ``epoll``. A frame is then
+    read as it arrives and handled by a process that is still warm; asleep between frames
+    10-100 ms apart, every stage of the next one ran at 2-5x its warm cost. It spends a
+    whole core: for a host with one to spare (systemd ``CPUAffinity``), never beside the
+    venue or other work on the same cores. bench/wire.py ``--busy-poll`` measures it."""
+    while True:
+        await asyncio.sleep(0)
