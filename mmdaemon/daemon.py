@@ -330,8 +330,10 @@ class Service:
             rules = (tasks.create_task(self._check_rules(), name="rules")
                      if self.check_rules else None)
             stop = tasks.create_task(self._stop.wait(), name="stop")
-            spin = (tasks.create_task(_busy_poll(), name="busy_poll")
-                    if self.config.feed.busy_poll else None)
+            spin = None
+            if self.config.feed.busy_poll:
+                spin = tasks.create_task(_busy_poll(), name="busy_poll")
+                self.log.info("event_loop_busy_polling", key="feed.busy_poll")
             await asyncio.wait({feed, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in (venue, feed, supervisor, stop, watchdog, firm, rules, spin):
                 if task is not None:

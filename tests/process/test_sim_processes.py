@@ -57,12 +57,16 @@ def assert_quoting_at(port: int, timeout: float, why: str) -> None:
     wait_for(lambda: open_orders(port), timeout, why)
 
 
+# feed.busy_poll: the loop never sleeps; signals and the gateway are served all the same
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["asleep", "busy_poll"])
 def test_kill_switch_through_the_gateway_empties_the_sim(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy_poll: bool
 ) -> None:
     port = free_port()
     config = sim_config(tmp_path, port, tmp_path / "state", monkeypatch,
                         '\n[logging]\nlevel = "debug"\n')
+    if busy_poll:
+        config.write_text(config.read_text().replace("[feed]\n", "[feed]\nbusy_poll = true\n", 1))
     sim = mmdaemon("sim", *SIM_BALANCES, *map(str, SPOT_FILES), "--port", str(port), "--speed", "5")
     try:
         wait_for_line(sim, b"sim_listening")
@@ -72,6 +76,8 @@ def test_kill_switch_through_the_gateway_empties_the_sim(
             d.wait_for(lambda e: e.get("event") == "order_sent" and e["kind"] == "place",
                        timeout=30)
             assert_quoting_at(port, 10, "our quotes rest at the venue")
+            assert any(e.get("event") == "event_loop_busy_polling"
+                       for e in d.events) == busy_poll
             d.signal(signal.SIGUSR1)
             i, _ = d.wait_event("kill_switch_tripped")
             d.wait_event("orders_cancelled", start=i)
