@@ -52,19 +52,22 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile_us
+# the package alone: a child imports mmdaemon from the checkout it times, so nothing here
+# may import it before (bench.common does), and bench's modules come from this checkout
+import bench  # noqa: F401
 
 VARIANTS = frozenset({"base", "append", "nolog", "big"})
 FILL_RECORD = struct.Struct("<9q")  # exec id, order id, side, price, size, fee, maker, ts, mid
 
 
-def child(tree: Path, tokens: set[str]) -> list[int]:
-    """One timed run of ``tree``'s service with ``tokens`` applied: CPU ns per frame with
-    actions, in order."""
+def child(tree: Path, tokens: set[str]) -> tuple[str, list[int]]:
+    """One timed run of ``tree``'s service with ``tokens`` applied: where its mmdaemon was
+    imported from, and CPU ns per frame with actions, in order."""
     sys.path.insert(0, str(tree))
-    os.chdir(tree)
+    os.chdir(tree)  # a compiled checkout's shared library sits at its top
     import uvloop
 
+    import mmdaemon
     from bench.common import load_frames
     from bench.replay import InMemoryService, _service
     from mmdaemon import log, records
@@ -101,7 +104,7 @@ def child(tree: Path, tokens: set[str]) -> list[int]:
 
         service._restore = restored  # type: ignore[method-assign]
         uvloop.run(service.run())
-    return cpu
+    return str(mmdaemon.__file__), cpu
 
 
 def _appending(path: Path) -> Any:
@@ -137,6 +140,8 @@ class _WithoutFillLines:
 
 
 def _quantiles(values: list[int]) -> dict[str, float]:
+    from bench.common import percentile_us  # imports mmdaemon: the parent only
+
     values = sorted(values)
     return {q: percentile_us(values, f) for q, f in
             (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999), ("max", 1.0))}
@@ -150,16 +155,24 @@ def measure(runs: list[str], rounds: int) -> dict[str, Any]:
     for i in range(rounds):
         for run in runs if i % 2 == 0 else runs[::-1]:
             tree, variant = run.rsplit(":", 1)
-            out = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "child",
-                 str(Path(tree).resolve()), variant],
-                capture_output=True, check=True).stdout
-            samples: list[int] = orjson.loads(out.splitlines()[-1])
+            samples = child_run(Path(tree).resolve(), variant)
             pooled[run] += samples
             steady[run] += samples[1:]
     return {"rounds": rounds, "load_avg_1m": round(os.getloadavg()[0], 2),
             "all": {run: {"frames": len(v), **_quantiles(v)} for run, v in pooled.items()},
             "steady": {run: {"frames": len(v), **_quantiles(v)} for run, v in steady.items()}}
+
+
+def child_run(tree: Path, variant: str) -> list[int]:
+    """:func:`child` in a process of its own; RuntimeError if the mmdaemon it ran is not
+    ``tree``'s (then the figures would be another checkout's)."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "child", str(tree),
+                          variant], capture_output=True, check=True).stdout
+    result = orjson.loads(out.splitlines()[-1])
+    if not Path(result["mmdaemon"]).resolve().is_relative_to(tree):
+        raise RuntimeError(f"{tree}:{variant} ran the mmdaemon of {result['mmdaemon']}")
+    samples: list[int] = result["samples"]
+    return samples
 
 
 def table(r: dict[str, Any]) -> list[str]:
@@ -185,8 +198,9 @@ def _tokens(variant: str) -> set[str]:
 
 def main() -> None:
     if sys.argv[1:2] == ["child"]:
-        samples = child(Path(sys.argv[2]), _tokens(sys.argv[3]))
-        sys.stdout.write(orjson.dumps(samples).decode() + "\n")
+        package, samples = child(Path(sys.argv[2]), _tokens(sys.argv[3]))
+        sys.stdout.write(orjson.dumps({"mmdaemon": package, "samples": samples}).decode()
+                         + "\n")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="*", default=[".:base", ".:append", ".:append+nolog"],

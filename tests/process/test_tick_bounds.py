@@ -1,14 +1,15 @@
 """bench/tick_bounds.py's what-if variants change what a frame costs, never what the dry run
 decides: the same frames quote, the appending stand-in receives every fill the journal
-would have, and a variant it does not know is refused. The figures are the benchmark's."""
+would have, and a variant it does not know is refused. Each run times the mmdaemon of the
+checkout it names, or fails. The figures are the benchmark's."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
 from bench import tick_bounds
@@ -18,18 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "tick_bounds.py"
 
 
-def child_run(variant: str) -> list[int]:
-    out = subprocess.run([sys.executable, str(BENCH), "child", str(REPO), variant],
-                         capture_output=True, check=True, timeout=120).stdout
-    samples: list[int] = orjson.loads(out.splitlines()[-1])
-    return samples
+def needs_the_recording() -> None:
+    if not all(p.exists() for p in SPOT_FILES):
+        pytest.skip(f"{SPOT_FILES[0].parent} not present: the bundled recording is needed")
 
 
 def test_every_variant_times_the_same_frames_as_the_service_itself() -> None:
-    if not all(p.exists() for p in SPOT_FILES):
-        pytest.skip(f"{SPOT_FILES[0].parent} not present: the bundled recording is needed")
-    base = child_run("base")
-    varied = child_run("append+nolog+big")
+    needs_the_recording()
+    base = tick_bounds.child_run(REPO, "base")
+    varied = tick_bounds.child_run(REPO, "append+nolog+big")
     assert len(base) == len(varied) > 100  # the same frames caused actions
     assert all(ns > 0 for ns in base + varied)
 
@@ -45,6 +43,18 @@ def test_the_appending_stand_in_takes_each_fill_once(tmp_path: Path) -> None:
     written = (tmp_path / "fills.bin").read_bytes()
     assert len(written) == 3 * tick_bounds.FILL_RECORD.size
     assert [r[0] for r in tick_bounds.FILL_RECORD.iter_unpack(written)] == [1, 2, 3]
+
+
+def test_a_run_times_the_mmdaemon_of_the_checkout_it_names(tmp_path: Path) -> None:
+    needs_the_recording()
+    other = tmp_path / "other"
+    shutil.copytree(REPO / "mmdaemon", other / "mmdaemon",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    assert tick_bounds.child_run(other, "base")  # its own copy: timed
+    # a directory without an mmdaemon of its own would time this checkout's: refused
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RuntimeError, match="ran the mmdaemon of"):
+        tick_bounds.child_run(tmp_path / "empty", "base")
 
 
 def test_an_unknown_variant_is_refused_with_the_known_ones_named() -> None:
