@@ -2,6 +2,8 @@
 
 Run: ``.venv/bin/python bench/tick_bounds.py [--rounds 6] [TREE:VARIANT ...]`` (default
 ``.:base .:append .:append+nolog``, this checkout); prints one JSON object, then a table.
+Before and after a change: ``bench/tick_bounds.py OLD:base .:base``, with OLD a clone at
+the base commit (its ``mmdaemon/_speedups*.so`` built or copied in).
 
 Each ``TREE:VARIANT`` is one in-memory dry run (bench/replay.py's, both recordings) of the
 checkout at ``TREE`` in a process of its own, the runs of all of them interleaved, the order
