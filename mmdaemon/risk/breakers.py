@@ -83,8 +83,10 @@ class Breakers:
         halts = self.risk.halts
         if stale is ("feed_stale" in halts) and book_synced is ("book_out_of_sync" not in halts):
             return  # nothing changes: the common case, kept cheap for the hot path
+        # rounded up: the rule is strictly over the limit, so the logged figure must be too
+        # (floored, 1000.4 ms of silence read "silent_ms 1000, limit_ms 1000")
         self.risk.set_condition(TradingState.HALTED, "feed_stale", stale,
-                                silent_ms=silent_ns // 1_000_000,
+                                silent_ms=-(-silent_ns // 1_000_000),
                                 limit_ms=self.limits.stale_feed_ns // 1_000_000)
         self.risk.set_condition(TradingState.HALTED, "book_out_of_sync", not book_synced)
 

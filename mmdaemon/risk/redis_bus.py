@@ -278,7 +278,8 @@ class FirmBus:
         if self._lost or not self.health.lost(now):
             return  # within the grace period, or already acted on
         self._lost = True
-        values = {"silent_ms": self.health.silent_ns(now) // 1_000_000,
+        # rounded up, as the rule is strictly over the grace period (see breakers.check_feed)
+        values = {"silent_ms": -(-self.health.silent_ns(now) // 1_000_000),
                   "grace_ms": self.firm.grace_ms, "error": error}
         self.log.error("firm_bus_lost", action=self.firm.on_redis_lost, **values)
         if self.firm.on_redis_lost == "kill":

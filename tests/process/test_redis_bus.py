@@ -158,10 +158,10 @@ async def test_redis_lost_halts_after_the_grace_period_and_clears_when_back(
         clock.now_ns += 900_000_000
         await bus.cycle(client)
         assert host.risk.state is TradingState.ACTIVE  # within the grace period
-        clock.now_ns += 200_000_000
+        clock.now_ns += 100_000_001  # 1 ns over the grace period: reported over it
         await bus.cycle(client)
         assert host.risk.state is TradingState.HALTED
-        assert host.risk.halts["firm_bus_unreachable"]["silent_ms"] == 1100
+        assert host.risk.halts["firm_bus_unreachable"]["silent_ms"] == 1001
         (lost,) = log.named("firm_bus_lost")
         assert lost["action"] == "halt" and lost["grace_ms"] == 1000
         redis_server.start()

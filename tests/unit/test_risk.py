@@ -115,6 +115,9 @@ def test_stale_feed_and_sync_halt_and_clear() -> None:
     assert risk.state is TradingState.ACTIVE  # exactly 1 s silent: not yet stale
     b.check_feed(now_ns=2_000_000_001, last_book_ns=1_000_000_000, book_synced=True)
     assert risk.halts.keys() == {"feed_stale"}
+    # 1 ns over the limit is reported over it, never as "silent_ms 1000, limit_ms 1000"
+    assert risk.halts["feed_stale"]["silent_ms"] == 1001
+    assert risk.halts["feed_stale"]["limit_ms"] == 1000
     b.check_feed(now_ns=2_100_000_000, last_book_ns=2_050_000_000, book_synced=False)
     assert risk.halts.keys() == {"book_out_of_sync"}
     b.check_feed(now_ns=2_200_000_000, last_book_ns=2_150_000_000, book_synced=True)
