@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Final, NamedTuple
 
 from mmdaemon.model import Instrument, Side
+from mmdaemon.orders.position import cost_share
 
 DEFAULT_LEVERAGE: Final = 20
 """Binance's default leverage of a USD-M symbol (BTCUSDT) for a new account."""
@@ -59,21 +60,23 @@ def price_text(instrument: Instrument, price: Fraction) -> str:
 class Position:
     """A one-way position in one symbol: ``amount`` lots (positive long, negative short),
     ``cost`` the entry notional of the open amount in notional units (``|amount|`` x the
-    average entry price in ticks, exact), ``realized`` USDT realised on reducing fills
+    average entry price in ticks; after a reducing fill, rounded to the unit as the
+    daemon's own :class:`mmdaemon.orders.position.Position` does, so a long-running sim
+    does not carry an ever-growing Fraction), ``realized`` USDT realised on reducing fills
     since the start, ``update_ms`` the time of the last change."""
 
     __slots__ = ("amount", "cost", "realized", "update_ms")
 
     def __init__(self) -> None:
         self.amount = 0
-        self.cost = Fraction(0)
+        self.cost = 0
         self.realized = Fraction(0)
         self.update_ms = 0
 
     @property
     def entry_ticks(self) -> Fraction:
         """The average entry price in ticks (0 when flat)."""
-        return self.cost / abs(self.amount) if self.amount else Fraction(0)
+        return Fraction(self.cost, abs(self.amount)) if self.amount else Fraction(0)
 
     def apply_fill(self, side: Side, price: int, size: int, unit: Fraction, ms: int) -> Fraction:
         """A fill of ``size`` lots at ``price`` ticks; returns the USDT it realises
@@ -84,16 +87,15 @@ class Position:
         if self.amount == 0 or (self.amount > 0) == (signed > 0):
             self.cost += price * size
         else:
-            closing = min(size, abs(self.amount))
-            entry = self.entry_ticks
+            held = abs(self.amount)
+            closing = min(size, held)
+            kept = cost_share(self.cost, held - closing, held)
             direction = 1 if self.amount > 0 else -1
-            realized = (price - entry) * closing * direction * unit
-            self.cost -= entry * closing
+            realized = (price * closing - (self.cost - kept)) * direction * unit
+            self.cost = kept
             if size > closing:  # flipped: the rest opens a position at this price
-                self.cost = Fraction(price * (size - closing))
+                self.cost = price * (size - closing)
         self.amount += signed
-        if self.amount == 0:
-            self.cost = Fraction(0)
         self.realized += realized
         self.update_ms = ms
         return realized

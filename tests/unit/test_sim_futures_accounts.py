@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mmdaemon.model import BINANCE_USDM_BTCUSDT, Side
 from mmdaemon.sim.futures_accounts import (
     FuturesLedger,
@@ -37,6 +40,27 @@ def test_a_fill_through_zero_closes_and_opens_at_its_price() -> None:
     assert (p.amount, p.entry_ticks) == (3, 599_000)  # long 0.003 at 59900.0
     p.apply_fill(Side.SELL, 599_000, 3, UNIT, 3)
     assert (p.amount, p.cost, p.entry_ticks) == (0, 0, 0)
+
+
+@given(st.lists(st.tuples(st.sampled_from([Side.BUY, Side.SELL]), st.integers(590_000, 610_000),
+                          st.integers(1, 50)), max_size=40))
+def test_a_position_closed_out_has_realised_exactly_its_cash_flow(
+        fills: list[tuple[Side, int, int]]) -> None:
+    """The entry rounds to the notional unit on reducing fills, so only the split over time
+    is rounded: once the position is flat again, the realised PnL is exactly the money
+    that changed hands, and the basis stays an integer throughout."""
+    p = Position()
+    realized, flow = Fraction(0), 0
+    for ms, (side, price, size) in enumerate(fills):
+        realized += p.apply_fill(side, price, size, UNIT, ms)
+        flow += price * size * (1 if side is Side.SELL else -1)
+        assert type(p.cost) is int and p.cost >= 0
+    if p.amount:
+        close = Side.SELL if p.amount > 0 else Side.BUY
+        flow += 600_000 * abs(p.amount) * (1 if close is Side.SELL else -1)
+        realized += p.apply_fill(close, 600_000, abs(p.amount), UNIT, len(fills))
+    assert (p.amount, p.cost) == (0, 0)
+    assert realized == p.realized == flow * UNIT
 
 
 def test_fills_book_pnl_and_commission_on_the_wallet_and_income() -> None:
