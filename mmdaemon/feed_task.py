@@ -211,7 +211,8 @@ class FeedTask:
         if self.reference is not None:  # queued behind the same delay: as stale
             dropped += self.reference.shed()
             self.engine.on_reference_reconnected(recv_ns)
-        self.log.warning("feed_shed", lag_ms=round(lag_ns / 1e6, 3), dropped=dropped,
+        # rounded up to the us: the rule is strictly over the limit, and so is the figure
+        self.log.warning("feed_shed", lag_ms=-(-lag_ns // 1000) / 1000, dropped=dropped,
                          limit_ms=self.max_lag_ns // 1_000_000)
         self.engine.on_reconnected(recv_ns)
         return True

@@ -228,9 +228,10 @@ class Reference:
             reason = "a side of its book is empty"
         else:
             reason = "stale"
-        # not "reason": the state change's log line names its own reason beside these
+        # not "reason": the state change's log line names its own reason beside these;
+        # the age rounded up to the us, as the rule is strictly over stale_ms
         return {"symbol": self.instrument.symbol, "why": reason,
-                "age_ms": round((now_ns - self.last_ns) / 1e6, 3) if self.last_ns else None,
+                "age_ms": -(-(now_ns - self.last_ns) // 1000) / 1000 if self.last_ns else None,
                 "stale_ms": self.config.stale_ms, "on_stale": self.config.on_stale}
 
     def summary(self, now_ns: int, traded_tick: Fraction) -> dict[str, Any]:

@@ -43,10 +43,13 @@ class Daemon:
         """Index and event of the first event from ``start`` on that satisfies ``pred``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # taken before the scan: the last lines of a process that exits during it are
+            # appended after the scan's range, and must get one more scan
+            ended = self.proc.poll() is not None and not self._reader.is_alive()
             for i in range(start, len(self.events)):
                 if pred(self.events[i]):
                     return i, self.events[i]
-            if self.proc.poll() is not None and not self._reader.is_alive():
+            if ended:
                 break
             time.sleep(0.02)  # the poll interval
         tail = [e.get("event") for e in self.events[-20:]]

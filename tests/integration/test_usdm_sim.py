@@ -669,8 +669,11 @@ async def test_every_symbol_and_the_order_entry_share_the_sims_one_clock(
     sim_clock = SimClock(wall, 1.0)
     entry = UsdmOrderEntry([BTC, eth], {KEY: SECRET}, Fraction(WALLET), sim_clock.now_ms,
                            signing_ms=sim_clock.signing_ms)
+    # the tape waits for the subscriber: started before it, the subscription could land
+    # between a BTC trade and its ETH copy, and the first trade seen would differ
     async with UsdmSim([(BTC, [usdm_file]), (eth, [eth_path])], speed=1.0, clock=wall,
-                       order_entry=entry, sim_clock=sim_clock) as sim:
+                       order_entry=entry, sim_clock=sim_clock,
+                       wait_for_subscriber=True) as sim:
         async with connect(f"{sim.ws_url}/stream?streams=btcusdt@trade/ethusdt@trade") as ws:
             times: dict[str, int] = {}
             while len(times) < 2:

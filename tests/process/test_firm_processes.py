@@ -159,8 +159,9 @@ def test_redis_outage_global_kill_and_a_late_instance(desk_factory: Any) -> None
     for name in trio:
         poll(lambda n=name: not open_orders(desk.port, n), 10, f"{name} pulled its quotes")
     print(f"\nRedis stopped -> HALTED after (s): {halted} (grace {GRACE_MS / 1000} s)")
-    # the last success was at most a heartbeat (+ a timeout) before the stop
-    assert all(GRACE_MS / 1000 - 0.8 <= s <= GRACE_MS / 1000 + 10 for s in halted.values())
+    # not before the grace period: silent_ms above, on the daemon's own clock (the test's
+    # clock cannot say when the daemon's last heartbeat succeeded); and not much after it
+    assert all(0 <= s <= GRACE_MS / 1000 + 10 for s in halted.values())
 
     # -- Redis is back: every instance resumes by itself ---------------------------------
     marks = {n: len(desk.daemons[n].events) for n in trio}

@@ -2,7 +2,8 @@
 issue's: 55 s and 5.96 GB instead of 0.6 s), one stamped in the far past, one in the
 far-but-possible future and one a decade back are malformed lines, counted and named in the
 summary, and `mmdaemon replay --speed max` of the real recording with one of them takes
-under twice the time and the memory of the clean recording, measured on the real process.
+under twice the CPU time and the memory of the clean recording, measured on the real
+process.
 
 Each replay runs under a small interpreter that reads its peak RSS with
 ``getrusage(RUSAGE_CHILDREN)``: measured from the test process itself the figure would be the
@@ -45,13 +46,11 @@ from tests.conftest import SPOT_FILES
 from tests.helpers import write_config
 
 MEASURE = """
-import json, resource, subprocess, sys, time
+import json, resource, subprocess, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-start = time.monotonic()
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-wall = time.monotonic() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-json.dump({"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+json.dump({"rc": proc.returncode, "cpu_s": usage.ru_utime + usage.ru_stime,
            "peak_kb": usage.ru_maxrss, "stdout": proc.stdout.decode(errors="replace"),
            "stderr": proc.stderr[-3000:].decode(errors="replace")}, sys.stdout)
 """
@@ -61,7 +60,6 @@ DAY_NS = 86_400 * 10**9
 
 @dataclass(frozen=True)
 class Run:
-    wall_s: float
     cpu_s: float
     peak_kb: int
     summary: dict[str, object]
@@ -81,7 +79,7 @@ def measured_replay(path: Path) -> Run:
         capture_output=True, timeout=120, check=True)
     result = orjson.loads(out.stdout)
     assert result["rc"] == 0, result["stderr"]
-    return Run(result["wall_s"], result["cpu_s"], result["peak_kb"],
+    return Run(result["cpu_s"], result["peak_kb"],
                orjson.loads(result["stdout"]))
 
 
@@ -133,7 +131,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_an_impossible_receive_time_is_malformed_and_costs_under_twice_the_clean_replay(
-    tmp_path: Path, recording: list[bytes], clean: Path, baseline: Run, case: str,
+    tmp_path: Path, recording: list[bytes], baseline: Run, case: str,
 ) -> None:
     where, stamp = CASES[case]
     at = int(len(recording) * where)
@@ -148,14 +146,10 @@ def test_an_impossible_receive_time_is_malformed_and_costs_under_twice_the_clean
     for key in ("frames", "fills", "orders", "total_pnl"):
         assert summary[key] == expected[key], key
     assert run.peak_kb < 2 * baseline.peak_kb, (run.peak_kb, baseline.peak_kb)
+    # CPU, not wall time: a replay at --speed max is one thread, so its wall time measures
+    # the machine's load (the other test worker's processes); the cost bug this guards
+    # against took 90 times the CPU, every time
     assert run.cpu_s < 2 * baseline.cpu_s, (run.cpu_s, baseline.cpu_s)
-    # wall time on a shared machine moves with its load: a slow pair is measured once more
-    # (the issue's replay took 90 times as long, every time)
-    wall, clean_wall = run.wall_s, baseline.wall_s
-    if wall >= 2 * clean_wall:
-        clean_wall = measured_replay(clean).wall_s
-        wall = measured_replay(path).wall_s
-    assert wall < 2 * clean_wall, (wall, clean_wall)
 
 
 # -- the rules, line by line ------------------------------------------------------------------

@@ -148,8 +148,11 @@ def test_halt_raises_and_clears_reference_stale_in_the_risk_state() -> None:
     ref = Reference(usdm(stale_ms=500, on_stale="halt"), BINANCE_SPOT_BTCUSDT, Log())
     synced(ref, T0)
     assert ref.check(T0, risk) and risk.state is TradingState.ACTIVE
-    assert ref.check(T0 + S, risk) and risk.state is TradingState.HALTED
+    assert not ref.check(T0 + 500 * MS, risk)  # exactly the limit: not yet stale
+    assert ref.check(T0 + 500 * MS + 1, risk) and risk.state is TradingState.HALTED
     assert changes[-1] == ("ACTIVE", "HALTED", REFERENCE_STALE)
+    # 1 ns over the limit is reported over it (rounded up to the us), never as 500.0
+    assert risk.halts[REFERENCE_STALE]["age_ms"] == 500.001
 
 
 def test_a_sequence_gap_makes_the_reference_unusable_and_asks_for_a_snapshot() -> None:
