@@ -117,7 +117,7 @@ class EngineFigures:
             c.quotes, c.orders, c.amends, c.cancels, c.blocked, c.rejects,
             dict(self.unsendable.counts), self.manager.open_orders(),
             is_two_sided(self.manager.orders.values()), pos.fills, pos.volume, pos.position,
-            Fraction(pos.realized), Fraction(pos.fees), Fraction(pos.funding), mark,
+            pos.realized, Fraction(pos.fees), Fraction(pos.funding), mark,
             pos.unrealized(mark) if mark is not None else None, self.total_pnl_units(),
             risk.state.value, risk.killed, tuple(risk.halts),
             tuple(risk.reducing), self.breakers.trips,

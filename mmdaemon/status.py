@@ -187,7 +187,7 @@ def stopped_status(facts: StoppedFacts) -> dict[str, Any]:
             "state": state, "reason": reason, "halts": [], "reducing": [],
             "position": {"lots": position.position,
                          "base": _base(position.position, facts.lot_size)},
-            "pnl": _pnl(Fraction(position.realized), Fraction(position.fees),
+            "pnl": _pnl(position.realized, Fraction(position.fees),
                         Fraction(position.funding), unrealized, total, mark,
                         facts.tick_size, facts.lot_size),
             "open_orders": {"ours": None, "venue": None}}

@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Final, NamedTuple
 
 from mmdaemon.model import Instrument, Side
-from mmdaemon.orders.position import cost_share
+from mmdaemon.orders.position import COST_SCALE, cost_share
 
 DEFAULT_LEVERAGE: Final = 20
 """Binance's default leverage of a USD-M symbol (BTCUSDT) for a new account."""
@@ -60,23 +60,29 @@ def price_text(instrument: Instrument, price: Fraction) -> str:
 class Position:
     """A one-way position in one symbol: ``amount`` lots (positive long, negative short),
     ``cost`` the entry notional of the open amount in notional units (``|amount|`` x the
-    average entry price in ticks; after a reducing fill, rounded to the unit as the
-    daemon's own :class:`mmdaemon.orders.position.Position` does, so a long-running sim
-    does not carry an ever-growing Fraction), ``realized`` USDT realised on reducing fills
-    since the start, ``update_ms`` the time of the last change."""
+    average entry price in ticks; kept as ``cost_scaled`` sub-units and rounded to one after
+    a reducing fill, as the daemon's own :class:`mmdaemon.orders.position.Position` does,
+    so a long-running sim does not carry an ever-growing Fraction), ``realized`` USDT
+    realised on reducing fills since the start, ``update_ms`` the time of the last change."""
 
-    __slots__ = ("amount", "cost", "realized", "update_ms")
+    __slots__ = ("amount", "cost_scaled", "realized", "update_ms")
 
     def __init__(self) -> None:
         self.amount = 0
-        self.cost = 0
+        self.cost_scaled = 0
         self.realized = Fraction(0)
         self.update_ms = 0
 
     @property
+    def cost(self) -> Fraction:
+        """The entry notional of the open amount, notional units."""
+        return Fraction(self.cost_scaled, COST_SCALE)
+
+    @property
     def entry_ticks(self) -> Fraction:
         """The average entry price in ticks (0 when flat)."""
-        return Fraction(self.cost, abs(self.amount)) if self.amount else Fraction(0)
+        return Fraction(self.cost_scaled, abs(self.amount) * COST_SCALE) if self.amount \
+            else Fraction(0)
 
     def apply_fill(self, side: Side, price: int, size: int, unit: Fraction, ms: int) -> Fraction:
         """A fill of ``size`` lots at ``price`` ticks; returns the USDT it realises
@@ -85,16 +91,17 @@ class Position:
         signed = size if side is Side.BUY else -size
         realized = Fraction(0)
         if self.amount == 0 or (self.amount > 0) == (signed > 0):
-            self.cost += price * size
+            self.cost_scaled += price * size * COST_SCALE
         else:
             held = abs(self.amount)
             closing = min(size, held)
-            kept = cost_share(self.cost, held - closing, held)
+            kept = cost_share(self.cost_scaled, held - closing, held)
+            given_up = Fraction(self.cost_scaled - kept, COST_SCALE)
             direction = 1 if self.amount > 0 else -1
-            realized = (price * closing - (self.cost - kept)) * direction * unit
-            self.cost = kept
+            realized = (price * closing - given_up) * direction * unit
+            self.cost_scaled = kept
             if size > closing:  # flipped: the rest opens a position at this price
-                self.cost = price * (size - closing)
+                self.cost_scaled = price * (size - closing) * COST_SCALE
         self.amount += signed
         self.realized += realized
         self.update_ms = ms

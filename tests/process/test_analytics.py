@@ -121,13 +121,13 @@ def test_pnl_decomposition_by_hand(hand: tuple[list[Fill], list[SampleRow]]) -> 
         m["total_pnl"], abs=1e-12)
     assert m["fills_without_mid"] == 1
     assert m["position_lots"] == 4 and m["final_mark"] == pytest.approx(100.06)
-    # average cost: buys 1@10001 + 2@9999 -> cost 29999, avg 29999/3; the sells close 2
-    # lots, each leaving the rest's basis rounded to the unit (ties to even): 2 lots
-    # 59998/3 -> 19999, then 1 lot 19999/2 -> 10000 (exact: 8/3 realised, 46/3 not)
-    # then 3 bought at 10003: cost 40009; realised = cash + cost = -40006 + 40009 = 3
-    # unrealised = 4*10006 - 40009 = 15 (= total + fees - realised = 17 + 1 - 3)
-    assert m["realized_pnl"] == pytest.approx(3 * U)
-    assert m["unrealized_pnl"] == pytest.approx(15 * U)
+    # average cost: buys 1@10001 + 2@9999 -> cost 29999, avg 29999/3; the sells close 2 lots:
+    # realised = (10003 - 29999/3) + (9999 - 29999/3) = 10/3 - 2/3 = 8/3
+    # then 1 lot at 29999/3 + 3 bought at 10003: cost 120026/3, so at the mark 10006
+    # unrealised = 4*10006 - 120026/3 = 46/3 (= total + fees - realised = 17 + 1 - 8/3)
+    # (the basis is kept to 1e-9 of a unit: within the approximation)
+    assert m["realized_pnl"] == pytest.approx(8 / 3 * U)
+    assert m["unrealized_pnl"] == pytest.approx(46 / 3 * U)
     assert m["maker_share"] == pytest.approx(4 / 5)
     assert m["volume_lots"] == 1 + 2 + 1 + 1 + 3
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mmdaemon.model import Fill, Ladder, OrderStatus, OrderUpdate, Side
 from mmdaemon.orders.manager import OrderAction, OrderManager
-from mmdaemon.orders.position import Position, cost_share
+from mmdaemon.orders.position import COST_SCALE, Position, cost_share
 
 
 def q(bid: int, bid_size: int, ask: int, ask_size: int) -> Ladder:
@@ -141,41 +141,42 @@ def _average_cost_by_hand(fills: list[tuple[int, int, int]]) -> tuple[Fraction, 
 def test_position_realises_the_average_cost_pnl_to_half_a_unit_a_reduction(
         fills: list[tuple[int, int, int]]) -> None:
     """Realised PnL is the exact average-cost figure but for the rounding of the cost basis
-    left after a reducing fill: within half a notional unit per such fill, always integers,
-    and the total untouched by it."""
+    left after a reducing fill: within half a sub-unit per such fill, over a denominator
+    that never grows past COST_SCALE, and the total untouched by it."""
     p = Position()
     for i, (side, price, size) in enumerate(fills):
         p.apply(fill(side, price, size))
         realized, cost, kept = _average_cost_by_hand(fills[: i + 1])
-        assert type(p.realized) is type(p.cost) is int
-        assert abs(p.cost - cost) <= Fraction(kept, 2)
+        assert type(p.cost_scaled) is int and COST_SCALE % p.realized.denominator == 0
+        assert abs(p.cost - cost) <= Fraction(kept, 2 * COST_SCALE)
         assert p.realized - realized == p.cost - cost  # the rounding only moves the split
-        assert p.total(Fraction(7, 2)) == p.cash + p.position * Fraction(7, 2)
+        mark = Fraction(7, 2)
+        assert p.realized + p.unrealized(mark) == p.cash + p.position * mark == p.total(mark)
 
 
-def test_partial_closes_round_the_rest_to_the_nearest_unit_ties_to_even() -> None:
+def test_partial_closes_round_the_rest_to_the_nearest_sub_unit() -> None:
     p = Position()
-    p.apply(fill(1, 100, 3))
-    p.apply(fill(1, 101, 3))  # long 6, cost 603 (avg 100.5)
-    p.apply(fill(-1, 120, 1))  # 5 left at 100.5 = 502.5: the tie goes to even
-    assert (p.position, p.cost, p.realized) == (5, 502, 120 - 603 + 502)
-    p.apply(fill(-1, 120, 2))  # 3 left: 502 x 3 / 5 = 301.2 -> 301
-    assert (p.position, p.cost) == (3, 301)
+    p.apply(fill(1, 3, 2))
+    p.apply(fill(1, 4, 1))  # long 3, cost 10 (avg 10/3)
+    p.apply(fill(-1, 5, 1))  # 2 left at 10/3: 6.666666666|67 rounds up at the 9th decimal
+    assert (p.position, p.cost) == (2, Fraction(6_666_666_667, COST_SCALE))
+    assert p.realized == -10 + 5 + p.cost  # 5 - 10/3 = 5/3, to the sub-unit
+    p.apply(fill(-1, 5, 1))  # 1 left: half of 6.666666667 is a tie, to even: 3.333333334
+    assert (p.position, p.cost) == (1, Fraction(3_333_333_334, COST_SCALE))
     q = Position()
     q.apply(fill(-1, 101, 7))  # short 7: cost -707
-    q.apply(fill(1, 90, 2))  # 5 left: -707 x 5 / 7 = -505 exactly
-    assert (q.position, q.cost) == (-5, -505)
-    q.apply(fill(1, 90, 2))  # 3 left: -505 x 3 / 5 = -303
-    q.apply(fill(1, 90, 1))  # 2 left: -303 x 2 / 3 = -202
-    q.apply(fill(1, 90, 1))  # 1 left: -202 / 2 = -101
-    assert (q.position, q.cost) == (-1, -101)
+    q.apply(fill(1, 90, 2))  # 5 left: -707 x 5 / 7 = -505 exactly, no rounding
+    assert (q.position, q.cost, q.realized) == (-5, -505, 2 * 101 - 2 * 90)
+    q.apply(fill(1, 90, 2))
+    q.apply(fill(1, 90, 3))  # flat: the basis is gone, everything realised is cash
+    assert (q.position, q.cost_scaled, q.realized) == (0, 0, q.cash)
     assert [cost_share(5, 1, 2), cost_share(7, 1, 2), cost_share(-5, 1, 2),
             cost_share(-7, -1, -2), cost_share(10, 1, -4)] == [2, 4, -2, -4, -2]
 
 
 def test_a_standing_inventory_keeps_a_cost_basis_the_size_of_its_notional() -> None:
-    """Thousands of reducing fills that never reach zero: the basis stays an integer no
-    larger than the position's notional (kept exact, its denominator multiplied by the
+    """Thousands of reducing fills that never reach zero: the basis stays a whole number of
+    sub-units about the position's notional (kept exact, its denominator multiplied by the
     position at each one, past 100,000 bits in 20,000 fills)."""
     rng = random.Random(7)
     p = Position()
@@ -183,8 +184,8 @@ def test_a_standing_inventory_keeps_a_cost_basis_the_size_of_its_notional() -> N
     for i in range(5_000):
         p.apply(fill(-1 if i % 2 == 0 else 1, 6_000_000 + rng.randint(-500, 500),
                      rng.randint(1, 90_000)))
-        assert p.position > 0 and type(p.cost) is int
-        assert 5_999_500 * p.position - 1 <= p.cost <= 6_000_500 * p.position + 1
+        assert p.position > 0 and COST_SCALE % p.cost.denominator == 0
+        assert 5_999_500 * p.position <= p.cost <= 6_000_500 * p.position
 
 
 def test_rejected_amend_keeps_the_order_and_its_confirmed_state() -> None:

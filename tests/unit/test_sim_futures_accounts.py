@@ -46,20 +46,20 @@ def test_a_fill_through_zero_closes_and_opens_at_its_price() -> None:
                           st.integers(1, 50)), max_size=40))
 def test_a_position_closed_out_has_realised_exactly_its_cash_flow(
         fills: list[tuple[Side, int, int]]) -> None:
-    """The entry rounds to the notional unit on reducing fills, so only the split over time
-    is rounded: once the position is flat again, the realised PnL is exactly the money
-    that changed hands, and the basis stays an integer throughout."""
+    """The entry rounds to a sub-unit on reducing fills, so only the split over time is
+    rounded: once the position is flat again, the realised PnL is exactly the money that
+    changed hands, and the basis stays a whole number of sub-units throughout."""
     p = Position()
     realized, flow = Fraction(0), 0
     for ms, (side, price, size) in enumerate(fills):
         realized += p.apply_fill(side, price, size, UNIT, ms)
         flow += price * size * (1 if side is Side.SELL else -1)
-        assert type(p.cost) is int and p.cost >= 0
+        assert type(p.cost_scaled) is int and p.cost_scaled >= 0
     if p.amount:
         close = Side.SELL if p.amount > 0 else Side.BUY
         flow += 600_000 * abs(p.amount) * (1 if close is Side.SELL else -1)
         realized += p.apply_fill(close, 600_000, abs(p.amount), UNIT, len(fills))
-    assert (p.amount, p.cost) == (0, 0)
+    assert (p.amount, p.cost_scaled) == (0, 0)
     assert realized == p.realized == flow * UNIT
 
 
