@@ -138,7 +138,7 @@ def _average_cost_by_hand(fills: list[tuple[int, int, int]]) -> tuple[Fraction, 
 
 @given(st.lists(st.tuples(st.sampled_from([1, -1]), st.integers(1, 1000), st.integers(1, 50)),
                 max_size=60))
-def test_position_realises_the_average_cost_pnl_to_half_a_unit_a_reduction(
+def test_position_realises_the_average_cost_pnl_to_half_a_sub_unit_a_reduction(
         fills: list[tuple[int, int, int]]) -> None:
     """Realised PnL is the exact average-cost figure but for the rounding of the cost basis
     left after a reducing fill: within half a sub-unit per such fill, over a denominator
