@@ -355,7 +355,9 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
 def _size_text(inst: Instrument, lots: int, price: Decimal | None) -> str:
     text = f"{lots:,} lots = {_base(inst, lots)} base"
     if price is not None:
-        text += f" = {_fmt((price * inst.lot_size * lots).quantize(Decimal('0.01')))} quote"
+        # to the price's own grid, as the band and spread are: 0.01 is a USDT cent, and an
+        # ETHBTC order of 0.06183764 BTC read 0.06
+        text += f" = {_fmt((price * inst.lot_size * lots).quantize(inst.tick_size))} quote"
     return text
 
 
