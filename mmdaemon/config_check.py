@@ -31,6 +31,7 @@ from mmdaemon.config import Config
 from mmdaemon.model import MAX_UNITS, BookUpdate, Instrument, Malformed, TopOfBook, Trade
 from mmdaemon.quoting.fair_value import MODE_ALIASES, NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import Quoter
+from mmdaemon.venues.binance_parse import assets_of
 
 MONEY_KEYS = frozenset({
     "instrument.min_notional", "risk.max_loss", "risk.max_drawdown", "firm.desk_max_loss",
@@ -89,6 +90,7 @@ def _review(config: Config, price: Decimal | None, price_source: str,
         _spread(config, inst, price, derived, warnings)
     _files(config, derived, warnings)
     _fair_value(config, derived, warnings)
+    _reference_currency(config, warnings)
     return Review(effective(config, inst), derived, warnings, price, price_source)
 
 
@@ -288,6 +290,24 @@ def _fair_value(config: Config, derived: dict[str, str], warnings: list[Finding]
         if fair.mode != "stoikov":
             warnings.append(Finding("strategy.fair_value.stoikov_table", f"read, but mode is "
                                     f"{fair.mode!r}: the table is used only by 'stoikov'"))
+
+
+def _reference_currency(config: Config, warnings: list[Finding]) -> None:
+    """A reference quoted in another currency than the instrument: its mid is converted to
+    the traded ticks by the grids alone, as if one unit of each currency were worth the
+    same (a stablecoin pair may be meant; BTCUSDT for ETHBTC is not)."""
+    ref = config.reference
+    if ref is None or "lobster" in (ref.venue, config.instrument.venue):
+        return
+    try:
+        theirs, ours = assets_of(ref.symbol).quote, assets_of(config.instrument.symbol).quote
+    except ValueError:  # a quote asset not known: nothing to compare
+        return
+    if theirs != ours:
+        warnings.append(Finding("reference.symbol", f"{ref.symbol!r} is quoted in {theirs}, "
+                                f"the instrument {config.instrument.symbol!r} in {ours}: its "
+                                f"mid is taken as a price in {ours} (lead_lag's fair value "
+                                f"and basis mix the two currencies)"))
 
 
 def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:
