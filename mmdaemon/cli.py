@@ -237,7 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", default="1", help="1 = real time, N = N x faster, max")
-    sim.add_argument("--symbol", default="BTCUSDT")
+    sim.add_argument("--symbol", type=_symbol, default=None,
+                     help="the symbol to serve, of a recording with several (default: the "
+                          "one its frames name)")
     sim.add_argument("--credentials", action="append", metavar="SOURCE",
                      help="an API key the sim accepts: 'env' (MMDAEMON_API_KEY/_SECRET, the "
                           "default) or a file with api_key and api_secret; repeat for several "

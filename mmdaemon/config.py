@@ -36,6 +36,7 @@ from mmdaemon.model import MAX_FRAME_BYTES, Instrument
 from mmdaemon.pace import ReplayClock, parse_speed
 from mmdaemon.quoting.fair_value import NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import QuoterParams
+from mmdaemon.venues.binance_parse import assets_of
 
 VENUES = ("binance-spot", "binance-usdm")
 """The Binance venues whose recordings the codec reads (``verify-book --venue``)."""
@@ -540,6 +541,7 @@ def _check(config: Config) -> None:
                           f"number of lots, got {risk.max_side_open_lots}")
     if config.firm.enabled:
         _check_firm(config.firm)
+        _check_firm_assets(config)
     _check_reference(config)
 
 
@@ -583,6 +585,24 @@ def _check_reference(config: Config) -> None:
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ASSET_RE = re.compile(r"[A-Za-z0-9]{1,20}")
+
+
+def _check_firm_assets(config: Config) -> None:
+    """``firm.base_asset`` and ``quote_asset`` are the instrument's own, where its symbol
+    names them: the heartbeats publish the position in base_asset and money in quote_asset
+    as they are, so an ETHBTC instance saying USDT would add BTC to the desk's USDT."""
+    symbol = config.instrument.symbol
+    if config.instrument.venue == "lobster":
+        return
+    try:
+        assets = assets_of(symbol)
+    except ValueError:  # a quote asset not known: the config's word is all there is
+        return
+    for key, asset in (("base_asset", assets.base), ("quote_asset", assets.quote)):
+        given = getattr(config.firm, key)
+        if given.upper() != asset:
+            raise ConfigError(f"firm.{key}: expected {asset!r}, the {key.split('_')[0]} "
+                              f"asset of {symbol} (instrument.symbol), got {given!r}")
 
 
 def _check_firm(firm: FirmConfig) -> None:

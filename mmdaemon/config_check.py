@@ -31,6 +31,7 @@ from mmdaemon.config import Config
 from mmdaemon.model import MAX_UNITS, BookUpdate, Instrument, Malformed, TopOfBook, Trade
 from mmdaemon.quoting.fair_value import MODE_ALIASES, NOT_A_CONFIG_KEY
 from mmdaemon.quoting.quoter import Quoter
+from mmdaemon.venues.binance_parse import assets_of
 
 MONEY_KEYS = frozenset({
     "instrument.min_notional", "risk.max_loss", "risk.max_drawdown", "firm.desk_max_loss",
@@ -89,6 +90,7 @@ def _review(config: Config, price: Decimal | None, price_source: str,
         _spread(config, inst, price, derived, warnings)
     _files(config, derived, warnings)
     _fair_value(config, derived, warnings)
+    _reference_currency(config, warnings)
     return Review(effective(config, inst), derived, warnings, price, price_source)
 
 
@@ -290,6 +292,24 @@ def _fair_value(config: Config, derived: dict[str, str], warnings: list[Finding]
                                     f"{fair.mode!r}: the table is used only by 'stoikov'"))
 
 
+def _reference_currency(config: Config, warnings: list[Finding]) -> None:
+    """A reference quoted in another currency than the instrument: its mid is converted to
+    the traded ticks by the grids alone, as if one unit of each currency were worth the
+    same (a stablecoin pair may be meant; BTCUSDT for ETHBTC is not)."""
+    ref = config.reference
+    if ref is None or "lobster" in (ref.venue, config.instrument.venue):
+        return
+    try:
+        theirs, ours = assets_of(ref.symbol).quote, assets_of(config.instrument.symbol).quote
+    except ValueError:  # a quote asset not known: nothing to compare
+        return
+    if theirs != ours:
+        warnings.append(Finding("reference.symbol", f"{ref.symbol!r} is quoted in {theirs}, "
+                                f"the instrument {config.instrument.symbol!r} in {ours}: its "
+                                f"mid is taken as a price in {ours} (lead_lag's fair value "
+                                f"and basis mix the two currencies)"))
+
+
 def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> None:
     """Recordings and secrets that are named but not there, or not fit to use (a secret's
     file is read to check it and its resolved path reported, the secret never shown). A
@@ -355,7 +375,9 @@ def _files(config: Config, derived: dict[str, str], warnings: list[Finding]) -> 
 def _size_text(inst: Instrument, lots: int, price: Decimal | None) -> str:
     text = f"{lots:,} lots = {_base(inst, lots)} base"
     if price is not None:
-        text += f" = {_fmt((price * inst.lot_size * lots).quantize(Decimal('0.01')))} quote"
+        # to the price's own grid, as the band and spread are: 0.01 is a USDT cent, and an
+        # ETHBTC order of 0.06183764 BTC read 0.06
+        text += f" = {_fmt((price * inst.lot_size * lots).quantize(inst.tick_size))} quote"
     return text
 
 

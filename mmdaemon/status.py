@@ -8,8 +8,8 @@ keys, so ``status --json`` reads the same way whether the instance runs or not; 
 that only a running instance has (uptime, last frame age, pid) are None when stopped.
 
 Units in the dict: position in lots and in base currency (lots x lot_size, a decimal
-string: exact); money in quote currency (notional units x tick_size x lot_size, float,
-rounded to 1e-8); ages and uptime in seconds; times in ns since the epoch, with an ISO
+string: exact); money in quote currency (notional units x tick_size x lot_size, the float
+nearest the exact figure); ages and uptime in seconds; times in ns since the epoch, with an ISO
 8601 UTC rendering beside each.
 """
 
@@ -103,7 +103,9 @@ def _base(lots: int, lot_size: Decimal) -> str:
 
 
 def _money(units: Fraction | None, money: Fraction) -> float | None:
-    return None if units is None else round(float(units * money), 8)
+    # the float nearest the exact value, never rounded to a fixed 1e-8: an ETHBTC notional
+    # unit is 1e-13 BTC, and figures rounded one by one stop adding up to the total
+    return None if units is None else float(units * money)
 
 
 def _pnl(realized: Fraction, fees: Fraction, funding: Fraction, unrealized: Fraction | None,
@@ -113,7 +115,7 @@ def _pnl(realized: Fraction, fees: Fraction, funding: Fraction, unrealized: Frac
     return {"total": _money(total, money), "realized": _money(realized, money),
             "unrealized": _money(unrealized, money), "fees": _money(fees, money),
             "funding": _money(funding, money),
-            "mark": None if mark is None else round(float(mark * Fraction(tick)), 8)}
+            "mark": None if mark is None else float(mark * Fraction(tick))}
 
 
 def _latch(latch: LatchView) -> dict[str, Any]:
@@ -206,10 +208,14 @@ def kill_confirmed(status: dict[str, Any]) -> bool:
 
 
 def _plain(v: float) -> str:
-    """A money figure or price as a person reads it: fixed point to the 1e-8 the dict is
-    rounded to, trailing zeros dropped (``1234567.89``, ``0.00000012``, ``-3``): never an
-    exponent, never cut to 8 significant digits (which loses cents above 1e6)."""
-    text = f"{v:.8f}".rstrip("0").rstrip(".")
+    """A money figure or price as a person reads it: the shortest decimal that reads back as
+    ``v`` (the exact figure, at any instrument's scale), in fixed point, trailing zeros
+    dropped (``1234567.89``, ``0.0000001234``, ``-3``): never an exponent, never cut to 8
+    significant digits (which loses cents above 1e6) nor to 8 decimals (a half tick of
+    1e-8, a BTC-quoted notional unit)."""
+    text = format(Decimal(repr(v)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
 
 

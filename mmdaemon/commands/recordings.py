@@ -18,10 +18,10 @@ from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config
-from mmdaemon.feed.recording import RecordingError
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
+from mmdaemon.feed.recording import RecordingError, read_recording
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument, Malformed
 from mmdaemon.venues.binance import Market
-from mmdaemon.venues.binance_survey import SurveyError
+from mmdaemon.venues.binance_survey import RecordingSurvey, SurveyError
 from mmdaemon.verify import verify_recordings
 
 if TYPE_CHECKING:
@@ -227,7 +227,33 @@ def file_balances(path: Path) -> dict[str, Decimal] | None:
     return out
 
 
-def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str,
+def spot_instrument(paths: list[str], symbol: str | None) -> Instrument:
+    """The spot instrument the sim serves from ``paths``: the one symbol their frames name
+    (``symbol``, ``--symbol``, picks one of several), on the grids of its frames
+    (:mod:`mmdaemon.venues.binance_survey`), step and minimums of one lot and no minimum
+    notional; BTCUSDT, whose filters the sim knows, gets Binance's when its frames fit them.
+    Raises :class:`SurveyError` (several symbols and none picked, the one picked absent, no
+    decodable frame) or :class:`RecordingError`."""
+    survey = RecordingSurvey(symbol)
+    for text in paths:
+        survey.start_file(text)
+        for item in read_recording([Path(text)]):
+            if isinstance(item, Malformed):
+                survey.on_bad_line()
+            else:
+                survey.on_frame(item[1])
+    grid = survey.plan().instrument
+    if not grid.symbol:
+        raise SurveyError(f"{', '.join(paths)}: no frame names a symbol")
+    known = BINANCE_SPOT_BTCUSDT
+    # the frames' grid is the finest power of ten they need: the venue's or coarser
+    if grid.symbol == known.symbol and grid.tick_size >= known.tick_size and \
+            grid.lot_size >= known.lot_size:
+        return known
+    return Instrument(grid.symbol, f"{grid.tick_size:f}", f"{grid.lot_size:f}")
+
+
+def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str | None,
         credentials: list[str], maker_fee_bps: str, wait_for_subscriber: bool = False,
         reference: ReferenceSpec | None = None, balance: list[str] | None = None) -> int:
     """``mmdaemon sim``: serve ``recordings`` (and the ``reference`` venue's) until
@@ -246,9 +272,10 @@ def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: st
     except ValueError as exc:
         print(f"mmdaemon sim: --balance: {exc}", file=sys.stderr)
         return 2
-    instrument = BINANCE_SPOT_BTCUSDT
-    if symbol != instrument.symbol:
-        print(f"mmdaemon sim: --symbol: only {instrument.symbol} is known", file=sys.stderr)
+    try:
+        instrument = spot_instrument(recordings, symbol)
+    except (RecordingError, SurveyError, OSError) as exc:
+        print(f"mmdaemon sim: {exc}", file=sys.stderr)
         return 2
     logger = log.get_logger(command="sim")
     clock = SystemClock()

@@ -273,8 +273,11 @@ def dry_run(config: Config, recordings: list[str], speed_text: str = "max",
             logger.error("recording_unusable", recordings=recordings, lines=lines,
                          first_malformed=market.first_malformed)
             why = f" (first: {market.first_malformed})" if market.first_malformed else ""
+            symbol = config.instrument.symbol
+            if f", expected '{symbol}'" in market.first_malformed:  # the codec's words
+                why += ": check the config's instrument.symbol"
             raise DryRunFailed(2, f"mmdaemon replay: {', '.join(recordings)}: no frame of "
-                                  f"{config.instrument.symbol} decoded in {lines} lines{why}")
+                                  f"{symbol} decoded in {lines} lines{why}")
         summary = service.summary((service.clock.monotonic_ns() - start_ns) / 1e9)
         summary.update((key, produced[key]) for key in IN_SUMMARY)
         summary["warnings"] = summary_warnings(summary)

@@ -2,7 +2,8 @@
 venue (market data, the WebSocket API, signed REST, user-data streams, funding) on one port.
 
 Each RECORDING file names its symbol in its frames (:mod:`mmdaemon.venues.binance_survey`);
-files of one symbol (several days) are served as one tape, several symbols side by side.
+files of one symbol (several days) are served as one tape, several symbols side by side, each
+USDT-margined (the accounts hold USDT only; another quote asset is refused at start).
 A symbol the sim knows (BTCUSDT) gets Binance's filters; another gets the price and size
 grids of its frames and a minimum notional of :data:`OTHER_MIN_NOTIONAL` USDT.
 """
@@ -21,6 +22,7 @@ from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument, Malformed
+from mmdaemon.sim.futures_accounts import USDT
 from mmdaemon.venues.binance_survey import RecordingSurvey, SurveyError
 
 OTHER_MIN_NOTIONAL: Final = "5"  # Binance USD-M's minimum notional of most symbols (USDT)
@@ -63,6 +65,11 @@ def instruments_of(paths: list[str]) -> list[tuple[Instrument, list[Path]]]:
         symbol = plan.instrument.symbol
         if not symbol:
             raise SimUsageError(f"{text}: no frame names a symbol")
+        if not symbol.endswith(USDT) or symbol == USDT:
+            # its accounts, fills, funding and exchangeInfo are USDT's: a USDC-margined
+            # contract was served as base asset 'ETHUSDC' quoted in USDT
+            raise SimUsageError(f"{text}: {symbol}: the futures sim serves USDT-margined "
+                                f"symbols only (its accounts hold USDT)")
         groups.setdefault(symbol, []).append(path)
         grids.setdefault(symbol, plan.instrument)
     out = []

@@ -356,3 +356,35 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
         os.close(write_end)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+
+
+def test_a_btc_quoted_orders_notional_is_shown_to_its_tick_not_to_the_cent(
+        tmp_path: Path) -> None:
+    """ETHBTC at 0.06183764 BTC (tick 1e-8): the order of 1 ETH is 0.06183764 BTC and the
+    smallest order 0.09 ETH is 0.00556539 BTC, where rounding to the cent read 0.06 and
+    0.01 quote (the smallest order shown above what it is, twice the minimum notional)."""
+    config = write_config(tmp_path, {
+        "instrument": {"symbol": "ETHBTC", "tick_size": "0.00000001", "lot_size": "0.00001",
+                       "min_notional": "0.005"},
+        "risk": {"max_loss": "0.05", "max_drawdown": "0.05"}})
+    derived = review(config, "--price", "0.061837635")["derived"]
+    assert derived["order size"] == "100,000 lots = 1 base = 0.06183764 quote"
+    # 0.005 BTC / 0.061837635 = 0.0809 ETH, up to the step of 0.01 ETH
+    assert derived["smallest order"] == "9,000 lots = 0.09 base = 0.00556539 quote"
+
+
+def test_a_reference_quoted_in_another_currency_is_warned_about(tmp_path: Path) -> None:
+    """ETHBTC (in BTC) priced off the BTCUSDT perpetual (in USDT): lead_lag adds the
+    reference's mid, in USDT, to a basis in BTC; the replay halts on a negative fair value
+    (strategy_error) at once. check-config said "valid, 0 warnings"."""
+    usdm = SHARED_DATA / "binance-usdm-btcusdt" / "btcusdt_20240808.gz"
+    config = write_config(tmp_path, {
+        "instrument": {"symbol": "ETHBTC", "tick_size": "0.00000001", "lot_size": "0.00001",
+                       "min_notional": "0.005"},
+        "risk": {"max_loss": "0.05", "max_drawdown": "0.05"},
+        "reference": {"venue": "binance-usdm", "symbol": "BTCUSDT", "tick_size": "0.1",
+                      "lot_size": "0.001", "recordings": [str(usdm)]},
+        "strategy.fair_value": {"mode": "lead_lag", "local_mode": "weighted_mid"}})
+    message = warned(review(config, "--price", "0.061837635"))["reference.symbol"]
+    assert message.startswith("'BTCUSDT' is quoted in USDT, the instrument 'ETHBTC' in BTC"), \
+        message

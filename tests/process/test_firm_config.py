@@ -122,3 +122,25 @@ def test_a_dry_run_never_joins_the_desk(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["orders"] > 0
     assert "firm_bus" not in proc.stderr
+
+
+@pytest.mark.parametrize(("firm", "message"), [
+    ({"quote_asset": "USDT"}, "firm.quote_asset: expected 'BTC', the quote asset of ETHBTC "
+                              "(instrument.symbol), got 'USDT'"),
+    ({"base_asset": "BTC", "quote_asset": "BTC"},
+     "firm.base_asset: expected 'ETH', the base asset of ETHBTC (instrument.symbol), got 'BTC'"),
+])
+def test_firm_assets_that_are_not_the_instruments_are_refused(
+        tmp_path: Path, firm: dict[str, Any], message: str) -> None:
+    """An ETHBTC instance with the BTCUSDT example's assets: its heartbeats would publish a
+    PnL and notional in BTC as USDT (summed into the desk's USDT loss and a USDT notional
+    limit it can then never reach) and its ETH position as BTC exposure."""
+    eth = {"symbol": "ETHBTC", "tick_size": "0.00000001", "lot_size": "0.00001",
+           "min_notional": "0.005"}
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, {"instrument": eth, "firm": {
+            **FIRM, "base_asset": "ETH", **firm}}))
+    assert message in str(err.value)
+    ok = load_config(write_config(tmp_path, {"instrument": eth, "firm": {
+        **FIRM, "base_asset": "eth", "quote_asset": "BTC"}}))
+    assert ok.firm.enabled

@@ -45,6 +45,7 @@ def test_another_symbols_recording_is_unusable_input(tmp_path: Path) -> None:
     [message] = messages(proc.stderr)
     assert message.startswith(f"mmdaemon replay: {recording}: no frame of BTCUSDT decoded")
     assert "symbol 'ETHUSDT', expected 'BTCUSDT'" in message
+    assert message.endswith("check the config's instrument.symbol"), message
 
 
 def test_a_book_that_never_syncs_is_warned(tmp_path: Path) -> None:

@@ -104,3 +104,14 @@ def test_a_command_line_the_usdm_sim_cannot_serve_is_exit_2_naming_the_fix(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert says in err.decode()
+
+
+def test_a_symbol_the_usdt_margined_sim_cannot_settle_is_exit_2_not_served_as_usdt(
+        usdm_file: Path, tmp_path: Path) -> None:
+    """ETHUSDC (a USDC-margined contract at Binance): the sim's accounts hold USDT only, and
+    its exchangeInfo named baseAsset 'ETHUSDC', quoteAsset 'USDT' for it."""
+    usdc = write_gz(tmp_path / "ethusdc.gz", rewrite(gz_lines(usdm_file), "ETHUSDC"))
+    proc = usdm_sim(str(usdc), "--port", str(free_port()))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "ETHUSDC: the futures sim serves USDT-margined symbols only" in err.decode()

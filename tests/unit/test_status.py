@@ -133,3 +133,26 @@ def test_a_stopped_instances_text_warns_that_a_crashed_run_may_have_left_orders_
     # a SIGKILL'd or OOM-killed run writes no `stopped` line: its orders may still rest
     text = render_text(stopped([], 200, LatchView(False, "", None)))
     assert "after a crash, orders may still rest at the venue" in text, text
+
+
+def test_a_btc_quoted_instruments_pnl_and_mark_are_exact_and_add_up_to_the_total() -> None:
+    """ETHBTC: tick 1e-8 BTC, lot 0.001 ETH, one notional unit 1e-11 BTC. Bought 2 lots at
+    6,183,763 ticks, sold 1 at 400 ticks more (realised 400 units = 4e-9 BTC); last mid
+    400.5 ticks above the cost (unrealised 400.5 units). Rounded to 1e-8 every figure read
+    "total 0.00000001 = realized 0 + unrealized 0", and the mark lost its half tick."""
+    fills = [Fill(1, Side.BUY, 6_183_763, 2, 0, True, 1, 1),
+             Fill(2, Side.SELL, 6_184_163, 1, 0, True, 2, 2)]
+    s = stopped_status(StoppedFacts(
+        "ETHBTC", "binance-spot", "binance", "BTC", Decimal("0.00000001"), Decimal("0.001"),
+        fills, [], 2 * 6_183_763 + 801, "ACTIVE", False, "", 1_796_651_270_228_024_877,
+        LatchView(False, "", None), VERSIONS))
+    assert s["pnl"]["realized"] == float(Decimal("0.000000004"))
+    assert s["pnl"]["unrealized"] == float(Decimal("0.000000004005"))
+    assert s["pnl"]["total"] == float(Decimal("0.000000008005"))
+    assert s["pnl"]["mark"] == float(Decimal("0.061841635"))
+    text = render_text(s)
+    line = next(x for x in text.splitlines() if x.startswith("pnl:"))
+    total, realized, unrealized, fees, funding, mark = (
+        Decimal(x) for x in re.findall(r"-?\d+(?:\.\d+)?", line))
+    assert total == realized + unrealized - fees + funding == Decimal("0.000000008005"), line
+    assert mark == Decimal("0.061841635"), line
