@@ -6,6 +6,9 @@ SIGHUP), with the files it names that shape its parameters (the micro-price tabl
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import stat
 from pathlib import Path
 
 from mmdaemon.config import Config, ConfigError, parse_config
@@ -18,12 +21,25 @@ def load_config(path: str | Path) -> Config:
     file's own directory."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = _read_regular(path).decode()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     return load_tables(resolve_paths(parse_config(text, path), path.resolve().parent))
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file ``path``. Anything else is refused unread (OSError
+    "not a regular file"): a FIFO would block the caller until a writer came (on SIGHUP,
+    the event loop: frames, watchdog pings and a kill with it), a device such as
+    ``/dev/zero`` would be read until memory ran out."""
+    # O_NONBLOCK: opening a FIFO does not wait for a writer; a regular file ignores it
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # judged on what was opened
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read()
 
 
 TABLE_KEY = "strategy.fair_value.stoikov_table"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +163,21 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[risk\nmax_loss = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_reading_it(
+        tmp_path: Path, command: str) -> None:
+    """A FIFO is refused, not waited on for a writer; a device (``/dev/zero``) is refused,
+    not read until memory runs out. (Run in a subprocess: before, either never returned.)"""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        args = [str(path)] if command == "check-config" else ["--config", str(path)]
+        proc = subprocess.run([sys.executable, "-m", "mmdaemon", command, *args],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert f"{path}: cannot read config: not a regular file" in proc.stderr
 
 
 def test_kill_refuses_a_stale_pid_file(tmp_path: Path) -> None:
