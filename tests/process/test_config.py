@@ -62,6 +62,11 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
          "exchange.stop_timeout_ms: expected 3000..600000 ms"),
         ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
         ({"risk": {"colour": 1}}, (), "risk.colour: unknown key"),
+        # checked less often than the limit, a silent feed outlives it (60 s: never halted
+        # in a 6 s silence with a 1 s limit)
+        ({"risk": {"stale_feed_ms": 1000, "supervisor_interval_ms": 1001}}, (),
+         "risk.supervisor_interval_ms: expected at most risk.stale_feed_ms (1000), got 1001: "
+         "the breakers are checked this often, a silent feed would outlive its limit"),
         ({"feed": {"speed": "fast"}}, (), "feed.speed: speed must be a positive number"),
         ({"strategy.skew": {"mode": "sideways"}}, (), "strategy.skew"),
         ({"strategy.adverse": {"horizons_s": ["a"]}}, (),
