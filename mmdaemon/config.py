@@ -481,6 +481,11 @@ def _check(config: Config) -> None:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    if risk.supervisor_interval_ms > risk.stale_feed_ms:
+        raise ConfigError(f"risk.supervisor_interval_ms: expected at most risk.stale_feed_ms "
+                          f"({risk.stale_feed_ms}), got {risk.supervisor_interval_ms}: the "
+                          f"breakers are checked this often, a silent feed would outlive its "
+                          f"limit")
     try:
         horizons_ns(config.report.markout_horizons_s)
     except ValueError as exc:

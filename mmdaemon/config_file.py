@@ -6,6 +6,9 @@ SIGHUP), with the files it names that shape its parameters (the micro-price tabl
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import stat
 from pathlib import Path
 
 from mmdaemon.config import Config, ConfigError, parse_config
@@ -18,12 +21,25 @@ def load_config(path: str | Path) -> Config:
     file's own directory."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = _read_regular(path).decode()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     return load_tables(resolve_paths(parse_config(text, path), path.resolve().parent))
+
+
+def _read_regular(path: Path, limit: int = -1) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (-1: all).
+    Anything else is refused unread (OSError "not a regular file"): a FIFO would block the
+    caller until a writer came (on SIGHUP, the event loop: frames, watchdog pings and a
+    kill with it), a device such as ``/dev/zero`` would be read until memory ran out."""
+    # O_NONBLOCK: opening a FIFO does not wait for a writer; a regular file ignores it
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # judged on what was opened
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read(limit)
 
 
 TABLE_KEY = "strategy.fair_value.stoikov_table"
@@ -44,9 +60,8 @@ def load_tables(config: Config) -> Config:
 
 def read_table(path: Path, config: Config) -> MicropriceTable:
     """The micro-price table at ``path`` for ``config``'s instrument."""
-    try:
-        with open(path, "rb") as file:  # bounded: a device or a huge file is not read whole
-            body = file.read(MAX_TABLE_BYTES + 1)
+    try:  # bounded: a huge file is not read whole
+        body = _read_regular(path, MAX_TABLE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{TABLE_KEY}: cannot read {path}: {exc.strerror or exc} (write it "
                           f"with mmdaemon fit-microprice)") from None

@@ -184,6 +184,7 @@ class Service:
         self._refused: VenueRefused | None = None  # the venue refused us for good
         self._background: set[asyncio.Task[None]] = set()
         self._feed: asyncio.Task[None] | None = None
+        self._supervisor_nap: asyncio.Future[None] | None = None  # its wait between checks
         self.exit_code = 0
         self._started_mono = clock.monotonic_ns()
         # order entry has reconciled with the venue at least once: only from then on does
@@ -470,8 +471,12 @@ class Service:
             new = reload_parts(self.config_path, self.config, self.instrument,
                                self.engine.book.bids.least, self.log)
             if new is not None:
+                interval_ms = self.config.risk.supervisor_interval_ms
                 self.engine.reload(*new)
                 self.config = new[0]
+                nap = self._supervisor_nap
+                if nap is not None and interval_ms != self.config.risk.supervisor_interval_ms:
+                    nap.cancel()  # the supervisor's next wait is the new interval
                 self.log.info("reloaded", config=str(self.config_path))
         finally:
             self.readiness.reloaded()
@@ -540,12 +545,20 @@ class Service:
     # -- supervisor -----------------------------------------------------------------------------
 
     async def _supervisor_task(self) -> None:
-        """On the clock: what event time cannot see (a feed gone silent), kills and halts."""
-        interval_s = self.config.risk.supervisor_interval_ms / 1000
+        """On the clock: what event time cannot see (a feed gone silent), kills and halts.
+        The interval is the config's in force: a reload that changes it cuts the current
+        wait short (:meth:`reload`), so a tighter one watches from then on."""
         next_log_flush = 0
         engine = self.engine
         while True:
-            await self.clock.sleep(interval_s)
+            nap = self._supervisor_nap = asyncio.ensure_future(
+                self.clock.sleep(self.config.risk.supervisor_interval_ms / 1000))
+            try:
+                await nap
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # this task is cancelled
+                    raise
             if self.speed is not None:  # at --speed max event time is the only clock
                 engine.supervise(self.event_now())
             now = self.clock.monotonic_ns()

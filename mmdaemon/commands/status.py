@@ -5,8 +5,9 @@ over its control socket (:mod:`mmdaemon.control`); when none runs, it reads what
 run left: the journal (read-only) and the kill latch. Exit status: 0 running; 3 stopped
 (the status is the journal's; also when no instance ever ran there); 1 an instance holds
 the state directory but does not answer (starting, stuck, or an older version without the
-socket); 2 a config error (a state directory that is no directory), or this user
-may not read the state directory or use its socket (not root).
+socket); 2 a config error (a state directory that is no directory, or one where an
+instance of another instrument runs), or this user may not read the state directory or use
+its socket (not root).
 
 ``kill --config FILE`` sends SIGUSR1 as before, then polls the control socket until the
 instance reports the kill confirmed (:func:`mmdaemon.status.kill_confirmed`: KILLED,
@@ -86,6 +87,16 @@ def status(config: Config, config_path: Path, as_json: bool) -> int:
         except (OSError, ValueError) as why:
             return said(f"no instance runs on {state_dir}, and its journal cannot be read: "
                         f"{why}", "stopped", EXIT_STOPPED)
+    else:  # an instance runs there: this config's, or one its [state] dir points at wrongly
+        mine = {"venue": config.instrument.venue, "symbol": config.instrument.symbol,
+                "adapter": config.exchange.adapter}
+        differ = [f"{key} {current.get(key)!r} (this config: {value!r})"
+                  for key, value in mine.items() if current.get(key) != value]
+        if differ:
+            return said(f"the instance running on {state_dir} (pid {current.get('pid')}) is "
+                        f"another instance: {', '.join(differ)}; whether this config's runs "
+                        f"is not known (fix the config's [state] dir)", "unknown",
+                        EXIT_UNREADABLE)
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(current, option=orjson.OPT_SORT_KEYS) + b"\n")
     else:

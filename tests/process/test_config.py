@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,11 @@ def test_shipped_configs_load(tmp_path: Path) -> None:
          "exchange.stop_timeout_ms: expected 3000..600000 ms"),
         ({"risk": {"stale_feed_ms": True}}, (), "risk.stale_feed_ms: expected an integer"),
         ({"risk": {"colour": 1}}, (), "risk.colour: unknown key"),
+        # checked less often than the limit, a silent feed outlives it (60 s: never halted
+        # in a 6 s silence with a 1 s limit)
+        ({"risk": {"stale_feed_ms": 1000, "supervisor_interval_ms": 1001}}, (),
+         "risk.supervisor_interval_ms: expected at most risk.stale_feed_ms (1000), got 1001: "
+         "the breakers are checked this often, a silent feed would outlive its limit"),
         ({"feed": {"speed": "fast"}}, (), "feed.speed: speed must be a positive number"),
         ({"strategy.skew": {"mode": "sideways"}}, (), "strategy.skew"),
         ({"strategy.adverse": {"horizons_s": ["a"]}}, (),
@@ -162,6 +168,21 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[risk\nmax_loss = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_reading_it(
+        tmp_path: Path, command: str) -> None:
+    """A FIFO is refused, not waited on for a writer; a device (``/dev/zero``) is refused,
+    not read until memory runs out. (Run in a subprocess: before, either never returned.)"""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        args = [str(path)] if command == "check-config" else ["--config", str(path)]
+        proc = subprocess.run([sys.executable, "-m", "mmdaemon", command, *args],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert f"{path}: cannot read config: not a regular file" in proc.stderr
 
 
 def test_kill_refuses_a_stale_pid_file(tmp_path: Path) -> None:

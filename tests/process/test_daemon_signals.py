@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import signal
 import sqlite3
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from mmdaemon import speedups
+from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon, Event
 from tests.helpers import write_config
 
@@ -129,3 +131,36 @@ def test_sigkill_mid_replay_loses_no_fill_and_doubles_none(tmp_path: Path) -> No
 
 def sends_or_fill(e: Event) -> bool:
     return e.get("event") in ("fill", "orders_cancelled", "state_changed")
+
+
+def test_a_reloaded_supervisor_interval_is_the_one_that_watches_a_silent_feed(
+        tmp_path: Path) -> None:
+    """Started checking once a minute, reloaded to a 1 s staleness limit checked every
+    20 ms: a 6 s silence some seconds later halts (`feed_stale`). Before, the clock's
+    supervisor kept the interval read at start and slept through the silence: no halt,
+    quotes left out on a silent feed."""
+    with gzip.open(SPOT_FILES[0], "rb") as f:
+        lines = f.read().splitlines()[:3000]
+    hole_ns = 6_000_000_000  # no frame at all, then the feed resumes
+    shifted = [str(int(ns) + hole_ns).encode() + b" " + frame
+               for ns, frame in (line.split(b" ", 1) for line in lines[2000:])]
+    recording = tmp_path / "hole.gz"
+    with gzip.open(recording, "wb") as f:
+        f.write(b"\n".join(lines[:2000] + shifted) + b"\n")
+    config = write_config(tmp_path, {
+        "feed": {"recordings": [str(recording)], "speed": "2"},
+        "risk": {"stale_feed_ms": 60_000, "supervisor_interval_ms": 60_000}})
+    text = config.read_text()
+    d = Daemon(config)
+    try:
+        d.wait_event("ready")
+        config.write_text(text.replace("stale_feed_ms = 60000", "stale_feed_ms = 1000")
+                          .replace("supervisor_interval_ms = 60000", "supervisor_interval_ms = 20"))
+        d.signal(signal.SIGHUP)
+        i, _ = d.wait_event("reloaded")
+        _, stale = d.wait_event("state_changed", reason="feed_stale", start=i)
+        assert stale["new"] == "HALTED"
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()

@@ -187,6 +187,28 @@ def test_abstract_socket_and_a_dead_feed_stops_the_pings(tmp_path: Path) -> None
         manager.close()
 
 
+def test_a_reload_from_a_fifo_is_refused_and_the_kill_switch_still_works(
+        tmp_path: Path) -> None:
+    """A FIFO put where the config was (a config tool's process substitution, a named pipe
+    nobody writes): before, the SIGHUP's read blocked the event loop until a writer came,
+    and the frames, the watchdog pings and a SIGUSR1 kill waited with it."""
+    config_path = write_config(tmp_path, {"feed": {"speed": "10"}})
+    d = Daemon(config_path)
+    try:
+        d.wait_event("ready")
+        config_path.unlink()
+        os.mkfifo(config_path)
+        d.signal(signal.SIGHUP)
+        i, failed = d.wait_event("reload_failed", timeout=15)
+        assert failed["error"] == f"{config_path}: cannot read config: not a regular file"
+        d.signal(signal.SIGUSR1)
+        d.wait_event("kill_switch_tripped", start=i)
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+
+
 def test_reload_applies_refuses_and_survives_bad_files(tmp_path: Path) -> None:
     config_path = write_config(tmp_path, {"feed": {"speed": "10"}})
     d = Daemon(config_path)

@@ -148,3 +148,26 @@ def test_status_of_a_state_dir_that_is_a_file_names_it_and_invents_no_holder(
     assert "holds" not in out.stderr, out.stderr
     assert f"cannot use the state directory {tmp_path / 'state'}: Not a directory" \
         in out.stderr, out.stderr
+
+
+def test_status_with_a_config_for_another_instrument_does_not_report_that_instance_running(
+        tmp_path: Path) -> None:
+    """An ETHUSDT config whose [state] dir is a running BTCUSDT instance's (a copied config
+    not edited): before, exit 0 and the BTCUSDT status, as if this config's instance ran."""
+    config = write_config(tmp_path, {"feed": {"speed": "10"}})
+    eth = write_config(tmp_path, {"feed": {"speed": "10"},
+                                  "instrument": {"symbol": "ETHUSDT"}}, name="eth.toml")
+    d = Daemon(config)
+    try:
+        d.wait_event("ready")
+        assert cli("status", "--config", str(config)).returncode == 0
+        out = cli("status", "--config", str(eth), "--json")
+        assert out.returncode == 2, out
+        said = json.loads(out.stdout)
+        assert set(said) == {"error", "instance", "state_dir"} and said["instance"] == "unknown"
+        assert (f"the instance running on {tmp_path / 'state'} (pid {d.proc.pid}) is another "
+                f"instance: symbol 'BTCUSDT' (this config: 'ETHUSDT')") in out.stderr, out
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()

@@ -5,6 +5,8 @@ config's instrument, and the old mode name ``microprice``."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import pytest
 from mmdaemon.config import ConfigError
 from mmdaemon.config_file import load_config
 from tests.conftest import REPO, SPOT_FILES
+from tests.daemon_process import Daemon
 from tests.helpers import write_config
 
 SHIPPED_TABLE = REPO / "config" / "stoikov-btcusdt-spot.json"
@@ -140,6 +143,35 @@ def test_a_table_that_is_not_one_for_this_instrument_is_refused(
         (tmp_path / "t.json").write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_config(stoikov_config(tmp_path, "t.json"))
+
+
+def test_a_table_that_is_a_fifo_is_refused_at_check_and_on_reload_without_waiting(
+        tmp_path: Path) -> None:
+    """Before, opening a FIFO for the table waited for a writer: ``check-config`` hung, and
+    a SIGHUP froze the running daemon's event loop (a kill not acted on) until one came."""
+    (tmp_path / "t.json").write_bytes(SHIPPED_TABLE.read_bytes())
+    os.mkfifo(tmp_path / "fifo.json")
+    fifo_config = stoikov_config(tmp_path / "fifo", str(tmp_path / "fifo.json"))
+    proc = subprocess.run([sys.executable, "-m", "mmdaemon", "check-config", str(fifo_config)],
+                          capture_output=True, text=True, timeout=60)
+    message = f"{KEY}: cannot read {tmp_path / 'fifo.json'}: not a regular file"
+    assert proc.returncode == 2 and message in proc.stderr
+    config = stoikov_config(tmp_path, "t.json")
+    text = config.read_text().replace('speed = "max"', 'speed = "10"')
+    config.write_text(text)
+    d = Daemon(config)
+    try:
+        d.wait_event("ready")
+        config.write_text(text.replace('"t.json"', '"fifo.json"'))
+        d.signal(signal.SIGHUP)
+        i, failed = d.wait_event("reload_failed", timeout=15)
+        assert message in failed["error"]
+        d.signal(signal.SIGUSR1)
+        d.wait_event("kill_switch_tripped", start=i)
+        assert d.stop() == 0
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
 
 
 def test_a_bad_table_stops_the_replay_naming_the_key(tmp_path: Path) -> None:
