@@ -77,3 +77,14 @@ class Daemon:
         self.proc.kill()
         self.proc.wait(10)
         self._reader.join(5)
+
+
+def reload_fails_and_a_kill_still_works(d: Daemon, error: str) -> None:
+    """SIGHUP to ``d``: ``reload_failed`` with ``error`` in its text; then a SIGUSR1 is acted
+    on and the stop exits 0, so the failed read never blocked the event loop."""
+    d.signal(signal.SIGHUP)
+    i, failed = d.wait_event("reload_failed", timeout=15)
+    assert error in failed["error"], failed
+    d.signal(signal.SIGUSR1)
+    d.wait_event("kill_switch_tripped", start=i)
+    assert d.stop() == 0

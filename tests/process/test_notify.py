@@ -15,7 +15,7 @@ import pytest
 
 from mmdaemon.notify import Notifier
 from tests.conftest import SPOT_FILES
-from tests.daemon_process import Daemon
+from tests.daemon_process import Daemon, reload_fails_and_a_kill_still_works
 from tests.helpers import wait_for, write_config
 
 
@@ -198,12 +198,8 @@ def test_a_reload_from_a_fifo_is_refused_and_the_kill_switch_still_works(
         d.wait_event("ready")
         config_path.unlink()
         os.mkfifo(config_path)
-        d.signal(signal.SIGHUP)
-        i, failed = d.wait_event("reload_failed", timeout=15)
-        assert failed["error"] == f"{config_path}: cannot read config: not a regular file"
-        d.signal(signal.SIGUSR1)
-        d.wait_event("kill_switch_tripped", start=i)
-        assert d.stop() == 0
+        reload_fails_and_a_kill_still_works(
+            d, f"{config_path}: cannot read config: not a regular file")
     finally:
         if d.proc.poll() is None:
             d.kill()

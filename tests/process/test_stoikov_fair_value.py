@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from mmdaemon.config import ConfigError
 from mmdaemon.config_file import load_config
 from tests.conftest import REPO, SPOT_FILES
-from tests.daemon_process import Daemon
+from tests.daemon_process import Daemon, reload_fails_and_a_kill_still_works
 from tests.helpers import write_config
 
 SHIPPED_TABLE = REPO / "config" / "stoikov-btcusdt-spot.json"
@@ -163,12 +162,7 @@ def test_a_table_that_is_a_fifo_is_refused_at_check_and_on_reload_without_waitin
     try:
         d.wait_event("ready")
         config.write_text(text.replace('"t.json"', '"fifo.json"'))
-        d.signal(signal.SIGHUP)
-        i, failed = d.wait_event("reload_failed", timeout=15)
-        assert message in failed["error"]
-        d.signal(signal.SIGUSR1)
-        d.wait_event("kill_switch_tripped", start=i)
-        assert d.stop() == 0
+        reload_fails_and_a_kill_still_works(d, message)
     finally:
         if d.proc.poll() is None:
             d.kill()
