@@ -26,7 +26,7 @@ from mmdaemon.feed.recording import RecordingError, read_recording
 from mmdaemon.market import MarketState, Reporter, _ignore
 from mmdaemon.model import BookUpdate, Gap, Malformed, TopOfBook
 from mmdaemon.venues.binance import BinanceCodec, Market
-from mmdaemon.venues.binance_survey import RecordingSurvey
+from mmdaemon.venues.binance_survey import RecordingSurvey, VerifyPlan
 
 Top = tuple[int, int, int, int]  # bid, bid_size, ask, ask_size
 HISTORY = 512  # applied diffs whose top of book is remembered for late tickers
@@ -160,6 +160,24 @@ class BookVerifier:
         }
 
 
+def survey_recordings(paths: Sequence[str | Path], symbol: str | None = None
+                      ) -> tuple[RecordingSurvey, VerifyPlan]:
+    """Every frame of ``paths`` once through a :class:`RecordingSurvey` for ``symbol``
+    (None: the one they name): the survey and its plan. How ``verify-book`` and the sims
+    learn a recording's symbol and grids. Raises
+    :class:`~mmdaemon.feed.recording.RecordingError`,
+    :class:`~mmdaemon.venues.binance_survey.SurveyError` or OSError."""
+    survey = RecordingSurvey(symbol)
+    for path in paths:
+        survey.start_file(str(path))
+        for item in read_recording([Path(path)]):
+            if isinstance(item, Malformed):
+                survey.on_bad_line()
+            else:
+                survey.on_frame(item[1])
+    return survey, survey.plan()
+
+
 def verify_recordings(paths: Sequence[str | Path], market: Market, symbol: str | None = None,
                       report: Reporter = _ignore) -> dict[str, Any]:
     """Verify the book of ``symbol`` (None: the one the recordings name) in ``paths`` on the
@@ -173,15 +191,7 @@ def verify_recordings(paths: Sequence[str | Path], market: Market, symbol: str |
     :class:`~mmdaemon.venues.binance_survey.SurveyError` when the recordings cannot be
     verified as given; both are unusable input.
     """
-    survey = RecordingSurvey(symbol)
-    for path in paths:
-        survey.start_file(str(path))
-        for item in read_recording([path]):
-            if isinstance(item, Malformed):
-                survey.on_bad_line()
-            else:
-                survey.on_frame(item[1])
-    plan = survey.plan()
+    survey, plan = survey_recordings(paths, symbol)
     for snap in plan.unattributed:
         report("snapshot_unattributed", file=survey.files[snap.file], frame=snap.index,
                update_id=snap.update_id)

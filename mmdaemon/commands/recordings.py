@@ -18,11 +18,11 @@ from mmdaemon import log
 from mmdaemon.clock import SystemClock
 from mmdaemon.commands.usage import UsageError, speed_and_recordings
 from mmdaemon.config import Config
-from mmdaemon.feed.recording import RecordingError, read_recording
-from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument, Malformed
+from mmdaemon.feed.recording import RecordingError
+from mmdaemon.model import BINANCE_SPOT_BTCUSDT, BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.venues.binance import Market
-from mmdaemon.venues.binance_survey import RecordingSurvey, SurveyError
-from mmdaemon.verify import verify_recordings
+from mmdaemon.venues.binance_survey import SurveyError, served_instrument
+from mmdaemon.verify import survey_recordings, verify_recordings
 
 if TYPE_CHECKING:
     from mmdaemon.sim.server import ReferenceSpec
@@ -234,23 +234,10 @@ def spot_instrument(paths: list[str], symbol: str | None) -> Instrument:
     notional; BTCUSDT, whose filters the sim knows, gets Binance's when its frames fit them.
     Raises :class:`SurveyError` (several symbols and none picked, the one picked absent, no
     decodable frame) or :class:`RecordingError`."""
-    survey = RecordingSurvey(symbol)
-    for text in paths:
-        survey.start_file(text)
-        for item in read_recording([Path(text)]):
-            if isinstance(item, Malformed):
-                survey.on_bad_line()
-            else:
-                survey.on_frame(item[1])
-    grid = survey.plan().instrument
+    grid = survey_recordings(paths, symbol)[1].instrument
     if not grid.symbol:
         raise SurveyError(f"{', '.join(paths)}: no frame names a symbol")
-    known = BINANCE_SPOT_BTCUSDT
-    # the frames' grid is the finest power of ten they need: the venue's or coarser
-    if grid.symbol == known.symbol and grid.tick_size >= known.tick_size and \
-            grid.lot_size >= known.lot_size:
-        return known
-    return Instrument(grid.symbol, f"{grid.tick_size:f}", f"{grid.lot_size:f}")
+    return served_instrument(grid, BINANCE_SPOT_BTCUSDT)
 
 
 def sim(recordings: list[str], host: str, port: int, speed_text: str, symbol: str | None,

@@ -20,10 +20,11 @@ from typing import Final
 
 from mmdaemon import log
 from mmdaemon.clock import SystemClock
-from mmdaemon.feed.recording import RecordingError, read_recording
-from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument, Malformed
+from mmdaemon.feed.recording import RecordingError
+from mmdaemon.model import BINANCE_USDM_BTCUSDT, Instrument
 from mmdaemon.sim.futures_accounts import USDT
-from mmdaemon.venues.binance_survey import RecordingSurvey, SurveyError
+from mmdaemon.venues.binance_survey import SurveyError, served_instrument
+from mmdaemon.verify import survey_recordings
 
 OTHER_MIN_NOTIONAL: Final = "5"  # Binance USD-M's minimum notional of most symbols (USDT)
 _DURATION_RE: Final = re.compile(r"([0-9]+)(ms|s|m|h)?")
@@ -50,15 +51,8 @@ def instruments_of(paths: list[str]) -> list[tuple[Instrument, list[Path]]]:
     grids: dict[str, Instrument] = {}
     for text in paths:
         path = Path(text)
-        survey = RecordingSurvey()
-        survey.start_file(text)
         try:
-            for item in read_recording([path]):
-                if isinstance(item, Malformed):
-                    survey.on_bad_line()
-                else:
-                    survey.on_frame(item[1])
-            plan = survey.plan()
+            plan = survey_recordings([path])[1]
         except (RecordingError, SurveyError, OSError) as exc:
             raise SimUsageError(f"{text}: {exc} (the futures sim serves one symbol per "
                                 "recording file)") from None
@@ -72,19 +66,8 @@ def instruments_of(paths: list[str]) -> list[tuple[Instrument, list[Path]]]:
                                 f"symbols only (its accounts hold USDT)")
         groups.setdefault(symbol, []).append(path)
         grids.setdefault(symbol, plan.instrument)
-    out = []
-    for symbol, files in groups.items():
-        grid = grids[symbol]
-        known = BINANCE_USDM_BTCUSDT
-        # the frames' grid is the finest power of ten they need: the venue's or coarser
-        if symbol == known.symbol and grid.tick_size >= known.tick_size and \
-                grid.lot_size >= known.lot_size:
-            inst = known
-        else:
-            inst = Instrument(symbol, f"{grid.tick_size:f}", f"{grid.lot_size:f}",
-                              min_notional=OTHER_MIN_NOTIONAL)
-        out.append((inst, files))
-    return out
+    return [(served_instrument(grids[symbol], BINANCE_USDM_BTCUSDT, OTHER_MIN_NOTIONAL), files)
+            for symbol, files in groups.items()]
 
 
 def usdm_sim(recordings: list[str], host: str, port: int, speed: float | None,

@@ -296,3 +296,17 @@ class RecordingSurvey:
                     unattributed.append(snap)
         instrument = Instrument(mine or "", grid(price), grid(size))
         return VerifyPlan(instrument, skip, self.frames, unattributed)
+
+
+def served_instrument(grid: Instrument, known: Instrument, min_notional: str = "0"
+                      ) -> Instrument:
+    """The instrument a sim serves for frames that need ``grid`` (the survey's: symbol and
+    the finest powers of ten of price and size): ``known``, whose venue filters the sim
+    has, when it is that symbol and its frames fit its grid (the frames' grid is the
+    venue's or coarser); else ``grid`` with steps of one lot and ``min_notional`` (quote
+    currency)."""
+    if grid.symbol == known.symbol and grid.tick_size >= known.tick_size and \
+            grid.lot_size >= known.lot_size:
+        return known
+    return Instrument(grid.symbol, f"{grid.tick_size:f}", f"{grid.lot_size:f}",
+                      min_notional=min_notional)
