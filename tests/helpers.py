@@ -151,6 +151,12 @@ def wait_for(get: Callable[[], T], timeout: float = 30.0, what: str = "the condi
     return value
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    """The fields of ``/proc/PID/status`` (``State``, ``SigPnd``, ``VmHWM``, ...), as text."""
+    return dict(line.split(":\t", 1) for line in
+                Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+
+
 def traced_growth(run: Callable[[], None], warm: int = 1, passes: int = 3) -> int:
     """Bytes of Python-allocator memory still held after ``passes`` more calls of ``run``
     than after one, once ``warm`` calls filled caches and memos: what a leak adds."""

@@ -25,7 +25,7 @@ from mmdaemon.early_signals import launcher_path
 from mmdaemon.latch import read_latch
 from mmdaemon.records import LatchState
 from tests.daemon_process import Daemon
-from tests.helpers import first_lines, wait_for, write_config
+from tests.helpers import first_lines, proc_status, wait_for, write_config
 from tests.recorder import Recorder
 
 LAUNCHER = Path(sys.executable).with_name("mmdaemond")
@@ -39,8 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 def signal_bits(pid: int) -> int:
     """SigBlk | SigCgt of ``pid``: nonzero once the launcher or Python holds a signal."""
-    fields = dict(line.split(":\t", 1) for line in
-                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    fields = proc_status(pid)
     return int(fields["SigBlk"], 16) | int(fields["SigCgt"], 16)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_process import Daemon
-from tests.helpers import write_config
+from tests.helpers import proc_status, write_config
 
 
 @pytest.fixture
@@ -32,10 +32,9 @@ def signalled(proc: subprocess.Popen[bytes]) -> bool:
     signal pending (a fatal one, the whole process as exiting) before it returns, so a
     sender that has finished leaves a trace here at once: no waiting needed."""
     try:
-        status = Path(f"/proc/{proc.pid}/status").read_text()
+        fields = proc_status(proc.pid)
     except FileNotFoundError:  # reaped
         return True
-    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
     pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
     return bool(pending) or fields["State"].startswith(("Z", "X")) or proc.poll() is not None
 

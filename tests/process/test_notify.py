@@ -16,7 +16,7 @@ import pytest
 from mmdaemon.notify import Notifier
 from tests.conftest import SPOT_FILES
 from tests.daemon_process import Daemon, reload_fails_and_a_kill_still_works
-from tests.helpers import wait_for, write_config
+from tests.helpers import proc_status, wait_for, write_config
 
 
 class NotifySocket:
@@ -62,12 +62,6 @@ class NotifySocket:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(marker.encode(), self.sock.getsockname())
         wait_for(lambda: any(m == marker for _, m in self.messages), 10, "drain marker")
-
-
-def stopped(pid: int) -> bool:
-    """Whether process ``pid`` is stopped by a signal (``T`` in ``/proc/PID/stat``)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2] == "T"
 
 
 @pytest.mark.parametrize("abstract", [False, True])
@@ -125,7 +119,8 @@ def test_ready_watchdog_status_stop_reload_under_a_real_daemon(tmp_path: Path) -
 
         # a hung process sends nothing: SIGSTOP it for 1.5 s
         d.signal(signal.SIGSTOP)
-        wait_for(lambda: stopped(d.proc.pid), 10, "the daemon stopped")
+        wait_for(lambda: proc_status(d.proc.pid)["State"].startswith("T"), 10,
+                 "the daemon stopped")
         manager.drain()  # every ping sent before it stopped has been read
         before = len(manager.with_line("WATCHDOG=1"))
         time.sleep(1.5)  # the hang under test: 1.5 s of real time stopped, not a wait

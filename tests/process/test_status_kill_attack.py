@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_process import Daemon
-from tests.helpers import wait_for, write_config
+from tests.helpers import proc_status, wait_for, write_config
 from tests.process.test_record_sim_cli import free_port
 from tests.process.test_sim_processes import sim_config
 from tests.process.test_status_kill import cli
@@ -106,8 +106,7 @@ def test_status_help_states_every_exit_status() -> None:
 
 def sigusr1_pending(pid: int) -> bool:
     """SIGUSR1 is pending for ``pid`` (sent, not yet handled: a stopped process)."""
-    fields = dict(line.split(":\t", 1) for line in
-                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    fields = proc_status(pid)
     mask = int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
     return bool(mask & (1 << (signal.SIGUSR1 - 1)))
 
